@@ -1,0 +1,124 @@
+//! A small HTTP/1 client for the local API, over its unix socket or TCP, used by the CLI's
+//! client commands (`weft status`, ...).
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+use super::ApiAddr;
+
+/// How long a client command waits for the daemon.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an API request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the weft API at {addr} ({source}); is `weft up` running, and is --api right?"
+    )]
+    Connect {
+        addr: ApiAddr,
+        source: std::io::Error,
+    },
+    #[error("the weft API at {addr} did not answer within {} s", TIMEOUT.as_secs())]
+    Timeout { addr: ApiAddr },
+    #[error("HTTP exchange with the weft API at {addr} failed: {source}")]
+    Http { addr: ApiAddr, source: hyper::Error },
+    #[error("the weft API answered {status} to {path}: {body}")]
+    Status {
+        path: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("the weft API's answer to {path} is not what this weft expects: {source}")]
+    Decode {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+/// `GET path` and decodes the JSON answer.
+pub async fn get_json<T: DeserializeOwned>(addr: &ApiAddr, path: &str) -> Result<T, ClientError> {
+    let body = get(addr, path).await?;
+    serde_json::from_slice(&body).map_err(|source| ClientError::Decode {
+        path: path.to_string(),
+        source,
+    })
+}
+
+/// `GET path`; the body of a 2xx answer.
+pub async fn get(addr: &ApiAddr, path: &str) -> Result<Bytes, ClientError> {
+    let exchange = async {
+        let (status, body) =
+            match addr {
+                ApiAddr::Unix(socket) => {
+                    let stream = UnixStream::connect(socket).await.map_err(|source| {
+                        ClientError::Connect {
+                            addr: addr.clone(),
+                            source,
+                        }
+                    })?;
+                    exchange(addr, stream, path).await?
+                }
+                ApiAddr::Tcp(socket) => {
+                    let stream = TcpStream::connect(socket).await.map_err(|source| {
+                        ClientError::Connect {
+                            addr: addr.clone(),
+                            source,
+                        }
+                    })?;
+                    exchange(addr, stream, path).await?
+                }
+            };
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(ClientError::Status {
+                path: path.to_string(),
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            })
+        }
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| ClientError::Timeout { addr: addr.clone() })?
+}
+
+async fn exchange<S>(
+    addr: &ApiAddr,
+    stream: S,
+    path: &str,
+) -> Result<(StatusCode, Bytes), ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let http = |source| ClientError::Http {
+        addr: addr.clone(),
+        source,
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http)?;
+    let driver = tokio::spawn(connection);
+    let request = Request::get(path)
+        .header(hyper::header::HOST, "weft")
+        .body(Empty::<Bytes>::new())
+        .expect("a GET with a path and a static header is a valid request");
+    let result = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+    .await
+    .map_err(http);
+    driver.abort();
+    result
+}

@@ -1,0 +1,13 @@
+//! The local HTTP API (axum) that `weft status` and, later, Kairos talk to. It listens on a
+//! unix socket or a TCP address ([`listen`]), serves the native `/v1` JSON API and `/healthz`,
+//! and stops when the daemon's shutdown token is cancelled. [`client`] is the matching client
+//! used by the CLI.
+
+mod addr;
+pub mod client;
+mod listen;
+mod routes;
+
+pub use addr::ApiAddr;
+pub use listen::{ApiListener, ListenError};
+pub use routes::{NodeInfo, StatusView, router};

@@ -1,0 +1,430 @@
+//! The command line: clap definitions and one small function per subcommand over the library.
+//!
+//! `weft up`'s flags are read as raw text (clap also fills them from their `WEFT_*` variables)
+//! and handed to [`crate::config`] with their origin, which types them and reports bad values by
+//! flag or variable name. Usage errors exit with code 2, runtime failures with 1.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal as _, Read as _};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+
+use crate::api::{self, ApiAddr, StatusView};
+use crate::config::{self, ConfigError, Inputs, Origin, RawSetting, RawValue};
+use crate::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
+
+/// weft: a peer-to-peer mesh VPN and coordination daemon (a drop-in for edgevpn).
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, propagate_version = true)]
+#[command(
+    after_help = "Invoked as `edgevpn` with no subcommand, weft runs `up` and reads \
+edgevpn's environment variables (EDGEVPNTOKEN, ADDRESS, IFACE, APILISTEN, ...)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the mesh daemon on this machine.
+    Up(UpArgs),
+    /// Create or read network tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Show what the local daemon reports about this node.
+    Status(ClientArgs),
+    /// Print weft's version.
+    Version,
+}
+
+/// Settings of `weft up`. Each has a `WEFT_*` variable; precedence is
+/// flag > WEFT_* variable > edgevpn variable > config file > token > default.
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Network token (native or edgevpn). Create one with `weft token new`.
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// File holding the network token (native, edgevpn base64, or edgevpn YAML).
+    #[arg(long, env = "WEFT_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<String>,
+    /// YAML config file; its keys are the setting names shown by --print-config.
+    #[arg(long, env = "WEFT_CONFIG", value_name = "FILE")]
+    config: Option<String>,
+    /// Directory for the node's identity, raft log and leases [default: /var/lib/weft].
+    #[arg(long, env = "WEFT_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<String>,
+    /// Name this node announces to the mesh [default: the system hostname].
+    #[arg(long, env = "WEFT_HOSTNAME")]
+    hostname: Option<String>,
+    /// Name of the TUN interface [default: weft0].
+    #[arg(long, env = "WEFT_INTERFACE", value_name = "NAME")]
+    interface: Option<String>,
+    /// Overlay address pool [default: 10.1.0.0/24, or the token's].
+    #[arg(long, env = "WEFT_CIDR")]
+    cidr: Option<String>,
+    /// Overlay address to ask for instead of the next free one.
+    #[arg(long, env = "WEFT_ADDRESS", value_name = "IPV4")]
+    address: Option<String>,
+    /// libp2p listen multiaddr (repeatable) [default: QUIC and TCP on all interfaces, OS-chosen ports].
+    #[arg(long, env = "WEFT_LISTEN", value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Peer multiaddr to dial at start (repeatable).
+    #[arg(long, env = "WEFT_BOOTSTRAP", value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Turn off LAN discovery by mDNS.
+    #[arg(long, env = "WEFT_NO_MDNS", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    no_mdns: Option<String>,
+    /// Turn off discovery through the DHT.
+    #[arg(long, env = "WEFT_NO_DHT", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    no_dht: Option<String>,
+    /// UDP port of the data plane; 0 lets the OS choose [default: 0].
+    #[arg(long, env = "WEFT_DATA_PORT", value_name = "PORT")]
+    data_port: Option<String>,
+    /// MTU of the TUN interface [default: 1420].
+    #[arg(long, env = "WEFT_MTU")]
+    mtu: Option<String>,
+    /// Local API address: unix:///path or host:port [default: unix:///run/weft/weft.sock].
+    #[arg(long, env = "WEFT_API", value_name = "ADDR")]
+    api: Option<String>,
+    /// File mode of the API's unix socket, octal [default: 0600].
+    #[arg(long, env = "WEFT_API_UNIX_MODE", value_name = "MODE")]
+    api_unix_mode: Option<String>,
+    /// Serve the mesh's DNS on this address, e.g. 127.0.0.1:53 [default: off].
+    #[arg(long, env = "WEFT_DNS", value_name = "ADDR")]
+    dns: Option<String>,
+    /// Do not forward DNS queries outside the mesh.
+    #[arg(long, env = "WEFT_NO_DNS_FORWARD", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    no_dns_forward: Option<String>,
+    /// Upstream DNS server host:port (repeatable) [default: those of /etc/resolv.conf].
+    #[arg(long, env = "WEFT_DNS_FORWARD_SERVER", value_name = "ADDR")]
+    dns_forward_server: Vec<String>,
+    /// Entries in the DNS forwarding cache [default: 200].
+    #[arg(long, env = "WEFT_DNS_CACHE_SIZE", value_name = "N")]
+    dns_cache_size: Option<String>,
+    /// Upper bound on open peer connections [default: 256].
+    #[arg(long, env = "WEFT_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<String>,
+    /// Log level or tracing filter, e.g. debug or weft=debug,libp2p=warn [default: info].
+    #[arg(long, env = "WEFT_LOG_LEVEL", value_name = "FILTER")]
+    log_level: Option<String>,
+    /// Print the effective configuration (secrets redacted) with each value's origin, and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// How each `up` argument maps onto a setting: (clap id, setting key, negated boolean).
+const UP_SETTINGS: &[(&str, &str, bool)] = &[
+    ("token", "token", false),
+    ("token_file", "token_file", false),
+    ("config", "config", false),
+    ("state_dir", "state_dir", false),
+    ("hostname", "hostname", false),
+    ("interface", "interface", false),
+    ("cidr", "cidr", false),
+    ("address", "address", false),
+    ("listen", "listen", false),
+    ("bootstrap", "bootstrap", false),
+    ("no_mdns", "mdns", true),
+    ("no_dht", "dht", true),
+    ("data_port", "data_port", false),
+    ("mtu", "mtu", false),
+    ("api", "api", false),
+    ("api_unix_mode", "api_unix_mode", false),
+    ("dns", "dns", false),
+    ("no_dns_forward", "dns_forward", true),
+    ("dns_forward_server", "dns_forward_servers", false),
+    ("dns_cache_size", "dns_cache_size", false),
+    ("max_connections", "max_connections", false),
+    ("log_level", "log_level", false),
+];
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new native token with a fresh 32-byte secret.
+    New {
+        /// Overlay address pool every member uses unless configured otherwise.
+        #[arg(long)]
+        cidr: Option<ipnet::Ipv4Net>,
+        /// Multiaddr every member dials at start (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<libp2p::Multiaddr>,
+        /// Seconds per DHT rendezvous epoch.
+        #[arg(long, value_name = "SECS", default_value_t = DEFAULT_EPOCH_SECS, value_parser = clap::value_parser!(u64).range(60..))]
+        rendezvous_epoch: u64,
+    },
+    /// Show a token's kind, version, network id and settings (never its secret).
+    Inspect {
+        /// The token, or - to read it from standard input.
+        #[arg(value_name = "TOKEN|-")]
+        token: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of commands that talk to a running daemon.
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The daemon's API address: unix:///path or host:port.
+    #[arg(long, env = "WEFT_API", default_value = config::DEFAULT_API, value_parser = parse_api)]
+    api: ApiAddr,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_api(text: &str) -> Result<ApiAddr, String> {
+    text.parse()
+}
+
+/// A command's failure: usage errors (bad input) exit 2, everything else 1.
+#[derive(Debug)]
+pub enum Failure {
+    Usage(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Runtime(e.into())
+    }
+}
+
+fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Usage(e.into())
+}
+
+/// The whole program: parse the command line, run the command, map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let args = with_edgevpn_default(std::env::args_os().collect());
+    let matches = Cli::command().get_matches_from(args);
+    match run(&matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("weft: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("weft: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Under the name `edgevpn` and without a subcommand, weft runs `up` (Kairos starts the unit
+/// with `ExecStart=edgevpn` and only environment variables).
+fn with_edgevpn_default(mut args: Vec<OsString>) -> Vec<OsString> {
+    let as_edgevpn = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n == "edgevpn");
+    let has_subcommand = args
+        .get(1)
+        .is_some_and(|a| !a.to_string_lossy().starts_with('-'));
+    if as_edgevpn && !has_subcommand {
+        args.insert(1, "up".into());
+    }
+    args
+}
+
+fn run(matches: &ArgMatches) -> Result<(), Failure> {
+    let cli = Cli::from_arg_matches(matches).map_err(usage)?;
+    match cli.command {
+        Command::Up(up) => {
+            let up_matches = matches
+                .subcommand_matches("up")
+                .expect("clap parsed the up subcommand");
+            run_up(&up, up_matches)
+        }
+        Command::Token(TokenCommand::New {
+            cidr,
+            bootstrap,
+            rendezvous_epoch,
+        }) => {
+            println!(
+                "{}",
+                NativeToken::generate(cidr, bootstrap, rendezvous_epoch).encode()
+            );
+            Ok(())
+        }
+        Command::Token(TokenCommand::Inspect { token, json }) => inspect_token(&token, json),
+        Command::Status(client) => status(&client),
+        Command::Version => {
+            println!("weft {}", crate::VERSION);
+            Ok(())
+        }
+    }
+}
+
+fn run_up(up: &UpArgs, matches: &ArgMatches) -> Result<(), Failure> {
+    let inputs = Inputs::from_process(raw_settings(matches)?);
+    let resolved = config::resolve(&inputs).map_err(usage)?;
+    if up.print_config {
+        print!("{}", resolved.to_yaml());
+        return Ok(());
+    }
+    let settings = resolved.settings;
+    let token = settings.token.clone().ok_or_else(|| {
+        usage(anyhow::anyhow!(
+            "no network token: give --token, WEFT_TOKEN, EDGEVPNTOKEN, --token-file or `token:` \
+             in the config file (create one with `weft token new`)"
+        ))
+    })?;
+    init_logging(&settings.log_level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(crate::daemon::run(&settings, &token))?;
+    Ok(())
+}
+
+/// The `up` arguments that were given, each with the flag or variable it came from.
+fn raw_settings(matches: &ArgMatches) -> Result<Vec<RawSetting>, Failure> {
+    let command = Cli::command();
+    let up = command
+        .find_subcommand("up")
+        .expect("the up subcommand is defined");
+    let mut raw = Vec::new();
+    for (id, key, negated) in UP_SETTINGS {
+        let Some(source) = matches.value_source(id) else {
+            continue;
+        };
+        let arg = up
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .expect("every mapped id is an argument of up");
+        let origin = match source {
+            clap::parser::ValueSource::EnvVariable => Origin::Env(
+                arg.get_env()
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            _ => Origin::Flag(format!("--{}", arg.get_long().unwrap_or(id))),
+        };
+        let mut values: Vec<String> = matches
+            .get_many::<String>(id)
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default();
+        let value = if *negated {
+            let text = values.pop().unwrap_or_default();
+            let on = config::parse_bool(&text).ok_or_else(|| {
+                usage(ConfigError::Invalid {
+                    key,
+                    value: format!("{text:?}"),
+                    origin: origin.clone(),
+                    reason: "expected a boolean (true or false)".into(),
+                })
+            })?;
+            RawValue::Text((!on).to_string())
+        } else if matches!(arg.get_action(), clap::ArgAction::Append) {
+            RawValue::List(values)
+        } else {
+            RawValue::Text(values.pop().unwrap_or_default())
+        };
+        raw.push(RawSetting { key, origin, value });
+    }
+    Ok(raw)
+}
+
+fn inspect_token(text: &str, json: bool) -> Result<(), Failure> {
+    let text = if text == "-" {
+        let mut buf = String::new();
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .context("cannot read the token from standard input")?;
+        buf
+    } else {
+        text.to_string()
+    };
+    let description = Token::parse(&text).map_err(usage)?.describe();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&description)?);
+    } else {
+        print!("{description}");
+    }
+    Ok(())
+}
+
+fn status(client: &ClientArgs) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let view: StatusView = runtime.block_on(api::client::get_json(&client.api, "/v1/status"))?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        println!("peer id:    {}", view.peer_id);
+        println!("hostname:   {}", view.hostname);
+        println!("network id: {}", view.network_id);
+        println!("interface:  {} (pool {})", view.interface, view.cidr);
+        println!("version:    {}", view.version);
+        println!("uptime:     {} s", view.uptime_secs);
+    }
+    Ok(())
+}
+
+/// Logs go to standard error (journald captures them); `RUST_LOG` overrides the setting.
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn edgevpn_with_no_subcommand_runs_up() {
+        assert_eq!(
+            with_edgevpn_default(os(&["/usr/bin/edgevpn"])),
+            os(&["/usr/bin/edgevpn", "up"])
+        );
+        assert_eq!(
+            with_edgevpn_default(os(&["edgevpn", "--print-config"])),
+            os(&["edgevpn", "up", "--print-config"])
+        );
+        assert_eq!(
+            with_edgevpn_default(os(&["edgevpn", "status"])),
+            os(&["edgevpn", "status"])
+        );
+        assert_eq!(with_edgevpn_default(os(&["weft"])), os(&["weft"]));
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_up_argument_is_mapped_to_a_setting() {
+        let command = Cli::command();
+        let up = command.find_subcommand("up").unwrap();
+        for arg in up.get_arguments() {
+            let id = arg.get_id().as_str();
+            if ["print_config", "help", "version"].contains(&id) {
+                continue;
+            }
+            assert!(
+                UP_SETTINGS.iter().any(|(i, ..)| *i == id),
+                "{id} is not mapped"
+            );
+            assert!(arg.get_env().is_some(), "{id} has no WEFT_* variable");
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! Layered configuration of `weft up`: built-in defaults < network settings carried by the
+//! token < YAML config file < edgevpn environment aliases < `WEFT_*` environment < flags.
+//!
+//! Raw values are merged with figment, one provider per origin; only then is each setting typed,
+//! so a bad value is reported with its setting, its value and exactly where it came from, before
+//! anything starts. [`Resolved`] keeps the origin of every effective value for
+//! `weft up --print-config`.
+
+mod edgevpn;
+mod layers;
+mod values;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::value::Value;
+use ipnet::Ipv4Net;
+use libp2p::Multiaddr;
+
+pub use edgevpn::VARIABLES as EDGEVPN_VARIABLES;
+pub use layers::{Origin, RawSetting, RawValue};
+pub use values::parse_bool;
+
+use crate::api::ApiAddr;
+use crate::token::{Token, TokenError};
+use layers::Layer;
+use values::Found;
+
+/// A bad setting, named with its value and origin. Always a usage error (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {key} {value} from {origin}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        origin: Origin,
+        reason: String,
+    },
+    #[error("cannot use config file {path}: {reason}", path = path.display())]
+    File { path: PathBuf, reason: String },
+    #[error("unknown setting {key:?} in config file {path}; known settings are: {known}", path = path.display())]
+    UnknownKey {
+        key: String,
+        path: PathBuf,
+        known: String,
+    },
+    #[error("token from {origin}: {source}")]
+    Token {
+        origin: Origin,
+        #[source]
+        source: TokenError,
+    },
+    #[error("cannot read token file {path} (from {origin}): {reason}", path = path.display())]
+    TokenFile {
+        path: PathBuf,
+        origin: Origin,
+        reason: String,
+    },
+}
+
+/// The setting keys, in the order `--print-config` shows them. The YAML file uses these names.
+pub const KEYS: &[&str] = &[
+    "token",
+    "token_file",
+    "state_dir",
+    "hostname",
+    "interface",
+    "cidr",
+    "address",
+    "listen",
+    "bootstrap",
+    "mdns",
+    "dht",
+    "data_port",
+    "mtu",
+    "api",
+    "api_unix_mode",
+    "dns",
+    "dns_forward",
+    "dns_forward_servers",
+    "dns_cache_size",
+    "max_connections",
+    "log_level",
+];
+
+/// The default local API address.
+pub const DEFAULT_API: &str = "unix:///run/weft/weft.sock";
+/// The default overlay pool (edgevpn's default network).
+pub const DEFAULT_CIDR: &str = "10.1.0.0/24";
+
+/// The effective, typed settings of a node.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The network token, parsed; `None` only when none was given anywhere.
+    pub token: Option<Token>,
+    /// Identity, raft log and leases live here.
+    pub state_dir: PathBuf,
+    /// The name this node announces to the mesh.
+    pub hostname: String,
+    /// Name of the TUN interface.
+    pub interface: String,
+    /// The overlay address pool.
+    pub cidr: Ipv4Net,
+    /// An overlay address this node asks for (edgevpn's static `ADDRESS`).
+    pub address: Option<Ipv4Addr>,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialled at start (configuration plus the token's own).
+    pub bootstrap: Vec<Multiaddr>,
+    /// LAN discovery by mDNS.
+    pub mdns: bool,
+    /// Discovery through the (private) Kademlia DHT.
+    pub dht: bool,
+    /// UDP port of the data plane; 0 lets the OS choose.
+    pub data_port: u16,
+    /// MTU of the TUN interface.
+    pub mtu: u16,
+    /// Where the local API listens.
+    pub api: ApiAddr,
+    /// File mode of the API's unix socket.
+    pub api_unix_mode: u32,
+    /// Where the embedded DNS server listens; off when `None`.
+    pub dns: Option<SocketAddr>,
+    /// Whether DNS queries outside the mesh are forwarded upstream.
+    pub dns_forward: bool,
+    /// Upstream resolvers; empty means those of `/etc/resolv.conf`.
+    pub dns_forward_servers: Vec<SocketAddr>,
+    /// Entries in the DNS forwarding cache.
+    pub dns_cache_size: usize,
+    /// Upper bound on open libp2p connections.
+    pub max_connections: u32,
+    /// A tracing filter directive (`info`, `weft=debug,libp2p=warn`, ...).
+    pub log_level: String,
+}
+
+/// Settings together with the origin of each effective value.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub settings: Settings,
+    origins: BTreeMap<&'static str, Origin>,
+}
+
+/// Everything configuration is resolved from.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Values from flags and `WEFT_*` variables (as the command-line parser found them).
+    pub args: Vec<RawSetting>,
+    /// The process environment, read for edgevpn's variables.
+    pub env: BTreeMap<String, String>,
+    /// The system's hostname, the default for `hostname`.
+    pub system_hostname: String,
+}
+
+impl Inputs {
+    /// Inputs with the process environment and the system hostname filled in.
+    pub fn from_process(args: Vec<RawSetting>) -> Self {
+        Inputs {
+            args,
+            env: std::env::vars().collect(),
+            system_hostname: system_hostname(),
+        }
+    }
+}
+
+/// The kernel's hostname, or `weft` when it cannot be read.
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weft".to_string())
+}
+
+/// Merges the layers and types every setting.
+pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
+    let mut upper = Vec::new();
+    if let Some(config) = inputs.args.iter().rev().find(|a| a.key == "config") {
+        let path = match &config.value {
+            RawValue::Text(path) => PathBuf::from(path),
+            RawValue::List(paths) => PathBuf::from(paths.last().cloned().unwrap_or_default()),
+        };
+        upper.push(layers::read_file(&path, KEYS)?);
+    }
+    upper.extend(edgevpn::layers(&inputs.env)?);
+    let (weft_env, flags): (Vec<_>, Vec<_>) = inputs
+        .args
+        .iter()
+        .filter(|a| a.key != "config")
+        .partition(|a| matches!(a.origin, Origin::Env(_)));
+    for arg in weft_env.into_iter().chain(flags) {
+        upper.push(Layer::new(arg.origin.clone()).with(arg.key, arg.value.clone()));
+    }
+
+    let merged = merge(&upper);
+    let token = read_token(&merged)?;
+    let mut all = Vec::with_capacity(upper.len() + 1);
+    if let Some(token) = &token {
+        let mut layer = Layer::new(Origin::Token);
+        if let Some(cidr) = token.cidr() {
+            layer = layer.with("cidr", cidr.to_string());
+        }
+        all.push(layer);
+    }
+    all.extend(upper);
+    let merged = merge(&all);
+
+    let mut bootstrap: Vec<Multiaddr> = merged
+        .get("bootstrap")
+        .map(|f| f.list("a multiaddr"))
+        .transpose()?
+        .unwrap_or_default();
+    if let Some(token) = &token {
+        for addr in token.bootstrap() {
+            if !bootstrap.contains(addr) {
+                bootstrap.push(addr.clone());
+            }
+        }
+    }
+    let settings = Settings {
+        token,
+        state_dir: merged.or("state_dir", "/var/lib/weft".into(), |f| {
+            f.parse_with(absolute_path)
+        })?,
+        hostname: merged.or("hostname", inputs.system_hostname.clone(), |f| {
+            f.parse_with(hostname)
+        })?,
+        interface: merged.or("interface", "weft0".into(), |f| {
+            f.parse_with(interface_name)
+        })?,
+        cidr: merged.or(
+            "cidr",
+            DEFAULT_CIDR.parse().expect("the default pool is valid"),
+            |f| f.parse_with(pool),
+        )?,
+        address: merged.optional("address", |f| f.parse("expected an IPv4 address"))?,
+        listen: merged.or("listen", default_listen(), |f| f.list("a multiaddr"))?,
+        bootstrap,
+        mdns: merged.or("mdns", true, |f| f.boolean())?,
+        dht: merged.or("dht", true, |f| f.boolean())?,
+        data_port: merged.or("data_port", 0, |f| {
+            f.integer(0, u16::MAX.into()).map(|n| n as u16)
+        })?,
+        mtu: merged.or("mtu", 1420, |f| f.integer(576, 9000).map(|n| n as u16))?,
+        api: merged.or(
+            "api",
+            DEFAULT_API
+                .parse()
+                .expect("the default API address is valid"),
+            |f| f.parse_with(|t| t.parse()),
+        )?,
+        api_unix_mode: merged.or("api_unix_mode", 0o600, |f| f.parse_with(file_mode))?,
+        dns: merged.optional("dns", |f| {
+            f.parse("expected host:port such as 127.0.0.1:53")
+        })?,
+        dns_forward: merged.or("dns_forward", true, |f| f.boolean())?,
+        dns_forward_servers: merged.or("dns_forward_servers", Vec::new(), |f| {
+            f.list("host:port such as 1.1.1.1:53")
+        })?,
+        dns_cache_size: merged.or("dns_cache_size", 200, |f| {
+            f.integer(0, 1 << 24).map(|n| n as usize)
+        })?,
+        max_connections: merged.or("max_connections", 256, |f| {
+            f.integer(1, 1 << 20).map(|n| n as u32)
+        })?,
+        log_level: merged.or("log_level", "info".into(), |f| f.parse_with(log_filter))?,
+    };
+    check_address_in_pool(&settings, &merged)?;
+    let origins = KEYS.iter().map(|key| (*key, merged.origin(key))).collect();
+    Ok(Resolved { settings, origins })
+}
+
+/// The merged figment and a way back from its metadata names to [`Origin`]s.
+struct Merged {
+    figment: Figment,
+    origins: HashMap<String, Origin>,
+}
+
+fn merge(layers: &[Layer]) -> Merged {
+    let mut figment = Figment::new();
+    let mut origins = HashMap::new();
+    for layer in layers {
+        origins.insert(Layer::name(&layer.origin), layer.origin.clone());
+        figment = figment.merge(layer.clone());
+    }
+    Merged { figment, origins }
+}
+
+impl Merged {
+    fn origin(&self, key: &str) -> Origin {
+        match self.figment.find_value(key) {
+            Ok(_) => self
+                .figment
+                .find_metadata(key)
+                .and_then(|m| self.origins.get(m.name.as_ref()))
+                .cloned()
+                .unwrap_or(Origin::Default),
+            Err(_) => Origin::Default,
+        }
+    }
+
+    fn get(&self, key: &'static str) -> Option<FoundValue> {
+        let value = self.figment.find_value(key).ok()?;
+        Some(FoundValue {
+            key,
+            value,
+            origin: self.origin(key),
+        })
+    }
+
+    fn or<T>(
+        &self,
+        key: &'static str,
+        default: T,
+        read: impl FnOnce(&Found<'_>) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
+        match self.get(key) {
+            Some(found) => read(&found.as_found()),
+            None => Ok(default),
+        }
+    }
+
+    fn optional<T>(
+        &self,
+        key: &'static str,
+        read: impl FnOnce(&Found<'_>) -> Result<T, ConfigError>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.get(key) {
+            Some(found) if is_blank(&found.value) => Ok(None),
+            Some(found) => read(&found.as_found()).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// An owned [`Found`].
+struct FoundValue {
+    key: &'static str,
+    value: Value,
+    origin: Origin,
+}
+
+impl FoundValue {
+    fn as_found(&self) -> Found<'_> {
+        Found {
+            key: self.key,
+            value: &self.value,
+            origin: &self.origin,
+        }
+    }
+
+    fn list<T: std::str::FromStr>(&self, expected: &str) -> Result<Vec<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.as_found().list(expected)
+    }
+}
+
+/// An empty value switches an optional setting off (`WEFT_DNS=` or `dns:` in YAML).
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Empty(..) => true,
+        Value::String(_, s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+/// Reads the token from `token` or, failing that, from the file named by `token_file`.
+fn read_token(merged: &Merged) -> Result<Option<Token>, ConfigError> {
+    if let Some(found) = merged.get("token")
+        && !is_blank(&found.value)
+    {
+        let text = found.as_found().text()?;
+        return Token::parse(&text)
+            .map(Some)
+            .map_err(|source| ConfigError::Token {
+                origin: found.origin,
+                source,
+            });
+    }
+    let Some(found) = merged.get("token_file") else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(found.as_found().text()?);
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::TokenFile {
+        path: path.clone(),
+        origin: found.origin.clone(),
+        reason: e.to_string(),
+    })?;
+    Token::parse(&text)
+        .map(Some)
+        .map_err(|source| ConfigError::Token {
+            origin: Origin::File(path),
+            source,
+        })
+}
+
+fn check_address_in_pool(settings: &Settings, merged: &Merged) -> Result<(), ConfigError> {
+    let Some(address) = settings.address else {
+        return Ok(());
+    };
+    let pool = settings.cidr;
+    let usable = pool.contains(&address)
+        && (pool.prefix_len() >= 31 || (address != pool.network() && address != pool.broadcast()));
+    if usable {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        key: "address",
+        value: format!("{address:?}"),
+        origin: merged.origin("address"),
+        reason: format!("not a usable host address of the overlay pool {pool}"),
+    })
+}
+
+fn default_listen() -> Vec<Multiaddr> {
+    [
+        "/ip4/0.0.0.0/udp/0/quic-v1",
+        "/ip4/0.0.0.0/tcp/0",
+        "/ip6/::/udp/0/quic-v1",
+        "/ip6/::/tcp/0",
+    ]
+    .iter()
+    .map(|a| a.parse().expect("built-in multiaddrs are valid"))
+    .collect()
+}
+
+fn absolute_path(text: &str) -> Result<PathBuf, String> {
+    let path = Path::new(text);
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Err("expected an absolute directory path".into())
+    }
+}
+
+fn hostname(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 253 {
+        return Err("expected a name of 1 to 253 characters".into());
+    }
+    if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("a hostname may not contain spaces or control characters".into());
+    }
+    Ok(text.to_string())
+}
+
+fn interface_name(text: &str) -> Result<String, String> {
+    // Linux: IFNAMSIZ is 16 including the terminating NUL.
+    let valid = (1..=15).contains(&text.len())
+        && text != "."
+        && text != ".."
+        && !text
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("expected an interface name of 1 to 15 characters without '/', ':' or spaces".into())
+    }
+}
+
+fn pool(text: &str) -> Result<Ipv4Net, String> {
+    let net: Ipv4Net = text
+        .parse()
+        .map_err(|_| "expected an IPv4 network such as 10.1.0.0/24".to_string())?;
+    if net.prefix_len() > 30 {
+        return Err("the pool must hold at least two members (prefix /30 or shorter)".into());
+    }
+    if net.trunc() != net {
+        return Err(format!("host bits are set; the network is {}", net.trunc()));
+    }
+    Ok(net)
+}
+
+fn file_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| "expected an octal file mode such as 0600".to_string())
+}
+
+fn log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("expected a level (error, warn, info, debug, trace) or filter: {e}"))
+}
+
+impl Resolved {
+    /// Where the effective value of `key` came from.
+    pub fn origin(&self, key: &str) -> Origin {
+        self.origins.get(key).cloned().unwrap_or(Origin::Default)
+    }
+
+    /// The effective configuration as YAML, each line commented with its origin. Secrets are
+    /// redacted; the output is otherwise valid as a config file.
+    pub fn to_yaml(&self) -> String {
+        use serde_json::json;
+        let s = &self.settings;
+        let texts =
+            |items: &[Multiaddr]| json!(items.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let token = s.token.as_ref().map(|t| {
+            format!(
+                "<redacted {} token, network {}>",
+                t.kind(),
+                t.keys().network_id()
+            )
+        });
+        let rows = [
+            ("token", json!(token)),
+            ("state_dir", json!(s.state_dir)),
+            ("hostname", json!(s.hostname)),
+            ("interface", json!(s.interface)),
+            ("cidr", json!(s.cidr.to_string())),
+            ("address", json!(s.address.map(|a| a.to_string()))),
+            ("listen", texts(&s.listen)),
+            ("bootstrap", texts(&s.bootstrap)),
+            ("mdns", json!(s.mdns)),
+            ("dht", json!(s.dht)),
+            ("data_port", json!(s.data_port)),
+            ("mtu", json!(s.mtu)),
+            ("api", json!(s.api.to_string())),
+            ("api_unix_mode", json!(format!("{:04o}", s.api_unix_mode))),
+            ("dns", json!(s.dns.map(|a| a.to_string()))),
+            ("dns_forward", json!(s.dns_forward)),
+            (
+                "dns_forward_servers",
+                json!(
+                    s.dns_forward_servers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                ),
+            ),
+            ("dns_cache_size", json!(s.dns_cache_size)),
+            ("max_connections", json!(s.max_connections)),
+            ("log_level", json!(s.log_level)),
+        ];
+        let mut out =
+            String::from("# effective configuration of weft up; each value's origin follows it\n");
+        for (key, value) in rows {
+            let origin = match key {
+                "token" if s.token.is_none() => "not set".to_string(),
+                "token" => match self.origin("token") {
+                    Origin::Default => format!("file named by {}", self.origin("token_file")),
+                    other => other.to_string(),
+                },
+                _ => self.origin(key).to_string(),
+            };
+            let _ = writeln!(out, "{key}: {value}  # {origin}");
+        }
+        out
+    }
+}

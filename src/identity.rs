@@ -1,0 +1,171 @@
+//! The node's identity: an ed25519 key pair in libp2p's protobuf encoding, kept in the state
+//! directory (`identity.key`, mode 0600). Its PeerId is the node's name everywhere, so it is made
+//! once and reused on every start; a key file that cannot be read or decoded stops start-up
+//! rather than being replaced, because a silently new identity would orphan the node's lease
+//! and ledger records.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+
+/// File name of the key inside the state directory.
+pub const KEY_FILE: &str = "identity.key";
+
+/// Why the identity could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot create state directory {path}: {source}", path = path.display())]
+    StateDir { path: PathBuf, source: io::Error },
+    #[error("cannot read identity key {path}: {source}", path = path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "identity key {path} is corrupt ({reason}); weft will not replace it on its own because \
+         the node's PeerId, lease and records belong to it. Restore it from a backup, or move it \
+         away to start as a new node",
+        path = path.display()
+    )]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot write identity key {path}: {source}", path = path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// The node's key pair and where it is kept.
+#[derive(Clone)]
+pub struct Identity {
+    keypair: Keypair,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identity({}, {})", self.peer_id(), self.path.display())
+    }
+}
+
+impl Identity {
+    /// Loads the identity from `state_dir`, creating the directory (mode 0700) and a new key on
+    /// first start.
+    pub fn load_or_create(state_dir: &Path) -> Result<Identity, IdentityError> {
+        create_state_dir(state_dir)?;
+        let path = state_dir.join(KEY_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => Self::decode(&bytes, path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Self::create(path),
+            Err(source) => Err(IdentityError::Read { path, source }),
+        }
+    }
+
+    fn decode(bytes: &[u8], path: PathBuf) -> Result<Identity, IdentityError> {
+        let keypair =
+            Keypair::from_protobuf_encoding(bytes).map_err(|e| IdentityError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if let Ok(meta) = fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:04o}", meta.permissions().mode() & 0o777),
+                "identity key is readable by other users; it should be mode 0600"
+            );
+        }
+        Ok(Identity { keypair, path })
+    }
+
+    fn create(path: PathBuf) -> Result<Identity, IdentityError> {
+        let keypair = Keypair::generate_ed25519();
+        let bytes = keypair
+            .to_protobuf_encoding()
+            .expect("an ed25519 key pair always encodes");
+        write_new_file(&path, &bytes).map_err(|source| IdentityError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::info!(path = %path.display(), peer_id = %keypair.public().to_peer_id(), "created a new node identity");
+        Ok(Identity { keypair, path })
+    }
+
+    /// The node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.keypair.public().to_peer_id()
+    }
+
+    /// The key pair, for libp2p and for signing session handshakes.
+    pub fn keypair(&self) -> &Keypair {
+        &self.keypair
+    }
+
+    /// Where the key is kept.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Creates the state directory, and any missing parents, with mode 0700; an existing
+/// directory is left as the operator made it.
+fn create_state_dir(dir: &Path) -> Result<(), IdentityError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| IdentityError::StateDir {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Writes `bytes` to a temporary file with mode 0600, syncs it, and renames it into place, so a
+/// crash never leaves a half-written key behind.
+fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("key.tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_state_dir_gives_the_same_peer_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let second = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.peer_id(), second.peer_id());
+    }
+
+    #[test]
+    fn a_new_key_file_is_private_to_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::load_or_create(&dir.path().join("state")).unwrap();
+        let mode = fs::metadata(identity.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_corrupt_key_file_is_an_error_and_is_left_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        fs::write(&path, b"not a key").unwrap();
+        let err = Identity::load_or_create(dir.path()).unwrap_err();
+        assert!(matches!(err, IdentityError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()));
+        assert_eq!(fs::read(&path).unwrap(), b"not a key");
+    }
+}
