@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the mesh daemon on this machine.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Create or read network tokens.
     #[command(subcommand)]
     Token(TokenCommand),
