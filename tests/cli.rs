@@ -333,6 +333,9 @@ fn invoked_as_edgevpn_with_no_subcommand_it_runs_up() {
     assert_eq!(setting(&out, "mtu").0, "1200");
 }
 
+/// Flags, environment, and the fragments the error message must contain.
+type BadInput<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<String>);
+
 #[test]
 fn bad_values_exit_2_naming_setting_origin_and_value() {
     let dir = tempfile::tempdir().unwrap();
@@ -342,7 +345,7 @@ fn bad_values_exit_2_naming_setting_origin_and_value() {
     std::fs::write(&typo, "mut: 1300\n").unwrap();
     let bad_value = dir.path().join("value.yaml");
     std::fs::write(&bad_value, "data_port: 70000\n").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Vec<String>)> = vec![
+    let cases: Vec<BadInput> = vec![
         (
             vec!["--cidr", "10.1.0.0/33"],
             vec![],
