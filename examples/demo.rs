@@ -1,0 +1,86 @@
+//! The weft demo: a small mesh of real `weft up` processes, each in its own network namespace on
+//! one bridged LAN (the same harness the end-to-end tests use). It shows what every node
+//! reports, then stops them and removes everything it made. Run it as root through `./demo.sh`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use support::netns::{Lan, unavailable, wait_until};
+
+const NODES: usize = 3;
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    if let Some(reason) = unavailable() {
+        eprintln!("the demo cannot run here: {reason}");
+        return ExitCode::FAILURE;
+    }
+    let weft = weft_binary();
+    println!("== weft demo: {NODES} nodes, each in its own network namespace on one LAN ==\n");
+
+    let token = run(&weft, &["token", "new"]).trim().to_string();
+    println!("$ weft token new");
+    println!("{token}\n");
+    println!("$ weft token inspect <token>");
+    print!("{}", run(&weft, &["token", "inspect", &token]));
+
+    let mut lan = Lan::new(NODES, &weft);
+    for i in 0..NODES {
+        lan.start_weft(i, &["--token", &token], &[]);
+    }
+    for i in 0..NODES {
+        let host = lan.hosts[i].clone();
+        wait_until(
+            DEADLINE,
+            &format!("{} to answer on its API", host.name),
+            || lan.status(i),
+        );
+        println!(
+            "\n-- {} (namespace {}, LAN address {}) --",
+            host.name, host.netns, host.addr
+        );
+        println!("$ weft status --api {}", host.api());
+        print!("{}", run(&weft, &["status", "--api", &host.api()]));
+    }
+
+    println!("\nstopping every node with SIGTERM...");
+    for i in 0..lan.processes.len() {
+        let name = lan.hosts[lan.processes[i].host].name.clone();
+        lan.processes[i].signal("TERM");
+        match lan.processes[i].wait_exit(DEADLINE) {
+            Some(status) => println!("{name}: exited with {status}"),
+            None => println!("{name}: did not stop in time; it will be killed"),
+        }
+    }
+    drop(lan);
+    println!("namespaces removed; done.");
+    ExitCode::SUCCESS
+}
+
+/// The `weft` binary built next to this example (`target/<profile>/weft`).
+fn weft_binary() -> PathBuf {
+    let me = std::env::current_exe().expect("the demo knows its own path");
+    let profile_dir = me
+        .parent()
+        .and_then(|examples| examples.parent())
+        .expect("examples live in target/<profile>/examples");
+    profile_dir.join("weft")
+}
+
+fn run(weft: &PathBuf, args: &[&str]) -> String {
+    let out = std::process::Command::new(weft)
+        .args(args)
+        .output()
+        .expect("weft runs");
+    assert!(
+        out.status.success(),
+        "weft {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string() + "\n"
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what weft's tests, demo and benches need on a Debian machine, skipping what is there.
+# Safe to run repeatedly; needs root only when something is missing.
+set -euo pipefail
+
+# command -> Debian package
+declare -A wanted=(
+  [ip]=iproute2
+  [bridge]=iproute2
+  [ping]=iputils-ping
+  [dig]=dnsutils
+  [iperf3]=iperf3
+  [kill]=procps
+)
+missing=()
+for cmd in "${!wanted[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
+  . "$HOME/.cargo/env"
+fi
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "installing rust component $component"
+    rustup component add "$component"
+  fi
+done

@@ -1,0 +1,383 @@
+//! Network-namespace test harness: several real `weft` processes, each in its own namespace,
+//! joined by veth pairs to a bridge in a hub namespace, like machines on one LAN.
+//!
+//! Everything it makes is named from the process id and a counter, so tests run in parallel and
+//! never touch namespaces they did not create; interfaces are made inside the hub namespace,
+//! never in the machine's own. Dropping a [`Lan`] stops its processes (by PID), prints their logs
+//! if the test is failing, and deletes its namespaces, even when a test panics. Conditions are
+//! awaited with [`wait_until`] and a deadline, never with fixed sleeps.
+//!
+//! Shared by the end-to-end tests (`tests/*`) and the demo (`examples/demo.rs`).
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Why namespace tests cannot run here, or `None` when they can.
+pub fn unavailable() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .unwrap_or("");
+    if euid != "0" {
+        return Some("not running as root (network namespaces need CAP_SYS_ADMIN)".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(out) if out.status.success() => {}
+        _ => return Some("the `ip` command (iproute2) is not installed".into()),
+    }
+    let probe = format!(
+        "wftprobe{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    match Command::new("ip").args(["netns", "add", &probe]).output() {
+        Ok(out) if out.status.success() => {
+            let _ = Command::new("ip").args(["netns", "del", &probe]).output();
+            None
+        }
+        Ok(out) => Some(format!(
+            "cannot create a network namespace: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("cannot run ip: {e}")),
+    }
+}
+
+/// Returns from the calling test, after printing why, when namespaces are unavailable.
+#[macro_export]
+macro_rules! require_netns {
+    () => {
+        if let Some(reason) = $crate::support::netns::unavailable() {
+            $crate::support::netns::report_skip(&reason);
+            return;
+        }
+    };
+}
+
+/// Prints why the current test is skipped, past the test harness's output capture so that the
+/// reason shows in CI logs.
+pub fn report_skip(reason: &str) {
+    use std::io::Write as _;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a namespace test")
+        .to_string();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
+/// Runs `ip args...`, panicking with its stderr on failure (harness set-up must not half-work).
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// One machine: a namespace with `eth0` on the LAN and its own working directory.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Short name used in logs and paths (`n1`, `n2`, ...).
+    pub name: String,
+    /// The network namespace's name.
+    pub netns: String,
+    /// The host's address on the LAN.
+    pub addr: Ipv4Addr,
+    /// The host's private directory (state dir, API socket, logs).
+    pub dir: PathBuf,
+}
+
+impl Host {
+    /// A command that runs `program` inside this host's namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns]).arg(program);
+        cmd
+    }
+
+    /// Runs `program args...` in the namespace and returns its output.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program)
+            .args(args)
+            .output()
+            .expect("ip netns exec runs")
+    }
+
+    /// The state directory weft uses on this host.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// The API socket weft listens on on this host.
+    pub fn api_socket(&self) -> PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    /// The `--api` value for this host.
+    pub fn api(&self) -> String {
+        format!("unix://{}", self.api_socket().display())
+    }
+}
+
+/// A process started by the harness, with its log.
+#[derive(Debug)]
+pub struct Process {
+    pub host: usize,
+    pub child: Child,
+    pub log: PathBuf,
+    pub label: String,
+}
+
+impl Process {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal to this process (by PID).
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status();
+    }
+
+    /// Waits for the process to exit, up to `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the process wrote so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Several hosts on one bridged LAN (10.99.0.0/24), each in its own namespace.
+pub struct Lan {
+    pub hosts: Vec<Host>,
+    pub processes: Vec<Process>,
+    hub: String,
+    namespaces: Vec<String>,
+    weft: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Lan {
+    /// Creates `n` hosts named `n1..=n{n}` with addresses 10.99.0.1.. on one bridge.
+    pub fn new(n: usize, weft: impl Into<PathBuf>) -> Lan {
+        let id = format!(
+            "wft{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("weft-lan-")
+            .tempdir()
+            .expect("temp dir");
+        let hub = format!("{id}-hub");
+        let mut lan = Lan {
+            hosts: Vec::new(),
+            processes: Vec::new(),
+            hub: hub.clone(),
+            namespaces: Vec::new(),
+            weft: weft.into(),
+            dir,
+        };
+        // Recorded before it exists, so a failure half-way still deletes it on drop.
+        lan.namespaces.push(hub.clone());
+        ip(&["netns", "add", &hub]);
+        ip(&["-n", &hub, "link", "set", "lo", "up"]);
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        for i in 1..=n {
+            let name = format!("n{i}");
+            let netns = format!("{id}-{name}");
+            lan.namespaces.push(netns.clone());
+            ip(&["netns", "add", &netns]);
+            ip(&["-n", &netns, "link", "set", "lo", "up"]);
+            let hub_end = format!("v{i}");
+            ip(&[
+                "-n", &hub, "link", "add", &hub_end, "type", "veth", "peer", "name", "eth0",
+                "netns", &netns,
+            ]);
+            ip(&["-n", &hub, "link", "set", &hub_end, "master", "br0", "up"]);
+            let addr = Ipv4Addr::new(10, 99, 0, i as u8);
+            ip(&[
+                "-n",
+                &netns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &netns, "link", "set", "eth0", "up"]);
+            let host_dir = lan.dir.path().join(&name);
+            std::fs::create_dir_all(&host_dir).expect("host dir");
+            lan.hosts.push(Host {
+                name,
+                netns,
+                addr,
+                dir: host_dir,
+            });
+        }
+        lan
+    }
+
+    /// Starts `weft up` on host `i` with its own state dir and API socket plus `args`.
+    pub fn start_weft(&mut self, i: usize, args: &[&str], env: &[(&str, &str)]) -> usize {
+        let host = self.hosts[i].clone();
+        let state = host.state_dir();
+        let api = host.api();
+        let mut all: Vec<&str> = vec![
+            "up",
+            "--state-dir",
+            state.to_str().expect("utf-8 path"),
+            "--api",
+            &api,
+            "--hostname",
+            &host.name,
+            "--no-dht",
+        ];
+        all.extend_from_slice(args);
+        self.spawn(
+            i,
+            &format!("weft@{}", host.name),
+            &self.weft.clone(),
+            &all,
+            env,
+        )
+    }
+
+    /// Starts `program args...` on host `i` in the background, logging to the host's directory.
+    pub fn spawn(
+        &mut self,
+        i: usize,
+        label: &str,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
+        let host = &self.hosts[i];
+        let log = host.dir.join(format!(
+            "{}.{}.log",
+            label.replace(['@', '/'], "_"),
+            self.processes.len()
+        ));
+        let file = File::create(&log).expect("log file");
+        let child = host
+            .command(program)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn in namespace");
+        self.processes.push(Process {
+            host: i,
+            child,
+            log,
+            label: label.to_string(),
+        });
+        self.processes.len() - 1
+    }
+
+    /// Runs `weft args...` (a client command) on the machine, as an operator would.
+    pub fn weft(&self, args: &[&str]) -> Output {
+        Command::new(&self.weft)
+            .args(args)
+            .env_remove("WEFT_API")
+            .output()
+            .expect("weft runs")
+    }
+
+    /// `weft status --json` of host `i`, or `None` while it does not answer.
+    pub fn status(&self, i: usize) -> Option<serde_json::Value> {
+        let out = self.weft(&["status", "--json", "--api", &self.hosts[i].api()]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Every process's log, for a failing test.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for p in &self.processes {
+            all.push_str(&format!(
+                "----- {} (pid {}) -----\n{}\n",
+                p.label,
+                p.pid(),
+                p.log_text()
+            ));
+        }
+        all
+    }
+
+    /// Stops every process still running: SIGTERM, then SIGKILL after a grace period.
+    pub fn stop_all(&mut self) {
+        for p in &mut self.processes {
+            if matches!(p.child.try_wait(), Ok(None)) {
+                p.signal("TERM");
+            }
+        }
+        for p in &mut self.processes {
+            if p.wait_exit(Duration::from_secs(5)).is_none() {
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        self.stop_all();
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+        for ns in self.namespaces.iter().rev() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
+pub fn wait_until<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
