@@ -125,3 +125,28 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
     assert!(lan.processes[second].log_text().contains("already serving"));
     assert!(lan.status(0).is_some(), "the first daemon keeps serving");
 }
+
+#[test]
+fn systemd_hears_ready_once_the_api_answers_and_stopping_on_sigterm() {
+    require_netns!();
+    let mut lan = Lan::new(1, WEFT);
+    let notify_path = lan.hosts[0].dir.join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(DEADLINE)).unwrap();
+    let p = lan.start_weft(
+        0,
+        &["--token", &token()],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("a notification arrives");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "READY=1");
+    assert!(lan.status(0).is_some(), "READY means the API answers");
+    lan.processes[p].signal("TERM");
+    let n = notify.recv(&mut buf).expect("a notification arrives");
+    assert_eq!(String::from_utf8_lossy(&buf[..n]).trim(), "STOPPING=1");
+    assert_eq!(
+        lan.processes[p].wait_exit(DEADLINE).and_then(|s| s.code()),
+        Some(0)
+    );
+}
