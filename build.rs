@@ -2,7 +2,7 @@
 //! `protoc` is needed to build weft.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let schemas = ["proto/weft/token.proto"];
+    let schemas = ["proto/weft/token.proto", "proto/weft/p2p.proto"];
     for schema in schemas {
         println!("cargo:rerun-if-changed={schema}");
     }

@@ -14,6 +14,7 @@ use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, S
 
 use crate::api::{self, ApiAddr, StatusView};
 use crate::config::{self, ConfigError, Inputs, Origin, RawSetting, RawValue};
+use crate::p2p::PeerView;
 use crate::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
 
 /// weft: a peer-to-peer mesh VPN and coordination daemon (a drop-in for edgevpn).
@@ -37,6 +38,8 @@ enum Command {
     Token(TokenCommand),
     /// Show what the local daemon reports about this node.
     Status(ClientArgs),
+    /// List the peers that proved membership, how they are reached and their round-trip time.
+    Peers(ClientArgs),
     /// Print weft's version.
     Version,
 }
@@ -81,6 +84,15 @@ struct UpArgs {
     /// Turn off discovery through the DHT.
     #[arg(long, env = "WEFT_NO_DHT", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     no_dht: Option<String>,
+    /// Also rendezvous on the public IPFS DHT (dials public bootstrap nodes) [default: false].
+    #[arg(long, env = "WEFT_PUBLIC_DHT", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    public_dht: Option<String>,
+    /// Run a circuit relay server for admitted members [default: false].
+    #[arg(long, env = "WEFT_RELAY", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    relay: Option<String>,
+    /// Seconds a peer that failed admission stays blocked [default: 300].
+    #[arg(long, env = "WEFT_BLOCK_DURATION", value_name = "SECS")]
+    block_duration: Option<String>,
     /// UDP port of the data plane; 0 lets the OS choose [default: 0].
     #[arg(long, env = "WEFT_DATA_PORT", value_name = "PORT")]
     data_port: Option<String>,
@@ -130,6 +142,9 @@ const UP_SETTINGS: &[(&str, &str, bool)] = &[
     ("bootstrap", "bootstrap", false),
     ("no_mdns", "mdns", true),
     ("no_dht", "dht", true),
+    ("public_dht", "public_dht", false),
+    ("relay", "relay", false),
+    ("block_duration", "block_duration", false),
     ("data_port", "data_port", false),
     ("mtu", "mtu", false),
     ("api", "api", false),
@@ -254,6 +269,7 @@ fn run(matches: &ArgMatches) -> Result<(), Failure> {
         }
         Command::Token(TokenCommand::Inspect { token, json }) => inspect_token(&token, json),
         Command::Status(client) => status(&client),
+        Command::Peers(client) => peers(&client),
         Command::Version => {
             println!("weft {}", crate::VERSION);
             Ok(())
@@ -351,21 +367,59 @@ fn inspect_token(text: &str, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn status(client: &ClientArgs) -> Result<(), Failure> {
+/// `GET path` on the daemon's API, decoded.
+fn fetch<T: serde::de::DeserializeOwned>(client: &ClientArgs, path: &str) -> Result<T, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let view: StatusView = runtime.block_on(api::client::get_json(&client.api, "/v1/status"))?;
+    Ok(runtime.block_on(api::client::get_json(&client.api, path))?)
+}
+
+fn status(client: &ClientArgs) -> Result<(), Failure> {
+    let view: StatusView = fetch(client, "/v1/status")?;
     if client.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
-    } else {
-        println!("peer id:    {}", view.peer_id);
-        println!("hostname:   {}", view.hostname);
-        println!("network id: {}", view.network_id);
-        println!("interface:  {} (pool {})", view.interface, view.cidr);
-        println!("version:    {}", view.version);
-        println!("uptime:     {} s", view.uptime_secs);
+        return Ok(());
+    }
+    println!("peer id:      {}", view.peer_id);
+    println!("hostname:     {}", view.hostname);
+    println!("network id:   {}", view.network_id);
+    println!("interface:    {} (pool {})", view.interface, view.cidr);
+    println!("peers:        {} admitted", view.admitted_peers);
+    println!("reachability: {}", view.reachability);
+    println!("version:      {}", view.version);
+    println!("uptime:       {} s", view.uptime_secs);
+    Ok(())
+}
+
+fn peers(client: &ClientArgs) -> Result<(), Failure> {
+    let peers: Vec<PeerView> = fetch(client, "/v1/peers")?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&peers)?);
+        return Ok(());
+    }
+    if peers.is_empty() {
+        println!("no admitted peers");
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<54} {:<8} {:>9}",
+        "HOSTNAME", "PEER ID", "PATH", "RTT"
+    );
+    for peer in &peers {
+        let rtt = peer
+            .rtt_ms
+            .map(|ms| format!("{ms:.2} ms"))
+            .unwrap_or_else(|| "-".into());
+        let path = match peer.connection {
+            crate::p2p::ConnectionKind::Direct => "direct",
+            crate::p2p::ConnectionKind::Relayed => "relayed",
+        };
+        println!(
+            "{:<20} {:<54} {:<8} {:>9}",
+            peer.hostname, peer.peer_id, path, rtt
+        );
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `weft up`: wires the node's parts together and owns their lifetime. Start-up loads the
-//! identity and binds the API before telling systemd the node is ready; SIGINT or SIGTERM cancel
-//! one shutdown token that every task honours, and the daemon returns once they have stopped.
+//! identity, starts the control plane and binds the API before telling systemd the node is
+//! ready; SIGINT or SIGTERM cancel one shutdown token that every task honours, and the daemon
+//! returns once they have stopped.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,13 +9,20 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiListener, ListenError, NodeInfo};
+use prometheus_client::registry::Registry;
+
+use crate::api::{self, ApiListener, ApiState, ListenError, NodeInfo};
 use crate::config::Settings;
 use crate::identity::{Identity, IdentityError};
+use crate::p2p::{self, P2pConfig, P2pError};
 use crate::token::Token;
 
 /// How long tasks get to finish after shutdown is requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a connected peer has to prove membership.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often admitted peers are asked which members they know.
+const PEER_EXCHANGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +31,8 @@ pub enum DaemonError {
     Identity(#[from] IdentityError),
     #[error("local API: {0}")]
     Listen(#[from] ListenError),
+    #[error("control plane: {0}")]
+    P2p(#[from] P2pError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("local API stopped: {0}")]
@@ -34,21 +44,33 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
     let started = Instant::now();
     let identity = Identity::load_or_create(&settings.state_dir)?;
     let keys = token.keys();
-    let node = Arc::new(NodeInfo {
-        peer_id: identity.peer_id().to_string(),
-        hostname: settings.hostname.clone(),
-        network_id: keys.network_id().to_string(),
-        interface: settings.interface.clone(),
-        cidr: settings.cidr.to_string(),
-        started,
-    });
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-
+    let shutdown = CancellationToken::new();
+    // Bound first: a second daemon on the same socket stops before touching the network.
     let listener = ApiListener::bind(&settings.api, settings.api_unix_mode).await?;
     let api_addr = listener.local_addr();
-    let shutdown = CancellationToken::new();
-    let mut api_task = tokio::spawn(listener.serve(api::router(node), shutdown.clone()));
+
+    let mut registry = Registry::default();
+    let (p2p, p2p_task) = p2p::start(
+        p2p_config(settings, &keys),
+        identity.keypair(),
+        keys.clone(),
+        &mut registry,
+        shutdown.clone(),
+    )?;
+    let state = Arc::new(ApiState {
+        node: NodeInfo {
+            hostname: settings.hostname.clone(),
+            network_id: keys.network_id().to_string(),
+            interface: settings.interface.clone(),
+            cidr: settings.cidr.to_string(),
+            started,
+        },
+        p2p,
+        registry: Arc::new(registry),
+    });
+    let mut api_task = tokio::spawn(listener.serve(api::router(state), shutdown.clone()));
 
     notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
@@ -65,6 +87,12 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
     };
     notify(&[sd_notify::NotifyState::Stopping]);
     shutdown.cancel();
+    if tokio::time::timeout(SHUTDOWN_GRACE, p2p_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the control plane did not stop in time");
+    }
     let api_result = match early_end {
         Some(ended) => ended,
         None => match tokio::time::timeout(SHUTDOWN_GRACE, &mut api_task).await {
@@ -80,6 +108,23 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(DaemonError::Api(e)),
         Err(join) => Err(DaemonError::Api(std::io::Error::other(join))),
+    }
+}
+
+fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfig {
+    P2pConfig {
+        network_id: keys.network_id(),
+        hostname: settings.hostname.clone(),
+        listen: settings.listen.clone(),
+        bootstrap: settings.bootstrap.clone(),
+        mdns: settings.mdns,
+        dht: settings.dht,
+        public_dht: settings.public_dht,
+        relay_server: settings.relay,
+        max_connections: settings.max_connections,
+        auth_timeout: AUTH_TIMEOUT,
+        block_duration: settings.block_duration,
+        peer_exchange_interval: PEER_EXCHANGE_INTERVAL,
     }
 }
 

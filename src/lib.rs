@@ -9,10 +9,18 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod identity;
+pub mod p2p;
 pub mod token;
 
 /// Wire schemas compiled from `proto/` by `build.rs`.
 pub mod proto {
+    /// weft's libp2p protocols (admission, control, gossip envelope).
+    pub mod p2p {
+        #[allow(missing_docs, clippy::all)]
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/weft.p2p.v1.rs"));
+        }
+    }
     /// The native network token's body.
     pub mod token {
         #[allow(missing_docs, clippy::all)]

@@ -1,7 +1,7 @@
 //! The local HTTP API (axum) that `weft status` and, later, Kairos talk to. It listens on a
-//! unix socket or a TCP address ([`listen`]), serves the native `/v1` JSON API and `/healthz`,
-//! and stops when the daemon's shutdown token is cancelled. [`client`] is the matching client
-//! used by the CLI.
+//! unix socket or a TCP address ([`listen`]), serves the native `/v1` JSON API, `/healthz` and
+//! `/metrics` (Prometheus), and stops when the daemon's shutdown token is cancelled. [`client`]
+//! is the matching client used by the CLI.
 
 mod addr;
 pub mod client;
@@ -10,4 +10,4 @@ mod routes;
 
 pub use addr::ApiAddr;
 pub use listen::{ApiListener, ListenError};
-pub use routes::{NodeInfo, StatusView, router};
+pub use routes::{ApiState, NodeInfo, StatusView, router};

@@ -71,6 +71,9 @@ pub(super) fn layers(env: &BTreeMap<String, String>) -> Result<Vec<Layer>, Confi
     if let Some(address) = env.get("ADDRESS") {
         layers.push(address_layer(address, dhcp(env)?));
     }
+    if let Some(layer) = public_dht_layer(env)? {
+        layers.push(layer);
+    }
     Ok(layers)
 }
 
@@ -87,6 +90,35 @@ fn address_layer(address: &str, dhcp: bool) -> Layer {
         // Handed on as is, so that the cidr reader reports it with its origin.
         Err(_) => layer.with("cidr", address.to_string()),
     }
+}
+
+/// edgevpn joins the public IPFS DHT unless told not to or given its own bootstrap peers; a
+/// node configured the edgevpn way (its token in `EDGEVPNTOKEN` or `EDGEVPNCONFIG`) does too.
+fn public_dht_layer(env: &BTreeMap<String, String>) -> Result<Option<Layer>, ConfigError> {
+    let edgevpn_mode = ["EDGEVPNTOKEN", "EDGEVPNCONFIG"]
+        .iter()
+        .find(|var| env.contains_key(**var));
+    let Some(mode_var) = edgevpn_mode else {
+        return Ok(None);
+    };
+    let has_bootstrap = env
+        .get("EDGEVPNBOOTSTRAPPEERS")
+        .is_some_and(|peers| !peers.trim().is_empty());
+    let (dht, origin) = match env.get("EDGEVPNDHT") {
+        Some(text) => {
+            let on = parse_bool(text).ok_or_else(|| ConfigError::Invalid {
+                key: "dht",
+                value: format!("{text:?}"),
+                origin: Origin::Env("EDGEVPNDHT".into()),
+                reason: "expected a boolean (true or false)".into(),
+            })?;
+            (on, "EDGEVPNDHT")
+        }
+        None => (true, *mode_var),
+    };
+    Ok(Some(
+        Layer::new(Origin::Env(origin.to_string())).with("public_dht", dht && !has_bootstrap),
+    ))
 }
 
 fn dhcp(env: &BTreeMap<String, String>) -> Result<bool, ConfigError> {
@@ -146,6 +178,29 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn edgevpn_mode_uses_the_public_dht_as_edgevpn_does() {
+        let public = |pairs: &[(&str, &str)]| {
+            layers(&env(pairs))
+                .unwrap()
+                .iter()
+                .find_map(|l| l.values.get("public_dht").cloned())
+        };
+        assert_eq!(public(&[("EDGEVPNTOKEN", "x")]), Some(true.into()));
+        assert_eq!(
+            public(&[("EDGEVPNTOKEN", "x"), ("EDGEVPNDHT", "false")]),
+            Some(false.into())
+        );
+        assert_eq!(
+            public(&[
+                ("EDGEVPNTOKEN", "x"),
+                ("EDGEVPNBOOTSTRAPPEERS", "/ip4/10.0.0.1/tcp/1")
+            ]),
+            Some(false.into())
+        );
+        assert_eq!(public(&[("WEFT_TOKEN", "x")]), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::value::Value;
@@ -74,6 +75,9 @@ pub const KEYS: &[&str] = &[
     "bootstrap",
     "mdns",
     "dht",
+    "public_dht",
+    "relay",
+    "block_duration",
     "data_port",
     "mtu",
     "api",
@@ -114,6 +118,12 @@ pub struct Settings {
     pub mdns: bool,
     /// Discovery through the (private) Kademlia DHT.
     pub dht: bool,
+    /// Rendezvous also on the public IPFS DHT (reaches public bootstrap nodes).
+    pub public_dht: bool,
+    /// Run a circuit relay server for admitted members.
+    pub relay: bool,
+    /// How long a peer that failed admission stays blocked.
+    pub block_duration: Duration,
     /// UDP port of the data plane; 0 lets the OS choose.
     pub data_port: u16,
     /// MTU of the TUN interface.
@@ -240,6 +250,11 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         bootstrap,
         mdns: merged.or("mdns", true, |f| f.boolean())?,
         dht: merged.or("dht", true, |f| f.boolean())?,
+        public_dht: merged.or("public_dht", false, |f| f.boolean())?,
+        relay: merged.or("relay", false, |f| f.boolean())?,
+        block_duration: merged.or("block_duration", Duration::from_secs(300), |f| {
+            f.integer(1, 7 * 24 * 3600).map(Duration::from_secs)
+        })?,
         data_port: merged.or("data_port", 0, |f| {
             f.integer(0, u16::MAX.into()).map(|n| n as u16)
         })?,
@@ -520,6 +535,9 @@ impl Resolved {
             ("bootstrap", texts(&s.bootstrap)),
             ("mdns", json!(s.mdns)),
             ("dht", json!(s.dht)),
+            ("public_dht", json!(s.public_dht)),
+            ("relay", json!(s.relay)),
+            ("block_duration", json!(s.block_duration.as_secs())),
             ("data_port", json!(s.data_port)),
             ("mtu", json!(s.mtu)),
             ("api", json!(s.api.to_string())),

@@ -258,7 +258,6 @@ impl Lan {
             &api,
             "--hostname",
             &host.name,
-            "--no-dht",
         ];
         all.extend_from_slice(args);
         self.spawn(
@@ -321,6 +320,22 @@ impl Lan {
             return None;
         }
         serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Waits until host `i`'s weft answers `weft status`; fails at once if its process exited.
+    pub fn wait_api(&mut self, i: usize, deadline: Duration) -> serde_json::Value {
+        wait_until(
+            deadline,
+            &format!("{} to answer on its API", self.hosts[i].name),
+            || {
+                for p in self.processes.iter_mut().filter(|p| p.host == i) {
+                    if let Ok(Some(status)) = p.child.try_wait() {
+                        panic!("{} exited with {status}:\n{}", p.label, p.log_text());
+                    }
+                }
+                self.status(i)
+            },
+        )
     }
 
     /// Every process's log, for a failing test.

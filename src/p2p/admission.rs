@@ -1,0 +1,401 @@
+//! Admission: the proof that a connected peer holds the network token, and the per-peer state
+//! of the exchange. Pure: no I/O, the caller passes the time.
+//!
+//! Right after a connection to a new peer opens, each side sends a challenge with a fresh
+//! 32-byte nonce; each answers with its own nonce and
+//! `HMAC-SHA256(admission key, label || prover || verifier || verifier nonce || prover nonce)`.
+//! The PeerIds were authenticated by the transport (Noise/TLS), so the proof binds the token to
+//! this very pair of identities; the verifier's fresh nonce makes a recorded proof worthless on
+//! any other connection; prover and verifier are ordered in the MAC so a proof cannot be
+//! reflected back. A peer is admitted only when its proof verifies.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac as _};
+use libp2p::PeerId;
+use rand::RngCore as _;
+use sha2::Sha256;
+
+use crate::token::DerivedKey;
+
+/// Domain separation for the admission MAC.
+const LABEL: &[u8] = b"weft/auth/v1";
+/// Length of a nonce and of a proof.
+pub const NONCE_LEN: usize = 32;
+
+/// A random challenge nonce.
+pub type Nonce = [u8; NONCE_LEN];
+
+/// Why a peer was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("its proof does not verify (another network's token?)")]
+    BadProof,
+    #[error("its proof is malformed")]
+    Malformed,
+    #[error("it answered with the challenger's own nonce")]
+    ReflectedNonce,
+    #[error("it sent a proof nobody asked for")]
+    Unsolicited,
+    #[error("it did not prove membership in time")]
+    Timeout,
+    #[error("it does not speak weft's admission protocol")]
+    Unsupported,
+}
+
+impl Rejection {
+    /// A short label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::BadProof => "bad_proof",
+            Rejection::Malformed => "malformed",
+            Rejection::ReflectedNonce => "reflected_nonce",
+            Rejection::Unsolicited => "unsolicited",
+            Rejection::Timeout => "timeout",
+            Rejection::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// The MAC a prover sends.
+pub fn prove(
+    key: &DerivedKey,
+    prover: &PeerId,
+    verifier: &PeerId,
+    verifier_nonce: &Nonce,
+    prover_nonce: &Nonce,
+) -> [u8; 32] {
+    mac(key, prover, verifier, verifier_nonce, prover_nonce)
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
+/// Checks a proof in constant time.
+pub fn verify(
+    key: &DerivedKey,
+    prover: &PeerId,
+    verifier: &PeerId,
+    verifier_nonce: &Nonce,
+    prover_nonce: &Nonce,
+    proof: &[u8],
+) -> Result<(), Rejection> {
+    if verifier_nonce == prover_nonce {
+        return Err(Rejection::ReflectedNonce);
+    }
+    mac(key, prover, verifier, verifier_nonce, prover_nonce)
+        .verify_slice(proof)
+        .map_err(|_| Rejection::BadProof)
+}
+
+fn mac(
+    key: &DerivedKey,
+    prover: &PeerId,
+    verifier: &PeerId,
+    verifier_nonce: &Nonce,
+    prover_nonce: &Nonce,
+) -> Hmac<Sha256> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC-SHA256 accepts a key of any length");
+    for part in [&prover.to_bytes(), &verifier.to_bytes()] {
+        // PeerIds differ in length by key type: length-prefix them so boundaries are fixed.
+        mac.update(&(part.len() as u16).to_be_bytes());
+        mac.update(part);
+    }
+    mac.update(LABEL);
+    mac.update(verifier_nonce);
+    mac.update(prover_nonce);
+    mac
+}
+
+/// A fresh nonce from the OS CSPRNG.
+pub fn fresh_nonce() -> Nonce {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    nonce
+}
+
+/// What the node knows about one peer's admission.
+#[derive(Debug, Clone)]
+enum PeerState {
+    /// Our challenge is out (or about to be); `nonce` is ours for this peer.
+    Pending { nonce: Nonce, since: Instant },
+    /// The peer's proof verified.
+    Admitted,
+}
+
+/// The outcome of a proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Admitted { hostname: String },
+    Rejected(Rejection),
+}
+
+/// Admission state of every connected peer.
+#[derive(Debug)]
+pub struct Admission {
+    key: DerivedKey,
+    local: PeerId,
+    hostname: String,
+    timeout: Duration,
+    peers: HashMap<PeerId, PeerState>,
+}
+
+impl Admission {
+    /// Admission for node `local` with the network's admission key; proofs must arrive within
+    /// `timeout` of the first connection.
+    pub fn new(key: DerivedKey, local: PeerId, hostname: String, timeout: Duration) -> Self {
+        Admission {
+            key,
+            local,
+            hostname,
+            timeout,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// A connection to `peer` opened: returns the challenge to send, unless one is already out
+    /// or the peer is admitted.
+    pub fn on_connected(&mut self, peer: PeerId, now: Instant) -> Option<Nonce> {
+        if self.peers.contains_key(&peer) {
+            return None;
+        }
+        let nonce = fresh_nonce();
+        self.peers
+            .insert(peer, PeerState::Pending { nonce, since: now });
+        Some(nonce)
+    }
+
+    /// `peer` challenged us: our answer, plus the challenge we must send if we had none out yet
+    /// (its challenge can arrive before we saw the connection).
+    pub fn answer(
+        &mut self,
+        peer: PeerId,
+        their_nonce: &[u8],
+        now: Instant,
+    ) -> Result<(AnswerFields, Option<Nonce>), Rejection> {
+        let their_nonce: Nonce = their_nonce.try_into().map_err(|_| Rejection::Malformed)?;
+        let new_challenge = self.on_connected(peer, now);
+        let our_nonce = match self.peers.get(&peer) {
+            Some(PeerState::Pending { nonce, .. }) => *nonce,
+            // Already admitted: a fresh nonce serves; the peer only checks its own nonce.
+            _ => fresh_nonce(),
+        };
+        let proof = prove(&self.key, &self.local, &peer, &their_nonce, &our_nonce);
+        Ok((
+            AnswerFields {
+                nonce: our_nonce,
+                proof,
+                hostname: self.hostname.clone(),
+            },
+            new_challenge,
+        ))
+    }
+
+    /// `peer` answered our challenge.
+    pub fn on_proof(
+        &mut self,
+        peer: PeerId,
+        nonce: &[u8],
+        proof: &[u8],
+        hostname: &str,
+    ) -> Verdict {
+        let Some(PeerState::Pending { nonce: ours, .. }) = self.peers.get(&peer) else {
+            return Verdict::Rejected(Rejection::Unsolicited);
+        };
+        let Ok(theirs) = <Nonce>::try_from(nonce) else {
+            return Verdict::Rejected(Rejection::Malformed);
+        };
+        match verify(&self.key, &peer, &self.local, ours, &theirs, proof) {
+            Ok(()) => {
+                self.peers.insert(peer, PeerState::Admitted);
+                Verdict::Admitted {
+                    hostname: hostname.to_string(),
+                }
+            }
+            Err(rejection) => Verdict::Rejected(rejection),
+        }
+    }
+
+    /// Peers whose proof is overdue at `now`.
+    pub fn overdue(&self, now: Instant) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .filter_map(|(peer, state)| match state {
+                PeerState::Pending { since, .. } if now.duration_since(*since) > self.timeout => {
+                    Some(*peer)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last connection to `peer` closed: it must prove itself again next time.
+    pub fn forget(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+    }
+
+    /// Whether `peer` is admitted.
+    pub fn is_admitted(&self, peer: &PeerId) -> bool {
+        matches!(self.peers.get(peer), Some(PeerState::Admitted))
+    }
+}
+
+/// The fields of an answer to a challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerFields {
+    pub nonce: Nonce,
+    pub proof: [u8; 32],
+    pub hostname: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> DerivedKey {
+        DerivedKey([byte; 32])
+    }
+
+    fn node(byte: u8) -> (PeerId, Admission) {
+        let peer = PeerId::random();
+        (
+            peer,
+            Admission::new(
+                key(byte),
+                peer,
+                format!("host{byte}"),
+                Duration::from_secs(10),
+            ),
+        )
+    }
+
+    /// Runs the exchange in which `b` proves itself to `a`.
+    fn b_proves_to_a(a: &mut Admission, a_id: PeerId, b: &mut Admission, b_id: PeerId) -> Verdict {
+        let now = Instant::now();
+        let challenge = a.on_connected(b_id, now).expect("a challenges b");
+        let (answer, _) = b.answer(a_id, &challenge, now).unwrap();
+        a.on_proof(b_id, &answer.nonce, &answer.proof, &answer.hostname)
+    }
+
+    #[test]
+    fn a_valid_proof_admits_the_peer_with_its_hostname() {
+        let (a_id, mut a) = node(1);
+        let (b_id, mut b) = node(1);
+        assert_eq!(
+            b_proves_to_a(&mut a, a_id, &mut b, b_id),
+            Verdict::Admitted {
+                hostname: "host1".into()
+            }
+        );
+        assert!(a.is_admitted(&b_id));
+        assert!(
+            !b.is_admitted(&a_id),
+            "admission is one-way until a proves itself too"
+        );
+    }
+
+    #[test]
+    fn a_proof_made_with_another_token_is_rejected() {
+        let (a_id, mut a) = node(1);
+        let (b_id, mut b) = node(2);
+        assert_eq!(
+            b_proves_to_a(&mut a, a_id, &mut b, b_id),
+            Verdict::Rejected(Rejection::BadProof)
+        );
+        assert!(!a.is_admitted(&b_id));
+    }
+
+    #[test]
+    fn a_proof_with_swapped_peer_ids_is_rejected() {
+        let (a_id, b_id) = (PeerId::random(), PeerId::random());
+        let (na, nb) = (fresh_nonce(), fresh_nonce());
+        let proof = prove(&key(1), &b_id, &a_id, &na, &nb);
+        assert_eq!(verify(&key(1), &b_id, &a_id, &na, &nb, &proof), Ok(()));
+        assert_eq!(
+            verify(&key(1), &a_id, &b_id, &na, &nb, &proof),
+            Err(Rejection::BadProof)
+        );
+    }
+
+    #[test]
+    fn a_proof_for_another_challenge_nonce_is_rejected() {
+        let (a_id, b_id) = (PeerId::random(), PeerId::random());
+        let (na, nb) = (fresh_nonce(), fresh_nonce());
+        let proof = prove(&key(1), &b_id, &a_id, &na, &nb);
+        assert_eq!(
+            verify(&key(1), &b_id, &a_id, &fresh_nonce(), &nb, &proof),
+            Err(Rejection::BadProof)
+        );
+    }
+
+    #[test]
+    fn the_challengers_own_nonce_cannot_be_echoed_back() {
+        let (a_id, b_id) = (PeerId::random(), PeerId::random());
+        let na = fresh_nonce();
+        let proof = prove(&key(1), &b_id, &a_id, &na, &na);
+        assert_eq!(
+            verify(&key(1), &b_id, &a_id, &na, &na, &proof),
+            Err(Rejection::ReflectedNonce)
+        );
+    }
+
+    #[test]
+    fn a_recorded_transcript_replayed_on_a_new_connection_is_rejected() {
+        let (a_id, mut a) = node(1);
+        let (b_id, mut b) = node(1);
+        let now = Instant::now();
+        let challenge = a.on_connected(b_id, now).unwrap();
+        let (recorded, _) = b.answer(a_id, &challenge, now).unwrap();
+        assert!(matches!(
+            a.on_proof(b_id, &recorded.nonce, &recorded.proof, "b"),
+            Verdict::Admitted { .. }
+        ));
+        // The connection closes; on the next one a challenges afresh and the old answer fails.
+        a.forget(&b_id);
+        a.on_connected(b_id, now).unwrap();
+        assert_eq!(
+            a.on_proof(b_id, &recorded.nonce, &recorded.proof, "b"),
+            Verdict::Rejected(Rejection::BadProof)
+        );
+    }
+
+    #[test]
+    fn proofs_nobody_asked_for_and_malformed_nonces_are_rejected() {
+        let (_, mut a) = node(1);
+        let stranger = PeerId::random();
+        assert_eq!(
+            a.on_proof(stranger, &[0; 32], &[0; 32], "x"),
+            Verdict::Rejected(Rejection::Unsolicited)
+        );
+        a.on_connected(stranger, Instant::now());
+        assert_eq!(
+            a.on_proof(stranger, &[0; 5], &[0; 32], "x"),
+            Verdict::Rejected(Rejection::Malformed)
+        );
+        assert_eq!(
+            a.answer(stranger, &[1; 3], Instant::now()),
+            Err(Rejection::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_challenge_arriving_first_makes_us_challenge_back() {
+        let (_, mut a) = node(1);
+        let (_, challenge_back) = a
+            .answer(PeerId::random(), &fresh_nonce(), Instant::now())
+            .unwrap();
+        assert!(challenge_back.is_some());
+    }
+
+    #[test]
+    fn a_peer_that_stays_silent_is_overdue_after_the_timeout() {
+        let (_, mut a) = node(1);
+        let peer = PeerId::random();
+        let start = Instant::now();
+        a.on_connected(peer, start);
+        assert!(a.overdue(start + Duration::from_secs(5)).is_empty());
+        assert_eq!(a.overdue(start + Duration::from_secs(11)), vec![peer]);
+    }
+}

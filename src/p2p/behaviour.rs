@@ -1,0 +1,205 @@
+//! The composed libp2p behaviour of a weft node and how each part is configured.
+//!
+//! Gates that must see a connection first come first (limits, block list). weft's own
+//! protocols (auth, control, the private Kademlia, gossip topic) are scoped by the network id.
+//! The relay server reserves slots and opens circuits only for admitted members: its rate
+//! limiters consult the admitted set the swarm task maintains.
+
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    PeerId, StreamProtocol, allow_block_list, autonat, connection_limits, dcutr, gossipsub,
+    identify, kad, mdns, memory_connection_limits, ping, relay, request_response,
+};
+
+use super::P2pConfig;
+use super::protocol::{ProstCodec, Protocols};
+use crate::proto::p2p::v1::{AuthChallenge, AuthProof, ControlRequest, ControlResponse};
+
+/// The admission protocol's codec.
+pub type AuthCodec = ProstCodec<AuthChallenge, AuthProof>;
+/// The control protocol's codec.
+pub type ControlCodec = ProstCodec<ControlRequest, ControlResponse>;
+
+/// The set of admitted peers, shared with the relay server's access check.
+pub type AdmittedSet = Arc<RwLock<HashSet<PeerId>>>;
+
+/// Well-known bootstrap nodes of the public IPFS DHT, used only with `--public-dht`.
+const IPFS_BOOTSTRAP: &[&str] = &[
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+];
+
+/// Every libp2p behaviour of a weft node.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub memory: memory_connection_limits::Behaviour,
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub auth: request_response::Behaviour<AuthCodec>,
+    pub control: request_response::Behaviour<ControlCodec>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub public_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub relay_client: relay::client::Behaviour,
+    pub relay_server: Toggle<relay::Behaviour>,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+}
+
+/// Why the behaviour could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("mDNS: {0}")]
+    Mdns(std::io::Error),
+    #[error("gossipsub: {0}")]
+    Gossipsub(String),
+}
+
+impl Behaviour {
+    /// Builds the behaviour for `config`.
+    pub fn new(
+        key: &Keypair,
+        relay_client: relay::client::Behaviour,
+        config: &P2pConfig,
+        protocols: &Protocols,
+        admitted: AdmittedSet,
+    ) -> Result<Self, BuildError> {
+        let local = key.public().to_peer_id();
+        let rr_config =
+            request_response::Config::default().with_request_timeout(config.auth_timeout);
+        let mdns = if config.mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                    .map_err(BuildError::Mdns)?,
+            )
+        } else {
+            None
+        };
+        let kad = config
+            .dht
+            .then(|| private_kad(local, protocols.kad.clone()));
+        let public_kad = config.public_dht.then(|| public_kad(local));
+        let relay_server = config
+            .relay_server
+            .then(|| relay::Behaviour::new(local, relay_config(admitted)));
+        Ok(Behaviour {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(config.max_connections))
+                    .with_max_pending_incoming(Some(config.max_connections))
+                    .with_max_established_per_peer(Some(8)),
+            ),
+            memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
+            blocked: allow_block_list::Behaviour::default(),
+            identify: identify::Behaviour::new(
+                identify::Config::new(format!("/weft/{}/1", config.network_id), key.public())
+                    .with_agent_version(format!("weft/{}", crate::VERSION)),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            auth: request_response::Behaviour::new(
+                [(
+                    protocols.auth.clone(),
+                    request_response::ProtocolSupport::Full,
+                )],
+                rr_config.clone(),
+            ),
+            control: request_response::Behaviour::new(
+                [(
+                    protocols.control.clone(),
+                    request_response::ProtocolSupport::Full,
+                )],
+                rr_config,
+            ),
+            mdns: mdns.into(),
+            kad: kad.into(),
+            public_kad: public_kad.into(),
+            relay_client,
+            relay_server: relay_server.into(),
+            dcutr: dcutr::Behaviour::new(local),
+            autonat: autonat::Behaviour::new(
+                local,
+                autonat::Config {
+                    // Members probe each other, added as servers once admitted.
+                    use_connected: false,
+                    only_global_ips: false,
+                    ..Default::default()
+                },
+            ),
+            gossipsub: gossipsub_behaviour(key)?,
+        })
+    }
+}
+
+/// Kademlia among members: network-scoped protocol, only admitted peers in the routing table,
+/// provider records stored only after the swarm task checks their author.
+fn private_kad(local: PeerId, protocol: StreamProtocol) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut config = kad::Config::new(protocol);
+    config
+        .set_kbucket_inserts(kad::BucketInserts::Manual)
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_periodic_bootstrap_interval(None)
+        .set_provider_record_ttl(Some(Duration::from_secs(3 * 3600)))
+        .set_query_timeout(Duration::from_secs(30));
+    let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), config);
+    kad.set_mode(Some(kad::Mode::Server));
+    kad
+}
+
+/// The public IPFS DHT, for rendezvous across the internet when asked for.
+fn public_kad(local: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
+    let mut config = kad::Config::new(kad::PROTOCOL_NAME);
+    config.set_replication_factor(NonZeroUsize::new(20).expect("nonzero"));
+    let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), config);
+    for entry in IPFS_BOOTSTRAP {
+        let addr: libp2p::Multiaddr = entry.parse().expect("built-in multiaddrs are valid");
+        if let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() {
+            kad.add_address(&peer, addr);
+        }
+    }
+    kad
+}
+
+/// Relay server limits sized for VPN traffic; reservations and circuits only for members.
+fn relay_config(admitted: AdmittedSet) -> relay::Config {
+    let acl = move |peer: PeerId, _: &libp2p::Multiaddr, _: std::time::Instant| {
+        admitted
+            .read()
+            .map(|set| set.contains(&peer))
+            .unwrap_or(false)
+    };
+    relay::Config {
+        max_reservations: 256,
+        max_reservations_per_peer: 4,
+        reservation_duration: Duration::from_secs(3600),
+        reservation_rate_limiters: vec![Box::new(acl.clone())],
+        max_circuits: 512,
+        max_circuits_per_peer: 32,
+        max_circuit_duration: Duration::from_secs(24 * 3600),
+        // 0: no byte limit; a relayed VPN peer carries real traffic.
+        max_circuit_bytes: 0,
+        circuit_src_rate_limiters: vec![Box::new(acl)],
+    }
+}
+
+fn gossipsub_behaviour(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(super::protocol::MAX_MESSAGE)
+        .build()
+        .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
+    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+        .map_err(|e| BuildError::Gossipsub(e.to_string()))
+}

@@ -1,0 +1,166 @@
+//! The control plane: a libp2p swarm that finds peers (mDNS, bootstrap addresses, peer
+//! exchange, a private Kademlia rendezvous), proves membership ([`admission`]), traverses NATs
+//! (AutoNAT, circuit relay, DCUtR), keeps the peer table and carries sealed gossip.
+//!
+//! [`start`] spawns the task that owns the swarm; the returned [`P2pHandle`] reads lock-free
+//! snapshots of its state and sends it commands. Nothing here knows about the ledger or the data
+//! plane; they use this handle.
+
+pub mod admission;
+mod behaviour;
+mod bootstrap;
+pub mod gossip;
+mod node;
+pub mod peers;
+pub mod protocol;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use behaviour::{AuthCodec, ControlCodec};
+pub use peers::{ConnectionKind, PeerView};
+
+use crate::token::{NetworkId, NetworkKeys};
+
+/// What the control plane needs to know.
+#[derive(Debug, Clone)]
+pub struct P2pConfig {
+    pub network_id: NetworkId,
+    pub hostname: String,
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub dht: bool,
+    /// Also use the public IPFS DHT for rendezvous (never in tests).
+    pub public_dht: bool,
+    /// Run a circuit relay server for admitted members.
+    pub relay_server: bool,
+    pub max_connections: u32,
+    /// How long a peer has to prove membership.
+    pub auth_timeout: Duration,
+    /// How long a peer that failed admission stays blocked.
+    pub block_duration: Duration,
+    /// How often admitted peers are asked which members they know.
+    pub peer_exchange_interval: Duration,
+}
+
+/// A gossip message that opened with the network's key, from an admitted peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipMessage {
+    pub author: PeerId,
+    pub data: Vec<u8>,
+}
+
+/// Why the control plane could not start or a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum P2pError {
+    #[error("cannot set up libp2p: {0}")]
+    Setup(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("cannot publish gossip: {0}")]
+    Publish(String),
+    #[error("the control plane has stopped")]
+    Stopped,
+}
+
+/// Requests to the swarm task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Publish {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), P2pError>>,
+    },
+}
+
+/// State the swarm task publishes for readers.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub peers: ArcSwap<Vec<PeerView>>,
+    pub listen: ArcSwap<Vec<Multiaddr>>,
+    pub reachability: ArcSwap<String>,
+}
+
+/// A handle on the running control plane.
+#[derive(Debug, Clone)]
+pub struct P2pHandle {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    gossip: broadcast::Sender<GossipMessage>,
+}
+
+impl P2pHandle {
+    /// This node's PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The admitted peers.
+    pub fn peers(&self) -> Arc<Vec<PeerView>> {
+        self.shared.peers.load_full()
+    }
+
+    /// The addresses the swarm listens on (with OS-chosen ports resolved).
+    pub fn listen_addrs(&self) -> Arc<Vec<Multiaddr>> {
+        self.shared.listen.load_full()
+    }
+
+    /// AutoNAT's verdict on this node's reachability (`unknown`, `public`, `private`).
+    pub fn reachability(&self) -> Arc<String> {
+        self.shared.reachability.load_full()
+    }
+
+    /// Publishes `data`, sealed, on the network's gossip topic.
+    pub async fn publish(&self, data: Vec<u8>) -> Result<(), P2pError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Publish { data, reply })
+            .await
+            .map_err(|_| P2pError::Stopped)?;
+        answer.await.map_err(|_| P2pError::Stopped)?
+    }
+
+    /// Receives every gossip message that opened with the network's key from an admitted peer.
+    pub fn gossip(&self) -> broadcast::Receiver<GossipMessage> {
+        self.gossip.subscribe()
+    }
+}
+
+/// Builds the swarm, starts listening, and spawns the task that runs it until `shutdown`.
+pub fn start(
+    config: P2pConfig,
+    keypair: &Keypair,
+    keys: NetworkKeys,
+    registry: &mut Registry,
+    shutdown: CancellationToken,
+) -> Result<(P2pHandle, JoinHandle<()>), P2pError> {
+    let shared = Arc::new(Shared::default());
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    let (gossip_tx, _) = broadcast::channel(256);
+    let node = node::Node::new(
+        config,
+        keypair,
+        keys,
+        registry,
+        shared.clone(),
+        commands_rx,
+        gossip_tx.clone(),
+    )?;
+    let handle = P2pHandle {
+        peer_id: keypair.public().to_peer_id(),
+        commands: commands_tx,
+        shared,
+        gossip: gossip_tx,
+    };
+    let task = tokio::spawn(node.run(shutdown));
+    Ok((handle, task))
+}

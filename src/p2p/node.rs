@@ -1,0 +1,804 @@
+//! The task that owns the libp2p swarm: it turns swarm events into admission decisions,
+//! discovery dials, peer-table updates and gossip, and publishes snapshots for the handle.
+//!
+//! Until a peer is admitted it gets identify, ping and the auth protocol only: the control
+//! protocol answers it `Refused`, gossipsub has it blacklisted, it is kept out of the Kademlia
+//! routing table and the relay server refuses it. A failed or overdue proof closes its
+//! connections and blocks its PeerId for `block_duration`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use libp2p::core::transport::ListenerId;
+use libp2p::identity::Keypair;
+use libp2p::kad::store::RecordStore as _;
+use libp2p::metrics::Recorder as _;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, gossipsub, identify, kad, mdns, noise, ping,
+    relay, request_response, tcp, yamux,
+};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::admission::{Admission, Rejection, Verdict};
+use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent};
+use super::bootstrap::Bootstrap;
+use super::peers::{PeerTable, is_relayed};
+use super::protocol::Protocols;
+use super::{Command, GossipMessage, P2pConfig, P2pError, Shared, gossip};
+use crate::proto::p2p::v1::{
+    AuthChallenge, AuthProof, ControlRequest, ControlResponse, PeerExchangeRequest, PeerList,
+    PeerRecord, Refused, control_request, control_response,
+};
+use crate::token::NetworkKeys;
+
+/// Relays this node keeps a reservation on (when it is not a relay itself).
+const WANTED_RESERVATIONS: usize = 2;
+/// How often the rendezvous providers are looked up.
+const RENDEZVOUS_LOOKUP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// Counters of the control plane, registered under `weft_`.
+struct Metrics {
+    libp2p: libp2p::metrics::Metrics,
+    rejections: Family<ReasonLabel, Counter>,
+    refused_requests: Counter,
+    admitted: Gauge,
+}
+
+impl Metrics {
+    fn new(registry: &mut Registry) -> Self {
+        let weft = registry.sub_registry_with_prefix("weft");
+        let rejections = Family::<ReasonLabel, Counter>::default();
+        weft.register(
+            "admission_rejections",
+            "Peers refused admission, by reason",
+            rejections.clone(),
+        );
+        let refused_requests = Counter::default();
+        weft.register(
+            "refused_requests",
+            "Requests on weft protocols refused because the peer was not admitted",
+            refused_requests.clone(),
+        );
+        let admitted = Gauge::default();
+        weft.register(
+            "admitted_peers",
+            "Peers currently admitted",
+            admitted.clone(),
+        );
+        Metrics {
+            libp2p: libp2p::metrics::Metrics::new(registry),
+            rejections,
+            refused_requests,
+            admitted,
+        }
+    }
+}
+
+pub(super) struct Node {
+    swarm: Swarm<Behaviour>,
+    config: P2pConfig,
+    keys: NetworkKeys,
+    protocols: Protocols,
+    topic: gossipsub::IdentTopic,
+    admission: Admission,
+    admitted: AdmittedSet,
+    peers: PeerTable,
+    bootstrap: Bootstrap,
+    blocked_until: HashMap<PeerId, Instant>,
+    reservations: HashMap<PeerId, ListenerId>,
+    listen: HashSet<Multiaddr>,
+    provided_epoch: Option<u64>,
+    next_lookup: Instant,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    gossip_tx: broadcast::Sender<GossipMessage>,
+    metrics: Metrics,
+}
+
+impl Node {
+    pub(super) fn new(
+        config: P2pConfig,
+        keypair: &Keypair,
+        keys: NetworkKeys,
+        registry: &mut Registry,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+        gossip_tx: broadcast::Sender<GossipMessage>,
+    ) -> Result<Self, P2pError> {
+        let protocols = Protocols::new(keys.network_id());
+        let admitted: AdmittedSet = Arc::new(RwLock::new(HashSet::new()));
+        let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| setup(&e))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| setup(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| setup(&e))?
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|key, relay_client| {
+                Behaviour::new(key, relay_client, &config, &protocols, admitted.clone())
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| setup(&e))?
+            // Admitted members stay connected; the mesh is small and pings are cheap.
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| P2pError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let topic = gossipsub::IdentTopic::new(protocols.gossip_topic.clone());
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| setup(&e))?;
+        let local = *swarm.local_peer_id();
+        let now = Instant::now();
+        Ok(Node {
+            admission: Admission::new(
+                keys.admission.clone(),
+                local,
+                config.hostname.clone(),
+                config.auth_timeout,
+            ),
+            bootstrap: Bootstrap::new(&config.bootstrap, now),
+            metrics: Metrics::new(registry),
+            swarm,
+            config,
+            keys,
+            protocols,
+            topic,
+            admitted,
+            peers: PeerTable::default(),
+            blocked_until: HashMap::new(),
+            reservations: HashMap::new(),
+            listen: HashSet::new(),
+            provided_epoch: None,
+            next_lookup: now,
+            shared,
+            commands,
+            gossip_tx,
+        })
+    }
+
+    pub(super) async fn run(mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut exchange = tokio::time::interval(self.config.peer_exchange_interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = self.swarm.select_next_some() => self.on_event(event),
+                Some(command) = self.commands.recv() => self.on_command(command),
+                _ = tick.tick() => self.on_tick(),
+                _ = exchange.tick() => self.exchange_peers(),
+            }
+        }
+        tracing::debug!("control plane stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { data, reply } => {
+                let local = *self.swarm.local_peer_id();
+                let sealed = gossip::seal(
+                    &self.keys.ledger_seal,
+                    &self.protocols.gossip_topic,
+                    &local,
+                    &data,
+                );
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), sealed)
+                    .map(|_| ())
+                    .map_err(|e| P2pError::Publish(e.to_string()));
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for (index, addr) in self.bootstrap.due(now) {
+            let opts = dial_opts_for(&addr);
+            let id = opts.connection_id();
+            self.bootstrap.dialing(index, id);
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%addr, error = %e, "bootstrap dial failed");
+                self.bootstrap.failed(id);
+            }
+        }
+        for peer in self.admission.overdue(now) {
+            self.reject(peer, Rejection::Timeout);
+        }
+        let expired: Vec<PeerId> = self
+            .blocked_until
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.blocked_until.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
+        self.rendezvous(now);
+        self.reserve_relays();
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.libp2p.record(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.listen.insert(address);
+                self.publish_listen();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen.remove(&address);
+                self.publish_listen();
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.reservations.retain(|_, id| *id != listener_id);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.peers.connected(
+                    peer_id,
+                    connection_id,
+                    endpoint.get_remote_address().clone(),
+                );
+                self.bootstrap.established(connection_id, peer_id);
+                if !self.admission.is_admitted(&peer_id) {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .blacklist_peer(&peer_id);
+                }
+                if let Some(nonce) = self.admission.on_connected(peer_id, Instant::now()) {
+                    self.challenge(peer_id, nonce.to_vec());
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                if self.peers.disconnected(&peer_id, connection_id) || num_established == 0 {
+                    self.admission.forget(&peer_id);
+                    self.set_admitted(&peer_id, false);
+                    self.bootstrap.peer_gone(&peer_id, Instant::now());
+                    self.reservations.remove(&peer_id);
+                }
+                self.publish_peers();
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, .. } => {
+                self.bootstrap.failed(connection_id);
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Auth(event) => self.on_auth(event),
+            BehaviourEvent::Control(event) => self.on_control(event),
+            BehaviourEvent::Identify(event) => {
+                self.metrics.libp2p.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    let relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                    self.peers
+                        .identified(peer_id, info.listen_addrs.clone(), relay);
+                    if self.admission.is_admitted(&peer_id) {
+                        self.add_to_routing(peer_id);
+                    }
+                    self.publish_peers();
+                }
+            }
+            BehaviourEvent::Ping(event) => {
+                self.metrics.libp2p.record(&event);
+                if let ping::Event {
+                    peer,
+                    result: Ok(rtt),
+                    ..
+                } = event
+                {
+                    self.peers.rtt(peer, rtt);
+                    self.publish_peers();
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in found {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    self.dial_member(peer, addrs);
+                }
+            }
+            BehaviourEvent::Kad(event) => self.on_kad(event),
+            BehaviourEvent::PublicKad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetProviders(Ok(found)),
+                ..
+            }) => self.on_providers(found),
+            BehaviourEvent::Gossipsub(event) => self.on_gossip(event),
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                let status = match new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                };
+                tracing::info!(status, "reachability changed");
+                self.shared.reachability.store(Arc::new(status.to_string()));
+            }
+            BehaviourEvent::RelayClient(event) => {
+                tracing::debug!(?event, "relay client");
+            }
+            BehaviourEvent::RelayServer(event) => {
+                self.metrics.libp2p.record(&event);
+                tracing::debug!(?event, "relay server");
+            }
+            BehaviourEvent::Dcutr(event) => {
+                self.metrics.libp2p.record(&event);
+                tracing::info!(peer = %event.remote_peer_id, result = ?event.result, "hole punch");
+            }
+            _ => {}
+        }
+    }
+
+    fn challenge(&mut self, peer: PeerId, nonce: Vec<u8>) {
+        self.swarm
+            .behaviour_mut()
+            .auth
+            .send_request(&peer, AuthChallenge { nonce });
+    }
+
+    fn on_auth(&mut self, event: request_response::Event<AuthChallenge, AuthProof>) {
+        use request_response::{Event, Message, OutboundFailure};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => match self.admission.answer(peer, &request.nonce, Instant::now()) {
+                Ok((answer, challenge_back)) => {
+                    let proof = AuthProof {
+                        nonce: answer.nonce.to_vec(),
+                        proof: answer.proof.to_vec(),
+                        hostname: answer.hostname,
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .auth
+                        .send_response(channel, proof);
+                    if let Some(nonce) = challenge_back {
+                        self.challenge(peer, nonce.to_vec());
+                    }
+                }
+                Err(rejection) => self.reject(peer, rejection),
+            },
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => match self.admission.on_proof(
+                peer,
+                &response.nonce,
+                &response.proof,
+                &response.hostname,
+            ) {
+                Verdict::Admitted { hostname } => self.on_admitted(peer, hostname),
+                Verdict::Rejected(rejection) => self.reject(peer, rejection),
+            },
+            Event::OutboundFailure { peer, error, .. } => match error {
+                OutboundFailure::UnsupportedProtocols => self.reject(peer, Rejection::Unsupported),
+                OutboundFailure::Timeout => self.reject(peer, Rejection::Timeout),
+                other => tracing::debug!(%peer, error = %other, "admission request failed"),
+            },
+            _ => {}
+        }
+    }
+
+    fn on_admitted(&mut self, peer: PeerId, hostname: String) {
+        tracing::info!(%peer, %hostname, "admitted");
+        self.peers.admitted(peer, hostname, SystemTime::now());
+        self.set_admitted(&peer, true);
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.gossipsub.remove_blacklisted_peer(&peer);
+        behaviour.autonat.add_server(peer, None);
+        self.add_to_routing(peer);
+        self.ask_for_peers(peer);
+        self.publish_peers();
+    }
+
+    fn reject(&mut self, peer: PeerId, why: Rejection) {
+        tracing::warn!(%peer, reason = %why, "refusing peer: {why}; blocking it for {:?}", self.config.block_duration);
+        self.metrics
+            .rejections
+            .get_or_create(&ReasonLabel {
+                reason: why.label().to_string(),
+            })
+            .inc();
+        self.admission.forget(&peer);
+        self.set_admitted(&peer, false);
+        self.blocked_until
+            .insert(peer, Instant::now() + self.config.block_duration);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+    }
+
+    fn set_admitted(&mut self, peer: &PeerId, admitted: bool) {
+        if let Ok(mut set) = self.admitted.write() {
+            if admitted {
+                set.insert(*peer);
+            } else {
+                set.remove(peer);
+            }
+            self.metrics.admitted.set(set.len() as i64);
+        }
+    }
+
+    fn ask_for_peers(&mut self, peer: PeerId) {
+        let request = ControlRequest {
+            kind: Some(control_request::Kind::Peers(PeerExchangeRequest {})),
+        };
+        self.swarm
+            .behaviour_mut()
+            .control
+            .send_request(&peer, request);
+    }
+
+    fn exchange_peers(&mut self) {
+        let admitted: Vec<PeerId> = self.peers.admitted_peers().map(|(p, ..)| *p).collect();
+        for peer in admitted {
+            self.ask_for_peers(peer);
+        }
+    }
+
+    fn on_control(&mut self, event: request_response::Event<ControlRequest, ControlResponse>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = if !self.admission.is_admitted(&peer) {
+                    self.metrics.refused_requests.inc();
+                    tracing::debug!(%peer, "refusing a control request from a peer that is not admitted");
+                    control_response::Kind::Refused(Refused {
+                        reason: "not admitted".into(),
+                    })
+                } else {
+                    match request.kind {
+                        Some(control_request::Kind::Peers(_)) => {
+                            control_response::Kind::Peers(self.peer_list(&peer))
+                        }
+                        None => control_response::Kind::Refused(Refused {
+                            reason: "unknown request".into(),
+                        }),
+                    }
+                };
+                let _ = self.swarm.behaviour_mut().control.send_response(
+                    channel,
+                    ControlResponse {
+                        kind: Some(response),
+                    },
+                );
+            }
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => match response.kind {
+                Some(control_response::Kind::Peers(list)) => self.on_peer_list(peer, list),
+                Some(control_response::Kind::Refused(refused)) => {
+                    tracing::debug!(%peer, reason = refused.reason, "control request refused");
+                }
+                None => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn peer_list(&self, asker: &PeerId) -> PeerList {
+        PeerList {
+            peers: self
+                .peers
+                .admitted_peers()
+                .filter(|(peer, ..)| *peer != asker)
+                .map(|(peer, hostname, addrs, relay)| PeerRecord {
+                    peer_id: peer.to_bytes(),
+                    addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+                    hostname: hostname.to_string(),
+                    relay,
+                })
+                .collect(),
+        }
+    }
+
+    fn on_peer_list(&mut self, from: PeerId, list: PeerList) {
+        if !self.admission.is_admitted(&from) {
+            return;
+        }
+        for record in list.peers {
+            let Ok(peer) = PeerId::from_bytes(&record.peer_id) else {
+                continue;
+            };
+            let addrs = record
+                .addrs
+                .into_iter()
+                .filter_map(|a| Multiaddr::try_from(a).ok())
+                .collect();
+            self.dial_member(peer, addrs);
+        }
+    }
+
+    /// Dials a peer learned from discovery, directly and through every relay we know.
+    fn dial_member(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id()
+            || self.peers.is_connected(&peer)
+            || self.blocked_until.contains_key(&peer)
+        {
+            return;
+        }
+        let relays: Vec<PeerId> = self.peers.relays().copied().collect();
+        for relay in relays {
+            if relay == peer {
+                continue;
+            }
+            if let Some(base) = self
+                .peers
+                .listen_addrs(&relay)
+                .iter()
+                .find(|a| !is_relayed(a))
+            {
+                addrs.push(
+                    base.clone()
+                        .with(Protocol::P2p(relay))
+                        .with(Protocol::P2pCircuit),
+                );
+            }
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, error = %e, "dial failed");
+        }
+    }
+
+    fn add_to_routing(&mut self, peer: PeerId) {
+        let addrs: Vec<Multiaddr> = self.peers.listen_addrs(&peer).to_vec();
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            for addr in addrs {
+                kad.add_address(&peer, addr);
+            }
+        }
+    }
+
+    /// Keeps a reservation on up to [`WANTED_RESERVATIONS`] admitted relays.
+    ///
+    /// AutoNAT's verdict is per vantage point: a node that one member can dial may be out of
+    /// another's reach (split LANs, firewalls). A reservation costs one idle connection, so every
+    /// node that is not itself a relay keeps one rather than trusting "public".
+    fn reserve_relays(&mut self) {
+        if self.config.relay_server || self.reservations.len() >= WANTED_RESERVATIONS {
+            return;
+        }
+        let candidates: Vec<(PeerId, Multiaddr)> = self
+            .peers
+            .relays()
+            .filter(|relay| !self.reservations.contains_key(relay))
+            .filter_map(|relay| {
+                let base = self
+                    .peers
+                    .listen_addrs(relay)
+                    .iter()
+                    .find(|a| !is_relayed(a) && is_reachable_listen_addr(a))?
+                    .clone();
+                Some((*relay, base))
+            })
+            .collect();
+        for (relay, base) in candidates {
+            if self.reservations.len() >= WANTED_RESERVATIONS {
+                break;
+            }
+            let circuit = base.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    tracing::info!(%relay, "reserving a relay slot");
+                    self.reservations.insert(relay, id);
+                }
+                Err(e) => tracing::debug!(%circuit, error = %e, "relay reservation failed"),
+            }
+        }
+    }
+
+    /// Provides this epoch's rendezvous record and looks up the neighbouring epochs.
+    fn rendezvous(&mut self, now: Instant) {
+        if !self.config.dht && !self.config.public_dht {
+            return;
+        }
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let epoch = self.keys.epoch_at(unix);
+        let key_of =
+            |keys: &NetworkKeys, epoch: u64| kad::RecordKey::new(&keys.rendezvous(epoch).0);
+        if self.provided_epoch != Some(epoch) {
+            let old = self.provided_epoch.map(|e| key_of(&self.keys, e));
+            let new = key_of(&self.keys, epoch);
+            let behaviour = self.swarm.behaviour_mut();
+            for kad in [behaviour.kad.as_mut(), behaviour.public_kad.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(old) = &old {
+                    kad.stop_providing(old);
+                }
+                if let Err(e) = kad.start_providing(new.clone()) {
+                    tracing::debug!(error = %e, "cannot provide the rendezvous record");
+                }
+            }
+            self.provided_epoch = Some(epoch);
+        }
+        if now >= self.next_lookup {
+            self.next_lookup = now + RENDEZVOUS_LOOKUP;
+            let keys: Vec<kad::RecordKey> =
+                [epoch.saturating_sub(1), epoch, epoch.saturating_add(1)]
+                    .into_iter()
+                    .map(|e| key_of(&self.keys, e))
+                    .collect();
+            let behaviour = self.swarm.behaviour_mut();
+            for kad in [behaviour.kad.as_mut(), behaviour.public_kad.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                for key in &keys {
+                    kad.get_providers(key.clone());
+                }
+            }
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        self.metrics.libp2p.record(&event);
+        match event {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::AddProvider {
+                        record: Some(record),
+                    },
+            } => {
+                if self.admission.is_admitted(&record.provider)
+                    && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+                    && let Err(e) = kad.store_mut().add_provider(record)
+                {
+                    tracing::debug!(error = %e, "cannot store a provider record");
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetProviders(Ok(found)),
+                ..
+            } => self.on_providers(found),
+            _ => {}
+        }
+    }
+
+    fn on_providers(&mut self, found: kad::GetProvidersOk) {
+        if let kad::GetProvidersOk::FoundProviders { providers, .. } = found {
+            for peer in providers {
+                self.dial_member(peer, Vec::new());
+            }
+        }
+    }
+
+    fn on_gossip(&mut self, event: gossipsub::Event) {
+        self.metrics.libp2p.record(&event);
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = event
+        else {
+            return;
+        };
+        let opened = message
+            .source
+            .filter(|_| self.admission.is_admitted(&propagation_source))
+            .and_then(|author| {
+                gossip::open(
+                    &self.keys.ledger_seal,
+                    &self.protocols.gossip_topic,
+                    &author,
+                    &message.data,
+                )
+                .ok()
+                .map(|data| GossipMessage { author, data })
+            });
+        let acceptance = match opened {
+            Some(message) => {
+                let _ = self.gossip_tx.send(message);
+                gossipsub::MessageAcceptance::Accept
+            }
+            None => gossipsub::MessageAcceptance::Reject,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message_id, &propagation_source, acceptance);
+    }
+
+    fn publish_peers(&self) {
+        self.shared.peers.store(Arc::new(self.peers.views()));
+    }
+
+    fn publish_listen(&self) {
+        let mut addrs: Vec<Multiaddr> = self.listen.iter().cloned().collect();
+        addrs.sort();
+        self.shared.listen.store(Arc::new(addrs));
+    }
+}
+
+/// Dial options for a configured address: by PeerId when it names one.
+fn dial_opts_for(addr: &Multiaddr) -> DialOpts {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer)
+            .addresses(vec![addr.clone()])
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build(),
+        _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+    }
+}
+
+/// A listen address another host can use (not a wildcard).
+fn is_reachable_listen_addr(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}

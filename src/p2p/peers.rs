@@ -1,0 +1,219 @@
+//! The peer table: what this node knows of every connected peer (connections, addresses,
+//! round-trip time) and, for admitted peers, the view the API shows. Pure bookkeeping; the
+//! swarm task feeds it events and publishes [`PeerView`] snapshots.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
+
+/// How traffic to a peer travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    /// At least one connection goes straight to the peer.
+    Direct,
+    /// Every connection goes through a relay.
+    Relayed,
+}
+
+/// An admitted peer, as `GET /v1/peers` and `weft peers` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub peer_id: String,
+    pub hostname: String,
+    /// Addresses the peer listens on (from identify) and those we are connected to.
+    pub addresses: Vec<String>,
+    pub connection: ConnectionKind,
+    /// Round-trip time of the last ping, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// When the peer was admitted, seconds since the UNIX epoch.
+    pub admitted_since: u64,
+    /// Whether the peer runs a relay server.
+    pub relay: bool,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    admitted: Option<(String, SystemTime)>,
+    listen_addrs: Vec<Multiaddr>,
+    connections: HashMap<ConnectionId, Multiaddr>,
+    rtt: Option<Duration>,
+    relay: bool,
+}
+
+/// Every connected peer.
+#[derive(Debug, Default)]
+pub struct PeerTable {
+    peers: HashMap<PeerId, Entry>,
+}
+
+impl PeerTable {
+    /// A connection to `peer` at `remote` opened.
+    pub fn connected(&mut self, peer: PeerId, id: ConnectionId, remote: Multiaddr) {
+        self.peers
+            .entry(peer)
+            .or_default()
+            .connections
+            .insert(id, remote);
+    }
+
+    /// A connection closed; returns true when it was the peer's last, and forgets the peer.
+    pub fn disconnected(&mut self, peer: &PeerId, id: ConnectionId) -> bool {
+        let Some(entry) = self.peers.get_mut(peer) else {
+            return true;
+        };
+        entry.connections.remove(&id);
+        if entry.connections.is_empty() {
+            self.peers.remove(peer);
+            return true;
+        }
+        false
+    }
+
+    /// `peer` proved membership.
+    pub fn admitted(&mut self, peer: PeerId, hostname: String, now: SystemTime) {
+        self.peers.entry(peer).or_default().admitted = Some((hostname, now));
+    }
+
+    /// identify told us where `peer` listens and whether it relays.
+    pub fn identified(&mut self, peer: PeerId, listen_addrs: Vec<Multiaddr>, relay: bool) {
+        let entry = self.peers.entry(peer).or_default();
+        entry.listen_addrs = listen_addrs;
+        entry.relay = relay;
+    }
+
+    /// A ping to `peer` took `rtt`.
+    pub fn rtt(&mut self, peer: PeerId, rtt: Duration) {
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.rtt = Some(rtt);
+        }
+    }
+
+    /// Whether `peer` has any connection.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    /// Where `peer` says it listens.
+    pub fn listen_addrs(&self, peer: &PeerId) -> &[Multiaddr] {
+        self.peers
+            .get(peer)
+            .map(|e| e.listen_addrs.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Admitted peers that run a relay server.
+    pub fn relays(&self) -> impl Iterator<Item = &PeerId> {
+        self.peers
+            .iter()
+            .filter(|(_, e)| e.relay && e.admitted.is_some())
+            .map(|(p, _)| p)
+    }
+
+    /// Admitted peers with what can be shared about them.
+    pub fn admitted_peers(&self) -> impl Iterator<Item = (&PeerId, &str, &[Multiaddr], bool)> {
+        self.peers.iter().filter_map(|(peer, e)| {
+            e.admitted
+                .as_ref()
+                .map(|(host, _)| (peer, host.as_str(), e.listen_addrs.as_slice(), e.relay))
+        })
+    }
+
+    /// The API's view of every admitted peer, sorted by hostname then PeerId.
+    pub fn views(&self) -> Vec<PeerView> {
+        let mut views: Vec<PeerView> = self
+            .peers
+            .iter()
+            .filter_map(|(peer, e)| {
+                let (hostname, since) = e.admitted.as_ref()?;
+                let direct = e.connections.values().any(|a| !is_relayed(a));
+                let mut addresses: Vec<String> = e
+                    .listen_addrs
+                    .iter()
+                    .chain(e.connections.values())
+                    .map(ToString::to_string)
+                    .collect();
+                addresses.sort();
+                addresses.dedup();
+                Some(PeerView {
+                    peer_id: peer.to_string(),
+                    hostname: hostname.clone(),
+                    addresses,
+                    connection: if direct {
+                        ConnectionKind::Direct
+                    } else {
+                        ConnectionKind::Relayed
+                    },
+                    rtt_ms: e.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    admitted_since: since
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                    relay: e.relay,
+                })
+            })
+            .collect();
+        views.sort_by(|a, b| (&a.hostname, &a.peer_id).cmp(&(&b.hostname, &b.peer_id)));
+        views
+    }
+}
+
+/// Whether an address goes through a circuit relay.
+pub fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Multiaddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_admitted_peers_are_shown() {
+        let mut table = PeerTable::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        table.connected(
+            a,
+            ConnectionId::new_unchecked(1),
+            addr("/ip4/10.0.0.1/tcp/1"),
+        );
+        table.connected(
+            b,
+            ConnectionId::new_unchecked(2),
+            addr("/ip4/10.0.0.2/tcp/1"),
+        );
+        table.admitted(a, "alpha".into(), SystemTime::now());
+        let views = table.views();
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].hostname, "alpha");
+        assert_eq!(views[0].connection, ConnectionKind::Direct);
+    }
+
+    #[test]
+    fn a_peer_reached_only_through_a_circuit_is_relayed_until_a_direct_connection_opens() {
+        let mut table = PeerTable::default();
+        let a = PeerId::random();
+        let circuit = addr(
+            "/ip4/10.0.0.9/tcp/1/p2p/12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE/p2p-circuit",
+        );
+        table.connected(a, ConnectionId::new_unchecked(1), circuit);
+        table.admitted(a, "alpha".into(), SystemTime::now());
+        assert_eq!(table.views()[0].connection, ConnectionKind::Relayed);
+        table.connected(
+            a,
+            ConnectionId::new_unchecked(2),
+            addr("/ip4/10.0.0.1/udp/1/quic-v1"),
+        );
+        assert_eq!(table.views()[0].connection, ConnectionKind::Direct);
+        assert!(!table.disconnected(&a, ConnectionId::new_unchecked(2)));
+        assert!(table.disconnected(&a, ConnectionId::new_unchecked(1)));
+        assert!(table.views().is_empty());
+    }
+}

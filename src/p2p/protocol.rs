@@ -1,0 +1,166 @@
+//! weft's libp2p protocol names and the request-response codec they share.
+//!
+//! Every protocol name carries the network id (`/weft/<netid>/...`), so nodes of different
+//! networks never even agree on a protocol. Messages are protobuf (`proto/weft/p2p.proto`),
+//! framed as a u32 big-endian length and the bytes, with a size cap so that a peer cannot make
+//! us buffer without bound.
+
+use std::io;
+use std::marker::PhantomData;
+
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use libp2p::StreamProtocol;
+use libp2p::request_response;
+
+use crate::token::NetworkId;
+
+/// Largest message weft's request-response protocols accept.
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// The protocol names of one network.
+#[derive(Debug, Clone)]
+pub struct Protocols {
+    pub auth: StreamProtocol,
+    pub control: StreamProtocol,
+    pub kad: StreamProtocol,
+    /// The gossipsub topic (not a stream protocol, but scoped the same way).
+    pub gossip_topic: String,
+}
+
+impl Protocols {
+    /// Names scoped by `network`.
+    pub fn new(network: NetworkId) -> Self {
+        let name = |suffix: &str| {
+            StreamProtocol::try_from_owned(format!("/weft/{network}/{suffix}"))
+                .expect("a /-prefixed ASCII name is a valid protocol")
+        };
+        Protocols {
+            auth: name("auth/1"),
+            control: name("control/1"),
+            kad: name("kad/1"),
+            gossip_topic: format!("/weft/{network}/gossip/1"),
+        }
+    }
+}
+
+/// A length-prefixed protobuf codec for a request type and a response type.
+pub struct ProstCodec<Req, Resp>(PhantomData<fn() -> (Req, Resp)>);
+
+impl<Req, Resp> Default for ProstCodec<Req, Resp> {
+    fn default() -> Self {
+        ProstCodec(PhantomData)
+    }
+}
+
+impl<Req, Resp> Clone for ProstCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        ProstCodec(PhantomData)
+    }
+}
+
+async fn read_message<T: AsyncRead + Unpin + Send, M: prost::Message + Default>(
+    io: &mut T,
+) -> io::Result<M> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes exceeds the {MAX_MESSAGE}-byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    M::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+async fn write_message<T: AsyncWrite + Unpin + Send, M: prost::Message>(
+    io: &mut T,
+    message: &M,
+) -> io::Result<()> {
+    let body = message.encode_to_vec();
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|l| *l as usize <= MAX_MESSAGE)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
+    io.write_all(&len.to_be_bytes()).await?;
+    io.write_all(&body).await?;
+    io.close().await
+}
+
+impl<Req, Resp> request_response::Codec for ProstCodec<Req, Resp>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Default + Send + 'static,
+{
+    type Protocol = StreamProtocol;
+    type Request = Req;
+    type Response = Resp;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Req>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_message(io).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_message(io).await
+    }
+
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Req) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_message(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        resp: Resp,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_message(io, &resp).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::p2p::v1::AuthChallenge;
+
+    #[test]
+    fn protocol_names_are_scoped_by_network() {
+        let a = Protocols::new(NetworkId([1; 8]));
+        let b = Protocols::new(NetworkId([2; 8]));
+        assert_eq!(a.auth.as_ref(), "/weft/0101010101010101/auth/1");
+        assert_ne!(a.control, b.control);
+    }
+
+    #[test]
+    fn a_message_round_trips_and_an_oversized_length_is_refused() {
+        futures::executor::block_on(async {
+            let mut buf = Vec::new();
+            let msg = AuthChallenge { nonce: vec![7; 32] };
+            write_message(&mut futures::io::Cursor::new(&mut buf), &msg)
+                .await
+                .unwrap();
+            let back: AuthChallenge = read_message(&mut buf.as_slice()).await.unwrap();
+            assert_eq!(back, msg);
+
+            let huge = ((MAX_MESSAGE + 1) as u32).to_be_bytes();
+            let err = read_message::<_, AuthChallenge>(&mut &huge[..])
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        });
+    }
+}
