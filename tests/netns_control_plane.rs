@@ -65,3 +65,65 @@ fn four_nodes_on_one_lan_admit_each_other_by_mdns_alone() {
         );
     }
 }
+
+/// The admitted peers of host `i` as JSON objects.
+fn peer_views(lan: &Lan, i: usize) -> Vec<serde_json::Value> {
+    let out = lan.weft(&["peers", "--json", "--api", &lan.hosts[i].api()]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+#[test]
+fn two_nodes_without_a_route_between_them_become_peers_through_a_relay() {
+    require_netns!();
+    // n1 (A) and n3 (B) each share a segment with n2 (R) only; R does not forward packets.
+    let mut lan = Lan::segments(3, &[&[0, 1], &[1, 2]], WEFT);
+    let token = token();
+    let (a, r, b) = (0, 1, 2);
+    let quiet = ["--no-mdns", "--no-dht"];
+    let mut relay_args = vec![
+        "--token",
+        &token,
+        "--relay",
+        "--listen",
+        "/ip4/0.0.0.0/tcp/4001",
+    ];
+    relay_args.extend(quiet);
+    lan.start_weft(r, &relay_args, &[]);
+    let relay_id = lan.wait_api(r, DEADLINE)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (host, relay_addr) in [(a, lan.hosts[r].addrs[0]), (b, lan.hosts[r].addrs[1])] {
+        let bootstrap = format!("/ip4/{relay_addr}/tcp/4001/p2p/{relay_id}");
+        let mut args = vec!["--token", &token, "--bootstrap", &bootstrap];
+        args.extend(quiet);
+        lan.start_weft(host, &args, &[]);
+    }
+    let b_id = lan.wait_api(b, DEADLINE)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a_id = lan.wait_api(a, DEADLINE)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    for (me, other) in [(a, &b_id), (b, &a_id)] {
+        let view = wait_until(
+            DEADLINE,
+            &format!("n{} to admit its unroutable peer", me + 1),
+            || {
+                peer_views(&lan, me)
+                    .into_iter()
+                    .find(|p| p["peer_id"] == other.as_str())
+            },
+        );
+        assert_eq!(view["connection"], "relayed", "{view}");
+        let relay = peer_views(&lan, me)
+            .into_iter()
+            .find(|p| p["peer_id"] == relay_id.as_str())
+            .expect("the relay is a peer too");
+        assert_eq!(relay["connection"], "direct");
+        assert_eq!(relay["relay"], true);
+    }
+}

@@ -13,6 +13,7 @@ pub mod gossip;
 mod node;
 pub mod peers;
 pub mod protocol;
+mod redial;
 
 use std::sync::Arc;
 use std::time::Duration;

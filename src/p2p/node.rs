@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use super::admission::{Admission, Rejection, Verdict};
 use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent};
 use super::bootstrap::Bootstrap;
-use super::peers::{PeerTable, is_relayed};
+use super::peers::{PeerTable, is_routable};
 use super::protocol::Protocols;
+use super::redial::Redial;
 use super::{Command, GossipMessage, P2pConfig, P2pError, Shared, gossip};
 use crate::proto::p2p::v1::{
     AuthChallenge, AuthProof, ControlRequest, ControlResponse, PeerExchangeRequest, PeerList,
@@ -100,6 +101,7 @@ pub(super) struct Node {
     admitted: AdmittedSet,
     peers: PeerTable,
     bootstrap: Bootstrap,
+    redial: Redial,
     blocked_until: HashMap<PeerId, Instant>,
     reservations: HashMap<PeerId, ListenerId>,
     listen: HashSet<Multiaddr>,
@@ -170,6 +172,7 @@ impl Node {
                 config.auth_timeout,
             ),
             bootstrap: Bootstrap::new(&config.bootstrap, now),
+            redial: Redial::default(),
             metrics: Metrics::new(registry),
             swarm,
             config,
@@ -237,6 +240,9 @@ impl Node {
                 self.bootstrap.failed(id);
             }
         }
+        for (peer, addrs) in self.redial.due(now) {
+            self.dial_member(peer, addrs);
+        }
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
         }
@@ -279,8 +285,11 @@ impl Node {
                     peer_id,
                     connection_id,
                     endpoint.get_remote_address().clone(),
+                    endpoint.is_dialer(),
+                    endpoint.is_relayed(),
                 );
                 self.bootstrap.established(connection_id, peer_id);
+                self.redial.reached(&peer_id);
                 if !self.admission.is_admitted(&peer_id) {
                     self.swarm
                         .behaviour_mut()
@@ -347,6 +356,7 @@ impl Node {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 for (peer, addrs) in by_peer {
+                    self.redial.heard_of(peer, &addrs, Instant::now());
                     self.dial_member(peer, addrs);
                 }
             }
@@ -542,6 +552,8 @@ impl Node {
     }
 
     fn peer_list(&self, asker: &PeerId) -> PeerList {
+        // Loopback addresses mean something only to a peer on this same machine.
+        let share_loopback = self.peers.over_loopback(asker);
         PeerList {
             peers: self
                 .peers
@@ -549,7 +561,11 @@ impl Node {
                 .filter(|(peer, ..)| *peer != asker)
                 .map(|(peer, hostname, addrs, relay)| PeerRecord {
                     peer_id: peer.to_bytes(),
-                    addrs: addrs.iter().map(|a| a.to_vec()).collect(),
+                    addrs: addrs
+                        .iter()
+                        .filter(|a| share_loopback || is_routable(a))
+                        .map(|a| a.to_vec())
+                        .collect(),
                     hostname: hostname.to_string(),
                     relay,
                 })
@@ -565,11 +581,14 @@ impl Node {
             let Ok(peer) = PeerId::from_bytes(&record.peer_id) else {
                 continue;
             };
-            let addrs = record
+            let addrs: Vec<Multiaddr> = record
                 .addrs
                 .into_iter()
                 .filter_map(|a| Multiaddr::try_from(a).ok())
                 .collect();
+            if peer != *self.swarm.local_peer_id() && !self.peers.is_connected(&peer) {
+                self.redial.heard_of(peer, &addrs, Instant::now());
+            }
             self.dial_member(peer, addrs);
         }
     }
@@ -583,21 +602,9 @@ impl Node {
             return;
         }
         let relays: Vec<PeerId> = self.peers.relays().copied().collect();
-        for relay in relays {
-            if relay == peer {
-                continue;
-            }
-            if let Some(base) = self
-                .peers
-                .listen_addrs(&relay)
-                .iter()
-                .find(|a| !is_relayed(a))
-            {
-                addrs.push(
-                    base.clone()
-                        .with(Protocol::P2p(relay))
-                        .with(Protocol::P2pCircuit),
-                );
+        for relay in relays.into_iter().filter(|r| *r != peer) {
+            if let Some(base) = self.peers.dialable_addr(&relay) {
+                addrs.push(base.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit));
             }
         }
         let opts = DialOpts::peer_id(peer)
@@ -631,15 +638,7 @@ impl Node {
             .peers
             .relays()
             .filter(|relay| !self.reservations.contains_key(relay))
-            .filter_map(|relay| {
-                let base = self
-                    .peers
-                    .listen_addrs(relay)
-                    .iter()
-                    .find(|a| !is_relayed(a) && is_reachable_listen_addr(a))?
-                    .clone();
-                Some((*relay, base))
-            })
+            .filter_map(|relay| Some((*relay, self.peers.dialable_addr(relay)?)))
             .collect();
         for (relay, base) in candidates {
             if self.reservations.len() >= WANTED_RESERVATIONS {
@@ -792,13 +791,4 @@ fn dial_opts_for(addr: &Multiaddr) -> DialOpts {
             .build(),
         _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
     }
-}
-
-/// A listen address another host can use (not a wildcard).
-fn is_reachable_listen_addr(addr: &Multiaddr) -> bool {
-    !addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_unspecified(),
-        Protocol::Ip6(ip) => ip.is_unspecified(),
-        _ => false,
-    })
 }

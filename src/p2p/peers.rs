@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -35,11 +36,20 @@ pub struct PeerView {
     pub relay: bool,
 }
 
+/// One open connection: the peer's address, and whether we dialed it (then the address is one
+/// the peer listens on, not an ephemeral source port).
+#[derive(Debug, Clone)]
+struct Link {
+    remote: Multiaddr,
+    dialed: bool,
+    relayed: bool,
+}
+
 #[derive(Debug, Default)]
 struct Entry {
     admitted: Option<(String, SystemTime)>,
     listen_addrs: Vec<Multiaddr>,
-    connections: HashMap<ConnectionId, Multiaddr>,
+    connections: HashMap<ConnectionId, Link>,
     rtt: Option<Duration>,
     relay: bool,
 }
@@ -51,13 +61,24 @@ pub struct PeerTable {
 }
 
 impl PeerTable {
-    /// A connection to `peer` at `remote` opened.
-    pub fn connected(&mut self, peer: PeerId, id: ConnectionId, remote: Multiaddr) {
-        self.peers
-            .entry(peer)
-            .or_default()
-            .connections
-            .insert(id, remote);
+    /// A connection to `peer` at `remote` opened; `dialed` when we opened it, `relayed` when it
+    /// runs through a circuit relay (an inbound circuit's remote address does not say so).
+    pub fn connected(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        remote: Multiaddr,
+        dialed: bool,
+        relayed: bool,
+    ) {
+        self.peers.entry(peer).or_default().connections.insert(
+            id,
+            Link {
+                remote,
+                dialed,
+                relayed,
+            },
+        );
     }
 
     /// A connection closed; returns true when it was the peer's last, and forgets the peer.
@@ -105,6 +126,34 @@ impl PeerTable {
             .unwrap_or_default()
     }
 
+    /// An address of `peer` that others can dial: one we dialed it on, else a listen address
+    /// that is neither loopback nor a wildcard nor a circuit. Without a trailing `/p2p`.
+    pub fn dialable_addr(&self, peer: &PeerId) -> Option<Multiaddr> {
+        let entry = self.peers.get(peer)?;
+        let dialed = entry
+            .connections
+            .values()
+            .find(|l| l.dialed && !l.relayed)
+            .map(|l| l.remote.clone());
+        let listened = || {
+            entry
+                .listen_addrs
+                .iter()
+                .find(|a| !is_relayed(a) && is_routable(a))
+                .cloned()
+        };
+        dialed.or_else(listened).map(without_peer_id)
+    }
+
+    /// Whether some connection to `peer` runs over loopback (both ends on this machine).
+    pub fn over_loopback(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|e| {
+            e.connections
+                .values()
+                .any(|l| !l.relayed && !is_routable(&l.remote))
+        })
+    }
+
     /// Admitted peers that run a relay server.
     pub fn relays(&self) -> impl Iterator<Item = &PeerId> {
         self.peers
@@ -129,11 +178,11 @@ impl PeerTable {
             .iter()
             .filter_map(|(peer, e)| {
                 let (hostname, since) = e.admitted.as_ref()?;
-                let direct = e.connections.values().any(|a| !is_relayed(a));
+                let direct = e.connections.values().any(|l| !l.relayed);
                 let mut addresses: Vec<String> = e
                     .listen_addrs
                     .iter()
-                    .chain(e.connections.values())
+                    .chain(e.connections.values().map(|l| &l.remote))
                     .map(ToString::to_string)
                     .collect();
                 addresses.sort();
@@ -161,10 +210,26 @@ impl PeerTable {
     }
 }
 
+/// Whether an address names a host other machines can reach (not loopback, not a wildcard).
+pub fn is_routable(addr: &Multiaddr) -> bool {
+    addr.iter().all(|p| match p {
+        Protocol::Ip4(ip) => !ip.is_loopback() && !ip.is_unspecified(),
+        Protocol::Ip6(ip) => !ip.is_loopback() && !ip.is_unspecified(),
+        _ => true,
+    })
+}
+
+/// `addr` without a trailing `/p2p/<id>`.
+pub fn without_peer_id(mut addr: Multiaddr) -> Multiaddr {
+    if matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        addr.pop();
+    }
+    addr
+}
+
 /// Whether an address goes through a circuit relay.
 pub fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter()
-        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
 #[cfg(test)]
@@ -183,11 +248,15 @@ mod tests {
             a,
             ConnectionId::new_unchecked(1),
             addr("/ip4/10.0.0.1/tcp/1"),
+            true,
+            false,
         );
         table.connected(
             b,
             ConnectionId::new_unchecked(2),
             addr("/ip4/10.0.0.2/tcp/1"),
+            false,
+            false,
         );
         table.admitted(a, "alpha".into(), SystemTime::now());
         let views = table.views();
@@ -198,22 +267,62 @@ mod tests {
 
     #[test]
     fn a_peer_reached_only_through_a_circuit_is_relayed_until_a_direct_connection_opens() {
+        // An inbound circuit's remote address is only `/p2p/<relay>`: the flag decides.
         let mut table = PeerTable::default();
         let a = PeerId::random();
         let circuit = addr(
             "/ip4/10.0.0.9/tcp/1/p2p/12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE/p2p-circuit",
         );
-        table.connected(a, ConnectionId::new_unchecked(1), circuit);
+        table.connected(a, ConnectionId::new_unchecked(1), circuit, true, true);
         table.admitted(a, "alpha".into(), SystemTime::now());
         assert_eq!(table.views()[0].connection, ConnectionKind::Relayed);
         table.connected(
             a,
             ConnectionId::new_unchecked(2),
             addr("/ip4/10.0.0.1/udp/1/quic-v1"),
+            false,
+            false,
         );
         assert_eq!(table.views()[0].connection, ConnectionKind::Direct);
         assert!(!table.disconnected(&a, ConnectionId::new_unchecked(2)));
         assert!(table.disconnected(&a, ConnectionId::new_unchecked(1)));
         assert!(table.views().is_empty());
+    }
+
+    #[test]
+    fn the_dialable_address_prefers_the_one_we_dialed_and_never_loopback() {
+        let mut table = PeerTable::default();
+        let relay = PeerId::random();
+        table.connected(
+            relay,
+            ConnectionId::new_unchecked(1),
+            addr("/ip4/10.0.0.7/tcp/50123"),
+            false,
+            false,
+        );
+        table.identified(
+            relay,
+            vec![
+                addr("/ip4/127.0.0.1/tcp/4001"),
+                addr("/ip4/10.0.0.7/tcp/4001"),
+            ],
+            true,
+        );
+        assert_eq!(
+            table.dialable_addr(&relay),
+            Some(addr("/ip4/10.0.0.7/tcp/4001"))
+        );
+        let dialed = format!("/ip4/10.1.0.7/tcp/4001/p2p/{relay}");
+        table.connected(
+            relay,
+            ConnectionId::new_unchecked(2),
+            addr(&dialed),
+            true,
+            false,
+        );
+        assert_eq!(
+            table.dialable_addr(&relay),
+            Some(addr("/ip4/10.1.0.7/tcp/4001"))
+        );
     }
 }

@@ -86,15 +86,18 @@ pub fn ip(args: &[&str]) {
     );
 }
 
-/// One machine: a namespace with `eth0` on the LAN and its own working directory.
+/// One machine: a namespace with an interface on each of its LAN segments (`eth0`, `eth1`, ...)
+/// and its own working directory.
 #[derive(Debug, Clone)]
 pub struct Host {
     /// Short name used in logs and paths (`n1`, `n2`, ...).
     pub name: String,
     /// The network namespace's name.
     pub netns: String,
-    /// The host's address on the LAN.
+    /// The host's address on its first segment.
     pub addr: Ipv4Addr,
+    /// The host's address on each of its segments, in segment order.
+    pub addrs: Vec<Ipv4Addr>,
     /// The host's private directory (state dir, API socket, logs).
     pub dir: PathBuf,
 }
@@ -173,7 +176,9 @@ impl Process {
     }
 }
 
-/// Several hosts on one bridged LAN (10.99.0.0/24), each in its own namespace.
+/// Hosts in their own namespaces on bridged LAN segments. Segment `k` is `10.(99+k).0.0/24`
+/// and host `i` is `.(i+1)` on each segment it joins. Hosts do not forward packets, so hosts
+/// that share no segment cannot reach each other.
 pub struct Lan {
     pub hosts: Vec<Host>,
     pub processes: Vec<Process>,
@@ -186,6 +191,12 @@ pub struct Lan {
 impl Lan {
     /// Creates `n` hosts named `n1..=n{n}` with addresses 10.99.0.1.. on one bridge.
     pub fn new(n: usize, weft: impl Into<PathBuf>) -> Lan {
+        let all: Vec<usize> = (0..n).collect();
+        Lan::segments(n, &[&all], weft)
+    }
+
+    /// Creates `n` hosts and one bridge per entry of `segments`, each listing the hosts on it.
+    pub fn segments(n: usize, segments: &[&[usize]], weft: impl Into<PathBuf>) -> Lan {
         let id = format!(
             "wft{}-{}",
             std::process::id(),
@@ -208,39 +219,61 @@ impl Lan {
         lan.namespaces.push(hub.clone());
         ip(&["netns", "add", &hub]);
         ip(&["-n", &hub, "link", "set", "lo", "up"]);
-        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
-        ip(&["-n", &hub, "link", "set", "br0", "up"]);
         for i in 1..=n {
             let name = format!("n{i}");
             let netns = format!("{id}-{name}");
             lan.namespaces.push(netns.clone());
             ip(&["netns", "add", &netns]);
             ip(&["-n", &netns, "link", "set", "lo", "up"]);
-            let hub_end = format!("v{i}");
-            ip(&[
-                "-n", &hub, "link", "add", &hub_end, "type", "veth", "peer", "name", "eth0",
-                "netns", &netns,
-            ]);
-            ip(&["-n", &hub, "link", "set", &hub_end, "master", "br0", "up"]);
-            let addr = Ipv4Addr::new(10, 99, 0, i as u8);
-            ip(&[
-                "-n",
-                &netns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &netns, "link", "set", "eth0", "up"]);
             let host_dir = lan.dir.path().join(&name);
             std::fs::create_dir_all(&host_dir).expect("host dir");
             lan.hosts.push(Host {
                 name,
                 netns,
-                addr,
+                addr: Ipv4Addr::UNSPECIFIED,
+                addrs: Vec::new(),
                 dir: host_dir,
             });
+        }
+        for (k, members) in segments.iter().enumerate() {
+            let bridge = format!("br{k}");
+            ip(&["-n", &hub, "link", "add", &bridge, "type", "bridge"]);
+            ip(&["-n", &hub, "link", "set", &bridge, "up"]);
+            for &i in members.iter() {
+                let host = &mut lan.hosts[i];
+                let hub_end = format!("v{k}h{i}");
+                let eth = format!("eth{}", host.addrs.len());
+                ip(&[
+                    "-n",
+                    &hub,
+                    "link",
+                    "add",
+                    &hub_end,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &eth,
+                    "netns",
+                    &host.netns,
+                ]);
+                ip(&["-n", &hub, "link", "set", &hub_end, "master", &bridge, "up"]);
+                let addr = Ipv4Addr::new(10, 99 + k as u8, 0, i as u8 + 1);
+                ip(&[
+                    "-n",
+                    &host.netns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/24"),
+                    "dev",
+                    &eth,
+                ]);
+                ip(&["-n", &host.netns, "link", "set", &eth, "up"]);
+                if host.addrs.is_empty() {
+                    host.addr = addr;
+                }
+                host.addrs.push(addr);
+            }
         }
         lan
     }

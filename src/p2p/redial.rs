@@ -1,0 +1,92 @@
+//! Members this node has heard of (from mDNS, peer exchange or the DHT) but is not connected
+//! to: they are re-dialled with backoff (2 s doubling to 60 s) until a connection opens, so a
+//! member that was unreachable a moment ago (its relay reservation not made yet, a flapping
+//! link) is not forgotten until the next round of discovery. Pure.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+
+const MIN_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A member not reached for this long is dropped; discovery will bring it back if it returns.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+
+#[derive(Debug)]
+struct Wanted {
+    addrs: Vec<Multiaddr>,
+    first_seen: Instant,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+/// Members to reach, with their redial schedule.
+#[derive(Debug, Default)]
+pub struct Redial {
+    wanted: HashMap<PeerId, Wanted>,
+}
+
+impl Redial {
+    /// `peer` was heard of at `addrs`; its first retry is due after the minimum backoff.
+    pub fn heard_of(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Instant) {
+        let wanted = self.wanted.entry(peer).or_insert_with(|| Wanted {
+            addrs: Vec::new(),
+            first_seen: now,
+            next_attempt: now + MIN_BACKOFF,
+            backoff: MIN_BACKOFF,
+        });
+        for addr in addrs {
+            if !wanted.addrs.contains(addr) {
+                wanted.addrs.push(addr.clone());
+            }
+        }
+    }
+
+    /// A connection to `peer` opened: no need to redial it.
+    pub fn reached(&mut self, peer: &PeerId) {
+        self.wanted.remove(peer);
+    }
+
+    /// Members due for another dial, with the addresses heard for them.
+    pub fn due(&mut self, now: Instant) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        self.wanted
+            .retain(|_, w| now.duration_since(w.first_seen) < GIVE_UP_AFTER);
+        let mut due = Vec::new();
+        for (peer, wanted) in &mut self.wanted {
+            if wanted.next_attempt <= now {
+                due.push((*peer, wanted.addrs.clone()));
+                wanted.backoff = (wanted.backoff * 2).min(MAX_BACKOFF);
+                wanted.next_attempt = now + wanted.backoff;
+            }
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_is_retried_with_backoff_until_reached() {
+        let t0 = Instant::now();
+        let mut redial = Redial::default();
+        let peer = PeerId::random();
+        redial.heard_of(peer, &["/ip4/10.0.0.1/tcp/1".parse().unwrap()], t0);
+        assert!(redial.due(t0).is_empty());
+        assert_eq!(redial.due(t0 + Duration::from_secs(2)).len(), 1);
+        assert!(redial.due(t0 + Duration::from_secs(5)).is_empty());
+        assert_eq!(redial.due(t0 + Duration::from_secs(6)).len(), 1);
+        redial.reached(&peer);
+        assert!(redial.due(t0 + Duration::from_secs(100)).is_empty());
+    }
+
+    #[test]
+    fn a_member_never_reached_is_eventually_forgotten() {
+        let t0 = Instant::now();
+        let mut redial = Redial::default();
+        redial.heard_of(PeerId::random(), &[], t0);
+        assert!(redial.due(t0 + GIVE_UP_AFTER).is_empty());
+    }
+}

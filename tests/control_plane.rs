@@ -1,0 +1,290 @@
+//! In-process control-plane tests: several weft swarms in one process on loopback, connected by
+//! explicit bootstrap addresses (no mDNS, no public anything). Runs anywhere, no root.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use libp2p::identity::Keypair;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, noise, request_response, tcp, yamux};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use weft::p2p::protocol::Protocols;
+use weft::p2p::{self, AuthCodec, ControlCodec, P2pConfig, P2pHandle};
+use weft::proto::p2p::v1::{
+    ControlRequest, ControlResponse, PeerExchangeRequest, control_request, control_response,
+};
+use weft::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// One running node, its metrics and the token that stops it.
+struct Member {
+    handle: P2pHandle,
+    registry: Registry,
+    stop: CancellationToken,
+}
+
+impl Member {
+    /// The value of a counter in this node's metrics, 0 when absent.
+    fn counter(&self, name_and_labels: &str) -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn network() -> Token {
+    Token::Native(NativeToken::generate(None, vec![], DEFAULT_EPOCH_SECS))
+}
+
+async fn start(token: &Token, hostname: &str, bootstrap: Vec<Multiaddr>) -> Member {
+    let keys = token.keys();
+    let config = P2pConfig {
+        network_id: keys.network_id(),
+        hostname: hostname.to_string(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        mdns: false,
+        dht: true,
+        public_dht: false,
+        relay_server: false,
+        max_connections: 64,
+        auth_timeout: Duration::from_secs(3),
+        block_duration: Duration::from_secs(60),
+        peer_exchange_interval: Duration::from_secs(2),
+    };
+    let stop = CancellationToken::new();
+    let mut registry = Registry::default();
+    let (handle, _task) = p2p::start(
+        config,
+        &Keypair::generate_ed25519(),
+        keys,
+        &mut registry,
+        stop.clone(),
+    )
+    .expect("the swarm starts");
+    Member {
+        handle,
+        registry,
+        stop,
+    }
+}
+
+/// The node's full dialable address, once it listens.
+async fn address(member: &Member) -> Multiaddr {
+    let addr = wait_for("a listen address", || {
+        member.handle.listen_addrs().first().cloned()
+    })
+    .await;
+    addr.with(libp2p::multiaddr::Protocol::P2p(member.handle.peer_id()))
+}
+
+async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn admitted(member: &Member) -> BTreeSet<String> {
+    member
+        .handle
+        .peers()
+        .iter()
+        .map(|p| p.peer_id.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_admit_each_other_and_a_stranger_is_admitted_by_nobody() {
+    let token = network();
+    let first = start(&token, "first", vec![]).await;
+    let entry = address(&first).await;
+    let second = start(&token, "second", vec![entry.clone()]).await;
+    let third = start(&token, "third", vec![entry.clone()]).await;
+    let stranger = start(&network(), "stranger", vec![entry]).await;
+
+    let members = [&first, &second, &third];
+    let ids: Vec<String> = members
+        .iter()
+        .map(|m| m.handle.peer_id().to_string())
+        .collect();
+    for (i, member) in members.iter().enumerate() {
+        let others: BTreeSet<String> = ids
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, id)| id.clone())
+            .collect();
+        wait_for(
+            &format!("member {i} to admit exactly the two others"),
+            || (admitted(member) == others).then_some(()),
+        )
+        .await;
+    }
+    let hostnames: BTreeSet<String> = first
+        .handle
+        .peers()
+        .iter()
+        .map(|p| p.hostname.clone())
+        .collect();
+    assert_eq!(
+        hostnames,
+        BTreeSet::from(["second".to_string(), "third".to_string()])
+    );
+
+    // Protocol names carry the network id, so the stranger cannot even answer the challenge.
+    wait_for("the entry member to reject the stranger", || {
+        (first.counter("weft_admission_rejections_total{reason=\"unsupported\"}") > 0).then_some(())
+    })
+    .await;
+    assert!(
+        admitted(&stranger).is_empty(),
+        "the stranger admitted someone"
+    );
+    let stranger_id = stranger.handle.peer_id().to_string();
+    for member in members {
+        assert!(!admitted(member).contains(&stranger_id));
+        assert_eq!(admitted(member).len(), 2);
+    }
+}
+
+/// A node that speaks weft's protocols without holding the token.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct Stranger {
+    auth: request_response::Behaviour<AuthCodec>,
+    control: request_response::Behaviour<ControlCodec>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_using_a_member_protocol_other_than_auth_is_refused() {
+    let token = network();
+    let member = start(&token, "member", vec![]).await;
+    let target = address(&member).await;
+
+    // A bare libp2p node that knows the network's protocol names but not its token. It takes
+    // the member's challenge and never answers it, and asks for the member list meanwhile.
+    let protocols = Protocols::new(token.keys().network_id());
+    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| Stranger {
+            auth: request_response::Behaviour::new(
+                [(
+                    protocols.auth.clone(),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            ),
+            control: request_response::Behaviour::new(
+                [(
+                    protocols.control.clone(),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            ),
+        })
+        .unwrap()
+        .build();
+    let mut unanswered_challenges = Vec::new();
+    stranger.dial(target).unwrap();
+    let answer = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match stranger.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                    stranger.behaviour_mut().control.send_request(
+                        &peer_id,
+                        ControlRequest {
+                            kind: Some(control_request::Kind::Peers(PeerExchangeRequest {})),
+                        },
+                    );
+                }
+                SwarmEvent::Behaviour(StrangerEvent::Auth(request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                })) => unanswered_challenges.push(channel),
+                SwarmEvent::Behaviour(StrangerEvent::Control(
+                    request_response::Event::Message {
+                        message: request_response::Message::Response { response, .. },
+                        ..
+                    },
+                )) => return Ok::<ControlResponse, String>(response),
+                SwarmEvent::Behaviour(StrangerEvent::Control(
+                    request_response::Event::OutboundFailure { error, .. },
+                )) => return Err(error.to_string()),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the member answers");
+    match answer {
+        Ok(ControlResponse {
+            kind: Some(control_response::Kind::Refused(refused)),
+        }) => assert_eq!(refused.reason, "not admitted"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(member.handle.peers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_gossip_reaches_every_member() {
+    let token = network();
+    let first = start(&token, "first", vec![]).await;
+    let entry = address(&first).await;
+    let second = start(&token, "second", vec![entry.clone()]).await;
+    let third = start(&token, "third", vec![entry]).await;
+    for member in [&first, &second, &third] {
+        wait_for("a full mesh", || {
+            (member.handle.peers().len() == 2).then_some(())
+        })
+        .await;
+    }
+    let mut inboxes = [second.handle.gossip(), third.handle.gossip()];
+    // gossipsub needs a heartbeat or two to build its mesh after peers appear.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while first
+        .handle
+        .publish(b"hello members".to_vec())
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gossip never had peers"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for inbox in &mut inboxes {
+        let message = tokio::time::timeout(DEADLINE, inbox.recv())
+            .await
+            .expect("gossip arrives")
+            .unwrap();
+        assert_eq!(message.data, b"hello members");
+        assert_eq!(message.author, first.handle.peer_id());
+    }
+}
