@@ -11,6 +11,7 @@ declare -A wanted=(
   [dig]=dnsutils
   [iperf3]=iperf3
   [kill]=procps
+  [nft]=nftables
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

@@ -127,3 +127,86 @@ fn two_nodes_without_a_route_between_them_become_peers_through_a_relay() {
         assert_eq!(relay["relay"], true);
     }
 }
+
+/// Gives host `i` a default route into a dead-end veth pair (so a dial to any public address
+/// really emits packets) and an nftables counter of every packet sent beyond the test LANs.
+fn count_packets_beyond_the_lan(lan: &Lan, i: usize) {
+    let host = &lan.hosts[i];
+    for args in [
+        vec!["link", "add", "wan0", "type", "veth", "peer", "name", "wan0end"],
+        vec!["link", "set", "wan0end", "up"],
+        vec!["link", "set", "wan0", "up"],
+        vec!["route", "add", "default", "dev", "wan0"],
+        vec!["-6", "route", "add", "default", "dev", "wan0"],
+        vec!["route", "add", "224.0.0.0/4", "dev", "eth0"],
+    ] {
+        let mut all = vec!["-n", host.netns.as_str()];
+        all.extend(args);
+        support::netns::ip(&all);
+    }
+    let rules = "table inet weft_test {
+        chain out {
+            type filter hook output priority 0; policy accept;
+            ip daddr != { 10.99.0.0/16, 127.0.0.0/8, 224.0.0.0/4, 255.255.255.255 } counter
+            ip6 daddr != { ::1, fe80::/10, ff00::/8 } counter
+        }
+    }";
+    let rules_file = host.dir.join("count.nft");
+    std::fs::write(&rules_file, rules).unwrap();
+    let out = host.run("nft", &["-f", rules_file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Packets host `i` sent beyond the test LANs so far.
+fn packets_beyond_the_lan(lan: &Lan, i: usize) -> u64 {
+    let out = lan.hosts[i].run("nft", &["list", "chain", "inet", "weft_test", "out"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("packets ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_default_node_sends_nothing_beyond_its_lan() {
+    require_netns!();
+    if std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        support::netns::report_skip("nft (nftables) is not installed");
+        return;
+    }
+    let mut lan = Lan::new(2, WEFT);
+    let token = token();
+    for i in 0..2 {
+        count_packets_beyond_the_lan(&lan, i);
+        // Defaults: mDNS and the private DHT on, no bootstrap peers, no --public-dht.
+        lan.start_weft(i, &["--token", &token], &[]);
+    }
+    for i in 0..2 {
+        lan.wait_api(i, DEADLINE);
+        wait_until(DEADLINE, "the two nodes to admit each other", || {
+            admitted(&lan, i).filter(|set| set.len() == 1)
+        });
+    }
+    // Start-up, discovery, admission and the first rendezvous round are over; keep watching
+    // for a few more seconds of steady state.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < watch_until {
+        for i in 0..2 {
+            assert_eq!(
+                packets_beyond_the_lan(&lan, i),
+                0,
+                "n{} sent packets beyond its LAN",
+                i + 1
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
