@@ -1,15 +1,17 @@
 //! The weft demo: a small mesh of real `weft up` processes, each in its own network namespace on
-//! one bridged LAN (the same harness the end-to-end tests use). It shows what every node
-//! reports, then stops them and removes everything it made. Run it as root through `./demo.sh`.
+//! one bridged LAN (the same harness the end-to-end tests use). The nodes find each other by
+//! mDNS and admit each other with the shared token; the demo shows what every node reports and
+//! which peers it admitted, then stops them and removes everything it made. Run it as root
+//! through `./demo.sh`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use support::netns::{Lan, unavailable, wait_until};
+use support::netns::{Lan, sibling_weft_binary, unavailable, wait_until};
 
 const NODES: usize = 3;
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -19,7 +21,7 @@ fn main() -> ExitCode {
         eprintln!("the demo cannot run here: {reason}");
         return ExitCode::FAILURE;
     }
-    let weft = weft_binary();
+    let weft = sibling_weft_binary();
     println!("== weft demo: {NODES} nodes, each in its own network namespace on one LAN ==\n");
 
     let token = run(&weft, &["token", "new"]).trim().to_string();
@@ -33,18 +35,28 @@ fn main() -> ExitCode {
         lan.start_weft(i, &["--token", &token], &[]);
     }
     for i in 0..NODES {
+        lan.wait_api(i, DEADLINE);
+    }
+    println!(
+        "\nwaiting for every node to find and admit the {} others...",
+        NODES - 1
+    );
+    for i in 0..NODES {
+        wait_until(DEADLINE, "a full mesh", || {
+            lan.status(i)
+                .filter(|s| s["admitted_peers"].as_u64() == Some(NODES as u64 - 1))
+        });
+    }
+    for i in 0..NODES {
         let host = lan.hosts[i].clone();
-        wait_until(
-            DEADLINE,
-            &format!("{} to answer on its API", host.name),
-            || lan.status(i),
-        );
         println!(
             "\n-- {} (namespace {}, LAN address {}) --",
             host.name, host.netns, host.addr
         );
         println!("$ weft status --api {}", host.api());
         print!("{}", run(&weft, &["status", "--api", &host.api()]));
+        println!("$ weft peers --api {}", host.api());
+        print!("{}", run(&weft, &["peers", "--api", &host.api()]));
     }
 
     println!("\nstopping every node with SIGTERM...");
@@ -61,17 +73,7 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The `weft` binary built next to this example (`target/<profile>/weft`).
-fn weft_binary() -> PathBuf {
-    let me = std::env::current_exe().expect("the demo knows its own path");
-    let profile_dir = me
-        .parent()
-        .and_then(|examples| examples.parent())
-        .expect("examples live in target/<profile>/examples");
-    profile_dir.join("weft")
-}
-
-fn run(weft: &PathBuf, args: &[&str]) -> String {
+fn run(weft: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new(weft)
         .args(args)
         .output()

@@ -133,7 +133,9 @@ fn two_nodes_without_a_route_between_them_become_peers_through_a_relay() {
 fn count_packets_beyond_the_lan(lan: &Lan, i: usize) {
     let host = &lan.hosts[i];
     for args in [
-        vec!["link", "add", "wan0", "type", "veth", "peer", "name", "wan0end"],
+        vec![
+            "link", "add", "wan0", "type", "veth", "peer", "name", "wan0end",
+        ],
         vec!["link", "set", "wan0end", "up"],
         vec!["link", "set", "wan0", "up"],
         vec!["route", "add", "default", "dev", "wan0"],

@@ -83,11 +83,21 @@ pub(crate) enum Command {
 }
 
 /// State the swarm task publishes for readers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub peers: ArcSwap<Vec<PeerView>>,
     pub listen: ArcSwap<Vec<Multiaddr>>,
     pub reachability: ArcSwap<String>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            peers: ArcSwap::default(),
+            listen: ArcSwap::default(),
+            reachability: ArcSwap::from_pointee("unknown".to_string()),
+        }
+    }
 }
 
 /// A handle on the running control plane.

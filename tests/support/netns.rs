@@ -413,6 +413,16 @@ impl Drop for Lan {
     }
 }
 
+/// The `weft` binary next to the running example (`target/<profile>/weft`), for the demo and
+/// the measurement examples.
+pub fn sibling_weft_binary() -> PathBuf {
+    let me = std::env::current_exe().expect("a program knows its own path");
+    me.parent()
+        .and_then(|examples| examples.parent())
+        .expect("examples live in target/<profile>/examples")
+        .join("weft")
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
 pub fn wait_until<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
