@@ -22,18 +22,8 @@ fn main() -> ExitCode {
     let nodes: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(4);
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(120);
     let weft = sibling_weft_binary();
-    let token = String::from_utf8(
-        std::process::Command::new(&weft)
-            .args(["token", "new"])
-            .output()
-            .expect("weft runs")
-            .stdout,
-    )
-    .expect("a token is text")
-    .trim()
-    .to_string();
-
     let mut lan = Lan::new(nodes, &weft);
+    let token = lan.new_token();
     for i in 0..nodes {
         lan.start_weft(i, &["--token", &token, "--log-level", "warn"], &[]);
     }

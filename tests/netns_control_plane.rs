@@ -12,14 +12,6 @@ use support::netns::{Lan, wait_until};
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn token() -> String {
-    let out = std::process::Command::new(WEFT)
-        .args(["token", "new"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// PeerIds of host `i`'s admitted peers, once its API answers.
 fn admitted(lan: &Lan, i: usize) -> Option<BTreeSet<String>> {
     let out = lan.weft(&["peers", "--json", "--api", &lan.hosts[i].api()]);
@@ -39,7 +31,7 @@ fn admitted(lan: &Lan, i: usize) -> Option<BTreeSet<String>> {
 fn four_nodes_on_one_lan_admit_each_other_by_mdns_alone() {
     require_netns!();
     let mut lan = Lan::new(4, WEFT);
-    let token = token();
+    let token = lan.new_token();
     for i in 0..4 {
         lan.start_weft(i, &["--token", &token, "--no-dht"], &[]);
     }
@@ -77,7 +69,7 @@ fn two_nodes_without_a_route_between_them_become_peers_through_a_relay() {
     require_netns!();
     // n1 (A) and n3 (B) each share a segment with n2 (R) only; R does not forward packets.
     let mut lan = Lan::segments(3, &[&[0, 1], &[1, 2]], WEFT);
-    let token = token();
+    let token = lan.new_token();
     let (a, r, b) = (0, 1, 2);
     let quiet = ["--no-mdns", "--no-dht"];
     let mut relay_args = vec![
@@ -185,7 +177,7 @@ fn a_default_node_sends_nothing_beyond_its_lan() {
         return;
     }
     let mut lan = Lan::new(2, WEFT);
-    let token = token();
+    let token = lan.new_token();
     for i in 0..2 {
         count_packets_beyond_the_lan(&lan, i);
         // Defaults: mDNS and the private DHT on, no bootstrap peers, no --public-dht.

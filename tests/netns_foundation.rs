@@ -11,19 +11,11 @@ use support::netns::{Lan, wait_until};
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn token() -> String {
-    let out = std::process::Command::new(WEFT)
-        .args(["token", "new"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn three_nodes_serve_status_and_stop_cleanly_on_sigterm() {
     require_netns!();
     let mut lan = Lan::new(3, WEFT);
-    let token = token();
+    let token = lan.new_token();
     let procs: Vec<usize> = (0..3)
         .map(|i| lan.start_weft(i, &["--token", &token], &[]))
         .collect();
@@ -61,7 +53,7 @@ fn three_nodes_serve_status_and_stop_cleanly_on_sigterm() {
 fn identity_survives_a_restart_with_the_same_state_dir() {
     require_netns!();
     let mut lan = Lan::new(1, WEFT);
-    let token = token();
+    let token = lan.new_token();
     let mut peer_ids = Vec::new();
     for _ in 0..2 {
         let p = lan.start_weft(0, &["--token", &token], &[]);
@@ -83,7 +75,7 @@ fn a_corrupt_identity_key_stops_start_up_with_a_clear_message() {
     let key = lan.hosts[0].state_dir().join("identity.key");
     std::fs::create_dir_all(key.parent().unwrap()).unwrap();
     std::fs::write(&key, b"garbage, not a key").unwrap();
-    let p = lan.start_weft(0, &["--token", &token()], &[]);
+    let p = lan.start_weft(0, &["--token", &lan.new_token()], &[]);
     let status = lan.processes[p].wait_exit(DEADLINE).expect("weft exits");
     assert_eq!(status.code(), Some(1));
     let log = lan.processes[p].log_text();
@@ -103,7 +95,7 @@ fn a_corrupt_identity_key_stops_start_up_with_a_clear_message() {
 fn a_second_daemon_on_the_same_socket_is_refused() {
     require_netns!();
     let mut lan = Lan::new(1, WEFT);
-    let token = token();
+    let token = lan.new_token();
     lan.start_weft(0, &["--token", &token], &[]);
     wait_until(DEADLINE, "status of n1", || lan.status(0));
     let second_state = lan.hosts[0].dir.join("state2");
@@ -135,7 +127,7 @@ fn systemd_hears_ready_once_the_api_answers_and_stopping_on_sigterm() {
     notify.set_read_timeout(Some(DEADLINE)).unwrap();
     let p = lan.start_weft(
         0,
-        &["--token", &token()],
+        &["--token", &lan.new_token()],
         &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
     );
     let mut buf = [0u8; 256];

@@ -337,6 +337,13 @@ impl Lan {
         self.processes.len() - 1
     }
 
+    /// A new network token from `weft token new`.
+    pub fn new_token(&self) -> String {
+        let out = self.weft(&["token", "new"]);
+        assert!(out.status.success(), "weft token new failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Runs `weft args...` (a client command) on the machine, as an operator would.
     pub fn weft(&self, args: &[&str]) -> Output {
         Command::new(&self.weft)
