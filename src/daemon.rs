@@ -124,7 +124,7 @@ fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfi
         max_connections: settings.max_connections,
         auth_timeout: AUTH_TIMEOUT,
         block_duration: settings.block_duration,
-        peer_exchange_interval: PEER_EXCHANGE_INTERVAL,
+        peer_exchange_interval: Some(PEER_EXCHANGE_INTERVAL),
     }
 }
 

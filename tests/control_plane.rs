@@ -49,6 +49,15 @@ fn network() -> Token {
 }
 
 async fn start(token: &Token, hostname: &str, bootstrap: Vec<Multiaddr>) -> Member {
+    start_with(token, hostname, bootstrap, Some(Duration::from_secs(2))).await
+}
+
+async fn start_with(
+    token: &Token,
+    hostname: &str,
+    bootstrap: Vec<Multiaddr>,
+    peer_exchange_interval: Option<Duration>,
+) -> Member {
     let keys = token.keys();
     let config = P2pConfig {
         network_id: keys.network_id(),
@@ -62,7 +71,7 @@ async fn start(token: &Token, hostname: &str, bootstrap: Vec<Multiaddr>) -> Memb
         max_connections: 64,
         auth_timeout: Duration::from_secs(3),
         block_duration: Duration::from_secs(60),
-        peer_exchange_interval: Duration::from_secs(2),
+        peer_exchange_interval,
     };
     let stop = CancellationToken::new();
     let mut registry = Registry::default();
@@ -151,10 +160,13 @@ async fn three_members_admit_each_other_and_a_stranger_is_admitted_by_nobody() {
         BTreeSet::from(["second".to_string(), "third".to_string()])
     );
 
-    // Protocol names carry the network id, so the stranger cannot even answer the challenge.
-    wait_for("the entry member to reject the stranger", || {
-        (first.counter("weft_admission_rejections_total{reason=\"unsupported\"}") > 0).then_some(())
-    })
+    // Protocol names carry the network id, so neither side can even answer the other's
+    // challenge; whichever notices first refuses the other and hangs up.
+    let unsupported = "weft_admission_rejections_total{reason=\"unsupported\"}";
+    wait_for(
+        "the entry member and the stranger to refuse each other",
+        || (first.counter(unsupported) + stranger.counter(unsupported) > 0).then_some(()),
+    )
     .await;
     assert!(
         admitted(&stranger).is_empty(),
@@ -287,4 +299,22 @@ async fn sealed_gossip_reaches_every_member() {
         assert_eq!(message.data, b"hello members");
         assert_eq!(message.author, first.handle.peer_id());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_that_share_only_a_bootstrap_node_meet_through_the_dht_rendezvous() {
+    let token = network();
+    let first = start_with(&token, "first", vec![], None).await;
+    let entry = address(&first).await;
+    let second = start_with(&token, "second", vec![entry.clone()], None).await;
+    wait_for("second to be admitted by first", || {
+        (first.handle.peers().len() == 1).then_some(())
+    })
+    .await;
+    let third = start_with(&token, "third", vec![entry], None).await;
+    let second_id = second.handle.peer_id().to_string();
+    wait_for("third to find second through the rendezvous record", || {
+        admitted(&third).contains(&second_id).then_some(())
+    })
+    .await;
 }

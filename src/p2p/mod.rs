@@ -49,8 +49,9 @@ pub struct P2pConfig {
     pub auth_timeout: Duration,
     /// How long a peer that failed admission stays blocked.
     pub block_duration: Duration,
-    /// How often admitted peers are asked which members they know.
-    pub peer_exchange_interval: Duration,
+    /// How often admitted peers are asked which members they know; `None` turns asking off
+    /// (the node still answers), leaving discovery to mDNS, bootstrap and the DHT.
+    pub peer_exchange_interval: Option<Duration>,
 }
 
 /// A gossip message that opened with the network's key, from an admitted peer.

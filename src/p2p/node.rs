@@ -107,6 +107,8 @@ pub(super) struct Node {
     listen: HashSet<Multiaddr>,
     provided_epoch: Option<u64>,
     next_lookup: Instant,
+    /// Rendezvous providers whose addresses are being looked up in the private DHT.
+    address_lookups: HashSet<PeerId>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     gossip_tx: broadcast::Sender<GossipMessage>,
@@ -186,6 +188,7 @@ impl Node {
             listen: HashSet::new(),
             provided_epoch: None,
             next_lookup: now,
+            address_lookups: HashSet::new(),
             shared,
             commands,
             gossip_tx,
@@ -194,14 +197,23 @@ impl Node {
 
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut exchange = tokio::time::interval(self.config.peer_exchange_interval);
+        // Without peer exchange the timer still runs, but only far apart and to no effect.
+        let exchange_every = self
+            .config
+            .peer_exchange_interval
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        let mut exchange = tokio::time::interval(exchange_every);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 event = self.swarm.select_next_some() => self.on_event(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
                 _ = tick.tick() => self.on_tick(),
-                _ = exchange.tick() => self.exchange_peers(),
+                _ = exchange.tick() => {
+                    if self.config.peer_exchange_interval.is_some() {
+                        self.exchange_peers();
+                    }
+                }
             }
         }
         tracing::debug!("control plane stopped");
@@ -455,7 +467,14 @@ impl Node {
         behaviour.gossipsub.remove_blacklisted_peer(&peer);
         behaviour.autonat.add_server(peer, None);
         self.add_to_routing(peer);
-        self.ask_for_peers(peer);
+        if self.peers.admitted_peers().count() == 1 {
+            // The DHT was empty until now: provide and look up without waiting for the timer.
+            self.provided_epoch = None;
+            self.next_lookup = Instant::now();
+        }
+        if self.config.peer_exchange_interval.is_some() {
+            self.ask_for_peers(peer);
+        }
         self.publish_peers();
     }
 
@@ -723,15 +742,39 @@ impl Node {
                 result: kad::QueryResult::GetProviders(Ok(found)),
                 ..
             } => self.on_providers(found),
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(found)),
+                ..
+            } => {
+                for info in found.peers {
+                    if self.address_lookups.remove(&info.peer_id) {
+                        self.redial
+                            .heard_of(info.peer_id, &info.addrs, Instant::now());
+                        self.dial_member(info.peer_id, info.addrs);
+                    }
+                }
+            }
             _ => {}
         }
     }
 
+    /// Rendezvous providers are members: dial those we do not know. Provider records carry no
+    /// usable addresses on a LAN, so the private DHT is asked for each one's addresses (members
+    /// know each other's from identify) and the answer is dialled in [`Node::on_kad`].
     fn on_providers(&mut self, found: kad::GetProvidersOk) {
-        if let kad::GetProvidersOk::FoundProviders { providers, .. } = found {
-            for peer in providers {
-                self.dial_member(peer, Vec::new());
+        let kad::GetProvidersOk::FoundProviders { providers, .. } = found else {
+            return;
+        };
+        let local = *self.swarm.local_peer_id();
+        for peer in providers {
+            if peer == local || self.peers.is_connected(&peer) {
+                continue;
             }
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                kad.get_closest_peers(peer);
+                self.address_lookups.insert(peer);
+            }
+            self.dial_member(peer, Vec::new());
         }
     }
 
