@@ -5,4 +5,5 @@
 //! (openraft over libp2p, redb storage), cluster formation and the followers that receive
 //! committed entries by gossip build on it.
 
+pub mod raft;
 pub mod state;

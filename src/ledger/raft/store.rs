@@ -1,0 +1,433 @@
+//! Durable raft storage for the ledger in one redb file (`<state dir>/ledger.redb`): the log,
+//! the vote, the committed index and the current snapshot. Every write is a redb transaction
+//! committed with immediate durability, so the vote and appended entries are on disk (fsync)
+//! before openraft is told they are.
+//!
+//! The state machine keeps [`LedgerState`] in memory and persists it through snapshots: on
+//! start it restores the last snapshot and openraft re-applies the committed entries after it
+//! (the committed index is saved for exactly that).
+
+// openraft's traits fix the error type (`StorageError`, over 200 bytes); the helpers share it.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ipnet::Ipv4Net;
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{LedgerNode, LedgerTypes};
+use crate::ledger::state::{LedgerState, Outcome};
+
+/// Log entries by index, JSON.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// Vote, committed index, last purged id, snapshot: JSON under fixed keys.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+const SNAPSHOT: &str = "snapshot";
+
+type NodeId = u64;
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+/// Opens (or creates) the ledger's database file.
+pub fn open(path: &Path) -> Result<Arc<Database>, redb::DatabaseError> {
+    Database::create(path).map(Arc::new)
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::read(AnyError::new(&e)).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write(AnyError::new(&e)).into()
+}
+
+fn encode<T: Serialize>(value: &T) -> StorageResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(write_err)
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StorageResult<T> {
+    serde_json::from_slice(bytes).map_err(read_err)
+}
+
+fn get_meta<T: DeserializeOwned>(db: &Database, key: &str) -> StorageResult<Option<T>> {
+    let txn = db.begin_read().map_err(read_err)?;
+    let table = match txn.open_table(META) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    match table.get(key).map_err(read_err)? {
+        Some(value) => decode(value.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<()> {
+    let bytes = encode(value)?;
+    let txn = db.begin_write().map_err(write_err)?;
+    {
+        let mut table = txn.open_table(META).map_err(write_err)?;
+        table.insert(key, bytes.as_slice()).map_err(write_err)?;
+    }
+    txn.commit().map_err(write_err)
+}
+
+/// The raft log, vote and committed index.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<Database>) -> Self {
+        LogStore { db }
+    }
+
+    fn last_entry(&self) -> StorageResult<Option<Entry<LedgerTypes>>> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = match txn.open_table(LOG) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(read_err(e)),
+        };
+        match table.last().map_err(read_err)? {
+            Some((_, value)) => decode(value.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the entries with index in `range`.
+    fn delete(&self, range: (Bound<u64>, Bound<u64>)) -> StorageResult<()> {
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(write_err)?;
+            table.retain_in(range, |_, _| false).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+}
+
+impl RaftLogReader<LedgerTypes> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<LedgerTypes>>> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = match txn.open_table(LOG) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(read_err(e)),
+        };
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        table
+            .range::<u64>(bounds)
+            .map_err(read_err)?
+            .map(|item| {
+                let (_, value) = item.map_err(read_err)?;
+                decode(value.value())
+            })
+            .collect()
+    }
+}
+
+impl RaftLogStorage<LedgerTypes> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<LedgerTypes>> {
+        let last_purged: Option<LogId<NodeId>> = get_meta(&self.db, LAST_PURGED)?;
+        let last = self.last_entry()?.map(|e| e.log_id).or(last_purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        put_meta(&self.db, VOTE, vote)
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        get_meta(&self.db, VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        put_meta(&self.db, COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(get_meta::<Option<LogId<NodeId>>>(&self.db, COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<LedgerTypes>,
+    ) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<LedgerTypes>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let txn = self.db.begin_write().map_err(write_err)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(write_err)?;
+            for entry in entries {
+                let bytes = encode(&entry)?;
+                table
+                    .insert(entry.log_id.index, bytes.as_slice())
+                    .map_err(write_err)?;
+            }
+        }
+        let committed = txn
+            .commit()
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        let result = committed
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        callback.log_io_completed(result);
+        committed.map_err(write_err)
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        self.delete((Bound::Included(log_id.index), Bound::Unbounded))
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        put_meta(&self.db, LAST_PURGED, &log_id)?;
+        self.delete((Bound::Unbounded, Bound::Included(log_id.index)))
+    }
+}
+
+/// A snapshot as persisted: its metadata and the serialized [`MachineImage`].
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, LedgerNode>,
+    data: Vec<u8>,
+}
+
+/// What a snapshot holds: the applied position, the membership and the ledger state.
+#[derive(Serialize, Deserialize)]
+struct MachineImage {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, LedgerNode>,
+    state: LedgerState,
+}
+
+#[derive(Debug)]
+struct Machine {
+    state: LedgerState,
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, LedgerNode>,
+    snapshots_built: u64,
+}
+
+/// The state machine: applies committed entries to [`LedgerState`].
+#[derive(Debug, Clone)]
+pub struct StateMachineStore {
+    machine: Arc<Mutex<Machine>>,
+    db: Arc<Database>,
+}
+
+impl StateMachineStore {
+    /// The state machine over `db`, restored from its last snapshot, or empty over `pool`.
+    pub fn open(db: Arc<Database>, pool: Ipv4Net) -> StorageResult<Self> {
+        let machine = match get_meta::<StoredSnapshot>(&db, SNAPSHOT)? {
+            Some(stored) => {
+                let image: MachineImage = decode(&stored.data)?;
+                Machine {
+                    state: image.state,
+                    last_applied: image.last_applied,
+                    membership: image.membership,
+                    snapshots_built: 0,
+                }
+            }
+            None => Machine {
+                state: LedgerState::new(pool),
+                last_applied: None,
+                membership: StoredMembership::default(),
+                snapshots_built: 0,
+            },
+        };
+        Ok(StateMachineStore {
+            machine: Arc::new(Mutex::new(machine)),
+            db,
+        })
+    }
+
+    /// A copy of the current ledger state.
+    pub fn state(&self) -> LedgerState {
+        self.lock().state.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Machine> {
+        // A panic while holding the lock would leave a half-applied entry; nothing in `apply`
+        // panics, and poisoning is recovered from the last consistent value.
+        self.machine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl RaftSnapshotBuilder<LedgerTypes> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<LedgerTypes>> {
+        let (data, meta) = {
+            let mut machine = self.lock();
+            machine.snapshots_built += 1;
+            let image = MachineImage {
+                last_applied: machine.last_applied,
+                membership: machine.membership.clone(),
+                state: machine.state.clone(),
+            };
+            let snapshot_id = match machine.last_applied {
+                Some(id) => format!("{}-{}-{}", id.leader_id, id.index, machine.snapshots_built),
+                None => format!("empty-{}", machine.snapshots_built),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: machine.last_applied,
+                last_membership: machine.membership.clone(),
+                snapshot_id,
+            };
+            (encode(&image)?, meta)
+        };
+        put_meta(
+            &self.db,
+            SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data: data.clone(),
+            },
+        )?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<LedgerTypes> for StateMachineStore {
+    type SnapshotBuilder = StateMachineStore;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, LedgerNode>)> {
+        let machine = self.lock();
+        Ok((machine.last_applied, machine.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Outcome>>
+    where
+        I: IntoIterator<Item = Entry<LedgerTypes>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut machine = self.lock();
+        let mut outcomes = Vec::new();
+        for entry in entries {
+            machine.last_applied = Some(entry.log_id);
+            let outcome = match entry.payload {
+                EntryPayload::Blank => Outcome::Done,
+                EntryPayload::Normal(command) => machine.state.apply(entry.log_id.index, &command),
+                EntryPayload::Membership(membership) => {
+                    machine.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    Outcome::Done
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, LedgerNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let data = snapshot.into_inner();
+        let image: MachineImage = decode(&data)?;
+        put_meta(
+            &self.db,
+            SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            },
+        )?;
+        let mut machine = self.lock();
+        machine.state = image.state;
+        machine.last_applied = meta.last_log_id;
+        machine.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<LedgerTypes>>> {
+        Ok(
+            get_meta::<StoredSnapshot>(&self.db, SNAPSHOT)?.map(|stored| Snapshot {
+                meta: stored.meta,
+                snapshot: Box::new(Cursor::new(stored.data)),
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    /// Fresh stores in a temporary directory that lives as long as the test needs them.
+    struct Builder;
+
+    impl StoreBuilder<LedgerTypes, LogStore, StateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(&self) -> StorageResult<(tempfile::TempDir, LogStore, StateMachineStore)> {
+            let dir = tempfile::tempdir().map_err(write_err)?;
+            let db = open(&dir.path().join("ledger.redb")).map_err(write_err)?;
+            let pool = "10.1.0.0/24".parse().expect("valid pool");
+            let machine = StateMachineStore::open(db.clone(), pool)?;
+            Ok((dir, LogStore::new(db), machine))
+        }
+    }
+
+    #[test]
+    fn the_redb_store_passes_openraft_storage_conformance_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_vote_and_the_log_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.redb");
+        let vote = Vote::new(3, 7);
+        {
+            let mut store = LogStore::new(open(&path).unwrap());
+            store.save_vote(&vote).await.unwrap();
+        }
+        let mut store = LogStore::new(open(&path).unwrap());
+        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+    }
+}
