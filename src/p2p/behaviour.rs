@@ -20,12 +20,19 @@ use libp2p::{
 
 use super::P2pConfig;
 use super::protocol::{ProstCodec, Protocols};
-use crate::proto::p2p::v1::{AuthChallenge, AuthProof, ControlRequest, ControlResponse};
+use crate::proto::p2p::v1::{
+    AuthChallenge, AuthProof, ControlRequest, ControlResponse, RaftMessage,
+};
 
 /// The admission protocol's codec.
 pub type AuthCodec = ProstCodec<AuthChallenge, AuthProof>;
 /// The control protocol's codec.
 pub type ControlCodec = ProstCodec<ControlRequest, ControlResponse>;
+/// The raft protocol's codec (the ledger owns the payload).
+pub type RaftCodec = ProstCodec<RaftMessage, RaftMessage>;
+
+/// How long a raft RPC may take (a snapshot chunk on a slow relayed link included).
+const RAFT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The set of admitted peers, shared with the relay server's access check.
 pub type AdmittedSet = Arc<RwLock<HashSet<PeerId>>>;
@@ -48,6 +55,7 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub auth: request_response::Behaviour<AuthCodec>,
     pub control: request_response::Behaviour<ControlCodec>,
+    pub raft: request_response::Behaviour<RaftCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub public_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
@@ -121,6 +129,13 @@ impl Behaviour {
                     request_response::ProtocolSupport::Full,
                 )],
                 rr_config,
+            ),
+            raft: request_response::Behaviour::new(
+                [(
+                    protocols.raft.clone(),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default().with_request_timeout(RAFT_RPC_TIMEOUT),
             ),
             mdns: mdns.into(),
             kad: kad.into(),

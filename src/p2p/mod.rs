@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use behaviour::{AuthCodec, ControlCodec};
+pub use behaviour::{AuthCodec, ControlCodec, RaftCodec};
 pub use peers::{ConnectionKind, PeerView};
 
 use crate::token::{NetworkId, NetworkKeys};
@@ -70,6 +70,10 @@ pub enum P2pError {
     Listen { addr: Multiaddr, reason: String },
     #[error("cannot publish gossip: {0}")]
     Publish(String),
+    #[error("{0} is not an admitted peer")]
+    NotAdmitted(PeerId),
+    #[error("request to {peer} failed: {reason}")]
+    Request { peer: PeerId, reason: String },
     #[error("the control plane has stopped")]
     Stopped,
 }
@@ -81,6 +85,19 @@ pub(crate) enum Command {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<(), P2pError>>,
     },
+    RaftRequest {
+        peer: PeerId,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, P2pError>>,
+    },
+}
+
+/// A raft RPC from an admitted peer; answer it through `reply`.
+#[derive(Debug)]
+pub struct InboundRpc {
+    pub peer: PeerId,
+    pub payload: Vec<u8>,
+    pub reply: oneshot::Sender<Vec<u8>>,
 }
 
 /// State the swarm task publishes for readers.
@@ -89,14 +106,17 @@ pub(crate) struct Shared {
     pub peers: ArcSwap<Vec<PeerView>>,
     pub listen: ArcSwap<Vec<Multiaddr>>,
     pub reachability: ArcSwap<String>,
+    /// Where inbound raft RPCs wait for the ledger, until it takes the receiver.
+    pub raft_inbox: std::sync::Mutex<Option<mpsc::Receiver<InboundRpc>>>,
 }
 
-impl Default for Shared {
-    fn default() -> Self {
+impl Shared {
+    fn new(raft_inbox: mpsc::Receiver<InboundRpc>) -> Self {
         Shared {
             peers: ArcSwap::default(),
             listen: ArcSwap::default(),
             reachability: ArcSwap::from_pointee("unknown".to_string()),
+            raft_inbox: std::sync::Mutex::new(Some(raft_inbox)),
         }
     }
 }
@@ -145,6 +165,26 @@ impl P2pHandle {
     pub fn gossip(&self) -> broadcast::Receiver<GossipMessage> {
         self.gossip.subscribe()
     }
+
+    /// Sends a raft RPC to an admitted peer and waits for its answer.
+    pub async fn raft_request(&self, peer: PeerId, payload: Vec<u8>) -> Result<Vec<u8>, P2pError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::RaftRequest {
+                peer,
+                payload,
+                reply,
+            })
+            .await
+            .map_err(|_| P2pError::Stopped)?;
+        answer.await.map_err(|_| P2pError::Stopped)?
+    }
+
+    /// The raft RPCs admitted peers send this node; the first caller gets them, later ones
+    /// `None`.
+    pub fn take_raft_inbox(&self) -> Option<mpsc::Receiver<InboundRpc>> {
+        self.shared.raft_inbox.lock().ok()?.take()
+    }
 }
 
 /// Builds the swarm, starts listening, and spawns the task that runs it until `shutdown`.
@@ -155,7 +195,8 @@ pub fn start(
     registry: &mut Registry,
     shutdown: CancellationToken,
 ) -> Result<(P2pHandle, JoinHandle<()>), P2pError> {
-    let shared = Arc::new(Shared::default());
+    let (raft_tx, raft_rx) = mpsc::channel(256);
+    let shared = Arc::new(Shared::new(raft_rx));
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (gossip_tx, _) = broadcast::channel(256);
     let node = node::Node::new(
@@ -164,8 +205,11 @@ pub fn start(
         keys,
         registry,
         shared.clone(),
-        commands_rx,
-        gossip_tx.clone(),
+        node::Channels {
+            commands: commands_rx,
+            gossip_tx: gossip_tx.clone(),
+            raft_inbox: raft_tx,
+        },
     )?;
     let handle = P2pHandle {
         peer_id: keypair.public().to_peer_id(),

@@ -11,6 +11,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::kad::store::RecordStore as _;
@@ -36,10 +38,10 @@ use super::bootstrap::Bootstrap;
 use super::peers::{PeerTable, is_routable};
 use super::protocol::Protocols;
 use super::redial::Redial;
-use super::{Command, GossipMessage, P2pConfig, P2pError, Shared, gossip};
+use super::{Command, GossipMessage, InboundRpc, P2pConfig, P2pError, Shared, gossip};
 use crate::proto::p2p::v1::{
     AuthChallenge, AuthProof, ControlRequest, ControlResponse, PeerExchangeRequest, PeerList,
-    PeerRecord, Refused, control_request, control_response,
+    PeerRecord, RaftMessage, Refused, control_request, control_response,
 };
 use crate::token::NetworkKeys;
 
@@ -112,8 +114,23 @@ pub(super) struct Node {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     gossip_tx: broadcast::Sender<GossipMessage>,
+    raft_inbox: mpsc::Sender<InboundRpc>,
+    /// Outbound raft requests waiting for their answer.
+    raft_pending: HashMap<request_response::OutboundRequestId, RaftReply>,
+    /// Inbound raft requests the ledger is answering.
+    raft_answers: FuturesUnordered<BoxFuture<'static, (Option<Vec<u8>>, RaftChannel)>>,
     metrics: Metrics,
 }
+
+/// The task's ends of the channels to its handle.
+pub(super) struct Channels {
+    pub commands: mpsc::Receiver<Command>,
+    pub gossip_tx: broadcast::Sender<GossipMessage>,
+    pub raft_inbox: mpsc::Sender<InboundRpc>,
+}
+
+type RaftReply = tokio::sync::oneshot::Sender<Result<Vec<u8>, P2pError>>;
+type RaftChannel = request_response::ResponseChannel<RaftMessage>;
 
 impl Node {
     pub(super) fn new(
@@ -122,9 +139,13 @@ impl Node {
         keys: NetworkKeys,
         registry: &mut Registry,
         shared: Arc<Shared>,
-        commands: mpsc::Receiver<Command>,
-        gossip_tx: broadcast::Sender<GossipMessage>,
+        channels: Channels,
     ) -> Result<Self, P2pError> {
+        let Channels {
+            commands,
+            gossip_tx,
+            raft_inbox,
+        } = channels;
         let protocols = Protocols::new(keys.network_id());
         let admitted: AdmittedSet = Arc::new(RwLock::new(HashSet::new()));
         let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
@@ -192,6 +213,9 @@ impl Node {
             shared,
             commands,
             gossip_tx,
+            raft_inbox,
+            raft_pending: HashMap::new(),
+            raft_answers: FuturesUnordered::new(),
         })
     }
 
@@ -208,6 +232,11 @@ impl Node {
                 _ = shutdown.cancelled() => break,
                 event = self.swarm.select_next_some() => self.on_event(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
+                Some((answer, channel)) = self.raft_answers.next(), if !self.raft_answers.is_empty() => {
+                    if let Some(payload) = answer {
+                        let _ = self.swarm.behaviour_mut().raft.send_response(channel, RaftMessage { payload });
+                    }
+                }
                 _ = tick.tick() => self.on_tick(),
                 _ = exchange.tick() => {
                     if self.config.peer_exchange_interval.is_some() {
@@ -238,6 +267,80 @@ impl Node {
                     .map_err(|e| P2pError::Publish(e.to_string()));
                 let _ = reply.send(result);
             }
+            Command::RaftRequest {
+                peer,
+                payload,
+                reply,
+            } => {
+                if !self.admission.is_admitted(&peer) {
+                    let _ = reply.send(Err(P2pError::NotAdmitted(peer)));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .raft
+                    .send_request(&peer, RaftMessage { payload });
+                self.raft_pending.insert(id, reply);
+            }
+        }
+    }
+
+    fn on_raft(&mut self, event: request_response::Event<RaftMessage, RaftMessage>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                if !self.admission.is_admitted(&peer) {
+                    // Dropping the channel closes the stream: the peer gets no answer.
+                    self.metrics.refused_requests.inc();
+                    return;
+                }
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                let inbound = InboundRpc {
+                    peer,
+                    payload: request.payload,
+                    reply,
+                };
+                if self.raft_inbox.try_send(inbound).is_err() {
+                    tracing::warn!(%peer, "raft inbox full or closed; dropping a raft request");
+                    return;
+                }
+                self.raft_answers
+                    .push(Box::pin(async move { (answer.await.ok(), channel) }));
+            }
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.raft_pending.remove(&request_id) {
+                    let _ = reply.send(Ok(response.payload));
+                }
+            }
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(reply) = self.raft_pending.remove(&request_id) {
+                    let _ = reply.send(Err(P2pError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            _ => {}
         }
     }
 
@@ -338,6 +441,7 @@ impl Node {
         match event {
             BehaviourEvent::Auth(event) => self.on_auth(event),
             BehaviourEvent::Control(event) => self.on_control(event),
+            BehaviourEvent::Raft(event) => self.on_raft(event),
             BehaviourEvent::Identify(event) => {
                 self.metrics.libp2p.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {

@@ -22,6 +22,7 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 pub struct Protocols {
     pub auth: StreamProtocol,
     pub control: StreamProtocol,
+    pub raft: StreamProtocol,
     pub kad: StreamProtocol,
     /// The gossipsub topic (not a stream protocol, but scoped the same way).
     pub gossip_topic: String,
@@ -37,6 +38,7 @@ impl Protocols {
         Protocols {
             auth: name("auth/1"),
             control: name("control/1"),
+            raft: name("raft/1"),
             kad: name("kad/1"),
             gossip_topic: format!("/weft/{network}/gossip/1"),
         }

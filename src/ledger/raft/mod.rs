@@ -3,7 +3,10 @@
 //!
 //! [`LedgerState`]: crate::ledger::state::LedgerState
 
+pub mod network;
 pub mod store;
+
+use std::time::Duration;
 
 use std::io::Cursor;
 
@@ -33,3 +36,16 @@ openraft::declare_raft_types!(
         Node = LedgerNode,
         SnapshotData = Cursor<Vec<u8>>,
 );
+
+/// Raft timing for a mesh whose links may be relayed across the internet: heartbeats every
+/// 500 ms, elections after 1.5–3 s of silence, a snapshot every 5,000 entries.
+pub fn config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "weft-ledger".to_string(),
+        heartbeat_interval: Duration::from_millis(500).as_millis() as u64,
+        election_timeout_min: Duration::from_millis(1500).as_millis() as u64,
+        election_timeout_max: Duration::from_millis(3000).as_millis() as u64,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,119 @@
+//! In-process meshes: weft control planes in one process on loopback, joined by explicit
+//! bootstrap addresses (no mDNS, no public anything). Shared by the in-process tests.
+
+#![allow(dead_code)] // each test binary uses a different part of the helpers
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use libp2p::identity::Keypair;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use weft::p2p::{self, P2pConfig, P2pHandle};
+use weft::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// One running node, its metrics and the token that stops it.
+pub struct Member {
+    pub handle: P2pHandle,
+    pub registry: Registry,
+    pub stop: CancellationToken,
+}
+
+impl Member {
+    /// The value of a counter in this node's metrics, 0 when absent.
+    pub fn counter(&self, name_and_labels: &str) -> u64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name_and_labels))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub fn network() -> Token {
+    Token::Native(NativeToken::generate(None, vec![], DEFAULT_EPOCH_SECS))
+}
+
+pub async fn start(token: &Token, hostname: &str, bootstrap: Vec<Multiaddr>) -> Member {
+    start_with(token, hostname, bootstrap, Some(Duration::from_secs(2))).await
+}
+
+pub async fn start_with(
+    token: &Token,
+    hostname: &str,
+    bootstrap: Vec<Multiaddr>,
+    peer_exchange_interval: Option<Duration>,
+) -> Member {
+    let keys = token.keys();
+    let config = P2pConfig {
+        network_id: keys.network_id(),
+        hostname: hostname.to_string(),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        mdns: false,
+        dht: true,
+        public_dht: false,
+        relay_server: false,
+        max_connections: 64,
+        auth_timeout: Duration::from_secs(3),
+        block_duration: Duration::from_secs(60),
+        peer_exchange_interval,
+    };
+    let stop = CancellationToken::new();
+    let mut registry = Registry::default();
+    let (handle, _task) = p2p::start(
+        config,
+        &Keypair::generate_ed25519(),
+        keys,
+        &mut registry,
+        stop.clone(),
+    )
+    .expect("the swarm starts");
+    Member {
+        handle,
+        registry,
+        stop,
+    }
+}
+
+/// The node's full dialable address, once it listens.
+pub async fn address(member: &Member) -> Multiaddr {
+    let addr = wait_for("a listen address", || {
+        member.handle.listen_addrs().first().cloned()
+    })
+    .await;
+    addr.with(libp2p::multiaddr::Protocol::P2p(member.handle.peer_id()))
+}
+
+pub async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn admitted(member: &Member) -> BTreeSet<String> {
+    member
+        .handle
+        .peers()
+        .iter()
+        .map(|p| p.peer_id.clone())
+        .collect()
+}
