@@ -1,52 +1,79 @@
-//! The ledger's raft over the real control plane, in one process on loopback: three members
-//! form a raft group, writes commit on every member, and after the leader dies the others elect
-//! a new one and keep committing. Runs anywhere, no root.
+//! The ledger over the real control plane, in one process on loopback: members started together
+//! form exactly one cluster and get distinct overlay addresses; a lone node forms its own; the
+//! cluster survives losing its leader. Runs anywhere, no root.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::time::Duration;
 
-use openraft::Raft;
 use support::mesh::{DEADLINE, Member, address, network, start, wait_for};
-use weft::ledger::raft::network::{Network, serve};
-use weft::ledger::raft::store::{LogStore, StateMachineStore, open};
-use weft::ledger::raft::{LedgerNode, LedgerTypes, config};
-use weft::ledger::state::{Command, Outcome};
+use weft::ledger::autopilot::MemberFacts;
+use weft::ledger::state::Command;
+use weft::ledger::{Ledger, LedgerConfig};
 
-/// A member with a raft node on top of its control plane.
+/// A member with its ledger.
 struct Replica {
     member: Member,
-    raft: Raft<LedgerTypes>,
-    machine: StateMachineStore,
-    id: u64,
+    ledger: Ledger,
     _dir: tempfile::TempDir,
 }
 
-async fn replica(member: Member, id: u64) -> Replica {
+async fn replica(member: Member, hostname: &str) -> Replica {
     let dir = tempfile::tempdir().unwrap();
-    let db = open(&dir.path().join("ledger.redb")).unwrap();
-    let machine = StateMachineStore::open(db.clone(), "10.1.0.0/24".parse().unwrap()).unwrap();
-    let raft = Raft::new(
-        id,
-        Arc::new(config().validate().unwrap()),
-        Network::new(member.handle.clone()),
-        LogStore::new(db),
-        machine.clone(),
+    let config = LedgerConfig {
+        pool: "10.1.0.0/24".parse().unwrap(),
+        formation_wait: Duration::from_secs(3),
+        target_voters: 3,
+    };
+    let facts = MemberFacts {
+        hostname: hostname.to_string(),
+        requested: None,
+    };
+    let ledger = Ledger::start(
+        dir.path(),
+        config,
+        facts,
+        member.handle.clone(),
+        member.stop.clone(),
     )
     .await
     .unwrap();
-    tokio::spawn(serve(
-        raft.clone(),
-        member.handle.take_raft_inbox().unwrap(),
-    ));
     Replica {
         member,
-        raft,
-        machine,
-        id,
+        ledger,
         _dir: dir,
     }
+}
+
+/// Starts `n` members bootstrapping to the first, each with its ledger, all at once.
+async fn cluster(n: usize) -> Vec<Replica> {
+    let token = network();
+    let first = start(&token, "m0", vec![]).await;
+    let entry = address(&first).await;
+    let mut members = vec![first];
+    for i in 1..n {
+        members.push(start(&token, &format!("m{i}"), vec![entry.clone()]).await);
+    }
+    let mut replicas = Vec::new();
+    for (i, member) in members.into_iter().enumerate() {
+        replicas.push(replica(member, &format!("m{i}")).await);
+    }
+    replicas
+}
+
+/// The overlay address the ledger of `replica` records for it.
+fn own_address(replica: &Replica) -> Option<std::net::Ipv4Addr> {
+    let me = replica.member.handle.peer_id().to_string();
+    replica.ledger.state().members().get(&me)?.address
+}
+
+fn has_key(replica: &Replica, key: &str) -> bool {
+    replica
+        .ledger
+        .state()
+        .bucket("test")
+        .is_some_and(|b| b.contains_key(key))
 }
 
 fn put(key: &str) -> Command {
@@ -57,76 +84,77 @@ fn put(key: &str) -> Command {
     }
 }
 
-fn has_key(replica: &Replica, key: &str) -> bool {
-    replica
-        .machine
-        .state()
-        .bucket("test")
-        .is_some_and(|b| b.contains_key(key))
-}
-
-fn leader_of(replicas: &[&Replica]) -> Option<u64> {
-    let leaders: Vec<Option<u64>> = replicas
-        .iter()
-        .map(|r| r.raft.metrics().borrow().current_leader)
-        .collect();
-    let first = leaders[0]?;
-    leaders.iter().all(|l| *l == Some(first)).then_some(first)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_forms_its_own_cluster_and_gets_an_address() {
+    let lone = replica(start(&network(), "lone", vec![]).await, "lone").await;
+    let address = wait_for("the lone node's address", || own_address(&lone)).await;
+    assert_eq!(address, "10.1.0.1".parse::<std::net::Ipv4Addr>().unwrap());
+    let status = lone.ledger.status();
+    assert!(status.cluster_id.is_some());
+    assert_eq!(
+        status.voters,
+        vec![lone.member.handle.peer_id().to_string()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_members_commit_writes_and_survive_losing_their_leader() {
-    let token = network();
-    let first = start(&token, "first", vec![]).await;
-    let entry = address(&first).await;
-    let second = start(&token, "second", vec![entry.clone()]).await;
-    let third = start(&token, "third", vec![entry]).await;
-    for member in [&first, &second, &third] {
-        wait_for("a full mesh", || {
-            (member.handle.peers().len() == 2).then_some(())
-        })
-        .await;
-    }
-    let mut replicas = Vec::new();
-    for (i, member) in [first, second, third].into_iter().enumerate() {
-        replicas.push(replica(member, 100 + i as u64).await);
-    }
-    let voters: BTreeMap<u64, LedgerNode> = replicas
-        .iter()
-        .map(|r| {
-            let peer_id = r.member.handle.peer_id().to_string();
-            (r.id, LedgerNode { peer_id })
-        })
-        .collect();
-    replicas[0].raft.initialize(voters).await.unwrap();
-
-    let all: Vec<&Replica> = replicas.iter().collect();
-    let leader = wait_for("one leader agreed by all", || leader_of(&all)).await;
-    let leading = replicas.iter().find(|r| r.id == leader).unwrap();
-    let written = leading.raft.client_write(put("before")).await.unwrap();
-    assert_eq!(written.data, Outcome::Done);
+async fn five_members_started_together_form_one_cluster_with_distinct_addresses() {
+    let replicas = cluster(5).await;
+    let mut addresses = BTreeSet::new();
     for replica in &replicas {
-        wait_for("the write on every member", || {
+        addresses.insert(wait_for("every member's address", || own_address(replica)).await);
+    }
+    assert_eq!(addresses.len(), 5, "addresses are distinct: {addresses:?}");
+    let clusters: BTreeSet<Option<String>> = replicas
+        .iter()
+        .map(|r| r.ledger.status().cluster_id)
+        .collect();
+    assert_eq!(clusters.len(), 1, "one cluster: {clusters:?}");
+    let voters = wait_for("three voters", || {
+        let voters = replicas[0].ledger.status().voters;
+        (voters.len() == 3).then_some(voters)
+    })
+    .await;
+    assert_eq!(voters.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_leader_dies_writes_still_commit_on_every_survivor() {
+    let mut replicas = cluster(5).await;
+    let leader = wait_for("a leader with three voters", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 3)
+            .then_some(status.leader)
+            .flatten()
+    })
+    .await;
+    replicas[1].ledger.propose(put("before")).await.unwrap();
+    for replica in &replicas {
+        wait_for("the first write everywhere", || {
             has_key(replica, "before").then_some(())
         })
         .await;
     }
 
-    // The leader dies: its raft stops and its control plane goes away.
-    let index = replicas.iter().position(|r| r.id == leader).unwrap();
-    let dead = replicas.remove(index);
-    dead.raft.shutdown().await.unwrap();
-    drop(dead);
-    let survivors: Vec<&Replica> = replicas.iter().collect();
-    let new_leader = wait_for("a new leader among the survivors", || {
-        leader_of(&survivors).filter(|l| *l != leader)
+    let index = replicas
+        .iter()
+        .position(|r| r.member.handle.peer_id().to_string() == leader)
+        .unwrap();
+    drop(replicas.remove(index));
+    let new_leader = wait_for("a new leader", || {
+        replicas[0].ledger.status().leader.filter(|l| *l != leader)
     })
     .await;
-    let leading = replicas.iter().find(|r| r.id == new_leader).unwrap();
-    tokio::time::timeout(DEADLINE, leading.raft.client_write(put("after")))
-        .await
-        .expect("the write commits in time")
-        .unwrap();
+    assert_ne!(new_leader, leader);
+    let writer = &replicas[replicas.len() - 1];
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while writer.ledger.propose(put("after")).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no write after the leader died"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for replica in &replicas {
         wait_for("the later write on every survivor", || {
             has_key(replica, "after").then_some(())

@@ -1,9 +1,206 @@
 //! The ledger: replicated state that the mesh decides by consensus (overlay addresses, roles,
 //! DNS records, key-value buckets, the deny list, sealed secrets).
 //!
-//! [`state`] is the pure state machine every replica applies in log order. The raft glue
-//! (openraft over libp2p, redb storage), cluster formation and the followers that receive
-//! committed entries by gossip build on it.
+//! [`state`] is the pure state machine every replica applies in log order; [`raft`] runs it
+//! under openraft with redb storage and RPCs over libp2p; [`service`] answers peers' ledger
+//! requests; [`autopilot`] forms or joins a cluster and manages voters. [`Ledger`] is the handle
+//! the daemon, the API and later the data plane and DNS use: propose a command, read the state.
 
+pub mod autopilot;
 pub mod raft;
+pub mod service;
 pub mod state;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use libp2p::PeerId;
+use openraft::Raft;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::p2p::P2pHandle;
+use raft::network::{LedgerRpc, Network, call};
+use raft::store::{LogStore, StateMachineStore};
+use raft::{LedgerNode, LedgerTypes};
+use state::{Command, LedgerState, Outcome};
+
+/// Why the ledger could not start or a proposal failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open the raft directory {path}: {reason}")]
+    Storage { path: String, reason: String },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("no leader is known yet; the cluster is still forming or has lost its quorum")]
+    NoLeader,
+    #[error("the leader refused the proposal: {0}")]
+    Refused(String),
+}
+
+/// What `weft status` shows of the ledger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerStatus {
+    pub node_id: u64,
+    pub cluster_id: Option<String>,
+    /// PeerId of the leader.
+    pub leader: Option<String>,
+    /// PeerIds of the voters.
+    pub voters: Vec<String>,
+    /// Index of the last applied entry.
+    pub applied_index: u64,
+}
+
+/// The running ledger of this node.
+#[derive(Clone)]
+pub struct Ledger {
+    raft: Raft<LedgerTypes>,
+    machine: StateMachineStore,
+    node_id: u64,
+    p2p: P2pHandle,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ledger(node {})", self.node_id)
+    }
+}
+
+/// How the ledger behaves; the daemon's values suit real meshes, tests shorten the waits.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    pub pool: Ipv4Net,
+    /// How long a new node listens for an existing cluster before one is formed.
+    pub formation_wait: Duration,
+    /// How many voters the cluster aims for (odd).
+    pub target_voters: usize,
+}
+
+impl Ledger {
+    /// Opens the raft directory under `state_dir` (creating it and this node's raft id on first
+    /// start), starts raft, answers peers' ledger requests, and runs the autopilot.
+    pub async fn start(
+        state_dir: &Path,
+        config: LedgerConfig,
+        facts: autopilot::MemberFacts,
+        p2p: P2pHandle,
+        shutdown: CancellationToken,
+    ) -> Result<Ledger, LedgerError> {
+        let dir = state_dir.join("raft");
+        let storage_error = |reason: String| LedgerError::Storage {
+            path: dir.display().to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| storage_error(e.to_string()))?;
+        let node_id = autopilot::node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
+        let db = raft::store::open(&dir.join("ledger.redb"))
+            .map_err(|e| storage_error(e.to_string()))?;
+        let machine = StateMachineStore::open(db.clone(), config.pool)
+            .map_err(|e| storage_error(e.to_string()))?;
+        let raft_config = raft::config()
+            .validate()
+            .map_err(|e| LedgerError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            node_id,
+            Arc::new(raft_config),
+            Network::new(p2p.clone()),
+            LogStore::new(db),
+            machine.clone(),
+        )
+        .await
+        .map_err(|e| LedgerError::Raft(e.to_string()))?;
+        let ledger = Ledger {
+            raft,
+            machine,
+            node_id,
+            p2p: p2p.clone(),
+        };
+        if let Some(inbox) = p2p.take_raft_inbox() {
+            tokio::spawn(service::serve(ledger.clone(), config.target_voters, inbox));
+        }
+        tokio::spawn(autopilot::run(
+            ledger.clone(),
+            config,
+            facts,
+            shutdown.clone(),
+        ));
+        let raft = ledger.raft.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            let _ = raft.shutdown().await;
+        });
+        Ok(ledger)
+    }
+
+    /// This node's raft id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// This node as raft knows it.
+    pub fn node(&self) -> LedgerNode {
+        LedgerNode {
+            peer_id: self.p2p.peer_id().to_string(),
+        }
+    }
+
+    /// A copy of the applied state.
+    pub fn state(&self) -> LedgerState {
+        self.machine.state()
+    }
+
+    /// The raft instance (for the service and the autopilot).
+    pub(crate) fn raft(&self) -> &Raft<LedgerTypes> {
+        &self.raft
+    }
+
+    pub(crate) fn p2p(&self) -> &P2pHandle {
+        &self.p2p
+    }
+
+    /// Leader, voters, applied index.
+    pub fn status(&self) -> LedgerStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let peer_of = |id: u64| membership.get_node(&id).map(|n| n.peer_id.clone());
+        LedgerStatus {
+            node_id: self.node_id,
+            cluster_id: self.state().cluster().map(|c| c.to_string()),
+            leader: metrics.current_leader.and_then(peer_of),
+            voters: membership.voter_ids().filter_map(peer_of).collect(),
+            applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+        }
+    }
+
+    /// Commits `command` through the leader (this node or, over libp2p, another) and returns
+    /// its outcome once applied by the leader.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, LedgerError> {
+        let (leader, node) = {
+            let metrics = self.raft.metrics().borrow().clone();
+            let leader = metrics.current_leader.ok_or(LedgerError::NoLeader)?;
+            let node = metrics
+                .membership_config
+                .membership()
+                .get_node(&leader)
+                .cloned();
+            (leader, node)
+        };
+        if leader == self.node_id {
+            return self
+                .raft
+                .client_write(command)
+                .await
+                .map(|r| r.data)
+                .map_err(|e| LedgerError::Refused(e.to_string()));
+        }
+        let peer: PeerId = node
+            .and_then(|n| n.peer_id.parse().ok())
+            .ok_or(LedgerError::NoLeader)?;
+        let answer: Result<Outcome, String> = call(&self.p2p, peer, &LedgerRpc::Propose(command))
+            .await
+            .map_err(|e| LedgerError::Refused(e.to_string()))?;
+        answer.map_err(LedgerError::Refused)
+    }
+}

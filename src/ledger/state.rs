@@ -95,9 +95,26 @@ pub struct DnsRecord {
     pub ttl: u32,
 }
 
+/// The identity of a raft cluster: chosen by the node that initialised it. When two clusters
+/// meet, the older one wins (ties: the lower id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClusterId {
+    /// When the cluster was formed (UNIX seconds).
+    pub created_at: u64,
+    pub id: u64,
+}
+
+impl std::fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.id)
+    }
+}
+
 /// A change to the ledger. Times are UNIX seconds chosen by the proposer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
+    /// The first entry of a cluster; later ones are ignored.
+    Genesis(ClusterId),
     /// A member joins or rejoins (and updates its facts); it asks for `requested` if given.
     Join {
         peer: PeerKey,
@@ -195,6 +212,7 @@ pub enum Outcome {
 /// The whole replicated state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerState {
+    cluster: Option<ClusterId>,
     pool: Ipv4Net,
     members: BTreeMap<PeerKey, Member>,
     /// Address → member holding it (live members only).
@@ -216,6 +234,7 @@ impl LedgerState {
     /// An empty ledger allocating from `pool`.
     pub fn new(pool: Ipv4Net) -> Self {
         LedgerState {
+            cluster: None,
             pool: pool.trunc(),
             members: BTreeMap::new(),
             holders: BTreeMap::new(),
@@ -238,6 +257,10 @@ impl LedgerState {
         }
         self.applied = index;
         match command {
+            Command::Genesis(cluster) => {
+                self.cluster.get_or_insert(*cluster);
+                Outcome::Done
+            }
             Command::Join {
                 peer,
                 hostname,
@@ -484,6 +507,11 @@ impl LedgerState {
             n if n < self.policy.control_planes => Role::MasterHa,
             _ => Role::Worker,
         }
+    }
+
+    /// The cluster this state belongs to, once its genesis entry is applied.
+    pub fn cluster(&self) -> Option<ClusterId> {
+        self.cluster
     }
 
     /// The pool addresses are allocated from.

@@ -1,12 +1,13 @@
 //! Raft RPCs over libp2p: openraft's network traits on top of the control plane's
 //! `/weft/<netid>/raft/1` request-response protocol, which only admitted peers can use.
 //!
-//! A request is the JSON of [`RaftRpc`]; the answer is the JSON of the callee's `Result`, so a
-//! remote raft error reaches the caller as such, distinct from an unreachable peer. [`serve`]
-//! answers the RPCs the control plane hands over, each in its own task so a slow snapshot
-//! chunk never holds up a vote.
+//! A request is the JSON of [`LedgerRpc`]; the answer is the JSON of the callee's `Result`, so
+//! a remote raft error reaches the caller as such, distinct from an unreachable peer. Besides
+//! raft's own RPCs, the same protocol carries the ledger's cluster-life requests (who leads,
+//! join, propose), answered by [`crate::ledger::service`].
 
 use libp2p::PeerId;
+use openraft::AnyError;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -15,22 +16,64 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, Raft};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::{LedgerNode, LedgerTypes};
-use crate::p2p::{InboundRpc, P2pHandle};
+use crate::ledger::state::{ClusterId, Command};
+use crate::p2p::{P2pError, P2pHandle};
 
 type NodeId = u64;
 
-/// One raft RPC on the wire.
+/// One ledger RPC on the wire.
 #[derive(Debug, Serialize, Deserialize)]
-enum RaftRpc {
+pub enum LedgerRpc {
     Append(AppendEntriesRequest<LedgerTypes>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<LedgerTypes>),
+    /// "Which cluster are you in, and who leads it?" Answered with a [`Hello`].
+    Hello,
+    /// Add this node to the cluster (to the leader). Answered with `Result<(), String>`.
+    Join {
+        node_id: NodeId,
+        node: LedgerNode,
+    },
+    /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
+    Propose(Command),
+}
+
+/// What a node says of its cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub node_id: NodeId,
+    /// Whether this node belongs to a raft cluster (as voter or learner).
+    pub in_cluster: bool,
+    pub cluster: Option<ClusterId>,
+    /// The leader it knows, with its node id.
+    pub leader: Option<(NodeId, LedgerNode)>,
+}
+
+/// Why a ledger RPC failed in transit.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Unreachable(P2pError),
+    #[error("undecodable answer: {0}")]
+    Decode(serde_json::Error),
+}
+
+/// Sends `rpc` to `peer` and decodes the answer as `T`.
+pub async fn call<T: DeserializeOwned>(
+    p2p: &P2pHandle,
+    peer: PeerId,
+    rpc: &LedgerRpc,
+) -> Result<T, CallError> {
+    let request = serde_json::to_vec(rpc).map_err(CallError::Decode)?;
+    let answer = p2p
+        .raft_request(peer, request)
+        .await
+        .map_err(CallError::Unreachable)?;
+    serde_json::from_slice(&answer).map_err(CallError::Decode)
 }
 
 /// Creates a [`Connection`] per raft peer.
@@ -69,7 +112,7 @@ impl RaftNetworkFactory<LedgerTypes> for Network {
 
 impl Connection {
     /// Sends `rpc` and decodes the callee's `Result<T, E>`.
-    async fn call<T, E>(&self, rpc: RaftRpc) -> Result<T, RPCError<NodeId, LedgerNode, E>>
+    async fn call<T, E>(&self, rpc: LedgerRpc) -> Result<T, RPCError<NodeId, LedgerNode, E>>
     where
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
@@ -80,15 +123,10 @@ impl Connection {
                 self.target, self.node.peer_id
             ))))
         })?;
-        let request =
-            serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let answer = self
-            .p2p
-            .raft_request(peer, request)
-            .await
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
-        let result: Result<T, E> = serde_json::from_slice(&answer)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<T, E> = call(&self.p2p, peer, &rpc).await.map_err(|e| match e {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Decode(e) => RPCError::Network(NetworkError::new(&e)),
+        })?;
         result.map_err(|e| {
             RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,
@@ -106,7 +144,7 @@ impl RaftNetwork<LedgerTypes> for Connection {
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, LedgerNode, RaftError<NodeId>>>
     {
-        self.call(RaftRpc::Append(rpc)).await
+        self.call(LedgerRpc::Append(rpc)).await
     }
 
     async fn install_snapshot(
@@ -117,7 +155,7 @@ impl RaftNetwork<LedgerTypes> for Connection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, LedgerNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(RaftRpc::Snapshot(rpc)).await
+        self.call(LedgerRpc::Snapshot(rpc)).await
     }
 
     async fn vote(
@@ -125,29 +163,6 @@ impl RaftNetwork<LedgerTypes> for Connection {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, LedgerNode, RaftError<NodeId>>> {
-        self.call(RaftRpc::Vote(rpc)).await
+        self.call(LedgerRpc::Vote(rpc)).await
     }
-}
-
-/// Answers the raft RPCs of admitted peers until the inbox closes.
-pub async fn serve(raft: Raft<LedgerTypes>, mut inbox: mpsc::Receiver<InboundRpc>) {
-    while let Some(rpc) = inbox.recv().await {
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            let answer = match serde_json::from_slice::<RaftRpc>(&rpc.payload) {
-                Ok(RaftRpc::Append(request)) => encode(&raft.append_entries(request).await),
-                Ok(RaftRpc::Vote(request)) => encode(&raft.vote(request).await),
-                Ok(RaftRpc::Snapshot(request)) => encode(&raft.install_snapshot(request).await),
-                Err(e) => {
-                    tracing::warn!(peer = %rpc.peer, error = %e, "malformed raft request");
-                    return;
-                }
-            };
-            let _ = rpc.reply.send(answer);
-        });
-    }
-}
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("raft messages serialize to JSON")
 }

@@ -1,0 +1,130 @@
+//! Answers the ledger RPCs that admitted peers send over `/weft/<netid>/raft/1`: raft's own
+//! (append, vote, snapshot) and the cluster-life requests (hello, join, propose). Each request
+//! runs in its own task so a slow snapshot chunk or a join waiting for a learner to catch up
+//! never holds up a vote.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::Ledger;
+use super::raft::network::{Hello, LedgerRpc};
+use crate::p2p::InboundRpc;
+
+/// Serves until the inbox closes.
+pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiver<InboundRpc>) {
+    while let Some(rpc) = inbox.recv().await {
+        let ledger = ledger.clone();
+        tokio::spawn(async move {
+            let request = match serde_json::from_slice::<LedgerRpc>(&rpc.payload) {
+                Ok(request) => request,
+                Err(e) => {
+                    tracing::warn!(peer = %rpc.peer, error = %e, "malformed ledger request");
+                    return;
+                }
+            };
+            let raft = ledger.raft();
+            let answer = match request {
+                LedgerRpc::Append(request) => encode(&raft.append_entries(request).await),
+                LedgerRpc::Vote(request) => encode(&raft.vote(request).await),
+                LedgerRpc::Snapshot(request) => encode(&raft.install_snapshot(request).await),
+                LedgerRpc::Hello => encode(&hello(&ledger)),
+                LedgerRpc::Join { node_id, node } => {
+                    tracing::info!(node_id, peer = %node.peer_id, "join request");
+                    encode(&join(&ledger, node_id, node, target_voters).await)
+                }
+                LedgerRpc::Propose(command) => encode(
+                    &raft
+                        .client_write(command)
+                        .await
+                        .map(|r| r.data)
+                        .map_err(|e| e.to_string()),
+                ),
+            };
+            let _ = rpc.reply.send(answer);
+        });
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("ledger messages serialize to JSON")
+}
+
+/// This node's view of its cluster.
+pub fn hello(ledger: &Ledger) -> Hello {
+    let metrics = ledger.raft().metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let in_cluster = membership.nodes().next().is_some();
+    Hello {
+        node_id: ledger.node_id(),
+        in_cluster,
+        cluster: ledger.state().cluster(),
+        leader: metrics
+            .current_leader
+            .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone()))),
+    }
+}
+
+/// On the leader: adds the node as a learner (waiting until it has caught up), then promotes
+/// learners while the voters are fewer than the target, keeping their number odd.
+async fn join(
+    ledger: &Ledger,
+    node_id: u64,
+    node: super::raft::LedgerNode,
+    target_voters: usize,
+) -> Result<(), String> {
+    let raft = ledger.raft();
+    raft.add_learner(node_id, node, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    promote(ledger, target_voters).await
+}
+
+/// Promotes learners to voters up to `target_voters`, only ever to an odd count.
+pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String> {
+    let raft = ledger.raft();
+    let metrics = raft.metrics().borrow().clone();
+    if metrics.current_leader != Some(ledger.node_id()) {
+        return Ok(());
+    }
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let learners: Vec<u64> = membership.learner_ids().collect();
+    let wanted = next_voter_count(voters.len(), learners.len(), target_voters);
+    if wanted <= voters.len() {
+        return Ok(());
+    }
+    let mut new_voters = voters;
+    new_voters.extend(learners.into_iter().take(wanted - new_voters.len()));
+    raft.change_membership(new_voters, true)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The voter count to aim for: as many as the target allows, always odd.
+fn next_voter_count(voters: usize, learners: usize, target: usize) -> usize {
+    let possible = (voters + learners).min(target.max(1));
+    if possible % 2 == 0 {
+        possible - 1
+    } else {
+        possible
+    }
+    .max(voters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_voter_count;
+
+    #[test]
+    fn voters_grow_to_the_target_and_stay_odd() {
+        assert_eq!(next_voter_count(1, 0, 3), 1);
+        assert_eq!(next_voter_count(1, 1, 3), 1);
+        assert_eq!(next_voter_count(1, 2, 3), 3);
+        assert_eq!(next_voter_count(3, 4, 5), 5);
+        assert_eq!(next_voter_count(3, 1, 5), 3);
+        assert_eq!(next_voter_count(5, 9, 5), 5);
+    }
+}
