@@ -47,6 +47,14 @@ fn main() -> ExitCode {
                 .filter(|s| s["admitted_peers"].as_u64() == Some(NODES as u64 - 1))
         });
     }
+    println!(
+        "waiting for the ledger to form one cluster and give every node an overlay address..."
+    );
+    for i in 0..NODES {
+        wait_until(DEADLINE, "an overlay address", || {
+            lan.status(i).filter(|s| s["overlay_ip"].is_string())
+        });
+    }
     for i in 0..NODES {
         let host = lan.hosts[i].clone();
         println!(
@@ -58,6 +66,32 @@ fn main() -> ExitCode {
         println!("$ weft peers --api {}", host.api());
         print!("{}", run(&weft, &["peers", "--api", &host.api()]));
     }
+
+    let api = lan.hosts[0].api();
+    println!("\n$ weft members --api {api}");
+    print!("{}", run(&weft, &["members", "--api", &api]));
+    println!("$ weft ledger put demo greeting 'hello mesh' --api {api}");
+    run(
+        &weft,
+        &[
+            "ledger",
+            "put",
+            "demo",
+            "greeting",
+            "hello mesh",
+            "--api",
+            &api,
+        ],
+    );
+    let other = lan.hosts[NODES - 1].api();
+    println!("$ weft ledger get demo greeting --api {other}");
+    print!(
+        "{}",
+        run(
+            &weft,
+            &["ledger", "get", "demo", "greeting", "--api", &other]
+        )
+    );
 
     println!("\nstopping every node with SIGTERM...");
     for i in 0..lan.processes.len() {

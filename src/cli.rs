@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::api::{self, ApiAddr, StatusView};
+use crate::api::{self, ApiAddr, MemberView, StatusView};
 use crate::config::{self, ConfigError, Inputs, Origin, RawSetting, RawValue};
 use crate::p2p::PeerView;
 use crate::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
@@ -40,6 +40,11 @@ enum Command {
     Status(ClientArgs),
     /// List the peers that proved membership, how they are reached and their round-trip time.
     Peers(ClientArgs),
+    /// List the ledger's members: hostname, overlay address, role, lease.
+    Members(ClientArgs),
+    /// Read and write the ledger's key-value buckets (any member may write).
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Print weft's version.
     Version,
 }
@@ -182,6 +187,38 @@ enum TokenCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// List the buckets, or the keys and values of one bucket.
+    Ls {
+        bucket: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print one value.
+    Get {
+        bucket: String,
+        key: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Store a value; returns once the cluster has committed it.
+    Put {
+        bucket: String,
+        key: String,
+        value: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a key, or a whole bucket when no key is given.
+    Rm {
+        bucket: String,
+        key: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
 /// Options of commands that talk to a running daemon.
 #[derive(Debug, Args)]
 struct ClientArgs {
@@ -270,6 +307,8 @@ fn run(matches: &ArgMatches) -> Result<(), Failure> {
         Command::Token(TokenCommand::Inspect { token, json }) => inspect_token(&token, json),
         Command::Status(client) => status(&client),
         Command::Peers(client) => peers(&client),
+        Command::Members(client) => members(&client),
+        Command::Ledger(command) => ledger(command),
         Command::Version => {
             println!("weft {}", crate::VERSION);
             Ok(())
@@ -369,11 +408,118 @@ fn inspect_token(text: &str, json: bool) -> Result<(), Failure> {
 
 /// `GET path` on the daemon's API, decoded.
 fn fetch<T: serde::de::DeserializeOwned>(client: &ClientArgs, path: &str) -> Result<T, Failure> {
+    let body = call(client, hyper::Method::GET, path, Vec::new())?;
+    serde_json::from_slice(&body)
+        .with_context(|| format!("the answer to {path} is not what this weft expects"))
+        .map_err(Failure::Runtime)
+}
+
+/// `method path` with `body` on the daemon's API; the answer's body.
+fn call(
+    client: &ClientArgs,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    Ok(runtime.block_on(api::client::get_json(&client.api, path))?)
+    let answer = runtime.block_on(api::client::send(&client.api, method, path, body.into()))?;
+    Ok(answer.to_vec())
+}
+
+/// Percent-encodes one path segment (bucket and key names may hold any character).
+fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn members(client: &ClientArgs) -> Result<(), Failure> {
+    let members: Vec<MemberView> = fetch(client, "/v1/members")?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&members)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<15} {:<20} {:<8} PEER ID",
+        "HOSTNAME", "OVERLAY IP", "ROLE", "LEASE"
+    );
+    for m in &members {
+        println!(
+            "{:<20} {:<15} {:<20} {:<8} {}",
+            m.hostname,
+            m.overlay_ip.as_deref().unwrap_or("-"),
+            m.role.as_deref().unwrap_or("-"),
+            m.lease,
+            m.peer_id
+        );
+    }
+    Ok(())
+}
+
+fn ledger(command: LedgerCommand) -> Result<(), Failure> {
+    use hyper::Method;
+    match command {
+        LedgerCommand::Ls { bucket, client } => {
+            let path = match &bucket {
+                Some(bucket) => format!("/v1/ledger/{}", segment(bucket)),
+                None => "/v1/ledger".to_string(),
+            };
+            let value: serde_json::Value = fetch(&client, &path)?;
+            match (&value, client.json) {
+                (_, true) => println!("{}", serde_json::to_string_pretty(&value)?),
+                (serde_json::Value::Object(map), false) if bucket.is_some() => {
+                    for (key, value) in map {
+                        println!("{key}\t{}", value.as_str().unwrap_or_default());
+                    }
+                }
+                (serde_json::Value::Object(map), false) => {
+                    for (name, keys) in map {
+                        let count = keys.as_object().map(|k| k.len()).unwrap_or(0);
+                        println!("{name}\t{count} keys");
+                    }
+                }
+                _ => println!("{value}"),
+            }
+        }
+        LedgerCommand::Get {
+            bucket,
+            key,
+            client,
+        } => {
+            let path = format!("/v1/ledger/{}/{}", segment(&bucket), segment(&key));
+            let value = call(&client, Method::GET, &path, Vec::new())?;
+            println!("{}", String::from_utf8_lossy(&value));
+        }
+        LedgerCommand::Put {
+            bucket,
+            key,
+            value,
+            client,
+        } => {
+            let path = format!("/v1/ledger/{}/{}", segment(&bucket), segment(&key));
+            call(&client, Method::PUT, &path, value.into_bytes())?;
+        }
+        LedgerCommand::Rm {
+            bucket,
+            key,
+            client,
+        } => {
+            let path = match key {
+                Some(key) => format!("/v1/ledger/{}/{}", segment(&bucket), segment(&key)),
+                None => format!("/v1/ledger/{}", segment(&bucket)),
+            };
+            call(&client, Method::DELETE, &path, Vec::new())?;
+        }
+    }
+    Ok(())
 }
 
 fn status(client: &ClientArgs) -> Result<(), Failure> {
@@ -386,7 +532,23 @@ fn status(client: &ClientArgs) -> Result<(), Failure> {
     println!("hostname:     {}", view.hostname);
     println!("network id:   {}", view.network_id);
     println!("interface:    {} (pool {})", view.interface, view.cidr);
+    println!(
+        "overlay ip:   {}",
+        view.overlay_ip.as_deref().unwrap_or("none yet")
+    );
+    println!(
+        "role:         {}",
+        view.role.as_deref().unwrap_or("none yet")
+    );
     println!("peers:        {} admitted", view.admitted_peers);
+    println!(
+        "cluster:      {} (raft node {:016x}, leader {}, {} voters, applied {})",
+        view.ledger.cluster_id.as_deref().unwrap_or("forming"),
+        view.ledger.node_id,
+        view.ledger.leader.as_deref().unwrap_or("unknown"),
+        view.ledger.voters.len(),
+        view.ledger.applied_index
+    );
     println!("reachability: {}", view.reachability);
     println!("version:      {}", view.version);
     println!("uptime:       {} s", view.uptime_secs);

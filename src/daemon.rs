@@ -14,6 +14,8 @@ use prometheus_client::registry::Registry;
 use crate::api::{self, ApiListener, ApiState, ListenError, NodeInfo};
 use crate::config::Settings;
 use crate::identity::{Identity, IdentityError};
+use crate::ledger::autopilot::MemberFacts;
+use crate::ledger::{Ledger, LedgerConfig, LedgerError};
 use crate::p2p::{self, P2pConfig, P2pError};
 use crate::token::Token;
 
@@ -21,6 +23,10 @@ use crate::token::Token;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a connected peer has to prove membership.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new node listens for an existing cluster before forming one.
+const FORMATION_WAIT: Duration = Duration::from_secs(5);
+/// How many raft voters the ledger aims for.
+const TARGET_VOTERS: usize = 3;
 /// How often admitted peers are asked which members they know.
 const PEER_EXCHANGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -33,6 +39,8 @@ pub enum DaemonError {
     Listen(#[from] ListenError),
     #[error("control plane: {0}")]
     P2p(#[from] P2pError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("local API stopped: {0}")]
@@ -59,6 +67,21 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         &mut registry,
         shutdown.clone(),
     )?;
+    let ledger = Ledger::start(
+        &settings.state_dir,
+        LedgerConfig {
+            pool: settings.cidr,
+            formation_wait: FORMATION_WAIT,
+            target_voters: TARGET_VOTERS,
+        },
+        MemberFacts {
+            hostname: settings.hostname.clone(),
+            requested: settings.address,
+        },
+        p2p.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let state = Arc::new(ApiState {
         node: NodeInfo {
             hostname: settings.hostname.clone(),
@@ -68,6 +91,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             started,
         },
         p2p,
+        ledger,
         registry: Arc::new(registry),
     });
     let mut api_task = tokio::spawn(listener.serve(api::router(state), shutdown.clone()));

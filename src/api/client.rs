@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
-use hyper::{Request, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -36,6 +35,8 @@ pub enum ClientError {
         status: StatusCode,
         body: String,
     },
+    #[error("{path:?} is not a valid API path")]
+    BadPath { path: String },
     #[error("the weft API's answer to {path} is not what this weft expects: {source}")]
     Decode {
         path: String,
@@ -43,17 +44,21 @@ pub enum ClientError {
     },
 }
 
-/// `GET path` and decodes the JSON answer.
-pub async fn get_json<T: DeserializeOwned>(addr: &ApiAddr, path: &str) -> Result<T, ClientError> {
-    let body = get(addr, path).await?;
-    serde_json::from_slice(&body).map_err(|source| ClientError::Decode {
-        path: path.to_string(),
-        source,
-    })
-}
-
-/// `GET path`; the body of a 2xx answer.
-pub async fn get(addr: &ApiAddr, path: &str) -> Result<Bytes, ClientError> {
+/// `method path` with `body`; the body of a 2xx answer.
+pub async fn send(
+    addr: &ApiAddr,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<Bytes, ClientError> {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, "weft")
+        .body(Full::new(body))
+        .map_err(|_| ClientError::BadPath {
+            path: path.to_string(),
+        })?;
     let exchange = async {
         let (status, body) =
             match addr {
@@ -64,7 +69,7 @@ pub async fn get(addr: &ApiAddr, path: &str) -> Result<Bytes, ClientError> {
                             source,
                         }
                     })?;
-                    exchange(addr, stream, path).await?
+                    exchange(addr, stream, request).await?
                 }
                 ApiAddr::Tcp(socket) => {
                     let stream = TcpStream::connect(socket).await.map_err(|source| {
@@ -73,7 +78,7 @@ pub async fn get(addr: &ApiAddr, path: &str) -> Result<Bytes, ClientError> {
                             source,
                         }
                     })?;
-                    exchange(addr, stream, path).await?
+                    exchange(addr, stream, request).await?
                 }
             };
         if status.is_success() {
@@ -94,7 +99,7 @@ pub async fn get(addr: &ApiAddr, path: &str) -> Result<Bytes, ClientError> {
 async fn exchange<S>(
     addr: &ApiAddr,
     stream: S,
-    path: &str,
+    request: Request<Full<Bytes>>,
 ) -> Result<(StatusCode, Bytes), ClientError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -107,10 +112,6 @@ where
         .await
         .map_err(http)?;
     let driver = tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(hyper::header::HOST, "weft")
-        .body(Empty::<Bytes>::new())
-        .expect("a GET with a path and a static header is a valid request");
     let result = async {
         let response = sender.send_request(request).await?;
         let status = response.status();

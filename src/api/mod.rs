@@ -5,9 +5,10 @@
 
 mod addr;
 pub mod client;
+mod error;
 mod listen;
 mod routes;
 
 pub use addr::ApiAddr;
 pub use listen::{ApiListener, ListenError};
-pub use routes::{ApiState, NodeInfo, StatusView, router};
+pub use routes::{ApiState, MemberView, NodeInfo, StatusView, router};

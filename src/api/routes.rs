@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -11,6 +13,9 @@ use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
+use super::error::ApiError;
+use crate::ledger::state::{Command, LeaseState, Outcome};
+use crate::ledger::{Ledger, LedgerStatus};
 use crate::p2p::{P2pHandle, PeerView};
 
 /// Facts about the running node that the API reports.
@@ -28,6 +33,7 @@ pub struct NodeInfo {
 pub struct ApiState {
     pub node: NodeInfo,
     pub p2p: P2pHandle,
+    pub ledger: Ledger,
     pub registry: Arc<Registry>,
 }
 
@@ -47,6 +53,22 @@ pub struct StatusView {
     pub reachability: String,
     /// libp2p addresses this node listens on.
     pub listen_addrs: Vec<String>,
+    /// This node's overlay address, once the ledger has allocated one.
+    pub overlay_ip: Option<String>,
+    /// This node's role (`master`, `master/clusterinit`, `master/ha`, `worker`).
+    pub role: Option<String>,
+    pub ledger: LedgerStatus,
+}
+
+/// `GET /v1/members`: one member of the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberView {
+    pub peer_id: String,
+    pub hostname: String,
+    pub overlay_ip: Option<String>,
+    pub role: Option<String>,
+    /// `live` or `expired`.
+    pub lease: String,
 }
 
 /// The API's routes over the node's shared state.
@@ -55,6 +77,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
+        .route("/v1/members", get(members))
+        .route("/v1/ledger", get(ledger_all))
+        .route(
+            "/v1/ledger/{bucket}",
+            get(ledger_bucket).delete(ledger_delete_bucket),
+        )
+        .route(
+            "/v1/ledger/{bucket}/{key}",
+            get(ledger_get).put(ledger_put).delete(ledger_delete),
+        )
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -63,8 +95,18 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+fn role_name(role: crate::ledger::state::Role) -> String {
+    serde_json::to_value(role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
     let node = &state.node;
+    let me = state.p2p.peer_id().to_string();
+    let ledger_state = state.ledger.state();
+    let member = ledger_state.members().get(&me);
     Json(StatusView {
         peer_id: state.p2p.peer_id().to_string(),
         hostname: node.hostname.clone(),
@@ -81,7 +123,103 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        overlay_ip: member.and_then(|m| m.address).map(|a| a.to_string()),
+        role: member.and_then(|m| m.role).map(role_name),
+        ledger: state.ledger.status(),
     })
+}
+
+async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
+    let ledger_state = state.ledger.state();
+    Json(
+        ledger_state
+            .members()
+            .iter()
+            .map(|(peer, m)| MemberView {
+                peer_id: peer.clone(),
+                hostname: m.hostname.clone(),
+                overlay_ip: m.address.map(|a| a.to_string()),
+                role: m.role.map(role_name),
+                lease: match m.lease {
+                    LeaseState::Live => "live".into(),
+                    LeaseState::Expired => "expired".into(),
+                },
+            })
+            .collect(),
+    )
+}
+
+async fn ledger_all(
+    State(state): State<Arc<ApiState>>,
+) -> Json<BTreeMap<String, BTreeMap<String, String>>> {
+    Json(state.ledger.state().buckets().clone())
+}
+
+async fn ledger_bucket(
+    State(state): State<Arc<ApiState>>,
+    Path(bucket): Path<String>,
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
+    state
+        .ledger
+        .state()
+        .bucket(&bucket)
+        .cloned()
+        .map(Json)
+        .ok_or(ApiError::NotFound(format!("bucket {bucket:?}")))
+}
+
+async fn ledger_get(
+    State(state): State<Arc<ApiState>>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Result<String, ApiError> {
+    state
+        .ledger
+        .state()
+        .bucket(&bucket)
+        .and_then(|b| b.get(&key).cloned())
+        .ok_or(ApiError::NotFound(format!(
+            "key {key:?} in bucket {bucket:?}"
+        )))
+}
+
+async fn ledger_put(
+    State(state): State<Arc<ApiState>>,
+    Path((bucket, key)): Path<(String, String)>,
+    value: String,
+) -> Result<Json<Outcome>, ApiError> {
+    Ok(Json(
+        state
+            .ledger
+            .propose(Command::KvPut { bucket, key, value })
+            .await?,
+    ))
+}
+
+async fn ledger_delete(
+    State(state): State<Arc<ApiState>>,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Result<Json<Outcome>, ApiError> {
+    Ok(Json(
+        state
+            .ledger
+            .propose(Command::KvDelete {
+                bucket,
+                key: Some(key),
+            })
+            .await?,
+    ))
+}
+
+async fn ledger_delete_bucket(
+    State(state): State<Arc<ApiState>>,
+    Path(bucket): Path<String>,
+) -> Result<Json<Outcome>, ApiError> {
+    Ok(Json(
+        state
+            .ledger
+            .propose(Command::KvDelete { bucket, key: None })
+            .await?,
+    ))
 }
 
 async fn peers(State(state): State<Arc<ApiState>>) -> Json<Vec<PeerView>> {
