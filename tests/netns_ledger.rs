@@ -79,3 +79,38 @@ fn five_nodes_started_together_get_distinct_addresses_in_one_cluster() {
         );
     }
 }
+
+#[test]
+fn a_restarted_node_keeps_its_peer_id_and_its_address() {
+    require_netns!();
+    let mut lan = Lan::new(3, WEFT);
+    let token = lan.new_token();
+    let mut procs = Vec::new();
+    for i in 0..3 {
+        procs.push(lan.start_weft(i, &["--token", &token, "--no-dht"], &[]));
+    }
+    let addressed = |lan: &Lan, i: usize| lan.status(i).filter(|s| s["overlay_ip"].is_string());
+    for i in 0..3 {
+        lan.wait_api(i, DEADLINE);
+        wait_until(DEADLINE, "an overlay address", || addressed(&lan, i));
+    }
+    let before = addressed(&lan, 1).unwrap();
+    lan.processes[procs[1]].signal("TERM");
+    assert_eq!(
+        lan.processes[procs[1]]
+            .wait_exit(DEADLINE)
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    lan.start_weft(1, &["--token", &token, "--no-dht"], &[]);
+    lan.wait_api(1, DEADLINE);
+    let after = wait_until(DEADLINE, "the restarted node's address", || {
+        addressed(&lan, 1)
+    });
+    assert_eq!(after["peer_id"], before["peer_id"]);
+    assert_eq!(after["overlay_ip"], before["overlay_ip"]);
+    assert_eq!(
+        after["ledger"]["cluster_id"],
+        before["ledger"]["cluster_id"]
+    );
+}

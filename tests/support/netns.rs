@@ -362,13 +362,14 @@ impl Lan {
         serde_json::from_slice(&out.stdout).ok()
     }
 
-    /// Waits until host `i`'s weft answers `weft status`; fails at once if its process exited.
+    /// Waits until host `i`'s weft answers `weft status`; fails at once if the process started
+    /// last on that host exited.
     pub fn wait_api(&mut self, i: usize, deadline: Duration) -> serde_json::Value {
         wait_until(
             deadline,
             &format!("{} to answer on its API", self.hosts[i].name),
             || {
-                for p in self.processes.iter_mut().filter(|p| p.host == i) {
+                if let Some(p) = self.processes.iter_mut().rfind(|p| p.host == i) {
                     if let Ok(Some(status)) = p.child.try_wait() {
                         panic!("{} exited with {status}:\n{}", p.label, p.log_text());
                     }
