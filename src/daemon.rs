@@ -27,6 +27,8 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const FORMATION_WAIT: Duration = Duration::from_secs(5);
 /// How many raft voters the ledger aims for.
 const TARGET_VOTERS: usize = 3;
+/// How long a member may be unreachable before its lease (and address) is released.
+const LEASE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often admitted peers are asked which members they know.
 const PEER_EXCHANGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -73,6 +75,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             pool: settings.cidr,
             formation_wait: FORMATION_WAIT,
             target_voters: TARGET_VOTERS,
+            lease_timeout: LEASE_TIMEOUT,
         },
         MemberFacts {
             hostname: settings.hostname.clone(),

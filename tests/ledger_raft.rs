@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::mesh::{DEADLINE, Member, address, network, start, wait_for};
 use weft::ledger::autopilot::MemberFacts;
-use weft::ledger::state::Command;
+use weft::ledger::state::{Command, LeaseState};
 use weft::ledger::{Ledger, LedgerConfig};
 
 /// A member with its ledger.
@@ -25,6 +25,7 @@ async fn replica(member: Member, hostname: &str) -> Replica {
         pool: "10.1.0.0/24".parse().unwrap(),
         formation_wait: Duration::from_secs(3),
         target_voters: 3,
+        lease_timeout: Duration::from_secs(3),
     };
     let facts = MemberFacts {
         hostname: hostname.to_string(),
@@ -161,4 +162,26 @@ async fn after_the_leader_dies_writes_still_commit_on_every_survivor() {
         })
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_of_a_member_gone_past_the_timeout_expires_and_frees_its_address() {
+    let mut replicas = cluster(3).await;
+    for replica in &replicas {
+        wait_for("every member's address", || own_address(replica)).await;
+    }
+    let leader = wait_for("a leader", || replicas[0].ledger.status().leader).await;
+    let index = replicas
+        .iter()
+        .position(|r| r.member.handle.peer_id().to_string() != leader)
+        .unwrap();
+    let gone = replicas.remove(index);
+    let gone_id = gone.member.handle.peer_id().to_string();
+    drop(gone);
+    wait_for("the gone member's lease to expire", || {
+        let state = replicas[0].ledger.state();
+        let member = state.members().get(&gone_id)?;
+        (member.lease == LeaseState::Expired && member.address.is_none()).then_some(())
+    })
+    .await;
 }

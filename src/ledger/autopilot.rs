@@ -2,12 +2,15 @@
 //! write the cluster's genesis and promote learners to voters. Every member also makes sure the
 //! ledger holds its own member record (and so an overlay address).
 //!
+//! Leases: the leader expires the lease of a member that no admitted connection has reached for
+//! `lease_timeout`, which frees its address; liveness itself never goes through the log.
+//!
 //! Formation: a node outside any cluster waits `formation_wait`, then asks every admitted peer
 //! for its cluster. If one has a cluster with a known leader, it asks that leader to add it;
 //! if none has, the node with the lowest PeerId among itself and its admitted peers initialises
 //! a one-voter cluster and the others join it. A lone node thus forms its own cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -71,6 +74,7 @@ pub async fn run(
 ) {
     let started = Instant::now();
     let mut last_record_attempt: Option<Instant> = None;
+    let mut unreachable_since: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -81,6 +85,10 @@ pub async fn run(
         if hello.in_cluster {
             if hello.leader.as_ref().map(|(id, _)| *id) == Some(ledger.node_id()) {
                 lead(&ledger, &config).await;
+                expire_unreachable(&ledger, config.lease_timeout, &mut unreachable_since).await;
+            } else {
+                // A new leader starts counting afresh: it may see members the old one did not.
+                unreachable_since.clear();
             }
             let due = last_record_attempt.is_none_or(|t| t.elapsed() >= RECORD_RETRY);
             if due && needs_record(&ledger) {
@@ -106,6 +114,43 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
     }
     if let Err(e) = service::promote(ledger, config.target_voters).await {
         tracing::debug!(error = %e, "voter promotion failed");
+    }
+}
+
+/// Expires the leases of live members that no admitted connection has reached for
+/// `lease_timeout`.
+async fn expire_unreachable(
+    ledger: &Ledger,
+    lease_timeout: Duration,
+    unreachable_since: &mut HashMap<String, Instant>,
+) {
+    let p2p = ledger.p2p();
+    let mut reachable: Vec<String> = p2p.peers().iter().map(|p| p.peer_id.clone()).collect();
+    reachable.push(p2p.peer_id().to_string());
+    let state = ledger.state();
+    let live: Vec<&String> = state
+        .members()
+        .iter()
+        .filter(|(_, m)| m.lease == LeaseState::Live)
+        .map(|(peer, _)| peer)
+        .collect();
+    unreachable_since.retain(|peer, _| live.contains(&peer) && !reachable.contains(peer));
+    let now = Instant::now();
+    for peer in live {
+        if reachable.contains(peer) {
+            continue;
+        }
+        let since = *unreachable_since.entry(peer.clone()).or_insert(now);
+        if now.duration_since(since) < lease_timeout {
+            continue;
+        }
+        tracing::info!(%peer, "member unreachable past the lease timeout; expiring its lease");
+        match ledger.propose(Command::Expire { peer: peer.clone() }).await {
+            Ok(_) => {
+                unreachable_since.remove(peer);
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "lease expiry not committed"),
+        }
     }
 }
 

@@ -76,6 +76,9 @@ pub struct LedgerConfig {
     pub formation_wait: Duration,
     /// How many voters the cluster aims for (odd).
     pub target_voters: usize,
+    /// How long the leader lets a member stay unreachable before it expires the member's lease
+    /// (freeing its address).
+    pub lease_timeout: Duration,
 }
 
 impl Ledger {
