@@ -218,6 +218,15 @@ impl Admission {
         }
     }
 
+    /// Our outstanding challenge nonce for `peer`, to send again when the first attempt was
+    /// lost with its connection (the proof deadline is unchanged).
+    pub fn pending_nonce(&self, peer: &PeerId) -> Option<Nonce> {
+        match self.peers.get(peer) {
+            Some(PeerState::Pending { nonce, .. }) => Some(*nonce),
+            _ => None,
+        }
+    }
+
     /// Peers whose proof is overdue at `now`.
     pub fn overdue(&self, now: Instant) -> Vec<PeerId> {
         self.peers

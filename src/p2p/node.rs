@@ -557,7 +557,16 @@ impl Node {
             Event::OutboundFailure { peer, error, .. } => match error {
                 OutboundFailure::UnsupportedProtocols => self.reject(peer, Rejection::Unsupported),
                 OutboundFailure::Timeout => self.reject(peer, Rejection::Timeout),
-                other => tracing::debug!(%peer, error = %other, "admission request failed"),
+                other => {
+                    // Lost with its connection (two peers dialling each other at once close
+                    // one): ask again on the connection that remains; the deadline stands.
+                    tracing::debug!(%peer, error = %other, "admission request failed; retrying");
+                    if self.peers.is_connected(&peer)
+                        && let Some(nonce) = self.admission.pending_nonce(&peer)
+                    {
+                        self.challenge(peer, nonce.to_vec());
+                    }
+                }
             },
             _ => {}
         }
