@@ -77,6 +77,19 @@ fn has_key(replica: &Replica, key: &str) -> bool {
         .is_some_and(|b| b.contains_key(key))
 }
 
+/// Proposes `command` through `replica` until it commits (a member that just joined may not
+/// know the leader yet; after a leader dies there is none for an election's length).
+async fn commit(replica: &Replica, command: Command) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while let Err(e) = replica.ledger.propose(command.clone()).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never committed: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn put(key: &str) -> Command {
     Command::KvPut {
         bucket: "test".into(),
@@ -129,7 +142,7 @@ async fn after_the_leader_dies_writes_still_commit_on_every_survivor() {
             .flatten()
     })
     .await;
-    replicas[1].ledger.propose(put("before")).await.unwrap();
+    commit(&replicas[1], put("before")).await;
     for replica in &replicas {
         wait_for("the first write everywhere", || {
             has_key(replica, "before").then_some(())
@@ -147,15 +160,7 @@ async fn after_the_leader_dies_writes_still_commit_on_every_survivor() {
     })
     .await;
     assert_ne!(new_leader, leader);
-    let writer = &replicas[replicas.len() - 1];
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while writer.ledger.propose(put("after")).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no write after the leader died"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    commit(&replicas[replicas.len() - 1], put("after")).await;
     for replica in &replicas {
         wait_for("the later write on every survivor", || {
             has_key(replica, "after").then_some(())
