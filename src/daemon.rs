@@ -27,6 +27,8 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 const FORMATION_WAIT: Duration = Duration::from_secs(5);
 /// How many raft voters the ledger aims for.
 const TARGET_VOTERS: usize = 3;
+/// How long a voter may be unreachable before a live member replaces it.
+const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a member may be unreachable before its lease (and address) is released.
 const LEASE_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often admitted peers are asked which members they know.
@@ -76,6 +78,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             formation_wait: FORMATION_WAIT,
             target_voters: TARGET_VOTERS,
             lease_timeout: LEASE_TIMEOUT,
+            voter_timeout: VOTER_TIMEOUT,
         },
         MemberFacts {
             hostname: settings.hostname.clone(),

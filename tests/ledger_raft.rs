@@ -26,6 +26,7 @@ async fn replica(member: Member, hostname: &str) -> Replica {
         formation_wait: Duration::from_secs(3),
         target_voters: 3,
         lease_timeout: Duration::from_secs(3),
+        voter_timeout: Duration::from_secs(3),
     };
     let facts = MemberFacts {
         hostname: hostname.to_string(),
@@ -189,4 +190,35 @@ async fn the_lease_of_a_member_gone_past_the_timeout_expires_and_frees_its_addre
         (member.lease == LeaseState::Expired && member.address.is_none()).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_gone_past_the_voter_timeout_is_replaced_by_a_live_member() {
+    let mut replicas = cluster(5).await;
+    let (leader, voters) = wait_for("a leader with three voters", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 3)
+            .then_some(status.leader.map(|l| (l, status.voters)))
+            .flatten()
+    })
+    .await;
+    let gone_id = voters.iter().find(|v| **v != leader).unwrap().clone();
+    let index = replicas
+        .iter()
+        .position(|r| r.member.handle.peer_id().to_string() == gone_id)
+        .unwrap();
+    drop(replicas.remove(index));
+    let new_voters = wait_for("three live voters", || {
+        let voters = replicas[0].ledger.status().voters;
+        (voters.len() == 3 && !voters.contains(&gone_id)).then_some(voters)
+    })
+    .await;
+    for voter in &new_voters {
+        assert!(
+            replicas
+                .iter()
+                .any(|r| r.member.handle.peer_id().to_string() == *voter),
+            "{voter} is not a live member"
+        );
+    }
 }

@@ -2,6 +2,9 @@
 //! write the cluster's genesis and promote learners to voters. Every member also makes sure the
 //! ledger holds its own member record (and so an overlay address).
 //!
+//! Voters: the leader replaces a voter that no admitted connection has reached for
+//! `voter_timeout` with a live learner, keeping the voter count odd.
+//!
 //! Leases: the leader expires the lease of a member that no admitted connection has reached for
 //! `lease_timeout`, which frees its address; liveness itself never goes through the log.
 //!
@@ -75,6 +78,7 @@ pub async fn run(
     let started = Instant::now();
     let mut last_record_attempt: Option<Instant> = None;
     let mut unreachable_since: HashMap<String, Instant> = HashMap::new();
+    let mut voter_unreachable_since: HashMap<u64, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -85,10 +89,12 @@ pub async fn run(
         if hello.in_cluster {
             if hello.leader.as_ref().map(|(id, _)| *id) == Some(ledger.node_id()) {
                 lead(&ledger, &config).await;
+                replace_unreachable_voters(&ledger, &config, &mut voter_unreachable_since).await;
                 expire_unreachable(&ledger, config.lease_timeout, &mut unreachable_since).await;
             } else {
                 // A new leader starts counting afresh: it may see members the old one did not.
                 unreachable_since.clear();
+                voter_unreachable_since.clear();
             }
             let due = last_record_attempt.is_none_or(|t| t.elapsed() >= RECORD_RETRY);
             if due && needs_record(&ledger) {
@@ -117,6 +123,76 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
     }
 }
 
+/// The PeerIds this node reaches now: its admitted peers and itself.
+fn reachable_peers(ledger: &Ledger) -> Vec<String> {
+    let p2p = ledger.p2p();
+    let mut reachable: Vec<String> = p2p.peers().iter().map(|p| p.peer_id.clone()).collect();
+    reachable.push(p2p.peer_id().to_string());
+    reachable
+}
+
+/// Replaces voters unreachable for `voter_timeout` with reachable learners, one for one.
+async fn replace_unreachable_voters(
+    ledger: &Ledger,
+    config: &LedgerConfig,
+    unreachable_since: &mut HashMap<u64, Instant>,
+) {
+    let reachable = reachable_peers(ledger);
+    let metrics = ledger.raft().metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let is_reachable = |id: &u64| {
+        membership
+            .get_node(id)
+            .is_some_and(|n| reachable.contains(&n.peer_id))
+    };
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let now = Instant::now();
+    unreachable_since.retain(|id, _| voters.contains(id) && !is_reachable(id));
+    let mut dead = Vec::new();
+    for id in &voters {
+        if is_reachable(id) {
+            continue;
+        }
+        let since = *unreachable_since.entry(*id).or_insert(now);
+        if now.duration_since(since) >= config.voter_timeout {
+            dead.push(*id);
+        }
+    }
+    if dead.is_empty() {
+        return;
+    }
+    // Replace one for one, so the count stays odd; without a live learner to step in, a dead
+    // voter stays (the others still form a quorum) rather than shrinking the group.
+    let learners: Vec<u64> = membership
+        .learner_ids()
+        .filter(|id| is_reachable(id))
+        .collect();
+    let replaced = dead.len().min(learners.len());
+    if replaced == 0 {
+        return;
+    }
+    dead.truncate(replaced);
+    let new_voters: std::collections::BTreeSet<u64> = voters
+        .iter()
+        .copied()
+        .filter(|id| !dead.contains(id))
+        .chain(learners.into_iter().take(replaced))
+        .collect();
+    tracing::info!(
+        ?dead,
+        ?new_voters,
+        "replacing voters unreachable past the voter timeout"
+    );
+    match ledger.raft().change_membership(new_voters, false).await {
+        Ok(_) => {
+            for id in dead {
+                unreachable_since.remove(&id);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "voter replacement failed"),
+    }
+}
+
 /// Expires the leases of live members that no admitted connection has reached for
 /// `lease_timeout`.
 async fn expire_unreachable(
@@ -124,9 +200,7 @@ async fn expire_unreachable(
     lease_timeout: Duration,
     unreachable_since: &mut HashMap<String, Instant>,
 ) {
-    let p2p = ledger.p2p();
-    let mut reachable: Vec<String> = p2p.peers().iter().map(|p| p.peer_id.clone()).collect();
-    reachable.push(p2p.peer_id().to_string());
+    let reachable = reachable_peers(ledger);
     let state = ledger.state();
     let live: Vec<&String> = state
         .members()

@@ -79,6 +79,8 @@ pub struct LedgerConfig {
     /// How long the leader lets a member stay unreachable before it expires the member's lease
     /// (freeing its address).
     pub lease_timeout: Duration,
+    /// How long the leader lets a voter stay unreachable before replacing it with a live member.
+    pub voter_timeout: Duration,
 }
 
 impl Ledger {
