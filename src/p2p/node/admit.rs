@@ -1,0 +1,117 @@
+//! Admission as the swarm task runs it: challenges, proofs, and what admitting or refusing
+//! a peer changes elsewhere (gossip blacklist, routing, relay ACL, block list, metrics).
+
+use super::*;
+
+impl Node {
+    pub(super) fn challenge(&mut self, peer: PeerId, nonce: Vec<u8>) {
+        self.swarm
+            .behaviour_mut()
+            .auth
+            .send_request(&peer, AuthChallenge { nonce });
+    }
+
+    pub(super) fn on_auth(&mut self, event: request_response::Event<AuthChallenge, AuthProof>) {
+        use request_response::{Event, Message, OutboundFailure};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => match self.admission.answer(peer, &request.nonce, Instant::now()) {
+                Ok((answer, challenge_back)) => {
+                    let proof = AuthProof {
+                        nonce: answer.nonce.to_vec(),
+                        proof: answer.proof.to_vec(),
+                        hostname: answer.hostname,
+                    };
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .auth
+                        .send_response(channel, proof);
+                    if let Some(nonce) = challenge_back {
+                        self.challenge(peer, nonce.to_vec());
+                    }
+                }
+                Err(rejection) => self.reject(peer, rejection),
+            },
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => match self.admission.on_proof(
+                peer,
+                &response.nonce,
+                &response.proof,
+                &response.hostname,
+            ) {
+                Verdict::Admitted { hostname } => self.on_admitted(peer, hostname),
+                Verdict::Rejected(rejection) => self.reject(peer, rejection),
+            },
+            Event::OutboundFailure { peer, error, .. } => match error {
+                OutboundFailure::UnsupportedProtocols => self.reject(peer, Rejection::Unsupported),
+                OutboundFailure::Timeout => self.reject(peer, Rejection::Timeout),
+                other => {
+                    // Lost with its connection (two peers dialling each other at once close
+                    // one): ask again on the connection that remains; the deadline stands.
+                    tracing::debug!(%peer, error = %other, "admission request failed; retrying");
+                    if self.peers.is_connected(&peer)
+                        && let Some(nonce) = self.admission.pending_nonce(&peer)
+                    {
+                        self.challenge(peer, nonce.to_vec());
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_admitted(&mut self, peer: PeerId, hostname: String) {
+        tracing::info!(%peer, %hostname, "admitted");
+        self.peers.admitted(peer, hostname, SystemTime::now());
+        self.set_admitted(&peer, true);
+        let behaviour = self.swarm.behaviour_mut();
+        behaviour.gossipsub.remove_blacklisted_peer(&peer);
+        behaviour.autonat.add_server(peer, None);
+        self.add_to_routing(peer);
+        if self.peers.admitted_peers().count() == 1 {
+            // The DHT was empty until now: provide and look up without waiting for the timer.
+            self.provided_epoch = None;
+            self.next_lookup = Instant::now();
+        }
+        if self.config.peer_exchange_interval.is_some() {
+            self.ask_for_peers(peer);
+        }
+        self.publish_peers();
+    }
+
+    pub(super) fn reject(&mut self, peer: PeerId, why: Rejection) {
+        tracing::warn!(%peer, reason = %why, "refusing peer: {why}; blocking it for {:?}", self.config.block_duration);
+        self.metrics
+            .rejections
+            .get_or_create(&ReasonLabel {
+                reason: why.label().to_string(),
+            })
+            .inc();
+        self.admission.forget(&peer);
+        self.set_admitted(&peer, false);
+        self.blocked_until
+            .insert(peer, Instant::now() + self.config.block_duration);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+    }
+
+    pub(super) fn set_admitted(&mut self, peer: &PeerId, admitted: bool) {
+        if let Ok(mut set) = self.admitted.write() {
+            if admitted {
+                set.insert(*peer);
+            } else {
+                set.remove(peer);
+            }
+            self.metrics.admitted.set(set.len() as i64);
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Finding members: peer exchange over the control protocol, dialling members directly and
+//! through relays, the private DHT rendezvous, and relay reservations.
+
+use super::*;
+
+impl Node {
+    pub(super) fn ask_for_peers(&mut self, peer: PeerId) {
+        let request = ControlRequest {
+            kind: Some(control_request::Kind::Peers(PeerExchangeRequest {})),
+        };
+        self.swarm
+            .behaviour_mut()
+            .control
+            .send_request(&peer, request);
+    }
+
+    pub(super) fn exchange_peers(&mut self) {
+        let admitted: Vec<PeerId> = self.peers.admitted_peers().map(|(p, ..)| *p).collect();
+        for peer in admitted {
+            self.ask_for_peers(peer);
+        }
+    }
+
+    pub(super) fn on_control(
+        &mut self,
+        event: request_response::Event<ControlRequest, ControlResponse>,
+    ) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = if !self.admission.is_admitted(&peer) {
+                    self.metrics.refused_requests.inc();
+                    tracing::debug!(%peer, "refusing a control request from a peer that is not admitted");
+                    control_response::Kind::Refused(Refused {
+                        reason: "not admitted".into(),
+                    })
+                } else {
+                    match request.kind {
+                        Some(control_request::Kind::Peers(_)) => {
+                            control_response::Kind::Peers(self.peer_list(&peer))
+                        }
+                        None => control_response::Kind::Refused(Refused {
+                            reason: "unknown request".into(),
+                        }),
+                    }
+                };
+                let _ = self.swarm.behaviour_mut().control.send_response(
+                    channel,
+                    ControlResponse {
+                        kind: Some(response),
+                    },
+                );
+            }
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => match response.kind {
+                Some(control_response::Kind::Peers(list)) => self.on_peer_list(peer, list),
+                Some(control_response::Kind::Refused(refused)) => {
+                    tracing::debug!(%peer, reason = refused.reason, "control request refused");
+                }
+                None => {}
+            },
+            _ => {}
+        }
+    }
+
+    pub(super) fn peer_list(&self, asker: &PeerId) -> PeerList {
+        // Loopback addresses mean something only to a peer on this same machine.
+        let share_loopback = self.peers.over_loopback(asker);
+        PeerList {
+            peers: self
+                .peers
+                .admitted_peers()
+                .filter(|(peer, ..)| *peer != asker)
+                .map(|(peer, hostname, addrs, relay)| PeerRecord {
+                    peer_id: peer.to_bytes(),
+                    addrs: addrs
+                        .iter()
+                        .filter(|a| share_loopback || is_routable(a))
+                        .map(|a| a.to_vec())
+                        .collect(),
+                    hostname: hostname.to_string(),
+                    relay,
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn on_peer_list(&mut self, from: PeerId, list: PeerList) {
+        if !self.admission.is_admitted(&from) {
+            return;
+        }
+        for record in list.peers {
+            let Ok(peer) = PeerId::from_bytes(&record.peer_id) else {
+                continue;
+            };
+            let addrs: Vec<Multiaddr> = record
+                .addrs
+                .into_iter()
+                .filter_map(|a| Multiaddr::try_from(a).ok())
+                .collect();
+            if peer != *self.swarm.local_peer_id() && !self.peers.is_connected(&peer) {
+                self.redial.heard_of(peer, &addrs, Instant::now());
+            }
+            self.dial_member(peer, addrs);
+        }
+    }
+
+    /// Dials a peer learned from discovery, directly and through every relay we know.
+    pub(super) fn dial_member(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id()
+            || self.peers.is_connected(&peer)
+            || self.blocked_until.contains_key(&peer)
+        {
+            return;
+        }
+        let relays: Vec<PeerId> = self.peers.relays().copied().collect();
+        for relay in relays.into_iter().filter(|r| *r != peer) {
+            if let Some(base) = self.peers.dialable_addr(&relay) {
+                addrs.push(base.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit));
+            }
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            tracing::debug!(%peer, error = %e, "dial failed");
+        }
+    }
+
+    pub(super) fn add_to_routing(&mut self, peer: PeerId) {
+        let addrs: Vec<Multiaddr> = self.peers.listen_addrs(&peer).to_vec();
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            for addr in addrs {
+                kad.add_address(&peer, addr);
+            }
+        }
+    }
+
+    /// Keeps a reservation on up to [`WANTED_RESERVATIONS`] admitted relays.
+    ///
+    /// AutoNAT's verdict is per vantage point: a node that one member can dial may be out of
+    /// another's reach (split LANs, firewalls). A reservation costs one idle connection, so every
+    /// node that is not itself a relay keeps one rather than trusting "public".
+    pub(super) fn reserve_relays(&mut self) {
+        if self.config.relay_server || self.reservations.len() >= WANTED_RESERVATIONS {
+            return;
+        }
+        let candidates: Vec<(PeerId, Multiaddr)> = self
+            .peers
+            .relays()
+            .filter(|relay| !self.reservations.contains_key(relay))
+            .filter_map(|relay| Some((*relay, self.peers.dialable_addr(relay)?)))
+            .collect();
+        for (relay, base) in candidates {
+            if self.reservations.len() >= WANTED_RESERVATIONS {
+                break;
+            }
+            let circuit = base.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    tracing::info!(%relay, "reserving a relay slot");
+                    self.reservations.insert(relay, id);
+                }
+                Err(e) => tracing::debug!(%circuit, error = %e, "relay reservation failed"),
+            }
+        }
+    }
+
+    /// Provides this epoch's rendezvous record and looks up the neighbouring epochs.
+    pub(super) fn rendezvous(&mut self, now: Instant) {
+        if !self.config.dht && !self.config.public_dht {
+            return;
+        }
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let epoch = self.keys.epoch_at(unix);
+        let key_of =
+            |keys: &NetworkKeys, epoch: u64| kad::RecordKey::new(&keys.rendezvous(epoch).0);
+        if self.provided_epoch != Some(epoch) {
+            let old = self.provided_epoch.map(|e| key_of(&self.keys, e));
+            let new = key_of(&self.keys, epoch);
+            let behaviour = self.swarm.behaviour_mut();
+            for kad in [behaviour.kad.as_mut(), behaviour.public_kad.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(old) = &old {
+                    kad.stop_providing(old);
+                }
+                if let Err(e) = kad.start_providing(new.clone()) {
+                    tracing::debug!(error = %e, "cannot provide the rendezvous record");
+                }
+            }
+            self.provided_epoch = Some(epoch);
+        }
+        if now >= self.next_lookup {
+            self.next_lookup = now + RENDEZVOUS_LOOKUP;
+            let keys: Vec<kad::RecordKey> =
+                [epoch.saturating_sub(1), epoch, epoch.saturating_add(1)]
+                    .into_iter()
+                    .map(|e| key_of(&self.keys, e))
+                    .collect();
+            let behaviour = self.swarm.behaviour_mut();
+            for kad in [behaviour.kad.as_mut(), behaviour.public_kad.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                for key in &keys {
+                    kad.get_providers(key.clone());
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_kad(&mut self, event: kad::Event) {
+        self.metrics.libp2p.record(&event);
+        match event {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::AddProvider {
+                        record: Some(record),
+                    },
+            } => {
+                if self.admission.is_admitted(&record.provider)
+                    && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+                    && let Err(e) = kad.store_mut().add_provider(record)
+                {
+                    tracing::debug!(error = %e, "cannot store a provider record");
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetProviders(Ok(found)),
+                ..
+            } => self.on_providers(found),
+            kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetClosestPeers(Ok(found)),
+                ..
+            } => {
+                for info in found.peers {
+                    if self.address_lookups.remove(&info.peer_id) {
+                        self.redial
+                            .heard_of(info.peer_id, &info.addrs, Instant::now());
+                        self.dial_member(info.peer_id, info.addrs);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Rendezvous providers are members: dial those we do not know. Provider records carry no
+    /// usable addresses on a LAN, so the private DHT is asked for each one's addresses (members
+    /// know each other's from identify) and the answer is dialled in [`Node::on_kad`].
+    pub(super) fn on_providers(&mut self, found: kad::GetProvidersOk) {
+        let kad::GetProvidersOk::FoundProviders { providers, .. } = found else {
+            return;
+        };
+        let local = *self.swarm.local_peer_id();
+        for peer in providers {
+            if peer == local || self.peers.is_connected(&peer) {
+                continue;
+            }
+            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                kad.get_closest_peers(peer);
+                self.address_lookups.insert(peer);
+            }
+            self.dial_member(peer, Vec::new());
+        }
+    }
+}

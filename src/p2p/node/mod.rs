@@ -1,0 +1,475 @@
+//! The task that owns the libp2p swarm: it turns swarm events into admission decisions,
+//! discovery dials, peer-table updates and gossip, and publishes snapshots for the handle.
+//!
+//! Until a peer is admitted it gets identify, ping and the auth protocol only: the control
+//! protocol answers it `Refused`, gossipsub has it blacklisted, it is kept out of the Kademlia
+//! routing table and the relay server refuses it. A failed or overdue proof closes its
+//! connections and blocks its PeerId for `block_duration`.
+
+mod admit;
+mod discovery;
+mod messages;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use libp2p::core::transport::ListenerId;
+use libp2p::identity::Keypair;
+use libp2p::kad::store::RecordStore as _;
+use libp2p::metrics::Recorder as _;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, SwarmBuilder, autonat, gossipsub, identify, kad, mdns, noise, ping,
+    relay, request_response, tcp, yamux,
+};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::admission::{Admission, Rejection, Verdict};
+use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent};
+use super::bootstrap::Bootstrap;
+use super::peers::{PeerTable, is_routable};
+use super::protocol::Protocols;
+use super::redial::Redial;
+use super::{Command, GossipMessage, InboundRpc, P2pConfig, P2pError, Shared, gossip};
+use crate::proto::p2p::v1::{
+    AuthChallenge, AuthProof, ControlRequest, ControlResponse, PeerExchangeRequest, PeerList,
+    PeerRecord, RaftMessage, Refused, control_request, control_response,
+};
+use crate::token::NetworkKeys;
+
+/// Relays this node keeps a reservation on (when it is not a relay itself).
+const WANTED_RESERVATIONS: usize = 2;
+/// How often the rendezvous providers are looked up.
+const RENDEZVOUS_LOOKUP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+/// Counters of the control plane, registered under `weft_`.
+struct Metrics {
+    libp2p: libp2p::metrics::Metrics,
+    rejections: Family<ReasonLabel, Counter>,
+    refused_requests: Counter,
+    admitted: Gauge,
+}
+
+impl Metrics {
+    fn new(registry: &mut Registry) -> Self {
+        let weft = registry.sub_registry_with_prefix("weft");
+        let rejections = Family::<ReasonLabel, Counter>::default();
+        weft.register(
+            "admission_rejections",
+            "Peers refused admission, by reason",
+            rejections.clone(),
+        );
+        let refused_requests = Counter::default();
+        weft.register(
+            "refused_requests",
+            "Requests on weft protocols refused because the peer was not admitted",
+            refused_requests.clone(),
+        );
+        let admitted = Gauge::default();
+        weft.register(
+            "admitted_peers",
+            "Peers currently admitted",
+            admitted.clone(),
+        );
+        Metrics {
+            libp2p: libp2p::metrics::Metrics::new(registry),
+            rejections,
+            refused_requests,
+            admitted,
+        }
+    }
+}
+
+pub(super) struct Node {
+    swarm: Swarm<Behaviour>,
+    config: P2pConfig,
+    keys: NetworkKeys,
+    protocols: Protocols,
+    topic: gossipsub::IdentTopic,
+    admission: Admission,
+    admitted: AdmittedSet,
+    peers: PeerTable,
+    bootstrap: Bootstrap,
+    redial: Redial,
+    blocked_until: HashMap<PeerId, Instant>,
+    reservations: HashMap<PeerId, ListenerId>,
+    listen: HashSet<Multiaddr>,
+    provided_epoch: Option<u64>,
+    next_lookup: Instant,
+    /// Rendezvous providers whose addresses are being looked up in the private DHT.
+    address_lookups: HashSet<PeerId>,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    gossip_tx: broadcast::Sender<GossipMessage>,
+    raft_inbox: mpsc::Sender<InboundRpc>,
+    /// Outbound raft requests waiting for their answer.
+    raft_pending: HashMap<request_response::OutboundRequestId, RaftReply>,
+    /// Inbound raft requests the ledger is answering.
+    raft_answers: FuturesUnordered<BoxFuture<'static, (Option<Vec<u8>>, RaftChannel)>>,
+    metrics: Metrics,
+}
+
+/// The task's ends of the channels to its handle.
+pub(super) struct Channels {
+    pub commands: mpsc::Receiver<Command>,
+    pub gossip_tx: broadcast::Sender<GossipMessage>,
+    pub raft_inbox: mpsc::Sender<InboundRpc>,
+}
+
+type RaftReply = tokio::sync::oneshot::Sender<Result<Vec<u8>, P2pError>>;
+type RaftChannel = request_response::ResponseChannel<RaftMessage>;
+
+impl Node {
+    pub(super) fn new(
+        config: P2pConfig,
+        keypair: &Keypair,
+        keys: NetworkKeys,
+        registry: &mut Registry,
+        shared: Arc<Shared>,
+        channels: Channels,
+    ) -> Result<Self, P2pError> {
+        let Channels {
+            commands,
+            gossip_tx,
+            raft_inbox,
+        } = channels;
+        let protocols = Protocols::new(keys.network_id());
+        let admitted: AdmittedSet = Arc::new(RwLock::new(HashSet::new()));
+        let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| setup(&e))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| setup(&e))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| setup(&e))?
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(|key, relay_client| {
+                Behaviour::new(key, relay_client, &config, &protocols, admitted.clone())
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| setup(&e))?
+            // Admitted members stay connected; the mesh is small and pings are cheap.
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| P2pError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        }
+        let topic = gossipsub::IdentTopic::new(protocols.gossip_topic.clone());
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| setup(&e))?;
+        let local = *swarm.local_peer_id();
+        let now = Instant::now();
+        Ok(Node {
+            admission: Admission::new(
+                keys.admission.clone(),
+                local,
+                config.hostname.clone(),
+                config.auth_timeout,
+            ),
+            bootstrap: Bootstrap::new(&config.bootstrap, now),
+            redial: Redial::default(),
+            metrics: Metrics::new(registry),
+            swarm,
+            config,
+            keys,
+            protocols,
+            topic,
+            admitted,
+            peers: PeerTable::default(),
+            blocked_until: HashMap::new(),
+            reservations: HashMap::new(),
+            listen: HashSet::new(),
+            provided_epoch: None,
+            next_lookup: now,
+            address_lookups: HashSet::new(),
+            shared,
+            commands,
+            gossip_tx,
+            raft_inbox,
+            raft_pending: HashMap::new(),
+            raft_answers: FuturesUnordered::new(),
+        })
+    }
+
+    pub(super) async fn run(mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Without peer exchange the timer still runs, but only far apart and to no effect.
+        let exchange_every = self
+            .config
+            .peer_exchange_interval
+            .unwrap_or(Duration::from_secs(24 * 3600));
+        let mut exchange = tokio::time::interval(exchange_every);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                event = self.swarm.select_next_some() => self.on_event(event),
+                Some(command) = self.commands.recv() => self.on_command(command),
+                Some((answer, channel)) = self.raft_answers.next(), if !self.raft_answers.is_empty() => {
+                    if let Some(payload) = answer {
+                        let _ = self.swarm.behaviour_mut().raft.send_response(channel, RaftMessage { payload });
+                    }
+                }
+                _ = tick.tick() => self.on_tick(),
+                _ = exchange.tick() => {
+                    if self.config.peer_exchange_interval.is_some() {
+                        self.exchange_peers();
+                    }
+                }
+            }
+        }
+        tracing::debug!("control plane stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish { data, reply } => {
+                let local = *self.swarm.local_peer_id();
+                let sealed = gossip::seal(
+                    &self.keys.ledger_seal,
+                    &self.protocols.gossip_topic,
+                    &local,
+                    &data,
+                );
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), sealed)
+                    .map(|_| ())
+                    .map_err(|e| P2pError::Publish(e.to_string()));
+                let _ = reply.send(result);
+            }
+            Command::RaftRequest {
+                peer,
+                payload,
+                reply,
+            } => {
+                if !self.admission.is_admitted(&peer) {
+                    let _ = reply.send(Err(P2pError::NotAdmitted(peer)));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .raft
+                    .send_request(&peer, RaftMessage { payload });
+                self.raft_pending.insert(id, reply);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for (index, addr) in self.bootstrap.due(now) {
+            let opts = dial_opts_for(&addr);
+            let id = opts.connection_id();
+            self.bootstrap.dialing(index, id);
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%addr, error = %e, "bootstrap dial failed");
+                self.bootstrap.failed(id);
+            }
+        }
+        for (peer, addrs) in self.redial.due(now) {
+            self.dial_member(peer, addrs);
+        }
+        for peer in self.admission.overdue(now) {
+            self.reject(peer, Rejection::Timeout);
+        }
+        let expired: Vec<PeerId> = self
+            .blocked_until
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.blocked_until.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
+        self.rendezvous(now);
+        self.reserve_relays();
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.libp2p.record(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                self.listen.insert(address);
+                self.publish_listen();
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen.remove(&address);
+                self.publish_listen();
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.reservations.retain(|_, id| *id != listener_id);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                self.peers.connected(
+                    peer_id,
+                    connection_id,
+                    endpoint.get_remote_address().clone(),
+                    endpoint.is_dialer(),
+                    endpoint.is_relayed(),
+                );
+                self.bootstrap.established(connection_id, peer_id);
+                self.redial.reached(&peer_id);
+                if !self.admission.is_admitted(&peer_id) {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .blacklist_peer(&peer_id);
+                }
+                if let Some(nonce) = self.admission.on_connected(peer_id, Instant::now()) {
+                    self.challenge(peer_id, nonce.to_vec());
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                if self.peers.disconnected(&peer_id, connection_id) || num_established == 0 {
+                    self.admission.forget(&peer_id);
+                    self.set_admitted(&peer_id, false);
+                    self.bootstrap.peer_gone(&peer_id, Instant::now());
+                    self.reservations.remove(&peer_id);
+                }
+                self.publish_peers();
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, .. } => {
+                self.bootstrap.failed(connection_id);
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Auth(event) => self.on_auth(event),
+            BehaviourEvent::Control(event) => self.on_control(event),
+            BehaviourEvent::Raft(event) => self.on_raft(event),
+            BehaviourEvent::Identify(event) => {
+                self.metrics.libp2p.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    let relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+                    self.peers
+                        .identified(peer_id, info.listen_addrs.clone(), relay);
+                    if self.admission.is_admitted(&peer_id) {
+                        self.add_to_routing(peer_id);
+                    }
+                    self.publish_peers();
+                }
+            }
+            BehaviourEvent::Ping(event) => {
+                self.metrics.libp2p.record(&event);
+                if let ping::Event {
+                    peer,
+                    result: Ok(rtt),
+                    ..
+                } = event
+                {
+                    self.peers.rtt(peer, rtt);
+                    self.publish_peers();
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in found {
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    self.redial.heard_of(peer, &addrs, Instant::now());
+                    self.dial_member(peer, addrs);
+                }
+            }
+            BehaviourEvent::Kad(event) => self.on_kad(event),
+            BehaviourEvent::PublicKad(kad::Event::OutboundQueryProgressed {
+                result: kad::QueryResult::GetProviders(Ok(found)),
+                ..
+            }) => self.on_providers(found),
+            BehaviourEvent::Gossipsub(event) => self.on_gossip(event),
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                let status = match new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                };
+                tracing::info!(status, "reachability changed");
+                self.shared.reachability.store(Arc::new(status.to_string()));
+            }
+            BehaviourEvent::RelayClient(event) => {
+                tracing::debug!(?event, "relay client");
+            }
+            BehaviourEvent::RelayServer(event) => {
+                self.metrics.libp2p.record(&event);
+                tracing::debug!(?event, "relay server");
+            }
+            BehaviourEvent::Dcutr(event) => {
+                self.metrics.libp2p.record(&event);
+                tracing::info!(peer = %event.remote_peer_id, result = ?event.result, "hole punch");
+            }
+            _ => {}
+        }
+    }
+
+    fn publish_peers(&self) {
+        self.shared.peers.store(Arc::new(self.peers.views()));
+    }
+
+    fn publish_listen(&self) {
+        let mut addrs: Vec<Multiaddr> = self.listen.iter().cloned().collect();
+        addrs.sort();
+        self.shared.listen.store(Arc::new(addrs));
+    }
+}
+
+/// Dial options for a configured address: by PeerId when it names one.
+fn dial_opts_for(addr: &Multiaddr) -> DialOpts {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer)
+            .addresses(vec![addr.clone()])
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build(),
+        _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+    }
+}
