@@ -136,9 +136,9 @@ async fn five_members_started_together_form_one_cluster_with_distinct_addresses(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_leader_dies_writes_still_commit_on_every_survivor() {
     let mut replicas = cluster(5).await;
-    let leader = wait_for("a leader with three voters", || {
+    let leader = wait_for("a leader with three settled voters", || {
         let status = replicas[0].ledger.status();
-        (status.voters.len() == 3)
+        (status.voters.len() == 3 && !status.changing_voters)
             .then_some(status.leader)
             .flatten()
     })
@@ -195,9 +195,9 @@ async fn the_lease_of_a_member_gone_past_the_timeout_expires_and_frees_its_addre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_gone_past_the_voter_timeout_is_replaced_by_a_live_member() {
     let mut replicas = cluster(5).await;
-    let (leader, voters) = wait_for("a leader with three voters", || {
+    let (leader, voters) = wait_for("a leader with three settled voters", || {
         let status = replicas[0].ledger.status();
-        (status.voters.len() == 3)
+        (status.voters.len() == 3 && !status.changing_voters)
             .then_some(status.leader.map(|l| (l, status.voters)))
             .flatten()
     })

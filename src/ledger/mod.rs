@@ -49,6 +49,9 @@ pub struct LedgerStatus {
     pub leader: Option<String>,
     /// PeerIds of the voters.
     pub voters: Vec<String>,
+    /// Whether a voter change is in flight (raft joint consensus: both the old and the new
+    /// voter sets must agree until it completes).
+    pub changing_voters: bool,
     /// Index of the last applied entry.
     pub applied_index: u64,
 }
@@ -175,6 +178,7 @@ impl Ledger {
             cluster_id: self.state().cluster().map(|c| c.to_string()),
             leader: metrics.current_leader.and_then(peer_of),
             voters: membership.voter_ids().filter_map(peer_of).collect(),
+            changing_voters: membership.get_joint_config().len() > 1,
             applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
         }
     }
