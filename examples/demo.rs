@@ -85,13 +85,17 @@ fn main() -> ExitCode {
     );
     let other = lan.hosts[NODES - 1].api();
     println!("$ weft ledger get demo greeting --api {other}");
-    print!(
-        "{}",
-        run(
-            &weft,
-            &["ledger", "get", "demo", "greeting", "--api", &other]
-        )
-    );
+    // Committed on the leader; the other node applies it with the next replication round.
+    let value = wait_until(DEADLINE, "the value on another node", || {
+        let out = std::process::Command::new(&weft)
+            .args(["ledger", "get", "demo", "greeting", "--api", &other])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    print!("{value}");
 
     println!("\nstopping every node with SIGTERM...");
     for i in 0..lan.processes.len() {
