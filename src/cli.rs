@@ -217,6 +217,15 @@ enum LedgerCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// After the cluster lost its quorum for good: start a new cluster from this node's copy
+    /// of the ledger. Without --force, explains the risk and does nothing.
+    Recover {
+        /// Proceed: entries this node had not applied are lost.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Options of commands that talk to a running daemon.
@@ -517,6 +526,25 @@ fn ledger(command: LedgerCommand) -> Result<(), Failure> {
                 None => format!("/v1/ledger/{}", segment(&bucket)),
             };
             call(&client, Method::DELETE, &path, Vec::new())?;
+        }
+        LedgerCommand::Recover { force, client } => {
+            if !force {
+                return Err(usage(anyhow::anyhow!("{}", crate::ledger::recover::RISK)));
+            }
+            let body = call(&client, Method::POST, "/v1/recover", Vec::new())?;
+            let recovery: crate::ledger::recover::Recovery = serde_json::from_slice(&body)
+                .context("the answer to /v1/recover is not what this weft expects")?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&recovery)?);
+            } else {
+                println!(
+                    "left cluster {} at entry {}; new cluster {} seeded with {} members",
+                    recovery.previous_cluster,
+                    recovery.applied_index,
+                    recovery.cluster,
+                    recovery.members
+                );
+            }
         }
     }
     Ok(())

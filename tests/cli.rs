@@ -467,3 +467,19 @@ fn status_without_a_daemon_explains_what_to_check() {
         stderr(&out)
     );
 }
+
+#[test]
+fn ledger_recover_without_force_explains_the_risk_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("unix://{}/none.sock", dir.path().display());
+    let out = weft(&["ledger", "recover", "--api", &api], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(text.contains("lost its quorum"), "{text}");
+    assert!(text.contains("are lost"), "{text}");
+    assert!(text.contains("--force"), "{text}");
+    assert!(
+        !text.contains("is `weft up` running"),
+        "it refuses before contacting the daemon: {text}"
+    );
+}

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::mesh::{DEADLINE, Member, address, network, start, wait_for};
+use support::mesh::{DEADLINE, Member, address, network, start, wait_for, wait_within};
 use weft::ledger::autopilot::MemberFacts;
 use weft::ledger::state::{Command, LeaseState};
 use weft::ledger::{Ledger, LedgerConfig};
@@ -221,4 +221,132 @@ async fn a_voter_gone_past_the_voter_timeout_is_replaced_by_a_live_member() {
             "{voter} is not a live member"
         );
     }
+}
+
+/// Starts members bootstrapping to the first of them, with their ledgers.
+async fn group(token: &weft::token::Token, names: &[&str]) -> Vec<Replica> {
+    let first = start(token, names[0], vec![]).await;
+    let entry = address(&first).await;
+    let mut replicas = vec![replica(first, names[0]).await];
+    for name in &names[1..] {
+        replicas.push(replica(start(token, name, vec![entry.clone()]).await, name).await);
+    }
+    replicas
+}
+
+/// The cluster every replica of `replicas` is in, once they agree and all hold an address.
+async fn settled_cluster(replicas: &[Replica]) -> String {
+    wait_within(
+        MERGE_DEADLINE,
+        "one cluster with an address for all",
+        || {
+            let clusters: BTreeSet<Option<String>> = replicas
+                .iter()
+                .map(|r| r.ledger.status().cluster_id)
+                .collect();
+            let addressed = replicas.iter().all(|r| own_address(r).is_some());
+            match (clusters.len(), clusters.into_iter().next()) {
+                (1, Some(Some(cluster))) if addressed => Some(cluster),
+                _ => None,
+            }
+        },
+    )
+    .await
+}
+
+const MERGE_DEADLINE: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write() {
+    let token = network();
+    let west = group(&token, &["w0", "w1", "w2"]).await;
+    let east = group(&token, &["e0", "e1"]).await;
+    let west_cluster = settled_cluster(&west).await;
+    let east_cluster = settled_cluster(&east).await;
+    assert_ne!(west_cluster, east_cluster, "the groups formed apart");
+    commit(&west[1], put("from-west")).await;
+    commit(&east[1], put("from-east")).await;
+
+    // A node that knows one member of each group brings them together (peer exchange does the
+    // rest).
+    let bridge_member = start(
+        &token,
+        "bridge",
+        vec![
+            address(&west[0].member).await,
+            address(&east[0].member).await,
+        ],
+    )
+    .await;
+    let bridge = replica(bridge_member, "bridge").await;
+    let everyone: Vec<Replica> = west.into_iter().chain(east).chain([bridge]).collect();
+    let merged = settled_cluster(&everyone).await;
+    assert!(
+        merged == west_cluster || merged == east_cluster,
+        "one of the two clusters wins, not a third"
+    );
+    let addresses: BTreeSet<_> = everyone.iter().filter_map(own_address).collect();
+    assert_eq!(
+        addresses.len(),
+        everyone.len(),
+        "distinct addresses: {addresses:?}"
+    );
+    for replica in &everyone {
+        wait_within(MERGE_DEADLINE, "both groups' writes on every node", || {
+            (has_key(replica, "from-west") && has_key(replica, "from-east")).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survivor_of_quorum_loss_recovers_the_ledger_into_a_new_cluster() {
+    let mut replicas = cluster(3).await;
+    let old_cluster = settled_cluster(&replicas).await;
+    wait_for("three settled voters", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 3 && !status.changing_voters).then_some(())
+    })
+    .await;
+    commit(&replicas[0], put("kept")).await;
+    for replica in &replicas {
+        wait_for("the write everywhere", || {
+            has_key(replica, "kept").then_some(())
+        })
+        .await;
+    }
+    assert!(
+        matches!(
+            weft::ledger::recover::recover(&replicas[0].ledger).await,
+            Err(weft::ledger::recover::RecoverError::HasQuorum)
+        ),
+        "a cluster that still commits is not recovered"
+    );
+
+    let survivor = replicas.remove(0);
+    let address = own_address(&survivor);
+    drop(replicas);
+    let recovery = weft::ledger::recover::recover(&survivor.ledger)
+        .await
+        .expect("a lone survivor recovers");
+    assert_eq!(recovery.previous_cluster, old_cluster);
+    let new_cluster = wait_for("the recovered cluster", || {
+        survivor
+            .ledger
+            .status()
+            .cluster_id
+            .filter(|c| *c != old_cluster)
+    })
+    .await;
+    assert_eq!(new_cluster, recovery.cluster);
+    assert!(
+        has_key(&survivor, "kept"),
+        "the recovered ledger keeps the write"
+    );
+    assert_eq!(
+        own_address(&survivor),
+        address,
+        "and the survivor's address"
+    );
+    commit(&survivor, put("after")).await;
 }

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use crate::ledger::recover::Recovery;
 use crate::ledger::state::{Command, LeaseState, Outcome};
 use crate::ledger::{Ledger, LedgerStatus};
 use crate::p2p::{P2pHandle, PeerView};
@@ -87,6 +88,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/ledger/{bucket}/{key}",
             get(ledger_get).put(ledger_put).delete(ledger_delete),
         )
+        .route("/v1/recover", post(recover))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -147,6 +149,11 @@ async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
             })
             .collect(),
     )
+}
+
+/// `POST /v1/recover`: after quorum loss, seed a new cluster from this node's state.
+async fn recover(State(state): State<Arc<ApiState>>) -> Result<Json<Recovery>, ApiError> {
+    Ok(Json(crate::ledger::recover::recover(&state.ledger).await?))
 }
 
 async fn ledger_all(

@@ -1,17 +1,23 @@
 //! Cluster life, run by every node once a second: form or join a cluster, and, on the leader,
-//! write the cluster's genesis and promote learners to voters. Every member also makes sure the
-//! ledger holds its own member record (and so an overlay address).
+//! write the cluster's first entry and promote learners to voters. Every member makes sure the
+//! ledger holds its own member record (and so an overlay address) and renews its lease.
+//!
+//! Formation: a node outside any cluster waits `formation_wait`, then asks every admitted peer
+//! for its cluster. If one has a cluster with a known leader, it asks the leader of the oldest
+//! such cluster to add it; if none has, the node with the lowest PeerId among itself and its
+//! admitted peers initialises a one-voter cluster and the others join it. A lone node thus
+//! forms its own cluster. A node holding a recovery seed forms at once ([`recover`]).
+//!
+//! Merge: every few seconds a member asks admitted peers its ledger does not know which cluster
+//! they are in, and leaves for an older one ([`merge`]).
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout` with a live learner, keeping the voter count odd.
 //!
-//! Leases: the leader expires the lease of a member that no admitted connection has reached for
-//! `lease_timeout`, which frees its address; liveness itself never goes through the log.
-//!
-//! Formation: a node outside any cluster waits `formation_wait`, then asks every admitted peer
-//! for its cluster. If one has a cluster with a known leader, it asks that leader to add it;
-//! if none has, the node with the lowest PeerId among itself and its admitted peers initialises
-//! a one-voter cluster and the others join it. A lone node thus forms its own cluster.
+//! Leases: a member renews its lease through the log every third of `lease_timeout` (rarely:
+//! minutes on a real mesh). The leader expires the lease of a member that no admitted connection
+//! has reached for `lease_timeout`, or at once when the member is unreachable and its last
+//! renewal is older than the timeout; expiry frees the member's address.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -22,18 +28,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
-use super::raft::network::{Hello, LedgerRpc, call};
-use super::state::{ClusterId, Command, LeaseState};
-use super::{Ledger, LedgerConfig, service};
+use super::raft::network::{LedgerRpc, call};
+use super::state::{ClusterId, Command, LeaseState, LedgerState, Member};
+use super::{Ledger, LedgerConfig, merge, recover, service};
 
 /// File holding this node's raft id, made with the raft directory.
 const NODE_ID_FILE: &str = "node-id";
-/// How long one hello may take.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a join may take (the leader waits for the learner to catch up).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a node re-proposes its member record while the ledger lacks it.
 const RECORD_RETRY: Duration = Duration::from_secs(3);
+/// How often a member asks admitted peers outside its ledger which cluster they belong to.
+const MERGE_CHECK: Duration = Duration::from_secs(5);
 
 /// What this node asks the ledger to record about itself.
 #[derive(Debug, Clone)]
@@ -68,6 +74,21 @@ pub fn node_id(dir: &Path) -> io::Result<u64> {
     }
 }
 
+/// The autopilot's memory between ticks.
+struct Pilot {
+    ledger: Ledger,
+    config: LedgerConfig,
+    facts: MemberFacts,
+    started: Instant,
+    last_record_attempt: Option<Instant>,
+    last_renew_attempt: Option<Instant>,
+    last_merge_check: Option<Instant>,
+    unreachable_since: HashMap<String, Instant>,
+    voter_unreachable_since: HashMap<u64, Instant>,
+    /// The state of a cluster this node left in a merge, until what it holds is re-proposed.
+    carried: Option<LedgerState>,
+}
+
 /// Runs until `shutdown`.
 pub async fn run(
     ledger: Ledger,
@@ -75,47 +96,195 @@ pub async fn run(
     facts: MemberFacts,
     shutdown: CancellationToken,
 ) {
-    let started = Instant::now();
-    let mut last_record_attempt: Option<Instant> = None;
-    let mut unreachable_since: HashMap<String, Instant> = HashMap::new();
-    let mut voter_unreachable_since: HashMap<u64, Instant> = HashMap::new();
+    let carried = merge::load_carried(ledger.dir());
+    let mut pilot = Pilot {
+        ledger,
+        config,
+        facts,
+        started: Instant::now(),
+        last_record_attempt: None,
+        last_renew_attempt: None,
+        last_merge_check: None,
+        unreachable_since: HashMap::new(),
+        voter_unreachable_since: HashMap::new(),
+        carried,
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let hello = service::hello(&ledger);
-        if hello.in_cluster {
-            if hello.leader.as_ref().map(|(id, _)| *id) == Some(ledger.node_id()) {
-                lead(&ledger, &config).await;
-                replace_unreachable_voters(&ledger, &config, &mut voter_unreachable_since).await;
-                expire_unreachable(&ledger, config.lease_timeout, &mut unreachable_since).await;
-            } else {
-                // A new leader starts counting afresh: it may see members the old one did not.
-                unreachable_since.clear();
-                voter_unreachable_since.clear();
-            }
-            let due = last_record_attempt.is_none_or(|t| t.elapsed() >= RECORD_RETRY);
-            if due && needs_record(&ledger) {
-                last_record_attempt = Some(Instant::now());
-                record_self(&ledger, &facts).await;
-            }
-        } else if started.elapsed() >= config.formation_wait {
-            form_or_join(&ledger).await;
+            _ = tick.tick() => pilot.tick().await,
         }
     }
 }
 
-/// Leader duties: the genesis entry, then voters up to the target.
+impl Pilot {
+    async fn tick(&mut self) {
+        let ledger = self.ledger.clone();
+        let hello = service::hello(&ledger);
+        if !hello.in_cluster {
+            if recover::load_seed(ledger.dir()).is_some() {
+                form_alone(&ledger, "recovering: forming a new cluster from the seed").await;
+            } else if self.carried.is_some() || self.started.elapsed() >= self.config.formation_wait
+            {
+                form_or_join(&ledger).await;
+            }
+            return;
+        }
+        if hello.leader.as_ref().map(|(id, _)| *id) == Some(ledger.node_id()) {
+            lead(&ledger, &self.config).await;
+            replace_unreachable_voters(&ledger, &self.config, &mut self.voter_unreachable_since)
+                .await;
+            expire_unreachable(
+                &ledger,
+                self.config.lease_timeout,
+                &mut self.unreachable_since,
+            )
+            .await;
+        } else {
+            // A new leader starts counting afresh: it may see members the old one did not.
+            self.unreachable_since.clear();
+            self.voter_unreachable_since.clear();
+        }
+        if self.merge_due() && self.merge().await {
+            return;
+        }
+        self.keep_record().await;
+        self.readopt().await;
+    }
+
+    fn merge_due(&mut self) -> bool {
+        let due = self
+            .last_merge_check
+            .is_none_or(|t| t.elapsed() >= MERGE_CHECK);
+        if due {
+            self.last_merge_check = Some(Instant::now());
+        }
+        due
+    }
+
+    /// Leaves this cluster for an older one an admitted peer belongs to; true when it did.
+    async fn merge(&mut self) -> bool {
+        let Some(winner) = merge::older_cluster(&self.ledger).await else {
+            return false;
+        };
+        tracing::warn!(
+            ours = ?self.ledger.state().cluster().map(|c| c.to_string()),
+            winner = %winner,
+            "an older cluster is reachable; leaving this one to merge into it"
+        );
+        match merge::leave(&self.ledger).await {
+            Ok(carried) => {
+                self.carried = Some(carried);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot leave the cluster for the older one");
+                false
+            }
+        }
+    }
+
+    /// Makes sure the ledger holds a live record of this node, and renews its lease now and
+    /// then.
+    async fn keep_record(&mut self) {
+        let me = self.ledger.p2p().peer_id().to_string();
+        let state = self.ledger.state();
+        if state.cluster().is_none() {
+            return;
+        }
+        match state.members().get(&me) {
+            Some(member) if member.lease == LeaseState::Live => {
+                let interval = renew_interval(self.config.lease_timeout);
+                let old = unix_now().saturating_sub(member.renewed_at) >= interval.as_secs();
+                let due = self
+                    .last_renew_attempt
+                    .is_none_or(|t| t.elapsed() >= interval);
+                if old && due {
+                    self.last_renew_attempt = Some(Instant::now());
+                    let renew = Command::Renew {
+                        peer: me,
+                        now: unix_now(),
+                    };
+                    if let Err(e) = self.ledger.propose(renew).await {
+                        tracing::debug!(error = %e, "lease renewal not committed");
+                    }
+                }
+            }
+            _ => {
+                let due = self
+                    .last_record_attempt
+                    .is_none_or(|t| t.elapsed() >= RECORD_RETRY);
+                if due {
+                    self.last_record_attempt = Some(Instant::now());
+                    let previous = self
+                        .carried
+                        .as_ref()
+                        .and_then(|c| c.members().get(&me))
+                        .and_then(|m| m.address);
+                    record_self(&self.ledger, &self.facts, previous).await;
+                }
+            }
+        }
+    }
+
+    /// After a merge: re-proposes what the left cluster held and this one lacks.
+    async fn readopt(&mut self) {
+        let Some(carried) = &self.carried else {
+            return;
+        };
+        let me = self.ledger.p2p().peer_id().to_string();
+        let state = self.ledger.state();
+        let recorded = state
+            .members()
+            .get(&me)
+            .is_some_and(|m| m.lease == LeaseState::Live);
+        if state.cluster().is_none() || !recorded {
+            return;
+        }
+        let commands = merge::readoption(carried, &state, &me);
+        let total = commands.len();
+        for command in commands {
+            if let Err(e) = self.ledger.propose(command).await {
+                tracing::debug!(error = %e, "re-proposal after the merge not committed; retrying");
+                return;
+            }
+        }
+        tracing::info!(
+            entries = total,
+            "merge finished: the left cluster's entries are re-proposed"
+        );
+        merge::clear_carried(self.ledger.dir());
+        self.carried = None;
+    }
+}
+
+/// How often a member renews its lease: a third of the lease timeout (at least a second), so a
+/// lease goes stale only after three missed renewals.
+fn renew_interval(lease_timeout: Duration) -> Duration {
+    (lease_timeout / 3).max(Duration::from_secs(1))
+}
+
+/// Leader duties: the first entry (a genesis, or the seed of a recovery), then voters up to
+/// the target.
 async fn lead(ledger: &Ledger, config: &LedgerConfig) {
     if ledger.state().cluster().is_none() {
-        let cluster = ClusterId {
-            created_at: unix_now(),
-            id: rand::rngs::OsRng.next_u64(),
+        let seed = recover::load_seed(ledger.dir());
+        let recovering = seed.is_some();
+        let first = match seed {
+            Some(seed) => Command::Recover {
+                cluster: seed.cluster,
+                state: Box::new(seed.state),
+            },
+            None => Command::Genesis(ClusterId {
+                created_at: unix_now(),
+                id: rand::rngs::OsRng.next_u64(),
+            }),
         };
-        if let Err(e) = ledger.propose(Command::Genesis(cluster)).await {
-            tracing::debug!(error = %e, "genesis not committed yet");
+        match ledger.propose(first).await {
+            Ok(_) if recovering => recover::clear_seed(ledger.dir()),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "first entry not committed yet"),
         }
     }
     if let Err(e) = service::promote(ledger, config.target_voters).await {
@@ -202,20 +371,24 @@ async fn expire_unreachable(
 ) {
     let reachable = reachable_peers(ledger);
     let state = ledger.state();
-    let live: Vec<&String> = state
+    let live: Vec<(&String, &Member)> = state
         .members()
         .iter()
         .filter(|(_, m)| m.lease == LeaseState::Live)
-        .map(|(peer, _)| peer)
         .collect();
-    unreachable_since.retain(|peer, _| live.contains(&peer) && !reachable.contains(peer));
+    unreachable_since
+        .retain(|peer, _| live.iter().any(|(p, _)| *p == peer) && !reachable.contains(peer));
     let now = Instant::now();
-    for peer in live {
+    let wall = unix_now();
+    for (peer, member) in live {
         if reachable.contains(peer) {
             continue;
         }
         let since = *unreachable_since.entry(peer.clone()).or_insert(now);
-        if now.duration_since(since) < lease_timeout {
+        // A lease not renewed for a whole timeout went stale before this leader started
+        // counting (a new leader, a recovered cluster).
+        let stale = wall.saturating_sub(member.renewed_at) >= lease_timeout.as_secs();
+        if now.duration_since(since) < lease_timeout && !stale {
             continue;
         }
         tracing::info!(%peer, "member unreachable past the lease timeout; expiring its lease");
@@ -228,23 +401,15 @@ async fn expire_unreachable(
     }
 }
 
-fn needs_record(ledger: &Ledger) -> bool {
-    let me = ledger.p2p().peer_id().to_string();
-    let state = ledger.state();
-    state.cluster().is_some()
-        && state
-            .members()
-            .get(&me)
-            .is_none_or(|m| m.lease == LeaseState::Expired)
-}
-
-async fn record_self(ledger: &Ledger, facts: &MemberFacts) {
+/// Proposes this node's member record, asking for the configured address, else `previous`
+/// (the one it held in a cluster it left in a merge).
+async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4Addr>) {
     let command = Command::Join {
         peer: ledger.p2p().peer_id().to_string(),
         hostname: facts.hostname.clone(),
         dataplane_key: [0; 32],
         endpoints: Vec::new(),
-        requested: facts.requested,
+        requested: facts.requested.or(previous),
         now: unix_now(),
     };
     match ledger.propose(command).await {
@@ -253,28 +418,30 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts) {
     }
 }
 
-/// Outside any cluster: join one an admitted peer knows, or form one if this node has the
-/// lowest PeerId and nobody has a cluster.
+/// Outside any cluster: join the oldest one an admitted peer knows a leader of, or form one
+/// if this node has the lowest PeerId and nobody has a cluster.
 async fn form_or_join(ledger: &Ledger) {
     let p2p = ledger.p2p();
     let me = p2p.peer_id();
     let peers = p2p.peers();
-    let mut hellos = Vec::new();
-    for view in peers.iter() {
-        let Ok(peer) = view.peer_id.parse() else {
-            continue;
-        };
-        if let Ok(Ok(hello)) =
-            tokio::time::timeout(HELLO_TIMEOUT, call::<Hello>(p2p, peer, &LedgerRpc::Hello)).await
-        {
-            hellos.push(hello);
-        }
-    }
-    if let Some((_, leader)) = hellos
+    let hellos = service::ask(
+        ledger,
+        peers.iter().filter_map(|view| view.peer_id.parse().ok()),
+    )
+    .await;
+    // A cluster still writing its genesis has no id yet: it ranks after every named one.
+    let oldest = hellos
         .iter()
         .filter(|h| h.in_cluster)
-        .find_map(|h| h.leader.clone())
-    {
+        .filter_map(|h| {
+            Some((
+                h.cluster.map_or((1, None), |c| (0, Some(c))),
+                h.leader.clone()?,
+            ))
+        })
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, leader)| leader);
+    if let Some((_, leader)) = oldest {
         let Ok(peer) = leader.peer_id.parse() else {
             return;
         };
@@ -302,15 +469,20 @@ async fn form_or_join(ledger: &Ledger) {
         .chain(std::iter::once(me.to_string()))
         .min();
     if lowest.as_deref() == Some(me.to_string().as_str()) {
-        tracing::info!(peers = peers.len(), "no cluster found; forming one");
-        let voters = BTreeMap::from([(ledger.node_id(), ledger.node())]);
-        if let Err(e) = ledger.raft().initialize(voters).await {
-            tracing::warn!(error = %e, "cannot initialise the cluster");
-        }
+        form_alone(ledger, "no cluster found; forming one").await;
     }
 }
 
-fn unix_now() -> u64 {
+/// Initialises a cluster with this node as its only voter.
+async fn form_alone(ledger: &Ledger, why: &str) {
+    tracing::info!("{why}");
+    let voters = BTreeMap::from([(ledger.node_id(), ledger.node())]);
+    if let Err(e) = ledger.raft().initialize(voters).await {
+        tracing::warn!(error = %e, "cannot initialise the cluster");
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

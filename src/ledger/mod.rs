@@ -7,17 +7,21 @@
 //! the daemon, the API and later the data plane and DNS use: propose a command, read the state.
 
 pub mod autopilot;
+pub mod merge;
 pub mod raft;
+pub mod recover;
 pub mod service;
 pub mod state;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use libp2p::PeerId;
 use openraft::Raft;
+use redb::Database;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +30,9 @@ use raft::network::{LedgerRpc, Network, call};
 use raft::store::{LogStore, StateMachineStore};
 use raft::{LedgerNode, LedgerTypes};
 use state::{Command, LedgerState, Outcome};
+
+/// The raft database, in the raft directory of the state dir.
+const DATABASE_FILE: &str = "ledger.redb";
 
 /// Why the ledger could not start or a proposal failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +63,46 @@ pub struct LedgerStatus {
     pub applied_index: u64,
 }
 
+/// One raft instance over the node's storage, with its state machine. Leaving a cluster for
+/// another (a merge) replaces it with a blank one over the wiped storage.
+struct Engine {
+    raft: Raft<LedgerTypes>,
+    machine: StateMachineStore,
+}
+
+impl Engine {
+    async fn open(
+        db: Arc<Database>,
+        pool: Ipv4Net,
+        node_id: u64,
+        p2p: &P2pHandle,
+        storage_error: impl Fn(String) -> LedgerError,
+    ) -> Result<Engine, LedgerError> {
+        let machine =
+            StateMachineStore::open(db.clone(), pool).map_err(|e| storage_error(e.to_string()))?;
+        let raft_config = raft::config()
+            .validate()
+            .map_err(|e| LedgerError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            node_id,
+            Arc::new(raft_config),
+            Network::new(p2p.clone()),
+            LogStore::new(db),
+            machine.clone(),
+        )
+        .await
+        .map_err(|e| LedgerError::Raft(e.to_string()))?;
+        Ok(Engine { raft, machine })
+    }
+}
+
 /// The running ledger of this node.
 #[derive(Clone)]
 pub struct Ledger {
-    raft: Raft<LedgerTypes>,
-    machine: StateMachineStore,
+    engine: Arc<ArcSwap<Engine>>,
+    db: Arc<Database>,
+    dir: PathBuf,
+    pool: Ipv4Net,
     node_id: u64,
     p2p: P2pHandle,
 }
@@ -103,25 +145,14 @@ impl Ledger {
         };
         std::fs::create_dir_all(&dir).map_err(|e| storage_error(e.to_string()))?;
         let node_id = autopilot::node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
-        let db = raft::store::open(&dir.join("ledger.redb"))
+        let db = raft::store::open(&dir.join(DATABASE_FILE))
             .map_err(|e| storage_error(e.to_string()))?;
-        let machine = StateMachineStore::open(db.clone(), config.pool)
-            .map_err(|e| storage_error(e.to_string()))?;
-        let raft_config = raft::config()
-            .validate()
-            .map_err(|e| LedgerError::Raft(e.to_string()))?;
-        let raft = Raft::new(
-            node_id,
-            Arc::new(raft_config),
-            Network::new(p2p.clone()),
-            LogStore::new(db),
-            machine.clone(),
-        )
-        .await
-        .map_err(|e| LedgerError::Raft(e.to_string()))?;
+        let engine = Engine::open(db.clone(), config.pool, node_id, &p2p, storage_error).await?;
         let ledger = Ledger {
-            raft,
-            machine,
+            engine: Arc::new(ArcSwap::from_pointee(engine)),
+            db,
+            dir: dir.clone(),
+            pool: config.pool,
             node_id,
             p2p: p2p.clone(),
         };
@@ -134,10 +165,10 @@ impl Ledger {
             facts,
             shutdown.clone(),
         ));
-        let raft = ledger.raft.clone();
+        let stopping = ledger.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            let _ = raft.shutdown().await;
+            let _ = stopping.raft().shutdown().await;
         });
         Ok(ledger)
     }
@@ -156,12 +187,42 @@ impl Ledger {
 
     /// A copy of the applied state.
     pub fn state(&self) -> LedgerState {
-        self.machine.state()
+        self.engine.load().machine.state()
     }
 
-    /// The raft instance (for the service and the autopilot).
-    pub(crate) fn raft(&self) -> &Raft<LedgerTypes> {
-        &self.raft
+    /// The current raft instance (for the service and the autopilot).
+    pub(crate) fn raft(&self) -> Raft<LedgerTypes> {
+        self.engine.load().raft.clone()
+    }
+
+    /// The raft directory (the autopilot keeps its carry-over files there).
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Leaves the current cluster: stops raft, wipes its storage and starts a blank raft node
+    /// with the same id, which the autopilot then joins to another cluster.
+    pub(crate) async fn reset(&self) -> Result<(), LedgerError> {
+        let old = self.engine.load_full();
+        old.raft
+            .shutdown()
+            .await
+            .map_err(|e| LedgerError::Raft(e.to_string()))?;
+        let storage_error = |reason: String| LedgerError::Storage {
+            path: self.dir.display().to_string(),
+            reason,
+        };
+        raft::store::wipe(&self.db).map_err(|e| storage_error(e.to_string()))?;
+        let fresh = Engine::open(
+            self.db.clone(),
+            self.pool,
+            self.node_id,
+            &self.p2p,
+            storage_error,
+        )
+        .await?;
+        self.engine.store(Arc::new(fresh));
+        Ok(())
     }
 
     pub(crate) fn p2p(&self) -> &P2pHandle {
@@ -170,7 +231,7 @@ impl Ledger {
 
     /// Leader, voters, applied index.
     pub fn status(&self) -> LedgerStatus {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft().metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let peer_of = |id: u64| membership.get_node(&id).map(|n| n.peer_id.clone());
         LedgerStatus {
@@ -187,7 +248,7 @@ impl Ledger {
     /// its outcome once applied by the leader.
     pub async fn propose(&self, command: Command) -> Result<Outcome, LedgerError> {
         let (leader, node) = {
-            let metrics = self.raft.metrics().borrow().clone();
+            let metrics = self.raft().metrics().borrow().clone();
             let leader = metrics.current_leader.ok_or(LedgerError::NoLeader)?;
             let node = metrics
                 .membership_config
@@ -198,7 +259,7 @@ impl Ledger {
         };
         if leader == self.node_id {
             return self
-                .raft
+                .raft()
                 .client_write(command)
                 .await
                 .map(|r| r.data)

@@ -5,12 +5,19 @@
 
 use std::collections::BTreeSet;
 
+use std::time::Duration;
+
+use futures::future::join_all;
+use libp2p::PeerId;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Ledger;
-use super::raft::network::{Hello, LedgerRpc};
+use super::raft::network::{Hello, LedgerRpc, call};
 use crate::p2p::InboundRpc;
+
+/// How long one hello may take.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves until the inbox closes.
 pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiver<InboundRpc>) {
@@ -64,6 +71,19 @@ pub fn hello(ledger: &Ledger) -> Hello {
             .current_leader
             .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone()))),
     }
+}
+
+/// Asks each of `peers` for its [`Hello`], all at once; peers that do not answer within
+/// [`HELLO_TIMEOUT`] are left out.
+pub async fn ask(ledger: &Ledger, peers: impl IntoIterator<Item = PeerId>) -> Vec<Hello> {
+    let p2p = ledger.p2p();
+    join_all(peers.into_iter().map(|peer| {
+        tokio::time::timeout(HELLO_TIMEOUT, call::<Hello>(p2p, peer, &LedgerRpc::Hello))
+    }))
+    .await
+    .into_iter()
+    .filter_map(|answer| answer.ok()?.ok())
+    .collect()
 }
 
 /// On the leader: adds the node as a learner (waiting until it has caught up), then promotes

@@ -115,6 +115,13 @@ impl std::fmt::Display for ClusterId {
 pub enum Command {
     /// The first entry of a cluster; later ones are ignored.
     Genesis(ClusterId),
+    /// The first entry of a cluster recovered from a node's applied state after its old cluster
+    /// lost its quorum (`weft ledger recover`): the state is taken over whole under the new
+    /// cluster id. Ignored once the ledger has a cluster, like [`Command::Genesis`].
+    Recover {
+        cluster: ClusterId,
+        state: Box<LedgerState>,
+    },
     /// A member joins or rejoins (and updates its facts); it asks for `requested` if given.
     Join {
         peer: PeerKey,
@@ -259,6 +266,16 @@ impl LedgerState {
         match command {
             Command::Genesis(cluster) => {
                 self.cluster.get_or_insert(*cluster);
+                Outcome::Done
+            }
+            Command::Recover { cluster, state } => {
+                if self.cluster.is_none() {
+                    *self = LedgerState {
+                        cluster: Some(*cluster),
+                        applied: index,
+                        ..(**state).clone()
+                    };
+                }
                 Outcome::Done
             }
             Command::Join {
@@ -552,6 +569,16 @@ impl LedgerState {
     /// Whether a PeerId is on the deny list.
     pub fn is_denied(&self, peer: &str) -> bool {
         self.deny.contains(peer)
+    }
+
+    /// The deny list.
+    pub fn denied(&self) -> &BTreeSet<PeerKey> {
+        &self.deny
+    }
+
+    /// Every sealed secret, by name.
+    pub fn secrets(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.secrets
     }
 
     /// A sealed secret.

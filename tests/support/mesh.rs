@@ -95,8 +95,17 @@ pub async fn address(member: &Member) -> Multiaddr {
     addr.with(libp2p::multiaddr::Protocol::P2p(member.handle.peer_id()))
 }
 
-pub async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+pub async fn wait_for<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_within(DEADLINE, what, check).await
+}
+
+/// Like [`wait_for`], with a deadline of `limit`.
+pub async fn wait_within<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check() {
             return value;

@@ -47,6 +47,17 @@ pub fn open(path: &Path) -> Result<Arc<Database>, redb::DatabaseError> {
     Database::create(path).map(Arc::new)
 }
 
+/// Forgets everything raft stored (log, vote, committed index, snapshot): the node leaves its
+/// cluster and starts as a blank raft node. Only called once the raft instance over `db` has shut
+/// down.
+pub fn wipe(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.delete_table(LOG)?;
+    txn.delete_table(META)?;
+    txn.commit()?;
+    Ok(())
+}
+
 fn read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageIOError::read(AnyError::new(&e)).into()
 }

@@ -1,0 +1,242 @@
+//! Merging clusters that formed apart (a partition at formation, two sites brought up before
+//! their link): when a member meets an admitted peer whose cluster is older and has a leader, it
+//! leaves its own cluster for that one. The older cluster wins, so every member of the younger
+//! one makes the same choice and the mesh ends with one cluster.
+//!
+//! Nothing written on the losing side is lost: before leaving, the member saves its applied
+//! state (the carried state, on disk, so a restart mid-merge keeps it); once it is a member of
+//! the winning cluster it rejoins asking for its previous address and re-proposes what the
+//! winner lacks: key-value entries, DNS records, reservations, the deny list, sealed secrets
+//! and its own fixed role. Entries present on both sides keep the winner's value.
+
+use std::io;
+use std::path::Path;
+
+use super::state::{ClusterId, Command, LedgerState};
+use super::{Ledger, service};
+
+/// The carried state, in the raft directory, while a merge is in flight.
+const CARRIED_FILE: &str = "carried.json";
+
+/// An older cluster with a leader that an admitted peer belongs to. While this node's cluster
+/// has a leader, only peers outside its ledger are asked (the others are members of this
+/// cluster); without one, every peer is: members may have left for an older cluster already.
+pub async fn older_cluster(ledger: &Ledger) -> Option<ClusterId> {
+    let state = ledger.state();
+    let ours = state.cluster()?;
+    let leaderless = ledger.status().leader.is_none();
+    let strangers: Vec<libp2p::PeerId> = ledger
+        .p2p()
+        .peers()
+        .iter()
+        .filter(|view| leaderless || !state.members().contains_key(&view.peer_id))
+        .filter_map(|view| view.peer_id.parse().ok())
+        .collect();
+    service::ask(ledger, strangers)
+        .await
+        .into_iter()
+        .filter(|hello| hello.leader.is_some())
+        .filter_map(|hello| hello.cluster)
+        .filter(|theirs| *theirs < ours)
+        .min()
+}
+
+/// Saves the applied state to carry over, then leaves the current cluster.
+pub async fn leave(ledger: &Ledger) -> Result<LedgerState, super::LedgerError> {
+    let carried = ledger.state();
+    save_carried(ledger.dir(), &carried).map_err(|e| super::LedgerError::Storage {
+        path: ledger.dir().join(CARRIED_FILE).display().to_string(),
+        reason: e.to_string(),
+    })?;
+    ledger.reset().await?;
+    Ok(carried)
+}
+
+fn save_carried(dir: &Path, state: &LedgerState) -> io::Result<()> {
+    let path = dir.join(CARRIED_FILE);
+    let staging = dir.join(format!("{CARRIED_FILE}.new"));
+    std::fs::write(&staging, state.snapshot())?;
+    std::fs::rename(&staging, &path)
+}
+
+/// The carried state of an unfinished merge, if any. An unreadable file is reported and
+/// dropped: the merge then only loses what the winner lacks from this node's old cluster.
+pub fn load_carried(dir: &Path) -> Option<LedgerState> {
+    let path = dir.join(CARRIED_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    match LedgerState::restore(&bytes) {
+        Ok(state) => Some(state),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable carried state");
+            None
+        }
+    }
+}
+
+/// Forgets the carried state once everything in it was re-proposed.
+pub fn clear_carried(dir: &Path) {
+    if let Err(e) = std::fs::remove_file(dir.join(CARRIED_FILE))
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, "cannot remove the carried state");
+    }
+}
+
+/// The commands that put back into `current` what `carried` holds and `current` lacks, for the
+/// member `me`.
+pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec<Command> {
+    let mut commands = Vec::new();
+    for (bucket, entries) in carried.buckets() {
+        for (key, value) in entries {
+            if current.bucket(bucket).is_none_or(|b| !b.contains_key(key)) {
+                commands.push(Command::KvPut {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+    }
+    for (name, records) in carried.dns() {
+        for (rtype, record) in records {
+            if current
+                .dns()
+                .get(name)
+                .is_none_or(|r| !r.contains_key(rtype))
+            {
+                commands.push(Command::PutDns {
+                    name: name.clone(),
+                    rtype: *rtype,
+                    record: record.clone(),
+                });
+            }
+        }
+    }
+    for (address, peer) in carried.reservations() {
+        if !current.reservations().contains_key(address) {
+            commands.push(Command::Reserve {
+                peer: peer.clone(),
+                address: *address,
+            });
+        }
+    }
+    for peer in carried.denied() {
+        if !current.is_denied(peer) {
+            commands.push(Command::Deny { peer: peer.clone() });
+        }
+    }
+    for (name, sealed) in carried.secrets() {
+        if current.secret(name).is_none() {
+            commands.push(Command::PutSecret {
+                name: name.clone(),
+                sealed: sealed.clone(),
+            });
+        }
+    }
+    let fixed = carried.members().get(me).and_then(|m| m.fixed_role);
+    let fixed_now = current.members().get(me).and_then(|m| m.fixed_role);
+    if fixed.is_some() && fixed_now.is_none() {
+        commands.push(Command::SetFixedRole {
+            peer: me.to_string(),
+            role: fixed,
+        });
+    }
+    commands
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::state::{DnsRecord, RecordType, Role};
+
+    fn pool() -> ipnet::Ipv4Net {
+        "10.1.0.0/24".parse().unwrap()
+    }
+
+    fn apply(state: &mut LedgerState, commands: &[Command]) {
+        for command in commands {
+            let index = state.applied() + 1;
+            state.apply(index, command);
+        }
+    }
+
+    fn put(bucket: &str, key: &str, value: &str) -> Command {
+        Command::KvPut {
+            bucket: bucket.into(),
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    fn join(peer: &str) -> Command {
+        Command::Join {
+            peer: peer.into(),
+            hostname: peer.into(),
+            dataplane_key: [0; 32],
+            endpoints: vec![],
+            requested: None,
+            now: 1,
+        }
+    }
+
+    #[test]
+    fn what_the_winner_lacks_is_put_back_and_the_winner_keeps_its_values() {
+        let mut loser = LedgerState::new(pool());
+        apply(
+            &mut loser,
+            &[
+                join("me"),
+                put("b", "only-loser", "1"),
+                put("b", "both", "loser"),
+                Command::PutDns {
+                    name: "svc.example".into(),
+                    rtype: RecordType::A,
+                    record: DnsRecord {
+                        value: "10.9.0.1".into(),
+                        ttl: 60,
+                    },
+                },
+                Command::Deny {
+                    peer: "evil".into(),
+                },
+                Command::PutSecret {
+                    name: "s".into(),
+                    sealed: vec![1, 2],
+                },
+                Command::SetFixedRole {
+                    peer: "me".into(),
+                    role: Some(Role::Worker),
+                },
+            ],
+        );
+        let mut winner = LedgerState::new(pool());
+        apply(
+            &mut winner,
+            &[join("other"), put("b", "both", "winner"), join("me")],
+        );
+        let commands = readoption(&loser, &winner, "me");
+        apply(&mut winner, &commands);
+        let bucket = winner.bucket("b").unwrap();
+        assert_eq!(bucket.get("only-loser").map(String::as_str), Some("1"));
+        assert_eq!(bucket.get("both").map(String::as_str), Some("winner"));
+        assert!(winner.dns().contains_key("svc.example"));
+        assert!(winner.is_denied("evil"));
+        assert_eq!(winner.secret("s"), Some(&[1u8, 2][..]));
+        assert_eq!(winner.members()["me"].fixed_role, Some(Role::Worker));
+        assert!(
+            readoption(&loser, &winner, "me").is_empty(),
+            "a second pass has nothing left to put back"
+        );
+    }
+
+    #[test]
+    fn the_carried_state_survives_a_restart_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = LedgerState::new(pool());
+        apply(&mut state, &[put("b", "k", "v")]);
+        save_carried(dir.path(), &state).unwrap();
+        assert_eq!(load_carried(dir.path()), Some(state));
+        clear_carried(dir.path());
+        assert_eq!(load_carried(dir.path()), None);
+    }
+}
