@@ -7,7 +7,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::mesh::{DEADLINE, Member, address, network, start, wait_for, wait_within};
+use support::mesh::{
+    DEADLINE, Member, address, network, start, start_light, wait_for, wait_within,
+};
 use weft::ledger::autopilot::MemberFacts;
 use weft::ledger::state::{Command, LeaseState};
 use weft::ledger::{Ledger, LedgerConfig};
@@ -349,4 +351,68 @@ async fn a_survivor_of_quorum_loss_recovers_the_ledger_into_a_new_cluster() {
         "and the survivor's address"
     );
     commit(&survivor, put("after")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_thirty_node_mesh_most_members_follow_and_every_write_reaches_everyone() {
+    const NODES: usize = 30;
+    // Thirty nodes share two cores here: a fleet joining a running cluster, first node first,
+    // then the rest in batches, keeps connection set-up from starving everything else.
+    const BATCH: usize = 10;
+    let deadline = Duration::from_secs(120);
+    let token = network();
+    let first = start_light(&token, "m0", vec![]).await;
+    let entry = address(&first).await;
+    let mut replicas = vec![replica(first, "m0").await];
+    wait_for("the first node's address", || own_address(&replicas[0])).await;
+    while replicas.len() < NODES {
+        let batch_start = replicas.len();
+        for i in batch_start..(batch_start + BATCH).min(NODES) {
+            let name = format!("m{i}");
+            let member = start_light(&token, &name, vec![entry.clone()]).await;
+            replicas.push(replica(member, &name).await);
+        }
+        for replica in &replicas[batch_start..] {
+            wait_within(
+                deadline,
+                "every member of the batch with an address",
+                || own_address(replica),
+            )
+            .await;
+        }
+    }
+    let addresses: BTreeSet<_> = replicas.iter().filter_map(own_address).collect();
+    assert_eq!(addresses.len(), NODES, "distinct addresses");
+    let clusters: BTreeSet<_> = replicas
+        .iter()
+        .map(|r| r.ledger.status().cluster_id)
+        .collect();
+    assert_eq!(clusters.len(), 1, "one cluster: {clusters:?}");
+    let voters = wait_within(deadline, "three settled voters", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 3 && !status.changing_voters).then_some(status.voters)
+    })
+    .await;
+    let followers = replicas
+        .iter()
+        .filter(|r| r.ledger.status().follower)
+        .count();
+    assert!(
+        followers >= NODES - 5,
+        "{followers} of {NODES} follow; voters {voters:?}"
+    );
+
+    // Writes through followers and voters alike.
+    let writers = [1, 7, 15, 22, 29];
+    for (n, writer) in writers.iter().enumerate() {
+        commit(&replicas[*writer], put(&format!("key-{n}"))).await;
+    }
+    for replica in &replicas {
+        wait_within(deadline, "every write on every node", || {
+            (0..writers.len())
+                .all(|n| has_key(replica, &format!("key-{n}")))
+                .then_some(())
+        })
+        .await;
+    }
 }

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
-use super::raft::network::{LedgerRpc, call};
+use super::raft::network::{Joined, LedgerRpc, call};
 use super::state::{ClusterId, Command, LeaseState, LedgerState, Member};
-use super::{Ledger, LedgerConfig, merge, recover, service};
+use super::{Ledger, LedgerConfig, follower, merge, recover, service};
 
 /// File holding this node's raft id, made with the raft directory.
 const NODE_ID_FILE: &str = "node-id";
@@ -40,6 +40,9 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 const RECORD_RETRY: Duration = Duration::from_secs(3);
 /// How often a member asks admitted peers outside its ledger which cluster they belong to.
 const MERGE_CHECK: Duration = Duration::from_secs(5);
+/// How often a node outside any cluster asks its peers for one (a leader's feed, when it
+/// arrives, answers sooner).
+const SEARCH_INTERVAL: Duration = Duration::from_secs(3);
 
 /// What this node asks the ledger to record about itself.
 #[derive(Debug, Clone)]
@@ -83,6 +86,8 @@ struct Pilot {
     last_record_attempt: Option<Instant>,
     last_renew_attempt: Option<Instant>,
     last_merge_check: Option<Instant>,
+    /// When this node last asked its peers for a cluster.
+    last_search: Option<Instant>,
     unreachable_since: HashMap<String, Instant>,
     voter_unreachable_since: HashMap<u64, Instant>,
     /// The state of a cluster this node left in a merge, until what it holds is re-proposed.
@@ -105,6 +110,7 @@ pub async fn run(
         last_record_attempt: None,
         last_renew_attempt: None,
         last_merge_check: None,
+        last_search: None,
         unreachable_since: HashMap::new(),
         voter_unreachable_since: HashMap::new(),
         carried,
@@ -123,16 +129,26 @@ impl Pilot {
         let ledger = self.ledger.clone();
         let hello = service::hello(&ledger);
         if !hello.in_cluster {
+            let heard = ledger.replica().heard().cloned();
             if recover::load_seed(ledger.dir()).is_some() {
                 form_alone(&ledger, "recovering: forming a new cluster from the seed").await;
-            } else if self.carried.is_some() || self.started.elapsed() >= self.config.formation_wait
+            } else if let Some(leader) = heard {
+                // A leader's feed reached this node: there is a cluster to join, no need to ask.
+                join(&ledger, leader).await;
+            } else if (self.carried.is_some()
+                || self.started.elapsed() >= self.config.formation_wait)
+                && self
+                    .last_search
+                    .is_none_or(|t| t.elapsed() >= SEARCH_INTERVAL)
             {
+                self.last_search = Some(Instant::now());
                 form_or_join(&ledger).await;
             }
             return;
         }
         if hello.leader.as_ref().map(|(id, _)| *id) == Some(ledger.node_id()) {
             lead(&ledger, &self.config).await;
+            recruit(&ledger, &self.config).await;
             replace_unreachable_voters(&ledger, &self.config, &mut self.voter_unreachable_since)
                 .await;
             expire_unreachable(
@@ -292,6 +308,60 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
     }
 }
 
+/// Brings a follower into raft as a learner when fewer than the target of voters are live and
+/// no live learner can step in; [`service::promote`] or the voter replacement then makes it a
+/// voter. The candidate is the live, reachable follower with the lowest PeerId.
+async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
+    let _membership = ledger.membership_lock().await;
+    let reachable = reachable_peers(ledger);
+    let metrics = ledger.raft().metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let live = |id: &u64| {
+        membership
+            .get_node(id)
+            .is_some_and(|n| reachable.contains(&n.peer_id))
+    };
+    let live_voters = membership.voter_ids().filter(live).count();
+    let live_learners = membership.learner_ids().filter(live).count();
+    if live_voters >= config.target_voters || live_learners > 0 {
+        return;
+    }
+    let in_raft: Vec<&String> = membership.nodes().map(|(_, n)| &n.peer_id).collect();
+    let state = ledger.state();
+    let Some(candidate) = state
+        .members()
+        .iter()
+        .filter(|(peer, m)| {
+            m.lease == LeaseState::Live && reachable.contains(peer) && !in_raft.contains(peer)
+        })
+        .filter_map(|(peer, _)| peer.parse::<libp2p::PeerId>().ok())
+        .min()
+    else {
+        return;
+    };
+    let Some(hello) = service::ask(ledger, [candidate]).await.into_iter().next() else {
+        return;
+    };
+    tracing::info!(peer = %candidate, live_voters, "voters are short; adding a follower as learner");
+    let node = super::raft::LedgerNode {
+        peer_id: candidate.to_string(),
+    };
+    match tokio::time::timeout(
+        JOIN_TIMEOUT,
+        ledger.raft().add_learner(hello.node_id, node, true),
+    )
+    .await
+    {
+        Ok(Ok(_)) => {
+            if let Err(e) = service::promote_locked(ledger, config.target_voters).await {
+                tracing::debug!(error = %e, "promotion after recruiting failed");
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot add the follower as learner"),
+        Err(_) => tracing::warn!(peer = %candidate, "the new learner did not catch up in time"),
+    }
+}
+
 /// The PeerIds this node reaches now: its admitted peers and itself.
 fn reachable_peers(ledger: &Ledger) -> Vec<String> {
     let p2p = ledger.p2p();
@@ -306,6 +376,7 @@ async fn replace_unreachable_voters(
     config: &LedgerConfig,
     unreachable_since: &mut HashMap<u64, Instant>,
 ) {
+    let _membership = ledger.membership_lock().await;
     let reachable = reachable_peers(ledger);
     let metrics = ledger.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
@@ -429,6 +500,13 @@ async fn form_or_join(ledger: &Ledger) {
         peers.iter().filter_map(|view| view.peer_id.parse().ok()),
     )
     .await;
+    tracing::debug!(
+        peers = peers.len(),
+        answered = hellos.len(),
+        in_cluster = hellos.iter().filter(|h| h.in_cluster).count(),
+        with_leader = hellos.iter().filter(|h| h.leader.is_some()).count(),
+        "looking for a cluster"
+    );
     // A cluster still writing its genesis has no id yet: it ranks after every named one.
     let oldest = hellos
         .iter()
@@ -441,22 +519,8 @@ async fn form_or_join(ledger: &Ledger) {
         })
         .min_by_key(|(rank, _)| *rank)
         .map(|(_, leader)| leader);
-    if let Some((_, leader)) = oldest {
-        let Ok(peer) = leader.peer_id.parse() else {
-            return;
-        };
-        let join = LedgerRpc::Join {
-            node_id: ledger.node_id(),
-            node: ledger.node(),
-        };
-        tracing::info!(leader = %leader.peer_id, "joining the cluster");
-        match tokio::time::timeout(JOIN_TIMEOUT, call::<Result<(), String>>(p2p, peer, &join)).await
-        {
-            Ok(Ok(Ok(()))) => tracing::info!("joined the cluster"),
-            Ok(Ok(Err(e))) => tracing::info!(error = %e, "the leader refused the join; retrying"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "join request failed; retrying"),
-            Err(_) => tracing::debug!("join request timed out; retrying"),
-        }
+    if let Some(leader) = oldest {
+        join(ledger, leader).await;
         return;
     }
     if hellos.iter().any(|h| h.in_cluster) {
@@ -471,6 +535,43 @@ async fn form_or_join(ledger: &Ledger) {
     if lowest.as_deref() == Some(me.to_string().as_str()) {
         form_alone(ledger, "no cluster found; forming one").await;
     }
+}
+
+/// Asks `leader` to take this node into its cluster, as a raft member or a follower. On
+/// failure the leader heard of is forgotten: it may be gone, and the next feed names the
+/// current one.
+async fn join(ledger: &Ledger, (_, leader): follower::Leader) {
+    let Ok(peer) = leader.peer_id.parse() else {
+        ledger.replica().reset();
+        return;
+    };
+    let request = LedgerRpc::Join {
+        node_id: ledger.node_id(),
+        node: ledger.node(),
+    };
+    tracing::info!(leader = %leader.peer_id, "joining the cluster");
+    let answer = tokio::time::timeout(
+        JOIN_TIMEOUT,
+        call::<Result<Joined, String>>(ledger.p2p(), peer, &request),
+    )
+    .await;
+    match answer {
+        Ok(Ok(Ok(Joined::Member))) => {
+            tracing::info!("joined the cluster as a raft member");
+            return;
+        }
+        Ok(Ok(Ok(Joined::Follower))) => match ledger.follow(peer).await {
+            Ok(()) => {
+                tracing::info!("joined the cluster as a follower");
+                return;
+            }
+            Err(e) => tracing::info!(error = %e, "cannot follow the cluster yet; retrying"),
+        },
+        Ok(Ok(Err(e))) => tracing::info!(error = %e, "the leader refused the join; retrying"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "join request failed; retrying"),
+        Err(_) => tracing::debug!("join request timed out; retrying"),
+    }
+    ledger.replica().reset();
 }
 
 /// Initialises a cluster with this node as its only voter.

@@ -7,6 +7,8 @@
 //! the daemon, the API and later the data plane and DNS use: propose a command, read the state.
 
 pub mod autopilot;
+pub mod feed;
+pub mod follower;
 pub mod merge;
 pub mod raft;
 pub mod recover;
@@ -14,7 +16,7 @@ pub mod service;
 pub mod state;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -23,14 +25,18 @@ use libp2p::PeerId;
 use openraft::Raft;
 use redb::Database;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::p2p::P2pHandle;
+use follower::{Catchup, Feed, Leader, Replica};
 use raft::network::{LedgerRpc, Network, call};
-use raft::store::{LogStore, StateMachineStore};
+use raft::store::{Applied, LogStore, StateMachineStore};
 use raft::{LedgerNode, LedgerTypes};
 use state::{Command, LedgerState, Outcome};
 
+/// Applied entries the feed publisher may lag behind before it skips (followers catch up).
+const APPLIED_BACKLOG: usize = 1024;
 /// The raft database, in the raft directory of the state dir.
 const DATABASE_FILE: &str = "ledger.redb";
 
@@ -61,6 +67,8 @@ pub struct LedgerStatus {
     pub changing_voters: bool,
     /// Index of the last applied entry.
     pub applied_index: u64,
+    /// Whether this node follows the leader's feed rather than being a raft voter or learner.
+    pub follower: bool,
 }
 
 /// One raft instance over the node's storage, with its state machine. Leaving a cluster for
@@ -76,10 +84,11 @@ impl Engine {
         pool: Ipv4Net,
         node_id: u64,
         p2p: &P2pHandle,
+        applied: broadcast::Sender<Applied>,
         storage_error: impl Fn(String) -> LedgerError,
     ) -> Result<Engine, LedgerError> {
-        let machine =
-            StateMachineStore::open(db.clone(), pool).map_err(|e| storage_error(e.to_string()))?;
+        let machine = StateMachineStore::open(db.clone(), pool, applied)
+            .map_err(|e| storage_error(e.to_string()))?;
         let raft_config = raft::config()
             .validate()
             .map_err(|e| LedgerError::Raft(e.to_string()))?;
@@ -105,6 +114,13 @@ pub struct Ledger {
     pool: Ipv4Net,
     node_id: u64,
     p2p: P2pHandle,
+    /// What the state machine applies, for the follower feed.
+    applied: broadcast::Sender<Applied>,
+    /// The ledger as followed from the leader's feed, while this node is no raft member.
+    replica: Arc<Mutex<Replica>>,
+    /// Held by whoever changes the raft membership (joins, promotions, replacements), so each
+    /// decides on the membership the previous one left.
+    membership: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -147,7 +163,16 @@ impl Ledger {
         let node_id = autopilot::node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
         let db = raft::store::open(&dir.join(DATABASE_FILE))
             .map_err(|e| storage_error(e.to_string()))?;
-        let engine = Engine::open(db.clone(), config.pool, node_id, &p2p, storage_error).await?;
+        let (applied, _) = broadcast::channel(APPLIED_BACKLOG);
+        let engine = Engine::open(
+            db.clone(),
+            config.pool,
+            node_id,
+            &p2p,
+            applied.clone(),
+            storage_error,
+        )
+        .await?;
         let ledger = Ledger {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             db,
@@ -155,10 +180,19 @@ impl Ledger {
             pool: config.pool,
             node_id,
             p2p: p2p.clone(),
+            applied: applied.clone(),
+            replica: Arc::default(),
+            membership: Arc::default(),
         };
         if let Some(inbox) = p2p.take_raft_inbox() {
             tokio::spawn(service::serve(ledger.clone(), config.target_voters, inbox));
         }
+        tokio::spawn(feed::publish(
+            ledger.clone(),
+            applied.subscribe(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(feed::follow(ledger.clone(), p2p.gossip(), shutdown.clone()));
         tokio::spawn(autopilot::run(
             ledger.clone(),
             config,
@@ -185,9 +219,96 @@ impl Ledger {
         }
     }
 
-    /// A copy of the applied state.
+    /// A copy of the applied state: raft's on a raft member, else the followed one.
     pub fn state(&self) -> LedgerState {
+        if !self.is_raft_member()
+            && let Some(state) = self.replica().state()
+        {
+            return state.clone();
+        }
         self.engine.load().machine.state()
+    }
+
+    /// Whether this node is a voter or learner of its cluster.
+    pub fn is_raft_member(&self) -> bool {
+        let metrics = self.raft().metrics().borrow().clone();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&self.node_id)
+            .is_some()
+    }
+
+    /// The follower's copy of the ledger.
+    pub(crate) fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
+        // Nothing panics while holding it; a poisoned lock still holds a consistent replica.
+        self.replica
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Serialises changes of the raft membership.
+    pub(crate) async fn membership_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.membership.lock().await
+    }
+
+    /// Starts following the cluster `leader` leads, from its state.
+    pub(crate) async fn follow(&self, leader: PeerId) -> Result<(), String> {
+        feed::catch_up(self, leader).await
+    }
+
+    /// On the leader: a feed message carrying `entries`; `None` elsewhere.
+    pub(crate) fn feed(&self, entries: Vec<Applied>) -> Option<Feed> {
+        let metrics = self.raft().metrics().borrow().clone();
+        if metrics.current_leader != Some(self.node_id) {
+            return None;
+        }
+        let cluster = self.engine.load().machine.state().cluster()?;
+        let membership = metrics.membership_config.membership();
+        Some(Feed {
+            cluster,
+            leader: (self.node_id, self.node()),
+            voters: membership
+                .voter_ids()
+                .filter_map(|id| membership.get_node(&id).map(|n| n.peer_id.clone()))
+                .collect(),
+            entries,
+            last: metrics.last_applied.map_or(0, |id| id.index),
+        })
+    }
+
+    /// On a raft member: its whole state, for a follower.
+    pub(crate) fn catchup(&self) -> Result<Catchup, String> {
+        if !self.is_raft_member() {
+            return Err("this node is not a raft member of its cluster".into());
+        }
+        let (state, position) = self.engine.load().machine.state_at();
+        let cluster = state
+            .cluster()
+            .ok_or("this node has not applied its cluster's genesis yet")?;
+        let status = self.status();
+        let metrics = self.raft().metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let leader = metrics
+            .current_leader
+            .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())));
+        Ok(Catchup {
+            cluster,
+            leader,
+            voters: status.voters,
+            position,
+            state,
+        })
+    }
+
+    /// The leader: raft's if this node knows one, else the followed cluster's.
+    pub(crate) fn leader(&self) -> Option<Leader> {
+        let metrics = self.raft().metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        metrics
+            .current_leader
+            .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())))
+            .or_else(|| self.replica().leader().cloned())
     }
 
     /// The current raft instance (for the service and the autopilot).
@@ -218,10 +339,12 @@ impl Ledger {
             self.pool,
             self.node_id,
             &self.p2p,
+            self.applied.clone(),
             storage_error,
         )
         .await?;
         self.engine.store(Arc::new(fresh));
+        self.replica().reset();
         Ok(())
     }
 
@@ -229,34 +352,41 @@ impl Ledger {
         &self.p2p
     }
 
-    /// Leader, voters, applied index.
+    /// Leader, voters, applied index: raft's on a raft member, else as followed.
     pub fn status(&self) -> LedgerStatus {
         let metrics = self.raft().metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let peer_of = |id: u64| membership.get_node(&id).map(|n| n.peer_id.clone());
+        let cluster_id = self.state().cluster().map(|c| c.to_string());
+        if membership.get_node(&self.node_id).is_none() {
+            let replica = self.replica();
+            if replica.is_following() {
+                return LedgerStatus {
+                    node_id: self.node_id,
+                    cluster_id,
+                    leader: replica.leader().map(|(_, node)| node.peer_id.clone()),
+                    voters: replica.voters().to_vec(),
+                    changing_voters: false,
+                    applied_index: replica.position(),
+                    follower: true,
+                };
+            }
+        }
         LedgerStatus {
             node_id: self.node_id,
-            cluster_id: self.state().cluster().map(|c| c.to_string()),
+            cluster_id,
             leader: metrics.current_leader.and_then(peer_of),
             voters: membership.voter_ids().filter_map(peer_of).collect(),
             changing_voters: membership.get_joint_config().len() > 1,
             applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
+            follower: false,
         }
     }
 
     /// Commits `command` through the leader (this node or, over libp2p, another) and returns
     /// its outcome once applied by the leader.
     pub async fn propose(&self, command: Command) -> Result<Outcome, LedgerError> {
-        let (leader, node) = {
-            let metrics = self.raft().metrics().borrow().clone();
-            let leader = metrics.current_leader.ok_or(LedgerError::NoLeader)?;
-            let node = metrics
-                .membership_config
-                .membership()
-                .get_node(&leader)
-                .cloned();
-            (leader, node)
-        };
+        let (leader, node) = self.leader().ok_or(LedgerError::NoLeader)?;
         if leader == self.node_id {
             return self
                 .raft()
@@ -265,9 +395,7 @@ impl Ledger {
                 .map(|r| r.data)
                 .map_err(|e| LedgerError::Refused(e.to_string()));
         }
-        let peer: PeerId = node
-            .and_then(|n| n.peer_id.parse().ok())
-            .ok_or(LedgerError::NoLeader)?;
+        let peer: PeerId = node.peer_id.parse().map_err(|_| LedgerError::NoLeader)?;
         let answer: Result<Outcome, String> = call(&self.p2p, peer, &LedgerRpc::Propose(command))
             .await
             .map_err(|e| LedgerError::Refused(e.to_string()))?;

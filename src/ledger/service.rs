@@ -1,5 +1,5 @@
 //! Answers the ledger RPCs that admitted peers send over `/weft/<netid>/raft/1`: raft's own
-//! (append, vote, snapshot) and the cluster-life requests (hello, join, propose). Each request
+//! (append, vote, snapshot) and the cluster-life requests (hello, join, propose, catch-up). Each request
 //! runs in its own task so a slow snapshot chunk or a join waiting for a learner to catch up
 //! never holds up a vote.
 
@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Ledger;
-use super::raft::network::{Hello, LedgerRpc, call};
+use super::raft::network::{Hello, Joined, LedgerRpc, call};
 use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
@@ -41,6 +41,7 @@ pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiv
                     tracing::info!(node_id, peer = %node.peer_id, "join request");
                     encode(&join(&ledger, node_id, node, target_voters).await)
                 }
+                LedgerRpc::Catchup => encode(&ledger.catchup()),
                 LedgerRpc::Propose(command) => encode(
                     &raft
                         .client_write(command)
@@ -61,15 +62,17 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// This node's view of its cluster.
 pub fn hello(ledger: &Ledger) -> Hello {
     let metrics = ledger.raft().metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let in_cluster = membership.nodes().next().is_some();
+    let in_raft = metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .next()
+        .is_some();
     Hello {
         node_id: ledger.node_id(),
-        in_cluster,
+        in_cluster: in_raft || ledger.replica().is_following(),
         cluster: ledger.state().cluster(),
-        leader: metrics
-            .current_leader
-            .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone()))),
+        leader: ledger.leader(),
     }
 }
 
@@ -77,32 +80,61 @@ pub fn hello(ledger: &Ledger) -> Hello {
 /// [`HELLO_TIMEOUT`] are left out.
 pub async fn ask(ledger: &Ledger, peers: impl IntoIterator<Item = PeerId>) -> Vec<Hello> {
     let p2p = ledger.p2p();
-    join_all(peers.into_iter().map(|peer| {
-        tokio::time::timeout(HELLO_TIMEOUT, call::<Hello>(p2p, peer, &LedgerRpc::Hello))
+    join_all(peers.into_iter().map(|peer| async move {
+        match tokio::time::timeout(HELLO_TIMEOUT, call::<Hello>(p2p, peer, &LedgerRpc::Hello)).await
+        {
+            Ok(Ok(hello)) => Some(hello),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "hello failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "hello timed out");
+                None
+            }
+        }
     }))
     .await
     .into_iter()
-    .filter_map(|answer| answer.ok()?.ok())
+    .flatten()
     .collect()
 }
 
-/// On the leader: adds the node as a learner (waiting until it has caught up), then promotes
-/// learners while the voters are fewer than the target, keeping their number odd.
+/// On the leader: while voters and learners are fewer than the target, adds the node as a
+/// learner (waiting until it has caught up) and promotes learners, keeping the voter count odd;
+/// otherwise the node follows the feed.
 async fn join(
     ledger: &Ledger,
     node_id: u64,
     node: super::raft::LedgerNode,
     target_voters: usize,
-) -> Result<(), String> {
+) -> Result<Joined, String> {
+    let _membership = ledger.membership_lock().await;
     let raft = ledger.raft();
+    let metrics = raft.metrics().borrow().clone();
+    if metrics.current_leader != Some(ledger.node_id()) {
+        return Err("this node is not the leader".into());
+    }
+    let membership = metrics.membership_config.membership();
+    let members = membership.nodes().count();
+    if membership.get_node(&node_id).is_none() && members >= target_voters {
+        return Ok(Joined::Follower);
+    }
     raft.add_learner(node_id, node, true)
         .await
         .map_err(|e| e.to_string())?;
-    promote(ledger, target_voters).await
+    promote_locked(ledger, target_voters).await?;
+    Ok(Joined::Member)
 }
 
 /// Promotes learners to voters up to `target_voters`, only ever to an odd count.
 pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String> {
+    let _membership = ledger.membership_lock().await;
+    promote_locked(ledger, target_voters).await
+}
+
+/// [`promote`], for a caller that holds the membership lock.
+pub(crate) async fn promote_locked(ledger: &Ledger, target_voters: usize) -> Result<(), String> {
     let raft = ledger.raft();
     let metrics = raft.metrics().borrow().clone();
     if metrics.current_leader != Some(ledger.node_id()) {

@@ -45,6 +45,13 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Whether the rejection is evidence against the peer (it holds another token, or no weft
+    /// at all), which earns it a block. A missed deadline or a late answer to a challenge
+    /// already given up on is what load and races produce between honest members.
+    pub fn is_evidence(self) -> bool {
+        !matches!(self, Rejection::Timeout | Rejection::Unsolicited)
+    }
+
     /// A short label for metrics.
     pub fn label(self) -> &'static str {
         match self {

@@ -54,6 +54,29 @@ pub async fn start_with(
     bootstrap: Vec<Multiaddr>,
     peer_exchange_interval: Option<Duration>,
 ) -> Member {
+    start_configured(token, hostname, bootstrap, peer_exchange_interval, true).await
+}
+
+/// A member for large in-process meshes: no DHT, peer exchange every 10 s (a new peer is asked
+/// at once anyway), so dozens of nodes fit on two cores.
+pub async fn start_light(token: &Token, hostname: &str, bootstrap: Vec<Multiaddr>) -> Member {
+    start_configured(
+        token,
+        hostname,
+        bootstrap,
+        Some(Duration::from_secs(10)),
+        false,
+    )
+    .await
+}
+
+async fn start_configured(
+    token: &Token,
+    hostname: &str,
+    bootstrap: Vec<Multiaddr>,
+    peer_exchange_interval: Option<Duration>,
+    dht: bool,
+) -> Member {
     let keys = token.keys();
     let config = P2pConfig {
         network_id: keys.network_id(),
@@ -61,11 +84,11 @@ pub async fn start_with(
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap,
         mdns: false,
-        dht: true,
+        dht,
         public_dht: false,
         relay_server: false,
         max_connections: 64,
-        auth_timeout: Duration::from_secs(3),
+        auth_timeout: Duration::from_secs(10),
         block_duration: Duration::from_secs(60),
         peer_exchange_interval,
     };

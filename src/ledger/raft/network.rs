@@ -33,20 +33,34 @@ pub enum LedgerRpc {
     Snapshot(InstallSnapshotRequest<LedgerTypes>),
     /// "Which cluster are you in, and who leads it?" Answered with a [`Hello`].
     Hello,
-    /// Add this node to the cluster (to the leader). Answered with `Result<(), String>`.
+    /// Add this node to the cluster (to the leader). Answered with `Result<Joined, String>`.
     Join {
         node_id: NodeId,
         node: LedgerNode,
     },
     /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
     Propose(Command),
+    /// "Send me your whole state" (a follower to a raft member). Answered with
+    /// `Result<Catchup, String>`.
+    ///
+    /// [`Catchup`]: crate::ledger::follower::Catchup
+    Catchup,
+}
+
+/// How the leader took a node in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Joined {
+    /// As a raft learner, promoted to voter while voters are short.
+    Member,
+    /// As a follower of the feed: the voters are complete.
+    Follower,
 }
 
 /// What a node says of its cluster.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hello {
     pub node_id: NodeId,
-    /// Whether this node belongs to a raft cluster (as voter or learner).
+    /// Whether this node belongs to a cluster (as voter, learner or follower).
     pub in_cluster: bool,
     pub cluster: Option<ClusterId>,
     /// The leader it knows, with its node id.

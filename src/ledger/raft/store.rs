@@ -25,9 +25,10 @@ use openraft::{
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use super::{LedgerNode, LedgerTypes};
-use crate::ledger::state::{LedgerState, Outcome};
+use crate::ledger::state::{Command, LedgerState, Outcome};
 
 /// Log entries by index, JSON.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -250,16 +251,26 @@ struct Machine {
     snapshots_built: u64,
 }
 
-/// The state machine: applies committed entries to [`LedgerState`].
+/// An applied entry as the follower feed carries it: raft index, and the command (`None` for
+/// raft's own entries).
+pub type Applied = (u64, Option<Command>);
+
+/// The state machine: applies committed entries to [`LedgerState`], and tells `applied` about
+/// each (the leader publishes them to followers).
 #[derive(Debug, Clone)]
 pub struct StateMachineStore {
     machine: Arc<Mutex<Machine>>,
     db: Arc<Database>,
+    applied: broadcast::Sender<Applied>,
 }
 
 impl StateMachineStore {
     /// The state machine over `db`, restored from its last snapshot, or empty over `pool`.
-    pub fn open(db: Arc<Database>, pool: Ipv4Net) -> StorageResult<Self> {
+    pub fn open(
+        db: Arc<Database>,
+        pool: Ipv4Net,
+        applied: broadcast::Sender<Applied>,
+    ) -> StorageResult<Self> {
         let machine = match get_meta::<StoredSnapshot>(&db, SNAPSHOT)? {
             Some(stored) => {
                 let image: MachineImage = decode(&stored.data)?;
@@ -280,12 +291,22 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             machine: Arc::new(Mutex::new(machine)),
             db,
+            applied,
         })
     }
 
     /// A copy of the current ledger state.
     pub fn state(&self) -> LedgerState {
         self.lock().state.clone()
+    }
+
+    /// A copy of the current ledger state with the raft index it is at.
+    pub fn state_at(&self) -> (LedgerState, u64) {
+        let machine = self.lock();
+        (
+            machine.state.clone(),
+            machine.last_applied.map_or(0, |id| id.index),
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Machine> {
@@ -351,15 +372,20 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
         let mut machine = self.lock();
         let mut outcomes = Vec::new();
         for entry in entries {
+            let index = entry.log_id.index;
             machine.last_applied = Some(entry.log_id);
-            let outcome = match entry.payload {
-                EntryPayload::Blank => Outcome::Done,
-                EntryPayload::Normal(command) => machine.state.apply(entry.log_id.index, &command),
+            let (outcome, command) = match entry.payload {
+                EntryPayload::Blank => (Outcome::Done, None),
+                EntryPayload::Normal(command) => {
+                    (machine.state.apply(index, &command), Some(command))
+                }
                 EntryPayload::Membership(membership) => {
                     machine.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    Outcome::Done
+                    (Outcome::Done, None)
                 }
             };
+            // Nobody listening (not the leader, or no publisher yet) is fine.
+            let _ = self.applied.send((index, command));
             outcomes.push(outcome);
         }
         Ok(outcomes)
@@ -419,7 +445,8 @@ mod tests {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let db = open(&dir.path().join("ledger.redb")).map_err(write_err)?;
             let pool = "10.1.0.0/24".parse().expect("valid pool");
-            let machine = StateMachineStore::open(db.clone(), pool)?;
+            let (applied, _) = broadcast::channel(16);
+            let machine = StateMachineStore::open(db.clone(), pool, applied)?;
             Ok((dir, LogStore::new(db), machine))
         }
     }

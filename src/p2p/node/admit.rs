@@ -89,16 +89,30 @@ impl Node {
         self.publish_peers();
     }
 
+    /// Refuses `peer`. On evidence against it (see [`Rejection::is_evidence`]) its connections
+    /// close and it is blocked for `block_duration`. A missed deadline closes its connections
+    /// only: members starting by the hundred, or a node under load, must not lock each other
+    /// out; they are redialled with backoff. A late proof for a challenge already given up on
+    /// is only counted.
     pub(super) fn reject(&mut self, peer: PeerId, why: Rejection) {
-        tracing::warn!(%peer, reason = %why, "refusing peer: {why}; blocking it for {:?}", self.config.block_duration);
         self.metrics
             .rejections
             .get_or_create(&ReasonLabel {
                 reason: why.label().to_string(),
             })
             .inc();
+        if why == Rejection::Unsolicited {
+            tracing::debug!(%peer, "ignoring a proof: {why}");
+            return;
+        }
         self.admission.forget(&peer);
         self.set_admitted(&peer, false);
+        if !why.is_evidence() {
+            tracing::info!(%peer, "disconnecting peer: {why}");
+            let _ = self.swarm.disconnect_peer_id(peer);
+            return;
+        }
+        tracing::warn!(%peer, reason = %why, "refusing peer: {why}; blocking it for {:?}", self.config.block_duration);
         self.blocked_until
             .insert(peer, Instant::now() + self.config.block_duration);
         self.swarm.behaviour_mut().blocked.block_peer(peer);

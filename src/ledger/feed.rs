@@ -1,0 +1,116 @@
+//! The follower feed on the wire: the leader publishes committed entries (and, every couple of
+//! seconds, where its log stands) on the sealed gossip topic; every node that follows rather than
+//! votes applies them to its [`Replica`](super::follower::Replica) and fetches a catch-up from
+//! the leader when it falls behind.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+
+use super::Ledger;
+use super::follower::{Catchup, Feed, Verdict};
+use super::raft::network::{LedgerRpc, call};
+use super::raft::store::Applied;
+use crate::p2p::GossipMessage;
+
+/// How often an idle leader says where its log stands.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// Entries per feed message, at most.
+const BATCH: usize = 64;
+/// How long a catch-up may take.
+const CATCHUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A message on the gossip topic. Tagged, so other kinds can share the topic later.
+#[derive(Debug, Serialize, Deserialize)]
+enum Gossip {
+    LedgerFeed(Feed),
+}
+
+/// On every node: while this node leads, publishes what its state machine applies.
+pub async fn publish(
+    ledger: Ledger,
+    mut applied: broadcast::Receiver<Applied>,
+    shutdown: CancellationToken,
+) {
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        let mut batch = Vec::new();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = applied.recv() => match received {
+                Ok(entry) => {
+                    batch.push(entry);
+                    while batch.len() < BATCH {
+                        match applied.try_recv() {
+                            Ok(entry) => batch.push(entry),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // Followers see the gap and catch up.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+            _ = heartbeat.tick() => {}
+        }
+        let Some(feed) = ledger.feed(batch) else {
+            continue;
+        };
+        let data = match serde_json::to_vec(&Gossip::LedgerFeed(feed)) {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the ledger feed");
+                continue;
+            }
+        };
+        if let Err(e) = ledger.p2p().publish(data).await {
+            // No subscriber yet (a lone node) or the message is too large: followers catch up.
+            tracing::debug!(error = %e, "ledger feed not published");
+        }
+    }
+}
+
+/// On every node: while this node is not a raft member, applies the feed to its replica.
+pub async fn follow(
+    ledger: Ledger,
+    mut gossip: broadcast::Receiver<GossipMessage>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = gossip.recv() => match received {
+                Ok(message) => message,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            },
+        };
+        let Ok(Gossip::LedgerFeed(feed)) = serde_json::from_slice(&message.data) else {
+            continue;
+        };
+        if ledger.is_raft_member() {
+            continue;
+        }
+        let verdict = ledger.replica().on_feed(feed, Instant::now());
+        if verdict == Verdict::CatchUp
+            && let Err(e) = catch_up(&ledger, message.author).await
+        {
+            tracing::debug!(error = %e, "catch-up failed; retrying on the next feed message");
+        }
+    }
+}
+
+/// Fetches `peer`'s whole state into the replica (`peer` must be a raft member).
+pub async fn catch_up(ledger: &Ledger, peer: libp2p::PeerId) -> Result<(), String> {
+    let answer = tokio::time::timeout(
+        CATCHUP_TIMEOUT,
+        call::<Result<Catchup, String>>(ledger.p2p(), peer, &LedgerRpc::Catchup),
+    )
+    .await
+    .map_err(|_| format!("{peer} did not answer the catch-up in time"))?
+    .map_err(|e| e.to_string())??;
+    ledger.replica().install(answer);
+    Ok(())
+}

@@ -1,0 +1,338 @@
+//! Followers: members that are not raft members still hold the whole ledger. The leader
+//! publishes every committed entry, with its raft index, on the sealed gossip topic (a
+//! [`Feed`]); a follower applies them in index order, holds back entries that arrive early, and
+//! when it stays behind the leader's index (a lost message, a gap after a leader change) fetches
+//! the whole state from a voter (a [`Catchup`]) and goes on from there. So the leader replicates
+//! to a handful of voters, whatever the size of the mesh.
+//!
+//! [`Replica`] is the follower's copy and the pure rules above; [`crate::ledger::feed`] moves
+//! the messages.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::raft::LedgerNode;
+use super::state::{ClusterId, Command, LedgerState};
+
+/// How long a follower waits for missing entries before it fetches the state from a voter.
+pub const GAP_GRACE: Duration = Duration::from_secs(1);
+/// Entries held back waiting for an earlier one, at most.
+const MAX_PENDING: usize = 4096;
+
+/// The leader of a cluster: raft node id and how to reach it.
+pub type Leader = (u64, LedgerNode);
+
+/// What the leader publishes: committed entries and where the log stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feed {
+    pub cluster: ClusterId,
+    pub leader: Leader,
+    /// PeerIds of the voters.
+    pub voters: Vec<String>,
+    /// Consecutive committed entries by raft index; `None` for raft's own entries (blank,
+    /// membership), which change no ledger state but take an index.
+    pub entries: Vec<(u64, Option<Command>)>,
+    /// The last index the leader has applied.
+    pub last: u64,
+}
+
+/// A voter's whole state, for a follower that fell behind or starts following.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catchup {
+    pub cluster: ClusterId,
+    pub leader: Option<Leader>,
+    pub voters: Vec<String>,
+    /// The raft index the state is at.
+    pub position: u64,
+    pub state: LedgerState,
+}
+
+/// What a follower should do after a feed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing more: the entries are applied or held back for a moment.
+    UpToDate,
+    /// Fetch the state from a voter of this cluster: entries are missing.
+    CatchUp,
+    /// The message belongs to another cluster (meeting one is the merge's business), or this
+    /// node follows nothing.
+    Ignored,
+}
+
+/// The follower's copy of the ledger.
+#[derive(Debug, Default)]
+pub struct Replica {
+    following: Option<Following>,
+    /// The oldest cluster whose leader's feed this node has heard while following none: where
+    /// a node outside any cluster goes to join.
+    heard: Option<(ClusterId, Leader)>,
+}
+
+#[derive(Debug)]
+struct Following {
+    state: LedgerState,
+    position: u64,
+    leader: Option<Leader>,
+    voters: Vec<String>,
+    pending: BTreeMap<u64, Option<Command>>,
+    behind_since: Option<Instant>,
+}
+
+impl Replica {
+    /// Starts (or restarts) following from a voter's state; a catch-up older than what this
+    /// replica already holds of the same cluster is ignored.
+    pub fn install(&mut self, catchup: Catchup) {
+        if let Some(f) = &self.following
+            && f.state.cluster() == Some(catchup.cluster)
+            && f.position >= catchup.position
+        {
+            return;
+        }
+        let pending = match self.following.take() {
+            Some(f) if f.state.cluster() == Some(catchup.cluster) => f.pending,
+            _ => BTreeMap::new(),
+        };
+        let mut state = catchup.state;
+        // The state carries its cluster once the genesis is applied; a catch-up names it anyway.
+        if state.cluster().is_none() {
+            state.apply(state.applied() + 1, &Command::Genesis(catchup.cluster));
+        }
+        let mut following = Following {
+            state,
+            position: catchup.position,
+            leader: catchup.leader,
+            voters: catchup.voters,
+            pending,
+            behind_since: None,
+        };
+        following.drain();
+        self.following = Some(following);
+    }
+
+    /// Takes one feed message.
+    pub fn on_feed(&mut self, feed: Feed, now: Instant) -> Verdict {
+        let Some(f) = &mut self.following else {
+            if self.heard.as_ref().is_none_or(|(c, _)| feed.cluster <= *c) {
+                self.heard = Some((feed.cluster, feed.leader));
+            }
+            return Verdict::Ignored;
+        };
+        if f.state.cluster() != Some(feed.cluster) {
+            return Verdict::Ignored;
+        }
+        f.leader = Some(feed.leader);
+        f.voters = feed.voters;
+        for (index, command) in feed.entries {
+            if index > f.position && f.pending.len() < MAX_PENDING {
+                f.pending.insert(index, command);
+            }
+        }
+        f.drain();
+        if feed.last <= f.position {
+            f.behind_since = None;
+            return Verdict::UpToDate;
+        }
+        let since = *f.behind_since.get_or_insert(now);
+        if now.duration_since(since) >= GAP_GRACE {
+            f.behind_since = None;
+            Verdict::CatchUp
+        } else {
+            Verdict::UpToDate
+        }
+    }
+
+    /// Stops following (the node left the cluster or became a raft member).
+    pub fn reset(&mut self) {
+        self.following = None;
+        self.heard = None;
+    }
+
+    /// The leader of the oldest cluster heard of while following none.
+    pub fn heard(&self) -> Option<&Leader> {
+        self.heard.as_ref().map(|(_, leader)| leader)
+    }
+
+    /// Whether this replica follows a cluster.
+    pub fn is_following(&self) -> bool {
+        self.following.is_some()
+    }
+
+    /// The followed state.
+    pub fn state(&self) -> Option<&LedgerState> {
+        self.following.as_ref().map(|f| &f.state)
+    }
+
+    /// The raft index the followed state is at.
+    pub fn position(&self) -> u64 {
+        self.following.as_ref().map_or(0, |f| f.position)
+    }
+
+    /// The leader of the followed cluster, as last heard.
+    pub fn leader(&self) -> Option<&Leader> {
+        self.following.as_ref()?.leader.as_ref()
+    }
+
+    /// The voters of the followed cluster, as last heard.
+    pub fn voters(&self) -> &[String] {
+        self.following.as_ref().map_or(&[], |f| f.voters.as_slice())
+    }
+}
+
+impl Following {
+    /// Applies held-back entries while they continue the log.
+    fn drain(&mut self) {
+        self.pending = self.pending.split_off(&(self.position + 1));
+        while let Some(command) = self.pending.remove(&(self.position + 1)) {
+            self.position += 1;
+            if let Some(command) = command {
+                self.state.apply(self.position, &command);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: ClusterId = ClusterId {
+        created_at: 100,
+        id: 7,
+    };
+
+    fn put(key: &str) -> Option<Command> {
+        Some(Command::KvPut {
+            bucket: "b".into(),
+            key: key.into(),
+            value: "v".into(),
+        })
+    }
+
+    fn feed(entries: Vec<(u64, Option<Command>)>, last: u64) -> Feed {
+        Feed {
+            cluster: CLUSTER,
+            leader: (
+                1,
+                LedgerNode {
+                    peer_id: "L".into(),
+                },
+            ),
+            voters: vec!["L".into()],
+            entries,
+            last,
+        }
+    }
+
+    fn following() -> Replica {
+        let mut state = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        state.apply(1, &Command::Genesis(CLUSTER));
+        let mut replica = Replica::default();
+        replica.install(Catchup {
+            cluster: CLUSTER,
+            leader: None,
+            voters: vec![],
+            position: 2,
+            state,
+        });
+        replica
+    }
+
+    fn keys(replica: &Replica) -> Vec<String> {
+        replica
+            .state()
+            .and_then(|s| s.bucket("b"))
+            .map(|b| b.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn entries_apply_in_order_even_when_they_arrive_out_of_order() {
+        let mut replica = following();
+        let now = Instant::now();
+        assert_eq!(
+            replica.on_feed(feed(vec![(4, put("b"))], 4), now),
+            Verdict::UpToDate,
+            "a gap gets a grace period"
+        );
+        assert!(keys(&replica).is_empty(), "4 waits for 3");
+        replica.on_feed(feed(vec![(3, None)], 4), now);
+        assert_eq!(keys(&replica), vec!["b"]);
+        assert_eq!(replica.position(), 4);
+        replica.on_feed(feed(vec![(3, put("x")), (4, put("y"))], 4), now);
+        assert_eq!(
+            keys(&replica),
+            vec!["b"],
+            "re-delivered entries change nothing"
+        );
+    }
+
+    #[test]
+    fn a_gap_that_persists_asks_for_a_catch_up_and_the_catch_up_fills_it() {
+        let mut replica = following();
+        let start = Instant::now();
+        replica.on_feed(feed(vec![(5, put("late"))], 5), start);
+        assert_eq!(
+            replica.on_feed(feed(vec![], 5), start + GAP_GRACE),
+            Verdict::CatchUp
+        );
+        let mut state = replica.state().unwrap().clone();
+        state.apply(3, &put("three").unwrap());
+        replica.install(Catchup {
+            cluster: CLUSTER,
+            leader: None,
+            voters: vec![],
+            position: 4,
+            state,
+        });
+        assert_eq!(
+            keys(&replica),
+            vec!["late", "three"],
+            "held-back 5 applies after 4"
+        );
+        assert_eq!(replica.position(), 5);
+    }
+
+    #[test]
+    fn an_older_catch_up_does_not_roll_the_replica_back() {
+        let mut replica = following();
+        replica.on_feed(feed(vec![(3, put("a"))], 3), Instant::now());
+        let stale = replica.state().unwrap().clone();
+        replica.install(Catchup {
+            cluster: CLUSTER,
+            leader: None,
+            voters: vec![],
+            position: 2,
+            state: LedgerState::new("10.1.0.0/24".parse().unwrap()),
+        });
+        assert_eq!(replica.state(), Some(&stale));
+    }
+
+    #[test]
+    fn another_clusters_feed_is_ignored() {
+        let mut replica = following();
+        let mut other = feed(vec![(3, put("z"))], 3);
+        other.cluster = ClusterId {
+            created_at: 50,
+            id: 9,
+        };
+        assert_eq!(replica.on_feed(other, Instant::now()), Verdict::Ignored);
+        assert!(keys(&replica).is_empty());
+    }
+
+    #[test]
+    fn nothing_is_followed_before_a_first_catch_up_but_the_oldest_leader_heard_is_kept() {
+        let mut replica = Replica::default();
+        assert_eq!(
+            replica.on_feed(feed(vec![(1, put("a"))], 1), Instant::now()),
+            Verdict::Ignored
+        );
+        assert!(!replica.is_following());
+        let mut younger = feed(vec![], 1);
+        younger.cluster.created_at += 1;
+        younger.leader.1.peer_id = "Y".into();
+        replica.on_feed(younger, Instant::now());
+        assert_eq!(replica.heard().map(|(_, n)| n.peer_id.as_str()), Some("L"));
+    }
+}
