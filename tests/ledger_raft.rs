@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::mesh::{
-    DEADLINE, Member, address, network, start, start_light, wait_for, wait_within,
+    DEADLINE, Member, address, network, start, start_as, start_light, wait_for, wait_within,
 };
 use weft::ledger::autopilot::MemberFacts;
 use weft::ledger::state::{Command, LeaseState};
@@ -22,7 +22,11 @@ struct Replica {
 }
 
 async fn replica(member: Member, hostname: &str) -> Replica {
-    let dir = tempfile::tempdir().unwrap();
+    replica_in(member, hostname, tempfile::tempdir().unwrap()).await
+}
+
+/// A member with its ledger in `dir` (a restarted node keeps its state directory).
+async fn replica_in(member: Member, hostname: &str, dir: tempfile::TempDir) -> Replica {
     let config = LedgerConfig {
         pool: "10.1.0.0/24".parse().unwrap(),
         formation_wait: Duration::from_secs(3),
@@ -34,15 +38,27 @@ async fn replica(member: Member, hostname: &str) -> Replica {
         hostname: hostname.to_string(),
         requested: None,
     };
-    let ledger = Ledger::start(
-        dir.path(),
-        config,
-        facts,
-        member.handle.clone(),
-        member.stop.clone(),
-    )
-    .await
-    .unwrap();
+    // A node restarted in this process waits for its previous incarnation to close the raft
+    // database (its tasks wind down after their stop token).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let ledger = loop {
+        match Ledger::start(
+            dir.path(),
+            config.clone(),
+            facts.clone(),
+            member.handle.clone(),
+            member.stop.clone(),
+        )
+        .await
+        {
+            Ok(ledger) => break ledger,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("ledger not started yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the ledger does not start: {e}"),
+        }
+    };
     Replica {
         member,
         ledger,
@@ -415,4 +431,44 @@ async fn in_a_thirty_node_mesh_most_members_follow_and_every_write_reaches_every
         })
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_keeps_its_peer_id_address_and_cluster() {
+    let token = network();
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let mut replicas = group(&token, &["r0", "r1"]).await;
+    let entry = address(&replicas[0].member).await;
+    let restarting = replica(
+        start_as(&token, "r2", vec![entry.clone()], &keypair).await,
+        "r2",
+    )
+    .await;
+    replicas.push(restarting);
+    let cluster = settled_cluster(&replicas).await;
+    let restarting = replicas.pop().unwrap();
+    let peer_id = restarting.member.handle.peer_id();
+    let before = own_address(&restarting).unwrap();
+    // Stop it (its control plane and ledger), keeping the state directory.
+    restarting.member.stop.cancel();
+    let Replica {
+        member,
+        ledger,
+        _dir: dir,
+    } = restarting;
+    drop((member, ledger));
+    let again = replica_in(
+        start_as(&token, "r2", vec![entry], &keypair).await,
+        "r2",
+        dir,
+    )
+    .await;
+    assert_eq!(again.member.handle.peer_id(), peer_id);
+    replicas.push(again);
+    assert_eq!(
+        settled_cluster(&replicas).await,
+        cluster,
+        "the same cluster"
+    );
+    assert_eq!(own_address(&replicas[2]), Some(before), "the same address");
 }

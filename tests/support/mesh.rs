@@ -70,12 +70,50 @@ pub async fn start_light(token: &Token, hostname: &str, bootstrap: Vec<Multiaddr
     .await
 }
 
+/// A member with a given identity: a node restarted with the key it had.
+pub async fn start_as(
+    token: &Token,
+    hostname: &str,
+    bootstrap: Vec<Multiaddr>,
+    keypair: &Keypair,
+) -> Member {
+    start_keyed(
+        token,
+        hostname,
+        bootstrap,
+        Some(Duration::from_secs(2)),
+        true,
+        keypair,
+    )
+    .await
+}
+
 async fn start_configured(
     token: &Token,
     hostname: &str,
     bootstrap: Vec<Multiaddr>,
     peer_exchange_interval: Option<Duration>,
     dht: bool,
+) -> Member {
+    let keypair = Keypair::generate_ed25519();
+    start_keyed(
+        token,
+        hostname,
+        bootstrap,
+        peer_exchange_interval,
+        dht,
+        &keypair,
+    )
+    .await
+}
+
+async fn start_keyed(
+    token: &Token,
+    hostname: &str,
+    bootstrap: Vec<Multiaddr>,
+    peer_exchange_interval: Option<Duration>,
+    dht: bool,
+    keypair: &Keypair,
 ) -> Member {
     let keys = token.keys();
     let config = P2pConfig {
@@ -94,14 +132,8 @@ async fn start_configured(
     };
     let stop = CancellationToken::new();
     let mut registry = Registry::default();
-    let (handle, _task) = p2p::start(
-        config,
-        &Keypair::generate_ed25519(),
-        keys,
-        &mut registry,
-        stop.clone(),
-    )
-    .expect("the swarm starts");
+    let (handle, _task) =
+        p2p::start(config, keypair, keys, &mut registry, stop.clone()).expect("the swarm starts");
     Member {
         handle,
         registry,
