@@ -12,11 +12,12 @@
 use std::io;
 use std::path::Path;
 
+use super::pending::PendingFile;
 use super::state::{ClusterId, Command, LedgerState};
 use super::{Ledger, service};
 
 /// The carried state, in the raft directory, while a merge is in flight.
-const CARRIED_FILE: &str = "carried.json";
+const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 
 /// An older cluster with a leader that an admitted peer belongs to. While this node's cluster
 /// has a leader, only peers outside its ledger are asked (the others are members of this
@@ -45,7 +46,7 @@ pub async fn older_cluster(ledger: &Ledger) -> Option<ClusterId> {
 pub async fn leave(ledger: &Ledger) -> Result<LedgerState, super::LedgerError> {
     let carried = ledger.state();
     save_carried(ledger.dir(), &carried).map_err(|e| super::LedgerError::Storage {
-        path: ledger.dir().join(CARRIED_FILE).display().to_string(),
+        path: CARRIED.path(ledger.dir()).display().to_string(),
         reason: e.to_string(),
     })?;
     ledger.reset().await?;
@@ -53,33 +54,18 @@ pub async fn leave(ledger: &Ledger) -> Result<LedgerState, super::LedgerError> {
 }
 
 fn save_carried(dir: &Path, state: &LedgerState) -> io::Result<()> {
-    let path = dir.join(CARRIED_FILE);
-    let staging = dir.join(format!("{CARRIED_FILE}.new"));
-    std::fs::write(&staging, state.snapshot())?;
-    std::fs::rename(&staging, &path)
+    CARRIED.save(dir, state)
 }
 
 /// The carried state of an unfinished merge, if any. An unreadable file is reported and
 /// dropped: the merge then only loses what the winner lacks from this node's old cluster.
 pub fn load_carried(dir: &Path) -> Option<LedgerState> {
-    let path = dir.join(CARRIED_FILE);
-    let bytes = std::fs::read(&path).ok()?;
-    match LedgerState::restore(&bytes) {
-        Ok(state) => Some(state),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable carried state");
-            None
-        }
-    }
+    CARRIED.load(dir)
 }
 
 /// Forgets the carried state once everything in it was re-proposed.
 pub fn clear_carried(dir: &Path) {
-    if let Err(e) = std::fs::remove_file(dir.join(CARRIED_FILE))
-        && e.kind() != io::ErrorKind::NotFound
-    {
-        tracing::warn!(error = %e, "cannot remove the carried state");
-    }
+    CARRIED.clear(dir)
 }
 
 /// The commands that put back into `current` what `carried` holds and `current` lacks, for the

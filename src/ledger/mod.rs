@@ -10,6 +10,7 @@ pub mod autopilot;
 pub mod feed;
 pub mod follower;
 pub mod merge;
+pub mod pending;
 pub mod raft;
 pub mod recover;
 pub mod service;

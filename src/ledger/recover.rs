@@ -17,11 +17,12 @@ use std::time::Duration;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
+use super::pending::PendingFile;
 use super::state::{ClusterId, Command, LedgerState};
 use super::{Ledger, LedgerError};
 
 /// The seed, in the raft directory, until the new cluster has committed it.
-const SEED_FILE: &str = "recovered.json";
+const SEED: PendingFile = PendingFile::new("recovered.json", "recovery seed");
 /// How long the cluster gets to prove it still commits before recovery goes ahead.
 const QUORUM_PROBE: Duration = Duration::from_secs(5);
 
@@ -81,7 +82,7 @@ pub async fn recover(ledger: &Ledger) -> Result<Recovery, RecoverError> {
         state,
     };
     save_seed(ledger.dir(), &seed).map_err(|e| RecoverError::Seed {
-        path: ledger.dir().join(SEED_FILE).display().to_string(),
+        path: SEED.path(ledger.dir()).display().to_string(),
         reason: e.to_string(),
     })?;
     ledger.reset().await?;
@@ -108,34 +109,17 @@ async fn still_commits(ledger: &Ledger) -> bool {
 }
 
 fn save_seed(dir: &Path, seed: &Seed) -> io::Result<()> {
-    let staging = dir.join(format!("{SEED_FILE}.new"));
-    std::fs::write(
-        &staging,
-        serde_json::to_vec(seed).map_err(io::Error::other)?,
-    )?;
-    std::fs::rename(&staging, dir.join(SEED_FILE))
+    SEED.save(dir, seed)
 }
 
 /// The seed of a recovery not yet committed, if any.
 pub fn load_seed(dir: &Path) -> Option<Seed> {
-    let path = dir.join(SEED_FILE);
-    let bytes = std::fs::read(&path).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(seed) => Some(seed),
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "ignoring an unreadable recovery seed");
-            None
-        }
-    }
+    SEED.load(dir)
 }
 
 /// Forgets the seed once the new cluster has committed it.
 pub fn clear_seed(dir: &Path) {
-    if let Err(e) = std::fs::remove_file(dir.join(SEED_FILE))
-        && e.kind() != io::ErrorKind::NotFound
-    {
-        tracing::warn!(error = %e, "cannot remove the recovery seed");
-    }
+    SEED.clear(dir)
 }
 
 #[cfg(test)]
