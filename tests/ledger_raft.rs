@@ -131,7 +131,8 @@ async fn a_lone_node_forms_its_own_cluster_and_gets_an_address() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_members_started_together_form_one_cluster_with_distinct_addresses() {
+async fn five_members_started_together_form_one_cluster_with_distinct_addresses_and_notify_writes()
+{
     let replicas = cluster(5).await;
     let mut addresses = BTreeSet::new();
     for replica in &replicas {
@@ -149,6 +150,18 @@ async fn five_members_started_together_form_one_cluster_with_distinct_addresses(
     })
     .await;
     assert_eq!(voters.len(), 3);
+
+    // Subscribers, on voters and followers alike, are woken by a committed write.
+    let mut subscriptions: Vec<_> = replicas.iter().map(|r| r.ledger.subscribe()).collect();
+    commit(&replicas[4], put("watched")).await;
+    for (replica, subscription) in replicas.iter().zip(&mut subscriptions) {
+        while !has_key(replica, "watched") {
+            tokio::time::timeout(DEADLINE, subscription.changed())
+                .await
+                .expect("a change is signalled")
+                .expect("the ledger runs");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

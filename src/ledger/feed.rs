@@ -94,6 +94,7 @@ pub async fn follow(
             continue;
         }
         let verdict = ledger.replica().on_feed(feed, Instant::now());
+        ledger.changed();
         if verdict == Verdict::CatchUp
             && let Err(e) = catch_up(&ledger, message.author).await
         {
@@ -112,5 +113,6 @@ pub async fn catch_up(ledger: &Ledger, peer: libp2p::PeerId) -> Result<(), Strin
     .map_err(|_| format!("{peer} did not answer the catch-up in time"))?
     .map_err(|e| e.to_string())??;
     ledger.replica().install(answer);
+    ledger.changed();
     Ok(())
 }

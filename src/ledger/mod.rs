@@ -4,7 +4,8 @@
 //! [`state`] is the pure state machine every replica applies in log order; [`raft`] runs it
 //! under openraft with redb storage and RPCs over libp2p; [`service`] answers peers' ledger
 //! requests; [`autopilot`] forms or joins a cluster and manages voters. [`Ledger`] is the handle
-//! the daemon, the API and later the data plane and DNS use: propose a command, read the state.
+//! the daemon, the API and later the data plane and DNS use: propose a command, read the state,
+//! subscribe to its changes.
 
 pub mod autopilot;
 pub mod feed;
@@ -26,13 +27,13 @@ use libp2p::PeerId;
 use openraft::Raft;
 use redb::Database;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::p2p::P2pHandle;
 use follower::{Catchup, Feed, Leader, Replica};
 use raft::network::{LedgerRpc, Network, call};
-use raft::store::{Applied, LogStore, StateMachineStore};
+use raft::store::{Applied, LogStore, StateMachineStore, Taps};
 use raft::{LedgerNode, LedgerTypes};
 use state::{Command, LedgerState, Outcome};
 
@@ -85,10 +86,10 @@ impl Engine {
         pool: Ipv4Net,
         node_id: u64,
         p2p: &P2pHandle,
-        applied: broadcast::Sender<Applied>,
+        taps: Taps,
         storage_error: impl Fn(String) -> LedgerError,
     ) -> Result<Engine, LedgerError> {
-        let machine = StateMachineStore::open(db.clone(), pool, applied)
+        let machine = StateMachineStore::open(db.clone(), pool, taps)
             .map_err(|e| storage_error(e.to_string()))?;
         let raft_config = raft::config()
             .validate()
@@ -115,8 +116,8 @@ pub struct Ledger {
     pool: Ipv4Net,
     node_id: u64,
     p2p: P2pHandle,
-    /// What the state machine applies, for the follower feed.
-    applied: broadcast::Sender<Applied>,
+    /// What the state machine applies (for the follower feed) and a change count.
+    taps: Taps,
     /// The ledger as followed from the leader's feed, while this node is no raft member.
     replica: Arc<Mutex<Replica>>,
     /// Held by whoever changes the raft membership (joins, promotions, replacements), so each
@@ -164,13 +165,13 @@ impl Ledger {
         let node_id = autopilot::node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
         let db = raft::store::open(&dir.join(DATABASE_FILE))
             .map_err(|e| storage_error(e.to_string()))?;
-        let (applied, _) = broadcast::channel(APPLIED_BACKLOG);
+        let taps = Taps::new(APPLIED_BACKLOG);
         let engine = Engine::open(
             db.clone(),
             config.pool,
             node_id,
             &p2p,
-            applied.clone(),
+            taps.clone(),
             storage_error,
         )
         .await?;
@@ -181,7 +182,7 @@ impl Ledger {
             pool: config.pool,
             node_id,
             p2p: p2p.clone(),
-            applied: applied.clone(),
+            taps: taps.clone(),
             replica: Arc::default(),
             membership: Arc::default(),
         };
@@ -190,7 +191,7 @@ impl Ledger {
         }
         tokio::spawn(feed::publish(
             ledger.clone(),
-            applied.subscribe(),
+            taps.applied.subscribe(),
             shutdown.clone(),
         ));
         tokio::spawn(feed::follow(ledger.clone(), p2p.gossip(), shutdown.clone()));
@@ -228,6 +229,18 @@ impl Ledger {
             return state.clone();
         }
         self.engine.load().machine.state()
+    }
+
+    /// A receiver that sees a new value whenever the readable state may have changed (an entry
+    /// applied, a snapshot or catch-up installed, the cluster left); read [`Ledger::state`]
+    /// then.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.taps.subscribe()
+    }
+
+    /// Tells subscribers the followed state changed.
+    pub(crate) fn changed(&self) {
+        self.taps.changed();
     }
 
     /// Whether this node is a voter or learner of its cluster.
@@ -340,12 +353,13 @@ impl Ledger {
             self.pool,
             self.node_id,
             &self.p2p,
-            self.applied.clone(),
+            self.taps.clone(),
             storage_error,
         )
         .await?;
         self.engine.store(Arc::new(fresh));
         self.replica().reset();
+        self.taps.changed();
         Ok(())
     }
 

@@ -25,7 +25,7 @@ use openraft::{
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use super::{LedgerNode, LedgerTypes};
 use crate::ledger::state::{Command, LedgerState, Outcome};
@@ -255,22 +255,46 @@ struct Machine {
 /// raft's own entries).
 pub type Applied = (u64, Option<Command>);
 
-/// The state machine: applies committed entries to [`LedgerState`], and tells `applied` about
-/// each (the leader publishes them to followers).
+/// Where the ledger tells what changes: each entry the state machine applies (the leader
+/// publishes them to followers), and a count of changes to the readable state (subscribers such
+/// as DNS and the data plane wait on it).
+#[derive(Debug, Clone)]
+pub struct Taps {
+    pub applied: broadcast::Sender<Applied>,
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl Taps {
+    /// `backlog`: applied entries a slow listener may lag behind before it skips.
+    pub fn new(backlog: usize) -> Self {
+        Taps {
+            applied: broadcast::channel(backlog).0,
+            changed: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    /// Counts one change and wakes the subscribers.
+    pub fn changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+/// The state machine: applies committed entries to [`LedgerState`] and reports them to its
+/// [`Taps`].
 #[derive(Debug, Clone)]
 pub struct StateMachineStore {
     machine: Arc<Mutex<Machine>>,
     db: Arc<Database>,
-    applied: broadcast::Sender<Applied>,
+    taps: Taps,
 }
 
 impl StateMachineStore {
     /// The state machine over `db`, restored from its last snapshot, or empty over `pool`.
-    pub fn open(
-        db: Arc<Database>,
-        pool: Ipv4Net,
-        applied: broadcast::Sender<Applied>,
-    ) -> StorageResult<Self> {
+    pub fn open(db: Arc<Database>, pool: Ipv4Net, taps: Taps) -> StorageResult<Self> {
         let machine = match get_meta::<StoredSnapshot>(&db, SNAPSHOT)? {
             Some(stored) => {
                 let image: MachineImage = decode(&stored.data)?;
@@ -291,7 +315,7 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             machine: Arc::new(Mutex::new(machine)),
             db,
-            applied,
+            taps,
         })
     }
 
@@ -385,9 +409,11 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
                 }
             };
             // Nobody listening (not the leader, or no publisher yet) is fine.
-            let _ = self.applied.send((index, command));
+            let _ = self.taps.applied.send((index, command));
             outcomes.push(outcome);
         }
+        drop(machine);
+        self.taps.changed();
         Ok(outcomes)
     }
 
@@ -414,10 +440,13 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
                 data,
             },
         )?;
-        let mut machine = self.lock();
-        machine.state = image.state;
-        machine.last_applied = meta.last_log_id;
-        machine.membership = meta.last_membership.clone();
+        {
+            let mut machine = self.lock();
+            machine.state = image.state;
+            machine.last_applied = meta.last_log_id;
+            machine.membership = meta.last_membership.clone();
+        }
+        self.taps.changed();
         Ok(())
     }
 
@@ -445,8 +474,7 @@ mod tests {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let db = open(&dir.path().join("ledger.redb")).map_err(write_err)?;
             let pool = "10.1.0.0/24".parse().expect("valid pool");
-            let (applied, _) = broadcast::channel(16);
-            let machine = StateMachineStore::open(db.clone(), pool, applied)?;
+            let machine = StateMachineStore::open(db.clone(), pool, Taps::new(16))?;
             Ok((dir, LogStore::new(db), machine))
         }
     }
