@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dataplane;
 pub mod identity;
 pub mod ledger;
 pub mod p2p;

@@ -1,0 +1,215 @@
+//! The data-plane frame on the wire, WireGuard-shaped:
+//! `[type = 4][3 reserved][receiver index u32 LE][counter u64 LE][ciphertext][16-byte tag]`.
+//!
+//! Sealing works in place in a caller-owned buffer (no allocation per packet): the caller puts
+//! the plaintext after [`HEADER_LEN`] bytes of room and leaves [`TAG_LEN`] bytes after it. The
+//! nonce is the counter; the 16-byte header is the associated data, so a changed type, reserved
+//! byte, index or counter fails the tag like a changed ciphertext does. Anything malformed is an
+//! error value, never a panic: frames come from the network.
+
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
+
+/// The frame type of transport data.
+pub const TYPE_DATA: u8 = 4;
+/// Bytes before the ciphertext.
+pub const HEADER_LEN: usize = 16;
+/// Bytes of the Poly1305 tag after the ciphertext.
+pub const TAG_LEN: usize = 16;
+/// Bytes a frame adds to the packet it carries.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("shorter than a header and a tag")]
+    Truncated,
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    #[error("reserved bytes are not zero")]
+    Reserved,
+    #[error("the tag does not verify")]
+    BadTag,
+    #[error("the buffer has no room for the header and tag around the payload")]
+    NoRoom,
+}
+
+/// The clear part of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The session index the receiver chose.
+    pub receiver: u32,
+    /// The sender's packet counter, also the nonce.
+    pub counter: u64,
+}
+
+impl Header {
+    /// Reads the header of `frame` (which must hold at least a header and a tag).
+    pub fn parse(frame: &[u8]) -> Result<Header, FrameError> {
+        if frame.len() < OVERHEAD {
+            return Err(FrameError::Truncated);
+        }
+        if frame[0] != TYPE_DATA {
+            return Err(FrameError::UnknownType(frame[0]));
+        }
+        if frame[1..4] != [0, 0, 0] {
+            return Err(FrameError::Reserved);
+        }
+        let receiver = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let mut counter = [0u8; 8];
+        counter.copy_from_slice(&frame[8..16]);
+        Ok(Header {
+            receiver,
+            counter: u64::from_le_bytes(counter),
+        })
+    }
+
+    fn bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0] = TYPE_DATA;
+        out[4..8].copy_from_slice(&self.receiver.to_le_bytes());
+        out[8..16].copy_from_slice(&self.counter.to_le_bytes());
+        out
+    }
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut nonce = [0u8; 12];
+    nonce[4..].copy_from_slice(&counter.to_le_bytes());
+    nonce.into()
+}
+
+/// Seals the `len` plaintext bytes at `buf[HEADER_LEN..]` into a frame occupying
+/// `buf[..HEADER_LEN + len + TAG_LEN]`, and returns that length.
+pub fn seal(
+    key: &ChaCha20Poly1305,
+    header: Header,
+    buf: &mut [u8],
+    len: usize,
+) -> Result<usize, FrameError> {
+    let total = HEADER_LEN + len + TAG_LEN;
+    if buf.len() < total {
+        return Err(FrameError::NoRoom);
+    }
+    let head = header.bytes();
+    buf[..HEADER_LEN].copy_from_slice(&head);
+    let (payload, rest) = buf[HEADER_LEN..].split_at_mut(len);
+    let tag = key
+        .encrypt_in_place_detached(&nonce(header.counter), &head, payload)
+        .map_err(|_| FrameError::NoRoom)?;
+    rest[..TAG_LEN].copy_from_slice(&tag);
+    Ok(total)
+}
+
+/// Opens `frame` in place: on success the plaintext is `frame[HEADER_LEN..HEADER_LEN + n]` where
+/// `n` is the returned length. The caller checks the counter against its replay window after
+/// this succeeds, never before (an unauthenticated counter must not move the window).
+pub fn open(key: &ChaCha20Poly1305, frame: &mut [u8]) -> Result<(Header, usize), FrameError> {
+    let header = Header::parse(frame)?;
+    let (head, body) = frame.split_at_mut(HEADER_LEN);
+    let len = body.len() - TAG_LEN;
+    let (payload, tag) = body.split_at_mut(len);
+    let tag = Tag::clone_from_slice(tag);
+    key.decrypt_in_place_detached(&nonce(header.counter), head, payload, &tag)
+        .map_err(|_| FrameError::BadTag)?;
+    Ok((header, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use chacha20poly1305::KeyInit;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key(byte: u8) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(&[byte; 32].into())
+    }
+
+    fn sealed(payload: &[u8]) -> Vec<u8> {
+        let mut buf = vec![0u8; payload.len() + OVERHEAD];
+        buf[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(payload);
+        let header = Header {
+            receiver: 0xdead_beef,
+            counter: 42,
+        };
+        let n = seal(&key(1), header, &mut buf, payload.len()).unwrap();
+        assert_eq!(n, buf.len());
+        buf
+    }
+
+    #[test]
+    fn a_frame_round_trips_and_hides_its_payload() {
+        let mut frame = sealed(b"an IP packet");
+        assert!(!frame.windows(12).any(|w| w == b"an IP packet"));
+        let (header, n) = open(&key(1), &mut frame).unwrap();
+        assert_eq!(
+            header,
+            Header {
+                receiver: 0xdead_beef,
+                counter: 42
+            }
+        );
+        assert_eq!(&frame[HEADER_LEN..HEADER_LEN + n], b"an IP packet");
+    }
+
+    #[test]
+    fn any_changed_byte_of_header_ciphertext_or_tag_is_rejected() {
+        let frame = sealed(b"payload bytes");
+        for i in 0..frame.len() {
+            let mut tampered = frame.clone();
+            tampered[i] ^= 0x01;
+            assert!(open(&key(1), &mut tampered).is_err(), "byte {i} changed");
+        }
+        assert_eq!(
+            open(&key(2), &mut frame.clone()),
+            Err(FrameError::BadTag),
+            "another session's key"
+        );
+    }
+
+    #[test]
+    fn short_frames_and_unknown_types_are_named() {
+        assert_eq!(
+            open(&key(1), &mut [4u8; OVERHEAD - 1]),
+            Err(FrameError::Truncated)
+        );
+        let mut frame = sealed(b"x");
+        frame[0] = 1;
+        assert_eq!(open(&key(1), &mut frame), Err(FrameError::UnknownType(1)));
+        let mut frame = sealed(b"x");
+        frame[2] = 9;
+        assert_eq!(open(&key(1), &mut frame), Err(FrameError::Reserved));
+        assert_eq!(
+            seal(
+                &key(1),
+                Header {
+                    receiver: 1,
+                    counter: 1
+                },
+                &mut [0u8; 40],
+                10
+            ),
+            Err(FrameError::NoRoom)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_never_open(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut bytes = bytes;
+            prop_assert!(open(&key(1), &mut bytes).is_err());
+        }
+
+        #[test]
+        fn every_payload_size_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..2000), counter in any::<u64>()) {
+            let mut buf = vec![0u8; payload.len() + OVERHEAD];
+            buf[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(&payload);
+            let header = Header { receiver: 7, counter };
+            seal(&key(3), header, &mut buf, payload.len()).unwrap();
+            let (opened, n) = open(&key(3), &mut buf).unwrap();
+            prop_assert_eq!(opened, header);
+            prop_assert_eq!(&buf[HEADER_LEN..HEADER_LEN + n], payload.as_slice());
+        }
+    }
+}
