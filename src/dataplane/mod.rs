@@ -1,7 +1,8 @@
 //! The data plane: members' IP packets, encrypted with per-pair session keys, over their own UDP
 //! path (DESIGN §6). Built in slices; what exists so far is pure: the wire frame and its
-//! sealing ([`frame`]) and the replay window ([`replay`]). The TUN device, sessions, UDP paths
-//! and the router come next.
+//! sealing ([`frame`]), the replay window ([`replay`]), and the route table with ICMP
+//! unreachable replies ([`router`]). The TUN device, sessions and UDP paths come next.
 
 pub mod frame;
 pub mod replay;
+pub mod router;
