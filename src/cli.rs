@@ -570,8 +570,13 @@ fn status(client: &ClientArgs) -> Result<(), Failure> {
     );
     println!("peers:        {} admitted", view.admitted_peers);
     println!(
-        "cluster:      {} (raft node {:016x}, leader {}, {} voters, applied {})",
+        "cluster:      {} ({} {:016x}, leader {}, {} voters, applied {})",
         view.ledger.cluster_id.as_deref().unwrap_or("forming"),
+        if view.ledger.follower {
+            "follower, raft node"
+        } else {
+            "raft node"
+        },
         view.ledger.node_id,
         view.ledger.leader.as_deref().unwrap_or("unknown"),
         view.ledger.voters.len(),

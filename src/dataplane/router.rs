@@ -116,7 +116,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::ledger::state::Command;
+    use crate::ledger::state::{Command, join_command};
 
     fn udp_packet(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
         let mut packet = vec![0u8; 20 + 8 + 12];
@@ -133,17 +133,7 @@ mod tests {
 
     fn join(state: &mut LedgerState, peer: &str) {
         let index = state.applied() + 1;
-        state.apply(
-            index,
-            &Command::Join {
-                peer: peer.into(),
-                hostname: peer.into(),
-                dataplane_key: [0; 32],
-                endpoints: vec![],
-                requested: None,
-                now: 1,
-            },
-        );
+        state.apply(index, &join_command(peer));
     }
 
     #[test]

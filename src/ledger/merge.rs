@@ -133,7 +133,7 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::state::{DnsRecord, RecordType, Role};
+    use crate::ledger::state::{DnsRecord, RecordType, Role, join_command};
 
     fn pool() -> ipnet::Ipv4Net {
         "10.1.0.0/24".parse().unwrap()
@@ -154,24 +154,13 @@ mod tests {
         }
     }
 
-    fn join(peer: &str) -> Command {
-        Command::Join {
-            peer: peer.into(),
-            hostname: peer.into(),
-            dataplane_key: [0; 32],
-            endpoints: vec![],
-            requested: None,
-            now: 1,
-        }
-    }
-
     #[test]
     fn what_the_winner_lacks_is_put_back_and_the_winner_keeps_its_values() {
         let mut loser = LedgerState::new(pool());
         apply(
             &mut loser,
             &[
-                join("me"),
+                join_command("me"),
                 put("b", "only-loser", "1"),
                 put("b", "both", "loser"),
                 Command::PutDns {
@@ -198,7 +187,11 @@ mod tests {
         let mut winner = LedgerState::new(pool());
         apply(
             &mut winner,
-            &[join("other"), put("b", "both", "winner"), join("me")],
+            &[
+                join_command("other"),
+                put("b", "both", "winner"),
+                join_command("me"),
+            ],
         );
         let commands = readoption(&loser, &winner, "me");
         apply(&mut winner, &commands);

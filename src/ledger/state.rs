@@ -597,6 +597,20 @@ impl LedgerState {
     }
 }
 
+/// A plain `Join` of `peer` (hostname = PeerId, no requested address), for the tests of the
+/// modules that read the state.
+#[cfg(test)]
+pub(crate) fn join_command(peer: &str) -> Command {
+    Command::Join {
+        peer: peer.to_string(),
+        hostname: peer.to_string(),
+        dataplane_key: [0; 32],
+        endpoints: vec![],
+        requested: None,
+        now: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
