@@ -6,3 +6,4 @@
 pub mod frame;
 pub mod replay;
 pub mod router;
+pub mod session;
