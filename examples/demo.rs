@@ -1,7 +1,9 @@
 //! The weft demo: a small mesh of real `weft up` processes, each in its own network namespace on
 //! one bridged LAN (the same harness the end-to-end tests use). The nodes find each other by
-//! mDNS and admit each other with the shared token; the demo shows what every node reports and
-//! which peers it admitted, then stops them and removes everything it made. Run it as root
+//! mDNS and admit each other with the shared token, the ledger gives each an overlay address, and
+//! every node pings every other over the encrypted data plane. The demo shows what every node
+//! reports and which peers it admitted, with the data path each uses, then stops them and removes
+//! everything it made. Run it as root
 //! through `./demo.sh`.
 
 #[path = "../tests/support/mod.rs"]
@@ -50,10 +52,37 @@ fn main() -> ExitCode {
     println!(
         "waiting for the ledger to form one cluster and give every node an overlay address..."
     );
+    let overlay: Vec<String> = (0..NODES)
+        .map(|i| {
+            let status = wait_until(DEADLINE, "an overlay address", || {
+                lan.status(i).filter(|s| s["overlay_ip"].is_string())
+            });
+            status["overlay_ip"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    println!("pinging every node from every other over the encrypted overlay...");
     for i in 0..NODES {
-        wait_until(DEADLINE, "an overlay address", || {
-            lan.status(i).filter(|s| s["overlay_ip"].is_string())
-        });
+        for j in (0..NODES).filter(|&j| j != i) {
+            let host = &lan.hosts[i];
+            // The first packets may wait for the session handshake and the path probe.
+            wait_until(DEADLINE, "an overlay ping", || {
+                let out = host.run("ping", &["-c", "1", "-W", "1", &overlay[j]]);
+                out.status.success().then_some(())
+            });
+            let out = host.run("ping", &["-c", "3", "-i", "0.2", "-q", &overlay[j]]);
+            let summary = String::from_utf8_lossy(&out.stdout);
+            let rtt = summary
+                .lines()
+                .find(|l| l.starts_with("rtt"))
+                .unwrap_or("no reply");
+            println!(
+                "{} -> {} ({}): {rtt}",
+                host.name, lan.hosts[j].name, overlay[j]
+            );
+        }
     }
     for i in 0..NODES {
         let host = lan.hosts[i].clone();

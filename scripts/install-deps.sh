@@ -12,6 +12,7 @@ declare -A wanted=(
   [iperf3]=iperf3
   [kill]=procps
   [nft]=nftables
+  [nc]=netcat-openbsd
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

@@ -12,9 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{ArgMatches, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::api::{self, ApiAddr, MemberView, StatusView};
+use crate::api::{self, ApiAddr, MemberView, PeerEntry, StatusView};
 use crate::config::{self, ConfigError, Inputs, Origin, RawSetting, RawValue};
-use crate::p2p::PeerView;
 use crate::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
 
 /// weft: a peer-to-peer mesh VPN and coordination daemon (a drop-in for edgevpn).
@@ -104,6 +103,10 @@ struct UpArgs {
     /// MTU of the TUN interface [default: 1420].
     #[arg(long, env = "WEFT_MTU")]
     mtu: Option<String>,
+    /// Do not ask the kernel for TUN offloads (TSO/GRO super-packets); weft falls back to this
+    /// by itself when the kernel refuses them.
+    #[arg(long, env = "WEFT_NO_OFFLOAD", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    no_offload: Option<String>,
     /// Local API address: unix:///path or host:port [default: unix:///run/weft/weft.sock].
     #[arg(long, env = "WEFT_API", value_name = "ADDR")]
     api: Option<String>,
@@ -152,6 +155,7 @@ const UP_SETTINGS: &[(&str, &str, bool)] = &[
     ("block_duration", "block_duration", false),
     ("data_port", "data_port", false),
     ("mtu", "mtu", false),
+    ("no_offload", "offload", true),
     ("api", "api", false),
     ("api_unix_mode", "api_unix_mode", false),
     ("dns", "dns", false),
@@ -589,7 +593,7 @@ fn status(client: &ClientArgs) -> Result<(), Failure> {
 }
 
 fn peers(client: &ClientArgs) -> Result<(), Failure> {
-    let peers: Vec<PeerView> = fetch(client, "/v1/peers")?;
+    let peers: Vec<PeerEntry> = fetch(client, "/v1/peers")?;
     if client.json {
         println!("{}", serde_json::to_string_pretty(&peers)?);
         return Ok(());
@@ -599,24 +603,49 @@ fn peers(client: &ClientArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<54} {:<8} {:>9}",
-        "HOSTNAME", "PEER ID", "PATH", "RTT"
+        "{:<16} {:<54} {:<8} {:>9}  {:<26} {:>10} {:>10} {:>6}",
+        "HOSTNAME", "PEER ID", "LINK", "RTT", "DATA PATH", "TX", "RX", "DROPS"
     );
-    for peer in &peers {
-        let rtt = peer
+    for PeerEntry { control, dataplane } in &peers {
+        let rtt = control
             .rtt_ms
             .map(|ms| format!("{ms:.2} ms"))
             .unwrap_or_else(|| "-".into());
-        let path = match peer.connection {
+        let link = match control.connection {
             crate::p2p::ConnectionKind::Direct => "direct",
             crate::p2p::ConnectionKind::Relayed => "relayed",
         };
+        let (path, tx, rx, drops) = match dataplane {
+            Some(d) => (
+                d.path.clone(),
+                bytes(d.tx_bytes),
+                bytes(d.rx_bytes),
+                d.drops.values().sum::<u64>().to_string(),
+            ),
+            None => ("no session".into(), "-".into(), "-".into(), "-".into()),
+        };
         println!(
-            "{:<20} {:<54} {:<8} {:>9}",
-            peer.hostname, peer.peer_id, path, rtt
+            "{:<16} {:<54} {:<8} {:>9}  {:<26} {:>10} {:>10} {:>6}",
+            control.hostname, control.peer_id, link, rtt, path, tx, rx, drops
         );
     }
     Ok(())
+}
+
+/// A byte count for people: 512 B, 1.5 KiB, 3.2 GiB.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Logs go to standard error (journald captures them); `RUST_LOG` overrides the setting.
@@ -633,6 +662,14 @@ fn init_logging(level: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_read_in_binary_units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()

@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::api::{self, ApiListener, ApiState, ListenError, NodeInfo};
 use crate::config::Settings;
+use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
 use crate::identity::{Identity, IdentityError};
 use crate::ledger::autopilot::MemberFacts;
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
@@ -45,6 +46,8 @@ pub enum DaemonError {
     P2p(#[from] P2pError),
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
+    #[error("data plane: {0}")]
+    Dataplane(#[from] DataplaneError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("local API stopped: {0}")]
@@ -88,6 +91,22 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         shutdown.clone(),
     )
     .await?;
+    let mut dataplane_tasks = tokio::task::JoinSet::new();
+    let dataplane = Dataplane::start(
+        &DataplaneConfig {
+            interface: settings.interface.clone(),
+            mtu: settings.mtu,
+            offload: settings.offload,
+            port: settings.data_port,
+            pool: settings.cidr,
+        },
+        identity.keypair(),
+        &keys,
+        p2p.clone(),
+        ledger.clone(),
+        &mut dataplane_tasks,
+        shutdown.clone(),
+    )?;
     let state = Arc::new(ApiState {
         node: NodeInfo {
             hostname: settings.hostname.clone(),
@@ -98,6 +117,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         },
         p2p,
         ledger,
+        dataplane: Some(dataplane),
         registry: Arc::new(registry),
     });
     let mut api_task = tokio::spawn(listener.serve(api::router(state), shutdown.clone()));
@@ -122,6 +142,12 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         .is_err()
     {
         tracing::warn!("the control plane did not stop in time");
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, dataplane_tasks.join_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the data plane did not stop in time");
     }
     let api_result = match early_end {
         Some(ended) => ended,

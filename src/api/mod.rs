@@ -11,4 +11,4 @@ mod routes;
 
 pub use addr::ApiAddr;
 pub use listen::{ApiListener, ListenError};
-pub use routes::{ApiState, MemberView, NodeInfo, StatusView, router};
+pub use routes::{ApiState, MemberView, NodeInfo, PeerEntry, StatusView, router};

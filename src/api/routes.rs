@@ -14,6 +14,8 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use crate::dataplane::peer::PeerStats;
+use crate::dataplane::{Dataplane, DataplaneStats};
 use crate::ledger::recover::Recovery;
 use crate::ledger::state::{Command, LeaseState, Outcome};
 use crate::ledger::{Ledger, LedgerStatus};
@@ -35,7 +37,17 @@ pub struct ApiState {
     pub node: NodeInfo,
     pub p2p: P2pHandle,
     pub ledger: Ledger,
+    /// The data plane; `None` where the node runs without one (in-process tests).
+    pub dataplane: Option<Dataplane>,
     pub registry: Arc<Registry>,
+}
+
+/// `GET /v1/peers`: an admitted peer, with its data-plane figures once it has a session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerEntry {
+    #[serde(flatten)]
+    pub control: PeerView,
+    pub dataplane: Option<PeerStats>,
 }
 
 /// `GET /v1/status`.
@@ -79,6 +91,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/members", get(members))
+        .route("/v1/dataplane", get(dataplane))
         .route("/v1/ledger", get(ledger_all))
         .route(
             "/v1/ledger/{bucket}",
@@ -229,8 +242,37 @@ async fn ledger_delete_bucket(
     ))
 }
 
-async fn peers(State(state): State<Arc<ApiState>>) -> Json<Vec<PeerView>> {
-    Json(state.p2p.peers().as_ref().clone())
+async fn peers(State(state): State<Arc<ApiState>>) -> Json<Vec<PeerEntry>> {
+    let mut stats: std::collections::HashMap<String, PeerStats> = state
+        .dataplane
+        .as_ref()
+        .map(|d| {
+            d.stats()
+                .peers
+                .into_iter()
+                .map(|p| (p.peer_id.clone(), p))
+                .collect()
+        })
+        .unwrap_or_default();
+    Json(
+        state
+            .p2p
+            .peers()
+            .iter()
+            .map(|view| PeerEntry {
+                dataplane: stats.remove(&view.peer_id),
+                control: view.clone(),
+            })
+            .collect(),
+    )
+}
+
+async fn dataplane(State(state): State<Arc<ApiState>>) -> Result<Json<DataplaneStats>, ApiError> {
+    state
+        .dataplane
+        .as_ref()
+        .map(|d| Json(d.stats()))
+        .ok_or_else(|| ApiError::NotFound("data plane".into()))
 }
 
 async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {

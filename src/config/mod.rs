@@ -80,6 +80,7 @@ pub const KEYS: &[&str] = &[
     "block_duration",
     "data_port",
     "mtu",
+    "offload",
     "api",
     "api_unix_mode",
     "dns",
@@ -128,6 +129,8 @@ pub struct Settings {
     pub data_port: u16,
     /// MTU of the TUN interface.
     pub mtu: u16,
+    /// Ask the kernel for TUN offloads (TSO/GRO).
+    pub offload: bool,
     /// Where the local API listens.
     pub api: ApiAddr,
     /// File mode of the API's unix socket.
@@ -259,6 +262,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
             f.integer(0, u16::MAX.into()).map(|n| n as u16)
         })?,
         mtu: merged.or("mtu", 1420, |f| f.integer(576, 9000).map(|n| n as u16))?,
+        offload: merged.or("offload", true, |f| f.boolean())?,
         api: merged.or(
             "api",
             DEFAULT_API
@@ -540,6 +544,7 @@ impl Resolved {
             ("block_duration", json!(s.block_duration.as_secs())),
             ("data_port", json!(s.data_port)),
             ("mtu", json!(s.mtu)),
+            ("offload", json!(s.offload)),
             ("api", json!(s.api.to_string())),
             ("api_unix_mode", json!(format!("{:04o}", s.api_unix_mode))),
             ("dns", json!(s.dns.map(|a| a.to_string()))),

@@ -33,6 +33,11 @@ impl RouteTable {
         self.routes.get(&address).map(String::as_str)
     }
 
+    /// Every route: an overlay address and its member.
+    pub fn iter(&self) -> impl Iterator<Item = (Ipv4Addr, &str)> {
+        self.routes.iter().map(|(a, p)| (*a, p.as_str()))
+    }
+
     pub fn len(&self) -> usize {
         self.routes.len()
     }
@@ -55,8 +60,9 @@ pub fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
 /// Bytes of the original datagram an ICMP error quotes after its IP header (RFC 792).
 const QUOTED_PAYLOAD: usize = 8;
 
-/// Writes into `out` an ICMPv4 "destination host unreachable" from `from` (this node's overlay
-/// address) to the sender of `packet`, quoting its IP header and first 8 payload bytes, and
+/// Writes into `out` an ICMPv4 "destination host unreachable" from `from` to the sender of
+/// `packet` (the data plane answers in the name of the missing address: the kernel drops ICMP
+/// that claims to come from one of its own addresses), quoting its IP header and first 8 payload bytes, and
 /// returns its length. `None` when `packet` is not a well-formed IPv4 packet, is itself an ICMP
 /// error (never answer an error with an error), or `out` is too small.
 pub fn icmp_unreachable(packet: &[u8], from: Ipv4Addr, out: &mut [u8]) -> Option<usize> {

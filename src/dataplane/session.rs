@@ -16,7 +16,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
 use hkdf::Hkdf;
 use libp2p::PeerId;
 use libp2p::identity::{Keypair, PublicKey};
@@ -25,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use x25519_dalek::{X25519_BASEPOINT_BYTES, x25519};
 
-use super::frame::Header;
+use super::frame::{Header, Key};
 use super::replay::ReplayWindow;
 
 /// A session is replaced after this long.
@@ -83,8 +82,8 @@ pub enum Role {
 
 /// The keys and indexes one handshake made.
 pub struct Keys {
-    pub send: ChaCha20Poly1305,
-    pub recv: ChaCha20Poly1305,
+    pub send: Key,
+    pub recv: Key,
     /// The index this side's packets carry (the peer's receiving index).
     pub send_index: u32,
     /// The index the peer's packets carry.
@@ -186,8 +185,8 @@ fn derive(
     Hkdf::<Sha256>::new(Some(data_key), &shared)
         .expand(&info, &mut okm)
         .expect("72 bytes is a valid HKDF-SHA256 output length");
-    let to_responder = ChaCha20Poly1305::new_from_slice(&okm[..32]).expect("32-byte key");
-    let to_initiator = ChaCha20Poly1305::new_from_slice(&okm[32..64]).expect("32-byte key");
+    let to_responder = Key::new(okm[..32].try_into().expect("32 bytes"));
+    let to_initiator = Key::new(okm[32..64].try_into().expect("32 bytes"));
     let initiator_index = u32::from_le_bytes([okm[64], okm[65], okm[66], okm[67]]);
     let responder_index = u32::from_le_bytes([okm[68], okm[69], okm[70], okm[71]]);
     Ok(match role {
@@ -374,6 +373,11 @@ impl Keyring {
             }
             _ => false,
         }
+    }
+
+    /// The receiving index of the answered session the peer has not used yet.
+    pub fn pending_index(&self) -> Option<u32> {
+        self.next.as_ref().map(|s| s.keys.recv_index)
     }
 
     /// The session to send with.

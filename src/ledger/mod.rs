@@ -186,7 +186,7 @@ impl Ledger {
             replica: Arc::default(),
             membership: Arc::default(),
         };
-        if let Some(inbox) = p2p.take_raft_inbox() {
+        if let Some(inbox) = p2p.take_inbox(crate::p2p::Service::Raft) {
             tokio::spawn(service::serve(ledger.clone(), config.target_voters, inbox));
         }
         tokio::spawn(feed::publish(

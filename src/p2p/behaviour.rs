@@ -1,7 +1,7 @@
 //! The composed libp2p behaviour of a weft node and how each part is configured.
 //!
 //! Gates that must see a connection first come first (limits, block list). weft's own
-//! protocols (auth, control, the private Kademlia, gossip topic) are scoped by the network id.
+//! protocols (auth, control, raft, data-plane handshakes, the private Kademlia, gossip topic) are scoped by the network id.
 //! The relay server reserves slots and opens circuits only for admitted members: its rate
 //! limiters consult the admitted set the swarm task maintains.
 
@@ -20,16 +20,14 @@ use libp2p::{
 
 use super::P2pConfig;
 use super::protocol::{ProstCodec, Protocols};
-use crate::proto::p2p::v1::{
-    AuthChallenge, AuthProof, ControlRequest, ControlResponse, RaftMessage,
-};
+use crate::proto::p2p::v1::{AuthChallenge, AuthProof, ControlRequest, ControlResponse, Opaque};
 
 /// The admission protocol's codec.
 pub type AuthCodec = ProstCodec<AuthChallenge, AuthProof>;
 /// The control protocol's codec.
 pub type ControlCodec = ProstCodec<ControlRequest, ControlResponse>;
-/// The raft protocol's codec (the ledger owns the payload).
-pub type RaftCodec = ProstCodec<RaftMessage, RaftMessage>;
+/// The codec of the services whose payload is opaque here (raft, data-plane handshakes).
+pub type OpaqueCodec = ProstCodec<Opaque, Opaque>;
 
 /// How long a raft RPC may take (a snapshot chunk on a slow relayed link included).
 const RAFT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,7 +53,8 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub auth: request_response::Behaviour<AuthCodec>,
     pub control: request_response::Behaviour<ControlCodec>,
-    pub raft: request_response::Behaviour<RaftCodec>,
+    pub raft: request_response::Behaviour<OpaqueCodec>,
+    pub dataplane: request_response::Behaviour<OpaqueCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub public_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
@@ -126,6 +125,13 @@ impl Behaviour {
             control: request_response::Behaviour::new(
                 [(
                     protocols.control.clone(),
+                    request_response::ProtocolSupport::Full,
+                )],
+                rr_config.clone(),
+            ),
+            dataplane: request_response::Behaviour::new(
+                [(
+                    protocols.dataplane.clone(),
                     request_response::ProtocolSupport::Full,
                 )],
                 rr_config,

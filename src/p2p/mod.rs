@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use behaviour::{AuthCodec, ControlCodec, RaftCodec};
+pub use behaviour::{AuthCodec, ControlCodec, OpaqueCodec};
 pub use peers::{ConnectionKind, PeerView};
 
 use crate::token::{NetworkId, NetworkKeys};
@@ -85,14 +85,33 @@ pub(crate) enum Command {
         data: Vec<u8>,
         reply: oneshot::Sender<Result<(), P2pError>>,
     },
-    RaftRequest {
+    Request {
+        service: Service,
         peer: PeerId,
         payload: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, P2pError>>,
     },
 }
 
-/// A raft RPC from an admitted peer; answer it through `reply`.
+/// The services that exchange requests with opaque payloads between admitted peers; each has its
+/// own protocol name and inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// The ledger's raft RPCs.
+    Raft,
+    /// The data plane's session handshakes.
+    Dataplane,
+}
+
+impl Service {
+    const ALL: [Service; 2] = [Service::Raft, Service::Dataplane];
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// A request from an admitted peer to one [`Service`]; answer it through `reply`.
 #[derive(Debug)]
 pub struct InboundRpc {
     pub peer: PeerId,
@@ -106,17 +125,18 @@ pub(crate) struct Shared {
     pub peers: ArcSwap<Vec<PeerView>>,
     pub listen: ArcSwap<Vec<Multiaddr>>,
     pub reachability: ArcSwap<String>,
-    /// Where inbound raft RPCs wait for the ledger, until it takes the receiver.
-    pub raft_inbox: std::sync::Mutex<Option<mpsc::Receiver<InboundRpc>>>,
+    /// Where inbound requests wait for their service, until it takes the receiver (one per
+    /// [`Service`], in [`Service::ALL`] order).
+    pub inboxes: [std::sync::Mutex<Option<mpsc::Receiver<InboundRpc>>>; 2],
 }
 
 impl Shared {
-    fn new(raft_inbox: mpsc::Receiver<InboundRpc>) -> Self {
+    fn new(inboxes: [mpsc::Receiver<InboundRpc>; 2]) -> Self {
         Shared {
             peers: ArcSwap::default(),
             listen: ArcSwap::default(),
             reachability: ArcSwap::from_pointee("unknown".to_string()),
-            raft_inbox: std::sync::Mutex::new(Some(raft_inbox)),
+            inboxes: inboxes.map(|inbox| std::sync::Mutex::new(Some(inbox))),
         }
     }
 }
@@ -166,11 +186,17 @@ impl P2pHandle {
         self.gossip.subscribe()
     }
 
-    /// Sends a raft RPC to an admitted peer and waits for its answer.
-    pub async fn raft_request(&self, peer: PeerId, payload: Vec<u8>) -> Result<Vec<u8>, P2pError> {
+    /// Sends a request to `service` on an admitted peer and waits for its answer.
+    pub async fn request(
+        &self,
+        service: Service,
+        peer: PeerId,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, P2pError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::RaftRequest {
+            .send(Command::Request {
+                service,
                 peer,
                 payload,
                 reply,
@@ -180,10 +206,10 @@ impl P2pHandle {
         answer.await.map_err(|_| P2pError::Stopped)?
     }
 
-    /// The raft RPCs admitted peers send this node; the first caller gets them, later ones
-    /// `None`.
-    pub fn take_raft_inbox(&self) -> Option<mpsc::Receiver<InboundRpc>> {
-        self.shared.raft_inbox.lock().ok()?.take()
+    /// The requests admitted peers send to `service` on this node; the first caller gets them,
+    /// later ones `None`.
+    pub fn take_inbox(&self, service: Service) -> Option<mpsc::Receiver<InboundRpc>> {
+        self.shared.inboxes[service.slot()].lock().ok()?.take()
     }
 }
 
@@ -195,8 +221,10 @@ pub fn start(
     registry: &mut Registry,
     shutdown: CancellationToken,
 ) -> Result<(P2pHandle, JoinHandle<()>), P2pError> {
-    let (raft_tx, raft_rx) = mpsc::channel(256);
-    let shared = Arc::new(Shared::new(raft_rx));
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        Service::ALL.iter().map(|_| mpsc::channel(256)).unzip();
+    let inboxes = receivers.try_into().expect("one inbox per service");
+    let shared = Arc::new(Shared::new(inboxes));
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (gossip_tx, _) = broadcast::channel(256);
     let node = node::Node::new(
@@ -208,7 +236,7 @@ pub fn start(
         node::Channels {
             commands: commands_rx,
             gossip_tx: gossip_tx.clone(),
-            raft_inbox: raft_tx,
+            inboxes: senders.try_into().expect("one inbox per service"),
         },
     )?;
     let handle = P2pHandle {

@@ -23,6 +23,7 @@ pub struct Protocols {
     pub auth: StreamProtocol,
     pub control: StreamProtocol,
     pub raft: StreamProtocol,
+    pub dataplane: StreamProtocol,
     pub kad: StreamProtocol,
     /// The gossipsub topic (not a stream protocol, but scoped the same way).
     pub gossip_topic: String,
@@ -39,6 +40,7 @@ impl Protocols {
             auth: name("auth/1"),
             control: name("control/1"),
             raft: name("raft/1"),
+            dataplane: name("dataplane/1"),
             kad: name("kad/1"),
             gossip_topic: format!("/weft/{network}/gossip/1"),
         }

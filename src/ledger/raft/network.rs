@@ -84,7 +84,7 @@ pub async fn call<T: DeserializeOwned>(
 ) -> Result<T, CallError> {
     let request = serde_json::to_vec(rpc).map_err(CallError::Decode)?;
     let answer = p2p
-        .raft_request(peer, request)
+        .request(crate::p2p::Service::Raft, peer, request)
         .await
         .map_err(CallError::Unreachable)?;
     serde_json::from_slice(&answer).map_err(CallError::Decode)

@@ -1,10 +1,25 @@
-//! The payload protocols of admitted peers: raft RPCs handed to the ledger and answered, and
-//! sealed gossip checked and delivered.
+//! The payload protocols of admitted peers: requests to a [`Service`] (raft, data-plane
+//! handshakes) handed to it and answered, and sealed gossip checked and delivered.
 
 use super::*;
 
 impl Node {
-    pub(super) fn on_raft(&mut self, event: request_response::Event<RaftMessage, RaftMessage>) {
+    /// The request-response behaviour of `service`.
+    pub(super) fn opaque(
+        &mut self,
+        service: Service,
+    ) -> &mut request_response::Behaviour<OpaqueCodec> {
+        match service {
+            Service::Raft => &mut self.swarm.behaviour_mut().raft,
+            Service::Dataplane => &mut self.swarm.behaviour_mut().dataplane,
+        }
+    }
+
+    pub(super) fn on_opaque(
+        &mut self,
+        service: Service,
+        event: request_response::Event<Opaque, Opaque>,
+    ) {
         use request_response::{Event, Message};
         match event {
             Event::Message {
@@ -26,12 +41,13 @@ impl Node {
                     payload: request.payload,
                     reply,
                 };
-                if self.raft_inbox.try_send(inbound).is_err() {
-                    tracing::warn!(%peer, "raft inbox full or closed; dropping a raft request");
+                if self.inboxes[service.slot()].try_send(inbound).is_err() {
+                    tracing::warn!(%peer, ?service, "inbox full or closed; dropping a request");
                     return;
                 }
-                self.raft_answers
-                    .push(Box::pin(async move { (answer.await.ok(), channel) }));
+                self.answers.push(Box::pin(
+                    async move { (service, answer.await.ok(), channel) },
+                ));
             }
             Event::Message {
                 message:
@@ -41,7 +57,7 @@ impl Node {
                     },
                 ..
             } => {
-                if let Some(reply) = self.raft_pending.remove(&request_id) {
+                if let Some(reply) = self.pending.remove(&(service, request_id)) {
                     let _ = reply.send(Ok(response.payload));
                 }
             }
@@ -51,7 +67,7 @@ impl Node {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.raft_pending.remove(&request_id) {
+                if let Some(reply) = self.pending.remove(&(service, request_id)) {
                     let _ = reply.send(Err(P2pError::Request {
                         peer,
                         reason: error.to_string(),

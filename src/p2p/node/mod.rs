@@ -37,15 +37,15 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Rejection, Verdict};
-use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent};
+use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec};
 use super::bootstrap::Bootstrap;
 use super::peers::{PeerTable, is_routable};
 use super::protocol::Protocols;
 use super::redial::Redial;
-use super::{Command, GossipMessage, InboundRpc, P2pConfig, P2pError, Shared, gossip};
+use super::{Command, GossipMessage, InboundRpc, P2pConfig, P2pError, Service, Shared, gossip};
 use crate::proto::p2p::v1::{
-    AuthChallenge, AuthProof, ControlRequest, ControlResponse, PeerExchangeRequest, PeerList,
-    PeerRecord, RaftMessage, Refused, control_request, control_response,
+    AuthChallenge, AuthProof, ControlRequest, ControlResponse, Opaque, PeerExchangeRequest,
+    PeerList, PeerRecord, Refused, control_request, control_response,
 };
 use crate::token::NetworkKeys;
 
@@ -118,11 +118,12 @@ pub(super) struct Node {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     gossip_tx: broadcast::Sender<GossipMessage>,
-    raft_inbox: mpsc::Sender<InboundRpc>,
-    /// Outbound raft requests waiting for their answer.
-    raft_pending: HashMap<request_response::OutboundRequestId, RaftReply>,
-    /// Inbound raft requests the ledger is answering.
-    raft_answers: FuturesUnordered<BoxFuture<'static, (Option<Vec<u8>>, RaftChannel)>>,
+    /// Where inbound requests go, per [`Service`].
+    inboxes: [mpsc::Sender<InboundRpc>; 2],
+    /// Outbound requests waiting for their answer.
+    pending: HashMap<(Service, request_response::OutboundRequestId), Reply>,
+    /// Inbound requests their service is answering.
+    answers: FuturesUnordered<BoxFuture<'static, Answer>>,
     metrics: Metrics,
 }
 
@@ -130,11 +131,13 @@ pub(super) struct Node {
 pub(super) struct Channels {
     pub commands: mpsc::Receiver<Command>,
     pub gossip_tx: broadcast::Sender<GossipMessage>,
-    pub raft_inbox: mpsc::Sender<InboundRpc>,
+    pub inboxes: [mpsc::Sender<InboundRpc>; 2],
 }
 
-type RaftReply = tokio::sync::oneshot::Sender<Result<Vec<u8>, P2pError>>;
-type RaftChannel = request_response::ResponseChannel<RaftMessage>;
+type Reply = tokio::sync::oneshot::Sender<Result<Vec<u8>, P2pError>>;
+type OpaqueChannel = request_response::ResponseChannel<Opaque>;
+/// A service's answer to an inbound request (`None`: it dropped the request), and where it goes.
+type Answer = (Service, Option<Vec<u8>>, OpaqueChannel);
 
 impl Node {
     pub(super) fn new(
@@ -148,7 +151,7 @@ impl Node {
         let Channels {
             commands,
             gossip_tx,
-            raft_inbox,
+            inboxes,
         } = channels;
         let protocols = Protocols::new(keys.network_id());
         let admitted: AdmittedSet = Arc::new(RwLock::new(HashSet::new()));
@@ -217,9 +220,9 @@ impl Node {
             shared,
             commands,
             gossip_tx,
-            raft_inbox,
-            raft_pending: HashMap::new(),
-            raft_answers: FuturesUnordered::new(),
+            inboxes,
+            pending: HashMap::new(),
+            answers: FuturesUnordered::new(),
         })
     }
 
@@ -236,9 +239,9 @@ impl Node {
                 _ = shutdown.cancelled() => break,
                 event = self.swarm.select_next_some() => self.on_event(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
-                Some((answer, channel)) = self.raft_answers.next(), if !self.raft_answers.is_empty() => {
+                Some((service, answer, channel)) = self.answers.next(), if !self.answers.is_empty() => {
                     if let Some(payload) = answer {
-                        let _ = self.swarm.behaviour_mut().raft.send_response(channel, RaftMessage { payload });
+                        let _ = self.opaque(service).send_response(channel, Opaque { payload });
                     }
                 }
                 _ = tick.tick() => self.on_tick(),
@@ -271,7 +274,8 @@ impl Node {
                     .map_err(|e| P2pError::Publish(e.to_string()));
                 let _ = reply.send(result);
             }
-            Command::RaftRequest {
+            Command::Request {
+                service,
                 peer,
                 payload,
                 reply,
@@ -280,12 +284,8 @@ impl Node {
                     let _ = reply.send(Err(P2pError::NotAdmitted(peer)));
                     return;
                 }
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .raft
-                    .send_request(&peer, RaftMessage { payload });
-                self.raft_pending.insert(id, reply);
+                let id = self.opaque(service).send_request(&peer, Opaque { payload });
+                self.pending.insert((service, id), reply);
             }
         }
     }
@@ -387,7 +387,8 @@ impl Node {
         match event {
             BehaviourEvent::Auth(event) => self.on_auth(event),
             BehaviourEvent::Control(event) => self.on_control(event),
-            BehaviourEvent::Raft(event) => self.on_raft(event),
+            BehaviourEvent::Raft(event) => self.on_opaque(Service::Raft, event),
+            BehaviourEvent::Dataplane(event) => self.on_opaque(Service::Dataplane, event),
             BehaviourEvent::Identify(event) => {
                 self.metrics.libp2p.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {

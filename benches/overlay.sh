@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# End-to-end throughput and latency of the weft overlay against the raw link, in one run.
+#
+# Two network namespaces joined by a veth pair (underlay 10.210.0.1 <-> 10.210.0.2), a release
+# `weft up` in each, then for (a) the veth and (b) the overlay: ping RTT, iperf3 TCP with 1 and
+# with 4 streams. Prints a table with overlay/veth ratios. Nothing outside the two namespaces is
+# ever addressed (no DHT; mDNS stays on the veth).
+#
+# Usage (root):  benches/overlay.sh
+#   knobs: DUR=10 PINGS=20 WEFT=target/release/weft WEFT_ARGS="" OUT=/tmp/weft-overlay-bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=${DUR:-10}
+PINGS=${PINGS:-20}
+WEFT=${WEFT:-target/release/weft}
+WEFT_ARGS=${WEFT_ARGS:-}
+OUT=${OUT:-/tmp/weft-overlay-bench}
+TAG=$$
+NS1=wbench1-$TAG NS2=wbench2-$TAG
+U1=10.210.0.1 U2=10.210.0.2
+WORK=$(mktemp -d /tmp/weft-bench.XXXXXX)
+PIDS=()
+
+log() { echo "[$(date +%T)] $*" >&2; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  ip netns del "$NS1" 2>/dev/null || true
+  ip netns del "$NS2" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
+scripts/install-deps.sh >/dev/null
+if [ "$WEFT" = target/release/weft ]; then
+  log "building weft (release)"
+  cargo build --release --quiet --locked --bin weft
+fi
+mkdir -p "$OUT"
+
+ip netns add "$NS1"
+ip netns add "$NS2"
+ip -n "$NS1" link add eth0 type veth peer name eth0 netns "$NS2"
+ip -n "$NS1" addr add "$U1/24" dev eth0
+ip -n "$NS2" addr add "$U2/24" dev eth0
+for ns in "$NS1" "$NS2"; do
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link set eth0 up
+done
+
+TOKEN=$("$WEFT" token new)
+start() { # n ns
+  local dir=$WORK/n$1
+  mkdir -p "$dir"
+  # shellcheck disable=SC2086
+  ip netns exec "$2" "$WEFT" up --token "$TOKEN" --no-dht --state-dir "$dir/state" \
+    --api "unix://$dir/api.sock" --hostname "bench$1" $WEFT_ARGS >"$dir/weft.log" 2>&1 &
+  PIDS+=($!)
+}
+start 1 "$NS1"
+start 2 "$NS2"
+
+overlay_ip() { # n
+  "$WEFT" status --json --api "unix://$WORK/n$1/api.sock" 2>/dev/null |
+    sed -n 's/.*"overlay_ip": *"\([0-9.]*\)".*/\1/p' || true
+}
+log "waiting for both nodes to get overlay addresses"
+O1="" O2=""
+for _ in $(seq 600); do
+  O1=$(overlay_ip 1); O2=$(overlay_ip 2)
+  [ -n "$O1" ] && [ -n "$O2" ] && break
+  sleep 0.1
+done
+[ -n "$O1" ] && [ -n "$O2" ] || { echo "no overlay addresses; logs in $WORK" >&2; cat "$WORK"/n*/weft.log >&2; exit 1; }
+log "overlay: $O1 <-> $O2; waiting for the path"
+for _ in $(seq 300); do
+  ip netns exec "$NS1" ping -c1 -W1 "$O2" >/dev/null 2>&1 && break
+done
+
+ip netns exec "$NS2" iperf3 -s -D --pidfile "$WORK/iperf3.pid" >/dev/null
+for _ in $(seq 50); do [ -s "$WORK/iperf3.pid" ] && break; sleep 0.1; done
+PIDS+=("$(cat "$WORK/iperf3.pid")")
+
+rtt() { # dst -> average ms
+  ip netns exec "$NS1" ping -q -c "$PINGS" -i 0.2 "$1" | sed -n 's|.*= [0-9.]*/\([0-9.]*\)/.*|\1|p'
+}
+tcp() { # dst streams -> Gbit/s received
+  ip netns exec "$NS1" iperf3 -c "$1" -t "$DUR" -P "$2" -J >"$OUT/tcp-$1-$2.json"
+  python3 -c "import json,sys;print('%.2f'%(json.load(open(sys.argv[1]))['end']['sum_received']['bits_per_second']/1e9))" "$OUT/tcp-$1-$2.json"
+}
+
+log "veth: ping"; VR=$(rtt "$U2")
+log "overlay: ping"; OR=$(rtt "$O2")
+log "veth: TCP 1 stream"; V1=$(tcp "$U2" 1)
+log "overlay: TCP 1 stream"; W1=$(tcp "$O2" 1)
+log "veth: TCP 4 streams"; V4=$(tcp "$U2" 4)
+log "overlay: TCP 4 streams"; W4=$(tcp "$O2" 4)
+
+ratio() { python3 -c "print('%.3f' % ($1 / $2))"; }
+{
+  echo "| measure | veth | weft overlay | overlay / veth |"
+  echo "|---|---|---|---|"
+  echo "| TCP 1 stream (Gbit/s) | $V1 | $W1 | $(ratio "$W1" "$V1") |"
+  echo "| TCP 4 streams (Gbit/s) | $V4 | $W4 | $(ratio "$W4" "$V4") |"
+  echo "| ping RTT (ms) | $VR | $OR | +$(python3 -c "print('%.3f' % ($OR - $VR))") ms added |"
+} | tee "$OUT/summary.md"
+"$WEFT" peers --api "unix://$WORK/n1/api.sock" >&2 || true

@@ -1,0 +1,454 @@
+//! The data plane's control task: everything that is not per packet.
+//!
+//! It follows the ledger (routes to live members, this node's own address on the TUN), makes
+//! and answers session handshakes over libp2p, rekeys, probes and keeps paths alive, and
+//! publishes the [`Table`] the packet tasks read. Path rules:
+//! - a UDP endpoint is where the peer's last authenticated packet came from;
+//! - with no endpoint, or when packets went out for [`DEAD_AFTER`] with nothing heard back, the
+//!   peer's candidates (from its handshake) are probed every [`PROBE_EVERY`];
+//! - a peer heard from that has not been sent anything for [`REPLY_AFTER`] gets a keepalive, so
+//!   a one-way flow still proves its path; an idle path gets one every [`KEEPALIVE`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::frame::{self, OVERHEAD};
+use super::peer::{Peer, Receiver, Table};
+use super::router::RouteTable;
+use super::session::{self, Hello, Keyring, Keys, REKEY_AFTER, Session};
+use crate::ledger::Ledger;
+use crate::p2p::{InboundRpc, P2pHandle, Service};
+
+/// How long packets may go unanswered before the UDP path counts as lost.
+pub const DEAD_AFTER: Duration = Duration::from_secs(5);
+/// How often a peer without a working path is probed.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How soon a peer that sent something gets a keepalive back when nothing else went to it.
+const REPLY_AFTER: Duration = Duration::from_secs(1);
+/// How often an idle path is kept alive (NAT mappings last at least this long).
+const KEEPALIVE: Duration = Duration::from_secs(25);
+/// How long to wait before trying a failed handshake again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// How much later than the lower PeerId the higher one rekeys, so that normally one side does.
+const REKEY_GRACE: Duration = Duration::from_secs(30);
+/// How often timers run.
+const TICK: Duration = Duration::from_millis(250);
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// One peer, as the control task keeps it.
+struct Entry {
+    peer: Arc<Peer>,
+    ring: Keyring,
+    /// UDP addresses from the peer's last handshake.
+    candidates: Vec<SocketAddr>,
+    /// Whether the ledger routes an overlay address to this peer.
+    routed: bool,
+    in_flight: bool,
+    last_attempt: Option<Instant>,
+    last_probe: u64,
+}
+
+impl Entry {
+    fn new(id: PeerId) -> Self {
+        Entry {
+            peer: Arc::new(Peer::new(id)),
+            ring: Keyring::default(),
+            candidates: Vec::new(),
+            routed: false,
+            in_flight: false,
+            last_attempt: None,
+            last_probe: 0,
+        }
+    }
+}
+
+/// A handshake this node started, once it ended.
+type Outcome = (PeerId, Result<(Keys, Vec<SocketAddr>), String>);
+
+pub(super) struct Control {
+    pub shared: Arc<Shared>,
+    pub identity: Keypair,
+    pub data_key: [u8; 32],
+    pub p2p: P2pHandle,
+    pub ledger: Ledger,
+    pub pool: ipnet::Ipv4Net,
+    pub inbox: mpsc::Receiver<InboundRpc>,
+    pub confirm: mpsc::Receiver<(PeerId, u32)>,
+}
+
+impl Control {
+    pub(super) async fn run(self, shutdown: CancellationToken) {
+        let Control {
+            shared,
+            identity,
+            data_key,
+            p2p,
+            ledger,
+            pool,
+            mut inbox,
+            mut confirm,
+        } = self;
+        let mut state = State {
+            me: identity.public().to_peer_id(),
+            shared,
+            identity,
+            data_key,
+            p2p,
+            pool,
+            peers: HashMap::new(),
+            address: None,
+            routes: RouteTable::default(),
+            handshakes: JoinSet::new(),
+            scratch: vec![0u8; OVERHEAD],
+        };
+        let mut changes = ledger.subscribe();
+        state.follow(&ledger);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    state.follow(&ledger);
+                }
+                Some(rpc) = inbox.recv() => state.answer(rpc).await,
+                Some(done) = state.handshakes.join_next(), if !state.handshakes.is_empty() => {
+                    if let Ok(outcome) = done {
+                        state.finished(outcome).await;
+                    }
+                }
+                Some((peer, index)) = confirm.recv() => {
+                    if let Some(entry) = state.peers.get_mut(&peer)
+                        && entry.ring.confirm(index)
+                    {
+                        state.publish();
+                    }
+                }
+                _ = state.shared.wake.notified() => state.maintain().await,
+                _ = tick.tick() => state.maintain().await,
+            }
+        }
+        if let Some(address) = state.address {
+            tracing::debug!(%address, "data plane control stopped");
+        }
+    }
+}
+
+struct State {
+    me: PeerId,
+    shared: Arc<Shared>,
+    identity: Keypair,
+    data_key: [u8; 32],
+    p2p: P2pHandle,
+    pool: ipnet::Ipv4Net,
+    peers: HashMap<PeerId, Entry>,
+    /// The address set on the TUN.
+    address: Option<Ipv4Addr>,
+    routes: RouteTable,
+    handshakes: JoinSet<Outcome>,
+    /// Where keepalives are sealed.
+    scratch: Vec<u8>,
+}
+
+impl State {
+    /// Applies the ledger: this node's address on the TUN, routes to live members.
+    fn follow(&mut self, ledger: &Ledger) {
+        let ledger_state = ledger.state();
+        let me = self.me.to_string();
+        let mine = ledger_state.members().get(&me).and_then(|m| m.address);
+        if mine != self.address
+            && let Some(address) = mine
+        {
+            match self.shared.tun.set_address(address, self.pool.prefix_len()) {
+                Ok(()) => {
+                    tracing::info!(%address, "overlay address set");
+                    self.address = Some(address);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot set the overlay address"),
+            }
+        }
+        self.routes = RouteTable::from_state(&ledger_state, &me);
+        for entry in self.peers.values_mut() {
+            entry.routed = false;
+        }
+        for (_, peer) in self.routes.iter() {
+            let Ok(id) = peer.parse::<PeerId>() else {
+                continue;
+            };
+            self.peers
+                .entry(id)
+                .or_insert_with(|| Entry::new(id))
+                .routed = true;
+        }
+        self.publish();
+        self.shared.wake.notify_one();
+    }
+
+    /// Publishes the packet tasks' snapshot and each peer's sending session.
+    fn publish(&mut self) {
+        let now = Instant::now();
+        self.peers
+            .retain(|_, e| e.routed || e.in_flight || e.ring.sending().is_some());
+        let mut receivers = HashMap::new();
+        for entry in self.peers.values_mut() {
+            entry.ring.expire(now);
+            entry.peer.send.store(entry.ring.sending().cloned());
+            let pending = entry.ring.pending_index();
+            for session in entry.ring.receiving() {
+                let index = session.keys.recv_index;
+                receivers.insert(
+                    index,
+                    Receiver {
+                        peer: entry.peer.clone(),
+                        session: session.clone(),
+                        unconfirmed: pending == Some(index),
+                    },
+                );
+            }
+        }
+        let routes = self
+            .routes
+            .iter()
+            .filter_map(|(address, peer)| {
+                let id = peer.parse::<PeerId>().ok()?;
+                Some((address, self.peers.get(&id)?.peer.clone()))
+            })
+            .collect();
+        self.shared.table.store(Arc::new(Table {
+            routes,
+            receivers,
+            network: self
+                .address
+                .and_then(|a| ipnet::Ipv4Net::new(a, self.pool.prefix_len()).ok()),
+        }));
+    }
+
+    /// UDP addresses this node's data plane may be reached at: the addresses libp2p listens on
+    /// (interfaces, not loopback, not the overlay) with the data port.
+    fn candidates(&self) -> Vec<SocketAddr> {
+        let port = self.shared.udp.port();
+        let mut out: Vec<SocketAddr> = self
+            .p2p
+            .listen_addrs()
+            .iter()
+            .filter_map(|addr| match addr.iter().next()? {
+                Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+                Protocol::Ip6(ip) if !ip.is_unicast_link_local() => Some(IpAddr::V6(ip)),
+                _ => None,
+            })
+            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+            .filter(|ip| !matches!(ip, IpAddr::V4(v4) if self.pool.contains(v4)))
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Starts handshakes that are due, and probes and keeps paths alive.
+    async fn maintain(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        let mut expired = false;
+        for (id, entry) in &mut self.peers {
+            expired |= entry.ring.expire(now);
+            if !entry.routed || entry.in_flight {
+                continue;
+            }
+            if entry
+                .last_attempt
+                .is_some_and(|t| now.duration_since(t) < RETRY_AFTER)
+            {
+                continue;
+            }
+            let rekey_at = if self.me < *id {
+                REKEY_AFTER
+            } else {
+                REKEY_AFTER + REKEY_GRACE
+            };
+            let wanted = match entry.ring.sending() {
+                None => true,
+                Some(s) => {
+                    now.saturating_duration_since(s.established) >= rekey_at
+                        || s.wants_rekey(now) && self.me < *id
+                }
+            };
+            if wanted {
+                entry.in_flight = true;
+                entry.last_attempt = Some(now);
+                due.push(*id);
+            }
+        }
+        if expired {
+            self.publish();
+        }
+        let candidates = self.candidates();
+        for peer in due {
+            let p2p = self.p2p.clone();
+            let identity = self.identity.clone();
+            let data_key = self.data_key;
+            let candidates = candidates.clone();
+            self.handshakes.spawn(async move {
+                (
+                    peer,
+                    initiate(&p2p, &identity, &data_key, peer, candidates).await,
+                )
+            });
+        }
+        self.keep_paths().await;
+    }
+
+    /// Probes peers without a working path; answers and keeps alive the others.
+    async fn keep_paths(&mut self) {
+        let clock = self.shared.clock;
+        let now = clock.now();
+        let mut sends: Vec<(Arc<Peer>, Arc<Session>, Vec<SocketAddr>)> = Vec::new();
+        for entry in self.peers.values_mut() {
+            let peer = &entry.peer;
+            let Some(session) = entry.ring.sending().cloned() else {
+                continue;
+            };
+            let endpoint = peer.endpoint.load_full().map(|a| *a);
+            let last_tx = peer.last_tx.load(Ordering::Relaxed);
+            let last_rx = peer.last_rx.load(Ordering::Relaxed);
+            let targets = match endpoint {
+                Some(addr) if !peer.path_dead(now, ms(DEAD_AFTER)) => {
+                    let idle = now.saturating_sub(last_tx);
+                    if idle >= ms(KEEPALIVE) || (last_rx > last_tx && idle >= ms(REPLY_AFTER)) {
+                        vec![addr]
+                    } else {
+                        continue;
+                    }
+                }
+                _ => {
+                    if now.saturating_sub(entry.last_probe) < ms(PROBE_EVERY) {
+                        continue;
+                    }
+                    entry.last_probe = now;
+                    let mut all = entry.candidates.clone();
+                    all.extend(endpoint);
+                    all.sort();
+                    all.dedup();
+                    all
+                }
+            };
+            sends.push((peer.clone(), session, targets));
+        }
+        for (peer, session, targets) in sends {
+            for target in targets {
+                self.keepalive(&peer, &session, target).await;
+            }
+        }
+    }
+
+    /// Sends one empty, sealed frame to `target`.
+    async fn keepalive(&mut self, peer: &Peer, session: &Session, target: SocketAddr) {
+        let Some(header) = session.next_header() else {
+            return;
+        };
+        self.scratch.resize(OVERHEAD, 0);
+        if frame::seal(&session.keys.send, header, &mut self.scratch, 0).is_err() {
+            return;
+        }
+        match self.shared.udp.send(target, &self.scratch, None).await {
+            Ok(()) => peer.sent(1, OVERHEAD as u64, self.shared.clock.now()),
+            Err(e) => tracing::debug!(peer = %peer.id, %target, error = %e, "keepalive"),
+        }
+    }
+
+    /// Answers a peer's handshake offer.
+    async fn answer(&mut self, rpc: InboundRpc) {
+        let InboundRpc {
+            peer,
+            payload,
+            reply,
+        } = rpc;
+        let offer: Hello = match serde_json::from_slice(&payload) {
+            Ok(offer) => offer,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "malformed data-plane handshake");
+                return;
+            }
+        };
+        let candidates = self.candidates();
+        let (answer, keys) =
+            match session::answer(&self.identity, &self.data_key, &peer, &offer, candidates) {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "refused a data-plane handshake");
+                    return;
+                }
+            };
+        let Ok(bytes) = serde_json::to_vec(&answer) else {
+            return;
+        };
+        self.install(peer, keys, offer.candidates);
+        let _ = reply.send(bytes);
+        self.keep_paths().await;
+    }
+
+    /// A handshake this node started ended.
+    async fn finished(&mut self, (peer, outcome): Outcome) {
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.in_flight = false;
+        }
+        match outcome {
+            Ok((keys, candidates)) => {
+                self.install(peer, keys, candidates);
+                self.keep_paths().await;
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "data-plane handshake failed"),
+        }
+    }
+
+    fn install(&mut self, peer: PeerId, keys: Keys, candidates: Vec<SocketAddr>) {
+        let (send_index, recv_index) = (keys.send_index, keys.recv_index);
+        let entry = self.peers.entry(peer).or_insert_with(|| Entry::new(peer));
+        entry
+            .ring
+            .install(Arc::new(Session::new(keys, Instant::now())));
+        entry.candidates = candidates;
+        // A new session is probed at once on every candidate, from both sides.
+        entry.last_probe = 0;
+        entry.peer.unanswered_since.store(0, Ordering::Relaxed);
+        tracing::debug!(%peer, send_index, recv_index, "data-plane session installed");
+        self.publish();
+    }
+}
+
+async fn initiate(
+    p2p: &P2pHandle,
+    identity: &Keypair,
+    data_key: &[u8; 32],
+    peer: PeerId,
+    candidates: Vec<SocketAddr>,
+) -> Result<(Keys, Vec<SocketAddr>), String> {
+    let (pending, offer) =
+        session::offer(identity, &peer, candidates).map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec(&offer).map_err(|e| e.to_string())?;
+    let reply = p2p
+        .request(Service::Dataplane, peer, bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let answer: Hello = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
+    let keys =
+        session::finish(identity, data_key, &peer, pending, &answer).map_err(|e| e.to_string())?;
+    Ok((keys, answer.candidates))
+}

@@ -1,0 +1,244 @@
+//! What the packet path knows about each peer, and the snapshot it reads.
+//!
+//! The control task owns the truth (keyrings, candidates) and publishes a [`Table`] through
+//! `arc-swap` whenever routes or sessions change; the packet tasks load it once per batch and
+//! never lock. Per-peer state the packet tasks write (counters, the endpoint last heard from, path
+//! timestamps) lives in atomics on [`Peer`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use super::session::Session;
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Shorter than a header and a tag, an unknown type or nonzero reserved bytes.
+    Malformed,
+    /// A receiver index no session of this node has.
+    UnknownIndex,
+    /// The tag did not verify.
+    BadTag,
+    /// A counter already seen or older than the window.
+    Replay,
+    /// No session with the peer yet.
+    NoSession,
+    /// No working path to the peer yet.
+    NoPath,
+    /// Not an IPv4 packet, or for an address outside the overlay.
+    NoRoute,
+    /// The socket or the device refused it.
+    Io,
+}
+
+impl DropReason {
+    const COUNT: usize = 8;
+
+    const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::Malformed,
+        DropReason::UnknownIndex,
+        DropReason::BadTag,
+        DropReason::Replay,
+        DropReason::NoSession,
+        DropReason::NoPath,
+        DropReason::NoRoute,
+        DropReason::Io,
+    ];
+
+    /// The reason as shown in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownIndex => "unknown_index",
+            DropReason::BadTag => "bad_tag",
+            DropReason::Replay => "replay",
+            DropReason::NoSession => "no_session",
+            DropReason::NoPath => "no_path",
+            DropReason::NoRoute => "no_route",
+            DropReason::Io => "io",
+        }
+    }
+}
+
+/// Drop counters, one per reason.
+#[derive(Debug, Default)]
+pub struct Drops([AtomicU64; DropReason::COUNT]);
+
+impl Drops {
+    pub fn count(&self, reason: DropReason) {
+        self.0[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The nonzero counters by name.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        DropReason::ALL
+            .iter()
+            .map(|&d| {
+                (
+                    d.name().to_string(),
+                    self.0[d as usize].load(Ordering::Relaxed),
+                )
+            })
+            .filter(|&(_, n)| n > 0)
+            .collect()
+    }
+}
+
+/// Milliseconds since the data plane started: the packet path's cheap, comparable clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(Instant);
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock(Instant::now())
+    }
+
+    /// Now, in milliseconds (never 0, which marks "never").
+    pub fn now(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64 + 1
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// Traffic counters of one peer.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub tx_packets: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub rx_packets: AtomicU64,
+    pub rx_bytes: AtomicU64,
+}
+
+/// One peer as the packet path sees it.
+#[derive(Debug)]
+pub struct Peer {
+    pub id: PeerId,
+    /// The session packets to this peer are sealed with.
+    pub send: ArcSwapOption<Session>,
+    /// Where the peer's authenticated UDP packets last came from; packets go there.
+    pub endpoint: ArcSwapOption<SocketAddr>,
+    pub traffic: Traffic,
+    pub drops: Drops,
+    /// [`Clock`] time of the last authenticated UDP packet from the peer (0: never).
+    pub last_rx: AtomicU64,
+    /// [`Clock`] time of the last UDP packet to the peer (0: never).
+    pub last_tx: AtomicU64,
+    /// [`Clock`] time of the first UDP packet sent since the peer was last heard (0: none).
+    pub unanswered_since: AtomicU64,
+}
+
+impl Peer {
+    pub fn new(id: PeerId) -> Self {
+        Peer {
+            id,
+            send: ArcSwapOption::empty(),
+            endpoint: ArcSwapOption::empty(),
+            traffic: Traffic::default(),
+            drops: Drops::default(),
+            last_rx: AtomicU64::new(0),
+            last_tx: AtomicU64::new(0),
+            unanswered_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes `packets` UDP packets of `bytes` sent at `now`.
+    pub fn sent(&self, packets: u64, bytes: u64, now: u64) {
+        self.traffic
+            .tx_packets
+            .fetch_add(packets, Ordering::Relaxed);
+        self.traffic.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.last_tx.store(now, Ordering::Relaxed);
+        if self.unanswered_since.load(Ordering::Relaxed) == 0 {
+            self.unanswered_since.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes an authenticated packet of `bytes` (payload) from `from` at `now`.
+    pub fn heard(&self, from: SocketAddr, bytes: u64, now: u64) {
+        self.traffic.rx_packets.fetch_add(1, Ordering::Relaxed);
+        self.traffic.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.last_rx.store(now, Ordering::Relaxed);
+        if self.unanswered_since.load(Ordering::Relaxed) != 0 {
+            self.unanswered_since.store(0, Ordering::Relaxed);
+        }
+        if self.endpoint.load().as_deref() != Some(&from) {
+            self.endpoint.store(Some(Arc::new(from)));
+        }
+    }
+
+    /// Whether the UDP path has gone quiet: packets went out for `dead_after` ms with nothing
+    /// heard back.
+    pub fn path_dead(&self, now: u64, dead_after: u64) -> bool {
+        let since = self.unanswered_since.load(Ordering::Relaxed);
+        since != 0 && now.saturating_sub(since) >= dead_after
+    }
+}
+
+/// A session packets may arrive on, with its peer.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub peer: Arc<Peer>,
+    pub session: Arc<Session>,
+    /// The peer has not used this session yet; its first packet makes it current.
+    pub unconfirmed: bool,
+}
+
+/// What the packet tasks read: routes by overlay address, sessions by receiver index.
+#[derive(Debug, Default)]
+pub struct Table {
+    pub routes: HashMap<Ipv4Addr, Arc<Peer>>,
+    pub receivers: HashMap<u32, Receiver>,
+    /// The overlay network, once this node has an address in it.
+    pub network: Option<ipnet::Ipv4Net>,
+}
+
+/// One peer's figures, as `/v1/peers` shows them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PeerStats {
+    pub peer_id: String,
+    /// `udp <address>` or `none`.
+    pub path: String,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub drops: BTreeMap<String, u64>,
+    /// Seconds since the session in use was made, if there is one.
+    pub handshake_age_secs: Option<u64>,
+}
+
+impl Peer {
+    /// This peer's figures at `now`.
+    pub fn stats(&self, clock: &Clock, dead_after: u64, now: Instant) -> PeerStats {
+        let path = match self.endpoint.load_full() {
+            Some(addr) if !self.path_dead(clock.now(), dead_after) => format!("udp {addr}"),
+            _ => "none".into(),
+        };
+        PeerStats {
+            peer_id: self.id.to_string(),
+            path,
+            tx_packets: self.traffic.tx_packets.load(Ordering::Relaxed),
+            tx_bytes: self.traffic.tx_bytes.load(Ordering::Relaxed),
+            rx_packets: self.traffic.rx_packets.load(Ordering::Relaxed),
+            rx_bytes: self.traffic.rx_bytes.load(Ordering::Relaxed),
+            drops: self.drops.snapshot(),
+            handshake_age_secs: self
+                .send
+                .load()
+                .as_ref()
+                .map(|s| now.saturating_duration_since(s.established).as_secs()),
+        }
+    }
+}

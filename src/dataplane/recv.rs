@@ -1,0 +1,135 @@
+//! Inbound packets, run to completion: UDP receive (many datagrams per call, each possibly a
+//! GRO train of segments) → header check and session lookup in the snapshot → open in place →
+//! replay check → TUN write, consecutive segments of one flow coalesced (GRO) when offloads are
+//! on. Anything malformed, unknown, forged or replayed is counted and dropped; nothing from the
+//! network can make this task panic.
+//!
+//! The one copy on this path: each frame moves from the receive slab into the buffer the TUN
+//! write takes, because GRO coalescing appends segments to it. Decryption then runs in place
+//! there.
+
+use std::io::IoSliceMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quinn_udp::RecvMeta;
+use tokio_util::sync::CancellationToken;
+use tun_rs::GROTable;
+
+use super::Shared;
+use super::frame::{self, HEADER_LEN, Header, OVERHEAD};
+use super::peer::{DropReason, Table};
+use super::send::fatal;
+use super::tun::MAX_SUPER_PACKET;
+use super::udp::RECV_BATCH;
+
+/// Packets handed to one TUN write call.
+const WRITE_BATCH: usize = 64;
+
+// Opened frames keep their header's bytes in front of the packet: room for the virtio header.
+const _: () = assert!(HEADER_LEN >= super::tun::WRITE_HEADROOM);
+
+/// Receives from the data socket until `shutdown`, writing what opens into the TUN.
+pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let datagram = if shared.udp.gro_segments() > 1 {
+        u16::MAX as usize
+    } else {
+        (shared.mtu + OVERHEAD).max(2048)
+    };
+    let mut storage = vec![0u8; datagram * RECV_BATCH];
+    let mut meta = [RecvMeta::default(); RECV_BATCH];
+    let mut out: Vec<Vec<u8>> = (0..WRITE_BATCH)
+        .map(|_| Vec::with_capacity(HEADER_LEN + MAX_SUPER_PACKET + OVERHEAD))
+        .collect();
+    let mut gro = GROTable::default();
+    loop {
+        let received = {
+            let mut slots = storage.chunks_exact_mut(datagram);
+            let mut bufs: [IoSliceMut<'_>; RECV_BATCH] = std::array::from_fn(|_| {
+                IoSliceMut::new(slots.next().expect("the storage has RECV_BATCH slots"))
+            });
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = shared.udp.recv(&mut bufs, &mut meta) => received,
+            }
+        };
+        let n = match received {
+            Ok(n) => n,
+            Err(e) if fatal(&e) => {
+                tracing::error!(error = %e, "UDP receive failed; the data plane stops receiving");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive");
+                continue;
+            }
+        };
+        let table = shared.table.load();
+        let now = shared.clock.now();
+        let mut used = 0;
+        for (k, m) in meta[..n].iter().enumerate() {
+            let datagram = &storage[k * datagram..k * datagram + m.len];
+            let stride = if m.stride == 0 { m.len } else { m.stride };
+            for segment in datagram.chunks(stride.max(1)) {
+                if open(&shared, &table, segment, m.addr, now, &mut out[used]) {
+                    used += 1;
+                }
+                if used == out.len() {
+                    flush(&shared, &mut gro, &mut out[..used]).await;
+                    used = 0;
+                }
+            }
+        }
+        if used > 0 {
+            flush(&shared, &mut gro, &mut out[..used]).await;
+        }
+    }
+}
+
+/// Checks and opens one frame into `buf`; true when `buf` now holds a packet for the TUN at
+/// `buf[HEADER_LEN..]`.
+fn open(
+    shared: &Shared,
+    table: &Table,
+    segment: &[u8],
+    from: SocketAddr,
+    now: u64,
+    buf: &mut Vec<u8>,
+) -> bool {
+    let Ok(header) = Header::parse(segment) else {
+        shared.drops.count(DropReason::Malformed);
+        return false;
+    };
+    let Some(receiver) = table.receivers.get(&header.receiver) else {
+        shared.drops.count(DropReason::UnknownIndex);
+        return false;
+    };
+    let peer = &receiver.peer;
+    buf.clear();
+    buf.extend_from_slice(segment);
+    let Ok((_, len)) = frame::open(&receiver.session.keys.recv, buf) else {
+        peer.drops.count(DropReason::BadTag);
+        return false;
+    };
+    if !receiver.session.accept(header.counter) {
+        peer.drops.count(DropReason::Replay);
+        return false;
+    }
+    peer.heard(from, len as u64, now);
+    if receiver.unconfirmed {
+        let _ = shared.confirm.try_send((peer.id, header.receiver));
+    }
+    if len == 0 {
+        // A keepalive or probe: it proved the path, and carries nothing.
+        return false;
+    }
+    buf.truncate(HEADER_LEN + len);
+    true
+}
+
+async fn flush(shared: &Shared, gro: &mut GROTable, bufs: &mut [Vec<u8>]) {
+    if let Err(e) = shared.tun.write_batch(gro, bufs, HEADER_LEN).await {
+        tracing::debug!(error = %e, "TUN write");
+        shared.drops.count(DropReason::Io);
+    }
+}
