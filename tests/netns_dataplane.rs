@@ -150,3 +150,154 @@ fn transfer(lan: &mut Lan, from: usize, to: usize, address: &str, mib: usize) ->
             .filter(|t| t.len() >= 64)
     })
 }
+
+/// The data plane's figures of host `i` (`/v1/dataplane`).
+fn dataplane(lan: &Lan, i: usize) -> serde_json::Value {
+    let out = lan.weft(&["peers", "--json", "--api", &lan.hosts[i].api()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let peers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::Value::Array(peers.into_iter().map(|p| p["dataplane"].clone()).collect())
+}
+
+/// Waits until every data-plane peer of host `i` uses a path starting with `prefix`.
+fn wait_path(lan: &Lan, i: usize, prefix: &str) {
+    wait_until(
+        DEADLINE,
+        &format!("n{} to use the {prefix} path", i + 1),
+        || {
+            let all = dataplane(lan, i);
+            let paths: Vec<&str> = all
+                .as_array()?
+                .iter()
+                .filter_map(|d| d["path"].as_str())
+                .collect();
+            (!paths.is_empty() && paths.iter().all(|p| p.starts_with(prefix))).then_some(())
+        },
+    );
+}
+
+fn ping(lan: &Lan, from: usize, to: &str) {
+    wait_until(DEADLINE, &format!("n{} to ping {to}", from + 1), || {
+        let out = lan.hosts[from].run("ping", &["-c", "1", "-W", "1", to]);
+        out.status.success().then_some(())
+    });
+}
+
+/// Runs an nftables script in host `i`'s namespace.
+fn nft(lan: &Lan, i: usize, script: &str) {
+    let out = lan.hosts[i].run("bash", &["-c", &format!("nft -f - <<'EOF'\n{script}\nEOF")]);
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn with_udp_blocked_traffic_moves_to_the_libp2p_stream_and_back() {
+    require_netns!();
+    let mut lan = Lan::new(2, WEFT);
+    let overlay = mesh(&mut lan, 2);
+    ping(&lan, 1, &overlay[0]);
+    wait_path(&lan, 0, "udp ");
+    let out = lan.weft(&["peers", "--json", "--api", &lan.hosts[1].api()]);
+    let peers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // n2 sends to n1's data port: the port of its path.
+    let path = peers[0]["dataplane"]["path"].as_str().unwrap().to_string();
+    let n1_port = path.rsplit(':').next().unwrap().to_string();
+
+    // Block n1's data port both ways: every UDP frame to or from it is lost.
+    nft(
+        &lan,
+        0,
+        &format!(
+            "table inet weftblock {{\n chain in {{ type filter hook input priority 0; udp dport {n1_port} drop; }}\n chain out {{ type filter hook output priority 0; udp sport {n1_port} drop; }}\n}}"
+        ),
+    );
+    wait_path(&lan, 0, "libp2p stream");
+    wait_path(&lan, 1, "libp2p stream");
+    ping(&lan, 1, &overlay[0]);
+    ping(&lan, 0, &overlay[1]);
+    let sent = transfer(&mut lan, 1, 0, &overlay[0], 16);
+    let received = lan.hosts[0].dir.join("received.sha256");
+    let got = wait_until(DEADLINE, "the receiver's hash", || {
+        std::fs::read_to_string(&received)
+            .ok()
+            .filter(|t| t.len() >= 64)
+    });
+    assert_eq!(got[..64], sent[..64], "a transfer over the fallback");
+
+    nft(&lan, 0, "delete table inet weftblock");
+    wait_path(&lan, 0, "udp ");
+    wait_path(&lan, 1, "udp ");
+    ping(&lan, 1, &overlay[0]);
+}
+
+#[test]
+fn a_relayed_only_pair_passes_ping_and_tcp() {
+    require_netns!();
+    // n1 (A) and n3 (B) each share a segment with n2 (R) only; R does not forward packets.
+    let mut lan = Lan::segments(3, &[&[0, 1], &[1, 2]], WEFT);
+    let token = lan.new_token();
+    let (a, r, b) = (0, 1, 2);
+    let quiet = ["--no-mdns", "--no-dht"];
+    let mut relay_args = vec![
+        "--token",
+        &token,
+        "--relay",
+        "--listen",
+        "/ip4/0.0.0.0/tcp/4001",
+    ];
+    relay_args.extend(quiet);
+    lan.start_weft(r, &relay_args, &[]);
+    let relay_id = lan.wait_api(r, DEADLINE)["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (host, relay_addr) in [(a, lan.hosts[r].addrs[0]), (b, lan.hosts[r].addrs[1])] {
+        let bootstrap = format!("/ip4/{relay_addr}/tcp/4001/p2p/{relay_id}");
+        let mut args = vec!["--token", &token, "--bootstrap", &bootstrap];
+        args.extend(quiet);
+        lan.start_weft(host, &args, &[]);
+    }
+    let overlay: Vec<String> = [a, b]
+        .iter()
+        .map(|&i| {
+            lan.wait_api(i, DEADLINE);
+            wait_until(DEADLINE, "an overlay address", || {
+                lan.status(i).filter(|s| s["overlay_ip"].is_string())
+            })["overlay_ip"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    ping(&lan, a, &overlay[1]);
+    ping(&lan, b, &overlay[0]);
+    let sent = transfer(&mut lan, a, b, &overlay[1], 16);
+    let received = lan.hosts[b].dir.join("received.sha256");
+    let got = wait_until(DEADLINE, "the receiver's hash", || {
+        std::fs::read_to_string(&received)
+            .ok()
+            .filter(|t| t.len() >= 64)
+    });
+    assert_eq!(
+        got[..64],
+        sent[..64],
+        "a TCP transfer between a relayed pair"
+    );
+    let b_id = lan.status(b).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let view = peers(&lan, a)
+        .into_iter()
+        .find(|p| p["peer_id"] == b_id.as_str())
+        .expect("B is a peer of A");
+    assert_eq!(view["connection"], "relayed", "{view:#}");
+    assert_eq!(view["dataplane"]["path"], "libp2p stream", "{view:#}");
+}

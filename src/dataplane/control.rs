@@ -19,14 +19,14 @@ use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::frame::{self, OVERHEAD};
 use super::peer::{Peer, Receiver, Table};
 use super::router::RouteTable;
 use super::session::{self, Hello, Keyring, Keys, REKEY_AFTER, Session};
+use super::{Shared, fallback};
 use crate::ledger::Ledger;
 use crate::p2p::{InboundRpc, P2pHandle, Service};
 
@@ -60,6 +60,8 @@ struct Entry {
     in_flight: bool,
     last_attempt: Option<Instant>,
     last_probe: u64,
+    /// The task writing the fallback stream to this peer, and when it was started.
+    writer: Option<(JoinHandle<()>, Instant)>,
 }
 
 impl Entry {
@@ -72,6 +74,15 @@ impl Entry {
             in_flight: false,
             last_attempt: None,
             last_probe: 0,
+            writer: None,
+        }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some((writer, _)) = &self.writer {
+            writer.abort();
         }
     }
 }
@@ -102,8 +113,12 @@ impl Control {
             mut inbox,
             mut confirm,
         } = self;
+        let (streams, frames) = p2p.frame_streams();
         let mut state = State {
             me: identity.public().to_peer_id(),
+            streams,
+            frames,
+            shutdown: shutdown.clone(),
             shared,
             identity,
             data_key,
@@ -153,6 +168,9 @@ impl Control {
 
 struct State {
     me: PeerId,
+    streams: libp2p_stream::Control,
+    frames: libp2p::StreamProtocol,
+    shutdown: CancellationToken,
     shared: Arc<Shared>,
     identity: Keypair,
     data_key: [u8; 32],
@@ -294,6 +312,21 @@ impl State {
                 entry.in_flight = true;
                 entry.last_attempt = Some(now);
                 due.push(*id);
+            }
+            let writer_due = match &entry.writer {
+                None => true,
+                Some((task, started)) => {
+                    task.is_finished() && now.duration_since(*started) >= RETRY_AFTER
+                }
+            };
+            if writer_due && entry.ring.sending().is_some() {
+                let task = tokio::spawn(fallback::write(
+                    self.streams.clone(),
+                    self.frames.clone(),
+                    entry.peer.clone(),
+                    self.shutdown.clone(),
+                ));
+                entry.writer = Some((task, now));
             }
         }
         if expired {

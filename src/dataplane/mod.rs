@@ -6,9 +6,11 @@
 //! ([`tun`]) and the UDP socket ([`udp`]). Tasks: one sends (TUN → UDP, [`send`]), one receives
 //! (UDP → TUN, [`recv`]), both run to completion per batch and read the [`peer::Table`] snapshot
 //! the control task ([`control`]) publishes; the control task follows the ledger, makes
-//! sessions over libp2p and keeps paths alive.
+//! sessions over libp2p and keeps paths alive. Without a working UDP path, frames travel on a
+//! libp2p stream instead ([`fallback`]).
 
 mod control;
+mod fallback;
 pub mod frame;
 pub mod peer;
 mod recv;
@@ -137,6 +139,14 @@ impl Dataplane {
         });
         tasks.spawn(send::run(shared.clone(), shutdown.clone()));
         tasks.spawn(recv::run(shared.clone(), shutdown.clone()));
+        let (streams, frames) = p2p.frame_streams();
+        tasks.spawn(fallback::accept(
+            shared.clone(),
+            streams,
+            frames,
+            p2p.clone(),
+            shutdown.clone(),
+        ));
         let control = control::Control {
             shared: shared.clone(),
             identity: identity.clone(),

@@ -14,6 +14,7 @@ use std::time::Instant;
 use arc_swap::ArcSwapOption;
 use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use super::session::Session;
 
@@ -129,6 +130,8 @@ pub struct Peer {
     pub send: ArcSwapOption<Session>,
     /// Where the peer's authenticated UDP packets last came from; packets go there.
     pub endpoint: ArcSwapOption<SocketAddr>,
+    /// The queue of the fallback stream to the peer, while one is open.
+    pub stream: ArcSwapOption<mpsc::Sender<Vec<u8>>>,
     pub traffic: Traffic,
     pub drops: Drops,
     /// [`Clock`] time of the last authenticated UDP packet from the peer (0: never).
@@ -145,6 +148,7 @@ impl Peer {
             id,
             send: ArcSwapOption::empty(),
             endpoint: ArcSwapOption::empty(),
+            stream: ArcSwapOption::empty(),
             traffic: Traffic::default(),
             drops: Drops::default(),
             last_rx: AtomicU64::new(0),
@@ -165,10 +169,24 @@ impl Peer {
         }
     }
 
-    /// Notes an authenticated packet of `bytes` (payload) from `from` at `now`.
-    pub fn heard(&self, from: SocketAddr, bytes: u64, now: u64) {
+    /// Notes frames of `bytes` in all queued for the fallback stream.
+    pub fn sent_stream(&self, packets: u64, bytes: u64) {
+        self.traffic
+            .tx_packets
+            .fetch_add(packets, Ordering::Relaxed);
+        self.traffic.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Notes an authenticated frame with `bytes` of payload from the fallback stream.
+    pub fn heard_stream(&self, bytes: u64) {
         self.traffic.rx_packets.fetch_add(1, Ordering::Relaxed);
         self.traffic.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Notes an authenticated UDP frame with `bytes` of payload from `from` at `now`: the path
+    /// works, and `from` is where the peer is.
+    pub fn heard_udp(&self, from: SocketAddr, bytes: u64, now: u64) {
+        self.heard_stream(bytes);
         self.last_rx.store(now, Ordering::Relaxed);
         if self.unanswered_since.load(Ordering::Relaxed) != 0 {
             self.unanswered_since.store(0, Ordering::Relaxed);
@@ -176,6 +194,15 @@ impl Peer {
         if self.endpoint.load().as_deref() != Some(&from) {
             self.endpoint.store(Some(Arc::new(from)));
         }
+    }
+
+    /// The UDP address to send to, while the path works.
+    pub fn udp_path(&self, now: u64, dead_after: u64) -> Option<SocketAddr> {
+        let endpoint = self.endpoint.load();
+        endpoint
+            .as_deref()
+            .copied()
+            .filter(|_| !self.path_dead(now, dead_after))
     }
 
     /// Whether the UDP path has gone quiet: packets went out for `dead_after` ms with nothing
@@ -208,7 +235,7 @@ pub struct Table {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PeerStats {
     pub peer_id: String,
-    /// `udp <address>` or `none`.
+    /// `udp <address>`, `libp2p stream` (the fallback) or `none`.
     pub path: String,
     pub tx_packets: u64,
     pub tx_bytes: u64,
@@ -222,9 +249,10 @@ pub struct PeerStats {
 impl Peer {
     /// This peer's figures at `now`.
     pub fn stats(&self, clock: &Clock, dead_after: u64, now: Instant) -> PeerStats {
-        let path = match self.endpoint.load_full() {
-            Some(addr) if !self.path_dead(clock.now(), dead_after) => format!("udp {addr}"),
-            _ => "none".into(),
+        let path = match self.udp_path(clock.now(), dead_after) {
+            Some(addr) => format!("udp {addr}"),
+            None if self.stream.load().is_some() => "libp2p stream".into(),
+            None => "none".into(),
         };
         PeerStats {
             peer_id: self.id.to_string(),

@@ -71,7 +71,13 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             let datagram = &storage[k * datagram..k * datagram + m.len];
             let stride = if m.stride == 0 { m.len } else { m.stride };
             for segment in datagram.chunks(stride.max(1)) {
-                if open(&shared, &table, segment, m.addr, now, &mut out[used]) {
+                if open(
+                    &shared,
+                    &table,
+                    segment,
+                    Via::Udp(m.addr, now),
+                    &mut out[used],
+                ) {
                     used += 1;
                 }
                 if used == out.len() {
@@ -86,14 +92,22 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
+/// Where a frame arrived.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Via {
+    /// On the UDP socket from this address, at this [`super::peer::Clock`] time.
+    Udp(SocketAddr, u64),
+    /// On a fallback stream.
+    Stream,
+}
+
 /// Checks and opens one frame into `buf`; true when `buf` now holds a packet for the TUN at
 /// `buf[HEADER_LEN..]`.
-fn open(
+pub(super) fn open(
     shared: &Shared,
     table: &Table,
     segment: &[u8],
-    from: SocketAddr,
-    now: u64,
+    via: Via,
     buf: &mut Vec<u8>,
 ) -> bool {
     let Ok(header) = Header::parse(segment) else {
@@ -115,7 +129,10 @@ fn open(
         peer.drops.count(DropReason::Replay);
         return false;
     }
-    peer.heard(from, len as u64, now);
+    match via {
+        Via::Udp(from, now) => peer.heard_udp(from, len as u64, now),
+        Via::Stream => peer.heard_stream(len as u64),
+    }
     if receiver.unconfirmed {
         let _ = shared.confirm.try_send((peer.id, header.receiver));
     }

@@ -9,16 +9,18 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tun_rs::VIRTIO_NET_HDR_LEN;
 
-use super::Shared;
+use super::control::DEAD_AFTER;
 use super::frame::{self, HEADER_LEN, TAG_LEN};
 use super::peer::{DropReason, Peer};
 use super::router::{icmp_unreachable, ipv4_destination};
 use super::tun::{MAX_SUPER_PACKET, WRITE_HEADROOM};
+use super::{Shared, fallback};
 
 /// Packets one TUN read may yield (a 64 KiB super-packet at MTU 1420 is 47).
 const BATCH: usize = 64;
 /// The most bytes one GSO send may carry (a UDP datagram's payload limit, with margin).
 const MAX_GSO_BYTES: usize = 64_000;
+const DEAD_AFTER_MS: u64 = DEAD_AFTER.as_millis() as u64;
 
 /// Reads the TUN until `shutdown`, sending what it reads.
 pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
@@ -134,28 +136,28 @@ async fn send_runs(
             j += 1;
         }
         let count = (j - i) as u64;
-        let endpoint = peer.endpoint.load();
-        match endpoint.as_deref() {
-            Some(&addr) => {
-                let segments = (count > 1).then_some(segment);
-                match shared
-                    .udp
-                    .send(addr, &slab[start..start + total], segments)
-                    .await
-                {
-                    Ok(()) => peer.sent(count, total as u64, now),
-                    Err(e) => {
-                        tracing::debug!(peer = %peer.id, error = %e, "UDP send");
-                        peer.drops.count(DropReason::Io);
-                    }
+        let frames = &slab[start..start + total];
+        if let Some(addr) = peer.udp_path(now, DEAD_AFTER_MS) {
+            let segments = (count > 1).then_some(segment);
+            match shared.udp.send(addr, frames, segments).await {
+                Ok(()) => peer.sent(count, total as u64, now),
+                Err(e) => {
+                    tracing::debug!(peer = %peer.id, error = %e, "UDP send");
+                    peer.drops.count(DropReason::Io);
                 }
             }
-            None => {
-                for _ in 0..count {
-                    peer.drops.count(DropReason::NoPath);
+        } else if let Some(queue) = peer.stream.load().as_deref() {
+            for frame in frames.chunks(segment) {
+                match queue.try_send(fallback::framed(frame)) {
+                    Ok(()) => peer.sent_stream(1, frame.len() as u64),
+                    Err(_) => peer.drops.count(DropReason::NoPath),
                 }
-                shared.wake.notify_one();
             }
+        } else {
+            for _ in 0..count {
+                peer.drops.count(DropReason::NoPath);
+            }
+            shared.wake.notify_one();
         }
         i = j;
     }

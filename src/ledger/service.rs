@@ -158,7 +158,7 @@ pub(crate) async fn promote_locked(ledger: &Ledger, target_voters: usize) -> Res
 /// The voter count to aim for: as many as the target allows, always odd.
 fn next_voter_count(voters: usize, learners: usize, target: usize) -> usize {
     let possible = (voters + learners).min(target.max(1));
-    if possible % 2 == 0 {
+    if possible.is_multiple_of(2) {
         possible - 1
     } else {
         possible

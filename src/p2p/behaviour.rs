@@ -63,6 +63,8 @@ pub struct Behaviour {
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
+    /// Raw streams: the data plane's fallback path.
+    pub streams: libp2p_stream::Behaviour,
 }
 
 /// Why the behaviour could not be built.
@@ -159,6 +161,7 @@ impl Behaviour {
                 },
             ),
             gossipsub: gossipsub_behaviour(key)?,
+            streams: libp2p_stream::Behaviour::new(),
         })
     }
 }

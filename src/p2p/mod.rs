@@ -142,12 +142,22 @@ impl Shared {
 }
 
 /// A handle on the running control plane.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct P2pHandle {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     gossip: broadcast::Sender<GossipMessage>,
+    streams: libp2p_stream::Control,
+    frames: libp2p::StreamProtocol,
+}
+
+impl std::fmt::Debug for P2pHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("P2pHandle")
+            .field("peer_id", &self.peer_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl P2pHandle {
@@ -206,6 +216,18 @@ impl P2pHandle {
         answer.await.map_err(|_| P2pError::Stopped)?
     }
 
+    /// Raw streams to and from peers, and the protocol name data-plane frames use on them.
+    /// Inbound streams come from any connected peer: check admission before reading.
+    pub fn frame_streams(&self) -> (libp2p_stream::Control, libp2p::StreamProtocol) {
+        (self.streams.clone(), self.frames.clone())
+    }
+
+    /// Whether `peer` is admitted now.
+    pub fn is_admitted(&self, peer: &PeerId) -> bool {
+        let text = peer.to_string();
+        self.shared.peers.load().iter().any(|p| p.peer_id == text)
+    }
+
     /// The requests admitted peers send to `service` on this node; the first caller gets them,
     /// later ones `None`.
     pub fn take_inbox(&self, service: Service) -> Option<mpsc::Receiver<InboundRpc>> {
@@ -227,6 +249,7 @@ pub fn start(
     let shared = Arc::new(Shared::new(inboxes));
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (gossip_tx, _) = broadcast::channel(256);
+    let frames = protocol::Protocols::new(keys.network_id()).frames;
     let node = node::Node::new(
         config,
         keypair,
@@ -244,6 +267,8 @@ pub fn start(
         commands: commands_tx,
         shared,
         gossip: gossip_tx,
+        streams: node.stream_control(),
+        frames,
     };
     let task = tokio::spawn(node.run(shutdown));
     Ok((handle, task))

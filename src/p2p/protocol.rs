@@ -24,6 +24,8 @@ pub struct Protocols {
     pub control: StreamProtocol,
     pub raft: StreamProtocol,
     pub dataplane: StreamProtocol,
+    /// Data-plane frames when no direct UDP path works (a plain stream, not request-response).
+    pub frames: StreamProtocol,
     pub kad: StreamProtocol,
     /// The gossipsub topic (not a stream protocol, but scoped the same way).
     pub gossip_topic: String,
@@ -41,6 +43,7 @@ impl Protocols {
             control: name("control/1"),
             raft: name("raft/1"),
             dataplane: name("dataplane/1"),
+            frames: name("frames/1"),
             kad: name("kad/1"),
             gossip_topic: format!("/weft/{network}/gossip/1"),
         }

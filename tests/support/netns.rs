@@ -369,10 +369,10 @@ impl Lan {
             deadline,
             &format!("{} to answer on its API", self.hosts[i].name),
             || {
-                if let Some(p) = self.processes.iter_mut().rfind(|p| p.host == i) {
-                    if let Ok(Some(status)) = p.child.try_wait() {
-                        panic!("{} exited with {status}:\n{}", p.label, p.log_text());
-                    }
+                if let Some(p) = self.processes.iter_mut().rfind(|p| p.host == i)
+                    && let Ok(Some(status)) = p.child.try_wait()
+                {
+                    panic!("{} exited with {status}:\n{}", p.label, p.log_text());
                 }
                 self.status(i)
             },

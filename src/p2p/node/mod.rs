@@ -226,6 +226,11 @@ impl Node {
         })
     }
 
+    /// A handle that opens and accepts raw streams through this swarm.
+    pub(super) fn stream_control(&self) -> libp2p_stream::Control {
+        self.swarm.behaviour().streams.new_control()
+    }
+
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // Without peer exchange the timer still runs, but only far apart and to no effect.
