@@ -13,6 +13,8 @@ declare -A wanted=(
   [kill]=procps
   [nft]=nftables
   [nc]=netcat-openbsd
+  [tcpdump]=tcpdump
+  [curl]=curl
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

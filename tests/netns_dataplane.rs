@@ -301,3 +301,112 @@ fn a_relayed_only_pair_passes_ping_and_tcp() {
     assert_eq!(view["connection"], "relayed", "{view:#}");
     assert_eq!(view["dataplane"]["path"], "libp2p stream", "{view:#}");
 }
+
+/// The figures of host `i`'s data plane (`GET /v1/dataplane`, through `weft peers --json` and
+/// `weft status`'s API).
+fn dataplane_stats(lan: &Lan, i: usize) -> serde_json::Value {
+    let socket = lan.hosts[i].api_socket();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--unix-socket", socket.to_str().unwrap()])
+        .arg("http://weft/v1/dataplane")
+        .output()
+        .expect("curl runs");
+    serde_json::from_slice(&out.stdout).expect("dataplane JSON")
+}
+
+/// `count` of the drop counter `reason` in a drops object (0 when absent).
+fn drops(v: &serde_json::Value, reason: &str) -> u64 {
+    v["drops"][reason].as_u64().unwrap_or(0)
+}
+
+/// The bytes of one IPv4 packet printed by `tcpdump -x`.
+fn tcpdump_bytes(text: &str) -> Vec<u8> {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("0x")?.split_once(':'))
+        .flat_map(|(_, hex)| hex.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|group| {
+            (0..group.len())
+                .step_by(2)
+                .map(move |k| u8::from_str_radix(&group[k..k + 2], 16).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A bash statement that sends `payload` as one UDP datagram to `to`, `times` times.
+fn udp_send(payload: &[u8], to: &str, times: usize) -> String {
+    let escaped: String = payload.iter().map(|b| format!("\\x{b:02x}")).collect();
+    let (host, port) = to.rsplit_once(':').unwrap();
+    format!("for i in $(seq {times}); do printf '{escaped}' > /dev/udp/{host}/{port}; done\n")
+}
+
+#[test]
+fn forged_truncated_and_replayed_packets_change_only_drop_counters() {
+    require_netns!();
+    let mut lan = Lan::new(2, WEFT);
+    let overlay = mesh(&mut lan, 2);
+    ping(&lan, 1, &overlay[0]);
+    wait_path(&lan, 1, "udp ");
+    let n1_data = peers(&lan, 1)[0]["dataplane"]["path"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("udp ")
+        .to_string();
+    let port = n1_data.rsplit_once(':').unwrap().1.to_string();
+
+    // Capture one real frame from n2 to n1 (a ping, larger than a keepalive).
+    lan.spawn(
+        1,
+        "ping",
+        std::path::Path::new("ping"),
+        &["-c", "100", "-i", "0.2", &overlay[0]],
+        &[],
+    );
+    let filter = format!("udp dst port {port} and greater 100");
+    let out = lan.hosts[0].run(
+        "timeout",
+        &["20", "tcpdump", "-i", "eth0", "-c", "1", "-x", "-n", "-Q", "in", &filter],
+    );
+    let packet = tcpdump_bytes(&String::from_utf8_lossy(&out.stdout));
+    let header = usize::from(packet[0] & 0x0f) * 4 + 8;
+    let frame = packet[header..].to_vec();
+    assert_eq!(frame[0], 4, "a data frame: {frame:02x?}");
+
+    let before = dataplane_stats(&lan, 0);
+    let path_before = peers(&lan, 0)[0]["dataplane"]["path"].clone();
+    let mut tag = frame.clone();
+    *tag.last_mut().unwrap() ^= 1;
+    let mut body = frame.clone();
+    body[20] ^= 0x80;
+    let mut index = frame.clone();
+    for b in &mut index[4..8] {
+        *b ^= 0xff;
+    }
+    let mut kind = frame.clone();
+    kind[0] = 9;
+    let mut reserved = frame.clone();
+    reserved[2] = 1;
+    const N: u64 = 20;
+    let mut script = String::new();
+    for payload in [&frame, &tag, &body, &index, &kind, &reserved, &frame[..20].to_vec()] {
+        script.push_str(&udp_send(payload, &n1_data, N as usize));
+    }
+    let out = lan.hosts[1].run("bash", &["-c", &script]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let after = wait_until(DEADLINE, "n1 to count every forged datagram", || {
+        let now = dataplane_stats(&lan, 0);
+        let peer = &now["peers"][0];
+        let peer_before = &before["peers"][0];
+        let counted = drops(&now, "malformed") >= drops(&before, "malformed") + 3 * N
+            && drops(&now, "unknown_index") >= drops(&before, "unknown_index") + N
+            && drops(peer, "bad_tag") >= drops(peer_before, "bad_tag") + 2 * N
+            && drops(peer, "replay") >= drops(peer_before, "replay") + N;
+        counted.then_some(now)
+    });
+    // Nothing else moved: the path is the same, and the overlay still works.
+    assert_eq!(peers(&lan, 0)[0]["dataplane"]["path"], path_before);
+    assert_eq!(drops(&after["peers"][0], "replay"), drops(&before["peers"][0], "replay") + N);
+    ping(&lan, 1, &overlay[0]);
+    ping(&lan, 0, &overlay[1]);
+}
