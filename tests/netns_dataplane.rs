@@ -323,7 +323,11 @@ fn drops(v: &serde_json::Value, reason: &str) -> u64 {
 fn tcpdump_bytes(text: &str) -> Vec<u8> {
     text.lines()
         .filter_map(|l| l.trim_start().strip_prefix("0x")?.split_once(':'))
-        .flat_map(|(_, hex)| hex.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|(_, hex)| {
+            hex.split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .flat_map(|group| {
             (0..group.len())
                 .step_by(2)
@@ -365,7 +369,9 @@ fn forged_truncated_and_replayed_packets_change_only_drop_counters() {
     let filter = format!("udp dst port {port} and greater 100");
     let out = lan.hosts[0].run(
         "timeout",
-        &["20", "tcpdump", "-i", "eth0", "-c", "1", "-x", "-n", "-Q", "in", &filter],
+        &[
+            "20", "tcpdump", "-i", "eth0", "-c", "1", "-x", "-n", "-Q", "in", &filter,
+        ],
     );
     let packet = tcpdump_bytes(&String::from_utf8_lossy(&out.stdout));
     let header = usize::from(packet[0] & 0x0f) * 4 + 8;
@@ -388,11 +394,23 @@ fn forged_truncated_and_replayed_packets_change_only_drop_counters() {
     reserved[2] = 1;
     const N: u64 = 20;
     let mut script = String::new();
-    for payload in [&frame, &tag, &body, &index, &kind, &reserved, &frame[..20].to_vec()] {
+    for payload in [
+        &frame,
+        &tag,
+        &body,
+        &index,
+        &kind,
+        &reserved,
+        &frame[..20].to_vec(),
+    ] {
         script.push_str(&udp_send(payload, &n1_data, N as usize));
     }
     let out = lan.hosts[1].run("bash", &["-c", &script]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let after = wait_until(DEADLINE, "n1 to count every forged datagram", || {
         let now = dataplane_stats(&lan, 0);
@@ -406,7 +424,10 @@ fn forged_truncated_and_replayed_packets_change_only_drop_counters() {
     });
     // Nothing else moved: the path is the same, and the overlay still works.
     assert_eq!(peers(&lan, 0)[0]["dataplane"]["path"], path_before);
-    assert_eq!(drops(&after["peers"][0], "replay"), drops(&before["peers"][0], "replay") + N);
+    assert_eq!(
+        drops(&after["peers"][0], "replay"),
+        drops(&before["peers"][0], "replay") + N
+    );
     ping(&lan, 1, &overlay[0]);
     ping(&lan, 0, &overlay[1]);
 }
