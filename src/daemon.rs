@@ -181,6 +181,7 @@ fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfi
         auth_timeout: AUTH_TIMEOUT,
         block_duration: settings.block_duration,
         peer_exchange_interval: Some(PEER_EXCHANGE_INTERVAL),
+        overlay: Some(settings.cidr),
     }
 }
 

@@ -52,6 +52,10 @@ pub struct P2pConfig {
     /// How often admitted peers are asked which members they know; `None` turns asking off
     /// (the node still answers), leaving discovery to mDNS, bootstrap and the DHT.
     pub peer_exchange_interval: Option<Duration>,
+    /// The overlay pool: addresses in it are reachable only through the data plane, so peers'
+    /// addresses there are never dialled or shared (the control plane must not ride the
+    /// overlay it sets up).
+    pub overlay: Option<ipnet::Ipv4Net>,
 }
 
 /// A gossip message that opened with the network's key, from an admitted peer.

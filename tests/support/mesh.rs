@@ -129,6 +129,7 @@ async fn start_keyed(
         auth_timeout: Duration::from_secs(10),
         block_duration: Duration::from_secs(60),
         peer_exchange_interval,
+        overlay: None,
     };
     let stop = CancellationToken::new();
     let mut registry = Registry::default();

@@ -398,8 +398,13 @@ impl Node {
                 self.metrics.libp2p.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
                     let relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
-                    self.peers
-                        .identified(peer_id, info.listen_addrs.clone(), relay);
+                    let addrs = info
+                        .listen_addrs
+                        .iter()
+                        .filter(|a| !in_overlay(a, self.config.overlay))
+                        .cloned()
+                        .collect();
+                    self.peers.identified(peer_id, addrs, relay);
                     if self.admission.is_admitted(&peer_id) {
                         self.add_to_routing(peer_id);
                     }
@@ -477,5 +482,28 @@ fn dial_opts_for(addr: &Multiaddr) -> DialOpts {
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build(),
         _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+    }
+}
+
+/// Whether `addr` is an IPv4 address inside the overlay pool.
+fn in_overlay(addr: &Multiaddr, overlay: Option<ipnet::Ipv4Net>) -> bool {
+    overlay.is_some_and(|pool| {
+        addr.iter()
+            .any(|p| matches!(p, Protocol::Ip4(ip) if pool.contains(&ip)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_addresses_inside_the_overlay_pool_are_set_aside() {
+        let pool = Some("10.1.0.0/24".parse().unwrap());
+        let addr = |s: &str| s.parse::<Multiaddr>().unwrap();
+        assert!(in_overlay(&addr("/ip4/10.1.0.7/tcp/4001"), pool));
+        assert!(!in_overlay(&addr("/ip4/10.99.0.7/tcp/4001"), pool));
+        assert!(!in_overlay(&addr("/ip6/::1/tcp/4001"), pool));
+        assert!(!in_overlay(&addr("/ip4/10.1.0.7/tcp/4001"), None));
     }
 }
