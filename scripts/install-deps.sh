@@ -15,6 +15,7 @@ declare -A wanted=(
   [nc]=netcat-openbsd
   [tcpdump]=tcpdump
   [curl]=curl
+  [miniupnpd]=miniupnpd-nftables
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

@@ -21,17 +21,36 @@ fn mesh(lan: &mut Lan, n: usize) -> Vec<String> {
         }
         lan.start_weft(i, &args, &[]);
     }
-    (0..n)
-        .map(|i| {
-            lan.wait_api(i, DEADLINE);
-            let status = wait_until(
-                DEADLINE,
-                &format!("n{} to get an overlay address", i + 1),
-                || lan.status(i).filter(|s| s["overlay_ip"].is_string()),
-            );
-            status["overlay_ip"].as_str().unwrap().to_string()
-        })
-        .collect()
+    settled(lan, &(0..n).collect::<Vec<_>>())
+}
+
+/// Waits until `hosts` all report one cluster and distinct overlay addresses (nodes started
+/// together may first form clusters apart, then merge and change address), and returns those
+/// addresses in `hosts` order.
+fn settled(lan: &mut Lan, hosts: &[usize]) -> Vec<String> {
+    for &i in hosts {
+        lan.wait_api(i, DEADLINE);
+    }
+    wait_until(
+        DEADLINE,
+        "one cluster with distinct overlay addresses",
+        || {
+            let statuses: Vec<serde_json::Value> = hosts
+                .iter()
+                .map(|&i| lan.status(i))
+                .collect::<Option<_>>()?;
+            let addresses: Vec<String> = statuses
+                .iter()
+                .map(|s| s["overlay_ip"].as_str().map(str::to_string))
+                .collect::<Option<_>>()?;
+            let clusters: std::collections::BTreeSet<&str> = statuses
+                .iter()
+                .filter_map(|s| s["ledger"]["cluster_id"].as_str())
+                .collect();
+            let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
+            (clusters.len() == 1 && distinct.len() == hosts.len()).then_some(addresses)
+        },
+    )
 }
 
 fn peers(lan: &Lan, i: usize) -> Vec<serde_json::Value> {
@@ -134,7 +153,7 @@ fn transfer(lan: &mut Lan, from: usize, to: usize, address: &str, mib: usize) ->
     });
     let sent = lan.hosts[from].dir.join("sent.sha256");
     let source = format!(
-        "set -o pipefail; head -c {bytes} /dev/urandom | tee >(sha256sum > {sent}) | timeout 300 nc -N {address} 7000",
+        "set -o pipefail; head -c {bytes} /dev/urandom | tee >(sha256sum > {sent}) | timeout 300 nc -v -N {address} 7000",
         bytes = mib << 20,
         sent = sent.display(),
     );
@@ -264,18 +283,8 @@ fn a_relayed_only_pair_passes_ping_and_tcp() {
         args.extend(quiet);
         lan.start_weft(host, &args, &[]);
     }
-    let overlay: Vec<String> = [a, b]
-        .iter()
-        .map(|&i| {
-            lan.wait_api(i, DEADLINE);
-            wait_until(DEADLINE, "an overlay address", || {
-                lan.status(i).filter(|s| s["overlay_ip"].is_string())
-            })["overlay_ip"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let all = settled(&mut lan, &[a, r, b]);
+    let overlay = [all[0].clone(), all[2].clone()];
     ping(&lan, a, &overlay[1]);
     ping(&lan, b, &overlay[0]);
     let sent = transfer(&mut lan, a, b, &overlay[1], 16);
@@ -337,11 +346,13 @@ fn tcpdump_bytes(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A bash statement that sends `payload` as one UDP datagram to `to`, `times` times.
-fn udp_send(payload: &[u8], to: &str, times: usize) -> String {
-    let escaped: String = payload.iter().map(|b| format!("\\x{b:02x}")).collect();
+/// Bash statements that send `payload` as one UDP datagram to `to`, `times` times. The bytes go
+/// through a file: `printf` straight into the socket may write (and so send) in pieces.
+fn udp_send(payload: &[u8], to: &str, times: usize, file: &std::path::Path) -> String {
+    std::fs::write(file, payload).unwrap();
     let (host, port) = to.rsplit_once(':').unwrap();
-    format!("for i in $(seq {times}); do printf '{escaped}' > /dev/udp/{host}/{port}; done\n")
+    let file = file.display();
+    format!("for i in $(seq {times}); do cat {file} > /dev/udp/{host}/{port}; done\n")
 }
 
 #[test]
@@ -394,16 +405,11 @@ fn forged_truncated_and_replayed_packets_change_only_drop_counters() {
     reserved[2] = 1;
     const N: u64 = 20;
     let mut script = String::new();
-    for payload in [
-        &frame,
-        &tag,
-        &body,
-        &index,
-        &kind,
-        &reserved,
-        &frame[..20].to_vec(),
-    ] {
-        script.push_str(&udp_send(payload, &n1_data, N as usize));
+    let truncated = frame[..20].to_vec();
+    let forged = [&frame, &tag, &body, &index, &kind, &reserved, &truncated];
+    for (k, payload) in forged.into_iter().enumerate() {
+        let file = lan.hosts[1].dir.join(format!("forged{k}.bin"));
+        script.push_str(&udp_send(payload, &n1_data, N as usize, &file));
     }
     let out = lan.hosts[1].run("bash", &["-c", &script]);
     assert!(
@@ -430,4 +436,103 @@ fn forged_truncated_and_replayed_packets_change_only_drop_counters() {
     );
     ping(&lan, 1, &overlay[0]);
     ping(&lan, 0, &overlay[1]);
+}
+
+/// Whether `program` runs here.
+fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok()
+}
+
+#[test]
+fn a_node_behind_a_upnp_gateway_maps_its_data_port_and_removes_the_mapping_on_exit() {
+    require_netns!();
+    if !installed("miniupnpd") {
+        support::netns::report_skip("miniupnpd (miniupnpd-nftables) is not installed");
+        return;
+    }
+    // n1 sits on the LAN (segment 0) behind n2, a NAT gateway whose WAN side is segment 1.
+    let mut lan = Lan::segments(2, &[&[0, 1], &[1]], WEFT);
+    let (node, gateway) = (0, 1);
+    let gw = lan.hosts[gateway].clone();
+    gw.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+    nft(
+        &lan,
+        gateway,
+        "table inet filter {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; oifname \"eth1\" masquerade; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}",
+    );
+    // miniupnpd refuses private external addresses; it only reports this one (documentation
+    // of the mapping), nothing is ever sent to it.
+    const EXTERNAL: &str = "11.22.33.44";
+    let conf = gw.dir.join("miniupnpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "ext_ifname=eth1\next_ip={EXTERNAL}\nlistening_ip=eth0\nenable_natpmp=no\nenable_upnp=yes\nsecure_mode=yes\nallow 1024-65535 10.99.0.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
+        ),
+    )
+    .unwrap();
+    let pidfile = gw.dir.join("miniupnpd.pid");
+    lan.spawn(
+        gateway,
+        "miniupnpd",
+        std::path::Path::new("miniupnpd"),
+        &[
+            "-d",
+            "-f",
+            conf.to_str().unwrap(),
+            "-P",
+            pidfile.to_str().unwrap(),
+        ],
+        &[],
+    );
+    // SSDP goes to a multicast group: route it onto the LAN, as a default route would.
+    support::netns::ip(&[
+        "-n",
+        &lan.hosts[node].netns,
+        "route",
+        "add",
+        "224.0.0.0/4",
+        "dev",
+        "eth0",
+    ]);
+    let token = lan.new_token();
+    let weft = lan.start_weft(
+        node,
+        &["--token", &token, "--no-dht", "--data-port", "40123"],
+        &[],
+    );
+    lan.wait_api(node, DEADLINE);
+    let expected = format!("{EXTERNAL}:40123");
+    wait_until(DEADLINE, "the UPnP mapping of the data port", || {
+        (dataplane_stats(&lan, node)["upnp"] == expected.as_str()).then_some(())
+    });
+    let rules = || {
+        let out = gw.run(
+            "nft",
+            &["list", "chain", "inet", "filter", "prerouting_miniupnpd"],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mapped = rules();
+    assert!(
+        mapped.contains("40123") && mapped.contains(&lan.hosts[node].addr.to_string()),
+        "the gateway forwards the port to the node: {mapped}"
+    );
+    lan.processes[weft].signal("TERM");
+    lan.processes[weft].wait_exit(DEADLINE).expect("weft stops");
+    assert!(
+        !rules().contains("40123"),
+        "the mapping is removed: {}",
+        rules()
+    );
 }

@@ -258,26 +258,15 @@ impl State {
         }));
     }
 
-    /// UDP addresses this node's data plane may be reached at: the addresses libp2p listens on
-    /// (interfaces, not loopback, not the overlay) with the data port.
+    /// This node's UDP candidates now.
     fn candidates(&self) -> Vec<SocketAddr> {
-        let port = self.shared.udp.port();
-        let mut out: Vec<SocketAddr> = self
-            .p2p
-            .listen_addrs()
-            .iter()
-            .filter_map(|addr| match addr.iter().next()? {
-                Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
-                Protocol::Ip6(ip) if !ip.is_unicast_link_local() => Some(IpAddr::V6(ip)),
-                _ => None,
-            })
-            .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
-            .filter(|ip| !matches!(ip, IpAddr::V4(v4) if self.pool.contains(v4)))
-            .map(|ip| SocketAddr::new(ip, port))
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+        candidates(
+            &self.p2p.listen_addrs(),
+            &self.p2p.observed_ips(),
+            self.shared.upnp.load().as_deref().copied(),
+            self.shared.udp.port(),
+            self.pool,
+        )
     }
 
     /// Starts handshakes that are due, and probes and keeps paths alive.
@@ -466,6 +455,36 @@ impl State {
     }
 }
 
+/// UDP addresses a data plane on `port` may be reached at: the IPs libp2p listens on
+/// (interfaces) and those peers observed it at (right behind NATs that keep the port), without
+/// loopback, link-local IPv6 or the overlay `pool`, and the UPnP mapping.
+fn candidates(
+    listen: &[libp2p::Multiaddr],
+    observed: &[IpAddr],
+    upnp: Option<SocketAddr>,
+    port: u16,
+    pool: ipnet::Ipv4Net,
+) -> Vec<SocketAddr> {
+    let listening = listen.iter().filter_map(|addr| match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    });
+    let mut out: Vec<SocketAddr> = listening
+        .chain(observed.iter().copied())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !pool.contains(v4),
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+        })
+        .map(|ip| SocketAddr::new(ip, port))
+        .chain(upnp)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 async fn initiate(
     p2p: &P2pHandle,
     identity: &Keypair,
@@ -484,4 +503,43 @@ async fn initiate(
     let keys =
         session::finish(identity, data_key, &peer, pending, &answer).map_err(|e| e.to_string())?;
     Ok((keys, answer.candidates))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_are_interfaces_observed_addresses_and_the_mapping_never_the_overlay() {
+        let listen: Vec<libp2p::Multiaddr> = [
+            "/ip4/10.99.0.3/tcp/4001",
+            "/ip4/10.99.0.3/udp/4001/quic-v1",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/10.1.0.9/tcp/4001",
+            "/ip6/fe80::1/tcp/4001",
+            "/ip6/2001:db8::3/tcp/4001",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let observed = ["198.51.100.7".parse().unwrap(), "10.1.0.9".parse().unwrap()];
+        let upnp = Some("203.0.113.1:61000".parse().unwrap());
+        let got = candidates(
+            &listen,
+            &observed,
+            upnp,
+            51820,
+            "10.1.0.0/24".parse().unwrap(),
+        );
+        let want: Vec<SocketAddr> = [
+            "10.99.0.3:51820",
+            "198.51.100.7:51820",
+            "203.0.113.1:61000",
+            "[2001:db8::3]:51820",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(got, want);
+    }
 }

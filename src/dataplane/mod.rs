@@ -20,6 +20,7 @@ mod send;
 pub mod session;
 pub mod tun;
 pub mod udp;
+mod upnp;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     wake: Notify,
     /// The packet path saw a peer use an answered session.
     confirm: mpsc::Sender<(libp2p::PeerId, u32)>,
+    /// The data port's external address on the LAN's UPnP gateway, while mapped.
+    upnp: arc_swap::ArcSwapOption<std::net::SocketAddr>,
 }
 
 /// A handle on the running data plane.
@@ -96,6 +99,8 @@ pub struct DataplaneStats {
     pub udp_port: u16,
     pub udp_gso_segments: usize,
     pub udp_gro_segments: usize,
+    /// The data port's external address on the LAN's UPnP gateway, while mapped.
+    pub upnp: Option<String>,
     /// Drops not attributable to a peer (malformed frames, unknown indexes, no route).
     pub drops: std::collections::BTreeMap<String, u64>,
     pub peers: Vec<PeerStats>,
@@ -136,7 +141,9 @@ impl Dataplane {
             drops: Drops::default(),
             wake: Notify::new(),
             confirm: confirm_tx,
+            upnp: arc_swap::ArcSwapOption::empty(),
         });
+        tasks.spawn(upnp::run(shared.clone(), shutdown.clone()));
         tasks.spawn(send::run(shared.clone(), shutdown.clone()));
         tasks.spawn(recv::run(shared.clone(), shutdown.clone()));
         let (streams, frames) = p2p.frame_streams();
@@ -187,6 +194,7 @@ impl Dataplane {
             udp_port: shared.udp.port(),
             udp_gso_segments: shared.udp.max_segments(),
             udp_gro_segments: shared.udp.gro_segments(),
+            upnp: shared.upnp.load().as_deref().map(|a| a.to_string()),
             drops: shared.drops.snapshot(),
             peers,
         }

@@ -129,6 +129,8 @@ pub(crate) struct Shared {
     pub peers: ArcSwap<Vec<PeerView>>,
     pub listen: ArcSwap<Vec<Multiaddr>>,
     pub reachability: ArcSwap<String>,
+    /// IPs admitted peers observed this node at, newest first.
+    pub observed: ArcSwap<Vec<std::net::IpAddr>>,
     /// Where inbound requests wait for their service, until it takes the receiver (one per
     /// [`Service`], in [`Service::ALL`] order).
     pub inboxes: [std::sync::Mutex<Option<mpsc::Receiver<InboundRpc>>>; 2],
@@ -140,6 +142,7 @@ impl Shared {
             peers: ArcSwap::default(),
             listen: ArcSwap::default(),
             reachability: ArcSwap::from_pointee("unknown".to_string()),
+            observed: ArcSwap::default(),
             inboxes: inboxes.map(|inbox| std::sync::Mutex::new(Some(inbox))),
         }
     }
@@ -178,6 +181,12 @@ impl P2pHandle {
     /// The addresses the swarm listens on (with OS-chosen ports resolved).
     pub fn listen_addrs(&self) -> Arc<Vec<Multiaddr>> {
         self.shared.listen.load_full()
+    }
+
+    /// The IPs admitted peers observed this node at (identify), newest first: behind a NAT, the
+    /// public address.
+    pub fn observed_ips(&self) -> Arc<Vec<std::net::IpAddr>> {
+        self.shared.observed.load_full()
     }
 
     /// AutoNAT's verdict on this node's reachability (`unknown`, `public`, `private`).

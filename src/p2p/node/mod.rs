@@ -135,6 +135,8 @@ pub(super) struct Channels {
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<Vec<u8>, P2pError>>;
+/// How many addresses peers observed this node at are kept.
+const MAX_OBSERVED: usize = 4;
 type OpaqueChannel = request_response::ResponseChannel<Opaque>;
 /// A service's answer to an inbound request (`None`: it dropped the request), and where it goes.
 type Answer = (Service, Option<Vec<u8>>, OpaqueChannel);
@@ -224,6 +226,28 @@ impl Node {
             pending: HashMap::new(),
             answers: FuturesUnordered::new(),
         })
+    }
+
+    /// An admitted peer saw this node at `addr`: remember its IP (newest first, a few), for the
+    /// data plane's candidates.
+    fn observed(&mut self, addr: &Multiaddr) {
+        let ip = match addr.iter().next() {
+            Some(Protocol::Ip4(ip)) if !in_overlay(addr, self.config.overlay) => {
+                std::net::IpAddr::V4(ip)
+            }
+            Some(Protocol::Ip6(ip)) => std::net::IpAddr::V6(ip),
+            _ => return,
+        };
+        if ip.is_loopback() || ip.is_unspecified() {
+            return;
+        }
+        let current = self.shared.observed.load();
+        if current.first() == Some(&ip) {
+            return;
+        }
+        let mut next = vec![ip];
+        next.extend(current.iter().filter(|&&o| o != ip).take(MAX_OBSERVED - 1));
+        self.shared.observed.store(Arc::new(next));
     }
 
     /// A handle that opens and accepts raw streams through this swarm.
@@ -405,6 +429,9 @@ impl Node {
                         .cloned()
                         .collect();
                     self.peers.identified(peer_id, addrs, relay);
+                    if self.admission.is_admitted(&peer_id) {
+                        self.observed(&info.observed_addr);
+                    }
                     if self.admission.is_admitted(&peer_id) {
                         self.add_to_routing(peer_id);
                     }
