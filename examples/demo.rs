@@ -52,21 +52,7 @@ fn main() -> ExitCode {
     println!(
         "waiting for the ledger to form one cluster and give every node an overlay address..."
     );
-    // Nodes started together may first form clusters apart; they merge, and addresses settle.
-    let overlay: Vec<String> = wait_until(DEADLINE, "one cluster and an address each", || {
-        let statuses: Vec<serde_json::Value> =
-            (0..NODES).map(|i| lan.status(i)).collect::<Option<_>>()?;
-        let addresses: Vec<String> = statuses
-            .iter()
-            .map(|s| s["overlay_ip"].as_str().map(str::to_string))
-            .collect::<Option<_>>()?;
-        let clusters: std::collections::BTreeSet<&str> = statuses
-            .iter()
-            .filter_map(|s| s["ledger"]["cluster_id"].as_str())
-            .collect();
-        let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
-        (clusters.len() == 1 && distinct.len() == NODES).then_some(addresses)
-    });
+    let overlay = lan.settled_addresses(&(0..NODES).collect::<Vec<_>>(), DEADLINE);
     println!("pinging every node from every other over the encrypted overlay...");
     for i in 0..NODES {
         for j in (0..NODES).filter(|&j| j != i) {

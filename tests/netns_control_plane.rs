@@ -71,26 +71,7 @@ fn two_nodes_without_a_route_between_them_become_peers_through_a_relay() {
     let mut lan = Lan::segments(3, &[&[0, 1], &[1, 2]], WEFT);
     let token = lan.new_token();
     let (a, r, b) = (0, 1, 2);
-    let quiet = ["--no-mdns", "--no-dht"];
-    let mut relay_args = vec![
-        "--token",
-        &token,
-        "--relay",
-        "--listen",
-        "/ip4/0.0.0.0/tcp/4001",
-    ];
-    relay_args.extend(quiet);
-    lan.start_weft(r, &relay_args, &[]);
-    let relay_id = lan.wait_api(r, DEADLINE)["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for (host, relay_addr) in [(a, lan.hosts[r].addrs[0]), (b, lan.hosts[r].addrs[1])] {
-        let bootstrap = format!("/ip4/{relay_addr}/tcp/4001/p2p/{relay_id}");
-        let mut args = vec!["--token", &token, "--bootstrap", &bootstrap];
-        args.extend(quiet);
-        lan.start_weft(host, &args, &[]);
-    }
+    let relay_id = lan.start_relayed(&token, (a, r, b), &["--no-mdns", "--no-dht"], DEADLINE);
     let b_id = lan.wait_api(b, DEADLINE)["peer_id"]
         .as_str()
         .unwrap()

@@ -21,36 +21,7 @@ fn mesh(lan: &mut Lan, n: usize) -> Vec<String> {
         }
         lan.start_weft(i, &args, &[]);
     }
-    settled(lan, &(0..n).collect::<Vec<_>>())
-}
-
-/// Waits until `hosts` all report one cluster and distinct overlay addresses (nodes started
-/// together may first form clusters apart, then merge and change address), and returns those
-/// addresses in `hosts` order.
-fn settled(lan: &mut Lan, hosts: &[usize]) -> Vec<String> {
-    for &i in hosts {
-        lan.wait_api(i, DEADLINE);
-    }
-    wait_until(
-        DEADLINE,
-        "one cluster with distinct overlay addresses",
-        || {
-            let statuses: Vec<serde_json::Value> = hosts
-                .iter()
-                .map(|&i| lan.status(i))
-                .collect::<Option<_>>()?;
-            let addresses: Vec<String> = statuses
-                .iter()
-                .map(|s| s["overlay_ip"].as_str().map(str::to_string))
-                .collect::<Option<_>>()?;
-            let clusters: std::collections::BTreeSet<&str> = statuses
-                .iter()
-                .filter_map(|s| s["ledger"]["cluster_id"].as_str())
-                .collect();
-            let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
-            (clusters.len() == 1 && distinct.len() == hosts.len()).then_some(addresses)
-        },
-    )
+    lan.settled_addresses(&(0..n).collect::<Vec<_>>(), DEADLINE)
 }
 
 fn peers(lan: &Lan, i: usize) -> Vec<serde_json::Value> {
@@ -263,27 +234,8 @@ fn a_relayed_only_pair_passes_ping_and_tcp() {
     let mut lan = Lan::segments(3, &[&[0, 1], &[1, 2]], WEFT);
     let token = lan.new_token();
     let (a, r, b) = (0, 1, 2);
-    let quiet = ["--no-mdns", "--no-dht"];
-    let mut relay_args = vec![
-        "--token",
-        &token,
-        "--relay",
-        "--listen",
-        "/ip4/0.0.0.0/tcp/4001",
-    ];
-    relay_args.extend(quiet);
-    lan.start_weft(r, &relay_args, &[]);
-    let relay_id = lan.wait_api(r, DEADLINE)["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for (host, relay_addr) in [(a, lan.hosts[r].addrs[0]), (b, lan.hosts[r].addrs[1])] {
-        let bootstrap = format!("/ip4/{relay_addr}/tcp/4001/p2p/{relay_id}");
-        let mut args = vec!["--token", &token, "--bootstrap", &bootstrap];
-        args.extend(quiet);
-        lan.start_weft(host, &args, &[]);
-    }
-    let all = settled(&mut lan, &[a, r, b]);
+    lan.start_relayed(&token, (a, r, b), &["--no-mdns", "--no-dht"], DEADLINE);
+    let all = lan.settled_addresses(&[a, r, b], DEADLINE);
     let overlay = [all[0].clone(), all[2].clone()];
     ping(&lan, a, &overlay[1]);
     ping(&lan, b, &overlay[0]);

@@ -379,6 +379,68 @@ impl Lan {
         )
     }
 
+    /// Waits until `hosts` all report one cluster and distinct overlay addresses, and returns
+    /// those addresses in `hosts` order. Nodes started together may first form clusters apart,
+    /// then merge and change address: overlay addresses mean something only once this holds.
+    pub fn settled_addresses(&mut self, hosts: &[usize], deadline: Duration) -> Vec<String> {
+        for &i in hosts {
+            self.wait_api(i, deadline);
+        }
+        wait_until(
+            deadline,
+            "one cluster with distinct overlay addresses",
+            || {
+                let statuses: Vec<serde_json::Value> = hosts
+                    .iter()
+                    .map(|&i| self.status(i))
+                    .collect::<Option<_>>()?;
+                let addresses: Vec<String> = statuses
+                    .iter()
+                    .map(|s| s["overlay_ip"].as_str().map(str::to_string))
+                    .collect::<Option<_>>()?;
+                let clusters: std::collections::BTreeSet<&str> = statuses
+                    .iter()
+                    .filter_map(|s| s["ledger"]["cluster_id"].as_str())
+                    .collect();
+                let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
+                (clusters.len() == 1 && distinct.len() == hosts.len()).then_some(addresses)
+            },
+        )
+    }
+
+    /// Starts `weft up` with `token` and `extra` arguments on relay host `r` (`--relay`,
+    /// listening on TCP 4001) and on hosts `a` and `b`, each bootstrapped to `r` through `r`'s
+    /// address on `a`'s and `b`'s segment (`r`'s first and second). Returns `r`'s PeerId.
+    pub fn start_relayed(
+        &mut self,
+        token: &str,
+        (a, r, b): (usize, usize, usize),
+        extra: &[&str],
+        deadline: Duration,
+    ) -> String {
+        let mut relay_args = vec![
+            "--token",
+            token,
+            "--relay",
+            "--listen",
+            "/ip4/0.0.0.0/tcp/4001",
+        ];
+        relay_args.extend(extra);
+        self.start_weft(r, &relay_args, &[]);
+        let relay_id = self.wait_api(r, deadline)["peer_id"]
+            .as_str()
+            .expect("a PeerId")
+            .to_string();
+        let relay_addrs = self.hosts[r].addrs.clone();
+        for (host, relay_addr) in [(a, relay_addrs[0]), (b, relay_addrs[1])] {
+            let bootstrap = format!("/ip4/{relay_addr}/tcp/4001/p2p/{relay_id}");
+            let mut args = vec!["--token", token, "--bootstrap", &bootstrap];
+            args.extend(extra);
+            self.start_weft(host, &args, &[]);
+        }
+        relay_id
+    }
+
     /// Every process's log, for a failing test.
     pub fn logs(&self) -> String {
         let mut all = String::new();
