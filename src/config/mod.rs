@@ -261,7 +261,10 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         data_port: merged.or("data_port", 0, |f| {
             f.integer(0, u16::MAX.into()).map(|n| n as u16)
         })?,
-        mtu: merged.or("mtu", 1420, |f| f.integer(576, 9000).map(|n| n as u16))?,
+        mtu: merged.or("mtu", 1420, |f| {
+            f.integer(576, crate::dataplane::frame::MAX_MTU as u64)
+                .map(|n| n as u16)
+        })?,
         offload: merged.or("offload", true, |f| f.boolean())?,
         api: merged.or(
             "api",

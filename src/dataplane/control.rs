@@ -44,6 +44,13 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 const REKEY_GRACE: Duration = Duration::from_secs(30);
 /// How often timers run.
 const TICK: Duration = Duration::from_millis(250);
+/// The least time between two rounds of upkeep when the packet path keeps asking for one.
+const MIN_UPKEEP_GAP: Duration = Duration::from_millis(100);
+/// How long the higher PeerId of a pair leaves the first handshake to the lower one, so that
+/// both rarely start one at once.
+const FIRST_HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
+/// The most candidates taken from a peer's hello.
+const MAX_CANDIDATES: usize = 16;
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
@@ -62,6 +69,8 @@ struct Entry {
     last_probe: u64,
     /// The task writing the fallback stream to this peer, and when it was started.
     writer: Option<(JoinHandle<()>, Instant)>,
+    /// When this node first wanted a session with the peer.
+    since: Instant,
 }
 
 impl Entry {
@@ -75,6 +84,7 @@ impl Entry {
             last_attempt: None,
             last_probe: 0,
             writer: None,
+            since: Instant::now(),
         }
     }
 }
@@ -128,7 +138,9 @@ impl Control {
             address: None,
             routes: RouteTable::default(),
             handshakes: JoinSet::new(),
+            handshaking: HashMap::new(),
             scratch: vec![0u8; OVERHEAD],
+            last_upkeep: Instant::now(),
         };
         let mut changes = ledger.subscribe();
         state.follow(&ledger);
@@ -144,9 +156,19 @@ impl Control {
                     state.follow(&ledger);
                 }
                 Some(rpc) = inbox.recv() => state.answer(rpc).await,
-                Some(done) = state.handshakes.join_next(), if !state.handshakes.is_empty() => {
-                    if let Ok(outcome) = done {
-                        state.finished(outcome).await;
+                Some(done) = state.handshakes.join_next_with_id(), if !state.handshakes.is_empty() => {
+                    match done {
+                        Ok((id, outcome)) => {
+                            state.handshaking.remove(&id);
+                            state.finished(outcome).await;
+                        }
+                        Err(e) => {
+                            if let Some(peer) = state.handshaking.remove(&e.id())
+                                && let Some(entry) = state.peers.get_mut(&peer)
+                            {
+                                entry.in_flight = false;
+                            }
+                        }
                     }
                 }
                 Some((peer, index)) = confirm.recv() => {
@@ -156,7 +178,11 @@ impl Control {
                         state.publish();
                     }
                 }
-                _ = state.shared.wake.notified() => state.maintain().await,
+                _ = state.shared.wake.notified() => {
+                    if state.last_upkeep.elapsed() >= MIN_UPKEEP_GAP {
+                        state.maintain().await;
+                    }
+                }
                 _ = tick.tick() => state.maintain().await,
             }
         }
@@ -181,8 +207,11 @@ struct State {
     address: Option<Ipv4Addr>,
     routes: RouteTable,
     handshakes: JoinSet<Outcome>,
+    /// The peer of each running handshake task.
+    handshaking: HashMap<tokio::task::Id, PeerId>,
     /// Where keepalives are sealed.
     scratch: Vec<u8>,
+    last_upkeep: Instant,
 }
 
 impl State {
@@ -191,15 +220,23 @@ impl State {
         let ledger_state = ledger.state();
         let me = self.me.to_string();
         let mine = ledger_state.members().get(&me).and_then(|m| m.address);
-        if mine != self.address
-            && let Some(address) = mine
-        {
-            match self.shared.tun.set_address(address, self.pool.prefix_len()) {
-                Ok(()) => {
-                    tracing::info!(%address, "overlay address set");
-                    self.address = Some(address);
-                }
-                Err(e) => tracing::error!(error = %e, "cannot set the overlay address"),
+        if mine != self.address {
+            let result = match (mine, self.address) {
+                (Some(address), _) => self
+                    .shared
+                    .tun
+                    .set_address(address, self.pool.prefix_len())
+                    .inspect(|()| tracing::info!(%address, "overlay address set")),
+                (None, Some(old)) => self
+                    .shared
+                    .tun
+                    .remove_address(old)
+                    .inspect(|()| tracing::warn!(address = %old, "overlay address lost")),
+                (None, None) => Ok(()),
+            };
+            match result {
+                Ok(()) => self.address = mine,
+                Err(e) => tracing::error!(error = %e, "cannot change the overlay address"),
             }
         }
         self.routes = RouteTable::from_state(&ledger_state, &me);
@@ -215,6 +252,10 @@ impl State {
                 .or_insert_with(|| Entry::new(id))
                 .routed = true;
         }
+        // A peer that is no member with a live lease any more loses its sessions at once.
+        for entry in self.peers.values_mut().filter(|e| !e.routed) {
+            entry.ring = Keyring::default();
+        }
         self.publish();
         self.shared.wake.notify_one();
     }
@@ -222,13 +263,21 @@ impl State {
     /// Publishes the packet tasks' snapshot and each peer's sending session.
     fn publish(&mut self) {
         let now = Instant::now();
-        self.peers
-            .retain(|_, e| e.routed || e.in_flight || e.ring.sending().is_some());
-        let mut receivers = HashMap::new();
         for entry in self.peers.values_mut() {
             entry.ring.expire(now);
+        }
+        self.peers
+            .retain(|_, e| e.routed || e.in_flight || e.ring.sending().is_some());
+        let sources: HashMap<String, Ipv4Addr> = self
+            .routes
+            .iter()
+            .map(|(address, peer)| (peer.to_string(), address))
+            .collect();
+        let mut receivers = HashMap::new();
+        for entry in self.peers.values_mut() {
             entry.peer.send.store(entry.ring.sending().cloned());
             let pending = entry.ring.pending_index();
+            let source = sources.get(&entry.peer.id.to_string()).copied();
             for session in entry.ring.receiving() {
                 let index = session.keys.recv_index;
                 receivers.insert(
@@ -237,6 +286,7 @@ impl State {
                         peer: entry.peer.clone(),
                         session: session.clone(),
                         unconfirmed: pending == Some(index),
+                        source,
                     },
                 );
             }
@@ -252,6 +302,7 @@ impl State {
         self.shared.table.store(Arc::new(Table {
             routes,
             receivers,
+            me: self.address,
             network: self
                 .address
                 .and_then(|a| ipnet::Ipv4Net::new(a, self.pool.prefix_len()).ok()),
@@ -272,6 +323,7 @@ impl State {
     /// Starts handshakes that are due, and probes and keeps paths alive.
     async fn maintain(&mut self) {
         let now = Instant::now();
+        self.last_upkeep = now;
         let mut due = Vec::new();
         let mut expired = false;
         for (id, entry) in &mut self.peers {
@@ -291,7 +343,7 @@ impl State {
                 REKEY_AFTER + REKEY_GRACE
             };
             let wanted = match entry.ring.sending() {
-                None => true,
+                None => self.me < *id || now.duration_since(entry.since) >= FIRST_HANDSHAKE_GRACE,
                 Some(s) => {
                     now.saturating_duration_since(s.established) >= rekey_at
                         || s.wants_rekey(now) && self.me < *id
@@ -327,12 +379,13 @@ impl State {
             let identity = self.identity.clone();
             let data_key = self.data_key;
             let candidates = candidates.clone();
-            self.handshakes.spawn(async move {
+            let task = self.handshakes.spawn(async move {
                 (
                     peer,
                     initiate(&p2p, &identity, &data_key, peer, candidates).await,
                 )
             });
+            self.handshaking.insert(task.id(), peer);
         }
         self.keep_paths().await;
     }
@@ -402,6 +455,10 @@ impl State {
             payload,
             reply,
         } = rpc;
+        if !self.peers.get(&peer).is_some_and(|e| e.routed) {
+            tracing::debug!(%peer, "handshake from a peer that is not a live member; ignored");
+            return;
+        }
         let offer: Hello = match serde_json::from_slice(&payload) {
             Ok(offer) => offer,
             Err(e) => {
@@ -421,7 +478,9 @@ impl State {
         let Ok(bytes) = serde_json::to_vec(&answer) else {
             return;
         };
-        self.install(peer, keys, offer.candidates);
+        if !self.install(peer, keys, offer.candidates) {
+            return;
+        }
         let _ = reply.send(bytes);
         self.keep_paths().await;
     }
@@ -433,25 +492,40 @@ impl State {
         }
         match outcome {
             Ok((keys, candidates)) => {
-                self.install(peer, keys, candidates);
-                self.keep_paths().await;
+                if self.install(peer, keys, candidates) {
+                    self.keep_paths().await;
+                }
             }
             Err(e) => tracing::debug!(%peer, error = %e, "data-plane handshake failed"),
         }
     }
 
-    fn install(&mut self, peer: PeerId, keys: Keys, candidates: Vec<SocketAddr>) {
+    /// Installs a new session with `peer`; false when it cannot be used (the peer is no live
+    /// member, or its receiving index is already taken here: the peer should try again).
+    fn install(&mut self, peer: PeerId, keys: Keys, candidates: Vec<SocketAddr>) -> bool {
         let (send_index, recv_index) = (keys.send_index, keys.recv_index);
-        let entry = self.peers.entry(peer).or_insert_with(|| Entry::new(peer));
+        let taken = self
+            .peers
+            .values()
+            .flat_map(|e| e.ring.receiving())
+            .any(|s| s.keys.recv_index == recv_index);
+        if taken {
+            tracing::debug!(%peer, recv_index, "session index already in use; handshake dropped");
+            return false;
+        }
+        let Some(entry) = self.peers.get_mut(&peer).filter(|e| e.routed) else {
+            return false;
+        };
         entry
             .ring
             .install(Arc::new(Session::new(keys, Instant::now())));
-        entry.candidates = candidates;
-        // A new session is probed at once on every candidate, from both sides.
+        entry.candidates = usable(candidates, self.pool);
+        // A new session is probed at once on every candidate, from both sides; a path that was
+        // lost stays lost until a probe is answered.
         entry.last_probe = 0;
-        entry.peer.unanswered_since.store(0, Ordering::Relaxed);
         tracing::debug!(%peer, send_index, recv_index, "data-plane session installed");
         self.publish();
+        true
     }
 }
 
@@ -483,6 +557,25 @@ fn candidates(
     out.sort();
     out.dedup();
     out
+}
+
+/// The candidates of a peer's hello worth probing: unicast, a real port, not loopback and not
+/// in the overlay `pool` (probes there would loop through this node's own TUN), at most
+/// [`MAX_CANDIDATES`].
+fn usable(candidates: Vec<SocketAddr>, pool: ipnet::Ipv4Net) -> Vec<SocketAddr> {
+    candidates
+        .into_iter()
+        .filter(|c| c.port() != 0)
+        .filter(|c| {
+            let ip = c.ip();
+            !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast())
+        })
+        .filter(|c| match c.ip() {
+            IpAddr::V4(v4) => !pool.contains(&v4) && !v4.is_broadcast(),
+            IpAddr::V6(_) => true,
+        })
+        .take(MAX_CANDIDATES)
+        .collect()
 }
 
 async fn initiate(
@@ -541,5 +634,31 @@ mod tests {
         .map(|s| s.parse().unwrap())
         .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_peers_candidates_are_filtered_and_capped() {
+        let pool = "10.1.0.0/24".parse().unwrap();
+        let mut offered: Vec<SocketAddr> = [
+            "10.99.0.3:5000",
+            "127.0.0.1:5000",
+            "10.1.0.4:5000",
+            "224.0.0.251:5353",
+            "10.99.0.3:0",
+            "0.0.0.0:5000",
+            "[2001:db8::3]:5000",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(
+            usable(offered.clone(), pool),
+            vec![
+                "10.99.0.3:5000".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::3]:5000".parse().unwrap()
+            ]
+        );
+        offered.extend((1..100).map(|p| SocketAddr::from(([192, 0, 2, 1], p))));
+        assert_eq!(usable(offered, pool).len(), MAX_CANDIDATES);
     }
 }

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::frame::{HEADER_LEN, OVERHEAD};
+use super::frame::{HEADER_LEN, MAX_FRAME};
 use super::peer::{DropReason, Peer};
 use super::recv::{Via, open};
 use super::tun::WRITE_HEADROOM;
@@ -111,7 +111,7 @@ async fn read(
     mut stream: libp2p::Stream,
     shutdown: CancellationToken,
 ) {
-    let max = shared.mtu + OVERHEAD;
+    let max = MAX_FRAME;
     let mut frame = vec![0u8; max];
     let mut out = Vec::with_capacity(max);
     let ended: std::io::Result<()> = async {

@@ -33,6 +33,11 @@ pub const HEADER_LEN: usize = 16;
 pub const TAG_LEN: usize = 16;
 /// Bytes a frame adds to the packet it carries.
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// The largest MTU weft accepts (`--mtu`).
+pub const MAX_MTU: usize = 9000;
+/// The largest frame any member sends. Members' MTUs may differ, so receive buffers are sized
+/// for this, not for the local MTU.
+pub const MAX_FRAME: usize = MAX_MTU + OVERHEAD;
 
 /// Why a frame was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -35,12 +35,14 @@ pub enum DropReason {
     NoPath,
     /// Not an IPv4 packet, or for an address outside the overlay.
     NoRoute,
+    /// From a peer, but not from its overlay address or not to this node's.
+    BadAddress,
     /// The socket or the device refused it.
     Io,
 }
 
 impl DropReason {
-    const COUNT: usize = 8;
+    const COUNT: usize = 9;
 
     const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Malformed,
@@ -50,6 +52,7 @@ impl DropReason {
         DropReason::NoSession,
         DropReason::NoPath,
         DropReason::NoRoute,
+        DropReason::BadAddress,
         DropReason::Io,
     ];
 
@@ -63,6 +66,7 @@ impl DropReason {
             DropReason::NoSession => "no_session",
             DropReason::NoPath => "no_path",
             DropReason::NoRoute => "no_route",
+            DropReason::BadAddress => "bad_address",
             DropReason::Io => "io",
         }
     }
@@ -220,6 +224,8 @@ pub struct Receiver {
     pub session: Arc<Session>,
     /// The peer has not used this session yet; its first packet makes it current.
     pub unconfirmed: bool,
+    /// The peer's overlay address: the only source its packets may carry.
+    pub source: Option<Ipv4Addr>,
 }
 
 /// What the packet tasks read: routes by overlay address, sessions by receiver index.
@@ -227,6 +233,8 @@ pub struct Receiver {
 pub struct Table {
     pub routes: HashMap<Ipv4Addr, Arc<Peer>>,
     pub receivers: HashMap<u32, Receiver>,
+    /// This node's overlay address: the only destination packets from peers may carry.
+    pub me: Option<Ipv4Addr>,
     /// The overlay network, once this node has an address in it.
     pub network: Option<ipnet::Ipv4Net>,
 }

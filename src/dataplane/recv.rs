@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tun_rs::GROTable;
 
 use super::Shared;
-use super::frame::{self, HEADER_LEN, Header, OVERHEAD};
+use super::frame::{self, HEADER_LEN, Header, MAX_FRAME, OVERHEAD};
 use super::peer::{DropReason, Table};
+use super::router::{ipv4_destination, ipv4_source};
 use super::send::fatal;
 use super::tun::MAX_SUPER_PACKET;
 use super::udp::RECV_BATCH;
@@ -34,7 +35,7 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let datagram = if shared.udp.gro_segments() > 1 {
         u16::MAX as usize
     } else {
-        (shared.mtu + OVERHEAD).max(2048)
+        MAX_FRAME
     };
     let mut storage = vec![0u8; datagram * RECV_BATCH];
     let mut meta = [RecvMeta::default(); RECV_BATCH];
@@ -141,6 +142,14 @@ pub(super) fn open(
         return false;
     }
     buf.truncate(HEADER_LEN + len);
+    // A member may only speak for its own overlay address, and only to this node's.
+    let packet = &buf[HEADER_LEN..];
+    if ipv4_source(packet).is_none_or(|s| Some(s) != receiver.source)
+        || ipv4_destination(packet).is_none_or(|d| Some(d) != table.me)
+    {
+        peer.drops.count(DropReason::BadAddress);
+        return false;
+    }
     true
 }
 

@@ -57,6 +57,14 @@ pub fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
     ))
 }
 
+/// The source of an IPv4 packet, `None` for anything else or a truncated header.
+pub fn ipv4_source(packet: &[u8]) -> Option<Ipv4Addr> {
+    ipv4_destination(packet)?;
+    Some(Ipv4Addr::new(
+        packet[12], packet[13], packet[14], packet[15],
+    ))
+}
+
 /// Bytes of the original datagram an ICMP error quotes after its IP header (RFC 792).
 const QUOTED_PAYLOAD: usize = 8;
 

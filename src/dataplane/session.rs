@@ -110,12 +110,15 @@ fn transcript(
     out.extend_from_slice(&hello.ephemeral);
     out.extend_from_slice(&(hello.identity.len() as u32).to_le_bytes());
     out.extend_from_slice(&hello.identity);
+    out.extend_from_slice(&(hello.candidates.len() as u32).to_le_bytes());
     for candidate in &hello.candidates {
-        out.extend_from_slice(candidate.to_string().as_bytes());
-        out.push(0);
+        let text = candidate.to_string();
+        out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
     }
     if let Some(offer) = offer {
         out.extend_from_slice(&offer.ephemeral);
+        out.extend_from_slice(&(offer.signature.len() as u32).to_le_bytes());
         out.extend_from_slice(&offer.signature);
     }
     out
@@ -348,8 +351,10 @@ impl Keyring {
     pub fn install(&mut self, session: Arc<Session>) {
         match session.keys.role {
             Role::Initiator => {
-                self.previous = self.current.replace(session);
-                self.next = None;
+                // When both sides started a handshake at once, the peer may send on the one this
+                // side answered: keep it receivable rather than the older current one.
+                let old = self.current.replace(session);
+                self.previous = self.next.take().or(old);
             }
             Role::Responder => {
                 // An answered session the peer never used may still have frames in flight.
@@ -521,6 +526,30 @@ mod tests {
         assert_ne!(ring_b.sending().unwrap().keys.recv_index, r2_index);
         receive(&mut ring_b, send(&i2, b"2")).unwrap();
         assert_eq!(ring_b.sending().unwrap().keys.recv_index, r2_index);
+    }
+
+    #[test]
+    fn handshakes_started_by_both_sides_at_once_still_carry_traffic_both_ways() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let now = Instant::now();
+        // a's offer and b's offer cross; each answers the other's before its own answer lands.
+        let (a_init, b_resp) = handshake(&a, &b, now);
+        let (b_init, a_resp) = handshake(&b, &a, now);
+        let (mut ring_a, mut ring_b) = (Keyring::default(), Keyring::default());
+        ring_a.install(Arc::new(a_resp));
+        ring_b.install(Arc::new(b_resp));
+        ring_a.install(Arc::new(a_init));
+        ring_b.install(Arc::new(b_init));
+        let a_sends = ring_a.sending().unwrap().clone();
+        let b_sends = ring_b.sending().unwrap().clone();
+        assert_eq!(
+            receive(&mut ring_b, send(&a_sends, b"to b")),
+            Some(b"to b".to_vec())
+        );
+        assert_eq!(
+            receive(&mut ring_a, send(&b_sends, b"to a")),
+            Some(b"to a".to_vec())
+        );
     }
 
     #[test]

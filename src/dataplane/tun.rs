@@ -41,7 +41,7 @@ pub enum TunError {
         "cannot create TUN interface {name}: {source} (weft needs root or CAP_NET_ADMIN and /dev/net/tun)"
     )]
     Create { name: String, source: io::Error },
-    #[error("cannot set address {address}/{prefix} on {name}: {source}")]
+    #[error("cannot change address {address}/{prefix} on {name}: {source}")]
     Address {
         name: String,
         address: Ipv4Addr,
@@ -102,6 +102,18 @@ impl Tun {
                 name: self.name.clone(),
                 address,
                 prefix,
+                source,
+            })
+    }
+
+    /// Removes the overlay address `address` (this node no longer holds it).
+    pub fn remove_address(&self, address: Ipv4Addr) -> Result<(), TunError> {
+        self.device
+            .remove_address(address.into())
+            .map_err(|source| TunError::Address {
+                name: self.name.clone(),
+                address,
+                prefix: 32,
                 source,
             })
     }

@@ -3,8 +3,8 @@
 //! outside the NAT can reach this node directly.
 //!
 //! The task searches for a gateway (SSDP on the LAN, 3 s), maps the data port (the same external
-//! port when free, else one the gateway picks) for [`LEASE`], renews it at half-life, and removes
-//! it on shutdown. Without a gateway it searches again every [`SEARCH_EVERY`].
+//! port when free, else one the gateway picks) for [`LEASE`], renews it at half-life asking for
+//! the same external port, and removes it on shutdown. Without a gateway it searches again every [`SEARCH_EVERY`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -29,13 +29,16 @@ const DESCRIPTION: &str = "weft data plane";
 pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let port = shared.udp.port();
     let mapped = &shared.upnp;
+    // The external port of the current mapping: a renewal asks for the same one.
+    let mut external_port = port;
     loop {
-        let wait = match map_once(port).await {
+        let wait = match map_once(port, external_port).await {
             Ok((gateway, external)) => {
                 if mapped.load().as_deref() != Some(&external) {
                     tracing::info!(%external, gateway = %gateway.addr, "UPnP mapped the data port");
                 }
                 mapped.store(Some(Arc::new(external)));
+                external_port = external.port();
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         let _ = gateway.remove_port(PortMappingProtocol::UDP, external.port()).await;
@@ -58,8 +61,9 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-/// Finds a gateway and maps `port` on it; returns the gateway and the external address.
-async fn map_once(port: u16) -> Result<(Gateway<Tokio>, SocketAddr), String> {
+/// Finds a gateway and maps `port` on it, as external port `wanted` if that is free; returns the
+/// gateway and the external address.
+async fn map_once(port: u16, wanted: u16) -> Result<(Gateway<Tokio>, SocketAddr), String> {
     let gateway = search_gateway(igd_next::SearchOptions {
         timeout: Some(SEARCH_TIMEOUT),
         ..Default::default()
@@ -70,10 +74,16 @@ async fn map_once(port: u16) -> Result<(Gateway<Tokio>, SocketAddr), String> {
     let internal = SocketAddr::new(local, port);
     let lease = LEASE.as_secs() as u32;
     let external_port = match gateway
-        .add_port(PortMappingProtocol::UDP, port, internal, lease, DESCRIPTION)
+        .add_port(
+            PortMappingProtocol::UDP,
+            wanted,
+            internal,
+            lease,
+            DESCRIPTION,
+        )
         .await
     {
-        Ok(()) => port,
+        Ok(()) => wanted,
         Err(_) => gateway
             .add_any_port(PortMappingProtocol::UDP, internal, lease, DESCRIPTION)
             .await
