@@ -110,7 +110,8 @@ const TRANSFER_MIB: usize = 1024;
 fn transfer(lan: &mut Lan, from: usize, to: usize, address: &str, mib: usize) -> String {
     let received = lan.hosts[to].dir.join("received.sha256");
     let _ = std::fs::remove_file(&received);
-    let sink = format!("nc -l 7000 | sha256sum > {}", received.display());
+    // `exec`: the harness stops nc by its PID; sha256sum then sees the end and exits too.
+    let sink = format!("exec nc -l 7000 > >(sha256sum > {})", received.display());
     lan.spawn(
         to,
         "sink",
