@@ -186,9 +186,7 @@ impl Control {
                 _ = tick.tick() => state.maintain().await,
             }
         }
-        if let Some(address) = state.address {
-            tracing::debug!(%address, "data plane control stopped");
-        }
+        tracing::debug!("data-plane control stopped");
     }
 }
 
