@@ -79,14 +79,15 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 }
                 continue;
             };
-            let session = peer.send.load();
-            let Some(header) = session.as_deref().and_then(|s| s.next_header()) else {
+            let sending = peer.send.load();
+            let Some((session, header)) =
+                sending.as_deref().and_then(|s| Some((s, s.next_header()?)))
+            else {
                 peer.drops.count(DropReason::NoSession);
                 shared.wake.notify_one();
                 continue;
             };
-            let key = &session.as_deref().expect("checked above").keys.send;
-            match frame::seal(key, header, slot, sizes[i]) {
+            match frame::seal(&session.keys.send, header, slot, sizes[i]) {
                 Ok(len) => {
                     lens[i] = len;
                     dest[i] = Some(peer);
