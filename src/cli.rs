@@ -39,8 +39,11 @@ enum Command {
     Status(ClientArgs),
     /// List the peers that proved membership, how they are reached and their round-trip time.
     Peers(ClientArgs),
-    /// List the ledger's members: hostname, overlay address, role, lease.
-    Members(ClientArgs),
+    /// List the ledger's members: hostname, DNS name, overlay address, role, lease.
+    Members(MembersArgs),
+    /// Read and change what the mesh's DNS answers.
+    #[command(subcommand)]
+    Dns(DnsCommand),
     /// Read and write the ledger's key-value buckets (any member may write).
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -116,6 +119,9 @@ struct UpArgs {
     /// Serve the mesh's DNS on this address, e.g. 127.0.0.1:53 [default: off].
     #[arg(long, env = "WEFT_DNS", value_name = "ADDR")]
     dns: Option<String>,
+    /// The mesh's DNS domain: members answer as <hostname>.<domain> [default: weft.internal].
+    #[arg(long, env = "WEFT_DNS_DOMAIN", value_name = "DOMAIN")]
+    dns_domain: Option<String>,
     /// Do not forward DNS queries outside the mesh.
     #[arg(long, env = "WEFT_NO_DNS_FORWARD", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     no_dns_forward: Option<String>,
@@ -159,6 +165,7 @@ const UP_SETTINGS: &[(&str, &str, bool)] = &[
     ("api", "api", false),
     ("api_unix_mode", "api_unix_mode", false),
     ("dns", "dns", false),
+    ("dns_domain", "dns_domain", false),
     ("no_dns_forward", "dns_forward", true),
     ("dns_forward_server", "dns_forward_servers", false),
     ("dns_cache_size", "dns_cache_size", false),
@@ -227,6 +234,76 @@ enum LedgerCommand {
         /// Proceed: entries this node had not applied are lost.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct MembersArgs {
+    #[command(subcommand)]
+    command: Option<MembersCommand>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum MembersCommand {
+    /// Remove a member that left for good: its overlay address and DNS name are freed at once
+    /// instead of when its lease runs out. A node that is still running records itself again.
+    Rm {
+        /// The member's PeerId or hostname.
+        member: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DnsCommand {
+    /// List members' names, user records and regex records.
+    Ls {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Add a record value (a name may hold several); returns once the cluster has committed it.
+    #[command(
+        after_help = "Examples:\n  weft dns add db.weft.internal A 10.1.0.20\n  \
+weft dns add '*.apps.weft.internal' CNAME ingress.weft.internal\n  \
+weft dns add _k3s._tcp.weft.internal SRV '0 5 6443 cp1.weft.internal'\n  \
+weft dns add --regex 'registry(-mirror)?\\.lan' A 10.1.0.30"
+    )]
+    Add {
+        /// A fully-qualified name (`db.weft.internal`) or wildcard (`*.apps.weft.internal`); with
+        /// --regex, an edgevpn-style regular expression matched against whole names.
+        name: String,
+        /// A, AAAA, CNAME, TXT or SRV.
+        #[arg(value_name = "TYPE")]
+        rtype: String,
+        /// An address (A, AAAA), a name (CNAME), text (TXT), or `priority weight port target`
+        /// (SRV).
+        value: String,
+        /// Seconds resolvers may cache the record.
+        #[arg(long, default_value_t = crate::dns::records::DEFAULT_TTL)]
+        ttl: u32,
+        /// NAME is a regular expression (edgevpn's DNS records); it matches whole names only.
+        #[arg(long)]
+        regex: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove all of a name's records, those of one type, or one value.
+    Rm {
+        /// The name, or with --regex the regular expression, as listed by `weft dns ls`.
+        name: String,
+        /// Only records of this type.
+        #[arg(value_name = "TYPE")]
+        rtype: Option<String>,
+        /// Only this value.
+        value: Option<String>,
+        /// NAME is a regular expression record (removed whole).
+        #[arg(long, conflicts_with_all = ["rtype", "value"])]
+        regex: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -320,7 +397,19 @@ fn run(matches: &ArgMatches) -> Result<(), Failure> {
         Command::Token(TokenCommand::Inspect { token, json }) => inspect_token(&token, json),
         Command::Status(client) => status(&client),
         Command::Peers(client) => peers(&client),
-        Command::Members(client) => members(&client),
+        Command::Members(MembersArgs {
+            command: None,
+            client,
+        }) => members(&client),
+        Command::Members(MembersArgs {
+            command: Some(MembersCommand::Rm { member, client }),
+            ..
+        }) => {
+            let path = format!("/v1/members/{}", segment(&member));
+            call(&client, hyper::Method::DELETE, &path, Vec::new())?;
+            Ok(())
+        }
+        Command::Dns(command) => dns(command),
         Command::Ledger(command) => ledger(command),
         Command::Version => {
             println!("weft {}", crate::VERSION);
@@ -434,11 +523,38 @@ fn call(
     path: &str,
     body: Vec<u8>,
 ) -> Result<Vec<u8>, Failure> {
+    send(client, method, path, None, body)
+}
+
+/// `method path` with `body` as JSON on the daemon's API; the answer's body.
+fn call_json(
+    client: &ClientArgs,
+    method: hyper::Method,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<Vec<u8>, Failure> {
+    let body = serde_json::to_vec(body)?;
+    send(client, method, path, Some("application/json"), body)
+}
+
+fn send(
+    client: &ClientArgs,
+    method: hyper::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let answer = runtime.block_on(api::client::send(&client.api, method, path, body.into()))?;
+    let answer = runtime.block_on(api::client::send(
+        &client.api,
+        method,
+        path,
+        content_type,
+        body.into(),
+    ))?;
     Ok(answer.to_vec())
 }
 
@@ -461,18 +577,110 @@ fn members(client: &ClientArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<15} {:<20} {:<8} PEER ID",
-        "HOSTNAME", "OVERLAY IP", "ROLE", "LEASE"
+        "{:<20} {:<32} {:<15} {:<20} {:<8} PEER ID",
+        "HOSTNAME", "DNS NAME", "OVERLAY IP", "ROLE", "LEASE"
     );
     for m in &members {
         println!(
-            "{:<20} {:<15} {:<20} {:<8} {}",
+            "{:<20} {:<32} {:<15} {:<20} {:<8} {}",
             m.hostname,
+            m.dns_name.as_deref().unwrap_or("-"),
             m.overlay_ip.as_deref().unwrap_or("-"),
             m.role.as_deref().unwrap_or("-"),
             m.lease,
             m.peer_id
         );
+    }
+    Ok(())
+}
+
+fn dns(command: DnsCommand) -> Result<(), Failure> {
+    use crate::api::dns::{DnsView, NewRecord};
+    use hyper::Method;
+    match command {
+        DnsCommand::Ls { client } => {
+            let view: DnsView = fetch(&client, "/v1/dns")?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+                return Ok(());
+            }
+            let server = match (&view.listen, &view.upstreams) {
+                (None, _) => "this node runs no DNS server (--dns)".to_string(),
+                (Some(listen), None) => format!("served on {listen}, no forwarding"),
+                (Some(listen), Some(up)) if up.is_empty() => {
+                    format!("served on {listen}, forwarding on but no upstream resolver")
+                }
+                (Some(listen), Some(up)) => {
+                    format!("served on {listen}, forwarding to {}", up.join(", "))
+                }
+            };
+            println!("domain {} ({server})\n", view.domain);
+            println!(
+                "{:<7} {:<40} {:<6} {:>6}  VALUE",
+                "KIND", "NAME", "TYPE", "TTL"
+            );
+            for h in &view.hosts {
+                println!(
+                    "{:<7} {:<40} {:<6} {:>6}  {}",
+                    "member", h.name, "A", "", h.address
+                );
+            }
+            for r in &view.records {
+                println!(
+                    "{:<7} {:<40} {:<6} {:>6}  {}",
+                    "record", r.name, r.rtype, r.ttl, r.value
+                );
+            }
+            for p in &view.patterns {
+                for (rtype, value) in &p.records {
+                    println!(
+                        "{:<7} {:<40} {:<6} {:>6}  {}",
+                        "regex", p.regex, rtype, p.ttl, value
+                    );
+                }
+            }
+        }
+        DnsCommand::Add {
+            name,
+            rtype,
+            value,
+            ttl,
+            regex,
+            client,
+        } => {
+            let (name, regex) = if regex {
+                (None, Some(name))
+            } else {
+                (Some(name), None)
+            };
+            let record = NewRecord {
+                name,
+                regex,
+                rtype,
+                value,
+                ttl: Some(ttl),
+            };
+            call_json(&client, Method::POST, "/v1/dns", &record)?;
+        }
+        DnsCommand::Rm {
+            name,
+            rtype,
+            value,
+            regex,
+            client,
+        } => {
+            let path = if regex {
+                format!("/v1/dns/regex/{}", segment(&name))
+            } else {
+                let mut path = format!("/v1/dns/name/{}", segment(&name));
+                for part in [&rtype, &value].into_iter().flatten() {
+                    path.push('/');
+                    path.push_str(&segment(part));
+                }
+                path
+            };
+            call(&client, Method::DELETE, &path, Vec::new())?;
+        }
     }
     Ok(())
 }

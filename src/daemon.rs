@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use crate::api::{self, ApiListener, ApiState, ListenError, NodeInfo};
 use crate::config::Settings;
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
+use crate::dns::{self, DnsConfig, DnsError};
 use crate::identity::{Identity, IdentityError};
 use crate::ledger::autopilot::MemberFacts;
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
@@ -48,6 +49,8 @@ pub enum DaemonError {
     Ledger(#[from] LedgerError),
     #[error("data plane: {0}")]
     Dataplane(#[from] DataplaneError),
+    #[error("DNS: {0}")]
+    Dns(#[from] DnsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("local API stopped: {0}")]
@@ -107,9 +110,23 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         &mut dataplane_tasks,
         shutdown.clone(),
     )?;
+    let mut dns_tasks = tokio::task::JoinSet::new();
+    let dns = match settings.dns {
+        Some(listen) => Some(
+            dns::start(
+                &dns_config(settings, listen),
+                ledger.clone(),
+                &mut dns_tasks,
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let state = Arc::new(ApiState {
         node: NodeInfo {
             hostname: settings.hostname.clone(),
+            dns_domain: settings.dns_domain.clone(),
             network_id: keys.network_id().to_string(),
             interface: settings.interface.clone(),
             cidr: settings.cidr.to_string(),
@@ -118,6 +135,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         p2p,
         ledger,
         dataplane: Some(dataplane),
+        dns,
         registry: Arc::new(registry),
     });
     let mut api_task = tokio::spawn(listener.serve(api::router(state), shutdown.clone()));
@@ -148,6 +166,12 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         .is_err()
     {
         tracing::warn!("the data plane did not stop in time");
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, dns_tasks.join_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the DNS server did not stop in time");
     }
     let api_result = match early_end {
         Some(ended) => ended,
@@ -182,6 +206,20 @@ fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfi
         block_duration: settings.block_duration,
         peer_exchange_interval: Some(PEER_EXCHANGE_INTERVAL),
         overlay: Some(settings.cidr),
+    }
+}
+
+/// The DNS server's settings; upstreams come from the configuration or `/etc/resolv.conf`.
+fn dns_config(settings: &Settings, listen: std::net::SocketAddr) -> DnsConfig {
+    let upstreams = settings.dns_forward.then(|| {
+        let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        dns::upstreams(&settings.dns_forward_servers, &resolv_conf, listen)
+    });
+    DnsConfig {
+        listen,
+        domain: settings.dns_domain.clone(),
+        upstreams,
+        cache_size: settings.dns_cache_size,
     }
 }
 

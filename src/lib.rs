@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod dns;
 pub mod identity;
 pub mod ledger;
 pub mod p2p;

@@ -44,17 +44,23 @@ pub enum ClientError {
     },
 }
 
-/// `method path` with `body`; the body of a 2xx answer.
+/// `method path` with `body`, of media type `content_type` when given; the body of a 2xx
+/// answer.
 pub async fn send(
     addr: &ApiAddr,
     method: Method,
     path: &str,
+    content_type: Option<&str>,
     body: Bytes,
 ) -> Result<Bytes, ClientError> {
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header(hyper::header::HOST, "weft")
+        .header(hyper::header::HOST, "weft");
+    if let Some(content_type) = content_type {
+        request = request.header(hyper::header::CONTENT_TYPE, content_type);
+    }
+    let request = request
         .body(Full::new(body))
         .map_err(|_| ClientError::BadPath {
             path: path.to_string(),

@@ -9,6 +9,8 @@ use crate::ledger::recover::RecoverError;
 /// An API failure with its status.
 #[derive(Debug)]
 pub enum ApiError {
+    /// The request names or holds something invalid.
+    BadRequest(String),
     NotFound(String),
     /// The request conflicts with the node's current state.
     Conflict(String),
@@ -38,6 +40,7 @@ impl From<LedgerError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
+            ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
             ApiError::Conflict(why) => (StatusCode::CONFLICT, why),
             ApiError::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),

@@ -1,10 +1,11 @@
 //! The local HTTP API (axum) that `weft status` and, later, Kairos talk to. It listens on a
-//! unix socket or a TCP address ([`listen`]), serves the native `/v1` JSON API, `/healthz` and
-//! `/metrics` (Prometheus), and stops when the daemon's shutdown token is cancelled. [`client`]
+//! unix socket or a TCP address ([`listen`]), serves the native `/v1` JSON API, edgevpn's
+//! `/api/dns` ([`dns`]), `/healthz` and `/metrics` (Prometheus), and stops when the daemon's shutdown token is cancelled. [`client`]
 //! is the matching client used by the CLI.
 
 mod addr;
 pub mod client;
+pub mod dns;
 mod error;
 mod listen;
 mod routes;

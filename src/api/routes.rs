@@ -8,14 +8,16 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
+use super::dns;
 use super::error::ApiError;
 use crate::dataplane::peer::PeerStats;
 use crate::dataplane::{Dataplane, DataplaneStats};
+use crate::dns::{DnsServer, names};
 use crate::ledger::recover::Recovery;
 use crate::ledger::state::{Command, LeaseState, Outcome};
 use crate::ledger::{Ledger, LedgerStatus};
@@ -28,6 +30,8 @@ pub struct NodeInfo {
     pub network_id: String,
     pub interface: String,
     pub cidr: String,
+    /// The mesh's DNS domain.
+    pub dns_domain: String,
     pub started: Instant,
 }
 
@@ -39,6 +43,8 @@ pub struct ApiState {
     pub ledger: Ledger,
     /// The data plane; `None` where the node runs without one (in-process tests).
     pub dataplane: Option<Dataplane>,
+    /// The DNS server; `None` where the node runs none.
+    pub dns: Option<DnsServer>,
     pub registry: Arc<Registry>,
 }
 
@@ -78,6 +84,9 @@ pub struct StatusView {
 pub struct MemberView {
     pub peer_id: String,
     pub hostname: String,
+    /// The member's name in the mesh's DNS (`<hostname>.<domain>`, made unique); `None` while
+    /// it holds no address.
+    pub dns_name: Option<String>,
     pub overlay_ip: Option<String>,
     pub role: Option<String>,
     /// `live` or `expired`.
@@ -91,6 +100,16 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/members", get(members))
+        .route("/v1/members/{peer}", delete(remove_member))
+        .route("/v1/dns", get(dns::list).post(dns::add))
+        .route("/v1/dns/name/{name}", delete(dns::remove_name))
+        .route("/v1/dns/name/{name}/{type}", delete(dns::remove_type))
+        .route(
+            "/v1/dns/name/{name}/{type}/{value}",
+            delete(dns::remove_value),
+        )
+        .route("/v1/dns/regex/{regex}", delete(dns::remove_pattern))
+        .route("/api/dns", get(dns::edgevpn_list).post(dns::edgevpn_add))
         .route("/v1/dataplane", get(dataplane))
         .route("/v1/ledger", get(ledger_all))
         .route(
@@ -146,6 +165,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
 
 async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
     let ledger_state = state.ledger.state();
+    let labels = names::member_labels(&ledger_state);
     Json(
         ledger_state
             .members()
@@ -153,6 +173,9 @@ async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
             .map(|(peer, m)| MemberView {
                 peer_id: peer.clone(),
                 hostname: m.hostname.clone(),
+                dns_name: labels
+                    .get(peer)
+                    .map(|label| format!("{label}.{}", state.node.dns_domain)),
                 overlay_ip: m.address.map(|a| a.to_string()),
                 role: m.role.map(role_name),
                 lease: match m.lease {
@@ -162,6 +185,32 @@ async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
             })
             .collect(),
     )
+}
+
+/// `DELETE /v1/members/{peer}`: removes a member that left for good (by PeerId or hostname);
+/// its address and names are freed. A node that is still running records itself again.
+async fn remove_member(
+    State(state): State<Arc<ApiState>>,
+    Path(who): Path<String>,
+) -> Result<Json<Outcome>, ApiError> {
+    let ledger_state = state.ledger.state();
+    let matches: Vec<&String> = ledger_state
+        .members()
+        .iter()
+        .filter(|(peer, m)| **peer == who || m.hostname == who)
+        .map(|(peer, _)| peer)
+        .collect();
+    let peer = match matches[..] {
+        [peer] => peer.clone(),
+        [] => return Err(ApiError::NotFound(format!("member {who:?}"))),
+        _ => {
+            return Err(ApiError::Conflict(format!(
+                "{} members are named {who:?}; give the PeerId",
+                matches.len()
+            )));
+        }
+    };
+    Ok(Json(state.ledger.propose(Command::Leave { peer }).await?))
 }
 
 /// `POST /v1/recover`: after quorum loss, seed a new cluster from this node's state.

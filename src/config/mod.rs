@@ -84,6 +84,7 @@ pub const KEYS: &[&str] = &[
     "api",
     "api_unix_mode",
     "dns",
+    "dns_domain",
     "dns_forward",
     "dns_forward_servers",
     "dns_cache_size",
@@ -137,6 +138,8 @@ pub struct Settings {
     pub api_unix_mode: u32,
     /// Where the embedded DNS server listens; off when `None`.
     pub dns: Option<SocketAddr>,
+    /// The mesh's DNS domain: members are `<hostname>.<domain>`.
+    pub dns_domain: String,
     /// Whether DNS queries outside the mesh are forwarded upstream.
     pub dns_forward: bool,
     /// Upstream resolvers; empty means those of `/etc/resolv.conf`.
@@ -276,6 +279,9 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         api_unix_mode: merged.or("api_unix_mode", 0o600, |f| f.parse_with(file_mode))?,
         dns: merged.optional("dns", |f| {
             f.parse("expected host:port such as 127.0.0.1:53")
+        })?,
+        dns_domain: merged.or("dns_domain", crate::dns::zone::DEFAULT_DOMAIN.into(), |f| {
+            f.parse_with(dns_domain)
         })?,
         dns_forward: merged.or("dns_forward", true, |f| f.boolean())?,
         dns_forward_servers: merged.or("dns_forward_servers", Vec::new(), |f| {
@@ -469,6 +475,14 @@ fn hostname(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+fn dns_domain(text: &str) -> Result<String, String> {
+    match crate::dns::records::canonical_name(text) {
+        Ok(name) if name.starts_with("*.") => Err("a domain cannot be a wildcard".into()),
+        Ok(name) => Ok(name),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn interface_name(text: &str) -> Result<String, String> {
     // Linux: IFNAMSIZ is 16 including the terminating NUL.
     let valid = (1..=15).contains(&text.len())
@@ -551,6 +565,7 @@ impl Resolved {
             ("api", json!(s.api.to_string())),
             ("api_unix_mode", json!(format!("{:04o}", s.api_unix_mode))),
             ("dns", json!(s.dns.map(|a| a.to_string()))),
+            ("dns_domain", json!(s.dns_domain)),
             ("dns_forward", json!(s.dns_forward)),
             (
                 "dns_forward_servers",

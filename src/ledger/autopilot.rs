@@ -14,6 +14,9 @@
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout` with a live learner, keeping the voter count odd.
 //!
+//! Record: a member whose record is missing, expired or under another hostname proposes it
+//! again (a live member keeps its address).
+//!
 //! Leases: a member renews its lease through the log every third of `lease_timeout` (rarely:
 //! minutes on a real mesh). The leader expires the lease of a member that no admitted connection
 //! has reached for `lease_timeout`, or at once when the member is unreachable and its last
@@ -210,7 +213,10 @@ impl Pilot {
             return;
         }
         match state.members().get(&me) {
-            Some(member) if member.lease == LeaseState::Live => {
+            // A record with another hostname (the node was renamed) is proposed again below.
+            Some(member)
+                if member.lease == LeaseState::Live && member.hostname == self.facts.hostname =>
+            {
                 let interval = renew_interval(self.config.lease_timeout);
                 let old = unix_now().saturating_sub(member.renewed_at) >= interval.as_secs();
                 let due = self

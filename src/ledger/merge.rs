@@ -83,19 +83,26 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
             }
         }
     }
-    for (name, records) in carried.dns() {
-        for (rtype, record) in records {
-            if current
-                .dns()
-                .get(name)
-                .is_none_or(|r| !r.contains_key(rtype))
-            {
-                commands.push(Command::PutDns {
-                    name: name.clone(),
-                    rtype: *rtype,
-                    record: record.clone(),
-                });
+    for (name, sets) in carried.dns() {
+        for (rtype, records) in sets {
+            let held = current.dns().get(name).and_then(|s| s.get(rtype));
+            for record in records {
+                if held.is_none_or(|values| !values.iter().any(|r| r.value == record.value)) {
+                    commands.push(Command::PutDns {
+                        name: name.clone(),
+                        rtype: *rtype,
+                        record: record.clone(),
+                    });
+                }
             }
+        }
+    }
+    for (pattern, records) in carried.dns_patterns() {
+        if !current.dns_patterns().contains_key(pattern) {
+            commands.push(Command::PutDnsPattern {
+                pattern: pattern.clone(),
+                records: records.clone(),
+            });
         }
     }
     for (address, peer) in carried.reservations() {
@@ -171,6 +178,17 @@ mod tests {
                         ttl: 60,
                     },
                 },
+                Command::PutDnsPattern {
+                    pattern: "foo".into(),
+                    records: [(
+                        RecordType::A,
+                        DnsRecord {
+                            value: "10.9.0.2".into(),
+                            ttl: 60,
+                        },
+                    )]
+                    .into(),
+                },
                 Command::Deny {
                     peer: "evil".into(),
                 },
@@ -199,6 +217,7 @@ mod tests {
         assert_eq!(bucket.get("only-loser").map(String::as_str), Some("1"));
         assert_eq!(bucket.get("both").map(String::as_str), Some("winner"));
         assert!(winner.dns().contains_key("svc.example"));
+        assert!(winner.dns_patterns().contains_key("foo"));
         assert!(winner.is_denied("evil"));
         assert_eq!(winner.secret("s"), Some(&[1u8, 2][..]));
         assert_eq!(winner.members()["me"].fixed_role, Some(Role::Worker));

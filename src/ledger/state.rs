@@ -79,7 +79,8 @@ pub struct Member {
 }
 
 /// A DNS record type the ledger stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum RecordType {
     A,
     Aaaa,
@@ -88,12 +89,57 @@ pub enum RecordType {
     Srv,
 }
 
-/// A user DNS record.
+impl RecordType {
+    /// Every type, in the order listings show them.
+    pub const ALL: [RecordType; 5] = [
+        RecordType::A,
+        RecordType::Aaaa,
+        RecordType::Cname,
+        RecordType::Txt,
+        RecordType::Srv,
+    ];
+
+    /// The type's mnemonic (`A`, `AAAA`, `CNAME`, `TXT`, `SRV`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+            RecordType::Cname => "CNAME",
+            RecordType::Txt => "TXT",
+            RecordType::Srv => "SRV",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RecordType {
+    type Err = String;
+
+    /// A mnemonic in any case.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        RecordType::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| format!("unsupported record type {text:?} (A, AAAA, CNAME, TXT or SRV)"))
+    }
+}
+
+/// One value of a user DNS record set, in its presentation form (`10.1.0.9`, `host.example`,
+/// `10 5 6443 host.example`, free text for TXT). The API validates values; the DNS server skips
+/// any it cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsRecord {
     pub value: String,
     pub ttl: u32,
 }
+
+/// User DNS records of one name or pattern: type → values.
+pub type RecordSets = BTreeMap<RecordType, Vec<DnsRecord>>;
 
 /// The identity of a raft cluster: chosen by the node that initialised it. When two clusters
 /// meet, the older one wins (ties: the lower id).
@@ -159,14 +205,28 @@ pub enum Command {
         peer: PeerKey,
         role: Option<Role>,
     },
+    /// Adds a value to the record set of `name` (lower-cased; `*.` for a wildcard). A value
+    /// already there gets the new TTL; a CNAME replaces the name's CNAME. A CNAME and other
+    /// types never share a name ([`Outcome::DnsConflict`]).
     PutDns {
         name: String,
         rtype: RecordType,
         record: DnsRecord,
     },
+    /// Deletes the records of `name`: all of them, those of one type, or one value.
     DeleteDns {
         name: String,
-        rtype: RecordType,
+        rtype: Option<RecordType>,
+        value: Option<String>,
+    },
+    /// Sets the records answered for names the (edgevpn-style) regex `pattern` matches,
+    /// anchored; replaces what the pattern had.
+    PutDnsPattern {
+        pattern: String,
+        records: BTreeMap<RecordType, DnsRecord>,
+    },
+    DeleteDnsPattern {
+        pattern: String,
     },
     KvPut {
         bucket: String,
@@ -214,6 +274,8 @@ pub enum Outcome {
     OutsidePool,
     /// The address is reserved for, or held by, another member.
     AddressTaken,
+    /// A CNAME would share its name with other record types.
+    DnsConflict,
 }
 
 /// The whole replicated state.
@@ -228,8 +290,11 @@ pub struct LedgerState {
     previous: BTreeMap<PeerKey, Ipv4Addr>,
     reservations: BTreeMap<Ipv4Addr, PeerKey>,
     policy: RolePolicy,
-    /// Name (lower case) → type → record.
-    dns: BTreeMap<String, BTreeMap<RecordType, DnsRecord>>,
+    /// Name (lower case) → type → values.
+    dns: BTreeMap<String, RecordSets>,
+    /// edgevpn-style regex → type → value.
+    #[serde(default)]
+    dns_patterns: BTreeMap<String, BTreeMap<RecordType, DnsRecord>>,
     kv: BTreeMap<String, BTreeMap<String, String>>,
     deny: BTreeSet<PeerKey>,
     secrets: BTreeMap<String, Vec<u8>>,
@@ -249,6 +314,7 @@ impl LedgerState {
             reservations: BTreeMap::new(),
             policy: RolePolicy::default(),
             dns: BTreeMap::new(),
+            dns_patterns: BTreeMap::new(),
             kv: BTreeMap::new(),
             deny: BTreeSet::new(),
             secrets: BTreeMap::new(),
@@ -339,21 +405,33 @@ impl LedgerState {
                 name,
                 rtype,
                 record,
-            } => {
-                self.dns
-                    .entry(name.to_ascii_lowercase())
-                    .or_default()
-                    .insert(*rtype, record.clone());
-                Outcome::Done
-            }
-            Command::DeleteDns { name, rtype } => {
+            } => self.put_dns(name, *rtype, record),
+            Command::DeleteDns { name, rtype, value } => {
                 let name = name.to_ascii_lowercase();
-                if let Some(records) = self.dns.get_mut(&name) {
-                    records.remove(rtype);
-                    if records.is_empty() {
+                if let Some(sets) = self.dns.get_mut(&name) {
+                    sets.retain(|t, values| {
+                        if rtype.is_some_and(|r| r != *t) {
+                            return true;
+                        }
+                        values.retain(|r| value.as_ref().is_some_and(|v| *v != r.value));
+                        !values.is_empty()
+                    });
+                    if sets.is_empty() {
                         self.dns.remove(&name);
                     }
                 }
+                Outcome::Done
+            }
+            Command::PutDnsPattern { pattern, records } => {
+                if records.is_empty() {
+                    self.dns_patterns.remove(pattern);
+                } else {
+                    self.dns_patterns.insert(pattern.clone(), records.clone());
+                }
+                Outcome::Done
+            }
+            Command::DeleteDnsPattern { pattern } => {
+                self.dns_patterns.remove(pattern);
                 Outcome::Done
             }
             Command::KvPut { bucket, key, value } => {
@@ -400,6 +478,30 @@ impl LedgerState {
                 Outcome::Done
             }
         }
+    }
+
+    fn put_dns(&mut self, name: &str, rtype: RecordType, record: &DnsRecord) -> Outcome {
+        let name = name.to_ascii_lowercase();
+        let cname = rtype == RecordType::Cname;
+        let conflict = self
+            .dns
+            .get(&name)
+            .is_some_and(|sets| sets.keys().any(|t| (*t == RecordType::Cname) != cname));
+        if conflict {
+            return Outcome::DnsConflict;
+        }
+        let values = self.dns.entry(name).or_default().entry(rtype).or_default();
+        if cname {
+            values.clear();
+        }
+        match values.iter_mut().find(|r| r.value == record.value) {
+            Some(existing) => existing.ttl = record.ttl,
+            None => {
+                values.push(record.clone());
+                values.sort_by(|a, b| a.value.cmp(&b.value));
+            }
+        }
+        Outcome::Done
     }
 
     fn join(
@@ -561,9 +663,14 @@ impl LedgerState {
         &self.kv
     }
 
-    /// User DNS records: name → type → record.
-    pub fn dns(&self) -> &BTreeMap<String, BTreeMap<RecordType, DnsRecord>> {
+    /// User DNS records: name → type → values.
+    pub fn dns(&self) -> &BTreeMap<String, RecordSets> {
         &self.dns
+    }
+
+    /// edgevpn-style regex records: pattern → type → value.
+    pub fn dns_patterns(&self) -> &BTreeMap<String, BTreeMap<RecordType, DnsRecord>> {
+        &self.dns_patterns
     }
 
     /// Whether a PeerId is on the deny list.
@@ -643,6 +750,67 @@ mod tests {
 
     fn address(state: &LedgerState, peer: &str) -> Option<Ipv4Addr> {
         state.members()[peer].address
+    }
+
+    fn put_dns(name: &str, rtype: RecordType, value: &str) -> Command {
+        Command::PutDns {
+            name: name.into(),
+            rtype,
+            record: DnsRecord {
+                value: value.into(),
+                ttl: 60,
+            },
+        }
+    }
+
+    #[test]
+    fn dns_record_sets_collect_values_and_keep_a_cname_alone() {
+        let mut state = LedgerState::new(pool());
+        let outcomes = run(
+            &mut state,
+            &[
+                put_dns("Svc.Example", RecordType::A, "10.9.0.2"),
+                put_dns("svc.example", RecordType::A, "10.9.0.1"),
+                put_dns("svc.example", RecordType::A, "10.9.0.1"),
+                put_dns("svc.example", RecordType::Cname, "other.example"),
+                put_dns("alias.example", RecordType::Cname, "a.example"),
+                put_dns("alias.example", RecordType::Cname, "b.example"),
+                put_dns("alias.example", RecordType::Txt, "x"),
+            ],
+        );
+        assert_eq!(outcomes[3], Outcome::DnsConflict);
+        assert_eq!(outcomes[6], Outcome::DnsConflict);
+        let values = |state: &LedgerState, name: &str, t| -> Vec<String> {
+            state.dns()[name][&t]
+                .iter()
+                .map(|r| r.value.clone())
+                .collect()
+        };
+        assert_eq!(
+            values(&state, "svc.example", RecordType::A),
+            ["10.9.0.1", "10.9.0.2"]
+        );
+        assert_eq!(
+            values(&state, "alias.example", RecordType::Cname),
+            ["b.example"]
+        );
+        run(
+            &mut state,
+            &[
+                Command::DeleteDns {
+                    name: "svc.example".into(),
+                    rtype: Some(RecordType::A),
+                    value: Some("10.9.0.2".into()),
+                },
+                Command::DeleteDns {
+                    name: "alias.example".into(),
+                    rtype: None,
+                    value: None,
+                },
+            ],
+        );
+        assert_eq!(values(&state, "svc.example", RecordType::A), ["10.9.0.1"]);
+        assert!(!state.dns().contains_key("alias.example"));
     }
 
     #[test]

@@ -280,6 +280,18 @@ impl Lan {
 
     /// Starts `weft up` on host `i` with its own state dir and API socket plus `args`.
     pub fn start_weft(&mut self, i: usize, args: &[&str], env: &[(&str, &str)]) -> usize {
+        let name = self.hosts[i].name.clone();
+        self.start_weft_as(i, &name, args, env)
+    }
+
+    /// [`Lan::start_weft`] with another hostname than the host's name.
+    pub fn start_weft_as(
+        &mut self,
+        i: usize,
+        hostname: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
         let host = self.hosts[i].clone();
         let state = host.state_dir();
         let api = host.api();
@@ -290,7 +302,7 @@ impl Lan {
             "--api",
             &api,
             "--hostname",
-            &host.name,
+            hostname,
         ];
         all.extend_from_slice(args);
         self.spawn(

@@ -1,0 +1,172 @@
+//! The DNS request handler: one standard query in, one answer out. The mesh snapshot answers
+//! first (authoritatively for the mesh domain and the pool's reverse names); anything it does not
+//! know goes to the forwarder, or is REFUSED when forwarding is off. Requests that are not one
+//! IN-class standard query get FORMERR, NOTIMP or REFUSED; hickory-server itself answers FORMERR
+//! to messages it cannot parse and drops those too short to carry a header.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+use super::cache::Cached;
+use super::forward::Forwarder;
+use super::zone::{Answer, Zone};
+
+/// The largest UDP answer sent, whatever buffer a client offers.
+const MAX_UDP_PAYLOAD: u16 = 4096;
+
+/// Answers queries from the mesh snapshot and the forwarder.
+#[derive(Debug)]
+pub struct Handler {
+    zone: Arc<ArcSwap<Zone>>,
+    forwarder: Option<Arc<Forwarder>>,
+}
+
+/// An answer before encoding.
+#[derive(Debug, Default)]
+struct Reply {
+    code: ResponseCode,
+    authoritative: bool,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+impl Reply {
+    fn code(code: ResponseCode) -> Reply {
+        Reply {
+            code,
+            ..Reply::default()
+        }
+    }
+
+    fn forwarded(cached: Cached) -> Reply {
+        Reply {
+            code: cached.response_code,
+            authoritative: false,
+            answers: cached.answers,
+            authorities: cached.authorities,
+            additionals: cached.additionals,
+        }
+    }
+}
+
+impl Handler {
+    /// A handler over the live snapshot `zone`; without a forwarder, other names are refused.
+    pub fn new(zone: Arc<ArcSwap<Zone>>, forwarder: Option<Arc<Forwarder>>) -> Handler {
+        Handler { zone, forwarder }
+    }
+
+    async fn reply(&self, request: &Request) -> Reply {
+        if request.metadata.op_code != OpCode::Query {
+            return Reply::code(ResponseCode::NotImp);
+        }
+        let Ok(info) = request.request_info() else {
+            return Reply::code(ResponseCode::FormErr);
+        };
+        let query = info.query.original();
+        if query.query_class() != DNSClass::IN {
+            return Reply::code(ResponseCode::Refused);
+        }
+        let (name, qtype) = (query.name(), query.query_type());
+        let (answer, authoritative) = {
+            let zone = self.zone.load();
+            (zone.lookup(name, qtype), zone.is_authoritative(name))
+        };
+        match answer {
+            Answer::Found { records, chase } => {
+                let mut reply = Reply {
+                    authoritative,
+                    answers: records,
+                    ..Reply::default()
+                };
+                if let Some(target) = chase {
+                    self.chase(&mut reply, &target, qtype).await;
+                }
+                reply
+            }
+            Answer::NoData { soa } => Reply {
+                authoritative,
+                authorities: soa.into_iter().collect(),
+                ..Reply::default()
+            },
+            Answer::NxDomain { soa } => Reply {
+                code: ResponseCode::NXDomain,
+                authoritative,
+                authorities: vec![soa],
+                ..Reply::default()
+            },
+            Answer::NotOurs => match &self.forwarder {
+                None => Reply::code(ResponseCode::Refused),
+                Some(forwarder) => match forwarder.resolve(name, qtype, DNSClass::IN).await {
+                    Ok(cached) => Reply::forwarded(cached),
+                    Err(e) => {
+                        tracing::debug!(%name, %qtype, error = %e, "forwarding failed");
+                        Reply::code(ResponseCode::ServFail)
+                    }
+                },
+            },
+        }
+    }
+
+    /// Completes a CNAME chain that leaves the snapshot with the target's records from upstream.
+    async fn chase(&self, reply: &mut Reply, target: &Name, qtype: RecordType) {
+        let Some(forwarder) = &self.forwarder else {
+            return;
+        };
+        match forwarder.resolve(target, qtype, DNSClass::IN).await {
+            Ok(cached) => {
+                reply.code = cached.response_code;
+                reply.answers.extend(cached.answers);
+                reply.authorities = cached.authorities;
+            }
+            Err(e) => tracing::debug!(%target, error = %e, "cannot follow a CNAME upstream"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let reply = self.reply(request).await;
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.response_code = reply.code;
+        metadata.authoritative = reply.authoritative;
+        metadata.recursion_available = self.forwarder.is_some();
+        // The answer offers EDNS when the question did; hickory-server sizes UDP answers by the
+        // answer's buffer size, so it is the client's (RFC 6891 §6.2.5), within bounds.
+        let edns = request.edns.as_ref().map(|_| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(request.max_payload().min(MAX_UDP_PAYLOAD));
+            edns
+        });
+        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+            metadata,
+            reply.answers.iter(),
+            reply.authorities.iter(),
+            std::iter::empty(),
+            reply.additionals.iter(),
+        );
+        match response_handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot send a DNS answer");
+                let mut failed = Metadata::response_from_request(&request.metadata);
+                failed.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata: failed,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The embedded DNS server (`--dns ADDR`): every member answers for the whole mesh, over UDP
+//! and TCP, from a snapshot of the ledger it rebuilds on every change, and forwards the rest.
+//!
+//! [`zone`] owns what the mesh answers ([`names`] how members are named, [`records`] what user
+//! records may hold); [`forward`] and [`cache`] own the way to upstream resolvers; [`handler`]
+//! turns one query into one answer. This module binds the sockets, runs hickory-server on them
+//! and keeps the snapshot in step with the ledger.
+
+pub mod cache;
+pub mod forward;
+pub mod handler;
+pub mod names;
+pub mod records;
+pub mod zone;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_server::Server;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::Ledger;
+use forward::Forwarder;
+use handler::Handler;
+use zone::Zone;
+
+/// How long a TCP client may stay idle between queries.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Answers queued per TCP connection.
+const TCP_QUEUE: usize = 32;
+
+/// What the DNS server needs to start.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// The address it listens on, UDP and TCP (port 0: any free port, the same for both).
+    pub listen: SocketAddr,
+    /// The mesh domain, canonical (`weft.internal`).
+    pub domain: String,
+    /// Upstream resolvers; `None` turns forwarding off.
+    pub upstreams: Option<Vec<SocketAddr>>,
+    /// Answers the forwarding cache holds.
+    pub cache_size: usize,
+}
+
+/// Why the DNS server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot listen for DNS on {addr} over {transport}: {source}{}", hint(*addr, source))]
+    Bind {
+        addr: SocketAddr,
+        transport: &'static str,
+        source: io::Error,
+    },
+}
+
+fn hint(addr: SocketAddr, e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        }
+        io::ErrorKind::AddrInUse => {
+            " (another DNS server, such as systemd-resolved, may already hold it)"
+        }
+        _ => "",
+    }
+}
+
+/// A running DNS server.
+#[derive(Debug, Clone)]
+pub struct DnsServer {
+    /// Where it listens (UDP and TCP share it).
+    pub addr: SocketAddr,
+    /// The upstream resolvers it forwards to; `None` when forwarding is off.
+    pub upstreams: Option<Vec<SocketAddr>>,
+}
+
+/// Binds `config.listen` and answers from `zone` until `shutdown`. The returned task ends
+/// when the server has stopped.
+pub async fn serve(
+    config: &DnsConfig,
+    zone: Arc<ArcSwap<Zone>>,
+    shutdown: CancellationToken,
+) -> Result<(DnsServer, tokio::task::JoinHandle<()>), DnsError> {
+    let bind = |transport, source| DnsError::Bind {
+        addr: config.listen,
+        transport,
+        source,
+    };
+    let udp = UdpSocket::bind(config.listen)
+        .await
+        .map_err(|e| bind("UDP", e))?;
+    let addr = udp.local_addr().map_err(|e| bind("UDP", e))?;
+    let tcp = TcpListener::bind(addr).await.map_err(|e| bind("TCP", e))?;
+    let forwarder = config
+        .upstreams
+        .clone()
+        .map(|servers| Arc::new(Forwarder::new(servers, config.cache_size)));
+    let mut server = Server::new(Handler::new(zone, forwarder));
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE, TCP_QUEUE);
+    let stop = server.shutdown_token().clone();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => stop.cancel(),
+            ended = server.block_until_done() => {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "the DNS server stopped");
+                }
+                return;
+            }
+        }
+        if let Err(e) = server.block_until_done().await {
+            tracing::warn!(error = %e, "the DNS server did not stop cleanly");
+        }
+    });
+    Ok((
+        DnsServer {
+            addr,
+            upstreams: config.upstreams.clone(),
+        },
+        task,
+    ))
+}
+
+/// Starts the DNS server over the ledger: the snapshot is rebuilt whenever the ledger changes.
+pub async fn start(
+    config: &DnsConfig,
+    ledger: Ledger,
+    tasks: &mut tokio::task::JoinSet<()>,
+    shutdown: CancellationToken,
+) -> Result<DnsServer, DnsError> {
+    let (first, _) = Zone::build(&ledger.state(), &config.domain);
+    let zone = Arc::new(ArcSwap::from_pointee(first));
+    let (server, task) = serve(config, zone.clone(), shutdown.clone()).await?;
+    tasks.spawn(async move {
+        let _ = task.await;
+    });
+    tasks.spawn(follow(ledger, zone, config.domain.clone(), shutdown));
+    match &server.upstreams {
+        Some(upstreams) if upstreams.is_empty() => tracing::warn!(
+            "DNS forwarding is on but there is no upstream resolver (none configured, none \
+             usable in /etc/resolv.conf): names outside the mesh get SERVFAIL"
+        ),
+        _ => {}
+    }
+    tracing::info!(
+        addr = %server.addr,
+        domain = %config.domain,
+        upstreams = ?server.upstreams,
+        "DNS server listening"
+    );
+    Ok(server)
+}
+
+/// Rebuilds the snapshot whenever the ledger changes.
+async fn follow(
+    ledger: Ledger,
+    zone: Arc<ArcSwap<Zone>>,
+    domain: String,
+    shutdown: CancellationToken,
+) {
+    let mut changes = ledger.subscribe();
+    let mut reported = Vec::new();
+    loop {
+        let (built, skipped) = Zone::build(&ledger.state(), &domain);
+        if skipped != reported {
+            for what in &skipped {
+                tracing::warn!(record = %what, "DNS record in the ledger skipped");
+            }
+            reported = skipped;
+        }
+        zone.store(Arc::new(built));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// The upstream resolvers to use: the configured ones, else those of resolv.conf text, never
+/// the server's own `listen` address.
+pub fn upstreams(
+    configured: &[SocketAddr],
+    resolv_conf: &str,
+    listen: SocketAddr,
+) -> Vec<SocketAddr> {
+    let servers = if configured.is_empty() {
+        forward::resolv_conf_servers(resolv_conf)
+    } else {
+        configured.to_vec()
+    };
+    forward::without_self(servers, listen)
+}
