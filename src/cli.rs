@@ -858,8 +858,15 @@ fn bytes(n: u64) -> String {
 
 /// Logs go to standard error (journald captures them); `RUST_LOG` overrides the setting.
 fn init_logging(level: &str) {
+    // hickory-server logs every DNS query at info; that is a line per name lookup on a node
+    // whose resolver is weft. Asked for by name (`hickory_server=info`), it still logs them.
+    let directives = if level.contains("hickory") {
+        level.to_string()
+    } else {
+        format!("{level},hickory_server=warn")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

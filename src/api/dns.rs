@@ -173,7 +173,7 @@ pub async fn add(
             ));
         }
     };
-    committed(state.ledger.propose(command).await?)
+    committed(state.ledger.propose_patiently(command).await?)
 }
 
 /// `DELETE /v1/dns/name/{name}[/{type}[/{value}]]`.
@@ -225,7 +225,7 @@ async fn remove(
     committed(
         state
             .ledger
-            .propose(Command::DeleteDns { name, rtype, value })
+            .propose_patiently(Command::DeleteDns { name, rtype, value })
             .await?,
     )
 }
@@ -241,7 +241,7 @@ pub async fn remove_pattern(
     committed(
         state
             .ledger
-            .propose(Command::DeleteDnsPattern { pattern: regex })
+            .propose_patiently(Command::DeleteDnsPattern { pattern: regex })
             .await?,
     )
 }
@@ -291,7 +291,7 @@ pub async fn edgevpn_add(
     }
     let outcome = state
         .ledger
-        .propose(Command::PutDnsPattern {
+        .propose_patiently(Command::PutDnsPattern {
             pattern: entry.regex,
             records: entries,
         })

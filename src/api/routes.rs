@@ -210,7 +210,12 @@ async fn remove_member(
             )));
         }
     };
-    Ok(Json(state.ledger.propose(Command::Leave { peer }).await?))
+    Ok(Json(
+        state
+            .ledger
+            .propose_patiently(Command::Leave { peer })
+            .await?,
+    ))
 }
 
 /// `POST /v1/recover`: after quorum loss, seed a new cluster from this node's state.
@@ -259,7 +264,7 @@ async fn ledger_put(
     Ok(Json(
         state
             .ledger
-            .propose(Command::KvPut { bucket, key, value })
+            .propose_patiently(Command::KvPut { bucket, key, value })
             .await?,
     ))
 }
@@ -271,7 +276,7 @@ async fn ledger_delete(
     Ok(Json(
         state
             .ledger
-            .propose(Command::KvDelete {
+            .propose_patiently(Command::KvDelete {
                 bucket,
                 key: Some(key),
             })
@@ -286,7 +291,7 @@ async fn ledger_delete_bucket(
     Ok(Json(
         state
             .ledger
-            .propose(Command::KvDelete { bucket, key: None })
+            .propose_patiently(Command::KvDelete { bucket, key: None })
             .await?,
     ))
 }

@@ -32,13 +32,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::p2p::P2pHandle;
 use follower::{Catchup, Feed, Leader, Replica};
-use raft::network::{LedgerRpc, Network, call};
+use raft::network::{CallError, LedgerRpc, Network, call};
 use raft::store::{Applied, LogStore, StateMachineStore, Taps};
 use raft::{LedgerNode, LedgerTypes};
 use state::{Command, LedgerState, Outcome};
 
 /// Applied entries the feed publisher may lag behind before it skips (followers catch up).
 const APPLIED_BACKLOG: usize = 1024;
+/// How long a proposal waits for a reachable leader: longer than an election.
+const PROPOSE_PATIENCE: Duration = Duration::from_secs(8);
+/// How often it looks again meanwhile.
+const PROPOSE_RETRY: Duration = Duration::from_millis(250);
 /// The raft database, in the raft directory of the state dir.
 const DATABASE_FILE: &str = "ledger.redb";
 
@@ -399,21 +403,78 @@ impl Ledger {
     }
 
     /// Commits `command` through the leader (this node or, over libp2p, another) and returns
-    /// its outcome once applied by the leader.
+    /// its outcome once applied by the leader. One attempt: the autopilot calls this every
+    /// second and must not stall.
     pub async fn propose(&self, command: Command) -> Result<Outcome, LedgerError> {
-        let (leader, node) = self.leader().ok_or(LedgerError::NoLeader)?;
+        self.propose_once(command).await.map_err(|a| match a {
+            Attempt::NotSent(e) | Attempt::Failed(e) => e,
+        })
+    }
+
+    /// [`Ledger::propose`] for an operator's request: while no leader is known or reachable
+    /// (an election after the leader left), it tries again for up to [`PROPOSE_PATIENCE`]. It
+    /// never retries a proposal the leader may have received.
+    pub async fn propose_patiently(&self, command: Command) -> Result<Outcome, LedgerError> {
+        let deadline = tokio::time::Instant::now() + PROPOSE_PATIENCE;
+        loop {
+            match self.propose_once(command.clone()).await {
+                Err(Attempt::NotSent(e)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "proposal not sent yet; waiting for a leader");
+                    tokio::time::sleep(PROPOSE_RETRY).await;
+                }
+                Err(Attempt::NotSent(e) | Attempt::Failed(e)) => return Err(e),
+                Ok(outcome) => return Ok(outcome),
+            }
+        }
+    }
+
+    async fn propose_once(&self, command: Command) -> Result<Outcome, Attempt> {
+        let (leader, node) = self
+            .leader()
+            .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;
         if leader == self.node_id {
             return self
                 .raft()
                 .client_write(command)
                 .await
                 .map(|r| r.data)
-                .map_err(|e| LedgerError::Refused(e.to_string()));
+                .map_err(|e| {
+                    let not_leader = matches!(
+                        &e,
+                        openraft::error::RaftError::APIError(
+                            openraft::error::ClientWriteError::ForwardToLeader(_)
+                        )
+                    );
+                    let error = LedgerError::Refused(e.to_string());
+                    if not_leader {
+                        Attempt::NotSent(error)
+                    } else {
+                        Attempt::Failed(error)
+                    }
+                });
         }
-        let peer: PeerId = node.peer_id.parse().map_err(|_| LedgerError::NoLeader)?;
+        let peer: PeerId = node
+            .peer_id
+            .parse()
+            .map_err(|_| Attempt::NotSent(LedgerError::NoLeader))?;
         let answer: Result<Outcome, String> = call(&self.p2p, peer, &LedgerRpc::Propose(command))
             .await
-            .map_err(|e| LedgerError::Refused(e.to_string()))?;
-        answer.map_err(LedgerError::Refused)
+            .map_err(|e| {
+                let error = LedgerError::Refused(e.to_string());
+                match e {
+                    CallError::Unreachable(crate::p2p::P2pError::NotAdmitted(_)) => {
+                        Attempt::NotSent(error)
+                    }
+                    _ => Attempt::Failed(error),
+                }
+            })?;
+        answer.map_err(|e| Attempt::Failed(LedgerError::Refused(e)))
     }
+}
+
+/// How one proposal attempt ended when it did not commit.
+enum Attempt {
+    /// The proposal never reached a leader: trying again cannot apply it twice.
+    NotSent(LedgerError),
+    Failed(LedgerError),
 }
