@@ -125,7 +125,8 @@ struct UpArgs {
     /// Do not forward DNS queries outside the mesh.
     #[arg(long, env = "WEFT_NO_DNS_FORWARD", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     no_dns_forward: Option<String>,
-    /// Upstream DNS server host:port (repeatable) [default: those of /etc/resolv.conf].
+    /// Upstream DNS server host:port (repeatable) [default: those of /etc/resolv.conf, else
+    /// systemd-resolved's; never weft's own address].
     #[arg(long, env = "WEFT_DNS_FORWARD_SERVER", value_name = "ADDR")]
     dns_forward_server: Vec<String>,
     /// Entries in the DNS forwarding cache [default: 200].

@@ -33,6 +33,10 @@ const TARGET_VOTERS: usize = 3;
 const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a member may be unreachable before its lease (and address) is released.
 const LEASE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The system's resolver configuration.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// systemd-resolved's upstream servers (its stub is what resolv.conf usually names).
+const RESOLVED_UPSTREAMS: &str = "/run/systemd/resolve/resolv.conf";
 /// How often admitted peers are asked which members they know.
 const PEER_EXCHANGE_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -116,6 +120,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             dns::start(
                 &dns_config(settings, listen),
                 ledger.clone(),
+                dns::metrics::DnsMetrics::new(&mut registry),
                 &mut dns_tasks,
                 shutdown.clone(),
             )
@@ -209,11 +214,19 @@ fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfi
     }
 }
 
-/// The DNS server's settings; upstreams come from the configuration or `/etc/resolv.conf`.
+/// The DNS server's settings. Upstreams are the configured ones, else the system's
+/// resolvers: `/etc/resolv.conf`, or systemd-resolved's list of its own upstreams when
+/// resolv.conf names only this server (Kairos points the host resolver at weft).
 fn dns_config(settings: &Settings, listen: std::net::SocketAddr) -> DnsConfig {
     let upstreams = settings.dns_forward.then(|| {
-        let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        dns::upstreams(&settings.dns_forward_servers, &resolv_conf, listen)
+        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let from_resolv_conf =
+            dns::upstreams(&settings.dns_forward_servers, &read(RESOLV_CONF), listen);
+        if from_resolv_conf.is_empty() && settings.dns_forward_servers.is_empty() {
+            dns::upstreams(&[], &read(RESOLVED_UPSTREAMS), listen)
+        } else {
+            from_resolv_conf
+        }
     });
     DnsConfig {
         listen,

@@ -22,6 +22,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
+use weft::dns::metrics::DnsMetrics;
 use weft::dns::zone::Zone;
 use weft::dns::{DnsConfig, serve};
 use weft::ledger::state::{Command, DnsRecord, LedgerState, RecordType as Rt};
@@ -165,6 +166,15 @@ fn ledger() -> LedgerState {
 
 /// Starts weft's DNS server on a free loopback port over [`ledger`].
 async fn weft_dns(upstreams: Option<Vec<SocketAddr>>, shutdown: &CancellationToken) -> SocketAddr {
+    weft_dns_counted(upstreams, DnsMetrics::default(), shutdown).await
+}
+
+/// [`weft_dns`] counting into `metrics`.
+async fn weft_dns_counted(
+    upstreams: Option<Vec<SocketAddr>>,
+    metrics: DnsMetrics,
+    shutdown: &CancellationToken,
+) -> SocketAddr {
     let (zone, skipped) = Zone::build(&ledger(), DOMAIN);
     assert!(skipped.is_empty(), "{skipped:?}");
     let config = DnsConfig {
@@ -176,6 +186,7 @@ async fn weft_dns(upstreams: Option<Vec<SocketAddr>>, shutdown: &CancellationTok
     let (server, _task) = serve(
         &config,
         Arc::new(ArcSwap::from_pointee(zone)),
+        metrics,
         shutdown.clone(),
     )
     .await
@@ -219,6 +230,12 @@ async fn mesh_names_answer_with_authority() {
             );
         }
     }
+    // EDNS is answered in kind; a client without it still gets its answer.
+    let reply = dig::query("127.0.0.1", port, &["n1.weft.internal", "+bufsize=1232"]);
+    assert!(reply.text.contains("; EDNS: version: 0"), "{}", reply.text);
+    let reply = dig::query("127.0.0.1", port, &["n1.weft.internal", "+noedns"]);
+    assert_eq!(reply.data("A"), ["10.1.0.1"], "{}", reply.text);
+    assert!(!reply.text.contains("EDNS"), "{}", reply.text);
     let reply = dig::query("127.0.0.1", port, &["-x", "10.1.0.2"]);
     assert_eq!(reply.data("PTR"), ["n2.weft.internal."], "{}", reply.text);
     let reply = dig::query("127.0.0.1", port, &[&format!("nobody.{DOMAIN}")]);
@@ -236,7 +253,9 @@ async fn forwarding_honours_ttls_and_passes_errors_through() {
     require_dig!();
     let shutdown = CancellationToken::new();
     let (up, log) = upstream(&shutdown).await;
-    let dns = weft_dns(Some(vec![up]), &shutdown).await;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = DnsMetrics::new(&mut registry);
+    let dns = weft_dns_counted(Some(vec![up]), metrics, &shutdown).await;
     let port = dns.port();
 
     // A TTL-2 record: served from the cache until it expires, then fetched again.
@@ -308,6 +327,15 @@ async fn forwarding_honours_ttls_and_passes_errors_through() {
     let reply = dig::query("127.0.0.1", port, &["www.weft.internal"]);
     assert_eq!(reply.data("CNAME"), ["target.example."], "{}", reply.text);
     assert_eq!(reply.data("A"), ["192.0.2.9"], "{}", reply.text);
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for source in ["cache", "upstream", "mesh"] {
+        assert!(
+            text.contains(&format!("weft_dns_answers_total{{source=\"{source}\"}}")),
+            "{text}"
+        );
+    }
     shutdown.cancel();
 }
 

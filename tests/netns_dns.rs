@@ -81,7 +81,7 @@ fn tools_missing() -> Option<String> {
 }
 
 #[test]
-fn every_member_resolves_every_member_and_follows_renames_and_leaves() {
+fn every_member_resolves_every_member_and_follows_renames_collisions_and_leaves() {
     require_netns!();
     if let Some(reason) = tools_missing() {
         support::netns::report_skip(&reason);
@@ -120,26 +120,43 @@ fn every_member_resolves_every_member_and_follows_renames_and_leaves() {
         "every member shows its DNS name: {members:#?}"
     );
 
-    // A rename: n3 restarts as `renamed`; its address stays, its name moves.
+    // A rename that collides: n3 restarts as `N1.lab`, whose label is n1's. Its address
+    // stays; both members take PeerId suffixes, the bare name answers nothing and the old one
+    // is gone.
     lan.processes[procs[2]].signal("TERM");
     lan.processes[procs[2]]
         .wait_exit(DEADLINE)
         .expect("n3 stops");
-    procs[2] = lan.start_weft_as(2, "renamed", &args, &[]);
+    procs[2] = lan.start_weft_as(2, "N1.lab", &args, &[]);
     lan.wait_api(2, DEADLINE);
+    let suffixed = wait_until(DNS_DEADLINE, "both n1s to show suffixed names", || {
+        let members: Vec<serde_json::Value> =
+            serde_json::from_str(&weft_ok(&lan, 0, &["members", "--json"])).ok()?;
+        let name = |hostname: &str| -> Option<String> {
+            let member = members.iter().find(|m| m["hostname"] == hostname)?;
+            Some(member["dns_name"].as_str()?.to_string())
+        };
+        let (first, renamed) = (name("n1")?, name("N1.lab")?);
+        let suffixed = |n: &str| n.starts_with("n1-") && n.ends_with(".weft.internal");
+        (suffixed(&first) && suffixed(&renamed) && first != renamed).then_some((first, renamed))
+    });
     for i in 0..3 {
-        wait_for_a(&lan, i, "renamed.weft.internal", &[&overlay[2]]);
+        wait_for_a(&lan, i, &suffixed.0, &[&overlay[0]]);
+        wait_for_a(&lan, i, &suffixed.1, &[&overlay[2]]);
+        wait_for_a(&lan, i, "n1.weft.internal", &[]);
         wait_for_a(&lan, i, "n3.weft.internal", &[]);
     }
 
-    // A leave: the renamed node stops and is removed; its name is gone from every answer.
+    // A leave: the renamed node stops and is removed; its name is gone from every answer and
+    // n1 has its bare name back.
     lan.processes[procs[2]].signal("TERM");
     lan.processes[procs[2]]
         .wait_exit(DEADLINE)
-        .expect("renamed stops");
-    weft_ok(&lan, 0, &["members", "rm", "renamed"]);
+        .expect("the renamed node stops");
+    weft_ok(&lan, 0, &["members", "rm", "N1.lab"]);
     for i in 0..2 {
-        wait_for_a(&lan, i, "renamed.weft.internal", &[]);
+        wait_for_a(&lan, i, &suffixed.1, &[]);
+        wait_for_a(&lan, i, "n1.weft.internal", &[&overlay[0]]);
     }
 }
 

@@ -36,6 +36,14 @@ pub enum ForwardError {
     Unanswered(io::Error),
 }
 
+/// An upstream answer and where it came from.
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    pub answer: Cached,
+    /// Served from the cache rather than asked upstream.
+    pub cached: bool,
+}
+
 /// Forwards questions the mesh does not answer.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -65,7 +73,7 @@ impl Forwarder {
         name: &Name,
         qtype: RecordType,
         qclass: DNSClass,
-    ) -> Result<Cached, ForwardError> {
+    ) -> Result<Forwarded, ForwardError> {
         let text = name.to_lowercase().to_ascii();
         let key = Key {
             name: text.strip_suffix('.').unwrap_or(&text).to_string(),
@@ -73,7 +81,10 @@ impl Forwarder {
             qclass: qclass.into(),
         };
         if let Some(hit) = self.cache().get(&key, Instant::now()) {
-            return Ok(hit);
+            return Ok(Forwarded {
+                answer: hit,
+                cached: true,
+            });
         }
         if self.upstreams.is_empty() {
             return Err(ForwardError::NoUpstream);
@@ -104,7 +115,10 @@ impl Forwarder {
         }
         let answer = Cached::from_message(last.ok_or(ForwardError::Unanswered(error))?);
         self.cache().insert(key, answer.clone(), Instant::now());
-        Ok(answer)
+        Ok(Forwarded {
+            answer,
+            cached: false,
+        })
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {

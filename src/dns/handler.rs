@@ -14,7 +14,8 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 use super::cache::Cached;
-use super::forward::Forwarder;
+use super::forward::{Forwarded, Forwarder};
+use super::metrics::{DnsMetrics, Source};
 use super::zone::{Answer, Zone};
 
 /// The largest UDP answer sent, whatever buffer a client offers.
@@ -25,11 +26,13 @@ const MAX_UDP_PAYLOAD: u16 = 4096;
 pub struct Handler {
     zone: Arc<ArcSwap<Zone>>,
     forwarder: Option<Arc<Forwarder>>,
+    metrics: DnsMetrics,
 }
 
 /// An answer before encoding.
 #[derive(Debug, Default)]
 struct Reply {
+    source: Source,
     code: ResponseCode,
     authoritative: bool,
     answers: Vec<Record>,
@@ -38,15 +41,22 @@ struct Reply {
 }
 
 impl Reply {
-    fn code(code: ResponseCode) -> Reply {
+    fn code(source: Source, code: ResponseCode) -> Reply {
         Reply {
+            source,
             code,
             ..Reply::default()
         }
     }
 
-    fn forwarded(cached: Cached) -> Reply {
+    fn forwarded(forwarded: Forwarded) -> Reply {
+        let cached: Cached = forwarded.answer;
         Reply {
+            source: if forwarded.cached {
+                Source::Cache
+            } else {
+                Source::Upstream
+            },
             code: cached.response_code,
             authoritative: false,
             answers: cached.answers,
@@ -58,20 +68,28 @@ impl Reply {
 
 impl Handler {
     /// A handler over the live snapshot `zone`; without a forwarder, other names are refused.
-    pub fn new(zone: Arc<ArcSwap<Zone>>, forwarder: Option<Arc<Forwarder>>) -> Handler {
-        Handler { zone, forwarder }
+    pub fn new(
+        zone: Arc<ArcSwap<Zone>>,
+        forwarder: Option<Arc<Forwarder>>,
+        metrics: DnsMetrics,
+    ) -> Handler {
+        Handler {
+            zone,
+            forwarder,
+            metrics,
+        }
     }
 
     async fn reply(&self, request: &Request) -> Reply {
         if request.metadata.op_code != OpCode::Query {
-            return Reply::code(ResponseCode::NotImp);
+            return Reply::code(Source::Rejected, ResponseCode::NotImp);
         }
         let Ok(info) = request.request_info() else {
-            return Reply::code(ResponseCode::FormErr);
+            return Reply::code(Source::Rejected, ResponseCode::FormErr);
         };
         let query = info.query.original();
         if query.query_class() != DNSClass::IN {
-            return Reply::code(ResponseCode::Refused);
+            return Reply::code(Source::Refused, ResponseCode::Refused);
         }
         let (name, qtype) = (query.name(), query.query_type());
         let (answer, authoritative) = {
@@ -102,12 +120,12 @@ impl Handler {
                 ..Reply::default()
             },
             Answer::NotOurs => match &self.forwarder {
-                None => Reply::code(ResponseCode::Refused),
+                None => Reply::code(Source::Refused, ResponseCode::Refused),
                 Some(forwarder) => match forwarder.resolve(name, qtype, DNSClass::IN).await {
-                    Ok(cached) => Reply::forwarded(cached),
+                    Ok(forwarded) => Reply::forwarded(forwarded),
                     Err(e) => {
                         tracing::debug!(%name, %qtype, error = %e, "forwarding failed");
-                        Reply::code(ResponseCode::ServFail)
+                        Reply::code(Source::Failed, ResponseCode::ServFail)
                     }
                 },
             },
@@ -120,10 +138,10 @@ impl Handler {
             return;
         };
         match forwarder.resolve(target, qtype, DNSClass::IN).await {
-            Ok(cached) => {
-                reply.code = cached.response_code;
-                reply.answers.extend(cached.answers);
-                reply.authorities = cached.authorities;
+            Ok(Forwarded { answer, .. }) => {
+                reply.code = answer.response_code;
+                reply.answers.extend(answer.answers);
+                reply.authorities = answer.authorities;
             }
             Err(e) => tracing::debug!(%target, error = %e, "cannot follow a CNAME upstream"),
         }
@@ -138,6 +156,7 @@ impl RequestHandler for Handler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let reply = self.reply(request).await;
+        self.metrics.answered(reply.source);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = reply.code;
         metadata.authoritative = reply.authoritative;

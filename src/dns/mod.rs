@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod forward;
 pub mod handler;
+pub mod metrics;
 pub mod names;
 pub mod records;
 pub mod zone;
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ledger::Ledger;
 use forward::Forwarder;
 use handler::Handler;
+use metrics::DnsMetrics;
 use zone::Zone;
 
 /// How long a TCP client may stay idle between queries.
@@ -83,6 +85,7 @@ pub struct DnsServer {
 pub async fn serve(
     config: &DnsConfig,
     zone: Arc<ArcSwap<Zone>>,
+    metrics: DnsMetrics,
     shutdown: CancellationToken,
 ) -> Result<(DnsServer, tokio::task::JoinHandle<()>), DnsError> {
     let bind = |transport, source| DnsError::Bind {
@@ -99,7 +102,7 @@ pub async fn serve(
         .upstreams
         .clone()
         .map(|servers| Arc::new(Forwarder::new(servers, config.cache_size)));
-    let mut server = Server::new(Handler::new(zone, forwarder));
+    let mut server = Server::new(Handler::new(zone, forwarder, metrics));
     server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE, TCP_QUEUE);
     let stop = server.shutdown_token().clone();
@@ -130,12 +133,13 @@ pub async fn serve(
 pub async fn start(
     config: &DnsConfig,
     ledger: Ledger,
+    metrics: DnsMetrics,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: CancellationToken,
 ) -> Result<DnsServer, DnsError> {
     let (first, _) = Zone::build(&ledger.state(), &config.domain);
     let zone = Arc::new(ArcSwap::from_pointee(first));
-    let (server, task) = serve(config, zone.clone(), shutdown.clone()).await?;
+    let (server, task) = serve(config, zone.clone(), metrics, shutdown.clone()).await?;
     tasks.spawn(async move {
         let _ = task.await;
     });
@@ -143,7 +147,8 @@ pub async fn start(
     match &server.upstreams {
         Some(upstreams) if upstreams.is_empty() => tracing::warn!(
             "DNS forwarding is on but there is no upstream resolver (none configured, none \
-             usable in /etc/resolv.conf): names outside the mesh get SERVFAIL"
+             usable in the system's resolver files): names outside the mesh get SERVFAIL; set \
+             --dns-forward-server or DNSFORWARDSERVER"
         ),
         _ => {}
     }
