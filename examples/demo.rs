@@ -1,9 +1,9 @@
 //! The weft demo: a small mesh of real `weft up` processes, each in its own network namespace on
 //! one bridged LAN (the same harness the end-to-end tests use). The nodes find each other by
 //! mDNS and admit each other with the shared token, the ledger gives each an overlay address, and
-//! every node pings every other over the encrypted data plane. The demo shows what every node
-//! reports and which peers it admitted, with the data path each uses, then stops them and removes
-//! everything it made. Run it as root
+//! every node pings every other over the encrypted data plane and resolves every other by name
+//! through its own DNS server. The demo shows what every node reports and which peers it
+//! admitted, with the data path each uses, then stops them and removes everything it made. Run it as root
 //! through `./demo.sh`.
 
 #[path = "../tests/support/mod.rs"]
@@ -34,7 +34,15 @@ fn main() -> ExitCode {
 
     let mut lan = Lan::new(NODES, &weft);
     for i in 0..NODES {
-        lan.start_weft(i, &["--token", &token], &[]);
+        // DNS on the namespace's own loopback; no forwarding, so nothing leaves the demo's LAN.
+        let args = [
+            "--token",
+            &token,
+            "--dns",
+            "127.0.0.1:53",
+            "--no-dns-forward",
+        ];
+        lan.start_weft(i, &args, &[]);
     }
     for i in 0..NODES {
         lan.wait_api(i, DEADLINE);
@@ -74,6 +82,18 @@ fn main() -> ExitCode {
             );
         }
     }
+    println!("resolving every node from every other with dig @127.0.0.1 (weft's DNS)...");
+    for i in 0..NODES {
+        for j in (0..NODES).filter(|&j| j != i) {
+            let name = format!("{}.weft.internal", lan.hosts[j].name);
+            let address = wait_until(DEADLINE, "a DNS answer", || {
+                let out = lan.hosts[i].run("dig", &["@127.0.0.1", "+short", &name]);
+                let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                (text == overlay[j]).then_some(text)
+            });
+            println!("{}: {name} -> {address}", lan.hosts[i].name);
+        }
+    }
     for i in 0..NODES {
         let host = lan.hosts[i].clone();
         println!(
@@ -89,6 +109,8 @@ fn main() -> ExitCode {
     let api = lan.hosts[0].api();
     println!("\n$ weft members --api {api}");
     print!("{}", run(&weft, &["members", "--api", &api]));
+    println!("$ weft dns ls --api {api}");
+    print!("{}", run(&weft, &["dns", "ls", "--api", &api]));
     println!("$ weft ledger put demo greeting 'hello mesh' --api {api}");
     run(
         &weft,

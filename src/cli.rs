@@ -623,7 +623,7 @@ fn dns(command: DnsCommand) -> Result<(), Failure> {
             for h in &view.hosts {
                 println!(
                     "{:<7} {:<40} {:<6} {:>6}  {}",
-                    "member", h.name, "A", "", h.address
+                    "member", h.name, "A", h.ttl, h.address
                 );
             }
             for r in &view.records {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::routes::ApiState;
-use crate::dns::{names, records};
+use crate::dns::{names, records, zone};
 use crate::ledger::state::{Command, DnsRecord, Outcome, RecordType};
 
 /// `GET /v1/dns`: what the mesh's DNS answers.
@@ -35,6 +35,7 @@ pub struct DnsView {
 pub struct HostRecord {
     pub name: String,
     pub address: String,
+    pub ttl: u32,
     pub peer_id: String,
 }
 
@@ -90,17 +91,19 @@ pub struct Announcing {
 pub async fn list(State(state): State<Arc<ApiState>>) -> Json<DnsView> {
     let ledger = state.ledger.state();
     let domain = &state.node.dns_domain;
-    let hosts = names::member_labels(&ledger)
+    let mut hosts: Vec<HostRecord> = names::member_labels(&ledger)
         .into_iter()
         .filter_map(|(peer, label)| {
             let address = ledger.members().get(&peer)?.address?;
             Some(HostRecord {
                 name: format!("{label}.{domain}"),
                 address: address.to_string(),
+                ttl: zone::HOST_TTL,
                 peer_id: peer,
             })
         })
         .collect();
+    hosts.sort_by(|a, b| a.name.cmp(&b.name));
     let records = ledger
         .dns()
         .iter()

@@ -24,7 +24,7 @@ use crate::ledger::state::{DnsRecord, LedgerState, RecordType};
 /// The default mesh domain.
 pub const DEFAULT_DOMAIN: &str = "weft.internal";
 /// TTL of members' host and PTR records: short, since members come and go.
-const HOST_TTL: u32 = 15;
+pub const HOST_TTL: u32 = 15;
 /// How long resolvers may cache "no such name" from the zone (the SOA minimum).
 const NEGATIVE_TTL: u32 = 5;
 /// How many CNAMEs a lookup follows.
