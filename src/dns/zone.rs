@@ -611,6 +611,45 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever members wrote into the ledger (any member can), building the snapshot and
+        /// looking names up never panics, and names in the domain get an authoritative answer.
+        #[test]
+        fn any_ledger_content_builds_and_answers(
+            entries in proptest::collection::vec(
+                ("[*a-z0-9._ -]{0,20}", 0usize..5, "[ -~]{0,30}"),
+                0..12,
+            ),
+            patterns in proptest::collection::vec("[ -~]{0,12}", 0..4),
+            queries in proptest::collection::vec("[a-z0-9.*-]{0,24}", 1..8),
+        ) {
+            let mut commands = vec![join("peer-a", "alpha")];
+            for (name, t, value) in &entries {
+                commands.push(put(name, RecordType::ALL[*t], value));
+            }
+            for pattern in &patterns {
+                commands.push(Command::PutDnsPattern {
+                    pattern: pattern.clone(),
+                    records: [(RecordType::A, DnsRecord { value: "10.0.0.1".into(), ttl: 1 })].into(),
+                });
+            }
+            let (zone, _) = Zone::build(&ledger(&commands), DOMAIN);
+            for query in &queries {
+                for domain in ["", ".weft.internal"] {
+                    let Ok(qname) = Name::from_str(&format!("{query}{domain}.")) else {
+                        continue;
+                    };
+                    for qtype in [WireType::A, WireType::CNAME, WireType::TXT, WireType::ANY, WireType::PTR] {
+                        let answer = zone.lookup(&qname, qtype);
+                        if !domain.is_empty() {
+                            proptest::prop_assert!(!matches!(answer, Answer::NotOurs), "{qname}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_reverse_zone_follows_the_pool() {
         assert_eq!(
