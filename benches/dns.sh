@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# DNS answer rate and latency of weft's embedded server against dnsmasq, in one run.
+#
+# One network namespace holds a release `weft up` (a one-node mesh with N user A records,
+# `--dns 127.0.0.1:53`) and dnsmasq on 127.0.0.1:5353 serving the same N names from a hosts
+# file, plus N names of its own zone with a 300 s TTL. dnsperf, in the same namespace, measures:
+#   (a) local names: weft's mesh answers vs dnsmasq's hosts answers;
+#   (b) forwarded names: weft forwarding to dnsmasq, all cache hits after the first round, vs
+#       dnsmasq answering them directly.
+# Only the namespace's loopback is used. Prints a table with weft/dnsmasq ratios.
+#
+# Usage (root):  benches/dns.sh
+#   knobs: DUR=10 NAMES=200 CLIENTS=8 WEFT=target/release/weft OUT=/tmp/weft-dns-bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR=${DUR:-10}
+NAMES=${NAMES:-200}
+CLIENTS=${CLIENTS:-8}
+WEFT=${WEFT:-target/release/weft}
+OUT=${OUT:-/tmp/weft-dns-bench}
+NS=wdnsbench-$$
+WORK=$(mktemp -d /tmp/weft-dns-bench.XXXXXX)
+PIDS=()
+
+log() { echo "[$(date +%T)] $*" >&2; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
+scripts/install-deps.sh >/dev/null
+for tool in dnsperf:dnsperf dnsmasq:dnsmasq-base; do
+  command -v "${tool%%:*}" >/dev/null || apt-get install -y -qq --no-install-recommends "${tool#*:}" >/dev/null
+done
+if [ "$WEFT" = target/release/weft ]; then
+  log "building weft (release)"
+  cargo build --release --quiet --locked --bin weft
+fi
+mkdir -p "$OUT"
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+
+API="unix://$WORK/api.sock"
+ip netns exec "$NS" "$WEFT" up --token "$("$WEFT" token new)" --no-dht --no-mdns \
+  --state-dir "$WORK/state" --api "$API" --hostname bench --dns 127.0.0.1:53 \
+  --dns-forward-server 127.0.0.1:5353 --dns-cache-size 10000 >"$WORK/weft.log" 2>&1 &
+PIDS+=($!)
+
+# dnsmasq: the same local names (hosts file), and a zone of its own with a 300 s TTL.
+: >"$WORK/hosts"
+: >"$WORK/local.txt"
+: >"$WORK/forwarded.txt"
+for i in $(seq 1 "$NAMES"); do
+  echo "10.2.$((i / 250)).$((i % 250 + 1)) host$i.weft.internal" >>"$WORK/hosts"
+  echo "10.3.$((i / 250)).$((i % 250 + 1)) ext$i.example" >>"$WORK/hosts"
+  echo "host$i.weft.internal A" >>"$WORK/local.txt"
+  echo "ext$i.example A" >>"$WORK/forwarded.txt"
+done
+ip netns exec "$NS" dnsmasq --keep-in-foreground --no-resolv --no-hosts \
+  --addn-hosts="$WORK/hosts" --local-ttl=300 --port=5353 --listen-address=127.0.0.1 \
+  --bind-interfaces --cache-size=10000 --pid-file="$WORK/dnsmasq.pid" \
+  >"$WORK/dnsmasq.log" 2>&1 &
+PIDS+=($!)
+
+log "waiting for weft's API and its one-node cluster"
+for _ in $(seq 300); do
+  "$WEFT" status --json --api "$API" 2>/dev/null | grep -q '"overlay_ip": "' && break
+  sleep 0.1
+done
+log "adding $NAMES user records"
+for i in $(seq 1 "$NAMES"); do
+  "$WEFT" dns add "host$i.weft.internal" A "10.2.$((i / 250)).$((i % 250 + 1))" --api "$API"
+done
+for _ in $(seq 100); do
+  [ "$(ip netns exec "$NS" dig @127.0.0.1 +short "host$NAMES.weft.internal")" != "" ] && break
+  sleep 0.1
+done
+
+perf() { # port datafile label -> "qps avg_ms"
+  ip netns exec "$NS" dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$DUR" -c "$CLIENTS" -T 1 \
+    -q 200 >"$OUT/$3.txt" 2>&1
+  python3 - "$OUT/$3.txt" <<'EOF'
+import re, sys
+text = open(sys.argv[1]).read()
+qps = re.search(r"Queries per second:\s+([0-9.]+)", text).group(1)
+lat = re.search(r"Average Latency \(s\):\s+([0-9.]+)", text).group(1)
+lost = re.search(r"Queries lost:\s+(\d+)", text).group(1)
+print(f"{float(qps):.0f} {float(lat) * 1000:.3f} {lost}")
+EOF
+}
+
+log "local names: weft"; read -r WL WLL WLX < <(perf 53 "$WORK/local.txt" weft-local)
+log "local names: dnsmasq"; read -r DL DLL DLX < <(perf 5353 "$WORK/local.txt" dnsmasq-local)
+log "forwarded names: warming weft's cache"
+while read -r name _; do ip netns exec "$NS" dig @127.0.0.1 +short "$name" >/dev/null; done <"$WORK/forwarded.txt"
+log "forwarded names: weft (cache)"; read -r WF WFL WFX < <(perf 53 "$WORK/forwarded.txt" weft-cached)
+log "forwarded names: dnsmasq (direct)"; read -r DF DFL DFX < <(perf 5353 "$WORK/forwarded.txt" dnsmasq-direct)
+
+ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+{
+  echo "| measure | weft | dnsmasq | weft / dnsmasq |"
+  echo "|---|---|---|---|"
+  echo "| local names: answers/s | $WL | $DL | $(ratio "$WL" "$DL") |"
+  echo "| local names: mean latency (ms) | $WLL | $DLL | $(ratio "$WLL" "$DLL") |"
+  echo "| forwarded names, weft from its cache: answers/s | $WF | $DF | $(ratio "$WF" "$DF") |"
+  echo "| forwarded names, weft from its cache: mean latency (ms) | $WFL | $DFL | $(ratio "$WFL" "$DFL") |"
+  echo "| queries lost (local, forwarded) | $WLX, $WFX | $DLX, $DFX | |"
+} | tee "$OUT/summary.md"
