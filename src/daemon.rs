@@ -215,18 +215,26 @@ fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfi
 }
 
 /// The DNS server's settings. Upstreams are the configured ones, else the system's
-/// resolvers: `/etc/resolv.conf`, or systemd-resolved's list of its own upstreams when
-/// resolv.conf names only this server (Kairos points the host resolver at weft).
+/// resolvers: those of `/etc/resolv.conf`, except that systemd-resolved's stub (or nothing
+/// usable at all, when resolv.conf names only weft, as Kairos sets it) gives way to the list of
+/// resolved's own upstreams, so that resolved forwarding to weft cannot make a loop.
 fn dns_config(settings: &Settings, listen: std::net::SocketAddr) -> DnsConfig {
     let upstreams = settings.dns_forward.then(|| {
-        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
-        let from_resolv_conf =
-            dns::upstreams(&settings.dns_forward_servers, &read(RESOLV_CONF), listen);
-        if from_resolv_conf.is_empty() && settings.dns_forward_servers.is_empty() {
-            dns::upstreams(&[], &read(RESOLVED_UPSTREAMS), listen)
-        } else {
-            from_resolv_conf
+        if !settings.dns_forward_servers.is_empty() {
+            return dns::upstreams(&settings.dns_forward_servers, "", listen);
         }
+        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let system = dns::upstreams(&[], &read(RESOLV_CONF), listen);
+        if system
+            .iter()
+            .all(|s| dns::forward::is_resolved_stub(s.ip()))
+        {
+            let resolved = dns::upstreams(&[], &read(RESOLVED_UPSTREAMS), listen);
+            if !resolved.is_empty() || system.is_empty() {
+                return resolved;
+            }
+        }
+        system
     });
     DnsConfig {
         listen,

@@ -175,7 +175,7 @@ async fn weft_dns_counted(
     metrics: DnsMetrics,
     shutdown: &CancellationToken,
 ) -> SocketAddr {
-    let (zone, skipped) = Zone::build(&ledger(), DOMAIN);
+    let (zone, skipped) = Zone::build(&ledger(), DOMAIN, &mut Default::default());
     assert!(skipped.is_empty(), "{skipped:?}");
     let config = DnsConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

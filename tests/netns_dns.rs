@@ -206,7 +206,10 @@ fn user_records_wildcards_and_edgevpn_regex_records() {
         (reply.data("CNAME") == ["n1.weft.internal."] && reply.data("A") == [overlay[0].clone()])
             .then_some(())
     });
-    let reply = dig_on(&lan, 0, &["db.weft.internal", "TXT"]);
+    let reply = wait_until(DNS_DEADLINE, "the TXT record to answer on n1", || {
+        let reply = dig_on(&lan, 0, &["db.weft.internal", "TXT"]);
+        (!reply.answers.is_empty()).then_some(reply)
+    });
     assert_eq!(reply.data("TXT"), ["\"role=primary\""], "{}", reply.text);
     assert_eq!(reply.answers[0].ttl, 30, "{}", reply.text);
     let listing = weft_ok(&lan, 0, &["dns", "ls"]);

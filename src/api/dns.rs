@@ -157,17 +157,10 @@ pub async fn add(
         },
         (None, Some(regex)) => {
             records::pattern(&regex).map_err(bad)?;
-            let mut entries = state
-                .ledger
-                .state()
-                .dns_patterns()
-                .get(&regex)
-                .cloned()
-                .unwrap_or_default();
-            entries.insert(rtype, record);
             Command::PutDnsPattern {
                 pattern: regex,
-                records: entries,
+                records: [(rtype, record)].into(),
+                merge: true,
             }
         }
         _ => {
@@ -297,13 +290,10 @@ pub async fn edgevpn_add(
         .propose_patiently(Command::PutDnsPattern {
             pattern: entry.regex,
             records: entries,
+            merge: false,
         })
         .await?;
-    if outcome != Outcome::Done {
-        return Err(ApiError::Internal(format!(
-            "the ledger refused the DNS entry: {outcome:?}"
-        )));
-    }
+    check(outcome)?;
     Ok(Json(Announcing {
         state: "Announcing".into(),
     }))
@@ -314,13 +304,26 @@ fn bad(e: records::RecordError) -> ApiError {
 }
 
 fn committed(outcome: Outcome) -> Result<Json<Outcome>, ApiError> {
+    check(outcome).map(Json)
+}
+
+/// A committed DNS outcome, or the API error it means.
+fn check(outcome: Outcome) -> Result<Outcome, ApiError> {
     match outcome {
         Outcome::DnsConflict => Err(ApiError::Conflict(
             "a CNAME cannot share its name with other records (RFC 1034 §3.6.2); remove those \
              first"
                 .into(),
         )),
-        outcome => Ok(Json(outcome)),
+        Outcome::DnsLimit => {
+            let l = crate::ledger::state::DNS_LIMITS;
+            Err(ApiError::Conflict(format!(
+                "the mesh's DNS limits are reached: {} names, {} values per name and type, {} \
+                 regex records, {} bytes per name, value or regex",
+                l.names, l.values, l.patterns, l.text
+            )))
+        }
+        outcome => Ok(outcome),
     }
 }
 

@@ -124,11 +124,19 @@ impl Cache {
         Some(entry.answer.aged(u32::try_from(age).unwrap_or(u32::MAX)))
     }
 
-    /// Stores `answer` to `key` at time `now`, when it may be cached.
-    pub fn insert(&mut self, key: Key, answer: Cached, now: Instant) {
+    /// Stores `answer` to `key` at time `now`, when it may be cached. A negative answer's SOA
+    /// gets the negative TTL as its own, so that aging it tells clients the truth.
+    pub fn insert(&mut self, key: Key, mut answer: Cached, now: Instant) {
         let Some(ttl) = answer.ttl() else {
             return;
         };
+        if answer.answers.is_empty() {
+            for record in &mut answer.authorities {
+                if matches!(record.data, RData::SOA(_)) {
+                    record.ttl = record.ttl.min(ttl);
+                }
+            }
+        }
         if self.capacity == 0 {
             return;
         }
@@ -241,6 +249,19 @@ mod tests {
             answer(ResponseCode::NoError, vec![a(0)], vec![]).ttl(),
             None
         );
+    }
+
+    #[test]
+    fn an_aged_negative_answer_expires_with_its_entry() {
+        let t0 = Instant::now();
+        let mut cache = Cache::new(10);
+        cache.insert(
+            key("nx"),
+            answer(ResponseCode::NXDomain, vec![], vec![soa(300, 30)]),
+            t0,
+        );
+        let hit = cache.get(&key("nx"), t0 + Duration::from_secs(29)).unwrap();
+        assert_eq!(hit.authorities[0].ttl, 1, "30 s of negative TTL, 29 spent");
     }
 
     #[test]

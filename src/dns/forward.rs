@@ -1,5 +1,5 @@
 //! Forwarding to upstream resolvers: one question at a time over UDP from a fresh random port
-//! with a random id, then over TCP when the answer comes back truncated. Servers are tried in
+//! with a random id, then over TCP when the answer comes back truncated (2 s for each). Servers are tried in
 //! order; a timeout, SERVFAIL or REFUSED moves on to the next, and the last answer is passed on
 //! as it came (NXDOMAIN and its SOA included). Answers go through the TTL-honouring
 //! [`Cache`]. The number of questions in flight upstream is bounded, so a flood of queries
@@ -232,6 +232,11 @@ pub fn resolv_conf_servers(text: &str) -> Vec<SocketAddr> {
                 .map(|ip| SocketAddr::new(ip, 53))
         })
         .collect()
+}
+
+/// Whether `ip` is systemd-resolved's local stub (127.0.0.53, or 127.0.0.54 in proxy mode).
+pub fn is_resolved_stub(ip: IpAddr) -> bool {
+    ip == IpAddr::V4(Ipv4Addr::new(127, 0, 0, 53)) || ip == IpAddr::V4(Ipv4Addr::new(127, 0, 0, 54))
 }
 
 /// `servers` without the DNS server's own address `listen`, which would loop queries back to

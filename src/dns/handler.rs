@@ -113,9 +113,10 @@ impl Handler {
                 authorities: soa.into_iter().collect(),
                 ..Reply::default()
             },
-            Answer::NxDomain { soa } => Reply {
+            Answer::NxDomain { records, soa } => Reply {
                 code: ResponseCode::NXDomain,
                 authoritative,
+                answers: records,
                 authorities: vec![soa],
                 ..Reply::default()
             },

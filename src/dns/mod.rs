@@ -14,6 +14,7 @@ pub mod names;
 pub mod records;
 pub mod zone;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -137,7 +138,7 @@ pub async fn start(
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: CancellationToken,
 ) -> Result<DnsServer, DnsError> {
-    let (first, _) = Zone::build(&ledger.state(), &config.domain);
+    let (first, _) = Zone::build(&ledger.state(), &config.domain, &mut HashMap::new());
     let zone = Arc::new(ArcSwap::from_pointee(first));
     let (server, task) = serve(config, zone.clone(), metrics, shutdown.clone()).await?;
     tasks.spawn(async move {
@@ -161,7 +162,8 @@ pub async fn start(
     Ok(server)
 }
 
-/// Rebuilds the snapshot whenever the ledger changes.
+/// Rebuilds the snapshot whenever the ledger's applied state moves (not on every tick of its
+/// watch: a follower's ticks include the leader's heartbeats), reusing compiled patterns.
 async fn follow(
     ledger: Ledger,
     zone: Arc<ArcSwap<Zone>>,
@@ -169,16 +171,23 @@ async fn follow(
     shutdown: CancellationToken,
 ) {
     let mut changes = ledger.subscribe();
+    let mut regexes = HashMap::new();
     let mut reported = Vec::new();
+    let mut built_from = None;
     loop {
-        let (built, skipped) = Zone::build(&ledger.state(), &domain);
-        if skipped != reported {
-            for what in &skipped {
-                tracing::warn!(record = %what, "DNS record in the ledger skipped");
+        let state = ledger.state();
+        let version = (state.cluster(), state.applied());
+        if built_from != Some(version) {
+            let (built, skipped) = Zone::build(&state, &domain, &mut regexes);
+            if skipped != reported {
+                for what in &skipped {
+                    tracing::warn!(record = %what, "DNS record in the ledger skipped");
+                }
+                reported = skipped;
             }
-            reported = skipped;
+            zone.store(Arc::new(built));
+            built_from = Some(version);
         }
-        zone.store(Arc::new(built));
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },

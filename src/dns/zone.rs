@@ -2,12 +2,14 @@
 //! whenever the ledger changes, so queries read it without locks.
 //!
 //! What it answers, in order: `<member>.<domain>` A records (and their PTR records in the
-//! overlay pool's reverse zone), user records by exact name, the closest `*.` wildcard, then the
-//! first edgevpn-style pattern that matches the whole name. A member's own name keeps its A
-//! record: user A or CNAME records on it are ignored. A CNAME is followed through the snapshot
-//! (eight steps at most); a target outside it is left for the forwarder to chase. The snapshot is
-//! authoritative for the mesh domain and for pool addresses: a name there that does not exist is
-//! NXDOMAIN with the zone's SOA, and a name that exists without the asked type is NODATA.
+//! overlay pool's reverse zone), user records by exact name, the wildcard of the closest
+//! enclosing name (RFC 4592), then the first edgevpn-style pattern that matches the whole name.
+//! A member's name is the member's alone: user records on it are ignored, and a bare name that
+//! several members' hostnames collide on answers nothing (not a wildcard, not a pattern). A
+//! CNAME is followed through the snapshot (eight steps at most); a target outside it is left for
+//! the forwarder to chase. The snapshot is authoritative for the mesh domain and for the pool's
+//! reverse zone: a name there that does not exist is NXDOMAIN with the zone's SOA (also at the
+//! end of a CNAME chain, RFC 6604), and a name that exists without the asked type is NODATA.
 //! Anything else is not ours.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -44,8 +46,9 @@ pub enum Answer {
     },
     /// The name exists without records of the asked type.
     NoData { soa: Option<Record> },
-    /// The name does not exist in a zone the snapshot is authoritative for.
-    NxDomain { soa: Record },
+    /// The name does not exist in a zone the snapshot is authoritative for; `records` is the
+    /// CNAME chain that led there, if any.
+    NxDomain { records: Vec<Record>, soa: Record },
     /// The snapshot knows nothing of the name: forward it.
     NotOurs,
 }
@@ -56,8 +59,9 @@ pub struct Zone {
     /// The mesh domain, canonical (`weft.internal`).
     domain: String,
     soa: Record,
-    /// The SOA of the overlay pool's reverse zone.
+    /// The SOA of the overlay pool's reverse zone, and that zone's apex.
     reverse_soa: Record,
+    reverse_apex: String,
     pool: Ipv4Net,
     /// Exact names (canonical) with records: members' and users'.
     names: HashMap<String, Sets>,
@@ -65,6 +69,8 @@ pub struct Zone {
     interior: HashSet<String>,
     /// Wildcards by their parent: `*.apps.example` is under `apps.example`.
     wildcards: HashMap<String, Sets>,
+    /// Bare member names that several hostnames collide on: they answer nothing.
+    reserved: HashSet<String>,
     patterns: Vec<(Regex, Sets)>,
     /// Overlay address → the member's name.
     reverse: HashMap<Ipv4Addr, Name>,
@@ -75,7 +81,12 @@ pub struct Zone {
 impl Zone {
     /// The snapshot of `state` for the mesh `domain` (canonical, see
     /// [`records::canonical_name`]), and a description of each ledger record it skipped.
-    pub fn build(state: &LedgerState, domain: &str) -> (Zone, Vec<String>) {
+    /// `regexes` holds patterns compiled by earlier builds, reused (and refreshed) here.
+    pub fn build(
+        state: &LedgerState,
+        domain: &str,
+        regexes: &mut HashMap<String, Regex>,
+    ) -> (Zone, Vec<String>) {
         let mut skipped = Vec::new();
         let serial = u32::try_from(state.applied() % (1 << 31)).unwrap_or_default();
         let pool = state.pool();
@@ -83,10 +94,12 @@ impl Zone {
             domain: domain.to_string(),
             soa: soa(domain, domain, serial),
             reverse_soa: soa(&reverse_zone(pool), domain, serial),
+            reverse_apex: reverse_zone(pool),
             pool,
             names: HashMap::new(),
             interior: HashSet::new(),
             wildcards: HashMap::new(),
+            reserved: HashSet::new(),
             patterns: Vec::new(),
             reverse: HashMap::new(),
             member_names: BTreeMap::new(),
@@ -113,25 +126,46 @@ impl Zone {
             }
         }
         for (peer, label) in names::member_labels(state) {
-            let Some(address) = state.members()[&peer].address else {
+            let member = &state.members()[&peer];
+            let Some(address) = member.address else {
                 continue;
             };
+            let bare = names::label(&member.hostname);
+            if bare != label {
+                zone.reserved.insert(format!("{bare}.{domain}"));
+            }
             let fqdn = format!("{label}.{domain}");
             let Ok(wire) = records::wire_name(&fqdn) else {
                 continue;
             };
-            let sets = zone.names.entry(fqdn.clone()).or_default();
-            if sets.remove(&RecordType::Cname).is_some() || sets.contains_key(&RecordType::A) {
-                skipped.push(format!("user A/CNAME records of {fqdn}: a member's name"));
+            let host = Sets::from([(RecordType::A, (HOST_TTL, vec![RData::A(A(address))]))]);
+            if zone.names.insert(fqdn.clone(), host).is_some() {
+                skipped.push(format!("user records of {fqdn}: a member's name"));
             }
-            sets.insert(RecordType::A, (HOST_TTL, vec![RData::A(A(address))]));
             zone.reverse.insert(address, wire);
             zone.member_names.insert(peer, fqdn);
         }
+        for name in &zone.reserved {
+            if zone.names.remove(name).is_some() {
+                skipped.push(format!(
+                    "user records of {name}: a name members' hostnames share"
+                ));
+            }
+        }
+        regexes.retain(|pattern, _| state.dns_patterns().contains_key(pattern));
         for (pattern, ledger_records) in state.dns_patterns() {
-            let Ok(regex) = records::pattern(pattern) else {
-                skipped.push(format!("pattern {pattern:?}: not a valid regex"));
-                continue;
+            let regex = match regexes.get(pattern) {
+                Some(regex) => regex.clone(),
+                None => match records::pattern(pattern) {
+                    Ok(regex) => {
+                        regexes.insert(pattern.clone(), regex.clone());
+                        regex
+                    }
+                    Err(_) => {
+                        skipped.push(format!("pattern {pattern:?}: not a valid regex"));
+                        continue;
+                    }
+                },
             };
             let sets = read_sets(
                 ledger_records
@@ -154,7 +188,7 @@ impl Zone {
     /// reverse names).
     pub fn is_authoritative(&self, name: &Name) -> bool {
         let key = key(name);
-        self.in_domain(&key) || self.pool_address(&key).is_some()
+        self.in_domain(&key) || self.in_reverse_zone(&key)
     }
 
     /// Looks `name` up for records of type `qtype`.
@@ -166,18 +200,24 @@ impl Zone {
             if let Some(address) = self.pool_address(&key) {
                 return self.reverse_lookup(&owner, address, qtype, records);
             }
-            if key == self.domain && matches!(qtype, WireType::SOA | WireType::ANY) {
-                records.push(self.soa.clone());
+            let apex = if key == self.domain {
+                Some(&self.soa)
+            } else if key == self.reverse_apex() {
+                Some(&self.reverse_soa)
+            } else {
+                None
+            };
+            if let Some(soa) = apex
+                && matches!(qtype, WireType::SOA | WireType::ANY)
+            {
+                records.push(soa.clone());
                 return found(records);
             }
             let Some(sets) = self.find(&key) else {
-                return match (records.is_empty(), self.in_domain(&key)) {
-                    (true, true) => Answer::NxDomain {
-                        soa: self.soa.clone(),
-                    },
-                    (true, false) => Answer::NotOurs,
-                    (false, true) => found(records),
-                    (false, false) => Answer::Found {
+                return match (self.negative_soa(&key), records.is_empty()) {
+                    (Some(soa), _) => Answer::NxDomain { records, soa },
+                    (None, true) => Answer::NotOurs,
+                    (None, false) => Answer::Found {
                         records,
                         chase: Some(owner),
                     },
@@ -186,6 +226,11 @@ impl Zone {
             if qtype == WireType::ANY {
                 for set in sets.values() {
                     push_set(&mut records, &owner, set);
+                }
+                if records.is_empty() {
+                    return Answer::NoData {
+                        soa: self.negative_soa(&key),
+                    };
                 }
                 return found(records);
             }
@@ -203,13 +248,24 @@ impl Zone {
                 }
                 _ if records.is_empty() => {
                     return Answer::NoData {
-                        soa: self.in_domain(&key).then(|| self.soa.clone()),
+                        soa: self.negative_soa(&key),
                     };
                 }
                 _ => return found(records),
             }
         }
         found(records)
+    }
+
+    /// The SOA of the zone `key` is in, if the snapshot is authoritative for it.
+    fn negative_soa(&self, key: &str) -> Option<Record> {
+        if self.in_domain(key) {
+            Some(self.soa.clone())
+        } else if self.in_reverse_zone(key) {
+            Some(self.reverse_soa.clone())
+        } else {
+            None
+        }
     }
 
     fn reverse_lookup(
@@ -221,6 +277,7 @@ impl Zone {
     ) -> Answer {
         let Some(target) = self.reverse.get(&address) else {
             return Answer::NxDomain {
+                records,
                 soa: self.reverse_soa.clone(),
             };
         };
@@ -241,20 +298,28 @@ impl Zone {
         }
     }
 
-    /// The record sets `key` owns: its own, else the closest wildcard's, else the first
-    /// matching pattern's; an empty set for an interior name.
+    /// The record sets `key` owns: its own, else the wildcard of its closest enclosing name,
+    /// else the first matching pattern's; an empty set for an interior name; nothing for a
+    /// reserved name.
     fn find(&self, key: &str) -> Option<&Sets> {
         static EMPTY: Sets = BTreeMap::new();
+        if self.reserved.contains(key) {
+            return None;
+        }
         if let Some(sets) = self.names.get(key) {
             return Some(sets);
         }
-        if self.interior.contains(key) || key == self.domain {
+        if self.interior.contains(key) || key == self.domain || key == self.reverse_apex() {
             return Some(&EMPTY);
         }
         let mut rest = key;
         while let Some((_, parent)) = rest.split_once('.') {
             if let Some(sets) = self.wildcards.get(parent) {
                 return Some(sets);
+            }
+            if self.exists(parent) {
+                // The closest encloser has no wildcard: the name does not exist (RFC 4592).
+                break;
             }
             rest = parent;
         }
@@ -263,6 +328,25 @@ impl Zone {
             .iter()
             .find(|(regex, _)| regex.is_match(key) || regex.is_match(&dotted))
             .map(|(_, sets)| sets)
+    }
+
+    /// Whether `key` is a name of the snapshot (with records or above some).
+    fn exists(&self, key: &str) -> bool {
+        self.names.contains_key(key)
+            || self.interior.contains(key)
+            || key == self.domain
+            || key == self.reverse_apex()
+    }
+
+    /// The apex of the pool's reverse zone (`0.1.10.in-addr.arpa`).
+    fn reverse_apex(&self) -> &str {
+        &self.reverse_apex
+    }
+
+    /// Whether the snapshot is authoritative for `key` in the reverse zone: its apex and the
+    /// pool's addresses.
+    fn in_reverse_zone(&self, key: &str) -> bool {
+        key == self.reverse_apex || self.pool_address(key).is_some()
     }
 
     fn in_domain(&self, key: &str) -> bool {
@@ -290,9 +374,10 @@ impl Zone {
     /// The pool address a reverse name (`4.3.2.1.in-addr.arpa`) stands for, if in the pool.
     fn pool_address(&self, key: &str) -> Option<Ipv4Addr> {
         let octets = key.strip_suffix(".in-addr.arpa")?;
+        // Only canonical octets: `1`, not `001` or `+1`.
         let parts: Vec<u8> = octets
             .split('.')
-            .map(|p| p.parse::<u8>().ok())
+            .map(|p| p.parse::<u8>().ok().filter(|n| n.to_string() == p))
             .collect::<Option<_>>()?;
         let [d, c, b, a] = parts[..] else {
             return None;
@@ -425,6 +510,10 @@ mod tests {
         }
     }
 
+    fn build(state: &LedgerState) -> (Zone, Vec<String>) {
+        Zone::build(state, DOMAIN, &mut HashMap::new())
+    }
+
     fn name(text: &str) -> Name {
         Name::from_str(text).unwrap()
     }
@@ -438,7 +527,11 @@ mod tests {
                 .chain(chase.map(|c| format!("chase {c}")))
                 .collect(),
             Answer::NoData { soa } => vec![format!("NODATA soa={}", soa.is_some())],
-            Answer::NxDomain { soa } => vec![format!("NXDOMAIN {}", soa.name)],
+            Answer::NxDomain { records, soa } => records
+                .iter()
+                .map(|r| format!("{} {}", r.record_type(), r.data))
+                .chain([format!("NXDOMAIN {}", soa.name)])
+                .collect(),
             Answer::NotOurs => vec!["NOT OURS".into()],
         }
     }
@@ -453,7 +546,7 @@ mod tests {
 
     #[test]
     fn every_member_has_a_host_record_and_a_ptr() {
-        let (zone, skipped) = Zone::build(&three_members(), DOMAIN);
+        let (zone, skipped) = build(&three_members());
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(
             ask(&zone, "alpha.weft.internal.", WireType::A),
@@ -499,7 +592,7 @@ mod tests {
                 peer: "peer-a".into(),
             },
         );
-        let (zone, _) = Zone::build(&state, DOMAIN);
+        let (zone, _) = build(&state);
         assert_eq!(
             ask(&zone, "alpha.weft.internal.", WireType::A),
             ["NXDOMAIN weft.internal."]
@@ -526,7 +619,7 @@ mod tests {
             ),
             put("alpha.weft.internal", RecordType::A, "10.9.9.9"),
         ]);
-        let (zone, skipped) = Zone::build(&ledger(&commands), DOMAIN);
+        let (zone, skipped) = build(&ledger(&commands));
         assert_eq!(skipped.len(), 1, "the member's name wins: {skipped:?}");
         assert_eq!(
             ask(&zone, "web.apps.weft.internal.", WireType::A),
@@ -574,8 +667,9 @@ mod tests {
                 },
             )]
             .into(),
+            merge: false,
         }]);
-        let (zone, _) = Zone::build(&state, DOMAIN);
+        let (zone, _) = build(&state);
         assert_eq!(ask(&zone, "foo.", WireType::A), ["A 10.1.0.77"]);
         assert_eq!(ask(&zone, "xfoo.bar.", WireType::A), ["NOT OURS"]);
         assert_eq!(ask(&zone, "foo.bar.", WireType::A), ["NOT OURS"]);
@@ -588,7 +682,7 @@ mod tests {
             put("a.weft.internal", RecordType::Cname, "b.weft.internal"),
             put("b.weft.internal", RecordType::Cname, "a.weft.internal"),
         ]);
-        let (zone, _) = Zone::build(&state, DOMAIN);
+        let (zone, _) = build(&state);
         let answer = ask(&zone, "a.weft.internal.", WireType::A);
         assert_eq!(answer.len(), MAX_CHAIN);
         assert!(matches!(
@@ -603,7 +697,7 @@ mod tests {
             put("bad.weft.internal", RecordType::A, "not-an-address"),
             put("bad name", RecordType::A, "10.0.0.1"),
         ]);
-        let (zone, skipped) = Zone::build(&state, DOMAIN);
+        let (zone, skipped) = build(&state);
         assert_eq!(skipped.len(), 2, "{skipped:?}");
         assert_eq!(
             ask(&zone, "bad.weft.internal.", WireType::A),
@@ -630,10 +724,9 @@ mod tests {
             for pattern in &patterns {
                 commands.push(Command::PutDnsPattern {
                     pattern: pattern.clone(),
-                    records: [(RecordType::A, DnsRecord { value: "10.0.0.1".into(), ttl: 1 })].into(),
-                });
+                    records: [(RecordType::A, DnsRecord { value: "10.0.0.1".into(), ttl: 1 })].into(), merge: false });
             }
-            let (zone, _) = Zone::build(&ledger(&commands), DOMAIN);
+            let (zone, _) = build(&ledger(&commands));
             for query in &queries {
                 for domain in ["", ".weft.internal"] {
                     let Ok(qname) = Name::from_str(&format!("{query}{domain}.")) else {
@@ -648,6 +741,105 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_members_name_is_its_own() {
+        let mut commands = vec![join("peer-a", "alpha")];
+        commands.extend([
+            put("alpha.weft.internal", RecordType::Aaaa, "fd00::66"),
+            put("alpha.weft.internal", RecordType::Txt, "x"),
+        ]);
+        let (zone, skipped) = build(&ledger(&commands));
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(
+            ask(&zone, "alpha.weft.internal.", WireType::AAAA),
+            ["NODATA soa=true"]
+        );
+        assert_eq!(
+            ask(&zone, "alpha.weft.internal.", WireType::TXT),
+            ["NODATA soa=true"]
+        );
+    }
+
+    #[test]
+    fn a_name_hostnames_collide_on_answers_nothing() {
+        let state = ledger(&[
+            join("peer-a", "edge"),
+            join("peer-b", "EDGE.lan"),
+            put("*.weft.internal", RecordType::A, "10.9.9.9"),
+            put("edge.weft.internal", RecordType::A, "10.9.9.8"),
+            Command::PutDnsPattern {
+                pattern: "edge.*".into(),
+                records: [(
+                    RecordType::A,
+                    DnsRecord {
+                        value: "10.9.9.7".into(),
+                        ttl: 60,
+                    },
+                )]
+                .into(),
+                merge: false,
+            },
+        ]);
+        let (zone, skipped) = build(&state);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(
+            ask(&zone, "edge.weft.internal.", WireType::A),
+            ["NXDOMAIN weft.internal."]
+        );
+        assert_eq!(
+            ask(&zone, "edge-peer-a.weft.internal.", WireType::A),
+            ["A 10.1.0.1"]
+        );
+        assert_eq!(
+            ask(&zone, "other.weft.internal.", WireType::A),
+            ["A 10.9.9.9"]
+        );
+    }
+
+    #[test]
+    fn a_wildcard_stops_at_the_closest_existing_name() {
+        let state = ledger(&[
+            put("*.d.example", RecordType::A, "10.9.0.1"),
+            put("db.d.example", RecordType::A, "10.9.0.2"),
+        ]);
+        let (zone, _) = build(&state);
+        assert_eq!(ask(&zone, "x.d.example.", WireType::A), ["A 10.9.0.1"]);
+        assert_eq!(ask(&zone, "x.y.d.example.", WireType::A), ["A 10.9.0.1"]);
+        assert_eq!(ask(&zone, "x.db.d.example.", WireType::A), ["NOT OURS"]);
+    }
+
+    #[test]
+    fn negative_answers_carry_their_zones_soa() {
+        let state = ledger(&[
+            join("peer-a", "alpha"),
+            put("x.deep.weft.internal", RecordType::Txt, "hello"),
+            put(
+                "dangling.weft.internal",
+                RecordType::Cname,
+                "gone.weft.internal",
+            ),
+        ]);
+        let (zone, _) = build(&state);
+        assert_eq!(
+            ask(&zone, "deep.weft.internal.", WireType::ANY),
+            ["NODATA soa=true"]
+        );
+        assert_eq!(
+            ask(&zone, "dangling.weft.internal.", WireType::A),
+            ["CNAME gone.weft.internal.", "NXDOMAIN weft.internal."]
+        );
+        assert!(ask(&zone, "0.1.10.in-addr.arpa.", WireType::SOA)[0].starts_with("SOA "));
+        assert_eq!(
+            ask(&zone, "0.1.10.in-addr.arpa.", WireType::A),
+            ["NODATA soa=true"]
+        );
+        assert_eq!(
+            ask(&zone, "01.0.1.10.in-addr.arpa.", WireType::PTR),
+            ["NOT OURS"]
+        );
+        assert!(zone.is_authoritative(&name("0.1.10.in-addr.arpa.")));
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
             commands.push(Command::PutDnsPattern {
                 pattern: pattern.clone(),
                 records: records.clone(),
+                merge: false,
             });
         }
     }
@@ -188,6 +189,7 @@ mod tests {
                         },
                     )]
                     .into(),
+                    merge: false,
                 },
                 Command::Deny {
                     peer: "evil".into(),

@@ -39,8 +39,9 @@ use state::{Command, LedgerState, Outcome};
 
 /// Applied entries the feed publisher may lag behind before it skips (followers catch up).
 const APPLIED_BACKLOG: usize = 1024;
-/// How long a proposal waits for a reachable leader: longer than an election.
-const PROPOSE_PATIENCE: Duration = Duration::from_secs(8);
+/// How long a proposal waits for a reachable leader: longer than an election (at most 3 s),
+/// shorter than the CLI's 10 s.
+const PROPOSE_PATIENCE: Duration = Duration::from_secs(6);
 /// How often it looks again meanwhile.
 const PROPOSE_RETRY: Duration = Duration::from_millis(250);
 /// The raft database, in the raft directory of the state dir.
@@ -468,7 +469,13 @@ impl Ledger {
                     _ => Attempt::Failed(error),
                 }
             })?;
-        answer.map_err(|e| Attempt::Failed(LedgerError::Refused(e)))
+        answer.map_err(|e| {
+            if e == service::NOT_LEADER {
+                Attempt::NotSent(LedgerError::Refused(e))
+            } else {
+                Attempt::Failed(LedgerError::Refused(e))
+            }
+        })
     }
 }
 

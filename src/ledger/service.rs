@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use libp2p::PeerId;
+use openraft::error::{ClientWriteError, RaftError};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -20,6 +21,10 @@ use crate::p2p::InboundRpc;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves until the inbox closes.
+/// The answer to a proposal sent to a node that is no longer the leader: it was not applied,
+/// so the proposer may send it again.
+pub const NOT_LEADER: &str = "this node is not the leader (an election is under way)";
+
 pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiver<InboundRpc>) {
     while let Some(rpc) = inbox.recv().await {
         let ledger = ledger.clone();
@@ -32,24 +37,28 @@ pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiv
                 }
             };
             let raft = ledger.raft();
-            let answer = match request {
-                LedgerRpc::Append(request) => encode(&raft.append_entries(request).await),
-                LedgerRpc::Vote(request) => encode(&raft.vote(request).await),
-                LedgerRpc::Snapshot(request) => encode(&raft.install_snapshot(request).await),
-                LedgerRpc::Hello => encode(&hello(&ledger)),
-                LedgerRpc::Join { node_id, node } => {
-                    tracing::info!(node_id, peer = %node.peer_id, "join request");
-                    encode(&join(&ledger, node_id, node, target_voters).await)
-                }
-                LedgerRpc::Catchup => encode(&ledger.catchup()),
-                LedgerRpc::Propose(command) => encode(
-                    &raft
-                        .client_write(command)
-                        .await
-                        .map(|r| r.data)
-                        .map_err(|e| e.to_string()),
-                ),
-            };
+            let answer =
+                match request {
+                    LedgerRpc::Append(request) => encode(&raft.append_entries(request).await),
+                    LedgerRpc::Vote(request) => encode(&raft.vote(request).await),
+                    LedgerRpc::Snapshot(request) => encode(&raft.install_snapshot(request).await),
+                    LedgerRpc::Hello => encode(&hello(&ledger)),
+                    LedgerRpc::Join { node_id, node } => {
+                        tracing::info!(node_id, peer = %node.peer_id, "join request");
+                        encode(&join(&ledger, node_id, node, target_voters).await)
+                    }
+                    LedgerRpc::Catchup => encode(&ledger.catchup()),
+                    LedgerRpc::Propose(command) => {
+                        encode(&raft.client_write(command).await.map(|r| r.data).map_err(
+                            |e| match e {
+                                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                                    NOT_LEADER.to_string()
+                                }
+                                e => e.to_string(),
+                            },
+                        ))
+                    }
+                };
             let _ = rpc.reply.send(answer);
         });
     }

@@ -220,10 +220,12 @@ pub enum Command {
         value: Option<String>,
     },
     /// Sets the records answered for names the (edgevpn-style) regex `pattern` matches,
-    /// anchored; replaces what the pattern had.
+    /// anchored: replaces what the pattern had, or with `merge`, only the types given.
     PutDnsPattern {
         pattern: String,
         records: BTreeMap<RecordType, DnsRecord>,
+        #[serde(default)]
+        merge: bool,
     },
     DeleteDnsPattern {
         pattern: String,
@@ -276,6 +278,26 @@ pub enum Outcome {
     AddressTaken,
     /// A CNAME would share its name with other record types.
     DnsConflict,
+    /// The DNS record would pass one of the ledger's DNS limits ([`DNS_LIMITS`]).
+    DnsLimit,
+}
+
+/// Bounds on DNS data, which any member can write: names (and wildcards), values per record
+/// set, patterns, and the length of a name, value or pattern.
+pub const DNS_LIMITS: DnsLimits = DnsLimits {
+    names: 10_000,
+    values: 64,
+    patterns: 256,
+    text: 4096,
+};
+
+/// See [`DNS_LIMITS`].
+#[derive(Debug, Clone, Copy)]
+pub struct DnsLimits {
+    pub names: usize,
+    pub values: usize,
+    pub patterns: usize,
+    pub text: usize,
 }
 
 /// The whole replicated state.
@@ -422,14 +444,11 @@ impl LedgerState {
                 }
                 Outcome::Done
             }
-            Command::PutDnsPattern { pattern, records } => {
-                if records.is_empty() {
-                    self.dns_patterns.remove(pattern);
-                } else {
-                    self.dns_patterns.insert(pattern.clone(), records.clone());
-                }
-                Outcome::Done
-            }
+            Command::PutDnsPattern {
+                pattern,
+                records,
+                merge,
+            } => self.put_dns_pattern(pattern, records, *merge),
             Command::DeleteDnsPattern { pattern } => {
                 self.dns_patterns.remove(pattern);
                 Outcome::Done
@@ -482,6 +501,21 @@ impl LedgerState {
 
     fn put_dns(&mut self, name: &str, rtype: RecordType, record: &DnsRecord) -> Outcome {
         let name = name.to_ascii_lowercase();
+        let new_name = !self.dns.contains_key(&name);
+        let full_set = self
+            .dns
+            .get(&name)
+            .and_then(|sets| sets.get(&rtype))
+            .is_some_and(|v| {
+                v.len() >= DNS_LIMITS.values && !v.iter().any(|r| r.value == record.value)
+            });
+        if name.len() > DNS_LIMITS.text
+            || record.value.len() > DNS_LIMITS.text
+            || (new_name && self.dns.len() >= DNS_LIMITS.names)
+            || full_set
+        {
+            return Outcome::DnsLimit;
+        }
         let cname = rtype == RecordType::Cname;
         let conflict = self
             .dns
@@ -500,6 +534,30 @@ impl LedgerState {
                 values.push(record.clone());
                 values.sort_by(|a, b| a.value.cmp(&b.value));
             }
+        }
+        Outcome::Done
+    }
+
+    fn put_dns_pattern(
+        &mut self,
+        pattern: &str,
+        records: &BTreeMap<RecordType, DnsRecord>,
+        merge: bool,
+    ) -> Outcome {
+        let too_long = pattern.len() > DNS_LIMITS.text
+            || records.values().any(|r| r.value.len() > DNS_LIMITS.text);
+        let full = !self.dns_patterns.contains_key(pattern)
+            && self.dns_patterns.len() >= DNS_LIMITS.patterns;
+        if too_long || full {
+            return Outcome::DnsLimit;
+        }
+        let entry = self.dns_patterns.entry(pattern.to_string()).or_default();
+        if !merge {
+            entry.clear();
+        }
+        entry.extend(records.iter().map(|(t, r)| (*t, r.clone())));
+        if entry.is_empty() {
+            self.dns_patterns.remove(pattern);
         }
         Outcome::Done
     }
@@ -811,6 +869,46 @@ mod tests {
         );
         assert_eq!(values(&state, "svc.example", RecordType::A), ["10.9.0.1"]);
         assert!(!state.dns().contains_key("alias.example"));
+    }
+
+    #[test]
+    fn dns_data_is_bounded() {
+        let mut state = LedgerState::new(pool());
+        let values: Vec<Command> = (0..=DNS_LIMITS.values)
+            .map(|i| put_dns("many.example", RecordType::Txt, &i.to_string()))
+            .collect();
+        let outcomes = run(&mut state, &values);
+        assert_eq!(outcomes[DNS_LIMITS.values], Outcome::DnsLimit);
+        assert_eq!(
+            run(&mut state, &[put_dns("many.example", RecordType::Txt, "0")]),
+            [Outcome::Done],
+            "an existing value may still have its TTL changed"
+        );
+        let long = "x".repeat(DNS_LIMITS.text + 1);
+        assert_eq!(
+            run(
+                &mut state,
+                &[put_dns("long.example", RecordType::Txt, &long)]
+            ),
+            [Outcome::DnsLimit]
+        );
+        let patterns: Vec<Command> = (0..=DNS_LIMITS.patterns)
+            .map(|i| Command::PutDnsPattern {
+                pattern: format!("p{i}"),
+                records: [(
+                    RecordType::A,
+                    DnsRecord {
+                        value: "10.0.0.1".into(),
+                        ttl: 1,
+                    },
+                )]
+                .into(),
+                merge: false,
+            })
+            .collect();
+        let outcomes = run(&mut state, &patterns);
+        assert_eq!(outcomes[DNS_LIMITS.patterns], Outcome::DnsLimit);
+        assert_eq!(state.dns_patterns().len(), DNS_LIMITS.patterns);
     }
 
     #[test]

@@ -48,12 +48,20 @@ impl Reply {
     }
 }
 
-/// Runs `command` (a `dig` invocation) with one try and a short timeout, and reads its output.
+/// Runs `command` (a `dig` invocation), with one try and a 3 s timeout unless it sets its own,
+/// and reads its output.
 pub fn run(mut command: Command) -> Reply {
-    let out = command
-        .args(["+tries=1", "+time=3"])
-        .output()
-        .expect("dig runs");
+    let given = |option: &str| {
+        command
+            .get_args()
+            .any(|a| a.to_string_lossy().starts_with(option))
+    };
+    let defaults: Vec<&str> = [("+tries=", "+tries=1"), ("+time=", "+time=3")]
+        .into_iter()
+        .filter(|(option, _)| !given(option))
+        .map(|(_, default)| default)
+        .collect();
+    let out = command.args(defaults).output().expect("dig runs");
     parse(&String::from_utf8_lossy(&out.stdout))
 }
 
