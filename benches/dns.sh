@@ -67,7 +67,7 @@ for i in $(seq 1 "$NAMES"); do
 done
 ip netns exec "$NS" dnsmasq --keep-in-foreground --no-resolv --no-hosts \
   --addn-hosts="$WORK/hosts" --local-ttl=300 --port=5353 --listen-address=127.0.0.1 \
-  --bind-interfaces --cache-size=10000 --pid-file="$WORK/dnsmasq.pid" \
+  --bind-interfaces --cache-size=10000 --pid-file="$WORK/dnsmasq.pid" --user=root \
   >"$WORK/dnsmasq.log" 2>&1 &
 PIDS+=($!)
 
@@ -85,7 +85,18 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-perf() { # port datafile label -> "qps avg_ms"
+# Both servers must give the right answers, or the figures mean nothing.
+expect() { # port name address
+  local got
+  got=$(ip netns exec "$NS" dig @127.0.0.1 -p "$1" +short "$2")
+  [ "$got" = "$3" ] || { echo "port $1 answers $2 with '$got', not $3; logs in $WORK" >&2; exit 1; }
+}
+expect 53 "host$NAMES.weft.internal" "10.2.$((NAMES / 250)).$((NAMES % 250 + 1))"
+expect 5353 "host$NAMES.weft.internal" "10.2.$((NAMES / 250)).$((NAMES % 250 + 1))"
+expect 53 "ext$NAMES.example" "10.3.$((NAMES / 250)).$((NAMES % 250 + 1))"
+expect 5353 "ext$NAMES.example" "10.3.$((NAMES / 250)).$((NAMES % 250 + 1))"
+
+perf() { # port datafile label -> "qps avg_ms lost"
   ip netns exec "$NS" dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$DUR" -c "$CLIENTS" -T 1 \
     -q 200 >"$OUT/$3.txt" 2>&1
   python3 - "$OUT/$3.txt" <<'EOF'
@@ -94,6 +105,9 @@ text = open(sys.argv[1]).read()
 qps = re.search(r"Queries per second:\s+([0-9.]+)", text).group(1)
 lat = re.search(r"Average Latency \(s\):\s+([0-9.]+)", text).group(1)
 lost = re.search(r"Queries lost:\s+(\d+)", text).group(1)
+codes = re.search(r"Response codes:\s+(.*)", text).group(1)
+if not codes.startswith("NOERROR") or "," in codes:
+    sys.exit(f"{sys.argv[1]}: not every answer was NOERROR: {codes}")
 print(f"{float(qps):.0f} {float(lat) * 1000:.3f} {lost}")
 EOF
 }
@@ -104,6 +118,9 @@ log "forwarded names: warming weft's cache"
 while read -r name _; do ip netns exec "$NS" dig @127.0.0.1 +short "$name" >/dev/null; done <"$WORK/forwarded.txt"
 log "forwarded names: weft (cache)"; read -r WF WFL WFX < <(perf 53 "$WORK/forwarded.txt" weft-cached)
 log "forwarded names: dnsmasq (direct)"; read -r DF DFL DFX < <(perf 5353 "$WORK/forwarded.txt" dnsmasq-direct)
+
+log "weft's answers by source:"
+curl -s --unix-socket "$WORK/api.sock" http://weft/metrics | grep '^weft_dns_answers_total' >&2 || true
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 {
