@@ -1,7 +1,7 @@
 //! `weft up`: wires the node's parts together and owns their lifetime. Start-up loads the
-//! identity, starts the control plane and binds the API before telling systemd the node is
-//! ready; SIGINT or SIGTERM cancel one shutdown token that every task honours, and the daemon
-//! returns once they have stopped.
+//! identity, binds the API and the DNS sockets, then starts the control plane and the rest
+//! before telling systemd the node is ready; SIGINT or SIGTERM cancel one shutdown token that
+//! every task honours, and the daemon returns once they have stopped.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use crate::api::{self, ApiListener, ApiState, ListenError, NodeInfo};
 use crate::config::Settings;
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
-use crate::dns::{self, DnsConfig, DnsError};
+use crate::dns::{self, DnsConfig, DnsError, DnsSockets};
 use crate::identity::{Identity, IdentityError};
 use crate::ledger::autopilot::MemberFacts;
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
@@ -72,6 +72,11 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
     // Bound first: a second daemon on the same socket stops before touching the network.
     let listener = ApiListener::bind(&settings.api, settings.api_unix_mode).await?;
     let api_addr = listener.local_addr();
+    // Likewise a DNS port that is taken or forbidden.
+    let dns_sockets = match settings.dns {
+        Some(listen) => Some(DnsSockets::bind(listen).await?),
+        None => None,
+    };
 
     let mut registry = Registry::default();
     let (p2p, p2p_task) = p2p::start(
@@ -115,19 +120,17 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         shutdown.clone(),
     )?;
     let mut dns_tasks = tokio::task::JoinSet::new();
-    let dns = match settings.dns {
-        Some(listen) => Some(
-            dns::start(
-                &dns_config(settings, listen),
-                ledger.clone(),
-                dns::metrics::DnsMetrics::new(&mut registry),
-                &mut dns_tasks,
-                shutdown.clone(),
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let dns = dns_sockets.map(|sockets| {
+        let config = dns_config(settings, sockets.addr());
+        dns::start(
+            sockets,
+            &config,
+            ledger.clone(),
+            dns::metrics::DnsMetrics::new(&mut registry),
+            &mut dns_tasks,
+            shutdown.clone(),
+        )
+    });
     let state = Arc::new(ApiState {
         node: NodeInfo {
             hostname: settings.hostname.clone(),

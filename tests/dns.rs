@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use weft::dns::metrics::DnsMetrics;
 use weft::dns::zone::Zone;
-use weft::dns::{DnsConfig, serve};
+use weft::dns::{DnsConfig, DnsSockets, serve};
 use weft::ledger::state::{Command, DnsRecord, LedgerState, RecordType as Rt};
 
 use support::dig;
@@ -183,14 +183,16 @@ async fn weft_dns_counted(
         upstreams,
         cache_size: 100,
     };
+    let sockets = DnsSockets::bind(config.listen)
+        .await
+        .expect("the DNS sockets bind");
     let (server, _task) = serve(
+        sockets,
         &config,
         Arc::new(ArcSwap::from_pointee(zone)),
         metrics,
         shutdown.clone(),
-    )
-    .await
-    .expect("the DNS server starts");
+    );
     server.addr
 }
 

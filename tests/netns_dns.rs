@@ -275,3 +275,44 @@ fn user_records_wildcards_and_edgevpn_regex_records() {
         (wildcard.status == "NXDOMAIN" && regex.status == "REFUSED").then_some(())
     });
 }
+
+#[test]
+fn a_taken_dns_port_stops_start_up_before_the_network() {
+    require_netns!();
+    let mut lan = Lan::new(1, WEFT);
+    let token = lan.new_token();
+    let mut args = vec!["--token", token.as_str()];
+    args.extend(DNS_ARGS);
+    lan.start_weft(0, &args, &[]);
+    lan.wait_api(0, DEADLINE);
+    // A second daemon in the same namespace, with its own state and API but the same DNS port.
+    let dir = lan.hosts[0].dir.join("second");
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state").display().to_string();
+    let api = format!("unix://{}", dir.join("api.sock").display());
+    let mut second = vec![
+        "up",
+        "--state-dir",
+        &state,
+        "--api",
+        &api,
+        "--hostname",
+        "second",
+    ];
+    second.extend(["--interface", "weft1"]);
+    second.extend(&args);
+    let p = lan.spawn(0, "weft-second", std::path::Path::new(WEFT), &second, &[]);
+    let status = lan.processes[p]
+        .wait_exit(DEADLINE)
+        .expect("the second daemon exits");
+    let log = lan.processes[p].log_text();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("cannot listen for DNS on 127.0.0.1:53 over UDP")
+            && log.contains("may already hold it"),
+        "{log}"
+    );
+    // It stopped before it made its TUN interface.
+    let out = lan.hosts[0].run("ip", &["link", "show", "weft1"]);
+    assert!(!out.status.success(), "weft1 exists");
+}

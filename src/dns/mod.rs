@@ -39,7 +39,7 @@ const TCP_QUEUE: usize = 32;
 /// What the DNS server needs to start.
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
-    /// The address it listens on, UDP and TCP (port 0: any free port, the same for both).
+    /// The address it listens on (`--dns`), UDP and TCP.
     pub listen: SocketAddr,
     /// The mesh domain, canonical (`weft.internal`).
     pub domain: String,
@@ -81,31 +81,51 @@ pub struct DnsServer {
     pub upstreams: Option<Vec<SocketAddr>>,
 }
 
-/// Binds `config.listen` and answers from `zone` until `shutdown`. The returned task ends
-/// when the server has stopped.
-pub async fn serve(
+/// The DNS server's sockets. The daemon binds them before it touches the network, so that a
+/// taken or forbidden port stops start-up at once.
+#[derive(Debug)]
+pub struct DnsSockets {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    addr: SocketAddr,
+}
+
+impl DnsSockets {
+    /// Binds UDP and TCP on `listen` (port 0: any free port, the same for both).
+    pub async fn bind(listen: SocketAddr) -> Result<DnsSockets, DnsError> {
+        let bind = |transport, source| DnsError::Bind {
+            addr: listen,
+            transport,
+            source,
+        };
+        let udp = UdpSocket::bind(listen).await.map_err(|e| bind("UDP", e))?;
+        let addr = udp.local_addr().map_err(|e| bind("UDP", e))?;
+        let tcp = TcpListener::bind(addr).await.map_err(|e| bind("TCP", e))?;
+        Ok(DnsSockets { udp, tcp, addr })
+    }
+
+    /// The address both sockets are bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Answers on `sockets` from `zone` until `shutdown`. The returned task ends when the server
+/// has stopped.
+pub fn serve(
+    sockets: DnsSockets,
     config: &DnsConfig,
     zone: Arc<ArcSwap<Zone>>,
     metrics: DnsMetrics,
     shutdown: CancellationToken,
-) -> Result<(DnsServer, tokio::task::JoinHandle<()>), DnsError> {
-    let bind = |transport, source| DnsError::Bind {
-        addr: config.listen,
-        transport,
-        source,
-    };
-    let udp = UdpSocket::bind(config.listen)
-        .await
-        .map_err(|e| bind("UDP", e))?;
-    let addr = udp.local_addr().map_err(|e| bind("UDP", e))?;
-    let tcp = TcpListener::bind(addr).await.map_err(|e| bind("TCP", e))?;
+) -> (DnsServer, tokio::task::JoinHandle<()>) {
     let forwarder = config
         .upstreams
         .clone()
         .map(|servers| Arc::new(Forwarder::new(servers, config.cache_size)));
     let mut server = Server::new(Handler::new(zone, forwarder, metrics));
-    server.register_socket(udp);
-    server.register_listener(tcp, TCP_IDLE, TCP_QUEUE);
+    server.register_socket(sockets.udp);
+    server.register_listener(sockets.tcp, TCP_IDLE, TCP_QUEUE);
     let stop = server.shutdown_token().clone();
     let task = tokio::spawn(async move {
         tokio::select! {
@@ -121,26 +141,28 @@ pub async fn serve(
             tracing::warn!(error = %e, "the DNS server did not stop cleanly");
         }
     });
-    Ok((
+    (
         DnsServer {
-            addr,
+            addr: sockets.addr,
             upstreams: config.upstreams.clone(),
         },
         task,
-    ))
+    )
 }
 
-/// Starts the DNS server over the ledger: the snapshot is rebuilt whenever the ledger changes.
-pub async fn start(
+/// Starts the DNS server on `sockets` over the ledger: the snapshot is rebuilt whenever the
+/// ledger changes.
+pub fn start(
+    sockets: DnsSockets,
     config: &DnsConfig,
     ledger: Ledger,
     metrics: DnsMetrics,
     tasks: &mut tokio::task::JoinSet<()>,
     shutdown: CancellationToken,
-) -> Result<DnsServer, DnsError> {
+) -> DnsServer {
     let (first, _) = Zone::build(&ledger.state(), &config.domain, &mut HashMap::new());
     let zone = Arc::new(ArcSwap::from_pointee(first));
-    let (server, task) = serve(config, zone.clone(), metrics, shutdown.clone()).await?;
+    let (server, task) = serve(sockets, config, zone.clone(), metrics, shutdown.clone());
     tasks.spawn(async move {
         let _ = task.await;
     });
@@ -159,7 +181,7 @@ pub async fn start(
         upstreams = ?server.upstreams,
         "DNS server listening"
     );
-    Ok(server)
+    server
 }
 
 /// Rebuilds the snapshot whenever the ledger's applied state moves (not on every tick of its
