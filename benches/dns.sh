@@ -38,9 +38,11 @@ trap 'exit 130' INT TERM
 
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 scripts/install-deps.sh >/dev/null
-for tool in dnsperf:dnsperf dnsmasq:dnsmasq-base; do
-  command -v "${tool%%:*}" >/dev/null || apt-get install -y -qq --no-install-recommends "${tool#*:}" >/dev/null
-done
+if ! command -v dnsperf >/dev/null || ! command -v dnsmasq >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsperf \
+    dnsmasq-base >/dev/null
+fi
 if [ "$WEFT" = target/release/weft ]; then
   log "building weft (release)"
   cargo build --release --quiet --locked --bin weft

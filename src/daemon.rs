@@ -217,27 +217,15 @@ fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfi
     }
 }
 
-/// The DNS server's settings. Upstreams are the configured ones, else the system's
-/// resolvers: those of `/etc/resolv.conf`, except that systemd-resolved's stub (or nothing
-/// usable at all, when resolv.conf names only weft, as Kairos sets it) gives way to the list of
-/// resolved's own upstreams, so that resolved forwarding to weft cannot make a loop.
+/// The DNS server's settings. Upstreams are the configured ones, else the system's resolvers
+/// ([`dns::system_upstreams`]); never weft's own address.
 fn dns_config(settings: &Settings, listen: std::net::SocketAddr) -> DnsConfig {
     let upstreams = settings.dns_forward.then(|| {
         if !settings.dns_forward_servers.is_empty() {
-            return dns::upstreams(&settings.dns_forward_servers, "", listen);
+            return dns::forward::without_self(settings.dns_forward_servers.clone(), listen);
         }
         let read = |path| std::fs::read_to_string(path).unwrap_or_default();
-        let system = dns::upstreams(&[], &read(RESOLV_CONF), listen);
-        if system
-            .iter()
-            .all(|s| dns::forward::is_resolved_stub(s.ip()))
-        {
-            let resolved = dns::upstreams(&[], &read(RESOLVED_UPSTREAMS), listen);
-            if !resolved.is_empty() || system.is_empty() {
-                return resolved;
-            }
-        }
-        system
+        dns::system_upstreams(&read(RESOLV_CONF), &read(RESOLVED_UPSTREAMS), listen)
     });
     DnsConfig {
         listen,

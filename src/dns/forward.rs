@@ -62,11 +62,6 @@ impl Forwarder {
         }
     }
 
-    /// The upstream servers, in the order they are tried.
-    pub fn upstreams(&self) -> &[SocketAddr] {
-        &self.upstreams
-    }
-
     /// The answer to one question: from the cache while fresh, else from upstream.
     pub async fn resolve(
         &self,

@@ -217,17 +217,53 @@ async fn follow(
     }
 }
 
-/// The upstream resolvers to use: the configured ones, else those of resolv.conf text, never
-/// the server's own `listen` address.
-pub fn upstreams(
-    configured: &[SocketAddr],
-    resolv_conf: &str,
-    listen: SocketAddr,
-) -> Vec<SocketAddr> {
-    let servers = if configured.is_empty() {
-        forward::resolv_conf_servers(resolv_conf)
-    } else {
-        configured.to_vec()
-    };
-    forward::without_self(servers, listen)
+/// The system's upstream resolvers, from the text of `/etc/resolv.conf` and of
+/// systemd-resolved's upstream list: resolv.conf's, unless they are only resolved's stub (or
+/// nothing usable, when resolv.conf names only weft, as Kairos sets it); then resolved's own
+/// upstreams, so that resolved forwarding to weft cannot make a loop. Never `listen` itself.
+pub fn system_upstreams(resolv_conf: &str, resolved: &str, listen: SocketAddr) -> Vec<SocketAddr> {
+    let read = |text| forward::without_self(forward::resolv_conf_servers(text), listen);
+    let system = read(resolv_conf);
+    if system.iter().all(|s| forward::is_resolved_stub(s.ip())) {
+        let resolved = read(resolved);
+        if !resolved.is_empty() || system.is_empty() {
+            return resolved;
+        }
+    }
+    system
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn system_upstreams_avoid_weft_and_resolveds_stub() {
+        let listen: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        let resolved = "nameserver 192.168.1.1\nnameserver 127.0.0.1\n";
+        // Plain resolv.conf: its servers.
+        assert_eq!(
+            system_upstreams("nameserver 10.0.0.53\n", resolved, listen),
+            addrs(&["10.0.0.53:53"])
+        );
+        // resolved's stub, or only weft itself: resolved's upstreams, without weft.
+        for resolv_conf in ["nameserver 127.0.0.53\n", "nameserver 127.0.0.1\n", ""] {
+            assert_eq!(
+                system_upstreams(resolv_conf, resolved, listen),
+                addrs(&["192.168.1.1:53"]),
+                "{resolv_conf:?}"
+            );
+        }
+        // The stub with no readable upstream list: the stub is all there is.
+        assert_eq!(
+            system_upstreams("nameserver 127.0.0.53\n", "", listen),
+            addrs(&["127.0.0.53:53"])
+        );
+        // Nothing anywhere but weft: nothing.
+        assert!(system_upstreams("nameserver 127.0.0.1\n", "", listen).is_empty());
+    }
 }

@@ -45,7 +45,7 @@ pub fn member_labels(state: &LedgerState) -> BTreeMap<PeerKey, String> {
 }
 
 /// Gives colliding labels PeerId suffixes; see the module documentation.
-pub fn resolve(named: impl IntoIterator<Item = (PeerKey, String)>) -> BTreeMap<PeerKey, String> {
+fn resolve(named: impl IntoIterator<Item = (PeerKey, String)>) -> BTreeMap<PeerKey, String> {
     let mut groups: BTreeMap<String, Vec<PeerKey>> = BTreeMap::new();
     for (peer, label) in named {
         groups.entry(label).or_default().push(peer);

@@ -74,8 +74,6 @@ pub struct Zone {
     patterns: Vec<(Regex, Sets)>,
     /// Overlay address → the member's name.
     reverse: HashMap<Ipv4Addr, Name>,
-    /// The fully-qualified name of each member, by PeerId.
-    member_names: BTreeMap<String, String>,
 }
 
 impl Zone {
@@ -102,7 +100,6 @@ impl Zone {
             reserved: HashSet::new(),
             patterns: Vec::new(),
             reverse: HashMap::new(),
-            member_names: BTreeMap::new(),
         };
         for (name, ledger_sets) in state.dns() {
             let Ok(name) = records::canonical_name(name) else {
@@ -143,7 +140,6 @@ impl Zone {
                 skipped.push(format!("user records of {fqdn}: a member's name"));
             }
             zone.reverse.insert(address, wire);
-            zone.member_names.insert(peer, fqdn);
         }
         for name in &zone.reserved {
             if zone.names.remove(name).is_some() {
@@ -177,11 +173,6 @@ impl Zone {
             zone.patterns.push((regex, sets));
         }
         (zone, skipped)
-    }
-
-    /// The fully-qualified name of every member with an address, by PeerId.
-    pub fn member_names(&self) -> &BTreeMap<String, String> {
-        &self.member_names
     }
 
     /// Whether the snapshot answers for `name` with authority (the mesh domain and the pool's
@@ -580,7 +571,6 @@ mod tests {
         assert!(
             ask(&zone, "weft.internal.", WireType::SOA)[0].starts_with("SOA ns.weft.internal.")
         );
-        assert_eq!(zone.member_names()["peer-b"], "beta.weft.internal");
     }
 
     #[test]
