@@ -98,6 +98,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         MemberFacts {
             hostname: settings.hostname.clone(),
             requested: settings.address,
+            ..MemberFacts::default()
         },
         p2p.clone(),
         shutdown.clone(),

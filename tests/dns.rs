@@ -148,6 +148,8 @@ fn ledger() -> LedgerState {
             endpoints: vec![],
             requested: None,
             now: 1,
+            fixed_role: None,
+            policy: None,
         })
         .collect();
     commands.push(Command::PutDns {

@@ -1,14 +1,20 @@
 //! Properties of the ledger state machine over arbitrary command sequences: whatever the order
-//! of joins, leaves, expiries, reservations and rejoins, no two live members hold one address
-//! and every address is a usable host of the pool; the same log always yields the same state;
-//! a snapshot restores to an equal state.
+//! of joins, leaves, expiries, reservations and rejoins, no two members hold one address and
+//! every address is a usable host of the pool; the same log always yields the same state; a
+//! snapshot restores to an equal state. Roles: for any order of joins, leaves, expiries,
+//! restarts, fixed roles and bootstrap reports and any number N of control planes, there is at
+//! most one cluster founder (`master` or `master/clusterinit`), never more than N control
+//! planes, fixed roles are respected, and a deployed role stays with its member (expiry alone
+//! never hands a deployed control plane's seat to another).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
-use weft::ledger::state::{Command, LeaseState, LedgerState, RolePolicy};
+use weft::ledger::state::{
+    BootstrapReport, Command, FixedRole, LeaseState, LedgerState, Phase, Role, RolePolicy,
+};
 
 /// A /28: 14 usable addresses for up to 8 peers, so exhaustion happens too.
 fn pool() -> Ipv4Net {
@@ -24,17 +30,84 @@ fn addr(offset: u8) -> Ipv4Addr {
     Ipv4Addr::new(10, 1, 0, offset)
 }
 
-fn command() -> impl Strategy<Value = Command> {
-    let p = 0u8..8;
+fn fixed_role() -> impl Strategy<Value = Option<FixedRole>> {
     prop_oneof![
-        4 => (p.clone(), proptest::option::of(0u8..20), 0u64..1000).prop_map(|(n, req, now)| Command::Join {
+        3 => Just(None),
+        1 => Just(Some(FixedRole::Master)),
+        1 => Just(Some(FixedRole::Worker)),
+        1 => Just(Some(FixedRole::None)),
+    ]
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![
+        Just(Role::Master),
+        Just(Role::MasterClusterInit),
+        Just(Role::MasterHa),
+        Just(Role::Worker),
+    ]
+}
+
+fn phase() -> impl Strategy<Value = Phase> {
+    prop_oneof![
+        1 => Just(Phase::Waiting),
+        1 => Just(Phase::Installing),
+        1 => Just(Phase::Starting),
+        1 => Just(Phase::Failed),
+        3 => Just(Phase::Deployed),
+    ]
+}
+
+/// A join (or a restart's rejoin) of peer `n`.
+fn join() -> impl Strategy<Value = Command> {
+    (
+        0u8..8,
+        proptest::option::of(0u8..20),
+        0u64..1000,
+        fixed_role(),
+    )
+        .prop_map(|(n, req, now, fixed_role)| Command::Join {
             peer: peer(n),
             hostname: format!("h{n}"),
             dataplane_key: [n; 32],
             endpoints: vec![],
             requested: req.map(addr),
             now,
+            fixed_role,
+            policy: None,
+        })
+}
+
+/// What members and operators do to roles: fix them (sometimes by force) and report progress,
+/// truthfully (the role the ledger assigns) or not (any role).
+fn role_command() -> impl Strategy<Value = Command> {
+    let p = 0u8..8;
+    prop_oneof![
+        (p.clone(), fixed_role(), any::<bool>()).prop_map(|(n, role, force)| {
+            Command::SetFixedRole {
+                peer: peer(n),
+                role,
+                force,
+            }
         }),
+        (p, proptest::option::of(role()), phase()).prop_map(|(n, role, phase)| {
+            Command::ReportBootstrap {
+                peer: peer(n),
+                report: BootstrapReport {
+                    role,
+                    phase,
+                    detail: String::new(),
+                    at: 1,
+                },
+            }
+        }),
+    ]
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    let p = 0u8..8;
+    prop_oneof![
+        4 => join(),
         1 => (p.clone(), 0u64..1000).prop_map(|(n, now)| Command::Renew { peer: peer(n), now }),
         2 => p.clone().prop_map(|n| Command::Expire { peer: peer(n) }),
         1 => p.clone().prop_map(|n| Command::Leave { peer: peer(n) }),
@@ -42,7 +115,8 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (0u8..20).prop_map(|a| Command::Unreserve { address: addr(a) }),
         1 => p.clone().prop_map(|n| Command::Deny { peer: peer(n) }),
         1 => p.prop_map(|n| Command::Allow { peer: peer(n) }),
-        1 => (1u32..4).prop_map(|n| Command::SetRolePolicy(RolePolicy { control_planes: n })),
+        1 => (0u32..11).prop_map(|n| Command::SetRolePolicy(RolePolicy { control_planes: n })),
+        2 => role_command(),
         1 => (0u8..3, 0u8..3).prop_map(|(b, k)| Command::KvPut {
             bucket: format!("b{b}"),
             key: format!("k{k}"),
@@ -63,10 +137,10 @@ fn assert_addresses_are_sound(state: &LedgerState) {
     let pool = state.pool();
     let mut holders: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
     for (peer, member) in state.members() {
-        if member.lease == LeaseState::Expired {
+        if member.lease == LeaseState::Expired && member.deployed.is_none() {
             assert_eq!(
                 member.address, None,
-                "{peer} keeps an address after its lease expired"
+                "{peer} keeps an address after its lease expired without a deployed role"
             );
         }
         if let Some(address) = member.address {
@@ -92,8 +166,135 @@ fn assert_addresses_are_sound(state: &LedgerState) {
     }
 }
 
+/// Commands that move roles around under a fixed policy: joins and restarts, leaves,
+/// expiries, denials, fixed roles and reports, with the truthful report of a member's assigned
+/// role (what an honest bootstrapper sends) drawn often.
+fn role_story() -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        4 => join().prop_map(Step::Command),
+        2 => (0u8..8).prop_map(|n| Step::Command(Command::Expire { peer: peer(n) })),
+        1 => (0u8..8).prop_map(|n| Step::Command(Command::Leave { peer: peer(n) })),
+        1 => (0u8..8).prop_map(|n| Step::Command(Command::Deny { peer: peer(n) })),
+        2 => role_command().prop_map(Step::Command),
+        3 => (0u8..8).prop_map(Step::DeployAssigned),
+    ];
+    prop::collection::vec(step, 0..80)
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Command(Command),
+    /// Peer `n` reports its assigned role deployed, if it has one.
+    DeployAssigned(u8),
+}
+
+fn assert_roles_are_sound(state: &LedgerState, seats: u32) {
+    let roles: Vec<(&String, Role)> = state
+        .members()
+        .iter()
+        .filter_map(|(p, m)| m.role.map(|r| (p, r)))
+        .collect();
+    let founders: Vec<_> = roles.iter().filter(|(_, r)| r.founds_cluster()).collect();
+    assert!(founders.len() <= 1, "two cluster founders: {founders:?}");
+    let control_planes = roles.iter().filter(|(_, r)| r.is_control_plane()).count();
+    assert!(
+        control_planes <= seats as usize,
+        "{control_planes} control planes for a policy of {seats}: {roles:?}"
+    );
+    for (_, r) in &roles {
+        match r {
+            Role::Master => assert_eq!(seats, 1, "a plain master under HA: {roles:?}"),
+            Role::MasterClusterInit | Role::MasterHa => {
+                assert!(seats > 1, "an HA role without HA: {roles:?}")
+            }
+            Role::Worker => {}
+        }
+    }
+    for (peer, member) in state.members() {
+        if let Some(fixed) = member.fixed_role {
+            assert!(
+                member.role.is_none_or(|r| fixed.admits(r)),
+                "{peer} holds {:?} against its fixed role {fixed:?}",
+                member.role
+            );
+        }
+        if let Some(deployed) = member.deployed {
+            assert_eq!(member.role, Some(deployed), "{peer} lost its deployed role");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn roles_keep_one_founder_at_most_n_control_planes_and_deployed_seats(
+        seats in 1u32..5,
+        story in role_story(),
+    ) {
+        let mut state = LedgerState::new(pool());
+        state.apply(1, &Command::SetRolePolicy(RolePolicy { control_planes: seats }));
+        for step in story {
+            let command = match step {
+                Step::Command(command) => command,
+                Step::DeployAssigned(n) => match state.members().get(&peer(n)).and_then(|m| m.role) {
+                    Some(role) => Command::ReportBootstrap {
+                        peer: peer(n),
+                        report: BootstrapReport {
+                            role: Some(role),
+                            phase: Phase::Deployed,
+                            detail: String::new(),
+                            at: 1,
+                        },
+                    },
+                    None => continue,
+                },
+            };
+            let deployed_before: Vec<(String, Role)> = state
+                .members()
+                .iter()
+                .filter_map(|(p, m)| m.deployed.map(|r| (p.clone(), r)))
+                .collect();
+            let index = state.applied() + 1;
+            state.apply(index, &command);
+            assert_roles_are_sound(&state, seats);
+            if let Command::Expire { .. } | Command::Join { .. } = command {
+                for (peer, role) in deployed_before {
+                    prop_assert_eq!(
+                        state.members()[&peer].role,
+                        Some(role),
+                        "{} lost its deployed role to {:?}", peer, command
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_honest_cluster_always_gets_its_control_planes(
+        seats in 1u32..5,
+        members in 1u8..8,
+    ) {
+        let mut state = LedgerState::new(pool());
+        state.apply(1, &Command::SetRolePolicy(RolePolicy { control_planes: seats }));
+        for n in 0..members {
+            let index = state.applied() + 1;
+            state.apply(index, &Command::Join {
+                peer: peer(n),
+                hostname: format!("h{n}"),
+                dataplane_key: [0; 32],
+                endpoints: vec![],
+                requested: None,
+                now: 1,
+                fixed_role: None,
+                policy: None,
+            });
+        }
+        let control_planes = state.members().values().filter(|m| m.role.is_some_and(Role::is_control_plane)).count();
+        prop_assert_eq!(control_planes, (seats as usize).min(members as usize));
+        let founders = state.members().values().filter(|m| m.role.is_some_and(Role::founds_cluster)).count();
+        prop_assert_eq!(founders, 1);
+    }
 
     #[test]
     fn no_two_live_members_ever_share_an_address(commands in prop::collection::vec(command(), 0..80)) {

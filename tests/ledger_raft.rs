@@ -36,7 +36,7 @@ async fn replica_in(member: Member, hostname: &str, dir: tempfile::TempDir) -> R
     };
     let facts = MemberFacts {
         hostname: hostname.to_string(),
-        requested: None,
+        ..MemberFacts::default()
     };
     // A node restarted in this process waits for its previous incarnation to close the raft
     // database (its tasks wind down after their stop token).

@@ -32,7 +32,9 @@ use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
 use super::raft::network::{Joined, LedgerRpc, call};
-use super::state::{ClusterId, Command, LeaseState, LedgerState, Member};
+use super::state::{
+    ClusterId, Command, FixedRole, LeaseState, LedgerState, Member, Outcome, RolePolicy,
+};
 use super::{Ledger, LedgerConfig, follower, merge, recover, service};
 
 /// File holding this node's raft id, made with the raft directory.
@@ -48,11 +50,15 @@ const MERGE_CHECK: Duration = Duration::from_secs(5);
 const SEARCH_INTERVAL: Duration = Duration::from_secs(3);
 
 /// What this node asks the ledger to record about itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MemberFacts {
     pub hostname: String,
     /// An overlay address to ask for.
     pub requested: Option<Ipv4Addr>,
+    /// The role this node was configured to hold (`--role`); `None` is automatic.
+    pub fixed_role: Option<FixedRole>,
+    /// The role policy this node was configured with (`--control-planes`), if it was.
+    pub policy: Option<RolePolicy>,
 }
 
 /// This node's raft id: read from the raft directory, or drawn at random and stored on first
@@ -95,6 +101,9 @@ struct Pilot {
     voter_unreachable_since: HashMap<u64, Instant>,
     /// The state of a cluster this node left in a merge, until what it holds is re-proposed.
     carried: Option<LedgerState>,
+    /// Whether this process has made sure the ledger holds its configured role and policy
+    /// (once per start: an operator's later `weft role set` is not undone).
+    declared: bool,
 }
 
 /// Runs until `shutdown`.
@@ -117,6 +126,7 @@ pub async fn run(
         unreachable_since: HashMap::new(),
         voter_unreachable_since: HashMap::new(),
         carried,
+        declared: false,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -169,6 +179,7 @@ impl Pilot {
             return;
         }
         self.keep_record().await;
+        self.declare().await;
         self.readopt().await;
     }
 
@@ -248,6 +259,54 @@ impl Pilot {
                 }
             }
         }
+    }
+
+    /// Once the member record is live: makes the ledger hold the role this node was started
+    /// with and, when none is set yet, its role policy. A join declares both already; this
+    /// covers a restart with changed settings.
+    async fn declare(&mut self) {
+        if self.declared {
+            return;
+        }
+        let me = self.ledger.p2p().peer_id().to_string();
+        let state = self.ledger.state();
+        let Some(member) = state
+            .members()
+            .get(&me)
+            .filter(|m| m.lease == LeaseState::Live)
+        else {
+            return;
+        };
+        if let Some(fixed) = self.facts.fixed_role
+            && member.fixed_role != Some(fixed)
+        {
+            let command = Command::SetFixedRole {
+                peer: me.clone(),
+                role: Some(fixed),
+                force: false,
+            };
+            match self.ledger.propose(command).await {
+                Ok(Outcome::RoleDeployed) => tracing::warn!(
+                    role = fixed.as_str(),
+                    deployed = ?member.deployed.map(|r| r.as_str()),
+                    "this node was started with another role than the one it deployed; it keeps \
+                     the deployed role (change it with weft role set NODE ROLE --force)"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "configured role not committed yet");
+                    return;
+                }
+            }
+        }
+        if let Some(policy) = self.facts.policy
+            && !state.policy_is_set()
+            && let Err(e) = self.ledger.propose(Command::InitRolePolicy(policy)).await
+        {
+            tracing::debug!(error = %e, "configured role policy not committed yet");
+            return;
+        }
+        self.declared = true;
     }
 
     /// After a merge: re-proposes what the left cluster held and this one lacks.
@@ -488,6 +547,8 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
         endpoints: Vec::new(),
         requested: facts.requested.or(previous),
         now: unix_now(),
+        fixed_role: facts.fixed_role,
+        policy: facts.policy,
     };
     match ledger.propose(command).await {
         Ok(outcome) => tracing::info!(?outcome, "member record committed"),

@@ -6,14 +6,16 @@
 //! Nothing written on the losing side is lost: before leaving, the member saves its applied
 //! state (the carried state, on disk, so a restart mid-merge keeps it); once it is a member of
 //! the winning cluster it rejoins asking for its previous address and re-proposes what the
-//! winner lacks: key-value entries, DNS records, reservations, the deny list, sealed secrets
-//! and its own fixed role. Entries present on both sides keep the winner's value.
+//! winner lacks: key-value entries, DNS records, reservations, the deny list, sealed secrets,
+//! its own fixed role and the role it deployed (a deployed role stays bound to its member, so
+//! it wins over a seat the winner only assigned). Entries present on both sides keep the
+//! winner's value.
 
 use std::io;
 use std::path::Path;
 
 use super::pending::PendingFile;
-use super::state::{ClusterId, Command, LedgerState};
+use super::state::{BootstrapReport, ClusterId, Command, LedgerState, Phase};
 use super::{Ledger, service};
 
 /// The carried state, in the raft directory, while a merge is in flight.
@@ -127,12 +129,32 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
             });
         }
     }
-    let fixed = carried.members().get(me).and_then(|m| m.fixed_role);
-    let fixed_now = current.members().get(me).and_then(|m| m.fixed_role);
-    if fixed.is_some() && fixed_now.is_none() {
+    let mine = carried.members().get(me);
+    let now = current.members().get(me);
+    let fixed = mine.and_then(|m| m.fixed_role);
+    if fixed.is_some() && now.and_then(|m| m.fixed_role).is_none() {
         commands.push(Command::SetFixedRole {
             peer: me.to_string(),
             role: fixed,
+            force: false,
+        });
+    }
+    // A role this member deployed stays bound to it in the winner (Kubernetes runs it).
+    if let Some(role) = mine.and_then(|m| m.deployed)
+        && now.and_then(|m| m.deployed) != Some(role)
+    {
+        let report = mine
+            .and_then(|m| m.bootstrap.clone())
+            .filter(|r| r.phase == Phase::Deployed && r.role == Some(role))
+            .unwrap_or(BootstrapReport {
+                role: Some(role),
+                phase: Phase::Deployed,
+                detail: String::new(),
+                at: 0,
+            });
+        commands.push(Command::ReportBootstrap {
+            peer: me.to_string(),
+            report,
         });
     }
     commands
@@ -141,7 +163,9 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::state::{DnsRecord, RecordType, Role, join_command};
+    use crate::ledger::state::{
+        BootstrapReport, DnsRecord, FixedRole, Phase, RecordType, Role, join_command,
+    };
 
     fn pool() -> ipnet::Ipv4Net {
         "10.1.0.0/24".parse().unwrap()
@@ -200,7 +224,8 @@ mod tests {
                 },
                 Command::SetFixedRole {
                     peer: "me".into(),
-                    role: Some(Role::Worker),
+                    role: Some(FixedRole::Worker),
+                    force: false,
                 },
             ],
         );
@@ -222,11 +247,39 @@ mod tests {
         assert!(winner.dns_patterns().contains_key("foo"));
         assert!(winner.is_denied("evil"));
         assert_eq!(winner.secret("s"), Some(&[1u8, 2][..]));
-        assert_eq!(winner.members()["me"].fixed_role, Some(Role::Worker));
+        assert_eq!(winner.members()["me"].fixed_role, Some(FixedRole::Worker));
         assert!(
             readoption(&loser, &winner, "me").is_empty(),
             "a second pass has nothing left to put back"
         );
+    }
+
+    #[test]
+    fn a_deployed_master_keeps_its_role_in_the_winner() {
+        let mut loser = LedgerState::new(pool());
+        apply(
+            &mut loser,
+            &[
+                join_command("me"),
+                Command::ReportBootstrap {
+                    peer: "me".into(),
+                    report: BootstrapReport {
+                        role: Some(Role::Master),
+                        phase: Phase::Deployed,
+                        detail: String::new(),
+                        at: 7,
+                    },
+                },
+            ],
+        );
+        let mut winner = LedgerState::new(pool());
+        apply(&mut winner, &[join_command("other"), join_command("me")]);
+        assert_eq!(winner.members()["other"].role, Some(Role::Master));
+        let commands = readoption(&loser, &winner, "me");
+        apply(&mut winner, &commands);
+        assert_eq!(winner.members()["me"].role, Some(Role::Master));
+        assert_eq!(winner.members()["me"].deployed, Some(Role::Master));
+        assert_eq!(winner.members()["other"].role, Some(Role::Worker));
     }
 
     #[test]

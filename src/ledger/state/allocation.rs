@@ -1,0 +1,140 @@
+//! Overlay address allocation from the pool: the lowest free host address, static reservations
+//! honoured, a member's previous address offered back when it returns, and exhaustion an
+//! explicit outcome. No address is ever held by two members: `holders` is the one map from
+//! address to holder, and every change goes through [`LedgerState::hold`] and
+//! [`LedgerState::release`].
+
+use std::net::Ipv4Addr;
+
+use super::{LedgerState, Outcome, PeerKey};
+
+impl LedgerState {
+    /// The address a (re)joining member gets: the one it asked for, else its reservation, else
+    /// its previous one, else the lowest free one. `None` when the pool is exhausted.
+    pub(super) fn choose_address(
+        &self,
+        peer: &PeerKey,
+        requested: Option<Ipv4Addr>,
+    ) -> Option<Ipv4Addr> {
+        let reserved = self
+            .reservations
+            .iter()
+            .find(|(_, owner)| *owner == peer)
+            .map(|(address, _)| *address);
+        [requested, reserved, self.previous.get(peer).copied()]
+            .into_iter()
+            .flatten()
+            .find(|address| self.is_free_for(*address, peer))
+            .or_else(|| self.pool.hosts().find(|a| self.is_free_for(*a, peer)))
+    }
+
+    fn is_free_for(&self, address: Ipv4Addr, peer: &PeerKey) -> bool {
+        self.is_usable(address)
+            && !self.holders.contains_key(&address)
+            && self
+                .reservations
+                .get(&address)
+                .is_none_or(|owner| owner == peer)
+    }
+
+    /// Whether `address` is a host address of the pool (network and broadcast excluded for
+    /// pools of /30 and wider).
+    fn is_usable(&self, address: Ipv4Addr) -> bool {
+        self.pool.contains(&address)
+            && (self.pool.prefix_len() >= 31
+                || (address != self.pool.network() && address != self.pool.broadcast()))
+    }
+
+    /// Records `peer` as the holder of `address` (remembered for a later rejoin).
+    pub(super) fn hold(&mut self, peer: &PeerKey, address: Ipv4Addr) {
+        self.holders.insert(address, peer.clone());
+        self.previous.insert(peer.clone(), address);
+    }
+
+    pub(super) fn reserve(&mut self, peer: &PeerKey, address: Ipv4Addr) -> Outcome {
+        if !self.is_usable(address) {
+            return Outcome::OutsidePool;
+        }
+        let held_by_other = self.holders.get(&address).is_some_and(|h| h != peer);
+        let reserved_by_other = self.reservations.get(&address).is_some_and(|o| o != peer);
+        if held_by_other || reserved_by_other {
+            return Outcome::AddressTaken;
+        }
+        self.reservations.insert(address, peer.clone());
+        Outcome::Done
+    }
+
+    /// Frees the member's address (remembering it for a rejoin).
+    pub(super) fn release(&mut self, peer: &PeerKey) {
+        if let Some(address) = self.members.get_mut(peer).and_then(|m| m.address.take()) {
+            self.holders.remove(&address);
+            self.previous.insert(peer.clone(), address);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Command;
+    use super::super::tests::{address, join, pool, run};
+    use super::*;
+
+    #[test]
+    fn members_get_the_lowest_free_addresses_in_order() {
+        let mut state = LedgerState::new(pool());
+        run(&mut state, &[join("a", 1), join("b", 1)]);
+        assert_eq!(address(&state, "a"), Some(Ipv4Addr::new(10, 1, 0, 1)));
+        assert_eq!(address(&state, "b"), Some(Ipv4Addr::new(10, 1, 0, 2)));
+    }
+
+    #[test]
+    fn an_exhausted_pool_is_an_explicit_outcome_never_a_duplicate() {
+        let mut state = LedgerState::new("10.1.0.0/30".parse().unwrap());
+        let outcomes = run(&mut state, &[join("a", 1), join("b", 1), join("c", 1)]);
+        assert_eq!(outcomes[2], Outcome::PoolExhausted);
+        assert_eq!(address(&state, "c"), None);
+    }
+
+    #[test]
+    fn a_freed_address_is_reused_by_the_next_newcomer() {
+        let mut state = LedgerState::new(pool());
+        run(
+            &mut state,
+            &[
+                join("a", 1),
+                join("b", 1),
+                Command::Leave { peer: "a".into() },
+                join("c", 2),
+            ],
+        );
+        assert_eq!(address(&state, "c"), Some(Ipv4Addr::new(10, 1, 0, 1)));
+    }
+
+    #[test]
+    fn reservations_are_honoured_and_kept_from_others() {
+        let mut state = LedgerState::new(pool());
+        let reserved = Ipv4Addr::new(10, 1, 0, 1);
+        let outcomes = run(
+            &mut state,
+            &[
+                Command::Reserve {
+                    peer: "b".into(),
+                    address: reserved,
+                },
+                join("a", 1),
+                join("b", 1),
+            ],
+        );
+        assert_eq!(outcomes[0], Outcome::Done);
+        assert_eq!(address(&state, "a"), Some(Ipv4Addr::new(10, 1, 0, 2)));
+        assert_eq!(address(&state, "b"), Some(reserved));
+        let outside = run(
+            &mut state,
+            &[Command::Reserve {
+                peer: "c".into(),
+                address: Ipv4Addr::new(10, 2, 0, 1),
+            }],
+        );
+        assert_eq!(outside[0], Outcome::OutsidePool);
+    }
+}

@@ -1,0 +1,222 @@
+//! Membership and leases: a member joins (and rejoins) with its facts, renews its lease, is
+//! expired by the leader when unreachable too long, leaves, or is denied. An expired member
+//! frees its address and role, unless it deployed a role: a deployed member's role and address
+//! stay bound to it (Kubernetes knows the node by that address) until an operator removes it.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use super::roles::{BootstrapReport, FixedRole, Role, RolePolicy};
+use super::{LedgerState, Outcome, PeerKey};
+
+/// Whether a member's lease is current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseState {
+    Live,
+    Expired,
+}
+
+/// One member of the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub hostname: String,
+    /// The member's data-plane public key (X25519).
+    pub dataplane_key: [u8; 32],
+    /// UDP endpoints the member advertises for the data plane.
+    pub endpoints: Vec<String>,
+    /// The overlay address it holds (none when the pool was exhausted or its lease expired).
+    pub address: Option<Ipv4Addr>,
+    pub lease: LeaseState,
+    /// Time (UNIX seconds, from the proposer) of the last join or renewal.
+    pub renewed_at: u64,
+    /// The role the ledger assigns it (see `roles.rs`).
+    pub role: Option<Role>,
+    /// A role fixed by the member's `--role` or an operator; `None` is automatic.
+    pub fixed_role: Option<FixedRole>,
+    /// The role its bootstrapper reported deployed: bound to it until an operator says
+    /// otherwise.
+    #[serde(default)]
+    pub deployed: Option<Role>,
+    /// Its bootstrapper's last report.
+    #[serde(default)]
+    pub bootstrap: Option<BootstrapReport>,
+    /// Log index of its first join, which orders members for control-plane seats.
+    #[serde(default)]
+    pub joined: u64,
+}
+
+/// What a joining member says about itself.
+pub(super) struct JoinFacts<'a> {
+    pub hostname: &'a str,
+    pub dataplane_key: [u8; 32],
+    pub endpoints: &'a [String],
+    pub requested: Option<Ipv4Addr>,
+    pub now: u64,
+    pub fixed_role: Option<FixedRole>,
+    pub policy: Option<RolePolicy>,
+}
+
+impl LedgerState {
+    pub(super) fn join(&mut self, peer: &PeerKey, facts: JoinFacts<'_>) -> Outcome {
+        if self.deny.contains(peer) {
+            return Outcome::Denied;
+        }
+        if let Some(policy) = facts.policy {
+            // Only the first writer sets the policy; an invalid one is ignored, not the join.
+            let _ = self.set_policy(policy, true);
+        }
+        let existing = self.members.get(peer).cloned();
+        // A live member keeps its address; so does a deployed one whose lease expired.
+        let kept = existing
+            .as_ref()
+            .filter(|m| m.lease == LeaseState::Live || m.deployed.is_some())
+            .and_then(|m| m.address);
+        let address = kept.or_else(|| self.choose_address(peer, facts.requested));
+        if let Some(address) = address {
+            self.hold(peer, address);
+        }
+        let deployed = existing.as_ref().and_then(|m| m.deployed);
+        let declared = facts
+            .fixed_role
+            .filter(|fixed| deployed.is_none_or(|role| fixed.admits(role)));
+        let member = Member {
+            hostname: facts.hostname.to_string(),
+            dataplane_key: facts.dataplane_key,
+            endpoints: facts.endpoints.to_vec(),
+            address,
+            lease: LeaseState::Live,
+            renewed_at: facts.now,
+            role: existing.as_ref().and_then(|m| m.role),
+            fixed_role: declared.or(existing.as_ref().and_then(|m| m.fixed_role)),
+            deployed,
+            bootstrap: existing.as_ref().and_then(|m| m.bootstrap.clone()),
+            joined: existing.as_ref().map_or(self.applied, |m| m.joined),
+        };
+        self.members.insert(peer.clone(), member);
+        self.assign_roles();
+        match address {
+            Some(address) => Outcome::Joined {
+                address: Some(address),
+                role: self.members[peer].role,
+            },
+            None => Outcome::PoolExhausted,
+        }
+    }
+
+    pub(super) fn renew(&mut self, peer: &PeerKey, now: u64) -> Outcome {
+        match self.members.get_mut(peer) {
+            Some(member) if member.lease == LeaseState::Live => {
+                member.renewed_at = now.max(member.renewed_at);
+                Outcome::Done
+            }
+            _ => Outcome::UnknownMember,
+        }
+    }
+
+    pub(super) fn expire(&mut self, peer: &PeerKey) -> Outcome {
+        let Some(member) = self.members.get(peer) else {
+            return Outcome::UnknownMember;
+        };
+        if member.deployed.is_none() {
+            self.release(peer);
+        }
+        if let Some(member) = self.members.get_mut(peer) {
+            member.lease = LeaseState::Expired;
+        }
+        self.assign_roles();
+        Outcome::Done
+    }
+
+    /// Removes a member for good: its address, name and seat are freed.
+    pub(super) fn remove(&mut self, peer: &PeerKey) -> Outcome {
+        if !self.members.contains_key(peer) {
+            return Outcome::UnknownMember;
+        }
+        self.release(peer);
+        self.members.remove(peer);
+        self.assign_roles();
+        Outcome::Done
+    }
+
+    pub(super) fn deny(&mut self, peer: &PeerKey) -> Outcome {
+        self.deny.insert(peer.clone());
+        if self.members.contains_key(peer) {
+            self.remove(peer);
+        }
+        Outcome::Done
+    }
+
+    /// Every member, by PeerId.
+    pub fn members(&self) -> &std::collections::BTreeMap<PeerKey, Member> {
+        &self.members
+    }
+
+    /// Whether a PeerId is on the deny list.
+    pub fn is_denied(&self, peer: &str) -> bool {
+        self.deny.contains(peer)
+    }
+
+    /// The deny list.
+    pub fn denied(&self) -> &std::collections::BTreeSet<PeerKey> {
+        &self.deny
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Command;
+    use super::super::tests::{address, join, pool, run};
+    use super::*;
+
+    #[test]
+    fn an_expired_lease_frees_its_address_and_a_rejoin_gets_it_back_when_free() {
+        let mut state = LedgerState::new(pool());
+        run(&mut state, &[join("a", 1), join("b", 1)]);
+        let a_addr = address(&state, "a");
+        run(&mut state, &[Command::Expire { peer: "a".into() }]);
+        assert_eq!(address(&state, "a"), None);
+        run(&mut state, &[join("a", 5)]);
+        assert_eq!(address(&state, "a"), a_addr);
+    }
+
+    #[test]
+    fn a_denied_peer_is_removed_and_cannot_rejoin() {
+        let mut state = LedgerState::new(pool());
+        let outcomes = run(
+            &mut state,
+            &[
+                join("a", 1),
+                Command::Deny { peer: "a".into() },
+                join("a", 2),
+            ],
+        );
+        assert_eq!(outcomes[2], Outcome::Denied);
+        assert!(!state.members().contains_key("a"));
+    }
+
+    #[test]
+    fn a_join_declares_the_fixed_role_and_the_first_policy() {
+        let mut state = LedgerState::new(pool());
+        let declaring = |peer: &str, fixed, n| Command::Join {
+            peer: peer.into(),
+            hostname: peer.into(),
+            dataplane_key: [0; 32],
+            endpoints: vec![],
+            requested: None,
+            now: 1,
+            fixed_role: fixed,
+            policy: Some(RolePolicy { control_planes: n }),
+        };
+        run(
+            &mut state,
+            &[
+                declaring("a", Some(FixedRole::Worker), 3),
+                declaring("b", None, 1),
+            ],
+        );
+        assert_eq!(state.policy().control_planes, 3, "the first writer sets it");
+        assert_eq!(state.members()["a"].role, Some(Role::Worker));
+        assert_eq!(state.members()["b"].role, Some(Role::MasterClusterInit));
+    }
+}

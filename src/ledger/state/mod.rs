@@ -1,0 +1,434 @@
+//! The ledger's state machine: every decision the mesh takes by consensus, as a pure function
+//! from (state, command) to (state, outcome). No I/O and no clock: commands carry the time the
+//! proposer chose, so every replica that applies the same log reaches the same state.
+//!
+//! This module owns the command set and dispatch; each job has its own file:
+//! - `members.rs`: membership and leases (join, renew, expire, leave, deny);
+//! - `allocation.rs`: overlay addresses (lowest free address of the pool, static reservations,
+//!   a returning member's previous address, exhaustion as an explicit outcome, never a
+//!   duplicate);
+//! - `roles.rs`: the role policy, fixed roles, bootstrap reports and sticky role assignment;
+//! - `dns.rs`: user DNS records and edgevpn regex records, bounded;
+//! - `kv.rs`: key-value buckets (edgevpn's open semantics: any member may write) and sealed
+//!   secrets.
+
+mod allocation;
+mod dns;
+mod kv;
+mod members;
+mod roles;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
+pub use members::{LeaseState, Member};
+pub use roles::{
+    BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
+    parse_role_choice,
+};
+
+use members::JoinFacts;
+
+/// A member's PeerId in its text form (the map key everywhere in the ledger).
+pub type PeerKey = String;
+
+/// The identity of a raft cluster: chosen by the node that initialised it. When two clusters
+/// meet, the older one wins (ties: the lower id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClusterId {
+    /// When the cluster was formed (UNIX seconds).
+    pub created_at: u64,
+    pub id: u64,
+}
+
+impl std::fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.id)
+    }
+}
+
+/// A change to the ledger. Times are UNIX seconds chosen by the proposer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// The first entry of a cluster; later ones are ignored.
+    Genesis(ClusterId),
+    /// The first entry of a cluster recovered from a node's applied state after its old cluster
+    /// lost its quorum (`weft ledger recover`): the state is taken over whole under the new
+    /// cluster id. Ignored once the ledger has a cluster, like [`Command::Genesis`].
+    Recover {
+        cluster: ClusterId,
+        state: Box<LedgerState>,
+    },
+    /// A member joins or rejoins (and updates its facts); it asks for `requested` if given,
+    /// declares the role it fixed for itself (`None`: automatic, or keep what the ledger has)
+    /// and the role policy it was configured with (applied only while none is set).
+    Join {
+        peer: PeerKey,
+        hostname: String,
+        dataplane_key: [u8; 32],
+        endpoints: Vec<String>,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+        #[serde(default)]
+        fixed_role: Option<FixedRole>,
+        #[serde(default)]
+        policy: Option<RolePolicy>,
+    },
+    /// The member is alive; its lease runs on.
+    Renew {
+        peer: PeerKey,
+        now: u64,
+    },
+    /// The leader saw the member unreachable past the lease timeout: its address and role are
+    /// freed, unless it deployed its role.
+    Expire {
+        peer: PeerKey,
+    },
+    /// The member leaves for good.
+    Leave {
+        peer: PeerKey,
+    },
+    /// Reserve `address` for `peer` (honoured even while the peer is away).
+    Reserve {
+        peer: PeerKey,
+        address: Ipv4Addr,
+    },
+    /// Drop the reservation of `address`.
+    Unreserve {
+        address: Ipv4Addr,
+    },
+    /// An operator's role policy (`weft role policy`).
+    SetRolePolicy(RolePolicy),
+    /// A node's configured role policy: applied only while the ledger has none (the first
+    /// writer sets it).
+    InitRolePolicy(RolePolicy),
+    /// Fix (or with `None`, unfix) a member's role. Refused for a member that deployed a role
+    /// the new one does not admit, unless `force`.
+    SetFixedRole {
+        peer: PeerKey,
+        role: Option<FixedRole>,
+        #[serde(default)]
+        force: bool,
+    },
+    /// A member's bootstrapper reports its progress; `deployed` binds the role to the member.
+    ReportBootstrap {
+        peer: PeerKey,
+        report: BootstrapReport,
+    },
+    /// Adds a value to the record set of `name` (lower-cased; `*.` for a wildcard). A value
+    /// already there gets the new TTL; a CNAME replaces the name's CNAME. A CNAME and other
+    /// types never share a name ([`Outcome::DnsConflict`]).
+    PutDns {
+        name: String,
+        rtype: RecordType,
+        record: DnsRecord,
+    },
+    /// Deletes the records of `name`: all of them, those of one type, or one value.
+    DeleteDns {
+        name: String,
+        rtype: Option<RecordType>,
+        value: Option<String>,
+    },
+    /// Sets the records answered for names the (edgevpn-style) regex `pattern` matches,
+    /// anchored: replaces what the pattern had, or with `merge`, only the types given.
+    PutDnsPattern {
+        pattern: String,
+        records: BTreeMap<RecordType, DnsRecord>,
+        #[serde(default)]
+        merge: bool,
+    },
+    DeleteDnsPattern {
+        pattern: String,
+    },
+    KvPut {
+        bucket: String,
+        key: String,
+        value: String,
+    },
+    /// Delete one key, or the whole bucket when `key` is `None`.
+    KvDelete {
+        bucket: String,
+        key: Option<String>,
+    },
+    /// Cut a PeerId off the mesh.
+    Deny {
+        peer: PeerKey,
+    },
+    Allow {
+        peer: PeerKey,
+    },
+    /// Store a secret sealed with the ledger key (the state machine never sees it in clear).
+    PutSecret {
+        name: String,
+        sealed: Vec<u8>,
+    },
+    DeleteSecret {
+        name: String,
+    },
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Done,
+    /// A join succeeded: the member's address and role.
+    Joined {
+        address: Option<Ipv4Addr>,
+        role: Option<Role>,
+    },
+    /// No free address in the pool: the member is recorded without one.
+    PoolExhausted,
+    /// The command names a member the ledger does not know.
+    UnknownMember,
+    /// The PeerId is on the deny list.
+    Denied,
+    /// The address is outside the pool or not a usable host address.
+    OutsidePool,
+    /// The address is reserved for, or held by, another member.
+    AddressTaken,
+    /// A CNAME would share its name with other record types.
+    DnsConflict,
+    /// The DNS record would pass one of the ledger's DNS limits ([`DNS_LIMITS`]).
+    DnsLimit,
+    /// The member deployed a role the requested fixed role does not admit; it takes `force`.
+    RoleDeployed,
+    /// A reported deployment conflicts with another member's deployed seat or the member's
+    /// fixed role; it is recorded as a failure.
+    RoleConflict,
+    /// The policy asks for no control plane or more than [`MAX_CONTROL_PLANES`].
+    InvalidPolicy,
+}
+
+/// The whole replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerState {
+    cluster: Option<ClusterId>,
+    pool: Ipv4Net,
+    members: BTreeMap<PeerKey, Member>,
+    /// Address → member holding it.
+    holders: BTreeMap<Ipv4Addr, PeerKey>,
+    /// The address each member held last, offered back when it rejoins.
+    previous: BTreeMap<PeerKey, Ipv4Addr>,
+    reservations: BTreeMap<Ipv4Addr, PeerKey>,
+    /// The role policy; `None` until a member or an operator sets one.
+    #[serde(default)]
+    policy: Option<RolePolicy>,
+    /// Name (lower case) → type → values.
+    dns: BTreeMap<String, RecordSets>,
+    /// edgevpn-style regex → type → value.
+    #[serde(default)]
+    dns_patterns: BTreeMap<String, BTreeMap<RecordType, DnsRecord>>,
+    kv: BTreeMap<String, BTreeMap<String, String>>,
+    deny: BTreeSet<PeerKey>,
+    secrets: BTreeMap<String, Vec<u8>>,
+    /// Index of the last applied log entry.
+    applied: u64,
+}
+
+impl LedgerState {
+    /// An empty ledger allocating from `pool`.
+    pub fn new(pool: Ipv4Net) -> Self {
+        LedgerState {
+            cluster: None,
+            pool: pool.trunc(),
+            members: BTreeMap::new(),
+            holders: BTreeMap::new(),
+            previous: BTreeMap::new(),
+            reservations: BTreeMap::new(),
+            policy: None,
+            dns: BTreeMap::new(),
+            dns_patterns: BTreeMap::new(),
+            kv: BTreeMap::new(),
+            deny: BTreeSet::new(),
+            secrets: BTreeMap::new(),
+            applied: 0,
+        }
+    }
+
+    /// Applies log entry `index`. Entries at or below the applied index are ignored, so
+    /// re-delivering an entry never changes the state twice.
+    pub fn apply(&mut self, index: u64, command: &Command) -> Outcome {
+        if index <= self.applied {
+            return Outcome::Done;
+        }
+        self.applied = index;
+        match command {
+            Command::Genesis(cluster) => {
+                self.cluster.get_or_insert(*cluster);
+                Outcome::Done
+            }
+            Command::Recover { cluster, state } => {
+                if self.cluster.is_none() {
+                    *self = LedgerState {
+                        cluster: Some(*cluster),
+                        applied: index,
+                        ..(**state).clone()
+                    };
+                }
+                Outcome::Done
+            }
+            Command::Join {
+                peer,
+                hostname,
+                dataplane_key,
+                endpoints,
+                requested,
+                now,
+                fixed_role,
+                policy,
+            } => self.join(
+                peer,
+                JoinFacts {
+                    hostname,
+                    dataplane_key: *dataplane_key,
+                    endpoints,
+                    requested: *requested,
+                    now: *now,
+                    fixed_role: *fixed_role,
+                    policy: *policy,
+                },
+            ),
+            Command::Renew { peer, now } => self.renew(peer, *now),
+            Command::Expire { peer } => self.expire(peer),
+            Command::Leave { peer } => self.remove(peer),
+            Command::Reserve { peer, address } => self.reserve(peer, *address),
+            Command::Unreserve { address } => {
+                self.reservations.remove(address);
+                Outcome::Done
+            }
+            Command::SetRolePolicy(policy) => self.set_policy(*policy, false),
+            Command::InitRolePolicy(policy) => self.set_policy(*policy, true),
+            Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
+            Command::ReportBootstrap { peer, report } => self.report_bootstrap(peer, report),
+            Command::PutDns {
+                name,
+                rtype,
+                record,
+            } => self.put_dns(name, *rtype, record),
+            Command::DeleteDns { name, rtype, value } => {
+                self.delete_dns(name, *rtype, value.as_deref())
+            }
+            Command::PutDnsPattern {
+                pattern,
+                records,
+                merge,
+            } => self.put_dns_pattern(pattern, records, *merge),
+            Command::DeleteDnsPattern { pattern } => {
+                self.dns_patterns.remove(pattern);
+                Outcome::Done
+            }
+            Command::KvPut { bucket, key, value } => self.kv_put(bucket, key, value),
+            Command::KvDelete { bucket, key } => self.kv_delete(bucket, key.as_deref()),
+            Command::Deny { peer } => self.deny(peer),
+            Command::Allow { peer } => {
+                self.deny.remove(peer);
+                Outcome::Done
+            }
+            Command::PutSecret { name, sealed } => {
+                self.secrets.insert(name.clone(), sealed.clone());
+                Outcome::Done
+            }
+            Command::DeleteSecret { name } => {
+                self.secrets.remove(name);
+                Outcome::Done
+            }
+        }
+    }
+
+    /// The cluster this state belongs to, once its genesis entry is applied.
+    pub fn cluster(&self) -> Option<ClusterId> {
+        self.cluster
+    }
+
+    /// The pool addresses are allocated from.
+    pub fn pool(&self) -> Ipv4Net {
+        self.pool
+    }
+
+    /// Index of the last applied entry.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Static reservations: address → member.
+    pub fn reservations(&self) -> &BTreeMap<Ipv4Addr, PeerKey> {
+        &self.reservations
+    }
+
+    /// The whole state, serialized for a snapshot.
+    pub fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("the ledger state serializes to JSON")
+    }
+
+    /// Restores a snapshot made by [`LedgerState::snapshot`].
+    pub fn restore(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// A plain `Join` of `peer` (hostname = PeerId, no requested address, automatic role), for the
+/// tests of the modules that read the state.
+#[cfg(test)]
+pub(crate) fn join_command(peer: &str) -> Command {
+    Command::Join {
+        peer: peer.to_string(),
+        hostname: peer.to_string(),
+        dataplane_key: [0; 32],
+        endpoints: vec![],
+        requested: None,
+        now: 1,
+        fixed_role: None,
+        policy: None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A /29: six usable addresses.
+    pub fn pool() -> Ipv4Net {
+        "10.1.0.0/29".parse().unwrap()
+    }
+
+    pub fn join(peer: &str, now: u64) -> Command {
+        Command::Join {
+            peer: peer.to_string(),
+            hostname: format!("host-{peer}"),
+            dataplane_key: [0; 32],
+            endpoints: vec![],
+            requested: None,
+            now,
+            fixed_role: None,
+            policy: None,
+        }
+    }
+
+    /// Applies commands with consecutive indexes, returning the outcomes.
+    pub fn run(state: &mut LedgerState, commands: &[Command]) -> Vec<Outcome> {
+        commands
+            .iter()
+            .map(|c| {
+                let index = state.applied() + 1;
+                state.apply(index, c)
+            })
+            .collect()
+    }
+
+    pub fn address(state: &LedgerState, peer: &str) -> Option<Ipv4Addr> {
+        state.members()[peer].address
+    }
+
+    #[test]
+    fn an_entry_applied_twice_changes_nothing_the_second_time() {
+        let mut state = LedgerState::new(pool());
+        state.apply(1, &join("a", 1));
+        let before = state.clone();
+        assert_eq!(state.apply(1, &join("b", 1)), Outcome::Done);
+        assert_eq!(state, before);
+    }
+}
