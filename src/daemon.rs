@@ -1,7 +1,10 @@
 //! `weft up`: wires the node's parts together and owns their lifetime. Start-up loads the
 //! identity, binds the API and the DNS sockets, then starts the control plane and the rest
 //! before telling systemd the node is ready; SIGINT or SIGTERM cancel one shutdown token that
-//! every task honours, and the daemon returns once they have stopped.
+//! every task honours, and the daemon returns once they have stopped. Every few seconds it
+//! checks that the swarm, the ledger, the data plane and the bootstrapper still run: while they
+//! do it pings systemd's watchdog (when the unit sets `WatchdogSec=`); when one has died it
+//! stops with an error, so the service manager restarts it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +15,14 @@ use tokio_util::sync::CancellationToken;
 use prometheus_client::registry::Registry;
 
 use crate::api::{self, ApiListener, ApiState, ListenError, NodeInfo};
+use crate::bootstrap::{self, BootstrapConfig, render::K3sOptions};
 use crate::config::Settings;
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
 use crate::dns::{self, DnsConfig, DnsError, DnsSockets};
 use crate::identity::{Identity, IdentityError};
 use crate::ledger::autopilot::MemberFacts;
+use crate::ledger::sealed::Sealer;
+use crate::ledger::state::RolePolicy;
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
 use crate::p2p::{self, P2pConfig, P2pError};
 use crate::token::Token;
@@ -31,8 +37,12 @@ const FORMATION_WAIT: Duration = Duration::from_secs(5);
 const TARGET_VOTERS: usize = 3;
 /// How long a voter may be unreachable before a live member replaces it.
 const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a member may be unreachable before its lease (and address) is released.
-const LEASE_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often the daemon checks that its parts still run (and pings the watchdog at most).
+const HEALTH_CHECK: Duration = Duration::from_secs(5);
+/// How long a k3s server may take to write its join token.
+const K3S_TOKEN_WAIT: Duration = Duration::from_secs(300);
+/// How long one run of a bootstrap script may take.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(600);
 /// The system's resolver configuration.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// systemd-resolved's upstream servers (its stub is what resolv.conf usually names).
@@ -59,6 +69,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("local API stopped: {0}")]
     Api(std::io::Error),
+    #[error("{0} stopped unexpectedly; exiting so that the service manager restarts weft")]
+    Died(&'static str),
 }
 
 /// Runs the node until SIGINT or SIGTERM.
@@ -92,34 +104,42 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             pool: settings.cidr,
             formation_wait: FORMATION_WAIT,
             target_voters: TARGET_VOTERS,
-            lease_timeout: LEASE_TIMEOUT,
+            lease_timeout: settings.lease_timeout,
             voter_timeout: VOTER_TIMEOUT,
         },
         MemberFacts {
             hostname: settings.hostname.clone(),
             requested: settings.address,
-            ..MemberFacts::default()
+            fixed_role: settings.role,
+            policy: settings
+                .control_planes
+                .map(|n| RolePolicy { control_planes: n }),
         },
         p2p.clone(),
         shutdown.clone(),
     )
     .await?;
     let mut dataplane_tasks = tokio::task::JoinSet::new();
-    let dataplane = Dataplane::start(
-        &DataplaneConfig {
-            interface: settings.interface.clone(),
-            mtu: settings.mtu,
-            offload: settings.offload,
-            port: settings.data_port,
-            pool: settings.cidr,
-        },
-        identity.keypair(),
-        &keys,
-        p2p.clone(),
-        ledger.clone(),
-        &mut dataplane_tasks,
-        shutdown.clone(),
-    )?;
+    let dataplane = if settings.tun {
+        Some(Dataplane::start(
+            &DataplaneConfig {
+                interface: settings.interface.clone(),
+                mtu: settings.mtu,
+                offload: settings.offload,
+                port: settings.data_port,
+                pool: settings.cidr,
+            },
+            identity.keypair(),
+            &keys,
+            p2p.clone(),
+            ledger.clone(),
+            &mut dataplane_tasks,
+            shutdown.clone(),
+        )?)
+    } else {
+        tracing::info!("no TUN interface (tun is off): coordination only");
+        None
+    };
     let mut dns_tasks = tokio::task::JoinSet::new();
     let dns = dns_sockets.map(|sockets| {
         let config = dns_config(settings, sockets.addr());
@@ -132,6 +152,16 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             shutdown.clone(),
         )
     });
+    let sealer = Sealer::new(keys.ledger_seal.clone());
+    let mut bootstrap_tasks = tokio::task::JoinSet::new();
+    let bootstrap = bootstrap::start(
+        bootstrap_config(settings),
+        ledger.clone(),
+        sealer.clone(),
+        dataplane.clone(),
+        &mut bootstrap_tasks,
+        shutdown.clone(),
+    );
     let state = Arc::new(ApiState {
         node: NodeInfo {
             hostname: settings.hostname.clone(),
@@ -140,11 +170,14 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             interface: settings.interface.clone(),
             cidr: settings.cidr.to_string(),
             started,
+            configured_control_planes: settings.control_planes,
         },
         p2p,
-        ledger,
-        dataplane: Some(dataplane),
+        ledger: ledger.clone(),
+        dataplane,
         dns,
+        bootstrap,
+        sealer,
         registry: Arc::new(registry),
     });
     let mut api_task = tokio::spawn(listener.serve(api::router(state), shutdown.clone()));
@@ -157,10 +190,35 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         "weft is up"
     );
 
-    let early_end = tokio::select! {
-        _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); None }
-        _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); None }
-        ended = &mut api_task => Some(ended),
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut health = tokio::time::interval(match watchdog {
+        Some(timeout) => (timeout / 2).min(HEALTH_CHECK),
+        None => HEALTH_CHECK,
+    });
+    let early_end = loop {
+        tokio::select! {
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break None }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break None }
+            ended = &mut api_task => break Some(Ended::Api(ended)),
+            _ = health.tick() => {
+                let dead = [
+                    ("the control plane", p2p_task.is_finished()),
+                    ("the ledger", !ledger.is_running()),
+                    ("the data plane", dataplane_tasks.try_join_next().is_some()),
+                    ("the bootstrapper", bootstrap_tasks.try_join_next().is_some()),
+                ]
+                .into_iter()
+                .find_map(|(part, dead)| dead.then_some(part));
+                match dead {
+                    Some(part) => {
+                        tracing::error!("{part} stopped unexpectedly");
+                        break Some(Ended::Died(part));
+                    }
+                    None if watchdog.is_some() => notify(&[sd_notify::NotifyState::Watchdog]),
+                    None => {}
+                }
+            }
+        }
     };
     notify(&[sd_notify::NotifyState::Stopping]);
     shutdown.cancel();
@@ -170,20 +228,24 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
     {
         tracing::warn!("the control plane did not stop in time");
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, dataplane_tasks.join_all())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the data plane did not stop in time");
-    }
-    if tokio::time::timeout(SHUTDOWN_GRACE, dns_tasks.join_all())
-        .await
-        .is_err()
-    {
-        tracing::warn!("the DNS server did not stop in time");
+    for (part, tasks) in [
+        ("the data plane", dataplane_tasks),
+        ("the DNS server", dns_tasks),
+        ("the bootstrapper", bootstrap_tasks),
+    ] {
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.join_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!("{part} did not stop in time");
+        }
     }
     let api_result = match early_end {
-        Some(ended) => ended,
+        Some(Ended::Died(part)) => {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut api_task).await;
+            return Err(DaemonError::Died(part));
+        }
+        Some(Ended::Api(ended)) => ended,
         None => match tokio::time::timeout(SHUTDOWN_GRACE, &mut api_task).await {
             Ok(ended) => ended,
             Err(_) => {
@@ -197,6 +259,34 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(DaemonError::Api(e)),
         Err(join) => Err(DaemonError::Api(std::io::Error::other(join))),
+    }
+}
+
+/// Why the daemon's main loop ended before a signal.
+enum Ended {
+    Api(Result<std::io::Result<()>, tokio::task::JoinError>),
+    Died(&'static str),
+}
+
+fn bootstrap_config(settings: &Settings) -> BootstrapConfig {
+    BootstrapConfig {
+        kind: settings.bootstrapper,
+        configured_role: settings.role,
+        minimum_nodes: settings.minimum_nodes,
+        sentinel: settings.sentinel.clone(),
+        root: settings.root.clone(),
+        init: settings.init,
+        options: K3sOptions {
+            interface: settings.interface.clone(),
+            over_vpn: settings.k3s_vpn,
+            server_args: settings.k3s_args.clone(),
+            server_env: settings.k3s_env.clone(),
+            agent_args: settings.k3s_agent_args.clone(),
+            agent_env: settings.k3s_agent_env.clone(),
+        },
+        script: settings.bootstrap_script.clone(),
+        token_wait: K3S_TOKEN_WAIT,
+        script_deadline: SCRIPT_DEADLINE,
     }
 }
 

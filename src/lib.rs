@@ -5,6 +5,7 @@
 //! [`cli::main`]. See `docs/architecture.md` for how the parts fit.
 
 pub mod api;
+pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod daemon;

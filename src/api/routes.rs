@@ -8,18 +8,20 @@ use std::collections::BTreeMap;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use super::dns;
 use super::error::ApiError;
+use super::{dns, roles};
+use crate::bootstrap::{BootstrapHandle, BootstrapStatus};
 use crate::dataplane::peer::PeerStats;
 use crate::dataplane::{Dataplane, DataplaneStats};
 use crate::dns::{DnsServer, names};
 use crate::ledger::recover::Recovery;
-use crate::ledger::state::{Command, LeaseState, Outcome};
+use crate::ledger::sealed::Sealer;
+use crate::ledger::state::{Command, LeaseState, LedgerState, Outcome, PeerKey};
 use crate::ledger::{Ledger, LedgerStatus};
 use crate::p2p::{P2pHandle, PeerView};
 
@@ -33,6 +35,8 @@ pub struct NodeInfo {
     /// The mesh's DNS domain.
     pub dns_domain: String,
     pub started: Instant,
+    /// The control planes this node was started with (`--control-planes`), if given.
+    pub configured_control_planes: Option<u32>,
 }
 
 /// What the API serves from.
@@ -45,6 +49,10 @@ pub struct ApiState {
     pub dataplane: Option<Dataplane>,
     /// The DNS server; `None` where the node runs none.
     pub dns: Option<DnsServer>,
+    /// The bootstrapper; `None` when it is `none`.
+    pub bootstrap: Option<BootstrapHandle>,
+    /// Opens the ledger's sealed secrets (the kubeconfig).
+    pub sealer: Sealer,
     pub registry: Arc<Registry>,
 }
 
@@ -76,6 +84,13 @@ pub struct StatusView {
     pub overlay_ip: Option<String>,
     /// This node's role (`master`, `master/clusterinit`, `master/ha`, `worker`).
     pub role: Option<String>,
+    /// Whether this node's role is deployed (bound to it).
+    pub role_deployed: bool,
+    /// This node's bootstrapper; `None` when it is `none`.
+    pub bootstrap: Option<BootstrapStatus>,
+    /// What the operator should know: a policy other than the one this node was started
+    /// with, empty control-plane seats, conflicts.
+    pub notes: Vec<String>,
     pub ledger: LedgerStatus,
 }
 
@@ -101,6 +116,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/members", get(members))
         .route("/v1/members/{peer}", delete(remove_member))
+        .route("/v1/roles", get(roles::list))
+        .route("/v1/roles/{member}", put(roles::set))
+        .route("/v1/policy", get(roles::policy).put(roles::set_policy))
+        .route("/v1/kubeconfig", get(roles::kubeconfig))
         .route("/v1/dns", get(dns::list).post(dns::add))
         .route("/v1/dns/name/{name}", delete(dns::remove_name))
         .route("/v1/dns/name/{name}/{type}", delete(dns::remove_type))
@@ -129,13 +148,6 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-fn role_name(role: crate::ledger::state::Role) -> String {
-    serde_json::to_value(role)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
     let node = &state.node;
     let me = state.p2p.peer_id().to_string();
@@ -158,9 +170,49 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
             .map(ToString::to_string)
             .collect(),
         overlay_ip: member.and_then(|m| m.address).map(|a| a.to_string()),
-        role: member.and_then(|m| m.role).map(role_name),
+        role: member.and_then(|m| m.role).map(|r| r.to_string()),
+        role_deployed: member.is_some_and(|m| m.deployed.is_some()),
+        bootstrap: state.bootstrap.as_ref().map(BootstrapHandle::status),
+        notes: status_notes(&ledger_state, node.configured_control_planes),
         ledger: state.ledger.status(),
     })
+}
+
+/// The notes `weft status` shows: this node's `--control-planes` against the mesh's policy,
+/// then the roles' own notes.
+fn status_notes(state: &LedgerState, configured: Option<u32>) -> Vec<String> {
+    let mut notes = Vec::new();
+    let policy = state.policy().control_planes;
+    if let Some(configured) = configured
+        && state.policy_is_set()
+        && configured != policy
+    {
+        notes.push(format!(
+            "this node was started with --control-planes {configured}, but the mesh's policy is \
+             {policy} (the first member to join set it); change it with `weft role policy \
+             --control-planes {configured}`"
+        ));
+    }
+    notes.extend(state.role_notes());
+    notes
+}
+
+/// The member `who` names (a PeerId or a hostname).
+pub(super) fn find_member(state: &LedgerState, who: &str) -> Result<PeerKey, ApiError> {
+    let matches: Vec<&String> = state
+        .members()
+        .iter()
+        .filter(|(peer, m)| **peer == who || m.hostname == who)
+        .map(|(peer, _)| peer)
+        .collect();
+    match matches[..] {
+        [peer] => Ok(peer.clone()),
+        [] => Err(ApiError::NotFound(format!("member {who:?}"))),
+        _ => Err(ApiError::Conflict(format!(
+            "{} members are named {who:?}; give the PeerId",
+            matches.len()
+        ))),
+    }
 }
 
 async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
@@ -177,7 +229,7 @@ async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
                     .get(peer)
                     .map(|label| format!("{label}.{}", state.node.dns_domain)),
                 overlay_ip: m.address.map(|a| a.to_string()),
-                role: m.role.map(role_name),
+                role: m.role.map(|r| r.to_string()),
                 lease: match m.lease {
                     LeaseState::Live => "live".into(),
                     LeaseState::Expired => "expired".into(),
@@ -193,23 +245,7 @@ async fn remove_member(
     State(state): State<Arc<ApiState>>,
     Path(who): Path<String>,
 ) -> Result<Json<Outcome>, ApiError> {
-    let ledger_state = state.ledger.state();
-    let matches: Vec<&String> = ledger_state
-        .members()
-        .iter()
-        .filter(|(peer, m)| **peer == who || m.hostname == who)
-        .map(|(peer, _)| peer)
-        .collect();
-    let peer = match matches[..] {
-        [peer] => peer.clone(),
-        [] => return Err(ApiError::NotFound(format!("member {who:?}"))),
-        _ => {
-            return Err(ApiError::Conflict(format!(
-                "{} members are named {who:?}; give the PeerId",
-                matches.len()
-            )));
-        }
-    };
+    let peer = find_member(&state.ledger.state(), &who)?;
     Ok(Json(
         state
             .ledger

@@ -55,23 +55,35 @@ pub const VARIABLES: &[&str] = &[
     "EDGEVPNLOGLEVEL",
 ];
 
-/// The layers the edgevpn variables present in `env` contribute, lowest priority first.
+/// The layers the edgevpn variables present in the process environment contribute, lowest
+/// priority first.
 pub(super) fn layers(env: &BTreeMap<String, String>) -> Result<Vec<Layer>, ConfigError> {
+    layers_from(env, |var| Origin::Env(var.to_string()))
+}
+
+/// The layers edgevpn variables contribute, each with the origin `origin_of` gives its
+/// variable (the process environment, or a cloud-config's `p2p.vpn.env`).
+pub(super) fn layers_from(
+    env: &BTreeMap<String, String>,
+    origin_of: impl Fn(&str) -> Origin,
+) -> Result<Vec<Layer>, ConfigError> {
     let mut layers = Vec::new();
     for (var, key) in DIRECT {
         if let Some(value) = env.get(*var) {
-            layers.push(Layer::new(Origin::Env(var.to_string())).with(key, value.clone()));
+            layers.push(Layer::new(origin_of(var)).with(key, value.clone()));
         }
     }
     if let Some(level) = env.get("EDGEVPNLOGLEVEL") {
-        layers.push(
-            Layer::new(Origin::Env("EDGEVPNLOGLEVEL".into())).with("log_level", log_level(level)),
-        );
+        layers.push(Layer::new(origin_of("EDGEVPNLOGLEVEL")).with("log_level", log_level(level)));
     }
     if let Some(address) = env.get("ADDRESS") {
-        layers.push(address_layer(address, dhcp(env)?));
+        layers.push(address_layer(
+            address,
+            dhcp(env, &origin_of)?,
+            origin_of("ADDRESS"),
+        ));
     }
-    if let Some(layer) = public_dht_layer(env)? {
+    if let Some(layer) = public_dht_layer(env, &origin_of)? {
         layers.push(layer);
     }
     Ok(layers)
@@ -80,8 +92,8 @@ pub(super) fn layers(env: &BTreeMap<String, String>) -> Result<Vec<Layer>, Confi
 /// edgevpn's `ADDRESS` (default `10.1.0.1/24`) is both the node's address and the pool. weft
 /// allocates addresses from the pool; the address itself is requested only when edgevpn's
 /// `DHCP` is not on, which is what such a node would have used.
-fn address_layer(address: &str, dhcp: bool) -> Layer {
-    let layer = Layer::new(Origin::Env("ADDRESS".into()));
+fn address_layer(address: &str, dhcp: bool, origin: Origin) -> Layer {
+    let layer = Layer::new(origin);
     match address.trim().parse::<Ipv4Net>() {
         Ok(net) if dhcp => layer.with("cidr", net.trunc().to_string()),
         Ok(net) => layer
@@ -94,7 +106,10 @@ fn address_layer(address: &str, dhcp: bool) -> Layer {
 
 /// edgevpn joins the public IPFS DHT unless told not to or given its own bootstrap peers; a
 /// node configured the edgevpn way (its token in `EDGEVPNTOKEN` or `EDGEVPNCONFIG`) does too.
-fn public_dht_layer(env: &BTreeMap<String, String>) -> Result<Option<Layer>, ConfigError> {
+fn public_dht_layer(
+    env: &BTreeMap<String, String>,
+    origin_of: &impl Fn(&str) -> Origin,
+) -> Result<Option<Layer>, ConfigError> {
     let edgevpn_mode = ["EDGEVPNTOKEN", "EDGEVPNCONFIG"]
         .iter()
         .find(|var| env.contains_key(**var));
@@ -109,7 +124,7 @@ fn public_dht_layer(env: &BTreeMap<String, String>) -> Result<Option<Layer>, Con
             let on = parse_bool(text).ok_or_else(|| ConfigError::Invalid {
                 key: "dht",
                 value: format!("{text:?}"),
-                origin: Origin::Env("EDGEVPNDHT".into()),
+                origin: origin_of("EDGEVPNDHT"),
                 reason: "expected a boolean (true or false)".into(),
             })?;
             (on, "EDGEVPNDHT")
@@ -117,17 +132,20 @@ fn public_dht_layer(env: &BTreeMap<String, String>) -> Result<Option<Layer>, Con
         None => (true, *mode_var),
     };
     Ok(Some(
-        Layer::new(Origin::Env(origin.to_string())).with("public_dht", dht && !has_bootstrap),
+        Layer::new(origin_of(origin)).with("public_dht", dht && !has_bootstrap),
     ))
 }
 
-fn dhcp(env: &BTreeMap<String, String>) -> Result<bool, ConfigError> {
+fn dhcp(
+    env: &BTreeMap<String, String>,
+    origin_of: &impl Fn(&str) -> Origin,
+) -> Result<bool, ConfigError> {
     match env.get("DHCP") {
         None => Ok(false),
         Some(text) => parse_bool(text).ok_or_else(|| ConfigError::Invalid {
             key: "dhcp",
             value: format!("{text:?}"),
-            origin: Origin::Env("DHCP".into()),
+            origin: origin_of("DHCP"),
             reason: "expected a boolean (true or false)".into(),
         }),
     }

@@ -21,6 +21,8 @@ pub enum Origin {
     Token,
     /// The YAML file given with `--config`.
     File(PathBuf),
+    /// A key of a Kairos cloud-config file given with `--cloud-config` (`p2p.role`, ...).
+    CloudConfig { file: PathBuf, key: String },
     /// An environment variable (weft's `WEFT_*` or an edgevpn alias).
     Env(String),
     /// A command-line flag such as `--cidr`.
@@ -33,6 +35,11 @@ impl fmt::Display for Origin {
             Origin::Default => f.write_str("default"),
             Origin::Token => f.write_str("network token"),
             Origin::File(path) => write!(f, "config file {}", path.display()),
+            // A value the file implies rather than states reads "FILE (why)".
+            Origin::CloudConfig { file, key } if key.starts_with('(') => {
+                write!(f, "cloud-config {} {key}", file.display())
+            }
+            Origin::CloudConfig { file, key } => write!(f, "cloud-config {}:{key}", file.display()),
             Origin::Env(name) => write!(f, "environment variable {name}"),
             Origin::Flag(flag) => write!(f, "flag {flag}"),
         }

@@ -1,11 +1,13 @@
 //! Layered configuration of `weft up`: built-in defaults < network settings carried by the
-//! token < YAML config file < edgevpn environment aliases < `WEFT_*` environment < flags.
+//! token < YAML config file < Kairos cloud-config files < edgevpn environment aliases <
+//! `WEFT_*` environment < flags.
 //!
 //! Raw values are merged with figment, one provider per origin; only then is each setting typed,
 //! so a bad value is reported with its setting, its value and exactly where it came from, before
 //! anything starts. [`Resolved`] keeps the origin of every effective value for
 //! `weft up --print-config`.
 
+mod cloud;
 mod edgevpn;
 mod layers;
 mod values;
@@ -26,6 +28,8 @@ pub use layers::{Origin, RawSetting, RawValue};
 pub use values::parse_bool;
 
 use crate::api::ApiAddr;
+use crate::bootstrap::{BootstrapperKind, InitChoice};
+use crate::ledger::state::{FixedRole, MAX_CONTROL_PLANES, parse_role_choice};
 use crate::token::{Token, TokenError};
 use layers::Layer;
 use values::Found;
@@ -42,6 +46,12 @@ pub enum ConfigError {
     },
     #[error("cannot use config file {path}: {reason}", path = path.display())]
     File { path: PathBuf, reason: String },
+    #[error("cloud-config {path}: {key}: {reason}", path = path.display())]
+    CloudConfig {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
     #[error("unknown setting {key:?} in config file {path}; known settings are: {known}", path = path.display())]
     UnknownKey {
         key: String,
@@ -89,6 +99,21 @@ pub const KEYS: &[&str] = &[
     "dns_forward_servers",
     "dns_cache_size",
     "max_connections",
+    "lease_timeout",
+    "tun",
+    "role",
+    "control_planes",
+    "minimum_nodes",
+    "bootstrapper",
+    "bootstrap_script",
+    "init",
+    "root",
+    "sentinel",
+    "k3s_vpn",
+    "k3s_args",
+    "k3s_env",
+    "k3s_agent_args",
+    "k3s_agent_env",
     "log_level",
 ];
 
@@ -148,6 +173,38 @@ pub struct Settings {
     pub dns_cache_size: usize,
     /// Upper bound on open libp2p connections.
     pub max_connections: u32,
+    /// How long a member may be unreachable before the leader expires its lease (freeing its
+    /// address, unless it deployed a role).
+    pub lease_timeout: Duration,
+    /// Create the TUN interface and run the data plane (Kairos' `p2p.vpn.create`).
+    pub tun: bool,
+    /// The role this node fixes for itself; `None` lets the policy decide.
+    pub role: Option<FixedRole>,
+    /// How many control planes this node asks the mesh for; `None` leaves the ledger's policy
+    /// (or the default of one) alone.
+    pub control_planes: Option<u32>,
+    /// Live members the bootstrapper waits for before it acts (Kairos' `minimum_nodes`).
+    pub minimum_nodes: u32,
+    /// What consumes this node's role.
+    pub bootstrapper: BootstrapperKind,
+    /// The executable of the `script` bootstrapper.
+    pub bootstrap_script: Option<PathBuf>,
+    /// The init system that runs k3s.
+    pub init: InitChoice,
+    /// Prefix of every path the bootstrapper writes (tests use a temporary directory).
+    pub root: PathBuf,
+    /// Written after a successful bootstrap; while it exists k3s is not reconfigured.
+    pub sentinel: PathBuf,
+    /// Run k3s over the overlay (`--flannel-iface`, `--node-ip`; Kairos' `p2p.vpn.use`).
+    pub k3s_vpn: bool,
+    /// Extra arguments for `k3s server`.
+    pub k3s_args: Vec<String>,
+    /// Extra environment of the k3s server (`KEY`, `VALUE`).
+    pub k3s_env: Vec<(String, String)>,
+    /// Extra arguments for `k3s agent`.
+    pub k3s_agent_args: Vec<String>,
+    /// Extra environment of the k3s agent.
+    pub k3s_agent_env: Vec<(String, String)>,
     /// A tracing filter directive (`info`, `weft=debug,libp2p=warn`, ...).
     pub log_level: String,
 }
@@ -157,6 +214,9 @@ pub struct Settings {
 pub struct Resolved {
     pub settings: Settings,
     origins: BTreeMap<&'static str, Origin>,
+    /// Things worth telling the operator that do not stop start-up (unknown cloud-config
+    /// keys...).
+    pub warnings: Vec<String>,
 }
 
 /// Everything configuration is resolved from.
@@ -168,15 +228,18 @@ pub struct Inputs {
     pub env: BTreeMap<String, String>,
     /// The system's hostname, the default for `hostname`.
     pub system_hostname: String,
+    /// Whether weft runs as `edgevpn` (Kairos' drop-in mode).
+    pub as_edgevpn: bool,
 }
 
 impl Inputs {
     /// Inputs with the process environment and the system hostname filled in.
-    pub fn from_process(args: Vec<RawSetting>) -> Self {
+    pub fn from_process(args: Vec<RawSetting>, as_edgevpn: bool) -> Self {
         Inputs {
             args,
             env: std::env::vars().collect(),
             system_hostname: system_hostname(),
+            as_edgevpn,
         }
     }
 }
@@ -200,11 +263,23 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         };
         upper.push(layers::read_file(&path, KEYS)?);
     }
+    let given: Vec<PathBuf> = inputs
+        .args
+        .iter()
+        .filter(|a| a.key == "cloud_config")
+        .flat_map(|a| match &a.value {
+            RawValue::Text(path) => vec![PathBuf::from(path)],
+            RawValue::List(paths) => paths.iter().map(PathBuf::from).collect(),
+        })
+        .collect();
+    let cloud_configs = cloud::expand(&given)?;
+    let cloud = cloud::read(&cloud_configs, inputs.as_edgevpn)?;
+    upper.extend(cloud.layers);
     upper.extend(edgevpn::layers(&inputs.env)?);
     let (weft_env, flags): (Vec<_>, Vec<_>) = inputs
         .args
         .iter()
-        .filter(|a| a.key != "config")
+        .filter(|a| a.key != "config" && a.key != "cloud_config")
         .partition(|a| matches!(a.origin, Origin::Env(_)));
     for arg in weft_env.into_iter().chain(flags) {
         upper.push(Layer::new(arg.origin.clone()).with(arg.key, arg.value.clone()));
@@ -293,11 +368,103 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         max_connections: merged.or("max_connections", 256, |f| {
             f.integer(1, 1 << 20).map(|n| n as u32)
         })?,
+        lease_timeout: merged.or("lease_timeout", Duration::from_secs(600), |f| {
+            f.integer(5, 30 * 24 * 3600).map(Duration::from_secs)
+        })?,
+        tun: merged.or("tun", true, |f| f.boolean())?,
+        role: merged.or("role", None, |f| f.parse_with(parse_role_choice))?,
+        control_planes: merged.optional("control_planes", |f| {
+            f.integer(1, MAX_CONTROL_PLANES.into()).map(|n| n as u32)
+        })?,
+        minimum_nodes: merged.or("minimum_nodes", 1, |f| {
+            f.integer(1, 100_000).map(|n| n as u32)
+        })?,
+        bootstrapper: merged.or("bootstrapper", BootstrapperKind::None, |f| {
+            f.parse_with(|t| t.parse())
+        })?,
+        bootstrap_script: merged.optional("bootstrap_script", |f| f.parse_with(absolute_path))?,
+        init: merged.or("init", InitChoice::Auto, |f| f.parse_with(|t| t.parse()))?,
+        root: merged.or("root", PathBuf::from("/"), |f| f.parse_with(absolute_path))?,
+        sentinel: PathBuf::new(),
+        k3s_vpn: merged.or("k3s_vpn", true, |f| f.boolean())?,
+        k3s_args: merged.or("k3s_args", Vec::new(), |f| f.items(k3s_arg))?,
+        k3s_env: merged.or("k3s_env", Vec::new(), |f| f.items(env_pair))?,
+        k3s_agent_args: merged.or("k3s_agent_args", Vec::new(), |f| f.items(k3s_arg))?,
+        k3s_agent_env: merged.or("k3s_agent_env", Vec::new(), |f| f.items(env_pair))?,
         log_level: merged.or("log_level", "info".into(), |f| f.parse_with(log_filter))?,
     };
+    let mut settings = settings;
+    settings.sentinel = match merged.optional("sentinel", |f| f.parse_with(absolute_path))? {
+        Some(path) => path,
+        None if !cloud_configs.is_empty() => settings.root.join(KAIROS_SENTINEL),
+        None => settings.state_dir.join("deployed"),
+    };
     check_address_in_pool(&settings, &merged)?;
+    check_bootstrap(&settings, &merged)?;
     let origins = KEYS.iter().map(|key| (*key, merged.origin(key))).collect();
-    Ok(Resolved { settings, origins })
+    Ok(Resolved {
+        settings,
+        origins,
+        warnings: cloud.warnings,
+    })
+}
+
+/// Kairos' sentinel, under the root: once it exists the node is deployed.
+const KAIROS_SENTINEL: &str = "usr/local/.kairos/deployed";
+
+/// Settings of the bootstrapper that only make sense together.
+fn check_bootstrap(settings: &Settings, merged: &Merged) -> Result<(), ConfigError> {
+    if settings.bootstrapper == BootstrapperKind::Script && settings.bootstrap_script.is_none() {
+        return Err(ConfigError::Invalid {
+            key: "bootstrapper",
+            value: "\"script\"".into(),
+            origin: merged.origin("bootstrapper"),
+            reason: "the script bootstrapper needs the executable to run: give \
+                     --bootstrap-script PATH"
+                .into(),
+        });
+    }
+    if settings.k3s_vpn && !settings.tun {
+        return Err(ConfigError::Invalid {
+            key: "k3s_vpn",
+            value: "true".into(),
+            origin: merged.origin("k3s_vpn"),
+            reason: format!(
+                "k3s cannot run over the overlay without the TUN interface (tun is off, from {})",
+                merged.origin("tun")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// One extra argument for k3s: anything printable on one line.
+fn k3s_arg(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.chars().any(char::is_control) {
+        return Err("an argument must be one line of printable text".into());
+    }
+    Ok(text.to_string())
+}
+
+/// `KEY=VALUE` for an environment file: a shell-style variable name and a one-line value.
+fn env_pair(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or("expected KEY=VALUE".to_string())?;
+    let valid_key = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_key {
+        return Err(format!(
+            "{key:?} is not a variable name (letters, digits and _)"
+        ));
+    }
+    if value.contains(['\n', '\r', '\0']) {
+        return Err("the value must be one line".into());
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// The merged figment and a way back from its metadata names to [`Origin`]s.
@@ -538,6 +705,25 @@ impl Resolved {
         let s = &self.settings;
         let texts =
             |items: &[Multiaddr]| json!(items.iter().map(ToString::to_string).collect::<Vec<_>>());
+        // Values of variables that look secret are redacted, like the token.
+        let pairs = |items: &[(String, String)]| {
+            json!(
+                items
+                    .iter()
+                    .map(|(k, v)| {
+                        let upper = k.to_ascii_uppercase();
+                        let secret = ["TOKEN", "PASSWORD", "SECRET", "KEY"]
+                            .iter()
+                            .any(|word| upper.contains(word));
+                        if secret {
+                            format!("{k}=<redacted>")
+                        } else {
+                            format!("{k}={v}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            )
+        };
         let token = s.token.as_ref().map(|t| {
             format!(
                 "<redacted {} token, network {}>",
@@ -578,6 +764,21 @@ impl Resolved {
             ),
             ("dns_cache_size", json!(s.dns_cache_size)),
             ("max_connections", json!(s.max_connections)),
+            ("lease_timeout", json!(s.lease_timeout.as_secs())),
+            ("tun", json!(s.tun)),
+            ("role", json!(s.role.map_or("auto", FixedRole::as_str))),
+            ("control_planes", json!(s.control_planes)),
+            ("minimum_nodes", json!(s.minimum_nodes)),
+            ("bootstrapper", json!(s.bootstrapper.as_str())),
+            ("bootstrap_script", json!(s.bootstrap_script)),
+            ("init", json!(s.init.as_str())),
+            ("root", json!(s.root)),
+            ("sentinel", json!(s.sentinel)),
+            ("k3s_vpn", json!(s.k3s_vpn)),
+            ("k3s_args", json!(s.k3s_args)),
+            ("k3s_env", pairs(&s.k3s_env)),
+            ("k3s_agent_args", json!(s.k3s_agent_args)),
+            ("k3s_agent_env", pairs(&s.k3s_agent_env)),
             ("log_level", json!(s.log_level)),
         ];
         let mut out =
@@ -585,6 +786,9 @@ impl Resolved {
         for (key, value) in rows {
             let origin = match key {
                 "token" if s.token.is_none() => "not set".to_string(),
+                "control_planes" if s.control_planes.is_none() => {
+                    "not set: the mesh's policy applies (one control plane until set)".to_string()
+                }
                 "token" => match self.origin("token") {
                     Origin::Default => format!("file named by {}", self.origin("token_file")),
                     other => other.to_string(),

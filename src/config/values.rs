@@ -90,6 +90,35 @@ impl Found<'_> {
     }
 }
 
+impl Found<'_> {
+    /// A list whose items are kept whole (command-line arguments, `KEY=VALUE` pairs): a YAML
+    /// sequence, repeated flags, or text (a variable) with one item per line. Each item is
+    /// checked by `check`.
+    pub fn items<T>(
+        &self,
+        check: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ConfigError> {
+        let values: Vec<String> = match self.value {
+            Value::Array(_, items) => items
+                .iter()
+                .map(|item| {
+                    scalar_text(item).ok_or_else(|| self.invalid("expected a list of values"))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => vec![self.text()?],
+        };
+        values
+            .iter()
+            .flat_map(|value| value.lines())
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|item| {
+                check(item).map_err(|reason| self.invalid(format!("item {item:?}: {reason}")))
+            })
+            .collect()
+    }
+}
+
 /// Reads a boolean the way environment files write them.
 pub fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
@@ -176,6 +205,28 @@ mod tests {
             assert_eq!(parse_bool(text), Some(want));
         }
         assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn items_stay_whole_and_are_checked_one_by_one() {
+        let origin = Origin::Default;
+        let array = Value::from(vec!["--node-taint=a=b:NoSchedule,c".to_string()]);
+        let keep = |t: &str| Ok::<_, String>(t.to_string());
+        assert_eq!(
+            found(&array, &origin).items(keep).unwrap(),
+            ["--node-taint=a=b:NoSchedule,c"]
+        );
+        let text = Value::from("--one x\n\n--two".to_string());
+        assert_eq!(
+            found(&text, &origin).items(keep).unwrap(),
+            ["--one x", "--two"]
+        );
+        let refuse = |t: &str| Err::<String, _>(format!("no {t}"));
+        let err = found(&array, &origin)
+            .items(refuse)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no --node-taint"), "{err}");
     }
 
     #[test]

@@ -233,7 +233,10 @@ impl State {
                 (None, None) => Ok(()),
             };
             match result {
-                Ok(()) => self.address = mine,
+                Ok(()) => {
+                    self.address = mine;
+                    self.shared.address.store(mine.map(std::sync::Arc::new));
+                }
                 Err(e) => tracing::error!(error = %e, "cannot change the overlay address"),
             }
         }

@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     confirm: mpsc::Sender<(libp2p::PeerId, u32)>,
     /// The data port's external address on the LAN's UPnP gateway, while mapped.
     upnp: arc_swap::ArcSwapOption<std::net::SocketAddr>,
+    /// This node's overlay address, once it is set on the TUN.
+    address: arc_swap::ArcSwapOption<std::net::Ipv4Addr>,
 }
 
 /// A handle on the running data plane.
@@ -142,6 +144,7 @@ impl Dataplane {
             wake: Notify::new(),
             confirm: confirm_tx,
             upnp: arc_swap::ArcSwapOption::empty(),
+            address: arc_swap::ArcSwapOption::empty(),
         });
         tasks.spawn(upnp::run(shared.clone(), shutdown.clone()));
         tasks.spawn(send::run(shared.clone(), shutdown.clone()));
@@ -166,6 +169,11 @@ impl Dataplane {
         };
         tasks.spawn(control.run(shutdown));
         Ok(Dataplane { shared })
+    }
+
+    /// This node's overlay address, once the data plane has set it on the TUN.
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.shared.address.load().as_deref().copied()
     }
 
     /// Figures for every peer the data plane knows.

@@ -14,6 +14,7 @@ pub mod merge;
 pub mod pending;
 pub mod raft;
 pub mod recover;
+pub mod sealed;
 pub mod service;
 pub mod state;
 
@@ -246,6 +247,15 @@ impl Ledger {
     /// Tells subscribers the followed state changed.
     pub(crate) fn changed(&self) {
         self.taps.changed();
+    }
+
+    /// Whether raft still runs: false after a fatal storage error or a panic in its core. A
+    /// raft stopped on purpose (the instant a merge replaces it) counts as running.
+    pub fn is_running(&self) -> bool {
+        !matches!(
+            self.raft().metrics().borrow().running_state,
+            Err(ref fatal) if !matches!(fatal, openraft::error::Fatal::Stopped)
+        )
     }
 
     /// Whether this node is a voter or learner of its cluster.

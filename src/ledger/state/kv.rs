@@ -1,6 +1,6 @@
 //! Key-value buckets (edgevpn's open semantics: any member may write; the compatibility API
 //! stores there) and sealed secrets (ciphertext only: the state machine never sees a secret in
-//! clear, see `crate::ledger::sealed`).
+//! clear, see [`crate::ledger::sealed`]).
 
 use std::collections::BTreeMap;
 

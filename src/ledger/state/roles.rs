@@ -378,13 +378,53 @@ impl LedgerState {
         }
     }
 
-    /// Members with a control-plane role, deployed or not.
-    pub fn control_planes(&self) -> BTreeSet<&PeerKey> {
-        self.members
+    /// What an operator should know about the roles: seats the policy wants but nobody fills,
+    /// fixed masters without a seat, a plain master that keeps HA out.
+    pub fn role_notes(&self) -> Vec<String> {
+        let seats = self.policy().control_planes as usize;
+        let mut notes = Vec::new();
+        let name = |peer: &PeerKey| self.members[peer].hostname.clone();
+        let plain_master = self
+            .members
             .iter()
-            .filter(|(_, m)| m.role.is_some_and(Role::is_control_plane))
-            .map(|(p, _)| p)
-            .collect()
+            .find(|(_, m)| m.deployed == Some(Role::Master));
+        if let Some((peer, _)) = plain_master
+            && seats > 1
+        {
+            notes.push(format!(
+                "the policy asks for {seats} control planes, but {} deployed a plain master \
+                 (k3s without --cluster-init, no etcd): no further control plane can join it",
+                name(peer)
+            ));
+        }
+        let filled = self
+            .members
+            .values()
+            .filter(|m| m.role.is_some_and(Role::is_control_plane))
+            .count();
+        if filled < seats && plain_master.is_none() && !self.members.is_empty() {
+            notes.push(format!(
+                "{filled} of {seats} control-plane seats are filled: the mesh needs more members \
+                 that may be control planes"
+            ));
+        }
+        let unseated: BTreeSet<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.fixed_role == Some(FixedRole::Master)
+                    && m.role.is_none()
+                    && m.lease == LeaseState::Live
+            })
+            .map(|(peer, _)| name(peer))
+            .collect();
+        for host in unseated {
+            notes.push(format!(
+                "{host} is fixed to master, but no control-plane seat is free (raise the policy \
+                 with weft role policy --control-planes N, or remove a control plane)"
+            ));
+        }
+        notes
     }
 }
 
@@ -670,6 +710,35 @@ mod tests {
             role(&deployed_first, "b"),
             Some(Role::Worker),
             "a plain master runs without etcd: no control plane can join it"
+        );
+    }
+
+    #[test]
+    fn notes_name_empty_seats_unseated_masters_and_a_plain_master_under_ha() {
+        let mut state = LedgerState::new(pool());
+        run(&mut state, &[policy(3), join("a", 1)]);
+        assert_eq!(state.role_notes().len(), 1);
+        assert!(state.role_notes()[0].starts_with("1 of 3"));
+
+        let mut plain = LedgerState::new(pool());
+        run(
+            &mut plain,
+            &[
+                join("a", 1),
+                deployed("a", Role::Master),
+                join("b", 1),
+                fix("b", Some(FixedRole::Master), false),
+                policy(3),
+            ],
+        );
+        let notes = plain.role_notes();
+        assert!(
+            notes.iter().any(|n| n.contains("plain master")),
+            "{notes:?}"
+        );
+        assert!(
+            notes.iter().any(|n| n.starts_with("host-b is fixed")),
+            "{notes:?}"
         );
     }
 

@@ -1,0 +1,101 @@
+//! Talking to the local daemon: the `--api` option every client command shares, and requests
+//! over [`crate::api::client`] with their answers decoded.
+
+use anyhow::Context as _;
+use clap::Args;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::Failure;
+use crate::api::{self, ApiAddr};
+use crate::config;
+
+/// Options of commands that talk to a running daemon.
+#[derive(Debug, Args)]
+pub(super) struct ClientArgs {
+    /// The daemon's API address: unix:///path or host:port.
+    #[arg(long, env = "WEFT_API", default_value = config::DEFAULT_API, value_parser = parse_api)]
+    pub api: ApiAddr,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_api(text: &str) -> Result<ApiAddr, String> {
+    text.parse()
+}
+
+/// `GET path` on the daemon's API, decoded.
+pub(super) fn fetch<T: serde::de::DeserializeOwned>(
+    client: &ClientArgs,
+    path: &str,
+) -> Result<T, Failure> {
+    let body = call(client, hyper::Method::GET, path, Vec::new())?;
+    serde_json::from_slice(&body)
+        .with_context(|| format!("the answer to {path} is not what this weft expects"))
+        .map_err(Failure::Runtime)
+}
+
+/// `method path` with `body` on the daemon's API; the answer's body.
+pub(super) fn call(
+    client: &ClientArgs,
+    method: hyper::Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Failure> {
+    send(client, method, path, None, body)
+}
+
+/// `method path` with `body` as JSON on the daemon's API; the answer's body.
+pub(super) fn call_json(
+    client: &ClientArgs,
+    method: hyper::Method,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<Vec<u8>, Failure> {
+    let body = serde_json::to_vec(body)?;
+    send(client, method, path, Some("application/json"), body)
+}
+
+fn send(
+    client: &ClientArgs,
+    method: hyper::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let answer = runtime.block_on(api::client::send(
+        &client.api,
+        method,
+        path,
+        content_type,
+        body.into(),
+    ))?;
+    Ok(answer.to_vec())
+}
+
+/// What a path segment must escape: everything but RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes one path segment (bucket and key names may hold any character).
+pub(super) fn segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_escape_all_but_unreserved_characters() {
+        assert_eq!(segment("a-b.c_d~e"), "a-b.c_d~e");
+        assert_eq!(segment("a/b c%é"), "a%2Fb%20c%25%C3%A9");
+    }
+}
