@@ -2,9 +2,12 @@
 //! one bridged LAN (the same harness the end-to-end tests use). The nodes find each other by
 //! mDNS and admit each other with the shared token, the ledger gives each an overlay address, and
 //! every node pings every other over the encrypted data plane and resolves every other by name
-//! through its own DNS server. The demo shows what every node reports and which peers it
-//! admitted, with the data path each uses, then stops them and removes everything it made. Run it as root
-//! through `./demo.sh`.
+//! through its own DNS server. The ledger elects one Kubernetes control plane and makes the
+//! others workers; each node's k3s bootstrapper configures k3s for its role against fake
+//! `systemctl` and `k3s` executables (tests/fixtures/fake-k3s) in a directory of its own, and
+//! the demo shows the calls each node made. It shows what every node reports and which peers it
+//! admitted, with the data path each uses, then stops them and removes everything it made. Run
+//! it as root through `./demo.sh`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -13,6 +16,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use support::k3s::{FakeRoot, borrowed};
 use support::netns::{Lan, sibling_weft_binary, unavailable, wait_until};
 
 const NODES: usize = 3;
@@ -35,14 +39,22 @@ fn main() -> ExitCode {
     let mut lan = Lan::new(NODES, &weft);
     for i in 0..NODES {
         // DNS on the namespace's own loopback; no forwarding, so nothing leaves the demo's LAN.
-        let args = [
+        // k3s is bootstrapped against the fakes under the node's own root directory.
+        let fake = FakeRoot::of(&lan.hosts[i]);
+        let nodes = NODES.to_string();
+        let mut args = vec![
             "--token",
             &token,
             "--dns",
             "127.0.0.1:53",
             "--no-dns-forward",
+            "--minimum-nodes",
+            &nodes,
         ];
-        lan.start_weft(i, &args, &[]);
+        let fake_args = fake.args();
+        args.extend(fake_args.iter().map(String::as_str));
+        let env = fake.env();
+        lan.start_weft(i, &args, &borrowed(&env));
     }
     for i in 0..NODES {
         lan.wait_api(i, DEADLINE);
@@ -106,7 +118,38 @@ fn main() -> ExitCode {
         print!("{}", run(&weft, &["peers", "--api", &host.api()]));
     }
 
+    println!("\nwaiting for every node's k3s bootstrapper to deploy its role...");
+    for i in 0..NODES {
+        wait_until(DEADLINE, "a deployed role", || {
+            lan.status(i)
+                .filter(|s| s["bootstrap"]["phase"] == "deployed")
+        });
+    }
     let api = lan.hosts[0].api();
+    println!("$ weft role ls --api {api}");
+    print!("{}", run(&weft, &["role", "ls", "--api", &api]));
+    for i in 0..NODES {
+        let host = &lan.hosts[i];
+        println!(
+            "{}: what its bootstrapper ran (fake systemctl and k3s):",
+            host.name
+        );
+        for call in FakeRoot::of(host).calls() {
+            println!("  {call}");
+        }
+    }
+    let worker_api = (0..NODES)
+        .map(|i| lan.hosts[i].api())
+        .find(|api| run(&weft, &["status", "--api", api]).contains("role:         worker"))
+        .expect("a worker");
+    println!("$ weft kubeconfig --api {worker_api}   (on a worker: the control plane's address)");
+    for line in run(&weft, &["kubeconfig", "--api", &worker_api])
+        .lines()
+        .filter(|l| l.contains("server:"))
+    {
+        println!("{line}");
+    }
+
     println!("\n$ weft members --api {api}");
     print!("{}", run(&weft, &["members", "--api", &api]));
     println!("$ weft dns ls --api {api}");

@@ -38,6 +38,8 @@ pub(super) struct Driver {
     me: String,
     /// The sentinel as found at start, or as written after this process deployed.
     sentinel: Option<Option<Role>>,
+    /// Whether the sentinel existed when this process started.
+    found_sentinel: bool,
     /// The last report committed, and when.
     reported: Option<(BootstrapReport, Instant)>,
     failures: u32,
@@ -63,6 +65,7 @@ impl Driver {
             status,
             me,
             sentinel: None,
+            found_sentinel: false,
             reported: None,
             failures: 0,
             retry_at: None,
@@ -84,7 +87,8 @@ impl Driver {
                 return shutdown.cancelled().await;
             }
         };
-        if self.sentinel.is_some() {
+        self.found_sentinel = self.sentinel.is_some();
+        if self.found_sentinel {
             tracing::info!(
                 sentinel = %self.config.sentinel.display(),
                 "the sentinel exists: k3s is not reconfigured (remove it to bootstrap again)"
@@ -117,9 +121,14 @@ impl Driver {
         });
         match decision {
             Decision::Wait(reason) => {
-                let role = state.members().get(&self.me).and_then(|m| m.role);
+                let member = state.members().get(&self.me);
+                let role = member.and_then(|m| m.role);
                 self.show(role, Phase::Waiting, reason.clone());
-                self.report(role, Phase::Waiting, reason).await;
+                // Only a member can report (a refused report would still be a log entry, and
+                // its commit would wake this loop again).
+                if member.is_some() {
+                    self.report(role, Phase::Waiting, reason).await;
+                }
             }
             Decision::Deploy(job) => {
                 if self.retry_at.is_none_or(|at| Instant::now() >= at) {
@@ -248,11 +257,16 @@ impl Driver {
             .filter(|r| r.phase == Phase::Failed);
         match refused {
             Some(r) if report => self.show(role, Phase::Failed, r.detail.clone()),
-            _ => self.show(
+            _ if self.found_sentinel => self.show(
                 role,
                 Phase::Deployed,
-                "deployed (the sentinel exists)".into(),
+                format!(
+                    "the sentinel {} existed at start, so k3s was left as it is (remove it and \
+                     restart weft to bootstrap again)",
+                    self.config.sentinel.display()
+                ),
             ),
+            _ => self.show(role, Phase::Deployed, String::new()),
         }
         if report {
             self.report(role, Phase::Deployed, String::new()).await;
@@ -326,10 +340,11 @@ impl Driver {
             },
         };
         match self.ledger.propose(command).await {
-            Ok(Outcome::UnknownMember) => false,
-            Ok(_) => {
+            Ok(outcome) => {
+                // Remembered whatever the outcome, so that a refused report is not sent again
+                // on the change its own commit causes.
                 self.reported = Some((report, Instant::now()));
-                true
+                outcome != Outcome::UnknownMember
             }
             Err(e) => {
                 tracing::debug!(error = %e, "bootstrap report not committed yet");
