@@ -266,10 +266,10 @@ fn three_nodes_make_one_control_plane_and_two_workers_and_keep_them_across_resta
         assert_eq!(statuses[master]["overlay_ip"], master_ip.as_str());
     };
     restart(&mut lan, &mut procs);
-    for i in 0..3 {
+    for (i, before) in calls_before.iter().enumerate() {
         assert_eq!(
-            fake(&lan, i).calls(),
-            calls_before[i],
+            &fake(&lan, i).calls(),
+            before,
             "n{} reconfigured k3s despite its sentinel",
             i + 1
         );
@@ -279,16 +279,12 @@ fn three_nodes_make_one_control_plane_and_two_workers_and_keep_them_across_resta
     let again = workers[0];
     std::fs::remove_file(lan.hosts[again].state_dir().join("deployed")).unwrap();
     restart(&mut lan, &mut procs);
-    for i in 0..3 {
+    for (i, before) in calls_before.iter().enumerate() {
         let calls = fake(&lan, i).calls();
         if i == again {
-            assert!(
-                calls.len() > calls_before[i].len(),
-                "n{} bootstrapped again",
-                i + 1
-            );
+            assert!(calls.len() > before.len(), "n{} bootstrapped again", i + 1);
         } else {
-            assert_eq!(calls, calls_before[i], "n{} was left alone", i + 1);
+            assert_eq!(&calls, before, "n{} was left alone", i + 1);
         }
     }
 }
@@ -481,7 +477,7 @@ fi
     assert!(master_seen.contains("interface=weft0\n"), "{master_seen}");
     let worker_seen = seen(worker, "worker");
     for expected in [
-        format!("role=worker\n"),
+        "role=worker\n".to_string(),
         format!("ip={worker_ip}\n"),
         format!("master={master_ip}\n"),
         "token=script-made-token\n".to_string(),
