@@ -9,5 +9,6 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 scripts/install-deps.sh
+. scripts/cargo-env.sh
 cargo build --quiet --bin weft --example demo
 exec target/debug/examples/demo

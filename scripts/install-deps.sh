@@ -10,7 +10,11 @@ declare -A wanted=(
   [ping]=iputils-ping
   [dig]=dnsutils
   [iperf3]=iperf3
-  [kill]=procps
+  # `kill` is a shell builtin, so the check names other programs of procps (the tests send
+  # signals with /usr/bin/kill).
+  [ps]=procps
+  [sysctl]=procps
+  [systemd-analyze]=systemd
   [nft]=nftables
   [nc]=netcat-openbsd
   [tcpdump]=tcpdump
@@ -29,9 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-  . "$HOME/.cargo/env"
-fi
+. "$(dirname "$0")/cargo-env.sh"
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
     echo "installing rust component $component"

@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-  . "$HOME/.cargo/env"
-fi
+. scripts/cargo-env.sh
 if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh
 else
