@@ -102,7 +102,12 @@ impl Driver {
                 _ = changes.changed() => {}
                 _ = tick.tick() => {}
             }
-            self.step().await;
+            // A step may wait minutes for k3s; shutdown does not wait for it (the commands it
+            // runs are killed with it, files are replaced whole or not at all).
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.step() => {}
+            }
         }
     }
 
