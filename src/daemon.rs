@@ -114,6 +114,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             policy: settings
                 .control_planes
                 .map(|n| RolePolicy { control_planes: n }),
+            bootstraps: settings.bootstrapper != bootstrap::BootstrapperKind::None,
         },
         p2p.clone(),
         shutdown.clone(),
@@ -171,6 +172,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             cidr: settings.cidr.to_string(),
             started,
             configured_control_planes: settings.control_planes,
+            unix_socket: matches!(settings.api, api::ApiAddr::Unix(_)),
         },
         p2p,
         ledger: ledger.clone(),

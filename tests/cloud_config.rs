@@ -1,6 +1,7 @@
 //! Kairos cloud-config as `weft up --cloud-config` reads it: the examples in `deploy/` resolve to
 //! the settings recorded in `tests/golden/` (`--print-config`, every value with the key it came
-//! from), a later file wins over an earlier one, edgevpn's drop-in mode keeps the bootstrapper
+//! from), a later file wins over an earlier one while k3s' args and env accumulate, a directory
+//! is read as Kairos reads its config directories, edgevpn's drop-in mode keeps the bootstrapper
 //! at `none`, and a value of the wrong type stops start-up naming its key path.
 //!
 //! After an intended change, `WEFT_BLESS=1 cargo test --test cloud_config` rewrites the golden
@@ -100,9 +101,16 @@ fn a_later_file_wins_and_a_directory_is_read_in_name_order() {
     let first = write(
         dir.path(),
         "10_base.yaml",
-        "p2p:\n  role: worker\n  minimum_nodes: 5\n",
+        "#cloud-config\np2p:\n  role: worker\n  minimum_nodes: 5\n",
     );
-    let second = write(dir.path(), "90_custom.yaml", "p2p:\n  role: master\n");
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let second = write(
+        &dir.path().join("sub"),
+        "90_custom.yaml",
+        "#cloud-config\np2p:\n  role: master\n",
+    );
+    // Not a cloud-config (no header): Kairos, and weft, pass over it in a directory.
+    write(dir.path(), "zz_stages.yaml", "p2p:\n  role: none\n");
     let out = print_config(&[&first, &second]);
     let stdout = text(&out.stdout);
     assert!(stdout.contains(&format!(
@@ -112,9 +120,67 @@ fn a_later_file_wins_and_a_directory_is_read_in_name_order() {
         "minimum_nodes: 5  # cloud-config {first}:p2p.minimum_nodes"
     )));
     let out = print_config(&[dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("role: \"master\""),
-        "the directory's last file wins"
+        "the last cloud-config under the directory wins: {}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn k3s_args_and_env_accumulate_over_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write(
+        dir.path(),
+        "a.yaml",
+        "k3s:\n  args: [--a]\n  env: {A: one, B: one}\n",
+    );
+    let second = write(
+        dir.path(),
+        "b.yaml",
+        "k3s:\n  args: [--b, --a]\n  env: {B: two}\n",
+    );
+    let out = print_config(&[&first, &second]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "k3s_args: [\"--a\",\"--b\"]  # cloud-config {second}:k3s.args"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("k3s_env: [\"A=one\",\"B=two\"]"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn broken_or_missing_cloud_configs_in_kairos_directories_are_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "10_bad.yaml", "#cloud-config\np2p: [unclosed\n");
+    write(
+        dir.path(),
+        "20_good.yaml",
+        "#cloud-config\np2p:\n  role: worker\n",
+    );
+    let missing = dir.path().join("absent");
+    let out = print_config(&[dir.path().to_str().unwrap(), missing.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("10_bad.yaml") && stderr.contains("skipped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("absent does not exist"), "{stderr}");
+    assert!(text(&out.stdout).contains("role: \"worker\""));
+
+    let out = print_config(&[missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no cloud-config file found"),
+        "{}",
+        text(&out.stderr)
     );
 }
 

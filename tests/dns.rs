@@ -150,6 +150,7 @@ fn ledger() -> LedgerState {
             now: 1,
             fixed_role: None,
             policy: None,
+            bootstraps: true,
         })
         .collect();
     commands.push(Command::PutDns {

@@ -58,15 +58,16 @@ fn phase() -> impl Strategy<Value = Phase> {
     ]
 }
 
-/// A join (or a restart's rejoin) of peer `n`.
+/// A join (or a restart's rejoin) of peer `n`; now and then of a node without a bootstrapper.
 fn join() -> impl Strategy<Value = Command> {
     (
         0u8..8,
         proptest::option::of(0u8..20),
         0u64..1000,
         fixed_role(),
+        prop::bool::weighted(0.8),
     )
-        .prop_map(|(n, req, now, fixed_role)| Command::Join {
+        .prop_map(|(n, req, now, fixed_role, bootstraps)| Command::Join {
             peer: peer(n),
             hostname: format!("h{n}"),
             dataplane_key: [n; 32],
@@ -75,6 +76,7 @@ fn join() -> impl Strategy<Value = Command> {
             now,
             fixed_role,
             policy: None,
+            bootstraps,
         })
 }
 
@@ -90,8 +92,8 @@ fn role_command() -> impl Strategy<Value = Command> {
                 force,
             }
         }),
-        (p, proptest::option::of(role()), phase()).prop_map(|(n, role, phase)| {
-            Command::ReportBootstrap {
+        (p, proptest::option::of(role()), phase(), any::<bool>()).prop_map(
+            |(n, role, phase, restored)| Command::ReportBootstrap {
                 peer: peer(n),
                 report: BootstrapReport {
                     role,
@@ -99,8 +101,9 @@ fn role_command() -> impl Strategy<Value = Command> {
                     detail: String::new(),
                     at: 1,
                 },
+                restored,
             }
-        }),
+        ),
     ]
 }
 
@@ -137,10 +140,10 @@ fn assert_addresses_are_sound(state: &LedgerState) {
     let pool = state.pool();
     let mut holders: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
     for (peer, member) in state.members() {
-        if member.lease == LeaseState::Expired && member.deployed.is_none() {
+        if member.lease == LeaseState::Expired && !member.is_bound() {
             assert_eq!(
                 member.address, None,
-                "{peer} keeps an address after its lease expired without a deployed role"
+                "{peer} keeps an address after its lease expired without a bound role"
             );
         }
         if let Some(address) = member.address {
@@ -246,6 +249,7 @@ proptest! {
                             detail: String::new(),
                             at: 1,
                         },
+                        restored: false,
                     },
                     None => continue,
                 },
@@ -288,6 +292,7 @@ proptest! {
                 now: 1,
                 fixed_role: None,
                 policy: None,
+                bootstraps: true,
             });
         }
         let control_planes = state.members().values().filter(|m| m.role.is_some_and(Role::is_control_plane)).count();

@@ -195,7 +195,7 @@ fn three_nodes_make_one_control_plane_and_two_workers_and_keep_them_across_resta
         assert!(dropin.contains("agent --with-node-id"), "{dropin}");
         let calls = f.calls();
         assert!(
-            calls.contains(&"systemctl start --no-block k3s-agent".to_string()),
+            calls.contains(&"systemctl restart --no-block k3s-agent".to_string()),
             "{calls:?}"
         );
     }
@@ -249,6 +249,26 @@ fn three_nodes_make_one_control_plane_and_two_workers_and_keep_them_across_resta
         "{kubeconfig}"
     );
     assert!(!kubeconfig.contains("127.0.0.1"));
+    // --output with a bare file name writes it, 0600, in the current directory.
+    let here = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(WEFT)
+        .args(["kubeconfig", "--output", "kubeconfig", "--api"])
+        .arg(lan.hosts[workers[0]].api())
+        .current_dir(here.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = here.path().join("kubeconfig");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), kubeconfig);
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&written).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // A restart of all three runs no bootstrapper: the sentinels hold.
     let calls_before: Vec<Vec<String>> = (0..3).map(|i| fake(&lan, i).calls()).collect();

@@ -14,6 +14,8 @@ pub enum ApiError {
     NotFound(String),
     /// The request conflicts with the node's current state.
     Conflict(String),
+    /// Not served on this listener.
+    Forbidden(String),
     /// The node failed at something it should manage.
     Internal(String),
     Ledger(LedgerError),
@@ -43,6 +45,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
             ApiError::Conflict(why) => (StatusCode::CONFLICT, why),
+            ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, why),
             ApiError::Internal(why) => (StatusCode::INTERNAL_SERVER_ERROR, why),
             ApiError::Ledger(e @ LedgerError::NoLeader) => {
                 (StatusCode::SERVICE_UNAVAILABLE, e.to_string())

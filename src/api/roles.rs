@@ -186,8 +186,16 @@ pub(super) async fn set_policy(
 }
 
 /// `GET /v1/kubeconfig`: the cluster's admin kubeconfig, opened from the ledger's sealed
-/// cluster secret.
+/// cluster secret. Only on a unix socket: on TCP any local user could take cluster-admin, and
+/// the API has no authentication yet.
 pub(super) async fn kubeconfig(State(api): State<Arc<ApiState>>) -> Result<String, ApiError> {
+    if !api.node.unix_socket {
+        return Err(ApiError::Forbidden(
+            "the kubeconfig is served only on the API's unix socket (this API listens on TCP, \
+             which any local user reaches)"
+                .into(),
+        ));
+    }
     let state = api.ledger.state();
     let text = api
         .sealer

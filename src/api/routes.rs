@@ -37,6 +37,9 @@ pub struct NodeInfo {
     pub started: Instant,
     /// The control planes this node was started with (`--control-planes`), if given.
     pub configured_control_planes: Option<u32>,
+    /// Whether the API listens on a unix socket (whose file mode limits who may connect),
+    /// rather than on TCP, which any local user reaches.
+    pub unix_socket: bool,
 }
 
 /// What the API serves from.

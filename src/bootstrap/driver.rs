@@ -1,9 +1,16 @@
 //! Carries out the planner's decisions: one step whenever the ledger changes and every few
 //! seconds. A deploy first commits an `installing` report (which keeps this node's seat while it
-//! works), then runs the bootstrapper; success writes the sentinel, reports `deployed` and,
-//! on the founder, publishes the sealed cluster secret. Failures are retried with exponential
-//! backoff and shown in the status and the ledger, so the bootstrapper never stalls silently.
+//! works, even through a lease expiry), then runs the bootstrapper, which asks once more before
+//! it starts services that the role is still this node's; success is reported `deployed`, and
+//! only once the ledger has bound the role to this node is the sentinel written and, on the
+//! founder, the sealed cluster secret published. Failures are retried with exponential backoff
+//! and shown in the status and the ledger, so the bootstrapper never stalls silently.
+//!
+//! Reports are proposed only when the ledger does not already hold them, and a refused one is
+//! not sent again until the seats it was refused against change: every commit wakes every
+//! member's driver, so a report sent on each wake-up would fill the log.
 
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +32,22 @@ const TICK: Duration = Duration::from_secs(2);
 /// First retry delay after a failure; doubled per failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// How soon a report the ledger did not take is sent again.
-const REPORT_AGAIN: Duration = Duration::from_secs(60);
+/// How long a committed report may take to reach this node's copy of the ledger (a follower
+/// applies the leader's entries a moment later); it is not sent again meanwhile.
+const APPLY_LAG: Duration = Duration::from_secs(10);
+/// What replaces the join token in an error that quotes it (a script's output, say).
+const REDACTED: &str = "<join token>";
+
+/// What became of a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reported {
+    /// The ledger holds it.
+    Taken,
+    /// The ledger refused it, for this reason.
+    Refused(String),
+    /// Not committed (no leader, no record of this node yet); try again later.
+    NotCommitted,
+}
 
 pub(super) struct Driver {
     bootstrapper: Arc<dyn Bootstrapper>,
@@ -36,12 +57,16 @@ pub(super) struct Driver {
     dataplane: Option<Dataplane>,
     status: Arc<ArcSwap<BootstrapStatus>>,
     me: String,
-    /// The sentinel as found at start, or as written after this process deployed.
+    /// The sentinel as found at start, or as written once the ledger bound this node's role.
     sentinel: Option<Option<Role>>,
     /// Whether the sentinel existed when this process started.
     found_sentinel: bool,
+    /// A deployment made here whose `deployed` report the ledger has not taken yet.
+    unreported: Option<(Job, Option<Published>)>,
     /// The last report committed, and when.
     reported: Option<(BootstrapReport, Instant)>,
+    /// A report the ledger refused, and the seats (hashed) it was refused against.
+    refused: Option<(BootstrapReport, u64)>,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -66,7 +91,9 @@ impl Driver {
             me,
             sentinel: None,
             found_sentinel: false,
+            unreported: None,
             reported: None,
+            refused: None,
             failures: 0,
             retry_at: None,
         }
@@ -112,12 +139,16 @@ impl Driver {
     }
 
     async fn step(&mut self) {
+        if let Some((job, published)) = self.unreported.take() {
+            return self.deployed(job, published).await;
+        }
         let state = self.ledger.state();
         let secret = self.open_secret(&state);
         let decision = plan::decide(&plan::Inputs {
             state: &state,
             me: &self.me,
             configured_role: self.config.configured_role,
+            declared: self.ledger.declared(),
             minimum_nodes: self.config.minimum_nodes,
             sentinel: self.sentinel,
             secret: secret.as_ref(),
@@ -126,18 +157,14 @@ impl Driver {
         });
         match decision {
             Decision::Wait(reason) => {
-                let member = state.members().get(&self.me);
-                let role = member.and_then(|m| m.role);
+                let role = state.members().get(&self.me).and_then(|m| m.role);
                 self.show(role, Phase::Waiting, reason.clone());
-                // Only a member can report (a refused report would still be a log entry, and
-                // its commit would wake this loop again).
-                if member.is_some() {
-                    self.report(role, Phase::Waiting, reason).await;
-                }
+                self.report(&state, role, Phase::Waiting, reason, false)
+                    .await;
             }
             Decision::Deploy(job) => {
                 if self.retry_at.is_none_or(|at| Instant::now() >= at) {
-                    self.deploy(job).await;
+                    self.deploy(&state, job).await;
                 }
             }
             Decision::Keep {
@@ -164,63 +191,82 @@ impl Driver {
             .ok()
     }
 
-    async fn deploy(&mut self, job: Job) {
+    async fn deploy(&mut self, state: &LedgerState, job: Job) {
         let role = Some(job.role);
         // Committed first: an in-progress report keeps this node's seat while it works.
-        if !self.report(role, Phase::Installing, String::new()).await {
-            self.show(
-                role,
-                Phase::Waiting,
-                "waiting for the ledger to record that this node is installing".into(),
-            );
-            return;
-        }
-        let still_mine = self
-            .ledger
-            .state()
-            .members()
-            .get(&self.me)
-            .is_some_and(|m| m.role == role);
-        if !still_mine {
-            return;
+        match self
+            .report(state, role, Phase::Installing, String::new(), false)
+            .await
+        {
+            Reported::Taken => {}
+            Reported::Refused(why) => return self.show(role, Phase::Failed, why),
+            Reported::NotCommitted => {
+                return self.show(
+                    role,
+                    Phase::Waiting,
+                    "waiting for the ledger to record that this node is installing".into(),
+                );
+            }
         }
         tracing::info!(role = %job.role, ip = %job.overlay_ip, "bootstrapping this node's role");
         self.show(role, Phase::Installing, "writing configuration".into());
         let (phases, mut moved) = mpsc::unbounded_channel();
+        let ledger = self.ledger.clone();
+        let me = self.me.clone();
+        // Before services start: is the role still this node's?
         let progress = move |phase: Phase| {
             let _ = phases.send(phase);
+            ledger.state().members().get(&me).and_then(|m| m.role) == role
         };
         let bootstrapper = self.bootstrapper.clone();
-        let deploy = bootstrapper.deploy(&job, &progress);
-        tokio::pin!(deploy);
-        let result = loop {
-            tokio::select! {
-                result = &mut deploy => break result,
-                Some(phase) = moved.recv() => {
-                    self.show(role, phase, "starting services".into());
-                    self.report(role, phase, String::new()).await;
+        let result = {
+            let deploy = bootstrapper.deploy(&job, &progress);
+            tokio::pin!(deploy);
+            loop {
+                tokio::select! {
+                    result = &mut deploy => break result,
+                    Some(phase) = moved.recv() => {
+                        self.show(role, phase, "starting services".into());
+                        let now = self.ledger.state();
+                        self.report(&now, role, phase, String::new(), false).await;
+                    }
                 }
             }
         };
         match result {
-            Ok(published) => self.deployed(&job, published).await,
+            Ok(published) => self.deployed(job, published).await,
             Err(e) => {
-                self.failures += 1;
-                let delay = backoff(self.failures);
-                self.retry_at = Some(Instant::now() + delay);
-                let detail = format!(
-                    "{e} (attempt {}, retrying in {} s)",
-                    self.failures,
-                    delay.as_secs()
-                );
-                tracing::warn!(role = %job.role, error = %e, retry_in = delay.as_secs(), "bootstrap failed");
-                self.show(role, Phase::Failed, detail.clone());
-                self.report(role, Phase::Failed, detail).await;
+                let secrets: Vec<&str> = job.join.iter().map(|j| j.token.as_str()).collect();
+                let error = redact(&e.to_string(), &secrets);
+                self.fail(role, error).await;
             }
         }
     }
 
-    async fn deployed(&mut self, job: &Job, published: Option<Published>) {
+    /// The deploy succeeded: the ledger must bind the role to this node before the sentinel
+    /// says so and the founder publishes its secret.
+    async fn deployed(&mut self, job: Job, published: Option<Published>) {
+        let role = Some(job.role);
+        let state = self.ledger.state();
+        match self
+            .report(&state, role, Phase::Deployed, String::new(), false)
+            .await
+        {
+            Reported::Taken => {}
+            Reported::NotCommitted => {
+                self.show(
+                    role,
+                    Phase::Starting,
+                    "running; waiting for the ledger to record it deployed".into(),
+                );
+                self.unreported = Some((job, published));
+                return;
+            }
+            Reported::Refused(why) => {
+                tracing::warn!(role = %job.role, reason = %why, "the ledger refused this deployment");
+                return self.fail(role, why).await;
+            }
+        }
         self.failures = 0;
         self.retry_at = None;
         let written = sentinel::write(
@@ -233,17 +279,31 @@ impl Driver {
             },
         );
         if let Err(e) = written {
-            // The role runs; only a restart would reconfigure it.
+            // The role runs and the ledger knows it; only a restart would reconfigure it.
             tracing::error!(error = %e, "the role is deployed but the sentinel could not be written");
         }
         self.sentinel = Some(Some(job.role));
         tracing::info!(role = %job.role, "role deployed");
-        self.show(Some(job.role), Phase::Deployed, String::new());
-        self.report(Some(job.role), Phase::Deployed, String::new())
-            .await;
+        self.show(role, Phase::Deployed, String::new());
         if let Some(published) = published {
             self.publish(published).await;
         }
+    }
+
+    async fn fail(&mut self, role: Option<Role>, error: String) {
+        self.failures += 1;
+        let delay = backoff(self.failures);
+        self.retry_at = Some(Instant::now() + delay);
+        let detail = format!(
+            "{error} (attempt {}, retrying in {} s)",
+            self.failures,
+            delay.as_secs()
+        );
+        tracing::warn!(role = ?role.map(|r| r.to_string()), error = %error, retry_in = delay.as_secs(), "bootstrap failed");
+        self.show(role, Phase::Failed, detail.clone());
+        let state = self.ledger.state();
+        self.report(&state, role, Phase::Failed, detail, false)
+            .await;
     }
 
     /// A deployed node: the ledger learns its role again if it lost it, and the control plane
@@ -255,13 +315,14 @@ impl Driver {
         report: bool,
         republish: bool,
     ) {
-        let refused = state
-            .members()
-            .get(&self.me)
-            .and_then(|m| m.bootstrap.as_ref())
-            .filter(|r| r.phase == Phase::Failed);
-        match refused {
-            Some(r) if report => self.show(role, Phase::Failed, r.detail.clone()),
+        let outcome = if report {
+            self.report(state, role, Phase::Deployed, String::new(), true)
+                .await
+        } else {
+            Reported::Taken
+        };
+        match outcome {
+            Reported::Refused(why) => self.show(role, Phase::Failed, why),
             _ if self.found_sentinel => self.show(
                 role,
                 Phase::Deployed,
@@ -272,9 +333,6 @@ impl Driver {
                 ),
             ),
             _ => self.show(role, Phase::Deployed, String::new()),
-        }
-        if report {
-            self.report(role, Phase::Deployed, String::new()).await;
         }
         if republish && self.retry_at.is_none_or(|at| Instant::now() >= at) {
             let Some(ip) = state.members().get(&self.me).and_then(|m| m.address) else {
@@ -322,38 +380,66 @@ impl Driver {
         }
     }
 
-    /// Proposes a report unless the same one was committed recently; true when the ledger has
-    /// it.
-    async fn report(&mut self, role: Option<Role>, phase: Phase, detail: String) -> bool {
-        let report = BootstrapReport {
+    /// Makes the ledger hold this report, proposing it only when it does not already.
+    async fn report(
+        &mut self,
+        state: &LedgerState,
+        role: Option<Role>,
+        phase: Phase,
+        detail: String,
+        restored: bool,
+    ) -> Reported {
+        let wanted = BootstrapReport {
             role,
             phase,
             detail,
             at: 0,
         };
-        if let Some((last, when)) = &self.reported
-            && *last == report
-            && when.elapsed() < REPORT_AGAIN
+        let Some(member) = state.members().get(&self.me) else {
+            // Only a member can report (a refused report would still be a log entry).
+            return Reported::NotCommitted;
+        };
+        let held = member
+            .bootstrap
+            .as_ref()
+            .is_some_and(|r| BootstrapReport { at: 0, ..r.clone() } == wanted);
+        if held && (phase != Phase::Deployed || member.deployed == role) {
+            return Reported::Taken;
+        }
+        if let Some((sent, when)) = &self.reported
+            && *sent == wanted
+            && when.elapsed() < APPLY_LAG
         {
-            return true;
+            return Reported::Taken;
+        }
+        let seats = seats_hash(state, &self.me);
+        if let Some((refused, against)) = &self.refused
+            && *refused == wanted
+            && *against == seats
+        {
+            return Reported::Refused(refusal(state, &self.me));
         }
         let command = Command::ReportBootstrap {
             peer: self.me.clone(),
             report: BootstrapReport {
                 at: unix_now(),
-                ..report.clone()
+                ..wanted.clone()
             },
+            restored,
         };
         match self.ledger.propose(command).await {
-            Ok(outcome) => {
-                // Remembered whatever the outcome, so that a refused report is not sent again
-                // on the change its own commit causes.
-                self.reported = Some((report, Instant::now()));
-                outcome != Outcome::UnknownMember
+            Ok(Outcome::RoleConflict) => {
+                self.refused = Some((wanted, seats));
+                Reported::Refused(refusal(&self.ledger.state(), &self.me))
+            }
+            Ok(Outcome::UnknownMember) => Reported::NotCommitted,
+            Ok(_) => {
+                self.reported = Some((wanted, Instant::now()));
+                Reported::Taken
             }
             Err(e) => {
                 tracing::debug!(error = %e, "bootstrap report not committed yet");
-                false
+                Reported::NotCommitted
             }
         }
     }
@@ -381,6 +467,43 @@ impl Driver {
     }
 }
 
+/// Why the ledger refused this node's report, as it recorded it.
+fn refusal(state: &LedgerState, me: &str) -> String {
+    state
+        .members()
+        .get(me)
+        .and_then(|m| m.bootstrap.as_ref())
+        .filter(|r| r.phase == Phase::Failed && !r.detail.is_empty())
+        .map(|r| r.detail.clone())
+        .unwrap_or_else(|| "the ledger refused the report (see weft role ls)".into())
+}
+
+/// What a deployment's acceptance depends on: the policy, who deployed what, this node's fixed
+/// role and assignment. A refused report is sent again only when this changes.
+fn seats_hash(state: &LedgerState, me: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    state.policy().control_planes.hash(&mut hasher);
+    for (peer, member) in state.members() {
+        if member.deployed.is_some() || peer == me {
+            peer.hash(&mut hasher);
+            member.deployed.hash(&mut hasher);
+            member.fixed_role.hash(&mut hasher);
+            member.role.hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// `text` with every occurrence of a secret replaced.
+fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_string(), |text, secret| {
+            text.replace(secret, REDACTED)
+        })
+}
+
 /// The delay before attempt `failures + 1`.
 fn backoff(failures: u32) -> Duration {
     FIRST_BACKOFF
@@ -398,5 +521,14 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(10));
         assert_eq!(backoff(7), Duration::from_secs(300));
         assert_eq!(backoff(100), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn errors_never_quote_the_join_token() {
+        let error = "script failed: + cat token -> K10abc::server:xyz";
+        assert_eq!(
+            redact(error, &["K10abc::server:xyz", ""]),
+            "script failed: + cat token -> <join token>"
+        );
     }
 }

@@ -57,7 +57,11 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), StepE
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("/"));
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        // A bare file name is in the current directory.
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(dir).map_err(error)?;
     let name = path
         .file_name()

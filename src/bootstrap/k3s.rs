@@ -78,6 +78,7 @@ impl Bootstrapper for K3s {
                 )
             })?;
         let name = service.name;
+        let other = if name == "k3s" { "k3s-agent" } else { "k3s" };
         match self.init {
             Init::Systemd => {
                 files::write_atomic(
@@ -93,12 +94,22 @@ impl Bootstrapper for K3s {
                     render::systemd_dropin(&binary.display().to_string(), &service.args).as_bytes(),
                     0o644,
                 )?;
-                progress(Phase::Starting);
+                if !progress(Phase::Starting) {
+                    return Err(superseded());
+                }
                 let systemctl = tool("systemctl")?;
+                // A node that held the other role before runs the other service: ours replaces
+                // it (only one weft configured: its drop-in is there).
+                let other_dropin = format!("/etc/systemd/system/{other}.service.d/override.conf");
+                if under(&self.root, &other_dropin).exists() {
+                    run(&systemctl, &["disable", "--now", other]).await?;
+                    remove(&under(&self.root, &other_dropin))?;
+                }
+                // Restart, not start: a running k3s must pick up the new configuration.
                 for args in [
                     vec!["daemon-reload"],
                     vec!["enable", name],
-                    vec!["start", "--no-block", name],
+                    vec!["restart", "--no-block", name],
                 ] {
                     run(&systemctl, &args).await?;
                 }
@@ -114,9 +125,17 @@ impl Bootstrapper for K3s {
                     render::env_file(&env).as_bytes(),
                     0o600,
                 )?;
-                progress(Phase::Starting);
+                if !progress(Phase::Starting) {
+                    return Err(superseded());
+                }
+                let other_env = under(&self.root, &format!("/etc/rancher/k3s/{other}.env"));
+                if other_env.exists() {
+                    run(&tool("rc-service")?, &[other, "stop"]).await?;
+                    run(&tool("rc-update")?, &["del", other, "default"]).await?;
+                    remove(&other_env)?;
+                }
                 run(&tool("rc-update")?, &["add", name, "default"]).await?;
-                run(&tool("rc-service")?, &[name, "start"]).await?;
+                run(&tool("rc-service")?, &[name, "restart"]).await?;
             }
         }
         if !job.role.is_control_plane() {
@@ -175,6 +194,21 @@ impl K3s {
             tokio::time::sleep(POLL).await;
         }
     }
+}
+
+/// The role moved to another member while this node was writing its configuration.
+pub(super) fn superseded() -> StepError {
+    StepError::Other(
+        "the ledger gave this node another role while it was being configured; nothing was          started"
+            .into(),
+    )
+}
+
+fn remove(path: &Path) -> Result<(), StepError> {
+    std::fs::remove_file(path).map_err(|source| StepError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// An init-system tool, from PATH or the usual places.

@@ -37,8 +37,9 @@ use crate::ledger::state::{FixedRole, Phase, Role};
 use files::StepError;
 use plan::Job;
 
-/// Tells the driver a deploy moved on (to [`Phase::Starting`]).
-pub type Progress<'a> = &'a (dyn Fn(Phase) + Send + Sync);
+/// Tells the driver a deploy moved on (to [`Phase::Starting`]); the answer says whether the
+/// role is still this node's, and a deploy that hears `false` starts nothing.
+pub type Progress<'a> = &'a (dyn Fn(Phase) -> bool + Send + Sync);
 
 /// What the cluster's founder hands the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +52,9 @@ pub struct Published {
 /// The host's part of a role: configure and start what the role runs.
 #[async_trait]
 pub trait Bootstrapper: Send + Sync {
-    /// Configures and starts what `job.role` needs, calling `progress` when it moves from
-    /// writing configuration to starting services. The founder returns what it publishes.
+    /// Configures and (re)starts what `job.role` needs, calling `progress` when it moves from
+    /// writing configuration to starting services, and stopping there if told the role moved
+    /// on. The founder returns what it publishes.
     async fn deploy(
         &self,
         job: &Job,

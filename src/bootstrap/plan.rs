@@ -71,6 +71,9 @@ pub struct Inputs<'a> {
     pub me: &'a str,
     /// The role this node was started with (`--role`), if fixed.
     pub configured_role: Option<FixedRole>,
+    /// Whether this node has declared its configured role to the ledger since it started
+    /// (after that, the ledger's fixed role is the one to follow: an operator may change it).
+    pub declared: bool,
     pub minimum_nodes: u32,
     /// The role a sentinel records, when the sentinel exists (`Some(None)`: it exists but names
     /// no role, as Kairos' own sentinel).
@@ -102,6 +105,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         return Decision::Wait("waiting for this node's record in the ledger".into());
     };
     if let Some(fixed) = inputs.configured_role
+        && !inputs.declared
         && member.fixed_role != Some(fixed)
         && member.deployed.is_none()
     {
@@ -142,9 +146,7 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         });
     }
     let Some(holder) = of_record else {
-        return Decision::Wait(
-            "waiting for the control plane to deploy (no control plane is deployed yet)".into(),
-        );
+        return Decision::Wait(waiting_for_founder(state));
     };
     let secret = inputs.secret.filter(|s| s.publisher == holder);
     let (Some(secret), Some(ip)) = (secret, state.members().get(&holder).and_then(|m| m.address))
@@ -182,6 +184,24 @@ pub fn control_plane_of_record(state: &LedgerState) -> Option<PeerKey> {
     deployed(true).or_else(|| deployed(false))
 }
 
+/// Why a joining role waits while no control plane is deployed: who holds the founding seat.
+fn waiting_for_founder(state: &LedgerState) -> String {
+    let founder = state
+        .members()
+        .values()
+        .find(|m| m.role.is_some_and(Role::founds_cluster));
+    match founder {
+        Some(m) => format!(
+            "waiting for {} ({}) to deploy the control plane",
+            m.hostname,
+            m.role.map(|r| r.to_string()).unwrap_or_default()
+        ),
+        None => "waiting for a control plane: no member that runs a bootstrapper holds the \
+                 founding seat"
+            .into(),
+    }
+}
+
 fn no_role_reason(state: &LedgerState, member: &Member) -> String {
     match member.fixed_role {
         Some(FixedRole::None) => "this node's role is none: it runs no Kubernetes".into(),
@@ -189,6 +209,10 @@ fn no_role_reason(state: &LedgerState, member: &Member) -> String {
             "this node is fixed to master, but none of the {} control-plane seats is free",
             state.policy().control_planes
         ),
+        None if !member.bootstraps => {
+            "this node runs no bootstrapper, so it takes no Kubernetes role unless one is fixed"
+                .into()
+        }
         _ => "waiting for the ledger to assign a role".into(),
     }
 }
@@ -223,6 +247,7 @@ mod tests {
                 detail: String::new(),
                 at: 1,
             },
+            restored: false,
         }
     }
 
@@ -231,6 +256,7 @@ mod tests {
             state,
             me,
             configured_role: None,
+            declared: false,
             minimum_nodes: 1,
             sentinel: None,
             secret: None,
@@ -262,7 +288,7 @@ mod tests {
         let Decision::Wait(why) = decide(&inputs(&s, "b")) else {
             panic!("the worker must wait");
         };
-        assert!(why.contains("no control plane is deployed"), "{why}");
+        assert_eq!(why, "waiting for a (master) to deploy the control plane");
     }
 
     #[test]
@@ -344,11 +370,14 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_role_is_awaited_in_the_ledger() {
+    fn a_configured_role_is_awaited_in_the_ledger_until_declared() {
         let s = state(&[join_command("a")]);
         let mut i = inputs(&s, "a");
         i.configured_role = Some(FixedRole::Worker);
         assert!(matches!(decide(&i), Decision::Wait(why) if why.contains("worker")));
+        // Declared (and then changed by an operator, say): the ledger's role is followed.
+        i.declared = true;
+        assert!(matches!(decide(&i), Decision::Deploy(_)));
     }
 
     #[test]

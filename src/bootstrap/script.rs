@@ -76,7 +76,10 @@ impl Bootstrapper for Script {
             ("WEFT_JOIN_TOKEN_FILE".to_string(), token_path),
             ("WEFT_JOIN_TOKEN_OUT".to_string(), out.display().to_string()),
         ];
-        progress(Phase::Starting);
+        if !progress(Phase::Starting) {
+            let _ = std::fs::remove_file(&token_file);
+            return Err(super::k3s::superseded());
+        }
         let ran = files::run(&self.program, &[], &env, self.deadline).await;
         let _ = std::fs::remove_file(&token_file);
         ran?;
@@ -157,7 +160,7 @@ mod tests {
                 token: "K10tok".into(),
             }),
         };
-        assert_eq!(s.deploy(&job, &|_| {}).await.unwrap(), None);
+        assert_eq!(s.deploy(&job, &|_| true).await.unwrap(), None);
         let seen = std::fs::read_to_string(seen).unwrap();
         assert_eq!(seen, "worker 10.1.0.3 10.1.0.1 weft0\nK10tok\n600\n0\n");
         assert!(
@@ -175,11 +178,15 @@ mod tests {
             overlay_ip: Ipv4Addr::new(10, 1, 0, 1),
             join: None,
         };
-        let published = s.deploy(&job, &|_| {}).await.unwrap().unwrap();
+        let published = s.deploy(&job, &|_| true).await.unwrap().unwrap();
         assert_eq!(published.join_token, "made-token");
 
         let failing = script(dir.path(), "echo 'no disk' >&2; exit 4");
-        let err = failing.deploy(&job, &|_| {}).await.unwrap_err().to_string();
+        let err = failing
+            .deploy(&job, &|_| true)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("exit code 4") && err.contains("no disk"),
             "{err}"

@@ -31,7 +31,7 @@ pub(super) struct CloudLayers {
 }
 
 /// Facts gathered over all files, resolved after the last one (a later file may change a key
-/// that an earlier one's mapping depends on).
+/// that an earlier one's mapping depends on, and lists and maps accumulate).
 #[derive(Default)]
 struct Across {
     role_given: bool,
@@ -39,25 +39,50 @@ struct Across {
     ha_enable: Option<(bool, Origin)>,
     master_nodes: Option<(u64, Origin)>,
     minimum_nodes_given: bool,
-    vpn_create: Option<(bool, Origin)>,
-    vpn_use_given: bool,
     first_p2p: Option<PathBuf>,
+    /// `k3s.args`, `k3s.env`, `k3s-agent.args`, `k3s-agent.env`: merged over the files as
+    /// Kairos merges them (lists gain the items they lack, maps the keys, a later value
+    /// winning), with the last file that contributed.
+    merged: BTreeMap<&'static str, (Vec<String>, Origin)>,
 }
 
-/// Reads the cloud-config files in order. `as_edgevpn` (weft running as `edgevpn`, Kairos'
-/// drop-in mode) keeps the bootstrapper at `none`: Kairos' provider drives k3s then.
+/// The headers Kairos requires in a cloud-config found in a directory (within its first ten
+/// lines); other YAML there (yip stages, say) is not a cloud-config.
+const HEADERS: [&str; 3] = ["#cloud-config", "#kairos-config", "#node-config"];
+
+/// Reads the cloud-config files `paths` name, in order (see [`expand`]). `as_edgevpn` (weft
+/// running as `edgevpn`, Kairos' drop-in mode) keeps the bootstrapper at `none`: Kairos'
+/// provider drives k3s then.
 pub(super) fn read(paths: &[PathBuf], as_edgevpn: bool) -> Result<CloudLayers, ConfigError> {
     let mut out = CloudLayers::default();
     let mut across = Across::default();
-    for path in paths {
-        read_file(path, &mut out, &mut across)?;
+    let files = expand(paths, &mut out.warnings)?;
+    if files.is_empty() && !paths.is_empty() {
+        let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(ConfigError::File {
+            path: paths[0].clone(),
+            reason: format!("no cloud-config file found in {}", named.join(", ")),
+        });
     }
-    if let Some(first) = paths.first()
+    for (path, found_in_dir) in &files {
+        match read_file(path, &mut out, &mut across) {
+            // Kairos passes over a file in its config directories that does not parse.
+            Err(ConfigError::File { reason, .. }) if *found_in_dir => out.warnings.push(format!(
+                "cloud-config {}: {reason}; skipped",
+                path.display()
+            )),
+            other => other?,
+        }
+    }
+    if let Some((first, _)) = files.first()
         && !as_edgevpn
     {
         out.layers.push(
             Layer::new(origin(first, "(implied: Kairos' native mode)")).with("bootstrapper", "k3s"),
         );
+    }
+    for (setting, (items, from)) in std::mem::take(&mut across.merged) {
+        out.layers.push(Layer::new(from).with(setting, items));
     }
     if let Some(file) = &across.first_p2p {
         if !across.minimum_nodes_given {
@@ -87,44 +112,72 @@ pub(super) fn read(paths: &[PathBuf], as_edgevpn: bool) -> Result<CloudLayers, C
                      is added to the first"
                 ));
             }
+            // Out-of-range counts are refused with their origin when the setting is typed.
+            let control_planes = extra.saturating_add(1);
             out.layers
-                .push(Layer::new(from).with("control_planes", (1 + extra).to_string()));
-        }
-        if let Some((false, from)) = &across.vpn_create
-            && !across.vpn_use_given
-        {
-            out.layers
-                .push(Layer::new(from.clone()).with("k3s_vpn", false));
+                .push(Layer::new(from).with("control_planes", control_planes.to_string()));
         }
     }
     Ok(out)
 }
 
-/// The files `paths` name, in order: a file as itself, a directory as its `*.yaml` and `*.yml`
-/// files in name order (Kairos reads `/oem` that way).
-pub(super) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+/// The files `paths` name, in order, each with whether it was found in a directory: a file as
+/// itself; a directory as the cloud-configs anywhere under it, in path order (Kairos reads
+/// `/oem` and `/usr/local/cloud-config` that way, and only files with a cloud-config header).
+/// A path that does not exist is warned about and skipped (Kairos' directories are optional).
+fn expand(
+    paths: &[PathBuf],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(PathBuf, bool)>, ConfigError> {
     let mut files = Vec::new();
     for path in paths {
-        if !path.is_dir() {
-            files.push(path.clone());
-            continue;
+        if !path.exists() {
+            warnings.push(format!(
+                "cloud-config {} does not exist; skipped",
+                path.display()
+            ));
+        } else if path.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found)?;
+            found.sort();
+            files.extend(
+                found
+                    .into_iter()
+                    .filter(|f| has_header(f))
+                    .map(|f| (f, true)),
+            );
+        } else {
+            files.push((path.clone(), false));
         }
-        let entries = std::fs::read_dir(path).map_err(|e| ConfigError::File {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.extension()
-                        .is_some_and(|ext| ext == "yaml" || ext == "yml")
-            })
-            .collect();
-        found.sort();
-        files.extend(found);
     }
     Ok(files)
+}
+
+/// The `*.yaml` and `*.yml` files under `dir`, at any depth.
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::File {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            walk(&path, found)?;
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn has_header(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines()
+            .take(10)
+            .any(|line| HEADERS.iter().any(|h| line.trim_start().starts_with(h)))
+    })
 }
 
 fn origin(file: &Path, key: &str) -> Origin {
@@ -162,7 +215,7 @@ fn read_file(path: &Path, out: &mut CloudLayers, across: &mut Across) -> Result<
         ("k3s-agent", "k3s_agent_args", "k3s_agent_env"),
     ] {
         if let Some(value) = root.get(block) {
-            read_k3s(&mut file, block, value, args_key, env_key)?;
+            read_k3s(&mut file, across, block, value, args_key, env_key)?;
         }
     }
     Ok(())
@@ -279,7 +332,7 @@ fn read_p2p(file: &mut File<'_>, value: &Json, across: &mut Across) -> Result<()
                 file.set(&path, "dht", !off);
                 file.set(&path, "public_dht", !off);
             }
-            "vpn" => read_vpn(file, value, across)?,
+            "vpn" => read_vpn(file, value)?,
             "auto" => read_auto(file, value, across)?,
             other => file.unknown("p2p", other, P2P_KEYS),
         }
@@ -287,19 +340,17 @@ fn read_p2p(file: &mut File<'_>, value: &Json, across: &mut Across) -> Result<()
     Ok(())
 }
 
-fn read_vpn(file: &mut File<'_>, value: &Json, across: &mut Across) -> Result<(), ConfigError> {
+fn read_vpn(file: &mut File<'_>, value: &Json) -> Result<(), ConfigError> {
     const KEYS: &[&str] = &["create", "use", "env"];
     for (key, value) in file.mapping("p2p.vpn", value)? {
         let path = format!("p2p.vpn.{key}");
         match key.as_str() {
             "create" => {
                 let on = file.boolean(&path, value)?;
-                across.vpn_create = Some((on, file.origin(&path)));
                 file.set(&path, "tun", on);
             }
             "use" => {
                 let on = file.boolean(&path, value)?;
-                across.vpn_use_given = true;
                 file.set(&path, "k3s_vpn", on);
             }
             "env" => {
@@ -355,10 +406,11 @@ fn read_auto(file: &mut File<'_>, value: &Json, across: &mut Across) -> Result<(
 
 fn read_k3s(
     file: &mut File<'_>,
+    across: &mut Across,
     block: &str,
     value: &Json,
-    args_key: &str,
-    env_key: &str,
+    args_key: &'static str,
+    env_key: &'static str,
 ) -> Result<(), ConfigError> {
     const KEYS: &[&str] = &["args", "env", "enabled"];
     for (key, value) in file.mapping(block, value)? {
@@ -373,15 +425,32 @@ fn read_k3s(
                     .enumerate()
                     .map(|(i, item)| file.text(&format!("{path}[{i}]"), item))
                     .collect::<Result<_, _>>()?;
-                file.set(&path, args_key, args);
+                let (merged, from) = across
+                    .merged
+                    .entry(args_key)
+                    .or_insert_with(|| (Vec::new(), file.origin(&path)));
+                for arg in args {
+                    if !merged.contains(&arg) {
+                        merged.push(arg);
+                    }
+                }
+                *from = file.origin(&path);
             }
             "env" => {
-                let mut pairs = Vec::new();
+                let (merged, from) = across
+                    .merged
+                    .entry(env_key)
+                    .or_insert_with(|| (Vec::new(), file.origin(&path)));
                 for (var, value) in file.mapping(&path, value)? {
                     let text = file.text(&format!("{path}.{var}"), value)?;
-                    pairs.push(format!("{var}={text}"));
+                    let pair = format!("{var}={text}");
+                    let prefix = format!("{var}=");
+                    match merged.iter_mut().find(|p| p.starts_with(&prefix)) {
+                        Some(existing) => *existing = pair,
+                        None => merged.push(pair),
+                    }
                 }
-                file.set(&path, env_key, pairs);
+                *from = file.origin(&path);
             }
             // Kairos' switch for k3s without p2p; under p2p weft decides what runs.
             "enabled" => {}

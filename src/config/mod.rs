@@ -272,8 +272,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
             RawValue::List(paths) => paths.iter().map(PathBuf::from).collect(),
         })
         .collect();
-    let cloud_configs = cloud::expand(&given)?;
-    let cloud = cloud::read(&cloud_configs, inputs.as_edgevpn)?;
+    let cloud = cloud::read(&given, inputs.as_edgevpn)?;
     upper.extend(cloud.layers);
     upper.extend(edgevpn::layers(&inputs.env)?);
     let (weft_env, flags): (Vec<_>, Vec<_>) = inputs
@@ -386,7 +385,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         init: merged.or("init", InitChoice::Auto, |f| f.parse_with(|t| t.parse()))?,
         root: merged.or("root", PathBuf::from("/"), |f| f.parse_with(absolute_path))?,
         sentinel: PathBuf::new(),
-        k3s_vpn: merged.or("k3s_vpn", true, |f| f.boolean())?,
+        k3s_vpn: true,
         k3s_args: merged.or("k3s_args", Vec::new(), |f| f.items(k3s_arg))?,
         k3s_env: merged.or("k3s_env", Vec::new(), |f| f.items(env_pair))?,
         k3s_agent_args: merged.or("k3s_agent_args", Vec::new(), |f| f.items(k3s_arg))?,
@@ -396,9 +395,11 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
     let mut settings = settings;
     settings.sentinel = match merged.optional("sentinel", |f| f.parse_with(absolute_path))? {
         Some(path) => path,
-        None if !cloud_configs.is_empty() => settings.root.join(KAIROS_SENTINEL),
+        None if !given.is_empty() => settings.root.join(KAIROS_SENTINEL),
         None => settings.state_dir.join("deployed"),
     };
+    // k3s runs over the overlay when there is one, unless told otherwise.
+    settings.k3s_vpn = merged.or("k3s_vpn", settings.tun, |f| f.boolean())?;
     check_address_in_pool(&settings, &merged)?;
     check_bootstrap(&settings, &merged)?;
     let origins = KEYS.iter().map(|key| (*key, merged.origin(key))).collect();
@@ -424,7 +425,7 @@ fn check_bootstrap(settings: &Settings, merged: &Merged) -> Result<(), ConfigErr
                 .into(),
         });
     }
-    if settings.k3s_vpn && !settings.tun {
+    if settings.bootstrapper == BootstrapperKind::K3s && settings.k3s_vpn && !settings.tun {
         return Err(ConfigError::Invalid {
             key: "k3s_vpn",
             value: "true".into(),

@@ -59,6 +59,8 @@ pub struct MemberFacts {
     pub fixed_role: Option<FixedRole>,
     /// The role policy this node was configured with (`--control-planes`), if it was.
     pub policy: Option<RolePolicy>,
+    /// Whether this node runs a bootstrapper (`--bootstrapper` other than none).
+    pub bootstraps: bool,
 }
 
 /// This node's raft id: read from the raft directory, or drawn at random and stored on first
@@ -307,6 +309,7 @@ impl Pilot {
             return;
         }
         self.declared = true;
+        self.ledger.mark_declared();
     }
 
     /// After a merge: re-proposes what the left cluster held and this one lacks.
@@ -549,6 +552,7 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
         now: unix_now(),
         fixed_role: facts.fixed_role,
         policy: facts.policy,
+        bootstraps: facts.bootstraps,
     };
     match ledger.propose(command).await {
         Ok(outcome) => tracing::info!(?outcome, "member record committed"),

@@ -155,6 +155,7 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
         commands.push(Command::ReportBootstrap {
             peer: me.to_string(),
             report,
+            restored: true,
         });
     }
     commands
@@ -269,6 +270,7 @@ mod tests {
                         detail: String::new(),
                         at: 7,
                     },
+                    restored: false,
                 },
             ],
         );

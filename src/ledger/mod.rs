@@ -129,6 +129,9 @@ pub struct Ledger {
     /// Held by whoever changes the raft membership (joins, promotions, replacements), so each
     /// decides on the membership the previous one left.
     membership: Arc<tokio::sync::Mutex<()>>,
+    /// Set once the autopilot has made the ledger hold this node's configured role and policy
+    /// (see [`Ledger::declared`]).
+    declared: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -191,6 +194,7 @@ impl Ledger {
             taps: taps.clone(),
             replica: Arc::default(),
             membership: Arc::default(),
+            declared: Arc::default(),
         };
         if let Some(inbox) = p2p.take_inbox(crate::p2p::Service::Raft) {
             tokio::spawn(service::serve(ledger.clone(), config.target_voters, inbox));
@@ -247,6 +251,18 @@ impl Ledger {
     /// Tells subscribers the followed state changed.
     pub(crate) fn changed(&self) {
         self.taps.changed();
+    }
+
+    /// Whether this node has declared its configured role and policy to the ledger since it
+    /// started. Until then its bootstrapper does not act on a role the ledger may be about to
+    /// change; after, it follows the ledger (an operator may change the role later).
+    pub fn declared(&self) -> bool {
+        self.declared.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_declared(&self) {
+        self.declared
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Whether raft still runs: false after a fatal storage error or a panic in its core. A

@@ -1,13 +1,14 @@
 //! Membership and leases: a member joins (and rejoins) with its facts, renews its lease, is
 //! expired by the leader when unreachable too long, leaves, or is denied. An expired member
-//! frees its address and role, unless it deployed a role: a deployed member's role and address
-//! stay bound to it (Kubernetes knows the node by that address) until an operator removes it.
+//! frees its address and role, unless it deployed its role or was installing it: such a
+//! member's role and address stay bound to it (Kubernetes knows the node by that address)
+//! until an operator removes it.
 
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::roles::{BootstrapReport, FixedRole, Role, RolePolicy};
+use super::roles::{BootstrapReport, FixedRole, Phase, Role, RolePolicy};
 use super::{LedgerState, Outcome, PeerKey};
 
 /// Whether a member's lease is current.
@@ -44,6 +45,29 @@ pub struct Member {
     /// Log index of its first join, which orders members for control-plane seats.
     #[serde(default)]
     pub joined: u64,
+    /// Whether it runs a bootstrapper (else it gets a role only when one is fixed for it).
+    #[serde(default = "yes")]
+    pub bootstraps: bool,
+}
+
+pub(super) fn yes() -> bool {
+    true
+}
+
+impl Member {
+    /// The control-plane seat this member's bootstrapper is acting on right now (its last
+    /// report: installing or starting the role it holds).
+    pub fn acting_on(&self) -> Option<Role> {
+        let report = self.bootstrap.as_ref()?;
+        let acting = matches!(report.phase, Phase::Installing | Phase::Starting);
+        self.role
+            .filter(|role| acting && report.role == Some(*role) && role.is_control_plane())
+    }
+
+    /// Whether the member's role and address stay with it while it is away.
+    pub fn is_bound(&self) -> bool {
+        self.deployed.is_some() || self.acting_on().is_some()
+    }
 }
 
 /// What a joining member says about itself.
@@ -55,6 +79,7 @@ pub(super) struct JoinFacts<'a> {
     pub now: u64,
     pub fixed_role: Option<FixedRole>,
     pub policy: Option<RolePolicy>,
+    pub bootstraps: bool,
 }
 
 impl LedgerState {
@@ -67,10 +92,10 @@ impl LedgerState {
             let _ = self.set_policy(policy, true);
         }
         let existing = self.members.get(peer).cloned();
-        // A live member keeps its address; so does a deployed one whose lease expired.
+        // A live member keeps its address; so does a bound one whose lease expired.
         let kept = existing
             .as_ref()
-            .filter(|m| m.lease == LeaseState::Live || m.deployed.is_some())
+            .filter(|m| m.lease == LeaseState::Live || m.is_bound())
             .and_then(|m| m.address);
         let address = kept.or_else(|| self.choose_address(peer, facts.requested));
         if let Some(address) = address {
@@ -92,6 +117,7 @@ impl LedgerState {
             deployed,
             bootstrap: existing.as_ref().and_then(|m| m.bootstrap.clone()),
             joined: existing.as_ref().map_or(self.applied, |m| m.joined),
+            bootstraps: facts.bootstraps,
         };
         self.members.insert(peer.clone(), member);
         self.assign_roles();
@@ -118,7 +144,7 @@ impl LedgerState {
         let Some(member) = self.members.get(peer) else {
             return Outcome::UnknownMember;
         };
-        if member.deployed.is_none() {
+        if !member.is_bound() {
             self.release(peer);
         }
         if let Some(member) = self.members.get_mut(peer) {
@@ -207,6 +233,7 @@ mod tests {
             now: 1,
             fixed_role: fixed,
             policy: Some(RolePolicy { control_planes: n }),
+            bootstraps: true,
         };
         run(
             &mut state,

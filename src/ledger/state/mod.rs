@@ -77,6 +77,10 @@ pub enum Command {
         fixed_role: Option<FixedRole>,
         #[serde(default)]
         policy: Option<RolePolicy>,
+        /// Whether the node runs a bootstrapper; one that does not gets a role only when one
+        /// is fixed for it.
+        #[serde(default = "members::yes")]
+        bootstraps: bool,
     },
     /// The member is alive; its lease runs on.
     Renew {
@@ -114,10 +118,14 @@ pub enum Command {
         #[serde(default)]
         force: bool,
     },
-    /// A member's bootstrapper reports its progress; `deployed` binds the role to the member.
+    /// A member's bootstrapper reports its progress; `deployed` binds the role to the member
+    /// when the ledger assigns it that role, or when `restored` (a role deployed earlier: a
+    /// sentinel after a restart, a merge) and no deployed member's seat conflicts.
     ReportBootstrap {
         peer: PeerKey,
         report: BootstrapReport,
+        #[serde(default)]
+        restored: bool,
     },
     /// Adds a value to the record set of `name` (lower-cased; `*.` for a wildcard). A value
     /// already there gets the new TTL; a CNAME replaces the name's CNAME. A CNAME and other
@@ -196,8 +204,9 @@ pub enum Outcome {
     DnsLimit,
     /// The member deployed a role the requested fixed role does not admit; it takes `force`.
     RoleDeployed,
-    /// A reported deployment conflicts with another member's deployed seat or the member's
-    /// fixed role; it is recorded as a failure.
+    /// A reported deployment is of a role the ledger does not assign the member, or conflicts
+    /// with another member's deployed seat or the member's fixed role; it is recorded as a
+    /// failure.
     RoleConflict,
     /// The policy asks for no control plane or more than [`MAX_CONTROL_PLANES`].
     InvalidPolicy,
@@ -280,6 +289,7 @@ impl LedgerState {
                 now,
                 fixed_role,
                 policy,
+                bootstraps,
             } => self.join(
                 peer,
                 JoinFacts {
@@ -290,6 +300,7 @@ impl LedgerState {
                     now: *now,
                     fixed_role: *fixed_role,
                     policy: *policy,
+                    bootstraps: *bootstraps,
                 },
             ),
             Command::Renew { peer, now } => self.renew(peer, *now),
@@ -303,7 +314,11 @@ impl LedgerState {
             Command::SetRolePolicy(policy) => self.set_policy(*policy, false),
             Command::InitRolePolicy(policy) => self.set_policy(*policy, true),
             Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
-            Command::ReportBootstrap { peer, report } => self.report_bootstrap(peer, report),
+            Command::ReportBootstrap {
+                peer,
+                report,
+                restored,
+            } => self.report_bootstrap(peer, report, *restored),
             Command::PutDns {
                 name,
                 rtype,
@@ -383,6 +398,7 @@ pub(crate) fn join_command(peer: &str) -> Command {
         now: 1,
         fixed_role: None,
         policy: None,
+        bootstraps: true,
     }
 }
 
@@ -405,6 +421,7 @@ pub(crate) mod tests {
             now,
             fixed_role: None,
             policy: None,
+            bootstraps: true,
         }
     }
 

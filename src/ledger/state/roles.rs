@@ -157,11 +157,6 @@ impl Phase {
             Phase::Failed => "failed",
         }
     }
-
-    /// Whether the bootstrapper is acting on its role right now.
-    fn in_progress(self) -> bool {
-        matches!(self, Phase::Installing | Phase::Starting)
-    }
 }
 
 /// Longest detail (reason or error) a report keeps; longer ones are cut.
@@ -228,8 +223,14 @@ impl LedgerState {
     }
 
     /// Records a bootstrapper's report. A `deployed` report binds the role to the member when
-    /// no deployed member's seat conflicts with it; otherwise it is recorded as a conflict.
-    pub(super) fn report_bootstrap(&mut self, peer: &PeerKey, report: &BootstrapReport) -> Outcome {
+    /// the ledger assigns it that role (or, `restored`, the member deployed it earlier) and no
+    /// deployed member's seat conflicts with it; otherwise it is recorded as a conflict.
+    pub(super) fn report_bootstrap(
+        &mut self,
+        peer: &PeerKey,
+        report: &BootstrapReport,
+        restored: bool,
+    ) -> Outcome {
         if !self.members.contains_key(peer) {
             return Outcome::UnknownMember;
         }
@@ -239,7 +240,7 @@ impl LedgerState {
         if report.phase == Phase::Deployed
             && let Some(role) = report.role
         {
-            match self.deploy_conflict(peer, role) {
+            match self.deploy_conflict(peer, role, restored) {
                 None => {
                     if let Some(member) = self.members.get_mut(peer) {
                         member.deployed = Some(role);
@@ -261,10 +262,17 @@ impl LedgerState {
     }
 
     /// Why `peer` cannot hold `role` as deployed, or `None` when it can.
-    fn deploy_conflict(&self, peer: &PeerKey, role: Role) -> Option<String> {
+    fn deploy_conflict(&self, peer: &PeerKey, role: Role, restored: bool) -> Option<String> {
         let member = &self.members[peer];
         if member.deployed == Some(role) {
             return None;
+        }
+        if !restored && member.role != Some(role) {
+            return Some(format!(
+                "deployed {role}, but the ledger now assigns {}: the deployment is not bound to \
+                 this member",
+                member.role.map_or("no role".to_string(), |r| r.to_string())
+            ));
         }
         if let Some(fixed) = member.fixed_role
             && !fixed.admits(role)
@@ -319,34 +327,39 @@ impl LedgerState {
             .collect();
         let mut free = free_seats(&deployed, seats);
         let mut offered: BTreeMap<PeerKey, Role> = BTreeMap::new();
+        // Who may take a seat: undeployed members that are live (or away in the middle of
+        // installing their seat), not fixed to worker or none, and running a bootstrapper
+        // unless fixed to master.
         let candidates: Vec<&PeerKey> = self
             .members
             .iter()
             .filter(|(_, m)| {
                 m.deployed.is_none()
-                    && m.lease == LeaseState::Live
-                    && m.fixed_role.is_none_or(|f| f == FixedRole::Master)
+                    && (m.lease == LeaseState::Live || m.acting_on().is_some())
+                    && match m.fixed_role {
+                        Some(FixedRole::Master) => true,
+                        None => m.bootstraps,
+                        Some(_) => false,
+                    }
             })
             .map(|(peer, _)| peer)
             .collect();
         // A member acting on its seat right now keeps that very seat when it is still free.
         for peer in &candidates {
-            let member = &self.members[*peer];
-            let acting = member.bootstrap.as_ref().is_some_and(|b| {
-                b.phase.in_progress() && b.role.is_some() && b.role == member.role
-            });
-            if let Some(role) = member.role.filter(|r| acting && r.is_control_plane())
+            if let Some(role) = self.members[*peer].acting_on()
                 && let Some(i) = free.iter().position(|seat| *seat == role)
             {
                 free.remove(i);
                 offered.insert((*peer).clone(), role);
             }
         }
-        // Then fixed masters, then members already holding a seat (the founding kind first),
-        // then the earliest joined.
+        // Then live fixed masters, then live members already holding a seat (the founding kind
+        // first), then the earliest joined.
         let mut queue: Vec<(u8, u8, u64, &PeerKey)> = candidates
             .iter()
-            .filter(|peer| !offered.contains_key(**peer))
+            .filter(|peer| {
+                !offered.contains_key(**peer) && self.members[**peer].lease == LeaseState::Live
+            })
             .map(|peer| {
                 let member = &self.members[*peer];
                 let fixed = u8::from(member.fixed_role != Some(FixedRole::Master));
@@ -366,14 +379,16 @@ impl LedgerState {
             }
         }
         for (peer, member) in self.members.iter_mut() {
+            let seat = offered.get(peer).copied();
             member.role = match (member.deployed, member.lease, member.fixed_role) {
                 (Some(role), _, _) => Some(role),
-                (None, LeaseState::Expired, _) | (None, _, Some(FixedRole::None)) => None,
+                (None, LeaseState::Expired, _) | (None, _, Some(FixedRole::None)) => seat,
                 (None, LeaseState::Live, Some(FixedRole::Worker)) => Some(Role::Worker),
-                (None, LeaseState::Live, Some(FixedRole::Master)) => offered.get(peer).copied(),
-                (None, LeaseState::Live, None) => {
-                    Some(offered.get(peer).copied().unwrap_or(Role::Worker))
+                (None, LeaseState::Live, Some(FixedRole::Master)) => seat,
+                (None, LeaseState::Live, None) if member.bootstraps => {
+                    Some(seat.unwrap_or(Role::Worker))
                 }
+                (None, LeaseState::Live, None) => None,
             };
         }
     }
@@ -485,6 +500,19 @@ mod tests {
                 detail: String::new(),
                 at: 1,
             },
+            restored: false,
+        }
+    }
+
+    /// A deployment found again (a sentinel, a merge), not one just made for the assignment.
+    fn restored(peer: &str, role: Role) -> Command {
+        match deployed(peer, role) {
+            Command::ReportBootstrap { peer, report, .. } => Command::ReportBootstrap {
+                peer,
+                report,
+                restored: true,
+            },
+            other => other,
         }
     }
 
@@ -650,7 +678,7 @@ mod tests {
                 join("a", 1),
                 join("b", 1),
                 deployed("a", Role::Master),
-                deployed("b", Role::Master),
+                restored("b", Role::Master),
             ],
         );
         assert_eq!(outcomes[3], Outcome::RoleConflict);
@@ -658,6 +686,82 @@ mod tests {
         let report = state.members()["b"].bootstrap.clone().unwrap();
         assert_eq!(report.phase, Phase::Failed);
         assert!(report.detail.contains("two Kubernetes clusters"));
+    }
+
+    #[test]
+    fn a_deployment_of_a_role_no_longer_assigned_is_refused_unless_restored() {
+        let mut state = LedgerState::new(pool());
+        let outcomes = run(
+            &mut state,
+            &[join("a", 1), join("b", 1), deployed("b", Role::Master)],
+        );
+        assert_eq!(outcomes[2], Outcome::RoleConflict);
+        assert_eq!(role(&state, "a"), Some(Role::Master));
+        assert!(
+            state.members()["b"]
+                .bootstrap
+                .as_ref()
+                .unwrap()
+                .detail
+                .contains("now assigns worker")
+        );
+        let mut found_again = LedgerState::new(pool());
+        let outcomes = run(
+            &mut found_again,
+            &[join("a", 1), join("b", 1), restored("b", Role::Master)],
+        );
+        assert_eq!(
+            outcomes[2],
+            Outcome::Done,
+            "a restored deployment takes a pending seat"
+        );
+        assert_eq!(role(&found_again, "b"), Some(Role::Master));
+        assert_eq!(role(&found_again, "a"), Some(Role::Worker));
+    }
+
+    #[test]
+    fn a_member_away_while_installing_keeps_its_seat_and_address() {
+        let mut state = LedgerState::new(pool());
+        run(
+            &mut state,
+            &[
+                join("a", 1),
+                report("a", Role::Master, Phase::Installing),
+                join("b", 1),
+                Command::Expire { peer: "a".into() },
+                join("c", 2),
+            ],
+        );
+        assert_eq!(role(&state, "a"), Some(Role::Master));
+        assert_eq!(
+            state.members()["a"].address,
+            Some(std::net::Ipv4Addr::new(10, 1, 0, 1))
+        );
+        assert_eq!(role(&state, "b"), Some(Role::Worker));
+        assert_eq!(role(&state, "c"), Some(Role::Worker));
+        run(&mut state, &[deployed("a", Role::Master)]);
+        assert_eq!(state.members()["a"].deployed, Some(Role::Master));
+    }
+
+    #[test]
+    fn a_node_without_a_bootstrapper_takes_no_seat_unless_fixed() {
+        let mut state = LedgerState::new(pool());
+        let laptop = |peer: &str| Command::Join {
+            peer: peer.into(),
+            hostname: peer.into(),
+            dataplane_key: [0; 32],
+            endpoints: vec![],
+            requested: None,
+            now: 1,
+            fixed_role: None,
+            policy: None,
+            bootstraps: false,
+        };
+        run(&mut state, &[laptop("a"), join("b", 1)]);
+        assert_eq!(role(&state, "a"), None);
+        assert_eq!(role(&state, "b"), Some(Role::Master));
+        run(&mut state, &[fix("a", Some(FixedRole::Worker), false)]);
+        assert_eq!(role(&state, "a"), Some(Role::Worker));
     }
 
     #[test]
@@ -753,6 +857,7 @@ mod tests {
                 detail: "é".repeat(REPORT_DETAIL_LIMIT),
                 at: 1,
             },
+            restored: false,
         };
         run(&mut state, &[join("a", 1), long]);
         let detail = &state.members()["a"].bootstrap.as_ref().unwrap().detail;
