@@ -359,6 +359,18 @@ fn a_control_plane_away_past_its_lease_keeps_its_seat_and_address() {
         master_calls,
         "the returning master is not reconfigured"
     );
+
+    // Its deployed role changes only by force, and the refusal says what forcing breaks.
+    let api = lan.hosts[witness].api();
+    let refused = lan.weft(&["role", "set", &master_name, "worker", "--api", &api]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("409") && said.contains("new, empty cluster") && said.contains("--force"),
+        "{said}"
+    );
+    let view = roles(&lan, witness).unwrap();
+    assert_eq!(role_map(&view)[&master_name]["role"], "master");
 }
 
 #[test]
@@ -412,6 +424,8 @@ fn five_nodes_with_three_control_planes_make_clusterinit_two_ha_and_two_workers(
             "{env}"
         );
     }
+    let policy = weft(&lan, workers[0], &["role", "policy"]);
+    assert!(policy.starts_with("policy: 3 control planes\n"), "{policy}");
 }
 
 #[test]

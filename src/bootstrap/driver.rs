@@ -69,6 +69,9 @@ pub(super) struct Driver {
     refused: Option<(BootstrapReport, u64)>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// Deployed with nothing left to do: only a ledger change can give it work, so the tick
+    /// does not wake it.
+    idle: bool,
 }
 
 impl Driver {
@@ -96,6 +99,7 @@ impl Driver {
             refused: None,
             failures: 0,
             retry_at: None,
+            idle: false,
         }
     }
 
@@ -127,7 +131,7 @@ impl Driver {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = changes.changed() => {}
-                _ = tick.tick() => {}
+                _ = tick.tick(), if !self.idle => {}
             }
             // A step may wait minutes for k3s; shutdown does not wait for it (the commands it
             // runs are killed with it, files are replaced whole or not at all).
@@ -155,6 +159,14 @@ impl Driver {
             needs_tun_address: self.dataplane.is_some(),
             tun_address: self.dataplane.as_ref().and_then(Dataplane::address),
         });
+        self.idle = matches!(
+            decision,
+            Decision::Keep {
+                report: false,
+                republish: false,
+                ..
+            }
+        );
         match decision {
             Decision::Wait(reason) => {
                 let role = state.members().get(&self.me).and_then(|m| m.role);
