@@ -1,7 +1,9 @@
-//! Kairos cloud-config files (`weft up --cloud-config FILE|DIR`, repeatable; later files win,
-//! as Kairos merges them; a directory stands for its YAML files in name order): the `p2p:` block and the `k3s:` / `k3s-agent:` blocks become weft
-//! settings, each with its origin (`cloud-config FILE:p2p.role`), so that `--print-config`
-//! and errors name the key that supplied a value.
+//! Kairos cloud-config files (`weft up --cloud-config FILE|DIR`, repeatable): the `p2p:` block
+//! and the `k3s:` / `k3s-agent:` blocks become weft settings, each with its origin
+//! (`cloud-config FILE:p2p.role`), so that `--print-config` and errors name the key that
+//! supplied a value. Files are collected and merged as Kairos does: a directory stands for the
+//! cloud-configs under it (with a `#cloud-config` header), later files win for single values,
+//! and k3s' args and env accumulate.
 //!
 //! Only the blocks weft acts on are read; the rest of a cloud-config (users, install, stages)
 //! belongs to Kairos and is ignored. Unknown keys inside those blocks are warned about; a value
