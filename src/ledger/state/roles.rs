@@ -391,6 +391,18 @@ impl LedgerState {
                 (None, LeaseState::Live, None) => None,
             };
         }
+        // An expired member that is no longer bound (its install failed or moved on, its
+        // deployment was forced away) gives its address back, as its expiry would have.
+        let unbound: Vec<PeerKey> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.lease == LeaseState::Expired && m.address.is_some())
+            .filter(|(_, m)| !m.is_bound())
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        for peer in unbound {
+            self.release(&peer);
+        }
     }
 
     /// What an operator should know about the roles: seats the policy wants but nobody fills,
@@ -741,6 +753,31 @@ mod tests {
         assert_eq!(role(&state, "c"), Some(Role::Worker));
         run(&mut state, &[deployed("a", Role::Master)]);
         assert_eq!(state.members()["a"].deployed, Some(Role::Master));
+    }
+
+    #[test]
+    fn an_away_member_whose_install_ends_gives_its_seat_and_address_back() {
+        let mut state = LedgerState::new(pool());
+        run(
+            &mut state,
+            &[
+                join("a", 1),
+                report("a", Role::Master, Phase::Installing),
+                Command::Expire { peer: "a".into() },
+                Command::ReportBootstrap {
+                    peer: "a".into(),
+                    report: BootstrapReport {
+                        role: None,
+                        phase: Phase::Waiting,
+                        detail: String::new(),
+                        at: 2,
+                    },
+                    restored: false,
+                },
+            ],
+        );
+        assert_eq!(role(&state, "a"), None);
+        assert_eq!(state.members()["a"].address, None);
     }
 
     #[test]
