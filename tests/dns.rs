@@ -151,6 +151,7 @@ fn ledger() -> LedgerState {
             fixed_role: None,
             policy: None,
             bootstraps: true,
+            platform: Default::default(),
         })
         .collect();
     commands.push(Command::PutDns {

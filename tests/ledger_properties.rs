@@ -77,6 +77,7 @@ fn join() -> impl Strategy<Value = Command> {
             fixed_role,
             policy: None,
             bootstraps,
+            platform: Default::default(),
         })
 }
 
@@ -293,6 +294,7 @@ proptest! {
                 fixed_role: None,
                 policy: None,
                 bootstraps: true,
+                platform: Default::default(),
             });
         }
         let control_planes = state.members().values().filter(|m| m.role.is_some_and(Role::is_control_plane)).count();

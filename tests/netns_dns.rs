@@ -254,7 +254,7 @@ fn user_records_wildcards_and_edgevpn_regex_records() {
     let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         listed,
-        serde_json::json!([{"Regex": "foo", "Records": {"1": "10.1.0.77"}}])
+        serde_json::json!([{"Regex": "foo", "Records": {"A": "10.1.0.77"}}])
     );
     let (status, body) = curl(
         &lan,

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 
+use super::edgevpn::{Announcing, GoJson};
 use super::error::ApiError;
 use super::routes::ApiState;
 use crate::dns::{names, records, zone};
@@ -71,21 +72,13 @@ pub struct NewRecord {
     pub ttl: Option<u32>,
 }
 
-/// edgevpn's DNS entry (`POST /api/dns` takes type names as keys, `GET /api/dns` answers
-/// with numeric RR types).
+/// edgevpn's DNS entry: RR type names as keys (`POST /api/dns` also takes numbers).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EdgevpnDns {
     #[serde(rename = "Regex")]
     pub regex: String,
     #[serde(rename = "Records")]
     pub records: BTreeMap<String, String>,
-}
-
-/// edgevpn's answer to a write.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Announcing {
-    #[serde(rename = "State")]
-    pub state: String,
 }
 
 pub async fn list(State(state): State<Arc<ApiState>>) -> Json<DnsView> {
@@ -242,9 +235,9 @@ pub async fn remove_pattern(
     )
 }
 
-/// `GET /api/dns` (edgevpn).
-pub async fn edgevpn_list(State(state): State<Arc<ApiState>>) -> Json<Vec<EdgevpnDns>> {
-    Json(
+/// `GET /api/dns` (edgevpn): type names as keys, as edgevpn answers.
+pub async fn edgevpn_list(State(state): State<Arc<ApiState>>) -> GoJson<Vec<EdgevpnDns>> {
+    GoJson(
         state
             .ledger
             .state()
@@ -254,7 +247,7 @@ pub async fn edgevpn_list(State(state): State<Arc<ApiState>>) -> Json<Vec<Edgevp
                 regex: regex.clone(),
                 records: entries
                     .iter()
-                    .map(|(t, r)| (rr_number(*t).to_string(), r.value.clone()))
+                    .map(|(t, r)| (t.as_str().to_string(), r.value.clone()))
                     .collect(),
             })
             .collect(),
@@ -265,7 +258,7 @@ pub async fn edgevpn_list(State(state): State<Arc<ApiState>>) -> Json<Vec<Edgevp
 pub async fn edgevpn_add(
     State(state): State<Arc<ApiState>>,
     Json(entry): Json<EdgevpnDns>,
-) -> Result<Json<Announcing>, ApiError> {
+) -> Result<GoJson<Announcing>, ApiError> {
     records::pattern(&entry.regex).map_err(bad)?;
     if entry.records.is_empty() {
         return Err(ApiError::BadRequest(format!(
@@ -294,7 +287,7 @@ pub async fn edgevpn_add(
         })
         .await?;
     check(outcome)?;
-    Ok(Json(Announcing {
+    Ok(GoJson(Announcing {
         state: "Announcing".into(),
     }))
 }

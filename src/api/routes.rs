@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::{dns, roles};
+use super::{dns, edgevpn, roles};
 use crate::bootstrap::{BootstrapHandle, BootstrapStatus};
 use crate::dataplane::peer::PeerStats;
 use crate::dataplane::{Dataplane, DataplaneStats};
@@ -132,6 +132,25 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/dns/regex/{regex}", delete(dns::remove_pattern))
         .route("/api/dns", get(dns::edgevpn_list).post(dns::edgevpn_add))
+        .route("/api/ledger", get(edgevpn::ledger_all))
+        .route(
+            "/api/ledger/{bucket}",
+            get(edgevpn::ledger_bucket).delete(edgevpn::ledger_delete_bucket),
+        )
+        .route(
+            "/api/ledger/{bucket}/{key}",
+            get(edgevpn::ledger_get).delete(edgevpn::ledger_delete),
+        )
+        .route(
+            "/api/ledger/{bucket}/{key}/{value}",
+            put(edgevpn::ledger_put),
+        )
+        .route("/api/machines", get(edgevpn::machines))
+        .route("/api/summary", get(edgevpn::summary))
+        .route("/api/nodes", get(edgevpn::nodes))
+        .route("/api/peerstore", get(edgevpn::peerstore))
+        .route("/api/users", get(edgevpn::none))
+        .route("/api/services", get(edgevpn::none))
         .route("/v1/dataplane", get(dataplane))
         .route("/v1/ledger", get(ledger_all))
         .route(

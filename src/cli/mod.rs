@@ -59,6 +59,9 @@ enum Command {
     /// Read and write the ledger's key-value buckets (any member may write).
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// edgevpn's `api` command (Kairos' `p2p.vpn.create: false`): discovery, the ledger, DNS
+    /// and the local API, without a TUN interface.
+    Api(up::ApiArgs),
     /// Print weft's version.
     Version,
 }
@@ -127,6 +130,7 @@ fn run(matches: &ArgMatches, as_edgevpn: bool) -> Result<(), Failure> {
                 .expect("clap parsed the up subcommand");
             up::run(&args, up_matches, as_edgevpn)
         }
+        Command::Api(args) => up::run_api(&args, as_edgevpn),
         Command::Token(command) => token::run(command),
         Command::Status(client) => show::status(&client),
         Command::Peers(client) => show::peers(&client),

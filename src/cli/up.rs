@@ -238,11 +238,53 @@ const UP_SETTINGS: &[(&str, &str, bool)] = &[
     ("log_level", "log_level", false),
 ];
 
+/// `edgevpn api`'s options (Kairos runs it for `p2p.vpn.create: false`).
+#[derive(Debug, Args)]
+pub(super) struct ApiArgs {
+    /// Accepted for edgevpn's command line: weft always answers the healthcheck bucket.
+    #[arg(long)]
+    enable_healthchecks: bool,
+    /// The API's address, as edgevpn takes it (`:8080` is loopback here: weft's API has no
+    /// authentication yet) [default: APILISTEN, else weft's].
+    #[arg(long, short, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
 /// Resolves the settings and runs the daemon (or prints the settings with --print-config).
 pub(super) fn run(up: &UpArgs, matches: &ArgMatches, as_edgevpn: bool) -> Result<(), Failure> {
-    let inputs = Inputs::from_process(raw_settings(matches)?, as_edgevpn);
+    launch(raw_settings(matches)?, up.print_config, as_edgevpn)
+}
+
+/// `edgevpn api`: the daemon without a TUN (control plane, ledger, DNS, API), configured by
+/// edgevpn's environment.
+pub(super) fn run_api(args: &ApiArgs, as_edgevpn: bool) -> Result<(), Failure> {
+    let origin = Origin::Flag("api (coordination only, no TUN)".into());
+    let mut raw = vec![RawSetting {
+        key: "tun",
+        origin,
+        value: RawValue::Text("false".into()),
+    }];
+    if let Some(listen) = &args.listen {
+        let listen = match listen.strip_prefix(':') {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => listen.clone(),
+        };
+        raw.push(RawSetting {
+            key: "api",
+            origin: Origin::Flag("--listen".into()),
+            value: RawValue::Text(listen),
+        });
+    }
+    launch(raw, args.print_config, as_edgevpn)
+}
+
+fn launch(raw: Vec<RawSetting>, print_config: bool, as_edgevpn: bool) -> Result<(), Failure> {
+    let inputs = Inputs::from_process(raw, as_edgevpn);
     let resolved = config::resolve(&inputs).map_err(usage)?;
-    if up.print_config {
+    if print_config {
         for warning in &resolved.warnings {
             eprintln!("weft: warning: {warning}");
         }

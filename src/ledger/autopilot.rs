@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::raft::network::{Joined, LedgerRpc, call};
 use super::state::{
-    ClusterId, Command, FixedRole, LeaseState, LedgerState, Member, Outcome, RolePolicy,
+    ClusterId, Command, FixedRole, LeaseState, LedgerState, Member, Outcome, Platform, RolePolicy,
 };
 use super::{Ledger, LedgerConfig, follower, merge, recover, service};
 
@@ -226,9 +226,12 @@ impl Pilot {
             return;
         }
         match state.members().get(&me) {
-            // A record with another hostname (the node was renamed) is proposed again below.
+            // A record with another hostname (the node was renamed) or platform (weft was
+            // upgraded) is proposed again below.
             Some(member)
-                if member.lease == LeaseState::Live && member.hostname == self.facts.hostname =>
+                if member.lease == LeaseState::Live
+                    && member.hostname == self.facts.hostname
+                    && member.platform == Platform::here() =>
             {
                 let interval = renew_interval(self.config.lease_timeout);
                 let old = unix_now().saturating_sub(member.renewed_at) >= interval.as_secs();
@@ -553,6 +556,7 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
         fixed_role: facts.fixed_role,
         policy: facts.policy,
         bootstraps: facts.bootstraps,
+        platform: Platform::here(),
     };
     match ledger.propose(command).await {
         Ok(outcome) => tracing::info!(?outcome, "member record committed"),

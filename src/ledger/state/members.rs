@@ -48,7 +48,47 @@ pub struct Member {
     /// Whether it runs a bootstrapper (else it gets a role only when one is fixed for it).
     #[serde(default = "yes")]
     pub bootstraps: bool,
+    /// What it runs on and which weft, as edgevpn's `/api/machines` shows them (`linux`,
+    /// `amd64`, the version).
+    #[serde(default)]
+    pub platform: Platform,
 }
+
+/// A member's operating system, architecture (Go's names, as edgevpn reports them) and weft
+/// version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+    pub version: String,
+}
+
+impl Platform {
+    /// This process's platform.
+    pub fn here() -> Platform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            other => other,
+        };
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            arch: arch.to_string(),
+            version: crate::VERSION.to_string(),
+        }
+    }
+
+    /// Whether every field fits the ledger's bounds.
+    fn is_bounded(&self) -> bool {
+        [&self.os, &self.arch, &self.version]
+            .iter()
+            .all(|field| field.len() <= PLATFORM_FIELD_LIMIT)
+    }
+}
+
+/// Longest OS, architecture or version a member may record.
+const PLATFORM_FIELD_LIMIT: usize = 64;
 
 pub(super) fn yes() -> bool {
     true
@@ -80,6 +120,7 @@ pub(super) struct JoinFacts<'a> {
     pub fixed_role: Option<FixedRole>,
     pub policy: Option<RolePolicy>,
     pub bootstraps: bool,
+    pub platform: &'a Platform,
 }
 
 impl LedgerState {
@@ -118,6 +159,11 @@ impl LedgerState {
             bootstrap: existing.as_ref().and_then(|m| m.bootstrap.clone()),
             joined: existing.as_ref().map_or(self.applied, |m| m.joined),
             bootstraps: facts.bootstraps,
+            platform: if facts.platform.is_bounded() {
+                facts.platform.clone()
+            } else {
+                Platform::default()
+            },
         };
         self.members.insert(peer.clone(), member);
         self.assign_roles();
@@ -234,6 +280,7 @@ mod tests {
             fixed_role: fixed,
             policy: Some(RolePolicy { control_planes: n }),
             bootstraps: true,
+            platform: Platform::default(),
         };
         run(
             &mut state,

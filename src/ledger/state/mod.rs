@@ -25,7 +25,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
-pub use members::{LeaseState, Member};
+pub use members::{LeaseState, Member, Platform};
 pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
     parse_role_choice,
@@ -81,6 +81,9 @@ pub enum Command {
         /// is fixed for it.
         #[serde(default = "members::yes")]
         bootstraps: bool,
+        /// Its OS, architecture and weft version.
+        #[serde(default)]
+        platform: Platform,
     },
     /// The member is alive; its lease runs on.
     Renew {
@@ -290,6 +293,7 @@ impl LedgerState {
                 fixed_role,
                 policy,
                 bootstraps,
+                platform,
             } => self.join(
                 peer,
                 JoinFacts {
@@ -301,6 +305,7 @@ impl LedgerState {
                     fixed_role: *fixed_role,
                     policy: *policy,
                     bootstraps: *bootstraps,
+                    platform,
                 },
             ),
             Command::Renew { peer, now } => self.renew(peer, *now),
@@ -399,6 +404,7 @@ pub(crate) fn join_command(peer: &str) -> Command {
         fixed_role: None,
         policy: None,
         bootstraps: true,
+        platform: Platform::default(),
     }
 }
 
@@ -422,6 +428,7 @@ pub(crate) mod tests {
             fixed_role: None,
             policy: None,
             bootstraps: true,
+            platform: Platform::default(),
         }
     }
 

@@ -793,6 +793,7 @@ mod tests {
             fixed_role: None,
             policy: None,
             bootstraps: false,
+            platform: Default::default(),
         };
         run(&mut state, &[laptop("a"), join("b", 1)]);
         assert_eq!(role(&state, "a"), None);
