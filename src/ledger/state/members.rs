@@ -238,7 +238,7 @@ impl LedgerState {
 #[cfg(test)]
 mod tests {
     use super::super::Command;
-    use super::super::tests::{address, join, pool, run};
+    use super::super::tests::{address, join, join_declaring, pool, run};
     use super::*;
 
     #[test]
@@ -270,18 +270,7 @@ mod tests {
     #[test]
     fn a_join_declares_the_fixed_role_and_the_first_policy() {
         let mut state = LedgerState::new(pool());
-        let declaring = |peer: &str, fixed, n| Command::Join {
-            peer: peer.into(),
-            hostname: peer.into(),
-            dataplane_key: [0; 32],
-            endpoints: vec![],
-            requested: None,
-            now: 1,
-            fixed_role: fixed,
-            policy: Some(RolePolicy { control_planes: n }),
-            bootstraps: true,
-            platform: Platform::default(),
-        };
+        let declaring = |peer: &str, fixed, n| join_declaring(peer, fixed, Some(n), true);
         run(
             &mut state,
             &[

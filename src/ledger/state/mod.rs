@@ -432,6 +432,40 @@ pub(crate) mod tests {
         }
     }
 
+    /// A join of `peer` that declares what a node's settings declare: a fixed role, a role
+    /// policy, whether it runs a bootstrapper.
+    pub fn join_declaring(
+        peer: &str,
+        fixed_role: Option<FixedRole>,
+        policy: Option<u32>,
+        bootstraps: bool,
+    ) -> Command {
+        match join(peer, 1) {
+            Command::Join {
+                peer,
+                hostname,
+                dataplane_key,
+                endpoints,
+                requested,
+                now,
+                platform,
+                ..
+            } => Command::Join {
+                peer,
+                hostname,
+                dataplane_key,
+                endpoints,
+                requested,
+                now,
+                fixed_role,
+                policy: policy.map(|control_planes| RolePolicy { control_planes }),
+                bootstraps,
+                platform,
+            },
+            other => other,
+        }
+    }
+
     /// Applies commands with consecutive indexes, returning the outcomes.
     pub fn run(state: &mut LedgerState, commands: &[Command]) -> Vec<Outcome> {
         commands

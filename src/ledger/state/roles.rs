@@ -491,7 +491,7 @@ fn truncate(text: &mut String, limit: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{join, pool, run};
+    use super::super::tests::{join, join_declaring, pool, run};
     use super::super::{Command, Member};
     use super::*;
 
@@ -783,18 +783,7 @@ mod tests {
     #[test]
     fn a_node_without_a_bootstrapper_takes_no_seat_unless_fixed() {
         let mut state = LedgerState::new(pool());
-        let laptop = |peer: &str| Command::Join {
-            peer: peer.into(),
-            hostname: peer.into(),
-            dataplane_key: [0; 32],
-            endpoints: vec![],
-            requested: None,
-            now: 1,
-            fixed_role: None,
-            policy: None,
-            bootstraps: false,
-            platform: Default::default(),
-        };
+        let laptop = |peer: &str| join_declaring(peer, None, None, false);
         run(&mut state, &[laptop("a"), join("b", 1)]);
         assert_eq!(role(&state, "a"), None);
         assert_eq!(role(&state, "b"), Some(Role::Master));
