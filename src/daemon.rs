@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use prometheus_client::registry::Registry;
 
-use crate::api::{self, ApiListener, ApiState, ListenError, NodeInfo};
+use crate::api::{self, Access, ApiListener, ApiState, ListenError, NodeInfo};
 use crate::bootstrap::{self, BootstrapConfig, render::K3sOptions};
 use crate::config::Settings;
 use crate::dataplane::{Dataplane, DataplaneConfig, DataplaneError};
@@ -57,6 +57,8 @@ pub enum DaemonError {
     Identity(#[from] IdentityError),
     #[error("local API: {0}")]
     Listen(#[from] ListenError),
+    #[error("local API: {0}")]
+    ApiToken(#[from] api::bearer::BearerError),
     #[error("control plane: {0}")]
     P2p(#[from] P2pError),
     #[error("ledger: {0}")]
@@ -84,6 +86,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
     // Bound first: a second daemon on the same socket stops before touching the network.
     let listener = ApiListener::bind(&settings.api, settings.api_unix_mode).await?;
     let api_addr = listener.local_addr();
+    let access = api_access(settings, &api_addr)?;
     // Likewise a DNS port that is taken or forbidden.
     let dns_sockets = match settings.dns {
         Some(listen) => Some(DnsSockets::bind(listen).await?),
@@ -163,6 +166,13 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         &mut bootstrap_tasks,
         shutdown.clone(),
     );
+    ledger.register_metrics(&mut registry);
+    if let Some(dataplane) = &dataplane {
+        dataplane.register_metrics(&mut registry);
+    }
+    if let Some(bootstrap) = &bootstrap {
+        bootstrap.register_metrics(&mut registry);
+    }
     let state = Arc::new(ApiState {
         node: NodeInfo {
             hostname: settings.hostname.clone(),
@@ -172,7 +182,6 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             cidr: settings.cidr.to_string(),
             started,
             configured_control_planes: settings.control_planes,
-            unix_socket: matches!(settings.api, api::ApiAddr::Unix(_)),
         },
         p2p,
         ledger: ledger.clone(),
@@ -182,7 +191,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         sealer,
         registry: Arc::new(registry),
     });
-    let mut api_task = tokio::spawn(listener.serve(api::router(state), shutdown.clone()));
+    let mut api_task = tokio::spawn(listener.serve(api::router(state, access), shutdown.clone()));
 
     notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
@@ -268,6 +277,32 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
 enum Ended {
     Api(Result<std::io::Result<()>, tokio::task::JoinError>),
     Died(&'static str),
+}
+
+/// Who may use the API on `addr`: a unix socket is guarded by its mode; TCP needs the bearer
+/// token (made when its file is absent), except what edgevpn compatibility opens on loopback.
+fn api_access(settings: &Settings, addr: &api::ApiAddr) -> Result<Access, DaemonError> {
+    let api::ApiAddr::Tcp(socket) = addr else {
+        return Ok(Access::Socket);
+    };
+    let token = api::bearer::load_or_create(&settings.api_token_file)?;
+    let access = Access::tcp(&token, settings.api_auth, socket.ip());
+    match &access {
+        Access::Tcp {
+            open_compat: true, ..
+        } => tracing::warn!(
+            %socket,
+            "edgevpn compatibility (--api-auth edgevpn): callers on this loopback API may use \
+             edgevpn's /api and read-only routes without the bearer token, as Kairos' provider \
+             does; native mutating routes and the kubeconfig still need it"
+        ),
+        _ => tracing::info!(
+            %socket,
+            token_file = %settings.api_token_file.display(),
+            "the API on TCP requires the bearer token"
+        ),
+    }
+    Ok(access)
 }
 
 fn bootstrap_config(settings: &Settings) -> BootstrapConfig {

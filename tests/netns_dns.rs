@@ -264,7 +264,14 @@ fn user_records_wildcards_and_edgevpn_regex_records() {
         Some(r#"{"Regex":"foo(","Records":{"A":"10.1.0.78"}}"#),
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("invalid regex \"foo(\""), "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(error["code"], "bad_request", "{body}");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid regex \"foo(\"")),
+        "{body}"
+    );
 
     // Removing records takes them out of the answers.
     weft_ok(&lan, 0, &["dns", "rm", "*.apps.weft.internal"]);

@@ -44,10 +44,11 @@ pub enum ClientError {
     },
 }
 
-/// `method path` with `body`, of media type `content_type` when given; the body of a 2xx
-/// answer.
+/// `method path` with `body`, of media type `content_type` when given, and the bearer `token`
+/// when given; the body of a 2xx answer.
 pub async fn send(
     addr: &ApiAddr,
+    token: Option<&str>,
     method: Method,
     path: &str,
     content_type: Option<&str>,
@@ -56,7 +57,10 @@ pub async fn send(
     let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header(hyper::header::HOST, "weft");
+        .header(hyper::header::HOST, "localhost");
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
     if let Some(content_type) = content_type {
         request = request.header(hyper::header::CONTENT_TYPE, content_type);
     }
@@ -93,13 +97,21 @@ pub async fn send(
             Err(ClientError::Status {
                 path: path.to_string(),
                 status,
-                body: String::from_utf8_lossy(&body).trim().to_string(),
+                body: error_message(&body),
             })
         }
     };
     tokio::time::timeout(TIMEOUT, exchange)
         .await
         .map_err(|_| ClientError::Timeout { addr: addr.clone() })?
+}
+
+/// The message of an error answer: its `error` field, or the body as text.
+fn error_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<super::ErrorBody>(body) {
+        Ok(error) => error.error,
+        Err(_) => String::from_utf8_lossy(body).trim().to_string(),
+    }
 }
 
 async fn exchange<S>(

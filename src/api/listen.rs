@@ -51,9 +51,6 @@ impl ApiListener {
     pub async fn bind(addr: &ApiAddr, unix_mode: u32) -> Result<ApiListener, ListenError> {
         match addr {
             ApiAddr::Tcp(socket) => {
-                if !socket.ip().is_loopback() {
-                    tracing::warn!(%socket, "the local API listens beyond loopback; anyone who can reach it can read this node's status");
-                }
                 let listener =
                     TcpListener::bind(socket)
                         .await
@@ -81,19 +78,13 @@ impl ApiListener {
     /// Serves `router` until `shutdown` is cancelled, then removes the socket file.
     pub async fn serve(self, router: Router, shutdown: CancellationToken) -> io::Result<()> {
         match self {
-            ApiListener::Tcp(listener) => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await
-            }
+            ApiListener::Tcp(listener) => super::serve::serve(listener, router, shutdown).await,
             ApiListener::Unix {
                 listener,
                 path,
                 file_id,
             } => {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.cancelled_owned())
-                    .await;
+                let served = super::serve::serve(listener, router, shutdown).await;
                 remove_if_ours(&path, file_id);
                 served
             }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -14,7 +14,8 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::{dns, edgevpn, roles};
+use super::guard::{self, Access};
+use super::{dashboard, dns, edgevpn, exposition, roles};
 use crate::bootstrap::{BootstrapHandle, BootstrapStatus};
 use crate::dataplane::peer::PeerStats;
 use crate::dataplane::{Dataplane, DataplaneStats};
@@ -37,9 +38,6 @@ pub struct NodeInfo {
     pub started: Instant,
     /// The control planes this node was started with (`--control-planes`), if given.
     pub configured_control_planes: Option<u32>,
-    /// Whether the API listens on a unix socket (whose file mode limits who may connect),
-    /// rather than on TCP, which any local user reaches.
-    pub unix_socket: bool,
 }
 
 /// What the API serves from.
@@ -111,10 +109,13 @@ pub struct MemberView {
     pub lease: String,
 }
 
-/// The API's routes over the node's shared state.
-pub fn router(state: Arc<ApiState>) -> Router {
+/// The API's routes over the node's shared state, behind `access`'s guard.
+pub fn router(state: Arc<ApiState>, access: Access) -> Router {
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/ui", get(dashboard::page))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/members", get(members))
@@ -163,11 +164,70 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/v1/recover", post(recover))
         .route("/metrics", get(metrics))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            guard::guard,
+        ))
+}
+
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("route {}", uri.path()))
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not served on {}", uri.path()))
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// `GET /readyz`: 200 once this node is admitted to a cluster and holds an address (set on its
+/// TUN when it runs a data plane); else 503 naming what is missing.
+async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<Readiness>, ApiError> {
+    let me = state.p2p.peer_id().to_string();
+    let ledger = state.ledger.state();
+    let member = ledger.members().get(&me);
+    let address = member.and_then(|m| m.address);
+    let mut missing = Vec::new();
+    if !state.ledger.is_running() {
+        missing.push("the ledger has stopped".to_string());
+    }
+    if ledger.cluster().is_none() || member.is_none() {
+        missing.push("not admitted to a cluster yet (no ledger record of this node)".into());
+    } else if address.is_none() {
+        missing.push("no overlay address assigned yet".into());
+    }
+    if let Some(dataplane) = &state.dataplane
+        && address.is_some()
+        && dataplane.address() != address
+    {
+        missing.push(format!(
+            "the TUN interface {} does not carry the overlay address yet",
+            state.node.interface
+        ));
+    }
+    if missing.is_empty() {
+        Ok(Json(Readiness {
+            ready: true,
+            overlay_ip: address.map(|a| a.to_string()),
+        }))
+    } else {
+        Err(ApiError::NotReady(format!(
+            "not ready: {}",
+            missing.join("; ")
+        )))
+    }
+}
+
+/// `GET /readyz` when ready.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub overlay_ip: Option<String>,
 }
 
 async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
@@ -387,21 +447,21 @@ async fn dataplane(State(state): State<Arc<ApiState>>) -> Result<Json<DataplaneS
         .ok_or_else(|| ApiError::NotFound("data plane".into()))
 }
 
-async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
+/// `GET /metrics`: OpenMetrics to scrapers that accept it, else Prometheus' text format.
+async fn metrics(
+    State(state): State<Arc<ApiState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
     let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        ),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("cannot encode metrics: {e}\n"),
-        ),
-    }
+    prometheus_client::encoding::text::encode(&mut text, &state.registry)
+        .map_err(|e| ApiError::Internal(format!("cannot encode metrics: {e}")))?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    Ok(if exposition::wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, exposition::OPENMETRICS)], text)
+    } else {
+        (
+            [(header::CONTENT_TYPE, exposition::PROMETHEUS_TEXT)],
+            exposition::to_prometheus_text(&text),
+        )
+    })
 }

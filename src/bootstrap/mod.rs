@@ -12,6 +12,7 @@
 mod driver;
 pub mod files;
 pub mod k3s;
+mod metrics;
 pub mod plan;
 pub mod render;
 pub mod script;

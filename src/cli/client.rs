@@ -1,6 +1,8 @@
 //! Talking to the local daemon: the `--api` option every client command shares, and requests
 //! over [`crate::api::client`] with their answers decoded.
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
 use clap::Args;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -15,9 +17,31 @@ pub(super) struct ClientArgs {
     /// The daemon's API address: unix:///path or host:port.
     #[arg(long, env = "WEFT_API", default_value = config::DEFAULT_API, value_parser = parse_api)]
     pub api: ApiAddr,
+    /// File holding the API's bearer token, sent when --api is a TCP address
+    /// [default: /var/lib/weft/api.token].
+    #[arg(long, env = "WEFT_API_TOKEN_FILE", value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where the daemon keeps the API token unless told otherwise.
+const DEFAULT_TOKEN_FILE: &str = "/var/lib/weft/api.token";
+
+impl ClientArgs {
+    /// The bearer token to send: none on a unix socket; on TCP the token file's, which must be
+    /// readable when named explicitly (the default is tried quietly: the listener may be open
+    /// to edgevpn's routes).
+    fn token(&self) -> Result<Option<String>, Failure> {
+        if matches!(self.api, ApiAddr::Unix(_)) {
+            return Ok(None);
+        }
+        match &self.api_token_file {
+            Some(path) => Ok(Some(api::bearer::read(path)?)),
+            None => Ok(api::bearer::read(std::path::Path::new(DEFAULT_TOKEN_FILE)).ok()),
+        }
+    }
 }
 
 fn parse_api(text: &str) -> Result<ApiAddr, String> {
@@ -67,8 +91,10 @@ fn send(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let token = client.token()?;
     let answer = runtime.block_on(api::client::send(
         &client.api,
+        token.as_deref(),
         method,
         path,
         content_type,

@@ -74,6 +74,15 @@ pub(super) struct UpArgs {
     /// File mode of the API's unix socket, octal [default: 0600].
     #[arg(long, env = "WEFT_API_UNIX_MODE", value_name = "MODE")]
     api_unix_mode: Option<String>,
+    /// Bearer token file a TCP API listener requires; made (mode 0600) when absent
+    /// [default: <state dir>/api.token].
+    #[arg(long, env = "WEFT_API_TOKEN_FILE", value_name = "FILE")]
+    api_token_file: Option<String>,
+    /// Who may use a TCP API without the token: `token` (nobody) or `edgevpn` (callers on a
+    /// loopback listener may use edgevpn's /api and read-only routes, as Kairos' provider
+    /// expects) [default: token; edgevpn when run as edgevpn].
+    #[arg(long, env = "WEFT_API_AUTH", value_name = "MODE")]
+    api_auth: Option<String>,
     /// Serve the mesh's DNS on this address, e.g. 127.0.0.1:53 [default: off].
     #[arg(long, env = "WEFT_DNS", value_name = "ADDR")]
     dns: Option<String>,
@@ -213,6 +222,8 @@ const UP_SETTINGS: &[(&str, &str, bool)] = &[
     ("no_offload", "offload", true),
     ("api", "api", false),
     ("api_unix_mode", "api_unix_mode", false),
+    ("api_token_file", "api_token_file", false),
+    ("api_auth", "api_auth", false),
     ("dns", "dns", false),
     ("dns_domain", "dns_domain", false),
     ("no_dns_forward", "dns_forward", true),
@@ -244,8 +255,9 @@ pub(super) struct ApiArgs {
     /// Accepted for edgevpn's command line: weft always answers the healthcheck bucket.
     #[arg(long)]
     enable_healthchecks: bool,
-    /// The API's address, as edgevpn takes it (`:8080` is loopback here: weft's API has no
-    /// authentication yet) [default: APILISTEN, else weft's].
+    /// The API's address, as edgevpn takes it (`:8080` is loopback here, where edgevpn
+    /// compatibility lets Kairos' provider in without a token) [default: APILISTEN, else
+    /// weft's].
     #[arg(long, short, value_name = "ADDR")]
     listen: Option<String>,
     /// Print the effective configuration and exit.

@@ -27,7 +27,7 @@ pub use edgevpn::VARIABLES as EDGEVPN_VARIABLES;
 pub use layers::{Origin, RawSetting, RawValue};
 pub use values::parse_bool;
 
-use crate::api::ApiAddr;
+use crate::api::{ApiAddr, ApiAuth};
 use crate::bootstrap::{BootstrapperKind, InitChoice};
 use crate::ledger::state::{FixedRole, MAX_CONTROL_PLANES, parse_role_choice};
 use crate::token::{Token, TokenError};
@@ -93,6 +93,8 @@ pub const KEYS: &[&str] = &[
     "offload",
     "api",
     "api_unix_mode",
+    "api_token_file",
+    "api_auth",
     "dns",
     "dns_domain",
     "dns_forward",
@@ -161,6 +163,10 @@ pub struct Settings {
     pub api: ApiAddr,
     /// File mode of the API's unix socket.
     pub api_unix_mode: u32,
+    /// The bearer token a TCP API listener requires (made, mode 0600, when absent).
+    pub api_token_file: PathBuf,
+    /// Who may use a TCP API listener without the bearer token.
+    pub api_auth: ApiAuth,
     /// Where the embedded DNS server listens; off when `None`.
     pub dns: Option<SocketAddr>,
     /// The mesh's DNS domain: members are `<hostname>.<domain>`.
@@ -351,6 +357,16 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
             |f| f.parse_with(|t| t.parse()),
         )?,
         api_unix_mode: merged.or("api_unix_mode", 0o600, |f| f.parse_with(file_mode))?,
+        api_token_file: PathBuf::new(),
+        api_auth: merged.or(
+            "api_auth",
+            if inputs.as_edgevpn {
+                ApiAuth::Edgevpn
+            } else {
+                ApiAuth::Token
+            },
+            |f| f.parse_with(|t| t.parse()),
+        )?,
         dns: merged.optional("dns", |f| {
             f.parse("expected host:port such as 127.0.0.1:53")
         })?,
@@ -398,6 +414,11 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         None if !given.is_empty() => settings.root.join(KAIROS_SENTINEL),
         None => settings.state_dir.join("deployed"),
     };
+    settings.api_token_file = merged.or(
+        "api_token_file",
+        settings.state_dir.join("api.token"),
+        |f| f.parse_with(absolute_path),
+    )?;
     // k3s runs over the overlay when there is one, unless told otherwise.
     settings.k3s_vpn = merged.or("k3s_vpn", settings.tun, |f| f.boolean())?;
     check_address_in_pool(&settings, &merged)?;
@@ -751,6 +772,8 @@ impl Resolved {
             ("offload", json!(s.offload)),
             ("api", json!(s.api.to_string())),
             ("api_unix_mode", json!(format!("{:04o}", s.api_unix_mode))),
+            ("api_token_file", json!(s.api_token_file)),
+            ("api_auth", json!(s.api_auth.as_str())),
             ("dns", json!(s.dns.map(|a| a.to_string()))),
             ("dns_domain", json!(s.dns_domain)),
             ("dns_forward", json!(s.dns_forward)),

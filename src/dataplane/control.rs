@@ -520,6 +520,7 @@ impl State {
         entry
             .ring
             .install(Arc::new(Session::new(keys, Instant::now())));
+        entry.peer.handshakes.fetch_add(1, Ordering::Relaxed);
         entry.candidates = usable(candidates, self.pool);
         // A new session is probed at once on every candidate, from both sides; a path that was
         // lost stays lost until a probe is answered.

@@ -12,6 +12,7 @@
 mod control;
 mod fallback;
 pub mod frame;
+mod metrics;
 pub mod peer;
 mod recv;
 pub mod replay;

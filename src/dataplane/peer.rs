@@ -144,6 +144,8 @@ pub struct Peer {
     pub last_tx: AtomicU64,
     /// [`Clock`] time of the first UDP packet sent since the peer was last heard (0: none).
     pub unanswered_since: AtomicU64,
+    /// Sessions made with the peer (handshakes that completed, either side starting).
+    pub handshakes: AtomicU64,
 }
 
 impl Peer {
@@ -158,6 +160,7 @@ impl Peer {
             last_rx: AtomicU64::new(0),
             last_tx: AtomicU64::new(0),
             unanswered_since: AtomicU64::new(0),
+            handshakes: AtomicU64::new(0),
         }
     }
 
@@ -181,13 +184,13 @@ impl Peer {
         self.traffic.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Notes an authenticated frame with `bytes` of payload from the fallback stream.
+    /// Notes an authenticated frame of `bytes` (framed) from the fallback stream.
     pub fn heard_stream(&self, bytes: u64) {
         self.traffic.rx_packets.fetch_add(1, Ordering::Relaxed);
         self.traffic.rx_bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Notes an authenticated UDP frame with `bytes` of payload from `from` at `now`: the path
+    /// Notes an authenticated UDP frame of `bytes` (framed) from `from` at `now`: the path
     /// works, and `from` is where the peer is.
     pub fn heard_udp(&self, from: SocketAddr, bytes: u64, now: u64) {
         self.heard_stream(bytes);
@@ -250,6 +253,9 @@ pub struct PeerStats {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub drops: BTreeMap<String, u64>,
+    /// Sessions made with the peer since this node started.
+    #[serde(default)]
+    pub handshakes: u64,
     /// Seconds since the session in use was made, if there is one.
     pub handshake_age_secs: Option<u64>,
 }
@@ -270,6 +276,7 @@ impl Peer {
             rx_packets: self.traffic.rx_packets.load(Ordering::Relaxed),
             rx_bytes: self.traffic.rx_bytes.load(Ordering::Relaxed),
             drops: self.drops.snapshot(),
+            handshakes: self.handshakes.load(Ordering::Relaxed),
             handshake_age_secs: self
                 .send
                 .load()

@@ -130,9 +130,10 @@ pub(super) fn open(
         peer.drops.count(DropReason::Replay);
         return false;
     }
+    // Bytes are counted as framed, like those sent, so both directions compare.
     match via {
-        Via::Udp(from, now) => peer.heard_udp(from, len as u64, now),
-        Via::Stream => peer.heard_stream(len as u64),
+        Via::Udp(from, now) => peer.heard_udp(from, segment.len() as u64, now),
+        Via::Stream => peer.heard_stream(segment.len() as u64),
     }
     if receiver.unconfirmed {
         let _ = shared.confirm.try_send((peer.id, header.receiver));

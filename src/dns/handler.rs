@@ -156,8 +156,9 @@ impl RequestHandler for Handler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let started = std::time::Instant::now();
         let reply = self.reply(request).await;
-        self.metrics.answered(reply.source);
+        self.metrics.answered(reply.source, started.elapsed());
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = reply.code;
         metadata.authoritative = reply.authoritative;

@@ -11,6 +11,7 @@ pub mod autopilot;
 pub mod feed;
 pub mod follower;
 pub mod merge;
+mod metrics;
 pub mod pending;
 pub mod raft;
 pub mod recover;
@@ -57,6 +58,11 @@ pub enum LedgerError {
     Raft(String),
     #[error("no leader is known yet; the cluster is still forming or has lost its quorum")]
     NoLeader,
+    #[error(
+        "no leader could be reached, so nothing was proposed ({0}); the cluster may have lost \
+         its quorum"
+    )]
+    LeaderUnreachable(String),
     #[error("the leader refused the proposal: {0}")]
     Refused(String),
 }
@@ -132,6 +138,7 @@ pub struct Ledger {
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
+    proposals: metrics::ProposalMetrics,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -195,6 +202,7 @@ impl Ledger {
             replica: Arc::default(),
             membership: Arc::default(),
             declared: Arc::default(),
+            proposals: metrics::ProposalMetrics::default(),
         };
         if let Some(inbox) = p2p.take_inbox(crate::p2p::Service::Raft) {
             tokio::spawn(service::serve(ledger.clone(), config.target_voters, inbox));
@@ -449,13 +457,30 @@ impl Ledger {
                     tracing::debug!(error = %e, "proposal not sent yet; waiting for a leader");
                     tokio::time::sleep(PROPOSE_RETRY).await;
                 }
-                Err(Attempt::NotSent(e) | Attempt::Failed(e)) => return Err(e),
+                Err(Attempt::NotSent(LedgerError::NoLeader)) => return Err(LedgerError::NoLeader),
+                Err(Attempt::NotSent(e)) => {
+                    return Err(LedgerError::LeaderUnreachable(e.to_string()));
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
                 Ok(outcome) => return Ok(outcome),
             }
         }
     }
 
+    /// One attempt, counted in the proposal metrics.
     async fn propose_once(&self, command: Command) -> Result<Outcome, Attempt> {
+        let started = std::time::Instant::now();
+        let attempt = self.attempt(command).await;
+        let result = match &attempt {
+            Ok(_) => metrics::ProposalResult::Committed,
+            Err(Attempt::NotSent(_)) => metrics::ProposalResult::NotSent,
+            Err(Attempt::Failed(_)) => metrics::ProposalResult::Failed,
+        };
+        self.proposals.record(result, started.elapsed());
+        attempt
+    }
+
+    async fn attempt(&self, command: Command) -> Result<Outcome, Attempt> {
         let (leader, node) = self
             .leader()
             .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+pub mod cdp;
 pub mod dig;
 pub mod k3s;
 pub mod mesh;
