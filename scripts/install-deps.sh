@@ -20,6 +20,10 @@ declare -A wanted=(
   [tcpdump]=tcpdump
   [curl]=curl
   [miniupnpd]=miniupnpd-nftables
+  # The dashboard's browser test.
+  [chromium]=chromium
+  # `promtool check metrics` lints /metrics (Debian ships promtool only with the server).
+  [promtool]=prometheus
 )
 missing=()
 for cmd in "${!wanted[@]}"; do

@@ -4,9 +4,9 @@
 //! reads it back by key and by bucket, double-encoded as edgevpn answers; a missing key is `""`;
 //! the `healthcheck` bucket lists every live member with a fresh RFC 3339 time; the machines
 //! carry their overlay addresses; DELETE answers like PUT and the key is gone. Expected bodies
-//! are the byte strings the reference specifies (Go's encoder: compact, newline-terminated);
-//! they are built from the reference here, not recorded from a running edgevpn (no Go toolchain
-//! on these machines).
+//! are the snapshot files of `tests/snapshots/edgevpn/` (Go's encoder: compact,
+//! newline-terminated), derived from the reference, not recorded from a running edgevpn (no Go
+//! toolchain on these machines; their README says how to record them).
 //!
 //! `edgevpn api --enable-healthchecks` runs without CAP_NET_ADMIN (dropped from its bounding set)
 //! and serves the same ledger.
@@ -52,10 +52,23 @@ fn get(lan: &Lan, i: usize, path: &str) -> String {
     body
 }
 
+/// The snapshot `name` of `tests/snapshots/edgevpn/` with its placeholders filled in.
+fn snapshot(name: &str, fill: &[(&str, &str)]) -> String {
+    let path = format!(
+        "{}/tests/snapshots/edgevpn/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    for (placeholder, value) in fill {
+        text = text.replace(&format!("{{{placeholder}}}"), value);
+    }
+    text
+}
+
 /// What edgevpn answers for a value stored from path segment `segment`: the segment's JSON
 /// text, as a JSON string, and a newline.
 fn twice_encoded(segment: &str) -> String {
-    format!("\"\\\"{segment}\\\"\"\n")
+    snapshot("ledger-key", &[("value", segment)])
 }
 
 #[test]
@@ -89,17 +102,20 @@ fn kairos_provider_call_sequence_gets_edgevpn_answers() {
     );
     assert_eq!(
         (status, body.as_str()),
-        (200, "{\"State\":\"Announcing\"}\n")
+        (200, snapshot("announcing", &[]).as_str())
     );
 
     // 2. The other node reads it back by key (once its copy applied it) and by bucket.
     let by_key = wait_until(DEADLINE, "the advert on n2", || {
         let body = get(&lan, 1, &format!("/api/ledger/kairos/{key}"));
-        (body != "\"\"\n").then_some(body)
+        (body != snapshot("missing-key", &[])).then_some(body)
     });
     assert_eq!(by_key, twice_encoded(&advert));
     let bucket = get(&lan, 1, "/api/ledger/kairos");
-    assert_eq!(bucket, format!("{{\"{key}\":\"\\\"{advert}\\\"\"}}\n"));
+    assert_eq!(
+        bucket,
+        snapshot("ledger-bucket", &[("key", &key), ("value", &advert)])
+    );
     let all: Value = serde_json::from_str(&get(&lan, 1, "/api/ledger")).unwrap();
     assert_eq!(all["kairos"][&key], format!("\"{advert}\""));
 
@@ -112,7 +128,10 @@ fn kairos_provider_call_sequence_gets_edgevpn_answers() {
     assert_eq!(json, br#"{"Time":"2026-11-30T15:00:00.123456789Z"}"#);
 
     // 3. A missing key is "" with 200.
-    assert_eq!(get(&lan, 1, "/api/ledger/kairos/nobody-role"), "\"\"\n");
+    assert_eq!(
+        get(&lan, 1, "/api/ledger/kairos/nobody-role"),
+        snapshot("missing-key", &[])
+    );
 
     // 4. healthcheck: every live member, a fresh RFC 3339 time, double-encoded.
     let health: Value = serde_json::from_str(&get(&lan, 1, "/api/ledger/healthcheck")).unwrap();
@@ -184,31 +203,32 @@ fn kairos_provider_call_sequence_gets_edgevpn_answers() {
     assert_eq!(summary["Peers"], 1);
     assert_eq!(
         get(&lan, 0, "/api/nodes"),
-        format!("[{{\"ID\":\"{}\"}}]\n", ids[1])
+        snapshot("nodes", &[("peer", &ids[1])])
     );
     assert_eq!(
         get(&lan, 0, "/api/peerstore"),
-        format!("[\"{}\"]\n", ids[1])
+        snapshot("peerstore", &[("peer", &ids[1])])
     );
-    assert_eq!(get(&lan, 0, "/api/users"), "[]\n");
-    assert_eq!(get(&lan, 0, "/api/services"), "[]\n");
+    assert_eq!(get(&lan, 0, "/api/users"), snapshot("users", &[]));
+    assert_eq!(get(&lan, 0, "/api/services"), snapshot("services", &[]));
 
     // 8. DELETE a key, then the bucket: answered like PUT, gone everywhere.
     let (status, body) = call(&lan, 1, "DELETE", &format!("/api/ledger/kairos/{key}"));
     assert_eq!(
         (status, body.as_str()),
-        (200, "{\"State\":\"Announcing\"}\n")
+        (200, snapshot("announcing", &[]).as_str())
     );
     wait_until(DEADLINE, "the deleted advert to be gone on n1", || {
-        (get(&lan, 0, &format!("/api/ledger/kairos/{key}")) == "\"\"\n").then_some(())
+        (get(&lan, 0, &format!("/api/ledger/kairos/{key}")) == snapshot("missing-key", &[]))
+            .then_some(())
     });
     let (status, body) = call(&lan, 0, "DELETE", "/api/ledger/kairos");
     assert_eq!(
         (status, body.as_str()),
-        (200, "{\"State\":\"Announcing\"}\n")
+        (200, snapshot("announcing", &[]).as_str())
     );
     wait_until(DEADLINE, "the bucket to be gone on n2", || {
-        (get(&lan, 1, "/api/ledger/kairos") == "{}\n").then_some(())
+        (get(&lan, 1, "/api/ledger/kairos") == snapshot("empty-bucket", &[])).then_some(())
     });
 }
 
