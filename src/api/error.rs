@@ -20,11 +20,9 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// The request conflicts with the node's current state.
     Conflict(String),
-    /// Not served to this caller or on this listener.
-    Forbidden(String),
     /// No bearer token, or a wrong one, on a listener that requires it.
     Unauthorized(String),
-    /// The `Host` header names neither this listener nor localhost (DNS rebinding).
+    /// The `Host` header is a name other than localhost (DNS rebinding).
     BadHost(String),
     /// The body is larger than the API accepts.
     TooLarge {
@@ -78,7 +76,6 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", why)
             }
             ApiError::Conflict(why) => (StatusCode::CONFLICT, "conflict", why),
-            ApiError::Forbidden(why) => (StatusCode::FORBIDDEN, "forbidden", why),
             ApiError::Unauthorized(why) => (StatusCode::UNAUTHORIZED, "unauthorized", why),
             ApiError::BadHost(host) => (
                 StatusCode::FORBIDDEN,

@@ -369,6 +369,7 @@ impl Driver {
     }
 
     async fn publish(&mut self, published: Published) {
+        let with_kubeconfig = published.kubeconfig.is_some();
         let secret = ClusterSecret {
             publisher: self.me.clone(),
             server_url: published.server_url,
@@ -387,7 +388,10 @@ impl Driver {
             sealed: self.sealer.seal(CLUSTER, &json),
         };
         match self.ledger.propose(command).await {
-            Ok(_) => tracing::info!("published the cluster's join token and kubeconfig (sealed)"),
+            Ok(_) if with_kubeconfig => {
+                tracing::info!("published the cluster's join token and kubeconfig (sealed)")
+            }
+            Ok(_) => tracing::info!("published the cluster's join token (sealed)"),
             Err(e) => tracing::warn!(error = %e, "cannot publish the cluster secret yet; retrying"),
         }
     }

@@ -255,9 +255,8 @@ pub(super) struct ApiArgs {
     /// Accepted for edgevpn's command line: weft always answers the healthcheck bucket.
     #[arg(long)]
     enable_healthchecks: bool,
-    /// The API's address, as edgevpn takes it (`:8080` is loopback here, where edgevpn
-    /// compatibility lets Kairos' provider in without a token) [default: APILISTEN, else
-    /// weft's].
+    /// The API's address, as edgevpn takes it (`:8080` is loopback here, where run as
+    /// `edgevpn` Kairos' provider gets in without a token) [default: APILISTEN, else weft's].
     #[arg(long, short, value_name = "ADDR")]
     listen: Option<String>,
     /// Print the effective configuration and exit.
