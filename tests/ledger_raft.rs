@@ -7,86 +7,13 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::mesh::{
-    DEADLINE, Member, address, network, start, start_as, start_light, wait_for, wait_within,
+use support::ledger::{
+    MERGE_DEADLINE, Replica, cluster, group, own_address, replica, replica_in, settled_cluster,
 };
-use weft::ledger::autopilot::MemberFacts;
+use support::mesh::{
+    DEADLINE, address, network, start, start_as, start_light, wait_for, wait_within,
+};
 use weft::ledger::state::{Command, LeaseState};
-use weft::ledger::{Ledger, LedgerConfig};
-
-/// A member with its ledger.
-struct Replica {
-    member: Member,
-    ledger: Ledger,
-    _dir: tempfile::TempDir,
-}
-
-async fn replica(member: Member, hostname: &str) -> Replica {
-    replica_in(member, hostname, tempfile::tempdir().unwrap()).await
-}
-
-/// A member with its ledger in `dir` (a restarted node keeps its state directory).
-async fn replica_in(member: Member, hostname: &str, dir: tempfile::TempDir) -> Replica {
-    let config = LedgerConfig {
-        pool: "10.1.0.0/24".parse().unwrap(),
-        formation_wait: Duration::from_secs(3),
-        target_voters: 3,
-        lease_timeout: Duration::from_secs(3),
-        voter_timeout: Duration::from_secs(3),
-    };
-    let facts = MemberFacts {
-        hostname: hostname.to_string(),
-        ..MemberFacts::default()
-    };
-    // A node restarted in this process waits for its previous incarnation to close the raft
-    // database (its tasks wind down after their stop token).
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let ledger = loop {
-        match Ledger::start(
-            dir.path(),
-            config.clone(),
-            facts.clone(),
-            member.handle.clone(),
-            member.stop.clone(),
-        )
-        .await
-        {
-            Ok(ledger) => break ledger,
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                eprintln!("ledger not started yet: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("the ledger does not start: {e}"),
-        }
-    };
-    Replica {
-        member,
-        ledger,
-        _dir: dir,
-    }
-}
-
-/// Starts `n` members bootstrapping to the first, each with its ledger, all at once.
-async fn cluster(n: usize) -> Vec<Replica> {
-    let token = network();
-    let first = start(&token, "m0", vec![]).await;
-    let entry = address(&first).await;
-    let mut members = vec![first];
-    for i in 1..n {
-        members.push(start(&token, &format!("m{i}"), vec![entry.clone()]).await);
-    }
-    let mut replicas = Vec::new();
-    for (i, member) in members.into_iter().enumerate() {
-        replicas.push(replica(member, &format!("m{i}")).await);
-    }
-    replicas
-}
-
-/// The overlay address the ledger of `replica` records for it.
-fn own_address(replica: &Replica) -> Option<std::net::Ipv4Addr> {
-    let me = replica.member.handle.peer_id().to_string();
-    replica.ledger.state().members().get(&me)?.address
-}
 
 fn has_key(replica: &Replica, key: &str) -> bool {
     replica
@@ -253,39 +180,6 @@ async fn a_voter_gone_past_the_voter_timeout_is_replaced_by_a_live_member() {
         );
     }
 }
-
-/// Starts members bootstrapping to the first of them, with their ledgers.
-async fn group(token: &weft::token::Token, names: &[&str]) -> Vec<Replica> {
-    let first = start(token, names[0], vec![]).await;
-    let entry = address(&first).await;
-    let mut replicas = vec![replica(first, names[0]).await];
-    for name in &names[1..] {
-        replicas.push(replica(start(token, name, vec![entry.clone()]).await, name).await);
-    }
-    replicas
-}
-
-/// The cluster every replica of `replicas` is in, once they agree and all hold an address.
-async fn settled_cluster(replicas: &[Replica]) -> String {
-    wait_within(
-        MERGE_DEADLINE,
-        "one cluster with an address for all",
-        || {
-            let clusters: BTreeSet<Option<String>> = replicas
-                .iter()
-                .map(|r| r.ledger.status().cluster_id)
-                .collect();
-            let addressed = replicas.iter().all(|r| own_address(r).is_some());
-            match (clusters.len(), clusters.into_iter().next()) {
-                (1, Some(Some(cluster))) if addressed => Some(cluster),
-                _ => None,
-            }
-        },
-    )
-    .await
-}
-
-const MERGE_DEADLINE: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write() {
@@ -467,7 +361,7 @@ async fn a_restarted_member_keeps_its_peer_id_address_and_cluster() {
     let Replica {
         member,
         ledger,
-        _dir: dir,
+        dir,
     } = restarting;
     drop((member, ledger));
     let again = replica_in(

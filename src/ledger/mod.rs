@@ -7,6 +7,7 @@
 //! the daemon, the API and later the data plane and DNS use: propose a command, read the state,
 //! subscribe to its changes.
 
+pub mod authority;
 pub mod autopilot;
 pub mod feed;
 pub mod follower;

@@ -1,5 +1,6 @@
 //! Answers the ledger RPCs that admitted peers send over `/weft/<netid>/raft/1`: raft's own
-//! (append, vote, snapshot) and the cluster-life requests (hello, join, propose, catch-up). Each request
+//! (append, vote, snapshot) and the cluster-life requests (hello, join, propose, catch-up).
+//! A proposal is first checked against its sender ([`super::authority`]). Each request
 //! runs in its own task so a slow snapshot chunk or a join waiting for a learner to catch up
 //! never holds up a vote.
 
@@ -14,7 +15,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Ledger;
+use super::authority::may_propose;
 use super::raft::network::{Hello, Joined, LedgerRpc, call};
+use super::state::Outcome;
 use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
@@ -49,6 +52,12 @@ pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiv
                     }
                     LedgerRpc::Catchup => encode(&ledger.catchup()),
                     LedgerRpc::Propose(command) => {
+                        if let Err(refusal) = may_propose(&command, &rpc.peer.to_string()) {
+                            tracing::warn!(peer = %rpc.peer, %refusal, "refused a proposal");
+                            let refused: Result<Outcome, String> = Err(refusal);
+                            let _ = rpc.reply.send(encode(&refused));
+                            return;
+                        }
                         encode(&raft.client_write(command).await.map(|r| r.data).map_err(
                             |e| match e {
                                 RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {

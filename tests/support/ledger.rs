@@ -1,0 +1,120 @@
+//! In-process ledger replicas over the real control plane: a member with its ledger in a
+//! temporary directory, a cluster of them bootstrapping to the first, and the wait until they
+//! agree on one cluster. Shared by the ledger's cluster tests and the hostile-member tests.
+
+#![allow(dead_code)] // each test binary uses a different part of the helpers
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::mesh::{DEADLINE, Member, address, network, start, wait_within};
+use weft::ledger::autopilot::MemberFacts;
+use weft::ledger::{Ledger, LedgerConfig};
+
+/// A member with its ledger.
+pub struct Replica {
+    pub member: Member,
+    pub ledger: Ledger,
+    /// The state directory, kept for as long as the replica runs.
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn replica(member: Member, hostname: &str) -> Replica {
+    replica_in(member, hostname, tempfile::tempdir().unwrap()).await
+}
+
+/// A member with its ledger in `dir` (a restarted node keeps its state directory).
+pub async fn replica_in(member: Member, hostname: &str, dir: tempfile::TempDir) -> Replica {
+    let config = LedgerConfig {
+        pool: "10.1.0.0/24".parse().unwrap(),
+        formation_wait: Duration::from_secs(3),
+        target_voters: 3,
+        lease_timeout: Duration::from_secs(3),
+        voter_timeout: Duration::from_secs(3),
+    };
+    let facts = MemberFacts {
+        hostname: hostname.to_string(),
+        ..MemberFacts::default()
+    };
+    // A node restarted in this process waits for its previous incarnation to close the raft
+    // database (its tasks wind down after their stop token).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let ledger = loop {
+        match Ledger::start(
+            dir.path(),
+            config.clone(),
+            facts.clone(),
+            member.handle.clone(),
+            member.stop.clone(),
+        )
+        .await
+        {
+            Ok(ledger) => break ledger,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("ledger not started yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the ledger does not start: {e}"),
+        }
+    };
+    Replica {
+        member,
+        ledger,
+        dir,
+    }
+}
+
+/// Starts `n` members bootstrapping to the first, each with its ledger, all at once.
+pub async fn cluster(n: usize) -> Vec<Replica> {
+    let token = network();
+    let first = start(&token, "m0", vec![]).await;
+    let entry = address(&first).await;
+    let mut members = vec![first];
+    for i in 1..n {
+        members.push(start(&token, &format!("m{i}"), vec![entry.clone()]).await);
+    }
+    let mut replicas = Vec::new();
+    for (i, member) in members.into_iter().enumerate() {
+        replicas.push(replica(member, &format!("m{i}")).await);
+    }
+    replicas
+}
+
+/// The overlay address the ledger of `replica` records for it.
+pub fn own_address(replica: &Replica) -> Option<std::net::Ipv4Addr> {
+    let me = replica.member.handle.peer_id().to_string();
+    replica.ledger.state().members().get(&me)?.address
+}
+
+/// Starts members bootstrapping to the first of them, with their ledgers.
+pub async fn group(token: &weft::token::Token, names: &[&str]) -> Vec<Replica> {
+    let first = start(token, names[0], vec![]).await;
+    let entry = address(&first).await;
+    let mut replicas = vec![replica(first, names[0]).await];
+    for name in &names[1..] {
+        replicas.push(replica(start(token, name, vec![entry.clone()]).await, name).await);
+    }
+    replicas
+}
+
+/// The cluster every replica of `replicas` is in, once they agree and all hold an address.
+pub async fn settled_cluster(replicas: &[Replica]) -> String {
+    wait_within(
+        MERGE_DEADLINE,
+        "one cluster with an address for all",
+        || {
+            let clusters: BTreeSet<Option<String>> = replicas
+                .iter()
+                .map(|r| r.ledger.status().cluster_id)
+                .collect();
+            let addressed = replicas.iter().all(|r| own_address(r).is_some());
+            match (clusters.len(), clusters.into_iter().next()) {
+                (1, Some(Some(cluster))) if addressed => Some(cluster),
+                _ => None,
+            }
+        },
+    )
+    .await
+}
+
+pub const MERGE_DEADLINE: Duration = Duration::from_secs(90);
