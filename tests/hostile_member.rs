@@ -1,14 +1,18 @@
 //! A token holder that misbehaves: a real libp2p node with the mesh's token (so it is admitted)
-//! that speaks the ledger protocol directly, sending what an honest weft never sends. Today it
-//! tries to speak for other members; each attack must be refused by the leader and leave the
-//! victim's record as it was. Runs in one process on loopback, no root.
+//! that speaks the ledger protocol directly, sending what an honest weft never sends: proposals
+//! in another member's name (refused by the leader, the victim's record unchanged) and a raft
+//! snapshot chunk far past the bytes sent (refused, the node keeps running). Runs in one process
+//! on loopback, no root.
 
 mod support;
 
 use libp2p::PeerId;
+use openraft::raft::InstallSnapshotRequest;
+use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
 use support::ledger::{Replica, group, settled_cluster};
 use support::mesh::{address, admitted, network, start, wait_for};
 use weft::ledger::raft::network::{LedgerRpc, call};
+use weft::ledger::service::hello;
 use weft::ledger::state::{Command, LeaseState, Member, Outcome, Platform};
 
 /// What the leader answers a proposal from the hostile node.
@@ -115,4 +119,75 @@ async fn a_member_cannot_speak_for_another_member() {
         "the forged renewal did not land"
     );
     assert_eq!(after.endpoints, before.endpoints);
+}
+
+/// One snapshot chunk in the leader's name (its node id, a term far ahead).
+fn chunk(leader_node: u64, offset: u64, data: &[u8]) -> LedgerRpc {
+    let term = 1 << 20;
+    LedgerRpc::Snapshot(InstallSnapshotRequest {
+        vote: Vote::new_committed(term, leader_node),
+        meta: SnapshotMeta {
+            last_log_id: Some(LogId::new(
+                CommittedLeaderId::new(term, leader_node),
+                1 << 30,
+            )),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "forged".into(),
+        },
+        offset,
+        data: data.to_vec(),
+        done: false,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_chunk_far_past_the_received_bytes_does_not_take_a_node_down() {
+    let token = network();
+    let replicas = group(&token, &["m0", "m1", "m2"]).await;
+    settled_cluster(&replicas).await;
+    let entry = address(&replicas[0].member).await;
+    let hostile = start(&token, "mallory", vec![entry]).await;
+    let victim = &replicas[0];
+    let victim_id = victim.member.handle.peer_id();
+    wait_for("the victim to admit the hostile node", || {
+        admitted(&hostile)
+            .contains(&victim_id.to_string())
+            .then_some(())
+    })
+    .await;
+    let (leader_node, _) = hello(&victim.ledger).leader.expect("a leader");
+
+    // The first chunk opens a snapshot stream; the second asks the node to write at 2^50, which
+    // a plain in-memory cursor would try to allocate (and abort the process).
+    let first = call::<serde_json::Value>(&hostile.handle, victim_id, &chunk(leader_node, 0, b"{"))
+        .await
+        .expect("the first chunk is answered");
+    let second = call::<serde_json::Value>(
+        &hostile.handle,
+        victim_id,
+        &chunk(leader_node, 1 << 50, b"x"),
+    )
+    .await
+    .expect("the node is alive to answer the second chunk");
+    assert!(second.get("Err").is_some(), "{first} then {second}");
+
+    // The node still runs its ledger: writes through it commit.
+    let deadline = tokio::time::Instant::now() + support::mesh::DEADLINE;
+    loop {
+        let put = Command::KvPut {
+            bucket: "after".into(),
+            key: "attack".into(),
+            value: "still here".into(),
+        };
+        match victim.ledger.propose(put).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "never committed: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
 }

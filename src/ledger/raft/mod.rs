@@ -4,11 +4,10 @@
 //! [`LedgerState`]: crate::ledger::state::LedgerState
 
 pub mod network;
+pub mod snapshot;
 pub mod store;
 
 use std::time::Duration;
-
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +33,7 @@ openraft::declare_raft_types!(
         R = Outcome,
         NodeId = u64,
         Node = LedgerNode,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = snapshot::SnapshotBuffer,
 );
 
 /// Raft timing for a mesh whose links may be relayed across the internet: heartbeats every

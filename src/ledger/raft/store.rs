@@ -11,7 +11,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
-use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -27,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use super::snapshot::SnapshotBuffer;
 use super::{LedgerNode, LedgerTypes};
 use crate::ledger::state::{Command, LedgerState, Outcome};
 
@@ -373,7 +373,7 @@ impl RaftSnapshotBuilder<LedgerTypes> for StateMachineStore {
         )?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(SnapshotBuffer::new(data)),
         })
     }
 }
@@ -421,14 +421,14 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<SnapshotBuffer>> {
+        Ok(Box::default())
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, LedgerNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotBuffer>,
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
         let image: MachineImage = decode(&data)?;
@@ -454,7 +454,7 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
         Ok(
             get_meta::<StoredSnapshot>(&self.db, SNAPSHOT)?.map(|stored| Snapshot {
                 meta: stored.meta,
-                snapshot: Box::new(Cursor::new(stored.data)),
+                snapshot: Box::new(SnapshotBuffer::new(stored.data)),
             }),
         )
     }
