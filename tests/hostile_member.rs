@@ -1,8 +1,9 @@
 //! A token holder that misbehaves: a real libp2p node with the mesh's token (so it is admitted)
 //! that speaks the ledger protocol directly, sending what an honest weft never sends: proposals
-//! in another member's name (refused by the leader, the victim's record unchanged) and a raft
-//! snapshot chunk far past the bytes sent (refused, the node keeps running). Runs in one process
-//! on loopback, no root.
+//! in another member's name (refused by the leader, the victim's record unchanged), a raft
+//! snapshot chunk far past the bytes sent (refused, the node keeps running), and writes too
+//! large to replicate (refused naming the limit, later writes commit everywhere). Runs in one
+//! process on loopback, no root.
 
 mod support;
 
@@ -189,5 +190,71 @@ async fn a_snapshot_chunk_far_past_the_received_bytes_does_not_take_a_node_down(
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_too_large_to_replicate_are_refused_and_the_ledger_goes_on() {
+    let token = network();
+    let replicas = group(&token, &["m0", "m1", "m2"]).await;
+    settled_cluster(&replicas).await;
+    let entry = address(&replicas[0].member).await;
+    let hostile = start(&token, "mallory", vec![entry]).await;
+    let leader_id = replicas[0].ledger.status().leader.expect("a leader");
+    let leader: PeerId = leader_id.parse().unwrap();
+    wait_for("the leader to admit the hostile node", || {
+        admitted(&hostile).contains(&leader_id).then_some(())
+    })
+    .await;
+
+    // Three writes of 300 KB at once: one append batch of them would pass the message limit.
+    let puts = (0..3).map(|i| {
+        propose(
+            &hostile,
+            leader,
+            Command::KvPut {
+                bucket: "big".into(),
+                key: format!("k{i}"),
+                value: "x".repeat(300_000),
+            },
+        )
+    });
+    for refused in futures::future::join_all(puts).await {
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("at most 65536 bytes per write")),
+            "{refused:?}"
+        );
+    }
+    // The same from a member's own ledger is refused before it is proposed.
+    let local = replicas[1]
+        .ledger
+        .propose(Command::KvPut {
+            bucket: "big".into(),
+            key: "local".into(),
+            value: "x".repeat(70_000),
+        })
+        .await;
+    assert!(local.is_err(), "{local:?}");
+
+    // Writes within the limit commit and reach every replica.
+    let fits = Command::KvPut {
+        bucket: "after".into(),
+        key: "k".into(),
+        value: "y".repeat(60_000),
+    };
+    let committed = propose(&hostile, leader, fits).await;
+    assert!(committed.is_ok(), "{committed:?}");
+    for replica in &replicas {
+        wait_for("the write within the limit on every replica", || {
+            replica
+                .ledger
+                .state()
+                .bucket("after")
+                .is_some_and(|b| b.contains_key("k"))
+                .then_some(())
+        })
+        .await;
     }
 }

@@ -185,6 +185,35 @@ fn a_tcp_api_needs_its_bearer_token_and_bounds_its_clients() {
         "{body}"
     );
 
+    // A write within the body limit whose encoding is over the ledger's per-write limit is
+    // refused naming the limit, and the ledger goes on taking writes.
+    let quotes = host.dir.join("quotes.txt");
+    std::fs::write(&quotes, vec![b'"'; 40 * 1024]).unwrap();
+    let (status, body) = curl_tcp(
+        &host,
+        "/v1/ledger/big/value",
+        &[
+            "-H",
+            &bearer,
+            "-X",
+            "PUT",
+            "--data-binary",
+            &format!("@{}", quotes.display()),
+        ],
+    );
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (413, "payload_too_large"),
+        "{body}"
+    );
+    assert!(body.contains("at most 65536 bytes per write"), "{body}");
+    let (status, body) = curl_tcp(
+        &host,
+        "/v1/ledger/small/value",
+        &["-H", &bearer, "-X", "PUT", "--data-binary", "fits"],
+    );
+    assert_eq!(status, 200, "{body}");
+
     // A client that never finishes its headers is disconnected; others are served meanwhile.
     let started = Instant::now();
     let mut slow = host

@@ -104,6 +104,11 @@ impl ApiError {
                 "not_committed",
                 e.to_string(),
             ),
+            ApiError::Ledger(e @ LedgerError::TooLarge(_)) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                e.to_string(),
+            ),
             ApiError::Ledger(e) => (StatusCode::INTERNAL_SERVER_ERROR, "ledger", e.to_string()),
         }
     }

@@ -11,6 +11,7 @@ pub mod authority;
 pub mod autopilot;
 pub mod feed;
 pub mod follower;
+pub mod limits;
 pub mod merge;
 mod metrics;
 pub mod pending;
@@ -66,6 +67,8 @@ pub enum LedgerError {
     LeaderUnreachable(String),
     #[error("the leader refused the proposal: {0}")]
     Refused(String),
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// What `weft status` shows of the ledger.
@@ -482,6 +485,7 @@ impl Ledger {
     }
 
     async fn attempt(&self, command: Command) -> Result<Outcome, Attempt> {
+        limits::check_size(&command).map_err(|e| Attempt::Failed(LedgerError::TooLarge(e)))?;
         let (leader, node) = self
             .leader()
             .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;

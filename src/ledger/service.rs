@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use super::Ledger;
 use super::authority::may_propose;
+use super::limits::check_size;
 use super::raft::network::{Hello, Joined, LedgerRpc, call};
 use super::state::Outcome;
 use crate::p2p::InboundRpc;
@@ -52,7 +53,9 @@ pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiv
                     }
                     LedgerRpc::Catchup => encode(&ledger.catchup()),
                     LedgerRpc::Propose(command) => {
-                        if let Err(refusal) = may_propose(&command, &rpc.peer.to_string()) {
+                        let checked = may_propose(&command, &rpc.peer.to_string())
+                            .and_then(|()| check_size(&command));
+                        if let Err(refusal) = checked {
                             tracing::warn!(peer = %rpc.peer, %refusal, "refused a proposal");
                             let refused: Result<Outcome, String> = Err(refusal);
                             let _ = rpc.reply.send(encode(&refused));

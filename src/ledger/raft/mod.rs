@@ -37,7 +37,8 @@ openraft::declare_raft_types!(
 );
 
 /// Raft timing for a mesh whose links may be relayed across the internet: heartbeats every
-/// 500 ms, elections after 1.5–3 s of silence, a snapshot every 5,000 entries.
+/// 500 ms, elections after 1.5–3 s of silence, a snapshot every 5,000 entries; appends and
+/// snapshot chunks sized to fit one message ([`crate::ledger::limits`]).
 pub fn config() -> openraft::Config {
     openraft::Config {
         cluster_name: "weft-ledger".to_string(),
@@ -45,6 +46,8 @@ pub fn config() -> openraft::Config {
         election_timeout_min: Duration::from_millis(1500).as_millis() as u64,
         election_timeout_max: Duration::from_millis(3000).as_millis() as u64,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
+        max_payload_entries: crate::ledger::limits::APPEND_BATCH,
+        snapshot_max_chunk_size: crate::ledger::limits::SNAPSHOT_CHUNK as u64,
         ..Default::default()
     }
 }
