@@ -120,6 +120,8 @@ pub fn router(state: Arc<ApiState>, access: Access) -> Router {
         .route("/v1/peers", get(peers))
         .route("/v1/members", get(members))
         .route("/v1/members/{peer}", delete(remove_member))
+        .route("/v1/denied", get(denied))
+        .route("/v1/denied/{peer}", put(deny).delete(allow))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{member}", put(roles::set))
         .route("/v1/policy", get(roles::policy).put(roles::set_policy))
@@ -332,6 +334,51 @@ async fn remove_member(
         state
             .ledger
             .propose_patiently(Command::Leave { peer })
+            .await?,
+    ))
+}
+
+/// `GET /v1/denied`: the PeerIds the mesh denies.
+async fn denied(State(state): State<Arc<ApiState>>) -> Json<Vec<String>> {
+    Json(state.ledger.state().denied().iter().cloned().collect())
+}
+
+/// `PUT /v1/denied/{peer}`: denies a member (by PeerId or hostname) or any PeerId: it is
+/// removed from the members and every member cuts it off. A node cannot deny itself.
+async fn deny(
+    State(state): State<Arc<ApiState>>,
+    Path(who): Path<String>,
+) -> Result<Json<Outcome>, ApiError> {
+    let peer = match find_member(&state.ledger.state(), &who) {
+        Ok(peer) => peer,
+        Err(ApiError::NotFound(_)) if who.parse::<libp2p::PeerId>().is_ok() => who,
+        Err(e) => return Err(e),
+    };
+    if peer == state.p2p.peer_id().to_string() {
+        return Err(ApiError::Conflict(
+            "a node cannot deny itself; deny it from another member".into(),
+        ));
+    }
+    Ok(Json(
+        state
+            .ledger
+            .propose_patiently(Command::Deny { peer })
+            .await?,
+    ))
+}
+
+/// `DELETE /v1/denied/{peer}`: takes a PeerId off the deny list; it may join again.
+async fn allow(
+    State(state): State<Arc<ApiState>>,
+    Path(peer): Path<String>,
+) -> Result<Json<Outcome>, ApiError> {
+    if !state.ledger.state().denied().contains(&peer) {
+        return Err(ApiError::NotFound(format!("denied PeerId {peer:?}")));
+    }
+    Ok(Json(
+        state
+            .ledger
+            .propose_patiently(Command::Allow { peer })
             .await?,
     ))
 }

@@ -1,4 +1,5 @@
-//! `weft members`: the ledger's members, and removing one that left for good.
+//! `weft members`: the ledger's members, removing one that left for good, and denying one (a
+//! stolen or compromised machine) so that every member cuts it off.
 
 use clap::{Args, Subcommand};
 
@@ -24,6 +25,27 @@ enum MembersCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Deny a member (a stolen or compromised machine): it is removed, every member closes its
+    /// connections within seconds and refuses it from then on. It still holds the network
+    /// token; rotate the token to lock it out for good.
+    Deny {
+        /// The member's PeerId or hostname, or any PeerId.
+        member: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Take a PeerId off the deny list: it may join again.
+    Allow {
+        /// The denied PeerId.
+        peer: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the denied PeerIds.
+    Denied {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Runs `weft members [rm MEMBER]`.
@@ -33,6 +55,27 @@ pub(super) fn run(args: MembersArgs) -> Result<(), Failure> {
         Some(MembersCommand::Rm { member, client }) => {
             let path = format!("/v1/members/{}", segment(&member));
             call(&client, hyper::Method::DELETE, &path, Vec::new())?;
+            Ok(())
+        }
+        Some(MembersCommand::Deny { member, client }) => {
+            let path = format!("/v1/denied/{}", segment(&member));
+            call(&client, hyper::Method::PUT, &path, Vec::new())?;
+            Ok(())
+        }
+        Some(MembersCommand::Allow { peer, client }) => {
+            let path = format!("/v1/denied/{}", segment(&peer));
+            call(&client, hyper::Method::DELETE, &path, Vec::new())?;
+            Ok(())
+        }
+        Some(MembersCommand::Denied { client }) => {
+            let denied: Vec<String> = fetch(&client, "/v1/denied")?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&denied)?);
+            } else {
+                for peer in denied {
+                    println!("{peer}");
+                }
+            }
             Ok(())
         }
     }

@@ -46,7 +46,8 @@ enum Command {
     Status(ClientArgs),
     /// List the peers that proved membership, how they are reached and their round-trip time.
     Peers(ClientArgs),
-    /// List the ledger's members: hostname, DNS name, overlay address, role, lease.
+    /// List the ledger's members (hostname, DNS name, overlay address, role, lease); remove,
+    /// deny or allow one.
     Members(members::MembersArgs),
     /// Kubernetes roles: who is control plane or worker, deployed or pending, and the policy.
     #[command(subcommand)]

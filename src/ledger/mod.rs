@@ -9,6 +9,7 @@
 
 pub mod authority;
 pub mod autopilot;
+mod deny;
 pub mod feed;
 pub mod follower;
 pub mod limits;
@@ -217,6 +218,7 @@ impl Ledger {
             shutdown.clone(),
         ));
         tokio::spawn(feed::follow(ledger.clone(), p2p.gossip(), shutdown.clone()));
+        tokio::spawn(deny::enforce(ledger.clone(), shutdown.clone()));
         tokio::spawn(autopilot::run(
             ledger.clone(),
             config,

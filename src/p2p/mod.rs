@@ -15,6 +15,7 @@ pub mod peers;
 pub mod protocol;
 mod redial;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +96,8 @@ pub(crate) enum Command {
         payload: Vec<u8>,
         reply: oneshot::Sender<Result<Vec<u8>, P2pError>>,
     },
+    /// The peers the mesh denies, all of them: cut off and refused from now on.
+    Deny { peers: HashSet<PeerId> },
 }
 
 /// The services that exchange requests with opaque payloads between admitted peers; each has its
@@ -233,6 +236,15 @@ impl P2pHandle {
     /// Inbound streams come from any connected peer: check admission before reading.
     pub fn frame_streams(&self) -> (libp2p_stream::Control, libp2p::StreamProtocol) {
         (self.streams.clone(), self.frames.clone())
+    }
+
+    /// Cuts off `peers` (the ledger's whole deny list): their connections close, and they are
+    /// refused until a later call leaves them out.
+    pub async fn set_denied(&self, peers: HashSet<PeerId>) -> Result<(), P2pError> {
+        self.commands
+            .send(Command::Deny { peers })
+            .await
+            .map_err(|_| P2pError::Stopped)
     }
 
     /// Whether `peer` is admitted now.

@@ -109,6 +109,9 @@ pub(super) struct Node {
     bootstrap: Bootstrap,
     redial: Redial,
     blocked_until: HashMap<PeerId, Instant>,
+    /// The peers the ledger denies, blocked for as long as they are on its list, with the
+    /// addresses they listened on (dialled again if they are allowed back).
+    denied: HashMap<PeerId, Vec<Multiaddr>>,
     reservations: HashMap<PeerId, ListenerId>,
     listen: HashSet<Multiaddr>,
     provided_epoch: Option<u64>,
@@ -214,6 +217,7 @@ impl Node {
             admitted,
             peers: PeerTable::default(),
             blocked_until: HashMap::new(),
+            denied: HashMap::new(),
             reservations: HashMap::new(),
             listen: HashSet::new(),
             provided_epoch: None,
@@ -316,7 +320,41 @@ impl Node {
                 let id = self.opaque(service).send_request(&peer, Opaque { payload });
                 self.pending.insert((service, id), reply);
             }
+            Command::Deny { peers } => self.deny(peers),
         }
+    }
+
+    /// Blocks the newly denied peers (closing their connections) and unblocks those no longer
+    /// denied, unless a failed admission still blocks them.
+    fn deny(&mut self, peers: HashSet<PeerId>) {
+        let added: Vec<PeerId> = peers
+            .iter()
+            .filter(|p| !self.denied.contains_key(p))
+            .copied()
+            .collect();
+        let lifted: Vec<PeerId> = self
+            .denied
+            .keys()
+            .filter(|p| !peers.contains(p))
+            .copied()
+            .collect();
+        for peer in added {
+            tracing::warn!(%peer, "cutting off a peer the mesh denies");
+            let addrs = self.peers.listen_addrs(&peer).to_vec();
+            self.denied.insert(peer, addrs);
+            self.admission.forget(&peer);
+            self.set_admitted(&peer, false);
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        }
+        for peer in lifted {
+            tracing::info!(%peer, "a peer is no longer denied");
+            let addrs = self.denied.remove(&peer).unwrap_or_default();
+            if !self.blocked_until.contains_key(&peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                self.dial_member(peer, addrs);
+            }
+        }
+        self.publish_peers();
     }
 
     fn on_tick(&mut self) {
@@ -344,7 +382,9 @@ impl Node {
             .collect();
         for peer in expired {
             self.blocked_until.remove(&peer);
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            if !self.denied.contains_key(&peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
         }
         self.rendezvous(now);
         self.reserve_relays();

@@ -1,0 +1,35 @@
+//! The ledger's deny list, enforced below it: whenever the ledger changes, the PeerIds it denies
+//! go to the control plane, which closes their connections and refuses them from then on. With
+//! no connection a denied node gets no raft RPCs, gossip or feed; the state machine has already
+//! removed it from the members, so no address, route or data-plane session is left for it.
+
+use std::collections::HashSet;
+
+use libp2p::PeerId;
+use tokio_util::sync::CancellationToken;
+
+use super::Ledger;
+
+/// Keeps the control plane's deny set equal to the ledger's until `shutdown`.
+pub async fn enforce(ledger: Ledger, shutdown: CancellationToken) {
+    let mut changes = ledger.subscribe();
+    let mut enforced: HashSet<PeerId> = HashSet::new();
+    loop {
+        let denied: HashSet<PeerId> = ledger
+            .state()
+            .denied()
+            .iter()
+            .filter_map(|peer| peer.parse().ok())
+            .collect();
+        if denied != enforced {
+            if ledger.p2p.set_denied(denied.clone()).await.is_err() {
+                return;
+            }
+            enforced = denied;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+    }
+}
