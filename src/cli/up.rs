@@ -13,7 +13,8 @@ use crate::config::{self, ConfigError, Inputs, Origin, RawSetting, RawValue};
 #[derive(Debug, Args)]
 #[command(after_long_help = SCRIPT_HELP)]
 pub(super) struct UpArgs {
-    /// Network token (native or edgevpn). Create one with `weft token new`.
+    /// Network token (native or edgevpn). Create one with `weft token new`. A command line is
+    /// visible to every local user: prefer --token-file or WEFT_TOKEN.
     #[arg(long, env = "WEFT_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
     /// File holding the network token (native, edgevpn base64, or edgevpn YAML).
