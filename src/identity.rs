@@ -106,17 +106,67 @@ impl Identity {
     }
 }
 
-/// Creates the state directory, and any missing parents, with mode 0700; an existing
-/// directory is left as the operator made it.
+/// What weft keeps in the state directory (anything else there is the operator's).
+const STATE_ENTRIES: &[&str] = &[KEY_FILE, "api.token", "deployed", "raft"];
+
+/// Creates the state directory, and any missing parents, with mode 0700, then makes weft's
+/// entries in it private whatever existed before: directories 0700, files 0600 (the key, the
+/// raft log, the API token), and the directory itself 0700 unless it also holds files that are
+/// not weft's (a directory shared by mistake keeps its mode, with a warning). Sockets and
+/// symbolic links are left alone.
 fn create_state_dir(dir: &Path) -> Result<(), IdentityError> {
+    let error = |source| IdentityError::StateDir {
+        path: dir.to_path_buf(),
+        source,
+    };
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| IdentityError::StateDir {
-            path: dir.to_path_buf(),
-            source,
-        })
+        .map_err(error)?;
+    let foreign = fs::read_dir(dir)
+        .map_err(error)?
+        .filter_map(Result::ok)
+        .any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !STATE_ENTRIES.iter().any(|own| name.starts_with(own))
+        });
+    if foreign {
+        // Perhaps a directory shared with other software: its mode is the operator's call.
+        tracing::warn!(path = %dir.display(), "the state directory holds files that are not weft's; its own mode is left as it is (make it 0700)");
+    } else {
+        make_private(dir).map_err(error)?;
+    }
+    for entry in STATE_ENTRIES {
+        match make_private(&dir.join(entry)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other.map_err(error)?,
+        }
+    }
+    Ok(())
+}
+
+/// Makes `path` private, and all below it when it is a directory.
+fn make_private(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    let wanted = if meta.is_dir() {
+        0o700
+    } else if meta.is_file() {
+        0o600
+    } else {
+        return Ok(());
+    };
+    if meta.permissions().mode() & 0o7777 != wanted {
+        tracing::info!(path = %path.display(), mode = format!("{wanted:04o}"), "made private");
+        fs::set_permissions(path, fs::Permissions::from_mode(wanted))?;
+    }
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            make_private(&entry?.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to a temporary file with mode 0600, syncs it, and renames it into place, so a
@@ -141,6 +191,45 @@ fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_dir_and_wefts_files_in_it_become_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        fs::create_dir_all(dir.join("raft")).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.join("raft/ledger.redb"), b"x").unwrap();
+        fs::set_permissions(
+            dir.join("raft/ledger.redb"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let identity = Identity::load_or_create(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("raft")), 0o700);
+        assert_eq!(mode(&dir.join("raft/ledger.redb")), 0o600);
+        assert_eq!(mode(identity.path()), 0o600);
+    }
+
+    #[test]
+    fn a_shared_directory_keeps_its_mode_and_the_operators_files_too() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("shared");
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.join("operator-notes"), b"mine").unwrap();
+        fs::set_permissions(
+            dir.join("operator-notes"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        let identity = Identity::load_or_create(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir), 0o755);
+        assert_eq!(mode(&dir.join("operator-notes")), 0o644);
+        assert_eq!(mode(identity.path()), 0o600);
+    }
 
     #[test]
     fn the_same_state_dir_gives_the_same_peer_id() {
