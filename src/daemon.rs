@@ -360,6 +360,14 @@ fn dns_config(settings: &Settings, listen: std::net::SocketAddr) -> DnsConfig {
         domain: settings.dns_domain.clone(),
         upstreams,
         cache_size: settings.dns_cache_size,
+        clients: [
+            "127.0.0.0/8".parse().expect("a valid network"),
+            "::1/128".parse().expect("a valid network"),
+            ipnet::IpNet::V4(settings.cidr),
+        ]
+        .into_iter()
+        .chain(settings.dns_allow.iter().copied())
+        .collect(),
     }
 }
 

@@ -186,6 +186,7 @@ async fn weft_dns_counted(
         domain: DOMAIN.into(),
         upstreams,
         cache_size: 100,
+        clients: vec!["127.0.0.0/8".parse().unwrap()],
     };
     let sockets = DnsSockets::bind(config.listen)
         .await

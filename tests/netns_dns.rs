@@ -323,3 +323,49 @@ fn a_taken_dns_port_stops_start_up_before_the_network() {
     let out = lan.hosts[0].run("ip", &["link", "show", "weft1"]);
     assert!(!out.status.success(), "weft1 exists");
 }
+
+#[test]
+fn only_loopback_the_overlay_and_allowed_networks_are_answered() {
+    require_netns!();
+    if let Some(reason) = tools_missing() {
+        support::netns::report_skip(&reason);
+        return;
+    }
+    let mut lan = Lan::new(3, WEFT);
+    let token = lan.new_token();
+    let allowed = format!("{}/32", lan.hosts[2].addr);
+    lan.start_weft(
+        0,
+        &[
+            "--token",
+            &token,
+            "--no-dht",
+            "--dns",
+            "0.0.0.0:53",
+            "--no-dns-forward",
+            "--dns-allow",
+            &allowed,
+        ],
+        &[],
+    );
+    for i in 1..3 {
+        lan.start_weft(i, &["--token", &token, "--no-dht"], &[]);
+    }
+    let overlay = lan.settled_addresses(&[0, 1, 2], DEADLINE);
+    let ask = |from: usize, server: &str| {
+        let mut command = lan.hosts[from].command("dig");
+        command.arg(format!("@{server}")).arg("n1.weft.internal");
+        dig::run(command)
+    };
+    let lan_address = lan.hosts[0].addr.to_string();
+    // On the LAN, a client outside the allowed networks is refused: no open resolver.
+    let refused = ask(1, &lan_address);
+    assert_eq!(refused.status, "REFUSED", "{}", refused.text);
+    assert!(refused.answers.is_empty(), "{}", refused.text);
+    // The allowed network, loopback and the overlay are answered.
+    assert_eq!(ask(2, &lan_address).data("A"), [overlay[0].clone()]);
+    assert_eq!(ask(0, "127.0.0.1").data("A"), [overlay[0].clone()]);
+    wait_until(DEADLINE, "an answer over the overlay", || {
+        (ask(1, &overlay[0]).data("A") == [overlay[0].clone()]).then_some(())
+    });
+}

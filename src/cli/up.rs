@@ -100,6 +100,10 @@ pub(super) struct UpArgs {
     /// Entries in the DNS forwarding cache [default: 200].
     #[arg(long, env = "WEFT_DNS_CACHE_SIZE", value_name = "N")]
     dns_cache_size: Option<String>,
+    /// Also answer DNS clients in this network (repeatable); loopback and the overlay always
+    /// may ask, anyone else is REFUSED [default: none].
+    #[arg(long, env = "WEFT_DNS_ALLOW", value_name = "CIDR")]
+    dns_allow: Vec<String>,
     /// Upper bound on open peer connections [default: 256].
     #[arg(long, env = "WEFT_MAX_CONNECTIONS", value_name = "N")]
     max_connections: Option<String>,
@@ -230,6 +234,7 @@ const UP_SETTINGS: &[(&str, &str, bool)] = &[
     ("no_dns_forward", "dns_forward", true),
     ("dns_forward_server", "dns_forward_servers", false),
     ("dns_cache_size", "dns_cache_size", false),
+    ("dns_allow", "dns_allow", false),
     ("max_connections", "max_connections", false),
     ("lease_timeout", "lease_timeout", false),
     ("no_tun", "tun", true),

@@ -100,6 +100,7 @@ pub const KEYS: &[&str] = &[
     "dns_forward",
     "dns_forward_servers",
     "dns_cache_size",
+    "dns_allow",
     "max_connections",
     "lease_timeout",
     "tun",
@@ -177,6 +178,8 @@ pub struct Settings {
     pub dns_forward_servers: Vec<SocketAddr>,
     /// Entries in the DNS forwarding cache.
     pub dns_cache_size: usize,
+    /// Networks beyond loopback and the overlay whose clients the DNS server answers.
+    pub dns_allow: Vec<ipnet::IpNet>,
     /// Upper bound on open libp2p connections.
     pub max_connections: u32,
     /// How long a member may be unreachable before the leader expires its lease (freeing its
@@ -376,6 +379,9 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         dns_forward: merged.or("dns_forward", true, |f| f.boolean())?,
         dns_forward_servers: merged.or("dns_forward_servers", Vec::new(), |f| {
             f.list("host:port such as 1.1.1.1:53")
+        })?,
+        dns_allow: merged.or("dns_allow", Vec::new(), |f| {
+            f.list("a network such as 192.168.1.0/24")
         })?,
         dns_cache_size: merged.or("dns_cache_size", 200, |f| {
             f.integer(0, 1 << 24).map(|n| n as usize)
@@ -787,6 +793,15 @@ impl Resolved {
                 ),
             ),
             ("dns_cache_size", json!(s.dns_cache_size)),
+            (
+                "dns_allow",
+                json!(
+                    s.dns_allow
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                ),
+            ),
             ("max_connections", json!(s.max_connections)),
             ("lease_timeout", json!(s.lease_timeout.as_secs())),
             ("tun", json!(s.tun)),

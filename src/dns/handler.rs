@@ -27,6 +27,8 @@ pub struct Handler {
     zone: Arc<ArcSwap<Zone>>,
     forwarder: Option<Arc<Forwarder>>,
     metrics: DnsMetrics,
+    /// The networks clients may ask from.
+    clients: Vec<ipnet::IpNet>,
 }
 
 /// An answer before encoding.
@@ -67,20 +69,37 @@ impl Reply {
 }
 
 impl Handler {
-    /// A handler over the live snapshot `zone`; without a forwarder, other names are refused.
+    /// A handler over the live snapshot `zone` for clients in `clients`; without a forwarder,
+    /// other names are refused.
     pub fn new(
         zone: Arc<ArcSwap<Zone>>,
         forwarder: Option<Arc<Forwarder>>,
         metrics: DnsMetrics,
+        clients: Vec<ipnet::IpNet>,
     ) -> Handler {
         Handler {
             zone,
             forwarder,
             metrics,
+            clients,
         }
     }
 
+    /// Whether `ip` may ask (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    fn admits(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.clients.iter().any(|net| net.contains(&ip))
+    }
+
     async fn reply(&self, request: &Request) -> Reply {
+        if !self.admits(request.src().ip()) {
+            return Reply::code(Source::Refused, ResponseCode::Refused);
+        }
         if request.metadata.op_code != OpCode::Query {
             return Reply::code(Source::Rejected, ResponseCode::NotImp);
         }

@@ -47,6 +47,9 @@ pub struct DnsConfig {
     pub upstreams: Option<Vec<SocketAddr>>,
     /// Answers the forwarding cache holds.
     pub cache_size: usize,
+    /// Who may ask: loopback, the overlay pool and what `--dns-allow` adds. Anyone else is
+    /// answered REFUSED, so a server on a LAN address is no open resolver.
+    pub clients: Vec<ipnet::IpNet>,
 }
 
 /// Why the DNS server cannot start.
@@ -123,7 +126,12 @@ pub fn serve(
         .upstreams
         .clone()
         .map(|servers| Arc::new(Forwarder::new(servers, config.cache_size)));
-    let mut server = Server::new(Handler::new(zone, forwarder, metrics));
+    let mut server = Server::new(Handler::new(
+        zone,
+        forwarder,
+        metrics,
+        config.clients.clone(),
+    ));
     server.register_socket(sockets.udp);
     server.register_listener(sockets.tcp, TCP_IDLE, TCP_QUEUE);
     let stop = server.shutdown_token().clone();
