@@ -42,24 +42,49 @@ fn join(peer: &str, hostname: &str, requested: Option<std::net::Ipv4Addr>) -> Co
     }
 }
 
+/// Three honest replicas in one settled cluster, and a hostile token holder admitted by its
+/// target: the leader, or the first replica.
+struct Scene {
+    replicas: Vec<Replica>,
+    hostile: support::mesh::Member,
+    /// The peer the hostile node speaks to.
+    target: PeerId,
+}
+
+async fn scene(target_leader: bool) -> Scene {
+    let token = network();
+    let replicas = group(&token, &["m0", "m1", "m2"]).await;
+    settled_cluster(&replicas).await;
+    let entry = address(&replicas[0].member).await;
+    let hostile = start(&token, "mallory", vec![entry]).await;
+    let target = if target_leader {
+        replicas[0].ledger.status().leader.expect("a leader")
+    } else {
+        replicas[0].member.handle.peer_id().to_string()
+    };
+    wait_for("the target to admit the hostile node", || {
+        admitted(&hostile).contains(&target).then_some(())
+    })
+    .await;
+    Scene {
+        replicas,
+        hostile,
+        target: target.parse().unwrap(),
+    }
+}
+
 fn record(replica: &Replica, peer: &str) -> Member {
     replica.ledger.state().members()[peer].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_cannot_speak_for_another_member() {
-    let token = network();
-    let replicas = group(&token, &["m0", "m1", "m2"]).await;
-    settled_cluster(&replicas).await;
-    let entry = address(&replicas[0].member).await;
-    let hostile = start(&token, "mallory", vec![entry]).await;
-
-    let leader_id = replicas[0].ledger.status().leader.expect("a leader");
-    let leader: PeerId = leader_id.parse().unwrap();
-    wait_for("the leader to admit the hostile node", || {
-        admitted(&hostile).contains(&leader_id).then_some(())
-    })
-    .await;
+    let Scene {
+        replicas,
+        hostile,
+        target: leader,
+    } = scene(true).await;
+    let leader_id = leader.to_string();
     let victim = replicas
         .iter()
         .map(|r| r.member.handle.peer_id().to_string())
@@ -143,19 +168,12 @@ fn chunk(leader_node: u64, offset: u64, data: &[u8]) -> LedgerRpc {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_chunk_far_past_the_received_bytes_does_not_take_a_node_down() {
-    let token = network();
-    let replicas = group(&token, &["m0", "m1", "m2"]).await;
-    settled_cluster(&replicas).await;
-    let entry = address(&replicas[0].member).await;
-    let hostile = start(&token, "mallory", vec![entry]).await;
+    let Scene {
+        replicas,
+        hostile,
+        target: victim_id,
+    } = scene(false).await;
     let victim = &replicas[0];
-    let victim_id = victim.member.handle.peer_id();
-    wait_for("the victim to admit the hostile node", || {
-        admitted(&hostile)
-            .contains(&victim_id.to_string())
-            .then_some(())
-    })
-    .await;
     let (leader_node, _) = hello(&victim.ledger).leader.expect("a leader");
 
     // The first chunk opens a snapshot stream; the second asks the node to write at 2^50, which
@@ -195,17 +213,11 @@ async fn a_snapshot_chunk_far_past_the_received_bytes_does_not_take_a_node_down(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_too_large_to_replicate_are_refused_and_the_ledger_goes_on() {
-    let token = network();
-    let replicas = group(&token, &["m0", "m1", "m2"]).await;
-    settled_cluster(&replicas).await;
-    let entry = address(&replicas[0].member).await;
-    let hostile = start(&token, "mallory", vec![entry]).await;
-    let leader_id = replicas[0].ledger.status().leader.expect("a leader");
-    let leader: PeerId = leader_id.parse().unwrap();
-    wait_for("the leader to admit the hostile node", || {
-        admitted(&hostile).contains(&leader_id).then_some(())
-    })
-    .await;
+    let Scene {
+        replicas,
+        hostile,
+        target: leader,
+    } = scene(true).await;
 
     // Three writes of 300 KB at once: one append batch of them would pass the message limit.
     let puts = (0..3).map(|i| {

@@ -164,21 +164,19 @@ fn a_tcp_api_needs_its_bearer_token_and_bounds_its_clients() {
     );
     assert_eq!((status, code(&body).as_str()), (403, "bad_host"), "{body}");
 
+    // The body of `bytes` sent by `method` to `path` with the token.
+    let send = |method: &str, path: &str, bytes: Vec<u8>| {
+        let file = host.dir.join("body");
+        std::fs::write(&file, bytes).unwrap();
+        let data = format!("@{}", file.display());
+        curl_tcp(
+            &host,
+            path,
+            &["-H", &bearer, "-X", method, "--data-binary", &data],
+        )
+    };
     // An oversized body is refused before any handler reads it.
-    let big = host.dir.join("big.json");
-    std::fs::write(&big, vec![b'x'; 100 * 1024]).unwrap();
-    let (status, body) = curl_tcp(
-        &host,
-        "/v1/dns",
-        &[
-            "-H",
-            &bearer,
-            "-X",
-            "POST",
-            "--data-binary",
-            &format!("@{}", big.display()),
-        ],
-    );
+    let (status, body) = send("POST", "/v1/dns", vec![b'x'; 100 * 1024]);
     assert_eq!(
         (status, code(&body).as_str()),
         (413, "payload_too_large"),
@@ -187,31 +185,14 @@ fn a_tcp_api_needs_its_bearer_token_and_bounds_its_clients() {
 
     // A write within the body limit whose encoding is over the ledger's per-write limit is
     // refused naming the limit, and the ledger goes on taking writes.
-    let quotes = host.dir.join("quotes.txt");
-    std::fs::write(&quotes, vec![b'"'; 40 * 1024]).unwrap();
-    let (status, body) = curl_tcp(
-        &host,
-        "/v1/ledger/big/value",
-        &[
-            "-H",
-            &bearer,
-            "-X",
-            "PUT",
-            "--data-binary",
-            &format!("@{}", quotes.display()),
-        ],
-    );
+    let (status, body) = send("PUT", "/v1/ledger/big/value", vec![b'"'; 40 * 1024]);
     assert_eq!(
         (status, code(&body).as_str()),
         (413, "payload_too_large"),
         "{body}"
     );
     assert!(body.contains("at most 65536 bytes per write"), "{body}");
-    let (status, body) = curl_tcp(
-        &host,
-        "/v1/ledger/small/value",
-        &["-H", &bearer, "-X", "PUT", "--data-binary", "fits"],
-    );
+    let (status, body) = send("PUT", "/v1/ledger/small/value", b"fits".to_vec());
     assert_eq!(status, 200, "{body}");
 
     // A client that never finishes its headers is disconnected; others are served meanwhile.
