@@ -39,20 +39,6 @@ fn wait_for_a(lan: &Lan, i: usize, name: &str, want: &[&str]) {
     );
 }
 
-/// `weft args... --api <host i>`, which must succeed; its standard output.
-fn weft_ok(lan: &Lan, i: usize, args: &[&str]) -> String {
-    let api = lan.hosts[i].api();
-    let mut all = args.to_vec();
-    all.extend(["--api", api.as_str()]);
-    let out = lan.weft(&all);
-    assert!(
-        out.status.success(),
-        "weft {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `curl` against host `i`'s API socket: (HTTP status, body).
 fn curl(lan: &Lan, i: usize, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
     let socket = lan.hosts[i].api_socket();
@@ -109,7 +95,7 @@ fn every_member_resolves_every_member_and_follows_renames_collisions_and_leaves(
     assert_eq!(reply.status, "NXDOMAIN", "{}", reply.text);
     assert_eq!(reply.authority[0].rtype, "SOA", "{}", reply.text);
     let members: Vec<serde_json::Value> =
-        serde_json::from_str(&weft_ok(&lan, 0, &["members", "--json"])).unwrap();
+        serde_json::from_str(&lan.weft_ok(0, &["members", "--json"])).unwrap();
     let names: Vec<&str> = members
         .iter()
         .filter_map(|m| m["dns_name"].as_str())
@@ -131,7 +117,7 @@ fn every_member_resolves_every_member_and_follows_renames_collisions_and_leaves(
     lan.wait_api(2, DEADLINE);
     let suffixed = wait_until(DNS_DEADLINE, "both n1s to show suffixed names", || {
         let members: Vec<serde_json::Value> =
-            serde_json::from_str(&weft_ok(&lan, 0, &["members", "--json"])).ok()?;
+            serde_json::from_str(&lan.weft_ok(0, &["members", "--json"])).ok()?;
         let name = |hostname: &str| -> Option<String> {
             let member = members.iter().find(|m| m["hostname"] == hostname)?;
             Some(member["dns_name"].as_str()?.to_string())
@@ -153,7 +139,7 @@ fn every_member_resolves_every_member_and_follows_renames_collisions_and_leaves(
     lan.processes[procs[2]]
         .wait_exit(DEADLINE)
         .expect("the renamed node stops");
-    weft_ok(&lan, 0, &["members", "rm", "N1.lab"]);
+    lan.weft_ok(0, &["members", "rm", "N1.lab"]);
     for i in 0..2 {
         wait_for_a(&lan, i, &suffixed.1, &[]);
         wait_for_a(&lan, i, "n1.weft.internal", &[&overlay[0]]);
@@ -177,8 +163,7 @@ fn user_records_wildcards_and_edgevpn_regex_records() {
     let overlay = lan.settled_addresses(&[0, 1], DEADLINE);
 
     // A wildcard CNAME added on one node answers on the other, with the member's A record.
-    weft_ok(
-        &lan,
+    lan.weft_ok(
         1,
         &[
             "dns",
@@ -188,8 +173,7 @@ fn user_records_wildcards_and_edgevpn_regex_records() {
             "n1.weft.internal",
         ],
     );
-    weft_ok(
-        &lan,
+    lan.weft_ok(
         1,
         &[
             "dns",
@@ -212,7 +196,7 @@ fn user_records_wildcards_and_edgevpn_regex_records() {
     });
     assert_eq!(reply.data("TXT"), ["\"role=primary\""], "{}", reply.text);
     assert_eq!(reply.answers[0].ttl, 30, "{}", reply.text);
-    let listing = weft_ok(&lan, 0, &["dns", "ls"]);
+    let listing = lan.weft_ok(0, &["dns", "ls"]);
     assert!(listing.contains("*.apps.weft.internal"), "{listing}");
     assert!(listing.contains("n2.weft.internal"), "{listing}");
     // Invalid input is refused with what is wrong, and changes nothing.
@@ -274,8 +258,8 @@ fn user_records_wildcards_and_edgevpn_regex_records() {
     );
 
     // Removing records takes them out of the answers.
-    weft_ok(&lan, 0, &["dns", "rm", "*.apps.weft.internal"]);
-    weft_ok(&lan, 0, &["dns", "rm", "--regex", "foo"]);
+    lan.weft_ok(0, &["dns", "rm", "*.apps.weft.internal"]);
+    lan.weft_ok(0, &["dns", "rm", "--regex", "foo"]);
     wait_until(DNS_DEADLINE, "removed records to stop answering", || {
         let wildcard = dig_on(&lan, 1, &["web.apps.weft.internal"]);
         let regex = dig_on(&lan, 1, &["foo"]);

@@ -80,14 +80,7 @@ fn kairos_provider_call_sequence_gets_edgevpn_answers() {
         lan.start_weft(i, &["--token", &token, "--no-dht"], &[]);
     }
     let addresses = lan.settled_addresses(&[0, 1], DEADLINE);
-    let ids: Vec<String> = (0..2)
-        .map(|i| {
-            lan.status(i).unwrap()["peer_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids: Vec<String> = (0..2).map(|i| lan.peer_id(i)).collect();
 
     // 1. Advertise: PUT of base64url (padded) JSON, answered {"State":"Announcing"}.
     let uuid = "0f6c4bd1e7a94c2f9b3e8d2a1c5f7e60-n1";

@@ -26,19 +26,6 @@ fn admitted(lan: &Lan, i: usize) -> BTreeSet<String> {
         .collect()
 }
 
-fn weft_ok(lan: &Lan, i: usize, args: &[&str]) -> String {
-    let api = lan.hosts[i].api();
-    let mut all = args.to_vec();
-    all.extend(["--api", api.as_str()]);
-    let out = lan.weft(&all);
-    assert!(
-        out.status.success(),
-        "weft {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn pings(lan: &Lan, from: usize, to: &str) -> bool {
     lan.hosts[from]
         .run("ping", &["-c", "1", "-W", "1", to])
@@ -55,29 +42,22 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
         lan.start_weft(i, &["--token", &token, "--no-dht"], &[]);
     }
     let addresses = lan.settled_addresses(&[0, 1, 2], DEADLINE);
-    let ids: Vec<String> = (0..3)
-        .map(|i| {
-            lan.status(i).unwrap()["peer_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let ids: Vec<String> = (0..3).map(|i| lan.peer_id(i)).collect();
     wait_until(DEADLINE, "n1 to reach n3 over the overlay", || {
         pings(&lan, 0, &addresses[2]).then_some(())
     });
 
     // Deny n3 (by hostname) from n1.
     let denied_at = Instant::now();
-    weft_ok(&lan, 0, &["members", "deny", "n3"]);
+    lan.weft_ok(0, &["members", "deny", "n3"]);
     wait_until(CUT_OFF, "n1 and n2 to drop n3", || {
         (!admitted(&lan, 0).contains(&ids[2]) && !admitted(&lan, 1).contains(&ids[2])).then_some(())
     });
     eprintln!("n3 cut off after {:?}", denied_at.elapsed());
-    let members = weft_ok(&lan, 1, &["members", "--json"]);
+    let members = lan.weft_ok(1, &["members", "--json"]);
     assert!(!members.contains(&ids[2]), "n3 is no member: {members}");
     assert!(
-        weft_ok(&lan, 1, &["members", "denied"]).contains(&ids[2]),
+        lan.weft_ok(1, &["members", "denied"]).contains(&ids[2]),
         "n2 lists n3 as denied"
     );
     assert!(
@@ -97,10 +77,10 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
     assert!(!out.status.success());
 
     // Allowed again, it rejoins.
-    weft_ok(&lan, 0, &["members", "allow", &ids[2]]);
+    lan.weft_ok(0, &["members", "allow", &ids[2]]);
     wait_until(DEADLINE, "n3 admitted again and a member", || {
         (admitted(&lan, 0).contains(&ids[2])
-            && weft_ok(&lan, 0, &["members", "--json"]).contains(&ids[2]))
+            && lan.weft_ok(0, &["members", "--json"]).contains(&ids[2]))
         .then_some(())
     });
 }

@@ -365,6 +365,27 @@ impl Lan {
             .expect("weft runs")
     }
 
+    /// `weft args... --api <host i>`, which must succeed; its standard output.
+    pub fn weft_ok(&self, i: usize, args: &[&str]) -> String {
+        let api = self.hosts[i].api();
+        let mut all = args.to_vec();
+        all.extend(["--api", api.as_str()]);
+        let out = self.weft(&all);
+        assert!(
+            out.status.success(),
+            "weft {args:?} on {}: {}",
+            self.hosts[i].name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The PeerId host `i`'s weft reports.
+    pub fn peer_id(&self, i: usize) -> String {
+        let status = self.status(i).expect("weft answers weft status");
+        status["peer_id"].as_str().expect("a peer id").to_string()
+    }
+
     /// `weft status --json` of host `i`, or `None` while it does not answer.
     pub fn status(&self, i: usize) -> Option<serde_json::Value> {
         let out = self.weft(&["status", "--json", "--api", &self.hosts[i].api()]);
