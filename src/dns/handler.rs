@@ -15,6 +15,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 
 use super::cache::Cached;
 use super::forward::{Forwarded, Forwarder};
+use super::limit::Limiter;
 use super::metrics::{DnsMetrics, Source};
 use super::zone::{Answer, Zone};
 
@@ -29,6 +30,8 @@ pub struct Handler {
     metrics: DnsMetrics,
     /// The networks clients may ask from.
     clients: Vec<ipnet::IpNet>,
+    /// Each client's budget of answers.
+    limiter: std::sync::Mutex<Limiter>,
 }
 
 /// An answer before encoding.
@@ -82,6 +85,7 @@ impl Handler {
             forwarder,
             metrics,
             clients,
+            limiter: std::sync::Mutex::default(),
         }
     }
 
@@ -97,8 +101,17 @@ impl Handler {
     }
 
     async fn reply(&self, request: &Request) -> Reply {
-        if !self.admits(request.src().ip()) {
+        let client = request.src().ip();
+        if !self.admits(client) {
             return Reply::code(Source::Refused, ResponseCode::Refused);
+        }
+        let allowed = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .allow(client, std::time::Instant::now());
+        if !allowed {
+            return Reply::code(Source::Limited, ResponseCode::Refused);
         }
         if request.metadata.op_code != OpCode::Query {
             return Reply::code(Source::Rejected, ResponseCode::NotImp);

@@ -18,8 +18,10 @@ pub enum Source {
     Cache,
     /// An upstream resolver, passed on as it answered.
     Upstream,
-    /// REFUSED: forwarding is off, or the class is not IN.
+    /// REFUSED: forwarding is off, the class is not IN, or the client may not ask.
     Refused,
+    /// REFUSED: the client asked faster than its budget allows.
+    Limited,
     /// SERVFAIL: no upstream answered.
     Failed,
     /// FORMERR or NOTIMP: not one standard query.
@@ -33,6 +35,7 @@ impl Source {
             Source::Cache => "cache",
             Source::Upstream => "upstream",
             Source::Refused => "refused",
+            Source::Limited => "limited",
             Source::Failed => "failed",
             Source::Rejected => "rejected",
         }

@@ -3,12 +3,13 @@
 //!
 //! [`zone`] owns what the mesh answers ([`names`] how members are named, [`records`] what user
 //! records may hold); [`forward`] and [`cache`] own the way to upstream resolvers; [`handler`]
-//! turns one query into one answer. This module binds the sockets, runs hickory-server on them
+//! turns one query into one answer, for clients it admits within their budget ([`limit`]). This module binds the sockets, runs hickory-server on them
 //! and keeps the snapshot in step with the ledger.
 
 pub mod cache;
 pub mod forward;
 pub mod handler;
+mod limit;
 pub mod metrics;
 pub mod names;
 pub mod records;
