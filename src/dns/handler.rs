@@ -105,11 +105,13 @@ impl Handler {
         if !self.admits(client) {
             return Reply::code(Source::Refused, ResponseCode::Refused);
         }
-        let allowed = self
-            .limiter
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .allow(client, std::time::Instant::now());
+        // Loopback is exempt before the lock: the host's own lookups are the hot path.
+        let allowed = client.is_loopback()
+            || self
+                .limiter
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .allow(client, std::time::Instant::now());
         if !allowed {
             return Reply::code(Source::Limited, ResponseCode::Refused);
         }
