@@ -8,11 +8,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::ledger::{
-    MERGE_DEADLINE, Replica, cluster, group, own_address, replica, replica_in, settled_cluster,
+    MERGE_DEADLINE, Replica, cluster, group, own_address, quick_config, replica,
+    replica_configured, replica_in, settled_cluster,
 };
 use support::mesh::{
     DEADLINE, address, network, start, start_as, start_light, wait_for, wait_within,
 };
+use weft::ledger::LedgerConfig;
 use weft::ledger::state::{Command, LeaseState};
 
 fn has_key(replica: &Replica, key: &str) -> bool {
@@ -378,4 +380,52 @@ async fn a_restarted_member_keeps_its_peer_id_address_and_cluster() {
         "the same cluster"
     );
     assert_eq!(own_address(&replicas[2]), Some(before), "the same address");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_voter_is_replaced_without_waiting_for_the_voter_timeout() {
+    let token = network();
+    let patient = LedgerConfig {
+        voter_timeout: Duration::from_secs(600),
+        lease_timeout: Duration::from_secs(600),
+        ..quick_config()
+    };
+    let first = start(&token, "d0", vec![]).await;
+    let entry = address(&first).await;
+    let mut replicas =
+        vec![replica_configured(first, "d0", tempfile::tempdir().unwrap(), patient.clone()).await];
+    for i in 1..4 {
+        let name = format!("d{i}");
+        let member = start(&token, &name, vec![entry.clone()]).await;
+        replicas.push(
+            replica_configured(member, &name, tempfile::tempdir().unwrap(), patient.clone()).await,
+        );
+    }
+    settled_cluster(&replicas).await;
+    let (leader, voters) = wait_for("three voters", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 3).then(|| (status.leader.clone(), status.voters))
+    })
+    .await;
+    let denied = voters
+        .iter()
+        .find(|v| Some(*v) != leader.as_ref())
+        .unwrap()
+        .clone();
+    let proposer = replicas
+        .iter()
+        .find(|r| r.member.handle.peer_id().to_string() != denied)
+        .unwrap();
+    commit(
+        proposer,
+        Command::Deny {
+            peer: denied.clone(),
+        },
+    )
+    .await;
+    wait_for("three voters without the denied one", || {
+        let voters = proposer.ledger.status().voters;
+        (voters.len() == 3 && !voters.contains(&denied)).then_some(())
+    })
+    .await;
 }

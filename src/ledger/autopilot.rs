@@ -12,7 +12,7 @@
 //! they are in, and leaves for an older one ([`merge`]).
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
-//! `voter_timeout` with a live learner, keeping the voter count odd.
+//! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd.
 //!
 //! Record: a member whose record is missing, expired or under another hostname proposes it
 //! again (a live member keeps its address).
@@ -441,7 +441,8 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
     reachable
 }
 
-/// Replaces voters unreachable for `voter_timeout` with reachable learners, one for one.
+/// Replaces voters unreachable for `voter_timeout`, and denied voters at once, with reachable
+/// learners, one for one.
 async fn replace_unreachable_voters(
     ledger: &Ledger,
     config: &LedgerConfig,
@@ -456,11 +457,22 @@ async fn replace_unreachable_voters(
             .get_node(id)
             .is_some_and(|n| reachable.contains(&n.peer_id))
     };
+    let state = ledger.state();
+    let is_denied = |id: &u64| {
+        membership
+            .get_node(id)
+            .is_some_and(|n| state.is_denied(&n.peer_id))
+    };
     let voters: Vec<u64> = membership.voter_ids().collect();
     let now = Instant::now();
     unreachable_since.retain(|id, _| voters.contains(id) && !is_reachable(id));
     let mut dead = Vec::new();
     for id in &voters {
+        // A denied voter is cut off for good: no reason to wait for it.
+        if is_denied(id) {
+            dead.push(*id);
+            continue;
+        }
         if is_reachable(id) {
             continue;
         }

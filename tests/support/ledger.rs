@@ -23,15 +23,29 @@ pub async fn replica(member: Member, hostname: &str) -> Replica {
     replica_in(member, hostname, tempfile::tempdir().unwrap()).await
 }
 
-/// A member with its ledger in `dir` (a restarted node keeps its state directory).
-pub async fn replica_in(member: Member, hostname: &str, dir: tempfile::TempDir) -> Replica {
-    let config = LedgerConfig {
+/// The tests' ledger timing: everything within seconds.
+pub fn quick_config() -> LedgerConfig {
+    LedgerConfig {
         pool: "10.1.0.0/24".parse().unwrap(),
         formation_wait: Duration::from_secs(3),
         target_voters: 3,
         lease_timeout: Duration::from_secs(3),
         voter_timeout: Duration::from_secs(3),
-    };
+    }
+}
+
+/// A member with its ledger in `dir` (a restarted node keeps its state directory).
+pub async fn replica_in(member: Member, hostname: &str, dir: tempfile::TempDir) -> Replica {
+    replica_configured(member, hostname, dir, quick_config()).await
+}
+
+/// A member with its ledger in `dir`, timed by `config`.
+pub async fn replica_configured(
+    member: Member,
+    hostname: &str,
+    dir: tempfile::TempDir,
+    config: LedgerConfig,
+) -> Replica {
     let facts = MemberFacts {
         hostname: hostname.to_string(),
         ..MemberFacts::default()
