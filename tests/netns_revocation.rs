@@ -64,6 +64,17 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
         !pings(&lan, 0, &addresses[2]),
         "n3's address no longer answers"
     );
+    // n3 itself notices it is cut off: it is no longer ready.
+    wait_until(CUT_OFF, "n3's /readyz to turn 503", || {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+            .arg(lan.hosts[2].api_socket())
+            .arg("http://localhost/readyz")
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.ends_with("503").then_some(text)
+    });
 
     // It keeps trying (it still runs and holds the token), and stays out.
     let watch = Instant::now();

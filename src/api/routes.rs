@@ -187,8 +187,9 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: 200 once this node is admitted to a cluster and holds an address (set on its
-/// TUN when it runs a data plane); else 503 naming what is missing.
+/// `GET /readyz`: 200 once this node is admitted to a cluster, holds an address (set on its TUN
+/// when it runs a data plane) and, when the ledger lists other live members, is connected to
+/// at least one; else 503 naming what is missing.
 async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<Readiness>, ApiError> {
     let me = state.p2p.peer_id().to_string();
     let ledger = state.ledger.state();
@@ -198,10 +199,23 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<Readiness>, A
     if !state.ledger.is_running() {
         missing.push("the ledger has stopped".to_string());
     }
-    if ledger.cluster().is_none() || member.is_none() {
+    if ledger.is_denied(&me) {
+        missing.push("the mesh denies this node".into());
+    } else if ledger.cluster().is_none() || member.is_none() {
         missing.push("not admitted to a cluster yet (no ledger record of this node)".into());
     } else if address.is_none() {
         missing.push("no overlay address assigned yet".into());
+    }
+    let others_live = ledger
+        .members()
+        .iter()
+        .filter(|(peer, m)| **peer != me && m.lease == LeaseState::Live)
+        .count();
+    if others_live > 0 && state.p2p.peers().is_empty() {
+        missing.push(format!(
+            "no peer admits this node, though the ledger lists {others_live} other live \
+             members (cut off from the mesh, or denied)"
+        ));
     }
     if let Some(dataplane) = &state.dataplane
         && address.is_some()
