@@ -2,7 +2,7 @@
 //! sends it. The daemon makes one (32 random bytes, base64url, mode 0600) when the file is
 //! absent, so a TCP listener is never open by accident; an operator may also write their own.
 
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,8 @@ use rand::RngCore as _;
 
 /// The shortest token accepted from a file.
 const MIN_LEN: usize = 16;
+/// The largest token file read.
+const MAX_FILE: u64 = 4096;
 
 /// Why the token file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,20 +27,43 @@ pub enum BearerError {
         path = path.display()
     )]
     TooShort { path: PathBuf, len: usize },
+    #[error("the API token file {path} cannot be used: {why}", path = path.display())]
+    Invalid { path: PathBuf, why: String },
 }
 
-/// The token in `path`, trimmed.
+/// The token in `path`, trimmed: a regular file of at most [`MAX_FILE`] bytes holding at least
+/// [`MIN_LEN`] visible ASCII characters (it travels in an HTTP header).
 pub fn read(path: &Path) -> Result<String, BearerError> {
-    let text = std::fs::read_to_string(path).map_err(|source| BearerError::Read {
+    let invalid = |why: &str| BearerError::Invalid {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    };
+    let read_error = |source| BearerError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    if !file.metadata().map_err(read_error)?.is_file() {
+        return Err(invalid("it is not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(invalid("it is larger than 4 KiB"));
+    }
     let token = text.trim();
     if token.len() < MIN_LEN {
         return Err(BearerError::TooShort {
             path: path.to_path_buf(),
             len: token.len(),
         });
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "a token is visible ASCII characters only (no spaces or line breaks inside)",
+        ));
     }
     Ok(token.to_string())
 }
@@ -115,5 +140,26 @@ mod tests {
         let error = load_or_create(&path).unwrap_err().to_string();
         assert!(error.contains("api.token"), "{error}");
         assert!(error.contains("3 characters"), "{error}");
+    }
+
+    #[test]
+    fn tokens_that_cannot_go_in_a_header_and_huge_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("api.token");
+        std::fs::write(&path, "abcdefgh\nijklmnopqrst\n").unwrap();
+        assert!(
+            read(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("visible ASCII")
+        );
+        std::fs::write(&path, vec![b'a'; 10_000]).unwrap();
+        assert!(read(&path).unwrap_err().to_string().contains("4 KiB"));
+        assert!(
+            read(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("regular file")
+        );
     }
 }

@@ -9,12 +9,12 @@
 //! are written the way Go's `json.Encoder` writes them: compact, `<`, `>`, `&`, U+2028 and
 //! U+2029 escaped, a newline at the end.
 //!
-//! The `healthcheck` bucket is not written to the log: edgevpn has every node write its own
-//! time into it every two minutes, which at a thousand members would be eight entries a
+//! weft's nodes do not write their liveness into the `healthcheck` bucket: edgevpn has every
+//! node write its own time into it every two minutes, which at a thousand members would be eight entries a
 //! second. weft answers it from the ledger instead: every live member (its lease renewed, as
 //! the leader sees it) with this node's current time, which is what Kairos' "enough nodes"
-//! count asks ("fresh within 15 minutes"). Values written there through the API are kept and
-//! shown too, under the members' own entries.
+//! count asks ("fresh within 15 minutes"). Values written there through the API go through the
+//! log like any write, and are shown too, under the members' own entries.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

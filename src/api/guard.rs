@@ -1,8 +1,8 @@
 //! Who may use the API, checked in front of every route.
 //!
-//! A unix socket is guarded by its file mode, so requests on it pass. On TCP every request must
-//! carry a `Host` that is an IP address or `localhost` (a browser led to the API by a rebound DNS
-//! name sends that name, and is refused), and the bearer token of `--api-token-file`; without it
+//! A unix socket is guarded by its file mode, so requests on it pass. On TCP a request's `Host`,
+//! when it has one (browsers always send it), must be an IP address or `localhost` (a browser
+//! led to the API by a rebound DNS name sends that name, and is refused), and the bearer token of `--api-token-file`; without it
 //! the answer is 401. The one exception is edgevpn compatibility (`--api-auth edgevpn`, the
 //! default when run as `edgevpn`) on a loopback listener: Kairos' provider sends no token, so
 //! there unauthenticated callers may use edgevpn's `/api` and the read-only routes, never the

@@ -1,8 +1,9 @@
 //! Serving HTTP/1 connections with bounds, so that no client can starve the others: at most
 //! [`MAX_CONNECTIONS`] at once, at most [`MAX_PER_CLIENT`] from one IP address, and a client
 //! that has not sent a request's headers within [`HEADER_TIMEOUT`] (a slow or idle one) is
-//! disconnected. A connection past a limit is closed at once. On shutdown, connections get
-//! [`GRACE`] to finish what they are answering.
+//! disconnected, and every connection ends after [`CONNECTION_LIFETIME`] (one that stops
+//! reading its answers would otherwise hold its place). A connection past a limit is closed at
+//! once. On shutdown, connections get [`GRACE`] to finish what they are answering.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,6 +24,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const MAX_PER_CLIENT: usize = 16;
 /// How long a connection may take to send a request's headers, or stay idle between requests.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection may live: a client that stops reading its answers frees its place
+/// by then (a polling dashboard simply connects again).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// How long shutdown waits for answers in progress.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -163,6 +167,10 @@ where
     let served = tokio::select! {
         served = connection.as_mut() => served,
         () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            tokio::time::timeout(GRACE, connection).await.unwrap_or(Ok(()))
+        }
+        () = tokio::time::sleep(CONNECTION_LIFETIME) => {
             connection.as_mut().graceful_shutdown();
             tokio::time::timeout(GRACE, connection).await.unwrap_or(Ok(()))
         }

@@ -30,16 +30,24 @@ pub(super) struct ClientArgs {
 const DEFAULT_TOKEN_FILE: &str = "/var/lib/weft/api.token";
 
 impl ClientArgs {
-    /// The bearer token to send: none on a unix socket; on TCP the token file's, which must be
-    /// readable when named explicitly (the default is tried quietly: the listener may be open
-    /// to edgevpn's routes).
+    /// The bearer token to send: none on a unix socket; on TCP the token file's. A default
+    /// file that does not exist means no token (the listener may be open to edgevpn's routes);
+    /// any other failure to read a token file is an error naming it.
     fn token(&self) -> Result<Option<String>, Failure> {
         if matches!(self.api, ApiAddr::Unix(_)) {
             return Ok(None);
         }
         match &self.api_token_file {
             Some(path) => Ok(Some(api::bearer::read(path)?)),
-            None => Ok(api::bearer::read(std::path::Path::new(DEFAULT_TOKEN_FILE)).ok()),
+            None => match api::bearer::read(std::path::Path::new(DEFAULT_TOKEN_FILE)) {
+                Ok(token) => Ok(Some(token)),
+                Err(api::bearer::BearerError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e.into()),
+            },
         }
     }
 }

@@ -155,15 +155,29 @@ fn expand(
     Ok(files)
 }
 
-/// The `*.yaml` and `*.yml` files under `dir`, at any depth.
+/// The `*.yaml` and `*.yml` files under `dir`, at any depth; a directory reached twice (a
+/// symbolic link loop) is read once.
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ConfigError> {
+    walk_once(dir, found, &mut std::collections::HashSet::new())
+}
+
+fn walk_once(
+    dir: &Path,
+    found: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), ConfigError> {
+    if let Ok(real) = std::fs::canonicalize(dir)
+        && !seen.insert(real)
+    {
+        return Ok(());
+    }
     let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::File {
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
     for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
         if path.is_dir() {
-            walk(&path, found)?;
+            walk_once(&path, found, seen)?;
         } else if path
             .extension()
             .is_some_and(|ext| ext == "yaml" || ext == "yml")
@@ -174,10 +188,14 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether one of the first ten lines of `path` is a cloud-config header.
 fn has_header(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| {
-        text.lines()
+    use std::io::BufRead as _;
+    std::fs::File::open(path).is_ok_and(|file| {
+        std::io::BufReader::new(file)
+            .lines()
             .take(10)
+            .map_while(Result::ok)
             .any(|line| HEADERS.iter().any(|h| line.trim_start().starts_with(h)))
     })
 }
@@ -431,8 +449,11 @@ fn read_k3s(
                     .merged
                     .entry(args_key)
                     .or_insert_with(|| (Vec::new(), file.origin(&path)));
+                // An argument an earlier file gave is not repeated; one file's own repeats
+                // (`--node-label a=1 --node-label b=2`) are kept.
+                let earlier = merged.len();
                 for arg in args {
-                    if !merged.contains(&arg) {
+                    if !merged[..earlier].contains(&arg) {
                         merged.push(arg);
                     }
                 }

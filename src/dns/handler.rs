@@ -89,23 +89,19 @@ impl Handler {
         }
     }
 
-    /// Whether `ip` may ask (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    /// Whether `ip` (canonical: an IPv4-mapped IPv6 address as its IPv4 address) may ask.
     fn admits(&self, ip: std::net::IpAddr) -> bool {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-            v4 => v4,
-        };
         self.clients.iter().any(|net| net.contains(&ip))
     }
 
     async fn reply(&self, request: &Request) -> Reply {
-        let client = request.src().ip();
+        // One form for the allow-list, the loopback exemption and the budget: a dual-stack
+        // listener sees IPv4 clients as IPv4-mapped IPv6 addresses.
+        let client = request.src().ip().to_canonical();
         if !self.admits(client) {
             return Reply::code(Source::Refused, ResponseCode::Refused);
         }
-        // Loopback is exempt before the lock: the host's own lookups are the hot path.
+        // Loopback is exempt, before the lock: the host's own lookups are the hot path.
         let allowed = client.is_loopback()
             || self
                 .limiter

@@ -332,9 +332,16 @@ impl Pilot {
         let commands = merge::readoption(carried, &state, &me);
         let total = commands.len();
         for command in commands {
-            if let Err(e) = self.ledger.propose(command).await {
-                tracing::debug!(error = %e, "re-proposal after the merge not committed; retrying");
-                return;
+            match self.ledger.propose(command).await {
+                Ok(_) => {}
+                // Written before the per-write limit existed: it can never commit now.
+                Err(e @ super::LedgerError::TooLarge(_)) => {
+                    tracing::warn!(error = %e, "a carried entry is too large to re-propose; dropped");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "re-proposal after the merge not committed; retrying");
+                    return;
+                }
             }
         }
         tracing::info!(
@@ -490,6 +497,8 @@ async fn replace_unreachable_voters(
         .learner_ids()
         .filter(|id| is_reachable(id))
         .collect();
+    // Denied voters give up their seats first.
+    dead.sort_by_key(|id| !is_denied(id));
     let replaced = dead.len().min(learners.len());
     if replaced == 0 {
         return;

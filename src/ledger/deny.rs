@@ -2,6 +2,8 @@
 //! go to the control plane, which closes their connections and refuses them from then on. With
 //! no connection a denied node gets no raft RPCs, gossip or feed; the state machine has already
 //! removed it from the members, so no address, route or data-plane session is left for it.
+//! While the ledger has no cluster (it is being replaced by a merge or a recovery) the last
+//! enforced set stands.
 
 use std::collections::HashSet;
 
@@ -15,13 +17,15 @@ pub async fn enforce(ledger: Ledger, shutdown: CancellationToken) {
     let mut changes = ledger.subscribe();
     let mut enforced: HashSet<PeerId> = HashSet::new();
     loop {
-        let denied: HashSet<PeerId> = ledger
-            .state()
+        let state = ledger.state();
+        let denied: HashSet<PeerId> = state
             .denied()
             .iter()
             .filter_map(|peer| peer.parse().ok())
             .collect();
-        if denied != enforced {
+        // A ledger without a cluster is one being replaced (a merge, a recovery) before its
+        // state is back: lifting every denial meanwhile would let the denied back in.
+        if state.cluster().is_some() && denied != enforced {
             if ledger.p2p.set_denied(denied.clone()).await.is_err() {
                 return;
             }

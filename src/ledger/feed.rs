@@ -17,8 +17,9 @@ use crate::p2p::GossipMessage;
 
 /// How often an idle leader says where its log stands.
 const HEARTBEAT: Duration = Duration::from_secs(2);
-/// Entries per feed message, at most.
-const BATCH: usize = 64;
+/// Entries per feed message, at most: as many as a raft append, so that a batch of the largest
+/// commands fits one gossip message ([`super::limits`]).
+const BATCH: usize = super::limits::APPEND_BATCH as usize;
 /// How long a catch-up may take.
 const CATCHUP_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -24,8 +24,13 @@ pub const SNAPSHOT_CHUNK: usize = 192 * 1024;
 const _: () = assert!(APPEND_BATCH as usize * MAX_COMMAND_BYTES + 64 * 1024 < MAX_MESSAGE);
 const _: () = assert!(SNAPSHOT_CHUNK * 4 + 64 * 1024 < MAX_MESSAGE);
 
-/// Refuses `command` when its encoding is larger than [`MAX_COMMAND_BYTES`], saying so.
+/// Refuses `command` when its encoding is larger than [`MAX_COMMAND_BYTES`], saying so. A
+/// `Recover` carries a whole state by design and is exempt: only the recovering node proposes
+/// it, to itself as the only voter (the leader refuses it from others, [`super::authority`]).
 pub fn check_size(command: &Command) -> Result<(), String> {
+    if matches!(command, Command::Recover { .. }) {
+        return Ok(());
+    }
     let size = serde_json::to_vec(command).map_or(usize::MAX, |bytes| bytes.len());
     if size > MAX_COMMAND_BYTES {
         return Err(format!(
@@ -46,6 +51,30 @@ mod tests {
             key: "k".into(),
             value,
         }
+    }
+
+    #[test]
+    fn a_recovery_seed_of_any_size_passes() {
+        let mut state = crate::ledger::state::LedgerState::new("10.1.0.0/24".parse().unwrap());
+        for i in 0..2000 {
+            state.apply(
+                i + 1,
+                &Command::KvPut {
+                    bucket: "b".into(),
+                    key: format!("key {i}"),
+                    value: "x".repeat(64),
+                },
+            );
+        }
+        let recover = Command::Recover {
+            cluster: crate::ledger::state::ClusterId {
+                created_at: 1,
+                id: 2,
+            },
+            state: Box::new(state),
+        };
+        assert!(serde_json::to_vec(&recover).unwrap().len() > MAX_COMMAND_BYTES);
+        assert!(check_size(&recover).is_ok());
     }
 
     #[test]

@@ -120,6 +120,7 @@ impl Node {
         if peer == *self.swarm.local_peer_id()
             || self.peers.is_connected(&peer)
             || self.blocked_until.contains_key(&peer)
+            || self.denied.contains_key(&peer)
         {
             return;
         }
