@@ -270,3 +270,74 @@ async fn writes_too_large_to_replicate_are_refused_and_the_ledger_goes_on() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_take_another_members_address_and_what_it_tried_is_audited() {
+    let Scene {
+        replicas,
+        hostile,
+        target: leader,
+    } = scene(true).await;
+    let leader_id = leader.to_string();
+    let victim = replicas
+        .iter()
+        .map(|r| r.member.handle.peer_id().to_string())
+        .find(|p| *p != leader_id)
+        .unwrap();
+    let observer = &replicas[0];
+    let victims_address = record(observer, &victim).address.expect("an address");
+    let mine = hostile.handle.peer_id().to_string();
+
+    // Remove the victim, then join asking for its address: the old code handed it over, and
+    // the victim's overlay traffic with it.
+    let removed = propose(
+        &hostile,
+        leader,
+        Command::Leave {
+            peer: victim.clone(),
+        },
+    )
+    .await;
+    assert_eq!(removed, Ok(Outcome::Done));
+    let joined = propose(
+        &hostile,
+        leader,
+        join(&mine, "mallory", Some(victims_address)),
+    )
+    .await;
+    let Ok(Outcome::Joined {
+        address: Some(given),
+        ..
+    }) = joined
+    else {
+        panic!("the hostile node joins like any member: {joined:?}");
+    };
+    assert_ne!(given, victims_address, "a member took another's address");
+
+    // The removal is on record with the hostile node as its issuer, on every replica.
+    for replica in &replicas {
+        wait_for("the removal in the audit trail", || {
+            replica
+                .ledger
+                .state()
+                .audit()
+                .find(|e| e.action == format!("remove member {victim}"))
+                .map(|e| assert_eq!(e.issuer, mine))
+        })
+        .await;
+    }
+    // The hostile node cannot forge the record's issuer either.
+    let forged = propose(
+        &hostile,
+        leader,
+        Command::Audited {
+            issuer: victim.clone(),
+            at: 1,
+            command: Box::new(Command::Deny {
+                peer: leader_id.clone(),
+            }),
+        },
+    )
+    .await;
+    assert!(forged.is_err(), "{forged:?}");
+}

@@ -22,7 +22,7 @@ use crate::dataplane::{Dataplane, DataplaneStats};
 use crate::dns::{DnsServer, names};
 use crate::ledger::recover::Recovery;
 use crate::ledger::sealed::Sealer;
-use crate::ledger::state::{Command, LeaseState, LedgerState, Outcome, PeerKey};
+use crate::ledger::state::{AuditEntry, Command, LeaseState, LedgerState, Outcome, PeerKey};
 use crate::ledger::{Ledger, LedgerStatus};
 use crate::p2p::{P2pHandle, PeerView};
 
@@ -121,6 +121,7 @@ pub fn router(state: Arc<ApiState>, access: Access) -> Router {
         .route("/v1/members", get(members))
         .route("/v1/members/{peer}", delete(remove_member))
         .route("/v1/denied", get(denied))
+        .route("/v1/audit", get(audit))
         .route("/v1/denied/{peer}", put(deny).delete(allow))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{member}", put(roles::set))
@@ -355,6 +356,12 @@ async fn remove_member(
 /// `GET /v1/denied`: the PeerIds the mesh denies.
 async fn denied(State(state): State<Arc<ApiState>>) -> Json<Vec<String>> {
     Json(state.ledger.state().denied().iter().cloned().collect())
+}
+
+/// `GET /v1/audit`: the audit trail, oldest first: which node had each operator command and
+/// shared-data write committed.
+async fn audit(State(state): State<Arc<ApiState>>) -> Json<Vec<AuditEntry>> {
+    Json(state.ledger.state().audit().cloned().collect())
 }
 
 /// `PUT /v1/denied/{peer}`: denies a member (by PeerId or hostname) or any PeerId: it is

@@ -1,10 +1,12 @@
-//! `weft ledger`: the key-value buckets any member may write, and recovery after quorum loss.
+//! `weft ledger`: the key-value buckets any member may write, the audit trail of who wrote
+//! what, and recovery after quorum loss.
 
 use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::client::{ClientArgs, call, fetch, segment};
 use super::{Failure, usage};
+use crate::ledger::state::AuditEntry;
 
 #[derive(Debug, Subcommand)]
 pub(super) enum LedgerCommand {
@@ -33,6 +35,16 @@ pub(super) enum LedgerCommand {
     Rm {
         bucket: String,
         key: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the audit trail: which node had each operator command and each shared write
+    /// (keys, DNS records, secrets) committed, newest last. Members' own joins and renewals are
+    /// not listed.
+    Audit {
+        /// Show only the last N entries.
+        #[arg(long, default_value_t = 50)]
+        last: usize,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -102,6 +114,18 @@ pub(super) fn run(command: LedgerCommand) -> Result<(), Failure> {
             };
             call(&client, Method::DELETE, &path, Vec::new())?;
         }
+        LedgerCommand::Audit { last, client } => {
+            let trail: Vec<AuditEntry> = fetch(&client, "/v1/audit")?;
+            let shown = &trail[trail.len().saturating_sub(last)..];
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(shown)?);
+            } else {
+                print!(
+                    "{}",
+                    audit_table(shown, crate::ledger::autopilot::unix_now())
+                );
+            }
+        }
         LedgerCommand::Recover { force, client } => {
             if !force {
                 return Err(usage(anyhow::anyhow!("{}", crate::ledger::recover::RISK)));
@@ -123,4 +147,40 @@ pub(super) fn run(command: LedgerCommand) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// The trail as a table: index, age, issuer, action, outcome.
+fn audit_table(entries: &[AuditEntry], now: u64) -> String {
+    let mut table = String::from("INDEX\tAGE\tISSUER\tACTION\tOUTCOME\n");
+    for entry in entries {
+        table.push_str(&format!(
+            "{}\t{}s ago\t{}\t{}\t{}\n",
+            entry.index,
+            now.saturating_sub(entry.at),
+            entry.issuer,
+            entry.action,
+            entry.outcome
+        ));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_table_has_one_line_per_entry() {
+        let entry = AuditEntry {
+            index: 7,
+            at: 100,
+            issuer: "12D3KooWA".into(),
+            action: "deny 12D3KooWB".into(),
+            outcome: "Done".into(),
+        };
+        assert_eq!(
+            audit_table(&[entry], 130),
+            "INDEX\tAGE\tISSUER\tACTION\tOUTCOME\n7\t30s ago\t12D3KooWA\tdeny 12D3KooWB\tDone\n"
+        );
+    }
 }

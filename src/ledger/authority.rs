@@ -3,8 +3,10 @@
 //! reports are accepted only from its own PeerId, the one the connection authenticated. What
 //! only a leader decides (`Expire`) or only a cluster's first entry holds (`Genesis`,
 //! `Recover`) is never accepted from another node: the leader proposes those itself.
-//! Everything else (ledger keys, DNS records, operators' role and member changes) any member
-//! may propose. Decided before raft sees the command, from the command and the sender alone.
+//! Nor is an audit wrapper: the leader alone attributes a command to its issuer. Everything
+//! else (ledger keys, DNS records, operators' role and member changes) any member may propose,
+//! and the leader records it with its sender in the audit trail ([`super::state::attribute`]).
+//! Decided before raft sees the command, from the command and the sender alone.
 
 use super::state::Command;
 
@@ -14,7 +16,10 @@ pub fn may_propose(command: &Command, sender: &str) -> Result<(), String> {
         Command::Join { peer, .. }
         | Command::Renew { peer, .. }
         | Command::ReportBootstrap { peer, .. } => peer,
-        Command::Expire { .. } | Command::Genesis(_) | Command::Recover { .. } => {
+        Command::Expire { .. }
+        | Command::Genesis(_)
+        | Command::Recover { .. }
+        | Command::Audited { .. } => {
             return Err(format!(
                 "{} is decided by the leader alone, never proposed by another node",
                 name(command)
@@ -40,6 +45,7 @@ fn name(command: &Command) -> &'static str {
         Command::Expire { .. } => "Expire",
         Command::Genesis(_) => "Genesis",
         Command::Recover { .. } => "Recover",
+        Command::Audited { .. } => "an audit record",
         _ => "this command",
     }
 }

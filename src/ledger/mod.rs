@@ -492,6 +492,7 @@ impl Ledger {
             .leader()
             .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;
         if leader == self.node_id {
+            let command = state::attribute(command, &node.peer_id, autopilot::unix_now());
             return self
                 .raft()
                 .client_write(command)

@@ -16,9 +16,10 @@ use tokio::sync::mpsc;
 
 use super::Ledger;
 use super::authority::may_propose;
+use super::autopilot::unix_now;
 use super::limits::check_size;
 use super::raft::network::{Hello, Joined, LedgerRpc, call};
-use super::state::Outcome;
+use super::state::{Outcome, attribute};
 use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
@@ -61,6 +62,7 @@ pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiv
                             let _ = rpc.reply.send(encode(&refused));
                             return;
                         }
+                        let command = attribute(command, &rpc.peer.to_string(), unix_now());
                         encode(&raft.client_write(command).await.map(|r| r.data).map_err(
                             |e| match e {
                                 RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {

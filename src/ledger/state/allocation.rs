@@ -1,30 +1,48 @@
 //! Overlay address allocation from the pool: the lowest free host address, static reservations
 //! honoured, a member's previous address offered back when it returns, and exhaustion an
-//! explicit outcome. No address is ever held by two members: `holders` is the one map from
+//! explicit outcome. An address stays with the member that held it last while the pool has
+//! others to give. No address is ever held by two members: `holders` is the one map from
 //! address to holder, and every change goes through [`LedgerState::hold`] and
 //! [`LedgerState::release`].
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use super::{LedgerState, Outcome, PeerKey};
 
 impl LedgerState {
     /// The address a (re)joining member gets: the one it asked for, else its reservation, else
-    /// its previous one, else the lowest free one. `None` when the pool is exhausted.
+    /// its previous one, else the lowest free one. An address another member held last is
+    /// never granted on request and goes to a newcomer only when no free address is left that
+    /// nobody held: so a member cannot take another's address by having it removed and
+    /// asking for it, and traffic still addressed to a departed member does not reach a
+    /// stranger while the pool has room. `None` when the pool is exhausted.
     pub(super) fn choose_address(
         &self,
         peer: &PeerKey,
         requested: Option<Ipv4Addr>,
     ) -> Option<Ipv4Addr> {
+        let others_last: HashSet<Ipv4Addr> = self
+            .previous
+            .iter()
+            .filter(|(holder, _)| *holder != peer)
+            .map(|(_, address)| *address)
+            .collect();
         let reserved = self
             .reservations
             .iter()
             .find(|(_, owner)| *owner == peer)
             .map(|(address, _)| *address);
+        let requested = requested.filter(|address| !others_last.contains(address));
         [requested, reserved, self.previous.get(peer).copied()]
             .into_iter()
             .flatten()
             .find(|address| self.is_free_for(*address, peer))
+            .or_else(|| {
+                self.pool
+                    .hosts()
+                    .find(|a| !others_last.contains(a) && self.is_free_for(*a, peer))
+            })
             .or_else(|| self.pool.hosts().find(|a| self.is_free_for(*a, peer)))
     }
 
@@ -77,6 +95,35 @@ impl LedgerState {
 mod tests {
     use super::super::Command;
     use super::super::tests::{address, join, pool, run};
+
+    fn requesting(peer: &str, wanted: Ipv4Addr) -> Command {
+        match join(peer, 1) {
+            Command::Join {
+                peer,
+                hostname,
+                dataplane_key,
+                endpoints,
+                now,
+                fixed_role,
+                policy,
+                bootstraps,
+                platform,
+                ..
+            } => Command::Join {
+                peer,
+                hostname,
+                dataplane_key,
+                endpoints,
+                requested: Some(wanted),
+                now,
+                fixed_role,
+                policy,
+                bootstraps,
+                platform,
+            },
+            other => other,
+        }
+    }
     use super::*;
 
     #[test]
@@ -96,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn a_freed_address_is_reused_by_the_next_newcomer() {
+    fn a_freed_address_goes_to_a_newcomer_only_when_no_other_is_free() {
         let mut state = LedgerState::new(pool());
         run(
             &mut state,
@@ -107,7 +154,44 @@ mod tests {
                 join("c", 2),
             ],
         );
-        assert_eq!(address(&state, "c"), Some(Ipv4Addr::new(10, 1, 0, 1)));
+        assert_eq!(address(&state, "c"), Some(Ipv4Addr::new(10, 1, 0, 3)));
+        run(
+            &mut state,
+            &[join("d", 2), join("e", 2), join("f", 2), join("g", 2)],
+        );
+        assert_eq!(address(&state, "f"), Some(Ipv4Addr::new(10, 1, 0, 6)));
+        assert_eq!(address(&state, "g"), Some(Ipv4Addr::new(10, 1, 0, 1)));
+    }
+
+    #[test]
+    fn a_member_cannot_take_a_removed_members_address_by_asking_for_it() {
+        let mut state = LedgerState::new(pool());
+        let first = Ipv4Addr::new(10, 1, 0, 1);
+        run(
+            &mut state,
+            &[
+                join("master", 1),
+                join("thief", 1),
+                Command::Leave {
+                    peer: "master".into(),
+                },
+                Command::Leave {
+                    peer: "thief".into(),
+                },
+                requesting("thief", first),
+            ],
+        );
+        assert_ne!(address(&state, "thief"), Some(first));
+        run(&mut state, &[join("master", 2)]);
+        assert_eq!(address(&state, "master"), Some(first));
+    }
+
+    #[test]
+    fn a_requested_address_nobody_held_is_granted() {
+        let mut state = LedgerState::new(pool());
+        let wanted = Ipv4Addr::new(10, 1, 0, 5);
+        run(&mut state, &[requesting("a", wanted)]);
+        assert_eq!(address(&state, "a"), Some(wanted));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   secrets.
 
 mod allocation;
+mod audit;
 mod dns;
 mod kv;
 mod members;
@@ -24,6 +25,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+pub use audit::{AUDIT_LIMIT, AuditEntry, attribute, is_audited};
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
 pub use members::{LeaseState, Member, Platform};
 pub use roles::{
@@ -180,6 +182,14 @@ pub enum Command {
     DeleteSecret {
         name: String,
     },
+    /// A command the leader accepted from `issuer` (the PeerId the proposal came from, or the
+    /// leader's own for its local API), recorded in the audit trail as it is applied. Only the
+    /// leader wraps commands so ([`attribute`]); a wrapper inside a wrapper does nothing.
+    Audited {
+        issuer: PeerKey,
+        at: u64,
+        command: Box<Command>,
+    },
 }
 
 /// What applying a command did.
@@ -237,6 +247,9 @@ pub struct LedgerState {
     kv: BTreeMap<String, BTreeMap<String, String>>,
     deny: BTreeSet<PeerKey>,
     secrets: BTreeMap<String, Vec<u8>>,
+    /// The last audited writes ([`audit`]).
+    #[serde(default)]
+    audit: std::collections::VecDeque<AuditEntry>,
     /// Index of the last applied log entry.
     applied: u64,
 }
@@ -257,6 +270,7 @@ impl LedgerState {
             kv: BTreeMap::new(),
             deny: BTreeSet::new(),
             secrets: BTreeMap::new(),
+            audit: std::collections::VecDeque::new(),
             applied: 0,
         }
     }
@@ -268,6 +282,11 @@ impl LedgerState {
             return Outcome::Done;
         }
         self.applied = index;
+        self.execute(command)
+    }
+
+    /// Applies one command at the current index.
+    fn execute(&mut self, command: &Command) -> Outcome {
         match command {
             Command::Genesis(cluster) => {
                 self.cluster.get_or_insert(*cluster);
@@ -277,7 +296,7 @@ impl LedgerState {
                 if self.cluster.is_none() {
                     *self = LedgerState {
                         cluster: Some(*cluster),
-                        applied: index,
+                        applied: self.applied,
                         ..(**state).clone()
                     };
                 }
@@ -355,6 +374,18 @@ impl LedgerState {
             Command::DeleteSecret { name } => {
                 self.secrets.remove(name);
                 Outcome::Done
+            }
+            Command::Audited {
+                issuer,
+                at,
+                command,
+            } => {
+                if matches!(**command, Command::Audited { .. }) {
+                    return Outcome::Done;
+                }
+                let outcome = self.execute(command);
+                self.record_audit(issuer, *at, command, &outcome);
+                outcome
             }
         }
     }

@@ -1,0 +1,283 @@
+//! The audit trail: which node had each write committed that is not a member speaking for
+//! itself. Operators' commands (member removal, deny and allow, reservations, roles, policy)
+//! and shared data (ledger keys, DNS records, secrets) can be sent by any member, and any member
+//! may be a stolen machine, so each such write is recorded with its issuer. The issuer is never
+//! the proposer's word: the leader wraps the command in [`Command::Audited`] with the PeerId of
+//! the connection the proposal came on, or its own for its local API. The trail keeps the last
+//! [`AUDIT_LIMIT`] entries, each a bounded one-line description, so it never crowds the state.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Command, LedgerState, Outcome, PeerKey};
+
+/// Entries the trail keeps; the oldest go first.
+pub const AUDIT_LIMIT: usize = 256;
+/// Characters of a described name, key or value kept in an entry.
+const FIELD_LIMIT: usize = 64;
+
+/// One audited write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The log index the write was committed at.
+    pub index: u64,
+    /// When the leader accepted it (UNIX seconds, the leader's clock; shown to people, never
+    /// used in a decision).
+    pub at: u64,
+    /// PeerId of the node whose API sent it.
+    pub issuer: PeerKey,
+    /// What it asked for, in one line (values are not kept, only their length).
+    pub action: String,
+    /// What applying it did ([`Outcome`]'s name).
+    pub outcome: String,
+}
+
+/// Whether the leader records `command` with its issuer: everything but what a member says of
+/// itself (checked by [`crate::ledger::authority`]) and what the leader decides alone.
+pub fn is_audited(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Join { .. }
+            | Command::Renew { .. }
+            | Command::ReportBootstrap { .. }
+            | Command::Genesis(_)
+            | Command::Recover { .. }
+            | Command::Audited { .. }
+    )
+}
+
+/// `command` as the leader proposes it: wrapped with its issuer and the leader's time when it
+/// is audited, unchanged otherwise.
+pub fn attribute(command: Command, issuer: &str, at: u64) -> Command {
+    if is_audited(&command) {
+        Command::Audited {
+            issuer: issuer.to_string(),
+            at,
+            command: Box::new(command),
+        }
+    } else {
+        command
+    }
+}
+
+impl LedgerState {
+    /// Appends an entry, dropping the oldest past [`AUDIT_LIMIT`].
+    pub(super) fn record_audit(
+        &mut self,
+        issuer: &str,
+        at: u64,
+        command: &Command,
+        outcome: &Outcome,
+    ) {
+        if self.audit.len() >= AUDIT_LIMIT {
+            self.audit.pop_front();
+        }
+        self.audit.push_back(AuditEntry {
+            index: self.applied,
+            at,
+            issuer: clip(issuer),
+            action: describe(command),
+            outcome: outcome_name(outcome),
+        });
+    }
+
+    /// The audit trail, oldest first.
+    pub fn audit(&self) -> impl Iterator<Item = &AuditEntry> {
+        self.audit.iter()
+    }
+}
+
+/// A command in one bounded line.
+fn describe(command: &Command) -> String {
+    match command {
+        Command::Leave { peer } => format!("remove member {}", clip(peer)),
+        Command::Expire { peer } => format!("expire member {}", clip(peer)),
+        Command::Deny { peer } => format!("deny {}", clip(peer)),
+        Command::Allow { peer } => format!("allow {}", clip(peer)),
+        Command::Reserve { peer, address } => format!("reserve {address} for {}", clip(peer)),
+        Command::Unreserve { address } => format!("unreserve {address}"),
+        Command::SetRolePolicy(policy) => {
+            format!("set role policy: {} control planes", policy.control_planes)
+        }
+        Command::InitRolePolicy(policy) => {
+            format!(
+                "propose role policy: {} control planes",
+                policy.control_planes
+            )
+        }
+        Command::SetFixedRole { peer, role, force } => format!(
+            "fix role of {} to {}{}",
+            clip(peer),
+            role.map_or("automatic".to_string(), |r| format!("{r:?}").to_lowercase()),
+            if *force { " (forced)" } else { "" }
+        ),
+        Command::PutDns { name, rtype, .. } => {
+            format!("add DNS {rtype:?} record to {}", clip(name))
+        }
+        Command::DeleteDns { name, rtype, .. } => match rtype {
+            Some(rtype) => format!("delete DNS {rtype:?} records of {}", clip(name)),
+            None => format!("delete DNS records of {}", clip(name)),
+        },
+        Command::PutDnsPattern { pattern, .. } => format!("set DNS pattern {}", clip(pattern)),
+        Command::DeleteDnsPattern { pattern } => format!("delete DNS pattern {}", clip(pattern)),
+        Command::KvPut { bucket, key, value } => {
+            format!("put {}/{} ({} bytes)", clip(bucket), clip(key), value.len())
+        }
+        Command::KvDelete { bucket, key } => match key {
+            Some(key) => format!("delete {}/{}", clip(bucket), clip(key)),
+            None => format!("delete bucket {}", clip(bucket)),
+        },
+        Command::PutSecret { name, sealed } => {
+            format!("put secret {} ({} bytes sealed)", clip(name), sealed.len())
+        }
+        Command::DeleteSecret { name } => format!("delete secret {}", clip(name)),
+        Command::Join { .. }
+        | Command::Renew { .. }
+        | Command::ReportBootstrap { .. }
+        | Command::Genesis(_)
+        | Command::Recover { .. }
+        | Command::Audited { .. } => "(not audited)".to_string(),
+    }
+}
+
+fn outcome_name(outcome: &Outcome) -> String {
+    let debug = format!("{outcome:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `text` cut to [`FIELD_LIMIT`] characters, control characters replaced, so an entry stays
+/// one bounded line.
+fn clip(text: &str) -> String {
+    let mut clipped: String = text
+        .chars()
+        .take(FIELD_LIMIT)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().count() > FIELD_LIMIT {
+        clipped.push('…');
+    }
+    clipped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{join, pool, run};
+    use super::*;
+
+    fn audited(issuer: &str, command: Command) -> Command {
+        attribute(command, issuer, 100)
+    }
+
+    #[test]
+    fn a_members_own_writes_are_not_wrapped_and_operator_writes_are() {
+        assert_eq!(attribute(join("a", 1), "a", 5), join("a", 1));
+        let leave = Command::Leave { peer: "b".into() };
+        assert!(matches!(
+            attribute(leave, "a", 5),
+            Command::Audited { issuer, at: 5, .. } if issuer == "a"
+        ));
+    }
+
+    #[test]
+    fn an_audited_write_applies_and_records_its_issuer_and_outcome() {
+        let mut state = LedgerState::new(pool());
+        let outcomes = run(
+            &mut state,
+            &[
+                join("a", 1),
+                join("b", 1),
+                audited("a", Command::Leave { peer: "b".into() }),
+                audited(
+                    "a",
+                    Command::Leave {
+                        peer: "nobody".into(),
+                    },
+                ),
+                audited(
+                    "b",
+                    Command::KvPut {
+                        bucket: "apps".into(),
+                        key: "k".into(),
+                        value: "secret value".into(),
+                    },
+                ),
+            ],
+        );
+        assert_eq!(outcomes[2], Outcome::Done);
+        assert_eq!(outcomes[3], Outcome::UnknownMember);
+        assert!(!state.members().contains_key("b"));
+        let trail: Vec<_> = state.audit().collect();
+        assert_eq!(trail.len(), 3);
+        assert_eq!(
+            (
+                trail[0].index,
+                trail[0].issuer.as_str(),
+                trail[0].action.as_str()
+            ),
+            (3, "a", "remove member b")
+        );
+        assert_eq!(trail[1].outcome, "UnknownMember");
+        assert_eq!(trail[2].action, "put apps/k (12 bytes)");
+        assert!(!trail[2].action.contains("secret"));
+    }
+
+    #[test]
+    fn the_trail_is_bounded_and_keeps_the_latest() {
+        let mut state = LedgerState::new(pool());
+        let writes: Vec<Command> = (0..AUDIT_LIMIT + 10)
+            .map(|i| {
+                audited(
+                    "a",
+                    Command::KvDelete {
+                        bucket: format!("b{i}"),
+                        key: None,
+                    },
+                )
+            })
+            .collect();
+        run(&mut state, &writes);
+        let trail: Vec<_> = state.audit().collect();
+        assert_eq!(trail.len(), AUDIT_LIMIT);
+        assert_eq!(trail[0].action, "delete bucket b10");
+    }
+
+    #[test]
+    fn long_or_odd_fields_are_clipped_to_one_line() {
+        let name = format!("{}\n{}", "x".repeat(100), "y");
+        let action = describe(&Command::DeleteSecret { name });
+        assert!(!action.contains('\n'));
+        assert!(action.chars().count() < FIELD_LIMIT + 20, "{action}");
+    }
+
+    #[test]
+    fn a_nested_wrapper_is_applied_as_nothing() {
+        let mut state = LedgerState::new(pool());
+        run(&mut state, &[join("a", 1), join("b", 1)]);
+        let nested = audited(
+            "a",
+            Command::Audited {
+                issuer: "z".into(),
+                at: 0,
+                command: Box::new(Command::Leave { peer: "b".into() }),
+            },
+        );
+        assert_eq!(
+            nested,
+            Command::Audited {
+                issuer: "z".into(),
+                at: 0,
+                command: Box::new(Command::Leave { peer: "b".into() }),
+            }
+        );
+        let outer = Command::Audited {
+            issuer: "a".into(),
+            at: 1,
+            command: Box::new(nested),
+        };
+        run(&mut state, &[outer]);
+        assert!(state.members().contains_key("b"));
+    }
+}
