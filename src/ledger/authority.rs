@@ -50,6 +50,63 @@ fn name(command: &Command) -> &'static str {
     }
 }
 
+/// A raft RPC as the binding check sees it: who it claims to come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RaftClaim {
+    /// An append or snapshot chunk in the name of leader `node`.
+    Lead(u64),
+    /// A vote request from candidate `node`.
+    Candidate(u64),
+}
+
+/// Whether a raft RPC claiming `claim` may be taken from `sender` (a PeerId), given the PeerId
+/// this node's raft membership registers the claimed node as (`registered`). A registered node
+/// speaks only from its own PeerId, so no member can send appends, votes or snapshots in the
+/// leader's name. A vote request must come from a node this node knows: a candidate is a voter
+/// of a configuration, and a voter that lags so far it does not know the candidate is not
+/// needed for the quorum. Appends and snapshots from a node not registered yet are taken: a
+/// new learner knows no membership until the leader's first append brings it.
+pub fn may_send_raft(
+    claim: RaftClaim,
+    sender: &str,
+    registered: Option<&str>,
+) -> Result<(), String> {
+    let node = match claim {
+        RaftClaim::Lead(node) | RaftClaim::Candidate(node) => node,
+    };
+    match (registered, claim) {
+        (Some(peer), _) if peer == sender => Ok(()),
+        (Some(peer), _) => Err(format!(
+            "raft node {node} is registered as {peer}, not as the sender"
+        )),
+        (None, RaftClaim::Candidate(_)) => Err(format!(
+            "candidate {node} is not a raft node of this cluster"
+        )),
+        (None, RaftClaim::Lead(_)) => Ok(()),
+    }
+}
+
+/// Whether `sender` may ask the leader to add raft node `node_id` at PeerId `node_peer`: only
+/// at its own PeerId, and never taking over a node id registered to another PeerId.
+pub fn may_join(
+    node_id: u64,
+    node_peer: &str,
+    sender: &str,
+    registered: Option<&str>,
+) -> Result<(), String> {
+    if node_peer != sender {
+        return Err(format!(
+            "a node may join only as itself, not as {node_peer}"
+        ));
+    }
+    match registered {
+        Some(peer) if peer != sender => Err(format!(
+            "raft node {node_id} is registered as another PeerId"
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +159,24 @@ mod tests {
         };
         assert!(may_propose(&put, "anyone").is_ok());
         assert!(may_propose(&Command::Leave { peer: "a".into() }, "b").is_ok());
+    }
+
+    #[test]
+    fn a_raft_node_speaks_only_from_the_peer_it_is_registered_as() {
+        for claim in [RaftClaim::Lead(1), RaftClaim::Candidate(1)] {
+            assert!(may_send_raft(claim, "a", Some("a")).is_ok());
+            let refusal = may_send_raft(claim, "b", Some("a")).unwrap_err();
+            assert!(refusal.contains("registered as a"), "{refusal}");
+        }
+        assert!(may_send_raft(RaftClaim::Lead(1), "b", None).is_ok());
+        assert!(may_send_raft(RaftClaim::Candidate(1), "b", None).is_err());
+    }
+
+    #[test]
+    fn a_node_joins_only_as_itself() {
+        assert!(may_join(1, "a", "a", None).is_ok());
+        assert!(may_join(1, "a", "a", Some("a")).is_ok());
+        assert!(may_join(1, "a", "b", None).is_err());
+        assert!(may_join(1, "b", "b", Some("a")).is_err());
     }
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Ledger;
-use super::authority::may_propose;
+use super::authority::{RaftClaim, may_join, may_propose, may_send_raft};
 use super::autopilot::unix_now;
 use super::limits::check_size;
 use super::raft::network::{Hello, Joined, LedgerRpc, call};
@@ -24,6 +24,10 @@ use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a proposal from another node may wait to commit (its sender gives up at 10 s).
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long the leader waits for a joining learner to catch up, holding the membership lock.
+const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves until the inbox closes.
 /// The answer to a proposal sent to a node that is no longer the leader: it was not applied,
@@ -41,40 +45,97 @@ pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiv
                     return;
                 }
             };
-            let raft = ledger.raft();
-            let answer =
-                match request {
-                    LedgerRpc::Append(request) => encode(&raft.append_entries(request).await),
-                    LedgerRpc::Vote(request) => encode(&raft.vote(request).await),
-                    LedgerRpc::Snapshot(request) => encode(&raft.install_snapshot(request).await),
-                    LedgerRpc::Hello => encode(&hello(&ledger)),
-                    LedgerRpc::Join { node_id, node } => {
-                        tracing::info!(node_id, peer = %node.peer_id, "join request");
-                        encode(&join(&ledger, node_id, node, target_voters).await)
-                    }
-                    LedgerRpc::Catchup => encode(&ledger.catchup()),
-                    LedgerRpc::Propose(command) => {
-                        let checked = may_propose(&command, &rpc.peer.to_string())
-                            .and_then(|()| check_size(&command));
-                        if let Err(refusal) = checked {
-                            tracing::warn!(peer = %rpc.peer, %refusal, "refused a proposal");
-                            let refused: Result<Outcome, String> = Err(refusal);
-                            let _ = rpc.reply.send(encode(&refused));
-                            return;
-                        }
-                        let command = attribute(command, &rpc.peer.to_string(), unix_now());
-                        encode(&raft.client_write(command).await.map(|r| r.data).map_err(
-                            |e| match e {
-                                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                                    NOT_LEADER.to_string()
-                                }
-                                e => e.to_string(),
-                            },
-                        ))
-                    }
-                };
-            let _ = rpc.reply.send(answer);
+            match answer(&ledger, target_voters, rpc.peer, request).await {
+                Ok(answer) => {
+                    let _ = rpc.reply.send(answer);
+                }
+                // Dropping the reply closes the stream: the sender gets no answer.
+                Err(refusal) => tracing::debug!(peer = %rpc.peer, %refusal, "refused a ledger RPC"),
+            }
         });
+    }
+}
+
+/// The encoded answer to `request` from `peer`, or why it gets none: raft RPCs in another
+/// node's name are refused ([`may_send_raft`]).
+async fn answer(
+    ledger: &Ledger,
+    target_voters: usize,
+    peer: PeerId,
+    request: LedgerRpc,
+) -> Result<Vec<u8>, String> {
+    let raft = ledger.raft();
+    let sender = peer.to_string();
+    let registered = |node: u64| {
+        raft.metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node)
+            .map(|n| n.peer_id.clone())
+    };
+    Ok(match request {
+        LedgerRpc::Append(request) => {
+            let claim = RaftClaim::Lead(request.vote.leader_id().voted_for().unwrap_or(0));
+            may_send_raft(claim, &sender, registered(claim_node(claim)).as_deref())?;
+            encode(&raft.append_entries(request).await)
+        }
+        LedgerRpc::Vote(request) => {
+            let claim = RaftClaim::Candidate(request.vote.leader_id().voted_for().unwrap_or(0));
+            may_send_raft(claim, &sender, registered(claim_node(claim)).as_deref())?;
+            encode(&raft.vote(request).await)
+        }
+        LedgerRpc::Snapshot(request) => {
+            let claim = RaftClaim::Lead(request.vote.leader_id().voted_for().unwrap_or(0));
+            may_send_raft(claim, &sender, registered(claim_node(claim)).as_deref())?;
+            encode(&raft.install_snapshot(request).await)
+        }
+        LedgerRpc::Hello => encode(&hello(ledger)),
+        LedgerRpc::Join { node_id, node } => {
+            tracing::info!(node_id, %peer, "join request");
+            let joined = may_join(
+                node_id,
+                &node.peer_id,
+                &sender,
+                registered(node_id).as_deref(),
+            )
+            .map(|()| node);
+            match joined {
+                Ok(node) => encode(&join(ledger, node_id, node, target_voters).await),
+                Err(refusal) => {
+                    tracing::warn!(%peer, %refusal, "refused a join");
+                    encode(&Err::<Joined, String>(refusal))
+                }
+            }
+        }
+        LedgerRpc::Catchup => encode(&ledger.catchup()),
+        LedgerRpc::Propose(command) => {
+            let checked = may_propose(&command, &sender).and_then(|()| check_size(&command));
+            if let Err(refusal) = checked {
+                tracing::warn!(%peer, %refusal, "refused a proposal");
+                return Ok(encode(&Err::<Outcome, String>(refusal)));
+            }
+            let command = attribute(command, &sender, unix_now());
+            let written = tokio::time::timeout(PROPOSAL_TIMEOUT, raft.client_write(command)).await;
+            encode(&match written {
+                Ok(written) => written.map(|r| r.data).map_err(|e| match e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                        NOT_LEADER.to_string()
+                    }
+                    e => e.to_string(),
+                }),
+                Err(_) => Err(format!(
+                    "not committed within {} s; it may still commit",
+                    PROPOSAL_TIMEOUT.as_secs()
+                )),
+            })
+        }
+    })
+}
+
+fn claim_node(claim: RaftClaim) -> u64 {
+    match claim {
+        RaftClaim::Lead(node) | RaftClaim::Candidate(node) => node,
     }
 }
 
@@ -143,8 +204,14 @@ async fn join(
     if membership.get_node(&node_id).is_none() && members >= target_voters {
         return Ok(Joined::Follower);
     }
-    raft.add_learner(node_id, node, true)
+    tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, true))
         .await
+        .map_err(|_| {
+            format!(
+                "the new learner did not catch up within {} s; it stays a learner",
+                LEARNER_TIMEOUT.as_secs()
+            )
+        })?
         .map_err(|e| e.to_string())?;
     promote_locked(ledger, target_voters).await?;
     Ok(Joined::Member)

@@ -1,5 +1,6 @@
 //! The payload protocols of admitted peers: requests to a [`Service`] (raft, data-plane
-//! handshakes) handed to it and answered, and sealed gossip checked and delivered.
+//! handshakes) handed to it and answered, at most [`MAX_INFLIGHT_PER_PEER`] of one peer at a
+//! time so no member's flood crowds out the others, and sealed gossip checked and delivered.
 
 use super::*;
 
@@ -35,6 +36,12 @@ impl Node {
                     self.metrics.refused_requests.inc();
                     return;
                 }
+                let busy = self.inflight.get(&peer).copied().unwrap_or(0);
+                if busy >= MAX_INFLIGHT_PER_PEER || self.answers.len() >= MAX_INFLIGHT {
+                    self.metrics.busy_requests.inc();
+                    tracing::debug!(%peer, ?service, busy, "too many requests in flight");
+                    return;
+                }
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 let inbound = InboundRpc {
                     peer,
@@ -45,9 +52,10 @@ impl Node {
                     tracing::warn!(%peer, ?service, "inbox full or closed; dropping a request");
                     return;
                 }
-                self.answers.push(Box::pin(
-                    async move { (service, answer.await.ok(), channel) },
-                ));
+                *self.inflight.entry(peer).or_default() += 1;
+                self.answers.push(Box::pin(async move {
+                    (service, peer, answer.await.ok(), channel)
+                }));
             }
             Event::Message {
                 message:
@@ -75,6 +83,16 @@ impl Node {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// An inbound request of `peer` was answered or dropped.
+    pub(super) fn finished(&mut self, peer: PeerId) {
+        if let std::collections::hash_map::Entry::Occupied(mut count) = self.inflight.entry(peer) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
         }
     }
 

@@ -64,6 +64,7 @@ struct Metrics {
     libp2p: libp2p::metrics::Metrics,
     rejections: Family<ReasonLabel, Counter>,
     refused_requests: Counter,
+    busy_requests: Counter,
     admitted: Gauge,
 }
 
@@ -82,6 +83,13 @@ impl Metrics {
             "Requests on weft protocols refused because the peer was not admitted",
             refused_requests.clone(),
         );
+        let busy_requests = Counter::default();
+        weft.register(
+            "busy_requests",
+            "Requests of admitted peers refused because the peer, or all peers together, had \
+             the most requests in flight",
+            busy_requests.clone(),
+        );
         let admitted = Gauge::default();
         weft.register(
             "admitted_peers",
@@ -92,6 +100,7 @@ impl Metrics {
             libp2p: libp2p::metrics::Metrics::new(registry),
             rejections,
             refused_requests,
+            busy_requests,
             admitted,
         }
     }
@@ -127,6 +136,8 @@ pub(super) struct Node {
     pending: HashMap<(Service, request_response::OutboundRequestId), Reply>,
     /// Inbound requests their service is answering.
     answers: FuturesUnordered<BoxFuture<'static, Answer>>,
+    /// How many of them each peer sent.
+    inflight: HashMap<PeerId, usize>,
     metrics: Metrics,
 }
 
@@ -141,8 +152,14 @@ type Reply = tokio::sync::oneshot::Sender<Result<Vec<u8>, P2pError>>;
 /// How many addresses peers observed this node at are kept.
 const MAX_OBSERVED: usize = 4;
 type OpaqueChannel = request_response::ResponseChannel<Opaque>;
-/// A service's answer to an inbound request (`None`: it dropped the request), and where it goes.
-type Answer = (Service, Option<Vec<u8>>, OpaqueChannel);
+/// A service's answer to an inbound request (`None`: it dropped the request), who asked, and
+/// where it goes.
+type Answer = (Service, PeerId, Option<Vec<u8>>, OpaqueChannel);
+/// Inbound requests one peer may have in flight: raft sends one append stream and a vote at a
+/// time, the data plane one handshake, so only a flood reaches it.
+const MAX_INFLIGHT_PER_PEER: usize = 16;
+/// Inbound requests all peers together may have in flight (the size of a service's inbox).
+const MAX_INFLIGHT: usize = 256;
 
 impl Node {
     pub(super) fn new(
@@ -229,6 +246,7 @@ impl Node {
             inboxes,
             pending: HashMap::new(),
             answers: FuturesUnordered::new(),
+            inflight: HashMap::new(),
         })
     }
 
@@ -272,7 +290,8 @@ impl Node {
                 _ = shutdown.cancelled() => break,
                 event = self.swarm.select_next_some() => self.on_event(event),
                 Some(command) = self.commands.recv() => self.on_command(command),
-                Some((service, answer, channel)) = self.answers.next(), if !self.answers.is_empty() => {
+                Some((service, peer, answer, channel)) = self.answers.next(), if !self.answers.is_empty() => {
+                    self.finished(peer);
                     if let Some(payload) = answer {
                         let _ = self.opaque(service).send_response(channel, Opaque { payload });
                     }
