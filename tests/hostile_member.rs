@@ -12,6 +12,7 @@ use openraft::raft::InstallSnapshotRequest;
 use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
 use support::ledger::{Replica, group, settled_cluster};
 use support::mesh::{address, admitted, network, start, wait_for};
+use weft::ledger::follower::Feed;
 use weft::ledger::raft::network::{LedgerRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{Command, LeaseState, Member, Outcome, Platform};
@@ -456,4 +457,85 @@ async fn a_flood_of_ledger_requests_from_one_member_is_capped() {
         .find(|r| r.member.handle.peer_id() == leader)
         .unwrap();
     assert!(leader_replica.member.counter("weft_busy_requests_total ") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_feed_is_not_applied_by_followers() {
+    let token = network();
+    let replicas = group(&token, &["m0", "m1", "m2", "m3"]).await;
+    settled_cluster(&replicas).await;
+    let follower = wait_for("a follower of the feed", || {
+        replicas.iter().find(|r| r.ledger.status().follower)
+    })
+    .await;
+    let status = follower.ledger.status();
+    let leader = status
+        .leader
+        .clone()
+        .expect("the follower knows the leader");
+    let entry = address(&follower.member).await;
+    let hostile = start(&token, "mallory", vec![entry]).await;
+    let mine = hostile.handle.peer_id().to_string();
+    wait_for("the follower to admit the hostile node", || {
+        admitted(&hostile)
+            .contains(&follower.member.handle.peer_id().to_string())
+            .then_some(())
+    })
+    .await;
+
+    // Feeds with the follower's next entries: one passed off as the real leader's, one naming
+    // the hostile node itself as leader and only voter.
+    let forged = |leader_peer: &str| {
+        let next = follower.ledger.status().applied_index + 1;
+        let feed = Feed {
+            cluster: follower.ledger.state().cluster().unwrap(),
+            leader: (
+                0xbad,
+                weft::ledger::raft::LedgerNode {
+                    peer_id: leader_peer.to_string(),
+                },
+            ),
+            voters: vec![leader_peer.to_string()],
+            entries: (next..next + 4)
+                .map(|index| {
+                    let put = Command::KvPut {
+                        bucket: "forged".into(),
+                        key: format!("k{index}"),
+                        value: "from mallory".into(),
+                    };
+                    (index, Some(put))
+                })
+                .collect(),
+            last: next + 3,
+        };
+        serde_json::to_vec(&serde_json::json!({ "LedgerFeed": feed })).unwrap()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut published = 0;
+    while tokio::time::Instant::now() < deadline {
+        for leader_peer in [&leader, &mine] {
+            if hostile.handle.publish(forged(leader_peer)).await.is_ok() {
+                published += 1;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(published > 0, "the hostile node could not publish");
+
+    // An honest write reaches the follower; the forged entries never do.
+    let put = Command::KvPut {
+        bucket: "honest".into(),
+        key: "k".into(),
+        value: "v".into(),
+    };
+    assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());
+    wait_for("the honest write on the follower", || {
+        follower.ledger.state().bucket("honest").map(|_| ())
+    })
+    .await;
+    assert!(
+        follower.ledger.state().bucket("forged").is_none(),
+        "the follower applied a forged feed"
+    );
+    assert_eq!(follower.ledger.status().leader, Some(leader));
 }

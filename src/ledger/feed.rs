@@ -1,7 +1,8 @@
 //! The follower feed on the wire: the leader publishes committed entries (and, every couple of
 //! seconds, where its log stands) on the sealed gossip topic; every node that follows rather than
 //! votes applies them to its [`Replica`](super::follower::Replica) and fetches a catch-up from
-//! the leader when it falls behind.
+//! the leader when it falls behind. A feed is applied only from the leader it names, when that
+//! leader is a voter the follower knows ([`Verdict`]).
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,9 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 const BATCH: usize = super::limits::APPEND_BATCH as usize;
 /// How long a catch-up may take.
 const CATCHUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a follower asks a voter about a leader it does not know, at most (so a member's
+/// forged feeds cannot make followers flood the voters).
+const VERIFY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A message on the gossip topic. Tagged, so other kinds can share the topic later.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +83,7 @@ pub async fn follow(
     mut gossip: broadcast::Receiver<GossipMessage>,
     shutdown: CancellationToken,
 ) {
+    let mut last_verify: Option<Instant> = None;
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -94,14 +99,38 @@ pub async fn follow(
         if ledger.is_raft_member() {
             continue;
         }
-        let verdict = ledger.replica().on_feed(feed, Instant::now());
+        let author = message.author.to_string();
+        let verdict = ledger.replica().on_feed(feed, &author, Instant::now());
         ledger.changed();
-        if verdict == Verdict::CatchUp
-            && let Err(e) = catch_up(&ledger, message.author).await
+        let source = match verdict {
+            Verdict::CatchUp => Some(message.author),
+            Verdict::Verify if last_verify.is_none_or(|at| at.elapsed() >= VERIFY_INTERVAL) => {
+                last_verify = Some(Instant::now());
+                tracing::debug!(%author, "a feed from a leader no known voter named; asking a voter");
+                known_voter(&ledger)
+            }
+            Verdict::Verify | Verdict::UpToDate | Verdict::Ignored => None,
+        };
+        if let Some(source) = source
+            && let Err(e) = catch_up(&ledger, source).await
         {
             tracing::debug!(error = %e, "catch-up failed; retrying on the next feed message");
         }
     }
+}
+
+/// A voter this node's replica knows, other than itself, to ask for the state.
+fn known_voter(ledger: &Ledger) -> Option<libp2p::PeerId> {
+    let me = ledger.p2p().peer_id();
+    let voters: Vec<libp2p::PeerId> = ledger
+        .replica()
+        .voters()
+        .iter()
+        .filter_map(|voter| voter.parse().ok())
+        .filter(|voter| *voter != me)
+        .collect();
+    use rand::seq::SliceRandom as _;
+    voters.choose(&mut rand::thread_rng()).copied()
 }
 
 /// Fetches `peer`'s whole state into the replica (`peer` must be a raft member).

@@ -5,6 +5,12 @@
 //! the whole state from a voter (a [`Catchup`]) and goes on from there. So the leader replicates
 //! to a handful of voters, whatever the size of the mesh.
 //!
+//! Any member can publish on the topic, and any member may be hostile, so a feed is taken only
+//! from the leader it names (the gossip author, whose signature gossipsub checked), and only when
+//! that leader is a voter the follower knows from a voter's catch-up or an earlier accepted feed.
+//! A feed from a leader the follower does not know yet (an election among new voters) is not
+//! applied: the follower asks a voter it knows for the state instead, which names the leader.
+//!
 //! [`Replica`] is the follower's copy and the pure rules above; [`crate::ledger::feed`] moves
 //! the messages.
 
@@ -56,8 +62,11 @@ pub enum Verdict {
     UpToDate,
     /// Fetch the state from a voter of this cluster: entries are missing.
     CatchUp,
-    /// The message belongs to another cluster (meeting one is the merge's business), or this
-    /// node follows nothing.
+    /// Its leader is no voter this node knows: fetch the state from a voter it knows, which
+    /// says who leads.
+    Verify,
+    /// The message belongs to another cluster (meeting one is the merge's business), is not
+    /// written by the leader it names, or this node follows nothing.
     Ignored,
 }
 
@@ -82,12 +91,18 @@ struct Following {
 
 impl Replica {
     /// Starts (or restarts) following from a voter's state; a catch-up older than what this
-    /// replica already holds of the same cluster is ignored.
+    /// replica already holds of the same cluster is ignored, and one as far along only renews
+    /// who leads and votes.
     pub fn install(&mut self, catchup: Catchup) {
-        if let Some(f) = &self.following
+        if let Some(f) = &mut self.following
             && f.state.cluster() == Some(catchup.cluster)
             && f.position >= catchup.position
         {
+            // As far along: the voter's word on who leads and votes is what this node asked.
+            if f.position == catchup.position {
+                f.leader = catchup.leader;
+                f.voters = catchup.voters;
+            }
             return;
         }
         let pending = match self.following.take() {
@@ -111,8 +126,11 @@ impl Replica {
         self.following = Some(following);
     }
 
-    /// Takes one feed message.
-    pub fn on_feed(&mut self, feed: Feed, now: Instant) -> Verdict {
+    /// Takes one feed message written by `author` (a PeerId).
+    pub fn on_feed(&mut self, feed: Feed, author: &str, now: Instant) -> Verdict {
+        if feed.leader.1.peer_id != author {
+            return Verdict::Ignored;
+        }
         let Some(f) = &mut self.following else {
             if self.heard.as_ref().is_none_or(|(c, _)| feed.cluster <= *c) {
                 self.heard = Some((feed.cluster, feed.leader));
@@ -121,6 +139,9 @@ impl Replica {
         };
         if f.state.cluster() != Some(feed.cluster) {
             return Verdict::Ignored;
+        }
+        if !f.voters.iter().any(|voter| voter == author) {
+            return Verdict::Verify;
         }
         f.leader = Some(feed.leader);
         f.voters = feed.voters;
@@ -232,11 +253,17 @@ mod tests {
         replica.install(Catchup {
             cluster: CLUSTER,
             leader: None,
-            voters: vec![],
+            voters: vec!["L".into()],
             position: 2,
             state,
         });
         replica
+    }
+
+    /// [`Replica::on_feed`] of a feed its leader wrote.
+    fn take(replica: &mut Replica, feed: Feed, now: Instant) -> Verdict {
+        let author = feed.leader.1.peer_id.clone();
+        replica.on_feed(feed, &author, now)
     }
 
     fn keys(replica: &Replica) -> Vec<String> {
@@ -252,15 +279,19 @@ mod tests {
         let mut replica = following();
         let now = Instant::now();
         assert_eq!(
-            replica.on_feed(feed(vec![(4, put("b"))], 4), now),
+            take(&mut replica, feed(vec![(4, put("b"))], 4), now),
             Verdict::UpToDate,
             "a gap gets a grace period"
         );
         assert!(keys(&replica).is_empty(), "4 waits for 3");
-        replica.on_feed(feed(vec![(3, None)], 4), now);
+        take(&mut replica, feed(vec![(3, None)], 4), now);
         assert_eq!(keys(&replica), vec!["b"]);
         assert_eq!(replica.position(), 4);
-        replica.on_feed(feed(vec![(3, put("x")), (4, put("y"))], 4), now);
+        take(
+            &mut replica,
+            feed(vec![(3, put("x")), (4, put("y"))], 4),
+            now,
+        );
         assert_eq!(
             keys(&replica),
             vec!["b"],
@@ -272,9 +303,9 @@ mod tests {
     fn a_gap_that_persists_asks_for_a_catch_up_and_the_catch_up_fills_it() {
         let mut replica = following();
         let start = Instant::now();
-        replica.on_feed(feed(vec![(5, put("late"))], 5), start);
+        take(&mut replica, feed(vec![(5, put("late"))], 5), start);
         assert_eq!(
-            replica.on_feed(feed(vec![], 5), start + GAP_GRACE),
+            take(&mut replica, feed(vec![], 5), start + GAP_GRACE),
             Verdict::CatchUp
         );
         let mut state = replica.state().unwrap().clone();
@@ -282,7 +313,7 @@ mod tests {
         replica.install(Catchup {
             cluster: CLUSTER,
             leader: None,
-            voters: vec![],
+            voters: vec!["L".into()],
             position: 4,
             state,
         });
@@ -297,7 +328,7 @@ mod tests {
     #[test]
     fn an_older_catch_up_does_not_roll_the_replica_back() {
         let mut replica = following();
-        replica.on_feed(feed(vec![(3, put("a"))], 3), Instant::now());
+        take(&mut replica, feed(vec![(3, put("a"))], 3), Instant::now());
         let stale = replica.state().unwrap().clone();
         replica.install(Catchup {
             cluster: CLUSTER,
@@ -317,7 +348,7 @@ mod tests {
             created_at: 50,
             id: 9,
         };
-        assert_eq!(replica.on_feed(other, Instant::now()), Verdict::Ignored);
+        assert_eq!(take(&mut replica, other, Instant::now()), Verdict::Ignored);
         assert!(keys(&replica).is_empty());
     }
 
@@ -325,14 +356,51 @@ mod tests {
     fn nothing_is_followed_before_a_first_catch_up_but_the_oldest_leader_heard_is_kept() {
         let mut replica = Replica::default();
         assert_eq!(
-            replica.on_feed(feed(vec![(1, put("a"))], 1), Instant::now()),
+            take(&mut replica, feed(vec![(1, put("a"))], 1), Instant::now()),
             Verdict::Ignored
         );
         assert!(!replica.is_following());
         let mut younger = feed(vec![], 1);
         younger.cluster.created_at += 1;
         younger.leader.1.peer_id = "Y".into();
-        replica.on_feed(younger, Instant::now());
+        take(&mut replica, younger, Instant::now());
         assert_eq!(replica.heard().map(|(_, n)| n.peer_id.as_str()), Some("L"));
+    }
+
+    #[test]
+    fn a_feed_is_taken_only_from_the_leader_it_names_and_only_a_known_voter() {
+        let mut replica = following();
+        let now = Instant::now();
+        // A member passing off a feed as the leader's.
+        assert_eq!(
+            replica.on_feed(feed(vec![(3, put("forged"))], 3), "M", now),
+            Verdict::Ignored
+        );
+        // A member naming itself leader of the cluster is not believed; a voter's catch-up
+        // then says who leads.
+        let mut usurper = feed(vec![(3, put("forged"))], 3);
+        usurper.leader.1.peer_id = "M".into();
+        usurper.voters = vec!["M".into()];
+        assert_eq!(take(&mut replica, usurper, now), Verdict::Verify);
+        assert!(keys(&replica).is_empty());
+        assert_eq!(replica.voters(), ["L".to_string()]);
+        let current = replica.state().unwrap().clone();
+        let mut elected = feed(vec![], 3).leader;
+        elected.1.peer_id = "N".into();
+        replica.install(Catchup {
+            cluster: CLUSTER,
+            leader: Some(elected),
+            voters: vec!["L".into(), "N".into()],
+            position: 2,
+            state: current,
+        });
+        assert_eq!(replica.leader().map(|l| l.1.peer_id.as_str()), Some("N"));
+        // The known leader's feed applies.
+        take(&mut replica, feed(vec![(3, put("real"))], 3), now);
+        assert_eq!(keys(&replica), vec!["real"]);
+        // Nor does a forged feed count as heard by a node that follows nothing.
+        let mut lone = Replica::default();
+        lone.on_feed(feed(vec![], 1), "M", now);
+        assert!(lone.heard().is_none());
     }
 }
