@@ -95,7 +95,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
 
     let mut registry = Registry::default();
     let (p2p, p2p_task) = p2p::start(
-        p2p_config(settings, &keys),
+        p2p_config(settings),
         identity.keypair(),
         keys.clone(),
         &mut registry,
@@ -327,9 +327,8 @@ fn bootstrap_config(settings: &Settings) -> BootstrapConfig {
     }
 }
 
-fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfig {
+fn p2p_config(settings: &Settings) -> P2pConfig {
     P2pConfig {
-        network_id: keys.network_id(),
         hostname: settings.hostname.clone(),
         listen: settings.listen.clone(),
         bootstrap: settings.bootstrap.clone(),
@@ -338,6 +337,7 @@ fn p2p_config(settings: &Settings, keys: &crate::token::NetworkKeys) -> P2pConfi
         public_dht: settings.public_dht,
         relay_server: settings.relay,
         max_connections: settings.max_connections,
+        max_per_ip: crate::p2p::per_ip::PerIpLimits::share_of(settings.max_connections),
         auth_timeout: AUTH_TIMEOUT,
         block_duration: settings.block_duration,
         peer_exchange_interval: Some(PEER_EXCHANGE_INTERVAL),

@@ -394,7 +394,8 @@ impl fmt::Debug for DerivedKey {
     }
 }
 
-/// The public, short identifier of a network; it scopes every protocol name (`/weft/<id>/...`).
+/// The short identifier of a network, shown to operators (`weft status`, the API); it never
+/// leaves the node, so outsiders cannot tell one fleet from another.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NetworkId(pub [u8; 8]);
 

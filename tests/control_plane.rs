@@ -10,7 +10,8 @@ use libp2p::{noise, request_response, tcp, yamux};
 use weft::p2p::protocol::Protocols;
 use weft::p2p::{AuthCodec, ControlCodec};
 use weft::proto::p2p::v1::{
-    ControlRequest, ControlResponse, PeerExchangeRequest, control_request, control_response,
+    AuthChallenge, ControlRequest, ControlResponse, PeerExchangeRequest, control_request,
+    control_response,
 };
 
 mod support;
@@ -55,12 +56,12 @@ async fn three_members_admit_each_other_and_a_stranger_is_admitted_by_nobody() {
         BTreeSet::from(["second".to_string(), "third".to_string()])
     );
 
-    // Protocol names carry the network id, so neither side can even answer the other's
-    // challenge; whichever notices first refuses the other and hangs up.
-    let unsupported = "weft_admission_rejections_total{reason=\"unsupported\"}";
+    // Protocol names are the same for every network, so the stranger answers the challenge,
+    // with a proof made from another token; whichever side checks first refuses the other.
+    let bad_proof = "weft_admission_rejections_total{reason=\"bad_proof\"}";
     wait_for(
         "the entry member and the stranger to refuse each other",
-        || (first.counter(unsupported) + stranger.counter(unsupported) > 0).then_some(()),
+        || (first.counter(bad_proof) + stranger.counter(bad_proof) > 0).then_some(()),
     )
     .await;
     assert!(
@@ -80,17 +81,19 @@ async fn three_members_admit_each_other_and_a_stranger_is_admitted_by_nobody() {
 struct Stranger {
     auth: request_response::Behaviour<AuthCodec>,
     control: request_response::Behaviour<ControlCodec>,
+    identify: libp2p::identify::Behaviour,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stranger_using_a_member_protocol_other_than_auth_is_refused() {
+async fn a_stranger_learns_nothing_and_using_a_member_protocol_other_than_auth_is_refused() {
     let token = network();
     let member = start(&token, "member", vec![]).await;
     let target = address(&member).await;
 
-    // A bare libp2p node that knows the network's protocol names but not its token. It takes
-    // the member's challenge and never answers it, and asks for the member list meanwhile.
-    let protocols = Protocols::new(token.keys().network_id());
+    // A bare libp2p node that knows weft's protocol names but not the token. It takes the
+    // member's challenge and never answers it; it challenges the member, asks for the member
+    // list and reads what identify tells it meanwhile.
+    let protocols = Protocols::new();
     let mut stranger = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_tcp(
@@ -99,7 +102,11 @@ async fn a_stranger_using_a_member_protocol_other_than_auth_is_refused() {
             yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|_| Stranger {
+        .with_behaviour(|key| Stranger {
+            identify: libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+                "/stranger/1".into(),
+                key.public(),
+            )),
             auth: request_response::Behaviour::new(
                 [(
                     protocols.auth.clone(),
@@ -119,42 +126,65 @@ async fn a_stranger_using_a_member_protocol_other_than_auth_is_refused() {
         .build();
     let mut unanswered_challenges = Vec::new();
     stranger.dial(target).unwrap();
-    let answer = tokio::time::timeout(DEADLINE, async {
-        loop {
+    let mut identified = None;
+    let mut proof = None;
+    let mut refusal = None;
+    tokio::time::timeout(DEADLINE, async {
+        while identified.is_none() || proof.is_none() || refusal.is_none() {
             match stranger.select_next_some().await {
                 SwarmEvent::ConnectionEstablished { peer_id, .. } => {
-                    stranger.behaviour_mut().control.send_request(
+                    let behaviour = stranger.behaviour_mut();
+                    behaviour.control.send_request(
                         &peer_id,
                         ControlRequest {
                             kind: Some(control_request::Kind::Peers(PeerExchangeRequest {})),
                         },
                     );
+                    behaviour
+                        .auth
+                        .send_request(&peer_id, AuthChallenge { nonce: vec![9; 32] });
                 }
                 SwarmEvent::Behaviour(StrangerEvent::Auth(request_response::Event::Message {
                     message: request_response::Message::Request { channel, .. },
                     ..
                 })) => unanswered_challenges.push(channel),
+                SwarmEvent::Behaviour(StrangerEvent::Auth(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                })) => proof = Some(response),
+                SwarmEvent::Behaviour(StrangerEvent::Identify(
+                    libp2p::identify::Event::Received { info, .. },
+                )) => identified = Some(info),
                 SwarmEvent::Behaviour(StrangerEvent::Control(
                     request_response::Event::Message {
                         message: request_response::Message::Response { response, .. },
                         ..
                     },
-                )) => return Ok::<ControlResponse, String>(response),
+                )) => refusal = Some(Ok::<ControlResponse, String>(response)),
                 SwarmEvent::Behaviour(StrangerEvent::Control(
                     request_response::Event::OutboundFailure { error, .. },
-                )) => return Err(error.to_string()),
+                )) => refusal = Some(Err(error.to_string())),
                 _ => {}
             }
         }
     })
     .await
-    .expect("the member answers");
-    match answer {
+    .expect("the member answers the challenge, the request and identify");
+    match refusal.unwrap() {
         Ok(ControlResponse {
             kind: Some(control_response::Kind::Refused(refused)),
         }) => assert_eq!(refused.reason, "not admitted"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // Nothing the stranger saw names the network or the machine.
+    let network_id = token.keys().network_id().to_string();
+    let info = identified.unwrap();
+    assert_eq!(info.protocol_version, "/weft/1");
+    for protocol in &info.protocols {
+        assert!(!protocol.as_ref().contains(&network_id), "{protocol}");
+    }
+    let proof = proof.unwrap();
+    assert!(!proof.sealed_hostname.windows(6).any(|w| w == b"member"));
     assert!(member.handle.peers().is_empty());
 }
 

@@ -1,4 +1,4 @@
-//! Answers the ledger RPCs that admitted peers send over `/weft/<netid>/raft/1`: raft's own
+//! Answers the ledger RPCs that admitted peers send over `/weft/raft/1`: raft's own
 //! (append, vote, snapshot) and the cluster-life requests (hello, join, propose, catch-up).
 //! A proposal is first checked against its sender ([`super::authority`]). Each request
 //! runs in its own task so a slow snapshot chunk or a join waiting for a learner to catch up

@@ -8,10 +8,15 @@
 //! this very pair of identities; the verifier's fresh nonce makes a recorded proof worthless on
 //! any other connection; prover and verifier are ordered in the MAC so a proof cannot be
 //! reflected back. A peer is admitted only when its proof verifies.
+//!
+//! The answer also carries the prover's hostname, for the peer table, sealed under a key drawn
+//! the same way (a distinct label): the challenger may be an outsider, and an outsider learns
+//! nothing from an answer, neither the proof's meaning nor the machine's name.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chacha20poly1305::aead::Aead as _;
 use hmac::{Hmac, Mac as _};
 use libp2p::PeerId;
 use rand::RngCore as _;
@@ -21,6 +26,10 @@ use crate::token::DerivedKey;
 
 /// Domain separation for the admission MAC.
 const LABEL: &[u8] = b"weft/auth/v1";
+/// Domain separation for the key that seals the prover's hostname.
+const HOSTNAME_LABEL: &[u8] = b"weft/auth/hostname/v1";
+/// The longest hostname taken from a peer (a DNS name's limit).
+pub const MAX_HOSTNAME: usize = 253;
 /// Length of a nonce and of a proof.
 pub const NONCE_LEN: usize = 32;
 
@@ -94,6 +103,65 @@ pub fn verify(
     mac(key, prover, verifier, verifier_nonce, prover_nonce)
         .verify_slice(proof)
         .map_err(|_| Rejection::BadProof)
+}
+
+/// The prover's hostname sealed for this one exchange (ChaCha20-Poly1305; the key is fresh
+/// with every prover nonce, so a fixed nonce is safe).
+fn seal_hostname(
+    key: &DerivedKey,
+    prover: &PeerId,
+    verifier: &PeerId,
+    verifier_nonce: &Nonce,
+    prover_nonce: &Nonce,
+    hostname: &str,
+) -> Vec<u8> {
+    // What the other side takes: control characters replaced, cut on a character boundary.
+    let mut name: String = hostname
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    while name.len() > MAX_HOSTNAME {
+        name.pop();
+    }
+    hostname_cipher(key, prover, verifier, verifier_nonce, prover_nonce)
+        .encrypt(&chacha20poly1305::Nonce::default(), name.as_bytes())
+        .expect("ChaCha20-Poly1305 seals a hostname")
+}
+
+/// Opens a sealed hostname: at most [`MAX_HOSTNAME`] bytes of UTF-8 without control
+/// characters, else the answer is malformed.
+fn open_hostname(
+    key: &DerivedKey,
+    prover: &PeerId,
+    verifier: &PeerId,
+    verifier_nonce: &Nonce,
+    prover_nonce: &Nonce,
+    sealed: &[u8],
+) -> Result<String, Rejection> {
+    if sealed.len() > MAX_HOSTNAME + 16 {
+        return Err(Rejection::Malformed);
+    }
+    let plain = hostname_cipher(key, prover, verifier, verifier_nonce, prover_nonce)
+        .decrypt(&chacha20poly1305::Nonce::default(), sealed)
+        .map_err(|_| Rejection::Malformed)?;
+    String::from_utf8(plain)
+        .ok()
+        .filter(|name| !name.chars().any(char::is_control))
+        .ok_or(Rejection::Malformed)
+}
+
+fn hostname_cipher(
+    key: &DerivedKey,
+    prover: &PeerId,
+    verifier: &PeerId,
+    verifier_nonce: &Nonce,
+    prover_nonce: &Nonce,
+) -> chacha20poly1305::ChaCha20Poly1305 {
+    use chacha20poly1305::KeyInit as _;
+    let mut mac = mac(key, prover, verifier, verifier_nonce, prover_nonce);
+    mac.update(HOSTNAME_LABEL);
+    let derived: [u8; 32] = mac.finalize().into_bytes().into();
+    chacha20poly1305::ChaCha20Poly1305::new((&derived).into())
 }
 
 fn mac(
@@ -190,11 +258,19 @@ impl Admission {
             _ => fresh_nonce(),
         };
         let proof = prove(&self.key, &self.local, &peer, &their_nonce, &our_nonce);
+        let sealed_hostname = seal_hostname(
+            &self.key,
+            &self.local,
+            &peer,
+            &their_nonce,
+            &our_nonce,
+            &self.hostname,
+        );
         Ok((
             AnswerFields {
                 nonce: our_nonce,
                 proof,
-                hostname: self.hostname.clone(),
+                sealed_hostname,
             },
             new_challenge,
         ))
@@ -206,7 +282,7 @@ impl Admission {
         peer: PeerId,
         nonce: &[u8],
         proof: &[u8],
-        hostname: &str,
+        sealed_hostname: &[u8],
     ) -> Verdict {
         let Some(PeerState::Pending { nonce: ours, .. }) = self.peers.get(&peer) else {
             return Verdict::Rejected(Rejection::Unsolicited);
@@ -214,12 +290,20 @@ impl Admission {
         let Ok(theirs) = <Nonce>::try_from(nonce) else {
             return Verdict::Rejected(Rejection::Malformed);
         };
-        match verify(&self.key, &peer, &self.local, ours, &theirs, proof) {
-            Ok(()) => {
+        let opened = verify(&self.key, &peer, &self.local, ours, &theirs, proof).and_then(|()| {
+            open_hostname(
+                &self.key,
+                &peer,
+                &self.local,
+                ours,
+                &theirs,
+                sealed_hostname,
+            )
+        });
+        match opened {
+            Ok(hostname) => {
                 self.peers.insert(peer, PeerState::Admitted);
-                Verdict::Admitted {
-                    hostname: hostname.to_string(),
-                }
+                Verdict::Admitted { hostname }
             }
             Err(rejection) => Verdict::Rejected(rejection),
         }
@@ -263,7 +347,7 @@ impl Admission {
 pub struct AnswerFields {
     pub nonce: Nonce,
     pub proof: [u8; 32],
-    pub hostname: String,
+    pub sealed_hostname: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -292,7 +376,7 @@ mod tests {
         let now = Instant::now();
         let challenge = a.on_connected(b_id, now).expect("a challenges b");
         let (answer, _) = b.answer(a_id, &challenge, now).unwrap();
-        a.on_proof(b_id, &answer.nonce, &answer.proof, &answer.hostname)
+        a.on_proof(b_id, &answer.nonce, &answer.proof, &answer.sealed_hostname)
     }
 
     #[test]
@@ -365,14 +449,24 @@ mod tests {
         let challenge = a.on_connected(b_id, now).unwrap();
         let (recorded, _) = b.answer(a_id, &challenge, now).unwrap();
         assert!(matches!(
-            a.on_proof(b_id, &recorded.nonce, &recorded.proof, "b"),
+            a.on_proof(
+                b_id,
+                &recorded.nonce,
+                &recorded.proof,
+                &recorded.sealed_hostname
+            ),
             Verdict::Admitted { .. }
         ));
         // The connection closes; on the next one a challenges afresh and the old answer fails.
         a.forget(&b_id);
         a.on_connected(b_id, now).unwrap();
         assert_eq!(
-            a.on_proof(b_id, &recorded.nonce, &recorded.proof, "b"),
+            a.on_proof(
+                b_id,
+                &recorded.nonce,
+                &recorded.proof,
+                &recorded.sealed_hostname
+            ),
             Verdict::Rejected(Rejection::BadProof)
         );
     }
@@ -382,17 +476,62 @@ mod tests {
         let (_, mut a) = node(1);
         let stranger = PeerId::random();
         assert_eq!(
-            a.on_proof(stranger, &[0; 32], &[0; 32], "x"),
+            a.on_proof(stranger, &[0; 32], &[0; 32], b"x"),
             Verdict::Rejected(Rejection::Unsolicited)
         );
         a.on_connected(stranger, Instant::now());
         assert_eq!(
-            a.on_proof(stranger, &[0; 5], &[0; 32], "x"),
+            a.on_proof(stranger, &[0; 5], &[0; 32], b"x"),
             Verdict::Rejected(Rejection::Malformed)
         );
         assert_eq!(
             a.answer(stranger, &[1; 3], Instant::now()),
             Err(Rejection::Malformed)
+        );
+    }
+
+    #[test]
+    fn the_hostname_opens_only_for_the_verifier_of_this_exchange() {
+        let (a_id, mut a) = node(1);
+        let (b_id, mut b) = node(1);
+        let now = Instant::now();
+        let challenge = a.on_connected(b_id, now).unwrap();
+        let (answer, _) = b.answer(a_id, &challenge, now).unwrap();
+        assert!(
+            !answer.sealed_hostname.windows(5).any(|w| w == b"host1"),
+            "the hostname travels in clear"
+        );
+        // An outsider holding another token cannot open it.
+        let outsider = key(2);
+        let theirs: Nonce = answer.nonce;
+        assert_eq!(
+            open_hostname(
+                &outsider,
+                &b_id,
+                &a_id,
+                &challenge,
+                &theirs,
+                &answer.sealed_hostname
+            ),
+            Err(Rejection::Malformed)
+        );
+        // A tampered one is refused even with a valid proof.
+        let mut tampered = answer.sealed_hostname.clone();
+        tampered[0] ^= 1;
+        assert_eq!(
+            a.on_proof(b_id, &answer.nonce, &answer.proof, &tampered),
+            Verdict::Rejected(Rejection::Malformed)
+        );
+        // An over-long name is cut, a control character replaced, before sealing.
+        let long = seal_hostname(&key(1), &b_id, &a_id, &challenge, &theirs, &"x".repeat(300));
+        assert_eq!(
+            open_hostname(&key(1), &b_id, &a_id, &challenge, &theirs, &long).map(|n| n.len()),
+            Ok(MAX_HOSTNAME)
+        );
+        let odd = seal_hostname(&key(1), &b_id, &a_id, &challenge, &theirs, "odd\nnamé");
+        assert_eq!(
+            open_hostname(&key(1), &b_id, &a_id, &challenge, &theirs, &odd),
+            Ok("odd?namé".to_string())
         );
     }
 

@@ -46,6 +46,8 @@ const IPFS_BOOTSTRAP: &[&str] = &[
 /// Every libp2p behaviour of a weft node.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// First, so a connection over its address's share is refused before anything counts it.
+    pub per_ip: super::per_ip::Behaviour,
     pub limits: connection_limits::Behaviour,
     pub memory: memory_connection_limits::Behaviour,
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
@@ -104,6 +106,7 @@ impl Behaviour {
             .relay_server
             .then(|| relay::Behaviour::new(local, relay_config(admitted)));
         Ok(Behaviour {
+            per_ip: super::per_ip::Behaviour::new(config.max_per_ip),
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(config.max_connections))
@@ -113,7 +116,7 @@ impl Behaviour {
             memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
             blocked: allow_block_list::Behaviour::default(),
             identify: identify::Behaviour::new(
-                identify::Config::new(format!("/weft/{}/1", config.network_id), key.public())
+                identify::Config::new("/weft/1".to_string(), key.public())
                     .with_agent_version(format!("weft/{}", crate::VERSION)),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),

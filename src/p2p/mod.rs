@@ -12,6 +12,7 @@ mod bootstrap;
 pub mod gossip;
 mod node;
 pub mod peers;
+pub mod per_ip;
 pub mod protocol;
 mod redial;
 
@@ -30,12 +31,11 @@ use tokio_util::sync::CancellationToken;
 pub use behaviour::{AuthCodec, ControlCodec, OpaqueCodec};
 pub use peers::{ConnectionKind, PeerView};
 
-use crate::token::{NetworkId, NetworkKeys};
+use crate::token::NetworkKeys;
 
 /// What the control plane needs to know.
 #[derive(Debug, Clone)]
 pub struct P2pConfig {
-    pub network_id: NetworkId,
     pub hostname: String,
     pub listen: Vec<Multiaddr>,
     pub bootstrap: Vec<Multiaddr>,
@@ -46,6 +46,8 @@ pub struct P2pConfig {
     /// Run a circuit relay server for admitted members.
     pub relay_server: bool,
     pub max_connections: u32,
+    /// Inbound connections one remote IP address may hold ([`per_ip`]).
+    pub max_per_ip: per_ip::PerIpLimits,
     /// How long a peer has to prove membership.
     pub auth_timeout: Duration,
     /// How long a peer that failed admission stays blocked.
@@ -274,7 +276,7 @@ pub fn start(
     let shared = Arc::new(Shared::new(inboxes));
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (gossip_tx, _) = broadcast::channel(256);
-    let frames = protocol::Protocols::new(keys.network_id()).frames;
+    let frames = protocol::Protocols::new().frames;
     let node = node::Node::new(
         config,
         keypair,

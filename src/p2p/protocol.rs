@@ -1,7 +1,9 @@
 //! weft's libp2p protocol names and the request-response codec they share.
 //!
-//! Every protocol name carries the network id (`/weft/<netid>/...`), so nodes of different
-//! networks never even agree on a protocol. Messages are protobuf (`proto/weft/p2p.proto`),
+//! The names are the same for every network (`/weft/auth/1`, ...): anything in them is visible
+//! to whoever connects, before admission, in identify and protocol negotiation, so they carry
+//! nothing that tells one fleet from another. Admission is what keeps networks apart: a node of
+//! another network fails the proof. Messages are protobuf (`proto/weft/p2p.proto`),
 //! framed as a u32 big-endian length and the bytes, with a size cap so that a peer cannot make
 //! us buffer without bound.
 
@@ -12,12 +14,10 @@ use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
 
-use crate::token::NetworkId;
-
 /// Largest message weft's request-response protocols accept.
 pub const MAX_MESSAGE: usize = 1 << 20;
 
-/// The protocol names of one network.
+/// weft's protocol names.
 #[derive(Debug, Clone)]
 pub struct Protocols {
     pub auth: StreamProtocol,
@@ -31,11 +31,16 @@ pub struct Protocols {
     pub gossip_topic: String,
 }
 
+impl Default for Protocols {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Protocols {
-    /// Names scoped by `network`.
-    pub fn new(network: NetworkId) -> Self {
+    pub fn new() -> Self {
         let name = |suffix: &str| {
-            StreamProtocol::try_from_owned(format!("/weft/{network}/{suffix}"))
+            StreamProtocol::try_from_owned(format!("/weft/{suffix}"))
                 .expect("a /-prefixed ASCII name is a valid protocol")
         };
         Protocols {
@@ -45,7 +50,7 @@ impl Protocols {
             dataplane: name("dataplane/1"),
             frames: name("frames/1"),
             kad: name("kad/1"),
-            gossip_topic: format!("/weft/{network}/gossip/1"),
+            gossip_topic: "/weft/gossip/1".to_string(),
         }
     }
 }
@@ -145,11 +150,10 @@ mod tests {
     use crate::proto::p2p::v1::AuthChallenge;
 
     #[test]
-    fn protocol_names_are_scoped_by_network() {
-        let a = Protocols::new(NetworkId([1; 8]));
-        let b = Protocols::new(NetworkId([2; 8]));
-        assert_eq!(a.auth.as_ref(), "/weft/0101010101010101/auth/1");
-        assert_ne!(a.control, b.control);
+    fn protocol_names_carry_nothing_of_the_network() {
+        let protocols = Protocols::new();
+        assert_eq!(protocols.auth.as_ref(), "/weft/auth/1");
+        assert_eq!(protocols.gossip_topic, "/weft/gossip/1");
     }
 
     #[test]

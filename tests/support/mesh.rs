@@ -10,6 +10,7 @@ use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+use weft::p2p::per_ip::PerIpLimits;
 use weft::p2p::{self, P2pConfig, P2pHandle};
 use weft::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
 
@@ -84,6 +85,34 @@ pub async fn start_as(
         Some(Duration::from_secs(2)),
         true,
         keypair,
+        UNLIMITED,
+    )
+    .await
+}
+
+/// In-process nodes all connect from 127.0.0.1: no limit per address.
+const UNLIMITED: PerIpLimits = PerIpLimits {
+    pending: usize::MAX,
+    total: usize::MAX,
+};
+
+/// A member that takes at most `max_per_ip` inbound connections from one address, as a
+/// daemon does.
+pub async fn start_guarded(
+    token: &Token,
+    hostname: &str,
+    bootstrap: Vec<Multiaddr>,
+    max_per_ip: PerIpLimits,
+) -> Member {
+    let keypair = Keypair::generate_ed25519();
+    start_keyed(
+        token,
+        hostname,
+        bootstrap,
+        Some(Duration::from_secs(2)),
+        true,
+        &keypair,
+        max_per_ip,
     )
     .await
 }
@@ -103,6 +132,7 @@ async fn start_configured(
         peer_exchange_interval,
         dht,
         &keypair,
+        UNLIMITED,
     )
     .await
 }
@@ -114,10 +144,10 @@ async fn start_keyed(
     peer_exchange_interval: Option<Duration>,
     dht: bool,
     keypair: &Keypair,
+    max_per_ip: PerIpLimits,
 ) -> Member {
     let keys = token.keys();
     let config = P2pConfig {
-        network_id: keys.network_id(),
         hostname: hostname.to_string(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         bootstrap,
@@ -126,6 +156,7 @@ async fn start_keyed(
         public_dht: false,
         relay_server: false,
         max_connections: 64,
+        max_per_ip,
         auth_timeout: Duration::from_secs(10),
         block_duration: Duration::from_secs(60),
         peer_exchange_interval,

@@ -1,5 +1,5 @@
 //! Raft RPCs over libp2p: openraft's network traits on top of the control plane's
-//! `/weft/<netid>/raft/1` request-response protocol, which only admitted peers can use.
+//! `/weft/raft/1` request-response protocol, which only admitted peers can use.
 //!
 //! A request is the JSON of [`LedgerRpc`]; the answer is the JSON of the callee's `Result`, so
 //! a remote raft error reaches the caller as such, distinct from an unreachable peer. Besides

@@ -26,7 +26,7 @@ impl Node {
                     let proof = AuthProof {
                         nonce: answer.nonce.to_vec(),
                         proof: answer.proof.to_vec(),
-                        hostname: answer.hostname,
+                        sealed_hostname: answer.sealed_hostname,
                     };
                     let _ = self
                         .swarm
@@ -47,7 +47,7 @@ impl Node {
                 peer,
                 &response.nonce,
                 &response.proof,
-                &response.hostname,
+                &response.sealed_hostname,
             ) {
                 Verdict::Admitted { hostname } => self.on_admitted(peer, hostname),
                 Verdict::Rejected(rejection) => self.reject(peer, rejection),

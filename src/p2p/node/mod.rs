@@ -175,7 +175,7 @@ impl Node {
             gossip_tx,
             inboxes,
         } = channels;
-        let protocols = Protocols::new(keys.network_id());
+        let protocols = Protocols::new();
         let admitted: AdmittedSet = Arc::new(RwLock::new(HashSet::new()));
         let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
         let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
