@@ -12,7 +12,8 @@
 //! they are in, and leaves for an older one ([`merge`]).
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
-//! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd.
+//! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd;
+//! a denied voter leaves even when no learner can take its seat.
 //!
 //! Record: a member whose record is missing, expired or under another hostname proposes it
 //! again (a live member keeps its address).
@@ -492,24 +493,33 @@ async fn replace_unreachable_voters(
         return;
     }
     // Replace one for one, so the count stays odd; without a live learner to step in, a dead
-    // voter stays (the others still form a quorum) rather than shrinking the group.
+    // voter stays (the others still form a quorum) rather than shrinking the group. A denied
+    // voter goes even then: it is a machine the operators no longer trust, and a seat in the
+    // quorum would let it vote and, with one more failure, stall the cluster. The group grows
+    // back to an odd count as learners come.
     let learners: Vec<u64> = membership
         .learner_ids()
         .filter(|id| is_reachable(id))
         .collect();
+    let me = ledger.node_id();
+    let denied = dead.iter().filter(|id| is_denied(id) && **id != me).count();
     // Denied voters give up their seats first.
-    dead.sort_by_key(|id| !is_denied(id));
+    dead.sort_by_key(|id| !(is_denied(id) && *id != me));
     let replaced = dead.len().min(learners.len());
-    if replaced == 0 {
+    let leaving = replaced.max(denied);
+    if leaving == 0 {
         return;
     }
-    dead.truncate(replaced);
+    dead.truncate(leaving);
     let new_voters: std::collections::BTreeSet<u64> = voters
         .iter()
         .copied()
         .filter(|id| !dead.contains(id))
         .chain(learners.into_iter().take(replaced))
         .collect();
+    if new_voters.is_empty() {
+        return;
+    }
     tracing::info!(
         ?dead,
         ?new_voters,
