@@ -5,9 +5,11 @@
 //!
 //! Each side opens one outbound stream per peer and writes to it from a queue the send task
 //! fills; inbound streams are read by one task each, which opens frames exactly as the UDP
-//! receive path does (the stream's origin proves nothing: the frame's tag and counter do).
+//! receive path does (the stream's origin proves nothing: the frame's tag and counter do). A
+//! peer may have at most [`MAX_STREAMS_PER_PEER`] inbound streams open; more are closed.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::{PeerId, StreamProtocol};
@@ -91,6 +93,7 @@ pub(super) async fn accept(
             return;
         }
     };
+    let open_streams = Arc::new(Mutex::new(HashMap::new()));
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -101,16 +104,59 @@ pub(super) async fn accept(
             tracing::debug!(%peer, "frame stream from a peer that is not admitted; closed");
             continue;
         }
-        tokio::spawn(read(shared.clone(), peer, stream, shutdown.clone()));
+        let Some(slot) = StreamSlot::take(&open_streams, peer) else {
+            tracing::debug!(%peer, "too many frame streams from one peer; closed");
+            continue;
+        };
+        tokio::spawn(read(shared.clone(), slot, stream, shutdown.clone()));
+    }
+}
+
+/// Inbound frame streams one peer may have open: it opens one, and a second while it replaces
+/// a broken one.
+const MAX_STREAMS_PER_PEER: usize = 2;
+
+/// One inbound stream's place in the count of its peer's streams, given back when dropped.
+struct StreamSlot {
+    peer: PeerId,
+    open: Arc<Mutex<HashMap<PeerId, usize>>>,
+}
+
+impl StreamSlot {
+    /// A place for another stream of `peer`, unless it has [`MAX_STREAMS_PER_PEER`] open.
+    fn take(open: &Arc<Mutex<HashMap<PeerId, usize>>>, peer: PeerId) -> Option<StreamSlot> {
+        let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(peer).or_default();
+        if *count >= MAX_STREAMS_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            peer,
+            open: open.clone(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
     }
 }
 
 async fn read(
     shared: Arc<Shared>,
-    peer: PeerId,
+    slot: StreamSlot,
     mut stream: libp2p::Stream,
     shutdown: CancellationToken,
 ) {
+    let peer = slot.peer;
     let max = MAX_FRAME;
     let mut frame = vec![0u8; max];
     let mut out = Vec::with_capacity(max);
@@ -142,5 +188,22 @@ async fn read(
     .await;
     if let Err(e) = ended {
         tracing::debug!(%peer, error = %e, "inbound frame stream ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_holds_at_most_its_share_of_inbound_streams() {
+        let open = Arc::new(Mutex::new(HashMap::new()));
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let first = StreamSlot::take(&open, peer).expect("a first stream");
+        let _second = StreamSlot::take(&open, peer).expect("a replacement");
+        assert!(StreamSlot::take(&open, peer).is_none());
+        assert!(StreamSlot::take(&open, other).is_some());
+        drop(first);
+        assert!(StreamSlot::take(&open, peer).is_some());
     }
 }

@@ -1,7 +1,9 @@
 //! Members this node has heard of (from mDNS, peer exchange or the DHT) but is not connected
 //! to: they are re-dialled with backoff (2 s doubling to 60 s) until a connection opens, so a
 //! member that was unreachable a moment ago (its relay reservation not made yet, a flapping
-//! link) is not forgotten until the next round of discovery. Pure.
+//! link) is not forgotten until the next round of discovery. At most [`MAX_WANTED`] members with
+//! [`MAX_ADDRS`] addresses each are kept; others heard of while it is full wait for the next
+//! round. Pure.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -12,6 +14,11 @@ const MIN_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A member not reached for this long is dropped; discovery will bring it back if it returns.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+/// Members waited for at most: peer lists come from members, any of which may be hostile, so
+/// what one can make this node remember is bounded.
+pub const MAX_WANTED: usize = 1024;
+/// Addresses kept per member.
+pub const MAX_ADDRS: usize = 16;
 
 #[derive(Debug)]
 struct Wanted {
@@ -30,6 +37,9 @@ pub struct Redial {
 impl Redial {
     /// `peer` was heard of at `addrs`; its first retry is due after the minimum backoff.
     pub fn heard_of(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Instant) {
+        if self.wanted.len() >= MAX_WANTED && !self.wanted.contains_key(&peer) {
+            return;
+        }
         let wanted = self.wanted.entry(peer).or_insert_with(|| Wanted {
             addrs: Vec::new(),
             first_seen: now,
@@ -37,7 +47,7 @@ impl Redial {
             backoff: MIN_BACKOFF,
         });
         for addr in addrs {
-            if !wanted.addrs.contains(addr) {
+            if wanted.addrs.len() < MAX_ADDRS && !wanted.addrs.contains(addr) {
                 wanted.addrs.push(addr.clone());
             }
         }
@@ -80,6 +90,21 @@ mod tests {
         assert_eq!(redial.due(t0 + Duration::from_secs(6)).len(), 1);
         redial.reached(&peer);
         assert!(redial.due(t0 + Duration::from_secs(100)).is_empty());
+    }
+
+    #[test]
+    fn what_peers_can_make_it_remember_is_bounded() {
+        let t0 = Instant::now();
+        let mut redial = Redial::default();
+        let addrs: Vec<Multiaddr> = (0..100)
+            .map(|i| format!("/ip4/10.0.0.1/tcp/{i}").parse().unwrap())
+            .collect();
+        for _ in 0..MAX_WANTED + 50 {
+            redial.heard_of(PeerId::random(), &addrs, t0);
+        }
+        let due = redial.due(t0 + MIN_BACKOFF);
+        assert_eq!(due.len(), MAX_WANTED);
+        assert!(due.iter().all(|(_, a)| a.len() == MAX_ADDRS));
     }
 
     #[test]

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Records of one peer list taken, at most: more than a node keeps connections to.
+const MAX_PEER_RECORDS: usize = 512;
+
 impl Node {
     pub(super) fn ask_for_peers(&mut self, peer: PeerId) {
         let request = ControlRequest {
@@ -99,13 +102,16 @@ impl Node {
         if !self.admission.is_admitted(&from) {
             return;
         }
-        for record in list.peers {
+        // A member's list is taken only up to a mesh's worth of records with a few addresses
+        // each: a hostile member cannot make this node dial without bound.
+        for record in list.peers.into_iter().take(MAX_PEER_RECORDS) {
             let Ok(peer) = PeerId::from_bytes(&record.peer_id) else {
                 continue;
             };
             let addrs: Vec<Multiaddr> = record
                 .addrs
                 .into_iter()
+                .take(super::super::redial::MAX_ADDRS)
                 .filter_map(|a| Multiaddr::try_from(a).ok())
                 .collect();
             if peer != *self.swarm.local_peer_id() && !self.peers.is_connected(&peer) {
