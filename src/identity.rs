@@ -4,9 +4,9 @@
 //! rather than being replaced, because a silently new identity would orphan the node's lease
 //! and ledger records.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use libp2p::PeerId;
@@ -82,7 +82,7 @@ impl Identity {
         let bytes = keypair
             .to_protobuf_encoding()
             .expect("an ed25519 key pair always encodes");
-        write_new_file(&path, &bytes).map_err(|source| IdentityError::Write {
+        crate::durable::write(&path, &bytes, 0o600).map_err(|source| IdentityError::Write {
             path: path.clone(),
             source,
         })?;
@@ -165,25 +165,6 @@ fn make_private(path: &Path) -> io::Result<()> {
         for entry in fs::read_dir(path)? {
             make_private(&entry?.path())?;
         }
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to a temporary file with mode 0600, syncs it, and renames it into place, so a
-/// crash never leaves a half-written key behind.
-fn write_new_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("key.tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        File::open(parent)?.sync_all()?;
     }
     Ok(())
 }

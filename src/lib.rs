@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod dns;
+pub mod durable;
 pub mod identity;
 pub mod ledger;
 pub mod p2p;

@@ -487,3 +487,30 @@ async fn a_denied_voter_leaves_the_quorum_even_with_nobody_to_take_its_seat() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_ledger_database_stops_start_up_with_what_to_do() {
+    let token = network();
+    let member = start(&token, "damaged", vec![]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let raft = dir.path().join("raft");
+    std::fs::create_dir_all(&raft).unwrap();
+    std::fs::write(raft.join("ledger.redb"), vec![0x5a; 10_000]).unwrap();
+    let started = weft::ledger::Ledger::start(
+        dir.path(),
+        quick_config(),
+        weft::ledger::autopilot::MemberFacts::default(),
+        member.handle.clone(),
+        member.stop.clone(),
+    )
+    .await;
+    let Err(error) = started else {
+        panic!("a ledger started over a damaged database");
+    };
+    let message = error.to_string();
+    assert!(message.contains("ledger.redb"), "{message}");
+    assert!(
+        message.contains("move the raft directory aside"),
+        "{message}"
+    );
+}

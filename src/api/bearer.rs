@@ -2,8 +2,8 @@
 //! sends it. The daemon makes one (32 random bytes, base64url, mode 0600) when the file is
 //! absent, so a TCP listener is never open by accident; an operator may also write their own.
 
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::io::{self, Read as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -97,21 +97,7 @@ fn create(path: &Path) -> Result<String, BearerError> {
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(write_error)?;
-    }
-    let temporary = path.with_extension("token.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(write_error)?;
-    file.write_all(format!("{token}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(write_error)?;
-    std::fs::rename(&temporary, path).map_err(write_error)?;
+    crate::durable::write(path, format!("{token}\n").as_bytes(), 0o600).map_err(write_error)?;
     tracing::info!(path = %path.display(), "made the API's bearer token");
     Ok(token)
 }

@@ -2,8 +2,7 @@
 //! with their mode (a crash leaves the old file or the new one, never half of one), and external
 //! commands run with a deadline and a short, bounded account of their failure.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -53,39 +52,10 @@ pub fn under(root: &Path, path: &str) -> PathBuf {
 /// so a secret is never readable by others, even briefly), fsync, rename, fsync of the
 /// directory. Parent directories are created (0755).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), StepError> {
-    let error = |source| StepError::Write {
+    crate::durable::write(path, contents, mode).map_err(|source| StepError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        // A bare file name is in the current directory.
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(error)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.weft-{}", std::process::id()));
-    let _ = std::fs::remove_file(&temporary);
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temporary)?;
-        // The umask may have narrowed the mode; set it exactly.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written.map_err(error)
+    })
 }
 
 /// Reads a file as text, `None` when it does not exist.

@@ -82,7 +82,7 @@ pub fn node_id(dir: &Path) -> io::Result<u64> {
                     break id;
                 }
             };
-            std::fs::write(&path, format!("{id}\n"))?;
+            crate::durable::write(&path, format!("{id}\n").as_bytes(), 0o600)?;
             Ok(id)
         }
         Err(e) => Err(e),

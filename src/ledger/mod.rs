@@ -57,6 +57,13 @@ const DATABASE_FILE: &str = "ledger.redb";
 pub enum LedgerError {
     #[error("cannot open the raft directory {path}: {reason}")]
     Storage { path: String, reason: String },
+    #[error(
+        "the ledger database {path} cannot be read ({reason}); if it is damaged, move the raft \
+         directory aside and start again: this node then rejoins its cluster as a new raft node \
+         and fetches the ledger from it (on a node that was the last of its cluster, keep the \
+         copy: it is the only one)"
+    )]
+    Damaged { path: String, reason: String },
     #[error("raft: {0}")]
     Raft(String),
     #[error("no leader is known yet; the cluster is still forming or has lost its quorum")]
@@ -184,8 +191,12 @@ impl Ledger {
         };
         std::fs::create_dir_all(&dir).map_err(|e| storage_error(e.to_string()))?;
         let node_id = autopilot::node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
-        let db = raft::store::open(&dir.join(DATABASE_FILE))
-            .map_err(|e| storage_error(e.to_string()))?;
+        let database = dir.join(DATABASE_FILE);
+        let damaged = |reason: String| LedgerError::Damaged {
+            path: database.display().to_string(),
+            reason,
+        };
+        let db = raft::store::open(&database).map_err(|e| damaged(e.to_string()))?;
         let taps = Taps::new(APPLIED_BACKLOG);
         let engine = Engine::open(
             db.clone(),
@@ -193,7 +204,7 @@ impl Ledger {
             node_id,
             &p2p,
             taps.clone(),
-            storage_error,
+            damaged,
         )
         .await?;
         let ledger = Ledger {

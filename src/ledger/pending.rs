@@ -1,6 +1,6 @@
 //! Small JSON files in the raft directory that carry an unfinished action across a restart: a
 //! merge's carried state until it is re-proposed, a recovery's seed until the new cluster has
-//! committed it. Written to a staging file and renamed, so a crash leaves the old file or the
+//! committed it. Written durably ([`crate::durable`]), so a crash leaves the old file or the
 //! new one, never half of one.
 
 use std::io;
@@ -27,12 +27,8 @@ impl PendingFile {
     }
 
     pub fn save<T: Serialize>(&self, dir: &Path, value: &T) -> io::Result<()> {
-        let staging = dir.join(format!("{}.new", self.name));
-        std::fs::write(
-            &staging,
-            serde_json::to_vec(value).map_err(io::Error::other)?,
-        )?;
-        std::fs::rename(&staging, self.path(dir))
+        let json = serde_json::to_vec(value).map_err(io::Error::other)?;
+        crate::durable::write(&self.path(dir), &json, 0o600)
     }
 
     /// The value, if the file exists. An unreadable file is reported and treated as absent.
