@@ -13,9 +13,9 @@ use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
 use support::ledger::{Replica, group, settled_cluster};
 use support::mesh::{address, admitted, network, start, wait_for};
 use weft::ledger::follower::Feed;
-use weft::ledger::raft::network::{LedgerRpc, call};
+use weft::ledger::raft::network::{Hello, LedgerRpc, call};
 use weft::ledger::service::hello;
-use weft::ledger::state::{Command, LeaseState, Member, Outcome, Platform};
+use weft::ledger::state::{ClusterId, Command, LeaseState, Member, Outcome, Platform};
 
 /// What the leader answers a proposal from the hostile node.
 async fn propose(
@@ -538,4 +538,64 @@ async fn a_forged_feed_is_not_applied_by_followers() {
         "the follower applied a forged feed"
     );
     assert_eq!(follower.ledger.status().leader, Some(leader));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
+    let Scene {
+        replicas,
+        hostile,
+        target,
+    } = scene(false).await;
+    let before = replicas[0].ledger.status().cluster_id.expect("a cluster");
+    let mine = hostile.handle.peer_id().to_string();
+
+    // The hostile node answers every hello as the leader of a cluster formed in 1970 (what an
+    // honest node with a dead clock battery would say too), and counts who asks.
+    let mut inbox = hostile
+        .handle
+        .take_inbox(weft::p2p::Service::Raft)
+        .expect("the raft inbox");
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        PeerId,
+        usize,
+    >::new()));
+    let counter = asked.clone();
+    let forged = Hello {
+        node_id: 0xbad,
+        in_cluster: true,
+        cluster: Some(ClusterId {
+            created_at: 0,
+            id: 0,
+        }),
+        leader: Some((
+            0xbad,
+            weft::ledger::raft::LedgerNode {
+                peer_id: mine.clone(),
+            },
+        )),
+    };
+    tokio::spawn(async move {
+        while let Some(rpc) = inbox.recv().await {
+            if matches!(serde_json::from_slice(&rpc.payload), Ok(LedgerRpc::Hello)) {
+                *counter.lock().unwrap().entry(rpc.peer).or_default() += 1;
+                let _ = rpc.reply.send(serde_json::to_vec(&forged).unwrap());
+            }
+        }
+    });
+
+    // The target asks in each merge check; after two of them it is still where it was.
+    wait_for("two merge checks of the target", || {
+        (asked.lock().unwrap().get(&target).copied().unwrap_or(0) >= 2).then_some(())
+    })
+    .await;
+    for replica in &replicas {
+        assert_eq!(replica.ledger.status().cluster_id.as_ref(), Some(&before));
+    }
+    let put = Command::KvPut {
+        bucket: "after".into(),
+        key: "hello".into(),
+        value: "unmoved".into(),
+    };
+    assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());
 }

@@ -9,7 +9,7 @@
 //! forms its own cluster. A node holding a recovery seed forms at once ([`recover`]).
 //!
 //! Merge: every few seconds a member asks admitted peers its ledger does not know which cluster
-//! they are in, and leaves for an older one ([`merge`]).
+//! they are in, and leaves for a larger one, or one as large and older ([`merge`]).
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd;
@@ -196,15 +196,15 @@ impl Pilot {
         due
     }
 
-    /// Leaves this cluster for an older one an admitted peer belongs to; true when it did.
+    /// Leaves this cluster for a better one admitted peers belong to; true when it did.
     async fn merge(&mut self) -> bool {
-        let Some(winner) = merge::older_cluster(&self.ledger).await else {
+        let Some(winner) = merge::better_cluster_reachable(&self.ledger).await else {
             return false;
         };
         tracing::warn!(
             ours = ?self.ledger.state().cluster().map(|c| c.to_string()),
             winner = %winner,
-            "an older cluster is reachable; leaving this one to merge into it"
+            "a larger (or as large and older) cluster is reachable; leaving this one to merge into it"
         );
         match merge::leave(&self.ledger).await {
             Ok(carried) => {
@@ -595,8 +595,9 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
     }
 }
 
-/// Outside any cluster: join the oldest one an admitted peer knows a leader of, or form one
-/// if this node has the lowest PeerId and nobody has a cluster.
+/// Outside any cluster: join the one the most admitted peers answer from (the oldest of
+/// those as large, [`merge::cluster_to_join`]) through the leader they name, or form one if
+/// this node has the lowest PeerId and nobody has a cluster.
 async fn form_or_join(ledger: &Ledger) {
     let p2p = ledger.p2p();
     let me = p2p.peer_id();
@@ -613,18 +614,12 @@ async fn form_or_join(ledger: &Ledger) {
         with_leader = hellos.iter().filter(|h| h.leader.is_some()).count(),
         "looking for a cluster"
     );
-    // A cluster still writing its genesis has no id yet: it ranks after every named one.
-    let oldest = hellos
-        .iter()
-        .filter(|h| h.in_cluster)
-        .filter_map(|h| {
-            Some((
-                h.cluster.map_or((1, None), |c| (0, Some(c))),
-                h.leader.clone()?,
-            ))
-        })
-        .min_by_key(|(rank, _)| *rank)
-        .map(|(_, leader)| leader);
+    let oldest = merge::cluster_to_join(
+        hellos
+            .iter()
+            .filter(|h| h.in_cluster)
+            .filter_map(|h| Some((h.cluster, h.leader.clone()?))),
+    );
     if let Some(leader) = oldest {
         join(ledger, leader).await;
         return;

@@ -1,7 +1,10 @@
 //! Merging clusters that formed apart (a partition at formation, two sites brought up before
-//! their link): when a member meets an admitted peer whose cluster is older and has a leader, it
-//! leaves its own cluster for that one. The older cluster wins, so every member of the younger
-//! one makes the same choice and the mesh ends with one cluster.
+//! their link): when a member sees more admitted peers answering from another cluster (with a
+//! leader) than its own cluster has live members, or as many from an older one, it leaves its
+//! cluster for that one ([`better_cluster`]). Every member of the smaller cluster makes the
+//! same choice and the mesh ends with one cluster. The count is of peers seen, not claimed, and
+//! the clock that stamped a cluster id only breaks ties, so neither a forged hello nor a node
+//! whose clock is wrong takes a cluster over.
 //!
 //! Nothing written on the losing side is lost: before leaving, the member saves its applied
 //! state (the carried state, on disk, so a restart mid-merge keeps it); once it is a member of
@@ -15,16 +18,17 @@ use std::io;
 use std::path::Path;
 
 use super::pending::PendingFile;
-use super::state::{BootstrapReport, ClusterId, Command, LedgerState, Phase};
+use super::state::{BootstrapReport, ClusterId, Command, LeaseState, LedgerState, Phase};
 use super::{Ledger, service};
 
 /// The carried state, in the raft directory, while a merge is in flight.
 const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 
-/// An older cluster with a leader that an admitted peer belongs to. While this node's cluster
-/// has a leader, only peers outside its ledger are asked (the others are members of this
-/// cluster); without one, every peer is: members may have left for an older cluster already.
-pub async fn older_cluster(ledger: &Ledger) -> Option<ClusterId> {
+/// A cluster this node should leave its own for, if any: the one the most admitted peers
+/// answer from, with a leader, when it beats this node's cluster ([`better_cluster`]). While
+/// this node's cluster has a leader, only peers outside its ledger are asked (the others are
+/// members of this cluster); without one, every peer is: members may have left already.
+pub async fn better_cluster_reachable(ledger: &Ledger) -> Option<ClusterId> {
     let state = ledger.state();
     let ours = state.cluster()?;
     let leaderless = ledger.status().leader.is_none();
@@ -35,13 +39,68 @@ pub async fn older_cluster(ledger: &Ledger) -> Option<ClusterId> {
         .filter(|view| leaderless || !state.members().contains_key(&view.peer_id))
         .filter_map(|view| view.peer_id.parse().ok())
         .collect();
-    service::ask(ledger, strangers)
+    let live = state
+        .members()
+        .values()
+        .filter(|m| m.lease == LeaseState::Live)
+        .count();
+    let answers: Vec<ClusterId> = service::ask(ledger, strangers)
         .await
         .into_iter()
         .filter(|hello| hello.leader.is_some())
         .filter_map(|hello| hello.cluster)
-        .filter(|theirs| *theirs < ours)
-        .min()
+        .collect();
+    better_cluster(ours, live, &answers)
+}
+
+/// The cluster to merge into, given this node's cluster `ours` with `live` live members and
+/// the clusters admitted peers answered from (one entry per peer). A cluster is counted by the
+/// peers this node sees answering from it, never by what one of them claims, and it wins with
+/// more of them than `ours` has live members; on a tie the older cluster id wins, as it always
+/// did. So a lone node, whatever its clock says (a 1970 clock makes the oldest id there is),
+/// joins a cluster of several rather than taking it over, and a single stranger's hello never
+/// moves a cluster of two or more.
+pub fn better_cluster(ours: ClusterId, live: usize, answers: &[ClusterId]) -> Option<ClusterId> {
+    let mut seen: std::collections::BTreeMap<ClusterId, usize> = Default::default();
+    for cluster in answers.iter().filter(|c| **c != ours) {
+        *seen.entry(*cluster).or_default() += 1;
+    }
+    let rank = |cluster: ClusterId, count: usize| (count, std::cmp::Reverse(cluster));
+    seen.into_iter()
+        .max_by_key(|(cluster, count)| rank(*cluster, *count))
+        .filter(|(cluster, count)| rank(*cluster, *count) > rank(ours, live.max(1)))
+        .map(|(cluster, _)| cluster)
+}
+
+/// The leader to ask for a join, for a node outside any cluster, from what admitted peers
+/// answered (their cluster, if named yet, and the leader they name): the cluster the most of
+/// them answer from, the older on a tie, as [`better_cluster`] ranks them, and its leader as
+/// most of them name it. A cluster still writing its genesis has no id yet: it ranks after
+/// every named one.
+pub fn cluster_to_join(
+    answers: impl IntoIterator<Item = (Option<ClusterId>, super::follower::Leader)>,
+) -> Option<super::follower::Leader> {
+    type Tally = std::collections::BTreeMap<(u64, String), (super::follower::Leader, usize)>;
+    let mut clusters: std::collections::BTreeMap<Option<ClusterId>, (usize, Tally)> =
+        Default::default();
+    for (cluster, leader) in answers {
+        let (count, leaders) = clusters.entry(cluster).or_default();
+        *count += 1;
+        leaders
+            .entry((leader.0, leader.1.peer_id.clone()))
+            .or_insert((leader, 0))
+            .1 += 1;
+    }
+    let rank = |cluster: &Option<ClusterId>, count: usize| {
+        (cluster.is_some(), count, std::cmp::Reverse(*cluster))
+    };
+    let (_, (_, leaders)) = clusters
+        .into_iter()
+        .max_by_key(|(cluster, (count, _))| rank(cluster, *count))?;
+    leaders
+        .into_values()
+        .max_by_key(|(_, votes)| *votes)
+        .map(|(leader, _)| leader)
 }
 
 /// Saves the applied state to carry over, then leaves the current cluster.
@@ -167,6 +226,75 @@ mod tests {
     use crate::ledger::state::{
         BootstrapReport, DnsRecord, FixedRole, Phase, RecordType, Role, join_command,
     };
+
+    fn cluster(created_at: u64, id: u64) -> ClusterId {
+        ClusterId { created_at, id }
+    }
+
+    fn leader(peer: &str) -> crate::ledger::follower::Leader {
+        (
+            1,
+            crate::ledger::raft::LedgerNode {
+                peer_id: peer.into(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_newcomer_joins_the_cluster_most_peers_answer_from_through_the_leader_most_name() {
+        let forged = Some(cluster(0, 0));
+        let real = Some(cluster(1_700_000_000, 5));
+        let answers = vec![
+            (forged, leader("mallory")),
+            (real, leader("l")),
+            (real, leader("l")),
+            (real, leader("stale")),
+            (None, leader("forming")),
+        ];
+        let chosen = cluster_to_join(answers).unwrap();
+        assert_eq!(chosen.1.peer_id, "l");
+        // A named cluster comes before one still writing its genesis; alone, that one serves.
+        assert_eq!(
+            cluster_to_join(vec![(None, leader("forming")), (forged, leader("m"))])
+                .unwrap()
+                .1
+                .peer_id,
+            "m"
+        );
+        assert_eq!(
+            cluster_to_join(vec![(None, leader("forming"))])
+                .unwrap()
+                .1
+                .peer_id,
+            "forming"
+        );
+        assert!(cluster_to_join(vec![]).is_none());
+    }
+
+    #[test]
+    fn a_cluster_is_left_only_for_one_seen_larger_or_as_large_and_older() {
+        let ours = cluster(1_700_000_000, 5);
+        let ancient = cluster(0, 0);
+        let younger = cluster(1_800_000_000, 9);
+        // One stranger answering from the oldest id there is moves no cluster of two or more.
+        assert_eq!(better_cluster(ours, 3, &[ancient]), None);
+        assert_eq!(better_cluster(ours, 2, &[ancient]), None);
+        // A lone node meets a cluster of three: it joins, whatever the clocks say.
+        assert_eq!(
+            better_cluster(ancient, 1, &[younger, younger, younger]),
+            Some(younger)
+        );
+        // As many on both sides: the older wins, from both points of view.
+        assert_eq!(better_cluster(younger, 2, &[ours, ours]), Some(ours));
+        assert_eq!(better_cluster(ours, 2, &[younger, younger]), None);
+        // Two lone nodes: the older cluster wins.
+        assert_eq!(better_cluster(younger, 1, &[ancient]), Some(ancient));
+        // The largest of several is chosen; peers of this node's own cluster do not count.
+        assert_eq!(
+            better_cluster(ours, 1, &[ours, ancient, younger, younger]),
+            Some(younger)
+        );
+    }
 
     fn pool() -> ipnet::Ipv4Net {
         "10.1.0.0/24".parse().unwrap()
