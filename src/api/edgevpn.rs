@@ -171,13 +171,15 @@ pub(super) async fn ledger_put(
     State(api): State<Arc<ApiState>>,
     Path((bucket, key, value)): Path<(String, String, String)>,
 ) -> Result<GoJson<Announcing>, ApiError> {
-    api.ledger
+    let outcome = api
+        .ledger
         .propose_patiently(Command::KvPut {
             bucket,
             key,
             value: stored(&value),
         })
         .await?;
+    ApiError::stored(outcome)?;
     Ok(GoJson(Announcing::new()))
 }
 

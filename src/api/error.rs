@@ -30,6 +30,8 @@ pub enum ApiError {
     },
     /// The client took too long to send its request.
     Timeout,
+    /// The ledger has no room for the write.
+    LedgerFull,
     /// The node is not ready for this yet (readiness probe).
     NotReady(String),
     /// The node failed at something it should manage.
@@ -52,6 +54,18 @@ impl From<RecoverError> for ApiError {
                 ApiError::Conflict(e.to_string())
             }
             e @ RecoverError::Seed { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A committed write's outcome, or the error it means for a key or secret write.
+    pub fn stored(
+        outcome: crate::ledger::state::Outcome,
+    ) -> Result<crate::ledger::state::Outcome, ApiError> {
+        match outcome {
+            crate::ledger::state::Outcome::LedgerFull => Err(ApiError::LedgerFull),
+            outcome => Ok(outcome),
         }
     }
 }
@@ -88,6 +102,15 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the request body is larger than {limit} bytes"),
+            ),
+            ApiError::LedgerFull => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "ledger_full",
+                format!(
+                    "the ledger holds at most {} bytes of keys, values and secrets, and this \
+                     write would pass that; delete what is no longer needed",
+                    crate::ledger::state::SHARED_DATA_LIMIT
+                ),
             ),
             ApiError::Timeout => (
                 StatusCode::REQUEST_TIMEOUT,
@@ -210,6 +233,17 @@ mod tests {
         assert_eq!(
             (status, body.code.as_str()),
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        );
+        let full = ApiError::stored(crate::ledger::state::Outcome::LedgerFull).unwrap_err();
+        let (status, body) = answer(full).await;
+        assert_eq!(
+            (status, body.code.as_str()),
+            (StatusCode::INSUFFICIENT_STORAGE, "ledger_full")
+        );
+        assert!(
+            body.error.contains("at most 524288 bytes"),
+            "{}",
+            body.error
         );
     }
 

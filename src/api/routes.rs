@@ -447,12 +447,11 @@ async fn ledger_put(
     Path((bucket, key)): Path<(String, String)>,
     value: String,
 ) -> Result<Json<Outcome>, ApiError> {
-    Ok(Json(
-        state
-            .ledger
-            .propose_patiently(Command::KvPut { bucket, key, value })
-            .await?,
-    ))
+    let outcome = state
+        .ledger
+        .propose_patiently(Command::KvPut { bucket, key, value })
+        .await?;
+    Ok(Json(ApiError::stored(outcome)?))
 }
 
 async fn ledger_delete(

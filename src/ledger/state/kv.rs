@@ -1,18 +1,95 @@
 //! Key-value buckets (edgevpn's open semantics: any member may write; the compatibility API
 //! stores there) and sealed secrets (ciphertext only: the state machine never sees a secret in
 //! clear, see [`crate::ledger::sealed`]).
+//!
+//! Together they hold at most [`SHARED_DATA_LIMIT`] bytes as the state encodes them (JSON: a
+//! control character takes six bytes, a sealed byte up to four): the whole state travels in
+//! one message when a follower catches up, so a ledger grown past it would stop every
+//! catch-up. A write that would pass the limit is refused ([`Outcome::LedgerFull`]); deletions
+//! and writes that do not grow the data always apply. The cluster's own sealed secret (the k3s
+//! join token and kubeconfig) is outside the count, so members filling the ledger cannot keep
+//! a control plane from publishing it; the per-write limit bounds it.
 
 use std::collections::BTreeMap;
 
 use super::{LedgerState, Outcome};
 
+/// Encoded bytes of bucket names, keys, values, secret names and sealed secrets the ledger
+/// holds at most: room for what Kairos and operators keep there, with the rest of the state,
+/// within the one message a follower's catch-up travels in.
+pub const SHARED_DATA_LIMIT: usize = 512 * 1024;
+
+/// What a text costs encoded in the state's JSON.
+fn text_cost(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c {
+            '\u{0}'..='\u{1f}' => 6,
+            '"' | '\\' => 2,
+            c => c.len_utf8(),
+        })
+        .sum()
+}
+
+/// What a key-value entry costs.
+fn entry_cost(bucket: &str, key: &str, value: &str) -> usize {
+    text_cost(bucket) + text_cost(key) + text_cost(value)
+}
+
+/// What a secret costs (its bytes are JSON numbers: up to three digits and a comma each); the
+/// cluster's own secret costs nothing.
+fn secret_cost(name: &str, sealed: &[u8]) -> usize {
+    if name == crate::ledger::sealed::CLUSTER {
+        0
+    } else {
+        text_cost(name) + 4 * sealed.len()
+    }
+}
+
 impl LedgerState {
     pub(super) fn kv_put(&mut self, bucket: &str, key: &str, value: &str) -> Outcome {
+        let old = self
+            .kv
+            .get(bucket)
+            .and_then(|b| b.get(key))
+            .map_or(0, |v| entry_cost(bucket, key, v));
+        let new = entry_cost(bucket, key, value);
+        if new > old && self.shared_bytes() - old + new > SHARED_DATA_LIMIT {
+            return Outcome::LedgerFull;
+        }
         self.kv
             .entry(bucket.to_string())
             .or_default()
             .insert(key.to_string(), value.to_string());
         Outcome::Done
+    }
+
+    pub(super) fn put_secret(&mut self, name: &str, sealed: &[u8]) -> Outcome {
+        let old = self.secrets.get(name).map_or(0, |s| secret_cost(name, s));
+        let new = secret_cost(name, sealed);
+        if new > old && self.shared_bytes() - old + new > SHARED_DATA_LIMIT {
+            return Outcome::LedgerFull;
+        }
+        self.secrets.insert(name.to_string(), sealed.to_vec());
+        Outcome::Done
+    }
+
+    /// Encoded bytes the buckets and secrets hold, as counted against [`SHARED_DATA_LIMIT`].
+    pub fn shared_bytes(&self) -> usize {
+        let kv: usize = self
+            .kv
+            .iter()
+            .flat_map(|(bucket, entries)| {
+                entries
+                    .iter()
+                    .map(move |(key, value)| entry_cost(bucket, key, value))
+            })
+            .sum();
+        let secrets: usize = self
+            .secrets
+            .iter()
+            .map(|(name, sealed)| secret_cost(name, sealed))
+            .sum();
+        kv + secrets
     }
 
     /// Deletes one key, or the whole bucket when `key` is `None`.
@@ -59,6 +136,79 @@ mod tests {
     use super::super::Command;
     use super::super::tests::{pool, run};
     use super::*;
+
+    fn put(key: &str, bytes: usize) -> Command {
+        Command::KvPut {
+            bucket: "b".into(),
+            key: key.into(),
+            value: "x".repeat(bytes),
+        }
+    }
+
+    #[test]
+    fn shared_data_is_bounded_and_deletions_always_apply() {
+        let mut state = LedgerState::new(pool());
+        let chunk = 60_000;
+        let fits = SHARED_DATA_LIMIT / (chunk + 3);
+        let writes: Vec<Command> = (0..fits).map(|i| put(&format!("k{i}"), chunk)).collect();
+        assert!(run(&mut state, &writes).iter().all(|o| *o == Outcome::Done));
+        assert_eq!(
+            run(&mut state, &[put("over", chunk)]),
+            [Outcome::LedgerFull]
+        );
+        let secret = Command::PutSecret {
+            name: "s".into(),
+            sealed: vec![0; chunk / 4],
+        };
+        assert_eq!(
+            run(&mut state, std::slice::from_ref(&secret)),
+            [Outcome::LedgerFull]
+        );
+        assert!(state.bucket("b").unwrap().get("over").is_none());
+        // Rewriting a key no larger, and deleting one, still apply; then there is room again.
+        assert_eq!(run(&mut state, &[put("k0", 10)]), [Outcome::Done]);
+        run(
+            &mut state,
+            &[Command::KvDelete {
+                bucket: "b".into(),
+                key: Some("k1".into()),
+            }],
+        );
+        assert_eq!(run(&mut state, &[secret]), [Outcome::Done]);
+        assert!(state.shared_bytes() <= SHARED_DATA_LIMIT);
+        // The cluster's own secret is published whatever the others hold.
+        let cluster = Command::PutSecret {
+            name: crate::ledger::sealed::CLUSTER.into(),
+            sealed: vec![0; chunk / 4],
+        };
+        assert_eq!(
+            run(&mut state, &[put("big", 2 * chunk)]),
+            [Outcome::LedgerFull]
+        );
+        assert_eq!(run(&mut state, &[cluster]), [Outcome::Done]);
+    }
+
+    #[test]
+    fn the_count_is_of_encoded_bytes() {
+        assert_eq!(text_cost("ab"), 2);
+        assert_eq!(text_cost("\u{1}\"é"), 6 + 2 + 2);
+        let mut state = LedgerState::new(pool());
+        // A value of control characters encodes six times larger than it is.
+        let sneaky = "\u{1}".repeat(SHARED_DATA_LIMIT / 5);
+        assert_eq!(
+            run(
+                &mut state,
+                &[Command::KvPut {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                    value: sneaky,
+                }]
+            ),
+            [Outcome::LedgerFull]
+        );
+        let encoded = serde_json::to_vec(&state).unwrap().len();
+        assert!(encoded < 4096, "{encoded}");
+    }
 
     #[test]
     fn any_member_may_write_and_delete_buckets() {

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::{AUDIT_LIMIT, AuditEntry, attribute, is_audited};
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
+pub use kv::SHARED_DATA_LIMIT;
 pub use members::{LeaseState, Member, Platform};
 pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
@@ -223,6 +224,8 @@ pub enum Outcome {
     RoleConflict,
     /// The policy asks for no control plane or more than [`MAX_CONTROL_PLANES`].
     InvalidPolicy,
+    /// The write would take the ledger's keys and secrets past [`SHARED_DATA_LIMIT`].
+    LedgerFull,
 }
 
 /// The whole replicated state.
@@ -367,10 +370,7 @@ impl LedgerState {
                 self.deny.remove(peer);
                 Outcome::Done
             }
-            Command::PutSecret { name, sealed } => {
-                self.secrets.insert(name.clone(), sealed.clone());
-                Outcome::Done
-            }
+            Command::PutSecret { name, sealed } => self.put_secret(name, sealed),
             Command::DeleteSecret { name } => {
                 self.secrets.remove(name);
                 Outcome::Done
