@@ -431,64 +431,6 @@ async fn a_denied_voter_is_replaced_without_waiting_for_the_voter_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_denied_voter_leaves_the_quorum_even_with_nobody_to_take_its_seat() {
-    let token = network();
-    let patient = LedgerConfig {
-        voter_timeout: Duration::from_secs(600),
-        lease_timeout: Duration::from_secs(600),
-        ..quick_config()
-    };
-    let first = start(&token, "e0", vec![]).await;
-    let entry = address(&first).await;
-    let mut replicas =
-        vec![replica_configured(first, "e0", tempfile::tempdir().unwrap(), patient.clone()).await];
-    for i in 1..3 {
-        let name = format!("e{i}");
-        let member = start(&token, &name, vec![entry.clone()]).await;
-        replicas.push(
-            replica_configured(member, &name, tempfile::tempdir().unwrap(), patient.clone()).await,
-        );
-    }
-    settled_cluster(&replicas).await;
-    let (leader, voters) = wait_for("three voters", || {
-        let status = replicas[0].ledger.status();
-        (status.voters.len() == 3).then(|| (status.leader.clone(), status.voters))
-    })
-    .await;
-    let denied = voters
-        .iter()
-        .find(|v| Some(*v) != leader.as_ref())
-        .unwrap()
-        .clone();
-    let proposer = replicas
-        .iter()
-        .find(|r| r.member.handle.peer_id().to_string() != denied)
-        .unwrap();
-    commit(
-        proposer,
-        Command::Deny {
-            peer: denied.clone(),
-        },
-    )
-    .await;
-    wait_for("the two others as the only voters", || {
-        let voters = proposer.ledger.status().voters;
-        (voters.len() == 2 && !voters.contains(&denied)).then_some(())
-    })
-    .await;
-    // The two go on committing.
-    commit(
-        proposer,
-        Command::KvPut {
-            bucket: "after".into(),
-            key: "deny".into(),
-            value: "committed".into(),
-        },
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_ledger_database_stops_start_up_with_what_to_do() {
     let token = network();
     let member = start(&token, "damaged", vec![]).await;

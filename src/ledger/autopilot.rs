@@ -3,8 +3,8 @@
 //! ledger holds its own member record (and so an overlay address) and renews its lease.
 //!
 //! Formation: a node outside any cluster waits `formation_wait`, then asks every admitted peer
-//! for its cluster. If one has a cluster with a known leader, it asks the leader of the oldest
-//! such cluster to add it; if none has, the node with the lowest PeerId among itself and its
+//! for its cluster. If one has a cluster with a known leader, it asks the leader of the cluster
+//! most peers answer from (the oldest of those as large) to add it; if none has, the node with the lowest PeerId among itself and its
 //! admitted peers initialises a one-voter cluster and the others join it. A lone node thus
 //! forms its own cluster. A node holding a recovery seed forms at once ([`recover`]).
 //!
@@ -12,8 +12,7 @@
 //! they are in, and leaves for a larger one, or one as large and older ([`merge`]).
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
-//! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd;
-//! a denied voter leaves even when no learner can take its seat.
+//! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd.
 //!
 //! Record: a member whose record is missing, expired or under another hostname proposes it
 //! again (a live member keeps its address).
@@ -46,6 +45,9 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 const RECORD_RETRY: Duration = Duration::from_secs(3);
 /// How often a member asks admitted peers outside its ledger which cluster they belong to.
 const MERGE_CHECK: Duration = Duration::from_secs(5);
+/// How long a cluster may be without a leader before its members count it as lost (quorum
+/// gone) and join any cluster with a leader: longer than any election.
+const LEADERLESS_GRACE: Duration = Duration::from_secs(15);
 /// How often a node outside any cluster asks its peers for one (a leader's feed, when it
 /// arrives, answers sooner).
 const SEARCH_INTERVAL: Duration = Duration::from_secs(3);
@@ -98,6 +100,8 @@ struct Pilot {
     last_record_attempt: Option<Instant>,
     last_renew_attempt: Option<Instant>,
     last_merge_check: Option<Instant>,
+    /// Since when this node's cluster has had no leader, as the merge checks saw it.
+    leaderless_since: Option<Instant>,
     /// When this node last asked its peers for a cluster.
     last_search: Option<Instant>,
     unreachable_since: HashMap<String, Instant>,
@@ -125,6 +129,7 @@ pub async fn run(
         last_record_attempt: None,
         last_renew_attempt: None,
         last_merge_check: None,
+        leaderless_since: None,
         last_search: None,
         unreachable_since: HashMap::new(),
         voter_unreachable_since: HashMap::new(),
@@ -198,7 +203,14 @@ impl Pilot {
 
     /// Leaves this cluster for a better one admitted peers belong to; true when it did.
     async fn merge(&mut self) -> bool {
-        let Some(winner) = merge::better_cluster_reachable(&self.ledger).await else {
+        let leaderless = self.ledger.status().leader.is_none();
+        let since = match (leaderless, self.leaderless_since) {
+            (false, _) => None,
+            (true, since) => Some(since.unwrap_or_else(Instant::now)),
+        };
+        self.leaderless_since = since;
+        let abandoned = since.is_some_and(|t| t.elapsed() >= LEADERLESS_GRACE);
+        let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned).await else {
             return false;
         };
         tracing::warn!(
@@ -494,32 +506,25 @@ async fn replace_unreachable_voters(
     }
     // Replace one for one, so the count stays odd; without a live learner to step in, a dead
     // voter stays (the others still form a quorum) rather than shrinking the group. A denied
-    // voter goes even then: it is a machine the operators no longer trust, and a seat in the
-    // quorum would let it vote and, with one more failure, stall the cluster. The group grows
-    // back to an odd count as learners come.
+    // voter stays too: removed while cut off, it would not hear of its removal and could not
+    // rejoin once allowed back (a returning voter is not yet reset, issue 16).
     let learners: Vec<u64> = membership
         .learner_ids()
         .filter(|id| is_reachable(id))
         .collect();
-    let me = ledger.node_id();
-    let denied = dead.iter().filter(|id| is_denied(id) && **id != me).count();
     // Denied voters give up their seats first.
-    dead.sort_by_key(|id| !(is_denied(id) && *id != me));
+    dead.sort_by_key(|id| !is_denied(id));
     let replaced = dead.len().min(learners.len());
-    let leaving = replaced.max(denied);
-    if leaving == 0 {
+    if replaced == 0 {
         return;
     }
-    dead.truncate(leaving);
+    dead.truncate(replaced);
     let new_voters: std::collections::BTreeSet<u64> = voters
         .iter()
         .copied()
         .filter(|id| !dead.contains(id))
         .chain(learners.into_iter().take(replaced))
         .collect();
-    if new_voters.is_empty() {
-        return;
-    }
     tracing::info!(
         ?dead,
         ?new_voters,
@@ -614,13 +619,13 @@ async fn form_or_join(ledger: &Ledger) {
         with_leader = hellos.iter().filter(|h| h.leader.is_some()).count(),
         "looking for a cluster"
     );
-    let oldest = merge::cluster_to_join(
+    let chosen = merge::cluster_to_join(
         hellos
             .iter()
             .filter(|h| h.in_cluster)
             .filter_map(|h| Some((h.cluster, h.leader.clone()?))),
     );
-    if let Some(leader) = oldest {
+    if let Some(leader) = chosen {
         join(ledger, leader).await;
         return;
     }

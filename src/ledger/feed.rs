@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use rand::seq::SliceRandom as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
@@ -129,7 +130,6 @@ fn known_voter(ledger: &Ledger) -> Option<libp2p::PeerId> {
         .filter_map(|voter| voter.parse().ok())
         .filter(|voter| *voter != me)
         .collect();
-    use rand::seq::SliceRandom as _;
     voters.choose(&mut rand::thread_rng()).copied()
 }
 

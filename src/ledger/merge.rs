@@ -27,8 +27,11 @@ const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 /// A cluster this node should leave its own for, if any: the one the most admitted peers
 /// answer from, with a leader, when it beats this node's cluster ([`better_cluster`]). While
 /// this node's cluster has a leader, only peers outside its ledger are asked (the others are
-/// members of this cluster); without one, every peer is: members may have left already.
-pub async fn better_cluster_reachable(ledger: &Ledger) -> Option<ClusterId> {
+/// members of this cluster); without one, every peer is: members may have left already. A
+/// cluster `abandoned` (leaderless for longer than an election: its quorum is gone) counts no
+/// members, so its survivors join any cluster with a leader, such as the one `weft ledger
+/// recover` made from one of them.
+pub async fn better_cluster_reachable(ledger: &Ledger, abandoned: bool) -> Option<ClusterId> {
     let state = ledger.state();
     let ours = state.cluster()?;
     let leaderless = ledger.status().leader.is_none();
@@ -39,11 +42,16 @@ pub async fn better_cluster_reachable(ledger: &Ledger) -> Option<ClusterId> {
         .filter(|view| leaderless || !state.members().contains_key(&view.peer_id))
         .filter_map(|view| view.peer_id.parse().ok())
         .collect();
-    let live = state
-        .members()
-        .values()
-        .filter(|m| m.lease == LeaseState::Live)
-        .count();
+    let live = if abandoned {
+        0
+    } else {
+        state
+            .members()
+            .values()
+            .filter(|m| m.lease == LeaseState::Live)
+            .count()
+            .max(1)
+    };
     let answers: Vec<ClusterId> = service::ask(ledger, strangers)
         .await
         .into_iter()
@@ -53,8 +61,8 @@ pub async fn better_cluster_reachable(ledger: &Ledger) -> Option<ClusterId> {
     better_cluster(ours, live, &answers)
 }
 
-/// The cluster to merge into, given this node's cluster `ours` with `live` live members and
-/// the clusters admitted peers answered from (one entry per peer). A cluster is counted by the
+/// The cluster to merge into, given this node's cluster `ours` with `live` live members (0 when
+/// it lost its quorum) and the clusters admitted peers answered from (one entry per peer). A cluster is counted by the
 /// peers this node sees answering from it, never by what one of them claims, and it wins with
 /// more of them than `ours` has live members; on a tie the older cluster id wins, as it always
 /// did. So a lone node, whatever its clock says (a 1970 clock makes the oldest id there is),
@@ -68,7 +76,7 @@ pub fn better_cluster(ours: ClusterId, live: usize, answers: &[ClusterId]) -> Op
     let rank = |cluster: ClusterId, count: usize| (count, std::cmp::Reverse(cluster));
     seen.into_iter()
         .max_by_key(|(cluster, count)| rank(*cluster, *count))
-        .filter(|(cluster, count)| rank(*cluster, *count) > rank(ours, live.max(1)))
+        .filter(|(cluster, count)| rank(*cluster, *count) > rank(ours, live))
         .map(|(cluster, _)| cluster)
 }
 
@@ -289,6 +297,8 @@ mod tests {
         assert_eq!(better_cluster(ours, 2, &[younger, younger]), None);
         // Two lone nodes: the older cluster wins.
         assert_eq!(better_cluster(younger, 1, &[ancient]), Some(ancient));
+        // A cluster that lost its quorum joins any cluster with a leader.
+        assert_eq!(better_cluster(ours, 0, &[younger]), Some(younger));
         // The largest of several is chosen; peers of this node's own cluster do not count.
         assert_eq!(
             better_cluster(ours, 1, &[ours, ancient, younger, younger]),

@@ -1,6 +1,8 @@
 //! Answers the ledger RPCs that admitted peers send over `/weft/raft/1`: raft's own
 //! (append, vote, snapshot) and the cluster-life requests (hello, join, propose, catch-up).
-//! A proposal is first checked against its sender ([`super::authority`]). Each request
+//! A proposal is first checked against its sender, a raft RPC against the raft node its sender
+//! is registered as, a join against the PeerId it asks to join as ([`super::authority`]); a
+//! proposal is committed with its issuer recorded when it is audited. Each request
 //! runs in its own task so a slow snapshot chunk or a join waiting for a learner to catch up
 //! never holds up a vote.
 
@@ -29,11 +31,11 @@ const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the leader waits for a joining learner to catch up, holding the membership lock.
 const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves until the inbox closes.
 /// The answer to a proposal sent to a node that is no longer the leader: it was not applied,
 /// so the proposer may send it again.
 pub const NOT_LEADER: &str = "this node is not the leader (an election is under way)";
 
+/// Serves until the inbox closes.
 pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiver<InboundRpc>) {
     while let Some(rpc) = inbox.recv().await {
         let ledger = ledger.clone();
@@ -76,18 +78,22 @@ async fn answer(
     };
     Ok(match request {
         LedgerRpc::Append(request) => {
-            let claim = RaftClaim::Lead(request.vote.leader_id().voted_for().unwrap_or(0));
-            may_send_raft(claim, &sender, registered(claim_node(claim)).as_deref())?;
+            let node = request.vote.leader_id().voted_for().unwrap_or(0);
+            may_send_raft(RaftClaim::Lead(node), &sender, registered(node).as_deref())?;
             encode(&raft.append_entries(request).await)
         }
         LedgerRpc::Vote(request) => {
-            let claim = RaftClaim::Candidate(request.vote.leader_id().voted_for().unwrap_or(0));
-            may_send_raft(claim, &sender, registered(claim_node(claim)).as_deref())?;
+            let node = request.vote.leader_id().voted_for().unwrap_or(0);
+            may_send_raft(
+                RaftClaim::Candidate(node),
+                &sender,
+                registered(node).as_deref(),
+            )?;
             encode(&raft.vote(request).await)
         }
         LedgerRpc::Snapshot(request) => {
-            let claim = RaftClaim::Lead(request.vote.leader_id().voted_for().unwrap_or(0));
-            may_send_raft(claim, &sender, registered(claim_node(claim)).as_deref())?;
+            let node = request.vote.leader_id().voted_for().unwrap_or(0);
+            may_send_raft(RaftClaim::Lead(node), &sender, registered(node).as_deref())?;
             encode(&raft.install_snapshot(request).await)
         }
         LedgerRpc::Hello => encode(&hello(ledger)),
@@ -131,12 +137,6 @@ async fn answer(
             })
         }
     })
-}
-
-fn claim_node(claim: RaftClaim) -> u64 {
-    match claim {
-        RaftClaim::Lead(node) | RaftClaim::Candidate(node) => node,
-    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
