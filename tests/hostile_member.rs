@@ -74,6 +74,15 @@ async fn scene(target_leader: bool) -> Scene {
     }
 }
 
+/// The PeerId of a replica other than the leader.
+fn not_the_leader(replicas: &[Replica], leader: &str) -> String {
+    replicas
+        .iter()
+        .map(|r| r.member.handle.peer_id().to_string())
+        .find(|p| p != leader)
+        .expect("a replica other than the leader")
+}
+
 fn record(replica: &Replica, peer: &str) -> Member {
     replica.ledger.state().members()[peer].clone()
 }
@@ -86,11 +95,7 @@ async fn a_member_cannot_speak_for_another_member() {
         target: leader,
     } = scene(true).await;
     let leader_id = leader.to_string();
-    let victim = replicas
-        .iter()
-        .map(|r| r.member.handle.peer_id().to_string())
-        .find(|p| *p != leader_id)
-        .unwrap();
+    let victim = not_the_leader(&replicas, &leader_id);
     let observer = &replicas[0];
     let before = record(observer, &victim);
     let mine = hostile.handle.peer_id().to_string();
@@ -303,11 +308,7 @@ async fn a_member_cannot_take_another_members_address_and_what_it_tried_is_audit
         target: leader,
     } = scene(true).await;
     let leader_id = leader.to_string();
-    let victim = replicas
-        .iter()
-        .map(|r| r.member.handle.peer_id().to_string())
-        .find(|p| *p != leader_id)
-        .unwrap();
+    let victim = not_the_leader(&replicas, &leader_id);
     let observer = &replicas[0];
     let victims_address = record(observer, &victim).address.expect("an address");
     let mine = hostile.handle.peer_id().to_string();

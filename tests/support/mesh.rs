@@ -55,7 +55,15 @@ pub async fn start_with(
     bootstrap: Vec<Multiaddr>,
     peer_exchange_interval: Option<Duration>,
 ) -> Member {
-    start_configured(token, hostname, bootstrap, peer_exchange_interval, true).await
+    start_configured(
+        token,
+        hostname,
+        bootstrap,
+        peer_exchange_interval,
+        true,
+        UNLIMITED,
+    )
+    .await
 }
 
 /// A member for large in-process meshes: no DHT, peer exchange every 10 s (a new peer is asked
@@ -67,6 +75,7 @@ pub async fn start_light(token: &Token, hostname: &str, bootstrap: Vec<Multiaddr
         bootstrap,
         Some(Duration::from_secs(10)),
         false,
+        UNLIMITED,
     )
     .await
 }
@@ -104,14 +113,12 @@ pub async fn start_guarded(
     bootstrap: Vec<Multiaddr>,
     max_per_ip: PerIpLimits,
 ) -> Member {
-    let keypair = Keypair::generate_ed25519();
-    start_keyed(
+    start_configured(
         token,
         hostname,
         bootstrap,
         Some(Duration::from_secs(2)),
         true,
-        &keypair,
         max_per_ip,
     )
     .await
@@ -123,6 +130,7 @@ async fn start_configured(
     bootstrap: Vec<Multiaddr>,
     peer_exchange_interval: Option<Duration>,
     dht: bool,
+    max_per_ip: PerIpLimits,
 ) -> Member {
     let keypair = Keypair::generate_ed25519();
     start_keyed(
@@ -132,7 +140,7 @@ async fn start_configured(
         peer_exchange_interval,
         dht,
         &keypair,
-        UNLIMITED,
+        max_per_ip,
     )
     .await
 }

@@ -95,36 +95,15 @@ impl LedgerState {
 mod tests {
     use super::super::Command;
     use super::super::tests::{address, join, pool, run};
+    use super::*;
 
     fn requesting(peer: &str, wanted: Ipv4Addr) -> Command {
-        match join(peer, 1) {
-            Command::Join {
-                peer,
-                hostname,
-                dataplane_key,
-                endpoints,
-                now,
-                fixed_role,
-                policy,
-                bootstraps,
-                platform,
-                ..
-            } => Command::Join {
-                peer,
-                hostname,
-                dataplane_key,
-                endpoints,
-                requested: Some(wanted),
-                now,
-                fixed_role,
-                policy,
-                bootstraps,
-                platform,
-            },
-            other => other,
+        let mut command = join(peer, 1);
+        if let Command::Join { requested, .. } = &mut command {
+            *requested = Some(wanted);
         }
+        command
     }
-    use super::*;
 
     #[test]
     fn members_get_the_lowest_free_addresses_in_order() {
