@@ -42,6 +42,10 @@ pub fn read(path: &Path) -> Result<String, BearerError> {
         path: path.to_path_buf(),
         source,
     };
+    // Checked before opening: opening a FIFO would block until a writer comes.
+    if !std::fs::metadata(path).map_err(read_error)?.is_file() {
+        return Err(invalid("it is not a regular file"));
+    }
     let file = std::fs::File::open(path).map_err(read_error)?;
     if !file.metadata().map_err(read_error)?.is_file() {
         return Err(invalid("it is not a regular file"));

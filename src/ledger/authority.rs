@@ -60,16 +60,18 @@ pub enum RaftClaim {
 }
 
 /// Whether a raft RPC claiming `claim` may be taken from `sender` (a PeerId), given the PeerId
-/// this node's raft membership registers the claimed node as (`registered`). A registered node
-/// speaks only from its own PeerId, so no member can send appends, votes or snapshots in the
-/// leader's name. A vote request must come from a node this node knows: a candidate is a voter
-/// of a configuration, and a voter that lags so far it does not know the candidate is not
-/// needed for the quorum. Appends and snapshots from a node not registered yet are taken: a
-/// new learner knows no membership until the leader's first append brings it.
+/// this node's raft membership registers the claimed node as (`registered`) and whether this
+/// node knows any membership yet (`knows_membership`). A registered node speaks only from its
+/// own PeerId, so no member can send appends, votes or snapshots in the leader's name. Nor
+/// under a node id nobody registered: appends carry entries the follower applies up to the
+/// commit index they name, so a made-up leader could have it apply anything. The one node that
+/// must hear an unregistered leader is a new learner, which knows no membership until the
+/// leader's first append brings it. A vote request must come from a registered candidate.
 pub fn may_send_raft(
     claim: RaftClaim,
     sender: &str,
     registered: Option<&str>,
+    knows_membership: bool,
 ) -> Result<(), String> {
     let node = match claim {
         RaftClaim::Lead(node) | RaftClaim::Candidate(node) => node,
@@ -82,7 +84,10 @@ pub fn may_send_raft(
         (None, RaftClaim::Candidate(_)) => Err(format!(
             "candidate {node} is not a raft node of this cluster"
         )),
-        (None, RaftClaim::Lead(_)) => Ok(()),
+        (None, RaftClaim::Lead(_)) if !knows_membership => Ok(()),
+        (None, RaftClaim::Lead(_)) => Err(format!(
+            "raft node {node} is not a raft node of this cluster"
+        )),
     }
 }
 
@@ -164,12 +169,14 @@ mod tests {
     #[test]
     fn a_raft_node_speaks_only_from_the_peer_it_is_registered_as() {
         for claim in [RaftClaim::Lead(1), RaftClaim::Candidate(1)] {
-            assert!(may_send_raft(claim, "a", Some("a")).is_ok());
-            let refusal = may_send_raft(claim, "b", Some("a")).unwrap_err();
+            assert!(may_send_raft(claim, "a", Some("a"), true).is_ok());
+            let refusal = may_send_raft(claim, "b", Some("a"), true).unwrap_err();
             assert!(refusal.contains("registered as a"), "{refusal}");
         }
-        assert!(may_send_raft(RaftClaim::Lead(1), "b", None).is_ok());
-        assert!(may_send_raft(RaftClaim::Candidate(1), "b", None).is_err());
+        // An unregistered leader is heard only by a node that knows no membership yet.
+        assert!(may_send_raft(RaftClaim::Lead(1), "b", None, false).is_ok());
+        assert!(may_send_raft(RaftClaim::Lead(1), "b", None, true).is_err());
+        assert!(may_send_raft(RaftClaim::Candidate(1), "b", None, false).is_err());
     }
 
     #[test]

@@ -76,10 +76,23 @@ async fn answer(
             .get_node(&node)
             .map(|n| n.peer_id.clone())
     };
+    let knows_membership = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .next()
+        .is_some();
     Ok(match request {
         LedgerRpc::Append(request) => {
             let node = request.vote.leader_id().voted_for().unwrap_or(0);
-            may_send_raft(RaftClaim::Lead(node), &sender, registered(node).as_deref())?;
+            may_send_raft(
+                RaftClaim::Lead(node),
+                &sender,
+                registered(node).as_deref(),
+                knows_membership,
+            )?;
             encode(&raft.append_entries(request).await)
         }
         LedgerRpc::Vote(request) => {
@@ -88,12 +101,18 @@ async fn answer(
                 RaftClaim::Candidate(node),
                 &sender,
                 registered(node).as_deref(),
+                knows_membership,
             )?;
             encode(&raft.vote(request).await)
         }
         LedgerRpc::Snapshot(request) => {
             let node = request.vote.leader_id().voted_for().unwrap_or(0);
-            may_send_raft(RaftClaim::Lead(node), &sender, registered(node).as_deref())?;
+            may_send_raft(
+                RaftClaim::Lead(node),
+                &sender,
+                registered(node).as_deref(),
+                knows_membership,
+            )?;
             encode(&raft.install_snapshot(request).await)
         }
         LedgerRpc::Hello => encode(&hello(ledger)),

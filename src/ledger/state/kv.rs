@@ -30,9 +30,14 @@ fn text_cost(text: &str) -> usize {
         .sum()
 }
 
-/// What a key-value entry costs.
+/// The JSON around each entry or secret (quotes, colon, comma, brackets), so that many tiny
+/// entries count as what they encode to.
+const ENTRY_OVERHEAD: usize = 8;
+
+/// What a key-value entry costs (its bucket's name counted with each entry, more than it
+/// encodes to).
 fn entry_cost(bucket: &str, key: &str, value: &str) -> usize {
-    text_cost(bucket) + text_cost(key) + text_cost(value)
+    text_cost(bucket) + text_cost(key) + text_cost(value) + ENTRY_OVERHEAD
 }
 
 /// What a secret costs (its bytes are JSON numbers: up to three digits and a comma each); the
@@ -41,7 +46,7 @@ fn secret_cost(name: &str, sealed: &[u8]) -> usize {
     if name == crate::ledger::sealed::CLUSTER {
         0
     } else {
-        text_cost(name) + 4 * sealed.len()
+        text_cost(name) + 4 * sealed.len() + ENTRY_OVERHEAD
     }
 }
 
@@ -149,7 +154,7 @@ mod tests {
     fn shared_data_is_bounded_and_deletions_always_apply() {
         let mut state = LedgerState::new(pool());
         let chunk = 60_000;
-        let fits = SHARED_DATA_LIMIT / (chunk + 3);
+        let fits = SHARED_DATA_LIMIT / (chunk + 3 + ENTRY_OVERHEAD);
         let writes: Vec<Command> = (0..fits).map(|i| put(&format!("k{i}"), chunk)).collect();
         assert!(run(&mut state, &writes).iter().all(|o| *o == Outcome::Done));
         assert_eq!(
@@ -186,6 +191,28 @@ mod tests {
             [Outcome::LedgerFull]
         );
         assert_eq!(run(&mut state, &[cluster]), [Outcome::Done]);
+    }
+
+    #[test]
+    fn a_ledger_full_of_tiny_entries_still_encodes_within_one_message() {
+        let mut state = LedgerState::new(pool());
+        let mut i = 0u32;
+        loop {
+            let put = Command::KvPut {
+                bucket: "a".into(),
+                key: format!("{i:x}"),
+                value: String::new(),
+            };
+            if run(&mut state, &[put]) == [Outcome::LedgerFull] {
+                break;
+            }
+            i += 1;
+        }
+        let encoded = serde_json::to_vec(&state).unwrap().len();
+        assert!(
+            encoded <= SHARED_DATA_LIMIT,
+            "{i} entries encode to {encoded} bytes"
+        );
     }
 
     #[test]
