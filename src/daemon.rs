@@ -25,6 +25,7 @@ use crate::ledger::sealed::Sealer;
 use crate::ledger::state::RolePolicy;
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
 use crate::p2p::{self, P2pConfig, P2pError};
+use crate::rotation::{self, follow::Follower};
 use crate::token::Token;
 
 /// How long tasks get to finish after shutdown is requested.
@@ -61,6 +62,8 @@ pub enum DaemonError {
     ApiToken(#[from] api::bearer::BearerError),
     #[error("control plane: {0}")]
     P2p(#[from] P2pError),
+    #[error("token rotation: {0}")]
+    Rotation(#[from] rotation::file::FileError),
     #[error("ledger: {0}")]
     Ledger(#[from] LedgerError),
     #[error("data plane: {0}")]
@@ -79,7 +82,8 @@ pub enum DaemonError {
 pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> {
     let started = Instant::now();
     let identity = Identity::load_or_create(&settings.state_dir)?;
-    let keys = token.keys();
+    let kept = rotation::file::load(&settings.state_dir)?;
+    let keyring = rotation::file::choose(&settings.state_dir, token.clone(), kept.as_ref())?;
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let shutdown = CancellationToken::new();
@@ -97,7 +101,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
     let (p2p, p2p_task) = p2p::start(
         p2p_config(settings),
         identity.keypair(),
-        keys.clone(),
+        keyring.clone(),
         &mut registry,
         shutdown.clone(),
     )?;
@@ -118,6 +122,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
                 .control_planes
                 .map(|n| RolePolicy { control_planes: n }),
             bootstraps: settings.bootstrapper != bootstrap::BootstrapperKind::None,
+            sealing_key: identity.sealing_public(),
         },
         p2p.clone(),
         shutdown.clone(),
@@ -134,7 +139,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
                 pool: settings.cidr,
             },
             identity.keypair(),
-            &keys,
+            &keyring,
             p2p.clone(),
             ledger.clone(),
             &mut dataplane_tasks,
@@ -156,7 +161,18 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             shutdown.clone(),
         )
     });
-    let sealer = Sealer::new(keys.ledger_seal.clone());
+    let sealer = Sealer::new(keyring.clone());
+    let mut rotation_tasks = tokio::task::JoinSet::new();
+    rotation_tasks.spawn(
+        Follower::new(
+            keyring.clone(),
+            identity.peer_id().to_string(),
+            identity.sealing_secret(),
+            settings.state_dir.clone(),
+            kept,
+        )
+        .run(ledger.clone(), shutdown.clone()),
+    );
     let mut bootstrap_tasks = tokio::task::JoinSet::new();
     let bootstrap = bootstrap::start(
         bootstrap_config(settings),
@@ -177,7 +193,6 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         node: NodeInfo {
             hostname: settings.hostname.clone(),
             dns_domain: settings.dns_domain.clone(),
-            network_id: keys.network_id().to_string(),
             interface: settings.interface.clone(),
             cidr: settings.cidr.to_string(),
             started,
@@ -189,6 +204,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         dns,
         bootstrap,
         sealer,
+        keyring: keyring.clone(),
         registry: Arc::new(registry),
     });
     let mut api_task = tokio::spawn(listener.serve(api::router(state, access), shutdown.clone()));
@@ -196,7 +212,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
     notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(
         peer_id = %identity.peer_id(),
-        network = %keys.network_id(),
+        network = %keyring.current().network_id(),
         api = %api_addr,
         "weft is up"
     );
@@ -243,6 +259,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         ("the data plane", dataplane_tasks),
         ("the DNS server", dns_tasks),
         ("the bootstrapper", bootstrap_tasks),
+        ("the token rotation follower", rotation_tasks),
     ] {
         if tokio::time::timeout(SHUTDOWN_GRACE, tasks.join_all())
             .await

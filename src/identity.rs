@@ -104,10 +104,33 @@ impl Identity {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The node's X25519 secret for what is sealed to it alone (a rotated network token),
+    /// derived from its identity key, so it needs no file of its own.
+    pub fn sealing_secret(&self) -> [u8; 32] {
+        self.keypair
+            .derive_secret(SEALING_DOMAIN)
+            .expect("weft's identity keys are ed25519, which derive secrets")
+    }
+
+    /// The X25519 public key of [`Identity::sealing_secret`], which the node records in the
+    /// ledger.
+    pub fn sealing_public(&self) -> [u8; 32] {
+        x25519_dalek::x25519(self.sealing_secret(), x25519_dalek::X25519_BASEPOINT_BYTES)
+    }
 }
 
+/// HKDF info of the sealing secret.
+const SEALING_DOMAIN: &[u8] = b"weft/sealing-key/v1";
+
 /// What weft keeps in the state directory (anything else there is the operator's).
-const STATE_ENTRIES: &[&str] = &[KEY_FILE, "api.token", "deployed", "raft"];
+const STATE_ENTRIES: &[&str] = &[
+    KEY_FILE,
+    "api.token",
+    "deployed",
+    "raft",
+    crate::rotation::file::FILE_NAME,
+];
 
 /// Creates the state directory, and any missing parents, with mode 0700, then makes weft's
 /// entries in it private whatever existed before: directories 0700, files 0600 (the key, the

@@ -13,8 +13,10 @@ pub mod dataplane;
 pub mod dns;
 pub mod durable;
 pub mod identity;
+pub mod keyring;
 pub mod ledger;
 pub mod p2p;
+pub mod rotation;
 pub mod token;
 
 /// Wire schemas compiled from `proto/` by `build.rs`.

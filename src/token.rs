@@ -297,6 +297,76 @@ impl Token {
     }
 }
 
+impl Token {
+    /// The token's text form, as `Token::parse` reads it back: a native token's base64url, an
+    /// edgevpn token's base64 YAML (what Kairos' cloud-config carries).
+    pub fn encode(&self) -> String {
+        match self {
+            Token::Native(t) => t.encode(),
+            Token::Edgevpn(t) => STANDARD.encode(t.yaml()),
+        }
+    }
+
+    /// A token of the same kind and settings with fresh secrets from the operating system's
+    /// CSPRNG: what `weft token rotate` moves a network to.
+    pub fn rotated(&self) -> Token {
+        match self {
+            Token::Native(t) => Token::Native(NativeToken::generate(
+                t.cidr,
+                t.bootstrap.clone(),
+                t.epoch_secs,
+            )),
+            Token::Edgevpn(t) => Token::Edgevpn(EdgevpnToken {
+                dht_key: random_alphanumerics(EDGEVPN_KEY_LEN),
+                crypto_key: random_alphanumerics(EDGEVPN_KEY_LEN),
+                room: random_alphanumerics(EDGEVPN_KEY_LEN),
+                mdns: random_alphanumerics(EDGEVPN_KEY_LEN),
+                rendezvous: Some(random_alphanumerics(EDGEVPN_KEY_LEN)),
+                ..t.clone()
+            }),
+        }
+    }
+}
+
+/// Length of each random string of an edgevpn token, as edgevpn and Kairos make them.
+const EDGEVPN_KEY_LEN: usize = 43;
+
+/// `len` characters drawn uniformly from `[A-Za-z0-9]` with the OS CSPRNG.
+fn random_alphanumerics(len: usize) -> String {
+    use rand::Rng as _;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+impl EdgevpnToken {
+    /// The token's YAML document, with edgevpn's field names; every string is alphanumeric
+    /// (as edgevpn and Kairos make them) or quoted.
+    fn yaml(&self) -> String {
+        let quoted = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        let mut yaml = format!(
+            "otp:\n  dht:\n    interval: {}\n    key: {}\n    length: {}\n  crypto:\n    interval: {}\n    key: {}\n    length: {}\nroom: {}\nmdns: {}\n",
+            self.dht_interval,
+            quoted(&self.dht_key),
+            self.dht_key.len(),
+            self.crypto_interval,
+            quoted(&self.crypto_key),
+            self.crypto_key.len(),
+            quoted(&self.room),
+            quoted(&self.mdns),
+        );
+        if let Some(rendezvous) = &self.rendezvous {
+            yaml.push_str(&format!("rendezvous: {}\n", quoted(rendezvous)));
+        }
+        if let Some(size) = self.max_message_size {
+            yaml.push_str(&format!("max_message_size: {size}\n"));
+        }
+        yaml
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -633,6 +703,28 @@ mod tests {
             Token::Native(a).keys().network_id(),
             Token::Native(b).keys().network_id()
         );
+    }
+
+    #[test]
+    fn a_rotated_token_keeps_its_kind_and_settings_with_new_secrets() {
+        let native = Token::Native(NativeToken::generate(
+            Some("10.7.0.0/16".parse().unwrap()),
+            vec!["/ip4/192.0.2.1/udp/4001/quic-v1".parse().unwrap()],
+            600,
+        ));
+        let edgevpn = Token::parse(&edgevpn_b64(EDGEVPN_YAML)).unwrap();
+        for token in [native, edgevpn] {
+            let rotated = token.rotated();
+            assert_eq!(Token::parse(&rotated.encode()).unwrap(), rotated);
+            assert_eq!(Token::parse(&token.encode()).unwrap(), token);
+            assert_ne!(rotated.keys().network_id(), token.keys().network_id());
+            let (mut before, mut after) = (token.describe(), rotated.describe());
+            assert_eq!(after.has_rendezvous.take().or(Some(true)), Some(true));
+            before.has_rendezvous = None;
+            before.network_id.clear();
+            after.network_id.clear();
+            assert_eq!(before, after, "settings carried over");
+        }
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn ledger() -> LedgerState {
         .map(|host| Command::Join {
             peer: format!("12D3KooW{host}"),
             hostname: host.to_string(),
-            dataplane_key: [0; 32],
+            sealing_key: [0; 32],
             endpoints: vec![],
             requested: None,
             now: 1,

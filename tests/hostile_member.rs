@@ -32,7 +32,7 @@ fn join(peer: &str, hostname: &str, requested: Option<std::net::Ipv4Addr>) -> Co
     Command::Join {
         peer: peer.to_string(),
         hostname: hostname.to_string(),
-        dataplane_key: [7; 32],
+        sealing_key: [7; 32],
         endpoints: vec!["192.0.2.66:51820".into()],
         requested,
         now: 1,

@@ -70,7 +70,7 @@ fn join() -> impl Strategy<Value = Command> {
         .prop_map(|(n, req, now, fixed_role, bootstraps)| Command::Join {
             peer: peer(n),
             hostname: format!("h{n}"),
-            dataplane_key: [n; 32],
+            sealing_key: [n; 32],
             endpoints: vec![],
             requested: req.map(addr),
             now,
@@ -287,7 +287,7 @@ proptest! {
             state.apply(index, &Command::Join {
                 peer: peer(n),
                 hostname: format!("h{n}"),
-                dataplane_key: [0; 32],
+                sealing_key: [0; 32],
                 endpoints: vec![],
                 requested: None,
                 now: 1,

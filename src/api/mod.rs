@@ -1,7 +1,7 @@
 //! The local HTTP API (axum) that `weft status`, Kairos' provider and the dashboard talk to. It
 //! listens on a unix socket or a TCP address ([`listen`], connections bounded by [`serve`]),
 //! checks who may use it ([`guard`], with the token of [`bearer`] on TCP), serves the native
-//! `/v1` JSON API (roles and the kubeconfig in [`roles`]), edgevpn's `/api` (the ledger,
+//! `/v1` JSON API (roles and the kubeconfig in [`roles`], token rotation in [`rotate`]), edgevpn's `/api` (the ledger,
 //! machines, summary, peers in [`edgevpn`], its DNS records in [`dns`]), `/healthz`, `/readyz`,
 //! `/metrics` (OpenMetrics or Prometheus text, [`exposition`]) and the dashboard ([`dashboard`]), and stops when the daemon's
 //! shutdown token is cancelled. Every error is JSON, made in [`error`]. [`client`] is the
@@ -18,6 +18,7 @@ mod exposition;
 mod guard;
 mod listen;
 pub mod roles;
+pub mod rotate;
 mod routes;
 mod serve;
 

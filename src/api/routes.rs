@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::guard::{self, Access};
-use super::{dashboard, dns, edgevpn, exposition, roles};
+use super::{dashboard, dns, edgevpn, exposition, roles, rotate};
 use crate::bootstrap::{BootstrapHandle, BootstrapStatus};
 use crate::dataplane::peer::PeerStats;
 use crate::dataplane::{Dataplane, DataplaneStats};
@@ -30,7 +30,6 @@ use crate::p2p::{P2pHandle, PeerView};
 #[derive(Debug)]
 pub struct NodeInfo {
     pub hostname: String,
-    pub network_id: String,
     pub interface: String,
     pub cidr: String,
     /// The mesh's DNS domain.
@@ -54,6 +53,8 @@ pub struct ApiState {
     pub bootstrap: Option<BootstrapHandle>,
     /// Opens the ledger's sealed secrets (the kubeconfig).
     pub sealer: Sealer,
+    /// The network tokens the node holds (its network id, token rotation).
+    pub keyring: crate::keyring::Keyring,
     pub registry: Arc<Registry>,
 }
 
@@ -123,6 +124,7 @@ pub fn router(state: Arc<ApiState>, access: Access) -> Router {
         .route("/v1/denied", get(denied))
         .route("/v1/audit", get(audit))
         .route("/v1/denied/{peer}", put(deny).delete(allow))
+        .route("/v1/token/rotate", post(rotate::rotate))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{member}", put(roles::set))
         .route("/v1/policy", get(roles::policy).put(roles::set_policy))
@@ -256,7 +258,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
         peer_id: state.p2p.peer_id().to_string(),
         hostname: node.hostname.clone(),
         version: crate::VERSION.to_string(),
-        network_id: node.network_id.clone(),
+        network_id: state.keyring.current().network_id().to_string(),
         interface: node.interface.clone(),
         cidr: node.cidr.clone(),
         uptime_secs: node.started.elapsed().as_secs(),

@@ -5,7 +5,9 @@ use std::io::Read as _;
 use anyhow::Context as _;
 use clap::Subcommand;
 
+use super::client::{ClientArgs, call_json};
 use super::{Failure, usage};
+use crate::api::rotate::{MAX_GRACE_SECS, RotateRequest, Rotated};
 use crate::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
 
 #[derive(Debug, Subcommand)]
@@ -21,6 +23,19 @@ pub(super) enum TokenCommand {
         /// Seconds per DHT rendezvous epoch.
         #[arg(long, value_name = "SECS", default_value_t = DEFAULT_EPOCH_SECS, value_parser = clap::value_parser!(u64).range(60..))]
         rendezvous_epoch: u64,
+    },
+    /// Move the whole network to a new token, without downtime (ask a running node). Every
+    /// member that is not denied gets the new token sealed to it through the ledger and moves
+    /// to it; the token before stays accepted for the grace window, so members that are away
+    /// can come back and move too. After it only the new token is accepted: a denied machine,
+    /// which still holds the old one, is locked out for good. Prints the new token, for new
+    /// machines and cloud-config (p2p.network_token); members keep it in their state directory.
+    Rotate {
+        /// Seconds the token before stays accepted.
+        #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_SECS))]
+        rotation_grace: u64,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Show a token's kind, version, network id and settings (never its secret).
     Inspect {
@@ -48,7 +63,40 @@ pub(super) fn run(command: TokenCommand) -> Result<(), Failure> {
             Ok(())
         }
         TokenCommand::Inspect { token, json } => inspect_token(&token, json),
+        TokenCommand::Rotate {
+            rotation_grace,
+            client,
+        } => rotate(&client, rotation_grace),
     }
+}
+
+fn rotate(client: &ClientArgs, grace_secs: u64) -> Result<(), Failure> {
+    let body = call_json(
+        client,
+        hyper::Method::POST,
+        "/v1/token/rotate",
+        &RotateRequest { grace_secs },
+    )?;
+    let rotated: Rotated = serde_json::from_slice(&body)
+        .context("the answer to /v1/token/rotate is not what this weft expects")?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&rotated)?);
+        return Ok(());
+    }
+    println!("{}", rotated.token);
+    eprintln!(
+        "The network moves from {} to {}: the new token was sealed for {} member(s). The token \
+         before is accepted for {grace_secs} more seconds (until UNIX second {}); members that are \
+         away longer need the new token in their configuration. Give new machines the token above.",
+        rotated.previous_network_id, rotated.network_id, rotated.members, rotated.grace_until
+    );
+    if !rotated.unopened_secrets.is_empty() {
+        eprintln!(
+            "These secrets did not open on this node and stay sealed under the token before: {}",
+            rotated.unopened_secrets.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn inspect_token(text: &str, json: bool) -> Result<(), Failure> {

@@ -27,8 +27,10 @@ use super::peer::{Peer, Receiver, Table};
 use super::router::RouteTable;
 use super::session::{self, Hello, Keyring, Keys, REKEY_AFTER, Session};
 use super::{Shared, fallback};
+use crate::keyring::unix_now;
 use crate::ledger::Ledger;
 use crate::p2p::{InboundRpc, P2pHandle, Service};
+use crate::token::{NetworkId, NetworkKeys};
 
 /// How long packets may go unanswered before the UDP path counts as lost.
 pub const DEAD_AFTER: Duration = Duration::from_secs(5);
@@ -103,7 +105,8 @@ type Outcome = (PeerId, Result<(Keys, Vec<SocketAddr>), String>);
 pub(super) struct Control {
     pub shared: Arc<Shared>,
     pub identity: Keypair,
-    pub data_key: [u8; 32],
+    /// The tokens held: the current one salts this node's offers.
+    pub keyring: crate::keyring::Keyring,
     pub p2p: P2pHandle,
     pub ledger: Ledger,
     pub pool: ipnet::Ipv4Net,
@@ -116,7 +119,7 @@ impl Control {
         let Control {
             shared,
             identity,
-            data_key,
+            keyring,
             p2p,
             ledger,
             pool,
@@ -131,7 +134,7 @@ impl Control {
             shutdown: shutdown.clone(),
             shared,
             identity,
-            data_key,
+            keyring,
             p2p,
             pool,
             peers: HashMap::new(),
@@ -197,7 +200,7 @@ struct State {
     shutdown: CancellationToken,
     shared: Arc<Shared>,
     identity: Keypair,
-    data_key: [u8; 32],
+    keyring: crate::keyring::Keyring,
     p2p: P2pHandle,
     pool: ipnet::Ipv4Net,
     peers: HashMap<PeerId, Entry>,
@@ -378,12 +381,12 @@ impl State {
         for peer in due {
             let p2p = self.p2p.clone();
             let identity = self.identity.clone();
-            let data_key = self.data_key;
+            let keys = self.keyring.current();
             let candidates = candidates.clone();
             let task = self.handshakes.spawn(async move {
                 (
                     peer,
-                    initiate(&p2p, &identity, &data_key, peer, candidates).await,
+                    initiate(&p2p, &identity, &keys, peer, candidates).await,
                 )
             });
             self.handshaking.insert(task.id(), peer);
@@ -467,9 +470,15 @@ impl State {
                 return;
             }
         };
+        let held = self.keyring.held();
+        let Some(generation) = held.by_id(NetworkId(offer.network), unix_now()) else {
+            tracing::debug!(%peer, "data-plane handshake salted with a token this node does not hold");
+            return;
+        };
+        let data_key = generation.keys.dataplane.0;
         let candidates = self.candidates();
         let (answer, keys) =
-            match session::answer(&self.identity, &self.data_key, &peer, &offer, candidates) {
+            match session::answer(&self.identity, &data_key, &peer, &offer, candidates) {
                 Ok(done) => done,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "refused a data-plane handshake");
@@ -583,20 +592,20 @@ fn usable(candidates: Vec<SocketAddr>, pool: ipnet::Ipv4Net) -> Vec<SocketAddr> 
 async fn initiate(
     p2p: &P2pHandle,
     identity: &Keypair,
-    data_key: &[u8; 32],
+    keys: &NetworkKeys,
     peer: PeerId,
     candidates: Vec<SocketAddr>,
 ) -> Result<(Keys, Vec<SocketAddr>), String> {
-    let (pending, offer) =
-        session::offer(identity, &peer, candidates).map_err(|e| e.to_string())?;
+    let (pending, offer) = session::offer(identity, &peer, keys.network_id().0, candidates)
+        .map_err(|e| e.to_string())?;
     let bytes = serde_json::to_vec(&offer).map_err(|e| e.to_string())?;
     let reply = p2p
         .request(Service::Dataplane, peer, bytes)
         .await
         .map_err(|e| e.to_string())?;
     let answer: Hello = serde_json::from_slice(&reply).map_err(|e| e.to_string())?;
-    let keys =
-        session::finish(identity, data_key, &peer, pending, &answer).map_err(|e| e.to_string())?;
+    let keys = session::finish(identity, &keys.dataplane.0, &peer, pending, &answer)
+        .map_err(|e| e.to_string())?;
     Ok((keys, answer.candidates))
 }
 

@@ -33,9 +33,9 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::keyring::Keyring;
 use crate::ledger::Ledger;
 use crate::p2p::{P2pHandle, Service};
-use crate::token::NetworkKeys;
 use peer::{Clock, Drops, PeerStats, Table};
 use tun::{Tun, TunError};
 use udp::Udp;
@@ -114,7 +114,7 @@ impl Dataplane {
     pub fn start(
         config: &DataplaneConfig,
         identity: &Keypair,
-        keys: &NetworkKeys,
+        keyring: &Keyring,
         p2p: P2pHandle,
         ledger: Ledger,
         tasks: &mut JoinSet<()>,
@@ -161,7 +161,7 @@ impl Dataplane {
         let control = control::Control {
             shared: shared.clone(),
             identity: identity.clone(),
-            data_key: keys.dataplane.0,
+            keyring: keyring.clone(),
             p2p,
             ledger,
             pool: config.pool,

@@ -4,8 +4,9 @@
 //! The handshake is one request and one answer over the admitted libp2p connection. Each side
 //! sends a [`Hello`]: a fresh X25519 public key, its UDP candidates, and an ed25519 signature by
 //! its identity over both PeerIds and everything it sends (the answer also covers the offer).
-//! Both sides then run HKDF-SHA256 over the X25519 secret, salted with the token's data-plane
-//! key. The output is two directional ChaCha20-Poly1305 keys and the two session indexes, so a
+//! Both sides then run HKDF-SHA256 over the X25519 secret, salted with the data-plane key of
+//! the token the offer names (its network id: during a token rotation a member holds two, and
+//! the answering side uses the one the offer was made with, or refuses). The output is two directional ChaCha20-Poly1305 keys and the two session indexes, so a
 //! stranger without the token cannot make keys even with a member's identity. A [`Keyring`]
 //! keeps the current session, the one before it (accepted during a rekey) and, on the answering
 //! side, the next one until the peer's first packet proves that the peer has it too.
@@ -48,6 +49,10 @@ pub struct Hello {
     pub identity: Vec<u8>,
     /// UDP addresses the sender's data plane may be reached at.
     pub candidates: Vec<SocketAddr>,
+    /// The network id of the token whose data-plane key salts the session keys: the
+    /// initiator's current token; the answer repeats the offer's.
+    #[serde(default)]
+    pub network: [u8; 8],
     /// The sender's signature over the transcript.
     pub signature: Vec<u8>,
 }
@@ -63,6 +68,8 @@ pub enum HandshakeError {
     BadSignature,
     #[error("the ephemeral key is of low order")]
     LowOrder,
+    #[error("the answer is salted with another token than the offer")]
+    OtherNetwork,
     #[error("cannot sign: {0}")]
     Sign(String),
 }
@@ -108,6 +115,7 @@ fn transcript(
         out.extend_from_slice(&part);
     }
     out.extend_from_slice(&hello.ephemeral);
+    out.extend_from_slice(&hello.network);
     out.extend_from_slice(&(hello.identity.len() as u32).to_le_bytes());
     out.extend_from_slice(&hello.identity);
     out.extend_from_slice(&(hello.candidates.len() as u32).to_le_bytes());
@@ -127,8 +135,8 @@ fn transcript(
 fn hello(
     identity: &Keypair,
     role: Role,
-    me: &PeerId,
-    peer: &PeerId,
+    (me, peer): (&PeerId, &PeerId),
+    network: [u8; 8],
     candidates: Vec<SocketAddr>,
     offer: Option<&Hello>,
 ) -> Result<([u8; 32], Hello), HandshakeError> {
@@ -138,6 +146,7 @@ fn hello(
         ephemeral: x25519(secret, X25519_BASEPOINT_BYTES),
         identity: identity.public().encode_protobuf(),
         candidates,
+        network,
         signature: Vec::new(),
     };
     hello.signature = identity
@@ -210,14 +219,23 @@ fn derive(
     })
 }
 
-/// Starts a handshake with `peer`: the offer to send and the state to finish it with.
+/// Starts a handshake with `peer`, salted with the data-plane key of the token whose network id
+/// is `network`: the offer to send and the state to finish it with.
 pub fn offer(
     identity: &Keypair,
     peer: &PeerId,
+    network: [u8; 8],
     candidates: Vec<SocketAddr>,
 ) -> Result<(Pending, Hello), HandshakeError> {
     let me = identity.public().to_peer_id();
-    let (secret, offer) = hello(identity, Role::Initiator, &me, peer, candidates, None)?;
+    let (secret, offer) = hello(
+        identity,
+        Role::Initiator,
+        (&me, peer),
+        network,
+        candidates,
+        None,
+    )?;
     Ok((
         Pending {
             secret,
@@ -227,7 +245,8 @@ pub fn offer(
     ))
 }
 
-/// Answers `peer`'s offer: the answer to send back and this side's keys.
+/// Answers `peer`'s offer, with `data_key` the data-plane key of the token the offer names:
+/// the answer to send back and this side's keys.
 pub fn answer(
     identity: &Keypair,
     data_key: &[u8; 32],
@@ -240,8 +259,8 @@ pub fn answer(
     let (secret, answer) = hello(
         identity,
         Role::Responder,
-        &me,
-        peer,
+        (&me, peer),
+        offer.network,
         candidates,
         Some(offer),
     )?;
@@ -265,6 +284,9 @@ pub fn finish(
 ) -> Result<Keys, HandshakeError> {
     let me = identity.public().to_peer_id();
     verify(Role::Responder, peer, &me, answer, Some(&pending.offer))?;
+    if answer.network != pending.offer.network {
+        return Err(HandshakeError::OtherNetwork);
+    }
     derive(
         data_key,
         pending.secret,
@@ -426,7 +448,8 @@ mod tests {
 
     fn handshake(a: &Keypair, b: &Keypair, now: Instant) -> (Session, Session) {
         let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
-        let (pending, offer) = offer(a, &pb, vec!["192.0.2.1:5000".parse().unwrap()]).unwrap();
+        let (pending, offer) =
+            offer(a, &pb, [0; 8], vec!["192.0.2.1:5000".parse().unwrap()]).unwrap();
         let (reply, responder) = answer(b, &DATA_KEY, &pa, &offer, vec![]).unwrap();
         let initiator = finish(a, &DATA_KEY, &pb, pending, &reply).unwrap();
         (Session::new(initiator, now), Session::new(responder, now))
@@ -477,7 +500,7 @@ mod tests {
             Keypair::generate_ed25519(),
         );
         let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
-        let (_, mut offer) = offer(&a, &pb, vec![]).unwrap();
+        let (_, mut offer) = offer(&a, &pb, [0; 8], vec![]).unwrap();
         // Signed by a but presented as c's.
         let pc = c.public().to_peer_id();
         assert!(matches!(
@@ -490,8 +513,15 @@ mod tests {
             answer(&b, &DATA_KEY, &pa, &offer, vec![]).err(),
             Some(HandshakeError::BadSignature)
         );
+        // Nor does naming another token in flight.
+        let (_, mut renamed) = super::offer(&a, &pb, [0; 8], vec![]).unwrap();
+        renamed.network = [1; 8];
+        assert_eq!(
+            answer(&b, &DATA_KEY, &pa, &renamed, vec![]).err(),
+            Some(HandshakeError::BadSignature)
+        );
         // An offer meant for someone else does not verify at b.
-        let (_, other) = super::offer(&a, &pc, vec![]).unwrap();
+        let (_, other) = super::offer(&a, &pc, [0; 8], vec![]).unwrap();
         assert_eq!(
             answer(&b, &DATA_KEY, &pa, &other, vec![]).err(),
             Some(HandshakeError::BadSignature)
@@ -502,7 +532,7 @@ mod tests {
     fn a_different_data_key_makes_useless_keys() {
         let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
         let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
-        let (pending, offer) = offer(&a, &pb, vec![]).unwrap();
+        let (pending, offer) = offer(&a, &pb, [0; 8], vec![]).unwrap();
         let (reply, responder) = answer(&b, &[8; 32], &pa, &offer, vec![]).unwrap();
         let initiator = finish(&a, &DATA_KEY, &pb, pending, &reply).unwrap();
         let mut ring = Keyring::default();

@@ -64,6 +64,9 @@ pub struct MemberFacts {
     pub policy: Option<RolePolicy>,
     /// Whether this node runs a bootstrapper (`--bootstrapper` other than none).
     pub bootstraps: bool,
+    /// Its X25519 public key for what is sealed to it alone (a rotated network token);
+    /// all zeros for none.
+    pub sealing_key: [u8; 32],
 }
 
 /// This node's raft id: read from the raft directory, or drawn at random and stored on first
@@ -585,7 +588,7 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
     let command = Command::Join {
         peer: ledger.p2p().peer_id().to_string(),
         hostname: facts.hostname.clone(),
-        dataplane_key: [0; 32],
+        sealing_key: facts.sealing_key,
         endpoints: Vec::new(),
         requested: facts.requested.or(previous),
         now: unix_now(),

@@ -12,6 +12,10 @@
 //! The answer also carries the prover's hostname, for the peer table, sealed under a key drawn
 //! the same way (a distinct label): the challenger may be an outsider, and an outsider learns
 //! nothing from an answer, neither the proof's meaning nor the machine's name.
+//!
+//! During a token rotation's grace window a node holds two tokens ([`crate::keyring`]): it
+//! answers with a proof (and sealed hostname) under each, and admits a peer whose proof verifies
+//! under either, so members that rotated and members that have not yet still admit each other.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -207,10 +211,12 @@ pub enum Verdict {
     Rejected(Rejection),
 }
 
+/// The most proofs an answer carries: one per token held during a rotation.
+pub const MAX_PROOFS: usize = 2;
+
 /// Admission state of every connected peer.
 #[derive(Debug)]
 pub struct Admission {
-    key: DerivedKey,
     local: PeerId,
     hostname: String,
     timeout: Duration,
@@ -218,11 +224,10 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Admission for node `local` with the network's admission key; proofs must arrive within
-    /// `timeout` of the first connection.
-    pub fn new(key: DerivedKey, local: PeerId, hostname: String, timeout: Duration) -> Self {
+    /// Admission for node `local`; proofs must arrive within `timeout` of the first connection.
+    /// The admission keys of the tokens held (current first) are passed with each exchange.
+    pub fn new(local: PeerId, hostname: String, timeout: Duration) -> Self {
         Admission {
-            key,
             local,
             hostname,
             timeout,
@@ -242,13 +247,15 @@ impl Admission {
         Some(nonce)
     }
 
-    /// `peer` challenged us: our answer, plus the challenge we must send if we had none out yet
+    /// `peer` challenged us: our answer, with a proof under each of `keys` (the tokens held,
+    /// at most [`MAX_PROOFS`] used), plus the challenge we must send if we had none out yet
     /// (its challenge can arrive before we saw the connection).
     pub fn answer(
         &mut self,
         peer: PeerId,
         their_nonce: &[u8],
         now: Instant,
+        keys: &[DerivedKey],
     ) -> Result<(AnswerFields, Option<Nonce>), Rejection> {
         let their_nonce: Nonce = their_nonce.try_into().map_err(|_| Rejection::Malformed)?;
         let new_challenge = self.on_connected(peer, now);
@@ -257,32 +264,38 @@ impl Admission {
             // Already admitted: a fresh nonce serves; the peer only checks its own nonce.
             _ => fresh_nonce(),
         };
-        let proof = prove(&self.key, &self.local, &peer, &their_nonce, &our_nonce);
-        let sealed_hostname = seal_hostname(
-            &self.key,
-            &self.local,
-            &peer,
-            &their_nonce,
-            &our_nonce,
-            &self.hostname,
-        );
+        let proofs = keys
+            .iter()
+            .take(MAX_PROOFS)
+            .map(|key| Proof {
+                proof: prove(key, &self.local, &peer, &their_nonce, &our_nonce),
+                sealed_hostname: seal_hostname(
+                    key,
+                    &self.local,
+                    &peer,
+                    &their_nonce,
+                    &our_nonce,
+                    &self.hostname,
+                ),
+            })
+            .collect();
         Ok((
             AnswerFields {
                 nonce: our_nonce,
-                proof,
-                sealed_hostname,
+                proofs,
             },
             new_challenge,
         ))
     }
 
-    /// `peer` answered our challenge.
+    /// `peer` answered our challenge with `proofs` (proof and sealed hostname pairs); it is
+    /// admitted when one verifies under one of `keys`.
     pub fn on_proof(
         &mut self,
         peer: PeerId,
         nonce: &[u8],
-        proof: &[u8],
-        sealed_hostname: &[u8],
+        proofs: &[(&[u8], &[u8])],
+        keys: &[DerivedKey],
     ) -> Verdict {
         let Some(PeerState::Pending { nonce: ours, .. }) = self.peers.get(&peer) else {
             return Verdict::Rejected(Rejection::Unsolicited);
@@ -290,17 +303,27 @@ impl Admission {
         let Ok(theirs) = <Nonce>::try_from(nonce) else {
             return Verdict::Rejected(Rejection::Malformed);
         };
-        let opened = verify(&self.key, &peer, &self.local, ours, &theirs, proof).and_then(|()| {
-            open_hostname(
-                &self.key,
-                &peer,
-                &self.local,
-                ours,
-                &theirs,
-                sealed_hostname,
-            )
-        });
-        match opened {
+        if proofs.is_empty() || proofs.len() > MAX_PROOFS {
+            return Verdict::Rejected(Rejection::Malformed);
+        }
+        let mut outcome = Err(Rejection::BadProof);
+        'search: for (proof, sealed_hostname) in proofs {
+            for key in keys {
+                match verify(key, &peer, &self.local, ours, &theirs, proof) {
+                    Ok(()) => {
+                        outcome =
+                            open_hostname(key, &peer, &self.local, ours, &theirs, sealed_hostname);
+                        break 'search;
+                    }
+                    Err(Rejection::BadProof) => {}
+                    Err(other) => {
+                        outcome = Err(other);
+                        break 'search;
+                    }
+                }
+            }
+        }
+        match outcome {
             Ok(hostname) => {
                 self.peers.insert(peer, PeerState::Admitted);
                 Verdict::Admitted { hostname }
@@ -346,6 +369,13 @@ impl Admission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerFields {
     pub nonce: Nonce,
+    /// One per token held, the current one first.
+    pub proofs: Vec<Proof>,
+}
+
+/// A proof of holding one token, and the prover's hostname sealed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
     pub proof: [u8; 32],
     pub sealed_hostname: Vec<u8>,
 }
@@ -362,21 +392,32 @@ mod tests {
         let peer = PeerId::random();
         (
             peer,
-            Admission::new(
-                key(byte),
-                peer,
-                format!("host{byte}"),
-                Duration::from_secs(10),
-            ),
+            Admission::new(peer, format!("host{byte}"), Duration::from_secs(10)),
         )
     }
 
-    /// Runs the exchange in which `b` proves itself to `a`.
-    fn b_proves_to_a(a: &mut Admission, a_id: PeerId, b: &mut Admission, b_id: PeerId) -> Verdict {
+    fn pairs(answer: &AnswerFields) -> Vec<(&[u8], &[u8])> {
+        answer
+            .proofs
+            .iter()
+            .map(|p| (&p.proof[..], &p.sealed_hostname[..]))
+            .collect()
+    }
+
+    /// Runs the exchange in which `b`, holding `b_keys`, proves itself to `a`, holding `a_keys`.
+    fn proves_with(
+        (a, a_id, a_keys): (&mut Admission, PeerId, &[DerivedKey]),
+        (b, b_id, b_keys): (&mut Admission, PeerId, &[DerivedKey]),
+    ) -> Verdict {
         let now = Instant::now();
         let challenge = a.on_connected(b_id, now).expect("a challenges b");
-        let (answer, _) = b.answer(a_id, &challenge, now).unwrap();
-        a.on_proof(b_id, &answer.nonce, &answer.proof, &answer.sealed_hostname)
+        let (answer, _) = b.answer(a_id, &challenge, now, b_keys).unwrap();
+        a.on_proof(b_id, &answer.nonce, &pairs(&answer), a_keys)
+    }
+
+    /// Runs the exchange in which `b` proves itself to `a`, each holding one token.
+    fn b_proves_to_a(a: &mut Admission, a_id: PeerId, b: &mut Admission, b_id: PeerId) -> Verdict {
+        proves_with((a, a_id, &[key(1)]), (b, b_id, &[key(1)]))
     }
 
     #[test]
@@ -401,10 +442,38 @@ mod tests {
         let (a_id, mut a) = node(1);
         let (b_id, mut b) = node(2);
         assert_eq!(
-            b_proves_to_a(&mut a, a_id, &mut b, b_id),
+            proves_with((&mut a, a_id, &[key(1)]), (&mut b, b_id, &[key(2)])),
             Verdict::Rejected(Rejection::BadProof)
         );
         assert!(!a.is_admitted(&b_id));
+    }
+
+    #[test]
+    fn during_a_rotation_members_on_either_token_admit_each_other_and_after_it_only_the_new() {
+        let (old, new) = (key(1), key(2));
+        let rotated = [new.clone(), old.clone()];
+        for (a_keys, b_keys) in [
+            (&rotated[..], &[old.clone()][..]),
+            (&[old.clone()][..], &rotated[..]),
+            (&rotated[..], &rotated[..]),
+            (&[new.clone()][..], &rotated[..]),
+        ] {
+            let (a_id, mut a) = node(1);
+            let (b_id, mut b) = node(1);
+            assert_eq!(
+                proves_with((&mut a, a_id, a_keys), (&mut b, b_id, b_keys)),
+                Verdict::Admitted {
+                    hostname: "host1".into()
+                }
+            );
+        }
+        let (a_id, mut a) = node(1);
+        let (b_id, mut b) = node(1);
+        assert_eq!(
+            proves_with((&mut a, a_id, &[new]), (&mut b, b_id, &[old])),
+            Verdict::Rejected(Rejection::BadProof),
+            "the window closed"
+        );
     }
 
     #[test]
@@ -447,26 +516,16 @@ mod tests {
         let (b_id, mut b) = node(1);
         let now = Instant::now();
         let challenge = a.on_connected(b_id, now).unwrap();
-        let (recorded, _) = b.answer(a_id, &challenge, now).unwrap();
+        let (recorded, _) = b.answer(a_id, &challenge, now, &[key(1)]).unwrap();
         assert!(matches!(
-            a.on_proof(
-                b_id,
-                &recorded.nonce,
-                &recorded.proof,
-                &recorded.sealed_hostname
-            ),
+            a.on_proof(b_id, &recorded.nonce, &pairs(&recorded), &[key(1)]),
             Verdict::Admitted { .. }
         ));
         // The connection closes; on the next one a challenges afresh and the old answer fails.
         a.forget(&b_id);
         a.on_connected(b_id, now).unwrap();
         assert_eq!(
-            a.on_proof(
-                b_id,
-                &recorded.nonce,
-                &recorded.proof,
-                &recorded.sealed_hostname
-            ),
+            a.on_proof(b_id, &recorded.nonce, &pairs(&recorded), &[key(1)]),
             Verdict::Rejected(Rejection::BadProof)
         );
     }
@@ -475,17 +534,24 @@ mod tests {
     fn proofs_nobody_asked_for_and_malformed_nonces_are_rejected() {
         let (_, mut a) = node(1);
         let stranger = PeerId::random();
+        let junk: &[(&[u8], &[u8])] = &[(&[0; 32], b"x")];
         assert_eq!(
-            a.on_proof(stranger, &[0; 32], &[0; 32], b"x"),
+            a.on_proof(stranger, &[0; 32], junk, &[key(1)]),
             Verdict::Rejected(Rejection::Unsolicited)
         );
         a.on_connected(stranger, Instant::now());
         assert_eq!(
-            a.on_proof(stranger, &[0; 5], &[0; 32], b"x"),
+            a.on_proof(stranger, &[0; 5], junk, &[key(1)]),
             Verdict::Rejected(Rejection::Malformed)
         );
+        for count in [0, MAX_PROOFS + 1] {
+            assert_eq!(
+                a.on_proof(stranger, &[0; 32], &vec![junk[0]; count], &[key(1)]),
+                Verdict::Rejected(Rejection::Malformed)
+            );
+        }
         assert_eq!(
-            a.answer(stranger, &[1; 3], Instant::now()),
+            a.answer(stranger, &[1; 3], Instant::now(), &[key(1)]),
             Err(Rejection::Malformed)
         );
     }
@@ -496,30 +562,25 @@ mod tests {
         let (b_id, mut b) = node(1);
         let now = Instant::now();
         let challenge = a.on_connected(b_id, now).unwrap();
-        let (answer, _) = b.answer(a_id, &challenge, now).unwrap();
+        let (answer, _) = b.answer(a_id, &challenge, now, &[key(1)]).unwrap();
+        let sealed = &answer.proofs[0].sealed_hostname;
         assert!(
-            !answer.sealed_hostname.windows(5).any(|w| w == b"host1"),
+            !sealed.windows(5).any(|w| w == b"host1"),
             "the hostname travels in clear"
         );
         // An outsider holding another token cannot open it.
         let outsider = key(2);
         let theirs: Nonce = answer.nonce;
         assert_eq!(
-            open_hostname(
-                &outsider,
-                &b_id,
-                &a_id,
-                &challenge,
-                &theirs,
-                &answer.sealed_hostname
-            ),
+            open_hostname(&outsider, &b_id, &a_id, &challenge, &theirs, sealed),
             Err(Rejection::Malformed)
         );
         // A tampered one is refused even with a valid proof.
-        let mut tampered = answer.sealed_hostname.clone();
+        let mut tampered = sealed.clone();
         tampered[0] ^= 1;
+        let proof = &answer.proofs[0].proof[..];
         assert_eq!(
-            a.on_proof(b_id, &answer.nonce, &answer.proof, &tampered),
+            a.on_proof(b_id, &answer.nonce, &[(proof, &tampered[..])], &[key(1)]),
             Verdict::Rejected(Rejection::Malformed)
         );
         // An over-long name is cut, a control character replaced, before sealing.
@@ -539,7 +600,7 @@ mod tests {
     fn a_challenge_arriving_first_makes_us_challenge_back() {
         let (_, mut a) = node(1);
         let (_, challenge_back) = a
-            .answer(PeerId::random(), &fresh_nonce(), Instant::now())
+            .answer(PeerId::random(), &fresh_nonce(), Instant::now(), &[key(1)])
             .unwrap();
         assert!(challenge_back.is_some());
     }

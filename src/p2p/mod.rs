@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use behaviour::{AuthCodec, ControlCodec, OpaqueCodec};
 pub use peers::{ConnectionKind, PeerView};
 
-use crate::token::NetworkKeys;
+use crate::keyring::Keyring;
 
 /// What the control plane needs to know.
 #[derive(Debug, Clone)]
@@ -266,7 +266,7 @@ impl P2pHandle {
 pub fn start(
     config: P2pConfig,
     keypair: &Keypair,
-    keys: NetworkKeys,
+    keyring: Keyring,
     registry: &mut Registry,
     shutdown: CancellationToken,
 ) -> Result<(P2pHandle, JoinHandle<()>), P2pError> {
@@ -280,7 +280,7 @@ pub fn start(
     let node = node::Node::new(
         config,
         keypair,
-        keys,
+        keyring,
         registry,
         shared.clone(),
         node::Channels {

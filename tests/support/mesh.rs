@@ -154,7 +154,7 @@ async fn start_keyed(
     keypair: &Keypair,
     max_per_ip: PerIpLimits,
 ) -> Member {
-    let keys = token.keys();
+    let keyring = weft::keyring::Keyring::new(token.clone());
     let config = P2pConfig {
         hostname: hostname.to_string(),
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
@@ -172,8 +172,8 @@ async fn start_keyed(
     };
     let stop = CancellationToken::new();
     let mut registry = Registry::default();
-    let (handle, _task) =
-        p2p::start(config, keypair, keys, &mut registry, stop.clone()).expect("the swarm starts");
+    let (handle, _task) = p2p::start(config, keypair, keyring, &mut registry, stop.clone())
+        .expect("the swarm starts");
     Member {
         handle,
         registry,

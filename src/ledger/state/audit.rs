@@ -130,6 +130,11 @@ fn describe(command: &Command) -> String {
             format!("put secret {} ({} bytes sealed)", clip(name), sealed.len())
         }
         Command::DeleteSecret { name } => format!("delete secret {}", clip(name)),
+        Command::RotateToken { rotation, .. } => format!(
+            "rotate the network token to {} (the one before accepted until {})",
+            clip(&rotation.network),
+            rotation.grace_until
+        ),
         Command::Join { .. }
         | Command::Renew { .. }
         | Command::ReportBootstrap { .. }

@@ -22,8 +22,10 @@ pub enum LeaseState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub hostname: String,
-    /// The member's data-plane public key (X25519).
-    pub dataplane_key: [u8; 32],
+    /// The member's X25519 public key: what is for this member alone (a rotated network
+    /// token) is sealed to it. All zeros when the member gave none.
+    #[serde(alias = "dataplane_key")]
+    pub sealing_key: [u8; 32],
     /// UDP endpoints the member advertises for the data plane.
     pub endpoints: Vec<String>,
     /// The overlay address it holds (none when the pool was exhausted or its lease expired).
@@ -113,7 +115,7 @@ impl Member {
 /// What a joining member says about itself.
 pub(super) struct JoinFacts<'a> {
     pub hostname: &'a str,
-    pub dataplane_key: [u8; 32],
+    pub sealing_key: [u8; 32],
     pub endpoints: &'a [String],
     pub requested: Option<Ipv4Addr>,
     pub now: u64,
@@ -148,7 +150,7 @@ impl LedgerState {
             .filter(|fixed| deployed.is_none_or(|role| fixed.admits(role)));
         let member = Member {
             hostname: facts.hostname.to_string(),
-            dataplane_key: facts.dataplane_key,
+            sealing_key: facts.sealing_key,
             endpoints: facts.endpoints.to_vec(),
             address,
             lease: LeaseState::Live,

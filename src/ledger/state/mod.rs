@@ -10,7 +10,8 @@
 //! - `roles.rs`: the role policy, fixed roles, bootstrap reports and sticky role assignment;
 //! - `dns.rs`: user DNS records and edgevpn regex records, bounded;
 //! - `kv.rs`: key-value buckets (edgevpn's open semantics: any member may write) and sealed
-//!   secrets.
+//!   secrets;
+//! - `rotation.rs`: the network token's last rotation, sealed for the members.
 
 mod allocation;
 mod audit;
@@ -18,6 +19,7 @@ mod dns;
 mod kv;
 mod members;
 mod roles;
+mod rotation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -33,6 +35,7 @@ pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
     parse_role_choice,
 };
+pub use rotation::{SealedToken, TokenRotation};
 
 use members::JoinFacts;
 
@@ -72,7 +75,9 @@ pub enum Command {
     Join {
         peer: PeerKey,
         hostname: String,
-        dataplane_key: [u8; 32],
+        /// Its X25519 public key ([`members::Member::sealing_key`]).
+        #[serde(alias = "dataplane_key")]
+        sealing_key: [u8; 32],
         endpoints: Vec<String>,
         requested: Option<Ipv4Addr>,
         now: u64,
@@ -183,6 +188,12 @@ pub enum Command {
     DeleteSecret {
         name: String,
     },
+    /// Move the network to a new token (`weft token rotate`): the rotation, and the ledger's
+    /// secrets sealed again under the new token.
+    RotateToken {
+        rotation: Box<TokenRotation>,
+        secrets: BTreeMap<String, Vec<u8>>,
+    },
     /// A command the leader accepted from `issuer` (the PeerId the proposal came from, or the
     /// leader's own for its local API), recorded in the audit trail as it is applied. Only the
     /// leader wraps commands so ([`attribute`]); a wrapper inside a wrapper does nothing.
@@ -226,6 +237,8 @@ pub enum Outcome {
     InvalidPolicy,
     /// The write would take the ledger's keys and secrets past [`SHARED_DATA_LIMIT`].
     LedgerFull,
+    /// A token rotation that does not start from the token the last rotation moved to.
+    StaleRotation,
 }
 
 /// The whole replicated state.
@@ -250,6 +263,9 @@ pub struct LedgerState {
     kv: BTreeMap<String, BTreeMap<String, String>>,
     deny: BTreeSet<PeerKey>,
     secrets: BTreeMap<String, Vec<u8>>,
+    /// The network token's last rotation.
+    #[serde(default)]
+    rotation: Option<TokenRotation>,
     /// The last audited writes ([`audit`]).
     #[serde(default)]
     audit: std::collections::VecDeque<AuditEntry>,
@@ -273,6 +289,7 @@ impl LedgerState {
             kv: BTreeMap::new(),
             deny: BTreeSet::new(),
             secrets: BTreeMap::new(),
+            rotation: None,
             audit: std::collections::VecDeque::new(),
             applied: 0,
         }
@@ -308,7 +325,7 @@ impl LedgerState {
             Command::Join {
                 peer,
                 hostname,
-                dataplane_key,
+                sealing_key,
                 endpoints,
                 requested,
                 now,
@@ -320,7 +337,7 @@ impl LedgerState {
                 peer,
                 JoinFacts {
                     hostname,
-                    dataplane_key: *dataplane_key,
+                    sealing_key: *sealing_key,
                     endpoints,
                     requested: *requested,
                     now: *now,
@@ -375,6 +392,7 @@ impl LedgerState {
                 self.secrets.remove(name);
                 Outcome::Done
             }
+            Command::RotateToken { rotation, secrets } => self.rotate_token(rotation, secrets),
             Command::Audited {
                 issuer,
                 at,
@@ -428,7 +446,7 @@ pub(crate) fn join_command(peer: &str) -> Command {
     Command::Join {
         peer: peer.to_string(),
         hostname: peer.to_string(),
-        dataplane_key: [0; 32],
+        sealing_key: [0; 32],
         endpoints: vec![],
         requested: None,
         now: 1,
@@ -452,7 +470,7 @@ pub(crate) mod tests {
         Command::Join {
             peer: peer.to_string(),
             hostname: format!("host-{peer}"),
-            dataplane_key: [0; 32],
+            sealing_key: [0; 32],
             endpoints: vec![],
             requested: None,
             now,
@@ -475,7 +493,7 @@ pub(crate) mod tests {
             Command::Join {
                 peer,
                 hostname,
-                dataplane_key,
+                sealing_key,
                 endpoints,
                 requested,
                 now,
@@ -484,7 +502,7 @@ pub(crate) mod tests {
             } => Command::Join {
                 peer,
                 hostname,
-                dataplane_key,
+                sealing_key,
                 endpoints,
                 requested,
                 now,

@@ -3,7 +3,28 @@
 
 use super::*;
 
+/// The proofs an answer carries: the current token's, and the previous one's when given.
+fn proofs_of(answer: &AuthProof) -> Vec<(&[u8], &[u8])> {
+    let mut proofs = vec![(&answer.proof[..], &answer.sealed_hostname[..])];
+    if !answer.previous_proof.is_empty() {
+        proofs.push((
+            &answer.previous_proof[..],
+            &answer.previous_sealed_hostname[..],
+        ));
+    }
+    proofs
+}
+
 impl Node {
+    /// The admission keys of the tokens this node holds now, the current one first.
+    fn admission_keys(&self) -> Vec<crate::token::DerivedKey> {
+        self.keyring
+            .accepted(crate::keyring::unix_now())
+            .into_iter()
+            .map(|keys| keys.admission)
+            .collect()
+    }
+
     pub(super) fn challenge(&mut self, peer: PeerId, nonce: Vec<u8>) {
         self.swarm
             .behaviour_mut()
@@ -21,12 +42,28 @@ impl Node {
                         request, channel, ..
                     },
                 ..
-            } => match self.admission.answer(peer, &request.nonce, Instant::now()) {
+            } => match self.admission.answer(
+                peer,
+                &request.nonce,
+                Instant::now(),
+                &self.admission_keys(),
+            ) {
                 Ok((answer, challenge_back)) => {
+                    let mut proofs = answer.proofs.into_iter();
+                    let (current, previous) = (proofs.next(), proofs.next());
+                    let parts = |proof: Option<Proof>| {
+                        proof
+                            .map(|p| (p.proof.to_vec(), p.sealed_hostname))
+                            .unwrap_or_default()
+                    };
+                    let (proof, sealed_hostname) = parts(current);
+                    let (previous_proof, previous_sealed_hostname) = parts(previous);
                     let proof = AuthProof {
                         nonce: answer.nonce.to_vec(),
-                        proof: answer.proof.to_vec(),
-                        sealed_hostname: answer.sealed_hostname,
+                        proof,
+                        sealed_hostname,
+                        previous_proof,
+                        previous_sealed_hostname,
                     };
                     let _ = self
                         .swarm
@@ -46,8 +83,8 @@ impl Node {
             } => match self.admission.on_proof(
                 peer,
                 &response.nonce,
-                &response.proof,
-                &response.sealed_hostname,
+                &proofs_of(&response),
+                &self.admission_keys(),
             ) {
                 Verdict::Admitted { hostname } => self.on_admitted(peer, hostname),
                 Verdict::Rejected(rejection) => self.reject(peer, rejection),
@@ -80,7 +117,7 @@ impl Node {
         self.add_to_routing(peer);
         if self.peers.admitted_peers().count() == 1 {
             // The DHT was empty until now: provide and look up without waiting for the timer.
-            self.provided_epoch = None;
+            self.provided = None;
             self.next_lookup = Instant::now();
         }
         if self.config.peer_exchange_interval.is_some() {

@@ -189,16 +189,16 @@ impl Node {
         if !self.config.dht && !self.config.public_dht {
             return;
         }
-        let unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let epoch = self.keys.epoch_at(unix);
-        let key_of =
-            |keys: &NetworkKeys, epoch: u64| kad::RecordKey::new(&keys.rendezvous(epoch).0);
-        if self.provided_epoch != Some(epoch) {
-            let old = self.provided_epoch.map(|e| key_of(&self.keys, e));
-            let new = key_of(&self.keys, epoch);
+        let unix = crate::keyring::unix_now();
+        let accepted = self.keyring.accepted(unix);
+        let key_of = |keys: &crate::token::NetworkKeys, epoch: u64| {
+            kad::RecordKey::new(&keys.rendezvous(epoch).0)
+        };
+        // Provided under the current token only; looked up under every token held, so that
+        // during a rotation members on either token still meet.
+        let current = key_of(&accepted[0], accepted[0].epoch_at(unix));
+        if self.provided.as_ref() != Some(&current) {
+            let old = self.provided.replace(current.clone());
             let behaviour = self.swarm.behaviour_mut();
             for kad in [behaviour.kad.as_mut(), behaviour.public_kad.as_mut()]
                 .into_iter()
@@ -207,19 +207,21 @@ impl Node {
                 if let Some(old) = &old {
                     kad.stop_providing(old);
                 }
-                if let Err(e) = kad.start_providing(new.clone()) {
+                if let Err(e) = kad.start_providing(current.clone()) {
                     tracing::debug!(error = %e, "cannot provide the rendezvous record");
                 }
             }
-            self.provided_epoch = Some(epoch);
         }
         if now >= self.next_lookup {
             self.next_lookup = now + RENDEZVOUS_LOOKUP;
-            let keys: Vec<kad::RecordKey> =
-                [epoch.saturating_sub(1), epoch, epoch.saturating_add(1)]
-                    .into_iter()
-                    .map(|e| key_of(&self.keys, e))
-                    .collect();
+            let keys: Vec<kad::RecordKey> = accepted
+                .iter()
+                .flat_map(|keys| {
+                    let epoch = keys.epoch_at(unix);
+                    [epoch.saturating_sub(1), epoch, epoch.saturating_add(1)]
+                        .map(|e| key_of(keys, e))
+                })
+                .collect();
             let behaviour = self.swarm.behaviour_mut();
             for kad in [behaviour.kad.as_mut(), behaviour.public_kad.as_mut()]
                 .into_iter()

@@ -110,14 +110,17 @@ impl Node {
             .source
             .filter(|_| self.admission.is_admitted(&propagation_source))
             .and_then(|author| {
-                gossip::open(
-                    &self.keys.ledger_seal,
-                    &self.protocols.gossip_topic,
-                    &author,
-                    &message.data,
-                )
-                .ok()
-                .map(|data| GossipMessage { author, data })
+                let accepted = self.keyring.accepted(crate::keyring::unix_now());
+                accepted.iter().find_map(|keys| {
+                    gossip::open(
+                        &keys.ledger_seal,
+                        &self.protocols.gossip_topic,
+                        &author,
+                        &message.data,
+                    )
+                    .ok()
+                    .map(|data| GossipMessage { author, data })
+                })
             });
         let acceptance = match opened {
             Some(message) => {

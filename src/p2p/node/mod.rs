@@ -12,7 +12,7 @@ mod messages;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
@@ -36,18 +36,18 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::admission::{Admission, Rejection, Verdict};
+use super::admission::{Admission, Proof, Rejection, Verdict};
 use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec};
 use super::bootstrap::Bootstrap;
 use super::peers::{PeerTable, is_routable};
 use super::protocol::Protocols;
 use super::redial::Redial;
 use super::{Command, GossipMessage, InboundRpc, P2pConfig, P2pError, Service, Shared, gossip};
+use crate::keyring::Keyring;
 use crate::proto::p2p::v1::{
     AuthChallenge, AuthProof, ControlRequest, ControlResponse, Opaque, PeerExchangeRequest,
     PeerList, PeerRecord, Refused, control_request, control_response,
 };
-use crate::token::NetworkKeys;
 
 /// Relays this node keeps a reservation on (when it is not a relay itself).
 const WANTED_RESERVATIONS: usize = 2;
@@ -109,7 +109,7 @@ impl Metrics {
 pub(super) struct Node {
     swarm: Swarm<Behaviour>,
     config: P2pConfig,
-    keys: NetworkKeys,
+    keyring: Keyring,
     protocols: Protocols,
     topic: gossipsub::IdentTopic,
     admission: Admission,
@@ -123,7 +123,8 @@ pub(super) struct Node {
     denied: HashMap<PeerId, Vec<Multiaddr>>,
     reservations: HashMap<PeerId, ListenerId>,
     listen: HashSet<Multiaddr>,
-    provided_epoch: Option<u64>,
+    /// The rendezvous record this node provides (its current token's, this epoch's).
+    provided: Option<libp2p::kad::RecordKey>,
     next_lookup: Instant,
     /// Rendezvous providers whose addresses are being looked up in the private DHT.
     address_lookups: HashSet<PeerId>,
@@ -165,7 +166,7 @@ impl Node {
     pub(super) fn new(
         config: P2pConfig,
         keypair: &Keypair,
-        keys: NetworkKeys,
+        keyring: Keyring,
         registry: &mut Registry,
         shared: Arc<Shared>,
         channels: Channels,
@@ -217,18 +218,13 @@ impl Node {
         let local = *swarm.local_peer_id();
         let now = Instant::now();
         Ok(Node {
-            admission: Admission::new(
-                keys.admission.clone(),
-                local,
-                config.hostname.clone(),
-                config.auth_timeout,
-            ),
+            admission: Admission::new(local, config.hostname.clone(), config.auth_timeout),
             bootstrap: Bootstrap::new(&config.bootstrap, now),
             redial: Redial::default(),
             metrics: Metrics::new(registry),
             swarm,
             config,
-            keys,
+            keyring,
             protocols,
             topic,
             admitted,
@@ -237,7 +233,7 @@ impl Node {
             denied: HashMap::new(),
             reservations: HashMap::new(),
             listen: HashSet::new(),
-            provided_epoch: None,
+            provided: None,
             next_lookup: now,
             address_lookups: HashSet::new(),
             shared,
@@ -312,7 +308,7 @@ impl Node {
             Command::Publish { data, reply } => {
                 let local = *self.swarm.local_peer_id();
                 let sealed = gossip::seal(
-                    &self.keys.ledger_seal,
+                    &self.keyring.current().ledger_seal,
                     &self.protocols.gossip_topic,
                     &local,
                     &data,

@@ -1,0 +1,84 @@
+//! `POST /v1/token/rotate`: moves the network to a new token (`weft token rotate`). The node
+//! makes the rotation ([`crate::rotation::make`]), commits it, and answers with the new token
+//! for the operator's new machines and cloud-config; every member, this node included, follows
+//! it from the ledger ([`crate::rotation::follow`]).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::routes::ApiState;
+use crate::keyring::unix_now;
+use crate::ledger::state::Outcome;
+use crate::rotation::make::make;
+
+/// The longest grace window accepted (30 days).
+pub const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+
+/// The request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotateRequest {
+    /// Seconds the token before stays accepted.
+    pub grace_secs: u64,
+}
+
+/// The answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rotated {
+    /// The new token: put it in new machines' configuration.
+    pub token: String,
+    pub network_id: String,
+    pub previous_network_id: String,
+    /// UNIX second from which the token before is refused.
+    pub grace_until: u64,
+    /// Members it was sealed for.
+    pub members: usize,
+    /// Secrets this node could not open, left sealed under the token before.
+    pub unopened_secrets: Vec<String>,
+}
+
+/// `POST /v1/token/rotate`.
+pub async fn rotate(
+    State(state): State<Arc<ApiState>>,
+    Json(request): Json<RotateRequest>,
+) -> Result<Json<Rotated>, ApiError> {
+    if request.grace_secs > MAX_GRACE_SECS {
+        return Err(ApiError::BadRequest(format!(
+            "grace_secs {} is over the limit of {MAX_GRACE_SECS} (30 days)",
+            request.grace_secs
+        )));
+    }
+    let previous_network_id = state.keyring.current().network_id().to_string();
+    let made = make(
+        &state.keyring,
+        &state.ledger.state(),
+        &state.sealer,
+        request.grace_secs,
+        unix_now(),
+    )
+    .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    match state.ledger.propose_patiently(made.command).await? {
+        Outcome::Done => {}
+        Outcome::StaleRotation => {
+            return Err(ApiError::Conflict(
+                "another rotation was committed first; this node has not moved to it yet".into(),
+            ));
+        }
+        other => {
+            return Err(ApiError::Conflict(format!(
+                "the rotation was not applied: {other:?}"
+            )));
+        }
+    }
+    Ok(Json(Rotated {
+        token: made.token.encode(),
+        network_id: made.token.keys().network_id().to_string(),
+        previous_network_id,
+        grace_until: made.grace_until,
+        members: made.recipients,
+        unopened_secrets: made.unopened,
+    }))
+}

@@ -1,0 +1,24 @@
+//! Token rotation (`weft token rotate`): moving the whole network to a new token without
+//! downtime, so that a machine that was denied, and still holds the old token, is locked out
+//! for good once the grace window closes.
+//!
+//! - [`make`]: the rotation one node proposes: a fresh token of the same kind and settings,
+//!   sealed for every member the ledger holds (a denied member is not one), and the ledger's
+//!   secrets sealed again under it.
+//! - [`seal`]: the sealing itself, pure.
+//! - [`follow`]: what every node does with the last rotation in its ledger: opens its copy,
+//!   keeps it on disk and makes it current, accepting the token before until the window closes.
+//! - [`file`]: the file that keeps a rotated token across restarts, and which token a starting
+//!   node uses when its configuration still names an older one.
+
+pub mod file;
+pub mod follow;
+pub mod make;
+pub mod seal;
+
+use crate::token::NetworkId;
+
+/// A network id as the ledger and the API show it (16 hex digits).
+pub fn hex(id: NetworkId) -> String {
+    id.to_string()
+}
