@@ -84,35 +84,27 @@ async fn answer(
         .nodes()
         .next()
         .is_some();
+    // The node a raft RPC's vote names, checked as `claim` makes of it.
+    let bound = |claim: fn(u64) -> RaftClaim, vote: &openraft::Vote<u64>| {
+        let node = vote.leader_id().voted_for().unwrap_or(0);
+        may_send_raft(
+            claim(node),
+            &sender,
+            registered(node).as_deref(),
+            knows_membership,
+        )
+    };
     Ok(match request {
         LedgerRpc::Append(request) => {
-            let node = request.vote.leader_id().voted_for().unwrap_or(0);
-            may_send_raft(
-                RaftClaim::Lead(node),
-                &sender,
-                registered(node).as_deref(),
-                knows_membership,
-            )?;
+            bound(RaftClaim::Lead, &request.vote)?;
             encode(&raft.append_entries(request).await)
         }
         LedgerRpc::Vote(request) => {
-            let node = request.vote.leader_id().voted_for().unwrap_or(0);
-            may_send_raft(
-                RaftClaim::Candidate(node),
-                &sender,
-                registered(node).as_deref(),
-                knows_membership,
-            )?;
+            bound(RaftClaim::Candidate, &request.vote)?;
             encode(&raft.vote(request).await)
         }
         LedgerRpc::Snapshot(request) => {
-            let node = request.vote.leader_id().voted_for().unwrap_or(0);
-            may_send_raft(
-                RaftClaim::Lead(node),
-                &sender,
-                registered(node).as_deref(),
-                knows_membership,
-            )?;
+            bound(RaftClaim::Lead, &request.vote)?;
             encode(&raft.install_snapshot(request).await)
         }
         LedgerRpc::Hello => encode(&hello(ledger)),
