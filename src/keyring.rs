@@ -95,16 +95,6 @@ impl Keyring {
         self.held.load().current.keys.clone()
     }
 
-    /// Keys of every token accepted at `unix`, the current one first.
-    pub fn accepted(&self, unix: u64) -> Vec<NetworkKeys> {
-        self.held
-            .load()
-            .accepted(unix)
-            .into_iter()
-            .map(|g| g.keys.clone())
-            .collect()
-    }
-
     /// Makes `token` current; the one current so far is accepted until `until`. Rotating to
     /// the token already current changes nothing.
     pub fn rotate(&self, token: Token, until: u64) {
@@ -144,9 +134,10 @@ mod tests {
         keyring.rotate(new.clone(), 1000);
         let ids = |unix| -> Vec<NetworkId> {
             keyring
+                .held()
                 .accepted(unix)
                 .iter()
-                .map(NetworkKeys::network_id)
+                .map(|g| g.id())
                 .collect()
         };
         let (old_id, new_id) = (old.keys().network_id(), new.keys().network_id());

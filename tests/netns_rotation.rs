@@ -37,6 +37,27 @@ fn network_id(lan: &Lan, i: usize) -> Option<String> {
     Some(lan.status(i)?["network_id"].as_str()?.to_string())
 }
 
+/// Whether host `from` gets an answer from `to` over the overlay.
+fn reaches(lan: &Lan, from: usize, to: &str) -> bool {
+    lan.hosts[from]
+        .run("ping", &["-c", "1", "-W", "1", to])
+        .status
+        .success()
+}
+
+/// Stops the weft started last on host `i`.
+fn stop(lan: &mut Lan, i: usize) {
+    let last = lan.processes.iter().rposition(|p| p.host == i).unwrap();
+    lan.processes[last].signal("TERM");
+    assert!(
+        lan.processes[last]
+            .wait_exit(Duration::from_secs(10))
+            .is_some(),
+        "n{} stops on SIGTERM",
+        i + 1
+    );
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -72,11 +93,7 @@ fn a_rotation_moves_the_mesh_without_a_lost_ping_and_locks_the_old_token_out_aft
     let old_id = network_id(&lan, 0).expect("n1 answers");
     let ids: Vec<String> = (0..4).map(|i| lan.peer_id(i)).collect();
     wait_until(DEADLINE, "n1 to reach n2 over the overlay", || {
-        lan.hosts[0]
-            .run("ping", &["-c", "1", "-W", "1", &addresses[1]])
-            .status
-            .success()
-            .then_some(())
+        reaches(&lan, 0, &addresses[1]).then_some(())
     });
 
     // n4 is stolen: deny it first.
@@ -170,9 +187,7 @@ fn a_rotation_moves_the_mesh_without_a_lost_ping_and_locks_the_old_token_out_aft
         "the grace window to close",
         || (unix_now() > grace_until).then_some(()),
     );
-    let stolen = lan.processes.iter().rposition(|p| p.host == 3).unwrap();
-    lan.processes[stolen].signal("TERM");
-    lan.processes[stolen].wait_exit(Duration::from_secs(10));
+    stop(&mut lan, 3);
     std::fs::remove_dir_all(lan.hosts[3].state_dir()).unwrap();
     let refused_before: u64 = (0..3).map(|i| bad_proofs(&lan, i)).sum();
     lan.start_weft(3, &old_args, &[]);
@@ -198,17 +213,11 @@ fn a_rotation_moves_the_mesh_without_a_lost_ping_and_locks_the_old_token_out_aft
     lan.start_weft(4, &["--token", &new, "--no-dht"], &[]);
     let joined = lan.settled_addresses(&[0, 4], DEADLINE);
     wait_until(DEADLINE, "n5 to reach n1 over the overlay", || {
-        lan.hosts[4]
-            .run("ping", &["-c", "1", "-W", "1", &joined[0]])
-            .status
-            .success()
-            .then_some(())
+        reaches(&lan, 4, &joined[0]).then_some(())
     });
 
     // n2 restarts with the old token still in its configuration: it goes on with the new one.
-    let n2 = lan.processes.iter().rposition(|p| p.host == 1).unwrap();
-    lan.processes[n2].signal("TERM");
-    lan.processes[n2].wait_exit(Duration::from_secs(10));
+    stop(&mut lan, 1);
     lan.start_weft(1, &old_args, &[]);
     lan.wait_api(1, DEADLINE);
     assert_eq!(network_id(&lan, 1).as_deref(), Some(new_id.as_str()));

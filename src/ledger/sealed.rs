@@ -60,9 +60,10 @@ impl Sealer {
 
     /// Opens the secret `name` sealed as `sealed` with any token held.
     pub fn open(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let held = self.keyring.held();
         let mut outcome = Err(SealError::Forged);
-        for keys in self.keyring.accepted(unix_now()) {
-            outcome = open(&keys.ledger_seal, name, sealed);
+        for generation in held.accepted(unix_now()) {
+            outcome = open(&generation.keys.ledger_seal, name, sealed);
             if outcome != Err(SealError::Forged) {
                 break;
             }

@@ -150,8 +150,12 @@ mod tests {
         for configured in [t0.clone(), t1.clone(), t2.clone()] {
             let keyring = choose(dir.path(), configured, Some(&kept)).unwrap();
             assert_eq!(current(&keyring), t2_id);
-            assert_eq!(keyring.accepted(19).len(), 2, "t1 until the window closes");
-            assert_eq!(keyring.accepted(20).len(), 1);
+            assert_eq!(
+                keyring.held().accepted(19).len(),
+                2,
+                "t1 until the window closes"
+            );
+            assert_eq!(keyring.held().accepted(20).len(), 1);
         }
         let elsewhere = choose(dir.path(), other.clone(), Some(&kept)).unwrap();
         assert_eq!(current(&elsewhere), hex(other.keys().network_id()));

@@ -168,7 +168,7 @@ mod tests {
         let r1 = rotation(&t0, &t1, &[("a", [1; 32])]);
         assert_eq!(follower.follow(&r1), Followed::Moved);
         assert_eq!(keyring.current().network_id(), t1.keys().network_id());
-        assert_eq!(keyring.accepted(99).len(), 2);
+        assert_eq!(keyring.held().accepted(99).len(), 2);
         let kept = file::load(dir.path()).unwrap().unwrap();
         assert_eq!(kept.token, t1.encode());
         assert_eq!(follower.follow(&r1), Followed::Nothing);

@@ -237,8 +237,6 @@ pub enum Outcome {
     InvalidPolicy,
     /// The write would take the ledger's keys and secrets past [`SHARED_DATA_LIMIT`].
     LedgerFull,
-    /// A token rotation that does not start from the token the last rotation moved to.
-    StaleRotation,
 }
 
 /// The whole replicated state.

@@ -40,23 +40,20 @@ pub struct SealedToken {
 
 impl LedgerState {
     /// Records `rotation` and takes the ledger's secrets sealed again under the new token
-    /// (`secrets`; only names the ledger still holds are replaced).
+    /// (`secrets`). Only names the ledger still holds are replaced, each as a [`Command::PutSecret`]
+    /// would be, so a rotation cannot grow the shared data past its limit.
+    ///
+    /// [`Command::PutSecret`]: super::Command::PutSecret
     pub(super) fn rotate_token(
         &mut self,
         rotation: &TokenRotation,
         secrets: &BTreeMap<String, Vec<u8>>,
     ) -> Outcome {
-        if let Some(last) = &self.rotation
-            && last.network != rotation.previous
-        {
-            return Outcome::StaleRotation;
-        }
-        if rotation.network == rotation.previous {
-            return Outcome::StaleRotation;
-        }
         for (name, sealed) in secrets {
-            if let Some(held) = self.secrets.get_mut(name) {
-                held.clone_from(sealed);
+            if self.secrets.contains_key(name) {
+                // Resealed under the new token a secret keeps its length; one that grew is a
+                // forgery and stays as it was.
+                let _ = self.put_secret(name, sealed);
             }
         }
         self.rotation = Some(rotation.clone());
@@ -71,10 +68,10 @@ impl LedgerState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Command;
+    use super::super::{Command, SHARED_DATA_LIMIT};
     use super::*;
 
-    fn rotation(previous: &str, network: &str) -> Command {
+    fn rotation(previous: &str, network: &str, secret: Vec<u8>) -> Command {
         Command::RotateToken {
             rotation: Box::new(TokenRotation {
                 network: network.into(),
@@ -86,12 +83,12 @@ mod tests {
                     keys: BTreeMap::new(),
                 },
             }),
-            secrets: BTreeMap::from([("s".to_string(), vec![2]), ("gone".to_string(), vec![3])]),
+            secrets: BTreeMap::from([("s".to_string(), secret), ("gone".to_string(), vec![3])]),
         }
     }
 
     #[test]
-    fn a_rotation_must_start_from_the_token_the_last_one_moved_to() {
+    fn the_last_rotation_is_kept_and_only_held_secrets_are_resealed_within_the_limit() {
         let mut state = LedgerState::new("10.1.0.0/24".parse().unwrap());
         state.apply(
             1,
@@ -100,19 +97,23 @@ mod tests {
                 sealed: vec![1],
             },
         );
-        assert_eq!(state.apply(2, &rotation("aa", "bb")), Outcome::Done);
+        assert_eq!(
+            state.apply(2, &rotation("aa", "bb", vec![2])),
+            Outcome::Done
+        );
         assert_eq!(state.secret("s"), Some(&[2][..]), "resealed");
         assert_eq!(state.secret("gone"), None, "no secret is added");
+        // A rotation from another token than the last one's is followed all the same, so a
+        // rotation nobody else can follow does not block the next.
         assert_eq!(
-            state.apply(3, &rotation("aa", "cc")),
-            Outcome::StaleRotation
+            state.apply(3, &rotation("aa", "cc", vec![3])),
+            Outcome::Done
         );
-        assert_eq!(
-            state.apply(4, &rotation("bb", "bb")),
-            Outcome::StaleRotation
-        );
-        assert_eq!(state.token_rotation().unwrap().network, "bb");
-        assert_eq!(state.apply(5, &rotation("bb", "cc")), Outcome::Done);
         assert_eq!(state.token_rotation().unwrap().network, "cc");
+        // A "resealed" secret past the shared data limit is not taken.
+        let huge = vec![0; SHARED_DATA_LIMIT];
+        assert_eq!(state.apply(4, &rotation("cc", "dd", huge)), Outcome::Done);
+        assert_eq!(state.secret("s"), Some(&[3][..]));
+        assert_eq!(state.token_rotation().unwrap().network, "dd");
     }
 }

@@ -19,9 +19,10 @@ impl Node {
     /// The admission keys of the tokens this node holds now, the current one first.
     fn admission_keys(&self) -> Vec<crate::token::DerivedKey> {
         self.keyring
+            .held()
             .accepted(crate::keyring::unix_now())
             .into_iter()
-            .map(|keys| keys.admission)
+            .map(|generation| generation.keys.admission.clone())
             .collect()
     }
 

@@ -190,13 +190,13 @@ impl Node {
             return;
         }
         let unix = crate::keyring::unix_now();
-        let accepted = self.keyring.accepted(unix);
+        let held = self.keyring.held();
         let key_of = |keys: &crate::token::NetworkKeys, epoch: u64| {
             kad::RecordKey::new(&keys.rendezvous(epoch).0)
         };
         // Provided under the current token only; looked up under every token held, so that
         // during a rotation members on either token still meet.
-        let current = key_of(&accepted[0], accepted[0].epoch_at(unix));
+        let current = key_of(&held.current.keys, held.current.keys.epoch_at(unix));
         if self.provided.as_ref() != Some(&current) {
             let old = self.provided.replace(current.clone());
             let behaviour = self.swarm.behaviour_mut();
@@ -214,8 +214,10 @@ impl Node {
         }
         if now >= self.next_lookup {
             self.next_lookup = now + RENDEZVOUS_LOOKUP;
-            let keys: Vec<kad::RecordKey> = accepted
-                .iter()
+            let keys: Vec<kad::RecordKey> = held
+                .accepted(unix)
+                .into_iter()
+                .map(|generation| &generation.keys)
                 .flat_map(|keys| {
                     let epoch = keys.epoch_at(unix);
                     [epoch.saturating_sub(1), epoch, epoch.saturating_add(1)]

@@ -110,10 +110,11 @@ impl Node {
             .source
             .filter(|_| self.admission.is_admitted(&propagation_source))
             .and_then(|author| {
-                let accepted = self.keyring.accepted(crate::keyring::unix_now());
-                accepted.iter().find_map(|keys| {
+                let held = self.keyring.held();
+                let accepted = held.accepted(crate::keyring::unix_now());
+                accepted.into_iter().find_map(|generation| {
                     gossip::open(
-                        &keys.ledger_seal,
+                        &generation.keys.ledger_seal,
                         &self.protocols.gossip_topic,
                         &author,
                         &message.data,
