@@ -18,11 +18,11 @@ use weft::ledger::LedgerConfig;
 use weft::ledger::state::{Command, LeaseState};
 
 fn has_key(replica: &Replica, key: &str) -> bool {
-    replica
-        .ledger
-        .state()
-        .bucket("test")
-        .is_some_and(|b| b.contains_key(key))
+    value_in(replica, "test", key).is_some()
+}
+
+fn value_in(replica: &Replica, bucket: &str, key: &str) -> Option<String> {
+    replica.ledger.state().bucket(bucket)?.get(key).cloned()
 }
 
 /// Proposes `command` through `replica` until it commits (a member that just joined may not
@@ -39,10 +39,21 @@ async fn commit(replica: &Replica, command: Command) {
 }
 
 fn put(key: &str) -> Command {
+    put_value(key, "v")
+}
+
+fn put_value(key: &str, value: &str) -> Command {
     Command::KvPut {
         bucket: "test".into(),
         key: key.into(),
-        value: "v".into(),
+        value: value.into(),
+    }
+}
+
+fn delete(key: &str) -> Command {
+    Command::KvDelete {
+        bucket: "test".into(),
+        key: Some(key.into()),
     }
 }
 
@@ -184,7 +195,7 @@ async fn a_voter_gone_past_the_voter_timeout_is_replaced_by_a_live_member() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write() {
+async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write_and_deletion() {
     let token = network();
     let west = group(&token, &["w0", "w1", "w2"]).await;
     let east = group(&token, &["e0", "e1"]).await;
@@ -193,6 +204,14 @@ async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write() {
     assert_ne!(west_cluster, east_cluster, "the groups formed apart");
     commit(&west[1], put("from-west")).await;
     commit(&east[1], put("from-east")).await;
+    // Both sides write one key; each deletes a key the other side holds.
+    for (side, name) in [(&west, "west"), (&east, "east")] {
+        commit(&side[1], put_value("conflict", name)).await;
+        commit(&side[0], put_value("west-deletes", name)).await;
+        commit(&side[0], put_value("east-deletes", name)).await;
+    }
+    commit(&west[2], delete("west-deletes")).await;
+    commit(&east[0], delete("east-deletes")).await;
 
     // A node that knows one member of each group brings them together (peer exchange does the
     // rest).
@@ -218,9 +237,34 @@ async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write() {
         everyone.len(),
         "distinct addresses: {addresses:?}"
     );
+    // Every acknowledged write is readable at its place or, displaced by the merge, under
+    // merged/<the cluster it was written in> as <bucket>/<key>; both deletions hold.
+    let (winner, loser) = if merged == west_cluster {
+        ("west", "east")
+    } else {
+        ("east", "west")
+    };
+    let kept = |side: &str| {
+        let cluster = if side == "west" {
+            &west_cluster
+        } else {
+            &east_cluster
+        };
+        format!("merged/{cluster}")
+    };
     for replica in &everyone {
         wait_within(MERGE_DEADLINE, "both groups' writes on every node", || {
-            (has_key(replica, "from-west") && has_key(replica, "from-east")).then_some(())
+            let at = |key: &str| value_in(replica, "test", key);
+            let displaced = |side: &str, key: &str| value_in(replica, &kept(side), key);
+            (has_key(replica, "from-west")
+                && has_key(replica, "from-east")
+                && at("conflict").as_deref() == Some(winner)
+                && displaced(loser, "test/conflict").as_deref() == Some(loser)
+                && at("west-deletes").is_none()
+                && at("east-deletes").is_none()
+                && displaced("east", "test/west-deletes").as_deref() == Some("east")
+                && displaced("west", "test/east-deletes").as_deref() == Some("west"))
+            .then_some(())
         })
         .await;
     }

@@ -348,7 +348,17 @@ impl Pilot {
         let commands = merge::readoption(carried, &state, &me);
         let total = commands.len();
         for command in commands {
+            let place = match &command {
+                Command::KvPut { bucket, key, .. } => format!("{bucket}/{key}"),
+                _ => String::new(),
+            };
             match self.ledger.propose(command).await {
+                Ok(Outcome::LedgerFull) => {
+                    tracing::warn!(
+                        entry = %place,
+                        "the ledger is full: a carried entry cannot be put back and is dropped"
+                    );
+                }
                 Ok(_) => {}
                 // Written before the per-write limit existed: it can never commit now.
                 Err(e @ super::LedgerError::TooLarge(_)) => {

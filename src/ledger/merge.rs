@@ -11,8 +11,9 @@
 //! the winning cluster it rejoins asking for its previous address and re-proposes what the
 //! winner lacks: key-value entries, DNS records, reservations, the deny list, sealed secrets,
 //! its own fixed role and the role it deployed (a deployed role stays bound to its member, so
-//! it wins over a seat the winner only assigned). Entries present on both sides keep the
-//! winner's value.
+//! it wins over a seat the winner only assigned). A key-value entry both sides hold keeps the
+//! winner's value, a deletion on either side holds, and every value displaced so is kept under
+//! `merged/<cluster>` ([`merged_bucket`]).
 
 use std::io;
 use std::path::Path;
@@ -137,21 +138,80 @@ pub fn clear_carried(dir: &Path) {
     CARRIED.clear(dir)
 }
 
-/// The commands that put back into `current` what `carried` holds and `current` lacks, for the
-/// member `me`.
-pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec<Command> {
+/// The bucket a merge keeps the values it displaces from `cluster` in: `merged/<cluster>`,
+/// each under `<bucket>/<key>`.
+pub fn merged_bucket(cluster: Option<ClusterId>) -> String {
+    match cluster {
+        Some(cluster) => format!("merged/{cluster}"),
+        None => "merged/unknown".to_string(),
+    }
+}
+
+/// The key-value commands that bring `carried` (the losing cluster's state) into `current`
+/// (the winner's) without losing a written value:
+/// - a key only the loser holds is put back, unless the winner deleted it;
+/// - a key both hold with different values keeps the winner's value;
+/// - a key one side deleted stays deleted (the loser's deletion is carried to the winner);
+/// - every value displaced from its place by these rules (the loser's in a conflict or where
+///   the winner deleted the key, the winner's where the loser deleted it) is kept under
+///   [`merged_bucket`] of its cluster, as `<bucket>/<key>`.
+///
+/// Deletions are known from the last [`super::state::MAX_TOMBSTONES`] kept by each side.
+fn key_values(carried: &LedgerState, current: &LedgerState) -> Vec<Command> {
     let mut commands = Vec::new();
+    let mut keep = |from: &LedgerState, bucket: &str, key: &str, value: &str| {
+        let place = merged_bucket(from.cluster());
+        let key = format!("{bucket}/{key}");
+        if current
+            .bucket(&place)
+            .and_then(|b| b.get(&key))
+            .map(String::as_str)
+            != Some(value)
+        {
+            commands.push(Command::KvPut {
+                bucket: place,
+                key,
+                value: value.to_string(),
+            });
+        }
+    };
+    let mut carry = Vec::new();
     for (bucket, entries) in carried.buckets() {
         for (key, value) in entries {
-            if current.bucket(bucket).is_none_or(|b| !b.contains_key(key)) {
-                commands.push(Command::KvPut {
+            match current.bucket(bucket).and_then(|b| b.get(key)) {
+                Some(held) if held == value => {}
+                Some(_) => keep(carried, bucket, key, value),
+                None if current.deleted().contains(bucket, key) => {
+                    keep(carried, bucket, key, value);
+                }
+                None => carry.push(Command::KvPut {
                     bucket: bucket.clone(),
                     key: key.clone(),
                     value: value.clone(),
-                });
+                }),
             }
         }
     }
+    for deleted in carried.deleted().iter() {
+        if let Some(value) = current
+            .bucket(&deleted.bucket)
+            .and_then(|b| b.get(&deleted.key))
+        {
+            keep(current, &deleted.bucket, &deleted.key, value);
+            carry.push(Command::KvDelete {
+                bucket: deleted.bucket.clone(),
+                key: Some(deleted.key.clone()),
+            });
+        }
+    }
+    commands.extend(carry);
+    commands
+}
+
+/// The commands that put back into `current` what `carried` holds and `current` lacks, for the
+/// member `me`; key-value entries as [`key_values`] says.
+pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec<Command> {
+    let mut commands = key_values(carried, current);
     for (name, sets) in carried.dns() {
         for (rtype, records) in sets {
             let held = current.dns().get(name).and_then(|s| s.get(rtype));
@@ -382,6 +442,11 @@ mod tests {
         let bucket = winner.bucket("b").unwrap();
         assert_eq!(bucket.get("only-loser").map(String::as_str), Some("1"));
         assert_eq!(bucket.get("both").map(String::as_str), Some("winner"));
+        assert_eq!(
+            winner.bucket(&merged_bucket(loser.cluster())).unwrap()["b/both"],
+            "loser",
+            "the loser's value of a conflict is kept"
+        );
         assert!(winner.dns().contains_key("svc.example"));
         assert!(winner.dns_patterns().contains_key("foo"));
         assert!(winner.is_denied("evil"));
@@ -390,6 +455,82 @@ mod tests {
         assert!(
             readoption(&loser, &winner, "me").is_empty(),
             "a second pass has nothing left to put back"
+        );
+    }
+
+    fn value(state: &LedgerState, bucket: &str, key: &str) -> Option<String> {
+        state.bucket(bucket)?.get(key).cloned()
+    }
+
+    #[test]
+    fn deletions_on_either_side_hold_and_the_values_they_displace_are_kept() {
+        let mut loser = LedgerState::new(pool());
+        apply(
+            &mut loser,
+            &[
+                Command::Genesis(cluster(200, 2)),
+                put("b", "loser-deleted", "loser"),
+                Command::KvDelete {
+                    bucket: "b".into(),
+                    key: Some("loser-deleted".into()),
+                },
+                put("b", "winner-deleted", "loser"),
+                put("gone", "k", "loser"),
+                Command::KvDelete {
+                    bucket: "gone".into(),
+                    key: None,
+                },
+                put("b", "deleted-then-written", "again"),
+                Command::KvDelete {
+                    bucket: "b".into(),
+                    key: Some("deleted-then-written".into()),
+                },
+                put("b", "deleted-then-written", "again"),
+            ],
+        );
+        let mut winner = LedgerState::new(pool());
+        apply(
+            &mut winner,
+            &[
+                Command::Genesis(cluster(100, 1)),
+                put("b", "loser-deleted", "winner"),
+                put("gone", "k", "winner"),
+                put("b", "winner-deleted", "winner"),
+                Command::KvDelete {
+                    bucket: "b".into(),
+                    key: Some("winner-deleted".into()),
+                },
+            ],
+        );
+        let commands = readoption(&loser, &winner, "me");
+        apply(&mut winner, &commands);
+        let (lost, won) = (
+            merged_bucket(loser.cluster()),
+            merged_bucket(winner.cluster()),
+        );
+        assert_eq!(lost, "merged/0000000000000002");
+        // The loser's deletions are carried; the winner's values they displace are kept.
+        assert_eq!(value(&winner, "b", "loser-deleted"), None);
+        assert_eq!(value(&winner, "gone", "k"), None);
+        assert_eq!(
+            value(&winner, &won, "b/loser-deleted").as_deref(),
+            Some("winner")
+        );
+        assert_eq!(value(&winner, &won, "gone/k").as_deref(), Some("winner"));
+        // The winner's deletion holds; the loser's value is kept.
+        assert_eq!(value(&winner, "b", "winner-deleted"), None);
+        assert_eq!(
+            value(&winner, &lost, "b/winner-deleted").as_deref(),
+            Some("loser")
+        );
+        // A key written again after its deletion is a write like any other.
+        assert_eq!(
+            value(&winner, "b", "deleted-then-written").as_deref(),
+            Some("again")
+        );
+        assert!(
+            readoption(&loser, &winner, "me").is_empty(),
+            "a second pass has nothing left to do"
         );
     }
 

@@ -50,31 +50,74 @@ fn secret_cost(name: &str, sealed: &[u8]) -> usize {
     }
 }
 
+/// The count [`LedgerState::shared_bytes`] makes, kept up to date as writes apply so that a
+/// write does not scan the whole ledger. It is not serialized (a restored state counts once,
+/// at its first write) and takes no part in comparisons.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SharedCount(Option<usize>);
+
+impl PartialEq for SharedCount {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SharedCount {}
+
 impl LedgerState {
+    /// [`LedgerState::shared_bytes`], counted once and then kept.
+    fn shared_total(&mut self) -> usize {
+        match self.shared.0 {
+            Some(total) => total,
+            None => {
+                let total = self.shared_bytes();
+                self.shared.0 = Some(total);
+                total
+            }
+        }
+    }
+
+    /// Whether a write that replaces `old` bytes with `new` fits; if it does, the count is
+    /// moved to what the ledger holds after it.
+    fn make_room(&mut self, old: usize, new: usize) -> bool {
+        let after = self.shared_total() - old + new;
+        if new > old && after > SHARED_DATA_LIMIT {
+            return false;
+        }
+        self.shared.0 = Some(after);
+        true
+    }
+
     pub(super) fn kv_put(&mut self, bucket: &str, key: &str, value: &str) -> Outcome {
         let old = self
             .kv
             .get(bucket)
             .and_then(|b| b.get(key))
             .map_or(0, |v| entry_cost(bucket, key, v));
-        let new = entry_cost(bucket, key, value);
-        if new > old && self.shared_bytes() - old + new > SHARED_DATA_LIMIT {
+        if !self.make_room(old, entry_cost(bucket, key, value)) {
             return Outcome::LedgerFull;
         }
         self.kv
             .entry(bucket.to_string())
             .or_default()
             .insert(key.to_string(), value.to_string());
+        self.deleted.forget(bucket, key);
         Outcome::Done
     }
 
     pub(super) fn put_secret(&mut self, name: &str, sealed: &[u8]) -> Outcome {
         let old = self.secrets.get(name).map_or(0, |s| secret_cost(name, s));
-        let new = secret_cost(name, sealed);
-        if new > old && self.shared_bytes() - old + new > SHARED_DATA_LIMIT {
+        if !self.make_room(old, secret_cost(name, sealed)) {
             return Outcome::LedgerFull;
         }
         self.secrets.insert(name.to_string(), sealed.to_vec());
+        Outcome::Done
+    }
+
+    pub(super) fn delete_secret(&mut self, name: &str) -> Outcome {
+        if let Some(sealed) = self.secrets.remove(name) {
+            self.make_room(secret_cost(name, &sealed), 0);
+        }
         Outcome::Done
     }
 
@@ -97,22 +140,34 @@ impl LedgerState {
         kv + secrets
     }
 
-    /// Deletes one key, or the whole bucket when `key` is `None`.
+    /// Deletes one key, or the whole bucket when `key` is `None`, recording each key deleted
+    /// ([`super::tombstones`]).
     pub(super) fn kv_delete(&mut self, bucket: &str, key: Option<&str>) -> Outcome {
         match key {
             Some(key) => {
-                if let Some(entries) = self.kv.get_mut(bucket) {
-                    entries.remove(key);
+                if let Some(entries) = self.kv.get_mut(bucket)
+                    && let Some(value) = entries.remove(key)
+                {
                     if entries.is_empty() {
                         self.kv.remove(bucket);
                     }
+                    self.make_room(entry_cost(bucket, key, &value), 0);
+                    self.deleted.record(bucket, key);
                 }
             }
             None => {
-                self.kv.remove(bucket);
+                for (key, value) in self.kv.remove(bucket).unwrap_or_default() {
+                    self.make_room(entry_cost(bucket, &key, &value), 0);
+                    self.deleted.record(bucket, &key);
+                }
             }
         }
         Outcome::Done
+    }
+
+    /// The recent key-value deletions.
+    pub fn deleted(&self) -> &super::Tombstones {
+        &self.deleted
     }
 
     /// A key-value bucket.
@@ -191,6 +246,40 @@ mod tests {
             [Outcome::LedgerFull]
         );
         assert_eq!(run(&mut state, &[cluster]), [Outcome::Done]);
+    }
+
+    #[test]
+    fn the_kept_count_follows_every_write_and_a_restored_state_counts_again() {
+        let mut state = LedgerState::new(pool());
+        let secret = |name: &str, len| Command::PutSecret {
+            name: name.into(),
+            sealed: vec![7; len],
+        };
+        let delete = |bucket: &str, key: Option<&str>| Command::KvDelete {
+            bucket: bucket.into(),
+            key: key.map(Into::into),
+        };
+        let steps = [
+            put("a", 10),
+            put("b", 20),
+            put("a", 5),
+            secret("s", 9),
+            secret("s", 3),
+            delete("b", Some("b")),
+            put("c", 1),
+            Command::DeleteSecret { name: "s".into() },
+            delete("b", None),
+            put("d", 2),
+        ];
+        for step in &steps {
+            run(&mut state, std::slice::from_ref(step));
+            assert_eq!(state.shared.0, Some(state.shared_bytes()), "after {step:?}");
+        }
+        let mut restored = LedgerState::restore(&state.snapshot()).unwrap();
+        assert_eq!(restored.shared.0, None);
+        assert_eq!(restored, state);
+        run(&mut restored, &[put("e", 1)]);
+        assert_eq!(restored.shared.0, Some(restored.shared_bytes()));
     }
 
     #[test]

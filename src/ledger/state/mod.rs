@@ -11,6 +11,7 @@
 //! - `dns.rs`: user DNS records and edgevpn regex records, bounded;
 //! - `kv.rs`: key-value buckets (edgevpn's open semantics: any member may write) and sealed
 //!   secrets;
+//! - `tombstones.rs`: the recent key-value deletions, bounded, which merges carry;
 //! - `rotation.rs`: the network token's last rotation, sealed for the members.
 
 mod allocation;
@@ -20,6 +21,7 @@ mod kv;
 mod members;
 mod roles;
 mod rotation;
+mod tombstones;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -36,6 +38,7 @@ pub use roles::{
     parse_role_choice,
 };
 pub use rotation::{SealedToken, TokenRotation};
+pub use tombstones::{MAX_TOMBSTONE_BYTES, MAX_TOMBSTONES, Tombstone, Tombstones};
 
 use members::JoinFacts;
 
@@ -259,6 +262,9 @@ pub struct LedgerState {
     #[serde(default)]
     dns_patterns: BTreeMap<String, BTreeMap<RecordType, DnsRecord>>,
     kv: BTreeMap<String, BTreeMap<String, String>>,
+    /// The recent key-value deletions ([`tombstones`]).
+    #[serde(default)]
+    deleted: Tombstones,
     deny: BTreeSet<PeerKey>,
     secrets: BTreeMap<String, Vec<u8>>,
     /// The network token's last rotation.
@@ -269,6 +275,9 @@ pub struct LedgerState {
     audit: std::collections::VecDeque<AuditEntry>,
     /// Index of the last applied log entry.
     applied: u64,
+    /// What [`LedgerState::shared_bytes`] counts, kept as writes apply.
+    #[serde(skip)]
+    shared: kv::SharedCount,
 }
 
 impl LedgerState {
@@ -285,11 +294,13 @@ impl LedgerState {
             dns: BTreeMap::new(),
             dns_patterns: BTreeMap::new(),
             kv: BTreeMap::new(),
+            deleted: Tombstones::default(),
             deny: BTreeSet::new(),
             secrets: BTreeMap::new(),
             rotation: None,
             audit: std::collections::VecDeque::new(),
             applied: 0,
+            shared: kv::SharedCount::default(),
         }
     }
 
@@ -386,10 +397,7 @@ impl LedgerState {
                 Outcome::Done
             }
             Command::PutSecret { name, sealed } => self.put_secret(name, sealed),
-            Command::DeleteSecret { name } => {
-                self.secrets.remove(name);
-                Outcome::Done
-            }
+            Command::DeleteSecret { name } => self.delete_secret(name),
             Command::RotateToken { rotation, secrets } => self.rotate_token(rotation, secrets),
             Command::Audited {
                 issuer,
