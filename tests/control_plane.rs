@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{noise, request_response, tcp, yamux};
+use libp2p::{kad, noise, request_response, tcp, yamux};
 use weft::p2p::protocol::Protocols;
 use weft::p2p::{AuthCodec, ControlCodec};
 use weft::proto::p2p::v1::{
@@ -186,6 +186,110 @@ async fn a_stranger_learns_nothing_and_using_a_member_protocol_other_than_auth_i
     let proof = proof.unwrap();
     assert!(!proof.sealed_hostname.windows(6).any(|w| w == b"member"));
     assert!(member.handle.peers().is_empty());
+}
+
+/// A node that knows weft's protocol names, not the token, and asks the private Kademlia.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+#[behaviour(prelude = "libp2p::swarm::derive_prelude")]
+struct Prober {
+    auth: request_response::Behaviour<AuthCodec>,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_gets_no_member_list_from_the_private_kademlia() {
+    let token = network();
+    let member = start(&token, "member", vec![]).await;
+    let target = address(&member).await;
+    let other = start(&token, "other", vec![target.clone()]).await;
+    wait_for("the members to admit each other", || {
+        (admitted(&member).len() == 1 && admitted(&other).len() == 1).then_some(())
+    })
+    .await;
+    let (member_id, other_id) = (member.handle.peer_id(), other.handle.peer_id());
+
+    // The prober holds the member's challenge unanswered, so its admission is still pending,
+    // and asks the member for the peers closest to a random key meanwhile.
+    let protocols = Protocols::new();
+    let mut prober = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| {
+            let local = key.public().to_peer_id();
+            let mut config = kad::Config::new(protocols.kad.clone());
+            config.set_query_timeout(Duration::from_secs(20));
+            Prober {
+                auth: request_response::Behaviour::new(
+                    [(
+                        protocols.auth.clone(),
+                        request_response::ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default(),
+                ),
+                kad: kad::Behaviour::with_config(
+                    local,
+                    kad::store::MemoryStore::new(local),
+                    config,
+                ),
+            }
+        })
+        .unwrap()
+        .build();
+    prober.behaviour_mut().kad.add_address(&member_id, target);
+    prober
+        .behaviour_mut()
+        .kad
+        .get_closest_peers(libp2p::PeerId::random());
+    let mut unanswered_challenges = Vec::new();
+    let mut dialled = BTreeSet::new();
+    let outcome = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match prober.select_next_some().await {
+                SwarmEvent::Behaviour(ProberEvent::Auth(request_response::Event::Message {
+                    message: request_response::Message::Request { channel, .. },
+                    ..
+                })) => unanswered_challenges.push(channel),
+                SwarmEvent::Dialing {
+                    peer_id: Some(peer),
+                    ..
+                } => {
+                    dialled.insert(peer);
+                }
+                SwarmEvent::Behaviour(ProberEvent::Kad(kad::Event::OutboundQueryProgressed {
+                    result: kad::QueryResult::GetClosestPeers(result),
+                    step,
+                    ..
+                })) if step.last => break result,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the query ends");
+    let answered = match outcome {
+        Ok(ok) => ok.peers,
+        Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+    };
+    assert!(
+        answered.is_empty(),
+        "the member answered a stranger's FIND_NODE: {answered:?}"
+    );
+    assert!(
+        !dialled.contains(&other_id),
+        "the stranger learned of the other member"
+    );
+    assert!(
+        member
+            .handle
+            .peers()
+            .iter()
+            .all(|p| p.peer_id != prober.local_peer_id().to_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

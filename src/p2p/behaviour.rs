@@ -1,9 +1,11 @@
 //! The composed libp2p behaviour of a weft node and how each part is configured.
 //!
 //! Gates that must see a connection first come first (limits, block list). weft's own
-//! protocols (auth, control, raft, data-plane handshakes, the private Kademlia, gossip topic) are scoped by the network id.
-//! The relay server reserves slots and opens circuits only for admitted members: its rate
-//! limiters consult the admitted set the swarm task maintains.
+//! protocols (auth, control, raft, data-plane handshakes, the private Kademlia) have the same
+//! names in every network, so they say nothing about which network a node is in; admission
+//! tells members apart. The relay server reserves slots and opens circuits only for admitted
+//! members, and the private Kademlia answers only them ([`super::gated`]): both consult the
+//! admitted set the swarm task maintains.
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
@@ -19,6 +21,7 @@ use libp2p::{
 };
 
 use super::P2pConfig;
+use super::gated::Gated;
 use super::protocol::{ProstCodec, Protocols};
 use crate::proto::p2p::v1::{AuthChallenge, AuthProof, ControlRequest, ControlResponse, Opaque};
 
@@ -58,7 +61,7 @@ pub struct Behaviour {
     pub raft: request_response::Behaviour<OpaqueCodec>,
     pub dataplane: request_response::Behaviour<OpaqueCodec>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub kad: Toggle<Gated<kad::Behaviour<kad::store::MemoryStore>>>,
     pub public_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub relay_client: relay::client::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
@@ -100,7 +103,7 @@ impl Behaviour {
         };
         let kad = config
             .dht
-            .then(|| private_kad(local, protocols.kad.clone()));
+            .then(|| Gated::new(private_kad(local, protocols.kad.clone()), admitted.clone()));
         let public_kad = config.public_dht.then(|| public_kad(local));
         let relay_server = config
             .relay_server

@@ -9,6 +9,7 @@
 pub mod admission;
 mod behaviour;
 mod bootstrap;
+mod gated;
 pub mod gossip;
 mod node;
 pub mod peers;

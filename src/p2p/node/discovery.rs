@@ -147,7 +147,13 @@ impl Node {
 
     pub(super) fn add_to_routing(&mut self, peer: PeerId) {
         let addrs: Vec<Multiaddr> = self.peers.listen_addrs(&peer).to_vec();
-        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+        if let Some(kad) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .as_mut()
+            .map(crate::p2p::gated::Gated::inner_mut)
+        {
             for addr in addrs {
                 kad.add_address(&peer, addr);
             }
@@ -200,9 +206,15 @@ impl Node {
         if self.provided.as_ref() != Some(&current) {
             let old = self.provided.replace(current.clone());
             let behaviour = self.swarm.behaviour_mut();
-            for kad in [behaviour.kad.as_mut(), behaviour.public_kad.as_mut()]
-                .into_iter()
-                .flatten()
+            for kad in [
+                behaviour
+                    .kad
+                    .as_mut()
+                    .map(crate::p2p::gated::Gated::inner_mut),
+                behaviour.public_kad.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 if let Some(old) = &old {
                     kad.stop_providing(old);
@@ -225,9 +237,15 @@ impl Node {
                 })
                 .collect();
             let behaviour = self.swarm.behaviour_mut();
-            for kad in [behaviour.kad.as_mut(), behaviour.public_kad.as_mut()]
-                .into_iter()
-                .flatten()
+            for kad in [
+                behaviour
+                    .kad
+                    .as_mut()
+                    .map(crate::p2p::gated::Gated::inner_mut),
+                behaviour.public_kad.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
             {
                 for key in &keys {
                     kad.get_providers(key.clone());
@@ -246,7 +264,12 @@ impl Node {
                     },
             } => {
                 if self.admission.is_admitted(&record.provider)
-                    && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+                    && let Some(kad) = self
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .as_mut()
+                        .map(crate::p2p::gated::Gated::inner_mut)
                     && let Err(e) = kad.store_mut().add_provider(record)
                 {
                     tracing::debug!(error = %e, "cannot store a provider record");
@@ -284,7 +307,13 @@ impl Node {
             if peer == local || self.peers.is_connected(&peer) {
                 continue;
             }
-            if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            if let Some(kad) = self
+                .swarm
+                .behaviour_mut()
+                .kad
+                .as_mut()
+                .map(crate::p2p::gated::Gated::inner_mut)
+            {
                 kad.get_closest_peers(peer);
                 self.address_lookups.insert(peer);
             }

@@ -1,0 +1,235 @@
+//! A behaviour wrapper that serves a protocol only to admitted peers: until a peer passes
+//! admission, each stream it opens for the wrapped behaviour's protocol is refused at
+//! negotiation, so the behaviour never answers it. The private Kademlia is wrapped so: its
+//! `FIND_NODE` answers list admitted members and their addresses, which an outsider must not
+//! learn in the seconds its admission takes to fail. The wrapped behaviour's own outbound
+//! streams are not gated (it opens them only to peers it was given).
+//!
+//! The gate is read each time a peer opens a stream, from the admitted set the swarm task
+//! keeps, so a peer admitted later is served from its next stream on, on the same connection.
+
+use std::task::{Context, Poll};
+
+use either::Either;
+use libp2p::PeerId;
+use libp2p::core::transport::PortUse;
+use libp2p::core::upgrade::DeniedUpgrade;
+use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::swarm::handler::{
+    ConnectionEvent, ConnectionHandler, ConnectionHandlerEvent, FullyNegotiatedInbound,
+    ListenUpgradeError, SubstreamProtocol,
+};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
+};
+
+use super::behaviour::AdmittedSet;
+
+/// `inner`, serving inbound streams only to admitted peers.
+pub struct Gated<B> {
+    inner: B,
+    admitted: AdmittedSet,
+}
+
+impl<B> Gated<B> {
+    pub fn new(inner: B, admitted: AdmittedSet) -> Self {
+        Gated { inner, admitted }
+    }
+
+    pub fn inner_mut(&mut self) -> &mut B {
+        &mut self.inner
+    }
+
+    fn handler<H>(&self, inner: H, peer: PeerId) -> GatedHandler<H> {
+        GatedHandler {
+            inner,
+            peer,
+            admitted: self.admitted.clone(),
+        }
+    }
+}
+
+impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
+    type ConnectionHandler = GatedHandler<THandler<B>>;
+    type ToSwarm = B::ToSwarm;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner
+            .handle_pending_inbound_connection(id, local, remote)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        let inner = self
+            .inner
+            .handle_established_inbound_connection(id, peer, local, remote)?;
+        Ok(self.handler(inner, peer))
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.inner
+            .handle_pending_outbound_connection(id, peer, addresses, role)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        address: &Multiaddr,
+        role: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        let inner = self
+            .inner
+            .handle_established_outbound_connection(id, peer, address, role, port_use)?;
+        Ok(self.handler(inner, peer))
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        self.inner.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.inner.on_connection_handler_event(peer, id, event);
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        self.inner.poll(cx)
+    }
+}
+
+/// The wrapped handler of one connection: inbound streams go to `inner` only while `peer` is
+/// admitted.
+pub struct GatedHandler<H> {
+    inner: H,
+    peer: PeerId,
+    admitted: AdmittedSet,
+}
+
+impl<H> GatedHandler<H> {
+    fn is_admitted(&self) -> bool {
+        self.admitted
+            .read()
+            .map(|set| set.contains(&self.peer))
+            .unwrap_or(false)
+    }
+}
+
+type Inbound<H> = Either<
+    libp2p::swarm::handler::SendWrapper<<H as ConnectionHandler>::InboundProtocol>,
+    libp2p::swarm::handler::SendWrapper<DeniedUpgrade>,
+>;
+
+impl<H: ConnectionHandler> ConnectionHandler for GatedHandler<H> {
+    type FromBehaviour = H::FromBehaviour;
+    type ToBehaviour = H::ToBehaviour;
+    type InboundProtocol = Inbound<H>;
+    type OutboundProtocol = H::OutboundProtocol;
+    type InboundOpenInfo = Either<H::InboundOpenInfo, ()>;
+    type OutboundOpenInfo = H::OutboundOpenInfo;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, Self::InboundOpenInfo> {
+        use libp2p::swarm::handler::SendWrapper;
+        if self.is_admitted() {
+            self.inner
+                .listen_protocol()
+                .map_upgrade(|upgrade| Either::Left(SendWrapper(upgrade)))
+                .map_info(Either::Left)
+        } else {
+            SubstreamProtocol::new(Either::Right(SendWrapper(DeniedUpgrade)), Either::Right(()))
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
+        self.inner.on_behaviour_event(event);
+    }
+
+    fn connection_keep_alive(&self) -> bool {
+        self.inner.connection_keep_alive()
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<
+        ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
+    > {
+        self.inner.poll(cx)
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::ToBehaviour>> {
+        self.inner.poll_close(cx)
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<
+            Self::InboundProtocol,
+            Self::OutboundProtocol,
+            Self::InboundOpenInfo,
+            Self::OutboundOpenInfo,
+        >,
+    ) {
+        let event = match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound { protocol, info }) => {
+                match (protocol, info) {
+                    (futures::future::Either::Left(protocol), Either::Left(info)) => {
+                        ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                            protocol,
+                            info,
+                        })
+                    }
+                    // A refused stream never negotiates.
+                    _ => return,
+                }
+            }
+            ConnectionEvent::ListenUpgradeError(ListenUpgradeError { info, error }) => {
+                match (info, error) {
+                    (Either::Left(info), Either::Left(error)) => {
+                        ConnectionEvent::ListenUpgradeError(ListenUpgradeError { info, error })
+                    }
+                    // A stream refused while the peer was not admitted: nothing to tell.
+                    _ => return,
+                }
+            }
+            ConnectionEvent::FullyNegotiatedOutbound(event) => {
+                ConnectionEvent::FullyNegotiatedOutbound(event)
+            }
+            ConnectionEvent::DialUpgradeError(event) => ConnectionEvent::DialUpgradeError(event),
+            ConnectionEvent::AddressChange(event) => ConnectionEvent::AddressChange(event),
+            ConnectionEvent::LocalProtocolsChange(change) => {
+                ConnectionEvent::LocalProtocolsChange(change)
+            }
+            ConnectionEvent::RemoteProtocolsChange(change) => {
+                ConnectionEvent::RemoteProtocolsChange(change)
+            }
+            _ => return,
+        };
+        self.inner.on_connection_event(event);
+    }
+}
