@@ -241,16 +241,21 @@ impl Pilot {
         if state.cluster().is_none() {
             return;
         }
-        match state.members().get(&me) {
+        // Read, then let go of the state before proposing: an entry applied while it is held
+        // copies it.
+        let current = state.members().get(&me).and_then(|member| {
             // A record with another hostname (the node was renamed) or platform (weft was
             // upgraded) is proposed again below.
-            Some(member)
-                if member.lease == LeaseState::Live
-                    && member.hostname == self.facts.hostname
-                    && member.platform == Platform::here() =>
-            {
+            (member.lease == LeaseState::Live
+                && member.hostname == self.facts.hostname
+                && member.platform == Platform::here())
+            .then_some(member.renewed_at)
+        });
+        drop(state);
+        match current {
+            Some(renewed_at) => {
                 let interval = renew_interval(self.config.lease_timeout);
-                let old = unix_now().saturating_sub(member.renewed_at) >= interval.as_secs();
+                let old = unix_now().saturating_sub(renewed_at) >= interval.as_secs();
                 let due = self
                     .last_renew_attempt
                     .is_none_or(|t| t.elapsed() >= interval);
@@ -265,7 +270,7 @@ impl Pilot {
                     }
                 }
             }
-            _ => {
+            None => {
                 let due = self
                     .last_record_attempt
                     .is_none_or(|t| t.elapsed() >= RECORD_RETRY);
@@ -346,6 +351,7 @@ impl Pilot {
             return;
         }
         let commands = merge::readoption(carried, &state, &me);
+        drop(state);
         let total = commands.len();
         for command in commands {
             let place = match &command {
@@ -402,7 +408,12 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
             }),
         };
         match ledger.propose(first).await {
-            Ok(_) if recovering => recover::clear_seed(ledger.dir()),
+            Ok(_) if recovering => {
+                recover::clear_seed(ledger.dir());
+                if let Err(e) = ledger.compact().await {
+                    tracing::warn!(error = %e, "the recovered state is not in a snapshot yet; a node that joins meanwhile may not catch up");
+                }
+            }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "first entry not committed yet"),
         }

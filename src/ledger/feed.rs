@@ -12,7 +12,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use super::Ledger;
-use super::follower::{Catchup, Feed, Verdict};
+use super::catchup;
+use super::follower::{Feed, Verdict};
 use super::raft::network::{LedgerRpc, call};
 use super::raft::store::Applied;
 use crate::p2p::GossipMessage;
@@ -22,8 +23,6 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// Entries per feed message, at most: as many as a raft append, so that a batch of the largest
 /// commands fits one gossip message ([`super::limits`]).
 const BATCH: usize = super::limits::APPEND_BATCH as usize;
-/// How long a catch-up may take.
-const CATCHUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a follower asks a voter about a leader it does not know, at most (so a member's
 /// forged feeds cannot make followers flood the voters).
 const VERIFY_INTERVAL: Duration = Duration::from_secs(2);
@@ -133,15 +132,22 @@ fn known_voter(ledger: &Ledger) -> Option<libp2p::PeerId> {
     voters.choose(&mut rand::thread_rng()).copied()
 }
 
-/// Fetches `peer`'s whole state into the replica (`peer` must be a raft member).
+/// Fetches `peer`'s whole state into the replica, page by page (`peer` must be a raft member).
 pub async fn catch_up(ledger: &Ledger, peer: libp2p::PeerId) -> Result<(), String> {
-    let answer = tokio::time::timeout(
-        CATCHUP_TIMEOUT,
-        call::<Result<Catchup, String>>(ledger.p2p(), peer, &LedgerRpc::Catchup),
-    )
-    .await
-    .map_err(|_| format!("{peer} did not answer the catch-up in time"))?
-    .map_err(|e| e.to_string())??;
+    let answer = catchup::fetch(|position, offset| async move {
+        tokio::time::timeout(
+            catchup::PAGE_TIMEOUT,
+            call::<Result<catchup::Page, String>>(
+                ledger.p2p(),
+                peer,
+                &LedgerRpc::CatchupPage { position, offset },
+            ),
+        )
+        .await
+        .map_err(|_| format!("{peer} did not answer the catch-up in time"))?
+        .map_err(|e| e.to_string())?
+    })
+    .await?;
     ledger.replica().install(answer);
     ledger.changed();
     Ok(())

@@ -15,6 +15,7 @@
 //! the messages.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -52,7 +53,7 @@ pub struct Catchup {
     pub voters: Vec<String>,
     /// The raft index the state is at.
     pub position: u64,
-    pub state: LedgerState,
+    pub state: Arc<LedgerState>,
 }
 
 /// What a follower should do after a feed message.
@@ -81,7 +82,7 @@ pub struct Replica {
 
 #[derive(Debug)]
 struct Following {
-    state: LedgerState,
+    state: Arc<LedgerState>,
     position: u64,
     leader: Option<Leader>,
     voters: Vec<String>,
@@ -112,7 +113,8 @@ impl Replica {
         let mut state = catchup.state;
         // The state carries its cluster once the genesis is applied; a catch-up names it anyway.
         if state.cluster().is_none() {
-            state.apply(state.applied() + 1, &Command::Genesis(catchup.cluster));
+            let index = state.applied() + 1;
+            Arc::make_mut(&mut state).apply(index, &Command::Genesis(catchup.cluster));
         }
         let mut following = Following {
             state,
@@ -181,7 +183,7 @@ impl Replica {
     }
 
     /// The followed state.
-    pub fn state(&self) -> Option<&LedgerState> {
+    pub fn state(&self) -> Option<&Arc<LedgerState>> {
         self.following.as_ref().map(|f| &f.state)
     }
 
@@ -208,7 +210,7 @@ impl Following {
         while let Some(command) = self.pending.remove(&(self.position + 1)) {
             self.position += 1;
             if let Some(command) = command {
-                self.state.apply(self.position, &command);
+                Arc::make_mut(&mut self.state).apply(self.position, &command);
             }
         }
     }
@@ -255,7 +257,7 @@ mod tests {
             leader: None,
             voters: vec!["L".into()],
             position: 2,
-            state,
+            state: Arc::new(state),
         });
         replica
     }
@@ -309,7 +311,7 @@ mod tests {
             Verdict::CatchUp
         );
         let mut state = replica.state().unwrap().clone();
-        state.apply(3, &put("three").unwrap());
+        Arc::make_mut(&mut state).apply(3, &put("three").unwrap());
         replica.install(Catchup {
             cluster: CLUSTER,
             leader: None,
@@ -335,7 +337,7 @@ mod tests {
             leader: None,
             voters: vec![],
             position: 2,
-            state: LedgerState::new("10.1.0.0/24".parse().unwrap()),
+            state: Arc::new(LedgerState::new("10.1.0.0/24".parse().unwrap())),
         });
         assert_eq!(replica.state(), Some(&stale));
     }

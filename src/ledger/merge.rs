@@ -120,7 +120,7 @@ pub async fn leave(ledger: &Ledger) -> Result<LedgerState, super::LedgerError> {
         reason: e.to_string(),
     })?;
     ledger.reset().await?;
-    Ok(carried)
+    Ok(std::sync::Arc::unwrap_or_clone(carried))
 }
 
 fn save_carried(dir: &Path, state: &LedgerState) -> io::Result<()> {

@@ -9,6 +9,7 @@
 
 pub mod authority;
 pub mod autopilot;
+pub mod catchup;
 mod deny;
 pub mod feed;
 pub mod follower;
@@ -36,7 +37,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::p2p::P2pHandle;
-use follower::{Catchup, Feed, Leader, Replica};
+use follower::{Feed, Leader, Replica};
 use raft::network::{CallError, LedgerRpc, Network, call};
 use raft::store::{Applied, LogStore, StateMachineStore, Taps};
 use raft::{LedgerNode, LedgerTypes};
@@ -51,6 +52,8 @@ const PROPOSE_PATIENCE: Duration = Duration::from_secs(6);
 const PROPOSE_RETRY: Duration = Duration::from_millis(250);
 /// The raft database, in the raft directory of the state dir.
 const DATABASE_FILE: &str = "ledger.redb";
+/// How long [`Ledger::compact`] waits for its snapshot.
+const COMPACT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the ledger could not start or a proposal failed.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,9 @@ pub struct LedgerStatus {
 struct Engine {
     raft: Raft<LedgerTypes>,
     machine: StateMachineStore,
+    /// Encodings of the state served to followers catching up; they go with the engine, so a
+    /// new cluster never serves the old one's.
+    encodings: catchup::Encodings,
 }
 
 impl Engine {
@@ -127,7 +133,11 @@ impl Engine {
         )
         .await
         .map_err(|e| LedgerError::Raft(e.to_string()))?;
-        Ok(Engine { raft, machine })
+        Ok(Engine {
+            raft,
+            machine,
+            encodings: catchup::Encodings::default(),
+        })
     }
 }
 
@@ -257,7 +267,7 @@ impl Ledger {
     }
 
     /// A copy of the applied state: raft's on a raft member, else the followed one.
-    pub fn state(&self) -> LedgerState {
+    pub fn state(&self) -> Arc<LedgerState> {
         if !self.is_raft_member()
             && let Some(state) = self.replica().state()
         {
@@ -322,6 +332,32 @@ impl Ledger {
         self.membership.lock().await
     }
 
+    /// Folds the applied log into a snapshot and drops the log up to it. After a `Recover`,
+    /// whose one entry holds a whole state and can be too large for any append, a node that
+    /// joins later gets the snapshot instead, in chunks.
+    pub(crate) async fn compact(&self) -> Result<(), LedgerError> {
+        let raft = self.raft();
+        let raft_error = |e: &dyn std::fmt::Display| LedgerError::Raft(e.to_string());
+        let Some(upto) = raft.metrics().borrow().last_applied else {
+            return Ok(());
+        };
+        raft.trigger()
+            .snapshot()
+            .await
+            .map_err(|e| raft_error(&e))?;
+        raft.wait(Some(COMPACT_TIMEOUT))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= upto.index),
+                "the applied log in a snapshot",
+            )
+            .await
+            .map_err(|e| raft_error(&e))?;
+        raft.trigger()
+            .purge_log(upto.index)
+            .await
+            .map_err(|e| raft_error(&e))
+    }
+
     /// Starts following the cluster `leader` leads, from its state.
     pub(crate) async fn follow(&self, leader: PeerId) -> Result<(), String> {
         feed::catch_up(self, leader).await
@@ -347,28 +383,32 @@ impl Ledger {
         })
     }
 
-    /// On a raft member: its whole state, for a follower.
-    pub(crate) fn catchup(&self) -> Result<Catchup, String> {
+    /// On a raft member: a page of its state for a follower catching up, from `offset` of the
+    /// encoding at `position` (`None`: the state as it is now).
+    pub(crate) fn catchup_page(
+        &self,
+        position: Option<u64>,
+        offset: u64,
+    ) -> Result<catchup::Page, String> {
         if !self.is_raft_member() {
             return Err("this node is not a raft member of its cluster".into());
         }
-        let (state, position) = self.engine.load().machine.state_at();
-        let cluster = state
+        let engine = self.engine.load();
+        let cluster = engine
+            .machine
+            .state()
             .cluster()
             .ok_or("this node has not applied its cluster's genesis yet")?;
+        let (at, bytes) = engine
+            .encodings
+            .get(position, || engine.machine.state_at())?;
         let status = self.status();
         let metrics = self.raft().metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let leader = metrics
             .current_leader
             .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())));
-        Ok(Catchup {
-            cluster,
-            leader,
-            voters: status.voters,
-            position,
-            state,
-        })
+        catchup::page((cluster, leader, status.voters), at, &bytes, offset)
     }
 
     /// The leader: raft's if this node knows one, else the followed cluster's.

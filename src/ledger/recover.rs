@@ -79,7 +79,7 @@ pub async fn recover(ledger: &Ledger) -> Result<Recovery, RecoverError> {
             created_at: previous.created_at.saturating_sub(1),
             id: rand::rngs::OsRng.next_u64(),
         },
-        state,
+        state: std::sync::Arc::unwrap_or_clone(state),
     };
     save_seed(ledger.dir(), &seed).map_err(|e| RecoverError::Seed {
         path: SEED.path(ledger.dir()).display().to_string(),

@@ -125,7 +125,9 @@ async fn answer(
                 }
             }
         }
-        LedgerRpc::Catchup => encode(&ledger.catchup()),
+        LedgerRpc::CatchupPage { position, offset } => {
+            encode(&ledger.catchup_page(position, offset))
+        }
         LedgerRpc::Propose(command) => {
             let checked = may_propose(&command, &sender).and_then(|()| check_size(&command));
             if let Err(refusal) = checked {

@@ -40,11 +40,15 @@ pub enum LedgerRpc {
     },
     /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
     Propose(Command),
-    /// "Send me your whole state" (a follower to a raft member). Answered with
-    /// `Result<Catchup, String>`.
+    /// "Send me a page of your state" (a follower to a raft member): from `offset` of the
+    /// state's encoding at raft index `position` (`None`: the state as it is now). Answered
+    /// with `Result<Page, String>`.
     ///
-    /// [`Catchup`]: crate::ledger::follower::Catchup
-    Catchup,
+    /// [`Page`]: crate::ledger::catchup::Page
+    CatchupPage {
+        position: Option<u64>,
+        offset: u64,
+    },
 }
 
 /// How the leader took a node in.

@@ -240,12 +240,14 @@ struct StoredSnapshot {
 struct MachineImage {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, LedgerNode>,
-    state: LedgerState,
+    state: Arc<LedgerState>,
 }
 
 #[derive(Debug)]
 struct Machine {
-    state: LedgerState,
+    /// Shared with readers ([`StateMachineStore::state`]); an entry applied while a reader
+    /// holds it copies it first.
+    state: Arc<LedgerState>,
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, LedgerNode>,
     snapshots_built: u64,
@@ -306,7 +308,7 @@ impl StateMachineStore {
                 }
             }
             None => Machine {
-                state: LedgerState::new(pool),
+                state: Arc::new(LedgerState::new(pool)),
                 last_applied: None,
                 membership: StoredMembership::default(),
                 snapshots_built: 0,
@@ -319,13 +321,13 @@ impl StateMachineStore {
         })
     }
 
-    /// A copy of the current ledger state.
-    pub fn state(&self) -> LedgerState {
+    /// The current ledger state.
+    pub fn state(&self) -> Arc<LedgerState> {
         self.lock().state.clone()
     }
 
-    /// A copy of the current ledger state with the raft index it is at.
-    pub fn state_at(&self) -> (LedgerState, u64) {
+    /// The current ledger state with the raft index it is at.
+    pub fn state_at(&self) -> (Arc<LedgerState>, u64) {
         let machine = self.lock();
         (
             machine.state.clone(),
@@ -361,8 +363,10 @@ impl RaftSnapshotBuilder<LedgerTypes> for StateMachineStore {
                 last_membership: machine.membership.clone(),
                 snapshot_id,
             };
-            (encode(&image)?, meta)
+            (image, meta)
         };
+        // Encoded outside the lock: a large state takes a while, and entries go on applying.
+        let data = encode(&data)?;
         put_meta(
             &self.db,
             SNAPSHOT,
@@ -401,7 +405,8 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
             let (outcome, command) = match entry.payload {
                 EntryPayload::Blank => (Outcome::Done, None),
                 EntryPayload::Normal(command) => {
-                    (machine.state.apply(index, &command), Some(command))
+                    let outcome = Arc::make_mut(&mut machine.state).apply(index, &command);
+                    (outcome, Some(command))
                 }
                 EntryPayload::Membership(membership) => {
                     machine.membership = StoredMembership::new(Some(entry.log_id), membership);

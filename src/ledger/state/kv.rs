@@ -3,10 +3,10 @@
 //! clear, see [`crate::ledger::sealed`]).
 //!
 //! Together they hold at most [`SHARED_DATA_LIMIT`] bytes as the state encodes them (JSON: a
-//! control character takes six bytes, a sealed byte up to four): the whole state travels in
-//! one message when a follower catches up, so a ledger grown past it would stop every
-//! catch-up. A write that would pass the limit is refused ([`Outcome::LedgerFull`]); deletions
-//! and writes that do not grow the data always apply. The cluster's own sealed secret (the k3s
+//! control character takes six bytes, a sealed byte up to four), so the whole state stays
+//! within what a raft snapshot and a follower's paged catch-up take. A write that would pass
+//! the limit is refused ([`Outcome::LedgerFull`]); deletions and writes that do not grow the
+//! data always apply. The cluster's own sealed secret (the k3s
 //! join token and kubeconfig) is outside the count, so members filling the ledger cannot keep
 //! a control plane from publishing it; the per-write limit bounds it.
 
@@ -16,8 +16,13 @@ use super::{LedgerState, Outcome};
 
 /// Encoded bytes of bucket names, keys, values, secret names and sealed secrets the ledger
 /// holds at most: room for what Kairos and operators keep there, with the rest of the state,
-/// within the one message a follower's catch-up travels in.
-pub const SHARED_DATA_LIMIT: usize = 512 * 1024;
+/// well within the largest snapshot or catch-up a node takes (256 MiB).
+pub const SHARED_DATA_LIMIT: usize = 64 * 1024 * 1024;
+
+const _: () = assert!(
+    (SHARED_DATA_LIMIT as u64) * 2 < crate::ledger::raft::snapshot::MAX_SNAPSHOT,
+    "the shared data leaves room for the rest of the state in a snapshot"
+);
 
 /// What a text costs encoded in the state's JSON.
 fn text_cost(text: &str) -> usize {
@@ -283,24 +288,26 @@ mod tests {
     }
 
     #[test]
-    fn a_ledger_full_of_tiny_entries_still_encodes_within_one_message() {
+    fn the_count_bounds_what_many_tiny_entries_encode_to() {
+        let empty = serde_json::to_vec(&LedgerState::new(pool())).unwrap().len();
         let mut state = LedgerState::new(pool());
-        let mut i = 0u32;
-        loop {
-            let put = Command::KvPut {
-                bucket: "a".into(),
+        let writes: Vec<Command> = (0..20_000u32)
+            .map(|i| Command::KvPut {
+                bucket: format!("b{}", i % 7),
                 key: format!("{i:x}"),
                 value: String::new(),
-            };
-            if run(&mut state, &[put]) == [Outcome::LedgerFull] {
-                break;
-            }
-            i += 1;
-        }
+            })
+            .chain((0..50u8).map(|i| Command::PutSecret {
+                name: i.to_string(),
+                sealed: vec![i; usize::from(i)],
+            }))
+            .collect();
+        run(&mut state, &writes);
         let encoded = serde_json::to_vec(&state).unwrap().len();
         assert!(
-            encoded <= SHARED_DATA_LIMIT,
-            "{i} entries encode to {encoded} bytes"
+            encoded <= empty + state.shared_bytes(),
+            "{encoded} bytes encoded, {} counted",
+            state.shared_bytes()
         );
     }
 

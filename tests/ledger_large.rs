@@ -1,0 +1,148 @@
+//! A large ledger over the real control plane, in one process on loopback: 50 MB of keys and a
+//! value at the per-write limit reach a member that joins as a follower (the paged catch-up)
+//! and then, promoted when a voter leaves, as a voter (raft); a write over the limit is refused
+//! naming the limit, and writes after it commit. Runs anywhere, no root.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::ledger::{Replica, group, replica};
+use support::mesh::{DEADLINE, address, network, start, wait_for, wait_within};
+use weft::ledger::LedgerError;
+use weft::ledger::limits::MAX_COMMAND_BYTES;
+use weft::ledger::state::Command;
+
+/// Bytes of values the ledger is filled with.
+const FILL: usize = 50_000_000;
+/// Bytes of each filling value.
+const VALUE: usize = 60_000;
+/// How long a large state may take to reach a new member.
+const LARGE_DEADLINE: Duration = Duration::from_secs(180);
+
+fn put(key: &str, value: String) -> Command {
+    Command::KvPut {
+        bucket: "large".into(),
+        key: key.into(),
+        value,
+    }
+}
+
+/// The largest value one write can carry.
+fn value_at_the_limit() -> String {
+    let framing = serde_json::to_vec(&put("at-limit", String::new()))
+        .unwrap()
+        .len();
+    "l".repeat(MAX_COMMAND_BYTES - framing)
+}
+
+/// Whether `replica` holds every filling key, the value at the limit and the write after it.
+fn holds_everything(replica: &Replica, keys: usize) -> bool {
+    let state = replica.ledger.state();
+    state.bucket("large").is_some_and(|bucket| {
+        bucket.len() == keys + 2
+            && bucket.get("at-limit").map(String::len) == Some(value_at_the_limit().len())
+            && bucket.contains_key("after")
+    })
+}
+
+async fn commit(replica: &Replica, command: Command) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while let Err(e) = replica.ledger.propose(command.clone()).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never committed: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_megabytes_reach_a_new_follower_and_a_new_voter_and_writes_over_the_limit_are_refused()
+ {
+    let token = network();
+    let mut replicas = group(&token, &["m0", "m1", "m2"]).await;
+    let leader = wait_for("a leader with three settled voters", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 3 && !status.changing_voters)
+            .then_some(status.leader)
+            .flatten()
+    })
+    .await;
+
+    let keys = FILL.div_ceil(VALUE);
+    let started = Instant::now();
+    let batches: Vec<Vec<usize>> = (0..keys)
+        .collect::<Vec<_>>()
+        .chunks(16)
+        .map(<[usize]>::to_vec)
+        .collect();
+    for batch in batches {
+        futures::future::join_all(batch.into_iter().map(|i| {
+            let value = format!("{i:08}").repeat(VALUE / 8);
+            commit(&replicas[0], put(&format!("k{i:04}"), value))
+        }))
+        .await;
+    }
+    commit(&replicas[0], put("at-limit", value_at_the_limit())).await;
+    let over = replicas[0]
+        .ledger
+        .propose(put("over", "o".repeat(MAX_COMMAND_BYTES)))
+        .await;
+    match over {
+        Err(LedgerError::TooLarge(message)) => assert!(
+            message.contains(&MAX_COMMAND_BYTES.to_string()),
+            "the refusal names the limit: {message}"
+        ),
+        other => panic!("a write over the limit was not refused as such: {other:?}"),
+    }
+    commit(&replicas[0], put("after", "a".into())).await;
+    eprintln!(
+        "{keys} writes of {VALUE} bytes committed in {:?}",
+        started.elapsed()
+    );
+    for replica in &replicas {
+        wait_within(LARGE_DEADLINE, "every write on every voter", || {
+            holds_everything(replica, keys).then_some(())
+        })
+        .await;
+    }
+
+    // A new member joins: the voters are complete, so it follows, from a paged catch-up.
+    let entry = address(&replicas[0].member).await;
+    let started = Instant::now();
+    let newcomer = replica(start(&token, "newcomer", vec![entry]).await, "newcomer").await;
+    wait_within(
+        LARGE_DEADLINE,
+        "the whole ledger on the new follower",
+        || holds_everything(&newcomer, keys).then_some(()),
+    )
+    .await;
+    assert!(!newcomer.ledger.is_raft_member(), "it joined as a follower");
+    eprintln!("the new follower caught up in {:?}", started.elapsed());
+
+    // A voter other than the leader leaves; the newcomer takes its seat and holds the ledger as
+    // a raft member.
+    let gone = replicas
+        .iter()
+        .position(|r| r.member.handle.peer_id().to_string() != leader)
+        .unwrap();
+    drop(replicas.remove(gone));
+    let newcomer_id = newcomer.member.handle.peer_id().to_string();
+    let started = Instant::now();
+    wait_within(LARGE_DEADLINE, "the newcomer as a voter", || {
+        (replicas[0].ledger.status().voters.contains(&newcomer_id)
+            && newcomer.ledger.is_raft_member())
+        .then_some(())
+    })
+    .await;
+    wait_within(LARGE_DEADLINE, "the whole ledger on the new voter", || {
+        holds_everything(&newcomer, keys).then_some(())
+    })
+    .await;
+    eprintln!(
+        "the new voter holds the ledger after {:?}",
+        started.elapsed()
+    );
+    commit(&newcomer, put("later", "still commits".into())).await;
+}
