@@ -238,7 +238,7 @@ async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write_and_delet
         "distinct addresses: {addresses:?}"
     );
     // Every acknowledged write is readable at its place or, displaced by the merge, under
-    // merged/<the cluster it was written in> as <bucket>/<key>; both deletions hold.
+    // merged/<the cluster it was written in>/<bucket>; both deletions hold.
     let (winner, loser) = if merged == west_cluster {
         ("west", "east")
     } else {
@@ -250,7 +250,7 @@ async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write_and_delet
         } else {
             &east_cluster
         };
-        format!("merged/{cluster}")
+        format!("merged/{cluster}/test")
     };
     for replica in &everyone {
         wait_within(MERGE_DEADLINE, "both groups' writes on every node", || {
@@ -259,11 +259,11 @@ async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write_and_delet
             (has_key(replica, "from-west")
                 && has_key(replica, "from-east")
                 && at("conflict").as_deref() == Some(winner)
-                && displaced(loser, "test/conflict").as_deref() == Some(loser)
+                && displaced(loser, "conflict").as_deref() == Some(loser)
                 && at("west-deletes").is_none()
                 && at("east-deletes").is_none()
-                && displaced("east", "test/west-deletes").as_deref() == Some("east")
-                && displaced("west", "test/east-deletes").as_deref() == Some("west"))
+                && displaced("east", "west-deletes").as_deref() == Some("east")
+                && displaced("west", "east-deletes").as_deref() == Some("west"))
             .then_some(())
         })
         .await;

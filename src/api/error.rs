@@ -241,7 +241,10 @@ mod tests {
             (StatusCode::INSUFFICIENT_STORAGE, "ledger_full")
         );
         assert!(
-            body.error.contains("at most 524288 bytes"),
+            body.error.contains(&format!(
+                "at most {} bytes",
+                crate::ledger::state::SHARED_DATA_LIMIT
+            )),
             "{}",
             body.error
         );

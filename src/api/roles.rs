@@ -119,9 +119,12 @@ pub(super) async fn set(
     Json(change): Json<RoleChange>,
 ) -> Result<Json<Outcome>, ApiError> {
     let role = parse_role_choice(&change.role).map_err(ApiError::BadRequest)?;
-    let state = api.ledger.state();
-    let peer = find_member(&state, &who)?;
-    let deployed = state.members()[&peer].deployed;
+    let (peer, deployed) = {
+        let state = api.ledger.state();
+        let peer = find_member(&state, &who)?;
+        let deployed = state.members()[&peer].deployed;
+        (peer, deployed)
+    };
     let outcome = api
         .ledger
         .propose_patiently(Command::SetFixedRole {

@@ -14,8 +14,7 @@ use super::routes::ApiState;
 use crate::keyring::unix_now;
 use crate::rotation::make::make;
 
-/// The longest grace window accepted (30 days).
-pub const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+pub use crate::rotation::MAX_GRACE_SECS;
 
 /// The request.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -146,6 +146,8 @@ impl Driver {
         if let Some((job, published)) = self.unreported.take() {
             return self.deployed(job, published).await;
         }
+        // Decided on the state as it is, then let go of it: deploying takes minutes, and a
+        // state held meanwhile would be copied on every entry applied.
         let state = self.ledger.state();
         let secret = self.open_secret(&state);
         let decision = plan::decide(&plan::Inputs {
@@ -167,23 +169,23 @@ impl Driver {
                 ..
             }
         );
+        let role_held = state.members().get(&self.me).and_then(|m| m.role);
+        drop(state);
         match decision {
             Decision::Wait(reason) => {
-                let role = state.members().get(&self.me).and_then(|m| m.role);
-                self.show(role, Phase::Waiting, reason.clone());
-                self.report(&state, role, Phase::Waiting, reason, false)
-                    .await;
+                self.show(role_held, Phase::Waiting, reason.clone());
+                self.report(role_held, Phase::Waiting, reason, false).await;
             }
             Decision::Deploy(job) => {
                 if self.retry_at.is_none_or(|at| Instant::now() >= at) {
-                    self.deploy(&state, job).await;
+                    self.deploy(job).await;
                 }
             }
             Decision::Keep {
                 role,
                 report,
                 republish,
-            } => self.keep(&state, role, report, republish).await,
+            } => self.keep(role, report, republish).await,
         }
     }
 
@@ -203,11 +205,11 @@ impl Driver {
             .ok()
     }
 
-    async fn deploy(&mut self, state: &LedgerState, job: Job) {
+    async fn deploy(&mut self, job: Job) {
         let role = Some(job.role);
         // Committed first: an in-progress report keeps this node's seat while it works.
         match self
-            .report(state, role, Phase::Installing, String::new(), false)
+            .report(role, Phase::Installing, String::new(), false)
             .await
         {
             Reported::Taken => {}
@@ -239,8 +241,7 @@ impl Driver {
                     result = &mut deploy => break result,
                     Some(phase) = moved.recv() => {
                         self.show(role, phase, "starting services".into());
-                        let now = self.ledger.state();
-                        self.report(&now, role, phase, String::new(), false).await;
+                        self.report(role, phase, String::new(), false).await;
                     }
                 }
             }
@@ -259,9 +260,8 @@ impl Driver {
     /// says so and the founder publishes its secret.
     async fn deployed(&mut self, job: Job, published: Option<Published>) {
         let role = Some(job.role);
-        let state = self.ledger.state();
         match self
-            .report(&state, role, Phase::Deployed, String::new(), false)
+            .report(role, Phase::Deployed, String::new(), false)
             .await
         {
             Reported::Taken => {}
@@ -313,22 +313,14 @@ impl Driver {
         );
         tracing::warn!(role = ?role.map(|r| r.to_string()), error = %error, retry_in = delay.as_secs(), "bootstrap failed");
         self.show(role, Phase::Failed, detail.clone());
-        let state = self.ledger.state();
-        self.report(&state, role, Phase::Failed, detail, false)
-            .await;
+        self.report(role, Phase::Failed, detail, false).await;
     }
 
     /// A deployed node: the ledger learns its role again if it lost it, and the control plane
     /// of record publishes the cluster secret again if the ledger lacks it.
-    async fn keep(
-        &mut self,
-        state: &LedgerState,
-        role: Option<Role>,
-        report: bool,
-        republish: bool,
-    ) {
+    async fn keep(&mut self, role: Option<Role>, report: bool, republish: bool) {
         let outcome = if report {
-            self.report(state, role, Phase::Deployed, String::new(), true)
+            self.report(role, Phase::Deployed, String::new(), true)
                 .await
         } else {
             Reported::Taken
@@ -347,7 +339,13 @@ impl Driver {
             _ => self.show(role, Phase::Deployed, String::new()),
         }
         if republish && self.retry_at.is_none_or(|at| Instant::now() >= at) {
-            let Some(ip) = state.members().get(&self.me).and_then(|m| m.address) else {
+            let address = self
+                .ledger
+                .state()
+                .members()
+                .get(&self.me)
+                .and_then(|m| m.address);
+            let Some(ip) = address else {
                 return;
             };
             match self.bootstrapper.republish(ip).await {
@@ -399,7 +397,6 @@ impl Driver {
     /// Makes the ledger hold this report, proposing it only when it does not already.
     async fn report(
         &mut self,
-        state: &LedgerState,
         role: Option<Role>,
         phase: Phase,
         detail: String,
@@ -411,6 +408,7 @@ impl Driver {
             detail,
             at: 0,
         };
+        let state = self.ledger.state();
         let Some(member) = state.members().get(&self.me) else {
             // Only a member can report (a refused report would still be a log entry).
             return Reported::NotCommitted;
@@ -428,13 +426,15 @@ impl Driver {
         {
             return Reported::Taken;
         }
-        let seats = seats_hash(state, &self.me);
+        let seats = seats_hash(&state, &self.me);
         if let Some((refused, against)) = &self.refused
             && *refused == wanted
             && *against == seats
         {
-            return Reported::Refused(refusal(state, &self.me));
+            return Reported::Refused(refusal(&state, &self.me));
         }
+        // Let go of the state before proposing: held, it would be copied when the report applies.
+        drop(state);
         let command = Command::ReportBootstrap {
             peer: self.me.clone(),
             report: BootstrapReport {

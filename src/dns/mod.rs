@@ -206,6 +206,8 @@ async fn follow(
     let mut reported = Vec::new();
     let mut built_from = None;
     loop {
+        // Read and let go before waiting: the state held meanwhile would be copied on every
+        // entry applied.
         let state = ledger.state();
         let version = (state.cluster(), state.applied());
         if built_from != Some(version) {
@@ -219,6 +221,7 @@ async fn follow(
             zone.store(Arc::new(built));
             built_from = Some(version);
         }
+        drop(state);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },

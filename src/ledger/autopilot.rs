@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::raft::network::{Joined, LedgerRpc, call};
 use super::state::{
-    ClusterId, Command, FixedRole, LeaseState, LedgerState, Member, Outcome, Platform, RolePolicy,
+    ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
 };
 use super::{Ledger, LedgerConfig, follower, merge, recover, service};
 
@@ -295,16 +295,20 @@ impl Pilot {
             return;
         }
         let me = self.ledger.p2p().peer_id().to_string();
-        let state = self.ledger.state();
-        let Some(member) = state
-            .members()
-            .get(&me)
-            .filter(|m| m.lease == LeaseState::Live)
-        else {
-            return;
+        // Read and let go before proposing.
+        let (fixed_role, deployed, policy_set) = {
+            let state = self.ledger.state();
+            let Some(member) = state
+                .members()
+                .get(&me)
+                .filter(|m| m.lease == LeaseState::Live)
+            else {
+                return;
+            };
+            (member.fixed_role, member.deployed, state.policy_is_set())
         };
         if let Some(fixed) = self.facts.fixed_role
-            && member.fixed_role != Some(fixed)
+            && fixed_role != Some(fixed)
         {
             let command = Command::SetFixedRole {
                 peer: me.clone(),
@@ -314,7 +318,7 @@ impl Pilot {
             match self.ledger.propose(command).await {
                 Ok(Outcome::RoleDeployed) => tracing::warn!(
                     role = fixed.as_str(),
-                    deployed = ?member.deployed.map(|r| r.as_str()),
+                    deployed = ?deployed.map(|r| r.as_str()),
                     "this node was started with another role than the one it deployed; it keeps \
                      the deployed role (change it with weft role set NODE ROLE --force)"
                 ),
@@ -326,7 +330,7 @@ impl Pilot {
             }
         }
         if let Some(policy) = self.facts.policy
-            && !state.policy_is_set()
+            && !policy_set
             && let Err(e) = self.ledger.propose(Command::InitRolePolicy(policy)).await
         {
             tracing::debug!(error = %e, "configured role policy not committed yet");
@@ -355,14 +359,15 @@ impl Pilot {
         let total = commands.len();
         for command in commands {
             let place = match &command {
-                Command::KvPut { bucket, key, .. } => format!("{bucket}/{key}"),
+                Command::CarryKv { bucket, key, .. } => format!("{bucket}/{key}"),
                 _ => String::new(),
             };
             match self.ledger.propose(command).await {
                 Ok(Outcome::LedgerFull) => {
                     tracing::warn!(
                         entry = %place,
-                        "the ledger is full: a carried entry cannot be put back and is dropped"
+                        "the ledger is full: a carried entry (or the value its deletion would \
+                         displace) has no room and is left as it is"
                     );
                 }
                 Ok(_) => {}
@@ -395,9 +400,7 @@ fn renew_interval(lease_timeout: Duration) -> Duration {
 /// the target.
 async fn lead(ledger: &Ledger, config: &LedgerConfig) {
     if ledger.state().cluster().is_none() {
-        let seed = recover::load_seed(ledger.dir());
-        let recovering = seed.is_some();
-        let first = match seed {
+        let first = match recover::load_seed(ledger.dir()) {
             Some(seed) => Command::Recover {
                 cluster: seed.cluster,
                 state: Box::new(seed.state),
@@ -407,15 +410,18 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
                 id: rand::rngs::OsRng.next_u64(),
             }),
         };
-        match ledger.propose(first).await {
-            Ok(_) if recovering => {
-                recover::clear_seed(ledger.dir());
-                if let Err(e) = ledger.compact().await {
-                    tracing::warn!(error = %e, "the recovered state is not in a snapshot yet; a node that joins meanwhile may not catch up");
-                }
+        if let Err(e) = ledger.propose(first).await {
+            tracing::debug!(error = %e, "first entry not committed yet");
+        }
+    }
+    // A committed recovery's one entry holds the whole state, too large for an append: its seed
+    // is kept until the log is folded into a snapshot (after a restart too).
+    if recover::has_seed(ledger.dir()) && ledger.state().cluster().is_some() {
+        match ledger.compact().await {
+            Ok(()) => recover::clear_seed(ledger.dir()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the recovered state is not in a snapshot yet; retrying")
             }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "first entry not committed yet"),
         }
     }
     if let Err(e) = service::promote(ledger, config.target_voters).await {
@@ -442,8 +448,8 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
         return;
     }
     let in_raft: Vec<&String> = membership.nodes().map(|(_, n)| &n.peer_id).collect();
-    let state = ledger.state();
-    let Some(candidate) = state
+    let Some(candidate) = ledger
+        .state()
         .members()
         .iter()
         .filter(|(peer, m)| {
@@ -501,12 +507,15 @@ async fn replace_unreachable_voters(
             .get_node(id)
             .is_some_and(|n| reachable.contains(&n.peer_id))
     };
-    let state = ledger.state();
-    let is_denied = |id: &u64| {
+    let denied: Vec<u64> = {
+        let state = ledger.state();
         membership
-            .get_node(id)
-            .is_some_and(|n| state.is_denied(&n.peer_id))
+            .nodes()
+            .filter(|(_, n)| state.is_denied(&n.peer_id))
+            .map(|(id, _)| *id)
+            .collect()
     };
+    let is_denied = |id: &u64| denied.contains(id);
     let voters: Vec<u64> = membership.voter_ids().collect();
     let now = Instant::now();
     unreachable_since.retain(|id, _| voters.contains(id) && !is_reachable(id));
@@ -572,31 +581,33 @@ async fn expire_unreachable(
     unreachable_since: &mut HashMap<String, Instant>,
 ) {
     let reachable = reachable_peers(ledger);
-    let state = ledger.state();
-    let live: Vec<(&String, &Member)> = state
+    // The live members and when each renewed, read and let go before proposing.
+    let live: Vec<(String, u64)> = ledger
+        .state()
         .members()
         .iter()
         .filter(|(_, m)| m.lease == LeaseState::Live)
+        .map(|(peer, m)| (peer.clone(), m.renewed_at))
         .collect();
     unreachable_since
-        .retain(|peer, _| live.iter().any(|(p, _)| *p == peer) && !reachable.contains(peer));
+        .retain(|peer, _| live.iter().any(|(p, _)| p == peer) && !reachable.contains(peer));
     let now = Instant::now();
     let wall = unix_now();
-    for (peer, member) in live {
-        if reachable.contains(peer) {
+    for (peer, renewed_at) in live {
+        if reachable.contains(&peer) {
             continue;
         }
         let since = *unreachable_since.entry(peer.clone()).or_insert(now);
         // A lease not renewed for a whole timeout went stale before this leader started
         // counting (a new leader, a recovered cluster).
-        let stale = wall.saturating_sub(member.renewed_at) >= lease_timeout.as_secs();
+        let stale = wall.saturating_sub(renewed_at) >= lease_timeout.as_secs();
         if now.duration_since(since) < lease_timeout && !stale {
             continue;
         }
         tracing::info!(%peer, "member unreachable past the lease timeout; expiring its lease");
         match ledger.propose(Command::Expire { peer: peer.clone() }).await {
             Ok(_) => {
-                unreachable_since.remove(peer);
+                unreachable_since.remove(&peer);
             }
             Err(e) => tracing::debug!(%peer, error = %e, "lease expiry not committed"),
         }

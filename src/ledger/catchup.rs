@@ -1,18 +1,19 @@
 //! Catch-up in pages: a follower that starts following, or fell behind, fetches a voter's whole
 //! state. The state can be far larger than the one message a request travels in (a ledger of
-//! 50 MB), so the voter encodes it once at its current raft index and serves that encoding in
-//! pages of [`PAGE`] bytes; the follower asks page after page of the same encoding, named by
-//! its index, and decodes the state when it has all of it.
+//! 50 MB), so the voter encodes it at its applied raft index and serves that encoding in pages
+//! of [`PAGE`] bytes; the follower asks page after page of the same encoding, named by its
+//! index, and decodes the state when it has all of it.
 //!
-//! A voter keeps the last [`KEPT`] encodings, so followers catching up at once share them and a
-//! follower is not cut off by a write in the middle of its fetch; one asking for an encoding
-//! no longer kept starts again. The follower takes at most [`MAX_STATE`] bytes in all, each
-//! page where the previous one ended, so a hostile voter can neither make it hold more nor
-//! make it mix two encodings.
+//! Any member may ask, and any member may be hostile, so encoding is bounded: a follower
+//! starting a fetch gets the newest encoding while it is younger than [`FRESH`] (the feed
+//! brings the entries applied since), one encoding is made at a time, off the async workers,
+//! and at most [`KEPT`] are kept, the one served least recently dropped first. A follower whose
+//! encoding was dropped starts again. The follower takes at most [`MAX_STATE`] bytes, only full
+//! pages where the previous one ended (the last excepted), within [`FETCH_DEADLINE`], so a
+//! hostile voter can neither make it hold more, mix two encodings, nor stall it for long.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -30,14 +31,23 @@ const _: () = assert!(PAGE.div_ceil(3) * 4 + 128 * 1024 < MAX_MESSAGE);
 /// The largest state a follower takes, as for a raft snapshot.
 pub const MAX_STATE: u64 = super::raft::snapshot::MAX_SNAPSHOT;
 
-/// Encodings a voter keeps for followers fetching them.
-const KEPT: usize = 2;
+/// How long the newest encoding is served to followers starting a fetch.
+pub const FRESH: Duration = Duration::from_secs(10);
+
+/// Encodings a voter keeps at most.
+pub const KEPT: usize = 3;
 
 /// How long one page may take.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Fresh starts a fetch makes at most when the encoding it was reading is dropped.
-const RESTARTS: usize = 3;
+/// How long a whole fetch may take (64 MiB at about 1 Mbit/s).
+pub const FETCH_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Failed pages a fetch tries again, in all.
+const RETRIES: usize = 5;
+
+/// How a voter's answer says the encoding asked for is no longer kept.
+const GONE: &str = "no longer kept";
 
 /// One page of a voter's state as the follower asked for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,43 +65,93 @@ pub struct Page {
     pub data: String,
 }
 
-/// The encodings a voter serves, newest last.
+/// One encoding a voter keeps.
+#[derive(Debug)]
+struct Kept {
+    position: u64,
+    bytes: Arc<Vec<u8>>,
+    made: Instant,
+    served: Instant,
+}
+
+/// The encodings a voter serves.
 #[derive(Debug, Default)]
-pub struct Encodings(Mutex<VecDeque<(u64, Arc<Vec<u8>>)>>);
+pub struct Encodings {
+    kept: Mutex<Vec<Kept>>,
+    /// Held while an encoding is made, so only one is made at a time.
+    making: tokio::sync::Mutex<()>,
+}
 
 impl Encodings {
-    /// The encoding at `position`, if kept; with `position` `None`, the encoding of `current`
-    /// (the state and the index it is at), made if it is not kept yet.
-    pub fn get(
+    /// The encoding at `position`, if kept. With `position` `None`: the newest one while it is
+    /// younger than [`FRESH`] at `now`, else a new encoding of `current` (the state and the
+    /// index it is at).
+    pub async fn get(
         &self,
         position: Option<u64>,
         current: impl FnOnce() -> (Arc<LedgerState>, u64),
+        now: Instant,
     ) -> Result<(u64, Arc<Vec<u8>>), String> {
-        let find = |kept: &VecDeque<(u64, Arc<Vec<u8>>)>, at: u64| {
-            kept.iter()
-                .find(|(p, _)| *p == at)
-                .map(|(p, bytes)| (*p, bytes.clone()))
-        };
         if let Some(at) = position {
-            let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            return find(&kept, at).ok_or_else(|| {
-                format!("the state at index {at} is no longer kept; start the catch-up again")
+            return self.serve(|k| k.position == at, now).ok_or_else(|| {
+                format!("the state at index {at} is {GONE}; start the catch-up again")
             });
         }
-        let (state, at) = current();
-        if let Some(found) = find(&self.0.lock().unwrap_or_else(|p| p.into_inner()), at) {
+        let fresh = |k: &Kept| now.saturating_duration_since(k.made) < FRESH;
+        if let Some(found) = self.newest(fresh, now) {
             return Ok(found);
         }
-        // Encoded outside the lock: a large state takes a while.
-        let bytes = Arc::new(serde_json::to_vec(&*state).map_err(|e| e.to_string())?);
-        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if find(&kept, at).is_none() {
-            kept.push_back((at, bytes.clone()));
-            while kept.len() > KEPT {
-                kept.pop_front();
-            }
+        let _making = self.making.lock().await;
+        // Made by another request while this one waited.
+        if let Some(found) = self.newest(fresh, now) {
+            return Ok(found);
         }
+        let (state, at) = current();
+        let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&*state))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let bytes = Arc::new(bytes);
+        let mut kept = self.lock();
+        kept.retain(|k| k.position != at);
+        kept.push(Kept {
+            position: at,
+            bytes: bytes.clone(),
+            made: now,
+            served: now,
+        });
+        while kept.len() > KEPT {
+            let Some(idle) = kept
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.position != at)
+                .min_by_key(|(_, k)| k.served)
+                .map(|(i, _)| i)
+            else {
+                break;
+            };
+            kept.remove(idle);
+        }
+        kept.sort_by_key(|k| k.position);
         Ok((at, bytes))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The kept encoding `which` picks, marked served at `now`.
+    fn serve(&self, which: impl Fn(&Kept) -> bool, now: Instant) -> Option<(u64, Arc<Vec<u8>>)> {
+        let mut kept = self.lock();
+        let found = kept.iter_mut().rev().find(|k| which(k))?;
+        found.served = now;
+        Some((found.position, found.bytes.clone()))
+    }
+
+    /// The newest kept encoding, when `fresh` holds for it.
+    fn newest(&self, fresh: impl Fn(&Kept) -> bool, now: Instant) -> Option<(u64, Arc<Vec<u8>>)> {
+        let newest = self.lock().iter().map(|k| k.position).max()?;
+        self.serve(|k| k.position == newest && fresh(k), now)
     }
 }
 
@@ -128,7 +188,7 @@ pub struct Assembly {
     bytes: Vec<u8>,
 }
 
-/// What to ask the voter next, or the state fetched.
+/// What to ask the voter next, or the whole encoding.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
     /// The page of the encoding at `position` (`None`: the current one) from `offset`.
@@ -136,20 +196,42 @@ pub enum Next {
         position: Option<u64>,
         offset: u64,
     },
-    Done(Box<Catchup>),
+    Whole(Whole),
+}
+
+/// Every byte of one encoding, with the facts of its last page.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Whole {
+    last: Page,
+    bytes: Vec<u8>,
+}
+
+impl Whole {
+    /// The state the encoding holds.
+    pub fn decode(self) -> Result<Catchup, String> {
+        let state: LedgerState = serde_json::from_slice(&self.bytes)
+            .map_err(|e| format!("the voter's state does not decode: {e}"))?;
+        Ok(Catchup {
+            cluster: self.last.cluster,
+            leader: self.last.leader,
+            voters: self.last.voters,
+            position: self.last.position,
+            state: Arc::new(state),
+        })
+    }
 }
 
 impl Assembly {
-    /// What to ask first.
-    pub fn first(&self) -> Next {
+    /// What to ask next.
+    pub fn next(&self) -> Next {
         Next::Ask {
             position: self.position,
             offset: self.bytes.len() as u64,
         }
     }
 
-    /// Takes the page the voter answered; an answer that is not the page asked for, or that
-    /// would take the state past [`MAX_STATE`], is refused.
+    /// Takes the page the voter answered; an answer that is not the page asked for, a page
+    /// shorter than [`PAGE`] that is not the last, or a state past [`MAX_STATE`], is refused.
     pub fn take(&mut self, page: Page) -> Result<Next, String> {
         if page.total > MAX_STATE {
             return Err(format!(
@@ -157,8 +239,7 @@ impl Assembly {
                 page.total
             ));
         }
-        let expected = self.position.unwrap_or(page.position);
-        if page.position != expected
+        if page.position != self.position.unwrap_or(page.position)
             || page.offset != self.bytes.len() as u64
             || (self.position.is_some() && page.total != self.total)
         {
@@ -167,53 +248,66 @@ impl Assembly {
         let data = base64::engine::general_purpose::STANDARD
             .decode(page.data.as_bytes())
             .map_err(|e| format!("a page of the state is not base64: {e}"))?;
-        if data.is_empty() && page.offset < page.total
-            || page.offset + data.len() as u64 > page.total
-        {
+        let end = page.offset + data.len() as u64;
+        if end > page.total || (end < page.total && data.len() != PAGE) {
             return Err("a page of the state does not fit its length".into());
         }
         self.position = Some(page.position);
         self.total = page.total;
         self.bytes.extend_from_slice(&data);
-        if (self.bytes.len() as u64) < self.total {
-            return Ok(self.first());
+        if end < self.total {
+            return Ok(self.next());
         }
-        let state: LedgerState = serde_json::from_slice(&self.bytes)
-            .map_err(|e| format!("the voter's state does not decode: {e}"))?;
-        Ok(Next::Done(Box::new(Catchup {
-            cluster: page.cluster,
-            leader: page.leader,
-            voters: page.voters,
-            position: page.position,
-            state: Arc::new(state),
-        })))
+        Ok(Next::Whole(Whole {
+            last: Page {
+                data: String::new(),
+                ..page
+            },
+            bytes: std::mem::take(&mut self.bytes),
+        }))
     }
 }
 
-/// Fetches `peer`'s whole state, page by page: `ask` sends one request (the position of the
+/// Fetches a voter's whole state, page by page: `ask` sends one request (the position of the
 /// encoding, `None` for the current one, and the offset) and gives the voter's answer.
 pub async fn fetch<F, Fut>(mut ask: F) -> Result<Catchup, String>
 where
     F: FnMut(Option<u64>, u64) -> Fut,
     Fut: std::future::Future<Output = Result<Page, String>>,
 {
-    let mut restarts = 0;
+    let deadline = tokio::time::Instant::now() + FETCH_DEADLINE;
+    let mut failures = 0;
     let mut assembly = Assembly::default();
-    let mut next = assembly.first();
+    let mut next = assembly.next();
     loop {
         match next {
-            Next::Done(catchup) => return Ok(*catchup),
-            Next::Ask { position, offset } => match ask(position, offset).await {
-                Ok(page) => next = assembly.take(page)?,
-                // The encoding was dropped (writes went on meanwhile): start again.
-                Err(e) if position.is_some() && restarts < RESTARTS => {
-                    tracing::debug!(error = %e, "catch-up restarted");
-                    restarts += 1;
-                    assembly = Assembly::default();
-                    next = assembly.first();
+            Next::Whole(whole) => {
+                return tokio::task::spawn_blocking(move || whole.decode())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Next::Ask { position, offset } => {
+                let answer = tokio::time::timeout_at(deadline, ask(position, offset))
+                    .await
+                    .map_err(|_| {
+                        format!(
+                            "the catch-up took longer than {} s",
+                            FETCH_DEADLINE.as_secs()
+                        )
+                    })?;
+                match answer {
+                    Ok(page) => next = assembly.take(page)?,
+                    Err(e) if failures < RETRIES => {
+                        failures += 1;
+                        tracing::debug!(error = %e, "a catch-up page failed; asking again");
+                        if e.contains(GONE) {
+                            assembly = Assembly::default();
+                        }
+                        next = assembly.next();
+                    }
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
-            },
+            }
         }
     }
 }
@@ -255,13 +349,15 @@ mod tests {
         let mut asked = 0;
         let fetched = fetch(|position, offset| {
             asked += 1;
-            let answer = encodings
-                .get(position, || (state.clone(), 9))
-                .and_then(|(at, bytes)| page(facts(), at, &bytes, offset));
-            if let Ok(page) = &answer {
-                assert!(serde_json::to_vec(page).unwrap().len() < MAX_MESSAGE);
+            let (encodings, state) = (&encodings, state.clone());
+            async move {
+                let (at, bytes) = encodings
+                    .get(position, || (state, 9), Instant::now())
+                    .await?;
+                let page = page(facts(), at, &bytes, offset)?;
+                assert!(serde_json::to_vec(&page).unwrap().len() < MAX_MESSAGE);
+                Ok(page)
             }
-            std::future::ready(answer)
         })
         .await
         .unwrap();
@@ -272,32 +368,69 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_fetch_starts_again_when_its_encoding_is_dropped() {
+    async fn starting_fetches_share_a_fresh_encoding_and_a_dropped_one_is_fetched_again() {
+        let encodings = Encodings::default();
+        let start = Instant::now();
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let current = |at: u64| {
+            let made = &made;
+            move || {
+                made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (state_of(PAGE), at)
+            }
+        };
+        // Within FRESH every start gets the newest encoding, whatever was applied since.
+        let (first, _) = encodings.get(None, current(5), start).await.unwrap();
+        let (again, _) = encodings
+            .get(None, current(6), start + FRESH / 2)
+            .await
+            .unwrap();
+        assert_eq!((first, again), (5, 5));
+        // Later a new one is made; older ones stay while fewer than KEPT are kept.
+        let mut now = start;
+        for at in 6..6 + KEPT as u64 {
+            now += FRESH;
+            encodings.get(None, current(at), now).await.unwrap();
+        }
+        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 1 + KEPT);
+        // The one served least recently went first: 5 is gone, and a follower reading it is
+        // told so.
+        let gone = encodings.get(Some(5), current(0), now).await.unwrap_err();
+        assert!(gone.contains(GONE), "{gone}");
+        assert!(encodings.get(Some(6), current(0), now).await.is_ok());
+
+        // A fetch whose encoding is dropped midway starts again and ends whole.
         let old = state_of(2 * PAGE);
         let new = state_of(2 * PAGE + 100_000);
         let encodings = Encodings::default();
-        let mut position = 1;
-        let fetched = fetch(|at, offset| {
-            // After each first page, writes move the voter on by two encodings.
-            let answer = encodings
-                .get(at, || {
-                    position += 1;
-                    (
-                        if position > 2 {
-                            new.clone()
-                        } else {
-                            old.clone()
-                        },
-                        position,
-                    )
-                })
-                .and_then(|(at, bytes)| page(facts(), at, &bytes, offset));
-            if at.is_none() && position == 2 {
-                for later in [100, 101] {
-                    encodings.get(None, || (new.clone(), later)).unwrap();
+        let mut asked = 0;
+        let fetched = fetch(|position, offset| {
+            asked += 1;
+            let (encodings, old, new) = (&encodings, old.clone(), new.clone());
+            let first = asked == 1;
+            async move {
+                if !first
+                    && encodings
+                        .get(Some(1), || (old.clone(), 1), start)
+                        .await
+                        .is_ok()
+                {
+                    // Writes went on and other followers started fetches later.
+                    for later in 1..=KEPT as u32 {
+                        let at = 100 + u64::from(later);
+                        encodings
+                            .get(None, || (new.clone(), at), start + FRESH * later)
+                            .await?;
+                    }
                 }
+                let now = if first {
+                    start
+                } else {
+                    start + FRESH * KEPT as u32
+                };
+                let (at, bytes) = encodings.get(position, || (old, 1), now).await?;
+                page(facts(), at, &bytes, offset)
             }
-            std::future::ready(answer)
         })
         .await
         .unwrap();
@@ -311,13 +444,14 @@ mod tests {
         let first = page(facts(), 5, &bytes, 0).unwrap();
         let mut assembly = Assembly::default();
         assembly.take(first.clone()).unwrap();
+        let second = PAGE as u64;
         // Another encoding, a page out of order, a length that changed, bad data.
         for (what, bad) in [
             (
                 "position",
                 Page {
                     position: 6,
-                    offset: PAGE as u64,
+                    offset: second,
                     ..first.clone()
                 },
             ),
@@ -332,7 +466,7 @@ mod tests {
                 "total",
                 Page {
                     total: first.total + 1,
-                    offset: PAGE as u64,
+                    offset: second,
                     ..first.clone()
                 },
             ),
@@ -340,7 +474,7 @@ mod tests {
                 "data",
                 Page {
                     data: "!!".into(),
-                    offset: PAGE as u64,
+                    offset: second,
                     ..first.clone()
                 },
             ),
@@ -350,6 +484,12 @@ mod tests {
         let mut huge = first.clone();
         huge.total = MAX_STATE + 1;
         assert!(Assembly::default().take(huge).is_err());
+        let mut short = first.clone();
+        short.data = base64::engine::general_purpose::STANDARD.encode(b"x");
+        assert!(
+            Assembly::default().take(short).is_err(),
+            "a short page that is not the last"
+        );
         let mut empty = first;
         empty.data.clear();
         assert!(Assembly::default().take(empty).is_err(), "no progress");

@@ -17,15 +17,19 @@ pub async fn enforce(ledger: Ledger, shutdown: CancellationToken) {
     let mut changes = ledger.subscribe();
     let mut enforced: HashSet<PeerId> = HashSet::new();
     loop {
-        let state = ledger.state();
-        let denied: HashSet<PeerId> = state
-            .denied()
-            .iter()
-            .filter_map(|peer| peer.parse().ok())
-            .collect();
+        // Read and let go: the state held while waiting would be copied on every entry applied.
+        let (denied, in_cluster) = {
+            let state = ledger.state();
+            let denied: HashSet<PeerId> = state
+                .denied()
+                .iter()
+                .filter_map(|peer| peer.parse().ok())
+                .collect();
+            (denied, state.cluster().is_some())
+        };
         // A ledger without a cluster is one being replaced (a merge, a recovery) before its
         // state is back: lifting every denial meanwhile would let the denied back in.
-        if state.cluster().is_some() && denied != enforced {
+        if in_cluster && denied != enforced {
             if ledger.p2p.set_denied(denied.clone()).await.is_err() {
                 return;
             }

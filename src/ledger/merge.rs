@@ -13,13 +13,16 @@
 //! its own fixed role and the role it deployed (a deployed role stays bound to its member, so
 //! it wins over a seat the winner only assigned). A key-value entry both sides hold keeps the
 //! winner's value, a deletion on either side holds, and every value displaced so is kept under
-//! `merged/<cluster>` ([`merged_bucket`]).
+//! `merged/<cluster>/<bucket>` ([`merged_bucket`]); each entry is decided when its command
+//! applies ([`Command::CarryKv`]).
 
 use std::io;
 use std::path::Path;
 
 use super::pending::PendingFile;
-use super::state::{BootstrapReport, ClusterId, Command, LeaseState, LedgerState, Phase};
+use super::state::{
+    BootstrapReport, Carried, ClusterId, Command, LeaseState, LedgerState, Phase, merged_bucket,
+};
 use super::{Ledger, service};
 
 /// The carried state, in the raft directory, while a merge is in flight.
@@ -53,6 +56,7 @@ pub async fn better_cluster_reachable(ledger: &Ledger, abandoned: bool) -> Optio
             .count()
             .max(1)
     };
+    drop(state);
     let answers: Vec<ClusterId> = service::ask(ledger, strangers)
         .await
         .into_iter()
@@ -138,73 +142,43 @@ pub fn clear_carried(dir: &Path) {
     CARRIED.clear(dir)
 }
 
-/// The bucket a merge keeps the values it displaces from `cluster` in: `merged/<cluster>`,
-/// each under `<bucket>/<key>`.
-pub fn merged_bucket(cluster: Option<ClusterId>) -> String {
-    match cluster {
-        Some(cluster) => format!("merged/{cluster}"),
-        None => "merged/unknown".to_string(),
-    }
-}
-
 /// The key-value commands that bring `carried` (the losing cluster's state) into `current`
-/// (the winner's) without losing a written value:
-/// - a key only the loser holds is put back, unless the winner deleted it;
-/// - a key both hold with different values keeps the winner's value;
-/// - a key one side deleted stays deleted (the loser's deletion is carried to the winner);
-/// - every value displaced from its place by these rules (the loser's in a conflict or where
-///   the winner deleted the key, the winner's where the loser deleted it) is kept under
-///   [`merged_bucket`] of its cluster, as `<bucket>/<key>`.
-///
-/// Deletions are known from the last [`super::state::MAX_TOMBSTONES`] kept by each side.
+/// (the winner's): one [`Command::CarryKv`] for each entry and each recent deletion the winner
+/// does not already reflect. Each is decided when it applies ([`LedgerState::carry`]'s rules),
+/// so a write made meanwhile, or a differing copy carried by another member of the same
+/// cluster, is never overwritten without being kept.
 fn key_values(carried: &LedgerState, current: &LedgerState) -> Vec<Command> {
-    let mut commands = Vec::new();
-    let mut keep = |from: &LedgerState, bucket: &str, key: &str, value: &str| {
-        let place = merged_bucket(from.cluster());
-        let key = format!("{bucket}/{key}");
-        if current
-            .bucket(&place)
-            .and_then(|b| b.get(&key))
-            .map(String::as_str)
-            != Some(value)
-        {
-            commands.push(Command::KvPut {
-                bucket: place,
-                key,
-                value: value.to_string(),
-            });
-        }
+    let Some(from) = carried.cluster() else {
+        return Vec::new();
     };
-    let mut carry = Vec::new();
+    let held = |bucket: &str, key: &str| current.bucket(bucket).and_then(|b| b.get(key));
+    let mut commands = Vec::new();
     for (bucket, entries) in carried.buckets() {
         for (key, value) in entries {
-            match current.bucket(bucket).and_then(|b| b.get(key)) {
-                Some(held) if held == value => {}
-                Some(_) => keep(carried, bucket, key, value),
-                None if current.deleted().contains(bucket, key) => {
-                    keep(carried, bucket, key, value);
-                }
-                None => carry.push(Command::KvPut {
+            let done = held(bucket, key) == Some(value)
+                || held(&merged_bucket(Some(from), bucket), key) == Some(value);
+            if !done {
+                commands.push(Command::CarryKv {
+                    from,
                     bucket: bucket.clone(),
                     key: key.clone(),
-                    value: value.clone(),
-                }),
+                    carried: Carried::Value(value.clone()),
+                });
             }
         }
     }
     for deleted in carried.deleted().iter() {
-        if let Some(value) = current
-            .bucket(&deleted.bucket)
-            .and_then(|b| b.get(&deleted.key))
-        {
-            keep(current, &deleted.bucket, &deleted.key, value);
-            carry.push(Command::KvDelete {
+        let done = held(&deleted.bucket, &deleted.key).is_none()
+            && current.deleted().contains(&deleted.bucket, &deleted.key);
+        if !done {
+            commands.push(Command::CarryKv {
+                from,
                 bucket: deleted.bucket.clone(),
-                key: Some(deleted.key.clone()),
+                key: deleted.key.clone(),
+                carried: Carried::Deleted,
             });
         }
     }
-    commands.extend(carry);
     commands
 }
 
@@ -391,6 +365,7 @@ mod tests {
         apply(
             &mut loser,
             &[
+                Command::Genesis(cluster(200, 2)),
                 join_command("me"),
                 put("b", "only-loser", "1"),
                 put("b", "both", "loser"),
@@ -432,6 +407,7 @@ mod tests {
         apply(
             &mut winner,
             &[
+                Command::Genesis(cluster(100, 1)),
                 join_command("other"),
                 put("b", "both", "winner"),
                 join_command("me"),
@@ -443,7 +419,7 @@ mod tests {
         assert_eq!(bucket.get("only-loser").map(String::as_str), Some("1"));
         assert_eq!(bucket.get("both").map(String::as_str), Some("winner"));
         assert_eq!(
-            winner.bucket(&merged_bucket(loser.cluster())).unwrap()["b/both"],
+            winner.bucket(&merged_bucket(loser.cluster(), "b")).unwrap()["both"],
             "loser",
             "the loser's value of a conflict is kept"
         );
@@ -505,22 +481,23 @@ mod tests {
         let commands = readoption(&loser, &winner, "me");
         apply(&mut winner, &commands);
         let (lost, won) = (
-            merged_bucket(loser.cluster()),
-            merged_bucket(winner.cluster()),
+            merged_bucket(loser.cluster(), "b"),
+            merged_bucket(winner.cluster(), "b"),
         );
-        assert_eq!(lost, "merged/0000000000000002");
+        assert_eq!(lost, "merged/0000000000000002/b");
         // The loser's deletions are carried; the winner's values they displace are kept.
         assert_eq!(value(&winner, "b", "loser-deleted"), None);
         assert_eq!(value(&winner, "gone", "k"), None);
         assert_eq!(
-            value(&winner, &won, "b/loser-deleted").as_deref(),
+            value(&winner, &won, "loser-deleted").as_deref(),
             Some("winner")
         );
-        assert_eq!(value(&winner, &won, "gone/k").as_deref(), Some("winner"));
+        let gone = merged_bucket(winner.cluster(), "gone");
+        assert_eq!(value(&winner, &gone, "k").as_deref(), Some("winner"));
         // The winner's deletion holds; the loser's value is kept.
         assert_eq!(value(&winner, "b", "winner-deleted"), None);
         assert_eq!(
-            value(&winner, &lost, "b/winner-deleted").as_deref(),
+            value(&winner, &lost, "winner-deleted").as_deref(),
             Some("loser")
         );
         // A key written again after its deletion is a write like any other.

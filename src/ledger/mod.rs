@@ -385,7 +385,7 @@ impl Ledger {
 
     /// On a raft member: a page of its state for a follower catching up, from `offset` of the
     /// encoding at `position` (`None`: the state as it is now).
-    pub(crate) fn catchup_page(
+    pub(crate) async fn catchup_page(
         &self,
         position: Option<u64>,
         offset: u64,
@@ -393,7 +393,7 @@ impl Ledger {
         if !self.is_raft_member() {
             return Err("this node is not a raft member of its cluster".into());
         }
-        let engine = self.engine.load();
+        let engine = self.engine.load_full();
         let cluster = engine
             .machine
             .state()
@@ -401,7 +401,12 @@ impl Ledger {
             .ok_or("this node has not applied its cluster's genesis yet")?;
         let (at, bytes) = engine
             .encodings
-            .get(position, || engine.machine.state_at())?;
+            .get(
+                position,
+                || engine.machine.state_at(),
+                std::time::Instant::now(),
+            )
+            .await?;
         let status = self.status();
         let metrics = self.raft().metrics().borrow().clone();
         let membership = metrics.membership_config.membership();

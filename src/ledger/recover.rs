@@ -117,7 +117,13 @@ pub fn load_seed(dir: &Path) -> Option<Seed> {
     SEED.load(dir)
 }
 
-/// Forgets the seed once the new cluster has committed it.
+/// Whether a seed is kept: a recovery not yet committed, or committed but not yet folded into
+/// a snapshot.
+pub fn has_seed(dir: &Path) -> bool {
+    SEED.path(dir).exists()
+}
+
+/// Forgets the seed once the new cluster has committed it and holds it in a snapshot.
 pub fn clear_seed(dir: &Path) {
     SEED.clear(dir)
 }

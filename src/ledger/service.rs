@@ -126,7 +126,7 @@ async fn answer(
             }
         }
         LedgerRpc::CatchupPage { position, offset } => {
-            encode(&ledger.catchup_page(position, offset))
+            encode(&ledger.catchup_page(position, offset).await)
         }
         LedgerRpc::Propose(command) => {
             let checked = may_propose(&command, &sender).and_then(|()| check_size(&command));

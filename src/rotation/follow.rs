@@ -59,8 +59,9 @@ impl Follower {
         }
     }
 
-    /// Follows `rotation`.
-    pub fn follow(&mut self, rotation: &TokenRotation) -> Followed {
+    /// Follows `rotation` at UNIX second `now`; the token before stays accepted until the
+    /// rotation's window closes, and at most [`super::MAX_GRACE_SECS`] from now.
+    pub fn follow(&mut self, rotation: &TokenRotation, now: u64) -> Followed {
         let held = self.keyring.held();
         let replaced = self
             .kept
@@ -77,18 +78,16 @@ impl Follower {
             },
             Err(e) => return Followed::Cannot(e.to_string()),
         };
-        let kept = Kept::after(
-            self.kept.as_ref(),
-            &held.current.token,
-            &token,
-            rotation.grace_until,
-        );
+        let until = rotation
+            .grace_until
+            .min(now.saturating_add(super::MAX_GRACE_SECS));
+        let kept = Kept::after(self.kept.as_ref(), &held.current.token, &token, until);
         if let Err(e) = file::save(&self.state_dir, &kept) {
             // Still moved: the mesh goes on; a restart would start on the configured token.
             tracing::error!(error = %e, "the rotated token is not kept on disk");
         }
         self.kept = Some(kept);
-        self.keyring.rotate(token, rotation.grace_until);
+        self.keyring.rotate(token, until);
         Followed::Moved
     }
 
@@ -97,7 +96,7 @@ impl Follower {
         let mut changes = ledger.subscribe();
         loop {
             if let Some(rotation) = ledger.state().token_rotation() {
-                match self.follow(rotation) {
+                match self.follow(rotation, crate::keyring::unix_now()) {
                     Followed::Nothing => {}
                     Followed::Moved => tracing::info!(
                         network = %rotation.network,
@@ -166,24 +165,48 @@ mod tests {
             None,
         );
         let r1 = rotation(&t0, &t1, &[("a", [1; 32])]);
-        assert_eq!(follower.follow(&r1), Followed::Moved);
+        assert_eq!(follower.follow(&r1, 0), Followed::Moved);
         assert_eq!(keyring.current().network_id(), t1.keys().network_id());
         assert_eq!(keyring.held().accepted(99).len(), 2);
         let kept = file::load(dir.path()).unwrap().unwrap();
         assert_eq!(kept.token, t1.encode());
-        assert_eq!(follower.follow(&r1), Followed::Nothing);
+        assert_eq!(follower.follow(&r1, 0), Followed::Nothing);
         // A later rotation this node was left out of is not followed.
         let t2 = token();
         let r2 = rotation(&t1, &t2, &[("b", [2; 32])]);
-        assert!(matches!(follower.follow(&r2), Followed::Cannot(_)));
+        assert!(matches!(follower.follow(&r2, 0), Followed::Cannot(_)));
         // Nor one whose sealed token is another network's than it names.
         let mut forged = rotation(&t1, &t2, &[("a", [1; 32])]);
         forged.network = hex(token().keys().network_id());
-        assert!(matches!(follower.follow(&forged), Followed::Cannot(_)));
+        assert!(matches!(follower.follow(&forged, 0), Followed::Cannot(_)));
         // An older rotation seen again (a lagging replica) does not move it back.
         let mut back = rotation(&t1, &t0, &[("a", [1; 32])]);
         back.network = hex(t0.keys().network_id());
-        assert_eq!(follower.follow(&back), Followed::Nothing);
+        assert_eq!(follower.follow(&back, 0), Followed::Nothing);
         assert_eq!(keyring.current().network_id(), t1.keys().network_id());
+    }
+
+    #[test]
+    fn a_grace_window_past_the_limit_is_cut_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t0, t1) = (token(), token());
+        let keyring = Keyring::new(t0.clone());
+        let mut follower = Follower::new(
+            keyring.clone(),
+            "a".into(),
+            [1; 32],
+            dir.path().to_path_buf(),
+            None,
+        );
+        let mut endless = rotation(&t0, &t1, &[("a", [1; 32])]);
+        endless.grace_until = u64::MAX;
+        assert_eq!(follower.follow(&endless, 1000), Followed::Moved);
+        let closes = 1000 + crate::rotation::MAX_GRACE_SECS;
+        assert_eq!(keyring.held().accepted(closes - 1).len(), 2);
+        assert_eq!(
+            keyring.held().accepted(closes).len(),
+            1,
+            "the old token is refused"
+        );
     }
 }

@@ -18,6 +18,11 @@ pub mod seal;
 
 use crate::token::NetworkId;
 
+/// The longest grace window (30 days): asked for at the API, and the most a node grants
+/// whatever a rotation in the ledger says, so that no member can keep a replaced token
+/// accepted for ever (or keep every later rotation waiting for the window to close).
+pub const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+
 /// A network id as the ledger and the API show it (16 hex digits).
 pub fn hex(id: NetworkId) -> String {
     id.to_string()

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Command, LedgerState, Outcome, PeerKey};
+use super::{Carried, Command, LedgerState, Outcome, PeerKey};
 
 /// Entries the trail keeps; the oldest go first.
 pub const AUDIT_LIMIT: usize = 256;
@@ -122,6 +122,24 @@ fn describe(command: &Command) -> String {
         Command::KvPut { bucket, key, value } => {
             format!("put {}/{} ({} bytes)", clip(bucket), clip(key), value.len())
         }
+        Command::CarryKv {
+            from,
+            bucket,
+            key,
+            carried,
+        } => match carried {
+            Carried::Value(value) => format!(
+                "carry {}/{} from cluster {from} ({} bytes)",
+                clip(bucket),
+                clip(key),
+                value.len()
+            ),
+            Carried::Deleted => format!(
+                "carry the deletion of {}/{} from cluster {from}",
+                clip(bucket),
+                clip(key)
+            ),
+        },
         Command::KvDelete { bucket, key } => match key {
             Some(key) => format!("delete {}/{}", clip(bucket), clip(key)),
             None => format!("delete bucket {}", clip(bucket)),

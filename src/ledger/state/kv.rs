@@ -12,7 +12,28 @@
 
 use std::collections::BTreeMap;
 
-use super::{LedgerState, Outcome};
+use serde::{Deserialize, Serialize};
+
+use super::{ClusterId, LedgerState, Outcome};
+
+/// What a merge carries of one key-value entry from the cluster it left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Carried {
+    /// The entry's value there.
+    Value(String),
+    /// The entry was deleted there.
+    Deleted,
+}
+
+/// The bucket a merge keeps the values it displaces from `bucket` in, for values written in
+/// `cluster`: `merged/<cluster>/<bucket>`, each under its own key. The cluster id is fixed-width
+/// hex, so no two (cluster, bucket) pairs share a bucket.
+pub fn merged_bucket(cluster: Option<ClusterId>, bucket: &str) -> String {
+    match cluster {
+        Some(cluster) => format!("merged/{cluster}/{bucket}"),
+        None => format!("merged/unknown/{bucket}"),
+    }
+}
 
 /// Encoded bytes of bucket names, keys, values, secret names and sealed secrets the ledger
 /// holds at most: room for what Kairos and operators keep there, with the rest of the state,
@@ -161,13 +182,69 @@ impl LedgerState {
                 }
             }
             None => {
-                for (key, value) in self.kv.remove(bucket).unwrap_or_default() {
-                    self.make_room(entry_cost(bucket, &key, &value), 0);
+                let removed = self.kv.remove(bucket).unwrap_or_default();
+                let cost = removed
+                    .iter()
+                    .map(|(key, value)| entry_cost(bucket, key, value))
+                    .sum();
+                self.make_room(cost, 0);
+                // Only the last deletions are kept anyway: recording more would only cost time.
+                let skip = removed.len().saturating_sub(super::MAX_TOMBSTONES);
+                for key in removed.into_keys().skip(skip) {
                     self.deleted.record(bucket, &key);
                 }
             }
         }
         Outcome::Done
+    }
+
+    /// Applies an entry a merge carries from the cluster `from`, against the state as it is
+    /// now: a value this state lacks is put back, unless this state deleted the key; a value
+    /// that differs from the one held, or whose key this state deleted, is kept under
+    /// [`merged_bucket`] of `from`; a deletion removes the value held, which is kept under
+    /// [`merged_bucket`] of this state's cluster first (when it cannot be kept for lack of room,
+    /// nothing is deleted). A deletion of a key this state lacks is recorded, so a copy carried
+    /// later by another member does not bring it back.
+    pub(super) fn carry(
+        &mut self,
+        from: ClusterId,
+        bucket: &str,
+        key: &str,
+        carried: &Carried,
+    ) -> Outcome {
+        let held = self.kv.get(bucket).and_then(|b| b.get(key)).cloned();
+        match (carried, held) {
+            (Carried::Value(value), Some(held)) if held == *value => Outcome::Done,
+            (Carried::Value(value), None) if !self.deleted.contains(bucket, key) => {
+                self.kv_put(bucket, key, value)
+            }
+            (Carried::Value(value), _) => self.keep(&merged_bucket(Some(from), bucket), key, value),
+            (Carried::Deleted, Some(held)) => {
+                let place = merged_bucket(self.cluster, bucket);
+                match self.keep(&place, key, &held) {
+                    Outcome::Done => self.kv_delete(bucket, Some(key)),
+                    full => full,
+                }
+            }
+            (Carried::Deleted, None) => {
+                self.deleted.record(bucket, key);
+                Outcome::Done
+            }
+        }
+    }
+
+    /// Puts `value` under `key` of `place` unless it is there already.
+    fn keep(&mut self, place: &str, key: &str, value: &str) -> Outcome {
+        if self
+            .kv
+            .get(place)
+            .and_then(|b| b.get(key))
+            .map(String::as_str)
+            == Some(value)
+        {
+            return Outcome::Done;
+        }
+        self.kv_put(place, key, value)
     }
 
     /// The recent key-value deletions.
@@ -251,6 +328,63 @@ mod tests {
             [Outcome::LedgerFull]
         );
         assert_eq!(run(&mut state, &[cluster]), [Outcome::Done]);
+    }
+
+    #[test]
+    fn carried_entries_are_decided_when_they_apply_and_nothing_written_is_lost() {
+        let (left, here) = (
+            ClusterId {
+                created_at: 2,
+                id: 2,
+            },
+            ClusterId {
+                created_at: 1,
+                id: 1,
+            },
+        );
+        let carry = |key: &str, carried: Carried| Command::CarryKv {
+            from: left,
+            bucket: "b".into(),
+            key: key.into(),
+            carried,
+        };
+        let value = |v: &str| Carried::Value(v.into());
+        let mut state = LedgerState::new(pool());
+        run(
+            &mut state,
+            &[
+                Command::Genesis(here),
+                put("written-meanwhile", 1),
+                carry("written-meanwhile", value("old")),
+                // Two members of the left cluster carry different copies of one key.
+                carry("two-copies", value("newer")),
+                carry("two-copies", value("older")),
+                // A deletion carried first, then a lagging member's copy of the key.
+                carry("deleted-there", Carried::Deleted),
+                carry("deleted-there", value("stale")),
+            ],
+        );
+        let at = |bucket: &str, key: &str| state.bucket(bucket).and_then(|b| b.get(key)).cloned();
+        let kept = merged_bucket(Some(left), "b");
+        assert_eq!(at("b", "written-meanwhile").as_deref(), Some("x"));
+        assert_eq!(at(&kept, "written-meanwhile").as_deref(), Some("old"));
+        assert_eq!(at("b", "two-copies").as_deref(), Some("newer"));
+        assert_eq!(at(&kept, "two-copies").as_deref(), Some("older"));
+        assert_eq!(at("b", "deleted-there"), None, "the deletion holds");
+        assert_eq!(at(&kept, "deleted-there").as_deref(), Some("stale"));
+
+        // A deletion whose displaced value has no room deletes nothing.
+        let mut full = LedgerState::new(pool());
+        let chunk = 60_000;
+        let mut i = 0;
+        while run(&mut full, &[put(&format!("k{i}"), chunk)]) == [Outcome::Done] {
+            i += 1;
+        }
+        assert_eq!(
+            run(&mut full, &[carry("k0", Carried::Deleted)]),
+            [Outcome::LedgerFull]
+        );
+        assert!(full.bucket("b").unwrap().contains_key("k0"));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::{AUDIT_LIMIT, AuditEntry, attribute, is_audited};
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
-pub use kv::SHARED_DATA_LIMIT;
+pub use kv::{Carried, SHARED_DATA_LIMIT, merged_bucket};
 pub use members::{LeaseState, Member, Platform};
 pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
@@ -172,6 +172,15 @@ pub enum Command {
         value: String,
     },
     /// Delete one key, or the whole bucket when `key` is `None`.
+    /// A key-value entry a merge carries from the cluster `from` its proposer left, with its
+    /// value there or its deletion; applied by the merge rules against the state as it is
+    /// when it applies ([`LedgerState::carry`]), so nothing written meanwhile is lost.
+    CarryKv {
+        from: ClusterId,
+        bucket: String,
+        key: String,
+        carried: Carried,
+    },
     KvDelete {
         bucket: String,
         key: Option<String>,
@@ -391,6 +400,12 @@ impl LedgerState {
             }
             Command::KvPut { bucket, key, value } => self.kv_put(bucket, key, value),
             Command::KvDelete { bucket, key } => self.kv_delete(bucket, key.as_deref()),
+            Command::CarryKv {
+                from,
+                bucket,
+                key,
+                carried,
+            } => self.carry(*from, bucket, key, carried),
             Command::Deny { peer } => self.deny(peer),
             Command::Allow { peer } => {
                 self.deny.remove(peer);

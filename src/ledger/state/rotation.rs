@@ -4,8 +4,8 @@
 //! proposer sealed ([`crate::rotation::seal`] makes and opens it), and every node follows the
 //! last rotation it finds here ([`crate::rotation::follow`]).
 //!
-//! A rotation must start from the token the previous one moved to, so two operators rotating
-//! at once cannot leave the members split between two new tokens: the second is refused.
+//! The last rotation committed is the one every member follows, whichever token it holds, so
+//! two operators rotating at once still leave the members on one token.
 
 use std::collections::BTreeMap;
 
