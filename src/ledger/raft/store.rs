@@ -32,13 +32,17 @@ use crate::ledger::state::{Command, LedgerState, Outcome};
 
 /// Log entries by index, JSON.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// Vote, committed index, last purged id, snapshot: JSON under fixed keys.
+/// Vote, committed index, last purged id, snapshot: under fixed keys, JSON but for the
+/// snapshot's data, kept as it is.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+/// A snapshot as earlier versions stored it: [`StoredSnapshot`], its data as a JSON array.
 const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_META: &str = "snapshot_meta";
+const SNAPSHOT_DATA: &str = "snapshot_data";
 
 type NodeId = u64;
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
@@ -96,6 +100,50 @@ fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<
         table.insert(key, bytes.as_slice()).map_err(write_err)?;
     }
     txn.commit().map_err(write_err)
+}
+
+/// Stores a snapshot: its metadata as JSON and its data as it is (as a JSON array, a large
+/// state would take four times its size), replacing any earlier one.
+fn save_snapshot(
+    db: &Database,
+    meta: &SnapshotMeta<NodeId, LedgerNode>,
+    data: &[u8],
+) -> StorageResult<()> {
+    let meta = encode(meta)?;
+    let txn = db.begin_write().map_err(write_err)?;
+    {
+        let mut table = txn.open_table(META).map_err(write_err)?;
+        table
+            .insert(SNAPSHOT_META, meta.as_slice())
+            .map_err(write_err)?;
+        table.insert(SNAPSHOT_DATA, data).map_err(write_err)?;
+        table.remove(SNAPSHOT).map_err(write_err)?;
+    }
+    txn.commit().map_err(write_err)
+}
+
+/// The stored snapshot, in either form.
+fn load_snapshot(db: &Database) -> StorageResult<Option<StoredSnapshot>> {
+    let txn = db.begin_read().map_err(read_err)?;
+    let table = match txn.open_table(META) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(read_err(e)),
+    };
+    let Some(meta) = table.get(SNAPSHOT_META).map_err(read_err)? else {
+        return match table.get(SNAPSHOT).map_err(read_err)? {
+            Some(old) => decode(old.value()).map(Some),
+            None => Ok(None),
+        };
+    };
+    let data = table
+        .get(SNAPSHOT_DATA)
+        .map_err(read_err)?
+        .ok_or_else(|| read_err(std::io::Error::other("the snapshot's data is missing")))?;
+    Ok(Some(StoredSnapshot {
+        meta: decode(meta.value())?,
+        data: data.value().to_vec(),
+    }))
 }
 
 /// The raft log, vote and committed index.
@@ -228,8 +276,9 @@ impl RaftLogStorage<LedgerTypes> for LogStore {
     }
 }
 
-/// A snapshot as persisted: its metadata and the serialized [`MachineImage`].
-#[derive(Serialize, Deserialize)]
+/// A snapshot: its metadata and the serialized [`MachineImage`]. Stored so (JSON) by earlier
+/// versions; read from either form ([`load_snapshot`]).
+#[derive(Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, LedgerNode>,
     data: Vec<u8>,
@@ -297,7 +346,7 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     /// The state machine over `db`, restored from its last snapshot, or empty over `pool`.
     pub fn open(db: Arc<Database>, pool: Ipv4Net, taps: Taps) -> StorageResult<Self> {
-        let machine = match get_meta::<StoredSnapshot>(&db, SNAPSHOT)? {
+        let machine = match load_snapshot(&db)? {
             Some(stored) => {
                 let image: MachineImage = decode(&stored.data)?;
                 Machine {
@@ -367,14 +416,7 @@ impl RaftSnapshotBuilder<LedgerTypes> for StateMachineStore {
         };
         // Encoded outside the lock: a large state takes a while, and entries go on applying.
         let data = encode(&data)?;
-        put_meta(
-            &self.db,
-            SNAPSHOT,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data: data.clone(),
-            },
-        )?;
+        save_snapshot(&self.db, &meta, &data)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(SnapshotBuffer::new(data)),
@@ -437,14 +479,7 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
     ) -> StorageResult<()> {
         let data = snapshot.into_inner();
         let image: MachineImage = decode(&data)?;
-        put_meta(
-            &self.db,
-            SNAPSHOT,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data,
-            },
-        )?;
+        save_snapshot(&self.db, meta, &data)?;
         {
             let mut machine = self.lock();
             machine.state = image.state;
@@ -456,12 +491,10 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<LedgerTypes>>> {
-        Ok(
-            get_meta::<StoredSnapshot>(&self.db, SNAPSHOT)?.map(|stored| Snapshot {
-                meta: stored.meta,
-                snapshot: Box::new(SnapshotBuffer::new(stored.data)),
-            }),
-        )
+        Ok(load_snapshot(&self.db)?.map(|stored| Snapshot {
+            meta: stored.meta,
+            snapshot: Box::new(SnapshotBuffer::new(stored.data)),
+        }))
     }
 }
 
@@ -487,6 +520,48 @@ mod tests {
     #[test]
     fn the_redb_store_passes_openraft_storage_conformance_suite() {
         Suite::test_all(Builder).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_is_stored_raw_and_one_stored_by_an_earlier_version_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir.path().join("ledger.redb")).unwrap();
+        assert!(load_snapshot(&db).unwrap().is_none());
+        let meta = SnapshotMeta::<NodeId, LedgerNode> {
+            snapshot_id: "old".into(),
+            ..Default::default()
+        };
+        #[derive(Serialize)]
+        struct Earlier<'a> {
+            meta: &'a SnapshotMeta<NodeId, LedgerNode>,
+            data: &'a [u8],
+        }
+        let earlier = Earlier {
+            meta: &meta,
+            data: b"{\"x\":1}",
+        };
+        put_meta(&db, SNAPSHOT, &earlier).unwrap();
+        let loaded = load_snapshot(&db).unwrap().unwrap();
+        assert_eq!(
+            (loaded.meta.snapshot_id.as_str(), loaded.data.as_slice()),
+            ("old", &b"{\"x\":1}"[..])
+        );
+
+        let new = SnapshotMeta {
+            snapshot_id: "new".into(),
+            ..meta
+        };
+        let data = vec![7u8; 1 << 20];
+        save_snapshot(&db, &new, &data).unwrap();
+        let loaded = load_snapshot(&db).unwrap().unwrap();
+        assert_eq!(loaded.meta.snapshot_id, "new");
+        assert_eq!(loaded.data, data);
+        // Stored as it is, not as a JSON array four times its size; the earlier form is gone.
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(META).unwrap();
+        let stored = table.get(SNAPSHOT_DATA).unwrap().unwrap().value().len();
+        assert_eq!(stored, data.len());
+        assert!(table.get(SNAPSHOT).unwrap().is_none());
     }
 
     #[tokio::test]
