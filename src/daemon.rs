@@ -38,8 +38,12 @@ const FORMATION_WAIT: Duration = Duration::from_secs(5);
 const TARGET_VOTERS: usize = 3;
 /// How long a voter may be unreachable before a live member replaces it.
 const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often the daemon checks that its parts still run (and pings the watchdog at most).
-const HEALTH_CHECK: Duration = Duration::from_secs(5);
+/// How often the daemon checks that its parts still run (and pings the watchdog at most): a
+/// part that stopped ends the daemon within about this time.
+const HEALTH_CHECK: Duration = Duration::from_secs(1);
+/// How long the daemon waits, when a part stopped, for the control plane to turn out to be
+/// the cause.
+const CAUSE_GRACE: Duration = Duration::from_millis(200);
 /// How long a k3s server may take to write its join token.
 const K3S_TOKEN_WAIT: Duration = Duration::from_secs(300);
 /// How long one run of a bootstrap script may take.
@@ -231,13 +235,21 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
                 let dead = [
                     ("the control plane", p2p_task.is_finished()),
                     ("the ledger", !ledger.is_running()),
+                    (ledger.stopped_part().unwrap_or("the ledger"), ledger.stopped_part().is_some()),
                     ("the data plane", dataplane_tasks.try_join_next().is_some()),
+                    ("the DNS server", dns_tasks.try_join_next().is_some()),
                     ("the bootstrapper", bootstrap_tasks.try_join_next().is_some()),
+                    ("the token rotation follower", rotation_tasks.try_join_next().is_some()),
                 ]
                 .into_iter()
                 .find_map(|(part, dead)| dead.then_some(part));
                 match dead {
                     Some(part) => {
+                        // Ledger, data-plane and DNS tasks end when the control plane closes
+                        // their channels: give its task a moment to finish, so that the cause
+                        // is the part named.
+                        tokio::time::sleep(CAUSE_GRACE).await;
+                        let part = if p2p_task.is_finished() { "the control plane" } else { part };
                         tracing::error!("{part} stopped unexpectedly");
                         break Some(Ended::Died(part));
                     }

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod dns;
 pub mod durable;
+pub mod fault;
 pub mod identity;
 pub mod keyring;
 pub mod ledger;

@@ -161,6 +161,8 @@ pub struct Ledger {
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
     proposals: metrics::ProposalMetrics,
+    /// The first long-lived task that stopped while the node was not shutting down.
+    stopped: Arc<watch::Sender<Option<&'static str>>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -229,29 +231,87 @@ impl Ledger {
             membership: Arc::default(),
             declared: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
+            stopped: Arc::new(watch::Sender::new(None)),
         };
         if let Some(inbox) = p2p.take_inbox(crate::p2p::Service::Raft) {
-            tokio::spawn(service::serve(ledger.clone(), config.target_voters, inbox));
+            ledger.supervise(
+                "the ledger's RPC service",
+                &shutdown,
+                service::serve(ledger.clone(), config.target_voters, inbox),
+            );
         }
-        tokio::spawn(feed::publish(
-            ledger.clone(),
-            taps.applied.subscribe(),
-            shutdown.clone(),
-        ));
-        tokio::spawn(feed::follow(ledger.clone(), p2p.gossip(), shutdown.clone()));
-        tokio::spawn(deny::enforce(ledger.clone(), shutdown.clone()));
-        tokio::spawn(autopilot::run(
-            ledger.clone(),
-            config,
-            facts,
-            shutdown.clone(),
-        ));
+        ledger.supervise(
+            "the ledger's feed",
+            &shutdown,
+            feed::publish(ledger.clone(), taps.applied.subscribe(), shutdown.clone()),
+        );
+        ledger.supervise(
+            "the ledger's follower",
+            &shutdown,
+            feed::follow(ledger.clone(), p2p.gossip(), shutdown.clone()),
+        );
+        ledger.supervise(
+            "the deny list",
+            &shutdown,
+            deny::enforce(ledger.clone(), shutdown.clone()),
+        );
+        ledger.supervise(
+            "the ledger's autopilot",
+            &shutdown,
+            crate::fault::guard(
+                "ledger",
+                true,
+                autopilot::run(ledger.clone(), config, facts, shutdown.clone()),
+            ),
+        );
         let stopping = ledger.clone();
         tokio::spawn(async move {
             shutdown.cancelled().await;
             let _ = stopping.raft().shutdown().await;
         });
         Ok(ledger)
+    }
+
+    /// Runs `task` for as long as the node runs: when it ends or panics before `shutdown`,
+    /// [`Ledger::stopped_part`] names it, and the daemon stops.
+    fn supervise(
+        &self,
+        part: &'static str,
+        shutdown: &CancellationToken,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        /// Reports the task's end when dropped: after it returns, or while a panic unwinds.
+        struct Watch {
+            part: &'static str,
+            stopped: Arc<watch::Sender<Option<&'static str>>>,
+            shutdown: CancellationToken,
+        }
+        impl Drop for Watch {
+            fn drop(&mut self) {
+                if !self.shutdown.is_cancelled() {
+                    self.stopped.send_if_modified(|first| {
+                        first.is_none() && {
+                            *first = Some(self.part);
+                            true
+                        }
+                    });
+                }
+            }
+        }
+        let watch = Watch {
+            part,
+            stopped: self.stopped.clone(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(async move {
+            let _watch = watch;
+            task.await;
+        });
+    }
+
+    /// The long-lived part of the ledger that stopped on its own, if any.
+    pub fn stopped_part(&self) -> Option<&'static str> {
+        *self.stopped.borrow()
     }
 
     /// This node's raft id.

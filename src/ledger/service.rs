@@ -35,11 +35,27 @@ const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
 /// so the proposer may send it again.
 pub const NOT_LEADER: &str = "this node is not the leader (an election is under way)";
 
-/// Serves until the inbox closes.
+/// Serves until the inbox closes. Each request runs in a task of its own, owned here: they end
+/// with the service.
 pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiver<InboundRpc>) {
-    while let Some(rpc) = inbox.recv().await {
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        let rpc = tokio::select! {
+            rpc = inbox.recv() => match rpc {
+                Some(rpc) => rpc,
+                None => return,
+            },
+            Some(done) = running.join_next() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "a ledger request's task panicked");
+                }
+                continue;
+            }
+        };
         let ledger = ledger.clone();
-        tokio::spawn(async move {
+        running.spawn(async move {
             let request = match serde_json::from_slice::<LedgerRpc>(&rpc.payload) {
                 Ok(request) => request,
                 Err(e) => {

@@ -298,6 +298,6 @@ pub fn start(
         streams: node.stream_control(),
         frames,
     };
-    let task = tokio::spawn(node.run(shutdown));
+    let task = tokio::spawn(crate::fault::guard("swarm", false, node.run(shutdown)));
     Ok((handle, task))
 }
