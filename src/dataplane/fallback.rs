@@ -94,9 +94,12 @@ pub(super) async fn accept(
         }
     };
     let open_streams = Arc::new(Mutex::new(HashMap::new()));
+    // The readers are owned here: they end with the accepting task.
+    let mut readers = tokio::task::JoinSet::new();
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
+            Some(_) = readers.join_next() => continue,
             next = incoming.next() => next,
         };
         let Some((peer, stream)) = next else { return };
@@ -108,7 +111,7 @@ pub(super) async fn accept(
             tracing::debug!(%peer, "too many frame streams from one peer; closed");
             continue;
         };
-        tokio::spawn(read(shared.clone(), slot, stream, shutdown.clone()));
+        readers.spawn(read(shared.clone(), slot, stream, shutdown.clone()));
     }
 }
 
