@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
+use super::lease::Leases;
 use super::raft::network::{Joined, LedgerRpc, call};
 use super::state::{
     ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
@@ -102,12 +103,15 @@ struct Pilot {
     started: Instant,
     last_record_attempt: Option<Instant>,
     last_renew_attempt: Option<Instant>,
+    /// This node's renewal stamp as it last saw it change, and when.
+    renewal_seen: Option<(u64, Instant)>,
     last_merge_check: Option<Instant>,
     /// Since when this node's cluster has had no leader, as the merge checks saw it.
     leaderless_since: Option<Instant>,
     /// When this node last asked its peers for a cluster.
     last_search: Option<Instant>,
-    unreachable_since: HashMap<String, Instant>,
+    /// The leases as this node, while it leads, has seen them.
+    leases: Leases,
     voter_unreachable_since: HashMap<u64, Instant>,
     /// The state of a cluster this node left in a merge, until what it holds is re-proposed.
     carried: Option<LedgerState>,
@@ -124,6 +128,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let carried = merge::load_carried(ledger.dir());
+    let leases = Leases::new(config.lease_timeout);
     let mut pilot = Pilot {
         ledger,
         config,
@@ -131,10 +136,11 @@ pub async fn run(
         started: Instant::now(),
         last_record_attempt: None,
         last_renew_attempt: None,
+        renewal_seen: None,
         last_merge_check: None,
         leaderless_since: None,
         last_search: None,
-        unreachable_since: HashMap::new(),
+        leases,
         voter_unreachable_since: HashMap::new(),
         carried,
         declared: false,
@@ -175,15 +181,10 @@ impl Pilot {
             recruit(&ledger, &self.config).await;
             replace_unreachable_voters(&ledger, &self.config, &mut self.voter_unreachable_since)
                 .await;
-            expire_unreachable(
-                &ledger,
-                self.config.lease_timeout,
-                &mut self.unreachable_since,
-            )
-            .await;
+            expire_leases(&ledger, &mut self.leases).await;
         } else {
             // A new leader starts counting afresh: it may see members the old one did not.
-            self.unreachable_since.clear();
+            self.leases = Leases::new(self.config.lease_timeout);
             self.voter_unreachable_since.clear();
         }
         if self.merge_due() && self.merge().await {
@@ -243,7 +244,7 @@ impl Pilot {
         }
         // Read, then let go of the state before proposing: an entry applied while it is held
         // copies it.
-        let current = state.members().get(&me).and_then(|member| {
+        let recorded = state.members().get(&me).and_then(|member| {
             // A record with another hostname (the node was renamed) or platform (weft was
             // upgraded) is proposed again below.
             (member.lease == LeaseState::Live
@@ -252,10 +253,20 @@ impl Pilot {
             .then_some(member.renewed_at)
         });
         drop(state);
-        match current {
-            Some(renewed_at) => {
+        match recorded {
+            Some(stamp) => {
+                // Timed by this node's monotonic clock from when it saw its stamp change (a
+                // join, a renewal), never by comparing wall clocks.
+                let now = Instant::now();
+                let seen_at = match self.renewal_seen {
+                    Some((seen, at)) if seen == stamp => at,
+                    _ => {
+                        self.renewal_seen = Some((stamp, now));
+                        now
+                    }
+                };
                 let interval = renew_interval(self.config.lease_timeout);
-                let old = unix_now().saturating_sub(renewed_at) >= interval.as_secs();
+                let old = now.duration_since(seen_at) >= interval;
                 let due = self
                     .last_renew_attempt
                     .is_none_or(|t| t.elapsed() >= interval);
@@ -573,15 +584,11 @@ async fn replace_unreachable_voters(
     }
 }
 
-/// Expires the leases of live members that no admitted connection has reached for
-/// `lease_timeout`.
-async fn expire_unreachable(
-    ledger: &Ledger,
-    lease_timeout: Duration,
-    unreachable_since: &mut HashMap<String, Instant>,
-) {
+/// Expires the leases of live members this leader has neither seen renew nor reached for the
+/// lease timeout ([`Leases`]).
+async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
     let reachable = reachable_peers(ledger);
-    // The live members and when each renewed, read and let go before proposing.
+    // The live members and their renewal stamps, read and let go before proposing.
     let live: Vec<(String, u64)> = ledger
         .state()
         .members()
@@ -589,27 +596,15 @@ async fn expire_unreachable(
         .filter(|(_, m)| m.lease == LeaseState::Live)
         .map(|(peer, m)| (peer.clone(), m.renewed_at))
         .collect();
-    unreachable_since
-        .retain(|peer, _| live.iter().any(|(p, _)| p == peer) && !reachable.contains(peer));
-    let now = Instant::now();
-    let wall = unix_now();
-    for (peer, renewed_at) in live {
-        if reachable.contains(&peer) {
-            continue;
-        }
-        let since = *unreachable_since.entry(peer.clone()).or_insert(now);
-        // A lease not renewed for a whole timeout went stale before this leader started
-        // counting (a new leader, a recovered cluster).
-        let stale = wall.saturating_sub(renewed_at) >= lease_timeout.as_secs();
-        if now.duration_since(since) < lease_timeout && !stale {
-            continue;
-        }
-        tracing::info!(%peer, "member unreachable past the lease timeout; expiring its lease");
-        match ledger.propose(Command::Expire { peer: peer.clone() }).await {
-            Ok(_) => {
-                unreachable_since.remove(&peer);
-            }
-            Err(e) => tracing::debug!(%peer, error = %e, "lease expiry not committed"),
+    let expired = leases.expired(
+        &live,
+        |peer| reachable.iter().any(|r| r == peer),
+        Instant::now(),
+    );
+    for peer in expired {
+        tracing::info!(%peer, "member neither renewed nor reachable for the lease timeout; expiring its lease");
+        if let Err(e) = ledger.propose(Command::Expire { peer: peer.clone() }).await {
+            tracing::debug!(%peer, error = %e, "lease expiry not committed");
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod catchup;
 mod deny;
 pub mod feed;
 pub mod follower;
+pub mod lease;
 pub mod limits;
 pub mod merge;
 mod metrics;

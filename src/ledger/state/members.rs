@@ -181,7 +181,9 @@ impl LedgerState {
     pub(super) fn renew(&mut self, peer: &PeerKey, now: u64) -> Outcome {
         match self.members.get_mut(peer) {
             Some(member) if member.lease == LeaseState::Live => {
-                member.renewed_at = now.max(member.renewed_at);
+                // Every renewal moves the stamp, even from a clock that stepped back: the leader
+                // counts a changed stamp as a renewal ([`crate::ledger::lease`]).
+                member.renewed_at = now.max(member.renewed_at.saturating_add(1));
                 Outcome::Done
             }
             _ => Outcome::UnknownMember,
@@ -242,6 +244,25 @@ mod tests {
     use super::super::Command;
     use super::super::tests::{address, join, join_declaring, pool, run};
     use super::*;
+
+    #[test]
+    fn every_renewal_moves_the_stamp_whatever_the_members_clock_says() {
+        let mut state = LedgerState::new(pool());
+        run(&mut state, &[join("a", 1000)]);
+        let stamp = |state: &LedgerState| state.members()["a"].renewed_at;
+        let mut last = stamp(&state);
+        for now in [2000, 5, 5, 0] {
+            run(
+                &mut state,
+                &[Command::Renew {
+                    peer: "a".into(),
+                    now,
+                }],
+            );
+            assert_ne!(stamp(&state), last, "a renewal at {now}");
+            last = stamp(&state);
+        }
+    }
 
     #[test]
     fn an_expired_lease_frees_its_address_and_a_rejoin_gets_it_back_when_free() {
