@@ -75,6 +75,23 @@ async fn three_members_admit_each_other_and_a_stranger_is_admitted_by_nobody() {
     }
 }
 
+/// A bare libp2p node on TCP with `behaviour`: no weft in it, whatever protocols it speaks.
+fn bare_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> libp2p::Swarm<B> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(behaviour)
+        .unwrap()
+        .build()
+}
+
 /// A node that speaks weft's protocols without holding the token.
 #[derive(libp2p::swarm::NetworkBehaviour)]
 #[behaviour(prelude = "libp2p::swarm::derive_prelude")]
@@ -94,36 +111,26 @@ async fn a_stranger_learns_nothing_and_using_a_member_protocol_other_than_auth_i
     // member's challenge and never answers it; it challenges the member, asks for the member
     // list and reads what identify tells it meanwhile.
     let protocols = Protocols::new();
-    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Stranger {
-            identify: libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
-                "/stranger/1".into(),
-                key.public(),
-            )),
-            auth: request_response::Behaviour::new(
-                [(
-                    protocols.auth.clone(),
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default(),
-            ),
-            control: request_response::Behaviour::new(
-                [(
-                    protocols.control.clone(),
-                    request_response::ProtocolSupport::Full,
-                )],
-                request_response::Config::default(),
-            ),
-        })
-        .unwrap()
-        .build();
+    let mut stranger = bare_swarm(|key| Stranger {
+        identify: libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+            "/stranger/1".into(),
+            key.public(),
+        )),
+        auth: request_response::Behaviour::new(
+            [(
+                protocols.auth.clone(),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default(),
+        ),
+        control: request_response::Behaviour::new(
+            [(
+                protocols.control.clone(),
+                request_response::ProtocolSupport::Full,
+            )],
+            request_response::Config::default(),
+        ),
+    });
     let mut unanswered_challenges = Vec::new();
     stranger.dial(target).unwrap();
     let mut identified = None;
@@ -211,35 +218,21 @@ async fn a_stranger_gets_no_member_list_from_the_private_kademlia() {
     // The prober holds the member's challenge unanswered, so its admission is still pending,
     // and asks the member for the peers closest to a random key meanwhile.
     let protocols = Protocols::new();
-    let mut prober = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
-            let local = key.public().to_peer_id();
-            let mut config = kad::Config::new(protocols.kad.clone());
-            config.set_query_timeout(Duration::from_secs(20));
-            Prober {
-                auth: request_response::Behaviour::new(
-                    [(
-                        protocols.auth.clone(),
-                        request_response::ProtocolSupport::Full,
-                    )],
-                    request_response::Config::default(),
-                ),
-                kad: kad::Behaviour::with_config(
-                    local,
-                    kad::store::MemoryStore::new(local),
-                    config,
-                ),
-            }
-        })
-        .unwrap()
-        .build();
+    let mut prober = bare_swarm(|key| {
+        let local = key.public().to_peer_id();
+        let mut config = kad::Config::new(protocols.kad.clone());
+        config.set_query_timeout(Duration::from_secs(20));
+        Prober {
+            auth: request_response::Behaviour::new(
+                [(
+                    protocols.auth.clone(),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            ),
+            kad: kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), config),
+        }
+    });
     prober.behaviour_mut().kad.add_address(&member_id, target);
     prober
         .behaviour_mut()

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::ledger::{Replica, group, replica};
-use support::mesh::{DEADLINE, address, network, start, wait_for, wait_within};
+use support::ledger::{Replica, commit, group, replica};
+use support::mesh::{address, network, start, wait_for, wait_within};
 use weft::ledger::LedgerError;
 use weft::ledger::limits::MAX_COMMAND_BYTES;
 use weft::ledger::state::Command;
@@ -44,17 +44,6 @@ fn holds_everything(replica: &Replica, keys: usize) -> bool {
             && bucket.get("at-limit").map(String::len) == Some(value_at_the_limit().len())
             && bucket.contains_key("after")
     })
-}
-
-async fn commit(replica: &Replica, command: Command) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while let Err(e) = replica.ledger.propose(command.clone()).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never committed: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::ledger::{
-    MERGE_DEADLINE, Replica, cluster, group, own_address, quick_config, replica,
+    MERGE_DEADLINE, Replica, cluster, commit, group, own_address, quick_config, replica,
     replica_configured, replica_in, settled_cluster,
 };
 use support::mesh::{
@@ -23,19 +23,6 @@ fn has_key(replica: &Replica, key: &str) -> bool {
 
 fn value_in(replica: &Replica, bucket: &str, key: &str) -> Option<String> {
     replica.ledger.state().bucket(bucket)?.get(key).cloned()
-}
-
-/// Proposes `command` through `replica` until it commits (a member that just joined may not
-/// know the leader yet; after a leader dies there is none for an election's length).
-async fn commit(replica: &Replica, command: Command) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while let Err(e) = replica.ledger.propose(command.clone()).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never committed: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn put(key: &str) -> Command {

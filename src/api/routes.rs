@@ -347,11 +347,10 @@ async fn remove_member(
     Path(who): Path<String>,
 ) -> Result<Json<Outcome>, ApiError> {
     let peer = find_member(&state.ledger.state(), &who)?;
+    let command = Command::Leave { peer: peer.clone() };
+    let removed = |s: &LedgerState| !s.members().contains_key(&peer);
     Ok(Json(
-        state
-            .ledger
-            .propose_patiently(Command::Leave { peer })
-            .await?,
+        state.ledger.propose_idempotent(command, removed).await?,
     ))
 }
 
@@ -382,11 +381,10 @@ async fn deny(
             "a node cannot deny itself; deny it from another member".into(),
         ));
     }
+    let command = Command::Deny { peer: peer.clone() };
+    let denied = |s: &LedgerState| s.is_denied(&peer);
     Ok(Json(
-        state
-            .ledger
-            .propose_patiently(Command::Deny { peer })
-            .await?,
+        state.ledger.propose_idempotent(command, denied).await?,
     ))
 }
 
@@ -398,11 +396,10 @@ async fn allow(
     if !state.ledger.state().denied().contains(&peer) {
         return Err(ApiError::NotFound(format!("denied PeerId {peer:?}")));
     }
+    let command = Command::Allow { peer: peer.clone() };
+    let allowed = |s: &LedgerState| !s.is_denied(&peer);
     Ok(Json(
-        state
-            .ledger
-            .propose_patiently(Command::Allow { peer })
-            .await?,
+        state.ledger.propose_idempotent(command, allowed).await?,
     ))
 }
 

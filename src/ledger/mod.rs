@@ -569,6 +569,37 @@ impl Ledger {
         })
     }
 
+    /// [`Ledger::propose_patiently`] for a command that applying twice leaves as applying once
+    /// (a denial, a removal), whose `effect` shows in the state once applied. When the leader's
+    /// answer is lost (the connection closed: a denied or removed leader is cut off as the
+    /// members apply the entry, or the leader stopped), the command may have committed: this
+    /// node waits for the effect to reach its own state, and proposes once more if it does not.
+    pub async fn propose_idempotent(
+        &self,
+        command: Command,
+        effect: impl Fn(&LedgerState) -> bool,
+    ) -> Result<Outcome, LedgerError> {
+        let mut last = None;
+        for _ in 0..2 {
+            match self.propose_patiently(command.clone()).await {
+                Err(LedgerError::Refused(e)) => {
+                    let deadline = tokio::time::Instant::now() + PROPOSE_PATIENCE;
+                    let mut changes = self.subscribe();
+                    while tokio::time::Instant::now() < deadline {
+                        if effect(&self.state()) {
+                            return Ok(Outcome::Done);
+                        }
+                        let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
+                    }
+                    tracing::debug!(error = %e, "the answer was lost and the effect is not seen; proposing again");
+                    last = Some(LedgerError::Refused(e));
+                }
+                answer => return answer,
+            }
+        }
+        Err(last.unwrap_or(LedgerError::NoLeader))
+    }
+
     /// [`Ledger::propose`] for an operator's request: while no leader is known or reachable
     /// (an election after the leader left), it tries again for up to [`PROPOSE_PATIENCE`]. It
     /// never retries a proposal the leader may have received.

@@ -82,6 +82,22 @@ pub enum BuildError {
 }
 
 impl Behaviour {
+    /// The private Kademlia among members, unless `--no-dht`.
+    pub fn private_dht(&mut self) -> Option<&mut kad::Behaviour<kad::store::MemoryStore>> {
+        self.kad.as_mut().map(Gated::inner_mut)
+    }
+
+    /// The Kademlia instances running: the private one and, with `--public-dht`, the public
+    /// one.
+    pub fn kads(&mut self) -> impl Iterator<Item = &mut kad::Behaviour<kad::store::MemoryStore>> {
+        [
+            self.kad.as_mut().map(Gated::inner_mut),
+            self.public_kad.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     /// Builds the behaviour for `config`.
     pub fn new(
         key: &Keypair,

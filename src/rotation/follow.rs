@@ -152,18 +152,23 @@ mod tests {
         }
     }
 
+    /// The follower of member "a" (sealing secret `[1; 32]`) over `keyring`.
+    fn member_a(keyring: &Keyring, dir: &std::path::Path) -> Follower {
+        Follower::new(
+            keyring.clone(),
+            "a".into(),
+            [1; 32],
+            dir.to_path_buf(),
+            None,
+        )
+    }
+
     #[test]
     fn a_member_moves_to_its_copy_keeps_it_and_moves_only_once() {
         let dir = tempfile::tempdir().unwrap();
         let (t0, t1) = (token(), token());
         let keyring = Keyring::new(t0.clone());
-        let mut follower = Follower::new(
-            keyring.clone(),
-            "a".into(),
-            [1; 32],
-            dir.path().to_path_buf(),
-            None,
-        );
+        let mut follower = member_a(&keyring, dir.path());
         let r1 = rotation(&t0, &t1, &[("a", [1; 32])]);
         assert_eq!(follower.follow(&r1, 0), Followed::Moved);
         assert_eq!(keyring.current().network_id(), t1.keys().network_id());
@@ -191,13 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (t0, t1) = (token(), token());
         let keyring = Keyring::new(t0.clone());
-        let mut follower = Follower::new(
-            keyring.clone(),
-            "a".into(),
-            [1; 32],
-            dir.path().to_path_buf(),
-            None,
-        );
+        let mut follower = member_a(&keyring, dir.path());
         let mut endless = rotation(&t0, &t1, &[("a", [1; 32])]);
         endless.grace_until = u64::MAX;
         assert_eq!(follower.follow(&endless, 1000), Followed::Moved);

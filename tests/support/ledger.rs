@@ -132,3 +132,16 @@ pub async fn settled_cluster(replicas: &[Replica]) -> String {
 }
 
 pub const MERGE_DEADLINE: Duration = Duration::from_secs(90);
+
+/// Proposes `command` through `replica` until it commits (a member that just joined may not
+/// know the leader yet; after a leader dies there is none for an election's length).
+pub async fn commit(replica: &Replica, command: weft::ledger::state::Command) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while let Err(e) = replica.ledger.propose(command.clone()).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never committed: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -147,13 +147,7 @@ impl Node {
 
     pub(super) fn add_to_routing(&mut self, peer: PeerId) {
         let addrs: Vec<Multiaddr> = self.peers.listen_addrs(&peer).to_vec();
-        if let Some(kad) = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .as_mut()
-            .map(crate::p2p::gated::Gated::inner_mut)
-        {
+        if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
             for addr in addrs {
                 kad.add_address(&peer, addr);
             }
@@ -205,17 +199,7 @@ impl Node {
         let current = key_of(&held.current.keys, held.current.keys.epoch_at(unix));
         if self.provided.as_ref() != Some(&current) {
             let old = self.provided.replace(current.clone());
-            let behaviour = self.swarm.behaviour_mut();
-            for kad in [
-                behaviour
-                    .kad
-                    .as_mut()
-                    .map(crate::p2p::gated::Gated::inner_mut),
-                behaviour.public_kad.as_mut(),
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for kad in self.swarm.behaviour_mut().kads() {
                 if let Some(old) = &old {
                     kad.stop_providing(old);
                 }
@@ -236,17 +220,7 @@ impl Node {
                         .map(|e| key_of(keys, e))
                 })
                 .collect();
-            let behaviour = self.swarm.behaviour_mut();
-            for kad in [
-                behaviour
-                    .kad
-                    .as_mut()
-                    .map(crate::p2p::gated::Gated::inner_mut),
-                behaviour.public_kad.as_mut(),
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for kad in self.swarm.behaviour_mut().kads() {
                 for key in &keys {
                     kad.get_providers(key.clone());
                 }
@@ -264,12 +238,7 @@ impl Node {
                     },
             } => {
                 if self.admission.is_admitted(&record.provider)
-                    && let Some(kad) = self
-                        .swarm
-                        .behaviour_mut()
-                        .kad
-                        .as_mut()
-                        .map(crate::p2p::gated::Gated::inner_mut)
+                    && let Some(kad) = self.swarm.behaviour_mut().private_dht()
                     && let Err(e) = kad.store_mut().add_provider(record)
                 {
                     tracing::debug!(error = %e, "cannot store a provider record");
@@ -307,13 +276,7 @@ impl Node {
             if peer == local || self.peers.is_connected(&peer) {
                 continue;
             }
-            if let Some(kad) = self
-                .swarm
-                .behaviour_mut()
-                .kad
-                .as_mut()
-                .map(crate::p2p::gated::Gated::inner_mut)
-            {
+            if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
                 kad.get_closest_peers(peer);
                 self.address_lookups.insert(peer);
             }
