@@ -7,8 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::ledger::{Replica, commit, group, replica};
-use support::mesh::{address, network, start, wait_for, wait_within};
+use support::ledger::{Replica, commit, group, replica, settled_leader};
+use support::mesh::{address, network, start, wait_within};
 use weft::ledger::LedgerError;
 use weft::ledger::limits::MAX_COMMAND_BYTES;
 use weft::ledger::state::Command;
@@ -51,13 +51,7 @@ async fn fifty_megabytes_reach_a_new_follower_and_a_new_voter_and_writes_over_th
  {
     let token = network();
     let mut replicas = group(&token, &["m0", "m1", "m2"]).await;
-    let leader = wait_for("a leader with three settled voters", || {
-        let status = replicas[0].ledger.status();
-        (status.voters.len() == 3 && !status.changing_voters)
-            .then_some(status.leader)
-            .flatten()
-    })
-    .await;
+    let leader = settled_leader(&replicas).await;
 
     let keys = FILL.div_ceil(VALUE);
     let started = Instant::now();

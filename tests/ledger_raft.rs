@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use support::ledger::{
     MERGE_DEADLINE, Replica, cluster, commit, group, own_address, quick_config, replica,
-    replica_configured, replica_in, settled_cluster,
+    replica_configured, replica_in, settled_cluster, settled_leader,
 };
 use support::mesh::{
     DEADLINE, address, network, start, start_as, start_light, wait_for, wait_within,
@@ -94,13 +94,7 @@ async fn five_members_started_together_form_one_cluster_with_distinct_addresses_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_leader_dies_writes_still_commit_on_every_survivor() {
     let mut replicas = cluster(5).await;
-    let leader = wait_for("a leader with three settled voters", || {
-        let status = replicas[0].ledger.status();
-        (status.voters.len() == 3 && !status.changing_voters)
-            .then_some(status.leader)
-            .flatten()
-    })
-    .await;
+    let leader = settled_leader(&replicas).await;
     commit(&replicas[1], put("before")).await;
     for replica in &replicas {
         wait_for("the first write everywhere", || {

@@ -133,6 +133,18 @@ pub async fn settled_cluster(replicas: &[Replica]) -> String {
 
 pub const MERGE_DEADLINE: Duration = Duration::from_secs(90);
 
+/// The leader's PeerId, once three voters are settled (no change of voters under way), as the
+/// first replica sees it.
+pub async fn settled_leader(replicas: &[Replica]) -> String {
+    wait_within(DEADLINE, "a leader with three settled voters", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 3 && !status.changing_voters)
+            .then_some(status.leader)
+            .flatten()
+    })
+    .await
+}
+
 /// Proposes `command` through `replica` until it commits (a member that just joined may not
 /// know the leader yet; after a leader dies there is none for an election's length).
 pub async fn commit(replica: &Replica, command: weft::ledger::state::Command) {
