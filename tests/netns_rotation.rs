@@ -122,25 +122,13 @@ fn a_rotation_moves_the_mesh_without_a_lost_ping_and_locks_the_old_token_out_aft
         .expect("ping runs");
     std::thread::sleep(Duration::from_secs(3));
     let rotated_at = Instant::now();
-    let out = lan.weft(&[
-        "token",
-        "rotate",
-        "--rotation-grace",
-        &GRACE_SECS.to_string(),
-        "--json",
-        "--api",
-        &lan.hosts[0].api(),
-    ]);
-    assert!(
-        out.status.success(),
-        "weft token rotate: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let grace = GRACE_SECS.to_string();
+    let answer = lan.weft_ok(
+        0,
+        &["token", "rotate", "--rotation-grace", &grace, "--json"],
     );
-    eprintln!(
-        "weft token rotate answered: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let rotated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("weft token rotate answered: {answer}");
+    let rotated: serde_json::Value = serde_json::from_str(&answer).unwrap();
     let new = rotated["token"].as_str().unwrap().to_string();
     let new_id = rotated["network_id"].as_str().unwrap().to_string();
     let grace_until = rotated["grace_until"].as_u64().unwrap();

@@ -6,10 +6,11 @@
 //! its identity over both PeerIds and everything it sends (the answer also covers the offer).
 //! Both sides then run HKDF-SHA256 over the X25519 secret, salted with the data-plane key of
 //! the token the offer names (its network id: during a token rotation a member holds two, and
-//! the answering side uses the one the offer was made with, or refuses). The output is two directional ChaCha20-Poly1305 keys and the two session indexes, so a
-//! stranger without the token cannot make keys even with a member's identity. A [`Keyring`]
-//! keeps the current session, the one before it (accepted during a rekey) and, on the answering
-//! side, the next one until the peer's first packet proves that the peer has it too.
+//! the answering side uses the one the offer was made with, or refuses). The output is two
+//! directional ChaCha20-Poly1305 keys and the two session indexes, so a stranger without the
+//! token cannot make keys even with a member's identity. A [`Keyring`] keeps the current
+//! session, the one before it (accepted during a rekey) and, on the answering side, the next
+//! one until the peer's first packet proves that the peer has it too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
