@@ -99,7 +99,14 @@ pub(super) async fn accept(
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
-            Some(_) = readers.join_next() => continue,
+            Some(done) = readers.join_next() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "a fallback stream reader panicked");
+                }
+                continue;
+            }
             next = incoming.next() => next,
         };
         let Some((peer, stream)) = next else { return };

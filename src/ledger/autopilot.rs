@@ -258,15 +258,16 @@ impl Pilot {
                 // Timed by this node's monotonic clock from when it saw its stamp change (a
                 // join, a renewal), never by comparing wall clocks.
                 let now = Instant::now();
-                let seen_at = match self.renewal_seen {
-                    Some((seen, at)) if seen == stamp => at,
-                    _ => {
+                let interval = renew_interval(self.config.lease_timeout);
+                let old = match self.renewal_seen {
+                    Some((seen, at)) if seen == stamp => now.duration_since(at) >= interval,
+                    // Just started: renew at once, the node may have been away for long.
+                    None => true,
+                    Some(_) => {
                         self.renewal_seen = Some((stamp, now));
-                        now
+                        false
                     }
                 };
-                let interval = renew_interval(self.config.lease_timeout);
-                let old = now.duration_since(seen_at) >= interval;
                 let due = self
                     .last_renew_attempt
                     .is_none_or(|t| t.elapsed() >= interval);
@@ -276,6 +277,7 @@ impl Pilot {
                         peer: me,
                         now: unix_now(),
                     };
+                    self.renewal_seen = Some((stamp, now));
                     if let Err(e) = self.ledger.propose(renew).await {
                         tracing::debug!(error = %e, "lease renewal not committed");
                     }

@@ -586,7 +586,12 @@ impl Ledger {
                     let deadline = tokio::time::Instant::now() + PROPOSE_PATIENCE;
                     let mut changes = self.subscribe();
                     while tokio::time::Instant::now() < deadline {
-                        if effect(&self.state()) {
+                        // A ledger being replaced (a merge) shows nothing of the change.
+                        let seen = {
+                            let state = self.state();
+                            state.cluster().is_some() && effect(&state)
+                        };
+                        if seen {
                             return Ok(Outcome::Done);
                         }
                         let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
