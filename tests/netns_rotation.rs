@@ -1,7 +1,8 @@
 //! Rotating the network token, end to end in namespaces: `weft token rotate` moves a three-node
-//! mesh to a new token while pings cross it ten times a second, none lost; after the grace
-//! window a denied machine, which still holds the old token, is refused even under a new
-//! identity; a new machine given the new token joins; and a member restarted with the old
+//! mesh to a new token while pings cross it ten times a second, none lost; a denied machine,
+//! which still holds the old token, comes back under a new identity: inside the grace window it
+//! is admitted but may not write to the ledger, when the window closes it is dropped, and after
+//! it it is refused; a new machine given the new token joins; and a member restarted with the old
 //! token still in its configuration goes on with the new one. Needs root and iproute2;
 //! elsewhere it prints why it is skipped.
 
@@ -16,7 +17,9 @@ use support::netns::{Lan, wait_until};
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const DEADLINE: Duration = Duration::from_secs(60);
 /// The grace window the test rotates with.
-const GRACE_SECS: u64 = 20;
+const GRACE_SECS: u64 = 30;
+/// How long a step that must happen inside the window, or right after it, may take.
+const WINDOW_STEP: Duration = Duration::from_secs(20);
 /// Pings n1 sends n2 across the rotation, ten a second.
 const PINGS: usize = 150;
 
@@ -157,6 +160,34 @@ fn a_rotation_moves_the_mesh_without_a_lost_ping_and_locks_the_old_token_out_aft
         Some(old_id.as_str()),
         "the denied n4 never got the new token"
     );
+
+    // Within the window n4 comes back under a new identity with the old token: still admitted,
+    // but it may not write to the ledger, so it gets no address and commits no rotation.
+    stop(&mut lan, 3);
+    std::fs::remove_dir_all(lan.hosts[3].state_dir()).unwrap();
+    lan.start_weft(3, &old_args, &[]);
+    lan.wait_api(3, DEADLINE);
+    let impostor = lan.peer_id(3);
+    assert_ne!(impostor, ids[3]);
+    wait_until(
+        WINDOW_STEP,
+        "a member to admit n4 within the window",
+        || {
+            (0..3)
+                .any(|i| admitted(&lan, i).contains(&impostor))
+                .then_some(())
+        },
+    );
+    let refusal = wait_until(WINDOW_STEP, "the leader to refuse n4's write", || {
+        let out = lan.weft(&["ledger", "put", "b", "k", "v", "--api", &lan.hosts[3].api()]);
+        assert!(
+            !out.status.success(),
+            "n4 wrote to the ledger with the old token"
+        );
+        let error = String::from_utf8_lossy(&out.stderr).into_owned();
+        error.contains("token before the rotation").then_some(error)
+    });
+    eprintln!("n4's write was refused: {refusal}");
     let pinged = ping.wait_with_output().expect("ping ends");
     let summary = String::from_utf8_lossy(&pinged.stdout).into_owned();
     assert!(
@@ -169,12 +200,25 @@ fn a_rotation_moves_the_mesh_without_a_lost_ping_and_locks_the_old_token_out_aft
         "the rotation is on record"
     );
 
-    // After the grace window, n4 comes back under a new identity with the old token.
+    let status = lan.status(3).expect("n4 answers");
+    assert!(
+        status["overlay_ip"].is_null(),
+        "n4 got an overlay address: {status}"
+    );
+
+    // The window closes: the connections n4 was admitted on do not outlive it.
     wait_until(
         Duration::from_secs(GRACE_SECS + 30),
         "the grace window to close",
         || (unix_now() > grace_until).then_some(()),
     );
+    wait_until(WINDOW_STEP, "n1 to n3 to drop n4", || {
+        (0..3)
+            .all(|i| !admitted(&lan, i).contains(&impostor))
+            .then_some(())
+    });
+
+    // After the window, n4 comes back under another identity with the old token.
     stop(&mut lan, 3);
     std::fs::remove_dir_all(lan.hosts[3].state_dir()).unwrap();
     let refused_before: u64 = (0..3).map(|i| bad_proofs(&lan, i)).sum();
@@ -186,10 +230,14 @@ fn a_rotation_moves_the_mesh_without_a_lost_ping_and_locks_the_old_token_out_aft
     // blocks the other, so the loser may never see the proof it was about to refuse: contact is
     // shown by either count. Had the members still accepted the old token, both sides would
     // have admitted each other and neither count would rise.
-    wait_until(DEADLINE, "a member and the impostor to refuse each other", || {
-        let members: u64 = (0..3).map(|i| bad_proofs(&lan, i)).sum();
-        (members > refused_before || bad_proofs(&lan, 3) > 0).then_some(())
-    });
+    wait_until(
+        DEADLINE,
+        "a member and the impostor to refuse each other",
+        || {
+            let members: u64 = (0..3).map(|i| bad_proofs(&lan, i)).sum();
+            (members > refused_before || bad_proofs(&lan, 3) > 0).then_some(())
+        },
+    );
     let watch = Instant::now();
     while watch.elapsed() < Duration::from_secs(5) {
         for i in 0..3 {

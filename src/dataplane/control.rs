@@ -458,6 +458,7 @@ impl State {
             peer,
             payload,
             reply,
+            ..
         } = rpc;
         if !self.peers.get(&peer).is_some_and(|e| e.routed) {
             tracing::debug!(%peer, "handshake from a peer that is not a live member; ignored");

@@ -7,8 +7,18 @@
 //! else (ledger keys, DNS records, operators' role and member changes) any member may propose,
 //! and the leader records it with its sender in the audit trail ([`super::state::attribute`]).
 //! Decided before raft sees the command, from the command and the sender alone.
+//!
+//! During a token rotation's grace window the old token still admits, and a denied machine
+//! holds it: a sender that proved only the token before the leader's current one
+//! ([`crate::p2p::InboundRpc::behind`]) may read the ledger, and so learn of the rotation, but
+//! proposes nothing and takes no raft seat until it proves the new token.
 
 use super::state::Command;
+
+/// The refusal of a proposal from a sender that proved only the token before the current one.
+pub const BEHIND: &str = "this node proved only the network token before the rotation; it may \
+     propose again once it holds the new token (moments after it reads the rotation from the \
+     ledger, or after a restart with the new token)";
 
 /// Whether `sender` (a PeerId) may have the leader propose `command`; the refusal says why.
 pub fn may_propose(command: &Command, sender: &str) -> Result<(), String> {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Ledger;
-use super::authority::{RaftClaim, may_join, may_propose, may_send_raft};
+use super::authority::{BEHIND, RaftClaim, may_join, may_propose, may_send_raft};
 use super::autopilot::unix_now;
 use super::limits::check_size;
 use super::raft::network::{Hello, Joined, LedgerRpc, call};
@@ -63,7 +63,7 @@ pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiv
                     return;
                 }
             };
-            match answer(&ledger, target_voters, rpc.peer, request).await {
+            match answer(&ledger, target_voters, rpc.peer, rpc.behind, request).await {
                 Ok(answer) => {
                     let _ = rpc.reply.send(answer);
                 }
@@ -75,11 +75,13 @@ pub async fn serve(ledger: Ledger, target_voters: usize, mut inbox: mpsc::Receiv
 }
 
 /// The encoded answer to `request` from `peer`, or why it gets none: raft RPCs in another
-/// node's name are refused ([`may_send_raft`]).
+/// node's name are refused ([`may_send_raft`]). A peer `behind` (it proved only the token
+/// before this node's current one) reads but does not write: see [`BEHIND`].
 async fn answer(
     ledger: &Ledger,
     target_voters: usize,
     peer: PeerId,
+    behind: bool,
     request: LedgerRpc,
 ) -> Result<Vec<u8>, String> {
     let raft = ledger.raft();
@@ -134,6 +136,10 @@ async fn answer(
             )
             .map(|()| node);
             match joined {
+                // It may follow the feed, and so learn of the rotation, but not hold a seat.
+                Ok(_) if behind && registered(node_id).is_none() => {
+                    encode(&Ok::<Joined, String>(Joined::Follower))
+                }
                 Ok(node) => encode(&join(ledger, node_id, node, target_voters).await),
                 Err(refusal) => {
                     tracing::warn!(%peer, %refusal, "refused a join");
@@ -145,7 +151,11 @@ async fn answer(
             encode(&ledger.catchup_page(position, offset).await)
         }
         LedgerRpc::Propose(command) => {
-            let checked = may_propose(&command, &sender).and_then(|()| check_size(&command));
+            let checked = if behind {
+                Err(BEHIND.to_string())
+            } else {
+                may_propose(&command, &sender).and_then(|()| check_size(&command))
+            };
             if let Err(refusal) = checked {
                 tracing::warn!(%peer, %refusal, "refused a proposal");
                 return Ok(encode(&Err::<Outcome, String>(refusal)));

@@ -16,6 +16,12 @@
 //! During a token rotation's grace window a node holds two tokens ([`crate::keyring`]): it
 //! answers with a proof (and sealed hostname) under each, and admits a peer whose proof verifies
 //! under either, so members that rotated and members that have not yet still admit each other.
+//! It remembers which token each peer proved. A peer that proved only a token older than this
+//! node's current one is *behind*: it may read the ledger but not change it (the ledger service
+//! asks [`Admission::behind`]), since a denied machine holds the old token too. A behind peer is
+//! challenged again every [`RECHECK`]: once it has moved to the new token its answer brings it
+//! level, and once the window has closed its answer fails and it is refused, so a connection
+//! admitted under the old token does not outlive the window.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -200,14 +206,30 @@ pub fn fresh_nonce() -> Nonce {
 enum PeerState {
     /// Our challenge is out (or about to be); `nonce` is ours for this peer.
     Pending { nonce: Nonce, since: Instant },
-    /// The peer's proof verified.
-    Admitted,
+    /// The peer's proof verified under the admission key `under`.
+    Admitted { under: DerivedKey, recheck: Recheck },
 }
+
+/// Where the re-challenge of an admitted peer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recheck {
+    /// None out; the next one, if the peer is behind, not before `next`.
+    Idle { next: Instant },
+    /// Our re-challenge `nonce` went out at `since`.
+    Asked { nonce: Nonce, since: Instant },
+}
+
+/// How often a behind peer is challenged again.
+pub const RECHECK: Duration = Duration::from_secs(5);
 
 /// The outcome of a proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Admitted { hostname: String },
+    Admitted {
+        hostname: String,
+    },
+    /// An admitted peer answered a re-challenge (see [`Admission::rechecks`]).
+    Reproved,
     Rejected(Rejection),
 }
 
@@ -288,17 +310,23 @@ impl Admission {
         ))
     }
 
-    /// `peer` answered our challenge with `proofs` (proof and sealed hostname pairs); it is
-    /// admitted when one verifies under one of `keys`.
+    /// `peer` answered our challenge (or re-challenge) at `now` with `proofs` (proof and sealed
+    /// hostname pairs); it is admitted when one verifies under one of `keys`, the current first.
     pub fn on_proof(
         &mut self,
         peer: PeerId,
         nonce: &[u8],
         proofs: &[(&[u8], &[u8])],
         keys: &[DerivedKey],
+        now: Instant,
     ) -> Verdict {
-        let Some(PeerState::Pending { nonce: ours, .. }) = self.peers.get(&peer) else {
-            return Verdict::Rejected(Rejection::Unsolicited);
+        let (ours, rechecked) = match self.peers.get(&peer) {
+            Some(PeerState::Pending { nonce, .. }) => (*nonce, false),
+            Some(PeerState::Admitted {
+                recheck: Recheck::Asked { nonce, .. },
+                ..
+            }) => (*nonce, true),
+            _ => return Verdict::Rejected(Rejection::Unsolicited),
         };
         let Ok(theirs) = <Nonce>::try_from(nonce) else {
             return Verdict::Rejected(Rejection::Malformed);
@@ -307,12 +335,13 @@ impl Admission {
             return Verdict::Rejected(Rejection::Malformed);
         }
         let mut outcome = Err(Rejection::BadProof);
-        'search: for (proof, sealed_hostname) in proofs {
-            for key in keys {
-                match verify(key, &peer, &self.local, ours, &theirs, proof) {
+        'search: for key in keys {
+            for (proof, sealed_hostname) in proofs {
+                match verify(key, &peer, &self.local, &ours, &theirs, proof) {
                     Ok(()) => {
                         outcome =
-                            open_hostname(key, &peer, &self.local, ours, &theirs, sealed_hostname);
+                            open_hostname(key, &peer, &self.local, &ours, &theirs, sealed_hostname)
+                                .map(|hostname| (hostname, key.clone()));
                         break 'search;
                     }
                     Err(Rejection::BadProof) => {}
@@ -324,9 +353,17 @@ impl Admission {
             }
         }
         match outcome {
-            Ok(hostname) => {
-                self.peers.insert(peer, PeerState::Admitted);
-                Verdict::Admitted { hostname }
+            Ok((hostname, under)) => {
+                let recheck = Recheck::Idle {
+                    next: now + RECHECK,
+                };
+                self.peers
+                    .insert(peer, PeerState::Admitted { under, recheck });
+                if rechecked {
+                    Verdict::Reproved
+                } else {
+                    Verdict::Admitted { hostname }
+                }
             }
             Err(rejection) => Verdict::Rejected(rejection),
         }
@@ -341,17 +378,42 @@ impl Admission {
         }
     }
 
-    /// Peers whose proof is overdue at `now`.
+    /// Peers whose proof, or answer to a re-challenge, is overdue at `now`.
     pub fn overdue(&self, now: Instant) -> Vec<PeerId> {
         self.peers
             .iter()
             .filter_map(|(peer, state)| match state {
-                PeerState::Pending { since, .. } if now.duration_since(*since) > self.timeout => {
-                    Some(*peer)
-                }
+                PeerState::Pending { since, .. }
+                | PeerState::Admitted {
+                    recheck: Recheck::Asked { since, .. },
+                    ..
+                } if now.duration_since(*since) > self.timeout => Some(*peer),
                 _ => None,
             })
             .collect()
+    }
+
+    /// Whether admitted `peer` proved only a token other than `current` (this node's current
+    /// admission key): one it still accepts during a rotation's window, the one before.
+    pub fn behind(&self, peer: &PeerId, current: &DerivedKey) -> bool {
+        matches!(self.peers.get(peer), Some(PeerState::Admitted { under, .. }) if under != current)
+    }
+
+    /// The re-challenges to send at `now`: one to each behind peer (see [`Admission::behind`])
+    /// with none out, at most every [`RECHECK`]. Its answer is taken by [`Admission::on_proof`].
+    pub fn rechecks(&mut self, now: Instant, current: &DerivedKey) -> Vec<(PeerId, Nonce)> {
+        let mut due = Vec::new();
+        for (peer, state) in &mut self.peers {
+            if let PeerState::Admitted { under, recheck } = state
+                && under != current
+                && matches!(recheck, Recheck::Idle { next } if *next <= now)
+            {
+                let nonce = fresh_nonce();
+                *recheck = Recheck::Asked { nonce, since: now };
+                due.push((*peer, nonce));
+            }
+        }
+        due
     }
 
     /// The last connection to `peer` closed: it must prove itself again next time.
@@ -361,7 +423,7 @@ impl Admission {
 
     /// Whether `peer` is admitted.
     pub fn is_admitted(&self, peer: &PeerId) -> bool {
-        matches!(self.peers.get(peer), Some(PeerState::Admitted))
+        matches!(self.peers.get(peer), Some(PeerState::Admitted { .. }))
     }
 }
 
@@ -412,7 +474,7 @@ mod tests {
         let now = Instant::now();
         let challenge = a.on_connected(b_id, now).expect("a challenges b");
         let (answer, _) = b.answer(a_id, &challenge, now, b_keys).unwrap();
-        a.on_proof(b_id, &answer.nonce, &pairs(&answer), a_keys)
+        a.on_proof(b_id, &answer.nonce, &pairs(&answer), a_keys, now)
     }
 
     /// Runs the exchange in which `b` proves itself to `a`, each holding one token.
@@ -476,6 +538,109 @@ mod tests {
         );
     }
 
+    /// `b`, holding `b_keys`, answers `a`'s re-challenge `nonce`, `a` holding `a_keys`.
+    fn answers_recheck(
+        (a, a_id, a_keys): (&mut Admission, PeerId, &[DerivedKey]),
+        (b, b_id, b_keys): (&mut Admission, PeerId, &[DerivedKey]),
+        nonce: &Nonce,
+        now: Instant,
+    ) -> Verdict {
+        let (answer, _) = b.answer(a_id, nonce, now, b_keys).unwrap();
+        a.on_proof(b_id, &answer.nonce, &pairs(&answer), a_keys, now)
+    }
+
+    #[test]
+    fn a_peer_that_proved_only_the_token_before_is_behind_until_it_proves_the_new_one() {
+        let (old, new) = (key(1), key(2));
+        let rotated = [new.clone(), old.clone()];
+        let only_old = [old.clone()];
+        let (a_id, mut a) = node(1);
+        let (b_id, mut b) = node(2);
+        let (c_id, mut c) = node(3);
+        let start = Instant::now();
+        assert!(matches!(
+            proves_with((&mut a, a_id, &rotated), (&mut b, b_id, &only_old)),
+            Verdict::Admitted { .. }
+        ));
+        assert!(matches!(
+            proves_with((&mut a, a_id, &rotated), (&mut c, c_id, &rotated)),
+            Verdict::Admitted { .. }
+        ));
+        assert!(a.behind(&b_id, &new), "b proved only the old token");
+        assert!(!a.behind(&c_id, &new), "c proved the new one");
+        assert!(
+            !a.behind(&PeerId::random(), &new),
+            "a stranger is not admitted at all"
+        );
+
+        assert!(a.rechecks(start, &new).is_empty(), "not before RECHECK");
+        let due = a.rechecks(start + RECHECK + Duration::from_secs(1), &new);
+        assert_eq!(due.len(), 1, "only the behind peer is asked again");
+        assert_eq!(due[0].0, b_id);
+        let later = start + RECHECK + Duration::from_secs(2);
+        assert!(
+            a.rechecks(later, &new).is_empty(),
+            "one re-challenge out at a time"
+        );
+        // b has moved: its answer brings it level, and it is asked no more.
+        assert_eq!(
+            answers_recheck(
+                (&mut a, a_id, &rotated),
+                (&mut b, b_id, &rotated),
+                &due[0].1,
+                later
+            ),
+            Verdict::Reproved
+        );
+        assert!(!a.behind(&b_id, &new));
+        assert!(a.rechecks(later + RECHECK * 3, &new).is_empty());
+    }
+
+    #[test]
+    fn a_peer_behind_is_refused_once_the_window_closes_or_if_it_stops_answering() {
+        let (old, new) = (key(1), key(2));
+        let rotated = [new.clone(), old.clone()];
+        let (only_old, only_new) = ([old.clone()], [new.clone()]);
+        let (a_id, mut a) = node(1);
+        let (b_id, mut b) = node(2);
+        let start = Instant::now();
+        proves_with((&mut a, a_id, &rotated), (&mut b, b_id, &only_old));
+        let at = start + RECHECK + Duration::from_secs(1);
+        let (peer, nonce) = a.rechecks(at, &new)[0];
+        assert_eq!(peer, b_id);
+        // Still in the window: it stays admitted, and behind.
+        assert_eq!(
+            answers_recheck(
+                (&mut a, a_id, &rotated),
+                (&mut b, b_id, &only_old),
+                &nonce,
+                at
+            ),
+            Verdict::Reproved
+        );
+        assert!(a.behind(&b_id, &new));
+        // The window closed: only the new token is held, and its proof fails.
+        let at = at + RECHECK;
+        let (_, nonce) = a.rechecks(at, &new)[0];
+        assert_eq!(
+            answers_recheck(
+                (&mut a, a_id, &only_new),
+                (&mut b, b_id, &only_old),
+                &nonce,
+                at
+            ),
+            Verdict::Rejected(Rejection::BadProof)
+        );
+        a.forget(&b_id);
+        // A behind peer that does not answer its re-challenge is overdue.
+        let (c_id, mut c) = node(3);
+        proves_with((&mut a, a_id, &rotated), (&mut c, c_id, &only_old));
+        let asked = Instant::now() + RECHECK;
+        assert_eq!(a.rechecks(asked, &new).len(), 1);
+        assert!(a.overdue(asked + Duration::from_secs(5)).is_empty());
+        assert!(a.overdue(asked + Duration::from_secs(11)).contains(&c_id));
+    }
+
     #[test]
     fn a_proof_with_swapped_peer_ids_is_rejected() {
         let (a_id, b_id) = (PeerId::random(), PeerId::random());
@@ -518,14 +683,14 @@ mod tests {
         let challenge = a.on_connected(b_id, now).unwrap();
         let (recorded, _) = b.answer(a_id, &challenge, now, &[key(1)]).unwrap();
         assert!(matches!(
-            a.on_proof(b_id, &recorded.nonce, &pairs(&recorded), &[key(1)]),
+            a.on_proof(b_id, &recorded.nonce, &pairs(&recorded), &[key(1)], now),
             Verdict::Admitted { .. }
         ));
         // The connection closes; on the next one a challenges afresh and the old answer fails.
         a.forget(&b_id);
         a.on_connected(b_id, now).unwrap();
         assert_eq!(
-            a.on_proof(b_id, &recorded.nonce, &pairs(&recorded), &[key(1)]),
+            a.on_proof(b_id, &recorded.nonce, &pairs(&recorded), &[key(1)], now),
             Verdict::Rejected(Rejection::BadProof)
         );
     }
@@ -536,17 +701,23 @@ mod tests {
         let stranger = PeerId::random();
         let junk: &[(&[u8], &[u8])] = &[(&[0; 32], b"x")];
         assert_eq!(
-            a.on_proof(stranger, &[0; 32], junk, &[key(1)]),
+            a.on_proof(stranger, &[0; 32], junk, &[key(1)], Instant::now()),
             Verdict::Rejected(Rejection::Unsolicited)
         );
         a.on_connected(stranger, Instant::now());
         assert_eq!(
-            a.on_proof(stranger, &[0; 5], junk, &[key(1)]),
+            a.on_proof(stranger, &[0; 5], junk, &[key(1)], Instant::now()),
             Verdict::Rejected(Rejection::Malformed)
         );
         for count in [0, MAX_PROOFS + 1] {
             assert_eq!(
-                a.on_proof(stranger, &[0; 32], &vec![junk[0]; count], &[key(1)]),
+                a.on_proof(
+                    stranger,
+                    &[0; 32],
+                    &vec![junk[0]; count],
+                    &[key(1)],
+                    Instant::now()
+                ),
                 Verdict::Rejected(Rejection::Malformed)
             );
         }
@@ -580,7 +751,13 @@ mod tests {
         tampered[0] ^= 1;
         let proof = &answer.proofs[0].proof[..];
         assert_eq!(
-            a.on_proof(b_id, &answer.nonce, &[(proof, &tampered[..])], &[key(1)]),
+            a.on_proof(
+                b_id,
+                &answer.nonce,
+                &[(proof, &tampered[..])],
+                &[key(1)],
+                now
+            ),
             Verdict::Rejected(Rejection::Malformed)
         );
         // An over-long name is cut, a control character replaced, before sealing.

@@ -125,6 +125,9 @@ impl Service {
 #[derive(Debug)]
 pub struct InboundRpc {
     pub peer: PeerId,
+    /// The peer proved only the token before this node's current one: during a rotation's
+    /// grace window it is still admitted, but it may be a denied machine holding the old token.
+    pub behind: bool,
     pub payload: Vec<u8>,
     pub reply: oneshot::Sender<Vec<u8>>,
 }

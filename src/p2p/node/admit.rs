@@ -26,6 +26,23 @@ impl Node {
             .collect()
     }
 
+    /// Challenges again the peers that proved only the token before the current one (see
+    /// [`crate::p2p::admission::RECHECK`]).
+    pub(super) fn recheck(&mut self, now: Instant) {
+        let Some(current) = self.admission_keys().into_iter().next() else {
+            return;
+        };
+        for (peer, nonce) in self.admission.rechecks(now, &current) {
+            self.challenge(peer, nonce.to_vec());
+        }
+    }
+
+    /// Whether admitted `peer` proved only a token older than this node's current one.
+    pub(super) fn behind(&self, peer: &PeerId) -> bool {
+        self.admission
+            .behind(peer, &self.keyring.current().admission)
+    }
+
     pub(super) fn challenge(&mut self, peer: PeerId, nonce: Vec<u8>) {
         self.swarm
             .behaviour_mut()
@@ -86,8 +103,10 @@ impl Node {
                 &response.nonce,
                 &proofs_of(&response),
                 &self.admission_keys(),
+                Instant::now(),
             ) {
                 Verdict::Admitted { hostname } => self.on_admitted(peer, hostname),
+                Verdict::Reproved => tracing::debug!(%peer, "answered a re-challenge"),
                 Verdict::Rejected(rejection) => self.reject(peer, rejection),
             },
             Event::OutboundFailure { peer, error, .. } => match error {

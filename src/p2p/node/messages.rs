@@ -45,6 +45,7 @@ impl Node {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 let inbound = InboundRpc {
                     peer,
+                    behind: self.behind(&peer),
                     payload: request.payload,
                     reply,
                 };

@@ -389,6 +389,7 @@ impl Node {
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
         }
+        self.recheck(now);
         let expired: Vec<PeerId> = self
             .blocked_until
             .iter()
