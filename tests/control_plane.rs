@@ -16,7 +16,7 @@ use weft::proto::p2p::v1::{
 
 mod support;
 
-use support::mesh::{DEADLINE, address, admitted, network, start, start_with, wait_for};
+use support::mesh::{DEADLINE, Member, address, admitted, network, start, start_with, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_admit_each_other_and_a_stranger_is_admitted_by_nobody() {
@@ -318,9 +318,51 @@ async fn sealed_gossip_reaches_every_member() {
             .await
             .expect("gossip arrives")
             .unwrap();
-        assert_eq!(message.data, b"hello members");
+        assert_eq!(message.data.as_deref(), Some(&b"hello members"[..]));
         assert_eq!(message.author, first.handle.peer_id());
     }
+}
+
+/// Publishes `data` from `from` until gossipsub has a mesh to send it on.
+async fn publish(from: &Member, data: &[u8]) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while from.handle.publish(data.to_vec()).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gossip never had peers"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_sealed_under_a_token_a_member_does_not_hold_yet_reaches_it_unopened() {
+    let token = network();
+    let first = start(&token, "first", vec![]).await;
+    let second = start(&token, "second", vec![address(&first).await]).await;
+    for member in [&first, &second] {
+        wait_for("the two to admit each other", || {
+            (member.handle.peers().len() == 1).then_some(())
+        })
+        .await;
+    }
+    let (mut at_first, mut at_second) = (first.handle.gossip(), second.handle.gossip());
+    // `first` moves to a new token; `second` has not heard of the rotation.
+    first.keyring.rotate(network(), u64::MAX);
+    publish(&first, b"under the new token").await;
+    let unopened = tokio::time::timeout(DEADLINE, at_second.recv())
+        .await
+        .expect("the message arrives")
+        .unwrap();
+    assert_eq!(unopened.author, first.handle.peer_id());
+    assert_eq!(unopened.data, None, "opened without the new token");
+    // The other way, `first` still opens the token before.
+    publish(&second, b"under the old token").await;
+    let opened = tokio::time::timeout(DEADLINE, at_first.recv())
+        .await
+        .expect("the message arrives")
+        .unwrap();
+    assert_eq!(opened.data.as_deref(), Some(&b"under the old token"[..]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,9 @@
 //! seconds, where its log stands) on the sealed gossip topic; every node that follows rather than
 //! votes applies them to its [`Replica`](super::follower::Replica) and fetches a catch-up from
 //! the leader when it falls behind. A feed is applied only from the leader it names, when that
-//! leader is a voter the follower knows ([`Verdict`]).
+//! leader is a voter the follower knows ([`Verdict`]). A feed this node cannot open was sealed
+//! under a token it does not hold, most likely after a rotation whose own feed message it
+//! missed: it fetches the state from a voter, which holds that rotation.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,9 @@ const BATCH: usize = super::limits::APPEND_BATCH as usize;
 /// How often a follower asks a voter about a leader it does not know, at most (so a member's
 /// forged feeds cannot make followers flood the voters).
 const VERIFY_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a follower fetches the state because feed messages do not open, at most: a
+/// member's junk must not make it fetch a large ledger again and again.
+const UNOPENED_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A message on the gossip topic. Tagged, so other kinds can share the topic later.
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,6 +89,7 @@ pub async fn follow(
     shutdown: CancellationToken,
 ) {
     let mut last_verify: Option<Instant> = None;
+    let mut last_unopened: Option<Instant> = None;
     loop {
         let message = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -93,12 +99,26 @@ pub async fn follow(
                 Err(RecvError::Closed) => return,
             },
         };
-        let Ok(Gossip::LedgerFeed(feed)) = serde_json::from_slice(&message.data) else {
-            continue;
-        };
         if ledger.is_raft_member() {
             continue;
         }
+        let Some(data) = &message.data else {
+            // Sealed under a token this node does not hold: most likely a rotation it missed,
+            // which a voter's state holds (and the copy sealed for this node with it).
+            if last_unopened.is_none_or(|at| at.elapsed() >= UNOPENED_INTERVAL)
+                && let Some(voter) = known_voter(&ledger)
+            {
+                last_unopened = Some(Instant::now());
+                tracing::info!(author = %message.author, "a feed this node cannot open; catching up from a voter");
+                if let Err(e) = catch_up(&ledger, voter).await {
+                    tracing::debug!(error = %e, "catch-up failed; retrying on a later message");
+                }
+            }
+            continue;
+        };
+        let Ok(Gossip::LedgerFeed(feed)) = serde_json::from_slice(data) else {
+            continue;
+        };
         let author = message.author.to_string();
         let verdict = ledger.replica().on_feed(feed, &author, Instant::now());
         ledger.changed();

@@ -62,11 +62,13 @@ pub struct P2pConfig {
     pub overlay: Option<ipnet::Ipv4Net>,
 }
 
-/// A gossip message that opened with the network's key, from an admitted peer.
+/// A gossip message from an admitted peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GossipMessage {
     pub author: PeerId,
-    pub data: Vec<u8>,
+    /// What it holds, once opened with a token this node holds. `None` when none opens it:
+    /// sealed under a newer token (a rotation this node has not heard of) or junk.
+    pub data: Option<Vec<u8>>,
 }
 
 /// Why the control plane could not start or a command failed.

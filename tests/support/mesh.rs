@@ -16,10 +16,11 @@ use weft::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-/// One running node, its metrics and the token that stops it.
+/// One running node, its metrics, its tokens and the token that stops it.
 pub struct Member {
     pub handle: P2pHandle,
     pub registry: Registry,
+    pub keyring: weft::keyring::Keyring,
     pub stop: CancellationToken,
 }
 
@@ -172,11 +173,18 @@ async fn start_keyed(
     };
     let stop = CancellationToken::new();
     let mut registry = Registry::default();
-    let (handle, _task) = p2p::start(config, keypair, keyring, &mut registry, stop.clone())
-        .expect("the swarm starts");
+    let (handle, _task) = p2p::start(
+        config,
+        keypair,
+        keyring.clone(),
+        &mut registry,
+        stop.clone(),
+    )
+    .expect("the swarm starts");
     Member {
         handle,
         registry,
+        keyring,
         stop,
     }
 }

@@ -110,10 +110,10 @@ impl Node {
         let opened = message
             .source
             .filter(|_| self.admission.is_admitted(&propagation_source))
-            .and_then(|author| {
+            .map(|author| {
                 let held = self.keyring.held();
                 let accepted = held.accepted(crate::keyring::unix_now());
-                accepted.into_iter().find_map(|generation| {
+                let data = accepted.into_iter().find_map(|generation| {
                     gossip::open(
                         &generation.keys.ledger_seal,
                         &self.protocols.gossip_topic,
@@ -121,13 +121,19 @@ impl Node {
                         &message.data,
                     )
                     .ok()
-                    .map(|data| GossipMessage { author, data })
-                })
+                });
+                GossipMessage { author, data }
             });
         let acceptance = match opened {
             Some(message) => {
+                let acceptance = if message.data.is_some() {
+                    gossipsub::MessageAcceptance::Accept
+                } else {
+                    // Not forwarded: this node cannot tell a newer token's message from junk.
+                    gossipsub::MessageAcceptance::Ignore
+                };
                 let _ = self.gossip_tx.send(message);
-                gossipsub::MessageAcceptance::Accept
+                acceptance
             }
             None => gossipsub::MessageAcceptance::Reject,
         };
