@@ -102,9 +102,14 @@ async fn answer(
         .nodes()
         .next()
         .is_some();
-    // The node a raft RPC's vote names, checked as `claim` makes of it.
+    // The node a raft RPC's vote names, checked as `claim` makes of it. A peer behind sends
+    // raft RPCs only as the raft node it is registered as: a follower, which knows no raft
+    // membership, would otherwise take appends from it.
     let bound = |claim: fn(u64) -> RaftClaim, vote: &openraft::Vote<u64>| {
         let node = vote.leader_id().voted_for().unwrap_or(0);
+        if behind && registered(node).as_deref() != Some(sender.as_str()) {
+            return Err(BEHIND.to_string());
+        }
         may_send_raft(
             claim(node),
             &sender,
@@ -157,7 +162,11 @@ async fn answer(
                 may_propose(&command, &sender).and_then(|()| check_size(&command))
             };
             if let Err(refusal) = checked {
-                tracing::warn!(%peer, %refusal, "refused a proposal");
+                if behind {
+                    tracing::debug!(%peer, "refused a proposal from a peer behind the rotation");
+                } else {
+                    tracing::warn!(%peer, %refusal, "refused a proposal");
+                }
                 return Ok(encode(&Err::<Outcome, String>(refusal)));
             }
             let command = attribute(command, &sender, unix_now());
@@ -200,10 +209,13 @@ pub fn hello(ledger: &Ledger) -> Hello {
 }
 
 /// Asks each of `peers` for its [`Hello`], all at once; peers that do not answer within
-/// [`HELLO_TIMEOUT`] are left out.
+/// [`HELLO_TIMEOUT`] are left out, and so are peers behind the rotation
+/// ([`crate::p2p::P2pHandle::is_behind`]): what they say of clusters decides no join, formation
+/// or merge.
 pub async fn ask(ledger: &Ledger, peers: impl IntoIterator<Item = PeerId>) -> Vec<Hello> {
     let p2p = ledger.p2p();
-    join_all(peers.into_iter().map(|peer| async move {
+    let peers = peers.into_iter().filter(|peer| !p2p.is_behind(peer));
+    join_all(peers.map(|peer| async move {
         match tokio::time::timeout(HELLO_TIMEOUT, call::<Hello>(p2p, peer, &LedgerRpc::Hello)).await
         {
             Ok(Ok(hello)) => Some(hello),

@@ -23,7 +23,7 @@
 //! level, and once the window has closed its answer fails and it is refused, so a connection
 //! admitted under the old token does not outlive the window.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chacha20poly1305::aead::Aead as _;
@@ -369,11 +369,15 @@ impl Admission {
         }
     }
 
-    /// Our outstanding challenge nonce for `peer`, to send again when the first attempt was
-    /// lost with its connection (the proof deadline is unchanged).
+    /// Our outstanding challenge (or re-challenge) nonce for `peer`, to send again when the
+    /// first attempt was lost with its connection (the deadline is unchanged).
     pub fn pending_nonce(&self, peer: &PeerId) -> Option<Nonce> {
         match self.peers.get(peer) {
-            Some(PeerState::Pending { nonce, .. }) => Some(*nonce),
+            Some(PeerState::Pending { nonce, .. })
+            | Some(PeerState::Admitted {
+                recheck: Recheck::Asked { nonce, .. },
+                ..
+            }) => Some(*nonce),
             _ => None,
         }
     }
@@ -397,6 +401,17 @@ impl Admission {
     /// admission key): one it still accepts during a rotation's window, the one before.
     pub fn behind(&self, peer: &PeerId, current: &DerivedKey) -> bool {
         matches!(self.peers.get(peer), Some(PeerState::Admitted { under, .. }) if under != current)
+    }
+
+    /// Every admitted peer behind `current` (see [`Admission::behind`]).
+    pub fn behind_peers(&self, current: &DerivedKey) -> HashSet<PeerId> {
+        self.peers
+            .iter()
+            .filter(
+                |(_, state)| matches!(state, PeerState::Admitted { under, .. } if under != current),
+            )
+            .map(|(peer, _)| *peer)
+            .collect()
     }
 
     /// The re-challenges to send at `now`: one to each behind peer (see [`Admission::behind`])
@@ -577,6 +592,12 @@ mod tests {
         let due = a.rechecks(start + RECHECK + Duration::from_secs(1), &new);
         assert_eq!(due.len(), 1, "only the behind peer is asked again");
         assert_eq!(due[0].0, b_id);
+        assert_eq!(a.behind_peers(&new), HashSet::from([b_id]));
+        assert_eq!(
+            a.pending_nonce(&b_id),
+            Some(due[0].1),
+            "a re-challenge lost with its connection can be sent again"
+        );
         let later = start + RECHECK + Duration::from_secs(2);
         assert!(
             a.rechecks(later, &new).is_empty(),

@@ -142,6 +142,8 @@ pub(crate) struct Shared {
     pub reachability: ArcSwap<String>,
     /// IPs admitted peers observed this node at, newest first.
     pub observed: ArcSwap<Vec<std::net::IpAddr>>,
+    /// Admitted peers that proved only the token before this node's current one.
+    pub behind: ArcSwap<HashSet<PeerId>>,
     /// Where inbound requests wait for their service, until it takes the receiver (one per
     /// [`Service`], in [`Service::ALL`] order).
     pub inboxes: [std::sync::Mutex<Option<mpsc::Receiver<InboundRpc>>>; 2],
@@ -154,6 +156,7 @@ impl Shared {
             listen: ArcSwap::default(),
             reachability: ArcSwap::from_pointee("unknown".to_string()),
             observed: ArcSwap::default(),
+            behind: ArcSwap::default(),
             inboxes: inboxes.map(|inbox| std::sync::Mutex::new(Some(inbox))),
         }
     }
@@ -253,6 +256,13 @@ impl P2pHandle {
             .send(Command::Deny { peers })
             .await
             .map_err(|_| P2pError::Stopped)
+    }
+
+    /// Whether admitted `peer` proved only the token before this node's current one, during a
+    /// rotation's grace window: it may be a denied machine, and its word decides nothing.
+    /// Refreshed every second and whenever a proof arrives.
+    pub fn is_behind(&self, peer: &PeerId) -> bool {
+        self.shared.behind.load().contains(peer)
     }
 
     /// Whether `peer` is admitted now.

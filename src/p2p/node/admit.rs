@@ -43,6 +43,16 @@ impl Node {
             .behind(peer, &self.keyring.current().admission)
     }
 
+    /// Publishes the peers behind for [`crate::p2p::P2pHandle::is_behind`], when they changed.
+    pub(super) fn publish_behind(&self) {
+        let behind = self
+            .admission
+            .behind_peers(&self.keyring.current().admission);
+        if *self.shared.behind.load_full() != behind {
+            self.shared.behind.store(Arc::new(behind));
+        }
+    }
+
     pub(super) fn challenge(&mut self, peer: PeerId, nonce: Vec<u8>) {
         self.swarm
             .behaviour_mut()
@@ -105,8 +115,14 @@ impl Node {
                 &self.admission_keys(),
                 Instant::now(),
             ) {
-                Verdict::Admitted { hostname } => self.on_admitted(peer, hostname),
-                Verdict::Reproved => tracing::debug!(%peer, "answered a re-challenge"),
+                Verdict::Admitted { hostname } => {
+                    self.on_admitted(peer, hostname);
+                    self.publish_behind();
+                }
+                Verdict::Reproved => {
+                    tracing::debug!(%peer, "answered a re-challenge");
+                    self.publish_behind();
+                }
                 Verdict::Rejected(rejection) => self.reject(peer, rejection),
             },
             Event::OutboundFailure { peer, error, .. } => match error {

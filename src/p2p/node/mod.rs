@@ -390,6 +390,7 @@ impl Node {
             self.reject(peer, Rejection::Timeout);
         }
         self.recheck(now);
+        self.publish_behind();
         let expired: Vec<PeerId> = self
             .blocked_until
             .iter()
