@@ -19,10 +19,11 @@ filter='seal\+open|route lookup'
 work=target/regression
 mkdir -p "$work"
 
-# The path of the dataplane bench executable built in the current directory into target dir $1.
+# The path of the dataplane bench executable built in the current directory into target dir $1
+# (empty when the build fails; cargo's errors go to the terminal).
 bench_binary() {
-  CARGO_TARGET_DIR=$1 cargo bench --bench dataplane --no-run --message-format=json 2>/dev/null \
-    | grep '"executable":"[^"]*dataplane-' \
+  { CARGO_TARGET_DIR=$1 cargo bench --bench dataplane --no-run --message-format=json || true; } \
+    | { grep '"executable":"[^"]*dataplane-' || true; } \
     | sed 's/.*"executable":"\([^"]*\)".*/\1/' | tail -1
 }
 
@@ -32,15 +33,21 @@ echo "== building the benches of $base"
 rm -rf "$work/tree"
 git worktree prune
 git worktree add --detach "$work/tree" "$base" >/dev/null
-trap 'git worktree remove --force "$work/tree" >/dev/null 2>&1 || true' EXIT
+results=$(mktemp)
+trap 'git worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -f "$results"' EXIT
 baseline=$(cd "$work/tree" && bench_binary "$PWD/../target")
-[ -x "$current" ] && [ -x "$baseline" ] || { echo "cannot find both bench executables" >&2; exit 2; }
+[ -x "$current" ] && [ -x "$baseline" ] || { echo "cannot build both bench executables" >&2; exit 2; }
 
 # Runs bench executable $1 once; appends "side<TAB>bench<TAB>nanoseconds" lines ($3 is the
-# side) to $2. Criterion prints "NAME  time: [low mid high]", or NAME on a line of its own
-# when it is long; a "time:" line of percentages is its change since the last run, skipped.
+# side) to $2. Each side keeps criterion's files in its own directory, so neither the other
+# side nor the user's saved baselines are compared against or overwritten. Criterion prints
+# "NAME  time: [low mid high]", or NAME on a line of its own when it is long; a "time:" line
+# of percentages is its change since the last run, skipped.
 run() {
-  "$1" --bench "$filter" --warm-up-time 1 --measurement-time 2 --noplot 2>/dev/null | awk -v side="$3" '
+  CRITERION_HOME="$work/criterion-$3" "$1" --bench "$filter" --warm-up-time 1 \
+    --measurement-time 2 --noplot 2>/dev/null > "$work/run.txt" \
+    || { echo "the $3 bench executable failed" >&2; exit 2; }
+  awk -v side="$3" '
     /^[^ ]/ && !/time:/ { last = $0 }
     /time:/ && !/%/ {
       name = $0; sub(/ *time:.*/, "", name); gsub(/^ +| +$/, "", name)
@@ -49,10 +56,9 @@ run() {
       unit = f[4]
       scale = (unit == "ps") ? 0.001 : (unit == "ns") ? 1 : (unit == "ms") ? 1e6 : (unit == "s") ? 1e9 : 1000
       printf "%s\t%s\t%.3f\n", side, name, f[3] * scale
-    }' >> "$2"
+    }' "$work/run.txt" >> "$2"
 }
 
-results=$(mktemp)
 for round in $(seq "$rounds"); do
   echo "== round $round of $rounds"
   run "$baseline" "$results" base

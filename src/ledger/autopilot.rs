@@ -469,6 +469,7 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
             m.lease == LeaseState::Live && reachable.contains(peer) && !in_raft.contains(peer)
         })
         .filter_map(|(peer, _)| peer.parse::<libp2p::PeerId>().ok())
+        .filter(|peer| !ledger.p2p().is_behind(peer))
         .min()
     else {
         return;
@@ -634,16 +635,16 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
 
 /// Outside any cluster: join the one the most admitted peers answer from (the oldest of
 /// those as large, [`merge::cluster_to_join`]) through the leader they name, or form one if
-/// this node has the lowest PeerId and nobody has a cluster.
+/// this node has the lowest PeerId, nobody has a cluster and no peer is behind the rotation.
 async fn form_or_join(ledger: &Ledger) {
     let p2p = ledger.p2p();
     let me = p2p.peer_id();
     let peers = p2p.peers();
-    let hellos = service::ask(
-        ledger,
-        peers.iter().filter_map(|view| view.peer_id.parse().ok()),
-    )
-    .await;
+    let (behind, vouching): (Vec<libp2p::PeerId>, Vec<libp2p::PeerId>) = peers
+        .iter()
+        .filter_map(|view| view.peer_id.parse().ok())
+        .partition(|peer| p2p.is_behind(peer));
+    let hellos = service::ask(ledger, vouching).await;
     tracing::debug!(
         peers = peers.len(),
         answered = hellos.len(),
@@ -663,6 +664,12 @@ async fn form_or_join(ledger: &Ledger) {
     }
     if hellos.iter().any(|h| h.in_cluster) {
         // A cluster exists but is electing a leader: wait for it.
+        return;
+    }
+    if !behind.is_empty() {
+        // Peers not yet on this node's token may well be in a cluster: their word is not
+        // taken, but forming a second cluster beside them would split the mesh. Wait until
+        // they move, or the grace window drops them.
         return;
     }
     let lowest = peers

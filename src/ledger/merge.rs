@@ -45,6 +45,7 @@ pub async fn better_cluster_reachable(ledger: &Ledger, abandoned: bool) -> Optio
         .iter()
         .filter(|view| leaderless || !state.members().contains_key(&view.peer_id))
         .filter_map(|view| view.peer_id.parse().ok())
+        .filter(|peer| !ledger.p2p().is_behind(peer))
         .collect();
     let live = if abandoned {
         0

@@ -141,11 +141,7 @@ async fn answer(
             )
             .map(|()| node);
             match joined {
-                // It may follow the feed, and so learn of the rotation, but not hold a seat.
-                Ok(_) if behind && registered(node_id).is_none() => {
-                    encode(&Ok::<Joined, String>(Joined::Follower))
-                }
-                Ok(node) => encode(&join(ledger, node_id, node, target_voters).await),
+                Ok(node) => encode(&join(ledger, node_id, node, target_voters, behind).await),
                 Err(refusal) => {
                     tracing::warn!(%peer, %refusal, "refused a join");
                     encode(&Err::<Joined, String>(refusal))
@@ -209,13 +205,12 @@ pub fn hello(ledger: &Ledger) -> Hello {
 }
 
 /// Asks each of `peers` for its [`Hello`], all at once; peers that do not answer within
-/// [`HELLO_TIMEOUT`] are left out, and so are peers behind the rotation
-/// ([`crate::p2p::P2pHandle::is_behind`]): what they say of clusters decides no join, formation
-/// or merge.
+/// [`HELLO_TIMEOUT`] are left out. Callers leave out peers behind the rotation
+/// ([`crate::p2p::P2pHandle::is_behind`]): what they say of clusters decides no join,
+/// formation or merge.
 pub async fn ask(ledger: &Ledger, peers: impl IntoIterator<Item = PeerId>) -> Vec<Hello> {
     let p2p = ledger.p2p();
-    let peers = peers.into_iter().filter(|peer| !p2p.is_behind(peer));
-    join_all(peers.map(|peer| async move {
+    join_all(peers.into_iter().map(|peer| async move {
         match tokio::time::timeout(HELLO_TIMEOUT, call::<Hello>(p2p, peer, &LedgerRpc::Hello)).await
         {
             Ok(Ok(hello)) => Some(hello),
@@ -237,12 +232,14 @@ pub async fn ask(ledger: &Ledger, peers: impl IntoIterator<Item = PeerId>) -> Ve
 
 /// On the leader: while voters and learners are fewer than the target, adds the node as a
 /// learner (waiting until it has caught up) and promotes learners, keeping the voter count odd;
-/// otherwise the node follows the feed.
+/// otherwise the node follows the feed. A node `behind` the rotation follows, unless it already
+/// holds a seat: it may read the ledger, and so learn of the rotation, but takes no seat.
 async fn join(
     ledger: &Ledger,
     node_id: u64,
     node: super::raft::LedgerNode,
     target_voters: usize,
+    behind: bool,
 ) -> Result<Joined, String> {
     let _membership = ledger.membership_lock().await;
     let raft = ledger.raft();
@@ -252,7 +249,7 @@ async fn join(
     }
     let membership = metrics.membership_config.membership();
     let members = membership.nodes().count();
-    if membership.get_node(&node_id).is_none() && members >= target_voters {
+    if membership.get_node(&node_id).is_none() && (behind || members >= target_voters) {
         return Ok(Joined::Follower);
     }
     tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, true))

@@ -218,7 +218,8 @@ impl P2pHandle {
         answer.await.map_err(|_| P2pError::Stopped)?
     }
 
-    /// Receives every gossip message that opened with the network's key from an admitted peer.
+    /// Receives every gossip message from an admitted peer: opened when it opens under a token
+    /// this node holds, else unopened ([`GossipMessage::data`] is `None`).
     pub fn gossip(&self) -> broadcast::Receiver<GossipMessage> {
         self.gossip.subscribe()
     }
