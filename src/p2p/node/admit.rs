@@ -39,15 +39,14 @@ impl Node {
 
     /// Whether admitted `peer` proved only a token older than this node's current one.
     pub(super) fn behind(&self, peer: &PeerId) -> bool {
-        self.admission
-            .behind(peer, &self.keyring.current().admission)
+        let held = self.keyring.held();
+        self.admission.behind(peer, &held.current.keys.admission)
     }
 
     /// Publishes the peers behind for [`crate::p2p::P2pHandle::is_behind`], when they changed.
     pub(super) fn publish_behind(&self) {
-        let behind = self
-            .admission
-            .behind_peers(&self.keyring.current().admission);
+        let held = self.keyring.held();
+        let behind = self.admission.behind_peers(&held.current.keys.admission);
         if *self.shared.behind.load_full() != behind {
             self.shared.behind.store(Arc::new(behind));
         }
