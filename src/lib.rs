@@ -13,6 +13,8 @@ pub mod dataplane;
 pub mod dns;
 pub mod durable;
 pub mod fault;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod identity;
 pub mod keyring;
 pub mod ledger;

@@ -147,6 +147,29 @@ fn three_kinds_of_malformed_token_get_distinct_precise_errors_and_exit_2() {
 }
 
 #[test]
+fn a_token_file_or_config_too_large_to_be_one_is_refused_naming_it() {
+    for (flag, limit) in [("--token-file", "65536"), ("--config", "16777216")] {
+        let out = weft(&["up", "--print-config", flag, "/dev/zero"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.contains("/dev/zero")
+                && message.contains(&format!("larger than {limit} bytes")),
+            "{flag}: {message}"
+        );
+    }
+}
+
+#[test]
+fn a_log_filter_that_is_not_ascii_is_refused_not_a_crash() {
+    // What the config fuzz target found: tracing's filter parser panicked on this.
+    let level = "dkni\u{e0}\u{e0}[\t,\u{ff}";
+    let out = weft(&["up", "--print-config"], &[("EDGEVPNLOGLEVEL", level)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in ASCII"), "{}", stderr(&out));
+}
+
+#[test]
 fn flags_override_env_which_overrides_the_file_which_overrides_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("weft.yaml");

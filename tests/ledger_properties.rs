@@ -7,13 +7,12 @@
 //! planes, fixed roles are respected, and a deployed role stays with its member (expiry alone
 //! never hands a deployed control plane's seat to another).
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 use weft::ledger::state::{
-    BootstrapReport, Command, FixedRole, LeaseState, LedgerState, Phase, Role, RolePolicy,
+    BootstrapReport, Command, FixedRole, LedgerState, Phase, Role, RolePolicy,
 };
 
 /// A /28: 14 usable addresses for up to 8 peers, so exhaustion happens too.
@@ -135,39 +134,6 @@ fn apply_all(commands: &[Command]) -> LedgerState {
         state.apply(i as u64 + 1, command);
     }
     state
-}
-
-fn assert_addresses_are_sound(state: &LedgerState) {
-    let pool = state.pool();
-    let mut holders: BTreeMap<Ipv4Addr, &str> = BTreeMap::new();
-    for (peer, member) in state.members() {
-        if member.lease == LeaseState::Expired && !member.is_bound() {
-            assert_eq!(
-                member.address, None,
-                "{peer} keeps an address after its lease expired without a bound role"
-            );
-        }
-        if let Some(address) = member.address {
-            assert!(pool.contains(&address), "{address} is outside {pool}");
-            assert_ne!(address, pool.network(), "{peer} holds the network address");
-            assert_ne!(
-                address,
-                pool.broadcast(),
-                "{peer} holds the broadcast address"
-            );
-            if let Some(other) = holders.insert(address, peer) {
-                panic!("{address} is held by both {other} and {peer}");
-            }
-        }
-    }
-    for (address, owner) in state.reservations() {
-        if let Some(holder) = holders.get(address) {
-            assert_eq!(
-                holder, owner,
-                "{address} is reserved for {owner} but held by {holder}"
-            );
-        }
-    }
 }
 
 /// Commands that move roles around under a fixed policy: joins and restarts, leaves,
@@ -308,7 +274,9 @@ proptest! {
         let mut state = LedgerState::new(pool());
         for (i, command) in commands.iter().enumerate() {
             state.apply(i as u64 + 1, command);
-            assert_addresses_are_sound(&state);
+            if let Err(broken) = state.check_addresses() {
+                panic!("{broken}");
+            }
         }
     }
 

@@ -81,6 +81,65 @@ pub struct EdgevpnDns {
     pub records: BTreeMap<String, String>,
 }
 
+impl NewRecord {
+    /// The ledger command this request asks for, or why the request is bad (naming the field).
+    pub fn command(self) -> Result<Command, ApiError> {
+        let rtype: RecordType = self.rtype.parse().map_err(ApiError::BadRequest)?;
+        let value = records::canonical_value(rtype, &self.value).map_err(bad)?;
+        let ttl = records::ttl(self.ttl.unwrap_or(records::DEFAULT_TTL)).map_err(bad)?;
+        let record = DnsRecord { value, ttl };
+        match (self.name, self.regex) {
+            (Some(name), None) => Ok(Command::PutDns {
+                name: records::canonical_name(&name).map_err(bad)?,
+                rtype,
+                record,
+            }),
+            (None, Some(regex)) => {
+                records::pattern(&regex).map_err(bad)?;
+                Ok(Command::PutDnsPattern {
+                    pattern: regex,
+                    records: [(rtype, record)].into(),
+                    merge: true,
+                })
+            }
+            _ => Err(ApiError::BadRequest(
+                "give exactly one of \"name\" and \"regex\"".into(),
+            )),
+        }
+    }
+}
+
+impl EdgevpnDns {
+    /// The ledger command this edgevpn entry asks for (it replaces the pattern's records), or
+    /// why the entry is bad.
+    pub fn command(self) -> Result<Command, ApiError> {
+        records::pattern(&self.regex).map_err(bad)?;
+        if self.records.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "the DNS entry for regex {:?} has no records",
+                self.regex
+            )));
+        }
+        let mut entries = BTreeMap::new();
+        for (rtype, value) in &self.records {
+            let rtype = edgevpn_type(rtype).map_err(ApiError::BadRequest)?;
+            let value = records::canonical_value(rtype, value).map_err(bad)?;
+            entries.insert(
+                rtype,
+                DnsRecord {
+                    value,
+                    ttl: records::DEFAULT_TTL,
+                },
+            );
+        }
+        Ok(Command::PutDnsPattern {
+            pattern: self.regex,
+            records: entries,
+            merge: false,
+        })
+    }
+}
+
 pub async fn list(State(state): State<Arc<ApiState>>) -> Json<DnsView> {
     let ledger = state.ledger.state();
     let domain = &state.node.dns_domain;
@@ -138,31 +197,7 @@ pub async fn add(
     State(state): State<Arc<ApiState>>,
     Json(new): Json<NewRecord>,
 ) -> Result<Json<Outcome>, ApiError> {
-    let rtype: RecordType = new.rtype.parse().map_err(ApiError::BadRequest)?;
-    let value = records::canonical_value(rtype, &new.value).map_err(bad)?;
-    let ttl = records::ttl(new.ttl.unwrap_or(records::DEFAULT_TTL)).map_err(bad)?;
-    let record = DnsRecord { value, ttl };
-    let command = match (new.name, new.regex) {
-        (Some(name), None) => Command::PutDns {
-            name: records::canonical_name(&name).map_err(bad)?,
-            rtype,
-            record,
-        },
-        (None, Some(regex)) => {
-            records::pattern(&regex).map_err(bad)?;
-            Command::PutDnsPattern {
-                pattern: regex,
-                records: [(rtype, record)].into(),
-                merge: true,
-            }
-        }
-        _ => {
-            return Err(ApiError::BadRequest(
-                "give exactly one of \"name\" and \"regex\"".into(),
-            ));
-        }
-    };
-    committed(state.ledger.propose_patiently(command).await?)
+    committed(state.ledger.propose_patiently(new.command()?).await?)
 }
 
 /// `DELETE /v1/dns/name/{name}[/{type}[/{value}]]`.
@@ -259,33 +294,7 @@ pub async fn edgevpn_add(
     State(state): State<Arc<ApiState>>,
     Json(entry): Json<EdgevpnDns>,
 ) -> Result<GoJson<Announcing>, ApiError> {
-    records::pattern(&entry.regex).map_err(bad)?;
-    if entry.records.is_empty() {
-        return Err(ApiError::BadRequest(format!(
-            "the DNS entry for regex {:?} has no records",
-            entry.regex
-        )));
-    }
-    let mut entries = BTreeMap::new();
-    for (rtype, value) in &entry.records {
-        let rtype = edgevpn_type(rtype).map_err(ApiError::BadRequest)?;
-        let value = records::canonical_value(rtype, value).map_err(bad)?;
-        entries.insert(
-            rtype,
-            DnsRecord {
-                value,
-                ttl: records::DEFAULT_TTL,
-            },
-        );
-    }
-    let outcome = state
-        .ledger
-        .propose_patiently(Command::PutDnsPattern {
-            pattern: entry.regex,
-            records: entries,
-            merge: false,
-        })
-        .await?;
+    let outcome = state.ledger.propose_patiently(entry.command()?).await?;
     check(outcome)?;
     Ok(GoJson(Announcing {
         state: "Announcing".into(),

@@ -191,8 +191,10 @@ fn walk_once(
 /// Whether one of the first ten lines of `path` is a cloud-config header.
 fn has_header(path: &Path) -> bool {
     use std::io::BufRead as _;
+    use std::io::Read as _;
+    // Ten lines of a cloud-config fit in far less; a file that is no text ends here.
     std::fs::File::open(path).is_ok_and(|file| {
-        std::io::BufReader::new(file)
+        std::io::BufReader::new(file.take(64 * 1024))
             .lines()
             .take(10)
             .map_while(Result::ok)
@@ -208,9 +210,11 @@ fn origin(file: &Path, key: &str) -> Origin {
 }
 
 fn read_file(path: &Path, out: &mut CloudLayers, across: &mut Across) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
+    let text = super::layers::read_text(path, super::layers::MAX_FILE).map_err(|reason| {
+        ConfigError::File {
+            path: path.to_path_buf(),
+            reason,
+        }
     })?;
     let document: Json = if text.trim().is_empty() {
         Json::Null

@@ -107,12 +107,30 @@ impl Provider for Layer {
     }
 }
 
+/// The largest config or cloud-config file read: far more than any real one, little enough
+/// that a wrong path (a disk, a log, `/dev/zero`) is refused instead of filling memory.
+pub(super) const MAX_FILE: u64 = 16 << 20;
+
+/// Reads the text of `path`, refusing more than `limit` bytes; the error is for a message
+/// that names the file.
+pub(super) fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("larger than {limit} bytes; is it the right file?"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())
+}
+
 /// Reads the YAML config file into a layer, refusing keys that are not settings (a typo in a
 /// config file should stop start-up, not be silently ignored).
 pub(super) fn read_file(path: &Path, known: &[&str]) -> Result<Layer, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+    let text = read_text(path, MAX_FILE).map_err(|reason| ConfigError::File {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason,
     })?;
     let values: Dict = if text.trim().is_empty() {
         Dict::new()

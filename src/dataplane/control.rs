@@ -52,7 +52,7 @@ const MIN_UPKEEP_GAP: Duration = Duration::from_millis(100);
 /// both rarely start one at once.
 const FIRST_HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 /// The most candidates taken from a peer's hello.
-const MAX_CANDIDATES: usize = 16;
+pub(crate) const MAX_CANDIDATES: usize = 16;
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
@@ -573,10 +573,12 @@ fn candidates(
 
 /// The candidates of a peer's hello worth probing: unicast, a real port, not loopback and not
 /// in the overlay `pool` (probes there would loop through this node's own TUN), at most
-/// [`MAX_CANDIDATES`].
-fn usable(candidates: Vec<SocketAddr>, pool: ipnet::Ipv4Net) -> Vec<SocketAddr> {
+/// [`MAX_CANDIDATES`]. An IPv4 address written as IPv6 (`::ffff:a.b.c.d`, which the dual-stack
+/// socket would send to) is taken as the IPv4 address it is, so it is checked as one.
+pub(crate) fn usable(candidates: Vec<SocketAddr>, pool: ipnet::Ipv4Net) -> Vec<SocketAddr> {
     candidates
         .into_iter()
+        .map(|c| SocketAddr::new(c.ip().to_canonical(), c.port()))
         .filter(|c| c.port() != 0)
         .filter(|c| {
             let ip = c.ip();
@@ -659,6 +661,9 @@ mod tests {
             "10.99.0.3:0",
             "0.0.0.0:5000",
             "[2001:db8::3]:5000",
+            "[::ffff:127.0.0.1]:5000",
+            "[::ffff:10.1.0.4]:5000",
+            "[::ffff:10.99.0.5]:5000",
         ]
         .iter()
         .map(|s| s.parse().unwrap())
@@ -667,7 +672,8 @@ mod tests {
             usable(offered.clone(), pool),
             vec![
                 "10.99.0.3:5000".parse::<SocketAddr>().unwrap(),
-                "[2001:db8::3]:5000".parse().unwrap()
+                "[2001:db8::3]:5000".parse().unwrap(),
+                "10.99.0.5:5000".parse().unwrap()
             ]
         );
         offered.extend((1..100).map(|p| SocketAddr::from(([192, 0, 2, 1], p))));

@@ -9,7 +9,7 @@
 //! sessions over libp2p and keeps paths alive. Without a working UDP path, frames travel on a
 //! libp2p stream instead ([`fallback`]).
 
-mod control;
+pub(crate) mod control;
 mod fallback;
 pub mod frame;
 mod metrics;

@@ -38,6 +38,14 @@ enum Gossip {
     LedgerFeed(Feed),
 }
 
+/// The feed message a gossip message's opened bytes hold, if they hold one.
+pub(crate) fn decode(data: &[u8]) -> Option<Feed> {
+    match serde_json::from_slice(data) {
+        Ok(Gossip::LedgerFeed(feed)) => Some(feed),
+        Err(_) => None,
+    }
+}
+
 /// On every node: while this node leads, publishes what its state machine applies.
 pub async fn publish(
     ledger: Ledger,
@@ -116,7 +124,7 @@ pub async fn follow(
             }
             continue;
         };
-        let Ok(Gossip::LedgerFeed(feed)) = serde_json::from_slice(data) else {
+        let Some(feed) = decode(data) else {
             continue;
         };
         let author = message.author.to_string();

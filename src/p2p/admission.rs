@@ -32,6 +32,7 @@ use libp2p::PeerId;
 use rand::RngCore as _;
 use sha2::Sha256;
 
+use crate::proto::p2p::v1::AuthProof;
 use crate::token::DerivedKey;
 
 /// Domain separation for the admission MAC.
@@ -98,6 +99,18 @@ pub fn prove(
         .into()
 }
 
+/// The proofs an answer carries: the current token's, and the previous one's when given.
+pub fn proofs_of(answer: &AuthProof) -> Vec<(&[u8], &[u8])> {
+    let mut proofs = vec![(&answer.proof[..], &answer.sealed_hostname[..])];
+    if !answer.previous_proof.is_empty() {
+        proofs.push((
+            &answer.previous_proof[..],
+            &answer.previous_sealed_hostname[..],
+        ));
+    }
+    proofs
+}
+
 /// Checks a proof in constant time.
 pub fn verify(
     key: &DerivedKey,
@@ -133,8 +146,26 @@ fn seal_hostname(
     while name.len() > MAX_HOSTNAME {
         name.pop();
     }
+    seal_name_bytes(
+        key,
+        prover,
+        verifier,
+        (verifier_nonce, prover_nonce),
+        name.as_bytes(),
+    )
+}
+
+/// Seals `name` as it is, for [`seal_hostname`] and for the fuzz target that gives the
+/// verifier what a token holder could seal ([`crate::fuzz::admission`]).
+pub(crate) fn seal_name_bytes(
+    key: &DerivedKey,
+    prover: &PeerId,
+    verifier: &PeerId,
+    (verifier_nonce, prover_nonce): (&Nonce, &Nonce),
+    name: &[u8],
+) -> Vec<u8> {
     hostname_cipher(key, prover, verifier, verifier_nonce, prover_nonce)
-        .encrypt(&chacha20poly1305::Nonce::default(), name.as_bytes())
+        .encrypt(&chacha20poly1305::Nonce::default(), name)
         .expect("ChaCha20-Poly1305 seals a hostname")
 }
 
@@ -448,6 +479,29 @@ pub struct AnswerFields {
     pub nonce: Nonce,
     /// One per token held, the current one first.
     pub proofs: Vec<Proof>,
+}
+
+impl AnswerFields {
+    /// The answer as it goes on the wire: the current token's proof, and the previous one's
+    /// when the prover holds one.
+    pub fn to_proto(self) -> AuthProof {
+        let mut proofs = self.proofs.into_iter();
+        let (current, previous) = (proofs.next(), proofs.next());
+        let parts = |proof: Option<Proof>| {
+            proof
+                .map(|p| (p.proof.to_vec(), p.sealed_hostname))
+                .unwrap_or_default()
+        };
+        let (proof, sealed_hostname) = parts(current);
+        let (previous_proof, previous_sealed_hostname) = parts(previous);
+        AuthProof {
+            nonce: self.nonce.to_vec(),
+            proof,
+            sealed_hostname,
+            previous_proof,
+            previous_sealed_hostname,
+        }
+    }
 }
 
 /// A proof of holding one token, and the prover's hostname sealed under it.

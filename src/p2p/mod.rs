@@ -15,7 +15,7 @@ mod node;
 pub mod peers;
 pub mod per_ip;
 pub mod protocol;
-mod redial;
+pub(crate) mod redial;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use behaviour::{AuthCodec, ControlCodec, OpaqueCodec};
+pub(crate) use node::records_of;
 pub use peers::{ConnectionKind, PeerView};
 
 use crate::keyring::Keyring;

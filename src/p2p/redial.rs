@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
 
-const MIN_BACKOFF: Duration = Duration::from_secs(2);
+pub const MIN_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A member not reached for this long is dropped; discovery will bring it back if it returns.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
@@ -19,6 +19,8 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 pub const MAX_WANTED: usize = 1024;
 /// Addresses kept per member.
 pub const MAX_ADDRS: usize = 16;
+/// Records of one peer list taken, at most: more than a node keeps connections to.
+pub const MAX_PEER_RECORDS: usize = 512;
 
 #[derive(Debug)]
 struct Wanted {

@@ -5,10 +5,10 @@
 //! address to holder, and every change goes through [`LedgerState::hold`] and
 //! [`LedgerState::release`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use super::{LedgerState, Outcome, PeerKey};
+use super::{LeaseState, LedgerState, Outcome, PeerKey};
 
 impl LedgerState {
     /// The address a (re)joining member gets: the one it asked for, else its reservation, else
@@ -88,6 +88,49 @@ impl LedgerState {
             self.holders.remove(&address);
             self.previous.insert(peer.clone(), address);
         }
+    }
+
+    /// Checks what allocation promises, whatever commands were applied: every address held is
+    /// a usable host of the pool, no two members hold one, a reserved address is held only by
+    /// the member it is reserved for, and a member whose lease expired keeps no address unless
+    /// a deployed role binds it, and the index of holders agrees. The property tests and the fuzz targets ([`crate::fuzz`]) run
+    /// it after every command; the error names the broken promise.
+    pub fn check_addresses(&self) -> Result<(), String> {
+        let pool = self.pool;
+        let mut holders: HashMap<Ipv4Addr, &str> = HashMap::new();
+        for (peer, member) in &self.members {
+            if member.lease == LeaseState::Expired && !member.is_bound() && member.address.is_some()
+            {
+                return Err(format!(
+                    "{peer} keeps an address after its lease expired without a bound role"
+                ));
+            }
+            let Some(address) = member.address else {
+                continue;
+            };
+            if !self.is_usable(address) {
+                return Err(format!("{peer} holds {address}, no usable host of {pool}"));
+            }
+            if let Some(other) = holders.insert(address, peer) {
+                return Err(format!("{address} is held by both {other} and {peer}"));
+            }
+        }
+        if holders.len() != self.holders.len()
+            || self
+                .holders
+                .iter()
+                .any(|(a, p)| holders.get(a) != Some(&p.as_str()))
+        {
+            return Err("the address index disagrees with the members' addresses".into());
+        }
+        for (address, owner) in &self.reservations {
+            if let Some(holder) = holders.get(address).filter(|h| **h != owner.as_str()) {
+                return Err(format!(
+                    "{address} is reserved for {owner} but held by {holder}"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -3,18 +3,6 @@
 
 use super::*;
 
-/// The proofs an answer carries: the current token's, and the previous one's when given.
-fn proofs_of(answer: &AuthProof) -> Vec<(&[u8], &[u8])> {
-    let mut proofs = vec![(&answer.proof[..], &answer.sealed_hostname[..])];
-    if !answer.previous_proof.is_empty() {
-        proofs.push((
-            &answer.previous_proof[..],
-            &answer.previous_sealed_hostname[..],
-        ));
-    }
-    proofs
-}
-
 impl Node {
     /// The admission keys of the tokens this node holds now, the current one first.
     fn admission_keys(&self) -> Vec<crate::token::DerivedKey> {
@@ -76,22 +64,7 @@ impl Node {
                 &self.admission_keys(),
             ) {
                 Ok((answer, challenge_back)) => {
-                    let mut proofs = answer.proofs.into_iter();
-                    let (current, previous) = (proofs.next(), proofs.next());
-                    let parts = |proof: Option<Proof>| {
-                        proof
-                            .map(|p| (p.proof.to_vec(), p.sealed_hostname))
-                            .unwrap_or_default()
-                    };
-                    let (proof, sealed_hostname) = parts(current);
-                    let (previous_proof, previous_sealed_hostname) = parts(previous);
-                    let proof = AuthProof {
-                        nonce: answer.nonce.to_vec(),
-                        proof,
-                        sealed_hostname,
-                        previous_proof,
-                        previous_sealed_hostname,
-                    };
+                    let proof = answer.to_proto();
                     let _ = self
                         .swarm
                         .behaviour_mut()
@@ -110,7 +83,7 @@ impl Node {
             } => match self.admission.on_proof(
                 peer,
                 &response.nonce,
-                &proofs_of(&response),
+                &crate::p2p::admission::proofs_of(&response),
                 &self.admission_keys(),
                 Instant::now(),
             ) {

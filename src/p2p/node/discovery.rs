@@ -3,8 +3,25 @@
 
 use super::*;
 
-/// Records of one peer list taken, at most: more than a node keeps connections to.
-const MAX_PEER_RECORDS: usize = 512;
+/// The members a peer list names, with their addresses. A member's list is taken only up to a
+/// mesh's worth of records with a few addresses each, so a hostile member cannot make this node
+/// dial without bound; records that do not decode are skipped.
+pub(crate) fn records_of(list: PeerList) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    list.peers
+        .into_iter()
+        .take(super::super::redial::MAX_PEER_RECORDS)
+        .filter_map(|record| {
+            let peer = PeerId::from_bytes(&record.peer_id).ok()?;
+            let addrs = record
+                .addrs
+                .into_iter()
+                .take(super::super::redial::MAX_ADDRS)
+                .filter_map(|a| Multiaddr::try_from(a).ok())
+                .collect();
+            Some((peer, addrs))
+        })
+        .collect()
+}
 
 impl Node {
     pub(super) fn ask_for_peers(&mut self, peer: PeerId) {
@@ -102,18 +119,7 @@ impl Node {
         if !self.admission.is_admitted(&from) {
             return;
         }
-        // A member's list is taken only up to a mesh's worth of records with a few addresses
-        // each: a hostile member cannot make this node dial without bound.
-        for record in list.peers.into_iter().take(MAX_PEER_RECORDS) {
-            let Ok(peer) = PeerId::from_bytes(&record.peer_id) else {
-                continue;
-            };
-            let addrs: Vec<Multiaddr> = record
-                .addrs
-                .into_iter()
-                .take(super::super::redial::MAX_ADDRS)
-                .filter_map(|a| Multiaddr::try_from(a).ok())
-                .collect();
+        for (peer, addrs) in records_of(list) {
             if peer != *self.swarm.local_peer_id() && !self.peers.is_connected(&peer) {
                 self.redial.heard_of(peer, &addrs, Instant::now());
             }

@@ -10,6 +10,8 @@ mod admit;
 mod discovery;
 mod messages;
 
+pub(crate) use discovery::records_of;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,7 +38,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::admission::{Admission, Proof, Rejection, Verdict};
+use super::admission::{Admission, Rejection, Verdict};
 use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec};
 use super::bootstrap::Bootstrap;
 use super::peers::{PeerTable, is_routable};
