@@ -578,6 +578,7 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
                 peer_id: mine.clone(),
             },
         )),
+        members: vec![0xbad],
     };
     tokio::spawn(async move {
         while let Some(rpc) = inbox.recv().await {

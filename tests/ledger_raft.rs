@@ -176,6 +176,75 @@ async fn a_voter_gone_past_the_voter_timeout_is_replaced_by_a_live_member() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_replaced_while_away_rejoins_with_its_address_and_gets_later_writes() {
+    let token = network();
+    let first = start(&token, "v0", vec![]).await;
+    let entry = address(&first).await;
+    let mut replicas = vec![replica(first, "v0").await];
+    let mut keys = vec![None];
+    for i in 1..5 {
+        let name = format!("v{i}");
+        let keypair = libp2p::identity::Keypair::generate_ed25519();
+        let member = start_as(&token, &name, vec![entry.clone()], &keypair).await;
+        replicas.push(replica(member, &name).await);
+        keys.push(Some(keypair));
+    }
+    settled_cluster(&replicas).await;
+    let leader = settled_leader(&replicas).await;
+    let voters = replicas[0].ledger.status().voters;
+    // v0's identity is not kept: one of the two voters that do not lead is another.
+    let index = (1..replicas.len())
+        .find(|i| {
+            let peer = replicas[*i].member.handle.peer_id().to_string();
+            peer != leader && voters.contains(&peer)
+        })
+        .expect("a voter other than the leader");
+    let keypair = keys[index].take().expect("the voter's identity");
+    let away = replicas.remove(index);
+    let gone = away.member.handle.peer_id().to_string();
+    let before = own_address(&away).expect("an address before it left");
+    away.member.stop.cancel();
+    let Replica {
+        member,
+        ledger,
+        dir,
+    } = away;
+    drop((member, ledger));
+    wait_for("three voters without the one away", || {
+        let voters = replicas[0].ledger.status().voters;
+        (voters.len() == 3 && !voters.contains(&gone)).then_some(())
+    })
+    .await;
+    commit(&replicas[0], put("while-away")).await;
+
+    let name = format!("v{index}");
+    let back = replica_in(
+        start_as(&token, &name, vec![entry], &keypair).await,
+        &name,
+        dir,
+    )
+    .await;
+    wait_within(
+        MERGE_DEADLINE,
+        "the returning voter to follow its cluster and hold the write made while it was away",
+        || (back.ledger.status().leader.is_some() && has_key(&back, "while-away")).then_some(()),
+    )
+    .await;
+    commit(&back, put("after-return")).await;
+    wait_for("the write made after its return everywhere", || {
+        replicas
+            .iter()
+            .all(|r| has_key(r, "after-return"))
+            .then_some(())
+    })
+    .await;
+    wait_for("its address back", || {
+        (own_address(&back) == Some(before)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write_and_deletion() {
     let token = network();
     let west = group(&token, &["w0", "w1", "w2"]).await;

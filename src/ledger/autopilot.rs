@@ -11,6 +11,10 @@
 //! Merge: every few seconds a member asks admitted peers its ledger does not know which cluster
 //! they are in, and leaves for a larger one, or one as large and older ([`merge`]).
 //!
+//! Return: a member whose cluster has had no leader for longer than an election asks the
+//! leader its peers name whether it still counts this node; a node that lost its seat while
+//! away resets its raft state and rejoins, as a learner or a follower ([`merge::removed`]).
+//!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd.
 //!
@@ -215,7 +219,7 @@ impl Pilot {
         self.leaderless_since = since;
         let abandoned = since.is_some_and(|t| t.elapsed() >= LEADERLESS_GRACE);
         let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned).await else {
-            return false;
+            return abandoned && self.ledger.is_raft_member() && self.rejoin_if_removed().await;
         };
         tracing::warn!(
             ours = ?self.ledger.state().cluster().map(|c| c.to_string()),
@@ -232,6 +236,30 @@ impl Pilot {
                 false
             }
         }
+    }
+
+    /// Rejoins this node's own cluster when its leader's membership no longer holds it
+    /// ([`merge::removed`]); true when it did. Nothing is carried: what this node holds of its
+    /// cluster was written there, and the leader's log has all of it that committed. Its
+    /// member record stays in the ledger, so it keeps its address (or gets it back when its
+    /// lease expired meanwhile and the address is still free).
+    async fn rejoin_if_removed(&mut self) -> bool {
+        let Some(leader) = merge::removed(&self.ledger).await else {
+            return false;
+        };
+        tracing::warn!(
+            leader = %leader.1.peer_id,
+            "the cluster's leader no longer counts this node in its raft membership (it was \
+             replaced while away, or restored from an older backup); resetting its raft state \
+             and rejoining"
+        );
+        if let Err(e) = self.ledger.reset().await {
+            tracing::error!(error = %e, "cannot reset the raft state to rejoin");
+            return false;
+        }
+        self.leaderless_since = None;
+        join(&self.ledger, leader).await;
+        true
     }
 
     /// Makes sure the ledger holds a live record of this node, and renews its lease now and
@@ -460,6 +488,12 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
     if live_voters >= config.target_voters || live_learners > 0 {
         return;
     }
+    // A leader that reaches no majority of its voters (it is on the small side of a
+    // partition) could not commit the change: it would only leave the follower a learner of
+    // a membership that never commits, waiting for a leader that no longer leads.
+    if live_voters <= membership.voter_ids().count() / 2 {
+        return;
+    }
     let in_raft: Vec<&String> = membership.nodes().map(|(_, n)| &n.peer_id).collect();
     let Some(candidate) = ledger
         .state()
@@ -553,8 +587,7 @@ async fn replace_unreachable_voters(
     }
     // Replace one for one, so the count stays odd; without a live learner to step in, a dead
     // voter stays (the others still form a quorum) rather than shrinking the group. A denied
-    // voter stays too: removed while cut off, it would not hear of its removal and could not
-    // rejoin once allowed back (a returning voter is not yet reset, issue 16).
+    // voter stays too: every member has cut it off, so it takes part in no vote or append.
     let learners: Vec<u64> = membership
         .learner_ids()
         .filter(|id| is_reachable(id))

@@ -117,6 +117,60 @@ pub fn cluster_to_join(
         .map(|(leader, _)| leader)
 }
 
+/// The leader of this node's own cluster, when that leader's raft membership no longer holds
+/// this node: a voter replaced while it was away, or a node restored from a backup older than
+/// its removal. Such a node hears no leader (none sends it appends, and members refuse its
+/// votes), so the autopilot asks this only of a raft member whose cluster has had no leader for
+/// longer than an election. Only the members this node's own raft membership registers are
+/// asked who leads (by the PeerId registered for them: a token holder that was never a voter
+/// here has no say), the leader most of them name is asked in turn, and only its own answer
+/// decides: it must name itself as leader of this cluster, with a settled membership (applied,
+/// not changing) that leaves this node out. Peers behind the rotation are not asked.
+pub async fn removed(ledger: &Ledger) -> Option<super::follower::Leader> {
+    let ours = ledger.state().cluster()?;
+    let me = ledger.node_id();
+    let registered: Vec<libp2p::PeerId> = {
+        let metrics = ledger.raft().metrics().borrow().clone();
+        metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != me)
+            .filter_map(|(_, node)| node.peer_id.parse().ok())
+            .collect()
+    };
+    let p2p = ledger.p2p();
+    let asked = registered.into_iter().filter(|peer| !p2p.is_behind(peer));
+    let answers = service::ask(ledger, asked).await;
+    let leader = cluster_to_join(
+        answers
+            .into_iter()
+            .filter(|hello| hello.cluster == Some(ours))
+            .filter_map(|hello| Some((hello.cluster, hello.leader?))),
+    )?;
+    let peer: libp2p::PeerId = leader.1.peer_id.parse().ok()?;
+    if p2p.is_behind(&peer) {
+        return None;
+    }
+    let said = service::ask(ledger, [peer]).await.pop()?;
+    left_out(&said, &leader, ours, me).then_some(leader)
+}
+
+/// Whether `said`, the answer of `leader` itself, shows it leading cluster `ours` without
+/// node `me` in its membership.
+fn left_out(
+    said: &super::raft::network::Hello,
+    leader: &super::follower::Leader,
+    ours: ClusterId,
+    me: u64,
+) -> bool {
+    said.node_id == leader.0
+        && said.cluster == Some(ours)
+        && said.leader.as_ref().map(|(id, _)| *id) == Some(said.node_id)
+        && !said.members.is_empty()
+        && !said.members.contains(&me)
+}
+
 /// Saves the applied state to carry over, then leaves the current cluster.
 pub async fn leave(ledger: &Ledger) -> Result<LedgerState, super::LedgerError> {
     let carried = ledger.state();
@@ -272,6 +326,60 @@ mod tests {
 
     fn cluster(created_at: u64, id: u64) -> ClusterId {
         ClusterId { created_at, id }
+    }
+
+    #[test]
+    fn a_node_is_left_out_only_on_the_word_of_the_leader_of_its_own_cluster() {
+        let ours = cluster(10, 1);
+        let (me, leader_id) = (7, 1);
+        let leader = (
+            leader_id,
+            crate::ledger::raft::LedgerNode {
+                peer_id: "L".into(),
+            },
+        );
+        let said = |node_id: u64, cluster: ClusterId, leads: u64, members: Vec<u64>| {
+            crate::ledger::raft::network::Hello {
+                node_id,
+                in_cluster: true,
+                cluster: Some(cluster),
+                leader: Some((leads, leader.1.clone())),
+                members,
+            }
+        };
+        assert!(left_out(
+            &said(1, ours, 1, vec![1, 2, 3]),
+            &leader,
+            ours,
+            me
+        ));
+        // Still a member: nothing to reset.
+        assert!(!left_out(
+            &said(1, ours, 1, vec![1, 2, 7]),
+            &leader,
+            ours,
+            me
+        ));
+        // Not the leader's own word, another cluster, or no membership known.
+        assert!(!left_out(
+            &said(2, ours, 1, vec![1, 2, 3]),
+            &leader,
+            ours,
+            me
+        ));
+        assert!(!left_out(
+            &said(1, ours, 2, vec![1, 2, 3]),
+            &leader,
+            ours,
+            me
+        ));
+        assert!(!left_out(
+            &said(1, cluster(9, 1), 1, vec![1, 2, 3]),
+            &leader,
+            ours,
+            me
+        ));
+        assert!(!left_out(&said(1, ours, 1, vec![]), &leader, ours, me));
     }
 
     fn leader(peer: &str) -> crate::ledger::follower::Leader {

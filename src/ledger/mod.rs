@@ -79,6 +79,11 @@ pub enum LedgerError {
     LeaderUnreachable(String),
     #[error("the leader refused the proposal: {0}")]
     Refused(String),
+    #[error(
+        "not committed within {0} s: this node leads but may be cut off from its quorum (a \
+         partition, voters down); the write may still commit once they are back"
+    )]
+    NotCommitted(u64),
     #[error("{0}")]
     TooLarge(String),
 }
@@ -498,7 +503,8 @@ impl Ledger {
     }
 
     /// Leaves the current cluster: stops raft, wipes its storage and starts a blank raft node
-    /// with the same id, which the autopilot then joins to another cluster.
+    /// with the same id, which the autopilot then joins to a cluster (another one in a merge,
+    /// the same one when this node lost its seat while away).
     pub(crate) async fn reset(&self) -> Result<(), LedgerError> {
         let old = self.engine.load_full();
         old.raft
@@ -646,10 +652,12 @@ impl Ledger {
             .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;
         if leader == self.node_id {
             let command = state::attribute(command, &node.peer_id, autopilot::unix_now());
-            return self
-                .raft()
-                .client_write(command)
+            // A leader cut off from its quorum does not know it until a higher term reaches
+            // it: its writes wait, and the caller hears so within the proposal timeout.
+            let timeout = service::PROPOSAL_TIMEOUT;
+            return tokio::time::timeout(timeout, self.raft().client_write(command))
                 .await
+                .map_err(|_| Attempt::Failed(LedgerError::NotCommitted(timeout.as_secs())))?
                 .map(|r| r.data)
                 .map_err(|e| {
                     let not_leader = matches!(

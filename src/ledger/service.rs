@@ -26,8 +26,9 @@ use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a proposal from another node may wait to commit (its sender gives up at 10 s).
-const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a proposal may wait to commit, from another node (its sender gives up at 10 s) or
+/// from this one.
+pub(crate) const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the leader waits for a joining learner to catch up, holding the membership lock.
 const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -190,17 +191,23 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// This node's view of its cluster.
 pub fn hello(ledger: &Ledger) -> Hello {
     let metrics = ledger.raft().metrics().borrow().clone();
-    let in_raft = metrics
-        .membership_config
-        .membership()
-        .nodes()
-        .next()
-        .is_some();
+    let stored = &metrics.membership_config;
+    let membership = stored.membership();
+    let in_raft = membership.nodes().next().is_some();
+    // Only a membership that is applied (so committed) and not changing is told: a node left
+    // out of one resets itself ([`super::merge::removed`]).
+    let settled =
+        membership.get_joint_config().len() == 1 && *stored.log_id() <= metrics.last_applied;
     Hello {
         node_id: ledger.node_id(),
         in_cluster: in_raft || ledger.replica().is_following(),
         cluster: ledger.state().cluster(),
         leader: ledger.leader(),
+        members: if settled {
+            membership.nodes().map(|(id, _)| *id).collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 

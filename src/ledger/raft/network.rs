@@ -69,6 +69,11 @@ pub struct Hello {
     pub cluster: Option<ClusterId>,
     /// The leader it knows, with its node id.
     pub leader: Option<(NodeId, LedgerNode)>,
+    /// The raft nodes (voters and learners) its raft membership holds. A leader's answer says
+    /// whether a node returning from a long absence still holds a seat
+    /// ([`crate::ledger::merge::removed`]).
+    #[serde(default)]
+    pub members: Vec<NodeId>,
 }
 
 /// Why a ledger RPC failed in transit.
