@@ -177,29 +177,46 @@ async fn a_voter_gone_past_the_voter_timeout_is_replaced_by_a_live_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_replaced_while_away_rejoins_with_its_address_and_gets_later_writes() {
+    replaced_while_away_rejoins(false).await;
+}
+
+/// A leader comes back as the leader its stored vote names, and members refuse its appends:
+/// it must see that no majority answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_replaced_while_away_rejoins_with_its_address_and_gets_later_writes() {
+    replaced_while_away_rejoins(true).await;
+}
+
+/// Stops a voter (the leader when `leader`), waits until it is replaced, writes, and restarts
+/// it with its state: it must rejoin, keep its address and hold the write made meanwhile.
+async fn replaced_while_away_rejoins(leader: bool) {
     let token = network();
-    let first = start(&token, "v0", vec![]).await;
+    let keys: Vec<libp2p::identity::Keypair> = (0..5)
+        .map(|_| libp2p::identity::Keypair::generate_ed25519())
+        .collect();
+    let first = start_as(&token, "v0", vec![], &keys[0]).await;
     let entry = address(&first).await;
     let mut replicas = vec![replica(first, "v0").await];
-    let mut keys = vec![None];
-    for i in 1..5 {
+    for (i, keypair) in keys.iter().enumerate().skip(1) {
         let name = format!("v{i}");
-        let keypair = libp2p::identity::Keypair::generate_ed25519();
-        let member = start_as(&token, &name, vec![entry.clone()], &keypair).await;
+        let member = start_as(&token, &name, vec![entry.clone()], keypair).await;
         replicas.push(replica(member, &name).await);
-        keys.push(Some(keypair));
     }
     settled_cluster(&replicas).await;
-    let leader = settled_leader(&replicas).await;
-    let voters = replicas[0].ledger.status().voters;
-    // v0's identity is not kept: one of the two voters that do not lead is another.
-    let index = (1..replicas.len())
-        .find(|i| {
-            let peer = replicas[*i].member.handle.peer_id().to_string();
-            peer != leader && voters.contains(&peer)
-        })
-        .expect("a voter other than the leader");
-    let keypair = keys[index].take().expect("the voter's identity");
+    // The leader, or one of the voters that do not lead.
+    let index = wait_for("a voter to stop", || {
+        let status = replicas[0].ledger.status();
+        let leading = status.leader?;
+        (status.voters.len() == 3 && !status.changing_voters)
+            .then(|| {
+                (0..replicas.len()).find(|i| {
+                    let peer = replicas[*i].member.handle.peer_id().to_string();
+                    status.voters.contains(&peer) && (peer == leading) == leader
+                })
+            })
+            .flatten()
+    })
+    .await;
     let away = replicas.remove(index);
     let gone = away.member.handle.peer_id().to_string();
     let before = own_address(&away).expect("an address before it left");
@@ -218,8 +235,9 @@ async fn a_voter_replaced_while_away_rejoins_with_its_address_and_gets_later_wri
     commit(&replicas[0], put("while-away")).await;
 
     let name = format!("v{index}");
+    let entry = address(&replicas[0].member).await;
     let back = replica_in(
-        start_as(&token, &name, vec![entry], &keypair).await,
+        start_as(&token, &name, vec![entry], &keys[index]).await,
         &name,
         dir,
     )

@@ -149,12 +149,7 @@ fn packets_beyond_the_lan(lan: &Lan, i: usize) -> u64 {
 #[test]
 fn a_default_node_sends_nothing_beyond_its_lan() {
     require_netns!();
-    if std::process::Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        support::netns::report_skip("nft (nftables) is not installed");
+    if support::netns::nft_missing() {
         return;
     }
     let mut lan = Lan::new(2, WEFT);

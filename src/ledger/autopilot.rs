@@ -53,6 +53,9 @@ const MERGE_CHECK: Duration = Duration::from_secs(5);
 /// How long a cluster may be without a leader before its members count it as lost (quorum
 /// gone) and join any cluster with a leader: longer than any election.
 const LEADERLESS_GRACE: Duration = Duration::from_secs(15);
+/// How long a leader of several voters may go without an answer from a majority of them
+/// before it counts its cluster as leaderless (several heartbeats, less than an election).
+const QUORUM_SILENCE: Duration = Duration::from_secs(3);
 /// How often a node outside any cluster asks its peers for one (a leader's feed, when it
 /// arrives, answers sooner).
 const SEARCH_INTERVAL: Duration = Duration::from_secs(3);
@@ -209,9 +212,25 @@ impl Pilot {
         due
     }
 
+    /// Whether this node's cluster has no working leader as this node sees it: none is known,
+    /// or this node leads two or more voters but no majority of them has answered it for
+    /// [`QUORUM_SILENCE`]. An openraft leader does not step down by itself: cut off from its
+    /// voters, or back from a long absence after it was replaced (it restarts as the leader
+    /// its stored vote names, and members refuse its appends), it would lead nobody for ever.
+    fn leaderless(&self) -> bool {
+        let metrics = self.ledger.raft().metrics().borrow().clone();
+        if metrics.current_leader != Some(self.ledger.node_id()) {
+            return self.ledger.status().leader.is_none();
+        }
+        metrics.membership_config.membership().voter_ids().count() > 1
+            && metrics
+                .millis_since_quorum_ack
+                .is_none_or(|ms| u128::from(ms) >= QUORUM_SILENCE.as_millis())
+    }
+
     /// Leaves this cluster for a better one admitted peers belong to; true when it did.
     async fn merge(&mut self) -> bool {
-        let leaderless = self.ledger.status().leader.is_none();
+        let leaderless = self.leaderless();
         let since = match (leaderless, self.leaderless_since) {
             (false, _) => None,
             (true, since) => Some(since.unwrap_or_else(Instant::now)),
@@ -582,7 +601,10 @@ async fn replace_unreachable_voters(
             dead.push(*id);
         }
     }
-    if dead.is_empty() {
+    // Without a majority of the voters reachable the change could not commit (this leader is
+    // on the small side of a partition): it would hold the membership lock waiting.
+    let live_voters = voters.iter().filter(|id| is_reachable(id)).count();
+    if dead.is_empty() || live_voters <= voters.len() / 2 {
         return;
     }
     // Replace one for one, so the count stays odd; without a live learner to step in, a dead
@@ -610,13 +632,19 @@ async fn replace_unreachable_voters(
         ?new_voters,
         "replacing voters unreachable past the voter timeout"
     );
-    match ledger.raft().change_membership(new_voters, false).await {
-        Ok(_) => {
+    let changed = tokio::time::timeout(
+        JOIN_TIMEOUT,
+        ledger.raft().change_membership(new_voters, false),
+    )
+    .await;
+    match changed {
+        Ok(Ok(_)) => {
             for id in dead {
                 unreachable_since.remove(&id);
             }
         }
-        Err(e) => tracing::warn!(error = %e, "voter replacement failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "voter replacement failed"),
+        Err(_) => tracing::warn!("voter replacement not committed in time"),
     }
 }
 

@@ -588,7 +588,7 @@ impl Ledger {
         let mut last = None;
         for _ in 0..2 {
             match self.propose_patiently(command.clone()).await {
-                Err(LedgerError::Refused(e)) => {
+                Err(e @ (LedgerError::Refused(_) | LedgerError::NotCommitted(_))) => {
                     let deadline = tokio::time::Instant::now() + PROPOSE_PATIENCE;
                     let mut changes = self.subscribe();
                     while tokio::time::Instant::now() < deadline {
@@ -603,7 +603,7 @@ impl Ledger {
                         let _ = tokio::time::timeout_at(deadline, changes.changed()).await;
                     }
                     tracing::debug!(error = %e, "the answer was lost and the effect is not seen; proposing again");
-                    last = Some(LedgerError::Refused(e));
+                    last = Some(e);
                 }
                 answer => return answer,
             }

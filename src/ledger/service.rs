@@ -26,8 +26,8 @@ use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a proposal may wait to commit, from another node (its sender gives up at 10 s) or
-/// from this one.
+/// How long a proposal may wait to commit, from another node or from this one (within the
+/// 10 s the CLI waits for an answer).
 pub(crate) const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the leader waits for a joining learner to catch up, holding the membership lock.
 const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -294,8 +294,9 @@ pub(crate) async fn promote_locked(ledger: &Ledger, target_voters: usize) -> Res
     }
     let mut new_voters = voters;
     new_voters.extend(learners.into_iter().take(wanted - new_voters.len()));
-    raft.change_membership(new_voters, true)
+    tokio::time::timeout(LEARNER_TIMEOUT, raft.change_membership(new_voters, true))
         .await
+        .map_err(|_| "the promotion was not committed in time".to_string())?
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

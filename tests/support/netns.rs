@@ -64,6 +64,15 @@ macro_rules! require_netns {
     };
 }
 
+/// Whether nftables is missing; if so, says so as the reason the current test is skipped.
+pub fn nft_missing() -> bool {
+    let missing = Command::new("nft").arg("--version").output().is_err();
+    if missing {
+        report_skip("nft (nftables) is not installed");
+    }
+    missing
+}
+
 /// Prints why the current test is skipped, past the test harness's output capture so that the
 /// reason shows in CI logs.
 pub fn report_skip(reason: &str) {
