@@ -74,6 +74,61 @@ fn three_nodes_ping_each_other_over_the_overlay() {
     );
 }
 
+#[test]
+fn sessions_are_made_when_traffic_asks_and_the_first_packet_arrives() {
+    require_netns!();
+    let mut lan = Lan::new(3, WEFT);
+    let overlay = mesh(&mut lan, 3);
+    let ids: Vec<String> = (0..3).map(|i| lan.peer_id(i)).collect();
+    // Both ends of n1 → n2 route to each other before the first packet.
+    for i in [0, 1] {
+        wait_until(
+            DEADLINE,
+            &format!("n{} to route to both peers", i + 1),
+            || {
+                (peers(&lan, i)
+                    .iter()
+                    .filter(|p| p["dataplane"].is_object())
+                    .count()
+                    == 2)
+                    .then_some(())
+            },
+        );
+    }
+    // One ping, one try: the packet that asks for the session waits for it and arrives.
+    let out = lan.hosts[0].run("ping", &["-c", "1", "-W", "5", &overlay[1]]);
+    assert!(
+        out.status.success(),
+        "the first ping was lost:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let n1 = peers(&lan, 0);
+    let to_n2 = n1
+        .iter()
+        .find(|p| p["peer_id"] == ids[1])
+        .expect("n2 in n1's peers");
+    assert!(
+        to_n2["dataplane"]["handshakes"].as_u64() >= Some(1),
+        "{to_n2:#}"
+    );
+    assert_eq!(
+        to_n2["dataplane"]["drops"]["no_session"],
+        serde_json::Value::Null,
+        "{to_n2:#}"
+    );
+    // Nobody sent n3 anything: it has made no session, so it keeps no path alive.
+    let to_n3 = n1
+        .iter()
+        .find(|p| p["peer_id"] == ids[2])
+        .expect("n3 in n1's peers");
+    assert_eq!(to_n3["dataplane"]["handshakes"], 0, "{to_n3:#}");
+    for peer in peers(&lan, 2) {
+        assert_eq!(peer["dataplane"]["handshakes"], 0, "{peer:#}");
+        assert_eq!(peer["dataplane"]["path"], "none", "{peer:#}");
+        assert_eq!(peer["dataplane"]["tx_packets"], 0, "{peer:#}");
+    }
+}
+
 /// An address of the pool `cidr` that is none of `taken`.
 fn unused_address(taken: &[String], cidr: &str) -> String {
     let net: ipnet::Ipv4Net = cidr.parse().unwrap();

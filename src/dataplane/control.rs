@@ -1,8 +1,9 @@
 //! The data plane's control task: everything that is not per packet.
 //!
 //! It follows the ledger (routes to live members, this node's own address on the TUN), makes
-//! and answers session handshakes over libp2p, rekeys, probes and keeps paths alive, and
-//! publishes the [`Table`] the packet tasks read. Path rules:
+//! and answers session handshakes over libp2p when traffic asks for them ([`demand`]), rekeys
+//! sessions that carry data, releases the packets that waited for a session, probes and keeps
+//! paths alive, and publishes the [`Table`] the packet tasks read. Path rules:
 //! - a UDP endpoint is where the peer's last authenticated packet came from;
 //! - with no endpoint, or when packets went out for [`DEAD_AFTER`] with nothing heard back, the
 //!   peer's candidates (from its handshake) are probed every [`PROBE_EVERY`];
@@ -23,10 +24,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, OVERHEAD};
-use super::peer::{Peer, Receiver, Table};
+use super::peer::{DropReason, Peer, Receiver, Table};
 use super::router::RouteTable;
 use super::session::{self, Hello, Keyring, Keys, REKEY_AFTER, Session};
-use super::{Shared, fallback};
+use super::{Shared, demand, fallback};
 use crate::keyring::unix_now;
 use crate::ledger::Ledger;
 use crate::p2p::{InboundRpc, P2pHandle, Service};
@@ -48,9 +49,6 @@ const REKEY_GRACE: Duration = Duration::from_secs(30);
 const TICK: Duration = Duration::from_millis(250);
 /// The least time between two rounds of upkeep when the packet path keeps asking for one.
 const MIN_UPKEEP_GAP: Duration = Duration::from_millis(100);
-/// How long the higher PeerId of a pair leaves the first handshake to the lower one, so that
-/// both rarely start one at once.
-const FIRST_HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 /// The most candidates taken from a peer's hello.
 pub(crate) const MAX_CANDIDATES: usize = 16;
 
@@ -71,8 +69,6 @@ struct Entry {
     last_probe: u64,
     /// The task writing the fallback stream to this peer, and when it was started.
     writer: Option<(JoinHandle<()>, Instant)>,
-    /// When this node first wanted a session with the peer.
-    since: Instant,
 }
 
 impl Entry {
@@ -86,7 +82,6 @@ impl Entry {
             last_attempt: None,
             last_probe: 0,
             writer: None,
-            since: Instant::now(),
         }
     }
 }
@@ -327,6 +322,7 @@ impl State {
     /// Starts handshakes that are due, and probes and keeps paths alive.
     async fn maintain(&mut self) {
         let now = Instant::now();
+        let clock_now = self.shared.clock.now();
         self.last_upkeep = now;
         let mut due = Vec::new();
         let mut expired = false;
@@ -346,14 +342,21 @@ impl State {
             } else {
                 REKEY_AFTER + REKEY_GRACE
             };
-            let wanted = match entry.ring.sending() {
-                None => self.me < *id || now.duration_since(entry.since) >= FIRST_HANDSHAKE_GRACE,
-                Some(s) => {
-                    now.saturating_duration_since(s.established) >= rekey_at
-                        || s.wants_rekey(now) && self.me < *id
+            let session = match entry.ring.sending() {
+                None => demand::Session::None,
+                Some(s)
+                    if now.saturating_duration_since(s.established) >= rekey_at
+                        || s.wants_rekey(now) && self.me < *id =>
+                {
+                    demand::Session::RekeyDue
                 }
+                Some(_) => demand::Session::Fresh,
             };
-            if wanted {
+            let facts = demand::Facts {
+                last_data: entry.peer.last_data.load(Ordering::Relaxed),
+                session,
+            };
+            if demand::wants_handshake(facts, clock_now) {
                 entry.in_flight = true;
                 entry.last_attempt = Some(now);
                 due.push(*id);
@@ -392,6 +395,56 @@ impl State {
             self.handshaking.insert(task.id(), peer);
         }
         self.keep_paths().await;
+        self.release_waiting().await;
+    }
+
+    /// Sends the packets that waited for a peer's session and path, once both exist, and drops
+    /// those that waited too long.
+    async fn release_waiting(&mut self) {
+        let now = self.shared.clock.now();
+        let mut ready = Vec::new();
+        for entry in self.peers.values() {
+            let peer = &entry.peer;
+            let Ok(mut waiting) = peer.waiting.lock() else {
+                continue;
+            };
+            for _ in 0..waiting.expire(now) {
+                peer.drops.count(DropReason::NoSession);
+            }
+            if waiting.is_empty() || !peer.has_path() {
+                continue;
+            }
+            if let Some(session) = entry.ring.sending() {
+                ready.push((peer.clone(), session.clone(), waiting.take()));
+            }
+        }
+        for (peer, session, frames) in ready {
+            for mut buf in frames {
+                let Some(header) = session.next_header() else {
+                    peer.drops.count(DropReason::NoSession);
+                    continue;
+                };
+                let plain = buf.len() - OVERHEAD;
+                let Ok(len) = frame::seal(&session.keys.send, header, &mut buf, plain) else {
+                    peer.drops.count(DropReason::Io);
+                    continue;
+                };
+                let frame = &buf[..len];
+                if let Some(addr) = peer.udp_path(now, ms(DEAD_AFTER)) {
+                    match self.shared.udp.send(addr, frame, None).await {
+                        Ok(()) => peer.sent(1, len as u64, now),
+                        Err(_) => peer.drops.count(DropReason::Io),
+                    }
+                } else if let Some(queue) = peer.stream.load().as_deref() {
+                    match queue.try_send(fallback::framed(frame)) {
+                        Ok(()) => peer.sent_stream(1, len as u64),
+                        Err(_) => peer.drops.count(DropReason::NoPath),
+                    }
+                } else {
+                    peer.drops.count(DropReason::NoPath);
+                }
+            }
+        }
     }
 
     /// Probes peers without a working path; answers and keeps alive the others.
@@ -505,6 +558,8 @@ impl State {
             Ok((keys, candidates)) => {
                 if self.install(peer, keys, candidates) {
                     self.keep_paths().await;
+                    // A peer whose endpoint is known from an earlier session has a path at once.
+                    self.release_waiting().await;
                 }
             }
             Err(e) => tracing::debug!(%peer, error = %e, "data-plane handshake failed"),

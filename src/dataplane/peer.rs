@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
@@ -16,6 +16,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::demand::Waiting;
 use super::session::Session;
 
 /// Why a packet was dropped.
@@ -146,6 +147,11 @@ pub struct Peer {
     pub unanswered_since: AtomicU64,
     /// Sessions made with the peer (handshakes that completed, either side starting).
     pub handshakes: AtomicU64,
+    /// [`Clock`] time of the last data packet for or from the peer (0: never): the demand for a
+    /// session ([`super::demand`]).
+    pub last_data: AtomicU64,
+    /// Packets read for the peer before its session or path existed.
+    pub waiting: Mutex<Waiting>,
 }
 
 impl Peer {
@@ -161,7 +167,39 @@ impl Peer {
             last_tx: AtomicU64::new(0),
             unanswered_since: AtomicU64::new(0),
             handshakes: AtomicU64::new(0),
+            last_data: AtomicU64::new(0),
+            waiting: Mutex::new(Waiting::default()),
         }
+    }
+
+    /// Notes a data packet for or from the peer at `now`. Written at most once a second: both
+    /// packet tasks call this for every packet, and a write per packet would move the cache
+    /// line between their cores.
+    pub fn note_data(&self, now: u64) {
+        let last = self.last_data.load(Ordering::Relaxed);
+        if last == 0 || now.saturating_sub(last) >= 1_000 {
+            self.last_data.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps the packet `frame` makes (in a frame's layout) until the peer's session and path
+    /// exist; false when too many already wait, and then `frame` is not called (no copy is
+    /// made only to be thrown away). A poisoned lock (a panic elsewhere) drops the packet.
+    pub fn wait(&self, now: u64, frame: impl FnOnce() -> Vec<u8>) -> bool {
+        self.waiting
+            .lock()
+            .is_ok_and(|mut waiting| !waiting.is_full() && waiting.push(now, frame()))
+    }
+
+    /// Whether packets wait for this peer's path.
+    pub fn has_waiting(&self) -> bool {
+        self.waiting.lock().is_ok_and(|w| !w.is_empty())
+    }
+
+    /// Whether frames to the peer have somewhere to go: a UDP endpoint (live or not) or the
+    /// fallback stream.
+    pub fn has_path(&self) -> bool {
+        self.endpoint.load().is_some() || self.stream.load().is_some()
     }
 
     /// Notes `packets` UDP packets of `bytes` sent at `now`.
@@ -191,16 +229,20 @@ impl Peer {
     }
 
     /// Notes an authenticated UDP frame of `bytes` (framed) from `from` at `now`: the path
-    /// works, and `from` is where the peer is.
-    pub fn heard_udp(&self, from: SocketAddr, bytes: u64, now: u64) {
+    /// works, and `from` is where the peer is. True when the peer had no endpoint before.
+    pub fn heard_udp(&self, from: SocketAddr, bytes: u64, now: u64) -> bool {
         self.heard_stream(bytes);
         self.last_rx.store(now, Ordering::Relaxed);
         if self.unanswered_since.load(Ordering::Relaxed) != 0 {
             self.unanswered_since.store(0, Ordering::Relaxed);
         }
-        if self.endpoint.load().as_deref() != Some(&from) {
+        let endpoint = self.endpoint.load();
+        if endpoint.as_deref() != Some(&from) {
+            let first = endpoint.is_none();
             self.endpoint.store(Some(Arc::new(from)));
+            return first;
         }
+        false
     }
 
     /// The UDP address to send to, while the path works.

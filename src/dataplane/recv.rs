@@ -131,10 +131,19 @@ pub(super) fn open(
         return false;
     }
     // Bytes are counted as framed, like those sent, so both directions compare.
-    match via {
-        Via::Udp(from, now) => peer.heard_udp(from, segment.len() as u64, now),
-        Via::Stream => peer.heard_stream(segment.len() as u64),
-    }
+    let now = match via {
+        Via::Udp(from, now) => {
+            // A first endpoint releases the packets that waited for a path.
+            if peer.heard_udp(from, segment.len() as u64, now) && peer.has_waiting() {
+                shared.wake.notify_one();
+            }
+            now
+        }
+        Via::Stream => {
+            peer.heard_stream(segment.len() as u64);
+            shared.clock.now()
+        }
+    };
     if receiver.unconfirmed {
         let _ = shared.confirm.try_send((peer.id, header.receiver));
     }
@@ -151,6 +160,7 @@ pub(super) fn open(
         peer.drops.count(DropReason::BadAddress);
         return false;
     }
+    peer.note_data(now);
     true
 }
 

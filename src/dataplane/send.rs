@@ -1,7 +1,8 @@
 //! Outbound packets, run to completion: TUN read (super-packets split into one slab) → route
 //! lookup in the snapshot → seal in place → UDP send, a run of equal frames to one peer as one
 //! GSO `sendmsg`. No channel, no allocation per packet: the slab, its slots and the scratch
-//! buffer live as long as the task.
+//! buffer live as long as the task. Only a packet for a peer with no session or path yet is
+//! copied out, to wait for the handshake its arrival asks for ([`super::demand`]).
 
 use std::io;
 use std::sync::Arc;
@@ -79,11 +80,18 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 }
                 continue;
             };
+            peer.note_data(now);
             let sending = peer.send.load();
-            let Some((session, header)) =
-                sending.as_deref().and_then(|s| Some((s, s.next_header()?)))
+            let Some((session, header)) = sending
+                .as_deref()
+                .filter(|_| peer.has_path())
+                .and_then(|s| Some((s, s.next_header()?)))
             else {
-                peer.drops.count(DropReason::NoSession);
+                // The first packets to a peer wait for its session and path (`demand`).
+                let frame = || slot[..HEADER_LEN + sizes[i] + TAG_LEN].to_vec();
+                if !peer.wait(now, frame) {
+                    peer.drops.count(DropReason::NoSession);
+                }
                 shared.wake.notify_one();
                 continue;
             };
