@@ -52,7 +52,7 @@ const SCRIPT_DEADLINE: Duration = Duration::from_secs(600);
 const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// systemd-resolved's upstream servers (its stub is what resolv.conf usually names).
 const RESOLVED_UPSTREAMS: &str = "/run/systemd/resolve/resolv.conf";
-/// How often admitted peers are asked which members they know.
+/// How often an admitted peer is asked which members it knows, while that finds someone new.
 const PEER_EXCHANGE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why the daemon could not start or stopped abnormally.

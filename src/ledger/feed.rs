@@ -1,5 +1,6 @@
-//! The follower feed on the wire: the leader publishes committed entries (and, every couple of
-//! seconds, where its log stands) on the sealed gossip topic; every node that follows rather than
+//! The follower feed on the wire: the leader publishes committed entries (and where its log
+//! stands, 2 s after its last entry and then ever more rarely while idle) on the sealed gossip
+//! topic; every node that follows rather than
 //! votes applies them to its [`Replica`](super::follower::Replica) and fetches a catch-up from
 //! the leader when it falls behind. A feed is applied only from the leader it names, when that
 //! leader is a voter the follower knows ([`Verdict`]). A feed this node cannot open was sealed
@@ -20,8 +21,13 @@ use super::raft::network::{LedgerRpc, call};
 use super::raft::store::Applied;
 use crate::p2p::GossipMessage;
 
-/// How often an idle leader says where its log stands.
+/// How soon after its last entry a leader says where its log stands, so that a follower that
+/// lost a message sees the gap within this.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+/// How often a leader whose log stays idle says where it stands: each idle heartbeat doubles
+/// the gap to the next, up to this. An idle mesh then costs each node one small gossip message
+/// per this interval, whatever its size.
+const IDLE_HEARTBEAT: Duration = Duration::from_secs(30);
 /// Entries per feed message, at most: as many as a raft append, so that a batch of the largest
 /// commands fits one gossip message ([`super::limits`]).
 const BATCH: usize = super::limits::APPEND_BATCH as usize;
@@ -52,7 +58,8 @@ pub async fn publish(
     mut applied: broadcast::Receiver<Applied>,
     shutdown: CancellationToken,
 ) {
-    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut gap = HEARTBEAT;
+    let mut next = tokio::time::Instant::now() + gap;
     loop {
         let mut batch = Vec::new();
         tokio::select! {
@@ -71,9 +78,13 @@ pub async fn publish(
                 Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return,
             },
-            _ = heartbeat.tick() => {}
+            _ = tokio::time::sleep_until(next) => {}
         }
-        let Some(feed) = ledger.feed(batch) else {
+        let idle = batch.is_empty();
+        let feed = ledger.feed(batch);
+        gap = next_gap(gap, idle && feed.is_some());
+        next = tokio::time::Instant::now() + gap;
+        let Some(feed) = feed else {
             continue;
         };
         let data = match serde_json::to_vec(&Gossip::LedgerFeed(feed)) {
@@ -87,6 +98,17 @@ pub async fn publish(
             // No subscriber yet (a lone node) or the message is too large: followers catch up.
             tracing::debug!(error = %e, "ledger feed not published");
         }
+    }
+}
+
+/// The wait before the next heartbeat after one that was `idle` (a leader's heartbeat with no
+/// entries) and had waited `gap`: twice as long, up to [`IDLE_HEARTBEAT`]; after entries, or
+/// while this node does not lead, [`HEARTBEAT`].
+fn next_gap(gap: Duration, idle: bool) -> Duration {
+    if idle {
+        (gap * 2).min(IDLE_HEARTBEAT)
+    } else {
+        HEARTBEAT
     }
 }
 
@@ -179,4 +201,21 @@ pub async fn catch_up(ledger: &Ledger, peer: libp2p::PeerId) -> Result<(), Strin
     ledger.replica().install(answer);
     ledger.changed();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_leader_heartbeats_ever_more_rarely_and_entries_bring_it_back() {
+        let mut gap = HEARTBEAT;
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            gap = next_gap(gap, true);
+            gaps.push(gap.as_secs());
+        }
+        assert_eq!(gaps, [4, 8, 16, 30, 30, 30]);
+        assert_eq!(next_gap(gap, false), HEARTBEAT);
+    }
 }

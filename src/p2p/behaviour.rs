@@ -188,6 +188,9 @@ impl Behaviour {
     }
 }
 
+/// Copies of each provider record in the private DHT, and members listed per answer.
+const PRIVATE_DHT_REPLICATION: usize = 8;
+
 /// Kademlia among members: network-scoped protocol, only admitted peers in the routing table,
 /// provider records stored only after the swarm task checks their author.
 fn private_kad(local: PeerId, protocol: StreamProtocol) -> kad::Behaviour<kad::store::MemoryStore> {
@@ -196,6 +199,10 @@ fn private_kad(local: PeerId, protocol: StreamProtocol) -> kad::Behaviour<kad::s
         .set_kbucket_inserts(kad::BucketInserts::Manual)
         .set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_periodic_bootstrap_interval(None)
+        // Each answer lists this many closest members with all their addresses: the default
+        // of 20 makes every answer of a large mesh kilobytes long. Members are few hops apart
+        // and each is also found by peer exchange, so fewer copies of a provider record do.
+        .set_replication_factor(NonZeroUsize::new(PRIVATE_DHT_REPLICATION).expect("nonzero"))
         .set_provider_record_ttl(Some(Duration::from_secs(3 * 3600)))
         .set_query_timeout(Duration::from_secs(30));
     let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), config);
@@ -244,6 +251,9 @@ fn gossipsub_behaviour(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError
         .validation_mode(gossipsub::ValidationMode::Strict)
         .validate_messages()
         .max_transmit_size(super::protocol::MAX_MESSAGE)
+        // A publisher sends to its mesh (a bounded degree) rather than to every subscriber it
+        // knows: the leader's feed must not cost it one copy per member.
+        .flood_publish(false)
         .build()
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
     gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)

@@ -12,6 +12,7 @@ mod bootstrap;
 mod gated;
 pub mod gossip;
 mod node;
+mod pacer;
 pub mod peers;
 pub mod per_ip;
 pub mod protocol;
@@ -54,8 +55,9 @@ pub struct P2pConfig {
     pub auth_timeout: Duration,
     /// How long a peer that failed admission stays blocked.
     pub block_duration: Duration,
-    /// How often admitted peers are asked which members they know; `None` turns asking off
-    /// (the node still answers), leaving discovery to mDNS, bootstrap and the DHT.
+    /// How often an admitted peer is asked which members it knows while rounds find someone
+    /// new (each round that finds nobody doubles the gap, up to 16 times this); `None` turns
+    /// asking off (the node still answers), leaving discovery to mDNS, bootstrap and the DHT.
     pub peer_exchange_interval: Option<Duration>,
     /// The overlay pool: addresses in it are reachable only through the data plane, so peers'
     /// addresses there are never dialled or shared (the control plane must not ride the

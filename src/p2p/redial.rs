@@ -37,10 +37,13 @@ pub struct Redial {
 }
 
 impl Redial {
-    /// `peer` was heard of at `addrs`; its first retry is due after the minimum backoff.
-    pub fn heard_of(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Instant) {
-        if self.wanted.len() >= MAX_WANTED && !self.wanted.contains_key(&peer) {
-            return;
+    /// `peer` was heard of at `addrs`; its first retry is due after the minimum backoff. True
+    /// when it was not wanted already (heard of for the first time in the last
+    /// [`GIVE_UP_AFTER`]).
+    pub fn heard_of(&mut self, peer: PeerId, addrs: &[Multiaddr], now: Instant) -> bool {
+        let new = !self.wanted.contains_key(&peer);
+        if self.wanted.len() >= MAX_WANTED && new {
+            return false;
         }
         let wanted = self.wanted.entry(peer).or_insert_with(|| Wanted {
             addrs: Vec::new(),
@@ -53,6 +56,12 @@ impl Redial {
                 wanted.addrs.push(addr.clone());
             }
         }
+        new
+    }
+
+    /// Whether `peer` is being redialled.
+    pub fn is_wanted(&self, peer: &PeerId) -> bool {
+        self.wanted.contains_key(peer)
     }
 
     /// A connection to `peer` opened: no need to redial it.

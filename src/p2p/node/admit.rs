@@ -126,7 +126,7 @@ impl Node {
         if self.peers.admitted_peers().count() == 1 {
             // The DHT was empty until now: provide and look up without waiting for the timer.
             self.provided = None;
-            self.next_lookup = Instant::now();
+            self.lookups.reset(Instant::now());
         }
         if self.config.peer_exchange_interval.is_some() {
             self.ask_for_peers(peer);

@@ -34,9 +34,17 @@ impl Node {
             .send_request(&peer, request);
     }
 
+    /// Asks one admitted peer, chosen at random, which members it knows. Every newly admitted
+    /// peer is asked once besides (`admit.rs`), so a member learns the mesh from whoever let it
+    /// in; the rounds after that only repair what was missed, and are paced ([`Pacer`]).
     pub(super) fn exchange_peers(&mut self) {
-        let admitted: Vec<PeerId> = self.peers.admitted_peers().map(|(p, ..)| *p).collect();
-        for peer in admitted {
+        use rand::seq::IteratorRandom as _;
+        let chosen = self
+            .peers
+            .admitted_peers()
+            .map(|(p, ..)| *p)
+            .choose(&mut rand::thread_rng());
+        if let Some(peer) = chosen {
             self.ask_for_peers(peer);
         }
     }
@@ -120,8 +128,12 @@ impl Node {
             return;
         }
         for (peer, addrs) in records_of(list) {
-            if peer != *self.swarm.local_peer_id() && !self.peers.is_connected(&peer) {
-                self.redial.heard_of(peer, &addrs, Instant::now());
+            if peer != *self.swarm.local_peer_id()
+                && !self.peers.is_connected(&peer)
+                && self.redial.heard_of(peer, &addrs, Instant::now())
+            {
+                // A member this node neither reaches nor was already trying to reach.
+                self.exchanges.found(Instant::now());
             }
             self.dial_member(peer, addrs);
         }
@@ -214,8 +226,11 @@ impl Node {
                 }
             }
         }
-        if now >= self.next_lookup {
-            self.next_lookup = now + RENDEZVOUS_LOOKUP;
+        if self.peers.admitted_peers().next().is_none() {
+            // Nobody to learn members from but the DHT.
+            self.lookups.stay_eager();
+        }
+        if self.lookups.due(now) {
             let keys: Vec<kad::RecordKey> = held
                 .accepted(unix)
                 .into_iter()
@@ -226,6 +241,7 @@ impl Node {
                         .map(|e| key_of(keys, e))
                 })
                 .collect();
+            tracing::debug!(keys = keys.len(), "looking up the rendezvous providers");
             for kad in self.swarm.behaviour_mut().kads() {
                 for key in &keys {
                     kad.get_providers(key.clone());
@@ -251,9 +267,28 @@ impl Node {
                 }
             }
             kad::Event::OutboundQueryProgressed {
+                id,
                 result: kad::QueryResult::GetProviders(Ok(found)),
+                stats,
                 ..
-            } => self.on_providers(found),
+            } => {
+                // The first answer of another member that names a provider besides this node
+                // ends the walk: every member provides the same key, so the rest of the walk
+                // would name the same members again, each answer listing its closest members
+                // with all their addresses. (The first event can come from this node's own
+                // store, which holds its own record: that one does not count.)
+                let local = *self.swarm.local_peer_id();
+                let named_others = matches!(&found, kad::GetProvidersOk::FoundProviders { providers, .. }
+                    if providers.iter().any(|p| *p != local));
+                if named_others
+                    && stats.num_successes() > 0
+                    && let Some(kad) = self.swarm.behaviour_mut().private_dht()
+                    && let Some(mut query) = kad.query_mut(&id)
+                {
+                    query.finish();
+                }
+                self.on_providers(found);
+            }
             kad::Event::OutboundQueryProgressed {
                 result: kad::QueryResult::GetClosestPeers(Ok(found)),
                 ..
@@ -281,6 +316,10 @@ impl Node {
         for peer in providers {
             if peer == local || self.peers.is_connected(&peer) {
                 continue;
+            }
+            if !self.redial.is_wanted(&peer) && !self.address_lookups.contains(&peer) {
+                // Someone new: look again soon, since there may be more.
+                self.lookups.found(Instant::now());
             }
             if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
                 kad.get_closest_peers(peer);

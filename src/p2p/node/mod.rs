@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::admission::{Admission, Rejection, Verdict};
 use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec};
 use super::bootstrap::Bootstrap;
+use super::pacer::Pacer;
 use super::peers::{PeerTable, is_routable};
 use super::protocol::Protocols;
 use super::redial::Redial;
@@ -51,10 +52,21 @@ use crate::proto::p2p::v1::{
     PeerList, PeerRecord, Refused, control_request, control_response,
 };
 
+/// How often an otherwise silent QUIC connection sends a keep-alive.
+const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a QUIC connection may hear nothing before it is closed, in milliseconds.
+const QUIC_IDLE_TIMEOUT_MS: u32 = 30_000;
+
 /// Relays this node keeps a reservation on (when it is not a relay itself).
 const WANTED_RESERVATIONS: usize = 2;
-/// How often the rendezvous providers are looked up.
+/// How often the rendezvous providers are looked up while there is someone to find: while this
+/// node has no admitted peer, and after a lookup found a member it did not know.
 const RENDEZVOUS_LOOKUP: Duration = Duration::from_secs(60);
+/// The longest gap between lookups: each lookup that finds nobody new doubles the gap up to
+/// this, so a settled mesh does not walk the DHT every minute (a lookup asks members near the
+/// key, and each answers with the members it knows: its cost grows with the mesh), while a
+/// member that only the DHT would name is still found within it.
+const RENDEZVOUS_LOOKUP_MAX: Duration = Duration::from_secs(16 * 60);
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -127,7 +139,10 @@ pub(super) struct Node {
     listen: HashSet<Multiaddr>,
     /// The rendezvous record this node provides (its current token's, this epoch's).
     provided: Option<libp2p::kad::RecordKey>,
-    next_lookup: Instant,
+    /// When the rendezvous is next looked up.
+    lookups: Pacer,
+    /// When a peer is next asked which members it knows.
+    exchanges: Pacer,
     /// Rendezvous providers whose addresses are being looked up in the private DHT.
     address_lookups: HashSet<PeerId>,
     shared: Arc<Shared>,
@@ -189,7 +204,14 @@ impl Node {
                 yamux::Config::default,
             )
             .map_err(|e| setup(&e))?
-            .with_quic()
+            .with_quic_config(|mut quic| {
+                // The ping behaviour already crosses every connection every 15 s, which keeps NAT
+                // bindings; QUIC's own keep-alive (every 5 s by default) only added a packet and
+                // its acknowledgement per connection. A dead QUIC peer is noticed after 30 s.
+                quic.keep_alive_interval = QUIC_KEEP_ALIVE;
+                quic.max_idle_timeout = QUIC_IDLE_TIMEOUT_MS;
+                quic
+            })
             .with_dns()
             .map_err(|e| setup(&e))?
             .with_relay_client(noise::Config::new, yamux::Config::default)
@@ -219,6 +241,10 @@ impl Node {
             .map_err(|e| setup(&e))?;
         let local = *swarm.local_peer_id();
         let now = Instant::now();
+        // Without peer exchange the pacer is never consulted.
+        let exchange_every = config
+            .peer_exchange_interval
+            .unwrap_or(Duration::from_secs(3600));
         Ok(Node {
             admission: Admission::new(local, config.hostname.clone(), config.auth_timeout),
             bootstrap: Bootstrap::new(&config.bootstrap, now),
@@ -236,7 +262,8 @@ impl Node {
             reservations: HashMap::new(),
             listen: HashSet::new(),
             provided: None,
-            next_lookup: now,
+            lookups: Pacer::new(RENDEZVOUS_LOOKUP, RENDEZVOUS_LOOKUP_MAX, now),
+            exchanges: Pacer::new(exchange_every, exchange_every * 16, now + exchange_every),
             address_lookups: HashSet::new(),
             shared,
             commands,
@@ -277,12 +304,6 @@ impl Node {
 
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        // Without peer exchange the timer still runs, but only far apart and to no effect.
-        let exchange_every = self
-            .config
-            .peer_exchange_interval
-            .unwrap_or(Duration::from_secs(24 * 3600));
-        let mut exchange = tokio::time::interval(exchange_every);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -295,11 +316,6 @@ impl Node {
                     }
                 }
                 _ = tick.tick() => self.on_tick(),
-                _ = exchange.tick() => {
-                    if self.config.peer_exchange_interval.is_some() {
-                        self.exchange_peers();
-                    }
-                }
             }
         }
         tracing::debug!("control plane stopped");
@@ -390,6 +406,9 @@ impl Node {
         }
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
+        }
+        if self.config.peer_exchange_interval.is_some() && self.exchanges.due(now) {
+            self.exchange_peers();
         }
         self.recheck(now);
         self.publish_behind();
