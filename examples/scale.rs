@@ -1,0 +1,258 @@
+//! What a mesh costs by its size: starts N `weft up` nodes together in network namespaces on one
+//! LAN and reports, from one run, how long the mesh takes to form (every node knows every member
+//! with an overlay address, a role and a DNS name, and resolves every name), then what each node
+//! sends and how much memory it holds while the mesh is idle. Figures go to `BENCHMARKS.md`.
+//!
+//! Run as root with a release build: `cargo build --release --bin weft --example scale`, then
+//! `target/release/examples/scale NODES [SAMPLE_AT END]` (`WEFT=path` runs another `weft` binary, `WEFT_ARGS` adds arguments to each `weft up`). The idle window runs from `SAMPLE_AT`
+//! to `END` seconds after the start (default 120 and 600: minute 2 to minute 10); RSS is read at
+//! both ends of it and bytes sent are counted across it (`eth0` counters: all control traffic,
+//! libp2p, raft, gossip, mDNS and keepalives).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use support::netns::{Host, Lan, sibling_weft_binary, unavailable};
+
+/// How long formation may take before the run gives up.
+const FORMATION_DEADLINE: Duration = Duration::from_secs(300);
+/// How often formation is polled; each poll reads every node's member list over its API socket.
+const POLL: Duration = Duration::from_millis(100);
+
+fn main() -> ExitCode {
+    if let Some(reason) = unavailable() {
+        eprintln!("scale cannot run here: {reason}");
+        return ExitCode::FAILURE;
+    }
+    let args: Vec<u64> = match std::env::args().skip(1).map(|a| a.parse()).collect() {
+        Ok(args) => args,
+        Err(_) => {
+            eprintln!("usage: scale NODES [SAMPLE_AT END]  (whole numbers; seconds)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let nodes = args.first().copied().unwrap_or(5) as usize;
+    let sample_at = Duration::from_secs(args.get(1).copied().unwrap_or(120));
+    let end = Duration::from_secs(args.get(2).copied().unwrap_or(600));
+    if nodes == 0 || end <= sample_at {
+        eprintln!("scale: NODES must be at least 1 and END after SAMPLE_AT");
+        return ExitCode::FAILURE;
+    }
+    let weft = std::env::var_os("WEFT").map_or_else(sibling_weft_binary, PathBuf::from);
+    let mut lan = Lan::new(nodes, &weft);
+    let token = lan.new_token();
+    let start = Instant::now();
+    let extra = std::env::var("WEFT_ARGS").unwrap_or_default();
+    for i in 0..nodes {
+        let mut args = vec![
+            "--token",
+            &token,
+            "--log-level",
+            "warn",
+            "--dns",
+            "127.0.0.1:53",
+            "--bootstrapper",
+            "script",
+            "--bootstrap-script",
+            "/bin/true",
+        ];
+        if extra.contains("--log-level") {
+            args.retain(|a| *a != "--log-level" && *a != "warn");
+        }
+        args.extend(extra.split_whitespace());
+        lan.start_weft(i, &args, &[]);
+    }
+    let Some(formed) = formation(&lan, start) else {
+        eprintln!("scale: the mesh of {nodes} did not form within {FORMATION_DEADLINE:?}");
+        return ExitCode::FAILURE;
+    };
+    println!("formation: {:.2} s for {nodes} nodes", formed.as_secs_f64());
+    if let Err(missing) = resolves_everyone(&lan) {
+        eprintln!("scale: {missing}");
+        return ExitCode::FAILURE;
+    }
+    println!("every node resolves every member's name");
+    if start.elapsed() > sample_at {
+        eprintln!(
+            "scale: formation ran past {} s, so the idle window starts late; choose a later SAMPLE_AT",
+            sample_at.as_secs()
+        );
+        return ExitCode::FAILURE;
+    }
+
+    sleep_until(start + sample_at);
+    let rss_before: Vec<u64> = lan.processes.iter().map(|p| rss_kib(p.pid())).collect();
+    let bytes_before: Vec<u64> = lan.hosts.iter().map(sent_bytes).collect();
+    let window = end - sample_at;
+    println!(
+        "idle window {} s to {} s after the start...",
+        sample_at.as_secs(),
+        end.as_secs()
+    );
+    sleep_until(start + end);
+    let rss_after: Vec<u64> = lan.processes.iter().map(|p| rss_kib(p.pid())).collect();
+    let bytes_after: Vec<u64> = lan.hosts.iter().map(sent_bytes).collect();
+    if let Some(i) = (0..nodes).find(|&i| rss_after[i] == 0 || rss_before[i] == 0) {
+        eprintln!(
+            "scale: weft on {} stopped during the run:\n{}",
+            lan.hosts[i].name,
+            lan.logs()
+        );
+        return ExitCode::FAILURE;
+    }
+
+    println!(
+        "| node | sent B/s | RSS at {} s MiB | RSS at {} s MiB |",
+        sample_at.as_secs(),
+        end.as_secs()
+    );
+    println!("|---|---:|---:|---:|");
+    let mut rates = Vec::new();
+    for i in 0..nodes {
+        let rate = bytes_after[i].saturating_sub(bytes_before[i]) as f64 / window.as_secs_f64();
+        rates.push(rate);
+        println!(
+            "| {} | {rate:.1} | {:.1} | {:.1} |",
+            lan.hosts[i].name,
+            rss_before[i] as f64 / 1024.0,
+            rss_after[i] as f64 / 1024.0
+        );
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let mib = |v: &[u64]| v.iter().map(|k| *k as f64 / 1024.0).collect::<Vec<_>>();
+    println!(
+        "summary: nodes {nodes} formation {:.2} s; sent per node mean {:.1} B/s max {:.1} B/s; \
+         RSS mean {:.1} -> {:.1} MiB, max {:.1} -> {:.1} MiB",
+        formed.as_secs_f64(),
+        mean(&rates),
+        max(&rates),
+        mean(&mib(&rss_before)),
+        mean(&mib(&rss_after)),
+        max(&mib(&rss_before)),
+        max(&mib(&rss_after)),
+    );
+    ExitCode::SUCCESS
+}
+
+/// Polls every node's member list until each holds all `nodes` members, live, each with a
+/// distinct overlay address, a role and a DNS name, and every node agrees; returns the time
+/// since `start`.
+fn formation(lan: &Lan, start: Instant) -> Option<Duration> {
+    let nodes = lan.hosts.len();
+    let mut done = vec![false; nodes];
+    while start.elapsed() < FORMATION_DEADLINE {
+        for (i, host) in lan.hosts.iter().enumerate() {
+            if !done[i] {
+                done[i] = get(&host.api_socket(), "/v1/members")
+                    .is_some_and(|members| complete(&members, nodes));
+            }
+        }
+        if done.iter().all(|d| *d) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(POLL);
+    }
+    None
+}
+
+/// Whether a `/v1/members` answer lists `nodes` live members with distinct addresses, roles and
+/// DNS names.
+fn complete(members: &serde_json::Value, nodes: usize) -> bool {
+    let Some(list) = members.as_array() else {
+        return false;
+    };
+    let ready: Vec<&str> = list
+        .iter()
+        .filter(|m| m["lease"] == "live" && m["role"].is_string() && m["dns_name"].is_string())
+        .filter_map(|m| m["overlay_ip"].as_str())
+        .collect();
+    ready.len() == nodes && ready.iter().collect::<BTreeSet<_>>().len() == nodes
+}
+
+/// Asks each node's DNS server for every member's name (one `dig` per node, batch mode) and
+/// checks each answers with the address the node's member list holds.
+fn resolves_everyone(lan: &Lan) -> Result<(), String> {
+    for host in &lan.hosts {
+        let members = get(&host.api_socket(), "/v1/members").ok_or("a node stopped answering")?;
+        let mut expected = BTreeSet::new();
+        let mut queries = String::new();
+        for m in members.as_array().into_iter().flatten() {
+            let (Some(name), Some(ip)) = (m["dns_name"].as_str(), m["overlay_ip"].as_str()) else {
+                continue;
+            };
+            expected.insert(format!("{} {ip}", name.trim_end_matches('.')));
+            queries.push_str(&format!("{name} A\n"));
+        }
+        let batch = host.dir.join("names.txt");
+        std::fs::write(&batch, queries).map_err(|e| e.to_string())?;
+        let out = host.run(
+            "dig",
+            &[
+                "@127.0.0.1",
+                "+noall",
+                "+answer",
+                "+time=2",
+                "+tries=2",
+                "-f",
+                batch.to_str().ok_or("a non-UTF-8 temp path")?,
+            ],
+        );
+        let answered: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields.len() == 5 && fields[3] == "A")
+                    .then(|| format!("{} {}", fields[0].trim_end_matches('.'), fields[4]))
+            })
+            .collect();
+        if let Some(missing) = expected.difference(&answered).next() {
+            return Err(format!("{} does not resolve {missing}", host.name));
+        }
+    }
+    Ok(())
+}
+
+/// GET `path` from the API on the unix socket `socket`, as JSON; `None` on any failure.
+fn get(socket: &Path, path: &str) -> Option<serde_json::Value> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: weft\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let body = response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    serde_json::from_slice(&response[body..]).ok()
+}
+
+/// Bytes sent so far by the host's LAN interface.
+fn sent_bytes(host: &Host) -> u64 {
+    let out = host.run("ip", &["-s", "-j", "link", "show", "eth0"]);
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    links[0]["stats64"]["tx"]["bytes"].as_u64().unwrap_or(0)
+}
+
+/// The resident set of process `pid` in KiB (0 once it is gone).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn sleep_until(when: Instant) {
+    if let Some(left) = when.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+}
