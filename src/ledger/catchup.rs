@@ -6,9 +6,11 @@
 //!
 //! Any member may ask, and any member may be hostile, so encoding is bounded: a follower
 //! starting a fetch gets the newest encoding while it is younger than [`FRESH`] (the feed
-//! brings the entries applied since), one encoding is made at a time, off the async workers,
-//! and at most [`KEPT`] are kept, the one served least recently dropped first. A follower whose
-//! encoding was dropped starts again. The follower takes at most [`MAX_STATE`] bytes, only full
+//! brings the entries applied since) and past the index the follower already holds (one that
+//! fell behind needs entries the kept encoding lacks), one encoding is made at a time, off the
+//! async workers, never sooner than [`REMAKE`] after the last, and at most [`KEPT`] are kept,
+//! the one served least recently dropped first. A follower whose encoding was dropped starts
+//! again. The follower takes at most [`MAX_STATE`] bytes, only full
 //! pages where the previous one ended (the last excepted), within [`FETCH_DEADLINE`], so a
 //! hostile voter can neither make it hold more, mix two encodings, nor stall it for long.
 
@@ -33,6 +35,10 @@ pub const MAX_STATE: u64 = super::raft::snapshot::MAX_SNAPSHOT;
 
 /// How long the newest encoding is served to followers starting a fetch.
 pub const FRESH: Duration = Duration::from_secs(10);
+
+/// How soon after the last encoding a voter makes a new one, at the earliest; a follower that
+/// needs a newer state waits for it. Whoever asks, a voter encodes its state at most this often.
+pub const REMAKE: Duration = Duration::from_secs(1);
 
 /// Encodings a voter keeps at most.
 pub const KEPT: usize = 3;
@@ -83,12 +89,14 @@ pub struct Encodings {
 }
 
 impl Encodings {
-    /// The encoding at `position`, if kept. With `position` `None`: the newest one while it is
-    /// younger than [`FRESH`] at `now`, else a new encoding of `current` (the state and the
-    /// index it is at).
+    /// The encoding at `position`, if kept. With `position` `None`, for a follower that holds
+    /// the state at index `after` (0: none): the newest encoding while it is younger than
+    /// [`FRESH`] at `now` and past `after`, else a new encoding of `current` (the state and the
+    /// index it is at), made no sooner than [`REMAKE`] after the last.
     pub async fn get(
         &self,
         position: Option<u64>,
+        after: u64,
         current: impl FnOnce() -> (Arc<LedgerState>, u64),
         now: Instant,
     ) -> Result<(u64, Arc<Vec<u8>>), String> {
@@ -97,16 +105,26 @@ impl Encodings {
                 format!("the state at index {at} is {GONE}; start the catch-up again")
             });
         }
-        let fresh = |k: &Kept| now.saturating_duration_since(k.made) < FRESH;
-        if let Some(found) = self.newest(fresh, now) {
+        let wanted = |k: &Kept| now.saturating_duration_since(k.made) < FRESH && k.position > after;
+        if let Some(found) = self.newest(wanted, now) {
             return Ok(found);
         }
         let _making = self.making.lock().await;
         // Made by another request while this one waited.
-        if let Some(found) = self.newest(fresh, now) {
+        if let Some(found) = self.newest(wanted, now) {
             return Ok(found);
         }
+        let last = self.lock().iter().map(|k| k.made).max();
+        let wait = last.map_or(Duration::ZERO, |made| {
+            (made + REMAKE).saturating_duration_since(now)
+        });
+        tokio::time::sleep(wait).await;
+        let now = now + wait;
         let (state, at) = current();
+        // Nothing was applied since the kept encoding at this index: it is the state.
+        if let Some(found) = self.serve(|k| k.position == at, now) {
+            return Ok(found);
+        }
         let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&*state))
             .await
             .map_err(|e| e.to_string())?
@@ -352,7 +370,7 @@ mod tests {
             let (encodings, state) = (&encodings, state.clone());
             async move {
                 let (at, bytes) = encodings
-                    .get(position, || (state, 9), Instant::now())
+                    .get(position, 0, || (state, 9), Instant::now())
                     .await?;
                 let page = page(facts(), at, &bytes, offset)?;
                 assert!(serde_json::to_vec(&page).unwrap().len() < MAX_MESSAGE);
@@ -380,9 +398,9 @@ mod tests {
             }
         };
         // Within FRESH every start gets the newest encoding, whatever was applied since.
-        let (first, _) = encodings.get(None, current(5), start).await.unwrap();
+        let (first, _) = encodings.get(None, 0, current(5), start).await.unwrap();
         let (again, _) = encodings
-            .get(None, current(6), start + FRESH / 2)
+            .get(None, 0, current(6), start + FRESH / 2)
             .await
             .unwrap();
         assert_eq!((first, again), (5, 5));
@@ -390,14 +408,17 @@ mod tests {
         let mut now = start;
         for at in 6..6 + KEPT as u64 {
             now += FRESH;
-            encodings.get(None, current(at), now).await.unwrap();
+            encodings.get(None, 0, current(at), now).await.unwrap();
         }
         assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 1 + KEPT);
         // The one served least recently went first: 5 is gone, and a follower reading it is
         // told so.
-        let gone = encodings.get(Some(5), current(0), now).await.unwrap_err();
+        let gone = encodings
+            .get(Some(5), 0, current(0), now)
+            .await
+            .unwrap_err();
         assert!(gone.contains(GONE), "{gone}");
-        assert!(encodings.get(Some(6), current(0), now).await.is_ok());
+        assert!(encodings.get(Some(6), 0, current(0), now).await.is_ok());
 
         // A fetch whose encoding is dropped midway starts again and ends whole.
         let old = state_of(2 * PAGE);
@@ -411,7 +432,7 @@ mod tests {
             async move {
                 if !first
                     && encodings
-                        .get(Some(1), || (old.clone(), 1), start)
+                        .get(Some(1), 0, || (old.clone(), 1), start)
                         .await
                         .is_ok()
                 {
@@ -419,7 +440,7 @@ mod tests {
                     for later in 1..=KEPT as u32 {
                         let at = 100 + u64::from(later);
                         encodings
-                            .get(None, || (new.clone(), at), start + FRESH * later)
+                            .get(None, 0, || (new.clone(), at), start + FRESH * later)
                             .await?;
                     }
                 }
@@ -428,13 +449,44 @@ mod tests {
                 } else {
                     start + FRESH * KEPT as u32
                 };
-                let (at, bytes) = encodings.get(position, || (old, 1), now).await?;
+                let (at, bytes) = encodings.get(position, 0, || (old, 1), now).await?;
                 page(facts(), at, &bytes, offset)
             }
         })
         .await
         .unwrap();
         assert!(fetched.state == new, "the newer encoding is fetched whole");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follower_behind_the_kept_encoding_gets_a_newer_one_but_not_sooner_than_remake() {
+        let encodings = Encodings::default();
+        let start = Instant::now();
+        let made = std::sync::atomic::AtomicUsize::new(0);
+        let current = |at: u64| {
+            let made = &made;
+            move || {
+                made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (state_of(PAGE), at)
+            }
+        };
+        let (first, _) = encodings.get(None, 0, current(5), start).await.unwrap();
+        assert_eq!(first, 5);
+        // A follower that holds index 5 (it missed entry 6) learns nothing from the fresh
+        // encoding at 5: a new one is made, once REMAKE has passed since the last.
+        let asked = tokio::time::Instant::now();
+        let (newer, _) = encodings.get(None, 5, current(7), start).await.unwrap();
+        assert_eq!(newer, 7);
+        assert_eq!(asked.elapsed(), REMAKE);
+        // Followers starting afresh share it.
+        let (shared, _) = encodings.get(None, 0, current(8), start).await.unwrap();
+        assert_eq!(shared, 7);
+        // One that holds 7 while nothing was applied since gets the kept 7, not a new encoding.
+        let later = start + REMAKE * 2;
+        let (same, _) = encodings.get(None, 7, current(7), later).await.unwrap();
+        assert_eq!(same, 7);
+        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(encodings.lock().len(), 2, "the encoding at 7 is kept once");
     }
 
     #[test]

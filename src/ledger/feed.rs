@@ -182,15 +182,22 @@ fn known_voter(ledger: &Ledger) -> Option<libp2p::PeerId> {
     voters.choose(&mut rand::thread_rng()).copied()
 }
 
-/// Fetches `peer`'s whole state into the replica, page by page (`peer` must be a raft member).
+/// Fetches `peer`'s whole state into the replica, page by page (`peer` must be a raft member),
+/// one past the index the replica holds: a follower that lost an entry needs a state that has
+/// it, not the encoding the voter keeps for followers starting out.
 pub async fn catch_up(ledger: &Ledger, peer: libp2p::PeerId) -> Result<(), String> {
+    let after = ledger.replica().position();
     let answer = catchup::fetch(|position, offset| async move {
         tokio::time::timeout(
             catchup::PAGE_TIMEOUT,
             call::<Result<catchup::Page, String>>(
                 ledger.p2p(),
                 peer,
-                &LedgerRpc::CatchupPage { position, offset },
+                &LedgerRpc::CatchupPage {
+                    position,
+                    offset,
+                    after,
+                },
             ),
         )
         .await

@@ -450,10 +450,12 @@ impl Ledger {
     }
 
     /// On a raft member: a page of its state for a follower catching up, from `offset` of the
-    /// encoding at `position` (`None`: the state as it is now).
+    /// encoding at `position` (`None`: the state as it is now, past index `after`, the one the
+    /// follower holds).
     pub(crate) async fn catchup_page(
         &self,
         position: Option<u64>,
+        after: u64,
         offset: u64,
     ) -> Result<catchup::Page, String> {
         if !self.is_raft_member() {
@@ -469,6 +471,7 @@ impl Ledger {
             .encodings
             .get(
                 position,
+                after,
                 || engine.machine.state_at(),
                 std::time::Instant::now(),
             )

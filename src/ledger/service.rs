@@ -149,9 +149,11 @@ async fn answer(
                 }
             }
         }
-        LedgerRpc::CatchupPage { position, offset } => {
-            encode(&ledger.catchup_page(position, offset).await)
-        }
+        LedgerRpc::CatchupPage {
+            position,
+            offset,
+            after,
+        } => encode(&ledger.catchup_page(position, after, offset).await),
         LedgerRpc::Propose(command) => {
             let checked = if behind {
                 Err(BEHIND.to_string())

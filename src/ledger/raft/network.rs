@@ -41,13 +41,16 @@ pub enum LedgerRpc {
     /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
     Propose(Command),
     /// "Send me a page of your state" (a follower to a raft member): from `offset` of the
-    /// state's encoding at raft index `position` (`None`: the state as it is now). Answered
-    /// with `Result<Page, String>`.
+    /// state's encoding at raft index `position` (`None`: the state as it is now, past index
+    /// `after`, the one the follower holds). Answered with `Result<Page, String>`.
     ///
     /// [`Page`]: crate::ledger::catchup::Page
     CatchupPage {
         position: Option<u64>,
         offset: u64,
+        /// Absent from older nodes' requests: 0, any state.
+        #[serde(default)]
+        after: u64,
     },
 }
 
