@@ -1,9 +1,10 @@
-//! Cluster life, run by every node once a second: form or join a cluster, and, on the leader,
+//! Cluster life, run by every node once a second (four times while it is outside a cluster): form or join a cluster, and, on the leader,
 //! write the cluster's first entry and promote learners to voters. Every member makes sure the
 //! ledger holds its own member record (and so an overlay address) and renews its lease.
 //!
-//! Formation: a node outside any cluster waits `formation_wait`, then asks every admitted peer
-//! for its cluster. If one has a cluster with a known leader, it asks the leader of the cluster
+//! Formation: a node outside any cluster listens (`formation_wait`, or less when it discovers
+//! only on its LAN: [`formation`](super::formation)), then asks every admitted peer for its
+//! cluster. If one has a cluster with a known leader, it asks the leader of the cluster
 //! most peers answer from (the oldest of those as large) to add it; if none has, the node with the lowest PeerId among itself and its
 //! admitted peers initialises a one-voter cluster and the others join it. A lone node thus
 //! forms its own cluster. A node holding a recovery seed forms at once ([`recover`]).
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
+use super::formation::Listening;
 use super::lease::Leases;
 use super::raft::network::{Joined, LedgerRpc, call};
 use super::state::{
@@ -56,6 +58,11 @@ const LEADERLESS_GRACE: Duration = Duration::from_secs(15);
 /// How long a leader of several voters may go without an answer from a majority of them
 /// before it counts its cluster as leaderless (several heartbeats, less than an election).
 const QUORUM_SILENCE: Duration = Duration::from_secs(3);
+/// How often the autopilot runs while this node is outside a cluster: a formation or a join
+/// waits for it.
+const LISTEN_TICK: Duration = Duration::from_millis(250);
+/// How often a member runs its round (record, lease, leadership, merge checks).
+const ROUND: Duration = Duration::from_secs(1);
 /// How often a node outside any cluster asks its peers for one (a leader's feed, when it
 /// arrives, answers sooner).
 const SEARCH_INTERVAL: Duration = Duration::from_secs(3);
@@ -107,7 +114,10 @@ struct Pilot {
     ledger: Ledger,
     config: LedgerConfig,
     facts: MemberFacts,
-    started: Instant,
+    /// What this node heard while outside a cluster: when it may look for one.
+    listening: Listening,
+    /// When the last member round ran.
+    last_round: Option<Instant>,
     last_record_attempt: Option<Instant>,
     last_renew_attempt: Option<Instant>,
     /// This node's renewal stamp as it last saw it change, and when.
@@ -136,11 +146,17 @@ pub async fn run(
 ) {
     let carried = merge::load_carried(ledger.dir());
     let leases = Leases::new(config.lease_timeout);
+    let listening = Listening::new(
+        Instant::now(),
+        config.formation_wait,
+        config.formation_quiet,
+    );
     let mut pilot = Pilot {
         ledger,
         config,
         facts,
-        started: Instant::now(),
+        listening,
+        last_round: None,
         last_record_attempt: None,
         last_renew_attempt: None,
         renewal_seen: None,
@@ -152,7 +168,7 @@ pub async fn run(
         carried,
         declared: false,
     };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(LISTEN_TICK);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -165,24 +181,32 @@ impl Pilot {
     async fn tick(&mut self) {
         let ledger = self.ledger.clone();
         let hello = service::hello(&ledger);
+        let now = Instant::now();
         if !hello.in_cluster {
+            self.listening.observe(ledger.p2p().heard().count, now);
             let heard = ledger.replica().heard().cloned();
             if recover::load_seed(ledger.dir()).is_some() {
                 form_alone(&ledger, "recovering: forming a new cluster from the seed").await;
             } else if let Some(leader) = heard {
                 // A leader's feed reached this node: there is a cluster to join, no need to ask.
                 join(&ledger, leader).await;
-            } else if (self.carried.is_some()
-                || self.started.elapsed() >= self.config.formation_wait)
+            } else if (self.carried.is_some() || self.listening.settled(now))
                 && self
                     .last_search
                     .is_none_or(|t| t.elapsed() >= SEARCH_INTERVAL)
             {
                 self.last_search = Some(Instant::now());
-                form_or_join(&ledger).await;
+                form_or_join(&ledger, &self.listening).await;
             }
             return;
         }
+        if self
+            .last_round
+            .is_some_and(|at| now.duration_since(at) < ROUND)
+        {
+            return;
+        }
+        self.last_round = Some(now);
         if hello.leader.as_ref().map(|(id, _)| *id) == Some(ledger.node_id()) {
             lead(&ledger, &self.config).await;
             recruit(&ledger, &self.config).await;
@@ -697,7 +721,7 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
 /// Outside any cluster: join the one the most admitted peers answer from (the oldest of
 /// those as large, [`merge::cluster_to_join`]) through the leader they name, or form one if
 /// this node has the lowest PeerId, nobody has a cluster and no peer is behind the rotation.
-async fn form_or_join(ledger: &Ledger) {
+async fn form_or_join(ledger: &Ledger, listening: &Listening) {
     let p2p = ledger.p2p();
     let me = p2p.peer_id();
     let peers = p2p.peers();
@@ -733,12 +757,13 @@ async fn form_or_join(ledger: &Ledger) {
         // they move, or the grace window drops them.
         return;
     }
-    let lowest = peers
-        .iter()
-        .map(|v| v.peer_id.clone())
-        .chain(std::iter::once(me.to_string()))
-        .min();
-    if lowest.as_deref() == Some(me.to_string().as_str()) {
+    let heard = p2p.heard();
+    if listening.may_form(
+        &me.to_string(),
+        peers.iter().map(|v| v.peer_id.as_str()),
+        heard.lowest.as_deref(),
+        Instant::now(),
+    ) {
         form_alone(ledger, "no cluster found; forming one").await;
     }
 }

@@ -13,6 +13,7 @@ pub mod catchup;
 mod deny;
 pub mod feed;
 pub mod follower;
+pub mod formation;
 pub mod lease;
 pub mod limits;
 pub mod merge;
@@ -181,8 +182,11 @@ impl std::fmt::Debug for Ledger {
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
     pub pool: Ipv4Net,
-    /// How long a new node listens for an existing cluster before one is formed.
+    /// How long a new node listens for an existing cluster before one is formed, at most.
     pub formation_wait: Duration,
+    /// With local discovery only: a new node looks for a cluster (or forms one) once no new
+    /// peer was admitted for this long ([`formation`]); `None` waits `formation_wait`.
+    pub formation_quiet: Option<Duration>,
     /// How many voters the cluster aims for (odd).
     pub target_voters: usize,
     /// How long the leader lets a member stay unreachable before it expires the member's lease

@@ -11,6 +11,7 @@ mod behaviour;
 mod bootstrap;
 mod gated;
 pub mod gossip;
+pub mod heard;
 mod node;
 mod pacer;
 pub mod peers;
@@ -147,6 +148,8 @@ pub(crate) struct Shared {
     pub observed: ArcSwap<Vec<std::net::IpAddr>>,
     /// Admitted peers that proved only the token before this node's current one.
     pub behind: ArcSwap<HashSet<PeerId>>,
+    /// The peers heard of since start, found or connected ([`heard`]).
+    pub heard: ArcSwap<heard::Heard>,
     /// Where inbound requests wait for their service, until it takes the receiver (one per
     /// [`Service`], in [`Service::ALL`] order).
     pub inboxes: [std::sync::Mutex<Option<mpsc::Receiver<InboundRpc>>>; 2],
@@ -160,6 +163,7 @@ impl Shared {
             reachability: ArcSwap::from_pointee("unknown".to_string()),
             observed: ArcSwap::default(),
             behind: ArcSwap::default(),
+            heard: ArcSwap::default(),
             inboxes: inboxes.map(|inbox| std::sync::Mutex::new(Some(inbox))),
         }
     }
@@ -260,6 +264,12 @@ impl P2pHandle {
             .send(Command::Deny { peers })
             .await
             .map_err(|_| P2pError::Stopped)
+    }
+
+    /// How many peers this node has heard of since it started (found or connected, admitted or
+    /// not), and the lowest PeerId among them.
+    pub fn heard(&self) -> Arc<heard::Heard> {
+        self.shared.heard.load_full()
     }
 
     /// Whether admitted `peer` proved only the token before this node's current one, during a

@@ -28,6 +28,7 @@ pub fn quick_config() -> LedgerConfig {
     LedgerConfig {
         pool: "10.1.0.0/24".parse().unwrap(),
         formation_wait: Duration::from_secs(3),
+        formation_quiet: None,
         target_voters: 3,
         lease_timeout: Duration::from_secs(3),
         voter_timeout: Duration::from_secs(3),

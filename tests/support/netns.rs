@@ -216,6 +216,7 @@ impl Lan {
             .tempdir()
             .expect("temp dir");
         let hub = format!("{id}-hub");
+        make_room_for_neighbours(n);
         let mut lan = Lan {
             hosts: Vec::new(),
             processes: Vec::new(),
@@ -521,6 +522,37 @@ impl Drop for Lan {
         }
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// The kernel's neighbour (ARP and NDP) tables are shared by every network namespace, 1024
+/// entries by default: a LAN of 50 hosts that all talk to each other needs 2450 in each, and
+/// past the limit new neighbours are refused ("neighbor table overflow!" in the kernel log,
+/// ENOBUFS to the sender), so some hosts never reach others. Raises the limits, never lowers
+/// them, and says so: the setting is the machine's, and stays after the run.
+fn make_room_for_neighbours(hosts: usize) {
+    let needed = (hosts * hosts.saturating_sub(1)).max(1);
+    for family in ["ipv4", "ipv6"] {
+        let dir = format!("/proc/sys/net/{family}/neigh/default");
+        for (knob, want) in [("gc_thresh2", needed), ("gc_thresh3", needed * 2)] {
+            let path = format!("{dir}/{knob}");
+            let Some(now) = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if now < want {
+                match std::fs::write(&path, want.to_string()) {
+                    Ok(()) => eprintln!(
+                        "raised net.{family}.neigh.default.{knob} from {now} to {want} for {hosts} hosts"
+                    ),
+                    Err(e) => eprintln!(
+                        "cannot raise net.{family}.neigh.default.{knob} to {want} ({e}); {hosts} hosts may not all reach each other"
+                    ),
+                }
+            }
         }
     }
 }

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::admission::{Admission, Rejection, Verdict};
 use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec};
 use super::bootstrap::Bootstrap;
+use super::heard::HeardOf;
 use super::pacer::Pacer;
 use super::peers::{PeerTable, is_routable};
 use super::protocol::Protocols;
@@ -131,6 +132,7 @@ pub(super) struct Node {
     peers: PeerTable,
     bootstrap: Bootstrap,
     redial: Redial,
+    heard: HeardOf,
     blocked_until: HashMap<PeerId, Instant>,
     /// The peers the ledger denies, blocked for as long as they are on its list, with the
     /// addresses they listened on (dialled again if they are allowed back).
@@ -249,6 +251,7 @@ impl Node {
             admission: Admission::new(local, config.hostname.clone(), config.auth_timeout),
             bootstrap: Bootstrap::new(&config.bootstrap, now),
             redial: Redial::default(),
+            heard: HeardOf::default(),
             metrics: Metrics::new(registry),
             swarm,
             config,
@@ -458,6 +461,7 @@ impl Node {
                 );
                 self.bootstrap.established(connection_id, peer_id);
                 self.redial.reached(&peer_id);
+                self.heard_of(peer_id);
                 if !self.admission.is_admitted(&peer_id) {
                     self.swarm
                         .behaviour_mut()
@@ -534,6 +538,7 @@ impl Node {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 for (peer, addrs) in by_peer {
+                    self.heard_of(peer);
                     self.redial.heard_of(peer, &addrs, Instant::now());
                     self.dial_member(peer, addrs);
                 }
@@ -570,6 +575,15 @@ impl Node {
 
     fn publish_peers(&self) {
         self.shared.peers.store(Arc::new(self.peers.views()));
+    }
+
+    /// Notes a peer found or connected, for formation ([`HeardOf`]).
+    fn heard_of(&mut self, peer: PeerId) {
+        if peer != *self.swarm.local_peer_id() && self.heard.note(peer) {
+            self.shared
+                .heard
+                .store(Arc::new(self.heard.summary().clone()));
+        }
     }
 
     fn publish_listen(&self) {

@@ -1,0 +1,79 @@
+//! The peers this node has heard of since it started: found by mDNS or connected to, admitted
+//! or not yet. A node outside any cluster waits until no new one turns up and forms a cluster
+//! only when it is the lowest of them ([`crate::ledger::formation`]): on a busy machine
+//! admission lags discovery by seconds, and a node that counted only its admitted peers would
+//! form a cluster beside one a lower peer is forming. Anyone on the LAN can announce PeerIds,
+//! so at most [`MAX_HEARD`] are remembered. Pure.
+
+use std::collections::HashSet;
+
+use libp2p::PeerId;
+
+/// Peers remembered at most; later ones are not counted.
+pub const MAX_HEARD: usize = 1024;
+
+/// What the autopilot reads: how many peers were heard of, and the lowest PeerId among them
+/// (in its text form, the order formation compares by).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Heard {
+    pub count: usize,
+    pub lowest: Option<String>,
+}
+
+/// The peers heard of.
+#[derive(Debug, Default)]
+pub struct HeardOf {
+    peers: HashSet<PeerId>,
+    summary: Heard,
+}
+
+impl HeardOf {
+    /// `peer` was found or connected; true when that changes the summary.
+    pub fn note(&mut self, peer: PeerId) -> bool {
+        if self.peers.len() >= MAX_HEARD || !self.peers.insert(peer) {
+            return false;
+        }
+        let text = peer.to_string();
+        self.summary.count = self.peers.len();
+        if self.summary.lowest.as_ref().is_none_or(|low| text < *low) {
+            self.summary.lowest = Some(text);
+        }
+        true
+    }
+
+    pub fn summary(&self) -> &Heard {
+        &self.summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_each_peer_once_and_keeps_the_lowest() {
+        let mut heard = HeardOf::default();
+        let peers: Vec<PeerId> = (0..5).map(|_| PeerId::random()).collect();
+        for peer in peers.iter().chain(&peers) {
+            heard.note(*peer);
+        }
+        let lowest = peers.iter().map(|p| p.to_string()).min();
+        assert_eq!(
+            heard.summary(),
+            &Heard {
+                count: 5,
+                lowest: lowest.clone()
+            }
+        );
+        assert!(!heard.note(peers[0]), "heard again: no change");
+    }
+
+    #[test]
+    fn what_the_lan_can_make_it_remember_is_bounded() {
+        let mut heard = HeardOf::default();
+        for _ in 0..MAX_HEARD + 10 {
+            heard.note(PeerId::random());
+        }
+        assert_eq!(heard.summary().count, MAX_HEARD);
+    }
+}
