@@ -45,11 +45,19 @@ for n in "${SIZES[@]}"; do
   done
 done
 
+# The median of the formations that finished, and how many runs did not.
 median() {
-  tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {
-    if (NR == 0) { print "-"; exit }
-    if (v[1] == "fail") { print "fail"; exit }
-    print v[int((NR + 1) / 2)] }'
+  local values failed sorted n middle
+  values=$(tr ' ' '\n' | grep -v '^$' || true)
+  failed=$(grep -c '^fail$' <<<"$values" || true)
+  sorted=$(grep -v '^fail$' <<<"$values" | sort -g || true)
+  n=$(grep -c . <<<"$sorted" || true)
+  if [ "$n" = 0 ]; then
+    echo "none formed"
+    return
+  fi
+  middle=$(sed -n "$(((n + 1) / 2))p" <<<"$sorted")
+  if [ "$failed" -gt 0 ]; then echo "$middle s ($failed did not form)"; else echo "$middle s"; fi
 }
 echo
 echo "| nodes | weft formation (median of $ROUNDS) |${BASE:+ base formation | ratio |}"
@@ -59,8 +67,8 @@ for n in "${SIZES[@]}"; do
   if [ -n "$BASE" ]; then
     b=$(median <<<"${results[$n,base]}")
     ratio=$(awk -v w="$w" -v b="$b" 'BEGIN { if (w+0 > 0 && b+0 > 0) printf "%.2f", w / b; else print "-" }')
-    echo "| $n | $w s | $b s | $ratio |"
+    echo "| $n | $w | $b | $ratio |"
   else
-    echo "| $n | $w s |"
+    echo "| $n | $w |"
   fi
 done

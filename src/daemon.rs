@@ -34,8 +34,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new node listens for an existing cluster before forming one, at most.
 const FORMATION_WAIT: Duration = Duration::from_secs(5);
-/// With discovery on the LAN only (no bootstrap peers, no public DHT): how long a new node
-/// hears of no new peer before it looks for a cluster. mDNS answers within a second.
+/// With discovery on the LAN only (mDNS on, no bootstrap peers, no public DHT): how long a new
+/// node hears of no new peer before it looks for a cluster. mDNS answers within a second.
 const FORMATION_QUIET: Duration = Duration::from_secs(1);
 /// How many raft voters the ledger aims for.
 const TARGET_VOTERS: usize = 3;
@@ -117,8 +117,10 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         LedgerConfig {
             pool: settings.cidr,
             formation_wait: FORMATION_WAIT,
-            formation_quiet: (!settings.public_dht && settings.bootstrap.is_empty())
-                .then_some(FORMATION_QUIET),
+            formation_quiet: (settings.mdns
+                && !settings.public_dht
+                && settings.bootstrap.is_empty())
+            .then_some(FORMATION_QUIET),
             target_voters: TARGET_VOTERS,
             lease_timeout: settings.lease_timeout,
             voter_timeout: VOTER_TIMEOUT,

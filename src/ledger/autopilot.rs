@@ -4,9 +4,10 @@
 //!
 //! Formation: a node outside any cluster listens (`formation_wait`, or less when it discovers
 //! only on its LAN: [`formation`](super::formation)), then asks every admitted peer for its
-//! cluster. If one has a cluster with a known leader, it asks the leader of the cluster
-//! most peers answer from (the oldest of those as large) to add it; if none has, the node with the lowest PeerId among itself and its
-//! admitted peers initialises a one-voter cluster and the others join it. A lone node thus
+//! cluster. If one has a cluster with a known leader, it asks the leader of the cluster most
+//! peers answer from (the oldest of those as large) to add it; if none has, the node with the
+//! lowest PeerId among itself and its admitted peers (and, before `formation_wait`, every peer
+//! it has heard of) initialises a one-voter cluster and the others join it. A lone node thus
 //! forms its own cluster. A node holding a recovery seed forms at once ([`recover`]).
 //!
 //! Merge: every few seconds a member asks admitted peers its ledger does not know which cluster
@@ -61,7 +62,9 @@ const QUORUM_SILENCE: Duration = Duration::from_secs(3);
 /// How often the autopilot runs while this node is outside a cluster: a formation or a join
 /// waits for it.
 const LISTEN_TICK: Duration = Duration::from_millis(250);
-/// How often a member runs its round (record, lease, leadership, merge checks).
+/// How often a member runs its round (record, lease, leadership, merge checks): on the first
+/// tick at least this long after the last, less half a tick, so that a tick handled late does
+/// not push the round to the next one.
 const ROUND: Duration = Duration::from_secs(1);
 /// How often a node outside any cluster asks its peers for one (a leader's feed, when it
 /// arrives, answers sooner).
@@ -202,7 +205,7 @@ impl Pilot {
         }
         if self
             .last_round
-            .is_some_and(|at| now.duration_since(at) < ROUND)
+            .is_some_and(|at| now.duration_since(at) < ROUND - LISTEN_TICK / 2)
         {
             return;
         }
@@ -720,7 +723,9 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
 
 /// Outside any cluster: join the one the most admitted peers answer from (the oldest of
 /// those as large, [`merge::cluster_to_join`]) through the leader they name, or form one if
-/// this node has the lowest PeerId, nobody has a cluster and no peer is behind the rotation.
+/// nobody has a cluster, no peer is behind the rotation and this node may by
+/// [`Listening::may_form`] (the lowest PeerId of its admitted peers and, before the formation
+/// wait has passed, of every peer heard of).
 async fn form_or_join(ledger: &Ledger, listening: &Listening) {
     let p2p = ledger.p2p();
     let me = p2p.peer_id();

@@ -7,10 +7,12 @@
 //! Any member may ask, and any member may be hostile, so encoding is bounded: a follower
 //! starting a fetch gets the newest encoding while it is younger than [`FRESH`] (the feed
 //! brings the entries applied since) and past the index the follower already holds (one that
-//! fell behind needs entries the kept encoding lacks), one encoding is made at a time, off the
-//! async workers, never sooner than [`REMAKE`] after the last, and at most [`KEPT`] are kept,
-//! the one served least recently dropped first. A follower whose encoding was dropped starts
-//! again. The follower takes at most [`MAX_STATE`] bytes, only full
+//! fell behind needs entries the kept encoding lacks). One encoding is made at a time, off the
+//! async workers, never sooner than [`REMAKE`] after the last (longer for a state that is slow
+//! to encode), only when the state is past what the follower holds, and at most [`KEPT`] are
+//! kept, the one served least recently dropped first, but none still being read. A request that
+//! may not have a new encoding gets the newest kept one and never waits. A follower whose
+//! encoding was dropped starts again. The follower takes at most [`MAX_STATE`] bytes, only full
 //! pages where the previous one ended (the last excepted), within [`FETCH_DEADLINE`], so a
 //! hostile voter can neither make it hold more, mix two encodings, nor stall it for long.
 
@@ -36,9 +38,14 @@ pub const MAX_STATE: u64 = super::raft::snapshot::MAX_SNAPSHOT;
 /// How long the newest encoding is served to followers starting a fetch.
 pub const FRESH: Duration = Duration::from_secs(10);
 
-/// How soon after the last encoding a voter makes a new one, at the earliest; a follower that
-/// needs a newer state waits for it. Whoever asks, a voter encodes its state at most this often.
+/// How soon after the last encoding a voter makes a new one for a follower that needs a newer
+/// state, at the earliest; sooner, the follower gets the newest kept one and asks again later.
+/// Whoever asks, a voter encodes its state at most this often.
 pub const REMAKE: Duration = Duration::from_secs(1);
+
+/// A large state waits longer between encodings: this many times as long as the last one took
+/// to make, so that askers keep a voter's encoding to a tenth of a core.
+const REMAKE_COST: u32 = 10;
 
 /// Encodings a voter keeps at most.
 pub const KEPT: usize = 3;
@@ -78,6 +85,8 @@ struct Kept {
     bytes: Arc<Vec<u8>>,
     made: Instant,
     served: Instant,
+    /// How long making it took.
+    took: Duration,
 }
 
 /// The encodings a voter serves.
@@ -91,8 +100,12 @@ pub struct Encodings {
 impl Encodings {
     /// The encoding at `position`, if kept. With `position` `None`, for a follower that holds
     /// the state at index `after` (0: none): the newest encoding while it is younger than
-    /// [`FRESH`] at `now` and past `after`, else a new encoding of `current` (the state and the
-    /// index it is at), made no sooner than [`REMAKE`] after the last.
+    /// [`FRESH`] at `now` and past `after`. Otherwise a new encoding of `current` (the state
+    /// and the index it is at) when that helps and is allowed: the state is past `after`, the
+    /// last encoding was made at least [`REMAKE`] ago (or ten times as long as making it took,
+    /// when that is longer), and a kept encoding has gone unserved for [`FRESH`] when
+    /// [`KEPT`] are kept (a follower part-way through one is not cut off). Else the newest
+    /// kept one: a follower still behind asks again on a later feed message.
     pub async fn get(
         &self,
         position: Option<u64>,
@@ -114,21 +127,31 @@ impl Encodings {
         if let Some(found) = self.newest(wanted, now) {
             return Ok(found);
         }
-        let last = self.lock().iter().map(|k| k.made).max();
-        let wait = last.map_or(Duration::ZERO, |made| {
-            (made + REMAKE).saturating_duration_since(now)
-        });
-        tokio::time::sleep(wait).await;
-        let now = now + wait;
         let (state, at) = current();
         // Nothing was applied since the kept encoding at this index: it is the state.
         if let Some(found) = self.serve(|k| k.position == at, now) {
             return Ok(found);
         }
+        let held = {
+            let kept = self.lock();
+            let paced = kept
+                .iter()
+                .any(|k| now.saturating_duration_since(k.made) < REMAKE.max(k.took * REMAKE_COST));
+            let full = kept.len() >= KEPT
+                && kept
+                    .iter()
+                    .all(|k| now.saturating_duration_since(k.served) < FRESH);
+            at <= after || paced || full
+        };
+        if held && let Some(found) = self.newest(|_| true, now) {
+            return Ok(found);
+        }
+        let started = Instant::now();
         let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&*state))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
+        let took = started.elapsed();
         let bytes = Arc::new(bytes);
         let mut kept = self.lock();
         kept.retain(|k| k.position != at);
@@ -137,6 +160,7 @@ impl Encodings {
             bytes: bytes.clone(),
             made: now,
             served: now,
+            took,
         });
         while kept.len() > KEPT {
             let Some(idle) = kept
@@ -458,35 +482,68 @@ mod tests {
         assert!(fetched.state == new, "the newer encoding is fetched whole");
     }
 
-    #[tokio::test(start_paused = true)]
+    fn positions(encodings: &Encodings) -> Vec<u64> {
+        encodings.lock().iter().map(|k| k.position).collect()
+    }
+
+    #[tokio::test]
     async fn a_follower_behind_the_kept_encoding_gets_a_newer_one_but_not_sooner_than_remake() {
         let encodings = Encodings::default();
         let start = Instant::now();
-        let made = std::sync::atomic::AtomicUsize::new(0);
-        let current = |at: u64| {
-            let made = &made;
-            move || {
-                made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                (state_of(PAGE), at)
+        let current = |at: u64| move || (state_of(PAGE), at);
+        let get = |after: u64, at: u64, now: Instant| {
+            let encodings = &encodings;
+            async move {
+                encodings
+                    .get(None, after, current(at), now)
+                    .await
+                    .unwrap()
+                    .0
             }
         };
-        let (first, _) = encodings.get(None, 0, current(5), start).await.unwrap();
-        assert_eq!(first, 5);
-        // A follower that holds index 5 (it missed entry 6) learns nothing from the fresh
-        // encoding at 5: a new one is made, once REMAKE has passed since the last.
-        let asked = tokio::time::Instant::now();
-        let (newer, _) = encodings.get(None, 5, current(7), start).await.unwrap();
-        assert_eq!(newer, 7);
-        assert_eq!(asked.elapsed(), REMAKE);
+        assert_eq!(get(0, 5, start).await, 5);
+        // A follower that holds 5 (it missed entry 6) learns nothing from the fresh encoding
+        // at 5, but too soon after it gets it all the same, at once, and asks again later.
+        assert_eq!(get(5, 7, start + REMAKE / 2).await, 5);
+        assert_eq!(positions(&encodings), [5]);
+        // Once REMAKE has passed, a new encoding is made for it.
+        assert_eq!(get(5, 7, start + REMAKE).await, 7);
         // Followers starting afresh share it.
-        let (shared, _) = encodings.get(None, 0, current(8), start).await.unwrap();
-        assert_eq!(shared, 7);
-        // One that holds 7 while nothing was applied since gets the kept 7, not a new encoding.
-        let later = start + REMAKE * 2;
-        let (same, _) = encodings.get(None, 7, current(7), later).await.unwrap();
-        assert_eq!(same, 7);
-        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 3);
-        assert_eq!(encodings.lock().len(), 2, "the encoding at 7 is kept once");
+        assert_eq!(get(0, 8, start + REMAKE).await, 7);
+        // One that claims to hold more than the voter has gets the kept one, however long it
+        // asks: no new encoding helps it.
+        assert_eq!(get(u64::MAX, 9, start + REMAKE * 3).await, 7);
+        assert_eq!(get(u64::MAX, 10, start + REMAKE * 5).await, 7);
+        // One that holds 7 while nothing was applied since gets the kept 7.
+        assert_eq!(get(7, 7, start + REMAKE * 7).await, 7);
+        assert_eq!(positions(&encodings), [5, 7]);
+    }
+
+    #[tokio::test]
+    async fn encodings_being_read_are_not_dropped_for_a_new_one() {
+        let encodings = Encodings::default();
+        let start = Instant::now();
+        let get = |after: u64, at: u64, now: Instant| {
+            let encodings = &encodings;
+            async move {
+                encodings
+                    .get(None, after, move || (state_of(PAGE), at), now)
+                    .await
+                    .unwrap()
+                    .0
+            }
+        };
+        for at in 1..=KEPT as u64 {
+            let now = start + REMAKE * (at as u32 - 1);
+            assert_eq!(get(at - 1, at, now).await, at);
+        }
+        // Every kept encoding was read within FRESH: a behind follower gets the newest.
+        let later = start + REMAKE * KEPT as u32;
+        assert_eq!(get(KEPT as u64, 9, later).await, KEPT as u64);
+        assert_eq!(positions(&encodings), [1, 2, 3]);
+        // Once the oldest has gone unread for FRESH it makes room.
+        assert_eq!(get(KEPT as u64, 9, start + FRESH + REMAKE / 2).await, 9);
+        assert_eq!(positions(&encodings), [2, 3, 9]);
     }
 
     #[test]

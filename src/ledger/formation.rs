@@ -78,7 +78,7 @@ mod tests {
     const QUIET: Duration = Duration::from_secs(1);
     const STEP: Duration = Duration::from_millis(250);
 
-    /// When a node first settles, given the admitted-peer count at each step of `STEP`.
+    /// When a node first settles, given the count of peers heard of at each step of `STEP`.
     fn settles_at(quiet: Option<Duration>, counts: impl Fn(u32) -> usize) -> Duration {
         let start = Instant::now();
         let mut listening = Listening::new(start, WAIT, quiet);

@@ -184,8 +184,8 @@ pub struct LedgerConfig {
     pub pool: Ipv4Net,
     /// How long a new node listens for an existing cluster before one is formed, at most.
     pub formation_wait: Duration,
-    /// With local discovery only: a new node looks for a cluster (or forms one) once no new
-    /// peer was admitted for this long ([`formation`]); `None` waits `formation_wait`.
+    /// With local discovery only: a new node looks for a cluster (or forms one) once it has
+    /// heard of no new peer for this long ([`formation`]); `None` waits `formation_wait`.
     pub formation_quiet: Option<Duration>,
     /// How many voters the cluster aims for (odd).
     pub target_voters: usize,

@@ -3,13 +3,14 @@
 //! only when it is the lowest of them ([`crate::ledger::formation`]): on a busy machine
 //! admission lags discovery by seconds, and a node that counted only its admitted peers would
 //! form a cluster beside one a lower peer is forming. Anyone on the LAN can announce PeerIds,
-//! so at most [`MAX_HEARD`] are remembered. Pure.
+//! so at most [`MAX_HEARD`] are remembered; past that every announcement counts as new (the
+//! node then listens the whole formation wait) and the lowest is still kept. Pure.
 
 use std::collections::HashSet;
 
 use libp2p::PeerId;
 
-/// Peers remembered at most; later ones are not counted.
+/// Peers remembered at most.
 pub const MAX_HEARD: usize = 1024;
 
 /// What the autopilot reads: how many peers were heard of, and the lowest PeerId among them
@@ -30,11 +31,16 @@ pub struct HeardOf {
 impl HeardOf {
     /// `peer` was found or connected; true when that changes the summary.
     pub fn note(&mut self, peer: PeerId) -> bool {
-        if self.peers.len() >= MAX_HEARD || !self.peers.insert(peer) {
-            return false;
+        if self.peers.len() < MAX_HEARD {
+            if !self.peers.insert(peer) {
+                return false;
+            }
+            self.summary.count = self.peers.len();
+        } else {
+            // Full: whether it was heard before is not known, so it is news.
+            self.summary.count = self.summary.count.saturating_add(1);
         }
         let text = peer.to_string();
-        self.summary.count = self.peers.len();
         if self.summary.lowest.as_ref().is_none_or(|low| text < *low) {
             self.summary.lowest = Some(text);
         }
@@ -69,11 +75,27 @@ mod tests {
     }
 
     #[test]
-    fn what_the_lan_can_make_it_remember_is_bounded() {
+    fn what_the_lan_can_make_it_remember_is_bounded_and_a_full_set_still_hears() {
         let mut heard = HeardOf::default();
-        for _ in 0..MAX_HEARD + 10 {
+        for _ in 0..MAX_HEARD {
             heard.note(PeerId::random());
         }
-        assert_eq!(heard.summary().count, MAX_HEARD);
+        assert_eq!(heard.peers.len(), MAX_HEARD);
+        // Past the bound nothing more is remembered, but each announcement still moves the
+        // count (formation keeps listening) and a lower PeerId still becomes the lowest.
+        let before = heard.summary().lowest.clone().unwrap();
+        let low = (0..64)
+            .map(|_| PeerId::random())
+            .min_by_key(|p| p.to_string())
+            .unwrap();
+        assert!(heard.note(low));
+        assert!(heard.note(low));
+        assert_eq!(heard.peers.len(), MAX_HEARD);
+        assert_eq!(heard.summary().count, MAX_HEARD + 2);
+        assert_eq!(
+            heard.summary().lowest,
+            Some(before.min(low.to_string())),
+            "a lower PeerId heard past the bound is still the lowest"
+        );
     }
 }
