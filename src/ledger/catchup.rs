@@ -8,11 +8,11 @@
 //! starting a fetch gets the newest encoding while it is younger than [`FRESH`] (the feed
 //! brings the entries applied since) and past the index the follower already holds (one that
 //! fell behind needs entries the kept encoding lacks). One encoding is made at a time, off the
-//! async workers, never sooner than [`REMAKE`] after the last (longer for a state that is slow
-//! to encode), only when the state is past what the follower holds, and at most [`KEPT`] are
-//! kept, the one served least recently dropped first, but none still being read. A request that
-//! may not have a new encoding gets the newest kept one and never waits. A follower whose
-//! encoding was dropped starts again. The follower takes at most [`MAX_STATE`] bytes, only full
+//! async workers, never sooner than [`REMAKE`] after the last (longer for a state of several
+//! pages or one that is slow to encode), and only when the state is past what the follower
+//! holds; at most [`KEPT`] are kept, the one served least recently dropped first. A request that
+//! may not have a new encoding gets the newest kept one, waiting at most for an encoding
+//! already under way. A follower whose encoding was dropped starts again. The follower takes at most [`MAX_STATE`] bytes, only full
 //! pages where the previous one ended (the last excepted), within [`FETCH_DEADLINE`], so a
 //! hostile voter can neither make it hold more, mix two encodings, nor stall it for long.
 
@@ -89,6 +89,21 @@ struct Kept {
     took: Duration,
 }
 
+impl Kept {
+    /// How long after this encoding the next may be made: [`REMAKE`], or ten times as long as
+    /// making this one took; for a state of more than one page, at least [`FRESH`], so that a
+    /// follower reading it page by page on a slow link is not pushed out of the [`KEPT`] by
+    /// encodings a member asks for again and again.
+    fn pace(&self) -> Duration {
+        let floor = if self.bytes.len() > PAGE {
+            FRESH
+        } else {
+            REMAKE
+        };
+        floor.max(self.took.saturating_mul(REMAKE_COST))
+    }
+}
+
 /// The encodings a voter serves.
 #[derive(Debug, Default)]
 pub struct Encodings {
@@ -101,11 +116,10 @@ impl Encodings {
     /// The encoding at `position`, if kept. With `position` `None`, for a follower that holds
     /// the state at index `after` (0: none): the newest encoding while it is younger than
     /// [`FRESH`] at `now` and past `after`. Otherwise a new encoding of `current` (the state
-    /// and the index it is at) when that helps and is allowed: the state is past `after`, the
-    /// last encoding was made at least [`REMAKE`] ago (or ten times as long as making it took,
-    /// when that is longer), and a kept encoding has gone unserved for [`FRESH`] when
-    /// [`KEPT`] are kept (a follower part-way through one is not cut off). Else the newest
-    /// kept one: a follower still behind asks again on a later feed message.
+    /// and the index it is at) when that helps and is allowed: the state is past `after` and
+    /// the last encoding's [`Kept::pace`] has passed. Else the newest kept one, at once: a
+    /// follower still behind stops at its first page ([`fetch`]) and asks again on a later
+    /// feed message.
     pub async fn get(
         &self,
         position: Option<u64>,
@@ -132,17 +146,11 @@ impl Encodings {
         if let Some(found) = self.serve(|k| k.position == at, now) {
             return Ok(found);
         }
-        let held = {
-            let kept = self.lock();
-            let paced = kept
+        let held = at <= after
+            || self
+                .lock()
                 .iter()
-                .any(|k| now.saturating_duration_since(k.made) < REMAKE.max(k.took * REMAKE_COST));
-            let full = kept.len() >= KEPT
-                && kept
-                    .iter()
-                    .all(|k| now.saturating_duration_since(k.served) < FRESH);
-            at <= after || paced || full
-        };
+                .any(|k| now.saturating_duration_since(k.made) < k.pace());
         if held && let Some(found) = self.newest(|_| true, now) {
             return Ok(found);
         }
@@ -311,8 +319,9 @@ impl Assembly {
 }
 
 /// Fetches a voter's whole state, page by page: `ask` sends one request (the position of the
-/// encoding, `None` for the current one, and the offset) and gives the voter's answer.
-pub async fn fetch<F, Fut>(mut ask: F) -> Result<Catchup, String>
+/// encoding, `None` for the current one, and the offset) and gives the voter's answer. A
+/// follower that holds index `after` stops at a first page older than that.
+pub async fn fetch<F, Fut>(after: u64, mut ask: F) -> Result<Catchup, String>
 where
     F: FnMut(Option<u64>, u64) -> Fut,
     Fut: std::future::Future<Output = Result<Page, String>>,
@@ -338,6 +347,13 @@ where
                         )
                     })?;
                 match answer {
+                    // Older than what the follower holds: the rest would be thrown away.
+                    Ok(page) if page.position < after => {
+                        return Err(format!(
+                            "the voter holds nothing past index {after} yet (its state is at {})",
+                            page.position
+                        ));
+                    }
                     Ok(page) => next = assembly.take(page)?,
                     Err(e) if failures < RETRIES => {
                         failures += 1;
@@ -389,7 +405,7 @@ mod tests {
         let state = state_of(3 * PAGE);
         let encodings = Encodings::default();
         let mut asked = 0;
-        let fetched = fetch(|position, offset| {
+        let fetched = fetch(0, |position, offset| {
             asked += 1;
             let (encodings, state) = (&encodings, state.clone());
             async move {
@@ -449,7 +465,7 @@ mod tests {
         let new = state_of(2 * PAGE + 100_000);
         let encodings = Encodings::default();
         let mut asked = 0;
-        let fetched = fetch(|position, offset| {
+        let fetched = fetch(0, |position, offset| {
             asked += 1;
             let (encodings, old, new) = (&encodings, old.clone(), new.clone());
             let first = asked == 1;
@@ -490,7 +506,7 @@ mod tests {
     async fn a_follower_behind_the_kept_encoding_gets_a_newer_one_but_not_sooner_than_remake() {
         let encodings = Encodings::default();
         let start = Instant::now();
-        let current = |at: u64| move || (state_of(PAGE), at);
+        let current = |at: u64| move || (state_of(1000), at);
         let get = |after: u64, at: u64, now: Instant| {
             let encodings = &encodings;
             async move {
@@ -520,30 +536,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn encodings_being_read_are_not_dropped_for_a_new_one() {
+    async fn a_state_of_several_pages_is_encoded_again_only_after_fresh() {
         let encodings = Encodings::default();
         let start = Instant::now();
+        let big = state_of(2 * PAGE);
         let get = |after: u64, at: u64, now: Instant| {
-            let encodings = &encodings;
+            let (encodings, big) = (&encodings, big.clone());
             async move {
                 encodings
-                    .get(None, after, move || (state_of(PAGE), at), now)
+                    .get(None, after, move || (big, at), now)
                     .await
                     .unwrap()
                     .0
             }
         };
-        for at in 1..=KEPT as u64 {
-            let now = start + REMAKE * (at as u32 - 1);
-            assert_eq!(get(at - 1, at, now).await, at);
-        }
-        // Every kept encoding was read within FRESH: a behind follower gets the newest.
-        let later = start + REMAKE * KEPT as u32;
-        assert_eq!(get(KEPT as u64, 9, later).await, KEPT as u64);
-        assert_eq!(positions(&encodings), [1, 2, 3]);
-        // Once the oldest has gone unread for FRESH it makes room.
-        assert_eq!(get(KEPT as u64, 9, start + FRESH + REMAKE / 2).await, 9);
-        assert_eq!(positions(&encodings), [2, 3, 9]);
+        assert_eq!(get(0, 1, start).await, 1);
+        // A follower reading it page by page on a slow link is not pushed out by encodings
+        // asked for every second: a behind follower gets the kept one until FRESH has passed.
+        assert_eq!(get(1, 2, start + REMAKE * 5).await, 1);
+        assert_eq!(get(1, 2, start + FRESH).await, 2);
+        assert_eq!(positions(&encodings), [1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_follower_stops_at_a_first_page_older_than_what_it_holds() {
+        let bytes = serde_json::to_vec(&*state_of(2 * PAGE)).unwrap();
+        let mut asked = 0;
+        let refused = fetch(7, |_, offset| {
+            asked += 1;
+            let answer = page(facts(), 5, &bytes, offset);
+            async move { answer }
+        })
+        .await
+        .unwrap_err();
+        assert!(refused.contains("nothing past index 7"), "{refused}");
+        assert_eq!(asked, 1, "no page after the first");
     }
 
     #[test]

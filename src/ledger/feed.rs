@@ -187,7 +187,7 @@ fn known_voter(ledger: &Ledger) -> Option<libp2p::PeerId> {
 /// it, not the encoding the voter keeps for followers starting out.
 pub async fn catch_up(ledger: &Ledger, peer: libp2p::PeerId) -> Result<(), String> {
     let after = ledger.replica().position();
-    let answer = catchup::fetch(|position, offset| async move {
+    let answer = catchup::fetch(after, |position, offset| async move {
         tokio::time::timeout(
             catchup::PAGE_TIMEOUT,
             call::<Result<catchup::Page, String>>(
