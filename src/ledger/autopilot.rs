@@ -1,6 +1,7 @@
-//! Cluster life, run by every node once a second (four times while it is outside a cluster): form or join a cluster, and, on the leader,
-//! write the cluster's first entry and promote learners to voters. Every member makes sure the
-//! ledger holds its own member record (and so an overlay address) and renews its lease.
+//! Cluster life, run by every node once a second (four times a second while it is outside a
+//! cluster): form or join a cluster, and, on the leader, write the cluster's first entry and
+//! promote learners to voters. Every member makes sure the ledger holds its own member record
+//! (and so an overlay address) and renews its lease.
 //!
 //! Formation: a node outside any cluster listens (`formation_wait`, or less when it discovers
 //! only on its LAN: [`formation`](super::formation)), then asks every admitted peer for its
