@@ -13,8 +13,9 @@
 //! holds; at most [`KEPT`] are kept, the one served least recently dropped first. A request that
 //! may not have a new encoding gets the newest kept one, waiting at most for an encoding
 //! already under way. A follower whose encoding was dropped starts again. The follower takes at
-//! most [`MAX_STATE`] bytes, only full pages where the previous one ended (the last excepted), within [`FETCH_DEADLINE`], so a
-//! hostile voter can neither make it hold more, mix two encodings, nor stall it for long.
+//! most [`MAX_STATE`] bytes, only full pages where the previous one ended (the last excepted),
+//! within [`FETCH_DEADLINE`], so a hostile voter can neither make it hold more, mix two
+//! encodings, nor stall it for long.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
