@@ -38,7 +38,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
-use super::formation::Listening;
+use super::formation::{Listening, Retry};
 use super::lease::Leases;
 use super::raft::network::{Joined, LedgerRpc, call};
 use super::state::{
@@ -63,6 +63,8 @@ const QUORUM_SILENCE: Duration = Duration::from_secs(3);
 /// How often the autopilot runs while this node is outside a cluster: a formation or a join
 /// waits for it.
 const LISTEN_TICK: Duration = Duration::from_millis(250);
+/// The longest gap between joins tried through a leader heard of but not reachable.
+const JOIN_RETRY_MAX: Duration = Duration::from_secs(4);
 /// How often a member runs its round (record, lease, leadership, merge checks): on the first
 /// tick at least this long after the last, less half a tick, so that a tick handled late does
 /// not push the round to the next one.
@@ -120,6 +122,8 @@ struct Pilot {
     facts: MemberFacts,
     /// What this node heard while outside a cluster: when it may look for one.
     listening: Listening,
+    /// When to try again to join through a leader heard of.
+    join_retry: Retry,
     /// When the last member round ran.
     last_round: Option<Instant>,
     last_record_attempt: Option<Instant>,
@@ -160,6 +164,7 @@ pub async fn run(
         config,
         facts,
         listening,
+        join_retry: Retry::new(LISTEN_TICK, JOIN_RETRY_MAX),
         last_round: None,
         last_record_attempt: None,
         last_renew_attempt: None,
@@ -193,7 +198,9 @@ impl Pilot {
                 form_alone(&ledger, "recovering: forming a new cluster from the seed").await;
             } else if let Some(leader) = heard {
                 // A leader's feed reached this node: there is a cluster to join, no need to ask.
-                join(&ledger, leader).await;
+                if self.join_retry.due(now) {
+                    join(&ledger, leader).await;
+                }
             } else if (self.carried.is_some() || self.listening.settled(now))
                 && self
                     .last_search
@@ -204,6 +211,7 @@ impl Pilot {
             }
             return;
         }
+        self.join_retry.reset();
         if self
             .last_round
             .is_some_and(|at| now.duration_since(at) < ROUND - LISTEN_TICK / 2)
