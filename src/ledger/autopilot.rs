@@ -38,13 +38,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
-use super::formation::{Listening, Retry};
+use super::formation::Listening;
 use super::lease::Leases;
 use super::raft::network::{Joined, LedgerRpc, call};
 use super::state::{
     ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
 };
 use super::{Ledger, LedgerConfig, follower, merge, recover, service};
+use crate::p2p::pacer::Pacer;
 
 /// File holding this node's raft id, made with the raft directory.
 const NODE_ID_FILE: &str = "node-id";
@@ -122,8 +123,9 @@ struct Pilot {
     facts: MemberFacts,
     /// What this node heard while outside a cluster: when it may look for one.
     listening: Listening,
-    /// When to try again to join through a leader heard of.
-    join_retry: Retry,
+    /// When to try again to join through a leader heard of: at once, then ever more rarely
+    /// while this node stays outside (a leader heard through gossip may not be reachable).
+    join_retry: Pacer,
     /// When the last member round ran.
     last_round: Option<Instant>,
     last_record_attempt: Option<Instant>,
@@ -164,7 +166,7 @@ pub async fn run(
         config,
         facts,
         listening,
-        join_retry: Retry::new(LISTEN_TICK, JOIN_RETRY_MAX),
+        join_retry: Pacer::new(LISTEN_TICK, JOIN_RETRY_MAX, Instant::now()),
         last_round: None,
         last_record_attempt: None,
         last_renew_attempt: None,
@@ -211,7 +213,7 @@ impl Pilot {
             }
             return;
         }
-        self.join_retry.reset();
+        self.join_retry.reset(now);
         if self
             .last_round
             .is_some_and(|at| now.duration_since(at) < ROUND - LISTEN_TICK / 2)

@@ -9,10 +9,8 @@
 //! through remote rendezvous cannot tell when it has heard enough, so it waits the whole
 //! `wait`. Admission lags discovery by seconds on a busy machine (50 nodes starting on two
 //! cores), so before `wait` a node forms only when it is the lowest of every peer it has heard
-//! of, admitted or not; after `wait`, the lowest of those it admitted may. A node that heard a
-//! leader's feed asks that leader to take it in, again and again while it stays outside, ever
-//! more rarely ([`Retry`]). Pure and time-injected: [`Listening`] is fed the count of peers
-//! heard of and the time.
+//! of, admitted or not; after `wait`, the lowest of those it admitted may. Pure and
+//! time-injected: [`Listening`] is fed the count of peers heard of and the time.
 
 use std::time::{Duration, Instant};
 
@@ -72,44 +70,6 @@ impl Listening {
     }
 }
 
-/// Joins a node outside any cluster tries through a leader it heard of: the first at once,
-/// the next a `first` gap later, each gap twice the one before up to `max`, so a leader heard
-/// through gossip but not reachable is not asked (and logged) every tick.
-#[derive(Debug, Clone)]
-pub struct Retry {
-    first: Duration,
-    max: Duration,
-    gap: Duration,
-    next: Option<Instant>,
-}
-
-impl Retry {
-    pub fn new(first: Duration, max: Duration) -> Self {
-        Retry {
-            first,
-            max,
-            gap: first,
-            next: None,
-        }
-    }
-
-    /// Whether a try is due at `now`; when it is, the next one is scheduled.
-    pub fn due(&mut self, now: Instant) -> bool {
-        if self.next.is_some_and(|next| now < next) {
-            return false;
-        }
-        self.next = Some(now + self.gap);
-        self.gap = (self.gap * 2).min(self.max);
-        true
-    }
-
-    /// In a cluster now: the next join, if ever, is tried at once.
-    pub fn reset(&mut self) {
-        self.gap = self.first;
-        self.next = None;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,20 +126,6 @@ mod tests {
         assert!(!listening.may_form("b", ["a"], None, start + WAIT));
         // "a" was never admitted (not a member): after `wait`, "b" forms all the same.
         assert!(listening.may_form("b", ["c"], Some("a"), start + WAIT));
-    }
-
-    #[test]
-    fn joins_are_retried_ever_more_rarely_and_at_once_after_a_reset() {
-        let start = Instant::now();
-        let mut retry = Retry::new(STEP, Duration::from_secs(1));
-        let tries: Vec<u32> = (0..40)
-            .filter(|step| retry.due(start + STEP * *step))
-            .collect();
-        // Gaps of 1, 2, 4, then 4 steps of 250 ms (1 s at most).
-        assert_eq!(tries, [0, 1, 3, 7, 11, 15, 19, 23, 27, 31, 35, 39]);
-        retry.reset();
-        assert!(retry.due(start + STEP * 40));
-        assert!(!retry.due(start + STEP * 40));
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod gated;
 pub mod gossip;
 pub mod heard;
 mod node;
-mod pacer;
+pub(crate) mod pacer;
 pub mod peers;
 pub mod per_ip;
 pub mod protocol;

@@ -1,5 +1,8 @@
 //! Pacing of discovery work that matters only while there is something to find.
 //!
+//! The autopilot paces its joins through a leader heard of the same way: at once, then ever
+//! more rarely while the node stays outside a cluster.
+//!
 //! Rendezvous lookups and peer exchanges ask other members who they know; in a settled mesh the
 //! answer never changes, and asking on a fixed timer costs every member traffic that grows with
 //! the mesh. A [`Pacer`] runs such work at its base interval, doubles the gap after each round
