@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/cargo-env.sh
+# A CI run builds once from clean: incremental caches would only add gigabytes to its disk.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
 if [ "$(id -u)" = 0 ]; then
   scripts/install-deps.sh
 else
