@@ -135,6 +135,15 @@ struct Pilot {
     last_merge_check: Option<Instant>,
     /// Since when this node's cluster has had no leader, as the merge checks saw it.
     leaderless_since: Option<Instant>,
+    /// The members this node has seen renew (on any node, leading or not): a member recorded
+    /// live that stopped renewing may have left for another cluster ([`merge`]).
+    renewing: Leases,
+    /// This node's own record as its state last showed it (its renewal stamp, `None` without a
+    /// live record), and since when it shows that.
+    record_seen: Option<(Option<u64>, Instant)>,
+    /// Since when, outside any cluster, this node sees a cluster that names no leader it can
+    /// join through.
+    blocked_since: Option<Instant>,
     /// When this node last asked its peers for a cluster.
     last_search: Option<Instant>,
     /// The leases as this node, while it leads, has seen them.
@@ -156,8 +165,9 @@ pub async fn run(
 ) {
     let carried = merge::load_carried(ledger.dir());
     let leases = Leases::new(config.lease_timeout);
+    let renewing = Leases::new(config.lease_timeout);
     let listening = Listening::new(
-        Instant::now(),
+        crate::clock::now(),
         config.formation_wait,
         config.formation_quiet,
     );
@@ -166,13 +176,16 @@ pub async fn run(
         config,
         facts,
         listening,
-        join_retry: Pacer::new(LISTEN_TICK, JOIN_RETRY_MAX, Instant::now()),
+        join_retry: Pacer::new(LISTEN_TICK, JOIN_RETRY_MAX, crate::clock::now()),
         last_round: None,
         last_record_attempt: None,
         last_renew_attempt: None,
         renewal_seen: None,
         last_merge_check: None,
         leaderless_since: None,
+        renewing,
+        record_seen: None,
+        blocked_since: None,
         last_search: None,
         leases,
         voter_unreachable_since: HashMap::new(),
@@ -192,7 +205,7 @@ impl Pilot {
     async fn tick(&mut self) {
         let ledger = self.ledger.clone();
         let hello = service::hello(&ledger);
-        let now = Instant::now();
+        let now = crate::clock::now();
         if !hello.in_cluster {
             self.listening.observe(ledger.p2p().heard().count, now);
             let heard = ledger.replica().heard().cloned();
@@ -206,10 +219,10 @@ impl Pilot {
             } else if (self.carried.is_some() || self.listening.settled(now))
                 && self
                     .last_search
-                    .is_none_or(|t| t.elapsed() >= SEARCH_INTERVAL)
+                    .is_none_or(|t| crate::clock::since(t) >= SEARCH_INTERVAL)
             {
-                self.last_search = Some(Instant::now());
-                form_or_join(&ledger, &self.listening).await;
+                self.last_search = Some(crate::clock::now());
+                form_or_join(&ledger, &self.listening, &mut self.blocked_since).await;
             }
             return;
         }
@@ -243,9 +256,9 @@ impl Pilot {
     fn merge_due(&mut self) -> bool {
         let due = self
             .last_merge_check
-            .is_none_or(|t| t.elapsed() >= MERGE_CHECK);
+            .is_none_or(|t| crate::clock::since(t) >= MERGE_CHECK);
         if due {
-            self.last_merge_check = Some(Instant::now());
+            self.last_merge_check = Some(crate::clock::now());
         }
         due
     }
@@ -266,16 +279,61 @@ impl Pilot {
                 .is_none_or(|ms| u128::from(ms) >= QUORUM_SILENCE.as_millis())
     }
 
+    /// Whether this node's own lease renewals have stopped reaching its state for longer than
+    /// the lease timeout: the leader it names does not serve it. A raft learner or a feed
+    /// follower whose leader left the cluster (merged into another) keeps naming that leader,
+    /// and no election tells it otherwise.
+    fn frozen(&self) -> bool {
+        let patience = self.config.lease_timeout + renew_interval(self.config.lease_timeout);
+        self.record_seen
+            .is_some_and(|(_, at)| crate::clock::since(at) > patience)
+    }
+
+    /// Whether the leader this node names, asked, says it leads this node's cluster.
+    async fn leader_confirms(&self) -> bool {
+        let Some(ours) = self.ledger.state().cluster() else {
+            return false;
+        };
+        let Some(leader) = self
+            .ledger
+            .status()
+            .leader
+            .and_then(|peer| peer.parse::<libp2p::PeerId>().ok())
+        else {
+            return false;
+        };
+        if leader == self.ledger.p2p().peer_id() {
+            return true;
+        }
+        service::ask(&self.ledger, [leader])
+            .await
+            .first()
+            .is_some_and(|hello| {
+                hello.cluster == Some(ours)
+                    && hello.leader.as_ref().map(|(id, _)| *id) == Some(hello.node_id)
+            })
+    }
+
     /// Leaves this cluster for a better one admitted peers belong to; true when it did.
     async fn merge(&mut self) -> bool {
-        let leaderless = self.leaderless();
+        let leaderless = self.leaderless() || (self.frozen() && !self.leader_confirms().await);
         let since = match (leaderless, self.leaderless_since) {
             (false, _) => None,
-            (true, since) => Some(since.unwrap_or_else(Instant::now)),
+            (true, since) => Some(since.unwrap_or_else(crate::clock::now)),
         };
         self.leaderless_since = since;
-        let abandoned = since.is_some_and(|t| t.elapsed() >= LEADERLESS_GRACE);
-        let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned).await else {
+        let abandoned = since.is_some_and(|t| crate::clock::since(t) >= LEADERLESS_GRACE);
+        let live: Vec<(String, u64)> = self
+            .ledger
+            .state()
+            .members()
+            .iter()
+            .filter(|(_, m)| m.lease == LeaseState::Live)
+            .map(|(peer, m)| (peer.clone(), m.renewed_at))
+            .collect();
+        let silent = self.renewing.expired(&live, |_| false, crate::clock::now());
+        let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned, &silent).await
+        else {
             return abandoned && self.ledger.is_raft_member() && self.rejoin_if_removed().await;
         };
         tracing::warn!(
@@ -338,11 +396,14 @@ impl Pilot {
             .then_some(member.renewed_at)
         });
         drop(state);
+        if self.record_seen.is_none_or(|(seen, _)| seen != recorded) {
+            self.record_seen = Some((recorded, crate::clock::now()));
+        }
         match recorded {
             Some(stamp) => {
                 // Timed by this node's monotonic clock from when it saw its stamp change (a
                 // join, a renewal), never by comparing wall clocks.
-                let now = Instant::now();
+                let now = crate::clock::now();
                 let interval = renew_interval(self.config.lease_timeout);
                 let old = match self.renewal_seen {
                     Some((seen, at)) if seen == stamp => now.duration_since(at) >= interval,
@@ -355,9 +416,9 @@ impl Pilot {
                 };
                 let due = self
                     .last_renew_attempt
-                    .is_none_or(|t| t.elapsed() >= interval);
+                    .is_none_or(|t| crate::clock::since(t) >= interval);
                 if old && due {
-                    self.last_renew_attempt = Some(Instant::now());
+                    self.last_renew_attempt = Some(crate::clock::now());
                     let renew = Command::Renew {
                         peer: me,
                         now: unix_now(),
@@ -371,9 +432,9 @@ impl Pilot {
             None => {
                 let due = self
                     .last_record_attempt
-                    .is_none_or(|t| t.elapsed() >= RECORD_RETRY);
+                    .is_none_or(|t| crate::clock::since(t) >= RECORD_RETRY);
                 if due {
-                    self.last_record_attempt = Some(Instant::now());
+                    self.last_record_attempt = Some(crate::clock::now());
                     let previous = self
                         .carried
                         .as_ref()
@@ -622,7 +683,7 @@ async fn replace_unreachable_voters(
     };
     let is_denied = |id: &u64| denied.contains(id);
     let voters: Vec<u64> = membership.voter_ids().collect();
-    let now = Instant::now();
+    let now = crate::clock::now();
     unreachable_since.retain(|id, _| voters.contains(id) && !is_reachable(id));
     let mut dead = Vec::new();
     for id in &voters {
@@ -701,7 +762,7 @@ async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
     let expired = leases.expired(
         &live,
         |peer| reachable.iter().any(|r| r == peer),
-        Instant::now(),
+        crate::clock::now(),
     );
     for peer in expired {
         tracing::info!(%peer, "member neither renewed nor reachable for the lease timeout; expiring its lease");
@@ -737,7 +798,7 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
 /// nobody has a cluster, no peer is behind the rotation and this node may by
 /// [`Listening::may_form`] (the lowest PeerId of its admitted peers and, before the formation
 /// wait has passed, of every peer heard of).
-async fn form_or_join(ledger: &Ledger, listening: &Listening) {
+async fn form_or_join(ledger: &Ledger, listening: &Listening, blocked_since: &mut Option<Instant>) {
     let p2p = ledger.p2p();
     let me = p2p.peer_id();
     let peers = p2p.peers();
@@ -745,7 +806,9 @@ async fn form_or_join(ledger: &Ledger, listening: &Listening) {
         .iter()
         .filter_map(|view| view.peer_id.parse().ok())
         .partition(|peer| p2p.is_behind(peer));
-    let hellos = service::ask(ledger, vouching).await;
+    let answers = service::ask_each(ledger, vouching).await;
+    let hellos: Vec<&crate::ledger::raft::network::Hello> =
+        answers.iter().map(|(_, hello)| hello).collect();
     tracing::debug!(
         peers = peers.len(),
         answered = hellos.len(),
@@ -753,19 +816,41 @@ async fn form_or_join(ledger: &Ledger, listening: &Listening) {
         with_leader = hellos.iter().filter(|h| h.leader.is_some()).count(),
         "looking for a cluster"
     );
+    // A leader that answered itself without claiming to lead is named from a stale view
+    // (a learner whose leader left its cluster): joining through it cannot work.
+    let disowned = |id: u64| {
+        hellos
+            .iter()
+            .any(|h| h.node_id == id && h.leader.as_ref().map(|(l, _)| *l) != Some(id))
+    };
     let chosen = merge::cluster_to_join(
         hellos
             .iter()
             .filter(|h| h.in_cluster)
-            .filter_map(|h| Some((h.cluster, h.leader.clone()?))),
+            .filter_map(|h| Some((h.cluster, h.leader.clone()?)))
+            .filter(|(_, (id, _))| !disowned(*id)),
     );
     if let Some(leader) = chosen {
+        *blocked_since = None;
         join(ledger, leader).await;
         return;
     }
-    if hellos.iter().any(|h| h.in_cluster) {
-        // A cluster exists but is electing a leader: wait for it.
-        return;
+    let in_cluster: Vec<String> = answers
+        .iter()
+        .filter(|(_, hello)| hello.in_cluster)
+        .map(|(peer, _)| peer.to_string())
+        .collect();
+    if in_cluster.is_empty() {
+        *blocked_since = None;
+    } else {
+        // A cluster exists but names no leader to join through: it is electing one, so wait,
+        // though not for ever: a cluster whose voters all left never elects one again. Then
+        // the peers still looking form a new cluster, which that cluster's members merge into.
+        let now = crate::clock::now();
+        let since = *blocked_since.get_or_insert(now);
+        if now.duration_since(since) < LEADERLESS_GRACE {
+            return;
+        }
     }
     if !behind.is_empty() {
         // Peers not yet on this node's token may well be in a cluster: their word is not
@@ -776,9 +861,12 @@ async fn form_or_join(ledger: &Ledger, listening: &Listening) {
     let heard = p2p.heard();
     if listening.may_form(
         &me.to_string(),
-        peers.iter().map(|v| v.peer_id.as_str()),
+        peers
+            .iter()
+            .map(|v| v.peer_id.as_str())
+            .filter(|peer| !in_cluster.iter().any(|c| c == peer)),
         heard.lowest.as_deref(),
-        Instant::now(),
+        crate::clock::now(),
     ) {
         form_alone(ledger, "no cluster found; forming one").await;
     }

@@ -135,10 +135,10 @@ pub async fn follow(
         let Some(data) = &message.data else {
             // Sealed under a token this node does not hold: most likely a rotation it missed,
             // which a voter's state holds (and the copy sealed for this node with it).
-            if last_unopened.is_none_or(|at| at.elapsed() >= UNOPENED_INTERVAL)
+            if last_unopened.is_none_or(|at| crate::clock::since(at) >= UNOPENED_INTERVAL)
                 && let Some(voter) = known_voter(&ledger)
             {
-                last_unopened = Some(Instant::now());
+                last_unopened = Some(crate::clock::now());
                 tracing::info!(author = %message.author, "a feed this node cannot open; catching up from a voter");
                 if let Err(e) = catch_up(&ledger, voter).await {
                     tracing::debug!(error = %e, "catch-up failed; retrying on a later message");
@@ -150,12 +150,14 @@ pub async fn follow(
             continue;
         };
         let author = message.author.to_string();
-        let verdict = ledger.replica().on_feed(feed, &author, Instant::now());
+        let verdict = ledger.replica().on_feed(feed, &author, crate::clock::now());
         ledger.changed();
         let source = match verdict {
             Verdict::CatchUp => Some(message.author),
-            Verdict::Verify if last_verify.is_none_or(|at| at.elapsed() >= VERIFY_INTERVAL) => {
-                last_verify = Some(Instant::now());
+            Verdict::Verify
+                if last_verify.is_none_or(|at| crate::clock::since(at) >= VERIFY_INTERVAL) =>
+            {
+                last_verify = Some(crate::clock::now());
                 tracing::debug!(%author, "a feed from a leader no known voter named; asking a voter");
                 known_voter(&ledger)
             }

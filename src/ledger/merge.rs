@@ -30,20 +30,34 @@ const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 
 /// A cluster this node should leave its own for, if any: the one the most admitted peers
 /// answer from, with a leader, when it beats this node's cluster ([`better_cluster`]). While
-/// this node's cluster has a leader, only peers outside its ledger are asked (the others are
-/// members of this cluster); without one, every peer is: members may have left already. A
+/// this node's cluster has a leader, only peers that are not live members of its ledger are
+/// asked (the others are members of this cluster); without one, or once it is abandoned, every peer is: members may
+/// have left already. A
 /// cluster `abandoned` (leaderless for longer than an election: its quorum is gone) counts no
 /// members, so its survivors join any cluster with a leader, such as the one `weft ledger
-/// recover` made from one of them.
-pub async fn better_cluster_reachable(ledger: &Ledger, abandoned: bool) -> Option<ClusterId> {
+/// recover` made from one of them. Members recorded live but `silent` (not seen renewing for a
+/// lease timeout) count as strangers, not members: they may have left for another cluster
+/// while this one's leader, still reaching them, kept their leases.
+pub async fn better_cluster_reachable(
+    ledger: &Ledger,
+    abandoned: bool,
+    silent: &[String],
+) -> Option<ClusterId> {
     let state = ledger.state();
     let ours = state.cluster()?;
-    let leaderless = ledger.status().leader.is_none();
+    let leaderless = abandoned || ledger.status().leader.is_none();
     let strangers: Vec<libp2p::PeerId> = ledger
         .p2p()
         .peers()
         .iter()
-        .filter(|view| leaderless || !state.members().contains_key(&view.peer_id))
+        .filter(|view| {
+            leaderless
+                || silent.contains(&view.peer_id)
+                || state
+                    .members()
+                    .get(&view.peer_id)
+                    .is_none_or(|m| m.lease != LeaseState::Live)
+        })
         .filter_map(|view| view.peer_id.parse().ok())
         .filter(|peer| !ledger.p2p().is_behind(peer))
         .collect();
@@ -52,8 +66,8 @@ pub async fn better_cluster_reachable(ledger: &Ledger, abandoned: bool) -> Optio
     } else {
         state
             .members()
-            .values()
-            .filter(|m| m.lease == LeaseState::Live)
+            .iter()
+            .filter(|(peer, m)| m.lease == LeaseState::Live && !silent.contains(peer))
             .count()
             .max(1)
     };

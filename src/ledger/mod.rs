@@ -23,6 +23,8 @@ pub mod raft;
 pub mod recover;
 pub mod sealed;
 pub mod service;
+#[cfg(test)]
+mod sim;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -477,7 +479,7 @@ impl Ledger {
                 position,
                 after,
                 || engine.machine.state_at(),
-                std::time::Instant::now(),
+                crate::clock::now(),
             )
             .await?;
         let status = self.status();

@@ -218,11 +218,23 @@ pub fn hello(ledger: &Ledger) -> Hello {
 /// ([`crate::p2p::P2pHandle::is_behind`]): what they say of clusters decides no join,
 /// formation or merge.
 pub async fn ask(ledger: &Ledger, peers: impl IntoIterator<Item = PeerId>) -> Vec<Hello> {
+    ask_each(ledger, peers)
+        .await
+        .into_iter()
+        .map(|(_, hello)| hello)
+        .collect()
+}
+
+/// [`ask`], each answer with the peer that gave it.
+pub async fn ask_each(
+    ledger: &Ledger,
+    peers: impl IntoIterator<Item = PeerId>,
+) -> Vec<(PeerId, Hello)> {
     let p2p = ledger.p2p();
     join_all(peers.into_iter().map(|peer| async move {
         match tokio::time::timeout(HELLO_TIMEOUT, call::<Hello>(p2p, peer, &LedgerRpc::Hello)).await
         {
-            Ok(Ok(hello)) => Some(hello),
+            Ok(Ok(hello)) => Some((peer, hello)),
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "hello failed");
                 None

@@ -122,7 +122,7 @@ pub enum Service {
 impl Service {
     const ALL: [Service; 2] = [Service::Raft, Service::Dataplane];
 
-    fn slot(self) -> usize {
+    pub(crate) fn slot(self) -> usize {
         self as usize
     }
 }
@@ -289,6 +289,46 @@ impl P2pHandle {
     /// later ones `None`.
     pub fn take_inbox(&self, service: Service) -> Option<mpsc::Receiver<InboundRpc>> {
         self.shared.inboxes[service.slot()].lock().ok()?.take()
+    }
+}
+
+/// The far side of a [`P2pHandle`] that no swarm serves: the ledger's simulation
+/// ([`crate::ledger::sim`]) routes its commands, feeds its inboxes and gossip, and sets its
+/// peers itself.
+#[cfg(test)]
+pub(crate) struct Detached {
+    pub commands: mpsc::Receiver<Command>,
+    /// In [`Service::ALL`] order.
+    pub inboxes: [mpsc::Sender<InboundRpc>; 2],
+    pub gossip: broadcast::Sender<GossipMessage>,
+    pub shared: Arc<Shared>,
+}
+
+#[cfg(test)]
+impl P2pHandle {
+    /// A handle for `peer_id` with no swarm behind it, and its far side.
+    pub(crate) fn detached(peer_id: PeerId) -> (P2pHandle, Detached) {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            Service::ALL.iter().map(|_| mpsc::channel(256)).unzip();
+        let inboxes = receivers.try_into().expect("one inbox per service");
+        let shared = Arc::new(Shared::new(inboxes));
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let (gossip_tx, _) = broadcast::channel(256);
+        let handle = P2pHandle {
+            peer_id,
+            commands: commands_tx,
+            shared: shared.clone(),
+            gossip: gossip_tx.clone(),
+            streams: libp2p_stream::Behaviour::new().new_control(),
+            frames: protocol::Protocols::new().frames,
+        };
+        let far = Detached {
+            commands: commands_rx,
+            inboxes: senders.try_into().expect("one inbox per service"),
+            gossip: gossip_tx,
+            shared,
+        };
+        (handle, far)
     }
 }
 

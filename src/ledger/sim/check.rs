@@ -1,0 +1,114 @@
+//! The invariants the simulation checks. After every step, safety: at most one leader per term
+//! of a cluster, no address held by two members, and one state per cluster and applied index
+//! (every node that applied a cluster's log to index i holds the same state). Once the network
+//! has healed, convergence: every node in one cluster under one leader, holding every
+//! acknowledged write and every node as a member with an address.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::ledger::Ledger;
+use crate::ledger::state::ClusterId;
+
+use super::BUCKET;
+
+/// What the checks remember across steps.
+#[derive(Default)]
+pub struct Checker {
+    /// (cluster, term) → the raft node that led it.
+    leaders: BTreeMap<(ClusterId, u64), u64>,
+    /// (cluster, applied index) → digest of the state there.
+    states: BTreeMap<(ClusterId, u64), [u8; 32]>,
+}
+
+impl Checker {
+    /// Checks the safety invariants over the running nodes' ledgers.
+    pub fn step(&mut self, ledgers: &[(usize, &Ledger)]) -> Result<(), String> {
+        for &(index, ledger) in ledgers {
+            let state = ledger.state();
+            let Some(cluster) = state.cluster() else {
+                continue;
+            };
+            let metrics = ledger.raft().metrics().borrow().clone();
+            if metrics.state.is_leader() {
+                let leader = *self
+                    .leaders
+                    .entry((cluster, metrics.current_term))
+                    .or_insert(ledger.node_id());
+                if leader != ledger.node_id() {
+                    return Err(format!(
+                        "two leaders of term {} in cluster {cluster}: raft nodes {leader} and {} (n{index})",
+                        metrics.current_term,
+                        ledger.node_id()
+                    ));
+                }
+            }
+            let mut held = BTreeSet::new();
+            for (peer, member) in state.members() {
+                if let Some(address) = member.address
+                    && !held.insert(address)
+                {
+                    return Err(format!(
+                        "n{index} at index {}: {address} is held twice (once by {peer})",
+                        state.applied()
+                    ));
+                }
+            }
+            let digest: [u8; 32] = Sha256::digest(state.snapshot()).into();
+            let known = *self
+                .states
+                .entry((cluster, state.applied()))
+                .or_insert(digest);
+            if known != digest {
+                return Err(format!(
+                    "n{index} holds a state of cluster {cluster} at index {} unlike another node's at the same index",
+                    state.applied()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why the nodes have not converged yet, or `None` once they have: `peers` are all the nodes'
+/// PeerIds, `acknowledged` the keys of every write that was acknowledged.
+pub fn unconverged(
+    ledgers: &[(usize, &Ledger)],
+    peers: &[String],
+    acknowledged: &BTreeSet<String>,
+) -> Option<String> {
+    if ledgers.len() < peers.len() {
+        return Some(format!("{} of {} nodes run", ledgers.len(), peers.len()));
+    }
+    let first = ledgers.first()?.1.status();
+    if first.cluster_id.is_none() || first.leader.is_none() {
+        return Some("n0 has no cluster or no leader".to_string());
+    }
+    for &(index, ledger) in ledgers {
+        let status = ledger.status();
+        if status.cluster_id != first.cluster_id || status.leader != first.leader {
+            return Some(format!(
+                "n{index} is in cluster {:?} under {:?}, n0 in {:?} under {:?}",
+                status.cluster_id, status.leader, first.cluster_id, first.leader
+            ));
+        }
+        let state = ledger.state();
+        let written = state.bucket(BUCKET);
+        if let Some(missing) = acknowledged
+            .iter()
+            .find(|key| written.is_none_or(|w| !w.contains_key(*key)))
+        {
+            return Some(format!("n{index} lacks the acknowledged write {missing}"));
+        }
+        if let Some(peer) = peers.iter().find(|peer| {
+            state
+                .members()
+                .get(*peer)
+                .is_none_or(|m| m.address.is_none())
+        }) {
+            return Some(format!("n{index} holds no address for {peer}"));
+        }
+    }
+    None
+}

@@ -1,0 +1,484 @@
+//! A simulation of the ledger layer under faults (issue 16). Each seed runs three to five
+//! nodes' ledgers (raft, autopilot, feed and RPC service, each over its own redb storage)
+//! joined by an in-memory network ([`net`]) in place of libp2p, on tokio's paused clock, so a
+//! minute of cluster life takes a fraction of a second. The seed draws the node identities and
+//! the schedule: partitions, message loss and delay, nodes stopped and restarted from the same
+//! storage, and writes through random nodes. The safety invariants ([`check`]) must hold after
+//! every step, on every seed; once the network heals, every node should converge within
+//! [`CONVERGENCE`], and more than [`UNCONVERGED_PERCENT`] of seeds that do not fail the test.
+//!
+//! The seed fixes the schedule and each message's fate, not every interleaving: raft's election
+//! timers, cluster ids and tokio's `select!` draw from unseeded randomness, so a replay repeats
+//! the faults and writes exactly and the rest usually.
+//!
+//! CI runs [`CI_SEEDS`] seeds. More, or one seed again:
+//! `WEFT_SIM_SEEDS=20000 WEFT_SIM_FIRST=0 cargo test --release --lib ledger::sim -- --nocapture`.
+
+mod check;
+mod net;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::autopilot::MemberFacts;
+use crate::ledger::state::{Command, Outcome};
+use crate::ledger::{Ledger, LedgerConfig};
+use crate::p2p::P2pHandle;
+use check::Checker;
+use net::Net;
+
+/// The key-value bucket the simulated writes go to.
+const BUCKET: &str = "sim";
+/// Seeds CI runs, over [`PARTS`] tests.
+const CI_SEEDS: u64 = 1000;
+const PARTS: u64 = 4;
+/// How long the faults go on.
+const CHAOS: Duration = Duration::from_secs(40);
+/// How long after the network heals every node must have converged.
+const CONVERGENCE: Duration = Duration::from_secs(120);
+/// The share of seeds, in percent, that may fail to converge before the test fails: two known
+/// faults (see `docs/reliability.md`, "Not yet shown") leave a few seeds in a thousand
+/// unconverged. Safety admits no exception.
+const UNCONVERGED_PERCENT: usize = 2;
+/// The longest one message takes.
+const MAX_DELAY: Duration = Duration::from_millis(20);
+
+fn hostname(index: usize) -> String {
+    format!("n{index}")
+}
+
+/// The ledger's timing in the simulation: the tests' short formation wait, the daemon's order
+/// of lease and voter timeouts.
+fn config() -> LedgerConfig {
+    LedgerConfig {
+        pool: "10.1.0.0/24".parse().expect("a pool"),
+        formation_wait: Duration::from_secs(3),
+        formation_quiet: None,
+        target_voters: 3,
+        lease_timeout: Duration::from_secs(10),
+        voter_timeout: Duration::from_secs(10),
+    }
+}
+
+struct Node {
+    peer: PeerId,
+    dir: tempfile::TempDir,
+    running: Option<(Ledger, CancellationToken)>,
+}
+
+struct World {
+    rng: StdRng,
+    net: Net,
+    nodes: Vec<Node>,
+    checker: Checker,
+    acknowledged: Arc<Mutex<BTreeSet<String>>>,
+    writes: JoinSet<()>,
+    written: u64,
+    started: Instant,
+    /// What happened, for the report of a failing seed.
+    log: Vec<String>,
+}
+
+/// Where the nodes keep their state: in memory when the machine has a tmpfs, so that raft's
+/// durable writes cost no disk flush.
+fn state_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("a directory in /dev/shm")
+    } else {
+        tempfile::tempdir().expect("a temporary directory")
+    }
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let count = rng.gen_range(3..=5);
+        let nodes: Vec<Node> = (0..count)
+            .map(|_| {
+                let mut secret: [u8; 32] = rng.r#gen();
+                let keypair = Keypair::ed25519_from_bytes(&mut secret).expect("an ed25519 key");
+                let dir = state_dir();
+                let raft = dir.path().join("raft");
+                std::fs::create_dir_all(&raft).expect("the raft directory");
+                std::fs::write(raft.join("node-id"), rng.gen_range(1..u64::MAX).to_string())
+                    .expect("the node id");
+                Node {
+                    peer: keypair.public().to_peer_id(),
+                    dir,
+                    running: None,
+                }
+            })
+            .collect();
+        let net = Net::new(
+            nodes.iter().map(|n| n.peer).collect(),
+            rng.r#gen(),
+            MAX_DELAY,
+        );
+        World {
+            rng,
+            net,
+            nodes,
+            checker: Checker::default(),
+            acknowledged: Arc::default(),
+            writes: JoinSet::new(),
+            written: 0,
+            started: Instant::now(),
+            log: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, what: String) {
+        let at = self.started.elapsed().as_secs_f64();
+        self.log.push(format!("{at:8.3} s  {what}"));
+    }
+
+    fn running(&self) -> Vec<(usize, &Ledger)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.running.as_ref().map(|(ledger, _)| (i, ledger)))
+            .collect()
+    }
+
+    fn pick(&mut self, running: bool) -> Option<usize> {
+        let candidates: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].running.is_some() == running)
+            .collect();
+        (!candidates.is_empty()).then(|| candidates[self.rng.gen_range(0..candidates.len())])
+    }
+
+    /// Starts node `index` over its storage; a stopped incarnation may still hold the database
+    /// for a moment while its tasks wind down.
+    async fn start(&mut self, index: usize) -> Result<(), String> {
+        let node = &self.nodes[index];
+        let (handle, far) = P2pHandle::detached(node.peer);
+        let stop = CancellationToken::new();
+        let facts = MemberFacts {
+            hostname: hostname(index),
+            ..MemberFacts::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ledger = loop {
+            match Ledger::start(
+                node.dir.path(),
+                config(),
+                facts.clone(),
+                handle.clone(),
+                stop.clone(),
+            )
+            .await
+            {
+                Ok(ledger) => break ledger,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(format!("n{index} does not start: {e}")),
+            }
+        };
+        self.net.attach(index, far);
+        self.nodes[index].running = Some((ledger, stop));
+        self.note(format!("n{index} starts"));
+        Ok(())
+    }
+
+    fn stop(&mut self, index: usize) {
+        if let Some((_, stop)) = self.nodes[index].running.take() {
+            stop.cancel();
+        }
+        self.net.detach(index);
+        self.note(format!("n{index} stops"));
+    }
+
+    /// A write of a new key through node `index`; its key is acknowledged once committed.
+    fn write(&mut self, index: usize) {
+        let Some((ledger, _)) = &self.nodes[index].running else {
+            return;
+        };
+        let ledger = ledger.clone();
+        self.written += 1;
+        let key = format!("w{}", self.written);
+        let acknowledged = self.acknowledged.clone();
+        self.note(format!("n{index} writes {key}"));
+        self.writes.spawn(async move {
+            let command = Command::KvPut {
+                bucket: BUCKET.to_string(),
+                key: key.clone(),
+                value: key.clone(),
+            };
+            if let Ok(Outcome::Done) = ledger.propose(command).await {
+                acknowledged
+                    .lock()
+                    .expect("the acknowledged writes")
+                    .insert(key);
+            }
+        });
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        let running: Vec<(usize, &Ledger)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.running.as_ref().map(|(ledger, _)| (i, ledger)))
+            .collect();
+        self.checker.step(&running)
+    }
+
+    /// One random fault, write or pause.
+    async fn act(&mut self) -> Result<(), String> {
+        match self.rng.gen_range(0..100) {
+            0..30 => {
+                if let Some(index) = self.pick(true) {
+                    self.write(index);
+                }
+            }
+            30..45 => {
+                let sides: Vec<u8> = (0..self.nodes.len())
+                    .map(|_| self.rng.gen_range(0..2))
+                    .collect();
+                self.note(format!("partition {sides:?}"));
+                self.net.partition(sides);
+            }
+            45..55 => {
+                self.note("heal".to_string());
+                self.net.partition(vec![0; self.nodes.len()]);
+            }
+            55..65 => {
+                if let Some(index) = self.pick(true) {
+                    self.stop(index);
+                }
+            }
+            65..80 => {
+                if let Some(index) = self.pick(false) {
+                    self.start(index).await?;
+                }
+            }
+            80..90 => {
+                let loss = self.rng.gen_range(0.0..0.2);
+                self.note(format!("loss {loss:.2}"));
+                self.net.set_loss(loss);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Heals everything, then waits for convergence: how long it took, or why the nodes had
+    /// not converged in time. The outer error is a broken safety invariant.
+    async fn converge(&mut self) -> Result<Result<Duration, String>, String> {
+        self.note("heal all, loss 0, start every stopped node".to_string());
+        self.net.partition(vec![0; self.nodes.len()]);
+        self.net.set_loss(0.0);
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].running.is_none() {
+                self.start(index).await?;
+            }
+        }
+        let healed = Instant::now();
+        let peers: Vec<String> = self.nodes.iter().map(|n| n.peer.to_string()).collect();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.check()?;
+            while self.writes.try_join_next().is_some() {}
+            let acknowledged = self
+                .acknowledged
+                .lock()
+                .expect("the acknowledged writes")
+                .clone();
+            let reason = if self.writes.is_empty() {
+                check::unconverged(&self.running(), &peers, &acknowledged)
+            } else {
+                Some(format!("{} writes still in flight", self.writes.len()))
+            };
+            match reason {
+                None => return Ok(Ok(healed.elapsed())),
+                Some(reason) if healed.elapsed() > CONVERGENCE => {
+                    return Ok(Err(format!(
+                        "not converged {} s after the heal: {reason}",
+                        CONVERGENCE.as_secs()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Each node as it sees itself and its cluster, for the report of a failing seed.
+    fn describe(&self) -> String {
+        let mut lines = Vec::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            let Some((ledger, _)) = &node.running else {
+                lines.push(format!("n{index} {}: stopped", node.peer));
+                continue;
+            };
+            let status = ledger.status();
+            let state = ledger.state();
+            let members: Vec<String> = state
+                .members()
+                .iter()
+                .map(|(peer, m)| {
+                    let name = self
+                        .nodes
+                        .iter()
+                        .position(|n| n.peer.to_string() == *peer)
+                        .map_or_else(|| peer.clone(), hostname);
+                    format!("{name}={:?}/{:?}", m.address, m.lease)
+                })
+                .collect();
+            lines.push(format!(
+                "n{index} {} raft {}: cluster {:?} leader {:?} voters {} follower {} applied {} members [{}]",
+                node.peer,
+                status.node_id,
+                status.cluster_id,
+                status.leader,
+                status.voters.len(),
+                status.follower,
+                status.applied_index,
+                members.join(", ")
+            ));
+        }
+        lines.join("\n")
+    }
+
+    fn shut_down(&mut self) {
+        for node in &mut self.nodes {
+            if let Some((_, stop)) = node.running.take() {
+                stop.cancel();
+            }
+        }
+        self.writes.abort_all();
+    }
+}
+
+/// What one seed showed.
+enum Verdict {
+    /// Every node converged this long after the heal.
+    Converged(Duration),
+    /// Safety held, but the nodes had not converged [`CONVERGENCE`] after the heal: why, with
+    /// the schedule and the nodes.
+    Unconverged(String),
+    /// A safety invariant broke: which, with the schedule and the nodes.
+    Unsafe(String),
+}
+
+/// Runs one seed.
+fn run_seed(seed: u64) -> Verdict {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        let mut world = World::new(seed);
+        let result = scenario(&mut world).await;
+        let report = |what: String| {
+            let tail = world.log.len().saturating_sub(40);
+            format!(
+                "{what}\nschedule:\n{}\nnodes:\n{}",
+                world.log[tail..].join("\n"),
+                world.describe()
+            )
+        };
+        let verdict = match result {
+            Ok(Ok(took)) => Verdict::Converged(took),
+            Ok(Err(why)) => Verdict::Unconverged(report(why)),
+            Err(violation) => Verdict::Unsafe(report(violation)),
+        };
+        world.shut_down();
+        verdict
+    })
+}
+
+async fn scenario(world: &mut World) -> Result<Result<Duration, String>, String> {
+    for index in 0..world.nodes.len() {
+        world.start(index).await?;
+        let pause = Duration::from_millis(world.rng.gen_range(0..2000));
+        tokio::time::sleep(pause).await;
+    }
+    let end = Instant::now() + CHAOS;
+    while Instant::now() < end {
+        let pause = Duration::from_millis(world.rng.gen_range(200..2000));
+        tokio::time::sleep(pause).await;
+        world.act().await?;
+        world.check()?;
+    }
+    world.converge().await
+}
+
+/// Runs this part's share of the seeds (`WEFT_SIM_SEEDS` of them from `WEFT_SIM_FIRST`).
+fn seeds(part: u64) {
+    let number = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .map(|v| {
+                v.parse::<u64>()
+                    .unwrap_or_else(|_| panic!("{name} is not a number: {v}"))
+            })
+            .unwrap_or(default)
+    };
+    let first = number("WEFT_SIM_FIRST", 0);
+    let count = number("WEFT_SIM_SEEDS", CI_SEEDS);
+    let replay = |seed: u64| {
+        format!("replay: WEFT_SIM_FIRST={seed} WEFT_SIM_SEEDS=1 cargo test --lib ledger::sim")
+    };
+    let mut slowest = (Duration::ZERO, first);
+    let mut ran = 0;
+    let mut unconverged = Vec::new();
+    for seed in (first..first + count).filter(|s| s % PARTS == part) {
+        match run_seed(seed) {
+            Verdict::Converged(took) => slowest = slowest.max((took, seed)),
+            Verdict::Unconverged(why) => {
+                eprintln!("seed {seed}: {why}\n{}", replay(seed));
+                unconverged.push(seed);
+            }
+            Verdict::Unsafe(violation) => panic!("seed {seed}: {violation}\n{}", replay(seed)),
+        }
+        ran += 1;
+    }
+    if ran == 0 {
+        return;
+    }
+    eprintln!(
+        "{ran} seeds held every safety invariant; {} converged, the slowest {:.1} s after the \
+         heal (seed {}); not converged: {unconverged:?}",
+        ran - unconverged.len(),
+        slowest.0.as_secs_f64(),
+        slowest.1
+    );
+    assert!(
+        unconverged.len() * 100 <= ran * UNCONVERGED_PERCENT,
+        "{} of {ran} seeds did not converge: {unconverged:?}",
+        unconverged.len()
+    );
+}
+
+#[test]
+fn seeds_part_0() {
+    seeds(0);
+}
+
+#[test]
+fn seeds_part_1() {
+    seeds(1);
+}
+
+#[test]
+fn seeds_part_2() {
+    seeds(2);
+}
+
+#[test]
+fn seeds_part_3() {
+    seeds(3);
+}

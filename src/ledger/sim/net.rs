@@ -1,0 +1,278 @@
+//! The simulation's network: routes the commands of each node's detached control-plane handle
+//! ([`crate::p2p::P2pHandle::detached`]) to the other nodes, as the swarm would, through the
+//! faults the scenario sets. Two nodes reach each other while both run and sit on the same side
+//! of the partition; a request between nodes that do not fails at once (libp2p fails a request
+//! to a peer it holds no connection to), a lost message fails its request at libp2p's raft
+//! timeout, and every message that goes through waits a random delay. The peer table each node
+//! reads is the set of nodes it reaches, and it hears of every node it ever reached.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::PeerId;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::p2p::heard::HeardOf;
+use crate::p2p::{
+    Command, ConnectionKind, Detached, GossipMessage, InboundRpc, P2pError, PeerView, Service,
+    Shared,
+};
+
+/// How long a request whose message was lost waits before it fails (libp2p's raft timeout).
+pub const LOST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A node's running incarnation, as the network reaches it.
+struct Port {
+    inboxes: [mpsc::Sender<InboundRpc>; 2],
+    gossip: broadcast::Sender<GossipMessage>,
+    shared: Arc<Shared>,
+}
+
+struct Links {
+    rng: StdRng,
+    peers: Vec<PeerId>,
+    ports: Vec<Option<Port>>,
+    /// The side of the partition each node is on.
+    side: Vec<u8>,
+    heard: Vec<HeardOf>,
+    /// The chance that one message is lost.
+    loss: f64,
+    max_delay: Duration,
+}
+
+impl Links {
+    fn reach(&self, a: usize, b: usize) -> bool {
+        a != b && self.ports[a].is_some() && self.ports[b].is_some() && self.side[a] == self.side[b]
+    }
+
+    /// What becomes of one message from `a` to `b`: `None` when it does not arrive, else its
+    /// delay.
+    fn fate(&mut self, a: usize, b: usize) -> Fate {
+        if !self.reach(a, b) {
+            return Fate::Unreachable;
+        }
+        if self.rng.gen_bool(self.loss) {
+            return Fate::Lost;
+        }
+        let max = self.max_delay.as_micros() as u64;
+        Fate::After(Duration::from_micros(self.rng.gen_range(0..=max)))
+    }
+
+    /// Publishes to each running node the peers it reaches, and what it has heard of.
+    fn publish_peers(&mut self) {
+        for a in 0..self.peers.len() {
+            let reached: Vec<usize> = (0..self.peers.len())
+                .filter(|&b| self.reach(a, b))
+                .collect();
+            for &b in &reached {
+                self.heard[a].note(self.peers[b]);
+            }
+            let Some(port) = &self.ports[a] else {
+                continue;
+            };
+            let views = reached
+                .iter()
+                .map(|&b| PeerView {
+                    peer_id: self.peers[b].to_string(),
+                    hostname: super::hostname(b),
+                    addresses: Vec::new(),
+                    connection: ConnectionKind::Direct,
+                    rtt_ms: None,
+                    admitted_since: 0,
+                    relay: false,
+                })
+                .collect();
+            port.shared.peers.store(Arc::new(views));
+            port.shared
+                .heard
+                .store(Arc::new(self.heard[a].summary().clone()));
+        }
+    }
+}
+
+enum Fate {
+    Unreachable,
+    Lost,
+    After(Duration),
+}
+
+/// The network between the simulated nodes.
+#[derive(Clone)]
+pub struct Net {
+    links: Arc<Mutex<Links>>,
+}
+
+impl Net {
+    pub fn new(peers: Vec<PeerId>, seed: u64, max_delay: Duration) -> Net {
+        let n = peers.len();
+        Net {
+            links: Arc::new(Mutex::new(Links {
+                rng: StdRng::seed_from_u64(seed),
+                peers,
+                ports: (0..n).map(|_| None).collect(),
+                side: vec![0; n],
+                heard: (0..n).map(|_| HeardOf::default()).collect(),
+                loss: 0.0,
+                max_delay,
+            })),
+        }
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
+        self.links.lock().expect("the simulated network's lock")
+    }
+
+    /// Connects node `index`'s new incarnation, and routes its commands until it stops.
+    pub fn attach(&self, index: usize, far: Detached) {
+        let Detached {
+            commands,
+            inboxes,
+            gossip,
+            shared,
+        } = far;
+        {
+            let mut links = self.links();
+            links.ports[index] = Some(Port {
+                inboxes,
+                gossip,
+                shared,
+            });
+            links.publish_peers();
+        }
+        tokio::spawn(self.clone().route(index, commands));
+    }
+
+    /// Cuts node `index` off: it has stopped.
+    pub fn detach(&self, index: usize) {
+        let mut links = self.links();
+        links.ports[index] = None;
+        links.publish_peers();
+    }
+
+    /// Splits the nodes into the sides given (one per node); all zeros heals.
+    pub fn partition(&self, side: Vec<u8>) {
+        let mut links = self.links();
+        links.side = side;
+        links.publish_peers();
+    }
+
+    pub fn set_loss(&self, loss: f64) {
+        self.links().loss = loss;
+    }
+
+    async fn route(self, from: usize, mut commands: mpsc::Receiver<Command>) {
+        while let Some(command) = commands.recv().await {
+            match command {
+                Command::Request {
+                    service,
+                    peer,
+                    payload,
+                    reply,
+                } => {
+                    tokio::spawn(self.clone().request(from, service, peer, payload, reply));
+                }
+                Command::Publish { data, reply } => {
+                    let _ = reply.send(Ok(()));
+                    self.publish(from, data);
+                }
+                Command::Deny { .. } => {}
+            }
+        }
+    }
+
+    fn publish(&self, from: usize, data: Vec<u8>) {
+        let mut links = self.links();
+        let author = links.peers[from];
+        for to in 0..links.peers.len() {
+            if let Fate::After(delay) = links.fate(from, to) {
+                let net = self.clone();
+                let data = data.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let links = net.links();
+                    if let (true, Some(port)) = (links.reach(from, to), &links.ports[to]) {
+                        let _ = port.gossip.send(GossipMessage {
+                            author,
+                            data: Some(data),
+                        });
+                    }
+                });
+            }
+        }
+    }
+
+    async fn request(
+        self,
+        from: usize,
+        service: Service,
+        peer: PeerId,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, P2pError>>,
+    ) {
+        let answer = self.exchange(from, service, peer, payload).await;
+        let _ = reply.send(answer.ok_or(P2pError::Request {
+            peer,
+            reason: "unreachable in the simulation".to_string(),
+        }));
+    }
+
+    /// One request and its answer, each through the network's faults.
+    async fn exchange(
+        &self,
+        from: usize,
+        service: Service,
+        peer: PeerId,
+        payload: Vec<u8>,
+    ) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + LOST_TIMEOUT;
+        let (to, fate) = {
+            let mut links = self.links();
+            let to = links.peers.iter().position(|p| *p == peer)?;
+            (to, links.fate(from, to))
+        };
+        let there = self.delay(fate, deadline).await?;
+        tokio::time::sleep(there).await;
+        let (answer_tx, answer_rx) = oneshot::channel();
+        let inbox = {
+            let links = self.links();
+            if !links.reach(from, to) {
+                return None;
+            }
+            let port = links.ports[to].as_ref()?;
+            port.inboxes[service.slot()].clone()
+        };
+        let from_peer = self.links().peers[from];
+        inbox
+            .send(InboundRpc {
+                peer: from_peer,
+                behind: false,
+                payload,
+                reply: answer_tx,
+            })
+            .await
+            .ok()?;
+        let answer = tokio::time::timeout_at(deadline, answer_rx)
+            .await
+            .ok()?
+            .ok()?;
+        let fate = self.links().fate(to, from);
+        let back = self.delay(fate, deadline).await?;
+        tokio::time::sleep(back).await;
+        Some(answer)
+    }
+
+    /// The delay of a message, or `None` once it failed: at once when unreachable, at the
+    /// deadline when lost.
+    async fn delay(&self, fate: Fate, deadline: tokio::time::Instant) -> Option<Duration> {
+        match fate {
+            Fate::After(delay) => Some(delay),
+            Fate::Unreachable => None,
+            Fate::Lost => {
+                tokio::time::sleep_until(deadline).await;
+                None
+            }
+        }
+    }
+}
