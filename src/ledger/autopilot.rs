@@ -11,12 +11,15 @@
 //! it has heard of) initialises a one-voter cluster and the others join it. A lone node thus
 //! forms its own cluster. A node holding a recovery seed forms at once ([`recover`]).
 //!
-//! Merge: every few seconds a member asks admitted peers its ledger does not know which cluster
-//! they are in, and leaves for a larger one, or one as large and older ([`merge`]).
+//! Merge: every few seconds a member asks admitted peers that are not live members of its
+//! ledger, and live members it has not seen renew (they may have left), which cluster they are
+//! in, and leaves for a larger one, or one as large and older ([`merge`]).
 //!
 //! Return: a member whose cluster has had no leader for longer than an election asks the
 //! leader its peers name whether it still counts this node; a node that lost its seat while
-//! away resets its raft state and rejoins, as a learner or a follower ([`merge::removed`]).
+//! away resets its raft state and rejoins, as a learner or a follower ([`merge::removed`]). A
+//! member whose own renewals stopped reaching its state asks the leader it names whether it
+//! still leads; one that does not counts as no leader.
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd.
@@ -53,7 +56,8 @@ const NODE_ID_FILE: &str = "node-id";
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a node re-proposes its member record while the ledger lacks it.
 const RECORD_RETRY: Duration = Duration::from_secs(3);
-/// How often a member asks admitted peers outside its ledger which cluster they belong to.
+/// How often a member asks admitted peers outside its ledger (or silent in it) which cluster
+/// they belong to.
 const MERGE_CHECK: Duration = Duration::from_secs(5);
 /// How long a cluster may be without a leader before its members count it as lost (quorum
 /// gone) and join any cluster with a leader: longer than any election.
@@ -138,6 +142,9 @@ struct Pilot {
     /// The members this node has seen renew (on any node, leading or not): a member recorded
     /// live that stopped renewing may have left for another cluster ([`merge`]).
     renewing: Leases,
+    /// When the leader this node names last confirmed it leads, asked because this node's
+    /// renewals stopped reaching its state.
+    confirmed_at: Option<Instant>,
     /// This node's own record as its state last showed it (its renewal stamp, `None` without a
     /// live record), and since when it shows that.
     record_seen: Option<(Option<u64>, Instant)>,
@@ -165,7 +172,7 @@ pub async fn run(
 ) {
     let carried = merge::load_carried(ledger.dir());
     let leases = Leases::new(config.lease_timeout);
-    let renewing = Leases::new(config.lease_timeout);
+    let renewing = Leases::new(silence(&config));
     let listening = Listening::new(
         crate::clock::now(),
         config.formation_wait,
@@ -184,6 +191,7 @@ pub async fn run(
         last_merge_check: None,
         leaderless_since: None,
         renewing,
+        confirmed_at: None,
         record_seen: None,
         blocked_since: None,
         last_search: None,
@@ -207,6 +215,8 @@ impl Pilot {
         let hello = service::hello(&ledger);
         let now = crate::clock::now();
         if !hello.in_cluster {
+            // What was seen of a cluster this node is no longer in says nothing of the next.
+            self.forget_cluster();
             self.listening.observe(ledger.p2p().heard().count, now);
             let heard = ledger.replica().heard().cloned();
             if recover::load_seed(ledger.dir()).is_some() {
@@ -227,6 +237,7 @@ impl Pilot {
             return;
         }
         self.join_retry.reset(now);
+        self.blocked_since = None;
         if self
             .last_round
             .is_some_and(|at| now.duration_since(at) < ROUND - LISTEN_TICK / 2)
@@ -283,6 +294,14 @@ impl Pilot {
     /// the lease timeout: the leader it names does not serve it. A raft learner or a feed
     /// follower whose leader left the cluster (merged into another) keeps naming that leader,
     /// and no election tells it otherwise.
+    /// Forgets the timers kept of this node's cluster: it left it (a merge, a reset).
+    fn forget_cluster(&mut self) {
+        self.leaderless_since = None;
+        self.record_seen = None;
+        self.confirmed_at = None;
+        self.renewing = Leases::new(silence(&self.config));
+    }
+
     fn frozen(&self) -> bool {
         let patience = self.config.lease_timeout + renew_interval(self.config.lease_timeout);
         self.record_seen
@@ -316,7 +335,20 @@ impl Pilot {
 
     /// Leaves this cluster for a better one admitted peers belong to; true when it did.
     async fn merge(&mut self) -> bool {
-        let leaderless = self.leaderless() || (self.frozen() && !self.leader_confirms().await);
+        let patience = self.config.lease_timeout + renew_interval(self.config.lease_timeout);
+        // A frozen node asks its leader at most once per patience while the leader confirms.
+        let ask = self.frozen()
+            && self
+                .confirmed_at
+                .is_none_or(|t| crate::clock::since(t) > patience);
+        let unconfirmed = if ask {
+            let confirms = self.leader_confirms().await;
+            self.confirmed_at = confirms.then(crate::clock::now);
+            !confirms
+        } else {
+            false
+        };
+        let leaderless = self.leaderless() || unconfirmed;
         let since = match (leaderless, self.leaderless_since) {
             (false, _) => None,
             (true, since) => Some(since.unwrap_or_else(crate::clock::now)),
@@ -331,7 +363,15 @@ impl Pilot {
             .filter(|(_, m)| m.lease == LeaseState::Live)
             .map(|(peer, m)| (peer.clone(), m.renewed_at))
             .collect();
-        let silent = self.renewing.expired(&live, |_| false, crate::clock::now());
+        // This node and the leader it names are not judged by what this node sees of them.
+        let me = self.ledger.p2p().peer_id().to_string();
+        let leader = self.ledger.status().leader;
+        let silent: Vec<String> = self
+            .renewing
+            .expired(&live, |_| false, crate::clock::now())
+            .into_iter()
+            .filter(|peer| *peer != me && Some(peer) != leader.as_ref())
+            .collect();
         let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned, &silent).await
         else {
             return abandoned && self.ledger.is_raft_member() && self.rejoin_if_removed().await;
@@ -372,7 +412,7 @@ impl Pilot {
             tracing::error!(error = %e, "cannot reset the raft state to rejoin");
             return false;
         }
-        self.leaderless_since = None;
+        self.forget_cluster();
         join(&self.ledger, leader).await;
         true
     }
@@ -551,6 +591,12 @@ impl Pilot {
 
 /// How often a member renews its lease: a third of the lease timeout (at least a second), so a
 /// lease goes stale only after three missed renewals.
+/// How long a live member may go unseen renewing before a merge check counts it silent: a lease
+/// timeout, a renewal interval and a merge check's gap between two looks.
+fn silence(config: &LedgerConfig) -> Duration {
+    config.lease_timeout + renew_interval(config.lease_timeout) + MERGE_CHECK
+}
+
 fn renew_interval(lease_timeout: Duration) -> Duration {
     (lease_timeout / 3).max(Duration::from_secs(1))
 }
@@ -794,10 +840,11 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
 }
 
 /// Outside any cluster: join the one the most admitted peers answer from (the oldest of
-/// those as large, [`merge::cluster_to_join`]) through the leader they name, or form one if
-/// nobody has a cluster, no peer is behind the rotation and this node may by
-/// [`Listening::may_form`] (the lowest PeerId of its admitted peers and, before the formation
-/// wait has passed, of every peer heard of).
+/// those as large, [`merge::cluster_to_join`]) through the leader they name (unless that
+/// leader, asked too, disowns the lead), or form one if nobody has a cluster (or the clusters
+/// seen have named no usable leader for [`LEADERLESS_GRACE`]), no peer is behind the rotation
+/// and this node may by [`Listening::may_form`] (the lowest PeerId of its admitted peers not
+/// in a cluster and, before the formation wait has passed, of every peer heard of).
 async fn form_or_join(ledger: &Ledger, listening: &Listening, blocked_since: &mut Option<Instant>) {
     let p2p = ledger.p2p();
     let me = p2p.peer_id();

@@ -5,11 +5,13 @@
 //! the schedule: partitions, message loss and delay, nodes stopped and restarted from the same
 //! storage, and writes through random nodes. The safety invariants ([`check`]) must hold after
 //! every step, on every seed; once the network heals, every node should converge within
-//! [`CONVERGENCE`], and more than [`UNCONVERGED_PERCENT`] of seeds that do not fail the test.
+//! [`CONVERGENCE`]. A test (a quarter of the seeds) fails when more than
+//! [`UNCONVERGED_PERCENT`] of its seeds do not converge.
 //!
-//! The seed fixes the schedule and each message's fate, not every interleaving: raft's election
-//! timers, cluster ids and tokio's `select!` draw from unseeded randomness, so a replay repeats
-//! the faults and writes exactly and the rest usually.
+//! The seed fixes the schedule of faults and writes, not every interleaving: raft's election
+//! timers, cluster ids and tokio's `select!` draw from unseeded randomness, and messages draw
+//! their fates from the seeded generator in the order they are sent, so a replay repeats the
+//! schedule exactly and the rest usually.
 //!
 //! CI runs [`CI_SEEDS`] seeds. More, or one seed again:
 //! `WEFT_SIM_SEEDS=20000 WEFT_SIM_FIRST=0 cargo test --release --lib ledger::sim -- --nocapture`.
