@@ -1,5 +1,5 @@
-//! The invariants the simulation checks. After every step, safety: at most one leader per term
-//! of a cluster, no address held by two members, and one state per cluster and applied index
+//! The invariants the simulation checks. After every step, safety: no part of a ledger has
+//! stopped, at most one leader per term of a cluster, no address held by two members, and one state per cluster and applied index
 //! (every node that applied a cluster's log to index i holds the same state). Once the network
 //! has healed, convergence: every node in one cluster under one leader, holding every
 //! acknowledged write and every node as a member with an address.
@@ -26,6 +26,11 @@ impl Checker {
     /// Checks the safety invariants over the running nodes' ledgers.
     pub fn step(&mut self, ledgers: &[(usize, &Ledger)]) -> Result<(), String> {
         for &(index, ledger) in ledgers {
+            // The daemon stops when a part of its ledger stops: that is a crash, not a fault
+            // the mesh is meant to ride out.
+            if let Some(part) = ledger.stopped_part() {
+                return Err(format!("n{index}: {part} stopped"));
+            }
             let state = ledger.state();
             let Some(cluster) = state.cluster() else {
                 continue;

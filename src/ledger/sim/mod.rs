@@ -374,8 +374,56 @@ enum Verdict {
     Unsafe(String),
 }
 
+/// With `WEFT_SIM_LOG` set (a tracing filter such as `weft=debug,openraft=info`), the nodes'
+/// log lines go to stderr, stamped with the simulated time in seconds.
+fn log_if_asked() {
+    struct Simulated;
+    impl tracing_subscriber::fmt::time::FormatTime for Simulated {
+        fn format_time(
+            &self,
+            w: &mut tracing_subscriber::fmt::format::Writer<'_>,
+        ) -> std::fmt::Result {
+            let start = *START.get_or_init(Instant::now);
+            write!(
+                w,
+                "{:9.3}",
+                Instant::now().duration_since(start).as_secs_f64()
+            )
+        }
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    if let Ok(filter) = std::env::var("WEFT_SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_timer(Simulated)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
+thread_local! {
+    /// Panics on this thread so far: a seed's nodes all run on its test's thread.
+    static PANICS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts panics per thread, then reports them as before. A task that panics in a node (raft's
+/// own assertions in debug builds included) breaks that node, whatever the seed then shows.
+fn count_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.with(|p| p.set(p.get() + 1));
+            report(info);
+        }));
+    });
+}
+
 /// Runs one seed.
 fn run_seed(seed: u64) -> Verdict {
+    log_if_asked();
+    count_panics();
+    let panics = PANICS.with(|p| p.get());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -392,7 +440,11 @@ fn run_seed(seed: u64) -> Verdict {
                 world.describe()
             )
         };
+        let panicked = PANICS.with(|p| p.get()) - panics;
         let verdict = match result {
+            _ if panicked > 0 => Verdict::Unsafe(report(format!(
+                "{panicked} task(s) panicked in the nodes (the panic is printed above)"
+            ))),
             Ok(Ok(took)) => Verdict::Converged(took),
             Ok(Err(why)) => Verdict::Unconverged(report(why)),
             Err(violation) => Verdict::Unsafe(report(violation)),
