@@ -14,7 +14,8 @@
 //! schedule exactly and the rest usually.
 //!
 //! CI runs [`CI_SEEDS`] seeds. More, or one seed again:
-//! `WEFT_SIM_SEEDS=20000 WEFT_SIM_FIRST=0 cargo test --release --lib ledger::sim -- --nocapture`.
+//! `WEFT_SIM_SEEDS=20000 WEFT_SIM_FIRST=0 cargo test --release --lib ledger::sim -- --nocapture`;
+//! with `WEFT_SIM_LOG=weft::ledger=info,openraft=info` the nodes' logs show, on simulated time.
 
 mod check;
 mod net;
