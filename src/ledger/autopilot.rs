@@ -875,7 +875,8 @@ async fn form_or_join(ledger: &Ledger, listening: &Listening, blocked_since: &mu
             .iter()
             .filter(|h| h.in_cluster)
             .filter_map(|h| Some((h.cluster, h.leader.clone()?)))
-            .filter(|(_, (id, _))| !disowned(*id)),
+            // This node leads no cluster: a peer naming it has a stale view.
+            .filter(|(_, (id, _))| *id != ledger.node_id() && !disowned(*id)),
     );
     if let Some(leader) = chosen {
         *blocked_since = None;
@@ -922,7 +923,7 @@ async fn form_or_join(ledger: &Ledger, listening: &Listening, blocked_since: &mu
 /// Asks `leader` to take this node into its cluster, as a raft member or a follower. On
 /// failure the leader heard of is forgotten: it may be gone, and the next feed names the
 /// current one.
-async fn join(ledger: &Ledger, (leader_id, leader): follower::Leader) {
+async fn join(ledger: &Ledger, (_, leader): follower::Leader) {
     let Ok(peer) = leader.peer_id.parse() else {
         ledger.replica().reset();
         return;
@@ -931,19 +932,12 @@ async fn join(ledger: &Ledger, (leader_id, leader): follower::Leader) {
         node_id: ledger.node_id(),
         node: ledger.node(),
     };
-    // The leader replicates to a new learner before it answers the join.
-    ledger.ask_to_be_taken_in_by((leader_id, leader.peer_id.clone()));
     tracing::info!(leader = %leader.peer_id, "joining the cluster");
     let answer = tokio::time::timeout(
         JOIN_TIMEOUT,
         call::<Result<Joined, String>>(ledger.p2p(), peer, &request),
     )
     .await;
-    if !matches!(answer, Ok(Ok(Ok(Joined::Member)))) {
-        // Not its learner: that leader's appends are taken only as the log registers it, so
-        // a cluster this node forms or joins next never takes in another cluster's entries.
-        ledger.forget_taken_in();
-    }
     match answer {
         Ok(Ok(Ok(Joined::Member))) => {
             tracing::info!("joined the cluster as a raft member");
@@ -966,7 +960,6 @@ async fn join(ledger: &Ledger, (leader_id, leader): follower::Leader) {
 /// Initialises a cluster with this node as its only voter.
 async fn form_alone(ledger: &Ledger, why: &str) {
     tracing::info!("{why}");
-    ledger.forget_taken_in();
     let voters = BTreeMap::from([(ledger.node_id(), ledger.node())]);
     if let Err(e) = ledger.raft().initialize(voters).await {
         tracing::warn!(error = %e, "cannot initialise the cluster");

@@ -117,10 +117,6 @@ struct Engine {
     /// Encodings of the state served to followers catching up; they go with the engine, so a
     /// new cluster never serves the old one's.
     encodings: catchup::Encodings,
-    /// The leader this node asked to take it in as a raft member (its raft node id and PeerId).
-    /// Its appends are taken before this node's log registers it: a learner replicates from
-    /// the first entry, whose membership may predate the leader's own joining.
-    taken_in_by: std::sync::Mutex<Option<(u64, String)>>,
 }
 
 impl Engine {
@@ -150,7 +146,6 @@ impl Engine {
             raft,
             machine,
             encodings: catchup::Encodings::default(),
-            taken_in_by: std::sync::Mutex::default(),
         })
     }
 }
@@ -507,56 +502,6 @@ impl Ledger {
     }
 
     /// The current raft instance (for the service and the autopilot).
-    /// Notes the leader this node asks to take it in as a raft member ([`Engine::taken_in_by`]),
-    /// while its raft log is blank. A node that holds another leader's entries (a join whose
-    /// answer was lost) keeps trusting that leader only: two clusters' logs never mix.
-    pub(crate) fn ask_to_be_taken_in_by(&self, leader: (u64, String)) {
-        let blank = self
-            .raft()
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .nodes()
-            .next()
-            .is_none();
-        if !blank {
-            return;
-        }
-        if let Ok(mut taken) = self.engine.load().taken_in_by.lock() {
-            *taken = Some(leader);
-        }
-    }
-
-    /// The PeerId of raft node `node` when it is the leader whose feed this node follows.
-    pub(crate) fn followed_leader(&self, node: u64) -> Option<String> {
-        let replica = self.replica();
-        if !replica.is_following() {
-            return None;
-        }
-        replica
-            .leader()
-            .filter(|(id, _)| *id == node)
-            .map(|(_, leader)| leader.peer_id.clone())
-    }
-
-    /// Forgets the leader this node asked to take it in: the join did not make it a learner.
-    pub(crate) fn forget_taken_in(&self) {
-        if let Ok(mut taken) = self.engine.load().taken_in_by.lock() {
-            *taken = None;
-        }
-    }
-
-    /// The PeerId of raft node `node` when it is the leader this node asked to take it in.
-    pub(crate) fn taken_in_by(&self, node: u64) -> Option<String> {
-        let engine = self.engine.load();
-        let taken = engine.taken_in_by.lock().ok()?;
-        taken
-            .as_ref()
-            .filter(|(id, _)| *id == node)
-            .map(|(_, peer)| peer.clone())
-    }
-
     pub(crate) fn raft(&self) -> Raft<LedgerTypes> {
         self.engine.load().raft.clone()
     }

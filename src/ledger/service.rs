@@ -87,9 +87,6 @@ async fn answer(
 ) -> Result<Vec<u8>, String> {
     let raft = ledger.raft();
     let sender = peer.to_string();
-    // The leader this node asked to take it in, or the leader whose feed it follows (which may
-    // recruit it as a learner), counts as registered until the log does: a learner
-    // replicating from the first entry holds memberships older than that leader.
     let registered = |node: u64| {
         raft.metrics()
             .borrow()
@@ -97,8 +94,6 @@ async fn answer(
             .membership()
             .get_node(&node)
             .map(|n| n.peer_id.clone())
-            .or_else(|| ledger.taken_in_by(node))
-            .or_else(|| ledger.followed_leader(node))
     };
     let knows_membership = raft
         .metrics()
