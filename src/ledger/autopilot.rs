@@ -355,14 +355,7 @@ impl Pilot {
         };
         self.leaderless_since = since;
         let abandoned = since.is_some_and(|t| crate::clock::since(t) >= LEADERLESS_GRACE);
-        let live: Vec<(String, u64)> = self
-            .ledger
-            .state()
-            .members()
-            .iter()
-            .filter(|(_, m)| m.lease == LeaseState::Live)
-            .map(|(peer, m)| (peer.clone(), m.renewed_at))
-            .collect();
+        let live = live_stamps(&self.ledger.state());
         // This node and the leader it names are not judged by what this node sees of them.
         let me = self.ledger.p2p().peer_id().to_string();
         let leader = self.ledger.status().leader;
@@ -795,16 +788,20 @@ async fn replace_unreachable_voters(
 
 /// Expires the leases of live members this leader has neither seen renew nor reached for the
 /// lease timeout ([`Leases`]).
-async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
-    let reachable = reachable_peers(ledger);
-    // The live members and their renewal stamps, read and let go before proposing.
-    let live: Vec<(String, u64)> = ledger
-        .state()
+/// The live members and their renewal stamps, as [`Leases::expired`] takes them.
+fn live_stamps(state: &LedgerState) -> Vec<(String, u64)> {
+    state
         .members()
         .iter()
         .filter(|(_, m)| m.lease == LeaseState::Live)
         .map(|(peer, m)| (peer.clone(), m.renewed_at))
-        .collect();
+        .collect()
+}
+
+async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
+    let reachable = reachable_peers(ledger);
+    // Read and let go of before proposing.
+    let live = live_stamps(&ledger.state());
     let expired = leases.expired(
         &live,
         |peer| reachable.iter().any(|r| r == peer),

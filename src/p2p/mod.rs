@@ -292,6 +292,34 @@ impl P2pHandle {
     }
 }
 
+/// The channels between a [`P2pHandle`] and whatever serves it (the swarm task, or the ledger
+/// simulation's network).
+struct Wiring {
+    shared: Arc<Shared>,
+    /// The sending side of each service's inbox, in [`Service::ALL`] order.
+    inboxes: [mpsc::Sender<InboundRpc>; 2],
+    commands_tx: mpsc::Sender<Command>,
+    commands_rx: mpsc::Receiver<Command>,
+    gossip_tx: broadcast::Sender<GossipMessage>,
+}
+
+impl Wiring {
+    fn new() -> Wiring {
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            Service::ALL.iter().map(|_| mpsc::channel(256)).unzip();
+        let inboxes = receivers.try_into().expect("one inbox per service");
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        let (gossip_tx, _) = broadcast::channel(256);
+        Wiring {
+            shared: Arc::new(Shared::new(inboxes)),
+            inboxes: senders.try_into().expect("one inbox per service"),
+            commands_tx,
+            commands_rx,
+            gossip_tx,
+        }
+    }
+}
+
 /// The far side of a [`P2pHandle`] that no swarm serves: the ledger's simulation
 /// ([`crate::ledger::sim`]) routes its commands, feeds its inboxes and gossip, and sets its
 /// peers itself.
@@ -308,12 +336,13 @@ pub(crate) struct Detached {
 impl P2pHandle {
     /// A handle for `peer_id` with no swarm behind it, and its far side.
     pub(crate) fn detached(peer_id: PeerId) -> (P2pHandle, Detached) {
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            Service::ALL.iter().map(|_| mpsc::channel(256)).unzip();
-        let inboxes = receivers.try_into().expect("one inbox per service");
-        let shared = Arc::new(Shared::new(inboxes));
-        let (commands_tx, commands_rx) = mpsc::channel(64);
-        let (gossip_tx, _) = broadcast::channel(256);
+        let Wiring {
+            shared,
+            inboxes,
+            commands_tx,
+            commands_rx,
+            gossip_tx,
+        } = Wiring::new();
         let handle = P2pHandle {
             peer_id,
             commands: commands_tx,
@@ -324,7 +353,7 @@ impl P2pHandle {
         };
         let far = Detached {
             commands: commands_rx,
-            inboxes: senders.try_into().expect("one inbox per service"),
+            inboxes,
             gossip: gossip_tx,
             shared,
         };
@@ -340,12 +369,13 @@ pub fn start(
     registry: &mut Registry,
     shutdown: CancellationToken,
 ) -> Result<(P2pHandle, JoinHandle<()>), P2pError> {
-    let (senders, receivers): (Vec<_>, Vec<_>) =
-        Service::ALL.iter().map(|_| mpsc::channel(256)).unzip();
-    let inboxes = receivers.try_into().expect("one inbox per service");
-    let shared = Arc::new(Shared::new(inboxes));
-    let (commands_tx, commands_rx) = mpsc::channel(64);
-    let (gossip_tx, _) = broadcast::channel(256);
+    let Wiring {
+        shared,
+        inboxes,
+        commands_tx,
+        commands_rx,
+        gossip_tx,
+    } = Wiring::new();
     let frames = protocol::Protocols::new().frames;
     let node = node::Node::new(
         config,
@@ -356,7 +386,7 @@ pub fn start(
         node::Channels {
             commands: commands_rx,
             gossip_tx: gossip_tx.clone(),
-            inboxes: senders.try_into().expect("one inbox per service"),
+            inboxes,
         },
     )?;
     let handle = P2pHandle {
