@@ -290,10 +290,6 @@ impl Pilot {
                 .is_none_or(|ms| u128::from(ms) >= QUORUM_SILENCE.as_millis())
     }
 
-    /// Whether this node's own lease renewals have stopped reaching its state for longer than
-    /// the lease timeout: the leader it names does not serve it. A raft learner or a feed
-    /// follower whose leader left the cluster (merged into another) keeps naming that leader,
-    /// and no election tells it otherwise.
     /// Forgets the timers kept of this node's cluster: it left it (a merge, a reset).
     fn forget_cluster(&mut self) {
         self.leaderless_since = None;
@@ -302,10 +298,19 @@ impl Pilot {
         self.renewing = Leases::new(silence(&self.config));
     }
 
+    /// How long this node's own record may stay unchanged before it doubts its leader: a lease
+    /// timeout and a renewal interval.
+    fn patience(&self) -> Duration {
+        self.config.lease_timeout + renew_interval(self.config.lease_timeout)
+    }
+
+    /// Whether this node's own record has not changed in its state for [`Pilot::patience`]: the
+    /// leader it names does not serve it. A raft learner or a feed follower whose leader left
+    /// the cluster (merged into another) keeps naming that leader, and no election tells it
+    /// otherwise.
     fn frozen(&self) -> bool {
-        let patience = self.config.lease_timeout + renew_interval(self.config.lease_timeout);
         self.record_seen
-            .is_some_and(|(_, at)| crate::clock::since(at) > patience)
+            .is_some_and(|(_, at)| crate::clock::since(at) > self.patience())
     }
 
     /// Whether the leader this node names, asked, says it leads this node's cluster.
@@ -335,12 +340,11 @@ impl Pilot {
 
     /// Leaves this cluster for a better one admitted peers belong to; true when it did.
     async fn merge(&mut self) -> bool {
-        let patience = self.config.lease_timeout + renew_interval(self.config.lease_timeout);
         // A frozen node asks its leader at most once per patience while the leader confirms.
         let ask = self.frozen()
             && self
                 .confirmed_at
-                .is_none_or(|t| crate::clock::since(t) > patience);
+                .is_none_or(|t| crate::clock::since(t) > self.patience());
         let unconfirmed = if ask {
             let confirms = self.leader_confirms().await;
             self.confirmed_at = confirms.then(crate::clock::now);
@@ -582,14 +586,14 @@ impl Pilot {
     }
 }
 
-/// How often a member renews its lease: a third of the lease timeout (at least a second), so a
-/// lease goes stale only after three missed renewals.
 /// How long a live member may go unseen renewing before a merge check counts it silent: a lease
 /// timeout, a renewal interval and a merge check's gap between two looks.
 fn silence(config: &LedgerConfig) -> Duration {
     config.lease_timeout + renew_interval(config.lease_timeout) + MERGE_CHECK
 }
 
+/// How often a member renews its lease: a third of the lease timeout (at least a second), so a
+/// lease goes stale only after three missed renewals.
 fn renew_interval(lease_timeout: Duration) -> Duration {
     (lease_timeout / 3).max(Duration::from_secs(1))
 }
@@ -786,8 +790,6 @@ async fn replace_unreachable_voters(
     }
 }
 
-/// Expires the leases of live members this leader has neither seen renew nor reached for the
-/// lease timeout ([`Leases`]).
 /// The live members and their renewal stamps, as [`Leases::expired`] takes them.
 fn live_stamps(state: &LedgerState) -> Vec<(String, u64)> {
     state
@@ -798,6 +800,8 @@ fn live_stamps(state: &LedgerState) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Expires the leases of live members this leader has neither seen renew nor reached for the
+/// lease timeout ([`Leases`]).
 async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
     let reachable = reachable_peers(ledger);
     // Read and let go of before proposing.
@@ -836,6 +840,32 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
     }
 }
 
+/// The clusters and leaders that answering peers name, as [`merge::cluster_to_join`] takes
+/// them, less the leaders named from a stale view (a learner whose leader left its cluster):
+/// this node itself, which leads no cluster, and a leader whose own answer, from its own
+/// PeerId, does not claim the lead. Only the leader's own answer disowns it, so no peer can
+/// steer joiners away from a leader by answering in its name.
+fn usable_leaders(
+    answers: &[(libp2p::PeerId, crate::ledger::raft::network::Hello)],
+    me: &libp2p::PeerId,
+) -> Vec<(Option<ClusterId>, follower::Leader)> {
+    let disowned = |leader: &str| {
+        answers.iter().any(|(peer, hello)| {
+            peer.to_string() == leader
+                && hello
+                    .leader
+                    .as_ref()
+                    .is_none_or(|(_, named)| named.peer_id != leader)
+        })
+    };
+    answers
+        .iter()
+        .filter(|(_, hello)| hello.in_cluster)
+        .filter_map(|(_, hello)| Some((hello.cluster, hello.leader.clone()?)))
+        .filter(|(_, (_, leader))| leader.peer_id != me.to_string() && !disowned(&leader.peer_id))
+        .collect()
+}
+
 /// Outside any cluster: join the one the most admitted peers answer from (the oldest of
 /// those as large, [`merge::cluster_to_join`]) through the leader they name (unless that
 /// leader, asked too, disowns the lead), or form one if nobody has a cluster (or the clusters
@@ -851,30 +881,14 @@ async fn form_or_join(ledger: &Ledger, listening: &Listening, blocked_since: &mu
         .filter_map(|view| view.peer_id.parse().ok())
         .partition(|peer| p2p.is_behind(peer));
     let answers = service::ask_each(ledger, vouching).await;
-    let hellos: Vec<&crate::ledger::raft::network::Hello> =
-        answers.iter().map(|(_, hello)| hello).collect();
     tracing::debug!(
         peers = peers.len(),
-        answered = hellos.len(),
-        in_cluster = hellos.iter().filter(|h| h.in_cluster).count(),
-        with_leader = hellos.iter().filter(|h| h.leader.is_some()).count(),
+        answered = answers.len(),
+        in_cluster = answers.iter().filter(|(_, h)| h.in_cluster).count(),
+        with_leader = answers.iter().filter(|(_, h)| h.leader.is_some()).count(),
         "looking for a cluster"
     );
-    // A leader that answered itself without claiming to lead is named from a stale view
-    // (a learner whose leader left its cluster): joining through it cannot work.
-    let disowned = |id: u64| {
-        hellos
-            .iter()
-            .any(|h| h.node_id == id && h.leader.as_ref().map(|(l, _)| *l) != Some(id))
-    };
-    let chosen = merge::cluster_to_join(
-        hellos
-            .iter()
-            .filter(|h| h.in_cluster)
-            .filter_map(|h| Some((h.cluster, h.leader.clone()?)))
-            // This node leads no cluster: a peer naming it has a stale view.
-            .filter(|(_, (id, _))| *id != ledger.node_id() && !disowned(*id)),
-    );
+    let chosen = merge::cluster_to_join(usable_leaders(&answers, &me));
     if let Some(leader) = chosen {
         *blocked_since = None;
         join(ledger, leader).await;
@@ -973,6 +987,52 @@ pub(crate) fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leader_is_skipped_only_on_its_own_word_or_when_it_is_this_node() {
+        use crate::ledger::raft::LedgerNode;
+        use crate::ledger::raft::network::Hello;
+        let [me, leader, other] = [(); 3].map(|_| libp2p::PeerId::random());
+        let names = |leader: &libp2p::PeerId, id: u64| {
+            Some((
+                id,
+                LedgerNode {
+                    peer_id: leader.to_string(),
+                },
+            ))
+        };
+        let hello = |node_id: u64, leader: Option<(u64, LedgerNode)>| Hello {
+            node_id,
+            in_cluster: true,
+            cluster: None,
+            leader,
+            members: Vec::new(),
+        };
+        let named = |answers: &[(libp2p::PeerId, Hello)]| {
+            usable_leaders(answers, &me)
+                .into_iter()
+                .map(|(_, (_, node))| node.peer_id)
+                .collect::<Vec<_>>()
+        };
+        // A peer naming the leader, and another answering under the leader's node id without
+        // claiming the lead: the leader stays usable.
+        let forged = [
+            (other, hello(2, names(&leader, 1))),
+            (other, hello(1, None)),
+        ];
+        assert_eq!(named(&forged), vec![leader.to_string()]);
+        // The leader's own answer, from its PeerId, names no leader: it is not joined through.
+        let disowned = [
+            (other, hello(2, names(&leader, 1))),
+            (leader, hello(1, None)),
+        ];
+        assert!(named(&disowned).is_empty());
+        // The leader confirms itself: usable.
+        let confirmed = [(leader, hello(1, names(&leader, 1)))];
+        assert_eq!(named(&confirmed), vec![leader.to_string()]);
+        // A peer naming this node as its leader has a stale view.
+        assert!(named(&[(other, hello(2, names(&me, 9)))]).is_empty());
+    }
 
     #[test]
     fn the_node_id_is_made_once_and_kept() {

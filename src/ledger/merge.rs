@@ -31,13 +31,13 @@ const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 /// A cluster this node should leave its own for, if any: the one the most admitted peers
 /// answer from, with a leader, when it beats this node's cluster ([`better_cluster`]). While
 /// this node's cluster has a leader, only peers that are not live members of its ledger are
-/// asked (the others are members of this cluster); without one, or once it is abandoned, every peer is: members may
-/// have left already. A
-/// cluster `abandoned` (leaderless for longer than an election: its quorum is gone) counts no
-/// members, so its survivors join any cluster with a leader, such as the one `weft ledger
-/// recover` made from one of them. Members recorded live but `silent` (not seen renewing for a
-/// lease timeout) count as strangers, not members: they may have left for another cluster
-/// while this one's leader, still reaching them, kept their leases.
+/// asked (the others are members of this cluster); without one, or once it is abandoned, every
+/// peer is: members may have left already. A cluster `abandoned` (leaderless for longer than an
+/// election: its quorum is gone) counts no members, so its survivors join any cluster with a
+/// leader, such as the one `weft ledger recover` made from one of them. Members recorded live
+/// but `silent` (this node has not seen them renew for longer than their lease timeout allows)
+/// are asked and are not counted as members: they may have left for another cluster while this
+/// one's leader, still reaching them, kept their leases.
 pub async fn better_cluster_reachable(
     ledger: &Ledger,
     abandoned: bool,
