@@ -13,7 +13,7 @@ use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
 use support::ledger::{Replica, group, settled_cluster};
 use support::mesh::{address, admitted, network, start, wait_for};
 use weft::ledger::follower::Feed;
-use weft::ledger::raft::network::{Hello, LedgerRpc, call};
+use weft::ledger::raft::network::{Hello, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{ClusterId, Command, LeaseState, Member, Outcome, Platform};
 
@@ -153,10 +153,20 @@ async fn a_member_cannot_speak_for_another_member() {
     assert_eq!(after.endpoints, before.endpoints);
 }
 
-/// One snapshot chunk in the name of raft node `leader_node`, a term far ahead.
-fn chunk(leader_node: u64, offset: u64, data: &[u8]) -> LedgerRpc {
+/// `rpc` addressed to `to`'s raft node in its cluster, as an honest member would address it:
+/// what refuses it then is the check of who sends it in whose name.
+fn addressed(to: &Replica, rpc: RaftRpc) -> LedgerRpc {
+    LedgerRpc::Raft {
+        to: to.ledger.node_id(),
+        cluster: to.ledger.state().cluster(),
+        rpc,
+    }
+}
+
+/// One snapshot chunk for `to` in the name of raft node `leader_node`, a term far ahead.
+fn chunk(to: &Replica, leader_node: u64, offset: u64, data: &[u8]) -> LedgerRpc {
     let term = 1 << 20;
-    LedgerRpc::Snapshot(InstallSnapshotRequest {
+    let rpc = RaftRpc::Snapshot(InstallSnapshotRequest {
         vote: Vote::new_committed(term, leader_node),
         meta: SnapshotMeta {
             last_log_id: Some(LogId::new(
@@ -169,7 +179,8 @@ fn chunk(leader_node: u64, offset: u64, data: &[u8]) -> LedgerRpc {
         offset,
         data: data.to_vec(),
         done: false,
-    })
+    });
+    addressed(to, rpc)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,13 +197,17 @@ async fn a_snapshot_chunk_far_past_the_received_bytes_does_not_take_a_node_down(
     // cursor would try to allocate (and abort the process); the snapshot buffer's own bound is
     // tested in `ledger/raft/snapshot.rs`.
     let leader_node = 0xbad;
-    let first =
-        call::<serde_json::Value>(&hostile.handle, victim_id, &chunk(leader_node, 0, b"{")).await;
+    let first = call::<serde_json::Value>(
+        &hostile.handle,
+        victim_id,
+        &chunk(victim, leader_node, 0, b"{"),
+    )
+    .await;
     assert!(first.is_err(), "answered: {first:?}");
     let second = call::<serde_json::Value>(
         &hostile.handle,
         victim_id,
-        &chunk(leader_node, 1 << 50, b"x"),
+        &chunk(victim, leader_node, 1 << 50, b"x"),
     )
     .await;
     assert!(second.is_err(), "answered: {second:?}");
@@ -345,14 +360,15 @@ async fn a_member_cannot_take_another_members_address_and_what_it_tried_is_audit
     assert!(forged.is_err(), "{forged:?}");
 }
 
-/// An empty append in node `leader_node`'s name at `term`.
-fn append(leader_node: u64, term: u64) -> LedgerRpc {
-    LedgerRpc::Append(openraft::raft::AppendEntriesRequest {
+/// An empty append for `to` in node `leader_node`'s name at `term`.
+fn append(to: &Replica, leader_node: u64, term: u64) -> LedgerRpc {
+    let rpc = RaftRpc::Append(openraft::raft::AppendEntriesRequest {
         vote: Vote::new_committed(term, leader_node),
         prev_log_id: None,
         entries: vec![],
         leader_commit: None,
-    })
+    });
+    addressed(to, rpc)
 }
 
 /// The raft term a replica is in, as its metrics say.
@@ -380,18 +396,26 @@ async fn raft_rpcs_in_another_nodes_name_are_refused() {
 
     // An append in the leader's name with a term far ahead would make the node take that term
     // and refuse the real leader; a vote request from an unknown candidate would do the same.
-    let forged =
-        call::<serde_json::Value>(&hostile.handle, victim_id, &append(leader_node, 1 << 20)).await;
+    let forged = call::<serde_json::Value>(
+        &hostile.handle,
+        victim_id,
+        &append(victim, leader_node, 1 << 20),
+    )
+    .await;
     assert!(forged.is_err(), "answered: {forged:?}");
     // Nor under a raft node id nobody registered: its entries would be applied up to the commit
     // index it names.
     let forged =
-        call::<serde_json::Value>(&hostile.handle, victim_id, &append(0xbad, 1 << 20)).await;
+        call::<serde_json::Value>(&hostile.handle, victim_id, &append(victim, 0xbad, 1 << 20))
+            .await;
     assert!(forged.is_err(), "answered: {forged:?}");
-    let vote = LedgerRpc::Vote(openraft::raft::VoteRequest {
-        vote: Vote::new(1 << 20, 0xbad),
-        last_log_id: None,
-    });
+    let vote = addressed(
+        victim,
+        RaftRpc::Vote(openraft::raft::VoteRequest {
+            vote: Vote::new(1 << 20, 0xbad),
+            last_log_id: None,
+        }),
+    );
     let forged = call::<serde_json::Value>(&hostile.handle, victim_id, &vote).await;
     assert!(forged.is_err(), "answered: {forged:?}");
     // A join as another node's PeerId is refused too.

@@ -74,9 +74,10 @@ pub enum RaftClaim {
 /// node knows any membership yet (`knows_membership`). A registered node speaks only from its
 /// own PeerId, so no member can send appends, votes or snapshots in the leader's name. Nor
 /// under a node id nobody registered: appends carry entries the follower applies up to the
-/// commit index they name, so a made-up leader could have it apply anything. The one node that
-/// must hear an unregistered leader is a new learner, which knows no membership until the
-/// leader's first append brings it. A vote request must come from a registered candidate.
+/// commit index they name, so a made-up leader could have it apply anything. A new learner
+/// hears an unregistered leader, since it knows no membership until the leader's first append
+/// brings it; a leader refused here may still be vouched for ([`super::vouch`]). A vote
+/// request must come from a registered candidate.
 pub fn may_send_raft(
     claim: RaftClaim,
     sender: &str,

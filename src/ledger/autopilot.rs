@@ -22,7 +22,8 @@
 //! still leads; one that does not counts as no leader.
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
-//! `voter_timeout`, or a denied one at once, with a live learner, keeping the voter count odd.
+//! `voter_timeout`, or at once a denied one or one whose node joined again under a new raft id
+//! (it wiped its raft state), with a live learner, keeping the voter count odd.
 //!
 //! Record: a member whose record is missing, expired or under another hostname proposes it
 //! again (a live member keeps its address).
@@ -106,18 +107,22 @@ pub fn node_id(dir: &Path) -> io::Result<u64> {
                 format!("{} does not hold a raft node id", path.display()),
             )
         }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let id = loop {
-                let id = rand::rngs::OsRng.next_u64();
-                if id != 0 {
-                    break id;
-                }
-            };
-            crate::durable::write(&path, format!("{id}\n").as_bytes(), 0o600)?;
-            Ok(id)
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fresh_node_id(dir),
         Err(e) => Err(e),
     }
+}
+
+/// Draws a new raft id for this node and stores it durably in the raft directory, replacing
+/// the one it had (see [`super::Ledger::reset`]).
+pub fn fresh_node_id(dir: &Path) -> io::Result<u64> {
+    let id = loop {
+        let id = rand::rngs::OsRng.next_u64();
+        if id != 0 {
+            break id;
+        }
+    };
+    crate::durable::write(&dir.join(NODE_ID_FILE), format!("{id}\n").as_bytes(), 0o600)?;
+    Ok(id)
 }
 
 /// The autopilot's memory between ticks.
@@ -711,10 +716,21 @@ async fn replace_unreachable_voters(
     let reachable = reachable_peers(ledger);
     let metrics = ledger.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
+    // A raft node whose PeerId has joined again under a new raft id (it wiped its raft state:
+    // a merge away and back) is gone for good: that node answers only as the new one. Only the
+    // node itself can join under its PeerId, so no member can retire another's seat this way.
+    let superseded = |id: &u64| {
+        membership.get_node(id).is_some_and(|node| {
+            membership
+                .learner_ids()
+                .any(|other| other != *id && membership.get_node(&other) == Some(node))
+        })
+    };
     let is_reachable = |id: &u64| {
-        membership
-            .get_node(id)
-            .is_some_and(|n| reachable.contains(&n.peer_id))
+        !superseded(id)
+            && membership
+                .get_node(id)
+                .is_some_and(|n| reachable.contains(&n.peer_id))
     };
     let denied: Vec<u64> = {
         let state = ledger.state();
@@ -730,8 +746,8 @@ async fn replace_unreachable_voters(
     unreachable_since.retain(|id, _| voters.contains(id) && !is_reachable(id));
     let mut dead = Vec::new();
     for id in &voters {
-        // A denied voter is cut off for good: no reason to wait for it.
-        if is_denied(id) {
+        // A denied voter is cut off for good, a superseded one gone: no reason to wait.
+        if is_denied(id) || superseded(id) {
             dead.push(*id);
             continue;
         }
@@ -934,11 +950,14 @@ async fn form_or_join(ledger: &Ledger, listening: &Listening, blocked_since: &mu
 /// Asks `leader` to take this node into its cluster, as a raft member or a follower. On
 /// failure the leader heard of is forgotten: it may be gone, and the next feed names the
 /// current one.
-async fn join(ledger: &Ledger, (_, leader): follower::Leader) {
-    let Ok(peer) = leader.peer_id.parse() else {
+async fn join(ledger: &Ledger, chosen: follower::Leader) {
+    let Ok(peer) = chosen.1.peer_id.parse() else {
         ledger.replica().reset();
         return;
     };
+    // As a learner this node replays memberships older than the leader's seat.
+    ledger.vouch(&chosen);
+    let leader = chosen.1;
     let request = LedgerRpc::Join {
         node_id: ledger.node_id(),
         node: ledger.node(),

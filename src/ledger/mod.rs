@@ -26,6 +26,7 @@ pub mod service;
 #[cfg(test)]
 mod sim;
 pub mod state;
+mod vouch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,7 @@ use follower::{Feed, Leader, Replica};
 use raft::network::{CallError, LedgerRpc, Network, call};
 use raft::store::{Applied, LogStore, StateMachineStore, Taps};
 use raft::{LedgerNode, LedgerTypes};
-use state::{Command, LedgerState, Outcome};
+use state::{ClusterId, Command, LedgerState, Outcome};
 
 /// Applied entries the feed publisher may lag behind before it skips (followers catch up).
 const APPLIED_BACKLOG: usize = 1024;
@@ -110,10 +111,17 @@ pub struct LedgerStatus {
 }
 
 /// One raft instance over the node's storage, with its state machine. Leaving a cluster for
-/// another (a merge) replaces it with a blank one over the wiped storage.
+/// another (a merge) replaces it with a blank one over the wiped storage, under a new raft id.
 struct Engine {
+    /// This node's raft id in this instance. A wiped node forgets its votes and log, so it must
+    /// never answer as the raft node it was: peers still counting that node as a voter would
+    /// take its fresh vote or acknowledgement for one it had given (two leaders in a term, a
+    /// committed entry on too few nodes).
+    node_id: u64,
     raft: Raft<LedgerTypes>,
     machine: StateMachineStore,
+    /// The leader this raft takes appends from although its membership does not register it.
+    vouch: vouch::Vouch,
     /// Encodings of the state served to followers catching up; they go with the engine, so a
     /// new cluster never serves the old one's.
     encodings: catchup::Encodings,
@@ -136,15 +144,17 @@ impl Engine {
         let raft = Raft::new(
             node_id,
             Arc::new(raft_config),
-            Network::new(p2p.clone()),
+            Network::new(p2p.clone(), machine.clone()),
             LogStore::new(db),
             machine.clone(),
         )
         .await
         .map_err(|e| LedgerError::Raft(e.to_string()))?;
         Ok(Engine {
+            node_id,
             raft,
             machine,
+            vouch: vouch::Vouch::default(),
             encodings: catchup::Encodings::default(),
         })
     }
@@ -157,7 +167,6 @@ pub struct Ledger {
     db: Arc<Database>,
     dir: PathBuf,
     pool: Ipv4Net,
-    node_id: u64,
     p2p: P2pHandle,
     /// What the state machine applies (for the follower feed) and a change count.
     taps: Taps,
@@ -176,7 +185,7 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Ledger(node {})", self.node_id)
+        write!(f, "Ledger(node {})", self.node_id())
     }
 }
 
@@ -236,7 +245,6 @@ impl Ledger {
             db,
             dir: dir.clone(),
             pool: config.pool,
-            node_id,
             p2p: p2p.clone(),
             taps: taps.clone(),
             replica: Arc::default(),
@@ -326,9 +334,9 @@ impl Ledger {
         *self.stopped.borrow()
     }
 
-    /// This node's raft id.
+    /// This node's raft id (a new one after each wipe of its raft state).
     pub fn node_id(&self) -> u64 {
-        self.node_id
+        self.engine.load().node_id
     }
 
     /// This node as raft knows it.
@@ -383,11 +391,12 @@ impl Ledger {
 
     /// Whether this node is a voter or learner of its cluster.
     pub fn is_raft_member(&self) -> bool {
-        let metrics = self.raft().metrics().borrow().clone();
+        let engine = self.engine.load();
+        let metrics = engine.raft.metrics().borrow().clone();
         metrics
             .membership_config
             .membership()
-            .get_node(&self.node_id)
+            .get_node(&engine.node_id)
             .is_some()
     }
 
@@ -437,15 +446,16 @@ impl Ledger {
 
     /// On the leader: a feed message carrying `entries`; `None` elsewhere.
     pub(crate) fn feed(&self, entries: Vec<Applied>) -> Option<Feed> {
-        let metrics = self.raft().metrics().borrow().clone();
-        if metrics.current_leader != Some(self.node_id) {
+        let engine = self.engine.load();
+        let metrics = engine.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(engine.node_id) {
             return None;
         }
-        let cluster = self.engine.load().machine.state().cluster()?;
+        let cluster = engine.machine.state().cluster()?;
         let membership = metrics.membership_config.membership();
         Some(Feed {
             cluster,
-            leader: (self.node_id, self.node()),
+            leader: (engine.node_id, self.node()),
             voters: membership
                 .voter_ids()
                 .filter_map(|id| membership.get_node(&id).map(|n| n.peer_id.clone()))
@@ -506,14 +516,47 @@ impl Ledger {
         self.engine.load().raft.clone()
     }
 
+    /// Lets `leader` send this raft instance appends before its membership registers it: the
+    /// leader this node asks to join ([`vouch`]).
+    pub(crate) fn vouch(&self, (node, leader): &Leader) {
+        self.engine.load().vouch.set(*node, &leader.peer_id);
+    }
+
+    /// The raft instance that takes a raft RPC sent to raft node `to` by a node of `cluster`,
+    /// or why none does: the RPC was meant for the raft node this node was before it wiped
+    /// its raft state, or comes from another cluster than the one this raft has applied the
+    /// genesis of (either side without a genesis yet is taken: a blank node joining).
+    pub(crate) fn raft_for(
+        &self,
+        to: u64,
+        cluster: Option<ClusterId>,
+    ) -> Result<Raft<LedgerTypes>, String> {
+        let engine = self.engine.load();
+        if to != engine.node_id {
+            return Err(format!(
+                "addressed to raft node {to}; this node is raft node {} now (it wiped its raft \
+                 state since)",
+                engine.node_id
+            ));
+        }
+        match (cluster, engine.machine.state().cluster()) {
+            (Some(theirs), Some(ours)) if theirs != ours => Err(format!(
+                "sent from cluster {theirs}; this node is in cluster {ours}"
+            )),
+            _ => Ok(engine.raft.clone()),
+        }
+    }
+
     /// The raft directory (the autopilot keeps its carry-over files there).
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Leaves the current cluster: stops raft, wipes its storage and starts a blank raft node
-    /// with the same id, which the autopilot then joins to a cluster (another one in a merge,
-    /// the same one when this node lost its seat while away).
+    /// under a new raft id, which the autopilot then joins to a cluster (another one in a
+    /// merge, the same one when this node lost its seat while away). The new id is stored
+    /// before the wipe: a crash between the two leaves the new id over the old storage, a raft
+    /// node no membership holds, which rejoins; never the old id over blank storage.
     pub(crate) async fn reset(&self) -> Result<(), LedgerError> {
         let old = self.engine.load_full();
         old.raft
@@ -524,11 +567,18 @@ impl Ledger {
             path: self.dir.display().to_string(),
             reason,
         };
+        let node_id =
+            autopilot::fresh_node_id(&self.dir).map_err(|e| storage_error(e.to_string()))?;
         raft::store::wipe(&self.db).map_err(|e| storage_error(e.to_string()))?;
+        tracing::info!(
+            old = old.node_id,
+            new = node_id,
+            "raft state wiped; this node is a new raft node"
+        );
         let fresh = Engine::open(
             self.db.clone(),
             self.pool,
-            self.node_id,
+            node_id,
             &self.p2p,
             self.taps.clone(),
             storage_error,
@@ -546,15 +596,19 @@ impl Ledger {
 
     /// Leader, voters, applied index: raft's on a raft member, else as followed.
     pub fn status(&self) -> LedgerStatus {
-        let metrics = self.raft().metrics().borrow().clone();
+        let (node_id, metrics) = {
+            let engine = self.engine.load();
+            let metrics = engine.raft.metrics().borrow().clone();
+            (engine.node_id, metrics)
+        };
         let membership = metrics.membership_config.membership();
         let peer_of = |id: u64| membership.get_node(&id).map(|n| n.peer_id.clone());
         let cluster_id = self.state().cluster().map(|c| c.to_string());
-        if membership.get_node(&self.node_id).is_none() {
+        if membership.get_node(&node_id).is_none() {
             let replica = self.replica();
             if replica.is_following() {
                 return LedgerStatus {
-                    node_id: self.node_id,
+                    node_id,
                     cluster_id,
                     leader: replica.leader().map(|(_, node)| node.peer_id.clone()),
                     voters: replica.voters().to_vec(),
@@ -565,7 +619,7 @@ impl Ledger {
             }
         }
         LedgerStatus {
-            node_id: self.node_id,
+            node_id,
             cluster_id,
             leader: metrics.current_leader.and_then(peer_of),
             voters: membership.voter_ids().filter_map(peer_of).collect(),
@@ -659,7 +713,7 @@ impl Ledger {
         let (leader, node) = self
             .leader()
             .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;
-        if leader == self.node_id {
+        if leader == self.node_id() {
             let command = state::attribute(command, &node.peer_id, autopilot::unix_now());
             // A leader cut off from its quorum does not know it until a higher term reaches
             // it: its writes wait, and the caller hears so within the proposal timeout.

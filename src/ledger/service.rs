@@ -1,7 +1,8 @@
 //! Answers the ledger RPCs that admitted peers send over `/weft/raft/1`: raft's own
 //! (append, vote, snapshot) and the cluster-life requests (hello, join, propose, catch-up).
-//! A proposal is first checked against its sender, a raft RPC against the raft node its sender
-//! is registered as, a join against the PeerId it asks to join as ([`super::authority`]); a
+//! A proposal is first checked against its sender, a raft RPC against the raft node it is
+//! addressed to (this node's current raft id, in this node's cluster) and the raft node its
+//! sender is registered as, a join against the PeerId it asks to join as ([`super::authority`]); a
 //! proposal is committed with its issuer recorded when it is audited. Each request
 //! runs in its own task so a slow snapshot chunk or a join waiting for a learner to catch up
 //! never holds up a vote.
@@ -20,8 +21,9 @@ use super::Ledger;
 use super::authority::{BEHIND, RaftClaim, may_join, may_propose, may_send_raft};
 use super::autopilot::unix_now;
 use super::limits::check_size;
-use super::raft::network::{Hello, Joined, LedgerRpc, call};
+use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use super::state::{Outcome, attribute};
+use super::vouch::vouched;
 use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
@@ -85,7 +87,12 @@ async fn answer(
     behind: bool,
     request: LedgerRpc,
 ) -> Result<Vec<u8>, String> {
-    let raft = ledger.raft();
+    // A raft RPC goes to the raft instance it is addressed to, and is checked against that
+    // instance's membership.
+    let raft = match &request {
+        LedgerRpc::Raft { to, cluster, .. } => ledger.raft_for(*to, *cluster)?,
+        _ => ledger.raft(),
+    };
     let sender = peer.to_string();
     let registered = |node: u64| {
         raft.metrics()
@@ -103,33 +110,38 @@ async fn answer(
         .nodes()
         .next()
         .is_some();
-    // The node a raft RPC's vote names, checked as `claim` makes of it. A peer behind sends
-    // raft RPCs only as the raft node it is registered as: a follower, which knows no raft
-    // membership, would otherwise take appends from it.
-    let bound = |claim: fn(u64) -> RaftClaim, vote: &openraft::Vote<u64>| {
-        let node = vote.leader_id().voted_for().unwrap_or(0);
-        if behind && registered(node).as_deref() != Some(sender.as_str()) {
-            return Err(BEHIND.to_string());
-        }
-        may_send_raft(
-            claim(node),
-            &sender,
-            registered(node).as_deref(),
-            knows_membership,
-        )
-    };
     Ok(match request {
-        LedgerRpc::Append(request) => {
-            bound(RaftClaim::Lead, &request.vote)?;
-            encode(&raft.append_entries(request).await)
-        }
-        LedgerRpc::Vote(request) => {
-            bound(RaftClaim::Candidate, &request.vote)?;
-            encode(&raft.vote(request).await)
-        }
-        LedgerRpc::Snapshot(request) => {
-            bound(RaftClaim::Lead, &request.vote)?;
-            encode(&raft.install_snapshot(request).await)
+        LedgerRpc::Raft { to, rpc, .. } => {
+            // The node the RPC's vote names. A peer behind sends raft RPCs only as the raft
+            // node it is registered as: a follower, which knows no raft membership, would
+            // otherwise take appends from it. A leader the membership does not register yet
+            // may be vouched for by the voters it does ([`super::vouch`]).
+            let (leads, vote) = match &rpc {
+                RaftRpc::Append(r) => (true, &r.vote),
+                RaftRpc::Vote(r) => (false, &r.vote),
+                RaftRpc::Snapshot(r) => (true, &r.vote),
+            };
+            let node = vote.leader_id().voted_for().unwrap_or(0);
+            let claim = if leads {
+                RaftClaim::Lead(node)
+            } else {
+                RaftClaim::Candidate(node)
+            };
+            let registered = registered(node);
+            if behind && registered.as_deref() != Some(sender.as_str()) {
+                return Err(BEHIND.to_string());
+            }
+            if let Err(refusal) =
+                may_send_raft(claim, &sender, registered.as_deref(), knows_membership)
+                && !(leads && registered.is_none() && vouched(ledger, to, node, &sender).await)
+            {
+                return Err(refusal);
+            }
+            match rpc {
+                RaftRpc::Append(request) => encode(&raft.append_entries(request).await),
+                RaftRpc::Vote(request) => encode(&raft.vote(request).await),
+                RaftRpc::Snapshot(request) => encode(&raft.install_snapshot(request).await),
+            }
         }
         LedgerRpc::Hello => encode(&hello(ledger)),
         LedgerRpc::Join { node_id, node } => {

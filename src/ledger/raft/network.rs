@@ -19,6 +19,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::store::StateMachineStore;
 use super::{LedgerNode, LedgerTypes};
 use crate::ledger::state::{ClusterId, Command};
 use crate::p2p::{P2pError, P2pHandle};
@@ -28,16 +29,18 @@ type NodeId = u64;
 /// One ledger RPC on the wire.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum LedgerRpc {
-    Append(AppendEntriesRequest<LedgerTypes>),
-    Vote(VoteRequest<NodeId>),
-    Snapshot(InstallSnapshotRequest<LedgerTypes>),
+    /// One of raft's own RPCs, for raft node `to` (a node's raft id changes whenever it wipes
+    /// its raft state, so an RPC meant for the node it was is refused) from a sender in
+    /// `cluster` (`None` until its raft has applied a genesis).
+    Raft {
+        to: NodeId,
+        cluster: Option<ClusterId>,
+        rpc: RaftRpc,
+    },
     /// "Which cluster are you in, and who leads it?" Answered with a [`Hello`].
     Hello,
     /// Add this node to the cluster (to the leader). Answered with `Result<Joined, String>`.
-    Join {
-        node_id: NodeId,
-        node: LedgerNode,
-    },
+    Join { node_id: NodeId, node: LedgerNode },
     /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
     Propose(Command),
     /// "Send me a page of your state" (a follower to a raft member): from `offset` of the
@@ -52,6 +55,14 @@ pub enum LedgerRpc {
         #[serde(default)]
         after: u64,
     },
+}
+
+/// Raft's own RPCs.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RaftRpc {
+    Append(AppendEntriesRequest<LedgerTypes>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot(InstallSnapshotRequest<LedgerTypes>),
 }
 
 /// How the leader took a node in.
@@ -106,11 +117,13 @@ pub async fn call<T: DeserializeOwned>(
 #[derive(Debug, Clone)]
 pub struct Network {
     p2p: P2pHandle,
+    /// This raft's state machine, which names the cluster its RPCs come from.
+    machine: StateMachineStore,
 }
 
 impl Network {
-    pub fn new(p2p: P2pHandle) -> Self {
-        Network { p2p }
+    pub fn new(p2p: P2pHandle, machine: StateMachineStore) -> Self {
+        Network { p2p, machine }
     }
 }
 
@@ -118,6 +131,7 @@ impl Network {
 #[derive(Debug)]
 pub struct Connection {
     p2p: P2pHandle,
+    machine: StateMachineStore,
     target: NodeId,
     node: LedgerNode,
     peer: Option<PeerId>,
@@ -129,6 +143,7 @@ impl RaftNetworkFactory<LedgerTypes> for Network {
     async fn new_client(&mut self, target: NodeId, node: &LedgerNode) -> Connection {
         Connection {
             p2p: self.p2p.clone(),
+            machine: self.machine.clone(),
             target,
             node: node.clone(),
             peer: node.peer_id.parse().ok(),
@@ -137,8 +152,8 @@ impl RaftNetworkFactory<LedgerTypes> for Network {
 }
 
 impl Connection {
-    /// Sends `rpc` and decodes the callee's `Result<T, E>`.
-    async fn call<T, E>(&self, rpc: LedgerRpc) -> Result<T, RPCError<NodeId, LedgerNode, E>>
+    /// Sends `rpc`, addressed to the target, and decodes the callee's `Result<T, E>`.
+    async fn call<T, E>(&self, rpc: RaftRpc) -> Result<T, RPCError<NodeId, LedgerNode, E>>
     where
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
@@ -149,6 +164,11 @@ impl Connection {
                 self.target, self.node.peer_id
             ))))
         })?;
+        let rpc = LedgerRpc::Raft {
+            to: self.target,
+            cluster: self.machine.state().cluster(),
+            rpc,
+        };
         let result: Result<T, E> = call(&self.p2p, peer, &rpc).await.map_err(|e| match e {
             CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
             CallError::Decode(e) => RPCError::Network(NetworkError::new(&e)),
@@ -170,7 +190,7 @@ impl RaftNetwork<LedgerTypes> for Connection {
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, LedgerNode, RaftError<NodeId>>>
     {
-        self.call(LedgerRpc::Append(rpc)).await
+        self.call(RaftRpc::Append(rpc)).await
     }
 
     async fn install_snapshot(
@@ -181,7 +201,7 @@ impl RaftNetwork<LedgerTypes> for Connection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, LedgerNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(LedgerRpc::Snapshot(rpc)).await
+        self.call(RaftRpc::Snapshot(rpc)).await
     }
 
     async fn vote(
@@ -189,6 +209,6 @@ impl RaftNetwork<LedgerTypes> for Connection {
         rpc: VoteRequest<NodeId>,
         _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, LedgerNode, RaftError<NodeId>>> {
-        self.call(LedgerRpc::Vote(rpc)).await
+        self.call(RaftRpc::Vote(rpc)).await
     }
 }
