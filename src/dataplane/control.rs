@@ -24,7 +24,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, OVERHEAD};
-use super::peer::{DropReason, Peer, Receiver, Table};
+use super::peer::{DEAD_AFTER, DropReason, Peer, Receiver, Table};
 use super::router::RouteTable;
 use super::session::{self, Hello, Keyring, Keys, REKEY_AFTER, Session};
 use super::{Shared, demand, fallback};
@@ -33,8 +33,6 @@ use crate::ledger::Ledger;
 use crate::p2p::{InboundRpc, P2pHandle, Service};
 use crate::token::{NetworkId, NetworkKeys};
 
-/// How long packets may go unanswered before the UDP path counts as lost.
-pub const DEAD_AFTER: Duration = Duration::from_secs(5);
 /// How often a peer without a working path is probed.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How soon a peer that sent something gets a keepalive back when nothing else went to it.

@@ -194,7 +194,7 @@ impl Dataplane {
             .map(|p| {
                 p.stats(
                     &shared.clock,
-                    control::DEAD_AFTER.as_millis() as u64,
+                    peer::DEAD_AFTER.as_millis() as u64,
                     Instant::now(),
                 )
             })

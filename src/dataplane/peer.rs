@@ -19,6 +19,9 @@ use tokio::sync::mpsc;
 use super::demand::Waiting;
 use super::session::Session;
 
+/// How long packets may go unanswered before the UDP path counts as lost.
+pub const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why a packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {

@@ -20,8 +20,7 @@ use super::Shared;
 use super::frame::{self, HEADER_LEN, Header, MAX_FRAME, OVERHEAD};
 use super::peer::{DropReason, Table};
 use super::router::{ipv4_destination, ipv4_source};
-use super::send::fatal;
-use super::tun::MAX_SUPER_PACKET;
+use super::tun::{MAX_SUPER_PACKET, fatal};
 use super::udp::RECV_BATCH;
 
 /// Packets handed to one TUN write call.

@@ -4,17 +4,15 @@
 //! buffer live as long as the task. Only a packet for a peer with no session or path yet is
 //! copied out, to wait for the handshake its arrival asks for ([`super::demand`]).
 
-use std::io;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tun_rs::VIRTIO_NET_HDR_LEN;
 
-use super::control::DEAD_AFTER;
 use super::frame::{self, HEADER_LEN, TAG_LEN};
-use super::peer::{DropReason, Peer};
+use super::peer::{DEAD_AFTER, DropReason, Peer};
 use super::router::{icmp_unreachable, ipv4_destination};
-use super::tun::{MAX_SUPER_PACKET, WRITE_HEADROOM};
+use super::tun::{MAX_SUPER_PACKET, WRITE_HEADROOM, fatal};
 use super::{Shared, fallback};
 
 /// Packets one TUN read may yield: a 64 KiB super-packet is 47 at MTU 1420 and 123 at the
@@ -171,9 +169,4 @@ async fn send_runs(
         }
         i = j;
     }
-}
-
-/// Whether a device error means the device is gone.
-pub(super) fn fatal(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EBADF | libc::EBADFD))
 }

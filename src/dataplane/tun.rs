@@ -18,6 +18,11 @@ pub const WRITE_HEADROOM: usize = VIRTIO_NET_HDR_LEN;
 /// The largest packet a read may return before splitting (a 64 KiB super-packet).
 pub const MAX_SUPER_PACKET: usize = 65_535;
 
+/// Whether a device error means the device is gone.
+pub fn fatal(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EBADF | libc::EBADFD))
+}
+
 /// An open TUN device.
 pub struct Tun {
     device: AsyncDevice,
