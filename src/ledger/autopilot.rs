@@ -15,11 +15,13 @@
 //! ledger, and live members it has not seen renew (they may have left), which cluster they are
 //! in, and leaves for a larger one, or one as large and older ([`merge`]).
 //!
-//! Return: a member whose cluster has had no leader for longer than an election asks the
+//! Return: a voter whose cluster has had no leader for longer than an election asks the
 //! leader its peers name whether it still counts this node; a node that lost its seat while
 //! away resets its raft state and rejoins, as a learner or a follower ([`merge::removed`]). A
 //! member whose own renewals stopped reaching its state asks the leader it names whether it
-//! still leads; one that does not counts as no leader.
+//! still leads; one that does not counts as no leader. A learner or follower of a cluster with
+//! no working leader and no other cluster in reach leaves it, carrying its state, and forms or
+//! joins another (`Pilot::leave_abandoned`).
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout`, or at once a denied one or one whose node joined again under a new raft id
@@ -63,9 +65,6 @@ const MERGE_CHECK: Duration = Duration::from_secs(5);
 /// How long a cluster may be without a leader before its members count it as lost (quorum
 /// gone) and join any cluster with a leader: longer than any election.
 const LEADERLESS_GRACE: Duration = Duration::from_secs(15);
-/// How long a leader of several voters may go without an answer from a majority of them
-/// before it counts its cluster as leaderless (several heartbeats, less than an election).
-const QUORUM_SILENCE: Duration = Duration::from_secs(3);
 /// How often the autopilot runs while this node is outside a cluster: a formation or a join
 /// waits for it.
 const LISTEN_TICK: Duration = Duration::from_millis(250);
@@ -96,9 +95,9 @@ pub struct MemberFacts {
     pub sealing_key: [u8; 32],
 }
 
-/// This node's raft id: read from the raft directory, or drawn at random and stored on first
-/// start (a re-imaged machine is a new raft node).
-pub fn node_id(dir: &Path) -> io::Result<u64> {
+/// The raft id a raft database without one starts with: the one an earlier weft kept in the
+/// raft directory's `node-id` file, or a new one (a re-imaged machine is a new raft node).
+pub fn first_node_id(dir: &Path) -> io::Result<u64> {
     let path = dir.join(NODE_ID_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => text.trim().parse().map_err(|_| {
@@ -107,22 +106,19 @@ pub fn node_id(dir: &Path) -> io::Result<u64> {
                 format!("{} does not hold a raft node id", path.display()),
             )
         }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fresh_node_id(dir),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(draw_node_id()),
         Err(e) => Err(e),
     }
 }
 
-/// Draws a new raft id for this node and stores it durably in the raft directory, replacing
-/// the one it had (see [`super::Ledger::reset`]).
-pub fn fresh_node_id(dir: &Path) -> io::Result<u64> {
-    let id = loop {
+/// A new random raft id (never 0).
+pub fn draw_node_id() -> u64 {
+    loop {
         let id = rand::rngs::OsRng.next_u64();
         if id != 0 {
-            break id;
+            return id;
         }
-    };
-    crate::durable::write(&dir.join(NODE_ID_FILE), format!("{id}\n").as_bytes(), 0o600)?;
-    Ok(id)
+    }
 }
 
 /// The autopilot's memory between ticks.
@@ -161,8 +157,9 @@ struct Pilot {
     /// The leases as this node, while it leads, has seen them.
     leases: Leases,
     voter_unreachable_since: HashMap<u64, Instant>,
-    /// The state of a cluster this node left in a merge, until what it holds is re-proposed.
-    carried: Option<LedgerState>,
+    /// The states of the clusters this node left in merges, oldest first, until what they hold
+    /// is re-proposed.
+    carried: Vec<LedgerState>,
     /// Whether this process has made sure the ledger holds its configured role and policy
     /// (once per start: an operator's later `weft role set` is not undone).
     declared: bool,
@@ -231,7 +228,7 @@ impl Pilot {
                 if self.join_retry.due(now) {
                     join(&ledger, leader).await;
                 }
-            } else if (self.carried.is_some() || self.listening.settled(now))
+            } else if (!self.carried.is_empty() || self.listening.settled(now))
                 && self
                     .last_search
                     .is_none_or(|t| crate::clock::since(t) >= SEARCH_INTERVAL)
@@ -250,7 +247,10 @@ impl Pilot {
             return;
         }
         self.last_round = Some(now);
-        if hello.leader.as_ref().map(|(id, _)| *id) == Some(ledger.node_id()) {
+        // Raft's own view: a leader cut off from its quorum names no leader when asked, yet
+        // keeps its timers (replacing voters and expiring leases wait for a quorum anyway).
+        let leads = ledger.raft().metrics().borrow().current_leader == Some(ledger.node_id());
+        if leads {
             lead(&ledger, &self.config).await;
             recruit(&ledger, &self.config).await;
             replace_unreachable_voters(&ledger, &self.config, &mut self.voter_unreachable_since)
@@ -280,8 +280,7 @@ impl Pilot {
     }
 
     /// Whether this node's cluster has no working leader as this node sees it: none is known,
-    /// or this node leads two or more voters but no majority of them has answered it for
-    /// [`QUORUM_SILENCE`]. An openraft leader does not step down by itself: cut off from its
+    /// or this node leads but is cut off from its quorum ([`Ledger::cut_off`]). An openraft leader does not step down by itself: cut off from its
     /// voters, or back from a long absence after it was replaced (it restarts as the leader
     /// its stored vote names, and members refuse its appends), it would lead nobody for ever.
     fn leaderless(&self) -> bool {
@@ -289,10 +288,7 @@ impl Pilot {
         if metrics.current_leader != Some(self.ledger.node_id()) {
             return self.ledger.status().leader.is_none();
         }
-        metrics.membership_config.membership().voter_ids().count() > 1
-            && metrics
-                .millis_since_quorum_ack
-                .is_none_or(|ms| u128::from(ms) >= QUORUM_SILENCE.as_millis())
+        self.ledger.cut_off()
     }
 
     /// Forgets the timers kept of this node's cluster: it left it (a merge, a reset).
@@ -376,7 +372,14 @@ impl Pilot {
             .collect();
         let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned, &silent).await
         else {
-            return abandoned && self.ledger.is_raft_member() && self.rejoin_if_removed().await;
+            if !abandoned {
+                return false;
+            }
+            return if self.ledger.is_voter() {
+                self.rejoin_if_removed().await
+            } else {
+                self.leave_abandoned().await
+            };
         };
         tracing::warn!(
             ours = ?self.ledger.state().cluster().map(|c| c.to_string()),
@@ -385,11 +388,39 @@ impl Pilot {
         );
         match merge::leave(&self.ledger).await {
             Ok(carried) => {
-                self.carried = Some(carried);
+                self.carried = carried;
                 true
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot leave the cluster for the older one");
+                false
+            }
+        }
+    }
+
+    /// Leaves a cluster that has had no working leader for [`LEADERLESS_GRACE`] when no other
+    /// cluster is reachable and this node holds no vote in it (a learner or a follower): its
+    /// voters may be gone for good (they left for another cluster and wiped their raft state),
+    /// and waiting would keep this node out of any working cluster for ever. What it holds is
+    /// carried as in a merge; outside any cluster it forms or joins one, and the leader left
+    /// behind merges into it once that one has a leader. A learner or follower gets here only
+    /// when its own record has not changed for a lease timeout and a renewal interval and the
+    /// leader it names then does not say it leads ([`Pilot::frozen`]): a partition shorter
+    /// than that changes nothing.
+    async fn leave_abandoned(&mut self) -> bool {
+        tracing::warn!(
+            cluster = ?self.ledger.state().cluster().map(|c| c.to_string()),
+            "this node's cluster has had no working leader for {} s and no other cluster is \
+             reachable; leaving it, carrying what it holds, to form or join a working one",
+            LEADERLESS_GRACE.as_secs()
+        );
+        match merge::leave(&self.ledger).await {
+            Ok(carried) => {
+                self.carried = carried;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot leave the leaderless cluster");
                 false
             }
         }
@@ -424,11 +455,10 @@ impl Pilot {
     async fn keep_record(&mut self) {
         let me = self.ledger.p2p().peer_id().to_string();
         let state = self.ledger.state();
-        if state.cluster().is_none() {
-            return;
-        }
         // Read, then let go of the state before proposing: an entry applied while it is held
-        // copies it.
+        // copies it. A raft member that never applied its cluster's genesis has no record
+        // either, and doubts its leader as one whose record stopped changing does.
+        let clustered = state.cluster().is_some();
         let recorded = state.members().get(&me).and_then(|member| {
             // A record with another hostname (the node was renamed) or platform (weft was
             // upgraded) is proposed again below.
@@ -440,6 +470,9 @@ impl Pilot {
         drop(state);
         if self.record_seen.is_none_or(|(seen, _)| seen != recorded) {
             self.record_seen = Some((recorded, crate::clock::now()));
+        }
+        if !clustered {
+            return;
         }
         match recorded {
             Some(stamp) => {
@@ -477,11 +510,12 @@ impl Pilot {
                     .is_none_or(|t| crate::clock::since(t) >= RECORD_RETRY);
                 if due {
                     self.last_record_attempt = Some(crate::clock::now());
+                    // The address it held last, in the cluster it left last.
                     let previous = self
                         .carried
-                        .as_ref()
-                        .and_then(|c| c.members().get(&me))
-                        .and_then(|m| m.address);
+                        .iter()
+                        .rev()
+                        .find_map(|c| c.members().get(&me).and_then(|m| m.address));
                     record_self(&self.ledger, &self.facts, previous).await;
                 }
             }
@@ -541,54 +575,72 @@ impl Pilot {
         self.ledger.mark_declared();
     }
 
-    /// After a merge: re-proposes what the left cluster held and this one lacks.
+    /// After a merge: re-proposes what the left clusters held and this one lacks, the oldest
+    /// first, each by the rules of [`merge::readoption`].
     async fn readopt(&mut self) {
-        let Some(carried) = &self.carried else {
-            return;
-        };
-        let me = self.ledger.p2p().peer_id().to_string();
-        let state = self.ledger.state();
-        let recorded = state
-            .members()
-            .get(&me)
-            .is_some_and(|m| m.lease == LeaseState::Live);
-        if state.cluster().is_none() || !recorded {
+        if self.carried.is_empty() {
             return;
         }
-        let commands = merge::readoption(carried, &state, &me);
-        drop(state);
-        let total = commands.len();
-        for command in commands {
-            let place = match &command {
-                Command::CarryKv { bucket, key, .. } => format!("{bucket}/{key}"),
-                _ => String::new(),
-            };
-            match self.ledger.propose(command).await {
-                Ok(Outcome::LedgerFull) => {
-                    tracing::warn!(
-                        entry = %place,
-                        "the ledger is full: a carried entry (or the value its deletion would \
-                         displace) has no room and is left as it is"
-                    );
-                }
-                Ok(_) => {}
-                // Written before the per-write limit existed: it can never commit now.
-                Err(e @ super::LedgerError::TooLarge(_)) => {
-                    tracing::warn!(error = %e, "a carried entry is too large to re-propose; dropped");
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "re-proposal after the merge not committed; retrying");
-                    return;
-                }
+        let me = self.ledger.p2p().peer_id().to_string();
+        let mut total = 0;
+        for carried in &self.carried {
+            let state = self.ledger.state();
+            let recorded = state
+                .members()
+                .get(&me)
+                .is_some_and(|m| m.lease == LeaseState::Live);
+            if state.cluster().is_none() || !recorded {
+                return;
+            }
+            // A stale copy of this very cluster (left while its leader was lost, rejoined
+            // since) holds nothing its log lacks, and would undo its deletions.
+            if carried.cluster() == state.cluster() {
+                continue;
+            }
+            let commands = merge::readoption(carried, &state, &me);
+            drop(state);
+            total += commands.len();
+            if !readopt_all(&self.ledger, commands).await {
+                return;
             }
         }
         tracing::info!(
             entries = total,
-            "merge finished: the left cluster's entries are re-proposed"
+            "merge finished: the left clusters' entries are re-proposed"
         );
         merge::clear_carried(self.ledger.dir());
-        self.carried = None;
+        self.carried.clear();
     }
+}
+
+/// Proposes each of `commands` (one carried state's re-proposals); false when one did not
+/// commit and the rest waits for the next round.
+async fn readopt_all(ledger: &Ledger, commands: Vec<Command>) -> bool {
+    for command in commands {
+        let place = match &command {
+            Command::CarryKv { bucket, key, .. } => format!("{bucket}/{key}"),
+            _ => String::new(),
+        };
+        match ledger.propose(command).await {
+            Ok(Outcome::LedgerFull) => {
+                tracing::warn!(
+                    entry = %place,
+                    "the ledger is full: a carried entry (or the value its deletion would \
+                     displace) has no room and is left as it is"
+                );
+            }
+            Ok(_) => {}
+            // Written before the per-write limit existed: it can never commit now.
+            Err(e @ super::LedgerError::TooLarge(_)) => {
+                tracing::warn!(error = %e, "a carried entry is too large to re-propose; dropped");
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "re-proposal after the merge not committed; retrying");
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// How long a live member may go unseen renewing before a merge check counts it silent: a lease
@@ -865,20 +917,13 @@ fn usable_leaders(
     answers: &[(libp2p::PeerId, crate::ledger::raft::network::Hello)],
     me: &libp2p::PeerId,
 ) -> Vec<(Option<ClusterId>, follower::Leader)> {
-    let disowned = |leader: &str| {
-        answers.iter().any(|(peer, hello)| {
-            peer.to_string() == leader
-                && hello
-                    .leader
-                    .as_ref()
-                    .is_none_or(|(_, named)| named.peer_id != leader)
-        })
-    };
     answers
         .iter()
         .filter(|(_, hello)| hello.in_cluster)
         .filter_map(|(_, hello)| Some((hello.cluster, hello.leader.clone()?)))
-        .filter(|(_, (_, leader))| leader.peer_id != me.to_string() && !disowned(&leader.peer_id))
+        .filter(|(_, (_, leader))| {
+            leader.peer_id != me.to_string() && !merge::disowned(answers, &leader.peer_id)
+        })
         .collect()
 }
 
@@ -955,9 +1000,10 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
         ledger.replica().reset();
         return;
     };
-    // As a learner this node replays memberships older than the leader's seat.
-    ledger.vouch(&chosen);
-    let leader = chosen.1;
+    // As a learner this node replays memberships older than the leader's seat: it takes the
+    // chosen leader's appends while that leader takes it in, and not after any other answer.
+    ledger.vouch(&chosen, true);
+    let leader = chosen.1.clone();
     let request = LedgerRpc::Join {
         node_id: ledger.node_id(),
         node: ledger.node(),
@@ -973,6 +1019,10 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
             tracing::info!("joined the cluster as a raft member");
             return;
         }
+        _ => ledger.vouch(&chosen, false),
+    }
+    match answer {
+        Ok(Ok(Ok(Joined::Member))) => {}
         Ok(Ok(Ok(Joined::Follower))) => match ledger.follow(peer).await {
             Ok(()) => {
                 tracing::info!("joined the cluster as a follower");
@@ -1054,17 +1104,19 @@ mod tests {
     }
 
     #[test]
-    fn the_node_id_is_made_once_and_kept() {
+    fn a_first_node_id_is_new_or_the_one_an_earlier_weft_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let first = node_id(dir.path()).unwrap();
-        assert_eq!(node_id(dir.path()).unwrap(), first);
-        assert_ne!(first, 0);
+        let drawn = first_node_id(dir.path()).unwrap();
+        assert_ne!(drawn, 0);
+        assert_ne!(first_node_id(dir.path()).unwrap(), drawn, "drawn anew");
+        std::fs::write(dir.path().join(NODE_ID_FILE), "42\n").unwrap();
+        assert_eq!(first_node_id(dir.path()).unwrap(), 42);
     }
 
     #[test]
     fn a_corrupt_node_id_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(NODE_ID_FILE), "banana").unwrap();
-        assert!(node_id(dir.path()).is_err());
+        assert!(first_node_id(dir.path()).is_err());
     }
 }

@@ -20,6 +20,7 @@ use std::io;
 use std::path::Path;
 
 use super::pending::PendingFile;
+use super::raft::network::Hello;
 use super::state::{
     BootstrapReport, Carried, ClusterId, Command, LeaseState, LedgerState, Phase, merged_bucket,
 };
@@ -72,13 +73,46 @@ pub async fn better_cluster_reachable(
             .max(1)
     };
     drop(state);
-    let answers: Vec<ClusterId> = service::ask(ledger, strangers)
-        .await
-        .into_iter()
-        .filter(|hello| hello.leader.is_some())
-        .filter_map(|hello| hello.cluster)
+    let answers = service::ask_each(ledger, strangers).await;
+    // A cluster counts only while its leader, asked itself, says it leads: its members keep
+    // naming a leader that lost its voters for good (they left and wiped their raft state).
+    let me = ledger.p2p().peer_id();
+    let unasked: std::collections::BTreeSet<libp2p::PeerId> = answers
+        .iter()
+        .filter_map(|(_, hello)| hello.leader.as_ref()?.1.peer_id.parse().ok())
+        .filter(|leader| *leader != me && !answers.iter().any(|(peer, _)| peer == leader))
+        .filter(|leader| !ledger.p2p().is_behind(leader))
         .collect();
-    better_cluster(ours, live, &answers)
+    let leaders = service::ask_each(ledger, unasked).await;
+    better_cluster(ours, live, &led_clusters(&answers, &leaders))
+}
+
+/// The cluster of each of `answers` that names a leader, unless that leader's own answer
+/// (among `answers` or `leaders`) disowns the lead ([`disowned`]).
+fn led_clusters(
+    answers: &[(libp2p::PeerId, Hello)],
+    leaders: &[(libp2p::PeerId, Hello)],
+) -> Vec<ClusterId> {
+    answers
+        .iter()
+        .filter_map(|(_, hello)| Some((hello.cluster?, hello.leader.as_ref()?)))
+        .filter(|(_, (_, leader))| {
+            !disowned(answers, &leader.peer_id) && !disowned(leaders, &leader.peer_id)
+        })
+        .map(|(cluster, _)| cluster)
+        .collect()
+}
+
+/// Whether peer `leader` answered among `answers` without naming itself as a leader: it leads
+/// nobody (it lost its voters, or an election moved on), whatever others say of it.
+pub fn disowned(answers: &[(libp2p::PeerId, Hello)], leader: &str) -> bool {
+    answers.iter().any(|(peer, hello)| {
+        peer.to_string() == leader
+            && hello
+                .leader
+                .as_ref()
+                .is_none_or(|(_, named)| named.peer_id != leader)
+    })
 }
 
 /// The cluster to merge into, given this node's cluster `ours` with `live` live members (0 when
@@ -134,7 +168,7 @@ pub fn cluster_to_join(
 /// The leader of this node's own cluster, when that leader's raft membership no longer holds
 /// this node: a voter replaced while it was away, or a node restored from a backup older than
 /// its removal. Such a node hears no leader (none sends it appends, and members refuse its
-/// votes), so the autopilot asks this only of a raft member whose cluster has had no leader for
+/// votes), so the autopilot asks this only of a voter whose cluster has had no leader for
 /// longer than an election. Only the members this node's own raft membership registers are
 /// asked who leads (by the PeerId registered for them: a token holder that was never a voter
 /// here has no say), the leader most of them name is asked in turn, and only its own answer
@@ -185,25 +219,59 @@ fn left_out(
         && !said.members.contains(&me)
 }
 
-/// Saves the applied state to carry over, then leaves the current cluster.
-pub async fn leave(ledger: &Ledger) -> Result<LedgerState, super::LedgerError> {
-    let carried = ledger.state();
+/// Adds the applied state to the states carried over, then leaves the current cluster; returns
+/// every state carried, oldest first. A node that leaves again before it re-proposed what it
+/// carried (clusters merging back and forth across a flapping partition) keeps carrying the
+/// earlier states too: the one it leaves may never have received them.
+pub async fn leave(ledger: &Ledger) -> Result<Vec<LedgerState>, super::LedgerError> {
+    let mut carried = load_carried(ledger.dir());
+    let state = ledger.state();
+    // A raft member that never applied its cluster's genesis holds nothing of it.
+    if state.cluster().is_some() {
+        carried.push(std::sync::Arc::unwrap_or_clone(state));
+    }
+    if carried.len() > MAX_CARRIED {
+        let dropped = carried.len() - MAX_CARRIED;
+        tracing::warn!(
+            dropped,
+            "this node left clusters {MAX_CARRIED} times without re-proposing what it carried; \
+             the oldest carried states are dropped"
+        );
+        carried.drain(..dropped);
+    }
     save_carried(ledger.dir(), &carried).map_err(|e| super::LedgerError::Storage {
         path: CARRIED.path(ledger.dir()).display().to_string(),
         reason: e.to_string(),
     })?;
     ledger.reset().await?;
-    Ok(std::sync::Arc::unwrap_or_clone(carried))
+    Ok(carried)
 }
 
-fn save_carried(dir: &Path, state: &LedgerState) -> io::Result<()> {
-    CARRIED.save(dir, state)
+/// The most states a node carries at once (each is at most a whole ledger).
+const MAX_CARRIED: usize = 8;
+
+fn save_carried(dir: &Path, states: &[LedgerState]) -> io::Result<()> {
+    CARRIED.save(dir, &states)
 }
 
-/// The carried state of an unfinished merge, if any. An unreadable file is reported and
-/// dropped: the merge then only loses what the winner lacks from this node's old cluster.
-pub fn load_carried(dir: &Path) -> Option<LedgerState> {
-    CARRIED.load(dir)
+/// What `carried.json` holds: the states carried, or the one state a node carried before it
+/// kept several.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum CarriedFile {
+    Many(Vec<LedgerState>),
+    One(Box<LedgerState>),
+}
+
+/// The carried states of an unfinished merge, oldest first; none when there is none. An
+/// unreadable file is reported and dropped: the merge then only loses what the winner lacks
+/// from this node's old clusters.
+pub fn load_carried(dir: &Path) -> Vec<LedgerState> {
+    match CARRIED.load(dir) {
+        Some(CarriedFile::Many(states)) => states,
+        Some(CarriedFile::One(state)) => vec![*state],
+        None => Vec::new(),
+    }
 }
 
 /// Forgets the carried state once everything in it was re-proposed.
@@ -340,6 +408,41 @@ mod tests {
 
     fn cluster(created_at: u64, id: u64) -> ClusterId {
         ClusterId { created_at, id }
+    }
+
+    #[test]
+    fn a_cluster_counts_only_while_its_leader_says_it_leads() {
+        let theirs = cluster(10, 1);
+        let peer = |_: u8| libp2p::PeerId::random();
+        let (leader, member, other) = (peer(0), peer(1), peer(2));
+        let node = |p: &libp2p::PeerId| crate::ledger::raft::LedgerNode {
+            peer_id: p.to_string(),
+        };
+        let hello = |leads: Option<&libp2p::PeerId>| Hello {
+            node_id: 1,
+            in_cluster: true,
+            cluster: Some(theirs),
+            leader: leads.map(|p| (7, node(p))),
+            members: Vec::new(),
+        };
+        // Two members name the leader, which was not asked among them: both count.
+        let answers = [
+            (member, hello(Some(&leader))),
+            (other, hello(Some(&leader))),
+        ];
+        assert_eq!(led_clusters(&answers, &[]), vec![theirs, theirs]);
+        // Asked itself, the leader says it leads: still both.
+        let confirms = [(leader, hello(Some(&leader)))];
+        assert_eq!(led_clusters(&answers, &confirms), vec![theirs, theirs]);
+        // It leads nobody (cut off from voters gone for good): none counts, whether its answer
+        // came among the strangers or was asked for.
+        let disowns = [(leader, hello(None))];
+        assert!(led_clusters(&answers, &disowns).is_empty());
+        let mut with_leader = answers.to_vec();
+        with_leader.push((leader, hello(None)));
+        assert!(led_clusters(&with_leader, &[]).is_empty());
+        // An answer naming no leader never counts.
+        assert!(led_clusters(&[(member, hello(None))], &[]).is_empty());
     }
 
     #[test]
@@ -664,13 +767,55 @@ mod tests {
     }
 
     #[test]
-    fn the_carried_state_survives_a_restart_until_cleared() {
+    fn the_carried_states_survive_a_restart_until_cleared() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = LedgerState::new(pool());
-        apply(&mut state, &[put("b", "k", "v")]);
-        save_carried(dir.path(), &state).unwrap();
-        assert_eq!(load_carried(dir.path()), Some(state));
+        let mut first = LedgerState::new(pool());
+        apply(&mut first, &[put("b", "k", "v")]);
+        let mut second = LedgerState::new(pool());
+        apply(&mut second, &[put("b", "j", "w")]);
+        let states = vec![first.clone(), second];
+        save_carried(dir.path(), &states).unwrap();
+        assert_eq!(load_carried(dir.path()), states);
         clear_carried(dir.path());
-        assert_eq!(load_carried(dir.path()), None);
+        assert_eq!(load_carried(dir.path()), Vec::new());
+        // A file from before nodes carried several states reads as one.
+        CARRIED.save(dir.path(), &first).unwrap();
+        assert_eq!(load_carried(dir.path()), vec![first]);
+    }
+
+    #[test]
+    fn every_carried_state_is_readopted_and_no_value_is_lost() {
+        let mut older = LedgerState::new(pool());
+        apply(
+            &mut older,
+            &[
+                Command::Genesis(cluster(300, 3)),
+                put("b", "k", "old"),
+                put("b", "lost", "x"),
+            ],
+        );
+        let mut newer = LedgerState::new(pool());
+        apply(
+            &mut newer,
+            &[Command::Genesis(cluster(200, 2)), put("b", "k", "new")],
+        );
+        let mut winner = LedgerState::new(pool());
+        apply(
+            &mut winner,
+            &[Command::Genesis(cluster(100, 1)), join_command("me")],
+        );
+        for carried in [&older, &newer] {
+            let commands = readoption(carried, &winner, "me");
+            apply(&mut winner, &commands);
+        }
+        let bucket = winner.bucket("b").unwrap();
+        assert_eq!(bucket.get("lost").map(String::as_str), Some("x"));
+        // Both values of a key the two left clusters wrote are kept: the first carried in
+        // place, the other beside it as any displaced value is.
+        assert_eq!(bucket.get("k").map(String::as_str), Some("old"));
+        let displaced = winner
+            .bucket(&merged_bucket(Some(cluster(200, 2)), "b"))
+            .and_then(|b| b.get("k"));
+        assert_eq!(displaced.map(String::as_str), Some("new"));
     }
 }

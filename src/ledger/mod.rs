@@ -55,6 +55,9 @@ const APPLIED_BACKLOG: usize = 1024;
 const PROPOSE_PATIENCE: Duration = Duration::from_secs(6);
 /// How often it looks again meanwhile.
 const PROPOSE_RETRY: Duration = Duration::from_millis(250);
+/// How long a leader of several voters may go without an answer from a majority of them
+/// before it counts as cut off from its quorum (several heartbeats, less than an election).
+const QUORUM_SILENCE: Duration = Duration::from_secs(3);
 /// The raft database, in the raft directory of the state dir.
 const DATABASE_FILE: &str = "ledger.redb";
 /// How long [`Ledger::compact`] waits for its snapshot.
@@ -175,6 +178,8 @@ pub struct Ledger {
     /// Held by whoever changes the raft membership (joins, promotions, replacements), so each
     /// decides on the membership the previous one left.
     membership: Arc<tokio::sync::Mutex<()>>,
+    /// Held while the raft state is wiped and a blank raft started ([`Ledger::reset`]).
+    resetting: Arc<tokio::sync::Mutex<()>>,
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
@@ -223,13 +228,21 @@ impl Ledger {
             reason,
         };
         std::fs::create_dir_all(&dir).map_err(|e| storage_error(e.to_string()))?;
-        let node_id = autopilot::node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
         let database = dir.join(DATABASE_FILE);
         let damaged = |reason: String| LedgerError::Damaged {
             path: database.display().to_string(),
             reason,
         };
         let db = raft::store::open(&database).map_err(|e| damaged(e.to_string()))?;
+        let node_id = match raft::store::node_id(&db).map_err(|e| damaged(e.to_string()))? {
+            Some(id) => id,
+            None => {
+                let id =
+                    autopilot::first_node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
+                raft::store::set_node_id(&db, id).map_err(|e| damaged(e.to_string()))?;
+                id
+            }
+        };
         let taps = Taps::new(APPLIED_BACKLOG);
         let engine = Engine::open(
             db.clone(),
@@ -249,6 +262,7 @@ impl Ledger {
             taps: taps.clone(),
             replica: Arc::default(),
             membership: Arc::default(),
+            resetting: Arc::default(),
             declared: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
             stopped: Arc::new(watch::Sender::new(None)),
@@ -400,6 +414,17 @@ impl Ledger {
             .is_some()
     }
 
+    /// Whether this node is a voter of its cluster.
+    pub fn is_voter(&self) -> bool {
+        let engine = self.engine.load();
+        let metrics = engine.raft.metrics().borrow().clone();
+        metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == engine.node_id)
+    }
+
     /// The follower's copy of the ledger.
     pub(crate) fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
         // Nothing panics while holding it; a poisoned lock still holds a consistent replica.
@@ -511,15 +536,32 @@ impl Ledger {
             .or_else(|| self.replica().leader().cloned())
     }
 
+    /// Whether this node leads two or more voters but no majority of them has answered it for
+    /// [`QUORUM_SILENCE`]: it cannot commit, and says it leads nobody ([`service::hello`]).
+    pub(crate) fn cut_off(&self) -> bool {
+        let engine = self.engine.load();
+        let metrics = engine.raft.metrics().borrow().clone();
+        metrics.current_leader == Some(engine.node_id)
+            && metrics.membership_config.membership().voter_ids().count() > 1
+            && metrics
+                .millis_since_quorum_ack
+                .is_none_or(|ms| u128::from(ms) >= QUORUM_SILENCE.as_millis())
+    }
+
     /// The current raft instance (for the service and the autopilot).
     pub(crate) fn raft(&self) -> Raft<LedgerTypes> {
         self.engine.load().raft.clone()
     }
 
     /// Lets `leader` send this raft instance appends before its membership registers it: the
-    /// leader this node asks to join ([`vouch`]).
-    pub(crate) fn vouch(&self, (node, leader): &Leader) {
-        self.engine.load().vouch.set(*node, &leader.peer_id);
+    /// leader this node asks to join ([`vouch`]), while it takes this node in as a raft member.
+    pub(crate) fn vouch(&self, (node, leader): &Leader, taken_in: bool) {
+        let engine = self.engine.load();
+        if taken_in {
+            engine.vouch.set(*node, &leader.peer_id);
+        } else {
+            engine.vouch.withdraw(*node, &leader.peer_id);
+        }
     }
 
     /// The raft instance that takes a raft RPC sent to raft node `to` by a node of `cluster`,
@@ -554,10 +596,11 @@ impl Ledger {
 
     /// Leaves the current cluster: stops raft, wipes its storage and starts a blank raft node
     /// under a new raft id, which the autopilot then joins to a cluster (another one in a
-    /// merge, the same one when this node lost its seat while away). The new id is stored
-    /// before the wipe: a crash between the two leaves the new id over the old storage, a raft
-    /// node no membership holds, which rejoins; never the old id over blank storage.
+    /// merge, the same one when this node lost its seat while away). The new id is stored in
+    /// the wipe's own transaction ([`raft::store::wipe`]): never the old id over blank state.
     pub(crate) async fn reset(&self) -> Result<(), LedgerError> {
+        // One reset at a time (a recovery and the autopilot may both ask).
+        let _resetting = self.resetting.lock().await;
         let old = self.engine.load_full();
         old.raft
             .shutdown()
@@ -567,9 +610,8 @@ impl Ledger {
             path: self.dir.display().to_string(),
             reason,
         };
-        let node_id =
-            autopilot::fresh_node_id(&self.dir).map_err(|e| storage_error(e.to_string()))?;
-        raft::store::wipe(&self.db).map_err(|e| storage_error(e.to_string()))?;
+        let node_id = autopilot::draw_node_id();
+        raft::store::wipe(&self.db, node_id).map_err(|e| storage_error(e.to_string()))?;
         tracing::info!(
             old = old.node_id,
             new = node_id,

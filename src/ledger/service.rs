@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use libp2p::PeerId;
+use openraft::ChangeMembers;
 use openraft::error::{ClientWriteError, RaftError};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -212,11 +213,14 @@ pub fn hello(ledger: &Ledger) -> Hello {
     // out of one resets itself ([`super::merge::removed`]).
     let settled =
         membership.get_joint_config().len() == 1 && *stored.log_id() <= metrics.last_applied;
+    // A leader cut off from its quorum leads nobody: it cannot commit a join or a write, and
+    // a cluster whose voters are gone for good must not draw others in.
+    let leader = ledger.leader().filter(|_| !ledger.cut_off());
     Hello {
         node_id: ledger.node_id(),
         in_cluster: in_raft || ledger.replica().is_following(),
         cluster: ledger.state().cluster(),
-        leader: ledger.leader(),
+        leader,
         members: if settled {
             membership.nodes().map(|(id, _)| *id).collect()
         } else {
@@ -281,7 +285,32 @@ async fn join(
         return Err("this node is not the leader".into());
     }
     let membership = metrics.membership_config.membership();
-    let members = membership.nodes().count();
+    // Seats the joiner held under raft ids it had before it wiped its raft state: it answers
+    // only as `node_id` now. They do not count; its learner seats go now, and a voter seat is
+    // replaced once it sits as a learner again ([`super::autopilot`], superseded voters).
+    let stale: BTreeSet<u64> = membership
+        .nodes()
+        .filter(|(id, n)| **id != node_id && n.peer_id == node.peer_id)
+        .map(|(id, _)| *id)
+        .collect();
+    let stale_learners: BTreeSet<u64> = stale
+        .iter()
+        .copied()
+        .filter(|id| !membership.voter_ids().any(|voter| voter == *id))
+        .collect();
+    let members = membership.nodes().count() - stale.len();
+    if !stale_learners.is_empty() {
+        tracing::info!(?stale_learners, peer = %node.peer_id, "removing the learner seats a rejoining node held under earlier raft ids");
+        tokio::time::timeout(
+            LEARNER_TIMEOUT,
+            raft.change_membership(ChangeMembers::RemoveNodes(stale_learners), false),
+        )
+        .await
+        .map_err(|_| {
+            "removing the joiner's earlier learner seats was not committed in time".to_string()
+        })?
+        .map_err(|e| e.to_string())?;
+    }
     if membership.get_node(&node_id).is_none() && (behind || members >= target_voters) {
         return Ok(Joined::Follower);
     }

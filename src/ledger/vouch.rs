@@ -54,6 +54,18 @@ impl Vouch {
         self.lock().leader = Some((node, peer.to_string()));
     }
 
+    /// Withdraws the vouch for raft node `node` at `peer`, if it is the one held.
+    pub(crate) fn withdraw(&self, node: u64, peer: &str) {
+        let mut checks = self.lock();
+        if checks
+            .leader
+            .as_ref()
+            .is_some_and(|(n, p)| *n == node && p == peer)
+        {
+            checks.leader = None;
+        }
+    }
+
     fn holds(&self, node: u64, peer: &str) -> bool {
         self.lock()
             .leader
@@ -87,7 +99,8 @@ impl Vouch {
 
 /// Whether raft node `node`, which this node's raft instance `to` does not register, may send
 /// it appends and snapshots from PeerId `sender`: vouched for already, or now by a majority of
-/// the registered voters. At most one check runs at a time, one per [`ASK_INTERVAL`].
+/// the registered voters. At most one check runs at a time, one per [`ASK_INTERVAL`]; it
+/// vouches for the leader a majority names, whoever's append started it.
 pub(crate) async fn vouched(ledger: &Ledger, to: u64, node: u64, sender: &str) -> bool {
     let engine = ledger.engine.load_full();
     if engine.node_id != to {
@@ -116,32 +129,33 @@ pub(crate) async fn vouched(ledger: &Ledger, to: u64, node: u64, sender: &str) -
         .filter_map(|peer| peer.parse().ok())
         .filter(|peer| !p2p.is_behind(peer))
         .collect();
-    let claim = (
-        node,
-        LedgerNode {
-            peer_id: sender.to_string(),
-        },
-    );
     let ours = engine.machine.state().cluster();
-    let naming: BTreeSet<String> = service::ask_each(ledger, asked)
-        .await
-        .into_iter()
-        .filter(|(_, hello)| names(ours, hello.cluster, hello.leader.as_ref(), &claim))
-        .map(|(peer, _)| peer.to_string())
-        .collect();
-    let vouched = majority_in_each(&configs, &naming);
-    if vouched {
+    let answers = service::ask_each(ledger, asked).await;
+    // Whichever leader a majority names is vouched for, not only the one whose append started
+    // the check: appends in a made-up name must not keep the real leader from being checked.
+    let vouched = answers
+        .iter()
+        .filter_map(|(_, hello)| hello.leader.clone())
+        .find(|claim| {
+            let naming: BTreeSet<String> = answers
+                .iter()
+                .filter(|(_, hello)| names(ours, hello.cluster, hello.leader.as_ref(), claim))
+                .map(|(peer, _)| peer.to_string())
+                .collect();
+            majority_in_each(&configs, &naming)
+        });
+    if let Some((named, leader)) = &vouched {
         tracing::info!(
-            node,
-            leader = sender,
+            node = named,
+            leader = %leader.peer_id,
             "a majority of the voters this node knows name a leader its raft membership does \
              not register yet; taking its appends"
         );
     }
     engine
         .vouch
-        .finish(vouched.then(|| (node, sender.to_string())));
-    vouched
+        .finish(vouched.map(|(named, leader)| (named, leader.peer_id)));
+    engine.vouch.holds(node, sender)
 }
 
 /// Whether an answer from cluster `theirs` naming `leader` names `claim` as the leader of

@@ -35,6 +35,10 @@ const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// Vote, committed index, last purged id, snapshot: under fixed keys, JSON but for the
 /// snapshot's data, kept as it is.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// This node's raft id, beside the raft state it belongs to, so that a wipe and the new id
+/// commit in one transaction.
+const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
+const NODE_ID: &str = "id";
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -52,13 +56,34 @@ pub fn open(path: &Path) -> Result<Arc<Database>, redb::DatabaseError> {
     Database::create(path).map(Arc::new)
 }
 
-/// Forgets everything raft stored (log, vote, committed index, snapshot): the node leaves its
-/// cluster and starts as a blank raft node. Only called once the raft instance over `db` has shut
-/// down.
-pub fn wipe(db: &Database) -> Result<(), redb::Error> {
+/// Forgets everything raft stored (log, vote, committed index, snapshot) and stores `node_id`
+/// as this node's raft id, in one transaction: the node leaves its cluster and starts as a
+/// blank raft node under a new id, and a crash leaves either the old id over the old state or
+/// the new id over none. Only called once the raft instance over `db` has shut down.
+pub fn wipe(db: &Database, node_id: NodeId) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.delete_table(LOG)?;
     txn.delete_table(META)?;
+    txn.open_table(NODE)?.insert(NODE_ID, node_id)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// This node's raft id as the database holds it; `None` before one was stored.
+pub fn node_id(db: &Database) -> Result<Option<NodeId>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(NODE) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(table.get(NODE_ID)?.map(|id| id.value()))
+}
+
+/// Stores this node's raft id (on first start).
+pub fn set_node_id(db: &Database, node_id: NodeId) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(NODE)?.insert(NODE_ID, node_id)?;
     txn.commit()?;
     Ok(())
 }
@@ -515,6 +540,22 @@ mod tests {
             let machine = StateMachineStore::open(db.clone(), pool, Taps::new(16))?;
             Ok((dir, LogStore::new(db), machine))
         }
+    }
+
+    #[test]
+    fn a_wipe_stores_the_new_raft_id_with_the_blank_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir.path().join("ledger.redb")).unwrap();
+        assert_eq!(node_id(&db).unwrap(), None);
+        set_node_id(&db, 7).unwrap();
+        assert_eq!(node_id(&db).unwrap(), Some(7));
+        put_meta(&db, VOTE, &1u64).unwrap();
+        wipe(&db, 8).unwrap();
+        assert_eq!(node_id(&db).unwrap(), Some(8));
+        assert_eq!(get_meta::<u64>(&db, VOTE).unwrap(), None);
+        drop(db);
+        let db = open(&dir.path().join("ledger.redb")).unwrap();
+        assert_eq!(node_id(&db).unwrap(), Some(8), "kept across a restart");
     }
 
     #[test]
