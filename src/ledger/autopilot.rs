@@ -111,6 +111,16 @@ pub fn first_node_id(dir: &Path) -> io::Result<u64> {
     }
 }
 
+/// Removes the `node-id` file an earlier weft kept, once its id is in the raft database: the
+/// file must never give the old id to a blank database again.
+pub fn forget_node_id_file(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_file(dir.join(NODE_ID_FILE)) {
+        Ok(()) => std::fs::File::open(dir)?.sync_all(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A new random raft id (never 0).
 pub fn draw_node_id() -> u64 {
     loop {
@@ -377,8 +387,10 @@ impl Pilot {
             }
             return if self.ledger.is_voter() {
                 self.rejoin_if_removed().await
-            } else {
+            } else if self.frozen() {
                 self.leave_abandoned().await
+            } else {
+                false
             };
         };
         tracing::warn!(
@@ -386,13 +398,18 @@ impl Pilot {
             winner = %winner,
             "a larger (or as large and older) cluster is reachable; leaving this one to merge into it"
         );
+        self.leave_carrying().await
+    }
+
+    /// Leaves this node's cluster, carrying what it holds ([`merge::leave`]); true when it did.
+    async fn leave_carrying(&mut self) -> bool {
         match merge::leave(&self.ledger).await {
             Ok(carried) => {
                 self.carried = carried;
                 true
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot leave the cluster for the older one");
+                tracing::error!(error = %e, "cannot leave the cluster");
                 false
             }
         }
@@ -404,9 +421,10 @@ impl Pilot {
     /// and waiting would keep this node out of any working cluster for ever. What it holds is
     /// carried as in a merge; outside any cluster it forms or joins one, and the leader left
     /// behind merges into it once that one has a leader. A learner or follower gets here only
-    /// when its own record has not changed for a lease timeout and a renewal interval and the
-    /// leader it names then does not say it leads ([`Pilot::frozen`]): a partition shorter
-    /// than that changes nothing.
+    /// when its own record has not changed for a lease timeout and a renewal interval
+    /// ([`Pilot::frozen`]) and its cluster has had no working leader for 15 s as well: a
+    /// learner catching up, or a follower waiting for its leader's next word, does not, and a
+    /// partition shorter than that changes nothing.
     async fn leave_abandoned(&mut self) -> bool {
         tracing::warn!(
             cluster = ?self.ledger.state().cluster().map(|c| c.to_string()),
@@ -414,16 +432,7 @@ impl Pilot {
              reachable; leaving it, carrying what it holds, to form or join a working one",
             LEADERLESS_GRACE.as_secs()
         );
-        match merge::leave(&self.ledger).await {
-            Ok(carried) => {
-                self.carried = carried;
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot leave the leaderless cluster");
-                false
-            }
-        }
+        self.leave_carrying().await
     }
 
     /// Rejoins this node's own cluster when its leader's membership no longer holds it
@@ -922,9 +931,24 @@ fn usable_leaders(
         .filter(|(_, hello)| hello.in_cluster)
         .filter_map(|(_, hello)| Some((hello.cluster, hello.leader.clone()?)))
         .filter(|(_, (_, leader))| {
-            leader.peer_id != me.to_string() && !merge::disowned(answers, &leader.peer_id)
+            leader.peer_id != me.to_string() && !disowned(answers, &leader.peer_id)
         })
         .collect()
+}
+
+/// Whether peer `leader` answered among `answers` without naming itself as a leader: it leads
+/// nobody (it lost its voters, or an election moved on), whatever others say of it.
+fn disowned(
+    answers: &[(libp2p::PeerId, crate::ledger::raft::network::Hello)],
+    leader: &str,
+) -> bool {
+    answers.iter().any(|(peer, hello)| {
+        peer.to_string() == leader
+            && hello
+                .leader
+                .as_ref()
+                .is_none_or(|(_, named)| named.peer_id != leader)
+    })
 }
 
 /// Outside any cluster: join the one the most admitted peers answer from (the oldest of
@@ -1001,7 +1025,8 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
         return;
     };
     // As a learner this node replays memberships older than the leader's seat: it takes the
-    // chosen leader's appends while that leader takes it in, and not after any other answer.
+    // chosen leader's appends while that leader takes it in, unless it is taken in as a
+    // follower.
     ledger.vouch(&chosen, true);
     let leader = chosen.1.clone();
     let request = LedgerRpc::Join {
@@ -1019,17 +1044,19 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
             tracing::info!("joined the cluster as a raft member");
             return;
         }
-        _ => ledger.vouch(&chosen, false),
-    }
-    match answer {
-        Ok(Ok(Ok(Joined::Member))) => {}
-        Ok(Ok(Ok(Joined::Follower))) => match ledger.follow(peer).await {
-            Ok(()) => {
-                tracing::info!("joined the cluster as a follower");
-                return;
+        Ok(Ok(Ok(Joined::Follower))) => {
+            // No raft seat to replay memberships in. Any other answer may come after the
+            // leader made this node a learner (a catch-up that outlasted the wait), so the
+            // vouch stays for this raft instance then.
+            ledger.vouch(&chosen, false);
+            match ledger.follow(peer).await {
+                Ok(()) => {
+                    tracing::info!("joined the cluster as a follower");
+                    return;
+                }
+                Err(e) => tracing::info!(error = %e, "cannot follow the cluster yet; retrying"),
             }
-            Err(e) => tracing::info!(error = %e, "cannot follow the cluster yet; retrying"),
-        },
+        }
         Ok(Ok(Err(e))) => tracing::info!(error = %e, "the leader refused the join; retrying"),
         Ok(Err(e)) => tracing::debug!(error = %e, "join request failed; retrying"),
         Err(_) => tracing::debug!("join request timed out; retrying"),
@@ -1111,6 +1138,10 @@ mod tests {
         assert_ne!(first_node_id(dir.path()).unwrap(), drawn, "drawn anew");
         std::fs::write(dir.path().join(NODE_ID_FILE), "42\n").unwrap();
         assert_eq!(first_node_id(dir.path()).unwrap(), 42);
+        // Once the database holds it, the file goes, and only once.
+        forget_node_id_file(dir.path()).unwrap();
+        assert!(!dir.path().join(NODE_ID_FILE).exists());
+        forget_node_id_file(dir.path()).unwrap();
     }
 
     #[test]

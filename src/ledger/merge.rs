@@ -87,32 +87,28 @@ pub async fn better_cluster_reachable(
     better_cluster(ours, live, &led_clusters(&answers, &leaders))
 }
 
-/// The cluster of each of `answers` that names a leader, unless that leader's own answer
-/// (among `answers` or `leaders`) disowns the lead ([`disowned`]).
+/// The cluster of each of `answers` that names a leader whose own answer (among `answers` or
+/// `leaders`) confirms it: from that leader's PeerId, in that cluster, naming itself under the
+/// same raft id. A leader that gave no answer (unreachable, or this node itself) confirms
+/// nothing, nor one that now leads another cluster under a new raft id.
 fn led_clusters(
     answers: &[(libp2p::PeerId, Hello)],
     leaders: &[(libp2p::PeerId, Hello)],
 ) -> Vec<ClusterId> {
+    let confirms = |cluster: ClusterId, (node, leader): &(u64, super::raft::LedgerNode)| {
+        answers.iter().chain(leaders).any(|(peer, said)| {
+            peer.to_string() == leader.peer_id
+                && said.node_id == *node
+                && said.cluster == Some(cluster)
+                && said.leader.as_ref() == Some(&(*node, leader.clone()))
+        })
+    };
     answers
         .iter()
         .filter_map(|(_, hello)| Some((hello.cluster?, hello.leader.as_ref()?)))
-        .filter(|(_, (_, leader))| {
-            !disowned(answers, &leader.peer_id) && !disowned(leaders, &leader.peer_id)
-        })
+        .filter(|(cluster, leader)| confirms(*cluster, leader))
         .map(|(cluster, _)| cluster)
         .collect()
-}
-
-/// Whether peer `leader` answered among `answers` without naming itself as a leader: it leads
-/// nobody (it lost its voters, or an election moved on), whatever others say of it.
-pub fn disowned(answers: &[(libp2p::PeerId, Hello)], leader: &str) -> bool {
-    answers.iter().any(|(peer, hello)| {
-        peer.to_string() == leader
-            && hello
-                .leader
-                .as_ref()
-                .is_none_or(|(_, named)| named.peer_id != leader)
-    })
 }
 
 /// The cluster to merge into, given this node's cluster `ours` with `live` live members (0 when
@@ -411,38 +407,48 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_counts_only_while_its_leader_says_it_leads() {
+    fn a_cluster_counts_only_while_its_leader_confirms_it_leads_it() {
         let theirs = cluster(10, 1);
-        let peer = |_: u8| libp2p::PeerId::random();
-        let (leader, member, other) = (peer(0), peer(1), peer(2));
+        let elsewhere = cluster(20, 2);
+        let (leader, member, other) = (
+            libp2p::PeerId::random(),
+            libp2p::PeerId::random(),
+            libp2p::PeerId::random(),
+        );
         let node = |p: &libp2p::PeerId| crate::ledger::raft::LedgerNode {
             peer_id: p.to_string(),
         };
-        let hello = |leads: Option<&libp2p::PeerId>| Hello {
-            node_id: 1,
-            in_cluster: true,
-            cluster: Some(theirs),
-            leader: leads.map(|p| (7, node(p))),
-            members: Vec::new(),
-        };
-        // Two members name the leader, which was not asked among them: both count.
+        let hello =
+            |node_id: u64, cluster: ClusterId, leads: Option<(u64, &libp2p::PeerId)>| Hello {
+                node_id,
+                in_cluster: true,
+                cluster: Some(cluster),
+                leader: leads.map(|(id, p)| (id, node(p))),
+                members: Vec::new(),
+            };
+        // Two members name raft node 7 at `leader` as the leader.
         let answers = [
-            (member, hello(Some(&leader))),
-            (other, hello(Some(&leader))),
+            (member, hello(1, theirs, Some((7, &leader)))),
+            (other, hello(2, theirs, Some((7, &leader)))),
         ];
-        assert_eq!(led_clusters(&answers, &[]), vec![theirs, theirs]);
-        // Asked itself, the leader says it leads: still both.
-        let confirms = [(leader, hello(Some(&leader)))];
+        // Unheard, the leader confirms nothing.
+        assert!(led_clusters(&answers, &[]).is_empty());
+        // Asked itself, it says it leads that cluster as node 7: both count.
+        let confirms = [(leader, hello(7, theirs, Some((7, &leader))))];
         assert_eq!(led_clusters(&answers, &confirms), vec![theirs, theirs]);
-        // It leads nobody (cut off from voters gone for good): none counts, whether its answer
-        // came among the strangers or was asked for.
-        let disowns = [(leader, hello(None))];
-        assert!(led_clusters(&answers, &disowns).is_empty());
+        // Among the strangers' answers, the same.
         let mut with_leader = answers.to_vec();
-        with_leader.push((leader, hello(None)));
-        assert!(led_clusters(&with_leader, &[]).is_empty());
+        with_leader.push((leader, hello(7, theirs, Some((7, &leader)))));
+        assert_eq!(led_clusters(&with_leader, &[]).len(), 3);
+        // It leads nobody (cut off from voters gone for good): none counts.
+        let disowns = [(leader, hello(7, theirs, None))];
+        assert!(led_clusters(&answers, &disowns).is_empty());
+        // It wiped its raft state and leads another cluster under a new raft id: the members
+        // left behind name a leader that is gone.
+        let moved = [(leader, hello(9, elsewhere, Some((9, &leader))))];
+        assert!(led_clusters(&answers, &moved).is_empty());
         // An answer naming no leader never counts.
-        assert!(led_clusters(&[(member, hello(None))], &[]).is_empty());
+        assert!(led_clusters(&[(member, hello(1, theirs, None))], &confirms).is_empty());
     }
 
     #[test]

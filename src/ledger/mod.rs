@@ -180,6 +180,8 @@ pub struct Ledger {
     membership: Arc<tokio::sync::Mutex<()>>,
     /// Held while the raft state is wiped and a blank raft started ([`Ledger::reset`]).
     resetting: Arc<tokio::sync::Mutex<()>>,
+    /// Joins this node takes as the leader, in flight or cooling down ([`service`]).
+    joins: Arc<service::Joins>,
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
@@ -240,6 +242,7 @@ impl Ledger {
                 let id =
                     autopilot::first_node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
                 raft::store::set_node_id(&db, id).map_err(|e| damaged(e.to_string()))?;
+                autopilot::forget_node_id_file(&dir).map_err(|e| storage_error(e.to_string()))?;
                 id
             }
         };
@@ -263,6 +266,7 @@ impl Ledger {
             replica: Arc::default(),
             membership: Arc::default(),
             resetting: Arc::default(),
+            joins: Arc::default(),
             declared: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
             stopped: Arc::new(watch::Sender::new(None)),
@@ -405,24 +409,25 @@ impl Ledger {
 
     /// Whether this node is a voter or learner of its cluster.
     pub fn is_raft_member(&self) -> bool {
-        let engine = self.engine.load();
-        let metrics = engine.raft.metrics().borrow().clone();
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&engine.node_id)
-            .is_some()
+        self.seat().is_some()
     }
 
     /// Whether this node is a voter of its cluster.
     pub fn is_voter(&self) -> bool {
+        self.seat() == Some(Seat::Voter)
+    }
+
+    /// This node's seat in its raft membership, if any.
+    fn seat(&self) -> Option<Seat> {
         let engine = self.engine.load();
         let metrics = engine.raft.metrics().borrow().clone();
-        metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|id| id == engine.node_id)
+        let membership = metrics.membership_config.membership();
+        membership.get_node(&engine.node_id)?;
+        Some(if membership.voter_ids().any(|id| id == engine.node_id) {
+            Seat::Voter
+        } else {
+            Seat::Learner
+        })
     }
 
     /// The follower's copy of the ledger.
@@ -802,6 +807,13 @@ impl Ledger {
             }
         })
     }
+}
+
+/// A raft member's seat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seat {
+    Voter,
+    Learner,
 }
 
 /// How one proposal attempt ended when it did not commit.

@@ -7,9 +7,8 @@
 //! runs in its own task so a slow snapshot chunk or a join waiting for a learner to catch up
 //! never holds up a vote.
 
-use std::collections::BTreeSet;
-
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use libp2p::PeerId;
@@ -34,6 +33,75 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the leader waits for a joining learner to catch up, holding the membership lock.
 const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a node whose join held the leader for the learner timeout and failed waits before
+/// the leader takes another join from it: a token holder joining again and again under new
+/// raft ids must not hold the membership lock for ever.
+const JOIN_COOLDOWN: Duration = Duration::from_secs(60);
+
+/// The joins in flight (`None`) and the nodes cooling down after a slow failed one (until
+/// when), by PeerId.
+#[derive(Debug, Default)]
+pub(crate) struct Joins(std::sync::Mutex<HashMap<String, Option<Instant>>>);
+
+impl Joins {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Instant>>> {
+        // Nothing panics while holding it.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks a join from `peer` as in flight until the ticket drops, or says why none is
+    /// taken now.
+    fn start<'a>(&'a self, peer: &str) -> Result<JoinTicket<'a>, String> {
+        let now = crate::clock::now();
+        let mut joins = self.lock();
+        joins.retain(|_, until| until.is_none_or(|t| t > now));
+        match joins.get(peer) {
+            Some(None) => Err("a join from this node is already in flight".into()),
+            Some(Some(_)) => Err(format!(
+                "this node's last join failed after holding the leader for {} s; the leader \
+                 takes another after {} s",
+                LEARNER_TIMEOUT.as_secs(),
+                JOIN_COOLDOWN.as_secs()
+            )),
+            None => {
+                joins.insert(peer.to_string(), None);
+                Ok(JoinTicket {
+                    joins: self,
+                    peer: peer.to_string(),
+                    started: now,
+                    failed: false,
+                })
+            }
+        }
+    }
+}
+
+/// A join in flight; dropped, it ends the join, and a failure that held the leader for the
+/// learner timeout starts the sender's cooldown.
+struct JoinTicket<'a> {
+    joins: &'a Joins,
+    peer: String,
+    started: Instant,
+    failed: bool,
+}
+
+impl Drop for JoinTicket<'_> {
+    fn drop(&mut self) {
+        let slow = crate::clock::since(self.started) >= LEARNER_TIMEOUT;
+        let mut joins = self.joins.lock();
+        if self.failed && slow {
+            joins.insert(
+                std::mem::take(&mut self.peer),
+                Some(crate::clock::now() + JOIN_COOLDOWN),
+            );
+        } else {
+            joins.remove(&self.peer);
+        }
+    }
+}
 
 /// The answer to a proposal sent to a node that is no longer the leader: it was not applied,
 /// so the proposer may send it again.
@@ -154,8 +222,12 @@ async fn answer(
                 registered(node_id).as_deref(),
             )
             .map(|()| node);
-            match joined {
-                Ok(node) => encode(&join(ledger, node_id, node, target_voters, behind).await),
+            match joined.and_then(|node| Ok((node, ledger.joins.start(&sender)?))) {
+                Ok((node, mut ticket)) => {
+                    let joined = join(ledger, node_id, node, target_voters, behind).await;
+                    ticket.failed = joined.is_err();
+                    encode(&joined)
+                }
                 Err(refusal) => {
                     tracing::warn!(%peer, %refusal, "refused a join");
                     encode(&Err::<Joined, String>(refusal))
@@ -301,15 +373,14 @@ async fn join(
     let members = membership.nodes().count() - stale.len();
     if !stale_learners.is_empty() {
         tracing::info!(?stale_learners, peer = %node.peer_id, "removing the learner seats a rejoining node held under earlier raft ids");
-        tokio::time::timeout(
+        let removed = tokio::time::timeout(
             LEARNER_TIMEOUT,
             raft.change_membership(ChangeMembers::RemoveNodes(stale_learners), false),
         )
-        .await
-        .map_err(|_| {
-            "removing the joiner's earlier learner seats was not committed in time".to_string()
-        })?
-        .map_err(|e| e.to_string())?;
+        .await;
+        if !matches!(removed, Ok(Ok(_))) {
+            tracing::warn!(peer = %node.peer_id, "the joiner's earlier learner seats were not removed; they go at its next join");
+        }
     }
     if membership.get_node(&node_id).is_none() && (behind || members >= target_voters) {
         return Ok(Joined::Follower);
@@ -342,7 +413,20 @@ pub(crate) async fn promote_locked(ledger: &Ledger, target_voters: usize) -> Res
     }
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let learners: Vec<u64> = membership.learner_ids().collect();
+    // A learner whose PeerId also holds a voter seat under an earlier raft id waits: that seat
+    // is replaced by it ([`super::autopilot`], superseded voters), not joined by it.
+    let voter_peers: BTreeSet<&str> = voters
+        .iter()
+        .filter_map(|id| membership.get_node(id).map(|n| n.peer_id.as_str()))
+        .collect();
+    let learners: Vec<u64> = membership
+        .learner_ids()
+        .filter(|id| {
+            membership
+                .get_node(id)
+                .is_none_or(|n| !voter_peers.contains(n.peer_id.as_str()))
+        })
+        .collect();
     let wanted = next_voter_count(voters.len(), learners.len(), target_voters);
     if wanted <= voters.len() {
         return Ok(());
@@ -369,7 +453,28 @@ fn next_voter_count(voters: usize, learners: usize, target: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::next_voter_count;
+    use super::{JOIN_COOLDOWN, Joins, LEARNER_TIMEOUT, next_voter_count};
+
+    #[tokio::test(start_paused = true)]
+    async fn one_join_per_node_at_a_time_and_a_slow_failure_cools_down() {
+        let joins = Joins::default();
+        let ticket = joins.start("a").unwrap();
+        assert!(joins.start("a").is_err(), "one in flight per node");
+        assert!(joins.start("b").is_ok(), "others are not held up");
+        drop(ticket);
+        // A quick failure (the leader was not the leader) is not held against the node.
+        let mut ticket = joins.start("a").unwrap();
+        ticket.failed = true;
+        drop(ticket);
+        let mut ticket = joins.start("a").unwrap();
+        ticket.failed = true;
+        tokio::time::advance(LEARNER_TIMEOUT).await;
+        drop(ticket);
+        let refusal = joins.start("a").err().unwrap();
+        assert!(refusal.contains("after 60 s"), "{refusal}");
+        tokio::time::advance(JOIN_COOLDOWN).await;
+        assert!(joins.start("a").is_ok());
+    }
 
     #[test]
     fn voters_grow_to_the_target_and_stay_odd() {
