@@ -220,6 +220,7 @@ async fn replaced_while_away_rejoins(leader: bool) {
     let away = replicas.remove(index);
     let gone = away.member.handle.peer_id().to_string();
     let before = own_address(&away).expect("an address before it left");
+    let old_id = away.ledger.node_id();
     away.member.stop.cancel();
     let Replica {
         member,
@@ -248,6 +249,12 @@ async fn replaced_while_away_rejoins(leader: bool) {
         || (back.ledger.status().leader.is_some() && has_key(&back, "while-away")).then_some(()),
     )
     .await;
+    // It wiped its raft state to rejoin, so it is a new raft node: never the voter it was.
+    assert_ne!(
+        back.ledger.node_id(),
+        old_id,
+        "rejoined under its old raft id"
+    );
     commit(&back, put("after-return")).await;
     wait_for("the write made after its return everywhere", || {
         replicas
