@@ -371,7 +371,7 @@ fn p2p_config(settings: &Settings) -> P2pConfig {
         mdns: settings.mdns,
         dht: settings.dht,
         public_dht: settings.public_dht,
-        relay_server: settings.relay,
+        relay: settings.relay,
         max_connections: settings.max_connections,
         max_per_ip: crate::p2p::per_ip::PerIpLimits::share_of(settings.max_connections),
         auth_timeout: AUTH_TIMEOUT,

@@ -506,3 +506,35 @@ fn ledger_recover_without_force_explains_the_risk_and_touches_nothing() {
         "it refuses before contacting the daemon: {text}"
     );
 }
+
+#[test]
+fn relaying_is_auto_by_default_on_with_the_bare_flag_and_a_bad_mode_is_named() {
+    let out = weft(&["up", "--print-config"], &[]);
+    assert_eq!(
+        setting(&out, "relay"),
+        ("\"auto\"".into(), "default".into())
+    );
+    let out = weft(&["up", "--print-config", "--relay"], &[]);
+    assert_eq!(setting(&out, "relay").0, "\"on\"");
+    let out = weft(&["up", "--print-config"], &[("WEFT_RELAY", "false")]);
+    assert_eq!(setting(&out, "relay").0, "\"off\"");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weft.yaml");
+    std::fs::write(&file, "relay: true\n").unwrap();
+    let out = weft(
+        &["up", "--print-config", "--config", file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(
+        setting(&out, "relay").0,
+        "\"on\"",
+        "a YAML boolean still reads"
+    );
+    let out = weft(&["up", "--print-config", "--relay=sometimes"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("relay") && err.contains("sometimes") && err.contains("auto, on or off"),
+        "{err}"
+    );
+}

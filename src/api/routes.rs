@@ -80,6 +80,9 @@ pub struct StatusView {
     pub admitted_peers: usize,
     /// AutoNAT's verdict: `unknown`, `public` or `private`.
     pub reachability: String,
+    /// Whether this node serves as a circuit relay: `off`, `serving`, or `standby` (`--relay
+    /// auto` while AutoNAT has not found it public).
+    pub relay: String,
     /// libp2p addresses this node listens on.
     pub listen_addrs: Vec<String>,
     /// This node's overlay address, once the ledger has allocated one.
@@ -264,6 +267,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
         uptime_secs: node.started.elapsed().as_secs(),
         admitted_peers: state.p2p.peers().len(),
         reachability: state.p2p.reachability().to_string(),
+        relay: state.p2p.relay().to_string(),
         listen_addrs: state
             .p2p
             .listen_addrs()

@@ -57,6 +57,7 @@ pub(super) fn status(client: &ClientArgs) -> Result<(), Failure> {
         view.ledger.applied_index
     );
     println!("reachability: {}", view.reachability);
+    println!("relay:        {}", view.relay);
     println!("version:      {}", view.version);
     println!("uptime:       {} s", view.uptime_secs);
     for note in &view.notes {

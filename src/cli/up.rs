@@ -53,8 +53,10 @@ pub(super) struct UpArgs {
     /// Also rendezvous on the public IPFS DHT (dials public bootstrap nodes) [default: false].
     #[arg(long, env = "WEFT_PUBLIC_DHT", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     public_dht: Option<String>,
-    /// Run a circuit relay server for admitted members [default: false].
-    #[arg(long, env = "WEFT_RELAY", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    /// Serve as a circuit relay for admitted members that cannot reach each other directly:
+    /// auto (while AutoNAT finds this node public), on, or off; `--relay` alone is on
+    /// [default: auto].
+    #[arg(long, env = "WEFT_RELAY", num_args = 0..=1, require_equals = true, default_missing_value = "on", value_name = "MODE")]
     relay: Option<String>,
     /// Seconds a peer that failed admission stays blocked [default: 300].
     #[arg(long, env = "WEFT_BLOCK_DURATION", value_name = "SECS")]

@@ -150,8 +150,8 @@ pub struct Settings {
     pub dht: bool,
     /// Rendezvous also on the public IPFS DHT (reaches public bootstrap nodes).
     pub public_dht: bool,
-    /// Run a circuit relay server for admitted members.
-    pub relay: bool,
+    /// When to serve as a circuit relay for admitted members.
+    pub relay: crate::p2p::RelayMode,
     /// How long a peer that failed admission stays blocked.
     pub block_duration: Duration,
     /// UDP port of the data plane; 0 lets the OS choose.
@@ -340,7 +340,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         mdns: merged.or("mdns", true, |f| f.boolean())?,
         dht: merged.or("dht", true, |f| f.boolean())?,
         public_dht: merged.or("public_dht", false, |f| f.boolean())?,
-        relay: merged.or("relay", false, |f| f.boolean())?,
+        relay: merged.or("relay", Default::default(), |f| f.parse_with(|t| t.parse()))?,
         block_duration: merged.or("block_duration", Duration::from_secs(300), |f| {
             f.integer(1, 7 * 24 * 3600).map(Duration::from_secs)
         })?,
@@ -782,7 +782,7 @@ impl Resolved {
             ("mdns", json!(s.mdns)),
             ("dht", json!(s.dht)),
             ("public_dht", json!(s.public_dht)),
-            ("relay", json!(s.relay)),
+            ("relay", json!(s.relay.as_str())),
             ("block_duration", json!(s.block_duration.as_secs())),
             ("data_port", json!(s.data_port)),
             ("mtu", json!(s.mtu)),

@@ -3,12 +3,14 @@
 //! Gates that must see a connection first come first (limits, block list). weft's own
 //! protocols (auth, control, raft, data-plane handshakes, the private Kademlia) have the same
 //! names in every network, so they say nothing about which network a node is in; admission
-//! tells members apart. The relay server reserves slots and opens circuits only for admitted
-//! members, and the private Kademlia answers only them ([`super::gated`]): both consult the
-//! admitted set the swarm task maintains.
+//! tells members apart. The relay server (present unless `--relay off`) reserves slots and
+//! opens circuits only for admitted members, and only while this node serves ([`Serving`]); the
+//! private Kademlia answers only members ([`super::gated`]). Both consult state the swarm task
+//! maintains.
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -37,6 +39,9 @@ const RAFT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The set of admitted peers, shared with the relay server's access check.
 pub type AdmittedSet = Arc<RwLock<HashSet<PeerId>>>;
+/// Whether the relay server grants slots and circuits now, set by the swarm task from the relay
+/// mode and AutoNAT's verdict.
+pub type Serving = Arc<AtomicBool>;
 
 /// Well-known bootstrap nodes of the public IPFS DHT, used only with `--public-dht`.
 const IPFS_BOOTSTRAP: &[&str] = &[
@@ -105,6 +110,7 @@ impl Behaviour {
         config: &P2pConfig,
         protocols: &Protocols,
         admitted: AdmittedSet,
+        serving: Serving,
     ) -> Result<Self, BuildError> {
         let local = key.public().to_peer_id();
         let rr_config =
@@ -121,9 +127,8 @@ impl Behaviour {
             .dht
             .then(|| Gated::new(private_kad(local, protocols.kad.clone()), admitted.clone()));
         let public_kad = config.public_dht.then(|| public_kad(local));
-        let relay_server = config
-            .relay_server
-            .then(|| relay::Behaviour::new(local, relay_config(admitted)));
+        let relay_server = (config.relay != super::RelayMode::Off)
+            .then(|| relay::Behaviour::new(local, relay_config(admitted, serving)));
         Ok(Behaviour {
             per_ip: super::per_ip::Behaviour::new(config.max_per_ip),
             limits: connection_limits::Behaviour::new(
@@ -179,6 +184,11 @@ impl Behaviour {
                     // Members probe each other, added as servers once admitted.
                     use_connected: false,
                     only_global_ips: false,
+                    // A relay in `auto` mode serves once found public: the first probe soon
+                    // after start, and while the verdict is unsure (no member admitted yet, or
+                    // not confident) every 30 s; once sure, AutoNAT's 15 minutes.
+                    boot_delay: Duration::from_secs(5),
+                    retry_interval: Duration::from_secs(30),
                     ..Default::default()
                 },
             ),
@@ -224,13 +234,15 @@ fn public_kad(local: PeerId) -> kad::Behaviour<kad::store::MemoryStore> {
     kad
 }
 
-/// Relay server limits sized for VPN traffic; reservations and circuits only for members.
-fn relay_config(admitted: AdmittedSet) -> relay::Config {
+/// Relay server limits sized for VPN traffic; reservations and circuits only for members, and
+/// only while serving.
+fn relay_config(admitted: AdmittedSet, serving: Serving) -> relay::Config {
     let acl = move |peer: PeerId, _: &libp2p::Multiaddr, _: std::time::Instant| {
-        admitted
-            .read()
-            .map(|set| set.contains(&peer))
-            .unwrap_or(false)
+        serving.load(Ordering::Relaxed)
+            && admitted
+                .read()
+                .map(|set| set.contains(&peer))
+                .unwrap_or(false)
     };
     relay::Config {
         max_reservations: 256,

@@ -18,6 +18,7 @@ pub mod peers;
 pub mod per_ip;
 pub mod protocol;
 pub(crate) mod redial;
+pub mod relaying;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 pub use behaviour::{AuthCodec, ControlCodec, OpaqueCodec};
 pub(crate) use node::records_of;
 pub use peers::{ConnectionKind, PeerView};
+pub use relaying::RelayMode;
 
 use crate::keyring::Keyring;
 
@@ -47,8 +49,8 @@ pub struct P2pConfig {
     pub dht: bool,
     /// Also use the public IPFS DHT for rendezvous (never in tests).
     pub public_dht: bool,
-    /// Run a circuit relay server for admitted members.
-    pub relay_server: bool,
+    /// When to serve as a circuit relay for admitted members.
+    pub relay: RelayMode,
     pub max_connections: u32,
     /// Inbound connections one remote IP address may hold ([`per_ip`]).
     pub max_per_ip: per_ip::PerIpLimits,
@@ -144,6 +146,9 @@ pub(crate) struct Shared {
     pub peers: ArcSwap<Vec<PeerView>>,
     pub listen: ArcSwap<Vec<Multiaddr>>,
     pub reachability: ArcSwap<String>,
+    /// Whether this node serves as a relay: `off`, `serving` or `standby` (`auto` mode while
+    /// AutoNAT has not found it public).
+    pub relay: ArcSwap<String>,
     /// IPs admitted peers observed this node at, newest first.
     pub observed: ArcSwap<Vec<std::net::IpAddr>>,
     /// Admitted peers that proved only the token before this node's current one.
@@ -161,6 +166,7 @@ impl Shared {
             peers: ArcSwap::default(),
             listen: ArcSwap::default(),
             reachability: ArcSwap::from_pointee("unknown".to_string()),
+            relay: ArcSwap::from_pointee("off".to_string()),
             observed: ArcSwap::default(),
             behind: ArcSwap::default(),
             heard: ArcSwap::default(),
@@ -213,6 +219,11 @@ impl P2pHandle {
     /// AutoNAT's verdict on this node's reachability (`unknown`, `public`, `private`).
     pub fn reachability(&self) -> Arc<String> {
         self.shared.reachability.load_full()
+    }
+
+    /// Whether this node serves as a circuit relay: `off`, `serving` or `standby`.
+    pub fn relay(&self) -> Arc<String> {
+        self.shared.relay.load_full()
     }
 
     /// Publishes `data`, sealed, on the network's gossip topic.

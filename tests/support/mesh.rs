@@ -163,7 +163,7 @@ async fn start_keyed(
         mdns: false,
         dht,
         public_dht: false,
-        relay_server: false,
+        relay: weft::p2p::RelayMode::Off,
         max_connections: 64,
         max_per_ip,
         auth_timeout: Duration::from_secs(10),

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Relays a member is dialled through besides the addresses it gave.
+const GUESSED_RELAYS: usize = 4;
+
 /// The members a peer list names, with their addresses. A member's list is taken only up to a
 /// mesh's worth of records with a few addresses each, so a hostile member cannot make this node
 /// dial without bound; records that do not decode are skipped.
@@ -139,7 +142,9 @@ impl Node {
         }
     }
 
-    /// Dials a peer learned from discovery, directly and through every relay we know.
+    /// Dials a peer learned from discovery at its addresses (the circuits it holds slots on
+    /// among them, once it has told) and through up to [`GUESSED_RELAYS`] relays we know: in
+    /// `auto` mode most members relay, so not through every one.
     pub(super) fn dial_member(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>) {
         if peer == *self.swarm.local_peer_id()
             || self.peers.is_connected(&peer)
@@ -148,8 +153,14 @@ impl Node {
         {
             return;
         }
-        let relays: Vec<PeerId> = self.peers.relays().copied().collect();
-        for relay in relays.into_iter().filter(|r| *r != peer) {
+        let relays: Vec<PeerId> = self
+            .peers
+            .relays()
+            .filter(|r| **r != peer)
+            .take(GUESSED_RELAYS)
+            .copied()
+            .collect();
+        for relay in relays {
             if let Some(base) = self.peers.dialable_addr(&relay) {
                 addrs.push(base.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit));
             }
@@ -172,30 +183,29 @@ impl Node {
         }
     }
 
-    /// Keeps a reservation on up to [`WANTED_RESERVATIONS`] admitted relays.
-    ///
-    /// AutoNAT's verdict is per vantage point: a node that one member can dial may be out of
-    /// another's reach (split LANs, firewalls). A reservation costs one idle connection, so every
-    /// node that is not itself a relay keeps one rather than trusting "public".
+    /// Keeps a slot on up to [`relaying::WANTED`](super::super::relaying::WANTED) admitted
+    /// relays, whatever this node's own reachability ([`super::super::relaying`]).
     pub(super) fn reserve_relays(&mut self) {
-        if self.config.relay_server || self.reservations.len() >= WANTED_RESERVATIONS {
+        let now = Instant::now();
+        self.reservations.forget_stale(now);
+        if !self.reservations.wants_more() {
             return;
         }
         let candidates: Vec<(PeerId, Multiaddr)> = self
             .peers
             .relays()
-            .filter(|relay| !self.reservations.contains_key(relay))
+            .filter(|relay| self.reservations.may_ask(relay, now))
             .filter_map(|relay| Some((*relay, self.peers.dialable_addr(relay)?)))
             .collect();
         for (relay, base) in candidates {
-            if self.reservations.len() >= WANTED_RESERVATIONS {
+            if !self.reservations.wants_more() {
                 break;
             }
             let circuit = base.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
             match self.swarm.listen_on(circuit.clone()) {
                 Ok(id) => {
-                    tracing::info!(%relay, "reserving a relay slot");
-                    self.reservations.insert(relay, id);
+                    tracing::debug!(%relay, "asking a relay for a slot");
+                    self.reservations.asked(relay, id);
                 }
                 Err(e) => tracing::debug!(%circuit, error = %e, "relay reservation failed"),
             }

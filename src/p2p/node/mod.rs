@@ -13,13 +13,13 @@ mod messages;
 pub(crate) use discovery::records_of;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::kad::store::RecordStore as _;
 use libp2p::metrics::Recorder as _;
@@ -39,13 +39,14 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Rejection, Verdict};
-use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec};
+use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec, Serving};
 use super::bootstrap::Bootstrap;
 use super::heard::HeardOf;
 use super::pacer::Pacer;
 use super::peers::{PeerTable, is_routable};
 use super::protocol::Protocols;
 use super::redial::Redial;
+use super::relaying::{RelayMode, Reservations};
 use super::{Command, GossipMessage, InboundRpc, P2pConfig, P2pError, Service, Shared, gossip};
 use crate::keyring::Keyring;
 use crate::proto::p2p::v1::{
@@ -58,8 +59,6 @@ const QUIC_KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a QUIC connection may hear nothing before it is closed, in milliseconds.
 const QUIC_IDLE_TIMEOUT_MS: u32 = 30_000;
 
-/// Relays this node keeps a reservation on (when it is not a relay itself).
-const WANTED_RESERVATIONS: usize = 2;
 /// How often the rendezvous providers are looked up while there is someone to find: while this
 /// node has no admitted peer, and after a lookup found a member it did not know.
 const RENDEZVOUS_LOOKUP: Duration = Duration::from_secs(60);
@@ -137,7 +136,9 @@ pub(super) struct Node {
     /// The peers the ledger denies, blocked for as long as they are on its list, with the
     /// addresses they listened on (dialled again if they are allowed back).
     denied: HashMap<PeerId, Vec<Multiaddr>>,
-    reservations: HashMap<PeerId, ListenerId>,
+    reservations: Reservations,
+    /// Whether the relay server grants slots and circuits now ([`RelayMode::serves`]).
+    serving: Serving,
     listen: HashSet<Multiaddr>,
     /// The rendezvous record this node provides (its current token's, this epoch's).
     provided: Option<libp2p::kad::RecordKey>,
@@ -197,6 +198,7 @@ impl Node {
         } = channels;
         let protocols = Protocols::new();
         let admitted: AdmittedSet = Arc::new(RwLock::new(HashSet::new()));
+        let serving: Serving = Arc::new(AtomicBool::new(false));
         let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
         let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
@@ -220,8 +222,15 @@ impl Node {
             .map_err(|e| setup(&e))?
             .with_bandwidth_metrics(registry)
             .with_behaviour(|key, relay_client| {
-                Behaviour::new(key, relay_client, &config, &protocols, admitted.clone())
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                Behaviour::new(
+                    key,
+                    relay_client,
+                    &config,
+                    &protocols,
+                    admitted.clone(),
+                    serving.clone(),
+                )
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| setup(&e))?
             // Admitted members stay connected; the mesh is small and pings are cheap.
@@ -247,7 +256,7 @@ impl Node {
         let exchange_every = config
             .peer_exchange_interval
             .unwrap_or(Duration::from_secs(3600));
-        Ok(Node {
+        let mut node = Node {
             admission: Admission::new(local, config.hostname.clone(), config.auth_timeout),
             bootstrap: Bootstrap::new(&config.bootstrap, now),
             redial: Redial::default(),
@@ -262,7 +271,8 @@ impl Node {
             peers: PeerTable::default(),
             blocked_until: HashMap::new(),
             denied: HashMap::new(),
-            reservations: HashMap::new(),
+            reservations: Reservations::default(),
+            serving,
             listen: HashSet::new(),
             provided: None,
             lookups: Pacer::new(RENDEZVOUS_LOOKUP, RENDEZVOUS_LOOKUP_MAX, now),
@@ -275,7 +285,24 @@ impl Node {
             pending: HashMap::new(),
             answers: FuturesUnordered::new(),
             inflight: HashMap::new(),
-        })
+        };
+        node.set_serving(false);
+        Ok(node)
+    }
+
+    /// Starts serving as a relay, or stops, by the relay mode and AutoNAT's verdict (`public`),
+    /// and tells readers.
+    fn set_serving(&mut self, public: bool) {
+        let serves = self.config.relay.serves(public);
+        if self.serving.swap(serves, Ordering::Relaxed) != serves {
+            tracing::info!(mode = %self.config.relay, serves, "relay service changed");
+        }
+        let shown = match (self.config.relay, serves) {
+            (RelayMode::Off, _) => "off",
+            (_, true) => "serving",
+            (_, false) => "standby",
+        };
+        self.shared.relay.store(Arc::new(shown.to_string()));
     }
 
     /// An admitted peer saw this node at `addr`: remember its IP (newest first, a few), for the
@@ -443,8 +470,17 @@ impl Node {
                 self.listen.remove(&address);
                 self.publish_listen();
             }
-            SwarmEvent::ListenerClosed { listener_id, .. } => {
-                self.reservations.retain(|_, id| *id != listener_id);
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(relay) = self.reservations.closed(listener_id, Instant::now()) {
+                    match reason {
+                        Ok(()) => tracing::debug!(%relay, "relay slot closed"),
+                        Err(e) => tracing::debug!(%relay, error = %e, "relay slot refused or lost"),
+                    }
+                }
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -482,7 +518,6 @@ impl Node {
                     self.admission.forget(&peer_id);
                     self.set_admitted(&peer_id, false);
                     self.bootstrap.peer_gone(&peer_id, Instant::now());
-                    self.reservations.remove(&peer_id);
                 }
                 self.publish_peers();
             }
@@ -557,9 +592,21 @@ impl Node {
                 };
                 tracing::info!(status, "reachability changed");
                 self.shared.reachability.store(Arc::new(status.to_string()));
+                self.set_serving(status == "public");
             }
             BehaviourEvent::RelayClient(event) => {
                 tracing::debug!(?event, "relay client");
+                if let relay::client::Event::ReservationReqAccepted {
+                    relay_peer_id,
+                    renewal,
+                    ..
+                } = event
+                {
+                    if !renewal {
+                        tracing::info!(relay = %relay_peer_id, "holding a relay slot");
+                    }
+                    self.reservations.granted(&relay_peer_id);
+                }
             }
             BehaviourEvent::RelayServer(event) => {
                 self.metrics.libp2p.record(&event);

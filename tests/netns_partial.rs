@@ -1,0 +1,100 @@
+//! Partial connectivity in network namespaces (issue 16): A and B sit on separate segments with
+//! no route between them, and both reach R. No node is started with `--relay`: R serves as a
+//! relay by the default `--relay auto` once AutoNAT finds it public, and every member keeps a
+//! slot on a relay. B forms the cluster first and leads it, so A, which reaches only R, must
+//! join, write and ping through a circuit to a leader beyond it. The times it prints are the
+//! figures in `docs/reliability.md`. Needs root and iproute2; elsewhere it prints why it is
+//! skipped.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::netns::{Lan, wait_until};
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn ping(lan: &Lan, from: usize, to: &str) {
+    wait_until(DEADLINE, &format!("n{} to ping {to}", from + 1), || {
+        let out = lan.hosts[from].run("ping", &["-c", "1", "-W", "1", to]);
+        out.status.success().then_some(())
+    });
+}
+
+#[test]
+fn a_member_reaching_only_a_default_node_joins_the_leader_beyond_it_writes_and_pings() {
+    require_netns!();
+    // n1 (A) and n3 (B) each share a segment with n2 (R) only; R does not forward packets.
+    let mut lan = Lan::segments(3, &[&[0, 1], &[1, 2]], WEFT);
+    let token = lan.new_token();
+    let (a, r, b) = (0, 1, 2);
+    let listen = "/ip4/0.0.0.0/tcp/4001";
+    let quiet = ["--no-mdns", "--no-dht"];
+
+    let mut args = vec!["--token", &token, "--listen", listen];
+    args.extend(quiet);
+    lan.start_weft(b, &args, &[]);
+    lan.settled_addresses(&[b], DEADLINE);
+    let b_id = lan.peer_id(b);
+
+    let to_b = format!("/ip4/{}/tcp/4001/p2p/{b_id}", lan.hosts[b].addrs[0]);
+    let mut args = vec!["--token", &token, "--listen", listen, "--bootstrap", &to_b];
+    args.extend(quiet);
+    lan.start_weft(r, &args, &[]);
+    lan.settled_addresses(&[b, r], DEADLINE);
+    let r_id = lan.peer_id(r);
+
+    let to_r = format!("/ip4/{}/tcp/4001/p2p/{r_id}", lan.hosts[r].addrs[0]);
+    let mut args = vec!["--token", &token, "--bootstrap", &to_r];
+    args.extend(quiet);
+    let started = Instant::now();
+    lan.start_weft(a, &args, &[]);
+    let overlay = lan.settled_addresses(&[a, r, b], DEADLINE);
+    eprintln!("A had its address in {:?}", started.elapsed());
+
+    let status = |i: usize| lan.status(i).expect("a status");
+    assert_eq!(
+        status(a)["ledger"]["leader"],
+        b_id.as_str(),
+        "B still leads"
+    );
+    assert_eq!(status(r)["relay"], "serving", "R relays by default");
+    let view = wait_until(DEADLINE, "A to see B as a peer", || {
+        let out = lan.weft(&["peers", "--json", "--api", &lan.hosts[a].api()]);
+        let peers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        peers.into_iter().find(|p| p["peer_id"] == b_id.as_str())
+    });
+    assert_eq!(view["connection"], "relayed", "{view:#}");
+
+    let writing = Instant::now();
+    wait_until(DEADLINE, "a write through A to commit", || {
+        let out = lan.weft(&[
+            "ledger",
+            "put",
+            "partial",
+            "k",
+            "from-a",
+            "--api",
+            &lan.hosts[a].api(),
+        ]);
+        out.status.success().then_some(())
+    });
+    eprintln!("a write through A committed in {:?}", writing.elapsed());
+    wait_until(DEADLINE, "A's write to read back on B", || {
+        let out = lan.weft(&[
+            "ledger",
+            "get",
+            "partial",
+            "k",
+            "--api",
+            &lan.hosts[b].api(),
+        ]);
+        (String::from_utf8_lossy(&out.stdout).trim() == "from-a").then_some(())
+    });
+
+    let pinging = Instant::now();
+    ping(&lan, a, &overlay[2]);
+    ping(&lan, b, &overlay[0]);
+    eprintln!("A and B pinged each other in {:?}", pinging.elapsed());
+}
