@@ -32,7 +32,7 @@ pub struct PeerView {
     pub rtt_ms: Option<f64>,
     /// When the peer was admitted, seconds since the UNIX epoch.
     pub admitted_since: u64,
-    /// Whether the peer runs a relay server.
+    /// Whether the peer offers to relay (advertises the relay protocol): it serves.
     pub relay: bool,
 }
 
@@ -99,11 +99,12 @@ impl PeerTable {
         self.peers.entry(peer).or_default().admitted = Some((hostname, now));
     }
 
-    /// identify told us where `peer` listens and whether it relays.
-    pub fn identified(&mut self, peer: PeerId, listen_addrs: Vec<Multiaddr>, relay: bool) {
+    /// identify told us where `peer` listens and whether it relays; returns whether it
+    /// relayed before.
+    pub fn identified(&mut self, peer: PeerId, listen_addrs: Vec<Multiaddr>, relay: bool) -> bool {
         let entry = self.peers.entry(peer).or_default();
         entry.listen_addrs = listen_addrs;
-        entry.relay = relay;
+        std::mem::replace(&mut entry.relay, relay)
     }
 
     /// A ping to `peer` took `rtt`.
@@ -116,6 +117,13 @@ impl PeerTable {
     /// Whether `peer` has any connection.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
         self.peers.contains_key(peer)
+    }
+
+    /// Whether some connection to `peer` is direct (not through a circuit).
+    pub fn is_direct(&self, peer: &PeerId) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|e| e.connections.values().any(|l| !l.relayed))
     }
 
     /// Where `peer` says it listens.
@@ -232,6 +240,16 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
+/// Whether an address goes through a circuit on a relay that is itself reached through a
+/// circuit: a relay that holds a slot elsewhere hands such addresses out, and nobody can dial
+/// them.
+pub fn is_nested_circuit(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .filter(|p| matches!(p, Protocol::P2pCircuit))
+        .count()
+        > 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +281,24 @@ mod tests {
         assert_eq!(views.len(), 1);
         assert_eq!(views[0].hostname, "alpha");
         assert_eq!(views[0].connection, ConnectionKind::Direct);
+    }
+
+    #[test]
+    fn only_a_circuit_through_a_circuit_is_nested() {
+        let relay = PeerId::random();
+        let other = PeerId::random();
+        let direct = addr("/ip4/10.0.0.1/tcp/4001");
+        let circuit = direct
+            .clone()
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2pCircuit);
+        let nested = circuit
+            .clone()
+            .with(Protocol::P2p(other))
+            .with(Protocol::P2pCircuit);
+        assert!(!is_nested_circuit(&direct));
+        assert!(!is_nested_circuit(&circuit) && is_relayed(&circuit));
+        assert!(is_nested_circuit(&nested));
     }
 
     #[test]

@@ -137,6 +137,18 @@ impl Reservations {
         Some(relay)
     }
 
+    /// `relay` started or stopped offering to relay. A relay that started is asked without
+    /// waiting out its backoff; the slot held on one that stopped is returned, for the caller to
+    /// give up (its closing starts a backoff).
+    pub fn relay_changed(&mut self, relay: &PeerId, serves: bool) -> Option<ListenerId> {
+        if serves {
+            self.backoff.remove(relay);
+            None
+        } else {
+            self.held.get(relay).copied()
+        }
+    }
+
     /// The relays whose backoff ran out long ago are forgotten, so that the map stays as small
     /// as the set of relays recently asked.
     pub fn forget_stale(&mut self, now: Instant) {
@@ -214,6 +226,21 @@ mod tests {
         assert!(!slots.wants_more());
         assert_eq!(slots.closed(ListenerId::next(), now), None);
         assert!(!slots.wants_more());
+    }
+
+    #[test]
+    fn a_relay_that_stops_serving_gives_up_its_slot_and_one_that_starts_is_asked_at_once() {
+        let relay = PeerId::random();
+        let now = Instant::now();
+        let mut slots = Reservations::default();
+        let id = ListenerId::next();
+        slots.asked(relay, id);
+        assert_eq!(slots.relay_changed(&relay, false), Some(id));
+        slots.closed(id, now);
+        assert!(!slots.may_ask(&relay, now));
+        assert_eq!(slots.relay_changed(&relay, true), None);
+        assert!(slots.may_ask(&relay, now));
+        assert_eq!(slots.relay_changed(&PeerId::random(), false), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// Relays a member is dialled through besides the addresses it gave.
+/// Relays a member is dialled through when its own addresses failed.
 const GUESSED_RELAYS: usize = 4;
 
 /// The members a peer list names, with their addresses. A member's list is taken only up to a
@@ -138,14 +138,17 @@ impl Node {
                 // A member this node neither reaches nor was already trying to reach.
                 self.exchanges.found(Instant::now());
             }
-            self.dial_member(peer, addrs);
+            self.dial_member(peer, addrs, false);
         }
     }
 
-    /// Dials a peer learned from discovery at its addresses (the circuits it holds slots on
-    /// among them, once it has told) and through up to [`GUESSED_RELAYS`] relays we know: in
-    /// `auto` mode most members relay, so not through every one.
-    pub(super) fn dial_member(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>) {
+    /// Dials a peer learned from discovery at its addresses, the circuits it holds slots on
+    /// among them once it has told. A redial (the direct addresses failed), or a peer with no
+    /// direct address, is also dialled through up to [`GUESSED_RELAYS`] relays this node
+    /// reaches directly, chosen at random: in `auto` mode most members relay, so not through
+    /// every one, and a first dial does not race circuits against a direct path.
+    pub(super) fn dial_member(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>, redial: bool) {
+        use rand::seq::SliceRandom as _;
         if peer == *self.swarm.local_peer_id()
             || self.peers.is_connected(&peer)
             || self.blocked_until.contains_key(&peer)
@@ -153,17 +156,18 @@ impl Node {
         {
             return;
         }
-        let relays: Vec<PeerId> = self
-            .peers
-            .relays()
-            .filter(|r| **r != peer)
-            .take(GUESSED_RELAYS)
-            .copied()
-            .collect();
-        for relay in relays {
-            if let Some(base) = self.peers.dialable_addr(&relay) {
-                addrs.push(base.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit));
-            }
+        if redial || addrs.iter().all(is_relayed) {
+            let mut guesses: Vec<Multiaddr> = self
+                .peers
+                .relays()
+                .filter(|relay| **relay != peer && self.peers.is_direct(relay))
+                .filter_map(|relay| {
+                    let base = self.peers.dialable_addr(relay)?;
+                    Some(base.with(Protocol::P2p(*relay)).with(Protocol::P2pCircuit))
+                })
+                .collect();
+            guesses.shuffle(&mut rand::thread_rng());
+            addrs.extend(guesses.into_iter().take(GUESSED_RELAYS));
         }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
@@ -194,7 +198,7 @@ impl Node {
         let candidates: Vec<(PeerId, Multiaddr)> = self
             .peers
             .relays()
-            .filter(|relay| self.reservations.may_ask(relay, now))
+            .filter(|relay| self.peers.is_direct(relay) && self.reservations.may_ask(relay, now))
             .filter_map(|relay| Some((*relay, self.peers.dialable_addr(relay)?)))
             .collect();
         for (relay, base) in candidates {
@@ -307,7 +311,7 @@ impl Node {
                     if self.address_lookups.remove(&info.peer_id) {
                         self.redial
                             .heard_of(info.peer_id, &info.addrs, Instant::now());
-                        self.dial_member(info.peer_id, info.addrs);
+                        self.dial_member(info.peer_id, info.addrs, false);
                     }
                 }
             }
@@ -335,7 +339,7 @@ impl Node {
                 kad.get_closest_peers(peer);
                 self.address_lookups.insert(peer);
             }
-            self.dial_member(peer, Vec::new());
+            self.dial_member(peer, Vec::new(), false);
         }
     }
 }

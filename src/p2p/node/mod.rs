@@ -43,7 +43,7 @@ use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec, Serv
 use super::bootstrap::Bootstrap;
 use super::heard::HeardOf;
 use super::pacer::Pacer;
-use super::peers::{PeerTable, is_routable};
+use super::peers::{PeerTable, is_nested_circuit, is_relayed, is_routable};
 use super::protocol::Protocols;
 use super::redial::Redial;
 use super::relaying::{RelayMode, Reservations};
@@ -297,6 +297,12 @@ impl Node {
         if self.serving.swap(serves, Ordering::Relaxed) != serves {
             tracing::info!(mode = %self.config.relay, serves, "relay service changed");
         }
+        // Serving, the relay protocol is advertised while some direct external address is
+        // confirmed (libp2p's own rule: slots answer with those addresses); not serving, never,
+        // so members do not ask for slots it would refuse.
+        if let Some(server) = self.swarm.behaviour_mut().relay_server.as_mut() {
+            server.set_status((!serves).then_some(relay::Status::Disable));
+        }
         let shown = match (self.config.relay, serves) {
             (RelayMode::Off, _) => "off",
             (_, true) => "serving",
@@ -414,7 +420,7 @@ impl Node {
             let addrs = self.denied.remove(&peer).unwrap_or_default();
             if !self.blocked_until.contains_key(&peer) {
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                self.dial_member(peer, addrs);
+                self.dial_member(peer, addrs, false);
             }
         }
         self.publish_peers();
@@ -432,7 +438,7 @@ impl Node {
             }
         }
         for (peer, addrs) in self.redial.due(now) {
-            self.dial_member(peer, addrs);
+            self.dial_member(peer, addrs, true);
         }
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
@@ -465,6 +471,13 @@ impl Node {
                 tracing::info!(%address, "listening");
                 self.listen.insert(address);
                 self.publish_listen();
+            }
+            // A slot on a relay makes its circuit address confirmed as external. Handed on in
+            // this node's own reservation answers (when it relays), it would give the members
+            // holding slots here circuits through circuits, which nobody can dial; and the relay
+            // server's advertisement follows the direct external addresses alone.
+            SwarmEvent::ExternalAddrConfirmed { address } if is_relayed(&address) => {
+                self.swarm.remove_external_address(&address);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen.remove(&address);
@@ -542,10 +555,15 @@ impl Node {
                     let addrs = info
                         .listen_addrs
                         .iter()
-                        .filter(|a| !in_overlay(a, self.config.overlay))
+                        .filter(|a| !in_overlay(a, self.config.overlay) && !is_nested_circuit(a))
                         .cloned()
                         .collect();
-                    self.peers.identified(peer_id, addrs, relay);
+                    if self.peers.identified(peer_id, addrs, relay) != relay
+                        && let Some(slot) = self.reservations.relay_changed(&peer_id, relay)
+                    {
+                        tracing::info!(relay = %peer_id, "the relay stopped serving; giving up its slot");
+                        self.swarm.remove_listener(slot);
+                    }
                     if self.admission.is_admitted(&peer_id) {
                         self.observed(&info.observed_addr);
                     }
@@ -575,7 +593,7 @@ impl Node {
                 for (peer, addrs) in by_peer {
                     self.heard_of(peer);
                     self.redial.heard_of(peer, &addrs, Instant::now());
-                    self.dial_member(peer, addrs);
+                    self.dial_member(peer, addrs, false);
                 }
             }
             BehaviourEvent::Kad(event) => self.on_kad(event),
