@@ -354,18 +354,21 @@ pub fn feed(data: &[u8]) {
         id: 1,
     };
     let mut replica = Replica::default();
-    replica.install(Catchup {
-        cluster,
-        leader: Some((
-            1,
-            LedgerNode {
-                peer_id: leader.clone(),
-            },
-        )),
-        voters: vec![leader.clone()],
-        position: 3,
-        state: std::sync::Arc::new(seeded_state()),
-    });
+    replica.install(
+        Catchup {
+            cluster,
+            leader: Some((
+                1,
+                LedgerNode {
+                    peer_id: leader.clone(),
+                },
+            )),
+            voters: vec![leader.clone()],
+            position: 3,
+            state: std::sync::Arc::new(seeded_state()),
+        },
+        std::time::Instant::now(),
+    );
     let now = Instant::now();
     for line in lines(data) {
         if let Some(feed) = crate::ledger::feed::decode(line) {

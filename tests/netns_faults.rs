@@ -1,7 +1,9 @@
-//! Crash faults in network namespaces, the first scenario of issue 16's fault suite: five
-//! `weft up` processes form one cluster. The leader, then a voter that does not lead, then a
-//! follower are each killed with SIGKILL. The survivors go on committing writes, and each
-//! killed node is restarted with its state directory. After every step the same invariants are
+//! Crash faults in network namespaces, scenarios of issue 16's fault suite: five `weft up`
+//! processes form one cluster. The leader, then a voter that does not lead, then a follower are
+//! each killed with SIGKILL. The survivors go on committing writes, and each killed node is
+//! restarted with its state directory. A 2|3 partition puts the leader on the small side. Two
+//! of the three voters die for good and `weft ledger recover --force` on the third brings the
+//! survivors back. After every step the same invariants are
 //! read through the CLI: one cluster, distinct overlay addresses, and every acknowledged write
 //! readable on every running node. The restarted node keeps its PeerId and address. The times
 //! it prints are the figures in `docs/reliability.md`. Needs root and iproute2; elsewhere it
@@ -18,6 +20,9 @@ use support::netns::{Lan, wait_until};
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const DEADLINE: Duration = Duration::from_secs(90);
 const NODES: usize = 5;
+/// How long the survivors of a quorum loss may take to meet the recovered cluster: a follower
+/// notices its leader is gone once its feed has been silent for 75 s.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(240);
 
 /// Which node a step kills.
 #[derive(Debug, Clone, Copy)]
@@ -289,4 +294,95 @@ fn a_partition_two_three_with_the_leader_in_the_minority_commits_on_the_majority
         "healed: one cluster, every acknowledged write on every node after {:.1?}",
         healed.elapsed()
     );
+}
+
+#[test]
+fn after_quorum_loss_recover_on_a_survivor_brings_every_survivor_back_with_every_write() {
+    require_netns!();
+    let mut lan = Lan::new(NODES, WEFT);
+    let token = lan.new_token();
+    let args = ["--token", token.as_str(), "--no-dht"];
+    let processes: Vec<usize> = (0..NODES).map(|i| lan.start_weft(i, &args, &[])).collect();
+    let all: Vec<usize> = (0..NODES).collect();
+    let (mut written, statuses) = settle(&mut lan, &all);
+    let old_cluster = statuses[0]["ledger"]["cluster_id"].clone();
+
+    // Two of the three voters, the leader among them, are gone for good: no majority is left.
+    let dead = [
+        pick(Victim::Leader, &all, &statuses),
+        pick(Victim::Voter, &all, &statuses),
+    ];
+    for target in dead {
+        let process = &mut lan.processes[processes[target]];
+        process.signal("KILL");
+        process.wait_exit(DEADLINE).expect("a killed process exits");
+    }
+    let running: Vec<usize> = all.iter().copied().filter(|i| !dead.contains(i)).collect();
+    let alive: Vec<Value> = running.iter().map(|&i| statuses[i].clone()).collect();
+    let survivor = pick(Victim::Voter, &running, &alive);
+
+    let attempt = Instant::now();
+    let out = lan.weft(&[
+        "ledger",
+        "put",
+        "faults",
+        "lost",
+        "lost",
+        "--api",
+        &lan.hosts[survivor].api(),
+    ]);
+    let error = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!out.status.success(), "a write without a quorum commits");
+    assert!(!error.is_empty(), "a failed write says why");
+    eprintln!(
+        "without a quorum, a write failed after {:.1?}: {error}",
+        attempt.elapsed()
+    );
+
+    let out = lan.weft(&["ledger", "recover", "--api", &lan.hosts[survivor].api()]);
+    assert_eq!(out.status.code(), Some(2), "recover without --force acts");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+
+    let recovering = Instant::now();
+    let out = lan.weft(&[
+        "ledger",
+        "recover",
+        "--force",
+        "--api",
+        &lan.hosts[survivor].api(),
+    ]);
+    assert!(
+        out.status.success(),
+        "recover --force: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    // The followers still name the dead leader until its feed has been silent for 75 s; then
+    // they find the new cluster and merge into it.
+    let new_cluster = wait_until(DEADLINE, "the recovered cluster to form", || {
+        let cluster = lan.status(survivor)?["ledger"]["cluster_id"].clone();
+        (cluster.is_string() && cluster != old_cluster).then_some(cluster)
+    });
+    wait_until(
+        RECOVERY_DEADLINE,
+        "every survivor in the recovered cluster",
+        || {
+            running
+                .iter()
+                .all(|&i| {
+                    lan.status(i)
+                        .is_some_and(|s| s["ledger"]["cluster_id"] == new_cluster)
+                })
+                .then_some(())
+        },
+    );
+    invariants(&lan, &running, &written);
+    eprintln!(
+        "recovered: the survivors in one new cluster with every write after {:.1?}",
+        recovering.elapsed()
+    );
+    let took = put(&lan, running[0], "after-recovery");
+    written.push("after-recovery".into());
+    invariants(&lan, &running, &written);
+    eprintln!("after recovery, a write committed in {took:.1?}");
 }

@@ -122,7 +122,11 @@ impl ApiError {
             ApiError::Ledger(e @ (LedgerError::NoLeader | LedgerError::LeaderUnreachable(_))) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "no_leader", e.to_string())
             }
-            ApiError::Ledger(e @ (LedgerError::Refused(_) | LedgerError::NotCommitted(_))) => (
+            ApiError::Ledger(
+                e @ (LedgerError::Refused(_)
+                | LedgerError::NotCommitted(_)
+                | LedgerError::LeaderSilent(_)),
+            ) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_committed",
                 e.to_string(),

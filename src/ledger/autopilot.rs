@@ -213,6 +213,8 @@ pub async fn run(
         declared: false,
     };
     let mut tick = tokio::time::interval(LISTEN_TICK);
+    // A tick that took longer than the interval (a merge, a join) is not made up for by a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -697,9 +699,13 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
     }
 }
 
+/// Followers a leader short of voters asks per round whether they are in its cluster.
+const RECRUIT_ASKED: usize = 3;
+
 /// Brings a follower into raft as a learner when fewer than the target of voters are live and
 /// no live learner can step in; [`service::promote`] or the voter replacement then makes it a
-/// voter. The candidate is the live, reachable follower with the lowest PeerId.
+/// voter. The candidate is the live, reachable follower with the lowest PeerId among the
+/// first [`RECRUIT_ASKED`] that say they are in this cluster.
 async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
     let _membership = ledger.membership_lock().await;
     let reachable = reachable_peers(ledger);
@@ -722,7 +728,7 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
         return;
     }
     let in_raft: Vec<&String> = membership.nodes().map(|(_, n)| &n.peer_id).collect();
-    let Some(candidate) = ledger
+    let mut candidates: Vec<libp2p::PeerId> = ledger
         .state()
         .members()
         .iter()
@@ -731,11 +737,19 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
         })
         .filter_map(|(peer, _)| peer.parse::<libp2p::PeerId>().ok())
         .filter(|peer| !ledger.p2p().is_behind(peer))
-        .min()
+        .collect();
+    candidates.sort();
+    candidates.truncate(RECRUIT_ASKED);
+    // A member of this state may follow another cluster: after a recovery, the survivors of
+    // the old cluster are members here until they merge in. It must not become a learner of
+    // this one while it follows that one.
+    let ours = ledger.state().cluster();
+    let Some((candidate, hello)) = service::ask_each(ledger, candidates)
+        .await
+        .into_iter()
+        .filter(|(_, hello)| hello.cluster == ours)
+        .min_by_key(|(peer, _)| *peer)
     else {
-        return;
-    };
-    let Some(hello) = service::ask(ledger, [candidate]).await.into_iter().next() else {
         return;
     };
     tracing::info!(peer = %candidate, live_voters, "voters are short; adding a follower as learner");

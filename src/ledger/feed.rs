@@ -207,7 +207,7 @@ pub async fn catch_up(ledger: &Ledger, peer: libp2p::PeerId) -> Result<(), Strin
         .map_err(|e| e.to_string())?
     })
     .await?;
-    ledger.replica().install(answer);
+    ledger.replica().install(answer, crate::clock::now());
     ledger.changed();
     Ok(())
 }

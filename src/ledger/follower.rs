@@ -27,6 +27,11 @@ use super::state::{ClusterId, Command, LedgerState};
 pub const GAP_GRACE: Duration = Duration::from_secs(1);
 /// Entries held back waiting for an earlier one, at most.
 const MAX_PENDING: usize = 4096;
+/// How long a follower names a leader it has not heard from. An idle leader's feed says where
+/// it stands at least every 30 s ([`super::feed`]), so this is two such heartbeats lost and
+/// more: past it the follower knows no leader, and its autopilot looks for a working cluster
+/// (a leader killed with its quorum, a recovery elsewhere).
+pub const LEADER_SILENCE: Duration = Duration::from_secs(75);
 
 /// The leader of a cluster: raft node id and how to reach it.
 pub type Leader = (u64, LedgerNode);
@@ -85,6 +90,8 @@ struct Following {
     state: Arc<LedgerState>,
     position: u64,
     leader: Option<Leader>,
+    /// When the leader last spoke: its feed, or a voter's catch-up naming it.
+    leader_heard: Instant,
     voters: Vec<String>,
     pending: BTreeMap<u64, Option<Command>>,
     behind_since: Option<Instant>,
@@ -94,7 +101,7 @@ impl Replica {
     /// Starts (or restarts) following from a voter's state; a catch-up older than what this
     /// replica already holds of the same cluster is ignored, and one as far along only renews
     /// who leads and votes.
-    pub fn install(&mut self, catchup: Catchup) {
+    pub fn install(&mut self, catchup: Catchup, now: Instant) {
         if let Some(f) = &mut self.following
             && f.state.cluster() == Some(catchup.cluster)
             && f.position >= catchup.position
@@ -102,6 +109,7 @@ impl Replica {
             // As far along: the voter's word on who leads and votes is what this node asked.
             if f.position == catchup.position {
                 f.leader = catchup.leader;
+                f.leader_heard = now;
                 f.voters = catchup.voters;
             }
             return;
@@ -120,6 +128,7 @@ impl Replica {
             state,
             position: catchup.position,
             leader: catchup.leader,
+            leader_heard: now,
             voters: catchup.voters,
             pending,
             behind_since: None,
@@ -146,6 +155,7 @@ impl Replica {
             return Verdict::Verify;
         }
         f.leader = Some(feed.leader);
+        f.leader_heard = now;
         f.voters = feed.voters;
         for (index, command) in feed.entries {
             if index > f.position && f.pending.len() < MAX_PENDING {
@@ -192,9 +202,14 @@ impl Replica {
         self.following.as_ref().map_or(0, |f| f.position)
     }
 
-    /// The leader of the followed cluster, as last heard.
-    pub fn leader(&self) -> Option<&Leader> {
-        self.following.as_ref()?.leader.as_ref()
+    /// The leader of the followed cluster, as last heard, unless it has been silent for
+    /// [`LEADER_SILENCE`] at `now`.
+    pub fn leader(&self, now: Instant) -> Option<&Leader> {
+        let f = self.following.as_ref()?;
+        if now.saturating_duration_since(f.leader_heard) > LEADER_SILENCE {
+            return None;
+        }
+        f.leader.as_ref()
     }
 
     /// The voters of the followed cluster, as last heard.
@@ -252,13 +267,16 @@ mod tests {
         let mut state = LedgerState::new("10.1.0.0/24".parse().unwrap());
         state.apply(1, &Command::Genesis(CLUSTER));
         let mut replica = Replica::default();
-        replica.install(Catchup {
-            cluster: CLUSTER,
-            leader: None,
-            voters: vec!["L".into()],
-            position: 2,
-            state: Arc::new(state),
-        });
+        replica.install(
+            Catchup {
+                cluster: CLUSTER,
+                leader: None,
+                voters: vec!["L".into()],
+                position: 2,
+                state: Arc::new(state),
+            },
+            Instant::now(),
+        );
         replica
     }
 
@@ -274,6 +292,22 @@ mod tests {
             .and_then(|s| s.bucket("b"))
             .map(|b| b.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_leader_silent_for_longer_than_the_silence_is_named_no_more_until_it_speaks() {
+        let mut replica = following();
+        let t0 = Instant::now();
+        assert_eq!(take(&mut replica, feed(vec![], 2), t0), Verdict::UpToDate);
+        assert!(replica.leader(t0 + LEADER_SILENCE).is_some());
+        assert!(
+            replica
+                .leader(t0 + LEADER_SILENCE + Duration::from_secs(1))
+                .is_none()
+        );
+        let t1 = t0 + LEADER_SILENCE * 2;
+        take(&mut replica, feed(vec![], 2), t1);
+        assert!(replica.leader(t1 + LEADER_SILENCE).is_some());
     }
 
     #[test]
@@ -312,13 +346,16 @@ mod tests {
         );
         let mut state = replica.state().unwrap().clone();
         Arc::make_mut(&mut state).apply(3, &put("three").unwrap());
-        replica.install(Catchup {
-            cluster: CLUSTER,
-            leader: None,
-            voters: vec!["L".into()],
-            position: 4,
-            state,
-        });
+        replica.install(
+            Catchup {
+                cluster: CLUSTER,
+                leader: None,
+                voters: vec!["L".into()],
+                position: 4,
+                state,
+            },
+            Instant::now(),
+        );
         assert_eq!(
             keys(&replica),
             vec!["late", "three"],
@@ -332,13 +369,16 @@ mod tests {
         let mut replica = following();
         take(&mut replica, feed(vec![(3, put("a"))], 3), Instant::now());
         let stale = replica.state().unwrap().clone();
-        replica.install(Catchup {
-            cluster: CLUSTER,
-            leader: None,
-            voters: vec![],
-            position: 2,
-            state: Arc::new(LedgerState::new("10.1.0.0/24".parse().unwrap())),
-        });
+        replica.install(
+            Catchup {
+                cluster: CLUSTER,
+                leader: None,
+                voters: vec![],
+                position: 2,
+                state: Arc::new(LedgerState::new("10.1.0.0/24".parse().unwrap())),
+            },
+            Instant::now(),
+        );
         assert_eq!(replica.state(), Some(&stale));
     }
 
@@ -389,14 +429,20 @@ mod tests {
         let current = replica.state().unwrap().clone();
         let mut elected = feed(vec![], 3).leader;
         elected.1.peer_id = "N".into();
-        replica.install(Catchup {
-            cluster: CLUSTER,
-            leader: Some(elected),
-            voters: vec!["L".into(), "N".into()],
-            position: 2,
-            state: current,
-        });
-        assert_eq!(replica.leader().map(|l| l.1.peer_id.as_str()), Some("N"));
+        replica.install(
+            Catchup {
+                cluster: CLUSTER,
+                leader: Some(elected),
+                voters: vec!["L".into(), "N".into()],
+                position: 2,
+                state: current,
+            },
+            Instant::now(),
+        );
+        assert_eq!(
+            replica.leader(Instant::now()).map(|l| l.1.peer_id.as_str()),
+            Some("N")
+        );
         // The known leader's feed applies.
         take(&mut replica, feed(vec![(3, put("real"))], 3), now);
         assert_eq!(keys(&replica), vec!["real"]);

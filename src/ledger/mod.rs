@@ -91,6 +91,11 @@ pub enum LedgerError {
          partition, voters down); the write may still commit once they are back"
     )]
     NotCommitted(u64),
+    #[error(
+        "the leader did not answer within {0} s: it may be down (a new leader is then elected \
+         within seconds while a quorum is left), and the write may still commit if it is not"
+    )]
+    LeaderSilent(u64),
     #[error("{0}")]
     TooLarge(String),
 }
@@ -538,7 +543,7 @@ impl Ledger {
         metrics
             .current_leader
             .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())))
-            .or_else(|| self.replica().leader().cloned())
+            .or_else(|| self.replica().leader(crate::clock::now()).cloned())
     }
 
     /// Whether this node leads two or more voters but no majority of them has answered it for
@@ -571,8 +576,10 @@ impl Ledger {
 
     /// The raft instance that takes a raft RPC sent to raft node `to` by a node of `cluster`,
     /// or why none does: the RPC was meant for the raft node this node was before it wiped
-    /// its raft state, or comes from another cluster than the one this raft has applied the
-    /// genesis of (either side without a genesis yet is taken: a blank node joining).
+    /// its raft state, or comes from another cluster than this node's: the one its raft has
+    /// applied the genesis of, or else the one it follows (either side without a cluster yet is
+    /// taken: a blank node joining). A follower of one cluster whose raft is still blank is no
+    /// learner for another cluster's leader to take.
     pub(crate) fn raft_for(
         &self,
         to: u64,
@@ -586,7 +593,12 @@ impl Ledger {
                 engine.node_id
             ));
         }
-        match (cluster, engine.machine.state().cluster()) {
+        let ours = engine
+            .machine
+            .state()
+            .cluster()
+            .or_else(|| self.replica().state().and_then(|s| s.cluster()));
+        match (cluster, ours) {
             (Some(theirs), Some(ours)) if theirs != ours => Err(format!(
                 "sent from cluster {theirs}; this node is in cluster {ours}"
             )),
@@ -657,7 +669,9 @@ impl Ledger {
                 return LedgerStatus {
                     node_id,
                     cluster_id,
-                    leader: replica.leader().map(|(_, node)| node.peer_id.clone()),
+                    leader: replica
+                        .leader(crate::clock::now())
+                        .map(|(_, node)| node.peer_id.clone()),
                     voters: replica.voters().to_vec(),
                     changing_voters: false,
                     applied_index: replica.position(),
@@ -698,7 +712,11 @@ impl Ledger {
         let mut last = None;
         for _ in 0..2 {
             match self.propose_patiently(command.clone()).await {
-                Err(e @ (LedgerError::Refused(_) | LedgerError::NotCommitted(_))) => {
+                Err(
+                    e @ (LedgerError::Refused(_)
+                    | LedgerError::NotCommitted(_)
+                    | LedgerError::LeaderSilent(_)),
+                ) => {
                     let deadline = tokio::time::Instant::now() + PROPOSE_PATIENCE;
                     let mut changes = self.subscribe();
                     while tokio::time::Instant::now() < deadline {
@@ -788,17 +806,23 @@ impl Ledger {
             .peer_id
             .parse()
             .map_err(|_| Attempt::NotSent(LedgerError::NoLeader))?;
-        let answer: Result<Outcome, String> = call(&self.p2p, peer, &LedgerRpc::Propose(command))
-            .await
-            .map_err(|e| {
-                let error = LedgerError::Refused(e.to_string());
-                match e {
-                    CallError::Unreachable(crate::p2p::P2pError::NotAdmitted(_)) => {
-                        Attempt::NotSent(error)
+        // A leader killed a moment ago may still look connected (a QUIC connection is dropped
+        // only after 30 s of silence), and raft RPCs wait up to 30 s: the caller hears within
+        // the CLI's 10 s.
+        let waited = service::PROPOSAL_TIMEOUT + Duration::from_secs(1);
+        let answer: Result<Outcome, String> =
+            tokio::time::timeout(waited, call(&self.p2p, peer, &LedgerRpc::Propose(command)))
+                .await
+                .map_err(|_| Attempt::Failed(LedgerError::LeaderSilent(waited.as_secs())))?
+                .map_err(|e| {
+                    let error = LedgerError::Refused(e.to_string());
+                    match e {
+                        CallError::Unreachable(crate::p2p::P2pError::NotAdmitted(_)) => {
+                            Attempt::NotSent(error)
+                        }
+                        _ => Attempt::Failed(error),
                     }
-                    _ => Attempt::Failed(error),
-                }
-            })?;
+                })?;
         answer.map_err(|e| {
             if e == service::NOT_LEADER {
                 Attempt::NotSent(LedgerError::Refused(e))
