@@ -1,11 +1,18 @@
-//! The clock the daemon's timed decisions read: tokio's, as a `std::time::Instant`.
+//! The clocks the daemon reads: tokio's monotonic clock for timed decisions, and the wall
+//! clock for what is stamped or derived from the date.
 //!
 //! The decision cores take `now` as an argument; their adapters read it here rather than from
 //! `Instant::now()`, so that a test on a runtime with paused time (the ledger's simulation)
 //! moves every timer, raft's and the autopilot's alike, on one virtual clock. In the daemon
 //! tokio's clock is the system's monotonic clock.
+//!
+//! The wall clock ([`unix_now`]: rendezvous epochs, which tokens are accepted, stamps in the
+//! ledger) is read here alone, so that a debug build can run with its clock set off by
+//! `WEFT_CLOCK_OFFSET=<seconds>` (negative for behind): the namespace test of clock trouble
+//! runs real daemons whose dates disagree. Release builds never read the variable.
 
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Now, on tokio's clock.
 pub fn now() -> Instant {
@@ -15,4 +22,40 @@ pub fn now() -> Instant {
 /// How long ago `then` was, on tokio's clock.
 pub fn since(then: Instant) -> Duration {
     now().saturating_duration_since(then)
+}
+
+/// Now, in seconds since the UNIX epoch, on this node's wall clock (0 before 1970).
+pub fn unix_now() -> u64 {
+    let real = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    real.saturating_add_signed(offset())
+}
+
+/// The wall clock's offset in seconds: `WEFT_CLOCK_OFFSET` in debug builds, else 0.
+fn offset() -> i64 {
+    static OFFSET: OnceLock<i64> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        if !cfg!(debug_assertions) {
+            return 0;
+        }
+        std::env::var("WEFT_CLOCK_OFFSET")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_wall_clock_is_the_systems_without_an_offset() {
+        let system = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let ours = super::unix_now();
+        assert!(ours.abs_diff(system) <= 1, "{ours} vs {system}");
+    }
 }

@@ -110,14 +110,6 @@ impl Keyring {
     }
 }
 
-/// The current UNIX time in seconds (0 before 1970).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

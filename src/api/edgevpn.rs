@@ -132,7 +132,7 @@ pub fn rfc3339(unix: u64) -> String {
 }
 
 fn now() -> u64 {
-    crate::ledger::autopilot::unix_now()
+    crate::clock::unix_now()
 }
 
 /// `GET /api/ledger`: `{bucket: {key: value}}`.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::routes::ApiState;
-use crate::keyring::unix_now;
+use crate::clock::unix_now;
 use crate::rotation::make::make;
 
 pub use crate::rotation::MAX_GRACE_SECS;

@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{self, ClusterSecret, Decision, Job};
 use super::sentinel::{self, Sentinel};
 use super::{BootstrapConfig, BootstrapStatus, Bootstrapper, Published};
+use crate::clock::unix_now;
 use crate::dataplane::Dataplane;
 use crate::ledger::Ledger;
-use crate::ledger::autopilot::unix_now;
 use crate::ledger::sealed::{CLUSTER, Sealer};
 use crate::ledger::state::{BootstrapReport, Command, LedgerState, Outcome, Phase, Role};
 

@@ -120,10 +120,7 @@ pub(super) fn run(command: LedgerCommand) -> Result<(), Failure> {
             if client.json {
                 println!("{}", serde_json::to_string_pretty(shown)?);
             } else {
-                print!(
-                    "{}",
-                    audit_table(shown, crate::ledger::autopilot::unix_now())
-                );
+                print!("{}", audit_table(shown, crate::clock::unix_now()));
             }
         }
         LedgerCommand::Recover { force, client } => {

@@ -28,7 +28,7 @@ use super::peer::{DEAD_AFTER, DropReason, Peer, Receiver, Table};
 use super::router::RouteTable;
 use super::session::{self, Hello, Keyring, Keys, REKEY_AFTER, Session};
 use super::{Shared, demand, fallback};
-use crate::keyring::unix_now;
+use crate::clock::unix_now;
 use crate::ledger::Ledger;
 use crate::p2p::{InboundRpc, P2pHandle, Service};
 use crate::token::{NetworkId, NetworkKeys};

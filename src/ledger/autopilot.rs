@@ -39,7 +39,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom as _;
+
+use crate::clock::unix_now;
 
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +69,8 @@ const MERGE_CHECK: Duration = Duration::from_secs(5);
 /// How long a cluster may be without a leader before its members count it as lost (quorum
 /// gone) and join any cluster with a leader: longer than any election.
 const LEADERLESS_GRACE: Duration = Duration::from_secs(15);
+/// How often a follower asks a quiet leader whether it still leads, at most.
+const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the autopilot runs while this node is outside a cluster: a formation or a join
 /// waits for it.
 const LISTEN_TICK: Duration = Duration::from_millis(250);
@@ -164,6 +170,8 @@ struct Pilot {
     blocked_since: Option<Instant>,
     /// When this node last asked its peers for a cluster.
     last_search: Option<Instant>,
+    /// When a quiet leader was last asked whether it still leads.
+    last_probe: Option<Instant>,
     /// The leases as this node, while it leads, has seen them.
     leases: Leases,
     voter_unreachable_since: HashMap<u64, Instant>,
@@ -207,6 +215,7 @@ pub async fn run(
         record_seen: None,
         blocked_since: None,
         last_search: None,
+        last_probe: None,
         leases,
         voter_unreachable_since: HashMap::new(),
         carried,
@@ -273,6 +282,7 @@ impl Pilot {
             self.leases = Leases::new(self.config.lease_timeout);
             self.voter_unreachable_since.clear();
         }
+        self.probe_quiet_leader().await;
         if self.merge_due() && self.merge().await {
             return;
         }
@@ -301,6 +311,41 @@ impl Pilot {
             return self.ledger.status().leader.is_none();
         }
         self.ledger.cut_off()
+    }
+
+    /// A follower whose leader's feed has been quiet for a while asks that leader whether it
+    /// still leads its cluster: gossip may lose heartbeats while the leader is well. A leader
+    /// that says so is heard from; one that is gone, cut off from its quorum or leads another
+    /// cluster says nothing of the kind, and the follower soon knows no leader.
+    async fn probe_quiet_leader(&mut self) {
+        let now = crate::clock::now();
+        let Some(leader) = self.ledger.replica().quiet_leader(now).cloned() else {
+            return;
+        };
+        if self
+            .last_probe
+            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_INTERVAL)
+        {
+            return;
+        }
+        self.last_probe = Some(now);
+        let Ok(peer) = leader.1.peer_id.parse::<libp2p::PeerId>() else {
+            return;
+        };
+        let ours = self.ledger.state().cluster();
+        let leads = service::ask(&self.ledger, [peer])
+            .await
+            .first()
+            .is_some_and(|hello| {
+                hello.cluster == ours
+                    && hello.node_id == leader.0
+                    && hello.leader.as_ref() == Some(&leader)
+            });
+        if leads {
+            self.ledger
+                .replica()
+                .confirmed(&leader, crate::clock::now());
+        }
     }
 
     /// Forgets the timers kept of this node's cluster: it left it (a merge, a reset).
@@ -704,8 +749,8 @@ const RECRUIT_ASKED: usize = 3;
 
 /// Brings a follower into raft as a learner when fewer than the target of voters are live and
 /// no live learner can step in; [`service::promote`] or the voter replacement then makes it a
-/// voter. The candidate is the live, reachable follower with the lowest PeerId among the
-/// first [`RECRUIT_ASKED`] that say they are in this cluster.
+/// voter. The candidate is the live, reachable follower with the lowest PeerId among up to
+/// [`RECRUIT_ASKED`], drawn at random each round, that say they are in this cluster.
 async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
     let _membership = ledger.membership_lock().await;
     let reachable = reachable_peers(ledger);
@@ -738,7 +783,8 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
         .filter_map(|(peer, _)| peer.parse::<libp2p::PeerId>().ok())
         .filter(|peer| !ledger.p2p().is_behind(peer))
         .collect();
-    candidates.sort();
+    // A few at random each round: the lowest PeerIds may stay in another cluster for a while.
+    candidates.shuffle(&mut rand::thread_rng());
     candidates.truncate(RECRUIT_ASKED);
     // A member of this state may follow another cluster: after a recovery, the survivors of
     // the old cluster are members here until they merge in. It must not become a learner of
@@ -1085,13 +1131,6 @@ async fn form_alone(ledger: &Ledger, why: &str) {
     if let Err(e) = ledger.raft().initialize(voters).await {
         tracing::warn!(error = %e, "cannot initialise the cluster");
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

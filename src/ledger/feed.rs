@@ -81,7 +81,13 @@ pub async fn publish(
             _ = tokio::time::sleep_until(next) => {}
         }
         let idle = batch.is_empty();
-        let feed = ledger.feed(batch);
+        // A leader cut off from its quorum says nothing while idle: its followers are to notice
+        // it leads nobody (entries it applied before it knew still go out).
+        let feed = if idle && ledger.cut_off() {
+            None
+        } else {
+            ledger.feed(batch)
+        };
         gap = next_gap(gap, idle && feed.is_some());
         next = tokio::time::Instant::now() + gap;
         let Some(feed) = feed else {

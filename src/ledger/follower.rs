@@ -32,6 +32,10 @@ const MAX_PENDING: usize = 4096;
 /// more: past it the follower knows no leader, and its autopilot looks for a working cluster
 /// (a leader killed with its quorum, a recovery elsewhere).
 pub const LEADER_SILENCE: Duration = Duration::from_secs(75);
+/// How long a follower hears nothing from its leader before it asks the leader directly
+/// whether it still leads: gossip may lose heartbeats while the leader is well, and a leader
+/// that answers is heard from ([`Replica::confirmed`]).
+pub const PROBE_AFTER: Duration = Duration::from_secs(45);
 
 /// The leader of a cluster: raft node id and how to reach it.
 pub type Leader = (u64, LedgerNode);
@@ -108,8 +112,10 @@ impl Replica {
         {
             // As far along: the voter's word on who leads and votes is what this node asked.
             if f.position == catchup.position {
+                if catchup.leader.is_some() {
+                    f.leader_heard = now;
+                }
                 f.leader = catchup.leader;
-                f.leader_heard = now;
                 f.voters = catchup.voters;
             }
             return;
@@ -212,6 +218,24 @@ impl Replica {
         f.leader.as_ref()
     }
 
+    /// The leader last heard, when it has been silent for [`PROBE_AFTER`] at `now`: the one to
+    /// ask whether it still leads.
+    pub fn quiet_leader(&self, now: Instant) -> Option<&Leader> {
+        let f = self.following.as_ref()?;
+        (now.saturating_duration_since(f.leader_heard) > PROBE_AFTER)
+            .then_some(f.leader.as_ref())
+            .flatten()
+    }
+
+    /// `leader`, asked directly, said it still leads the followed cluster: it is heard from.
+    pub fn confirmed(&mut self, leader: &Leader, now: Instant) {
+        if let Some(f) = &mut self.following
+            && f.leader.as_ref() == Some(leader)
+        {
+            f.leader_heard = now;
+        }
+    }
+
     /// The voters of the followed cluster, as last heard.
     pub fn voters(&self) -> &[String] {
         self.following.as_ref().map_or(&[], |f| f.voters.as_slice())
@@ -308,6 +332,30 @@ mod tests {
         let t1 = t0 + LEADER_SILENCE * 2;
         take(&mut replica, feed(vec![], 2), t1);
         assert!(replica.leader(t1 + LEADER_SILENCE).is_some());
+    }
+
+    #[test]
+    fn a_quiet_leader_is_asked_and_its_answer_counts_as_hearing_from_it() {
+        let mut replica = following();
+        let t0 = Instant::now();
+        take(&mut replica, feed(vec![], 2), t0);
+        assert!(replica.quiet_leader(t0 + PROBE_AFTER).is_none());
+        let later = t0 + PROBE_AFTER + Duration::from_secs(1);
+        let leader = replica.quiet_leader(later).cloned().expect("quiet");
+        let stranger = (
+            9,
+            LedgerNode {
+                peer_id: "X".into(),
+            },
+        );
+        replica.confirmed(&stranger, later);
+        assert!(
+            replica.quiet_leader(later).is_some(),
+            "only its own leader counts"
+        );
+        replica.confirmed(&leader, later);
+        assert!(replica.quiet_leader(later).is_none());
+        assert!(replica.leader(later + LEADER_SILENCE).is_some());
     }
 
     #[test]

@@ -53,6 +53,9 @@ const APPLIED_BACKLOG: usize = 1024;
 /// How long a proposal waits for a reachable leader: longer than an election (at most 3 s),
 /// shorter than the CLI's 10 s.
 const PROPOSE_PATIENCE: Duration = Duration::from_secs(6);
+/// How long a proposal may take in all, retries included, before the caller hears why it did
+/// not commit: within the CLI's 10 s.
+const ANSWER_WITHIN: Duration = Duration::from_secs(9);
 /// How often it looks again meanwhile.
 const PROPOSE_RETRY: Duration = Duration::from_millis(250);
 /// How long a leader of several voters may go without an answer from a majority of them
@@ -694,9 +697,12 @@ impl Ledger {
     /// its outcome once applied by the leader. One attempt: the autopilot calls this every
     /// second and must not stall.
     pub async fn propose(&self, command: Command) -> Result<Outcome, LedgerError> {
-        self.propose_once(command).await.map_err(|a| match a {
-            Attempt::NotSent(e) | Attempt::Failed(e) => e,
-        })
+        let until = tokio::time::Instant::now() + ANSWER_WITHIN;
+        self.propose_once(command, until)
+            .await
+            .map_err(|a| match a {
+                Attempt::NotSent(e) | Attempt::Failed(e) => e,
+            })
     }
 
     /// [`Ledger::propose_patiently`] for a command that applying twice leaves as applying once
@@ -743,9 +749,11 @@ impl Ledger {
     /// (an election after the leader left), it tries again for up to [`PROPOSE_PATIENCE`]. It
     /// never retries a proposal the leader may have received.
     pub async fn propose_patiently(&self, command: Command) -> Result<Outcome, LedgerError> {
-        let deadline = tokio::time::Instant::now() + PROPOSE_PATIENCE;
+        let started = tokio::time::Instant::now();
+        let deadline = started + PROPOSE_PATIENCE;
+        let until = started + ANSWER_WITHIN;
         loop {
-            match self.propose_once(command.clone()).await {
+            match self.propose_once(command.clone(), until).await {
                 Err(Attempt::NotSent(e)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(error = %e, "proposal not sent yet; waiting for a leader");
                     tokio::time::sleep(PROPOSE_RETRY).await;
@@ -760,10 +768,14 @@ impl Ledger {
         }
     }
 
-    /// One attempt, counted in the proposal metrics.
-    async fn propose_once(&self, command: Command) -> Result<Outcome, Attempt> {
+    /// One attempt, answered by `until`, counted in the proposal metrics.
+    async fn propose_once(
+        &self,
+        command: Command,
+        until: tokio::time::Instant,
+    ) -> Result<Outcome, Attempt> {
         let started = std::time::Instant::now();
-        let attempt = self.attempt(command).await;
+        let attempt = self.attempt(command, until).await;
         let result = match &attempt {
             Ok(_) => metrics::ProposalResult::Committed,
             Err(Attempt::NotSent(_)) => metrics::ProposalResult::NotSent,
@@ -773,16 +785,21 @@ impl Ledger {
         attempt
     }
 
-    async fn attempt(&self, command: Command) -> Result<Outcome, Attempt> {
+    async fn attempt(
+        &self,
+        command: Command,
+        until: tokio::time::Instant,
+    ) -> Result<Outcome, Attempt> {
         limits::check_size(&command).map_err(|e| Attempt::Failed(LedgerError::TooLarge(e)))?;
         let (leader, node) = self
             .leader()
             .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;
         if leader == self.node_id() {
-            let command = state::attribute(command, &node.peer_id, autopilot::unix_now());
+            let command = state::attribute(command, &node.peer_id, crate::clock::unix_now());
             // A leader cut off from its quorum does not know it until a higher term reaches
             // it: its writes wait, and the caller hears so within the proposal timeout.
-            let timeout = service::PROPOSAL_TIMEOUT;
+            let timeout = service::PROPOSAL_TIMEOUT
+                .min(until.saturating_duration_since(tokio::time::Instant::now()));
             return tokio::time::timeout(timeout, self.raft().client_write(command))
                 .await
                 .map_err(|_| Attempt::Failed(LedgerError::NotCommitted(timeout.as_secs())))?
@@ -807,13 +824,16 @@ impl Ledger {
             .parse()
             .map_err(|_| Attempt::NotSent(LedgerError::NoLeader))?;
         // A leader killed a moment ago may still look connected (a QUIC connection is dropped
-        // only after 30 s of silence), and raft RPCs wait up to 30 s: the caller hears within
-        // the CLI's 10 s.
-        let waited = service::PROPOSAL_TIMEOUT + Duration::from_secs(1);
+        // only after 30 s of silence), and raft RPCs wait up to 30 s: the caller hears by
+        // `until`, within the CLI's 10 s.
+        let sent = tokio::time::Instant::now();
         let answer: Result<Outcome, String> =
-            tokio::time::timeout(waited, call(&self.p2p, peer, &LedgerRpc::Propose(command)))
+            tokio::time::timeout_at(until, call(&self.p2p, peer, &LedgerRpc::Propose(command)))
                 .await
-                .map_err(|_| Attempt::Failed(LedgerError::LeaderSilent(waited.as_secs())))?
+                .map_err(|_| {
+                    let waited = sent.elapsed().as_secs_f64().round() as u64;
+                    Attempt::Failed(LedgerError::LeaderSilent(waited))
+                })?
                 .map_err(|e| {
                     let error = LedgerError::Refused(e.to_string());
                     match e {

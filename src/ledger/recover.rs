@@ -100,7 +100,7 @@ pub async fn recover(ledger: &Ledger) -> Result<Recovery, RecoverError> {
 async fn still_commits(ledger: &Ledger) -> bool {
     let probe = Command::Renew {
         peer: ledger.p2p().peer_id().to_string(),
-        now: super::autopilot::unix_now(),
+        now: crate::clock::unix_now(),
     };
     matches!(
         tokio::time::timeout(QUORUM_PROBE, ledger.propose(probe)).await,

@@ -12,7 +12,8 @@ use rand::RngCore as _;
 use std::collections::BTreeMap;
 
 use super::state::LedgerState;
-use crate::keyring::{Keyring, unix_now};
+use crate::clock::unix_now;
+use crate::keyring::Keyring;
 use crate::token::DerivedKey;
 
 /// What the Kubernetes cluster's founder publishes for the others: its join token, server URL

@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 
 use super::Ledger;
 use super::authority::{BEHIND, RaftClaim, may_join, may_propose, may_send_raft};
-use super::autopilot::unix_now;
 use super::limits::check_size;
 use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use super::state::{Outcome, attribute};
 use super::vouch::vouched;
+use crate::clock::unix_now;
 use crate::p2p::InboundRpc;
 
 /// How long one hello may take.

@@ -96,7 +96,7 @@ impl Follower {
         let mut changes = ledger.subscribe();
         loop {
             if let Some(rotation) = ledger.state().token_rotation() {
-                match self.follow(rotation, crate::keyring::unix_now()) {
+                match self.follow(rotation, crate::clock::unix_now()) {
                     Followed::Nothing => {}
                     Followed::Moved => tracing::info!(
                         network = %rotation.network,

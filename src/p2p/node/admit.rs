@@ -8,7 +8,7 @@ impl Node {
     fn admission_keys(&self) -> Vec<crate::token::DerivedKey> {
         self.keyring
             .held()
-            .accepted(crate::keyring::unix_now())
+            .accepted(crate::clock::unix_now())
             .into_iter()
             .map(|generation| generation.keys.admission.clone())
             .collect()

@@ -221,7 +221,7 @@ impl Node {
         if !self.config.dht && !self.config.public_dht {
             return;
         }
-        let unix = crate::keyring::unix_now();
+        let unix = crate::clock::unix_now();
         let held = self.keyring.held();
         let key_of = |keys: &crate::token::NetworkKeys, epoch: u64| {
             kad::RecordKey::new(&keys.rendezvous(epoch).0)

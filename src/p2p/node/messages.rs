@@ -112,7 +112,7 @@ impl Node {
             .filter(|_| self.admission.is_admitted(&propagation_source))
             .map(|author| {
                 let held = self.keyring.held();
-                let accepted = held.accepted(crate::keyring::unix_now());
+                let accepted = held.accepted(crate::clock::unix_now());
                 let data = accepted.into_iter().find_map(|generation| {
                     gossip::open(
                         &generation.keys.ledger_seal,
