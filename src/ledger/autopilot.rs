@@ -403,6 +403,12 @@ impl Pilot {
             && self
                 .confirmed_at
                 .is_none_or(|t| crate::clock::since(t) > self.patience());
+        // A frozen raft member first asks whether the leader still counts it: a learner
+        // removed while it was away still names a leader that confirms it leads, and nothing
+        // else would ever tell it.
+        if ask && self.ledger.is_raft_member() && self.rejoin_if_removed().await {
+            return true;
+        }
         let unconfirmed = if ask {
             let confirms = self.leader_confirms().await;
             self.confirmed_at = confirms.then(crate::clock::now);

@@ -405,14 +405,17 @@ impl Lan {
         serde_json::from_slice(&out.stdout).ok()
     }
 
-    /// Waits until host `i`'s weft answers `weft status`; fails at once if the process started
-    /// last on that host exited.
+    /// Waits until host `i`'s weft answers `weft status`; fails at once if the weft started last
+    /// on that host exited (other programs started there, a ping, a sink, may have ended).
     pub fn wait_api(&mut self, i: usize, deadline: Duration) -> serde_json::Value {
         wait_until(
             deadline,
             &format!("{} to answer on its API", self.hosts[i].name),
             || {
-                if let Some(p) = self.processes.iter_mut().rfind(|p| p.host == i)
+                if let Some(p) = self
+                    .processes
+                    .iter_mut()
+                    .rfind(|p| p.host == i && p.label.starts_with("weft@"))
                     && let Ok(Some(status)) = p.child.try_wait()
                 {
                     panic!("{} exited with {status}:\n{}", p.label, p.log_text());
