@@ -102,10 +102,7 @@ fn members_leaving_and_rejoining_do_not_disturb_traffic_between_stable_members()
         (!out.stdout.is_empty()).then_some(())
     });
     // Let the session between the stable members exist before the clock starts.
-    wait_until(DEADLINE, "S1 to ping S2", || {
-        let out = lan.hosts[s1].run("ping", &["-c", "1", "-W", "1", &overlay[s2]]);
-        out.status.success().then_some(())
-    });
+    lan.wait_ping(s1, &overlay[s2], DEADLINE);
     let seconds = churn_for.as_secs().to_string();
     let stream = lan.spawn(
         s1,

@@ -22,13 +22,6 @@ const LEASE_TIMEOUT: u64 = 15;
 /// The edgevpn ledger bucket of live members.
 const HEALTHCHECK: &str = "healthcheck";
 
-fn ping(lan: &Lan, from: usize, to: &str) {
-    wait_until(DEADLINE, &format!("n{} to ping {to}", from + 1), || {
-        let out = lan.hosts[from].run("ping", &["-c", "1", "-W", "1", to]);
-        out.status.success().then_some(())
-    });
-}
-
 /// Host `i`'s wall clock, in UNIX seconds, as its edgevpn API shows it: the healthcheck bucket
 /// of `GET /api/ledger` stamps every live member with the node's own time.
 fn clock_of(lan: &Lan, i: usize) -> Option<i64> {
@@ -147,8 +140,8 @@ fn clocks_ten_minutes_apart_across_an_epoch_boundary_still_meet_and_keep_their_l
         let out = lan.weft(&["ledger", "get", "clock", "k", "--api", &lan.hosts[b].api()]);
         (String::from_utf8_lossy(&out.stdout).trim() == "skewed").then_some(())
     });
-    ping(&lan, a, &overlay[1]);
-    ping(&lan, b, &overlay[0]);
+    lan.wait_ping(a, &overlay[1], DEADLINE);
+    lan.wait_ping(b, &overlay[0], DEADLINE);
 
     let watched = Instant::now();
     let watch = Duration::from_secs(4 * LEASE_TIMEOUT);

@@ -226,13 +226,6 @@ fn wait_path(lan: &Lan, i: usize, prefix: &str) {
     );
 }
 
-fn ping(lan: &Lan, from: usize, to: &str) {
-    wait_until(DEADLINE, &format!("n{} to ping {to}", from + 1), || {
-        let out = lan.hosts[from].run("ping", &["-c", "1", "-W", "1", to]);
-        out.status.success().then_some(())
-    });
-}
-
 /// Runs an nftables script in host `i`'s namespace.
 fn nft(lan: &Lan, i: usize, script: &str) {
     let out = lan.hosts[i].run("bash", &["-c", &format!("nft -f - <<'EOF'\n{script}\nEOF")]);
@@ -248,7 +241,7 @@ fn with_udp_blocked_traffic_moves_to_the_libp2p_stream_and_back() {
     require_netns!();
     let mut lan = Lan::new(2, WEFT);
     let overlay = mesh(&mut lan, 2);
-    ping(&lan, 1, &overlay[0]);
+    lan.wait_ping(1, &overlay[0], DEADLINE);
     wait_path(&lan, 0, "udp ");
     let out = lan.weft(&["peers", "--json", "--api", &lan.hosts[1].api()]);
     let peers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
@@ -266,8 +259,8 @@ fn with_udp_blocked_traffic_moves_to_the_libp2p_stream_and_back() {
     );
     wait_path(&lan, 0, "libp2p stream");
     wait_path(&lan, 1, "libp2p stream");
-    ping(&lan, 1, &overlay[0]);
-    ping(&lan, 0, &overlay[1]);
+    lan.wait_ping(1, &overlay[0], DEADLINE);
+    lan.wait_ping(0, &overlay[1], DEADLINE);
     let sent = transfer(&mut lan, 1, 0, &overlay[0], 16);
     let received = lan.hosts[0].dir.join("received.sha256");
     let got = wait_until(DEADLINE, "the receiver's hash", || {
@@ -280,7 +273,7 @@ fn with_udp_blocked_traffic_moves_to_the_libp2p_stream_and_back() {
     nft(&lan, 0, "delete table inet weftblock");
     wait_path(&lan, 0, "udp ");
     wait_path(&lan, 1, "udp ");
-    ping(&lan, 1, &overlay[0]);
+    lan.wait_ping(1, &overlay[0], DEADLINE);
 }
 
 #[test]
@@ -293,8 +286,8 @@ fn a_relayed_only_pair_passes_ping_and_tcp() {
     lan.start_relayed(&token, (a, r, b), &["--no-mdns", "--no-dht"], DEADLINE);
     let all = lan.settled_addresses(&[a, r, b], DEADLINE);
     let overlay = [all[0].clone(), all[2].clone()];
-    ping(&lan, a, &overlay[1]);
-    ping(&lan, b, &overlay[0]);
+    lan.wait_ping(a, &overlay[1], DEADLINE);
+    lan.wait_ping(b, &overlay[0], DEADLINE);
     let sent = transfer(&mut lan, a, b, &overlay[1], 16);
     let received = lan.hosts[b].dir.join("received.sha256");
     let got = wait_until(DEADLINE, "the receiver's hash", || {
@@ -368,7 +361,7 @@ fn forged_truncated_and_replayed_packets_change_only_drop_counters() {
     require_netns!();
     let mut lan = Lan::new(2, WEFT);
     let overlay = mesh(&mut lan, 2);
-    ping(&lan, 1, &overlay[0]);
+    lan.wait_ping(1, &overlay[0], DEADLINE);
     wait_path(&lan, 1, "udp ");
     let n1_data = peers(&lan, 1)[0]["dataplane"]["path"]
         .as_str()
@@ -442,8 +435,8 @@ fn forged_truncated_and_replayed_packets_change_only_drop_counters() {
         drops(&after["peers"][0], "replay"),
         drops(&before["peers"][0], "replay") + N
     );
-    ping(&lan, 1, &overlay[0]);
-    ping(&lan, 0, &overlay[1]);
+    lan.wait_ping(1, &overlay[0], DEADLINE);
+    lan.wait_ping(0, &overlay[1], DEADLINE);
 }
 
 /// Whether `program` runs here.

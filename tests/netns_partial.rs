@@ -15,13 +15,6 @@ use support::netns::{Lan, wait_until};
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn ping(lan: &Lan, from: usize, to: &str) {
-    wait_until(DEADLINE, &format!("n{} to ping {to}", from + 1), || {
-        let out = lan.hosts[from].run("ping", &["-c", "1", "-W", "1", to]);
-        out.status.success().then_some(())
-    });
-}
-
 #[test]
 fn a_member_reaching_only_a_default_node_joins_the_leader_beyond_it_writes_and_pings() {
     require_netns!();
@@ -94,7 +87,7 @@ fn a_member_reaching_only_a_default_node_joins_the_leader_beyond_it_writes_and_p
     });
 
     let pinging = Instant::now();
-    ping(&lan, a, &overlay[2]);
-    ping(&lan, b, &overlay[0]);
+    lan.wait_ping(a, &overlay[2], DEADLINE);
+    lan.wait_ping(b, &overlay[0], DEADLINE);
     eprintln!("A and B pinged each other in {:?}", pinging.elapsed());
 }

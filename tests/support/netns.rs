@@ -487,6 +487,14 @@ impl Lan {
         relay_id
     }
 
+    /// Waits until host `from` gets an answer to one ping of `to` (an overlay address, say).
+    pub fn wait_ping(&self, from: usize, to: &str, deadline: Duration) {
+        wait_until(deadline, &format!("n{} to ping {to}", from + 1), || {
+            let out = self.hosts[from].run("ping", &["-c", "1", "-W", "1", to]);
+            out.status.success().then_some(())
+        });
+    }
+
     /// Every process's log, for a failing test.
     pub fn logs(&self) -> String {
         let mut all = String::new();
