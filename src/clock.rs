@@ -40,10 +40,13 @@ fn offset() -> i64 {
         if !cfg!(debug_assertions) {
             return 0;
         }
-        std::env::var("WEFT_CLOCK_OFFSET")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        let Ok(text) = std::env::var("WEFT_CLOCK_OFFSET") else {
+            return 0;
+        };
+        text.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!(value = %text, "WEFT_CLOCK_OFFSET is not a whole number of seconds; ignored");
+            0
+        })
     })
 }
 

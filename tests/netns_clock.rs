@@ -1,7 +1,8 @@
 //! Clock trouble in network namespaces (issue 16): three `weft up` processes whose wall clocks
 //! disagree by ten minutes each way, across a DHT rendezvous epoch boundary. C's clock is set
-//! five minutes before a boundary, A's ten minutes ahead of C (past the boundary, in the next
-//! epoch) and B's ten minutes behind C. A debug build's `WEFT_CLOCK_OFFSET` sets each clock
+//! 7.5 minutes before a boundary, A's ten minutes ahead of C (past the boundary, in the next
+//! epoch) and B's ten minutes behind C. The nodes meet through a bootstrap address and peer
+//! exchange; the rendezvous runs beside them. A debug build's `WEFT_CLOCK_OFFSET` sets each clock
 //! (`src/clock.rs`); the monotonic clock, which leases run on, is untouched, as with a real
 //! clock step. The nodes still admit each other, form one cluster with distinct addresses,
 //! replicate a write, ping across the overlay, and with a 15 s lease timeout nobody's lease
@@ -58,6 +59,10 @@ fn leases(lan: &Lan, i: usize) -> Vec<(String, String)> {
 #[test]
 fn clocks_ten_minutes_apart_across_an_epoch_boundary_still_meet_and_keep_their_leases() {
     require_netns!();
+    if !cfg!(debug_assertions) {
+        support::netns::report_skip("WEFT_CLOCK_OFFSET is read by debug builds only");
+        return;
+    }
     let mut lan = Lan::new(3, WEFT);
     let out = lan.weft(&["token", "new", "--rendezvous-epoch", &EPOCH.to_string()]);
     assert!(out.status.success(), "weft token new");
@@ -68,18 +73,14 @@ fn clocks_ten_minutes_apart_across_an_epoch_boundary_still_meet_and_keep_their_l
         .unwrap()
         .as_secs();
     let boundary = (now / EPOCH + 1) * EPOCH;
-    let c_offset = boundary as i64 - now as i64 - 300;
+    // C 450 s before the boundary: the test ends long before C's clock crosses it.
+    let c_offset = boundary as i64 - now as i64 - 450;
     let offsets = [c_offset + 600, c_offset - 600, c_offset];
     let (a, b, c) = (0, 1, 2);
     for (host, offset) in [a, b, c].iter().zip(offsets) {
         let epoch = (now as i64 + offset) as u64 / EPOCH;
         eprintln!("n{}: clock offset {offset} s, epoch {epoch}", host + 1);
     }
-    assert_ne!(
-        (now as i64 + offsets[a]) as u64 / EPOCH,
-        (now as i64 + offsets[c]) as u64 / EPOCH,
-        "A and C are in different epochs"
-    );
 
     let lease = LEASE_TIMEOUT.to_string();
     let common = ["--token", &token, "--no-mdns", "--lease-timeout", &lease];

@@ -150,6 +150,8 @@ pub struct Process {
     pub child: Child,
     pub log: PathBuf,
     pub label: String,
+    /// Whether it runs the weft binary (a daemon), not another program (a ping, a sink).
+    pub weft: bool,
 }
 
 impl Process {
@@ -355,6 +357,7 @@ impl Lan {
             child,
             log,
             label: label.to_string(),
+            weft: program == self.weft,
         });
         self.processes.len() - 1
     }
@@ -412,10 +415,7 @@ impl Lan {
             deadline,
             &format!("{} to answer on its API", self.hosts[i].name),
             || {
-                if let Some(p) = self
-                    .processes
-                    .iter_mut()
-                    .rfind(|p| p.host == i && p.label.starts_with("weft@"))
+                if let Some(p) = self.processes.iter_mut().rfind(|p| p.host == i && p.weft)
                     && let Ok(Some(status)) = p.child.try_wait()
                 {
                     panic!("{} exited with {status}:\n{}", p.label, p.log_text());

@@ -117,7 +117,8 @@ impl Node {
 
     pub(super) fn on_admitted(&mut self, peer: PeerId, hostname: String) {
         tracing::info!(%peer, %hostname, "admitted");
-        self.peers.admitted(peer, hostname, SystemTime::now());
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(crate::clock::unix_now());
+        self.peers.admitted(peer, hostname, now);
         self.set_admitted(&peer, true);
         let behaviour = self.swarm.behaviour_mut();
         behaviour.gossipsub.remove_blacklisted_peer(&peer);
