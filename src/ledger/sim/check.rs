@@ -1,6 +1,13 @@
 //! The invariants the simulation checks. After every step, safety: no part of a ledger has
-//! stopped, at most one leader per term of a cluster, no address held by two members, and one state per cluster and applied index
-//! (every node that applied a cluster's log to index i holds the same state). Once the network
+//! stopped, at most one node leads under each leader id of a cluster, no address held by two
+//! members, and one state per cluster and applied index (every node that applied a cluster's
+//! log to index i holds the same state).
+//!
+//! A leader id is openraft's: a term and the raft node id that won it. In its default mode
+//! (weft does not enable `single-term-leader`) a term may see several leaders, each under its
+//! own id, ordered by node id, and log entries carry the whole leader id, so raft's log
+//! matching holds as in one-leader-per-term raft. What must never happen is two nodes leading
+//! under one id: a node that came back under a raft id it had before a wipe. Once the network
 //! has healed, convergence: every node in one cluster under one leader, holding every
 //! acknowledged write and every node as a member with an address.
 
@@ -16,8 +23,8 @@ use super::BUCKET;
 /// What the checks remember across steps.
 #[derive(Default)]
 pub struct Checker {
-    /// (cluster, term) → the raft node that led it.
-    leaders: BTreeMap<(ClusterId, u64), u64>,
+    /// (cluster, term, raft node id) → the node (by index) that led under that leader id.
+    leaders: BTreeMap<(ClusterId, u64, u64), usize>,
     /// (cluster, applied index) → digest of the state there.
     states: BTreeMap<(ClusterId, u64), [u8; 32]>,
 }
@@ -37,13 +44,12 @@ impl Checker {
             };
             let metrics = ledger.raft().metrics().borrow().clone();
             if metrics.state.is_leader() {
-                let leader = *self
-                    .leaders
-                    .entry((cluster, metrics.current_term))
-                    .or_insert(ledger.node_id());
-                if leader != ledger.node_id() {
+                let id = (cluster, metrics.current_term, ledger.node_id());
+                let leader = *self.leaders.entry(id).or_insert(index);
+                if leader != index {
                     return Err(format!(
-                        "two leaders of term {} in cluster {cluster}: raft nodes {leader} and {} (n{index})",
+                        "two nodes led term {} in cluster {cluster} as raft node {}: n{leader} and \
+                         n{index}",
                         metrics.current_term,
                         ledger.node_id()
                     ));
