@@ -250,10 +250,12 @@ impl Ledger {
                 let id =
                     autopilot::first_node_id(&dir).map_err(|e| storage_error(e.to_string()))?;
                 raft::store::set_node_id(&db, id).map_err(|e| damaged(e.to_string()))?;
-                autopilot::forget_node_id_file(&dir).map_err(|e| storage_error(e.to_string()))?;
                 id
             }
         };
+        // Removed whichever way the id was found: a crash between storing the id and removing
+        // the file must not leave an old id to come back if the database alone is lost later.
+        autopilot::forget_node_id_file(&dir).map_err(|e| storage_error(e.to_string()))?;
         let taps = Taps::new(APPLIED_BACKLOG);
         let engine = Engine::open(
             db.clone(),

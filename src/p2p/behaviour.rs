@@ -178,24 +178,28 @@ impl Behaviour {
             relay_client,
             relay_server: relay_server.into(),
             dcutr: dcutr::Behaviour::new(local),
-            autonat: autonat::Behaviour::new(
-                local,
-                autonat::Config {
-                    // Members probe each other, added as servers once admitted.
-                    use_connected: false,
-                    only_global_ips: false,
-                    // A relay in `auto` mode serves once found public: the first probe soon
-                    // after start, and while the verdict is unsure (no member admitted yet, or
-                    // not confident) every 30 s; once sure, AutoNAT's 15 minutes.
-                    boot_delay: Duration::from_secs(5),
-                    retry_interval: Duration::from_secs(30),
-                    ..Default::default()
-                },
-            ),
+            autonat: autonat::Behaviour::new(local, autonat_config(config.relay)),
             gossipsub: gossipsub_behaviour(key)?,
             streams: libp2p_stream::Behaviour::new(),
         })
     }
+}
+
+/// AutoNAT among members (added as servers once admitted). In `--relay auto` a node serves
+/// once found public, so it probes soon after start (5 s) and, while the verdict is unsure,
+/// every 30 s; otherwise the verdict is only shown, and AutoNAT's own pace (15 s, then 90 s)
+/// costs less. Once sure, every 15 minutes either way.
+fn autonat_config(relay: super::RelayMode) -> autonat::Config {
+    let mut config = autonat::Config {
+        use_connected: false,
+        only_global_ips: false,
+        ..Default::default()
+    };
+    if relay == super::RelayMode::Auto {
+        config.boot_delay = Duration::from_secs(5);
+        config.retry_interval = Duration::from_secs(30);
+    }
+    config
 }
 
 /// Copies of each provider record in the private DHT, and members listed per answer.

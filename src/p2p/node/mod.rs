@@ -603,6 +603,7 @@ impl Node {
             }) => self.on_providers(found),
             BehaviourEvent::Gossipsub(event) => self.on_gossip(event),
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                let public = matches!(new, autonat::NatStatus::Public(_));
                 let status = match new {
                     autonat::NatStatus::Public(_) => "public",
                     autonat::NatStatus::Private => "private",
@@ -610,7 +611,7 @@ impl Node {
                 };
                 tracing::info!(status, "reachability changed");
                 self.shared.reachability.store(Arc::new(status.to_string()));
-                self.set_serving(status == "public");
+                self.set_serving(public);
             }
             BehaviourEvent::RelayClient(event) => {
                 tracing::debug!(?event, "relay client");
