@@ -3,12 +3,9 @@
 //! It follows the ledger (routes to live members, this node's own address on the TUN), makes
 //! and answers session handshakes over libp2p when traffic asks for them ([`demand`]), rekeys
 //! sessions that carry data, releases the packets that waited for a session, probes and keeps
-//! paths alive, and publishes the [`Table`] the packet tasks read. Path rules:
-//! - a UDP endpoint is where the peer's last authenticated packet came from;
-//! - with no endpoint, or when packets went out for [`DEAD_AFTER`] with nothing heard back, the
-//!   peer's candidates (from its handshake) are probed every [`PROBE_EVERY`];
-//! - a peer heard from that has not been sent anything for [`REPLY_AFTER`] gets a keepalive, so
-//!   a one-way flow still proves its path; an idle path gets one every [`KEEPALIVE`].
+//! paths alive, and publishes the [`Table`] the packet tasks read. What to do for each peer,
+//! and when, is decided by its [`Path`] ([`paths`], pure and time-injected); this task reads
+//! the packet path's view of the peer into it and carries out what it asks.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,25 +21,16 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, OVERHEAD};
+use super::paths::{Action, Path, Seen};
 use super::peer::{DEAD_AFTER, DropReason, Peer, Receiver, Table};
 use super::router::RouteTable;
-use super::session::{self, Hello, Keyring, Keys, REKEY_AFTER, Session};
-use super::{Shared, demand, fallback};
+use super::session::{self, Hello, Keyring, Keys, Session};
+use super::{Shared, fallback};
 use crate::clock::unix_now;
 use crate::ledger::Ledger;
 use crate::p2p::{InboundRpc, P2pHandle, Service};
 use crate::token::{NetworkId, NetworkKeys};
 
-/// How often a peer without a working path is probed.
-const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// How soon a peer that sent something gets a keepalive back when nothing else went to it.
-const REPLY_AFTER: Duration = Duration::from_secs(1);
-/// How often an idle path is kept alive (NAT mappings last at least this long).
-const KEEPALIVE: Duration = Duration::from_secs(25);
-/// How long to wait before trying a failed handshake again.
-const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// How much later than the lower PeerId the higher one rekeys, so that normally one side does.
-const REKEY_GRACE: Duration = Duration::from_secs(30);
 /// How often timers run.
 const TICK: Duration = Duration::from_millis(250);
 /// The least time between two rounds of upkeep when the packet path keeps asking for one.
@@ -58,35 +46,49 @@ fn ms(d: Duration) -> u64 {
 struct Entry {
     peer: Arc<Peer>,
     ring: Keyring,
-    /// UDP addresses from the peer's last handshake.
-    candidates: Vec<SocketAddr>,
+    /// What to do for the peer, and when.
+    path: Path,
     /// Whether the ledger routes an overlay address to this peer.
     routed: bool,
-    in_flight: bool,
-    last_attempt: Option<Instant>,
-    last_probe: u64,
-    /// The task writing the fallback stream to this peer, and when it was started.
-    writer: Option<(JoinHandle<()>, Instant)>,
+    /// The task writing the fallback stream to this peer.
+    writer: Option<JoinHandle<()>>,
 }
 
 impl Entry {
-    fn new(id: PeerId) -> Self {
+    /// A peer not yet handshaken with; `lower` when this node's PeerId is the lower one.
+    fn new(id: PeerId, lower: bool) -> Self {
         Entry {
             peer: Arc::new(Peer::new(id)),
             ring: Keyring::default(),
-            candidates: Vec::new(),
+            path: Path::new(lower),
             routed: false,
-            in_flight: false,
-            last_attempt: None,
-            last_probe: 0,
             writer: None,
+        }
+    }
+
+    /// The peer as the packet path and the keyring show it at `now` (`clock` on the packet
+    /// path's clock).
+    fn seen(&self, now: Instant, clock: u64) -> Seen {
+        let peer = &self.peer;
+        Seen {
+            routed: self.routed,
+            session: self
+                .ring
+                .sending()
+                .map(|s| now.saturating_duration_since(s.established)),
+            last_data: peer.last_data.load(Ordering::Relaxed),
+            endpoint: peer.endpoint.load_full().map(|a| *a),
+            dead: peer.path_dead(clock, ms(DEAD_AFTER)),
+            last_tx: peer.last_tx.load(Ordering::Relaxed),
+            last_rx: peer.last_rx.load(Ordering::Relaxed),
+            writer_running: self.writer.as_ref().is_some_and(|t| !t.is_finished()),
         }
     }
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if let Some((writer, _)) = &self.writer {
+        if let Some(writer) = &self.writer {
             writer.abort();
         }
     }
@@ -162,7 +164,7 @@ impl Control {
                             if let Some(peer) = state.handshaking.remove(&e.id())
                                 && let Some(entry) = state.peers.get_mut(&peer)
                             {
-                                entry.in_flight = false;
+                                entry.path.handshake_ended();
                             }
                         }
                     }
@@ -244,9 +246,10 @@ impl State {
             let Ok(id) = peer.parse::<PeerId>() else {
                 continue;
             };
+            let lower = self.me < id;
             self.peers
                 .entry(id)
-                .or_insert_with(|| Entry::new(id))
+                .or_insert_with(|| Entry::new(id, lower))
                 .routed = true;
         }
         // A peer that is no member with a live lease any more loses its sessions at once.
@@ -264,7 +267,7 @@ impl State {
             entry.ring.expire(now);
         }
         self.peers
-            .retain(|_, e| e.routed || e.in_flight || e.ring.sending().is_some());
+            .retain(|_, e| e.routed || e.path.handshaking() || e.ring.sending().is_some());
         let sources: HashMap<String, Ipv4Addr> = self
             .routes
             .iter()
@@ -317,62 +320,35 @@ impl State {
         )
     }
 
-    /// Starts handshakes that are due, and probes and keeps paths alive.
+    /// Does what each peer's [`Path`] asks now: starts handshakes and fallback-stream
+    /// writers, probes and keeps paths alive; then releases packets that waited.
     async fn maintain(&mut self) {
         let now = Instant::now();
-        let clock_now = self.shared.clock.now();
+        let clock = self.shared.clock.now();
         self.last_upkeep = now;
         let mut due = Vec::new();
+        let mut sends: Vec<(Arc<Peer>, Arc<Session>, Vec<SocketAddr>)> = Vec::new();
         let mut expired = false;
         for (id, entry) in &mut self.peers {
             expired |= entry.ring.expire(now);
-            if !entry.routed || entry.in_flight {
-                continue;
-            }
-            if entry
-                .last_attempt
-                .is_some_and(|t| now.duration_since(t) < RETRY_AFTER)
-            {
-                continue;
-            }
-            let rekey_at = if self.me < *id {
-                REKEY_AFTER
-            } else {
-                REKEY_AFTER + REKEY_GRACE
-            };
-            let session = match entry.ring.sending() {
-                None => demand::Session::None,
-                Some(s)
-                    if now.saturating_duration_since(s.established) >= rekey_at
-                        || s.wants_rekey(now) && self.me < *id =>
-                {
-                    demand::Session::RekeyDue
+            let seen = entry.seen(now, clock);
+            for action in entry.path.poll(clock, &seen) {
+                match action {
+                    Action::Handshake => due.push(*id),
+                    Action::StartWriter => {
+                        entry.writer = Some(tokio::spawn(fallback::write(
+                            self.streams.clone(),
+                            self.frames.clone(),
+                            entry.peer.clone(),
+                            self.shutdown.clone(),
+                        )));
+                    }
+                    Action::Keepalive(targets) => {
+                        if let Some(session) = entry.ring.sending() {
+                            sends.push((entry.peer.clone(), session.clone(), targets));
+                        }
+                    }
                 }
-                Some(_) => demand::Session::Fresh,
-            };
-            let facts = demand::Facts {
-                last_data: entry.peer.last_data.load(Ordering::Relaxed),
-                session,
-            };
-            if demand::wants_handshake(facts, clock_now) {
-                entry.in_flight = true;
-                entry.last_attempt = Some(now);
-                due.push(*id);
-            }
-            let writer_due = match &entry.writer {
-                None => true,
-                Some((task, started)) => {
-                    task.is_finished() && now.duration_since(*started) >= RETRY_AFTER
-                }
-            };
-            if writer_due && entry.ring.sending().is_some() {
-                let task = tokio::spawn(fallback::write(
-                    self.streams.clone(),
-                    self.frames.clone(),
-                    entry.peer.clone(),
-                    self.shutdown.clone(),
-                ));
-                entry.writer = Some((task, now));
             }
         }
         if expired {
@@ -392,7 +368,11 @@ impl State {
             });
             self.handshaking.insert(task.id(), peer);
         }
-        self.keep_paths().await;
+        for (peer, session, targets) in sends {
+            for target in targets {
+                self.keepalive(&peer, &session, target).await;
+            }
+        }
         self.release_waiting().await;
     }
 
@@ -441,49 +421,6 @@ impl State {
                 } else {
                     peer.drops.count(DropReason::NoPath);
                 }
-            }
-        }
-    }
-
-    /// Probes peers without a working path; answers and keeps alive the others.
-    async fn keep_paths(&mut self) {
-        let clock = self.shared.clock;
-        let now = clock.now();
-        let mut sends: Vec<(Arc<Peer>, Arc<Session>, Vec<SocketAddr>)> = Vec::new();
-        for entry in self.peers.values_mut() {
-            let peer = &entry.peer;
-            let Some(session) = entry.ring.sending().cloned() else {
-                continue;
-            };
-            let endpoint = peer.endpoint.load_full().map(|a| *a);
-            let last_tx = peer.last_tx.load(Ordering::Relaxed);
-            let last_rx = peer.last_rx.load(Ordering::Relaxed);
-            let targets = match endpoint {
-                Some(addr) if !peer.path_dead(now, ms(DEAD_AFTER)) => {
-                    let idle = now.saturating_sub(last_tx);
-                    if idle >= ms(KEEPALIVE) || (last_rx > last_tx && idle >= ms(REPLY_AFTER)) {
-                        vec![addr]
-                    } else {
-                        continue;
-                    }
-                }
-                _ => {
-                    if now.saturating_sub(entry.last_probe) < ms(PROBE_EVERY) {
-                        continue;
-                    }
-                    entry.last_probe = now;
-                    let mut all = entry.candidates.clone();
-                    all.extend(endpoint);
-                    all.sort();
-                    all.dedup();
-                    all
-                }
-            };
-            sends.push((peer.clone(), session, targets));
-        }
-        for (peer, session, targets) in sends {
-            for target in targets {
-                self.keepalive(&peer, &session, target).await;
             }
         }
     }
@@ -544,20 +481,20 @@ impl State {
             return;
         }
         let _ = reply.send(bytes);
-        self.keep_paths().await;
+        self.maintain().await;
     }
 
     /// A handshake this node started ended.
     async fn finished(&mut self, (peer, outcome): Outcome) {
         if let Some(entry) = self.peers.get_mut(&peer) {
-            entry.in_flight = false;
+            entry.path.handshake_ended();
         }
         match outcome {
             Ok((keys, candidates)) => {
+                // The new session's probes go out, and packets that waited for it go out at
+                // once on a path known from an earlier session.
                 if self.install(peer, keys, candidates) {
-                    self.keep_paths().await;
-                    // A peer whose endpoint is known from an earlier session has a path at once.
-                    self.release_waiting().await;
+                    self.maintain().await;
                 }
             }
             Err(e) => tracing::debug!(%peer, error = %e, "data-plane handshake failed"),
@@ -584,10 +521,7 @@ impl State {
             .ring
             .install(Arc::new(Session::new(keys, Instant::now())));
         entry.peer.handshakes.fetch_add(1, Ordering::Relaxed);
-        entry.candidates = usable(candidates, self.pool);
-        // A new session is probed at once on every candidate, from both sides; a path that was
-        // lost stays lost until a probe is answered.
-        entry.last_probe = 0;
+        entry.path.installed(usable(candidates, self.pool));
         tracing::debug!(%peer, send_index, recv_index, "data-plane session installed");
         self.publish();
         true

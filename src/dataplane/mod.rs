@@ -3,9 +3,9 @@
 //!
 //! Pure parts: the wire frame ([`frame`]), the replay window ([`replay`]), the route table and
 //! ICMP replies ([`router`]), the handshake and keyring ([`session`]), when a session is wanted
-//! and the packets that wait for one ([`demand`]). Devices: the TUN ([`tun`]) and the UDP
-//! socket ([`udp`]). Tasks: one sends (TUN → UDP, [`send`]), one receives (UDP → TUN,
-//! [`recv`]), both run to completion per batch and read the [`peer::Table`] snapshot the
+//! and the packets that wait for one ([`demand`]), when to handshake, probe and keep a path
+//! alive ([`paths`]). Devices: the TUN ([`tun`]) and the UDP socket ([`udp`]). Tasks: one sends
+//! (TUN → UDP, [`send`]), one receives (UDP → TUN, [`recv`]), both run to completion per batch and read the [`peer::Table`] snapshot the
 //! control task ([`control`]) publishes; the control task follows the ledger, makes sessions
 //! over libp2p when traffic asks for them and keeps their paths alive. Without a working UDP
 //! path, frames travel on a libp2p stream instead ([`fallback`]).
@@ -15,6 +15,7 @@ pub mod demand;
 mod fallback;
 pub mod frame;
 mod metrics;
+pub mod paths;
 pub mod peer;
 mod recv;
 pub mod replay;
