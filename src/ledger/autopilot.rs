@@ -34,6 +34,10 @@
 //! minutes on a real mesh). The leader expires the lease of a member that no admitted connection
 //! has reached for `lease_timeout`, or at once when the member is unreachable and its last
 //! renewal is older than the timeout; expiry frees the member's address.
+//!
+//! When each duty is due, and what to make of the answers, is decided by the [`Pilot`]
+//! ([`super::pilot`], pure and time-injected); this module reads the node's state into it at
+//! every tick, asks, proposes and joins as it says.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -48,41 +52,18 @@ use crate::clock::unix_now;
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
-use super::formation::Listening;
 use super::lease::Leases;
+use super::pilot::{Duty, Fallback, Found, LEADERLESS_GRACE, LISTEN_TICK, Pilot, Search, Seen};
 use super::raft::network::{Joined, LedgerRpc, call};
 use super::state::{
     ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
 };
 use super::{Ledger, LedgerConfig, follower, merge, recover, service};
-use crate::p2p::pacer::Pacer;
 
 /// File holding this node's raft id, made with the raft directory.
 const NODE_ID_FILE: &str = "node-id";
 /// How long a join may take (the leader waits for the learner to catch up).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a node re-proposes its member record while the ledger lacks it.
-const RECORD_RETRY: Duration = Duration::from_secs(3);
-/// How often a member asks admitted peers outside its ledger (or silent in it) which cluster
-/// they belong to.
-const MERGE_CHECK: Duration = Duration::from_secs(5);
-/// How long a cluster may be without a leader before its members count it as lost (quorum
-/// gone) and join any cluster with a leader: longer than any election.
-const LEADERLESS_GRACE: Duration = Duration::from_secs(15);
-/// How often a follower asks a quiet leader whether it still leads, at most.
-const PROBE_INTERVAL: Duration = Duration::from_secs(10);
-/// How often the autopilot runs while this node is outside a cluster: a formation or a join
-/// waits for it.
-const LISTEN_TICK: Duration = Duration::from_millis(250);
-/// The longest gap between joins tried through a leader heard of but not reachable.
-const JOIN_RETRY_MAX: Duration = Duration::from_secs(4);
-/// How often a member runs its round (record, lease, leadership, merge checks): on the first
-/// tick at least this long after the last, less half a tick, so that a tick handled late does
-/// not push the round to the next one.
-const ROUND: Duration = Duration::from_secs(1);
-/// How often a node outside any cluster asks its peers for one (a leader's feed, when it
-/// arrives, answers sooner).
-const SEARCH_INTERVAL: Duration = Duration::from_secs(3);
 
 /// What this node asks the ledger to record about itself.
 #[derive(Debug, Clone, Default)]
@@ -137,50 +118,19 @@ pub fn draw_node_id() -> u64 {
     }
 }
 
-/// The autopilot's memory between ticks.
-struct Pilot {
+/// The autopilot's I/O: what it reads, asks and proposes for its [`Pilot`].
+struct Autopilot {
     ledger: Ledger,
     config: LedgerConfig,
     facts: MemberFacts,
-    /// What this node heard while outside a cluster: when it may look for one.
-    listening: Listening,
-    /// When to try again to join through a leader heard of: at once, then ever more rarely
-    /// while this node stays outside (a leader heard through gossip may not be reachable).
-    join_retry: Pacer,
-    /// When the last member round ran.
-    last_round: Option<Instant>,
-    last_record_attempt: Option<Instant>,
-    last_renew_attempt: Option<Instant>,
-    /// This node's renewal stamp as it last saw it change, and when.
-    renewal_seen: Option<(u64, Instant)>,
-    last_merge_check: Option<Instant>,
-    /// Since when this node's cluster has had no leader, as the merge checks saw it.
-    leaderless_since: Option<Instant>,
-    /// The members this node has seen renew (on any node, leading or not): a member recorded
-    /// live that stopped renewing may have left for another cluster ([`merge`]).
-    renewing: Leases,
-    /// When the leader this node names last confirmed it leads, asked because this node's
-    /// renewals stopped reaching its state.
-    confirmed_at: Option<Instant>,
-    /// This node's own record as its state last showed it (its renewal stamp, `None` without a
-    /// live record), and since when it shows that.
-    record_seen: Option<(Option<u64>, Instant)>,
-    /// Since when, outside any cluster, this node sees a cluster that names no leader it can
-    /// join through.
-    blocked_since: Option<Instant>,
-    /// When this node last asked its peers for a cluster.
-    last_search: Option<Instant>,
-    /// When a quiet leader was last asked whether it still leads.
-    last_probe: Option<Instant>,
+    /// When each duty is due, and what to make of the answers.
+    pilot: Pilot,
     /// The leases as this node, while it leads, has seen them.
     leases: Leases,
     voter_unreachable_since: HashMap<u64, Instant>,
     /// The states of the clusters this node left in merges, oldest first, until what they hold
     /// is re-proposed.
     carried: Vec<LedgerState>,
-    /// Whether this process has made sure the ledger holds its configured role and policy
-    /// (once per start: an operator's later `weft role set` is not undone).
-    declared: bool,
 }
 
 /// Runs until `shutdown`.
@@ -191,35 +141,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let carried = merge::load_carried(ledger.dir());
-    let leases = Leases::new(config.lease_timeout);
-    let renewing = Leases::new(silence(&config));
-    let listening = Listening::new(
+    let pilot = Pilot::new(
         crate::clock::now(),
+        config.lease_timeout,
         config.formation_wait,
         config.formation_quiet,
     );
-    let mut pilot = Pilot {
+    let mut autopilot = Autopilot {
+        leases: Leases::new(config.lease_timeout),
         ledger,
         config,
         facts,
-        listening,
-        join_retry: Pacer::new(LISTEN_TICK, JOIN_RETRY_MAX, crate::clock::now()),
-        last_round: None,
-        last_record_attempt: None,
-        last_renew_attempt: None,
-        renewal_seen: None,
-        last_merge_check: None,
-        leaderless_since: None,
-        renewing,
-        confirmed_at: None,
-        record_seen: None,
-        blocked_since: None,
-        last_search: None,
-        last_probe: None,
-        leases,
+        pilot,
         voter_unreachable_since: HashMap::new(),
         carried,
-        declared: false,
     };
     let mut tick = tokio::time::interval(LISTEN_TICK);
     // A tick that took longer than the interval (a merge, a join) is not made up for by a burst.
@@ -227,84 +162,97 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => pilot.tick().await,
+            _ = tick.tick() => autopilot.tick().await,
         }
     }
 }
 
-impl Pilot {
+impl Autopilot {
     async fn tick(&mut self) {
         let ledger = self.ledger.clone();
-        let hello = service::hello(&ledger);
         let now = crate::clock::now();
-        if !hello.in_cluster {
-            // What was seen of a cluster this node is no longer in says nothing of the next.
-            self.forget_cluster();
-            self.listening.observe(ledger.p2p().heard().count, now);
-            let heard = ledger.replica().heard().cloned();
-            if recover::load_seed(ledger.dir()).is_some() {
-                form_alone(&ledger, "recovering: forming a new cluster from the seed").await;
-            } else if let Some(leader) = heard {
-                // A leader's feed reached this node: there is a cluster to join, no need to ask.
-                if self.join_retry.due(now) {
-                    join(&ledger, leader).await;
+        let seen = self.seen(now);
+        for duty in self.pilot.tick(now, &seen) {
+            match duty {
+                Duty::FormFromSeed => {
+                    form_alone(&ledger, "recovering: forming a new cluster from the seed").await
                 }
-            } else if (!self.carried.is_empty() || self.listening.settled(now))
-                && self
-                    .last_search
-                    .is_none_or(|t| crate::clock::since(t) >= SEARCH_INTERVAL)
-            {
-                self.last_search = Some(crate::clock::now());
-                form_or_join(&ledger, &self.listening, &mut self.blocked_since).await;
+                Duty::JoinHeard => {
+                    let heard = ledger.replica().heard().cloned();
+                    if let Some(leader) = heard {
+                        join(&ledger, leader).await;
+                    }
+                }
+                Duty::Search => self.form_or_join().await,
+                Duty::Lead { fresh } => {
+                    if fresh {
+                        // A new leader starts counting afresh: it may see members the old one
+                        // did not.
+                        self.leases = Leases::new(self.config.lease_timeout);
+                        self.voter_unreachable_since.clear();
+                    }
+                    lead(&ledger, &self.config).await;
+                    recruit(&ledger, &self.config).await;
+                    replace_unreachable_voters(
+                        &ledger,
+                        &self.config,
+                        &mut self.voter_unreachable_since,
+                    )
+                    .await;
+                    expire_leases(&ledger, &mut self.leases).await;
+                }
+                Duty::ProbeLeader => self.probe_quiet_leader().await,
+                Duty::CheckMerge { ask_leader } => {
+                    if self.merge(ask_leader).await {
+                        return;
+                    }
+                }
+                Duty::Renew => self.renew().await,
+                Duty::Record => self.record().await,
+                Duty::Declare => self.declare().await,
+                Duty::Readopt => self.readopt().await,
             }
-            return;
         }
-        self.join_retry.reset(now);
-        self.blocked_since = None;
-        if self
-            .last_round
-            .is_some_and(|at| now.duration_since(at) < ROUND - LISTEN_TICK / 2)
-        {
-            return;
-        }
-        self.last_round = Some(now);
-        // Raft's own view: a leader cut off from its quorum names no leader when asked, yet
-        // keeps its timers (replacing voters and expiring leases wait for a quorum anyway).
-        let leads = ledger.raft().metrics().borrow().current_leader == Some(ledger.node_id());
-        if leads {
-            lead(&ledger, &self.config).await;
-            recruit(&ledger, &self.config).await;
-            replace_unreachable_voters(&ledger, &self.config, &mut self.voter_unreachable_since)
-                .await;
-            expire_leases(&ledger, &mut self.leases).await;
-        } else {
-            // A new leader starts counting afresh: it may see members the old one did not.
-            self.leases = Leases::new(self.config.lease_timeout);
-            self.voter_unreachable_since.clear();
-        }
-        self.probe_quiet_leader().await;
-        if self.merge_due() && self.merge().await {
-            return;
-        }
-        self.keep_record().await;
-        self.declare().await;
-        self.readopt().await;
     }
 
-    fn merge_due(&mut self) -> bool {
-        let due = self
-            .last_merge_check
-            .is_none_or(|t| crate::clock::since(t) >= MERGE_CHECK);
-        if due {
-            self.last_merge_check = Some(crate::clock::now());
+    /// What the [`Pilot`] decides from at `now`.
+    fn seen(&self, now: Instant) -> Seen {
+        let ledger = &self.ledger;
+        let in_cluster = service::hello(ledger).in_cluster;
+        let me = ledger.p2p().peer_id().to_string();
+        let state = ledger.state();
+        // A record with another hostname (the node was renamed) or platform (weft was
+        // upgraded) is proposed again. A raft member that never applied its cluster's genesis
+        // has no record either, and doubts its leader as one whose record stopped changing
+        // does.
+        let record = state.members().get(&me).and_then(|member| {
+            (member.lease == LeaseState::Live
+                && member.hostname == self.facts.hostname
+                && member.platform == Platform::here())
+            .then_some(member.renewed_at)
+        });
+        let replica = ledger.replica();
+        Seen {
+            in_cluster,
+            heard: ledger.p2p().heard().count,
+            seed: !in_cluster && recover::load_seed(ledger.dir()).is_some(),
+            heard_leader: replica.heard().is_some(),
+            carrying: !self.carried.is_empty(),
+            // Raft's own view: a leader cut off from its quorum names no leader when asked,
+            // yet keeps its timers (replacing voters and expiring leases wait for a quorum
+            // anyway).
+            leads: ledger.raft().metrics().borrow().current_leader == Some(ledger.node_id()),
+            quiet_leader: replica.quiet_leader(now).is_some(),
+            clustered: state.cluster().is_some(),
+            record,
         }
-        due
     }
 
     /// Whether this node's cluster has no working leader as this node sees it: none is known,
-    /// or this node leads but is cut off from its quorum ([`Ledger::cut_off`]). An openraft leader does not step down by itself: cut off from its
-    /// voters, or back from a long absence after it was replaced (it restarts as the leader
-    /// its stored vote names, and members refuse its appends), it would lead nobody for ever.
+    /// or this node leads but is cut off from its quorum ([`Ledger::cut_off`]). An openraft
+    /// leader does not step down by itself: cut off from its voters, or back from a long
+    /// absence after it was replaced (it restarts as the leader its stored vote names, and
+    /// members refuse its appends), it would lead nobody for ever.
     fn leaderless(&self) -> bool {
         let metrics = self.ledger.raft().metrics().borrow().clone();
         if metrics.current_leader != Some(self.ledger.node_id()) {
@@ -318,17 +266,14 @@ impl Pilot {
     /// that says so is heard from; one that is gone, cut off from its quorum or leads another
     /// cluster says nothing of the kind, and the follower soon knows no leader.
     async fn probe_quiet_leader(&mut self) {
-        let now = crate::clock::now();
-        let Some(leader) = self.ledger.replica().quiet_leader(now).cloned() else {
+        let Some(leader) = self
+            .ledger
+            .replica()
+            .quiet_leader(crate::clock::now())
+            .cloned()
+        else {
             return;
         };
-        if self
-            .last_probe
-            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_INTERVAL)
-        {
-            return;
-        }
-        self.last_probe = Some(now);
         let Ok(peer) = leader.1.peer_id.parse::<libp2p::PeerId>() else {
             return;
         };
@@ -346,29 +291,6 @@ impl Pilot {
                 .replica()
                 .confirmed(&leader, crate::clock::now());
         }
-    }
-
-    /// Forgets the timers kept of this node's cluster: it left it (a merge, a reset).
-    fn forget_cluster(&mut self) {
-        self.leaderless_since = None;
-        self.record_seen = None;
-        self.confirmed_at = None;
-        self.renewing = Leases::new(silence(&self.config));
-    }
-
-    /// How long this node's own record may stay unchanged before it doubts its leader: a lease
-    /// timeout and a renewal interval.
-    fn patience(&self) -> Duration {
-        self.config.lease_timeout + renew_interval(self.config.lease_timeout)
-    }
-
-    /// Whether this node's own record has not changed in its state for [`Pilot::patience`]: the
-    /// leader it names does not serve it. A raft learner or a feed follower whose leader left
-    /// the cluster (merged into another) keeps naming that leader, and no election tells it
-    /// otherwise.
-    fn frozen(&self) -> bool {
-        self.record_seen
-            .is_some_and(|(_, at)| crate::clock::since(at) > self.patience())
     }
 
     /// Whether the leader this node names, asked, says it leads this node's cluster.
@@ -396,54 +318,39 @@ impl Pilot {
             })
     }
 
-    /// Leaves this cluster for a better one admitted peers belong to; true when it did.
-    async fn merge(&mut self) -> bool {
-        // A frozen node asks its leader at most once per patience while the leader confirms.
-        let ask = self.frozen()
-            && self
-                .confirmed_at
-                .is_none_or(|t| crate::clock::since(t) > self.patience());
+    /// Leaves this cluster for a better one admitted peers belong to, or an abandoned one
+    /// ([`Pilot::fallback`]); true when it did. `ask_leader`: this node is frozen and asks its
+    /// leader first.
+    async fn merge(&mut self, ask_leader: bool) -> bool {
         // A frozen raft member first asks whether the leader still counts it: a learner
         // removed while it was away still names a leader that confirms it leads, and nothing
         // else would ever tell it.
-        if ask && self.ledger.is_raft_member() && self.rejoin_if_removed().await {
+        if ask_leader && self.ledger.is_raft_member() && self.rejoin_if_removed().await {
             return true;
         }
-        let unconfirmed = if ask {
-            let confirms = self.leader_confirms().await;
-            self.confirmed_at = confirms.then(crate::clock::now);
-            !confirms
+        let confirms = if ask_leader {
+            Some(self.leader_confirms().await)
         } else {
-            false
+            None
         };
-        let leaderless = self.leaderless() || unconfirmed;
-        let since = match (leaderless, self.leaderless_since) {
-            (false, _) => None,
-            (true, since) => Some(since.unwrap_or_else(crate::clock::now)),
-        };
-        self.leaderless_since = since;
-        let abandoned = since.is_some_and(|t| crate::clock::since(t) >= LEADERLESS_GRACE);
+        let abandoned = self
+            .pilot
+            .doubt(crate::clock::now(), self.leaderless(), confirms);
         let live = live_stamps(&self.ledger.state());
-        // This node and the leader it names are not judged by what this node sees of them.
         let me = self.ledger.p2p().peer_id().to_string();
         let leader = self.ledger.status().leader;
-        let silent: Vec<String> = self
-            .renewing
-            .expired(&live, |_| false, crate::clock::now())
-            .into_iter()
-            .filter(|peer| *peer != me && Some(peer) != leader.as_ref())
-            .collect();
+        let silent = self
+            .pilot
+            .silent(crate::clock::now(), &live, &me, leader.as_deref());
         let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned, &silent).await
         else {
-            if !abandoned {
-                return false;
-            }
-            return if self.ledger.is_voter() {
-                self.rejoin_if_removed().await
-            } else if self.frozen() {
-                self.leave_abandoned().await
-            } else {
-                false
+            return match self
+                .pilot
+                .fallback(crate::clock::now(), abandoned, self.ledger.is_voter())
+            {
+                Fallback::Stay => false,
+                Fallback::RejoinIfRemoved => self.rejoin_if_removed().await,
+                Fallback::LeaveAbandoned => self.leave_abandoned().await,
             };
         };
         tracing::warn!(
@@ -473,11 +380,7 @@ impl Pilot {
     /// voters may be gone for good (they left for another cluster and wiped their raft state),
     /// and waiting would keep this node out of any working cluster for ever. What it holds is
     /// carried as in a merge; outside any cluster it forms or joins one, and the leader left
-    /// behind merges into it once that one has a leader. A learner or follower gets here only
-    /// when its own record has not changed for a lease timeout and a renewal interval
-    /// ([`Pilot::frozen`]) and its cluster has had no working leader for 15 s as well: a
-    /// learner catching up, or a follower waiting for its leader's next word, does not, and a
-    /// partition shorter than that changes nothing.
+    /// behind merges into it once that one has a leader.
     async fn leave_abandoned(&mut self) -> bool {
         tracing::warn!(
             cluster = ?self.ledger.state().cluster().map(|c| c.to_string()),
@@ -507,80 +410,84 @@ impl Pilot {
             tracing::error!(error = %e, "cannot reset the raft state to rejoin");
             return false;
         }
-        self.forget_cluster();
+        self.pilot.forget_cluster();
         join(&self.ledger, leader).await;
         true
     }
 
-    /// Makes sure the ledger holds a live record of this node, and renews its lease now and
-    /// then.
-    async fn keep_record(&mut self) {
+    /// Renews this node's lease through the log.
+    async fn renew(&self) {
+        let renew = Command::Renew {
+            peer: self.ledger.p2p().peer_id().to_string(),
+            now: unix_now(),
+        };
+        if let Err(e) = self.ledger.propose(renew).await {
+            tracing::debug!(error = %e, "lease renewal not committed");
+        }
+    }
+
+    /// Proposes this node's member record, asking for the address it held last in the cluster
+    /// it left last, when it was not configured with one.
+    async fn record(&self) {
         let me = self.ledger.p2p().peer_id().to_string();
-        let state = self.ledger.state();
-        // Read, then let go of the state before proposing: an entry applied while it is held
-        // copies it. A raft member that never applied its cluster's genesis has no record
-        // either, and doubts its leader as one whose record stopped changing does.
-        let clustered = state.cluster().is_some();
-        let recorded = state.members().get(&me).and_then(|member| {
-            // A record with another hostname (the node was renamed) or platform (weft was
-            // upgraded) is proposed again below.
-            (member.lease == LeaseState::Live
-                && member.hostname == self.facts.hostname
-                && member.platform == Platform::here())
-            .then_some(member.renewed_at)
-        });
-        drop(state);
-        if self.record_seen.is_none_or(|(seen, _)| seen != recorded) {
-            self.record_seen = Some((recorded, crate::clock::now()));
-        }
-        if !clustered {
-            return;
-        }
-        match recorded {
-            Some(stamp) => {
-                // Timed by this node's monotonic clock from when it saw its stamp change (a
-                // join, a renewal), never by comparing wall clocks.
-                let now = crate::clock::now();
-                let interval = renew_interval(self.config.lease_timeout);
-                let old = match self.renewal_seen {
-                    Some((seen, at)) if seen == stamp => now.duration_since(at) >= interval,
-                    // Just started: renew at once, the node may have been away for long.
-                    None => true,
-                    Some(_) => {
-                        self.renewal_seen = Some((stamp, now));
-                        false
-                    }
-                };
-                let due = self
-                    .last_renew_attempt
-                    .is_none_or(|t| crate::clock::since(t) >= interval);
-                if old && due {
-                    self.last_renew_attempt = Some(crate::clock::now());
-                    let renew = Command::Renew {
-                        peer: me,
-                        now: unix_now(),
-                    };
-                    self.renewal_seen = Some((stamp, now));
-                    if let Err(e) = self.ledger.propose(renew).await {
-                        tracing::debug!(error = %e, "lease renewal not committed");
-                    }
-                }
-            }
-            None => {
-                let due = self
-                    .last_record_attempt
-                    .is_none_or(|t| crate::clock::since(t) >= RECORD_RETRY);
-                if due {
-                    self.last_record_attempt = Some(crate::clock::now());
-                    // The address it held last, in the cluster it left last.
-                    let previous = self
-                        .carried
-                        .iter()
-                        .rev()
-                        .find_map(|c| c.members().get(&me).and_then(|m| m.address));
-                    record_self(&self.ledger, &self.facts, previous).await;
-                }
-            }
+        let previous = self
+            .carried
+            .iter()
+            .rev()
+            .find_map(|c| c.members().get(&me).and_then(|m| m.address));
+        record_self(&self.ledger, &self.facts, previous).await;
+    }
+
+    /// Outside any cluster: asks the admitted peers for their clusters, and joins the one the
+    /// most answer from (the oldest of those as large, [`merge::cluster_to_join`]) through the
+    /// leader they name (unless that leader, asked too, disowns the lead), or forms one when
+    /// the [`Pilot`] says so ([`Pilot::searched`]: nobody has a cluster, or the clusters seen
+    /// have named no usable leader for [`LEADERLESS_GRACE`]; no peer is behind the rotation;
+    /// and this node is the lowest PeerId of its admitted peers not in a cluster and, before
+    /// the formation wait has passed, of every peer heard of).
+    async fn form_or_join(&mut self) {
+        let ledger = &self.ledger;
+        let p2p = ledger.p2p();
+        let me = p2p.peer_id();
+        let peers = p2p.peers();
+        let (behind, vouching): (Vec<libp2p::PeerId>, Vec<libp2p::PeerId>) = peers
+            .iter()
+            .filter_map(|view| view.peer_id.parse().ok())
+            .partition(|peer| p2p.is_behind(peer));
+        let answers = service::ask_each(ledger, vouching).await;
+        tracing::debug!(
+            peers = peers.len(),
+            answered = answers.len(),
+            in_cluster = answers.iter().filter(|(_, h)| h.in_cluster).count(),
+            with_leader = answers.iter().filter(|(_, h)| h.leader.is_some()).count(),
+            "looking for a cluster"
+        );
+        let chosen = merge::cluster_to_join(usable_leaders(&answers, &me));
+        let in_cluster: Vec<String> = answers
+            .iter()
+            .filter(|(_, hello)| hello.in_cluster)
+            .map(|(peer, _)| peer.to_string())
+            .collect();
+        let now = crate::clock::now();
+        let may_form = self.pilot.may_form(
+            &me.to_string(),
+            peers
+                .iter()
+                .map(|v| v.peer_id.as_str())
+                .filter(|peer| !in_cluster.iter().any(|c| c == peer)),
+            p2p.heard().lowest.as_deref(),
+            now,
+        );
+        let found = Found {
+            leader: chosen.is_some(),
+            in_cluster: !in_cluster.is_empty(),
+            behind: !behind.is_empty(),
+            may_form,
+        };
+        match (self.pilot.searched(now, found), chosen) {
+            (Search::Join, Some(leader)) => join(ledger, leader).await,
+            (Search::Form, _) => form_alone(ledger, "no cluster found; forming one").await,
+            _ => {}
         }
     }
 
@@ -588,9 +495,6 @@ impl Pilot {
     /// with and, when none is set yet, its role policy. A join declares both already; this
     /// covers a restart with changed settings.
     async fn declare(&mut self) {
-        if self.declared {
-            return;
-        }
         let me = self.ledger.p2p().peer_id().to_string();
         // Read and let go before proposing.
         let (fixed_role, deployed, policy_set) = {
@@ -633,7 +537,7 @@ impl Pilot {
             tracing::debug!(error = %e, "configured role policy not committed yet");
             return;
         }
-        self.declared = true;
+        self.pilot.declared();
         self.ledger.mark_declared();
     }
 
@@ -703,18 +607,6 @@ async fn readopt_all(ledger: &Ledger, commands: Vec<Command>) -> bool {
         }
     }
     true
-}
-
-/// How long a live member may go unseen renewing before a merge check counts it silent: a lease
-/// timeout, a renewal interval and a merge check's gap between two looks.
-fn silence(config: &LedgerConfig) -> Duration {
-    config.lease_timeout + renew_interval(config.lease_timeout) + MERGE_CHECK
-}
-
-/// How often a member renews its lease: a third of the lease timeout (at least a second), so a
-/// lease goes stale only after three missed renewals.
-fn renew_interval(lease_timeout: Duration) -> Duration {
-    (lease_timeout / 3).max(Duration::from_secs(1))
 }
 
 /// Leader duties: the first entry (a genesis, or the seed of a recovery), then voters up to
@@ -1015,71 +907,6 @@ fn disowned(
                 .as_ref()
                 .is_none_or(|(_, named)| named.peer_id != leader)
     })
-}
-
-/// Outside any cluster: join the one the most admitted peers answer from (the oldest of
-/// those as large, [`merge::cluster_to_join`]) through the leader they name (unless that
-/// leader, asked too, disowns the lead), or form one if nobody has a cluster (or the clusters
-/// seen have named no usable leader for [`LEADERLESS_GRACE`]), no peer is behind the rotation
-/// and this node may by [`Listening::may_form`] (the lowest PeerId of its admitted peers not
-/// in a cluster and, before the formation wait has passed, of every peer heard of).
-async fn form_or_join(ledger: &Ledger, listening: &Listening, blocked_since: &mut Option<Instant>) {
-    let p2p = ledger.p2p();
-    let me = p2p.peer_id();
-    let peers = p2p.peers();
-    let (behind, vouching): (Vec<libp2p::PeerId>, Vec<libp2p::PeerId>) = peers
-        .iter()
-        .filter_map(|view| view.peer_id.parse().ok())
-        .partition(|peer| p2p.is_behind(peer));
-    let answers = service::ask_each(ledger, vouching).await;
-    tracing::debug!(
-        peers = peers.len(),
-        answered = answers.len(),
-        in_cluster = answers.iter().filter(|(_, h)| h.in_cluster).count(),
-        with_leader = answers.iter().filter(|(_, h)| h.leader.is_some()).count(),
-        "looking for a cluster"
-    );
-    let chosen = merge::cluster_to_join(usable_leaders(&answers, &me));
-    if let Some(leader) = chosen {
-        *blocked_since = None;
-        join(ledger, leader).await;
-        return;
-    }
-    let in_cluster: Vec<String> = answers
-        .iter()
-        .filter(|(_, hello)| hello.in_cluster)
-        .map(|(peer, _)| peer.to_string())
-        .collect();
-    if in_cluster.is_empty() {
-        *blocked_since = None;
-    } else {
-        // A cluster exists but names no leader to join through: it is electing one, so wait,
-        // though not for ever: a cluster whose voters all left never elects one again. Then
-        // the peers still looking form a new cluster, which that cluster's members merge into.
-        let now = crate::clock::now();
-        let since = *blocked_since.get_or_insert(now);
-        if now.duration_since(since) < LEADERLESS_GRACE {
-            return;
-        }
-    }
-    if !behind.is_empty() {
-        // Peers not yet on this node's token may well be in a cluster: their word is not
-        // taken, but forming a second cluster beside them would split the mesh. Wait until
-        // they move, or the grace window drops them.
-        return;
-    }
-    let heard = p2p.heard();
-    if listening.may_form(
-        &me.to_string(),
-        peers
-            .iter()
-            .map(|v| v.peer_id.as_str())
-            .filter(|peer| !in_cluster.iter().any(|c| c == peer)),
-        heard.lowest.as_deref(),
-        crate::clock::now(),
-    ) {
-        form_alone(ledger, "no cluster found; forming one").await;
-    }
 }
 
 /// Asks `leader` to take this node into its cluster, as a raft member or a follower. On

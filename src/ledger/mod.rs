@@ -19,6 +19,7 @@ pub mod limits;
 pub mod merge;
 mod metrics;
 pub mod pending;
+pub mod pilot;
 pub mod raft;
 pub mod recover;
 pub mod sealed;
