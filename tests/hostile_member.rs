@@ -2,8 +2,8 @@
 //! that speaks the ledger protocol directly, sending what an honest weft never sends: proposals
 //! in another member's name (refused by the leader, the victim's record unchanged), a raft
 //! snapshot chunk far past the bytes sent (refused, the node keeps running), and writes too
-//! large to replicate (refused naming the limit, later writes commit everywhere). Runs in one
-//! process on loopback, no root.
+//! large to replicate (refused naming the limit, later writes commit everywhere), forwarded
+//! requests it did not sign or already delivered. Runs in one process on loopback, no root.
 
 mod support;
 
@@ -13,6 +13,7 @@ use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
 use support::ledger::{Replica, group, settled_cluster};
 use support::mesh::{address, admitted, network, start, wait_for};
 use weft::ledger::follower::Feed;
+use weft::ledger::forward::{Envelope, Nonce, Step};
 use weft::ledger::raft::network::{Hello, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{ClusterId, Command, LeaseState, Member, Outcome, Platform};
@@ -627,4 +628,131 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
         value: "unmoved".into(),
     };
     assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());
+}
+
+/// A challenge of `leader`'s, fetched by the hostile node.
+async fn challenge(hostile: &support::mesh::Member, leader: PeerId) -> Nonce {
+    call::<Result<Nonce, String>>(&hostile.handle, leader, &LedgerRpc::Challenge)
+        .await
+        .expect("the leader answers")
+        .expect("the leader issues a challenge")
+}
+
+/// What the leader answers a forwarded `envelope` from the hostile node.
+async fn deliver(
+    hostile: &support::mesh::Member,
+    leader: PeerId,
+    envelope: Envelope,
+) -> Result<Outcome, String> {
+    call::<Result<Outcome, String>>(&hostile.handle, leader, &LedgerRpc::Forwarded(envelope))
+        .await
+        .expect("the leader answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliver_one_twice() {
+    let Scene {
+        replicas,
+        hostile,
+        target: leader,
+    } = scene(true).await;
+    let leader_id = leader.to_string();
+    let victim_id = not_the_leader(&replicas, &leader_id);
+    let victim = replicas
+        .iter()
+        .find(|r| r.member.handle.peer_id().to_string() == victim_id)
+        .expect("the victim");
+    let before = record(&replicas[0], &victim_id);
+    let renew = |peer: &str| {
+        serde_json::to_vec(&LedgerRpc::Propose(Command::Renew {
+            peer: peer.to_string(),
+            now: u64::MAX / 2,
+        }))
+        .unwrap()
+    };
+
+    // In the victim's name, with the victim's key and a signature of the hostile node's own.
+    let nonce = challenge(&hostile, leader).await;
+    let mut forged = Envelope::seal(
+        &hostile.handle.public_key(),
+        &leader,
+        nonce,
+        renew(&victim_id),
+        |m| hostile.handle.sign(m),
+    )
+    .unwrap();
+    forged.key = victim.member.handle.public_key().encode_protobuf();
+    let refused = deliver(&hostile, leader, forged).await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains("signature")),
+        "{refused:?}"
+    );
+
+    // Signed by the hostile node itself, the request still speaks for itself only.
+    let nonce = challenge(&hostile, leader).await;
+    let own_key = Envelope::seal(
+        &hostile.handle.public_key(),
+        &leader,
+        nonce,
+        renew(&victim_id),
+        |m| hostile.handle.sign(m),
+    )
+    .unwrap();
+    let refused = deliver(&hostile, leader, own_key).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("only for itself")),
+        "{refused:?}"
+    );
+
+    // A request the victim did sign (here, by the victim's own handle) is taken once only.
+    let nonce = challenge(&hostile, leader).await;
+    let signed = Envelope::seal(
+        &victim.member.handle.public_key(),
+        &leader,
+        nonce,
+        serde_json::to_vec(&LedgerRpc::Propose(Command::KvPut {
+            bucket: "forwarded".into(),
+            key: "once".into(),
+            value: "v".into(),
+        }))
+        .unwrap(),
+        |m| victim.member.handle.sign(m),
+    )
+    .unwrap();
+    let first = deliver(&hostile, leader, signed.clone()).await;
+    assert!(first.is_ok(), "{first:?}");
+    let replayed = deliver(&hostile, leader, signed).await;
+    assert!(
+        replayed.as_ref().is_err_and(|e| e.contains("challenge")),
+        "{replayed:?}"
+    );
+
+    // A member passes a request on only to the leader it knows, never to another peer.
+    let member: PeerId = victim_id.parse().unwrap();
+    wait_for("the victim to admit the hostile node", || {
+        admitted(&hostile).contains(&victim_id).then_some(())
+    })
+    .await;
+    let elsewhere = call::<Result<Nonce, String>>(
+        &hostile.handle,
+        member,
+        &LedgerRpc::Forward {
+            leader: hostile.handle.peer_id().to_string(),
+            step: Step::Challenge,
+        },
+    )
+    .await
+    .expect("the member answers");
+    assert!(
+        elsewhere
+            .as_ref()
+            .is_err_and(|e| e.contains("as the leader")),
+        "{elsewhere:?}"
+    );
+
+    let after = record(&replicas[0], &victim_id);
+    assert_ne!(after.renewed_at, u64::MAX / 2, "no forged renewal landed");
+    assert_eq!(after.hostname, before.hostname);
 }

@@ -54,11 +54,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::lease::Leases;
 use super::pilot::{Duty, Fallback, Found, LEADERLESS_GRACE, LISTEN_TICK, Pilot, Search, Seen};
-use super::raft::network::{Joined, LedgerRpc, call};
+use super::raft::network::{CallError, Joined, LedgerRpc, call};
 use super::state::{
     ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
 };
-use super::{Ledger, LedgerConfig, follower, merge, recover, service};
+use super::{Ledger, LedgerConfig, follower, forward, merge, recover, service};
 
 /// File holding this node's raft id, made with the raft directory.
 const NODE_ID_FILE: &str = "node-id";
@@ -927,30 +927,44 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
         node: ledger.node(),
     };
     tracing::info!(leader = %leader.peer_id, "joining the cluster");
-    let answer = tokio::time::timeout(
-        JOIN_TIMEOUT,
-        call::<Result<Joined, String>>(ledger.p2p(), peer, &request),
-    )
+    let answer = tokio::time::timeout(JOIN_TIMEOUT, async {
+        match call::<Result<Joined, String>>(ledger.p2p(), peer, &request).await {
+            // Not connected to the leader: a member that is may pass the join on, and this
+            // node then follows the cluster through that member.
+            Err(CallError::Unreachable(crate::p2p::P2pError::NotAdmitted(_))) => {
+                forward::send::<Result<Joined, String>>(ledger.p2p(), peer, &request)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            answer => answer
+                .map(|joined| (joined, peer))
+                .map_err(|e| e.to_string()),
+        }
+    })
     .await;
     match answer {
-        Ok(Ok(Ok(Joined::Member))) => {
+        Ok(Ok((Ok(Joined::Member), _))) => {
             tracing::info!("joined the cluster as a raft member");
             return;
         }
-        Ok(Ok(Ok(Joined::Follower))) => {
+        Ok(Ok((Ok(Joined::Follower), source))) => {
             // No raft seat to replay memberships in. Any other answer may come after the
             // leader made this node a learner (a catch-up that outlasted the wait), so the
             // vouch stays for this raft instance then.
             ledger.vouch(&chosen, false);
-            match ledger.follow(peer).await {
-                Ok(()) => {
+            match ledger.follow(source).await {
+                Ok(()) if source == peer => {
                     tracing::info!("joined the cluster as a follower");
+                    return;
+                }
+                Ok(()) => {
+                    tracing::info!(via = %source, "joined the cluster as a follower, through a member that reaches the leader");
                     return;
                 }
                 Err(e) => tracing::info!(error = %e, "cannot follow the cluster yet; retrying"),
             }
         }
-        Ok(Ok(Err(e))) => tracing::info!(error = %e, "the leader refused the join; retrying"),
+        Ok(Ok((Err(e), _))) => tracing::info!(error = %e, "the leader refused the join; retrying"),
         Ok(Err(e)) => tracing::debug!(error = %e, "join request failed; retrying"),
         Err(_) => tracing::debug!("join request timed out; retrying"),
     }

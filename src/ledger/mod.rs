@@ -14,6 +14,7 @@ mod deny;
 pub mod feed;
 pub mod follower;
 pub mod formation;
+pub mod forward;
 pub mod lease;
 pub mod limits;
 pub mod merge;
@@ -191,6 +192,8 @@ pub struct Ledger {
     resetting: Arc<tokio::sync::Mutex<()>>,
     /// Joins this node takes as the leader, in flight or cooling down ([`service`]).
     joins: Arc<service::Joins>,
+    /// The challenges this node issued as the leader for forwarded requests ([`forward`]).
+    challenges: Arc<Mutex<forward::Challenges>>,
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
@@ -278,6 +281,7 @@ impl Ledger {
             membership: Arc::default(),
             resetting: Arc::default(),
             joins: Arc::default(),
+            challenges: Arc::default(),
             declared: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
             stopped: Arc::new(watch::Sender::new(None)),
@@ -445,6 +449,14 @@ impl Ledger {
     pub(crate) fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
         // Nothing panics while holding it; a poisoned lock still holds a consistent replica.
         self.replica
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The challenges this node issued for forwarded requests.
+    pub(crate) fn challenges(&self) -> std::sync::MutexGuard<'_, forward::Challenges> {
+        // Nothing panics while holding it.
+        self.challenges
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -830,22 +842,32 @@ impl Ledger {
         // only after 30 s of silence), and raft RPCs wait up to 30 s: the caller hears by
         // `until`, within the CLI's 10 s.
         let sent = tokio::time::Instant::now();
+        let silent = || {
+            let waited = sent.elapsed().as_secs_f64().round() as u64;
+            Attempt::Failed(LedgerError::LeaderSilent(waited))
+        };
+        let rpc = LedgerRpc::Propose(command);
         let answer: Result<Outcome, String> =
-            tokio::time::timeout_at(until, call(&self.p2p, peer, &LedgerRpc::Propose(command)))
+            match tokio::time::timeout_at(until, call(&self.p2p, peer, &rpc))
                 .await
-                .map_err(|_| {
-                    let waited = sent.elapsed().as_secs_f64().round() as u64;
-                    Attempt::Failed(LedgerError::LeaderSilent(waited))
-                })?
-                .map_err(|e| {
-                    let error = LedgerError::Refused(e.to_string());
-                    match e {
-                        CallError::Unreachable(crate::p2p::P2pError::NotAdmitted(_)) => {
-                            Attempt::NotSent(error)
+                .map_err(|_| silent())?
+            {
+                Ok(answer) => answer,
+                // Not connected to the leader: a member that is may pass it on.
+                Err(CallError::Unreachable(crate::p2p::P2pError::NotAdmitted(_))) => {
+                    match tokio::time::timeout_at(until, forward::send(&self.p2p, peer, &rpc))
+                        .await
+                        .map_err(|_| silent())?
+                    {
+                        Ok((answer, _)) => answer,
+                        Err(e @ forward::SendError::NotSent) => {
+                            return Err(Attempt::NotSent(LedgerError::Refused(e.to_string())));
                         }
-                        _ => Attempt::Failed(error),
+                        Err(e) => return Err(Attempt::Failed(LedgerError::Refused(e.to_string()))),
                     }
-                })?;
+                }
+                Err(e) => return Err(Attempt::Failed(LedgerError::Refused(e.to_string()))),
+            };
         answer.map_err(|e| {
             if e == service::NOT_LEADER {
                 Attempt::NotSent(LedgerError::Refused(e))

@@ -19,9 +19,10 @@ use tokio::sync::mpsc;
 
 use super::Ledger;
 use super::authority::{BEHIND, RaftClaim, may_join, may_propose, may_send_raft};
+use super::forward::{self, Envelope, NONCE_LEN, Nonce, Step};
 use super::limits::check_size;
 use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
-use super::state::{Outcome, attribute};
+use super::state::{Command, Outcome, attribute};
 use super::vouch::vouched;
 use crate::clock::unix_now;
 use crate::p2p::InboundRpc;
@@ -214,61 +215,182 @@ async fn answer(
         }
         LedgerRpc::Hello => encode(&hello(ledger)),
         LedgerRpc::Join { node_id, node } => {
-            tracing::info!(node_id, %peer, "join request");
-            let joined = may_join(
-                node_id,
-                &node.peer_id,
-                &sender,
-                registered(node_id).as_deref(),
-            )
-            .map(|()| node);
-            match joined.and_then(|node| Ok((node, ledger.joins.start(&sender)?))) {
-                Ok((node, mut ticket)) => {
-                    let joined = join(ledger, node_id, node, target_voters, behind).await;
-                    ticket.failed = joined.is_err();
-                    encode(&joined)
-                }
-                Err(refusal) => {
-                    tracing::warn!(%peer, %refusal, "refused a join");
-                    encode(&Err::<Joined, String>(refusal))
-                }
-            }
+            answer_join(ledger, target_voters, peer, behind, node_id, node).await
         }
         LedgerRpc::CatchupPage {
             position,
             offset,
             after,
         } => encode(&ledger.catchup_page(position, after, offset).await),
-        LedgerRpc::Propose(command) => {
-            let checked = if behind {
-                Err(BEHIND.to_string())
-            } else {
-                may_propose(&command, &sender).and_then(|()| check_size(&command))
-            };
-            if let Err(refusal) = checked {
-                if behind {
-                    tracing::debug!(%peer, "refused a proposal from a peer behind the rotation");
-                } else {
-                    tracing::warn!(%peer, %refusal, "refused a proposal");
-                }
-                return Ok(encode(&Err::<Outcome, String>(refusal)));
-            }
-            let command = attribute(command, &sender, unix_now());
-            let written = tokio::time::timeout(PROPOSAL_TIMEOUT, raft.client_write(command)).await;
-            encode(&match written {
-                Ok(written) => written.map(|r| r.data).map_err(|e| match e {
-                    RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                        NOT_LEADER.to_string()
-                    }
-                    e => e.to_string(),
-                }),
-                Err(_) => Err(format!(
-                    "not committed within {} s; it may still commit",
-                    PROPOSAL_TIMEOUT.as_secs()
-                )),
-            })
+        LedgerRpc::Propose(command) => answer_propose(ledger, peer, behind, command).await,
+        LedgerRpc::Challenge => challenge(ledger),
+        LedgerRpc::Forwarded(envelope) => answer_forwarded(ledger, target_voters, envelope).await,
+        LedgerRpc::Forward { leader, step } => {
+            pass_on(ledger, target_voters, peer, behind, &leader, step).await
         }
     })
+}
+
+/// A join from `peer` as raft node `node_id`. A peer that takes no raft seat (`follower_only`:
+/// it is behind the rotation, or reaches this leader only through another member, so raft's
+/// appends could not reach it) joins as a follower.
+async fn answer_join(
+    ledger: &Ledger,
+    target_voters: usize,
+    peer: PeerId,
+    follower_only: bool,
+    node_id: u64,
+    node: super::raft::LedgerNode,
+) -> Vec<u8> {
+    tracing::info!(node_id, %peer, "join request");
+    let sender = peer.to_string();
+    let registered = ledger
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&node_id)
+        .map(|n| n.peer_id.clone());
+    let joined = may_join(node_id, &node.peer_id, &sender, registered.as_deref()).map(|()| node);
+    match joined.and_then(|node| Ok((node, ledger.joins.start(&sender)?))) {
+        Ok((node, mut ticket)) => {
+            let joined = join(ledger, node_id, node, target_voters, follower_only).await;
+            ticket.failed = joined.is_err();
+            encode(&joined)
+        }
+        Err(refusal) => {
+            tracing::warn!(%peer, %refusal, "refused a join");
+            encode(&Err::<Joined, String>(refusal))
+        }
+    }
+}
+
+/// A proposal from `peer`, checked against it ([`may_propose`]) and recorded with it as its
+/// issuer when audited.
+async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Command) -> Vec<u8> {
+    let sender = peer.to_string();
+    let checked = if behind {
+        Err(BEHIND.to_string())
+    } else {
+        may_propose(&command, &sender).and_then(|()| check_size(&command))
+    };
+    if let Err(refusal) = checked {
+        if behind {
+            tracing::debug!(%peer, "refused a proposal from a peer behind the rotation");
+        } else {
+            tracing::warn!(%peer, %refusal, "refused a proposal");
+        }
+        return encode(&Err::<Outcome, String>(refusal));
+    }
+    let command = attribute(command, &sender, unix_now());
+    let written = tokio::time::timeout(PROPOSAL_TIMEOUT, ledger.raft().client_write(command)).await;
+    encode(&match written {
+        Ok(written) => written.map(|r| r.data).map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NOT_LEADER.to_string(),
+            e => e.to_string(),
+        }),
+        Err(_) => Err(format!(
+            "not committed within {} s; it may still commit",
+            PROPOSAL_TIMEOUT.as_secs()
+        )),
+    })
+}
+
+/// On the leader: a single-use challenge for a request forwarded through the sender.
+fn challenge(ledger: &Ledger) -> Vec<u8> {
+    if ledger.raft().metrics().borrow().current_leader != Some(ledger.node_id()) {
+        return encode(&Err::<Nonce, String>(NOT_LEADER.to_string()));
+    }
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+    ledger.challenges().issue(nonce, crate::clock::now());
+    encode(&Ok::<Nonce, String>(nonce))
+}
+
+/// On the leader: a join or proposal another node signed over one of this leader's
+/// challenges, answered as if that node had sent it, except that a join makes it a follower.
+/// A denied node's request is refused, as its connections would be.
+async fn answer_forwarded(ledger: &Ledger, target_voters: usize, envelope: Envelope) -> Vec<u8> {
+    let refuse = |refusal: String| encode(&Err::<(), String>(refusal));
+    let origin = match envelope.origin(&ledger.p2p().peer_id()) {
+        Ok(origin) => origin,
+        Err(refusal) => return refuse(refusal.to_string()),
+    };
+    if !ledger
+        .challenges()
+        .take(&envelope.nonce, crate::clock::now())
+    {
+        return refuse(forward::Refusal::UnknownChallenge.to_string());
+    }
+    if ledger.state().is_denied(&origin.to_string()) {
+        return refuse(format!("{origin} is denied"));
+    }
+    match serde_json::from_slice::<LedgerRpc>(&envelope.request) {
+        Ok(LedgerRpc::Join { node_id, node }) => {
+            answer_join(ledger, target_voters, origin, true, node_id, node).await
+        }
+        Ok(LedgerRpc::Propose(command)) => answer_propose(ledger, origin, false, command).await,
+        Ok(_) => refuse("only a join or a proposal is forwarded".into()),
+        Err(e) => refuse(format!("the forwarded request does not decode: {e}")),
+    }
+}
+
+/// How long a member waits for the leader's answer to a request it passes on: a proposal's
+/// commit, or a join's.
+const PASS_ON_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// On a member: passes `step` from `peer` on to `leader`, the leader this member knows, once
+/// (as [`LedgerRpc::Challenge`] or [`LedgerRpc::Forwarded`], which the leader never passes on
+/// again), and answers what the leader answered. A peer behind the rotation writes nothing,
+/// forwarded or not.
+async fn pass_on(
+    ledger: &Ledger,
+    target_voters: usize,
+    peer: PeerId,
+    behind: bool,
+    leader: &str,
+    step: Step,
+) -> Vec<u8> {
+    let refuse = |refusal: String| encode(&Err::<(), String>(refusal));
+    if behind {
+        return refuse(BEHIND.to_string());
+    }
+    let known = ledger.leader().map(|(_, node)| node.peer_id);
+    if known.as_deref() != Some(leader) {
+        return refuse(format!(
+            "this member knows {} as the leader, not {leader}",
+            known.as_deref().unwrap_or("no node")
+        ));
+    }
+    let Ok(leader) = leader.parse::<PeerId>() else {
+        return refuse(format!("{leader} is not a PeerId"));
+    };
+    tracing::debug!(%peer, %leader, "passing a forwarded request on to the leader");
+    let rpc = match step {
+        Step::Challenge if leader == ledger.p2p().peer_id() => return challenge(ledger),
+        Step::Request(envelope) if leader == ledger.p2p().peer_id() => {
+            return answer_forwarded(ledger, target_voters, envelope).await;
+        }
+        Step::Challenge => LedgerRpc::Challenge,
+        Step::Request(envelope) => LedgerRpc::Forwarded(envelope),
+    };
+    let request = encode(&rpc);
+    match tokio::time::timeout(
+        PASS_ON_TIMEOUT,
+        ledger
+            .p2p()
+            .request(crate::p2p::Service::Raft, leader, request),
+    )
+    .await
+    {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => refuse(format!("this member could not reach the leader: {e}")),
+        Err(_) => refuse(format!(
+            "the leader did not answer within {} s; the request may still commit",
+            PASS_ON_TIMEOUT.as_secs()
+        )),
+    }
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -348,7 +470,7 @@ async fn join(
     node_id: u64,
     node: super::raft::LedgerNode,
     target_voters: usize,
-    behind: bool,
+    follower_only: bool,
 ) -> Result<Joined, String> {
     let _membership = ledger.membership_lock().await;
     let raft = ledger.raft();
@@ -382,7 +504,7 @@ async fn join(
             tracing::warn!(peer = %node.peer_id, "the joiner's earlier learner seats were not removed; they go at its next join");
         }
     }
-    if membership.get_node(&node_id).is_none() && (behind || members >= target_voters) {
+    if membership.get_node(&node_id).is_none() && (follower_only || members >= target_voters) {
         return Ok(Joined::Follower);
     }
     tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, true))

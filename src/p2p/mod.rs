@@ -179,6 +179,9 @@ impl Shared {
 #[derive(Clone)]
 pub struct P2pHandle {
     peer_id: PeerId,
+    /// This node's identity key, for what it signs in its own name above libp2p's own
+    /// handshakes (a request another member forwards, [`crate::ledger::forward`]).
+    identity: Keypair,
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
     gossip: broadcast::Sender<GossipMessage>,
@@ -198,6 +201,18 @@ impl P2pHandle {
     /// This node's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Signs `message` with this node's identity key.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, P2pError> {
+        self.identity
+            .sign(message)
+            .map_err(|e| P2pError::Setup(format!("cannot sign with the node key: {e}")))
+    }
+
+    /// This node's public identity key (its PeerId derives from it).
+    pub fn public_key(&self) -> libp2p::identity::PublicKey {
+        self.identity.public()
     }
 
     /// The admitted peers.
@@ -345,8 +360,8 @@ pub(crate) struct Detached {
 
 #[cfg(test)]
 impl P2pHandle {
-    /// A handle for `peer_id` with no swarm behind it, and its far side.
-    pub(crate) fn detached(peer_id: PeerId) -> (P2pHandle, Detached) {
+    /// A handle for the node of `identity` with no swarm behind it, and its far side.
+    pub(crate) fn detached(identity: Keypair) -> (P2pHandle, Detached) {
         let Wiring {
             shared,
             inboxes,
@@ -355,7 +370,8 @@ impl P2pHandle {
             gossip_tx,
         } = Wiring::new();
         let handle = P2pHandle {
-            peer_id,
+            peer_id: identity.public().to_peer_id(),
+            identity,
             commands: commands_tx,
             shared: shared.clone(),
             gossip: gossip_tx.clone(),
@@ -402,6 +418,7 @@ pub fn start(
     )?;
     let handle = P2pHandle {
         peer_id: keypair.public().to_peer_id(),
+        identity: keypair.clone(),
         commands: commands_tx,
         shared,
         gossip: gossip_tx,

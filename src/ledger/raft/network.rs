@@ -4,7 +4,8 @@
 //! A request is the JSON of [`LedgerRpc`]; the answer is the JSON of the callee's `Result`, so
 //! a remote raft error reaches the caller as such, distinct from an unreachable peer. Besides
 //! raft's own RPCs, the same protocol carries the ledger's cluster-life requests (who leads,
-//! join, propose), answered by [`crate::ledger::service`].
+//! join, propose, and joins and proposals forwarded for nodes that do not reach the leader),
+//! answered by [`crate::ledger::service`].
 
 use libp2p::PeerId;
 use openraft::AnyError;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::StateMachineStore;
 use super::{LedgerNode, LedgerTypes};
+use crate::ledger::forward::{Envelope, Step};
 use crate::ledger::state::{ClusterId, Command};
 use crate::p2p::{P2pError, P2pHandle};
 
@@ -55,6 +57,15 @@ pub enum LedgerRpc {
         #[serde(default)]
         after: u64,
     },
+    /// To the leader: a single-use challenge for a request another node forwards through the
+    /// sender ([`crate::ledger::forward`]). Answered with `Result<Nonce, String>`.
+    Challenge,
+    /// To the leader: another node's `Join` or `Propose`, signed by that node over one of
+    /// this leader's challenges. Answered as that request is.
+    Forwarded(Envelope),
+    /// To a member that reaches the leader `leader` (which must be the leader it knows): pass
+    /// `step` on, once. Answered with the leader's answer.
+    Forward { leader: String, step: Step },
 }
 
 /// Raft's own RPCs.

@@ -75,6 +75,7 @@ fn config() -> LedgerConfig {
 
 struct Node {
     peer: PeerId,
+    identity: Keypair,
     dir: tempfile::TempDir,
     running: Option<(Ledger, CancellationToken)>,
 }
@@ -118,6 +119,7 @@ impl World {
                     .expect("the node id");
                 Node {
                     peer: keypair.public().to_peer_id(),
+                    identity: keypair,
                     dir,
                     running: None,
                 }
@@ -165,7 +167,7 @@ impl World {
     /// for a moment while its tasks wind down.
     async fn start(&mut self, index: usize) -> Result<(), String> {
         let node = &self.nodes[index];
-        let (handle, far) = P2pHandle::detached(node.peer);
+        let (handle, far) = P2pHandle::detached(node.identity.clone());
         let stop = CancellationToken::new();
         let facts = MemberFacts {
             hostname: hostname(index),
