@@ -94,7 +94,10 @@ fn a_member_reaching_only_a_default_node_joins_the_leader_beyond_it_writes_and_p
         b_id.as_str(),
         "B still leads"
     );
-    assert_eq!(status(r)["relay"], "serving", "R relays by default");
+    // A may have joined through R's forwarding before AutoNAT found R public.
+    wait_until(DEADLINE, "R to relay by default", || {
+        (status(r)["relay"] == "serving").then_some(())
+    });
     let view = wait_until(DEADLINE, "A to see B as a peer", || {
         let out = lan.weft(&["peers", "--json", "--api", &lan.hosts[a].api()]);
         let peers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;

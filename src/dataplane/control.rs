@@ -4,7 +4,7 @@
 //! and answers session handshakes over libp2p when traffic asks for them ([`demand`]), rekeys
 //! sessions that carry data, releases the packets that waited for a session, probes and keeps
 //! paths alive, and publishes the [`Table`] the packet tasks read. What to do for each peer,
-//! and when, is decided by its [`Path`] ([`paths`], pure and time-injected); this task reads
+//! and when, is decided by its [`PathControl`] ([`paths`], pure and time-injected); this task reads
 //! the packet path's view of the peer into it and carries out what it asks.
 
 use std::collections::HashMap;
@@ -20,8 +20,9 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::clock::ms;
 use super::frame::{self, OVERHEAD};
-use super::paths::{Action, Path, Seen};
+use super::paths::{Action, PathControl, Seen};
 use super::peer::{DEAD_AFTER, DropReason, Peer, Receiver, Table};
 use super::router::RouteTable;
 use super::session::{self, Hello, Keyring, Keys, Session};
@@ -32,22 +33,18 @@ use crate::p2p::{InboundRpc, P2pHandle, Service};
 use crate::token::{NetworkId, NetworkKeys};
 
 /// How often timers run.
-const TICK: Duration = Duration::from_millis(250);
+pub(super) const TICK: Duration = Duration::from_millis(250);
 /// The least time between two rounds of upkeep when the packet path keeps asking for one.
 const MIN_UPKEEP_GAP: Duration = Duration::from_millis(100);
 /// The most candidates taken from a peer's hello.
 pub(crate) const MAX_CANDIDATES: usize = 16;
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
-}
 
 /// One peer, as the control task keeps it.
 struct Entry {
     peer: Arc<Peer>,
     ring: Keyring,
     /// What to do for the peer, and when.
-    path: Path,
+    path: PathControl,
     /// Whether the ledger routes an overlay address to this peer.
     routed: bool,
     /// The task writing the fallback stream to this peer.
@@ -60,7 +57,7 @@ impl Entry {
         Entry {
             peer: Arc::new(Peer::new(id)),
             ring: Keyring::default(),
-            path: Path::new(lower),
+            path: PathControl::new(lower),
             routed: false,
             writer: None,
         }
@@ -76,11 +73,11 @@ impl Entry {
                 .ring
                 .sending()
                 .map(|s| now.saturating_duration_since(s.established)),
+            worn: self.ring.sending().is_some_and(|s| s.worn()),
             last_data: peer.last_data.load(Ordering::Relaxed),
             endpoint: peer.endpoint.load_full().map(|a| *a),
             dead: peer.path_dead(clock, ms(DEAD_AFTER)),
             last_tx: peer.last_tx.load(Ordering::Relaxed),
-            last_rx: peer.last_rx.load(Ordering::Relaxed),
             writer_running: self.writer.as_ref().is_some_and(|t| !t.is_finished()),
         }
     }
@@ -178,10 +175,14 @@ impl Control {
                 }
                 _ = state.shared.wake.notified() => {
                     if state.last_upkeep.elapsed() >= MIN_UPKEEP_GAP {
+                        state.last_upkeep = Instant::now();
                         state.maintain().await;
                     }
                 }
-                _ = tick.tick() => state.maintain().await,
+                _ = tick.tick() => {
+                    state.last_upkeep = Instant::now();
+                    state.maintain().await;
+                }
             }
         }
         tracing::debug!("data-plane control stopped");
@@ -320,12 +321,11 @@ impl State {
         )
     }
 
-    /// Does what each peer's [`Path`] asks now: starts handshakes and fallback-stream
+    /// Does what each peer's [`PathControl`] asks now: starts handshakes and fallback-stream
     /// writers, probes and keeps paths alive; then releases packets that waited.
     async fn maintain(&mut self) {
         let now = Instant::now();
         let clock = self.shared.clock.now();
-        self.last_upkeep = now;
         let mut due = Vec::new();
         let mut sends: Vec<(Arc<Peer>, Arc<Session>, Vec<SocketAddr>)> = Vec::new();
         let mut expired = false;

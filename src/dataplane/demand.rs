@@ -5,10 +5,12 @@
 //! here, a few and briefly, while the handshake runs and the path is found, and then go out
 //! oldest first (packets read once the path exists may pass them: a reordering, not a loss). A session that has carried no data either way for [`IDLE_AFTER`] is not rekeyed: it
 //! ends when it expires, and with it its keepalives. Pure and time-injected: times are the
-//! packet path's [`super::peer::Clock`] milliseconds, so the rules are tested without waiting.
+//! packet path's [`super::clock::Clock`] milliseconds, so the rules are tested without waiting.
 
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use super::clock::ms;
 
 /// How long a session may carry no data, either way, and still be rekeyed.
 pub const IDLE_AFTER: Duration = Duration::from_secs(60);
@@ -16,10 +18,6 @@ pub const IDLE_AFTER: Duration = Duration::from_secs(60);
 pub const MAX_WAITING: usize = 16;
 /// How long a packet may wait for a session before it is dropped.
 pub const WAIT_AT_MOST: Duration = Duration::from_secs(5);
-
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
-}
 
 /// What the handshake decision knows about one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

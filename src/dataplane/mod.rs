@@ -4,12 +4,14 @@
 //! Pure parts: the wire frame ([`frame`]), the replay window ([`replay`]), the route table and
 //! ICMP replies ([`router`]), the handshake and keyring ([`session`]), when a session is wanted
 //! and the packets that wait for one ([`demand`]), when to handshake, probe and keep a path
-//! alive ([`paths`]). Devices: the TUN ([`tun`]) and the UDP socket ([`udp`]). Tasks: one sends
-//! (TUN → UDP, [`send`]), one receives (UDP → TUN, [`recv`]), both run to completion per batch and read the [`peer::Table`] snapshot the
+//! alive ([`paths`]), on the packet path's millisecond [`clock`]. Devices: the TUN ([`tun`])
+//! and the UDP socket ([`udp`]). Tasks: one sends (TUN → UDP, [`send`]), one receives (UDP →
+//! TUN, [`recv`]), both run to completion per batch and read the [`peer::Table`] snapshot the
 //! control task ([`control`]) publishes; the control task follows the ledger, makes sessions
 //! over libp2p when traffic asks for them and keeps their paths alive. Without a working UDP
 //! path, frames travel on a libp2p stream instead ([`fallback`]).
 
+pub mod clock;
 pub(crate) mod control;
 pub mod demand;
 mod fallback;
@@ -39,7 +41,8 @@ use tokio_util::sync::CancellationToken;
 use crate::keyring::Keyring;
 use crate::ledger::Ledger;
 use crate::p2p::{P2pHandle, Service};
-use peer::{Clock, Drops, PeerStats, Table};
+use clock::Clock;
+use peer::{Drops, PeerStats, Table};
 use tun::{Tun, TunError};
 use udp::Udp;
 

@@ -16,6 +16,7 @@ use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::clock::Clock;
 use super::demand::Waiting;
 use super::session::Session;
 
@@ -97,27 +98,6 @@ impl Drops {
             })
             .filter(|&(_, n)| n > 0)
             .collect()
-    }
-}
-
-/// Milliseconds since the data plane started: the packet path's cheap, comparable clock.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock(Instant);
-
-impl Clock {
-    pub fn new() -> Self {
-        Clock(Instant::now())
-    }
-
-    /// Now, in milliseconds (never 0, which marks "never").
-    pub fn now(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64 + 1
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::new()
     }
 }
 

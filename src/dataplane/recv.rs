@@ -95,7 +95,7 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
 /// Where a frame arrived.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Via {
-    /// On the UDP socket from this address, at this [`super::peer::Clock`] time.
+    /// On the UDP socket from this address, at this [`super::clock::Clock`] time.
     Udp(SocketAddr, u64),
     /// On a fallback stream.
     Stream,

@@ -347,10 +347,10 @@ impl Session {
             .unwrap_or(false)
     }
 
-    /// Whether this session should be replaced.
-    pub fn wants_rekey(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.established) >= REKEY_AFTER
-            || self.sent() >= REKEY_AFTER_PACKETS
+    /// Whether this session has sealed so many packets that it must be replaced, whatever
+    /// its age (its age is the path controller's rule, [`super::paths`]).
+    pub fn worn(&self) -> bool {
+        self.sent() >= REKEY_AFTER_PACKETS
     }
 
     /// Whether this session is too old to carry traffic.
@@ -584,12 +584,11 @@ mod tests {
     }
 
     #[test]
-    fn sessions_expire_and_ask_for_rekey() {
+    fn sessions_expire_after_their_time() {
         let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
         let now = Instant::now();
         let (i, _) = handshake(&a, &b, now);
-        assert!(!i.wants_rekey(now));
-        assert!(i.wants_rekey(now + REKEY_AFTER));
+        assert!(!i.worn());
         let mut ring = Keyring::default();
         ring.install(Arc::new(i));
         assert!(!ring.expire(now + REKEY_AFTER));

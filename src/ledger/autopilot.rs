@@ -21,7 +21,7 @@
 //! member whose own renewals stopped reaching its state asks the leader it names whether it
 //! still leads; one that does not counts as no leader. A learner or follower of a cluster with
 //! no working leader and no other cluster in reach leaves it, carrying its state, and forms or
-//! joins another (`Pilot::leave_abandoned`).
+//! joins another (`Autopilot::leave_abandoned`).
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout`, or at once a denied one or one whose node joined again under a new raft id
@@ -53,7 +53,9 @@ use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::Leases;
-use super::pilot::{Duty, Fallback, Found, LEADERLESS_GRACE, LISTEN_TICK, Pilot, Search, Seen};
+use super::pilot::{
+    Duty, Fallback, Found, Keep, LEADERLESS_GRACE, LISTEN_TICK, Pilot, Search, Seen,
+};
 use super::raft::network::{CallError, Joined, LedgerRpc, call};
 use super::state::{
     ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
@@ -207,8 +209,7 @@ impl Autopilot {
                         return;
                     }
                 }
-                Duty::Renew => self.renew().await,
-                Duty::Record => self.record().await,
+                Duty::KeepRecord => self.keep_record().await,
                 Duty::Declare => self.declare().await,
                 Duty::Readopt => self.readopt().await,
             }
@@ -219,33 +220,44 @@ impl Autopilot {
     fn seen(&self, now: Instant) -> Seen {
         let ledger = &self.ledger;
         let in_cluster = service::hello(ledger).in_cluster;
-        let me = ledger.p2p().peer_id().to_string();
-        let state = ledger.state();
-        // A record with another hostname (the node was renamed) or platform (weft was
-        // upgraded) is proposed again. A raft member that never applied its cluster's genesis
-        // has no record either, and doubts its leader as one whose record stopped changing
-        // does.
+        let record = self.own_record().1;
+        let (heard_leader, quiet_leader) = {
+            let replica = ledger.replica();
+            (
+                replica.heard().is_some(),
+                replica.quiet_leader(now).is_some(),
+            )
+        };
+        Seen {
+            in_cluster,
+            heard: ledger.p2p().heard().count,
+            seed: !in_cluster && recover::load_seed(ledger.dir()).is_some(),
+            heard_leader,
+            carrying: !self.carried.is_empty(),
+            // Raft's own view: a leader cut off from its quorum names no leader when asked,
+            // yet keeps its timers (replacing voters and expiring leases wait for a quorum
+            // anyway).
+            leads: ledger.raft().metrics().borrow().current_leader == Some(ledger.node_id()),
+            quiet_leader,
+            record,
+        }
+    }
+
+    /// Whether this node's state holds a cluster, and its own live record's renewal stamp
+    /// there. A record with another hostname (the node was renamed) or platform (weft was
+    /// upgraded) counts as none, so it is proposed again. A raft member that never applied its
+    /// cluster's genesis has no record either, and doubts its leader as one whose record
+    /// stopped changing does.
+    fn own_record(&self) -> (bool, Option<u64>) {
+        let me = self.ledger.p2p().peer_id().to_string();
+        let state = self.ledger.state();
         let record = state.members().get(&me).and_then(|member| {
             (member.lease == LeaseState::Live
                 && member.hostname == self.facts.hostname
                 && member.platform == Platform::here())
             .then_some(member.renewed_at)
         });
-        let replica = ledger.replica();
-        Seen {
-            in_cluster,
-            heard: ledger.p2p().heard().count,
-            seed: !in_cluster && recover::load_seed(ledger.dir()).is_some(),
-            heard_leader: replica.heard().is_some(),
-            carrying: !self.carried.is_empty(),
-            // Raft's own view: a leader cut off from its quorum names no leader when asked,
-            // yet keeps its timers (replacing voters and expiring leases wait for a quorum
-            // anyway).
-            leads: ledger.raft().metrics().borrow().current_leader == Some(ledger.node_id()),
-            quiet_leader: replica.quiet_leader(now).is_some(),
-            clustered: state.cluster().is_some(),
-            record,
-        }
+        (state.cluster().is_some(), record)
     }
 
     /// Whether this node's cluster has no working leader as this node sees it: none is known,
@@ -415,6 +427,21 @@ impl Autopilot {
         true
     }
 
+    /// Renews this node's lease, or proposes its record, when the [`Pilot`] says it is due,
+    /// from the state as it is now: the leader's duties may have just committed its first
+    /// entry, and the record follows in the same round.
+    async fn keep_record(&mut self) {
+        let (clustered, record) = self.own_record();
+        match self
+            .pilot
+            .keep_record(crate::clock::now(), clustered, record)
+        {
+            Some(Keep::Renew) => self.renew().await,
+            Some(Keep::Record) => self.record().await,
+            None => {}
+        }
+    }
+
     /// Renews this node's lease through the log.
     async fn renew(&self) {
         let renew = Command::Renew {
@@ -537,7 +564,7 @@ impl Autopilot {
             tracing::debug!(error = %e, "configured role policy not committed yet");
             return;
         }
-        self.pilot.declared();
+        self.pilot.mark_declared();
         self.ledger.mark_declared();
     }
 

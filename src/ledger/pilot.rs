@@ -84,8 +84,6 @@ pub struct Seen {
     pub leads: bool,
     /// Whether the leader it follows has been quiet long enough to be asked.
     pub quiet_leader: bool,
-    /// Whether its state holds a cluster (the first entry applied).
-    pub clustered: bool,
     /// Its own live record's renewal stamp as the state shows it; `None` without a live record
     /// under its hostname and platform.
     pub record: Option<u64>,
@@ -108,12 +106,11 @@ pub enum Duty {
     /// Look for a better cluster. `ask_leader`: this node is frozen, so it first asks whether
     /// its leader still counts it and still leads; hand the answers to [`Pilot::doubt`].
     CheckMerge { ask_leader: bool },
-    /// Renew the lease.
-    Renew,
-    /// Propose the member record.
-    Record,
+    /// Read the state afresh (the leader's duties may have just written its first entry) and
+    /// ask [`Pilot::keep_record`] whether to renew the lease or propose the record.
+    KeepRecord,
     /// Make the ledger hold the configured role and policy; report success with
-    /// [`Pilot::declared`].
+    /// [`Pilot::mark_declared`].
     Declare,
     /// Re-propose what the clusters left in merges held.
     Readopt,
@@ -132,6 +129,15 @@ pub struct Found {
     pub may_form: bool,
 }
 
+/// What keeps this node's record in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Renew the lease.
+    Renew,
+    /// Propose the member record.
+    Record,
+}
+
 /// What to do after a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Search {
@@ -146,6 +152,7 @@ pub enum Search {
 /// What a node does when its merge check found no better cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fallback {
+    /// Nothing: the cluster is not abandoned, or this node is no voter and not frozen.
     Stay,
     /// Ask whether the cluster's leader still counts this voter, and rejoin if not.
     RejoinIfRemoved,
@@ -257,9 +264,7 @@ impl Pilot {
                     .is_none_or(|at| now.saturating_duration_since(at) > self.patience());
             duties.push(Duty::CheckMerge { ask_leader });
         }
-        if seen.clustered {
-            duties.extend(self.record_duty(now, seen.record));
-        }
+        duties.push(Duty::KeepRecord);
         if !self.declared {
             duties.push(Duty::Declare);
         }
@@ -293,21 +298,31 @@ impl Pilot {
         Vec::new()
     }
 
-    /// Renewing the lease or proposing the record, when due.
-    fn record_duty(&mut self, now: Instant, record: Option<u64>) -> Option<Duty> {
+    /// What keeps this node's record at `now`, when something is due: its state holds a
+    /// cluster (`clustered`) and this node's live `record` (its renewal stamp) or none. The
+    /// record is proposed every [`RECORD_RETRY`] while missing. The lease is renewed a
+    /// renewal interval after this node last saw its stamp change (a join, a renewal), timed by
+    /// its own monotonic clock, never by comparing wall clocks, and at once after a start (the
+    /// node may have been away for long). The caller carries out what this answers.
+    pub fn keep_record(
+        &mut self,
+        now: Instant,
+        clustered: bool,
+        record: Option<u64>,
+    ) -> Option<Keep> {
+        if !clustered {
+            return None;
+        }
         let Some(stamp) = record else {
             if !elapsed(self.last_record_attempt, now, RECORD_RETRY) {
                 return None;
             }
             self.last_record_attempt = Some(now);
-            return Some(Duty::Record);
+            return Some(Keep::Record);
         };
-        // Timed by this node's monotonic clock from when it saw its stamp change (a join, a
-        // renewal), never by comparing wall clocks.
         let interval = renew_interval(self.lease_timeout);
         let old = match self.renewal_seen {
             Some((was, at)) if was == stamp => now.saturating_duration_since(at) >= interval,
-            // Just started: renew at once, the node may have been away for long.
             None => true,
             Some(_) => {
                 self.renewal_seen = Some((stamp, now));
@@ -319,15 +334,16 @@ impl Pilot {
         }
         self.last_renew_attempt = Some(now);
         self.renewal_seen = Some((stamp, now));
-        Some(Duty::Renew)
+        Some(Keep::Renew)
     }
 
-    /// Whether the configured role and policy are in the ledger now.
-    pub fn declared(&mut self) {
+    /// Notes that the configured role and policy are in the ledger: no more [`Duty::Declare`].
+    pub fn mark_declared(&mut self) {
         self.declared = true;
     }
 
-    /// Whether `peers` may form a cluster with this node (`me`) at `now` ([`Listening::may_form`]).
+    /// Whether this node (`me`), finding no cluster among its `admitted` peers at `now`, is the
+    /// one to form it ([`Listening::may_form`]).
     pub fn may_form<'a>(
         &self,
         me: &str,
@@ -442,15 +458,11 @@ fn elapsed(last: Option<Instant>, now: Instant, every: Duration) -> bool {
 }
 
 #[cfg(test)]
+mod world;
+
+#[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-    use rand::rngs::StdRng;
-    use rand::{Rng, SeedableRng};
-
     use super::*;
-
-    /// The longest gap between two ticks in the simulation (a tick whose work took long).
-    const MAX_STEP: Duration = Duration::from_secs(3);
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -478,22 +490,28 @@ mod tests {
         let mut pilot = Pilot::new(start, secs(60), secs(5), None);
         let member = Seen {
             in_cluster: true,
-            clustered: true,
             ..Seen::default()
         };
         assert_eq!(
             pilot.tick(start, &member),
             vec![
                 Duty::CheckMerge { ask_leader: false },
-                Duty::Record,
+                Duty::KeepRecord,
                 Duty::Declare
             ]
         );
+        assert_eq!(
+            pilot.keep_record(start, false, None),
+            None,
+            "no cluster yet"
+        );
+        assert_eq!(pilot.keep_record(start, true, None), Some(Keep::Record));
+        assert_eq!(pilot.keep_record(start + secs(1), true, None), None);
         assert!(
             pilot.tick(start + LISTEN_TICK, &member).is_empty(),
             "one round a second"
         );
-        pilot.declared();
+        pilot.mark_declared();
         let leader = Seen {
             leads: true,
             record: Some(7),
@@ -501,12 +519,20 @@ mod tests {
         };
         assert_eq!(
             pilot.tick(start + ROUND, &leader),
-            vec![Duty::Lead { fresh: true }, Duty::Renew]
+            vec![Duty::Lead { fresh: true }, Duty::KeepRecord]
+        );
+        assert_eq!(
+            pilot.keep_record(start + ROUND, true, Some(7)),
+            Some(Keep::Renew),
+            "at once after a start"
         );
         assert_eq!(
             pilot.tick(start + ROUND * 2, &leader),
-            vec![Duty::Lead { fresh: false }]
+            vec![Duty::Lead { fresh: false }, Duty::KeepRecord]
         );
+        assert_eq!(pilot.keep_record(start + ROUND * 2, true, Some(8)), None);
+        let renew = start + ROUND * 2 + renew_interval(secs(60));
+        assert_eq!(pilot.keep_record(renew, true, Some(8)), Some(Keep::Renew));
     }
 
     #[test]
@@ -516,7 +542,6 @@ mod tests {
         let mut pilot = Pilot::new(start, secs(30), secs(5), None);
         let member = Seen {
             in_cluster: true,
-            clustered: true,
             record: Some(1),
             ..Seen::default()
         };
@@ -571,464 +596,5 @@ mod tests {
             ..behind
         };
         assert_eq!(pilot.searched(start, leader), Search::Join);
-    }
-
-    /// A node's life in simulated time around a [`Pilot`]: it joins and leaves clusters, leads
-    /// and stops leading, its record comes and goes, renewals commit or not, leaders go quiet,
-    /// searches and merge checks find this or that; ticks come every quarter second or late.
-    /// Every answer is checked against the rules, with the checker's own memory.
-    struct World {
-        rng: StdRng,
-        start: Instant,
-        now: Instant,
-        pilot: Pilot,
-        seen: Seen,
-        lease_timeout: Duration,
-        formation_wait: Duration,
-        /// The stamp the next committed renewal writes.
-        next_stamp: u64,
-        /// Whether the cluster has a working leader, as a merge check sees it.
-        leaderless: bool,
-        declared: bool,
-        // What the checks remember.
-        /// Since when the node has been inside (or outside) a cluster without a break.
-        stretch_since: Instant,
-        last_round: Option<Instant>,
-        /// Whether the node led at its last round.
-        led: bool,
-        last_join_heard: Option<Instant>,
-        join_wanted_since: Option<Instant>,
-        last_search: Option<Instant>,
-        search_wanted_since: Option<Instant>,
-        last_probe: Option<Instant>,
-        last_merge_check: Option<Instant>,
-        /// Since when the record has been what it is, as the ticks inside a cluster saw it.
-        record_since: Option<(Option<u64>, Instant)>,
-        last_confirmed: Option<Instant>,
-        last_renew: Option<Instant>,
-        /// The record's stamp and since when this node has waited to renew it.
-        renew_wanted_since: Option<(u64, Instant)>,
-        last_record: Option<Instant>,
-        record_wanted_since: Option<Instant>,
-        blocked_since: Option<Instant>,
-        leaderless_since: Option<Instant>,
-    }
-
-    impl World {
-        fn new(seed: u64) -> Self {
-            let mut rng = StdRng::seed_from_u64(seed);
-            let start = Instant::now();
-            let lease_timeout = secs([15, 60, 300][rng.gen_range(0..3)]);
-            let formation_wait = secs(rng.gen_range(1..10));
-            let quiet = rng.gen_bool(0.5).then(|| secs(1));
-            World {
-                start,
-                now: start,
-                pilot: Pilot::new(start, lease_timeout, formation_wait, quiet),
-                seen: Seen::default(),
-                lease_timeout,
-                formation_wait,
-                next_stamp: 1,
-                leaderless: false,
-                declared: false,
-                stretch_since: start,
-                last_round: None,
-                led: false,
-                last_join_heard: None,
-                join_wanted_since: None,
-                last_search: None,
-                search_wanted_since: None,
-                last_probe: None,
-                last_merge_check: None,
-                record_since: None,
-                last_confirmed: None,
-                last_renew: None,
-                renew_wanted_since: None,
-                last_record: None,
-                record_wanted_since: None,
-                blocked_since: None,
-                leaderless_since: None,
-                rng,
-            }
-        }
-
-        fn patience(&self) -> Duration {
-            self.lease_timeout + renew_interval(self.lease_timeout)
-        }
-
-        fn since(&self, at: Instant) -> Duration {
-            self.now.saturating_duration_since(at)
-        }
-
-        fn frozen(&self) -> bool {
-            self.record_since
-                .is_some_and(|(_, at)| self.since(at) > self.patience())
-        }
-
-        /// The node enters or leaves a cluster.
-        fn set_in_cluster(&mut self, inside: bool) {
-            if self.seen.in_cluster == inside {
-                return;
-            }
-            self.seen.in_cluster = inside;
-            self.stretch_since = self.now;
-            self.join_wanted_since = None;
-            self.search_wanted_since = None;
-            self.renew_wanted_since = None;
-            self.record_wanted_since = None;
-            self.record_since = None;
-            self.last_confirmed = None;
-            self.leaderless_since = None;
-            if !inside {
-                self.seen.leads = false;
-                self.seen.quiet_leader = false;
-                self.seen.clustered = false;
-                self.seen.record = None;
-            }
-        }
-
-        /// What changes between two ticks.
-        fn step(&mut self) {
-            let late = self.rng.gen_bool(0.02);
-            self.now += if late {
-                Duration::from_millis(self.rng.gen_range(250..=MAX_STEP.as_millis() as u64))
-            } else {
-                LISTEN_TICK
-            };
-            let flip = |rng: &mut StdRng, p: f64| rng.gen_bool(p);
-            // A node enters a cluster only through its own duties (a join, a formation); it
-            // may be put out of one at any time, and its next tick then finds it outside.
-            if self.seen.in_cluster && flip(&mut self.rng, 0.003) {
-                self.set_in_cluster(false);
-            }
-            if flip(&mut self.rng, 0.02) {
-                self.seen.heard = self.rng.gen_range(0..20);
-            }
-            if flip(&mut self.rng, 0.0005) {
-                self.seen.seed = !self.seen.seed;
-            }
-            if flip(&mut self.rng, 0.005) {
-                self.seen.heard_leader = !self.seen.heard_leader;
-            }
-            if flip(&mut self.rng, 0.002) {
-                self.seen.carrying = !self.seen.carrying;
-            }
-            if self.seen.in_cluster {
-                if flip(&mut self.rng, 0.005) {
-                    self.seen.leads = !self.seen.leads;
-                }
-                if flip(&mut self.rng, 0.005) {
-                    self.seen.quiet_leader = !self.seen.quiet_leader;
-                }
-                if flip(&mut self.rng, 0.02) {
-                    self.seen.clustered = true;
-                }
-                if flip(&mut self.rng, 0.001) {
-                    self.seen.record = None;
-                }
-                if flip(&mut self.rng, 0.003) {
-                    self.leaderless = !self.leaderless;
-                }
-            }
-        }
-
-        /// Ticks the pilot, checks each duty and carries it out.
-        fn tick(&mut self) -> Result<(), TestCaseError> {
-            let now = self.now;
-            let seen = self.seen.clone();
-            let round = seen.in_cluster
-                && self
-                    .last_round
-                    .is_none_or(|at| self.since(at) >= ROUND - LISTEN_TICK / 2);
-            let led = self.led;
-            if round {
-                self.last_round = Some(now);
-                if self.record_since.is_none_or(|(was, _)| was != seen.record) {
-                    self.record_since = Some((seen.record, now));
-                }
-                self.led = seen.leads;
-            }
-            if seen.in_cluster {
-                self.blocked_since = None;
-            } else {
-                self.led = false;
-            }
-            let duties = self.pilot.tick(now, &seen);
-            if seen.in_cluster {
-                prop_assert!(
-                    round || duties.is_empty(),
-                    "duties between rounds: {:?}",
-                    duties
-                );
-                let lead = duties.iter().find_map(|d| match d {
-                    Duty::Lead { fresh } => Some(*fresh),
-                    _ => None,
-                });
-                prop_assert_eq!(lead, (round && seen.leads).then_some(!led), "lead");
-            } else {
-                self.check_outside(&duties)?;
-            }
-            for duty in duties {
-                if self.carry_out(duty)? {
-                    break;
-                }
-            }
-            self.check_liveness()
-        }
-
-        fn check_outside(&mut self, duties: &[Duty]) -> Result<(), TestCaseError> {
-            let now = self.now;
-            let seen = &self.seen;
-            if seen.seed {
-                prop_assert_eq!(duties, &[Duty::FormFromSeed][..]);
-                self.join_wanted_since = None;
-                self.search_wanted_since = None;
-                return Ok(());
-            }
-            if seen.heard_leader {
-                self.join_wanted_since.get_or_insert(now);
-            } else {
-                self.join_wanted_since = None;
-            }
-            let settled = self.since(self.start) >= self.formation_wait;
-            if !seen.heard_leader && (seen.carrying || settled) {
-                self.search_wanted_since.get_or_insert(now);
-            } else {
-                self.search_wanted_since = None;
-            }
-            for duty in duties {
-                match duty {
-                    Duty::JoinHeard => {
-                        prop_assert!(seen.heard_leader);
-                        if let Some(last) = self.last_join_heard {
-                            prop_assert!(self.since(last) >= LISTEN_TICK);
-                        }
-                        self.last_join_heard = Some(now);
-                        self.join_wanted_since = Some(now);
-                    }
-                    Duty::Search => {
-                        prop_assert!(!seen.heard_leader);
-                        if let Some(last) = self.last_search {
-                            prop_assert!(self.since(last) >= SEARCH_INTERVAL, "searched too soon");
-                        }
-                        self.last_search = Some(now);
-                        self.search_wanted_since = Some(now);
-                    }
-                    other => prop_assert!(false, "{:?} outside a cluster", other),
-                }
-            }
-            Ok(())
-        }
-
-        /// Carries out one duty; true when it moved the node out of its cluster.
-        fn carry_out(&mut self, duty: Duty) -> Result<bool, TestCaseError> {
-            let now = self.now;
-            let seen = self.seen.clone();
-            match duty {
-                Duty::FormFromSeed | Duty::JoinHeard => {
-                    if self.rng.gen_bool(0.3) {
-                        self.set_in_cluster(true);
-                    }
-                }
-                Duty::Search => {
-                    let found = Found {
-                        leader: self.rng.gen_bool(0.3),
-                        in_cluster: self.rng.gen_bool(0.5),
-                        behind: self.rng.gen_bool(0.1),
-                        may_form: self.rng.gen_bool(0.5),
-                    };
-                    let search = self.pilot.searched(now, found);
-                    if found.leader || !found.in_cluster {
-                        self.blocked_since = None;
-                    } else {
-                        self.blocked_since.get_or_insert(now);
-                    }
-                    let waited = self
-                        .blocked_since
-                        .is_none_or(|at| self.since(at) >= LEADERLESS_GRACE);
-                    let want = if found.leader {
-                        Search::Join
-                    } else if waited && !found.behind && found.may_form {
-                        Search::Form
-                    } else {
-                        Search::Wait
-                    };
-                    prop_assert_eq!(search, want, "after {:?}", found);
-                    if search != Search::Wait && self.rng.gen_bool(0.5) {
-                        self.set_in_cluster(true);
-                    }
-                }
-                Duty::Lead { .. } => {}
-                Duty::ProbeLeader => {
-                    prop_assert!(seen.quiet_leader);
-                    if let Some(last) = self.last_probe {
-                        prop_assert!(self.since(last) >= PROBE_INTERVAL, "probed too soon");
-                    }
-                    self.last_probe = Some(now);
-                }
-                Duty::CheckMerge { ask_leader } => return self.check_merge(ask_leader),
-                Duty::Renew => {
-                    prop_assert!(seen.clustered && seen.record.is_some());
-                    if let Some(last) = self.last_renew {
-                        prop_assert!(self.since(last) >= renew_interval(self.lease_timeout));
-                    }
-                    self.last_renew = Some(now);
-                    self.renew_wanted_since = seen.record.map(|stamp| (stamp, now));
-                    if self.rng.gen_bool(0.7) {
-                        self.seen.record = Some(self.next_stamp);
-                        self.next_stamp += 1;
-                    }
-                }
-                Duty::Record => {
-                    prop_assert!(seen.clustered && seen.record.is_none());
-                    if let Some(last) = self.last_record {
-                        prop_assert!(self.since(last) >= RECORD_RETRY);
-                    }
-                    self.last_record = Some(now);
-                    self.record_wanted_since = None;
-                    if self.rng.gen_bool(0.5) {
-                        self.seen.record = Some(self.next_stamp);
-                        self.next_stamp += 1;
-                    }
-                }
-                Duty::Declare => {
-                    prop_assert!(!self.declared, "declared twice");
-                    if self.rng.gen_bool(0.5) {
-                        self.declared = true;
-                        self.pilot.declared();
-                    }
-                }
-                Duty::Readopt => prop_assert!(seen.carrying),
-            }
-            Ok(false)
-        }
-
-        fn check_merge(&mut self, ask_leader: bool) -> Result<bool, TestCaseError> {
-            let now = self.now;
-            if let Some(last) = self.last_merge_check {
-                prop_assert!(self.since(last) >= MERGE_CHECK, "merge check too soon");
-            }
-            self.last_merge_check = Some(now);
-            if ask_leader {
-                prop_assert!(self.frozen(), "asked the leader while the record moves");
-                prop_assert!(
-                    self.last_confirmed
-                        .is_none_or(|at| self.since(at) > self.patience()),
-                    "asked again though the leader confirmed"
-                );
-            }
-            let confirms = ask_leader.then(|| self.rng.gen_bool(0.5));
-            if confirms == Some(true) {
-                self.last_confirmed = Some(now);
-            } else if confirms == Some(false) {
-                self.last_confirmed = None;
-            }
-            let leaderless = self.leaderless || confirms == Some(false);
-            self.leaderless_since = if leaderless {
-                Some(self.leaderless_since.unwrap_or(now))
-            } else {
-                None
-            };
-            let abandoned = self.pilot.doubt(now, self.leaderless, confirms);
-            let want = self
-                .leaderless_since
-                .is_some_and(|at| self.since(at) >= LEADERLESS_GRACE);
-            prop_assert_eq!(abandoned, want, "abandoned");
-            if self.rng.gen_bool(0.02) {
-                // A better cluster: the node leaves for it.
-                self.set_in_cluster(false);
-                return Ok(true);
-            }
-            let voter = self.rng.gen_bool(0.5);
-            match self.pilot.fallback(now, abandoned, voter) {
-                Fallback::Stay => {
-                    prop_assert!(!abandoned || (!voter && !self.frozen()));
-                    Ok(false)
-                }
-                Fallback::RejoinIfRemoved => {
-                    prop_assert!(abandoned && voter);
-                    if self.rng.gen_bool(0.5) {
-                        self.pilot.forget_cluster();
-                        self.set_in_cluster(false);
-                        return Ok(true);
-                    }
-                    Ok(false)
-                }
-                Fallback::LeaveAbandoned => {
-                    prop_assert!(abandoned && !voter && self.frozen());
-                    self.set_in_cluster(false);
-                    Ok(true)
-                }
-            }
-        }
-
-        /// What must have happened by now.
-        fn check_liveness(&mut self) -> Result<(), TestCaseError> {
-            let now = self.now;
-            let slack = ROUND + MAX_STEP;
-            if let Some(since) = self.join_wanted_since {
-                prop_assert!(
-                    self.since(since) <= JOIN_RETRY_MAX + MAX_STEP,
-                    "no join through the leader heard of"
-                );
-            }
-            if let Some(since) = self.search_wanted_since {
-                prop_assert!(self.since(since) <= SEARCH_INTERVAL + MAX_STEP, "no search");
-            }
-            if !self.seen.in_cluster {
-                return Ok(());
-            }
-            let stretch = self.stretch_since;
-            let checked = self
-                .last_merge_check
-                .filter(|at| *at >= stretch)
-                .unwrap_or(stretch);
-            prop_assert!(
-                now.saturating_duration_since(checked) <= MERGE_CHECK + slack,
-                "no merge check"
-            );
-            if self.seen.clustered && self.seen.record.is_none() {
-                let since = *self.record_wanted_since.get_or_insert(now);
-                prop_assert!(
-                    self.since(since) <= RECORD_RETRY + slack,
-                    "no record proposed"
-                );
-            } else {
-                self.record_wanted_since = None;
-            }
-            // A renewal is due a renewal interval after the stamp last changed (a committed
-            // renewal or record), or after the last attempt.
-            match self.seen.record.filter(|_| self.seen.clustered) {
-                Some(stamp) => {
-                    let (was, since) = *self.renew_wanted_since.get_or_insert((stamp, now));
-                    if was != stamp {
-                        self.renew_wanted_since = Some((stamp, now));
-                    } else {
-                        prop_assert!(
-                            self.since(since) <= renew_interval(self.lease_timeout) + slack * 2,
-                            "no renewal"
-                        );
-                    }
-                }
-                None => self.renew_wanted_since = None,
-            }
-            Ok(())
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1_000))]
-
-        /// A thousand random lives of ten simulated minutes each: every duty comes only when
-        /// its rule allows it, and each comes in time.
-        #[test]
-        fn the_autopilot_keeps_its_rules_in_any_order_of_events(seed in any::<u64>()) {
-            let mut world = World::new(seed);
-            let end = world.start + secs(10 * 60);
-            while world.now < end {
-                world.step();
-                world.tick()?;
-            }
-        }
     }
 }
