@@ -78,6 +78,7 @@ impl Entry {
             endpoint: peer.endpoint.load_full().map(|a| *a),
             dead: peer.path_dead(clock, ms(DEAD_AFTER)),
             last_tx: peer.last_tx.load(Ordering::Relaxed),
+            last_rx: peer.last_rx.load(Ordering::Relaxed),
             writer_running: self.writer.as_ref().is_some_and(|t| !t.is_finished()),
         }
     }

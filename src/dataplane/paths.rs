@@ -17,11 +17,11 @@
 //!   or when packets went out for [`super::peer::DEAD_AFTER`] with nothing heard back, the
 //!   peer's candidates (from its handshake) and the old endpoint are probed every
 //!   [`PROBE_EVERY`], and at once after a new session;
-//! - a peer that sent data since it was last sent anything gets a keepalive after
-//!   [`REPLY_AFTER`], so a one-way flow still proves its path; an idle path gets one every
-//!   [`KEEPALIVE`]. Keepalives and probes are not answered as such: answering every packet
-//!   heard made two idle peers trade keepalives every second for as long as their session
-//!   lived.
+//! - a peer heard from that has not been sent anything for [`REPLY_AFTER`] gets a keepalive,
+//!   so a one-way flow still proves its path, and a probe is answered; an idle path gets one
+//!   every [`KEEPALIVE`]. Since an answer is itself heard, two peers whose session outlives
+//!   their traffic trade a keepalive about every second each way until the session expires
+//!   (a lost path is found by the lack of answers, so they cannot simply stop).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,7 +32,7 @@ use super::session::REKEY_AFTER;
 
 /// How often a peer without a working path is probed.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// How soon a peer that sent data gets a keepalive back when nothing else went to it.
+/// How soon a peer that sent something gets a keepalive back when nothing else went to it.
 pub const REPLY_AFTER: Duration = Duration::from_secs(1);
 /// How often an idle path is kept alive (NAT mappings last at least this long).
 pub const KEEPALIVE: Duration = Duration::from_secs(25);
@@ -51,7 +51,7 @@ pub struct Seen {
     pub session: Option<Duration>,
     /// Whether that session sealed so many packets that it must be replaced.
     pub worn: bool,
-    /// The last data packet for or from the peer (one sent sets `last_tx` too).
+    /// The last data packet for or from the peer.
     pub last_data: u64,
     /// Where the peer's last authenticated UDP packet came from.
     pub endpoint: Option<SocketAddr>,
@@ -59,6 +59,8 @@ pub struct Seen {
     pub dead: bool,
     /// The last UDP packet sent to the peer.
     pub last_tx: u64,
+    /// The last UDP packet heard from the peer.
+    pub last_rx: u64,
     /// Whether the task writing the fallback stream to the peer runs.
     pub writer_running: bool,
 }
@@ -182,7 +184,7 @@ impl PathControl {
         seen.session?;
         if let Some(endpoint) = seen.endpoint.filter(|_| !seen.dead) {
             let idle = now.saturating_sub(seen.last_tx);
-            let reply = seen.last_data > seen.last_tx && idle >= ms(REPLY_AFTER);
+            let reply = seen.last_rx > seen.last_tx && idle >= ms(REPLY_AFTER);
             return (idle >= ms(KEEPALIVE) || reply).then(|| vec![endpoint]);
         }
         if self

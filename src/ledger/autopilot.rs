@@ -56,7 +56,7 @@ use super::lease::Leases;
 use super::pilot::{
     Duty, Fallback, Found, Keep, LEADERLESS_GRACE, LISTEN_TICK, Pilot, Search, Seen,
 };
-use super::raft::network::{CallError, Joined, LedgerRpc, call};
+use super::raft::network::{Joined, LedgerRpc};
 use super::state::{
     ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
 };
@@ -954,27 +954,18 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
         node: ledger.node(),
     };
     tracing::info!(leader = %leader.peer_id, "joining the cluster");
-    let answer = tokio::time::timeout(JOIN_TIMEOUT, async {
-        match call::<Result<Joined, String>>(ledger.p2p(), peer, &request).await {
-            // Not connected to the leader: a member that is may pass the join on, and this
-            // node then follows the cluster through that member.
-            Err(CallError::Unreachable(crate::p2p::P2pError::NotAdmitted(_))) => {
-                forward::send::<Result<Joined, String>>(ledger.p2p(), peer, &request)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            answer => answer
-                .map(|joined| (joined, peer))
-                .map_err(|e| e.to_string()),
-        }
-    })
-    .await;
+    // Not connected to the leader, this node sends its join through a member that is, and then
+    // follows the cluster through that member.
+    let until = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let answer =
+        forward::call_or_forward::<Result<Joined, String>>(ledger.p2p(), peer, &request, until)
+            .await;
     match answer {
-        Ok(Ok((Ok(Joined::Member), _))) => {
+        Ok((Ok(Joined::Member), _)) => {
             tracing::info!("joined the cluster as a raft member");
             return;
         }
-        Ok(Ok((Ok(Joined::Follower), source))) => {
+        Ok((Ok(Joined::Follower), source)) => {
             // No raft seat to replay memberships in. Any other answer may come after the
             // leader made this node a learner (a catch-up that outlasted the wait), so the
             // vouch stays for this raft instance then.
@@ -991,9 +982,8 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
                 Err(e) => tracing::info!(error = %e, "cannot follow the cluster yet; retrying"),
             }
         }
-        Ok(Ok((Err(e), _))) => tracing::info!(error = %e, "the leader refused the join; retrying"),
-        Ok(Err(e)) => tracing::debug!(error = %e, "join request failed; retrying"),
-        Err(_) => tracing::debug!("join request timed out; retrying"),
+        Ok((Err(e), _)) => tracing::info!(error = %e, "the leader refused the join; retrying"),
+        Err(e) => tracing::debug!(error = %e, "join request failed; retrying"),
     }
     ledger.replica().reset();
 }

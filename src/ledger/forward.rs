@@ -11,12 +11,16 @@
 //! challenge is taken once and lives [`CHALLENGE_TTL`].
 //!
 //! A node taken in this way is a follower, never a raft member: raft's appends would not reach
-//! it. The member in the middle still carries the leader's answer back, so a hostile one can
-//! lie about it; the origin sees the truth in its state once the feed reaches it. Pure parts:
-//! the [`Envelope`] and its check, and the leader's [`Challenges`]; [`send`] is the origin's
-//! side.
+//! it. The member in the middle says whether it delivered a request ([`Passed`]), so the origin
+//! never sends again what may have committed; it still carries the leader's answer back, and a
+//! hostile one can lie about that answer (`docs/security.md`). A member passes on a few
+//! requests at a time per origin ([`Passing`]), and a leader keeps a few open challenges per
+//! member ([`Challenges`]), so no origin can use up a member's or a leader's budget. Pure
+//! parts: the [`Envelope`] and its check, the challenges and the budget; [`call_or_forward`]
+//! is the origin's side.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -26,14 +30,18 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::raft::network::{CallError, LedgerRpc, call};
-use crate::p2p::P2pHandle;
+use crate::p2p::{P2pError, P2pHandle};
 
 /// The length of a challenge.
 pub const NONCE_LEN: usize = 32;
 /// How long a challenge the leader issued may be used.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(30);
-/// The most challenges a leader keeps open; the oldest is dropped for a new one.
+/// The most challenges a leader keeps open, in all and for one member.
 pub const MAX_CHALLENGES: usize = 1024;
+pub const MAX_CHALLENGES_PER_MEMBER: usize = 4;
+/// The most requests a member passes on at once, in all and for one origin.
+pub const MAX_PASSING: usize = 8;
+pub const MAX_PASSING_PER_ORIGIN: usize = 2;
 /// What every signature of a forwarded request starts with, so it is never valid for anything
 /// else the identity key signs.
 const DOMAIN: &[u8] = b"weft/forwarded-request/1";
@@ -41,7 +49,7 @@ const DOMAIN: &[u8] = b"weft/forwarded-request/1";
 /// The most members a node asks, one after the other, to pass a request on.
 const MAX_FORWARDERS: usize = 3;
 /// How long a member may take to bring back the leader's challenge.
-const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CHALLENGE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A challenge the leader issued.
 pub type Nonce = [u8; NONCE_LEN];
@@ -55,15 +63,29 @@ pub enum Step {
     Request(Envelope),
 }
 
-/// Why a forwarded request has no answer.
+/// What a member says of a step it was asked to pass on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Passed {
+    /// The leader's answer, as the leader encoded it.
+    Answer(Vec<u8>),
+    /// The member did not deliver it: nothing reached the leader.
+    Undelivered(String),
+    /// The member delivered it and got no answer: it may have been applied.
+    NoAnswer(String),
+}
+
+/// Why a request to the leader has no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// No member took it: it never reached the leader, and may be sent again.
-    #[error("no member reachable from here passed the request on to the leader")]
-    NotSent,
-    /// It was handed to a member, which may have delivered it.
-    #[error("the request was handed to a member for the leader, without an answer: {0}")]
-    Sent(CallError),
+    /// It never reached the leader, and may be sent again.
+    #[error("{0}")]
+    NotSent(String),
+    /// It may have reached the leader, and may have been applied.
+    #[error("{0}")]
+    Sent(String),
+    /// It was sent, and no answer came in time.
+    #[error("no answer in time")]
+    TimedOut,
 }
 
 /// A request (a [`super::raft::network::LedgerRpc`] `Join` or `Propose`, as JSON) signed by
@@ -130,26 +152,43 @@ impl Envelope {
     }
 }
 
-/// The challenges a leader issued and not yet taken, oldest first.
+/// The challenges a leader issued and not yet taken, oldest first, each with the member it
+/// was issued to: only that member may use it.
 #[derive(Debug, Default)]
 pub struct Challenges {
-    open: VecDeque<(Nonce, Instant)>,
+    open: VecDeque<(Nonce, PeerId, Instant)>,
 }
 
 impl Challenges {
-    /// Notes `nonce` (fresh randomness) as issued at `now`.
-    pub fn issue(&mut self, nonce: Nonce, now: Instant) {
+    /// Notes `nonce` (fresh randomness) as issued to `member` at `now`; false, and nothing
+    /// noted, when `member` or all members hold as many open challenges as they may.
+    pub fn issue(&mut self, nonce: Nonce, member: PeerId, now: Instant) -> bool {
         self.expire(now);
-        if self.open.len() >= MAX_CHALLENGES {
-            self.open.pop_front();
+        let held = self.open.iter().filter(|(_, to, _)| *to == member).count();
+        if held >= MAX_CHALLENGES_PER_MEMBER || self.open.len() >= MAX_CHALLENGES {
+            return false;
         }
-        self.open.push_back((nonce, now));
+        self.open.push_back((nonce, member, now));
+        true
     }
 
-    /// Takes `nonce` at `now`: true once for a challenge issued within [`CHALLENGE_TTL`].
-    pub fn take(&mut self, nonce: &Nonce, now: Instant) -> bool {
+    /// Whether `nonce` is open for `member` at `now`.
+    pub fn is_open(&mut self, nonce: &Nonce, member: &PeerId, now: Instant) -> bool {
         self.expire(now);
-        match self.open.iter().position(|(open, _)| open == nonce) {
+        self.open
+            .iter()
+            .any(|(open, to, _)| open == nonce && to == member)
+    }
+
+    /// Takes `nonce` for `member` at `now`: true once for a challenge issued to it within
+    /// [`CHALLENGE_TTL`].
+    pub fn take(&mut self, nonce: &Nonce, member: &PeerId, now: Instant) -> bool {
+        self.expire(now);
+        match self
+            .open
+            .iter()
+            .position(|(open, to, _)| open == nonce && to == member)
+        {
             Some(at) => {
                 self.open.remove(at);
                 true
@@ -162,23 +201,91 @@ impl Challenges {
         while self
             .open
             .front()
-            .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= CHALLENGE_TTL)
+            .is_some_and(|(_, _, at)| now.saturating_duration_since(*at) >= CHALLENGE_TTL)
         {
             self.open.pop_front();
         }
     }
 }
 
-/// Sends `request` (a `Join` or `Propose`) to `leader`, which this node does not reach,
-/// through up to [`MAX_FORWARDERS`] of its admitted peers drawn at random: the first that
-/// brings back the leader's challenge delivers the request, signed. Answers the leader's answer
-/// and the member that carried it.
-pub async fn send<T: DeserializeOwned>(
+/// The requests a member is passing on, by origin.
+#[derive(Debug, Default)]
+pub struct Passing(Mutex<HashMap<PeerId, usize>>);
+
+/// One request being passed on; dropped, it frees its place.
+#[derive(Debug)]
+pub struct PassTicket<'a> {
+    passing: &'a Passing,
+    origin: PeerId,
+}
+
+impl Passing {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, usize>> {
+        // Nothing panics while holding it.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A place for one more request from `origin`, unless it or all origins hold as many as
+    /// they may.
+    pub fn start(&self, origin: PeerId) -> Option<PassTicket<'_>> {
+        let mut passing = self.lock();
+        let total: usize = passing.values().sum();
+        let mine = passing.get(&origin).copied().unwrap_or(0);
+        if total >= MAX_PASSING || mine >= MAX_PASSING_PER_ORIGIN {
+            return None;
+        }
+        passing.insert(origin, mine + 1);
+        Some(PassTicket {
+            passing: self,
+            origin,
+        })
+    }
+}
+
+impl Drop for PassTicket<'_> {
+    fn drop(&mut self) {
+        let mut passing = self.passing.lock();
+        if let Some(count) = passing.get_mut(&self.origin) {
+            *count -= 1;
+            if *count == 0 {
+                passing.remove(&self.origin);
+            }
+        }
+    }
+}
+
+/// Sends `rpc` (a `Join` or `Propose`) to `leader`, answered by `until`: directly, or, when
+/// this node is not connected to it, through a member ([`send`]). Answers the leader's answer
+/// and the peer that carried it (the leader itself, or the member).
+pub async fn call_or_forward<T: DeserializeOwned>(
     p2p: &P2pHandle,
     leader: PeerId,
-    request: &LedgerRpc,
+    rpc: &LedgerRpc,
+    until: tokio::time::Instant,
 ) -> Result<(T, PeerId), SendError> {
-    let request = serde_json::to_vec(request).map_err(|e| SendError::Sent(CallError::Decode(e)))?;
+    match tokio::time::timeout_at(until, call::<T>(p2p, leader, rpc)).await {
+        Err(_) => Err(SendError::TimedOut),
+        Ok(Ok(answer)) => Ok((answer, leader)),
+        Ok(Err(CallError::Unreachable(P2pError::NotAdmitted(_)))) => {
+            send(p2p, leader, rpc, until).await
+        }
+        Ok(Err(e)) => Err(SendError::Sent(e.to_string())),
+    }
+}
+
+/// Sends `rpc` to `leader`, which this node is not connected to, through up to
+/// [`MAX_FORWARDERS`] of its admitted peers drawn at random, answered by `until`: the first
+/// that brings back the leader's challenge delivers the request, signed, and one that does not
+/// deliver it leaves the next to try.
+async fn send<T: DeserializeOwned>(
+    p2p: &P2pHandle,
+    leader: PeerId,
+    rpc: &LedgerRpc,
+    until: tokio::time::Instant,
+) -> Result<(T, PeerId), SendError> {
+    let request = serde_json::to_vec(rpc).map_err(|e| SendError::NotSent(e.to_string()))?;
     let mut members: Vec<PeerId> = p2p
         .peers()
         .iter()
@@ -187,47 +294,72 @@ pub async fn send<T: DeserializeOwned>(
         .collect();
     members.shuffle(&mut rand::thread_rng());
     members.truncate(MAX_FORWARDERS);
+    let mut why = format!("not connected to the leader {leader}, and no member passed it on");
     for via in members {
+        let challenge_by = until.min(tokio::time::Instant::now() + CHALLENGE_TIMEOUT);
         let ask = LedgerRpc::Forward {
             leader: leader.to_string(),
             step: Step::Challenge,
         };
-        let nonce = match tokio::time::timeout(
-            CHALLENGE_TIMEOUT,
-            call::<Result<Nonce, String>>(p2p, via, &ask),
-        )
-        .await
-        {
-            Ok(Ok(Ok(nonce))) => nonce,
-            Ok(Ok(Err(refusal))) => {
-                tracing::debug!(%via, %refusal, "a member did not pass a challenge on");
-                continue;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(%via, error = %e, "a member did not pass a challenge on");
-                continue;
-            }
-            Err(_) => {
-                tracing::debug!(%via, "a member did not bring a challenge back in time");
-                continue;
-            }
-        };
-        let Ok(envelope) =
-            Envelope::seal(&p2p.public_key(), &leader, nonce, request, |m| p2p.sign(m))
-        else {
-            return Err(SendError::NotSent);
-        };
+        let nonce =
+            match tokio::time::timeout_at(challenge_by, call::<Passed>(p2p, via, &ask)).await {
+                Ok(Ok(Passed::Answer(answer))) => {
+                    match serde_json::from_slice::<Result<Nonce, String>>(&answer) {
+                        Ok(Ok(nonce)) => nonce,
+                        Ok(Err(refusal)) => {
+                            why = format!("the leader refused a challenge: {refusal}");
+                            continue;
+                        }
+                        Err(e) => {
+                            why = format!("an undecodable challenge through {via}: {e}");
+                            continue;
+                        }
+                    }
+                }
+                Ok(Ok(Passed::Undelivered(refusal) | Passed::NoAnswer(refusal))) => {
+                    why = format!("{via} did not pass a challenge on: {refusal}");
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    why = format!("{via} did not pass a challenge on: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    why = format!("{via} did not bring a challenge back in time");
+                    continue;
+                }
+            };
+        let envelope = Envelope::seal(&p2p.public_key(), &leader, nonce, request.clone(), |m| {
+            p2p.sign(m)
+        })
+        .map_err(|e| SendError::NotSent(e.to_string()))?;
         tracing::debug!(%via, %leader, "forwarding a request through a member");
         let deliver = LedgerRpc::Forward {
             leader: leader.to_string(),
             step: Step::Request(envelope),
         };
-        return call::<T>(p2p, via, &deliver)
-            .await
-            .map(|answer| (answer, via))
-            .map_err(SendError::Sent);
+        match tokio::time::timeout_at(until, call::<Passed>(p2p, via, &deliver)).await {
+            Err(_) => return Err(SendError::TimedOut),
+            Ok(Ok(Passed::Answer(answer))) => {
+                return serde_json::from_slice(&answer)
+                    .map(|answer| (answer, via))
+                    .map_err(|e| SendError::Sent(format!("an undecodable answer: {e}")));
+            }
+            Ok(Ok(Passed::Undelivered(refusal))) => {
+                why = format!("{via} did not pass the request on: {refusal}");
+            }
+            Ok(Ok(Passed::NoAnswer(reason))) => {
+                return Err(SendError::Sent(format!(
+                    "{via} passed the request on without an answer: {reason}"
+                )));
+            }
+            Ok(Err(CallError::Unreachable(P2pError::NotAdmitted(_)))) => {
+                why = format!("{via} is no longer connected");
+            }
+            Ok(Err(e)) => return Err(SendError::Sent(e.to_string())),
+        }
     }
-    Err(SendError::NotSent)
+    Err(SendError::NotSent(why))
 }
 
 #[cfg(test)]
@@ -276,28 +408,65 @@ mod tests {
         assert_eq!(other.origin(&leader), Err(Refusal::BadKey));
     }
 
+    fn nonce(i: usize) -> Nonce {
+        let mut nonce = [0; NONCE_LEN];
+        nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        nonce
+    }
+
     #[test]
-    fn a_challenge_is_taken_once_within_its_lifetime_and_the_open_ones_are_bounded() {
+    fn a_challenge_is_taken_once_by_its_member_within_its_lifetime() {
         let start = Instant::now();
+        let (member, other) = (PeerId::random(), PeerId::random());
         let mut challenges = Challenges::default();
-        challenges.issue([1; NONCE_LEN], start);
-        assert!(!challenges.take(&[2; NONCE_LEN], start), "never issued");
-        assert!(challenges.take(&[1; NONCE_LEN], start));
-        assert!(!challenges.take(&[1; NONCE_LEN], start), "used");
-        challenges.issue([3; NONCE_LEN], start);
+        assert!(challenges.issue(nonce(1), member, start));
+        assert!(!challenges.take(&nonce(2), &member, start), "never issued");
         assert!(
-            !challenges.take(&[3; NONCE_LEN], start + CHALLENGE_TTL),
+            !challenges.take(&nonce(1), &other, start),
+            "issued to another"
+        );
+        assert!(challenges.is_open(&nonce(1), &member, start));
+        assert!(challenges.take(&nonce(1), &member, start));
+        assert!(!challenges.take(&nonce(1), &member, start), "used");
+        assert!(challenges.issue(nonce(3), member, start));
+        assert!(
+            !challenges.take(&nonce(3), &member, start + CHALLENGE_TTL),
             "expired"
         );
-        for i in 0..=MAX_CHALLENGES {
-            let mut nonce = [0; NONCE_LEN];
-            nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            challenges.issue(nonce, start);
+    }
+
+    #[test]
+    fn no_member_holds_more_than_its_share_of_open_challenges_nor_evicts_others() {
+        let start = Instant::now();
+        let mut challenges = Challenges::default();
+        let honest = PeerId::random();
+        assert!(challenges.issue(nonce(0), honest, start));
+        let greedy = PeerId::random();
+        let taken = (1..100)
+            .filter(|i| challenges.issue(nonce(*i), greedy, start))
+            .count();
+        assert_eq!(taken, MAX_CHALLENGES_PER_MEMBER);
+        for i in 0..MAX_CHALLENGES * 2 {
+            challenges.issue(nonce(1000 + i), PeerId::random(), start);
         }
         assert_eq!(challenges.open.len(), MAX_CHALLENGES);
-        assert!(
-            !challenges.take(&[0; NONCE_LEN], start),
-            "the oldest made room"
-        );
+        assert!(challenges.take(&nonce(0), &honest, start), "never evicted");
+    }
+
+    #[test]
+    fn a_member_passes_on_a_few_requests_per_origin_and_in_all() {
+        let passing = Passing::default();
+        let origin = PeerId::random();
+        let first = passing.start(origin).expect("a place");
+        let second = passing.start(origin).expect("a place");
+        assert!(passing.start(origin).is_none(), "its share is used");
+        drop(first);
+        let third = passing.start(origin).expect("a place again");
+        let others: Vec<_> = (0..MAX_PASSING)
+            .filter_map(|_| passing.start(PeerId::random()))
+            .collect();
+        assert_eq!(others.len(), MAX_PASSING - 2);
+        drop((second, third, others));
+        assert!(passing.lock().is_empty());
     }
 }

@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::p2p::P2pHandle;
 use follower::{Feed, Leader, Replica};
-use raft::network::{CallError, LedgerRpc, Network, call};
+use raft::network::{LedgerRpc, Network};
 use raft::store::{Applied, LogStore, StateMachineStore, Taps};
 use raft::{LedgerNode, LedgerTypes};
 use state::{ClusterId, Command, LedgerState, Outcome};
@@ -194,6 +194,8 @@ pub struct Ledger {
     joins: Arc<service::Joins>,
     /// The challenges this node issued as the leader for forwarded requests ([`forward`]).
     challenges: Arc<Mutex<forward::Challenges>>,
+    /// The requests this node passes on to the leader for other nodes.
+    passing: Arc<forward::Passing>,
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
@@ -282,6 +284,7 @@ impl Ledger {
             resetting: Arc::default(),
             joins: Arc::default(),
             challenges: Arc::default(),
+            passing: Arc::default(),
             declared: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
             stopped: Arc::new(watch::Sender::new(None)),
@@ -842,31 +845,21 @@ impl Ledger {
         // only after 30 s of silence), and raft RPCs wait up to 30 s: the caller hears by
         // `until`, within the CLI's 10 s.
         let sent = tokio::time::Instant::now();
-        let silent = || {
-            let waited = sent.elapsed().as_secs_f64().round() as u64;
-            Attempt::Failed(LedgerError::LeaderSilent(waited))
-        };
+        // Not connected to the leader, this node sends through a member that is.
         let rpc = LedgerRpc::Propose(command);
         let answer: Result<Outcome, String> =
-            match tokio::time::timeout_at(until, call(&self.p2p, peer, &rpc))
-                .await
-                .map_err(|_| silent())?
-            {
-                Ok(answer) => answer,
-                // Not connected to the leader: a member that is may pass it on.
-                Err(CallError::Unreachable(crate::p2p::P2pError::NotAdmitted(_))) => {
-                    match tokio::time::timeout_at(until, forward::send(&self.p2p, peer, &rpc))
-                        .await
-                        .map_err(|_| silent())?
-                    {
-                        Ok((answer, _)) => answer,
-                        Err(e @ forward::SendError::NotSent) => {
-                            return Err(Attempt::NotSent(LedgerError::Refused(e.to_string())));
-                        }
-                        Err(e) => return Err(Attempt::Failed(LedgerError::Refused(e.to_string()))),
-                    }
+            match forward::call_or_forward(&self.p2p, peer, &rpc, until).await {
+                Ok((answer, _)) => answer,
+                Err(forward::SendError::TimedOut) => {
+                    let waited = sent.elapsed().as_secs_f64().round() as u64;
+                    return Err(Attempt::Failed(LedgerError::LeaderSilent(waited)));
                 }
-                Err(e) => return Err(Attempt::Failed(LedgerError::Refused(e.to_string()))),
+                Err(forward::SendError::NotSent(e)) => {
+                    return Err(Attempt::NotSent(LedgerError::Refused(e)));
+                }
+                Err(forward::SendError::Sent(e)) => {
+                    return Err(Attempt::Failed(LedgerError::Refused(e)));
+                }
             };
         answer.map_err(|e| {
             if e == service::NOT_LEADER {

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 
 use super::Ledger;
 use super::authority::{BEHIND, RaftClaim, may_join, may_propose, may_send_raft};
-use super::forward::{self, Envelope, NONCE_LEN, Nonce, Step};
-use super::limits::check_size;
+use super::forward::{self, Envelope, NONCE_LEN, Nonce, Passed, Step};
+use super::limits::{MAX_COMMAND_BYTES, check_size};
 use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use super::state::{Command, Outcome, attribute};
 use super::vouch::vouched;
@@ -223,8 +223,14 @@ async fn answer(
             after,
         } => encode(&ledger.catchup_page(position, after, offset).await),
         LedgerRpc::Propose(command) => answer_propose(ledger, peer, behind, command).await,
-        LedgerRpc::Challenge => challenge(ledger),
-        LedgerRpc::Forwarded(envelope) => answer_forwarded(ledger, target_voters, envelope).await,
+        // A peer behind the rotation writes nothing, forwarded or not, for itself or another.
+        LedgerRpc::Challenge | LedgerRpc::Forwarded(_) if behind => {
+            encode(&Err::<(), String>(BEHIND.to_string()))
+        }
+        LedgerRpc::Challenge => challenge(ledger, peer),
+        LedgerRpc::Forwarded(envelope) => {
+            answer_forwarded(ledger, target_voters, peer, envelope).await
+        }
         LedgerRpc::Forward { leader, step } => {
             pass_on(ledger, target_voters, peer, behind, &leader, step).await
         }
@@ -297,30 +303,59 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
     })
 }
 
-/// On the leader: a single-use challenge for a request forwarded through the sender.
-fn challenge(ledger: &Ledger) -> Vec<u8> {
-    if ledger.raft().metrics().borrow().current_leader != Some(ledger.node_id()) {
+/// Whether this node leads its cluster, as raft says.
+fn leads(ledger: &Ledger) -> bool {
+    ledger.raft().metrics().borrow().current_leader == Some(ledger.node_id())
+}
+
+/// On the leader: a single-use challenge for a request `member` forwards (or sends itself).
+fn challenge(ledger: &Ledger, member: PeerId) -> Vec<u8> {
+    if !leads(ledger) {
         return encode(&Err::<Nonce, String>(NOT_LEADER.to_string()));
     }
     let mut nonce = [0u8; NONCE_LEN];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
-    ledger.challenges().issue(nonce, crate::clock::now());
+    if !ledger
+        .challenges()
+        .issue(nonce, member, crate::clock::now())
+    {
+        return encode(&Err::<Nonce, String>(format!(
+            "too many open challenges; each lives {} s",
+            forward::CHALLENGE_TTL.as_secs()
+        )));
+    }
     encode(&Ok::<Nonce, String>(nonce))
 }
 
-/// On the leader: a join or proposal another node signed over one of this leader's
-/// challenges, answered as if that node had sent it, except that a join makes it a follower.
-/// A denied node's request is refused, as its connections would be.
-async fn answer_forwarded(ledger: &Ledger, target_voters: usize, envelope: Envelope) -> Vec<u8> {
+/// On the leader: a join or proposal another node signed over a challenge this leader issued to
+/// `member`, which delivers it, answered as if that node had sent it, except that a join makes
+/// it a follower. Cheap checks come before the signature's, and a denied node's request is
+/// refused, as its connections would be.
+async fn answer_forwarded(
+    ledger: &Ledger,
+    target_voters: usize,
+    member: PeerId,
+    envelope: Envelope,
+) -> Vec<u8> {
     let refuse = |refusal: String| encode(&Err::<(), String>(refusal));
+    if !leads(ledger) {
+        return refuse(NOT_LEADER.to_string());
+    }
+    let now = crate::clock::now();
+    if !ledger.challenges().is_open(&envelope.nonce, &member, now) {
+        return refuse(forward::Refusal::UnknownChallenge.to_string());
+    }
+    if envelope.request.len() > MAX_COMMAND_BYTES * 2 {
+        return refuse(format!(
+            "a forwarded request of {} bytes is over the limit",
+            envelope.request.len()
+        ));
+    }
     let origin = match envelope.origin(&ledger.p2p().peer_id()) {
         Ok(origin) => origin,
         Err(refusal) => return refuse(refusal.to_string()),
     };
-    if !ledger
-        .challenges()
-        .take(&envelope.nonce, crate::clock::now())
-    {
+    if !ledger.challenges().take(&envelope.nonce, &member, now) {
         return refuse(forward::Refusal::UnknownChallenge.to_string());
     }
     if ledger.state().is_denied(&origin.to_string()) {
@@ -340,57 +375,71 @@ async fn answer_forwarded(ledger: &Ledger, target_voters: usize, envelope: Envel
 /// commit, or a join's.
 const PASS_ON_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// On a member: passes `step` from `peer` on to `leader`, the leader this member knows, once
+/// On a member: passes `step` from `origin` on to `leader`, the leader this member knows, once
 /// (as [`LedgerRpc::Challenge`] or [`LedgerRpc::Forwarded`], which the leader never passes on
-/// again), and answers what the leader answered. A peer behind the rotation writes nothing,
-/// forwarded or not.
+/// again), a few at a time per origin ([`forward::Passing`]), and says whether it delivered it
+/// ([`Passed`]). A peer behind the rotation writes nothing, forwarded or not.
 async fn pass_on(
     ledger: &Ledger,
     target_voters: usize,
-    peer: PeerId,
+    origin: PeerId,
     behind: bool,
     leader: &str,
     step: Step,
 ) -> Vec<u8> {
-    let refuse = |refusal: String| encode(&Err::<(), String>(refusal));
+    let undelivered = |refusal: String| encode(&Passed::Undelivered(refusal));
     if behind {
-        return refuse(BEHIND.to_string());
+        return undelivered(BEHIND.to_string());
     }
     let known = ledger.leader().map(|(_, node)| node.peer_id);
     if known.as_deref() != Some(leader) {
-        return refuse(format!(
+        return undelivered(format!(
             "this member knows {} as the leader, not {leader}",
             known.as_deref().unwrap_or("no node")
         ));
     }
     let Ok(leader) = leader.parse::<PeerId>() else {
-        return refuse(format!("{leader} is not a PeerId"));
+        return undelivered(format!("{leader} is not a PeerId"));
     };
-    tracing::debug!(%peer, %leader, "passing a forwarded request on to the leader");
-    let rpc = match step {
-        Step::Challenge if leader == ledger.p2p().peer_id() => return challenge(ledger),
-        Step::Request(envelope) if leader == ledger.p2p().peer_id() => {
-            return answer_forwarded(ledger, target_voters, envelope).await;
-        }
-        Step::Challenge => LedgerRpc::Challenge,
-        Step::Request(envelope) => LedgerRpc::Forwarded(envelope),
+    let Some(_place) = ledger.passing.start(origin) else {
+        return undelivered("this member passes on no more requests from this node now".into());
+    };
+    tracing::debug!(%origin, %leader, "passing a forwarded request on to the leader");
+    if leader == ledger.p2p().peer_id() {
+        return encode(&Passed::Answer(match step {
+            Step::Challenge => challenge(ledger, origin),
+            Step::Request(envelope) => {
+                answer_forwarded(ledger, target_voters, origin, envelope).await
+            }
+        }));
+    }
+    let (rpc, wait) = match step {
+        Step::Challenge => (LedgerRpc::Challenge, forward::CHALLENGE_TIMEOUT),
+        Step::Request(envelope) => (LedgerRpc::Forwarded(envelope), PASS_ON_TIMEOUT),
     };
     let request = encode(&rpc);
-    match tokio::time::timeout(
-        PASS_ON_TIMEOUT,
+    let challenge = matches!(rpc, LedgerRpc::Challenge);
+    let answer = tokio::time::timeout(
+        wait,
         ledger
             .p2p()
             .request(crate::p2p::Service::Raft, leader, request),
     )
-    .await
-    {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(e)) => refuse(format!("this member could not reach the leader: {e}")),
-        Err(_) => refuse(format!(
+    .await;
+    encode(&match answer {
+        Ok(Ok(answer)) => Passed::Answer(answer),
+        Ok(Err(e @ crate::p2p::P2pError::NotAdmitted(_))) => {
+            Passed::Undelivered(format!("this member does not reach the leader: {e}"))
+        }
+        // A challenge changes nothing: whatever became of it, nothing was applied.
+        Ok(Err(e)) if challenge => Passed::Undelivered(e.to_string()),
+        Err(_) if challenge => Passed::Undelivered("the leader did not answer in time".into()),
+        Ok(Err(e)) => Passed::NoAnswer(e.to_string()),
+        Err(_) => Passed::NoAnswer(format!(
             "the leader did not answer within {} s; the request may still commit",
             PASS_ON_TIMEOUT.as_secs()
         )),
-    }
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -504,7 +553,15 @@ async fn join(
             tracing::warn!(peer = %node.peer_id, "the joiner's earlier learner seats were not removed; they go at its next join");
         }
     }
-    if membership.get_node(&node_id).is_none() && (follower_only || members >= target_voters) {
+    let registered = membership.get_node(&node_id).is_some();
+    if registered && follower_only {
+        return Err(
+            "this raft node holds a seat; it rejoins only through a direct connection \
+                    to the leader"
+                .into(),
+        );
+    }
+    if !registered && (follower_only || members >= target_voters) {
         return Ok(Joined::Follower);
     }
     tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, true))

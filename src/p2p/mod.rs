@@ -92,6 +92,8 @@ pub enum P2pError {
     Request { peer: PeerId, reason: String },
     #[error("the control plane has stopped")]
     Stopped,
+    #[error("cannot sign with the node key: {0}")]
+    Sign(String),
 }
 
 /// Requests to the swarm task.
@@ -207,7 +209,7 @@ impl P2pHandle {
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, P2pError> {
         self.identity
             .sign(message)
-            .map_err(|e| P2pError::Setup(format!("cannot sign with the node key: {e}")))
+            .map_err(|e| P2pError::Sign(e.to_string()))
     }
 
     /// This node's public identity key (its PeerId derives from it).

@@ -1,5 +1,5 @@
 //! One peer, the packet path and the network around a [`PathControl`], in simulated time: the
-//! peer answers some of what reaches it over UDP, sends data of its own, and moves now and then, handshakes (over libp2p, so
+//! peer answers much of what reaches it over UDP, sends data of its own, and moves now and then, handshakes (over libp2p, so
 //! whatever UDP does) end after a while or fail, the peer starts handshakes of its own, the
 //! ledger routes and unroutes the peer, the UDP path comes and goes, traffic comes in bursts.
 //! Every poll is checked against the rules, and what the packet path sees (handshakes started,
@@ -128,15 +128,14 @@ impl World {
         }
     }
 
-    /// Notes a UDP packet sent to `target` now. The peer answers data with data now and
-    /// then; a keepalive or probe it answers only when its own timers say so, which here is
-    /// at random.
+    /// Notes a UDP packet sent to `target` now. The peer answers much of what reaches it
+    /// (its own controller replies to what it hears), data with data now and then.
     fn send(&mut self, target: SocketAddr, data: bool) {
         self.seen.last_tx = self.now;
         if self.unanswered_since == 0 {
             self.unanswered_since = self.now;
         }
-        let answered = if data { 0.5 } else { 0.3 };
+        let answered = if data { 0.5 } else { 0.6 };
         if self.reachable && target == self.peer_at && self.rng.gen_bool(answered) {
             let delay = self.rng.gen_range(1..1_500);
             self.arriving.push((self.now + delay, data));
@@ -235,6 +234,7 @@ impl World {
         self.arriving = later;
         if !arrived.is_empty() && self.seen.session.is_some() && self.reachable {
             self.seen.endpoint = Some(self.peer_at);
+            self.seen.last_rx = now;
             self.unanswered_since = 0;
             if arrived.iter().any(|(_, data)| *data) {
                 self.seen.last_data = now;
@@ -296,7 +296,7 @@ impl World {
             (None, _) => ensure!(keepalive.is_none(), "a keepalive with no session"),
             (Some(_), Some(endpoint)) => {
                 let idle = now - seen.last_tx;
-                let reply = seen.last_data > seen.last_tx && idle >= ms(REPLY_AFTER);
+                let reply = seen.last_rx > seen.last_tx && idle >= ms(REPLY_AFTER);
                 let due = idle >= ms(KEEPALIVE) || reply;
                 ensure!(
                     keepalive == due.then(|| vec![endpoint]),
@@ -310,8 +310,8 @@ impl World {
                     }
                 }
                 ensure!(
-                    !(seen.last_data > seen.last_tx && idle >= ms(REPLY_AFTER) + TICK) || due,
-                    "a peer that sent data got no reply for {idle} ms"
+                    !(seen.last_rx > seen.last_tx && idle >= ms(REPLY_AFTER) + TICK) || due,
+                    "a peer heard from got no reply for {idle} ms"
                 );
             }
             (Some(_), None) => {
@@ -377,7 +377,7 @@ impl World {
 }
 
 /// Two thousand random worlds of five simulated minutes each: every poll does what the rules
-/// ask, no more; traffic that waits gets a handshake in time, a peer that sent data a reply, a
+/// ask, no more; traffic that waits gets a handshake in time, a peer heard from a reply, a
 /// live path a packet every keepalive interval, and no address is probed twice within a
 /// second; every rule was exercised.
 #[test]
@@ -394,22 +394,24 @@ fn the_path_controller_follows_its_rules_in_any_order_of_events() {
         }
     }
     eprintln!("{counts:?}");
+    // An idle keepalive is rare: a peer answers what it hears, and the answers go back and
+    // forth about once a second while the session lives (`paths`, rules).
     let least = [
-        ("first handshakes", counts.first_handshakes),
-        ("rekeys by the lower peer", counts.rekeys_by_the_lower),
-        ("rekeys by the higher peer", counts.rekeys_by_the_higher),
-        ("rekeys of worn sessions", counts.worn_rekeys),
-        ("handshakes from the peer", counts.peer_handshakes),
-        ("writers started", counts.writers),
-        ("probes", counts.probes),
-        ("idle keepalives", counts.idle_keepalives),
-        ("replies", counts.replies),
-        ("polls on a dead path", counts.dead_paths),
-        ("peers forgotten", counts.forgotten),
+        ("first handshakes", counts.first_handshakes, 50),
+        ("rekeys by the lower peer", counts.rekeys_by_the_lower, 50),
+        ("rekeys by the higher peer", counts.rekeys_by_the_higher, 50),
+        ("rekeys of worn sessions", counts.worn_rekeys, 50),
+        ("handshakes from the peer", counts.peer_handshakes, 50),
+        ("writers started", counts.writers, 50),
+        ("probes", counts.probes, 50),
+        ("idle keepalives", counts.idle_keepalives, 1),
+        ("replies", counts.replies, 50),
+        ("polls on a dead path", counts.dead_paths, 50),
+        ("peers forgotten", counts.forgotten, 50),
     ];
-    for (what, count) in least {
+    for (what, count, enough) in least {
         assert!(
-            count >= 50,
+            count >= enough,
             "only {count} {what}: the world does not exercise the rule"
         );
     }
