@@ -18,15 +18,24 @@ use weft::ledger::raft::network::{Hello, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{ClusterId, Command, LeaseState, Member, Outcome, Platform};
 
+/// What the leader answers `rpc` (a proposal, direct or forwarded) from the hostile node.
+async fn outcome(
+    hostile: &support::mesh::Member,
+    leader: PeerId,
+    rpc: LedgerRpc,
+) -> Result<Outcome, String> {
+    call::<Result<Outcome, String>>(&hostile.handle, leader, &rpc)
+        .await
+        .expect("the leader answers")
+}
+
 /// What the leader answers a proposal from the hostile node.
 async fn propose(
     hostile: &support::mesh::Member,
     leader: PeerId,
     command: Command,
 ) -> Result<Outcome, String> {
-    call::<Result<Outcome, String>>(&hostile.handle, leader, &LedgerRpc::Propose(command))
-        .await
-        .expect("the leader answers")
+    outcome(hostile, leader, LedgerRpc::Propose(command)).await
 }
 
 fn join(peer: &str, hostname: &str, requested: Option<std::net::Ipv4Addr>) -> Command {
@@ -630,9 +639,9 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
     assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());
 }
 
-/// A challenge of `leader`'s, fetched by the hostile node.
-async fn challenge(hostile: &support::mesh::Member, leader: PeerId) -> Nonce {
-    call::<Result<Nonce, String>>(&hostile.handle, leader, &LedgerRpc::Challenge)
+/// A challenge of `leader`'s for `origin`, fetched by the hostile node.
+async fn challenge(hostile: &support::mesh::Member, leader: PeerId, origin: PeerId) -> Nonce {
+    call::<Result<Nonce, String>>(&hostile.handle, leader, &LedgerRpc::Challenge { origin })
         .await
         .expect("the leader answers")
         .expect("the leader issues a challenge")
@@ -644,9 +653,7 @@ async fn deliver(
     leader: PeerId,
     envelope: Envelope,
 ) -> Result<Outcome, String> {
-    call::<Result<Outcome, String>>(&hostile.handle, leader, &LedgerRpc::Forwarded(envelope))
-        .await
-        .expect("the leader answers")
+    outcome(hostile, leader, LedgerRpc::Forwarded(envelope)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,7 +679,7 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     };
 
     // In the victim's name, with the victim's key and a signature of the hostile node's own.
-    let nonce = challenge(&hostile, leader).await;
+    let nonce = challenge(&hostile, leader, hostile.handle.peer_id()).await;
     let mut forged = Envelope::seal(
         &hostile.handle.public_key(),
         &leader,
@@ -689,7 +696,7 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     );
 
     // Signed by the hostile node itself, the request still speaks for itself only.
-    let nonce = challenge(&hostile, leader).await;
+    let nonce = challenge(&hostile, leader, hostile.handle.peer_id()).await;
     let own_key = Envelope::seal(
         &hostile.handle.public_key(),
         &leader,
@@ -707,7 +714,8 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     );
 
     // A request the victim did sign (here, by the victim's own handle) is taken once only.
-    let nonce = challenge(&hostile, leader).await;
+    let victim_peer: PeerId = victim_id.parse().unwrap();
+    let nonce = challenge(&hostile, leader, victim_peer).await;
     let signed = Envelope::seal(
         &victim.member.handle.public_key(),
         &leader,
@@ -730,7 +738,7 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     );
 
     // A member passes a request on only to the leader it knows, never to another peer.
-    let member: PeerId = victim_id.parse().unwrap();
+    let member = victim_peer;
     wait_for("the victim to admit the hostile node", || {
         admitted(&hostile).contains(&victim_id).then_some(())
     })
@@ -739,7 +747,7 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
         &hostile.handle,
         member,
         &LedgerRpc::Forward {
-            leader: hostile.handle.peer_id().to_string(),
+            leader: hostile.handle.peer_id(),
             step: Step::Challenge,
         },
     )
@@ -753,15 +761,20 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     // Challenges are the hostile node's own: a handful open at a time, none evicting others'.
     let mut open = 0;
     while open < 100 {
-        let answer = call::<Result<Nonce, String>>(&hostile.handle, leader, &LedgerRpc::Challenge)
-            .await
-            .expect("the leader answers");
+        let origin = hostile.handle.peer_id();
+        let answer = call::<Result<Nonce, String>>(
+            &hostile.handle,
+            leader,
+            &LedgerRpc::Challenge { origin },
+        )
+        .await
+        .expect("the leader answers");
         if answer.is_err() {
             break;
         }
         open += 1;
     }
-    assert!(open < 10, "{open} challenges open for one member");
+    assert!(open < 10, "{open} challenges open for one origin");
 
     let after = record(&replicas[0], &victim_id);
     assert_ne!(after.renewed_at, u64::MAX / 2, "no forged renewal landed");

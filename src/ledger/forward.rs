@@ -15,7 +15,7 @@
 //! never sends again what may have committed; it still carries the leader's answer back, and a
 //! hostile one can lie about that answer (`docs/security.md`). A member passes on a few
 //! requests at a time per origin ([`Passing`]), and a leader keeps a few open challenges per
-//! member ([`Challenges`]), so no origin can use up a member's or a leader's budget. Pure
+//! origin and member ([`Challenges`]), so no origin can use up a member's or a leader's budget. Pure
 //! parts: the [`Envelope`] and its check, the challenges and the budget; [`call_or_forward`]
 //! is the origin's side.
 
@@ -36,9 +36,11 @@ use crate::p2p::{P2pError, P2pHandle};
 pub const NONCE_LEN: usize = 32;
 /// How long a challenge the leader issued may be used.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(30);
-/// The most challenges a leader keeps open, in all and for one member.
+/// The most challenges a leader keeps open: in all, for one member, and for one origin
+/// through one member.
 pub const MAX_CHALLENGES: usize = 1024;
-pub const MAX_CHALLENGES_PER_MEMBER: usize = 4;
+pub const MAX_CHALLENGES_PER_MEMBER: usize = 64;
+pub const MAX_CHALLENGES_PER_ORIGIN: usize = 2;
 /// The most requests a member passes on at once, in all and for one origin.
 pub const MAX_PASSING: usize = 8;
 pub const MAX_PASSING_PER_ORIGIN: usize = 2;
@@ -152,23 +154,43 @@ impl Envelope {
     }
 }
 
-/// The challenges a leader issued and not yet taken, oldest first, each with the member it
-/// was issued to: only that member may use it.
+/// The challenges a leader issued and not yet taken, oldest first, each with the member it was
+/// issued to (only that member may deliver it) and the origin it is for (only that node's
+/// signature goes with it).
 #[derive(Debug, Default)]
 pub struct Challenges {
-    open: VecDeque<(Nonce, PeerId, Instant)>,
+    open: VecDeque<Open>,
+}
+
+#[derive(Debug)]
+struct Open {
+    nonce: Nonce,
+    member: PeerId,
+    origin: PeerId,
+    at: Instant,
 }
 
 impl Challenges {
-    /// Notes `nonce` (fresh randomness) as issued to `member` at `now`; false, and nothing
-    /// noted, when `member` or all members hold as many open challenges as they may.
-    pub fn issue(&mut self, nonce: Nonce, member: PeerId, now: Instant) -> bool {
+    /// Notes `nonce` (fresh randomness) as issued at `now` to `member` for `origin`; false, and
+    /// nothing noted, when that origin through that member, that member, or all hold as many
+    /// open challenges as they may. Nothing open is evicted for a new one.
+    pub fn issue(&mut self, nonce: Nonce, member: PeerId, origin: PeerId, now: Instant) -> bool {
         self.expire(now);
-        let held = self.open.iter().filter(|(_, to, _)| *to == member).count();
-        if held >= MAX_CHALLENGES_PER_MEMBER || self.open.len() >= MAX_CHALLENGES {
+        let of_member = self.open.iter().filter(|o| o.member == member);
+        let held = of_member.clone().count();
+        let for_origin = of_member.filter(|o| o.origin == origin).count();
+        if for_origin >= MAX_CHALLENGES_PER_ORIGIN
+            || held >= MAX_CHALLENGES_PER_MEMBER
+            || self.open.len() >= MAX_CHALLENGES
+        {
             return false;
         }
-        self.open.push_back((nonce, member, now));
+        self.open.push_back(Open {
+            nonce,
+            member,
+            origin,
+            at: now,
+        });
         true
     }
 
@@ -177,17 +199,17 @@ impl Challenges {
         self.expire(now);
         self.open
             .iter()
-            .any(|(open, to, _)| open == nonce && to == member)
+            .any(|o| o.nonce == *nonce && o.member == *member)
     }
 
-    /// Takes `nonce` for `member` at `now`: true once for a challenge issued to it within
-    /// [`CHALLENGE_TTL`].
-    pub fn take(&mut self, nonce: &Nonce, member: &PeerId, now: Instant) -> bool {
+    /// Takes `nonce` delivered by `member` for `origin` at `now`: true once for a challenge
+    /// issued to that member for that origin within [`CHALLENGE_TTL`].
+    pub fn take(&mut self, nonce: &Nonce, member: &PeerId, origin: &PeerId, now: Instant) -> bool {
         self.expire(now);
         match self
             .open
             .iter()
-            .position(|(open, to, _)| open == nonce && to == member)
+            .position(|o| o.nonce == *nonce && o.member == *member && o.origin == *origin)
         {
             Some(at) => {
                 self.open.remove(at);
@@ -201,7 +223,7 @@ impl Challenges {
         while self
             .open
             .front()
-            .is_some_and(|(_, _, at)| now.saturating_duration_since(*at) >= CHALLENGE_TTL)
+            .is_some_and(|o| now.saturating_duration_since(o.at) >= CHALLENGE_TTL)
         {
             self.open.pop_front();
         }
@@ -297,45 +319,20 @@ async fn send<T: DeserializeOwned>(
     let mut why = format!("not connected to the leader {leader}, and no member passed it on");
     for via in members {
         let challenge_by = until.min(tokio::time::Instant::now() + CHALLENGE_TIMEOUT);
-        let ask = LedgerRpc::Forward {
-            leader: leader.to_string(),
-            step: Step::Challenge,
+        let nonce = match fetch_challenge(p2p, via, leader, challenge_by).await {
+            Ok(nonce) => nonce,
+            Err(refusal) => {
+                why = refusal;
+                continue;
+            }
         };
-        let nonce =
-            match tokio::time::timeout_at(challenge_by, call::<Passed>(p2p, via, &ask)).await {
-                Ok(Ok(Passed::Answer(answer))) => {
-                    match serde_json::from_slice::<Result<Nonce, String>>(&answer) {
-                        Ok(Ok(nonce)) => nonce,
-                        Ok(Err(refusal)) => {
-                            why = format!("the leader refused a challenge: {refusal}");
-                            continue;
-                        }
-                        Err(e) => {
-                            why = format!("an undecodable challenge through {via}: {e}");
-                            continue;
-                        }
-                    }
-                }
-                Ok(Ok(Passed::Undelivered(refusal) | Passed::NoAnswer(refusal))) => {
-                    why = format!("{via} did not pass a challenge on: {refusal}");
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    why = format!("{via} did not pass a challenge on: {e}");
-                    continue;
-                }
-                Err(_) => {
-                    why = format!("{via} did not bring a challenge back in time");
-                    continue;
-                }
-            };
         let envelope = Envelope::seal(&p2p.public_key(), &leader, nonce, request.clone(), |m| {
             p2p.sign(m)
         })
         .map_err(|e| SendError::NotSent(e.to_string()))?;
         tracing::debug!(%via, %leader, "forwarding a request through a member");
         let deliver = LedgerRpc::Forward {
-            leader: leader.to_string(),
+            leader,
             step: Step::Request(envelope),
         };
         match tokio::time::timeout_at(until, call::<Passed>(p2p, via, &deliver)).await {
@@ -360,6 +357,29 @@ async fn send<T: DeserializeOwned>(
         }
     }
     Err(SendError::NotSent(why))
+}
+
+/// A challenge of `leader`'s, fetched through `via` by `by`; or why none came.
+async fn fetch_challenge(
+    p2p: &P2pHandle,
+    via: PeerId,
+    leader: PeerId,
+    by: tokio::time::Instant,
+) -> Result<Nonce, String> {
+    let ask = LedgerRpc::Forward {
+        leader,
+        step: Step::Challenge,
+    };
+    match tokio::time::timeout_at(by, call::<Passed>(p2p, via, &ask)).await {
+        Err(_) => Err(format!("{via} did not bring a challenge back in time")),
+        Ok(Err(e)) => Err(format!("{via} did not pass a challenge on: {e}")),
+        Ok(Ok(Passed::Undelivered(refusal) | Passed::NoAnswer(refusal))) => {
+            Err(format!("{via} did not pass a challenge on: {refusal}"))
+        }
+        Ok(Ok(Passed::Answer(answer))) => serde_json::from_slice::<Result<Nonce, String>>(&answer)
+            .map_err(|e| format!("an undecodable challenge through {via}: {e}"))?
+            .map_err(|refusal| format!("the leader refused a challenge: {refusal}")),
+    }
 }
 
 #[cfg(test)]
@@ -415,42 +435,61 @@ mod tests {
     }
 
     #[test]
-    fn a_challenge_is_taken_once_by_its_member_within_its_lifetime() {
+    fn a_challenge_is_taken_once_by_its_member_for_its_origin_within_its_lifetime() {
         let start = Instant::now();
-        let (member, other) = (PeerId::random(), PeerId::random());
+        let (member, origin, other) = (PeerId::random(), PeerId::random(), PeerId::random());
         let mut challenges = Challenges::default();
-        assert!(challenges.issue(nonce(1), member, start));
-        assert!(!challenges.take(&nonce(2), &member, start), "never issued");
+        assert!(challenges.issue(nonce(1), member, origin, start));
         assert!(
-            !challenges.take(&nonce(1), &other, start),
-            "issued to another"
+            !challenges.take(&nonce(2), &member, &origin, start),
+            "never issued"
+        );
+        assert!(
+            !challenges.take(&nonce(1), &other, &origin, start),
+            "issued to another member"
+        );
+        assert!(
+            !challenges.take(&nonce(1), &member, &other, start),
+            "issued for another origin"
         );
         assert!(challenges.is_open(&nonce(1), &member, start));
-        assert!(challenges.take(&nonce(1), &member, start));
-        assert!(!challenges.take(&nonce(1), &member, start), "used");
-        assert!(challenges.issue(nonce(3), member, start));
+        assert!(challenges.take(&nonce(1), &member, &origin, start));
+        assert!(!challenges.take(&nonce(1), &member, &origin, start), "used");
+        assert!(challenges.issue(nonce(3), member, origin, start));
         assert!(
-            !challenges.take(&nonce(3), &member, start + CHALLENGE_TTL),
+            !challenges.take(&nonce(3), &member, &origin, start + CHALLENGE_TTL),
             "expired"
         );
     }
 
     #[test]
-    fn no_member_holds_more_than_its_share_of_open_challenges_nor_evicts_others() {
+    fn no_origin_or_member_holds_more_than_its_share_of_open_challenges_nor_evicts_others() {
         let start = Instant::now();
         let mut challenges = Challenges::default();
+        let member = PeerId::random();
         let honest = PeerId::random();
-        assert!(challenges.issue(nonce(0), honest, start));
+        assert!(challenges.issue(nonce(0), member, honest, start));
         let greedy = PeerId::random();
-        let taken = (1..100)
-            .filter(|i| challenges.issue(nonce(*i), greedy, start))
+        let through_member = (1..100)
+            .filter(|i| challenges.issue(nonce(*i), member, greedy, start))
             .count();
-        assert_eq!(taken, MAX_CHALLENGES_PER_MEMBER);
+        assert_eq!(through_member, MAX_CHALLENGES_PER_ORIGIN);
+        assert!(
+            challenges.issue(nonce(100), member, PeerId::random(), start),
+            "another origin through the same member still gets one"
+        );
+        let from_one_member = (200..400)
+            .filter(|i| challenges.issue(nonce(*i), greedy, PeerId::random(), start))
+            .count();
+        assert_eq!(from_one_member, MAX_CHALLENGES_PER_MEMBER);
         for i in 0..MAX_CHALLENGES * 2 {
-            challenges.issue(nonce(1000 + i), PeerId::random(), start);
+            challenges.issue(nonce(1000 + i), PeerId::random(), PeerId::random(), start);
         }
         assert_eq!(challenges.open.len(), MAX_CHALLENGES);
-        assert!(challenges.take(&nonce(0), &honest, start), "never evicted");
+        assert!(
+            challenges.take(&nonce(0), &member, &honest, start),
+            "never evicted"
+        );
     }
 
     #[test]

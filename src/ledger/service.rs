@@ -224,15 +224,15 @@ async fn answer(
         } => encode(&ledger.catchup_page(position, after, offset).await),
         LedgerRpc::Propose(command) => answer_propose(ledger, peer, behind, command).await,
         // A peer behind the rotation writes nothing, forwarded or not, for itself or another.
-        LedgerRpc::Challenge | LedgerRpc::Forwarded(_) if behind => {
+        LedgerRpc::Challenge { .. } | LedgerRpc::Forwarded(_) if behind => {
             encode(&Err::<(), String>(BEHIND.to_string()))
         }
-        LedgerRpc::Challenge => challenge(ledger, peer),
+        LedgerRpc::Challenge { origin } => challenge(ledger, peer, origin),
         LedgerRpc::Forwarded(envelope) => {
             answer_forwarded(ledger, target_voters, peer, envelope).await
         }
         LedgerRpc::Forward { leader, step } => {
-            pass_on(ledger, target_voters, peer, behind, &leader, step).await
+            pass_on(ledger, target_voters, peer, behind, leader, step).await
         }
     })
 }
@@ -308,8 +308,9 @@ fn leads(ledger: &Ledger) -> bool {
     ledger.raft().metrics().borrow().current_leader == Some(ledger.node_id())
 }
 
-/// On the leader: a single-use challenge for a request `member` forwards (or sends itself).
-fn challenge(ledger: &Ledger, member: PeerId) -> Vec<u8> {
+/// On the leader: a single-use challenge for a request `member` delivers for `origin` (another
+/// node, or itself).
+fn challenge(ledger: &Ledger, member: PeerId, origin: PeerId) -> Vec<u8> {
     if !leads(ledger) {
         return encode(&Err::<Nonce, String>(NOT_LEADER.to_string()));
     }
@@ -317,7 +318,7 @@ fn challenge(ledger: &Ledger, member: PeerId) -> Vec<u8> {
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
     if !ledger
         .challenges()
-        .issue(nonce, member, crate::clock::now())
+        .issue(nonce, member, origin, crate::clock::now())
     {
         return encode(&Err::<Nonce, String>(format!(
             "too many open challenges; each lives {} s",
@@ -355,7 +356,10 @@ async fn answer_forwarded(
         Ok(origin) => origin,
         Err(refusal) => return refuse(refusal.to_string()),
     };
-    if !ledger.challenges().take(&envelope.nonce, &member, now) {
+    if !ledger
+        .challenges()
+        .take(&envelope.nonce, &member, &origin, now)
+    {
         return refuse(forward::Refusal::UnknownChallenge.to_string());
     }
     if ledger.state().is_denied(&origin.to_string()) {
@@ -384,7 +388,7 @@ async fn pass_on(
     target_voters: usize,
     origin: PeerId,
     behind: bool,
-    leader: &str,
+    leader: PeerId,
     step: Step,
 ) -> Vec<u8> {
     let undelivered = |refusal: String| encode(&Passed::Undelivered(refusal));
@@ -392,33 +396,30 @@ async fn pass_on(
         return undelivered(BEHIND.to_string());
     }
     let known = ledger.leader().map(|(_, node)| node.peer_id);
-    if known.as_deref() != Some(leader) {
+    if known.as_deref() != Some(leader.to_string().as_str()) {
         return undelivered(format!(
             "this member knows {} as the leader, not {leader}",
             known.as_deref().unwrap_or("no node")
         ));
     }
-    let Ok(leader) = leader.parse::<PeerId>() else {
-        return undelivered(format!("{leader} is not a PeerId"));
-    };
     let Some(_place) = ledger.passing.start(origin) else {
         return undelivered("this member passes on no more requests from this node now".into());
     };
     tracing::debug!(%origin, %leader, "passing a forwarded request on to the leader");
     if leader == ledger.p2p().peer_id() {
         return encode(&Passed::Answer(match step {
-            Step::Challenge => challenge(ledger, origin),
+            Step::Challenge => challenge(ledger, origin, origin),
             Step::Request(envelope) => {
                 answer_forwarded(ledger, target_voters, origin, envelope).await
             }
         }));
     }
     let (rpc, wait) = match step {
-        Step::Challenge => (LedgerRpc::Challenge, forward::CHALLENGE_TIMEOUT),
+        Step::Challenge => (LedgerRpc::Challenge { origin }, forward::CHALLENGE_TIMEOUT),
         Step::Request(envelope) => (LedgerRpc::Forwarded(envelope), PASS_ON_TIMEOUT),
     };
     let request = encode(&rpc);
-    let challenge = matches!(rpc, LedgerRpc::Challenge);
+    let challenge = matches!(rpc, LedgerRpc::Challenge { .. });
     let answer = tokio::time::timeout(
         wait,
         ledger

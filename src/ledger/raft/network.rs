@@ -57,15 +57,16 @@ pub enum LedgerRpc {
         #[serde(default)]
         after: u64,
     },
-    /// To the leader: a single-use challenge for a request another node forwards through the
-    /// sender ([`crate::ledger::forward`]). Answered with `Result<Nonce, String>`.
-    Challenge,
+    /// To the leader: a single-use challenge for a request the sender delivers for `origin`
+    /// (another node it passes requests on for, or itself) ([`crate::ledger::forward`]).
+    /// Answered with `Result<Nonce, String>`.
+    Challenge { origin: PeerId },
     /// To the leader: another node's `Join` or `Propose`, signed by that node over one of
     /// this leader's challenges. Answered as that request is.
     Forwarded(Envelope),
     /// To a member that reaches the leader `leader` (which must be the leader it knows): pass
     /// `step` on, once. Answered with the leader's answer.
-    Forward { leader: String, step: Step },
+    Forward { leader: PeerId, step: Step },
 }
 
 /// Raft's own RPCs.
