@@ -15,7 +15,8 @@
 //! never sends again what may have committed; it still carries the leader's answer back, and a
 //! hostile one can lie about that answer (`docs/security.md`). A member passes on a few
 //! requests at a time per origin ([`Passing`]), and a leader keeps a few open challenges per
-//! origin and member ([`Challenges`]), so no origin can use up a member's or a leader's budget. Pure
+//! origin and member ([`Challenges`]), so one identity cannot use up a member's or a leader's
+//! budget (many identities can, for seconds: `docs/security.md`). Pure
 //! parts: the [`Envelope`] and its check, the challenges and the budget; [`call_or_forward`]
 //! is the origin's side.
 
@@ -34,8 +35,11 @@ use crate::p2p::{P2pError, P2pHandle};
 
 /// The length of a challenge.
 pub const NONCE_LEN: usize = 32;
-/// How long a challenge the leader issued may be used.
-pub const CHALLENGE_TTL: Duration = Duration::from_secs(30);
+/// How long a challenge the leader issued may be used: long enough for the origin to sign and
+/// the member to deliver, short enough that a member holding a signed request cannot deliver
+/// it after the origin stopped waiting for it (within the 9 s a proposal waits), so a request
+/// never lands after a later one from the same origin.
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(5);
 /// The most challenges a leader keeps open: in all, for one member, and for one origin
 /// through one member.
 pub const MAX_CHALLENGES: usize = 1024;

@@ -228,18 +228,13 @@ async fn answer(
             encode(&Err::<(), String>(BEHIND.to_string()))
         }
         LedgerRpc::Challenge { origin } => challenge(ledger, peer, origin),
-        LedgerRpc::Forwarded(envelope) => {
-            answer_forwarded(ledger, target_voters, peer, envelope).await
-        }
-        LedgerRpc::Forward { leader, step } => {
-            pass_on(ledger, target_voters, peer, behind, leader, step).await
-        }
+        LedgerRpc::Forwarded(envelope) => answer_forwarded(ledger, peer, envelope).await,
+        LedgerRpc::Forward { leader, step } => pass_on(ledger, peer, behind, leader, step).await,
     })
 }
 
-/// A join from `peer` as raft node `node_id`. A peer that takes no raft seat (`follower_only`:
-/// it is behind the rotation, or reaches this leader only through another member, so raft's
-/// appends could not reach it) joins as a follower.
+/// A join from `peer` as raft node `node_id`. A peer behind the rotation (`follower_only`)
+/// joins as a follower unless it already holds a seat.
 async fn answer_join(
     ledger: &Ledger,
     target_voters: usize,
@@ -332,12 +327,7 @@ fn challenge(ledger: &Ledger, member: PeerId, origin: PeerId) -> Vec<u8> {
 /// `member`, which delivers it, answered as if that node had sent it, except that a join makes
 /// it a follower. Cheap checks come before the signature's, and a denied node's request is
 /// refused, as its connections would be.
-async fn answer_forwarded(
-    ledger: &Ledger,
-    target_voters: usize,
-    member: PeerId,
-    envelope: Envelope,
-) -> Vec<u8> {
+async fn answer_forwarded(ledger: &Ledger, member: PeerId, envelope: Envelope) -> Vec<u8> {
     let refuse = |refusal: String| encode(&Err::<(), String>(refusal));
     if !leads(ledger) {
         return refuse(NOT_LEADER.to_string());
@@ -366,13 +356,46 @@ async fn answer_forwarded(
         return refuse(format!("{origin} is denied"));
     }
     match serde_json::from_slice::<LedgerRpc>(&envelope.request) {
-        Ok(LedgerRpc::Join { node_id, node }) => {
-            answer_join(ledger, target_voters, origin, true, node_id, node).await
-        }
+        Ok(LedgerRpc::Join { node_id, node }) => forwarded_join(ledger, origin, node_id, node),
         Ok(LedgerRpc::Propose(command)) => answer_propose(ledger, origin, false, command).await,
         Ok(_) => refuse("only a join or a proposal is forwarded".into()),
         Err(e) => refuse(format!("the forwarded request does not decode: {e}")),
     }
+}
+
+/// A join forwarded for `origin`: it follows the cluster, since raft's appends would not reach
+/// it. Decided at once, without the membership lock or any seat change; a raft node that holds
+/// a seat rejoins only through a direct connection.
+fn forwarded_join(
+    ledger: &Ledger,
+    origin: PeerId,
+    node_id: u64,
+    node: super::raft::LedgerNode,
+) -> Vec<u8> {
+    tracing::info!(node_id, %origin, "forwarded join request");
+    let registered = ledger
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&node_id)
+        .map(|n| n.peer_id.clone());
+    let joined = may_join(
+        node_id,
+        &node.peer_id,
+        &origin.to_string(),
+        registered.as_deref(),
+    )
+    .and_then(|()| match registered {
+        Some(_) => Err(
+            "this raft node holds a seat; it rejoins only through a direct \
+                        connection to the leader"
+                .to_string(),
+        ),
+        None => Ok(Joined::Follower),
+    });
+    encode(&joined)
 }
 
 /// How long a member waits for the leader's answer to a request it passes on: a proposal's
@@ -385,7 +408,6 @@ const PASS_ON_TIMEOUT: Duration = Duration::from_secs(10);
 /// ([`Passed`]). A peer behind the rotation writes nothing, forwarded or not.
 async fn pass_on(
     ledger: &Ledger,
-    target_voters: usize,
     origin: PeerId,
     behind: bool,
     leader: PeerId,
@@ -409,9 +431,7 @@ async fn pass_on(
     if leader == ledger.p2p().peer_id() {
         return encode(&Passed::Answer(match step {
             Step::Challenge => challenge(ledger, origin, origin),
-            Step::Request(envelope) => {
-                answer_forwarded(ledger, target_voters, origin, envelope).await
-            }
+            Step::Request(envelope) => answer_forwarded(ledger, origin, envelope).await,
         }));
     }
     let (rpc, wait) = match step {
@@ -554,15 +574,7 @@ async fn join(
             tracing::warn!(peer = %node.peer_id, "the joiner's earlier learner seats were not removed; they go at its next join");
         }
     }
-    let registered = membership.get_node(&node_id).is_some();
-    if registered && follower_only {
-        return Err(
-            "this raft node holds a seat; it rejoins only through a direct connection \
-                    to the leader"
-                .into(),
-        );
-    }
-    if !registered && (follower_only || members >= target_voters) {
+    if membership.get_node(&node_id).is_none() && (follower_only || members >= target_voters) {
         return Ok(Joined::Follower);
     }
     tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, true))

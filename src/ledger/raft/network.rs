@@ -65,7 +65,8 @@ pub enum LedgerRpc {
     /// this leader's challenges. Answered as that request is.
     Forwarded(Envelope),
     /// To a member that reaches the leader `leader` (which must be the leader it knows): pass
-    /// `step` on, once. Answered with the leader's answer.
+    /// `step` on, once. Answered with a [`crate::ledger::forward::Passed`]: the leader's answer,
+    /// or whether it was delivered.
     Forward { leader: PeerId, step: Step },
 }
 
