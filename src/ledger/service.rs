@@ -233,6 +233,18 @@ async fn answer(
     })
 }
 
+/// The PeerId raft node `node_id` is registered as in this node's raft membership, if any.
+fn registered_as(ledger: &Ledger, node_id: u64) -> Option<String> {
+    ledger
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .get_node(&node_id)
+        .map(|n| n.peer_id.clone())
+}
+
 /// A join from `peer` as raft node `node_id`. A peer behind the rotation (`follower_only`)
 /// joins as a follower unless it already holds a seat.
 async fn answer_join(
@@ -245,14 +257,7 @@ async fn answer_join(
 ) -> Vec<u8> {
     tracing::info!(node_id, %peer, "join request");
     let sender = peer.to_string();
-    let registered = ledger
-        .raft()
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .get_node(&node_id)
-        .map(|n| n.peer_id.clone());
+    let registered = registered_as(ledger, node_id);
     let joined = may_join(node_id, &node.peer_id, &sender, registered.as_deref()).map(|()| node);
     match joined.and_then(|node| Ok((node, ledger.joins.start(&sender)?))) {
         Ok((node, mut ticket)) => {
@@ -373,14 +378,7 @@ fn forwarded_join(
     node: super::raft::LedgerNode,
 ) -> Vec<u8> {
     tracing::info!(node_id, %origin, "forwarded join request");
-    let registered = ledger
-        .raft()
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .get_node(&node_id)
-        .map(|n| n.peer_id.clone());
+    let registered = registered_as(ledger, node_id);
     let joined = may_join(
         node_id,
         &node.peer_id,
