@@ -325,7 +325,7 @@ fn check(outcome: Outcome) -> Result<Outcome, ApiError> {
                 l.names, l.values, l.patterns, l.text
             )))
         }
-        outcome => Ok(outcome),
+        outcome => ApiError::stored(outcome),
     }
 }
 

@@ -32,6 +32,8 @@ pub enum ApiError {
     Timeout,
     /// The ledger has no room for the write.
     LedgerFull,
+    /// The deny list or the reservations are full.
+    ListFull,
     /// The node is not ready for this yet (readiness probe).
     NotReady(String),
     /// The node failed at something it should manage.
@@ -65,6 +67,7 @@ impl ApiError {
     ) -> Result<crate::ledger::state::Outcome, ApiError> {
         match outcome {
             crate::ledger::state::Outcome::LedgerFull => Err(ApiError::LedgerFull),
+            crate::ledger::state::Outcome::ListFull => Err(ApiError::ListFull),
             outcome => Ok(outcome),
         }
     }
@@ -107,9 +110,19 @@ impl ApiError {
                 StatusCode::INSUFFICIENT_STORAGE,
                 "ledger_full",
                 format!(
-                    "the ledger holds at most {} bytes of keys, values and secrets, and this \
-                     write would pass that; delete what is no longer needed",
+                    "the ledger holds at most {} bytes of keys, values, secrets and DNS \
+                     records, and this write would pass that; delete what is no longer needed",
                     crate::ledger::state::SHARED_DATA_LIMIT
+                ),
+            ),
+            ApiError::ListFull => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "list_full",
+                format!(
+                    "the ledger holds at most {} denied PeerIds and {} reservations, and this \
+                     would pass that; remove entries that are no longer needed",
+                    crate::ledger::state::MAX_DENIED,
+                    crate::ledger::state::MAX_RESERVATIONS
                 ),
             ),
             ApiError::Timeout => (

@@ -387,9 +387,8 @@ async fn deny(
     }
     let command = Command::Deny { peer: peer.clone() };
     let denied = |s: &LedgerState| s.is_denied(&peer);
-    Ok(Json(
-        state.ledger.propose_idempotent(command, denied).await?,
-    ))
+    let outcome = state.ledger.propose_idempotent(command, denied).await?;
+    Ok(Json(ApiError::stored(outcome)?))
 }
 
 /// `DELETE /v1/denied/{peer}`: takes a PeerId off the deny list; it may join again.

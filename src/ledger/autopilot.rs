@@ -897,6 +897,11 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
         platform: Platform::here(),
     };
     match ledger.propose(command).await {
+        Ok(Outcome::MembersFull) => tracing::warn!(
+            limit = super::state::MAX_MEMBERS,
+            "the ledger holds as many member records as it may and none has expired: this node \
+             is not recorded; remove members that left for good (`weft members rm`)"
+        ),
         Ok(outcome) => tracing::info!(?outcome, "member record committed"),
         Err(e) => tracing::debug!(error = %e, "member record not committed yet"),
     }

@@ -70,6 +70,9 @@ impl LedgerState {
     }
 
     pub(super) fn reserve(&mut self, peer: &PeerKey, address: Ipv4Addr) -> Outcome {
+        if !super::bounds::plausible_peer(peer) {
+            return Outcome::UnknownMember;
+        }
         if !self.is_usable(address) {
             return Outcome::OutsidePool;
         }
@@ -77,6 +80,9 @@ impl LedgerState {
         let reserved_by_other = self.reservations.get(&address).is_some_and(|o| o != peer);
         if held_by_other || reserved_by_other {
             return Outcome::AddressTaken;
+        }
+        if !self.room_to_reserve(&address) {
+            return Outcome::ListFull;
         }
         self.reservations.insert(address, peer.clone());
         Outcome::Done

@@ -1,11 +1,14 @@
 //! DNS records in the ledger: user record sets by name (exact and `*.` wildcards) and
-//! edgevpn-style regex records, with the limits that keep any member from filling the ledger.
+//! edgevpn-style regex records, with the limits that keep any member from filling the ledger:
+//! counts and lengths of their own, and every value counted in the shared data with the
+//! ledger's keys and secrets ([`super::SHARED_DATA_LIMIT`]).
 //! The DNS server reads them; the API checks names and values before proposing them.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::kv::text_cost;
 use super::{LedgerState, Outcome};
 
 /// A DNS record type the ledger stores.
@@ -89,17 +92,31 @@ pub struct DnsLimits {
     pub text: usize,
 }
 
+/// The JSON around one DNS value (its type, TTL, quotes and brackets).
+const VALUE_OVERHEAD: usize = 40;
+
+/// What one DNS value costs against the shared data limit, its name counted with each value
+/// (more than it encodes to).
+fn value_cost(name: &str, value: &str) -> usize {
+    text_cost(name) + text_cost(value) + VALUE_OVERHEAD
+}
+
+/// What a regex record costs: each of its values with the pattern.
+fn pattern_cost(pattern: &str, records: &BTreeMap<RecordType, DnsRecord>) -> usize {
+    records
+        .values()
+        .map(|r| value_cost(pattern, &r.value))
+        .sum()
+}
+
 impl LedgerState {
     pub(super) fn put_dns(&mut self, name: &str, rtype: RecordType, record: &DnsRecord) -> Outcome {
         let name = name.to_ascii_lowercase();
         let new_name = !self.dns.contains_key(&name);
-        let full_set = self
-            .dns
-            .get(&name)
-            .and_then(|sets| sets.get(&rtype))
-            .is_some_and(|v| {
-                v.len() >= DNS_LIMITS.values && !v.iter().any(|r| r.value == record.value)
-            });
+        let held = self.dns.get(&name).and_then(|sets| sets.get(&rtype));
+        let full_set = held.is_some_and(|v| {
+            v.len() >= DNS_LIMITS.values && !v.iter().any(|r| r.value == record.value)
+        });
         if name.len() > DNS_LIMITS.text
             || record.value.len() > DNS_LIMITS.text
             || (new_name && self.dns.len() >= DNS_LIMITS.names)
@@ -114,6 +131,17 @@ impl LedgerState {
             .is_some_and(|sets| sets.keys().any(|t| (*t == RecordType::Cname) != cname));
         if conflict {
             return Outcome::DnsConflict;
+        }
+        // A CNAME replaces the name's CNAME; another type's value is added, or has its TTL set.
+        let replaced = held.map_or(0, |values| {
+            values
+                .iter()
+                .filter(|r| cname || r.value == record.value)
+                .map(|r| value_cost(&name, &r.value))
+                .sum()
+        });
+        if !self.make_room(replaced, value_cost(&name, &record.value)) {
+            return Outcome::LedgerFull;
         }
         let values = self.dns.entry(name).or_default().entry(rtype).or_default();
         if cname {
@@ -136,18 +164,26 @@ impl LedgerState {
         value: Option<&str>,
     ) -> Outcome {
         let name = name.to_ascii_lowercase();
+        let mut freed = 0;
         if let Some(sets) = self.dns.get_mut(&name) {
             sets.retain(|t, values| {
                 if rtype.is_some_and(|r| r != *t) {
                     return true;
                 }
-                values.retain(|r| value.is_some_and(|v| v != r.value));
+                values.retain(|r| {
+                    let keep = value.is_some_and(|v| v != r.value);
+                    if !keep {
+                        freed += value_cost(&name, &r.value);
+                    }
+                    keep
+                });
                 !values.is_empty()
             });
             if sets.is_empty() {
                 self.dns.remove(&name);
             }
         }
+        self.make_room(freed, 0);
         Outcome::Done
     }
 
@@ -159,20 +195,50 @@ impl LedgerState {
     ) -> Outcome {
         let too_long = pattern.len() > DNS_LIMITS.text
             || records.values().any(|r| r.value.len() > DNS_LIMITS.text);
-        let full = !self.dns_patterns.contains_key(pattern)
-            && self.dns_patterns.len() >= DNS_LIMITS.patterns;
+        let held = self.dns_patterns.get(pattern);
+        let full = held.is_none() && self.dns_patterns.len() >= DNS_LIMITS.patterns;
         if too_long || full {
             return Outcome::DnsLimit;
         }
-        let entry = self.dns_patterns.entry(pattern.to_string()).or_default();
-        if !merge {
-            entry.clear();
-        }
+        let mut entry = held.filter(|_| merge).cloned().unwrap_or_default();
         entry.extend(records.iter().map(|(t, r)| (*t, r.clone())));
+        let old = held.map_or(0, |held| pattern_cost(pattern, held));
+        if !self.make_room(old, pattern_cost(pattern, &entry)) {
+            return Outcome::LedgerFull;
+        }
         if entry.is_empty() {
             self.dns_patterns.remove(pattern);
+        } else {
+            self.dns_patterns.insert(pattern.to_string(), entry);
         }
         Outcome::Done
+    }
+
+    pub(super) fn delete_dns_pattern(&mut self, pattern: &str) -> Outcome {
+        if let Some(records) = self.dns_patterns.remove(pattern) {
+            self.make_room(pattern_cost(pattern, &records), 0);
+        }
+        Outcome::Done
+    }
+
+    /// Encoded bytes the DNS records and patterns hold, as counted against
+    /// [`super::SHARED_DATA_LIMIT`].
+    pub(super) fn dns_bytes(&self) -> usize {
+        let records: usize = self
+            .dns
+            .iter()
+            .flat_map(|(name, sets)| {
+                sets.values()
+                    .flatten()
+                    .map(move |r| value_cost(name, &r.value))
+            })
+            .sum();
+        let patterns: usize = self
+            .dns_patterns
+            .iter()
+            .map(|(pattern, records)| pattern_cost(pattern, records))
+            .sum();
+        records + patterns
     }
 
     /// User DNS records: name → type → values.

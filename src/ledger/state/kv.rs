@@ -2,9 +2,10 @@
 //! stores there) and sealed secrets (ciphertext only: the state machine never sees a secret in
 //! clear, see [`crate::ledger::sealed`]).
 //!
-//! Together they hold at most [`SHARED_DATA_LIMIT`] bytes as the state encodes them (JSON: a
-//! control character takes six bytes, a sealed byte up to four), so the whole state stays
-//! within what a raft snapshot and a follower's paged catch-up take. A write that would pass
+//! Together with the DNS records ([`super::dns`]) they hold at most [`SHARED_DATA_LIMIT`]
+//! bytes as the state encodes them (JSON: a control character takes six bytes, a sealed byte
+//! up to four), so the whole state stays within what a raft snapshot and a follower's paged
+//! catch-up take ([`super::bounds`] sums it). A write that would pass
 //! the limit is refused ([`Outcome::LedgerFull`]); deletions and writes that do not grow the
 //! data always apply. The cluster's own sealed secret (the k3s
 //! join token and kubeconfig) is outside the count, so members filling the ledger cannot keep
@@ -35,18 +36,13 @@ pub fn merged_bucket(cluster: Option<ClusterId>, bucket: &str) -> String {
     }
 }
 
-/// Encoded bytes of bucket names, keys, values, secret names and sealed secrets the ledger
-/// holds at most: room for what Kairos and operators keep there, with the rest of the state,
+/// Encoded bytes of bucket names, keys, values, secret names, sealed secrets and DNS records
+/// the ledger holds at most: room for what Kairos and operators keep there, with the rest of the state,
 /// well within the largest snapshot or catch-up a node takes (256 MiB).
 pub const SHARED_DATA_LIMIT: usize = 64 * 1024 * 1024;
 
-const _: () = assert!(
-    (SHARED_DATA_LIMIT as u64) * 2 < crate::ledger::raft::snapshot::MAX_SNAPSHOT,
-    "the shared data leaves room for the rest of the state in a snapshot"
-);
-
 /// What a text costs encoded in the state's JSON.
-fn text_cost(text: &str) -> usize {
+pub(super) fn text_cost(text: &str) -> usize {
     text.chars()
         .map(|c| match c {
             '\u{0}'..='\u{1f}' => 6,
@@ -105,7 +101,7 @@ impl LedgerState {
 
     /// Whether a write that replaces `old` bytes with `new` fits; if it does, the count is
     /// moved to what the ledger holds after it.
-    fn make_room(&mut self, old: usize, new: usize) -> bool {
+    pub(super) fn make_room(&mut self, old: usize, new: usize) -> bool {
         let after = self.shared_total() - old + new;
         if new > old && after > SHARED_DATA_LIMIT {
             return false;
@@ -147,7 +143,8 @@ impl LedgerState {
         Outcome::Done
     }
 
-    /// Encoded bytes the buckets and secrets hold, as counted against [`SHARED_DATA_LIMIT`].
+    /// Encoded bytes the buckets, secrets and DNS records hold, as counted against
+    /// [`SHARED_DATA_LIMIT`].
     pub fn shared_bytes(&self) -> usize {
         let kv: usize = self
             .kv
@@ -163,7 +160,7 @@ impl LedgerState {
             .iter()
             .map(|(name, sealed)| secret_cost(name, sealed))
             .sum();
-        kv + secrets
+        kv + secrets + self.dns_bytes()
     }
 
     /// Deletes one key, or the whole bucket when `key` is `None`, recording each key deleted
@@ -275,8 +272,8 @@ impl LedgerState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Command;
     use super::super::tests::{pool, run};
+    use super::super::{Command, DnsRecord, RecordType};
     use super::*;
 
     fn put(key: &str, bytes: usize) -> Command {
@@ -387,6 +384,73 @@ mod tests {
         assert!(full.bucket("b").unwrap().contains_key("k0"));
     }
 
+    fn dns(name: &str, rtype: RecordType, value: &str) -> Command {
+        Command::PutDns {
+            name: name.into(),
+            rtype,
+            record: DnsRecord {
+                value: value.into(),
+                ttl: 60,
+            },
+        }
+    }
+
+    fn pattern(pattern: &str, rtype: RecordType, value: &str, merge: bool) -> Command {
+        Command::PutDnsPattern {
+            pattern: pattern.into(),
+            records: [(
+                rtype,
+                DnsRecord {
+                    value: value.into(),
+                    ttl: 60,
+                },
+            )]
+            .into(),
+            merge,
+        }
+    }
+
+    #[test]
+    fn dns_records_count_in_the_shared_data() {
+        let mut state = LedgerState::new(pool());
+        let chunk = 60_000;
+        let writes: Vec<Command> = (0..SHARED_DATA_LIMIT / (chunk + 3 + ENTRY_OVERHEAD))
+            .map(|i| put(&format!("k{i}"), chunk))
+            .collect();
+        run(&mut state, &writes);
+        let room = SHARED_DATA_LIMIT - state.shared_bytes();
+        let value = "v".repeat(3000);
+        let fill: Vec<Command> = (0..room / 3000 + 1)
+            .map(|i| dns(&format!("n{i}"), RecordType::Txt, &value))
+            .collect();
+        let outcomes = run(&mut state, &fill);
+        assert_eq!(outcomes.last(), Some(&Outcome::LedgerFull));
+        assert!(state.shared_bytes() <= SHARED_DATA_LIMIT);
+        assert_eq!(
+            run(
+                &mut state,
+                &[pattern("^x.*", RecordType::Txt, &value, false)]
+            ),
+            [Outcome::LedgerFull]
+        );
+        run(
+            &mut state,
+            &[Command::DeleteDns {
+                name: "n0".into(),
+                rtype: None,
+                value: None,
+            }],
+        );
+        assert_eq!(
+            run(
+                &mut state,
+                &[pattern("^x.*", RecordType::Txt, &value, false)]
+            ),
+            [Outcome::Done],
+            "a deleted record frees its room"
+        );
+    }
+
     #[test]
     fn the_kept_count_follows_every_write_and_a_restored_state_counts_again() {
         let mut state = LedgerState::new(pool());
@@ -409,6 +473,28 @@ mod tests {
             Command::DeleteSecret { name: "s".into() },
             delete("b", None),
             put("d", 2),
+            dns("svc", RecordType::A, "10.9.0.1"),
+            dns("svc", RecordType::A, "10.9.0.2"),
+            dns("svc", RecordType::A, "10.9.0.2"),
+            dns("alias", RecordType::Cname, "a.example"),
+            dns("alias", RecordType::Cname, "longer.example"),
+            Command::DeleteDns {
+                name: "SVC".into(),
+                rtype: None,
+                value: Some("10.9.0.1".into()),
+            },
+            pattern("^p.*", RecordType::A, "10.0.0.1", false),
+            pattern("^p.*", RecordType::Txt, "text\n", true),
+            pattern("^p.*", RecordType::A, "10.0.0.22", true),
+            pattern("^p.*", RecordType::Srv, "1 1 1 x", false),
+            Command::DeleteDns {
+                name: "alias".into(),
+                rtype: None,
+                value: None,
+            },
+            Command::DeleteDnsPattern {
+                pattern: "^p.*".into(),
+            },
         ];
         for step in &steps {
             run(&mut state, std::slice::from_ref(step));

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use super::bounds::{self, PLATFORM_FIELD_LIMIT};
 use super::roles::{BootstrapReport, FixedRole, Phase, Role, RolePolicy};
 use super::{LedgerState, Outcome, PeerKey};
 
@@ -89,9 +90,6 @@ impl Platform {
     }
 }
 
-/// Longest OS, architecture or version a member may record.
-const PLATFORM_FIELD_LIMIT: usize = 64;
-
 pub(super) fn yes() -> bool {
     true
 }
@@ -130,6 +128,12 @@ impl LedgerState {
         if self.deny.contains(peer) {
             return Outcome::Denied;
         }
+        if !bounds::plausible_peer(peer) {
+            return Outcome::UnknownMember;
+        }
+        if !self.room_for_member(peer) {
+            return Outcome::MembersFull;
+        }
         if let Some(policy) = facts.policy {
             // Only the first writer sets the policy; an invalid one is ignored, not the join.
             let _ = self.set_policy(policy, true);
@@ -149,9 +153,9 @@ impl LedgerState {
             .fixed_role
             .filter(|fixed| deployed.is_none_or(|role| fixed.admits(role)));
         let member = Member {
-            hostname: facts.hostname.to_string(),
+            hostname: bounds::hostname(facts.hostname),
             sealing_key: facts.sealing_key,
-            endpoints: facts.endpoints.to_vec(),
+            endpoints: bounds::endpoints(facts.endpoints),
             address,
             lease: LeaseState::Live,
             renewed_at: facts.now,
@@ -168,6 +172,7 @@ impl LedgerState {
             },
         };
         self.members.insert(peer.clone(), member);
+        self.forget_remembered();
         self.assign_roles();
         match address {
             Some(address) => Outcome::Joined {
@@ -211,11 +216,18 @@ impl LedgerState {
         }
         self.release(peer);
         self.members.remove(peer);
+        self.forget_remembered();
         self.assign_roles();
         Outcome::Done
     }
 
     pub(super) fn deny(&mut self, peer: &PeerKey) -> Outcome {
+        if !bounds::plausible_peer(peer) {
+            return Outcome::UnknownMember;
+        }
+        if !self.room_to_deny(peer) {
+            return Outcome::ListFull;
+        }
         self.deny.insert(peer.clone());
         if self.members.contains_key(peer) {
             self.remove(peer);

@@ -12,10 +12,13 @@
 //! - `kv.rs`: key-value buckets (edgevpn's open semantics: any member may write) and sealed
 //!   secrets;
 //! - `tombstones.rs`: the recent key-value deletions, bounded, which merges carry;
+//! - `bounds.rs`: caps on member records, the deny list, reservations and remembered
+//!   addresses, so that the whole state stays within a snapshot;
 //! - `rotation.rs`: the network token's last rotation, sealed for the members.
 
 mod allocation;
 mod audit;
+mod bounds;
 mod dns;
 mod kv;
 mod members;
@@ -30,6 +33,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AUDIT_LIMIT, AuditEntry, attribute, is_audited};
+pub use bounds::{HOSTNAME_LIMIT, MAX_DENIED, MAX_MEMBERS, MAX_RESERVATIONS};
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
 pub use kv::{Carried, SHARED_DATA_LIMIT, merged_bucket};
 pub use members::{LeaseState, Member, Platform};
@@ -247,8 +251,14 @@ pub enum Outcome {
     RoleConflict,
     /// The policy asks for no control plane or more than [`MAX_CONTROL_PLANES`].
     InvalidPolicy,
-    /// The write would take the ledger's keys and secrets past [`SHARED_DATA_LIMIT`].
+    /// The write would take the ledger's keys, secrets and DNS records past
+    /// [`SHARED_DATA_LIMIT`].
     LedgerFull,
+    /// A new member's join when the ledger holds [`MAX_MEMBERS`] records and none of them is
+    /// an expired one it may drop.
+    MembersFull,
+    /// The deny list or the reservations are full ([`MAX_DENIED`], [`MAX_RESERVATIONS`]).
+    ListFull,
 }
 
 /// The whole replicated state.
@@ -394,10 +404,7 @@ impl LedgerState {
                 records,
                 merge,
             } => self.put_dns_pattern(pattern, records, *merge),
-            Command::DeleteDnsPattern { pattern } => {
-                self.dns_patterns.remove(pattern);
-                Outcome::Done
-            }
+            Command::DeleteDnsPattern { pattern } => self.delete_dns_pattern(pattern),
             Command::KvPut { bucket, key, value } => self.kv_put(bucket, key, value),
             Command::KvDelete { bucket, key } => self.kv_delete(bucket, key.as_deref()),
             Command::CarryKv {

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::bounds::truncate;
 use super::{LeaseState, LedgerState, Outcome, PeerKey};
 
 /// A Kubernetes role, as Kairos names them.
@@ -479,16 +480,6 @@ fn free_seats(deployed: &[Role], seats: usize) -> Vec<Role> {
 }
 
 /// Cuts `text` to at most `limit` bytes on a character boundary.
-fn truncate(text: &mut String, limit: usize) {
-    if text.len() > limit {
-        let mut end = limit;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::tests::{join, join_declaring, pool, run};
