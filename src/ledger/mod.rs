@@ -143,13 +143,14 @@ struct Engine {
 impl Engine {
     async fn open(
         db: Arc<Database>,
+        dir: &Path,
         pool: Ipv4Net,
         node_id: u64,
         p2p: &P2pHandle,
         taps: Taps,
         storage_error: impl Fn(String) -> LedgerError,
     ) -> Result<Engine, LedgerError> {
-        let machine = StateMachineStore::open(db.clone(), pool, taps)
+        let machine = StateMachineStore::open(db.clone(), dir, pool, taps)
             .map_err(|e| storage_error(e.to_string()))?;
         let raft_config = raft::config()
             .validate()
@@ -265,6 +266,7 @@ impl Ledger {
         let taps = Taps::new(APPLIED_BACKLOG);
         let engine = Engine::open(
             db.clone(),
+            &dir,
             config.pool,
             node_id,
             &p2p,
@@ -657,6 +659,7 @@ impl Ledger {
         );
         let fresh = Engine::open(
             self.db.clone(),
+            &self.dir,
             self.pool,
             node_id,
             &self.p2p,

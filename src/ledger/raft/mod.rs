@@ -33,7 +33,7 @@ openraft::declare_raft_types!(
         R = Outcome,
         NodeId = u64,
         Node = LedgerNode,
-        SnapshotData = snapshot::SnapshotBuffer,
+        SnapshotData = snapshot::SnapshotFile,
 );
 
 /// Raft timing for a mesh whose links may be relayed across the internet: heartbeats every

@@ -1,37 +1,52 @@
-//! The buffer a raft snapshot is read from and received into: an in-memory cursor that refuses
-//! what only a hostile sender asks for. openraft seeks to each received chunk's offset as the
-//! sender gives it, so a plain `Cursor<Vec<u8>>` grows to whatever offset a peer names (2^50
-//! aborts the process). Here a seek past the bytes received so far, or growth past
-//! [`MAX_SNAPSHOT`], is an I/O error: that snapshot install fails and the node goes on.
+//! The file a raft snapshot is read from and received into: an unnamed temporary file in the
+//! raft directory (gone when closed), so a snapshot travels and arrives in chunks on disk, not
+//! as one buffer in memory. It refuses what only a hostile sender asks for: openraft seeks to
+//! each received chunk's offset as the sender gives it, and a plain cursor grew to whatever
+//! offset a peer named (2^50 aborted the process). Here a seek past the bytes received so far,
+//! or growth past [`MAX_SNAPSHOT`], is an I/O error: that snapshot install fails and the node
+//! goes on.
 
-use std::io::{self, Cursor, SeekFrom};
+use std::io::{self, SeekFrom};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+use tokio::fs::File;
+use tokio::io::{AsyncRead, AsyncSeek, AsyncSeekExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 
 /// The largest snapshot a node accepts: far above any ledger weft keeps, far below memory.
 pub const MAX_SNAPSHOT: u64 = 256 << 20;
 
-/// A snapshot's bytes, bounded.
-#[derive(Debug, Default)]
-pub struct SnapshotBuffer {
-    cursor: Cursor<Vec<u8>>,
+/// A snapshot's bytes in a temporary file, bounded.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    file: File,
+    /// Where the next read or write starts.
+    position: u64,
+    /// The bytes the file holds.
+    len: u64,
 }
 
-impl SnapshotBuffer {
-    pub fn new(data: Vec<u8>) -> Self {
-        SnapshotBuffer {
-            cursor: Cursor::new(data),
+impl SnapshotFile {
+    /// An empty snapshot file in `dir`.
+    pub fn create(dir: &Path) -> io::Result<Self> {
+        Ok(Self::over(tempfile::tempfile_in(dir)?, 0))
+    }
+
+    /// The snapshot of `len` bytes that `file` holds, read from its start.
+    pub fn over(file: std::fs::File, len: u64) -> Self {
+        SnapshotFile {
+            file: File::from_std(file),
+            position: 0,
+            len,
         }
     }
 
-    pub fn into_inner(self) -> Vec<u8> {
-        self.cursor.into_inner()
-    }
-
-    fn len(&self) -> u64 {
-        self.cursor.get_ref().len() as u64
+    /// The file, with every write done, at its start.
+    pub async fn into_std(mut self) -> io::Result<(std::fs::File, u64)> {
+        self.file.flush().await?;
+        self.file.seek(SeekFrom::Start(0)).await?;
+        Ok((self.file.into_std().await, self.len))
     }
 }
 
@@ -39,50 +54,60 @@ fn refused(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, why)
 }
 
-impl AsyncRead for SnapshotBuffer {
+impl AsyncRead for SnapshotFile {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.cursor).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.file).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = read {
+            self.position += (buf.filled().len() - before) as u64;
+        }
+        read
     }
 }
 
-impl AsyncWrite for SnapshotBuffer {
+impl AsyncWrite for SnapshotFile {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let end = self.cursor.position().saturating_add(buf.len() as u64);
+        let end = self.position.saturating_add(buf.len() as u64);
         if end > MAX_SNAPSHOT {
             return Poll::Ready(Err(refused(format!(
                 "a snapshot larger than {MAX_SNAPSHOT} bytes is refused"
             ))));
         }
-        Pin::new(&mut self.cursor).poll_write(cx, buf)
+        let written = Pin::new(&mut self.file).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            self.position += n as u64;
+            self.len = self.len.max(self.position);
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.cursor).poll_flush(cx)
+        Pin::new(&mut self.file).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.cursor).poll_shutdown(cx)
+        Pin::new(&mut self.file).poll_shutdown(cx)
     }
 }
 
-impl AsyncSeek for SnapshotBuffer {
+impl AsyncSeek for SnapshotFile {
     fn start_seek(mut self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
-        let len = self.len();
+        let len = self.len;
         let target = match position {
             SeekFrom::Start(n) => Some(n),
             SeekFrom::End(d) => len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.cursor.position().checked_add_signed(d),
+            SeekFrom::Current(d) => self.position.checked_add_signed(d),
         };
         match target {
-            Some(n) if n <= len => Pin::new(&mut self.cursor).start_seek(SeekFrom::Start(n)),
+            Some(n) if n <= len => Pin::new(&mut self.file).start_seek(SeekFrom::Start(n)),
             _ => Err(refused(format!(
                 "a snapshot chunk may not skip past the {len} bytes received ({position:?})"
             ))),
@@ -90,46 +115,67 @@ impl AsyncSeek for SnapshotBuffer {
     }
 
     fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Pin::new(&mut self.cursor).poll_complete(cx)
+        let done = Pin::new(&mut self.file).poll_complete(cx);
+        if let Poll::Ready(Ok(at)) = done {
+            self.position = at;
+        }
+        done
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+    use std::io::Read as _;
+    use tokio::io::AsyncReadExt as _;
 
     #[tokio::test]
     async fn chunks_in_order_and_resent_ones_are_taken() {
-        let mut buffer = SnapshotBuffer::default();
-        buffer.write_all(b"hello ").await.unwrap();
-        buffer.write_all(b"world").await.unwrap();
-        buffer.seek(SeekFrom::Start(6)).await.unwrap();
-        buffer.write_all(b"WORLD").await.unwrap();
-        buffer.seek(SeekFrom::Start(0)).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut snapshot = SnapshotFile::create(dir.path()).unwrap();
+        snapshot.write_all(b"hello ").await.unwrap();
+        snapshot.write_all(b"world").await.unwrap();
+        snapshot.seek(SeekFrom::Start(6)).await.unwrap();
+        snapshot.write_all(b"WORLD").await.unwrap();
+        snapshot.seek(SeekFrom::Start(0)).await.unwrap();
         let mut text = String::new();
-        buffer.read_to_string(&mut text).await.unwrap();
+        snapshot.read_to_string(&mut text).await.unwrap();
         assert_eq!(text, "hello WORLD");
-        assert_eq!(buffer.into_inner(), b"hello WORLD");
+        let (mut file, len) = snapshot.into_std().await.unwrap();
+        assert_eq!(len, 11);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, b"hello WORLD");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the file has no name in the directory"
+        );
     }
 
     #[tokio::test]
     async fn a_chunk_far_past_the_received_bytes_is_refused_without_allocating() {
-        let mut buffer = SnapshotBuffer::new(b"abc".to_vec());
-        let error = buffer.seek(SeekFrom::Start(1 << 50)).await.unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let mut snapshot = SnapshotFile::create(dir.path()).unwrap();
+        snapshot.write_all(b"abc").await.unwrap();
+        let error = snapshot.seek(SeekFrom::Start(1 << 50)).await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
-        assert!(buffer.seek(SeekFrom::End(1)).await.is_err());
-        assert_eq!(buffer.seek(SeekFrom::End(0)).await.unwrap(), 3);
-        assert_eq!(buffer.into_inner(), b"abc");
+        assert!(snapshot.seek(SeekFrom::End(1)).await.is_err());
+        assert_eq!(snapshot.seek(SeekFrom::End(0)).await.unwrap(), 3);
+        assert_eq!(snapshot.seek(SeekFrom::Current(-1)).await.unwrap(), 2);
+        let (file, len) = snapshot.into_std().await.unwrap();
+        assert_eq!((file.metadata().unwrap().len(), len), (3, 3));
     }
 
     #[tokio::test]
     async fn growth_past_the_limit_is_refused() {
-        let mut buffer = SnapshotBuffer::default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut snapshot = SnapshotFile::create(dir.path()).unwrap();
+        snapshot.seek(SeekFrom::Start(0)).await.unwrap();
         let big = vec![0u8; 1 << 20];
         for _ in 0..(MAX_SNAPSHOT >> 20) {
-            buffer.write_all(&big).await.unwrap();
+            snapshot.write_all(&big).await.unwrap();
         }
-        assert!(buffer.write_all(b"x").await.is_err());
+        assert!(snapshot.write_all(b"x").await.is_err());
     }
 }

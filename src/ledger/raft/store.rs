@@ -5,14 +5,17 @@
 //!
 //! The state machine keeps [`LedgerState`] in memory and persists it through snapshots: on
 //! start it restores the last snapshot and openraft re-applies the committed entries after it
-//! (the committed index is saved for exactly that).
+//! (the committed index is saved for exactly that). A snapshot is stored in chunks of 1 MiB,
+//! and is encoded, sent, received and decoded through an unnamed file in the raft directory
+//! ([`SnapshotFile`]), so a large ledger is never held twice in memory.
 
 // openraft's traits fix the error type (`StorageError`, over 200 bytes); the helpers share it.
 #![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
+use std::io::{BufReader, BufWriter, Read, Seek as _, SeekFrom, Write as _};
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ipnet::Ipv4Net;
@@ -26,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use super::snapshot::SnapshotBuffer;
+use super::snapshot::SnapshotFile;
 use super::{LedgerNode, LedgerTypes};
 use crate::ledger::state::{Command, LedgerState, Outcome};
 
@@ -46,7 +49,11 @@ const LAST_PURGED: &str = "last_purged";
 /// A snapshot as earlier versions stored it: [`StoredSnapshot`], its data as a JSON array.
 const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_META: &str = "snapshot_meta";
+/// A snapshot's data as the version before the chunks stored it, in one value.
 const SNAPSHOT_DATA: &str = "snapshot_data";
+/// The snapshot's data in chunks of [`CHUNK`] bytes, by their order.
+const SNAPSHOT_CHUNKS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshot_chunks");
+const CHUNK: usize = 1 << 20;
 
 type NodeId = u64;
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
@@ -64,6 +71,7 @@ pub fn wipe(db: &Database, node_id: NodeId) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.delete_table(LOG)?;
     txn.delete_table(META)?;
+    txn.delete_table(SNAPSHOT_CHUNKS)?;
     txn.open_table(NODE)?.insert(NODE_ID, node_id)?;
     txn.commit()?;
     Ok(())
@@ -127,48 +135,111 @@ fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<
     txn.commit().map_err(write_err)
 }
 
-/// Stores a snapshot: its metadata as JSON and its data as it is (as a JSON array, a large
-/// state would take four times its size), replacing any earlier one.
+/// Stores a snapshot: its metadata as JSON and its data as it is, read from `data` in chunks
+/// (as a JSON array, a large state would take four times its size), replacing any earlier one.
 fn save_snapshot(
     db: &Database,
     meta: &SnapshotMeta<NodeId, LedgerNode>,
-    data: &[u8],
+    data: &mut impl Read,
 ) -> StorageResult<()> {
     let meta = encode(meta)?;
     let txn = db.begin_write().map_err(write_err)?;
+    txn.delete_table(SNAPSHOT_CHUNKS).map_err(write_err)?;
     {
+        let mut chunks = txn.open_table(SNAPSHOT_CHUNKS).map_err(write_err)?;
+        let mut chunk = vec![0; CHUNK];
+        for index in 0.. {
+            let filled = fill(data, &mut chunk).map_err(write_err)?;
+            if filled == 0 {
+                break;
+            }
+            chunks.insert(index, &chunk[..filled]).map_err(write_err)?;
+        }
         let mut table = txn.open_table(META).map_err(write_err)?;
         table
             .insert(SNAPSHOT_META, meta.as_slice())
             .map_err(write_err)?;
-        table.insert(SNAPSHOT_DATA, data).map_err(write_err)?;
+        table.remove(SNAPSHOT_DATA).map_err(write_err)?;
         table.remove(SNAPSHOT).map_err(write_err)?;
     }
     txn.commit().map_err(write_err)
 }
 
-/// The stored snapshot, in either form.
-fn load_snapshot(db: &Database) -> StorageResult<Option<StoredSnapshot>> {
+/// Reads into `chunk` until it is full or `data` ends; the bytes read.
+fn fill(data: &mut impl Read, chunk: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < chunk.len() {
+        match data.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// A stored snapshot: its metadata, and its data in a file at its start, with its length.
+type Stored = (SnapshotMeta<NodeId, LedgerNode>, std::fs::File, u64);
+
+/// The stored snapshot, in any form it was stored in: its metadata, and its data copied into
+/// an unnamed file in `dir`, at its start, with its length.
+fn load_snapshot(
+    db: &Database,
+    dir: &Path,
+) -> StorageResult<Option<Stored>> {
     let txn = db.begin_read().map_err(read_err)?;
     let table = match txn.open_table(META) {
         Ok(table) => table,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
         Err(e) => return Err(read_err(e)),
     };
-    let Some(meta) = table.get(SNAPSHOT_META).map_err(read_err)? else {
-        return match table.get(SNAPSHOT).map_err(read_err)? {
-            Some(old) => decode(old.value()).map(Some),
-            None => Ok(None),
-        };
+    let mut file = BufWriter::new(tempfile::tempfile_in(dir).map_err(read_err)?);
+    let meta = match table.get(SNAPSHOT_META).map_err(read_err)? {
+        Some(meta) => decode(meta.value())?,
+        None => match table.get(SNAPSHOT).map_err(read_err)? {
+            Some(old) => {
+                let old: StoredSnapshot = decode(old.value())?;
+                file.write_all(&old.data).map_err(read_err)?;
+                return finish(file, old.meta).map(Some);
+            }
+            None => return Ok(None),
+        },
     };
-    let data = table
-        .get(SNAPSHOT_DATA)
-        .map_err(read_err)?
-        .ok_or_else(|| read_err(std::io::Error::other("the snapshot's data is missing")))?;
-    Ok(Some(StoredSnapshot {
-        meta: decode(meta.value())?,
-        data: data.value().to_vec(),
-    }))
+    if let Some(data) = table.get(SNAPSHOT_DATA).map_err(read_err)? {
+        file.write_all(data.value()).map_err(read_err)?;
+        return finish(file, meta).map(Some);
+    }
+    let chunks = match txn.open_table(SNAPSHOT_CHUNKS) {
+        Ok(chunks) => chunks,
+        Err(redb::TableError::TableDoesNotExist(_)) => {
+            return Err(read_err(std::io::Error::other(
+                "the snapshot's data is missing",
+            )));
+        }
+        Err(e) => return Err(read_err(e)),
+    };
+    for chunk in chunks.iter().map_err(read_err)? {
+        let (_, chunk) = chunk.map_err(read_err)?;
+        file.write_all(chunk.value()).map_err(read_err)?;
+    }
+    finish(file, meta).map(Some)
+}
+
+/// The written file at its start, with its length, beside `meta`.
+fn finish(
+    file: BufWriter<std::fs::File>,
+    meta: SnapshotMeta<NodeId, LedgerNode>,
+) -> StorageResult<Stored> {
+    let mut file = file.into_inner().map_err(|e| read_err(e.into_error()))?;
+    let len = file.stream_position().map_err(read_err)?;
+    file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+    Ok((meta, file, len))
+}
+
+/// Decodes a snapshot's data from `file`, from where it is.
+fn decode_image(file: &mut std::fs::File) -> StorageResult<MachineImage> {
+    serde_json::from_reader(BufReader::new(file)).map_err(read_err)
 }
 
 /// The raft log, vote and committed index.
@@ -365,15 +436,18 @@ impl Taps {
 pub struct StateMachineStore {
     machine: Arc<Mutex<Machine>>,
     db: Arc<Database>,
+    /// The raft directory, where snapshots pass through unnamed files.
+    dir: Arc<PathBuf>,
     taps: Taps,
 }
 
 impl StateMachineStore {
-    /// The state machine over `db`, restored from its last snapshot, or empty over `pool`.
-    pub fn open(db: Arc<Database>, pool: Ipv4Net, taps: Taps) -> StorageResult<Self> {
-        let machine = match load_snapshot(&db)? {
-            Some(stored) => {
-                let image: MachineImage = decode(&stored.data)?;
+    /// The state machine over `db` (in `dir`), restored from its last snapshot, or empty over
+    /// `pool`.
+    pub fn open(db: Arc<Database>, dir: &Path, pool: Ipv4Net, taps: Taps) -> StorageResult<Self> {
+        let machine = match load_snapshot(&db, dir)? {
+            Some((_, mut file, _)) => {
+                let image = decode_image(&mut file)?;
                 Machine {
                     state: image.state,
                     last_applied: image.last_applied,
@@ -391,6 +465,7 @@ impl StateMachineStore {
         Ok(StateMachineStore {
             machine: Arc::new(Mutex::new(machine)),
             db,
+            dir: Arc::new(dir.to_path_buf()),
             taps,
         })
     }
@@ -440,11 +515,16 @@ impl RaftSnapshotBuilder<LedgerTypes> for StateMachineStore {
             (image, meta)
         };
         // Encoded outside the lock: a large state takes a while, and entries go on applying.
-        let data = encode(&data)?;
-        save_snapshot(&self.db, &meta, &data)?;
+        let mut file = BufWriter::new(tempfile::tempfile_in(&*self.dir).map_err(write_err)?);
+        serde_json::to_writer(&mut file, &data).map_err(write_err)?;
+        let mut file = file.into_inner().map_err(|e| write_err(e.into_error()))?;
+        let len = file.stream_position().map_err(write_err)?;
+        file.seek(SeekFrom::Start(0)).map_err(write_err)?;
+        save_snapshot(&self.db, &meta, &mut BufReader::new(&mut file))?;
+        file.seek(SeekFrom::Start(0)).map_err(write_err)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotBuffer::new(data)),
+            snapshot: Box::new(SnapshotFile::over(file, len)),
         })
     }
 }
@@ -493,18 +573,21 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<SnapshotBuffer>> {
-        Ok(Box::default())
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<SnapshotFile>> {
+        Ok(Box::new(
+            SnapshotFile::create(&self.dir).map_err(write_err)?,
+        ))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, LedgerNode>,
-        snapshot: Box<SnapshotBuffer>,
+        snapshot: Box<SnapshotFile>,
     ) -> StorageResult<()> {
-        let data = snapshot.into_inner();
-        let image: MachineImage = decode(&data)?;
-        save_snapshot(&self.db, meta, &data)?;
+        let (mut file, _) = snapshot.into_std().await.map_err(read_err)?;
+        let image = decode_image(&mut file)?;
+        file.seek(SeekFrom::Start(0)).map_err(read_err)?;
+        save_snapshot(&self.db, meta, &mut BufReader::new(&mut file))?;
         {
             let mut machine = self.lock();
             machine.state = image.state;
@@ -516,10 +599,12 @@ impl RaftStateMachine<LedgerTypes> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<LedgerTypes>>> {
-        Ok(load_snapshot(&self.db)?.map(|stored| Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(SnapshotBuffer::new(stored.data)),
-        }))
+        Ok(
+            load_snapshot(&self.db, &self.dir)?.map(|(meta, file, len)| Snapshot {
+                meta,
+                snapshot: Box::new(SnapshotFile::over(file, len)),
+            }),
+        )
     }
 }
 
@@ -537,7 +622,7 @@ mod tests {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let db = open(&dir.path().join("ledger.redb")).map_err(write_err)?;
             let pool = "10.1.0.0/24".parse().expect("valid pool");
-            let machine = StateMachineStore::open(db.clone(), pool, Taps::new(16))?;
+            let machine = StateMachineStore::open(db.clone(), dir.path(), pool, Taps::new(16))?;
             Ok((dir, LogStore::new(db), machine))
         }
     }
@@ -564,12 +649,19 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_is_stored_raw_and_one_stored_by_an_earlier_version_still_loads() {
+    fn a_snapshot_is_stored_in_chunks_and_one_stored_by_an_earlier_version_still_loads() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir.path().join("ledger.redb")).unwrap();
-        assert!(load_snapshot(&db).unwrap().is_none());
+        let load = |db: &Database| {
+            let (meta, mut file, len) = load_snapshot(db, dir.path()).unwrap().unwrap();
+            let mut data = Vec::new();
+            file.read_to_end(&mut data).unwrap();
+            assert_eq!(len, data.len() as u64);
+            (meta.snapshot_id, data)
+        };
+        assert!(load_snapshot(&db, dir.path()).unwrap().is_none());
         let meta = SnapshotMeta::<NodeId, LedgerNode> {
-            snapshot_id: "old".into(),
+            snapshot_id: "oldest".into(),
             ..Default::default()
         };
         #[derive(Serialize)]
@@ -582,27 +674,58 @@ mod tests {
             data: b"{\"x\":1}",
         };
         put_meta(&db, SNAPSHOT, &earlier).unwrap();
-        let loaded = load_snapshot(&db).unwrap().unwrap();
-        assert_eq!(
-            (loaded.meta.snapshot_id.as_str(), loaded.data.as_slice()),
-            ("old", &b"{\"x\":1}"[..])
-        );
+        assert_eq!(load(&db), ("oldest".into(), b"{\"x\":1}".to_vec()));
+
+        // The form before the chunks: the data in one value beside the metadata.
+        put_meta(
+            &db,
+            SNAPSHOT_META,
+            &SnapshotMeta {
+                snapshot_id: "old".into(),
+                ..meta.clone()
+            },
+        )
+        .unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(SNAPSHOT_DATA, &b"raw"[..])
+            .unwrap();
+        txn.commit().unwrap();
+        assert_eq!(load(&db), ("old".into(), b"raw".to_vec()));
 
         let new = SnapshotMeta {
             snapshot_id: "new".into(),
             ..meta
         };
-        let data = vec![7u8; 1 << 20];
-        save_snapshot(&db, &new, &data).unwrap();
-        let loaded = load_snapshot(&db).unwrap().unwrap();
-        assert_eq!(loaded.meta.snapshot_id, "new");
-        assert_eq!(loaded.data, data);
-        // Stored as it is, not as a JSON array four times its size; the earlier form is gone.
+        let data: Vec<u8> = (0..(5 * CHUNK / 2)).map(|i| (i % 251) as u8).collect();
+        save_snapshot(&db, &new, &mut data.as_slice()).unwrap();
+        assert_eq!(load(&db), ("new".into(), data.clone()));
+        // Stored as it is, not as a JSON array four times its size; the earlier forms are gone.
         let txn = db.begin_read().unwrap();
         let table = txn.open_table(META).unwrap();
-        let stored = table.get(SNAPSHOT_DATA).unwrap().unwrap().value().len();
-        assert_eq!(stored, data.len());
         assert!(table.get(SNAPSHOT).unwrap().is_none());
+        assert!(table.get(SNAPSHOT_DATA).unwrap().is_none());
+        let chunks = txn.open_table(SNAPSHOT_CHUNKS).unwrap();
+        let sizes: Vec<usize> = chunks
+            .iter()
+            .unwrap()
+            .map(|c| c.unwrap().1.value().len())
+            .collect();
+        assert_eq!(sizes, [CHUNK, CHUNK, CHUNK / 2]);
+        drop(txn);
+
+        save_snapshot(&db, &new, &mut &b"short"[..]).unwrap();
+        assert_eq!(
+            load(&db),
+            ("new".into(), b"short".to_vec()),
+            "no chunk of the last is left"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "only the database has a name in the directory"
+        );
     }
 
     #[tokio::test]
