@@ -167,9 +167,11 @@ pub fn cluster_to_join(
 /// votes), so the autopilot asks this only of a voter whose cluster has had no leader for
 /// longer than an election. Only the members this node's own raft membership registers are
 /// asked who leads (by the PeerId registered for them: a token holder that was never a voter
-/// here has no say), the leader most of them name is asked in turn, and only its own answer
-/// decides: it must name itself as leader of this cluster, with a settled membership (applied,
-/// not changing) that leaves this node out. Peers behind the rotation are not asked.
+/// here has no say), the leader more than half of those answering from this cluster name is
+/// asked in turn (an answer naming no leader counts against it: one registered node cannot
+/// decide while the others know no leader), and only its own answer decides: it must name
+/// itself as leader of this cluster, with a settled membership (applied, not changing) that
+/// leaves this node out. Peers behind the rotation are not asked.
 pub async fn removed(ledger: &Ledger) -> Option<super::follower::Leader> {
     let ours = ledger.state().cluster()?;
     let me = ledger.node_id();
@@ -186,18 +188,39 @@ pub async fn removed(ledger: &Ledger) -> Option<super::follower::Leader> {
     let p2p = ledger.p2p();
     let asked = registered.into_iter().filter(|peer| !p2p.is_behind(peer));
     let answers = service::ask(ledger, asked).await;
-    let leader = cluster_to_join(
-        answers
-            .into_iter()
-            .filter(|hello| hello.cluster == Some(ours))
-            .filter_map(|hello| Some((hello.cluster, hello.leader?))),
-    )?;
+    let leader = named_by_most(&answers, ours)?;
     let peer: libp2p::PeerId = leader.1.peer_id.parse().ok()?;
     if p2p.is_behind(&peer) {
         return None;
     }
     let said = service::ask(ledger, [peer]).await.pop()?;
     left_out(&said, &leader, ours, me).then_some(leader)
+}
+
+/// The leader that more than half of the `answers` from cluster `ours` name, an answer naming
+/// no leader counted as one against.
+fn named_by_most(
+    answers: &[super::raft::network::Hello],
+    ours: ClusterId,
+) -> Option<super::follower::Leader> {
+    let ours: Vec<&super::raft::network::Hello> = answers
+        .iter()
+        .filter(|hello| hello.cluster == Some(ours))
+        .collect();
+    let leader = cluster_to_join(
+        ours.iter()
+            .filter_map(|hello| Some((hello.cluster, hello.leader.clone()?))),
+    )?;
+    let naming = ours
+        .iter()
+        .filter(|hello| {
+            hello
+                .leader
+                .as_ref()
+                .is_some_and(|(id, node)| *id == leader.0 && node.peer_id == leader.1.peer_id)
+        })
+        .count();
+    (2 * naming > ours.len()).then_some(leader)
 }
 
 /// Whether `said`, the answer of `leader` itself, shows it leading cluster `ours` without
@@ -449,6 +472,50 @@ mod tests {
         assert!(led_clusters(&answers, &moved).is_empty());
         // An answer naming no leader never counts.
         assert!(led_clusters(&[(member, hello(1, theirs, None))], &confirms).is_empty());
+    }
+
+    #[test]
+    fn a_returning_node_asks_the_leader_only_more_than_half_of_its_registered_peers_name() {
+        let ours = cluster(10, 1);
+        let node = |peer: &str| crate::ledger::raft::LedgerNode {
+            peer_id: peer.into(),
+        };
+        let hello =
+            |cluster: ClusterId, leader: Option<(u64, &str)>| crate::ledger::raft::network::Hello {
+                node_id: 9,
+                in_cluster: true,
+                cluster: Some(cluster),
+                leader: leader.map(|(id, peer)| (id, node(peer))),
+                members: vec![],
+            };
+        let l = Some((1, "L"));
+        let named = |answers: &[crate::ledger::raft::network::Hello]| {
+            named_by_most(answers, ours).map(|(id, node)| (id, node.peer_id))
+        };
+        let leader_l = Some((1, "L".to_string()));
+        assert_eq!(named(&[hello(ours, l)]), leader_l);
+        assert_eq!(
+            named(&[hello(ours, l), hello(ours, l), hello(ours, None)]),
+            leader_l
+        );
+        assert_eq!(
+            named(&[hello(ours, l), hello(ours, None), hello(ours, None)]),
+            None,
+            "one alone while the others know no leader"
+        );
+        assert_eq!(named(&[hello(ours, l), hello(ours, Some((2, "M")))]), None);
+        assert_eq!(
+            named(&[hello(ours, l), hello(ours, Some((2, "L")))]),
+            None,
+            "the same PeerId under another raft id is another leader"
+        );
+        assert_eq!(
+            named(&[hello(ours, l), hello(cluster(20, 2), Some((2, "M")))]),
+            leader_l,
+            "answers from another cluster do not count"
+        );
+        assert_eq!(named(&[hello(ours, None)]), None);
+        assert_eq!(named(&[]), None);
     }
 
     #[test]

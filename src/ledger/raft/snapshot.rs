@@ -25,6 +25,9 @@ pub struct SnapshotFile {
     position: u64,
     /// The bytes the file holds.
     len: u64,
+    /// Whether a seek was started: only then does the file's answer give the position (idle,
+    /// it answers where the last seek went).
+    seeking: bool,
 }
 
 impl SnapshotFile {
@@ -39,6 +42,7 @@ impl SnapshotFile {
             file: File::from_std(file),
             position: 0,
             len,
+            seeking: false,
         }
     }
 
@@ -107,7 +111,11 @@ impl AsyncSeek for SnapshotFile {
             SeekFrom::Current(d) => self.position.checked_add_signed(d),
         };
         match target {
-            Some(n) if n <= len => Pin::new(&mut self.file).start_seek(SeekFrom::Start(n)),
+            Some(n) if n <= len => {
+                Pin::new(&mut self.file).start_seek(SeekFrom::Start(n))?;
+                self.seeking = true;
+                Ok(())
+            }
             _ => Err(refused(format!(
                 "a snapshot chunk may not skip past the {len} bytes received ({position:?})"
             ))),
@@ -115,11 +123,14 @@ impl AsyncSeek for SnapshotFile {
     }
 
     fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        let done = Pin::new(&mut self.file).poll_complete(cx);
-        if let Poll::Ready(Ok(at)) = done {
+        // Completes whatever the file has under way (a write, a seek) either way.
+        let done = std::task::ready!(Pin::new(&mut self.file).poll_complete(cx));
+        let seeking = std::mem::take(&mut self.seeking);
+        let at = done?;
+        if seeking {
             self.position = at;
         }
-        done
+        Poll::Ready(Ok(self.position))
     }
 }
 
@@ -163,8 +174,28 @@ mod tests {
         assert!(snapshot.seek(SeekFrom::End(1)).await.is_err());
         assert_eq!(snapshot.seek(SeekFrom::End(0)).await.unwrap(), 3);
         assert_eq!(snapshot.seek(SeekFrom::Current(-1)).await.unwrap(), 2);
+        snapshot.write_all(b"CD").await.unwrap();
+        assert_eq!(snapshot.seek(SeekFrom::Current(0)).await.unwrap(), 4);
         let (file, len) = snapshot.into_std().await.unwrap();
-        assert_eq!((file.metadata().unwrap().len(), len), (3, 3));
+        assert_eq!((file.metadata().unwrap().len(), len), (4, 4));
+    }
+
+    #[tokio::test]
+    async fn a_refused_seek_leaves_the_count_where_the_writes_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut snapshot = SnapshotFile::create(dir.path()).unwrap();
+        let big = vec![0u8; 1 << 20];
+        snapshot.write_all(&big).await.unwrap();
+        assert!(snapshot.seek(SeekFrom::Start(1 << 40)).await.is_err());
+        snapshot.write_all(&big).await.unwrap();
+        assert_eq!(snapshot.seek(SeekFrom::Current(0)).await.unwrap(), 2 << 20);
+        for _ in 2..(MAX_SNAPSHOT >> 20) {
+            snapshot.write_all(&big).await.unwrap();
+        }
+        assert!(
+            snapshot.write_all(b"x").await.is_err(),
+            "refused seeks do not reset what counts toward the limit"
+        );
     }
 
     #[tokio::test]

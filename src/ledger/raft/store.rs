@@ -136,14 +136,25 @@ fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<
 }
 
 /// Stores a snapshot: its metadata as JSON and its data as it is, read from `data` in chunks
-/// (as a JSON array, a large state would take four times its size), replacing any earlier one.
+/// (as a JSON array, a large state would take four times its size), replacing an earlier one.
+/// A snapshot stored meanwhile of a later log position stays: openraft builds snapshots in a
+/// task of their own, and one built before a snapshot was installed may end after it.
 fn save_snapshot(
     db: &Database,
     meta: &SnapshotMeta<NodeId, LedgerNode>,
     data: &mut impl Read,
 ) -> StorageResult<()> {
-    let meta = encode(meta)?;
     let txn = db.begin_write().map_err(write_err)?;
+    {
+        let table = txn.open_table(META).map_err(write_err)?;
+        if let Some(stored) = table.get(SNAPSHOT_META).map_err(write_err)? {
+            let stored: SnapshotMeta<NodeId, LedgerNode> = decode(stored.value())?;
+            if stored.last_log_id > meta.last_log_id {
+                return Ok(());
+            }
+        }
+    }
+    let meta = encode(meta)?;
     txn.delete_table(SNAPSHOT_CHUNKS).map_err(write_err)?;
     {
         let mut chunks = txn.open_table(SNAPSHOT_CHUNKS).map_err(write_err)?;
@@ -184,10 +195,7 @@ type Stored = (SnapshotMeta<NodeId, LedgerNode>, std::fs::File, u64);
 
 /// The stored snapshot, in any form it was stored in: its metadata, and its data copied into
 /// an unnamed file in `dir`, at its start, with its length.
-fn load_snapshot(
-    db: &Database,
-    dir: &Path,
-) -> StorageResult<Option<Stored>> {
+fn load_snapshot(db: &Database, dir: &Path) -> StorageResult<Option<Stored>> {
     let txn = db.begin_read().map_err(read_err)?;
     let table = match txn.open_table(META) {
         Ok(table) => table,
@@ -720,6 +728,25 @@ mod tests {
             load(&db),
             ("new".into(), b"short".to_vec()),
             "no chunk of the last is left"
+        );
+
+        let at = |index| Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index));
+        let later = SnapshotMeta {
+            snapshot_id: "later".into(),
+            last_log_id: at(20),
+            ..new.clone()
+        };
+        save_snapshot(&db, &later, &mut &b"later"[..]).unwrap();
+        let built_before = SnapshotMeta {
+            snapshot_id: "built before".into(),
+            last_log_id: at(10),
+            ..new
+        };
+        save_snapshot(&db, &built_before, &mut &b"before"[..]).unwrap();
+        assert_eq!(
+            load(&db),
+            ("later".into(), b"later".to_vec()),
+            "a snapshot of an earlier position does not replace a later one"
         );
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),

@@ -97,8 +97,8 @@ pub(super) fn endpoints(given: &[String]) -> Vec<String> {
 
 impl LedgerState {
     /// Makes room for a new member record when the ledger holds [`MAX_MEMBERS`]: drops the
-    /// record (and remembered address) of the member expired longest ago whose role does not
-    /// bind it. False when every record is live or bound.
+    /// record of the member expired longest ago whose role does not bind it (its address stays
+    /// remembered, as a removed member's does). False when every record is live or bound.
     pub(super) fn room_for_member(&mut self, peer: &PeerKey) -> bool {
         if self.members.contains_key(peer) || self.members.len() < MAX_MEMBERS {
             return true;
@@ -113,7 +113,6 @@ impl LedgerState {
             Some(oldest) => {
                 self.release(&oldest);
                 self.members.remove(&oldest);
-                self.previous.remove(&oldest);
                 true
             }
             None => false,

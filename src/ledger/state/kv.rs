@@ -88,7 +88,7 @@ impl Eq for SharedCount {}
 
 impl LedgerState {
     /// [`LedgerState::shared_bytes`], counted once and then kept.
-    fn shared_total(&mut self) -> usize {
+    pub(super) fn shared_total(&mut self) -> usize {
         match self.shared.0 {
             Some(total) => total,
             None => {
@@ -500,11 +500,25 @@ mod tests {
             run(&mut state, std::slice::from_ref(step));
             assert_eq!(state.shared.0, Some(state.shared_bytes()), "after {step:?}");
         }
-        let mut restored = LedgerState::restore(&state.snapshot()).unwrap();
-        assert_eq!(restored.shared.0, None);
-        assert_eq!(restored, state);
-        run(&mut restored, &[put("e", 1)]);
-        assert_eq!(restored.shared.0, Some(restored.shared_bytes()));
+        for first in [
+            put("e", 1),
+            delete("c", Some("c")),
+            Command::DeleteDns {
+                name: "svc".into(),
+                rtype: None,
+                value: None,
+            },
+        ] {
+            let mut restored = LedgerState::restore(&state.snapshot()).unwrap();
+            assert_eq!(restored.shared.0, None);
+            assert_eq!(restored, state);
+            run(&mut restored, std::slice::from_ref(&first));
+            assert_eq!(
+                restored.shared.0,
+                Some(restored.shared_bytes()),
+                "after {first:?} first"
+            );
+        }
     }
 
     #[test]

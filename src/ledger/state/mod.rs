@@ -330,6 +330,9 @@ impl LedgerState {
             return Outcome::Done;
         }
         self.applied = index;
+        // Counted before anything changes: a deletion moves the count by what it frees, which
+        // must be taken from the count of the state before it.
+        self.shared_total();
         self.execute(command)
     }
 
