@@ -25,7 +25,9 @@
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout`, or at once a denied one or one whose node joined again under a new raft id
-//! (it wiped its raft state), with a live learner, keeping the voter count odd.
+//! (it wiped its raft state), with a live learner, keeping the voter count odd, and brings a
+//! follower in as a learner when voters are short; what to change is decided by [`Seats`]
+//! ([`super::seats`], pure and time-injected).
 //!
 //! Record: a member whose record is missing, expired or under another hostname proposes it
 //! again (a live member keeps its address).
@@ -39,7 +41,7 @@
 //! ([`super::pilot`], pure and time-injected); this module reads the node's state into it at
 //! every tick, asks, proposes and joins as it says.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -57,6 +59,7 @@ use super::pilot::{
     Duty, Fallback, Found, Keep, LEADERLESS_GRACE, LISTEN_TICK, Pilot, Search, Seen,
 };
 use super::raft::network::{Joined, LedgerRpc};
+use super::seats::{self, Seats};
 use super::state::{
     ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
 };
@@ -129,7 +132,8 @@ struct Autopilot {
     pilot: Pilot,
     /// The leases as this node, while it leads, has seen them.
     leases: Leases,
-    voter_unreachable_since: HashMap<u64, Instant>,
+    /// The voters as this node, while it leads, has seen them.
+    seats: Seats,
     /// The states of the clusters this node left in merges, oldest first, until what they hold
     /// is re-proposed.
     carried: Vec<LedgerState>,
@@ -155,7 +159,7 @@ pub async fn run(
         config,
         facts,
         pilot,
-        voter_unreachable_since: HashMap::new(),
+        seats: Seats::default(),
         carried,
     };
     let mut tick = tokio::time::interval(LISTEN_TICK);
@@ -191,16 +195,11 @@ impl Autopilot {
                         // A new leader starts counting afresh: it may see members the old one
                         // did not.
                         self.leases = Leases::new(self.config.lease_timeout);
-                        self.voter_unreachable_since.clear();
+                        self.seats.clear();
                     }
                     lead(&ledger, &self.config).await;
                     recruit(&ledger, &self.config).await;
-                    replace_unreachable_voters(
-                        &ledger,
-                        &self.config,
-                        &mut self.voter_unreachable_since,
-                    )
-                    .await;
+                    replace_voters(&ledger, &self.config, &mut self.seats).await;
                     expire_leases(&ledger, &mut self.leases).await;
                 }
                 Duty::ProbeLeader => self.probe_quiet_leader().await,
@@ -672,38 +671,44 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
 /// Followers a leader short of voters asks per round whether they are in its cluster.
 const RECRUIT_ASKED: usize = 3;
 
-/// Brings a follower into raft as a learner when fewer than the target of voters are live and
-/// no live learner can step in; [`service::promote`] or the voter replacement then makes it a
-/// voter. The candidate is the live, reachable follower with the lowest PeerId among up to
-/// [`RECRUIT_ASKED`], drawn at random each round, that say they are in this cluster.
-async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
-    let _membership = ledger.membership_lock().await;
+/// The raft nodes of this leader's membership as [`seats`] judges them.
+fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
     let reachable = reachable_peers(ledger);
+    let state = ledger.state();
     let metrics = ledger.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
-    let live = |id: &u64| {
-        membership
-            .get_node(id)
-            .is_some_and(|n| reachable.contains(&n.peer_id))
-    };
-    let live_voters = membership.voter_ids().filter(live).count();
-    let live_learners = membership.learner_ids().filter(live).count();
-    if live_voters >= config.target_voters || live_learners > 0 {
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, node)| seats::Node {
+            id: *id,
+            peer: node.peer_id.clone(),
+            voter: voters.contains(id),
+            connected: reachable.contains(&node.peer_id),
+            denied: state.is_denied(&node.peer_id),
+        })
+        .collect()
+}
+
+/// Brings a follower into raft as a learner when [`seats::wants_recruit`] says so;
+/// [`service::promote`] or the voter replacement then makes it a voter. The candidate is the
+/// live, reachable follower with the lowest PeerId among up to [`RECRUIT_ASKED`], drawn at
+/// random each round, that say they are in this cluster.
+async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
+    let _membership = ledger.membership_lock().await;
+    let nodes = seat_nodes(ledger);
+    if !seats::wants_recruit(&nodes, config.target_voters) {
         return;
     }
-    // A leader that reaches no majority of its voters (it is on the small side of a
-    // partition) could not commit the change: it would only leave the follower a learner of
-    // a membership that never commits, waiting for a leader that no longer leads.
-    if live_voters <= membership.voter_ids().count() / 2 {
-        return;
-    }
-    let in_raft: Vec<&String> = membership.nodes().map(|(_, n)| &n.peer_id).collect();
+    let reachable = reachable_peers(ledger);
     let mut candidates: Vec<libp2p::PeerId> = ledger
         .state()
         .members()
         .iter()
         .filter(|(peer, m)| {
-            m.lease == LeaseState::Live && reachable.contains(peer) && !in_raft.contains(peer)
+            m.lease == LeaseState::Live
+                && reachable.contains(peer)
+                && !nodes.iter().any(|n| n.peer == **peer)
         })
         .filter_map(|(peer, _)| peer.parse::<libp2p::PeerId>().ok())
         .filter(|peer| !ledger.p2p().is_behind(peer))
@@ -715,14 +720,12 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
     // the old cluster are members here until they merge in. It must not become a learner of
     // this one while it follows that one.
     let ours = ledger.state().cluster();
-    let Some((candidate, hello)) = service::ask_each(ledger, candidates)
-        .await
-        .into_iter()
-        .filter(|(_, hello)| hello.cluster == ours)
-        .min_by_key(|(peer, _)| *peer)
+    let answers = service::ask_each(ledger, candidates).await;
+    let Some((candidate, hello)) = seats::pick_recruit(answers, |hello| hello.cluster == ours)
     else {
         return;
     };
+    let live_voters = nodes.iter().filter(|n| n.voter && n.connected).count();
     tracing::info!(peer = %candidate, live_voters, "voters are short; adding a follower as learner");
     let node = super::raft::LedgerNode {
         peer_id: candidate.to_string(),
@@ -751,102 +754,26 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
     reachable
 }
 
-/// Replaces voters unreachable for `voter_timeout`, and denied voters at once, with reachable
-/// learners, one for one.
-async fn replace_unreachable_voters(
-    ledger: &Ledger,
-    config: &LedgerConfig,
-    unreachable_since: &mut HashMap<u64, Instant>,
-) {
+/// Replaces voters as [`Seats::replacement`] says: unreachable for `voter_timeout`, denied or
+/// superseded ones, by reachable learners, one for one.
+async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
     let _membership = ledger.membership_lock().await;
-    let reachable = reachable_peers(ledger);
-    let metrics = ledger.raft().metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    // A raft node whose PeerId has joined again under a new raft id (it wiped its raft state:
-    // a merge away and back) is gone for good: that node answers only as the new one. Only the
-    // node itself can join under its PeerId, so no member can retire another's seat this way.
-    let superseded = |id: &u64| {
-        membership.get_node(id).is_some_and(|node| {
-            membership
-                .learner_ids()
-                .any(|other| other != *id && membership.get_node(&other) == Some(node))
-        })
-    };
-    let is_reachable = |id: &u64| {
-        !superseded(id)
-            && membership
-                .get_node(id)
-                .is_some_and(|n| reachable.contains(&n.peer_id))
-    };
-    let denied: Vec<u64> = {
-        let state = ledger.state();
-        membership
-            .nodes()
-            .filter(|(_, n)| state.is_denied(&n.peer_id))
-            .map(|(id, _)| *id)
-            .collect()
-    };
-    let is_denied = |id: &u64| denied.contains(id);
-    let voters: Vec<u64> = membership.voter_ids().collect();
-    let now = crate::clock::now();
-    unreachable_since.retain(|id, _| voters.contains(id) && !is_reachable(id));
-    let mut dead = Vec::new();
-    for id in &voters {
-        // A denied voter is cut off for good, a superseded one gone: no reason to wait.
-        if is_denied(id) || superseded(id) {
-            dead.push(*id);
-            continue;
-        }
-        if is_reachable(id) {
-            continue;
-        }
-        let since = *unreachable_since.entry(*id).or_insert(now);
-        if now.duration_since(since) >= config.voter_timeout {
-            dead.push(*id);
-        }
-    }
-    // Without a majority of the voters reachable the change could not commit (this leader is
-    // on the small side of a partition): it would hold the membership lock waiting.
-    let live_voters = voters.iter().filter(|id| is_reachable(id)).count();
-    if dead.is_empty() || live_voters <= voters.len() / 2 {
+    let nodes = seat_nodes(ledger);
+    let Some(change) = seats.replacement(crate::clock::now(), &nodes, config.voter_timeout) else {
         return;
-    }
-    // Replace one for one, so the count stays odd; without a live learner to step in, a dead
-    // voter stays (the others still form a quorum) rather than shrinking the group. A denied
-    // voter stays too: every member has cut it off, so it takes part in no vote or append.
-    let learners: Vec<u64> = membership
-        .learner_ids()
-        .filter(|id| is_reachable(id))
-        .collect();
-    // Denied voters give up their seats first.
-    dead.sort_by_key(|id| !is_denied(id));
-    let replaced = dead.len().min(learners.len());
-    if replaced == 0 {
-        return;
-    }
-    dead.truncate(replaced);
-    let new_voters: std::collections::BTreeSet<u64> = voters
-        .iter()
-        .copied()
-        .filter(|id| !dead.contains(id))
-        .chain(learners.into_iter().take(replaced))
-        .collect();
+    };
     tracing::info!(
-        ?dead,
-        ?new_voters,
-        "replacing voters unreachable past the voter timeout"
+        dead = ?change.dropped,
+        new_voters = ?change.voters,
+        "replacing voters unreachable past the voter timeout, denied or superseded"
     );
     let changed = tokio::time::timeout(
         JOIN_TIMEOUT,
-        ledger.raft().change_membership(new_voters, false),
+        ledger.raft().change_membership(change.voters, false),
     )
     .await;
     match changed {
-        Ok(Ok(_)) => {
-            for id in dead {
-                unreachable_since.remove(&id);
-            }
-        }
+        Ok(Ok(_)) => seats.replaced(&change.dropped),
         Ok(Err(e)) => tracing::warn!(error = %e, "voter replacement failed"),
         Err(_) => tracing::warn!("voter replacement not committed in time"),
     }

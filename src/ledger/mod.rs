@@ -24,6 +24,7 @@ pub mod pilot;
 pub mod raft;
 pub mod recover;
 pub mod sealed;
+mod seats;
 pub mod service;
 #[cfg(test)]
 mod sim;

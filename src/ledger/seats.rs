@@ -1,0 +1,267 @@
+//! The leader's decisions about raft seats, pure and time-injected: which voters to replace
+//! by which learners, and whether to bring a follower in as a learner. The autopilot reads the
+//! raft membership, the admitted peers and the deny list into [`Node`]s, asks, and carries out
+//! the change; the rules live here, where a property test can drive them through any order of
+//! events (`seats/world.rs`).
+//!
+//! Voters: a voter that no admitted connection has reached for the voter timeout, a denied
+//! voter and a superseded one (its node joined again under a new raft id) at once, is replaced
+//! by a reachable learner, one for one, so the count of voters stays odd; denied voters give up
+//! their seats first. Without a reachable learner a dead voter keeps its seat (the others still
+//! form a quorum). Nothing changes while the leader reaches no more than half of its voters: it
+//! is on the small side of a partition, and the change could not commit.
+//!
+//! Learners: when fewer voters than the target are live and no live learner can step in, and
+//! the leader reaches a majority of its voters, it brings in the live follower with the lowest
+//! PeerId among a few that say they are in its cluster ([`pick_recruit`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// A raft node as the leader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: u64,
+    /// The PeerId it is registered as.
+    pub peer: String,
+    pub voter: bool,
+    /// Whether an admitted connection reaches its PeerId now.
+    pub connected: bool,
+    /// Whether the mesh denies its PeerId.
+    pub denied: bool,
+}
+
+/// A change of voters: the voters after it, and the ones it drops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub voters: BTreeSet<u64>,
+    pub dropped: Vec<u64>,
+}
+
+/// When each voter was first seen unreachable, across the leader's rounds.
+#[derive(Debug, Default)]
+pub struct Seats {
+    unreachable_since: HashMap<u64, Instant>,
+}
+
+/// Whether `node` joined again under a new raft id: a learner of another id holds its PeerId.
+/// Only the node itself can join under its PeerId, so no member can retire another's seat so.
+fn superseded(nodes: &[Node], node: &Node) -> bool {
+    nodes
+        .iter()
+        .any(|other| !other.voter && other.id != node.id && other.peer == node.peer)
+}
+
+/// Whether `node` counts as live: connected, and neither superseded nor denied.
+fn live(nodes: &[Node], node: &Node) -> bool {
+    node.connected && !node.denied && !superseded(nodes, node)
+}
+
+/// Whether the leader reaches more than half of its voters.
+fn reaches_majority(nodes: &[Node]) -> bool {
+    let voters = nodes.iter().filter(|n| n.voter).count();
+    let live_voters = nodes.iter().filter(|n| n.voter && live(nodes, n)).count();
+    live_voters > voters / 2
+}
+
+impl Seats {
+    /// Forgets every timer (a new leadership starts them fresh).
+    pub fn clear(&mut self) {
+        self.unreachable_since.clear();
+    }
+
+    /// The voter change due at `now`, if any.
+    pub fn replacement(
+        &mut self,
+        now: Instant,
+        nodes: &[Node],
+        voter_timeout: Duration,
+    ) -> Option<Replacement> {
+        let voters: Vec<&Node> = nodes.iter().filter(|n| n.voter).collect();
+        self.unreachable_since.retain(|id, _| {
+            voters
+                .iter()
+                .any(|v| v.id == *id && (!v.connected || superseded(nodes, v)))
+        });
+        let mut dead: Vec<&Node> = Vec::new();
+        for voter in &voters {
+            let gone = superseded(nodes, voter);
+            // Time unreachable counts while denied too: allowed again, it is not new.
+            let down_since = (!voter.connected || gone)
+                .then(|| *self.unreachable_since.entry(voter.id).or_insert(now));
+            let timed_out =
+                down_since.is_some_and(|since| now.duration_since(since) >= voter_timeout);
+            if voter.denied || gone || timed_out {
+                dead.push(voter);
+            }
+        }
+        if dead.is_empty() || !reaches_majority(nodes) {
+            return None;
+        }
+        let learners: Vec<u64> = nodes
+            .iter()
+            .filter(|n| !n.voter && live(nodes, n))
+            .map(|n| n.id)
+            .collect();
+        // Denied voters give up their seats first (a stable sort keeps the rest in order).
+        dead.sort_by_key(|voter| !voter.denied);
+        let replaced = dead.len().min(learners.len());
+        if replaced == 0 {
+            return None;
+        }
+        let dropped: Vec<u64> = dead[..replaced].iter().map(|v| v.id).collect();
+        let voters = voters
+            .iter()
+            .map(|v| v.id)
+            .filter(|id| !dropped.contains(id))
+            .chain(learners.into_iter().take(replaced))
+            .collect();
+        Some(Replacement { voters, dropped })
+    }
+
+    /// The change committed: its dropped voters' timers go.
+    pub fn replaced(&mut self, dropped: &[u64]) {
+        for id in dropped {
+            self.unreachable_since.remove(id);
+        }
+    }
+}
+
+/// Whether a leader with `nodes` should bring a follower in as a learner: fewer than `target`
+/// voters are live, no live learner can step in, and it reaches a majority of its voters (on
+/// the small side of a partition the change would leave the follower a learner of a
+/// membership that never commits).
+pub fn wants_recruit(nodes: &[Node], target: usize) -> bool {
+    let live_voters = nodes.iter().filter(|n| n.voter && live(nodes, n)).count();
+    let live_learners = nodes.iter().filter(|n| !n.voter && live(nodes, n)).count();
+    live_voters < target && live_learners == 0 && reaches_majority(nodes)
+}
+
+/// The follower to bring in: the lowest PeerId among `answers` (each asked follower's PeerId
+/// and its answer) whose answer says it is in this cluster.
+pub fn pick_recruit<P: Ord, A>(
+    answers: Vec<(P, A)>,
+    in_ours: impl Fn(&A) -> bool,
+) -> Option<(P, A)> {
+    answers
+        .into_iter()
+        .filter(|(_, answer)| in_ours(answer))
+        .min_by(|a, b| a.0.cmp(&b.0))
+}
+
+#[cfg(test)]
+mod world;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u64, voter: bool, connected: bool) -> Node {
+        Node {
+            id,
+            peer: format!("p{id}"),
+            voter,
+            connected,
+            denied: false,
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn an_unreachable_voter_is_replaced_after_the_timeout_by_a_live_learner() {
+        let start = Instant::now();
+        let mut seats = Seats::default();
+        let nodes = [
+            node(1, true, true),
+            node(2, true, true),
+            node(3, true, false),
+            node(4, false, true),
+        ];
+        assert_eq!(seats.replacement(start, &nodes, TIMEOUT), None);
+        assert_eq!(
+            seats.replacement(start + TIMEOUT - Duration::from_millis(1), &nodes, TIMEOUT),
+            None
+        );
+        let change = seats.replacement(start + TIMEOUT, &nodes, TIMEOUT).unwrap();
+        assert_eq!(change.dropped, [3]);
+        assert_eq!(change.voters, BTreeSet::from([1, 2, 4]));
+    }
+
+    #[test]
+    fn a_denied_or_superseded_voter_goes_at_once_the_denied_first() {
+        let now = Instant::now();
+        let mut seats = Seats::default();
+        let mut denied = node(2, true, true);
+        denied.denied = true;
+        let mut again = node(9, false, true);
+        again.peer = "p3".into();
+        let nodes = [
+            node(1, true, true),
+            denied,
+            node(3, true, true),
+            node(4, true, true),
+            node(5, true, true),
+            node(6, false, true),
+            again,
+        ];
+        let change = seats.replacement(now, &nodes, TIMEOUT).unwrap();
+        assert_eq!(change.dropped, [2, 3]);
+        assert_eq!(change.voters, BTreeSet::from([1, 4, 5, 6, 9]));
+    }
+
+    #[test]
+    fn nothing_changes_without_a_majority_or_a_learner_to_step_in() {
+        let start = Instant::now();
+        let mut seats = Seats::default();
+        let cut_off = [
+            node(1, true, true),
+            node(2, true, false),
+            node(3, true, false),
+            node(4, false, true),
+        ];
+        seats.replacement(start, &cut_off, TIMEOUT);
+        assert_eq!(seats.replacement(start + TIMEOUT, &cut_off, TIMEOUT), None);
+        let no_learner = [
+            node(1, true, true),
+            node(2, true, true),
+            node(3, true, false),
+        ];
+        seats.replacement(start, &no_learner, TIMEOUT);
+        assert_eq!(
+            seats.replacement(start + TIMEOUT, &no_learner, TIMEOUT),
+            None
+        );
+    }
+
+    #[test]
+    fn a_follower_is_recruited_only_when_voters_are_short_and_no_learner_can_step_in() {
+        let short = [node(1, true, true)];
+        assert!(wants_recruit(&short, 3));
+        assert!(!wants_recruit(&short, 1));
+        assert!(!wants_recruit(
+            &[node(1, true, true), node(2, false, true)],
+            3
+        ));
+        assert!(
+            wants_recruit(&[node(1, true, true), node(2, false, false)], 3),
+            "a learner that is not live cannot step in"
+        );
+        assert!(
+            !wants_recruit(
+                &[
+                    node(1, true, true),
+                    node(2, true, false),
+                    node(3, true, false)
+                ],
+                3
+            ),
+            "a leader cut off from its quorum recruits nobody"
+        );
+        assert_eq!(
+            pick_recruit(vec![("c", 1), ("a", 2), ("b", 1)], |c| *c == 1),
+            Some(("b", 1))
+        );
+        assert_eq!(pick_recruit(vec![("a", 2)], |c| *c == 1), None);
+    }
+}

@@ -1,0 +1,299 @@
+//! A leader's raft membership in simulated time around [`Seats`]: voters and learners lose and
+//! regain their connections, are denied and allowed, join again under new raft ids, learners
+//! come and go, leadership is lost and regained, and changes commit or fail. Each round, every
+//! answer is checked against the rules with the checker's own memory of when each voter was
+//! last seen, and what must happen is checked to happen. Seeds run in order, so a failure names
+//! the seed that replays it exactly; counts across all seeds show every rule exercised.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+macro_rules! ensure {
+    ($cond:expr, $($why:tt)+) => {
+        if !$cond {
+            return Err(format!($($why)+));
+        }
+    };
+}
+
+/// How often each rule was exercised, over all seeds.
+#[derive(Debug, Default)]
+struct Counts {
+    after_timeout: u64,
+    denied: u64,
+    superseded: u64,
+    kept_without_majority: u64,
+    kept_without_learner: u64,
+    recruits: u64,
+    failed_commits: u64,
+}
+
+struct World {
+    rng: StdRng,
+    now: Instant,
+    nodes: Vec<Node>,
+    next_id: u64,
+    seats: Seats,
+    /// The checker's own memory: since when each voter has been seen down at every round.
+    down_since: BTreeMap<u64, Instant>,
+}
+
+impl World {
+    fn new(seed: u64) -> World {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let voters = [1, 3, 5][rng.gen_range(0..3)];
+        let learners = rng.gen_range(0..4);
+        let nodes = (1..=(voters + learners) as u64)
+            .map(|id| Node {
+                id,
+                peer: format!("p{id}"),
+                voter: id <= voters as u64,
+                connected: true,
+                denied: false,
+            })
+            .collect();
+        World {
+            rng,
+            now: Instant::now(),
+            nodes,
+            next_id: (voters + learners) as u64 + 1,
+            seats: Seats::default(),
+            down_since: BTreeMap::new(),
+        }
+    }
+
+    /// Something happens to the membership, and time passes.
+    fn step(&mut self) {
+        let rng = &mut self.rng;
+        let pick = rng.gen_range(0..self.nodes.len());
+        match rng.gen_range(0..100) {
+            0..=34 => self.nodes[pick].connected = !self.nodes[pick].connected,
+            35..=39 => self.nodes[pick].denied = !self.nodes[pick].denied,
+            40..=44 => {
+                let peer = self.nodes[pick].peer.clone();
+                self.nodes.push(Node {
+                    id: self.next_id,
+                    peer,
+                    voter: false,
+                    connected: true,
+                    denied: false,
+                });
+                self.next_id += 1;
+            }
+            45..=54 => {
+                self.nodes.push(Node {
+                    id: self.next_id,
+                    peer: format!("p{}", self.next_id),
+                    voter: false,
+                    connected: rng.gen_bool(0.8),
+                    denied: false,
+                });
+                self.next_id += 1;
+            }
+            55..=64 if !self.nodes[pick].voter => {
+                self.nodes.remove(pick);
+            }
+            65..=67 => {
+                self.seats.clear();
+                self.down_since.clear();
+            }
+            _ => {}
+        }
+        self.now += Duration::from_millis(self.rng.gen_range(0..6000));
+    }
+
+    /// One round of the leader: the answer checked against the rules, then carried out.
+    fn round(&mut self, counts: &mut Counts) -> Result<(), String> {
+        let nodes = self.nodes.clone();
+        let voters: Vec<&Node> = nodes.iter().filter(|n| n.voter).collect();
+        let superseded = |n: &Node| {
+            nodes
+                .iter()
+                .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
+        };
+        let live = |n: &Node| n.connected && !n.denied && !superseded(n);
+        for voter in &voters {
+            if voter.connected && !superseded(voter) {
+                self.down_since.remove(&voter.id);
+            } else {
+                self.down_since.entry(voter.id).or_insert(self.now);
+            }
+        }
+        self.down_since
+            .retain(|id, _| voters.iter().any(|v| v.id == *id));
+        let dead: Vec<u64> = voters
+            .iter()
+            .filter(|v| {
+                v.denied
+                    || superseded(v)
+                    || self
+                        .down_since
+                        .get(&v.id)
+                        .is_some_and(|since| self.now.duration_since(*since) >= TIMEOUT)
+            })
+            .map(|v| v.id)
+            .collect();
+        let majority = voters.iter().filter(|v| live(v)).count() > voters.len() / 2;
+        let learners: Vec<u64> = nodes
+            .iter()
+            .filter(|n| !n.voter && live(n))
+            .map(|n| n.id)
+            .collect();
+
+        let answer = self.seats.replacement(self.now, &nodes, TIMEOUT);
+        let Some(change) = answer else {
+            ensure!(
+                dead.is_empty() || !majority || learners.is_empty(),
+                "no change although voters {dead:?} are dead, a majority is live and learners \
+                 {learners:?} can step in"
+            );
+            if !dead.is_empty() {
+                if !majority {
+                    counts.kept_without_majority += 1;
+                } else {
+                    counts.kept_without_learner += 1;
+                }
+            }
+            return self.recruit(counts);
+        };
+        ensure!(majority, "a change without a majority of live voters");
+        let replaced = dead.len().min(learners.len());
+        ensure!(
+            change.dropped.len() == replaced,
+            "dropped {:?} of dead {dead:?} with learners {learners:?}",
+            change.dropped
+        );
+        ensure!(
+            change.dropped.iter().all(|id| dead.contains(id)),
+            "dropped {:?}, not all dead ({dead:?})",
+            change.dropped
+        );
+        let denied_dead = voters
+            .iter()
+            .filter(|v| v.denied && dead.contains(&v.id))
+            .count();
+        let denied_dropped = voters
+            .iter()
+            .filter(|v| v.denied && change.dropped.contains(&v.id))
+            .count();
+        ensure!(
+            denied_dropped == denied_dead.min(replaced),
+            "denied voters do not go first: {denied_dropped} of {denied_dead} dropped"
+        );
+        ensure!(
+            change.voters.len() == voters.len(),
+            "the count of voters moved from {} to {}",
+            voters.len(),
+            change.voters.len()
+        );
+        for id in &change.voters {
+            let kept = voters.iter().any(|v| v.id == *id) && !change.dropped.contains(id);
+            ensure!(
+                kept || learners.contains(id),
+                "new voter {id} is neither a kept voter nor a live learner"
+            );
+        }
+        for voter in &voters {
+            if voter.denied {
+                counts.denied += u64::from(change.dropped.contains(&voter.id));
+            } else if superseded(voter) {
+                counts.superseded += u64::from(change.dropped.contains(&voter.id));
+            } else {
+                counts.after_timeout += u64::from(change.dropped.contains(&voter.id));
+            }
+        }
+        if self.rng.gen_bool(0.15) {
+            counts.failed_commits += 1;
+            return Ok(());
+        }
+        for node in &mut self.nodes {
+            node.voter = change.voters.contains(&node.id);
+        }
+        self.nodes
+            .retain(|n| n.voter || !change.dropped.contains(&n.id));
+        self.seats.replaced(&change.dropped);
+        for id in &change.dropped {
+            self.down_since.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Whether a follower is brought in, against the rule; one sometimes is.
+    fn recruit(&mut self, counts: &mut Counts) -> Result<(), String> {
+        let live = |n: &Node| {
+            n.connected
+                && !n.denied
+                && !self
+                    .nodes
+                    .iter()
+                    .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
+        };
+        let voters = self.nodes.iter().filter(|n| n.voter).count();
+        let live_voters = self.nodes.iter().filter(|n| n.voter && live(n)).count();
+        let live_learners = self.nodes.iter().filter(|n| !n.voter && live(n)).count();
+        let target = 3;
+        let expected = live_voters < target && live_learners == 0 && live_voters > voters / 2;
+        let wants = wants_recruit(&self.nodes, target);
+        ensure!(
+            wants == expected,
+            "recruit {wants} with {live_voters} live of {voters} voters and {live_learners} \
+             live learners"
+        );
+        if wants && self.rng.gen_bool(0.5) {
+            counts.recruits += 1;
+            self.nodes.push(Node {
+                id: self.next_id,
+                peer: format!("p{}", self.next_id),
+                voter: false,
+                connected: true,
+                denied: false,
+            });
+            self.next_id += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Two thousand random lives of 300 rounds each: every voter change follows the rules, and
+/// none that the rules call for is missed.
+#[test]
+fn the_leader_replaces_and_recruits_by_its_rules_in_any_order_of_events() {
+    let mut counts = Counts::default();
+    for seed in 0..2000 {
+        let mut world = World::new(seed);
+        for round in 0..300 {
+            world.step();
+            if let Err(why) = world.round(&mut counts) {
+                panic!("seed {seed}, round {round}: {why}");
+            }
+        }
+    }
+    eprintln!("{counts:?}");
+    let least = [
+        ("replacements after the timeout", counts.after_timeout),
+        ("replacements of denied voters", counts.denied),
+        ("replacements of superseded voters", counts.superseded),
+        (
+            "dead voters kept without a majority",
+            counts.kept_without_majority,
+        ),
+        (
+            "dead voters kept without a learner",
+            counts.kept_without_learner,
+        ),
+        ("recruits", counts.recruits),
+        ("changes that did not commit", counts.failed_commits),
+    ];
+    for (what, count) in least {
+        assert!(
+            count >= 50,
+            "only {count} {what}: the world does not exercise the rule"
+        );
+    }
+}
