@@ -345,6 +345,102 @@ async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write_and_delet
     }
 }
 
+/// A member off while its cluster merged into another comes back holding the old cluster's
+/// raft state: it finds its peers in the winner, leaves the cluster that is gone, and joins the
+/// winner with an address (its own when still free; here an east member holds it) and every
+/// write of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_cluster_merged_away_while_it_was_off_comes_back_into_the_winner() {
+    let token = network();
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let w0 = start(&token, "w0", vec![]).await;
+    let entry = address(&w0).await;
+    let mut west = vec![
+        replica(w0, "w0").await,
+        replica(start(&token, "w1", vec![entry.clone()]).await, "w1").await,
+        replica(
+            start_as(&token, "w2", vec![entry.clone()], &keypair).await,
+            "w2",
+        )
+        .await,
+    ];
+    let east = group(&token, &["e0", "e1", "e2", "e3"]).await;
+    let west_cluster = settled_cluster(&west).await;
+    let east_cluster = settled_cluster(&east).await;
+    assert_ne!(west_cluster, east_cluster, "the groups formed apart");
+    commit(&west[0], put("west-before")).await;
+    wait_for("the west write on w2", || {
+        has_key(&west[2], "west-before").then_some(())
+    })
+    .await;
+    let away = west.pop().unwrap();
+    let held = own_address(&away).unwrap();
+    away.member.stop.cancel();
+    let Replica {
+        member,
+        ledger,
+        dir,
+    } = away;
+    drop((member, ledger));
+
+    // While w2 is off, a node that knows both groups brings them together: the larger east
+    // wins, and w0 and w1 leave the west cluster for it.
+    let bridge = replica(
+        start(
+            &token,
+            "bridge",
+            vec![
+                address(&west[0].member).await,
+                address(&east[0].member).await,
+            ],
+        )
+        .await,
+        "bridge",
+    )
+    .await;
+    let mut everyone: Vec<Replica> = west.into_iter().chain(east).chain([bridge]).collect();
+    assert_eq!(
+        settled_cluster(&everyone).await,
+        east_cluster,
+        "the larger group wins"
+    );
+    commit(&everyone[0], put("after-merge")).await;
+
+    let restarted = std::time::Instant::now();
+    let back = replica_in(
+        start_as(&token, "w2", vec![entry], &keypair).await,
+        "w2",
+        dir,
+    )
+    .await;
+    everyone.push(back);
+    assert_eq!(
+        settled_cluster(&everyone).await,
+        east_cluster,
+        "w2 is back in the winner"
+    );
+    let back = everyone.last().unwrap();
+    wait_within(MERGE_DEADLINE, "both writes on w2", || {
+        (has_key(back, "west-before") && has_key(back, "after-merge")).then_some(())
+    })
+    .await;
+    eprintln!(
+        "w2 back in the winner with both writes {:.1} s after it started again",
+        restarted.elapsed().as_secs_f64()
+    );
+    // Both groups gave out the lowest addresses, so the one w2 held is an east member's now.
+    assert!(
+        own_address(back).is_some_and(|a| a != held),
+        "w2 has an address of its own"
+    );
+    let addresses: BTreeSet<_> = everyone.iter().filter_map(own_address).collect();
+    assert_eq!(
+        addresses.len(),
+        everyone.len(),
+        "distinct addresses: {addresses:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_survivor_of_quorum_loss_recovers_the_ledger_into_a_new_cluster() {
     let token = network();
