@@ -725,8 +725,12 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
     else {
         return;
     };
-    let live_voters = nodes.iter().filter(|n| n.voter && n.connected).count();
-    tracing::info!(peer = %candidate, live_voters, "voters are short; adding a follower as learner");
+    let connected_voters = nodes.iter().filter(|n| n.voter && n.connected).count();
+    tracing::info!(
+        peer = %candidate,
+        connected_voters,
+        "voters are short; adding a follower as learner"
+    );
     let node = super::raft::LedgerNode {
         peer_id: candidate.to_string(),
     };

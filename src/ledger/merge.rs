@@ -175,7 +175,8 @@ pub fn cluster_to_join(
 pub async fn removed(ledger: &Ledger) -> Option<super::follower::Leader> {
     let ours = ledger.state().cluster()?;
     let me = ledger.node_id();
-    let registered: Vec<libp2p::PeerId> = {
+    // Each PeerId once: a node registered under two raft ids (it joined again) has one say.
+    let registered: std::collections::BTreeSet<libp2p::PeerId> = {
         let metrics = ledger.raft().metrics().borrow().clone();
         metrics
             .membership_config

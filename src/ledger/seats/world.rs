@@ -5,7 +5,7 @@
 //! last seen, and what must happen is checked to happen. Seeds run in order, so a failure names
 //! the seed that replays it exactly; counts across all seeds show every rule exercised.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -192,13 +192,21 @@ impl World {
             voters.len(),
             change.voters.len()
         );
-        for id in &change.voters {
-            let kept = voters.iter().any(|v| v.id == *id) && !change.dropped.contains(id);
-            ensure!(
-                kept || learners.contains(id),
-                "new voter {id} is neither a kept voter nor a live learner"
-            );
-        }
+        let kept: BTreeSet<u64> = voters
+            .iter()
+            .map(|v| v.id)
+            .filter(|id| !change.dropped.contains(id))
+            .collect();
+        ensure!(
+            kept.is_subset(&change.voters),
+            "voters {:?} dropped without being dead",
+            kept.difference(&change.voters).collect::<Vec<_>>()
+        );
+        let added: Vec<&u64> = change.voters.difference(&kept).collect();
+        ensure!(
+            added.len() == replaced && added.iter().all(|id| learners.contains(id)),
+            "added {added:?}, not {replaced} of the live learners {learners:?}"
+        );
         for voter in &voters {
             if voter.denied {
                 counts.denied += u64::from(change.dropped.contains(&voter.id));
