@@ -221,13 +221,7 @@ async fn replaced_while_away_rejoins(leader: bool) {
     let gone = away.member.handle.peer_id().to_string();
     let before = own_address(&away).expect("an address before it left");
     let old_id = away.ledger.node_id();
-    away.member.stop.cancel();
-    let Replica {
-        member,
-        ledger,
-        dir,
-    } = away;
-    drop((member, ledger));
+    let dir = away.stop();
     wait_for("three voters without the one away", || {
         let voters = replicas[0].ledger.status().voters;
         (voters.len() == 3 && !voters.contains(&gone)).then_some(())
@@ -375,13 +369,7 @@ async fn a_member_whose_cluster_merged_away_while_it_was_off_comes_back_into_the
     .await;
     let away = west.pop().unwrap();
     let held = own_address(&away).unwrap();
-    away.member.stop.cancel();
-    let Replica {
-        member,
-        ledger,
-        dir,
-    } = away;
-    drop((member, ledger));
+    let dir = away.stop();
 
     // While w2 is off, a node that knows both groups brings them together: the larger east
     // wins, and w0 and w1 leave the west cluster for it.
@@ -593,14 +581,7 @@ async fn a_restarted_member_keeps_its_peer_id_address_and_cluster() {
     let restarting = replicas.pop().unwrap();
     let peer_id = restarting.member.handle.peer_id();
     let before = own_address(&restarting).unwrap();
-    // Stop it (its control plane and ledger), keeping the state directory.
-    restarting.member.stop.cancel();
-    let Replica {
-        member,
-        ledger,
-        dir,
-    } = restarting;
-    drop((member, ledger));
+    let dir = restarting.stop();
     let again = replica_in(
         start_as(&token, "r2", vec![entry], &keypair).await,
         "r2",

@@ -19,6 +19,21 @@ pub struct Replica {
     pub dir: tempfile::TempDir,
 }
 
+impl Replica {
+    /// Stops the member (its control plane and ledger) and hands back its state directory,
+    /// for a restart over it.
+    pub fn stop(self) -> tempfile::TempDir {
+        self.member.stop.cancel();
+        let Replica {
+            member,
+            ledger,
+            dir,
+        } = self;
+        drop((member, ledger));
+        dir
+    }
+}
+
 pub async fn replica(member: Member, hostname: &str) -> Replica {
     replica_in(member, hostname, tempfile::tempdir().unwrap()).await
 }

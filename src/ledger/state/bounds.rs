@@ -207,34 +207,18 @@ mod tests {
     #[test]
     fn a_member_record_keeps_a_bounded_hostname_and_endpoints() {
         let mut state = LedgerState::new(pool());
+        let mut big = join("p", 1);
         let Command::Join {
-            peer,
-            sealing_key,
-            requested,
-            now,
-            fixed_role,
-            policy,
-            bootstraps,
-            platform,
+            hostname,
+            endpoints,
             ..
-        } = join("p", 1)
+        } = &mut big
         else {
             unreachable!("join makes a Join")
         };
-        let mut endpoints = vec!["x".repeat(ENDPOINT_LIMIT + 1)];
+        *hostname = "é".repeat(HOSTNAME_LIMIT);
+        *endpoints = vec!["x".repeat(ENDPOINT_LIMIT + 1)];
         endpoints.extend((0..20).map(|i| format!("10.0.0.{i}:51820")));
-        let big = Command::Join {
-            peer,
-            hostname: "é".repeat(HOSTNAME_LIMIT),
-            sealing_key,
-            endpoints,
-            requested,
-            now,
-            fixed_role,
-            policy,
-            bootstraps,
-            platform,
-        };
         run(&mut state, &[big]);
         let member: &Member = &state.members()["p"];
         assert!(member.hostname.len() <= HOSTNAME_LIMIT);

@@ -255,19 +255,8 @@ impl LedgerState {
 #[cfg(test)]
 mod tests {
     use super::super::Command;
-    use super::super::tests::{pool, run};
+    use super::super::tests::{pool, put_dns, run};
     use super::*;
-
-    fn put_dns(name: &str, rtype: RecordType, value: &str) -> Command {
-        Command::PutDns {
-            name: name.into(),
-            rtype,
-            record: DnsRecord {
-                value: value.into(),
-                ttl: 60,
-            },
-        }
-    }
 
     #[test]
     fn dns_record_sets_collect_values_and_keep_a_cname_alone() {

@@ -272,7 +272,7 @@ impl LedgerState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{pool, run};
+    use super::super::tests::{pool, put_dns, run};
     use super::super::{Command, DnsRecord, RecordType};
     use super::*;
 
@@ -384,17 +384,6 @@ mod tests {
         assert!(full.bucket("b").unwrap().contains_key("k0"));
     }
 
-    fn dns(name: &str, rtype: RecordType, value: &str) -> Command {
-        Command::PutDns {
-            name: name.into(),
-            rtype,
-            record: DnsRecord {
-                value: value.into(),
-                ttl: 60,
-            },
-        }
-    }
-
     fn pattern(pattern: &str, rtype: RecordType, value: &str, merge: bool) -> Command {
         Command::PutDnsPattern {
             pattern: pattern.into(),
@@ -421,7 +410,7 @@ mod tests {
         let room = SHARED_DATA_LIMIT - state.shared_bytes();
         let value = "v".repeat(3000);
         let fill: Vec<Command> = (0..room / 3000 + 1)
-            .map(|i| dns(&format!("n{i}"), RecordType::Txt, &value))
+            .map(|i| put_dns(&format!("n{i}"), RecordType::Txt, &value))
             .collect();
         let outcomes = run(&mut state, &fill);
         assert_eq!(outcomes.last(), Some(&Outcome::LedgerFull));
@@ -473,11 +462,11 @@ mod tests {
             Command::DeleteSecret { name: "s".into() },
             delete("b", None),
             put("d", 2),
-            dns("svc", RecordType::A, "10.9.0.1"),
-            dns("svc", RecordType::A, "10.9.0.2"),
-            dns("svc", RecordType::A, "10.9.0.2"),
-            dns("alias", RecordType::Cname, "a.example"),
-            dns("alias", RecordType::Cname, "longer.example"),
+            put_dns("svc", RecordType::A, "10.9.0.1"),
+            put_dns("svc", RecordType::A, "10.9.0.2"),
+            put_dns("svc", RecordType::A, "10.9.0.2"),
+            put_dns("alias", RecordType::Cname, "a.example"),
+            put_dns("alias", RecordType::Cname, "longer.example"),
             Command::DeleteDns {
                 name: "SVC".into(),
                 rtype: None,

@@ -547,6 +547,18 @@ pub(crate) mod tests {
     }
 
     /// Applies commands with consecutive indexes, returning the outcomes.
+    /// A `PutDns` of one value with a TTL of 60 s.
+    pub fn put_dns(name: &str, rtype: RecordType, value: &str) -> Command {
+        Command::PutDns {
+            name: name.into(),
+            rtype,
+            record: DnsRecord {
+                value: value.into(),
+                ttl: 60,
+            },
+        }
+    }
+
     pub fn run(state: &mut LedgerState, commands: &[Command]) -> Vec<Outcome> {
         commands
             .iter()
