@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Resident memory of two weft binaries side by side: binary A in one network namespace and B in
-# another, joined by a veth pair, one mesh of two nodes; VmRSS of each after IDLE seconds. Run it
-# twice with the binaries swapped to see what comes from the node's place in the mesh (the
-# first node formed the cluster and leads it). Nothing outside the two namespaces is addressed
-# (no DHT; mDNS stays on the veth).
+# another, joined by a veth pair, one mesh of two nodes; VmRSS of each IDLE seconds after both
+# have overlay addresses. Run it with the binaries both ways round: which node leads (the one
+# with the lower PeerId, fresh each run) changes what it holds. Nothing outside the two
+# namespaces is addressed (no DHT; mDNS stays on the veth).
 #
 # Usage (root):  benches/rss.sh A B        knob: IDLE=40
 set -euo pipefail
@@ -48,6 +48,14 @@ start() { # name binary ns
 }
 start a "$A" "$NS1"
 start b "$B" "$NS2"
+addressed() { # name
+  "$A" status --json --api "unix://$WORK/$1.sock" 2>/dev/null | grep -q '"overlay_ip": *"[0-9]'
+}
+for _ in $(seq 600); do
+  addressed a && addressed b && break
+  sleep 0.1
+done
+addressed a && addressed b || { echo "no mesh formed; logs:" >&2; cat "$WORK"/*.log >&2; exit 1; }
 sleep "$IDLE"
 for i in 0 1; do
   kill -0 "${PIDS[$i]}" 2>/dev/null || {

@@ -440,7 +440,7 @@ async fn a_survivor_of_quorum_loss_recovers_the_ledger_into_a_new_cluster() {
     })
     .await;
     commit(&replicas[0], put("kept")).await;
-    // Enough for a snapshot of several chunks (192 KiB each) later.
+    // Enough for a snapshot of two of raft's chunks (192 KiB each) later.
     let big = "x".repeat(60_000);
     for i in 0..4 {
         commit(&replicas[0], put_value(&format!("big{i}"), &big)).await;
@@ -486,7 +486,8 @@ async fn a_survivor_of_quorum_loss_recovers_the_ledger_into_a_new_cluster() {
     // raft as a learner, as snapshot chunks received into a file.
     let entry = address(&survivor.member).await;
     let newcomer = replica(start(&token, "m3", vec![entry]).await, "m3").await;
-    wait_for(
+    wait_within(
+        MERGE_DEADLINE,
         "the newcomer a raft member of the recovered cluster",
         || {
             let status = newcomer.ledger.status();
@@ -494,7 +495,7 @@ async fn a_survivor_of_quorum_loss_recovers_the_ledger_into_a_new_cluster() {
         },
     )
     .await;
-    wait_for("the state on the newcomer", || {
+    wait_within(MERGE_DEADLINE, "the state on the newcomer", || {
         (has_key(&newcomer, "kept") && has_key(&newcomer, "after") && has_key(&newcomer, "big3"))
             .then_some(())
     })
