@@ -468,6 +468,7 @@ fn reverse_zone(pool: Ipv4Net) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::state::tests::put_dns as put;
     use crate::ledger::state::{Command, join_command};
     use hickory_proto::rr::rdata::CNAME;
     use std::str::FromStr as _;
@@ -488,17 +489,6 @@ mod tests {
             *h = hostname.to_string();
         }
         command
-    }
-
-    fn put(name: &str, rtype: RecordType, value: &str) -> Command {
-        Command::PutDns {
-            name: name.into(),
-            rtype,
-            record: DnsRecord {
-                value: value.into(),
-                ttl: 60,
-            },
-        }
     }
 
     fn build(state: &LedgerState) -> (Zone, Vec<String>) {
