@@ -23,6 +23,7 @@ use libp2p::{
 };
 
 use super::P2pConfig;
+use super::contained::Contained;
 use super::gated::Gated;
 use super::protocol::{ProstCodec, Protocols};
 use crate::proto::p2p::v1::{AuthChallenge, AuthProof, ControlRequest, ControlResponse, Opaque};
@@ -68,7 +69,7 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub kad: Toggle<Gated<kad::Behaviour<kad::store::MemoryStore>>>,
     pub public_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
-    pub relay_client: relay::client::Behaviour,
+    pub relay_client: Contained<relay::client::Behaviour>,
     pub relay_server: Toggle<relay::Behaviour>,
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::Behaviour,
@@ -175,7 +176,7 @@ impl Behaviour {
             mdns: mdns.into(),
             kad: kad.into(),
             public_kad: public_kad.into(),
-            relay_client,
+            relay_client: Contained::new(relay_client, "relay client"),
             relay_server: relay_server.into(),
             dcutr: dcutr::Behaviour::new(local),
             autonat: autonat::Behaviour::new(local, autonat_config(config.relay)),
