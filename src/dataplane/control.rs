@@ -436,7 +436,7 @@ impl State {
             return;
         }
         match self.shared.udp.send(target, &self.scratch, None).await {
-            Ok(()) => peer.sent(1, OVERHEAD as u64, self.shared.clock.now()),
+            Ok(()) => peer.sent_keepalive(1, OVERHEAD as u64, self.shared.clock.now()),
             Err(e) => tracing::debug!(peer = %peer.id, %target, error = %e, "keepalive"),
         }
     }

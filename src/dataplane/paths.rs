@@ -14,14 +14,20 @@
 //! - a live member with a session has a fallback-stream writer, started again
 //!   [`RETRY_AFTER`] after the last start once it ended;
 //! - a UDP endpoint is where the peer's last authenticated packet came from; with no endpoint,
-//!   or when packets went out for [`super::peer::DEAD_AFTER`] with nothing heard back, the
+//!   or when data went out for [`super::peer::DEAD_AFTER`] with nothing heard back, the
 //!   peer's candidates (from its handshake) and the old endpoint are probed every
 //!   [`PROBE_EVERY`], and at once after a new session;
 //! - a peer heard from that has not been sent anything for [`REPLY_AFTER`] gets a keepalive,
-//!   so a one-way flow still proves its path, and a probe is answered; an idle path gets one
-//!   every [`KEEPALIVE`]. Since an answer is itself heard, two peers whose session outlives
-//!   their traffic trade a keepalive about every second each way until the session expires
-//!   (a lost path is found by the lack of answers, so they cannot simply stop).
+//!   so data sent one way is answered and its path proven, and a probe or an idle keepalive is
+//!   answered; an idle path gets one every [`KEEPALIVE`] (NAT mappings). What is heard within
+//!   [`ECHO_WINDOW`] of this node's last packet may be the answer to it, and is answered only
+//!   while data flows (data within [`ECHO_WINDOW`]). Keepalives, answers and probes never make
+//!   a path count as lost; only unanswered data does, as in WireGuard. Before, any unanswered
+//!   packet did, and every packet heard was answered: two peers whose session outlived their
+//!   traffic then traded a keepalive every second each way until it expired, since each answer
+//!   needed an answer. Now an idle path costs about one keepalive and its answer every
+//!   [`KEEPALIVE`]; a path that breaks while idle is found once data flows again, within
+//!   [`super::peer::DEAD_AFTER`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -36,6 +42,9 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 pub const REPLY_AFTER: Duration = Duration::from_secs(1);
 /// How often an idle path is kept alive (NAT mappings last at least this long).
 pub const KEEPALIVE: Duration = Duration::from_secs(25);
+/// A packet heard within this long after this node's last one may be the peer's answer to it:
+/// it is answered only while data flows, that is, moved within this long.
+pub const ECHO_WINDOW: Duration = Duration::from_secs(2);
 /// How long to wait before trying a failed handshake, or an ended stream writer, again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How much later than the lower PeerId the higher one rekeys, so that normally one side does.
@@ -55,7 +64,7 @@ pub struct Seen {
     pub last_data: u64,
     /// Where the peer's last authenticated UDP packet came from.
     pub endpoint: Option<SocketAddr>,
-    /// Whether packets went out to that endpoint for `DEAD_AFTER` with nothing heard back.
+    /// Whether data went out to that endpoint for `DEAD_AFTER` with nothing heard back.
     pub dead: bool,
     /// The last UDP packet sent to the peer.
     pub last_tx: u64,
@@ -184,8 +193,7 @@ impl PathControl {
         seen.session?;
         if let Some(endpoint) = seen.endpoint.filter(|_| !seen.dead) {
             let idle = now.saturating_sub(seen.last_tx);
-            let reply = seen.last_rx > seen.last_tx && idle >= ms(REPLY_AFTER);
-            return (idle >= ms(KEEPALIVE) || reply).then(|| vec![endpoint]);
+            return (idle >= ms(KEEPALIVE) || replies(now, seen)).then(|| vec![endpoint]);
         }
         if self
             .last_probe
@@ -203,6 +211,16 @@ impl PathControl {
         self.last_probe = Some(now);
         Some(targets)
     }
+}
+
+/// Whether the peer gets a keepalive back for what was heard from it: something was heard
+/// since this node last sent, nothing went to the peer for [`REPLY_AFTER`], and either data
+/// flows or what was heard came too late to be the answer to this node's last packet.
+fn replies(now: u64, seen: &Seen) -> bool {
+    let flowing = seen.last_data != 0 && now.saturating_sub(seen.last_data) < ms(ECHO_WINDOW);
+    seen.last_rx > seen.last_tx
+        && now.saturating_sub(seen.last_tx) >= ms(REPLY_AFTER)
+        && (flowing || seen.last_rx - seen.last_tx >= ms(ECHO_WINDOW))
 }
 
 #[cfg(test)]
@@ -273,6 +291,63 @@ mod tests {
             vec![Action::Keepalive(vec![addr(1), addr(2)])]
         );
         assert!(path.poll(3, &seen).is_empty(), "probed again too soon");
+    }
+
+    /// Two controllers of one pair, each packet reaching the other side one tick after it was
+    /// sent, a minute after their last data: they trade a keepalive and its answer every
+    /// [`KEEPALIVE`], not one a second each way.
+    #[test]
+    fn an_idle_pair_trades_one_keepalive_and_its_answer_per_interval() {
+        let (a_at, b_at) = (addr(1), addr(2));
+        let mut a = (PathControl::new(true), Seen::default());
+        let mut b = (PathControl::new(false), Seen::default());
+        for (_, seen) in [&mut a, &mut b] {
+            *seen = Seen {
+                routed: true,
+                session: Some(Duration::ZERO),
+                last_data: 1,
+                last_tx: 1,
+                last_rx: 1,
+                writer_running: true,
+                ..Seen::default()
+            };
+        }
+        a.1.endpoint = Some(b_at);
+        b.1.endpoint = Some(a_at);
+        let start = 60_000;
+        let minutes = 10;
+        let mut sent = [0u64; 2];
+        for now in (start..start + minutes * 60_000).step_by(TICK as usize) {
+            let a_sent = exchange(now, &mut a);
+            let b_sent = exchange(now, &mut b);
+            // Delivered at the next tick.
+            if a_sent > 0 {
+                b.1.last_rx = now + TICK;
+            }
+            if b_sent > 0 {
+                a.1.last_rx = now + TICK;
+            }
+            sent[0] += a_sent;
+            sent[1] += b_sent;
+        }
+        let per_interval = minutes * 60 / KEEPALIVE.as_secs() + 1;
+        assert!(
+            sent.iter().sum::<u64>() <= 2 * per_interval,
+            "{sent:?} keepalives in {minutes} idle minutes"
+        );
+        assert!(sent.iter().all(|&n| n > 0), "{sent:?}");
+    }
+
+    /// Polls one side of a pair at `now`; how many keepalives it sent.
+    fn exchange(now: u64, (path, seen): &mut (PathControl, Seen)) -> u64 {
+        seen.session = Some(Duration::from_millis(now));
+        let mut sent = 0;
+        for action in path.poll(now, seen) {
+            assert!(matches!(action, Action::Keepalive(_)), "{action:?}");
+            seen.last_tx = now;
+            sent += 1;
+        }
+        sent
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::clock::Clock;
 use super::demand::Waiting;
 use super::session::Session;
 
-/// How long packets may go unanswered before the UDP path counts as lost.
+/// How long data may go unanswered before the UDP path counts as lost.
 pub const DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why a packet was dropped.
@@ -126,7 +126,8 @@ pub struct Peer {
     pub last_rx: AtomicU64,
     /// [`Clock`] time of the last UDP packet to the peer (0: never).
     pub last_tx: AtomicU64,
-    /// [`Clock`] time of the first UDP packet sent since the peer was last heard (0: none).
+    /// [`Clock`] time of the first UDP data packet sent since the peer was last heard (0:
+    /// none). Keepalives do not count: the peer need not answer them.
     pub unanswered_since: AtomicU64,
     /// Sessions made with the peer (handshakes that completed, either side starting).
     pub handshakes: AtomicU64,
@@ -185,16 +186,23 @@ impl Peer {
         self.endpoint.load().is_some() || self.stream.load().is_some()
     }
 
-    /// Notes `packets` UDP packets of `bytes` sent at `now`.
+    /// Notes `packets` UDP data packets of `bytes` sent at `now`: the peer answers data, so
+    /// the path counts as lost when nothing is heard back for [`DEAD_AFTER`].
     pub fn sent(&self, packets: u64, bytes: u64, now: u64) {
+        self.sent_keepalive(packets, bytes, now);
+        if self.unanswered_since.load(Ordering::Relaxed) == 0 {
+            self.unanswered_since.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes `packets` UDP keepalives (answers and probes among them) of `bytes` sent at
+    /// `now`.
+    pub fn sent_keepalive(&self, packets: u64, bytes: u64, now: u64) {
         self.traffic
             .tx_packets
             .fetch_add(packets, Ordering::Relaxed);
         self.traffic.tx_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.last_tx.store(now, Ordering::Relaxed);
-        if self.unanswered_since.load(Ordering::Relaxed) == 0 {
-            self.unanswered_since.store(now, Ordering::Relaxed);
-        }
     }
 
     /// Notes frames of `bytes` in all queued for the fallback stream.
@@ -237,7 +245,7 @@ impl Peer {
             .filter(|_| !self.path_dead(now, dead_after))
     }
 
-    /// Whether the UDP path has gone quiet: packets went out for `dead_after` ms with nothing
+    /// Whether the UDP path has gone quiet: data went out for `dead_after` ms with nothing
     /// heard back.
     pub fn path_dead(&self, now: u64, dead_after: u64) -> bool {
         let since = self.unanswered_since.load(Ordering::Relaxed);
