@@ -7,9 +7,11 @@
 //! reservation or of its renewal is on its way from the connection, the behaviour has already
 //! forgotten the reservation and panics on the acceptance (`priv_client.rs`, "Relay connection
 //! exist"). The panic comes from an `expect` before the behaviour changes any of its state, and
-//! the connection's handler has already been told to reset the reservation, so dropping the
-//! acceptance is what the behaviour would have done had it checked. Only the relay client is
-//! wrapped: a panic anywhere else still ends the task, which the daemon's supervision reports.
+//! giving the slot up has queued a reset of the reservation for the connection's handler and
+//! closed the slot's channel, so dropping the acceptance is what the behaviour would have done
+//! had it checked. Rust's default panic hook still prints the panic; the warning logged here
+//! follows it. Only the relay client is wrapped: a panic anywhere else still ends the task,
+//! which the daemon's supervision reports.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::{Context, Poll};

@@ -297,7 +297,7 @@ impl World {
             (None, _) => ensure!(keepalive.is_none(), "a keepalive with no session"),
             (Some(_), Some(endpoint)) => {
                 let idle = now - seen.last_tx;
-                let flowing = seen.last_data != 0 && now - seen.last_data < ms(ECHO_WINDOW);
+                let flowing = seen.last_data != 0 && now - seen.last_data < ms(FLOWING);
                 let heard = seen.last_rx > seen.last_tx;
                 let echo = seen.last_rx - seen.last_tx.min(seen.last_rx) < ms(ECHO_WINDOW);
                 let reply = heard && idle >= ms(REPLY_AFTER) && (flowing || !echo);
