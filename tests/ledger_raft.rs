@@ -263,6 +263,130 @@ async fn replaced_while_away_rejoins(leader: bool) {
     .await;
 }
 
+/// A voter whose machine is restored from a backup taken before later writes and before its
+/// removal comes back with a raft log older than the one it acknowledged from: it must rejoin
+/// as a new raft node, get its address back and hold every write, the ones its backup lacks
+/// among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_restored_from_a_backup_older_than_its_removal_rejoins_with_every_write() {
+    let token = network();
+    let keys: Vec<libp2p::identity::Keypair> = (0..5)
+        .map(|_| libp2p::identity::Keypair::generate_ed25519())
+        .collect();
+    let first = start_as(&token, "v0", vec![], &keys[0]).await;
+    let entry = address(&first).await;
+    let mut replicas = vec![replica(first, "v0").await];
+    for (i, keypair) in keys.iter().enumerate().skip(1) {
+        let name = format!("v{i}");
+        let member = start_as(&token, &name, vec![entry.clone()], keypair).await;
+        replicas.push(replica(member, &name).await);
+    }
+    settled_cluster(&replicas).await;
+    let index = wait_for("a voter that does not lead", || {
+        let status = replicas[0].ledger.status();
+        let leading = status.leader?;
+        (status.voters.len() == 3 && !status.changing_voters)
+            .then(|| {
+                (0..replicas.len()).find(|i| {
+                    let peer = replicas[*i].member.handle.peer_id().to_string();
+                    status.voters.contains(&peer) && peer != leading
+                })
+            })
+            .flatten()
+    })
+    .await;
+    let name = format!("v{index}");
+    let gone = replicas[index].member.handle.peer_id().to_string();
+    let before = own_address(&replicas[index]).expect("an address before the backup");
+    let old_id = replicas[index].ledger.node_id();
+
+    // The backup: the state directory copied while the node is stopped.
+    let dir = replicas.remove(index).stop();
+    let backup = copy_when_released(dir.path()).await;
+    let entry = address(&replicas[0].member).await;
+    let restarted = replica_in(
+        start_as(&token, &name, vec![entry], &keys[index]).await,
+        &name,
+        dir,
+    )
+    .await;
+    commit(&replicas[0], put("after-backup")).await;
+    wait_for("the voter to hold the write its backup lacks", || {
+        has_key(&restarted, "after-backup").then_some(())
+    })
+    .await;
+
+    // The machine goes away, is removed, and comes back from the backup.
+    drop(restarted.stop());
+    wait_for("three voters without the one away", || {
+        let voters = replicas[0].ledger.status().voters;
+        (voters.len() == 3 && !voters.contains(&gone)).then_some(())
+    })
+    .await;
+    commit(&replicas[0], put("while-away")).await;
+    let entry = address(&replicas[0].member).await;
+    let back = replica_in(
+        start_as(&token, &name, vec![entry], &keys[index]).await,
+        &name,
+        backup,
+    )
+    .await;
+    wait_within(
+        MERGE_DEADLINE,
+        "the restored voter to follow its cluster and hold every write",
+        || {
+            (back.ledger.status().leader.is_some()
+                && has_key(&back, "after-backup")
+                && has_key(&back, "while-away"))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_ne!(
+        back.ledger.node_id(),
+        old_id,
+        "rejoined under the raft id its backup holds"
+    );
+    commit(&back, put("after-restore")).await;
+    wait_for("the write made after the restore everywhere", || {
+        replicas
+            .iter()
+            .all(|r| has_key(r, "after-restore"))
+            .then_some(())
+    })
+    .await;
+    wait_for("its address back", || {
+        (own_address(&back) == Some(before)).then_some(())
+    })
+    .await;
+}
+
+/// A copy of the state directory `dir`, once the stopped node's ledger has let go of its
+/// database (its tasks end shortly after the stop).
+async fn copy_when_released(dir: &std::path::Path) -> tempfile::TempDir {
+    let db = dir.join("raft/ledger.redb");
+    wait_for("the stopped node to release its database", || {
+        redb::Database::open(&db).ok().map(drop)
+    })
+    .await;
+    let copy = tempfile::tempdir().expect("a directory for the backup");
+    copy_tree(dir, copy.path());
+    copy
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).expect("read the state directory") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            std::fs::create_dir_all(&target).expect("create a directory of the backup");
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file of the backup");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_formed_apart_merge_into_one_and_keep_every_write_and_deletion() {
     let token = network();
