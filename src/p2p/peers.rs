@@ -94,6 +94,21 @@ impl PeerTable {
         false
     }
 
+    /// The connection an AutoNAT dial-back to `peer` at `address` opened: the newest this node
+    /// dialed there, while the peer has another (the one it asked for the probe on).
+    pub fn dial_back(&self, peer: &PeerId, address: &Multiaddr) -> Option<ConnectionId> {
+        let entry = self.peers.get(peer)?;
+        if entry.connections.len() < 2 {
+            return None;
+        }
+        entry
+            .connections
+            .iter()
+            .filter(|(_, link)| link.dialed && !link.relayed && link.remote == *address)
+            .map(|(id, _)| *id)
+            .max()
+    }
+
     /// `peer` proved membership.
     pub fn admitted(&mut self, peer: PeerId, hostname: String, now: SystemTime) {
         self.peers.entry(peer).or_default().admitted = Some((hostname, now));
@@ -360,5 +375,25 @@ mod tests {
             table.dialable_addr(&relay),
             Some(addr("/ip4/10.1.0.7/tcp/4001"))
         );
+    }
+
+    #[test]
+    fn a_dial_back_is_the_newest_connection_dialed_at_the_probed_address_never_the_only_one() {
+        let mut table = PeerTable::default();
+        let peer = PeerId::random();
+        let listen = addr("/ip4/10.0.0.7/tcp/4001");
+        let id = ConnectionId::new_unchecked;
+        table.connected(peer, id(1), listen.clone(), true, false);
+        assert_eq!(table.dial_back(&peer, &listen), None, "its only connection");
+        table.connected(peer, id(2), addr("/ip4/10.0.0.7/tcp/50123"), false, false);
+        table.connected(peer, id(5), listen.clone(), true, false);
+        table.connected(peer, id(6), addr("/ip4/10.0.0.8/tcp/4001"), true, false);
+        assert_eq!(table.dial_back(&peer, &listen), Some(id(5)));
+        assert_eq!(
+            table.dial_back(&peer, &addr("/ip4/10.0.0.9/tcp/4001")),
+            None,
+            "nothing was dialed there"
+        );
+        assert_eq!(table.dial_back(&PeerId::random(), &listen), None);
     }
 }

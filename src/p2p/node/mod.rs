@@ -613,6 +613,15 @@ impl Node {
                 self.shared.reachability.store(Arc::new(status.to_string()));
                 self.set_serving(public);
             }
+            BehaviourEvent::Autonat(autonat::Event::InboundProbe(
+                autonat::InboundProbeEvent::Response { peer, address, .. },
+            )) => {
+                // The dial-back proved the peer reachable and has done its work; left open it
+                // would live the idle timeout (an hour), one more connection per probe.
+                if let Some(connection) = self.peers.dial_back(&peer, &address) {
+                    self.swarm.close_connection(connection);
+                }
+            }
             BehaviourEvent::RelayClient(event) => {
                 tracing::debug!(?event, "relay client");
                 if let relay::client::Event::ReservationReqAccepted {
