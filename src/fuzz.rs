@@ -263,7 +263,7 @@ pub fn peer_exchange(data: &[u8]) {
         redial.heard_of(peer, &addrs, now);
     }
     let due = redial.due(now + redial::MIN_BACKOFF);
-    assert!(due.iter().all(|(_, a)| a.len() <= redial::MAX_ADDRS));
+    assert!(due.iter().all(|(_, a, _)| a.len() <= redial::MAX_ADDRS));
 }
 
 /// Gossip: a message as received opened with the network key; the bytes sealed by a member and

@@ -95,18 +95,21 @@ impl PeerTable {
     }
 
     /// The connection an AutoNAT dial-back to `peer` at `address` opened: the newest this node
-    /// dialed there, while the peer has another (the one it asked for the probe on).
+    /// dialed there, while the peer has another direct one (the one it asked for the probe on;
+    /// when that one closed meanwhile, the dial-back is kept as the direct path).
     pub fn dial_back(&self, peer: &PeerId, address: &Multiaddr) -> Option<ConnectionId> {
         let entry = self.peers.get(peer)?;
-        if entry.connections.len() < 2 {
-            return None;
-        }
-        entry
+        let newest = entry
             .connections
             .iter()
             .filter(|(_, link)| link.dialed && !link.relayed && link.remote == *address)
             .map(|(id, _)| *id)
-            .max()
+            .max()?;
+        entry
+            .connections
+            .iter()
+            .any(|(id, link)| *id != newest && !link.relayed)
+            .then_some(newest)
     }
 
     /// `peer` proved membership.
@@ -385,6 +388,18 @@ mod tests {
         let id = ConnectionId::new_unchecked;
         table.connected(peer, id(1), listen.clone(), true, false);
         assert_eq!(table.dial_back(&peer, &listen), None, "its only connection");
+        table.connected(
+            peer,
+            id(3),
+            addr("/ip4/10.0.0.9/tcp/4001/p2p-circuit"),
+            false,
+            true,
+        );
+        assert_eq!(
+            table.dial_back(&peer, &listen),
+            None,
+            "its only direct connection"
+        );
         table.connected(peer, id(2), addr("/ip4/10.0.0.7/tcp/50123"), false, false);
         table.connected(peer, id(5), listen.clone(), true, false);
         table.connected(peer, id(6), addr("/ip4/10.0.0.8/tcp/4001"), true, false);

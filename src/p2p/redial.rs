@@ -28,6 +28,8 @@ struct Wanted {
     first_seen: Instant,
     next_attempt: Instant,
     backoff: Duration,
+    /// Its first dial was held back ([`Redial::hold_back`]): the first one due is that dial.
+    held: bool,
 }
 
 /// Members to reach, with their redial schedule.
@@ -50,6 +52,7 @@ impl Redial {
             first_seen: now,
             next_attempt: now + MIN_BACKOFF,
             backoff: MIN_BACKOFF,
+            held: false,
         });
         for addr in addrs {
             if wanted.addrs.len() < MAX_ADDRS && !wanted.addrs.contains(addr) {
@@ -64,19 +67,34 @@ impl Redial {
         self.wanted.contains_key(peer)
     }
 
+    /// The first dial of `peer`, just heard of, is left to this table: of two members that
+    /// hear of each other at once (mDNS tells both), the lower PeerId dials, and the higher one
+    /// dials [`MIN_BACKOFF`] later unless a connection opened meanwhile. The dial it then gets
+    /// is a first dial, not a redial (no circuits race the direct addresses).
+    pub fn hold_back(&mut self, peer: &PeerId) {
+        if let Some(wanted) = self.wanted.get_mut(peer) {
+            wanted.held = true;
+        }
+    }
+
     /// A connection to `peer` opened: no need to redial it.
     pub fn reached(&mut self, peer: &PeerId) {
         self.wanted.remove(peer);
     }
 
-    /// Members due for another dial, with the addresses heard for them.
-    pub fn due(&mut self, now: Instant) -> Vec<(PeerId, Vec<Multiaddr>)> {
+    /// Members due for another dial, with the addresses heard for them and whether it is the
+    /// first dial, held back.
+    pub fn due(&mut self, now: Instant) -> Vec<(PeerId, Vec<Multiaddr>, bool)> {
         self.wanted
             .retain(|_, w| now.duration_since(w.first_seen) < GIVE_UP_AFTER);
         let mut due = Vec::new();
         for (peer, wanted) in &mut self.wanted {
             if wanted.next_attempt <= now {
-                due.push((*peer, wanted.addrs.clone()));
+                due.push((
+                    *peer,
+                    wanted.addrs.clone(),
+                    std::mem::take(&mut wanted.held),
+                ));
                 wanted.backoff = (wanted.backoff * 2).min(MAX_BACKOFF);
                 wanted.next_attempt = now + wanted.backoff;
             }
@@ -104,6 +122,21 @@ mod tests {
     }
 
     #[test]
+    fn a_first_dial_held_back_is_due_after_the_minimum_backoff_once() {
+        let t0 = Instant::now();
+        let mut redial = Redial::default();
+        let peer = PeerId::random();
+        redial.heard_of(peer, &[], t0);
+        redial.hold_back(&peer);
+        assert!(redial.due(t0 + MIN_BACKOFF / 2).is_empty());
+        assert_eq!(redial.due(t0 + MIN_BACKOFF), vec![(peer, vec![], true)]);
+        assert_eq!(
+            redial.due(t0 + Duration::from_secs(60)),
+            vec![(peer, vec![], false)]
+        );
+    }
+
+    #[test]
     fn what_peers_can_make_it_remember_is_bounded() {
         let t0 = Instant::now();
         let mut redial = Redial::default();
@@ -115,7 +148,7 @@ mod tests {
         }
         let due = redial.due(t0 + MIN_BACKOFF);
         assert_eq!(due.len(), MAX_WANTED);
-        assert!(due.iter().all(|(_, a)| a.len() == MAX_ADDRS));
+        assert!(due.iter().all(|(_, a, _)| a.len() == MAX_ADDRS));
     }
 
     #[test]

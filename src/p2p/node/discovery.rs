@@ -147,20 +147,12 @@ impl Node {
     /// direct address, is also dialled through up to [`GUESSED_RELAYS`] relays this node
     /// reaches directly, chosen at random: in `auto` mode most members relay, so not through
     /// every one, and a first dial does not race circuits against a direct path.
-    ///
-    /// Of two members that hear of each other at once (mDNS tells both), only the lower PeerId
-    /// dials at first; the higher one leaves it to the redial table's first retry
-    /// ([`super::super::redial::MIN_BACKOFF`]), which a connection opened meanwhile cancels.
-    /// When both dialled, most pairs of a LAN held two connections, each with its own pings,
-    /// keep-alives and buffers.
     pub(super) fn dial_member(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>, redial: bool) {
         use rand::seq::SliceRandom as _;
-        let local = *self.swarm.local_peer_id();
-        if peer == local
+        if peer == *self.swarm.local_peer_id()
             || self.peers.is_connected(&peer)
             || self.blocked_until.contains_key(&peer)
             || self.denied.contains_key(&peer)
-            || (!redial && peer < local && self.redial.is_wanted(&peer))
         {
             return;
         }

@@ -437,8 +437,8 @@ impl Node {
                 self.bootstrap.failed(id);
             }
         }
-        for (peer, addrs) in self.redial.due(now) {
-            self.dial_member(peer, addrs, true);
+        for (peer, addrs, held) in self.redial.due(now) {
+            self.dial_member(peer, addrs, !held);
         }
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
@@ -590,10 +590,17 @@ impl Node {
                 for (peer, addr) in found {
                     by_peer.entry(peer).or_default().push(addr);
                 }
+                let local = *self.swarm.local_peer_id();
                 for (peer, addrs) in by_peer {
                     self.heard_of(peer);
-                    self.redial.heard_of(peer, &addrs, Instant::now());
-                    self.dial_member(peer, addrs, false);
+                    let new = self.redial.heard_of(peer, &addrs, Instant::now());
+                    // Both ends hear of each other now: the lower PeerId dials, so that a
+                    // pair does not hold two connections, each with its own pings.
+                    if new && peer < local {
+                        self.redial.hold_back(&peer);
+                    } else {
+                        self.dial_member(peer, addrs, false);
+                    }
                 }
             }
             BehaviourEvent::Kad(event) => self.on_kad(event),
