@@ -16,6 +16,7 @@ use support::mesh::{
 };
 use weft::ledger::LedgerConfig;
 use weft::ledger::state::{Command, LeaseState};
+use weft::token::Token;
 
 fn has_key(replica: &Replica, key: &str) -> bool {
     value_in(replica, "test", key).is_some()
@@ -187,24 +188,32 @@ async fn a_leader_replaced_while_away_rejoins_with_its_address_and_gets_later_wr
     replaced_while_away_rejoins(true).await;
 }
 
-/// Stops a voter (the leader when `leader`), waits until it is replaced, writes, and restarts
-/// it with its state: it must rejoin, keep its address and hold the write made meanwhile.
-async fn replaced_while_away_rejoins(leader: bool) {
-    let token = network();
+/// Five members v0..v4 started together, timed by `config` (each with its key, for restarts
+/// under the same identity), once they settled into one cluster.
+async fn five_members(
+    token: &Token,
+    config: &LedgerConfig,
+) -> (Vec<libp2p::identity::Keypair>, Vec<Replica>) {
     let keys: Vec<libp2p::identity::Keypair> = (0..5)
         .map(|_| libp2p::identity::Keypair::generate_ed25519())
         .collect();
-    let first = start_as(&token, "v0", vec![], &keys[0]).await;
+    let first = start_as(token, "v0", vec![], &keys[0]).await;
     let entry = address(&first).await;
-    let mut replicas = vec![replica(first, "v0").await];
+    let dir = || tempfile::tempdir().expect("a state directory");
+    let mut replicas = vec![replica_configured(first, "v0", dir(), config.clone()).await];
     for (i, keypair) in keys.iter().enumerate().skip(1) {
         let name = format!("v{i}");
-        let member = start_as(&token, &name, vec![entry.clone()], keypair).await;
-        replicas.push(replica(member, &name).await);
+        let member = start_as(token, &name, vec![entry.clone()], keypair).await;
+        replicas.push(replica_configured(member, &name, dir(), config.clone()).await);
     }
     settled_cluster(&replicas).await;
-    // The leader, or one of the voters that do not lead.
-    let index = wait_for("a voter to stop", || {
+    (keys, replicas)
+}
+
+/// The index of the leader (when `leader`) or of a voter that does not lead, once the cluster
+/// has its three voters.
+async fn settled_voter(replicas: &[Replica], leader: bool) -> usize {
+    wait_for("the cluster's three voters", || {
         let status = replicas[0].ledger.status();
         let leading = status.leader?;
         (status.voters.len() == 3 && !status.changing_voters)
@@ -216,7 +225,15 @@ async fn replaced_while_away_rejoins(leader: bool) {
             })
             .flatten()
     })
-    .await;
+    .await
+}
+
+/// Stops a voter (the leader when `leader`), waits until it is replaced, writes, and restarts
+/// it with its state: it must rejoin, keep its address and hold the write made meanwhile.
+async fn replaced_while_away_rejoins(leader: bool) {
+    let token = network();
+    let (keys, mut replicas) = five_members(&token, &quick_config()).await;
+    let index = settled_voter(&replicas, leader).await;
     let away = replicas.remove(index);
     let gone = away.member.handle.peer_id().to_string();
     let before = own_address(&away).expect("an address before it left");
@@ -270,31 +287,14 @@ async fn replaced_while_away_rejoins(leader: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_restored_from_a_backup_older_than_its_removal_rejoins_with_every_write() {
     let token = network();
-    let keys: Vec<libp2p::identity::Keypair> = (0..5)
-        .map(|_| libp2p::identity::Keypair::generate_ed25519())
-        .collect();
-    let first = start_as(&token, "v0", vec![], &keys[0]).await;
-    let entry = address(&first).await;
-    let mut replicas = vec![replica(first, "v0").await];
-    for (i, keypair) in keys.iter().enumerate().skip(1) {
-        let name = format!("v{i}");
-        let member = start_as(&token, &name, vec![entry.clone()], keypair).await;
-        replicas.push(replica(member, &name).await);
-    }
-    settled_cluster(&replicas).await;
-    let index = wait_for("a voter that does not lead", || {
-        let status = replicas[0].ledger.status();
-        let leading = status.leader?;
-        (status.voters.len() == 3 && !status.changing_voters)
-            .then(|| {
-                (0..replicas.len()).find(|i| {
-                    let peer = replicas[*i].member.handle.peer_id().to_string();
-                    status.voters.contains(&peer) && peer != leading
-                })
-            })
-            .flatten()
-    })
-    .await;
+    // Voters are replaced after 10 s away rather than 3: the restart that takes the write the
+    // backup lacks must find the voter still in its seat.
+    let config = LedgerConfig {
+        voter_timeout: Duration::from_secs(10),
+        ..quick_config()
+    };
+    let (keys, mut replicas) = five_members(&token, &config).await;
+    let index = settled_voter(&replicas, false).await;
     let name = format!("v{index}");
     let gone = replicas[index].member.handle.peer_id().to_string();
     let before = own_address(&replicas[index]).expect("an address before the backup");
@@ -304,10 +304,11 @@ async fn a_voter_restored_from_a_backup_older_than_its_removal_rejoins_with_ever
     let dir = replicas.remove(index).stop();
     let backup = copy_when_released(dir.path()).await;
     let entry = address(&replicas[0].member).await;
-    let restarted = replica_in(
+    let restarted = replica_configured(
         start_as(&token, &name, vec![entry], &keys[index]).await,
         &name,
         dir,
+        config.clone(),
     )
     .await;
     commit(&replicas[0], put("after-backup")).await;
@@ -315,6 +316,15 @@ async fn a_voter_restored_from_a_backup_older_than_its_removal_rejoins_with_ever
         has_key(&restarted, "after-backup").then_some(())
     })
     .await;
+    assert_eq!(
+        restarted.ledger.node_id(),
+        old_id,
+        "the voter lost its seat while it restarted"
+    );
+    assert!(
+        replicas[0].ledger.status().voters.contains(&gone),
+        "the voter lost its seat while it restarted"
+    );
 
     // The machine goes away, is removed, and comes back from the backup.
     drop(restarted.stop());
@@ -325,10 +335,11 @@ async fn a_voter_restored_from_a_backup_older_than_its_removal_rejoins_with_ever
     .await;
     commit(&replicas[0], put("while-away")).await;
     let entry = address(&replicas[0].member).await;
-    let back = replica_in(
+    let back = replica_configured(
         start_as(&token, &name, vec![entry], &keys[index]).await,
         &name,
         backup,
+        config,
     )
     .await;
     wait_within(
@@ -362,7 +373,8 @@ async fn a_voter_restored_from_a_backup_older_than_its_removal_rejoins_with_ever
 }
 
 /// A copy of the state directory `dir`, once the stopped node's ledger has let go of its
-/// database (its tasks end shortly after the stop).
+/// database (its tasks end shortly after the stop). The check opens the database and closes
+/// it cleanly, so the copy is of a file closed cleanly, as a backup after a shutdown is.
 async fn copy_when_released(dir: &std::path::Path) -> tempfile::TempDir {
     let db = dir.join("raft/ledger.redb");
     wait_for("the stopped node to release its database", || {

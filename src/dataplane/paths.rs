@@ -19,7 +19,9 @@
 //!   [`PROBE_EVERY`], and at once after a new session;
 //! - a peer heard from that has not been sent anything for [`REPLY_AFTER`] gets a keepalive,
 //!   so data sent one way is answered and its path proven, and a probe or an idle keepalive is
-//!   answered; an idle path gets one every [`KEEPALIVE`] (NAT mappings). What is heard within
+//!   answered (unless it came within [`ECHO_WINDOW`] of this node's last packet, below: a peer
+//!   probing every second gets an answer about every other second); an idle path gets one
+//!   every [`KEEPALIVE`] (NAT mappings). What is heard within
 //!   [`ECHO_WINDOW`] of this node's last packet may be the answer to it, and is answered only
 //!   while data flows (data within [`FLOWING`]). Keepalives, answers and probes never make
 //!   a path count as lost; only unanswered data does, as in WireGuard. Before, any unanswered
@@ -38,7 +40,8 @@ use super::session::REKEY_AFTER;
 
 /// How often a peer without a working path is probed.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
-/// How soon a peer that sent something gets a keepalive back when nothing else went to it.
+/// How soon a peer that sent something gets a keepalive back when nothing else went to it (and
+/// what it sent is not taken for an answer, [`ECHO_WINDOW`]).
 pub const REPLY_AFTER: Duration = Duration::from_secs(1);
 /// How often an idle path is kept alive (NAT mappings last at least this long).
 pub const KEEPALIVE: Duration = Duration::from_secs(25);

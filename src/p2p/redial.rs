@@ -69,8 +69,9 @@ impl Redial {
 
     /// The first dial of `peer`, just heard of, is left to this table: of two members that
     /// hear of each other at once (mDNS tells both), the lower PeerId dials, and the higher one
-    /// dials [`MIN_BACKOFF`] later unless a connection opened meanwhile. The dial it then gets
-    /// is a first dial, not a redial (no circuits race the direct addresses).
+    /// dials [`MIN_BACKOFF`] later (at the next reading of [`Redial::due`]) unless a connection
+    /// opened meanwhile. The dial it then gets is a first dial, not a redial (no circuits are
+    /// guessed to race the addresses heard).
     pub fn hold_back(&mut self, peer: &PeerId) {
         if let Some(wanted) = self.wanted.get_mut(peer) {
             wanted.held = true;
