@@ -260,13 +260,24 @@ async fn replaced_while_away_rejoins(leader: bool) {
         || (back.ledger.status().leader.is_some() && has_key(&back, "while-away")).then_some(()),
     )
     .await;
-    // It wiped its raft state to rejoin, so it is a new raft node: never the voter it was.
+    rejoined_as_a_new_node(&back, &replicas, old_id, before).await;
+}
+
+/// A node `back` that rejoined after being replaced: it wiped its raft state to rejoin, so it
+/// is a new raft node (never `old_id`, the voter it was), its writes reach every one of
+/// `replicas`, and it holds the address it held `before`.
+async fn rejoined_as_a_new_node(
+    back: &Replica,
+    replicas: &[Replica],
+    old_id: u64,
+    before: std::net::Ipv4Addr,
+) {
     assert_ne!(
         back.ledger.node_id(),
         old_id,
         "rejoined under its old raft id"
     );
-    commit(&back, put("after-return")).await;
+    commit(back, put("after-return")).await;
     wait_for("the write made after its return everywhere", || {
         replicas
             .iter()
@@ -275,7 +286,7 @@ async fn replaced_while_away_rejoins(leader: bool) {
     })
     .await;
     wait_for("its address back", || {
-        (own_address(&back) == Some(before)).then_some(())
+        (own_address(back) == Some(before)).then_some(())
     })
     .await;
 }
@@ -353,23 +364,7 @@ async fn a_voter_restored_from_a_backup_older_than_its_removal_rejoins_with_ever
         },
     )
     .await;
-    assert_ne!(
-        back.ledger.node_id(),
-        old_id,
-        "rejoined under the raft id its backup holds"
-    );
-    commit(&back, put("after-restore")).await;
-    wait_for("the write made after the restore everywhere", || {
-        replicas
-            .iter()
-            .all(|r| has_key(r, "after-restore"))
-            .then_some(())
-    })
-    .await;
-    wait_for("its address back", || {
-        (own_address(&back) == Some(before)).then_some(())
-    })
-    .await;
+    rejoined_as_a_new_node(&back, &replicas, old_id, before).await;
 }
 
 /// A copy of the state directory `dir`, once the stopped node's ledger has let go of its
