@@ -179,6 +179,15 @@ async fn weft_dns_counted(
     metrics: DnsMetrics,
     shutdown: &CancellationToken,
 ) -> SocketAddr {
+    weft_dns_task(upstreams, metrics, shutdown).await.0
+}
+
+/// [`weft_dns_counted`] with the server's task, which ends when the server has stopped.
+async fn weft_dns_task(
+    upstreams: Option<Vec<SocketAddr>>,
+    metrics: DnsMetrics,
+    shutdown: &CancellationToken,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let (zone, skipped) = Zone::build(&ledger(), DOMAIN, &mut Default::default());
     assert!(skipped.is_empty(), "{skipped:?}");
     let config = DnsConfig {
@@ -191,14 +200,14 @@ async fn weft_dns_counted(
     let sockets = DnsSockets::bind(config.listen)
         .await
         .expect("the DNS sockets bind");
-    let (server, _task) = serve(
+    let (server, task) = serve(
         sockets,
         &config,
         Arc::new(ArcSwap::from_pointee(zone)),
         metrics,
         shutdown.clone(),
     );
-    server.addr
+    (server.addr, task)
 }
 
 fn count(log: &Log, name: &str) -> usize {
@@ -541,4 +550,23 @@ async fn malformed_packets_get_formerr_or_nothing_and_the_server_keeps_answering
     assert_eq!(answer.metadata.id, 0x4242);
     assert_eq!(answer.answers.len(), 1);
     shutdown.cancel();
+}
+
+/// UDP is read by threads blocked in `recvfrom`; the server still stops when asked, and its
+/// port is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_when_asked_and_frees_its_port() {
+    let shutdown = CancellationToken::new();
+    let (dns, task) = weft_dns_task(None, DnsMetrics::default(), &shutdown).await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(dns).await.unwrap();
+    send_and_probe(&client, &probe(1), 2, false).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the DNS server stops within 5 s of being asked")
+        .expect("the DNS server's task ends cleanly");
+    DnsSockets::bind(dns)
+        .await
+        .expect("the stopped server's port can be bound again");
 }

@@ -62,6 +62,17 @@ impl Forwarder {
         }
     }
 
+    /// The cached answer to one question, while it is fresh: what the server can answer without
+    /// waiting.
+    pub fn cached(&self, name: &Name, qtype: RecordType, qclass: DNSClass) -> Option<Forwarded> {
+        self.cache()
+            .get(&key(name, qtype, qclass), Instant::now())
+            .map(|answer| Forwarded {
+                answer,
+                cached: true,
+            })
+    }
+
     /// The answer to one question: from the cache while fresh, else from upstream.
     pub async fn resolve(
         &self,
@@ -69,12 +80,7 @@ impl Forwarder {
         qtype: RecordType,
         qclass: DNSClass,
     ) -> Result<Forwarded, ForwardError> {
-        let text = name.to_lowercase().to_ascii();
-        let key = Key {
-            name: text.strip_suffix('.').unwrap_or(&text).to_string(),
-            qtype: qtype.into(),
-            qclass: qclass.into(),
-        };
+        let key = key(name, qtype, qclass);
         if let Some(hit) = self.cache().get(&key, Instant::now()) {
             return Ok(Forwarded {
                 answer: hit,
@@ -119,6 +125,16 @@ impl Forwarder {
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         // Nothing panics while holding the lock; a poisoned cache is still a valid cache.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The cache's key of a question: the name lowercased, without its final dot.
+fn key(name: &Name, qtype: RecordType, qclass: DNSClass) -> Key {
+    let text = name.to_lowercase().to_ascii();
+    Key {
+        name: text.strip_suffix('.').unwrap_or(&text).to_string(),
+        qtype: qtype.into(),
+        qclass: qclass.into(),
     }
 }
 

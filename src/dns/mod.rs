@@ -3,8 +3,10 @@
 //!
 //! [`zone`] owns what the mesh answers ([`names`] how members are named, [`records`] what user
 //! records may hold); [`forward`] and [`cache`] own the way to upstream resolvers; [`handler`]
-//! turns one query into one answer, for clients it admits within their budget ([`limit`]). This module binds the sockets, runs hickory-server on them
-//! and keeps the snapshot in step with the ledger.
+//! turns one query into one answer, for clients it admits within their budget ([`limit`]);
+//! [`udp`] serves UDP in one loop that answers what it can at once. This module binds the
+//! sockets, runs that loop and hickory-server (TCP) on them and keeps the snapshot in step with
+//! the ledger.
 
 pub mod cache;
 pub mod forward;
@@ -13,6 +15,7 @@ mod limit;
 pub mod metrics;
 pub mod names;
 pub mod records;
+mod udp;
 pub mod zone;
 
 use std::collections::HashMap;
@@ -28,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Ledger;
 use forward::Forwarder;
-use handler::Handler;
+use handler::{Handler, OverTcp};
 use metrics::DnsMetrics;
 use zone::Zone;
 
@@ -127,27 +130,57 @@ pub fn serve(
         .upstreams
         .clone()
         .map(|servers| Arc::new(Forwarder::new(servers, config.cache_size)));
-    let mut server = Server::new(Handler::new(
+    let handler = Arc::new(Handler::new(
         zone,
         forwarder,
         metrics,
         config.clients.clone(),
     ));
-    server.register_socket(sockets.udp);
+    let mut server = Server::new(OverTcp(handler.clone()));
     server.register_listener(sockets.tcp, TCP_IDLE, TCP_QUEUE);
     let stop = server.shutdown_token().clone();
-    let task = tokio::spawn(async move {
-        tokio::select! {
-            _ = shutdown.cancelled() => stop.cancel(),
-            ended = server.block_until_done() => {
-                if let Err(e) = ended {
-                    tracing::error!(error = %e, "the DNS server stopped");
-                }
-                return;
-            }
+    let runtime = tokio::runtime::Handle::current();
+    let stop_udp = shutdown.child_token();
+    let udp = sockets.udp.into_std();
+    // A thread of its own rather than the runtime's blocking pool: a runtime dropped before the
+    // server stopped would wait for it.
+    let (udp_ended, mut over_udp) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("weft-dns".into()).spawn({
+        let stop_udp = stop_udp.clone();
+        move || {
+            let _ = udp_ended.send(udp.and_then(|udp| udp::serve(udp, handler, runtime, stop_udp)));
         }
-        if let Err(e) = server.block_until_done().await {
-            tracing::warn!(error = %e, "the DNS server did not stop cleanly");
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the DNS server's UDP thread");
+    }
+    // The server stops when either side ends: a broken UDP socket stops the daemon (its
+    // supervision) rather than leave it half a DNS server, and so does a TCP side that ended.
+    let task = tokio::spawn(async move {
+        let (udp_ended, tcp_ended) = tokio::select! {
+            _ = shutdown.cancelled() => (None, None),
+            ended = &mut over_udp => (Some(ended), None),
+            ended = server.block_until_done() => (None, Some(ended)),
+        };
+        stop_udp.cancel();
+        stop.cancel();
+        let udp_ended = match udp_ended {
+            Some(ended) => ended,
+            None => over_udp.await,
+        };
+        match udp_ended {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the DNS server's UDP socket broke"),
+            Err(_) => tracing::error!("the DNS server's UDP thread ended without a word"),
+        }
+        match tcp_ended {
+            Some(Err(e)) => tracing::error!(error = %e, "the DNS server stopped"),
+            Some(Ok(())) => {}
+            None => {
+                if let Err(e) = server.block_until_done().await {
+                    tracing::warn!(error = %e, "the DNS server did not stop cleanly");
+                }
+            }
         }
     });
     (
