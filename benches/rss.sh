@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Resident memory of two weft binaries side by side: binary A in one network namespace and B in
 # another, joined by a veth pair, one mesh of two nodes; VmRSS of each IDLE seconds after both
-# have overlay addresses. Run it with the binaries both ways round: which node leads (the one
+# have overlay addresses, split into private memory, file pages and the executable's own pages. Run it with the binaries both ways round: which node leads (the one
 # with the lower PeerId, fresh each run) changes what it holds. Nothing outside the two
 # namespaces is addressed (no DHT; mDNS stays on the veth).
 #
@@ -64,6 +64,15 @@ for i in 0 1; do
     exit 1
   }
 done
-rss() { sed -n 's/^VmRSS:[[:space:]]*//p' "/proc/$1/status"; }
-echo "A $A: $(rss "${PIDS[0]}")"
-echo "B $B: $(rss "${PIDS[1]}")"
+# VmRSS, and what it is made of: private memory (RssAnon), file pages (RssFile), and of those
+# the pages of the weft executable itself (its code and read-only data, shared by every process
+# that runs the same file and dropped by the kernel under pressure).
+field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status"; }
+own() { # pid binary -> kB of the binary's own mappings that are resident
+  awk -v bin="$(readlink -f "$2")" '/^[0-9a-f]+-[0-9a-f]+ /{mine = ($6 == bin)} mine && /^Rss:/{kb += $2} END{print kb + 0 " kB"}' "/proc/$1/smaps"
+}
+report() { # label binary pid
+  echo "$1 $2: $(field "$3" VmRSS) (anon $(field "$3" RssAnon), file $(field "$3" RssFile), of which the executable $(own "$3" "$2"))"
+}
+report A "$A" "${PIDS[0]}"
+report B "$B" "${PIDS[1]}"

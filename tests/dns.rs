@@ -552,20 +552,42 @@ async fn malformed_packets_get_formerr_or_nothing_and_the_server_keeps_answering
     shutdown.cancel();
 }
 
-/// UDP is read by threads blocked in `recvfrom`; the server still stops when asked, and its
-/// port is free again.
+/// UDP is read by threads blocked in `recvfrom`; the server still stops when asked, with a
+/// question waiting for a silent upstream, at once rather than when that question times out,
+/// and its port is free again when its task has ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_stops_when_asked_and_frees_its_port() {
     let shutdown = CancellationToken::new();
-    let (dns, task) = weft_dns_task(None, DnsMetrics::default(), &shutdown).await;
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let upstreams = Some(vec![silent.local_addr().unwrap()]);
+    let (dns, task) = weft_dns_task(upstreams, DnsMetrics::default(), &shutdown).await;
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     client.connect(dns).await.unwrap();
     send_and_probe(&client, &probe(1), 2, false).await;
+    // A name outside the mesh goes upstream, where nobody answers (for 2 s, the forwarder's
+    // timeout): the server stops while it waits.
+    let mut question = Message::query();
+    question.add_query(Query::query(
+        Name::from_str("long.example.").unwrap(),
+        RecordType::A,
+    ));
+    client.send(&question.to_vec().unwrap()).await.unwrap();
+    let mut buf = vec![0u8; 512];
+    tokio::time::timeout(Duration::from_secs(5), silent.recv(&mut buf))
+        .await
+        .expect("the question reaches the upstream within 5 s")
+        .unwrap();
+    let asked = Instant::now();
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("the DNS server stops within 5 s of being asked")
         .expect("the DNS server's task ends cleanly");
+    assert!(
+        asked.elapsed() < Duration::from_millis(1500),
+        "the server waited {:?} for the upstream question it was asked to give up",
+        asked.elapsed()
+    );
     DnsSockets::bind(dns)
         .await
         .expect("the stopped server's port can be bound again");

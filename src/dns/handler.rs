@@ -136,12 +136,16 @@ impl Handler {
         self.encode_udp(request, &reply, started)
     }
 
-    /// FORMERR, from its header alone, to a message whose body could not be read, encoded for
-    /// UDP.
-    pub fn answer_unreadable(&self, header: &Header) -> Vec<u8> {
-        self.metrics
-            .answered(Source::Rejected, std::time::Duration::ZERO);
-        header_only(&header.metadata, ResponseCode::FormErr)
+    /// The answer, from its header alone, to a message whose body could not be read, encoded
+    /// for UDP: FORMERR to a client that may ask, REFUSED to anyone else.
+    pub fn answer_unreadable(&self, header: &Header, client: std::net::IpAddr) -> Vec<u8> {
+        let (source, code) = if self.admits(client.to_canonical()) {
+            (Source::Rejected, ResponseCode::FormErr)
+        } else {
+            (Source::Refused, ResponseCode::Refused)
+        };
+        self.metrics.answered(source, std::time::Duration::ZERO);
+        header_only(&header.metadata, code)
     }
 
     /// SERVFAIL to `request`, for a server with too many questions upstream to take another.

@@ -157,6 +157,8 @@ pub fn serve(
     // The server stops when either side ends: a broken UDP socket stops the daemon (its
     // supervision) rather than leave it half a DNS server, and so does a TCP side that ended.
     let task = tokio::spawn(async move {
+        // Dropped unfinished (its runtime went first), the task still stops the readers.
+        let _stop_udp = stop_udp.clone().drop_guard();
         let (udp_ended, tcp_ended) = tokio::select! {
             _ = shutdown.cancelled() => (None, None),
             ended = &mut over_udp => (Some(ended), None),
