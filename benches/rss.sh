@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Resident memory of two weft binaries side by side: binary A in one network namespace and B in
 # another, joined by a veth pair, one mesh of two nodes; VmRSS of each IDLE seconds after both
-# have overlay addresses, split into private memory, file pages and the executable's own pages. Run it with the binaries both ways round: which node leads (the one
+# have overlay addresses, split into private memory, file pages and the executable's own file
+# pages. Run it with the binaries both ways round: which node leads (the one
 # with the lower PeerId, fresh each run) changes what it holds. Nothing outside the two
 # namespaces is addressed (no DHT; mDNS stays on the veth).
 #
@@ -68,8 +69,13 @@ done
 # the pages of the weft executable itself (its code and read-only data, shared by every process
 # that runs the same file and dropped by the kernel under pressure).
 field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status"; }
-own() { # pid binary -> kB of the binary's own mappings that are resident
-  awk -v bin="$(readlink -f "$2")" '/^[0-9a-f]+-[0-9a-f]+ /{mine = ($6 == bin)} mine && /^Rss:/{kb += $2} END{print kb + 0 " kB"}' "/proc/$1/smaps"
+own() { # pid binary -> kB of the binary's own file pages that are resident (its mappings'
+  # resident pages less those copied on write, which count as private memory)
+  awk -v bin="$(readlink -f "$2")" '
+    /^[0-9a-f]+-[0-9a-f]+ /{mine = ($6 == bin)}
+    mine && /^Rss:/{kb += $2}
+    mine && /^Anonymous:/{kb -= $2}
+    END{print kb + 0 " kB"}' "/proc/$1/smaps"
 }
 report() { # label binary pid
   echo "$1 $2: $(field "$3" VmRSS) (anon $(field "$3" RssAnon), file $(field "$3" RssFile), of which the executable $(own "$3" "$2"))"

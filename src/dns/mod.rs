@@ -4,7 +4,7 @@
 //! [`zone`] owns what the mesh answers ([`names`] how members are named, [`records`] what user
 //! records may hold); [`forward`] and [`cache`] own the way to upstream resolvers; [`handler`]
 //! turns one query into one answer, for clients it admits within their budget ([`limit`]);
-//! [`udp`] serves UDP in one loop that answers what it can at once. This module binds the
+//! [`udp`] serves UDP on reader threads that answer what they can at once. This module binds the
 //! sockets, runs that loop and hickory-server (TCP) on them and keeps the snapshot in step with
 //! the ledger.
 
@@ -156,9 +156,11 @@ pub fn serve(
     }
     // The server stops when either side ends: a broken UDP socket stops the daemon (its
     // supervision) rather than leave it half a DNS server, and so does a TCP side that ended.
+    // Made before the task, so that a task dropped unfinished (its runtime gone first), even
+    // before it first ran, still stops the readers.
+    let stop_udp_on_drop = stop_udp.clone().drop_guard();
     let task = tokio::spawn(async move {
-        // Dropped unfinished (its runtime went first), the task still stops the readers.
-        let _stop_udp = stop_udp.clone().drop_guard();
+        let _stop_udp = stop_udp_on_drop;
         let (udp_ended, tcp_ended) = tokio::select! {
             _ = shutdown.cancelled() => (None, None),
             ended = &mut over_udp => (Some(ended), None),

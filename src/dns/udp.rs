@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::handler::Handler;
 
-/// The largest query read; a longer datagram is cut there and fails to parse (FORMERR), as with
+/// The largest query read; a longer datagram is cut there and fails to parse, as with
 /// hickory-server's reader.
 const RECEIVE_BUFFER: usize = 4096;
 /// Questions waiting for upstream in tasks of their own at once.
@@ -109,6 +109,7 @@ impl Readers {
     fn read(&self) -> io::Result<()> {
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
         let mut errors = 0;
+        let mut failed_before = false;
         loop {
             let received = self.socket.recv_from(&mut buffer);
             if self.shutdown.is_cancelled() {
@@ -138,8 +139,11 @@ impl Readers {
             let answered = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 self.answer(&buffer[..len], client, Instant::now());
             }));
-            if answered.is_err() {
+            // Warned once per reader: a datagram that always fails must not flood the log.
+            if answered.is_err() && !std::mem::replace(&mut failed_before, true) {
                 tracing::warn!(%client, "DNS: answering a UDP query failed; the query is dropped");
+            } else if answered.is_err() {
+                tracing::debug!(%client, "DNS: answering a UDP query failed; the query is dropped");
             }
         }
     }
@@ -154,17 +158,18 @@ impl Readers {
             Err(wait) => match self.upstream.clone().try_acquire_owned() {
                 Err(_) => self.handler.answer_busy(&request, started),
                 Ok(permit) => {
-                    let (handler, socket) = (self.handler.clone(), self.socket.clone());
-                    let shutdown = self.shutdown.clone();
+                    // One value, so that on every path (an answer, the cancellation, a panic,
+                    // the runtime dropping the task) the socket goes before the permit.
+                    let held = (self.socket.clone(), permit);
+                    let (handler, shutdown) = (self.handler.clone(), self.shutdown.clone());
                     self.runtime.spawn(async move {
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
                             answer = handler.answer_upstream(&request, wait, started) => {
-                                send(&socket, &answer, client);
+                                send(&held.0, &answer, client);
                             }
                         }
-                        drop(socket);
-                        drop(permit);
+                        drop(held);
                     });
                     return;
                 }
