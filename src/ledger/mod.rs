@@ -53,8 +53,11 @@ use state::{ClusterId, Command, LedgerState, Outcome};
 
 /// Applied entries the feed publisher may lag behind before it skips (followers catch up).
 const APPLIED_BACKLOG: usize = 1024;
-/// How long a proposal waits for a reachable leader: longer than an election (at most 3 s),
-/// shorter than the CLI's 10 s.
+/// How long a proposal waits for a reachable leader: shorter than the CLI's 10 s. Not always
+/// longer than a leader's replacement: a follower that heard the leader votes only after
+/// openraft's leader lease (`election_timeout_max`, 3 s) plus its own election timeout (1.5 to
+/// 3 s), checked every 750 ms, so a stopped leader is replaced 4.5 to 6.75 s after its last
+/// heartbeat, and a proposal in that window can be answered "no leader" (issue 16).
 const PROPOSE_PATIENCE: Duration = Duration::from_secs(6);
 /// How long a proposal may take in all, retries included, before the caller hears why it did
 /// not commit: within the CLI's 10 s.
