@@ -179,13 +179,17 @@ async fn weft_dns_counted(
     metrics: DnsMetrics,
     shutdown: &CancellationToken,
 ) -> SocketAddr {
-    weft_dns_task(upstreams, metrics, shutdown).await.0
+    weft_dns_task(upstreams, metrics, "127.0.0.0/8", shutdown)
+        .await
+        .0
 }
 
-/// [`weft_dns_counted`] with the server's task, which ends when the server has stopped.
+/// [`weft_dns_counted`] answering the clients of `clients`, with the server's task, which ends
+/// when the server has stopped.
 async fn weft_dns_task(
     upstreams: Option<Vec<SocketAddr>>,
     metrics: DnsMetrics,
+    clients: &str,
     shutdown: &CancellationToken,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let (zone, skipped) = Zone::build(&ledger(), DOMAIN, &mut Default::default());
@@ -195,7 +199,7 @@ async fn weft_dns_task(
         domain: DOMAIN.into(),
         upstreams,
         cache_size: 100,
-        clients: vec!["127.0.0.0/8".parse().unwrap()],
+        clients: vec![clients.parse().unwrap()],
     };
     let sockets = DnsSockets::bind(config.listen)
         .await
@@ -560,7 +564,8 @@ async fn the_server_stops_when_asked_and_frees_its_port() {
     let shutdown = CancellationToken::new();
     let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let upstreams = Some(vec![silent.local_addr().unwrap()]);
-    let (dns, task) = weft_dns_task(upstreams, DnsMetrics::default(), &shutdown).await;
+    let (dns, task) =
+        weft_dns_task(upstreams, DnsMetrics::default(), "127.0.0.0/8", &shutdown).await;
     let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     client.connect(dns).await.unwrap();
     send_and_probe(&client, &probe(1), 2, false).await;
@@ -593,4 +598,33 @@ async fn the_server_stops_when_asked_and_frees_its_port() {
     DnsSockets::bind(dns)
         .await
         .expect("the stopped server's port can be bound again");
+}
+
+/// A client outside the allowed networks gets REFUSED, for a question the server could read and
+/// for one it could not (FORMERR is for clients that may ask).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_may_not_ask_is_refused_whatever_it_sends() {
+    let shutdown = CancellationToken::new();
+    let (dns, _task) = weft_dns_task(None, DnsMetrics::default(), "10.0.0.0/8", &shutdown).await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(dns).await.unwrap();
+    let mut unreadable = probe(7);
+    // Says it holds one question, then ends inside the name.
+    unreadable.truncate(16);
+    for packet in [probe(7), unreadable] {
+        client.send(&packet).await.unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        let answer = Message::from_vec(&buf[..n]).expect("answers are well-formed");
+        assert_eq!(answer.metadata.id, 7);
+        assert_eq!(
+            answer.metadata.response_code,
+            ResponseCode::Refused,
+            "answer to {packet:02x?}"
+        );
+    }
+    shutdown.cancel();
 }
