@@ -2,17 +2,18 @@
 # End-to-end throughput and latency of the weft overlay against the raw link, in one run.
 #
 # Two network namespaces joined by a veth pair (underlay 10.210.0.1 <-> 10.210.0.2), a release
-# `weft up` in each, then for (a) the veth and (b) the overlay: ping RTT, iperf3 TCP with 1 and
-# with 4 streams. Prints a table with overlay/veth ratios. Nothing outside the two namespaces is
-# ever addressed (no DHT; mDNS stays on the veth).
+# `weft up` in each, then for (a) the veth and (b) the overlay: ping RTT idle and while one TCP
+# stream runs (median and p90 of PINGS pings 0.2 s apart), iperf3 TCP with 1 and with 4 streams
+# and one stream each way at once. Prints a table with overlay/veth ratios. Nothing outside the
+# two namespaces is ever addressed (no DHT; mDNS stays on the veth).
 #
 # Usage (root):  benches/overlay.sh
-#   knobs: DUR=10 PINGS=20 WEFT=target/release/weft WEFT_ARGS="" OUT=/tmp/weft-overlay-bench
+#   knobs: DUR=10 PINGS=40 WEFT=target/release/weft WEFT_ARGS="" OUT=/tmp/weft-overlay-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DUR=${DUR:-10}
-PINGS=${PINGS:-20}
+PINGS=${PINGS:-40}
 WEFT=${WEFT:-target/release/weft}
 WEFT_ARGS=${WEFT_ARGS:-}
 OUT=${OUT:-/tmp/weft-overlay-bench}
@@ -83,31 +84,67 @@ for _ in $(seq 300); do
   ip netns exec "$NS1" ping -c1 -W1 "$O2" >/dev/null 2>&1 && break
 done
 
-ip netns exec "$NS2" iperf3 -s -D --pidfile "$WORK/iperf3.pid" >/dev/null
-for _ in $(seq 50); do [ -s "$WORK/iperf3.pid" ] && break; sleep 0.1; done
-PIDS+=("$(cat "$WORK/iperf3.pid")")
+# Two servers: one for the measured runs, one for the load under the pings.
+for port in 5201 5202; do
+  ip netns exec "$NS2" iperf3 -s -p "$port" -D --pidfile "$WORK/iperf3-$port.pid" >/dev/null
+  for _ in $(seq 50); do [ -s "$WORK/iperf3-$port.pid" ] && break; sleep 0.1; done
+  PIDS+=("$(cat "$WORK/iperf3-$port.pid")")
+done
 
-rtt() { # dst -> average ms
-  ip netns exec "$NS1" ping -q -c "$PINGS" -i 0.2 "$1" | sed -n 's|.*= [0-9.]*/\([0-9.]*\)/.*|\1|p'
+rtt() { # dst -> "median p90" ms of PINGS pings 0.2 s apart
+  ip netns exec "$NS1" ping -c "$PINGS" -i 0.2 "$1" >"$OUT/ping-$1.txt" || true
+  python3 -c "
+import re,sys
+v=sorted(float(m) for m in re.findall(r'time=([0-9.]+)', open(sys.argv[1]).read()))
+print('%.3f %.3f' % (v[len(v)//2], v[len(v)*9//10]) if v else 'nan nan')" "$OUT/ping-$1.txt"
+}
+loaded_rtt() { # dst -> "median p90" ms while one TCP stream runs to dst
+  local load=""
+  # A server that has just finished a test refuses the next for a moment: start until it runs.
+  for _ in $(seq 10); do
+    ip netns exec "$NS1" iperf3 -c "$1" -p 5202 -t $((PINGS / 5 + 4)) >"$OUT/load-$1.txt" 2>&1 &
+    load=$!
+    sleep 2
+    kill -0 "$load" 2>/dev/null && break
+  done
+  kill -0 "$load" 2>/dev/null || { echo "the load to $1 did not start: $(cat "$OUT/load-$1.txt")" >&2; exit 1; }
+  rtt "$1"
+  wait "$load" || true
 }
 tcp() { # dst streams -> Gbit/s received
   ip netns exec "$NS1" iperf3 -c "$1" -t "$DUR" -P "$2" -J >"$OUT/tcp-$1-$2.json"
   python3 -c "import json,sys;print('%.2f'%(json.load(open(sys.argv[1]))['end']['sum_received']['bits_per_second']/1e9))" "$OUT/tcp-$1-$2.json"
 }
+bidir() { # dst -> Gbit/s received both ways together, one stream each way
+  ip netns exec "$NS1" iperf3 -c "$1" -t "$DUR" --bidir -J >"$OUT/bidir-$1.json"
+  python3 -c "
+import json,sys
+e=json.load(open(sys.argv[1]))['end']
+print('%.2f'%((e['sum_received']['bits_per_second']+e['sum_received_bidir_reverse']['bits_per_second'])/1e9))" "$OUT/bidir-$1.json"
+}
 
-log "veth: ping"; VR=$(rtt "$U2")
-log "overlay: ping"; OR=$(rtt "$O2")
+log "veth: ping"; read -r VR VR90 < <(rtt "$U2")
+log "overlay: ping"; read -r OR OR90 < <(rtt "$O2")
+log "veth: ping under one TCP stream"; read -r VL VL90 < <(loaded_rtt "$U2")
+log "overlay: ping under one TCP stream"; read -r OL OL90 < <(loaded_rtt "$O2")
 log "veth: TCP 1 stream"; V1=$(tcp "$U2" 1)
 log "overlay: TCP 1 stream"; W1=$(tcp "$O2" 1)
 log "veth: TCP 4 streams"; V4=$(tcp "$U2" 4)
 log "overlay: TCP 4 streams"; W4=$(tcp "$O2" 4)
+log "veth: TCP both ways"; VB=$(bidir "$U2")
+log "overlay: TCP both ways"; WB=$(bidir "$O2")
 
 ratio() { python3 -c "print('%.3f' % ($1 / $2))"; }
+added() { python3 -c "print('+%.3f ms added' % ($2 - $1))"; }
 {
   echo "| measure | veth | weft overlay | overlay / veth |"
   echo "|---|---|---|---|"
   echo "| TCP 1 stream (Gbit/s) | $V1 | $W1 | $(ratio "$W1" "$V1") |"
   echo "| TCP 4 streams (Gbit/s) | $V4 | $W4 | $(ratio "$W4" "$V4") |"
-  echo "| ping RTT (ms) | $VR | $OR | +$(python3 -c "print('%.3f' % ($OR - $VR))") ms added |"
+  echo "| TCP both ways, 1 stream each (Gbit/s) | $VB | $WB | $(ratio "$WB" "$VB") |"
+  echo "| ping RTT median, idle (ms) | $VR | $OR | $(added "$VR" "$OR") |"
+  echo "| ping RTT p90, idle (ms) | $VR90 | $OR90 | $(added "$VR90" "$OR90") |"
+  echo "| ping RTT median, one TCP stream (ms) | $VL | $OL | $(added "$VL" "$OL") |"
+  echo "| ping RTT p90, one TCP stream (ms) | $VL90 | $OL90 | $(added "$VL90" "$OL90") |"
 } | tee "$OUT/summary.md"
 "$WEFT" peers --api "unix://$WORK/n1/api.sock" >&2 || true

@@ -1,8 +1,8 @@
 //! Fault injection for the supervision tests, in debug builds only: `WEFT_FAULT=<part>` (a
 //! comma-separated list) makes that part of the daemon stop on its own [`DELAY`] after it
 //! starts, as a crash would, so that a test can show the daemon notices and exits. `swarm`
-//! ends the control plane's task; `ledger` panics in the ledger's autopilot task. Release
-//! builds never read the variable.
+//! ends the control plane's task; `ledger` panics in the ledger's autopilot task; `packets`
+//! panics on the data plane's packet thread. Release builds never read the variable.
 
 use std::time::Duration;
 

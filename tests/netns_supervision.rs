@@ -1,5 +1,6 @@
 //! Supervision, end to end in a namespace: when a long-lived part of the daemon stops on its
-//! own (the control plane's swarm task ends, the ledger's autopilot panics), the daemon notices
+//! own (the control plane's swarm task ends, the ledger's autopilot panics, the data plane's
+//! packet thread panics), the daemon notices
 //! and exits non-zero within 5 s, naming the part, so that systemd restarts it. The faults are
 //! injected with `WEFT_FAULT`, which only debug builds read. Needs root and iproute2; elsewhere
 //! it prints why it is skipped.
@@ -65,4 +66,10 @@ fn the_daemon_exits_non_zero_when_its_swarm_task_ends() {
 fn the_daemon_exits_non_zero_when_a_ledger_task_panics() {
     require_netns!();
     a_stopped_part_ends_the_daemon("ledger", "the ledger's autopilot");
+}
+
+#[test]
+fn the_daemon_exits_non_zero_when_its_packet_thread_panics() {
+    require_netns!();
+    a_stopped_part_ends_the_daemon("packets", "the data plane");
 }

@@ -5,9 +5,10 @@
 //! ICMP replies ([`router`]), the handshake and keyring ([`session`]), when a session is wanted
 //! and the packets that wait for one ([`demand`]), when to handshake, probe and keep a path
 //! alive ([`paths`]), on the packet path's millisecond [`clock`]. Devices: the TUN ([`tun`])
-//! and the UDP socket ([`udp`]). Tasks: one sends (TUN → UDP, [`send`]), one receives (UDP →
-//! TUN, [`recv`]), both run to completion per batch and read the [`peer::Table`] snapshot the
-//! control task ([`control`]) publishes; the control task follows the ledger, makes sessions
+//! and the UDP socket ([`udp`]). The packet path: one loop sends (TUN → UDP, [`send`]), one
+//! receives (UDP → TUN, [`recv`]), both on one thread of their own ([`packets`]); each runs to
+//! completion per batch and reads the [`peer::Table`] snapshot the control task ([`control`])
+//! publishes; the control task follows the ledger, makes sessions
 //! over libp2p when traffic asks for them and keeps their paths alive. Without a working UDP
 //! path, frames travel on a libp2p stream instead ([`fallback`]).
 
@@ -17,6 +18,7 @@ pub mod demand;
 mod fallback;
 pub mod frame;
 mod metrics;
+mod packets;
 pub mod paths;
 pub mod peer;
 mod recv;
@@ -42,6 +44,7 @@ use crate::keyring::Keyring;
 use crate::ledger::Ledger;
 use crate::p2p::{P2pHandle, Service};
 use clock::Clock;
+use packets::PacketThread;
 use peer::{Drops, PeerStats, Table};
 use tun::{Tun, TunError};
 use udp::Udp;
@@ -64,6 +67,8 @@ pub enum DataplaneError {
     Tun(#[from] TunError),
     #[error("cannot bind the data-plane UDP port {port}: {source}")]
     Udp { port: u16, source: std::io::Error },
+    #[error("cannot start the data plane's packet thread: {0}")]
+    Thread(std::io::Error),
     #[error("the data-plane handshake inbox was already taken")]
     Inbox,
 }
@@ -129,11 +134,16 @@ impl Dataplane {
         let inbox = p2p
             .take_inbox(Service::Dataplane)
             .ok_or(DataplaneError::Inbox)?;
-        let tun = Tun::open(&config.interface, config.mtu, config.offload)?;
-        let udp = Udp::bind(config.port).map_err(|source| DataplaneError::Udp {
-            port: config.port,
-            source,
-        })?;
+        let packets = PacketThread::new().map_err(DataplaneError::Thread)?;
+        let (tun, udp) = {
+            let _registered_with_the_packet_thread = packets.enter();
+            let tun = Tun::open(&config.interface, config.mtu, config.offload)?;
+            let udp = Udp::bind(config.port).map_err(|source| DataplaneError::Udp {
+                port: config.port,
+                source,
+            })?;
+            (tun, udp)
+        };
         tracing::info!(
             port = udp.port(),
             gso = udp.max_segments(),
@@ -153,9 +163,12 @@ impl Dataplane {
             upnp: arc_swap::ArcSwapOption::empty(),
             address: arc_swap::ArcSwapOption::empty(),
         });
+        tasks.spawn(
+            packets
+                .run(shared.clone(), shutdown.clone())
+                .map_err(DataplaneError::Thread)?,
+        );
         tasks.spawn(upnp::run(shared.clone(), shutdown.clone()));
-        tasks.spawn(send::run(shared.clone(), shutdown.clone()));
-        tasks.spawn(recv::run(shared.clone(), shutdown.clone()));
         let (streams, frames) = p2p.frame_streams();
         tasks.spawn(fallback::accept(
             shared.clone(),
