@@ -123,6 +123,53 @@ async fn after_the_leader_dies_writes_still_commit_on_every_survivor() {
     }
 }
 
+/// An operator's write made while the stopped leader is being replaced waits for the next
+/// leader rather than failing: the proposal's patience outlasts an election (a follower votes only once openraft's
+/// 3 s lease and its own 1.5 to 3 s election timeout have passed). With 6 s of patience, the
+/// constant before, the write failed "no leader could be reached" whenever the election took
+/// longer than that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_made_while_the_leader_is_replaced_waits_for_the_next_one_and_commits() {
+    let mut replicas = cluster(3).await;
+    let leader = settled_leader(&replicas).await;
+    commit(&replicas[0], put("before")).await;
+    let index = replicas
+        .iter()
+        .position(|r| r.member.handle.peer_id().to_string() == leader)
+        .unwrap();
+    for replica in &replicas {
+        wait_for("the leader known everywhere", || {
+            (replica.ledger.status().leader.as_deref() == Some(leader.as_str())).then_some(())
+        })
+        .await;
+    }
+    drop(replicas.remove(index));
+    // Once the stopped leader is gone from the survivors' peers: a request already on its way
+    // when it stopped is answered "connection closed", and may have committed, so it is never
+    // proposed again (the caller hears so at once).
+    let gone: libp2p::PeerId = leader.parse().unwrap();
+    for replica in &replicas {
+        wait_for("the stopped leader gone from the peers", || {
+            (!replica.member.handle.is_admitted(&gone)).then_some(())
+        })
+        .await;
+    }
+    let started = std::time::Instant::now();
+    let written = replicas[0].ledger.propose_patiently(put("during")).await;
+    eprintln!(
+        "the write answered {:?} after {:?}",
+        written.as_ref().map(|_| ()),
+        started.elapsed()
+    );
+    written.expect("the write waits for the next leader and commits");
+    for replica in &replicas {
+        wait_for("the write on every survivor", || {
+            has_key(replica, "during").then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_of_a_member_gone_past_the_timeout_expires_and_frees_its_address() {
     let mut replicas = cluster(3).await;

@@ -53,12 +53,14 @@ use state::{ClusterId, Command, LedgerState, Outcome};
 
 /// Applied entries the feed publisher may lag behind before it skips (followers catch up).
 const APPLIED_BACKLOG: usize = 1024;
-/// How long a proposal waits for a reachable leader: shorter than the CLI's 10 s. Not always
-/// longer than a leader's replacement: a follower that heard the leader votes only after
-/// openraft's leader lease (`election_timeout_max`, 3 s) plus its own election timeout (1.5 to
-/// 3 s), checked every 750 ms, so a stopped leader is replaced 4.5 to 6.75 s after its last
-/// heartbeat, and a proposal in that window can be answered "no leader" (issue 16).
-const PROPOSE_PATIENCE: Duration = Duration::from_secs(6);
+/// How long a proposal waits for a reachable leader: shorter than the CLI's 10 s, and longer
+/// than a leader's replacement. A follower that heard the leader votes only after openraft's
+/// leader lease (`election_timeout_max`, 3 s) plus its own election timeout (1.5 to 3 s),
+/// checked every 750 ms, so a stopped leader is replaced 4.5 to 6.75 s after its last
+/// heartbeat; a proposal made meanwhile waits for the next leader, and has until
+/// [`ANSWER_WITHIN`] to commit there
+/// (`tests/ledger_raft.rs::a_write_made_while_the_leader_is_replaced_waits_for_the_next_one_and_commits`).
+const PROPOSE_PATIENCE: Duration = Duration::from_secs(8);
 /// How long a proposal may take in all, retries included, before the caller hears why it did
 /// not commit: within the CLI's 10 s.
 const ANSWER_WITHIN: Duration = Duration::from_secs(9);
