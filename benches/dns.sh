@@ -24,22 +24,10 @@ WEFT=${WEFT:-target/release/weft}
 OUT=${OUT:-/tmp/weft-dns-bench}
 NS=wdnsbench-$$
 WORK=$(mktemp -d /tmp/weft-dns-bench.XXXXXX)
-PIDS=()
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
-log() { echo "[$(date +%T)] $*" >&2; }
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
+need_root
 scripts/install-deps.sh >/dev/null
 if ! command -v dnsperf >/dev/null || ! command -v dnsmasq >/dev/null; then
   apt-get update -qq
@@ -51,14 +39,10 @@ if [ "$WEFT" = target/release/weft ]; then
   cargo build --release --quiet --locked --bin weft
 fi
 mkdir -p "$OUT"
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-
-API="unix://$WORK/api.sock"
-ip netns exec "$NS" "$WEFT" up --token "$("$WEFT" token new)" --no-dht --no-mdns \
-  --state-dir "$WORK/state" --api "$API" --hostname bench --dns 127.0.0.1:53 \
-  --dns-forward-server 127.0.0.1:5353 --dns-cache-size 10000 >"$WORK/weft.log" 2>&1 &
-PIDS+=($!)
+new_netns "$NS"
+API="unix://$WORK/bench/api.sock"
+start_weft "$WEFT" "$NS" bench "$("$WEFT" token new)" --no-mdns --dns 127.0.0.1:53 \
+  --dns-forward-server 127.0.0.1:5353 --dns-cache-size 10000
 
 # dnsmasq: the same local names (hosts file), and a zone of its own with a 300 s TTL.
 : >"$WORK/hosts"

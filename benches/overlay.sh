@@ -17,27 +17,13 @@ PINGS=${PINGS:-40}
 WEFT=${WEFT:-target/release/weft}
 WEFT_ARGS=${WEFT_ARGS:-}
 OUT=${OUT:-/tmp/weft-overlay-bench}
-TAG=$$
-NS1=wbench1-$TAG NS2=wbench2-$TAG
+NS1=wbench1-$$ NS2=wbench2-$$
 U1=10.210.0.1 U2=10.210.0.2
 WORK=$(mktemp -d /tmp/weft-bench.XXXXXX)
-PIDS=()
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
-log() { echo "[$(date +%T)] $*" >&2; }
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-  ip netns del "$NS1" 2>/dev/null || true
-  ip netns del "$NS2" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
+need_root
 scripts/install-deps.sh >/dev/null
 if [ "$WEFT" = target/release/weft ]; then
   log "building weft (release)"
@@ -45,40 +31,21 @@ if [ "$WEFT" = target/release/weft ]; then
 fi
 mkdir -p "$OUT"
 
-ip netns add "$NS1"
-ip netns add "$NS2"
-ip -n "$NS1" link add eth0 type veth peer name eth0 netns "$NS2"
-ip -n "$NS1" addr add "$U1/24" dev eth0
-ip -n "$NS2" addr add "$U2/24" dev eth0
-for ns in "$NS1" "$NS2"; do
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link set eth0 up
-done
-
+veth_pair "$NS1" "$NS2" "$U1/24" "$U2/24"
 TOKEN=$("$WEFT" token new)
-start() { # n ns
-  local dir=$WORK/n$1
-  mkdir -p "$dir"
-  # shellcheck disable=SC2086
-  ip netns exec "$2" "$WEFT" up --token "$TOKEN" --no-dht --state-dir "$dir/state" \
-    --api "unix://$dir/api.sock" --hostname "bench$1" $WEFT_ARGS >"$dir/weft.log" 2>&1 &
-  PIDS+=($!)
-}
-start 1 "$NS1"
-start 2 "$NS2"
+# shellcheck disable=SC2086
+start_weft "$WEFT" "$NS1" bench1 "$TOKEN" $WEFT_ARGS
+# shellcheck disable=SC2086
+start_weft "$WEFT" "$NS2" bench2 "$TOKEN" $WEFT_ARGS
 
-overlay_ip() { # n
-  "$WEFT" status --json --api "unix://$WORK/n$1/api.sock" 2>/dev/null |
-    sed -n 's/.*"overlay_ip": *"\([0-9.]*\)".*/\1/p' || true
-}
 log "waiting for both nodes to get overlay addresses"
 O1="" O2=""
 for _ in $(seq 600); do
-  O1=$(overlay_ip 1); O2=$(overlay_ip 2)
+  O1=$(overlay_ip "$WEFT" bench1); O2=$(overlay_ip "$WEFT" bench2)
   [ -n "$O1" ] && [ -n "$O2" ] && break
   sleep 0.1
 done
-[ -n "$O1" ] && [ -n "$O2" ] || { echo "no overlay addresses; logs in $WORK" >&2; cat "$WORK"/n*/weft.log >&2; exit 1; }
+[ -n "$O1" ] && [ -n "$O2" ] || { echo "no overlay addresses; logs in $WORK" >&2; cat "$WORK"/*/weft.log >&2; exit 1; }
 log "overlay: $O1 <-> $O2; waiting for the path"
 for _ in $(seq 300); do
   ip netns exec "$NS1" ping -c1 -W1 "$O2" >/dev/null 2>&1 && break
@@ -147,4 +114,4 @@ added() { python3 -c "print('+%.3f ms added' % ($2 - $1))"; }
   echo "| ping RTT median, one TCP stream (ms) | $VL | $OL | $(added "$VL" "$OL") |"
   echo "| ping RTT p90, one TCP stream (ms) | $VL90 | $OL90 | $(added "$VL90" "$OL90") |"
 } | tee "$OUT/summary.md"
-"$WEFT" peers --api "unix://$WORK/n1/api.sock" >&2 || true
+"$WEFT" peers --api "unix://$WORK/bench1/api.sock" >&2 || true

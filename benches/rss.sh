@@ -9,59 +9,33 @@
 # Usage (root):  benches/rss.sh A B        knob: IDLE=40
 set -euo pipefail
 
-A=${1:?usage: benches/rss.sh A B}
-B=${2:?usage: benches/rss.sh A B}
+A=$(readlink -f "${1:?usage: benches/rss.sh A B}")
+B=$(readlink -f "${2:?usage: benches/rss.sh A B}")
 IDLE=${IDLE:-40}
-TAG=$$
-NS1=wrss1-$TAG NS2=wrss2-$TAG
+NS1=wrss1-$$ NS2=wrss2-$$
 WORK=$(mktemp -d /tmp/weft-rss.XXXXXX)
-PIDS=()
+cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-  ip netns del "$NS1" 2>/dev/null || true
-  ip netns del "$NS2" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
-ip netns add "$NS1"
-ip netns add "$NS2"
-ip -n "$NS1" link add eth0 type veth peer name eth0 netns "$NS2"
-ip -n "$NS1" addr add 10.211.0.1/24 dev eth0
-ip -n "$NS2" addr add 10.211.0.2/24 dev eth0
-for ns in "$NS1" "$NS2"; do
-  ip -n "$ns" link set lo up
-  ip -n "$ns" link set eth0 up
-done
-
+need_root
+veth_pair "$NS1" "$NS2" 10.211.0.1/24 10.211.0.2/24
 TOKEN=$("$A" token new)
-start() { # name binary ns
-  ip netns exec "$3" "$2" up --token "$TOKEN" --no-dht --state-dir "$WORK/$1" \
-    --api "unix://$WORK/$1.sock" --hostname "$1" >"$WORK/$1.log" 2>&1 &
-  PIDS+=($!)
-}
-start a "$A" "$NS1"
-start b "$B" "$NS2"
+start_weft "$A" "$NS1" a "$TOKEN"
+start_weft "$B" "$NS2" b "$TOKEN"
 addressed() { # name
-  "$A" status --json --api "unix://$WORK/$1.sock" 2>/dev/null | grep -q '"overlay_ip": *"[0-9]'
+  [ -n "$(overlay_ip "$A" "$1")" ]
 }
 for _ in $(seq 600); do
   addressed a && addressed b && break
   sleep 0.1
 done
-addressed a && addressed b || { echo "no mesh formed; logs:" >&2; cat "$WORK"/*.log >&2; exit 1; }
+addressed a && addressed b || { echo "no mesh formed; logs:" >&2; cat "$WORK"/*/weft.log >&2; exit 1; }
 sleep "$IDLE"
 for i in 0 1; do
   kill -0 "${PIDS[$i]}" 2>/dev/null || {
     echo "node $i exited; its log:" >&2
-    cat "$WORK/$([ "$i" = 0 ] && echo a || echo b).log" >&2
+    cat "$WORK/$([ "$i" = 0 ] && echo a || echo b)/weft.log" >&2
     exit 1
   }
 done

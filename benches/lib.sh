@@ -1,0 +1,55 @@
+# Shared by the bench scripts (sourced, not run): network namespaces, weft nodes in them, and
+# the clean-up of both on any exit. Set WORK (a directory of the run's own) before sourcing;
+# processes started go in PIDS and namespaces made in NETNS, and are removed at exit.
+
+PIDS=()
+NETNS=()
+
+log() { echo "[$(date +%T)] $*" >&2; }
+
+bench_cleanup() {
+  local p ns
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+need_root() {
+  [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
+}
+
+new_netns() { # ns: a namespace with its loopback up
+  ip netns add "$1"
+  NETNS+=("$1")
+  ip -n "$1" link set lo up
+}
+
+veth_pair() { # ns1 ns2 address1/len address2/len: two namespaces joined by eth0 <-> eth0
+  new_netns "$1"
+  new_netns "$2"
+  ip -n "$1" link add eth0 type veth peer name eth0 netns "$2"
+  ip -n "$1" addr add "$3" dev eth0
+  ip -n "$2" addr add "$4" dev eth0
+  ip -n "$1" link set eth0 up
+  ip -n "$2" link set eth0 up
+}
+
+start_weft() { # binary ns name token [up args...]: state, API socket and log under $WORK/name
+  local bin=$1 ns=$2 name=$3 token=$4
+  shift 4
+  mkdir -p "$WORK/$name"
+  ip netns exec "$ns" "$bin" up --token "$token" --no-dht --state-dir "$WORK/$name/state" \
+    --api "unix://$WORK/$name/api.sock" --hostname "$name" "$@" >"$WORK/$name/weft.log" 2>&1 &
+  PIDS+=($!)
+}
+
+overlay_ip() { # binary name -> the node's overlay address, or nothing yet
+  "$1" status --json --api "unix://$WORK/$2/api.sock" 2>/dev/null |
+    sed -n 's/.*"overlay_ip": *"\([0-9.]*\)".*/\1/p' || true
+}
