@@ -126,7 +126,7 @@ log "forwarded names: weft (cache)"; read -r WF WFL WFX WFP WFC < <(perf 53 "$WO
 log "forwarded names: dnsmasq (direct)"; read -r DF DFL DFX DFP DFC < <(perf 5353 "$WORK/forwarded.txt" dnsmasq-direct "$DNSMASQ")
 
 log "weft's answers by source:"
-curl -s --unix-socket "$WORK/api.sock" http://weft/metrics | grep '^weft_dns_answers_total' >&2 || true
+curl -s --unix-socket "${API#unix://}" http://weft/metrics | grep '^weft_dns_answers_total' >&2 || true
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
 {

@@ -66,8 +66,8 @@ v=sorted(float(m) for m in re.findall(r'time=([0-9.]+)', open(sys.argv[1]).read(
 print('%.3f %.3f' % (v[len(v)//2], v[len(v)*9//10]) if v else 'nan nan')" "$OUT/ping-$1.txt"
 }
 loaded_rtt() { # dst -> "median p90" ms while one TCP stream runs to dst
-  local load=""
-  # A server that has just finished a test refuses the next for a moment: start until it runs.
+  local load="" measured
+  # Start until it runs: a server may refuse while it winds up a test.
   for _ in $(seq 10); do
     ip netns exec "$NS1" iperf3 -c "$1" -p 5202 -t $((PINGS / 5 + 4)) >"$OUT/load-$1.txt" 2>&1 &
     load=$!
@@ -75,8 +75,11 @@ loaded_rtt() { # dst -> "median p90" ms while one TCP stream runs to dst
     kill -0 "$load" 2>/dev/null && break
   done
   kill -0 "$load" 2>/dev/null || { echo "the load to $1 did not start: $(cat "$OUT/load-$1.txt")" >&2; exit 1; }
-  rtt "$1"
+  measured=$(rtt "$1")
+  # The caller reads the line as soon as it is printed: the load must have ended by then, or it
+  # would run into the next measurement.
   wait "$load" || true
+  echo "$measured"
 }
 tcp() { # dst streams -> Gbit/s received
   ip netns exec "$NS1" iperf3 -c "$1" -t "$DUR" -P "$2" -J >"$OUT/tcp-$1-$2.json"

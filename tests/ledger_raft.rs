@@ -154,6 +154,12 @@ async fn a_write_made_while_the_leader_is_replaced_waits_for_the_next_one_and_co
         })
         .await;
     }
+    // The write is made inside the window this test is about: no new leader yet.
+    let known = replicas[0].ledger.status().leader;
+    assert!(
+        known.as_deref().is_none_or(|l| l == leader),
+        "a new leader ({known:?}) was elected before the write: the window was missed"
+    );
     let started = std::time::Instant::now();
     let written = replicas[0].ledger.propose_patiently(put("during")).await;
     eprintln!(

@@ -8,7 +8,7 @@
 //! ping's echo, a TCP acknowledgement) crossed threads. Here the datagram is opened, written
 //! to the TUN, and the answer the kernel queued is read and sent by the same thread, as one
 //! thread of boringtun does. Measured in BENCHMARKS.md ("The packet thread"): about 20 % more
-//! single-stream TCP throughput (the median of ten paired runs), latency unchanged. The cost:
+//! single-stream TCP throughput (the median of ten paired runs), the median ping level. The cost:
 //! both directions share one core, so a node seals and opens on one core at most (one pipeline
 //! per core needs a multi-queue TUN).
 //!
