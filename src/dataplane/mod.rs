@@ -8,9 +8,9 @@
 //! and the UDP socket ([`udp`]). The packet path: one loop sends (TUN → UDP, [`send`]), one
 //! receives (UDP → TUN, [`recv`]), both on one thread of their own ([`packets`]); each runs to
 //! completion per batch and reads the [`peer::Table`] snapshot the control task ([`control`])
-//! publishes; the control task follows the ledger, makes sessions
-//! over libp2p when traffic asks for them and keeps their paths alive. Without a working UDP
-//! path, frames travel on a libp2p stream instead ([`fallback`]).
+//! publishes. The control task follows the ledger, makes sessions over libp2p when traffic
+//! asks for them and keeps their paths alive. Without a working UDP path, frames travel on a
+//! libp2p stream instead ([`fallback`]).
 
 pub mod clock;
 pub(crate) mod control;
