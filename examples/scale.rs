@@ -4,10 +4,13 @@
 //! sends and how much memory it holds while the mesh is idle. Figures go to `BENCHMARKS.md`.
 //!
 //! Run as root with a release build: `cargo build --release --bin weft --example scale`, then
-//! `target/release/examples/scale NODES [SAMPLE_AT END]` (`WEFT=path` runs another `weft` binary, `WEFT_ARGS` adds arguments to each `weft up`). The idle window runs from `SAMPLE_AT`
+//! `target/release/examples/scale NODES [SAMPLE_AT END]` (`WEFT=path` runs another `weft`
+//! binary, `WEFT_ARGS` adds arguments to each `weft up`). The idle window runs from `SAMPLE_AT`
 //! to `END` seconds after the start (default 120 and 600: minute 2 to minute 10); RSS is read at
 //! both ends of it and bytes sent are counted across it (`eth0` counters: all control traffic,
-//! libp2p, raft, gossip, mDNS and keepalives).
+//! libp2p, raft, gossip, mDNS and keepalives). When the mesh does not form, it prints what each
+//! node sees. `KEEP_LOGS=dir` keeps the nodes' logs up to formation (or the deadline); they
+//! hold warnings only unless `WEFT_ARGS` sets another `--log-level`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -71,9 +74,16 @@ fn main() -> ExitCode {
     }
     let Some(formed) = formation(&lan, start) else {
         eprintln!("scale: the mesh of {nodes} did not form within {FORMATION_DEADLINE:?}");
+        eprintln!("{}", views(&lan));
+        if let Some(dir) = std::env::var_os("KEEP_LOGS") {
+            keep_logs(&lan, Path::new(&dir));
+        }
         return ExitCode::FAILURE;
     };
     println!("formation: {:.2} s for {nodes} nodes", formed.as_secs_f64());
+    if let Some(dir) = std::env::var_os("KEEP_LOGS") {
+        keep_logs(&lan, Path::new(&dir));
+    }
     if let Err(missing) = resolves_everyone(&lan) {
         eprintln!("scale: {missing}");
         return ExitCode::FAILURE;
@@ -175,6 +185,61 @@ fn complete(members: &serde_json::Value, nodes: usize) -> bool {
         .filter_map(|m| m["overlay_ip"].as_str())
         .collect();
     ready.len() == nodes && ready.iter().collect::<BTreeSet<_>>().len() == nodes
+}
+
+/// What each node sees, one line per node, for a mesh that did not form: how many peers it
+/// admitted, its address and role, its cluster, leader and raft place, and how many members its list
+/// holds ready (live, with an address, a role and a DNS name).
+fn views(lan: &Lan) -> String {
+    let mut lines = String::new();
+    for host in &lan.hosts {
+        let status = get(&host.api_socket(), "/v1/status").unwrap_or_default();
+        let members = get(&host.api_socket(), "/v1/members").unwrap_or_default();
+        let listed = members.as_array().map_or(0, Vec::len);
+        let ready = members.as_array().map_or(0, |list| {
+            list.iter()
+                .filter(|m| m["lease"] == "live" && m["role"].is_string())
+                .filter(|m| m["dns_name"].is_string() && m["overlay_ip"].is_string())
+                .count()
+        });
+        let ledger = &status["ledger"];
+        let short = |v: &serde_json::Value| {
+            v.as_str().map_or("-".to_string(), |s| {
+                let tail: Vec<char> = s.chars().rev().take(6).collect();
+                tail.into_iter().rev().collect()
+            })
+        };
+        lines.push_str(&format!(
+            "{}: peer ..{} admitted {} ip {} role {} | cluster {} leader ..{} voters {} \
+             follower {} applied {} | members {listed}, ready {ready}\n",
+            host.name,
+            short(&status["peer_id"]),
+            status["admitted_peers"],
+            status["overlay_ip"].as_str().unwrap_or("-"),
+            status["role"].as_str().unwrap_or("-"),
+            ledger["cluster_id"].as_str().unwrap_or("-"),
+            short(&ledger["leader"]),
+            ledger["voters"].as_array().map_or(0, Vec::len),
+            ledger["follower"],
+            ledger["applied_index"],
+        ));
+    }
+    lines
+}
+
+/// Copies every process's log so far into `dir` (`<host>-<n>.log`, the `n`th process started).
+fn keep_logs(lan: &Lan, dir: &Path) {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        eprintln!("scale: cannot make {}: {e}", dir.display());
+        return;
+    }
+    for (i, process) in lan.processes.iter().enumerate() {
+        let to = dir.join(format!("{}-{i}.log", lan.hosts[process.host].name));
+        if let Err(e) = std::fs::write(&to, process.log_text()) {
+            eprintln!("scale: cannot write {}: {e}", to.display());
+        }
+    }
+    eprintln!("scale: the nodes' logs are in {}", dir.display());
 }
 
 /// Asks each node's DNS server for every member's name (one `dig` per node, batch mode) and

@@ -495,9 +495,14 @@ impl Autopilot {
             .map(|(peer, _)| peer.to_string())
             .collect();
         let now = crate::clock::now();
+        // The peers admitted now, not when the asking began: asking takes seconds on a busy
+        // machine, and a lower peer admitted meanwhile may have formed a cluster already (two
+        // clusters formed 2 s apart in a 50-node start, the second by a node that admitted the
+        // first's founder while it asked the others).
+        let admitted = p2p.peers();
         let may_form = self.pilot.may_form(
             &me.to_string(),
-            peers
+            admitted
                 .iter()
                 .map(|v| v.peer_id.as_str())
                 .filter(|peer| !in_cluster.iter().any(|c| c == peer)),

@@ -1,10 +1,11 @@
 //! Merging clusters that formed apart (a partition at formation, two sites brought up before
 //! their link): when a member sees more admitted peers answering from another cluster (with a
-//! leader) than its own cluster has live members, or as many from an older one, it leaves its
-//! cluster for that one ([`better_cluster`]). Every member of the smaller cluster makes the
-//! same choice and the mesh ends with one cluster. The count is of peers seen, not claimed, and
-//! the clock that stamped a cluster id only breaks ties, so neither a forged hello nor a node
-//! whose clock is wrong takes a cluster over.
+//! leader) than it counts in its own ([`own_count`]: itself, its live members and the peers
+//! answering from it), or as many from an older one, it leaves its cluster for that one
+//! ([`better_cluster`]). Members that see the same peers make the same choice: those of the
+//! smaller cluster move, those of the larger stay, and the mesh ends with one cluster. The count is of peers seen, not
+//! claimed, and the clock that stamped a cluster id only breaks ties, so neither a forged hello
+//! nor a node whose clock is wrong takes a cluster over.
 //!
 //! Nothing written on the losing side is lost: before leaving, the member saves its applied
 //! state (the carried state, on disk, so a restart mid-merge keeps it); once it is a member of
@@ -16,6 +17,7 @@
 //! `merged/<cluster>/<bucket>` ([`merged_bucket`]); each entry is decided when its command
 //! applies ([`Command::CarryKv`]).
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 
@@ -37,8 +39,8 @@ const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 /// election: its quorum is gone) counts no members, so its survivors join any cluster with a
 /// leader, such as the one `weft ledger recover` made from one of them. Members recorded live
 /// but `silent` (this node has not seen them renew for longer than their lease timeout allows)
-/// are asked and are not counted as members: they may have left for another cluster while this
-/// one's leader, still reaching them, kept their leases.
+/// are asked, and count for the cluster they answer from: they may have left for another
+/// cluster while this one's leader, still reaching them, kept their leases.
 pub async fn better_cluster_reachable(
     ledger: &Ledger,
     abandoned: bool,
@@ -47,44 +49,85 @@ pub async fn better_cluster_reachable(
     let state = ledger.state();
     let ours = state.cluster()?;
     let leaderless = abandoned || ledger.status().leader.is_none();
-    let strangers: Vec<libp2p::PeerId> = ledger
-        .p2p()
-        .peers()
-        .iter()
-        .filter(|view| {
-            leaderless
-                || silent.contains(&view.peer_id)
-                || state
-                    .members()
-                    .get(&view.peer_id)
-                    .is_none_or(|m| m.lease != LeaseState::Live)
-        })
-        .filter_map(|view| view.peer_id.parse().ok())
-        .filter(|peer| !ledger.p2p().is_behind(peer))
-        .collect();
-    let live = if abandoned {
-        0
+    let me = ledger.p2p().peer_id();
+    let counted: BTreeSet<String> = if abandoned {
+        BTreeSet::new()
     } else {
         state
             .members()
             .iter()
             .filter(|(peer, m)| m.lease == LeaseState::Live && !silent.contains(peer))
-            .count()
-            .max(1)
+            .map(|(peer, _)| peer.clone())
+            .chain([me.to_string()])
+            .collect()
     };
+    let strangers: Vec<libp2p::PeerId> = ledger
+        .p2p()
+        .peers()
+        .iter()
+        .filter(|view| is_asked(leaderless, &counted, &view.peer_id))
+        .filter_map(|view| view.peer_id.parse().ok())
+        .filter(|peer| !ledger.p2p().is_behind(peer))
+        .collect();
     drop(state);
     let answers = service::ask_each(ledger, strangers).await;
     // A cluster counts only while its leader, asked itself, says it leads: its members keep
     // naming a leader that lost its voters for good (they left and wiped their raft state).
-    let me = ledger.p2p().peer_id();
-    let unasked: std::collections::BTreeSet<libp2p::PeerId> = answers
+    let unasked: BTreeSet<libp2p::PeerId> = answers
         .iter()
         .filter_map(|(_, hello)| hello.leader.as_ref()?.1.peer_id.parse().ok())
         .filter(|leader| *leader != me && !answers.iter().any(|(peer, _)| peer == leader))
         .filter(|leader| !ledger.p2p().is_behind(leader))
         .collect();
     let leaders = service::ask_each(ledger, unasked).await;
-    better_cluster(ours, live, &led_clusters(&answers, &leaders))
+    merge_target(ours, abandoned, &counted, &answers, &leaders)
+}
+
+/// Whether a merge check asks `peer` which cluster it is in: every peer while this node's
+/// cluster names no working leader, else those not `counted` as its live members.
+fn is_asked(leaderless: bool, counted: &BTreeSet<String>, peer: &str) -> bool {
+    leaderless || !counted.contains(peer)
+}
+
+/// The cluster to leave `ours` for, given the live members this node's ledger counts and this
+/// node itself (`counted`), whether `ours` is `abandoned`, the `answers` of the peers it asked and those of
+/// the `leaders` they named: pure, the decision of [`better_cluster_reachable`].
+fn merge_target(
+    ours: ClusterId,
+    abandoned: bool,
+    counted: &BTreeSet<String>,
+    answers: &[(libp2p::PeerId, Hello)],
+    leaders: &[(libp2p::PeerId, Hello)],
+) -> Option<ClusterId> {
+    let own = own_count(ours, abandoned, counted, answers);
+    better_cluster(ours, own, &led_clusters(answers, leaders))
+}
+
+/// How many members this node counts its own cluster `ours` as having: itself and its live
+/// members as its ledger records them (`counted`), and every other peer that answered from
+/// `ours` (a silent member that still does, or one whose lease expired). A member whose join
+/// this node has not applied yet (a follower's ledger lags its leader's, and a leader's lags
+/// the joins in flight) answers from `ours` all the same: left out, it made each side of two
+/// clusters count the other larger while members were joining, and members crossed in both
+/// directions at once. Counted so, a node counts its own cluster at least as large as the
+/// peers it sees answering from it, as it counts the others, so two members of clusters with a
+/// working leader that see the same peers never choose each other's cluster. A cluster
+/// `abandoned` (its quorum lost) counts nobody. The answers are taken on the word of the peers
+/// that give them, as the other clusters' are (see `docs/security.md`).
+fn own_count(
+    ours: ClusterId,
+    abandoned: bool,
+    counted: &BTreeSet<String>,
+    answers: &[(libp2p::PeerId, Hello)],
+) -> usize {
+    if abandoned {
+        return 0;
+    }
+    let unrecorded = answers
+        .iter()
+        .filter(|(peer, hello)| hello.cluster == Some(ours) && !counted.contains(&peer.to_string()))
+        .count();
+    counted.len() + unrecorded
 }
 
 /// The cluster of each of `answers` that names a leader whose own answer (among `answers` or
@@ -111,14 +154,14 @@ fn led_clusters(
         .collect()
 }
 
-/// The cluster to merge into, given this node's cluster `ours` with `live` live members (0 when
-/// it lost its quorum) and the clusters admitted peers answered from (one entry per peer). A cluster is counted by the
-/// peers this node sees answering from it, never by what one of them claims, and it wins with
-/// more of them than `ours` has live members; on a tie the older cluster id wins, as it always
-/// did. So a lone node, whatever its clock says (a 1970 clock makes the oldest id there is),
+/// The cluster to merge into, given this node's cluster `ours` counted as `own` members (0 when
+/// it lost its quorum, [`own_count`]) and the clusters admitted peers answered from (one entry
+/// per peer). A cluster is counted by the peers this node sees answering from it, never by what
+/// one of them claims, and it wins with more of them than `ours` counts; on a tie the older
+/// cluster id wins, as it always did. So a lone node, whatever its clock says (a 1970 clock makes the oldest id there is),
 /// joins a cluster of several rather than taking it over, and a single stranger's hello never
 /// moves a cluster of two or more.
-pub fn better_cluster(ours: ClusterId, live: usize, answers: &[ClusterId]) -> Option<ClusterId> {
+pub fn better_cluster(ours: ClusterId, own: usize, answers: &[ClusterId]) -> Option<ClusterId> {
     let mut seen: std::collections::BTreeMap<ClusterId, usize> = Default::default();
     for cluster in answers.iter().filter(|c| **c != ours) {
         *seen.entry(*cluster).or_default() += 1;
@@ -126,7 +169,7 @@ pub fn better_cluster(ours: ClusterId, live: usize, answers: &[ClusterId]) -> Op
     let rank = |cluster: ClusterId, count: usize| (count, std::cmp::Reverse(cluster));
     seen.into_iter()
         .max_by_key(|(cluster, count)| rank(*cluster, *count))
-        .filter(|(cluster, count)| rank(*cluster, *count) > rank(ours, live))
+        .filter(|(cluster, count)| rank(*cluster, *count) > rank(ours, own))
         .map(|(cluster, _)| cluster)
 }
 
@@ -473,6 +516,90 @@ mod tests {
         assert!(led_clusters(&answers, &moved).is_empty());
         // An answer naming no leader never counts.
         assert!(led_clusters(&[(member, hello(1, theirs, None))], &confirms).is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Two or three clusters on one LAN, each member's ledger recording a random part of
+        /// its own cluster's members (joins not yet applied there), some nodes answering nobody
+        /// (`mute`, the same for every asker), with and without a leader known: no two members
+        /// choose each other's cluster. When every node answers, every member outside the
+        /// largest cluster (the oldest of those as large) chooses it and no member of it moves.
+        /// Members ignoring the answers of their own cluster's unrecorded members made both
+        /// sides move at once (50 nodes started together, two clusters formed 2 s apart).
+        #[test]
+        fn members_seeing_the_same_peers_never_choose_each_others_cluster(
+            sizes in proptest::collection::vec(1usize..12, 2..=3),
+            recorded in proptest::collection::vec(
+                proptest::collection::vec(proptest::bool::ANY, 36),
+                36,
+            ),
+            mute in proptest::option::of(proptest::collection::vec(proptest::bool::weighted(0.2), 36)),
+            leaderless in proptest::bool::ANY,
+        ) {
+            let clusters: Vec<ClusterId> =
+                (0..sizes.len()).map(|c| cluster(100 * c as u64, c as u64)).collect();
+            // Node i: its PeerId, its cluster, and its cluster's leader (the cluster's first).
+            let mut nodes = Vec::new();
+            for (c, size) in sizes.iter().enumerate() {
+                let first = nodes.len();
+                for _ in 0..*size {
+                    nodes.push((libp2p::PeerId::random(), c, first));
+                }
+            }
+            let everyone_answers = mute.is_none();
+            let mute = |i: usize| mute.as_ref().is_some_and(|m| m[i]);
+            let hello = |i: usize| {
+                let (_, c, leader) = nodes[i];
+                let node = crate::ledger::raft::LedgerNode { peer_id: nodes[leader].0.to_string() };
+                Hello {
+                    node_id: i as u64,
+                    in_cluster: true,
+                    cluster: Some(clusters[c]),
+                    leader: Some((leader as u64, node)),
+                    members: Vec::new(),
+                }
+            };
+            let mut chose = std::collections::BTreeMap::new();
+            for (me, (peer, c, _)) in nodes.iter().enumerate() {
+                let counted: BTreeSet<String> = (0..nodes.len())
+                    .filter(|&i| nodes[i].1 == *c && (recorded[me][i] || i == me))
+                    .map(|i| nodes[i].0.to_string())
+                    .collect();
+                let answers: Vec<(libp2p::PeerId, Hello)> = (0..nodes.len())
+                    .filter(|&i| i != me && !mute(i))
+                    .filter(|&i| is_asked(leaderless, &counted, &nodes[i].0.to_string()))
+                    .map(|i| (nodes[i].0, hello(i)))
+                    .collect();
+                let leaders: Vec<(libp2p::PeerId, Hello)> = (0..nodes.len())
+                    .filter(|&i| nodes[i].2 == i && nodes[i].0 != *peer && !mute(i))
+                    .filter(|&i| !answers.iter().any(|(p, _)| *p == nodes[i].0))
+                    .map(|i| (nodes[i].0, hello(i)))
+                    .collect();
+                let target = merge_target(clusters[*c], false, &counted, &answers, &leaders);
+                let to = target.map(|w| clusters.iter().position(|x| *x == w).unwrap());
+                chose.insert(me, (*c, to));
+            }
+            for (from, to) in chose.values() {
+                if let Some(to) = to {
+                    proptest::prop_assert!(
+                        !chose.values().any(|(f, t)| f == to && *t == Some(*from)),
+                        "members of clusters {} and {} chose each other's (sizes {:?})",
+                        from, to, sizes
+                    );
+                }
+            }
+            if everyone_answers {
+                let top = (0..sizes.len())
+                    .max_by_key(|&c| (sizes[c], std::cmp::Reverse(clusters[c])))
+                    .unwrap();
+                for (from, to) in chose.values() {
+                    let expected = (*from != top).then_some(top);
+                    proptest::prop_assert_eq!(*to, expected, "sizes {:?}", sizes);
+                }
+            }
+        }
     }
 
     #[test]
