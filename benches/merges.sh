@@ -6,12 +6,19 @@
 #
 # Usage (root):  benches/merges.sh NEW_WEFT BASE_WEFT
 #   knobs: NODES=50 ROUNDS=4 LOG_LEVEL=info (info logs slow each node down: more admission lag,
-#          so more clusters form apart) KEEP=/tmp/weft-merges (the kept logs, per run)
+#          so more clusters form apart; the autopilot's info lines, which the counts read, are
+#          kept at any level) KEEP=/tmp/weft-merges (the kept logs, per run)
+# Counts are of decisions logged: "left for another" counts each decision to leave, and "drew
+# from each other" means both directions were logged during the run, not at the same moment.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-NEW=$(readlink -f "${1:?usage: benches/merges.sh NEW_WEFT BASE_WEFT}")
-BASE=$(readlink -f "${2:?usage: benches/merges.sh NEW_WEFT BASE_WEFT}")
+# The binaries are resolved where the caller stands, before moving to the repository.
+for binary in "${1:?usage: benches/merges.sh NEW_WEFT BASE_WEFT}" "${2:?usage: benches/merges.sh NEW_WEFT BASE_WEFT}"; do
+  [ -x "$binary" ] || { echo "merges.sh: $binary is not an executable weft binary" >&2; exit 1; }
+done
+NEW=$(readlink -f "$1")
+BASE=$(readlink -f "$2")
+cd "$(dirname "$0")/.."
 NODES=${NODES:-50}
 ROUNDS=${ROUNDS:-4}
 LOG_LEVEL=${LOG_LEVEL:-info}
