@@ -124,6 +124,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             target_voters: TARGET_VOTERS,
             lease_timeout: settings.lease_timeout,
             voter_timeout: VOTER_TIMEOUT,
+            operator: settings.operator_key.clone(),
         },
         MemberFacts {
             hostname: settings.hostname.clone(),

@@ -538,3 +538,38 @@ fn relaying_is_auto_by_default_on_with_the_bare_flag_and_a_bad_mode_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn an_operator_key_is_made_once_read_back_and_taken_by_up_only_when_well_formed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("operator.key");
+    let file = file.to_str().unwrap();
+    let made = weft(&["operator", "keygen", "--out", file], &[]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let public = stdout(&made).trim().to_string();
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let read = weft(&["operator", "pubkey", file], &[]);
+    assert_eq!(stdout(&read).trim(), public);
+    // Never replaced: every node trusts the public key of the first.
+    let again = weft(&["operator", "keygen", "--out", file], &[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("never overwritten"),
+        "{}",
+        stderr(&again)
+    );
+
+    let up = weft(&["up", "--print-config", "--operator-key", &public], &[]);
+    assert_eq!(setting(&up, "operator_key").0, format!("\"{public}\""));
+    let unset = weft(&["up", "--print-config"], &[]);
+    assert!(setting(&unset, "operator_key").1.contains("any member may"));
+    let bad = weft(&["up", "--print-config"], &[("WEFT_OPERATOR_KEY", "AAAA")]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("operator_key") && stderr(&bad).contains("32 bytes"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -10,8 +10,9 @@ mod support;
 use libp2p::PeerId;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
-use support::ledger::{Replica, group, settled_cluster};
+use support::ledger::{Replica, group, group_configured, quick_config, settled_cluster};
 use support::mesh::{address, admitted, network, start, wait_for};
+use weft::ledger::LedgerConfig;
 use weft::ledger::follower::Feed;
 use weft::ledger::forward::{Envelope, Nonce, Passed, Step};
 use weft::ledger::raft::network::{Hello, LedgerRpc, RaftRpc, call};
@@ -63,8 +64,12 @@ struct Scene {
 }
 
 async fn scene(target_leader: bool) -> Scene {
+    scene_configured(target_leader, quick_config()).await
+}
+
+async fn scene_configured(target_leader: bool, config: LedgerConfig) -> Scene {
     let token = network();
-    let replicas = group(&token, &["m0", "m1", "m2"]).await;
+    let replicas = group_configured(&token, &["m0", "m1", "m2"], config).await;
     settled_cluster(&replicas).await;
     let entry = address(&replicas[0].member).await;
     let hostile = start(&token, "mallory", vec![entry]).await;
@@ -779,4 +784,137 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     let after = record(&replicas[0], &victim_id);
     assert_ne!(after.renewed_at, u64::MAX / 2, "no forged renewal landed");
     assert_eq!(after.hostname, before.hostname);
+}
+
+/// In a mesh started with an operator key, a member can no longer remove, deny or fix the
+/// role of another member, nor replay the operator's own signed command; the operator's
+/// signature works from any node. On the code before the key, the hostile denial and removal
+/// committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_and_never_twice() {
+    let secret = weft::operator::OperatorSecret::generate();
+    let config = LedgerConfig {
+        operator: Some(secret.public()),
+        ..quick_config()
+    };
+    let Scene {
+        replicas,
+        hostile,
+        target: leader,
+    } = scene_configured(true, config).await;
+    let leader_id = leader.to_string();
+    let victim = not_the_leader(&replicas, &leader_id);
+    let mine = hostile.handle.peer_id().to_string();
+    let needs_signature = |answer: &Result<Outcome, String>| {
+        answer
+            .as_ref()
+            .is_err_and(|e| e.contains("needs the operator's signature"))
+    };
+    for command in [
+        Command::Deny {
+            peer: victim.clone(),
+        },
+        Command::Leave {
+            peer: victim.clone(),
+        },
+        Command::SetFixedRole {
+            peer: victim.clone(),
+            role: None,
+            force: true,
+        },
+        Command::Allow {
+            peer: victim.clone(),
+        },
+    ] {
+        let answer = propose(&hostile, leader, command.clone()).await;
+        assert!(needs_signature(&answer), "{command:?}: {answer:?}");
+    }
+    // Signed with a key of its own making: refused.
+    let forged = weft::operator::OperatorSecret::generate().sign(
+        1,
+        &Command::Deny {
+            peer: victim.clone(),
+        },
+    );
+    let answer = propose(&hostile, leader, Command::Operator(Box::new(forged))).await;
+    assert!(
+        answer
+            .as_ref()
+            .is_err_and(|e| e.contains("does not verify")),
+        "{answer:?}"
+    );
+    // What a member says for itself still needs no signature.
+    let joined = propose(&hostile, leader, join(&mine, "mallory", None)).await;
+    assert!(joined.is_ok(), "{joined:?}");
+
+    // The leader's own node is held to it too, and the refusal names what is missing.
+    let leader_replica = replicas
+        .iter()
+        .find(|r| r.member.handle.peer_id().to_string() == leader_id)
+        .expect("the leader is a replica");
+    let unsigned = leader_replica
+        .ledger
+        .propose(Command::Deny { peer: mine.clone() })
+        .await;
+    assert!(
+        matches!(&unsigned, Err(weft::ledger::LedgerError::Operator(e)) if e.contains("--operator-key-file")),
+        "{unsigned:?}"
+    );
+
+    // The operator denies a PeerId and allows it back, through a node that is not the leader.
+    let ghost = PeerId::random().to_string();
+    let through = replicas
+        .iter()
+        .find(|r| r.member.handle.peer_id().to_string() != leader_id)
+        .expect("a replica other than the leader");
+    let signed = |seq, command| Command::Operator(Box::new(secret.sign(seq, &command)));
+    let deny_ghost = signed(
+        100,
+        Command::Deny {
+            peer: ghost.clone(),
+        },
+    );
+    let denied = through.ledger.propose(deny_ghost.clone()).await;
+    assert_eq!(denied.ok(), Some(Outcome::Done));
+    let allowed = through
+        .ledger
+        .propose(signed(
+            200,
+            Command::Allow {
+                peer: ghost.clone(),
+            },
+        ))
+        .await;
+    assert_eq!(allowed.ok(), Some(Outcome::Done));
+    // The member replays the denial it read in the log: committed, but it changes nothing.
+    let replayed = propose(&hostile, leader, deny_ghost).await;
+    assert_eq!(replayed, Ok(Outcome::OperatorStale));
+    let observer = &replicas[0];
+    wait_for(
+        "the allowance and the replay to reach every replica",
+        || {
+            replicas
+                .iter()
+                .all(|r| r.ledger.state().applied() >= leader_replica.ledger.state().applied())
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(!observer.ledger.state().is_denied(&ghost));
+    assert!(!observer.ledger.state().is_denied(&victim));
+    assert!(observer.ledger.state().members().contains_key(&victim));
+
+    // The operator's signed denial of the hostile member commits.
+    let cut = through
+        .ledger
+        .propose(signed(300, Command::Deny { peer: mine.clone() }))
+        .await;
+    assert_eq!(cut.ok(), Some(Outcome::Done));
+    wait_for("the hostile member denied everywhere", || {
+        replicas
+            .iter()
+            .all(|r| r.ledger.state().is_denied(&mine))
+            .then_some(())
+    })
+    .await;
 }

@@ -1,7 +1,9 @@
-//! Revoking a member, end to end in namespaces: `weft members deny` on one node cuts the denied
-//! node off everywhere within 10 s (no member lists it as a peer, its overlay address stops
-//! answering, it is no member of the ledger) and it stays out while denied; `weft members allow`
-//! lets it back in. Needs root and iproute2; elsewhere it prints why it is skipped.
+//! Revoking a member, end to end in namespaces, in a mesh started with an operator key: `weft
+//! members deny` without the operator's key is refused, naming it; with `--operator-key-file`
+//! it cuts the denied node off everywhere within 10 s (no member lists it as a peer, its
+//! overlay address stops answering, it is no member of the ledger) and it stays out while
+//! denied; `weft members allow` lets it back in. (`tests/netns_rotation.rs` denies in a mesh
+//! without one.) Needs root and iproute2; elsewhere it prints why it is skipped.
 
 mod support;
 
@@ -38,8 +40,19 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
     require_netns!();
     let mut lan = Lan::new(3, WEFT);
     let token = lan.new_token();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("operator.key");
+    let key_file = key_file.to_str().unwrap();
+    let keygen = lan.weft(&["operator", "keygen", "--out", key_file]);
+    assert!(keygen.status.success(), "weft operator keygen");
+    let public = String::from_utf8(keygen.stdout).unwrap();
+    let public = public.trim();
     for i in 0..3 {
-        lan.start_weft(i, &["--token", &token, "--no-dht"], &[]);
+        lan.start_weft(
+            i,
+            &["--token", &token, "--no-dht", "--operator-key", public],
+            &[],
+        );
     }
     let addresses = lan.settled_addresses(&[0, 1, 2], DEADLINE);
     let ids: Vec<String> = (0..3).map(|i| lan.peer_id(i)).collect();
@@ -47,9 +60,19 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
         pings(&lan, 0, &addresses[2]).then_some(())
     });
 
-    // Deny n3 (by hostname) from n1.
+    // Without the operator's key, n1 (any member) cannot deny n3.
+    let unsigned = lan.weft(&["members", "deny", "n3", "--api", &lan.hosts[0].api()]);
+    assert!(!unsigned.status.success());
+    let why = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(why.contains("operator's signature"), "{why}");
+    assert!(lan.weft_ok(1, &["members", "--json"]).contains(&ids[2]));
+
+    // Deny n3 (by hostname) from n1, signed.
     let denied_at = Instant::now();
-    lan.weft_ok(0, &["members", "deny", "n3"]);
+    lan.weft_ok(
+        0,
+        &["members", "deny", "n3", "--operator-key-file", key_file],
+    );
     wait_until(CUT_OFF, "n1 and n2 to drop n3", || {
         (!admitted(&lan, 0).contains(&ids[2]) && !admitted(&lan, 1).contains(&ids[2])).then_some(())
     });
@@ -88,7 +111,10 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
     assert!(!out.status.success());
 
     // Allowed again, it rejoins.
-    lan.weft_ok(0, &["members", "allow", &ids[2]]);
+    lan.weft_ok(
+        0,
+        &["members", "allow", &ids[2], "--operator-key-file", key_file],
+    );
     wait_until(DEADLINE, "n3 admitted again and a member", || {
         (admitted(&lan, 0).contains(&ids[2])
             && lan.weft_ok(0, &["members", "--json"]).contains(&ids[2]))

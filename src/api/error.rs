@@ -144,6 +144,9 @@ impl ApiError {
                 "not_committed",
                 e.to_string(),
             ),
+            ApiError::Ledger(LedgerError::Operator(why)) => {
+                (StatusCode::FORBIDDEN, "operator_required", why)
+            }
             ApiError::Ledger(e @ LedgerError::TooLarge(_)) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -18,6 +18,7 @@ mod error;
 mod exposition;
 mod guard;
 mod listen;
+mod operator;
 pub mod roles;
 pub mod rotate;
 mod routes;

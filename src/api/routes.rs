@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::guard::{self, Access};
-use super::{dashboard, dns, edgevpn, exposition, roles, rotate};
+use super::{dashboard, dns, edgevpn, exposition, operator, roles, rotate};
 use crate::bootstrap::{BootstrapHandle, BootstrapStatus};
 use crate::dataplane::peer::PeerStats;
 use crate::dataplane::{Dataplane, DataplaneStats};
@@ -128,6 +128,7 @@ pub fn router(state: Arc<ApiState>, access: Access) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/denied/{peer}", put(deny).delete(allow))
         .route("/v1/token/rotate", post(rotate::rotate))
+        .route("/v1/operator", post(operator::propose))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{member}", put(roles::set))
         .route("/v1/policy", get(roles::policy).put(roles::set_policy))

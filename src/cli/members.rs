@@ -5,7 +5,9 @@ use clap::{Args, Subcommand};
 
 use super::Failure;
 use super::client::{ClientArgs, call, fetch, segment};
+use super::operator::{SignArgs, resolve, send_signed};
 use crate::api::MemberView;
+use crate::ledger::state::Command;
 
 #[derive(Debug, Args)]
 pub(super) struct MembersArgs {
@@ -23,6 +25,8 @@ enum MembersCommand {
         /// The member's PeerId or hostname.
         member: String,
         #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// Deny a member (a stolen or compromised machine): it is removed, every member closes its
@@ -32,12 +36,16 @@ enum MembersCommand {
         /// The member's PeerId or hostname, or any PeerId.
         member: String,
         #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// Take a PeerId off the deny list: it may join again.
     Allow {
         /// The denied PeerId.
         peer: String,
+        #[command(flatten)]
+        sign: SignArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -52,21 +60,41 @@ enum MembersCommand {
 pub(super) fn run(args: MembersArgs) -> Result<(), Failure> {
     match args.command {
         None => list(&args.client),
-        Some(MembersCommand::Rm { member, client }) => {
-            let path = format!("/v1/members/{}", segment(&member));
-            call(&client, hyper::Method::DELETE, &path, Vec::new())?;
-            Ok(())
-        }
-        Some(MembersCommand::Deny { member, client }) => {
-            let path = format!("/v1/denied/{}", segment(&member));
-            call(&client, hyper::Method::PUT, &path, Vec::new())?;
-            Ok(())
-        }
-        Some(MembersCommand::Allow { peer, client }) => {
-            let path = format!("/v1/denied/{}", segment(&peer));
-            call(&client, hyper::Method::DELETE, &path, Vec::new())?;
-            Ok(())
-        }
+        Some(MembersCommand::Rm {
+            member,
+            sign,
+            client,
+        }) => match sign.operator_key_file {
+            Some(key) => {
+                let peer = resolve(&client, &member, false)?;
+                send_signed(&client, &key, &Command::Leave { peer }).map(drop)
+            }
+            None => {
+                let path = format!("/v1/members/{}", segment(&member));
+                call(&client, hyper::Method::DELETE, &path, Vec::new()).map(drop)
+            }
+        },
+        Some(MembersCommand::Deny {
+            member,
+            sign,
+            client,
+        }) => match sign.operator_key_file {
+            Some(key) => {
+                let peer = resolve(&client, &member, true)?;
+                send_signed(&client, &key, &Command::Deny { peer }).map(drop)
+            }
+            None => {
+                let path = format!("/v1/denied/{}", segment(&member));
+                call(&client, hyper::Method::PUT, &path, Vec::new()).map(drop)
+            }
+        },
+        Some(MembersCommand::Allow { peer, sign, client }) => match sign.operator_key_file {
+            Some(key) => send_signed(&client, &key, &Command::Allow { peer }).map(drop),
+            None => {
+                let path = format!("/v1/denied/{}", segment(&peer));
+                call(&client, hyper::Method::DELETE, &path, Vec::new()).map(drop)
+            }
+        },
         Some(MembersCommand::Denied { client }) => {
             let denied: Vec<String> = fetch(&client, "/v1/denied")?;
             if client.json {

@@ -10,6 +10,7 @@ mod client;
 mod dns;
 mod ledger;
 mod members;
+mod operator;
 mod role;
 mod show;
 mod token;
@@ -52,6 +53,10 @@ enum Command {
     /// Kubernetes roles: who is control plane or worker, deployed or pending, and the policy.
     #[command(subcommand)]
     Role(role::RoleCommand),
+    /// The operator's key: made here, kept off the edge machines, and given to the commands
+    /// only the operator may issue in a mesh started with --operator-key.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
     /// Print the Kubernetes cluster's admin kubeconfig (from the ledger, on any member).
     Kubeconfig(role::KubeconfigArgs),
     /// Read and change what the mesh's DNS answers.
@@ -137,6 +142,7 @@ fn run(matches: &ArgMatches, as_edgevpn: bool) -> Result<(), Failure> {
         Command::Peers(client) => show::peers(&client),
         Command::Members(args) => members::run(args),
         Command::Role(command) => role::run(command),
+        Command::Operator(command) => operator::run(command),
         Command::Kubeconfig(args) => role::kubeconfig(&args),
         Command::Dns(command) => dns::run(command),
         Command::Ledger(command) => ledger::run(command),

@@ -9,7 +9,10 @@ use hyper::Method;
 
 use super::Failure;
 use super::client::{ClientArgs, call, call_json, fetch, segment};
+use super::operator::{SignArgs, resolve, send_signed};
+use super::usage;
 use crate::api::roles::{PolicyChange, PolicyView, RoleChange, RolesView};
+use crate::ledger::state::{Command, RolePolicy, parse_role_choice};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum RoleCommand {
@@ -30,6 +33,8 @@ pub(super) enum RoleCommand {
         #[arg(long)]
         force: bool,
         #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
         client: ClientArgs,
     },
     /// Show the role policy, or set how many control planes the mesh should have.
@@ -38,6 +43,8 @@ pub(super) enum RoleCommand {
         /// control planes keep their seats.
         #[arg(long, value_name = "N")]
         control_planes: Option<u32>,
+        #[command(flatten)]
+        sign: SignArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -61,7 +68,28 @@ pub(super) fn run(command: RoleCommand) -> Result<(), Failure> {
             node,
             role,
             force,
+            sign: SignArgs {
+                operator_key_file: Some(key),
+            },
             client,
+        } => {
+            let choice = parse_role_choice(&role).map_err(|e| usage(anyhow::anyhow!(e)))?;
+            let peer = resolve(&client, &node, false)?;
+            let command = Command::SetFixedRole {
+                peer,
+                role: choice,
+                force,
+            };
+            send_signed(&client, &key, &command)?;
+            println!("{node}: role set to {role}");
+            Ok(())
+        }
+        RoleCommand::Set {
+            node,
+            role,
+            force,
+            client,
+            ..
         } => {
             let path = format!("/v1/roles/{}", segment(&node));
             call_json(
@@ -78,10 +106,16 @@ pub(super) fn run(command: RoleCommand) -> Result<(), Failure> {
         }
         RoleCommand::Policy {
             control_planes,
+            sign,
             client,
         } => {
-            let view: PolicyView = match control_planes {
-                Some(n) => {
+            let view: PolicyView = match (control_planes, sign.operator_key_file) {
+                (Some(n), Some(key)) => {
+                    let command = Command::SetRolePolicy(RolePolicy { control_planes: n });
+                    send_signed(&client, &key, &command)?;
+                    fetch(&client, "/v1/policy")?
+                }
+                (Some(n), None) => {
                     let body = call_json(
                         &client,
                         Method::PUT,
@@ -91,7 +125,7 @@ pub(super) fn run(command: RoleCommand) -> Result<(), Failure> {
                     serde_json::from_slice(&body)
                         .context("the answer to /v1/policy is not what this weft expects")?
                 }
-                None => fetch(&client, "/v1/policy")?,
+                (None, _) => fetch(&client, "/v1/policy")?,
             };
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&view)?);

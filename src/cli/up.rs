@@ -113,6 +113,12 @@ pub(super) struct UpArgs {
     /// address (a member that deployed a Kubernetes role keeps both) [default: 600].
     #[arg(long, env = "WEFT_LEASE_TIMEOUT", value_name = "SECS")]
     lease_timeout: Option<String>,
+    /// The operator's public key (what `weft operator keygen` prints). Give every node the
+    /// same one: removing, denying or allowing a member, fixing another member's role,
+    /// reservations and the role policy then take the operator's signature (`--operator-key-file`
+    /// on those commands), so a stolen member cannot issue them [default: none, any member may].
+    #[arg(long, env = "WEFT_OPERATOR_KEY", value_name = "KEY")]
+    operator_key: Option<String>,
     /// Run without the TUN interface and the data plane: discovery, ledger, DNS and the API
     /// only (Kairos' p2p.vpn.create: false).
     #[arg(long, env = "WEFT_NO_TUN", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
@@ -239,6 +245,7 @@ const UP_SETTINGS: &[(&str, &str, bool)] = &[
     ("dns_allow", "dns_allow", false),
     ("max_connections", "max_connections", false),
     ("lease_timeout", "lease_timeout", false),
+    ("operator_key", "operator_key", false),
     ("no_tun", "tun", true),
     ("cloud_config", "cloud_config", false),
     ("role", "role", false),

@@ -113,7 +113,7 @@ pub(super) const MAX_FILE: u64 = 16 << 20;
 
 /// Reads the text of `path`, refusing more than `limit` bytes; the error is for a message
 /// that names the file.
-pub(super) fn read_text(path: &Path, limit: u64) -> Result<String, String> {
+pub fn read_text(path: &Path, limit: u64) -> Result<String, String> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
     std::fs::File::open(path)

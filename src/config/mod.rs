@@ -24,7 +24,7 @@ use ipnet::Ipv4Net;
 use libp2p::Multiaddr;
 
 pub use edgevpn::VARIABLES as EDGEVPN_VARIABLES;
-pub use layers::{Origin, RawSetting, RawValue};
+pub use layers::{Origin, RawSetting, RawValue, read_text};
 pub use values::parse_bool;
 
 use crate::api::{ApiAddr, ApiAuth};
@@ -103,6 +103,7 @@ pub const KEYS: &[&str] = &[
     "dns_allow",
     "max_connections",
     "lease_timeout",
+    "operator_key",
     "tun",
     "role",
     "control_planes",
@@ -185,6 +186,9 @@ pub struct Settings {
     /// How long a member may be unreachable before the leader expires its lease (freeing its
     /// address, unless it deployed a role).
     pub lease_timeout: Duration,
+    /// The operator's public key: when set, removing, denying or allowing a member, another
+    /// member's role, reservations and the policy need its signature ([`crate::operator`]).
+    pub operator_key: Option<crate::operator::OperatorKey>,
     /// Create the TUN interface and run the data plane (Kairos' `p2p.vpn.create`).
     pub tun: bool,
     /// The role this node fixes for itself; `None` lets the policy decide.
@@ -392,6 +396,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         lease_timeout: merged.or("lease_timeout", Duration::from_secs(600), |f| {
             f.integer(5, 30 * 24 * 3600).map(Duration::from_secs)
         })?,
+        operator_key: merged.optional("operator_key", |f| f.parse_with(|t| t.parse()))?,
         tun: merged.or("tun", true, |f| f.boolean())?,
         role: merged.or("role", None, |f| f.parse_with(parse_role_choice))?,
         control_planes: merged.optional("control_planes", |f| {
@@ -815,6 +820,10 @@ impl Resolved {
             ),
             ("max_connections", json!(s.max_connections)),
             ("lease_timeout", json!(s.lease_timeout.as_secs())),
+            (
+                "operator_key",
+                json!(s.operator_key.as_ref().map(ToString::to_string)),
+            ),
             ("tun", json!(s.tun)),
             ("role", json!(s.role.map_or("auto", FixedRole::as_str))),
             ("control_planes", json!(s.control_planes)),
@@ -836,6 +845,9 @@ impl Resolved {
         for (key, value) in rows {
             let origin = match key {
                 "token" if s.token.is_none() => "not set".to_string(),
+                "operator_key" if s.operator_key.is_none() => {
+                    "not set: any member may issue operator commands".to_string()
+                }
                 "control_planes" if s.control_planes.is_none() => {
                     "not set: the mesh's policy applies (one control plane until set)".to_string()
                 }

@@ -3,10 +3,14 @@
 //! reports are accepted only from its own PeerId, the one the connection authenticated. What
 //! only a leader decides (`Expire`) or only a cluster's first entry holds (`Genesis`,
 //! `Recover`) is never accepted from another node: the leader proposes those itself.
-//! Nor is an audit wrapper: the leader alone attributes a command to its issuer. Everything
-//! else (ledger keys, DNS records, operators' role and member changes) any member may propose,
-//! and the leader records it with its sender in the audit trail ([`super::state::attribute`]).
-//! Decided before raft sees the command, from the command and the sender alone.
+//! Nor is an audit wrapper: the leader alone attributes a command to its issuer. In a mesh
+//! configured with an operator key ([`crate::operator`]), what is the operator's to decide
+//! (removing, denying or allowing a member, another member's role, reservations, the policy:
+//! [`super::state::operator::needs_operator`]) is taken only signed with it, from this node's
+//! own API as from any other node. Everything else (ledger keys, DNS records; and without an
+//! operator key, the operator's commands too) any member may propose, and the leader records
+//! it with its sender in the audit trail ([`super::state::attribute`]). Decided before raft
+//! sees the command, from the command, the sender and the operator key alone.
 //!
 //! During a token rotation's grace window the old token still admits, and a denied machine
 //! holds it: a sender that proved only the token before the leader's current one
@@ -14,14 +18,65 @@
 //! proposes nothing and takes no raft seat until it proves the new token.
 
 use super::state::Command;
+use super::state::operator::{needs_operator, subject};
+use crate::operator::OperatorKey;
+
+/// How every refusal for want of the operator's signature begins, so that a proposer tells
+/// it from other refusals ([`super::LedgerError::Operator`]).
+pub const OPERATOR: &str = "operator: ";
 
 /// The refusal of a proposal from a sender that proved only the token before the current one.
 pub const BEHIND: &str = "this node proved only the network token before the rotation; it may \
      propose again once it holds the new token (moments after it reads the rotation from the \
      ledger, or after a restart with the new token)";
 
-/// Whether `sender` (a PeerId) may have the leader propose `command`; the refusal says why.
-pub fn may_propose(command: &Command, sender: &str) -> Result<(), String> {
+/// Whether `sender` (a PeerId) may have the leader propose `command`, in a mesh whose
+/// operator key is `operator`; the refusal says why.
+pub fn may_propose(
+    command: &Command,
+    sender: &str,
+    operator: Option<&OperatorKey>,
+) -> Result<(), String> {
+    speaks_for_itself(command, sender)?;
+    as_operator(command, sender, operator)
+}
+
+/// Whether `command` from `sender` holds the operator's signature where it needs one: checked
+/// by the leader for its own node's proposals as for other nodes'.
+pub fn as_operator(
+    command: &Command,
+    sender: &str,
+    operator: Option<&OperatorKey>,
+) -> Result<(), String> {
+    match (command, operator) {
+        (Command::Operator(signed), Some(key)) => {
+            signed.verify(key).map_err(|e| format!("{OPERATOR}{e}"))?;
+            let inner = signed.command().map_err(|e| format!("{OPERATOR}{e}"))?;
+            if subject(&inner).is_none() {
+                return Err(format!(
+                    "{OPERATOR}only operator commands (removals, denials, allowances, \
+                     reservations, roles, the policy) are signed, not {}",
+                    name(&inner)
+                ));
+            }
+            Ok(())
+        }
+        (Command::Operator(_), None) => Err(format!(
+            "{OPERATOR}this mesh has no operator key, so a signed command cannot be checked; \
+             start every node with --operator-key to use one"
+        )),
+        (command, Some(_)) if needs_operator(command, sender) => Err(format!(
+            "{OPERATOR}{} needs the operator's signature in this mesh (its nodes are started \
+             with --operator-key): give the command the operator's key with \
+             --operator-key-file",
+            name(command)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `command` names `sender` where it must: a member speaks only for itself.
+fn speaks_for_itself(command: &Command, sender: &str) -> Result<(), String> {
     let speaks_for = match command {
         Command::Join { peer, .. }
         | Command::Renew { peer, .. }
@@ -56,6 +111,13 @@ fn name(command: &Command) -> &'static str {
         Command::Genesis(_) => "Genesis",
         Command::Recover { .. } => "Recover",
         Command::Audited { .. } => "an audit record",
+        Command::Operator(_) => "a signed command",
+        Command::Leave { .. } => "removing a member",
+        Command::Deny { .. } => "denying a PeerId",
+        Command::Allow { .. } => "allowing a denied PeerId",
+        Command::Reserve { .. } | Command::Unreserve { .. } => "a reservation",
+        Command::SetRolePolicy(_) => "the role policy",
+        Command::SetFixedRole { .. } => "another member's role",
         _ => "this command",
     }
 }
@@ -127,19 +189,20 @@ pub fn may_join(
 mod tests {
     use super::*;
     use crate::ledger::state::{BootstrapReport, ClusterId, Phase, join_command};
+    use crate::operator::OperatorSecret;
 
     #[test]
     fn a_member_speaks_only_for_itself() {
         let join = join_command("a");
-        assert!(may_propose(&join, "a").is_ok());
-        let refusal = may_propose(&join, "b").unwrap_err();
+        assert!(may_propose(&join, "a", None).is_ok());
+        let refusal = may_propose(&join, "b", None).unwrap_err();
         assert!(refusal.contains("only for itself, not for a"), "{refusal}");
         let renew = Command::Renew {
             peer: "a".into(),
             now: 1,
         };
-        assert!(may_propose(&renew, "a").is_ok());
-        assert!(may_propose(&renew, "b").is_err());
+        assert!(may_propose(&renew, "a", None).is_ok());
+        assert!(may_propose(&renew, "b", None).is_err());
         let report = Command::ReportBootstrap {
             peer: "a".into(),
             report: BootstrapReport {
@@ -150,20 +213,20 @@ mod tests {
             },
             restored: false,
         };
-        assert!(may_propose(&report, "a").is_ok());
-        assert!(may_propose(&report, "b").is_err());
+        assert!(may_propose(&report, "a", None).is_ok());
+        assert!(may_propose(&report, "b", None).is_err());
     }
 
     #[test]
     fn leader_only_commands_never_come_from_another_node() {
         let expire = Command::Expire { peer: "a".into() };
-        assert!(may_propose(&expire, "b").is_err());
-        assert!(may_propose(&expire, "a").is_err());
+        assert!(may_propose(&expire, "b", None).is_err());
+        assert!(may_propose(&expire, "a", None).is_err());
         let genesis = Command::Genesis(ClusterId {
             created_at: 1,
             id: 2,
         });
-        assert!(may_propose(&genesis, "a").is_err());
+        assert!(may_propose(&genesis, "a", None).is_err());
     }
 
     #[test]
@@ -173,8 +236,37 @@ mod tests {
             key: "k".into(),
             value: "v".into(),
         };
-        assert!(may_propose(&put, "anyone").is_ok());
-        assert!(may_propose(&Command::Leave { peer: "a".into() }, "b").is_ok());
+        assert!(may_propose(&put, "anyone", None).is_ok());
+        assert!(may_propose(&Command::Leave { peer: "a".into() }, "b", None).is_ok());
+    }
+
+    #[test]
+    fn with_an_operator_key_operator_commands_need_its_signature() {
+        let secret = OperatorSecret::generate();
+        let key = secret.public();
+        let deny = Command::Deny { peer: "b".into() };
+        let refusal = may_propose(&deny, "a", Some(&key)).unwrap_err();
+        assert!(refusal.starts_with(OPERATOR), "{refusal}");
+        assert!(refusal.contains("--operator-key-file"), "{refusal}");
+        let signed = Command::Operator(Box::new(secret.sign(1, &deny)));
+        assert!(may_propose(&signed, "a", Some(&key)).is_ok());
+        // Signed by another key, or in a mesh without one: refused.
+        let forged = Command::Operator(Box::new(OperatorSecret::generate().sign(1, &deny)));
+        assert!(may_propose(&forged, "a", Some(&key)).is_err());
+        assert!(may_propose(&signed, "a", None).is_err());
+        // What a member says for itself, and shared data, need no signature.
+        assert!(may_propose(&Command::Leave { peer: "a".into() }, "a", Some(&key)).is_ok());
+        let put = Command::KvPut {
+            bucket: "b".into(),
+            key: "k".into(),
+            value: "v".into(),
+        };
+        assert!(may_propose(&put, "a", Some(&key)).is_ok());
+        // A signature does not make a shared write, or a command in another's name, pass.
+        let signed_put = Command::Operator(Box::new(secret.sign(2, &put)));
+        assert!(may_propose(&signed_put, "a", Some(&key)).is_err());
+        let join = Command::Operator(Box::new(secret.sign(3, &join_command("b"))));
+        assert!(may_propose(&join, "a", Some(&key)).is_err());
     }
 
     #[test]

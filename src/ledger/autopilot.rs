@@ -631,6 +631,14 @@ async fn readopt_all(ledger: &Ledger, commands: Vec<Command>) -> bool {
             Err(e @ super::LedgerError::TooLarge(_)) => {
                 tracing::warn!(error = %e, "a carried entry is too large to re-propose; dropped");
             }
+            // Made without the operator's signature in the left cluster: this mesh needs it.
+            Err(e @ super::LedgerError::Operator(_)) => {
+                tracing::warn!(
+                    error = %e,
+                    "a carried operator command (a denial, a reservation) is unsigned and this \
+                     mesh takes it only signed; dropped: make it again with --operator-key-file"
+                );
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "re-proposal after the merge not committed; retrying");
                 return false;

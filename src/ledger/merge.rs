@@ -25,6 +25,7 @@ use super::pending::PendingFile;
 use super::raft::network::Hello;
 use super::state::{
     BootstrapReport, Carried, ClusterId, Command, LeaseState, LedgerState, Phase, merged_bucket,
+    operator,
 };
 use super::{Ledger, service};
 
@@ -409,17 +410,36 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
             });
         }
     }
+    // The operator's last signed command per subject, where the winner holds none as late;
+    // the later of the two clusters' applies. A reservation or denial it covers is carried so,
+    // signed, and not again unsigned (a mesh with an operator key refuses that).
+    let signed = carried.operator_marks().last();
+    for (subject, last) in signed {
+        let later = current
+            .operator_marks()
+            .last()
+            .get(subject)
+            .is_none_or(|theirs| theirs.seq < last.seq);
+        if later {
+            commands.push(Command::Operator(Box::new(last.clone())));
+        }
+    }
+    let unsigned = |command: &Command| {
+        operator::subject(command).is_none_or(|subject| !signed.contains_key(&subject))
+    };
     for (address, peer) in carried.reservations() {
-        if !current.reservations().contains_key(address) {
-            commands.push(Command::Reserve {
-                peer: peer.clone(),
-                address: *address,
-            });
+        let reserve = Command::Reserve {
+            peer: peer.clone(),
+            address: *address,
+        };
+        if !current.reservations().contains_key(address) && unsigned(&reserve) {
+            commands.push(reserve);
         }
     }
     for peer in carried.denied() {
-        if !current.is_denied(peer) {
-            commands.push(Command::Deny { peer: peer.clone() });
+        let deny = Command::Deny { peer: peer.clone() };
+        if !current.is_denied(peer) && unsigned(&deny) {
+            commands.push(deny);
         }
     }
     for (name, sealed) in carried.secrets() {
@@ -859,6 +879,46 @@ mod tests {
             readoption(&loser, &winner, "me").is_empty(),
             "a second pass has nothing left to put back"
         );
+    }
+
+    #[test]
+    fn the_operators_signed_commands_carry_signed_and_the_later_per_subject_wins() {
+        let secret = crate::operator::OperatorSecret::generate();
+        let signed = |seq, command| Command::Operator(Box::new(secret.sign(seq, &command)));
+        let deny = |peer: &str| Command::Deny { peer: peer.into() };
+        let allow = |peer: &str| Command::Allow { peer: peer.into() };
+        let mut loser = LedgerState::new(pool());
+        apply(
+            &mut loser,
+            &[
+                Command::Genesis(cluster(200, 2)),
+                signed(10, deny("x")),
+                signed(30, deny("y")),
+            ],
+        );
+        let mut winner = LedgerState::new(pool());
+        apply(
+            &mut winner,
+            &[
+                Command::Genesis(cluster(100, 1)),
+                signed(20, allow("x")),
+                signed(5, allow("y")),
+            ],
+        );
+        let commands = readoption(&loser, &winner, "me");
+        assert!(
+            commands.iter().all(|c| matches!(c, Command::Operator(_))),
+            "no unsigned denial is carried beside the signed ones: {commands:?}"
+        );
+        assert_eq!(
+            commands.len(),
+            1,
+            "only y's denial is later than the winner's"
+        );
+        apply(&mut winner, &commands);
+        assert!(!winner.is_denied("x"), "the winner's later allowance holds");
+        assert!(winner.is_denied("y"), "the loser's later denial holds");
+        assert!(readoption(&loser, &winner, "me").is_empty());
     }
 
     fn value(state: &LedgerState, bucket: &str, key: &str) -> Option<String> {

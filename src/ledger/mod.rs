@@ -109,6 +109,9 @@ pub enum LedgerError {
     LeaderSilent(u64),
     #[error("{0}")]
     TooLarge(String),
+    /// The command needs the operator's signature, or its signature is wrong.
+    #[error("{0}")]
+    Operator(String),
 }
 
 /// What `weft status` shows of the ledger.
@@ -207,6 +210,8 @@ pub struct Ledger {
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
     proposals: metrics::ProposalMetrics,
+    /// The operator's key this mesh is configured with ([`crate::operator`]).
+    operator: Option<Arc<crate::operator::OperatorKey>>,
     /// The first long-lived task that stopped while the node was not shutting down.
     stopped: Arc<watch::Sender<Option<&'static str>>>,
 }
@@ -233,6 +238,9 @@ pub struct LedgerConfig {
     pub lease_timeout: Duration,
     /// How long the leader lets a voter stay unreachable before replacing it with a live member.
     pub voter_timeout: Duration,
+    /// The operator's key: when set, operator commands need its signature
+    /// ([`authority::as_operator`]).
+    pub operator: Option<crate::operator::OperatorKey>,
 }
 
 impl Ledger {
@@ -295,6 +303,7 @@ impl Ledger {
             passing: Arc::default(),
             declared: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
+            operator: config.operator.clone().map(Arc::new),
             stopped: Arc::new(watch::Sender::new(None)),
         };
         if let Some(inbox) = p2p.take_inbox(crate::p2p::Service::Raft) {
@@ -376,6 +385,11 @@ impl Ledger {
     /// The long-lived part of the ledger that stopped on its own, if any.
     pub fn stopped_part(&self) -> Option<&'static str> {
         *self.stopped.borrow()
+    }
+
+    /// The operator's key this node was started with, if any.
+    pub fn operator(&self) -> Option<&crate::operator::OperatorKey> {
+        self.operator.as_deref()
     }
 
     /// This node's raft id (a new one after each wipe of its raft state).
@@ -822,6 +836,8 @@ impl Ledger {
             .leader()
             .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;
         if leader == self.node_id() {
+            authority::as_operator(&command, &node.peer_id, self.operator())
+                .map_err(|e| Attempt::Failed(LedgerError::Operator(e)))?;
             let command = state::attribute(command, &node.peer_id, crate::clock::unix_now());
             // A leader cut off from its quorum does not know it until a higher term reaches
             // it: its writes wait, and the caller hears so within the proposal timeout.
@@ -871,7 +887,9 @@ impl Ledger {
                 }
             };
         answer.map_err(|e| {
-            if e == service::NOT_LEADER {
+            if e.starts_with(authority::OPERATOR) {
+                Attempt::Failed(LedgerError::Operator(e))
+            } else if e == service::NOT_LEADER {
                 Attempt::NotSent(LedgerError::Refused(e))
             } else {
                 Attempt::Failed(LedgerError::Refused(e))

@@ -279,7 +279,7 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
     let checked = if behind {
         Err(BEHIND.to_string())
     } else {
-        may_propose(&command, &sender).and_then(|()| check_size(&command))
+        may_propose(&command, &sender, ledger.operator()).and_then(|()| check_size(&command))
     };
     if let Err(refusal) = checked {
         if behind {

@@ -47,6 +47,7 @@ pub fn quick_config() -> LedgerConfig {
         target_voters: 3,
         lease_timeout: Duration::from_secs(3),
         voter_timeout: Duration::from_secs(3),
+        operator: None,
     }
 }
 
@@ -118,11 +119,22 @@ pub fn own_address(replica: &Replica) -> Option<std::net::Ipv4Addr> {
 
 /// Starts members bootstrapping to the first of them, with their ledgers.
 pub async fn group(token: &weft::token::Token, names: &[&str]) -> Vec<Replica> {
+    group_configured(token, names, quick_config()).await
+}
+
+/// [`group`] with the ledgers configured by `config`.
+pub async fn group_configured(
+    token: &weft::token::Token,
+    names: &[&str],
+    config: LedgerConfig,
+) -> Vec<Replica> {
     let first = start(token, names[0], vec![]).await;
     let entry = address(&first).await;
-    let mut replicas = vec![replica(first, names[0]).await];
+    let dir = || tempfile::tempdir().unwrap();
+    let mut replicas = vec![replica_configured(first, names[0], dir(), config.clone()).await];
     for name in &names[1..] {
-        replicas.push(replica(start(token, name, vec![entry.clone()]).await, name).await);
+        let member = start(token, name, vec![entry.clone()]).await;
+        replicas.push(replica_configured(member, name, dir(), config.clone()).await);
     }
     replicas
 }

@@ -70,6 +70,7 @@ fn config() -> LedgerConfig {
         target_voters: 3,
         lease_timeout: Duration::from_secs(10),
         voter_timeout: Duration::from_secs(10),
+        operator: None,
     }
 }
 

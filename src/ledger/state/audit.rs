@@ -153,6 +153,14 @@ fn describe(command: &Command) -> String {
             clip(&rotation.network),
             rotation.grace_until
         ),
+        Command::Operator(signed) => match signed.command() {
+            Ok(command) => format!(
+                "signed by the operator (#{}): {}",
+                signed.seq,
+                describe(&command)
+            ),
+            Err(_) => "a signed command that does not decode".into(),
+        },
         Command::Join { .. }
         | Command::Renew { .. }
         | Command::ReportBootstrap { .. }

@@ -14,7 +14,8 @@
 //! - `tombstones.rs`: the recent key-value deletions, bounded, which merges carry;
 //! - `bounds.rs`: caps on member records, the deny list, reservations and remembered
 //!   addresses, so that the whole state stays within a snapshot;
-//! - `rotation.rs`: the network token's last rotation, sealed for the members.
+//! - `rotation.rs`: the network token's last rotation, sealed for the members;
+//! - `operator.rs`: which commands are the operator's, and the last one it signed per subject.
 
 mod allocation;
 mod audit;
@@ -22,6 +23,7 @@ mod bounds;
 mod dns;
 mod kv;
 mod members;
+pub mod operator;
 mod roles;
 mod rotation;
 mod tombstones;
@@ -210,6 +212,9 @@ pub enum Command {
         rotation: Box<TokenRotation>,
         secrets: BTreeMap<String, Vec<u8>>,
     },
+    /// An operator command with the operator's signature ([`crate::operator`]), applied when
+    /// newer than the last one signed for its subject ([`operator`]).
+    Operator(Box<crate::operator::Signed>),
     /// A command the leader accepted from `issuer` (the PeerId the proposal came from, or the
     /// leader's own for its local API), recorded in the audit trail as it is applied. Only the
     /// leader wraps commands so ([`attribute`]); a wrapper inside a wrapper does nothing.
@@ -259,6 +264,11 @@ pub enum Outcome {
     MembersFull,
     /// The deny list or the reservations are full ([`MAX_DENIED`], [`MAX_RESERVATIONS`]).
     ListFull,
+    /// A signed operator command numbered at or below the last one applied for its subject:
+    /// a replay, or a command the operator signed before a later one.
+    OperatorStale,
+    /// A signed command that is not an operator command, or does not decode.
+    NotOperatorCommand,
 }
 
 /// The whole replicated state.
@@ -292,6 +302,9 @@ pub struct LedgerState {
     /// The last audited writes ([`audit`]).
     #[serde(default)]
     audit: std::collections::VecDeque<AuditEntry>,
+    /// The operator's last signed command per subject ([`operator`]).
+    #[serde(default)]
+    operator: operator::Marks,
     /// Index of the last applied log entry.
     applied: u64,
     /// What [`LedgerState::shared_bytes`] counts, kept as writes apply.
@@ -318,6 +331,7 @@ impl LedgerState {
             secrets: BTreeMap::new(),
             rotation: None,
             audit: std::collections::VecDeque::new(),
+            operator: operator::Marks::default(),
             applied: 0,
             shared: kv::SharedCount::default(),
         }
@@ -424,6 +438,7 @@ impl LedgerState {
             Command::PutSecret { name, sealed } => self.put_secret(name, sealed),
             Command::DeleteSecret { name } => self.delete_secret(name),
             Command::RotateToken { rotation, secrets } => self.rotate_token(rotation, secrets),
+            Command::Operator(signed) => self.apply_signed(signed),
             Command::Audited {
                 issuer,
                 at,

@@ -1,0 +1,219 @@
+//! Which commands are the operator's, and how a signed one applies. In a mesh with an operator
+//! key ([`crate::operator`]) the leader takes these only signed by it
+//! ([`crate::ledger::authority::may_propose`]): removing or fixing the role of another member,
+//! denying or allowing any PeerId, reserving or freeing an address, and the role policy. What
+//! a member says for itself (leaving, fixing its own role) stays its own.
+//!
+//! Each operator command has a subject: a PeerId (removal, denial and allowance share it), a
+//! member's role, an address, the policy. The state keeps the last signed command applied for
+//! each subject, and applies a signed command only when its number is above that one's. So a
+//! member that read a signed command in the log cannot commit it again later (an old removal,
+//! once the member rejoined, or an old denial after the operator allowed the PeerId back), and
+//! a merge carries each subject's last signed command into the winner, where the later of the
+//! two clusters' commands wins ([`crate::ledger::merge`]). The table holds [`MAX_MARKS`]
+//! subjects; to make room it drops the lowest-numbered, and from then on nothing numbered at
+//! or below it applies.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Command, LedgerState, Outcome};
+use crate::operator::Signed;
+
+/// Subjects whose last signed command the state keeps.
+pub const MAX_MARKS: usize = 4096;
+/// The longest signed command (its JSON) the state applies: an operator command names a
+/// PeerId, an address or a role, far less than this.
+pub const MAX_SIGNED_COMMAND: usize = 1024;
+
+/// Whether `command`, proposed by `sender` (a PeerId), is the operator's to make.
+pub fn needs_operator(command: &Command, sender: &str) -> bool {
+    match command {
+        Command::Leave { peer } | Command::SetFixedRole { peer, .. } => peer != sender,
+        Command::Deny { .. }
+        | Command::Allow { .. }
+        | Command::Reserve { .. }
+        | Command::Unreserve { .. }
+        | Command::SetRolePolicy(_) => true,
+        _ => false,
+    }
+}
+
+/// What an operator command is about; `None` for a command that is not one.
+pub fn subject(command: &Command) -> Option<String> {
+    match command {
+        Command::Leave { peer } | Command::Deny { peer } | Command::Allow { peer } => {
+            Some(format!("peer {peer}"))
+        }
+        Command::SetFixedRole { peer, .. } => Some(format!("role {peer}")),
+        Command::Reserve { address, .. } | Command::Unreserve { address } => {
+            Some(format!("address {address}"))
+        }
+        Command::SetRolePolicy(_) => Some("policy".into()),
+        _ => None,
+    }
+}
+
+/// The last signed command applied for each subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marks {
+    last: BTreeMap<String, Signed>,
+    /// The highest number dropped to make room: nothing at or below it applies any more.
+    floor: u64,
+}
+
+impl Marks {
+    /// The last signed command applied for each subject.
+    pub fn last(&self) -> &BTreeMap<String, Signed> {
+        &self.last
+    }
+
+    /// Whether a command numbered `seq` about `subject` is newer than what was applied.
+    fn fresh(&self, subject: &str, seq: u64) -> bool {
+        seq > self.floor && self.last.get(subject).is_none_or(|last| seq > last.seq)
+    }
+
+    fn record(&mut self, subject: String, signed: Signed) {
+        if !self.last.contains_key(&subject) && self.last.len() >= MAX_MARKS {
+            let lowest = self
+                .last
+                .iter()
+                .min_by_key(|(_, s)| s.seq)
+                .map(|(k, s)| (k.clone(), s.seq));
+            if let Some((key, seq)) = lowest {
+                self.last.remove(&key);
+                self.floor = self.floor.max(seq);
+            }
+        }
+        self.last.insert(subject, signed);
+    }
+}
+
+impl LedgerState {
+    /// The operator's signed commands, last per subject.
+    pub fn operator_marks(&self) -> &Marks {
+        &self.operator
+    }
+
+    /// Applies a command the operator signed (the leader verified the signature): the command
+    /// it holds, when newer than the last one applied for its subject.
+    pub(super) fn apply_signed(&mut self, signed: &Signed) -> Outcome {
+        if signed.command.len() > MAX_SIGNED_COMMAND {
+            return Outcome::NotOperatorCommand;
+        }
+        let Ok(command) = signed.command() else {
+            return Outcome::NotOperatorCommand;
+        };
+        let Some(subject) = subject(&command) else {
+            return Outcome::NotOperatorCommand;
+        };
+        if !self.operator.fresh(&subject, signed.seq) {
+            return Outcome::OperatorStale;
+        }
+        let outcome = self.execute(&command);
+        self.operator.record(subject, signed.clone());
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::OperatorSecret;
+
+    fn state() -> LedgerState {
+        LedgerState::new("10.1.0.0/24".parse().unwrap())
+    }
+
+    fn signed(secret: &OperatorSecret, seq: u64, command: Command) -> Command {
+        Command::Operator(Box::new(secret.sign(seq, &command)))
+    }
+
+    #[test]
+    fn what_a_member_says_for_itself_needs_no_operator() {
+        let leave = |p: &str| Command::Leave { peer: p.into() };
+        assert!(!needs_operator(&leave("a"), "a"));
+        assert!(needs_operator(&leave("b"), "a"));
+        let fix = |p: &str| Command::SetFixedRole {
+            peer: p.into(),
+            role: None,
+            force: false,
+        };
+        assert!(!needs_operator(&fix("a"), "a"));
+        assert!(needs_operator(&fix("b"), "a"));
+        assert!(needs_operator(&Command::Deny { peer: "a".into() }, "a"));
+        let put = Command::KvPut {
+            bucket: "b".into(),
+            key: "k".into(),
+            value: "v".into(),
+        };
+        assert!(!needs_operator(&put, "a"));
+        assert_eq!(subject(&put), None);
+    }
+
+    #[test]
+    fn a_signed_command_applies_once_and_an_older_one_for_its_subject_never() {
+        let secret = OperatorSecret::generate();
+        let mut s = state();
+        let deny = signed(&secret, 10, Command::Deny { peer: "x".into() });
+        assert_eq!(s.apply(1, &deny), Outcome::Done);
+        assert!(s.is_denied("x"));
+        let allow = signed(&secret, 20, Command::Allow { peer: "x".into() });
+        assert_eq!(s.apply(2, &allow), Outcome::Done);
+        assert!(!s.is_denied("x"));
+        // The denial read from the log, proposed again: refused, x stays allowed.
+        assert_eq!(s.apply(3, &deny), Outcome::OperatorStale);
+        assert!(!s.is_denied("x"));
+        // Another subject is not held back by x's numbers.
+        let other = signed(&secret, 5, Command::Deny { peer: "y".into() });
+        assert_eq!(s.apply(4, &other), Outcome::Done);
+        assert!(s.is_denied("y"));
+    }
+
+    #[test]
+    fn what_is_not_an_operator_command_does_not_apply_signed() {
+        let secret = OperatorSecret::generate();
+        let mut s = state();
+        let put = signed(
+            &secret,
+            1,
+            Command::KvPut {
+                bucket: "b".into(),
+                key: "k".into(),
+                value: "v".into(),
+            },
+        );
+        assert_eq!(s.apply(1, &put), Outcome::NotOperatorCommand);
+        assert!(s.buckets().is_empty());
+        let nested = signed(
+            &secret,
+            2,
+            signed(&secret, 1, Command::Allow { peer: "x".into() }),
+        );
+        assert_eq!(s.apply(2, &nested), Outcome::NotOperatorCommand);
+    }
+
+    #[test]
+    fn a_full_table_drops_its_lowest_number_and_refuses_everything_at_or_below_it() {
+        let secret = OperatorSecret::generate();
+        let mut marks = Marks::default();
+        for i in 0..MAX_MARKS as u64 {
+            let command = Command::Allow {
+                peer: format!("p{i}"),
+            };
+            marks.record(format!("peer p{i}"), secret.sign(i + 1, &command));
+        }
+        assert!(marks.fresh("peer new", 1));
+        let command = Command::Allow { peer: "new".into() };
+        marks.record("peer new".into(), secret.sign(9000, &command));
+        assert_eq!(marks.last.len(), MAX_MARKS);
+        assert!(!marks.last.contains_key("peer p0"));
+        assert!(
+            !marks.fresh("peer p0", 1),
+            "the dropped subject's old number"
+        );
+        assert!(!marks.fresh("peer other", 1), "any number at the floor");
+        assert!(marks.fresh("peer other", 2));
+    }
+}
