@@ -130,9 +130,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             hostname: settings.hostname.clone(),
             requested: settings.address,
             fixed_role: settings.role,
-            policy: settings
-                .control_planes
-                .map(|n| RolePolicy { control_planes: n }),
+            policy: configured_policy(settings),
             bootstraps: settings.bootstrapper != bootstrap::BootstrapperKind::None,
             sealing_key: identity.sealing_public(),
         },
@@ -413,4 +411,20 @@ fn notify(state: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(state) {
         tracing::warn!(error = %e, "could not notify systemd");
     }
+}
+
+/// The role policy this node asks the mesh for: none in a mesh with an operator key, whose
+/// policy only the operator sets (`weft role policy --operator-key-file`).
+fn configured_policy(settings: &Settings) -> Option<RolePolicy> {
+    let policy = settings
+        .control_planes
+        .map(|n| RolePolicy { control_planes: n });
+    if policy.is_some() && settings.operator_key.is_some() {
+        tracing::warn!(
+            "control_planes (--control-planes, p2p.auto.ha) is ignored in a mesh with an operator \
+             key: the operator sets the policy with weft role policy --operator-key-file"
+        );
+        return None;
+    }
+    policy
 }

@@ -1,6 +1,6 @@
 //! The operator's key: what lets an operator, and no member, remove, deny, allow, reserve an
-//! address for or fix the role of another member, or set the role policy, in a mesh configured
-//! with it (`weft up --operator-key`). Every edge machine holds the network token, so a
+//! address for or fix the role of another member, set the role policy or rotate the token, in
+//! a mesh configured with it (`weft up --operator-key`). Every edge machine holds the network token, so a
 //! member's word cannot stand for the operator: a stolen machine could deny the others or
 //! remove the control plane. The operator keeps an ed25519 key off the edge machines (`weft
 //! operator keygen`); the CLI signs each such command with it, together with a sequence number
@@ -112,8 +112,9 @@ impl OperatorSecret {
     }
 }
 
-/// A command the operator signed: its JSON exactly as signed (so a node of another version
-/// verifies the same bytes), the sequence number, and the signature in base64.
+/// A command the operator signed: its JSON exactly as signed (so the leader checks the bytes
+/// the operator signed, whatever its version; every node decodes the command from them), the
+/// sequence number, and the signature in base64.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signed {
     pub seq: u64,

@@ -17,7 +17,9 @@ use weft::ledger::follower::Feed;
 use weft::ledger::forward::{Envelope, Nonce, Passed, Step};
 use weft::ledger::raft::network::{Hello, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
-use weft::ledger::state::{ClusterId, Command, LeaseState, Member, Outcome, Platform};
+use weft::ledger::state::{
+    ClusterId, Command, LeaseState, Member, Outcome, Platform, SealedToken, TokenRotation,
+};
 
 /// What the leader answers `rpc` (a proposal, direct or forwarded) from the hostile node.
 async fn outcome(
@@ -438,6 +440,7 @@ async fn raft_rpcs_in_another_nodes_name_are_refused() {
     let join = LedgerRpc::Join {
         node_id: 0xbad,
         node: weft::ledger::raft::LedgerNode { peer_id: other },
+        operator: None,
     };
     let leader: PeerId = victim.ledger.status().leader.unwrap().parse().unwrap();
     let refused = call::<Result<serde_json::Value, String>>(&hostile.handle, leader, &join)
@@ -618,6 +621,7 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
             },
         )),
         members: vec![0xbad],
+        operator: None,
     };
     tokio::spawn(async move {
         while let Some(rpc) = inbox.recv().await {
@@ -829,6 +833,29 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
         let answer = propose(&hostile, leader, command.clone()).await;
         assert!(needs_signature(&answer), "{command:?}: {answer:?}");
     }
+    // A token rotation sealed for the members it chooses would lock the others out once the
+    // grace window closes: it needs the operator's grant too.
+    let rotation = Command::RotateToken {
+        rotation: Box::new(TokenRotation {
+            network: "0000000000000001".into(),
+            previous: "0000000000000000".into(),
+            grace_until: 1,
+            sealed: SealedToken {
+                ephemeral: String::new(),
+                token: String::new(),
+                keys: Default::default(),
+            },
+        }),
+        secrets: Default::default(),
+        grant: None,
+    };
+    let answer = propose(&hostile, leader, rotation).await;
+    assert!(
+        answer
+            .as_ref()
+            .is_err_and(|e| e.contains("rotation needs the operator's signature")),
+        "{answer:?}"
+    );
     // Signed with a key of its own making: refused.
     let forged = weft::operator::OperatorSecret::generate().sign(
         1,
@@ -917,4 +944,54 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
             .then_some(())
     })
     .await;
+}
+
+/// A node started without the mesh's operator key joins as a follower with no raft seat, so
+/// it can never lead and take operator commands unchecked: in a cluster short of voters the
+/// leader passes it over, and seats the next node that has the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_operator_key_gets_no_raft_seat() {
+    let secret = weft::operator::OperatorSecret::generate();
+    let config = LedgerConfig {
+        operator: Some(secret.public()),
+        ..quick_config()
+    };
+    let token = network();
+    let replicas = group_configured(&token, &["m0", "m1"], config.clone()).await;
+    settled_cluster(&replicas).await;
+    let entry = address(&replicas[0].member).await;
+    let dir = || tempfile::tempdir().unwrap();
+    let keyless = support::ledger::replica_configured(
+        start(&token, "m2", vec![entry.clone()]).await,
+        "m2",
+        dir(),
+        quick_config(),
+    )
+    .await;
+    let cluster = replicas[0].ledger.status().cluster_id;
+    let keyless_id = keyless.member.handle.peer_id().to_string();
+    wait_for("the keyless node in the cluster, as a follower", || {
+        let status = keyless.ledger.status();
+        (status.cluster_id == cluster
+            && status.follower
+            && keyless.ledger.state().members().contains_key(&keyless_id))
+        .then_some(())
+    })
+    .await;
+    // Two voters of three: the next node with the key gets the seat the keyless one did not.
+    let keyed = support::ledger::replica_configured(
+        start(&token, "m3", vec![entry]).await,
+        "m3",
+        dir(),
+        config,
+    )
+    .await;
+    let keyed_id = keyed.member.handle.peer_id().to_string();
+    let voters = wait_for("the keyed node seated as the third voter", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.contains(&keyed_id) && !status.changing_voters).then_some(status.voters)
+    })
+    .await;
+    assert!(!voters.contains(&keyless_id), "{voters:?}");
+    assert!(keyless.ledger.status().follower);
 }

@@ -2,8 +2,8 @@
 //! members deny` without the operator's key is refused, naming it; with `--operator-key-file`
 //! it cuts the denied node off everywhere within 10 s (no member lists it as a peer, its
 //! overlay address stops answering, it is no member of the ledger) and it stays out while
-//! denied; `weft members allow` lets it back in. (`tests/netns_rotation.rs` denies in a mesh
-//! without one.) Needs root and iproute2; elsewhere it prints why it is skipped.
+//! denied; `weft members allow` lets it back in. A token rotation needs the key as well.
+//! (`tests/netns_rotation.rs` denies and rotates in a mesh without one.) Needs root and iproute2; elsewhere it prints why it is skipped.
 
 mod support;
 
@@ -120,4 +120,22 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
             && lan.weft_ok(0, &["members", "--json"]).contains(&ids[2]))
         .then_some(())
     });
+
+    // A token rotation is the operator's too: refused unsigned, done signed.
+    let unsigned = lan.weft(&["token", "rotate", "--api", &lan.hosts[0].api()]);
+    assert!(!unsigned.status.success());
+    let why = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(why.contains("operator's signature"), "{why}");
+    let before = network_id(&lan, 1);
+    lan.weft_ok(0, &["token", "rotate", "--operator-key-file", key_file]);
+    wait_until(DEADLINE, "n2 on the new token", || {
+        (network_id(&lan, 1) != before).then_some(())
+    });
+}
+
+/// The network id host `i`'s weft reports.
+fn network_id(lan: &Lan, i: usize) -> String {
+    let status = lan.weft_ok(i, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(status.as_bytes()).unwrap();
+    status["network_id"].as_str().unwrap().to_string()
 }

@@ -20,22 +20,39 @@ pub(super) async fn propose(
     Json(signed): Json<Signed>,
 ) -> Result<Json<Outcome>, ApiError> {
     let command = signed.command().map_err(ApiError::BadRequest)?;
-    if subject(&command).is_none() {
+    if let Command::Deny { peer } = &command
+        && *peer == api.p2p.peer_id().to_string()
+    {
+        return Err(ApiError::Conflict(
+            "a node cannot deny itself; deny it from another member".into(),
+        ));
+    }
+    let Some(subject) = subject(&command) else {
         return Err(ApiError::BadRequest(
             "only operator commands (a removal, denial, allowance, reservation, role or role \
              policy) are signed"
                 .into(),
         ));
-    }
+    };
+    // Applying it twice is applying it once (the second is stale): when the answer is lost
+    // (a denied or removed leader is cut off as the entry applies), its mark shows it.
+    let seq = signed.seq;
+    let applied = move |state: &crate::ledger::state::LedgerState| {
+        state
+            .operator_marks()
+            .last()
+            .get(&subject)
+            .is_some_and(|last| last.seq >= seq)
+    };
     let outcome = api
         .ledger
-        .propose_patiently(Command::Operator(Box::new(signed)))
+        .propose_idempotent(Command::Operator(Box::new(signed)), applied)
         .await?;
     match ApiError::stored(outcome)? {
         Outcome::OperatorStale => Err(ApiError::Conflict(
-            "the ledger holds a later operator command for this subject (its number, the \
-             signing machine's clock in microseconds, is higher): this one is a replay or was \
-             signed on a machine whose clock is behind"
+            "the ledger applied an operator command for this subject numbered as high or \
+             higher (the number is the signing machine's clock in microseconds): this one is a \
+             replay, or was signed on a machine whose clock is behind"
                 .into(),
         )),
         Outcome::UnknownMember => Err(ApiError::NotFound("the member".into())),
@@ -48,6 +65,16 @@ pub(super) async fn propose(
             "control_planes must be from 1 to {}",
             crate::ledger::state::MAX_CONTROL_PLANES
         ))),
+        Outcome::AddressTaken => Err(ApiError::Conflict(
+            "the address is reserved for, or held by, another member".into(),
+        )),
+        Outcome::OutsidePool => Err(ApiError::BadRequest(
+            "the address is outside the overlay pool or not a host address".into(),
+        )),
+        Outcome::NotOperatorCommand => Err(ApiError::BadRequest(
+            "the signed command is not an operator command, or is longer than the ledger takes"
+                .into(),
+        )),
         outcome => Ok(Json(outcome)),
     }
 }

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::routes::ApiState;
 use crate::clock::unix_now;
+use crate::ledger::state::{Command, Outcome};
+use crate::operator::Signed;
 use crate::rotation::make::make;
 
 pub use crate::rotation::MAX_GRACE_SECS;
@@ -21,6 +23,10 @@ pub use crate::rotation::MAX_GRACE_SECS;
 pub struct RotateRequest {
     /// Seconds the token before stays accepted.
     pub grace_secs: u64,
+    /// In a mesh with an operator key: the operator's signed `AllowRotation` naming the
+    /// current network id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<Signed>,
 }
 
 /// The answer.
@@ -59,8 +65,27 @@ pub async fn rotate(
     )
     .map_err(|e| ApiError::Conflict(e.to_string()))?;
     let network_id = made.token.keys().network_id().to_string();
-    // Always applied: the last rotation committed is the one members follow.
-    state.ledger.propose_patiently(made.command).await?;
+    let command = match (made.command, request.grant) {
+        (
+            Command::RotateToken {
+                rotation, secrets, ..
+            },
+            Some(grant),
+        ) => Command::RotateToken {
+            rotation,
+            secrets,
+            grant: Some(Box::new(grant)),
+        },
+        (command, _) => command,
+    };
+    // Applied unless its grant is stale: the last rotation committed is the one members follow.
+    if state.ledger.propose_patiently(command).await? == Outcome::OperatorStale {
+        return Err(ApiError::Conflict(
+            "the operator's grant was used already (a rotation numbered as high or higher was \
+             applied); sign a new one"
+                .into(),
+        ));
+    }
     Ok(Json(Rotated {
         token: made.token.encode(),
         network_id,

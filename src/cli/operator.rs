@@ -13,7 +13,7 @@ use super::client::{ClientArgs, call_json, fetch};
 use super::{Failure, usage};
 use crate::api::MemberView;
 use crate::ledger::state::{Command, Outcome};
-use crate::operator::OperatorSecret;
+use crate::operator::{OperatorSecret, Signed};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum OperatorCommand {
@@ -68,23 +68,34 @@ fn load(path: &Path) -> Result<OperatorSecret, Failure> {
     OperatorSecret::load(path).map_err(|e| usage(anyhow::anyhow!(e)))
 }
 
-/// Signs `command` with the key in `key_file`, numbered by this machine's clock in
-/// microseconds, and has the daemon propose it; the outcome it committed with.
+/// Signs `command` with the key in `key_file` ([`sign`]) and has the daemon propose it; the
+/// outcome it committed with.
 pub(super) fn send_signed(
     client: &ClientArgs,
     key_file: &Path,
     command: &Command,
 ) -> Result<Outcome, Failure> {
+    let signed = sign(key_file, command)?;
+    let body = call_json(client, Method::POST, "/v1/operator", &signed)?;
+    serde_json::from_slice(&body)
+        .context("the answer to /v1/operator is not what this weft expects")
+        .map_err(Failure::Runtime)
+}
+
+/// `command` signed with the key in `key_file`, numbered by this machine's clock in
+/// microseconds.
+pub(super) fn sign(key_file: &Path, command: &Command) -> Result<Signed, Failure> {
     let secret = load(key_file)?;
     let seq = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("this machine's clock is before 1970")?
         .as_micros() as u64;
-    let signed = secret.sign(seq, command);
-    let body = call_json(client, Method::POST, "/v1/operator", &signed)?;
-    serde_json::from_slice(&body)
-        .context("the answer to /v1/operator is not what this weft expects")
-        .map_err(Failure::Runtime)
+    // The daemon named the PeerId or network (from a hostname, its status): say what is signed.
+    eprintln!(
+        "signing as the operator, number {seq}: {}",
+        serde_json::to_string(command)?
+    );
+    Ok(secret.sign(seq, command))
 }
 
 /// The PeerId of the member `who` names (its PeerId or hostname), as the daemon's ledger

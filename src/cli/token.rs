@@ -5,9 +5,12 @@ use std::io::Read as _;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::client::{ClientArgs, call_json};
+use super::client::{ClientArgs, call_json, fetch};
+use super::operator::{SignArgs, sign};
 use super::{Failure, usage};
+use crate::api::StatusView;
 use crate::api::rotate::{MAX_GRACE_SECS, RotateRequest, Rotated};
+use crate::ledger::state::Command;
 use crate::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +37,8 @@ pub(super) enum TokenCommand {
         /// Seconds the token before stays accepted.
         #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_SECS))]
         rotation_grace: u64,
+        #[command(flatten)]
+        sign: SignArgs,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -65,17 +70,32 @@ pub(super) fn run(command: TokenCommand) -> Result<(), Failure> {
         TokenCommand::Inspect { token, json } => inspect_token(&token, json),
         TokenCommand::Rotate {
             rotation_grace,
+            sign,
             client,
-        } => rotate(&client, rotation_grace),
+        } => rotate(&client, rotation_grace, sign.operator_key_file.as_deref()),
     }
 }
 
-fn rotate(client: &ClientArgs, grace_secs: u64) -> Result<(), Failure> {
+fn rotate(
+    client: &ClientArgs,
+    grace_secs: u64,
+    key_file: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let grant = match key_file {
+        Some(key_file) => {
+            let node: StatusView = fetch(client, "/v1/status")?;
+            let allow = Command::AllowRotation {
+                previous: node.network_id,
+            };
+            Some(sign(key_file, &allow)?)
+        }
+        None => None,
+    };
     let body = call_json(
         client,
         hyper::Method::POST,
         "/v1/token/rotate",
-        &RotateRequest { grace_secs },
+        &RotateRequest { grace_secs, grant },
     )?;
     let rotated: Rotated = serde_json::from_slice(&body)
         .context("the answer to /v1/token/rotate is not what this weft expects")?;

@@ -7,7 +7,8 @@
 //! configured with an operator key ([`crate::operator`]), what is the operator's to decide
 //! (removing, denying or allowing a member, another member's role, reservations, the policy:
 //! [`super::state::operator::needs_operator`]) is taken only signed with it, from this node's
-//! own API as from any other node. Everything else (ledger keys, DNS records; and without an
+//! own API as from any other node, and the policy a node is configured with is refused (the
+//! operator sets it signed). Everything else (ledger keys, DNS records; and without an
 //! operator key, the operator's commands too) any member may propose, and the leader records
 //! it with its sender in the audit trail ([`super::state::attribute`]). Decided before raft
 //! sees the command, from the command, the sender and the operator key alone.
@@ -61,9 +62,45 @@ pub fn as_operator(
             }
             Ok(())
         }
-        (Command::Operator(_), None) => Err(format!(
-            "{OPERATOR}this mesh has no operator key, so a signed command cannot be checked; \
+        (
+            Command::RotateToken {
+                rotation, grant, ..
+            },
+            Some(key),
+        ) => {
+            let Some(grant) = grant else {
+                return Err(format!(
+                    "{OPERATOR}a token rotation needs the operator's signature in this mesh (its \
+                     nodes are started with --operator-key): run weft token rotate with \
+                     --operator-key-file"
+                ));
+            };
+            grant.verify(key).map_err(|e| format!("{OPERATOR}{e}"))?;
+            match grant.command() {
+                Ok(Command::AllowRotation { previous }) if previous == rotation.previous => Ok(()),
+                _ => Err(format!(
+                    "{OPERATOR}the operator's grant does not allow a rotation away from network \
+                     {}",
+                    rotation.previous
+                )),
+            }
+        }
+        (Command::RotateToken { grant: Some(_), .. }, None) | (Command::Operator(_), None) => {
+            Err(format!(
+                "{OPERATOR}this mesh has no operator key, so a signed command cannot be checked; \
              start every node with --operator-key to use one"
+            ))
+        }
+        (
+            Command::Join {
+                policy: Some(_), ..
+            }
+            | Command::InitRolePolicy(_),
+            Some(_),
+        ) => Err(format!(
+            "{OPERATOR}in a mesh with an operator key the role policy is the operator's: \
+                 start this node without --control-planes (p2p.auto.ha) and set the policy \
+                 with weft role policy --operator-key-file"
         )),
         (command, Some(_)) if needs_operator(command, sender) => Err(format!(
             "{OPERATOR}{} needs the operator's signature in this mesh (its nodes are started \
@@ -188,7 +225,7 @@ pub fn may_join(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::state::{BootstrapReport, ClusterId, Phase, join_command};
+    use crate::ledger::state::{BootstrapReport, ClusterId, Phase, RolePolicy, join_command};
     use crate::operator::OperatorSecret;
 
     #[test]
@@ -267,6 +304,69 @@ mod tests {
         assert!(may_propose(&signed_put, "a", Some(&key)).is_err());
         let join = Command::Operator(Box::new(secret.sign(3, &join_command("b"))));
         assert!(may_propose(&join, "a", Some(&key)).is_err());
+        // The policy a node is configured with is the operator's to set, too.
+        let policy = RolePolicy { control_planes: 3 };
+        let init = Command::InitRolePolicy(policy);
+        assert!(may_propose(&init, "a", Some(&key)).is_err());
+        assert!(may_propose(&init, "a", None).is_ok());
+        let mut join = join_command("a");
+        if let Command::Join { policy: p, .. } = &mut join {
+            *p = Some(policy);
+        }
+        let refusal = may_propose(&join, "a", Some(&key)).unwrap_err();
+        assert!(
+            refusal.contains("role policy is the operator's"),
+            "{refusal}"
+        );
+        assert!(may_propose(&join_command("a"), "a", Some(&key)).is_ok());
+    }
+
+    fn rotation(previous: &str, grant: Option<crate::operator::Signed>) -> Command {
+        Command::RotateToken {
+            rotation: Box::new(crate::ledger::state::TokenRotation {
+                network: "new".into(),
+                previous: previous.into(),
+                grace_until: 1,
+                sealed: crate::ledger::state::SealedToken {
+                    ephemeral: String::new(),
+                    token: String::new(),
+                    keys: Default::default(),
+                },
+            }),
+            secrets: Default::default(),
+            grant: grant.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn with_an_operator_key_a_rotation_needs_its_grant_for_the_current_network() {
+        let secret = OperatorSecret::generate();
+        let key = secret.public();
+        let allow = |previous: &str| {
+            secret.sign(
+                1,
+                &Command::AllowRotation {
+                    previous: previous.into(),
+                },
+            )
+        };
+        assert!(may_propose(&rotation("old", None), "a", None).is_ok());
+        let refusal = may_propose(&rotation("old", None), "a", Some(&key)).unwrap_err();
+        assert!(refusal.contains("weft token rotate"), "{refusal}");
+        assert!(may_propose(&rotation("old", Some(allow("old"))), "a", Some(&key)).is_ok());
+        let elsewhere = may_propose(&rotation("old", Some(allow("other"))), "a", Some(&key));
+        assert!(elsewhere.is_err(), "a grant for another network");
+        let forged = OperatorSecret::generate().sign(
+            1,
+            &Command::AllowRotation {
+                previous: "old".into(),
+            },
+        );
+        assert!(may_propose(&rotation("old", Some(forged)), "a", Some(&key)).is_err());
+        assert!(may_propose(&rotation("old", Some(allow("old"))), "a", None).is_err());
+        // A grant alone is nothing to apply.
+        let alone = Command::Operator(Box::new(allow("old")));
+        assert!(may_propose(&alone, "a", Some(&key)).is_err());
     }
 
     #[test]

@@ -618,6 +618,10 @@ async fn readopt_all(ledger: &Ledger, commands: Vec<Command>) -> bool {
             Command::CarryKv { bucket, key, .. } => format!("{bucket}/{key}"),
             _ => String::new(),
         };
+        let unsigned = match &command {
+            Command::Operator(signed) => signed.command().ok(),
+            _ => None,
+        };
         match ledger.propose(command).await {
             Ok(Outcome::LedgerFull) => {
                 tracing::warn!(
@@ -631,12 +635,19 @@ async fn readopt_all(ledger: &Ledger, commands: Vec<Command>) -> bool {
             Err(e @ super::LedgerError::TooLarge(_)) => {
                 tracing::warn!(error = %e, "a carried entry is too large to re-propose; dropped");
             }
-            // Made without the operator's signature in the left cluster: this mesh needs it.
+            // Unsigned where this mesh's leader needs the operator's signature, or signed where
+            // it has no operator key (or another one): a signed command is tried once unsigned.
             Err(e @ super::LedgerError::Operator(_)) => {
+                if let Some(inner) = unsigned
+                    && ledger.propose(inner).await.is_ok()
+                {
+                    continue;
+                }
                 tracing::warn!(
                     error = %e,
-                    "a carried operator command (a denial, a reservation) is unsigned and this \
-                     mesh takes it only signed; dropped: make it again with --operator-key-file"
+                    "a carried operator command (a denial, a reservation, a role, the policy) \
+                     is refused by this mesh's operator key, signed or not; dropped: make it \
+                     again here"
                 );
             }
             Err(e) => {
@@ -734,8 +745,12 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
     // this one while it follows that one.
     let ours = ledger.state().cluster();
     let answers = service::ask_each(ledger, candidates).await;
-    let Some((candidate, hello)) = seats::pick_recruit(answers, |hello| hello.cluster == ours)
-    else {
+    // Nor a node without this mesh's operator key, which would take commands unchecked were
+    // it to lead.
+    let recruitable = |hello: &super::raft::network::Hello| {
+        hello.cluster == ours && !service::operator_differs(ledger, hello.operator.as_deref())
+    };
+    let Some((candidate, hello)) = seats::pick_recruit(answers, recruitable) else {
         return;
     };
     let connected_voters = nodes.iter().filter(|n| n.voter && n.connected).count();
@@ -901,6 +916,7 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
     let request = LedgerRpc::Join {
         node_id: ledger.node_id(),
         node: ledger.node(),
+        operator: ledger.operator().map(ToString::to_string),
     };
     tracing::info!(leader = %leader.peer_id, "joining the cluster");
     // Not connected to the leader, this node sends its join through a member that is, and then
@@ -969,6 +985,7 @@ mod tests {
             cluster: None,
             leader,
             members: Vec::new(),
+            operator: None,
         };
         let named = |answers: &[(libp2p::PeerId, Hello)]| {
             usable_leaders(answers, &me)

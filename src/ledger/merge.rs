@@ -512,6 +512,7 @@ mod tests {
                 cluster: Some(cluster),
                 leader: leads.map(|(id, p)| (id, node(p))),
                 members: Vec::new(),
+                operator: None,
             };
         // Two members name raft node 7 at `leader` as the leader.
         let answers = [
@@ -579,6 +580,7 @@ mod tests {
                     cluster: Some(clusters[c]),
                     leader: Some((leader as u64, node)),
                     members: Vec::new(),
+                    operator: None,
                 }
             };
             let mut chose = std::collections::BTreeMap::new();
@@ -635,6 +637,7 @@ mod tests {
                 cluster: Some(cluster),
                 leader: leader.map(|(id, peer)| (id, node(peer))),
                 members: vec![],
+                operator: None,
             };
         let l = Some((1, "L"));
         let named = |answers: &[crate::ledger::raft::network::Hello]| {
@@ -683,6 +686,7 @@ mod tests {
                 cluster: Some(cluster),
                 leader: Some((leads, leader.1.clone())),
                 members,
+                operator: None,
             }
         };
         assert!(left_out(

@@ -214,8 +214,21 @@ async fn answer(
             }
         }
         LedgerRpc::Hello => encode(&hello(ledger)),
-        LedgerRpc::Join { node_id, node } => {
-            answer_join(ledger, target_voters, peer, behind, node_id, node).await
+        LedgerRpc::Join {
+            node_id,
+            node,
+            operator,
+        } => {
+            let other_key = operator_differs(ledger, operator.as_deref());
+            if other_key {
+                tracing::warn!(
+                    %peer,
+                    "a node runs without this mesh's operator key, or with another: it joins \
+                     as a follower, with no raft seat (start it with the same --operator-key)"
+                );
+            }
+            let follower_only = behind || other_key;
+            answer_join(ledger, target_voters, peer, follower_only, node_id, node).await
         }
         LedgerRpc::CatchupPage {
             position,
@@ -231,6 +244,14 @@ async fn answer(
         LedgerRpc::Forwarded(envelope) => answer_forwarded(ledger, peer, envelope).await,
         LedgerRpc::Forward { leader, step } => pass_on(ledger, peer, behind, leader, step).await,
     })
+}
+
+/// Whether this node leads with an operator key and a joining node declares another one, or
+/// none: such a node gets no raft seat, so it can never lead and take commands unchecked.
+pub(crate) fn operator_differs(ledger: &Ledger, declared: Option<&str>) -> bool {
+    ledger
+        .operator()
+        .is_some_and(|key| declared != Some(key.to_string().as_str()))
 }
 
 /// The PeerId raft node `node_id` is registered as in this node's raft membership, if any.
@@ -361,7 +382,7 @@ async fn answer_forwarded(ledger: &Ledger, member: PeerId, envelope: Envelope) -
         return refuse(format!("{origin} is denied"));
     }
     match serde_json::from_slice::<LedgerRpc>(&envelope.request) {
-        Ok(LedgerRpc::Join { node_id, node }) => forwarded_join(ledger, origin, node_id, node),
+        Ok(LedgerRpc::Join { node_id, node, .. }) => forwarded_join(ledger, origin, node_id, node),
         Ok(LedgerRpc::Propose(command)) => answer_propose(ledger, origin, false, command).await,
         Ok(_) => refuse("only a join or a proposal is forwarded".into()),
         Err(e) => refuse(format!("the forwarded request does not decode: {e}")),
@@ -488,6 +509,7 @@ pub fn hello(ledger: &Ledger) -> Hello {
         } else {
             Vec::new()
         },
+        operator: ledger.operator().map(ToString::to_string),
     }
 }
 

@@ -72,6 +72,7 @@ pub fn make(
         command: Command::RotateToken {
             rotation: Box::new(rotation),
             secrets,
+            grant: None,
         },
         unopened,
     })

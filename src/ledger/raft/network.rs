@@ -42,7 +42,14 @@ pub enum LedgerRpc {
     /// "Which cluster are you in, and who leads it?" Answered with a [`Hello`].
     Hello,
     /// Add this node to the cluster (to the leader). Answered with `Result<Joined, String>`.
-    Join { node_id: NodeId, node: LedgerNode },
+    Join {
+        node_id: NodeId,
+        node: LedgerNode,
+        /// The operator key the node runs with ([`crate::operator`]); a leader with another
+        /// one takes it in only as a follower, so it never leads and drops the key's check.
+        #[serde(default)]
+        operator: Option<String>,
+    },
     /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
     Propose(Command),
     /// "Send me a page of your state" (a follower to a raft member): from `offset` of the
@@ -101,6 +108,10 @@ pub struct Hello {
     /// ([`crate::ledger::merge::removed`]).
     #[serde(default)]
     pub members: Vec<NodeId>,
+    /// The operator key the node runs with: a leader with another one does not recruit it
+    /// into raft ([`crate::ledger::service::operator_differs`]).
+    #[serde(default)]
+    pub operator: Option<String>,
 }
 
 /// Why a ledger RPC failed in transit.

@@ -161,6 +161,9 @@ fn describe(command: &Command) -> String {
             ),
             Err(_) => "a signed command that does not decode".into(),
         },
+        Command::AllowRotation { previous } => {
+            format!("allow a rotation away from {}", clip(previous))
+        }
         Command::Join { .. }
         | Command::Renew { .. }
         | Command::ReportBootstrap { .. }

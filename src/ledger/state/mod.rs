@@ -211,6 +211,16 @@ pub enum Command {
     RotateToken {
         rotation: Box<TokenRotation>,
         secrets: BTreeMap<String, Vec<u8>>,
+        /// In a mesh with an operator key, the operator's signed [`Command::AllowRotation`]
+        /// for this rotation ([`operator`]).
+        #[serde(default)]
+        grant: Option<Box<crate::operator::Signed>>,
+    },
+    /// The operator's consent to one rotation away from the token whose network id is
+    /// `previous`: only ever the signed grant inside a [`Command::RotateToken`], never applied
+    /// alone.
+    AllowRotation {
+        previous: String,
     },
     /// An operator command with the operator's signature ([`crate::operator`]), applied when
     /// newer than the last one signed for its subject ([`operator`]).
@@ -437,7 +447,17 @@ impl LedgerState {
             }
             Command::PutSecret { name, sealed } => self.put_secret(name, sealed),
             Command::DeleteSecret { name } => self.delete_secret(name),
-            Command::RotateToken { rotation, secrets } => self.rotate_token(rotation, secrets),
+            Command::RotateToken {
+                rotation,
+                secrets,
+                grant,
+            } => match grant {
+                Some(grant) => {
+                    self.apply_grant(grant, |state| state.rotate_token(rotation, secrets))
+                }
+                None => self.rotate_token(rotation, secrets),
+            },
+            Command::AllowRotation { .. } => Outcome::NotOperatorCommand,
             Command::Operator(signed) => self.apply_signed(signed),
             Command::Audited {
                 issuer,

@@ -1,8 +1,9 @@
 //! Which commands are the operator's, and how a signed one applies. In a mesh with an operator
 //! key ([`crate::operator`]) the leader takes these only signed by it
 //! ([`crate::ledger::authority::may_propose`]): removing or fixing the role of another member,
-//! denying or allowing any PeerId, reserving or freeing an address, and the role policy. What
-//! a member says for itself (leaving, fixing its own role) stays its own.
+//! denying or allowing any PeerId, reserving or freeing an address, and the role policy; a
+//! token rotation only with the operator's signed grant for it. What a member says for itself
+//! (leaving, fixing its own role) stays its own.
 //!
 //! Each operator command has a subject: a PeerId (removal, denial and allowance share it), a
 //! member's role, an address, the policy. The state keeps the last signed command applied for
@@ -10,9 +11,12 @@
 //! member that read a signed command in the log cannot commit it again later (an old removal,
 //! once the member rejoined, or an old denial after the operator allowed the PeerId back), and
 //! a merge carries each subject's last signed command into the winner, where the later of the
-//! two clusters' commands wins ([`crate::ledger::merge`]). The table holds [`MAX_MARKS`]
-//! subjects; to make room it drops the lowest-numbered, and from then on nothing numbered at
-//! or below it applies.
+//! two clusters' commands wins ([`crate::ledger::merge`]; only commands whose effect the
+//! left cluster still shows). A command that fails (an unknown member, a deployed role without
+//! force) still uses up its number, so it cannot be replayed once it would succeed. A rotation's
+//! grant is the subject `token`. The table holds [`MAX_MARKS`] subjects; to make room it drops
+//! the lowest-numbered, and from then on nothing numbered at or below it applies (a merge does
+//! not carry that floor).
 
 use std::collections::BTreeMap;
 
@@ -21,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use super::{Command, LedgerState, Outcome};
 use crate::operator::Signed;
 
+/// The subject of the operator's grants of token rotations.
+pub const ROTATION: &str = "token";
 /// Subjects whose last signed command the state keeps.
 pub const MAX_MARKS: usize = 4096;
 /// The longest signed command (its JSON) the state applies: an operator command names a
@@ -96,6 +102,22 @@ impl LedgerState {
         &self.operator
     }
 
+    /// Applies `apply` under the operator's `grant` (the leader verified its signature and
+    /// that it allows this rotation): when the grant is newer than the last one, which it then
+    /// becomes.
+    pub(super) fn apply_grant(
+        &mut self,
+        grant: &Signed,
+        apply: impl FnOnce(&mut LedgerState) -> Outcome,
+    ) -> Outcome {
+        if !self.operator.fresh(ROTATION, grant.seq) {
+            return Outcome::OperatorStale;
+        }
+        let outcome = apply(self);
+        self.operator.record(ROTATION.into(), grant.clone());
+        outcome
+    }
+
     /// Applies a command the operator signed (the leader verified the signature): the command
     /// it holds, when newer than the last one applied for its subject.
     pub(super) fn apply_signed(&mut self, signed: &Signed) -> Outcome {
@@ -169,6 +191,35 @@ mod tests {
         let other = signed(&secret, 5, Command::Deny { peer: "y".into() });
         assert_eq!(s.apply(4, &other), Outcome::Done);
         assert!(s.is_denied("y"));
+    }
+
+    #[test]
+    fn a_rotation_grant_is_used_once() {
+        let secret = OperatorSecret::generate();
+        let mut s = state();
+        let grant = secret.sign(
+            7,
+            &Command::AllowRotation {
+                previous: "old".into(),
+            },
+        );
+        let rotate = |network: &str| Command::RotateToken {
+            rotation: Box::new(super::super::TokenRotation {
+                network: network.into(),
+                previous: "old".into(),
+                grace_until: 1,
+                sealed: super::super::SealedToken {
+                    ephemeral: String::new(),
+                    token: String::new(),
+                    keys: Default::default(),
+                },
+            }),
+            secrets: Default::default(),
+            grant: Some(Box::new(grant.clone())),
+        };
+        assert_eq!(s.apply(1, &rotate("mine")), Outcome::Done);
+        assert_eq!(s.apply(2, &rotate("theirs")), Outcome::OperatorStale);
+        assert_eq!(s.token_rotation().unwrap().network, "mine");
     }
 
     #[test]

@@ -73,6 +73,7 @@ mod tests {
 
     fn rotation(previous: &str, network: &str, secret: Vec<u8>) -> Command {
         Command::RotateToken {
+            grant: None,
             rotation: Box::new(TokenRotation {
                 network: network.into(),
                 previous: previous.into(),
