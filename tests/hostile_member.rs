@@ -14,7 +14,7 @@ use support::ledger::{Replica, group, group_configured, quick_config, settled_cl
 use support::mesh::{address, admitted, network, start, wait_for};
 use weft::ledger::LedgerConfig;
 use weft::ledger::follower::Feed;
-use weft::ledger::forward::{Envelope, Nonce, Passed, Step};
+use weft::ledger::forward::{Envelope, Nonce, Passed, Step, Vouched};
 use weft::ledger::raft::network::{Hello, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{
@@ -656,13 +656,21 @@ async fn challenge(hostile: &support::mesh::Member, leader: PeerId, origin: Peer
         .expect("the leader issues a challenge")
 }
 
-/// What the leader answers a forwarded `envelope` from the hostile node.
+/// What the leader answers a forwarded `envelope` from the hostile node: signed by the leader
+/// over the envelope's challenge, as the origin checks it.
 async fn deliver(
     hostile: &support::mesh::Member,
     leader: PeerId,
     envelope: Envelope,
 ) -> Result<Outcome, String> {
-    outcome(hostile, leader, LedgerRpc::Forwarded(envelope)).await
+    let nonce = envelope.nonce;
+    let vouched = call::<Vouched>(&hostile.handle, leader, &LedgerRpc::Forwarded(envelope))
+        .await
+        .expect("the leader answers");
+    let answer = vouched
+        .open(&leader, &nonce)
+        .expect("the leader signs its answer over the challenge");
+    serde_json::from_slice(answer).expect("an answer to a proposal")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,10 @@
 //!
 //! A node taken in this way is a follower, never a raft member: raft's appends would not reach
 //! it. The member in the middle says whether it delivered a request ([`Passed`]), so the origin
-//! never sends again what may have committed; it still carries the leader's answer back, and a
-//! hostile one can lie about that answer (`docs/security.md`). A member passes on a few
+//! never sends again what may have committed. The leader signs its answer with its identity
+//! key over the request's challenge ([`Vouched`]), so the member carries it back but cannot
+//! change it; a hostile one can still say it did not deliver a request it did
+//! (`docs/security.md`). A member passes on a few
 //! requests at a time per origin ([`Passing`]), and a leader keeps a few open challenges per
 //! origin and member ([`Challenges`]), so one identity cannot use up a member's or a leader's
 //! budget (many identities can, for seconds: `docs/security.md`). Pure
@@ -51,6 +53,8 @@ pub const MAX_PASSING_PER_ORIGIN: usize = 2;
 /// What every signature of a forwarded request starts with, so it is never valid for anything
 /// else the identity key signs.
 const DOMAIN: &[u8] = b"weft/forwarded-request/1";
+/// What every signature of the leader's answer to a forwarded request starts with.
+const ANSWER_DOMAIN: &[u8] = b"weft/forwarded-answer/1";
 
 /// The most members a node asks, one after the other, to pass a request on.
 const MAX_FORWARDERS: usize = 3;
@@ -114,6 +118,8 @@ pub enum Refusal {
     BadSignature,
     #[error("the forwarded request's challenge is unknown, used or expired")]
     UnknownChallenge,
+    #[error("the answer the member brought back is not signed by the leader")]
+    NotTheLeaders,
 }
 
 /// The bytes the origin signs: the domain, the leader it is meant for, the challenge and the
@@ -155,6 +161,53 @@ impl Envelope {
             return Err(Refusal::BadSignature);
         }
         Ok(key.to_peer_id())
+    }
+}
+
+/// The leader's answer to a forwarded request, signed by the leader over the request's
+/// challenge, so that the member that carries it back cannot change it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vouched {
+    /// The leader's public key, protobuf-encoded; the leader's PeerId derives from it.
+    pub key: Vec<u8>,
+    pub answer: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+fn answer_signed(nonce: &Nonce, answer: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(ANSWER_DOMAIN.len() + NONCE_LEN + answer.len());
+    bytes.extend_from_slice(ANSWER_DOMAIN);
+    bytes.extend_from_slice(nonce);
+    bytes.extend_from_slice(answer);
+    bytes
+}
+
+impl Vouched {
+    /// `answer` to the request of challenge `nonce`, signed with `sign` (the leader's identity
+    /// key, whose public half is `key`).
+    pub fn seal<E>(
+        key: &PublicKey,
+        nonce: &Nonce,
+        answer: Vec<u8>,
+        sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+    ) -> Result<Vouched, E> {
+        let signature = sign(&answer_signed(nonce, &answer))?;
+        Ok(Vouched {
+            key: key.encode_protobuf(),
+            answer,
+            signature,
+        })
+    }
+
+    /// The answer, when `leader` signed it for the request of challenge `nonce`.
+    pub fn open(&self, leader: &PeerId, nonce: &Nonce) -> Result<&[u8], Refusal> {
+        let key = PublicKey::try_decode_protobuf(&self.key).map_err(|_| Refusal::BadKey)?;
+        if key.to_peer_id() != *leader
+            || !key.verify(&answer_signed(nonce, &self.answer), &self.signature)
+        {
+            return Err(Refusal::NotTheLeaders);
+        }
+        Ok(&self.answer)
     }
 }
 
@@ -342,7 +395,13 @@ async fn send<T: DeserializeOwned>(
         match tokio::time::timeout_at(until, call::<Passed>(p2p, via, &deliver)).await {
             Err(_) => return Err(SendError::TimedOut),
             Ok(Ok(Passed::Answer(answer))) => {
-                return serde_json::from_slice(&answer)
+                // Delivered: whatever the member says now, the request may have committed.
+                let vouched: Vouched = serde_json::from_slice(&answer)
+                    .map_err(|e| SendError::Sent(format!("an undecodable answer: {e}")))?;
+                let answer = vouched
+                    .open(&leader, &nonce)
+                    .map_err(|e| SendError::Sent(format!("through {via}: {e}")))?;
+                return serde_json::from_slice(answer)
                     .map(|answer| (answer, via))
                     .map_err(|e| SendError::Sent(format!("an undecodable answer: {e}")));
             }
@@ -397,6 +456,42 @@ mod tests {
             origin.sign(m)
         })
         .expect("an ed25519 key signs")
+    }
+
+    #[test]
+    fn the_leaders_answer_opens_only_unchanged_for_its_challenge() {
+        let leader = Keypair::generate_ed25519();
+        let leader_id = leader.public().to_peer_id();
+        let nonce = [3; NONCE_LEN];
+        let vouched = Vouched::seal(
+            &leader.public(),
+            &nonce,
+            b"{\"Ok\":\"Done\"}".to_vec(),
+            |m| leader.sign(m),
+        )
+        .unwrap();
+        assert_eq!(
+            vouched.open(&leader_id, &nonce).unwrap(),
+            b"{\"Ok\":\"Done\"}"
+        );
+        // Changed by the member that carries it, or for another request: refused.
+        let changed = Vouched {
+            answer: b"{\"Err\":\"refused\"}".to_vec(),
+            ..vouched.clone()
+        };
+        assert_eq!(
+            changed.open(&leader_id, &nonce),
+            Err(Refusal::NotTheLeaders)
+        );
+        assert_eq!(
+            vouched.open(&leader_id, &[4; NONCE_LEN]),
+            Err(Refusal::NotTheLeaders)
+        );
+        // Signed by the member itself instead of the leader: refused.
+        let member = Keypair::generate_ed25519();
+        let own =
+            Vouched::seal(&member.public(), &nonce, b"{}".to_vec(), |m| member.sign(m)).unwrap();
+        assert_eq!(own.open(&leader_id, &nonce), Err(Refusal::NotTheLeaders));
     }
 
     #[test]

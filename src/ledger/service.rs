@@ -349,11 +349,24 @@ fn challenge(ledger: &Ledger, member: PeerId, origin: PeerId) -> Vec<u8> {
     encode(&Ok::<Nonce, String>(nonce))
 }
 
-/// On the leader: a join or proposal another node signed over a challenge this leader issued to
-/// `member`, which delivers it, answered as if that node had sent it, except that a join makes
-/// it a follower. Cheap checks come before the signature's, and a denied node's request is
-/// refused, as its connections would be.
+/// On the leader: the answer to a forwarded request ([`decide_forwarded`]), signed over its
+/// challenge ([`forward::Vouched`]) so that the member carrying it back cannot change it.
 async fn answer_forwarded(ledger: &Ledger, member: PeerId, envelope: Envelope) -> Vec<u8> {
+    let nonce = envelope.nonce;
+    let answer = decide_forwarded(ledger, member, envelope).await;
+    let p2p = ledger.p2p();
+    match forward::Vouched::seal(&p2p.public_key(), &nonce, answer, |m| p2p.sign(m)) {
+        Ok(vouched) => encode(&vouched),
+        // An ed25519 identity always signs; an answer without a signature the origin refuses.
+        Err(e) => encode(&Err::<(), String>(e.to_string())),
+    }
+}
+
+/// A join or proposal another node signed over a challenge this leader issued to `member`,
+/// which delivers it, answered as if that node had sent it, except that a join makes it a
+/// follower. Cheap checks come before the signature's, and a denied node's request is refused,
+/// as its connections would be.
+async fn decide_forwarded(ledger: &Ledger, member: PeerId, envelope: Envelope) -> Vec<u8> {
     let refuse = |refusal: String| encode(&Err::<(), String>(refusal));
     if !leads(ledger) {
         return refuse(NOT_LEADER.to_string());
