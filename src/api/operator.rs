@@ -35,14 +35,15 @@ pub(super) async fn propose(
         ));
     };
     // Applying it twice is applying it once (the second is stale): when the answer is lost
-    // (a denied or removed leader is cut off as the entry applies), its mark shows it.
+    // (a denied or removed leader is cut off as the entry applies), its mark shows it (the
+    // mark is this command's, applied or failed).
     let seq = signed.seq;
     let applied = move |state: &crate::ledger::state::LedgerState| {
         state
             .operator_marks()
             .last()
             .get(&subject)
-            .is_some_and(|last| last.seq >= seq)
+            .is_some_and(|last| last.seq == seq)
     };
     let outcome = api
         .ledger

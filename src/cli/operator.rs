@@ -19,8 +19,8 @@ use crate::operator::{OperatorSecret, Signed};
 pub(super) enum OperatorCommand {
     /// Make an operator key: the secret goes to FILE (mode 0600; keep it off the edge
     /// machines), the public key is printed. Start every node with `--operator-key` set to
-    /// it; from then on removing, denying or allowing a member, another member's role,
-    /// reservations and the role policy take `--operator-key-file FILE`.
+    /// it; from then on removing, denying or allowing a member, another member's role, the
+    /// role policy and `weft token rotate` take `--operator-key-file FILE`.
     Keygen {
         /// Where to write the secret key; an existing file is never replaced.
         #[arg(long, short, value_name = "FILE")]

@@ -125,12 +125,7 @@ pub(super) fn run(command: RoleCommand) -> Result<(), Failure> {
                     serde_json::from_slice(&body)
                         .context("the answer to /v1/policy is not what this weft expects")?
                 }
-                (None, Some(_)) => {
-                    return Err(usage(anyhow::anyhow!(
-                        "--operator-key-file signs a change: give --control-planes N"
-                    )));
-                }
-                (None, None) => fetch(&client, "/v1/policy")?,
+                (None, _) => fetch(&client, "/v1/policy")?,
             };
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&view)?);

@@ -84,7 +84,13 @@ fn rotate(
     let grant = match key_file {
         Some(key_file) => {
             let node: StatusView = fetch(client, "/v1/status")?;
+            let cluster = node.ledger.cluster_id.ok_or_else(|| {
+                Failure::Runtime(anyhow::anyhow!(
+                    "the node is in no cluster yet; rotate once it is"
+                ))
+            })?;
             let allow = Command::AllowRotation {
+                cluster,
                 previous: node.network_id,
             };
             Some(sign(key_file, &allow)?)

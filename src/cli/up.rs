@@ -115,8 +115,10 @@ pub(super) struct UpArgs {
     lease_timeout: Option<String>,
     /// The operator's public key (what `weft operator keygen` prints). Give every node the
     /// same one: removing, denying or allowing a member, fixing another member's role,
-    /// reservations and the role policy then take the operator's signature (`--operator-key-file`
-    /// on those commands), so a stolen member cannot issue them [default: none, any member may].
+    /// reservations, the role policy and token rotations then take the operator's signature
+    /// (`--operator-key-file` on those commands), so a stolen member cannot issue them, and a
+    /// node started without the key gets no raft seat from a leader that has it [default: none,
+    /// any member may].
     #[arg(long, env = "WEFT_OPERATOR_KEY", value_name = "KEY")]
     operator_key: Option<String>,
     /// Run without the TUN interface and the data plane: discovery, ledger, DNS and the API
@@ -139,8 +141,8 @@ pub(super) struct UpArgs {
     role: Option<String>,
     /// Control planes the mesh should have: 1 gives one master; N > 1 gives one
     /// master/clusterinit and N-1 master/ha (k3s with embedded etcd). The first node to set it
-    /// decides; change it later with `weft role policy` [default: the mesh's policy, 1 until
-    /// set].
+    /// decides; change it later with `weft role policy`. Ignored with --operator-key (the
+    /// operator sets the policy) [default: the mesh's policy, 1 until set].
     #[arg(long, env = "WEFT_CONTROL_PLANES", value_name = "N")]
     control_planes: Option<String>,
     /// Live members to wait for before bootstrapping Kubernetes [default: 1; 2 with

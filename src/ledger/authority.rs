@@ -18,8 +18,8 @@
 //! ([`crate::p2p::InboundRpc::behind`]) may read the ledger, and so learn of the rotation, but
 //! proposes nothing and takes no raft seat until it proves the new token.
 
-use super::state::Command;
 use super::state::operator::{needs_operator, subject};
+use super::state::{ClusterId, Command};
 use crate::operator::OperatorKey;
 
 /// How every refusal for want of the operator's signature begins, so that a proposer tells
@@ -37,17 +37,53 @@ pub fn may_propose(
     command: &Command,
     sender: &str,
     operator: Option<&OperatorKey>,
+    cluster: Option<ClusterId>,
 ) -> Result<(), String> {
     speaks_for_itself(command, sender)?;
-    as_operator(command, sender, operator)
+    as_operator(command, sender, operator, cluster)
 }
 
-/// Whether `command` from `sender` holds the operator's signature where it needs one: checked
-/// by the leader for its own node's proposals as for other nodes'.
+/// `command` as a leader with operator key `operator` takes it: a member's `Join` without the
+/// role policy its node was configured with, which in a keyed mesh only the operator sets (the
+/// member still joins).
+pub fn without_configured_policy(command: Command, operator: Option<&OperatorKey>) -> Command {
+    match command {
+        Command::Join { .. } if operator.is_none() => command,
+        Command::Join {
+            peer,
+            hostname,
+            sealing_key,
+            endpoints,
+            requested,
+            now,
+            fixed_role,
+            bootstraps,
+            platform,
+            ..
+        } => Command::Join {
+            peer,
+            hostname,
+            sealing_key,
+            endpoints,
+            requested,
+            now,
+            fixed_role,
+            policy: None,
+            bootstraps,
+            platform,
+        },
+        command => command,
+    }
+}
+
+/// Whether `command` from `sender` holds the operator's signature where it needs one, in the
+/// cluster `cluster` (a rotation's grant names it): checked by the leader for its own node's
+/// proposals as for other nodes'.
 pub fn as_operator(
     command: &Command,
     sender: &str,
     operator: Option<&OperatorKey>,
+    cluster: Option<ClusterId>,
 ) -> Result<(), String> {
     match (command, operator) {
         (Command::Operator(signed), Some(key)) => {
@@ -76,12 +112,17 @@ pub fn as_operator(
                 ));
             };
             grant.verify(key).map_err(|e| format!("{OPERATOR}{e}"))?;
+            let here = cluster.map(|c| c.to_string());
             match grant.command() {
-                Ok(Command::AllowRotation { previous }) if previous == rotation.previous => Ok(()),
+                Ok(Command::AllowRotation {
+                    cluster: granted,
+                    previous,
+                }) if previous == rotation.previous && Some(&granted) == here.as_ref() => Ok(()),
                 _ => Err(format!(
                     "{OPERATOR}the operator's grant does not allow a rotation away from network \
-                     {}",
-                    rotation.previous
+                     {} in cluster {}",
+                    rotation.previous,
+                    here.as_deref().unwrap_or("(none yet)")
                 )),
             }
         }
@@ -91,16 +132,10 @@ pub fn as_operator(
              start every node with --operator-key to use one"
             ))
         }
-        (
-            Command::Join {
-                policy: Some(_), ..
-            }
-            | Command::InitRolePolicy(_),
-            Some(_),
-        ) => Err(format!(
-            "{OPERATOR}in a mesh with an operator key the role policy is the operator's: \
-                 start this node without --control-planes (p2p.auto.ha) and set the policy \
-                 with weft role policy --operator-key-file"
+        (Command::InitRolePolicy(_), Some(_)) => Err(format!(
+            "{OPERATOR}in a mesh with an operator key the role policy is the operator's: set it \
+             with weft role policy --operator-key-file (a node's --control-planes or \
+             p2p.auto.ha is not applied)"
         )),
         (command, Some(_)) if needs_operator(command, sender) => Err(format!(
             "{OPERATOR}{} needs the operator's signature in this mesh (its nodes are started \
@@ -231,15 +266,15 @@ mod tests {
     #[test]
     fn a_member_speaks_only_for_itself() {
         let join = join_command("a");
-        assert!(may_propose(&join, "a", None).is_ok());
-        let refusal = may_propose(&join, "b", None).unwrap_err();
+        assert!(may_propose(&join, "a", None, None).is_ok());
+        let refusal = may_propose(&join, "b", None, None).unwrap_err();
         assert!(refusal.contains("only for itself, not for a"), "{refusal}");
         let renew = Command::Renew {
             peer: "a".into(),
             now: 1,
         };
-        assert!(may_propose(&renew, "a", None).is_ok());
-        assert!(may_propose(&renew, "b", None).is_err());
+        assert!(may_propose(&renew, "a", None, None).is_ok());
+        assert!(may_propose(&renew, "b", None, None).is_err());
         let report = Command::ReportBootstrap {
             peer: "a".into(),
             report: BootstrapReport {
@@ -250,20 +285,20 @@ mod tests {
             },
             restored: false,
         };
-        assert!(may_propose(&report, "a", None).is_ok());
-        assert!(may_propose(&report, "b", None).is_err());
+        assert!(may_propose(&report, "a", None, None).is_ok());
+        assert!(may_propose(&report, "b", None, None).is_err());
     }
 
     #[test]
     fn leader_only_commands_never_come_from_another_node() {
         let expire = Command::Expire { peer: "a".into() };
-        assert!(may_propose(&expire, "b", None).is_err());
-        assert!(may_propose(&expire, "a", None).is_err());
+        assert!(may_propose(&expire, "b", None, None).is_err());
+        assert!(may_propose(&expire, "a", None, None).is_err());
         let genesis = Command::Genesis(ClusterId {
             created_at: 1,
             id: 2,
         });
-        assert!(may_propose(&genesis, "a", None).is_err());
+        assert!(may_propose(&genesis, "a", None, None).is_err());
     }
 
     #[test]
@@ -273,8 +308,8 @@ mod tests {
             key: "k".into(),
             value: "v".into(),
         };
-        assert!(may_propose(&put, "anyone", None).is_ok());
-        assert!(may_propose(&Command::Leave { peer: "a".into() }, "b", None).is_ok());
+        assert!(may_propose(&put, "anyone", None, None).is_ok());
+        assert!(may_propose(&Command::Leave { peer: "a".into() }, "b", None, None).is_ok());
     }
 
     #[test]
@@ -282,43 +317,42 @@ mod tests {
         let secret = OperatorSecret::generate();
         let key = secret.public();
         let deny = Command::Deny { peer: "b".into() };
-        let refusal = may_propose(&deny, "a", Some(&key)).unwrap_err();
+        let refusal = may_propose(&deny, "a", Some(&key), None).unwrap_err();
         assert!(refusal.starts_with(OPERATOR), "{refusal}");
         assert!(refusal.contains("--operator-key-file"), "{refusal}");
         let signed = Command::Operator(Box::new(secret.sign(1, &deny)));
-        assert!(may_propose(&signed, "a", Some(&key)).is_ok());
+        assert!(may_propose(&signed, "a", Some(&key), None).is_ok());
         // Signed by another key, or in a mesh without one: refused.
         let forged = Command::Operator(Box::new(OperatorSecret::generate().sign(1, &deny)));
-        assert!(may_propose(&forged, "a", Some(&key)).is_err());
-        assert!(may_propose(&signed, "a", None).is_err());
+        assert!(may_propose(&forged, "a", Some(&key), None).is_err());
+        assert!(may_propose(&signed, "a", None, None).is_err());
         // What a member says for itself, and shared data, need no signature.
-        assert!(may_propose(&Command::Leave { peer: "a".into() }, "a", Some(&key)).is_ok());
+        assert!(may_propose(&Command::Leave { peer: "a".into() }, "a", Some(&key), None).is_ok());
         let put = Command::KvPut {
             bucket: "b".into(),
             key: "k".into(),
             value: "v".into(),
         };
-        assert!(may_propose(&put, "a", Some(&key)).is_ok());
+        assert!(may_propose(&put, "a", Some(&key), None).is_ok());
         // A signature does not make a shared write, or a command in another's name, pass.
         let signed_put = Command::Operator(Box::new(secret.sign(2, &put)));
-        assert!(may_propose(&signed_put, "a", Some(&key)).is_err());
+        assert!(may_propose(&signed_put, "a", Some(&key), None).is_err());
         let join = Command::Operator(Box::new(secret.sign(3, &join_command("b"))));
-        assert!(may_propose(&join, "a", Some(&key)).is_err());
+        assert!(may_propose(&join, "a", Some(&key), None).is_err());
         // The policy a node is configured with is the operator's to set, too.
         let policy = RolePolicy { control_planes: 3 };
         let init = Command::InitRolePolicy(policy);
-        assert!(may_propose(&init, "a", Some(&key)).is_err());
-        assert!(may_propose(&init, "a", None).is_ok());
+        assert!(may_propose(&init, "a", Some(&key), None).is_err());
+        assert!(may_propose(&init, "a", None, None).is_ok());
+        // A member's Join loses its configured policy, and the member still joins.
         let mut join = join_command("a");
         if let Command::Join { policy: p, .. } = &mut join {
             *p = Some(policy);
         }
-        let refusal = may_propose(&join, "a", Some(&key)).unwrap_err();
-        assert!(
-            refusal.contains("role policy is the operator's"),
-            "{refusal}"
-        );
-        assert!(may_propose(&join_command("a"), "a", Some(&key)).is_ok());
+        let taken = without_configured_policy(join.clone(), Some(&key));
+        assert!(matches!(&taken, Command::Join { policy: None, .. }));
+        assert!(may_propose(&taken, "a", Some(&key), None).is_ok());
+        assert_eq!(without_configured_policy(join.clone(), None), join);
     }
 
     fn rotation(previous: &str, grant: Option<crate::operator::Signed>) -> Command {
@@ -339,34 +373,47 @@ mod tests {
     }
 
     #[test]
-    fn with_an_operator_key_a_rotation_needs_its_grant_for_the_current_network() {
+    fn with_an_operator_key_a_rotation_needs_its_grant_for_this_cluster_and_network() {
         let secret = OperatorSecret::generate();
         let key = secret.public();
-        let allow = |previous: &str| {
-            secret.sign(
+        let here = ClusterId {
+            created_at: 1,
+            id: 7,
+        };
+        let there = ClusterId {
+            created_at: 1,
+            id: 8,
+        };
+        let grant = |signer: &OperatorSecret, cluster: ClusterId, previous: &str| {
+            Some(signer.sign(
                 1,
                 &Command::AllowRotation {
+                    cluster: cluster.to_string(),
                     previous: previous.into(),
                 },
-            )
+            ))
         };
-        assert!(may_propose(&rotation("old", None), "a", None).is_ok());
-        let refusal = may_propose(&rotation("old", None), "a", Some(&key)).unwrap_err();
+        let propose = |command: &Command, key: Option<&OperatorKey>| {
+            may_propose(command, "a", key, Some(here))
+        };
+        assert!(propose(&rotation("old", None), None).is_ok());
+        let refusal = propose(&rotation("old", None), Some(&key)).unwrap_err();
         assert!(refusal.contains("weft token rotate"), "{refusal}");
-        assert!(may_propose(&rotation("old", Some(allow("old"))), "a", Some(&key)).is_ok());
-        let elsewhere = may_propose(&rotation("old", Some(allow("other"))), "a", Some(&key));
-        assert!(elsewhere.is_err(), "a grant for another network");
-        let forged = OperatorSecret::generate().sign(
-            1,
-            &Command::AllowRotation {
-                previous: "old".into(),
-            },
+        let granted = rotation("old", grant(&secret, here, "old"));
+        assert!(propose(&granted, Some(&key)).is_ok());
+        let other_network = rotation("old", grant(&secret, here, "other"));
+        assert!(propose(&other_network, Some(&key)).is_err());
+        let other_cluster = rotation("old", grant(&secret, there, "old"));
+        assert!(
+            propose(&other_cluster, Some(&key)).is_err(),
+            "replayed from another cluster"
         );
-        assert!(may_propose(&rotation("old", Some(forged)), "a", Some(&key)).is_err());
-        assert!(may_propose(&rotation("old", Some(allow("old"))), "a", None).is_err());
+        let forged = rotation("old", grant(&OperatorSecret::generate(), here, "old"));
+        assert!(propose(&forged, Some(&key)).is_err());
+        assert!(propose(&granted, None).is_err(), "a mesh without a key");
         // A grant alone is nothing to apply.
-        let alone = Command::Operator(Box::new(allow("old")));
-        assert!(may_propose(&alone, "a", Some(&key)).is_err());
+        let alone = Command::Operator(Box::new(grant(&secret, here, "old").unwrap()));
+        assert!(propose(&alone, Some(&key)).is_err());
     }
 
     #[test]

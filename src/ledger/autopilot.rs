@@ -563,10 +563,18 @@ impl Autopilot {
         }
         if let Some(policy) = self.facts.policy
             && !policy_set
-            && let Err(e) = self.ledger.propose(Command::InitRolePolicy(policy)).await
         {
-            tracing::debug!(error = %e, "configured role policy not committed yet");
-            return;
+            match self.ledger.propose(Command::InitRolePolicy(policy)).await {
+                Ok(_) => {}
+                // A mesh with an operator key: only the operator sets the policy.
+                Err(e @ super::LedgerError::Operator(_)) => {
+                    tracing::warn!(error = %e, "the configured role policy is not applied");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "configured role policy not committed yet");
+                    return;
+                }
+            }
         }
         self.pilot.mark_declared();
         self.ledger.mark_declared();
@@ -638,10 +646,15 @@ async fn readopt_all(ledger: &Ledger, commands: Vec<Command>) -> bool {
             // Unsigned where this mesh's leader needs the operator's signature, or signed where
             // it has no operator key (or another one): a signed command is tried once unsigned.
             Err(e @ super::LedgerError::Operator(_)) => {
-                if let Some(inner) = unsigned
-                    && ledger.propose(inner).await.is_ok()
-                {
-                    continue;
+                if let Some(inner) = unsigned {
+                    match ledger.propose(inner).await {
+                        Ok(_) => continue,
+                        Err(super::LedgerError::Operator(_)) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "re-proposal after the merge not committed; retrying");
+                            return false;
+                        }
+                    }
                 }
                 tracing::warn!(
                     error = %e,

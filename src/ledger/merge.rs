@@ -17,7 +17,7 @@
 //! `merged/<cluster>/<bucket>` ([`merged_bucket`]); each entry is decided when its command
 //! applies ([`Command::CarryKv`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 
@@ -383,6 +383,23 @@ fn key_values(carried: &LedgerState, current: &LedgerState) -> Vec<Command> {
     commands
 }
 
+/// Whether the effect of the operator's `command` shows in `state`: a denial while the PeerId
+/// is denied, a reservation while it stands, a role or policy while it is the one set.
+fn still_holds(state: &LedgerState, command: &Command) -> bool {
+    match command {
+        Command::Deny { peer } => state.is_denied(peer),
+        Command::Allow { peer } => !state.is_denied(peer),
+        Command::Reserve { peer, address } => state.reservations().get(address) == Some(peer),
+        Command::Unreserve { address } => !state.reservations().contains_key(address),
+        Command::SetRolePolicy(policy) => state.policy_is_set() && state.policy() == *policy,
+        Command::SetFixedRole { peer, role, .. } => state
+            .members()
+            .get(peer)
+            .is_some_and(|m| m.fixed_role == *role),
+        _ => false,
+    }
+}
+
 /// The commands that put back into `current` what `carried` holds and `current` lacks, for the
 /// member `me`; key-value entries as [`key_values`] says.
 pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec<Command> {
@@ -410,22 +427,30 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
             });
         }
     }
-    // The operator's last signed command per subject, where the winner holds none as late;
-    // the later of the two clusters' applies. A reservation or denial it covers is carried so,
-    // signed, and not again unsigned (a mesh with an operator key refuses that).
-    let signed = carried.operator_marks().last();
-    for (subject, last) in signed {
-        let later = current
-            .operator_marks()
-            .last()
-            .get(subject)
-            .is_none_or(|theirs| theirs.seq < last.seq);
-        if later {
-            commands.push(Command::Operator(Box::new(last.clone())));
-        }
+    // The operator's last signed command per subject whose effect the left cluster still
+    // shows (a removal is an act, not a lasting fact, and a rotation's grant was used there, so
+    // neither is carried), where the winner holds none as late; the later of the two
+    // clusters' applies. A reservation or denial the operator signed is never carried
+    // unsigned (a mesh with an operator key refuses that, and the signed one decides).
+    let signed: BTreeMap<&String, &crate::operator::Signed> = carried
+        .operator_marks()
+        .last()
+        .iter()
+        .filter(|(subject, last)| {
+            let later = current
+                .operator_marks()
+                .last()
+                .get(*subject)
+                .is_none_or(|theirs| theirs.seq < last.seq);
+            later && last.command().is_ok_and(|c| still_holds(carried, &c))
+        })
+        .collect();
+    for last in signed.values() {
+        commands.push(Command::Operator(Box::new((*last).clone())));
     }
     let unsigned = |command: &Command| {
-        operator::subject(command).is_none_or(|subject| !signed.contains_key(&subject))
+        operator::subject(command)
+            .is_none_or(|subject| !carried.operator_marks().last().contains_key(&subject))
     };
     for (address, peer) in carried.reservations() {
         let reserve = Command::Reserve {
@@ -898,6 +923,9 @@ mod tests {
                 Command::Genesis(cluster(200, 2)),
                 signed(10, deny("x")),
                 signed(30, deny("y")),
+                join_command("z"),
+                signed(40, Command::Leave { peer: "z".into() }),
+                join_command("z"),
             ],
         );
         let mut winner = LedgerState::new(pool());
@@ -907,6 +935,7 @@ mod tests {
                 Command::Genesis(cluster(100, 1)),
                 signed(20, allow("x")),
                 signed(5, allow("y")),
+                join_command("z"),
             ],
         );
         let commands = readoption(&loser, &winner, "me");
@@ -917,11 +946,13 @@ mod tests {
         assert_eq!(
             commands.len(),
             1,
-            "only y's denial is later than the winner's"
+            "only y's denial is later than the winner's and still holds (z's removal is an act, \
+             not carried: z rejoined)"
         );
         apply(&mut winner, &commands);
         assert!(!winner.is_denied("x"), "the winner's later allowance holds");
         assert!(winner.is_denied("y"), "the loser's later denial holds");
+        assert!(winner.members().contains_key("z"));
         assert!(readoption(&loser, &winner, "me").is_empty());
     }
 

@@ -18,7 +18,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Ledger;
-use super::authority::{BEHIND, RaftClaim, may_join, may_propose, may_send_raft};
+use super::authority::{
+    BEHIND, RaftClaim, may_join, may_propose, may_send_raft, without_configured_policy,
+};
 use super::forward::{self, Envelope, NONCE_LEN, Nonce, Passed, Step};
 use super::limits::{MAX_COMMAND_BYTES, check_size};
 use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
@@ -297,10 +299,13 @@ async fn answer_join(
 /// issuer when audited.
 async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Command) -> Vec<u8> {
     let sender = peer.to_string();
+    let command = without_configured_policy(command, ledger.operator());
     let checked = if behind {
         Err(BEHIND.to_string())
     } else {
-        may_propose(&command, &sender, ledger.operator()).and_then(|()| check_size(&command))
+        let cluster = ledger.state().cluster();
+        may_propose(&command, &sender, ledger.operator(), cluster)
+            .and_then(|()| check_size(&command))
     };
     if let Err(refusal) = checked {
         if behind {

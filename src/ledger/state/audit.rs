@@ -161,9 +161,11 @@ fn describe(command: &Command) -> String {
             ),
             Err(_) => "a signed command that does not decode".into(),
         },
-        Command::AllowRotation { previous } => {
-            format!("allow a rotation away from {}", clip(previous))
-        }
+        Command::AllowRotation { cluster, previous } => format!(
+            "allow a rotation away from {} in cluster {}",
+            clip(previous),
+            clip(cluster)
+        ),
         Command::Join { .. }
         | Command::Renew { .. }
         | Command::ReportBootstrap { .. }

@@ -216,10 +216,11 @@ pub enum Command {
         #[serde(default)]
         grant: Option<Box<crate::operator::Signed>>,
     },
-    /// The operator's consent to one rotation away from the token whose network id is
-    /// `previous`: only ever the signed grant inside a [`Command::RotateToken`], never applied
-    /// alone.
+    /// The operator's consent to one rotation, in the cluster `cluster` (its id as shown),
+    /// away from the token whose network id is `previous`: only ever the signed grant inside a
+    /// [`Command::RotateToken`], never applied alone.
     AllowRotation {
+        cluster: String,
         previous: String,
     },
     /// An operator command with the operator's signature ([`crate::operator`]), applied when

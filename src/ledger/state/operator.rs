@@ -200,6 +200,7 @@ mod tests {
         let grant = secret.sign(
             7,
             &Command::AllowRotation {
+                cluster: "0000000000000001".into(),
                 previous: "old".into(),
             },
         );
