@@ -46,34 +46,13 @@ pub fn may_propose(
 /// `command` as a leader with operator key `operator` takes it: a member's `Join` without the
 /// role policy its node was configured with, which in a keyed mesh only the operator sets (the
 /// member still joins).
-pub fn without_configured_policy(command: Command, operator: Option<&OperatorKey>) -> Command {
-    match command {
-        Command::Join { .. } if operator.is_none() => command,
-        Command::Join {
-            peer,
-            hostname,
-            sealing_key,
-            endpoints,
-            requested,
-            now,
-            fixed_role,
-            bootstraps,
-            platform,
-            ..
-        } => Command::Join {
-            peer,
-            hostname,
-            sealing_key,
-            endpoints,
-            requested,
-            now,
-            fixed_role,
-            policy: None,
-            bootstraps,
-            platform,
-        },
-        command => command,
+pub fn without_configured_policy(mut command: Command, operator: Option<&OperatorKey>) -> Command {
+    if operator.is_some()
+        && let Command::Join { policy, .. } = &mut command
+    {
+        *policy = None;
     }
+    command
 }
 
 /// Whether `command` from `sender` holds the operator's signature where it needs one, in the
