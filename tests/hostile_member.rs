@@ -657,19 +657,19 @@ async fn challenge(hostile: &support::mesh::Member, leader: PeerId, origin: Peer
 }
 
 /// What the leader answers a forwarded `envelope` from the hostile node: signed by the leader
-/// over the envelope's challenge, as the origin checks it.
+/// over the envelope, as the origin checks it.
 async fn deliver(
     hostile: &support::mesh::Member,
     leader: PeerId,
     envelope: Envelope,
 ) -> Result<Outcome, String> {
-    let nonce = envelope.nonce;
-    let vouched = call::<Vouched>(&hostile.handle, leader, &LedgerRpc::Forwarded(envelope))
+    let forwarded = LedgerRpc::Forwarded(envelope.clone());
+    let vouched = call::<Vouched>(&hostile.handle, leader, &forwarded)
         .await
         .expect("the leader answers");
     let answer = vouched
-        .open(&leader, &nonce)
-        .expect("the leader signs its answer over the challenge");
+        .open(&leader, &envelope)
+        .expect("the leader signs its answer over the envelope");
     serde_json::from_slice(answer).expect("an answer to a proposal")
 }
 

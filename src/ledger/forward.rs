@@ -164,8 +164,10 @@ impl Envelope {
     }
 }
 
-/// The leader's answer to a forwarded request, signed by the leader over the request's
-/// challenge, so that the member that carries it back cannot change it.
+/// The leader's answer to a forwarded request, signed by the leader over a digest of the whole
+/// envelope it answers, so that the member that carries it back can neither change it nor
+/// bring back the answer to another envelope (its own request over a nonce it hands the origin,
+/// or a tampered copy of the origin's that the leader refused).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vouched {
     /// The leader's public key, protobuf-encoded; the leader's PeerId derives from it.
@@ -174,24 +176,42 @@ pub struct Vouched {
     pub signature: Vec<u8>,
 }
 
-fn answer_signed(nonce: &Nonce, answer: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(ANSWER_DOMAIN.len() + NONCE_LEN + answer.len());
+/// The digest of `envelope` as its origin sealed it: key, challenge, request and signature,
+/// each with its length.
+fn digest(envelope: &Envelope) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    let nonce: &[u8] = &envelope.nonce;
+    for part in [
+        &envelope.key[..],
+        nonce,
+        &envelope.request,
+        &envelope.signature,
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().into()
+}
+
+fn answer_signed(envelope: &Envelope, answer: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(ANSWER_DOMAIN.len() + 32 + answer.len());
     bytes.extend_from_slice(ANSWER_DOMAIN);
-    bytes.extend_from_slice(nonce);
+    bytes.extend_from_slice(&digest(envelope));
     bytes.extend_from_slice(answer);
     bytes
 }
 
 impl Vouched {
-    /// `answer` to the request of challenge `nonce`, signed with `sign` (the leader's identity
-    /// key, whose public half is `key`).
+    /// `answer` to `envelope`, signed with `sign` (the leader's identity key, whose public half
+    /// is `key`).
     pub fn seal<E>(
         key: &PublicKey,
-        nonce: &Nonce,
+        envelope: &Envelope,
         answer: Vec<u8>,
         sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
     ) -> Result<Vouched, E> {
-        let signature = sign(&answer_signed(nonce, &answer))?;
+        let signature = sign(&answer_signed(envelope, &answer))?;
         Ok(Vouched {
             key: key.encode_protobuf(),
             answer,
@@ -199,11 +219,11 @@ impl Vouched {
         })
     }
 
-    /// The answer, when `leader` signed it for the request of challenge `nonce`.
-    pub fn open(&self, leader: &PeerId, nonce: &Nonce) -> Result<&[u8], Refusal> {
+    /// The answer, when `leader` signed it for `envelope`.
+    pub fn open(&self, leader: &PeerId, envelope: &Envelope) -> Result<&[u8], Refusal> {
         let key = PublicKey::try_decode_protobuf(&self.key).map_err(|_| Refusal::BadKey)?;
         if key.to_peer_id() != *leader
-            || !key.verify(&answer_signed(nonce, &self.answer), &self.signature)
+            || !key.verify(&answer_signed(envelope, &self.answer), &self.signature)
         {
             return Err(Refusal::NotTheLeaders);
         }
@@ -390,7 +410,7 @@ async fn send<T: DeserializeOwned>(
         tracing::debug!(%via, %leader, "forwarding a request through a member");
         let deliver = LedgerRpc::Forward {
             leader,
-            step: Step::Request(envelope),
+            step: Step::Request(envelope.clone()),
         };
         match tokio::time::timeout_at(until, call::<Passed>(p2p, via, &deliver)).await {
             Err(_) => return Err(SendError::TimedOut),
@@ -399,7 +419,7 @@ async fn send<T: DeserializeOwned>(
                 let vouched: Vouched = serde_json::from_slice(&answer)
                     .map_err(|e| SendError::Sent(format!("an undecodable answer: {e}")))?;
                 let answer = vouched
-                    .open(&leader, &nonce)
+                    .open(&leader, &envelope)
                     .map_err(|e| SendError::Sent(format!("through {via}: {e}")))?;
                 return serde_json::from_slice(answer)
                     .map(|answer| (answer, via))
@@ -459,39 +479,55 @@ mod tests {
     }
 
     #[test]
-    fn the_leaders_answer_opens_only_unchanged_for_its_challenge() {
+    fn the_leaders_answer_opens_only_unchanged_and_for_the_envelope_it_answers() {
         let leader = Keypair::generate_ed25519();
         let leader_id = leader.public().to_peer_id();
-        let nonce = [3; NONCE_LEN];
-        let vouched = Vouched::seal(
-            &leader.public(),
-            &nonce,
-            b"{\"Ok\":\"Done\"}".to_vec(),
-            |m| leader.sign(m),
-        )
-        .unwrap();
-        assert_eq!(
-            vouched.open(&leader_id, &nonce).unwrap(),
-            b"{\"Ok\":\"Done\"}"
-        );
-        // Changed by the member that carries it, or for another request: refused.
+        let origin = Keypair::generate_ed25519();
+        let envelope = sealed(&origin, &leader_id, [3; NONCE_LEN], b"request");
+        let answer = |envelope: &Envelope, text: &[u8]| {
+            Vouched::seal(&leader.public(), envelope, text.to_vec(), |m| {
+                leader.sign(m)
+            })
+            .unwrap()
+        };
+        let vouched = answer(&envelope, b"done");
+        assert_eq!(vouched.open(&leader_id, &envelope).unwrap(), b"done");
+        // Changed by the member that carries it: refused.
         let changed = Vouched {
-            answer: b"{\"Err\":\"refused\"}".to_vec(),
+            answer: b"refused".to_vec(),
             ..vouched.clone()
         };
         assert_eq!(
-            changed.open(&leader_id, &nonce),
+            changed.open(&leader_id, &envelope),
             Err(Refusal::NotTheLeaders)
         );
+        // The leader's answer to another envelope over the same challenge (the member's own
+        // request, or a tampered copy of the origin's): refused.
+        let members_own = sealed(
+            &Keypair::generate_ed25519(),
+            &leader_id,
+            [3; NONCE_LEN],
+            b"request",
+        );
+        let theirs = answer(&members_own, b"done");
         assert_eq!(
-            vouched.open(&leader_id, &[4; NONCE_LEN]),
+            theirs.open(&leader_id, &envelope),
+            Err(Refusal::NotTheLeaders)
+        );
+        let mut tampered = envelope.clone();
+        tampered.signature[0] ^= 1;
+        let refusal = answer(&tampered, b"bad signature");
+        assert_eq!(
+            refusal.open(&leader_id, &envelope),
             Err(Refusal::NotTheLeaders)
         );
         // Signed by the member itself instead of the leader: refused.
         let member = Keypair::generate_ed25519();
-        let own =
-            Vouched::seal(&member.public(), &nonce, b"{}".to_vec(), |m| member.sign(m)).unwrap();
-        assert_eq!(own.open(&leader_id, &nonce), Err(Refusal::NotTheLeaders));
+        let own = Vouched::seal(&member.public(), &envelope, b"done".to_vec(), |m| {
+            member.sign(m)
+        })
+        .unwrap();
+        assert_eq!(own.open(&leader_id, &envelope), Err(Refusal::NotTheLeaders));
     }
 
     #[test]

@@ -926,6 +926,8 @@ mod tests {
                 join_command("z"),
                 signed(40, Command::Leave { peer: "z".into() }),
                 join_command("z"),
+                signed(50, deny("w")),
+                signed(60, Command::Leave { peer: "w".into() }),
             ],
         );
         let mut winner = LedgerState::new(pool());
@@ -945,13 +947,14 @@ mod tests {
         );
         assert_eq!(
             commands.len(),
-            1,
-            "only y's denial is later than the winner's and still holds (z's removal is an act, \
-             not carried: z rejoined)"
+            2,
+            "y's and w's denials are later than the winner's and still hold (w's removal after \
+             its denial does not hide it; z's removal is an act, not carried: z rejoined)"
         );
         apply(&mut winner, &commands);
         assert!(!winner.is_denied("x"), "the winner's later allowance holds");
         assert!(winner.is_denied("y"), "the loser's later denial holds");
+        assert!(winner.is_denied("w"));
         assert!(winner.members().contains_key("z"));
         assert!(readoption(&loser, &winner, "me").is_empty());
     }

@@ -239,9 +239,12 @@ async fn answer(
         } => encode(&ledger.catchup_page(position, after, offset).await),
         LedgerRpc::Propose(command) => answer_propose(ledger, peer, behind, command).await,
         // A peer behind the rotation writes nothing, forwarded or not, for itself or another.
-        LedgerRpc::Challenge { .. } | LedgerRpc::Forwarded(_) if behind => {
-            encode(&Err::<(), String>(BEHIND.to_string()))
-        }
+        LedgerRpc::Forwarded(envelope) if behind => vouch(
+            ledger,
+            &envelope,
+            encode(&Err::<(), String>(BEHIND.to_string())),
+        ),
+        LedgerRpc::Challenge { .. } if behind => encode(&Err::<(), String>(BEHIND.to_string())),
         LedgerRpc::Challenge { origin } => challenge(ledger, peer, origin),
         LedgerRpc::Forwarded(envelope) => answer_forwarded(ledger, peer, envelope).await,
         LedgerRpc::Forward { leader, step } => pass_on(ledger, peer, behind, leader, step).await,
@@ -354,13 +357,17 @@ fn challenge(ledger: &Ledger, member: PeerId, origin: PeerId) -> Vec<u8> {
     encode(&Ok::<Nonce, String>(nonce))
 }
 
-/// On the leader: the answer to a forwarded request ([`decide_forwarded`]), signed over its
-/// challenge ([`forward::Vouched`]) so that the member carrying it back cannot change it.
+/// On the leader: the answer to a forwarded request ([`decide_forwarded`]), signed over the
+/// envelope ([`forward::Vouched`]) so that the member carrying it back cannot change it.
 async fn answer_forwarded(ledger: &Ledger, member: PeerId, envelope: Envelope) -> Vec<u8> {
-    let nonce = envelope.nonce;
-    let answer = decide_forwarded(ledger, member, envelope).await;
+    let answer = decide_forwarded(ledger, member, envelope.clone()).await;
+    vouch(ledger, &envelope, answer)
+}
+
+/// `answer` to `envelope`, signed by this leader.
+fn vouch(ledger: &Ledger, envelope: &Envelope, answer: Vec<u8>) -> Vec<u8> {
     let p2p = ledger.p2p();
-    match forward::Vouched::seal(&p2p.public_key(), &nonce, answer, |m| p2p.sign(m)) {
+    match forward::Vouched::seal(&p2p.public_key(), envelope, answer, |m| p2p.sign(m)) {
         Ok(vouched) => encode(&vouched),
         // An ed25519 identity always signs; an answer without a signature the origin refuses.
         Err(e) => encode(&Err::<(), String>(e.to_string())),

@@ -5,8 +5,8 @@
 //! token rotation only with the operator's signed grant for it. What a member says for itself
 //! (leaving, fixing its own role) stays its own.
 //!
-//! Each operator command has a subject: a PeerId (removal, denial and allowance share it), a
-//! member's role, an address, the policy. The state keeps the last signed command applied for
+//! Each operator command has a subject: a PeerId (denial and allowance share it), a member's
+//! removal, a member's role, an address, the policy. The state keeps the last signed command applied for
 //! each subject, and applies a signed command only when its number is above that one's. So a
 //! member that read a signed command in the log cannot commit it again later (an old removal,
 //! once the member rejoined, or an old denial after the operator allowed the PeerId back), and
@@ -49,9 +49,10 @@ pub fn needs_operator(command: &Command, sender: &str) -> bool {
 /// What an operator command is about; `None` for a command that is not one.
 pub fn subject(command: &Command) -> Option<String> {
     match command {
-        Command::Leave { peer } | Command::Deny { peer } | Command::Allow { peer } => {
-            Some(format!("peer {peer}"))
-        }
+        // A removal is an act, kept apart from the denial and allowance of the same PeerId so
+        // that it never stands in for them in a merge.
+        Command::Leave { peer } => Some(format!("member {peer}")),
+        Command::Deny { peer } | Command::Allow { peer } => Some(format!("peer {peer}")),
         Command::SetFixedRole { peer, .. } => Some(format!("role {peer}")),
         Command::Reserve { address, .. } | Command::Unreserve { address } => {
             Some(format!("address {address}"))
