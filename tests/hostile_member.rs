@@ -656,21 +656,27 @@ async fn challenge(hostile: &support::mesh::Member, leader: PeerId, origin: Peer
         .expect("the leader issues a challenge")
 }
 
-/// What the leader answers a forwarded `envelope` from the hostile node: signed by the leader
-/// over the envelope, as the origin checks it.
+/// What the leader answers a forwarded `envelope` from the hostile node, and whether it signed
+/// the answer over the envelope (as the origin checks it): it does once it took the
+/// envelope's challenge, and not for a refusal before.
 async fn deliver(
     hostile: &support::mesh::Member,
     leader: PeerId,
     envelope: Envelope,
-) -> Result<Outcome, String> {
+) -> (Result<Outcome, String>, bool) {
     let forwarded = LedgerRpc::Forwarded(envelope.clone());
-    let vouched = call::<Vouched>(&hostile.handle, leader, &forwarded)
+    let answer = call::<serde_json::Value>(&hostile.handle, leader, &forwarded)
         .await
         .expect("the leader answers");
-    let answer = vouched
-        .open(&leader, &envelope)
-        .expect("the leader signs its answer over the envelope");
-    serde_json::from_slice(answer).expect("an answer to a proposal")
+    match serde_json::from_value::<Vouched>(answer.clone()) {
+        Ok(vouched) => {
+            let answer = vouched
+                .open(&leader, &envelope)
+                .expect("the leader signs its answer over the envelope");
+            (serde_json::from_slice(answer).expect("an answer"), true)
+        }
+        Err(_) => (serde_json::from_value(answer).expect("an answer"), false),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -706,10 +712,14 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     )
     .unwrap();
     forged.key = victim.member.handle.public_key().encode_protobuf();
-    let refused = deliver(&hostile, leader, forged).await;
+    let (refused, signed) = deliver(&hostile, leader, forged).await;
     assert!(
         refused.as_ref().is_err_and(|e| e.contains("signature")),
         "{refused:?}"
+    );
+    assert!(
+        !signed,
+        "a refusal before the challenge is taken is not signed"
     );
 
     // Signed by the hostile node itself, the request still speaks for itself only.
@@ -722,12 +732,16 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
         |m| hostile.handle.sign(m),
     )
     .unwrap();
-    let refused = deliver(&hostile, leader, own_key).await;
+    let (refused, signed) = deliver(&hostile, leader, own_key).await;
     assert!(
         refused
             .as_ref()
             .is_err_and(|e| e.contains("only for itself")),
         "{refused:?}"
+    );
+    assert!(
+        signed,
+        "the answer once the challenge is taken is the leader's, signed"
     );
 
     // A request the victim did sign (here, by the victim's own handle) is taken once only.
@@ -746,13 +760,16 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
         |m| victim.member.handle.sign(m),
     )
     .unwrap();
-    let first = deliver(&hostile, leader, signed.clone()).await;
-    assert!(first.is_ok(), "{first:?}");
-    let replayed = deliver(&hostile, leader, signed).await;
+    let (first, vouched) = deliver(&hostile, leader, signed.clone()).await;
+    assert!(first.is_ok() && vouched, "{first:?}");
+    // Delivered again, it is refused, unsigned: a member cannot show that refusal to the
+    // origin as the leader's answer to a request that committed.
+    let (replayed, vouched) = deliver(&hostile, leader, signed).await;
     assert!(
         replayed.as_ref().is_err_and(|e| e.contains("challenge")),
         "{replayed:?}"
     );
+    assert!(!vouched);
 
     // A member passes a request on only to the leader it knows, never to another peer.
     let member = victim_peer;

@@ -65,9 +65,18 @@ pub fn as_operator(
     cluster: Option<ClusterId>,
 ) -> Result<(), String> {
     match (command, operator) {
-        (Command::Operator(signed), Some(key)) => {
+        (Command::Operator(signed) | Command::OperatorMark(signed), Some(key)) => {
             signed.verify(key).map_err(|e| format!("{OPERATOR}{e}"))?;
             let inner = signed.command().map_err(|e| format!("{OPERATOR}{e}"))?;
+            // Only a removal is carried as a mark: a mark of another command would keep the
+            // operator's command from applying where it was not yet.
+            if matches!(command, Command::OperatorMark(_))
+                && !matches!(inner, Command::Leave { .. })
+            {
+                return Err(format!(
+                    "{OPERATOR}only a signed removal is recorded as a mark"
+                ));
+            }
             if subject(&inner).is_none() {
                 return Err(format!(
                     "{OPERATOR}only operator commands (removals, denials, allowances, \
@@ -105,12 +114,15 @@ pub fn as_operator(
                 )),
             }
         }
-        (Command::RotateToken { grant: Some(_), .. }, None) | (Command::Operator(_), None) => {
-            Err(format!(
-                "{OPERATOR}this mesh has no operator key, so a signed command cannot be checked; \
+        (
+            Command::RotateToken { grant: Some(_), .. }
+            | Command::Operator(_)
+            | Command::OperatorMark(_),
+            None,
+        ) => Err(format!(
+            "{OPERATOR}this mesh has no operator key, so a signed command cannot be checked; \
              start every node with --operator-key to use one"
-            ))
-        }
+        )),
         (Command::InitRolePolicy(_), Some(_)) => Err(format!(
             "{OPERATOR}in a mesh with an operator key the role policy is the operator's: set it \
              with weft role policy --operator-key-file (a node's --control-planes or \
@@ -162,7 +174,7 @@ fn name(command: &Command) -> &'static str {
         Command::Genesis(_) => "Genesis",
         Command::Recover { .. } => "Recover",
         Command::Audited { .. } => "an audit record",
-        Command::Operator(_) => "a signed command",
+        Command::Operator(_) | Command::OperatorMark(_) => "a signed command",
         Command::Leave { .. } => "removing a member",
         Command::Deny { .. } => "denying a PeerId",
         Command::Allow { .. } => "allowing a denied PeerId",
@@ -318,6 +330,11 @@ mod tests {
         assert!(may_propose(&signed_put, "a", Some(&key), None).is_err());
         let join = Command::Operator(Box::new(secret.sign(3, &join_command("b"))));
         assert!(may_propose(&join, "a", Some(&key), None).is_err());
+        // A merge records a signed removal as a mark, and nothing else.
+        let mark = |command: &Command| Command::OperatorMark(Box::new(secret.sign(4, command)));
+        let removal = Command::Leave { peer: "b".into() };
+        assert!(may_propose(&mark(&removal), "a", Some(&key), None).is_ok());
+        assert!(may_propose(&mark(&deny), "a", Some(&key), None).is_err());
         // The policy a node is configured with is the operator's to set, too.
         let policy = RolePolicy { control_planes: 3 };
         let init = Command::InitRolePolicy(policy);

@@ -12,10 +12,12 @@
 //!
 //! A node taken in this way is a follower, never a raft member: raft's appends would not reach
 //! it. The member in the middle says whether it delivered a request ([`Passed`]), so the origin
-//! never sends again what may have committed. The leader signs its answer with its identity
-//! key over the request's challenge ([`Vouched`]), so the member carries it back but cannot
-//! change it; a hostile one can still say it did not deliver a request it did
-//! (`docs/security.md`). A member passes on a few
+//! never sends again what may have committed. Once it has taken the request's challenge, the
+//! leader signs its answer with its identity key over the whole envelope ([`Vouched`]), so the
+//! member carries it back but cannot change it; an answer that does not open as the leader's
+//! (a refusal before the challenge was taken is not signed) counts as "may have committed". A
+//! hostile member can still say it did not deliver a request it did (`docs/security.md`). A
+//! member passes on a few
 //! requests at a time per origin ([`Passing`]), and a leader keeps a few open challenges per
 //! origin and member ([`Challenges`]), so one identity cannot use up a member's or a leader's
 //! budget (many identities can, for seconds: `docs/security.md`). Pure
@@ -54,7 +56,7 @@ pub const MAX_PASSING_PER_ORIGIN: usize = 2;
 /// else the identity key signs.
 const DOMAIN: &[u8] = b"weft/forwarded-request/1";
 /// What every signature of the leader's answer to a forwarded request starts with.
-const ANSWER_DOMAIN: &[u8] = b"weft/forwarded-answer/1";
+const ANSWER_DOMAIN: &[u8] = b"weft/forwarded-answer/2";
 
 /// The most members a node asks, one after the other, to pass a request on.
 const MAX_FORWARDERS: usize = 3;

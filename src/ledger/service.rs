@@ -239,12 +239,9 @@ async fn answer(
         } => encode(&ledger.catchup_page(position, after, offset).await),
         LedgerRpc::Propose(command) => answer_propose(ledger, peer, behind, command).await,
         // A peer behind the rotation writes nothing, forwarded or not, for itself or another.
-        LedgerRpc::Forwarded(envelope) if behind => vouch(
-            ledger,
-            &envelope,
-            encode(&Err::<(), String>(BEHIND.to_string())),
-        ),
-        LedgerRpc::Challenge { .. } if behind => encode(&Err::<(), String>(BEHIND.to_string())),
+        LedgerRpc::Challenge { .. } | LedgerRpc::Forwarded(_) if behind => {
+            encode(&Err::<(), String>(BEHIND.to_string()))
+        }
         LedgerRpc::Challenge { origin } => challenge(ledger, peer, origin),
         LedgerRpc::Forwarded(envelope) => answer_forwarded(ledger, peer, envelope).await,
         LedgerRpc::Forward { leader, step } => pass_on(ledger, peer, behind, leader, step).await,
@@ -357,61 +354,71 @@ fn challenge(ledger: &Ledger, member: PeerId, origin: PeerId) -> Vec<u8> {
     encode(&Ok::<Nonce, String>(nonce))
 }
 
-/// On the leader: the answer to a forwarded request ([`decide_forwarded`]), signed over the
-/// envelope ([`forward::Vouched`]) so that the member carrying it back cannot change it.
+/// On the leader: the answer to a forwarded request ([`decide_forwarded`]). Once its challenge
+/// is taken the answer is the request's only one, and it is signed over the envelope
+/// ([`forward::Vouched`]) so that the member carrying it back cannot change it. A refusal
+/// before that is not signed: the same envelope delivered again is refused so (its challenge
+/// was used), and a signed refusal would let the member show it for a request that committed;
+/// unsigned, the origin takes it as "may have committed".
 async fn answer_forwarded(ledger: &Ledger, member: PeerId, envelope: Envelope) -> Vec<u8> {
-    let answer = decide_forwarded(ledger, member, envelope.clone()).await;
-    vouch(ledger, &envelope, answer)
-}
-
-/// `answer` to `envelope`, signed by this leader.
-fn vouch(ledger: &Ledger, envelope: &Envelope, answer: Vec<u8>) -> Vec<u8> {
-    let p2p = ledger.p2p();
-    match forward::Vouched::seal(&p2p.public_key(), envelope, answer, |m| p2p.sign(m)) {
-        Ok(vouched) => encode(&vouched),
-        // An ed25519 identity always signs; an answer without a signature the origin refuses.
-        Err(e) => encode(&Err::<(), String>(e.to_string())),
+    match decide_forwarded(ledger, member, &envelope).await {
+        Err(before_taken) => before_taken,
+        Ok(answer) => {
+            let p2p = ledger.p2p();
+            match forward::Vouched::seal(&p2p.public_key(), &envelope, answer, |m| p2p.sign(m)) {
+                Ok(vouched) => encode(&vouched),
+                // An ed25519 identity always signs; unsigned, the origin counts it as sent.
+                Err(e) => encode(&Err::<(), String>(e.to_string())),
+            }
+        }
     }
 }
 
 /// A join or proposal another node signed over a challenge this leader issued to `member`,
 /// which delivers it, answered as if that node had sent it, except that a join makes it a
-/// follower. Cheap checks come before the signature's, and a denied node's request is refused,
-/// as its connections would be.
-async fn decide_forwarded(ledger: &Ledger, member: PeerId, envelope: Envelope) -> Vec<u8> {
+/// follower: `Ok` once the challenge is taken, `Err` for a refusal before. Cheap checks come
+/// before the signature's, and a denied node's request is refused, as its connections would be.
+async fn decide_forwarded(
+    ledger: &Ledger,
+    member: PeerId,
+    envelope: &Envelope,
+) -> Result<Vec<u8>, Vec<u8>> {
     let refuse = |refusal: String| encode(&Err::<(), String>(refusal));
     if !leads(ledger) {
-        return refuse(NOT_LEADER.to_string());
+        return Err(refuse(NOT_LEADER.to_string()));
     }
     let now = crate::clock::now();
     if !ledger.challenges().is_open(&envelope.nonce, &member, now) {
-        return refuse(forward::Refusal::UnknownChallenge.to_string());
+        return Err(refuse(forward::Refusal::UnknownChallenge.to_string()));
     }
     if envelope.request.len() > MAX_COMMAND_BYTES * 2 {
-        return refuse(format!(
+        return Err(refuse(format!(
             "a forwarded request of {} bytes is over the limit",
             envelope.request.len()
-        ));
+        )));
     }
-    let origin = match envelope.origin(&ledger.p2p().peer_id()) {
-        Ok(origin) => origin,
-        Err(refusal) => return refuse(refusal.to_string()),
-    };
+    let origin = envelope
+        .origin(&ledger.p2p().peer_id())
+        .map_err(|refusal| refuse(refusal.to_string()))?;
     if !ledger
         .challenges()
         .take(&envelope.nonce, &member, &origin, now)
     {
-        return refuse(forward::Refusal::UnknownChallenge.to_string());
+        return Err(refuse(forward::Refusal::UnknownChallenge.to_string()));
     }
     if ledger.state().is_denied(&origin.to_string()) {
-        return refuse(format!("{origin} is denied"));
+        return Ok(refuse(format!("{origin} is denied")));
     }
-    match serde_json::from_slice::<LedgerRpc>(&envelope.request) {
-        Ok(LedgerRpc::Join { node_id, node, .. }) => forwarded_join(ledger, origin, node_id, node),
-        Ok(LedgerRpc::Propose(command)) => answer_propose(ledger, origin, false, command).await,
-        Ok(_) => refuse("only a join or a proposal is forwarded".into()),
-        Err(e) => refuse(format!("the forwarded request does not decode: {e}")),
-    }
+    Ok(
+        match serde_json::from_slice::<LedgerRpc>(&envelope.request) {
+            Ok(LedgerRpc::Join { node_id, node, .. }) => {
+                forwarded_join(ledger, origin, node_id, node)
+            }
+            Ok(LedgerRpc::Propose(command)) => answer_propose(ledger, origin, false, command).await,
+            Ok(_) => refuse("only a join or a proposal is forwarded".into()),
+            Err(e) => refuse(format!("the forwarded request does not decode: {e}")),
+        },
+    )
 }
 
 /// A join forwarded for `origin`: it follows the cluster, since raft's appends would not reach
