@@ -100,14 +100,23 @@ impl OperatorSecret {
         Ok(OperatorSecret(ed25519::Keypair::from(secret)))
     }
 
-    /// Signs `command` with sequence number `seq`.
+    /// Signs `command` with sequence number `seq`, for any cluster of the mesh.
     pub fn sign(&self, seq: u64, command: &Command) -> Signed {
+        self.sign_in(seq, command, None)
+    }
+
+    /// Signs `command` with sequence number `seq`, for the cluster `cluster` only when given
+    /// (its id as `weft status` shows it): a removal is signed so.
+    pub fn sign_in(&self, seq: u64, command: &Command, cluster: Option<String>) -> Signed {
         let command = serde_json::to_string(command).expect("a ledger command serializes to JSON");
-        let signature = self.0.sign(&signed_bytes(seq, &command));
+        let signature = self
+            .0
+            .sign(&signed_bytes(seq, &command, cluster.as_deref()));
         Signed {
             seq,
             command,
             signature: STANDARD.encode(signature),
+            cluster,
         }
     }
 }
@@ -120,6 +129,9 @@ pub struct Signed {
     pub seq: u64,
     pub command: String,
     pub signature: String,
+    /// The one cluster the command holds in, when signed for one (a removal always is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 impl Signed {
@@ -134,10 +146,10 @@ impl Signed {
         let signature = STANDARD
             .decode(&self.signature)
             .map_err(|_| "the operator's signature is not base64".to_string())?;
-        if key
-            .0
-            .verify(&signed_bytes(self.seq, &self.command), &signature)
-        {
+        if key.0.verify(
+            &signed_bytes(self.seq, &self.command, self.cluster.as_deref()),
+            &signature,
+        ) {
             Ok(())
         } else {
             Err("the operator's signature does not verify with this mesh's operator key".into())
@@ -145,11 +157,17 @@ impl Signed {
     }
 }
 
-fn signed_bytes(seq: u64, command: &str) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(CONTEXT.len() + 8 + command.len());
+/// The context, the number, the command's JSON and, for a command signed for one cluster,
+/// `\ncluster ` and its id (the compact JSON holds no raw newline, so this is unambiguous).
+fn signed_bytes(seq: u64, command: &str, cluster: Option<&str>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(CONTEXT.len() + 8 + command.len() + 32);
     bytes.extend_from_slice(CONTEXT);
     bytes.extend_from_slice(&seq.to_be_bytes());
     bytes.extend_from_slice(command.as_bytes());
+    if let Some(cluster) = cluster {
+        bytes.extend_from_slice(b"\ncluster ");
+        bytes.extend_from_slice(cluster.as_bytes());
+    }
     bytes
 }
 
@@ -183,9 +201,22 @@ mod tests {
         assert!(retargeted.verify(&key).is_err());
         let garbled = Signed {
             signature: "not base64!".into(),
-            ..signed
+            ..signed.clone()
         };
         assert!(garbled.verify(&key).is_err());
+        // Bound to a cluster, the binding is signed too.
+        let bound = secret.sign_in(9, &deny("a"), Some("0000000000000007".into()));
+        assert!(bound.verify(&key).is_ok());
+        let moved = Signed {
+            cluster: Some("0000000000000008".into()),
+            ..bound.clone()
+        };
+        assert!(moved.verify(&key).is_err());
+        let unbound = Signed {
+            cluster: None,
+            ..bound
+        };
+        assert!(unbound.verify(&key).is_err());
     }
 
     #[test]

@@ -121,6 +121,11 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
         .then_some(())
     });
 
+    // A removal is signed for the cluster the node is in: refused unsigned, done signed.
+    let unsigned = lan.weft(&["members", "rm", "n3", "--api", &lan.hosts[0].api()]);
+    assert!(!unsigned.status.success());
+    lan.weft_ok(0, &["members", "rm", "n3", "--operator-key-file", key_file]);
+
     // A token rotation is the operator's too: refused unsigned, done signed.
     let unsigned = lan.weft(&["token", "rotate", "--api", &lan.hosts[0].api()]);
     assert!(!unsigned.status.success());

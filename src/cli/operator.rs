@@ -11,7 +11,7 @@ use hyper::Method;
 
 use super::client::{ClientArgs, call_json, fetch};
 use super::{Failure, usage};
-use crate::api::MemberView;
+use crate::api::{MemberView, StatusView};
 use crate::ledger::state::{Command, Outcome};
 use crate::operator::{OperatorSecret, Signed};
 
@@ -75,16 +75,35 @@ pub(super) fn send_signed(
     key_file: &Path,
     command: &Command,
 ) -> Result<Outcome, Failure> {
-    let signed = sign(key_file, command)?;
+    // A removal holds only in the cluster it is signed for: the one the daemon is in.
+    let cluster = match command {
+        Command::Leave { .. } => Some(cluster(client)?),
+        _ => None,
+    };
+    let signed = sign(key_file, command, cluster)?;
     let body = call_json(client, Method::POST, "/v1/operator", &signed)?;
     serde_json::from_slice(&body)
         .context("the answer to /v1/operator is not what this weft expects")
         .map_err(Failure::Runtime)
 }
 
+/// The cluster the daemon is in, as its status names it.
+pub(super) fn cluster(client: &ClientArgs) -> Result<String, Failure> {
+    let status: StatusView = fetch(client, "/v1/status")?;
+    status.ledger.cluster_id.ok_or_else(|| {
+        Failure::Runtime(anyhow::anyhow!(
+            "the node is in no cluster yet; try again once it is"
+        ))
+    })
+}
+
 /// `command` signed with the key in `key_file`, numbered by this machine's clock in
-/// microseconds.
-pub(super) fn sign(key_file: &Path, command: &Command) -> Result<Signed, Failure> {
+/// microseconds, for `cluster` alone when given.
+pub(super) fn sign(
+    key_file: &Path,
+    command: &Command,
+    cluster: Option<String>,
+) -> Result<Signed, Failure> {
     let secret = load(key_file)?;
     let seq = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -95,7 +114,7 @@ pub(super) fn sign(key_file: &Path, command: &Command) -> Result<Signed, Failure
         "signing as the operator, number {seq}: {}",
         serde_json::to_string(command)?
     );
-    Ok(secret.sign(seq, command))
+    Ok(secret.sign_in(seq, command, cluster))
 }
 
 /// The PeerId of the member `who` names (its PeerId or hostname), as the daemon's ledger

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::client::{ClientArgs, call_json, fetch};
-use super::operator::{SignArgs, sign};
+use super::operator::{SignArgs, cluster, sign};
 use super::{Failure, usage};
 use crate::api::StatusView;
 use crate::api::rotate::{MAX_GRACE_SECS, RotateRequest, Rotated};
@@ -84,16 +84,11 @@ fn rotate(
     let grant = match key_file {
         Some(key_file) => {
             let node: StatusView = fetch(client, "/v1/status")?;
-            let cluster = node.ledger.cluster_id.ok_or_else(|| {
-                Failure::Runtime(anyhow::anyhow!(
-                    "the node is in no cluster yet; rotate once it is"
-                ))
-            })?;
             let allow = Command::AllowRotation {
-                cluster,
+                cluster: cluster(client)?,
                 previous: node.network_id,
             };
-            Some(sign(key_file, &allow)?)
+            Some(sign(key_file, &allow, None)?)
         }
         None => None,
     };

@@ -65,16 +65,20 @@ pub fn as_operator(
     cluster: Option<ClusterId>,
 ) -> Result<(), String> {
     match (command, operator) {
-        (Command::Operator(signed) | Command::OperatorMark(signed), Some(key)) => {
+        (Command::Operator(signed), Some(key)) => {
             signed.verify(key).map_err(|e| format!("{OPERATOR}{e}"))?;
             let inner = signed.command().map_err(|e| format!("{OPERATOR}{e}"))?;
-            // Only a removal is carried as a mark: a mark of another command would keep the
-            // operator's command from applying where it was not yet.
-            if matches!(command, Command::OperatorMark(_))
-                && !matches!(inner, Command::Leave { .. })
+            // A removal is an act in one cluster: carried to another (a merge, a replay from
+            // another cluster's log) it would remove a member that rejoined there.
+            let here = cluster.map(|c| c.to_string());
+            if signed.cluster.is_some() && signed.cluster != here
+                || matches!(inner, Command::Leave { .. }) && signed.cluster.is_none()
             {
                 return Err(format!(
-                    "{OPERATOR}only a signed removal is recorded as a mark"
+                    "{OPERATOR}a signed removal holds only in the cluster it was signed for, and \
+                     this command was signed for {}, not this cluster ({})",
+                    signed.cluster.as_deref().unwrap_or("none"),
+                    here.as_deref().unwrap_or("none yet")
                 ));
             }
             if subject(&inner).is_none() {
@@ -114,12 +118,7 @@ pub fn as_operator(
                 )),
             }
         }
-        (
-            Command::RotateToken { grant: Some(_), .. }
-            | Command::Operator(_)
-            | Command::OperatorMark(_),
-            None,
-        ) => Err(format!(
+        (Command::RotateToken { grant: Some(_), .. } | Command::Operator(_), None) => Err(format!(
             "{OPERATOR}this mesh has no operator key, so a signed command cannot be checked; \
              start every node with --operator-key to use one"
         )),
@@ -174,7 +173,7 @@ fn name(command: &Command) -> &'static str {
         Command::Genesis(_) => "Genesis",
         Command::Recover { .. } => "Recover",
         Command::Audited { .. } => "an audit record",
-        Command::Operator(_) | Command::OperatorMark(_) => "a signed command",
+        Command::Operator(_) => "a signed command",
         Command::Leave { .. } => "removing a member",
         Command::Deny { .. } => "denying a PeerId",
         Command::Allow { .. } => "allowing a denied PeerId",
@@ -330,11 +329,22 @@ mod tests {
         assert!(may_propose(&signed_put, "a", Some(&key), None).is_err());
         let join = Command::Operator(Box::new(secret.sign(3, &join_command("b"))));
         assert!(may_propose(&join, "a", Some(&key), None).is_err());
-        // A merge records a signed removal as a mark, and nothing else.
-        let mark = |command: &Command| Command::OperatorMark(Box::new(secret.sign(4, command)));
+        // A signed removal holds only in the cluster it was signed for.
+        let here = ClusterId {
+            created_at: 1,
+            id: 9,
+        };
         let removal = Command::Leave { peer: "b".into() };
-        assert!(may_propose(&mark(&removal), "a", Some(&key), None).is_ok());
-        assert!(may_propose(&mark(&deny), "a", Some(&key), None).is_err());
+        let bound = |cluster: Option<String>| {
+            Command::Operator(Box::new(secret.sign_in(4, &removal, cluster)))
+        };
+        let proposed = |command: &Command| may_propose(command, "a", Some(&key), Some(here));
+        assert!(proposed(&bound(Some(here.to_string()))).is_ok());
+        assert!(proposed(&bound(Some("0000000000000001".into()))).is_err());
+        assert!(
+            proposed(&bound(None)).is_err(),
+            "a removal bound to no cluster"
+        );
         // The policy a node is configured with is the operator's to set, too.
         let policy = RolePolicy { control_planes: 3 };
         let init = Command::InitRolePolicy(policy);

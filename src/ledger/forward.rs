@@ -417,9 +417,19 @@ async fn send<T: DeserializeOwned>(
         match tokio::time::timeout_at(until, call::<Passed>(p2p, via, &deliver)).await {
             Err(_) => return Err(SendError::TimedOut),
             Ok(Ok(Passed::Answer(answer))) => {
-                // Delivered: whatever the member says now, the request may have committed.
-                let vouched: Vouched = serde_json::from_slice(&answer)
-                    .map_err(|e| SendError::Sent(format!("an undecodable answer: {e}")))?;
+                // Delivered: whatever the member says now, the request may have committed. A
+                // refusal the leader gave before taking the challenge is not signed.
+                let vouched: Vouched = serde_json::from_slice(&answer).map_err(|_| {
+                    let unsigned =
+                        serde_json::from_slice::<Result<serde_json::Value, String>>(&answer);
+                    SendError::Sent(match unsigned {
+                        Ok(Err(refusal)) => format!(
+                            "{via} brought back an unsigned refusal (it may still have \
+                             committed): {refusal}"
+                        ),
+                        _ => format!("{via} brought back an answer that is not the leader's"),
+                    })
+                })?;
                 let answer = vouched
                     .open(&leader, &envelope)
                     .map_err(|e| SendError::Sent(format!("through {via}: {e}")))?;

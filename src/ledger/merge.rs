@@ -428,8 +428,8 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
         }
     }
     // The operator's last signed command per subject whose effect the left cluster still
-    // shows (a removal is an act, not a lasting fact, and a rotation's grant was used there, so
-    // neither is carried to be applied), where the winner holds none as late; the later of the two
+    // shows (a removal is an act, signed for that cluster alone, and a rotation's grant was
+    // used there, so neither is carried), where the winner holds none as late; the later of the two
     // clusters' applies. A reservation or denial the operator signed is never carried
     // unsigned (a mesh with an operator key refuses that, and the signed one decides).
     let signed: BTreeMap<&String, &crate::operator::Signed> = carried
@@ -447,19 +447,6 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
         .collect();
     for last in signed.values() {
         commands.push(Command::Operator(Box::new((*last).clone())));
-    }
-    // The left cluster's later signed removals only as marks: redone, they would remove a
-    // member that rejoined; without their marks, they could be replayed in the winner.
-    for (subject, last) in carried.operator_marks().last() {
-        let later = current
-            .operator_marks()
-            .last()
-            .get(subject)
-            .is_none_or(|theirs| theirs.seq < last.seq);
-        let removal = matches!(last.command(), Ok(Command::Leave { .. }));
-        if later && removal {
-            commands.push(Command::OperatorMark(Box::new(last.clone())));
-        }
     }
     let unsigned = |command: &Command| {
         operator::subject(command)
@@ -524,7 +511,7 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
 mod tests {
     use super::*;
     use crate::ledger::state::{
-        BootstrapReport, DnsRecord, FixedRole, Outcome, Phase, RecordType, Role, join_command,
+        BootstrapReport, DnsRecord, FixedRole, Phase, RecordType, Role, join_command,
     };
 
     fn cluster(created_at: u64, id: u64) -> ClusterId {
@@ -955,35 +942,20 @@ mod tests {
         );
         let commands = readoption(&loser, &winner, "me");
         assert!(
-            commands
-                .iter()
-                .all(|c| matches!(c, Command::Operator(_) | Command::OperatorMark(_))),
+            commands.iter().all(|c| matches!(c, Command::Operator(_))),
             "no unsigned denial is carried beside the signed ones: {commands:?}"
         );
-        let applied = commands
-            .iter()
-            .filter(|c| matches!(c, Command::Operator(_)))
-            .count();
-        let marks = commands
-            .iter()
-            .filter(|c| matches!(c, Command::OperatorMark(_)))
-            .count();
         assert_eq!(
-            (applied, marks, commands.len()),
-            (2, 2, 4),
+            commands.len(),
+            2,
             "y's and w's denials are later than the winner's and still hold (w's removal after \
-             its denial does not hide it); z's and w's removals are acts, carried as marks only \
-             (z rejoined)"
+             its denial does not hide it); z's and w's removals are acts, never carried (z \
+             rejoined)"
         );
         apply(&mut winner, &commands);
         assert!(!winner.is_denied("x"), "the winner's later allowance holds");
         assert!(winner.is_denied("y"), "the loser's later denial holds");
         assert!(winner.is_denied("w"));
-        assert!(winner.members().contains_key("z"));
-        // z's old removal, replayed in the winner, is stale there too.
-        let replay = signed(40, Command::Leave { peer: "z".into() });
-        let index = winner.applied() + 1;
-        assert_eq!(winner.apply(index, &replay), Outcome::OperatorStale);
         assert!(winner.members().contains_key("z"));
         assert!(readoption(&loser, &winner, "me").is_empty());
     }

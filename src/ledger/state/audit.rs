@@ -153,14 +153,6 @@ fn describe(command: &Command) -> String {
             clip(&rotation.network),
             rotation.grace_until
         ),
-        Command::OperatorMark(signed) => match signed.command() {
-            Ok(command) => format!(
-                "record the operator's #{} (carried, not applied): {}",
-                signed.seq,
-                describe(&command)
-            ),
-            Err(_) => "a signed command that does not decode".into(),
-        },
         Command::Operator(signed) => match signed.command() {
             Ok(command) => format!(
                 "signed by the operator (#{}): {}",

@@ -226,10 +226,6 @@ pub enum Command {
     /// An operator command with the operator's signature ([`crate::operator`]), applied when
     /// newer than the last one signed for its subject ([`operator`]).
     Operator(Box<crate::operator::Signed>),
-    /// The operator's signed removal recorded as its subject's last, without removing anyone: a
-    /// merge carries a removal so, since redoing it would remove a member that rejoined, and
-    /// without its mark it could be replayed in the winner.
-    OperatorMark(Box<crate::operator::Signed>),
     /// A command the leader accepted from `issuer` (the PeerId the proposal came from, or the
     /// leader's own for its local API), recorded in the audit trail as it is applied. Only the
     /// leader wraps commands so ([`attribute`]); a wrapper inside a wrapper does nothing.
@@ -464,7 +460,6 @@ impl LedgerState {
             },
             Command::AllowRotation { .. } => Outcome::NotOperatorCommand,
             Command::Operator(signed) => self.apply_signed(signed),
-            Command::OperatorMark(signed) => self.apply_mark(signed),
             Command::Audited {
                 issuer,
                 at,

@@ -11,8 +11,9 @@
 //! member that read a signed command in the log cannot commit it again later (an old removal,
 //! once the member rejoined, or an old denial after the operator allowed the PeerId back), and
 //! a merge carries each subject's last signed command into the winner, where the later of the
-//! two clusters' commands wins ([`crate::ledger::merge`]; a removal is carried as a mark
-//! only, so that it is neither redone nor replayed there). A command that fails (an unknown member, a deployed role without
+//! two clusters' commands wins ([`crate::ledger::merge`]). A removal is an act, not a lasting
+//! fact: it is signed for one cluster ([`crate::operator::Signed::cluster`]), never carried, and
+//! refused in any other. A command that fails (an unknown member, a deployed role without
 //! force) still uses up its number, so it cannot be replayed once it would succeed. A rotation's
 //! grant is the subject `token`. The table holds [`MAX_MARKS`] subjects; to make room it drops
 //! the lowest-numbered, and from then on nothing numbered at or below it applies (a merge does
@@ -126,20 +127,6 @@ impl LedgerState {
         let outcome = apply(self);
         self.operator.record(ROTATION.into(), grant.clone());
         outcome
-    }
-
-    /// Records a removal the operator signed (the leader verified the signature) as its
-    /// subject's last, without removing anyone, when newer than the last one.
-    pub(super) fn apply_mark(&mut self, signed: &Signed) -> Outcome {
-        let (Some(subject), Ok(Command::Leave { .. })) = (signed_subject(signed), signed.command())
-        else {
-            return Outcome::NotOperatorCommand;
-        };
-        if !self.operator.fresh(&subject, signed.seq) {
-            return Outcome::OperatorStale;
-        }
-        self.operator.record(subject, signed.clone());
-        Outcome::Done
     }
 
     /// Applies a command the operator signed (the leader verified the signature): the command
