@@ -315,7 +315,7 @@ fn seeded_state() -> LedgerState {
 
 /// Applies `command` as the leader applies a proposal from `sender`, then checks the state.
 fn propose(state: &mut LedgerState, command: Command, sender: &str) {
-    if check_size(&command).is_err() || may_propose(&command, sender, None, None).is_err() {
+    if check_size(&command).is_err() || may_propose(&command, sender, None, None, 0).is_err() {
         return;
     }
     let index = state.applied() + 1;

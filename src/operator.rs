@@ -141,8 +141,12 @@ impl Signed {
             .map_err(|e| format!("the signed command does not decode: {e}"))
     }
 
-    /// Whether `key` signed this command and number.
+    /// Whether `key` signed this command and number (and cluster). The command's JSON must be
+    /// compact, on one line, so that where it ends in the signed bytes is never in doubt.
     pub fn verify(&self, key: &OperatorKey) -> Result<(), String> {
+        if self.command.contains('\n') {
+            return Err("a signed command is compact JSON, without a line break".into());
+        }
         let signature = STANDARD
             .decode(&self.signature)
             .map_err(|_| "the operator's signature is not base64".to_string())?;
@@ -158,7 +162,8 @@ impl Signed {
 }
 
 /// The context, the number, the command's JSON and, for a command signed for one cluster,
-/// `\ncluster ` and its id (the compact JSON holds no raw newline, so this is unambiguous).
+/// `\ncluster ` and its id: unambiguous because [`Signed::verify`] takes no command with a
+/// line break.
 fn signed_bytes(seq: u64, command: &str, cluster: Option<&str>) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(CONTEXT.len() + 8 + command.len() + 32);
     bytes.extend_from_slice(CONTEXT);
@@ -214,9 +219,17 @@ mod tests {
         assert!(moved.verify(&key).is_err());
         let unbound = Signed {
             cluster: None,
-            ..bound
+            ..bound.clone()
         };
         assert!(unbound.verify(&key).is_err());
+        // The binding cannot be moved into the command: the signature over (command, cluster)
+        // does not pass for the command with the cluster's bytes appended.
+        let folded = Signed {
+            command: format!("{}\ncluster {}", bound.command, "0000000000000007"),
+            cluster: None,
+            ..bound
+        };
+        assert!(folded.verify(&key).is_err());
     }
 
     #[test]

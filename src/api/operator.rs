@@ -37,18 +37,19 @@ pub(super) async fn propose(
     // Applying it twice is applying it once (the second is stale): when the answer is lost
     // (a denied or removed leader is cut off as the entry applies), its mark shows it (the
     // mark is this command's, applied or failed).
-    let seq = signed.seq;
+    let mine = signed.clone();
     let applied = move |state: &crate::ledger::state::LedgerState| {
-        state
-            .operator_marks()
-            .last()
-            .get(&subject)
-            .is_some_and(|last| last.seq == seq)
+        state.operator_marks().last().get(&subject) == Some(&mine)
     };
     let outcome = api
         .ledger
-        .propose_idempotent(Command::Operator(Box::new(signed)), applied)
+        .propose_idempotent(Command::Operator(Box::new(signed)), applied.clone())
         .await?;
+    // Stale because this very command was applied already (another member committed it
+    // first, as it may: it read it on its way): done, not a replay.
+    if outcome == Outcome::OperatorStale && applied(&api.ledger.state()) {
+        return Ok(Json(Outcome::Done));
+    }
     match ApiError::stored(outcome)? {
         Outcome::OperatorStale => Err(ApiError::Conflict(
             "the ledger applied an operator command for this subject numbered as high or \

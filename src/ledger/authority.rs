@@ -38,10 +38,16 @@ pub fn may_propose(
     sender: &str,
     operator: Option<&OperatorKey>,
     cluster: Option<ClusterId>,
+    now: u64,
 ) -> Result<(), String> {
     speaks_for_itself(command, sender)?;
-    as_operator(command, sender, operator, cluster)
+    as_operator(command, sender, operator, cluster, now)
 }
+
+/// How long after it is signed (its number is the signing machine's clock) the leader takes a
+/// signed removal: one a member held back, or read from a forwarded request it said it did not
+/// deliver, cannot be committed once the operator has moved on.
+pub const REMOVAL_VALID_SECS: u64 = 15 * 60;
 
 /// `command` as a leader with operator key `operator` takes it: a member's `Join` without the
 /// role policy its node was configured with, which in a keyed mesh only the operator sets (the
@@ -63,22 +69,38 @@ pub fn as_operator(
     sender: &str,
     operator: Option<&OperatorKey>,
     cluster: Option<ClusterId>,
+    now: u64,
 ) -> Result<(), String> {
     match (command, operator) {
         (Command::Operator(signed), Some(key)) => {
             signed.verify(key).map_err(|e| format!("{OPERATOR}{e}"))?;
             let inner = signed.command().map_err(|e| format!("{OPERATOR}{e}"))?;
-            // A removal is an act in one cluster: carried to another (a merge, a replay from
-            // another cluster's log) it would remove a member that rejoined there.
+            // A removal is an act in one cluster, soon after it is signed: carried to another
+            // (a merge, a replay from another cluster's log) or held back, it would remove a
+            // member that rejoined. Only a removal is bound to a cluster: a merge carries the
+            // other commands to clusters they were not signed in.
             let here = cluster.map(|c| c.to_string());
-            if signed.cluster.is_some() && signed.cluster != here
-                || matches!(inner, Command::Leave { .. }) && signed.cluster.is_none()
-            {
+            let removal = matches!(inner, Command::Leave { .. });
+            if !removal && signed.cluster.is_some() {
+                return Err(format!(
+                    "{OPERATOR}only a removal is signed for one cluster"
+                ));
+            }
+            if removal && (signed.cluster.is_none() || signed.cluster != here) {
                 return Err(format!(
                     "{OPERATOR}a signed removal holds only in the cluster it was signed for, and \
-                     this command was signed for {}, not this cluster ({})",
+                     this one was signed for {}, not this cluster ({})",
                     signed.cluster.as_deref().unwrap_or("none"),
                     here.as_deref().unwrap_or("none yet")
+                ));
+            }
+            let signed_at = signed.seq / 1_000_000;
+            if removal && signed_at.saturating_add(REMOVAL_VALID_SECS) < now {
+                return Err(format!(
+                    "{OPERATOR}this removal was signed {} s ago; a signed removal holds for {} s \
+                     (sign it again, and check the signing machine's clock)",
+                    now - signed_at,
+                    REMOVAL_VALID_SECS
                 ));
             }
             if subject(&inner).is_none() {
@@ -256,15 +278,15 @@ mod tests {
     #[test]
     fn a_member_speaks_only_for_itself() {
         let join = join_command("a");
-        assert!(may_propose(&join, "a", None, None).is_ok());
-        let refusal = may_propose(&join, "b", None, None).unwrap_err();
+        assert!(may_propose(&join, "a", None, None, 0).is_ok());
+        let refusal = may_propose(&join, "b", None, None, 0).unwrap_err();
         assert!(refusal.contains("only for itself, not for a"), "{refusal}");
         let renew = Command::Renew {
             peer: "a".into(),
             now: 1,
         };
-        assert!(may_propose(&renew, "a", None, None).is_ok());
-        assert!(may_propose(&renew, "b", None, None).is_err());
+        assert!(may_propose(&renew, "a", None, None, 0).is_ok());
+        assert!(may_propose(&renew, "b", None, None, 0).is_err());
         let report = Command::ReportBootstrap {
             peer: "a".into(),
             report: BootstrapReport {
@@ -275,20 +297,20 @@ mod tests {
             },
             restored: false,
         };
-        assert!(may_propose(&report, "a", None, None).is_ok());
-        assert!(may_propose(&report, "b", None, None).is_err());
+        assert!(may_propose(&report, "a", None, None, 0).is_ok());
+        assert!(may_propose(&report, "b", None, None, 0).is_err());
     }
 
     #[test]
     fn leader_only_commands_never_come_from_another_node() {
         let expire = Command::Expire { peer: "a".into() };
-        assert!(may_propose(&expire, "b", None, None).is_err());
-        assert!(may_propose(&expire, "a", None, None).is_err());
+        assert!(may_propose(&expire, "b", None, None, 0).is_err());
+        assert!(may_propose(&expire, "a", None, None, 0).is_err());
         let genesis = Command::Genesis(ClusterId {
             created_at: 1,
             id: 2,
         });
-        assert!(may_propose(&genesis, "a", None, None).is_err());
+        assert!(may_propose(&genesis, "a", None, None, 0).is_err());
     }
 
     #[test]
@@ -298,8 +320,8 @@ mod tests {
             key: "k".into(),
             value: "v".into(),
         };
-        assert!(may_propose(&put, "anyone", None, None).is_ok());
-        assert!(may_propose(&Command::Leave { peer: "a".into() }, "b", None, None).is_ok());
+        assert!(may_propose(&put, "anyone", None, None, 0).is_ok());
+        assert!(may_propose(&Command::Leave { peer: "a".into() }, "b", None, None, 0).is_ok());
     }
 
     #[test]
@@ -307,49 +329,66 @@ mod tests {
         let secret = OperatorSecret::generate();
         let key = secret.public();
         let deny = Command::Deny { peer: "b".into() };
-        let refusal = may_propose(&deny, "a", Some(&key), None).unwrap_err();
+        let refusal = may_propose(&deny, "a", Some(&key), None, 0).unwrap_err();
         assert!(refusal.starts_with(OPERATOR), "{refusal}");
         assert!(refusal.contains("--operator-key-file"), "{refusal}");
         let signed = Command::Operator(Box::new(secret.sign(1, &deny)));
-        assert!(may_propose(&signed, "a", Some(&key), None).is_ok());
+        assert!(may_propose(&signed, "a", Some(&key), None, 0).is_ok());
         // Signed by another key, or in a mesh without one: refused.
         let forged = Command::Operator(Box::new(OperatorSecret::generate().sign(1, &deny)));
-        assert!(may_propose(&forged, "a", Some(&key), None).is_err());
-        assert!(may_propose(&signed, "a", None, None).is_err());
+        assert!(may_propose(&forged, "a", Some(&key), None, 0).is_err());
+        assert!(may_propose(&signed, "a", None, None, 0).is_err());
         // What a member says for itself, and shared data, need no signature.
-        assert!(may_propose(&Command::Leave { peer: "a".into() }, "a", Some(&key), None).is_ok());
+        assert!(
+            may_propose(
+                &Command::Leave { peer: "a".into() },
+                "a",
+                Some(&key),
+                None,
+                0
+            )
+            .is_ok()
+        );
         let put = Command::KvPut {
             bucket: "b".into(),
             key: "k".into(),
             value: "v".into(),
         };
-        assert!(may_propose(&put, "a", Some(&key), None).is_ok());
+        assert!(may_propose(&put, "a", Some(&key), None, 0).is_ok());
         // A signature does not make a shared write, or a command in another's name, pass.
         let signed_put = Command::Operator(Box::new(secret.sign(2, &put)));
-        assert!(may_propose(&signed_put, "a", Some(&key), None).is_err());
+        assert!(may_propose(&signed_put, "a", Some(&key), None, 0).is_err());
         let join = Command::Operator(Box::new(secret.sign(3, &join_command("b"))));
-        assert!(may_propose(&join, "a", Some(&key), None).is_err());
-        // A signed removal holds only in the cluster it was signed for.
+        assert!(may_propose(&join, "a", Some(&key), None, 0).is_err());
+        // A signed removal holds only in the cluster it was signed for, for 15 minutes.
+        const NOW: u64 = 2_000_000_000;
         let here = ClusterId {
             created_at: 1,
             id: 9,
         };
         let removal = Command::Leave { peer: "b".into() };
-        let bound = |cluster: Option<String>| {
-            Command::Operator(Box::new(secret.sign_in(4, &removal, cluster)))
+        let bound = |seq: u64, cluster: Option<String>| {
+            Command::Operator(Box::new(secret.sign_in(seq, &removal, cluster)))
         };
-        let proposed = |command: &Command| may_propose(command, "a", Some(&key), Some(here));
-        assert!(proposed(&bound(Some(here.to_string()))).is_ok());
-        assert!(proposed(&bound(Some("0000000000000001".into()))).is_err());
+        let proposed = |command: &Command| may_propose(command, "a", Some(&key), Some(here), NOW);
+        let fresh = (NOW - 60) * 1_000_000;
+        assert!(proposed(&bound(fresh, Some(here.to_string()))).is_ok());
+        assert!(proposed(&bound(fresh, Some("0000000000000001".into()))).is_err());
         assert!(
-            proposed(&bound(None)).is_err(),
+            proposed(&bound(fresh, None)).is_err(),
             "a removal bound to no cluster"
         );
+        let held_back = (NOW - REMOVAL_VALID_SECS - 1) * 1_000_000;
+        let late = proposed(&bound(held_back, Some(here.to_string()))).unwrap_err();
+        assert!(late.contains("signed"), "{late}");
+        // Nothing but a removal is bound to a cluster: a merge carries the rest.
+        let bound_denial = secret.sign_in(5, &deny, Some(here.to_string()));
+        assert!(proposed(&Command::Operator(Box::new(bound_denial))).is_err());
         // The policy a node is configured with is the operator's to set, too.
         let policy = RolePolicy { control_planes: 3 };
         let init = Command::InitRolePolicy(policy);
-        assert!(may_propose(&init, "a", Some(&key), None).is_err());
-        assert!(may_propose(&init, "a", None, None).is_ok());
+        assert!(may_propose(&init, "a", Some(&key), None, 0).is_err());
+        assert!(may_propose(&init, "a", None, None, 0).is_ok());
         // A member's Join loses its configured policy, and the member still joins.
         let mut join = join_command("a");
         if let Command::Join { policy: p, .. } = &mut join {
@@ -357,7 +396,7 @@ mod tests {
         }
         let taken = without_configured_policy(join.clone(), Some(&key));
         assert!(matches!(&taken, Command::Join { policy: None, .. }));
-        assert!(may_propose(&taken, "a", Some(&key), None).is_ok());
+        assert!(may_propose(&taken, "a", Some(&key), None, 0).is_ok());
         assert_eq!(without_configured_policy(join.clone(), None), join);
     }
 
@@ -400,7 +439,7 @@ mod tests {
             ))
         };
         let propose = |command: &Command, key: Option<&OperatorKey>| {
-            may_propose(command, "a", key, Some(here))
+            may_propose(command, "a", key, Some(here), 0)
         };
         assert!(propose(&rotation("old", None), None).is_ok());
         let refusal = propose(&rotation("old", None), Some(&key)).unwrap_err();

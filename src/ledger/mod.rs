@@ -838,7 +838,8 @@ impl Ledger {
         if leader == self.node_id() {
             let command = authority::without_configured_policy(command, self.operator());
             let cluster = self.state().cluster();
-            authority::as_operator(&command, &node.peer_id, self.operator(), cluster)
+            let now = crate::clock::unix_now();
+            authority::as_operator(&command, &node.peer_id, self.operator(), cluster, now)
                 .map_err(|e| Attempt::Failed(LedgerError::Operator(e)))?;
             let command = state::attribute(command, &node.peer_id, crate::clock::unix_now());
             // A leader cut off from its quorum does not know it until a higher term reaches

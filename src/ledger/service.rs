@@ -304,7 +304,7 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
         Err(BEHIND.to_string())
     } else {
         let cluster = ledger.state().cluster();
-        may_propose(&command, &sender, ledger.operator(), cluster)
+        may_propose(&command, &sender, ledger.operator(), cluster, unix_now())
             .and_then(|()| check_size(&command))
     };
     if let Err(refusal) = checked {
