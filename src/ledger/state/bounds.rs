@@ -1,5 +1,6 @@
 //! Bounds on what the ledger holds besides its shared data: member records, the deny list,
-//! reservations and the addresses remembered for returning members. Any token holder can make
+//! reservations, the addresses remembered for returning members and the operator's last
+//! signed command per subject ([`super::operator`]). Any token holder can make
 //! new identities and propose commands naming any PeerId, so each of these is capped in count
 //! and each record in size. With the shared data's own limit ([`SHARED_DATA_LIMIT`]) the whole
 //! state encodes to less than the largest snapshot or catch-up a node takes
@@ -13,6 +14,7 @@
 
 use crate::ledger::raft::snapshot::MAX_SNAPSHOT;
 
+use super::operator::{MAX_MARKS, MAX_SIGNED_COMMAND};
 use super::roles::REPORT_DETAIL_LIMIT;
 use super::{LeaseState, LedgerState, MAX_TOMBSTONE_BYTES, PeerKey, SHARED_DATA_LIMIT};
 
@@ -49,11 +51,16 @@ const MEMBER_WORST: usize = 6
 const ENTRY_WORST: usize = 6 * PEER_KEY_LIMIT + 64;
 /// The audit trail, the tombstones, the policy and the rotation's header, generously.
 const REST_WORST: usize = 16 << 20;
+/// What one of the operator's signed commands the state keeps encodes to at most: its subject
+/// (a prefix and a PeerId or address from the command) and the command's JSON text, each
+/// character at six bytes, plus the signature, the number and a cluster id.
+const MARK_WORST: usize = 6 * (2 * MAX_SIGNED_COMMAND + 32) + 256;
 
 const _: () = assert!(
     (MAX_MEMBERS * MEMBER_WORST
         + (MAX_DENIED + MAX_RESERVATIONS + MAX_REMEMBERED) * ENTRY_WORST
         + 6 * MAX_TOMBSTONE_BYTES
+        + MAX_MARKS * MARK_WORST
         + SHARED_DATA_LIMIT
         + REST_WORST) as u64
         * 5

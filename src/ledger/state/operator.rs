@@ -32,7 +32,7 @@ pub const ROTATION: &str = "token";
 pub const MAX_MARKS: usize = 4096;
 /// The longest signed command (its JSON) the state applies: an operator command names a
 /// PeerId, an address or a role, far less than this.
-pub const MAX_SIGNED_COMMAND: usize = 1024;
+pub const MAX_SIGNED_COMMAND: usize = 512;
 
 /// Whether `command`, proposed by `sender` (a PeerId), is the operator's to make.
 pub fn needs_operator(command: &Command, sender: &str) -> bool {
