@@ -524,8 +524,24 @@ impl NetworkKeys {
         unix_secs / self.epoch_secs
     }
 
-    /// The DHT rendezvous key of one epoch; members announce under the current, previous and
-    /// next epochs so that clocks a few minutes apart still meet.
+    /// The rendezvous epochs to look up at `unix_secs`: the current one and the neighbour
+    /// whose boundary is nearer. A member provides under its own current epoch only, so two
+    /// clocks less than half an epoch apart (30 minutes with the default epoch) still meet:
+    /// of two such clocks on either side of a boundary, each is nearer that boundary than the
+    /// other is to it. Each key looked up is a walk of the DHT whose answers list members with
+    /// their addresses, so a third key, the far neighbour, would cost half as much again.
+    pub fn lookup_epochs(&self, unix_secs: u64) -> Vec<u64> {
+        let epoch = self.epoch_at(unix_secs);
+        let into = unix_secs % self.epoch_secs;
+        let neighbour = if into < self.epoch_secs - into {
+            epoch.checked_sub(1)
+        } else {
+            epoch.checked_add(1)
+        };
+        neighbour.map_or(vec![epoch], |n| vec![epoch, n])
+    }
+
+    /// The DHT rendezvous key of one epoch.
     pub fn rendezvous(&self, epoch: u64) -> DerivedKey {
         let mut info = LABEL_RENDEZVOUS.to_vec();
         info.extend_from_slice(&epoch.to_be_bytes());
@@ -741,7 +757,33 @@ mod tests {
         let token = Token::parse(&yaml).unwrap();
         let keys = token.keys();
         assert_eq!(keys.epoch_at(0), keys.epoch_at(4_000_000_000));
+        assert_eq!(keys.lookup_epochs(4_000_000_000), vec![0]);
         assert_eq!(token.describe().rendezvous_epoch_secs, None);
+    }
+
+    #[test]
+    fn a_lookup_takes_the_current_epoch_and_the_nearer_neighbour() {
+        let keys = Token::Native(NativeToken::generate(None, Vec::new(), 3600)).keys();
+        let start = 500 * 3600;
+        assert_eq!(keys.lookup_epochs(start), vec![500, 499]);
+        assert_eq!(keys.lookup_epochs(start + 1799), vec![500, 499]);
+        assert_eq!(keys.lookup_epochs(start + 1800), vec![500, 501]);
+        assert_eq!(keys.lookup_epochs(start + 3599), vec![500, 501]);
+        assert_eq!(keys.lookup_epochs(10), vec![0]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn clocks_less_than_half_an_epoch_apart_look_up_each_others_epoch(
+            t in 1_000_000u64..2_000_000,
+            skew in 0u64..600,
+        ) {
+            let keys = Token::Native(NativeToken::generate(None, Vec::new(), 1200)).keys();
+            let (early, late) = (t, t + skew);
+            // Each provides under its own epoch only; each must look up the other's.
+            proptest::prop_assert!(keys.lookup_epochs(early).contains(&keys.epoch_at(late)));
+            proptest::prop_assert!(keys.lookup_epochs(late).contains(&keys.epoch_at(early)));
+        }
     }
 
     #[test]

@@ -206,15 +206,17 @@ fn autonat_config(relay: super::RelayMode) -> autonat::Config {
 /// Copies of each provider record in the private DHT, and members listed per answer.
 const PRIVATE_DHT_REPLICATION: usize = 8;
 
-/// How often each end pings a connection. A ping only measures the round trip the peer table
-/// shows: a failed one closes nothing, QUIC's keep-alive holds UDP NAT bindings and notices a
-/// dead peer, and raft and the feed cross the connections that carry them. Every 15 s (libp2p's
-/// default) both ends' pings were three quarters of what an idle mesh of 20 sent, a cost each
-/// node pays once per connection.
+/// How often each end pings a connection. A ping measures the round trip the peer table shows;
+/// a failed one closes nothing. QUIC's keep-alive holds UDP NAT bindings and notices a dead
+/// peer; on an idle TCP connection the ping is the only regular packet, which holds its NAT
+/// binding (TCP bindings last minutes to hours). Every 15 s (libp2p's default), both ends'
+/// pings cost each node a packet exchange per connection four times as often.
 const PING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The gossip mesh's degree: the peers a node relays each gossip message to.
 const MESH_N: usize = 4;
+/// The peers outside its mesh a node announces a heartbeat's new messages to.
+const GOSSIP_LAZY: usize = 3;
 
 /// Kademlia among members: network-scoped protocol, only admitted peers in the routing table,
 /// provider records stored only after the swarm task checks their author.
@@ -281,14 +283,18 @@ fn gossipsub_behaviour(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError
         // A publisher sends to its mesh (a bounded degree) rather than to every subscriber it
         // knows: the leader's feed must not cost it one copy per member.
         .flood_publish(false)
-        // No lazy gossip: gossipsub would send IHAVE for every message to six peers outside its
-        // mesh at each of the next three heartbeats, which in an idle mesh of 20 was half of
-        // what a node sent. The feed repairs its own losses (a follower sees the gap at the
-        // leader's next message, 2 s after its last entry at most, and catches up), so the
-        // IHAVE/IWANT repair only duplicated it.
-        .history_gossip(0)
-        // A smaller mesh: each node relays a message to about four peers, not six. Every
-        // message still reaches a connected mesh in a few hops, and a lost one is caught up.
+        // Lazy gossip, once and to three peers: each node announces the messages of its last
+        // heartbeat (IHAVE) to three peers outside its mesh, where gossipsub's defaults
+        // announced each message to six or more peers at each of three heartbeats (in an idle
+        // mesh of 20, about a quarter of what a node sent). It stays because it is what joins
+        // two meshes that formed apart (a healed partition: a node adds mesh peers only while
+        // it has too few, so nobody grafts across), and because a lost message comes back
+        // whole rather than as a catch-up of the leader's whole state.
+        .history_gossip(1)
+        .gossip_lazy(GOSSIP_LAZY)
+        .gossip_factor(0.0)
+        // A smaller mesh: each node relays a message to three to five peers rather than five
+        // to eleven. Every message still reaches a connected mesh in a few hops.
         .mesh_n(MESH_N)
         .mesh_n_low(MESH_N - 1)
         .mesh_n_high(MESH_N + 2)

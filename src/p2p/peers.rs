@@ -236,11 +236,14 @@ impl PeerTable {
     }
 }
 
-/// Whether an address names a host other machines can reach (not loopback, not a wildcard).
+/// Whether an address names a host other machines can reach: not loopback, not a wildcard, and
+/// not IPv6 link-local, which a multiaddr cannot tie to an interface, so no peer can dial it.
 pub fn is_routable(addr: &Multiaddr) -> bool {
     addr.iter().all(|p| match p {
         Protocol::Ip4(ip) => !ip.is_loopback() && !ip.is_unspecified(),
-        Protocol::Ip6(ip) => !ip.is_loopback() && !ip.is_unspecified(),
+        Protocol::Ip6(ip) => {
+            !ip.is_loopback() && !ip.is_unspecified() && !ip.is_unicast_link_local()
+        }
         _ => true,
     })
 }
@@ -299,6 +302,25 @@ mod tests {
         assert_eq!(views.len(), 1);
         assert_eq!(views[0].hostname, "alpha");
         assert_eq!(views[0].connection, ConnectionKind::Direct);
+    }
+
+    #[test]
+    fn loopback_wildcard_and_link_local_addresses_are_not_routable() {
+        for a in [
+            "/ip4/127.0.0.1/tcp/1",
+            "/ip4/0.0.0.0/udp/1/quic-v1",
+            "/ip6/::1/tcp/1",
+            "/ip6/fe80::905c:a4ff:feb5:2077/udp/1/quic-v1",
+        ] {
+            assert!(!is_routable(&addr(a)), "{a}");
+        }
+        for a in [
+            "/ip4/10.99.0.1/tcp/1",
+            "/ip6/fd00::1/tcp/1",
+            "/ip6/2001:db8::1/udp/1/quic-v1",
+        ] {
+            assert!(is_routable(&addr(a)), "{a}");
+        }
     }
 
     #[test]

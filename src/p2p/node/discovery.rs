@@ -178,8 +178,19 @@ impl Node {
         }
     }
 
+    /// Puts an admitted peer in the private DHT with the addresses others could dial: every
+    /// answer the DHT gives lists a few members with all the addresses it holds for them, so a
+    /// member's loopback addresses are kept only when it is on this machine (as in the peer
+    /// list).
     pub(super) fn add_to_routing(&mut self, peer: PeerId) {
-        let addrs: Vec<Multiaddr> = self.peers.listen_addrs(&peer).to_vec();
+        let local = self.peers.over_loopback(&peer);
+        let addrs: Vec<Multiaddr> = self
+            .peers
+            .listen_addrs(&peer)
+            .iter()
+            .filter(|a| local || is_routable(a))
+            .cloned()
+            .collect();
         if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
             for addr in addrs {
                 kad.add_address(&peer, addr);
@@ -250,8 +261,8 @@ impl Node {
                 .into_iter()
                 .map(|generation| &generation.keys)
                 .flat_map(|keys| {
-                    let epoch = keys.epoch_at(unix);
-                    [epoch.saturating_sub(1), epoch, epoch.saturating_add(1)]
+                    keys.lookup_epochs(unix)
+                        .into_iter()
                         .map(|e| key_of(keys, e))
                 })
                 .collect();
