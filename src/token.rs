@@ -527,8 +527,9 @@ impl NetworkKeys {
     /// The rendezvous epochs to look up at `unix_secs`: the current one and the neighbour
     /// whose boundary is nearer. A member provides under its own current epoch only, so two
     /// clocks less than half an epoch apart (30 minutes with the default epoch) still meet:
-    /// of two such clocks on either side of a boundary, each is nearer that boundary than the
-    /// other is to it. Each key looked up is a walk of the DHT whose answers list members with
+    /// two such clocks on either side of a boundary are each within half an epoch of it, so
+    /// for both it is the nearer one (and clocks less than a whole epoch apart meet from one
+    /// side at least). Each key looked up is a walk of the DHT whose answers list members with
     /// their addresses, so a third key, the far neighbour, would cost half as much again.
     pub fn lookup_epochs(&self, unix_secs: u64) -> Vec<u64> {
         let epoch = self.epoch_at(unix_secs);

@@ -286,10 +286,10 @@ fn gossipsub_behaviour(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError
         // Lazy gossip, once and to three peers: each node announces the messages of its last
         // heartbeat (IHAVE) to three peers outside its mesh, where gossipsub's defaults
         // announced each message to six or more peers at each of three heartbeats (in an idle
-        // mesh of 20, about a quarter of what a node sent). It stays because it is what joins
-        // two meshes that formed apart (a healed partition: a node adds mesh peers only while
-        // it has too few, so nobody grafts across), and because a lost message comes back
-        // whole rather than as a catch-up of the leader's whole state.
+        // mesh of 20, about a quarter of what a node sent). It stays because it is what carries
+        // messages across two meshes that formed apart (a healed partition: a node adds mesh
+        // peers only while it has too few, so nobody grafts across), and because a lost message
+        // comes back whole rather than as a catch-up of the leader's whole state.
         .history_gossip(1)
         .gossip_lazy(GOSSIP_LAZY)
         .gossip_factor(0.0)

@@ -237,7 +237,8 @@ impl PeerTable {
 }
 
 /// Whether an address names a host other machines can reach: not loopback, not a wildcard, and
-/// not IPv6 link-local, which a multiaddr cannot tie to an interface, so no peer can dial it.
+/// not IPv6 link-local, which libp2p's transports cannot dial (they drop an address's zone, so
+/// no interface is named).
 pub fn is_routable(addr: &Multiaddr) -> bool {
     addr.iter().all(|p| match p {
         Protocol::Ip4(ip) => !ip.is_loopback() && !ip.is_unspecified(),

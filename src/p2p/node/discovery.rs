@@ -179,9 +179,9 @@ impl Node {
     }
 
     /// Puts an admitted peer in the private DHT with the addresses others could dial: every
-    /// answer the DHT gives lists a few members with all the addresses it holds for them, so a
-    /// member's loopback addresses are kept only when it is on this machine (as in the peer
-    /// list).
+    /// answer the DHT gives lists a few members with all the addresses it holds for them, so
+    /// loopback and link-local addresses are left out, unless the member is on this machine (then
+    /// all are kept, and handed to every asker: several daemons on one machine need them).
     pub(super) fn add_to_routing(&mut self, peer: PeerId) {
         let local = self.peers.over_loopback(&peer);
         let addrs: Vec<Multiaddr> = self
@@ -227,7 +227,7 @@ impl Node {
         }
     }
 
-    /// Provides this epoch's rendezvous record and looks up the neighbouring epochs.
+    /// Provides this epoch's rendezvous record and looks up this epoch and the nearer neighbour.
     pub(super) fn rendezvous(&mut self, now: Instant) {
         if !self.config.dht && !self.config.public_dht {
             return;
