@@ -203,6 +203,9 @@ fn autonat_config(relay: super::RelayMode) -> autonat::Config {
     config
 }
 
+/// How long members keep a copy of another's rendezvous record.
+const PROVIDER_RECORD_TTL: Duration = Duration::from_secs(3 * 3600);
+
 /// Copies of each provider record in the private DHT, and members listed per answer.
 const PRIVATE_DHT_REPLICATION: usize = 8;
 
@@ -230,7 +233,10 @@ fn private_kad(local: PeerId, protocol: StreamProtocol) -> kad::Behaviour<kad::s
         // of 20 makes every answer of a large mesh kilobytes long. Members are few hops apart
         // and each is also found by peer exchange, so fewer copies of a provider record do.
         .set_replication_factor(NonZeroUsize::new(PRIVATE_DHT_REPLICATION).expect("nonzero"))
-        .set_provider_record_ttl(Some(Duration::from_secs(3 * 3600)))
+        .set_provider_record_ttl(Some(PROVIDER_RECORD_TTL))
+        // Published again well within its lifetime: libp2p's default (12 h) let the copies of
+        // a record of a long epoch (edgevpn's never-rotating one) lapse 9 hours in 12.
+        .set_provider_publication_interval(Some(PROVIDER_RECORD_TTL / 3))
         .set_query_timeout(Duration::from_secs(30));
     let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), config);
     kad.set_mode(Some(kad::Mode::Server));

@@ -176,7 +176,7 @@ impl PeerTable {
         self.peers.get(peer).is_some_and(|e| {
             e.connections
                 .values()
-                .any(|l| !l.relayed && !is_routable(&l.remote))
+                .any(|l| !l.relayed && is_loopback(&l.remote))
         })
     }
 
@@ -247,6 +247,22 @@ pub fn is_routable(addr: &Multiaddr) -> bool {
         }
         _ => true,
     })
+}
+
+/// Whether an address is on this machine: every IP in it is loopback.
+pub fn is_loopback(addr: &Multiaddr) -> bool {
+    let mut ips = addr.iter().filter_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.is_loopback()),
+        Protocol::Ip6(ip) => Some(ip.is_loopback()),
+        _ => None,
+    });
+    ips.next().is_some_and(|first| first && ips.all(|l| l))
+}
+
+/// Whether this node hands `addr` on to another member: a routable address always, a loopback
+/// one only when both the member it names and the one asking are on this machine (`local`).
+pub fn is_shareable(addr: &Multiaddr, local: bool) -> bool {
+    is_routable(addr) || (local && is_loopback(addr))
 }
 
 /// `addr` without a trailing `/p2p/<id>`.
@@ -322,6 +338,25 @@ mod tests {
         ] {
             assert!(is_routable(&addr(a)), "{a}");
         }
+    }
+
+    #[test]
+    fn loopback_is_shared_only_on_this_machine_and_link_local_never() {
+        let link_local = addr("/ip6/fe80::905c:a4ff:feb5:2077/tcp/1");
+        for local in [false, true] {
+            assert!(is_shareable(&addr("/ip4/10.99.0.1/tcp/1"), local));
+            assert!(
+                !is_shareable(&link_local, local),
+                "link-local, local {local}"
+            );
+            assert!(!is_shareable(&addr("/ip4/0.0.0.0/tcp/1"), local));
+        }
+        for a in ["/ip4/127.0.0.1/tcp/1", "/ip6/::1/udp/1/quic-v1"] {
+            assert!(is_shareable(&addr(a), true), "{a}");
+            assert!(!is_shareable(&addr(a), false), "{a}");
+        }
+        assert!(!is_loopback(&link_local));
+        assert!(!is_loopback(&addr("/dns4/localhost/tcp/1")));
     }
 
     #[test]

@@ -116,7 +116,7 @@ impl Node {
                     peer_id: peer.to_bytes(),
                     addrs: addrs
                         .iter()
-                        .filter(|a| share_loopback || is_routable(a))
+                        .filter(|a| is_shareable(a, share_loopback))
                         .map(|a| a.to_vec())
                         .collect(),
                     hostname: hostname.to_string(),
@@ -180,15 +180,15 @@ impl Node {
 
     /// Puts an admitted peer in the private DHT with the addresses others could dial: every
     /// answer the DHT gives lists a few members with all the addresses it holds for them, so
-    /// loopback and link-local addresses are left out, unless the member is on this machine (then
-    /// all are kept, and handed to every asker: several daemons on one machine need them).
+    /// link-local addresses are left out, and loopback ones unless the member is on this
+    /// machine (then they are handed to every asker: several daemons on one machine need them).
     pub(super) fn add_to_routing(&mut self, peer: PeerId) {
         let local = self.peers.over_loopback(&peer);
         let addrs: Vec<Multiaddr> = self
             .peers
             .listen_addrs(&peer)
             .iter()
-            .filter(|a| local || is_routable(a))
+            .filter(|a| is_shareable(a, local))
             .cloned()
             .collect();
         if let Some(kad) = self.swarm.behaviour_mut().private_dht() {

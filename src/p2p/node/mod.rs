@@ -43,7 +43,7 @@ use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec, Serv
 use super::bootstrap::Bootstrap;
 use super::heard::HeardOf;
 use super::pacer::Pacer;
-use super::peers::{PeerTable, is_nested_circuit, is_relayed, is_routable};
+use super::peers::{PeerTable, is_nested_circuit, is_relayed, is_shareable};
 use super::protocol::Protocols;
 use super::redial::Redial;
 use super::relaying::{RelayMode, Reservations};
