@@ -142,7 +142,9 @@ impl Behaviour {
             blocked: allow_block_list::Behaviour::default(),
             identify: identify::Behaviour::new(
                 identify::Config::new("/weft/1".to_string(), key.public())
-                    .with_agent_version(format!("weft/{}", crate::VERSION)),
+                    .with_agent_version(format!("weft/{}", crate::VERSION))
+                    .with_interval(IDENTIFY_INTERVAL)
+                    .with_push_listen_addr_updates(true),
             ),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
             auth: request_response::Behaviour::new(
@@ -215,6 +217,13 @@ const PRIVATE_DHT_REPLICATION: usize = 8;
 /// binding (TCP bindings last minutes to hours). Every 15 s (libp2p's default), both ends'
 /// pings cost each node a packet exchange per connection four times as often.
 const PING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often a peer is asked to identify itself again after the first time: rarely, since
+/// each node pushes its identify to every connected peer when its addresses change (listen
+/// addresses by identify itself, external ones by `node/mod.rs`). libp2p's default of 5
+/// minutes had every node answer every connected peer with its whole identify (each address and
+/// protocol, about 1.5 kB) every 5 minutes: in a mesh of 20, 50 kB per node at once.
+const IDENTIFY_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The gossip mesh's degree: the peers a node relays each gossip message to.
 const MESH_N: usize = 4;

@@ -7,7 +7,8 @@
 //! answer never changes, and asking on a fixed timer costs every member traffic that grows with
 //! the mesh. A [`Pacer`] runs such work at its base interval, doubles the gap after each round
 //! that found nothing new, up to a maximum, and returns to the base interval when a round finds
-//! someone new or when asked to ([`Pacer::reset`]). Pure and time-injected.
+//! someone new or when asked to ([`Pacer::reset`]). While there is nothing to find as far as
+//! the caller can tell, it keeps to the maximum ([`Pacer::settle`]). Pure and time-injected.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,13 @@ impl Pacer {
     pub fn stay_eager(&mut self) {
         self.gap = self.base;
     }
+
+    /// Keeps to the longest gap (while everyone this node has heard of is reached, say): the
+    /// round already due still comes when it is due (one asked for by [`Pacer::reset`] or
+    /// [`Pacer::found`] included), and the next comes the maximum after it.
+    pub fn settle(&mut self) {
+        self.gap = self.max;
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +109,32 @@ mod tests {
             pacer.due(now + 2 * MINUTE),
             "the gap starts again from the base"
         );
+    }
+
+    #[test]
+    fn a_settled_pacer_keeps_to_the_longest_gap_until_something_is_found() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(MINUTE, 16 * MINUTE, start);
+        let settled = |pacer: &mut Pacer, s: u64| {
+            pacer.settle();
+            pacer.due(start + Duration::from_secs(s))
+        };
+        let minutes: Vec<u64> = (0..=40 * 60)
+            .filter(|&s| settled(&mut pacer, s))
+            .map(|s| s / 60)
+            .collect();
+        assert_eq!(minutes, [0, 16, 32]);
+        // A round asked for is not put off by settling, but the one after it is.
+        let now = start + 40 * MINUTE;
+        pacer.found(now);
+        assert!(
+            settled(&mut pacer, 41 * 60),
+            "found: due within the base interval"
+        );
+        pacer.reset(start + 42 * MINUTE);
+        assert!(settled(&mut pacer, 42 * 60), "reset: due at once");
+        assert!(!settled(&mut pacer, 57 * 60));
+        assert!(settled(&mut pacer, 58 * 60));
     }
 
     #[test]

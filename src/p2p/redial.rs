@@ -67,6 +67,11 @@ impl Redial {
         self.wanted.contains_key(peer)
     }
 
+    /// Whether every member heard of is reached (or was given up on).
+    pub fn wants_nobody(&self) -> bool {
+        self.wanted.is_empty()
+    }
+
     /// The first dial of `peer`, just heard of, is left to this table: of two members that
     /// hear of each other at once (mDNS tells both), the lower PeerId dials, and the higher one
     /// dials [`MIN_BACKOFF`] later (at the next reading of [`Redial::due`]) unless a connection

@@ -254,6 +254,13 @@ impl Node {
         if self.peers.admitted_peers().next().is_none() {
             // Nobody to learn members from but the DHT.
             self.lookups.stay_eager();
+        } else if self.redial.wants_nobody() {
+            // Every member heard of is reached: members joining later find this node by their
+            // own lookups, and it learns of them from their connections and peer exchange. What
+            // only this node's lookup would find is a member of a cluster formed apart, so it
+            // looks at the longest gap: a round costs every member it asks an answer listing
+            // the providers and their addresses.
+            self.lookups.settle();
         }
         if self.lookups.due(now) {
             let keys: Vec<kad::RecordKey> = held

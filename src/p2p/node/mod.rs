@@ -63,9 +63,10 @@ const QUIC_IDLE_TIMEOUT_MS: u32 = 30_000;
 /// node has no admitted peer, and after a lookup found a member it did not know.
 const RENDEZVOUS_LOOKUP: Duration = Duration::from_secs(60);
 /// The longest gap between lookups: each lookup that finds nobody new doubles the gap up to
-/// this, so a settled mesh does not walk the DHT every minute (a lookup asks members near the
-/// key, and each answers with the members it knows: its cost grows with the mesh), while a
-/// member that only the DHT would name is still found within it.
+/// this, and a node that reaches every member it has heard of keeps to it, so a settled mesh
+/// does not walk the DHT every few minutes (a lookup asks members near the key, and each
+/// answers with up to 20 providers and their addresses), while a member that only the DHT
+/// would name (one of a cluster formed apart) is still found within it.
 const RENDEZVOUS_LOOKUP_MAX: Duration = Duration::from_secs(16 * 60);
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -140,6 +141,8 @@ pub(super) struct Node {
     /// Whether the relay server grants slots and circuits now ([`RelayMode::serves`]).
     serving: Serving,
     listen: HashSet<Multiaddr>,
+    /// The external addresses connected peers were last told of by an identify push.
+    pushed_external: HashSet<Multiaddr>,
     /// The rendezvous record this node provides (its current token's, this epoch's).
     provided: Option<libp2p::kad::RecordKey>,
     /// When the rendezvous is next looked up.
@@ -275,6 +278,7 @@ impl Node {
             reservations: Reservations::default(),
             serving,
             listen: HashSet::new(),
+            pushed_external: HashSet::new(),
             provided: None,
             lookups: Pacer::new(RENDEZVOUS_LOOKUP, RENDEZVOUS_LOOKUP_MAX, now),
             exchanges: Pacer::new(exchange_every, exchange_every * 16, now + exchange_every),
@@ -479,6 +483,19 @@ impl Node {
             // server's advertisement follows the direct external addresses alone.
             SwarmEvent::ExternalAddrConfirmed { address } if is_relayed(&address) => {
                 self.swarm.remove_external_address(&address);
+            }
+            // Peers learn this node's addresses from identify, pushed when they change rather
+            // than asked for every few minutes (`behaviour.rs`); identify pushes changes of
+            // listen addresses itself, not of external ones. AutoNAT confirms the same address
+            // again at every probe: only a change is pushed.
+            SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {
+                let external: HashSet<Multiaddr> =
+                    self.swarm.external_addresses().cloned().collect();
+                if external != self.pushed_external {
+                    self.pushed_external = external;
+                    let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    self.swarm.behaviour_mut().identify.push(connected);
+                }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen.remove(&address);
