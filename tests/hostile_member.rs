@@ -41,6 +41,13 @@ async fn propose(
     outcome(hostile, leader, LedgerRpc::Propose(command)).await
 }
 
+/// Asks the leader to renew the hostile node's own lease.
+async fn renew(hostile: &support::mesh::Member, leader: PeerId) -> Result<(), String> {
+    call::<Result<(), String>>(&hostile.handle, leader, &LedgerRpc::Renew)
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 fn join(peer: &str, hostname: &str, requested: Option<std::net::Ipv4Addr>) -> Command {
     Command::Join {
         peer: peer.to_string(),
@@ -150,12 +157,41 @@ async fn a_member_cannot_speak_for_another_member() {
     )
     .await;
     assert!(refused.is_err(), "{refused:?}");
+    // Nor does it renew the victim's lease in the leader's name.
+    let refused = propose(
+        &hostile,
+        leader,
+        Command::Renewals {
+            peers: vec![victim.clone()],
+            now: u64::MAX / 2,
+        },
+    )
+    .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("decided by the leader alone")),
+        "{refused:?}"
+    );
+    // A renewal request names nobody: the sender's own lease, and only once it holds one.
+    let renewal = renew(&hostile, leader).await;
+    assert!(
+        renewal.as_ref().is_err_and(|e| e.contains("no live lease")),
+        "{renewal:?}"
+    );
 
     // Speaking for itself is what members do: it joins like any member.
     let joined = propose(&hostile, leader, join(&mine, "mallory", None)).await;
     assert!(joined.is_ok(), "{joined:?}");
     wait_for("the hostile node's own record", || {
         observer.ledger.state().members().get(&mine).map(|_| ())
+    })
+    .await;
+    let own_stamp = record(observer, &mine).renewed_at;
+    let renewal = renew(&hostile, leader).await;
+    assert!(renewal.is_ok(), "{renewal:?}");
+    wait_for("the hostile node's renewal to commit", || {
+        (record(observer, &mine).renewed_at != own_stamp).then_some(())
     })
     .await;
     let after = record(observer, &victim);

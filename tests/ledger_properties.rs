@@ -112,6 +112,9 @@ fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
         4 => join(),
         1 => (p.clone(), 0u64..1000).prop_map(|(n, now)| Command::Renew { peer: peer(n), now }),
+        1 => (proptest::collection::vec(p.clone(), 0..4), 0u64..1000).prop_map(|(ns, now)| {
+            Command::Renewals { peers: ns.into_iter().map(peer).collect(), now }
+        }),
         2 => p.clone().prop_map(|n| Command::Expire { peer: peer(n) }),
         1 => p.clone().prop_map(|n| Command::Leave { peer: peer(n) }),
         1 => (p.clone(), 0u8..20).prop_map(|(n, a)| Command::Reserve { peer: peer(n), address: addr(a) }),

@@ -1,7 +1,7 @@
 //! Who may propose what to the leader over the ledger RPC. A member speaks only for itself: its
 //! `Join` (hostname, data-plane key, endpoints, requested address), `Renew` and bootstrap
 //! reports are accepted only from its own PeerId, the one the connection authenticated. What
-//! only a leader decides (`Expire`) or only a cluster's first entry holds (`Genesis`,
+//! only a leader decides (`Expire`, `Renewals`) or only a cluster's first entry holds (`Genesis`,
 //! `Recover`) is never accepted from another node: the leader proposes those itself.
 //! Nor is an audit wrapper: the leader alone attributes a command to its issuer. In a mesh
 //! configured with an operator key ([`crate::operator`]), what is the operator's to decide
@@ -166,6 +166,7 @@ fn speaks_for_itself(command: &Command, sender: &str) -> Result<(), String> {
         | Command::Renew { peer, .. }
         | Command::ReportBootstrap { peer, .. } => peer,
         Command::Expire { .. }
+        | Command::Renewals { .. }
         | Command::Genesis(_)
         | Command::Recover { .. }
         | Command::Audited { .. } => {
@@ -190,6 +191,7 @@ fn name(command: &Command) -> &'static str {
     match command {
         Command::Join { .. } => "Join",
         Command::Renew { .. } => "Renew",
+        Command::Renewals { .. } => "Renewals",
         Command::ReportBootstrap { .. } => "ReportBootstrap",
         Command::Expire { .. } => "Expire",
         Command::Genesis(_) => "Genesis",
@@ -306,6 +308,12 @@ mod tests {
         let expire = Command::Expire { peer: "a".into() };
         assert!(may_propose(&expire, "b", None, None, 0).is_err());
         assert!(may_propose(&expire, "a", None, None, 0).is_err());
+        // A member asks to renew only its own lease (`LedgerRpc::Renew` names no one).
+        let renewals = Command::Renewals {
+            peers: vec!["a".into()],
+            now: 1,
+        };
+        assert!(may_propose(&renewals, "a", None, None, 0).is_err());
         let genesis = Command::Genesis(ClusterId {
             created_at: 1,
             id: 2,

@@ -32,10 +32,11 @@
 //! Record: a member whose record is missing, expired or under another hostname proposes it
 //! again (a live member keeps its address).
 //!
-//! Leases: a member renews its lease through the log every third of `lease_timeout` (rarely:
-//! minutes on a real mesh). The leader expires the lease of a member that no admitted connection
-//! has reached for `lease_timeout`, or at once when the member is unreachable and its last
-//! renewal is older than the timeout; expiry frees the member's address.
+//! Leases: a member asks the leader to renew its lease every third of `lease_timeout` (rarely:
+//! minutes on a real mesh); the leader commits the renewals it gathered as one log entry per
+//! window ([`super::renewals`]). The leader expires the lease of a member it has neither seen
+//! renew nor reached over an admitted connection for `lease_timeout`, by its own monotonic
+//! clock ([`super::lease`]); expiry frees the member's address.
 //!
 //! When each duty is due, and what to make of the answers, is decided by the [`Pilot`]
 //! ([`super::pilot`], pure and time-injected); this module reads the node's state into it at
@@ -196,8 +197,10 @@ impl Autopilot {
                         // did not.
                         self.leases = Leases::new(self.config.lease_timeout);
                         self.seats.clear();
+                        ledger.renewals().clear();
                     }
                     lead(&ledger, &self.config).await;
+                    commit_renewals(&ledger, &self.config).await;
                     recruit(&ledger, &self.config).await;
                     replace_voters(&ledger, &self.config, &mut self.seats).await;
                     expire_leases(&ledger, &mut self.leases).await;
@@ -441,14 +444,10 @@ impl Autopilot {
         }
     }
 
-    /// Renews this node's lease through the log.
+    /// Asks the leader to renew this node's lease in its next renewals entry.
     async fn renew(&self) {
-        let renew = Command::Renew {
-            peer: self.ledger.p2p().peer_id().to_string(),
-            now: unix_now(),
-        };
-        if let Err(e) = self.ledger.propose(renew).await {
-            tracing::debug!(error = %e, "lease renewal not committed");
+        if let Err(e) = self.ledger.renew_lease().await {
+            tracing::debug!(error = %e, "lease renewal not taken");
         }
     }
 
@@ -832,6 +831,28 @@ fn live_stamps(state: &LedgerState) -> Vec<(String, u64)> {
         .filter(|(_, m)| m.lease == LeaseState::Live)
         .map(|(peer, m)| (peer.clone(), m.renewed_at))
         .collect()
+}
+
+/// Commits the renewals this leader has queued, once a window has passed since it last did
+/// ([`renewals`](super::renewals)), before the duties that may wait for the membership lock.
+/// A leader cut off from its quorum keeps them queued; renewals that do not commit are not
+/// queued again (their members renew again a renewal interval later).
+async fn commit_renewals(ledger: &Ledger, config: &LedgerConfig) {
+    if ledger.cut_off() {
+        return;
+    }
+    let window = super::renewals::window(config.lease_timeout);
+    let due = ledger.renewals().due(crate::clock::now(), window);
+    for peers in due {
+        let renewals = Command::Renewals {
+            peers,
+            now: unix_now(),
+        };
+        if let Err(e) = ledger.propose(renewals).await {
+            tracing::debug!(error = %e, "lease renewals not committed");
+            return;
+        }
+    }
 }
 
 /// Expires the leases of live members this leader has neither seen renew nor reached for the

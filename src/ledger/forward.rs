@@ -1,7 +1,7 @@
 //! Joins and proposals forwarded through a member to a leader this node does not reach.
 //!
 //! A node on a segment that reaches only some members (A reaches R, R reaches the leader B, A
-//! does not) asks a member it reaches to pass its join or proposal on. The member passes it
+//! does not) asks a member it reaches to pass its join, proposal or lease renewal on. The member passes it
 //! straight to the leader it knows, once: a forwarded request is never forwarded again, so a
 //! request takes at most one hop and cannot loop. The leader must still know whom the request
 //! is from, since a member speaks only for itself ([`super::authority`]), and the member in the
@@ -357,7 +357,7 @@ impl Drop for PassTicket<'_> {
     }
 }
 
-/// Sends `rpc` (a `Join` or `Propose`) to `leader`, answered by `until`: directly, or, when
+/// Sends `rpc` (a `Join`, `Propose` or `Renew`) to `leader`, answered by `until`: directly, or, when
 /// this node is not connected to it, through a member ([`send`]). Answers the leader's answer
 /// and the peer that carried it (the leader itself, or the member).
 pub async fn call_or_forward<T: DeserializeOwned>(

@@ -23,6 +23,7 @@ pub mod pending;
 pub mod pilot;
 pub mod raft;
 pub mod recover;
+pub mod renewals;
 pub mod sealed;
 mod seats;
 pub mod service;
@@ -206,6 +207,8 @@ pub struct Ledger {
     challenges: Arc<Mutex<forward::Challenges>>,
     /// The requests this node passes on to the leader for other nodes.
     passing: Arc<forward::Passing>,
+    /// The lease renewals this node, as the leader, answered and has not committed yet.
+    renewals: Arc<Mutex<renewals::Renewals>>,
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
@@ -301,6 +304,7 @@ impl Ledger {
             joins: Arc::default(),
             challenges: Arc::default(),
             passing: Arc::default(),
+            renewals: Arc::default(),
             declared: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
             operator: config.operator.clone().map(Arc::new),
@@ -484,6 +488,63 @@ impl Ledger {
         self.challenges
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The renewals this node queued as the leader ([`renewals`]).
+    pub(crate) fn renewals(&self) -> std::sync::MutexGuard<'_, renewals::Renewals> {
+        // Nothing panics while holding it.
+        self.renewals
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues the renewal of `peer`'s lease for this leader's next [`Command::Renewals`]
+    /// entry; refused when `peer` holds no live lease in this node's state.
+    pub(crate) fn queue_renewal(&self, peer: String) -> Result<(), String> {
+        let live = self
+            .state()
+            .members()
+            .get(&peer)
+            .is_some_and(|m| m.lease == state::LeaseState::Live);
+        if !live {
+            return Err(format!("{peer} holds no live lease in this cluster"));
+        }
+        if self.renewals().queue(peer) {
+            Ok(())
+        } else {
+            Err("too many renewals are waiting; try again later".into())
+        }
+    }
+
+    /// Asks the leader (this node or, over libp2p, another, through a member when not
+    /// connected to it) to renew this node's lease. The leader answers once it has queued the
+    /// renewal; the renewal shows in the state when the leader's next [`Command::Renewals`]
+    /// entry commits, within a [`renewals::window`].
+    pub async fn renew_lease(&self) -> Result<(), LedgerError> {
+        let (leader, node) = self.leader().ok_or(LedgerError::NoLeader)?;
+        let me = self.p2p.peer_id().to_string();
+        if leader == self.node_id() {
+            return self.queue_renewal(me).map_err(LedgerError::Refused);
+        }
+        let peer: PeerId = node.peer_id.parse().map_err(|_| LedgerError::NoLeader)?;
+        let until = tokio::time::Instant::now() + ANSWER_WITHIN;
+        let sent = tokio::time::Instant::now();
+        match forward::call_or_forward::<Result<(), String>>(
+            &self.p2p,
+            peer,
+            &LedgerRpc::Renew,
+            until,
+        )
+        .await
+        {
+            Ok((answer, _)) => answer.map_err(LedgerError::Refused),
+            Err(forward::SendError::TimedOut) => Err(LedgerError::LeaderSilent(
+                sent.elapsed().as_secs_f64().round() as u64,
+            )),
+            Err(forward::SendError::NotSent(e) | forward::SendError::Sent(e)) => {
+                Err(LedgerError::Refused(e))
+            }
+        }
     }
 
     /// Serialises changes of the raft membership.

@@ -238,6 +238,7 @@ async fn answer(
             after,
         } => encode(&ledger.catchup_page(position, after, offset).await),
         LedgerRpc::Propose(command) => answer_propose(ledger, peer, behind, command).await,
+        LedgerRpc::Renew => answer_renew(ledger, peer, behind),
         // A peer behind the rotation writes nothing, forwarded or not, for itself or another.
         LedgerRpc::Challenge { .. } | LedgerRpc::Forwarded(_) if behind => {
             encode(&Err::<(), String>(BEHIND.to_string()))
@@ -329,6 +330,24 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
     })
 }
 
+/// A renewal of `peer`'s lease, queued for the leader's next [`Command::Renewals`] entry and
+/// answered at once. Only this node's live members are queued, and only while it leads; a peer
+/// behind the rotation renews nothing (it proposes nothing either).
+fn answer_renew(ledger: &Ledger, peer: PeerId, behind: bool) -> Vec<u8> {
+    let sender = peer.to_string();
+    let answer = if behind {
+        Err(BEHIND.to_string())
+    } else if !leads(ledger) {
+        Err(NOT_LEADER.to_string())
+    } else {
+        ledger.queue_renewal(sender)
+    };
+    if let Err(refusal) = &answer {
+        tracing::debug!(%peer, %refusal, "refused a lease renewal");
+    }
+    encode(&answer)
+}
+
 /// Whether this node leads its cluster, as raft says.
 fn leads(ledger: &Ledger) -> bool {
     ledger.raft().metrics().borrow().current_leader == Some(ledger.node_id())
@@ -415,7 +434,8 @@ async fn decide_forwarded(
                 forwarded_join(ledger, origin, node_id, node)
             }
             Ok(LedgerRpc::Propose(command)) => answer_propose(ledger, origin, false, command).await,
-            Ok(_) => refuse("only a join or a proposal is forwarded".into()),
+            Ok(LedgerRpc::Renew) => answer_renew(ledger, origin, false),
+            Ok(_) => refuse("only a join, a proposal or a renewal is forwarded".into()),
             Err(e) => refuse(format!("the forwarded request does not decode: {e}")),
         },
     )

@@ -52,6 +52,10 @@ pub enum LedgerRpc {
     },
     /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
     Propose(Command),
+    /// "Renew my lease" (to the leader): the sender's lease, renewed in the leader's next
+    /// [`Command::Renewals`] entry ([`crate::ledger::renewals`]). Answered with
+    /// `Result<(), String>` once queued, before it commits.
+    Renew,
     /// "Send me a page of your state" (a follower to a raft member): from `offset` of the
     /// state's encoding at raft index `position` (`None`: the state as it is now, past index
     /// `after`, the one the follower holds). Answered with `Result<Page, String>`.

@@ -38,6 +38,7 @@ pub fn is_audited(command: &Command) -> bool {
         command,
         Command::Join { .. }
             | Command::Renew { .. }
+            | Command::Renewals { .. }
             | Command::ReportBootstrap { .. }
             | Command::Genesis(_)
             | Command::Recover { .. }
@@ -168,6 +169,7 @@ fn describe(command: &Command) -> String {
         ),
         Command::Join { .. }
         | Command::Renew { .. }
+        | Command::Renewals { .. }
         | Command::ReportBootstrap { .. }
         | Command::Genesis(_)
         | Command::Recover { .. }

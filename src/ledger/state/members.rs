@@ -277,6 +277,25 @@ mod tests {
     }
 
     #[test]
+    fn a_renewals_entry_renews_each_live_member_it_names_and_passes_over_the_others() {
+        let mut state = LedgerState::new(pool());
+        run(&mut state, &[join("a", 10), join("b", 10), join("c", 10)]);
+        run(&mut state, &[Command::Expire { peer: "c".into() }]);
+        let before = state.clone();
+        run(
+            &mut state,
+            &[Command::Renewals {
+                peers: vec!["a".into(), "c".into(), "stranger".into()],
+                now: 50,
+            }],
+        );
+        assert_eq!(state.members()["a"].renewed_at, 50);
+        assert_eq!(state.members()["b"], before.members()["b"], "not named");
+        assert_eq!(state.members()["c"], before.members()["c"], "not live");
+        assert!(!state.members().contains_key("stranger"));
+    }
+
+    #[test]
     fn an_expired_lease_frees_its_address_and_a_rejoin_gets_it_back_when_free() {
         let mut state = LedgerState::new(pool());
         run(&mut state, &[join("a", 1), join("b", 1)]);

@@ -107,6 +107,13 @@ pub enum Command {
         peer: PeerKey,
         now: u64,
     },
+    /// The leader renews the leases of the members that asked it to since its last such entry
+    /// ([`crate::ledger::renewals`]), each as [`Command::Renew`] does; members not live are
+    /// passed over.
+    Renewals {
+        peers: Vec<PeerKey>,
+        now: u64,
+    },
     /// The leader saw the member unreachable past the lease timeout: its address and role are
     /// freed, unless it deployed its role.
     Expire {
@@ -404,6 +411,12 @@ impl LedgerState {
                 },
             ),
             Command::Renew { peer, now } => self.renew(peer, *now),
+            Command::Renewals { peers, now } => {
+                for peer in peers {
+                    self.renew(peer, *now);
+                }
+                Outcome::Done
+            }
             Command::Expire { peer } => self.expire(peer),
             Command::Leave { peer } => self.remove(peer),
             Command::Reserve { peer, address } => self.reserve(peer, *address),
