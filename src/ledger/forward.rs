@@ -1,4 +1,5 @@
-//! Joins and proposals forwarded through a member to a leader this node does not reach.
+//! Joins, proposals and lease renewals forwarded through a member to a leader this node does
+//! not reach.
 //!
 //! A node on a segment that reaches only some members (A reaches R, R reaches the leader B, A
 //! does not) asks a member it reaches to pass its join, proposal or lease renewal on. The member passes it

@@ -1,8 +1,8 @@
 //! Lease expiry as the leader decides it, from its own monotonic clock alone: a member's lease
 //! expires once the leader has, for a whole lease timeout, neither seen it renew nor reached
 //! it. A renewal is any change of the member's recorded renewal stamp, whatever clock wrote the
-//! stamp: a member whose clock is off, or steps back, renews like any other, and the leader's
-//! own wall clock plays no part. A reachable member (an admitted connection) is alive too. A new
+//! stamp (the leader's, in a `Renewals` entry; a member's, in a `Renew`): a clock that is off,
+//! or steps back, renews like any other, and no wall clock decides an expiry. A reachable member (an admitted connection) is alive too. A new
 //! leader starts every timer fresh. Pure and time-injected: [`Leases::expired`] takes the
 //! members and `now`, the autopilot proposes what it returns.
 

@@ -8,12 +8,14 @@
 //! entry went to every node as a feed message: idle traffic per node grew with the mesh. Now
 //! the log holds at most one renewal entry per window, whatever the mesh's size (one per
 //! [`PER_COMMAND`] members besides, within the command size limit). A renewal shows in the
-//! stamp a window later at most, well within what the lease timeout, a member's doubt of its
-//! own record and the merge checks' silence allow (each is a lease timeout or more).
+//! stamp a window and a leader's round (a second) later at most, well within what the lease
+//! timeout, a member's doubt of its own record and the merge checks' silence allow (each is a
+//! lease timeout or more).
 //!
-//! The queue is the leader's own: a leader that loses its leadership forgets it (the members
-//! renew again a renewal interval later, as they would after any renewal that did not commit),
-//! and a new leader starts with an empty one. Pure and time-injected.
+//! The queue is the leader's own, committed only at the rounds it leads; a node drops it when it
+//! starts leading (what it queued in an earlier leadership, and what it answered between its
+//! election and its first round). Those members renew again a renewal interval later, as they
+//! would after any renewal that did not commit. Pure and time-injected.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -67,7 +69,7 @@ impl Renewals {
             .collect()
     }
 
-    /// Forgets what was queued: this node no longer leads, or leads anew.
+    /// Forgets what was queued: this node leads anew.
     pub fn clear(&mut self) {
         self.pending.clear();
         self.last_commit = None;

@@ -222,7 +222,7 @@ const PING_INTERVAL: Duration = Duration::from_secs(60);
 /// each node pushes its identify to every connected peer when its addresses change (listen
 /// addresses by identify itself, external ones by `node/mod.rs`). libp2p's default of 5
 /// minutes had every node answer every connected peer with its whole identify (each address and
-/// protocol, about 1.5 kB) every 5 minutes: in a mesh of 20, 50 kB per node at once.
+/// protocol, about 1.5 kB) every 5 minutes: in a mesh of 20, about 30 kB per node at once.
 const IDENTIFY_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The gossip mesh's degree: the peers a node relays each gossip message to.
