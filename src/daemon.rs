@@ -375,6 +375,7 @@ fn p2p_config(settings: &Settings) -> P2pConfig {
         max_per_ip: crate::p2p::per_ip::PerIpLimits::share_of(settings.max_connections),
         auth_timeout: AUTH_TIMEOUT,
         block_duration: settings.block_duration,
+        idle_timeout: settings.idle_timeout,
         peer_exchange_interval: Some(PEER_EXCHANGE_INTERVAL),
         overlay: Some(settings.cidr),
     }

@@ -129,6 +129,46 @@ fn sessions_are_made_when_traffic_asks_and_the_first_packet_arrives() {
     }
 }
 
+#[test]
+fn members_keep_few_connections_and_dial_one_when_a_packet_needs_it() {
+    require_netns!();
+    const N: usize = 8;
+    let mut lan = Lan::new(N, WEFT);
+    let token = lan.new_token();
+    for i in 0..N {
+        let args = ["--token", token.as_str(), "--no-dht", "--idle-timeout", "3"];
+        lan.start_weft(i, &args, &[]);
+    }
+    let overlay = lan.settled_addresses(&(0..N).collect::<Vec<_>>(), DEADLINE);
+    let ids: Vec<String> = (0..N).map(|i| lan.peer_id(i)).collect();
+    let connected = |lan: &Lan, i: usize| -> Vec<String> {
+        peers(lan, i)
+            .iter()
+            .filter_map(|p| p["peer_id"].as_str().map(str::to_string))
+            .collect()
+    };
+    // Connections nothing uses close (the gossip mesh's stay): some pair is left without one.
+    let (a, b) = wait_until(DEADLINE, "a pair of members without a connection", || {
+        (0..N).find_map(|i| {
+            let theirs = connected(&lan, i);
+            (0..N)
+                .find(|&j| j != i && !theirs.contains(&ids[j]))
+                .map(|j| (i, j))
+        })
+    });
+    // One ping, one try: the packet waits while the member is dialled, admitted and
+    // handshaken with, and arrives.
+    let out = lan.hosts[a].run("ping", &["-c", "1", "-W", "8", &overlay[b]]);
+    assert!(
+        out.status.success(),
+        "n{} to n{}: the first ping was lost:\n{}\n{}",
+        a + 1,
+        b + 1,
+        String::from_utf8_lossy(&out.stdout),
+        lan.logs()
+    );
+}
+
 /// An address of the pool `cidr` that is none of `taken`.
 fn unused_address(taken: &[String], cidr: &str) -> String {
     let net: ipnet::Ipv4Net = cidr.parse().unwrap();

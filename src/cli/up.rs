@@ -61,6 +61,12 @@ pub(super) struct UpArgs {
     /// Seconds a peer that failed admission stays blocked [default: 300].
     #[arg(long, env = "WEFT_BLOCK_DURATION", value_name = "SECS")]
     block_duration: Option<String>,
+    /// Seconds a connection to a member stays open while nothing uses it: a node keeps a few
+    /// connections (its gossip neighbours, the leader it renews with) and dials others when a
+    /// request or a packet needs them; below the lease renewal interval (200 s by default)
+    /// each renewal dials the leader again [default: 300].
+    #[arg(long, env = "WEFT_IDLE_TIMEOUT", value_name = "SECS")]
+    idle_timeout: Option<String>,
     /// UDP port of the data plane; 0 lets the OS choose [default: 0].
     #[arg(long, env = "WEFT_DATA_PORT", value_name = "PORT")]
     data_port: Option<String>,
@@ -232,6 +238,7 @@ const UP_SETTINGS: &[(&str, &str, bool)] = &[
     ("public_dht", "public_dht", false),
     ("relay", "relay", false),
     ("block_duration", "block_duration", false),
+    ("idle_timeout", "idle_timeout", false),
     ("data_port", "data_port", false),
     ("mtu", "mtu", false),
     ("no_offload", "offload", true),

@@ -88,6 +88,7 @@ pub const KEYS: &[&str] = &[
     "public_dht",
     "relay",
     "block_duration",
+    "idle_timeout",
     "data_port",
     "mtu",
     "offload",
@@ -155,6 +156,8 @@ pub struct Settings {
     pub relay: crate::p2p::RelayMode,
     /// How long a peer that failed admission stays blocked.
     pub block_duration: Duration,
+    /// How long a connection to a member that nothing uses stays open.
+    pub idle_timeout: Duration,
     /// UDP port of the data plane; 0 lets the OS choose.
     pub data_port: u16,
     /// MTU of the TUN interface.
@@ -346,6 +349,9 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         public_dht: merged.or("public_dht", false, |f| f.boolean())?,
         relay: merged.or("relay", Default::default(), |f| f.parse_with(|t| t.parse()))?,
         block_duration: merged.or("block_duration", Duration::from_secs(300), |f| {
+            f.integer(1, 7 * 24 * 3600).map(Duration::from_secs)
+        })?,
+        idle_timeout: merged.or("idle_timeout", crate::p2p::links::IDLE, |f| {
             f.integer(1, 7 * 24 * 3600).map(Duration::from_secs)
         })?,
         data_port: merged.or("data_port", 0, |f| {
@@ -789,6 +795,7 @@ impl Resolved {
             ("public_dht", json!(s.public_dht)),
             ("relay", json!(s.relay.as_str())),
             ("block_duration", json!(s.block_duration.as_secs())),
+            ("idle_timeout", json!(s.idle_timeout.as_secs())),
             ("data_port", json!(s.data_port)),
             ("mtu", json!(s.mtu)),
             ("offload", json!(s.offload)),

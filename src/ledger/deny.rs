@@ -4,6 +4,11 @@
 //! removed it from the members, so no address, route or data-plane session is left for it.
 //! While the ledger has no cluster (it is being replaced by a merge or a recovery) the last
 //! enforced set stands.
+//!
+//! The live members go down too: the control plane keeps connections to a few of them only,
+//! and dials anyone else it hears of, and holds that connection, as before
+//! ([`crate::p2p::links`]): a node not in this ledger's live members is new, or of a cluster
+//! formed apart, and a merge needs connections to such nodes to be found.
 
 use std::collections::HashSet;
 
@@ -11,22 +16,36 @@ use libp2p::PeerId;
 use tokio_util::sync::CancellationToken;
 
 use super::Ledger;
+use super::state::LeaseState;
 
-/// Keeps the control plane's deny set equal to the ledger's until `shutdown`.
+/// Keeps the control plane's deny set and member set equal to the ledger's until `shutdown`.
 pub async fn enforce(ledger: Ledger, shutdown: CancellationToken) {
     let mut changes = ledger.subscribe();
     let mut enforced: HashSet<PeerId> = HashSet::new();
+    let mut told: HashSet<PeerId> = HashSet::new();
     loop {
         // Read and let go: the state held while waiting would be copied on every entry applied.
-        let (denied, in_cluster) = {
+        let (denied, members, in_cluster) = {
             let state = ledger.state();
             let denied: HashSet<PeerId> = state
                 .denied()
                 .iter()
                 .filter_map(|peer| peer.parse().ok())
                 .collect();
-            (denied, state.cluster().is_some())
+            let members: HashSet<PeerId> = state
+                .members()
+                .iter()
+                .filter(|(_, member)| member.lease == LeaseState::Live)
+                .filter_map(|(peer, _)| peer.parse().ok())
+                .collect();
+            (denied, members, state.cluster().is_some())
         };
+        if members != told {
+            if ledger.p2p.set_members(members.clone()).await.is_err() {
+                return;
+            }
+            told = members;
+        }
         // A ledger without a cluster is one being replaced (a merge, a recovery) before its
         // state is back: lifting every denial meanwhile would let the denied back in.
         if in_cluster && denied != enforced {

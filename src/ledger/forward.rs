@@ -367,6 +367,13 @@ pub async fn call_or_forward<T: DeserializeOwned>(
     rpc: &LedgerRpc,
     until: tokio::time::Instant,
 ) -> Result<(T, PeerId), SendError> {
+    if !p2p.is_admitted(&leader) {
+        // Forwarded at once, as before this node dialled members on demand: a leader it cannot
+        // reach directly would hold the request for the dial's whole wait. The dial is made
+        // for the next request.
+        p2p.connect(leader).await;
+        return send(p2p, leader, rpc, until).await;
+    }
     match tokio::time::timeout_at(until, call::<T>(p2p, leader, rpc)).await {
         Err(_) => Err(SendError::TimedOut),
         Ok(Ok(answer)) => Ok((answer, leader)),

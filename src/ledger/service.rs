@@ -509,6 +509,10 @@ async fn pass_on(
         Step::Challenge => (LedgerRpc::Challenge { origin }, forward::CHALLENGE_TIMEOUT),
         Step::Request(envelope) => (LedgerRpc::Forwarded(envelope), PASS_ON_TIMEOUT),
     };
+    if !ledger.p2p().is_admitted(&leader) {
+        // Not dialled on demand: the sender asks another member rather than wait for a dial.
+        return undelivered(format!("this member does not reach the leader {leader}"));
+    }
     let request = encode(&rpc);
     let challenge = matches!(rpc, LedgerRpc::Challenge { .. });
     let answer = tokio::time::timeout(

@@ -144,7 +144,11 @@ impl Behaviour {
                 identify::Config::new("/weft/1".to_string(), key.public())
                     .with_agent_version(format!("weft/{}", crate::VERSION))
                     .with_interval(IDENTIFY_INTERVAL)
-                    .with_push_listen_addr_updates(true),
+                    .with_push_listen_addr_updates(true)
+                    // Its cache would add every listen address a peer told to each dial of that
+                    // peer, those in the overlay pool among them (the node's own tables leave
+                    // them out): a member dialled on demand was reached through the data plane.
+                    .with_cache_size(0),
             ),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
             auth: request_response::Behaviour::new(

@@ -13,7 +13,9 @@ mod contained;
 mod gated;
 pub mod gossip;
 pub mod heard;
+pub mod links;
 mod node;
+pub mod ondemand;
 pub(crate) mod pacer;
 pub mod peers;
 pub mod per_ip;
@@ -59,6 +61,8 @@ pub struct P2pConfig {
     pub auth_timeout: Duration,
     /// How long a peer that failed admission stays blocked.
     pub block_duration: Duration,
+    /// How long a connection nothing uses stays open ([`links::IDLE`] by default).
+    pub idle_timeout: Duration,
     /// How often an admitted peer is asked which members it knows while rounds find someone
     /// new (each round that finds nobody doubles the gap, up to 16 times this); `None` turns
     /// asking off (the node still answers), leaving discovery to mDNS, bootstrap and the DHT.
@@ -112,6 +116,10 @@ pub(crate) enum Command {
     },
     /// The peers the mesh denies, all of them: cut off and refused from now on.
     Deny { peers: HashSet<PeerId> },
+    /// Dial this member if not connected: it is soon needed.
+    Connect { peer: PeerId },
+    /// The live members of this node's cluster, all of them ([`links`]).
+    Members { peers: HashSet<PeerId> },
 }
 
 /// The services that exchange requests with opaque payloads between admitted peers; each has its
@@ -260,7 +268,10 @@ impl P2pHandle {
         self.gossip.subscribe()
     }
 
-    /// Sends a request to `service` on an admitted peer and waits for its answer.
+    /// Sends a request to `service` on a member and waits for its answer. A member this node
+    /// is not connected to is dialled first, and the request waits for its admission (at most
+    /// [`ondemand::WAIT`]); one that cannot be reached fails it with
+    /// [`P2pError::NotAdmitted`] ([`ondemand`]).
     pub async fn request(
         &self,
         service: Service,
@@ -280,6 +291,12 @@ impl P2pHandle {
         answer.await.map_err(|_| P2pError::Stopped)?
     }
 
+    /// Dials `peer` unless connected: a member this node will soon send requests to. Nothing
+    /// waits for the connection.
+    pub async fn connect(&self, peer: PeerId) {
+        let _ = self.commands.send(Command::Connect { peer }).await;
+    }
+
     /// Raw streams to and from peers, and the protocol name data-plane frames use on them.
     /// Inbound streams come from any connected peer: check admission before reading.
     pub fn frame_streams(&self) -> (libp2p_stream::Control, libp2p::StreamProtocol) {
@@ -291,6 +308,15 @@ impl P2pHandle {
     pub async fn set_denied(&self, peers: HashSet<PeerId>) -> Result<(), P2pError> {
         self.commands
             .send(Command::Deny { peers })
+            .await
+            .map_err(|_| P2pError::Stopped)
+    }
+
+    /// Tells the control plane the live members of this node's cluster, all of them: it keeps
+    /// connections to a few of those, and dials and holds anyone else it hears of.
+    pub async fn set_members(&self, peers: HashSet<PeerId>) -> Result<(), P2pError> {
+        self.commands
+            .send(Command::Members { peers })
             .await
             .map_err(|_| P2pError::Stopped)
     }

@@ -144,6 +144,23 @@ impl PeerTable {
             .is_some_and(|e| e.connections.values().any(|l| !l.relayed))
     }
 
+    /// The relays this node's outbound relayed connections go through (an inbound one's
+    /// address names the peer, not the relay; it comes through a relay holding this node's
+    /// slot).
+    pub fn relays_in_use(&self) -> std::collections::HashSet<PeerId> {
+        self.peers
+            .values()
+            .flat_map(|e| e.connections.values())
+            .filter(|link| link.relayed && link.dialed)
+            .filter_map(|link| {
+                link.remote.iter().find_map(|p| match p {
+                    Protocol::P2p(relay) => Some(relay),
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+
     /// Where `peer` says it listens.
     pub fn listen_addrs(&self, peer: &PeerId) -> &[Multiaddr] {
         self.peers

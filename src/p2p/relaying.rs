@@ -103,6 +103,11 @@ impl Reservations {
         !self.held.contains_key(relay) && self.backoff.get(relay).is_none_or(|b| b.until <= now)
     }
 
+    /// Whether a slot is held or asked for on `relay`.
+    pub fn holds(&self, relay: &PeerId) -> bool {
+        self.held.contains_key(relay)
+    }
+
     /// A slot was asked for on `relay`, as listener `id`.
     pub fn asked(&mut self, relay: PeerId, id: ListenerId) {
         self.held.insert(relay, id);

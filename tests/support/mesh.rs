@@ -168,6 +168,7 @@ async fn start_keyed(
         max_per_ip,
         auth_timeout: Duration::from_secs(10),
         block_duration: Duration::from_secs(60),
+        idle_timeout: weft::p2p::links::IDLE,
         peer_exchange_interval,
         overlay: None,
     };

@@ -124,12 +124,21 @@ impl Node {
         behaviour.gossipsub.remove_blacklisted_peer(&peer);
         behaviour.autonat.add_server(peer, None);
         self.add_to_routing(peer);
+        let first_meeting = !self.links.has_met(&peer);
+        let addrs = self.dialable_listen_addrs(&peer);
+        self.links.met(peer, &addrs);
+        self.links.used(peer, Instant::now());
+        self.send_waiting(peer);
         if self.peers.admitted_peers().count() == 1 {
             // The DHT was empty until now: provide and look up without waiting for the timer.
             self.provided = None;
             self.lookups.reset(Instant::now());
         }
-        if self.config.peer_exchange_interval.is_some() {
+        // A member met before (dialled on demand, or back after its connection idled out) has
+        // told this node whom it knows already.
+        if self.config.peer_exchange_interval.is_some()
+            && (first_meeting || self.peers.admitted_peers().count() < super::super::links::ENOUGH)
+        {
             self.ask_for_peers(peer);
         }
         self.publish_peers();

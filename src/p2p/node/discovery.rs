@@ -130,7 +130,12 @@ impl Node {
         if !self.admission.is_admitted(&from) {
             return;
         }
+        let admitted = self.peers.admitted_peers().count();
         for (peer, addrs) in records_of(list) {
+            if !self.links.dial_heard(&peer, admitted) {
+                // Met before: dialled again only when something needs it.
+                continue;
+            }
             if peer != *self.swarm.local_peer_id()
                 && !self.peers.is_connected(&peer)
                 && self.redial.heard_of(peer, &addrs, Instant::now())
@@ -156,6 +161,9 @@ impl Node {
         {
             return;
         }
+        // The overlay is reached through the data plane, never a way to a member's control plane.
+        let overlay = self.config.overlay;
+        addrs.retain(|a| !in_overlay(a, overlay));
         if redial || addrs.iter().all(is_relayed) {
             let mut guesses: Vec<Multiaddr> = self
                 .peers
@@ -183,19 +191,24 @@ impl Node {
     /// link-local addresses are left out, and loopback ones unless the member is on this
     /// machine (then they are handed to every asker: several daemons on one machine need them).
     pub(super) fn add_to_routing(&mut self, peer: PeerId) {
-        let local = self.peers.over_loopback(&peer);
-        let addrs: Vec<Multiaddr> = self
-            .peers
-            .listen_addrs(&peer)
-            .iter()
-            .filter(|a| is_shareable(a, local))
-            .cloned()
-            .collect();
+        let addrs = self.dialable_listen_addrs(&peer);
         if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
             for addr in addrs {
                 kad.add_address(&peer, addr);
             }
         }
+    }
+
+    /// Where an admitted peer says it listens, less what others could not dial: IPv6
+    /// link-local addresses, and loopback ones unless the peer is on this machine.
+    pub(super) fn dialable_listen_addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        let local = self.peers.over_loopback(peer);
+        self.peers
+            .listen_addrs(peer)
+            .iter()
+            .filter(|a| is_shareable(a, local))
+            .cloned()
+            .collect()
     }
 
     /// Keeps a slot on up to [`relaying::WANTED`](super::super::relaying::WANTED) admitted
@@ -288,9 +301,11 @@ impl Node {
             kad::Event::InboundRequest {
                 request:
                     kad::InboundRequest::AddProvider {
-                        record: Some(record),
+                        record: Some(mut record),
                     },
             } => {
+                let overlay = self.config.overlay;
+                record.addresses.retain(|a| !in_overlay(a, overlay));
                 if self.admission.is_admitted(&record.provider)
                     && let Some(kad) = self.swarm.behaviour_mut().private_dht()
                     && let Err(e) = kad.store_mut().add_provider(record)
@@ -322,15 +337,29 @@ impl Node {
                 self.on_providers(found);
             }
             kad::Event::OutboundQueryProgressed {
-                result: kad::QueryResult::GetClosestPeers(Ok(found)),
+                result: kad::QueryResult::GetClosestPeers(result),
+                step,
                 ..
             } => {
-                for info in found.peers {
+                let (key, peers) = match result {
+                    Ok(found) => (found.key, found.peers),
+                    Err(kad::GetClosestPeersError::Timeout { key, peers }) => (key, peers),
+                };
+                for info in peers {
                     if self.address_lookups.remove(&info.peer_id) {
-                        self.redial
-                            .heard_of(info.peer_id, &info.addrs, Instant::now());
+                        if !self.links.is_member(&info.peer_id) {
+                            self.redial
+                                .heard_of(info.peer_id, &info.addrs, Instant::now());
+                        }
                         self.dial_member(info.peer_id, info.addrs, false);
                     }
+                }
+                // A lookup that ended without the peer it was for: what waited for it fails.
+                if step.last
+                    && let Ok(target) = PeerId::from_bytes(&key)
+                    && self.address_lookups.remove(&target)
+                {
+                    self.unreachable(target);
                 }
             }
             _ => {}
@@ -344,9 +373,28 @@ impl Node {
         let kad::GetProvidersOk::FoundProviders { providers, .. } = found else {
             return;
         };
+        use rand::seq::IteratorRandom as _;
         let local = *self.swarm.local_peer_id();
+        let admitted = self.peers.admitted_peers().count();
+        // Members of this cluster are not dialled for being providers, but for one, drawn at
+        // random: until their leases expire here, the members on the other side of a healed
+        // partition are still listed as members, and may have formed a cluster apart, which
+        // this node learns of only by a connection to one of them.
+        let mut probe = providers
+            .iter()
+            .filter(|p| **p != local && self.links.is_member(p) && !self.peers.is_connected(p))
+            .copied()
+            .choose(&mut rand::thread_rng());
         for peer in providers {
             if peer == local || self.peers.is_connected(&peer) {
+                continue;
+            }
+            if !self.links.dial_heard(&peer, admitted) {
+                if probe == Some(peer) {
+                    probe = None;
+                    let addrs = self.links.addrs(&peer);
+                    self.dial_member(peer, addrs, false);
+                }
                 continue;
             }
             if !self.redial.is_wanted(&peer) && !self.address_lookups.contains(&peer) {

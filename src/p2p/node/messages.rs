@@ -36,6 +36,7 @@ impl Node {
                     self.metrics.refused_requests.inc();
                     return;
                 }
+                self.links.used(peer, Instant::now());
                 let busy = self.inflight.get(&peer).copied().unwrap_or(0);
                 if busy >= MAX_INFLIGHT_PER_PEER || self.answers.len() >= MAX_INFLIGHT {
                     self.metrics.busy_requests.inc();
@@ -59,6 +60,7 @@ impl Node {
                 }));
             }
             Event::Message {
+                peer,
                 message:
                     Message::Response {
                         request_id,
@@ -66,6 +68,7 @@ impl Node {
                     },
                 ..
             } => {
+                self.links.used(peer, Instant::now());
                 if let Some(reply) = self.pending.remove(&(service, request_id)) {
                     let _ = reply.send(Ok(response.payload));
                 }

@@ -7,6 +7,7 @@
 //! connections and blocks its PeerId for `block_duration`.
 
 mod admit;
+mod demand;
 mod discovery;
 mod messages;
 
@@ -42,6 +43,8 @@ use super::admission::{Admission, Rejection, Verdict};
 use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec, Serving};
 use super::bootstrap::Bootstrap;
 use super::heard::HeardOf;
+use super::links::Links;
+use super::ondemand::{OnDemand, Queued};
 use super::pacer::Pacer;
 use super::peers::{PeerTable, is_nested_circuit, is_relayed, is_shareable};
 use super::protocol::Protocols;
@@ -132,6 +135,10 @@ pub(super) struct Node {
     peers: PeerTable,
     bootstrap: Bootstrap,
     redial: Redial,
+    /// The members met, and the few this node keeps connections to ([`super::links`]).
+    links: Links,
+    /// Requests waiting for a member to be dialled and admitted ([`super::ondemand`]).
+    on_demand: OnDemand<Outbound>,
     heard: HeardOf,
     blocked_until: HashMap<PeerId, Instant>,
     /// The peers the ledger denies, blocked for as long as they are on its list, with the
@@ -173,6 +180,8 @@ pub(super) struct Channels {
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<Vec<u8>, P2pError>>;
+/// A request to a service of a member, not sent yet.
+type Outbound = (Service, Vec<u8>, Reply);
 /// How many addresses peers observed this node at are kept.
 const MAX_OBSERVED: usize = 4;
 type OpaqueChannel = request_response::ResponseChannel<Opaque>;
@@ -237,8 +246,8 @@ impl Node {
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             })
             .map_err(|e| setup(&e))?
-            // Admitted members stay connected; the mesh is small and pings are cheap.
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            // A connection nothing uses closes: a node keeps a few, not one to every member.
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
             .build();
         for addr in &config.listen {
             swarm
@@ -264,6 +273,8 @@ impl Node {
             admission: Admission::new(local, config.hostname.clone(), config.auth_timeout),
             bootstrap: Bootstrap::new(&config.bootstrap, now),
             redial: Redial::default(),
+            links: Links::new(now),
+            on_demand: OnDemand::default(),
             heard: HeardOf::default(),
             metrics: Metrics::new(registry),
             swarm,
@@ -387,14 +398,15 @@ impl Node {
                 payload,
                 reply,
             } => {
-                if !self.admission.is_admitted(&peer) {
-                    let _ = reply.send(Err(P2pError::NotAdmitted(peer)));
-                    return;
+                if self.admission.is_admitted(&peer) {
+                    self.send_request(service, peer, payload, reply);
+                } else {
+                    self.request_on_demand(service, peer, payload, reply);
                 }
-                let id = self.opaque(service).send_request(&peer, Opaque { payload });
-                self.pending.insert((service, id), reply);
             }
             Command::Deny { peers } => self.deny(peers),
+            Command::Connect { peer } => self.connect(peer),
+            Command::Members { peers } => self.links.set_members(peers),
         }
     }
 
@@ -433,7 +445,14 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        for (index, addr) in self.bootstrap.due(now) {
+        let admitted = self.peers.admitted_peers().count();
+        // Bootstrap peers are dialled for a way into the mesh, not kept for their own sake.
+        let bootstrap_due = if admitted < super::links::ENOUGH {
+            self.bootstrap.due(now)
+        } else {
+            Vec::new()
+        };
+        for (index, addr) in bootstrap_due {
             let opts = dial_opts_for(&addr);
             let id = opts.connection_id();
             self.bootstrap.dialing(index, id);
@@ -448,6 +467,11 @@ impl Node {
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
         }
+        for (peer, (_, _, reply)) in self.on_demand.expired(now) {
+            let _ = reply.send(Err(P2pError::NotAdmitted(peer)));
+        }
+        self.top_up(admitted, now);
+        self.close_idle(now);
         if self.config.peer_exchange_interval.is_some() && self.exchanges.due(now) {
             self.exchange_peers();
         }
@@ -481,7 +505,12 @@ impl Node {
             // this node's own reservation answers (when it relays), it would give the members
             // holding slots here circuits through circuits, which nobody can dial; and the relay
             // server's advertisement follows the direct external addresses alone.
-            SwarmEvent::ExternalAddrConfirmed { address } if is_relayed(&address) => {
+            // An address in the overlay pool reaches this node only through the data plane (an
+            // AutoNAT dial-back from another member crosses it): handed on, it would have
+            // members carry their libp2p connections through the overlay.
+            SwarmEvent::ExternalAddrConfirmed { address }
+                if is_relayed(&address) || in_overlay(&address, self.config.overlay) =>
+            {
                 self.swarm.remove_external_address(&address);
             }
             // Peers learn this node's addresses from identify, pushed when they change rather
@@ -549,11 +578,23 @@ impl Node {
                     self.admission.forget(&peer_id);
                     self.set_admitted(&peer_id, false);
                     self.bootstrap.peer_gone(&peer_id, Instant::now());
+                    // Closed before it was admitted: what waited for it fails.
+                    self.unreachable(peer_id);
+                    self.links.gone(&peer_id);
                 }
                 self.publish_peers();
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                ..
+            } => {
                 self.bootstrap.failed(connection_id);
+                if let Some(peer) = peer_id
+                    && !self.peers.is_connected(&peer)
+                {
+                    self.unreachable(peer);
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
             _ => {}
@@ -587,6 +628,8 @@ impl Node {
                     }
                     if self.admission.is_admitted(&peer_id) {
                         self.add_to_routing(peer_id);
+                        let addrs = self.dialable_listen_addrs(&peer_id);
+                        self.links.met(peer_id, &addrs);
                     }
                     self.publish_peers();
                 }
@@ -609,8 +652,12 @@ impl Node {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 let local = *self.swarm.local_peer_id();
+                let admitted = self.peers.admitted_peers().count();
                 for (peer, addrs) in by_peer {
                     self.heard_of(peer);
+                    if !self.links.dial_heard(&peer, admitted) {
+                        continue;
+                    }
                     let new = self.redial.heard_of(peer, &addrs, Instant::now());
                     // Both ends hear of each other now: the lower PeerId dials, so that a
                     // pair does not hold two connections, each with its own pings.
@@ -664,6 +711,31 @@ impl Node {
             BehaviourEvent::RelayServer(event) => {
                 self.metrics.libp2p.record(&event);
                 tracing::debug!(?event, "relay server");
+                match event {
+                    relay::Event::ReservationReqAccepted { src_peer_id, .. } => {
+                        self.links.slot(src_peer_id, true);
+                    }
+                    relay::Event::ReservationClosed { src_peer_id }
+                    | relay::Event::ReservationTimedOut { src_peer_id } => {
+                        self.links.slot(src_peer_id, false);
+                    }
+                    relay::Event::CircuitReqAccepted {
+                        src_peer_id,
+                        dst_peer_id,
+                    } => {
+                        self.links.circuit(src_peer_id, true);
+                        self.links.circuit(dst_peer_id, true);
+                    }
+                    relay::Event::CircuitClosed {
+                        src_peer_id,
+                        dst_peer_id,
+                        ..
+                    } => {
+                        self.links.circuit(src_peer_id, false);
+                        self.links.circuit(dst_peer_id, false);
+                    }
+                    _ => {}
+                }
             }
             BehaviourEvent::Dcutr(event) => {
                 self.metrics.libp2p.record(&event);

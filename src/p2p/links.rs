@@ -1,0 +1,313 @@
+//! Which members this node holds connections to: a few, not the whole mesh.
+//!
+//! A connection to every member costs each node keep-alives, pings and gossip control that
+//! grow with the mesh. So a node dials a live member of its own cluster (the ledger tells which
+//! they are) when discovery names it only while it holds fewer than [`ENOUGH`] admitted
+//! connections, and closes a connection to one that nothing used for the idle timeout ([`IDLE`]
+//! by default), beyond the [`ENOUGH`] it keeps, unless the caller says it is held: a gossip mesh
+//! link, a relay slot or circuit, a request in flight. Anyone else (a node not in the cluster
+//! yet, or of a cluster formed apart) is dialled and kept as before: formation and merges need
+//! those connections. Requests mark a connection used: raft's heartbeats keep the voters'
+//! links to their leader, lease renewals (every 200 s) a member's link to the leader,
+//! data-plane rekeys (every 2 minutes while traffic flows) a session's. libp2p's own idle
+//! timeout cannot do this alone: gossipsub holds a stream open on every connection. Whatever
+//! needs a member this node is not connected to (a raft RPC, a data-plane handshake) dials it
+//! on demand ([`super::ondemand`]), at the addresses it was last known at, kept here. Pure and
+//! time-injected.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId};
+
+/// Admitted connections a node holds before it stops dialling members it has met: enough for
+/// a gossip mesh of degree 4 (kept between 3 and 5).
+pub const ENOUGH: usize = 4;
+/// How long a connection nothing uses stays open. Longer than the lease renewal interval
+/// (200 s by default), so a member's connection to the leader it renews with stays.
+pub const IDLE: Duration = Duration::from_secs(300);
+/// Members remembered as met, with their addresses: past this, others count as strangers.
+pub const MAX_MET: usize = 4096;
+/// Addresses remembered per member.
+pub const MAX_ADDRS: usize = 8;
+/// How often a node short of [`ENOUGH`] connections dials one more member it has met.
+pub const TOP_UP_EVERY: Duration = Duration::from_secs(10);
+
+/// The members this node has been admitted with, and where they were last known to listen.
+#[derive(Debug)]
+pub struct Links {
+    met: HashMap<PeerId, Vec<Multiaddr>>,
+    /// The live members of this node's cluster, as its ledger last said.
+    members: HashSet<PeerId>,
+    next_top_up: Instant,
+    /// When each admitted connection was last used.
+    last_used: HashMap<PeerId, Instant>,
+    /// Peers holding a slot on this node, as a relay, and the circuits it relays for each.
+    relayed: HashMap<PeerId, Relayed>,
+}
+
+#[derive(Debug, Default)]
+struct Relayed {
+    slot: bool,
+    circuits: u32,
+}
+
+impl Links {
+    pub fn new(now: Instant) -> Self {
+        Links {
+            met: HashMap::new(),
+            members: HashSet::new(),
+            next_top_up: now + TOP_UP_EVERY,
+            last_used: HashMap::new(),
+            relayed: HashMap::new(),
+        }
+    }
+
+    /// `peer` was admitted, or told where it listens: it is met, at `addrs` when there are any
+    /// (earlier ones are kept otherwise).
+    pub fn met(&mut self, peer: PeerId, addrs: &[Multiaddr]) {
+        if self.met.len() >= MAX_MET && !self.met.contains_key(&peer) {
+            return;
+        }
+        let known = self.met.entry(peer).or_default();
+        if !addrs.is_empty() {
+            *known = addrs.iter().take(MAX_ADDRS).cloned().collect();
+        }
+    }
+
+    pub fn has_met(&self, peer: &PeerId) -> bool {
+        self.met.contains_key(peer)
+    }
+
+    /// The live members of this node's cluster, all of them (the ledger bounds how many).
+    pub fn set_members(&mut self, members: HashSet<PeerId>) {
+        self.members = members;
+    }
+
+    /// Whether `peer` is a live member of this node's cluster.
+    pub fn is_member(&self, peer: &PeerId) -> bool {
+        self.members.contains(peer)
+    }
+
+    /// Where `peer` was last known to listen (empty when never told).
+    pub fn addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.met.get(peer).cloned().unwrap_or_default()
+    }
+
+    /// Whether discovery should dial `peer`, heard of while this node holds `admitted`
+    /// admitted connections: anyone outside the cluster yes, a member only while they are too
+    /// few.
+    pub fn dial_heard(&self, peer: &PeerId, admitted: usize) -> bool {
+        !self.is_member(peer) || admitted < ENOUGH
+    }
+
+    /// The connection to `peer` carried a request, or was admitted, at `now`.
+    pub fn used(&mut self, peer: PeerId, now: Instant) {
+        self.last_used.insert(peer, now);
+    }
+
+    /// `peer`'s last connection closed.
+    pub fn gone(&mut self, peer: &PeerId) {
+        self.last_used.remove(peer);
+        self.relayed.remove(peer);
+    }
+
+    /// `peer` holds a slot on this node as a relay (`held`), or no longer does.
+    pub fn slot(&mut self, peer: PeerId, held: bool) {
+        self.relayed.entry(peer).or_default().slot = held;
+        self.forget_unrelayed(&peer);
+    }
+
+    /// A circuit this node relays for `peer` opened (`opened`) or closed.
+    pub fn circuit(&mut self, peer: PeerId, opened: bool) {
+        let relayed = self.relayed.entry(peer).or_default();
+        relayed.circuits = if opened {
+            relayed.circuits.saturating_add(1)
+        } else {
+            relayed.circuits.saturating_sub(1)
+        };
+        self.forget_unrelayed(&peer);
+    }
+
+    fn forget_unrelayed(&mut self, peer: &PeerId) {
+        if self
+            .relayed
+            .get(peer)
+            .is_some_and(|r| !r.slot && r.circuits == 0)
+        {
+            self.relayed.remove(peer);
+        }
+    }
+
+    /// Whether `peer` holds a slot on this node or a circuit through it: its connection stays.
+    pub fn relays_for(&self, peer: &PeerId) -> bool {
+        self.relayed.contains_key(peer)
+    }
+
+    /// The connections of `admitted` to close at `now`: those to members unused for `idle`
+    /// and not `held`, the longest unused first, as long as [`ENOUGH`] remain.
+    pub fn idle(
+        &self,
+        admitted: &[PeerId],
+        held: impl Fn(&PeerId) -> bool,
+        idle: Duration,
+        now: Instant,
+    ) -> Vec<PeerId> {
+        let mut unused: Vec<(Instant, PeerId)> = admitted
+            .iter()
+            .filter(|peer| self.is_member(peer) && !held(peer))
+            .filter_map(|peer| {
+                let at = *self.last_used.get(peer)?;
+                (now.saturating_duration_since(at) >= idle).then_some((at, *peer))
+            })
+            .collect();
+        unused.sort();
+        let spare = admitted.len().saturating_sub(ENOUGH);
+        unused
+            .into_iter()
+            .take(spare)
+            .map(|(_, peer)| peer)
+            .collect()
+    }
+
+    /// A live member met before to dial now, when this node holds fewer than [`ENOUGH`]
+    /// admitted connections: at most one per [`TOP_UP_EVERY`], drawn by `pick` from those
+    /// `usable` says it may dial (not connected, not blocked).
+    pub fn top_up(
+        &mut self,
+        admitted: usize,
+        usable: impl Fn(&PeerId) -> bool,
+        pick: impl FnOnce(Vec<PeerId>) -> Option<PeerId>,
+        now: Instant,
+    ) -> Option<PeerId> {
+        if admitted >= ENOUGH || now < self.next_top_up {
+            return None;
+        }
+        self.next_top_up = now + TOP_UP_EVERY;
+        let candidates: Vec<PeerId> = self
+            .met
+            .keys()
+            .filter(|p| self.is_member(p) && usable(p))
+            .copied()
+            .collect();
+        pick(candidates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> Multiaddr {
+        format!("/ip4/10.0.0.1/tcp/{port}").parse().unwrap()
+    }
+
+    #[test]
+    fn outsiders_are_dialled_and_members_only_while_connections_are_few() {
+        let mut links = Links::new(Instant::now());
+        let peer = PeerId::random();
+        links.met(peer, &[addr(1)]);
+        assert!(
+            links.dial_heard(&peer, ENOUGH + 10),
+            "met, but not a member (yet, or of a cluster formed apart)"
+        );
+        links.set_members(HashSet::from([peer]));
+        assert!(!links.dial_heard(&peer, ENOUGH));
+        assert!(links.dial_heard(&peer, ENOUGH - 1));
+    }
+
+    #[test]
+    fn addresses_are_the_latest_told_and_bounded_and_the_set_is_bounded() {
+        let t0 = Instant::now();
+        let mut links = Links::new(t0);
+        let peer = PeerId::random();
+        links.met(peer, &[addr(1)]);
+        links.met(peer, &[]);
+        assert_eq!(links.addrs(&peer), vec![addr(1)], "nothing told keeps them");
+        let many: Vec<Multiaddr> = (0..20).map(addr).collect();
+        links.met(peer, &many);
+        assert_eq!(links.addrs(&peer), many[..MAX_ADDRS].to_vec());
+        for _ in 0..MAX_MET {
+            links.met(PeerId::random(), &[]);
+        }
+        let late = PeerId::random();
+        links.met(late, &[addr(2)]);
+        assert!(!links.has_met(&late), "full: a newcomer stays a stranger");
+        assert!(links.has_met(&peer));
+    }
+
+    #[test]
+    fn connections_unused_for_the_timeout_close_longest_unused_first_keeping_enough() {
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(300);
+        let mut links = Links::new(t0);
+        let peers: Vec<PeerId> = (0..ENOUGH + 3).map(|_| PeerId::random()).collect();
+        for (i, peer) in peers.iter().enumerate() {
+            links.used(*peer, t0 + Duration::from_secs(i as u64));
+        }
+        let never_marked = PeerId::random();
+        let outsider = PeerId::random();
+        links.used(outsider, t0);
+        let mut admitted = peers.clone();
+        admitted.push(never_marked);
+        links.set_members(admitted.iter().copied().collect());
+        admitted.push(outsider);
+        assert!(
+            links
+                .idle(&admitted, |_| false, idle, t0 + idle / 2)
+                .is_empty()
+        );
+        let later = t0 + idle + Duration::from_secs(60);
+        let held = peers[0];
+        let closed = links.idle(&admitted, |p| *p == held, idle, later);
+        assert_eq!(
+            closed,
+            peers[1..6].to_vec(),
+            "the longest unused first, not the held one nor the outsider, and ENOUGH stay"
+        );
+        links.used(peers[1], later);
+        links.gone(&peers[2]);
+        let closed = links.idle(&admitted, |p| *p == held, idle, later);
+        assert_eq!(closed, peers[3..7].to_vec(), "used again, or gone, stays");
+    }
+
+    #[test]
+    fn a_peer_is_relayed_for_while_it_holds_a_slot_or_a_circuit() {
+        let mut links = Links::new(Instant::now());
+        let peer = PeerId::random();
+        links.slot(peer, true);
+        links.circuit(peer, true);
+        links.slot(peer, false);
+        assert!(links.relays_for(&peer), "a circuit still open");
+        links.circuit(peer, false);
+        assert!(!links.relays_for(&peer));
+        links.circuit(peer, false);
+        assert!(!links.relays_for(&peer), "a stray closing changes nothing");
+        links.slot(peer, true);
+        links.gone(&peer);
+        assert!(!links.relays_for(&peer), "its connection closed");
+    }
+
+    #[test]
+    fn a_node_short_of_connections_tops_up_one_member_at_a_time() {
+        let t0 = Instant::now();
+        let mut links = Links::new(t0);
+        let (a, b, outsider) = (PeerId::random(), PeerId::random(), PeerId::random());
+        links.met(a, &[addr(1)]);
+        links.met(b, &[addr(2)]);
+        links.met(outsider, &[addr(3)]);
+        links.set_members(HashSet::from([a, b]));
+        let first = |c: Vec<PeerId>| c.into_iter().min();
+        assert_eq!(links.top_up(0, |_| true, first, t0), None, "not yet due");
+        let t1 = t0 + TOP_UP_EVERY;
+        assert_eq!(links.top_up(ENOUGH, |_| true, first, t1), None, "enough");
+        assert_eq!(
+            links.top_up(1, |p| *p == b, first, t1),
+            Some(b),
+            "only a usable one"
+        );
+        assert_eq!(links.top_up(1, |_| true, first, t1), None, "one per period");
+        let t2 = t1 + TOP_UP_EVERY;
+        assert_eq!(links.top_up(1, |_| false, first, t2), None, "none usable");
+    }
+}
