@@ -7,8 +7,9 @@
 //!
 //! The live members go down too: the control plane keeps connections to a few of them only,
 //! and dials anyone else it hears of, and holds that connection, as before
-//! ([`crate::p2p::links`]): a node not in this ledger's live members is new, or of a cluster
-//! formed apart, and a merge needs connections to such nodes to be found.
+//! ([`crate::p2p::links`]): a node not among this ledger's live members may be new, of a
+//! cluster formed apart, or back after its lease expired, and formation and merges need
+//! connections to such nodes. Outside a cluster the set is empty.
 
 use std::collections::HashSet;
 
@@ -32,11 +33,14 @@ pub async fn enforce(ledger: Ledger, shutdown: CancellationToken) {
                 .iter()
                 .filter_map(|peer| peer.parse().ok())
                 .collect();
+            // Outside a cluster (forming, or being replaced by a merge or a recovery) nobody is
+            // a member: every node heard of is dialled and kept.
             let members: HashSet<PeerId> = state
                 .members()
                 .iter()
                 .filter(|(_, member)| member.lease == LeaseState::Live)
                 .filter_map(|(peer, _)| peer.parse().ok())
+                .filter(|_| state.cluster().is_some())
                 .collect();
             (denied, members, state.cluster().is_some())
         };

@@ -3,11 +3,12 @@
 //! A connection to every member costs each node keep-alives, pings and gossip control that
 //! grow with the mesh. So a node dials a live member of its own cluster (the ledger tells which
 //! they are) when discovery names it only while it holds fewer than [`ENOUGH`] admitted
-//! connections, and closes a connection to one that nothing used for the idle timeout ([`IDLE`]
-//! by default), beyond the [`ENOUGH`] it keeps, unless the caller says it is held: a gossip mesh
-//! link, a relay slot or circuit, a request in flight. Anyone else (a node not in the cluster
-//! yet, or of a cluster formed apart) is dialled and kept as before: formation and merges need
-//! those connections. Requests mark a connection used: raft's heartbeats keep the voters'
+//! connections to members (a rendezvous lookup also probes one, see `node/discovery.rs`), and
+//! closes a connection to one that nothing used for the idle timeout ([`IDLE`] by default),
+//! beyond the [`ENOUGH`] it keeps, unless the caller says it is held: a gossip mesh link, a
+//! relay slot or circuit, a request in flight. Anyone else (a node not in the cluster yet, of a
+//! cluster formed apart, or back after its lease expired) is dialled and kept as before:
+//! formation and merges need those connections. Requests mark a connection used: raft's heartbeats keep the voters'
 //! links to their leader, lease renewals (every 200 s) a member's link to the leader,
 //! data-plane rekeys (every 2 minutes while traffic flows) a session's. libp2p's own idle
 //! timeout cannot do this alone: gossipsub holds a stream open on every connection. Whatever
@@ -67,7 +68,11 @@ impl Links {
     /// (earlier ones are kept otherwise).
     pub fn met(&mut self, peer: PeerId, addrs: &[Multiaddr]) {
         if self.met.len() >= MAX_MET && !self.met.contains_key(&peer) {
-            return;
+            // Full: one that is no live member (gone, or never one) makes room, if any.
+            let Some(gone) = self.met.keys().find(|p| !self.members.contains(p)).copied() else {
+                return;
+            };
+            self.met.remove(&gone);
         }
         let known = self.met.entry(peer).or_default();
         if !addrs.is_empty() {
@@ -145,7 +150,7 @@ impl Links {
     }
 
     /// The connections of `admitted` to close at `now`: those to members unused for `idle`
-    /// and not `held`, the longest unused first, as long as [`ENOUGH`] remain.
+    /// and not `held`, the longest unused first, as long as [`ENOUGH`] to members remain.
     pub fn idle(
         &self,
         admitted: &[PeerId],
@@ -162,7 +167,8 @@ impl Links {
             })
             .collect();
         unused.sort();
-        let spare = admitted.len().saturating_sub(ENOUGH);
+        let members = admitted.iter().filter(|peer| self.is_member(peer)).count();
+        let spare = members.saturating_sub(ENOUGH);
         unused
             .into_iter()
             .take(spare)
@@ -227,13 +233,24 @@ mod tests {
         let many: Vec<Multiaddr> = (0..20).map(addr).collect();
         links.met(peer, &many);
         assert_eq!(links.addrs(&peer), many[..MAX_ADDRS].to_vec());
-        for _ in 0..MAX_MET {
-            links.met(PeerId::random(), &[]);
+        let mut members = HashSet::from([peer]);
+        for _ in 1..MAX_MET {
+            let member = PeerId::random();
+            links.met(member, &[]);
+            members.insert(member);
         }
+        links.set_members(members.clone());
         let late = PeerId::random();
         links.met(late, &[addr(2)]);
-        assert!(!links.has_met(&late), "full: a newcomer stays a stranger");
-        assert!(links.has_met(&peer));
+        assert!(
+            !links.has_met(&late),
+            "full of members: a newcomer is not remembered"
+        );
+        members.remove(&peer);
+        links.set_members(members);
+        links.met(late, &[addr(2)]);
+        assert!(links.has_met(&late), "one no longer a member made room");
+        assert!(!links.has_met(&peer));
     }
 
     #[test]
@@ -262,7 +279,7 @@ mod tests {
         let closed = links.idle(&admitted, |p| *p == held, idle, later);
         assert_eq!(
             closed,
-            peers[1..6].to_vec(),
+            peers[1..5].to_vec(),
             "the longest unused first, not the held one nor the outsider, and ENOUGH stay"
         );
         links.used(peers[1], later);

@@ -1,14 +1,14 @@
-//! Requests to members this node is not connected to: they wait while the member is dialled
+//! Requests to members this node is not admitted with: they wait while the member is dialled
 //! and admitted, then go out; a member that cannot be reached fails them at once and, for a
 //! short while, the requests after them.
 //!
 //! A node holds connections to a few members only ([`super::links`]), so a raft RPC, a
-//! data-plane handshake or a `Hello` often names a member it is not connected to. Such a request waits at most [`WAIT`]; at most [`MAX_PER_PEER`] wait for one member and
+//! data-plane handshake or a `Hello` often names a member it is not connected to. Such a
+//! request waits at most [`WAIT`]; at most [`MAX_PER_PEER`] wait for one member and
 //! members are waited for [`MAX_PEERS`] at a time, so what the ledger or the data plane asks
 //! for cannot make the node hold requests or dial without bound. After a member could not be
 //! reached, requests to it fail at once for [`BACKOFF`]: raft sends a heartbeat every 500 ms,
-//! and each would otherwise dial an unreachable voter again; a caller such as the ledger's
-//! forwarding then goes through a member that reaches it. Pure and time-injected.
+//! and each would otherwise dial an unreachable voter again. Pure and time-injected.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

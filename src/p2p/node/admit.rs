@@ -129,6 +129,7 @@ impl Node {
         self.links.met(peer, &addrs);
         self.links.used(peer, Instant::now());
         self.send_waiting(peer);
+        self.take_parked(peer);
         if self.peers.admitted_peers().count() == 1 {
             // The DHT was empty until now: provide and look up without waiting for the timer.
             self.provided = None;
@@ -137,7 +138,7 @@ impl Node {
         // A member met before (dialled on demand, or back after its connection idled out) has
         // told this node whom it knows already.
         if self.config.peer_exchange_interval.is_some()
-            && (first_meeting || self.peers.admitted_peers().count() < super::super::links::ENOUGH)
+            && (first_meeting || self.member_links() < super::super::links::ENOUGH)
         {
             self.ask_for_peers(peer);
         }
@@ -162,6 +163,7 @@ impl Node {
         }
         self.admission.forget(&peer);
         self.set_admitted(&peer, false);
+        self.parked.remove(&peer);
         if !why.is_evidence() {
             tracing::info!(%peer, "disconnecting peer: {why}");
             let _ = self.swarm.disconnect_peer_id(peer);

@@ -17,7 +17,7 @@ impl Node {
     ) {
         self.links.used(peer, Instant::now());
         let id = self.opaque(service).send_request(&peer, Opaque { payload });
-        self.pending.insert((service, id), reply);
+        self.pending.insert((service, id), (peer, reply));
     }
 
     /// A request to a peer that is not admitted: it waits while the peer is dialled and
@@ -129,8 +129,9 @@ impl Node {
                 }
             }
             tracing::debug!(%peer, "dialling a member a request needs through relays");
-            self.dial_member(peer, addrs, true);
-            return;
+            if self.dial_member(peer, addrs, true) {
+                return;
+            }
         }
         for (_, _, reply) in self.on_demand.unreachable(&peer, Instant::now()) {
             let _ = reply.send(Err(P2pError::NotAdmitted(peer)));
@@ -139,13 +140,13 @@ impl Node {
 
     /// Closes the connections to members nothing used for the idle timeout, beyond the few
     /// this node keeps ([`super::super::links::Links::idle`]). Held open regardless: gossip
-    /// mesh links, relay slots and circuits either way, requests this node is answering, and
+    /// mesh links, relay slots and circuits either way, requests in flight either way, and
     /// members that requests wait for.
     pub(super) fn close_idle(&mut self, now: Instant) {
-        let admitted: Vec<PeerId> = self.peers.admitted_peers().map(|(p, ..)| *p).collect();
-        if admitted.len() <= super::super::links::ENOUGH {
+        if self.member_links() <= super::super::links::ENOUGH {
             return;
         }
+        let admitted: Vec<PeerId> = self.peers.admitted_peers().map(|(p, ..)| *p).collect();
         let topic = self.topic.hash();
         let mesh: HashSet<PeerId> = self
             .swarm
@@ -155,6 +156,7 @@ impl Node {
             .copied()
             .collect();
         let relays = self.peers.relays_in_use();
+        let asked: HashSet<PeerId> = self.pending.values().map(|(peer, _)| *peer).collect();
         let idle = self.links.idle(
             &admitted,
             |peer| {
@@ -163,6 +165,7 @@ impl Node {
                     || self.reservations.holds(peer)
                     || self.links.relays_for(peer)
                     || self.inflight.contains_key(peer)
+                    || asked.contains(peer)
                     || self.on_demand.is_waiting(peer)
             },
             self.config.idle_timeout,
@@ -172,6 +175,16 @@ impl Node {
             tracing::debug!(%peer, "closing a connection nothing used");
             let _ = self.swarm.disconnect_peer_id(peer);
         }
+    }
+
+    /// How many admitted connections this node holds to live members of its cluster: the
+    /// count [`super::super::links::ENOUGH`] is measured against (connections to anyone else
+    /// are kept regardless).
+    pub(super) fn member_links(&self) -> usize {
+        self.peers
+            .admitted_peers()
+            .filter(|(peer, ..)| self.links.is_member(peer))
+            .count()
     }
 
     /// Dials one member met before when this node holds fewer admitted connections than

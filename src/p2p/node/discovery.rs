@@ -130,7 +130,7 @@ impl Node {
         if !self.admission.is_admitted(&from) {
             return;
         }
-        let admitted = self.peers.admitted_peers().count();
+        let admitted = self.member_links();
         for (peer, addrs) in records_of(list) {
             if !self.links.dial_heard(&peer, admitted) {
                 // Met before: dialled again only when something needs it.
@@ -152,14 +152,24 @@ impl Node {
     /// direct address, is also dialled through up to [`GUESSED_RELAYS`] relays this node
     /// reaches directly, chosen at random: in `auto` mode most members relay, so not through
     /// every one, and a first dial does not race circuits against a direct path.
-    pub(super) fn dial_member(&mut self, peer: PeerId, mut addrs: Vec<Multiaddr>, redial: bool) {
+    ///
+    /// True when a dial started, or the peer is connected already (its admission is under way
+    /// or done).
+    pub(super) fn dial_member(
+        &mut self,
+        peer: PeerId,
+        mut addrs: Vec<Multiaddr>,
+        redial: bool,
+    ) -> bool {
         use rand::seq::SliceRandom as _;
+        if self.peers.is_connected(&peer) {
+            return true;
+        }
         if peer == *self.swarm.local_peer_id()
-            || self.peers.is_connected(&peer)
             || self.blocked_until.contains_key(&peer)
             || self.denied.contains_key(&peer)
         {
-            return;
+            return false;
         }
         // The overlay is reached through the data plane, never a way to a member's control plane.
         let overlay = self.config.overlay;
@@ -181,8 +191,12 @@ impl Node {
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!(%peer, error = %e, "dial failed");
+        match self.swarm.dial(opts) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "dial failed");
+                false
+            }
         }
     }
 
@@ -375,7 +389,7 @@ impl Node {
         };
         use rand::seq::IteratorRandom as _;
         let local = *self.swarm.local_peer_id();
-        let admitted = self.peers.admitted_peers().count();
+        let admitted = self.member_links();
         // Members of this cluster are not dialled for being providers, but for one, drawn at
         // random: until their leases expire here, the members on the other side of a healed
         // partition are still listed as members, and may have formed a cluster apart, which

@@ -1,6 +1,7 @@
 //! The payload protocols of admitted peers: requests to a [`Service`] (raft, data-plane
 //! handshakes) handed to it and answered, at most [`MAX_INFLIGHT_PER_PEER`] of one peer at a
-//! time so no member's flood crowds out the others, and sealed gossip checked and delivered.
+//! time so no member's flood crowds out the others, and sealed gossip checked and delivered. A
+//! small request of a peer whose admission is under way waits for it ([`MAX_PARKED`]).
 
 use super::*;
 
@@ -32,32 +33,10 @@ impl Node {
                 ..
             } => {
                 if !self.admission.is_admitted(&peer) {
-                    // Dropping the channel closes the stream: the peer gets no answer.
-                    self.metrics.refused_requests.inc();
+                    self.park(service, peer, request, channel);
                     return;
                 }
-                self.links.used(peer, Instant::now());
-                let busy = self.inflight.get(&peer).copied().unwrap_or(0);
-                if busy >= MAX_INFLIGHT_PER_PEER || self.answers.len() >= MAX_INFLIGHT {
-                    self.metrics.busy_requests.inc();
-                    tracing::debug!(%peer, ?service, busy, "too many requests in flight");
-                    return;
-                }
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                let inbound = InboundRpc {
-                    peer,
-                    behind: self.behind(&peer),
-                    payload: request.payload,
-                    reply,
-                };
-                if self.inboxes[service.slot()].try_send(inbound).is_err() {
-                    tracing::warn!(%peer, ?service, "inbox full or closed; dropping a request");
-                    return;
-                }
-                *self.inflight.entry(peer).or_default() += 1;
-                self.answers.push(Box::pin(async move {
-                    (service, peer, answer.await.ok(), channel)
-                }));
+                self.take_request(service, peer, request, channel);
             }
             Event::Message {
                 peer,
@@ -69,7 +48,7 @@ impl Node {
                 ..
             } => {
                 self.links.used(peer, Instant::now());
-                if let Some(reply) = self.pending.remove(&(service, request_id)) {
+                if let Some((_, reply)) = self.pending.remove(&(service, request_id)) {
                     let _ = reply.send(Ok(response.payload));
                 }
             }
@@ -79,7 +58,7 @@ impl Node {
                 error,
                 ..
             } => {
-                if let Some(reply) = self.pending.remove(&(service, request_id)) {
+                if let Some((_, reply)) = self.pending.remove(&(service, request_id)) {
                     let _ = reply.send(Err(P2pError::Request {
                         peer,
                         reason: error.to_string(),
@@ -88,6 +67,65 @@ impl Node {
             }
             _ => {}
         }
+    }
+
+    /// A request of a peer whose admission is under way waits for it, a few per peer: a peer
+    /// that dialled this node for a request sends it once it has admitted this node, which
+    /// may be a moment before this node admits it. Any other is refused (dropping the channel
+    /// closes the stream: the peer gets no answer).
+    fn park(&mut self, service: Service, peer: PeerId, request: Opaque, channel: OpaqueChannel) {
+        let parked_in_all: usize = self.parked.values().map(Vec::len).sum();
+        if self.admission.pending_nonce(&peer).is_some()
+            && request.payload.len() <= MAX_PARKED_BYTES
+            && parked_in_all < MAX_PARKED
+        {
+            let parked = self.parked.entry(peer).or_default();
+            if parked.len() < MAX_PARKED_PER_PEER {
+                parked.push((service, request, channel));
+                return;
+            }
+        }
+        self.metrics.refused_requests.inc();
+    }
+
+    /// `peer` was admitted: the requests it sent meanwhile are taken.
+    pub(super) fn take_parked(&mut self, peer: PeerId) {
+        for (service, request, channel) in self.parked.remove(&peer).unwrap_or_default() {
+            self.take_request(service, peer, request, channel);
+        }
+    }
+
+    /// Hands a request of an admitted peer to its service, unless the peer or all peers have
+    /// too many in flight.
+    fn take_request(
+        &mut self,
+        service: Service,
+        peer: PeerId,
+        request: Opaque,
+        channel: OpaqueChannel,
+    ) {
+        self.links.used(peer, Instant::now());
+        let busy = self.inflight.get(&peer).copied().unwrap_or(0);
+        if busy >= MAX_INFLIGHT_PER_PEER || self.answers.len() >= MAX_INFLIGHT {
+            self.metrics.busy_requests.inc();
+            tracing::debug!(%peer, ?service, busy, "too many requests in flight");
+            return;
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let inbound = InboundRpc {
+            peer,
+            behind: self.behind(&peer),
+            payload: request.payload,
+            reply,
+        };
+        if self.inboxes[service.slot()].try_send(inbound).is_err() {
+            tracing::warn!(%peer, ?service, "inbox full or closed; dropping a request");
+            return;
+        }
+        *self.inflight.entry(peer).or_default() += 1;
+        self.answers.push(Box::pin(async move {
+            (service, peer, answer.await.ok(), channel)
+        }));
     }
 
     /// An inbound request of `peer` was answered or dropped.

@@ -163,8 +163,10 @@ pub(super) struct Node {
     gossip_tx: broadcast::Sender<GossipMessage>,
     /// Where inbound requests go, per [`Service`].
     inboxes: [mpsc::Sender<InboundRpc>; 2],
-    /// Outbound requests waiting for their answer.
-    pending: HashMap<(Service, request_response::OutboundRequestId), Reply>,
+    /// Outbound requests waiting for their answer, with the peer asked.
+    pending: HashMap<(Service, request_response::OutboundRequestId), (PeerId, Reply)>,
+    /// Requests of peers whose admission is under way ([`messages`]).
+    parked: HashMap<PeerId, Vec<(Service, Opaque, OpaqueChannel)>>,
     /// Inbound requests their service is answering.
     answers: FuturesUnordered<BoxFuture<'static, Answer>>,
     /// How many of them each peer sent.
@@ -193,6 +195,14 @@ type Answer = (Service, PeerId, Option<Vec<u8>>, OpaqueChannel);
 const MAX_INFLIGHT_PER_PEER: usize = 16;
 /// Inbound requests all peers together may have in flight (the size of a service's inbox).
 const MAX_INFLIGHT: usize = 256;
+/// Requests waiting for their peer's admission, in all: whoever connects may send them, token
+/// or not, so few and small ([`MAX_PARKED_BYTES`]).
+const MAX_PARKED: usize = 64;
+/// Requests waiting for one peer's admission.
+const MAX_PARKED_PER_PEER: usize = 2;
+/// The largest request that waits for its peer's admission (votes, handshakes and `Hello`s are
+/// far smaller; raft appends from a new leader are sent again).
+const MAX_PARKED_BYTES: usize = 64 * 1024;
 
 impl Node {
     pub(super) fn new(
@@ -299,6 +309,7 @@ impl Node {
             gossip_tx,
             inboxes,
             pending: HashMap::new(),
+            parked: HashMap::new(),
             answers: FuturesUnordered::new(),
             inflight: HashMap::new(),
         };
@@ -445,7 +456,7 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        let admitted = self.peers.admitted_peers().count();
+        let admitted = self.member_links();
         // Bootstrap peers are dialled for a way into the mesh, not kept for their own sake.
         let bootstrap_due = if admitted < super::links::ENOUGH {
             self.bootstrap.due(now)
@@ -581,6 +592,7 @@ impl Node {
                     // Closed before it was admitted: what waited for it fails.
                     self.unreachable(peer_id);
                     self.links.gone(&peer_id);
+                    self.parked.remove(&peer_id);
                 }
                 self.publish_peers();
             }
@@ -652,7 +664,7 @@ impl Node {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 let local = *self.swarm.local_peer_id();
-                let admitted = self.peers.admitted_peers().count();
+                let admitted = self.member_links();
                 for (peer, addrs) in by_peer {
                     self.heard_of(peer);
                     if !self.links.dial_heard(&peer, admitted) {
