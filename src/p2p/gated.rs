@@ -7,6 +7,14 @@
 //!
 //! The gate is read each time a peer opens a stream, from the admitted set the swarm task
 //! keeps, so a peer admitted later is served from its next stream on, on the same connection.
+//!
+//! Nor does the wrapped behaviour dial: each dial it asks for fails at once (`Aborted`, which
+//! Kademlia takes as a peer to skip, keeping its addresses). A node keeps connections to a few
+//! members ([`super::links`]), and a Kademlia walk dials whoever its table lists: each dialled
+//! member refuses the walk's streams until it has admitted the dialler, so every walk reopened
+//! connections that answered nothing, and a table of fewer than 20 members started a walk of
+//! all of them each time a member came back into it. The swarm task dials what the DHT names
+//! itself (`node/discovery.rs`).
 
 use std::task::{Context, Poll};
 
@@ -20,8 +28,8 @@ use libp2p::swarm::handler::{
     ListenUpgradeError, SubstreamProtocol,
 };
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
+    ConnectionDenied, ConnectionId, DialError, DialFailure, FromSwarm, NetworkBehaviour,
+    THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 
 use super::behaviour::AdmittedSet;
@@ -119,7 +127,20 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
-        self.inner.poll(cx)
+        loop {
+            match self.inner.poll(cx) {
+                Poll::Ready(ToSwarm::Dial { opts }) => {
+                    let error = DialError::Aborted;
+                    self.inner
+                        .on_swarm_event(FromSwarm::DialFailure(DialFailure {
+                            peer_id: opts.get_peer_id(),
+                            error: &error,
+                            connection_id: opts.connection_id(),
+                        }));
+                }
+                other => return other,
+            }
+        }
     }
 }
 

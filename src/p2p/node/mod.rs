@@ -593,13 +593,6 @@ impl Node {
                     self.unreachable(peer_id);
                     self.links.gone(&peer_id);
                     self.parked.remove(&peer_id);
-                    // The private DHT lists the members connected now: its walks dial whoever
-                    // it lists, and a member dialled by the DHT refuses its streams until it
-                    // has admitted this node, so each walk cost connections that answered
-                    // nothing (and the DHT then dropped their addresses). Back on admission.
-                    if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
-                        kad.remove_peer(&peer_id);
-                    }
                 }
                 self.publish_peers();
             }
