@@ -40,6 +40,10 @@ const RAFT_RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The set of admitted peers, shared with the relay server's access check.
 pub type AdmittedSet = Arc<RwLock<HashSet<PeerId>>>;
+
+/// The live members of this node's cluster, as its ledger last said; the private DHT dials none
+/// of them ([`Gated`]).
+pub type MemberSet = Arc<RwLock<HashSet<PeerId>>>;
 /// Whether the relay server grants slots and circuits now, set by the swarm task from the relay
 /// mode and AutoNAT's verdict.
 pub type Serving = Arc<AtomicBool>;
@@ -111,6 +115,7 @@ impl Behaviour {
         config: &P2pConfig,
         protocols: &Protocols,
         admitted: AdmittedSet,
+        members: MemberSet,
         serving: Serving,
     ) -> Result<Self, BuildError> {
         let local = key.public().to_peer_id();
@@ -124,9 +129,13 @@ impl Behaviour {
         } else {
             None
         };
-        let kad = config
-            .dht
-            .then(|| Gated::new(private_kad(local, protocols.kad.clone()), admitted.clone()));
+        let kad = config.dht.then(|| {
+            Gated::new(
+                private_kad(local, protocols.kad.clone()),
+                admitted.clone(),
+                members,
+            )
+        });
         let public_kad = config.public_dht.then(|| public_kad(local));
         let relay_server = (config.relay != super::RelayMode::Off)
             .then(|| relay::Behaviour::new(local, relay_config(admitted, serving)));

@@ -8,13 +8,14 @@
 //! The gate is read each time a peer opens a stream, from the admitted set the swarm task
 //! keeps, so a peer admitted later is served from its next stream on, on the same connection.
 //!
-//! Nor does the wrapped behaviour dial: each dial it asks for fails at once (`Aborted`, which
-//! Kademlia takes as a peer to skip, keeping its addresses). A node keeps connections to a few
-//! members ([`super::links`]), and a Kademlia walk dials whoever its table lists: each dialled
-//! member refuses the walk's streams until it has admitted the dialler, so every walk reopened
-//! connections that answered nothing, and a table of fewer than 20 members started a walk of
-//! all of them each time a member came back into it. The swarm task dials what the DHT names
-//! itself (`node/discovery.rs`).
+//! Nor does the wrapped behaviour dial a live member of this node's cluster: each such dial it
+//! asks for fails at once (`Aborted`, which Kademlia takes as a peer to skip, keeping its
+//! addresses). A node keeps connections to a few members ([`super::links`]), and a Kademlia
+//! walk dials whoever its table lists: each dialled member refuses the walk's streams until it
+//! has admitted the dialler, so every walk reopened connections that answered nothing, and a
+//! table of fewer than 20 members started a walk of all of them each time a member came back
+//! into it. Anyone else is dialled as before: a walk for a stranger's addresses (one a
+//! rendezvous lookup named) finds them by reaching it.
 
 use std::task::{Context, Poll};
 
@@ -28,21 +29,31 @@ use libp2p::swarm::handler::{
     ListenUpgradeError, SubstreamProtocol,
 };
 use libp2p::swarm::{
-    ConnectionDenied, ConnectionId, DialError, DialFailure, FromSwarm, NetworkBehaviour,
-    THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    ConnectionDenied, ConnectionId, DialError, DialFailure, FromSwarm, NetworkBehaviour, THandler,
+    THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 
-use super::behaviour::AdmittedSet;
+use super::behaviour::{AdmittedSet, MemberSet};
 
 /// `inner`, serving inbound streams only to admitted peers.
 pub struct Gated<B> {
     inner: B,
     admitted: AdmittedSet,
+    members: MemberSet,
 }
 
 impl<B> Gated<B> {
-    pub fn new(inner: B, admitted: AdmittedSet) -> Self {
-        Gated { inner, admitted }
+    pub fn new(inner: B, admitted: AdmittedSet, members: MemberSet) -> Self {
+        Gated {
+            inner,
+            admitted,
+            members,
+        }
+    }
+
+    /// Whether a dial the wrapped behaviour asks for is refused: one of a live member.
+    fn refuses(&self, peer: Option<PeerId>) -> bool {
+        peer.is_some_and(|peer| self.members.read().is_ok_and(|m| m.contains(&peer)))
     }
 
     pub fn inner_mut(&mut self) -> &mut B {
@@ -129,7 +140,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
     ) -> Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
         loop {
             match self.inner.poll(cx) {
-                Poll::Ready(ToSwarm::Dial { opts }) => {
+                Poll::Ready(ToSwarm::Dial { opts }) if self.refuses(opts.get_peer_id()) => {
                     let error = DialError::Aborted;
                     self.inner
                         .on_swarm_event(FromSwarm::DialFailure(DialFailure {

@@ -40,7 +40,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Rejection, Verdict};
-use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, OpaqueCodec, Serving};
+use super::behaviour::{AdmittedSet, Behaviour, BehaviourEvent, MemberSet, OpaqueCodec, Serving};
 use super::bootstrap::Bootstrap;
 use super::heard::HeardOf;
 use super::links::Links;
@@ -132,6 +132,8 @@ pub(super) struct Node {
     topic: gossipsub::IdentTopic,
     admission: Admission,
     admitted: AdmittedSet,
+    /// The live members, shared with the private DHT's wrapper ([`super::gated`]).
+    members: MemberSet,
     peers: PeerTable,
     bootstrap: Bootstrap,
     redial: Redial,
@@ -221,6 +223,7 @@ impl Node {
         let protocols = Protocols::new();
         let admitted: AdmittedSet = Arc::new(RwLock::new(HashSet::new()));
         let serving: Serving = Arc::new(AtomicBool::new(false));
+        let members: MemberSet = Arc::new(RwLock::new(HashSet::new()));
         let setup = |e: &dyn std::fmt::Display| P2pError::Setup(e.to_string());
         let mut swarm = SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
@@ -251,6 +254,7 @@ impl Node {
                     &config,
                     &protocols,
                     admitted.clone(),
+                    members.clone(),
                     serving.clone(),
                 )
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
@@ -293,6 +297,7 @@ impl Node {
             protocols,
             topic,
             admitted,
+            members,
             peers: PeerTable::default(),
             blocked_until: HashMap::new(),
             denied: HashMap::new(),
@@ -417,7 +422,12 @@ impl Node {
             }
             Command::Deny { peers } => self.deny(peers),
             Command::Connect { peer } => self.connect(peer),
-            Command::Members { peers } => self.links.set_members(peers),
+            Command::Members { peers } => {
+                if let Ok(mut members) = self.members.write() {
+                    members.clone_from(&peers);
+                }
+                self.links.set_members(peers);
+            }
         }
     }
 
