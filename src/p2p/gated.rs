@@ -14,8 +14,8 @@
 //! walk dials whoever its table lists: each dialled member refuses the walk's streams until it
 //! has admitted the dialler, so every walk reopened connections that answered nothing, and a
 //! table of fewer than 20 members started a walk of all of them each time a member came back
-//! into it. Anyone else is dialled as before: a walk for a stranger's addresses (one a
-//! rendezvous lookup named) finds them by reaching it.
+//! into it. Anyone else is dialled as before, and so is a member whose addresses the swarm task
+//! is looking up: the walk reaches it by the addresses the members that know it give.
 
 use std::task::{Context, Poll};
 

@@ -56,17 +56,37 @@ impl Node {
     fn dial_on_demand(&mut self, peer: PeerId) {
         match self.dial_known(peer) {
             Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {}
-            Err(libp2p::swarm::DialError::NoAddresses) if self.config.dht => {
-                if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
-                    kad.get_closest_peers(peer);
-                    self.address_lookups.insert(peer);
-                }
-            }
+            Err(libp2p::swarm::DialError::NoAddresses) if self.config.dht => self.look_up(peer),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "cannot dial a member a request needs");
                 self.unreachable(peer);
             }
         }
+    }
+
+    /// Asks the private DHT where `peer` is (the answer is dialled in `on_kad`). Meanwhile the
+    /// DHT may dial it, member or not ([`super::super::gated`]): the walk reaches it by the
+    /// addresses the members that know it give, and its answer is what names it.
+    pub(super) fn look_up(&mut self, peer: PeerId) {
+        if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
+            kad.get_closest_peers(peer);
+            self.address_lookups.insert(peer);
+            if let Ok(mut members) = self.members.write() {
+                members.remove(&peer);
+            }
+        }
+    }
+
+    /// The address lookup of `peer` ended, or named it; true when one was out.
+    pub(super) fn looked_up(&mut self, peer: &PeerId) -> bool {
+        let was = self.address_lookups.remove(peer);
+        if was
+            && self.links.is_member(peer)
+            && let Ok(mut members) = self.members.write()
+        {
+            members.insert(*peer);
+        }
+        was
     }
 
     /// Dials `peer`, soon needed (the leader this node sends its requests to), unless it is

@@ -360,7 +360,7 @@ impl Node {
                     Err(kad::GetClosestPeersError::Timeout { key, peers }) => (key, peers),
                 };
                 for info in peers {
-                    if self.address_lookups.remove(&info.peer_id) {
+                    if self.looked_up(&info.peer_id) {
                         if !self.links.is_member(&info.peer_id) {
                             self.redial
                                 .heard_of(info.peer_id, &info.addrs, Instant::now());
@@ -371,7 +371,7 @@ impl Node {
                 // A lookup that ended without the peer it was for: what waited for it fails.
                 if step.last
                     && let Ok(target) = PeerId::from_bytes(&key)
-                    && self.address_lookups.remove(&target)
+                    && self.looked_up(&target)
                 {
                     self.unreachable(target);
                 }
@@ -415,10 +415,7 @@ impl Node {
                 // Someone new: look again soon, since there may be more.
                 self.lookups.found(Instant::now());
             }
-            if let Some(kad) = self.swarm.behaviour_mut().private_dht() {
-                kad.get_closest_peers(peer);
-                self.address_lookups.insert(peer);
-            }
+            self.look_up(peer);
             self.dial_member(peer, Vec::new(), false);
         }
     }

@@ -423,8 +423,9 @@ impl Node {
             Command::Deny { peers } => self.deny(peers),
             Command::Connect { peer } => self.connect(peer),
             Command::Members { peers } => {
+                // Members whose addresses are being looked up stay dialable by the DHT.
                 if let Ok(mut members) = self.members.write() {
-                    members.clone_from(&peers);
+                    *members = peers.difference(&self.address_lookups).copied().collect();
                 }
                 self.links.set_members(peers);
             }
