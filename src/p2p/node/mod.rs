@@ -712,7 +712,7 @@ impl Node {
                 autonat::InboundProbeEvent::Response { peer, address, .. },
             )) => {
                 // The dial-back proved the peer reachable and has done its work; left open it
-                // would live the idle timeout (an hour), one more connection per probe.
+                // would live until the idle timeout, one more connection per probe.
                 if let Some(connection) = self.peers.dial_back(&peer, &address) {
                     self.swarm.close_connection(connection);
                 }
