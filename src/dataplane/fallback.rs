@@ -8,11 +8,10 @@
 //! receive path does (the stream's origin proves nothing: the frame's tag and counter do). A
 //! peer may have at most [`MAX_STREAMS_PER_PEER`] inbound streams open; more are closed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
-use libp2p::{PeerId, StreamProtocol};
+use libp2p::StreamProtocol;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +21,7 @@ use super::peer::{DropReason, Peer};
 use super::recv::{Via, open};
 use super::tun::WRITE_HEADROOM;
 use crate::p2p::P2pHandle;
+use crate::p2p::slots::{StreamSlot, StreamSlots};
 
 /// Frames queued for one peer's stream before new ones are dropped.
 const QUEUE: usize = 1024;
@@ -93,7 +93,8 @@ pub(super) async fn accept(
             return;
         }
     };
-    let open_streams = Arc::new(Mutex::new(HashMap::new()));
+    // Only admitted peers hold slots, and the connection limit bounds those.
+    let slots = StreamSlots::new(MAX_STREAMS_PER_PEER, usize::MAX);
     // The readers are owned here: they end with the accepting task.
     let mut readers = tokio::task::JoinSet::new();
     loop {
@@ -114,7 +115,7 @@ pub(super) async fn accept(
             tracing::debug!(%peer, "frame stream from a peer that is not admitted; closed");
             continue;
         }
-        let Some(slot) = StreamSlot::take(&open_streams, peer) else {
+        let Some(slot) = slots.take(peer) else {
             tracing::debug!(%peer, "too many frame streams from one peer; closed");
             continue;
         };
@@ -126,47 +127,13 @@ pub(super) async fn accept(
 /// a broken one.
 const MAX_STREAMS_PER_PEER: usize = 2;
 
-/// One inbound stream's place in the count of its peer's streams, given back when dropped.
-struct StreamSlot {
-    peer: PeerId,
-    open: Arc<Mutex<HashMap<PeerId, usize>>>,
-}
-
-impl StreamSlot {
-    /// A place for another stream of `peer`, unless it has [`MAX_STREAMS_PER_PEER`] open.
-    fn take(open: &Arc<Mutex<HashMap<PeerId, usize>>>, peer: PeerId) -> Option<StreamSlot> {
-        let mut counts = open.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(peer).or_default();
-        if *count >= MAX_STREAMS_PER_PEER {
-            return None;
-        }
-        *count += 1;
-        Some(StreamSlot {
-            peer,
-            open: open.clone(),
-        })
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        let mut counts = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.peer) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.peer);
-            }
-        }
-    }
-}
-
 async fn read(
     shared: Arc<Shared>,
     slot: StreamSlot,
     mut stream: libp2p::Stream,
     shutdown: CancellationToken,
 ) {
-    let peer = slot.peer;
+    let peer = slot.peer();
     let max = MAX_FRAME;
     let mut frame = vec![0u8; max];
     let mut out = Vec::with_capacity(max);
@@ -198,22 +165,5 @@ async fn read(
     .await;
     if let Err(e) = ended {
         tracing::debug!(%peer, error = %e, "inbound frame stream ended");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_peer_holds_at_most_its_share_of_inbound_streams() {
-        let open = Arc::new(Mutex::new(HashMap::new()));
-        let (peer, other) = (PeerId::random(), PeerId::random());
-        let first = StreamSlot::take(&open, peer).expect("a first stream");
-        let _second = StreamSlot::take(&open, peer).expect("a replacement");
-        assert!(StreamSlot::take(&open, peer).is_none());
-        assert!(StreamSlot::take(&open, other).is_some());
-        drop(first);
-        assert!(StreamSlot::take(&open, peer).is_some());
     }
 }

@@ -318,6 +318,11 @@ impl Ledger {
             );
         }
         ledger.supervise(
+            "the ledger's raft streams",
+            &shutdown,
+            raft::stream::serve(ledger.clone(), shutdown.clone()),
+        );
+        ledger.supervise(
             "the ledger's feed",
             &shutdown,
             feed::publish(ledger.clone(), taps.applied.subscribe(), shutdown.clone()),

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use libp2p::PeerId;
 use openraft::ChangeMembers;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::raft::{AppendEntriesResponse, InstallSnapshotResponse, VoteResponse};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -24,7 +25,8 @@ use super::authority::{
 use super::forward::{self, Envelope, NONCE_LEN, Nonce, Passed, Step};
 use super::limits::{MAX_COMMAND_BYTES, check_size};
 use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
-use super::state::{Command, Outcome, attribute};
+use super::raft::stream::{self, StreamError};
+use super::state::{ClusterId, Command, Outcome, attribute};
 use super::vouch::vouched;
 use crate::clock::unix_now;
 use crate::p2p::InboundRpc;
@@ -159,62 +161,10 @@ async fn answer(
     behind: bool,
     request: LedgerRpc,
 ) -> Result<Vec<u8>, String> {
-    // A raft RPC goes to the raft instance it is addressed to, and is checked against that
-    // instance's membership.
-    let raft = match &request {
-        LedgerRpc::Raft { to, cluster, .. } => ledger.raft_for(*to, *cluster)?,
-        _ => ledger.raft(),
-    };
-    let sender = peer.to_string();
-    let registered = |node: u64| {
-        raft.metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .get_node(&node)
-            .map(|n| n.peer_id.clone())
-    };
-    let knows_membership = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .nodes()
-        .next()
-        .is_some();
     Ok(match request {
-        LedgerRpc::Raft { to, rpc, .. } => {
-            // The node the RPC's vote names. A peer behind sends raft RPCs only as the raft
-            // node it is registered as: a follower, which knows no raft membership, would
-            // otherwise take appends from it. A leader the membership does not register yet
-            // may be vouched for by the voters it does ([`super::vouch`]).
-            let (leads, vote) = match &rpc {
-                RaftRpc::Append(r) => (true, &r.vote),
-                RaftRpc::Vote(r) => (false, &r.vote),
-                RaftRpc::Snapshot(r) => (true, &r.vote),
-            };
-            let node = vote.leader_id().voted_for().unwrap_or(0);
-            let claim = if leads {
-                RaftClaim::Lead(node)
-            } else {
-                RaftClaim::Candidate(node)
-            };
-            let registered = registered(node);
-            if behind && registered.as_deref() != Some(sender.as_str()) {
-                return Err(BEHIND.to_string());
-            }
-            if let Err(refusal) =
-                may_send_raft(claim, &sender, registered.as_deref(), knows_membership)
-                && !(leads && registered.is_none() && vouched(ledger, to, node, &sender).await)
-            {
-                return Err(refusal);
-            }
-            match rpc {
-                RaftRpc::Append(request) => encode(&raft.append_entries(request).await),
-                RaftRpc::Vote(request) => encode(&raft.vote(request).await),
-                RaftRpc::Snapshot(request) => encode(&raft.install_snapshot(request).await),
-            }
-        }
+        LedgerRpc::Raft { to, cluster, rpc } => answer_raft(ledger, peer, behind, to, cluster, rpc)
+            .await?
+            .json(),
         LedgerRpc::Hello => encode(&hello(ledger)),
         LedgerRpc::Join {
             node_id,
@@ -246,6 +196,96 @@ async fn answer(
         LedgerRpc::Challenge { origin } => challenge(ledger, peer, origin),
         LedgerRpc::Forwarded(envelope) => answer_forwarded(ledger, peer, envelope).await,
         LedgerRpc::Forward { leader, step } => pass_on(ledger, peer, behind, leader, step).await,
+    })
+}
+
+/// Raft's answer to one of its RPCs, before it is encoded for the way the RPC came: JSON for a
+/// request, postcard around JSON on a raft stream ([`stream::compact`]).
+pub(crate) enum RaftAnswer {
+    Append(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    Snapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+}
+
+impl RaftAnswer {
+    /// The answer as a request's answer carries it: the JSON of raft's `Result`.
+    fn json(&self) -> Vec<u8> {
+        match self {
+            RaftAnswer::Append(result) => encode(result),
+            RaftAnswer::Vote(result) => encode(result),
+            RaftAnswer::Snapshot(result) => encode(result),
+        }
+    }
+
+    /// The answer as a raft stream carries it ([`stream::compact`]).
+    pub(crate) fn compact(&self) -> Result<Vec<u8>, StreamError> {
+        match self {
+            RaftAnswer::Append(result) => stream::compact(result),
+            RaftAnswer::Vote(result) => stream::compact(result),
+            RaftAnswer::Snapshot(result) => stream::compact(result),
+        }
+    }
+}
+
+/// Raft's answer to `rpc` from `peer`, addressed to raft node `to` of `cluster`, or why it
+/// gets none: the RPC goes to the raft instance it is addressed to, and is checked against
+/// that instance's membership; raft RPCs in another node's name are refused
+/// ([`may_send_raft`]), and a peer `behind` sends them only as the raft node it is registered
+/// as ([`BEHIND`]).
+pub(crate) async fn answer_raft(
+    ledger: &Ledger,
+    peer: PeerId,
+    behind: bool,
+    to: u64,
+    cluster: Option<ClusterId>,
+    rpc: RaftRpc,
+) -> Result<RaftAnswer, String> {
+    let raft = ledger.raft_for(to, cluster)?;
+    let sender = peer.to_string();
+    let registered = |node: u64| {
+        raft.metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&node)
+            .map(|n| n.peer_id.clone())
+    };
+    let knows_membership = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .next()
+        .is_some();
+    // The node the RPC's vote names. A peer behind sends raft RPCs only as the raft
+    // node it is registered as: a follower, which knows no raft membership, would
+    // otherwise take appends from it. A leader the membership does not register yet
+    // may be vouched for by the voters it does ([`super::vouch`]).
+    let (leads, vote) = match &rpc {
+        RaftRpc::Append(r) => (true, &r.vote),
+        RaftRpc::Vote(r) => (false, &r.vote),
+        RaftRpc::Snapshot(r) => (true, &r.vote),
+    };
+    let node = vote.leader_id().voted_for().unwrap_or(0);
+    let claim = if leads {
+        RaftClaim::Lead(node)
+    } else {
+        RaftClaim::Candidate(node)
+    };
+    let registered = registered(node);
+    if behind && registered.as_deref() != Some(sender.as_str()) {
+        return Err(BEHIND.to_string());
+    }
+    if let Err(refusal) = may_send_raft(claim, &sender, registered.as_deref(), knows_membership)
+        && !(leads && registered.is_none() && vouched(ledger, to, node, &sender).await)
+    {
+        return Err(refusal);
+    }
+    Ok(match rpc {
+        RaftRpc::Append(request) => RaftAnswer::Append(raft.append_entries(request).await),
+        RaftRpc::Vote(request) => RaftAnswer::Vote(raft.vote(request).await),
+        RaftRpc::Snapshot(request) => RaftAnswer::Snapshot(raft.install_snapshot(request).await),
     })
 }
 

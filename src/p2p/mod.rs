@@ -22,6 +22,7 @@ pub mod per_ip;
 pub mod protocol;
 pub(crate) mod redial;
 pub mod relaying;
+pub mod slots;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -120,6 +121,9 @@ pub(crate) enum Command {
     Connect { peer: PeerId },
     /// The live members of this node's cluster, all of them ([`links`]).
     Members { peers: HashSet<PeerId> },
+    /// Something other than a request used the connection to `peer` (a raft stream): it is
+    /// not idle ([`links`]).
+    Used { peer: PeerId },
 }
 
 /// The services that exchange requests with opaque payloads between admitted peers; each has its
@@ -198,6 +202,9 @@ pub struct P2pHandle {
     gossip: broadcast::Sender<GossipMessage>,
     streams: libp2p_stream::Control,
     frames: libp2p::StreamProtocol,
+    /// The protocol of raft's long-lived streams; none when no swarm serves this handle (the
+    /// ledger's simulation), whose raft RPCs all go as requests.
+    raft_stream: Option<libp2p::StreamProtocol>,
 }
 
 impl std::fmt::Debug for P2pHandle {
@@ -303,6 +310,20 @@ impl P2pHandle {
         (self.streams.clone(), self.frames.clone())
     }
 
+    /// Raw streams to and from peers, and the protocol name raft's long-lived streams use
+    /// ([`crate::ledger::raft::stream`]); `None` when no swarm serves this handle. Inbound
+    /// streams come from any connected peer: check admission before reading.
+    pub fn raft_streams(&self) -> Option<(libp2p_stream::Control, libp2p::StreamProtocol)> {
+        Some((self.streams.clone(), self.raft_stream.clone()?))
+    }
+
+    /// Tells the control plane that something other than a request (a raft stream) used the
+    /// connection to `peer`, so that it does not close as idle. Dropped when the swarm task is
+    /// busy: the next use says it again.
+    pub fn used(&self, peer: PeerId) {
+        let _ = self.commands.try_send(Command::Used { peer });
+    }
+
     /// Cuts off `peers` (the ledger's whole deny list): their connections close, and they are
     /// refused until a later call leaves them out.
     pub async fn set_denied(&self, peers: HashSet<PeerId>) -> Result<(), P2pError> {
@@ -406,6 +427,7 @@ impl P2pHandle {
             gossip: gossip_tx.clone(),
             streams: libp2p_stream::Behaviour::new().new_control(),
             frames: protocol::Protocols::new().frames,
+            raft_stream: None,
         };
         let far = Detached {
             commands: commands_rx,
@@ -432,7 +454,7 @@ pub fn start(
         commands_rx,
         gossip_tx,
     } = Wiring::new();
-    let frames = protocol::Protocols::new().frames;
+    let protocols = protocol::Protocols::new();
     let node = node::Node::new(
         config,
         keypair,
@@ -452,7 +474,8 @@ pub fn start(
         shared,
         gossip: gossip_tx,
         streams: node.stream_control(),
-        frames,
+        frames: protocols.frames,
+        raft_stream: Some(protocols.raft_stream),
     };
     let task = tokio::spawn(crate::fault::guard("swarm", false, node.run(shutdown)));
     Ok((handle, task))

@@ -5,7 +5,7 @@
 //! nothing that tells one fleet from another. Admission is what keeps networks apart: a node of
 //! another network fails the proof. Messages are protobuf (`proto/weft/p2p.proto`),
 //! framed as a u32 big-endian length and the bytes, with a size cap so that a peer cannot make
-//! us buffer without bound.
+//! us buffer without bound; raft's long-lived streams use the same frames.
 
 use std::io;
 use std::marker::PhantomData;
@@ -26,6 +26,9 @@ pub struct Protocols {
     pub dataplane: StreamProtocol,
     /// Data-plane frames when no direct UDP path works (a plain stream, not request-response).
     pub frames: StreamProtocol,
+    /// Raft's appends and votes, on one long-lived stream per raft peer (a plain stream, not
+    /// request-response: [`crate::ledger::raft::stream`]).
+    pub raft_stream: StreamProtocol,
     pub kad: StreamProtocol,
     /// The gossipsub topic (not a stream protocol, but scoped the same way).
     pub gossip_topic: String,
@@ -49,6 +52,7 @@ impl Protocols {
             raft: name("raft/1"),
             dataplane: name("dataplane/1"),
             frames: name("frames/1"),
+            raft_stream: name("raft-stream/1"),
             kad: name("kad/1"),
             gossip_topic: "/weft/gossip/1".to_string(),
         }
@@ -70,9 +74,9 @@ impl<Req, Resp> Clone for ProstCodec<Req, Resp> {
     }
 }
 
-async fn read_message<T: AsyncRead + Unpin + Send, M: prost::Message + Default>(
-    io: &mut T,
-) -> io::Result<M> {
+/// Reads one frame: a u32 big-endian length, then that many bytes, at most [`MAX_MESSAGE`].
+/// The buffer grows with what arrives, not with what the length claims.
+pub async fn read_frame<T: AsyncRead + Unpin>(io: &mut T) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;
@@ -82,8 +86,40 @@ async fn read_message<T: AsyncRead + Unpin + Send, M: prost::Message + Default>(
             format!("message of {len} bytes exceeds the {MAX_MESSAGE}-byte limit"),
         ));
     }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
+    let mut buf = Vec::new();
+    (&mut *io).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(buf)
+}
+
+/// Writes one frame (its length and its bytes in one write, so that a small message leaves in
+/// one packet) and flushes it.
+pub async fn write_frame<T: AsyncWrite + Unpin>(io: &mut T, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|l| *l as usize <= MAX_MESSAGE)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "message of {} bytes exceeds the {MAX_MESSAGE}-byte limit",
+                    body.len()
+                ),
+            )
+        })?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(body);
+    io.write_all(&frame).await?;
+    io.flush().await
+}
+
+async fn read_message<T: AsyncRead + Unpin + Send, M: prost::Message + Default>(
+    io: &mut T,
+) -> io::Result<M> {
+    let buf = read_frame(io).await?;
     M::decode(buf.as_slice()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -91,13 +127,7 @@ async fn write_message<T: AsyncWrite + Unpin + Send, M: prost::Message>(
     io: &mut T,
     message: &M,
 ) -> io::Result<()> {
-    let body = message.encode_to_vec();
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|l| *l as usize <= MAX_MESSAGE)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "message too large"))?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(&body).await?;
+    write_frame(io, &message.encode_to_vec()).await?;
     io.close().await
 }
 

@@ -1,11 +1,13 @@
-//! openraft glue for the ledger: the type configuration, and ([`store`]) the redb-backed log
-//! storage and the state machine that applies committed entries to [`LedgerState`].
+//! openraft glue for the ledger: the type configuration, ([`store`]) the redb-backed log
+//! storage and the state machine that applies committed entries to [`LedgerState`], and
+//! ([`network`], [`stream`]) raft's RPCs over libp2p.
 //!
 //! [`LedgerState`]: crate::ledger::state::LedgerState
 
 pub mod network;
 pub mod snapshot;
 pub mod store;
+pub mod stream;
 
 use std::time::Duration;
 

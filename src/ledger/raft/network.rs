@@ -2,7 +2,9 @@
 //! `/weft/raft/1` request-response protocol, which only admitted peers can use.
 //!
 //! A request is the JSON of [`LedgerRpc`]; the answer is the JSON of the callee's `Result`, so
-//! a remote raft error reaches the caller as such, distinct from an unreachable peer. Besides
+//! a remote raft error reaches the caller as such, distinct from an unreachable peer. Raft's
+//! appends and votes to an admitted peer go on a long-lived stream instead, in postcard
+//! ([`super::stream`]), and as requests only when no stream can be had. Besides
 //! raft's own RPCs, the same protocol carries the ledger's cluster-life requests (who leads,
 //! join, propose, and joins and proposals forwarded for nodes that do not reach the leader),
 //! answered by [`crate::ledger::service`].
@@ -21,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::store::StateMachineStore;
+use super::stream::{self, StreamError};
 use super::{LedgerNode, LedgerTypes};
 use crate::ledger::forward::{Envelope, Step};
 use crate::ledger::state::{ClusterId, Command};
@@ -163,6 +166,7 @@ pub struct Connection {
     target: NodeId,
     node: LedgerNode,
     peer: Option<PeerId>,
+    stream: stream::Client,
 }
 
 impl RaftNetworkFactory<LedgerTypes> for Network {
@@ -175,13 +179,16 @@ impl RaftNetworkFactory<LedgerTypes> for Network {
             target,
             node: node.clone(),
             peer: node.peer_id.parse().ok(),
+            stream: stream::Client::default(),
         }
     }
 }
 
 impl Connection {
-    /// Sends `rpc`, addressed to the target, and decodes the callee's `Result<T, E>`.
-    async fn call<T, E>(&self, rpc: RaftRpc) -> Result<T, RPCError<NodeId, LedgerNode, E>>
+    /// Sends `rpc`, addressed to the target, and decodes the callee's `Result<T, E>`: on the
+    /// target's raft stream when it is an append or a vote and a stream can be had, else as a
+    /// request.
+    async fn call<T, E>(&mut self, rpc: RaftRpc) -> Result<T, RPCError<NodeId, LedgerNode, E>>
     where
         T: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
@@ -192,15 +199,28 @@ impl Connection {
                 self.target, self.node.peer_id
             ))))
         })?;
-        let rpc = LedgerRpc::Raft {
-            to: self.target,
-            cluster: self.machine.state().cluster(),
-            rpc,
+        let cluster = self.machine.state().cluster();
+        let streamed = self
+            .stream
+            .call(&self.p2p, peer, self.target, cluster, &rpc)
+            .await;
+        let result: Result<T, E> = match streamed {
+            Ok(result) => result,
+            Err(e) => {
+                if !matches!(e, StreamError::Unavailable) {
+                    tracing::debug!(%peer, error = %e, "raft stream failed; sent as a request");
+                }
+                let rpc = LedgerRpc::Raft {
+                    to: self.target,
+                    cluster,
+                    rpc,
+                };
+                call(&self.p2p, peer, &rpc).await.map_err(|e| match e {
+                    CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+                    CallError::Decode(e) => RPCError::Network(NetworkError::new(&e)),
+                })?
+            }
         };
-        let result: Result<T, E> = call(&self.p2p, peer, &rpc).await.map_err(|e| match e {
-            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
-            CallError::Decode(e) => RPCError::Network(NetworkError::new(&e)),
-        })?;
         result.map_err(|e| {
             RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,

@@ -179,7 +179,10 @@ impl Net {
                 }
                 // Every link of the simulated mesh is up or cut as the test says: nothing to dial
                 // and nothing to keep.
-                Command::Deny { .. } | Command::Connect { .. } | Command::Members { .. } => {}
+                Command::Deny { .. }
+                | Command::Connect { .. }
+                | Command::Members { .. }
+                | Command::Used { .. } => {}
             }
         }
     }

@@ -429,6 +429,11 @@ impl Node {
                 }
                 self.links.set_members(peers);
             }
+            Command::Used { peer } => {
+                if self.peers.is_connected(&peer) {
+                    self.links.used(peer, Instant::now());
+                }
+            }
         }
     }
 
