@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use futures::{AsyncReadExt as _, AsyncWriteExt as _};
 use libp2p::StreamProtocol;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ use super::peer::{DropReason, Peer};
 use super::recv::{Via, open};
 use super::tun::WRITE_HEADROOM;
 use crate::p2p::P2pHandle;
-use crate::p2p::slots::{StreamSlot, StreamSlots};
+use crate::p2p::slots::{StreamSlot, StreamSlots, serve_admitted};
 
 /// Frames queued for one peer's stream before new ones are dropped.
 const QUEUE: usize = 1024;
@@ -86,7 +86,7 @@ pub(super) async fn accept(
     p2p: P2pHandle,
     shutdown: CancellationToken,
 ) {
-    let mut incoming = match control.accept(protocol) {
+    let incoming = match control.accept(protocol) {
         Ok(incoming) => incoming,
         Err(e) => {
             tracing::error!(error = %e, "cannot accept frame streams; no fallback path");
@@ -95,32 +95,16 @@ pub(super) async fn accept(
     };
     // Only admitted peers hold slots, and the connection limit bounds those.
     let slots = StreamSlots::new(MAX_STREAMS_PER_PEER, usize::MAX);
-    // The readers are owned here: they end with the accepting task.
-    let mut readers = tokio::task::JoinSet::new();
-    loop {
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            Some(done) = readers.join_next() => {
-                if let Err(e) = done
-                    && e.is_panic()
-                {
-                    tracing::error!(error = %e, "a fallback stream reader panicked");
-                }
-                continue;
-            }
-            next = incoming.next() => next,
-        };
-        let Some((peer, stream)) = next else { return };
-        if !p2p.is_admitted(&peer) {
-            tracing::debug!(%peer, "frame stream from a peer that is not admitted; closed");
-            continue;
-        }
-        let Some(slot) = slots.take(peer) else {
-            tracing::debug!(%peer, "too many frame streams from one peer; closed");
-            continue;
-        };
-        readers.spawn(read(shared.clone(), slot, stream, shutdown.clone()));
-    }
+    let what = "frame stream";
+    serve_admitted(
+        &p2p,
+        incoming,
+        slots,
+        what,
+        shutdown.clone(),
+        |slot, stream| read(shared.clone(), slot, stream, shutdown.clone()),
+    )
+    .await;
 }
 
 /// Inbound frame streams one peer may have open: it opens one, and a second while it replaces

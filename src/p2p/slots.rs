@@ -1,11 +1,58 @@
-//! Counts of the inbound raw streams admitted peers hold open (data-plane frames, raft
-//! streams), so that a peer cannot open them without bound: each stream takes a slot, per peer
-//! and in all, and gives it back when its reader drops it.
+//! The inbound raw streams of admitted peers (data-plane frames, raft streams): accepted only
+//! from a peer admitted now, counted so that a peer cannot open them without bound (each
+//! stream takes a slot, per peer and in all, and gives it back when its task drops it), and
+//! each served by a task the accepting task owns.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt as _;
 use libp2p::PeerId;
+use tokio_util::sync::CancellationToken;
+
+use super::P2pHandle;
+
+/// Serves the streams `incoming` brings until `shutdown` (or the swarm ends): each from an
+/// admitted peer with a slot free gets `serve(slot, stream)` as a task of its own, owned here;
+/// others are closed. `what` names the streams in logs.
+pub async fn serve_admitted<F, Fut>(
+    p2p: &P2pHandle,
+    mut incoming: libp2p_stream::IncomingStreams,
+    slots: StreamSlots,
+    what: &'static str,
+    shutdown: CancellationToken,
+    mut serve: F,
+) where
+    F: FnMut(StreamSlot, libp2p::Stream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut served = tokio::task::JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(done) = served.join_next() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "a task serving a {what} panicked");
+                }
+                continue;
+            }
+            next = incoming.next() => next,
+        };
+        let Some((peer, stream)) = next else { return };
+        if !p2p.is_admitted(&peer) {
+            tracing::debug!(%peer, "{what} from a peer that is not admitted; closed");
+            continue;
+        }
+        let Some(slot) = slots.take(peer) else {
+            tracing::debug!(%peer, "too many {what}s; closed");
+            continue;
+        };
+        served.spawn(serve(slot, stream));
+    }
+}
 
 /// The slots of one kind of inbound stream.
 #[derive(Debug, Clone)]

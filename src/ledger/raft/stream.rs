@@ -32,21 +32,19 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt as _;
 use libp2p::PeerId;
-use serde::de::DeserializeOwned;
-use tokio_util::sync::CancellationToken;
-
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{LogId, Vote};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use super::network::RaftRpc;
 use crate::ledger::state::ClusterId;
 use crate::ledger::{Ledger, service};
 use crate::p2p::P2pHandle;
 use crate::p2p::protocol::{read_frame, write_frame};
-use crate::p2p::slots::{StreamSlot, StreamSlots};
+use crate::p2p::slots::{StreamSlot, StreamSlots, serve_admitted};
 
 /// Inbound raft streams one peer may hold open: a leader's replication stream, a candidate's
 /// vote, and room for each to replace a broken one.
@@ -280,7 +278,7 @@ pub async fn serve(ledger: Ledger, shutdown: CancellationToken) {
     let Some((mut control, protocol)) = p2p.raft_streams() else {
         return shutdown.cancelled().await;
     };
-    let mut incoming = match control.accept(protocol) {
+    let incoming = match control.accept(protocol) {
         Ok(incoming) => incoming,
         Err(e) => {
             // Only a second accept for the same protocol fails; raft RPCs still go as requests.
@@ -289,31 +287,15 @@ pub async fn serve(ledger: Ledger, shutdown: CancellationToken) {
         }
     };
     let slots = StreamSlots::new(PER_PEER, MAX_STREAMS);
-    let mut served = tokio::task::JoinSet::new();
-    loop {
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            Some(done) = served.join_next() => {
-                if let Err(e) = done
-                    && e.is_panic()
-                {
-                    tracing::error!(error = %e, "a raft stream's task panicked");
-                }
-                continue;
-            }
-            next = incoming.next() => next,
-        };
-        let Some((peer, stream)) = next else { return };
-        if !p2p.is_admitted(&peer) {
-            tracing::debug!(%peer, "raft stream from a peer that is not admitted; closed");
-            continue;
-        }
-        let Some(slot) = slots.take(peer) else {
-            tracing::debug!(%peer, "too many raft streams; closed");
-            continue;
-        };
-        served.spawn(answer(ledger.clone(), slot, stream, shutdown.clone()));
-    }
+    serve_admitted(
+        &p2p,
+        incoming,
+        slots,
+        "raft stream",
+        shutdown.clone(),
+        |slot, stream| answer(ledger.clone(), slot, stream, shutdown.clone()),
+    )
+    .await;
 }
 
 /// Answers one inbound stream's frames in order, until it closes, stays silent for [`IDLE`],
