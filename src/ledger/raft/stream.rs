@@ -5,8 +5,8 @@
 //! request, each one opened a stream, negotiated its protocol in a round trip, sent about 375
 //! bytes of JSON and closed the stream both ways: about 1 kB from the leader and 600 bytes back
 //! in 13 TCP segments per heartbeat (a capture of a 5-node mesh), over half of an idle mesh's
-//! bytes. On a stream kept open, a heartbeat is one frame of about 70 bytes from the leader and one
-//! of 5 bytes back.
+//! bytes. On a stream kept open, a heartbeat is one frame of about 70 bytes from the leader
+//! and one of 6 bytes back (its length and `Ok(Success)`).
 //!
 //! Only raft's own fields travel in postcard ([`Call`]): terms, node ids, log ids, and the
 //! answers' plain types. An append's entries, and any error an answer carries, travel as the
