@@ -90,6 +90,42 @@ async fn five_members_started_together_form_one_cluster_with_distinct_addresses_
                 .expect("the ledger runs");
         }
     }
+
+    // The leader's appends (heartbeats included) leave on its voters' raft streams, not as a
+    // request each: the requests are raft's fallback, and the cluster would work on them alone.
+    let leader = settled_leader(&replicas).await;
+    let leading = replicas
+        .iter()
+        .find(|r| r.member.handle.peer_id().to_string() == leader)
+        .expect("the leader is one of the replicas");
+    let (streamed, requested) = (
+        raft_appends(leading, "stream"),
+        raft_appends(leading, "request"),
+    );
+    wait_for("twenty appends on the leader's raft streams", || {
+        (raft_appends(leading, "stream") >= streamed + 20).then_some(())
+    })
+    .await;
+    let (more_streamed, more_requested) = (
+        raft_appends(leading, "stream") - streamed,
+        raft_appends(leading, "request") - requested,
+    );
+    assert!(
+        more_requested < more_streamed,
+        "{more_requested} appends went as requests beside {more_streamed} on streams"
+    );
+}
+
+/// How many appends `replica` sent by `path` ("stream" or "request"), as its metrics say.
+fn raft_appends(replica: &Replica, path: &str) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    replica.ledger.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("metrics encode");
+    let series = format!("weft_raft_rpcs_sent_total{{rpc=\"append\",path=\"{path}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |v| v.trim().parse().expect("a counter's value"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! The ledger's figures on `/metrics`, under `weft_raft_` and `weft_ledger_`: proposals and how
-//! long they take to commit, counted as they happen, and raft's term, leader and indexes and the
+//! long they take to commit and raft's RPCs by the path they took, counted as they happen, and raft's term, leader and indexes and the
 //! members' leases, read from the ledger at each scrape. openraft 0.9 reports no commit index, so
 //! the last log index and the applied index bound it from both sides.
 
@@ -12,11 +12,18 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::Ledger;
+use super::raft::network::RaftRpc;
 use super::state::LeaseState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabel {
+    rpc: &'static str,
+    path: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,6 +83,26 @@ impl ProposalMetrics {
     }
 }
 
+/// Raft RPCs this node sent, by kind and by the path they took; shared by every raft
+/// connection of every engine this ledger runs, so a reset keeps the counts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RaftRpcMetrics {
+    sent: Family<RpcLabel, Counter>,
+}
+
+impl RaftRpcMetrics {
+    /// Counts one `rpc` sent on the callee's raft stream (`streamed`) or as a request.
+    pub(crate) fn record(&self, rpc: &RaftRpc, streamed: bool) {
+        let rpc = match rpc {
+            RaftRpc::Append(_) => "append",
+            RaftRpc::Vote(_) => "vote",
+            RaftRpc::Snapshot(_) => "snapshot",
+        };
+        let path = if streamed { "stream" } else { "request" };
+        self.sent.get_or_create(&RpcLabel { rpc, path }).inc();
+    }
+}
+
 impl Ledger {
     /// Registers the ledger's metrics in `registry`.
     pub fn register_metrics(&self, registry: &mut Registry) {
@@ -90,6 +117,11 @@ impl Ledger {
             "Time from proposing to commit, of committed proposals",
             Unit::Seconds,
             self.proposals.latency.clone(),
+        );
+        weft.register(
+            "raft_rpcs_sent",
+            "Raft RPCs this node sent, by kind and by path: on the callee's raft stream, or as a request",
+            self.raft_rpcs.sent.clone(),
         );
         weft.register_collector(Box::new(RaftCollector {
             ledger: self.clone(),

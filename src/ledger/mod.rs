@@ -158,6 +158,7 @@ impl Engine {
         node_id: u64,
         p2p: &P2pHandle,
         taps: Taps,
+        raft_rpcs: metrics::RaftRpcMetrics,
         storage_error: impl Fn(String) -> LedgerError,
     ) -> Result<Engine, LedgerError> {
         let machine = StateMachineStore::open(db.clone(), dir, pool, taps)
@@ -168,7 +169,7 @@ impl Engine {
         let raft = Raft::new(
             node_id,
             Arc::new(raft_config),
-            Network::new(p2p.clone(), machine.clone()),
+            Network::new(p2p.clone(), machine.clone(), raft_rpcs),
             LogStore::new(db),
             machine.clone(),
         )
@@ -213,6 +214,7 @@ pub struct Ledger {
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
     proposals: metrics::ProposalMetrics,
+    raft_rpcs: metrics::RaftRpcMetrics,
     /// The operator's key this mesh is configured with ([`crate::operator`]).
     operator: Option<Arc<crate::operator::OperatorKey>>,
     /// The first long-lived task that stopped while the node was not shutting down.
@@ -281,6 +283,7 @@ impl Ledger {
         // the file must not leave an old id to come back if the database alone is lost later.
         autopilot::forget_node_id_file(&dir).map_err(|e| storage_error(e.to_string()))?;
         let taps = Taps::new(APPLIED_BACKLOG);
+        let raft_rpcs = metrics::RaftRpcMetrics::default();
         let engine = Engine::open(
             db.clone(),
             &dir,
@@ -288,6 +291,7 @@ impl Ledger {
             node_id,
             &p2p,
             taps.clone(),
+            raft_rpcs.clone(),
             damaged,
         )
         .await?;
@@ -307,6 +311,7 @@ impl Ledger {
             renewals: Arc::default(),
             declared: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
+            raft_rpcs,
             operator: config.operator.clone().map(Arc::new),
             stopped: Arc::new(watch::Sender::new(None)),
         };
@@ -750,6 +755,7 @@ impl Ledger {
             node_id,
             &self.p2p,
             self.taps.clone(),
+            self.raft_rpcs.clone(),
             storage_error,
         )
         .await?;

@@ -26,6 +26,7 @@ use super::store::StateMachineStore;
 use super::stream::{self, StreamError};
 use super::{LedgerNode, LedgerTypes};
 use crate::ledger::forward::{Envelope, Step};
+use crate::ledger::metrics::RaftRpcMetrics;
 use crate::ledger::state::{ClusterId, Command};
 use crate::p2p::{P2pError, P2pHandle};
 
@@ -150,11 +151,12 @@ pub struct Network {
     p2p: P2pHandle,
     /// This raft's state machine, which names the cluster its RPCs come from.
     machine: StateMachineStore,
+    sent: RaftRpcMetrics,
 }
 
 impl Network {
-    pub fn new(p2p: P2pHandle, machine: StateMachineStore) -> Self {
-        Network { p2p, machine }
+    pub(crate) fn new(p2p: P2pHandle, machine: StateMachineStore, sent: RaftRpcMetrics) -> Self {
+        Network { p2p, machine, sent }
     }
 }
 
@@ -167,6 +169,7 @@ pub struct Connection {
     node: LedgerNode,
     peer: Option<PeerId>,
     stream: stream::Client,
+    sent: RaftRpcMetrics,
 }
 
 impl RaftNetworkFactory<LedgerTypes> for Network {
@@ -180,6 +183,7 @@ impl RaftNetworkFactory<LedgerTypes> for Network {
             node: node.clone(),
             peer: node.peer_id.parse().ok(),
             stream: stream::Client::default(),
+            sent: self.sent.clone(),
         }
     }
 }
@@ -204,6 +208,7 @@ impl Connection {
             .stream
             .call(&self.p2p, peer, self.target, cluster, &rpc)
             .await;
+        self.sent.record(&rpc, streamed.is_ok());
         let result: Result<T, E> = match streamed {
             Ok(result) => result,
             Err(e) => {
