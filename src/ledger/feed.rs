@@ -19,10 +19,13 @@ use super::catchup;
 use super::follower::{Feed, Verdict};
 use super::raft::network::{LedgerRpc, call};
 use super::raft::store::Applied;
+use super::state::Command;
 use crate::p2p::GossipMessage;
 
 /// How soon after its last entry a leader says where its log stands, so that a follower that
-/// lost a message sees the gap within this.
+/// lost a message sees the gap within this. Lease renewals do not count: they come every
+/// renewal window, change nothing a reader waits for, and a lost one is seen at the next idle
+/// heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How often a leader whose log stays idle says where it stands: each idle heartbeat doubles
 /// the gap to the next, up to this. An idle mesh then costs each node one small gossip message
@@ -81,6 +84,7 @@ pub async fn publish(
             _ = tokio::time::sleep_until(next) => {}
         }
         let idle = batch.is_empty();
+        let routine = batch.iter().all(|(_, entry)| is_routine(entry.as_ref()));
         // A leader cut off from its quorum says nothing while idle: its followers are to notice
         // it leads nobody (entries it applied before it knew still go out).
         let feed = if idle && ledger.cut_off() {
@@ -88,7 +92,7 @@ pub async fn publish(
         } else {
             ledger.feed(batch)
         };
-        gap = next_gap(gap, idle && feed.is_some());
+        gap = next_gap(gap, routine && feed.is_some());
         next = tokio::time::Instant::now() + gap;
         let Some(feed) = feed else {
             continue;
@@ -107,11 +111,17 @@ pub async fn publish(
     }
 }
 
-/// The wait before the next heartbeat after one that was `idle` (a leader's heartbeat with no
-/// entries) and had waited `gap`: twice as long, up to [`IDLE_HEARTBEAT`]; after entries, or
-/// while this node does not lead, [`HEARTBEAT`].
-fn next_gap(gap: Duration, idle: bool) -> Duration {
-    if idle {
+/// Whether an applied entry is routine: a lease renewal, which the leader commits every
+/// renewal window whatever else happens, so that it must not bring back quick heartbeats.
+fn is_routine(entry: Option<&Command>) -> bool {
+    matches!(entry, Some(Command::Renewals { .. }))
+}
+
+/// The wait before the next heartbeat after a leader's message that was `routine` (a heartbeat
+/// with no entries, or routine entries only) and had waited `gap`: twice as long, up to
+/// [`IDLE_HEARTBEAT`]; after other entries, or while this node does not lead, [`HEARTBEAT`].
+fn next_gap(gap: Duration, routine: bool) -> Duration {
+    if routine {
         (gap * 2).min(IDLE_HEARTBEAT)
     } else {
         HEARTBEAT
@@ -232,5 +242,22 @@ mod tests {
         }
         assert_eq!(gaps, [4, 8, 16, 30, 30, 30]);
         assert_eq!(next_gap(gap, false), HEARTBEAT);
+    }
+
+    #[test]
+    fn only_lease_renewals_are_routine() {
+        let renewals = Command::Renewals {
+            peers: vec!["12D3KooWRenewing".into()],
+            now: 1,
+        };
+        let put = Command::KvPut {
+            bucket: "b".into(),
+            key: "k".into(),
+            value: "v".into(),
+        };
+        assert!(is_routine(Some(&renewals)));
+        assert!(!is_routine(Some(&put)));
+        // Raft's own entries (a new leader's blank, a membership change) are news to followers.
+        assert!(!is_routine(None));
     }
 }
