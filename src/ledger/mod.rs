@@ -150,18 +150,31 @@ struct Engine {
     encodings: catchup::Encodings,
 }
 
+/// What every engine of one ledger is opened with: its first, and each after a reset.
+struct Footing<'a> {
+    db: &'a Arc<Database>,
+    dir: &'a Path,
+    pool: Ipv4Net,
+    p2p: &'a P2pHandle,
+    taps: &'a Taps,
+    raft_rpcs: &'a metrics::RaftRpcMetrics,
+}
+
 impl Engine {
     async fn open(
-        db: Arc<Database>,
-        dir: &Path,
-        pool: Ipv4Net,
+        footing: Footing<'_>,
         node_id: u64,
-        p2p: &P2pHandle,
-        taps: Taps,
-        raft_rpcs: metrics::RaftRpcMetrics,
         storage_error: impl Fn(String) -> LedgerError,
     ) -> Result<Engine, LedgerError> {
-        let machine = StateMachineStore::open(db.clone(), dir, pool, taps)
+        let Footing {
+            db,
+            dir,
+            pool,
+            p2p,
+            taps,
+            raft_rpcs,
+        } = footing;
+        let machine = StateMachineStore::open(db.clone(), dir, pool, taps.clone())
             .map_err(|e| storage_error(e.to_string()))?;
         let raft_config = raft::config()
             .validate()
@@ -169,8 +182,8 @@ impl Engine {
         let raft = Raft::new(
             node_id,
             Arc::new(raft_config),
-            Network::new(p2p.clone(), machine.clone(), raft_rpcs),
-            LogStore::new(db),
+            Network::new(p2p.clone(), machine.clone(), raft_rpcs.clone()),
+            LogStore::new(db.clone()),
             machine.clone(),
         )
         .await
@@ -284,17 +297,15 @@ impl Ledger {
         autopilot::forget_node_id_file(&dir).map_err(|e| storage_error(e.to_string()))?;
         let taps = Taps::new(APPLIED_BACKLOG);
         let raft_rpcs = metrics::RaftRpcMetrics::default();
-        let engine = Engine::open(
-            db.clone(),
-            &dir,
-            config.pool,
-            node_id,
-            &p2p,
-            taps.clone(),
-            raft_rpcs.clone(),
-            damaged,
-        )
-        .await?;
+        let footing = Footing {
+            db: &db,
+            dir: &dir,
+            pool: config.pool,
+            p2p: &p2p,
+            taps: &taps,
+            raft_rpcs: &raft_rpcs,
+        };
+        let engine = Engine::open(footing, node_id, damaged).await?;
         let ledger = Ledger {
             engine: Arc::new(ArcSwap::from_pointee(engine)),
             db,
@@ -748,17 +759,15 @@ impl Ledger {
             new = node_id,
             "raft state wiped; this node is a new raft node"
         );
-        let fresh = Engine::open(
-            self.db.clone(),
-            &self.dir,
-            self.pool,
-            node_id,
-            &self.p2p,
-            self.taps.clone(),
-            self.raft_rpcs.clone(),
-            storage_error,
-        )
-        .await?;
+        let footing = Footing {
+            db: &self.db,
+            dir: &self.dir,
+            pool: self.pool,
+            p2p: &self.p2p,
+            taps: &self.taps,
+            raft_rpcs: &self.raft_rpcs,
+        };
+        let fresh = Engine::open(footing, node_id, storage_error).await?;
         self.engine.store(Arc::new(fresh));
         self.replica().reset();
         self.taps.changed();
