@@ -112,6 +112,29 @@ impl PeerTable {
             .then_some(newest)
     }
 
+    /// The connections this node closes because their admitted peer has an older direct one,
+    /// with that peer. Two nodes that dial each other at once (or over TCP and QUIC both) end
+    /// up with two, and each costs both ends its keep-alives and gossip's control messages.
+    /// Only the end with the lower PeerId closes, so that the two ends never close both; it
+    /// keeps the oldest it holds. Relayed connections are left alone.
+    pub fn duplicates(&self, local: &PeerId) -> Vec<(PeerId, ConnectionId)> {
+        let mut duplicates = Vec::new();
+        for (peer, entry) in &self.peers {
+            if local >= peer || entry.admitted.is_none() {
+                continue;
+            }
+            let mut direct: Vec<ConnectionId> = entry
+                .connections
+                .iter()
+                .filter(|(_, link)| !link.relayed)
+                .map(|(id, _)| *id)
+                .collect();
+            direct.sort_unstable();
+            duplicates.extend(direct.into_iter().skip(1).map(|id| (*peer, id)));
+        }
+        duplicates
+    }
+
     /// `peer` proved membership.
     pub fn admitted(&mut self, peer: PeerId, hostname: String, now: SystemTime) {
         self.peers.entry(peer).or_default().admitted = Some((hostname, now));
@@ -311,6 +334,48 @@ mod tests {
 
     fn addr(s: &str) -> Multiaddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_lower_peer_id_closes_all_but_the_oldest_direct_connection_of_an_admitted_peer() {
+        let mut ids = [PeerId::random(), PeerId::random(), PeerId::random()];
+        ids.sort();
+        let [low, middle, high] = ids;
+        let mut table = PeerTable::default();
+        let connect = |table: &mut PeerTable, peer, id, relayed| {
+            table.connected(
+                peer,
+                ConnectionId::new_unchecked(id),
+                addr("/ip4/10.0.0.1/tcp/1"),
+                id % 2 == 0,
+                relayed,
+            );
+        };
+        for (id, relayed) in [(7, false), (3, true), (5, false), (9, false)] {
+            connect(&mut table, high, id, relayed);
+        }
+        connect(&mut table, low, 1, false);
+        connect(&mut table, low, 2, false);
+        for peer in [low, high] {
+            table.admitted(peer, "peer".into(), SystemTime::now());
+        }
+        let mut closed = table.duplicates(&middle);
+        closed.sort();
+        assert_eq!(
+            closed,
+            [
+                (high, ConnectionId::new_unchecked(7)),
+                (high, ConnectionId::new_unchecked(9))
+            ],
+            "the oldest direct one (5) stays, and the relayed one"
+        );
+        // The peer with the higher id leaves the closing to the lower one.
+        assert!(table.duplicates(&high).is_empty());
+        // A peer still being admitted keeps its connections.
+        let mut fresh = PeerTable::default();
+        connect(&mut fresh, high, 1, false);
+        connect(&mut fresh, high, 2, false);
+        assert!(fresh.duplicates(&low).is_empty());
     }
 
     #[test]

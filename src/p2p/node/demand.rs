@@ -2,7 +2,8 @@
 //! the addresses they were last known at and those the DHT's routing table holds, then once
 //! more through relays, looked up in the private DHT when there are none, and sent once
 //! admitted. And the connections a node keeps ([`super::super::links`]): the top-up dials of a
-//! node left with too few, and the closing of those nothing used.
+//! node left with too few, and the closing of those nothing used and of second connections to
+//! one peer.
 
 use super::*;
 
@@ -194,6 +195,20 @@ impl Node {
         for peer in idle {
             tracing::debug!(%peer, "closing a connection nothing used");
             let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    /// Closes this node's share of second connections to a peer ([`super::super::peers::PeerTable::duplicates`]),
+    /// except to peers with requests in flight either way.
+    pub(super) fn close_duplicates(&mut self) {
+        let local = *self.swarm.local_peer_id();
+        let asked: HashSet<PeerId> = self.pending.values().map(|(peer, _)| *peer).collect();
+        for (peer, connection) in self.peers.duplicates(&local) {
+            if self.inflight.contains_key(&peer) || asked.contains(&peer) {
+                continue;
+            }
+            tracing::debug!(%peer, ?connection, "closing a second connection to a peer");
+            self.swarm.close_connection(connection);
         }
     }
 

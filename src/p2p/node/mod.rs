@@ -498,6 +498,7 @@ impl Node {
             let _ = reply.send(Err(P2pError::NotAdmitted(peer)));
         }
         self.top_up(admitted, now);
+        self.close_duplicates();
         self.close_idle(now);
         if self.config.peer_exchange_interval.is_some() && self.exchanges.due(now) {
             self.exchange_peers();
