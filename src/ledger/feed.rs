@@ -24,8 +24,8 @@ use crate::p2p::GossipMessage;
 
 /// How soon after its last entry a leader says where its log stands, so that a follower that
 /// lost a message sees the gap within this. Lease renewals do not count: they come every
-/// renewal window, change nothing a reader waits for, and a lost one is seen at the next idle
-/// heartbeat.
+/// renewal window and change nothing a reader waits for; a follower that lost one fetches the
+/// state after the next two idle heartbeats (within about a minute), well within a lease.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How often a leader whose log stays idle says where it stands: each idle heartbeat doubles
 /// the gap to the next, up to this. An idle mesh then costs each node one small gossip message

@@ -3,7 +3,7 @@
 //! swarm task feeds it events and publishes [`PeerView`] snapshots.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::ConnectionId;
@@ -43,6 +43,10 @@ struct Link {
     remote: Multiaddr,
     dialed: bool,
     relayed: bool,
+    /// When it was established.
+    opened: Instant,
+    /// Being closed as a second connection ([`PeerTable::closing`]).
+    closing: bool,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +58,10 @@ struct Entry {
     relay: bool,
 }
 
+/// How long a second direct connection to a peer stays open at least
+/// ([`PeerTable::duplicates`]).
+const DUPLICATE_GRACE: Duration = Duration::from_secs(10);
+
 /// Every connected peer.
 #[derive(Debug, Default)]
 pub struct PeerTable {
@@ -61,8 +69,9 @@ pub struct PeerTable {
 }
 
 impl PeerTable {
-    /// A connection to `peer` at `remote` opened; `dialed` when we opened it, `relayed` when it
-    /// runs through a circuit relay (an inbound circuit's remote address does not say so).
+    /// A connection to `peer` at `remote` was established at `now`; `dialed` when we opened it,
+    /// `relayed` when it runs through a circuit relay (an inbound circuit's remote address does
+    /// not say so).
     pub fn connected(
         &mut self,
         peer: PeerId,
@@ -70,6 +79,7 @@ impl PeerTable {
         remote: Multiaddr,
         dialed: bool,
         relayed: bool,
+        now: Instant,
     ) {
         self.peers.entry(peer).or_default().connections.insert(
             id,
@@ -77,6 +87,8 @@ impl PeerTable {
                 remote,
                 dialed,
                 relayed,
+                opened: now,
+                closing: false,
             },
         );
     }
@@ -112,27 +124,49 @@ impl PeerTable {
             .then_some(newest)
     }
 
-    /// The connections this node closes because their admitted peer has an older direct one,
-    /// with that peer. Two nodes that dial each other at once (or over TCP and QUIC both) end
-    /// up with two, and each costs both ends its keep-alives and gossip's control messages.
-    /// Only the end with the lower PeerId closes, so that the two ends never close both; it
-    /// keeps the oldest it holds. Relayed connections are left alone.
-    pub fn duplicates(&self, local: &PeerId) -> Vec<(PeerId, ConnectionId)> {
+    /// The connections this node closes at `now` because their admitted peer has an older
+    /// direct one, with that peer. Two nodes that dial each other at once (or over TCP and QUIC
+    /// both) end up with two, and each costs both ends its keep-alives and gossip's control
+    /// messages. Only the end with the lower PeerId closes, so that the two ends never close
+    /// both; it keeps the one established first, and closes the others once they are
+    /// [`DUPLICATE_GRACE`] old (requests, streams and relay reservations that both ends
+    /// spread over a new pair of connections have settled by then). Relayed connections, and
+    /// those already closing, are left alone.
+    pub fn duplicates(&self, local: &PeerId, now: Instant) -> Vec<(PeerId, ConnectionId)> {
         let mut duplicates = Vec::new();
         for (peer, entry) in &self.peers {
             if local >= peer || entry.admitted.is_none() {
                 continue;
             }
-            let mut direct: Vec<ConnectionId> = entry
+            let mut direct: Vec<(Instant, ConnectionId, bool)> = entry
                 .connections
                 .iter()
                 .filter(|(_, link)| !link.relayed)
-                .map(|(id, _)| *id)
+                .map(|(id, link)| (link.opened, *id, link.closing))
                 .collect();
             direct.sort_unstable();
-            duplicates.extend(direct.into_iter().skip(1).map(|id| (*peer, id)));
+            duplicates.extend(
+                direct
+                    .into_iter()
+                    .skip(1)
+                    .filter(|(opened, _, closing)| {
+                        !closing && now.saturating_duration_since(*opened) >= DUPLICATE_GRACE
+                    })
+                    .map(|(_, id, _)| (*peer, id)),
+            );
         }
         duplicates
+    }
+
+    /// Connection `id` to `peer` is being closed as a second one: not to be closed again.
+    pub fn closing(&mut self, peer: &PeerId, id: ConnectionId) {
+        if let Some(link) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|entry| entry.connections.get_mut(&id))
+        {
+            link.closing = true;
+        }
     }
 
     /// `peer` proved membership.
@@ -337,45 +371,61 @@ mod tests {
     }
 
     #[test]
-    fn the_lower_peer_id_closes_all_but_the_oldest_direct_connection_of_an_admitted_peer() {
+    fn the_lower_peer_id_closes_all_but_the_first_direct_connection_of_an_admitted_peer() {
         let mut ids = [PeerId::random(), PeerId::random(), PeerId::random()];
         ids.sort();
         let [low, middle, high] = ids;
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
         let mut table = PeerTable::default();
-        let connect = |table: &mut PeerTable, peer, id, relayed| {
+        let connect = |table: &mut PeerTable, peer, id, relayed, opened| {
             table.connected(
                 peer,
                 ConnectionId::new_unchecked(id),
                 addr("/ip4/10.0.0.1/tcp/1"),
                 id % 2 == 0,
                 relayed,
+                opened,
             );
         };
-        for (id, relayed) in [(7, false), (3, true), (5, false), (9, false)] {
-            connect(&mut table, high, id, relayed);
+        // Established in this order: 7 first, then the relayed 3, then 5 and 9. The ids say
+        // when a dial began, not when it connected.
+        for (id, relayed, opened) in [(7, false, 0), (3, true, 1), (5, false, 2), (9, false, 8)] {
+            connect(&mut table, high, id, relayed, at(opened));
         }
-        connect(&mut table, low, 1, false);
-        connect(&mut table, low, 2, false);
+        connect(&mut table, low, 1, false, at(0));
+        connect(&mut table, low, 2, false, at(0));
         for peer in [low, high] {
             table.admitted(peer, "peer".into(), SystemTime::now());
         }
-        let mut closed = table.duplicates(&middle);
-        closed.sort();
+        let closed = |table: &PeerTable, local, now| {
+            let mut closed = table.duplicates(local, now);
+            closed.sort();
+            closed
+        };
+        let id = ConnectionId::new_unchecked;
         assert_eq!(
-            closed,
-            [
-                (high, ConnectionId::new_unchecked(7)),
-                (high, ConnectionId::new_unchecked(9))
-            ],
-            "the oldest direct one (5) stays, and the relayed one"
+            closed(&table, &middle, at(12)),
+            [(high, id(5))],
+            "the first established (7) and the relayed one stay; 9 is not 10 s old yet"
+        );
+        assert_eq!(
+            closed(&table, &middle, at(18)),
+            [(high, id(5)), (high, id(9))]
+        );
+        table.closing(&high, id(5));
+        assert_eq!(
+            closed(&table, &middle, at(18)),
+            [(high, id(9))],
+            "one being closed is not closed again"
         );
         // The peer with the higher id leaves the closing to the lower one.
-        assert!(table.duplicates(&high).is_empty());
+        assert!(table.duplicates(&high, at(18)).is_empty());
         // A peer still being admitted keeps its connections.
         let mut fresh = PeerTable::default();
-        connect(&mut fresh, high, 1, false);
-        connect(&mut fresh, high, 2, false);
-        assert!(fresh.duplicates(&low).is_empty());
+        connect(&mut fresh, high, 1, false, at(0));
+        connect(&mut fresh, high, 2, false, at(0));
+        assert!(fresh.duplicates(&low, at(60)).is_empty());
     }
 
     #[test]
@@ -388,6 +438,7 @@ mod tests {
             addr("/ip4/10.0.0.1/tcp/1"),
             true,
             false,
+            Instant::now(),
         );
         table.connected(
             b,
@@ -395,6 +446,7 @@ mod tests {
             addr("/ip4/10.0.0.2/tcp/1"),
             false,
             false,
+            Instant::now(),
         );
         table.admitted(a, "alpha".into(), SystemTime::now());
         let views = table.views();
@@ -467,7 +519,14 @@ mod tests {
         let circuit = addr(
             "/ip4/10.0.0.9/tcp/1/p2p/12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5STiGwxBhgFRcw3UERE/p2p-circuit",
         );
-        table.connected(a, ConnectionId::new_unchecked(1), circuit, true, true);
+        table.connected(
+            a,
+            ConnectionId::new_unchecked(1),
+            circuit,
+            true,
+            true,
+            Instant::now(),
+        );
         table.admitted(a, "alpha".into(), SystemTime::now());
         assert_eq!(table.views()[0].connection, ConnectionKind::Relayed);
         table.connected(
@@ -476,6 +535,7 @@ mod tests {
             addr("/ip4/10.0.0.1/udp/1/quic-v1"),
             false,
             false,
+            Instant::now(),
         );
         assert_eq!(table.views()[0].connection, ConnectionKind::Direct);
         assert!(!table.disconnected(&a, ConnectionId::new_unchecked(2)));
@@ -493,6 +553,7 @@ mod tests {
             addr("/ip4/10.0.0.7/tcp/50123"),
             false,
             false,
+            Instant::now(),
         );
         table.identified(
             relay,
@@ -513,6 +574,7 @@ mod tests {
             addr(&dialed),
             true,
             false,
+            Instant::now(),
         );
         assert_eq!(
             table.dialable_addr(&relay),
@@ -526,7 +588,7 @@ mod tests {
         let peer = PeerId::random();
         let listen = addr("/ip4/10.0.0.7/tcp/4001");
         let id = ConnectionId::new_unchecked;
-        table.connected(peer, id(1), listen.clone(), true, false);
+        table.connected(peer, id(1), listen.clone(), true, false, Instant::now());
         assert_eq!(table.dial_back(&peer, &listen), None, "its only connection");
         table.connected(
             peer,
@@ -534,15 +596,30 @@ mod tests {
             addr("/ip4/10.0.0.9/tcp/4001/p2p-circuit"),
             false,
             true,
+            Instant::now(),
         );
         assert_eq!(
             table.dial_back(&peer, &listen),
             None,
             "its only direct connection"
         );
-        table.connected(peer, id(2), addr("/ip4/10.0.0.7/tcp/50123"), false, false);
-        table.connected(peer, id(5), listen.clone(), true, false);
-        table.connected(peer, id(6), addr("/ip4/10.0.0.8/tcp/4001"), true, false);
+        table.connected(
+            peer,
+            id(2),
+            addr("/ip4/10.0.0.7/tcp/50123"),
+            false,
+            false,
+            Instant::now(),
+        );
+        table.connected(peer, id(5), listen.clone(), true, false, Instant::now());
+        table.connected(
+            peer,
+            id(6),
+            addr("/ip4/10.0.0.8/tcp/4001"),
+            true,
+            false,
+            Instant::now(),
+        );
         assert_eq!(table.dial_back(&peer, &listen), Some(id(5)));
         assert_eq!(
             table.dial_back(&peer, &addr("/ip4/10.0.0.9/tcp/4001")),

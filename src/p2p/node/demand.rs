@@ -198,16 +198,25 @@ impl Node {
         }
     }
 
-    /// Closes this node's share of second connections to a peer ([`super::super::peers::PeerTable::duplicates`]),
-    /// except to peers with requests in flight either way.
-    pub(super) fn close_duplicates(&mut self) {
+    /// Closes this node's share of second connections to a peer
+    /// ([`super::super::peers::PeerTable::duplicates`]), except to peers with requests in
+    /// flight either way and relays either way (a relay's slot and circuits live on one
+    /// connection, not necessarily the one kept).
+    pub(super) fn close_duplicates(&mut self, now: Instant) {
         let local = *self.swarm.local_peer_id();
         let asked: HashSet<PeerId> = self.pending.values().map(|(peer, _)| *peer).collect();
-        for (peer, connection) in self.peers.duplicates(&local) {
-            if self.inflight.contains_key(&peer) || asked.contains(&peer) {
+        let relays = self.peers.relays_in_use();
+        for (peer, connection) in self.peers.duplicates(&local, now) {
+            if self.inflight.contains_key(&peer)
+                || asked.contains(&peer)
+                || relays.contains(&peer)
+                || self.reservations.holds(&peer)
+                || self.links.relays_for(&peer)
+            {
                 continue;
             }
             tracing::debug!(%peer, ?connection, "closing a second connection to a peer");
+            self.peers.closing(&peer, connection);
             self.swarm.close_connection(connection);
         }
     }

@@ -498,7 +498,7 @@ impl Node {
             let _ = reply.send(Err(P2pError::NotAdmitted(peer)));
         }
         self.top_up(admitted, now);
-        self.close_duplicates();
+        self.close_duplicates(now);
         self.close_idle(now);
         if self.config.peer_exchange_interval.is_some() && self.exchanges.due(now) {
             self.exchange_peers();
@@ -582,6 +582,7 @@ impl Node {
                     endpoint.get_remote_address().clone(),
                     endpoint.is_dialer(),
                     endpoint.is_relayed(),
+                    Instant::now(),
                 );
                 self.bootstrap.established(connection_id, peer_id);
                 self.redial.reached(&peer_id);
