@@ -99,11 +99,28 @@ impl Links {
         self.met.get(peer).cloned().unwrap_or_default()
     }
 
-    /// Whether discovery should dial `peer`, heard of while this node holds `admitted`
-    /// admitted connections: anyone outside the cluster yes, a member only while they are too
-    /// few.
-    pub fn dial_heard(&self, peer: &PeerId, admitted: usize) -> bool {
-        !self.is_member(peer) || admitted < ENOUGH
+    /// How many more members discovery dials for a node that holds `admitted` admitted
+    /// connections to members: those it lacks of [`ENOUGH`].
+    pub fn wanted(admitted: usize) -> usize {
+        ENOUGH.saturating_sub(admitted)
+    }
+
+    /// Whether discovery should dial `peer`, heard of (and `connected` already, or not), while
+    /// this node still wants `wanted` members ([`Links::wanted`]): anyone outside the cluster
+    /// yes, a member only while some are wanted, each member not connected taking one. Without
+    /// the count, a node one connection short that heard of the whole mesh at once (a
+    /// rendezvous lookup's answer, mDNS, a peer list) dialled every member in it.
+    pub fn dial_heard(&self, peer: &PeerId, connected: bool, wanted: &mut usize) -> bool {
+        if !self.is_member(peer) {
+            return true;
+        }
+        if *wanted == 0 {
+            return false;
+        }
+        if !connected {
+            *wanted -= 1;
+        }
+        true
     }
 
     /// The connection to `peer` carried a request, or was admitted, at `now`.
@@ -213,13 +230,37 @@ mod tests {
         let mut links = Links::new(Instant::now());
         let peer = PeerId::random();
         links.met(peer, &[addr(1)]);
+        let mut wanted = Links::wanted(ENOUGH + 10);
+        assert_eq!(wanted, 0);
         assert!(
-            links.dial_heard(&peer, ENOUGH + 10),
+            links.dial_heard(&peer, false, &mut wanted),
             "met, but not a member (yet, or of a cluster formed apart)"
         );
         links.set_members(HashSet::from([peer]));
-        assert!(!links.dial_heard(&peer, ENOUGH));
-        assert!(links.dial_heard(&peer, ENOUGH - 1));
+        assert!(!links.dial_heard(&peer, false, &mut Links::wanted(ENOUGH)));
+        assert!(links.dial_heard(&peer, false, &mut Links::wanted(ENOUGH - 1)));
+    }
+
+    #[test]
+    fn a_node_short_of_members_dials_only_as_many_as_it_lacks() {
+        let mut links = Links::new(Instant::now());
+        let members: Vec<PeerId> = (0..15).map(|_| PeerId::random()).collect();
+        links.set_members(members.iter().copied().collect());
+        let outsider = PeerId::random();
+        let mut wanted = Links::wanted(ENOUGH - 2);
+        assert!(
+            links.dial_heard(&members[0], true, &mut wanted),
+            "a member connected already takes nothing"
+        );
+        let dialled = members
+            .iter()
+            .filter(|peer| links.dial_heard(peer, false, &mut wanted))
+            .count();
+        assert_eq!(dialled, 2, "two short, two dialled of fifteen heard of");
+        assert!(
+            links.dial_heard(&outsider, false, &mut wanted),
+            "outsiders still"
+        );
     }
 
     #[test]

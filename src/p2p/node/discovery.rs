@@ -130,16 +130,15 @@ impl Node {
         if !self.admission.is_admitted(&from) {
             return;
         }
-        let admitted = self.member_links();
+        let mut wanted = Links::wanted(self.member_links());
         for (peer, addrs) in records_of(list) {
-            if !self.links.dial_heard(&peer, admitted) {
+            // This node itself is in the lists it is given: it takes no member's place.
+            let connected = peer == *self.swarm.local_peer_id() || self.peers.is_connected(&peer);
+            if !self.links.dial_heard(&peer, connected, &mut wanted) {
                 // Met before: dialled again only when something needs it.
                 continue;
             }
-            if peer != *self.swarm.local_peer_id()
-                && !self.peers.is_connected(&peer)
-                && self.redial.heard_of(peer, &addrs, Instant::now())
-            {
+            if !connected && self.redial.heard_of(peer, &addrs, Instant::now()) {
                 // A member this node neither reaches nor was already trying to reach.
                 self.exchanges.found(Instant::now());
             }
@@ -389,7 +388,7 @@ impl Node {
         };
         use rand::seq::IteratorRandom as _;
         let local = *self.swarm.local_peer_id();
-        let admitted = self.member_links();
+        let mut wanted = Links::wanted(self.member_links());
         // Members of this cluster are not dialled for being providers, but for one, drawn at
         // random: until their leases expire here, the members on the other side of a healed
         // partition are still listed as members, and may have formed a cluster apart, which
@@ -403,12 +402,19 @@ impl Node {
             if peer == local || self.peers.is_connected(&peer) {
                 continue;
             }
-            if !self.links.dial_heard(&peer, admitted) {
+            if !self.links.dial_heard(&peer, false, &mut wanted) {
                 if probe == Some(peer) {
                     probe = None;
                     let addrs = self.links.addrs(&peer);
                     self.dial_member(peer, addrs, false);
                 }
+                continue;
+            }
+            let known = self.links.addrs(&peer);
+            if self.links.is_member(&peer) && !known.is_empty() {
+                // A member met before, wanted to top up this node's connections: where it was
+                // last known to listen, without a lookup.
+                self.dial_member(peer, known, false);
                 continue;
             }
             if !self.redial.is_wanted(&peer) && !self.address_lookups.contains(&peer) {

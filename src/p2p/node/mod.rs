@@ -682,10 +682,11 @@ impl Node {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 let local = *self.swarm.local_peer_id();
-                let admitted = self.member_links();
+                let mut wanted = Links::wanted(self.member_links());
                 for (peer, addrs) in by_peer {
                     self.heard_of(peer);
-                    if !self.links.dial_heard(&peer, admitted) {
+                    let connected = self.peers.is_connected(&peer);
+                    if !self.links.dial_heard(&peer, connected, &mut wanted) {
                         continue;
                     }
                     let new = self.redial.heard_of(peer, &addrs, Instant::now());
