@@ -3,7 +3,8 @@
 //! A connection to every member costs each node keep-alives, pings and gossip control that
 //! grow with the mesh. So a node dials a live member of its own cluster (the ledger tells which
 //! they are) when discovery names it only while it holds fewer than [`ENOUGH`] admitted
-//! connections to members (a rendezvous lookup also probes one, see `node/discovery.rs`), and
+//! connections to members, and then only as many as it lacks ([`Links::wanted`]; a rendezvous
+//! lookup also probes one, see `node/discovery.rs`), and
 //! closes a connection to one that nothing used for the idle timeout ([`IDLE`] by default),
 //! beyond the [`ENOUGH`] it keeps, unless the caller says it is held: a gossip mesh link, a
 //! relay slot or circuit, a request in flight. Anyone else (a node not in the cluster yet, of a
@@ -33,6 +34,8 @@ pub const MAX_MET: usize = 4096;
 pub const MAX_ADDRS: usize = 8;
 /// How often a node short of [`ENOUGH`] connections dials one more member it has met.
 pub const TOP_UP_EVERY: Duration = Duration::from_secs(10);
+/// How long a member discovery dialled counts towards [`ENOUGH`] before it is admitted.
+pub const DIAL_WAIT: Duration = Duration::from_secs(10);
 
 /// The members this node has been admitted with, and where they were last known to listen.
 #[derive(Debug)]
@@ -45,6 +48,8 @@ pub struct Links {
     last_used: HashMap<PeerId, Instant>,
     /// Peers holding a slot on this node, as a relay, and the circuits it relays for each.
     relayed: HashMap<PeerId, Relayed>,
+    /// Members discovery dialled to make up [`ENOUGH`], not admitted yet, and when.
+    dialled: HashMap<PeerId, Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +66,7 @@ impl Links {
             next_top_up: now + TOP_UP_EVERY,
             last_used: HashMap::new(),
             relayed: HashMap::new(),
+            dialled: HashMap::new(),
         }
     }
 
@@ -99,18 +105,29 @@ impl Links {
         self.met.get(peer).cloned().unwrap_or_default()
     }
 
-    /// How many more members discovery dials for a node that holds `admitted` admitted
-    /// connections to members: those it lacks of [`ENOUGH`].
-    pub fn wanted(admitted: usize) -> usize {
-        ENOUGH.saturating_sub(admitted)
+    /// How many more members discovery dials at `now` for a node that holds `admitted`
+    /// admitted connections to members: those it lacks of [`ENOUGH`], less the members it
+    /// dialled in the last [`DIAL_WAIT`] that are not admitted yet (a lookup's answers, and
+    /// mDNS's, come one after another, each asking again).
+    pub fn wanted(&mut self, admitted: usize, now: Instant) -> usize {
+        self.dialled
+            .retain(|_, at| now.saturating_duration_since(*at) < DIAL_WAIT);
+        ENOUGH.saturating_sub(admitted + self.dialled.len())
     }
 
-    /// Whether discovery should dial `peer`, heard of (and `connected` already, or not), while
-    /// this node still wants `wanted` members ([`Links::wanted`]): anyone outside the cluster
-    /// yes, a member only while some are wanted, each member not connected taking one. Without
-    /// the count, a node one connection short that heard of the whole mesh at once (a
-    /// rendezvous lookup's answer, mDNS, a peer list) dialled every member in it.
-    pub fn dial_heard(&self, peer: &PeerId, connected: bool, wanted: &mut usize) -> bool {
+    /// Whether discovery should dial `peer`, heard of at `now` (and `connected` already, or
+    /// not), while this node still wants `wanted` members ([`Links::wanted`]): anyone outside
+    /// the cluster yes, a member only while some are wanted, each member not connected taking
+    /// one until it is admitted. Without the count, a node one connection short that heard of
+    /// the whole mesh at once (a rendezvous lookup's answer, mDNS, a peer list) dialled every
+    /// member in it.
+    pub fn dial_heard(
+        &mut self,
+        peer: &PeerId,
+        connected: bool,
+        wanted: &mut usize,
+        now: Instant,
+    ) -> bool {
         if !self.is_member(peer) {
             return true;
         }
@@ -119,12 +136,21 @@ impl Links {
         }
         if !connected {
             *wanted -= 1;
+            self.dialled.insert(*peer, now);
         }
         true
     }
 
+    /// A member [`Links::dial_heard`] took one for was not dialled after all: it gives it back.
+    pub fn not_dialled(&mut self, peer: &PeerId, wanted: &mut usize) {
+        if self.dialled.remove(peer).is_some() {
+            *wanted += 1;
+        }
+    }
+
     /// The connection to `peer` carried a request, or was admitted, at `now`.
     pub fn used(&mut self, peer: PeerId, now: Instant) {
+        self.dialled.remove(&peer);
         self.last_used.insert(peer, now);
     }
 
@@ -227,40 +253,64 @@ mod tests {
 
     #[test]
     fn outsiders_are_dialled_and_members_only_while_connections_are_few() {
-        let mut links = Links::new(Instant::now());
+        let now = Instant::now();
+        let mut links = Links::new(now);
         let peer = PeerId::random();
         links.met(peer, &[addr(1)]);
-        let mut wanted = Links::wanted(ENOUGH + 10);
+        let mut wanted = links.wanted(ENOUGH + 10, now);
         assert_eq!(wanted, 0);
         assert!(
-            links.dial_heard(&peer, false, &mut wanted),
+            links.dial_heard(&peer, false, &mut wanted, now),
             "met, but not a member (yet, or of a cluster formed apart)"
         );
         links.set_members(HashSet::from([peer]));
-        assert!(!links.dial_heard(&peer, false, &mut Links::wanted(ENOUGH)));
-        assert!(links.dial_heard(&peer, false, &mut Links::wanted(ENOUGH - 1)));
+        let mut wanted = links.wanted(ENOUGH, now);
+        assert!(!links.dial_heard(&peer, false, &mut wanted, now));
+        let mut wanted = links.wanted(ENOUGH - 1, now);
+        assert!(links.dial_heard(&peer, false, &mut wanted, now));
     }
 
     #[test]
     fn a_node_short_of_members_dials_only_as_many_as_it_lacks() {
-        let mut links = Links::new(Instant::now());
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut links = Links::new(t0);
         let members: Vec<PeerId> = (0..15).map(|_| PeerId::random()).collect();
         links.set_members(members.iter().copied().collect());
         let outsider = PeerId::random();
-        let mut wanted = Links::wanted(ENOUGH - 2);
+        let mut wanted = links.wanted(ENOUGH - 2, t0);
         assert!(
-            links.dial_heard(&members[0], true, &mut wanted),
+            links.dial_heard(&members[0], true, &mut wanted, t0),
             "a member connected already takes nothing"
         );
-        let dialled = members
+        let dialled: Vec<PeerId> = members[1..]
             .iter()
-            .filter(|peer| links.dial_heard(peer, false, &mut wanted))
-            .count();
-        assert_eq!(dialled, 2, "two short, two dialled of fifteen heard of");
+            .filter(|peer| links.dial_heard(peer, false, &mut wanted, t0))
+            .copied()
+            .collect();
+        assert_eq!(
+            dialled.len(),
+            2,
+            "two short, two dialled of fourteen heard of"
+        );
         assert!(
-            links.dial_heard(&outsider, false, &mut wanted),
+            links.dial_heard(&outsider, false, &mut wanted, t0),
             "outsiders still"
         );
+
+        // The next answer, a moment later, finds the two dials under way: nothing more.
+        assert_eq!(links.wanted(ENOUGH - 2, at(1)), 0);
+        // One that could not be dialled gives its place back.
+        let mut wanted = 0;
+        links.not_dialled(&dialled[0], &mut wanted);
+        assert_eq!(wanted, 1);
+        // Admitted, the other counts among the connections instead (one short again, the
+        // given-back place); one that never connected counts no more once the dial's time is up.
+        links.used(dialled[1], at(2));
+        assert_eq!(links.wanted(ENOUGH - 1, at(2)), 1);
+        assert!(links.dial_heard(&members[5], false, &mut 1, at(3)));
+        assert_eq!(links.wanted(ENOUGH - 1, at(3)), 0);
+        assert_eq!(links.wanted(ENOUGH - 1, at(3) + DIAL_WAIT), 1);
     }
 
     #[test]

@@ -130,11 +130,13 @@ impl Node {
         if !self.admission.is_admitted(&from) {
             return;
         }
-        let mut wanted = Links::wanted(self.member_links());
+        let now = Instant::now();
+        let admitted = self.member_links();
+        let mut wanted = self.links.wanted(admitted, now);
         for (peer, addrs) in records_of(list) {
             // This node itself is in the lists it is given: it takes no member's place.
             let connected = peer == *self.swarm.local_peer_id() || self.peers.is_connected(&peer);
-            if !self.links.dial_heard(&peer, connected, &mut wanted) {
+            if !self.links.dial_heard(&peer, connected, &mut wanted, now) {
                 // Met before: dialled again only when something needs it.
                 continue;
             }
@@ -142,7 +144,9 @@ impl Node {
                 // A member this node neither reaches nor was already trying to reach.
                 self.exchanges.found(Instant::now());
             }
-            self.dial_member(peer, addrs, false);
+            if !self.dial_member(peer, addrs, false) {
+                self.links.not_dialled(&peer, &mut wanted);
+            }
         }
     }
 
@@ -388,13 +392,17 @@ impl Node {
         };
         use rand::seq::IteratorRandom as _;
         let local = *self.swarm.local_peer_id();
-        let mut wanted = Links::wanted(self.member_links());
+        let now = Instant::now();
+        let admitted = self.member_links();
+        let mut wanted = self.links.wanted(admitted, now);
         // Members of this cluster are not dialled for being providers, but for one, drawn at
         // random: until their leases expire here, the members on the other side of a healed
         // partition are still listed as members, and may have formed a cluster apart, which
-        // this node learns of only by a connection to one of them.
+        // this node learns of only by a connection to one of them. A node that wants members
+        // anyway probes with those it dials.
         let mut probe = providers
             .iter()
+            .filter(|_| wanted == 0)
             .filter(|p| **p != local && self.links.is_member(p) && !self.peers.is_connected(p))
             .copied()
             .choose(&mut rand::thread_rng());
@@ -402,7 +410,7 @@ impl Node {
             if peer == local || self.peers.is_connected(&peer) {
                 continue;
             }
-            if !self.links.dial_heard(&peer, false, &mut wanted) {
+            if !self.links.dial_heard(&peer, false, &mut wanted, now) {
                 if probe == Some(peer) {
                     probe = None;
                     let addrs = self.links.addrs(&peer);
@@ -414,7 +422,9 @@ impl Node {
             if self.links.is_member(&peer) && !known.is_empty() {
                 // A member met before, wanted to top up this node's connections: where it was
                 // last known to listen, without a lookup.
-                self.dial_member(peer, known, false);
+                if !self.dial_member(peer, known, false) {
+                    self.links.not_dialled(&peer, &mut wanted);
+                }
                 continue;
             }
             if !self.redial.is_wanted(&peer) && !self.address_lookups.contains(&peer) {

@@ -682,11 +682,13 @@ impl Node {
                     by_peer.entry(peer).or_default().push(addr);
                 }
                 let local = *self.swarm.local_peer_id();
-                let mut wanted = Links::wanted(self.member_links());
+                let now = Instant::now();
+                let admitted = self.member_links();
+                let mut wanted = self.links.wanted(admitted, now);
                 for (peer, addrs) in by_peer {
                     self.heard_of(peer);
                     let connected = self.peers.is_connected(&peer);
-                    if !self.links.dial_heard(&peer, connected, &mut wanted) {
+                    if !self.links.dial_heard(&peer, connected, &mut wanted, now) {
                         continue;
                     }
                     let new = self.redial.heard_of(peer, &addrs, Instant::now());
@@ -694,8 +696,8 @@ impl Node {
                     // pair does not hold two connections, each with its own pings.
                     if new && peer < local {
                         self.redial.hold_back(&peer);
-                    } else {
-                        self.dial_member(peer, addrs, false);
+                    } else if !self.dial_member(peer, addrs, false) {
+                        self.links.not_dialled(&peer, &mut wanted);
                     }
                 }
             }
