@@ -118,9 +118,10 @@ impl Links {
     /// Whether discovery should dial `peer`, heard of at `now` (and `connected` already, or
     /// not), while this node still wants `wanted` members ([`Links::wanted`]): anyone outside
     /// the cluster yes, a member only while some are wanted, each member not connected taking
-    /// one until it is admitted. Without the count, a node one connection short that heard of
-    /// the whole mesh at once (a rendezvous lookup's answer, mDNS, a peer list) dialled every
-    /// member in it.
+    /// one until it is admitted; a member dialled already and not admitted yet is not dialled
+    /// again (its dial still counts, and a second dial would fail and give its place back).
+    /// Without the count, a node one connection short that heard of the whole mesh at once (a
+    /// rendezvous lookup's answer, mDNS, a peer list) dialled every member in it.
     pub fn dial_heard(
         &mut self,
         peer: &PeerId,
@@ -131,7 +132,7 @@ impl Links {
         if !self.is_member(peer) {
             return true;
         }
-        if *wanted == 0 {
+        if *wanted == 0 || self.dialled.contains_key(peer) {
             return false;
         }
         if !connected {
@@ -298,8 +299,10 @@ mod tests {
             "outsiders still"
         );
 
-        // The next answer, a moment later, finds the two dials under way: nothing more.
+        // The next answer, a moment later, finds the two dials under way: nothing more, and
+        // a member being dialled is not dialled again even with places free.
         assert_eq!(links.wanted(ENOUGH - 2, at(1)), 0);
+        assert!(!links.dial_heard(&dialled[1], false, &mut 3, at(1)));
         // One that could not be dialled gives its place back.
         let mut wanted = 0;
         links.not_dialled(&dialled[0], &mut wanted);

@@ -432,7 +432,9 @@ impl Node {
                 self.lookups.found(Instant::now());
             }
             self.look_up(peer);
-            self.dial_member(peer, Vec::new(), false);
+            if !self.dial_member(peer, Vec::new(), false) {
+                self.links.not_dialled(&peer, &mut wanted);
+            }
         }
     }
 }
