@@ -24,6 +24,13 @@ use std::time::{Duration, Instant};
 
 use support::netns::{Host, Lan, sibling_weft_binary, unavailable};
 
+/// What each node's bootstrapper runs: it deploys at once, and a control plane hands out a join
+/// token, so that the idle mesh measured is one whose roles are deployed. (A script that
+/// writes no token fails on the control plane, which retries with backoff, and each failure
+/// is a ledger entry every member receives.)
+const BOOTSTRAP_SCRIPT: &str = "#!/bin/sh\n\
+[ \"$WEFT_ROLE\" = worker ] || echo scale-join-token >\"$WEFT_JOIN_TOKEN_OUT\"\n";
+
 /// How long formation may take before the run gives up.
 const FORMATION_DEADLINE: Duration = Duration::from_secs(300);
 /// How often formation is polled; each poll reads every node's member list over its API socket.
@@ -51,6 +58,14 @@ fn main() -> ExitCode {
     let weft = std::env::var_os("WEFT").map_or_else(sibling_weft_binary, PathBuf::from);
     let mut lan = Lan::new(nodes, &weft);
     let token = lan.new_token();
+    let script = match deploying_script() {
+        Ok(script) => script,
+        Err(e) => {
+            eprintln!("scale: cannot write the bootstrap script: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let script_path = script.to_string_lossy().into_owned();
     let start = Instant::now();
     let extra = std::env::var("WEFT_ARGS").unwrap_or_default();
     for i in 0..nodes {
@@ -64,7 +79,7 @@ fn main() -> ExitCode {
             "--bootstrapper",
             "script",
             "--bootstrap-script",
-            "/bin/true",
+            &script_path,
         ];
         if extra.contains("--log-level") {
             args.retain(|a| *a != "--log-level" && *a != "warn");
@@ -320,4 +335,17 @@ fn sleep_until(when: Instant) {
     if let Some(left) = when.checked_duration_since(Instant::now()) {
         std::thread::sleep(left);
     }
+}
+
+/// Writes [`BOOTSTRAP_SCRIPT`] to an executable temporary file, removed when dropped.
+fn deploying_script() -> std::io::Result<tempfile::TempPath> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut file = tempfile::Builder::new()
+        .prefix("weft-scale-bootstrap-")
+        .suffix(".sh")
+        .tempfile()?;
+    file.write_all(BOOTSTRAP_SCRIPT.as_bytes())?;
+    file.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o755))?;
+    Ok(file.into_temp_path())
 }
