@@ -71,9 +71,54 @@ impl Pacer {
     }
 }
 
+/// How a node's rendezvous lookups are paced, by what it holds ([`lookup_pace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupPace {
+    /// At the base interval: nobody is admitted, so only the DHT can name members.
+    Eager,
+    /// At the longest gap: there is nothing to find as far as the node can tell.
+    Settled,
+    /// As the rounds find: someone heard of is still being dialled.
+    AsFound,
+}
+
+/// The pace of the rendezvous lookups of a node that holds `admitted` admitted connections,
+/// `member_links` of them to members of its cluster, keeps `enough` member connections, and
+/// still redials someone it heard of unless `reaches_all`. A node that holds as many members as
+/// it keeps dials no more for what a lookup names, so a lookup would only cost: the answers of
+/// the members it asks, each listing members with their addresses, and the member it probes
+/// (a new connection, some 10 kB each way). What only its lookup would find is a member of a
+/// cluster formed apart, which the longest gap still finds.
+pub fn lookup_pace(
+    admitted: usize,
+    member_links: usize,
+    enough: usize,
+    reaches_all: bool,
+) -> LookupPace {
+    if admitted == 0 {
+        LookupPace::Eager
+    } else if reaches_all || member_links >= enough {
+        LookupPace::Settled
+    } else {
+        LookupPace::AsFound
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_settle_once_the_node_holds_the_members_it_keeps() {
+        assert_eq!(lookup_pace(0, 0, 4, true), LookupPace::Eager);
+        assert_eq!(lookup_pace(2, 1, 4, false), LookupPace::AsFound);
+        assert_eq!(lookup_pace(2, 1, 4, true), LookupPace::Settled);
+        // Members heard of and not reached (discovery names more than it dials) do not hold
+        // a node with enough members at the quick rounds.
+        assert_eq!(lookup_pace(5, 4, 4, false), LookupPace::Settled);
+        // Peers outside the cluster do not count as members.
+        assert_eq!(lookup_pace(6, 3, 4, false), LookupPace::AsFound);
+    }
 
     const MINUTE: Duration = Duration::from_secs(60);
 

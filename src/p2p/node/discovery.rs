@@ -2,6 +2,7 @@
 //! through relays, the private DHT rendezvous, and relay reservations.
 
 use super::*;
+use crate::p2p::pacer::{LookupPace, lookup_pace};
 
 /// Relays a member is dialled through when its own addresses failed.
 const GUESSED_RELAYS: usize = 4;
@@ -281,16 +282,16 @@ impl Node {
                 }
             }
         }
-        if self.peers.admitted_peers().next().is_none() {
-            // Nobody to learn members from but the DHT.
-            self.lookups.stay_eager();
-        } else if self.redial.wants_nobody() {
-            // Every member heard of is reached: members joining later find this node by their
-            // own lookups, and it learns of them from their connections and peer exchange. What
-            // only this node's lookup would find is a member of a cluster formed apart, so it
-            // looks at the longest gap: a round costs every member it asks an answer listing
-            // the providers and their addresses.
-            self.lookups.settle();
+        let pace = lookup_pace(
+            self.peers.admitted_peers().count(),
+            self.member_links(),
+            super::super::links::ENOUGH,
+            self.redial.wants_nobody(),
+        );
+        match pace {
+            LookupPace::Eager => self.lookups.stay_eager(),
+            LookupPace::Settled => self.lookups.settle(),
+            LookupPace::AsFound => {}
         }
         if self.lookups.due(now) {
             let keys: Vec<kad::RecordKey> = held
@@ -298,12 +299,20 @@ impl Node {
                 .into_iter()
                 .map(|generation| &generation.keys)
                 .flat_map(|keys| {
-                    keys.lookup_epochs(unix)
-                        .into_iter()
-                        .map(|e| key_of(keys, e))
+                    // A settled node looks up its own epoch only: the neighbour is for clocks
+                    // on either side of a boundary, and each key is a walk of its own. A clock
+                    // less than half an epoch off is in the same epoch for most of it, and a
+                    // node that is not settled looks up both.
+                    let epochs = if pace == LookupPace::Settled {
+                        vec![keys.epoch_at(unix)]
+                    } else {
+                        keys.lookup_epochs(unix)
+                    };
+                    epochs.into_iter().map(|e| key_of(keys, e))
                 })
                 .collect();
             tracing::debug!(keys = keys.len(), "looking up the rendezvous providers");
+            self.probe_due = true;
             for kad in self.swarm.behaviour_mut().kads() {
                 for key in &keys {
                     kad.get_providers(key.clone());
@@ -395,14 +404,16 @@ impl Node {
         let now = Instant::now();
         let admitted = self.member_links();
         let mut wanted = self.links.wanted(admitted, now);
-        // Members of this cluster are not dialled for being providers, but for one, drawn at
-        // random: until their leases expire here, the members on the other side of a healed
-        // partition are still listed as members, and may have formed a cluster apart, which
-        // this node learns of only by a connection to one of them. A node that wants members
-        // anyway probes with those it dials.
+        // Members of this cluster are not dialled for being providers, but for one per lookup
+        // round, drawn at random: until their leases expire here, the members on the other side
+        // of a healed partition are still listed as members, and may have formed a cluster
+        // apart, which this node learns of only by a connection to one of them. A node that
+        // wants members anyway probes with those it dials. (Each answer of a walk, this node's
+        // own store's included, is an event of its own: one probe each made a round of two
+        // walks dial about four members, each costing both ends some 10 kB.)
         let mut probe = providers
             .iter()
-            .filter(|_| wanted == 0)
+            .filter(|_| wanted == 0 && self.probe_due)
             .filter(|p| **p != local && self.links.is_member(p) && !self.peers.is_connected(p))
             .copied()
             .choose(&mut rand::thread_rng());
@@ -414,7 +425,7 @@ impl Node {
                 if probe == Some(peer) {
                     probe = None;
                     let addrs = self.links.addrs(&peer);
-                    self.dial_member(peer, addrs, false);
+                    self.probe_due = !self.dial_member(peer, addrs, false);
                 }
                 continue;
             }
@@ -422,7 +433,9 @@ impl Node {
             if self.links.is_member(&peer) && !known.is_empty() {
                 // A member met before, wanted to top up this node's connections: where it was
                 // last known to listen, without a lookup.
-                if !self.dial_member(peer, known, false) {
+                if self.dial_member(peer, known, false) {
+                    self.probe_due = false;
+                } else {
                     self.links.not_dialled(&peer, &mut wanted);
                 }
                 continue;
