@@ -156,6 +156,9 @@ pub(super) struct Node {
     provided: Option<libp2p::kad::RecordKey>,
     /// When the rendezvous is next looked up.
     lookups: Pacer,
+    /// The lookup round under way may still dial one member it is not connected to, drawn from
+    /// the providers its answers name ([`Node::on_providers`]).
+    probe_due: bool,
     /// When a peer is next asked which members it knows.
     exchanges: Pacer,
     /// Rendezvous providers whose addresses are being looked up in the private DHT.
@@ -307,6 +310,7 @@ impl Node {
             pushed_external: HashSet::new(),
             provided: None,
             lookups: Pacer::new(RENDEZVOUS_LOOKUP, RENDEZVOUS_LOOKUP_MAX, now),
+            probe_due: false,
             exchanges: Pacer::new(exchange_every, exchange_every * 16, now + exchange_every),
             address_lookups: HashSet::new(),
             shared,
