@@ -530,7 +530,10 @@ impl NetworkKeys {
     /// two such clocks on either side of a boundary are each within half an epoch of it, so
     /// for both it is the nearer one (and clocks less than a whole epoch apart meet from one
     /// side at least). Each key looked up is a walk of the DHT whose answers list members with
-    /// their addresses, so a third key, the far neighbour, would cost half as much again.
+    /// their addresses, so a third key, the far neighbour, would cost half as much again. A
+    /// node whose lookups have settled looks up its current epoch only: a record lives 3 hours,
+    /// so the slower of two clocks on either side of a boundary still finds, under its own
+    /// epoch, the record the faster one provided there an epoch before.
     pub fn lookup_epochs(&self, unix_secs: u64) -> Vec<u64> {
         let epoch = self.epoch_at(unix_secs);
         let into = unix_secs % self.epoch_secs;

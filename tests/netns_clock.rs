@@ -17,7 +17,7 @@ use support::netns::{Lan, wait_until};
 const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 const DEADLINE: Duration = Duration::from_secs(90);
 /// The token's rendezvous epoch: long enough that ten minutes either side of C stays within
-/// the epochs C looks up (its own and the nearer neighbour).
+/// the epochs C looks up before it has a member (its own and the nearer neighbour).
 const EPOCH: u64 = 1200;
 const LEASE_TIMEOUT: u64 = 15;
 /// The edgevpn ledger bucket of live members.

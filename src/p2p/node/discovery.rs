@@ -258,7 +258,8 @@ impl Node {
         }
     }
 
-    /// Provides this epoch's rendezvous record and looks up this epoch and the nearer neighbour.
+    /// Provides this epoch's rendezvous record and looks up this epoch and the nearer neighbour
+    /// (this epoch only once settled, [`lookup_pace`]).
     pub(super) fn rendezvous(&mut self, now: Instant) {
         if !self.config.dht && !self.config.public_dht {
             return;

@@ -66,7 +66,8 @@ const QUIC_IDLE_TIMEOUT_MS: u32 = 30_000;
 /// node has no admitted peer, and after a lookup found a member it did not know.
 const RENDEZVOUS_LOOKUP: Duration = Duration::from_secs(60);
 /// The longest gap between lookups: each lookup that finds nobody new doubles the gap up to
-/// this, and a node that reaches every member it has heard of keeps to it, so a settled mesh
+/// this, and a node that reaches every member it has heard of, or holds the member connections
+/// it keeps, stays at it ([`super::pacer::lookup_pace`]), so a settled mesh
 /// does not walk the DHT every few minutes (a lookup asks members near the key, and each
 /// answers with up to 20 providers and their addresses), while a member that only the DHT
 /// would name (one of a cluster formed apart) is still found within it.
