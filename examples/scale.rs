@@ -113,6 +113,10 @@ fn main() -> ExitCode {
     }
 
     sleep_until(start + sample_at);
+    if let Err(undeployed) = deployed_everywhere(&lan) {
+        eprintln!("scale: roles not deployed when the idle window opens: {undeployed}");
+        return ExitCode::FAILURE;
+    }
     let rss_before: Vec<u64> = lan.processes.iter().map(|p| rss_kib(p.pid())).collect();
     let bytes_before: Vec<u64> = lan.hosts.iter().map(sent_bytes).collect();
     let window = end - sample_at;
@@ -334,6 +338,32 @@ fn rss_kib(pid: u32) -> u64 {
 fn sleep_until(when: Instant) {
     if let Some(left) = when.checked_duration_since(Instant::now()) {
         std::thread::sleep(left);
+    }
+}
+
+/// Whether every node's bootstrapper reports its role deployed: a node whose script failed
+/// retries, and the ledger entries of each retry would be measured as idle traffic.
+fn deployed_everywhere(lan: &Lan) -> Result<(), String> {
+    let undeployed: Vec<String> = lan
+        .hosts
+        .iter()
+        .filter_map(|host| {
+            let status = get(&host.api_socket(), "/v1/status").unwrap_or_default();
+            let bootstrap = &status["bootstrap"];
+            (bootstrap["phase"] != "deployed").then(|| {
+                format!(
+                    "{} ({}: {})",
+                    host.name,
+                    bootstrap["phase"].as_str().unwrap_or("no status"),
+                    bootstrap["detail"].as_str().unwrap_or("")
+                )
+            })
+        })
+        .collect();
+    if undeployed.is_empty() {
+        Ok(())
+    } else {
+        Err(undeployed.join(", "))
     }
 }
 

@@ -86,10 +86,10 @@ pub enum LookupPace {
 /// `member_links` of them to members of its cluster, keeps `enough` member connections, and
 /// still redials someone it heard of unless `reaches_all`. A node that holds as many members as
 /// it keeps dials no more members for what a lookup names (strangers still, and one probe), so
-/// a lookup would mostly cost: the answers of
-/// the members it asks, each listing members with their addresses, and the member it probes
-/// (a new connection, some 10 kB each way). What only its lookup would find is a member of a
-/// cluster formed apart, which the longest gap still finds.
+/// a lookup would mostly cost: the answers of the members it asks, each listing members with
+/// their addresses, and the member it probes (a new connection, some 10 kB each way). What only
+/// its lookup would find is a member of a cluster formed apart, which the longest gap still
+/// finds.
 pub fn lookup_pace(
     admitted: usize,
     member_links: usize,

@@ -446,7 +446,12 @@ impl Node {
                 self.lookups.found(Instant::now());
             }
             self.look_up(peer);
-            if !self.dial_member(peer, Vec::new(), false) {
+            if self.dial_member(peer, Vec::new(), false) {
+                // A member dialled to make up the node's connections serves as the probe.
+                if self.links.is_member(&peer) {
+                    self.probe_due = false;
+                }
+            } else {
                 self.links.not_dialled(&peer, &mut wanted);
             }
         }
