@@ -201,7 +201,11 @@ impl Behaviour {
     }
 }
 
-/// AutoNAT among members (added as servers once admitted). In `--relay auto` a node serves
+/// AutoNAT among members: the servers a probe picks from are the members this node holds a
+/// connection to (added once admitted, removed when the last connection closes), so that a
+/// probe asks over a connection it has. With every member ever admitted as a server, each
+/// probe (every 15 minutes) picked one at random, most often one not connected, and dialled
+/// it. In `--relay auto` a node serves
 /// once found public, so it probes soon after start (5 s) and, while the verdict is unsure,
 /// every 30 s; otherwise the verdict is only shown, and AutoNAT's own pace (15 s, then 90 s)
 /// costs less. Once sure, every 15 minutes either way.

@@ -16,6 +16,9 @@
 //! table of fewer than 20 members started a walk of all of them each time a member came back
 //! into it. Anyone else is dialled as before, and so is a member whose addresses the swarm task
 //! is looking up: the walk reaches it by the addresses the members that know it give.
+//!
+//! Nor does it hand a dial the circuits of a peer it knows direct addresses of
+//! ([`direct_first`]): raced against the direct path, each opened a connection to its relay.
 
 use std::task::{Context, Poll};
 
@@ -34,6 +37,7 @@ use libp2p::swarm::{
 };
 
 use super::behaviour::{AdmittedSet, MemberSet};
+use super::peers::is_relayed;
 
 /// `inner`, serving inbound streams only to admitted peers.
 pub struct Gated<B> {
@@ -103,8 +107,10 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
         addresses: &[Multiaddr],
         role: Endpoint,
     ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        self.inner
-            .handle_pending_outbound_connection(id, peer, addresses, role)
+        let offered = self
+            .inner
+            .handle_pending_outbound_connection(id, peer, addresses, role)?;
+        Ok(direct_first(offered))
     }
 
     fn handle_established_outbound_connection(
@@ -153,6 +159,22 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
             }
         }
     }
+}
+
+/// What the DHT offers to a dial of a peer it knows direct addresses of: those only, not its
+/// circuits. Every dial that asks the behaviours for addresses gets them (a request to a peer not
+/// connected, the relay client's dial of a relay), and libp2p tries up to eight at once: each
+/// circuit among them opened a connection to its relay, whose own dial was given that relay's
+/// circuits in turn, so one dial of a member opened connections to six or more (each a handshake,
+/// an admission and an identify, then kept for the idle timeout). A peer the DHT knows only
+/// circuits of keeps them. Answers to other members still list circuits: they are how a member
+/// behind a NAT is reached from another site, and this node's own dials of members add the
+/// circuits they were last known at ([`super::node`]).
+fn direct_first(mut offered: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    if offered.iter().any(|a| !is_relayed(a)) {
+        offered.retain(|a| !is_relayed(a));
+    }
+    offered
 }
 
 /// The wrapped handler of one connection: inbound streams go to `inner` only while `peer` is
@@ -263,5 +285,39 @@ impl<H: ConnectionHandler> ConnectionHandler for GatedHandler<H> {
             _ => return,
         };
         self.inner.on_connection_event(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> Multiaddr {
+        text.parse().expect("valid multiaddr")
+    }
+
+    const RELAY: &str = "12D3KooWRsKLYnYUZqa7if2ng44VTAnMEuoJBTV6QAjv3YvF4Fgq";
+
+    #[test]
+    fn a_peer_with_a_direct_address_is_offered_no_circuit() {
+        let circuit = addr(&format!("/ip4/10.0.0.5/tcp/4001/p2p/{RELAY}/p2p-circuit"));
+        let tcp = addr("/ip4/10.0.0.7/tcp/4001");
+        let quic = addr("/ip4/10.0.0.7/udp/4001/quic-v1");
+        assert_eq!(
+            direct_first(vec![circuit.clone(), tcp.clone(), quic.clone()]),
+            vec![tcp, quic]
+        );
+    }
+
+    #[test]
+    fn a_peer_known_only_by_circuits_keeps_them() {
+        let circuits = vec![
+            addr(&format!("/ip4/10.0.0.5/tcp/4001/p2p/{RELAY}/p2p-circuit")),
+            addr(&format!(
+                "/ip4/10.0.0.5/udp/4001/quic-v1/p2p/{RELAY}/p2p-circuit"
+            )),
+        ];
+        assert_eq!(direct_first(circuits.clone()), circuits);
+        assert!(direct_first(Vec::new()).is_empty());
     }
 }

@@ -616,6 +616,9 @@ impl Node {
                     self.unreachable(peer_id);
                     self.links.gone(&peer_id);
                     self.parked.remove(&peer_id);
+                    // An AutoNAT server is a member this node holds a connection to: a probe
+                    // asks over it, and dials nobody.
+                    self.swarm.behaviour_mut().autonat.remove_server(&peer_id);
                 }
                 self.publish_peers();
             }
