@@ -17,8 +17,8 @@
 //! into it. Anyone else is dialled as before, and so is a member whose addresses the swarm task
 //! is looking up: the walk reaches it by the addresses the members that know it give.
 //!
-//! Nor does it hand a dial the circuits of a peer it knows direct addresses of
-//! ([`direct_first`]): raced against the direct path, each opened a connection to its relay.
+//! Nor does it add circuits to a dial that brings a direct address of its own ([`offer`]):
+//! raced against the direct path, each opened a connection to its relay.
 
 use std::task::{Context, Poll};
 
@@ -110,7 +110,7 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
         let offered = self
             .inner
             .handle_pending_outbound_connection(id, peer, addresses, role)?;
-        Ok(direct_first(offered))
+        Ok(offer(addresses, offered))
     }
 
     fn handle_established_outbound_connection(
@@ -161,17 +161,18 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
     }
 }
 
-/// What the DHT offers to a dial of a peer it knows direct addresses of: those only, not its
-/// circuits. Every dial that asks the behaviours for addresses gets them (a request to a peer not
-/// connected, the relay client's dial of a relay), and libp2p tries up to eight at once: each
-/// circuit among them opened a connection to its relay, whose own dial was given that relay's
-/// circuits in turn, so one dial of a member opened connections to six or more (each a handshake,
-/// an admission and an identify, then kept for the idle timeout). A peer the DHT knows only
-/// circuits of keeps them. Answers to other members still list circuits: they are how a member
-/// behind a NAT is reached from another site, and this node's own dials of members add the
-/// circuits they were last known at ([`super::node`]).
-fn direct_first(mut offered: Vec<Multiaddr>) -> Vec<Multiaddr> {
-    if offered.iter().any(|a| !is_relayed(a)) {
+/// What the DHT adds to a dial that brings `dialled` addresses of its own: when one of them is
+/// direct (the relay client's dial of a relay, this node's dial of a member at the addresses it
+/// was last known at), the DHT's direct addresses only, not its circuits. libp2p tries up to
+/// eight addresses at once: each circuit among them opened a connection to its relay, whose
+/// own dial was given that relay's circuits in turn, so one dial of a member opened connections
+/// to six or more (each a handshake, an admission and an identify, then kept for the idle
+/// timeout). A dial with no direct address of its own (a lookup's walk, which brings none) is
+/// offered all the DHT knows, circuits included: the private addresses of a member behind a
+/// NAT count as direct, and only its circuits reach it from another site. Answers to other
+/// members list circuits as before.
+fn offer(dialled: &[Multiaddr], mut offered: Vec<Multiaddr>) -> Vec<Multiaddr> {
+    if dialled.iter().any(|a| !is_relayed(a)) {
         offered.retain(|a| !is_relayed(a));
     }
     offered
@@ -299,25 +300,26 @@ mod tests {
     const RELAY: &str = "12D3KooWRsKLYnYUZqa7if2ng44VTAnMEuoJBTV6QAjv3YvF4Fgq";
 
     #[test]
-    fn a_peer_with_a_direct_address_is_offered_no_circuit() {
+    fn a_dial_with_a_direct_address_of_its_own_is_offered_no_circuit() {
         let circuit = addr(&format!("/ip4/10.0.0.5/tcp/4001/p2p/{RELAY}/p2p-circuit"));
         let tcp = addr("/ip4/10.0.0.7/tcp/4001");
         let quic = addr("/ip4/10.0.0.7/udp/4001/quic-v1");
+        let offered = vec![circuit.clone(), tcp.clone(), quic.clone()];
         assert_eq!(
-            direct_first(vec![circuit.clone(), tcp.clone(), quic.clone()]),
-            vec![tcp, quic]
+            offer(std::slice::from_ref(&tcp), offered.clone()),
+            vec![tcp.clone(), quic]
         );
+        // Only circuits offered, beside a direct address: nothing added.
+        assert!(offer(std::slice::from_ref(&tcp), vec![circuit]).is_empty());
     }
 
     #[test]
-    fn a_peer_known_only_by_circuits_keeps_them() {
-        let circuits = vec![
-            addr(&format!("/ip4/10.0.0.5/tcp/4001/p2p/{RELAY}/p2p-circuit")),
-            addr(&format!(
-                "/ip4/10.0.0.5/udp/4001/quic-v1/p2p/{RELAY}/p2p-circuit"
-            )),
-        ];
-        assert_eq!(direct_first(circuits.clone()), circuits);
-        assert!(direct_first(Vec::new()).is_empty());
+    fn a_dial_with_no_direct_address_of_its_own_is_offered_every_address() {
+        let circuit = addr(&format!("/ip4/10.0.0.5/tcp/4001/p2p/{RELAY}/p2p-circuit"));
+        let private = addr("/ip4/192.168.1.7/tcp/4001");
+        let offered = vec![private, circuit.clone()];
+        // A lookup's walk brings no address; a redial may bring circuits only.
+        assert_eq!(offer(&[], offered.clone()), offered);
+        assert_eq!(offer(&[circuit], offered.clone()), offered);
     }
 }

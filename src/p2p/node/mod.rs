@@ -11,6 +11,7 @@ mod demand;
 mod discovery;
 mod messages;
 
+use discovery::Reach;
 pub(crate) use discovery::records_of;
 
 use std::collections::{HashMap, HashSet};
@@ -46,7 +47,7 @@ use super::heard::HeardOf;
 use super::links::Links;
 use super::ondemand::{OnDemand, Queued};
 use super::pacer::Pacer;
-use super::peers::{PeerTable, is_nested_circuit, is_relayed, is_shareable};
+use super::peers::{PeerTable, direct_then_circuits, is_nested_circuit, is_relayed, is_shareable};
 use super::protocol::Protocols;
 use super::redial::Redial;
 use super::relaying::{RelayMode, Reservations};
@@ -469,7 +470,7 @@ impl Node {
             let addrs = self.denied.remove(&peer).unwrap_or_default();
             if !self.blocked_until.contains_key(&peer) {
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                self.dial_member(peer, addrs, false);
+                self.dial_member(peer, addrs, Reach::AtOnce);
             }
         }
         self.publish_peers();
@@ -494,7 +495,12 @@ impl Node {
             }
         }
         for (peer, addrs, held) in self.redial.due(now) {
-            self.dial_member(peer, addrs, !held);
+            let reach = if held {
+                Reach::AtOnce
+            } else {
+                Reach::ThroughRelays
+            };
+            self.dial_member(peer, addrs, reach);
         }
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
@@ -704,7 +710,7 @@ impl Node {
                     // pair does not hold two connections, each with its own pings.
                     if new && peer < local {
                         self.redial.hold_back(&peer);
-                    } else if !self.dial_member(peer, addrs, false) {
+                    } else if !self.dial_member(peer, addrs, Reach::AtOnce) {
                         self.links.not_dialled(&peer, &mut wanted);
                     }
                 }
