@@ -318,7 +318,7 @@ mod tests {
         let circuit = addr(&format!("/ip4/10.0.0.5/tcp/4001/p2p/{RELAY}/p2p-circuit"));
         let private = addr("/ip4/192.168.1.7/tcp/4001");
         let offered = vec![private, circuit.clone()];
-        // A lookup's walk brings no address; a redial may bring circuits only.
+        // A lookup's walk brings no address; a dial may bring circuits only.
         assert_eq!(offer(&[], offered.clone()), offered);
         assert_eq!(offer(&[circuit], offered.clone()), offered);
     }

@@ -3,7 +3,6 @@
 //! swarm task feeds it events and publishes [`PeerView`] snapshots.
 
 use std::collections::HashMap;
-use std::num::NonZeroU8;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::multiaddr::Protocol;
@@ -348,21 +347,6 @@ pub fn without_peer_id(mut addr: Multiaddr) -> Multiaddr {
     addr
 }
 
-/// `addrs` with the direct ones first, and how many dials to run at once so that a circuit is
-/// tried only once a direct attempt has failed (libp2p starts that many and moves down the list
-/// as they fail). `None` when there is nothing to order: all direct, or all circuits.
-pub fn direct_then_circuits(mut addrs: Vec<Multiaddr>) -> (Vec<Multiaddr>, Option<NonZeroU8>) {
-    let direct = addrs.iter().filter(|a| !is_relayed(a)).count();
-    if direct == 0 || direct == addrs.len() {
-        return (addrs, None);
-    }
-    addrs.sort_by_key(is_relayed);
-    (
-        addrs,
-        NonZeroU8::new(direct.min(usize::from(u8::MAX)) as u8),
-    )
-}
-
 /// Whether an address goes through a circuit relay.
 pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
@@ -381,28 +365,6 @@ pub fn is_nested_circuit(addr: &Multiaddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn circuits_wait_behind_every_direct_address() {
-        let relay = "12D3KooWRsKLYnYUZqa7if2ng44VTAnMEuoJBTV6QAjv3YvF4Fgq";
-        let circuit: Multiaddr = format!("/ip4/10.0.0.5/tcp/4001/p2p/{relay}/p2p-circuit")
-            .parse()
-            .unwrap();
-        let tcp: Multiaddr = "/ip4/10.0.0.7/tcp/4001".parse().unwrap();
-        let quic: Multiaddr = "/ip4/10.0.0.7/udp/4001/quic-v1".parse().unwrap();
-        let (ordered, at_once) =
-            direct_then_circuits(vec![circuit.clone(), tcp.clone(), quic.clone()]);
-        assert_eq!(ordered, vec![tcp.clone(), quic.clone(), circuit.clone()]);
-        assert_eq!(at_once, NonZeroU8::new(2));
-        // Nothing to order: all direct, all circuits, or none.
-        let direct = vec![tcp, quic];
-        assert_eq!(direct_then_circuits(direct.clone()), (direct, None));
-        assert_eq!(
-            direct_then_circuits(vec![circuit.clone()]),
-            (vec![circuit], None)
-        );
-        assert_eq!(direct_then_circuits(Vec::new()), (Vec::new(), None));
-    }
 
     fn addr(s: &str) -> Multiaddr {
         s.parse().unwrap()

@@ -7,20 +7,6 @@ use crate::p2p::pacer::{LookupPace, lookup_pace};
 /// Relays a member is dialled through when its own addresses failed.
 const GUESSED_RELAYS: usize = 4;
 
-/// How a member is dialled, by why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Reach {
-    /// Heard of, or needed: at every address it gave at once, its circuits among them, so that
-    /// a member behind a NAT is reached without waiting for its direct addresses to fail.
-    AtOnce,
-    /// Its direct addresses failed: also through relays this node reaches.
-    ThroughRelays,
-    /// Kept for the mesh (a top-up, a lookup round's probe), which nothing waits for: its
-    /// circuits only once a direct attempt has failed ([`direct_then_circuits`]). Raced, each
-    /// circuit opened a connection to its relay on a LAN where the direct path answers at once.
-    DirectFirst,
-}
-
 /// The members a peer list names, with their addresses. A member's list is taken only up to a
 /// mesh's worth of records with a few addresses each, so a hostile member cannot make this node
 /// dial without bound; records that do not decode are skipped.
@@ -159,14 +145,14 @@ impl Node {
                 // A member this node neither reaches nor was already trying to reach.
                 self.exchanges.found(Instant::now());
             }
-            if !self.dial_member(peer, addrs, Reach::AtOnce) {
+            if !self.dial_member(peer, addrs, false) {
                 self.links.not_dialled(&peer, &mut wanted);
             }
         }
     }
 
     /// Dials a peer learned from discovery at its addresses, the circuits it holds slots on
-    /// among them once it has told (at once, or behind the direct ones, by [`Reach`]). A redial (the direct addresses failed), or a peer with no
+    /// among them once it has told. A redial (the direct addresses failed), or a peer with no
     /// direct address, is also dialled through up to [`GUESSED_RELAYS`] relays this node
     /// reaches directly, chosen at random: in `auto` mode most members relay, so not through
     /// every one, and a first dial does not race circuits against a direct path.
@@ -177,7 +163,7 @@ impl Node {
         &mut self,
         peer: PeerId,
         mut addrs: Vec<Multiaddr>,
-        reach: Reach,
+        redial: bool,
     ) -> bool {
         use rand::seq::SliceRandom as _;
         if self.peers.is_connected(&peer) {
@@ -192,7 +178,7 @@ impl Node {
         // The overlay is reached through the data plane, never a way to a member's control plane.
         let overlay = self.config.overlay;
         addrs.retain(|a| !in_overlay(a, overlay));
-        if reach == Reach::ThroughRelays || addrs.iter().all(is_relayed) {
+        if redial || addrs.iter().all(is_relayed) {
             let mut guesses: Vec<Multiaddr> = self
                 .peers
                 .relays()
@@ -205,20 +191,11 @@ impl Node {
             guesses.shuffle(&mut rand::thread_rng());
             addrs.extend(guesses.into_iter().take(GUESSED_RELAYS));
         }
-        let at_once = if reach == Reach::DirectFirst {
-            let (ordered, at_once) = direct_then_circuits(addrs);
-            addrs = ordered;
-            at_once
-        } else {
-            None
-        };
-        let mut opts = DialOpts::peer_id(peer)
+        let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing);
-        if let Some(at_once) = at_once {
-            opts = opts.override_dial_concurrency_factor(at_once);
-        }
-        match self.swarm.dial(opts.build()) {
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "dial failed");
@@ -401,7 +378,7 @@ impl Node {
                             self.redial
                                 .heard_of(info.peer_id, &info.addrs, Instant::now());
                         }
-                        self.dial_member(info.peer_id, info.addrs, Reach::AtOnce);
+                        self.dial_member(info.peer_id, info.addrs, false);
                     }
                 }
                 // A lookup that ended without the peer it was for: what waited for it fails.
@@ -449,7 +426,7 @@ impl Node {
                 if probe == Some(peer) {
                     probe = None;
                     let addrs = self.links.addrs(&peer);
-                    self.probe_due = !self.dial_member(peer, addrs, Reach::DirectFirst);
+                    self.probe_due = !self.dial_member(peer, addrs, false);
                 }
                 continue;
             }
@@ -457,7 +434,7 @@ impl Node {
             if self.links.is_member(&peer) && !known.is_empty() {
                 // A member met before, wanted to top up this node's connections: where it was
                 // last known to listen, without a lookup.
-                if self.dial_member(peer, known, Reach::DirectFirst) {
+                if self.dial_member(peer, known, false) {
                     self.probe_due = false;
                 } else {
                     self.links.not_dialled(&peer, &mut wanted);
@@ -469,7 +446,7 @@ impl Node {
                 self.lookups.found(Instant::now());
             }
             self.look_up(peer);
-            if self.dial_member(peer, Vec::new(), Reach::AtOnce) {
+            if self.dial_member(peer, Vec::new(), false) {
                 // A member dialled to make up the node's connections serves as the probe.
                 if self.links.is_member(&peer) {
                     self.probe_due = false;

@@ -11,7 +11,6 @@ mod demand;
 mod discovery;
 mod messages;
 
-use discovery::Reach;
 pub(crate) use discovery::records_of;
 
 use std::collections::{HashMap, HashSet};
@@ -47,7 +46,7 @@ use super::heard::HeardOf;
 use super::links::Links;
 use super::ondemand::{OnDemand, Queued};
 use super::pacer::Pacer;
-use super::peers::{PeerTable, direct_then_circuits, is_nested_circuit, is_relayed, is_shareable};
+use super::peers::{PeerTable, is_nested_circuit, is_relayed, is_shareable};
 use super::protocol::Protocols;
 use super::redial::Redial;
 use super::relaying::{RelayMode, Reservations};
@@ -470,7 +469,7 @@ impl Node {
             let addrs = self.denied.remove(&peer).unwrap_or_default();
             if !self.blocked_until.contains_key(&peer) {
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                self.dial_member(peer, addrs, Reach::AtOnce);
+                self.dial_member(peer, addrs, false);
             }
         }
         self.publish_peers();
@@ -495,12 +494,7 @@ impl Node {
             }
         }
         for (peer, addrs, held) in self.redial.due(now) {
-            let reach = if held {
-                Reach::AtOnce
-            } else {
-                Reach::ThroughRelays
-            };
-            self.dial_member(peer, addrs, reach);
+            self.dial_member(peer, addrs, !held);
         }
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
@@ -710,7 +704,7 @@ impl Node {
                     // pair does not hold two connections, each with its own pings.
                     if new && peer < local {
                         self.redial.hold_back(&peer);
-                    } else if !self.dial_member(peer, addrs, Reach::AtOnce) {
+                    } else if !self.dial_member(peer, addrs, false) {
                         self.links.not_dialled(&peer, &mut wanted);
                     }
                 }
