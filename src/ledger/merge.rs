@@ -509,6 +509,8 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy as _;
+
     use super::*;
     use crate::ledger::state::{
         BootstrapReport, DnsRecord, FixedRole, Phase, RecordType, Role, join_command,
@@ -747,6 +749,122 @@ mod tests {
             me
         ));
         assert!(!left_out(&said(1, ours, 1, vec![]), &leader, ours, me));
+    }
+
+    /// A leader drawn from a small pool: three PeerIds under two raft ids each, so that one
+    /// PeerId under another raft id is another leader.
+    fn pooled_leader(n: u8) -> crate::ledger::follower::Leader {
+        (
+            u64::from(n % 2),
+            crate::ledger::raft::LedgerNode {
+                peer_id: ["a", "b", "c"][usize::from(n / 2) % 3].into(),
+            },
+        )
+    }
+
+    /// A cluster drawn from a small pool: none yet (a cluster writing its genesis), or one of
+    /// three ids whose ages differ from their order.
+    fn pooled_cluster(n: u8) -> Option<ClusterId> {
+        [
+            None,
+            Some(cluster(30, 1)),
+            Some(cluster(10, 2)),
+            Some(cluster(20, 3)),
+        ][usize::from(n) % 4]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// A newcomer's choice depends on what was answered, not on the order the answers
+        /// came in; it goes to the cluster the most peers answer from (a named one before one
+        /// still forming, the oldest of those as large), through a leader at least as many of
+        /// that cluster's answers name as any other. Worked out here by counting, apart from
+        /// the code's ranking.
+        #[test]
+        fn a_newcomer_joins_the_largest_cluster_through_its_most_named_leader_in_any_order(
+            (answers, shuffled) in proptest::collection::vec((0u8..4, 0u8..6), 0..14)
+                .prop_flat_map(|answers| {
+                    let shuffled = proptest::strategy::Just(answers.clone()).prop_shuffle();
+                    (proptest::strategy::Just(answers), shuffled)
+                }),
+        ) {
+            let drawn = |raw: &[(u8, u8)]| -> Vec<_> {
+                raw.iter().map(|(c, l)| (pooled_cluster(*c), pooled_leader(*l))).collect()
+            };
+            let answers = drawn(&answers);
+            let chosen = cluster_to_join(answers.clone());
+            proptest::prop_assert_eq!(&chosen, &cluster_to_join(drawn(&shuffled)));
+            let Some(chosen) = chosen else {
+                proptest::prop_assert!(answers.is_empty());
+                return Ok(());
+            };
+            let count = |c: Option<ClusterId>| answers.iter().filter(|(x, _)| *x == c).count();
+            let named = answers.iter().filter_map(|(c, _)| *c).collect::<BTreeSet<_>>();
+            let winner = match named.iter().map(|c| count(Some(*c))).max() {
+                // The oldest of the largest named clusters (ids order by their age first).
+                Some(most) => named.iter().copied().find(|c| count(Some(*c)) == most),
+                None => None,
+            };
+            let naming = |l: &crate::ledger::follower::Leader| {
+                answers.iter().filter(|(c, x)| *c == winner && x == l).count()
+            };
+            proptest::prop_assert!(naming(&chosen) > 0, "{chosen:?} is not named in {winner:?}");
+            for (c, other) in &answers {
+                if *c == winner {
+                    proptest::prop_assert!(naming(other) <= naming(&chosen));
+                }
+            }
+        }
+
+        /// A voter asking whether it was removed follows a leader only when more than half of
+        /// the answers from its own cluster name that leader (under the same raft id), in any
+        /// order, and whatever peers of other clusters answer: one registered node's word
+        /// decides nothing while another answer from the cluster names no leader or another.
+        #[test]
+        fn a_returning_node_follows_only_a_leader_most_of_its_own_cluster_name_in_any_order(
+            (answers, shuffled) in proptest::collection::vec(
+                (proptest::bool::weighted(0.7), proptest::option::of(0u8..6)),
+                0..10,
+            )
+            .prop_flat_map(|answers| {
+                let shuffled = proptest::strategy::Just(answers.clone()).prop_shuffle();
+                (proptest::strategy::Just(answers), shuffled)
+            }),
+        ) {
+            let ours = cluster(10, 1);
+            let hellos = |raw: &[(bool, Option<u8>)]| -> Vec<Hello> {
+                raw.iter()
+                    .map(|(own, named)| Hello {
+                        node_id: 9,
+                        in_cluster: true,
+                        cluster: Some(if *own { ours } else { cluster(20, 2) }),
+                        leader: named.map(pooled_leader),
+                        members: vec![],
+                        operator: None,
+                    })
+                    .collect()
+            };
+            let answers = hellos(&answers);
+            let decided = named_by_most(&answers, ours);
+            proptest::prop_assert_eq!(&decided, &named_by_most(&hellos(&shuffled), ours));
+            let own: Vec<&Hello> = answers.iter().filter(|h| h.cluster == Some(ours)).collect();
+            let only_own: Vec<Hello> = own.iter().map(|h| (*h).clone()).collect();
+            proptest::prop_assert_eq!(&decided, &named_by_most(&only_own, ours));
+            let naming = |l: &crate::ledger::follower::Leader| {
+                own.iter().filter(|h| h.leader.as_ref() == Some(l)).count()
+            };
+            match &decided {
+                Some(l) => proptest::prop_assert!(2 * naming(l) > own.len()),
+                None => {
+                    for h in &own {
+                        if let Some(l) = &h.leader {
+                            proptest::prop_assert!(2 * naming(l) <= own.len());
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn leader(peer: &str) -> crate::ledger::follower::Leader {
