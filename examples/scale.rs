@@ -41,6 +41,15 @@ fn main() -> ExitCode {
         eprintln!("scale cannot run here: {reason}");
         return ExitCode::FAILURE;
     }
+    // Formation is judged by every node resolving every name; without dig each would fail.
+    if std::process::Command::new("dig")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        eprintln!("scale needs dig (Debian: dnsutils; scripts/install-deps.sh installs it)");
+        return ExitCode::FAILURE;
+    }
     let args: Vec<u64> = match std::env::args().skip(1).map(|a| a.parse()).collect() {
         Ok(args) => args,
         Err(_) => {
