@@ -225,7 +225,9 @@ fn autonat_config(relay: super::RelayMode) -> autonat::Config {
 /// How long members keep a copy of another's rendezvous record.
 const PROVIDER_RECORD_TTL: Duration = Duration::from_secs(3 * 3600);
 
-/// Copies of each provider record in the private DHT, and members listed per answer.
+/// Copies of each provider record in the private DHT, and providers listed per answer. (The
+/// closer members an answer lists are not set by this: libp2p-kad 0.49 takes `K_VALUE`, 20,
+/// from the routing table, and [`super::gated`] cuts them to `CLOSER_MEMBERS`.)
 const PRIVATE_DHT_REPLICATION: usize = 8;
 
 /// How often each end pings a connection. A ping measures the round trip the peer table shows;
@@ -255,9 +257,10 @@ fn private_kad(local: PeerId, protocol: StreamProtocol) -> kad::Behaviour<kad::s
         .set_kbucket_inserts(kad::BucketInserts::Manual)
         .set_record_filtering(kad::StoreInserts::FilterBoth)
         .set_periodic_bootstrap_interval(None)
-        // Each answer lists this many closest members with all their addresses: the default
-        // of 20 makes every answer of a large mesh kilobytes long. Members are few hops apart
-        // and each is also found by peer exchange, so fewer copies of a provider record do.
+        // Each answer lists this many providers of a key with all their addresses: the default
+        // of 20 makes a rendezvous answer of a large mesh kilobytes long. Members are few hops
+        // apart and each is also found by peer exchange, so fewer copies of a provider record
+        // do. (The closer members listed beside them are cut in `gated.rs`.)
         .set_replication_factor(NonZeroUsize::new(PRIVATE_DHT_REPLICATION).expect("nonzero"))
         .set_provider_record_ttl(Some(PROVIDER_RECORD_TTL))
         // Published again well within its lifetime: libp2p's default (12 h) let the copies of

@@ -19,6 +19,10 @@
 //!
 //! Nor does it add circuits to a dial that brings a direct address of its own ([`offer`]):
 //! raced against the direct path, each opened a connection to its relay.
+//!
+//! And its answers list at most [`CLOSER_MEMBERS`] members closer to the key ([`Trim`]), where
+//! libp2p-kad lists 20, each with every address it holds: most of an idle mesh's bytes in a
+//! lookup round were such answers.
 
 use std::task::{Context, Poll};
 
@@ -35,6 +39,8 @@ use libp2p::swarm::{
     ConnectionDenied, ConnectionId, DialError, DialFailure, FromSwarm, NetworkBehaviour, THandler,
     THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
+
+use libp2p::kad;
 
 use super::behaviour::{AdmittedSet, MemberSet};
 use super::peers::is_relayed;
@@ -73,7 +79,36 @@ impl<B> Gated<B> {
     }
 }
 
-impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
+/// The most members closer to a key that an answer of this node lists, closest first.
+/// libp2p-kad 0.49 lists `K_VALUE` (20) from the routing table, whatever the replication
+/// factor, each with every address it holds: in a mesh of 20 an answer came to about 9.7 kB,
+/// and a node near a rendezvous key answers every member that looks it up. The walk needs
+/// only the few closest to go on: its query asks for 8 results (the replication factor), and
+/// a member looked up by its PeerId is the closest there is to its own key, first in any
+/// answer of a node that knows it.
+pub const CLOSER_MEMBERS: usize = 8;
+
+/// A message of the wrapped behaviour to one of its connections, cut before it is sent.
+pub trait Trim {
+    fn trim(&mut self);
+}
+
+/// The private Kademlia's answers list at most [`CLOSER_MEMBERS`] closer members.
+impl Trim for THandlerInEvent<kad::Behaviour<kad::store::MemoryStore>> {
+    fn trim(&mut self) {
+        match self {
+            Self::FindNodeRes { closer_peers, .. }
+            | Self::GetProvidersRes { closer_peers, .. }
+            | Self::GetRecordRes { closer_peers, .. } => closer_peers.truncate(CLOSER_MEMBERS),
+            _ => {}
+        }
+    }
+}
+
+impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B>
+where
+    THandlerInEvent<B>: Trim,
+{
     type ConnectionHandler = GatedHandler<THandler<B>>;
     type ToSwarm = B::ToSwarm;
 
@@ -154,6 +189,18 @@ impl<B: NetworkBehaviour> NetworkBehaviour for Gated<B> {
                             error: &error,
                             connection_id: opts.connection_id(),
                         }));
+                }
+                Poll::Ready(ToSwarm::NotifyHandler {
+                    peer_id,
+                    handler,
+                    mut event,
+                }) => {
+                    event.trim();
+                    return Poll::Ready(ToSwarm::NotifyHandler {
+                        peer_id,
+                        handler,
+                        event,
+                    });
                 }
                 other => return other,
             }
@@ -321,5 +368,109 @@ mod tests {
         // A lookup's walk brings no address; a dial may bring circuits only.
         assert_eq!(offer(&[], offered.clone()), offered);
         assert_eq!(offer(&[circuit], offered.clone()), offered);
+    }
+
+    /// A libp2p node on loopback TCP with `behaviour`.
+    fn swarm<B: NetworkBehaviour>(
+        behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
+    ) -> libp2p::Swarm<B> {
+        libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .expect("tcp transport")
+            .with_behaviour(behaviour)
+            .expect("behaviour")
+            .build()
+    }
+
+    /// A member that asks a node for the members closest to a key hears of the 8 closest, not
+    /// of the 12 the node's table holds (libp2p-kad lists up to 20). The client's walk dials
+    /// each member it hears of (their addresses are closed loopback ports, so each dial fails
+    /// at once), which tells what the answer listed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_lists_at_most_eight_closer_members() {
+        use futures::StreamExt as _;
+        use libp2p::swarm::SwarmEvent;
+
+        let protocol = libp2p::StreamProtocol::new("/weft-test/kad/1.0.0");
+        let admitted = AdmittedSet::default();
+        let mut server = swarm(|key| {
+            let local = key.public().to_peer_id();
+            let mut config = kad::Config::new(protocol.clone());
+            config.set_kbucket_inserts(kad::BucketInserts::Manual);
+            let mut kad =
+                kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), config);
+            kad.set_mode(Some(kad::Mode::Server));
+            Gated::new(kad, admitted.clone(), MemberSet::default())
+        });
+        let table: Vec<PeerId> = (0..12).map(|_| PeerId::random()).collect();
+        for peer in &table {
+            server
+                .behaviour_mut()
+                .inner_mut()
+                .add_address(peer, addr("/ip4/127.0.0.1/tcp/1"));
+        }
+        server
+            .listen_on(addr("/ip4/127.0.0.1/tcp/0"))
+            .expect("listen");
+        let listening = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+                break address;
+            }
+        };
+        let server_id = *server.local_peer_id();
+        let serving = tokio::spawn(async move {
+            loop {
+                server.select_next_some().await;
+            }
+        });
+
+        let mut client = swarm(|key| {
+            let local = key.public().to_peer_id();
+            kad::Behaviour::with_config(
+                local,
+                kad::store::MemoryStore::new(local),
+                kad::Config::new(protocol.clone()),
+            )
+        });
+        admitted
+            .write()
+            .expect("admitted set")
+            .insert(*client.local_peer_id());
+        client.behaviour_mut().add_address(&server_id, listening);
+        let target = PeerId::random();
+        client.behaviour_mut().get_closest_peers(target);
+        let mut heard = std::collections::BTreeSet::new();
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            loop {
+                match client.select_next_some().await {
+                    SwarmEvent::Dialing {
+                        peer_id: Some(peer),
+                        ..
+                    } if peer != server_id => {
+                        heard.insert(peer);
+                    }
+                    SwarmEvent::Behaviour(kad::Event::OutboundQueryProgressed {
+                        result: kad::QueryResult::GetClosestPeers(_),
+                        step,
+                        ..
+                    }) if step.last => break,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the walk ends");
+        serving.abort();
+        let mut closest = table.clone();
+        let key = kad::KBucketKey::from(target);
+        closest.sort_by_key(|peer| kad::KBucketKey::from(*peer).distance(&key));
+        closest.truncate(CLOSER_MEMBERS);
+        let closest: std::collections::BTreeSet<PeerId> = closest.into_iter().collect();
+        assert_eq!(heard, closest, "heard of {} of 12", heard.len());
     }
 }
