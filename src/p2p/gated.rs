@@ -31,6 +31,7 @@ use libp2p::PeerId;
 use libp2p::core::transport::PortUse;
 use libp2p::core::upgrade::DeniedUpgrade;
 use libp2p::core::{Endpoint, Multiaddr};
+use libp2p::kad;
 use libp2p::swarm::handler::{
     ConnectionEvent, ConnectionHandler, ConnectionHandlerEvent, FullyNegotiatedInbound,
     ListenUpgradeError, SubstreamProtocol,
@@ -39,8 +40,6 @@ use libp2p::swarm::{
     ConnectionDenied, ConnectionId, DialError, DialFailure, FromSwarm, NetworkBehaviour, THandler,
     THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
-
-use libp2p::kad;
 
 use super::behaviour::{AdmittedSet, MemberSet};
 use super::peers::is_relayed;
