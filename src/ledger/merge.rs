@@ -763,14 +763,15 @@ mod tests {
     }
 
     /// A cluster drawn from a small pool: none yet (a cluster writing its genesis), or one of
-    /// three ids whose ages differ from their order.
+    /// four ids whose ages differ from their order, two of them formed in the same second.
     fn pooled_cluster(n: u8) -> Option<ClusterId> {
         [
             None,
             Some(cluster(30, 1)),
-            Some(cluster(10, 2)),
+            Some(cluster(10, 4)),
             Some(cluster(20, 3)),
-        ][usize::from(n) % 4]
+            Some(cluster(10, 2)),
+        ][usize::from(n) % 5]
     }
 
     proptest::proptest! {
@@ -783,7 +784,7 @@ mod tests {
         /// the code's ranking.
         #[test]
         fn a_newcomer_joins_the_largest_cluster_through_its_most_named_leader_in_any_order(
-            (answers, shuffled) in proptest::collection::vec((0u8..4, 0u8..6), 0..14)
+            (answers, shuffled) in proptest::collection::vec((0u8..5, 0u8..6), 0..14)
                 .prop_flat_map(|answers| {
                     let shuffled = proptest::strategy::Just(answers.clone()).prop_shuffle();
                     (proptest::strategy::Just(answers), shuffled)
@@ -802,8 +803,12 @@ mod tests {
             let count = |c: Option<ClusterId>| answers.iter().filter(|(x, _)| *x == c).count();
             let named = answers.iter().filter_map(|(c, _)| *c).collect::<BTreeSet<_>>();
             let winner = match named.iter().map(|c| count(Some(*c))).max() {
-                // The oldest of the largest named clusters (ids order by their age first).
-                Some(most) => named.iter().copied().find(|c| count(Some(*c)) == most),
+                // The oldest of the largest named clusters, the lower id of two as old.
+                Some(most) => named
+                    .iter()
+                    .copied()
+                    .filter(|c| count(Some(*c)) == most)
+                    .min_by_key(|c| (c.created_at, c.id)),
                 None => None,
             };
             let naming = |l: &crate::ledger::follower::Leader| {
