@@ -7,7 +7,8 @@
 #   knobs: ROUNDS=3 SAMPLE_AT=30 END=40 WEFT=target/release/weft BASE=<a weft binary, optional>
 #          LOG=/tmp/weft-scale-bench.log
 # The idle window (SAMPLE_AT..END seconds after the start) is short by default: this compares
-# formation. For the issue's idle and memory figures use SAMPLE_AT=120 END=600 and ROUNDS=1.
+# formation. For the issue's idle and memory figures use SAMPLE_AT=420 END=1380 and ROUNDS=1
+# (minute 7 to 23: after formation's connections idle out, holding one settled lookup round).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -21,8 +21,8 @@
 //! raced against the direct path, each opened a connection to its relay.
 //!
 //! And its answers list at most [`CLOSER_MEMBERS`] members closer to the key ([`Trim`]), where
-//! libp2p-kad lists 20, each with every address it holds: most of an idle mesh's bytes in a
-//! lookup round were such answers.
+//! libp2p-kad lists 20, each with every address it holds: answers were most of an idle mesh's
+//! bytes in a lookup round, most likely filled by those lists (not decoded).
 
 use std::task::{Context, Poll};
 
@@ -80,11 +80,12 @@ impl<B> Gated<B> {
 
 /// The most members closer to a key that an answer of this node lists, closest first.
 /// libp2p-kad 0.49 lists `K_VALUE` (20) from the routing table, whatever the replication
-/// factor, each with every address it holds: in a mesh of 20 an answer came to about 9.7 kB,
-/// and a node near a rendezvous key answers every member that looks it up. The walk needs
-/// only the few closest to go on: its query asks for 8 results (the replication factor), and
-/// a member looked up by its PeerId is the closest there is to its own key, first in any
-/// answer of a node that knows it.
+/// factor, each with every address it holds: in a mesh of 20 an answer came to about 9.7 kB
+/// (most likely these lists; not decoded), and a node near a rendezvous key answers every
+/// member that looks it up. A walk needs only the few closest to go on: a providers walk asks
+/// for 8 results (the replication factor); a walk for a member's addresses asks for 20 and
+/// goes on hearing of 8 per answer, and the member is the closest there is to its own key,
+/// first in any answer of a node that knows it.
 pub const CLOSER_MEMBERS: usize = 8;
 
 /// A message of the wrapped behaviour to one of its connections, cut before it is sent.
