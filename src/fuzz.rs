@@ -204,13 +204,7 @@ pub fn admission(data: &[u8]) {
     }
     if let Ok(proof) = AuthProof::decode(data) {
         verifier.on_connected(mallory, now);
-        let verdict = verifier.on_proof(
-            mallory,
-            &proof.nonce,
-            &admission::proofs_of(&proof),
-            &keys,
-            now,
-        );
+        let verdict = verifier.on_proof(mallory, &proof, &keys, now);
         assert!(
             matches!(verdict, Verdict::Rejected(_)),
             "an answer not made with the key admitted: {verdict:?}"
@@ -232,7 +226,7 @@ pub fn admission(data: &[u8]) {
     let theirs: admission::Nonce = proof.nonce[..].try_into().expect("a nonce");
     proof.sealed_hostname =
         admission::seal_name_bytes(&keys[0], &bob, &alice, (&nonce, &theirs), data);
-    let verdict = verifier.on_proof(bob, &proof.nonce, &admission::proofs_of(&proof), &keys, now);
+    let verdict = verifier.on_proof(bob, &proof, &keys, now);
     let acceptable = std::str::from_utf8(data)
         .ok()
         .filter(|name| name.len() <= admission::MAX_HOSTNAME)

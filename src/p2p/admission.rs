@@ -56,7 +56,7 @@ pub enum Rejection {
     Malformed,
     #[error("it answered with the challenger's own nonce")]
     ReflectedNonce,
-    #[error("it sent a proof nobody asked for")]
+    #[error("it sent a proof for no challenge this node has out")]
     Unsolicited,
     #[error("it did not prove membership in time")]
     Timeout,
@@ -99,16 +99,19 @@ pub fn prove(
         .into()
 }
 
-/// The proofs an answer carries: the current token's, and the previous one's when given.
-pub fn proofs_of(answer: &AuthProof) -> Vec<(&[u8], &[u8])> {
-    let mut proofs = vec![(&answer.proof[..], &answer.sealed_hostname[..])];
-    if !answer.previous_proof.is_empty() {
-        proofs.push((
+/// The proofs an answer carries, each with its sealed hostname: the current token's, and the
+/// previous one's when given (at most [`MAX_PROOFS`]).
+fn proofs_of(answer: &AuthProof) -> Vec<(&[u8], &[u8])> {
+    [
+        (&answer.proof[..], &answer.sealed_hostname[..]),
+        (
             &answer.previous_proof[..],
             &answer.previous_sealed_hostname[..],
-        ));
-    }
-    proofs
+        ),
+    ]
+    .into_iter()
+    .filter(|(proof, _)| !proof.is_empty())
+    .collect()
 }
 
 /// Checks a proof in constant time.
@@ -334,6 +337,7 @@ impl Admission {
             .collect();
         Ok((
             AnswerFields {
+                challenge: their_nonce,
                 nonce: our_nonce,
                 proofs,
             },
@@ -341,13 +345,18 @@ impl Admission {
         ))
     }
 
-    /// `peer` answered our challenge (or re-challenge) at `now` with `proofs` (proof and sealed
-    /// hostname pairs); it is admitted when one verifies under one of `keys`, the current first.
+    /// `peer` answered our challenge (or re-challenge) at `now` with `answer`; it is admitted
+    /// when one of its proofs verifies under one of `keys`, the current first.
+    ///
+    /// An answer that names another challenge than the one out is late, not wrong: this node
+    /// gave up on that challenge (its deadline passed under load) and challenged again when the
+    /// peer challenged it meanwhile, and the answer was already on its way. It is ignored as
+    /// unsolicited, which is no evidence against the peer; checked against the new challenge it
+    /// would fail and block an honest member for the block duration.
     pub fn on_proof(
         &mut self,
         peer: PeerId,
-        nonce: &[u8],
-        proofs: &[(&[u8], &[u8])],
+        answer: &AuthProof,
         keys: &[DerivedKey],
         now: Instant,
     ) -> Verdict {
@@ -359,15 +368,19 @@ impl Admission {
             }) => (*nonce, true),
             _ => return Verdict::Rejected(Rejection::Unsolicited),
         };
-        let Ok(theirs) = <Nonce>::try_from(nonce) else {
+        if !answer.challenge.is_empty() && answer.challenge[..] != ours[..] {
+            return Verdict::Rejected(Rejection::Unsolicited);
+        }
+        let Ok(theirs) = <Nonce>::try_from(&answer.nonce[..]) else {
             return Verdict::Rejected(Rejection::Malformed);
         };
-        if proofs.is_empty() || proofs.len() > MAX_PROOFS {
+        let proofs = proofs_of(answer);
+        if proofs.is_empty() {
             return Verdict::Rejected(Rejection::Malformed);
         }
         let mut outcome = Err(Rejection::BadProof);
         'search: for key in keys {
-            for (proof, sealed_hostname) in proofs {
+            for &(proof, sealed_hostname) in &proofs {
                 match verify(key, &peer, &self.local, &ours, &theirs, proof) {
                     Ok(()) => {
                         outcome =
@@ -476,6 +489,8 @@ impl Admission {
 /// The fields of an answer to a challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerFields {
+    /// The challenge answered.
+    pub challenge: Nonce,
     pub nonce: Nonce,
     /// One per token held, the current one first.
     pub proofs: Vec<Proof>,
@@ -495,6 +510,7 @@ impl AnswerFields {
         let (proof, sealed_hostname) = parts(current);
         let (previous_proof, previous_sealed_hostname) = parts(previous);
         AuthProof {
+            challenge: self.challenge.to_vec(),
             nonce: self.nonce.to_vec(),
             proof,
             sealed_hostname,
@@ -527,14 +543,6 @@ mod tests {
         )
     }
 
-    fn pairs(answer: &AnswerFields) -> Vec<(&[u8], &[u8])> {
-        answer
-            .proofs
-            .iter()
-            .map(|p| (&p.proof[..], &p.sealed_hostname[..]))
-            .collect()
-    }
-
     /// Runs the exchange in which `b`, holding `b_keys`, proves itself to `a`, holding `a_keys`.
     fn proves_with(
         (a, a_id, a_keys): (&mut Admission, PeerId, &[DerivedKey]),
@@ -543,7 +551,7 @@ mod tests {
         let now = Instant::now();
         let challenge = a.on_connected(b_id, now).expect("a challenges b");
         let (answer, _) = b.answer(a_id, &challenge, now, b_keys).unwrap();
-        a.on_proof(b_id, &answer.nonce, &pairs(&answer), a_keys, now)
+        a.on_proof(b_id, &answer.to_proto(), a_keys, now)
     }
 
     /// Runs the exchange in which `b` proves itself to `a`, each holding one token.
@@ -615,7 +623,7 @@ mod tests {
         now: Instant,
     ) -> Verdict {
         let (answer, _) = b.answer(a_id, nonce, now, b_keys).unwrap();
-        a.on_proof(b_id, &answer.nonce, &pairs(&answer), a_keys, now)
+        a.on_proof(b_id, &answer.to_proto(), a_keys, now)
     }
 
     #[test]
@@ -757,42 +765,90 @@ mod tests {
         let now = Instant::now();
         let challenge = a.on_connected(b_id, now).unwrap();
         let (recorded, _) = b.answer(a_id, &challenge, now, &[key(1)]).unwrap();
+        let recorded = recorded.to_proto();
         assert!(matches!(
-            a.on_proof(b_id, &recorded.nonce, &pairs(&recorded), &[key(1)], now),
+            a.on_proof(b_id, &recorded, &[key(1)], now),
             Verdict::Admitted { .. }
         ));
-        // The connection closes; on the next one a challenges afresh and the old answer fails.
+        // The connection closes; on the next one a challenges afresh and the old answer is
+        // not taken, whichever challenge it names.
         a.forget(&b_id);
-        a.on_connected(b_id, now).unwrap();
+        let fresh = a.on_connected(b_id, now).unwrap();
         assert_eq!(
-            a.on_proof(b_id, &recorded.nonce, &pairs(&recorded), &[key(1)], now),
-            Verdict::Rejected(Rejection::BadProof)
+            a.on_proof(b_id, &recorded, &[key(1)], now),
+            Verdict::Rejected(Rejection::Unsolicited)
         );
+        let relabelled = AuthProof {
+            challenge: fresh.to_vec(),
+            ..recorded.clone()
+        };
+        let unlabelled = AuthProof {
+            challenge: Vec::new(),
+            ..recorded
+        };
+        for replay in [relabelled, unlabelled] {
+            assert_eq!(
+                a.on_proof(b_id, &replay, &[key(1)], now),
+                Verdict::Rejected(Rejection::BadProof)
+            );
+        }
+        assert!(!a.is_admitted(&b_id));
+    }
+
+    #[test]
+    fn a_late_answer_to_a_challenge_given_up_on_is_ignored_and_the_next_admits() {
+        let (a_id, mut a) = node(1);
+        let (b_id, mut b) = node(1);
+        let start = Instant::now();
+        let first = a.on_connected(b_id, start).unwrap();
+        let (late, _) = b.answer(a_id, &first, start, &[key(1)]).unwrap();
+        // a gives up on b under load, then b's own challenge reaches a before b's answer does:
+        // a answers and challenges b again.
+        let overdue = start + Duration::from_secs(11);
+        assert_eq!(a.overdue(overdue), vec![b_id]);
+        a.forget(&b_id);
+        let (_, again) = a.answer(b_id, &fresh_nonce(), overdue, &[key(1)]).unwrap();
+        let again = again.expect("a challenges b again");
+        let verdict = a.on_proof(b_id, &late.to_proto(), &[key(1)], overdue);
+        assert_eq!(verdict, Verdict::Rejected(Rejection::Unsolicited));
+        assert!(
+            !Rejection::Unsolicited.is_evidence(),
+            "a late answer blocks no one"
+        );
+        let (answer, _) = b.answer(a_id, &again, overdue, &[key(1)]).unwrap();
+        assert!(matches!(
+            a.on_proof(b_id, &answer.to_proto(), &[key(1)], overdue),
+            Verdict::Admitted { .. }
+        ));
     }
 
     #[test]
     fn proofs_nobody_asked_for_and_malformed_nonces_are_rejected() {
         let (_, mut a) = node(1);
         let stranger = PeerId::random();
-        let junk: &[(&[u8], &[u8])] = &[(&[0; 32], b"x")];
+        let junk = AuthProof {
+            nonce: vec![0; 32],
+            proof: vec![0; 32],
+            sealed_hostname: b"x".to_vec(),
+            ..AuthProof::default()
+        };
         assert_eq!(
-            a.on_proof(stranger, &[0; 32], junk, &[key(1)], Instant::now()),
+            a.on_proof(stranger, &junk, &[key(1)], Instant::now()),
             Verdict::Rejected(Rejection::Unsolicited)
         );
         a.on_connected(stranger, Instant::now());
-        assert_eq!(
-            a.on_proof(stranger, &[0; 5], junk, &[key(1)], Instant::now()),
-            Verdict::Rejected(Rejection::Malformed)
-        );
-        for count in [0, MAX_PROOFS + 1] {
+        let short_nonce = AuthProof {
+            nonce: vec![0; 5],
+            ..junk.clone()
+        };
+        let no_proof = AuthProof {
+            proof: Vec::new(),
+            sealed_hostname: Vec::new(),
+            ..junk.clone()
+        };
+        for malformed in [short_nonce, no_proof] {
             assert_eq!(
-                a.on_proof(
-                    stranger,
-                    &[0; 32],
-                    &vec![junk[0]; count],
-                    &[key(1)],
-                    Instant::now()
-                ),
+                a.on_proof(stranger, &malformed, &[key(1)], Instant::now()),
                 Verdict::Rejected(Rejection::Malformed)
             );
         }
@@ -822,17 +878,10 @@ mod tests {
             Err(Rejection::Malformed)
         );
         // A tampered one is refused even with a valid proof.
-        let mut tampered = sealed.clone();
-        tampered[0] ^= 1;
-        let proof = &answer.proofs[0].proof[..];
+        let mut tampered = answer.clone().to_proto();
+        tampered.sealed_hostname[0] ^= 1;
         assert_eq!(
-            a.on_proof(
-                b_id,
-                &answer.nonce,
-                &[(proof, &tampered[..])],
-                &[key(1)],
-                now
-            ),
+            a.on_proof(b_id, &tampered, &[key(1)], now),
             Verdict::Rejected(Rejection::Malformed)
         );
         // An over-long name is cut, a control character replaced, before sealing.

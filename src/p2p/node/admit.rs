@@ -82,8 +82,7 @@ impl Node {
                 ..
             } => match self.admission.on_proof(
                 peer,
-                &response.nonce,
-                &crate::p2p::admission::proofs_of(&response),
+                &response,
                 &self.admission_keys(),
                 Instant::now(),
             ) {
