@@ -503,7 +503,7 @@ async fn peers(State(state): State<Arc<ApiState>>) -> Json<Vec<PeerEntry>> {
             .iter()
             .map(|view| PeerEntry {
                 dataplane: stats.remove(&view.peer_id),
-                control: view.clone(),
+                control: PeerView::clone(view),
             })
             .collect(),
     )

@@ -158,7 +158,7 @@ pub struct InboundRpc {
 /// State the swarm task publishes for readers.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub peers: ArcSwap<Vec<PeerView>>,
+    pub peers: ArcSwap<Vec<Arc<PeerView>>>,
     pub listen: ArcSwap<Vec<Multiaddr>>,
     pub reachability: ArcSwap<String>,
     /// Whether this node serves as a relay: `off`, `serving` or `standby` (`auto` mode while
@@ -234,7 +234,7 @@ impl P2pHandle {
     }
 
     /// The admitted peers.
-    pub fn peers(&self) -> Arc<Vec<PeerView>> {
+    pub fn peers(&self) -> Arc<Vec<Arc<PeerView>>> {
         self.shared.peers.load_full()
     }
 

@@ -74,14 +74,16 @@ impl Links {
             };
             let views = reached
                 .iter()
-                .map(|&b| PeerView {
-                    peer_id: self.peers[b].to_string(),
-                    hostname: super::hostname(b),
-                    addresses: Vec::new(),
-                    connection: ConnectionKind::Direct,
-                    rtt_ms: None,
-                    admitted_since: 0,
-                    relay: false,
+                .map(|&b| {
+                    Arc::new(PeerView {
+                        peer_id: self.peers[b].to_string(),
+                        hostname: super::hostname(b),
+                        addresses: Vec::new(),
+                        connection: ConnectionKind::Direct,
+                        rtt_ms: None,
+                        admitted_since: 0,
+                        relay: false,
+                    })
                 })
                 .collect();
             port.shared.peers.store(Arc::new(views));

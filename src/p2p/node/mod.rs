@@ -786,7 +786,7 @@ impl Node {
         }
     }
 
-    fn publish_peers(&self) {
+    fn publish_peers(&mut self) {
         self.shared.peers.store(Arc::new(self.peers.views()));
     }
 
