@@ -31,8 +31,11 @@ use support::netns::{Host, Lan, sibling_weft_binary, unavailable};
 const BOOTSTRAP_SCRIPT: &str = "#!/bin/sh\n\
 [ \"$WEFT_ROLE\" = worker ] || echo scale-join-token >\"$WEFT_JOIN_TOKEN_OUT\"\n";
 
-/// How long formation may take before the run gives up.
+/// How long formation may take before the run gives up: this, or [`FORMATION_PER_NODE`] for
+/// each node when that is longer (on two cores, 100 nodes took 96 s).
 const FORMATION_DEADLINE: Duration = Duration::from_secs(300);
+/// How long each node may add to the formation deadline.
+const FORMATION_PER_NODE: Duration = Duration::from_secs(3);
 /// How often formation is polled; each poll reads every node's member list over its API socket.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -96,8 +99,9 @@ fn main() -> ExitCode {
         args.extend(extra.split_whitespace());
         lan.start_weft(i, &args, &[]);
     }
-    let Some(formed) = formation(&lan, start) else {
-        eprintln!("scale: the mesh of {nodes} did not form within {FORMATION_DEADLINE:?}");
+    let deadline = FORMATION_DEADLINE.max(FORMATION_PER_NODE * nodes as u32);
+    let Some(formed) = formation(&lan, start, deadline) else {
+        eprintln!("scale: the mesh of {nodes} did not form within {deadline:?}");
         eprintln!("{}", views(&lan));
         if let Some(dir) = std::env::var_os("KEEP_LOGS") {
             keep_logs(&lan, Path::new(&dir));
@@ -182,11 +186,11 @@ fn main() -> ExitCode {
 
 /// Polls every node's member list until each holds all `nodes` members, live, each with a
 /// distinct overlay address, a role and a DNS name, and every node agrees; returns the time
-/// since `start`.
-fn formation(lan: &Lan, start: Instant) -> Option<Duration> {
+/// since `start`, or `None` past `deadline`.
+fn formation(lan: &Lan, start: Instant, deadline: Duration) -> Option<Duration> {
     let nodes = lan.hosts.len();
     let mut done = vec![false; nodes];
-    while start.elapsed() < FORMATION_DEADLINE {
+    while start.elapsed() < deadline {
         for (i, host) in lan.hosts.iter().enumerate() {
             if !done[i] {
                 done[i] = get(&host.api_socket(), "/v1/members")

@@ -540,6 +540,7 @@ mod tests {
                 leader: leads.map(|(id, p)| (id, node(p))),
                 members: Vec::new(),
                 operator: None,
+                lowest_heard: None,
             };
         // Two members name raft node 7 at `leader` as the leader.
         let answers = [
@@ -608,6 +609,7 @@ mod tests {
                     leader: Some((leader as u64, node)),
                     members: Vec::new(),
                     operator: None,
+                    lowest_heard: None,
                 }
             };
             let mut chose = std::collections::BTreeMap::new();
@@ -665,6 +667,7 @@ mod tests {
                 leader: leader.map(|(id, peer)| (id, node(peer))),
                 members: vec![],
                 operator: None,
+                lowest_heard: None,
             };
         let l = Some((1, "L"));
         let named = |answers: &[crate::ledger::raft::network::Hello]| {
@@ -714,6 +717,7 @@ mod tests {
                 leader: Some((leads, leader.1.clone())),
                 members,
                 operator: None,
+                lowest_heard: None,
             }
         };
         assert!(left_out(
@@ -847,6 +851,7 @@ mod tests {
                         leader: named.map(pooled_leader),
                         members: vec![],
                         operator: None,
+                        lowest_heard: None,
                     })
                     .collect()
             };

@@ -606,6 +606,7 @@ pub fn hello(ledger: &Ledger) -> Hello {
             Vec::new()
         },
         operator: ledger.operator().map(ToString::to_string),
+        lowest_heard: ledger.p2p().heard().lowest.clone(),
     }
 }
 

@@ -4,7 +4,9 @@
 //! admission lags discovery by seconds, and a node that counted only its admitted peers would
 //! form a cluster beside one a lower peer is forming. Anyone on the LAN can announce PeerIds,
 //! so at most [`MAX_HEARD`] are remembered; past that every announcement counts as new (the
-//! node then listens the whole formation wait) and the lowest is still kept. Pure.
+//! node then listens the whole formation wait) and the lowest is still kept. A peer refused
+//! admission on evidence (another network's token, no weft) is no member and never the lowest:
+//! it would hold formation back to no purpose. Pure.
 
 use std::collections::HashSet;
 
@@ -25,6 +27,8 @@ pub struct Heard {
 #[derive(Debug, Default)]
 pub struct HeardOf {
     peers: HashSet<PeerId>,
+    /// Peers refused admission on evidence, at most [`MAX_HEARD`].
+    refused: HashSet<PeerId>,
     summary: Heard,
 }
 
@@ -40,10 +44,32 @@ impl HeardOf {
             // Full: whether it was heard before is not known, so it is news.
             self.summary.count = self.summary.count.saturating_add(1);
         }
+        if self.refused.contains(&peer) {
+            return true;
+        }
         let text = peer.to_string();
         if self.summary.lowest.as_ref().is_none_or(|low| text < *low) {
             self.summary.lowest = Some(text);
         }
+        true
+    }
+
+    /// `peer` was refused admission on evidence: it is no longer the lowest. True when that
+    /// changes the summary.
+    pub fn refused(&mut self, peer: PeerId) -> bool {
+        if self.refused.len() >= MAX_HEARD || !self.refused.insert(peer) {
+            return false;
+        }
+        let text = peer.to_string();
+        if self.summary.lowest.as_ref() != Some(&text) {
+            return false;
+        }
+        self.summary.lowest = self
+            .peers
+            .iter()
+            .filter(|p| !self.refused.contains(p))
+            .map(ToString::to_string)
+            .min();
         true
     }
 
@@ -72,6 +98,31 @@ mod tests {
             }
         );
         assert!(!heard.note(peers[0]), "heard again: no change");
+    }
+
+    #[test]
+    fn a_peer_refused_admission_is_never_the_lowest() {
+        let mut heard = HeardOf::default();
+        let mut peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        peers.sort_by_key(ToString::to_string);
+        for peer in &peers[1..] {
+            heard.note(*peer);
+        }
+        assert!(!heard.refused(peers[3]), "not the lowest: no change");
+        assert!(heard.refused(peers[1]));
+        assert_eq!(heard.summary().lowest, Some(peers[2].to_string()));
+        assert!(heard.note(peers[0]));
+        assert_eq!(heard.summary().lowest, Some(peers[0].to_string()));
+        heard.refused(peers[0]);
+        heard.refused(peers[2]);
+        assert_eq!(
+            heard.summary().lowest,
+            None,
+            "every peer heard of was refused"
+        );
+        heard.note(peers[1]);
+        assert_eq!(heard.summary().lowest, None, "heard again, still refused");
+        assert_eq!(heard.summary().count, 4);
     }
 
     #[test]

@@ -120,6 +120,11 @@ pub struct Hello {
     /// into raft ([`crate::ledger::service::operator_differs`]).
     #[serde(default)]
     pub operator: Option<String>,
+    /// The lowest PeerId the node has heard of (refused peers aside): a node outside any
+    /// cluster forms one only when it is lower than every such peer its peers name
+    /// ([`crate::ledger::formation`]).
+    #[serde(default)]
+    pub lowest_heard: Option<String>,
 }
 
 /// Why a ledger RPC failed in transit.

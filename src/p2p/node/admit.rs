@@ -169,6 +169,7 @@ impl Node {
             return;
         }
         tracing::warn!(%peer, reason = %why, "refusing peer: {why}; blocking it for {:?}", self.config.block_duration);
+        self.refused(peer);
         self.blocked_until
             .insert(peer, Instant::now() + self.config.block_duration);
         self.swarm.behaviour_mut().blocked.block_peer(peer);

@@ -793,10 +793,21 @@ impl Node {
     /// Notes a peer found or connected, for formation ([`HeardOf`]).
     fn heard_of(&mut self, peer: PeerId) {
         if peer != *self.swarm.local_peer_id() && self.heard.note(peer) {
-            self.shared
-                .heard
-                .store(Arc::new(self.heard.summary().clone()));
+            self.publish_heard();
         }
+    }
+
+    /// Notes a peer refused admission on evidence: formation no longer waits for it.
+    fn refused(&mut self, peer: PeerId) {
+        if self.heard.refused(peer) {
+            self.publish_heard();
+        }
+    }
+
+    fn publish_heard(&self) {
+        self.shared
+            .heard
+            .store(Arc::new(self.heard.summary().clone()));
     }
 
     fn publish_listen(&self) {
