@@ -647,7 +647,7 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
         )),
         members: vec![0xbad],
         operator: None,
-        lowest_heard: None,
+        lowest_admitted: None,
     };
     tokio::spawn(async move {
         while let Some(rpc) = inbox.recv().await {

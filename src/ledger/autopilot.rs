@@ -7,8 +7,9 @@
 //! only on its LAN: [`formation`](super::formation)), then asks every admitted peer for its
 //! cluster. If one has a cluster with a known leader, it asks the leader of the cluster most
 //! peers answer from (the oldest of those as large) to add it; if none has, the node with the
-//! lowest PeerId among itself and its admitted peers (and, before `formation_wait`, every peer
-//! it has heard of) initialises a one-voter cluster and the others join it. A lone node thus
+//! lowest PeerId among itself and its admitted peers (and, for up to six formation waits,
+//! every peer it has heard of and the lowest member each peer asked has admitted) initialises
+//! a one-voter cluster and the others join it. A lone node thus
 //! forms its own cluster. A node holding a recovery seed forms at once ([`recover`]).
 //!
 //! Merge: every few seconds a member asks admitted peers that are not live members of its
@@ -468,8 +469,8 @@ impl Autopilot {
     /// leader they name (unless that leader, asked too, disowns the lead), or forms one when
     /// the [`Pilot`] says so ([`Pilot::searched`]: nobody has a cluster, or the clusters seen
     /// have named no usable leader for [`LEADERLESS_GRACE`]; no peer is behind the rotation;
-    /// and this node is the lowest PeerId of its admitted peers not in a cluster and, before
-    /// the formation wait has passed, of every peer heard of).
+    /// and this node is the lowest PeerId of its admitted peers not in a cluster and, for up
+    /// to six formation waits, of every peer heard of and every member the peers asked name).
     async fn form_or_join(&mut self) {
         let ledger = &self.ledger;
         let p2p = ledger.p2p();
@@ -500,13 +501,13 @@ impl Autopilot {
         // first's founder while it asked the others).
         let admitted = p2p.peers();
         let me_text = me.to_string();
-        // The peers asked may have heard of a lower peer than this node has: under load its
-        // own mDNS answers come late, and a node that settled on the few it had heard of
-        // formed a cluster beside the lowest's (four of nine clusters in a 100-node start).
+        // The peers asked may have admitted a lower member than this node has heard of: under
+        // load its own mDNS answers come late, and a node that settled on the few it had heard
+        // of formed a cluster beside the lowest's (four of nine clusters in a 100-node start).
         let heard = p2p.heard();
         let lowest_heard = answers
             .iter()
-            .filter_map(|(_, hello)| hello.lowest_heard.as_deref())
+            .filter_map(|(_, hello)| hello.lowest_admitted.as_deref())
             .filter(|peer| peer.parse::<libp2p::PeerId>().is_ok())
             .chain(heard.lowest.as_deref())
             .filter(|peer| *peer != me_text)
@@ -1032,7 +1033,7 @@ mod tests {
             leader,
             members: Vec::new(),
             operator: None,
-            lowest_heard: None,
+            lowest_admitted: None,
         };
         let named = |answers: &[(libp2p::PeerId, Hello)]| {
             usable_leaders(answers, &me)

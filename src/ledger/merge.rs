@@ -540,7 +540,7 @@ mod tests {
                 leader: leads.map(|(id, p)| (id, node(p))),
                 members: Vec::new(),
                 operator: None,
-                lowest_heard: None,
+                lowest_admitted: None,
             };
         // Two members name raft node 7 at `leader` as the leader.
         let answers = [
@@ -609,7 +609,7 @@ mod tests {
                     leader: Some((leader as u64, node)),
                     members: Vec::new(),
                     operator: None,
-                    lowest_heard: None,
+                    lowest_admitted: None,
                 }
             };
             let mut chose = std::collections::BTreeMap::new();
@@ -667,7 +667,7 @@ mod tests {
                 leader: leader.map(|(id, peer)| (id, node(peer))),
                 members: vec![],
                 operator: None,
-                lowest_heard: None,
+                lowest_admitted: None,
             };
         let l = Some((1, "L"));
         let named = |answers: &[crate::ledger::raft::network::Hello]| {
@@ -717,7 +717,7 @@ mod tests {
                 leader: Some((leads, leader.1.clone())),
                 members,
                 operator: None,
-                lowest_heard: None,
+                lowest_admitted: None,
             }
         };
         assert!(left_out(
@@ -851,7 +851,7 @@ mod tests {
                         leader: named.map(pooled_leader),
                         members: vec![],
                         operator: None,
-                        lowest_heard: None,
+                        lowest_admitted: None,
                     })
                     .collect()
             };

@@ -606,7 +606,13 @@ pub fn hello(ledger: &Ledger) -> Hello {
             Vec::new()
         },
         operator: ledger.operator().map(ToString::to_string),
-        lowest_heard: ledger.p2p().heard().lowest.clone(),
+        lowest_admitted: ledger
+            .p2p()
+            .peers()
+            .iter()
+            .map(|view| &view.peer_id)
+            .min()
+            .cloned(),
     }
 }
 

@@ -55,9 +55,10 @@ impl HeardOf {
     }
 
     /// `peer` was refused admission on evidence: it is no longer the lowest. True when that
-    /// changes the summary.
+    /// changes the summary. Past [`MAX_HEARD`] refusals it is not remembered, so it may become
+    /// the lowest again when heard of again.
     pub fn refused(&mut self, peer: PeerId) -> bool {
-        if self.refused.len() >= MAX_HEARD || !self.refused.insert(peer) {
+        if self.refused.len() < MAX_HEARD && !self.refused.insert(peer) {
             return false;
         }
         let text = peer.to_string();
@@ -67,10 +68,25 @@ impl HeardOf {
         self.summary.lowest = self
             .peers
             .iter()
-            .filter(|p| !self.refused.contains(p))
+            .filter(|p| **p != peer && !self.refused.contains(p))
             .map(ToString::to_string)
             .min();
         true
+    }
+
+    /// `peer` was admitted after all (a refusal is not for ever: a member refused during a
+    /// token rotation may come back): it may be the lowest again. True when that changes the
+    /// summary.
+    pub fn admitted(&mut self, peer: PeerId) -> bool {
+        if !self.refused.remove(&peer) || !self.peers.contains(&peer) {
+            return false;
+        }
+        let text = peer.to_string();
+        if self.summary.lowest.as_ref().is_none_or(|low| text < *low) {
+            self.summary.lowest = Some(text);
+            return true;
+        }
+        false
     }
 
     pub fn summary(&self) -> &Heard {
@@ -123,6 +139,11 @@ mod tests {
         heard.note(peers[1]);
         assert_eq!(heard.summary().lowest, None, "heard again, still refused");
         assert_eq!(heard.summary().count, 4);
+        assert!(heard.admitted(peers[2]), "admitted after all");
+        assert_eq!(heard.summary().lowest, Some(peers[2].to_string()));
+        assert!(!heard.admitted(peers[3]), "higher: no change");
+        assert!(heard.admitted(peers[0]));
+        assert_eq!(heard.summary().lowest, Some(peers[0].to_string()));
     }
 
     #[test]

@@ -120,11 +120,12 @@ pub struct Hello {
     /// into raft ([`crate::ledger::service::operator_differs`]).
     #[serde(default)]
     pub operator: Option<String>,
-    /// The lowest PeerId the node has heard of (refused peers aside): a node outside any
-    /// cluster forms one only when it is lower than every such peer its peers name
-    /// ([`crate::ledger::formation`]).
+    /// The lowest PeerId among the peers the node has admitted, members all: a node outside
+    /// any cluster forms one only when it is lower than every such peer its peers name
+    /// ([`crate::ledger::formation`]). Admitted, not heard of: a peer of another network that
+    /// refused this node first was never refused here, and would hold formation back.
     #[serde(default)]
-    pub lowest_heard: Option<String>,
+    pub lowest_admitted: Option<String>,
 }
 
 /// Why a ledger RPC failed in transit.

@@ -116,6 +116,7 @@ impl Node {
 
     pub(super) fn on_admitted(&mut self, peer: PeerId, hostname: String) {
         tracing::info!(%peer, %hostname, "admitted");
+        self.admitted_after_all(peer);
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(crate::clock::unix_now());
         self.peers.admitted(peer, hostname, now);
         self.set_admitted(&peer, true);

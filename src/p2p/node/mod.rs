@@ -804,6 +804,13 @@ impl Node {
         }
     }
 
+    /// Notes a peer admitted, which formation waits for again if it was refused before.
+    fn admitted_after_all(&mut self, peer: PeerId) {
+        if self.heard.admitted(peer) {
+            self.publish_heard();
+        }
+    }
+
     fn publish_heard(&self) {
         self.shared
             .heard
