@@ -8,9 +8,9 @@
 //! new peer for `quiet` (and at least `quiet` after its own start). A node that discovers
 //! through remote rendezvous cannot tell when it has heard enough, so it waits the whole
 //! `wait`. Admission lags discovery by seconds on a busy machine (50 nodes starting on two
-//! cores), so a node forms only when it is the lowest of every peer heard of, admitted or
-//! not, by itself or by the peers it asked (its own hearing lags under load too), refused
-//! peers aside. A lower peer that is neither admitted nor refused (one this node cannot reach)
+//! cores), so a node forms only when it is the lowest of every peer it heard of, admitted or
+//! not (refused peers aside), and of the lowest member each peer it asked has admitted (its
+//! own hearing lags under load too). A lower peer that is neither admitted nor refused (one this node cannot reach)
 //! holds formation back for [`HELD_WAITS`] formation waits; then the lowest of those it
 //! admitted may form. It was one wait: 100 nodes starting on two cores formed nine clusters,
 //! four of them 7 to 10 s after their node started, past that one wait. Pure and
