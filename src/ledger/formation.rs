@@ -74,7 +74,8 @@ impl Listening {
         now: Instant,
     ) -> bool {
         let lowest_admitted = admitted.into_iter().all(|peer| me < peer);
-        let held = now.saturating_duration_since(self.started) >= self.wait * HELD_WAITS;
+        let held =
+            now.saturating_duration_since(self.started) >= self.wait.saturating_mul(HELD_WAITS);
         lowest_admitted && (held || lowest_heard.is_none_or(|heard| me < heard))
     }
 }
