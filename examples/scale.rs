@@ -81,6 +81,10 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let extra = std::env::var("WEFT_ARGS").unwrap_or_default();
     for i in 0..nodes {
+        // Each node its own root, so the script bootstrappers' token files (under
+        // `/run/weft/bootstrap` of the root) are not one file shared by every node.
+        let root = lan.hosts[i].dir.join("root");
+        let root = root.to_string_lossy().into_owned();
         let mut args = vec![
             "--token",
             &token,
@@ -92,6 +96,8 @@ fn main() -> ExitCode {
             "script",
             "--bootstrap-script",
             &script_path,
+            "--root",
+            &root,
         ];
         if extra.contains("--log-level") {
             args.retain(|a| *a != "--log-level" && *a != "warn");
