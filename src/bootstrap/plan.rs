@@ -83,6 +83,9 @@ pub struct Inputs<'a> {
     /// Whether the overlay address must be on the TUN before k3s starts, and whether it is.
     pub needs_tun_address: bool,
     pub tun_address: Option<Ipv4Addr>,
+    /// Whether a merge check found this node's cluster to be the one it stays in
+    /// ([`crate::ledger::settle`]): a founder deploys only then.
+    pub settled: bool,
 }
 
 /// The bootstrapper's next step.
@@ -139,6 +142,14 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         ));
     }
     if role.founds_cluster() {
+        if !inputs.settled {
+            return Decision::Wait(
+                "waiting for a merge check to find no other cluster this one would merge into \
+                 (a control plane deployed in a cluster that merges away would be a second \
+                 Kubernetes cluster)"
+                    .into(),
+            );
+        }
         return Decision::Deploy(Job {
             role,
             overlay_ip,
@@ -262,6 +273,7 @@ mod tests {
             secret: None,
             needs_tun_address: false,
             tun_address: None,
+            settled: true,
         }
     }
 
@@ -289,6 +301,20 @@ mod tests {
             panic!("the worker must wait");
         };
         assert_eq!(why, "waiting for a (master) to deploy the control plane");
+    }
+
+    #[test]
+    fn the_founder_waits_until_its_cluster_is_settled_and_a_sentinel_does_not() {
+        let s = state(&[join_command("a")]);
+        let mut i = inputs(&s, "a");
+        i.settled = false;
+        assert!(matches!(decide(&i), Decision::Wait(why) if why.contains("merge check")));
+        i.settled = true;
+        assert!(matches!(decide(&i), Decision::Deploy(_)));
+        // A deployed founder keeps its role whatever the merge checks found since.
+        i.settled = false;
+        i.sentinel = Some(Some(Role::Master));
+        assert!(matches!(decide(&i), Decision::Keep { .. }));
     }
 
     #[test]

@@ -41,7 +41,8 @@ const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 /// leader, such as the one `weft ledger recover` made from one of them. Members recorded live
 /// but `silent` (this node has not seen them renew for longer than their lease timeout allows)
 /// are asked, and count for the cluster they answer from: they may have left for another
-/// cluster while this one's leader, still reaching them, kept their leases.
+/// cluster while this one's leader, still reaching them, kept their leases. What the check
+/// found is recorded for the founder's bootstrapper ([`super::settle`]).
 pub async fn better_cluster_reachable(
     ledger: &Ledger,
     abandoned: bool,
@@ -81,7 +82,16 @@ pub async fn better_cluster_reachable(
         .filter(|leader| !ledger.p2p().is_behind(leader))
         .collect();
     let leaders = service::ask_each(ledger, unasked).await;
-    merge_target(ours, abandoned, &counted, &answers, &leaders)
+    let target = merge_target(ours, abandoned, &counted, &answers, &leaders);
+    ledger.merge_checked(super::settle::Check {
+        cluster: ours,
+        stays: target.is_none() && !leaderless,
+        clusterless: answers
+            .iter()
+            .filter(|(_, hello)| hello.cluster.is_none())
+            .count(),
+    });
+    target
 }
 
 /// Whether a merge check asks `peer` which cluster it is in: every peer while this node's

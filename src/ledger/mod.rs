@@ -27,6 +27,7 @@ pub mod renewals;
 pub mod sealed;
 mod seats;
 pub mod service;
+pub mod settle;
 #[cfg(test)]
 mod sim;
 pub mod state;
@@ -226,6 +227,8 @@ pub struct Ledger {
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
+    /// What the merge checks found of this node's cluster ([`Ledger::settled`]).
+    settling: Arc<Mutex<settle::Settling>>,
     proposals: metrics::ProposalMetrics,
     raft_rpcs: metrics::RaftRpcMetrics,
     /// The operator's key this mesh is configured with ([`crate::operator`]).
@@ -321,6 +324,7 @@ impl Ledger {
             passing: Arc::default(),
             renewals: Arc::default(),
             declared: Arc::default(),
+            settling: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
             raft_rpcs,
             operator: config.operator.clone().map(Arc::new),
@@ -456,6 +460,24 @@ impl Ledger {
     /// change; after, it follows the ledger (an operator may change the role later).
     pub fn declared(&self) -> bool {
         self.declared.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether this node's cluster is the one it stays in, as its merge checks found it
+    /// ([`settle`]): the founder deploys the control plane only then.
+    pub fn settled(&self) -> bool {
+        let cluster = self.state().cluster();
+        self.settling
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .settled(cluster, crate::clock::now())
+    }
+
+    /// Records what a merge check found ([`settle::Settling::checked`]).
+    pub(crate) fn merge_checked(&self, check: settle::Check) {
+        self.settling
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .checked(check, crate::clock::now());
     }
 
     pub(crate) fn mark_declared(&self) {
