@@ -10,7 +10,10 @@
 //! both ends of it and bytes sent are counted across it (`eth0` counters: all control traffic,
 //! libp2p, raft, gossip, mDNS and keepalives). When the mesh does not form, it prints what each
 //! node sees. `KEEP_LOGS=dir` keeps the nodes' logs up to formation (or the deadline); they
-//! hold warnings only unless `WEFT_ARGS` sets another `--log-level`.
+//! hold warnings only unless `WEFT_ARGS` sets another `--log-level`. `START_GAP_MS=n` starts
+//! the nodes one after another, `n` ms apart, rather than all at once: two cores cannot start
+//! 200 daemons together (their handshakes starve each other), and a fleet powers on over
+//! minutes anyway. Times are still counted from the first node's start.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -36,8 +39,11 @@ const BOOTSTRAP_SCRIPT: &str = "#!/bin/sh\n\
 const FORMATION_DEADLINE: Duration = Duration::from_secs(300);
 /// How long each node may add to the formation deadline.
 const FORMATION_PER_NODE: Duration = Duration::from_secs(3);
-/// How often formation is polled; each poll reads every node's member list over its API socket.
+/// How often formation is polled, for each [`POLL_NODES`] nodes: each poll reads the member
+/// list of every node not yet complete over its API socket, and at 200 nodes ten polls a
+/// second would have the daemons write 120 MB of JSON a second on the two cores they start on.
 const POLL: Duration = Duration::from_millis(100);
+const POLL_NODES: usize = 20;
 
 fn main() -> ExitCode {
     if let Some(reason) = unavailable() {
@@ -78,9 +84,20 @@ fn main() -> ExitCode {
         }
     };
     let script_path = script.to_string_lossy().into_owned();
+    let gap = match std::env::var("START_GAP_MS").map(|v| v.parse::<u64>()) {
+        Err(_) => Duration::ZERO,
+        Ok(Ok(ms)) => Duration::from_millis(ms),
+        Ok(Err(_)) => {
+            eprintln!("scale: START_GAP_MS must be a whole number of milliseconds");
+            return ExitCode::FAILURE;
+        }
+    };
     let start = Instant::now();
     let extra = std::env::var("WEFT_ARGS").unwrap_or_default();
     for i in 0..nodes {
+        if i > 0 {
+            std::thread::sleep(gap);
+        }
         // Each node its own root, so the script bootstrappers' token files (under
         // `/run/weft/bootstrap` of the root) are not one file shared by every node.
         let root = lan.hosts[i].dir.join("root");
@@ -105,7 +122,14 @@ fn main() -> ExitCode {
         args.extend(extra.split_whitespace());
         lan.start_weft(i, &args, &[]);
     }
-    let deadline = FORMATION_DEADLINE.max(FORMATION_PER_NODE * nodes as u32);
+    if !gap.is_zero() {
+        println!(
+            "started {nodes} nodes {} ms apart, the last {:.1} s after the first",
+            gap.as_millis(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let deadline = FORMATION_DEADLINE.max(FORMATION_PER_NODE * nodes as u32) + start.elapsed();
     let Some(formed) = formation(&lan, start, deadline) else {
         eprintln!("scale: the mesh of {nodes} did not form within {deadline:?}");
         eprintln!("{}", views(&lan));
@@ -195,6 +219,7 @@ fn main() -> ExitCode {
 /// since `start`, or `None` past `deadline`.
 fn formation(lan: &Lan, start: Instant, deadline: Duration) -> Option<Duration> {
     let nodes = lan.hosts.len();
+    let poll = POLL * nodes.div_ceil(POLL_NODES).max(1) as u32;
     let mut done = vec![false; nodes];
     while start.elapsed() < deadline {
         for (i, host) in lan.hosts.iter().enumerate() {
@@ -206,7 +231,7 @@ fn formation(lan: &Lan, start: Instant, deadline: Duration) -> Option<Duration> 
         if done.iter().all(|d| *d) {
             return Some(start.elapsed());
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(poll);
     }
     None
 }

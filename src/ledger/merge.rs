@@ -86,10 +86,11 @@ pub async fn better_cluster_reachable(
     ledger.merge_checked(super::settle::Check {
         cluster: ours,
         stays: target.is_none() && !leaderless,
-        clusterless: answers
+        unsettled: answers
             .iter()
             .filter(|(_, hello)| hello.cluster.is_none())
-            .count(),
+            .count()
+            + ledger.p2p().heard().unresolved,
     });
     target
 }

@@ -5,16 +5,20 @@
 //!
 //! Pure and time-injected: the autopilot records each merge check's outcome, the bootstrapper
 //! asks. A cluster is settled once the last merge check in it found no better cluster to join
-//! while the cluster had a working leader, and no peer it asked was outside any cluster (such a
-//! peer may still form a rival). A peer that stays outside (one that cannot reach the leader,
-//! say) holds it back for [`SETTLE_LIMIT`] from the first check in the cluster, not for ever.
+//! while the cluster had a working leader, no peer it asked was outside any cluster, and every
+//! peer this node heard of was admitted or refused: a peer outside a cluster, or not yet
+//! admitted, may still form or join a rival. A peer that stays so (one that cannot reach the
+//! leader, one that went away before its admission) holds the cluster back for
+//! [`SETTLE_LIMIT`] from the first check in it, not for ever.
 
 use std::time::{Duration, Instant};
 
 use super::state::ClusterId;
 
-/// How long peers outside any cluster may hold a cluster unsettled, from its first merge check.
-pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// How long unsettled peers may hold a cluster back, from its first merge check: longer than a
+/// starved 100-node start took to merge its transient clusters away (45 s), short beside a
+/// Kubernetes install.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// What one merge check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +27,10 @@ pub struct Check {
     pub cluster: ClusterId,
     /// Whether it stays in it: the cluster has a working leader and no better cluster answered.
     pub stays: bool,
-    /// How many of the peers asked answered from no cluster (or one with no id yet).
-    pub clusterless: usize,
+    /// How many of the peers asked answered from no cluster (or one with no id yet), and how
+    /// many peers heard of are not yet admitted nor refused ([`crate::p2p::heard`]): each may
+    /// still form or join a rival.
+    pub unsettled: usize,
 }
 
 /// The merge checks seen in this node's current cluster.
@@ -50,7 +56,7 @@ impl Settling {
         };
         Some(last.cluster) == cluster
             && last.stays
-            && (last.clusterless == 0 || now.saturating_duration_since(since) >= SETTLE_LIMIT)
+            && (last.unsettled == 0 || now.saturating_duration_since(since) >= SETTLE_LIMIT)
     }
 }
 
@@ -65,11 +71,11 @@ mod tests {
         }
     }
 
-    fn check(n: u64, stays: bool, clusterless: usize) -> Check {
+    fn check(n: u64, stays: bool, unsettled: usize) -> Check {
         Check {
             cluster: cluster(n),
             stays,
-            clusterless,
+            unsettled,
         }
     }
 
@@ -95,14 +101,14 @@ mod tests {
         let mut s = Settling::default();
         s.checked(check(1, true, 3), t);
         s.checked(check(1, true, 1), t + Duration::from_secs(20));
-        assert!(!s.settled(Some(cluster(1)), t + Duration::from_secs(29)));
+        assert!(!s.settled(Some(cluster(1)), t + Duration::from_secs(59)));
         assert!(s.settled(Some(cluster(1)), t + SETTLE_LIMIT));
         // A merge into another cluster starts the count again there.
-        s.checked(check(2, true, 1), t + Duration::from_secs(40));
-        assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(69)));
-        assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(70)));
+        s.checked(check(2, true, 1), t + Duration::from_secs(70));
+        assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(129)));
+        assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(130)));
         // Those peers joined: settled at once.
-        s.checked(check(2, true, 0), t + Duration::from_secs(45));
-        assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(45)));
+        s.checked(check(2, true, 0), t + Duration::from_secs(75));
+        assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(75)));
     }
 }

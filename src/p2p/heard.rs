@@ -15,12 +15,14 @@ use libp2p::PeerId;
 /// Peers remembered at most.
 pub const MAX_HEARD: usize = 1024;
 
-/// What the autopilot reads: how many peers were heard of, and the lowest PeerId among them
-/// (in its text form, the order formation compares by).
+/// What the autopilot reads: how many peers were heard of, the lowest PeerId among them (in
+/// its text form, the order formation compares by), and how many of them are still unresolved:
+/// neither admitted nor refused (the mesh is still finding itself, [`crate::ledger::settle`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Heard {
     pub count: usize,
     pub lowest: Option<String>,
+    pub unresolved: usize,
 }
 
 /// The peers heard of.
@@ -29,6 +31,8 @@ pub struct HeardOf {
     peers: HashSet<PeerId>,
     /// Peers refused admission on evidence, at most [`MAX_HEARD`].
     refused: HashSet<PeerId>,
+    /// Peers admitted, at most [`MAX_HEARD`].
+    admitted: HashSet<PeerId>,
     summary: Heard,
 }
 
@@ -44,6 +48,7 @@ impl HeardOf {
             // Full: whether it was heard before is not known, so it is news.
             self.summary.count = self.summary.count.saturating_add(1);
         }
+        self.count_unresolved();
         if self.refused.contains(&peer) {
             return true;
         }
@@ -54,6 +59,18 @@ impl HeardOf {
         true
     }
 
+    /// Counts the peers heard of that are neither admitted nor refused; true when that changed.
+    fn count_unresolved(&mut self) -> bool {
+        let unresolved = self
+            .peers
+            .iter()
+            .filter(|p| !self.admitted.contains(p) && !self.refused.contains(p))
+            .count();
+        let changed = unresolved != self.summary.unresolved;
+        self.summary.unresolved = unresolved;
+        changed
+    }
+
     /// `peer` was refused admission on evidence: it is no longer the lowest. True when that
     /// changes the summary. Past [`MAX_HEARD`] refusals it is not remembered, so it may become
     /// the lowest again when heard of again.
@@ -61,9 +78,11 @@ impl HeardOf {
         if self.refused.len() < MAX_HEARD && !self.refused.insert(peer) {
             return false;
         }
+        self.admitted.remove(&peer);
+        let unresolved = self.count_unresolved();
         let text = peer.to_string();
         if self.summary.lowest.as_ref() != Some(&text) {
-            return false;
+            return unresolved;
         }
         self.summary.lowest = self
             .peers
@@ -78,15 +97,20 @@ impl HeardOf {
     /// token rotation may come back): it may be the lowest again. True when that changes the
     /// summary.
     pub fn admitted(&mut self, peer: PeerId) -> bool {
-        if !self.refused.remove(&peer) || !self.peers.contains(&peer) {
-            return false;
+        if self.admitted.len() < MAX_HEARD {
+            self.admitted.insert(peer);
+        }
+        let was_refused = self.refused.remove(&peer);
+        let unresolved = self.count_unresolved();
+        if !was_refused || !self.peers.contains(&peer) {
+            return unresolved;
         }
         let text = peer.to_string();
         if self.summary.lowest.as_ref().is_none_or(|low| text < *low) {
             self.summary.lowest = Some(text);
             return true;
         }
-        false
+        unresolved
     }
 
     pub fn summary(&self) -> &Heard {
@@ -110,7 +134,8 @@ mod tests {
             heard.summary(),
             &Heard {
                 count: 5,
-                lowest: lowest.clone()
+                lowest: lowest.clone(),
+                unresolved: 5,
             }
         );
         assert!(!heard.note(peers[0]), "heard again: no change");
@@ -124,7 +149,12 @@ mod tests {
         for peer in &peers[1..] {
             heard.note(*peer);
         }
-        assert!(!heard.refused(peers[3]), "not the lowest: no change");
+        heard.refused(peers[3]);
+        assert_eq!(
+            heard.summary().lowest,
+            Some(peers[1].to_string()),
+            "not the lowest: the lowest stays"
+        );
         assert!(heard.refused(peers[1]));
         assert_eq!(heard.summary().lowest, Some(peers[2].to_string()));
         assert!(heard.note(peers[0]));
@@ -144,6 +174,27 @@ mod tests {
         assert!(!heard.admitted(peers[3]), "higher: no change");
         assert!(heard.admitted(peers[0]));
         assert_eq!(heard.summary().lowest, Some(peers[0].to_string()));
+    }
+
+    #[test]
+    fn a_peer_is_unresolved_until_admitted_or_refused() {
+        let mut heard = HeardOf::default();
+        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        for peer in &peers {
+            heard.note(*peer);
+        }
+        assert_eq!(heard.summary().unresolved, 3);
+        assert!(heard.admitted(peers[0]));
+        assert!(heard.refused(peers[1]));
+        assert_eq!(heard.summary().unresolved, 1);
+        assert!(!heard.admitted(peers[0]), "admitted again: no change");
+        // Admitted before it was heard of (an inbound connection noted after): resolved at once.
+        let early = PeerId::random();
+        heard.admitted(early);
+        heard.note(early);
+        assert_eq!(heard.summary().unresolved, 1);
+        assert!(heard.admitted(peers[2]));
+        assert_eq!(heard.summary().unresolved, 0);
     }
 
     #[test]

@@ -804,7 +804,8 @@ impl Node {
         }
     }
 
-    /// Notes a peer admitted, which formation waits for again if it was refused before.
+    /// Notes a peer admitted: no longer unresolved, and waited for by formation again if it
+    /// was refused before.
     fn admitted_after_all(&mut self, peer: PeerId) {
         if self.heard.admitted(peer) {
             self.publish_heard();
