@@ -457,3 +457,26 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p2p::redial::{MAX_ADDRS, MAX_PEER_RECORDS};
+
+    #[test]
+    fn a_peer_list_is_taken_up_to_its_caps_and_undecodable_records_are_skipped() {
+        let addr: Multiaddr = "/ip4/192.0.2.1/udp/4001/quic-v1".parse().unwrap();
+        let record = |peer_id: Vec<u8>| PeerRecord {
+            peer_id,
+            addrs: vec![addr.to_vec(); MAX_ADDRS * 2],
+            hostname: "m".into(),
+            relay: false,
+        };
+        let mut peers = vec![record(b"not a peer id".to_vec())];
+        peers.extend((0..MAX_PEER_RECORDS * 2).map(|_| record(PeerId::random().to_bytes())));
+        let taken = records_of(PeerList { peers });
+        // The cap counts records as sent, the undecodable first one included.
+        assert_eq!(taken.len(), MAX_PEER_RECORDS - 1);
+        assert!(taken.iter().all(|(_, addrs)| addrs.len() == MAX_ADDRS));
+    }
+}
