@@ -58,6 +58,26 @@ async fn a_lone_node_forms_its_own_cluster_and_gets_an_address() {
     );
 }
 
+/// What a founder's deployment waits for (`ledger/settle.rs`): a cluster is settled only once a
+/// merge check made in it found nobody outside it, on a lone node and on every member of a
+/// cluster all its peers joined, within a few merge checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_everyone_joined_reads_as_settled_on_every_member() {
+    let lone = replica(start(&network(), "lone", vec![]).await, "lone").await;
+    assert!(!lone.ledger.settled(), "no cluster yet, so nothing settled");
+    let settled = Duration::from_secs(30);
+    wait_within(settled, "the lone node's cluster settled", || {
+        lone.ledger.settled().then_some(())
+    })
+    .await;
+    let replicas = group(&network(), &["s0", "s1", "s2"]).await;
+    settled_cluster(&replicas).await;
+    wait_within(settled, "every member's cluster settled", || {
+        replicas.iter().all(|r| r.ledger.settled()).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_members_started_together_form_one_cluster_with_distinct_addresses_and_notify_writes()
 {
