@@ -6,7 +6,9 @@
 //! so at most [`MAX_HEARD`] are remembered; past that every announcement counts as new (the
 //! node then listens the whole formation wait) and the lowest is still kept. A peer refused
 //! admission on evidence (another network's token, no weft) is no member and never the lowest:
-//! it would hold formation back to no purpose. Pure.
+//! it would hold formation back to no purpose. The peers heard of that are neither admitted nor
+//! refused yet are counted too: while there are any, the mesh is still finding itself, and a
+//! founder holds its control plane back ([`crate::ledger::settle`]). Pure.
 
 use std::collections::HashSet;
 
