@@ -1,20 +1,20 @@
 //! When a node that belongs to no cluster stops listening for one and looks: asks its admitted
-//! peers for their cluster, joins the one they name, or forms one when none exists and it has
-//! the lowest PeerId. Listening longer makes it less likely that two nodes form two clusters
-//! that must merge later; listening less forms the mesh sooner.
+//! peers for their cluster, joins the one they name, or forms one when none exists and it has the
+//! lowest PeerId. Listening longer makes it less likely that two nodes form two clusters that must
+//! merge later; listening less forms the mesh sooner.
 //!
-//! A node whose discovery is all local (mDNS on its LAN, no bootstrap peers, no public DHT)
-//! hears of its neighbours within a second of their start, so it looks once it has heard of no
-//! new peer for `quiet` (and at least `quiet` after its own start). A node that discovers
-//! through remote rendezvous cannot tell when it has heard enough, so it waits the whole
-//! `wait`. Admission lags discovery by seconds on a busy machine (50 nodes starting on two
-//! cores), so a node forms only when it is the lowest of every peer it heard of, admitted or
-//! not (refused peers aside), and of the lowest member each peer it asked has admitted (its
-//! own hearing lags under load too). A lower peer that is neither admitted nor refused (one this node cannot reach)
-//! holds formation back for [`HELD_WAITS`] formation waits; then the lowest of those it
-//! admitted may form. It was one wait: 100 nodes starting on two cores formed nine clusters,
-//! four of them 7 to 10 s after their node started, past that one wait. Pure and
-//! time-injected: [`Listening`] is fed the count of peers heard of and the time.
+//! A node whose discovery is all local (mDNS on its LAN, no bootstrap peers, no public DHT) hears
+//! of its neighbours within a second of their start, so it looks once it has heard of no new peer
+//! for `quiet` (and at least `quiet` after its own start). A node that discovers through remote
+//! rendezvous cannot tell when it has heard enough, so it waits the whole `wait`. Admission lags
+//! discovery by seconds on a busy machine (50 nodes starting on two cores), so a node forms only
+//! when it is the lowest of every peer it heard of, admitted or not (refused peers aside), and of
+//! the lowest member each peer it asked has admitted (its own hearing lags under load too). A lower
+//! peer that is neither admitted nor refused (one this node cannot reach) holds formation back for
+//! [`HELD_WAITS`] formation waits; then the lowest of those it admitted may form. It was one wait:
+//! 100 nodes starting on two cores formed nine clusters, four of them 7 to 10 s after their node
+//! started, past that one wait. Pure and time-injected: [`Listening`] is fed the count of peers
+//! heard of and the time.
 
 use std::time::{Duration, Instant};
 
