@@ -132,6 +132,7 @@ async fn a_member_cannot_speak_for_another_member() {
         },
         Command::Renewals {
             peers: vec![victim.clone()],
+            set: None,
             now: u64::MAX / 2,
         },
     ];

@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 use weft::ledger::state::{
-    BootstrapReport, Command, FixedRole, LedgerState, Phase, Role, RolePolicy,
+    BootstrapReport, Command, FixedRole, LedgerState, MemberSet, Phase, Role, RolePolicy,
 };
 
 /// A /28: 14 usable addresses for up to 8 peers, so exhaustion happens too.
@@ -113,8 +113,21 @@ fn command() -> impl Strategy<Value = Command> {
         4 => join(),
         1 => (p.clone(), 0u64..1000).prop_map(|(n, now)| Command::Renew { peer: peer(n), now }),
         1 => (proptest::collection::vec(p.clone(), 0..4), 0u64..1000).prop_map(|(ns, now)| {
-            Command::Renewals { peers: ns.into_iter().map(peer).collect(), now }
+            Command::Renewals { peers: ns.into_iter().map(peer).collect(), set: None, now }
         }),
+        // Drawn over a table of some of the peers: it applies only when that is the state's
+        // member table, and renews nobody otherwise.
+        1 => (
+            proptest::collection::btree_set(p.clone(), 0..8),
+            proptest::collection::btree_set(p.clone(), 0..8),
+            0u64..1000,
+        )
+            .prop_map(|(table, chosen, now)| {
+                let table: Vec<String> = table.into_iter().map(peer).collect();
+                let chosen: Vec<String> = chosen.into_iter().map(peer).collect();
+                let set = MemberSet::of(&table, |k| chosen.contains(k));
+                Command::Renewals { peers: Vec::new(), set: Some(set), now }
+            }),
         2 => p.clone().prop_map(|n| Command::Expire { peer: peer(n) }),
         1 => p.clone().prop_map(|n| Command::Leave { peer: peer(n) }),
         1 => (p.clone(), 0u8..20).prop_map(|(n, a)| Command::Reserve { peer: peer(n), address: addr(a) }),
@@ -144,11 +157,11 @@ fn apply_all(commands: &[Command]) -> LedgerState {
 /// role (what an honest bootstrapper sends) drawn often.
 fn role_story() -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
-        4 => join().prop_map(Step::Command),
-        2 => (0u8..8).prop_map(|n| Step::Command(Command::Expire { peer: peer(n) })),
-        1 => (0u8..8).prop_map(|n| Step::Command(Command::Leave { peer: peer(n) })),
-        1 => (0u8..8).prop_map(|n| Step::Command(Command::Deny { peer: peer(n) })),
-        2 => role_command().prop_map(Step::Command),
+        4 => join().prop_map(|c| Step::Command(Box::new(c))),
+        2 => (0u8..8).prop_map(|n| Step::Command(Box::new(Command::Expire { peer: peer(n) }))),
+        1 => (0u8..8).prop_map(|n| Step::Command(Box::new(Command::Leave { peer: peer(n) }))),
+        1 => (0u8..8).prop_map(|n| Step::Command(Box::new(Command::Deny { peer: peer(n) }))),
+        2 => role_command().prop_map(|c| Step::Command(Box::new(c))),
         3 => (0u8..8).prop_map(Step::DeployAssigned),
     ];
     prop::collection::vec(step, 0..80)
@@ -156,7 +169,7 @@ fn role_story() -> impl Strategy<Value = Vec<Step>> {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Command(Command),
+    Command(Box<Command>),
     /// Peer `n` reports its assigned role deployed, if it has one.
     DeployAssigned(u8),
 }
@@ -209,7 +222,7 @@ proptest! {
         state.apply(1, &Command::SetRolePolicy(RolePolicy { control_planes: seats }));
         for step in story {
             let command = match step {
-                Step::Command(command) => command,
+                Step::Command(command) => *command,
                 Step::DeployAssigned(n) => match state.members().get(&peer(n)).and_then(|m| m.role) {
                     Some(role) => Command::ReportBootstrap {
                         peer: peer(n),

@@ -248,6 +248,46 @@ async fn the_lease_of_a_member_gone_past_the_timeout_expires_and_frees_its_addre
     .await;
 }
 
+/// Renewals named by place in the member table reach voters by raft and the follower by the
+/// feed, and move every member's stamp on every node. Fails when a set renews nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_named_by_place_move_every_members_stamp_on_every_node() {
+    let replicas = cluster(4).await;
+    let members: Vec<String> = replicas
+        .iter()
+        .map(|r| r.member.handle.peer_id().to_string())
+        .collect();
+    let stamps = |replica: &Replica| -> Option<Vec<u64>> {
+        let state = replica.ledger.state();
+        let live = members.iter().all(|m| {
+            state
+                .members()
+                .get(m)
+                .is_some_and(|r| r.lease == LeaseState::Live)
+        });
+        (live && state.reads_member_sets()).then(|| {
+            members
+                .iter()
+                .map(|m| state.members()[m].renewed_at)
+                .collect()
+        })
+    };
+    let mut before = Vec::new();
+    for replica in &replicas {
+        before.push(wait_for("every member live, reading sets", || stamps(replica)).await);
+    }
+    for (replica, before) in replicas.iter().zip(&before) {
+        wait_for("every member's stamp to move", || {
+            let now = stamps(replica)?;
+            now.iter()
+                .zip(before)
+                .all(|(now, then)| now > then)
+                .then_some(())
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voter_gone_past_the_voter_timeout_is_replaced_by_a_live_member() {
     let mut replicas = cluster(5).await;

@@ -311,6 +311,7 @@ mod tests {
         // A member asks to renew only its own lease (`LedgerRpc::Renew` names no one).
         let renewals = Command::Renewals {
             peers: vec!["a".into()],
+            set: None,
             now: 1,
         };
         assert!(may_propose(&renewals, "a", None, None, 0).is_err());

@@ -857,13 +857,23 @@ async fn commit_renewals(ledger: &Ledger, config: &LedgerConfig) {
     let window = super::renewals::window(config.lease_timeout);
     let due = ledger.renewals().due(crate::clock::now(), window);
     for peers in due {
-        let renewals = Command::Renewals {
-            peers,
-            now: unix_now(),
-        };
-        if let Err(e) = ledger.propose(renewals).await {
-            tracing::debug!(error = %e, "lease renewals not committed");
-            return;
+        let renewals = ledger.state().renewals(peers.clone(), unix_now());
+        match ledger.propose(renewals).await {
+            Ok(Outcome::UnknownMember) => {
+                // The member table changed between drawing the set and applying it.
+                tracing::debug!(
+                    "the member table changed before lease renewals applied; queued again"
+                );
+                let mut queue = ledger.renewals();
+                for peer in peers {
+                    queue.queue(peer);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "lease renewals not committed");
+                return;
+            }
         }
     }
 }

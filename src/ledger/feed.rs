@@ -248,6 +248,7 @@ mod tests {
     fn only_lease_renewals_are_routine() {
         let renewals = Command::Renewals {
             peers: vec!["12D3KooWRenewing".into()],
+            set: None,
             now: 1,
         };
         let put = Command::KvPut {

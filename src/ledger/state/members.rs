@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bounds::{self, PLATFORM_FIELD_LIMIT};
 use super::roles::{BootstrapReport, FixedRole, Phase, Role, RolePolicy};
-use super::{LedgerState, Outcome, PeerKey};
+use super::{LedgerState, MemberSet, Outcome, PeerKey};
 
 /// Whether a member's lease is current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +64,16 @@ pub struct Platform {
     pub os: String,
     pub arch: String,
     pub version: String,
+    /// The newest form of the ledger's commands its weft reads ([`COMMAND_FORM`]); 0 from a
+    /// weft before this field.
+    #[serde(default)]
+    pub commands: u32,
 }
+
+/// The newest form of the ledger's commands this weft reads. 1: renewals name their members
+/// as a [`MemberSet`](super::MemberSet). The leader writes a form only once every live member
+/// records that it reads it ([`LedgerState::reads_member_sets`]).
+pub const COMMAND_FORM: u32 = 1;
 
 impl Platform {
     /// This process's platform.
@@ -79,6 +88,7 @@ impl Platform {
             os: std::env::consts::OS.to_string(),
             arch: arch.to_string(),
             version: crate::VERSION.to_string(),
+            commands: COMMAND_FORM,
         }
     }
 
@@ -195,6 +205,45 @@ impl LedgerState {
         }
     }
 
+    /// Renews each member `set` names ([`Command::Renewals`](super::Command::Renewals)).
+    pub(super) fn renew_set(&mut self, set: &MemberSet, now: u64) -> Outcome {
+        let table: Vec<&PeerKey> = self.members.keys().collect();
+        let Some(named) = set.members(&table) else {
+            return Outcome::UnknownMember;
+        };
+        let named: Vec<PeerKey> = named.into_iter().cloned().collect();
+        for peer in &named {
+            self.renew(peer, now);
+        }
+        Outcome::Done
+    }
+
+    /// Whether every live member reads renewals named as a [`MemberSet`].
+    pub fn reads_member_sets(&self) -> bool {
+        self.members
+            .values()
+            .filter(|m| m.lease == LeaseState::Live)
+            .all(|m| m.platform.commands >= 1)
+    }
+
+    /// The renewals of `peers` at `now` as the leader commits them: as a [`MemberSet`] of the
+    /// member table when every live member reads one, else by PeerId.
+    pub fn renewals(&self, peers: Vec<PeerKey>, now: u64) -> super::Command {
+        if !self.reads_member_sets() {
+            return super::Command::Renewals {
+                peers,
+                set: None,
+                now,
+            };
+        }
+        let named: std::collections::BTreeSet<PeerKey> = peers.into_iter().collect();
+        super::Command::Renewals {
+            peers: Vec::new(),
+            set: Some(MemberSet::of(self.members.keys(), |k| named.contains(k))),
+            now,
+        }
+    }
+
     pub(super) fn expire(&mut self, peer: &PeerKey) -> Outcome {
         let Some(member) = self.members.get(peer) else {
             return Outcome::UnknownMember;
@@ -286,6 +335,7 @@ mod tests {
             &mut state,
             &[Command::Renewals {
                 peers: vec!["a".into(), "c".into(), "stranger".into()],
+                set: None,
                 now: 50,
             }],
         );
@@ -293,6 +343,70 @@ mod tests {
         assert_eq!(state.members()["b"], before.members()["b"], "not named");
         assert_eq!(state.members()["c"], before.members()["c"], "not live");
         assert!(!state.members().contains_key("stranger"));
+    }
+
+    fn join_reading_sets(peer: &str, now: u64) -> Command {
+        let mut command = join(peer, now);
+        if let Command::Join { platform, .. } = &mut command {
+            *platform = Platform::here();
+        }
+        command
+    }
+
+    #[test]
+    fn renewals_name_members_by_place_only_once_every_live_member_reads_it() {
+        let mut state = LedgerState::new(pool());
+        run(
+            &mut state,
+            &[join_reading_sets("a", 10), join("b", 10), join("c", 10)],
+        );
+        let by_peer = state.renewals(vec!["a".into(), "c".into()], 50);
+        assert!(
+            matches!(&by_peer, Command::Renewals { peers, set: None, .. } if peers.len() == 2),
+            "b and c read no sets: {by_peer:?}"
+        );
+        run(&mut state, &[Command::Expire { peer: "b".into() }]);
+        run(&mut state, &[join_reading_sets("c", 20)]);
+        let by_place = state.renewals(vec!["a".into(), "b".into(), "c".into()], 50);
+        let Command::Renewals {
+            peers,
+            set: Some(set),
+            ..
+        } = &by_place
+        else {
+            panic!("every live member reads sets: {by_place:?}");
+        };
+        assert!(peers.is_empty());
+        let before = state.clone();
+        assert_eq!(
+            run(&mut state, std::slice::from_ref(&by_place)),
+            vec![Outcome::Done]
+        );
+        assert_eq!(state.members()["a"].renewed_at, 50);
+        assert_eq!(state.members()["c"].renewed_at, 50);
+        assert_eq!(state.members()["b"], before.members()["b"], "not live");
+        assert!(
+            set.members(&state.members().keys().collect::<Vec<_>>())
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_renewal_set_drawn_before_the_member_table_changed_renews_nobody() {
+        let mut state = LedgerState::new(pool());
+        run(
+            &mut state,
+            &[join_reading_sets("a", 10), join_reading_sets("c", 10)],
+        );
+        let renewals = state.renewals(vec!["a".into(), "c".into()], 50);
+        run(&mut state, &[join_reading_sets("b", 30)]);
+        let before = state.clone();
+        assert_eq!(run(&mut state, &[renewals]), vec![Outcome::UnknownMember]);
+        assert_eq!(
+            state.members(),
+            before.members(),
+            "b's place is a's or c's old one: nobody is renewed"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //!
 //! This module owns the command set and dispatch; each job has its own file:
 //! - `members.rs`: membership and leases (join, renew, expire, leave, deny);
+//! - `member_set.rs`: members named by their places in the member table, one bit each, as
+//!   the leader commits renewals;
 //! - `allocation.rs`: overlay addresses (lowest free address of the pool, static reservations,
 //!   a returning member's previous address, exhaustion as an explicit outcome, never a
 //!   duplicate);
@@ -22,6 +24,7 @@ mod audit;
 mod bounds;
 mod dns;
 mod kv;
+mod member_set;
 mod members;
 pub mod operator;
 mod roles;
@@ -38,7 +41,8 @@ pub use audit::{AUDIT_LIMIT, AuditEntry, attribute, is_audited};
 pub use bounds::{HOSTNAME_LIMIT, MAX_DENIED, MAX_MEMBERS, MAX_RESERVATIONS};
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
 pub use kv::{Carried, SHARED_DATA_LIMIT, merged_bucket};
-pub use members::{LeaseState, Member, Platform};
+pub use member_set::MemberSet;
+pub use members::{COMMAND_FORM, LeaseState, Member, Platform};
 pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
     parse_role_choice,
@@ -109,9 +113,14 @@ pub enum Command {
     },
     /// The leader renews the leases of the members that asked it to since its last such entry
     /// ([`crate::ledger::renewals`]), each as [`Command::Renew`] does; members not live are
-    /// passed over.
+    /// passed over. They are named by PeerId in `peers`, or, once every live member reads it,
+    /// by their places in the member table in `set` (`peers` then empty, which a node of a
+    /// weft before `set` applies as renewing nobody). A set drawn against a table that has
+    /// changed since renews nobody and applies as [`Outcome::UnknownMember`].
     Renewals {
         peers: Vec<PeerKey>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<MemberSet>,
         now: u64,
     },
     /// The leader saw the member unreachable past the lease timeout: its address and role are
@@ -411,11 +420,14 @@ impl LedgerState {
                 },
             ),
             Command::Renew { peer, now } => self.renew(peer, *now),
-            Command::Renewals { peers, now } => {
+            Command::Renewals { peers, set, now } => {
                 for peer in peers {
                     self.renew(peer, *now);
                 }
-                Outcome::Done
+                match set {
+                    Some(set) => self.renew_set(set, *now),
+                    None => Outcome::Done,
+                }
             }
             Command::Expire { peer } => self.expire(peer),
             Command::Leave { peer } => self.remove(peer),
