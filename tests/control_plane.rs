@@ -187,6 +187,7 @@ async fn a_stranger_learns_nothing_and_using_a_member_protocol_other_than_auth_i
     let network_id = token.keys().network_id().to_string();
     let info = identified.unwrap();
     assert_eq!(info.protocol_version, "/weft/1");
+    assert_eq!(info.agent_version, "weft", "no version for strangers");
     for protocol in &info.protocols {
         assert!(!protocol.as_ref().contains(&network_id), "{protocol}");
     }

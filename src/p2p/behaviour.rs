@@ -151,7 +151,9 @@ impl Behaviour {
             blocked: allow_block_list::Behaviour::default(),
             identify: identify::Behaviour::new(
                 identify::Config::new("/weft/1".to_string(), key.public())
-                    .with_agent_version(format!("weft/{}", crate::VERSION))
+                    // Anyone that connects reads it, admitted or not: no version to pick
+                    // exploits by. Members read each other's from the ledger.
+                    .with_agent_version("weft".to_string())
                     .with_interval(IDENTIFY_INTERVAL)
                     .with_push_listen_addr_updates(true)
                     // Its cache would add every listen address a peer told to each dial of that
