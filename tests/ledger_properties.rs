@@ -12,7 +12,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
 use weft::ledger::state::{
-    BootstrapReport, Command, FixedRole, LedgerState, MemberSet, Phase, Role, RolePolicy,
+    BootstrapReport, Command, FixedRole, LeaseState, LedgerState, Member, MemberSet, Outcome,
+    Phase, Role, RolePolicy,
 };
 
 /// A /28: 14 usable addresses for up to 8 peers, so exhaustion happens too.
@@ -306,6 +307,34 @@ proptest! {
             again.apply(i as u64 + 1, command);
         }
         prop_assert_eq!(once, again);
+    }
+
+    #[test]
+    fn a_renewal_set_of_the_member_table_renews_exactly_the_live_members_it_names(
+        commands in prop::collection::vec(command(), 0..60),
+        chosen in prop::collection::btree_set(0u8..8, 0..8),
+        now in 0u64..2000,
+    ) {
+        let mut state = apply_all(&commands);
+        let chosen: Vec<String> = chosen.into_iter().map(peer).collect();
+        let set = MemberSet::of(state.members().keys(), |k| chosen.contains(k));
+        let before = state.members().clone();
+        let index = state.applied() + 1;
+        let renewals = Command::Renewals { peers: Vec::new(), set: Some(set), now };
+        prop_assert_eq!(state.apply(index, &renewals), Outcome::Done);
+        prop_assert_eq!(state.members().len(), before.len());
+        for (peer, member) in state.members() {
+            let was = &before[peer];
+            if chosen.contains(peer) && was.lease == LeaseState::Live {
+                prop_assert_eq!(member.renewed_at, now.max(was.renewed_at.saturating_add(1)));
+                prop_assert_eq!(
+                    Member { renewed_at: was.renewed_at, ..member.clone() },
+                    was.clone()
+                );
+            } else {
+                prop_assert_eq!(member, was);
+            }
+        }
     }
 
     #[test]

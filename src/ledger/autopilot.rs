@@ -847,33 +847,45 @@ fn live_stamps(state: &LedgerState) -> Vec<(String, u64)> {
 }
 
 /// Commits the renewals this leader has queued, once a window has passed since it last did
-/// ([`renewals`](super::renewals)), before the duties that may wait for the membership lock.
-/// A leader cut off from its quorum keeps them queued; renewals that do not commit are not
-/// queued again (their members renew again a renewal interval later).
+/// ([`renewals`](super::renewals)), before the duties that may wait for the membership lock:
+/// as one set of the member table when every live member reads sets, else (or when the table
+/// changed before the set applied) by PeerId. A leader cut off from its quorum keeps them
+/// queued; renewals that do not commit are not queued again (their members renew again a
+/// renewal interval later).
 async fn commit_renewals(ledger: &Ledger, config: &LedgerConfig) {
     if ledger.cut_off() {
         return;
     }
     let window = super::renewals::window(config.lease_timeout);
     let due = ledger.renewals().due(crate::clock::now(), window);
-    for peers in due {
-        let renewals = ledger.state().renewals(peers.clone(), unix_now());
-        match ledger.propose(renewals).await {
+    if due.is_empty() {
+        return;
+    }
+    let now = unix_now();
+    let set = ledger.state().renewal_set(&due.concat(), now);
+    if let Some(set) = set {
+        match ledger.propose(set).await {
+            // A member joined or was dropped between drawing the set and applying it: the
+            // set renewed nobody, and a churn of members must not hold renewals back.
             Ok(Outcome::UnknownMember) => {
-                // The member table changed between drawing the set and applying it.
-                tracing::debug!(
-                    "the member table changed before lease renewals applied; queued again"
-                );
-                let mut queue = ledger.renewals();
-                for peer in peers {
-                    queue.queue(peer);
-                }
+                tracing::debug!("the member table changed under a renewal set; renewing by PeerId");
             }
-            Ok(_) => {}
+            Ok(_) => return,
             Err(e) => {
                 tracing::debug!(error = %e, "lease renewals not committed");
                 return;
             }
+        }
+    }
+    for peers in due {
+        let renewals = Command::Renewals {
+            peers,
+            set: None,
+            now,
+        };
+        if let Err(e) = ledger.propose(renewals).await {
+            tracing::debug!(error = %e, "lease renewals not committed");
+            return;
         }
     }
 }

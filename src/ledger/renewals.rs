@@ -17,9 +17,9 @@
 //! by their places in the member table instead, a bit each
 //! ([`LedgerState::renewals`](super::state::LedgerState::renewals),
 //! [`MemberSet`](super::state::MemberSet)): an entry renewing 50 members takes about 100 bytes
-//! of JSON where it took about 2.8 kB. A
-//! set drawn against a member table that changed before it applied renews nobody, and the
-//! leader queues its members again for the next window.
+//! of JSON where it took about 2.8 kB, and one set holds every renewal of its window. A set
+//! drawn against a member table that changed before it applied renews nobody, and the leader
+//! commits the same renewals by PeerId at once, so a churn of members cannot hold them back.
 //!
 //! The queue is the leader's own, committed only at the rounds it leads; a node drops it when it
 //! starts leading (what it queued in an earlier leadership, and what it answered between its

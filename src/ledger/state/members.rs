@@ -226,22 +226,18 @@ impl LedgerState {
             .all(|m| m.platform.commands >= 1)
     }
 
-    /// The renewals of `peers` at `now` as the leader commits them: as a [`MemberSet`] of the
-    /// member table when every live member reads one, else by PeerId.
-    pub fn renewals(&self, peers: Vec<PeerKey>, now: u64) -> super::Command {
+    /// The renewals of `peers` at `now` as one [`MemberSet`] of the member table, all in one
+    /// command whatever their number; `None` while a live member does not read sets.
+    pub fn renewal_set(&self, peers: &[PeerKey], now: u64) -> Option<super::Command> {
         if !self.reads_member_sets() {
-            return super::Command::Renewals {
-                peers,
-                set: None,
-                now,
-            };
+            return None;
         }
-        let named: std::collections::BTreeSet<PeerKey> = peers.into_iter().collect();
-        super::Command::Renewals {
+        let named: std::collections::BTreeSet<&PeerKey> = peers.iter().collect();
+        Some(super::Command::Renewals {
             peers: Vec::new(),
             set: Some(MemberSet::of(self.members.keys(), |k| named.contains(k))),
             now,
-        }
+        })
     }
 
     pub(super) fn expire(&mut self, peer: &PeerKey) -> Outcome {
@@ -360,21 +356,23 @@ mod tests {
             &mut state,
             &[join_reading_sets("a", 10), join("b", 10), join("c", 10)],
         );
-        let by_peer = state.renewals(vec!["a".into(), "c".into()], 50);
-        assert!(
-            matches!(&by_peer, Command::Renewals { peers, set: None, .. } if peers.len() == 2),
-            "b and c read no sets: {by_peer:?}"
+        assert_eq!(
+            state.renewal_set(&["a".into(), "c".into()], 50),
+            None,
+            "b and c read no sets"
         );
         run(&mut state, &[Command::Expire { peer: "b".into() }]);
         run(&mut state, &[join_reading_sets("c", 20)]);
-        let by_place = state.renewals(vec!["a".into(), "b".into(), "c".into()], 50);
+        let by_place = state
+            .renewal_set(&["a".into(), "b".into(), "c".into()], 50)
+            .expect("every live member reads sets");
         let Command::Renewals {
             peers,
             set: Some(set),
             ..
         } = &by_place
         else {
-            panic!("every live member reads sets: {by_place:?}");
+            panic!("a set: {by_place:?}");
         };
         assert!(peers.is_empty());
         let before = state.clone();
@@ -398,7 +396,7 @@ mod tests {
             &mut state,
             &[join_reading_sets("a", 10), join_reading_sets("c", 10)],
         );
-        let renewals = state.renewals(vec!["a".into(), "c".into()], 50);
+        let renewals = state.renewal_set(&["a".into(), "c".into()], 50).unwrap();
         run(&mut state, &[join_reading_sets("b", 30)]);
         let before = state.clone();
         assert_eq!(run(&mut state, &[renewals]), vec![Outcome::UnknownMember]);
