@@ -132,14 +132,10 @@ async fn five_members_started_together_form_one_cluster_with_distinct_addresses_
 
 /// How many appends `replica` sent by `path` ("stream" or "request"), as its metrics say.
 fn raft_appends(replica: &Replica, path: &str) -> u64 {
-    let mut registry = prometheus_client::registry::Registry::default();
-    replica.ledger.register_metrics(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).expect("metrics encode");
-    let series = format!("weft_raft_rpcs_sent_total{{rpc=\"append\",path=\"{path}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .map_or(0, |v| v.trim().parse().expect("a counter's value"))
+    metric(
+        replica,
+        &format!("weft_raft_rpcs_sent_total{{rpc=\"append\",path=\"{path}\"}} "),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +245,9 @@ async fn the_lease_of_a_member_gone_past_the_timeout_expires_and_frees_its_addre
 }
 
 /// Renewals named by place in the member table reach voters by raft and the follower by the
-/// feed, and move every member's stamp on every node. Fails when a set renews nobody.
+/// feed, and move every member's stamp on every node, as sets the leader's metrics count.
+/// Fails when a set renews nobody, or when every set meets a changed table (the leader then
+/// renews by PeerId).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_named_by_place_move_every_members_stamp_on_every_node() {
     let replicas = cluster(4).await;
@@ -286,6 +284,28 @@ async fn renewals_named_by_place_move_every_members_stamp_on_every_node() {
         })
         .await;
     }
+    let sets: u64 = replicas.iter().map(|r| renewal_entries(r, "set")).sum();
+    assert!(sets > 0, "no renewal set committed");
+}
+
+/// How many renewal entries of `form` `replica` committed as leader, as its metrics say.
+fn renewal_entries(replica: &Replica, form: &str) -> u64 {
+    metric(
+        replica,
+        &format!("weft_ledger_renewal_entries_total{{form=\"{form}\"}} "),
+    )
+}
+
+/// The value of the series whose line starts with `series` in `replica`'s ledger metrics, 0
+/// when it has none yet.
+fn metric(replica: &Replica, series: &str) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    replica.ledger.register_metrics(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("metrics encode");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .map_or(0, |v| v.trim().parse().expect("a counter's value"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

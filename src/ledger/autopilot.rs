@@ -57,6 +57,7 @@ use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::Leases;
+use super::metrics::RenewalForm;
 use super::pilot::{
     Duty, Fallback, Found, Keep, LEADERLESS_GRACE, LISTEN_TICK, Pilot, Search, Seen,
 };
@@ -868,9 +869,13 @@ async fn commit_renewals(ledger: &Ledger, config: &LedgerConfig) {
             // A member joined or was dropped between drawing the set and applying it: the
             // set renewed nobody, and a churn of members must not hold renewals back.
             Ok(Outcome::UnknownMember) => {
+                ledger.renewal_entries.record(RenewalForm::VoidedSet);
                 tracing::debug!("the member table changed under a renewal set; renewing by PeerId");
             }
-            Ok(_) => return,
+            Ok(_) => {
+                ledger.renewal_entries.record(RenewalForm::Set);
+                return;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "lease renewals not committed");
                 return;
@@ -883,9 +888,12 @@ async fn commit_renewals(ledger: &Ledger, config: &LedgerConfig) {
             set: None,
             now,
         };
-        if let Err(e) = ledger.propose(renewals).await {
-            tracing::debug!(error = %e, "lease renewals not committed");
-            return;
+        match ledger.propose(renewals).await {
+            Ok(_) => ledger.renewal_entries.record(RenewalForm::Peers),
+            Err(e) => {
+                tracing::debug!(error = %e, "lease renewals not committed");
+                return;
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The ledger's figures on `/metrics`, under `weft_raft_` and `weft_ledger_`: proposals and how
-//! long they take to commit and raft's RPCs by the path they took, counted as they happen, and raft's term, leader and indexes and the
+//! long they take to commit, raft's RPCs by the path they took and the lease renewal entries a
+//! leader committed by their form, counted as they happen, and raft's term, leader and indexes and the
 //! members' leases, read from the ledger at each scrape. openraft 0.9 reports no commit index, so
 //! the last log index and the applied index bound it from both sides.
 
@@ -24,6 +25,11 @@ struct ResultLabel {
 struct RpcLabel {
     rpc: &'static str,
     path: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FormLabel {
+    form: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,6 +109,34 @@ impl RaftRpcMetrics {
     }
 }
 
+/// The form a committed renewals entry took ([`crate::ledger::state::Command::Renewals`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum RenewalForm {
+    /// A set of the member table that renewed its members.
+    Set,
+    /// A set that met a changed member table and renewed nobody.
+    VoidedSet,
+    /// Members named by PeerId.
+    Peers,
+}
+
+/// Renewal entries this node committed as leader, by form; the ledger's clones share them.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RenewalMetrics {
+    committed: Family<FormLabel, Counter>,
+}
+
+impl RenewalMetrics {
+    pub(super) fn record(&self, form: RenewalForm) {
+        let form = match form {
+            RenewalForm::Set => "set",
+            RenewalForm::VoidedSet => "voided_set",
+            RenewalForm::Peers => "peers",
+        };
+        self.committed.get_or_create(&FormLabel { form }).inc();
+    }
+}
+
 impl Ledger {
     /// Registers the ledger's metrics in `registry`.
     pub fn register_metrics(&self, registry: &mut Registry) {
@@ -122,6 +156,11 @@ impl Ledger {
             "raft_rpcs_sent",
             "Raft RPCs this node sent, by kind and by path: on the callee's raft stream, or as a request",
             self.raft_rpcs.sent.clone(),
+        );
+        weft.register(
+            "ledger_renewal_entries",
+            "Lease renewal entries this node committed as leader, by form: a set of the member table, a set that met a changed table and renewed nobody, or PeerIds",
+            self.renewal_entries.committed.clone(),
         );
         weft.register_collector(Box::new(RaftCollector {
             ledger: self.clone(),

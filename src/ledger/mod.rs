@@ -231,6 +231,7 @@ pub struct Ledger {
     settling: Arc<Mutex<settle::Settling>>,
     proposals: metrics::ProposalMetrics,
     raft_rpcs: metrics::RaftRpcMetrics,
+    renewal_entries: metrics::RenewalMetrics,
     /// The operator's key this mesh is configured with ([`crate::operator`]).
     operator: Option<Arc<crate::operator::OperatorKey>>,
     /// The first long-lived task that stopped while the node was not shutting down.
@@ -327,6 +328,7 @@ impl Ledger {
             settling: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
             raft_rpcs,
+            renewal_entries: metrics::RenewalMetrics::default(),
             operator: config.operator.clone().map(Arc::new),
             stopped: Arc::new(watch::Sender::new(None)),
         };
