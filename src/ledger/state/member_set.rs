@@ -69,8 +69,13 @@ impl MemberSet {
         if digest(table.iter().copied()) != self.of {
             return None;
         }
+        let room = table.len().div_ceil(8);
+        // Looked at before decoding: a longer text cannot decode to `room` bytes or fewer.
+        if self.bits.len() > room.div_ceil(3) * 4 {
+            return None;
+        }
         let bytes = BITS.decode(&self.bits).ok()?;
-        if bytes.len() > table.len().div_ceil(8) {
+        if bytes.len() > room {
             return None;
         }
         let named = table
@@ -127,7 +132,8 @@ mod tests {
         let table = keys(&["a", "b"]);
         let refs: Vec<&PeerKey> = table.iter().collect();
         let of = digest(&table);
-        for bits in ["!!", "AAA", "////"] {
+        let long = "A".repeat(1 << 20);
+        for bits in ["!!", "AAA", "////", long.as_str()] {
             let set = MemberSet {
                 of,
                 bits: bits.into(),
