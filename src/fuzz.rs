@@ -30,6 +30,7 @@ use crate::dataplane::replay::ReplayWindow;
 use crate::dataplane::{router, session};
 use crate::ledger::authority::may_propose;
 use crate::ledger::catchup::{Assembly, Next, Page};
+use crate::ledger::feed::Gossip;
 use crate::ledger::follower::{Catchup, Replica};
 use crate::ledger::limits::check_size;
 use crate::ledger::raft::LedgerNode;
@@ -339,7 +340,7 @@ pub fn ledger_rpc(data: &[u8]) {
     assert_eq!(restored, state);
 }
 
-/// Feed messages, one per line, written by the leader a follower follows: taken by the
+/// Feed messages and heartbeats, one per line, written by the leader a follower follows: taken by the
 /// follower's replica, whose state keeps the allocation promises.
 pub fn feed(data: &[u8]) {
     let leader = peer(&ALICE).to_string();
@@ -365,8 +366,11 @@ pub fn feed(data: &[u8]) {
     );
     let now = Instant::now();
     for line in lines(data) {
-        if let Some(feed) = crate::ledger::feed::decode(line) {
-            replica.on_feed(feed, &leader, now);
+        if let Some(message) = crate::ledger::feed::decode(line) {
+            match message {
+                Gossip::LedgerFeed(feed) => replica.on_feed(feed, &leader, now),
+                Gossip::LedgerBeat(beat) => replica.on_beat(beat, &leader, now),
+            };
             let state = replica.state().expect("the replica follows");
             if let Err(broken) = state.check_addresses() {
                 panic!("{broken}");

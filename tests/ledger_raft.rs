@@ -15,7 +15,7 @@ use support::mesh::{
     DEADLINE, address, network, start, start_as, start_light, wait_for, wait_within,
 };
 use weft::ledger::LedgerConfig;
-use weft::ledger::state::{Command, LeaseState};
+use weft::ledger::state::{Command, LeaseState, SET_FORM};
 use weft::token::Token;
 
 fn has_key(replica: &Replica, key: &str) -> bool {
@@ -263,7 +263,7 @@ async fn renewals_named_by_place_move_every_members_stamp_on_every_node() {
                 .get(m)
                 .is_some_and(|r| r.lease == LeaseState::Live)
         });
-        (live && state.reads_member_sets()).then(|| {
+        (live && state.reads_form(SET_FORM)).then(|| {
             members
                 .iter()
                 .map(|m| state.members()[m].renewed_at)
@@ -286,6 +286,43 @@ async fn renewals_named_by_place_move_every_members_stamp_on_every_node() {
     }
     let sets: u64 = replicas.iter().map(|r| renewal_entries(r, "set")).sum();
     assert!(sets > 0, "no renewal set committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_takes_its_idle_leaders_beats_and_keeps_naming_it() {
+    // Leases of 30 s: renewals every 10 s leave the leader idle between them, where the tests'
+    // usual 3 s leases renew every second and each feed carries entries.
+    let config = LedgerConfig {
+        lease_timeout: Duration::from_secs(30),
+        ..quick_config()
+    };
+    let replicas =
+        support::ledger::group_configured(&network(), &["b0", "b1", "b2", "b3"], config).await;
+    let follower = wait_for("a follower naming a leader", || {
+        replicas.iter().find(|r| {
+            let status = r.ledger.status();
+            status.follower && status.leader.is_some()
+        })
+    })
+    .await;
+    wait_within(
+        Duration::from_secs(60),
+        "the follower to take a beat",
+        || (metric(follower, "weft_ledger_feed_taken_total{kind=\"beat\"} ") >= 1).then_some(()),
+    )
+    .await;
+    let published: u64 = replicas
+        .iter()
+        .map(|r| metric(r, "weft_ledger_feed_published_total{kind=\"beat\"} "))
+        .sum();
+    assert!(published >= 1, "the beat taken was published");
+    let leader = replicas
+        .iter()
+        .map(|r| r.ledger.status())
+        .find(|status| !status.follower)
+        .and_then(|status| status.leader);
+    assert!(leader.is_some());
+    assert_eq!(follower.ledger.status().leader, leader);
 }
 
 /// How many renewal entries of `form` `replica` committed as leader, as its metrics say.

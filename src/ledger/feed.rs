@@ -1,6 +1,6 @@
 //! The follower feed on the wire: the leader publishes committed entries (and where its log
-//! stands, 2 s after its last entry and then ever more rarely while idle) on the sealed gossip
-//! topic; every node that follows rather than
+//! stands, 2 s after its last entry and then ever more rarely while idle, as a small [`Beat`]
+//! once every live member reads one) on the sealed gossip topic; every node that follows rather than
 //! votes applies them to its [`Replica`](super::follower::Replica) and fetches a catch-up from
 //! the leader when it falls behind. A feed is applied only from the leader it names, when that
 //! leader is a voter the follower knows ([`Verdict`]). A feed this node cannot open was sealed
@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::Ledger;
 use super::catchup;
-use super::follower::{Feed, Verdict};
+use super::follower::{Beat, Feed, Verdict};
+use super::metrics::FeedKind;
 use super::raft::network::{LedgerRpc, call};
 use super::raft::store::Applied;
-use super::state::Command;
+use super::state::{BEAT_FORM, Command};
 use crate::p2p::GossipMessage;
 
 /// How soon after its last entry a leader says where its log stands, so that a follower that
@@ -41,17 +42,26 @@ const VERIFY_INTERVAL: Duration = Duration::from_secs(2);
 /// member's junk must not make it fetch a large ledger again and again.
 const UNOPENED_INTERVAL: Duration = Duration::from_secs(30);
 
-/// A message on the gossip topic. Tagged, so other kinds can share the topic later.
-#[derive(Debug, Serialize, Deserialize)]
-enum Gossip {
+/// A message on the gossip topic. Tagged, so other kinds can share the topic; a weft that
+/// does not know a kind drops the message, so the leader sends a kind only once every live
+/// member reads it ([`BEAT_FORM`]).
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Gossip {
     LedgerFeed(Feed),
+    LedgerBeat(Beat),
 }
 
 /// The feed message a gossip message's opened bytes hold, if they hold one.
-pub(crate) fn decode(data: &[u8]) -> Option<Feed> {
-    match serde_json::from_slice(data) {
-        Ok(Gossip::LedgerFeed(feed)) => Some(feed),
-        Err(_) => None,
+pub(crate) fn decode(data: &[u8]) -> Option<Gossip> {
+    serde_json::from_slice(data).ok()
+}
+
+/// What the leader publishes for `feed`: a [`Beat`] when it carries no entries and every live
+/// member reads beats (`beats`), else the feed itself.
+fn message(feed: Feed, beats: bool) -> Gossip {
+    match Beat::of(&feed).filter(|_| beats) {
+        Some(beat) => Gossip::LedgerBeat(beat),
+        None => Gossip::LedgerFeed(feed),
     }
 }
 
@@ -97,16 +107,22 @@ pub async fn publish(
         let Some(feed) = feed else {
             continue;
         };
-        let data = match serde_json::to_vec(&Gossip::LedgerFeed(feed)) {
+        let message = message(feed, ledger.state().reads_form(BEAT_FORM));
+        let kind = match message {
+            Gossip::LedgerFeed(_) => FeedKind::Feed,
+            Gossip::LedgerBeat(_) => FeedKind::Beat,
+        };
+        let data = match serde_json::to_vec(&message) {
             Ok(data) => data,
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode the ledger feed");
                 continue;
             }
         };
-        if let Err(e) = ledger.p2p().publish(data).await {
+        match ledger.p2p().publish(data).await {
+            Ok(()) => ledger.feed_messages.published(kind),
             // No subscriber yet (a lone node) or the message is too large: followers catch up.
-            tracing::debug!(error = %e, "ledger feed not published");
+            Err(e) => tracing::debug!(error = %e, "ledger feed not published"),
         }
     }
 }
@@ -162,11 +178,20 @@ pub async fn follow(
             }
             continue;
         };
-        let Some(feed) = decode(data) else {
-            continue;
-        };
         let author = message.author.to_string();
-        let verdict = ledger.replica().on_feed(feed, &author, crate::clock::now());
+        let now = crate::clock::now();
+        let (kind, verdict) = match decode(data) {
+            Some(Gossip::LedgerFeed(feed)) => {
+                (FeedKind::Feed, ledger.replica().on_feed(feed, &author, now))
+            }
+            Some(Gossip::LedgerBeat(beat)) => {
+                (FeedKind::Beat, ledger.replica().on_beat(beat, &author, now))
+            }
+            None => continue,
+        };
+        if matches!(verdict, Verdict::UpToDate | Verdict::CatchUp) {
+            ledger.feed_messages.taken(kind);
+        }
         ledger.changed();
         let source = match verdict {
             Verdict::CatchUp => Some(message.author),
@@ -242,6 +267,52 @@ mod tests {
         }
         assert_eq!(gaps, [4, 8, 16, 30, 30, 30]);
         assert_eq!(next_gap(gap, false), HEARTBEAT);
+    }
+
+    fn idle_feed(voters: usize) -> Feed {
+        let peer = |i: usize| format!("12D3KooW{i:0>44}");
+        Feed {
+            cluster: super::super::state::ClusterId {
+                created_at: 1_764_000_000_000,
+                id: 4_242_424_242,
+            },
+            leader: (7, super::super::raft::LedgerNode { peer_id: peer(0) }),
+            voters: (0..voters).map(peer).collect(),
+            entries: Vec::new(),
+            last: 123_456,
+        }
+    }
+
+    #[test]
+    fn an_idle_feed_goes_out_as_a_beat_only_when_every_member_reads_beats() {
+        let idle = idle_feed(3);
+        assert_eq!(
+            message(idle.clone(), true),
+            Gossip::LedgerBeat(Beat::of(&idle).unwrap())
+        );
+        assert_eq!(
+            message(idle.clone(), false),
+            Gossip::LedgerFeed(idle.clone())
+        );
+        let mut busy = idle;
+        busy.entries.push((123_457, None));
+        assert_eq!(message(busy.clone(), true), Gossip::LedgerFeed(busy));
+    }
+
+    #[test]
+    fn a_beat_is_a_fraction_of_the_feed_it_stands_for_and_decodes_back() {
+        let idle = idle_feed(5);
+        let feed = serde_json::to_vec(&message(idle.clone(), false)).unwrap();
+        let beat = serde_json::to_vec(&message(idle, true)).unwrap();
+        assert!(
+            beat.len() * 3 < feed.len(),
+            "{} against {}",
+            beat.len(),
+            feed.len()
+        );
+        assert!(matches!(decode(&beat), Some(Gossip::LedgerBeat(_))));
+        assert!(matches!(decode(&feed), Some(Gossip::LedgerFeed(_))));
+        assert_eq!(decode(b"{\"LedgerBeat\":{}}"), None);
     }
 
     #[test]

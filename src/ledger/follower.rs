@@ -54,6 +54,42 @@ pub struct Feed {
     pub last: u64,
 }
 
+/// An idle leader's heartbeat, once every live member reads it
+/// ([`BEAT_FORM`](super::state::BEAT_FORM)): a [`Feed`] with no entries, less what a follower
+/// already holds. The leader is named by its raft id, its PeerId being the message's author
+/// (a feed's leader must be its author anyway), and the voters by a digest. Every node passes
+/// each heartbeat to its gossip mesh peers; with three voters the feed's JSON is about 350
+/// bytes (about 590 on the wire) and the beat's about 125.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    pub cluster: ClusterId,
+    /// The leader's raft node id.
+    pub leader: u64,
+    /// The digest of the voters' PeerIds, sorted ([`voters_digest`]).
+    pub voters: u64,
+    /// The last index the leader has applied.
+    pub last: u64,
+}
+
+impl Beat {
+    /// The heartbeat of `feed`; `None` when it carries entries.
+    pub fn of(feed: &Feed) -> Option<Beat> {
+        feed.entries.is_empty().then(|| Beat {
+            cluster: feed.cluster,
+            leader: feed.leader.0,
+            voters: voters_digest(&feed.voters),
+            last: feed.last,
+        })
+    }
+}
+
+/// The digest of a voter list, whatever its order.
+pub fn voters_digest(voters: &[String]) -> u64 {
+    let mut sorted: Vec<&String> = voters.iter().collect();
+    sorted.sort();
+    super::state::keys_digest(sorted)
+}
+
 /// A voter's whole state, for a follower that fell behind or starts following.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catchup {
@@ -180,6 +216,39 @@ impl Replica {
         } else {
             Verdict::UpToDate
         }
+    }
+
+    /// Takes one [`Beat`] written by `author`: as the feed it stands for when this node follows
+    /// its cluster and holds the voters it digests, or follows another cluster or none. A
+    /// follower that holds other voters missed the message that changed them: it fetches the
+    /// state from the leader when the leader is a voter it knows, else asks a voter it knows.
+    pub fn on_beat(&mut self, beat: Beat, author: &str, now: Instant) -> Verdict {
+        let voters = match &self.following {
+            Some(f) if f.state.cluster() == Some(beat.cluster) => {
+                if voters_digest(&f.voters) != beat.voters {
+                    return if f.voters.iter().any(|voter| voter == author) {
+                        Verdict::CatchUp
+                    } else {
+                        Verdict::Verify
+                    };
+                }
+                f.voters.clone()
+            }
+            _ => Vec::new(),
+        };
+        let feed = Feed {
+            cluster: beat.cluster,
+            leader: (
+                beat.leader,
+                LedgerNode {
+                    peer_id: author.to_string(),
+                },
+            ),
+            voters,
+            entries: Vec::new(),
+            last: beat.last,
+        };
+        self.on_feed(feed, author, now)
     }
 
     /// Stops following (the node left the cluster or became a raft member).
@@ -428,6 +497,90 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(replica.state(), Some(&stale));
+    }
+
+    /// The beat of an idle feed at `last` from leader `L`, which is raft node 1.
+    fn beat(last: u64) -> Beat {
+        Beat::of(&feed(vec![], last)).expect("no entries")
+    }
+
+    #[test]
+    fn a_beat_stands_for_the_idle_feed_it_was_made_from() {
+        let mut replica = following();
+        let t0 = Instant::now();
+        assert_eq!(replica.on_beat(beat(2), "L", t0), Verdict::UpToDate);
+        let leader = replica.leader(t0 + LEADER_SILENCE).cloned();
+        assert_eq!(
+            leader,
+            Some(feed(vec![], 2).leader),
+            "named by id and author"
+        );
+        assert_eq!(replica.voters(), ["L"]);
+        assert_eq!(
+            replica.on_beat(beat(4), "L", t0),
+            Verdict::UpToDate,
+            "a gap gets a grace period"
+        );
+        assert_eq!(
+            replica.on_beat(beat(4), "L", t0 + GAP_GRACE),
+            Verdict::CatchUp
+        );
+        assert_eq!(
+            Beat::of(&feed(vec![(3, None)], 3)),
+            None,
+            "entries need a feed"
+        );
+    }
+
+    #[test]
+    fn a_beat_naming_other_voters_or_written_by_a_stranger_moves_nothing() {
+        let t0 = Instant::now();
+        let mut replica = following();
+        let mut changed = beat(2);
+        changed.voters = voters_digest(&["L".into(), "M".into()]);
+        assert_eq!(
+            replica.on_beat(changed, "L", t0),
+            Verdict::CatchUp,
+            "the voters changed in a message this node missed: the leader, a voter it knows, has them"
+        );
+        assert_eq!(replica.voters(), ["L"]);
+        assert!(
+            replica.leader(t0).is_none(),
+            "not heard from a beat it could not check"
+        );
+        assert_eq!(
+            replica.on_beat(beat(2), "X", t0),
+            Verdict::Verify,
+            "X is no voter this node knows"
+        );
+        let mut from_x = beat(2);
+        from_x.voters = voters_digest(&["X".into()]);
+        assert_eq!(replica.on_beat(from_x, "X", t0), Verdict::Verify);
+        assert!(replica.leader(t0).is_none());
+        let mut other = beat(3);
+        other.cluster = ClusterId {
+            created_at: 50,
+            id: 9,
+        };
+        assert_eq!(replica.on_beat(other, "L", t0), Verdict::Ignored);
+    }
+
+    #[test]
+    fn the_voters_digest_does_not_depend_on_their_order() {
+        let ab = voters_digest(&["a".into(), "b".into()]);
+        assert_eq!(ab, voters_digest(&["b".into(), "a".into()]));
+        assert_ne!(ab, voters_digest(&["a".into()]));
+        assert_ne!(ab, voters_digest(&["a".into(), "b".into(), "c".into()]));
+    }
+
+    #[test]
+    fn a_beat_heard_while_following_none_names_its_author_as_the_leader() {
+        let mut replica = Replica::default();
+        assert_eq!(
+            replica.on_beat(beat(1), "L", Instant::now()),
+            Verdict::Ignored
+        );
+        assert_eq!(replica.heard(), Some(&feed(vec![], 1).leader));
     }
 
     #[test]

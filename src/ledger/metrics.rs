@@ -137,6 +137,48 @@ impl RenewalMetrics {
     }
 }
 
+/// The kind of a feed message ([`crate::ledger::feed`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FeedKind {
+    /// Entries, or a heartbeat naming the voters.
+    Feed,
+    /// A heartbeat with the voters as a digest.
+    Beat,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// Feed messages this node published as leader, and those it took from its leader as a
+/// follower, by kind; the ledger's clones share them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FeedMetrics {
+    published: Family<KindLabel, Counter>,
+    taken: Family<KindLabel, Counter>,
+}
+
+impl FeedKind {
+    fn label(self) -> KindLabel {
+        let kind = match self {
+            FeedKind::Feed => "feed",
+            FeedKind::Beat => "beat",
+        };
+        KindLabel { kind }
+    }
+}
+
+impl FeedMetrics {
+    pub(crate) fn published(&self, kind: FeedKind) {
+        self.published.get_or_create(&kind.label()).inc();
+    }
+
+    pub(crate) fn taken(&self, kind: FeedKind) {
+        self.taken.get_or_create(&kind.label()).inc();
+    }
+}
+
 impl Ledger {
     /// Registers the ledger's metrics in `registry`.
     pub fn register_metrics(&self, registry: &mut Registry) {
@@ -161,6 +203,16 @@ impl Ledger {
             "ledger_renewal_entries",
             "Lease renewal entries this node committed as leader, by form: a set of the member table, a set that met a changed table and renewed nobody, or PeerIds",
             self.renewal_entries.committed.clone(),
+        );
+        weft.register(
+            "ledger_feed_published",
+            "Feed messages this node published as leader, by kind: entries or a heartbeat naming the voters (feed), or a heartbeat digesting them (beat)",
+            self.feed_messages.published.clone(),
+        );
+        weft.register(
+            "ledger_feed_taken",
+            "Feed messages this node took from its leader as a follower, by kind",
+            self.feed_messages.taken.clone(),
         );
         weft.register_collector(Box::new(RaftCollector {
             ledger: self.clone(),

@@ -232,6 +232,7 @@ pub struct Ledger {
     proposals: metrics::ProposalMetrics,
     raft_rpcs: metrics::RaftRpcMetrics,
     renewal_entries: metrics::RenewalMetrics,
+    pub(crate) feed_messages: metrics::FeedMetrics,
     /// The operator's key this mesh is configured with ([`crate::operator`]).
     operator: Option<Arc<crate::operator::OperatorKey>>,
     /// The first long-lived task that stopped while the node was not shutting down.
@@ -329,6 +330,7 @@ impl Ledger {
             proposals: metrics::ProposalMetrics::default(),
             raft_rpcs,
             renewal_entries: metrics::RenewalMetrics::default(),
+            feed_messages: metrics::FeedMetrics::default(),
             operator: config.operator.clone().map(Arc::new),
             stopped: Arc::new(watch::Sender::new(None)),
         };

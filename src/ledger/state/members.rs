@@ -64,16 +64,20 @@ pub struct Platform {
     pub os: String,
     pub arch: String,
     pub version: String,
-    /// The newest form of the ledger's commands its weft reads ([`COMMAND_FORM`]); 0 from a
-    /// weft before this field.
+    /// The newest form of the ledger's commands and feed messages its weft reads
+    /// ([`COMMAND_FORM`]); 0 from a weft before this field.
     #[serde(default)]
     pub commands: u32,
 }
 
-/// The newest form of the ledger's commands this weft reads. 1: renewals name their members
-/// as a [`MemberSet`](super::MemberSet). The leader writes a form only once every live member
-/// records that it reads it ([`LedgerState::reads_member_sets`]).
-pub const COMMAND_FORM: u32 = 1;
+/// Renewals name their members as a [`MemberSet`](super::MemberSet).
+pub const SET_FORM: u32 = 1;
+/// An idle leader's feed heartbeat is a [`Beat`](crate::ledger::follower::Beat).
+pub const BEAT_FORM: u32 = 2;
+/// The newest form of the ledger's commands and feed messages this weft reads. The leader
+/// writes a form only once every live member records that it reads it
+/// ([`LedgerState::reads_form`]).
+pub const COMMAND_FORM: u32 = BEAT_FORM;
 
 impl Platform {
     /// This process's platform.
@@ -218,18 +222,18 @@ impl LedgerState {
         Outcome::Done
     }
 
-    /// Whether every live member reads renewals named as a [`MemberSet`].
-    pub fn reads_member_sets(&self) -> bool {
+    /// Whether every live member reads `form` ([`SET_FORM`], [`BEAT_FORM`]).
+    pub fn reads_form(&self, form: u32) -> bool {
         self.members
             .values()
             .filter(|m| m.lease == LeaseState::Live)
-            .all(|m| m.platform.commands >= 1)
+            .all(|m| m.platform.commands >= form)
     }
 
     /// The renewals of `peers` at `now` as one [`MemberSet`] of the member table, all in one
     /// command whatever their number; `None` while a live member does not read sets.
     pub fn renewal_set(&self, peers: &[PeerKey], now: u64) -> Option<super::Command> {
-        if !self.reads_member_sets() {
+        if !self.reads_form(SET_FORM) {
             return None;
         }
         let named: std::collections::BTreeSet<&PeerKey> = peers.iter().collect();
@@ -387,6 +391,23 @@ mod tests {
             set.members(&state.members().keys().collect::<Vec<_>>())
                 .is_some()
         );
+    }
+
+    #[test]
+    fn a_form_is_written_only_while_every_live_member_reads_it() {
+        let mut state = LedgerState::new(pool());
+        let mut at_set_form = join("a", 10);
+        if let Command::Join { platform, .. } = &mut at_set_form {
+            *platform = Platform {
+                commands: SET_FORM,
+                ..Platform::here()
+            };
+        }
+        run(&mut state, &[at_set_form, join_reading_sets("b", 10)]);
+        assert!(state.reads_form(SET_FORM));
+        assert!(!state.reads_form(BEAT_FORM), "a reads sets, not beats");
+        run(&mut state, &[Command::Expire { peer: "a".into() }]);
+        assert!(state.reads_form(BEAT_FORM), "only live members count");
     }
 
     #[test]

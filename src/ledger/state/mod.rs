@@ -41,8 +41,8 @@ pub use audit::{AUDIT_LIMIT, AuditEntry, attribute, is_audited};
 pub use bounds::{HOSTNAME_LIMIT, MAX_DENIED, MAX_MEMBERS, MAX_RESERVATIONS};
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
 pub use kv::{Carried, SHARED_DATA_LIMIT, merged_bucket};
-pub use member_set::MemberSet;
-pub use members::{COMMAND_FORM, LeaseState, Member, Platform};
+pub use member_set::{MemberSet, digest as keys_digest};
+pub use members::{BEAT_FORM, COMMAND_FORM, LeaseState, Member, Platform, SET_FORM};
 pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
     parse_role_choice,
