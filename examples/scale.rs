@@ -9,7 +9,8 @@
 //! to `END` seconds after the start (default 120 and 600: minute 2 to minute 10); RSS is read at
 //! both ends of it and bytes sent are counted across it (`eth0` counters: all control traffic,
 //! libp2p, raft, gossip, mDNS and keepalives). When the mesh does not form, it prints what each
-//! node sees. `KEEP_LOGS=dir` keeps the nodes' logs up to formation (or the deadline); they
+//! node sees. `KEEP_LOGS=dir` keeps the nodes' logs up to formation (or the deadline), and
+//! again when roles are not deployed as the idle window opens; they
 //! hold warnings only unless `WEFT_ARGS` sets another `--log-level`. `START_GAP_MS=n` starts
 //! the nodes one after another, `n` ms apart, rather than all at once: two cores cannot start
 //! 200 daemons together (their handshakes starve each other), and a fleet powers on over
@@ -158,6 +159,9 @@ fn main() -> ExitCode {
     sleep_until(start + sample_at);
     if let Err(undeployed) = deployed_everywhere(&lan) {
         eprintln!("scale: roles not deployed when the idle window opens: {undeployed}");
+        if let Some(dir) = std::env::var_os("KEEP_LOGS") {
+            keep_logs(&lan, Path::new(&dir));
+        }
         return ExitCode::FAILURE;
     }
     let rss_before: Vec<u64> = lan.processes.iter().map(|p| rss_kib(p.pid())).collect();

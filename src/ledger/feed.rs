@@ -1,6 +1,7 @@
 //! The follower feed on the wire: the leader publishes committed entries (and where its log
-//! stands, 2 s after its last entry and then ever more rarely while idle, as a small [`Beat`]
-//! once every live member reads one) on the sealed gossip topic; every node that follows rather than
+//! stands, 2 s after its last entry and then ever more rarely while idle) on the sealed gossip
+//! topic, its routine messages (heartbeats, lease renewals) as a smaller [`Beat`] once every
+//! live member reads one; every node that follows rather than
 //! votes applies them to its [`Replica`](super::follower::Replica) and fetches a catch-up from
 //! the leader when it falls behind. A feed is applied only from the leader it names, when that
 //! leader is a voter the follower knows ([`Verdict`]). A feed this node cannot open was sealed
@@ -56,12 +57,20 @@ pub(crate) fn decode(data: &[u8]) -> Option<Gossip> {
     serde_json::from_slice(data).ok()
 }
 
-/// What the leader publishes for `feed`: a [`Beat`] when it carries no entries and every live
-/// member reads beats (`beats`), else the feed itself.
+/// What the leader publishes for `feed`: a [`Beat`] when every live member reads beats
+/// (`beats`) and the feed is routine (no entries, or lease renewals only), else the feed
+/// itself. Other entries (a membership change among them, which changes the voters a beat
+/// digests) go as feeds, which name the voters.
 fn message(feed: Feed, beats: bool) -> Gossip {
-    match Beat::of(&feed).filter(|_| beats) {
-        Some(beat) => Gossip::LedgerBeat(beat),
-        None => Gossip::LedgerFeed(feed),
+    if beats
+        && feed
+            .entries
+            .iter()
+            .all(|(_, entry)| is_routine(entry.as_ref()))
+    {
+        Gossip::LedgerBeat(Beat::of(feed))
+    } else {
+        Gossip::LedgerFeed(feed)
     }
 }
 
@@ -284,19 +293,36 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_feed_goes_out_as_a_beat_only_when_every_member_reads_beats() {
+    fn a_routine_feed_goes_out_as_a_beat_only_when_every_member_reads_beats() {
         let idle = idle_feed(3);
         assert_eq!(
             message(idle.clone(), true),
-            Gossip::LedgerBeat(Beat::of(&idle).unwrap())
+            Gossip::LedgerBeat(Beat::of(idle.clone()))
         );
         assert_eq!(
             message(idle.clone(), false),
             Gossip::LedgerFeed(idle.clone())
         );
-        let mut busy = idle;
-        busy.entries.push((123_457, None));
-        assert_eq!(message(busy.clone(), true), Gossip::LedgerFeed(busy));
+        let mut renewing = idle.clone();
+        renewing.entries.push((
+            123_457,
+            Some(Command::Renewals {
+                peers: Vec::new(),
+                set: None,
+                now: 9,
+            }),
+        ));
+        assert_eq!(
+            message(renewing.clone(), true),
+            Gossip::LedgerBeat(Beat::of(renewing.clone()))
+        );
+        let mut voters_changing = renewing;
+        voters_changing.entries.push((123_458, None));
+        assert_eq!(
+            message(voters_changing.clone(), true),
+            Gossip::LedgerFeed(voters_changing),
+            "raft's own entries may change the voters"
+        );
     }
 
     #[test]

@@ -54,12 +54,13 @@ pub struct Feed {
     pub last: u64,
 }
 
-/// An idle leader's heartbeat, once every live member reads it
-/// ([`BEAT_FORM`](super::state::BEAT_FORM)): a [`Feed`] with no entries, less what a follower
-/// already holds. The leader is named by its raft id, its PeerId being the message's author
-/// (a feed's leader must be its author anyway), and the voters by a digest. Every node passes
-/// each heartbeat to its gossip mesh peers; with three voters the feed's JSON is about 350
-/// bytes (about 590 on the wire) and the beat's about 125.
+/// A [`Feed`] less what a follower already holds, once every live member reads it
+/// ([`BEAT_FORM`](super::state::BEAT_FORM)): the leader sends one for each message of its
+/// routine, a heartbeat of its idle log or the lease renewals it commits every window
+/// ([`super::feed`]). The leader is named by its raft id, its PeerId being the message's
+/// author (a feed's leader must be its author anyway), and the voters by a digest. Every node
+/// passes each message to its gossip mesh peers; with three voters an idle feed's JSON is
+/// about 350 bytes (about 590 on the wire) and a beat's about 125.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Beat {
     pub cluster: ClusterId,
@@ -67,19 +68,23 @@ pub struct Beat {
     pub leader: u64,
     /// The digest of the voters' PeerIds, sorted ([`voters_digest`]).
     pub voters: u64,
+    /// Consecutive committed entries by raft index, as in a [`Feed`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<(u64, Option<Command>)>,
     /// The last index the leader has applied.
     pub last: u64,
 }
 
 impl Beat {
-    /// The heartbeat of `feed`; `None` when it carries entries.
-    pub fn of(feed: &Feed) -> Option<Beat> {
-        feed.entries.is_empty().then(|| Beat {
+    /// `feed` with its voters digested and its leader named by raft id.
+    pub fn of(feed: Feed) -> Beat {
+        Beat {
             cluster: feed.cluster,
             leader: feed.leader.0,
             voters: voters_digest(&feed.voters),
+            entries: feed.entries,
             last: feed.last,
-        })
+        }
     }
 }
 
@@ -220,8 +225,9 @@ impl Replica {
 
     /// Takes one [`Beat`] written by `author`: as the feed it stands for when this node follows
     /// its cluster and holds the voters it digests, or follows another cluster or none. A
-    /// follower that holds other voters missed the message that changed them: it fetches the
-    /// state from the leader when the leader is a voter it knows, else asks a voter it knows.
+    /// follower that holds other voters missed the message that changed them: it takes none of
+    /// the entries and fetches the state, from the leader when the leader is a voter it knows,
+    /// else from a voter it knows.
     pub fn on_beat(&mut self, beat: Beat, author: &str, now: Instant) -> Verdict {
         let voters = match &self.following {
             Some(f) if f.state.cluster() == Some(beat.cluster) => {
@@ -245,7 +251,7 @@ impl Replica {
                 },
             ),
             voters,
-            entries: Vec::new(),
+            entries: beat.entries,
             last: beat.last,
         };
         self.on_feed(feed, author, now)
@@ -501,11 +507,11 @@ mod tests {
 
     /// The beat of an idle feed at `last` from leader `L`, which is raft node 1.
     fn beat(last: u64) -> Beat {
-        Beat::of(&feed(vec![], last)).expect("no entries")
+        Beat::of(feed(vec![], last))
     }
 
     #[test]
-    fn a_beat_stands_for_the_idle_feed_it_was_made_from() {
+    fn a_beat_stands_for_the_feed_it_was_made_from() {
         let mut replica = following();
         let t0 = Instant::now();
         assert_eq!(replica.on_beat(beat(2), "L", t0), Verdict::UpToDate);
@@ -525,18 +531,17 @@ mod tests {
             replica.on_beat(beat(4), "L", t0 + GAP_GRACE),
             Verdict::CatchUp
         );
-        assert_eq!(
-            Beat::of(&feed(vec![(3, None)], 3)),
-            None,
-            "entries need a feed"
-        );
+        let carrying = Beat::of(feed(vec![(4, put("y")), (3, put("x"))], 4));
+        assert_eq!(replica.on_beat(carrying, "L", t0), Verdict::UpToDate);
+        assert_eq!(keys(&replica), vec!["x", "y"], "its entries apply in order");
+        assert_eq!(replica.position(), 4);
     }
 
     #[test]
     fn a_beat_naming_other_voters_or_written_by_a_stranger_moves_nothing() {
         let t0 = Instant::now();
         let mut replica = following();
-        let mut changed = beat(2);
+        let mut changed = Beat::of(feed(vec![(3, put("x"))], 3));
         changed.voters = voters_digest(&["L".into(), "M".into()]);
         assert_eq!(
             replica.on_beat(changed, "L", t0),
@@ -544,6 +549,10 @@ mod tests {
             "the voters changed in a message this node missed: the leader, a voter it knows, has them"
         );
         assert_eq!(replica.voters(), ["L"]);
+        assert!(
+            keys(&replica).is_empty(),
+            "its entries wait for the catch-up"
+        );
         assert!(
             replica.leader(t0).is_none(),
             "not heard from a beat it could not check"
