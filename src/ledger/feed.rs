@@ -198,7 +198,7 @@ pub async fn follow(
             }
             None => continue,
         };
-        if matches!(verdict, Verdict::UpToDate | Verdict::CatchUp) {
+        if verdict == Verdict::UpToDate {
             ledger.feed_messages.taken(kind);
         }
         ledger.changed();

@@ -36,6 +36,11 @@ pub const LEADER_SILENCE: Duration = Duration::from_secs(75);
 /// whether it still leads: gossip may lose heartbeats while the leader is well, and a leader
 /// that answers is heard from ([`Replica::confirmed`]).
 pub const PROBE_AFTER: Duration = Duration::from_secs(45);
+/// How long a follower takes beats whose digest of the voters differs from the voters it
+/// holds before it fetches the state for them. The leader digests its newest membership, which
+/// may not have committed yet; a follower learns it from the feed carrying its entry once
+/// applied (a feed names the voters), or by fetching the state after a gap.
+pub const VOTERS_DOUBT: Duration = Duration::from_secs(60);
 
 /// The leader of a cluster: raft node id and how to reach it.
 pub type Leader = (u64, LedgerNode);
@@ -140,6 +145,8 @@ struct Following {
     voters: Vec<String>,
     pending: BTreeMap<u64, Option<Command>>,
     behind_since: Option<Instant>,
+    /// Since when beats have digested other voters than these.
+    doubt: Option<Instant>,
 }
 
 impl Replica {
@@ -158,6 +165,7 @@ impl Replica {
                 }
                 f.leader = catchup.leader;
                 f.voters = catchup.voters;
+                f.doubt = None;
             }
             return;
         }
@@ -179,6 +187,7 @@ impl Replica {
             voters: catchup.voters,
             pending,
             behind_since: None,
+            doubt: None,
         };
         following.drain();
         self.following = Some(following);
@@ -203,7 +212,10 @@ impl Replica {
         }
         f.leader = Some(feed.leader);
         f.leader_heard = now;
-        f.voters = feed.voters;
+        if f.voters != feed.voters {
+            f.voters = feed.voters;
+            f.doubt = None;
+        }
         for (index, command) in feed.entries {
             if index > f.position && f.pending.len() < MAX_PENDING {
                 f.pending.insert(index, command);
@@ -223,20 +235,25 @@ impl Replica {
         }
     }
 
-    /// Takes one [`Beat`] written by `author`: as the feed it stands for when this node follows
-    /// its cluster and holds the voters it digests, or follows another cluster or none. A
-    /// follower that holds other voters missed the message that changed them: it takes none of
-    /// the entries and fetches the state, from the leader when the leader is a voter it knows,
-    /// else from a voter it knows.
+    /// Takes one [`Beat`] written by `author`: as the feed it stands for, with the voters this
+    /// node holds when it follows the beat's cluster. A beat digesting other voters is taken
+    /// only from a voter this node knows (else a voter it knows is asked who leads, as for a
+    /// feed from an unknown leader); once beats have digested other voters for
+    /// [`VOTERS_DOUBT`], the follower fetches the state, and again after as long.
     pub fn on_beat(&mut self, beat: Beat, author: &str, now: Instant) -> Verdict {
-        let voters = match &self.following {
+        let mut doubted = false;
+        let voters = match &mut self.following {
             Some(f) if f.state.cluster() == Some(beat.cluster) => {
-                if voters_digest(&f.voters) != beat.voters {
-                    return if f.voters.iter().any(|voter| voter == author) {
-                        Verdict::CatchUp
-                    } else {
-                        Verdict::Verify
-                    };
+                if voters_digest(&f.voters) == beat.voters {
+                    f.doubt = None;
+                } else if !f.voters.iter().any(|voter| voter == author) {
+                    return Verdict::Verify;
+                } else {
+                    let since = *f.doubt.get_or_insert(now);
+                    if now.saturating_duration_since(since) >= VOTERS_DOUBT {
+                        f.doubt = Some(now);
+                        doubted = true;
+                    }
                 }
                 f.voters.clone()
             }
@@ -254,7 +271,10 @@ impl Replica {
             entries: beat.entries,
             last: beat.last,
         };
-        self.on_feed(feed, author, now)
+        match self.on_feed(feed, author, now) {
+            Verdict::UpToDate if doubted => Verdict::CatchUp,
+            verdict => verdict,
+        }
     }
 
     /// Stops following (the node left the cluster or became a raft member).
@@ -538,33 +558,73 @@ mod tests {
     }
 
     #[test]
-    fn a_beat_naming_other_voters_or_written_by_a_stranger_moves_nothing() {
+    fn a_beat_naming_other_voters_is_taken_from_a_known_voter_and_doubted_after_a_while() {
+        let t0 = Instant::now();
+        let mut replica = following();
+        let other_voters = voters_digest(&["L".into(), "M".into()]);
+        let mut changed = Beat::of(feed(vec![(3, put("x"))], 3));
+        changed.voters = other_voters;
+        assert_eq!(
+            replica.on_beat(changed, "L", t0),
+            Verdict::UpToDate,
+            "a membership the leader appended and the feed has not brought yet"
+        );
+        assert_eq!(keys(&replica), vec!["x"]);
+        assert_eq!(
+            replica.voters(),
+            ["L"],
+            "voters come from feeds and catch-ups"
+        );
+        assert!(replica.leader(t0).is_some());
+        let mut still = beat(3);
+        still.voters = other_voters;
+        let later = t0 + VOTERS_DOUBT - Duration::from_secs(1);
+        assert_eq!(
+            replica.on_beat(still.clone(), "L", later),
+            Verdict::UpToDate
+        );
+        assert_eq!(
+            replica.on_beat(still.clone(), "L", t0 + VOTERS_DOUBT),
+            Verdict::CatchUp,
+            "a doubt that lasts fetches the state"
+        );
+        assert_eq!(
+            replica.on_beat(
+                still.clone(),
+                "L",
+                t0 + VOTERS_DOUBT + Duration::from_secs(1)
+            ),
+            Verdict::UpToDate,
+            "and not at every beat after"
+        );
+        assert_eq!(
+            replica.on_beat(beat(3), "L", t0 + VOTERS_DOUBT * 2),
+            Verdict::UpToDate,
+            "the voters agree again: the doubt ends"
+        );
+        assert_eq!(
+            replica.on_beat(still, "L", t0 + VOTERS_DOUBT * 2 + Duration::from_secs(1)),
+            Verdict::UpToDate
+        );
+    }
+
+    #[test]
+    fn a_beat_written_by_a_stranger_moves_nothing() {
         let t0 = Instant::now();
         let mut replica = following();
         let mut changed = Beat::of(feed(vec![(3, put("x"))], 3));
-        changed.voters = voters_digest(&["L".into(), "M".into()]);
+        changed.voters = voters_digest(&["X".into()]);
         assert_eq!(
-            replica.on_beat(changed, "L", t0),
-            Verdict::CatchUp,
-            "the voters changed in a message this node missed: the leader, a voter it knows, has them"
-        );
-        assert_eq!(replica.voters(), ["L"]);
-        assert!(
-            keys(&replica).is_empty(),
-            "its entries wait for the catch-up"
-        );
-        assert!(
-            replica.leader(t0).is_none(),
-            "not heard from a beat it could not check"
-        );
-        assert_eq!(
-            replica.on_beat(beat(2), "X", t0),
+            replica.on_beat(changed.clone(), "X", t0),
             Verdict::Verify,
             "X is no voter this node knows"
         );
-        let mut from_x = beat(2);
-        from_x.voters = voters_digest(&["X".into()]);
-        assert_eq!(replica.on_beat(from_x, "X", t0), Verdict::Verify);
+        assert_eq!(
+            replica.on_beat(Beat::of(feed(vec![(3, put("x"))], 3)), "X", t0),
+            Verdict::Verify,
+            "nor with the voters' digest this node holds"
+        );
+        assert!(keys(&replica).is_empty());
         assert!(replica.leader(t0).is_none());
         let mut other = beat(3);
         other.cluster = ClusterId {

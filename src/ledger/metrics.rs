@@ -140,9 +140,9 @@ impl RenewalMetrics {
 /// The kind of a feed message ([`crate::ledger::feed`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum FeedKind {
-    /// Entries, or a heartbeat naming the voters.
+    /// Entries, or a heartbeat, naming the voters.
     Feed,
-    /// A heartbeat with the voters as a digest.
+    /// A routine message (a heartbeat, lease renewals) with the voters as a digest.
     Beat,
 }
 
@@ -152,7 +152,7 @@ struct KindLabel {
 }
 
 /// Feed messages this node published as leader, and those it took from its leader as a
-/// follower, by kind; the ledger's clones share them.
+/// follower without fetching the state for them, by kind; the ledger's clones share them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FeedMetrics {
     published: Family<KindLabel, Counter>,
@@ -206,12 +206,12 @@ impl Ledger {
         );
         weft.register(
             "ledger_feed_published",
-            "Feed messages this node published as leader, by kind: entries or a heartbeat naming the voters (feed), or a heartbeat digesting them (beat)",
+            "Feed messages this node published as leader, by kind: naming the voters (feed), or a routine message digesting them (beat)",
             self.feed_messages.published.clone(),
         );
         weft.register(
             "ledger_feed_taken",
-            "Feed messages this node took from its leader as a follower, by kind",
+            "Feed messages this node took from its leader as a follower without fetching the state for them, by kind",
             self.feed_messages.taken.clone(),
         );
         weft.register_collector(Box::new(RaftCollector {

@@ -72,7 +72,8 @@ pub struct Platform {
 
 /// Renewals name their members as a [`MemberSet`](super::MemberSet).
 pub const SET_FORM: u32 = 1;
-/// An idle leader's feed heartbeat is a [`Beat`](crate::ledger::follower::Beat).
+/// The leader's routine feed messages (heartbeats, renewals) are a
+/// [`Beat`](crate::ledger::follower::Beat).
 pub const BEAT_FORM: u32 = 2;
 /// The newest form of the ledger's commands and feed messages this weft reads. The leader
 /// writes a form only once every live member records that it reads it
