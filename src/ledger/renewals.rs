@@ -15,7 +15,7 @@
 //! Such an entry named each member by its PeerId, about 56 bytes in JSON, so it still grew with
 //! the mesh, and every node received it. Once every live member reads it, the leader names them
 //! by their places in the member table instead, a bit each
-//! ([`LedgerState::renewals`](super::state::LedgerState::renewals),
+//! ([`LedgerState::renewal_set`](super::state::LedgerState::renewal_set),
 //! [`MemberSet`](super::state::MemberSet)): an entry renewing 50 members takes about 100 bytes
 //! of JSON where it took about 2.8 kB, and one set holds every renewal of its window. A set
 //! drawn against a member table that changed before it applied renews nobody, and the leader

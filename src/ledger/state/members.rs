@@ -70,7 +70,7 @@ pub struct Platform {
     pub commands: u32,
 }
 
-/// Renewals name their members as a [`MemberSet`](super::MemberSet).
+/// Renewals name their members as a [`MemberSet`].
 pub const SET_FORM: u32 = 1;
 /// The leader's routine feed messages (heartbeats, renewals) are a
 /// [`Beat`](crate::ledger::follower::Beat).
