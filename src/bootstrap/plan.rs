@@ -144,9 +144,9 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     if role.founds_cluster() {
         if !inputs.settled {
             return Decision::Wait(
-                "waiting for a merge check to find no other cluster this one would merge into \
-                 (a control plane deployed in a cluster that merges away would be a second \
-                 Kubernetes cluster)"
+                "waiting for a merge check to find no other cluster this one would merge into, \
+                 and this one holding more members than the peers outside it (a control plane \
+                 deployed in a cluster that merges away would be a second Kubernetes cluster)"
                     .into(),
             );
         }

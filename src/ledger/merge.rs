@@ -72,6 +72,7 @@ pub async fn better_cluster_reachable(
         .filter(|peer| !ledger.p2p().is_behind(peer))
         .collect();
     drop(state);
+    let asked = strangers.len();
     let answers = service::ask_each(ledger, strangers).await;
     // A cluster counts only while its leader, asked itself, says it leads: its members keep
     // naming a leader that lost its voters for good (they left and wiped their raft state).
@@ -82,17 +83,45 @@ pub async fn better_cluster_reachable(
         .filter(|leader| !ledger.p2p().is_behind(leader))
         .collect();
     let leaders = service::ask_each(ledger, unasked).await;
-    let target = merge_target(ours, abandoned, &counted, &answers, &leaders);
-    ledger.merge_checked(super::settle::Check {
-        cluster: ours,
-        stays: target.is_none() && !leaderless,
-        unsettled: answers
-            .iter()
-            .filter(|(_, hello)| hello.cluster.is_none())
-            .count()
-            + ledger.p2p().heard().unresolved,
-    });
+    let own = own_count(ours, abandoned, &counted, &answers);
+    let target = merge_target(ours, own, &answers, &leaders);
+    let check = settle_check(
+        ours,
+        target.is_none() && !leaderless,
+        own,
+        asked,
+        &answers,
+        ledger.p2p().heard().unresolved,
+    );
+    tracing::debug!(?check, "merge check");
+    ledger.merge_checked(check);
     target
+}
+
+/// What a merge check found, for the founder's bootstrapper ([`super::settle`]): whether this
+/// node `stays` in `ours`, counted as `own` members, and of the `asked` peers those answering
+/// from another cluster (rivals) and those that answered from none or not at all, with the
+/// peers heard of and still `unresolved` (unsettled). Pure.
+fn settle_check(
+    ours: ClusterId,
+    stays: bool,
+    own: usize,
+    asked: usize,
+    answers: &[(libp2p::PeerId, Hello)],
+    unresolved: usize,
+) -> super::settle::Check {
+    let rivals = answers
+        .iter()
+        .filter(|(_, hello)| hello.cluster.is_some_and(|c| c != ours))
+        .count();
+    let outside = answers.iter().filter(|(_, h)| h.cluster.is_none()).count();
+    super::settle::Check {
+        cluster: ours,
+        stays,
+        own,
+        rivals,
+        unsettled: outside + asked.saturating_sub(answers.len()) + unresolved,
+    }
 }
 
 /// Whether a merge check asks `peer` which cluster it is in: every peer while this node's
@@ -101,17 +130,15 @@ fn is_asked(leaderless: bool, counted: &BTreeSet<String>, peer: &str) -> bool {
     leaderless || !counted.contains(peer)
 }
 
-/// The cluster to leave `ours` for, given the live members this node's ledger counts and this
-/// node itself (`counted`), whether `ours` is `abandoned`, the `answers` of the peers it asked and those of
-/// the `leaders` they named: pure, the decision of [`better_cluster_reachable`].
+/// The cluster to leave `ours`, counted as `own` members ([`own_count`]), for, given the
+/// `answers` of the peers this node asked and those of the `leaders` they named: pure, the
+/// decision of [`better_cluster_reachable`].
 fn merge_target(
     ours: ClusterId,
-    abandoned: bool,
-    counted: &BTreeSet<String>,
+    own: usize,
     answers: &[(libp2p::PeerId, Hello)],
     leaders: &[(libp2p::PeerId, Hello)],
 ) -> Option<ClusterId> {
-    let own = own_count(ours, abandoned, counted, answers);
     better_cluster(ours, own, &led_clusters(answers, leaders))
 }
 
@@ -639,7 +666,8 @@ mod tests {
                     .filter(|&i| !answers.iter().any(|(p, _)| *p == nodes[i].0))
                     .map(|i| (nodes[i].0, hello(i)))
                     .collect();
-                let target = merge_target(clusters[*c], false, &counted, &answers, &leaders);
+                let own = own_count(clusters[*c], false, &counted, &answers);
+                let target = merge_target(clusters[*c], own, &answers, &leaders);
                 let to = target.map(|w| clusters.iter().position(|x| *x == w).unwrap());
                 chose.insert(me, (*c, to));
             }
@@ -660,6 +688,82 @@ mod tests {
                     let expected = (*from != top).then_some(top);
                     proptest::prop_assert_eq!(*to, expected, "sizes {:?}", sizes);
                 }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// One member's merge check of cluster 0, among rival clusters and nodes outside any,
+        /// some of them not answering in time (`mute`, as on a starved machine) and its ledger
+        /// recording a random part of its own cluster: when the check settles the cluster at
+        /// once ([`super::super::settle`]), the cluster keeps every member however the rest of
+        /// the mesh ends, even all of it merged into one cluster older than cluster 0, as its
+        /// members count it once their ledgers agree. A check that counted a peer that did not
+        /// answer as nothing settled clusters a hidden rival then outgrew.
+        #[test]
+        fn a_cluster_found_settled_is_left_by_none_of_its_members_however_the_rest_ends(
+            sizes in proptest::collection::vec(1usize..12, 1..=4),
+            outside in 0usize..6,
+            mute in proptest::collection::vec(proptest::bool::weighted(0.3), 54),
+            recorded in proptest::collection::vec(proptest::bool::ANY, 12),
+        ) {
+            let clusters: Vec<ClusterId> =
+                (0..sizes.len()).map(|c| cluster(100 + c as u64, c as u64)).collect();
+            // Node i: its PeerId, its cluster (none for the outsiders), its cluster's leader.
+            let mut nodes: Vec<(libp2p::PeerId, Option<usize>, usize)> = Vec::new();
+            for (c, size) in sizes.iter().enumerate() {
+                let first = nodes.len();
+                for _ in 0..*size {
+                    nodes.push((libp2p::PeerId::random(), Some(c), first));
+                }
+            }
+            for _ in 0..outside {
+                let i = nodes.len();
+                nodes.push((libp2p::PeerId::random(), None, i));
+            }
+            let hello = |i: usize| {
+                let (_, c, leader) = nodes[i];
+                let node = crate::ledger::raft::LedgerNode { peer_id: nodes[leader].0.to_string() };
+                Hello {
+                    node_id: i as u64,
+                    in_cluster: c.is_some(),
+                    cluster: c.map(|c| clusters[c]),
+                    leader: c.map(|_| (leader as u64, node)),
+                    members: Vec::new(),
+                    operator: None,
+                    lowest_admitted: None,
+                }
+            };
+            // Node 0 checks, with a working leader: it asks every peer its ledger does not
+            // record as a live member of cluster 0.
+            let counted: BTreeSet<String> = (0..sizes[0])
+                .filter(|&i| i == 0 || recorded[i])
+                .map(|i| nodes[i].0.to_string())
+                .collect();
+            let asked: Vec<usize> = (1..nodes.len())
+                .filter(|&i| is_asked(false, &counted, &nodes[i].0.to_string()))
+                .collect();
+            let answers: Vec<(libp2p::PeerId, Hello)> = asked
+                .iter()
+                .filter(|&&i| !mute[i])
+                .map(|&i| (nodes[i].0, hello(i)))
+                .collect();
+            let own = own_count(clusters[0], false, &counted, &answers);
+            let stays = merge_target(clusters[0], own, &answers, &[]).is_none();
+            let check = settle_check(clusters[0], stays, own, asked.len(), &answers, 0);
+            let now = std::time::Instant::now();
+            let mut settling = super::super::settle::Settling::default();
+            settling.checked(check, now);
+            if settling.settled(Some(clusters[0]), now) {
+                let rest = nodes.len() - sizes[0];
+                let one_older = vec![cluster(1, 99); rest];
+                proptest::prop_assert_eq!(
+                    better_cluster(clusters[0], sizes[0], &one_older),
+                    None,
+                    "sizes {:?}, {} outside, check {:?}", sizes, outside, check
+                );
             }
         }
     }

@@ -5,11 +5,17 @@
 //!
 //! Pure and time-injected: the autopilot records each merge check's outcome, the bootstrapper
 //! asks. A cluster is settled once the last merge check in it found no better cluster to join
-//! while the cluster had a working leader, no peer it asked was outside any cluster, and every
-//! peer this node heard of was admitted or refused: a peer outside a cluster, or not yet
-//! admitted, may still form or join a rival. A peer that stays so (one that cannot reach the
-//! leader, one that went away before its admission) holds the cluster back for
-//! [`SETTLE_LIMIT`] from the first check in it, not for ever.
+//! while the cluster had a working leader, and the cluster holds more than every other peer
+//! the check saw together: those answering from rival clusters, and the unsettled ones (asked
+//! and answering from no cluster, asked and not answering in time, heard of and not yet
+//! admitted nor refused), any of which may still form, join or grow a rival. A cluster that
+//! holds such a majority of what this node sees cannot be outgrown by the rest merging into
+//! one, whoever they believe, so its members, which count it from the ledger they share, do
+//! not leave it. A check that saw only the larger of two rivals (the other's answers lost to
+//! a timeout on a starved machine) no longer settles: an unanswered peer counts against it.
+//! Unsettled peers that stay so (one that cannot reach the leader, one that went away) hold
+//! the cluster back for [`SETTLE_LIMIT`] from the first check in it; rivals that neither join
+//! nor win hold it back for [`RIVALS_LIMIT`], after which a cluster no rival beats settles.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +27,12 @@ use super::state::ClusterId;
 /// clusters merged away 37 to 72 s after forming, their founders held by one or the other).
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
+/// How long rival clusters that together hold as many peers as this one may hold it back,
+/// from its first merge check, when none of them is better: they merge into it, or into each
+/// other and then win, within a few merge checks where every node reaches every other. Ones
+/// still there after this are cut off from this cluster's members; the founder deploys.
+pub const RIVALS_LIMIT: Duration = Duration::from_secs(300);
+
 /// What one merge check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Check {
@@ -28,9 +40,14 @@ pub struct Check {
     pub cluster: ClusterId,
     /// Whether it stays in it: the cluster has a working leader and no better cluster answered.
     pub stays: bool,
-    /// How many of the peers asked answered from no cluster (or one with no id yet), and how
-    /// many peers heard of are not yet admitted nor refused ([`crate::p2p::heard`]): each may
-    /// still form or join a rival.
+    /// How many members this node counts its cluster as having ([`super::merge`]: itself, its
+    /// live members, and the other peers that answered from it).
+    pub own: usize,
+    /// How many of the peers asked answered from another cluster.
+    pub rivals: usize,
+    /// How many of the peers asked answered from no cluster (or one with no id yet) or gave no
+    /// answer, and how many peers heard of are not yet admitted nor refused
+    /// ([`crate::p2p::heard`]): each may still form, join or grow a rival.
     pub unsettled: usize,
 }
 
@@ -55,9 +72,13 @@ impl Settling {
         let Some((last, since)) = self.last else {
             return false;
         };
-        Some(last.cluster) == cluster
-            && last.stays
-            && (last.unsettled == 0 || now.saturating_duration_since(since) >= SETTLE_LIMIT)
+        let waited = now.saturating_duration_since(since);
+        let majority = if waited >= SETTLE_LIMIT {
+            last.own > last.rivals
+        } else {
+            last.own > last.rivals + last.unsettled
+        };
+        Some(last.cluster) == cluster && last.stays && (majority || waited >= RIVALS_LIMIT)
     }
 }
 
@@ -72,10 +93,12 @@ mod tests {
         }
     }
 
-    fn check(n: u64, stays: bool, unsettled: usize) -> Check {
+    fn check(n: u64, stays: bool, own: usize, rivals: usize, unsettled: usize) -> Check {
         Check {
             cluster: cluster(n),
             stays,
+            own,
+            rivals,
             unsettled,
         }
     }
@@ -85,31 +108,55 @@ mod tests {
         let t = Instant::now();
         let mut s = Settling::default();
         assert!(!s.settled(Some(cluster(1)), t), "no check yet");
-        s.checked(check(1, false, 0), t);
+        s.checked(check(1, false, 5, 6, 0), t);
         assert!(!s.settled(Some(cluster(1)), t), "a better cluster answered");
-        s.checked(check(1, true, 0), t);
-        assert!(s.settled(Some(cluster(1)), t));
+        s.checked(check(1, true, 1, 0, 0), t);
+        assert!(s.settled(Some(cluster(1)), t), "a founder alone");
         assert!(
             !s.settled(Some(cluster(2)), t),
             "a check of another cluster"
         );
         assert!(!s.settled(None, t), "no cluster now");
+        s.checked(check(1, false, 5, 6, 0), t + RIVALS_LIMIT);
+        assert!(
+            !s.settled(Some(cluster(1)), t + RIVALS_LIMIT),
+            "a better cluster holds it back whatever the time"
+        );
     }
 
     #[test]
-    fn peers_outside_any_cluster_hold_it_back_for_the_limit_from_the_first_check() {
+    fn a_cluster_settles_at_once_only_with_more_members_than_every_other_peer_it_saw() {
         let t = Instant::now();
         let mut s = Settling::default();
-        s.checked(check(1, true, 3), t);
-        s.checked(check(1, true, 1), t + Duration::from_secs(20));
+        // Two rivals of 4 each: neither beats 6 alone, but together they would.
+        s.checked(check(1, true, 6, 8, 0), t);
+        assert!(!s.settled(Some(cluster(1)), t));
+        // One of them merged in.
+        s.checked(check(1, true, 10, 4, 0), t + Duration::from_secs(5));
+        assert!(s.settled(Some(cluster(1)), t + Duration::from_secs(5)));
+        // Unsettled peers count with the rivals: 4 and 6 together could outgrow 10.
+        s.checked(check(1, true, 10, 4, 6), t + Duration::from_secs(10));
+        assert!(!s.settled(Some(cluster(1)), t + Duration::from_secs(10)));
+        s.checked(check(1, true, 10, 4, 5), t + Duration::from_secs(15));
+        assert!(s.settled(Some(cluster(1)), t + Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn unsettled_peers_hold_it_back_for_the_settle_limit_and_rivals_for_theirs() {
+        let t = Instant::now();
+        let mut s = Settling::default();
+        s.checked(check(1, true, 2, 0, 3), t);
+        s.checked(check(1, true, 2, 0, 3), t + Duration::from_secs(20));
         assert!(!s.settled(Some(cluster(1)), t + Duration::from_secs(59)));
         assert!(s.settled(Some(cluster(1)), t + SETTLE_LIMIT));
         // A merge into another cluster starts the count again there.
-        s.checked(check(2, true, 1), t + Duration::from_secs(70));
+        s.checked(check(2, true, 3, 0, 3), t + Duration::from_secs(70));
         assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(129)));
         assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(130)));
-        // Those peers joined: settled at once.
-        s.checked(check(2, true, 0), t + Duration::from_secs(75));
-        assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(75)));
+        // Past the settle limit, rivals that together hold as many still hold it back.
+        s.checked(check(2, true, 3, 3, 3), t + Duration::from_secs(130));
+        assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(130)));
+        assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(369)));
+        assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(70) + RIVALS_LIMIT));
     }
 }
