@@ -477,11 +477,24 @@ impl Ledger {
     }
 
     /// Records what a merge check found ([`settle::Settling::checked`]).
+    /// A check after which the cluster is settled, where it was not just before, is logged with
+    /// its counts: a founder deploys on it.
     pub(crate) fn merge_checked(&self, check: settle::Check) {
-        self.settling
+        let now = crate::clock::now();
+        let mut settling = self
+            .settling
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .checked(check, crate::clock::now());
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let before = settling.settled(Some(check.cluster), now);
+        settling.checked(check, now);
+        if !before && settling.settled(Some(check.cluster), now) {
+            tracing::info!(
+                own = check.own,
+                rivals = check.rivals,
+                unsettled = check.unsettled,
+                "this node's cluster is settled"
+            );
+        }
     }
 
     pub(crate) fn mark_declared(&self) {

@@ -5,17 +5,22 @@
 //!
 //! Pure and time-injected: the autopilot records each merge check's outcome, the bootstrapper
 //! asks. A cluster is settled once the last merge check in it found no better cluster to join
-//! while the cluster had a working leader, and the cluster holds more than every other peer
-//! the check saw together: those answering from rival clusters, and the unsettled ones (asked
-//! and answering from no cluster, asked and not answering in time, heard of and not yet
-//! admitted nor refused), any of which may still form, join or grow a rival. A cluster that
-//! holds such a majority of what this node sees cannot be outgrown by the rest merging into
-//! one, whoever they believe, so its members, which count it from the ledger they share, do
-//! not leave it. A check that saw only the larger of two rivals (the other's answers lost to
-//! a timeout on a starved machine) no longer settles: an unanswered peer counts against it.
-//! Unsettled peers that stay so (one that cannot reach the leader, one that went away) hold
-//! the cluster back for [`SETTLE_LIMIT`] from the first check in it; rivals that neither join
-//! nor win hold it back for [`RIVALS_LIMIT`], after which a cluster no rival beats settles.
+//! while the cluster had a working leader, no unsettled peer (one asked that answered from no
+//! cluster or did not answer in time, one heard of and not yet admitted nor refused: each may
+//! still form, join or grow a rival), and the cluster holding more members than the peers
+//! answering from other clusters together. A cluster that holds such a majority of what this
+//! node sees cannot be outgrown by the rest merging into one, whoever they believe, so its
+//! members, which count it from the ledger they share, do not leave it. A check whose answers
+//! from a larger rival timed out on a starved machine no longer settles: an unanswered peer is
+//! unsettled, where it once counted as nothing.
+//!
+//! Unsettled peers that stay so (one that cannot reach the leader, one that went away before
+//! its admission) hold the cluster back for [`SETTLE_LIMIT`] from the first check in it; after
+//! that it needs more members than they and the rivals together, as any of them may still be
+//! a rival whose answers are lost. Rivals and unsettled peers that neither join nor win hold it
+//! back for [`RIVALS_LIMIT`], after which a cluster no rival beats alone settles. Each
+//! condition adds to the rule before these, which settled once no better cluster answered and
+//! no peer was unsettled, or the settle limit had passed.
 
 use std::time::{Duration, Instant};
 
@@ -27,10 +32,11 @@ use super::state::ClusterId;
 /// clusters merged away 37 to 72 s after forming, their founders held by one or the other).
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
-/// How long rival clusters that together hold as many peers as this one may hold it back,
-/// from its first merge check, when none of them is better: they merge into it, or into each
-/// other and then win, within a few merge checks where every node reaches every other. Ones
-/// still there after this are cut off from this cluster's members; the founder deploys.
+/// How long rival clusters and unsettled peers that together hold as many peers as this
+/// cluster may hold it back, from its first merge check, when no rival is better alone: they
+/// merge into it, or into each other and then win, within a few merge checks where every node
+/// reaches every other. Ones still there after this are cut off from this cluster's members,
+/// or gone; the founder deploys.
 pub const RIVALS_LIMIT: Duration = Duration::from_secs(300);
 
 /// What one merge check found.
@@ -46,7 +52,7 @@ pub struct Check {
     /// How many of the peers asked answered from another cluster.
     pub rivals: usize,
     /// How many of the peers asked answered from no cluster (or one with no id yet) or gave no
-    /// answer, and how many peers heard of are not yet admitted nor refused
+    /// answer in time, and how many peers heard of are not yet admitted nor refused
     /// ([`crate::p2p::heard`]): each may still form, join or grow a rival.
     pub unsettled: usize,
 }
@@ -73,8 +79,8 @@ impl Settling {
             return false;
         };
         let waited = now.saturating_duration_since(since);
-        let majority = if waited >= SETTLE_LIMIT {
-            last.own > last.rivals
+        let majority = if waited < SETTLE_LIMIT {
+            last.unsettled == 0 && last.own > last.rivals
         } else {
             last.own > last.rivals + last.unsettled
         };
@@ -125,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_settles_at_once_only_with_more_members_than_every_other_peer_it_saw() {
+    fn a_cluster_settles_only_with_no_unsettled_peer_and_more_members_than_its_rivals() {
         let t = Instant::now();
         let mut s = Settling::default();
         // Two rivals of 4 each: neither beats 6 alone, but together they would.
@@ -134,27 +140,27 @@ mod tests {
         // One of them merged in.
         s.checked(check(1, true, 10, 4, 0), t + Duration::from_secs(5));
         assert!(s.settled(Some(cluster(1)), t + Duration::from_secs(5)));
-        // Unsettled peers count with the rivals: 4 and 6 together could outgrow 10.
-        s.checked(check(1, true, 10, 4, 6), t + Duration::from_secs(10));
+        // One peer unsettled (outside any cluster, silent, or not yet admitted): held, however
+        // few it is beside the cluster; more may be on their way.
+        s.checked(check(1, true, 10, 0, 1), t + Duration::from_secs(10));
         assert!(!s.settled(Some(cluster(1)), t + Duration::from_secs(10)));
-        s.checked(check(1, true, 10, 4, 5), t + Duration::from_secs(15));
-        assert!(s.settled(Some(cluster(1)), t + Duration::from_secs(15)));
     }
 
     #[test]
     fn unsettled_peers_hold_it_back_for_the_settle_limit_and_rivals_for_theirs() {
         let t = Instant::now();
         let mut s = Settling::default();
-        s.checked(check(1, true, 2, 0, 3), t);
-        s.checked(check(1, true, 2, 0, 3), t + Duration::from_secs(20));
+        s.checked(check(1, true, 4, 0, 3), t);
+        s.checked(check(1, true, 4, 0, 3), t + Duration::from_secs(20));
         assert!(!s.settled(Some(cluster(1)), t + Duration::from_secs(59)));
-        assert!(s.settled(Some(cluster(1)), t + SETTLE_LIMIT));
+        assert!(s.settled(Some(cluster(1)), t + SETTLE_LIMIT), "4 against 3");
         // A merge into another cluster starts the count again there.
-        s.checked(check(2, true, 3, 0, 3), t + Duration::from_secs(70));
+        s.checked(check(2, true, 4, 0, 3), t + Duration::from_secs(70));
         assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(129)));
         assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(130)));
-        // Past the settle limit, rivals that together hold as many still hold it back.
-        s.checked(check(2, true, 3, 3, 3), t + Duration::from_secs(130));
+        // Past the settle limit, rivals and unsettled peers that together hold as many still
+        // hold it back, until theirs.
+        s.checked(check(2, true, 4, 3, 1), t + Duration::from_secs(130));
         assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(130)));
         assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(369)));
         assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(70) + RIVALS_LIMIT));
