@@ -7,7 +7,7 @@ NETNS=()
 
 log() { echo "[$(date +%T)] $*" >&2; }
 
-bench_cleanup() {
+bench_stop() { # stops the processes started and removes the namespaces made so far
   local p ns
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do
@@ -15,6 +15,12 @@ bench_cleanup() {
     kill -9 "$p" 2>/dev/null || true
   done
   for ns in "${NETNS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  PIDS=()
+  NETNS=()
+}
+
+bench_cleanup() {
+  bench_stop
   rm -rf "$WORK"
 }
 trap bench_cleanup EXIT

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Where a ping's time goes through weft and through boringtun-cli with one thread, side by
+# side: for each, a pair of namespaces on a veth (A pings B over the tunnel), then
+#   - idle RTT: PINGS pings 20 ms apart (the mean ping reports);
+#   - B's three steps of each echo, from tcpdump timestamps on B's underlay and tunnel device
+#     (median of PINGS): opening (the sealed request seen on the veth -> the plain request
+#     seen on the tunnel device), the kernel's answer (request -> reply on the tunnel device)
+#     and sealing (the reply on the tunnel device -> the sealed reply on the veth);
+#   - CPU per echo: B's daemon's user and system time over a flood of FLOOD pings, divided by
+#     FLOOD (/proc/PID/stat, clock ticks), and the flood's mean RTT.
+# ROUNDS rounds, the two tunnels alternating. Nothing outside the namespaces is addressed.
+#
+# Usage (root):  benches/crossings.sh
+#   knobs: ROUNDS=3 PINGS=200 FLOOD=40000 WEFT=target/release/weft WEFT_ARGS=""
+#   needs: boringtun-cli (cargo install boringtun-cli), wg (wireguard-tools), tcpdump
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+PINGS=${PINGS:-200}
+FLOOD=${FLOOD:-40000}
+WEFT=${WEFT:-target/release/weft}
+WEFT_ARGS=${WEFT_ARGS:-}
+WORK=$(mktemp -d /tmp/weft-crossings.XXXXXX)
+export PATH="$HOME/.cargo/bin:$PATH"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+
+need_root
+scripts/install-deps.sh >/dev/null
+for tool in boringtun-cli wg tcpdump; do
+  command -v "$tool" >/dev/null || { echo "crossings: $tool is missing" >&2; exit 1; }
+done
+if [ "$WEFT" = target/release/weft ]; then
+  log "building weft (release)"
+  cargo build --release --quiet --locked --bin weft
+fi
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user system
+
+# measure NAME NS_A NS_B DST TUN_B PID_B UNDERLAY_B: prints one result line
+measure() {
+  local name=$1 a=$2 b=$3 dst=$4 tun=$5 pid=$6 underlay=$7 idle t0 t1 flood
+  idle=$(ip netns exec "$a" ping -c "$PINGS" -i 0.02 -q "$dst" | awk -F/ '/^rtt/{print $5}')
+  ip netns exec "$b" tcpdump -i eth0 -nn -tt --time-stamp-precision=micro -l udp \
+    >"$WORK/eth.txt" 2>/dev/null &
+  local d1=$!
+  ip netns exec "$b" tcpdump -i "$tun" -nn -tt --time-stamp-precision=micro -l icmp \
+    >"$WORK/tun.txt" 2>/dev/null &
+  local d2=$!
+  for _ in $(seq 50); do
+    [ -s "$WORK/eth.txt" ] || ip netns exec "$a" ping -c1 -W1 "$dst" >/dev/null 2>&1 || true
+    grep -q "echo reply" "$WORK/tun.txt" 2>/dev/null && break
+    sleep 0.1
+  done
+  local skip_eth skip_tun
+  skip_eth=$(wc -l <"$WORK/eth.txt")
+  skip_tun=$(wc -l <"$WORK/tun.txt")
+  ip netns exec "$a" ping -c "$PINGS" -i 0.02 -q "$dst" >/dev/null
+  sleep 0.5
+  kill "$d1" "$d2"
+  wait "$d1" "$d2" 2>/dev/null || true
+  read -r -a t0 <<<"$(ticks "$pid")"
+  flood=$(ip netns exec "$a" ping -f -c "$FLOOD" -q "$dst" | awk -F/ '/^rtt/{print $5}')
+  read -r -a t1 <<<"$(ticks "$pid")"
+  python3 - "$name" "$underlay" "$idle" "$flood" "$WORK/eth.txt" "$WORK/tun.txt" "$skip_eth" "$skip_tun" \
+    "$(((t1[0] - t0[0]) * TICK_US))" "$(((t1[1] - t0[1]) * TICK_US))" "$FLOOD" <<'EOF'
+import bisect, statistics, sys
+name, b_addr, idle, flood, eth, tun, skip_eth, skip_tun, user_us, sys_us, count = sys.argv[1:]
+lines = lambda path, skip: open(path).readlines()[int(skip):]
+def stamps(path, skip, want):
+    return [float(l.split()[0]) for l in lines(path, skip) if want(l)]
+# B's underlay carries the sealed request in (from A) and the sealed reply out (to A); an
+# echo's frame is over 100 bytes, keepalives and handshake answers shorter or longer.
+def length(l):
+    return int(l.rsplit("length", 1)[1]) if "length" in l else 0
+sealed = [l.split() for l in lines(eth, skip_eth) if " > " in l and 100 <= length(l) <= 160]
+inbound = [float(f[0]) for f in sealed if f[4].startswith(b_addr + ".")]
+outbound = [float(f[0]) for f in sealed if f[2].startswith(b_addr + ".")]
+req = stamps(tun, skip_tun, lambda l: "echo request" in l)
+rep = stamps(tun, skip_tun, lambda l: "echo reply" in l)
+# Each request is matched with the last sealed frame in before it, each reply with the first
+# sealed frame out after it, so that a keepalive or a lost capture shifts nothing.
+def before(xs, t):
+    i = bisect.bisect_right(xs, t)
+    return xs[i - 1] if i else None
+def after(xs, t):
+    i = bisect.bisect_left(xs, t)
+    return xs[i] if i < len(xs) else None
+opening, answer, sealing = [], [], []
+for q, r in zip(req, rep):
+    into, out = before(inbound, q), after(outbound, r)
+    if into is None or out is None or r < q:
+        continue
+    opening.append(q - into)
+    answer.append(r - q)
+    sealing.append(out - r)
+n = len(opening)
+def med(xs):
+    return f"{statistics.median(xs) * 1e6:.1f}" if xs else "-"
+per = int(count)
+print(f"| {name} | {idle} | {med(opening)} | {med(answer)} | {med(sealing)} | {n} "
+      f"| {int(user_us) / per:.2f} | {int(sys_us) / per:.2f} | {flood} |")
+EOF
+}
+
+run_boringtun() {
+  local a=wcross-bt1-$$ b=wcross-bt2-$$ d=$WORK/wg
+  mkdir -p "$d" /var/run/wireguard
+  veth_pair "$a" "$b" 10.214.0.1/24 10.214.0.2/24
+  (umask 077; wg genkey >"$d/k1"; wg genkey >"$d/k2")
+  wg pubkey <"$d/k1" >"$d/p1"
+  wg pubkey <"$d/k2" >"$d/p2"
+  local i1=wcr1-$$ i2=wcr2-$$
+  ip netns exec "$a" boringtun-cli "$i1" --foreground --disable-drop-privileges --threads 1 \
+    -l "$d/l1" >/dev/null 2>&1 &
+  PIDS+=($!)
+  ip netns exec "$b" boringtun-cli "$i2" --foreground --disable-drop-privileges --threads 1 \
+    -l "$d/l2" >/dev/null 2>&1 &
+  PIDS+=($!)
+  local pid_b=$!
+  for _ in $(seq 50); do
+    [ -S "/var/run/wireguard/$i1.sock" ] && [ -S "/var/run/wireguard/$i2.sock" ] && break
+    sleep 0.1
+  done
+  ip netns exec "$a" wg set "$i1" private-key "$d/k1" listen-port 51820 \
+    peer "$(cat "$d/p2")" allowed-ips 10.215.0.2/32 endpoint 10.214.0.2:51820
+  ip netns exec "$b" wg set "$i2" private-key "$d/k2" listen-port 51820 \
+    peer "$(cat "$d/p1")" allowed-ips 10.215.0.1/32 endpoint 10.214.0.1:51820
+  ip -n "$a" addr add 10.215.0.1/24 dev "$i1"
+  ip -n "$a" link set "$i1" mtu 1420 up
+  ip -n "$b" addr add 10.215.0.2/24 dev "$i2"
+  ip -n "$b" link set "$i2" mtu 1420 up
+  for _ in $(seq 20); do ip netns exec "$a" ping -c1 -W1 10.215.0.2 >/dev/null 2>&1 && break; done
+  measure boringtun-t1 "$a" "$b" 10.215.0.2 "$i2" "$pid_b" 10.214.0.2
+  bench_stop
+}
+
+run_weft() {
+  local a=wcross-w1-$$ b=wcross-w2-$$ o1 o2
+  veth_pair "$a" "$b" 10.216.0.1/24 10.216.0.2/24
+  local token
+  token=$("$WEFT" token new)
+  # shellcheck disable=SC2086
+  start_weft "$WEFT" "$a" cross1 "$token" $WEFT_ARGS
+  # shellcheck disable=SC2086
+  start_weft "$WEFT" "$b" cross2 "$token" $WEFT_ARGS
+  local pid_b=${PIDS[-1]}
+  for _ in $(seq 600); do
+    o1=$(overlay_ip "$WEFT" cross1)
+    o2=$(overlay_ip "$WEFT" cross2)
+    [ -n "$o1" ] && [ -n "$o2" ] && break
+    sleep 0.1
+  done
+  [ -n "$o2" ] || { echo "crossings: weft got no overlay address" >&2; exit 1; }
+  for _ in $(seq 300); do ip netns exec "$a" ping -c1 -W1 "$o2" >/dev/null 2>&1 && break; done
+  local tun
+  tun=$(ip -n "$b" -o link | awk -F': ' '$2 !~ /^(lo|eth0)/ {print $2}' | cut -d@ -f1 | head -1)
+  measure weft "$a" "$b" "$o2" "$tun" "$pid_b" 10.216.0.2
+  bench_stop
+}
+
+echo "| tunnel | idle RTT mean, ms | B opens, µs | B's kernel answers, µs | B seals, µs | echoes matched | B user CPU per echo, µs | B system CPU per echo, µs | flood RTT mean, ms |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for _ in $(seq "$ROUNDS"); do
+  run_boringtun
+  run_weft
+done
