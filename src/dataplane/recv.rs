@@ -42,6 +42,10 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         .map(|_| Vec::with_capacity(HEADER_LEN + MAX_SUPER_PACKET + OVERHEAD))
         .collect();
     let mut gro = GROTable::default();
+    // One wait for the stop, polled by every select: made afresh in each, it joined and left
+    // the token's waiter list (a lock each way) once per batch.
+    let stopped = shutdown.cancelled();
+    tokio::pin!(stopped);
     loop {
         let received = {
             let mut slots = storage.chunks_exact_mut(datagram);
@@ -49,7 +53,8 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 IoSliceMut::new(slots.next().expect("the storage has RECV_BATCH slots"))
             });
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                biased;
+                () = &mut stopped => return,
                 received = shared.udp.recv(&mut bufs, &mut meta) => received,
             }
         };

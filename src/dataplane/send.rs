@@ -30,13 +30,18 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut sizes = [0usize; BATCH];
     let mut lens = [0usize; BATCH];
     let mut icmp = [0u8; WRITE_HEADROOM + 128];
+    // One wait for the stop, polled by every select: made afresh in each, it joined and left
+    // the token's waiter list (a lock each way) once per batch.
+    let stopped = shutdown.cancelled();
+    tokio::pin!(stopped);
     loop {
         let read = {
             let mut slots = slab.chunks_exact_mut(stride);
             let mut bufs: [&mut [u8]; BATCH] =
                 std::array::from_fn(|_| slots.next().expect("the slab has BATCH slots"));
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                biased;
+                () = &mut stopped => return,
                 read = shared.tun.read_batch(&mut scratch, &mut bufs, &mut sizes, HEADER_LEN) => read,
             }
         };

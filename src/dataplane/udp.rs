@@ -39,6 +39,13 @@ impl Udp {
         };
         socket.set_nonblocking(true)?;
         let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+        // quinn-udp asks for each datagram's traffic class (ECN), which weft does not read: a
+        // control message less per datagram received.
+        let sock = socket2::SockRef::from(&socket);
+        let _ = sock.set_recv_tos_v4(false);
+        if dual_stack {
+            let _ = sock.set_recv_tclass_v6(false);
+        }
         // Large buffers absorb bursts from GSO trains; the kernel caps them at its limits.
         let _ = state.set_send_buffer_size(UdpSockRef::from(&socket), 4 << 20);
         let _ = state.set_recv_buffer_size(UdpSockRef::from(&socket), 4 << 20);
