@@ -145,8 +145,9 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         if !inputs.settled {
             return Decision::Wait(
                 "waiting for a merge check to find no other cluster this one would merge into, \
-                 and this one holding more members than the peers outside it (a control plane \
-                 deployed in a cluster that merges away would be a second Kubernetes cluster)"
+                 every peer heard of in a cluster, and this one larger than the others together \
+                 (a control plane deployed in a cluster that merges away would be a second \
+                 Kubernetes cluster)"
                     .into(),
             );
         }

@@ -93,15 +93,14 @@ pub async fn better_cluster_reachable(
         &answers,
         ledger.p2p().heard().unresolved,
     );
-    tracing::debug!(?check, "merge check");
     ledger.merge_checked(check);
     target
 }
 
 /// What a merge check found, for the founder's bootstrapper ([`super::settle`]): whether this
 /// node `stays` in `ours`, counted as `own` members, and of the `asked` peers those answering
-/// from another cluster (rivals) and those that answered from none or not at all, with the
-/// peers heard of and still `unresolved` (unsettled). Pure.
+/// from other clusters (rivals, and how many from the largest) and those that answered from
+/// none or not at all, with the peers heard of and still `unresolved` (unsettled). Pure.
 fn settle_check(
     ours: ClusterId,
     stays: bool,
@@ -110,16 +109,19 @@ fn settle_check(
     answers: &[(libp2p::PeerId, Hello)],
     unresolved: usize,
 ) -> super::settle::Check {
-    let rivals = answers
-        .iter()
-        .filter(|(_, hello)| hello.cluster.is_some_and(|c| c != ours))
-        .count();
+    let mut rivals: BTreeMap<ClusterId, usize> = BTreeMap::new();
+    for cluster in answers.iter().filter_map(|(_, hello)| hello.cluster) {
+        if cluster != ours {
+            *rivals.entry(cluster).or_default() += 1;
+        }
+    }
     let outside = answers.iter().filter(|(_, h)| h.cluster.is_none()).count();
     super::settle::Check {
         cluster: ours,
         stays,
         own,
-        rivals,
+        rivals: rivals.values().sum(),
+        largest_rival: rivals.values().copied().max().unwrap_or(0),
         unsettled: outside + asked.saturating_sub(answers.len()) + unresolved,
     }
 }
@@ -692,83 +694,119 @@ mod tests {
         }
     }
 
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
-
-        /// One member's merge check of cluster 0, among rival clusters and nodes outside any,
-        /// some of them not answering in time (`mute`, as on a starved machine) and its ledger
-        /// recording a random part of its own cluster: when the check settles the cluster, at
-        /// once or once the settle limit has passed ([`super::super::settle`]), the cluster
-        /// keeps every member however the rest of the mesh ends, even all of it merged into one
-        /// cluster older than cluster 0, as its members count it once their ledgers agree. A
-        /// rule that counted a peer that did not answer as nothing settled clusters a hidden
-        /// rival then outgrew.
-        #[test]
-        fn a_cluster_found_settled_is_left_by_none_of_its_members_however_the_rest_ends(
-            sizes in proptest::collection::vec(1usize..12, 1..=4),
-            outside in 0usize..6,
-            mute in proptest::collection::vec(proptest::bool::weighted(0.3), 54),
-            recorded in proptest::collection::vec(proptest::bool::ANY, 12),
-        ) {
-            let clusters: Vec<ClusterId> =
-                (0..sizes.len()).map(|c| cluster(100 + c as u64, c as u64)).collect();
-            // Node i: its PeerId, its cluster (none for the outsiders), its cluster's leader.
-            let mut nodes: Vec<(libp2p::PeerId, Option<usize>, usize)> = Vec::new();
-            for (c, size) in sizes.iter().enumerate() {
-                let first = nodes.len();
-                for _ in 0..*size {
-                    nodes.push((libp2p::PeerId::random(), Some(c), first));
-                }
-            }
-            for _ in 0..outside {
-                let i = nodes.len();
-                nodes.push((libp2p::PeerId::random(), None, i));
-            }
-            let hello = |i: usize| {
-                let (_, c, leader) = nodes[i];
-                let node = crate::ledger::raft::LedgerNode { peer_id: nodes[leader].0.to_string() };
-                Hello {
-                    node_id: i as u64,
-                    in_cluster: c.is_some(),
-                    cluster: c.map(|c| clusters[c]),
-                    leader: c.map(|_| (leader as u64, node)),
-                    members: Vec::new(),
-                    operator: None,
-                    lowest_admitted: None,
-                }
-            };
-            // Node 0 checks, with a working leader: it asks every peer its ledger does not
-            // record as a live member of cluster 0.
-            let counted: BTreeSet<String> = (0..sizes[0])
-                .filter(|&i| i == 0 || recorded[i])
-                .map(|i| nodes[i].0.to_string())
-                .collect();
-            let asked: Vec<usize> = (1..nodes.len())
-                .filter(|&i| is_asked(false, &counted, &nodes[i].0.to_string()))
-                .collect();
-            let answers: Vec<(libp2p::PeerId, Hello)> = asked
-                .iter()
-                .filter(|&&i| !mute[i])
-                .map(|&i| (nodes[i].0, hello(i)))
-                .collect();
-            let own = own_count(clusters[0], false, &counted, &answers);
-            let stays = merge_target(clusters[0], own, &answers, &[]).is_none();
-            let check = settle_check(clusters[0], stays, own, asked.len(), &answers, 0);
-            let now = std::time::Instant::now();
-            let mut settling = super::super::settle::Settling::default();
-            settling.checked(check, now);
-            for at in [now, now + super::super::settle::SETTLE_LIMIT] {
-                if settling.settled(Some(clusters[0]), at) {
-                    let rest = nodes.len() - sizes[0];
-                    let one_older = vec![cluster(1, 99); rest];
-                    proptest::prop_assert_eq!(
-                        better_cluster(clusters[0], sizes[0], &one_older),
-                        None,
-                        "sizes {:?}, {} outside, check {:?}", sizes, outside, check
-                    );
-                }
-            }
-        }
+    /// One member's merge check of cluster 0, among rival clusters and nodes outside any, some
+    /// of them not answering (`mute`, as on a starved machine), peers heard of and not yet
+    /// admitted (`unresolved`), and its ledger recording a random part of its own cluster:
+    /// whenever the check settles the cluster, at once or past the settle limit
+    /// ([`super::super::settle`]), the cluster keeps every member however the rest of the mesh
+    /// ends, even all of it (every rival and every unsettled peer, the unresolved ones
+    /// included) merged into one cluster older than cluster 0, as its members count it once
+    /// their ledgers agree. The test fails when either way to settle ran fewer than 50 times,
+    /// so that it cannot pass by settling nothing. A rule that counted a peer that did not
+    /// answer as nothing settled clusters a hidden rival then outgrew. Past the rivals' limit a
+    /// cluster settles on what it saw alone, which peers silent for that long can still outgrow:
+    /// that is a fallback for liveness, not covered here. Peers this node never heard of are
+    /// not modelled: no rule of one node's can count them.
+    #[test]
+    fn a_cluster_found_settled_is_left_by_none_of_its_members_however_the_rest_ends() {
+        use super::super::settle::{SETTLE_LIMIT, Settling};
+        use proptest::prelude::*;
+        let strategy = (
+            proptest::collection::vec(1usize..12, 1..=4),
+            prop_oneof![Just(0usize), 0usize..6],
+            prop_oneof![Just(0.0f64), 0.0f64..0.5],
+            proptest::collection::vec(0.0f64..1.0, 54),
+            proptest::collection::vec(proptest::bool::ANY, 12),
+            prop_oneof![Just(0usize), 0usize..4],
+        );
+        let hits = std::cell::Cell::new([0usize; 2]);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(3000));
+        runner
+            .run(
+                &strategy,
+                |(sizes, outside, mute_rate, draws, recorded, unresolved)| {
+                    let clusters: Vec<ClusterId> = (0..sizes.len())
+                        .map(|c| cluster(100 + c as u64, c as u64))
+                        .collect();
+                    // Node i: its PeerId, its cluster (none for the outsiders), its cluster's leader.
+                    let mut nodes: Vec<(libp2p::PeerId, Option<usize>, usize)> = Vec::new();
+                    for (c, size) in sizes.iter().enumerate() {
+                        let first = nodes.len();
+                        for _ in 0..*size {
+                            nodes.push((libp2p::PeerId::random(), Some(c), first));
+                        }
+                    }
+                    for _ in 0..outside {
+                        let i = nodes.len();
+                        nodes.push((libp2p::PeerId::random(), None, i));
+                    }
+                    let hello = |i: usize| {
+                        let (_, c, leader) = nodes[i];
+                        let node = crate::ledger::raft::LedgerNode {
+                            peer_id: nodes[leader].0.to_string(),
+                        };
+                        Hello {
+                            node_id: i as u64,
+                            in_cluster: c.is_some(),
+                            cluster: c.map(|c| clusters[c]),
+                            leader: c.map(|_| (leader as u64, node)),
+                            members: Vec::new(),
+                            operator: None,
+                            lowest_admitted: None,
+                        }
+                    };
+                    // Node 0 checks, with a working leader: it asks every peer its ledger does not
+                    // record as a live member of cluster 0.
+                    let counted: BTreeSet<String> = (0..sizes[0])
+                        .filter(|&i| i == 0 || recorded[i])
+                        .map(|i| nodes[i].0.to_string())
+                        .collect();
+                    let asked: Vec<usize> = (1..nodes.len())
+                        .filter(|&i| is_asked(false, &counted, &nodes[i].0.to_string()))
+                        .collect();
+                    let answers: Vec<(libp2p::PeerId, Hello)> = asked
+                        .iter()
+                        .filter(|&&i| draws[i] >= mute_rate)
+                        .map(|&i| (nodes[i].0, hello(i)))
+                        .collect();
+                    let own = own_count(clusters[0], false, &counted, &answers);
+                    let stays = merge_target(clusters[0], own, &answers, &[]).is_none();
+                    let check =
+                        settle_check(clusters[0], stays, own, asked.len(), &answers, unresolved);
+                    let now = std::time::Instant::now();
+                    let mut settling = Settling::default();
+                    settling.checked(check, now);
+                    let rest = nodes.len() - sizes[0] + unresolved;
+                    for (way, at) in [now, now + SETTLE_LIMIT].into_iter().enumerate() {
+                        if !settling.settled(Some(clusters[0]), at) {
+                            continue;
+                        }
+                        let mut counts = hits.get();
+                        counts[way] += 1;
+                        hits.set(counts);
+                        let one_older = vec![cluster(1, 99); rest];
+                        prop_assert_eq!(
+                            better_cluster(clusters[0], sizes[0], &one_older),
+                            None,
+                            "way {}: sizes {:?}, {} outside, {} unresolved, check {:?}",
+                            way,
+                            sizes,
+                            outside,
+                            unresolved,
+                            check
+                        );
+                        break;
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+        let [at_once, past_settle] = hits.get();
+        assert!(
+            at_once >= 50 && past_settle >= 50,
+            "settled at once {at_once} and past the settle limit {past_settle} times: each must \
+             run at least 50 times"
+        );
     }
 
     #[test]

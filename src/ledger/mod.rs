@@ -470,31 +470,24 @@ impl Ledger {
     /// ([`settle`]): the founder deploys the control plane only then.
     pub fn settled(&self) -> bool {
         let cluster = self.state().cluster();
-        self.settling
+        let now = crate::clock::now();
+        let mut settling = self
+            .settling
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .settled(cluster, crate::clock::now())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        announce(settling.newly_settled(cluster, now));
+        settling.settled(cluster, now)
     }
 
     /// Records what a merge check found ([`settle::Settling::checked`]).
-    /// A check after which the cluster is settled, where it was not just before, is logged with
-    /// its counts: a founder deploys on it.
     pub(crate) fn merge_checked(&self, check: settle::Check) {
         let now = crate::clock::now();
         let mut settling = self
             .settling
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let before = settling.settled(Some(check.cluster), now);
         settling.checked(check, now);
-        if !before && settling.settled(Some(check.cluster), now) {
-            tracing::info!(
-                own = check.own,
-                rivals = check.rivals,
-                unsettled = check.unsettled,
-                "this node's cluster is settled"
-            );
-        }
+        announce(settling.newly_settled(Some(check.cluster), now));
     }
 
     pub(crate) fn mark_declared(&self) {
@@ -1033,4 +1026,19 @@ enum Attempt {
     /// The proposal never reached a leader: trying again cannot apply it twice.
     NotSent(LedgerError),
     Failed(LedgerError),
+}
+
+/// Logs the check that settled this node's cluster, by its counts or by a limit passing: a
+/// founder deploys on it.
+fn announce(settled: Option<(settle::Check, std::time::Duration)>) {
+    if let Some((check, waited)) = settled {
+        tracing::info!(
+            own = check.own,
+            rivals = check.rivals,
+            largest_rival = check.largest_rival,
+            unsettled = check.unsettled,
+            waited_s = waited.as_secs(),
+            "this node's cluster is settled"
+        );
+    }
 }

@@ -6,37 +6,44 @@
 //! Pure and time-injected: the autopilot records each merge check's outcome, the bootstrapper
 //! asks. A cluster is settled once the last merge check in it found no better cluster to join
 //! while the cluster had a working leader, no unsettled peer (one asked that answered from no
-//! cluster or did not answer in time, one heard of and not yet admitted nor refused: each may
-//! still form, join or grow a rival), and the cluster holding more members than the peers
-//! answering from other clusters together. A cluster that holds such a majority of what this
-//! node sees cannot be outgrown by the rest merging into one, whoever they believe, so its
-//! members, which count it from the ledger they share, do not leave it. A check whose answers
-//! from a larger rival timed out on a starved machine no longer settles: an unanswered peer is
-//! unsettled, where it once counted as nothing.
+//! cluster or gave no answer, through an error or the hello's timeout, and one heard of and not
+//! yet admitted nor refused: each may still form, join or grow a rival), and the cluster
+//! holding more members than the peers answering from other clusters together. A cluster that
+//! holds such a majority of what this node sees cannot be outgrown by the rest merging into
+//! one, whoever they believe, so its members, which count it from the ledger they share, do
+//! not leave it. A check whose answers from a larger rival timed out on a starved machine no
+//! longer settles: an unanswered peer is unsettled, where it once counted as nothing.
 //!
 //! Unsettled peers that stay so (one that cannot reach the leader, one that went away before
-//! its admission) hold the cluster back for [`SETTLE_LIMIT`] from the first check in it; after
-//! that it needs more members than they and the rivals together, as any of them may still be
-//! a rival whose answers are lost. Rivals and unsettled peers that neither join nor win hold it
-//! back for [`RIVALS_LIMIT`], after which a cluster no rival beats alone settles. Each
-//! condition adds to the rule before these, which settled once no better cluster answered and
-//! no peer was unsettled, or the settle limit had passed.
+//! its admission) keep the cluster from settling for [`SETTLE_LIMIT`] from the first check in
+//! it; after that they count with the rivals, as any of them may still be a rival whose answers
+//! are lost, and the cluster needs more members than all of them. Rivals and unsettled peers
+//! that neither join nor win hold it back for [`RIVALS_LIMIT`], after which a cluster larger
+//! than the largest rival settles. Each condition adds to the rule before these, which settled
+//! once no better cluster answered and no peer was unsettled, or the settle limit had passed.
+//!
+//! A peer this node never heard of is counted nowhere: the rule cannot hold a founder back for
+//! it. That peers heard of must all be resolved before the limit is what holds a founder back
+//! while the mesh is still finding itself (a first version that let a majority of the peers
+//! seen settle a cluster at once failed a 100-node start: founders that had heard of few peers
+//! deployed, then merged away).
 
 use std::time::{Duration, Instant};
 
 use super::state::ClusterId;
 
-/// How long unsettled peers may hold a cluster back, from its first merge check; short beside a
-/// Kubernetes install. It lifts only that wait: a check that finds a better cluster, or no
-/// working leader, holds the founder whatever the time (in a starved 100-node start, transient
-/// clusters merged away 37 to 72 s after forming, their founders held by one or the other).
+/// How long unsettled peers keep a cluster from settling, from its first merge check; short
+/// beside a Kubernetes install. After it they count with the rivals. A check that finds a
+/// better cluster, or no working leader, holds the founder whatever the time (in a starved
+/// 100-node start, transient clusters merged away 37 to 72 s after forming, their founders held
+/// by one or the other).
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long rival clusters and unsettled peers that together hold as many peers as this
 /// cluster may hold it back, from its first merge check, when no rival is better alone: they
 /// merge into it, or into each other and then win, within a few merge checks where every node
 /// reaches every other. Ones still there after this are cut off from this cluster's members,
-/// or gone; the founder deploys.
+/// or gone; the founder deploys when its cluster is larger than the largest rival.
 pub const RIVALS_LIMIT: Duration = Duration::from_secs(300);
 
 /// What one merge check found.
@@ -51,9 +58,11 @@ pub struct Check {
     pub own: usize,
     /// How many of the peers asked answered from another cluster.
     pub rivals: usize,
+    /// How many of them answered from the one other cluster most answered from.
+    pub largest_rival: usize,
     /// How many of the peers asked answered from no cluster (or one with no id yet) or gave no
-    /// answer in time, and how many peers heard of are not yet admitted nor refused
-    /// ([`crate::p2p::heard`]): each may still form, join or grow a rival.
+    /// answer (an error or the hello's timeout), and how many peers heard of are not yet
+    /// admitted nor refused ([`crate::p2p::heard`]): each may still form, join or grow a rival.
     pub unsettled: usize,
 }
 
@@ -61,6 +70,8 @@ pub struct Check {
 #[derive(Debug, Default)]
 pub struct Settling {
     last: Option<(Check, Instant)>,
+    /// Whether [`Settling::newly_settled`] has told of the current cluster.
+    told: bool,
 }
 
 impl Settling {
@@ -68,7 +79,10 @@ impl Settling {
     pub fn checked(&mut self, check: Check, now: Instant) {
         let since = match self.last {
             Some((last, since)) if last.cluster == check.cluster => since,
-            _ => now,
+            _ => {
+                self.told = false;
+                now
+            }
         };
         self.last = Some((check, since));
     }
@@ -79,12 +93,29 @@ impl Settling {
             return false;
         };
         let waited = now.saturating_duration_since(since);
-        let majority = if waited < SETTLE_LIMIT {
+        let holds = if waited < SETTLE_LIMIT {
             last.unsettled == 0 && last.own > last.rivals
-        } else {
+        } else if waited < RIVALS_LIMIT {
             last.own > last.rivals + last.unsettled
+        } else {
+            last.own > last.largest_rival
         };
-        Some(last.cluster) == cluster && last.stays && (majority || waited >= RIVALS_LIMIT)
+        Some(last.cluster) == cluster && last.stays && holds
+    }
+
+    /// The check that settled `cluster` and how long after the first check in it, the first time
+    /// it is found settled at `now` (by a check or by a limit passing): for the log.
+    pub fn newly_settled(
+        &mut self,
+        cluster: Option<ClusterId>,
+        now: Instant,
+    ) -> Option<(Check, Duration)> {
+        if self.told || !self.settled(cluster, now) {
+            return None;
+        }
+        self.told = true;
+        self.last
+            .map(|(check, since)| (check, now.saturating_duration_since(since)))
     }
 }
 
@@ -105,6 +136,7 @@ mod tests {
             stays,
             own,
             rivals,
+            largest_rival: rivals,
             unsettled,
         }
     }
@@ -164,5 +196,34 @@ mod tests {
         assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(130)));
         assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(369)));
         assert!(s.settled(Some(cluster(2)), t + Duration::from_secs(70) + RIVALS_LIMIT));
+        // Past that, a rival larger than the cluster holds it back still, though its leader
+        // did not confirm it (so the check found no better cluster).
+        s.checked(check(2, true, 4, 5, 0), t + Duration::from_secs(400));
+        assert!(!s.settled(Some(cluster(2)), t + Duration::from_secs(400)));
+    }
+
+    #[test]
+    fn a_cluster_is_told_settled_once_whether_a_check_or_a_limit_settles_it() {
+        let t = Instant::now();
+        let mut s = Settling::default();
+        s.checked(check(1, true, 4, 0, 1), t);
+        assert_eq!(s.newly_settled(Some(cluster(1)), t), None);
+        let (told, waited) = s
+            .newly_settled(Some(cluster(1)), t + SETTLE_LIMIT)
+            .expect("the limit passed");
+        assert_eq!((told.own, told.unsettled, waited), (4, 1, SETTLE_LIMIT));
+        assert_eq!(s.newly_settled(Some(cluster(1)), t + SETTLE_LIMIT), None);
+        s.checked(check(1, true, 5, 0, 0), t + SETTLE_LIMIT);
+        assert_eq!(
+            s.newly_settled(Some(cluster(1)), t + SETTLE_LIMIT),
+            None,
+            "told already"
+        );
+        // Another cluster is told of again.
+        s.checked(check(2, true, 5, 0, 0), t + SETTLE_LIMIT);
+        assert!(
+            s.newly_settled(Some(cluster(2)), t + SETTLE_LIMIT)
+                .is_some()
+        );
     }
 }
