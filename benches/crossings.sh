@@ -25,6 +25,7 @@ WORK=$(mktemp -d /tmp/weft-crossings.XXXXXX)
 export PATH="$HOME/.cargo/bin:$PATH"
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
+trap 'bench_cleanup; rm -f /var/run/wireguard/wcr[12]-$$.sock' EXIT
 
 need_root
 scripts/install-deps.sh >/dev/null
@@ -46,20 +47,23 @@ measure() {
   ip netns exec "$b" tcpdump -i eth0 -nn -tt --time-stamp-precision=micro -l udp \
     >"$WORK/eth.txt" 2>/dev/null &
   local d1=$!
+  PIDS+=("$d1")
   ip netns exec "$b" tcpdump -i "$tun" -nn -tt --time-stamp-precision=micro -l icmp \
     >"$WORK/tun.txt" 2>/dev/null &
   local d2=$!
+  PIDS+=("$d2")
   for _ in $(seq 50); do
-    [ -s "$WORK/eth.txt" ] || ip netns exec "$a" ping -c1 -W1 "$dst" >/dev/null 2>&1 || true
+    ip netns exec "$a" ping -c1 -W1 "$dst" >/dev/null 2>&1 || true
     grep -q "echo reply" "$WORK/tun.txt" 2>/dev/null && break
     sleep 0.1
   done
+  grep -q "echo reply" "$WORK/tun.txt" || { echo "crossings: $name: tcpdump saw no echo" >&2; exit 1; }
   local skip_eth skip_tun
   skip_eth=$(wc -l <"$WORK/eth.txt")
   skip_tun=$(wc -l <"$WORK/tun.txt")
   ip netns exec "$a" ping -c "$PINGS" -i 0.02 -q "$dst" >/dev/null
   sleep 0.5
-  kill "$d1" "$d2"
+  kill "$d1" "$d2" 2>/dev/null || true
   wait "$d1" "$d2" 2>/dev/null || true
   read -r -a t0 <<<"$(ticks "$pid")"
   flood=$(ip netns exec "$a" ping -f -c "$FLOOD" -q "$dst" | awk -F/ '/^rtt/{print $5}')
@@ -69,8 +73,6 @@ measure() {
 import bisect, statistics, sys
 name, b_addr, idle, flood, eth, tun, skip_eth, skip_tun, user_us, sys_us, count = sys.argv[1:]
 lines = lambda path, skip: open(path).readlines()[int(skip):]
-def stamps(path, skip, want):
-    return [float(l.split()[0]) for l in lines(path, skip) if want(l)]
 # B's underlay carries the sealed request in (from A) and the sealed reply out (to A); an
 # echo's frame is over 100 bytes, keepalives and handshake answers shorter or longer.
 def length(l):
@@ -78,10 +80,16 @@ def length(l):
 sealed = [l.split() for l in lines(eth, skip_eth) if " > " in l and 100 <= length(l) <= 160]
 inbound = [float(f[0]) for f in sealed if f[4].startswith(b_addr + ".")]
 outbound = [float(f[0]) for f in sealed if f[2].startswith(b_addr + ".")]
-req = stamps(tun, skip_tun, lambda l: "echo request" in l)
-rep = stamps(tun, skip_tun, lambda l: "echo reply" in l)
-# Each request is matched with the last sealed frame in before it, each reply with the first
-# sealed frame out after it, so that a keepalive or a lost capture shifts nothing.
+def by_seq(kind):
+    out = {}
+    for l in lines(tun, skip_tun):
+        if kind in l and " seq " in l:
+            out[int(l.split(" seq ")[1].split(",")[0])] = float(l.split()[0])
+    return out
+req, rep = by_seq("echo request"), by_seq("echo reply")
+# Each echo is paired by its sequence number on the tunnel device; its request is matched
+# with the last sealed frame in before it and its reply with the first sealed frame out
+# after it, so that a keepalive or a lost capture shifts no other echo.
 def before(xs, t):
     i = bisect.bisect_right(xs, t)
     return xs[i - 1] if i else None
@@ -89,7 +97,8 @@ def after(xs, t):
     i = bisect.bisect_left(xs, t)
     return xs[i] if i < len(xs) else None
 opening, answer, sealing = [], [], []
-for q, r in zip(req, rep):
+for seq in sorted(set(req) & set(rep)):
+    q, r = req[seq], rep[seq]
     into, out = before(inbound, q), after(outbound, r)
     if into is None or out is None or r < q:
         continue
@@ -113,6 +122,8 @@ run_boringtun() {
   wg pubkey <"$d/k1" >"$d/p1"
   wg pubkey <"$d/k2" >"$d/p2"
   local i1=wcr1-$$ i2=wcr2-$$
+  # boringtun-cli leaves its socket behind when killed: a stale one would pass the wait below.
+  rm -f "/var/run/wireguard/$i1.sock" "/var/run/wireguard/$i2.sock"
   ip netns exec "$a" boringtun-cli "$i1" --foreground --disable-drop-privileges --threads 1 \
     -l "$d/l1" >/dev/null 2>&1 &
   PIDS+=($!)
@@ -133,8 +144,11 @@ run_boringtun() {
   ip -n "$b" addr add 10.215.0.2/24 dev "$i2"
   ip -n "$b" link set "$i2" mtu 1420 up
   for _ in $(seq 20); do ip netns exec "$a" ping -c1 -W1 10.215.0.2 >/dev/null 2>&1 && break; done
+  ip netns exec "$a" ping -c1 -W1 10.215.0.2 >/dev/null 2>&1 ||
+    { echo "crossings: the boringtun pair does not answer" >&2; exit 1; }
   measure boringtun-t1 "$a" "$b" 10.215.0.2 "$i2" "$pid_b" 10.214.0.2
   bench_stop
+  rm -f "/var/run/wireguard/$i1.sock" "/var/run/wireguard/$i2.sock"
 }
 
 run_weft() {
@@ -155,6 +169,8 @@ run_weft() {
   done
   [ -n "$o2" ] || { echo "crossings: weft got no overlay address" >&2; exit 1; }
   for _ in $(seq 300); do ip netns exec "$a" ping -c1 -W1 "$o2" >/dev/null 2>&1 && break; done
+  ip netns exec "$a" ping -c1 -W1 "$o2" >/dev/null 2>&1 ||
+    { echo "crossings: the weft pair does not answer" >&2; exit 1; }
   local tun
   tun=$(ip -n "$b" -o link | awk -F': ' '$2 !~ /^(lo|eth0)/ {print $2}' | cut -d@ -f1 | head -1)
   measure weft "$a" "$b" "$o2" "$tun" "$pid_b" 10.216.0.2
