@@ -64,16 +64,22 @@ async fn a_lone_node_forms_its_own_cluster_and_gets_an_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_everyone_joined_reads_as_settled_on_every_member() {
     let lone = replica(start(&network(), "lone", vec![]).await, "lone").await;
-    assert!(!lone.ledger.settled(), "no cluster yet, so nothing settled");
+    assert!(
+        lone.ledger.unsettled().is_some(),
+        "no cluster yet, so nothing settled"
+    );
     let settled = Duration::from_secs(30);
     wait_within(settled, "the lone node's cluster settled", || {
-        lone.ledger.settled().then_some(())
+        lone.ledger.unsettled().is_none().then_some(())
     })
     .await;
     let replicas = group(&network(), &["s0", "s1", "s2"]).await;
     settled_cluster(&replicas).await;
     wait_within(settled, "every member's cluster settled", || {
-        replicas.iter().all(|r| r.ledger.settled()).then_some(())
+        replicas
+            .iter()
+            .all(|r| r.ledger.unsettled().is_none())
+            .then_some(())
     })
     .await;
 }

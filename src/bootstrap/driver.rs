@@ -160,7 +160,7 @@ impl Driver {
             secret: secret.as_ref(),
             needs_tun_address: self.dataplane.is_some(),
             tun_address: self.dataplane.as_ref().and_then(Dataplane::address),
-            settled: self.ledger.settled(),
+            unsettled: self.ledger.unsettled(),
         });
         self.idle = matches!(
             decision,

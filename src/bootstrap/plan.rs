@@ -83,9 +83,9 @@ pub struct Inputs<'a> {
     /// Whether the overlay address must be on the TUN before k3s starts, and whether it is.
     pub needs_tun_address: bool,
     pub tun_address: Option<Ipv4Addr>,
-    /// Whether a merge check found this node's cluster to be the one it stays in
-    /// ([`crate::ledger::settle`]): a founder deploys only then.
-    pub settled: bool,
+    /// What keeps this node's cluster from being the one it stays in, as its merge checks
+    /// found it ([`crate::ledger::settle`]), or `None` once it is: a founder deploys only then.
+    pub unsettled: Option<String>,
 }
 
 /// The bootstrapper's next step.
@@ -142,14 +142,11 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
         ));
     }
     if role.founds_cluster() {
-        if !inputs.settled {
-            return Decision::Wait(
-                "waiting for a merge check to find no other cluster this one would merge into, \
-                 every peer heard of in a cluster, and this one larger than the others together \
-                 (a control plane deployed in a cluster that merges away would be a second \
-                 Kubernetes cluster)"
-                    .into(),
-            );
+        if let Some(holding) = &inputs.unsettled {
+            return Decision::Wait(format!(
+                "waiting for this cluster to settle: {holding} (a control plane deployed in a \
+                 cluster that merges away would be a second Kubernetes cluster)"
+            ));
         }
         return Decision::Deploy(Job {
             role,
@@ -274,7 +271,7 @@ mod tests {
             secret: None,
             needs_tun_address: false,
             tun_address: None,
-            settled: true,
+            unsettled: None,
         }
     }
 
@@ -308,12 +305,14 @@ mod tests {
     fn the_founder_waits_until_its_cluster_is_settled_and_a_sentinel_does_not() {
         let s = state(&[join_command("a")]);
         let mut i = inputs(&s, "a");
-        i.settled = false;
-        assert!(matches!(decide(&i), Decision::Wait(why) if why.contains("merge check")));
-        i.settled = true;
+        i.unsettled = Some("3 peers unsettled".into());
+        assert!(
+            matches!(decide(&i), Decision::Wait(why) if why.contains("to settle: 3 peers unsettled"))
+        );
+        i.unsettled = None;
         assert!(matches!(decide(&i), Decision::Deploy(_)));
         // A deployed founder keeps its role whatever the merge checks found since.
-        i.settled = false;
+        i.unsettled = Some("3 peers unsettled".into());
         i.sentinel = Some(Some(Role::Master));
         assert!(matches!(decide(&i), Decision::Keep { .. }));
     }

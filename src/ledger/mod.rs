@@ -227,7 +227,7 @@ pub struct Ledger {
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
-    /// What the merge checks found of this node's cluster ([`Ledger::settled`]).
+    /// What the merge checks found of this node's cluster ([`Ledger::unsettled`]).
     settling: Arc<Mutex<settle::Settling>>,
     proposals: metrics::ProposalMetrics,
     raft_rpcs: metrics::RaftRpcMetrics,
@@ -466,9 +466,10 @@ impl Ledger {
         self.declared.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Whether this node's cluster is the one it stays in, as its merge checks found it
-    /// ([`settle`]): the founder deploys the control plane only then.
-    pub fn settled(&self) -> bool {
+    /// What keeps this node's cluster from being the one it stays in, as its merge checks
+    /// found it ([`settle`]), or `None` once it is: the founder deploys the control plane only
+    /// then.
+    pub fn unsettled(&self) -> Option<String> {
         let cluster = self.state().cluster();
         let now = crate::clock::now();
         let mut settling = self
@@ -476,7 +477,7 @@ impl Ledger {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         announce(settling.newly_settled(cluster, now));
-        settling.settled(cluster, now)
+        settling.holding(cluster, now)
     }
 
     /// Records what a merge check found ([`settle::Settling::checked`]).

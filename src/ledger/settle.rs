@@ -103,6 +103,45 @@ impl Settling {
         Some(last.cluster) == cluster && last.stays && holds
     }
 
+    /// What keeps `cluster` from being settled at `now`, in words for `weft status`; `None`
+    /// once it is settled.
+    pub fn holding(&self, cluster: Option<ClusterId>, now: Instant) -> Option<String> {
+        if self.settled(cluster, now) {
+            return None;
+        }
+        let Some((last, since)) = self.last.filter(|(last, _)| Some(last.cluster) == cluster)
+        else {
+            return Some("no merge check in this cluster yet".into());
+        };
+        if !last.stays {
+            return Some("the last merge check found a better cluster or no working leader".into());
+        }
+        let waited = now.saturating_duration_since(since);
+        let left = |limit: Duration| limit.saturating_sub(waited).as_secs();
+        Some(if waited < SETTLE_LIMIT && last.unsettled > 0 {
+            format!(
+                "{} peers unsettled (outside any cluster, not answering, or not yet admitted); \
+                 {} s until they count with the other clusters",
+                last.unsettled,
+                left(SETTLE_LIMIT)
+            )
+        } else if waited < RIVALS_LIMIT {
+            format!(
+                "{} peers answer from other clusters and {} are unsettled, against {} counted \
+                 here; {} s until only the largest other cluster counts",
+                last.rivals,
+                last.unsettled,
+                last.own,
+                left(RIVALS_LIMIT)
+            )
+        } else {
+            format!(
+                "the largest other cluster answers with {} peers, against {} counted here",
+                last.largest_rival, last.own
+            )
+        })
+    }
+
     /// The check that settled `cluster` and how long after the first check in it, the first time
     /// it is found settled at `now` (by a check or by a limit passing): for the log.
     pub fn newly_settled(
