@@ -104,7 +104,9 @@ impl Settling {
     }
 
     /// What keeps `cluster` from being settled at `now`, in words for `weft status`; `None`
-    /// once it is settled.
+    /// once it is settled. The words name the condition and the limit, not the counts or the
+    /// time left: the bootstrapper reports its wait to the ledger whenever the words change,
+    /// and counts that moved at every merge check would be a ledger write at each.
     pub fn holding(&self, cluster: Option<ClusterId>, now: Instant) -> Option<String> {
         if self.settled(cluster, now) {
             return None;
@@ -113,33 +115,19 @@ impl Settling {
         else {
             return Some("no merge check in this cluster yet".into());
         };
-        if !last.stays {
-            return Some("the last merge check found a better cluster or no working leader".into());
-        }
         let waited = now.saturating_duration_since(since);
-        let left = |limit: Duration| limit.saturating_sub(waited).as_secs();
-        Some(if waited < SETTLE_LIMIT && last.unsettled > 0 {
-            format!(
-                "{} peers unsettled (outside any cluster, not answering, or not yet admitted); \
-                 {} s until they count with the other clusters",
-                last.unsettled,
-                left(SETTLE_LIMIT)
-            )
+        let words = if !last.stays {
+            "the last merge check found a better cluster or no working leader"
+        } else if waited < SETTLE_LIMIT && last.unsettled > 0 {
+            "peers are unsettled (outside any cluster, not answering, or not yet admitted); \
+             60 s after the first merge check they count with the other clusters"
         } else if waited < RIVALS_LIMIT {
-            format!(
-                "{} peers answer from other clusters and {} are unsettled, against {} counted \
-                 here; {} s until only the largest other cluster counts",
-                last.rivals,
-                last.unsettled,
-                last.own,
-                left(RIVALS_LIMIT)
-            )
+            "other clusters and unsettled peers hold as many peers as this one; 300 s after the \
+             first merge check only the largest other cluster counts"
         } else {
-            format!(
-                "the largest other cluster answers with {} peers, against {} counted here",
-                last.largest_rival, last.own
-            )
-        })
+            "another cluster answers with as many peers as this one"
+        };
+        Some(words.into())
     }
 
     /// The check that settled `cluster` and how long after the first check in it, the first time
@@ -264,5 +252,39 @@ mod tests {
             s.newly_settled(Some(cluster(2)), t + SETTLE_LIMIT)
                 .is_some()
         );
+    }
+
+    #[test]
+    fn what_holds_a_cluster_back_is_said_in_words_that_do_not_move_with_each_check() {
+        let t = Instant::now();
+        let mut s = Settling::default();
+        let at = |secs: u64| t + Duration::from_secs(secs);
+        let said = |s: &Settling, secs: u64| s.holding(Some(cluster(1)), at(secs));
+        assert_eq!(
+            said(&s, 0).as_deref(),
+            Some("no merge check in this cluster yet")
+        );
+        s.checked(check(1, true, 4, 0, 3), t);
+        let early = said(&s, 20).expect("held");
+        assert!(early.contains("peers are unsettled"), "{early}");
+        s.checked(check(1, true, 5, 0, 2), at(25));
+        assert_eq!(
+            said(&s, 25),
+            Some(early),
+            "the same words as the counts move"
+        );
+        s.checked(check(1, true, 4, 2, 3), at(61));
+        let later = said(&s, 61).expect("held");
+        assert!(later.contains("other clusters and unsettled"), "{later}");
+        s.checked(check(1, false, 4, 5, 0), at(62));
+        assert!(said(&s, 62).expect("held").contains("better cluster"));
+        s.checked(check(1, true, 4, 5, 0), at(400));
+        assert!(
+            said(&s, 400)
+                .expect("held")
+                .contains("as many peers as this one")
+        );
+        s.checked(check(1, true, 6, 5, 0), at(401));
+        assert_eq!(said(&s, 401), None);
     }
 }
