@@ -1,7 +1,7 @@
-//! Micro-benchmarks of the data plane's per-packet work: sealing and opening frames (a small
-//! packet, a full 1420-byte one, and a 64 KiB super-packet split into MTU frames), the route
-//! lookup with 10 and 10,000 routes, and the TUN offload's split of a TCP super-packet into
-//! segments and its coalescing back. Run with `cargo bench --bench dataplane`.
+//! Micro-benchmarks of the data plane's per-packet work: sealing and opening frames under each
+//! cipher (a small packet, a full 1420-byte one, and a 64 KiB super-packet split into MTU
+//! frames), the route lookup with 10 and 10,000 routes, and the TUN offload's split of a TCP
+//! super-packet into segments and its coalescing back. Run with `cargo bench --bench dataplane`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -11,15 +11,20 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use libp2p::PeerId;
 use tun_rs::{GROTable, VIRTIO_NET_HDR_GSO_TCPV4, VirtioNetHdr, gso_split};
-use weft::dataplane::frame::{self, HEADER_LEN, Header, Key, OVERHEAD};
+use weft::dataplane::frame::{self, Cipher, HEADER_LEN, Header, Key, OVERHEAD};
 use weft::dataplane::peer::{Peer, Table};
 use weft::dataplane::router::ipv4_destination;
 
 const MTU: usize = 1420;
 
 fn seal_open(c: &mut Criterion) {
-    let key = Key::new(&[7; 32]);
-    let mut group = c.benchmark_group("seal+open");
+    seal_open_with(c, "seal+open", Cipher::ChaCha20Poly1305);
+    seal_open_with(c, "seal+open aes-256-gcm", Cipher::Aes256Gcm);
+}
+
+fn seal_open_with(c: &mut Criterion, group: &str, cipher: Cipher) {
+    let key = Key::new(cipher, &[7; 32]);
+    let mut group = c.benchmark_group(group);
     for (name, total) in [("64", 64), ("1420", MTU), ("65535 split", 65_535)] {
         let frames: Vec<usize> = (0..total.div_ceil(MTU))
             .map(|i| (total - i * MTU).min(MTU))

@@ -78,7 +78,8 @@ awk -F'\t' -v limit="$limit" '
     failed = 0
     for (name in names) {
       b = median(times["base", name]); c = median(times["current", name])
-      if (b == 0 || c == 0) { printf "%-34s missing on one side\n", name; failed = 1; continue }
+      if (c == 0) { printf "%-34s missing in the working tree\n", name; failed = 1; continue }
+      if (b == 0) { printf "%-34s new, not in the base: not compared\n", name; continue }
       ratio = c / b
       flag = (ratio > limit) ? "  SLOWER than the limit" : ""
       printf "%-34s %12.1f %12.1f %7.2f%s\n", name, b, c, ratio, flag

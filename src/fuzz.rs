@@ -25,7 +25,7 @@ use prost::Message as _;
 use crate::api::dns::{EdgevpnDns, NewRecord};
 use crate::api::roles::RoleChange;
 use crate::config::{Inputs, Origin, RawSetting, RawValue};
-use crate::dataplane::frame::{self, HEADER_LEN, Header, Key, MAX_MTU, TAG_LEN};
+use crate::dataplane::frame::{self, Cipher, HEADER_LEN, Header, Key, MAX_MTU, TAG_LEN};
 use crate::dataplane::replay::ReplayWindow;
 use crate::dataplane::{router, session};
 use crate::ledger::authority::may_propose;
@@ -85,12 +85,14 @@ fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Data-plane frames: the header parser and the opener on the bytes as received; the bytes
-/// sealed and opened again (equal, and no longer opening once any byte changes); the IPv4
-/// parsing of a packet opened from a frame; the replay window on the bytes as counters.
+/// sealed and opened again (equal, and no longer opening once any byte changes), under the
+/// cipher one bit of them picks; the IPv4 parsing of a packet opened from a frame; the replay
+/// window on the bytes as counters.
 pub fn frame(data: &[u8]) {
-    let key = Key::new(&KEY);
     let _ = Header::parse(data);
-    let _ = frame::open(&key, &mut data.to_vec());
+    for cipher in [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm] {
+        let _ = frame::open(&Key::new(cipher, &KEY), &mut data.to_vec());
+    }
 
     let (head, plain) = data.split_at(data.len().min(12));
     let mut header_bytes = [0u8; 12];
@@ -99,6 +101,12 @@ pub fn frame(data: &[u8]) {
         receiver: u32::from_le_bytes(header_bytes[..4].try_into().expect("4 bytes")),
         counter: u64::from_le_bytes(header_bytes[4..].try_into().expect("8 bytes")),
     };
+    let cipher = if header_bytes[2] & 1 == 0 {
+        Cipher::ChaCha20Poly1305
+    } else {
+        Cipher::Aes256Gcm
+    };
+    let key = Key::new(cipher, &KEY);
     let plain = &plain[..plain.len().min(MAX_MTU)];
     let mut buf = vec![0u8; HEADER_LEN + plain.len() + TAG_LEN];
     buf[HEADER_LEN..HEADER_LEN + plain.len()].copy_from_slice(plain);
@@ -134,14 +142,14 @@ pub fn frame(data: &[u8]) {
 
 /// Data-plane handshakes: a hello as received, answered and finished by the real code, and its
 /// candidates filtered as the path controller filters them (none loopback, unspecified or in
-/// the overlay, however written); and a genuine exchange between two members, with candidates
-/// and network id from the bytes, whose keys must work across: each side's frame opens on
-/// the other.
+/// the overlay, however written); and a genuine exchange between two members, with candidates,
+/// network id and each side's cipher offer from the bytes, whose keys must work across: both
+/// sides agree on the cipher and each side's frame opens on the other.
 pub fn handshake(data: &[u8]) {
     let (alice, bob) = (peer(&ALICE), peer(&BOB));
     if let Ok(hello) = serde_json::from_slice::<session::Hello>(data) {
-        let _ = session::answer(&BOB, &KEY, &alice, &hello, vec![]);
-        if let Ok((pending, _)) = session::offer(&BOB, &alice, hello.network, vec![]) {
+        let _ = session::answer(&BOB, &KEY, &alice, &hello, vec![], true);
+        if let Ok((pending, _)) = session::offer(&BOB, &alice, hello.network, vec![], true) {
             let _ = session::finish(&BOB, &KEY, &alice, pending, &hello);
         }
         let pool: ipnet::Ipv4Net = "10.1.0.0/24".parse().expect("a network");
@@ -170,12 +178,16 @@ pub fn handshake(data: &[u8]) {
         })
         .collect();
     let network = data.get(..8).map_or([0; 8], |n| n.try_into().expect("8"));
-    let (pending, offer) =
-        session::offer(&ALICE, &bob, network, candidates).expect("a member makes an offer");
-    let (answer, bob_keys) =
-        session::answer(&BOB, &KEY, &alice, &offer, vec![]).expect("a genuine offer is answered");
+    let offers = data.get(8).map_or(0, |b| *b);
+    let (alice_aes, bob_aes) = (offers & 1 != 0, offers & 2 != 0);
+    let (pending, offer) = session::offer(&ALICE, &bob, network, candidates, alice_aes)
+        .expect("a member makes an offer");
+    let (answer, bob_keys) = session::answer(&BOB, &KEY, &alice, &offer, vec![], bob_aes)
+        .expect("a genuine offer is answered");
     let alice_keys =
         session::finish(&ALICE, &KEY, &bob, pending, &answer).expect("a genuine answer finishes");
+    let cipher = Cipher::agreed(alice_aes, bob_aes);
+    assert_eq!((alice_keys.cipher, bob_keys.cipher), (cipher, cipher));
     assert_eq!(alice_keys.send_index, bob_keys.recv_index);
     assert_eq!(alice_keys.recv_index, bob_keys.send_index);
     for (from, to) in [(&alice_keys, &bob_keys), (&bob_keys, &alice_keys)] {

@@ -127,6 +127,7 @@ impl Control {
             shutdown: shutdown.clone(),
             shared,
             identity,
+            aes_gcm: super::frame::Cipher::aes_gcm_in_hardware(),
             keyring,
             p2p,
             pool,
@@ -197,6 +198,8 @@ struct State {
     shutdown: CancellationToken,
     shared: Arc<Shared>,
     identity: Keypair,
+    /// Whether this node offers AES-256-GCM in its handshakes (it runs it in hardware).
+    aes_gcm: bool,
     keyring: crate::keyring::Keyring,
     p2p: P2pHandle,
     pool: ipnet::Ipv4Net,
@@ -361,10 +364,11 @@ impl State {
             let identity = self.identity.clone();
             let keys = self.keyring.current();
             let candidates = candidates.clone();
+            let aes_gcm = self.aes_gcm;
             let task = self.handshakes.spawn(async move {
                 (
                     peer,
-                    initiate(&p2p, &identity, &keys, peer, candidates).await,
+                    initiate(&p2p, &identity, &keys, peer, candidates, aes_gcm).await,
                 )
             });
             self.handshaking.insert(task.id(), peer);
@@ -467,14 +471,20 @@ impl State {
         };
         let data_key = generation.keys.dataplane.0;
         let candidates = self.candidates();
-        let (answer, keys) =
-            match session::answer(&self.identity, &data_key, &peer, &offer, candidates) {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::warn!(%peer, error = %e, "refused a data-plane handshake");
-                    return;
-                }
-            };
+        let (answer, keys) = match session::answer(
+            &self.identity,
+            &data_key,
+            &peer,
+            &offer,
+            candidates,
+            self.aes_gcm,
+        ) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "refused a data-plane handshake");
+                return;
+            }
+        };
         let Ok(bytes) = serde_json::to_vec(&answer) else {
             return;
         };
@@ -505,7 +515,7 @@ impl State {
     /// Installs a new session with `peer`; false when it cannot be used (the peer is no live
     /// member, or its receiving index is already taken here: the peer should try again).
     fn install(&mut self, peer: PeerId, keys: Keys, candidates: Vec<SocketAddr>) -> bool {
-        let (send_index, recv_index) = (keys.send_index, keys.recv_index);
+        let (send_index, recv_index, cipher) = (keys.send_index, keys.recv_index, keys.cipher);
         let taken = self
             .peers
             .values()
@@ -523,7 +533,13 @@ impl State {
             .install(Arc::new(Session::new(keys, Instant::now())));
         entry.peer.handshakes.fetch_add(1, Ordering::Relaxed);
         entry.path.installed(usable(candidates, self.pool));
-        tracing::debug!(%peer, send_index, recv_index, "data-plane session installed");
+        tracing::debug!(
+            %peer,
+            send_index,
+            recv_index,
+            cipher = cipher.as_str(),
+            "data-plane session installed"
+        );
         self.publish();
         true
     }
@@ -586,9 +602,11 @@ async fn initiate(
     keys: &NetworkKeys,
     peer: PeerId,
     candidates: Vec<SocketAddr>,
+    aes_gcm: bool,
 ) -> Result<(Keys, Vec<SocketAddr>), String> {
-    let (pending, offer) = session::offer(identity, &peer, keys.network_id().0, candidates)
-        .map_err(|e| e.to_string())?;
+    let (pending, offer) =
+        session::offer(identity, &peer, keys.network_id().0, candidates, aes_gcm)
+            .map_err(|e| e.to_string())?;
     let bytes = serde_json::to_vec(&offer).map_err(|e| e.to_string())?;
     let reply = p2p
         .request(Service::Dataplane, peer, bytes)

@@ -7,20 +7,74 @@
 //! byte, index or counter fails the tag like a changed ciphertext does. Anything malformed is an
 //! error value, never a panic: frames come from the network.
 //!
-//! The cipher is ChaCha20-Poly1305 from `ring`, whose assembly runs at full speed in every build
+//! The cipher is one of two AEADs from `ring`, whose assembly runs at full speed in every build
 //! (the generic RustCrypto code is instantiated in this crate, so a debug build ran the overlay at
-//! 20 Mbit/s); [`Key`] is the one place that names it, so another backend can be measured
-//! against it.
+//! 20 Mbit/s): ChaCha20-Poly1305, which every member speaks, and AES-256-GCM, which a session
+//! uses when both of its ends have AES and carry-less multiplication in hardware
+//! ([`Cipher::agreed`]). There ring's AES-GCM seals a full packet about 2.8 times as fast
+//! (`BENCHMARKS.md`, "AES-256-GCM where both ends have it"); without those instructions its AES is a slow
+//! constant-time fallback and ChaCha20-Poly1305 is the faster, as on most small ARM boards.
+//! Both take a 32-byte key and a 96-bit nonce and give a 16-byte tag, so the frame is the same.
 
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
+use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
+
+/// The AEAD a session seals its frames with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cipher {
+    ChaCha20Poly1305,
+    Aes256Gcm,
+}
+
+impl Cipher {
+    /// Whether this machine runs AES-256-GCM in hardware (AES and carry-less multiplication
+    /// instructions), so that it offers it in a handshake.
+    pub fn aes_gcm_in_hardware() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("aes")
+                && std::arch::is_x86_feature_detected!("pclmulqdq")
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            std::arch::is_aarch64_feature_detected!("aes")
+                && std::arch::is_aarch64_feature_detected!("pmull")
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            false
+        }
+    }
+
+    /// The cipher of a session whose two ends offered AES-256-GCM or not: AES-256-GCM only
+    /// when both did, else ChaCha20-Poly1305, which every member speaks.
+    pub fn agreed(initiator_aes_gcm: bool, responder_aes_gcm: bool) -> Cipher {
+        if initiator_aes_gcm && responder_aes_gcm {
+            Cipher::Aes256Gcm
+        } else {
+            Cipher::ChaCha20Poly1305
+        }
+    }
+
+    /// The cipher's name in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cipher::ChaCha20Poly1305 => "chacha20-poly1305",
+            Cipher::Aes256Gcm => "aes-256-gcm",
+        }
+    }
+}
 
 /// A directional session key.
 pub struct Key(LessSafeKey);
 
 impl Key {
-    pub fn new(bytes: &[u8; 32]) -> Key {
+    pub fn new(cipher: Cipher, bytes: &[u8; 32]) -> Key {
+        let algorithm = match cipher {
+            Cipher::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+            Cipher::Aes256Gcm => &AES_256_GCM,
+        };
         Key(LessSafeKey::new(
-            UnboundKey::new(&CHACHA20_POLY1305, bytes).expect("a 32-byte ChaCha20-Poly1305 key"),
+            UnboundKey::new(algorithm, bytes).expect("both ciphers take a 32-byte key"),
         ))
     }
 }
@@ -29,7 +83,7 @@ impl Key {
 pub const TYPE_DATA: u8 = 4;
 /// Bytes before the ciphertext.
 pub const HEADER_LEN: usize = 16;
-/// Bytes of the Poly1305 tag after the ciphertext.
+/// Bytes of the AEAD tag after the ciphertext.
 pub const TAG_LEN: usize = 16;
 /// Bytes a frame adds to the packet it carries.
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
@@ -144,50 +198,87 @@ mod tests {
 
     use super::*;
 
+    const CIPHERS: [Cipher; 2] = [Cipher::ChaCha20Poly1305, Cipher::Aes256Gcm];
+
     fn key(byte: u8) -> Key {
-        Key::new(&[byte; 32])
+        Key::new(Cipher::ChaCha20Poly1305, &[byte; 32])
     }
 
     fn sealed(payload: &[u8]) -> Vec<u8> {
+        sealed_with(&key(1), payload)
+    }
+
+    fn sealed_with(key: &Key, payload: &[u8]) -> Vec<u8> {
         let mut buf = vec![0u8; payload.len() + OVERHEAD];
         buf[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(payload);
         let header = Header {
             receiver: 0xdead_beef,
             counter: 42,
         };
-        let n = seal(&key(1), header, &mut buf, payload.len()).unwrap();
+        let n = seal(key, header, &mut buf, payload.len()).unwrap();
         assert_eq!(n, buf.len());
         buf
     }
 
     #[test]
-    fn a_frame_round_trips_and_hides_its_payload() {
-        let mut frame = sealed(b"an IP packet");
-        assert!(!frame.windows(12).any(|w| w == b"an IP packet"));
-        let (header, n) = open(&key(1), &mut frame).unwrap();
-        assert_eq!(
-            header,
-            Header {
-                receiver: 0xdead_beef,
-                counter: 42
-            }
-        );
-        assert_eq!(&frame[HEADER_LEN..HEADER_LEN + n], b"an IP packet");
+    fn a_frame_round_trips_and_hides_its_payload_under_either_cipher() {
+        for cipher in CIPHERS {
+            let key = Key::new(cipher, &[1; 32]);
+            let mut frame = sealed_with(&key, b"an IP packet");
+            assert!(!frame.windows(12).any(|w| w == b"an IP packet"));
+            let (header, n) = open(&key, &mut frame).unwrap();
+            assert_eq!(
+                header,
+                Header {
+                    receiver: 0xdead_beef,
+                    counter: 42
+                }
+            );
+            assert_eq!(&frame[HEADER_LEN..HEADER_LEN + n], b"an IP packet");
+        }
     }
 
     #[test]
-    fn any_changed_byte_of_header_ciphertext_or_tag_is_rejected() {
-        let frame = sealed(b"payload bytes");
-        for i in 0..frame.len() {
-            let mut tampered = frame.clone();
-            tampered[i] ^= 0x01;
-            assert!(open(&key(1), &mut tampered).is_err(), "byte {i} changed");
+    fn any_changed_byte_of_header_ciphertext_or_tag_is_rejected_under_either_cipher() {
+        for cipher in CIPHERS {
+            let key = Key::new(cipher, &[1; 32]);
+            let frame = sealed_with(&key, b"payload bytes");
+            for i in 0..frame.len() {
+                let mut tampered = frame.clone();
+                tampered[i] ^= 0x01;
+                assert!(
+                    open(&key, &mut tampered).is_err(),
+                    "{cipher:?}: byte {i} changed"
+                );
+            }
+            assert_eq!(
+                open(&Key::new(cipher, &[2; 32]), &mut frame.clone()),
+                Err(FrameError::BadTag),
+                "{cipher:?}: another session's key"
+            );
         }
+    }
+
+    #[test]
+    fn a_frame_sealed_under_one_cipher_does_not_open_under_the_other() {
+        let chacha = Key::new(Cipher::ChaCha20Poly1305, &[1; 32]);
+        let aes = Key::new(Cipher::Aes256Gcm, &[1; 32]);
         assert_eq!(
-            open(&key(2), &mut frame.clone()),
-            Err(FrameError::BadTag),
-            "another session's key"
+            open(&aes, &mut sealed_with(&chacha, b"payload")),
+            Err(FrameError::BadTag)
         );
+        assert_eq!(
+            open(&chacha, &mut sealed_with(&aes, b"payload")),
+            Err(FrameError::BadTag)
+        );
+    }
+
+    #[test]
+    fn aes_gcm_is_agreed_only_when_both_ends_offer_it() {
+        assert_eq!(Cipher::agreed(true, true), Cipher::Aes256Gcm);
+        assert_eq!(Cipher::agreed(true, false), Cipher::ChaCha20Poly1305);
+        assert_eq!(Cipher::agreed(false, true), Cipher::ChaCha20Poly1305);
+        assert_eq!(Cipher::agreed(false, false), Cipher::ChaCha20Poly1305);
     }
 
     #[test]
@@ -224,12 +315,13 @@ mod tests {
         }
 
         #[test]
-        fn every_payload_size_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..2000), counter in any::<u64>()) {
+        fn every_payload_size_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..2000), counter in any::<u64>(), aes in any::<bool>()) {
+            let key = Key::new(if aes { Cipher::Aes256Gcm } else { Cipher::ChaCha20Poly1305 }, &[3; 32]);
             let mut buf = vec![0u8; payload.len() + OVERHEAD];
             buf[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(&payload);
             let header = Header { receiver: 7, counter };
-            seal(&key(3), header, &mut buf, payload.len()).unwrap();
-            let (opened, n) = open(&key(3), &mut buf).unwrap();
+            seal(&key, header, &mut buf, payload.len()).unwrap();
+            let (opened, n) = open(&key, &mut buf).unwrap();
             prop_assert_eq!(opened, header);
             prop_assert_eq!(&buf[HEADER_LEN..HEADER_LEN + n], payload.as_slice());
         }

@@ -10,7 +10,8 @@
 //! - a handshake starts when traffic wants one ([`demand::wants_handshake`]), never while one
 //!   runs, and not within [`RETRY_AFTER`] of the last; the lower PeerId of a pair rekeys at
 //!   [`REKEY_AFTER`], the higher one [`REKEY_GRACE`] later, so normally one side does; a side
-//!   whose session sealed [`super::session::REKEY_AFTER_PACKETS`] rekeys at once;
+//!   whose session sealed [`super::session::REKEY_AFTER_PACKETS`] (of AES-256-GCM,
+//!   [`super::session::REKEY_AFTER_PACKETS_AES_GCM`]) rekeys at once;
 //! - a live member with a session has a fallback-stream writer, started again
 //!   [`RETRY_AFTER`] after the last start once it ended;
 //! - a UDP endpoint is where the peer's last authenticated packet came from; with no endpoint,

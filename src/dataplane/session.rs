@@ -7,8 +7,16 @@
 //! Both sides then run HKDF-SHA256 over the X25519 secret, salted with the data-plane key of
 //! the token the offer names (its network id: during a token rotation a member holds two, and
 //! the answering side uses the one the offer was made with, or refuses). The output is two
-//! directional ChaCha20-Poly1305 keys and the two session indexes, so a stranger without the
-//! token cannot make keys even with a member's identity. A [`Keyring`] keeps the current
+//! directional keys and the two session indexes, so a stranger without the token cannot make
+//! keys even with a member's identity. The keys are AES-256-GCM keys when both hellos offer it
+//! (both machines run it in hardware), else ChaCha20-Poly1305 ([`Cipher::agreed`]). The offer
+//! is outside the signature, so that a node of an earlier weft, which signs and checks the
+//! transcript without it, still makes sessions with this one (in ChaCha20-Poly1305).
+//! AES-256-GCM keys come from another HKDF label, so the two ciphers never share key bytes.
+//! A flag changed on one side in transit would make the ends disagree and open nothing of
+//! each other's; both stripped would fall back to ChaCha20-Poly1305, a loss of speed only. The
+//! hellos travel over the admitted libp2p connection, which libp2p authenticates and encrypts,
+//! so neither can happen without breaking it. A [`Keyring`] keeps the current
 //! session, the one before it (accepted during a rekey) and, on the answering side, the next
 //! one until the peer's first packet proves that the peer has it too.
 
@@ -26,13 +34,21 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use x25519_dalek::{X25519_BASEPOINT_BYTES, x25519};
 
-use super::frame::{Header, Key};
+use super::frame::{Cipher, Header, Key};
 use super::replay::ReplayWindow;
 
 /// A session is replaced after this long.
 pub const REKEY_AFTER: Duration = Duration::from_secs(120);
 /// A session is replaced after sending this many packets.
 pub const REKEY_AFTER_PACKETS: u64 = 1 << 60;
+/// An AES-256-GCM session is replaced after sending this many packets, half of what it may
+/// send ([`REJECT_AFTER_PACKETS_AES_GCM`]). At the default MTU the [`REKEY_AFTER`] of two
+/// minutes comes first below about 1.6 Gbit/s in each direction.
+pub const REKEY_AFTER_PACKETS_AES_GCM: u64 = 1 << 24;
+/// An AES-256-GCM session never sends more than this many packets: 2^25 frames of at most
+/// 9,032 bytes are under 2^34.5 AES blocks, the most TLS 1.3 seals under one AES-GCM key (RFC
+/// 8446, 5.5). ChaCha20-Poly1305 has no such data limit short of its counter's.
+pub const REJECT_AFTER_PACKETS_AES_GCM: u64 = 1 << 25;
 /// A session never sends more than this many packets (the nonce must not repeat).
 pub const REJECT_AFTER_PACKETS: u64 = u64::MAX - (1 << 16);
 /// A session older than this is not used any more, even when no rekey succeeded.
@@ -40,6 +56,8 @@ pub const REJECT_AFTER: Duration = Duration::from_secs(3 * 60);
 
 const SIGN_LABEL: &[u8] = b"weft/dataplane/hello/1";
 const KEYS_LABEL: &[u8] = b"weft/dataplane/keys/1";
+/// Added to [`KEYS_LABEL`] for AES-256-GCM keys.
+const AES_GCM_LABEL: &[u8] = b"/aes-256-gcm";
 
 /// One side's handshake message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +72,10 @@ pub struct Hello {
     /// initiator's current token; the answer repeats the offer's.
     #[serde(default)]
     pub network: [u8; 8],
+    /// Whether the sender offers AES-256-GCM (it runs it in hardware). Not signed: bound into
+    /// the keys instead (see the module's notes). Left out when false, as earlier wefts send it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aes_gcm: bool,
     /// The sender's signature over the transcript.
     pub signature: Vec<u8>,
 }
@@ -97,6 +119,7 @@ pub struct Keys {
     /// The index the peer's packets carry.
     pub recv_index: u32,
     pub role: Role,
+    pub cipher: Cipher,
 }
 
 fn transcript(
@@ -139,6 +162,7 @@ fn hello(
     (me, peer): (&PeerId, &PeerId),
     network: [u8; 8],
     candidates: Vec<SocketAddr>,
+    aes_gcm: bool,
     offer: Option<&Hello>,
 ) -> Result<([u8; 32], Hello), HandshakeError> {
     let mut secret = [0u8; 32];
@@ -148,6 +172,7 @@ fn hello(
         identity: identity.public().encode_protobuf(),
         candidates,
         network,
+        aes_gcm,
         signature: Vec::new(),
     };
     hello.signature = identity
@@ -189,7 +214,11 @@ fn derive(
     if shared == [0u8; 32] {
         return Err(HandshakeError::LowOrder);
     }
+    let cipher = Cipher::agreed(initiator.1.aes_gcm, responder.1.aes_gcm);
     let mut info = KEYS_LABEL.to_vec();
+    if cipher == Cipher::Aes256Gcm {
+        info.extend_from_slice(AES_GCM_LABEL);
+    }
     info.extend_from_slice(&initiator.0.to_bytes());
     info.extend_from_slice(&responder.0.to_bytes());
     info.extend_from_slice(&initiator.1.ephemeral);
@@ -198,8 +227,8 @@ fn derive(
     Hkdf::<Sha256>::new(Some(data_key), &shared)
         .expand(&info, &mut okm)
         .expect("72 bytes is a valid HKDF-SHA256 output length");
-    let to_responder = Key::new(okm[..32].try_into().expect("32 bytes"));
-    let to_initiator = Key::new(okm[32..64].try_into().expect("32 bytes"));
+    let to_responder = Key::new(cipher, okm[..32].try_into().expect("32 bytes"));
+    let to_initiator = Key::new(cipher, okm[32..64].try_into().expect("32 bytes"));
     let initiator_index = u32::from_le_bytes([okm[64], okm[65], okm[66], okm[67]]);
     let responder_index = u32::from_le_bytes([okm[68], okm[69], okm[70], okm[71]]);
     Ok(match role {
@@ -209,6 +238,7 @@ fn derive(
             send_index: responder_index,
             recv_index: initiator_index,
             role,
+            cipher,
         },
         Role::Responder => Keys {
             send: to_initiator,
@@ -216,17 +246,20 @@ fn derive(
             send_index: initiator_index,
             recv_index: responder_index,
             role,
+            cipher,
         },
     })
 }
 
 /// Starts a handshake with `peer`, salted with the data-plane key of the token whose network id
-/// is `network`: the offer to send and the state to finish it with.
+/// is `network`, offering AES-256-GCM when `aes_gcm`: the offer to send and the state to
+/// finish it with.
 pub fn offer(
     identity: &Keypair,
     peer: &PeerId,
     network: [u8; 8],
     candidates: Vec<SocketAddr>,
+    aes_gcm: bool,
 ) -> Result<(Pending, Hello), HandshakeError> {
     let me = identity.public().to_peer_id();
     let (secret, offer) = hello(
@@ -235,6 +268,7 @@ pub fn offer(
         (&me, peer),
         network,
         candidates,
+        aes_gcm,
         None,
     )?;
     Ok((
@@ -246,14 +280,15 @@ pub fn offer(
     ))
 }
 
-/// Answers `peer`'s offer, with `data_key` the data-plane key of the token the offer names:
-/// the answer to send back and this side's keys.
+/// Answers `peer`'s offer, with `data_key` the data-plane key of the token the offer names,
+/// offering AES-256-GCM when `aes_gcm`: the answer to send back and this side's keys.
 pub fn answer(
     identity: &Keypair,
     data_key: &[u8; 32],
     peer: &PeerId,
     offer: &Hello,
     candidates: Vec<SocketAddr>,
+    aes_gcm: bool,
 ) -> Result<(Hello, Keys), HandshakeError> {
     let me = identity.public().to_peer_id();
     verify(Role::Initiator, peer, &me, offer, None)?;
@@ -263,6 +298,7 @@ pub fn answer(
         (&me, peer),
         offer.network,
         candidates,
+        aes_gcm,
         Some(offer),
     )?;
     let keys = derive(
@@ -328,7 +364,11 @@ impl Session {
     /// The header of the next packet sent, `None` once the session may send no more.
     pub fn next_header(&self) -> Option<Header> {
         let counter = self.next_counter.fetch_add(1, Ordering::Relaxed);
-        (counter < REJECT_AFTER_PACKETS).then_some(Header {
+        let limit = match self.keys.cipher {
+            Cipher::ChaCha20Poly1305 => REJECT_AFTER_PACKETS,
+            Cipher::Aes256Gcm => REJECT_AFTER_PACKETS_AES_GCM,
+        };
+        (counter < limit).then_some(Header {
             receiver: self.keys.send_index,
             counter,
         })
@@ -350,7 +390,11 @@ impl Session {
     /// Whether this session has sealed so many packets that it must be replaced, whatever
     /// its age (its age is the path controller's rule, [`super::paths`]).
     pub fn worn(&self) -> bool {
-        self.sent() >= REKEY_AFTER_PACKETS
+        let limit = match self.keys.cipher {
+            Cipher::ChaCha20Poly1305 => REKEY_AFTER_PACKETS,
+            Cipher::Aes256Gcm => REKEY_AFTER_PACKETS_AES_GCM,
+        };
+        self.sent() >= limit
     }
 
     /// Whether this session is too old to carry traffic.
@@ -448,10 +492,26 @@ mod tests {
     const DATA_KEY: [u8; 32] = [7; 32];
 
     fn handshake(a: &Keypair, b: &Keypair, now: Instant) -> (Session, Session) {
+        handshake_offering(a, b, now, (true, true))
+    }
+
+    /// A handshake where `a` and `b` offer AES-256-GCM or not.
+    fn handshake_offering(
+        a: &Keypair,
+        b: &Keypair,
+        now: Instant,
+        (a_aes, b_aes): (bool, bool),
+    ) -> (Session, Session) {
         let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
-        let (pending, offer) =
-            offer(a, &pb, [0; 8], vec!["192.0.2.1:5000".parse().unwrap()]).unwrap();
-        let (reply, responder) = answer(b, &DATA_KEY, &pa, &offer, vec![]).unwrap();
+        let (pending, offer) = offer(
+            a,
+            &pb,
+            [0; 8],
+            vec!["192.0.2.1:5000".parse().unwrap()],
+            a_aes,
+        )
+        .unwrap();
+        let (reply, responder) = answer(b, &DATA_KEY, &pa, &offer, vec![], b_aes).unwrap();
         let initiator = finish(a, &DATA_KEY, &pb, pending, &reply).unwrap();
         (Session::new(initiator, now), Session::new(responder, now))
     }
@@ -494,6 +554,72 @@ mod tests {
     }
 
     #[test]
+    fn both_ends_agree_on_the_cipher_whatever_each_offers_and_frames_cross_both_ways() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        for offers in [(true, true), (true, false), (false, true), (false, false)] {
+            let (ia, rb) = handshake_offering(&a, &b, Instant::now(), offers);
+            let cipher = Cipher::agreed(offers.0, offers.1);
+            assert_eq!(
+                (ia.keys.cipher, rb.keys.cipher),
+                (cipher, cipher),
+                "{offers:?}"
+            );
+            let mut b_ring = Keyring::default();
+            b_ring.install(Arc::new(rb));
+            assert_eq!(
+                receive(&mut b_ring, send(&ia, b"to b")),
+                Some(b"to b".to_vec()),
+                "{offers:?}"
+            );
+            let rb = b_ring.sending().unwrap().clone();
+            let mut a_ring = Keyring::default();
+            a_ring.install(Arc::new(ia));
+            assert_eq!(
+                receive(&mut a_ring, send(&rb, b"to a")),
+                Some(b"to a".to_vec()),
+                "{offers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hello_of_an_earlier_weft_is_taken_and_makes_a_chacha_session() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
+        let (pending, offer) = offer(&a, &pb, [0; 8], vec![], false).unwrap();
+        let text = serde_json::to_string(&offer).unwrap();
+        assert!(!text.contains("aes_gcm"), "sent as earlier wefts send it");
+        let (reply, responder) = answer(
+            &b,
+            &DATA_KEY,
+            &pa,
+            &serde_json::from_str(&text).unwrap(),
+            vec![],
+            true,
+        )
+        .unwrap();
+        assert!(reply.aes_gcm);
+        let initiator = finish(&a, &DATA_KEY, &pb, pending, &reply).unwrap();
+        assert_eq!(initiator.cipher, Cipher::ChaCha20Poly1305);
+        assert_eq!(responder.cipher, Cipher::ChaCha20Poly1305);
+    }
+
+    #[test]
+    fn an_offer_changed_on_one_side_makes_the_ends_disagree_and_open_nothing() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
+        let (pending, mut offer) = offer(&a, &pb, [0; 8], vec![], true).unwrap();
+        offer.aes_gcm = false;
+        let (reply, responder) = answer(&b, &DATA_KEY, &pa, &offer, vec![], true).unwrap();
+        let initiator = finish(&a, &DATA_KEY, &pb, pending, &reply).unwrap();
+        assert_ne!(initiator.cipher, responder.cipher);
+        let mut ring = Keyring::default();
+        ring.install(Arc::new(Session::new(responder, Instant::now())));
+        let sent = send(&Session::new(initiator, Instant::now()), b"hello");
+        assert_eq!(receive(&mut ring, sent), None);
+    }
+
+    #[test]
     fn a_forged_or_misdirected_hello_is_refused() {
         let (a, b, c) = (
             Keypair::generate_ed25519(),
@@ -501,30 +627,30 @@ mod tests {
             Keypair::generate_ed25519(),
         );
         let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
-        let (_, mut offer) = offer(&a, &pb, [0; 8], vec![]).unwrap();
+        let (_, mut offer) = offer(&a, &pb, [0; 8], vec![], true).unwrap();
         // Signed by a but presented as c's.
         let pc = c.public().to_peer_id();
         assert!(matches!(
-            answer(&b, &DATA_KEY, &pc, &offer, vec![]),
+            answer(&b, &DATA_KEY, &pc, &offer, vec![], true),
             Err(HandshakeError::WrongIdentity(_))
         ));
         // A candidate added in flight breaks the signature.
         offer.candidates.push("203.0.113.9:1".parse().unwrap());
         assert_eq!(
-            answer(&b, &DATA_KEY, &pa, &offer, vec![]).err(),
+            answer(&b, &DATA_KEY, &pa, &offer, vec![], true).err(),
             Some(HandshakeError::BadSignature)
         );
         // Nor does naming another token in flight.
-        let (_, mut renamed) = super::offer(&a, &pb, [0; 8], vec![]).unwrap();
+        let (_, mut renamed) = super::offer(&a, &pb, [0; 8], vec![], true).unwrap();
         renamed.network = [1; 8];
         assert_eq!(
-            answer(&b, &DATA_KEY, &pa, &renamed, vec![]).err(),
+            answer(&b, &DATA_KEY, &pa, &renamed, vec![], true).err(),
             Some(HandshakeError::BadSignature)
         );
         // An offer meant for someone else does not verify at b.
-        let (_, other) = super::offer(&a, &pc, [0; 8], vec![]).unwrap();
+        let (_, other) = super::offer(&a, &pc, [0; 8], vec![], true).unwrap();
         assert_eq!(
-            answer(&b, &DATA_KEY, &pa, &other, vec![]).err(),
+            answer(&b, &DATA_KEY, &pa, &other, vec![], true).err(),
             Some(HandshakeError::BadSignature)
         );
     }
@@ -533,8 +659,8 @@ mod tests {
     fn a_different_data_key_makes_useless_keys() {
         let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
         let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
-        let (pending, offer) = offer(&a, &pb, [0; 8], vec![]).unwrap();
-        let (reply, responder) = answer(&b, &[8; 32], &pa, &offer, vec![]).unwrap();
+        let (pending, offer) = offer(&a, &pb, [0; 8], vec![], true).unwrap();
+        let (reply, responder) = answer(&b, &[8; 32], &pa, &offer, vec![], true).unwrap();
         let initiator = finish(&a, &DATA_KEY, &pb, pending, &reply).unwrap();
         let mut ring = Keyring::default();
         ring.install(Arc::new(Session::new(responder, Instant::now())));
@@ -580,6 +706,29 @@ mod tests {
         assert_eq!(
             receive(&mut ring_a, send(&b_sends, b"to a")),
             Some(b"to a".to_vec())
+        );
+    }
+
+    #[test]
+    fn an_aes_gcm_session_wears_out_within_its_data_limit_and_a_chacha_one_later() {
+        let (a, b) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
+        for (offers, limit) in [
+            ((true, true), REKEY_AFTER_PACKETS_AES_GCM),
+            ((false, true), REKEY_AFTER_PACKETS),
+        ] {
+            let (i, _) = handshake_offering(&a, &b, Instant::now(), offers);
+            i.next_counter.store(limit - 1, Ordering::Relaxed);
+            assert!(!i.worn(), "{offers:?}");
+            i.next_header().unwrap();
+            assert!(i.worn(), "{offers:?}");
+        }
+        let (i, _) = handshake_offering(&a, &b, Instant::now(), (true, true));
+        i.next_counter
+            .store(REJECT_AFTER_PACKETS_AES_GCM - 1, Ordering::Relaxed);
+        assert!(i.next_header().is_some());
+        assert!(
+            i.next_header().is_none(),
+            "an AES-256-GCM session seals no more than its data limit"
         );
     }
 
