@@ -18,12 +18,11 @@
 //! member carries it back but cannot change it; an answer that does not open as the leader's
 //! (a refusal before the challenge was taken is not signed) counts as "may have committed". A
 //! hostile member can still say it did not deliver a request it did (`docs/security.md`). A
-//! member passes on a few
-//! requests at a time per origin ([`Passing`]), and a leader keeps a few open challenges per
-//! origin and member ([`Challenges`]), so one identity cannot use up a member's or a leader's
-//! budget (many identities can, for seconds: `docs/security.md`). Pure
-//! parts: the [`Envelope`] and its check, the challenges and the budget; [`call_or_forward`]
-//! is the origin's side.
+//! member passes on a few requests at a time per origin ([`Passing`]), so one identity cannot
+//! use up a member's budget (many identities can, for seconds: `docs/security.md`). A leader
+//! keeps no table of the challenges it issued: each carries its time and a MAC of the leader's
+//! ([`Challenges`]), so asking for challenges uses up nothing. Pure parts: the [`Envelope`]
+//! and its check, the challenges and the budget; [`call_or_forward`] is the origin's side.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -45,11 +44,11 @@ pub const NONCE_LEN: usize = 32;
 /// it after the origin stopped waiting for it (within the 9 s a proposal waits), so a request
 /// never lands after a later one from the same origin.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(5);
-/// The most challenges a leader keeps open: in all, for one member, and for one origin
-/// through one member.
-pub const MAX_CHALLENGES: usize = 1024;
-pub const MAX_CHALLENGES_PER_MEMBER: usize = 64;
-pub const MAX_CHALLENGES_PER_ORIGIN: usize = 2;
+/// The most challenges a leader holds as taken within [`CHALLENGE_TTL`], in all and delivered
+/// by one member: each is a forwarded request it carried out, so this caps those at about 800
+/// a second, and about 50 a second through one member.
+pub const MAX_TAKEN: usize = 4096;
+pub const MAX_TAKEN_PER_MEMBER: usize = 256;
 /// The most requests a member passes on at once, in all and for one origin.
 pub const MAX_PASSING: usize = 8;
 pub const MAX_PASSING_PER_ORIGIN: usize = 2;
@@ -121,6 +120,8 @@ pub enum Refusal {
     BadSignature,
     #[error("the forwarded request's challenge is unknown, used or expired")]
     UnknownChallenge,
+    #[error("the leader carried out too many forwarded requests in the last few seconds")]
+    Busy,
     #[error("the answer the member brought back is not signed by the leader")]
     NotTheLeaders,
 }
@@ -155,6 +156,14 @@ impl Envelope {
             request,
             signature,
         })
+    }
+
+    /// The PeerId the request says it is from, its signature not checked: cheap, to refuse
+    /// a request whose challenge was not issued for that node before checking the signature.
+    pub fn signer(&self) -> Result<PeerId, Refusal> {
+        PublicKey::try_decode_protobuf(&self.key)
+            .map(|key| key.to_peer_id())
+            .map_err(|_| Refusal::BadKey)
     }
 
     /// The PeerId of the node the request is from, when its signature holds for `leader`.
@@ -234,79 +243,166 @@ impl Vouched {
     }
 }
 
-/// The challenges a leader issued and not yet taken, oldest first, each with the member it was
-/// issued to (only that member may deliver it) and the origin it is for (only that node's
-/// signature goes with it).
-#[derive(Debug, Default)]
+/// The challenges a leader issues for forwarded requests, kept by what they say rather than in
+/// a table of open ones: a challenge is the time it was issued (milliseconds since this
+/// node's first challenge), 8 random bytes, and a 16-byte MAC, under a key drawn at random at
+/// that first challenge, of those, the member it was issued to (only that member may deliver
+/// it) and the origin it is for (only that node's signature goes with it). Issuing one holds
+/// nothing, so no number of identities asking can use up the challenges of others. What is
+/// held is the challenges taken, until they expire, so that each is taken once: a request
+/// delivered with a valid MAC and its origin's signature, which the leader then carries out,
+/// adds one. At most [`MAX_TAKEN`] are held, [`MAX_TAKEN_PER_MEMBER`] delivered by one member;
+/// past those a member is given no challenge, so that its origins try another member.
+#[derive(Default)]
 pub struct Challenges {
-    open: VecDeque<Open>,
+    key: Option<ChallengeKey>,
+    /// Each challenge taken, with the member that delivered it and when, oldest first.
+    taken: VecDeque<(Nonce, PeerId, Instant)>,
+    /// The latest time this was asked at: a request checked with an earlier reading of the
+    /// clock (it waited on the lock) is judged at this one, so that no challenge expires from
+    /// `taken` while still valid for it.
+    latest: Option<Instant>,
 }
 
-#[derive(Debug)]
-struct Open {
-    nonce: Nonce,
-    member: PeerId,
-    origin: PeerId,
-    at: Instant,
+/// The key and the start of a leader's challenges' clock.
+struct ChallengeKey {
+    mac: [u8; 32],
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Challenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Challenges")
+            .field("taken", &self.taken.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a challenge's MAC covers before the time, member and origin.
+const CHALLENGE_DOMAIN: &[u8] = b"weft/forward-challenge/1";
+/// Bytes of a challenge before its MAC: the time it was issued and 8 random bytes.
+const CHALLENGE_HEAD: usize = 16;
+
+impl ChallengeKey {
+    /// The MAC of a challenge whose head (its time and random bytes) is `head`.
+    fn mac(&self, head: &[u8], member: &PeerId, origin: &PeerId) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.mac)
+            .expect("HMAC takes a key of any length");
+        mac.update(CHALLENGE_DOMAIN);
+        mac.update(head);
+        for peer in [member.to_bytes(), origin.to_bytes()] {
+            mac.update(&(peer.len() as u16).to_le_bytes());
+            mac.update(&peer);
+        }
+        mac
+    }
+
+    /// Milliseconds from this key's epoch to `now`.
+    fn clock(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 impl Challenges {
-    /// Notes `nonce` (fresh randomness) as issued at `now` to `member` for `origin`; false, and
-    /// nothing noted, when that origin through that member, that member, or all hold as many
-    /// open challenges as they may. Nothing open is evicted for a new one.
-    pub fn issue(&mut self, nonce: Nonce, member: PeerId, origin: PeerId, now: Instant) -> bool {
-        self.expire(now);
-        let of_member = self.open.iter().filter(|o| o.member == member);
-        let held = of_member.clone().count();
-        let for_origin = of_member.filter(|o| o.origin == origin).count();
-        if for_origin >= MAX_CHALLENGES_PER_ORIGIN
-            || held >= MAX_CHALLENGES_PER_MEMBER
-            || self.open.len() >= MAX_CHALLENGES
-        {
-            return false;
+    /// A challenge issued at `now` to `member` for `origin`, or [`Refusal::Busy`] while as many
+    /// challenges as may be held are taken, in all or delivered by that member.
+    pub fn issue(
+        &mut self,
+        member: PeerId,
+        origin: PeerId,
+        now: Instant,
+    ) -> Result<Nonce, Refusal> {
+        use hmac::Mac as _;
+        let now = self.advance(now);
+        if self.is_full(&member) {
+            return Err(Refusal::Busy);
         }
-        self.open.push_back(Open {
-            nonce,
-            member,
-            origin,
-            at: now,
+        let key = self.key.get_or_insert_with(|| {
+            let mut mac = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut mac);
+            ChallengeKey { mac, epoch: now }
         });
-        true
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..8].copy_from_slice(&key.clock(now).to_le_bytes());
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce[8..CHALLENGE_HEAD]);
+        let mac = key
+            .mac(&nonce[..CHALLENGE_HEAD], &member, &origin)
+            .finalize()
+            .into_bytes();
+        nonce[CHALLENGE_HEAD..].copy_from_slice(&mac[..NONCE_LEN - CHALLENGE_HEAD]);
+        Ok(nonce)
     }
 
-    /// Whether `nonce` is open for `member` at `now`.
-    pub fn is_open(&mut self, nonce: &Nonce, member: &PeerId, now: Instant) -> bool {
-        self.expire(now);
-        self.open
-            .iter()
-            .any(|o| o.nonce == *nonce && o.member == *member)
+    /// Whether `nonce` is a challenge this node issued to `member` for `origin` within
+    /// [`CHALLENGE_TTL`] of `now`, and not yet taken.
+    pub fn is_open(
+        &mut self,
+        nonce: &Nonce,
+        member: &PeerId,
+        origin: &PeerId,
+        now: Instant,
+    ) -> bool {
+        use hmac::Mac as _;
+        let now = self.advance(now);
+        let Some(key) = &self.key else {
+            return false;
+        };
+        let issued = u64::from_le_bytes(nonce[..8].try_into().expect("8 bytes"));
+        let ttl = u64::try_from(CHALLENGE_TTL.as_millis()).unwrap_or(u64::MAX);
+        let fresh = key
+            .clock(now)
+            .checked_sub(issued)
+            .is_some_and(|age| age < ttl);
+        // Checked in constant time: the MAC is a secret until the leader issues it.
+        let genuine = key
+            .mac(&nonce[..CHALLENGE_HEAD], member, origin)
+            .verify_truncated_left(&nonce[CHALLENGE_HEAD..])
+            .is_ok();
+        genuine && fresh && !self.taken.iter().any(|(n, _, _)| n == nonce)
     }
 
-    /// Takes `nonce` delivered by `member` for `origin` at `now`: true once for a challenge
-    /// issued to that member for that origin within [`CHALLENGE_TTL`].
-    pub fn take(&mut self, nonce: &Nonce, member: &PeerId, origin: &PeerId, now: Instant) -> bool {
-        self.expire(now);
-        match self
-            .open
-            .iter()
-            .position(|o| o.nonce == *nonce && o.member == *member && o.origin == *origin)
-        {
-            Some(at) => {
-                self.open.remove(at);
-                true
-            }
-            None => false,
+    /// Takes `nonce` delivered by `member` for `origin` at `now`: `Ok` once for a challenge
+    /// issued to that member for that origin within [`CHALLENGE_TTL`]; [`Refusal::Busy`] while
+    /// as many are taken as may be held, in all or delivered by that member.
+    pub fn take(
+        &mut self,
+        nonce: &Nonce,
+        member: &PeerId,
+        origin: &PeerId,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        if !self.is_open(nonce, member, origin, now) {
+            return Err(Refusal::UnknownChallenge);
         }
+        if self.is_full(member) {
+            return Err(Refusal::Busy);
+        }
+        let at = self.advance(now);
+        self.taken.push_back((*nonce, *member, at));
+        Ok(())
     }
 
-    fn expire(&mut self, now: Instant) {
+    /// Whether as many challenges are taken as may be held, in all or delivered by `member`.
+    fn is_full(&self, member: &PeerId) -> bool {
+        self.taken.len() >= MAX_TAKEN
+            || self.taken.iter().filter(|(_, m, _)| m == member).count() >= MAX_TAKEN_PER_MEMBER
+    }
+
+    /// Moves this clock to `now` when that is later than any time it was asked at, forgets the
+    /// challenges taken [`CHALLENGE_TTL`] before it or earlier (each was issued before it was
+    /// taken, so it has expired), and returns the time to judge at.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = self.latest.map_or(now, |latest| latest.max(now));
+        self.latest = Some(now);
         while self
-            .open
+            .taken
             .front()
-            .is_some_and(|o| now.saturating_duration_since(o.at) >= CHALLENGE_TTL)
+            .is_some_and(|(_, _, at)| now.saturating_duration_since(*at) >= CHALLENGE_TTL)
         {
-            self.open.pop_front();
+            self.taken.pop_front();
         }
+        now
     }
 }
 
@@ -583,67 +679,148 @@ mod tests {
         assert_eq!(other.origin(&leader), Err(Refusal::BadKey));
     }
 
-    fn nonce(i: usize) -> Nonce {
-        let mut nonce = [0; NONCE_LEN];
-        nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        nonce
-    }
-
     #[test]
     fn a_challenge_is_taken_once_by_its_member_for_its_origin_within_its_lifetime() {
         let start = Instant::now();
         let (member, origin, other) = (PeerId::random(), PeerId::random(), PeerId::random());
         let mut challenges = Challenges::default();
-        assert!(challenges.issue(nonce(1), member, origin, start));
-        assert!(
-            !challenges.take(&nonce(2), &member, &origin, start),
+        let nonce = challenges.issue(member, origin, start).unwrap();
+        let mut forged = nonce;
+        forged[NONCE_LEN - 1] ^= 1;
+        assert_eq!(
+            challenges.take(&forged, &member, &origin, start),
+            Err(Refusal::UnknownChallenge),
             "never issued"
         );
-        assert!(
-            !challenges.take(&nonce(1), &other, &origin, start),
+        let mut later = nonce;
+        later[0] ^= 1;
+        assert_eq!(
+            challenges.take(&later, &member, &origin, start),
+            Err(Refusal::UnknownChallenge),
+            "its time changed"
+        );
+        assert_eq!(
+            challenges.take(&nonce, &other, &origin, start),
+            Err(Refusal::UnknownChallenge),
             "issued to another member"
         );
-        assert!(
-            !challenges.take(&nonce(1), &member, &other, start),
+        assert_eq!(
+            challenges.take(&nonce, &member, &other, start),
+            Err(Refusal::UnknownChallenge),
             "issued for another origin"
         );
-        assert!(challenges.is_open(&nonce(1), &member, start));
-        assert!(challenges.take(&nonce(1), &member, &origin, start));
-        assert!(!challenges.take(&nonce(1), &member, &origin, start), "used");
-        assert!(challenges.issue(nonce(3), member, origin, start));
-        assert!(
-            !challenges.take(&nonce(3), &member, &origin, start + CHALLENGE_TTL),
+        assert!(challenges.is_open(&nonce, &member, &origin, start));
+        let soon = start + CHALLENGE_TTL / 2;
+        assert_eq!(challenges.take(&nonce, &member, &origin, soon), Ok(()));
+        assert!(!challenges.is_open(&nonce, &member, &origin, soon));
+        assert_eq!(
+            challenges.take(&nonce, &member, &origin, soon),
+            Err(Refusal::UnknownChallenge),
+            "used"
+        );
+        assert_eq!(
+            challenges.take(&nonce, &member, &origin, start + CHALLENGE_TTL * 3),
+            Err(Refusal::UnknownChallenge),
+            "used, and expired since"
+        );
+        let fresh = challenges
+            .issue(member, origin, start + CHALLENGE_TTL * 4)
+            .unwrap();
+        assert_eq!(
+            challenges.take(&fresh, &member, &origin, start + CHALLENGE_TTL * 5),
+            Err(Refusal::UnknownChallenge),
             "expired"
+        );
+        let mut another = Challenges::default();
+        another.issue(member, origin, start).unwrap();
+        // Issued at the latest time this leader was asked at, five lifetimes in.
+        let fresh = challenges.issue(member, origin, start).unwrap();
+        let then = start + CHALLENGE_TTL * 5;
+        assert!(challenges.is_open(&fresh, &member, &origin, then));
+        assert!(
+            !another.is_open(&fresh, &member, &origin, then),
+            "another leader's"
+        );
+        let (one, two) = (
+            challenges.issue(member, origin, start).unwrap(),
+            challenges.issue(member, origin, start).unwrap(),
+        );
+        assert_ne!(one, two, "two asked for at once");
+        assert_eq!(challenges.take(&one, &member, &origin, start), Ok(()));
+        assert_eq!(challenges.take(&two, &member, &origin, start), Ok(()));
+    }
+
+    #[test]
+    fn asking_for_challenges_uses_up_nothing_and_taking_them_is_capped_per_member_and_in_all() {
+        let start = Instant::now();
+        let mut challenges = Challenges::default();
+        let (member, honest) = (PeerId::random(), PeerId::random());
+        let asked = (0..100_000)
+            .filter(|_| {
+                challenges
+                    .issue(PeerId::random(), PeerId::random(), start)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(asked, 100_000, "issuing holds nothing");
+        let nonce = challenges.issue(member, honest, start).unwrap();
+        assert_eq!(challenges.take(&nonce, &member, &honest, start), Ok(()));
+
+        // One member delivering requests of many origins fills its own share only.
+        let greedy = PeerId::random();
+        let taken = (0..MAX_TAKEN_PER_MEMBER * 2)
+            .filter(|_| {
+                let origin = PeerId::random();
+                challenges
+                    .issue(greedy, origin, start)
+                    .is_ok_and(|nonce| challenges.take(&nonce, &greedy, &origin, start).is_ok())
+            })
+            .count();
+        assert_eq!(taken, MAX_TAKEN_PER_MEMBER);
+        assert_eq!(
+            challenges.issue(greedy, PeerId::random(), start),
+            Err(Refusal::Busy),
+            "no challenge for a member whose share is taken"
+        );
+        let nonce = challenges.issue(member, honest, start).unwrap();
+        assert_eq!(challenges.take(&nonce, &member, &honest, start), Ok(()));
+
+        // Many members together fill the whole.
+        while challenges.taken.len() < MAX_TAKEN {
+            let (member, origin) = (PeerId::random(), PeerId::random());
+            let nonce = challenges.issue(member, origin, start).unwrap();
+            assert_eq!(challenges.take(&nonce, &member, &origin, start), Ok(()));
+        }
+        assert_eq!(
+            challenges.issue(member, honest, start),
+            Err(Refusal::Busy),
+            "given no challenge, an origin asks another member"
+        );
+        let after = start + CHALLENGE_TTL;
+        let nonce = challenges.issue(member, honest, after).unwrap();
+        assert_eq!(
+            challenges.take(&nonce, &member, &honest, after),
+            Ok(()),
+            "the taken ones expired"
         );
     }
 
     #[test]
-    fn no_origin_or_member_holds_more_than_its_share_of_open_challenges_nor_evicts_others() {
+    fn a_request_judged_at_an_earlier_reading_of_the_clock_cannot_take_a_challenge_twice() {
         let start = Instant::now();
         let mut challenges = Challenges::default();
-        let member = PeerId::random();
-        let honest = PeerId::random();
-        assert!(challenges.issue(nonce(0), member, honest, start));
-        let greedy = PeerId::random();
-        let through_member = (1..100)
-            .filter(|i| challenges.issue(nonce(*i), member, greedy, start))
-            .count();
-        assert_eq!(through_member, MAX_CHALLENGES_PER_ORIGIN);
-        assert!(
-            challenges.issue(nonce(100), member, PeerId::random(), start),
-            "another origin through the same member still gets one"
-        );
-        let from_one_member = (200..400)
-            .filter(|i| challenges.issue(nonce(*i), greedy, PeerId::random(), start))
-            .count();
-        assert_eq!(from_one_member, MAX_CHALLENGES_PER_MEMBER);
-        for i in 0..MAX_CHALLENGES * 2 {
-            challenges.issue(nonce(1000 + i), PeerId::random(), PeerId::random(), start);
-        }
-        assert_eq!(challenges.open.len(), MAX_CHALLENGES);
-        assert!(
-            challenges.take(&nonce(0), &member, &honest, start),
-            "never evicted"
+        let (member, origin) = (PeerId::random(), PeerId::random());
+        let nonce = challenges.issue(member, origin, start).unwrap();
+        assert_eq!(challenges.take(&nonce, &member, &origin, start), Ok(()));
+        // Another request, read at a later time, would forget the first take...
+        let other = challenges
+            .issue(member, origin, start + CHALLENGE_TTL)
+            .unwrap();
+        assert!(challenges.is_open(&other, &member, &origin, start + CHALLENGE_TTL));
+        // ...and the replay, read before, is judged at that later time: expired.
+        assert_eq!(
+            challenges.take(&nonce, &member, &origin, start + CHALLENGE_TTL / 2),
+            Err(Refusal::UnknownChallenge)
         );
     }
 

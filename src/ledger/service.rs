@@ -22,7 +22,7 @@ use super::Ledger;
 use super::authority::{
     BEHIND, RaftClaim, may_join, may_propose, may_send_raft, without_configured_policy,
 };
-use super::forward::{self, Envelope, NONCE_LEN, Nonce, Passed, Step};
+use super::forward::{self, Envelope, Nonce, Passed, Step};
 use super::limits::{MAX_COMMAND_BYTES, check_size};
 use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use super::raft::stream::{self, StreamError};
@@ -399,18 +399,11 @@ fn challenge(ledger: &Ledger, member: PeerId, origin: PeerId) -> Vec<u8> {
     if !leads(ledger) {
         return encode(&Err::<Nonce, String>(NOT_LEADER.to_string()));
     }
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
-    if !ledger
+    let nonce = ledger
         .challenges()
-        .issue(nonce, member, origin, crate::clock::now())
-    {
-        return encode(&Err::<Nonce, String>(format!(
-            "too many open challenges; each lives {} s",
-            forward::CHALLENGE_TTL.as_secs()
-        )));
-    }
-    encode(&Ok::<Nonce, String>(nonce))
+        .issue(member, origin, crate::clock::now())
+        .map_err(|refusal| refusal.to_string());
+    encode(&nonce)
 }
 
 /// On the leader: the answer to a forwarded request ([`decide_forwarded`]). Once its challenge
@@ -447,7 +440,13 @@ async fn decide_forwarded(
         return Err(refuse(NOT_LEADER.to_string()));
     }
     let now = crate::clock::now();
-    if !ledger.challenges().is_open(&envelope.nonce, &member, now) {
+    let signer = envelope
+        .signer()
+        .map_err(|refusal| refuse(refusal.to_string()))?;
+    if !ledger
+        .challenges()
+        .is_open(&envelope.nonce, &member, &signer, now)
+    {
         return Err(refuse(forward::Refusal::UnknownChallenge.to_string()));
     }
     if envelope.request.len() > MAX_COMMAND_BYTES * 2 {
@@ -459,12 +458,10 @@ async fn decide_forwarded(
     let origin = envelope
         .origin(&ledger.p2p().peer_id())
         .map_err(|refusal| refuse(refusal.to_string()))?;
-    if !ledger
+    ledger
         .challenges()
         .take(&envelope.nonce, &member, &origin, now)
-    {
-        return Err(refuse(forward::Refusal::UnknownChallenge.to_string()));
-    }
+        .map_err(|refusal| refuse(refusal.to_string()))?;
     if ledger.state().is_denied(&origin.to_string()) {
         return Ok(refuse(format!("{origin} is denied")));
     }
