@@ -51,7 +51,13 @@ fn three_nodes_ping_each_other_over_the_overlay() {
             );
         }
     }
-    // Every pair uses the direct UDP path, seen from both ends.
+    // Every pair uses the direct UDP path, seen from both ends, and the cipher both ends
+    // offer: AES-256-GCM where this machine runs it in hardware.
+    let cipher = if weft::dataplane::frame::Cipher::aes_gcm_in_hardware() {
+        "aes-256-gcm"
+    } else {
+        "chacha20-poly1305"
+    };
     for i in 0..3 {
         let peers = peers(&lan, i);
         assert_eq!(peers.len(), 2, "{peers:#?}");
@@ -59,6 +65,7 @@ fn three_nodes_ping_each_other_over_the_overlay() {
             let data = &peer["dataplane"];
             let path = data["path"].as_str().unwrap_or_default();
             assert!(path.starts_with("udp 10."), "n{}: {peer:#?}", i + 1);
+            assert_eq!(data["cipher"], cipher, "n{}: {peer:#?}", i + 1);
             assert!(data["rx_packets"].as_u64().unwrap() > 0, "{peer:#?}");
             assert!(data["tx_packets"].as_u64().unwrap() > 0, "{peer:#?}");
         }

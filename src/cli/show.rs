@@ -77,8 +77,8 @@ pub(super) fn peers(client: &ClientArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<54} {:<8} {:>9}  {:<26} {:>10} {:>10} {:>6}",
-        "HOSTNAME", "PEER ID", "LINK", "RTT", "DATA PATH", "TX", "RX", "DROPS"
+        "{:<16} {:<54} {:<8} {:>9}  {:<26} {:<17} {:>10} {:>10} {:>6}",
+        "HOSTNAME", "PEER ID", "LINK", "RTT", "DATA PATH", "CIPHER", "TX", "RX", "DROPS"
     );
     for PeerEntry { control, dataplane } in &peers {
         let rtt = control
@@ -89,18 +89,25 @@ pub(super) fn peers(client: &ClientArgs) -> Result<(), Failure> {
             crate::p2p::ConnectionKind::Direct => "direct",
             crate::p2p::ConnectionKind::Relayed => "relayed",
         };
-        let (path, tx, rx, drops) = match dataplane {
+        let (path, cipher, tx, rx, drops) = match dataplane {
             Some(d) => (
                 d.path.clone(),
+                d.cipher.clone().unwrap_or_else(|| "-".into()),
                 bytes(d.tx_bytes),
                 bytes(d.rx_bytes),
                 d.drops.values().sum::<u64>().to_string(),
             ),
-            None => ("no session".into(), "-".into(), "-".into(), "-".into()),
+            None => (
+                "no session".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ),
         };
         println!(
-            "{:<16} {:<54} {:<8} {:>9}  {:<26} {:>10} {:>10} {:>6}",
-            control.hostname, control.peer_id, link, rtt, path, tx, rx, drops
+            "{:<16} {:<54} {:<8} {:>9}  {:<26} {:<17} {:>10} {:>10} {:>6}",
+            control.hostname, control.peer_id, link, rtt, path, cipher, tx, rx, drops
         );
     }
     Ok(())

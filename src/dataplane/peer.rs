@@ -291,6 +291,10 @@ pub struct PeerStats {
     pub handshakes: u64,
     /// Seconds since the session in use was made, if there is one.
     pub handshake_age_secs: Option<u64>,
+    /// The cipher of the session in use (`aes-256-gcm` or `chacha20-poly1305`), if there is
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
 }
 
 impl Peer {
@@ -315,6 +319,11 @@ impl Peer {
                 .load()
                 .as_ref()
                 .map(|s| now.saturating_duration_since(s.established).as_secs()),
+            cipher: self
+                .send
+                .load()
+                .as_ref()
+                .map(|s| s.keys.cipher.as_str().to_string()),
         }
     }
 }
