@@ -774,20 +774,25 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
 
     // A request the victim did sign (here, by the victim's own handle) is taken once only.
     let victim_peer: PeerId = victim_id.parse().unwrap();
-    let nonce = challenge(&hostile, leader, victim_peer).await;
-    let signed = Envelope::seal(
-        &victim.member.handle.public_key(),
-        &leader,
-        nonce,
-        serde_json::to_vec(&LedgerRpc::Propose(Command::KvPut {
-            bucket: "forwarded".into(),
-            key: "once".into(),
-            value: "v".into(),
-        }))
-        .unwrap(),
-        |m| victim.member.handle.sign(m),
-    )
-    .unwrap();
+    // A write of `key` the victim signs over a challenge the hostile node fetched for it.
+    let fetcher = &hostile;
+    let victim_signs = |key: &'static str| async move {
+        let nonce = challenge(fetcher, leader, victim_peer).await;
+        Envelope::seal(
+            &victim.member.handle.public_key(),
+            &leader,
+            nonce,
+            serde_json::to_vec(&LedgerRpc::Propose(Command::KvPut {
+                bucket: "forwarded".into(),
+                key: key.into(),
+                value: "v".into(),
+            }))
+            .unwrap(),
+            |m| victim.member.handle.sign(m),
+        )
+        .unwrap()
+    };
+    let signed = victim_signs("once").await;
     let (first, vouched) = deliver(&hostile, leader, signed.clone()).await;
     assert!(first.is_ok() && vouched, "{first:?}");
     // Delivered again, it is refused, unsigned: a member cannot show that refusal to the
@@ -839,20 +844,7 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
         .expect("the leader answers");
         assert!(answer.is_ok(), "challenge {i} refused: {answer:?}");
     }
-    let nonce = challenge(&hostile, leader, victim_peer).await;
-    let signed = Envelope::seal(
-        &victim.member.handle.public_key(),
-        &leader,
-        nonce,
-        serde_json::to_vec(&LedgerRpc::Propose(Command::KvPut {
-            bucket: "forwarded".into(),
-            key: "after the flood".into(),
-            value: "v".into(),
-        }))
-        .unwrap(),
-        |m| victim.member.handle.sign(m),
-    )
-    .unwrap();
+    let signed = victim_signs("after the flood").await;
     let (after_flood, vouched) = deliver(&hostile, leader, signed).await;
     assert!(after_flood.is_ok() && vouched, "{after_flood:?}");
 
