@@ -4,16 +4,22 @@
 # Two network namespaces joined by a veth pair (underlay 10.210.0.1 <-> 10.210.0.2), a release
 # `weft up` in each, then for (a) the veth and (b) the overlay: ping RTT idle and while one TCP
 # stream runs (median and p90 of PINGS pings 0.2 s apart), iperf3 TCP with 1 and with 4 streams
-# and one stream each way at once. Prints a table with overlay/veth ratios. Nothing outside the
+# and one stream each way at once, and UDP offered at UDP_RATE in datagrams of UDP_LEN bytes
+# for UDP_DUR seconds (the received rate and the loss). Prints a table with overlay/veth ratios. Nothing outside the
 # two namespaces is ever addressed (no DHT; mDNS stays on the veth).
 #
 # Usage (root):  benches/overlay.sh
-#   knobs: DUR=10 PINGS=40 WEFT=target/release/weft WEFT_ARGS="" OUT=/tmp/weft-overlay-bench
+#   knobs: DUR=10 PINGS=40 UDP_RATE=1G UDP_LEN=1200 UDP_DUR=5 WEFT=target/release/weft
+#          WEFT_ARGS="" OUT=/tmp/weft-overlay-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DUR=${DUR:-10}
 PINGS=${PINGS:-40}
+# The shared anchors script's datagram size, which fits every overlay MTU measured.
+UDP_RATE=${UDP_RATE:-1G}
+UDP_LEN=${UDP_LEN:-1200}
+UDP_DUR=${UDP_DUR:-5}
 WEFT=${WEFT:-target/release/weft}
 WEFT_ARGS=${WEFT_ARGS:-}
 OUT=${OUT:-/tmp/weft-overlay-bench}
@@ -92,6 +98,14 @@ import json,sys
 e=json.load(open(sys.argv[1]))['end']
 print('%.2f'%((e['sum_received']['bits_per_second']+e['sum_received_bidir_reverse']['bits_per_second'])/1e9))" "$OUT/bidir-$1.json"
 }
+udp() { # dst -> "received Gbit/s, loss %" of UDP offered at UDP_RATE, as the receiver counted
+  ip netns exec "$NS1" iperf3 -c "$1" -u -b "$UDP_RATE" -l "$UDP_LEN" -t "$UDP_DUR" \
+    -J >"$OUT/udp-$1.json"
+  python3 -c "
+import json,sys
+s=json.load(open(sys.argv[1]))['end']['sum_received']
+print('%.3f %.2f' % (s['bits_per_second']/1e9, s['lost_percent']))" "$OUT/udp-$1.json"
+}
 
 log "veth: ping"; read -r VR VR90 < <(rtt "$U2")
 log "overlay: ping"; read -r OR OR90 < <(rtt "$O2")
@@ -103,6 +117,8 @@ log "veth: TCP 4 streams"; V4=$(tcp "$U2" 4)
 log "overlay: TCP 4 streams"; W4=$(tcp "$O2" 4)
 log "veth: TCP both ways"; VB=$(bidir "$U2")
 log "overlay: TCP both ways"; WB=$(bidir "$O2")
+log "veth: UDP at $UDP_RATE"; read -r VU VUL < <(udp "$U2")
+log "overlay: UDP at $UDP_RATE"; read -r WU WUL < <(udp "$O2")
 
 ratio() { python3 -c "print('%.3f' % ($1 / $2))"; }
 added() { python3 -c "print('+%.3f ms added' % ($2 - $1))"; }
@@ -112,6 +128,8 @@ added() { python3 -c "print('+%.3f ms added' % ($2 - $1))"; }
   echo "| TCP 1 stream (Gbit/s) | $V1 | $W1 | $(ratio "$W1" "$V1") |"
   echo "| TCP 4 streams (Gbit/s) | $V4 | $W4 | $(ratio "$W4" "$V4") |"
   echo "| TCP both ways, 1 stream each (Gbit/s) | $VB | $WB | $(ratio "$WB" "$VB") |"
+  echo "| UDP offered at $UDP_RATE, received (Gbit/s) | $VU | $WU | $(ratio "$WU" "$VU") |"
+  echo "| UDP offered at $UDP_RATE, lost (%) | $VUL | $WUL | |"
   echo "| ping RTT median, idle (ms) | $VR | $OR | $(added "$VR" "$OR") |"
   echo "| ping RTT p90, idle (ms) | $VR90 | $OR90 | $(added "$VR90" "$OR90") |"
   echo "| ping RTT median, one TCP stream (ms) | $VL | $OL | $(added "$VL" "$OL") |"
