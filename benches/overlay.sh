@@ -3,9 +3,10 @@
 #
 # Two network namespaces joined by a veth pair (underlay 10.210.0.1 <-> 10.210.0.2), a release
 # `weft up` in each, then for (a) the veth and (b) the overlay: ping RTT idle and while one TCP
-# stream runs (median and p90 of PINGS pings 0.2 s apart), iperf3 TCP with 1 and with 4 streams
-# and one stream each way at once, and UDP offered at UDP_RATE in datagrams of UDP_LEN bytes
-# for UDP_DUR seconds (the received rate and the loss). Prints a table with overlay/veth ratios. Nothing outside the
+# stream runs (median and p90 of PINGS pings 0.2 s apart), iperf3 TCP with 1 and with 4
+# streams and one stream each way at once, and UDP offered at UDP_RATE in datagrams of UDP_LEN
+# bytes for UDP_DUR seconds (the received rate and the loss). Prints a table with overlay/veth
+# ratios. Nothing outside the
 # two namespaces is ever addressed (no DHT; mDNS stays on the veth).
 #
 # Usage (root):  benches/overlay.sh
@@ -16,8 +17,8 @@ cd "$(dirname "$0")/.."
 
 DUR=${DUR:-10}
 PINGS=${PINGS:-40}
-# The shared anchors script's datagram size, which fits every overlay MTU measured.
 UDP_RATE=${UDP_RATE:-1G}
+# The shared anchors script's datagram size, which fits every overlay MTU measured.
 UDP_LEN=${UDP_LEN:-1200}
 UDP_DUR=${UDP_DUR:-5}
 WEFT=${WEFT:-target/release/weft}

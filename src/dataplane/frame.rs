@@ -11,9 +11,10 @@
 //! (the generic RustCrypto code is instantiated in this crate, so a debug build ran the overlay at
 //! 20 Mbit/s): ChaCha20-Poly1305, which every member speaks, and AES-256-GCM, which a session
 //! uses when both of its ends have AES and carry-less multiplication in hardware
-//! ([`Cipher::agreed`]). There ring's AES-GCM seals a full packet about 2.8 times as fast
-//! (`BENCHMARKS.md`, "AES-256-GCM where both ends have it"); without those instructions its AES is a slow
-//! constant-time fallback and ChaCha20-Poly1305 is the faster, as on most small ARM boards.
+//! ([`Cipher::agreed`]). There ring's AES-GCM seals and opens a full packet about 2.8 times
+//! as fast (`BENCHMARKS.md`, "AES-256-GCM where both ends have it"); without those
+//! instructions its AES is a slow constant-time fallback and ChaCha20-Poly1305 is the faster,
+//! as on most small ARM boards.
 //! Both take a 32-byte key and a 96-bit nonce and give a 16-byte tag, so the frame is the same.
 
 use ring::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, Tag, UnboundKey};
