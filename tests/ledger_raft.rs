@@ -937,26 +937,34 @@ async fn a_restarted_member_keeps_its_peer_id_address_and_cluster() {
     assert_eq!(own_address(&replicas[2]), Some(before), "the same address");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_denied_voter_is_replaced_without_waiting_for_the_voter_timeout() {
+/// `nodes` replicas in one settled cluster of three voters, with voter and lease timeouts too
+/// long to matter.
+async fn patient_cluster(prefix: &str, nodes: usize) -> Vec<Replica> {
     let token = network();
     let patient = LedgerConfig {
         voter_timeout: Duration::from_secs(600),
         lease_timeout: Duration::from_secs(600),
         ..quick_config()
     };
-    let first = start(&token, "d0", vec![]).await;
+    let name = format!("{prefix}0");
+    let first = start(&token, &name, vec![]).await;
     let entry = address(&first).await;
     let mut replicas =
-        vec![replica_configured(first, "d0", tempfile::tempdir().unwrap(), patient.clone()).await];
-    for i in 1..4 {
-        let name = format!("d{i}");
+        vec![replica_configured(first, &name, tempfile::tempdir().unwrap(), patient.clone()).await];
+    for i in 1..nodes {
+        let name = format!("{prefix}{i}");
         let member = start(&token, &name, vec![entry.clone()]).await;
         replicas.push(
             replica_configured(member, &name, tempfile::tempdir().unwrap(), patient.clone()).await,
         );
     }
     settled_cluster(&replicas).await;
+    replicas
+}
+
+/// Denies a voter that does not lead, through another member; returns the denied PeerId and
+/// the member that proposed the denial.
+async fn deny_a_voter(replicas: &[Replica]) -> (String, &Replica) {
     let (leader, voters) = wait_for("three voters", || {
         let status = replicas[0].ledger.status();
         (status.voters.len() == 3).then(|| (status.leader.clone(), status.voters))
@@ -978,11 +986,41 @@ async fn a_denied_voter_is_replaced_without_waiting_for_the_voter_timeout() {
         },
     )
     .await;
+    (denied, proposer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_voter_is_replaced_without_waiting_for_the_voter_timeout() {
+    let replicas = patient_cluster("d", 4).await;
+    let (denied, proposer) = deny_a_voter(&replicas).await;
     wait_for("three voters without the denied one", || {
         let voters = proposer.ledger.status().voters;
         (voters.len() == 3 && !voters.contains(&denied)).then_some(())
     })
     .await;
+}
+
+/// In a cluster of three, nobody can take a denied voter's seat: it loses the seat anyway, so
+/// its vote no longer counts, and the two voters left go on committing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_voter_nobody_can_replace_loses_its_seat_outright() {
+    let replicas = patient_cluster("o", 3).await;
+    let (denied, proposer) = deny_a_voter(&replicas).await;
+    let voters = wait_for("two voters without the denied one", || {
+        let voters = proposer.ledger.status().voters;
+        (voters.len() == 2 && !voters.contains(&denied)).then_some(voters)
+    })
+    .await;
+    commit(proposer, put("after-the-deny")).await;
+    for replica in replicas
+        .iter()
+        .filter(|r| voters.contains(&r.member.handle.peer_id().to_string()))
+    {
+        wait_for("the write on both voters", || {
+            has_key(replica, "after-the-deny").then_some(())
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

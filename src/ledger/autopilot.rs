@@ -813,7 +813,8 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
 }
 
 /// Replaces voters as [`Seats::replacement`] says: unreachable for `voter_timeout`, denied or
-/// superseded ones, by reachable learners, one for one.
+/// superseded ones, by reachable learners, one for one; a denied voter no learner replaces
+/// loses its seat outright.
 async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
     let _membership = ledger.membership_lock().await;
     let nodes = seat_nodes(ledger);

@@ -8,8 +8,11 @@
 //! voter and a superseded one (its node joined again under a new raft id) at once, is replaced
 //! by a reachable learner, one for one, so the count of voters stays odd; denied voters give up
 //! their seats first. Without a reachable learner a dead voter keeps its seat (the others still
-//! form a quorum). Nothing changes while the leader reaches no more than half of its voters: it
-//! is on the small side of a partition, and the change could not commit.
+//! form a quorum), except a denied one: it loses its seat outright, leaving an even count for a
+//! while. Dropping it costs no fault tolerance (every member has cut it off, so the others
+//! already form the quorum alone, and a quorum of the smaller set is as many of them) and ends
+//! its vote. Nothing changes while the leader reaches no more than half of its voters: it is on
+//! the small side of a partition, and the change could not commit.
 //!
 //! Learners: when fewer voters than the target are live and no live learner can step in, and
 //! the leader reaches a majority of its voters, it brings in the live follower with the lowest
@@ -106,10 +109,15 @@ impl Seats {
         // Denied voters give up their seats first (a stable sort keeps the rest in order).
         dead.sort_by_key(|voter| !voter.denied);
         let replaced = dead.len().min(learners.len());
-        if replaced == 0 {
+        // Denied voters no learner replaces go without a successor.
+        let denied_left = dead[replaced..].iter().filter(|v| v.denied).count();
+        if replaced + denied_left == 0 {
             return None;
         }
-        let dropped: Vec<u64> = dead[..replaced].iter().map(|v| v.id).collect();
+        let dropped: Vec<u64> = dead[..replaced + denied_left]
+            .iter()
+            .map(|v| v.id)
+            .collect();
         let voters = voters
             .iter()
             .map(|v| v.id)
@@ -208,6 +216,32 @@ mod tests {
         let change = seats.replacement(now, &nodes, TIMEOUT).unwrap();
         assert_eq!(change.dropped, [2, 3]);
         assert_eq!(change.voters, BTreeSet::from([1, 4, 5, 6, 9]));
+    }
+
+    #[test]
+    fn a_denied_voter_no_learner_replaces_loses_its_seat_outright() {
+        let now = Instant::now();
+        let mut seats = Seats::default();
+        let mut denied = node(3, true, true);
+        denied.denied = true;
+        let alone = [node(1, true, true), node(2, true, true), denied.clone()];
+        let change = seats.replacement(now, &alone, TIMEOUT).unwrap();
+        assert_eq!(change.dropped, [3]);
+        assert_eq!(change.voters, BTreeSet::from([1, 2]));
+
+        let mut also_denied = node(4, true, true);
+        also_denied.denied = true;
+        let one_learner = [
+            node(1, true, true),
+            node(2, true, true),
+            denied,
+            also_denied,
+            node(5, true, true),
+            node(6, false, true),
+        ];
+        let change = seats.replacement(now, &one_learner, TIMEOUT).unwrap();
+        assert_eq!(change.dropped, [3, 4], "one replaced, the other dropped");
+        assert_eq!(change.voters, BTreeSet::from([1, 2, 5, 6]));
     }
 
     #[test]

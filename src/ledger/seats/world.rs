@@ -27,6 +27,7 @@ macro_rules! ensure {
 struct Counts {
     after_timeout: u64,
     denied: u64,
+    denied_outright: u64,
     superseded: u64,
     kept_without_majority: u64,
     kept_without_learner: u64,
@@ -146,12 +147,17 @@ impl World {
             .map(|n| n.id)
             .collect();
 
+        let denied_dead = voters
+            .iter()
+            .filter(|v| v.denied && dead.contains(&v.id))
+            .count();
+
         let answer = self.seats.replacement(self.now, &nodes, TIMEOUT);
         let Some(change) = answer else {
             ensure!(
-                dead.is_empty() || !majority || learners.is_empty(),
-                "no change although voters {dead:?} are dead, a majority is live and learners \
-                 {learners:?} can step in"
+                dead.is_empty() || !majority || (learners.is_empty() && denied_dead == 0),
+                "no change although voters {dead:?} are dead ({denied_dead} denied), a majority \
+                 is live and learners {learners:?} can step in"
             );
             if !dead.is_empty() {
                 if !majority {
@@ -164,9 +170,10 @@ impl World {
         };
         ensure!(majority, "a change without a majority of live voters");
         let replaced = dead.len().min(learners.len());
+        let outright = denied_dead.saturating_sub(replaced);
         ensure!(
-            change.dropped.len() == replaced,
-            "dropped {:?} of dead {dead:?} with learners {learners:?}",
+            change.dropped.len() == replaced + outright,
+            "dropped {:?} of dead {dead:?} ({denied_dead} denied) with learners {learners:?}",
             change.dropped
         );
         ensure!(
@@ -174,21 +181,28 @@ impl World {
             "dropped {:?}, not all dead ({dead:?})",
             change.dropped
         );
-        let denied_dead = voters
-            .iter()
-            .filter(|v| v.denied && dead.contains(&v.id))
-            .count();
         let denied_dropped = voters
             .iter()
             .filter(|v| v.denied && change.dropped.contains(&v.id))
             .count();
         ensure!(
-            denied_dropped == denied_dead.min(replaced),
-            "denied voters do not go first: {denied_dropped} of {denied_dead} dropped"
+            denied_dropped == denied_dead,
+            "denied voters keep their seats: {denied_dropped} of {denied_dead} dropped"
+        );
+        let replaced_denied = denied_dead.min(replaced);
+        let replaced_first = change
+            .dropped
+            .iter()
+            .take(replaced_denied)
+            .all(|id| voters.iter().any(|v| v.id == *id && v.denied));
+        ensure!(
+            replaced_first,
+            "denied voters are not the first replaced: {:?}",
+            change.dropped
         );
         ensure!(
-            change.voters.len() == voters.len(),
-            "the count of voters moved from {} to {}",
+            change.voters.len() == voters.len() - outright,
+            "the count of voters moved from {} to {} with {outright} dropped outright",
             voters.len(),
             change.voters.len()
         );
@@ -207,6 +221,7 @@ impl World {
             added.len() == replaced && added.iter().all(|id| learners.contains(id)),
             "added {added:?}, not {replaced} of the live learners {learners:?}"
         );
+        counts.denied_outright += outright as u64;
         for voter in &voters {
             if voter.denied {
                 counts.denied += u64::from(change.dropped.contains(&voter.id));
@@ -285,7 +300,11 @@ fn the_leader_replaces_and_recruits_by_its_rules_in_any_order_of_events() {
     eprintln!("{counts:?}");
     let least = [
         ("replacements after the timeout", counts.after_timeout),
-        ("replacements of denied voters", counts.denied),
+        ("denied voters dropping out", counts.denied),
+        (
+            "denied voters dropped without a successor",
+            counts.denied_outright,
+        ),
         ("replacements of superseded voters", counts.superseded),
         (
             "dead voters kept without a majority",
