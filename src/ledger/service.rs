@@ -39,13 +39,14 @@ pub(crate) const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the leader waits for a joining learner to catch up, holding the membership lock.
 const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a node whose join held the leader for the learner timeout and failed waits before
+/// How long a node whose own learner did not catch up within the learner timeout waits before
 /// the leader takes another join from it: a token holder joining again and again under new
-/// raft ids must not hold the membership lock for ever.
+/// raft ids must not hold the membership lock for ever. A join that only waited behind others
+/// for the lock is not held against its node.
 const JOIN_COOLDOWN: Duration = Duration::from_secs(60);
 
-/// The joins in flight (`None`) and the nodes cooling down after a slow failed one (until
-/// when), by PeerId.
+/// The joins in flight (`None`) and the nodes cooling down after their learner did not catch
+/// up (until when), by PeerId.
 #[derive(Debug, Default)]
 pub(crate) struct Joins(std::sync::Mutex<HashMap<String, Option<Instant>>>);
 
@@ -66,8 +67,8 @@ impl Joins {
         match joins.get(peer) {
             Some(None) => Err("a join from this node is already in flight".into()),
             Some(Some(_)) => Err(format!(
-                "this node's last join failed after holding the leader for {} s; the leader \
-                 takes another after {} s",
+                "this node's last join failed: it did not catch up as a learner within {} s; \
+                 the leader takes another after {} s",
                 LEARNER_TIMEOUT.as_secs(),
                 JOIN_COOLDOWN.as_secs()
             )),
@@ -76,28 +77,25 @@ impl Joins {
                 Ok(JoinTicket {
                     joins: self,
                     peer: peer.to_string(),
-                    started: now,
-                    failed: false,
+                    too_slow: false,
                 })
             }
         }
     }
 }
 
-/// A join in flight; dropped, it ends the join, and a failure that held the leader for the
-/// learner timeout starts the sender's cooldown.
+/// A join in flight; dropped, it ends the join, and a join whose learner did not catch up in
+/// time starts the sender's cooldown.
 struct JoinTicket<'a> {
     joins: &'a Joins,
     peer: String,
-    started: Instant,
-    failed: bool,
+    too_slow: bool,
 }
 
 impl Drop for JoinTicket<'_> {
     fn drop(&mut self) {
-        let slow = crate::clock::since(self.started) >= LEARNER_TIMEOUT;
         let mut joins = self.joins.lock();
-        if self.failed && slow {
+        if self.too_slow {
             joins.insert(
                 std::mem::take(&mut self.peer),
                 Some(crate::clock::now() + JOIN_COOLDOWN),
@@ -326,8 +324,8 @@ async fn answer_join(
     match joined.and_then(|node| Ok((node, ledger.joins.start(&sender)?))) {
         Ok((node, mut ticket)) => {
             let joined = join(ledger, node_id, node, target_voters, follower_only).await;
-            ticket.failed = joined.is_err();
-            encode(&joined)
+            ticket.too_slow = matches!(joined, Err(JoinError::CaughtUpTooSlowly));
+            encode(&joined.map_err(|e| e.to_string()))
         }
         Err(refusal) => {
             tracing::warn!(%peer, %refusal, "refused a join");
@@ -655,26 +653,57 @@ pub async fn ask_each(
 /// learner (waiting until it has caught up) and promotes learners, keeping the voter count odd;
 /// otherwise the node follows the feed. A node `behind` the rotation follows, unless it already
 /// holds a seat: it may read the ledger, and so learn of the rotation, but takes no seat.
-async fn join(
-    ledger: &Ledger,
+/// Why a join failed.
+#[derive(Debug)]
+enum JoinError {
+    /// The joiner's learner did not catch up within [`LEARNER_TIMEOUT`]: the one failure held
+    /// against the joiner ([`JOIN_COOLDOWN`]).
+    CaughtUpTooSlowly,
+    Failed(String),
+}
+
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JoinError::CaughtUpTooSlowly => write!(
+                f,
+                "the new learner did not catch up within {} s; it stays a learner",
+                LEARNER_TIMEOUT.as_secs()
+            ),
+            JoinError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What a join asks of the leader's raft membership.
+#[derive(Debug, PartialEq, Eq)]
+enum JoinPlan {
+    /// The joiner follows the cluster: no seat changes.
+    Follower,
+    /// The joiner's earlier learner seats go (`stale_learners`), then it takes a seat unless
+    /// it `follows`.
+    Seat {
+        stale_learners: BTreeSet<u64>,
+        follows: bool,
+    },
+}
+
+/// The plan for a join of raft node `node_id` as `peer`: a node new to raft joins a cluster of
+/// `target_voters` raft nodes or more (or one behind the rotation, `follower_only`) as a
+/// follower; otherwise, or when its PeerId still holds learner seats, the membership changes.
+fn plan_join(
+    membership: &openraft::Membership<u64, super::raft::LedgerNode>,
     node_id: u64,
-    node: super::raft::LedgerNode,
+    peer: &str,
     target_voters: usize,
     follower_only: bool,
-) -> Result<Joined, String> {
-    let _membership = ledger.membership_lock().await;
-    let raft = ledger.raft();
-    let metrics = raft.metrics().borrow().clone();
-    if metrics.current_leader != Some(ledger.node_id()) {
-        return Err("this node is not the leader".into());
-    }
-    let membership = metrics.membership_config.membership();
+) -> JoinPlan {
     // Seats the joiner held under raft ids it had before it wiped its raft state: it answers
     // only as `node_id` now. They do not count; its learner seats go now, and a voter seat is
     // replaced once it sits as a learner again ([`super::autopilot`], superseded voters).
     let stale: BTreeSet<u64> = membership
         .nodes()
-        .filter(|(id, n)| **id != node_id && n.peer_id == node.peer_id)
+        .filter(|(id, n)| **id != node_id && n.peer_id == peer)
         .map(|(id, _)| *id)
         .collect();
     let stale_learners: BTreeSet<u64> = stale
@@ -683,6 +712,62 @@ async fn join(
         .filter(|id| !membership.voter_ids().any(|voter| voter == *id))
         .collect();
     let members = membership.nodes().count() - stale.len();
+    let follows =
+        membership.get_node(&node_id).is_none() && (follower_only || members >= target_voters);
+    if follows && stale_learners.is_empty() {
+        JoinPlan::Follower
+    } else {
+        JoinPlan::Seat {
+            stale_learners,
+            follows,
+        }
+    }
+}
+
+/// The leader's plan for a join ([`plan_join`]) from its raft membership now.
+fn plan_now(
+    ledger: &Ledger,
+    node_id: u64,
+    peer: &str,
+    target_voters: usize,
+    follower_only: bool,
+) -> Result<JoinPlan, JoinError> {
+    let metrics = ledger.raft().metrics().borrow().clone();
+    if metrics.current_leader != Some(ledger.node_id()) {
+        return Err(JoinError::Failed("this node is not the leader".into()));
+    }
+    Ok(plan_join(
+        metrics.membership_config.membership(),
+        node_id,
+        peer,
+        target_voters,
+        follower_only,
+    ))
+}
+
+/// A join of raft node `node_id`. One that changes no seat is answered without the membership
+/// lock, so joins that hold it (a learner catching up, in a cluster short of raft nodes) keep
+/// no newcomer to a full cluster waiting. One that does is planned again under the lock.
+async fn join(
+    ledger: &Ledger,
+    node_id: u64,
+    node: super::raft::LedgerNode,
+    target_voters: usize,
+    follower_only: bool,
+) -> Result<Joined, JoinError> {
+    let plan = || plan_now(ledger, node_id, &node.peer_id, target_voters, follower_only);
+    if plan()? == JoinPlan::Follower {
+        return Ok(Joined::Follower);
+    }
+    let _membership = ledger.membership_lock().await;
+    let JoinPlan::Seat {
+        stale_learners,
+        follows,
+    } = plan()?
+    else {
+        return Ok(Joined::Follower);
+    };
+    let raft = ledger.raft();
     if !stale_learners.is_empty() {
         tracing::info!(?stale_learners, peer = %node.peer_id, "removing the learner seats a rejoining node held under earlier raft ids");
         let removed = tokio::time::timeout(
@@ -694,19 +779,16 @@ async fn join(
             tracing::warn!(peer = %node.peer_id, "the joiner's earlier learner seats were not removed; they go at its next join");
         }
     }
-    if membership.get_node(&node_id).is_none() && (follower_only || members >= target_voters) {
+    if follows {
         return Ok(Joined::Follower);
     }
     tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, true))
         .await
-        .map_err(|_| {
-            format!(
-                "the new learner did not catch up within {} s; it stays a learner",
-                LEARNER_TIMEOUT.as_secs()
-            )
-        })?
-        .map_err(|e| e.to_string())?;
-    promote_locked(ledger, target_voters).await?;
+        .map_err(|_| JoinError::CaughtUpTooSlowly)?
+        .map_err(|e| JoinError::Failed(e.to_string()))?;
+    promote_locked(ledger, target_voters)
+        .await
+        .map_err(JoinError::Failed)?;
     Ok(Joined::Member)
 }
 
@@ -765,22 +847,82 @@ fn next_voter_count(voters: usize, learners: usize, target: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::{JOIN_COOLDOWN, Joins, LEARNER_TIMEOUT, next_voter_count};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::super::raft::LedgerNode;
+    use super::{JOIN_COOLDOWN, JoinPlan, Joins, LEARNER_TIMEOUT, next_voter_count, plan_join};
+
+    /// A raft membership of `voters` and `learners`, node `id` registered as PeerId `p<id>`
+    /// unless `peers` names another.
+    fn membership(
+        voters: &[u64],
+        learners: &[u64],
+        peers: &[(u64, &str)],
+    ) -> openraft::Membership<u64, LedgerNode> {
+        let nodes: BTreeMap<u64, LedgerNode> = voters
+            .iter()
+            .chain(learners)
+            .map(|id| {
+                let peer = peers
+                    .iter()
+                    .find(|(p, _)| p == id)
+                    .map_or(format!("p{id}"), |(_, peer)| peer.to_string());
+                (*id, LedgerNode { peer_id: peer })
+            })
+            .collect();
+        openraft::Membership::new(vec![voters.iter().copied().collect()], nodes)
+    }
+
+    #[test]
+    fn only_joins_that_change_seats_wait_for_the_membership_lock() {
+        let full = membership(&[1, 2, 3], &[], &[]);
+        assert_eq!(plan_join(&full, 9, "p9", 3, false), JoinPlan::Follower);
+        let short = membership(&[1], &[2], &[]);
+        assert_eq!(
+            plan_join(&short, 9, "p9", 3, false),
+            JoinPlan::Seat {
+                stale_learners: BTreeSet::new(),
+                follows: false
+            }
+        );
+        assert_eq!(
+            plan_join(&short, 9, "p9", 3, true),
+            JoinPlan::Follower,
+            "behind the rotation: no seat"
+        );
+        let seated = membership(&[1, 2, 3], &[9], &[]);
+        assert_eq!(
+            plan_join(&seated, 9, "p9", 3, false),
+            JoinPlan::Seat {
+                stale_learners: BTreeSet::new(),
+                follows: false
+            },
+            "a raft node that holds a seat catches up again"
+        );
+        let stale = membership(&[1, 2, 3], &[7], &[(7, "p9")]);
+        assert_eq!(
+            plan_join(&stale, 9, "p9", 3, false),
+            JoinPlan::Seat {
+                stale_learners: BTreeSet::from([7]),
+                follows: true
+            },
+            "earlier learner seats go first"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
-    async fn one_join_per_node_at_a_time_and_a_slow_failure_cools_down() {
+    async fn one_join_per_node_at_a_time_and_a_learner_too_slow_cools_down() {
         let joins = Joins::default();
         let ticket = joins.start("a").unwrap();
         assert!(joins.start("a").is_err(), "one in flight per node");
         assert!(joins.start("b").is_ok(), "others are not held up");
         drop(ticket);
-        // A quick failure (the leader was not the leader) is not held against the node.
-        let mut ticket = joins.start("a").unwrap();
-        ticket.failed = true;
+        // Other failures, however long they waited for the lock, are not held against it.
+        let ticket = joins.start("a").unwrap();
+        tokio::time::advance(LEARNER_TIMEOUT * 2).await;
         drop(ticket);
         let mut ticket = joins.start("a").unwrap();
-        ticket.failed = true;
-        tokio::time::advance(LEARNER_TIMEOUT).await;
+        ticket.too_slow = true;
         drop(ticket);
         let refusal = joins.start("a").err().unwrap();
         assert!(refusal.contains("after 60 s"), "{refusal}");
