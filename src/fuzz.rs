@@ -23,7 +23,8 @@ use libp2p::identity::Keypair;
 use prost::Message as _;
 
 use crate::api::dns::{EdgevpnDns, NewRecord};
-use crate::api::roles::RoleChange;
+use crate::api::roles::{PolicyChange, RoleChange};
+use crate::api::rotate::RotateRequest;
 use crate::config::{Inputs, Origin, RawSetting, RawValue};
 use crate::dataplane::frame::{self, Cipher, HEADER_LEN, Header, Key, MAX_MTU, TAG_LEN};
 use crate::dataplane::replay::ReplayWindow;
@@ -35,7 +36,9 @@ use crate::ledger::follower::{Catchup, Replica};
 use crate::ledger::limits::check_size;
 use crate::ledger::raft::LedgerNode;
 use crate::ledger::raft::network::LedgerRpc;
-use crate::ledger::state::{ClusterId, Command, LedgerState, Platform, attribute};
+use crate::ledger::state::operator::subject;
+use crate::ledger::state::{ClusterId, Command, LedgerState, Platform, RolePolicy, attribute};
+use crate::operator::{OperatorKey, OperatorSecret, Signed};
 use crate::p2p::admission::{self, Admission, Verdict};
 use crate::p2p::redial::{self, Redial};
 use crate::p2p::{gossip, records_of};
@@ -322,7 +325,20 @@ fn seeded_state() -> LedgerState {
 
 /// Applies `command` as the leader applies a proposal from `sender`, then checks the state.
 fn propose(state: &mut LedgerState, command: Command, sender: &str) {
-    if check_size(&command).is_err() || may_propose(&command, sender, None, None, 0).is_err() {
+    propose_under(state, command, sender, None);
+}
+
+/// [`propose`] in a mesh whose nodes run with `operator`'s key.
+fn propose_under(
+    state: &mut LedgerState,
+    command: Command,
+    sender: &str,
+    operator: Option<&OperatorKey>,
+) {
+    let cluster = state.cluster();
+    if check_size(&command).is_err()
+        || may_propose(&command, sender, operator, cluster, NOW).is_err()
+    {
         return;
     }
     let index = state.applied() + 1;
@@ -470,12 +486,79 @@ pub fn config(data: &[u8]) {
     let _ = crate::config::resolve(&inputs);
 }
 
-/// API request bodies, one per line: a DNS record (weft's and edgevpn's form) and a role change,
-/// turned into the command the API proposes and applied to a ledger.
+/// The operator's key of the `api` target's keyed mesh (drawn once per process: what is
+/// checked is that only its signature passes, whichever key it is).
+static OPERATOR: LazyLock<OperatorSecret> = LazyLock::new(OperatorSecret::generate);
+
+/// API request bodies, one per line: a DNS record (weft's and edgevpn's form), a role change, a
+/// role policy, a token rotation's request, and an operator's signed command, each decoded as
+/// the API decodes it; and a ledger write (`bucket/key/value`, edgevpn's and weft's KV routes).
+/// Each is turned into the command the API proposes and applied to a ledger. A signed command
+/// goes to a mesh run with the operator's key twice: as given, which never verifies, and signed
+/// with the key, which passes the leader's checks as far as its cluster and age allow.
 pub fn api(data: &[u8]) {
+    let _ = api_states(data);
+}
+
+/// [`api`]'s work, returning the mesh without and the mesh with the operator's key.
+fn api_states(data: &[u8]) -> (LedgerState, LedgerState) {
     let mut state = seeded_state();
+    let mut keyed = seeded_state();
+    let key = OPERATOR.public();
     let sender = peer(&ALICE).to_string();
     for line in lines(data) {
+        if let Ok(change) = serde_json::from_slice::<PolicyChange>(line) {
+            let policy = RolePolicy {
+                control_planes: change.control_planes,
+            };
+            propose(&mut state, Command::SetRolePolicy(policy), &sender);
+        }
+        if let Ok(request) = serde_json::from_slice::<RotateRequest>(line)
+            && let Some(grant) = request.grant
+        {
+            let _ = grant.command();
+        }
+        if let Ok(signed) = serde_json::from_slice::<Signed>(line)
+            && let Ok(command) = signed.command()
+            && subject(&command).is_some()
+        {
+            let forged = Command::Operator(Box::new(signed.clone()));
+            assert!(
+                may_propose(&forged, &sender, Some(&key), keyed.cluster(), NOW).is_err(),
+                "a command not signed with the operator's key passed the leader's check"
+            );
+            let genuine = OPERATOR.sign_in(signed.seq, &command, signed.cluster);
+            propose_under(
+                &mut keyed,
+                Command::Operator(Box::new(genuine)),
+                &sender,
+                Some(&key),
+            );
+        }
+        if let Ok(text) = std::str::from_utf8(line) {
+            let mut parts = text.splitn(3, '/');
+            if let (Some(bucket), Some(key), Some(value)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                let (bucket, key) = (bucket.to_string(), key.to_string());
+                let put = Command::KvPut {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                    value: value.to_string(),
+                };
+                propose(&mut state, put, &sender);
+                if value.is_empty() {
+                    propose(
+                        &mut state,
+                        Command::KvDelete {
+                            bucket,
+                            key: Some(key),
+                        },
+                        &sender,
+                    );
+                }
+            }
+        }
         if let Ok(record) = serde_json::from_slice::<NewRecord>(line)
             && let Ok(command) = record.command()
         {
@@ -497,11 +580,47 @@ pub fn api(data: &[u8]) {
             propose(&mut state, command, &sender);
         }
     }
+    (state, keyed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `api` target reaches what it feeds: a body it decodes is applied, and an operator's
+    /// command applies in the keyed mesh only as signed with the key.
+    #[test]
+    fn the_api_target_applies_what_it_decodes_and_only_genuine_operator_commands() {
+        let bob = peer(&BOB).to_string();
+        let deny = serde_json::to_string(&Command::Deny { peer: bob.clone() }).unwrap();
+        let forged = Signed {
+            seq: 7,
+            command: deny,
+            signature: "AAAA".into(),
+            cluster: None,
+        };
+        let input = format!(
+            "{}\n{{\"control_planes\":3}}\nweb/home/hello",
+            serde_json::to_string(&forged).unwrap()
+        );
+        let (state, keyed) = api_states(input.as_bytes());
+        assert!(
+            keyed.is_denied(&bob),
+            "signed with the key, the denial applies"
+        );
+        assert!(
+            !state.is_denied(&bob),
+            "the unkeyed mesh takes no signed command"
+        );
+        assert_eq!(state.policy().control_planes, 3);
+        assert_eq!(
+            state
+                .bucket("web")
+                .and_then(|b| b.get("home"))
+                .map(String::as_str),
+            Some("hello")
+        );
+    }
 
     #[test]
     fn every_target_takes_empty_and_arbitrary_input() {
