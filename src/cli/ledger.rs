@@ -174,6 +174,7 @@ mod tests {
             issuer: "12D3KooWA".into(),
             action: "deny 12D3KooWB".into(),
             outcome: "Done".into(),
+            data: false,
         };
         assert_eq!(
             audit_table(&[entry], 130),

@@ -3,15 +3,19 @@
 //! and shared data (ledger keys, DNS records, secrets) can be sent by any member, and any member
 //! may be a stolen machine, so each such write is recorded with its issuer. The issuer is never
 //! the proposer's word: the leader wraps the command in [`Command::Audited`] with the PeerId of
-//! the connection the proposal came on, or its own for its local API. The trail keeps the last
+//! the connection the proposal came on, or its own for its local API. The trail keeps
 //! [`AUDIT_LIMIT`] entries, each a bounded one-line description, so it never crowds the state.
+//! When it is full, what goes is chosen so that no one issuer, and no run of routine writes,
+//! can push the operators' entries out ([`LedgerState::record_audit`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::{Carried, Command, LedgerState, Outcome, PeerKey};
 
-/// Entries the trail keeps; the oldest go first.
+/// Entries the trail keeps.
 pub const AUDIT_LIMIT: usize = 256;
+/// Entries of one issuer past which its oldest are the first to go.
+const ISSUER_SHARE: usize = AUDIT_LIMIT / 4;
 /// Characters of a described name, key or value kept in an entry.
 const FIELD_LIMIT: usize = 64;
 
@@ -29,6 +33,25 @@ pub struct AuditEntry {
     pub action: String,
     /// What applying it did ([`Outcome`]'s name).
     pub outcome: String,
+    /// Whether it wrote shared data (ledger keys, DNS records), which applications may write
+    /// often, rather than changing the mesh itself (members, roles, policy, secrets, token).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data: bool,
+}
+
+/// Whether an audited `command` writes shared data ([`AuditEntry::data`]).
+fn is_shared_data(command: &Command) -> bool {
+    match command {
+        Command::PutDns { .. }
+        | Command::DeleteDns { .. }
+        | Command::PutDnsPattern { .. }
+        | Command::DeleteDnsPattern { .. }
+        | Command::KvPut { .. }
+        | Command::KvDelete { .. }
+        | Command::CarryKv { .. } => true,
+        Command::Operator(signed) => signed.command().is_ok_and(|c| is_shared_data(&c)),
+        _ => false,
+    }
 }
 
 /// Whether the leader records `command` with its issuer: everything but what a member says of
@@ -61,7 +84,10 @@ pub fn attribute(command: Command, issuer: &str, at: u64) -> Command {
 }
 
 impl LedgerState {
-    /// Appends an entry, dropping the oldest past [`AUDIT_LIMIT`].
+    /// Appends an entry. When the trail is full, one entry goes first: while an issuer holds
+    /// more than [`ISSUER_SHARE`], the oldest of the issuer holding most; else the oldest
+    /// shared-data entry; else the oldest. So one member writing again and again pushes out
+    /// only its own entries, and routine writes only routine ones.
     pub(super) fn record_audit(
         &mut self,
         issuer: &str,
@@ -70,7 +96,19 @@ impl LedgerState {
         outcome: &Outcome,
     ) {
         if self.audit.len() >= AUDIT_LIMIT {
-            self.audit.pop_front();
+            let mut held: std::collections::BTreeMap<&str, usize> = Default::default();
+            for entry in &self.audit {
+                *held.entry(entry.issuer.as_str()).or_default() += 1;
+            }
+            let most = held.into_iter().max_by_key(|(_, count)| *count);
+            let going = match most {
+                Some((top, count)) if count > ISSUER_SHARE => {
+                    let top = top.to_string();
+                    self.audit.iter().position(|e| e.issuer == top)
+                }
+                _ => self.audit.iter().position(|e| e.data),
+            };
+            self.audit.remove(going.unwrap_or(0));
         }
         self.audit.push_back(AuditEntry {
             index: self.applied,
@@ -78,6 +116,7 @@ impl LedgerState {
             issuer: clip(issuer),
             action: describe(command),
             outcome: outcome_name(outcome),
+            data: is_shared_data(command),
         });
     }
 
@@ -280,6 +319,59 @@ mod tests {
         let trail: Vec<_> = state.audit().collect();
         assert_eq!(trail.len(), AUDIT_LIMIT);
         assert_eq!(trail[0].action, "delete bucket b10");
+    }
+
+    /// The old rule dropped the oldest entry whatever it was: a member that wrote 256 times
+    /// pushed the operator's removal out.
+    #[test]
+    fn neither_one_member_writing_again_and_again_nor_routine_writes_push_others_out() {
+        let mut state = LedgerState::new(pool());
+        let mut writes = vec![
+            join("a", 1),
+            join("b", 1),
+            audited("op", Command::Leave { peer: "b".into() }),
+        ];
+        // One member's harmless operator commands, far more than the trail holds.
+        writes.extend((0..AUDIT_LIMIT * 2).map(|i| {
+            audited(
+                "mallory",
+                Command::Deny {
+                    peer: format!("nobody{i}"),
+                },
+            )
+        }));
+        // Routine writes from several members, again more than the trail holds.
+        writes.extend((0..AUDIT_LIMIT * 2).map(|i| {
+            audited(
+                &format!("app{}", i % 8),
+                Command::KvPut {
+                    bucket: "apps".into(),
+                    key: format!("k{i}"),
+                    value: "v".into(),
+                },
+            )
+        }));
+        run(&mut state, &writes);
+        let trail: Vec<_> = state.audit().collect();
+        assert_eq!(trail.len(), AUDIT_LIMIT);
+        assert_eq!(
+            (trail[0].issuer.as_str(), trail[0].action.as_str()),
+            ("op", "remove member b"),
+            "the operator's removal stays"
+        );
+        let mallory = trail.iter().filter(|e| e.issuer == "mallory").count();
+        assert_eq!(mallory, ISSUER_SHARE, "mallory keeps its share, its latest");
+        assert_eq!(
+            trail[1].action,
+            format!("deny nobody{}", AUDIT_LIMIT * 2 - ISSUER_SHARE)
+        );
+        let data = trail.iter().filter(|e| e.data).count();
+        assert_eq!(data, AUDIT_LIMIT - 1 - ISSUER_SHARE);
+        assert!(trail.last().unwrap().data);
+        assert_eq!(
+            trail.last().unwrap().action,
+            format!("put apps/k{} (1 bytes)", AUDIT_LIMIT * 2 - 1)
+        );
     }
 
     #[test]
