@@ -5,8 +5,9 @@
 # `weft up` in each, then for (a) the veth and (b) the overlay: ping RTT idle and while one TCP
 # stream runs (median and p90 of PINGS pings 0.2 s apart), iperf3 TCP with 1 and with 4
 # streams and one stream each way at once, and UDP offered at UDP_RATE in datagrams of UDP_LEN
-# bytes for UDP_DUR seconds (the received rate and the loss). Prints a table with overlay/veth
-# ratios. Nothing outside the
+# bytes for UDP_DUR seconds (the received rate and the loss). The TCP runs also report how busy
+# the machine's cores were (all of them, from /proc/stat), to tell a tunnel that waits from one
+# the CPU limits. Prints a table with overlay/veth ratios. Nothing outside the
 # two namespaces is ever addressed (no DHT; mDNS stays on the veth).
 #
 # Usage (root):  benches/overlay.sh
@@ -88,9 +89,21 @@ loaded_rtt() { # dst -> "median p90" ms while one TCP stream runs to dst
   wait "$load" || true
   echo "$measured"
 }
-tcp() { # dst streams -> Gbit/s received
+cpu_ticks() { # -> "busy idle" clock ticks of all cores since boot
+  local _cpu user nice system idle iowait irq softirq steal
+  read -r _cpu user nice system idle iowait irq softirq steal _ </proc/stat
+  echo "$((user + nice + system + irq + softirq + steal)) $((idle + iowait))"
+}
+tcp() { # dst streams -> "Gbit/s received, % of all cores busy meanwhile"
+  local b0 i0 b1 i1
+  read -r b0 i0 < <(cpu_ticks)
   ip netns exec "$NS1" iperf3 -c "$1" -t "$DUR" -P "$2" -J >"$OUT/tcp-$1-$2.json"
-  python3 -c "import json,sys;print('%.2f'%(json.load(open(sys.argv[1]))['end']['sum_received']['bits_per_second']/1e9))" "$OUT/tcp-$1-$2.json"
+  read -r b1 i1 < <(cpu_ticks)
+  python3 -c "
+import json,sys
+bps=json.load(open(sys.argv[1]))['end']['sum_received']['bits_per_second']
+busy,idle=int(sys.argv[2]),int(sys.argv[3])
+print('%.2f %.0f' % (bps/1e9, 100*busy/max(1,busy+idle)))" "$OUT/tcp-$1-$2.json" "$((b1 - b0))" "$((i1 - i0))"
 }
 bidir() { # dst -> Gbit/s received both ways together, one stream each way
   ip netns exec "$NS1" iperf3 -c "$1" -t "$DUR" --bidir -J >"$OUT/bidir-$1.json"
@@ -112,10 +125,10 @@ log "veth: ping"; read -r VR VR90 < <(rtt "$U2")
 log "overlay: ping"; read -r OR OR90 < <(rtt "$O2")
 log "veth: ping under one TCP stream"; read -r VL VL90 < <(loaded_rtt "$U2")
 log "overlay: ping under one TCP stream"; read -r OL OL90 < <(loaded_rtt "$O2")
-log "veth: TCP 1 stream"; V1=$(tcp "$U2" 1)
-log "overlay: TCP 1 stream"; W1=$(tcp "$O2" 1)
-log "veth: TCP 4 streams"; V4=$(tcp "$U2" 4)
-log "overlay: TCP 4 streams"; W4=$(tcp "$O2" 4)
+log "veth: TCP 1 stream"; read -r V1 V1C < <(tcp "$U2" 1)
+log "overlay: TCP 1 stream"; read -r W1 W1C < <(tcp "$O2" 1)
+log "veth: TCP 4 streams"; read -r V4 V4C < <(tcp "$U2" 4)
+log "overlay: TCP 4 streams"; read -r W4 W4C < <(tcp "$O2" 4)
 log "veth: TCP both ways"; VB=$(bidir "$U2")
 log "overlay: TCP both ways"; WB=$(bidir "$O2")
 log "veth: UDP at $UDP_RATE"; read -r VU VUL < <(udp "$U2")
@@ -128,6 +141,8 @@ added() { python3 -c "print('+%.3f ms added' % ($2 - $1))"; }
   echo "|---|---|---|---|"
   echo "| TCP 1 stream (Gbit/s) | $V1 | $W1 | $(ratio "$W1" "$V1") |"
   echo "| TCP 4 streams (Gbit/s) | $V4 | $W4 | $(ratio "$W4" "$V4") |"
+  echo "| cores busy during TCP 1 stream (%) | $V1C | $W1C | |"
+  echo "| cores busy during TCP 4 streams (%) | $V4C | $W4C | |"
   echo "| TCP both ways, 1 stream each (Gbit/s) | $VB | $WB | $(ratio "$WB" "$VB") |"
   echo "| UDP offered at $UDP_RATE, received (Gbit/s) | $VU | $WU | $(ratio "$WU" "$VU") |"
   echo "| UDP offered at $UDP_RATE, lost (%) | $VUL | $WUL | |"
