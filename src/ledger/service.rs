@@ -649,10 +649,6 @@ pub async fn ask_each(
     .collect()
 }
 
-/// On the leader: while voters and learners are fewer than the target, adds the node as a
-/// learner (waiting until it has caught up) and promotes learners, keeping the voter count odd;
-/// otherwise the node follows the feed. A node `behind` the rotation follows, unless it already
-/// holds a seat: it may read the ledger, and so learn of the rotation, but takes no seat.
 /// Why a join failed.
 #[derive(Debug)]
 enum JoinError {
@@ -745,9 +741,14 @@ fn plan_now(
     ))
 }
 
-/// A join of raft node `node_id`. One that changes no seat is answered without the membership
-/// lock, so joins that hold it (a learner catching up, in a cluster short of raft nodes) keep
-/// no newcomer to a full cluster waiting. One that does is planned again under the lock.
+/// On the leader: a join of raft node `node_id`. While voters and learners are fewer than the
+/// target, adds the node as a learner (waiting until it has caught up) and promotes learners,
+/// keeping the voter count odd; otherwise the node follows the feed. A node `behind` the
+/// rotation follows, unless it already holds a seat: it may read the ledger, and so learn of
+/// the rotation, but takes no seat. A join that changes no seat is answered without the
+/// membership lock, so joins that hold it (a learner catching up, in a cluster short of raft
+/// nodes) keep no newcomer to a full cluster waiting; one that does is planned again under the
+/// lock.
 async fn join(
     ledger: &Ledger,
     node_id: u64,
