@@ -305,6 +305,10 @@ async fn a_follower_takes_its_leaders_beats_and_names_the_leader_from_them() {
     };
     let replicas =
         support::ledger::group_configured(&network(), &["b0", "b1", "b2", "b3"], config).await;
+    // Formation can take longer than one wait's deadline on a loaded host (CI runs this beside
+    // the fifty-megabyte test): wait for it apart, so that the wait for a follower measures
+    // only the follower.
+    support::ledger::settled_cluster(&replicas).await;
     let follower = wait_for("a follower naming a leader", || {
         replicas.iter().find(|r| {
             let status = r.ledger.status();
