@@ -1,8 +1,9 @@
 //! The ledger's figures on `/metrics`, under `weft_raft_` and `weft_ledger_`: proposals and how
-//! long they take to commit, raft's RPCs by the path they took and the lease renewal entries a
-//! leader committed by their form, counted as they happen, and raft's term, leader and indexes and the
-//! members' leases, read from the ledger at each scrape. openraft 0.9 reports no commit index, so
-//! the last log index and the applied index bound it from both sides.
+//! long they take to commit, raft's RPCs by the path they took, appends cut short on a slow
+//! link, and the lease renewal entries a leader committed by their form, counted as they
+//! happen; and raft's term, leader and indexes and the members' leases, read from the ledger at
+//! each scrape. openraft 0.9 reports no commit index, so the last log index and the applied
+//! index bound it from both sides.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
@@ -94,6 +95,7 @@ impl ProposalMetrics {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RaftRpcMetrics {
     sent: Family<RpcLabel, Counter>,
+    shrunk: Counter,
 }
 
 impl RaftRpcMetrics {
@@ -106,6 +108,12 @@ impl RaftRpcMetrics {
         };
         let path = if streamed { "stream" } else { "request" };
         self.sent.get_or_create(&RpcLabel { rpc, path }).inc();
+    }
+
+    /// Counts one append of several entries cut short for taking too long, to be sent again
+    /// as fewer ([`super::raft::network`]).
+    pub(crate) fn record_shrunk(&self) {
+        self.shrunk.inc();
     }
 }
 
@@ -198,6 +206,11 @@ impl Ledger {
             "raft_rpcs_sent",
             "Raft RPCs this node sent, by kind and by path: on the callee's raft stream, or as a request",
             self.raft_rpcs.sent.clone(),
+        );
+        weft.register(
+            "raft_appends_shrunk",
+            "Appends of several entries cut short at three quarters of the heartbeat interval, to be sent again as half as many: a link too slow for a full batch",
+            self.raft_rpcs.shrunk.clone(),
         );
         weft.register(
             "ledger_renewal_entries",

@@ -20,7 +20,9 @@
 //! a call that fails, times out or is cancelled (openraft gives an append one heartbeat
 //! interval) drops the stream, and the next call opens another. The RPC goes as a request
 //! instead ([`super::network::call`]) when the stream fails, and for [`RETRY_OPEN`] after a
-//! stream that was being opened failed or was cancelled before its first answer; so do
+//! stream could not be opened or failed before its first answer (a cancelled call is no
+//! failure: a request raft gave up on goes on sending, and on a slow link such requests
+//! crowded out every later append); so do
 //! snapshot chunks, raft RPCs to a peer not admitted (the request path dials it and waits for
 //! its admission) and every RPC of the ledger's simulation, which has no streams.
 //!
@@ -189,15 +191,16 @@ pub struct Client {
     /// In a mutex only because openraft wants its connections `Sync` and a stream is not; it
     /// is reached through `&mut self`, never locked.
     stream: std::sync::Mutex<Option<libp2p::Stream>>,
-    /// When this connection last began to open a stream that has not carried an answer since.
-    opened_at: Option<Instant>,
+    /// When a stream this connection opened last failed before its first answer: it could not
+    /// be opened, or its first exchange failed (the peer refused it).
+    open_failed_at: Option<Instant>,
     marked_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("opened_at", &self.opened_at)
+            .field("open_failed_at", &self.open_failed_at)
             .finish_non_exhaustive()
     }
 }
@@ -207,7 +210,9 @@ impl Client {
     /// opened first if none is, and decodes raft's answer. [`StreamError::Unavailable`] for a
     /// snapshot chunk, when this node has no streams or is not admitted with `peer`, and for
     /// [`RETRY_OPEN`] after a stream being opened failed. Cancel-safe: the stream is held only
-    /// between complete exchanges.
+    /// between complete exchanges, and a cancelled call (raft's deadline on a slow link) counts
+    /// as no failure: the next call opens another stream rather than sending as a request,
+    /// which would go on sending after raft gave up on it and crowd the link further.
     pub async fn call<T: DeserializeOwned, E: DeserializeOwned>(
         &mut self,
         p2p: &P2pHandle,
@@ -228,34 +233,44 @@ impl Client {
             return Err(StreamError::Unavailable);
         }
         let request = postcard::to_allocvec(&call?)?;
-        let mut stream = match held.take() {
-            Some(stream) => stream,
+        let (mut stream, fresh) = match held.take() {
+            Some(stream) => (stream, false),
             None => {
                 let now = crate::clock::now();
                 if self
-                    .opened_at
+                    .open_failed_at
                     .is_some_and(|at| now.saturating_duration_since(at) < RETRY_OPEN)
                 {
                     return Err(StreamError::Unavailable);
                 }
-                // Cleared by the first answer: an open that fails, or is cancelled, counts.
-                self.opened_at = Some(now);
                 match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol)).await
                 {
-                    Ok(Ok(stream)) => stream,
+                    Ok(Ok(stream)) => (stream, true),
                     failed => {
                         if let Ok(Err(e)) = failed {
                             tracing::debug!(%peer, error = %e, "cannot open a raft stream");
                         }
+                        self.open_failed_at = Some(now);
                         return Err(StreamError::Unavailable);
                     }
                 }
             }
         };
-        write_frame(&mut stream, &request).await?;
-        let answer = expand(&read_frame(&mut stream).await?)?;
+        let exchange = async {
+            write_frame(&mut stream, &request).await?;
+            expand(&read_frame(&mut stream).await?)
+        };
+        let answer = match exchange.await {
+            Ok(answer) => answer,
+            Err(e) => {
+                if fresh {
+                    self.open_failed_at = Some(crate::clock::now());
+                }
+                return Err(e);
+            }
+        };
         *self.stream.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(stream);
-        self.opened_at = None;
+        self.open_failed_at = None;
         mark_used(p2p, peer, &mut self.marked_at);
         Ok(answer)
     }
