@@ -189,15 +189,13 @@ impl World {
             denied_dropped == denied_dead,
             "denied voters keep their seats: {denied_dropped} of {denied_dead} dropped"
         );
-        let replaced_denied = denied_dead.min(replaced);
-        let replaced_first = change
-            .dropped
-            .iter()
-            .take(replaced_denied)
-            .all(|id| voters.iter().any(|v| v.id == *id && v.denied));
+        // Denied voters go first: a voter gone quiet loses its seat only to a learner
+        // left over once every denied one is replaced. Counted, as `dropped` has no order.
+        let others_dropped = change.dropped.len() - denied_dropped;
         ensure!(
-            replaced_first,
-            "denied voters are not the first replaced: {:?}",
+            others_dropped == replaced.saturating_sub(denied_dead),
+            "{others_dropped} voters not denied dropped with {denied_dead} denied and {replaced} \
+             replaced: {:?}",
             change.dropped
         );
         ensure!(
