@@ -7,6 +7,8 @@ set -euo pipefail
 declare -A wanted=(
   [ip]=iproute2
   [bridge]=iproute2
+  # Shapes links to a slow rate (tests/netns_slow_link.rs).
+  [tc]=iproute2
   [ping]=iputils-ping
   [dig]=dnsutils
   [iperf3]=iperf3
