@@ -38,9 +38,16 @@ openraft::declare_raft_types!(
         SnapshotData = snapshot::SnapshotFile,
 );
 
+/// How long one snapshot chunk may take to reach its receiver, and the last one to be installed
+/// there: libp2p's own limit for a raft request. A chunk of 192 KiB is about 600 kB as JSON;
+/// openraft's default of 200 ms would need 25 Mbit/s, and a chunk past it is sent again from
+/// the first, so a new raft node behind a slower link never got a snapshot.
+const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Raft timing for a mesh whose links may be relayed across the internet: heartbeats every
 /// 500 ms, elections after 1.5–3 s of silence, a snapshot every 5,000 entries; appends and
-/// snapshot chunks sized to fit one message ([`crate::ledger::limits`]).
+/// snapshot chunks sized to fit one message ([`crate::ledger::limits`]), a chunk given
+/// [`SNAPSHOT_CHUNK_TIMEOUT`].
 pub fn config() -> openraft::Config {
     openraft::Config {
         cluster_name: "weft-ledger".to_string(),
@@ -50,6 +57,7 @@ pub fn config() -> openraft::Config {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5000),
         max_payload_entries: crate::ledger::limits::APPEND_BATCH,
         snapshot_max_chunk_size: crate::ledger::limits::SNAPSHOT_CHUNK as u64,
+        install_snapshot_timeout: SNAPSHOT_CHUNK_TIMEOUT.as_millis() as u64,
         ..Default::default()
     }
 }
