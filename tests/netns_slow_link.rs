@@ -173,18 +173,7 @@ fn new_voters_take_a_snapshot_over_slow_links() {
         process.signal("KILL");
         process.wait_exit(DEADLINE).expect("a killed process exits");
     }
-    let out = lan.weft(&[
-        "ledger",
-        "recover",
-        "--force",
-        "--api",
-        &lan.hosts[survivor].api(),
-    ]);
-    assert!(
-        out.status.success(),
-        "recover --force: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lan.weft_ok(survivor, &["ledger", "recover", "--force"]);
     let old_cluster = &statuses[survivor]["ledger"]["cluster_id"];
     let cluster = wait_until(DEADLINE, "the recovered cluster to have a leader", || {
         let status = lan.status(survivor)?;
