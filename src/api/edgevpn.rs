@@ -238,7 +238,7 @@ pub struct Machine {
 /// `GET /api/machines`: every member.
 pub(super) async fn machines(State(api): State<Arc<ApiState>>) -> GoJson<Vec<Machine>> {
     let state = api.ledger.state();
-    let me = api.p2p.peer_id().to_string();
+    let me = api.p2p.peer_key().to_string();
     let connected: std::collections::HashSet<String> =
         api.p2p.peers().iter().map(|p| p.peer_id.clone()).collect();
     GoJson(
@@ -298,7 +298,7 @@ pub(super) async fn summary(State(api): State<Arc<ApiState>>) -> GoJson<Summary>
         blockchain: state.applied(),
         on_chain_nodes: live,
         peers: api.p2p.peers().len(),
-        node_id: api.p2p.peer_id().to_string(),
+        node_id: api.p2p.peer_key().to_string(),
     })
 }
 

@@ -21,7 +21,7 @@ pub(super) async fn propose(
 ) -> Result<Json<Outcome>, ApiError> {
     let command = signed.command().map_err(ApiError::BadRequest)?;
     if let Command::Deny { peer } = &command
-        && *peer == api.p2p.peer_id().to_string()
+        && *peer == api.p2p.peer_key()
     {
         return Err(ApiError::Conflict(
             "a node cannot deny itself; deny it from another member".into(),

@@ -198,7 +198,7 @@ async fn healthz() -> &'static str {
 /// when it runs a data plane) and, when the ledger lists other live members, is connected to
 /// at least one; else 503 naming what is missing.
 async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<Readiness>, ApiError> {
-    let me = state.p2p.peer_id().to_string();
+    let me = state.p2p.peer_key().to_string();
     let ledger = state.ledger.state();
     let member = ledger.members().get(&me);
     let address = member.and_then(|m| m.address);
@@ -255,11 +255,11 @@ pub struct Readiness {
 
 async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
     let node = &state.node;
-    let me = state.p2p.peer_id().to_string();
+    let me = state.p2p.peer_key().to_string();
     let ledger_state = state.ledger.state();
     let member = ledger_state.members().get(&me);
     Json(StatusView {
-        peer_id: state.p2p.peer_id().to_string(),
+        peer_id: state.p2p.peer_key().to_string(),
         hostname: node.hostname.clone(),
         version: crate::VERSION.to_string(),
         network_id: state.keyring.current().network_id().to_string(),
@@ -381,7 +381,7 @@ async fn deny(
         Err(ApiError::NotFound(_)) if who.parse::<libp2p::PeerId>().is_ok() => who,
         Err(e) => return Err(e),
     };
-    if peer == state.p2p.peer_id().to_string() {
+    if peer == state.p2p.peer_key() {
         return Err(ApiError::Conflict(
             "a node cannot deny itself; deny it from another member".into(),
         ));

@@ -253,7 +253,7 @@ impl Autopilot {
     /// cluster's genesis has no record either, and doubts its leader as one whose record
     /// stopped changing does.
     fn own_record(&self) -> (bool, Option<u64>) {
-        let me = self.ledger.p2p().peer_id().to_string();
+        let me = self.ledger.p2p().peer_key().to_string();
         let state = self.ledger.state();
         let record = state.members().get(&me).and_then(|member| {
             (member.lease == LeaseState::Live
@@ -353,7 +353,7 @@ impl Autopilot {
             .pilot
             .doubt(crate::clock::now(), self.leaderless(), confirms);
         let live = live_stamps(&self.ledger.state());
-        let me = self.ledger.p2p().peer_id().to_string();
+        let me = self.ledger.p2p().peer_key().to_string();
         let leader = self.ledger.status().leader;
         let silent = self
             .pilot
@@ -456,7 +456,7 @@ impl Autopilot {
     /// Proposes this node's member record, asking for the address it held last in the cluster
     /// it left last, when it was not configured with one.
     async fn record(&self) {
-        let me = self.ledger.p2p().peer_id().to_string();
+        let me = self.ledger.p2p().peer_key().to_string();
         let previous = self
             .carried
             .iter()
@@ -539,7 +539,7 @@ impl Autopilot {
     /// with and, when none is set yet, its role policy. A join declares both already; this
     /// covers a restart with changed settings.
     async fn declare(&mut self) {
-        let me = self.ledger.p2p().peer_id().to_string();
+        let me = self.ledger.p2p().peer_key().to_string();
         // Read and let go before proposing.
         let (fixed_role, deployed, policy_set) = {
             let state = self.ledger.state();
@@ -599,7 +599,7 @@ impl Autopilot {
         if self.carried.is_empty() {
             return;
         }
-        let me = self.ledger.p2p().peer_id().to_string();
+        let me = self.ledger.p2p().peer_key().to_string();
         let mut total = 0;
         for carried in &self.carried {
             let state = self.ledger.state();
@@ -808,7 +808,7 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
 fn reachable_peers(ledger: &Ledger) -> Vec<String> {
     let p2p = ledger.p2p();
     let mut reachable: Vec<String> = p2p.peers().iter().map(|p| p.peer_id.clone()).collect();
-    reachable.push(p2p.peer_id().to_string());
+    reachable.push(p2p.peer_key().to_string());
     reachable
 }
 
@@ -922,7 +922,7 @@ async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
 /// (the one it held in a cluster it left in a merge).
 async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4Addr>) {
     let command = Command::Join {
-        peer: ledger.p2p().peer_id().to_string(),
+        peer: ledger.p2p().peer_key().to_string(),
         hostname: facts.hostname.clone(),
         sealing_key: facts.sealing_key,
         endpoints: Vec::new(),

@@ -254,7 +254,7 @@ impl Collector for RaftCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let metrics = self.ledger.raft().metrics().borrow().clone();
         let status = self.ledger.status();
-        let me = self.ledger.p2p.peer_id().to_string();
+        let me = self.ledger.p2p.peer_key().to_string();
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         gauge(
             &mut encoder,

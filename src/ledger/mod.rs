@@ -433,7 +433,7 @@ impl Ledger {
     /// This node as raft knows it.
     pub fn node(&self) -> LedgerNode {
         LedgerNode {
-            peer_id: self.p2p.peer_id().to_string(),
+            peer_id: self.p2p.peer_key().to_string(),
         }
     }
 
@@ -576,7 +576,7 @@ impl Ledger {
     /// entry commits, within a [`renewals::window`].
     pub async fn renew_lease(&self) -> Result<(), LedgerError> {
         let (leader, node) = self.leader().ok_or(LedgerError::NoLeader)?;
-        let me = self.p2p.peer_id().to_string();
+        let me = self.p2p.peer_key().to_string();
         if leader == self.node_id() {
             return self.queue_renewal(me).map_err(LedgerError::Refused);
         }

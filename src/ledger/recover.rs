@@ -99,7 +99,7 @@ pub async fn recover(ledger: &Ledger) -> Result<Recovery, RecoverError> {
 /// quorum. The probe renews this node's lease, which is harmless when it commits.
 async fn still_commits(ledger: &Ledger) -> bool {
     let probe = Command::Renew {
-        peer: ledger.p2p().peer_id().to_string(),
+        peer: ledger.p2p().peer_key().to_string(),
         now: crate::clock::unix_now(),
     };
     matches!(

@@ -120,7 +120,7 @@ pub(crate) async fn vouched(ledger: &Ledger, to: u64, node: u64, sender: &str) -
         .iter()
         .map(|config| config.iter().filter_map(peer_of).collect())
         .collect();
-    let me = ledger.p2p().peer_id().to_string();
+    let me = ledger.p2p().peer_key().to_string();
     let p2p = ledger.p2p();
     let asked: BTreeSet<libp2p::PeerId> = configs
         .iter()

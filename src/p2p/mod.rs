@@ -194,6 +194,9 @@ impl Shared {
 #[derive(Clone)]
 pub struct P2pHandle {
     peer_id: PeerId,
+    /// `peer_id` as text, the ledger's key for this node: kept, since the ledger looks itself
+    /// up every tick and base58 encoding is not free.
+    peer_key: Arc<str>,
     /// This node's identity key, for what it signs in its own name above libp2p's own
     /// handshakes (a request another member forwards, [`crate::ledger::forward`]).
     identity: Keypair,
@@ -219,6 +222,11 @@ impl P2pHandle {
     /// This node's PeerId.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// This node's PeerId as text: its key in the ledger.
+    pub fn peer_key(&self) -> &str {
+        &self.peer_key
     }
 
     /// Signs `message` with this node's identity key.
@@ -421,6 +429,7 @@ impl P2pHandle {
         } = Wiring::new();
         let handle = P2pHandle {
             peer_id: identity.public().to_peer_id(),
+            peer_key: identity.public().to_peer_id().to_string().into(),
             identity,
             commands: commands_tx,
             shared: shared.clone(),
@@ -469,6 +478,7 @@ pub fn start(
     )?;
     let handle = P2pHandle {
         peer_id: keypair.public().to_peer_id(),
+        peer_key: keypair.public().to_peer_id().to_string().into(),
         identity: keypair.clone(),
         commands: commands_tx,
         shared,
