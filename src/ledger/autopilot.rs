@@ -253,14 +253,16 @@ impl Autopilot {
     /// cluster's genesis has no record either, and doubts its leader as one whose record
     /// stopped changing does.
     fn own_record(&self) -> (bool, Option<u64>) {
-        let me = self.ledger.p2p().peer_key().to_string();
         let state = self.ledger.state();
-        let record = state.members().get(&me).and_then(|member| {
-            (member.lease == LeaseState::Live
-                && member.hostname == self.facts.hostname
-                && member.platform == Platform::here())
-            .then_some(member.renewed_at)
-        });
+        let record = state
+            .members()
+            .get(self.ledger.p2p().peer_key())
+            .and_then(|member| {
+                (member.lease == LeaseState::Live
+                    && member.hostname == self.facts.hostname
+                    && member.platform == Platform::here())
+                .then_some(member.renewed_at)
+            });
         (state.cluster().is_some(), record)
     }
 
