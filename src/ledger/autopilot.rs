@@ -16,9 +16,11 @@
 //! ledger, and live members it has not seen renew (they may have left), which cluster they are
 //! in, and leaves for a larger one, or one as large and older ([`merge`]).
 //!
-//! Return: a voter whose cluster has had no leader for longer than an election asks the
-//! leader its peers name whether it still counts this node; a node that lost its seat while
-//! away resets its raft state and rejoins, as a learner or a follower ([`merge::removed`]). A
+//! Return: a voter whose cluster has had no leader for longer than an election, or a raft node
+//! whose own membership does not register it (its seat never committed, or was taken while it
+//! was away) for as long, asks the leader its peers name whether it still counts this node; a
+//! node that lost its seat while away resets its raft state and rejoins, as a learner or a
+//! follower ([`merge::removed`]). A
 //! member whose own renewals stopped reaching its state asks the leader it names whether it
 //! still leads; one that does not counts as no leader. A learner or follower of a cluster with
 //! no working leader and no other cluster in reach leaves it, carrying its state, and forms or
@@ -267,11 +269,15 @@ impl Autopilot {
     }
 
     /// Whether this node's cluster has no working leader as this node sees it: none is known,
-    /// or this node leads but is cut off from its quorum ([`Ledger::cut_off`]). An openraft
-    /// leader does not step down by itself: cut off from its voters, or back from a long
-    /// absence after it was replaced (it restarts as the leader its stored vote names, and
-    /// members refuse its appends), it would lead nobody for ever.
+    /// or this node leads but is cut off from its quorum ([`Ledger::cut_off`]), or this node
+    /// has no seat in its own raft membership ([`Ledger::is_seatless`]): the leader it names
+    /// sends it nothing. An openraft leader does not step down by itself: cut off from its
+    /// voters, or back from a long absence after it was replaced (it restarts as the leader
+    /// its stored vote names, and members refuse its appends), it would lead nobody for ever.
     fn leaderless(&self) -> bool {
+        if self.ledger.is_seatless() {
+            return true;
+        }
         let metrics = self.ledger.raft().metrics().borrow().clone();
         if metrics.current_leader != Some(self.ledger.node_id()) {
             return self.ledger.status().leader.is_none();
@@ -362,9 +368,12 @@ impl Autopilot {
             .silent(crate::clock::now(), &live, &me, leader.as_deref());
         let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned, &silent).await
         else {
+            // A seatless node asks, as a voter does, whether the leader left it out: it is
+            // no learner waiting for its leader's word, and nothing else would tell it.
+            let may_be_removed = self.ledger.is_voter() || self.ledger.is_seatless();
             return match self
                 .pilot
-                .fallback(crate::clock::now(), abandoned, self.ledger.is_voter())
+                .fallback(crate::clock::now(), abandoned, may_be_removed)
             {
                 Fallback::Stay => false,
                 Fallback::RejoinIfRemoved => self.rejoin_if_removed().await,
@@ -420,9 +429,10 @@ impl Autopilot {
         };
         tracing::warn!(
             leader = %leader.1.peer_id,
+            seatless = self.ledger.is_seatless(),
             "the cluster's leader no longer counts this node in its raft membership (it was \
-             replaced while away, or restored from an older backup); resetting its raft state \
-             and rejoining"
+             replaced while away, restored from an older backup, or cut off before its seat \
+             committed); resetting its raft state and rejoining"
         );
         if let Err(e) = self.ledger.reset().await {
             tracing::error!(error = %e, "cannot reset the raft state to rejoin");

@@ -246,10 +246,11 @@ pub fn cluster_to_join(
 }
 
 /// The leader of this node's own cluster, when that leader's raft membership no longer holds
-/// this node: a voter replaced while it was away, or a node restored from a backup older than
-/// its removal. Such a node hears no leader (none sends it appends, and members refuse its
-/// votes), so the autopilot asks this only of a voter whose cluster has had no leader for
-/// longer than an election. Only the members this node's own raft membership registers are
+/// this node: a voter replaced while it was away, a node restored from a backup older than
+/// its removal, or a raft node whose seat never committed. Such a node hears no leader (none
+/// sends it appends, and members refuse its votes), so the autopilot asks this only of a voter
+/// whose cluster has had no leader for longer than an election, or of a node its own
+/// membership has not registered for as long. Only the members this node's own raft membership registers are
 /// asked who leads (by the PeerId registered for them: a token holder that was never a voter
 /// here has no say), the leader more than half of those answering from this cluster name is
 /// asked in turn (an answer naming no leader counts against it: one registered node cannot

@@ -515,6 +515,16 @@ impl Ledger {
         self.seat() == Some(Seat::Voter)
     }
 
+    /// Whether this node holds raft state of a cluster whose membership, as this node has it,
+    /// does not register it: the entry that gave it a seat never committed and was dropped
+    /// (it was cut off, and later leaders never had it), or its seat was taken away while it
+    /// was away. Such a node is no feed follower either, so no leader sends it anything, yet
+    /// it names the leader its stored vote names. A learner catching up is so too until the
+    /// entry that seats it reaches it.
+    pub fn is_seatless(&self) -> bool {
+        self.seat().is_none() && !self.replica().is_following() && self.state().cluster().is_some()
+    }
+
     /// This node's seat in its raft membership, if any.
     fn seat(&self) -> Option<Seat> {
         let engine = self.engine.load();

@@ -22,8 +22,9 @@
 //! Doubt: a node whose own record has not changed for a lease timeout and a renewal interval
 //! (it is "frozen": the leader it names does not serve it) asks that leader, at most once per
 //! such patience while it confirms, whether it still leads. A cluster that has had no working
-//! leader for [`LEADERLESS_GRACE`] is abandoned: a voter then asks whether it was removed, a
-//! frozen learner or follower leaves it ([`Fallback`]).
+//! leader for [`LEADERLESS_GRACE`] is abandoned: a voter, or a raft node its own membership
+//! does not register, then asks whether it was removed; a frozen learner or follower leaves it
+//! ([`Fallback`]).
 
 use std::time::{Duration, Instant};
 
@@ -411,14 +412,15 @@ impl Pilot {
     }
 
     /// What a node whose merge check found no better cluster does at `now`: nothing unless
-    /// its cluster is `abandoned`; then a `voter` asks whether it was removed, and a frozen
+    /// its cluster is `abandoned`; then a node that `may_be_removed` (a voter, or a raft node
+    /// its own membership does not register) asks whether it was removed, and a frozen
     /// learner or follower leaves. A learner catching up, or a follower waiting for its
     /// leader's next word, is not frozen, and a partition shorter than the grace changes
     /// nothing.
-    pub fn fallback(&self, now: Instant, abandoned: bool, voter: bool) -> Fallback {
+    pub fn fallback(&self, now: Instant, abandoned: bool, may_be_removed: bool) -> Fallback {
         if !abandoned {
             Fallback::Stay
-        } else if voter {
+        } else if may_be_removed {
             Fallback::RejoinIfRemoved
         } else if self.frozen(now) {
             Fallback::LeaveAbandoned
