@@ -686,7 +686,8 @@ enum JoinPlan {
 
 /// The plan for a join of raft node `node_id` as `peer`: a node new to raft joins a cluster of
 /// `target_voters` raft nodes or more (or one behind the rotation, `follower_only`) as a
-/// follower; otherwise, or when its PeerId still holds learner seats, the membership changes.
+/// follower; otherwise, or when its PeerId still holds seats under earlier raft ids, the
+/// membership changes.
 fn plan_join(
     membership: &openraft::Membership<u64, super::raft::LedgerNode>,
     node_id: u64,
@@ -696,7 +697,9 @@ fn plan_join(
 ) -> JoinPlan {
     // Seats the joiner held under raft ids it had before it wiped its raft state: it answers
     // only as `node_id` now. They do not count; its learner seats go now, and a voter seat is
-    // replaced once it sits as a learner again ([`super::autopilot`], superseded voters).
+    // replaced once it sits as a learner again ([`super::seats`], superseded voters), so a
+    // joiner that holds one takes a learner seat: as a follower its old voter seat, answering
+    // nothing but held by a connected PeerId, would count as live and keep its vote for good.
     let stale: BTreeSet<u64> = membership
         .nodes()
         .filter(|(id, n)| **id != node_id && n.peer_id == peer)
@@ -708,8 +711,9 @@ fn plan_join(
         .filter(|id| !membership.voter_ids().any(|voter| voter == *id))
         .collect();
     let members = membership.nodes().count() - stale.len();
-    let follows =
-        membership.get_node(&node_id).is_none() && (follower_only || members >= target_voters);
+    let stale_voter = stale.len() > stale_learners.len();
+    let follows = membership.get_node(&node_id).is_none()
+        && (follower_only || (members >= target_voters && !stale_voter));
     if follows && stale_learners.is_empty() {
         JoinPlan::Follower
     } else {
@@ -908,6 +912,20 @@ mod tests {
                 follows: true
             },
             "earlier learner seats go first"
+        );
+        let stale_voter = membership(&[1, 2, 3], &[4, 5], &[(3, "p9")]);
+        assert_eq!(
+            plan_join(&stale_voter, 9, "p9", 3, false),
+            JoinPlan::Seat {
+                stale_learners: BTreeSet::new(),
+                follows: false
+            },
+            "a node that held a voter seat sits as a learner, so that its old seat is replaced"
+        );
+        assert_eq!(
+            plan_join(&stale_voter, 9, "p9", 3, true),
+            JoinPlan::Follower,
+            "behind the rotation: still no seat"
         );
     }
 
