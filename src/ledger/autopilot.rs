@@ -18,9 +18,9 @@
 //!
 //! Return: a voter whose cluster has had no leader for longer than an election, or a raft node
 //! whose own membership does not register it (its seat never committed, or was taken while it
-//! was away) for as long, asks the leader its peers name whether it still counts this node; a
-//! node that lost its seat while away resets its raft state and rejoins, as a learner or a
-//! follower ([`merge::removed`]). A member whose own renewals stopped reaching its state asks
+//! was away) and whose log has stood still as long, asks the leader its peers name whether it
+//! still counts this node; a node that lost its seat while away resets its raft state and
+//! rejoins, as a learner or a follower ([`merge::removed`]). A member whose own renewals stopped reaching its state asks
 //! the leader it names whether it still leads; one that does not counts as no leader. A
 //! learner or follower of a cluster with no working leader and no other cluster in reach
 //! leaves it, carrying its state, and forms or joins another (`Autopilot::leave_abandoned`).
@@ -268,15 +268,11 @@ impl Autopilot {
     }
 
     /// Whether this node's cluster has no working leader as this node sees it: none is known,
-    /// or this node leads but is cut off from its quorum ([`Ledger::cut_off`]), or this node
-    /// has no seat in its own raft membership ([`Ledger::is_seatless`]): the leader it names
-    /// sends it nothing. An openraft leader does not step down by itself: cut off from its
-    /// voters, or back from a long absence after it was replaced (it restarts as the leader
-    /// its stored vote names, and members refuse its appends), it would lead nobody for ever.
+    /// or this node leads but is cut off from its quorum ([`Ledger::cut_off`]). An openraft
+    /// leader does not step down by itself: cut off from its voters, or back from a long
+    /// absence after it was replaced (it restarts as the leader its stored vote names, and
+    /// members refuse its appends), it would lead nobody for ever.
     fn leaderless(&self) -> bool {
-        if self.ledger.is_seatless() {
-            return true;
-        }
         let metrics = self.ledger.raft().metrics().borrow().clone();
         if metrics.current_leader != Some(self.ledger.node_id()) {
             return self.ledger.status().leader.is_none();
@@ -351,6 +347,20 @@ impl Autopilot {
         if ask_leader && self.ledger.is_raft_member() && self.rejoin_if_removed().await {
             return true;
         }
+        // A raft node its own membership does not register, whose log stands still, asks the
+        // same ([`Pilot::stranded`]); the leader it names may well confirm it leads. When the
+        // leader still counts it, or none answers, it goes on as any member.
+        let seatless = self.ledger.is_seatless().then(|| {
+            self.ledger
+                .raft()
+                .metrics()
+                .borrow()
+                .last_log_index
+                .unwrap_or(0)
+        });
+        if self.pilot.stranded(crate::clock::now(), seatless) && self.rejoin_if_removed().await {
+            return true;
+        }
         let confirms = if ask_leader {
             Some(self.leader_confirms().await)
         } else {
@@ -367,12 +377,9 @@ impl Autopilot {
             .silent(crate::clock::now(), &live, &me, leader.as_deref());
         let Some(winner) = merge::better_cluster_reachable(&self.ledger, abandoned, &silent).await
         else {
-            // A seatless node asks, as a voter does, whether the leader left it out: it is
-            // no learner waiting for its leader's word, and nothing else would tell it.
-            let may_be_removed = self.ledger.is_voter() || self.ledger.is_seatless();
             return match self
                 .pilot
-                .fallback(crate::clock::now(), abandoned, may_be_removed)
+                .fallback(crate::clock::now(), abandoned, self.ledger.is_voter())
             {
                 Fallback::Stay => false,
                 Fallback::RejoinIfRemoved => self.rejoin_if_removed().await,

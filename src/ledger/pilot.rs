@@ -22,9 +22,10 @@
 //! Doubt: a node whose own record has not changed for a lease timeout and a renewal interval
 //! (it is "frozen": the leader it names does not serve it) asks that leader, at most once per
 //! such patience while it confirms, whether it still leads. A cluster that has had no working
-//! leader for [`LEADERLESS_GRACE`] is abandoned: a voter, or a raft node its own membership
-//! does not register, then asks whether it was removed; a frozen learner or follower leaves it
-//! ([`Fallback`]).
+//! leader for [`LEADERLESS_GRACE`] is abandoned: a voter then asks whether it was removed, a
+//! frozen learner or follower leaves it ([`Fallback`]). A raft node that its own membership
+//! does not register, and whose raft log has not moved for as long, is stranded: it asks
+//! whether it was removed too ([`Pilot::stranded`]).
 
 use std::time::{Duration, Instant};
 
@@ -190,6 +191,9 @@ pub struct Pilot {
     confirmed_at: Option<Instant>,
     /// Since when this node's cluster has had no working leader, as the merge checks saw it.
     leaderless_since: Option<Instant>,
+    /// The end of this node's raft log while its own raft membership does not register it,
+    /// and since when the log ends there, as the merge checks saw it.
+    seatless_since: Option<(u64, Instant)>,
     /// The members this node has seen renew (on any node, leading or not): a member recorded
     /// live that stopped renewing may have left for another cluster.
     renewing: Leases,
@@ -223,6 +227,7 @@ impl Pilot {
             last_record_attempt: None,
             confirmed_at: None,
             leaderless_since: None,
+            seatless_since: None,
             renewing: Leases::new(silence(lease_timeout)),
             declared: false,
         }
@@ -394,6 +399,23 @@ impl Pilot {
             .is_some_and(|since| now.saturating_duration_since(since) >= LEADERLESS_GRACE)
     }
 
+    /// Takes a merge check's view of this node's seat at `now`: `seatless` holds the end of its
+    /// raft log when its own raft membership does not register it. Answers whether it is
+    /// stranded: seatless with its log where it was for [`LEADERLESS_GRACE`]. A follower
+    /// recruited as a learner and cut off before the entry seating it committed is so: later
+    /// leaders never had that entry and send it nothing, yet it names the leader its stored
+    /// vote names, which still leads. A learner catching up is seatless until the entry that
+    /// seats it arrives, but its log moves.
+    pub fn stranded(&mut self, now: Instant, seatless: Option<u64>) -> bool {
+        self.seatless_since = match (seatless, self.seatless_since) {
+            (None, _) => None,
+            (Some(end), Some((was, since))) if end == was => Some((was, since)),
+            (Some(end), _) => Some((end, now)),
+        };
+        self.seatless_since
+            .is_some_and(|(_, since)| now.saturating_duration_since(since) >= LEADERLESS_GRACE)
+    }
+
     /// The live members (PeerId and renewal stamp) not seen renewing for [`silence`] at `now`:
     /// they may have left for another cluster. This node (`me`) and the leader it names are
     /// not judged by what this node sees of them.
@@ -412,15 +434,14 @@ impl Pilot {
     }
 
     /// What a node whose merge check found no better cluster does at `now`: nothing unless
-    /// its cluster is `abandoned`; then a node that `may_be_removed` (a voter, or a raft node
-    /// its own membership does not register) asks whether it was removed, and a frozen
+    /// its cluster is `abandoned`; then a `voter` asks whether it was removed, and a frozen
     /// learner or follower leaves. A learner catching up, or a follower waiting for its
     /// leader's next word, is not frozen, and a partition shorter than the grace changes
     /// nothing.
-    pub fn fallback(&self, now: Instant, abandoned: bool, may_be_removed: bool) -> Fallback {
+    pub fn fallback(&self, now: Instant, abandoned: bool, voter: bool) -> Fallback {
         if !abandoned {
             Fallback::Stay
-        } else if may_be_removed {
+        } else if voter {
             Fallback::RejoinIfRemoved
         } else if self.frozen(now) {
             Fallback::LeaveAbandoned
@@ -432,6 +453,7 @@ impl Pilot {
     /// Forgets the timers kept of this node's cluster: it left it (a merge, a reset).
     pub fn forget_cluster(&mut self) {
         self.leaderless_since = None;
+        self.seatless_since = None;
         self.record_seen = None;
         self.confirmed_at = None;
         self.leading = false;
@@ -564,6 +586,35 @@ mod tests {
             Fallback::LeaveAbandoned
         );
         assert!(!pilot.doubt(frozen, false, Some(true)), "a leader again");
+    }
+
+    #[test]
+    fn a_seatless_node_is_stranded_only_once_its_log_stood_still_for_the_grace() {
+        let start = Instant::now();
+        let mut pilot = Pilot::new(start, secs(600), secs(5), None);
+        let grace = LEADERLESS_GRACE;
+        assert!(!pilot.stranded(start, Some(11)));
+        assert!(!pilot.stranded(start + grace - secs(1), Some(11)));
+        assert!(
+            pilot.stranded(start + grace, Some(11)),
+            "its log stood still"
+        );
+        // A learner catching up: its log moves, so the grace starts again.
+        let moved = start + grace + secs(5);
+        assert!(!pilot.stranded(moved, Some(40)));
+        assert!(!pilot.stranded(moved + grace - secs(1), Some(40)));
+        assert!(pilot.stranded(moved + grace, Some(40)));
+        // Seated (the entry arrived), then seatless again: a fresh grace.
+        let seated = moved + grace + secs(5);
+        assert!(!pilot.stranded(seated, None));
+        assert!(!pilot.stranded(seated + secs(1), Some(40)));
+        assert!(!pilot.stranded(seated + grace, Some(40)));
+        assert!(pilot.stranded(seated + secs(1) + grace, Some(40)));
+        pilot.forget_cluster();
+        assert!(
+            !pilot.stranded(seated + secs(2) + grace, Some(40)),
+            "a node that left its cluster starts again"
+        );
     }
 
     #[test]
