@@ -704,14 +704,26 @@ impl Ledger {
         catchup::page((cluster, leader, status.voters), at, &bytes, offset)
     }
 
-    /// The leader: raft's if this node knows one, else the followed cluster's.
+    /// The leader: raft's if this node knows one, else the followed cluster's; the followed
+    /// cluster's first on a feed follower its raft membership does not register.
     pub(crate) fn leader(&self) -> Option<Leader> {
-        let metrics = self.raft().metrics().borrow().clone();
+        let (node_id, metrics) = {
+            let engine = self.engine.load();
+            let metrics = engine.raft.metrics().borrow().clone();
+            (engine.node_id, metrics)
+        };
         let membership = metrics.membership_config.membership();
-        metrics
+        let raft = metrics
             .current_leader
-            .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())))
-            .or_else(|| self.replica().leader(crate::clock::now()).cloned())
+            .and_then(|id| membership.get_node(&id).map(|n| (id, n.clone())));
+        let replica = self.replica();
+        // A feed follower may hold raft state of a recruitment that never committed: its raft
+        // names the leader its stored vote names, which may lead no more. It follows the feed's
+        // leader, as its status does.
+        if membership.get_node(&node_id).is_none() && replica.is_following() {
+            return replica.leader(crate::clock::now()).cloned().or(raft);
+        }
+        raft.or_else(|| replica.leader(crate::clock::now()).cloned())
     }
 
     /// Whether this node leads two or more voters but no majority of them has answered it for
