@@ -20,10 +20,11 @@
 //! whose own membership does not register it (its seat never committed, or was taken while it
 //! was away) and whose log has stood still as long, asks the leader its peers name whether it
 //! still counts this node; a node that lost its seat while away resets its raft state and
-//! rejoins, as a learner or a follower ([`merge::removed`]). A member whose own renewals stopped reaching its state asks
-//! the leader it names whether it still leads; one that does not counts as no leader. A
-//! learner or follower of a cluster with no working leader and no other cluster in reach
-//! leaves it, carrying its state, and forms or joins another (`Autopilot::leave_abandoned`).
+//! rejoins, as a learner or a follower ([`merge::removed`]). A member whose own renewals
+//! stopped reaching its state asks the leader it names whether it still leads; one that does
+//! not counts as no leader. A learner or follower of a cluster with no working leader and no
+//! other cluster in reach leaves it, carrying its state, and forms or joins another
+//! (`Autopilot::leave_abandoned`).
 //!
 //! Voters: the leader replaces a voter that no admitted connection has reached for
 //! `voter_timeout`, or at once a denied one or one whose node joined again under a new raft id

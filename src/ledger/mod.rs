@@ -517,8 +517,8 @@ impl Ledger {
 
     /// Whether this node holds raft state of a cluster whose membership, as this node has it,
     /// does not register it: the entry that gave it a seat never committed and was dropped
-    /// (it was cut off, and later leaders never had it), or its seat was taken away while it
-    /// was away. Such a node is no feed follower either, so no leader sends it anything, yet
+    /// (it was cut off, and later leaders never had it), or its seat was taken while it was
+    /// gone. Such a node is no feed follower either, so no leader sends it anything, yet
     /// it names the leader its stored vote names. A learner catching up is so too until the
     /// entry that seats it reaches it.
     pub fn is_seatless(&self) -> bool {
