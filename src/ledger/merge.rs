@@ -250,13 +250,14 @@ pub fn cluster_to_join(
 /// its removal, or a raft node whose seat never committed. Such a node hears no leader (none
 /// sends it appends, and members refuse its votes), so the autopilot asks this only of a voter
 /// whose cluster has had no leader for longer than an election, or of a node its own
-/// membership has not registered for as long. Only the members this node's own raft
-/// membership registers are asked who leads (by the PeerId registered for them: a token
-/// holder that was never a voter here has no say), the leader more than half of those
-/// answering from this cluster name is asked in turn (an answer naming no leader counts against it: one registered node cannot
-/// decide while the others know no leader), and only its own answer decides: it must name
-/// itself as leader of this cluster, with a settled membership (applied, not changing) that
-/// leaves this node out. Peers behind the rotation are not asked.
+/// membership has not registered, with its log standing still, for as long. Only the members
+/// this node's own raft membership registers are asked who leads (by the PeerId registered
+/// for them: a token holder that was never a voter here has no say), the leader more than
+/// half of those answering from this cluster name is asked in turn (an answer naming no
+/// leader counts against it: one registered node cannot decide while the others know no
+/// leader), and only its own answer decides: it must name itself as leader of this cluster,
+/// with a settled membership (applied, not changing) that leaves this node out. Peers behind
+/// the rotation are not asked.
 pub async fn removed(ledger: &Ledger) -> Option<super::follower::Leader> {
     let ours = ledger.state().cluster()?;
     let me = ledger.node_id();
