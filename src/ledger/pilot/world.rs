@@ -43,6 +43,7 @@ struct Counts {
     abandoned: u64,
     left_abandoned: u64,
     rejoins: u64,
+    stranded: u64,
     records: u64,
     renewals: u64,
     declarations: u64,
@@ -64,6 +65,8 @@ struct World {
     next_stamp: u64,
     /// Whether the cluster has a working leader, as a merge check sees it.
     leaderless: bool,
+    /// The end of the node's raft log while its own membership does not register it.
+    seatless: Option<u64>,
     declared: bool,
     // What the checks remember.
     /// Whether the last tick was inside a cluster.
@@ -84,6 +87,8 @@ struct World {
     record_since: Option<(Option<u64>, Instant)>,
     last_confirmed: Option<Instant>,
     leaderless_since: Option<Instant>,
+    /// The seatless log end as the merge checks saw it, and since when.
+    seatless_since: Option<(u64, Instant)>,
     blocked_since: Option<Instant>,
     last_record: Option<Instant>,
     record_wanted_since: Option<Instant>,
@@ -110,6 +115,7 @@ impl World {
             clustered: false,
             next_stamp: 1,
             leaderless: false,
+            seatless: None,
             declared: false,
             was_inside: false,
             entered: start,
@@ -124,6 +130,7 @@ impl World {
             record_since: None,
             last_confirmed: None,
             leaderless_since: None,
+            seatless_since: None,
             blocked_since: None,
             last_record: None,
             record_wanted_since: None,
@@ -158,6 +165,7 @@ impl World {
         self.record_since = None;
         self.last_confirmed = None;
         self.leaderless_since = None;
+        self.seatless_since = None;
         self.led = false;
     }
 
@@ -168,6 +176,7 @@ impl World {
             self.seen.leads = false;
             self.seen.quiet_leader = false;
             self.seen.record = None;
+            self.seatless = None;
             self.clustered = false;
         } else {
             self.clustered = self.rng.gen_bool(0.5);
@@ -220,6 +229,18 @@ impl World {
             }
             if rng.gen_bool(0.003) {
                 self.leaderless = !self.leaderless;
+            }
+            // Seated or not in its own membership; a seatless log that moves is catching up.
+            if rng.gen_bool(0.003) {
+                self.seatless = match self.seatless {
+                    Some(_) => None,
+                    None => Some(rng.gen_range(0..100)),
+                };
+            }
+            if let Some(end) = self.seatless.as_mut()
+                && rng.gen_bool(0.002)
+            {
+                *end += 1;
             }
         }
     }
@@ -476,6 +497,26 @@ impl World {
     fn check_merge(&mut self, ask_leader: bool, counts: &mut Counts) -> Result<bool, String> {
         let now = self.now;
         self.last_merge_check = Some(now);
+        let stranded = self.pilot.stranded(now, self.seatless);
+        self.seatless_since = self.seatless.map(|end| match self.seatless_since {
+            Some((was, since)) if was == end => (was, since),
+            _ => (end, now),
+        });
+        let want = self
+            .seatless_since
+            .is_some_and(|(_, since)| self.since(since) >= LEADERLESS_GRACE);
+        ensure!(stranded == want, "stranded: {stranded}, wanted {want}");
+        if stranded {
+            counts.stranded += 1;
+            if self.rng.gen_bool(0.5) {
+                // Its leader left it out: it resets and rejoins, at once or later.
+                self.pilot.forget_cluster();
+                self.forget_cluster();
+                let inside = self.rng.gen_bool(0.5);
+                self.set_inside(inside);
+                return Ok(true);
+            }
+        }
         let confirms = ask_leader.then(|| self.rng.gen_bool(0.5));
         match confirms {
             Some(true) => self.last_confirmed = Some(now),
@@ -615,6 +656,7 @@ fn the_autopilot_keeps_its_rules_in_any_order_of_events() {
         ("abandoned clusters", counts.abandoned),
         ("departures from abandoned clusters", counts.left_abandoned),
         ("rejoins of a removed voter", counts.rejoins),
+        ("merge checks of a stranded seatless node", counts.stranded),
         ("records proposed", counts.records),
         ("renewals", counts.renewals),
         ("declarations", counts.declarations),
