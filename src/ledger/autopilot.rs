@@ -209,7 +209,11 @@ impl Autopilot {
                     replace_voters(&ledger, &self.config, &mut self.seats).await;
                     expire_leases(&ledger, &mut self.leases).await;
                 }
-                Duty::ProbeLeader => self.probe_quiet_leader().await,
+                Duty::ProbeLeader => {
+                    if self.probe_quiet_leader().await {
+                        return;
+                    }
+                }
                 Duty::CheckMerge { ask_leader } => {
                     if self.merge(ask_leader).await {
                         return;
@@ -234,6 +238,7 @@ impl Autopilot {
                 replica.quiet_leader(now).is_some(),
             )
         };
+        let quiet_leader = quiet_leader || ledger.quiet_raft_leader(now).is_some();
         Seen {
             in_cluster,
             heard: ledger.p2p().heard().count,
@@ -273,10 +278,14 @@ impl Autopilot {
     /// leader does not step down by itself: cut off from its voters, or back from a long
     /// absence after it was replaced (it restarts as the leader its stored vote names, and
     /// members refuse its appends), it would lead nobody for ever.
+    /// A raft member whose leader has sent it nothing for a long while names no leader either
+    /// ([`Ledger::raft_leader_silent`]): a learner never stands for election, so it would name
+    /// a leader that left the cluster for ever.
     fn leaderless(&self) -> bool {
         let metrics = self.ledger.raft().metrics().borrow().clone();
         if metrics.current_leader != Some(self.ledger.node_id()) {
-            return self.ledger.status().leader.is_none();
+            return self.ledger.status().leader.is_none()
+                || self.ledger.raft_leader_silent(crate::clock::now());
         }
         self.ledger.cut_off()
     }
@@ -284,18 +293,34 @@ impl Autopilot {
     /// A follower whose leader's feed has been quiet for a while asks that leader whether it
     /// still leads its cluster: gossip may lose heartbeats while the leader is well. A leader
     /// that says so is heard from; one that is gone, cut off from its quorum or leads another
-    /// cluster says nothing of the kind, and the follower soon knows no leader.
-    async fn probe_quiet_leader(&mut self) {
-        let Some(leader) = self
-            .ledger
-            .replica()
-            .quiet_leader(crate::clock::now())
-            .cloned()
-        else {
-            return;
+    /// cluster says nothing of the kind, and the follower soon knows no leader. A raft member
+    /// whose leader has sent it no append for as long asks it the same
+    /// ([`Ledger::quiet_raft_leader`]), after asking whether that leader still counts it: a
+    /// learner removed while it was away hears nothing from a leader that still leads. True
+    /// when this node reset its raft state to rejoin.
+    async fn probe_quiet_leader(&mut self) -> bool {
+        let now = crate::clock::now();
+        // A node its own raft membership registers goes by raft's leader, even when it follows
+        // a feed too (a follower being recruited as a learner).
+        let (leader, raft) = match self.ledger.quiet_raft_leader(now) {
+            Some(leader) => (leader, true),
+            None => match self.ledger.replica().quiet_leader(now).cloned() {
+                Some(leader) => (leader, false),
+                None => return false,
+            },
         };
+        if raft {
+            tracing::info!(
+                leader = %leader.1.peer_id,
+                "the raft leader has sent this node nothing for a while; asking whether it \
+                 still leads and still counts this node"
+            );
+            if self.rejoin_if_removed().await {
+                return true;
+            }
+        }
         let Ok(peer) = leader.1.peer_id.parse::<libp2p::PeerId>() else {
-            return;
+            return false;
         };
         let ours = self.ledger.state().cluster();
         let leads = service::ask(&self.ledger, [peer])
@@ -306,11 +331,14 @@ impl Autopilot {
                     && hello.node_id == leader.0
                     && hello.leader.as_ref() == Some(&leader)
             });
-        if leads {
+        if leads && raft {
+            self.ledger.heard_from_leader();
+        } else if leads {
             self.ledger
                 .replica()
                 .confirmed(&leader, crate::clock::now());
         }
+        false
     }
 
     /// Whether the leader this node names, asked, says it leads this node's cluster.

@@ -10,6 +10,7 @@
 pub mod authority;
 pub mod autopilot;
 pub mod catchup;
+mod contact;
 mod deny;
 pub mod feed;
 pub mod follower;
@@ -35,7 +36,7 @@ mod vouch;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
@@ -149,6 +150,8 @@ struct Engine {
     /// Encodings of the state served to followers catching up; they go with the engine, so a
     /// new cluster never serves the old one's.
     encodings: catchup::Encodings,
+    /// When this raft instance last heard from its leader.
+    contact: contact::Contact,
 }
 
 /// What every engine of one ledger is opened with: its first, and each after a reset.
@@ -195,6 +198,7 @@ impl Engine {
             machine,
             vouch: vouch::Vouch::default(),
             encodings: catchup::Encodings::default(),
+            contact: contact::Contact::new(crate::clock::now()),
         })
     }
 }
@@ -736,6 +740,41 @@ impl Ledger {
             && metrics
                 .millis_since_quorum_ack
                 .is_none_or(|ms| u128::from(ms) >= QUORUM_SILENCE.as_millis())
+    }
+
+    /// Raft took an append or a snapshot chunk from its leader, or the leader said, asked,
+    /// that it still leads ([`contact`]).
+    pub(crate) fn heard_from_leader(&self) {
+        self.engine.load().contact.heard(crate::clock::now());
+    }
+
+    /// The leader raft names, when this node is a raft member that does not lead and has heard
+    /// nothing from that leader for [`contact::PROBE_AFTER`] at `now`: the one to ask whether
+    /// it still leads.
+    pub(crate) fn quiet_raft_leader(&self, now: Instant) -> Option<Leader> {
+        let engine = self.engine.load();
+        if !engine.contact.quiet(now) {
+            return None;
+        }
+        let metrics = engine.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        membership.get_node(&engine.node_id)?;
+        let leader = metrics.current_leader.filter(|id| *id != engine.node_id)?;
+        Some((leader, membership.get_node(&leader)?.clone()))
+    }
+
+    /// Whether this node is a raft member whose leader, not itself, has sent it nothing for
+    /// [`contact::LEADER_SILENCE`] at `now`: it names that leader no more ([`contact`]).
+    pub(crate) fn raft_leader_silent(&self, now: Instant) -> bool {
+        let engine = self.engine.load();
+        engine.contact.silent(now)
+            && engine
+                .raft
+                .metrics()
+                .borrow()
+                .current_leader
+                .is_some_and(|id| id != engine.node_id)
+            && self.seat().is_some()
     }
 
     /// The current raft instance (for the service and the autopilot).

@@ -13,8 +13,8 @@
 //! every [`SEARCH_INTERVAL`], and joins what they name, waits, or forms one ([`Search`]).
 //!
 //! In a cluster, a round runs every [`ROUND`]: the leader's duties (a new leadership starts its
-//! timers fresh); a question to a leader whose feed went quiet (every [`PROBE_INTERVAL`] at
-//! most); a merge check every [`MERGE_CHECK`]; the member record, proposed every
+//! timers fresh); a question to a leader whose feed or raft appends went quiet (every
+//! [`PROBE_INTERVAL`] at most); a merge check every [`MERGE_CHECK`]; the member record, proposed every
 //! [`RECORD_RETRY`] while the state lacks it, and the lease, renewed a third of the lease
 //! timeout after the node last saw its renewal stamp change; then the configured role, and the
 //! re-proposal of what merges carried.
@@ -84,7 +84,8 @@ pub struct Seen {
     pub carrying: bool,
     /// Whether raft says this node leads.
     pub leads: bool,
-    /// Whether the leader it follows has been quiet long enough to be asked.
+    /// Whether the leader it follows, or its raft leader, has been quiet long enough to be
+    /// asked.
     pub quiet_leader: bool,
     /// Its own live record's renewal stamp as the state shows it; `None` without a live record
     /// under its hostname and platform.

@@ -280,10 +280,25 @@ pub(crate) async fn answer_raft(
     {
         return Err(refusal);
     }
+    // What raft takes as from the current leader (a stale leader's vote is answered with a
+    // higher one) is word from the leader ([`super::contact`]).
     Ok(match rpc {
-        RaftRpc::Append(request) => RaftAnswer::Append(raft.append_entries(request).await),
+        RaftRpc::Append(request) => {
+            let answer = raft.append_entries(request).await;
+            if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                ledger.heard_from_leader();
+            }
+            RaftAnswer::Append(answer)
+        }
         RaftRpc::Vote(request) => RaftAnswer::Vote(raft.vote(request).await),
-        RaftRpc::Snapshot(request) => RaftAnswer::Snapshot(raft.install_snapshot(request).await),
+        RaftRpc::Snapshot(request) => {
+            let vote = request.vote;
+            let answer = raft.install_snapshot(request).await;
+            if matches!(&answer, Ok(a) if a.vote == vote) {
+                ledger.heard_from_leader();
+            }
+            RaftAnswer::Snapshot(answer)
+        }
     })
 }
 
