@@ -57,6 +57,16 @@ pub(crate) fn decode(data: &[u8]) -> Option<Gossip> {
     serde_json::from_slice(data).ok()
 }
 
+impl Gossip {
+    /// The cluster whose leader published it.
+    fn cluster(&self) -> super::state::ClusterId {
+        match self {
+            Gossip::LedgerFeed(feed) => feed.cluster,
+            Gossip::LedgerBeat(beat) => beat.cluster,
+        }
+    }
+}
+
 /// What the leader publishes for `feed`: a [`Beat`] when every live member reads beats
 /// (`beats`) and the feed is routine (no entries, or lease renewals only), else the feed
 /// itself. Other entries (a membership change among them, which changes the voters a beat
@@ -153,7 +163,9 @@ fn next_gap(gap: Duration, routine: bool) -> Duration {
     }
 }
 
-/// On every node: while this node is not a raft member, applies the feed to its replica.
+/// On every node: while this node is not a raft member, applies the feed to its replica. Any
+/// node in a cluster notes a feed of another cluster ([`Ledger::heard_rival`]): two clusters
+/// are in reach of each other, and its merge checks then ask its members too.
 pub async fn follow(
     ledger: Ledger,
     mut gossip: broadcast::Receiver<GossipMessage>,
@@ -170,10 +182,19 @@ pub async fn follow(
                 Err(RecvError::Closed) => return,
             },
         };
+        let opened = message.data.as_deref().and_then(decode);
+        if let Some(theirs) = opened.as_ref().map(Gossip::cluster)
+            && ledger.state().cluster().is_some_and(|ours| ours != theirs)
+        {
+            ledger.heard_rival(crate::clock::now());
+        }
         if ledger.is_raft_member() {
             continue;
         }
-        let Some(data) = &message.data else {
+        let Some(opened) = opened else {
+            if message.data.is_some() {
+                continue;
+            }
             // Sealed under a token this node does not hold: most likely a rotation it missed,
             // which a voter's state holds (and the copy sealed for this node with it).
             if last_unopened.is_none_or(|at| crate::clock::since(at) >= UNOPENED_INTERVAL)
@@ -189,14 +210,13 @@ pub async fn follow(
         };
         let author = message.author.to_string();
         let now = crate::clock::now();
-        let (kind, verdict) = match decode(data) {
-            Some(Gossip::LedgerFeed(feed)) => {
+        let (kind, verdict) = match opened {
+            Gossip::LedgerFeed(feed) => {
                 (FeedKind::Feed, ledger.replica().on_feed(feed, &author, now))
             }
-            Some(Gossip::LedgerBeat(beat)) => {
+            Gossip::LedgerBeat(beat) => {
                 (FeedKind::Beat, ledger.replica().on_beat(beat, &author, now))
             }
-            None => continue,
         };
         if verdict == Verdict::UpToDate {
             ledger.feed_messages.taken(kind);

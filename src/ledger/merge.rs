@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
+use std::time::Duration;
 
 use super::pending::PendingFile;
 use super::raft::network::Hello;
@@ -32,11 +33,17 @@ use super::{Ledger, service};
 /// The carried state, in the raft directory, while a merge is in flight.
 const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 
+/// How long after hearing another cluster's feed a merge check asks every peer: two of an idle
+/// leader's heartbeats ([`super::feed`]), so it goes on while that cluster has a leader.
+pub(crate) const RIVAL_RECENT: Duration = Duration::from_secs(60);
+
 /// A cluster this node should leave its own for, if any: the one the most admitted peers
 /// answer from, with a leader, when it beats this node's cluster ([`better_cluster`]). While
 /// this node's cluster has a leader, only peers that are not live members of its ledger are
-/// asked (the others are members of this cluster); without one, or once it is abandoned, every
-/// peer is: members may have left already. A cluster `abandoned` (leaderless for longer than an
+/// asked (the others are members of this cluster); without one, once it is abandoned, or while
+/// another cluster's leader publishes on the gossip topic, every peer is: members may have
+/// left already, and those answering from another cluster are not counted ([`own_count`]).
+/// A cluster `abandoned` (leaderless for longer than an
 /// election: its quorum is gone) counts no members, so its survivors join any cluster with a
 /// leader, such as the one `weft ledger recover` made from one of them. Members recorded live
 /// but `silent` (this node has not seen them renew for longer than their lease timeout allows)
@@ -51,6 +58,8 @@ pub async fn better_cluster_reachable(
     let state = ledger.state();
     let ours = state.cluster()?;
     let leaderless = abandoned || ledger.status().leader.is_none();
+    // A rival cluster's leader publishing on the topic: members recorded here may be in it.
+    let everyone = leaderless || ledger.rival_heard(crate::clock::now());
     let me = ledger.p2p().peer_id();
     let counted: BTreeSet<String> = if abandoned {
         BTreeSet::new()
@@ -67,7 +76,7 @@ pub async fn better_cluster_reachable(
         .p2p()
         .peers()
         .iter()
-        .filter(|view| is_asked(leaderless, &counted, &view.peer_id))
+        .filter(|view| is_asked(everyone, &counted, &view.peer_id))
         .filter_map(|view| view.peer_id.parse().ok())
         .filter(|peer| !ledger.p2p().is_behind(peer))
         .collect();
@@ -126,10 +135,12 @@ fn settle_check(
     }
 }
 
-/// Whether a merge check asks `peer` which cluster it is in: every peer while this node's
-/// cluster names no working leader, else those not `counted` as its live members.
-fn is_asked(leaderless: bool, counted: &BTreeSet<String>, peer: &str) -> bool {
-    leaderless || !counted.contains(peer)
+/// Whether a merge check asks `peer` which cluster it is in: `everyone` while this node's
+/// cluster names no working leader or another cluster's leader was heard of lately
+/// ([`Ledger::rival_heard`]), else those not `counted` as its live members. Asking only the
+/// strangers keeps an idle mesh of one cluster quiet.
+fn is_asked(everyone: bool, counted: &BTreeSet<String>, peer: &str) -> bool {
+    everyone || !counted.contains(peer)
 }
 
 /// The cluster to leave `ours`, counted as `own` members ([`own_count`]), for, given the
@@ -152,9 +163,14 @@ fn merge_target(
 /// clusters count the other larger while members were joining, and members crossed in both
 /// directions at once. Counted so, a node counts its own cluster at least as large as the
 /// peers it sees answering from it, as it counts the others, so two members of clusters with a
-/// working leader that see the same peers never choose each other's cluster. A cluster
-/// `abandoned` (its quorum lost) counts nobody. The answers are taken on the word of the peers
-/// that give them, as the other clusters' are (see `docs/security.md`).
+/// working leader that see the same peers never choose each other's cluster. A recorded
+/// member that answers from another cluster is not counted: it left this one (it lost its
+/// quorum here, formed or joined a cluster elsewhere), and its record stays live until its
+/// lease expires, ten minutes by default, which kept two clusters apart that long after a
+/// partition healed (the ledger simulation with the daemon's timeouts). A cluster `abandoned`
+/// (its quorum lost) counts nobody. The answers are taken on the word of the peers that give
+/// them, as the other clusters' are, and each speaks only for itself (see
+/// `docs/security.md`).
 fn own_count(
     ours: ClusterId,
     abandoned: bool,
@@ -164,11 +180,16 @@ fn own_count(
     if abandoned {
         return 0;
     }
-    let unrecorded = answers
-        .iter()
-        .filter(|(peer, hello)| hello.cluster == Some(ours) && !counted.contains(&peer.to_string()))
-        .count();
-    counted.len() + unrecorded
+    let (mut recorded_elsewhere, mut unrecorded) = (0, 0);
+    for (peer, hello) in answers {
+        let recorded = counted.contains(&peer.to_string());
+        match hello.cluster {
+            Some(cluster) if cluster == ours && !recorded => unrecorded += 1,
+            Some(cluster) if cluster != ours && recorded => recorded_elsewhere += 1,
+            _ => {}
+        }
+    }
+    counted.len().saturating_sub(recorded_elsewhere) + unrecorded
 }
 
 /// The cluster of each of `answers` that names a leader whose own answer (among `answers` or
@@ -613,12 +634,18 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
 
         /// Two or three clusters on one LAN, each member's ledger recording a random part of
-        /// its own cluster's members (joins not yet applied there), some nodes answering nobody
-        /// (`mute`, the same for every asker), with and without a leader known: no two members
-        /// choose each other's cluster. When every node answers, every member outside the
-        /// largest cluster (the oldest of those as large) chooses it and no member of it moves.
-        /// Members ignoring the answers of their own cluster's unrecorded members made both
-        /// sides move at once (50 nodes started together, two clusters formed 2 s apart).
+        /// its own cluster's members (joins not yet applied there) and, as live members too,
+        /// some nodes now in other clusters (`stale`: they were members before a partition,
+        /// left, and their leases have not expired), some nodes answering nobody (`mute`, the
+        /// same for every asker), with and without a leader known or another cluster's feed
+        /// heard (`rival`): no two members choose each other's cluster. When every node answers
+        /// and either no ledger holds a stale record or every member asks everyone (no leader,
+        /// or a rival heard), every member outside the largest cluster (the oldest of those as
+        /// large) chooses it and no member of it moves. Members ignoring the answers of their
+        /// own cluster's unrecorded members made both sides move at once (50 nodes started
+        /// together, two clusters formed 2 s apart); members counting stale records kept two
+        /// clusters apart until those leases expired (the ledger simulation with the daemon's
+        /// timeouts).
         #[test]
         fn members_seeing_the_same_peers_never_choose_each_others_cluster(
             sizes in proptest::collection::vec(1usize..12, 2..=3),
@@ -626,8 +653,13 @@ mod tests {
                 proptest::collection::vec(proptest::bool::ANY, 36),
                 36,
             ),
+            stale in proptest::option::of(proptest::collection::vec(
+                proptest::collection::vec(proptest::bool::weighted(0.3), 36),
+                36,
+            )),
             mute in proptest::option::of(proptest::collection::vec(proptest::bool::weighted(0.2), 36)),
             leaderless in proptest::bool::ANY,
+            rival in proptest::bool::ANY,
         ) {
             let clusters: Vec<ClusterId> =
                 (0..sizes.len()).map(|c| cluster(100 * c as u64, c as u64)).collect();
@@ -654,15 +686,21 @@ mod tests {
                     lowest_admitted: None,
                 }
             };
+            let stale = |me: usize, i: usize| stale.as_ref().is_some_and(|s| s[me][i]);
             let mut chose = std::collections::BTreeMap::new();
             for (me, (peer, c, _)) in nodes.iter().enumerate() {
                 let counted: BTreeSet<String> = (0..nodes.len())
-                    .filter(|&i| nodes[i].1 == *c && (recorded[me][i] || i == me))
+                    .filter(|&i| {
+                        i == me
+                            || (nodes[i].1 == *c && recorded[me][i])
+                            || (nodes[i].1 != *c && stale(me, i))
+                    })
                     .map(|i| nodes[i].0.to_string())
                     .collect();
+                let everyone = leaderless || rival;
                 let answers: Vec<(libp2p::PeerId, Hello)> = (0..nodes.len())
                     .filter(|&i| i != me && !mute(i))
-                    .filter(|&i| is_asked(leaderless, &counted, &nodes[i].0.to_string()))
+                    .filter(|&i| is_asked(everyone, &counted, &nodes[i].0.to_string()))
                     .map(|i| (nodes[i].0, hello(i)))
                     .collect();
                 let leaders: Vec<(libp2p::PeerId, Hello)> = (0..nodes.len())
@@ -684,7 +722,9 @@ mod tests {
                     );
                 }
             }
-            if everyone_answers {
+            let any_stale = (0..nodes.len())
+                .any(|me| (0..nodes.len()).any(|i| nodes[i].1 != nodes[me].1 && stale(me, i)));
+            if everyone_answers && (!any_stale || leaderless || rival) {
                 let top = (0..sizes.len())
                     .max_by_key(|&c| (sizes[c], std::cmp::Reverse(clusters[c])))
                     .unwrap();

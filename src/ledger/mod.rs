@@ -233,6 +233,8 @@ pub struct Ledger {
     declared: Arc<std::sync::atomic::AtomicBool>,
     /// What the merge checks found of this node's cluster ([`Ledger::unsettled`]).
     settling: Arc<Mutex<settle::Settling>>,
+    /// When a feed of another cluster than this node's was last heard ([`Ledger::rival_heard`]).
+    rival: Arc<Mutex<Option<Instant>>>,
     proposals: metrics::ProposalMetrics,
     raft_rpcs: metrics::RaftRpcMetrics,
     renewal_entries: metrics::RenewalMetrics,
@@ -331,6 +333,7 @@ impl Ledger {
             renewals: Arc::default(),
             declared: Arc::default(),
             settling: Arc::default(),
+            rival: Arc::default(),
             proposals: metrics::ProposalMetrics::default(),
             raft_rpcs,
             renewal_entries: metrics::RenewalMetrics::default(),
@@ -740,6 +743,22 @@ impl Ledger {
             && metrics
                 .millis_since_quorum_ack
                 .is_none_or(|ms| u128::from(ms) >= QUORUM_SILENCE.as_millis())
+    }
+
+    /// A feed message of another cluster than this node's reached it at `now`: that cluster's
+    /// leader publishes on the gossip topic all clusters of the mesh share.
+    pub(crate) fn heard_rival(&self, now: Instant) {
+        *self.rival.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+    }
+
+    /// Whether a feed of another cluster reached this node within [`merge::RIVAL_RECENT`] of
+    /// `now`: its merge checks then ask every peer, live members included, which cluster they
+    /// are in ([`merge::better_cluster_reachable`]).
+    pub(crate) fn rival_heard(&self, now: Instant) -> bool {
+        self.rival
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| now.saturating_duration_since(at) <= merge::RIVAL_RECENT)
     }
 
     /// Raft took an append or a snapshot chunk from its leader, or the leader said, asked,
