@@ -40,7 +40,7 @@ const FORMATION_QUIET: Duration = Duration::from_secs(1);
 /// How many raft voters the ledger aims for.
 const TARGET_VOTERS: usize = 3;
 /// How long a voter may be unreachable before a live member replaces it.
-const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the daemon checks that its parts still run (and pings the watchdog at most): a
 /// part that stopped ends the daemon within about this time.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);

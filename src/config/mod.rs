@@ -126,6 +126,9 @@ pub const KEYS: &[&str] = &[
 pub const DEFAULT_API: &str = "unix:///run/weft/weft.sock";
 /// The default overlay pool (edgevpn's default network).
 pub const DEFAULT_CIDR: &str = "10.1.0.0/24";
+/// How long the leader lets a member go without renewing before its lease expires, unless
+/// configured (`lease_timeout`).
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The effective, typed settings of a node.
 #[derive(Debug, Clone)]
@@ -399,7 +402,7 @@ pub fn resolve(inputs: &Inputs) -> Result<Resolved, ConfigError> {
         max_connections: merged.or("max_connections", 256, |f| {
             f.integer(1, 1 << 20).map(|n| n as u32)
         })?,
-        lease_timeout: merged.or("lease_timeout", Duration::from_secs(600), |f| {
+        lease_timeout: merged.or("lease_timeout", DEFAULT_LEASE_TIMEOUT, |f| {
             f.integer(5, 30 * 24 * 3600).map(Duration::from_secs)
         })?,
         operator_key: merged.optional("operator_key", |f| f.parse_with(|t| t.parse()))?,

@@ -5,8 +5,10 @@
 //! the schedule: partitions, message loss and delay, nodes stopped and restarted from the same
 //! storage, and writes through random nodes. The safety invariants ([`check`]) must hold after
 //! every step, on every seed; once the network heals, every node must converge within
-//! [`CONVERGENCE`], on every seed too. A test (a quarter of the seeds) stops at the first seed
-//! that breaks a safety invariant; seeds that do not converge are reported as they end, and the
+//! [`CONVERGENCE`], on every seed too. Each seed runs with lease and voter timeouts of 10 s
+//! ([`SHORT`]: leases expire and voters are replaced within the run) or with the daemon's
+//! ([`DAEMON`]: records outlive the run, as they outlive a partition in a real mesh). A test (a
+//! part of the seeds of one timing) stops at the first seed that breaks a safety invariant; seeds that do not converge are reported as they end, and the
 //! test fails once its seeds have run, naming each with the command that replays it.
 //!
 //! The seed fixes the schedule of faults and writes, not every interleaving: raft's election
@@ -14,7 +16,8 @@
 //! their fates from the seeded generator in the order they are sent, so a replay repeats the
 //! schedule exactly and the rest usually.
 //!
-//! CI runs [`CI_SEEDS`] seeds. More, or one seed again:
+//! CI runs [`CI_SEEDS`] seeds with the short timeouts and [`CI_DAEMON_SEEDS`] with the
+//! daemon's. More (that many of each timing), or one seed again:
 //! `WEFT_SIM_SEEDS=20000 WEFT_SIM_FIRST=0 cargo test --release --lib ledger::sim -- --nocapture`;
 //! with `WEFT_SIM_LOG=weft::ledger=info,openraft=info` the nodes' logs show, on simulated time.
 
@@ -43,9 +46,12 @@ use net::Net;
 
 /// The key-value bucket the simulated writes go to.
 const BUCKET: &str = "sim";
-/// Seeds CI runs, over [`PARTS`] tests.
+/// Seeds CI runs with the [`SHORT`] timeouts, over [`PARTS`] tests.
 const CI_SEEDS: u64 = 1000;
 const PARTS: u64 = 4;
+/// Seeds CI runs with the [`DAEMON`]'s timeouts, over [`DAEMON_PARTS`] tests.
+const CI_DAEMON_SEEDS: u64 = 500;
+const DAEMON_PARTS: u64 = 2;
 /// How long the faults go on.
 const CHAOS: Duration = Duration::from_secs(40);
 /// How long after the network heals every node must have converged.
@@ -57,18 +63,56 @@ fn hostname(index: usize) -> String {
     format!("n{index}")
 }
 
-/// The ledger's timing in the simulation: the tests' short formation wait, the daemon's order
-/// of lease and voter timeouts.
-fn config() -> LedgerConfig {
+/// The lease and voter timeouts of a run.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    lease: Duration,
+    voter: Duration,
+    /// The tests that run with them, for the command that replays a seed.
+    tests: &'static str,
+}
+
+/// Timeouts of 10 s: leases expire and voters are replaced within a seed's run, so those paths
+/// run on every seed.
+const SHORT: Timeouts = Timeouts {
+    lease: Duration::from_secs(10),
+    voter: Duration::from_secs(10),
+    tests: "ledger::sim::seeds_part",
+};
+
+/// The daemon's timeouts (a lease of ten minutes, a voter replaced after one): a member's
+/// record outlives the whole run, as it outlives a partition in a real mesh. The short ones
+/// alone hid that two clusters apart stayed so until the records of members that had left
+/// expired.
+const DAEMON: Timeouts = Timeouts {
+    lease: crate::config::DEFAULT_LEASE_TIMEOUT,
+    voter: crate::daemon::VOTER_TIMEOUT,
+    tests: "ledger::sim::daemon_timeouts_part",
+};
+
+/// The ledger's configuration in the simulation: the tests' short formation wait, and
+/// `timeouts`.
+fn config(timeouts: Timeouts) -> LedgerConfig {
     LedgerConfig {
         pool: "10.1.0.0/24".parse().expect("a pool"),
         formation_wait: Duration::from_secs(3),
         formation_quiet: None,
         target_voters: 3,
-        lease_timeout: Duration::from_secs(10),
-        voter_timeout: Duration::from_secs(10),
+        lease_timeout: timeouts.lease,
+        voter_timeout: timeouts.voter,
         operator: None,
     }
+}
+
+/// The number environment variable `name` holds, else `default`.
+fn number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse::<u64>()
+                .unwrap_or_else(|_| panic!("{name} is not a number: {v}"))
+        })
+        .unwrap_or(default)
 }
 
 struct Node {
@@ -80,6 +124,7 @@ struct Node {
 
 struct World {
     rng: StdRng,
+    timeouts: Timeouts,
     net: Net,
     nodes: Vec<Node>,
     checker: Checker,
@@ -103,7 +148,7 @@ fn state_dir() -> tempfile::TempDir {
 }
 
 impl World {
-    fn new(seed: u64) -> World {
+    fn new(seed: u64, timeouts: Timeouts) -> World {
         let mut rng = StdRng::seed_from_u64(seed);
         let count = rng.gen_range(3..=5);
         let nodes: Vec<Node> = (0..count)
@@ -130,6 +175,7 @@ impl World {
         );
         World {
             rng,
+            timeouts,
             net,
             nodes,
             checker: Checker::default(),
@@ -175,7 +221,7 @@ impl World {
         let ledger = loop {
             match Ledger::start(
                 node.dir.path(),
-                config(),
+                config(self.timeouts),
                 facts.clone(),
                 handle.clone(),
                 stop.clone(),
@@ -421,7 +467,7 @@ fn count_panics() {
 }
 
 /// Runs one seed.
-fn run_seed(seed: u64) -> Verdict {
+fn run_seed(seed: u64, timeouts: Timeouts) -> Verdict {
     log_if_asked();
     count_panics();
     let panics = PANICS.with(|p| p.get());
@@ -431,7 +477,7 @@ fn run_seed(seed: u64) -> Verdict {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let mut world = World::new(seed);
+        let mut world = World::new(seed, timeouts);
         let result = scenario(&mut world).await;
         let report = |what: String| {
             let tail = world.log.len().saturating_sub(40);
@@ -472,26 +518,20 @@ async fn scenario(world: &mut World) -> Result<Result<Duration, String>, String>
 }
 
 /// Runs this part's share of the seeds (`WEFT_SIM_SEEDS` of them from `WEFT_SIM_FIRST`).
-fn seeds(part: u64) {
-    let number = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .map(|v| {
-                v.parse::<u64>()
-                    .unwrap_or_else(|_| panic!("{name} is not a number: {v}"))
-            })
-            .unwrap_or(default)
-    };
+fn seeds(part: u64, parts: u64, ci_seeds: u64, timeouts: Timeouts) {
     let first = number("WEFT_SIM_FIRST", 0);
-    let count = number("WEFT_SIM_SEEDS", CI_SEEDS);
+    let count = number("WEFT_SIM_SEEDS", ci_seeds);
     let replay = |seed: u64| {
-        format!("replay: WEFT_SIM_FIRST={seed} WEFT_SIM_SEEDS=1 cargo test --lib ledger::sim")
+        format!(
+            "replay: WEFT_SIM_FIRST={seed} WEFT_SIM_SEEDS=1 cargo test --lib {}",
+            timeouts.tests
+        )
     };
     let mut slowest = (Duration::ZERO, first);
     let mut ran = 0;
     let mut unconverged = Vec::new();
-    for seed in (first..first + count).filter(|s| s % PARTS == part) {
-        match run_seed(seed) {
+    for seed in (first..first + count).filter(|s| s % parts == part) {
+        match run_seed(seed, timeouts) {
             Verdict::Converged(took) => slowest = slowest.max((took, seed)),
             Verdict::Unconverged(why) => {
                 eprintln!("seed {seed}: {why}\n{}", replay(seed));
@@ -521,20 +561,30 @@ fn seeds(part: u64) {
 
 #[test]
 fn seeds_part_0() {
-    seeds(0);
+    seeds(0, PARTS, CI_SEEDS, SHORT);
 }
 
 #[test]
 fn seeds_part_1() {
-    seeds(1);
+    seeds(1, PARTS, CI_SEEDS, SHORT);
 }
 
 #[test]
 fn seeds_part_2() {
-    seeds(2);
+    seeds(2, PARTS, CI_SEEDS, SHORT);
 }
 
 #[test]
 fn seeds_part_3() {
-    seeds(3);
+    seeds(3, PARTS, CI_SEEDS, SHORT);
+}
+
+#[test]
+fn daemon_timeouts_part_0() {
+    seeds(0, DAEMON_PARTS, CI_DAEMON_SEEDS, DAEMON);
+}
+
+#[test]
+fn daemon_timeouts_part_1() {
+    seeds(1, DAEMON_PARTS, CI_DAEMON_SEEDS, DAEMON);
 }
