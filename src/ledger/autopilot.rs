@@ -14,13 +14,17 @@
 //!
 //! Merge: every few seconds a member asks admitted peers that are not live members of its
 //! ledger, and live members it has not seen renew (they may have left), which cluster they are
-//! in, and leaves for a larger one, or one as large and older ([`merge`]).
+//! in, and leaves for a larger one, or one as large and older ([`merge`]). While another
+//! cluster's feed reaches it, it asks its live members too, and counts none that answers from
+//! elsewhere as its own.
 //!
 //! Return: a voter whose cluster has had no leader for longer than an election, or a raft node
 //! whose own membership does not register it (its seat never committed, or was taken while it
 //! was away) and whose log has stood still as long, asks the leader its peers name whether it
 //! still counts this node; a node that lost its seat while away resets its raft state and
-//! rejoins, as a learner or a follower ([`merge::removed`]). A member whose own renewals
+//! rejoins, as a learner or a follower ([`merge::removed`]). A raft member whose leader has
+//! sent it nothing for 45 s asks the same, then whether that leader still leads; past 75 s its
+//! cluster counts as leaderless for it ([`super::contact`]). A member whose own renewals
 //! stopped reaching its state asks the leader it names whether it still leads; one that does
 //! not counts as no leader. A learner or follower of a cluster with no working leader and no
 //! other cluster in reach leaves it, carrying its state, and forms or joins another

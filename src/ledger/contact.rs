@@ -47,7 +47,8 @@ impl Contact {
         now.saturating_duration_since(*self.lock()) > PROBE_AFTER
     }
 
-    /// Whether the leader has been silent for [`LEADER_SILENCE`] at `now`: it is named no more.
+    /// Whether the leader has been silent for [`LEADER_SILENCE`] at `now`: the cluster counts as
+    /// leaderless for this node.
     pub(crate) fn silent(&self, now: Instant) -> bool {
         now.saturating_duration_since(*self.lock()) > LEADER_SILENCE
     }

@@ -182,13 +182,23 @@ pub async fn follow(
                 Err(RecvError::Closed) => return,
             },
         };
+        let raft_member = ledger.is_raft_member();
+        // A raft member reads another cluster's feed only: its own leader's is most of the
+        // topic's traffic, and raft brings it the entries.
+        if raft_member
+            && ledger
+                .leader()
+                .is_some_and(|(_, leader)| leader.peer_id == message.author.to_string())
+        {
+            continue;
+        }
         let opened = message.data.as_deref().and_then(decode);
         if let Some(theirs) = opened.as_ref().map(Gossip::cluster)
             && ledger.state().cluster().is_some_and(|ours| ours != theirs)
         {
             ledger.heard_rival(crate::clock::now());
         }
-        if ledger.is_raft_member() {
+        if raft_member {
             continue;
         }
         let Some(opened) = opened else {

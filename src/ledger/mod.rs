@@ -771,8 +771,22 @@ impl Ledger {
     /// nothing from that leader for [`contact::PROBE_AFTER`] at `now`: the one to ask whether
     /// it still leads.
     pub(crate) fn quiet_raft_leader(&self, now: Instant) -> Option<Leader> {
+        self.unheard_raft_leader(|contact| contact.quiet(now))
+    }
+
+    /// Whether this node is a raft member whose leader, another node, has sent it nothing for
+    /// [`contact::LEADER_SILENCE`] at `now`: its cluster counts as leaderless for it
+    /// ([`contact`]), though raft still names that leader.
+    pub(crate) fn raft_leader_silent(&self, now: Instant) -> bool {
+        self.unheard_raft_leader(|contact| contact.silent(now))
+            .is_some()
+    }
+
+    /// The leader raft names, when this node and that leader, another node, are both registered
+    /// by this node's raft membership and `unheard` holds of what this node heard from it.
+    fn unheard_raft_leader(&self, unheard: impl Fn(&contact::Contact) -> bool) -> Option<Leader> {
         let engine = self.engine.load();
-        if !engine.contact.quiet(now) {
+        if !unheard(&engine.contact) {
             return None;
         }
         let metrics = engine.raft.metrics().borrow().clone();
@@ -780,20 +794,6 @@ impl Ledger {
         membership.get_node(&engine.node_id)?;
         let leader = metrics.current_leader.filter(|id| *id != engine.node_id)?;
         Some((leader, membership.get_node(&leader)?.clone()))
-    }
-
-    /// Whether this node is a raft member whose leader, not itself, has sent it nothing for
-    /// [`contact::LEADER_SILENCE`] at `now`: it names that leader no more ([`contact`]).
-    pub(crate) fn raft_leader_silent(&self, now: Instant) -> bool {
-        let engine = self.engine.load();
-        engine.contact.silent(now)
-            && engine
-                .raft
-                .metrics()
-                .borrow()
-                .current_leader
-                .is_some_and(|id| id != engine.node_id)
-            && self.seat().is_some()
     }
 
     /// The current raft instance (for the service and the autopilot).
@@ -883,6 +883,8 @@ impl Ledger {
         let fresh = Engine::open(footing, node_id, storage_error).await?;
         self.engine.store(Arc::new(fresh));
         self.replica().reset();
+        // A feed of the cluster this node joins next was another cluster's until now.
+        *self.rival.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.taps.changed();
         Ok(())
     }
