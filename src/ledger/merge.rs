@@ -37,19 +37,18 @@ const CARRIED: PendingFile = PendingFile::new("carried.json", "carried state");
 /// leader's heartbeats ([`super::feed`]), so it goes on while that cluster has a leader.
 pub(crate) const RIVAL_RECENT: Duration = Duration::from_secs(60);
 
-/// A cluster this node should leave its own for, if any: the one the most admitted peers
-/// answer from, with a leader, when it beats this node's cluster ([`better_cluster`]). While
-/// this node's cluster has a leader, only peers that are not live members of its ledger are
-/// asked (the others are members of this cluster); without one, once it is abandoned, or while
-/// another cluster's leader publishes on the gossip topic, every peer is: members may have
-/// left already, and those answering from another cluster are not counted ([`own_count`]).
-/// A cluster `abandoned` (leaderless for longer than an
-/// election: its quorum is gone) counts no members, so its survivors join any cluster with a
-/// leader, such as the one `weft ledger recover` made from one of them. Members recorded live
-/// but `silent` (this node has not seen them renew for longer than their lease timeout allows)
-/// are asked, and count for the cluster they answer from: they may have left for another
-/// cluster while this one's leader, still reaching them, kept their leases. What the check
-/// found is recorded for the founder's bootstrapper ([`super::settle`]).
+/// A cluster this node should leave its own for, if any: the one the most admitted peers answer
+/// from, with a leader, when it beats this node's cluster ([`better_cluster`]). While this node's
+/// cluster has a leader, only peers that are not live members of its ledger are asked (the others
+/// are members of this cluster); without one, once it is abandoned, or while another cluster's
+/// leader publishes on the gossip topic, every peer is: members may have left already, and those
+/// answering from another cluster are not counted ([`own_count`]). A cluster `abandoned`
+/// (leaderless for longer than an election: its quorum is gone) counts no members, so its survivors
+/// join any cluster with a leader, such as the one `weft ledger recover` made from one of them.
+/// Members recorded live but `silent` (this node has not seen them renew for longer than their
+/// lease timeout allows) are asked, and count for the cluster they answer from: they may have left
+/// for another cluster while this one's leader, still reaching them, kept their leases. What the
+/// check found is recorded for the founder's bootstrapper ([`super::settle`]).
 pub async fn better_cluster_reachable(
     ledger: &Ledger,
     abandoned: bool,

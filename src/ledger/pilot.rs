@@ -14,8 +14,8 @@
 //!
 //! In a cluster, a round runs every [`ROUND`]: the leader's duties (a new leadership starts its
 //! timers fresh); a question to a leader whose feed or raft appends went quiet (every
-//! [`PROBE_INTERVAL`] at most); a merge check every [`MERGE_CHECK`]; the member record, proposed every
-//! [`RECORD_RETRY`] while the state lacks it, and the lease, renewed a third of the lease
+//! [`PROBE_INTERVAL`] at most); a merge check every [`MERGE_CHECK`]; the member record, proposed
+//! every [`RECORD_RETRY`] while the state lacks it, and the lease, renewed a third of the lease
 //! timeout after the node last saw its renewal stamp change; then the configured role, and the
 //! re-proposal of what merges carried.
 //!

@@ -1,15 +1,15 @@
-//! A simulation of the ledger layer under faults (issue 16). Each seed runs three to five
-//! nodes' ledgers (raft, autopilot, feed and RPC service, each over its own redb storage)
-//! joined by an in-memory network ([`net`]) in place of libp2p, on tokio's paused clock, so a
-//! minute of cluster life takes a fraction of a second. The seed draws the node identities and
-//! the schedule: partitions, message loss and delay, nodes stopped and restarted from the same
-//! storage, and writes through random nodes. The safety invariants ([`check`]) must hold after
-//! every step, on every seed; once the network heals, every node must converge within
-//! [`CONVERGENCE`], on every seed too. Each seed runs with lease and voter timeouts of 10 s
-//! ([`SHORT`]: leases expire and voters are replaced within the run) or with the daemon's
-//! ([`DAEMON`]: records outlive the run, as they outlive a partition in a real mesh). A test (a
-//! part of the seeds of one timing) stops at the first seed that breaks a safety invariant; seeds that do not converge are reported as they end, and the
-//! test fails once its seeds have run, naming each with the command that replays it.
+//! A simulation of the ledger layer under faults (issue 16). Each seed runs three to five nodes'
+//! ledgers (raft, autopilot, feed and RPC service, each over its own redb storage) joined by an
+//! in-memory network ([`net`]) in place of libp2p, on tokio's paused clock, so a minute of cluster
+//! life takes a fraction of a second. The seed draws the node identities and the schedule:
+//! partitions, message loss and delay, nodes stopped and restarted from the same storage, and
+//! writes through random nodes. The safety invariants ([`check`]) must hold after every step, on
+//! every seed; once the network heals, every node must converge within [`CONVERGENCE`], on every
+//! seed too. Each seed runs with lease and voter timeouts of 10 s ([`SHORT`]: leases expire and
+//! voters are replaced within the run) or with the daemon's ([`DAEMON`]: records outlive the run,
+//! as they outlive a partition in a real mesh). A test (a part of the seeds of one timing) stops at
+//! the first seed that breaks a safety invariant; seeds that do not converge are reported as they
+//! end, and the test fails once its seeds have run, naming each with the command that replays it.
 //!
 //! The seed fixes the schedule of faults and writes, not every interleaving: raft's election
 //! timers, cluster ids and tokio's `select!` draw from unseeded randomness, and messages draw
