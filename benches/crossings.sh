@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Where a ping's time goes through weft and through boringtun-cli with one thread, side by
-# side: for each, a pair of namespaces on a veth (A pings B over the tunnel), then
-#   - idle RTT: PINGS pings 20 ms apart (the mean ping reports);
+# side, and the veth beneath them: for each, a pair of namespaces on a veth (A pings B over the
+# tunnel; the veth alone: only the three RTTs), then
+#   - idle RTT: the median of PINGS pings 20 ms apart;
 #   - B's three steps of each echo, from tcpdump timestamps on B's underlay and tunnel device
 #     (median of PINGS): opening (the sealed request seen on the veth -> the plain request
 #     seen on the tunnel device), the kernel's answer (request -> reply on the tunnel device)
 #     and sealing (the reply on the tunnel device -> the sealed reply on the veth);
+#   - the same pings with every core kept busy by a spinning process at the lowest priority
+#     (nice 19), so that no core sleeps: what the tunnel itself adds, without the time a
+#     sleeping core of this virtual machine takes to wake;
+#   - the same pings while one iperf3 TCP stream runs from A to B through the tunnel;
 #   - CPU per echo: B's daemon's user and system time over a flood of FLOOD pings, divided by
 #     FLOOD (/proc/PID/stat, clock ticks), and the flood's mean RTT.
 # ROUNDS rounds, the two tunnels alternating. Nothing outside the namespaces is addressed.
 #
 # Usage (root):  benches/crossings.sh
 #   knobs: ROUNDS=3 PINGS=200 FLOOD=40000 WEFT=target/release/weft WEFT_ARGS=""
-#   needs: boringtun-cli (cargo install boringtun-cli), wg (wireguard-tools), tcpdump
+#   needs: boringtun-cli (cargo install boringtun-cli), wg (wireguard-tools), tcpdump, iperf3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +34,7 @@ trap 'bench_cleanup; rm -f /var/run/wireguard/wcr[12]-$$.sock' EXIT
 
 need_root
 scripts/install-deps.sh >/dev/null
-for tool in boringtun-cli wg tcpdump; do
+for tool in boringtun-cli wg tcpdump iperf3; do
   command -v "$tool" >/dev/null || { echo "crossings: $tool is missing" >&2; exit 1; }
 done
 if [ "$WEFT" = target/release/weft ]; then
@@ -40,10 +45,51 @@ TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user system
 
+idle_rtt() { # ns dst: the median RTT (ms) of PINGS pings 20 ms apart
+  ip netns exec "$1" ping -c "$PINGS" -i 0.02 "$2" |
+    sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' | sort -g |
+    awk '{v[NR] = $1} END {if (NR) printf "%.3f\n", v[int((NR + 1) / 2)]; else print "-"}'
+}
+
+loaded_rtt() { # ns_a ns_b dst: idle_rtt while one iperf3 TCP stream runs from ns_a to dst
+  local load="" rtt
+  ip netns exec "$2" iperf3 -s -1 -p 5209 >/dev/null 2>&1 &
+  PIDS+=($!)
+  local server=$!
+  # Start until it runs: the server may not listen yet.
+  for _ in $(seq 20); do
+    ip netns exec "$1" iperf3 -c "$3" -p 5209 -t $((PINGS / 50 + 4)) >"$WORK/load.txt" 2>&1 &
+    load=$!
+    sleep 1
+    kill -0 "$load" 2>/dev/null && break
+  done
+  kill -0 "$load" 2>/dev/null || { echo "crossings: the load did not start: $(cat "$WORK/load.txt")" >&2; exit 1; }
+  rtt=$(idle_rtt "$1" "$3")
+  wait "$load" || true
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  echo "$rtt"
+}
+
+busy_rtt() { # ns dst: idle_rtt while every core spins at nice 19
+  local spinners=() k rtt
+  for k in $(seq "$(nproc)"); do
+    nice -n 19 sh -c 'while :; do :; done' &
+    spinners+=($!)
+    PIDS+=($!)
+  done
+  rtt=$(idle_rtt "$1" "$2")
+  kill "${spinners[@]}"
+  wait "${spinners[@]}" 2>/dev/null || true
+  echo "$rtt"
+}
+
 # measure NAME NS_A NS_B DST TUN_B PID_B UNDERLAY_B: prints one result line
 measure() {
-  local name=$1 a=$2 b=$3 dst=$4 tun=$5 pid=$6 underlay=$7 idle t0 t1 flood
-  idle=$(ip netns exec "$a" ping -c "$PINGS" -i 0.02 -q "$dst" | awk -F/ '/^rtt/{print $5}')
+  local name=$1 a=$2 b=$3 dst=$4 tun=$5 pid=$6 underlay=$7 idle busy loaded t0 t1 flood
+  idle=$(idle_rtt "$a" "$dst")
+  busy=$(busy_rtt "$a" "$dst")
+  loaded=$(loaded_rtt "$a" "$b" "$dst")
   ip netns exec "$b" tcpdump -i eth0 -nn -tt --time-stamp-precision=micro -l udp \
     >"$WORK/eth.txt" 2>/dev/null &
   local d1=$!
@@ -68,10 +114,10 @@ measure() {
   read -r -a t0 <<<"$(ticks "$pid")"
   flood=$(ip netns exec "$a" ping -f -c "$FLOOD" -q "$dst" | awk -F/ '/^rtt/{print $5}')
   read -r -a t1 <<<"$(ticks "$pid")"
-  python3 - "$name" "$underlay" "$idle" "$flood" "$WORK/eth.txt" "$WORK/tun.txt" "$skip_eth" "$skip_tun" \
+  python3 - "$name" "$underlay" "$idle" "$busy" "$loaded" "$flood" "$WORK/eth.txt" "$WORK/tun.txt" "$skip_eth" "$skip_tun" \
     "$(((t1[0] - t0[0]) * TICK_US))" "$(((t1[1] - t0[1]) * TICK_US))" "$FLOOD" <<'EOF'
 import bisect, statistics, sys
-name, b_addr, idle, flood, eth, tun, skip_eth, skip_tun, user_us, sys_us, count = sys.argv[1:]
+name, b_addr, idle, busy, loaded, flood, eth, tun, skip_eth, skip_tun, user_us, sys_us, count = sys.argv[1:]
 lines = lambda path, skip: open(path).readlines()[int(skip):]
 # B's underlay carries the sealed request in (from A) and the sealed reply out (to A); an
 # echo's frame is over 100 bytes, keepalives and handshake answers shorter or longer.
@@ -109,9 +155,19 @@ n = len(opening)
 def med(xs):
     return f"{statistics.median(xs) * 1e6:.1f}" if xs else "-"
 per = int(count)
-print(f"| {name} | {idle} | {med(opening)} | {med(answer)} | {med(sealing)} | {n} "
+print(f"| {name} | {idle} | {busy} | {loaded} | {med(opening)} | {med(answer)} | {med(sealing)} | {n} "
       f"| {int(user_us) / per:.2f} | {int(sys_us) / per:.2f} | {flood} |")
 EOF
+}
+
+run_veth() { # the underlay alone: idle pings between two namespaces on a veth
+  local a=wcross-v1-$$ b=wcross-v2-$$ idle busy loaded
+  veth_pair "$a" "$b" 10.218.0.1/24 10.218.0.2/24
+  idle=$(idle_rtt "$a" 10.218.0.2)
+  busy=$(busy_rtt "$a" 10.218.0.2)
+  loaded=$(loaded_rtt "$a" "$b" 10.218.0.2)
+  echo "| veth | $idle | $busy | $loaded | | | | | | | |"
+  bench_stop
 }
 
 run_boringtun() {
@@ -177,9 +233,10 @@ run_weft() {
   bench_stop
 }
 
-echo "| tunnel | idle RTT mean, ms | B opens, µs | B's kernel answers, µs | B seals, µs | echoes matched | B user CPU per echo, µs | B system CPU per echo, µs | flood RTT mean, ms |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| tunnel | idle RTT median, ms | the same, cores kept busy, ms | the same, under one TCP stream, ms | B opens, µs | B's kernel answers, µs | B seals, µs | echoes matched | B user CPU per echo, µs | B system CPU per echo, µs | flood RTT mean, ms |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for _ in $(seq "$ROUNDS"); do
+  run_veth
   run_boringtun
   run_weft
 done
