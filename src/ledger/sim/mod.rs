@@ -2,7 +2,8 @@
 //! ledgers (raft, autopilot, feed and RPC service, each over its own redb storage) joined by an
 //! in-memory network ([`net`]) in place of libp2p, on tokio's paused clock, so a minute of cluster
 //! life takes a fraction of a second. The seed draws the node identities and the schedule:
-//! partitions, message loss and delay, nodes stopped and restarted from the same storage, and
+//! partitions, single links cut (so that a node may reach two that do not reach each other),
+//! message loss and delay, nodes stopped and restarted from the same storage, and
 //! writes through random nodes. The safety invariants ([`check`]) must hold after every step, on
 //! every seed; once the network heals, every node must converge within [`CONVERGENCE`], on every
 //! seed too. Each seed runs with lease and voter timeouts of 10 s ([`SHORT`]: leases expire and
@@ -56,6 +57,8 @@ const DAEMON_PARTS: u64 = 2;
 const CHAOS: Duration = Duration::from_secs(40);
 /// How long after the network heals every node must have converged.
 const CONVERGENCE: Duration = Duration::from_secs(120);
+/// Mixed into a seed for the generator that draws the links to cut.
+const CUTS_SEED: u64 = 0x6375_7473;
 /// The longest one message takes.
 const MAX_DELAY: Duration = Duration::from_millis(20);
 
@@ -124,6 +127,9 @@ struct Node {
 
 struct World {
     rng: StdRng,
+    /// Draws the links to cut: a generator of its own, so that adding cuts left the schedule
+    /// the main one draws, and the seeds in [`ONCE_FAILED`], as they were.
+    cuts: StdRng,
     timeouts: Timeouts,
     net: Net,
     nodes: Vec<Node>,
@@ -175,6 +181,7 @@ impl World {
         );
         World {
             rng,
+            cuts: StdRng::seed_from_u64(seed ^ CUTS_SEED),
             timeouts,
             net,
             nodes,
@@ -317,6 +324,13 @@ impl World {
                 let loss = self.rng.gen_range(0.0..0.2);
                 self.note(format!("loss {loss:.2}"));
                 self.net.set_loss(loss);
+            }
+            90..95 => {
+                let n = self.nodes.len();
+                let a = self.cuts.gen_range(0..n);
+                let b = (a + self.cuts.gen_range(1..n)) % n;
+                self.note(format!("cut n{a} - n{b}"));
+                self.net.cut(a, b);
             }
             _ => {}
         }

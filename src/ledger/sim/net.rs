@@ -1,7 +1,8 @@
 //! The simulation's network: routes the commands of each node's detached control-plane handle
 //! ([`crate::p2p::P2pHandle::detached`]) to the other nodes, as the swarm would, through the
-//! faults the scenario sets. Two nodes reach each other while both run and sit on the same side
-//! of the partition; a request between nodes that do not fails at once (libp2p fails a request
+//! faults the scenario sets. Two nodes reach each other while both run, sit on the same side of
+//! the partition and the link between them is not cut (a cut link is not transitive: a node may
+//! reach two nodes that do not reach each other, as members behind different NATs); a request between nodes that do not fails at once (libp2p fails a request
 //! to a peer it holds no connection to), a lost message fails its request at libp2p's raft
 //! timeout, and every message that goes through waits a random delay. The peer table each node
 //! reads is the set of nodes it reaches, and it hears of every node it ever reached.
@@ -36,6 +37,8 @@ struct Links {
     ports: Vec<Option<Port>>,
     /// The side of the partition each node is on.
     side: Vec<u8>,
+    /// The links cut apart from the partition, each as (lower index, higher).
+    cut: Vec<(usize, usize)>,
     heard: Vec<HeardOf>,
     /// The chance that one message is lost.
     loss: f64,
@@ -44,7 +47,11 @@ struct Links {
 
 impl Links {
     fn reach(&self, a: usize, b: usize) -> bool {
-        a != b && self.ports[a].is_some() && self.ports[b].is_some() && self.side[a] == self.side[b]
+        a != b
+            && self.ports[a].is_some()
+            && self.ports[b].is_some()
+            && self.side[a] == self.side[b]
+            && !self.cut.contains(&(a.min(b), a.max(b)))
     }
 
     /// What becomes of one message from `a` to `b`: `None` when it does not arrive, else its
@@ -115,6 +122,7 @@ impl Net {
                 peers,
                 ports: (0..n).map(|_| None).collect(),
                 side: vec![0; n],
+                cut: Vec::new(),
                 heard: (0..n).map(|_| HeardOf::default()).collect(),
                 loss: 0.0,
                 max_delay,
@@ -153,10 +161,24 @@ impl Net {
         links.publish_peers();
     }
 
-    /// Splits the nodes into the sides given (one per node); all zeros heals.
+    /// Splits the nodes into the sides given (one per node); all zeros heals, cut links
+    /// included.
     pub fn partition(&self, side: Vec<u8>) {
         let mut links = self.links();
+        if side.iter().all(|&s| s == 0) {
+            links.cut.clear();
+        }
         links.side = side;
+        links.publish_peers();
+    }
+
+    /// Cuts the link between nodes `a` and `b` alone, until the partition heals.
+    pub fn cut(&self, a: usize, b: usize) {
+        let mut links = self.links();
+        let link = (a.min(b), a.max(b));
+        if !links.cut.contains(&link) {
+            links.cut.push(link);
+        }
         links.publish_peers();
     }
 
