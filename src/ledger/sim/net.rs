@@ -2,10 +2,11 @@
 //! ([`crate::p2p::P2pHandle::detached`]) to the other nodes, as the swarm would, through the
 //! faults the scenario sets. Two nodes reach each other while both run, sit on the same side of
 //! the partition and the link between them is not cut (a cut link is not transitive: a node may
-//! reach two nodes that do not reach each other, as members behind different NATs); a request between nodes that do not fails at once (libp2p fails a request
-//! to a peer it holds no connection to), a lost message fails its request at libp2p's raft
-//! timeout, and every message that goes through waits a random delay. The peer table each node
-//! reads is the set of nodes it reaches, and it hears of every node it ever reached.
+//! reach two nodes that do not reach each other, as members behind different NATs); a request
+//! between nodes that do not fails at once (libp2p fails a request to a peer it holds no
+//! connection to), a lost message fails its request at libp2p's raft timeout, and every message
+//! that goes through waits a random delay. The peer table each node reads is the set of nodes
+//! it reaches, and it hears of every node it ever reached.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
