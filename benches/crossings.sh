@@ -52,20 +52,13 @@ idle_rtt() { # ns dst: the median RTT (ms) of PINGS pings 20 ms apart
 }
 
 loaded_rtt() { # ns_a ns_b dst: idle_rtt while one iperf3 TCP stream runs from ns_a to dst
-  local load="" rtt
+  local rtt
   ip netns exec "$2" iperf3 -s -1 -p 5209 >/dev/null 2>&1 &
   PIDS+=($!)
   local server=$!
-  # Start until it runs: the server may not listen yet.
-  for _ in $(seq 20); do
-    ip netns exec "$1" iperf3 -c "$3" -p 5209 -t $((PINGS / 50 + 4)) >"$WORK/load.txt" 2>&1 &
-    load=$!
-    sleep 1
-    kill -0 "$load" 2>/dev/null && break
-  done
-  kill -0 "$load" 2>/dev/null || { echo "crossings: the load did not start: $(cat "$WORK/load.txt")" >&2; exit 1; }
+  start_load "$1" "$3" 5209 $((PINGS / 50 + 4)) "$WORK/load.txt"
   rtt=$(idle_rtt "$1" "$3")
-  wait "$load" || true
+  wait "$LOAD" || true
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   echo "$rtt"

@@ -55,6 +55,19 @@ start_weft() { # binary ns name token [up args...]: state, API socket and log un
   PIDS+=($!)
 }
 
+start_load() { # ns dst port seconds log: one iperf3 TCP stream from ns to dst; its PID in LOAD
+  LOAD=""
+  # Start until it runs: the server may not listen yet, or still wind up a test.
+  for _ in $(seq 10); do
+    ip netns exec "$1" iperf3 -c "$2" -p "$3" -t "$4" >"$5" 2>&1 &
+    LOAD=$!
+    sleep 2
+    kill -0 "$LOAD" 2>/dev/null && return 0
+  done
+  echo "the load to $2 did not start: $(cat "$5")" >&2
+  exit 1
+}
+
 overlay_ip() { # binary name -> the node's overlay address, or nothing yet
   "$1" status --json --api "unix://$WORK/$2/api.sock" 2>/dev/null |
     sed -n 's/.*"overlay_ip": *"\([0-9.]*\)".*/\1/p' || true

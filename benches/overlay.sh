@@ -74,19 +74,12 @@ v=sorted(float(m) for m in re.findall(r'time=([0-9.]+)', open(sys.argv[1]).read(
 print('%.3f %.3f' % (v[len(v)//2], v[len(v)*9//10]) if v else 'nan nan')" "$OUT/ping-$1.txt"
 }
 loaded_rtt() { # dst -> "median p90" ms while one TCP stream runs to dst
-  local load="" measured
-  # Start until it runs: a server may refuse while it winds up a test.
-  for _ in $(seq 10); do
-    ip netns exec "$NS1" iperf3 -c "$1" -p 5202 -t $((PINGS / 5 + 4)) >"$OUT/load-$1.txt" 2>&1 &
-    load=$!
-    sleep 2
-    kill -0 "$load" 2>/dev/null && break
-  done
-  kill -0 "$load" 2>/dev/null || { echo "the load to $1 did not start: $(cat "$OUT/load-$1.txt")" >&2; exit 1; }
+  local measured
+  start_load "$NS1" "$1" 5202 $((PINGS / 5 + 4)) "$OUT/load-$1.txt"
   measured=$(rtt "$1")
   # The caller reads the line as soon as it is printed: the load must have ended by then, or it
   # would run into the next measurement.
-  wait "$load" || true
+  wait "$LOAD" || true
   echo "$measured"
 }
 cpu_ticks() { # -> "busy idle" clock ticks of all cores since boot
