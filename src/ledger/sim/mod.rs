@@ -127,8 +127,9 @@ struct Node {
 
 struct World {
     rng: StdRng,
-    /// Draws the links to cut: a generator of its own, so that adding cuts left the schedule
-    /// the main one draws, and the seeds in [`ONCE_FAILED`], as they were.
+    /// Draws the links to cut: a generator of its own, so that adding cuts left the faults and
+    /// writes the main one draws as they were for every seed, those in [`ONCE_FAILED`]
+    /// included; the cuts come on top.
     cuts: StdRng,
     timeouts: Timeouts,
     net: Net,
