@@ -304,6 +304,8 @@ impl Autopilot {
     /// when this node reset its raft state to rejoin.
     async fn probe_quiet_leader(&mut self) -> bool {
         let now = crate::clock::now();
+        // The raft node asking: a reset while the question is out makes the answer stale.
+        let asking = self.ledger.node_id();
         // A node its own raft membership registers goes by raft's leader, even when it follows
         // a feed too (a follower being recruited as a learner).
         let (leader, raft) = match self.ledger.quiet_raft_leader(now) {
@@ -336,7 +338,7 @@ impl Autopilot {
                     && hello.leader.as_ref() == Some(&leader)
             });
         if leads && raft {
-            self.ledger.heard_from_leader();
+            self.ledger.heard_from_leader(asking);
         } else if leads {
             self.ledger
                 .replica()

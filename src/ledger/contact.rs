@@ -11,6 +11,11 @@
 //! says so counts as heard; past [`LEADER_SILENCE`] without a word, this node's cluster counts
 //! as leaderless for it. An idle leader sends every raft member a heartbeat each 500 ms, and a
 //! snapshot chunk is given 30 s, so a working leader is never quiet that long.
+//!
+//! Word is counted only for the raft node it was meant for. An append taken, or a leader's
+//! answer asked for, just before this node wiped its raft state speaks of the raft instance
+//! that is gone: counted for the new one, it would keep that one from asking its own leader
+//! for up to [`PROBE_AFTER`].
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -19,25 +24,36 @@ use super::follower::{LEADER_SILENCE, PROBE_AFTER};
 
 /// The last time this raft instance heard from a leader, or started.
 #[derive(Debug)]
-pub(crate) struct Contact(Mutex<Instant>);
+pub(crate) struct Contact {
+    /// The raft node this instance is: word meant for another one is not counted.
+    node: u64,
+    last: Mutex<Instant>,
+}
 
 impl Contact {
-    /// A raft instance started at `now` has heard nobody yet: its stored leader is judged
+    /// Raft node `node`, started at `now`, has heard nobody yet: its stored leader is judged
     /// from then.
-    pub(crate) fn new(now: Instant) -> Self {
-        Contact(Mutex::new(now))
+    pub(crate) fn new(node: u64, now: Instant) -> Self {
+        Contact {
+            node,
+            last: Mutex::new(now),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Instant> {
         // Nothing panics while holding it.
-        self.0
+        self.last
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Raft took an append or a snapshot chunk from its leader at `now`, or the leader said,
-    /// asked, that it still leads.
-    pub(crate) fn heard(&self, now: Instant) {
+    /// Raft node `node` took an append or a snapshot chunk from its leader at `now`, or the
+    /// leader said, asked, that it still leads. Nothing moves when `node` is not this raft
+    /// node (the instance it was meant for was wiped since).
+    pub(crate) fn heard(&self, node: u64, now: Instant) {
+        if node != self.node {
+            return;
+        }
         let mut last = self.lock();
         *last = (*last).max(now);
     }
@@ -63,17 +79,33 @@ mod tests {
     #[test]
     fn a_leader_is_quiet_then_silent_unless_heard_and_an_earlier_word_moves_nothing() {
         let t0 = Instant::now();
-        let contact = Contact::new(t0);
+        let contact = Contact::new(7, t0);
         assert!(!contact.quiet(t0 + PROBE_AFTER));
         assert!(contact.quiet(t0 + PROBE_AFTER + Duration::from_millis(1)));
         assert!(!contact.silent(t0 + LEADER_SILENCE));
         let later = t0 + LEADER_SILENCE + Duration::from_millis(1);
         assert!(contact.silent(later));
-        contact.heard(later);
+        contact.heard(7, later);
         assert!(!contact.quiet(later + PROBE_AFTER));
         // An append that was answered late is no newer word.
-        contact.heard(t0);
+        contact.heard(7, t0);
         assert!(!contact.quiet(later + PROBE_AFTER));
         assert!(contact.silent(later + LEADER_SILENCE + Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn word_meant_for_the_raft_node_this_node_was_before_a_wipe_moves_nothing() {
+        let t0 = Instant::now();
+        // The instance drawn at the wipe is raft node 9; an append to node 7 was in flight.
+        let contact = Contact::new(9, t0);
+        let late = t0 + Duration::from_secs(5);
+        contact.heard(7, late);
+        let probe = t0 + PROBE_AFTER + Duration::from_millis(1);
+        assert!(
+            contact.quiet(probe),
+            "the new instance asks its leader on time"
+        );
+        contact.heard(9, late);
+        assert!(!contact.quiet(probe));
     }
 }

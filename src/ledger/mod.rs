@@ -198,7 +198,7 @@ impl Engine {
             machine,
             vouch: vouch::Vouch::default(),
             encodings: catchup::Encodings::default(),
-            contact: contact::Contact::new(crate::clock::now()),
+            contact: contact::Contact::new(node_id, crate::clock::now()),
         })
     }
 }
@@ -761,10 +761,11 @@ impl Ledger {
             .is_some_and(|at| now.saturating_duration_since(at) <= merge::RIVAL_RECENT)
     }
 
-    /// Raft took an append or a snapshot chunk from its leader, or the leader said, asked,
-    /// that it still leads ([`contact`]).
-    pub(crate) fn heard_from_leader(&self) {
-        self.engine.load().contact.heard(crate::clock::now());
+    /// Raft node `node` took an append or a snapshot chunk from its leader, or the leader
+    /// said, asked, that it still leads ([`contact`]); not counted when this node has wiped
+    /// its raft state since and is another raft node now.
+    pub(crate) fn heard_from_leader(&self, node: u64) {
+        self.engine.load().contact.heard(node, crate::clock::now());
     }
 
     /// The leader raft names, when this node is a raft member that does not lead and has heard

@@ -286,7 +286,7 @@ pub(crate) async fn answer_raft(
         RaftRpc::Append(request) => {
             let answer = raft.append_entries(request).await;
             if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
-                ledger.heard_from_leader();
+                ledger.heard_from_leader(to);
             }
             RaftAnswer::Append(answer)
         }
@@ -295,7 +295,7 @@ pub(crate) async fn answer_raft(
             let vote = request.vote;
             let answer = raft.install_snapshot(request).await;
             if matches!(&answer, Ok(a) if a.vote == vote) {
-                ledger.heard_from_leader();
+                ledger.heard_from_leader(to);
             }
             RaftAnswer::Snapshot(answer)
         }
