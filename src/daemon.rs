@@ -4,7 +4,8 @@
 //! every task honours, and the daemon returns once they have stopped. Every few seconds it
 //! checks that the swarm, the ledger, the data plane and the bootstrapper still run: while they
 //! do it pings systemd's watchdog (when the unit sets `WatchdogSec=`); when one has died it
-//! stops with an error, so the service manager restarts it.
+//! stops with an error, so the service manager restarts it. Once a minute it hands memory the
+//! node has freed back to the kernel ([`crate::memory`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use crate::ledger::autopilot::MemberFacts;
 use crate::ledger::sealed::Sealer;
 use crate::ledger::state::RolePolicy;
 use crate::ledger::{Ledger, LedgerConfig, LedgerError};
+use crate::memory;
 use crate::p2p::{self, P2pConfig, P2pError};
 use crate::rotation::{self, follow::Follower};
 use crate::token::Token;
@@ -232,8 +234,13 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         Some(timeout) => (timeout / 2).min(HEALTH_CHECK),
         None => HEALTH_CHECK,
     });
+    let mut trim = tokio::time::interval_at(
+        tokio::time::Instant::now() + memory::TRIM_EVERY,
+        memory::TRIM_EVERY,
+    );
     let early_end = loop {
         tokio::select! {
+            _ = trim.tick() => memory::trim(),
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break None }
             _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break None }
             ended = &mut api_task => break Some(Ended::Api(ended)),

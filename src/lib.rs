@@ -19,6 +19,7 @@ pub mod fuzz;
 pub mod identity;
 pub mod keyring;
 pub mod ledger;
+pub mod memory;
 pub mod operator;
 pub mod p2p;
 pub mod rotation;
