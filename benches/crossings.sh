@@ -51,12 +51,14 @@ idle_rtt() { # ns dst: the median RTT (ms) of PINGS pings 20 ms apart
     awk '{v[NR] = $1} END {if (NR) printf "%.3f\n", v[int((NR + 1) / 2)]; else print "-"}'
 }
 
+# Both helpers below run in a command substitution, whose PIDS the EXIT trap never sees, and
+# start_load may exit before they stop what they started: each process they start is bounded
+# by timeout, so none outlives the measurement (a background job ignores ^C here).
 loaded_rtt() { # ns_a ns_b dst: idle_rtt while one iperf3 TCP stream runs from ns_a to dst
-  local rtt
-  ip netns exec "$2" iperf3 -s -1 -p 5209 >/dev/null 2>&1 &
-  PIDS+=($!)
+  local rtt seconds=$((PINGS / 50 + 4))
+  timeout $((seconds + 30)) ip netns exec "$2" iperf3 -s -1 -p 5209 >/dev/null 2>&1 &
   local server=$!
-  start_load "$1" "$3" 5209 $((PINGS / 50 + 4)) "$WORK/load.txt"
+  start_load "$1" "$3" 5209 "$seconds" "$WORK/load.txt"
   rtt=$(idle_rtt "$1" "$3")
   wait "$LOAD" || true
   kill "$server" 2>/dev/null || true
@@ -67,9 +69,8 @@ loaded_rtt() { # ns_a ns_b dst: idle_rtt while one iperf3 TCP stream runs from n
 busy_rtt() { # ns dst: idle_rtt while every core spins at nice 19
   local spinners=() k rtt
   for k in $(seq "$(nproc)"); do
-    nice -n 19 sh -c 'while :; do :; done' &
+    timeout $((PINGS / 50 + 30)) nice -n 19 sh -c 'while :; do :; done' &
     spinners+=($!)
-    PIDS+=($!)
   done
   rtt=$(idle_rtt "$1" "$2")
   kill "${spinners[@]}"
