@@ -15,7 +15,7 @@ use support::mesh::{address, admitted, network, start, wait_for};
 use weft::ledger::LedgerConfig;
 use weft::ledger::follower::Feed;
 use weft::ledger::forward::{Envelope, Nonce, Passed, Step, Vouched};
-use weft::ledger::raft::network::{Hello, LedgerRpc, RaftRpc, call};
+use weft::ledger::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{
     ClusterId, Command, LeaseState, Member, Outcome, Platform, SealedToken, TokenRotation,
@@ -1057,4 +1057,70 @@ async fn a_node_without_the_operator_key_gets_no_raft_seat() {
     .await;
     assert!(!voters.contains(&keyless_id), "{voters:?}");
     assert!(keyless.ledger.status().follower);
+}
+
+/// A token holder that joins a cluster short of raft nodes as a raft node it never runs: it is
+/// seated as a learner, takes no appends, and gets no vote; the honest nodes that come after it
+/// take the three voter seats. Fails on the old code, which promoted any learner (the hostile
+/// one with the first honest joiner, leaving a voter that never answers) and held the
+/// membership lock while a learner caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_that_takes_no_appends_gets_no_vote() {
+    let token = network();
+    let founder = group(&token, &["m0"]).await;
+    settled_cluster(&founder).await;
+    let entry = address(&founder[0].member).await;
+    let leader = founder[0].member.handle.peer_id();
+    let hostile = start(&token, "mallory", vec![entry.clone()]).await;
+    wait_for("the founder to admit the hostile node", || {
+        admitted(&hostile)
+            .contains(&leader.to_string())
+            .then_some(())
+    })
+    .await;
+    let hostile_id = hostile.handle.peer_id().to_string();
+    const SILENT_NODE: u64 = 0x0bad;
+    let join = LedgerRpc::Join {
+        node_id: SILENT_NODE,
+        node: weft::ledger::raft::LedgerNode {
+            peer_id: hostile_id.clone(),
+        },
+        operator: None,
+    };
+    let handle = hostile.handle.clone();
+    let asked =
+        tokio::spawn(async move { call::<Result<Joined, String>>(&handle, leader, &join).await });
+    wait_for("the hostile node seated as a learner", || {
+        hello(&founder[0].ledger)
+            .members
+            .contains(&SILENT_NODE)
+            .then_some(())
+    })
+    .await;
+
+    let dir = || tempfile::tempdir().unwrap();
+    let mut honest = vec![leader.to_string()];
+    let mut replicas = Vec::new();
+    for name in ["m1", "m2"] {
+        let member = start(&token, name, vec![entry.clone()]).await;
+        honest.push(member.handle.peer_id().to_string());
+        replicas.push(support::ledger::replica_in(member, name, dir()).await);
+    }
+    honest.sort();
+    let voters = wait_for("the three honest nodes seated as voters", || {
+        let status = founder[0].ledger.status();
+        let mut voters = status.voters.clone();
+        voters.sort();
+        (voters == honest && !status.changing_voters).then_some(voters)
+    })
+    .await;
+    assert!(!voters.contains(&hostile_id));
+    wait_for("the hostile node still a learner", || {
+        hello(&founder[0].ledger)
+            .members
+            .contains(&SILENT_NODE)
+            .then_some(())
+    })
+    .await;
+    asked.abort();
 }

@@ -789,16 +789,18 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
             voter: voters.contains(id),
             connected: reachable.contains(&node.peer_id),
             denied: state.is_denied(&node.peer_id),
+            caught_up: service::has_caught_up(&metrics, *id),
         })
         .collect()
 }
 
 /// Brings a follower into raft as a learner when [`seats::wants_recruit`] says so;
-/// [`service::promote`] or the voter replacement then makes it a voter. The candidate is the
-/// live, reachable follower with the lowest PeerId among up to [`RECRUIT_ASKED`], drawn at
-/// random each round, that say they are in this cluster.
+/// [`service::promote`] or the voter replacement then makes it a voter once it has caught up,
+/// which is waited for without the membership lock. The candidate is the live, reachable
+/// follower with the lowest PeerId among up to [`RECRUIT_ASKED`], drawn at random each round,
+/// that say they are in this cluster.
 async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
-    let _membership = ledger.membership_lock().await;
+    let membership = ledger.membership_lock().await;
     let nodes = seat_nodes(ledger);
     if !seats::wants_recruit(&nodes, config.target_voters) {
         return;
@@ -843,17 +845,29 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
     };
     match tokio::time::timeout(
         JOIN_TIMEOUT,
-        ledger.raft().add_learner(hello.node_id, node, true),
+        ledger.raft().add_learner(hello.node_id, node, false),
     )
     .await
     {
-        Ok(Ok(_)) => {
-            if let Err(e) = service::promote_locked(ledger, config.target_voters).await {
-                tracing::debug!(error = %e, "promotion after recruiting failed");
-            }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return tracing::warn!(error = %e, "cannot add the follower as learner"),
+        Err(_) => {
+            return tracing::warn!(
+                peer = %candidate,
+                "the new learner's seat did not commit in time"
+            );
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot add the follower as learner"),
-        Err(_) => tracing::warn!(peer = %candidate, "the new learner did not catch up in time"),
+    }
+    drop(membership);
+    if let Err(e) = service::caught_up_within(ledger, hello.node_id, JOIN_TIMEOUT).await {
+        return tracing::warn!(
+            peer = %candidate,
+            error = %e,
+            "the recruited learner is not promoted"
+        );
+    }
+    if let Err(e) = service::promote(ledger, config.target_voters).await {
+        tracing::debug!(error = %e, "promotion after recruiting failed");
     }
 }
 

@@ -6,17 +6,21 @@
 //!
 //! Voters: a voter that no admitted connection has reached for the voter timeout, a denied
 //! voter and a superseded one (its node joined again under a new raft id) at once, is replaced
-//! by a reachable learner, one for one, so the count of voters stays odd; denied voters give up
-//! their seats first. Without a reachable learner a dead voter keeps its seat (the others still
-//! form a quorum), except a denied one: it loses its seat outright, leaving an even count for a
-//! while. Dropping it costs no fault tolerance (every member has cut it off, so the others
-//! already form the quorum alone, and a quorum of the smaller set is as many of them) and ends
-//! its vote. Nothing changes while the leader reaches no more than half of its voters: it is on
-//! the small side of a partition, and the change could not commit.
+//! by a reachable learner that has caught up with the leader's log ([`caught_up`]), one for
+//! one, so the count of voters stays odd; denied voters give up their seats first. Without a
+//! reachable learner a dead voter keeps its seat (the others still form a quorum), except a
+//! denied one: it loses its seat outright, leaving an even count for a while. Dropping it costs
+//! no fault tolerance (every member has cut it off, so the others already form the quorum
+//! alone, and a quorum of the smaller set is as many of them) and ends its vote. Nothing
+//! changes while the leader reaches no more than half of its voters: it is on the small side of
+//! a partition, and the change could not commit.
 //!
-//! Learners: when fewer voters than the target are live and no live learner can step in, and
-//! the leader reaches a majority of its voters, it brings in the live follower with the lowest
-//! PeerId among a few that say they are in its cluster ([`pick_recruit`]).
+//! Learners: when fewer voters than the target are live, and too few live learners to fill the
+//! target with them, and the leader reaches a majority of its voters, it brings in the live
+//! follower with the lowest PeerId among a few that say they are in its cluster
+//! ([`pick_recruit`]). A learner counts as live only once caught up: one that takes no appends
+//! (a token holder that joined and answers nothing) never gets a vote, nor keeps the leader from
+//! recruiting a learner that does.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -32,6 +36,20 @@ pub struct Node {
     pub connected: bool,
     /// Whether the mesh denies its PeerId.
     pub denied: bool,
+    /// For a learner, whether its log has caught up with the leader's ([`caught_up`]).
+    pub caught_up: bool,
+}
+
+/// How many entries a learner's log may lag the leader's and still count as caught up: a few
+/// append batches in flight.
+pub const CAUGHT_UP_LAG: u64 = 64;
+
+/// Whether a learner whose log matches the leader's up to index `matched` (none yet: `None`)
+/// has caught up with the leader's log, which ends at `last`.
+pub fn caught_up(matched: Option<u64>, last: Option<u64>) -> bool {
+    let next = |index: Option<u64>| index.map_or(0, |i| i + 1);
+    next(last).saturating_sub(next(matched)) <= CAUGHT_UP_LAG
+        && (matched.is_some() || last.is_none())
 }
 
 /// A change of voters: the voters after it, and the ones it drops.
@@ -55,9 +73,10 @@ fn superseded(nodes: &[Node], node: &Node) -> bool {
         .any(|other| !other.voter && other.id != node.id && other.peer == node.peer)
 }
 
-/// Whether `node` counts as live: connected, and neither superseded nor denied.
+/// Whether `node` counts as live: connected, neither superseded nor denied, and, a learner,
+/// caught up.
 fn live(nodes: &[Node], node: &Node) -> bool {
-    node.connected && !node.denied && !superseded(nodes, node)
+    node.connected && !node.denied && !superseded(nodes, node) && (node.voter || node.caught_up)
 }
 
 /// Whether the leader reaches more than half of its voters.
@@ -136,13 +155,13 @@ impl Seats {
 }
 
 /// Whether a leader with `nodes` should bring a follower in as a learner: fewer than `target`
-/// voters are live, no live learner can step in, and it reaches a majority of its voters (on
-/// the small side of a partition the change would leave the follower a learner of a
-/// membership that never commits).
+/// voters are live, the live learners cannot fill the target with them, and it reaches a
+/// majority of its voters (on the small side of a partition the change would leave the
+/// follower a learner of a membership that never commits).
 pub fn wants_recruit(nodes: &[Node], target: usize) -> bool {
     let live_voters = nodes.iter().filter(|n| n.voter && live(nodes, n)).count();
     let live_learners = nodes.iter().filter(|n| !n.voter && live(nodes, n)).count();
-    live_voters < target && live_learners == 0 && reaches_majority(nodes)
+    live_voters < target && live_voters + live_learners < target && reaches_majority(nodes)
 }
 
 /// The follower to bring in: the lowest PeerId among `answers` (each asked follower's PeerId
@@ -171,6 +190,7 @@ mod tests {
             voter,
             connected,
             denied: false,
+            caught_up: true,
         }
     }
 
@@ -269,14 +289,22 @@ mod tests {
     }
 
     #[test]
-    fn a_follower_is_recruited_only_when_voters_are_short_and_no_learner_can_step_in() {
+    fn a_follower_is_recruited_only_when_voters_are_short_and_learners_cannot_fill_the_target() {
         let short = [node(1, true, true)];
         assert!(wants_recruit(&short, 3));
         assert!(!wants_recruit(&short, 1));
         assert!(!wants_recruit(
-            &[node(1, true, true), node(2, false, true)],
+            &[
+                node(1, true, true),
+                node(2, true, true),
+                node(3, false, true)
+            ],
             3
         ));
+        assert!(
+            wants_recruit(&[node(1, true, true), node(2, false, true)], 3),
+            "one live learner cannot fill three seats with the one voter"
+        );
         assert!(
             wants_recruit(&[node(1, true, true), node(2, false, false)], 3),
             "a learner that is not live cannot step in"
@@ -297,5 +325,39 @@ mod tests {
             Some(("b", 1))
         );
         assert_eq!(pick_recruit(vec![("a", 2)], |c| *c == 1), None);
+    }
+
+    #[test]
+    fn a_learner_that_has_not_caught_up_neither_replaces_a_voter_nor_stops_a_recruit() {
+        let start = Instant::now();
+        let mut seats = Seats::default();
+        let mut lagging = node(4, false, true);
+        lagging.caught_up = false;
+        let nodes = [
+            node(1, true, true),
+            node(2, true, true),
+            node(3, true, false),
+            lagging,
+        ];
+        seats.replacement(start, &nodes, TIMEOUT);
+        assert_eq!(seats.replacement(start + TIMEOUT, &nodes, TIMEOUT), None);
+        assert!(wants_recruit(&nodes, 3));
+        let mut caught = nodes.clone();
+        caught[3].caught_up = true;
+        let change = seats
+            .replacement(start + TIMEOUT, &caught, TIMEOUT)
+            .unwrap();
+        assert_eq!(change.voters, BTreeSet::from([1, 2, 4]));
+        assert!(!wants_recruit(&caught, 3));
+    }
+
+    #[test]
+    fn a_learner_is_caught_up_within_the_lag_and_only_once_it_holds_an_entry() {
+        assert!(caught_up(None, None), "nothing to catch up with");
+        assert!(!caught_up(None, Some(3)), "no entry matched yet");
+        assert!(caught_up(Some(3), Some(3)));
+        assert!(caught_up(Some(100), Some(100 + CAUGHT_UP_LAG)));
+        assert!(!caught_up(Some(100), Some(101 + CAUGHT_UP_LAG)));
+        assert!(caught_up(Some(9), Some(3)), "ahead of a stale reading");
     }
 }

@@ -26,6 +26,7 @@ use super::forward::{self, Envelope, Nonce, Passed, Step};
 use super::limits::{MAX_COMMAND_BYTES, check_size};
 use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use super::raft::stream::{self, StreamError};
+use super::seats;
 use super::state::{ClusterId, Command, Outcome, attribute};
 use super::vouch::vouched;
 use crate::clock::unix_now;
@@ -36,13 +37,14 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a proposal may wait to commit, from another node or from this one (within the
 /// 10 s the CLI waits for an answer).
 pub(crate) const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
-/// How long the leader waits for a joining learner to catch up, holding the membership lock.
+/// How long the leader waits for a joining learner to catch up (without the membership lock),
+/// and for one membership change to commit (with it).
 const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a node whose own learner did not catch up within the learner timeout waits before
-/// the leader takes another join from it: a token holder joining again and again under new
-/// raft ids must not hold the membership lock for ever. A join that only waited behind others
-/// for the lock is not held against its node.
+/// the leader takes another join from it: a token holder joining again and again under the
+/// same PeerId with new raft ids. A join that only waited behind others for the lock is not
+/// held against its node.
 const JOIN_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// The joins in flight (`None`) and the nodes cooling down after their learner did not catch
@@ -761,13 +763,13 @@ fn plan_now(
 }
 
 /// On the leader: a join of raft node `node_id`. While voters and learners are fewer than the
-/// target, adds the node as a learner (waiting until it has caught up) and promotes learners,
-/// keeping the voter count odd; otherwise the node follows the feed. A node `behind` the
+/// target, adds the node as a learner, waits until it has caught up and promotes learners that
+/// have, keeping the voter count odd; otherwise the node follows the feed. A node `behind` the
 /// rotation follows, unless it already holds a seat: it may read the ledger, and so learn of
-/// the rotation, but takes no seat. A join that changes no seat is answered without the
-/// membership lock, so joins that hold it (a learner catching up, in a cluster short of raft
-/// nodes) keep no newcomer to a full cluster waiting; one that does is planned again under the
-/// lock.
+/// the rotation, but takes no seat. The membership lock is held only while the membership
+/// changes, not while the learner catches up, so a learner that takes no appends (a token
+/// holder that joins and answers nothing) holds up no other join. A join that changes no seat
+/// is answered without the lock; one that does is planned again under it.
 async fn join(
     ledger: &Ledger,
     node_id: u64,
@@ -779,7 +781,7 @@ async fn join(
     if plan()? == JoinPlan::Follower {
         return Ok(Joined::Follower);
     }
-    let _membership = ledger.membership_lock().await;
+    let membership = ledger.membership_lock().await;
     let JoinPlan::Seat {
         stale_learners,
         follows,
@@ -802,24 +804,97 @@ async fn join(
     if follows {
         return Ok(Joined::Follower);
     }
-    tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, true))
+    tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, false))
         .await
-        .map_err(|_| JoinError::CaughtUpTooSlowly)?
+        .map_err(|_| JoinError::Failed("the new learner's seat did not commit in time".into()))?
         .map_err(|e| JoinError::Failed(e.to_string()))?;
-    promote_locked(ledger, target_voters)
+    drop(membership);
+    caught_up_within(ledger, node_id, LEARNER_TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            Lagging::TooSlowly => JoinError::CaughtUpTooSlowly,
+            other => JoinError::Failed(other.to_string()),
+        })?;
+    promote(ledger, target_voters)
         .await
         .map_err(JoinError::Failed)?;
     Ok(Joined::Member)
 }
 
-/// Promotes learners to voters up to `target_voters`, only ever to an odd count.
-pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String> {
-    let _membership = ledger.membership_lock().await;
-    promote_locked(ledger, target_voters).await
+/// Why a new learner is not known to have caught up.
+#[derive(Debug)]
+pub(crate) enum Lagging {
+    TooSlowly,
+    NoLongerLeader,
+    Removed,
+    ShuttingDown,
 }
 
-/// [`promote`], for a caller that holds the membership lock.
-pub(crate) async fn promote_locked(ledger: &Ledger, target_voters: usize) -> Result<(), String> {
+impl std::fmt::Display for Lagging {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lagging::TooSlowly => "the new learner did not catch up in time",
+            Lagging::NoLongerLeader => "this node stopped leading while the new learner caught up",
+            Lagging::Removed => "the new learner was removed while it caught up",
+            Lagging::ShuttingDown => "the ledger is shutting down",
+        })
+    }
+}
+
+/// Waits, on the leader and without the membership lock, until learner `node_id` has caught up
+/// with this node's log ([`seats::caught_up`]), for at most `within`.
+pub(crate) async fn caught_up_within(
+    ledger: &Ledger,
+    node_id: u64,
+    within: Duration,
+) -> Result<(), Lagging> {
+    let me = ledger.node_id();
+    let leads = |m: &LedgerMetrics| m.current_leader == Some(me);
+    let seated = |m: &LedgerMetrics| {
+        m.membership_config
+            .membership()
+            .get_node(&node_id)
+            .is_some()
+    };
+    let metrics = ledger
+        .raft()
+        .wait(Some(within))
+        .metrics(
+            |m| !leads(m) || !seated(m) || has_caught_up(m, node_id),
+            "the new learner caught up",
+        )
+        .await
+        .map_err(|e| match e {
+            openraft::metrics::WaitError::Timeout(..) => Lagging::TooSlowly,
+            openraft::metrics::WaitError::ShuttingDown => Lagging::ShuttingDown,
+        })?;
+    if !leads(&metrics) {
+        Err(Lagging::NoLongerLeader)
+    } else if !seated(&metrics) {
+        Err(Lagging::Removed)
+    } else {
+        Ok(())
+    }
+}
+
+type LedgerMetrics = openraft::RaftMetrics<u64, super::raft::LedgerNode>;
+
+/// Whether raft node `id`'s log has caught up with this leader's ([`seats::caught_up`]); never
+/// on a node that does not lead, which does not know.
+pub(crate) fn has_caught_up(metrics: &LedgerMetrics, id: u64) -> bool {
+    metrics
+        .replication
+        .as_ref()
+        .and_then(|replication| replication.get(&id))
+        .is_some_and(|matched| {
+            seats::caught_up(matched.as_ref().map(|m| m.index), metrics.last_log_index)
+        })
+}
+
+/// Promotes learners that have caught up to voters up to `target_voters`, only ever to an odd
+/// count.
+pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String> {
+    let _membership = ledger.membership_lock().await;
     let raft = ledger.raft();
     let metrics = raft.metrics().borrow().clone();
     if metrics.current_leader != Some(ledger.node_id()) {
@@ -835,6 +910,7 @@ pub(crate) async fn promote_locked(ledger: &Ledger, target_voters: usize) -> Res
         .collect();
     let learners: Vec<u64> = membership
         .learner_ids()
+        .filter(|id| has_caught_up(&metrics, *id))
         .filter(|id| {
             membership
                 .get_node(id)

@@ -1,9 +1,10 @@
 //! A leader's raft membership in simulated time around [`Seats`]: voters and learners lose and
 //! regain their connections, are denied and allowed, join again under new raft ids, learners
-//! come and go, leadership is lost and regained, and changes commit or fail. Each round, every
-//! answer is checked against the rules with the checker's own memory of when each voter was
-//! last seen, and what must happen is checked to happen. Seeds run in order, so a failure names
-//! the seed that replays it exactly; counts across all seeds show every rule exercised.
+//! come and go and catch up with the log or lag, leadership is lost and regained, and changes
+//! commit or fail. Each round, every answer is checked against the rules with the checker's
+//! own memory of when each voter was last seen, and what must happen is checked to happen.
+//! Seeds run in order, so a failure names the seed that replays it exactly; counts across all
+//! seeds show every rule exercised.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -57,6 +58,7 @@ impl World {
                 voter: id <= voters as u64,
                 connected: true,
                 denied: false,
+                caught_up: true,
             })
             .collect();
         World {
@@ -84,6 +86,7 @@ impl World {
                     voter: false,
                     connected: true,
                     denied: false,
+                    caught_up: rng.gen_bool(0.5),
                 });
                 self.next_id += 1;
             }
@@ -94,6 +97,7 @@ impl World {
                     voter: false,
                     connected: rng.gen_bool(0.8),
                     denied: false,
+                    caught_up: rng.gen_bool(0.7),
                 });
                 self.next_id += 1;
             }
@@ -104,6 +108,7 @@ impl World {
                 self.seats.clear();
                 self.down_since.clear();
             }
+            68..=72 => self.nodes[pick].caught_up = true,
             _ => {}
         }
         self.now += Duration::from_millis(self.rng.gen_range(0..6000));
@@ -118,7 +123,8 @@ impl World {
                 .iter()
                 .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
-        let live = |n: &Node| n.connected && !n.denied && !superseded(n);
+        let live =
+            |n: &Node| n.connected && !n.denied && !superseded(n) && (n.voter || n.caught_up);
         for voter in &voters {
             if voter.connected && !superseded(voter) {
                 self.down_since.remove(&voter.id);
@@ -250,6 +256,7 @@ impl World {
         let live = |n: &Node| {
             n.connected
                 && !n.denied
+                && (n.voter || n.caught_up)
                 && !self
                     .nodes
                     .iter()
@@ -259,7 +266,9 @@ impl World {
         let live_voters = self.nodes.iter().filter(|n| n.voter && live(n)).count();
         let live_learners = self.nodes.iter().filter(|n| !n.voter && live(n)).count();
         let target = 3;
-        let expected = live_voters < target && live_learners == 0 && live_voters > voters / 2;
+        let expected = live_voters < target
+            && live_voters + live_learners < target
+            && live_voters > voters / 2;
         let wants = wants_recruit(&self.nodes, target);
         ensure!(
             wants == expected,
@@ -274,6 +283,7 @@ impl World {
                 voter: false,
                 connected: true,
                 denied: false,
+                caught_up: self.rng.gen_bool(0.5),
             });
             self.next_id += 1;
         }
