@@ -43,6 +43,9 @@ const FORMATION_QUIET: Duration = Duration::from_secs(1);
 const TARGET_VOTERS: usize = 3;
 /// How long a voter may be unreachable before a live member replaces it.
 pub(crate) const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a learner may lag the leader's log without a break before its seat goes: as long
+/// as a follower may take to fetch the largest state (`ledger/catchup.rs`).
+pub(crate) const STALE_LEARNER_TIMEOUT: Duration = Duration::from_secs(600);
 /// How often the daemon checks that its parts still run (and pings the watchdog at most): a
 /// part that stopped ends the daemon within about this time.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
@@ -126,6 +129,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             target_voters: TARGET_VOTERS,
             lease_timeout: settings.lease_timeout,
             voter_timeout: VOTER_TIMEOUT,
+            stale_learner_timeout: STALE_LEARNER_TIMEOUT,
             operator: settings.operator_key.clone(),
         },
         MemberFacts {

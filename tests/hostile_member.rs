@@ -1061,13 +1061,18 @@ async fn a_node_without_the_operator_key_gets_no_raft_seat() {
 
 /// A token holder that joins a cluster short of raft nodes as a raft node it never runs: it is
 /// seated as a learner, takes no appends, and gets no vote; the honest nodes that come after it
-/// take the three voter seats. Fails on the old code, which promoted any learner (the hostile
-/// one with the first honest joiner, leaving a voter that never answers) and held the
-/// membership lock while a learner caught up.
+/// take the three voter seats, and its learner seat goes once it has lagged the log for the
+/// stale-learner timeout. Fails on the old code, which promoted any learner (the hostile one
+/// with the first honest joiner, leaving a voter that never answers) and held the membership
+/// lock while a learner caught up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_learner_that_takes_no_appends_gets_no_vote() {
+async fn a_learner_that_takes_no_appends_gets_no_vote_and_loses_its_seat() {
+    let config = LedgerConfig {
+        stale_learner_timeout: std::time::Duration::from_secs(5),
+        ..quick_config()
+    };
     let token = network();
-    let founder = group(&token, &["m0"]).await;
+    let founder = group_configured(&token, &["m0"], config.clone()).await;
     settled_cluster(&founder).await;
     let entry = address(&founder[0].member).await;
     let leader = founder[0].member.handle.peer_id();
@@ -1104,7 +1109,8 @@ async fn a_learner_that_takes_no_appends_gets_no_vote() {
     for name in ["m1", "m2"] {
         let member = start(&token, name, vec![entry.clone()]).await;
         honest.push(member.handle.peer_id().to_string());
-        replicas.push(support::ledger::replica_in(member, name, dir()).await);
+        replicas
+            .push(support::ledger::replica_configured(member, name, dir(), config.clone()).await);
     }
     honest.sort();
     let voters = wait_for("the three honest nodes seated as voters", || {
@@ -1115,11 +1121,9 @@ async fn a_learner_that_takes_no_appends_gets_no_vote() {
     })
     .await;
     assert!(!voters.contains(&hostile_id));
-    wait_for("the hostile node still a learner", || {
-        hello(&founder[0].ledger)
-            .members
-            .contains(&SILENT_NODE)
-            .then_some(())
+    wait_for("the hostile node's learner seat gone", || {
+        let members = hello(&founder[0].ledger).members;
+        (members.len() == 3 && !members.contains(&SILENT_NODE)).then_some(())
     })
     .await;
     asked.abort();

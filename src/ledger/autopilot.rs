@@ -55,6 +55,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use openraft::ChangeMembers;
 use rand::seq::SliceRandom as _;
 
 use crate::clock::unix_now;
@@ -879,13 +880,36 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
     reachable
 }
 
-/// Replaces voters as [`Seats::replacement`] says: unreachable for `voter_timeout`, denied or
-/// superseded ones, by reachable learners, one for one; a denied voter no learner replaces
-/// loses its seat outright.
+/// Removes the learners that lagged the log for `stale_learner_timeout` ([`Seats::stale_learners`]),
+/// then, in a later round, replaces voters as [`Seats::replacement`] says: unreachable for
+/// `voter_timeout`, denied or superseded ones, by reachable learners, one for one; a denied
+/// voter no learner replaces loses its seat outright.
 async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
     let _membership = ledger.membership_lock().await;
     let nodes = seat_nodes(ledger);
-    let Some(change) = seats.replacement(crate::clock::now(), &nodes, config.voter_timeout) else {
+    let now = crate::clock::now();
+    let stale = seats.stale_learners(now, &nodes, config.stale_learner_timeout);
+    if !stale.is_empty() {
+        tracing::info!(
+            ?stale,
+            "removing learners that lagged the log past the stale-learner timeout"
+        );
+        let removed = tokio::time::timeout(
+            JOIN_TIMEOUT,
+            ledger.raft().change_membership(
+                ChangeMembers::RemoveNodes(stale.into_iter().collect()),
+                false,
+            ),
+        )
+        .await;
+        match removed {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "removing lagging learners failed"),
+            Err(_) => tracing::warn!("removing lagging learners not committed in time"),
+        }
+        return;
+    }
+    let Some(change) = seats.replacement(now, &nodes, config.voter_timeout) else {
         return;
     };
     tracing::info!(

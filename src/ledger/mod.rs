@@ -267,6 +267,9 @@ pub struct LedgerConfig {
     pub lease_timeout: Duration,
     /// How long the leader lets a voter stay unreachable before replacing it with a live member.
     pub voter_timeout: Duration,
+    /// How long the leader lets a learner lag its log without a break before it takes the
+    /// learner's seat away (`seats.rs`, `Seats::stale_learners`).
+    pub stale_learner_timeout: Duration,
     /// The operator's key: when set, operator commands need its signature
     /// ([`authority::as_operator`]).
     pub operator: Option<crate::operator::OperatorKey>,

@@ -20,7 +20,8 @@
 //! follower with the lowest PeerId among a few that say they are in its cluster
 //! ([`pick_recruit`]). A learner counts as live only once caught up: one that takes no appends
 //! (a token holder that joined and answers nothing) never gets a vote, nor keeps the leader from
-//! recruiting a learner that does.
+//! recruiting a learner that does. A learner that lags at every round for the stale-learner
+//! timeout loses its seat ([`Seats::stale_learners`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -59,10 +60,12 @@ pub struct Replacement {
     pub dropped: Vec<u64>,
 }
 
-/// When each voter was first seen unreachable, across the leader's rounds.
+/// When each voter was first seen unreachable, and each learner first seen lagging, across the
+/// leader's rounds.
 #[derive(Debug, Default)]
 pub struct Seats {
     unreachable_since: HashMap<u64, Instant>,
+    lagging_since: HashMap<u64, Instant>,
 }
 
 /// Whether `node` joined again under a new raft id: a learner of another id holds its PeerId.
@@ -90,6 +93,29 @@ impl Seats {
     /// Forgets every timer (a new leadership starts them fresh).
     pub fn clear(&mut self) {
         self.unreachable_since.clear();
+        self.lagging_since.clear();
+    }
+
+    /// The learners whose seats go at `now`: each has lagged the leader's log at every round
+    /// for `timeout`. None while the leader reaches no more than half of its voters.
+    pub fn stale_learners(&mut self, now: Instant, nodes: &[Node], timeout: Duration) -> Vec<u64> {
+        let lagging = |n: &Node| !n.voter && !n.caught_up;
+        self.lagging_since
+            .retain(|id, _| nodes.iter().any(|n| n.id == *id && lagging(n)));
+        let stale: Vec<u64> = nodes
+            .iter()
+            .filter(|n| lagging(n))
+            .filter(|n| {
+                let since = *self.lagging_since.entry(n.id).or_insert(now);
+                now.duration_since(since) >= timeout
+            })
+            .map(|n| n.id)
+            .collect();
+        if reaches_majority(nodes) {
+            stale
+        } else {
+            Vec::new()
+        }
     }
 
     /// The voter change due at `now`, if any.
@@ -359,5 +385,38 @@ mod tests {
         assert!(caught_up(Some(100), Some(100 + CAUGHT_UP_LAG)));
         assert!(!caught_up(Some(100), Some(101 + CAUGHT_UP_LAG)));
         assert!(caught_up(Some(9), Some(3)), "ahead of a stale reading");
+    }
+
+    #[test]
+    fn a_learner_lagging_at_every_round_for_the_timeout_loses_its_seat() {
+        let start = Instant::now();
+        let mut seats = Seats::default();
+        let mut lagging = node(4, false, true);
+        lagging.caught_up = false;
+        let mut nodes = vec![node(1, true, true), node(2, true, true), lagging];
+        assert!(seats.stale_learners(start, &nodes, TIMEOUT).is_empty());
+        let almost = start + TIMEOUT - Duration::from_millis(1);
+        assert!(seats.stale_learners(almost, &nodes, TIMEOUT).is_empty());
+        assert_eq!(seats.stale_learners(start + TIMEOUT, &nodes, TIMEOUT), [4]);
+
+        nodes[2].caught_up = true;
+        assert!(
+            seats
+                .stale_learners(start + TIMEOUT, &nodes, TIMEOUT)
+                .is_empty()
+        );
+        nodes[2].caught_up = false;
+        let again = start + 2 * TIMEOUT;
+        assert!(
+            seats.stale_learners(again, &nodes, TIMEOUT).is_empty(),
+            "caught up once, its timer starts again"
+        );
+        nodes[1].connected = false;
+        assert!(
+            seats
+                .stale_learners(again + TIMEOUT, &nodes, TIMEOUT)
+                .is_empty(),
+            "not while the leader reaches only half of its voters"
+        );
     }
 }

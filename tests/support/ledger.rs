@@ -47,6 +47,7 @@ pub fn quick_config() -> LedgerConfig {
         target_voters: 3,
         lease_timeout: Duration::from_secs(3),
         voter_timeout: Duration::from_secs(3),
+        stale_learner_timeout: Duration::from_secs(120),
         operator: None,
     }
 }

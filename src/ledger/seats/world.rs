@@ -1,10 +1,11 @@
 //! A leader's raft membership in simulated time around [`Seats`]: voters and learners lose and
 //! regain their connections, are denied and allowed, join again under new raft ids, learners
-//! come and go and catch up with the log or lag, leadership is lost and regained, and changes
-//! commit or fail. Each round, every answer is checked against the rules with the checker's
-//! own memory of when each voter was last seen, and what must happen is checked to happen.
-//! Seeds run in order, so a failure names the seed that replays it exactly; counts across all
-//! seeds show every rule exercised.
+//! come and go, catch up with the log or lag (and lose their seats when they lag too long),
+//! leadership is lost and regained, and changes commit or fail. Each round, every answer is
+//! checked against the rules with the checker's own memory of when each voter was last seen
+//! and each learner last caught up, and what must happen is checked to happen. Seeds run in
+//! order, so a failure names the seed that replays it exactly; counts across all seeds show
+//! every rule exercised.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +34,7 @@ struct Counts {
     kept_without_majority: u64,
     kept_without_learner: u64,
     recruits: u64,
+    stale_learners: u64,
     failed_commits: u64,
 }
 
@@ -44,6 +46,8 @@ struct World {
     seats: Seats,
     /// The checker's own memory: since when each voter has been seen down at every round.
     down_since: BTreeMap<u64, Instant>,
+    /// And since when each learner has been seen lagging at every round.
+    lagging_since: BTreeMap<u64, Instant>,
 }
 
 impl World {
@@ -68,6 +72,7 @@ impl World {
             next_id: (voters + learners) as u64 + 1,
             seats: Seats::default(),
             down_since: BTreeMap::new(),
+            lagging_since: BTreeMap::new(),
         }
     }
 
@@ -107,8 +112,10 @@ impl World {
             65..=67 => {
                 self.seats.clear();
                 self.down_since.clear();
+                self.lagging_since.clear();
             }
             68..=72 => self.nodes[pick].caught_up = true,
+            73..=74 if !self.nodes[pick].voter => self.nodes[pick].caught_up = false,
             _ => {}
         }
         self.now += Duration::from_millis(self.rng.gen_range(0..6000));
@@ -116,6 +123,9 @@ impl World {
 
     /// One round of the leader: the answer checked against the rules, then carried out.
     fn round(&mut self, counts: &mut Counts) -> Result<(), String> {
+        if self.stale(counts)? {
+            return Ok(());
+        }
         let nodes = self.nodes.clone();
         let voters: Vec<&Node> = nodes.iter().filter(|n| n.voter).collect();
         let superseded = |n: &Node| {
@@ -251,6 +261,59 @@ impl World {
         Ok(())
     }
 
+    /// Whether learners lose their seats, against the rule: each that lagged at every round
+    /// for the timeout, while a majority of voters is live. Whether any did.
+    fn stale(&mut self, counts: &mut Counts) -> Result<bool, String> {
+        let nodes = self.nodes.clone();
+        for node in &nodes {
+            if !node.voter && !node.caught_up {
+                self.lagging_since.entry(node.id).or_insert(self.now);
+            } else {
+                self.lagging_since.remove(&node.id);
+            }
+        }
+        self.lagging_since
+            .retain(|id, _| nodes.iter().any(|n| n.id == *id));
+        let superseded = |n: &Node| {
+            nodes
+                .iter()
+                .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
+        };
+        let voters = nodes.iter().filter(|n| n.voter).count();
+        let live_voters = nodes
+            .iter()
+            .filter(|n| n.voter && n.connected && !n.denied && !superseded(n))
+            .count();
+        let expected: Vec<u64> = if live_voters > voters / 2 {
+            nodes
+                .iter()
+                .map(|n| n.id)
+                .filter(|id| {
+                    self.lagging_since
+                        .get(id)
+                        .is_some_and(|since| self.now.duration_since(*since) >= TIMEOUT)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let stale = self.seats.stale_learners(self.now, &nodes, TIMEOUT);
+        ensure!(
+            stale == expected,
+            "learners {stale:?} lose their seats where {expected:?} should"
+        );
+        if stale.is_empty() {
+            return Ok(false);
+        }
+        counts.stale_learners += stale.len() as u64;
+        if self.rng.gen_bool(0.15) {
+            counts.failed_commits += 1;
+        } else {
+            self.nodes.retain(|n| !stale.contains(&n.id));
+        }
+        Ok(true)
+    }
+
     /// Whether a follower is brought in, against the rule; one sometimes is.
     fn recruit(&mut self, counts: &mut Counts) -> Result<(), String> {
         let live = |n: &Node| {
@@ -323,6 +386,7 @@ fn the_leader_replaces_and_recruits_by_its_rules_in_any_order_of_events() {
             counts.kept_without_learner,
         ),
         ("recruits", counts.recruits),
+        ("learners losing their seats", counts.stale_learners),
         ("changes that did not commit", counts.failed_commits),
     ];
     for (what, count) in least {

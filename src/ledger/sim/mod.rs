@@ -6,9 +6,10 @@
 //! message loss and delay, nodes stopped and restarted from the same storage, and
 //! writes through random nodes. The safety invariants ([`check`]) must hold after every step, on
 //! every seed; once the network heals, every node must converge within [`CONVERGENCE`], on every
-//! seed too. Each seed runs with lease and voter timeouts of 10 s ([`SHORT`]: leases expire and
-//! voters are replaced within the run) or with the daemon's ([`DAEMON`]: records outlive the run,
-//! as they outlive a partition in a real mesh). A test (a part of the seeds of one timing) stops at
+//! seed too. Each seed runs with lease and voter timeouts of 10 s and a stale-learner timeout of
+//! 30 s ([`SHORT`]: leases expire, voters are replaced and lagging learners lose their seats
+//! within the run) or with the daemon's ([`DAEMON`]: records outlive the run, as they outlive a
+//! partition in a real mesh). A test (a part of the seeds of one timing) stops at
 //! the first seed that breaks a safety invariant; seeds that do not converge are reported as they
 //! end, and the test fails once its seeds have run, naming each with the command that replays it.
 //!
@@ -71,15 +72,18 @@ fn hostname(index: usize) -> String {
 struct Timeouts {
     lease: Duration,
     voter: Duration,
+    stale_learner: Duration,
     /// The tests that run with them, for the command that replays a seed.
     tests: &'static str,
 }
 
-/// Timeouts of 10 s: leases expire and voters are replaced within a seed's run, so those paths
+/// Timeouts of 10 s (30 s for a lagging learner): leases expire, voters are replaced and
+/// learners cut off while the log moves lose their seats within a seed's run, so those paths
 /// run on every seed.
 const SHORT: Timeouts = Timeouts {
     lease: Duration::from_secs(10),
     voter: Duration::from_secs(10),
+    stale_learner: Duration::from_secs(30),
     tests: "ledger::sim::seeds_part",
 };
 
@@ -90,6 +94,7 @@ const SHORT: Timeouts = Timeouts {
 const DAEMON: Timeouts = Timeouts {
     lease: crate::config::DEFAULT_LEASE_TIMEOUT,
     voter: crate::daemon::VOTER_TIMEOUT,
+    stale_learner: crate::daemon::STALE_LEARNER_TIMEOUT,
     tests: "ledger::sim::daemon_timeouts_part",
 };
 
@@ -103,6 +108,7 @@ fn config(timeouts: Timeouts) -> LedgerConfig {
         target_voters: 3,
         lease_timeout: timeouts.lease,
         voter_timeout: timeouts.voter,
+        stale_learner_timeout: timeouts.stale_learner,
         operator: None,
     }
 }
