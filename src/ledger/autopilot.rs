@@ -880,8 +880,8 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
     reachable
 }
 
-/// Removes the learners that lagged the log for `stale_learner_timeout` ([`Seats::stale_learners`]),
-/// then, in a later round, replaces voters as [`Seats::replacement`] says: unreachable for
+/// Removes the learners that lagged the log for `stale_learner_timeout`
+/// ([`Seats::stale_learners`]), then, in a later round, replaces voters as [`Seats::replacement`] says: unreachable for
 /// `voter_timeout`, denied or superseded ones, by reachable learners, one for one; a denied
 /// voter no learner replaces loses its seat outright.
 async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
