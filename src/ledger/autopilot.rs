@@ -1091,9 +1091,15 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
     // Not connected to the leader, this node sends its join through a member that is, and then
     // follows the cluster through that member.
     let until = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    let answer =
-        forward::call_or_forward::<Result<Joined, String>>(ledger.p2p(), peer, &request, until)
-            .await;
+    // Through the voters this node knows, if any (none from outside every cluster).
+    let answer = forward::call_or_forward::<Result<Joined, String>>(
+        ledger.p2p(),
+        peer,
+        &request,
+        &ledger.status().voters,
+        until,
+    )
+    .await;
     match answer {
         Ok((Ok(Joined::Member), _)) => {
             tracing::info!("joined the cluster as a raft member");

@@ -455,12 +455,14 @@ impl Drop for PassTicket<'_> {
 }
 
 /// Sends `rpc` (a `Join`, `Propose` or `Renew`) to `leader`, answered by `until`: directly, or, when
-/// this node is not connected to it, through a member ([`send`]). Answers the leader's answer
-/// and the peer that carried it (the leader itself, or the member).
+/// this node is not connected to it, through a member ([`send`]), the `voters` this node knows
+/// (PeerIds) tried first. Answers the leader's answer and the peer that carried it (the leader
+/// itself, or the member).
 pub async fn call_or_forward<T: DeserializeOwned>(
     p2p: &P2pHandle,
     leader: PeerId,
     rpc: &LedgerRpc,
+    voters: &[String],
     until: tokio::time::Instant,
 ) -> Result<(T, PeerId), SendError> {
     if !p2p.is_admitted(&leader) {
@@ -468,37 +470,49 @@ pub async fn call_or_forward<T: DeserializeOwned>(
         // reach directly would hold the request for the dial's whole wait. The dial is made
         // for the next request.
         p2p.connect(leader).await;
-        return send(p2p, leader, rpc, until).await;
+        return send(p2p, leader, rpc, voters, until).await;
     }
     match tokio::time::timeout_at(until, call::<T>(p2p, leader, rpc)).await {
         Err(_) => Err(SendError::TimedOut),
         Ok(Ok(answer)) => Ok((answer, leader)),
         Ok(Err(CallError::Unreachable(P2pError::NotAdmitted(_)))) => {
-            send(p2p, leader, rpc, until).await
+            send(p2p, leader, rpc, voters, until).await
         }
         Ok(Err(e)) => Err(SendError::Sent(e.to_string())),
     }
 }
 
+/// The admitted peers to send a request through, at most [`MAX_FORWARDERS`]: the voters first
+/// (the leader sends them its appends, so it keeps a connection to each, where a member that
+/// only follows is connected to the leader while it has something to send), then the others,
+/// each group in random order.
+fn forwarders(mut peers: Vec<PeerId>, voters: &[String], rng: &mut impl rand::Rng) -> Vec<PeerId> {
+    peers.shuffle(rng);
+    // A stable sort keeps each group's random order.
+    peers.sort_by_key(|peer| !voters.contains(&peer.to_string()));
+    peers.truncate(MAX_FORWARDERS);
+    peers
+}
+
 /// Sends `rpc` to `leader`, which this node is not connected to, through up to
-/// [`MAX_FORWARDERS`] of its admitted peers drawn at random, answered by `until`: the first
+/// [`MAX_FORWARDERS`] of its admitted peers ([`forwarders`]), answered by `until`: the first
 /// that brings back the leader's challenge delivers the request, signed, and one that does not
 /// deliver it leaves the next to try.
 async fn send<T: DeserializeOwned>(
     p2p: &P2pHandle,
     leader: PeerId,
     rpc: &LedgerRpc,
+    voters: &[String],
     until: tokio::time::Instant,
 ) -> Result<(T, PeerId), SendError> {
     let request = serde_json::to_vec(rpc).map_err(|e| SendError::NotSent(e.to_string()))?;
-    let mut members: Vec<PeerId> = p2p
+    let peers: Vec<PeerId> = p2p
         .peers()
         .iter()
         .filter_map(|view| view.peer_id.parse().ok())
         .filter(|peer| *peer != leader)
         .collect();
-    members.shuffle(&mut rand::thread_rng());
-    members.truncate(MAX_FORWARDERS);
+    let members = forwarders(peers, voters, &mut rand::thread_rng());
     let mut why = format!("not connected to the leader {leader}, and no member passed it on");
     for via in members {
         let challenge_by = until.min(tokio::time::Instant::now() + CHALLENGE_TIMEOUT);
@@ -592,6 +606,30 @@ mod tests {
             origin.sign(m)
         })
         .expect("an ed25519 key signs")
+    }
+
+    #[test]
+    fn requests_go_through_the_voters_first_then_members_at_random() {
+        use rand::SeedableRng as _;
+        let peers: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
+        let voters = vec![peers[3].to_string(), peers[7].to_string()];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut thirds = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let chosen = forwarders(peers.clone(), &voters, &mut rng);
+            assert_eq!(chosen.len(), MAX_FORWARDERS);
+            let first: std::collections::BTreeSet<String> =
+                chosen[..2].iter().map(ToString::to_string).collect();
+            assert_eq!(first, voters.iter().cloned().collect());
+            thirds.insert(chosen[2]);
+        }
+        assert!(
+            thirds.len() > 3,
+            "the others are drawn at random: {thirds:?}"
+        );
+        let none = forwarders(peers.clone(), &[], &mut rng);
+        assert_eq!(none.len(), MAX_FORWARDERS);
+        assert!(forwarders(peers[..1].to_vec(), &voters, &mut rng) == peers[..1]);
     }
 
     #[test]

@@ -607,6 +607,7 @@ impl Ledger {
             &self.p2p,
             peer,
             &LedgerRpc::Renew,
+            &self.status().voters,
             until,
         )
         .await
@@ -1076,7 +1077,9 @@ impl Ledger {
         // Not connected to the leader, this node sends through a member that is.
         let rpc = LedgerRpc::Propose(command);
         let answer: Result<Outcome, String> =
-            match forward::call_or_forward(&self.p2p, peer, &rpc, until).await {
+            match forward::call_or_forward(&self.p2p, peer, &rpc, &self.status().voters, until)
+                .await
+            {
                 Ok((answer, _)) => answer,
                 Err(forward::SendError::TimedOut) => {
                     let waited = sent.elapsed().as_secs_f64().round() as u64;
