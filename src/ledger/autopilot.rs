@@ -210,7 +210,7 @@ impl Autopilot {
                     }
                     lead(&ledger, &self.config).await;
                     commit_renewals(&ledger, &self.config).await;
-                    recruit(&ledger, &self.config).await;
+                    recruit(&ledger, &self.config, &self.seats).await;
                     replace_voters(&ledger, &self.config, &mut self.seats).await;
                     expire_leases(&ledger, &mut self.leases).await;
                 }
@@ -795,15 +795,17 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
         .collect()
 }
 
-/// Brings a follower into raft as a learner when [`seats::wants_recruit`] says so;
-/// [`service::promote`] or the voter replacement then makes it a voter once it has caught up,
-/// which is waited for without the membership lock. The candidate is the live, reachable
-/// follower with the lowest PeerId among up to [`RECRUIT_ASKED`], drawn at random each round,
-/// that say they are in this cluster.
-async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
-    let membership = ledger.membership_lock().await;
+/// Brings a follower into raft as a learner when [`Seats::wants_recruit`] says so; the
+/// promotion in [`lead`] or the voter replacement then makes it a voter once it has caught up.
+/// Nothing waits for that: while the learner catches up (for up to the learner timeout) the
+/// rule counts it as coming. The candidate is the live, reachable follower with the lowest
+/// PeerId among up to [`RECRUIT_ASKED`], drawn at random each round, that say they are in this
+/// cluster.
+async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
+    let _membership = ledger.membership_lock().await;
     let nodes = seat_nodes(ledger);
-    if !seats::wants_recruit(&nodes, config.target_voters) {
+    let now = crate::clock::now();
+    if !seats.wants_recruit(now, &nodes, config.target_voters, service::LEARNER_TIMEOUT) {
         return;
     }
     let reachable = reachable_peers(ledger);
@@ -851,24 +853,10 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig) {
     .await
     {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return tracing::warn!(error = %e, "cannot add the follower as learner"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot add the follower as learner"),
         Err(_) => {
-            return tracing::warn!(
-                peer = %candidate,
-                "the new learner's seat did not commit in time"
-            );
+            tracing::warn!(peer = %candidate, "the new learner's seat did not commit in time")
         }
-    }
-    drop(membership);
-    if let Err(e) = service::caught_up_within(ledger, hello.node_id, JOIN_TIMEOUT).await {
-        return tracing::warn!(
-            peer = %candidate,
-            error = %e,
-            "the recruited learner is not promoted"
-        );
-    }
-    if let Err(e) = service::promote(ledger, config.target_voters).await {
-        tracing::debug!(error = %e, "promotion after recruiting failed");
     }
 }
 

@@ -15,13 +15,14 @@
 //! changes while the leader reaches no more than half of its voters: it is on the small side of
 //! a partition, and the change could not commit.
 //!
-//! Learners: when fewer voters than the target are live, and too few live learners to fill the
-//! target with them, and the leader reaches a majority of its voters, it brings in the live
-//! follower with the lowest PeerId among a few that say they are in its cluster
-//! ([`pick_recruit`]). A learner counts as live only once caught up: one that takes no appends
-//! (a token holder that joined and answers nothing) never gets a vote, nor keeps the leader from
-//! recruiting a learner that does. A learner that lags at every round for the stale-learner
-//! timeout loses its seat ([`Seats::stale_learners`]).
+//! Learners: when fewer voters than the target are live, and too few learners live or still
+//! catching up to fill the target with them, and the leader reaches a majority of its voters,
+//! it brings in the live follower with the lowest PeerId among a few that say they are in its
+//! cluster ([`pick_recruit`]). A learner counts as live only once caught up: one that takes no
+//! appends (a token holder that joined and answers nothing) never gets a vote, nor keeps the
+//! leader from recruiting another for longer than the grace it is given to catch up. A learner
+//! that lags at every round for the stale-learner timeout loses its seat
+//! ([`Seats::stale_learners`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -180,14 +181,38 @@ impl Seats {
     }
 }
 
-/// Whether a leader with `nodes` should bring a follower in as a learner: fewer than `target`
-/// voters are live, the live learners cannot fill the target with them, and it reaches a
-/// majority of its voters (on the small side of a partition the change would leave the
-/// follower a learner of a membership that never commits).
-pub fn wants_recruit(nodes: &[Node], target: usize) -> bool {
-    let live_voters = nodes.iter().filter(|n| n.voter && live(nodes, n)).count();
-    let live_learners = nodes.iter().filter(|n| !n.voter && live(nodes, n)).count();
-    live_voters < target && live_voters + live_learners < target && reaches_majority(nodes)
+impl Seats {
+    /// Whether a leader with `nodes` should bring a follower in as a learner at `now`: fewer
+    /// than `target` voters are live, the live learners and those still catching up (connected,
+    /// lagging for less than `grace`) cannot fill the target with them, and it reaches a
+    /// majority of its voters (on the small side of a partition the change would leave the
+    /// follower a learner of a membership that never commits). A learner not yet seen lagging
+    /// (just added) is still catching up. Reads the lagging timers [`Seats::stale_learners`]
+    /// keeps.
+    pub fn wants_recruit(
+        &self,
+        now: Instant,
+        nodes: &[Node],
+        target: usize,
+        grace: Duration,
+    ) -> bool {
+        let live_voters = nodes.iter().filter(|n| n.voter && live(nodes, n)).count();
+        let coming = nodes
+            .iter()
+            .filter(|n| !n.voter)
+            .filter(|n| {
+                live(nodes, n)
+                    || (n.connected
+                        && !n.denied
+                        && !superseded(nodes, n)
+                        && self
+                            .lagging_since
+                            .get(&n.id)
+                            .is_none_or(|since| now.duration_since(*since) < grace))
+            })
+            .count();
+        live_voters < target && live_voters + coming < target && reaches_majority(nodes)
+    }
 }
 
 /// The follower to bring in: the lowest PeerId among `answers` (each asked follower's PeerId
@@ -314,12 +339,17 @@ mod tests {
         );
     }
 
+    const GRACE: Duration = Duration::from_secs(10);
+
     #[test]
     fn a_follower_is_recruited_only_when_voters_are_short_and_learners_cannot_fill_the_target() {
+        let now = Instant::now();
+        let wants =
+            |nodes: &[Node], target| Seats::default().wants_recruit(now, nodes, target, GRACE);
         let short = [node(1, true, true)];
-        assert!(wants_recruit(&short, 3));
-        assert!(!wants_recruit(&short, 1));
-        assert!(!wants_recruit(
+        assert!(wants(&short, 3));
+        assert!(!wants(&short, 1));
+        assert!(!wants(
             &[
                 node(1, true, true),
                 node(2, true, true),
@@ -328,15 +358,15 @@ mod tests {
             3
         ));
         assert!(
-            wants_recruit(&[node(1, true, true), node(2, false, true)], 3),
+            wants(&[node(1, true, true), node(2, false, true)], 3),
             "one live learner cannot fill three seats with the one voter"
         );
         assert!(
-            wants_recruit(&[node(1, true, true), node(2, false, false)], 3),
+            wants(&[node(1, true, true), node(2, false, false)], 3),
             "a learner that is not live cannot step in"
         );
         assert!(
-            !wants_recruit(
+            !wants(
                 &[
                     node(1, true, true),
                     node(2, true, false),
@@ -354,7 +384,7 @@ mod tests {
     }
 
     #[test]
-    fn a_learner_that_has_not_caught_up_neither_replaces_a_voter_nor_stops_a_recruit() {
+    fn a_learner_that_has_not_caught_up_neither_replaces_a_voter_nor_stops_a_recruit_for_long() {
         let start = Instant::now();
         let mut seats = Seats::default();
         let mut lagging = node(4, false, true);
@@ -367,14 +397,21 @@ mod tests {
         ];
         seats.replacement(start, &nodes, TIMEOUT);
         assert_eq!(seats.replacement(start + TIMEOUT, &nodes, TIMEOUT), None);
-        assert!(wants_recruit(&nodes, 3));
+        assert!(
+            !seats.wants_recruit(start, &nodes, 3, GRACE),
+            "not seen lagging yet: it is catching up"
+        );
+        seats.stale_learners(start, &nodes, TIMEOUT);
+        let almost = start + GRACE - Duration::from_millis(1);
+        assert!(!seats.wants_recruit(almost, &nodes, 3, GRACE));
+        assert!(seats.wants_recruit(start + GRACE, &nodes, 3, GRACE));
         let mut caught = nodes.clone();
         caught[3].caught_up = true;
         let change = seats
             .replacement(start + TIMEOUT, &caught, TIMEOUT)
             .unwrap();
         assert_eq!(change.voters, BTreeSet::from([1, 2, 4]));
-        assert!(!wants_recruit(&caught, 3));
+        assert!(!seats.wants_recruit(start + TIMEOUT, &caught, 3, GRACE));
     }
 
     #[test]

@@ -39,7 +39,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the leader waits for a joining learner to catch up (without the membership lock),
 /// and for one membership change to commit (with it).
-const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a node whose own learner did not catch up within the learner timeout waits before
 /// the leader takes another join from it: a token holder joining again and again under the
@@ -823,7 +823,7 @@ async fn join(
 
 /// Why a new learner is not known to have caught up.
 #[derive(Debug)]
-pub(crate) enum Lagging {
+enum Lagging {
     TooSlowly,
     NoLongerLeader,
     Removed,
@@ -843,11 +843,7 @@ impl std::fmt::Display for Lagging {
 
 /// Waits, on the leader and without the membership lock, until learner `node_id` has caught up
 /// with this node's log ([`seats::caught_up`]), for at most `within`.
-pub(crate) async fn caught_up_within(
-    ledger: &Ledger,
-    node_id: u64,
-    within: Duration,
-) -> Result<(), Lagging> {
+async fn caught_up_within(ledger: &Ledger, node_id: u64, within: Duration) -> Result<(), Lagging> {
     let me = ledger.node_id();
     let leads = |m: &LedgerMetrics| m.current_leader == Some(me);
     let seated = |m: &LedgerMetrics| {

@@ -15,6 +15,8 @@ use rand::{Rng, SeedableRng};
 use super::*;
 
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a lagging learner counts as catching up.
+const GRACE: Duration = Duration::from_secs(10);
 
 macro_rules! ensure {
     ($cond:expr, $($why:tt)+) => {
@@ -325,18 +327,35 @@ impl World {
                     .iter()
                     .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
+        let catching_up = |n: &Node| {
+            n.connected
+                && !n.denied
+                && !self
+                    .nodes
+                    .iter()
+                    .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
+                && self
+                    .lagging_since
+                    .get(&n.id)
+                    .is_none_or(|since| self.now.duration_since(*since) < GRACE)
+        };
         let voters = self.nodes.iter().filter(|n| n.voter).count();
         let live_voters = self.nodes.iter().filter(|n| n.voter && live(n)).count();
-        let live_learners = self.nodes.iter().filter(|n| !n.voter && live(n)).count();
+        let coming = self
+            .nodes
+            .iter()
+            .filter(|n| !n.voter && (live(n) || catching_up(n)))
+            .count();
         let target = 3;
-        let expected = live_voters < target
-            && live_voters + live_learners < target
-            && live_voters > voters / 2;
-        let wants = wants_recruit(&self.nodes, target);
+        let expected =
+            live_voters < target && live_voters + coming < target && live_voters > voters / 2;
+        let wants = self
+            .seats
+            .wants_recruit(self.now, &self.nodes, target, GRACE);
         ensure!(
             wants == expected,
-            "recruit {wants} with {live_voters} live of {voters} voters and {live_learners} \
-             live learners"
+            "recruit {wants} with {live_voters} live of {voters} voters and {coming} learners \
+             live or catching up"
         );
         if wants && self.rng.gen_bool(0.5) {
             counts.recruits += 1;
