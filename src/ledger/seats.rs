@@ -179,9 +179,7 @@ impl Seats {
             self.unreachable_since.remove(id);
         }
     }
-}
 
-impl Seats {
     /// Whether a leader with `nodes` should bring a follower in as a learner at `now`: fewer
     /// than `target` voters are live, the live learners and those still catching up (connected,
     /// lagging for less than `grace`) cannot fill the target with them, and it reaches a
