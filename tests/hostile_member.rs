@@ -1062,9 +1062,10 @@ async fn a_node_without_the_operator_key_gets_no_raft_seat() {
 /// A token holder that joins a cluster short of raft nodes as a raft node it never runs: it is
 /// seated as a learner, takes no appends, and gets no vote; the honest nodes that come after it
 /// take the three voter seats, and its learner seat goes once it has lagged the log for the
-/// stale-learner timeout. Fails on the old code, which promoted any learner (the hostile one
-/// with the first honest joiner, leaving a voter that never answers) and held the membership
-/// lock while a learner caught up.
+/// stale-learner timeout. Fails on the old code, which promoted any learner: the hostile one
+/// became a voter with the first honest joiner, a voter that never answers. (That no join holds
+/// the membership lock while a learner catches up is not shown here: in a log as short as this
+/// one, the old blocking wait returned at once.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_learner_that_takes_no_appends_gets_no_vote_and_loses_its_seat() {
     let config = LedgerConfig {
