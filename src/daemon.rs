@@ -46,6 +46,10 @@ pub(crate) const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a learner may lag the leader's log without a break before its seat goes: as long
 /// as a follower may take to fetch the largest state (`ledger/catchup.rs`).
 pub(crate) const STALE_LEARNER_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a member whose lease expired in the middle of installing its control-plane seat
+/// may stay away before the leader gives the install up: with the lease timeout before it, a
+/// machine has half an hour to reboot and come back to its seat.
+pub(crate) const INSTALL_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// How often the daemon checks that its parts still run (and pings the watchdog at most): a
 /// part that stopped ends the daemon within about this time.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
@@ -130,6 +134,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             lease_timeout: settings.lease_timeout,
             voter_timeout: VOTER_TIMEOUT,
             stale_learner_timeout: STALE_LEARNER_TIMEOUT,
+            install_timeout: INSTALL_TIMEOUT,
             operator: settings.operator_key.clone(),
         },
         MemberFacts {

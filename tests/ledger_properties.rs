@@ -130,6 +130,7 @@ fn command() -> impl Strategy<Value = Command> {
                 Command::Renewals { peers: Vec::new(), set: Some(set), now }
             }),
         2 => p.clone().prop_map(|n| Command::Expire { peer: peer(n) }),
+        1 => p.clone().prop_map(|n| Command::AbandonInstall { peer: peer(n) }),
         1 => p.clone().prop_map(|n| Command::Leave { peer: peer(n) }),
         1 => (p.clone(), 0u8..20).prop_map(|(n, a)| Command::Reserve { peer: peer(n), address: addr(a) }),
         1 => (0u8..20).prop_map(|a| Command::Unreserve { address: addr(a) }),
@@ -160,6 +161,9 @@ fn role_story() -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
         4 => join().prop_map(|c| Step::Command(Box::new(c))),
         2 => (0u8..8).prop_map(|n| Step::Command(Box::new(Command::Expire { peer: peer(n) }))),
+        1 => (0u8..8).prop_map(|n| {
+            Step::Command(Box::new(Command::AbandonInstall { peer: peer(n) }))
+        }),
         1 => (0u8..8).prop_map(|n| Step::Command(Box::new(Command::Leave { peer: peer(n) }))),
         1 => (0u8..8).prop_map(|n| Step::Command(Box::new(Command::Deny { peer: peer(n) }))),
         2 => role_command().prop_map(|c| Step::Command(Box::new(c))),
@@ -246,7 +250,10 @@ proptest! {
             let index = state.applied() + 1;
             state.apply(index, &command);
             assert_roles_are_sound(&state, seats);
-            if let Command::Expire { .. } | Command::Join { .. } = command {
+            if let Command::Expire { .. }
+            | Command::AbandonInstall { .. }
+            | Command::Join { .. } = command
+            {
                 for (peer, role) in deployed_before {
                     prop_assert_eq!(
                         state.members()[&peer].role,

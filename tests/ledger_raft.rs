@@ -15,7 +15,7 @@ use support::mesh::{
     DEADLINE, address, network, start, start_as, start_light, wait_for, wait_within,
 };
 use weft::ledger::LedgerConfig;
-use weft::ledger::state::{Command, LeaseState, SET_FORM};
+use weft::ledger::state::{BootstrapReport, Command, FixedRole, LeaseState, Phase, Role, SET_FORM};
 use weft::token::Token;
 
 fn has_key(replica: &Replica, key: &str) -> bool {
@@ -246,6 +246,76 @@ async fn the_lease_of_a_member_gone_past_the_timeout_expires_and_frees_its_addre
         let state = replicas[0].ledger.state();
         let member = state.members().get(&gone_id)?;
         (member.lease == LeaseState::Expired && member.address.is_none()).then_some(())
+    })
+    .await;
+}
+
+/// A member gone in the middle of installing its control-plane seat keeps the seat and its
+/// address through its lease expiry, for the install timeout (5 s here); then the leader gives
+/// the install up: the seat goes to the other member that may hold it and the address is freed.
+/// Fails on the old code, which kept both for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_gone_in_the_middle_of_installing_its_seat_loses_it_after_the_install_timeout() {
+    let mut replicas = cluster(3).await;
+    settled_cluster(&replicas).await;
+    let leader = wait_for("a leader", || replicas[0].ledger.status().leader).await;
+    let peer = |r: &Replica| r.member.handle.peer_id().to_string();
+    let index = replicas.iter().position(|r| peer(r) != leader).unwrap();
+    let installer = replicas.remove(index);
+    let installer_id = peer(&installer);
+    let heir = replicas.iter().position(|r| peer(r) != leader).unwrap();
+    let heir_id = peer(&replicas[heir]);
+    let role_of = |state: &weft::ledger::state::LedgerState, p: &str| state.members()[p].role;
+    let fix_master = |p: &str| Command::SetFixedRole {
+        peer: p.to_string(),
+        role: Some(FixedRole::Master),
+        force: false,
+    };
+    commit(&installer, fix_master(&installer_id)).await;
+    wait_for("the installer holding the seat", || {
+        (role_of(&installer.ledger.state(), &installer_id) == Some(Role::Master)).then_some(())
+    })
+    .await;
+    commit(&replicas[heir], fix_master(&heir_id)).await;
+    let installing = Command::ReportBootstrap {
+        peer: installer_id.clone(),
+        report: BootstrapReport {
+            role: Some(Role::Master),
+            phase: Phase::Installing,
+            detail: String::new(),
+            at: 1,
+        },
+        restored: false,
+    };
+    commit(&installer, installing).await;
+    let watcher = &replicas[1 - heir];
+    let address = wait_for("the install on record", || {
+        let state = watcher.ledger.state();
+        let member = state.members().get(&installer_id)?;
+        member.acting_on()?;
+        member.address
+    })
+    .await;
+    drop(installer);
+    wait_for(
+        "the installer's lease expired, its seat and address kept",
+        || {
+            let state = watcher.ledger.state();
+            let member = &state.members()[&installer_id];
+            (member.lease == LeaseState::Expired
+                && member.role == Some(Role::Master)
+                && member.address == Some(address))
+            .then_some(())
+        },
+    )
+    .await;
+    wait_for("the install given up, the seat with the heir", || {
+        let state = watcher.ledger.state();
+        let member = &state.members()[&installer_id];
+        (member.role.is_none()
+            && member.address.is_none()
+            && role_of(&state, &heir_id) == Some(Role::Master))
+        .then_some(())
     })
     .await;
 }

@@ -1,8 +1,9 @@
 //! Who may propose what to the leader over the ledger RPC. A member speaks only for itself: its
 //! `Join` (hostname, data-plane key, endpoints, requested address), `Renew` and bootstrap
 //! reports are accepted only from its own PeerId, the one the connection authenticated. What
-//! only a leader decides (`Expire`, `Renewals`) or only a cluster's first entry holds (`Genesis`,
-//! `Recover`) is never accepted from another node: the leader proposes those itself.
+//! only a leader decides (`Expire`, `AbandonInstall`, `Renewals`) or only a cluster's first
+//! entry holds (`Genesis`, `Recover`) is never accepted from another node: the leader proposes
+//! those itself.
 //! Nor is an audit wrapper: the leader alone attributes a command to its issuer. In a mesh
 //! configured with an operator key ([`crate::operator`]), what is the operator's to decide
 //! (removing, denying or allowing a member, another member's role, reservations, the policy:
@@ -166,6 +167,7 @@ fn speaks_for_itself(command: &Command, sender: &str) -> Result<(), String> {
         | Command::Renew { peer, .. }
         | Command::ReportBootstrap { peer, .. } => peer,
         Command::Expire { .. }
+        | Command::AbandonInstall { .. }
         | Command::Renewals { .. }
         | Command::Genesis(_)
         | Command::Recover { .. }
@@ -194,6 +196,7 @@ fn name(command: &Command) -> &'static str {
         Command::Renewals { .. } => "Renewals",
         Command::ReportBootstrap { .. } => "ReportBootstrap",
         Command::Expire { .. } => "Expire",
+        Command::AbandonInstall { .. } => "AbandonInstall",
         Command::Genesis(_) => "Genesis",
         Command::Recover { .. } => "Recover",
         Command::Audited { .. } => "an audit record",
@@ -308,6 +311,10 @@ mod tests {
         let expire = Command::Expire { peer: "a".into() };
         assert!(may_propose(&expire, "b", None, None, 0).is_err());
         assert!(may_propose(&expire, "a", None, None, 0).is_err());
+        // Not even for itself: the leader decides it by its own timer.
+        let abandon = Command::AbandonInstall { peer: "a".into() };
+        assert!(may_propose(&abandon, "a", None, None, 0).is_err());
+        assert!(may_propose(&abandon, "b", None, None, 0).is_err());
         // A member asks to renew only its own lease (`LedgerRpc::Renew` names no one).
         let renewals = Command::Renewals {
             peers: vec!["a".into()],

@@ -43,7 +43,11 @@
 //! minutes on a real mesh); the leader commits the renewals it gathered as one log entry per
 //! window ([`super::renewals`]). The leader expires the lease of a member it has neither seen
 //! renew nor reached over an admitted connection for `lease_timeout`, by its own monotonic
-//! clock ([`super::lease`]); expiry frees the member's address.
+//! clock ([`super::lease`]); expiry frees the member's address, unless the member's role
+//! binds it: deployed, or in the middle of installing or starting its control-plane seat. The
+//! same timers give such an install up once the member has been away (neither reporting again
+//! nor reachable) for `install_timeout`, so a machine that died mid-install does not hold the
+//! seat for good.
 //!
 //! When each duty is due, and what to make of the answers, is decided by the [`Pilot`]
 //! ([`super::pilot`], pure and time-injected); this module reads the node's state into it at
@@ -71,7 +75,8 @@ use super::pilot::{
 use super::raft::network::{Joined, LedgerRpc};
 use super::seats::{self, Seats};
 use super::state::{
-    ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform, RolePolicy,
+    ABANDON_FORM, ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform,
+    RolePolicy,
 };
 use super::{Ledger, LedgerConfig, follower, forward, merge, recover, service};
 
@@ -142,6 +147,9 @@ struct Autopilot {
     pilot: Pilot,
     /// The leases as this node, while it leads, has seen them.
     leases: Leases,
+    /// The expired members acting on their seats, as this node, while it leads, has seen them
+    /// away: the same timers, run for the install timeout.
+    installs: Leases,
     /// The voters as this node, while it leads, has seen them.
     seats: Seats,
     /// The states of the clusters this node left in merges, oldest first, until what they hold
@@ -165,6 +173,7 @@ pub async fn run(
     );
     let mut autopilot = Autopilot {
         leases: Leases::new(config.lease_timeout),
+        installs: Leases::new(config.install_timeout),
         ledger,
         config,
         facts,
@@ -205,6 +214,7 @@ impl Autopilot {
                         // A new leader starts counting afresh: it may see members the old one
                         // did not.
                         self.leases = Leases::new(self.config.lease_timeout);
+                        self.installs = Leases::new(self.config.install_timeout);
                         self.seats.clear();
                         ledger.renewals().clear();
                     }
@@ -213,6 +223,7 @@ impl Autopilot {
                     recruit(&ledger, &self.config, &self.seats).await;
                     replace_voters(&ledger, &self.config, &mut self.seats).await;
                     expire_leases(&ledger, &mut self.leases).await;
+                    abandon_installs(&ledger, &mut self.installs).await;
                 }
                 Duty::ProbeLeader => {
                     if self.probe_quiet_leader().await {
@@ -995,6 +1006,47 @@ async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
             tracing::debug!(%peer, error = %e, "lease expiry not committed");
         }
     }
+}
+
+/// Gives up the installs of expired members acting on their control-plane seats that this
+/// leader has neither seen report again nor reached for the install timeout ([`Leases`], the
+/// report's stamp as the renewal): their seats go to other members and their addresses are
+/// freed. Only once every live member reads the command ([`ABANDON_FORM`]).
+async fn abandon_installs(ledger: &Ledger, installs: &mut Leases) {
+    let reachable = reachable_peers(ledger);
+    let away = {
+        let state = ledger.state();
+        if !state.reads_form(ABANDON_FORM) {
+            return;
+        }
+        away_while_acting(&state)
+    };
+    let abandoned = installs.expired(
+        &away,
+        |peer| reachable.iter().any(|r| r == peer),
+        crate::clock::now(),
+    );
+    for peer in abandoned {
+        tracing::warn!(
+            %peer,
+            "member away for the install timeout while installing its control-plane seat; \
+             giving the install up, and the seat to another member"
+        );
+        let command = Command::AbandonInstall { peer: peer.clone() };
+        if let Err(e) = ledger.propose(command).await {
+            tracing::debug!(%peer, error = %e, "giving up an install not committed");
+        }
+    }
+}
+
+/// The expired members still acting on their seats, each with its report's stamp.
+fn away_while_acting(state: &LedgerState) -> Vec<(String, u64)> {
+    state
+        .members()
+        .iter()
+        .filter(|(_, m)| m.lease == LeaseState::Expired && m.acting_on().is_some())
+        .filter_map(|(peer, m)| Some((peer.clone(), m.bootstrap.as_ref()?.at)))
+        .collect()
 }
 
 /// Proposes this node's member record, asking for the configured address, else `previous`

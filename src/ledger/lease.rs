@@ -4,7 +4,9 @@
 //! stamp (the leader's, in a `Renewals` entry; a member's, in a `Renew`): a clock that is off,
 //! or steps back, renews like any other, and no wall clock decides an expiry. A reachable member (an admitted connection) is alive too. A new
 //! leader starts every timer fresh. Pure and time-injected: [`Leases::expired`] takes the
-//! members and `now`, the autopilot proposes what it returns.
+//! members and `now`, the autopilot proposes what it returns. The autopilot runs a second set
+//! of these timers, over the install timeout, for expired members in the middle of installing
+//! their control-plane seats, with the stamp of their last report as the renewal.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -270,6 +270,10 @@ pub struct LedgerConfig {
     /// How long the leader lets a learner lag its log without a break before it takes the
     /// learner's seat away (`seats.rs`, `Seats::stale_learners`).
     pub stale_learner_timeout: Duration,
+    /// How long the leader lets a member whose lease expired while it was installing or
+    /// starting its control-plane seat stay away before it gives the install up, freeing the
+    /// seat and the address ([`state::Command::AbandonInstall`]).
+    pub install_timeout: Duration,
     /// The operator's key: when set, operator commands need its signature
     /// ([`authority::as_operator`]).
     pub operator: Option<crate::operator::OperatorKey>,

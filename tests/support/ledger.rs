@@ -48,6 +48,7 @@ pub fn quick_config() -> LedgerConfig {
         lease_timeout: Duration::from_secs(3),
         voter_timeout: Duration::from_secs(3),
         stale_learner_timeout: Duration::from_secs(120),
+        install_timeout: Duration::from_secs(5),
         operator: None,
     }
 }

@@ -109,6 +109,8 @@ fn config(timeouts: Timeouts) -> LedgerConfig {
         lease_timeout: timeouts.lease,
         voter_timeout: timeouts.voter,
         stale_learner_timeout: timeouts.stale_learner,
+        // Nothing installs in the simulation.
+        install_timeout: crate::daemon::INSTALL_TIMEOUT,
         operator: None,
     }
 }

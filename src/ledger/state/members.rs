@@ -75,10 +75,13 @@ pub const SET_FORM: u32 = 1;
 /// The leader's routine feed messages (heartbeats, renewals) are a
 /// [`Beat`](crate::ledger::follower::Beat).
 pub const BEAT_FORM: u32 = 2;
+/// The leader gives up the install of a member away too long
+/// ([`Command::AbandonInstall`](super::Command::AbandonInstall)).
+pub const ABANDON_FORM: u32 = 3;
 /// The newest form of the ledger's commands and feed messages this weft reads. The leader
 /// writes a form only once every live member records that it reads it
 /// ([`LedgerState::reads_form`]).
-pub const COMMAND_FORM: u32 = BEAT_FORM;
+pub const COMMAND_FORM: u32 = ABANDON_FORM;
 
 impl Platform {
     /// This process's platform.

@@ -42,7 +42,7 @@ pub use bounds::{HOSTNAME_LIMIT, MAX_DENIED, MAX_MEMBERS, MAX_RESERVATIONS};
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
 pub use kv::{Carried, SHARED_DATA_LIMIT, merged_bucket};
 pub use member_set::{MemberSet, digest as keys_digest};
-pub use members::{BEAT_FORM, COMMAND_FORM, LeaseState, Member, Platform, SET_FORM};
+pub use members::{ABANDON_FORM, BEAT_FORM, COMMAND_FORM, LeaseState, Member, Platform, SET_FORM};
 pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
     parse_role_choice,
@@ -126,6 +126,14 @@ pub enum Command {
     /// The leader saw the member unreachable past the lease timeout: its address and role are
     /// freed, unless it deployed its role.
     Expire {
+        peer: PeerKey,
+    },
+    /// The leader saw the member away, in the middle of installing or starting its
+    /// control-plane seat, for the install timeout: the install is given up, so the seat goes
+    /// to another member and, the member being expired, its address is freed. Applies only to
+    /// an expired member still acting on its seat; a deployed role stays bound. Written only
+    /// once every live member reads it ([`ABANDON_FORM`]).
+    AbandonInstall {
         peer: PeerKey,
     },
     /// The member leaves for good.
@@ -430,6 +438,7 @@ impl LedgerState {
                 }
             }
             Command::Expire { peer } => self.expire(peer),
+            Command::AbandonInstall { peer } => self.abandon_install(peer),
             Command::Leave { peer } => self.remove(peer),
             Command::Reserve { peer, address } => self.reserve(peer, *address),
             Command::Unreserve { address } => {

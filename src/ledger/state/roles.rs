@@ -262,6 +262,30 @@ impl LedgerState {
         outcome
     }
 
+    /// Gives up the install of an expired member still acting on its seat: its report becomes
+    /// a failure saying so, which unbinds the seat and, the member being expired, its address.
+    /// A member that renewed or moved on since the leader decided is left as it is.
+    pub(super) fn abandon_install(&mut self, peer: &PeerKey) -> Outcome {
+        let Some(member) = self.members.get_mut(peer) else {
+            return Outcome::UnknownMember;
+        };
+        let Some(role) = member.acting_on() else {
+            return Outcome::Done;
+        };
+        if member.lease != LeaseState::Expired {
+            return Outcome::Done;
+        }
+        if let Some(report) = member.bootstrap.as_mut() {
+            report.phase = Phase::Failed;
+            report.detail = format!(
+                "given up: away for the install timeout while installing {role}; the seat is \
+                 free for another member"
+            );
+        }
+        self.assign_roles();
+        Outcome::Done
+    }
+
     /// Why `peer` cannot hold `role` as deployed, or `None` when it can.
     fn deploy_conflict(&self, peer: &PeerKey, role: Role, restored: bool) -> Option<String> {
         let member = &self.members[peer];
@@ -769,6 +793,49 @@ mod tests {
         );
         assert_eq!(role(&state, "a"), None);
         assert_eq!(state.members()["a"].address, None);
+    }
+
+    #[test]
+    fn an_install_given_up_frees_the_seat_and_address_of_an_away_member_only() {
+        let mut state = LedgerState::new(pool());
+        let abandon = |peer: &str| Command::AbandonInstall { peer: peer.into() };
+        run(
+            &mut state,
+            &[
+                join("a", 1),
+                report("a", Role::Master, Phase::Installing),
+                join("b", 1),
+                abandon("a"),
+            ],
+        );
+        assert_eq!(
+            role(&state, "a"),
+            Some(Role::Master),
+            "a live member keeps it"
+        );
+        run(
+            &mut state,
+            &[Command::Expire { peer: "a".into() }, abandon("a")],
+        );
+        assert_eq!(role(&state, "a"), None);
+        assert_eq!(state.members()["a"].address, None);
+        assert_eq!(
+            state.members()["a"].bootstrap.as_ref().unwrap().phase,
+            Phase::Failed
+        );
+        assert_eq!(role(&state, "b"), Some(Role::Master));
+        // A deployed role stays bound, away or not.
+        run(
+            &mut state,
+            &[
+                deployed("b", Role::Master),
+                Command::Expire { peer: "b".into() },
+                abandon("b"),
+            ],
+        );
+        assert_eq!(state.members()["b"].deployed, Some(Role::Master));
+        assert!(state.members()["b"].address.is_some());
+        assert_eq!(run(&mut state, &[abandon("z")]), [Outcome::UnknownMember]);
     }
 
     #[test]
