@@ -1,16 +1,17 @@
 //! A token holder that misbehaves: a real libp2p node with the mesh's token (so it is admitted)
 //! that speaks the ledger protocol directly, sending what an honest weft never sends: proposals
 //! in another member's name (refused by the leader, the victim's record unchanged), a raft
-//! snapshot chunk far past the bytes sent (refused, the node keeps running), and writes too
-//! large to replicate (refused naming the limit, later writes commit everywhere), forwarded
-//! requests it did not sign or already delivered. Runs in one process on loopback, no root.
+//! snapshot chunk far past the bytes sent (refused, the node keeps running), writes too large
+//! to replicate (refused naming the limit, later writes commit everywhere), forwarded requests
+//! it did not sign or already delivered, and a deployment it says it made earlier, in place of
+//! a member installing that seat (refused). Runs in one process on loopback, no root.
 
 mod support;
 
 use libp2p::PeerId;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
-use support::ledger::{Replica, group, group_configured, quick_config, settled_cluster};
+use support::ledger::{Replica, commit, group, group_configured, quick_config, settled_cluster};
 use support::mesh::{address, admitted, network, start, wait_for};
 use weft::ledger::LedgerConfig;
 use weft::ledger::follower::Feed;
@@ -18,7 +19,8 @@ use weft::ledger::forward::{Envelope, Nonce, Passed, Step, Vouched};
 use weft::ledger::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{
-    ClusterId, Command, LeaseState, Member, Outcome, Platform, SealedToken, TokenRotation,
+    BootstrapReport, ClusterId, Command, FixedRole, LeaseState, Member, Outcome, Phase, Platform,
+    Role, SealedToken, TokenRotation,
 };
 
 /// What the leader answers `rpc` (a proposal, direct or forwarded) from the hostile node.
@@ -194,6 +196,67 @@ async fn a_member_cannot_speak_for_another_member() {
         "the forged renewal did not land"
     );
     assert_eq!(after.endpoints, before.endpoints);
+}
+
+fn report(peer: &str, phase: Phase, restored: bool) -> Command {
+    Command::ReportBootstrap {
+        peer: peer.to_string(),
+        report: BootstrapReport {
+            role: Some(Role::Master),
+            phase,
+            detail: String::new(),
+            at: 1,
+        },
+        restored,
+    }
+}
+
+/// A token holder that says it deployed the control plane earlier (a `restored` report, as a
+/// node restarted over its sentinel or carried by a merge sends) while an honest member is
+/// installing that seat: refused, and the honest member keeps the seat and binds it when its
+/// install ends. Fails on the old code, which bound the seat to the token holder on its word:
+/// the honest member became a worker and its deployment was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_saying_it_deployed_takes_no_seat_another_member_is_installing() {
+    let Scene {
+        replicas,
+        hostile,
+        target: leader,
+    } = scene(true).await;
+    let honest = &replicas[0];
+    let honest_id = honest.member.handle.peer_id().to_string();
+    let fix = Command::SetFixedRole {
+        peer: honest_id.clone(),
+        role: Some(FixedRole::Master),
+        force: false,
+    };
+    commit(honest, fix).await;
+    wait_for("the honest member holding the seat", || {
+        (record(honest, &honest_id).role == Some(Role::Master)).then_some(())
+    })
+    .await;
+    commit(honest, report(&honest_id, Phase::Installing, false)).await;
+    let mine = hostile.handle.peer_id().to_string();
+    let joined = propose(&hostile, leader, join(&mine, "mallory", None)).await;
+    assert!(joined.is_ok(), "{joined:?}");
+    wait_for("the hostile node's own record", || {
+        honest.ledger.state().members().get(&mine).map(|_| ())
+    })
+    .await;
+    let claimed = propose(&hostile, leader, report(&mine, Phase::Deployed, true)).await;
+    assert_eq!(claimed, Ok(Outcome::RoleConflict));
+    wait_for("the refused claim on record", || {
+        let report = record(honest, &mine).bootstrap?;
+        (report.phase == Phase::Failed).then_some(())
+    })
+    .await;
+    assert_eq!(record(honest, &mine).deployed, None);
+    assert_eq!(record(honest, &honest_id).role, Some(Role::Master));
+    commit(honest, report(&honest_id, Phase::Deployed, false)).await;
+    wait_for("the honest deployment bound", || {
+        (record(honest, &honest_id).deployed == Some(Role::Master)).then_some(())
+    })
+    .await;
 }
 
 /// `rpc` addressed to `to`'s raft node in its cluster, as an honest member would address it:

@@ -316,26 +316,46 @@ impl LedgerState {
                 "deployed {role}, but the policy asks for {seats} control plane(s)"
             ));
         }
-        let others: Vec<(&PeerKey, Role)> = self
+        // The seats other members hold: deployed, and, against a deployment bound on the
+        // member's word alone (restored, not assigned), those being installed or started right
+        // now, so that no member can take a seat from under an install by saying it deployed.
+        let on_its_word = member.role != Some(role);
+        let others: Vec<(&PeerKey, Role, bool)> = self
             .members
             .iter()
             .filter(|(p, _)| *p != peer)
-            .filter_map(|(p, m)| m.deployed.filter(|r| r.is_control_plane()).map(|r| (p, r)))
+            .filter_map(|(p, m)| match (m.deployed, m.acting_on()) {
+                (Some(r), _) => r.is_control_plane().then_some((p, r, true)),
+                (None, Some(r)) if on_its_word => Some((p, r, false)),
+                _ => None,
+            })
             .collect();
-        let clash = others.iter().find(|(_, other)| {
+        // A founding seat being installed clashes with any other control plane bound now: the
+        // seats left free once one is deployed are all `master/ha` ([`free_seats`]).
+        let clash = others.iter().find(|(_, other, deployed)| {
             *other == Role::Master
                 || role == Role::Master
                 || (role.founds_cluster() && other.founds_cluster())
+                || (!deployed && other.founds_cluster())
         });
-        if let Some((holder, other)) = clash {
-            return Some(format!(
-                "deployed {role}, but {holder} already deployed {other}: two Kubernetes \
-                 clusters exist; remove one (weft members rm) and reinstall it"
-            ));
+        if let Some((holder, other, deployed)) = clash {
+            return Some(if *deployed {
+                format!(
+                    "deployed {role}, but {holder} already deployed {other}: two Kubernetes \
+                     clusters exist; remove one (weft members rm) and reinstall it"
+                )
+            } else {
+                format!(
+                    "deployed {role}, but {holder} is installing {other}, the seat the ledger \
+                     gave it: a deployment the ledger never assigned this member does not take \
+                     it"
+                )
+            });
         }
         if others.len() >= seats {
             return Some(format!(
-                "deployed {role}, but all {seats} control-plane seats are deployed"
+                "deployed {role}, but all {seats} control-plane seats are deployed or being \
+                 installed"
             ));
         }
         None
@@ -744,6 +764,63 @@ mod tests {
         );
         assert_eq!(role(&found_again, "b"), Some(Role::Master));
         assert_eq!(role(&found_again, "a"), Some(Role::Worker));
+    }
+
+    #[test]
+    fn a_restored_deployment_takes_no_seat_another_member_is_installing() {
+        let mut state = LedgerState::new(pool());
+        let outcomes = run(
+            &mut state,
+            &[
+                join("a", 1),
+                report("a", Role::Master, Phase::Installing),
+                join("b", 1),
+                restored("b", Role::Master),
+            ],
+        );
+        assert_eq!(outcomes[3], Outcome::RoleConflict);
+        assert_eq!(role(&state, "a"), Some(Role::Master));
+        assert_eq!(role(&state, "b"), Some(Role::Worker));
+        let detail = &state.members()["b"].bootstrap.as_ref().unwrap().detail;
+        assert!(detail.contains("is installing"), "{detail}");
+        assert_eq!(
+            run(&mut state, &[deployed("a", Role::Master)]),
+            [Outcome::Done]
+        );
+        // Under HA, neither the founding seat being started nor a seat that would leave it out.
+        let mut ha = LedgerState::new(pool());
+        let outcomes = run(
+            &mut ha,
+            &[
+                policy(3),
+                join("a", 1),
+                report("a", Role::MasterClusterInit, Phase::Starting),
+                join("b", 1),
+                join("c", 1),
+                join("d", 1),
+                restored("d", Role::MasterClusterInit),
+                restored("d", Role::MasterHa),
+            ],
+        );
+        assert_eq!(role(&ha, "d"), Some(Role::Worker));
+        assert_eq!(
+            outcomes[6..],
+            [Outcome::RoleConflict, Outcome::RoleConflict]
+        );
+        assert_eq!(role(&ha, "a"), Some(Role::MasterClusterInit));
+        // Once the founder deployed, a restored `master/ha` takes a seat nobody installs.
+        let outcomes = run(
+            &mut ha,
+            &[
+                deployed("a", Role::MasterClusterInit),
+                report("b", Role::MasterHa, Phase::Installing),
+                restored("d", Role::MasterHa),
+            ],
+        );
+        assert!(outcomes.iter().all(|o| *o == Outcome::Done), "{outcomes:?}");
+        assert_eq!(ha.members()["d"].deployed, Some(Role::MasterHa));
+        assert_eq!(role(&ha, "b"), Some(Role::MasterHa));
+        assert_eq!(role(&ha, "c"), Some(Role::Worker));
     }
 
     #[test]
