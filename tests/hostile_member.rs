@@ -1159,11 +1159,10 @@ async fn a_learner_that_takes_no_appends_gets_no_vote_and_loses_its_seat() {
     let handle = hostile.handle.clone();
     let asked =
         tokio::spawn(async move { call::<Result<Joined, String>>(&handle, leader, &join).await });
-    wait_for("the hostile node seated as a learner", || {
-        hello(&founder[0].ledger)
-            .members
-            .contains(&SILENT_NODE)
-            .then_some(())
+    wait_for("the hostile node seated and shown as a learner", || {
+        let seated = hello(&founder[0].ledger).members.contains(&SILENT_NODE);
+        let shown = founder[0].ledger.status().learners.contains(&hostile_id);
+        (seated && shown).then_some(())
     })
     .await;
 
@@ -1187,7 +1186,8 @@ async fn a_learner_that_takes_no_appends_gets_no_vote_and_loses_its_seat() {
     assert!(!voters.contains(&hostile_id));
     wait_for("the hostile node's learner seat gone", || {
         let members = hello(&founder[0].ledger).members;
-        (members.len() == 3 && !members.contains(&SILENT_NODE)).then_some(())
+        let shown = founder[0].ledger.status().learners.contains(&hostile_id);
+        (members.len() == 3 && !members.contains(&SILENT_NODE) && !shown).then_some(())
     })
     .await;
     asked.abort();

@@ -575,6 +575,9 @@ fn a_failing_script_shows_its_error_in_status_and_role_ls() {
     );
     let text = weft(&lan, 0, &["status"]);
     assert!(text.contains("bootstrap:    script failed: "), "{text}");
+    // A cluster of one: this node is its only voter.
+    assert!(text.contains("(voter, raft node "), "{text}");
+    assert!(text.contains(", 1 voters, 0 learners, applied "), "{text}");
     let view = wait_until(DEADLINE, "the failure in weft role ls", || {
         let view = roles(&lan, 0)?;
         let me = view["members"][0].clone();

@@ -43,18 +43,32 @@ pub(super) fn status(client: &ClientArgs) -> Result<(), Failure> {
         None => println!("bootstrap:    none (roles are only recorded)"),
     }
     println!("peers:        {} admitted", view.admitted_peers);
+    let ledger = &view.ledger;
+    let seat = if ledger.follower {
+        "follower"
+    } else if ledger.voters.contains(&view.peer_id) {
+        "voter"
+    } else if ledger.learners.contains(&view.peer_id) {
+        "learner"
+    } else {
+        "no seat"
+    };
+    // A feed follower knows the voters (from the leader's messages) but not the learners.
+    let seats = if ledger.follower {
+        format!("{} voters", ledger.voters.len())
+    } else {
+        format!(
+            "{} voters, {} learners",
+            ledger.voters.len(),
+            ledger.learners.len()
+        )
+    };
     println!(
-        "cluster:      {} ({} {:016x}, leader {}, {} voters, applied {})",
-        view.ledger.cluster_id.as_deref().unwrap_or("forming"),
-        if view.ledger.follower {
-            "follower, raft node"
-        } else {
-            "raft node"
-        },
-        view.ledger.node_id,
-        view.ledger.leader.as_deref().unwrap_or("unknown"),
-        view.ledger.voters.len(),
-        view.ledger.applied_index
+        "cluster:      {} ({seat}, raft node {:016x}, leader {}, {seats}, applied {})",
+        ledger.cluster_id.as_deref().unwrap_or("forming"),
+        ledger.node_id,
+        ledger.leader.as_deref().unwrap_or("unknown"),
+        ledger.applied_index
     );
     println!("reachability: {}", view.reachability);
     println!("relay:        {}", view.relay);

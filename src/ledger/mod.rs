@@ -126,6 +126,10 @@ pub struct LedgerStatus {
     pub leader: Option<String>,
     /// PeerIds of the voters.
     pub voters: Vec<String>,
+    /// PeerIds of the learners: raft nodes that take the log without a vote (new members
+    /// catching up before a promotion). Empty on a feed follower, which does not know them.
+    #[serde(default)]
+    pub learners: Vec<String>,
     /// Whether a voter change is in flight (raft joint consensus: both the old and the new
     /// voter sets must agree until it completes).
     pub changing_voters: bool,
@@ -922,6 +926,7 @@ impl Ledger {
                         .leader(crate::clock::now())
                         .map(|(_, node)| node.peer_id.clone()),
                     voters: replica.voters().to_vec(),
+                    learners: Vec::new(),
                     changing_voters: false,
                     applied_index: replica.position(),
                     follower: true,
@@ -933,6 +938,7 @@ impl Ledger {
             cluster_id,
             leader: metrics.current_leader.and_then(peer_of),
             voters: membership.voter_ids().filter_map(peer_of).collect(),
+            learners: membership.learner_ids().filter_map(peer_of).collect(),
             changing_voters: membership.get_joint_config().len() > 1,
             applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
             follower: false,
