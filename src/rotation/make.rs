@@ -77,3 +77,68 @@ pub fn make(
         unopened,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use x25519_dalek::{X25519_BASEPOINT_BYTES, x25519};
+
+    use super::*;
+    use crate::ledger::state::tests::pool;
+    use crate::rotation::seal::{OpenError, open};
+    use crate::token::NativeToken;
+
+    fn join(peer: &str, secret: [u8; 32]) -> Command {
+        Command::Join {
+            peer: peer.to_string(),
+            hostname: peer.to_string(),
+            sealing_key: x25519(secret, X25519_BASEPOINT_BYTES),
+            endpoints: vec![],
+            requested: None,
+            now: 1,
+            fixed_role: None,
+            policy: None,
+            bootstraps: false,
+            platform: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_new_token_is_sealed_for_away_members_too_and_never_for_a_denied_one() {
+        let keyring = Keyring::new(Token::Native(NativeToken::generate(None, vec![], 3600)));
+        let secret = |byte: u8| [byte; 32];
+        let mut state = LedgerState::new(pool());
+        let commands = [
+            join("live", secret(1)),
+            join("away", secret(2)),
+            join("denied", secret(3)),
+            Command::Expire {
+                peer: "away".into(),
+            },
+            Command::Deny {
+                peer: "denied".into(),
+            },
+        ];
+        for (i, command) in commands.iter().enumerate() {
+            state.apply(i as u64 + 1, command);
+        }
+        let made = make(&keyring, &state, &Sealer::new(keyring.clone()), 3600, 100).unwrap();
+        assert_eq!(made.recipients, 2);
+        assert_eq!(made.grace_until, 3700);
+        let Command::RotateToken { rotation, .. } = made.command else {
+            panic!("not a rotation: {:?}", made.command);
+        };
+        let token = made.token.encode();
+        assert_eq!(open(&rotation.sealed, "live", secret(1)).unwrap(), token);
+        assert_eq!(open(&rotation.sealed, "away", secret(2)).unwrap(), token);
+        assert_eq!(
+            open(&rotation.sealed, "denied", secret(3)),
+            Err(OpenError::NotARecipient)
+        );
+        // While its grace window is open, no second rotation is made.
+        keyring.rotate(made.token.clone(), made.grace_until);
+        assert_eq!(
+            make(&keyring, &state, &Sealer::new(keyring.clone()), 3600, 200).unwrap_err(),
+            MakeError::GraceOpen(3700)
+        );
+    }
+}
