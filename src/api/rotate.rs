@@ -1,9 +1,13 @@
 //! `POST /v1/token/rotate`: moves the network to a new token (`weft token rotate`). The node
 //! makes the rotation ([`crate::rotation::make`]), commits it, and answers with the new token
 //! for the operator's new machines and cloud-config; every member, this node included, follows
-//! it from the ledger ([`crate::rotation::follow`]).
+//! it from the ledger ([`crate::rotation::follow`]). The last rotation committed is the one the
+//! network follows, so the answer is a success only once this node's ledger holds this one as
+//! the last: when another committed right after it, the operator hears so, not a token nobody
+//! moves to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -17,6 +21,9 @@ use crate::operator::Signed;
 use crate::rotation::make::make;
 
 pub use crate::rotation::MAX_GRACE_SECS;
+
+/// How long this node waits for its ledger to hold the rotation it committed as the last one.
+const CONFIRM_WITHIN: Duration = Duration::from_secs(10);
 
 /// The request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +93,11 @@ pub async fn rotate(
                 .into(),
         ));
     }
+    let last = || {
+        let ledger = state.ledger.state();
+        ledger.token_rotation().map(|r| r.network.clone())
+    };
+    confirm_last(last, &network_id).await?;
     Ok(Json(Rotated {
         token: made.token.encode(),
         network_id,
@@ -94,4 +106,52 @@ pub async fn rotate(
         members: made.recipients,
         unopened_secrets: made.unopened,
     }))
+}
+
+/// Waits until this node's ledger holds the rotation to `network_id` as the last one; refuses
+/// with the one it holds instead when that does not happen within [`CONFIRM_WITHIN`] (another
+/// rotation committed right after, or this node's ledger is that far behind).
+async fn confirm_last(last: impl Fn() -> Option<String>, network_id: &str) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + CONFIRM_WITHIN;
+    loop {
+        let last = last();
+        if last.as_deref() == Some(network_id) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let last = last.unwrap_or_else(|| "none".into());
+            return Err(ApiError::Conflict(format!(
+                "the rotation to network id {network_id} committed, but within {} s this node's \
+                 ledger held another as the last rotation (network id {last}): the network \
+                 follows the last one, so do not hand out this token; this node keeps the one \
+                 it follows in its state directory's token file",
+                CONFIRM_WITHIN.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn success_only_once_the_ledger_holds_this_rotation_as_the_last() {
+        // Applied here a moment after the leader answered.
+        let looks = AtomicU32::new(0);
+        let applying =
+            || (looks.fetch_add(1, Ordering::Relaxed) >= 3).then(|| "00000000000000aa".to_string());
+        assert!(confirm_last(applying, "00000000000000aa").await.is_ok());
+        // Another rotation committed right after: refused, naming it, once the wait is over.
+        let started = tokio::time::Instant::now();
+        let refused = confirm_last(|| Some("00000000000000bb".into()), "00000000000000aa").await;
+        assert_eq!(started.elapsed(), CONFIRM_WITHIN);
+        let Err(ApiError::Conflict(why)) = refused else {
+            panic!("not a conflict: {refused:?}");
+        };
+        assert!(why.contains("00000000000000bb"), "{why}");
+    }
 }
