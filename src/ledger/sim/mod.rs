@@ -24,6 +24,7 @@
 //! with `WEFT_SIM_LOG=weft::ledger=info,openraft=info` the nodes' logs show, on simulated time.
 
 mod check;
+mod idle;
 mod net;
 
 use std::collections::BTreeSet;
@@ -166,6 +167,11 @@ impl World {
     fn new(seed: u64, timeouts: Timeouts) -> World {
         let mut rng = StdRng::seed_from_u64(seed);
         let count = rng.gen_range(3..=5);
+        World::of(rng, seed, timeouts, count)
+    }
+
+    /// `count` nodes, drawn from `rng` (seeded with `seed`) as the seeds draw them.
+    fn of(mut rng: StdRng, seed: u64, timeouts: Timeouts, count: usize) -> World {
         let nodes: Vec<Node> = (0..count)
             .map(|_| {
                 let mut secret: [u8; 32] = rng.r#gen();

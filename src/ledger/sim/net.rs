@@ -6,7 +6,8 @@
 //! between nodes that do not fails at once (libp2p fails a request to a peer it holds no
 //! connection to), a lost message fails its request at libp2p's raft timeout, and every message
 //! that goes through waits a random delay. The peer table each node reads is the set of nodes
-//! it reaches, and it hears of every node it ever reached.
+//! it reaches, and it hears of every node it ever reached. It counts the bytes each node sends
+//! in requests and answers, and the gossip bytes delivered to each ([`Net::take_traffic`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,6 +45,18 @@ struct Links {
     /// The chance that one message is lost.
     loss: f64,
     max_delay: Duration,
+    /// Bytes of requests and answers each node sent, and of gossip delivered to each, since
+    /// they were last taken.
+    traffic: Traffic,
+}
+
+/// What the network carried for each node, indexed as the nodes are.
+#[derive(Debug, Clone, Default)]
+pub struct Traffic {
+    /// Bytes of the requests and answers it sent.
+    pub sent: Vec<u64>,
+    /// Bytes of the gossip messages delivered to it.
+    pub gossip: Vec<u64>,
 }
 
 impl Links {
@@ -127,6 +140,10 @@ impl Net {
                 heard: (0..n).map(|_| HeardOf::default()).collect(),
                 loss: 0.0,
                 max_delay,
+                traffic: Traffic {
+                    sent: vec![0; n],
+                    gossip: vec![0; n],
+                },
             })),
         }
     }
@@ -187,6 +204,19 @@ impl Net {
         self.links().loss = loss;
     }
 
+    /// What the network carried for each node since the last call, and starts counting anew.
+    pub fn take_traffic(&self) -> Traffic {
+        let mut links = self.links();
+        let n = links.peers.len();
+        std::mem::replace(
+            &mut links.traffic,
+            Traffic {
+                sent: vec![0; n],
+                gossip: vec![0; n],
+            },
+        )
+    }
+
     async fn route(self, from: usize, mut commands: mpsc::Receiver<Command>) {
         while let Some(command) = commands.recv().await {
             match command {
@@ -221,8 +251,12 @@ impl Net {
                 let data = data.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let links = net.links();
-                    if let (true, Some(port)) = (links.reach(from, to), &links.ports[to]) {
+                    let mut links = net.links();
+                    if !links.reach(from, to) {
+                        return;
+                    }
+                    links.traffic.gossip[to] += data.len() as u64;
+                    if let Some(port) = &links.ports[to] {
                         let _ = port.gossip.send(GossipMessage {
                             author,
                             data: Some(data),
@@ -273,7 +307,11 @@ impl Net {
             let port = links.ports[to].as_ref()?;
             port.inboxes[service.slot()].clone()
         };
-        let from_peer = self.links().peers[from];
+        let from_peer = {
+            let mut links = self.links();
+            links.traffic.sent[from] += payload.len() as u64;
+            links.peers[from]
+        };
         inbox
             .send(InboundRpc {
                 peer: from_peer,
@@ -288,6 +326,7 @@ impl Net {
             .ok()?
             .ok()?;
         let fate = self.links().fate(to, from);
+        self.links().traffic.sent[to] += answer.len() as u64;
         let back = self.delay(fate, deadline).await?;
         tokio::time::sleep(back).await;
         Some(answer)
