@@ -10,13 +10,14 @@
 #   - the same pings with every core kept busy by a spinning process at the lowest priority
 #     (nice 19), so that no core sleeps: what the tunnel itself adds, without the time a
 #     sleeping core of this virtual machine takes to wake;
-#   - the same pings while one iperf3 TCP stream runs from A to B through the tunnel;
+#   - the same pings while one iperf3 TCP stream runs from A to B through the tunnel (held to
+#     LOAD_RATE, iperf3's -b such as 300M, when set: every tunnel then carries the same load);
 #   - CPU per echo: B's daemon's user and system time over a flood of FLOOD pings, divided by
 #     FLOOD (/proc/PID/stat, clock ticks), and the flood's mean RTT.
 # ROUNDS rounds, the two tunnels alternating. Nothing outside the namespaces is addressed.
 #
 # Usage (root):  benches/crossings.sh
-#   knobs: ROUNDS=3 PINGS=200 FLOOD=40000 WEFT=target/release/weft WEFT_ARGS=""
+#   knobs: ROUNDS=3 PINGS=200 FLOOD=40000 WEFT=target/release/weft WEFT_ARGS="" LOAD_RATE=""
 #   needs: boringtun-cli (cargo install boringtun-cli), wg (wireguard-tools), tcpdump, iperf3
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +64,8 @@ loaded_rtt() { # ns_a ns_b dst: idle_rtt while one iperf3 TCP stream runs from n
   wait "$LOAD" || true
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
+  # The rate the load held, for the record (to stderr: stdout is the RTT).
+  grep sender "$WORK/load.txt" | tail -1 | sed "s/^/crossings: load to $3: /" >&2 || true
   echo "$rtt"
 }
 

@@ -56,10 +56,13 @@ start_weft() { # binary ns name token [up args...]: state, API socket and log un
 }
 
 start_load() { # ns dst port seconds log: one iperf3 TCP stream from ns to dst; its PID in LOAD
+  # With LOAD_RATE set (iperf3's -b, such as 300M), the stream is held to that rate.
   LOAD=""
+  local rate=()
+  [ -n "${LOAD_RATE:-}" ] && rate=(-b "$LOAD_RATE")
   # Start until it runs: the server may not listen yet, or still wind up a test.
   for _ in $(seq 10); do
-    ip netns exec "$1" iperf3 -c "$2" -p "$3" -t "$4" >"$5" 2>&1 &
+    ip netns exec "$1" iperf3 -c "$2" -p "$3" -t "$4" "${rate[@]}" >"$5" 2>&1 &
     LOAD=$!
     sleep 2
     kill -0 "$LOAD" 2>/dev/null && return 0

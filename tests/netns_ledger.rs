@@ -1,6 +1,7 @@
 //! End-to-end ledger in network namespaces: five `weft up` processes started at once agree on
-//! one cluster and distinct overlay addresses, and a value put on one node is read back on
-//! every other. Needs root and iproute2; elsewhere it prints why it is skipped.
+//! one cluster and distinct overlay addresses, a value put on one node is read back on every
+//! other, and `weft members` shows three of them as raft voters. Needs root and iproute2;
+//! elsewhere it prints why it is skipped.
 
 mod support;
 
@@ -78,6 +79,24 @@ fn five_nodes_started_together_get_distinct_addresses_in_one_cluster() {
             },
         );
     }
+
+    // The raft seats each member holds, as `weft members` shows them: the mesh aims for three
+    // voters, the leader among them; the two other members hold no vote.
+    wait_until(DEADLINE, "three voters, the leader one", || {
+        let leader = lan.status(0)?["ledger"]["leader"].as_str()?.to_string();
+        let out = lan.weft_ok(0, &["members", "--json"]);
+        let members: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
+        let voters = members.iter().filter(|m| m["raft"] == "voter").count();
+        let leads = members
+            .iter()
+            .any(|m| m["peer_id"] == leader.as_str() && m["raft"] == "voter");
+        (members.len() == 5 && voters == 3 && leads).then_some(())
+    });
+    let table = lan.weft_ok(0, &["members"]);
+    assert!(
+        table.contains(" RAFT ") && table.contains(" voter "),
+        "{table}"
+    );
 }
 
 #[test]

@@ -111,6 +111,10 @@ pub struct MemberView {
     pub role: Option<String>,
     /// `live` or `expired`.
     pub lease: String,
+    /// Its raft seat as this node knows it: `voter`, `learner`, or `None` (a follower of the
+    /// leader's feed). A feed follower knows the voters only, so it shows no learner.
+    #[serde(default)]
+    pub raft: Option<String>,
 }
 
 /// The API's routes over the node's shared state, behind `access`'s guard.
@@ -322,6 +326,16 @@ pub(super) fn find_member(state: &LedgerState, who: &str) -> Result<PeerKey, Api
 }
 
 async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
+    let status = state.ledger.status();
+    let seat = |peer: &String| {
+        if status.voters.contains(peer) {
+            Some("voter".to_string())
+        } else if status.learners.contains(peer) {
+            Some("learner".to_string())
+        } else {
+            None
+        }
+    };
     let ledger_state = state.ledger.state();
     let labels = names::member_labels(&ledger_state);
     Json(
@@ -340,6 +354,7 @@ async fn members(State(state): State<Arc<ApiState>>) -> Json<Vec<MemberView>> {
                     LeaseState::Live => "live".into(),
                     LeaseState::Expired => "expired".into(),
                 },
+                raft: seat(peer),
             })
             .collect(),
     )

@@ -116,17 +116,18 @@ fn list(client: &ClientArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<32} {:<15} {:<20} {:<8} PEER ID",
-        "HOSTNAME", "DNS NAME", "OVERLAY IP", "ROLE", "LEASE"
+        "{:<20} {:<32} {:<15} {:<20} {:<8} {:<8} PEER ID",
+        "HOSTNAME", "DNS NAME", "OVERLAY IP", "ROLE", "LEASE", "RAFT"
     );
     for m in &members {
         println!(
-            "{:<20} {:<32} {:<15} {:<20} {:<8} {}",
+            "{:<20} {:<32} {:<15} {:<20} {:<8} {:<8} {}",
             m.hostname,
             m.dns_name.as_deref().unwrap_or("-"),
             m.overlay_ip.as_deref().unwrap_or("-"),
             m.role.as_deref().unwrap_or("-"),
             m.lease,
+            m.raft.as_deref().unwrap_or("-"),
             m.peer_id
         );
     }
