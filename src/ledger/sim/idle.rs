@@ -8,8 +8,8 @@
 //!
 //! A measurement, not run by CI; one size per process, so that the resident memory it reports
 //! (the process's growth over the run, divided by the nodes) holds that size alone:
-//! `for n in 5 20 50 200; do WEFT_SIM_SIZES=$n cargo test --release --lib ledger::sim::idle --
-//! --ignored --nocapture; done`.
+//! `for n in 5 20 50 200; do WEFT_SIM_SIZES=$n cargo test --lib ledger::sim::idle -- --ignored
+//! --nocapture; done` (200 nodes take about two minutes in a debug build).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
