@@ -110,17 +110,19 @@ fn the_dashboard_lists_the_mesh_and_follows_it_live() {
     )
     .unwrap();
 
-    // The three members, each with its address and role, once the mesh has settled.
+    // The three members, each with its address and role, once the mesh has settled, and the
+    // raft voters among them.
     let all = wait_until(
         DEADLINE,
-        "the three members with addresses and roles",
+        "the three members with addresses, roles and raft seats",
         || {
             let text = texts(&mut page, "#members-table tr[data-peer]");
             let rows = text.lines().count();
             (rows == 3
                 && addresses.iter().all(|a| text.contains(a.as_str()))
                 && text.matches("worker").count() == 2
-                && text.contains("master"))
+                && text.contains("master")
+                && text.contains("voter"))
             .then_some(text)
         },
     );
