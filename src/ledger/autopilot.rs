@@ -82,7 +82,8 @@ use super::{Ledger, LedgerConfig, follower, forward, merge, recover, service};
 
 /// File holding this node's raft id, made with the raft directory.
 const NODE_ID_FILE: &str = "node-id";
-/// How long a join may take (the leader waits for the learner to catch up).
+/// How long a join this node asks for may take (the leader waits for the learner to catch up),
+/// and how long one of the leader's own membership changes may take to commit.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What this node asks the ledger to record about itself.
@@ -880,9 +881,9 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
 }
 
 /// Removes the learners that lagged the log for `stale_learner_timeout`
-/// ([`Seats::stale_learners`]), then, in a later round, replaces voters as [`Seats::replacement`] says: unreachable for
-/// `voter_timeout`, denied or superseded ones, by reachable learners, one for one; a denied
-/// voter no learner replaces loses its seat outright.
+/// ([`Seats::stale_learners`]); in a round that removes none, replaces voters as
+/// [`Seats::replacement`] says: unreachable for `voter_timeout`, denied or superseded ones, by
+/// reachable learners, one for one; a denied voter no learner replaces loses its seat outright.
 async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
     let _membership = ledger.membership_lock().await;
     let nodes = seat_nodes(ledger);
