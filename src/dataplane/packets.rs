@@ -1,13 +1,14 @@
-//! The packet thread: the send and receive loops ([`super::send`], [`super::recv`]) run
-//! together, as two futures of one `block_on`, on one OS thread of their own, under a
-//! single-threaded runtime whose reactor the TUN and the UDP socket are registered with. The
-//! rest of the daemon (libp2p, raft, the data plane's control task) stays on the main runtime.
+//! The packet thread: both directions ([`super::send`], [`super::recv`]) run in one loop on one
+//! OS thread of their own, under a single-threaded runtime whose reactor the TUN and the UDP
+//! socket are registered with. The rest of the daemon (libp2p, raft, the data plane's control
+//! task) stays on the main runtime.
 //!
 //! Why: on the main runtime's work-stealing workers, a packet's readiness was seen by one
 //! worker and its task often run by another, so every packet that turned around in the node (a
 //! ping's echo, a TCP acknowledgement) crossed threads. Here the datagram is opened, written
 //! to the TUN, and the answer the kernel queued is read and sent by the same thread, as one
-//! thread of boringtun does. Measured in BENCHMARKS.md ("The packet thread"): about 20 % more
+//! thread of boringtun does, and at once: the read follows the write without a wait on the
+//! reactor in between. Measured in BENCHMARKS.md ("The packet thread"): about 20 % more
 //! single-stream TCP throughput (the median of ten paired runs), the median ping level. The cost:
 //! both directions share one core, so a node seals and opens on one core at most (one pipeline
 //! per core needs a multi-queue TUN).
@@ -16,12 +17,15 @@
 //! runtime; other tasks may still use them (the control task's probes, fallback frames written
 //! to the TUN), their readiness being driven by this thread.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use tokio::runtime::{EnterGuard, Runtime};
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, recv, send};
+use super::Shared;
+use super::recv::Inbound;
+use super::send::{Outbound, Read};
 
 /// The runtime of the packet thread, before the thread runs it.
 pub(super) struct PacketThread {
@@ -62,9 +66,9 @@ impl PacketThread {
             .expect("the runtime is taken only when dropped")
     }
 
-    /// Starts the thread, which sends and receives until `shutdown` or until either direction
-    /// ends (a broken TUN or socket), then stops the other. The future ends when the thread has
-    /// ended; dropped before, it stops the thread.
+    /// Starts the thread, which sends and receives until `shutdown` or until the TUN or the
+    /// socket breaks. The future ends when the thread has ended; dropped before, it stops the
+    /// thread.
     pub(super) fn run(
         self,
         shared: Arc<Shared>,
@@ -77,7 +81,11 @@ impl PacketThread {
             .spawn({
                 let stop = stop.clone();
                 move || {
-                    self.runtime().block_on(both(shared, stop));
+                    self.runtime().block_on(crate::fault::guard(
+                        "packets",
+                        true,
+                        run(shared, stop),
+                    ));
                     drop(self);
                     let _ = ended_tx.send(());
                 }
@@ -93,19 +101,74 @@ impl PacketThread {
     }
 }
 
-/// Runs both directions; the first to end stops the other.
-async fn both(shared: Arc<Shared>, stop: CancellationToken) {
-    let send = crate::fault::guard("packets", true, send::run(shared.clone(), stop.clone()));
-    let recv = recv::run(shared, stop.clone());
-    tokio::pin!(send, recv);
-    tokio::select! {
-        () = &mut send => {
-            stop.cancel();
-            recv.await;
-        }
-        () = &mut recv => {
-            stop.cancel();
-            send.await;
+/// Which device the reactor found ready.
+enum Ready {
+    Tun,
+    Udp,
+}
+
+/// Batches one device yields in a row before the loop looks at the other: the bound that keeps
+/// one direction under load from starving the other, without a trip through `select!` (and a
+/// waiter registered and dropped on the idle device) for every TUN packet.
+const TURN: usize = 32;
+
+/// Runs both directions until `stop`, or until either device breaks: each turn takes up to
+/// [`TURN`] batches from whichever device the reactor found ready, picked at random when both
+/// are. After a batch of TCP or ICMP written to the TUN it reads the TUN at once, without the
+/// reactor: the kernel handles a written packet inside the write, so an echo's reply or a TCP
+/// acknowledgement is often queued by the time the write returns, and it leaves sealed before
+/// the thread waits again.
+async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut outbound = Outbound::new(&shared);
+    let mut inbound = Inbound::new(&shared);
+    // One wait for the stop, polled by every select: made afresh in each, it joined and left
+    // the token's waiter list (a lock each way) once per batch.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
+    loop {
+        let ready = tokio::select! {
+            () = &mut stopped => return,
+            ready = shared.tun.readable() => ready.map(|()| Ready::Tun),
+            ready = shared.udp.readable() => ready.map(|()| Ready::Udp),
+        };
+        let flow = match ready {
+            Ok(Ready::Tun) => send(&shared, &mut outbound, Read::Ready).await,
+            Ok(Ready::Udp) => receive(&shared, &mut inbound, &mut outbound).await,
+            Err(e) => {
+                tracing::error!(error = %e, "the packet thread's reactor failed; the data plane stops");
+                return;
+            }
+        };
+        if flow.is_break() {
+            return;
         }
     }
+}
+
+/// Reads and sends up to [`TURN`] batches, until the TUN has no more.
+async fn send(shared: &Shared, outbound: &mut Outbound, read: Read) -> ControlFlow<()> {
+    for _ in 0..TURN {
+        if !outbound.turn(shared, read).await? {
+            break;
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// Receives up to [`TURN`] batches, until the socket has no more; after each that wrote a
+/// packet the kernel may answer at once (TCP, ICMP), sends what it answered meanwhile. Not after
+/// UDP alone: nothing answers it inside the write, and the read would only cost a system call.
+async fn receive(
+    shared: &Shared,
+    inbound: &mut Inbound,
+    outbound: &mut Outbound,
+) -> ControlFlow<()> {
+    for _ in 0..TURN {
+        match inbound.turn(shared).await? {
+            Some(true) => send(shared, outbound, Read::Now).await?,
+            Some(false) => {}
+            None => break,
+        }
+    }
+    ControlFlow::Continue(())
 }

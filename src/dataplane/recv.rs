@@ -8,18 +8,17 @@
 //! write takes, because GRO coalescing appends segments to it. Decryption then runs in place
 //! there.
 
-use std::io::IoSliceMut;
+use std::io::{ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::ops::ControlFlow;
 
 use quinn_udp::RecvMeta;
-use tokio_util::sync::CancellationToken;
 use tun_rs::GROTable;
 
 use super::Shared;
 use super::frame::{self, HEADER_LEN, Header, MAX_FRAME, OVERHEAD};
 use super::peer::{DropReason, Table};
-use super::router::{ipv4_destination, ipv4_source};
+use super::router::{answered_in_write, ipv4_destination, ipv4_source};
 use super::tun::{MAX_SUPER_PACKET, fatal};
 use super::udp::RECV_BATCH;
 
@@ -29,71 +28,89 @@ const WRITE_BATCH: usize = 64;
 // Opened frames keep their header's bytes in front of the packet: room for the virtio header.
 const _: () = assert!(HEADER_LEN >= super::tun::WRITE_HEADROOM);
 
-/// Receives from the data socket until `shutdown`, writing what opens into the TUN.
-pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let datagram = if shared.udp.gro_segments() > 1 {
-        u16::MAX as usize
-    } else {
-        MAX_FRAME
-    };
-    let mut storage = vec![0u8; datagram * RECV_BATCH];
-    let mut meta = [RecvMeta::default(); RECV_BATCH];
-    let mut out: Vec<Vec<u8>> = (0..WRITE_BATCH)
-        .map(|_| Vec::with_capacity(HEADER_LEN + MAX_SUPER_PACKET + OVERHEAD))
-        .collect();
-    let mut gro = GROTable::default();
-    // One wait for the stop, polled by every select: made afresh in each, it joined and left
-    // the token's waiter list (a lock each way) once per batch.
-    let stopped = shutdown.cancelled();
-    tokio::pin!(stopped);
-    loop {
+/// The receive direction's buffers, kept for the thread's life.
+pub(super) struct Inbound {
+    /// The room for one datagram: a whole GRO train when the socket coalesces.
+    datagram: usize,
+    storage: Vec<u8>,
+    meta: [RecvMeta; RECV_BATCH],
+    out: Vec<Vec<u8>>,
+    gro: GROTable,
+}
+
+impl Inbound {
+    pub(super) fn new(shared: &Shared) -> Inbound {
+        let datagram = if shared.udp.gro_segments() > 1 {
+            u16::MAX as usize
+        } else {
+            MAX_FRAME
+        };
+        Inbound {
+            datagram,
+            storage: vec![0u8; datagram * RECV_BATCH],
+            meta: [RecvMeta::default(); RECV_BATCH],
+            out: (0..WRITE_BATCH)
+                .map(|_| Vec::with_capacity(HEADER_LEN + MAX_SUPER_PACKET + OVERHEAD))
+                .collect(),
+            gro: GROTable::default(),
+        }
+    }
+
+    /// Receives one batch of datagrams and writes what opens into the TUN: `Continue(None)`
+    /// when there was nothing to receive, `Continue(Some(answerable))` after a batch
+    /// (`answerable`: it wrote a packet the kernel may answer inside the write, see
+    /// [`answered_in_write`]), `Break` when the socket is gone.
+    pub(super) async fn turn(&mut self, shared: &Shared) -> ControlFlow<(), Option<bool>> {
+        let Inbound {
+            datagram,
+            storage,
+            meta,
+            out,
+            gro,
+        } = self;
+        let datagram = *datagram;
         let received = {
             let mut slots = storage.chunks_exact_mut(datagram);
             let mut bufs: [IoSliceMut<'_>; RECV_BATCH] = std::array::from_fn(|_| {
                 IoSliceMut::new(slots.next().expect("the storage has RECV_BATCH slots"))
             });
-            tokio::select! {
-                biased;
-                () = &mut stopped => return,
-                received = shared.udp.recv(&mut bufs, &mut meta) => received,
-            }
+            shared.udp.try_recv(&mut bufs, meta)
         };
         let n = match received {
             Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return ControlFlow::Continue(None),
             Err(e) if fatal(&e) => {
                 tracing::error!(error = %e, "UDP receive failed; the data plane stops receiving");
-                return;
+                return ControlFlow::Break(());
             }
             Err(e) => {
                 tracing::debug!(error = %e, "UDP receive");
-                continue;
+                return ControlFlow::Continue(Some(false));
             }
         };
         let table = shared.table.load();
         let now = shared.clock.now();
         let mut used = 0;
+        let mut answerable = false;
         for (k, m) in meta[..n].iter().enumerate() {
-            let datagram = &storage[k * datagram..k * datagram + m.len];
+            let received = &storage[k * datagram..k * datagram + m.len];
             let stride = if m.stride == 0 { m.len } else { m.stride };
-            for segment in datagram.chunks(stride.max(1)) {
-                if open(
-                    &shared,
-                    &table,
-                    segment,
-                    Via::Udp(m.addr, now),
-                    &mut out[used],
-                ) {
+            for segment in received.chunks(stride.max(1)) {
+                let buf = &mut out[used];
+                if open(shared, &table, segment, Via::Udp(m.addr, now), buf) {
+                    answerable |= answered_in_write(&buf[HEADER_LEN..]);
                     used += 1;
                 }
                 if used == out.len() {
-                    flush(&shared, &mut gro, &mut out[..used]).await;
+                    flush(shared, gro, &mut out[..used]).await;
                     used = 0;
                 }
             }
         }
         if used > 0 {
-            flush(&shared, &mut gro, &mut out[..used]).await;
+            flush(shared, gro, &mut out[..used]).await;
         }
+        ControlFlow::Continue(Some(answerable))
     }
 }
 

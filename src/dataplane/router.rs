@@ -57,6 +57,16 @@ pub fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
     ))
 }
 
+/// Whether the kernel may answer an IPv4 packet while it is written to the TUN: TCP (with an
+/// acknowledgement) and ICMP (an echo's reply) are answered in the kernel's receive path,
+/// inside the write; UDP is answered, if at all, by an application later.
+pub fn answered_in_write(packet: &[u8]) -> bool {
+    packet.len() >= 20 && packet[0] >> 4 == 4 && matches!(packet[9], ICMP | TCP)
+}
+
+const ICMP: u8 = 1;
+const TCP: u8 = 6;
+
 /// The source of an IPv4 packet, `None` for anything else or a truncated header.
 pub fn ipv4_source(packet: &[u8]) -> Option<Ipv4Addr> {
     ipv4_destination(packet)?;
@@ -148,6 +158,19 @@ mod tests {
     fn join(state: &mut LedgerState, peer: &str) {
         let index = state.applied() + 1;
         state.apply(index, &join_command(peer));
+    }
+
+    #[test]
+    fn only_tcp_and_icmp_are_answered_in_the_write() {
+        let mut packet = udp_packet([10, 1, 0, 2], [10, 1, 0, 1]);
+        assert!(!answered_in_write(&packet));
+        for protocol in [1, 6] {
+            packet[9] = protocol;
+            assert!(answered_in_write(&packet));
+            assert!(!answered_in_write(&packet[..19]), "a truncated header");
+        }
+        packet[0] = 0x60;
+        assert!(!answered_in_write(&packet), "not IPv4");
     }
 
     #[test]

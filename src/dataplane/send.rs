@@ -1,12 +1,13 @@
 //! Outbound packets, run to completion: TUN read (super-packets split into one slab) → route
 //! lookup in the snapshot → seal in place → UDP send, a run of equal frames to one peer as one
 //! GSO `sendmsg`. No channel, no allocation per packet: the slab, its slots and the scratch
-//! buffer live as long as the task. Only a packet for a peer with no session or path yet is
+//! buffer live as long as the packet thread ([`super::packets`]). Only a packet for a peer with no session or path yet is
 //! copied out, to wait for the handshake its arrival asks for ([`super::demand`]).
 
+use std::io::ErrorKind;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
 use tun_rs::VIRTIO_NET_HDR_LEN;
 
 use super::frame::{self, HEADER_LEN, TAG_LEN};
@@ -22,52 +23,83 @@ const BATCH: usize = 128;
 const MAX_GSO_BYTES: usize = 64_000;
 const DEAD_AFTER_MS: u64 = DEAD_AFTER.as_millis() as u64;
 
-/// Reads the TUN until `shutdown`, sending what it reads.
-pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let stride = HEADER_LEN + shared.mtu + TAG_LEN;
-    let mut slab = vec![0u8; stride * BATCH];
-    let mut scratch = vec![0u8; VIRTIO_NET_HDR_LEN + MAX_SUPER_PACKET];
-    let mut sizes = [0usize; BATCH];
-    let mut lens = [0usize; BATCH];
-    let mut icmp = [0u8; WRITE_HEADROOM + 128];
-    // One wait for the stop, polled by every select: made afresh in each, it joined and left
-    // the token's waiter list (a lock each way) once per batch.
-    let stopped = shutdown.cancelled();
-    tokio::pin!(stopped);
-    loop {
+/// Which read a [`Outbound::turn`] makes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Read {
+    /// One the reactor has seen the device ready for.
+    Ready,
+    /// One right away: the thread has just written to the device, and the kernel may have
+    /// answered meanwhile (an echo's reply, a TCP acknowledgement), which the reactor would
+    /// report only on its next wait.
+    Now,
+}
+
+/// The send direction's buffers, kept for the thread's life: no allocation per packet.
+pub(super) struct Outbound {
+    stride: usize,
+    slab: Vec<u8>,
+    scratch: Vec<u8>,
+    sizes: [usize; BATCH],
+    lens: [usize; BATCH],
+    icmp: [u8; WRITE_HEADROOM + 128],
+}
+
+impl Outbound {
+    pub(super) fn new(shared: &Shared) -> Outbound {
+        let stride = HEADER_LEN + shared.mtu + TAG_LEN;
+        Outbound {
+            stride,
+            slab: vec![0u8; stride * BATCH],
+            scratch: vec![0u8; VIRTIO_NET_HDR_LEN + MAX_SUPER_PACKET],
+            sizes: [0; BATCH],
+            lens: [0; BATCH],
+            icmp: [0; WRITE_HEADROOM + 128],
+        }
+    }
+
+    /// Reads one batch from the TUN and sends it: `Continue(false)` when there was nothing to
+    /// read, `Break` when the device is gone.
+    pub(super) async fn turn(&mut self, shared: &Shared, read: Read) -> ControlFlow<(), bool> {
+        let stride = self.stride;
         let read = {
-            let mut slots = slab.chunks_exact_mut(stride);
+            let mut slots = self.slab.chunks_exact_mut(stride);
             let mut bufs: [&mut [u8]; BATCH] =
                 std::array::from_fn(|_| slots.next().expect("the slab has BATCH slots"));
-            tokio::select! {
-                biased;
-                () = &mut stopped => return,
-                read = shared.tun.read_batch(&mut scratch, &mut bufs, &mut sizes, HEADER_LEN) => read,
+            let (scratch, sizes) = (&mut self.scratch, &mut self.sizes);
+            match read {
+                Read::Ready => shared
+                    .tun
+                    .try_read_batch(scratch, &mut bufs, sizes, HEADER_LEN),
+                Read::Now => shared
+                    .tun
+                    .read_batch_now(scratch, &mut bufs, sizes, HEADER_LEN),
             }
         };
         let n = match read {
             Ok(n) => n.min(BATCH),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return ControlFlow::Continue(false),
             Err(e) if fatal(&e) => {
                 tracing::error!(error = %e, "TUN read failed; the data plane stops sending");
-                return;
+                return ControlFlow::Break(());
             }
             Err(e) => {
                 tracing::debug!(error = %e, "TUN read");
                 shared.drops.count(DropReason::Io);
-                continue;
+                return ControlFlow::Continue(true);
             }
         };
         let table = shared.table.load();
         let now = shared.clock.now();
         let mut dest: [Option<&Arc<Peer>>; BATCH] = [None; BATCH];
-        for i in 0..n {
-            let slot = &mut slab[i * stride..(i + 1) * stride];
-            let packet = &slot[HEADER_LEN..HEADER_LEN + sizes[i]];
+        for (i, to) in dest.iter_mut().enumerate().take(n) {
+            let slot = &mut self.slab[i * stride..(i + 1) * stride];
+            let size = self.sizes[i];
+            let packet = &slot[HEADER_LEN..HEADER_LEN + size];
             let destination = ipv4_destination(packet);
             let Some(peer) = destination.and_then(|d| table.routes.get(&d)) else {
                 let reply = match (destination, table.network) {
                     (Some(d), Some(net)) if net.contains(&d) => {
-                        icmp_unreachable(packet, d, &mut icmp[WRITE_HEADROOM..])
+                        icmp_unreachable(packet, d, &mut self.icmp[WRITE_HEADROOM..])
                     }
                     _ => None,
                 };
@@ -75,7 +107,7 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 if let Some(len) = reply {
                     let written = shared
                         .tun
-                        .write_one(&mut icmp[..WRITE_HEADROOM + len])
+                        .write_one(&mut self.icmp[..WRITE_HEADROOM + len])
                         .await;
                     if let Err(e) = written {
                         tracing::debug!(error = %e, "cannot write an ICMP unreachable");
@@ -91,22 +123,23 @@ pub(super) async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                 .and_then(|s| Some((s, s.next_header()?)))
             else {
                 // The first packets to a peer wait for its session and path (`demand`).
-                let frame = || slot[..HEADER_LEN + sizes[i] + TAG_LEN].to_vec();
+                let frame = || slot[..HEADER_LEN + size + TAG_LEN].to_vec();
                 if !peer.wait(now, frame) {
                     peer.drops.count(DropReason::NoSession);
                 }
                 shared.wake.notify_one();
                 continue;
             };
-            match frame::seal(&session.keys.send, header, slot, sizes[i]) {
+            match frame::seal(&session.keys.send, header, slot, size) {
                 Ok(len) => {
-                    lens[i] = len;
-                    dest[i] = Some(peer);
+                    self.lens[i] = len;
+                    *to = Some(peer);
                 }
                 Err(_) => peer.drops.count(DropReason::Io),
             }
         }
-        send_runs(&shared, &mut slab, stride, &dest[..n], &lens, now).await;
+        send_runs(shared, &mut self.slab, stride, &dest[..n], &self.lens, now).await;
+        ControlFlow::Continue(true)
     }
 }
 

@@ -9,7 +9,7 @@
 use std::io;
 use std::net::Ipv4Addr;
 
-use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, VIRTIO_NET_HDR_LEN};
+use tun_rs::{AsyncDevice, DeviceBuilder, DeviceImpl, GROTable, VIRTIO_NET_HDR_LEN};
 
 /// Space kept before each packet in the buffers handed to [`Tun::write_batch`]; the virtio
 /// header is written there when offloads are on.
@@ -123,18 +123,37 @@ impl Tun {
             })
     }
 
-    /// Reads packets: each lands in `bufs[i][offset..offset + sizes[i]]`; returns how many.
-    /// `scratch` holds a whole super-packet (at least [`MAX_SUPER_PACKET`] plus a virtio header).
-    pub async fn read_batch(
+    /// Waits until the reactor has seen the device readable (a read may still find nothing).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.device.readable().await
+    }
+
+    /// Reads packets without waiting: each lands in `bufs[i][offset..offset + sizes[i]]`;
+    /// returns how many. `WouldBlock` when the reactor has not seen the device readable since a
+    /// read last found it empty. `scratch` holds a whole super-packet (at least
+    /// [`MAX_SUPER_PACKET`] plus a virtio header).
+    pub fn try_read_batch(
         &self,
         scratch: &mut [u8],
         bufs: &mut [&mut [u8]],
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {
-        self.device
-            .recv_multiple(scratch, bufs, sizes, offset)
-            .await
+        self.device.try_recv_multiple(scratch, bufs, sizes, offset)
+    }
+
+    /// Reads packets as [`Tun::try_read_batch`] does, but whatever the reactor last saw: for
+    /// what the kernel queued while this thread wrote to the device (the reply to an echo it
+    /// delivered, a TCP acknowledgement), before the reactor reports it. `WouldBlock` when there
+    /// is none.
+    pub fn read_batch_now(
+        &self,
+        scratch: &mut [u8],
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        DeviceImpl::recv_multiple(&self.device, scratch, bufs, sizes, offset)
     }
 
     /// Writes the packets at `bufs[i][offset..]` (`offset >= WRITE_HEADROOM`), coalescing

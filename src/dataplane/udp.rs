@@ -92,19 +92,21 @@ impl Udp {
             .await
     }
 
-    /// Receives up to `bufs.len()` datagrams; `meta[i]` describes `bufs[i]`, with the source
-    /// address in plain form.
-    pub async fn recv(
+    /// Waits until the reactor has seen the socket readable (a receive may still find nothing).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Receives up to `bufs.len()` datagrams without waiting; `meta[i]` describes `bufs[i]`,
+    /// with the source address in plain form. `WouldBlock` when there is none.
+    pub fn try_recv(
         &self,
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> io::Result<usize> {
-        let n = self
-            .socket
-            .async_io(Interest::READABLE, || {
-                self.state.recv(UdpSockRef::from(&self.socket), bufs, meta)
-            })
-            .await?;
+        let n = self.socket.try_io(Interest::READABLE, || {
+            self.state.recv(UdpSockRef::from(&self.socket), bufs, meta)
+        })?;
         for m in &mut meta[..n] {
             m.addr = SocketAddr::new(m.addr.ip().to_canonical(), m.addr.port());
         }
