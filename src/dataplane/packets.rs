@@ -107,9 +107,11 @@ enum Ready {
     Udp,
 }
 
-/// Batches one device yields in a row before the loop looks at the other: the bound that keeps
-/// one direction under load from starving the other, without a trip through `select!` (and a
-/// waiter registered and dropped on the idle device) for every TUN packet.
+/// Batches one device yields in a row before the loop looks at the other, without a trip
+/// through `select!` (and a waiter registered and dropped on the idle device) for every TUN
+/// packet. Neither direction starves the other: each read spends a unit of the task's budget,
+/// so the thread yields to its reactor at least every 128 reads (tokio's budget) and sees the
+/// other device's readiness, and a send never waits for the socket (`send::send_runs`).
 const TURN: usize = 32;
 
 /// Runs both directions until `stop`, or until either device breaks: each turn takes up to

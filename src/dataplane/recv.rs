@@ -2,7 +2,7 @@
 //! GRO train of segments) → header check and session lookup in the snapshot → open in place →
 //! replay check → TUN write, consecutive segments of one flow coalesced (GRO) when offloads are
 //! on. Anything malformed, unknown, forged or replayed is counted and dropped; nothing from the
-//! network can make this task panic.
+//! network can make the packet thread panic.
 //!
 //! The one copy on this path: each frame moves from the receive slab into the buffer the TUN
 //! write takes, because GRO coalescing appends segments to it. Decryption then runs in place
@@ -61,6 +61,9 @@ impl Inbound {
     /// (`answerable`: it wrote a packet the kernel may answer inside the write, see
     /// [`answered_in_write`]), `Break` when the socket is gone.
     pub(super) async fn turn(&mut self, shared: &Shared) -> ControlFlow<(), Option<bool>> {
+        // A unit of the task's budget per receive, as in `Outbound::turn`: a flood of datagrams
+        // that open to nothing still lets the reactor see the TUN.
+        tokio::task::coop::consume_budget().await;
         let Inbound {
             datagram,
             storage,

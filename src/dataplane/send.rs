@@ -1,8 +1,9 @@
 //! Outbound packets, run to completion: TUN read (super-packets split into one slab) → route
 //! lookup in the snapshot → seal in place → UDP send, a run of equal frames to one peer as one
 //! GSO `sendmsg`. No channel, no allocation per packet: the slab, its slots and the scratch
-//! buffer live as long as the packet thread ([`super::packets`]). Only a packet for a peer with no session or path yet is
-//! copied out, to wait for the handshake its arrival asks for ([`super::demand`]).
+//! buffer live as long as the packet thread ([`super::packets`]). Only a packet for a peer with
+//! no session or path yet is copied out, to wait for the handshake its arrival asks for
+//! ([`super::demand`]). The send never waits for the socket: a full send buffer drops the run.
 
 use std::io::ErrorKind;
 use std::ops::ControlFlow;
@@ -60,6 +61,10 @@ impl Outbound {
     /// Reads one batch from the TUN and sends it: `Continue(false)` when there was nothing to
     /// read, `Break` when the device is gone.
     pub(super) async fn turn(&mut self, shared: &Shared, read: Read) -> ControlFlow<(), bool> {
+        // Each read spends a unit of the task's budget, as one through the reactor did: once it
+        // is spent the thread yields to its reactor, so a device that never runs dry (a flood
+        // of datagrams that open to nothing) cannot keep the other's readiness unseen.
+        tokio::task::coop::consume_budget().await;
         let stride = self.stride;
         let read = {
             let mut slots = self.slab.chunks_exact_mut(stride);
@@ -138,15 +143,16 @@ impl Outbound {
                 Err(_) => peer.drops.count(DropReason::Io),
             }
         }
-        send_runs(shared, &mut self.slab, stride, &dest[..n], &self.lens, now).await;
+        send_runs(shared, &mut self.slab, stride, &dest[..n], &self.lens, now);
         ControlFlow::Continue(true)
     }
 }
 
 /// Sends the sealed frames, grouping each run of frames to one peer whose lengths are equal
 /// (the last may be shorter) into one GSO send; frames shorter than a slot are moved up to make
-/// the run contiguous.
-async fn send_runs(
+/// the run contiguous. Never waits: a send the socket's full buffer refuses is dropped and
+/// counted (`io`), as a saturated link drops, so that the thread goes on receiving.
+fn send_runs(
     shared: &Shared,
     slab: &mut [u8],
     stride: usize,
@@ -185,7 +191,7 @@ async fn send_runs(
         let frames = &slab[start..start + total];
         if let Some(addr) = peer.udp_path(now, DEAD_AFTER_MS) {
             let segments = (count > 1).then_some(segment);
-            match shared.udp.send(addr, frames, segments).await {
+            match shared.udp.try_send(addr, frames, segments) {
                 Ok(()) => peer.sent(count, total as u64, now),
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, error = %e, "UDP send");

@@ -78,18 +78,26 @@ impl Udp {
         contents: &[u8],
         segment: Option<usize>,
     ) -> io::Result<()> {
-        let transmit = Transmit {
-            destination: self.wire(destination),
-            ecn: None,
-            contents,
-            segment_size: segment.filter(|&s| s < contents.len()),
-            src_ip: None,
-        };
+        let transmit = self.transmit(destination, contents, segment);
         self.socket
             .async_io(Interest::WRITABLE, || {
                 self.state.send(UdpSockRef::from(&self.socket), &transmit)
             })
             .await
+    }
+
+    /// Sends as [`Udp::send`] does, but without waiting: `WouldBlock` when the socket's send
+    /// buffer is full (the link is saturated), and the datagrams are not sent.
+    pub fn try_send(
+        &self,
+        destination: SocketAddr,
+        contents: &[u8],
+        segment: Option<usize>,
+    ) -> io::Result<()> {
+        let transmit = self.transmit(destination, contents, segment);
+        self.socket.try_io(Interest::WRITABLE, || {
+            self.state.send(UdpSockRef::from(&self.socket), &transmit)
+        })
     }
 
     /// Waits until the reactor has seen the socket readable (a receive may still find nothing).
@@ -111,6 +119,21 @@ impl Udp {
             m.addr = SocketAddr::new(m.addr.ip().to_canonical(), m.addr.port());
         }
         Ok(n)
+    }
+
+    fn transmit<'a>(
+        &self,
+        destination: SocketAddr,
+        contents: &'a [u8],
+        segment: Option<usize>,
+    ) -> Transmit<'a> {
+        Transmit {
+            destination: self.wire(destination),
+            ecn: None,
+            contents,
+            segment_size: segment.filter(|&s| s < contents.len()),
+            src_ip: None,
+        }
     }
 
     fn wire(&self, destination: SocketAddr) -> SocketAddr {
