@@ -11,7 +11,10 @@
 #     (nice 19), so that no core sleeps: what the tunnel itself adds, without the time a
 #     sleeping core of this virtual machine takes to wake;
 #   - the same pings while one iperf3 TCP stream runs from A to B through the tunnel (held to
-#     LOAD_RATE, iperf3's -b such as 300M, when set: every tunnel then carries the same load);
+#     LOAD_RATE, iperf3's -b such as 300M, when set: every tunnel then carries the same load),
+#     and each step of those echoes on both nodes (medians, tcpdump on both nodes' underlay and
+#     tunnel device, frames of an echo's size only): A seals the request, B opens it, B's kernel
+#     answers, B seals the reply, A opens it; what is left of the RTT is the wire and A's kernel;
 #   - CPU per echo: B's daemon's user and system time over a flood of FLOOD pings, divided by
 #     FLOOD (/proc/PID/stat, clock ticks), and the flood's mean RTT.
 # ROUNDS rounds, the two tunnels alternating. Nothing outside the namespaces is addressed.
@@ -81,12 +84,33 @@ busy_rtt() { # ns dst: idle_rtt while every core spins at nice 19
   echo "$rtt"
 }
 
-# measure NAME NS_A NS_B DST TUN_B PID_B UNDERLAY_B: prints one result line
+capture() { # ns device filter file: a tcpdump of device in ns into file; its PID in CAPTURED
+  # shellcheck disable=SC2086
+  ip netns exec "$1" tcpdump -i "$2" -nn -tt --time-stamp-precision=micro -l $3 >"$4" 2>/dev/null &
+  CAPTURED+=($!)
+  PIDS+=($!)
+}
+
+# The frames of an echo through either tunnel (116 and 128 bytes of UDP payload, 158 and 170 on
+# the wire); TCP acknowledgements and data of the load are shorter or longer.
+ECHO_FRAMES="udp and greater 140 and less 220"
+
+# measure NAME NS_A NS_B DST TUN_A TUN_B PID_B UNDERLAY_A UNDERLAY_B: prints one result line
 measure() {
-  local name=$1 a=$2 b=$3 dst=$4 tun=$5 pid=$6 underlay=$7 idle busy loaded t0 t1 flood
+  local name=$1 a=$2 b=$3 dst=$4 tun_a=$5 tun=$6 pid=$7 under_a=$8 underlay=$9
+  local idle busy loaded t0 t1 flood steps
   idle=$(idle_rtt "$a" "$dst")
   busy=$(busy_rtt "$a" "$dst")
+  CAPTURED=()
+  capture "$a" eth0 "$ECHO_FRAMES" "$WORK/l-eth-a.txt"
+  capture "$a" "$tun_a" icmp "$WORK/l-tun-a.txt"
+  capture "$b" eth0 "$ECHO_FRAMES" "$WORK/l-eth-b.txt"
+  capture "$b" "$tun" icmp "$WORK/l-tun-b.txt"
+  # The captures start while the load does (loaded_rtt waits for it before pinging).
   loaded=$(loaded_rtt "$a" "$b" "$dst")
+  kill "${CAPTURED[@]}" 2>/dev/null || true
+  wait "${CAPTURED[@]}" 2>/dev/null || true
+  steps=$(python3 benches/crossings-steps.py "$under_a" "$underlay" "$WORK"/l-{eth-a,tun-a,eth-b,tun-b}.txt)
   ip netns exec "$b" tcpdump -i eth0 -nn -tt --time-stamp-precision=micro -l udp \
     >"$WORK/eth.txt" 2>/dev/null &
   local d1=$!
@@ -112,9 +136,9 @@ measure() {
   flood=$(ip netns exec "$a" ping -f -c "$FLOOD" -q "$dst" | awk -F/ '/^rtt/{print $5}')
   read -r -a t1 <<<"$(ticks "$pid")"
   python3 - "$name" "$underlay" "$idle" "$busy" "$loaded" "$flood" "$WORK/eth.txt" "$WORK/tun.txt" "$skip_eth" "$skip_tun" \
-    "$(((t1[0] - t0[0]) * TICK_US))" "$(((t1[1] - t0[1]) * TICK_US))" "$FLOOD" <<'EOF'
+    "$(((t1[0] - t0[0]) * TICK_US))" "$(((t1[1] - t0[1]) * TICK_US))" "$FLOOD" "$steps" <<'EOF'
 import bisect, statistics, sys
-name, b_addr, idle, busy, loaded, flood, eth, tun, skip_eth, skip_tun, user_us, sys_us, count = sys.argv[1:]
+name, b_addr, idle, busy, loaded, flood, eth, tun, skip_eth, skip_tun, user_us, sys_us, count, steps = sys.argv[1:]
 lines = lambda path, skip: open(path).readlines()[int(skip):]
 # B's underlay carries the sealed request in (from A) and the sealed reply out (to A); an
 # echo's frame is over 100 bytes, keepalives and handshake answers shorter or longer.
@@ -153,7 +177,7 @@ def med(xs):
     return f"{statistics.median(xs) * 1e6:.1f}" if xs else "-"
 per = int(count)
 print(f"| {name} | {idle} | {busy} | {loaded} | {med(opening)} | {med(answer)} | {med(sealing)} | {n} "
-      f"| {int(user_us) / per:.2f} | {int(sys_us) / per:.2f} | {flood} |")
+      f"| {int(user_us) / per:.2f} | {int(sys_us) / per:.2f} | {flood} | {steps} |")
 EOF
 }
 
@@ -163,7 +187,7 @@ run_veth() { # the underlay alone: idle pings between two namespaces on a veth
   idle=$(idle_rtt "$a" 10.218.0.2)
   busy=$(busy_rtt "$a" 10.218.0.2)
   loaded=$(loaded_rtt "$a" "$b" 10.218.0.2)
-  echo "| veth | $idle | $busy | $loaded | | | | | | | |"
+  echo "| veth | $idle | $busy | $loaded | | | | | | | | |"
   bench_stop
 }
 
@@ -199,7 +223,7 @@ run_boringtun() {
   for _ in $(seq 20); do ip netns exec "$a" ping -c1 -W1 10.215.0.2 >/dev/null 2>&1 && break; done
   ip netns exec "$a" ping -c1 -W1 10.215.0.2 >/dev/null 2>&1 ||
     { echo "crossings: the boringtun pair does not answer" >&2; exit 1; }
-  measure boringtun-t1 "$a" "$b" 10.215.0.2 "$i2" "$pid_b" 10.214.0.2
+  measure boringtun-t1 "$a" "$b" 10.215.0.2 "$i1" "$i2" "$pid_b" 10.214.0.1 10.214.0.2
   bench_stop
   rm -f "/var/run/wireguard/$i1.sock" "/var/run/wireguard/$i2.sock"
 }
@@ -224,14 +248,15 @@ run_weft() {
   for _ in $(seq 300); do ip netns exec "$a" ping -c1 -W1 "$o2" >/dev/null 2>&1 && break; done
   ip netns exec "$a" ping -c1 -W1 "$o2" >/dev/null 2>&1 ||
     { echo "crossings: the weft pair does not answer" >&2; exit 1; }
-  local tun
-  tun=$(ip -n "$b" -o link | awk -F': ' '$2 !~ /^(lo|eth0)/ {print $2}' | cut -d@ -f1 | head -1)
-  measure weft "$a" "$b" "$o2" "$tun" "$pid_b" 10.216.0.2
+  local tun_a tun_b
+  tun_a=$(ip -n "$a" -o link | awk -F': ' '$2 !~ /^(lo|eth0)/ {print $2}' | cut -d@ -f1 | head -1)
+  tun_b=$(ip -n "$b" -o link | awk -F': ' '$2 !~ /^(lo|eth0)/ {print $2}' | cut -d@ -f1 | head -1)
+  measure weft "$a" "$b" "$o2" "$tun_a" "$tun_b" "$pid_b" 10.216.0.1 10.216.0.2
   bench_stop
 }
 
-echo "| tunnel | idle RTT median, ms | the same, cores kept busy, ms | the same, under one TCP stream, ms | B opens, µs | B's kernel answers, µs | B seals, µs | echoes matched | B user CPU per echo, µs | B system CPU per echo, µs | flood RTT mean, ms |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| tunnel | idle RTT median, ms | the same, cores kept busy, ms | the same, under one TCP stream, ms | B opens, µs | B's kernel answers, µs | B seals, µs | echoes matched | B user CPU per echo, µs | B system CPU per echo, µs | flood RTT mean, ms | under the stream: A seals / B opens / B's kernel answers / B seals / A opens, µs |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 for _ in $(seq "$ROUNDS"); do
   run_veth
   run_boringtun
