@@ -116,10 +116,10 @@ const TURN: usize = 32;
 
 /// Runs both directions until `stop`, or until either device breaks: each turn takes up to
 /// [`TURN`] batches from whichever device the reactor found ready, picked at random when both
-/// are. After a batch of TCP or ICMP written to the TUN it reads the TUN at once, without the
-/// reactor: the kernel handles a written packet inside the write, so an echo's reply or a TCP
-/// acknowledgement is often queued by the time the write returns, and it leaves sealed before
-/// the thread waits again.
+/// are. After a datagram of TCP or ICMP written to the TUN it reads the TUN at once, without
+/// the reactor: the kernel handles a written packet inside the write, so an echo's reply or a
+/// TCP acknowledgement is often queued by the time the write returns, and it leaves sealed
+/// before the next datagram is opened.
 async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let mut outbound = Outbound::new(&shared);
     let mut inbound = Inbound::new(&shared);
@@ -134,7 +134,7 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             ready = shared.udp.readable() => ready.map(|()| Ready::Udp),
         };
         let flow = match ready {
-            Ok(Ready::Tun) => send(&shared, &mut outbound, Read::Ready).await,
+            Ok(Ready::Tun) => send(&shared, &mut outbound).await,
             Ok(Ready::Udp) => receive(&shared, &mut inbound, &mut outbound).await,
             Err(e) => {
                 tracing::error!(error = %e, "the packet thread's reactor failed; the data plane stops");
@@ -148,28 +148,31 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 /// Reads and sends up to [`TURN`] batches, until the TUN has no more.
-async fn send(shared: &Shared, outbound: &mut Outbound, read: Read) -> ControlFlow<()> {
+async fn send(shared: &Shared, outbound: &mut Outbound) -> ControlFlow<()> {
     for _ in 0..TURN {
-        if !outbound.turn(shared, read).await? {
+        if !outbound.turn(shared, Read::Ready).await? {
             break;
         }
     }
     ControlFlow::Continue(())
 }
 
-/// Receives up to [`TURN`] batches, until the socket has no more; after each that wrote a
-/// packet the kernel may answer at once (TCP, ICMP), sends what it answered meanwhile. Not after
-/// UDP alone: nothing answers it inside the write, and the read would only cost a system call.
+/// Receives up to [`TURN`] batches, until the socket has no more. After each datagram whose
+/// write held a packet the kernel may answer at once (TCP, ICMP), it reads the TUN once, right
+/// away, and sends what the kernel answered meanwhile: the answer leaves before the next
+/// datagram is opened, as it would through a tunnel that handles one datagram at a time. One
+/// read, not until the TUN is empty: anything more was reported to the reactor and is read in
+/// a later turn. Not after UDP alone: nothing answers it inside the write, and the read would
+/// only cost a system call.
 async fn receive(
     shared: &Shared,
     inbound: &mut Inbound,
     outbound: &mut Outbound,
 ) -> ControlFlow<()> {
     for _ in 0..TURN {
-        match inbound.turn(shared).await? {
-            Some(true) => send(shared, outbound, Read::Now).await?,
-            Some(false) => {}
-            None => break,
+        let answered = async || outbound.turn(shared, Read::Now).await.map_continue(|_| ());
+        if !inbound.turn(shared, answered).await? {
+            break;
         }
     }
     ControlFlow::Continue(())

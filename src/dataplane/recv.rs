@@ -1,8 +1,8 @@
 //! Inbound packets, run to completion: UDP receive (many datagrams per call, each possibly a
 //! GRO train of segments) → header check and session lookup in the snapshot → open in place →
-//! replay check → TUN write, consecutive segments of one flow coalesced (GRO) when offloads are
-//! on. Anything malformed, unknown, forged or replayed is counted and dropped; nothing from the
-//! network can make the packet thread panic.
+//! replay check → TUN write after each datagram, consecutive segments of one flow coalesced
+//! (GRO) when offloads are on. Anything malformed, unknown, forged or replayed is counted and
+//! dropped; nothing from the network can make the packet thread panic.
 //!
 //! The one copy on this path: each frame moves from the receive slab into the buffer the TUN
 //! write takes, because GRO coalescing appends segments to it. Decryption then runs in place
@@ -56,11 +56,16 @@ impl Inbound {
         }
     }
 
-    /// Receives one batch of datagrams and writes what opens into the TUN: `Continue(None)`
-    /// when there was nothing to receive, `Continue(Some(answerable))` after a batch
-    /// (`answerable`: it wrote a packet the kernel may answer inside the write, see
-    /// [`answered_in_write`]), `Break` when the socket is gone.
-    pub(super) async fn turn(&mut self, shared: &Shared) -> ControlFlow<(), Option<bool>> {
+    /// Receives one batch of datagrams and writes what opens into the TUN, datagram by
+    /// datagram (a GRO train's segments coalesced), calling `answered` after each write that
+    /// held a packet the kernel may answer inside the write ([`answered_in_write`]), so that
+    /// the answer leaves before the next datagram is opened. `Continue(false)` when there was
+    /// nothing to receive, `Break` when the socket is gone or `answered` broke.
+    pub(super) async fn turn(
+        &mut self,
+        shared: &Shared,
+        mut answered: impl AsyncFnMut() -> ControlFlow<()>,
+    ) -> ControlFlow<(), bool> {
         // A unit of the task's budget per receive, as in `Outbound::turn`: a flood of datagrams
         // that open to nothing still lets the reactor see the TUN.
         tokio::task::coop::consume_budget().await;
@@ -81,39 +86,41 @@ impl Inbound {
         };
         let n = match received {
             Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return ControlFlow::Continue(None),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return ControlFlow::Continue(false),
             Err(e) if fatal(&e) => {
                 tracing::error!(error = %e, "UDP receive failed; the data plane stops receiving");
                 return ControlFlow::Break(());
             }
             Err(e) => {
                 tracing::debug!(error = %e, "UDP receive");
-                return ControlFlow::Continue(Some(false));
+                return ControlFlow::Continue(true);
             }
         };
         let table = shared.table.load();
         let now = shared.clock.now();
-        let mut used = 0;
-        let mut answerable = false;
         for (k, m) in meta[..n].iter().enumerate() {
             let received = &storage[k * datagram..k * datagram + m.len];
             let stride = if m.stride == 0 { m.len } else { m.stride };
-            for segment in received.chunks(stride.max(1)) {
+            let mut segments = received.chunks(stride.max(1)).peekable();
+            let mut used = 0;
+            let mut answerable = false;
+            while let Some(segment) = segments.next() {
                 let buf = &mut out[used];
                 if open(shared, &table, segment, Via::Udp(m.addr, now), buf) {
                     answerable |= answered_in_write(&buf[HEADER_LEN..]);
                     used += 1;
                 }
-                if used == out.len() {
+                if used > 0 && (used == out.len() || segments.peek().is_none()) {
                     flush(shared, gro, &mut out[..used]).await;
                     used = 0;
+                    if answerable {
+                        answered().await?;
+                        answerable = false;
+                    }
                 }
             }
         }
-        if used > 0 {
-            flush(shared, gro, &mut out[..used]).await;
-        }
-        ControlFlow::Continue(Some(answerable))
+        ControlFlow::Continue(true)
     }
 }
 
