@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::recv::Inbound;
-use super::send::{Outbound, Read};
+use super::send::Outbound;
+use super::tun::Read;
 
 /// The runtime of the packet thread, before the thread runs it.
 pub(super) struct PacketThread {

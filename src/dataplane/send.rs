@@ -14,7 +14,7 @@ use tun_rs::VIRTIO_NET_HDR_LEN;
 use super::frame::{self, HEADER_LEN, TAG_LEN};
 use super::peer::{DEAD_AFTER, DropReason, Peer};
 use super::router::{icmp_unreachable, ipv4_destination};
-use super::tun::{MAX_SUPER_PACKET, WRITE_HEADROOM, fatal};
+use super::tun::{MAX_SUPER_PACKET, Read, WRITE_HEADROOM, fatal};
 use super::{Shared, fallback};
 
 /// Packets one TUN read may yield: a 64 KiB super-packet is 47 at MTU 1420 and 123 at the
@@ -23,17 +23,6 @@ const BATCH: usize = 128;
 /// The most bytes one GSO send may carry (a UDP datagram's payload limit, with margin).
 const MAX_GSO_BYTES: usize = 64_000;
 const DEAD_AFTER_MS: u64 = DEAD_AFTER.as_millis() as u64;
-
-/// Which read a [`Outbound::turn`] makes.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Read {
-    /// One the reactor has seen the device ready for.
-    Ready,
-    /// One right away: the thread has just written to the device, and the kernel may have
-    /// answered meanwhile (an echo's reply, a TCP acknowledgement), which the reactor would
-    /// report only on its next wait.
-    Now,
-}
 
 /// The send direction's buffers, kept for the thread's life: no allocation per packet.
 pub(super) struct Outbound {
@@ -71,14 +60,9 @@ impl Outbound {
             let mut bufs: [&mut [u8]; BATCH] =
                 std::array::from_fn(|_| slots.next().expect("the slab has BATCH slots"));
             let (scratch, sizes) = (&mut self.scratch, &mut self.sizes);
-            match read {
-                Read::Ready => shared
-                    .tun
-                    .try_read_batch(scratch, &mut bufs, sizes, HEADER_LEN),
-                Read::Now => shared
-                    .tun
-                    .read_batch_now(scratch, &mut bufs, sizes, HEADER_LEN),
-            }
+            shared
+                .tun
+                .read_batch(read, scratch, &mut bufs, sizes, HEADER_LEN)
         };
         let n = match read {
             Ok(n) => n.min(BATCH),
@@ -195,7 +179,9 @@ fn send_runs(
                 Ok(()) => peer.sent(count, total as u64, now),
                 Err(e) => {
                     tracing::debug!(peer = %peer.id, error = %e, "UDP send");
-                    peer.drops.count(DropReason::Io);
+                    for _ in 0..count {
+                        peer.drops.count(DropReason::Io);
+                    }
                 }
             }
         } else if let Some(queue) = peer.stream.load().as_deref() {

@@ -18,6 +18,17 @@ pub const WRITE_HEADROOM: usize = VIRTIO_NET_HDR_LEN;
 /// The largest packet a read may return before splitting (a 64 KiB super-packet).
 pub const MAX_SUPER_PACKET: usize = 65_535;
 
+/// Which read [`Tun::read_batch`] makes.
+#[derive(Debug, Clone, Copy)]
+pub enum Read {
+    /// One the reactor has seen the device ready for.
+    Ready,
+    /// One right away, whatever the reactor last saw: the thread has just written to the
+    /// device, and the kernel may have answered inside the write (an echo's reply, a TCP
+    /// acknowledgement), which the reactor would report only on its next wait.
+    Now,
+}
+
 /// Whether a device error means the device is gone.
 pub fn fatal(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EBADF | libc::EBADFD))
@@ -129,31 +140,21 @@ impl Tun {
     }
 
     /// Reads packets without waiting: each lands in `bufs[i][offset..offset + sizes[i]]`;
-    /// returns how many. `WouldBlock` when the reactor has not seen the device readable since a
-    /// read last found it empty. `scratch` holds a whole super-packet (at least
-    /// [`MAX_SUPER_PACKET`] plus a virtio header).
-    pub fn try_read_batch(
+    /// returns how many, or `WouldBlock` (for [`Read::Ready`], also when the reactor has not
+    /// seen the device readable since a read last found it empty). `scratch` holds a whole
+    /// super-packet (at least [`MAX_SUPER_PACKET`] plus a virtio header).
+    pub fn read_batch(
         &self,
+        read: Read,
         scratch: &mut [u8],
         bufs: &mut [&mut [u8]],
         sizes: &mut [usize],
         offset: usize,
     ) -> io::Result<usize> {
-        self.device.try_recv_multiple(scratch, bufs, sizes, offset)
-    }
-
-    /// Reads packets as [`Tun::try_read_batch`] does, but whatever the reactor last saw: for
-    /// what the kernel queued while this thread wrote to the device (the reply to an echo it
-    /// delivered, a TCP acknowledgement), before the reactor reports it. `WouldBlock` when there
-    /// is none.
-    pub fn read_batch_now(
-        &self,
-        scratch: &mut [u8],
-        bufs: &mut [&mut [u8]],
-        sizes: &mut [usize],
-        offset: usize,
-    ) -> io::Result<usize> {
-        DeviceImpl::recv_multiple(&self.device, scratch, bufs, sizes, offset)
+        match read {
+            Read::Ready => self.device.try_recv_multiple(scratch, bufs, sizes, offset),
+            Read::Now => DeviceImpl::recv_multiple(&self.device, scratch, bufs, sizes, offset),
+        }
     }
 
     /// Writes the packets at `bufs[i][offset..]` (`offset >= WRITE_HEADROOM`), coalescing
