@@ -971,6 +971,7 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
                 token: String::new(),
                 keys: Default::default(),
             },
+            pages: vec![],
         }),
         secrets: Default::default(),
         grant: None,

@@ -1,17 +1,24 @@
 //! A large ledger over the real control plane, in one process on loopback: 50 MB of keys and a
 //! value at the per-write limit reach a member that joins as a follower (the paged catch-up)
 //! and then, promoted when a voter leaves, as a voter (raft); a write over the limit is refused
-//! naming the limit, and writes after it commit. Runs anywhere, no root.
+//! naming the limit, and writes after it commit. A token rotation for a thousand members, more
+//! than one write carries copies for, commits in pages and reaches every voter. Runs anywhere,
+//! no root.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use support::ledger::{Replica, commit, group, replica, settled_leader};
-use support::mesh::{address, network, start, wait_within};
+use support::mesh::{DEADLINE, address, network, start, wait_within};
+use weft::clock::unix_now;
+use weft::keyring::Keyring;
 use weft::ledger::LedgerError;
 use weft::ledger::limits::MAX_COMMAND_BYTES;
-use weft::ledger::state::Command;
+use weft::ledger::sealed::Sealer;
+use weft::ledger::state::{Command, Platform};
+use weft::rotation::make::make;
+use weft::rotation::seal::open;
 
 /// Bytes of values the ledger is filled with.
 const FILL: usize = 50_000_000;
@@ -128,4 +135,85 @@ async fn fifty_megabytes_reach_a_new_follower_and_a_new_voter_and_writes_over_th
         started.elapsed()
     );
     commit(&newcomer, put("later", "still commits".into())).await;
+}
+
+/// The sealing secret of synthetic member `i`.
+fn sealing_secret(i: usize) -> [u8; 32] {
+    let mut secret = [9; 32];
+    secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    secret
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_for_a_thousand_members_commits_in_pages_and_reaches_every_voter() {
+    use x25519_dalek::{X25519_BASEPOINT_BYTES, x25519};
+
+    let token = network();
+    let replicas = group(&token, &["r0", "r1", "r2"]).await;
+    let leader_id = settled_leader(&replicas).await;
+    let leader = replicas
+        .iter()
+        .find(|r| r.member.handle.peer_id().to_string() == leader_id)
+        .unwrap();
+    // A thousand member records besides the three replicas, as if each had joined (the leader
+    // takes joins in any name from its own node; the pool holds 253, so most get no address,
+    // and their leases expire: away members get a copy too).
+    let peer = |i: usize| format!("12D3KooWsynthetic{i:0>35}");
+    for chunk in (0..1000).collect::<Vec<_>>().chunks(50) {
+        futures::future::join_all(chunk.iter().map(|&i| {
+            commit(
+                leader,
+                Command::Join {
+                    peer: peer(i),
+                    hostname: format!("m{i}"),
+                    sealing_key: x25519(sealing_secret(i), X25519_BASEPOINT_BYTES),
+                    endpoints: vec![],
+                    requested: None,
+                    now: 1,
+                    fixed_role: None,
+                    policy: None,
+                    bootstraps: false,
+                    platform: Platform::here(),
+                },
+            )
+        }))
+        .await;
+    }
+    let keyring = Keyring::new(token.clone());
+    let made = make(
+        &keyring,
+        &leader.ledger.state(),
+        &Sealer::new(keyring.clone()),
+        3600,
+        unix_now(),
+    )
+    .unwrap();
+    // The synthetic members, and the replicas that gave a sealing key.
+    let recipients = made.recipients;
+    assert!(recipients >= 1000, "{recipients} recipients");
+    assert!(made.pages.len() >= 4, "{} pages", made.pages.len());
+    commit(&replicas[0], made.command).await;
+    for page in made.pages {
+        commit(&replicas[0], page).await;
+    }
+    let network_id = made.token.keys().network_id().to_string();
+    let encoded = made.token.encode();
+    for replica in &replicas {
+        let rotation = wait_within(DEADLINE, "the rotation with every page on a voter", || {
+            replica
+                .ledger
+                .state()
+                .token_rotation()
+                .filter(|r| r.network == network_id && r.pages.is_empty())
+                .cloned()
+        })
+        .await;
+        assert_eq!(rotation.sealed.keys.len(), recipients);
+        for i in [0, 499, 999] {
+            assert_eq!(
+                open(&rotation.sealed, &peer(i), sealing_secret(i)).unwrap(),
+                encoded
+            );
+        }
+    }
 }

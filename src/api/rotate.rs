@@ -4,7 +4,8 @@
 //! it from the ledger ([`crate::rotation::follow`]). The last rotation committed is the one the
 //! network follows, so the answer is a success only once this node's ledger holds this one as
 //! the last: when another committed right after it, the operator hears so, not a token nobody
-//! moves to.
+//! moves to. A rotation of more members than one write carries copies for is followed by its
+//! pages of copies, and is a success only once every page committed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,9 +96,22 @@ pub async fn rotate(
                 .into(),
         ));
     }
+    for page in made.pages {
+        if state.ledger.propose_patiently(page).await? != Outcome::Done {
+            return Err(ApiError::Conflict(format!(
+                "the rotation to network id {network_id} committed, but a page of its members' \
+                 copies was not taken: another rotation committed after it, and the network \
+                 follows that one"
+            )));
+        }
+    }
+    // The last rotation, once every page of its copies is in.
     let last = || {
         let ledger = state.ledger.state();
-        ledger.token_rotation().map(|r| r.network.clone())
+        ledger
+            .token_rotation()
+            .filter(|r| r.pages.is_empty())
+            .map(|r| r.network.clone())
     };
     confirm_last(last, &network_id, &previous_network_id).await?;
     Ok(Json(Rotated {

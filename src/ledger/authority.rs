@@ -427,6 +427,7 @@ mod tests {
                     token: String::new(),
                     keys: Default::default(),
                 },
+                pages: vec![],
             }),
             secrets: Default::default(),
             grant: grant.map(Box::new),

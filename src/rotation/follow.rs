@@ -28,6 +28,8 @@ pub struct Follower {
     pub kept: Option<Kept>,
     /// The last rotation this node could not follow (said once).
     unfollowed: Option<String>,
+    /// The last rotation whose page holding this node's copy was still to come (said once).
+    awaited: Option<String>,
 }
 
 /// What following one rotation did.
@@ -37,6 +39,8 @@ pub enum Followed {
     Nothing,
     /// The node moved to the rotation's token.
     Moved,
+    /// The node's copy may be in a page of copies still to come.
+    Waiting,
     /// The node cannot follow: the reason.
     Cannot(String),
 }
@@ -56,6 +60,7 @@ impl Follower {
             state_dir,
             kept,
             unfollowed: None,
+            awaited: None,
         }
     }
 
@@ -76,6 +81,9 @@ impl Follower {
                 Ok(_) => return Followed::Cannot("its sealed token is another network's".into()),
                 Err(e) => return Followed::Cannot(format!("its sealed token does not parse: {e}")),
             },
+            Err(seal::OpenError::NotARecipient) if !rotation.pages.is_empty() => {
+                return Followed::Waiting;
+            }
             Err(e) => return Followed::Cannot(e.to_string()),
         };
         let until = rotation
@@ -98,6 +106,17 @@ impl Follower {
             if let Some(rotation) = ledger.state().token_rotation() {
                 match self.follow(rotation, crate::clock::unix_now()) {
                     Followed::Nothing => {}
+                    Followed::Waiting => {
+                        if self.awaited.as_ref() != Some(&rotation.network) {
+                            tracing::info!(
+                                network = %rotation.network,
+                                pages = rotation.pages.len(),
+                                "the network token was rotated; this node's copy of it is in a \
+                                 page of copies not yet committed"
+                            );
+                            self.awaited = Some(rotation.network.clone());
+                        }
+                    }
                     Followed::Moved => tracing::info!(
                         network = %rotation.network,
                         grace_until = rotation.grace_until,
@@ -149,6 +168,7 @@ mod tests {
             previous: hex(from.keys().network_id()),
             grace_until: 100,
             sealed: seal::seal(&to.encode(), &recipients),
+            pages: vec![],
         }
     }
 
@@ -189,6 +209,21 @@ mod tests {
         back.network = hex(t0.keys().network_id());
         assert_eq!(follower.follow(&back, 0), Followed::Nothing);
         assert_eq!(keyring.current().network_id(), t1.keys().network_id());
+    }
+
+    #[test]
+    fn a_member_without_a_copy_waits_while_pages_of_copies_are_to_come() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t0, t1) = (token(), token());
+        let keyring = Keyring::new(t0.clone());
+        let mut follower = member_a(&keyring, dir.path());
+        let mut paged = rotation(&t0, &t1, &[("b", [2; 32])]);
+        paged.pages = vec!["a page's digest".into()];
+        assert_eq!(follower.follow(&paged, 0), Followed::Waiting);
+        // Every page in, and none held a copy for it: it cannot follow.
+        paged.pages.clear();
+        assert!(matches!(follower.follow(&paged, 0), Followed::Cannot(_)));
+        assert_eq!(keyring.current().network_id(), t0.keys().network_id());
     }
 
     #[test]

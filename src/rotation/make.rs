@@ -1,14 +1,18 @@
 //! The rotation a node proposes when its operator runs `weft token rotate`: a fresh token of
 //! the current one's kind and settings, sealed for every member the ledger holds that gave a
 //! sealing key (a denied member is removed, so it is never one), the ledger's secrets sealed
-//! again under the new token, and the end of the grace window. Pure but for the randomness.
+//! again under the new token, and the end of the grace window. The copies of more members than
+//! one command carries go in pages, each a command of its own proposed after the rotation
+//! ([`crate::ledger::state::ROTATION_PAGE`]). Pure but for the randomness.
 
 use std::collections::BTreeMap;
 
 use super::{hex, seal};
 use crate::keyring::Keyring;
 use crate::ledger::sealed::Sealer;
-use crate::ledger::state::{Command, LedgerState, TokenRotation};
+use crate::ledger::state::{
+    Command, LedgerState, PAGES_FORM, ROTATION_PAGE, TokenRotation, page_digest,
+};
 use crate::token::Token;
 
 /// Why no rotation was made.
@@ -19,6 +23,12 @@ pub enum MakeError {
          moved yet still need the token before; rotate again once it closed"
     )]
     GraceOpen(u64),
+    #[error(
+        "the ledger holds {0} members, more than one write carries copies of the new token for \
+         ({ROTATION_PAGE}), and a live member runs a weft too old to read copies sent in pages: \
+         upgrade every member, or remove members that are gone for good (weft members rm)"
+    )]
+    OldMembers(usize),
 }
 
 /// A rotation ready to propose.
@@ -27,6 +37,9 @@ pub struct Made {
     /// The new token, for the operator to give new machines.
     pub token: Token,
     pub command: Command,
+    /// The pages of copies to propose once `command` committed, in any order
+    /// ([`Command::RotationKeys`]); none when `command` holds every copy.
+    pub pages: Vec<Command>,
     /// Members it was sealed for.
     pub recipients: usize,
     /// UNIX second from which the token before is refused.
@@ -57,17 +70,39 @@ pub fn make(
         .filter(|(peer, _)| !state.is_denied(peer))
         .map(|(peer, member)| (peer.clone(), member.sealing_key))
         .collect();
-    let sealed = seal::seal(&token.encode(), &recipients);
+    let mut sealed = seal::seal(&token.encode(), &recipients);
+    let recipients = sealed.keys.len();
+    let paged = recipients > ROTATION_PAGE;
+    if paged && !state.reads_form(PAGES_FORM) {
+        return Err(MakeError::OldMembers(recipients));
+    }
+    let network = hex(token.keys().network_id());
+    let mut pages = Vec::new();
+    if paged {
+        let mut copies = std::mem::take(&mut sealed.keys).into_iter().peekable();
+        while copies.peek().is_some() {
+            let keys: BTreeMap<_, _> = copies.by_ref().take(ROTATION_PAGE).collect();
+            pages.push(keys);
+        }
+    }
     let (secrets, unopened) = sealer.reseal(state, &token.keys().ledger_seal);
     let rotation = TokenRotation {
-        network: hex(token.keys().network_id()),
+        network: network.clone(),
         previous: hex(held.current.id()),
         grace_until: now.saturating_add(grace_secs),
         sealed,
+        pages: pages.iter().map(page_digest).collect(),
     };
     Ok(Made {
-        recipients: rotation.sealed.keys.len(),
+        recipients,
         grace_until: rotation.grace_until,
+        pages: pages
+            .into_iter()
+            .map(|keys| Command::RotationKeys {
+                network: network.clone(),
+                keys,
+            })
+            .collect(),
         token,
         command: Command::RotateToken {
             rotation: Box::new(rotation),
@@ -83,11 +118,17 @@ mod tests {
     use x25519_dalek::{X25519_BASEPOINT_BYTES, x25519};
 
     use super::*;
+    use crate::ledger::state::Outcome;
     use crate::ledger::state::tests::pool;
     use crate::rotation::seal::{OpenError, open};
     use crate::token::NativeToken;
 
     fn join(peer: &str, secret: [u8; 32]) -> Command {
+        join_reading(peer, secret, crate::ledger::state::COMMAND_FORM)
+    }
+
+    /// A member's join, from a weft that reads the ledger's commands up to `form`.
+    fn join_reading(peer: &str, secret: [u8; 32], form: u32) -> Command {
         Command::Join {
             peer: peer.to_string(),
             hostname: peer.to_string(),
@@ -98,7 +139,10 @@ mod tests {
             fixed_role: None,
             policy: None,
             bootstraps: false,
-            platform: Default::default(),
+            platform: crate::ledger::state::Platform {
+                commands: form,
+                ..Default::default()
+            },
         }
     }
 
@@ -140,5 +184,101 @@ mod tests {
             make(&keyring, &state, &Sealer::new(keyring.clone()), 3600, 200).unwrap_err(),
             MakeError::GraceOpen(3700)
         );
+    }
+
+    /// The sealing secret of member `i` of a large mesh.
+    fn secret_of(i: usize) -> [u8; 32] {
+        let mut secret = [7; 32];
+        secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        secret
+    }
+
+    #[test]
+    fn a_mesh_of_a_thousand_members_rotates_in_writes_the_ledger_takes_and_each_opens_its_copy() {
+        let keyring = Keyring::new(Token::Native(NativeToken::generate(None, vec![], 3600)));
+        let mut state = LedgerState::new("10.0.0.0/16".parse().unwrap());
+        let peer = |i: usize| format!("12D3KooWmember{i:0>38}");
+        for i in 0..1000 {
+            state.apply(i as u64 + 1, &join(&peer(i), secret_of(i)));
+        }
+        let made = make(&keyring, &state, &Sealer::new(keyring.clone()), 3600, 100).unwrap();
+        assert_eq!(made.recipients, 1000);
+        assert_eq!(made.pages.len(), 1000usize.div_ceil(ROTATION_PAGE));
+        // Every write fits the ledger's limit: one rotation holding all copies took about
+        // 130 KB, twice the limit, and was refused.
+        for command in std::iter::once(&made.command).chain(&made.pages) {
+            crate::ledger::limits::check_size(command).unwrap();
+        }
+        let network = hex(made.token.keys().network_id());
+        let mut index = 2000;
+        let mut apply = |state: &mut LedgerState, command: &Command| {
+            index += 1;
+            state.apply(index, command)
+        };
+        assert_eq!(apply(&mut state, &made.command), Outcome::Done);
+        let waiting = state.token_rotation().unwrap();
+        assert_eq!(waiting.pages.len(), made.pages.len());
+        assert!(waiting.sealed.keys.is_empty());
+        // A page the rotation does not await changes nothing: one of another rotation, or
+        // this rotation's copies changed by whoever proposes them.
+        let Command::RotationKeys { keys, .. } = &made.pages[0] else {
+            panic!("not a page: {:?}", made.pages[0]);
+        };
+        let elsewhere = Command::RotationKeys {
+            network: "0000000000000001".into(),
+            keys: keys.clone(),
+        };
+        let mut forged = keys.clone();
+        forged.insert(peer(0), String::from("AAAA"));
+        let forged = Command::RotationKeys {
+            network: network.clone(),
+            keys: forged,
+        };
+        for refused in [elsewhere, forged] {
+            assert_eq!(apply(&mut state, &refused), Outcome::RotationPages);
+        }
+        assert!(state.token_rotation().unwrap().sealed.keys.is_empty());
+        // The pages, in any order, each once; the rotation committed again keeps them.
+        for page in made.pages.iter().rev() {
+            assert_eq!(apply(&mut state, page), Outcome::Done);
+            assert_eq!(apply(&mut state, page), Outcome::RotationPages);
+        }
+        assert_eq!(apply(&mut state, &made.command), Outcome::Done);
+        let rotation = state.token_rotation().unwrap();
+        assert!(rotation.pages.is_empty());
+        let token = made.token.encode();
+        for i in 0..1000 {
+            assert_eq!(
+                open(&rotation.sealed, &peer(i), secret_of(i)).unwrap(),
+                token
+            );
+        }
+    }
+
+    #[test]
+    fn copies_in_pages_wait_until_every_live_member_reads_them() {
+        let keyring = Keyring::new(Token::Native(NativeToken::generate(None, vec![], 3600)));
+        let mut state = LedgerState::new("10.0.0.0/16".parse().unwrap());
+        for i in 0..=ROTATION_PAGE {
+            let form = if i == 0 { PAGES_FORM - 1 } else { PAGES_FORM };
+            state.apply(
+                i as u64 + 1,
+                &join_reading(&format!("m{i}"), secret_of(i), form),
+            );
+        }
+        let sealer = Sealer::new(keyring.clone());
+        assert_eq!(
+            make(&keyring, &state, &sealer, 3600, 100).unwrap_err(),
+            MakeError::OldMembers(ROTATION_PAGE + 1)
+        );
+        // Gone for good, the old weft no longer holds the rotation back.
+        state.apply(1000, &Command::Expire { peer: "m0".into() });
+        let made = make(&keyring, &state, &sealer, 3600, 100).unwrap();
+        assert_eq!(made.pages.len(), 2);
+        // A mesh whose copies fit one write makes no pages, whatever its wefts read.
+        state.apply(1001, &Command::Leave { peer: "m1".into() });
+        let made = make(&keyring, &state, &sealer, 3600, 100).unwrap();
+        assert!(made.pages.is_empty());
+        assert_eq!(made.recipients, ROTATION_PAGE);
     }
 }

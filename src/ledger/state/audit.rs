@@ -66,6 +66,7 @@ pub fn is_audited(command: &Command) -> bool {
             | Command::Genesis(_)
             | Command::Recover { .. }
             | Command::Audited { .. }
+            | Command::RotationKeys { .. }
     )
 }
 
@@ -213,7 +214,8 @@ fn describe(command: &Command) -> String {
         | Command::ReportBootstrap { .. }
         | Command::Genesis(_)
         | Command::Recover { .. }
-        | Command::Audited { .. } => "(not audited)".to_string(),
+        | Command::Audited { .. }
+        | Command::RotationKeys { .. } => "(not audited)".to_string(),
     }
 }
 

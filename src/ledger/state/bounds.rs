@@ -49,7 +49,8 @@ const MEMBER_WORST: usize = 6
 /// What an entry of the deny list, the reservations or the remembered addresses encodes to
 /// at most.
 const ENTRY_WORST: usize = 6 * PEER_KEY_LIMIT + 64;
-/// The audit trail, the tombstones, the policy and the rotation's header, generously.
+/// The audit trail, the tombstones, the policy and the rotation (its command and its pages,
+/// each within the command limit), generously.
 const REST_WORST: usize = 16 << 20;
 /// What one of the operator's signed commands the state keeps encodes to at most: its subject
 /// (a prefix and a PeerId or address from the command) and the command's JSON text, each

@@ -78,10 +78,13 @@ pub const BEAT_FORM: u32 = 2;
 /// The leader gives up the install of a member away too long
 /// ([`Command::AbandonInstall`](super::Command::AbandonInstall)).
 pub const ABANDON_FORM: u32 = 3;
+/// A token rotation may carry its members' copies in pages
+/// ([`Command::RotationKeys`](super::Command::RotationKeys)).
+pub const PAGES_FORM: u32 = 4;
 /// The newest form of the ledger's commands and feed messages this weft reads. The leader
 /// writes a form only once every live member records that it reads it
 /// ([`LedgerState::reads_form`]).
-pub const COMMAND_FORM: u32 = ABANDON_FORM;
+pub const COMMAND_FORM: u32 = PAGES_FORM;
 
 impl Platform {
     /// This process's platform.

@@ -42,12 +42,14 @@ pub use bounds::{HOSTNAME_LIMIT, MAX_DENIED, MAX_MEMBERS, MAX_RESERVATIONS};
 pub use dns::{DNS_LIMITS, DnsLimits, DnsRecord, RecordSets, RecordType};
 pub use kv::{Carried, SHARED_DATA_LIMIT, merged_bucket};
 pub use member_set::{MemberSet, digest as keys_digest};
-pub use members::{ABANDON_FORM, BEAT_FORM, COMMAND_FORM, LeaseState, Member, Platform, SET_FORM};
+pub use members::{
+    ABANDON_FORM, BEAT_FORM, COMMAND_FORM, LeaseState, Member, PAGES_FORM, Platform, SET_FORM,
+};
 pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
     parse_role_choice,
 };
-pub use rotation::{SealedToken, TokenRotation};
+pub use rotation::{MAX_ROTATION_PAGES, ROTATION_PAGE, SealedToken, TokenRotation, page_digest};
 pub use tombstones::{MAX_TOMBSTONE_BYTES, MAX_TOMBSTONES, Tombstone, Tombstones};
 
 use members::JoinFacts;
@@ -240,6 +242,12 @@ pub enum Command {
         #[serde(default)]
         grant: Option<Box<crate::operator::Signed>>,
     },
+    /// A page of the copies of the last rotation's new token ([`rotation`]), taken only when
+    /// that rotation, to `network`, awaits a page of its digest.
+    RotationKeys {
+        network: String,
+        keys: BTreeMap<PeerKey, String>,
+    },
     /// The operator's consent to one rotation, in the cluster `cluster` (its id as shown),
     /// away from the token whose network id is `previous`: only ever the signed grant inside a
     /// [`Command::RotateToken`], never applied alone.
@@ -304,6 +312,9 @@ pub enum Outcome {
     OperatorStale,
     /// A signed command that is not an operator command, or does not decode.
     NotOperatorCommand,
+    /// A rotation awaiting more pages of copies than a ledger's members fill, or a page the
+    /// last rotation does not await ([`rotation`]).
+    RotationPages,
 }
 
 /// The whole replicated state.
@@ -492,6 +503,7 @@ impl LedgerState {
                 }
                 None => self.rotate_token(rotation, secrets),
             },
+            Command::RotationKeys { network, keys } => self.rotation_keys(network, keys),
             Command::AllowRotation { .. } => Outcome::NotOperatorCommand,
             Command::Operator(signed) => self.apply_signed(signed),
             Command::Audited {

@@ -219,6 +219,7 @@ mod tests {
                     token: String::new(),
                     keys: Default::default(),
                 },
+                pages: vec![],
             }),
             secrets: Default::default(),
             grant: Some(Box::new(grant.clone())),

@@ -6,12 +6,28 @@
 //!
 //! The last rotation committed is the one every member follows, whichever token it holds, so
 //! two operators rotating at once still leave the members on one token.
+//!
+//! A copy for each member takes about 130 bytes, so the copies of more than
+//! [`ROTATION_PAGE`] members do not fit one command ([`crate::ledger::limits`]). Such a
+//! rotation carries no copy itself but the digest of each page of copies, and each page
+//! follows in a command of its own ([`super::Command::RotationKeys`]). A page is taken only
+//! when its digest is one the last rotation still awaits, so whoever proposes it, it adds
+//! exactly the copies the rotation's maker sealed.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
+use super::bounds::MAX_MEMBERS;
 use super::{LedgerState, Outcome, PeerKey};
+
+/// Members whose copies one command carries: each takes about 130 bytes as JSON, so a page
+/// stays well within the command limit.
+pub const ROTATION_PAGE: usize = 256;
+
+/// Pages one rotation may await: enough for every member record the ledger holds.
+pub const MAX_ROTATION_PAGES: usize = MAX_MEMBERS.div_ceil(ROTATION_PAGE);
 
 /// One rotation of the network token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +40,19 @@ pub struct TokenRotation {
     pub grace_until: u64,
     /// The new token, sealed for each member.
     pub sealed: SealedToken,
+    /// The digests ([`page_digest`]) of the pages of copies still to come, when the copies
+    /// did not fit this command; empty once every page is in `sealed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<String>,
+}
+
+/// The digest a rotation names a page of copies by: SHA-256 of the page's JSON, in hex.
+pub fn page_digest(keys: &BTreeMap<PeerKey, String>) -> String {
+    let json = serde_json::to_vec(keys).unwrap_or_default();
+    Sha256::digest(&json)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// A token sealed under a fresh content key, and that key wrapped for each recipient's X25519
@@ -44,11 +73,22 @@ impl LedgerState {
     /// would be, so a rotation cannot grow the shared data past its limit.
     ///
     /// [`Command::PutSecret`]: super::Command::PutSecret
+    /// A rotation awaiting more than [`MAX_ROTATION_PAGES`] pages is refused
+    /// ([`Outcome::RotationPages`]); the same rotation applied again (a proposal that
+    /// committed twice) changes nothing, so the pages already taken stay.
     pub(super) fn rotate_token(
         &mut self,
         rotation: &TokenRotation,
         secrets: &BTreeMap<String, Vec<u8>>,
     ) -> Outcome {
+        if rotation.pages.len() > MAX_ROTATION_PAGES {
+            return Outcome::RotationPages;
+        }
+        if self.rotation.as_ref().is_some_and(|last| {
+            last.network == rotation.network && last.sealed.token == rotation.sealed.token
+        }) {
+            return Outcome::Done;
+        }
         for (name, sealed) in secrets {
             if self.secrets.contains_key(name) {
                 // Resealed under the new token a secret keeps its length; one that grew is a
@@ -57,6 +97,28 @@ impl LedgerState {
             }
         }
         self.rotation = Some(rotation.clone());
+        Outcome::Done
+    }
+
+    /// Adds a page of copies to the last rotation, to `network`, when that rotation still
+    /// awaits a page of this digest; else changes nothing ([`Outcome::RotationPages`]).
+    pub(super) fn rotation_keys(
+        &mut self,
+        network: &str,
+        keys: &BTreeMap<PeerKey, String>,
+    ) -> Outcome {
+        let Some(rotation) = self.rotation.as_mut().filter(|r| r.network == network) else {
+            return Outcome::RotationPages;
+        };
+        let digest = page_digest(keys);
+        let Some(at) = rotation.pages.iter().position(|page| *page == digest) else {
+            return Outcome::RotationPages;
+        };
+        rotation.pages.remove(at);
+        rotation
+            .sealed
+            .keys
+            .extend(keys.iter().map(|(peer, key)| (peer.clone(), key.clone())));
         Outcome::Done
     }
 
@@ -80,9 +142,10 @@ mod tests {
                 grace_until: 100,
                 sealed: SealedToken {
                     ephemeral: String::new(),
-                    token: String::new(),
+                    token: network.into(),
                     keys: BTreeMap::new(),
                 },
+                pages: vec![],
             }),
             secrets: BTreeMap::from([("s".to_string(), secret), ("gone".to_string(), vec![3])]),
         }
