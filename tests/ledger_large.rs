@@ -186,6 +186,7 @@ async fn a_rotation_for_a_thousand_members_commits_in_pages_and_reaches_every_vo
         &Sealer::new(keyring.clone()),
         3600,
         unix_now(),
+        false,
     )
     .unwrap();
     // The synthetic members, and the replicas that gave a sealing key.

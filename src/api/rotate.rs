@@ -37,6 +37,10 @@ pub struct RotateRequest {
     /// current network id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<Signed>,
+    /// Send the members' copies in pages even when live members say their weft cannot read
+    /// them (those stop taking the ledger until upgraded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// The answer.
@@ -72,6 +76,7 @@ pub async fn rotate(
         &state.sealer,
         request.grace_secs,
         unix_now(),
+        request.force,
     )
     .map_err(|e| ApiError::Conflict(e.to_string()))?;
     let network_id = made.token.keys().network_id().to_string();

@@ -37,6 +37,12 @@ pub(super) enum TokenCommand {
         /// Seconds the token before stays accepted.
         #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_SECS))]
         rotation_grace: u64,
+        /// In a mesh of more than 256 members, rotate even when live members say they run a
+        /// weft too old to read the new token's copies, which then follow in pages: those
+        /// members stop taking the ledger until upgraded. Without it the rotation is refused,
+        /// naming them (a stolen member could say so falsely to hold every rotation back).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         sign: SignArgs,
         #[command(flatten)]
@@ -70,18 +76,28 @@ pub(super) fn run(command: TokenCommand) -> Result<(), Failure> {
         TokenCommand::Inspect { token, json } => inspect_token(&token, json),
         TokenCommand::Rotate {
             rotation_grace,
+            force,
             sign,
             client,
-        } => rotate(&client, rotation_grace, sign.operator_key_file.as_deref()),
+        } => rotate(
+            &client,
+            RotateRequest {
+                grace_secs: rotation_grace,
+                grant: None,
+                force,
+            },
+            sign.operator_key_file.as_deref(),
+        ),
     }
 }
 
 fn rotate(
     client: &ClientArgs,
-    grace_secs: u64,
+    mut request: RotateRequest,
     key_file: Option<&std::path::Path>,
 ) -> Result<(), Failure> {
-    let grant = match key_file {
+    let grace_secs = request.grace_secs;
+    request.grant = match key_file {
         Some(key_file) => {
             let node: StatusView = fetch(client, "/v1/status")?;
             let allow = Command::AllowRotation {
@@ -92,12 +108,7 @@ fn rotate(
         }
         None => None,
     };
-    let body = call_json(
-        client,
-        hyper::Method::POST,
-        "/v1/token/rotate",
-        &RotateRequest { grace_secs, grant },
-    )?;
+    let body = call_json(client, hyper::Method::POST, "/v1/token/rotate", &request)?;
     let rotated: Rotated = serde_json::from_slice(&body)
         .context("the answer to /v1/token/rotate is not what this weft expects")?;
     if client.json {

@@ -24,12 +24,22 @@ pub enum MakeError {
     )]
     GraceOpen(u64),
     #[error(
-        "the ledger holds {0} members, more than one write carries copies of the new token for \
-         ({ROTATION_PAGE}), and a live member runs a weft too old to read copies sent in pages: \
-         upgrade every member, or remove members that are gone for good (weft members rm)"
+        "the ledger holds {recipients} members, more than one write carries copies of the new \
+         token for ({ROTATION_PAGE}), and {count} live member(s) say they run a weft too old to \
+         read copies sent in pages ({named}): upgrade them, or deny those you do not know; or \
+         rotate with --force, and those members stop taking the ledger until upgraded",
+        count = old.len(),
+        named = old.join(", ")
     )]
-    OldMembers(usize),
+    OldMembers {
+        recipients: usize,
+        /// The first few of those members, as `hostname (PeerId)`.
+        old: Vec<String>,
+    },
 }
+
+/// Members an [`MakeError::OldMembers`] names at most.
+const NAMED: usize = 8;
 
 /// A rotation ready to propose.
 #[derive(Debug)]
@@ -49,13 +59,15 @@ pub struct Made {
 }
 
 /// The rotation of `keyring`'s current token at UNIX second `now`, the one before accepted for
-/// `grace_secs` more seconds.
+/// `grace_secs` more seconds. Copies in pages are made while a live member says its weft
+/// cannot read them only when `force`: a member can say so falsely.
 pub fn make(
     keyring: &Keyring,
     state: &LedgerState,
     sealer: &Sealer,
     grace_secs: u64,
     now: u64,
+    force: bool,
 ) -> Result<Made, MakeError> {
     let held = keyring.held();
     if let Some((_, until)) = &held.previous
@@ -73,8 +85,15 @@ pub fn make(
     let mut sealed = seal::seal(&token.encode(), &recipients);
     let recipients = sealed.keys.len();
     let paged = recipients > ROTATION_PAGE;
-    if paged && !state.reads_form(PAGES_FORM) {
-        return Err(MakeError::OldMembers(recipients));
+    if paged && !force && !state.reads_form(PAGES_FORM) {
+        return Err(MakeError::OldMembers {
+            recipients,
+            old: state
+                .not_reading(PAGES_FORM)
+                .take(NAMED)
+                .map(|(peer, member)| format!("{} ({peer})", member.hostname))
+                .collect(),
+        });
     }
     let network = hex(token.keys().network_id());
     let mut pages = Vec::new();
@@ -165,7 +184,15 @@ mod tests {
         for (i, command) in commands.iter().enumerate() {
             state.apply(i as u64 + 1, command);
         }
-        let made = make(&keyring, &state, &Sealer::new(keyring.clone()), 3600, 100).unwrap();
+        let made = make(
+            &keyring,
+            &state,
+            &Sealer::new(keyring.clone()),
+            3600,
+            100,
+            false,
+        )
+        .unwrap();
         assert_eq!(made.recipients, 2);
         assert_eq!(made.grace_until, 3700);
         let Command::RotateToken { rotation, .. } = made.command else {
@@ -181,7 +208,15 @@ mod tests {
         // While its grace window is open, no second rotation is made.
         keyring.rotate(made.token.clone(), made.grace_until);
         assert_eq!(
-            make(&keyring, &state, &Sealer::new(keyring.clone()), 3600, 200).unwrap_err(),
+            make(
+                &keyring,
+                &state,
+                &Sealer::new(keyring.clone()),
+                3600,
+                200,
+                false
+            )
+            .unwrap_err(),
             MakeError::GraceOpen(3700)
         );
     }
@@ -201,7 +236,15 @@ mod tests {
         for i in 0..1000 {
             state.apply(i as u64 + 1, &join(&peer(i), secret_of(i)));
         }
-        let made = make(&keyring, &state, &Sealer::new(keyring.clone()), 3600, 100).unwrap();
+        let made = make(
+            &keyring,
+            &state,
+            &Sealer::new(keyring.clone()),
+            3600,
+            100,
+            false,
+        )
+        .unwrap();
         assert_eq!(made.recipients, 1000);
         assert_eq!(made.pages.len(), 1000usize.div_ceil(ROTATION_PAGE));
         // Every write fits the ledger's limit: one rotation holding all copies took about
@@ -267,17 +310,25 @@ mod tests {
             );
         }
         let sealer = Sealer::new(keyring.clone());
+        let refused = make(&keyring, &state, &sealer, 3600, 100, false).unwrap_err();
         assert_eq!(
-            make(&keyring, &state, &sealer, 3600, 100).unwrap_err(),
-            MakeError::OldMembers(ROTATION_PAGE + 1)
+            refused,
+            MakeError::OldMembers {
+                recipients: ROTATION_PAGE + 1,
+                old: vec!["m0 (m0)".into()]
+            }
         );
+        assert!(refused.to_string().contains("--force"), "{refused}");
+        // The operator may leave it behind: a member can say it runs an old weft falsely.
+        let made = make(&keyring, &state, &sealer, 3600, 100, true).unwrap();
+        assert_eq!(made.pages.len(), 2);
         // Gone for good, the old weft no longer holds the rotation back.
         state.apply(1000, &Command::Expire { peer: "m0".into() });
-        let made = make(&keyring, &state, &sealer, 3600, 100).unwrap();
+        let made = make(&keyring, &state, &sealer, 3600, 100, false).unwrap();
         assert_eq!(made.pages.len(), 2);
         // A mesh whose copies fit one write makes no pages, whatever its wefts read.
         state.apply(1001, &Command::Leave { peer: "m1".into() });
-        let made = make(&keyring, &state, &sealer, 3600, 100).unwrap();
+        let made = make(&keyring, &state, &sealer, 3600, 100, false).unwrap();
         assert!(made.pages.is_empty());
         assert_eq!(made.recipients, ROTATION_PAGE);
     }

@@ -231,10 +231,14 @@ impl LedgerState {
 
     /// Whether every live member reads `form` ([`SET_FORM`], [`BEAT_FORM`]).
     pub fn reads_form(&self, form: u32) -> bool {
+        self.not_reading(form).next().is_none()
+    }
+
+    /// The live members whose weft does not read `form`.
+    pub fn not_reading(&self, form: u32) -> impl Iterator<Item = (&PeerKey, &Member)> {
         self.members
-            .values()
-            .filter(|m| m.lease == LeaseState::Live)
-            .all(|m| m.platform.commands >= form)
+            .iter()
+            .filter(move |(_, m)| m.lease == LeaseState::Live && m.platform.commands < form)
     }
 
     /// The renewals of `peers` at `now` as one [`MemberSet`] of the member table, all in one
