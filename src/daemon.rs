@@ -226,6 +226,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         bootstrap,
         sealer,
         keyring: keyring.clone(),
+        prepared: Default::default(),
         registry: Arc::new(registry),
     });
     let mut api_task = tokio::spawn(listener.serve(api::router(state, access), shutdown.clone()));

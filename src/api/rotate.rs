@@ -6,9 +6,15 @@
 //! the last: when another committed right after it, the operator hears so, not a token nobody
 //! moves to. A rotation of more members than one write carries copies for is followed by its
 //! pages of copies, and is a success only once every page committed.
+//!
+//! In a mesh with an operator key the rotation needs the operator's grant. So that a grant is
+//! good for one rotation alone (not for another a member makes with it on the way to the
+//! leader), the CLI first asks `POST /v1/token/rotate/prepare`: the node makes the rotation,
+//! keeps it, and answers with its digest, which the operator signs into the grant; the
+//! rotation then committed is the one kept.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -17,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::routes::ApiState;
 use crate::clock::unix_now;
-use crate::ledger::state::{Command, Outcome};
+use crate::ledger::state::{Command, Outcome, rotation_digest};
 use crate::operator::Signed;
-use crate::rotation::make::make;
+use crate::rotation::make::{Made, make};
 
 pub use crate::rotation::MAX_GRACE_SECS;
 
@@ -58,19 +64,52 @@ pub struct Rotated {
     pub unopened_secrets: Vec<String>,
 }
 
-/// `POST /v1/token/rotate`.
-pub async fn rotate(
-    State(state): State<Arc<ApiState>>,
-    Json(request): Json<RotateRequest>,
-) -> Result<Json<Rotated>, ApiError> {
+/// What the operator signs for one rotation (`POST /v1/token/rotate/prepare`): the grant
+/// `{"AllowRotation":{"cluster":..,"previous":..,"rotation":..}}` with these values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToSign {
+    pub cluster: String,
+    pub previous_network_id: String,
+    pub network_id: String,
+    /// The rotation's digest ([`rotation_digest`]).
+    pub rotation: String,
+}
+
+/// How long a prepared rotation waits for the operator's grant.
+const PREPARED_FOR: Duration = Duration::from_secs(600);
+
+/// The rotation this node prepared last, until it is committed, replaced or
+/// [`PREPARED_FOR`] has passed.
+#[derive(Debug, Default)]
+pub struct Prepared(Mutex<Option<(String, Made, Instant)>>);
+
+impl Prepared {
+    fn keep(&self, digest: String, made: Made) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((digest, made, Instant::now()));
+    }
+
+    /// The prepared rotation whose digest is `digest`, taken.
+    fn take(&self, digest: &str) -> Option<Made> {
+        let mut kept = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.take() {
+            Some((d, made, at)) if d == digest && at.elapsed() < PREPARED_FOR => Some(made),
+            other => {
+                *kept = other;
+                None
+            }
+        }
+    }
+}
+
+/// The rotation `request` asks for, made now.
+fn make_now(state: &ApiState, request: &RotateRequest) -> Result<Made, ApiError> {
     if request.grace_secs > MAX_GRACE_SECS {
         return Err(ApiError::BadRequest(format!(
             "grace_secs {} is over the limit of {MAX_GRACE_SECS} (30 days)",
             request.grace_secs
         )));
     }
-    let previous_network_id = state.keyring.current().network_id().to_string();
-    let made = make(
+    make(
         &state.keyring,
         &state.ledger.state(),
         &state.sealer,
@@ -78,7 +117,66 @@ pub async fn rotate(
         unix_now(),
         request.force,
     )
-    .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    .map_err(|e| ApiError::Conflict(e.to_string()))
+}
+
+/// The rotation inside `made`'s command.
+fn rotation_of(made: &Made) -> Result<(&crate::ledger::state::TokenRotation, String), ApiError> {
+    match &made.command {
+        Command::RotateToken {
+            rotation, secrets, ..
+        } => Ok((rotation, rotation_digest(rotation, secrets))),
+        other => Err(ApiError::Internal(format!("a rotation made as {other:?}"))),
+    }
+}
+
+/// `POST /v1/token/rotate/prepare`: makes the rotation `request` asks for and keeps it for
+/// the operator's grant; the grant is then sent to `POST /v1/token/rotate`.
+pub async fn prepare(
+    State(state): State<Arc<ApiState>>,
+    Json(request): Json<RotateRequest>,
+) -> Result<Json<ToSign>, ApiError> {
+    let cluster = state.ledger.status().cluster_id.ok_or_else(|| {
+        ApiError::Conflict("this node is in no cluster yet; try again once it is".into())
+    })?;
+    let made = make_now(&state, &request)?;
+    let (rotation, digest) = rotation_of(&made)?;
+    let to_sign = ToSign {
+        cluster,
+        previous_network_id: rotation.previous.clone(),
+        network_id: rotation.network.clone(),
+        rotation: digest.clone(),
+    };
+    state.prepared.keep(digest, made);
+    Ok(Json(to_sign))
+}
+
+/// `POST /v1/token/rotate`.
+pub async fn rotate(
+    State(state): State<Arc<ApiState>>,
+    Json(request): Json<RotateRequest>,
+) -> Result<Json<Rotated>, ApiError> {
+    let bound = request
+        .grant
+        .as_ref()
+        .and_then(|grant| match grant.command() {
+            Ok(Command::AllowRotation {
+                rotation: Some(digest),
+                ..
+            }) => Some(digest),
+            _ => None,
+        });
+    let made = match bound {
+        Some(digest) => state.prepared.take(&digest).ok_or_else(|| {
+            ApiError::Conflict(
+                "the operator's grant names a rotation this node has not prepared, or prepared \
+                 more than 10 minutes ago or before another: run weft token rotate again"
+                    .into(),
+            )
+        })?,
+        None => make_now(&state, &request)?,
+    };
+    let previous_network_id = rotation_of(&made)?.0.previous.clone();
     let network_id = made.token.keys().network_id().to_string();
     let command = match (made.command, request.grant) {
         (
@@ -169,6 +267,34 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+
+    #[test]
+    fn a_prepared_rotation_is_taken_once_and_only_by_its_digest() {
+        use crate::keyring::Keyring;
+        use crate::ledger::sealed::Sealer;
+        use crate::token::{NativeToken, Token};
+        let keyring = Keyring::new(Token::Native(NativeToken::generate(None, vec![], 3600)));
+        let state = crate::ledger::state::LedgerState::new("10.1.0.0/24".parse().unwrap());
+        let made = make(
+            &keyring,
+            &state,
+            &Sealer::new(keyring.clone()),
+            60,
+            1,
+            false,
+        )
+        .unwrap();
+        let digest = rotation_of(&made).unwrap().1;
+        let network = made.token.encode();
+        let prepared = Prepared::default();
+        prepared.keep(digest.clone(), made);
+        assert!(prepared.take("another rotation's digest").is_none());
+        let taken = prepared
+            .take(&digest)
+            .expect("kept through the wrong digest");
+        assert_eq!(taken.token.encode(), network);
+        assert!(prepared.take(&digest).is_none(), "taken once");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn success_only_once_the_ledger_holds_this_rotation_as_the_last() {

@@ -55,6 +55,8 @@ pub struct ApiState {
     pub sealer: Sealer,
     /// The network tokens the node holds (its network id, token rotation).
     pub keyring: crate::keyring::Keyring,
+    /// The token rotation prepared for the operator's grant.
+    pub prepared: rotate::Prepared,
     pub registry: Arc<Registry>,
 }
 
@@ -132,6 +134,7 @@ pub fn router(state: Arc<ApiState>, access: Access) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/denied/{peer}", put(deny).delete(allow))
         .route("/v1/token/rotate", post(rotate::rotate))
+        .route("/v1/token/rotate/prepare", post(rotate::prepare))
         .route("/v1/operator", post(operator::propose))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{member}", put(roles::set))

@@ -5,11 +5,10 @@ use std::io::Read as _;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use super::client::{ClientArgs, call_json, fetch};
-use super::operator::{SignArgs, cluster, sign};
+use super::client::{ClientArgs, call_json};
+use super::operator::{SignArgs, sign};
 use super::{Failure, usage};
-use crate::api::StatusView;
-use crate::api::rotate::{MAX_GRACE_SECS, RotateRequest, Rotated};
+use crate::api::rotate::{MAX_GRACE_SECS, RotateRequest, Rotated, ToSign};
 use crate::ledger::state::Command;
 use crate::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
 
@@ -97,17 +96,23 @@ fn rotate(
     key_file: Option<&std::path::Path>,
 ) -> Result<(), Failure> {
     let grace_secs = request.grace_secs;
-    request.grant = match key_file {
-        Some(key_file) => {
-            let node: StatusView = fetch(client, "/v1/status")?;
-            let allow = Command::AllowRotation {
-                cluster: cluster(client)?,
-                previous: node.network_id,
-            };
-            Some(sign(key_file, &allow, None)?)
-        }
-        None => None,
-    };
+    if let Some(key_file) = key_file {
+        // The node makes the rotation first; the grant names it, and holds for it alone.
+        let body = call_json(
+            client,
+            hyper::Method::POST,
+            "/v1/token/rotate/prepare",
+            &request,
+        )?;
+        let prepared: ToSign = serde_json::from_slice(&body)
+            .context("the answer to /v1/token/rotate/prepare is not what this weft expects")?;
+        let allow = Command::AllowRotation {
+            cluster: prepared.cluster,
+            previous: prepared.previous_network_id,
+            rotation: Some(prepared.rotation),
+        };
+        request.grant = Some(sign(key_file, &allow, None)?);
+    }
     let body = call_json(client, hyper::Method::POST, "/v1/token/rotate", &request)?;
     let rotated: Rotated = serde_json::from_slice(&body)
         .context("the answer to /v1/token/rotate is not what this weft expects")?;

@@ -20,7 +20,7 @@
 //! proposes nothing and takes no raft seat until it proves the new token.
 
 use super::state::operator::{needs_operator, subject};
-use super::state::{ClusterId, Command};
+use super::state::{ClusterId, Command, rotation_digest};
 use crate::operator::OperatorKey;
 
 /// How every refusal for want of the operator's signature begins, so that a proposer tells
@@ -115,7 +115,9 @@ pub fn as_operator(
         }
         (
             Command::RotateToken {
-                rotation, grant, ..
+                rotation,
+                grant,
+                secrets,
             },
             Some(key),
         ) => {
@@ -132,7 +134,19 @@ pub fn as_operator(
                 Ok(Command::AllowRotation {
                     cluster: granted,
                     previous,
-                }) if previous == rotation.previous && Some(&granted) == here.as_ref() => Ok(()),
+                    rotation: bound,
+                }) if previous == rotation.previous && Some(&granted) == here.as_ref() => {
+                    match bound {
+                        Some(digest) if digest != rotation_digest(rotation, secrets) => {
+                            Err(format!(
+                                "{OPERATOR}the operator's grant is for another rotation than \
+                                 this one (another member may have made its own with it): \
+                                 run weft token rotate again"
+                            ))
+                        }
+                        _ => Ok(()),
+                    }
+                }
                 _ => Err(format!(
                     "{OPERATOR}the operator's grant does not allow a rotation away from network \
                      {} in cluster {}",
@@ -452,6 +466,7 @@ mod tests {
                 &Command::AllowRotation {
                     cluster: cluster.to_string(),
                     previous: previous.into(),
+                    rotation: None,
                 },
             ))
         };
@@ -476,6 +491,35 @@ mod tests {
         // A grant alone is nothing to apply.
         let alone = Command::Operator(Box::new(grant(&secret, here, "old").unwrap()));
         assert!(propose(&alone, Some(&key)).is_err());
+        // A grant that names its rotation is good for that rotation alone.
+        let Command::RotateToken {
+            rotation: made,
+            secrets,
+            ..
+        } = rotation("old", None)
+        else {
+            unreachable!()
+        };
+        let bound = |digest: String| {
+            Some(secret.sign(
+                2,
+                &Command::AllowRotation {
+                    cluster: here.to_string(),
+                    previous: "old".into(),
+                    rotation: Some(digest),
+                },
+            ))
+        };
+        let mine = rotation("old", bound(rotation_digest(&made, &secrets)));
+        assert!(propose(&mine, Some(&key)).is_ok());
+        let mut another = made.clone();
+        another
+            .sealed
+            .keys
+            .insert("accomplice".into(), "a copy".into());
+        let taken = rotation("old", bound(rotation_digest(&another, &secrets)));
+        let refusal = propose(&taken, Some(&key)).unwrap_err();
+        assert!(refusal.contains("another rotation"), "{refusal}");
     }
 
     #[test]

@@ -203,7 +203,9 @@ fn describe(command: &Command) -> String {
             ),
             Err(_) => "a signed command that does not decode".into(),
         },
-        Command::AllowRotation { cluster, previous } => format!(
+        Command::AllowRotation {
+            cluster, previous, ..
+        } => format!(
             "allow a rotation away from {} in cluster {}",
             clip(previous),
             clip(cluster)

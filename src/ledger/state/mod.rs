@@ -49,7 +49,9 @@ pub use roles::{
     BootstrapReport, FixedRole, MAX_CONTROL_PLANES, Phase, REPORT_DETAIL_LIMIT, Role, RolePolicy,
     parse_role_choice,
 };
-pub use rotation::{MAX_ROTATION_PAGES, ROTATION_PAGE, SealedToken, TokenRotation, page_digest};
+pub use rotation::{
+    MAX_ROTATION_PAGES, ROTATION_PAGE, SealedToken, TokenRotation, page_digest, rotation_digest,
+};
 pub use tombstones::{MAX_TOMBSTONE_BYTES, MAX_TOMBSTONES, Tombstone, Tombstones};
 
 use members::JoinFacts;
@@ -249,11 +251,14 @@ pub enum Command {
         keys: BTreeMap<PeerKey, String>,
     },
     /// The operator's consent to one rotation, in the cluster `cluster` (its id as shown),
-    /// away from the token whose network id is `previous`: only ever the signed grant inside a
+    /// away from the token whose network id is `previous`, and when `rotation` names one, to
+    /// that rotation alone ([`rotation_digest`]): only ever the signed grant inside a
     /// [`Command::RotateToken`], never applied alone.
     AllowRotation {
         cluster: String,
         previous: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rotation: Option<String>,
     },
     /// An operator command with the operator's signature ([`crate::operator`]), applied when
     /// newer than the last one signed for its subject ([`operator`]).

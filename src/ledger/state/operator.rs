@@ -279,6 +279,7 @@ mod tests {
             &Command::AllowRotation {
                 cluster: "0000000000000001".into(),
                 previous: "old".into(),
+                rotation: None,
             },
         );
         let rotate = |network: &str| Command::RotateToken {

@@ -48,7 +48,19 @@ pub struct TokenRotation {
 
 /// The digest a rotation names a page of copies by: SHA-256 of the page's JSON, in hex.
 pub fn page_digest(keys: &BTreeMap<PeerKey, String>) -> String {
-    let json = serde_json::to_vec(keys).unwrap_or_default();
+    json_digest(keys)
+}
+
+/// The digest the operator's grant names one rotation by
+/// ([`Command::AllowRotation`](super::Command::AllowRotation)): SHA-256 of the rotation and
+/// the secrets sealed again with it, as JSON, in hex. Bound to it, the grant is good for that
+/// rotation alone, not for one another member makes with it.
+pub fn rotation_digest(rotation: &TokenRotation, secrets: &BTreeMap<String, Vec<u8>>) -> String {
+    json_digest(&(rotation, secrets))
+}
+
+fn json_digest(value: &impl Serialize) -> String {
+    let json = serde_json::to_vec(value).unwrap_or_default();
     Sha256::digest(&json)
         .iter()
         .map(|byte| format!("{byte:02x}"))
