@@ -128,21 +128,14 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     // the token's waiter list (a lock each way) once per batch.
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
-    let mut spin_until = None;
     loop {
-        if let Some(until) = spin_until.take() {
-            spin(&shared, until).await;
-        }
         let ready = tokio::select! {
             () = &mut stopped => return,
             ready = shared.tun.readable() => ready.map(|()| Ready::Tun),
             ready = shared.udp.readable() => ready.map(|()| Ready::Udp),
         };
         let flow = match ready {
-            Ok(Ready::Tun) => {
-                spin_until = Some(std::time::Instant::now() + SPIN);
-                send(&shared, &mut outbound).await
-            }
+            Ok(Ready::Tun) => send(&shared, &mut outbound).await,
             Ok(Ready::Udp) => receive(&shared, &mut inbound, &mut outbound).await,
             Err(e) => {
                 tracing::error!(error = %e, "the packet thread's reactor failed; the data plane stops");
@@ -150,22 +143,6 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
         };
         if flow.is_break() {
-            return;
-        }
-    }
-}
-
-const SPIN: std::time::Duration = std::time::Duration::from_micros(SPIN_MICROS);
-const SPIN_MICROS: u64 = 100;
-
-/// Polls both devices without sleeping until one is ready or `until`.
-async fn spin(shared: &Shared, until: std::time::Instant) {
-    use futures::FutureExt as _;
-    while std::time::Instant::now() < until {
-        tokio::task::yield_now().await;
-        if shared.udp.readable().now_or_never().is_some()
-            || shared.tun.readable().now_or_never().is_some()
-        {
             return;
         }
     }
