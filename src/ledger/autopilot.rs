@@ -633,11 +633,6 @@ impl Autopilot {
                     "this node was started with another role than the one it deployed; it keeps \
                      the deployed role (change it with weft role set NODE ROLE --force)"
                 ),
-                Ok(Outcome::OperatorRole) => tracing::warn!(
-                    role = fixed.as_str(),
-                    "this node was started with another role than the one the operator signed \
-                     for it; it keeps the operator's"
-                ),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "configured role not committed yet");

@@ -170,10 +170,8 @@ impl LedgerState {
             self.hold(peer, address);
         }
         let deployed = existing.as_ref().and_then(|m| m.deployed);
-        // The role the operator signed for the member, when it did, stands for what it declares.
-        let declared = self
-            .signed_role(peer)
-            .unwrap_or(facts.fixed_role)
+        let declared = facts
+            .fixed_role
             .filter(|fixed| deployed.is_none_or(|role| fixed.admits(role)));
         let member = Member {
             hostname: bounds::hostname(facts.hostname),

@@ -317,9 +317,6 @@ pub enum Outcome {
     OperatorStale,
     /// A signed command that is not an operator command, or does not decode.
     NotOperatorCommand,
-    /// A member's own role change, unsigned, after the operator signed its role: only the
-    /// operator changes it now.
-    OperatorRole,
     /// A rotation awaiting more pages of copies than a ledger's members fill, or a page the
     /// last rotation does not await ([`rotation`]).
     RotationPages,
@@ -466,7 +463,7 @@ impl LedgerState {
             }
             Command::SetRolePolicy(policy) => self.set_policy(*policy, false),
             Command::InitRolePolicy(policy) => self.set_policy(*policy, true),
-            Command::SetFixedRole { peer, role, force } => self.own_fixed_role(peer, *role, *force),
+            Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
             Command::ReportBootstrap {
                 peer,
                 report,

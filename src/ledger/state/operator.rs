@@ -3,8 +3,7 @@
 //! ([`crate::ledger::authority::may_propose`]): removing or fixing the role of another member,
 //! denying or allowing any PeerId, reserving or freeing an address, and the role policy; a
 //! token rotation only with the operator's signed grant for it. What a member says for itself
-//! (leaving, fixing its own role) stays its own, until the operator signs that member's role:
-//! from then on the signed role stands against the member's join and its own changes.
+//! (leaving, fixing its own role) stays its own.
 //!
 //! Each operator command has a subject: a PeerId (denial and allowance share it), a member's
 //! removal, a member's role, an address, the policy. The state keeps the last signed command applied for
@@ -24,7 +23,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Command, FixedRole, LedgerState, Outcome, PeerKey};
+use super::{Command, LedgerState, Outcome};
 use crate::operator::Signed;
 
 /// The subject of the operator's grants of token rotations.
@@ -139,43 +138,9 @@ impl LedgerState {
         if !self.operator.fresh(&subject, signed.seq) {
             return Outcome::OperatorStale;
         }
-        let outcome = match &command {
-            Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
-            command => self.execute(command),
-        };
+        let outcome = self.execute(&command);
         self.operator.record(subject, signed.clone());
         outcome
-    }
-
-    /// The role the operator signed last for `peer` (`Some(None)`: not fixed), when it signed
-    /// one. It stands against the member's own word: the role its join declares and its own
-    /// unsigned changes ([`LedgerState::own_fixed_role`]).
-    pub(super) fn signed_role(&self, peer: &str) -> Option<Option<FixedRole>> {
-        match self
-            .operator
-            .last
-            .get(&format!("role {peer}"))?
-            .command()
-            .ok()?
-        {
-            Command::SetFixedRole { role, .. } => Some(role),
-            _ => None,
-        }
-    }
-
-    /// An unsigned [`Command::SetFixedRole`]: a member's change of its own role (or, in a mesh
-    /// without an operator key, of any member's), refused once the operator signed that
-    /// member's role ([`Outcome::OperatorRole`]).
-    pub(super) fn own_fixed_role(
-        &mut self,
-        peer: &PeerKey,
-        role: Option<FixedRole>,
-        force: bool,
-    ) -> Outcome {
-        if self.signed_role(peer).is_some() {
-            return Outcome::OperatorRole;
-        }
-        self.set_fixed_role(peer, role, force)
     }
 }
 
@@ -212,43 +177,6 @@ mod tests {
         };
         assert!(!needs_operator(&put, "a"));
         assert_eq!(subject(&put), None);
-    }
-
-    #[test]
-    fn a_role_the_operator_signed_stands_against_the_members_own_word() {
-        use super::super::tests::join_declaring;
-        let secret = OperatorSecret::generate();
-        let mut s = state();
-        let fix = |role| Command::SetFixedRole {
-            peer: "m".into(),
-            role,
-            force: false,
-        };
-        let role = |s: &LedgerState| s.members()["m"].fixed_role;
-        // Until the operator signs its role, the member's word is its role.
-        s.apply(1, &join_declaring("m", Some(FixedRole::Master), None, true));
-        assert_eq!(s.apply(2, &fix(Some(FixedRole::Worker))), Outcome::Done);
-        assert_eq!(role(&s), Some(FixedRole::Worker));
-        let master = signed(&secret, 10, fix(Some(FixedRole::Master)));
-        assert_eq!(s.apply(3, &master), Outcome::Done);
-        // Its own change, and a join declaring another role, no longer replace the operator's.
-        assert_eq!(s.apply(4, &fix(None)), Outcome::OperatorRole);
-        s.apply(5, &join_declaring("m", Some(FixedRole::Worker), None, true));
-        assert_eq!(role(&s), Some(FixedRole::Master));
-        // Removed and back, it takes the role the operator signed, not the one it declares.
-        s.apply(6, &Command::Leave { peer: "m".into() });
-        s.apply(7, &join_declaring("m", Some(FixedRole::Worker), None, true));
-        assert_eq!(role(&s), Some(FixedRole::Master));
-        // The operator unfixes it: it stays unfixed, whatever it declares.
-        assert_eq!(s.apply(8, &signed(&secret, 20, fix(None))), Outcome::Done);
-        s.apply(9, &join_declaring("m", Some(FixedRole::Worker), None, true));
-        assert_eq!(role(&s), None);
-        // Another member's own word is still its own.
-        s.apply(
-            10,
-            &join_declaring("n", Some(FixedRole::Worker), None, true),
-        );
-        assert_eq!(s.members()["n"].fixed_role, Some(FixedRole::Worker));
     }
 
     #[test]
