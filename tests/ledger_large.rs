@@ -180,6 +180,8 @@ async fn a_rotation_for_a_thousand_members_commits_in_pages_and_reaches_every_vo
         .await;
     }
     let keyring = Keyring::new(token.clone());
+    let status = leader.ledger.status();
+    let raft = [status.voters, status.learners].concat();
     let made = make(
         &keyring,
         &leader.ledger.state(),
@@ -187,6 +189,7 @@ async fn a_rotation_for_a_thousand_members_commits_in_pages_and_reaches_every_vo
         3600,
         unix_now(),
         false,
+        &raft,
     )
     .unwrap();
     // The synthetic members, and the replicas that gave a sealing key.

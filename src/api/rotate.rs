@@ -109,6 +109,8 @@ fn make_now(state: &ApiState, request: &RotateRequest) -> Result<Made, ApiError>
             request.grace_secs
         )));
     }
+    let status = state.ledger.status();
+    let raft = [status.voters, status.learners].concat();
     make(
         &state.keyring,
         &state.ledger.state(),
@@ -116,6 +118,7 @@ fn make_now(state: &ApiState, request: &RotateRequest) -> Result<Made, ApiError>
         request.grace_secs,
         unix_now(),
         request.force,
+        &raft,
     )
     .map_err(|e| ApiError::Conflict(e.to_string()))
 }
@@ -282,6 +285,7 @@ mod tests {
             60,
             1,
             false,
+            &[],
         )
         .unwrap();
         let digest = rotation_of(&made).unwrap().1;

@@ -40,6 +40,7 @@ pub(super) enum TokenCommand {
         /// weft too old to read the new token's copies, which then follow in pages: those
         /// members stop taking the ledger until upgraded. Without it the rotation is refused,
         /// naming them (a stolen member could say so falsely to hold every rotation back).
+        /// Never past a voter or learner that cannot read them: every write passes through it.
         #[arg(long)]
         force: bool,
         #[command(flatten)]

@@ -36,6 +36,18 @@ pub enum MakeError {
         /// The first few of those members, as `hostname (PeerId)`.
         old: Vec<String>,
     },
+    #[error(
+        "the ledger holds {recipients} members, more than one write carries copies of the new \
+         token for ({ROTATION_PAGE}), and raft node(s) {named} run, or say they run, a weft too \
+         old to read copies sent in pages: every write passes through them, so the pages would \
+         stall the ledger; upgrade them first (--force does not pass this)",
+        named = old.join(", ")
+    )]
+    OldRaftNodes {
+        recipients: usize,
+        /// The first few of those raft nodes, as `hostname (PeerId)` or the PeerId alone.
+        old: Vec<String>,
+    },
 }
 
 /// Members an [`MakeError::OldMembers`] names at most.
@@ -60,7 +72,9 @@ pub struct Made {
 
 /// The rotation of `keyring`'s current token at UNIX second `now`, the one before accepted for
 /// `grace_secs` more seconds. Copies in pages are made while a live member says its weft
-/// cannot read them only when `force`: a member can say so falsely.
+/// cannot read them only when `force` (a member can say so falsely), and never while one of
+/// the raft nodes `raft` (PeerIds of the voters and learners) does: an entry a raft node
+/// cannot decode stops its log, and a voter's stops every write.
 pub fn make(
     keyring: &Keyring,
     state: &LedgerState,
@@ -68,6 +82,7 @@ pub fn make(
     grace_secs: u64,
     now: u64,
     force: bool,
+    raft: &[String],
 ) -> Result<Made, MakeError> {
     let held = keyring.held();
     if let Some((_, until)) = &held.previous
@@ -85,15 +100,38 @@ pub fn make(
     let mut sealed = seal::seal(&token.encode(), &recipients);
     let recipients = sealed.keys.len();
     let paged = recipients > ROTATION_PAGE;
-    if paged && !force && !state.reads_form(PAGES_FORM) {
-        return Err(MakeError::OldMembers {
-            recipients,
-            old: state
-                .not_reading(PAGES_FORM)
-                .take(NAMED)
-                .map(|(peer, member)| format!("{} ({peer})", member.hostname))
-                .collect(),
-        });
+    if paged {
+        let name = |peer: &str| match state.members().get(peer) {
+            Some(member) => format!("{} ({peer})", member.hostname),
+            None => peer.to_string(),
+        };
+        let old_raft: Vec<String> = raft
+            .iter()
+            .filter(|peer| {
+                state
+                    .members()
+                    .get(peer.as_str())
+                    .is_none_or(|m| m.platform.commands < PAGES_FORM)
+            })
+            .take(NAMED)
+            .map(|peer| name(peer))
+            .collect();
+        if !old_raft.is_empty() {
+            return Err(MakeError::OldRaftNodes {
+                recipients,
+                old: old_raft,
+            });
+        }
+        if !force && !state.reads_form(PAGES_FORM) {
+            return Err(MakeError::OldMembers {
+                recipients,
+                old: state
+                    .not_reading(PAGES_FORM)
+                    .take(NAMED)
+                    .map(|(peer, _)| name(peer))
+                    .collect(),
+            });
+        }
     }
     let network = hex(token.keys().network_id());
     let mut pages = Vec::new();
@@ -184,15 +222,7 @@ mod tests {
         for (i, command) in commands.iter().enumerate() {
             state.apply(i as u64 + 1, command);
         }
-        let made = make(
-            &keyring,
-            &state,
-            &Sealer::new(keyring.clone()),
-            3600,
-            100,
-            false,
-        )
-        .unwrap();
+        let made = make_at(&keyring, &state, 100).unwrap();
         assert_eq!(made.recipients, 2);
         assert_eq!(made.grace_until, 3700);
         let Command::RotateToken { rotation, .. } = made.command else {
@@ -208,17 +238,22 @@ mod tests {
         // While its grace window is open, no second rotation is made.
         keyring.rotate(made.token.clone(), made.grace_until);
         assert_eq!(
-            make(
-                &keyring,
-                &state,
-                &Sealer::new(keyring.clone()),
-                3600,
-                200,
-                false
-            )
-            .unwrap_err(),
+            make_at(&keyring, &state, 200).unwrap_err(),
             MakeError::GraceOpen(3700)
         );
+    }
+
+    /// The rotation of `keyring`'s token at `now` with an hour's grace, not forced.
+    fn make_at(keyring: &Keyring, state: &LedgerState, now: u64) -> Result<Made, MakeError> {
+        make(
+            keyring,
+            state,
+            &Sealer::new(keyring.clone()),
+            3600,
+            now,
+            false,
+            &[],
+        )
     }
 
     /// The sealing secret of member `i` of a large mesh.
@@ -236,15 +271,7 @@ mod tests {
         for i in 0..1000 {
             state.apply(i as u64 + 1, &join(&peer(i), secret_of(i)));
         }
-        let made = make(
-            &keyring,
-            &state,
-            &Sealer::new(keyring.clone()),
-            3600,
-            100,
-            false,
-        )
-        .unwrap();
+        let made = make_at(&keyring, &state, 100).unwrap();
         assert_eq!(made.recipients, 1000);
         assert_eq!(made.pages.len(), 1000usize.div_ceil(ROTATION_PAGE));
         // Every write fits the ledger's limit: one rotation holding all copies took about
@@ -309,8 +336,7 @@ mod tests {
                 &join_reading(&format!("m{i}"), secret_of(i), form),
             );
         }
-        let sealer = Sealer::new(keyring.clone());
-        let refused = make(&keyring, &state, &sealer, 3600, 100, false).unwrap_err();
+        let refused = make_at(&keyring, &state, 100).unwrap_err();
         assert_eq!(
             refused,
             MakeError::OldMembers {
@@ -320,15 +346,33 @@ mod tests {
         );
         assert!(refused.to_string().contains("--force"), "{refused}");
         // The operator may leave it behind: a member can say it runs an old weft falsely.
-        let made = make(&keyring, &state, &sealer, 3600, 100, true).unwrap();
-        assert_eq!(made.pages.len(), 2);
+        let forced = |raft: &[String]| {
+            make(
+                &keyring,
+                &state,
+                &Sealer::new(keyring.clone()),
+                3600,
+                100,
+                true,
+                raft,
+            )
+        };
+        assert_eq!(forced(&["m1".into()]).unwrap().pages.len(), 2);
+        // Never past a raft node that cannot read them: every write passes through it.
+        assert_eq!(
+            forced(&["m0".into(), "m1".into(), "gone".into()]).unwrap_err(),
+            MakeError::OldRaftNodes {
+                recipients: ROTATION_PAGE + 1,
+                old: vec!["m0 (m0)".into(), "gone".into()]
+            }
+        );
         // Gone for good, the old weft no longer holds the rotation back.
         state.apply(1000, &Command::Expire { peer: "m0".into() });
-        let made = make(&keyring, &state, &sealer, 3600, 100, false).unwrap();
+        let made = make_at(&keyring, &state, 100).unwrap();
         assert_eq!(made.pages.len(), 2);
         // A mesh whose copies fit one write makes no pages, whatever its wefts read.
         state.apply(1001, &Command::Leave { peer: "m1".into() });
-        let made = make(&keyring, &state, &sealer, 3600, 100, false).unwrap();
+        let made = make_at(&keyring, &state, 100).unwrap();
         assert!(made.pages.is_empty());
         assert_eq!(made.recipients, ROTATION_PAGE);
     }
