@@ -183,7 +183,13 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         )
     });
     let sealer = Sealer::new(keyring.clone());
+    let outbox = rotation::pages::Outbox::default();
     let mut rotation_tasks = tokio::task::JoinSet::new();
+    rotation_tasks.spawn(rotation::pages::deliver(
+        outbox.clone(),
+        ledger.clone(),
+        shutdown.clone(),
+    ));
     rotation_tasks.spawn(
         Follower::new(
             keyring.clone(),
@@ -227,6 +233,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         sealer,
         keyring: keyring.clone(),
         prepared: Default::default(),
+        outbox,
         registry: Arc::new(registry),
     });
     let mut api_task = tokio::spawn(listener.serve(api::router(state, access), shutdown.clone()));

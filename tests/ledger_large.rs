@@ -2,8 +2,8 @@
 //! value at the per-write limit reach a member that joins as a follower (the paged catch-up)
 //! and then, promoted when a voter leaves, as a voter (raft); a write over the limit is refused
 //! naming the limit, and writes after it commit. A token rotation for a thousand members, more
-//! than one write carries copies for, commits in pages and reaches every voter. Runs anywhere,
-//! no root.
+//! than one write carries copies for, commits in pages (one held back at first) and reaches
+//! every voter. Runs anywhere, no root.
 
 mod support;
 
@@ -18,6 +18,7 @@ use weft::ledger::limits::MAX_COMMAND_BYTES;
 use weft::ledger::sealed::Sealer;
 use weft::ledger::state::{Command, Platform};
 use weft::rotation::make::make;
+use weft::rotation::pages::{Outbox, deliver};
 use weft::rotation::seal::open;
 
 /// Bytes of values the ledger is filled with.
@@ -196,11 +197,29 @@ async fn a_rotation_for_a_thousand_members_commits_in_pages_and_reaches_every_vo
     let recipients = made.recipients;
     assert!(recipients >= 1000, "{recipients} recipients");
     assert!(made.pages.len() >= 4, "{} pages", made.pages.len());
-    commit(&replicas[0], made.command).await;
-    for page in made.pages {
-        commit(&replicas[0], page).await;
-    }
     let network_id = made.token.keys().network_id().to_string();
+    // The pages wait in the outbox of the node that made the rotation, which proposes them
+    // once its ledger holds the rotation, as the daemon does; the first is held back once,
+    // as a forwarding member might, and still commits.
+    let outbox = Outbox::default();
+    let previous = token.keys().network_id().to_string();
+    let mut pages = made.pages.clone();
+    pages.remove(0);
+    outbox.hold(network_id.clone(), previous.clone(), pages);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let delivering = tokio::spawn(deliver(
+        outbox.clone(),
+        replicas[0].ledger.clone(),
+        stop.clone(),
+    ));
+    commit(&replicas[0], made.command).await;
+    wait_within(DEADLINE, "every page but the one held back", || {
+        let state = replicas[0].ledger.state();
+        let rotation = state.token_rotation()?;
+        (rotation.network == network_id && rotation.pages.len() == 1).then_some(())
+    })
+    .await;
+    outbox.hold(network_id.clone(), previous, made.pages);
     let encoded = made.token.encode();
     for replica in &replicas {
         let rotation = wait_within(DEADLINE, "the rotation with every page on a voter", || {
@@ -220,4 +239,10 @@ async fn a_rotation_for_a_thousand_members_commits_in_pages_and_reaches_every_vo
             );
         }
     }
+    assert!(
+        outbox.due(&replicas[0].ledger.state()).is_empty(),
+        "every page let go"
+    );
+    stop.cancel();
+    delivering.await.unwrap();
 }

@@ -5,7 +5,8 @@
 //! network follows, so the answer is a success only once this node's ledger holds this one as
 //! the last: when another committed right after it, the operator hears so, not a token nobody
 //! moves to. A rotation of more members than one write carries copies for is followed by its
-//! pages of copies, and is a success only once every page committed.
+//! pages of copies, which the node proposes until they commit ([`crate::rotation::pages`]);
+//! the answer waits a few seconds for them and says how many are still to come.
 //!
 //! In a mesh with an operator key the rotation needs the operator's grant. So that a grant is
 //! good for one rotation alone (not for another a member makes with it on the way to the
@@ -33,6 +34,10 @@ pub use crate::rotation::MAX_GRACE_SECS;
 /// a node applies its own committed entry within a heartbeat or two, and the CLI waits 10 s for
 /// the whole answer, the commit included.
 const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
+
+/// How long the answer waits for the pages of copies once the rotation is the last one: each
+/// commits in a few milliseconds when the leader answers, and the CLI waits 10 s in all.
+const PAGES_WITHIN: Duration = Duration::from_secs(4);
 
 /// The request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,6 +67,10 @@ pub struct Rotated {
     pub members: usize,
     /// Secrets this node could not open, left sealed under the token before.
     pub unopened_secrets: Vec<String>,
+    /// Pages of members' copies not committed yet when the answer was given; the node keeps
+    /// proposing them, and the members they hold copies for move once they commit.
+    #[serde(default)]
+    pub pages_pending: usize,
 }
 
 /// What the operator signs for one rotation (`POST /v1/token/rotate/prepare`): the grant
@@ -202,24 +211,26 @@ pub async fn rotate(
                 .into(),
         ));
     }
-    for page in made.pages {
-        if state.ledger.propose_patiently(page).await? != Outcome::Done {
-            return Err(ApiError::Conflict(format!(
-                "the rotation to network id {network_id} committed, but a page of its members' \
-                 copies was not taken: another rotation committed after it, and the network \
-                 follows that one"
-            )));
-        }
-    }
-    // The last rotation, once every page of its copies is in.
+    state
+        .outbox
+        .hold(network_id.clone(), previous_network_id.clone(), made.pages);
     let last = || {
+        let ledger = state.ledger.state();
+        ledger.token_rotation().map(|r| r.network.clone())
+    };
+    confirm_last(last, &network_id, &previous_network_id).await?;
+    let pending = || {
         let ledger = state.ledger.state();
         ledger
             .token_rotation()
-            .filter(|r| r.pages.is_empty())
-            .map(|r| r.network.clone())
+            .filter(|r| r.network == network_id)
+            .map_or(0, |r| r.pages.len())
     };
-    confirm_last(last, &network_id, &previous_network_id).await?;
+    let deadline = tokio::time::Instant::now() + PAGES_WITHIN;
+    while pending() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pages_pending = pending();
     Ok(Json(Rotated {
         token: made.token.encode(),
         network_id,
@@ -227,6 +238,7 @@ pub async fn rotate(
         grace_until: made.grace_until,
         members: made.recipients,
         unopened_secrets: made.unopened,
+        pages_pending,
     }))
 }
 

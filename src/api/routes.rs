@@ -57,6 +57,8 @@ pub struct ApiState {
     pub keyring: crate::keyring::Keyring,
     /// The token rotation prepared for the operator's grant.
     pub prepared: rotate::Prepared,
+    /// The pages of copies of the last rotation made here, until they commit.
+    pub outbox: crate::rotation::pages::Outbox,
     pub registry: Arc<Registry>,
 }
 

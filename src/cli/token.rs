@@ -128,6 +128,14 @@ fn rotate(
          away longer need the new token in their configuration. Give new machines the token above.",
         rotated.previous_network_id, rotated.network_id, rotated.members, rotated.grace_until
     );
+    if rotated.pages_pending > 0 {
+        eprintln!(
+            "{} page(s) of the members' copies were not committed yet: the node keeps proposing \
+             them, and the members they hold copies for move once they commit (weft status on a \
+             member shows its network id).",
+            rotated.pages_pending
+        );
+    }
     if !rotated.unopened_secrets.is_empty() {
         eprintln!(
             "These secrets did not open on this node and stay sealed under the token before: {}",

@@ -10,10 +10,13 @@
 //!   keeps it on disk and makes it current, accepting the token before until the window closes.
 //! - [`file`]: the file that keeps a rotated token across restarts, and which token a starting
 //!   node uses when its configuration still names an older one.
+//! - [`pages`]: the pages of members' copies a large rotation made here still has to commit,
+//!   proposed again until the ledger holds them.
 
 pub mod file;
 pub mod follow;
 pub mod make;
+pub mod pages;
 pub mod seal;
 
 use crate::token::NetworkId;
