@@ -269,7 +269,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
                     ("the data plane", dataplane_tasks.try_join_next().is_some()),
                     ("the DNS server", dns_tasks.try_join_next().is_some()),
                     ("the bootstrapper", bootstrap_tasks.try_join_next().is_some()),
-                    ("the token rotation follower", rotation_tasks.try_join_next().is_some()),
+                    ("the token rotation tasks", rotation_tasks.try_join_next().is_some()),
                 ]
                 .into_iter()
                 .find_map(|(part, dead)| dead.then_some(part));
@@ -301,7 +301,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         ("the data plane", dataplane_tasks),
         ("the DNS server", dns_tasks),
         ("the bootstrapper", bootstrap_tasks),
-        ("the token rotation follower", rotation_tasks),
+        ("the token rotation tasks", rotation_tasks),
     ] {
         if tokio::time::timeout(SHUTDOWN_GRACE, tasks.join_all())
             .await

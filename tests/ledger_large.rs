@@ -202,10 +202,9 @@ async fn a_rotation_for_a_thousand_members_commits_in_pages_and_reaches_every_vo
     // once its ledger holds the rotation, as the daemon does; the first is held back once,
     // as a forwarding member might, and still commits.
     let outbox = Outbox::default();
-    let previous = token.keys().network_id().to_string();
     let mut pages = made.pages.clone();
     pages.remove(0);
-    outbox.hold(network_id.clone(), previous.clone(), pages);
+    outbox.hold(network_id.clone(), pages);
     let stop = tokio_util::sync::CancellationToken::new();
     let delivering = tokio::spawn(deliver(
         outbox.clone(),
@@ -219,7 +218,7 @@ async fn a_rotation_for_a_thousand_members_commits_in_pages_and_reaches_every_vo
         (rotation.network == network_id && rotation.pages.len() == 1).then_some(())
     })
     .await;
-    outbox.hold(network_id.clone(), previous, made.pages);
+    outbox.hold(network_id.clone(), made.pages);
     let encoded = made.token.encode();
     for replica in &replicas {
         let rotation = wait_within(DEADLINE, "the rotation with every page on a voter", || {

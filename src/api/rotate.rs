@@ -36,8 +36,11 @@ pub use crate::rotation::MAX_GRACE_SECS;
 const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
 
 /// How long the answer waits for the pages of copies once the rotation is the last one: each
-/// commits in a few milliseconds when the leader answers, and the CLI waits 10 s in all.
+/// commits in a few milliseconds when the leader answers.
 const PAGES_WITHIN: Duration = Duration::from_secs(4);
+
+/// When the answer is given at the latest, pages pending or not: the CLI waits 10 s in all.
+const ANSWER_WITHIN: Duration = Duration::from_secs(8);
 
 /// The request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,6 +171,7 @@ pub async fn rotate(
     State(state): State<Arc<ApiState>>,
     Json(request): Json<RotateRequest>,
 ) -> Result<Json<Rotated>, ApiError> {
+    let started = tokio::time::Instant::now();
     let bound = request
         .grant
         .as_ref()
@@ -203,6 +207,9 @@ pub async fn rotate(
         },
         (command, _) => command,
     };
+    // Held before the proposal: the rotation may commit though its proposal seems to fail, or
+    // the caller gives up waiting, and its members' copies must follow it all the same.
+    state.outbox.hold(network_id.clone(), made.pages);
     // Applied unless its grant is stale: the last rotation committed is the one members follow.
     if state.ledger.propose_patiently(command).await? == Outcome::OperatorStale {
         return Err(ApiError::Conflict(
@@ -211,9 +218,6 @@ pub async fn rotate(
                 .into(),
         ));
     }
-    state
-        .outbox
-        .hold(network_id.clone(), previous_network_id.clone(), made.pages);
     let last = || {
         let ledger = state.ledger.state();
         ledger.token_rotation().map(|r| r.network.clone())
@@ -226,11 +230,13 @@ pub async fn rotate(
             .filter(|r| r.network == network_id)
             .map_or(0, |r| r.pages.len())
     };
-    let deadline = tokio::time::Instant::now() + PAGES_WITHIN;
+    let deadline = (tokio::time::Instant::now() + PAGES_WITHIN).min(started + ANSWER_WITHIN);
     while pending() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pages_pending = pending();
+    // Another rotation committed while the pages were awaited: the network follows that one.
+    confirm_last(last, &network_id, &previous_network_id).await?;
     Ok(Json(Rotated {
         token: made.token.encode(),
         network_id,

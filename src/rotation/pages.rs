@@ -3,7 +3,9 @@
 //! pages. Should one fail to commit (no leader for a while, an answer lost through a member that
 //! forwarded it, the operator's request given up), the members it holds copies for would get
 //! none and be locked out when the grace window closes. So the pages wait in an [`Outbox`],
-//! and [`deliver`] proposes each until the rotation holds it, or another rotation is the last.
+//! from before the rotation is proposed, and [`deliver`] proposes each until the ledger takes
+//! it or another rotation replaced this one. They are held in memory only: a node restarted
+//! before its pages committed no longer has them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,23 +18,29 @@ use crate::ledger::state::{Command, LedgerState, page_digest};
 /// How often pages that did not commit are proposed again.
 const RETRY: Duration = Duration::from_secs(2);
 
-/// The pages of the last rotation this node made, until the ledger holds them all.
+/// Rotations whose pages an outbox holds at once: a node may make a second rotation while its
+/// own copy of the first is in a page still to come.
+const ROTATIONS: usize = 2;
+
+/// The pages of the last rotations this node made, until the ledger holds them.
 #[derive(Debug, Clone, Default)]
-pub struct Outbox(Arc<Mutex<Option<Held>>>);
+pub struct Outbox(Arc<Mutex<Vec<Held>>>);
 
 #[derive(Debug)]
 struct Held {
-    /// Network id of the rotation the pages belong to, and of the one it replaces.
+    /// Network id of the rotation the pages belong to.
     network: String,
-    previous: String,
+    /// Whether this node's ledger has held that rotation as the last one: until then it may
+    /// still commit, whatever rotation is the last.
+    seen: bool,
     /// Each page's digest, and its command.
     pages: Vec<(String, Command)>,
 }
 
 impl Outbox {
-    /// Holds `pages` ([`Command::RotationKeys`]) of the rotation from `previous` to `network`,
-    /// in place of any held before.
-    pub fn hold(&self, network: String, previous: String, pages: Vec<Command>) {
+    /// Holds `pages` ([`Command::RotationKeys`]) of the rotation to `network`, made and not yet
+    /// proposed, beside those of the last rotation made before.
+    pub fn hold(&self, network: String, pages: Vec<Command>) {
         let pages = pages
             .into_iter()
             .filter_map(|page| match &page {
@@ -40,58 +48,77 @@ impl Outbox {
                 _ => None,
             })
             .collect::<Vec<_>>();
-        let held = (!pages.is_empty()).then_some(Held {
+        if pages.is_empty() {
+            return;
+        }
+        let mut held = self.lock();
+        held.retain(|h| h.network != network);
+        held.push(Held {
             network,
-            previous,
+            seen: false,
             pages,
         });
-        *self.lock() = held;
+        let over = held.len().saturating_sub(ROTATIONS);
+        held.drain(..over);
     }
 
-    /// The pages the last rotation in `state` still awaits of those held. A page the rotation
-    /// holds is let go, and so is everything once another rotation than the one before is the
-    /// last. While `state` still shows the rotation before (this node has not applied its own
-    /// yet), none is due and all are kept.
+    /// The pages the last rotation in `state` still awaits, of those held for it. Pages it
+    /// holds are let go, and so are all of a rotation once it was the last and another
+    /// replaced it. A rotation this node's ledger has not held as the last yet keeps its pages
+    /// and has none due.
     pub fn due(&self, state: &LedgerState) -> Vec<Command> {
-        let mut held = self.lock();
-        let Some(outbox) = held.as_mut() else {
-            return Vec::new();
-        };
         let last = state.token_rotation();
-        match last {
-            Some(rotation) if rotation.network == outbox.network => {
-                outbox
-                    .pages
+        let mut held = self.lock();
+        let mut due = Vec::new();
+        held.retain_mut(|h| match last {
+            Some(rotation) if rotation.network == h.network => {
+                h.seen = true;
+                h.pages
                     .retain(|(digest, _)| rotation.pages.contains(digest));
+                due.extend(h.pages.iter().map(|(_, page)| page.clone()));
+                !h.pages.is_empty()
             }
-            Some(rotation) if rotation.network != outbox.previous => outbox.pages.clear(),
-            _ => return Vec::new(),
-        }
-        if outbox.pages.is_empty() {
-            *held = None;
-            return Vec::new();
-        }
-        outbox.pages.iter().map(|(_, page)| page.clone()).collect()
+            _ => !h.seen,
+        });
+        due
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
+    /// Lets go of `page`: the ledger took it, or answered that it awaits it no longer.
+    pub fn taken(&self, page: &Command) {
+        let mut held = self.lock();
+        for h in held.iter_mut() {
+            h.pages.retain(|(_, p)| p != page);
+        }
+        held.retain(|h| !h.pages.is_empty());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Proposes the pages `outbox` holds whenever the ledger changes, and every [`RETRY`] while
-/// some are due, until `shutdown`.
+/// Proposes the pages `outbox` has due whenever the ledger changes, and every [`RETRY`],
+/// until `shutdown`. A page the ledger answers is let go, whatever the outcome; one whose
+/// proposal fails is proposed again.
 pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken) {
     let mut changes = ledger.subscribe();
     let mut retry = tokio::time::interval(RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let due = outbox.due(&ledger.state());
-        for page in due {
-            if let Err(e) = ledger.propose(page).await {
-                tracing::info!(error = %e, "a page of the rotation's copies is not committed yet; \
-                     proposing it again");
-                break;
+        for page in outbox.due(&ledger.state()) {
+            let answer = tokio::select! {
+                () = shutdown.cancelled() => return,
+                answer = ledger.propose(page.clone()) => answer,
+            };
+            match answer {
+                Ok(_) => outbox.taken(&page),
+                Err(e) => {
+                    tracing::info!(
+                        error = %e,
+                        "a page of the rotation's copies is not committed yet; proposing it again"
+                    );
+                    break;
+                }
             }
         }
         tokio::select! {
@@ -141,27 +168,41 @@ mod tests {
     }
 
     #[test]
-    fn pages_are_due_until_the_rotation_holds_them_and_dropped_once_another_replaced_it() {
+    fn pages_are_due_until_the_rotation_holds_them_and_let_go_once_another_replaced_it() {
         let mut state = LedgerState::new("10.1.0.0/24".parse().unwrap());
         state.apply(1, &rotation("older", "old", &[]));
         let outbox = Outbox::default();
-        outbox.hold("new".into(), "old".into(), vec![page("a"), page("b")]);
+        outbox.hold("new".into(), vec![page("a"), page("b"), page("c")]);
         // Not applied here yet: nothing due, nothing let go.
         assert!(outbox.due(&state).is_empty());
-        state.apply(2, &rotation("old", "new", &["a", "b"]));
-        assert_eq!(outbox.due(&state), vec![page("a"), page("b")]);
-        // One page committed (through this node or another): only the other is due.
-        assert_eq!(state.apply(3, &page("a")), Outcome::Done);
-        assert_eq!(outbox.due(&state), vec![page("b")]);
-        assert_eq!(state.apply(4, &page("b")), Outcome::Done);
+        // Another rotation is the last for a moment: this one may still commit after it.
+        state.apply(2, &rotation("old", "theirs", &[]));
         assert!(outbox.due(&state).is_empty());
-        assert!(outbox.lock().is_none(), "let go once all are in");
-        // Another rotation committed in place of the one held: its pages are let go.
-        outbox.hold("mine".into(), "new".into(), vec![page("c")]);
-        assert!(outbox.due(&state).is_empty(), "not applied here yet");
-        assert!(outbox.lock().is_some());
-        state.apply(5, &rotation("new", "theirs", &[]));
+        state.apply(3, &rotation("old", "new", &["a", "b", "c"]));
+        assert_eq!(outbox.due(&state), vec![page("a"), page("b"), page("c")]);
+        // One page committed (through this node or another), one answered: neither is due.
+        assert_eq!(state.apply(4, &page("a")), Outcome::Done);
+        outbox.taken(&page("b"));
+        assert_eq!(outbox.due(&state), vec![page("c")]);
+        assert_eq!(state.apply(5, &page("c")), Outcome::Done);
         assert!(outbox.due(&state).is_empty());
-        assert!(outbox.lock().is_none());
+        assert!(outbox.lock().is_empty(), "let go once all are in");
+        // Replaced once it was the last: its pages are let go.
+        outbox.hold("mine".into(), vec![page("d")]);
+        state.apply(6, &rotation("new", "mine", &["d"]));
+        assert_eq!(outbox.due(&state), vec![page("d")]);
+        state.apply(7, &rotation("new", "theirs", &[]));
+        assert!(outbox.due(&state).is_empty());
+        assert!(outbox.lock().is_empty());
+    }
+
+    #[test]
+    fn an_outbox_holds_the_pages_of_the_last_two_rotations_made() {
+        let outbox = Outbox::default();
+        for network in ["one", "two", "three"] {
+            outbox.hold(network.into(), vec![page(network)]);
+        }
+        let held: Vec<String> = outbox.lock().iter().map(|h| h.network.clone()).collect();
+        assert_eq!(held, ["two", "three"]);
     }
 }
