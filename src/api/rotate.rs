@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::routes::ApiState;
 use crate::clock::unix_now;
+use crate::ledger::LedgerError;
 use crate::ledger::state::{Command, Outcome, rotation_digest};
 use crate::operator::Signed;
 use crate::rotation::make::{Made, make};
@@ -211,7 +212,19 @@ pub async fn rotate(
     // the caller gives up waiting, and its members' copies must follow it all the same.
     state.outbox.hold(network_id.clone(), made.pages);
     // Applied unless its grant is stale: the last rotation committed is the one members follow.
-    if state.ledger.propose_patiently(command).await? == Outcome::OperatorStale {
+    let outcome = state
+        .ledger
+        .propose_patiently(command)
+        .await
+        .inspect_err(|e| {
+            if !may_have_committed(e) {
+                state.outbox.release(&network_id);
+            }
+        })?;
+    if outcome != Outcome::Done {
+        state.outbox.release(&network_id);
+    }
+    if outcome == Outcome::OperatorStale {
         return Err(ApiError::Conflict(
             "the operator's grant was used already (a rotation numbered as high or higher was \
              applied); sign a new one"
@@ -236,7 +249,9 @@ pub async fn rotate(
     }
     let pages_pending = pending();
     // Another rotation committed while the pages were awaited: the network follows that one.
-    confirm_last(last, &network_id, &previous_network_id).await?;
+    if let Some(other) = last().filter(|other| *other != network_id) {
+        return Err(replaced(&network_id, &other));
+    }
     Ok(Json(Rotated {
         token: made.token.encode(),
         network_id,
@@ -265,22 +280,35 @@ async fn confirm_last(
         }
         if tokio::time::Instant::now() >= deadline {
             let within = CONFIRM_WITHIN.as_secs();
-            return Err(ApiError::Conflict(match last {
-                Some(other) if other != previous => format!(
-                    "the rotation to network id {network_id} committed, but another, to network \
-                     id {other}, is the last this node's ledger holds: the network follows that \
-                     one, so do not hand out this token; this node keeps the one it follows in \
-                     its state directory's token file"
-                ),
-                _ => format!(
+            return Err(match last {
+                Some(other) if other != previous => replaced(network_id, &other),
+                _ => ApiError::Conflict(format!(
                     "the rotation to network id {network_id} committed, but this node's ledger \
                      did not show it within {within} s: hand out this token only once `weft \
                      status` shows network id {network_id}"
-                ),
-            }));
+                )),
+            });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The refusal of a rotation to `network_id` that committed, when `other` is the last.
+fn replaced(network_id: &str, other: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "the rotation to network id {network_id} committed, but another, to network id {other}, \
+         is the last this node's ledger holds: the network follows that one, so do not hand out \
+         this token; this node keeps the one it follows in its state directory's token file"
+    ))
+}
+
+/// Whether a proposal that failed with `error` may still have committed (it reached the
+/// leader, whose answer was lost or late).
+fn may_have_committed(error: &LedgerError) -> bool {
+    matches!(
+        error,
+        LedgerError::NotCommitted(_) | LedgerError::LeaderSilent(_) | LedgerError::Raft(_)
+    )
 }
 
 #[cfg(test)]

@@ -58,8 +58,18 @@ impl Outbox {
             seen: false,
             pages,
         });
-        let over = held.len().saturating_sub(ROTATIONS);
-        held.drain(..over);
+        // Past the bound, the oldest rotation the ledger never held as the last goes first
+        // (its proposal most likely failed), never the one just made.
+        while held.len() > ROTATIONS {
+            let older = held.len() - 1;
+            let at = held[..older].iter().position(|h| !h.seen).unwrap_or(0);
+            held.remove(at);
+        }
+    }
+
+    /// Lets go of the pages of the rotation to `network`: its proposal was refused.
+    pub fn release(&self, network: &str) {
+        self.lock().retain(|h| h.network != network);
     }
 
     /// The pages the last rotation in `state` still awaits, of those held for it. Pages it
@@ -105,7 +115,8 @@ pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken
     let mut retry = tokio::time::interval(RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        for page in outbox.due(&ledger.state()) {
+        let due = outbox.due(&ledger.state());
+        for page in due {
             let answer = tokio::select! {
                 () = shutdown.cancelled() => return,
                 answer = ledger.propose(page.clone()) => answer,
@@ -197,12 +208,23 @@ mod tests {
     }
 
     #[test]
-    fn an_outbox_holds_the_pages_of_the_last_two_rotations_made() {
+    fn an_outbox_holds_two_rotations_and_lets_one_never_seen_go_first() {
         let outbox = Outbox::default();
+        let held = |outbox: &Outbox| -> Vec<String> {
+            outbox.lock().iter().map(|h| h.network.clone()).collect()
+        };
         for network in ["one", "two", "three"] {
             outbox.hold(network.into(), vec![page(network)]);
         }
-        let held: Vec<String> = outbox.lock().iter().map(|h| h.network.clone()).collect();
-        assert_eq!(held, ["two", "three"]);
+        assert_eq!(held(&outbox), ["two", "three"]);
+        // "two" committed and is the last; "three" and then "four" were refused or lost: the
+        // pages of "two" stay.
+        let mut state = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        state.apply(1, &rotation("one", "two", &["two"]));
+        assert_eq!(outbox.due(&state), vec![page("two")]);
+        outbox.hold("four".into(), vec![page("four")]);
+        assert_eq!(held(&outbox), ["two", "four"]);
+        outbox.release("four");
+        assert_eq!(held(&outbox), ["two"]);
     }
 }
