@@ -80,9 +80,7 @@ impl Udp {
     ) -> io::Result<()> {
         let transmit = self.transmit(destination, contents, segment);
         self.socket
-            .async_io(Interest::WRITABLE, || {
-                self.state.send(UdpSockRef::from(&self.socket), &transmit)
-            })
+            .async_io(Interest::WRITABLE, || self.send_now(&transmit))
             .await
     }
 
@@ -95,9 +93,13 @@ impl Udp {
         segment: Option<usize>,
     ) -> io::Result<()> {
         let transmit = self.transmit(destination, contents, segment);
-        self.socket.try_io(Interest::WRITABLE, || {
-            self.state.send(UdpSockRef::from(&self.socket), &transmit)
-        })
+        self.socket
+            .try_io(Interest::WRITABLE, || self.send_now(&transmit))
+    }
+
+    /// One `sendmsg` of `transmit`, whatever the reactor knows of the socket.
+    fn send_now(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        self.state.send(UdpSockRef::from(&self.socket), transmit)
     }
 
     /// Waits until the reactor has seen the socket readable (a receive may still find nothing).

@@ -107,8 +107,8 @@ impl Outbox {
     }
 }
 
-/// Proposes the pages `outbox` has due whenever the ledger changes, and every [`RETRY`],
-/// until `shutdown`. A page the ledger answers is let go, whatever the outcome; one whose
+/// Proposes the pages `outbox` has due whenever the ledger changes, and every [`RETRY`] while
+/// it holds any (an empty outbox sets no timer), until `shutdown`. A page the ledger answers is let go, whatever the outcome; one whose
 /// proposal fails is proposed again.
 pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken) {
     let mut changes = ledger.subscribe();
@@ -132,10 +132,11 @@ pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken
                 }
             }
         }
+        let holding = !outbox.lock().is_empty();
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },
-            _ = retry.tick() => {}
+            _ = retry.tick(), if holding => {}
         }
     }
 }
