@@ -183,7 +183,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
         )
     });
     let sealer = Sealer::new(keyring.clone());
-    let outbox = rotation::pages::Outbox::default();
+    let outbox = rotation::pages::Outbox::kept_in(&settings.state_dir);
     let mut rotation_tasks = tokio::task::JoinSet::new();
     rotation_tasks.spawn(rotation::pages::deliver(
         outbox.clone(),

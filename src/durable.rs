@@ -2,7 +2,8 @@
 //! set exactly, synced, renamed into place, and the directory synced, so a crash or a power cut
 //! leaves either the old file or the new one (never half of one, never a name pointing at
 //! nothing). Every file weft keeps across restarts goes through [`write`]: the node key, the
-//! raft node id, pending merge and recovery files, the API token, k3s files and the sentinel.
+//! raft node id, pending merge and recovery files, the API token, k3s files, the sentinel, the
+//! rotated token and the rotation pages.
 
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};

@@ -130,6 +130,7 @@ const STATE_ENTRIES: &[&str] = &[
     "deployed",
     "raft",
     crate::rotation::file::FILE_NAME,
+    crate::rotation::pages::FILE_NAME,
 ];
 
 /// Creates the state directory, and any missing parents, with mode 0700, then makes weft's

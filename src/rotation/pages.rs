@@ -1,19 +1,29 @@
 //! The pages of members' copies that a rotation made on this node still has to commit
 //! ([`crate::ledger::state::ROTATION_PAGE`]). Only the node that made a rotation holds its
 //! pages. Should one fail to commit (no leader for a while, an answer lost through a member that
-//! forwarded it, the operator's request given up), the members it holds copies for would get
-//! none and be locked out when the grace window closes. So the pages wait in an [`Outbox`],
-//! from before the rotation is proposed, and [`deliver`] proposes each until the ledger takes
-//! it or another rotation replaced this one. They are held in memory only: a node restarted
-//! before its pages committed no longer has them.
+//! forwarded it, the operator's request given up, the node restarted), the members it holds
+//! copies for would get none and be locked out when the grace window closes. So the pages wait
+//! in an [`Outbox`], from before the rotation is proposed, and [`deliver`] proposes each until
+//! the ledger takes it or another rotation replaced this one. The daemon's outbox is kept in
+//! the state directory ([`FILE_NAME`], 0600, written whole with [`crate::durable::write`] at
+//! each change), so a node restarted before its pages committed goes on proposing them.
 
+use std::io::{self, Read as _};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Ledger;
 use crate::ledger::state::{Command, LedgerState, page_digest};
+
+/// The outbox's file in the state directory.
+pub const FILE_NAME: &str = "rotation-pages";
+
+/// The largest outbox file read: two rotations of 16 pages of 256 copies take about 2 MB.
+const MAX_FILE: u64 = 16 << 20;
 
 /// How often pages that did not commit are proposed again.
 const RETRY: Duration = Duration::from_secs(2);
@@ -24,9 +34,16 @@ const ROTATIONS: usize = 2;
 
 /// The pages of the last rotations this node made, until the ledger holds them.
 #[derive(Debug, Clone, Default)]
-pub struct Outbox(Arc<Mutex<Vec<Held>>>);
+pub struct Outbox(Arc<Mutex<Inner>>);
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
+struct Inner {
+    held: Vec<Held>,
+    /// Where the outbox is kept; `None` keeps it in memory only (tests of the ledger alone).
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 struct Held {
     /// Network id of the rotation the pages belong to.
     network: String,
@@ -38,6 +55,36 @@ struct Held {
 }
 
 impl Outbox {
+    /// The outbox kept in `state_dir`, with the pages a run before left in it. A file that
+    /// cannot be read is logged and replaced at the next change: its pages are lost, as they
+    /// were before the outbox was kept (the operator can rotate again).
+    pub fn kept_in(state_dir: &Path) -> Outbox {
+        let file = state_dir.join(FILE_NAME);
+        let held = match load(&file) {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(
+                    file = %file.display(),
+                    error = %e,
+                    "the rotation pages kept from the last run cannot be read; members whose \
+                     copies were in them get them only from a new rotation"
+                );
+                Vec::new()
+            }
+        };
+        let pending: usize = held.iter().map(|h| h.pages.len()).sum();
+        if pending > 0 {
+            tracing::info!(
+                pages = pending,
+                "proposing again the rotation pages kept from the last run"
+            );
+        }
+        Outbox(Arc::new(Mutex::new(Inner {
+            held,
+            file: Some(file),
+        })))
+    }
+
     /// Holds `pages` ([`Command::RotationKeys`]) of the rotation to `network`, made and not yet
     /// proposed, beside those of the last rotation made before.
     pub fn hold(&self, network: String, pages: Vec<Command>) {
@@ -51,7 +98,8 @@ impl Outbox {
         if pages.is_empty() {
             return;
         }
-        let mut held = self.lock();
+        let mut inner = self.lock();
+        let held = &mut inner.held;
         held.retain(|h| h.network != network);
         held.push(Held {
             network,
@@ -65,11 +113,17 @@ impl Outbox {
             let at = held[..older].iter().position(|h| !h.seen).unwrap_or(0);
             held.remove(at);
         }
+        inner.save();
     }
 
     /// Lets go of the pages of the rotation to `network`: its proposal was refused.
     pub fn release(&self, network: &str) {
-        self.lock().retain(|h| h.network != network);
+        let mut inner = self.lock();
+        let before = inner.held.len();
+        inner.held.retain(|h| h.network != network);
+        if inner.held.len() != before {
+            inner.save();
+        }
     }
 
     /// The pages the last rotation in `state` still awaits, of those held for it. Pages it
@@ -78,38 +132,106 @@ impl Outbox {
     /// and has none due.
     pub fn due(&self, state: &LedgerState) -> Vec<Command> {
         let last = state.token_rotation();
-        let mut held = self.lock();
+        let mut inner = self.lock();
         let mut due = Vec::new();
-        held.retain_mut(|h| match last {
+        let mut changed = false;
+        inner.held.retain_mut(|h| match last {
             Some(rotation) if rotation.network == h.network => {
+                changed |= !h.seen;
                 h.seen = true;
+                let before = h.pages.len();
                 h.pages
                     .retain(|(digest, _)| rotation.pages.contains(digest));
+                changed |= h.pages.len() != before;
                 due.extend(h.pages.iter().map(|(_, page)| page.clone()));
                 !h.pages.is_empty()
             }
-            _ => !h.seen,
+            _ => {
+                changed |= h.seen;
+                !h.seen
+            }
         });
+        if changed {
+            inner.save();
+        }
         due
     }
 
     /// Lets go of `page`: the ledger took it, or answered that it awaits it no longer.
     pub fn taken(&self, page: &Command) {
-        let mut held = self.lock();
-        for h in held.iter_mut() {
+        let mut inner = self.lock();
+        let before: usize = inner.held.iter().map(|h| h.pages.len()).sum();
+        for h in inner.held.iter_mut() {
             h.pages.retain(|(_, p)| p != page);
         }
-        held.retain(|h| !h.pages.is_empty());
+        inner.held.retain(|h| !h.pages.is_empty());
+        let after: usize = inner.held.iter().map(|h| h.pages.len()).sum();
+        if after != before {
+            inner.save();
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Held>> {
+    fn holding(&self) -> bool {
+        !self.lock().held.is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+impl Inner {
+    /// Writes the outbox to its file, under the outbox's lock so that writes land in the order
+    /// of the changes; an empty outbox removes the file. This blocks the caller for a durable
+    /// write of up to a few MB, a handful of times per rotation. A failed write is logged: the
+    /// pages are still proposed from memory.
+    fn save(&self) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let written = if self.held.is_empty() {
+            match std::fs::remove_file(file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            let bytes = serde_json::to_vec(&self.held).expect("rotation pages serialize");
+            crate::durable::write(file, &bytes, 0o600)
+        };
+        if let Err(e) = written {
+            tracing::warn!(
+                file = %file.display(),
+                error = %e,
+                "cannot keep the rotation pages on disk; they are proposed all the same, but \
+                 a restart before they commit loses them"
+            );
+        }
+    }
+}
+
+/// The rotations' pages kept in `file`, none when there is no file.
+fn load(file: &Path) -> io::Result<Vec<Held>> {
+    let opened = match std::fs::File::open(file) {
+        Ok(opened) => opened,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut bytes = Vec::new();
+    opened.take(MAX_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_FILE} bytes"),
+        ));
+    }
+    let mut held: Vec<Held> = serde_json::from_slice(&bytes)?;
+    held.truncate(ROTATIONS);
+    Ok(held)
+}
+
 /// Proposes the pages `outbox` has due whenever the ledger changes, and every [`RETRY`] while
-/// it holds any (an empty outbox sets no timer), until `shutdown`. A page the ledger answers is let go, whatever the outcome; one whose
-/// proposal fails is proposed again.
+/// it holds any (an empty outbox sets no timer), until `shutdown`. A page the ledger answers is
+/// let go, whatever the outcome; one whose proposal fails is proposed again.
 pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken) {
     let mut changes = ledger.subscribe();
     let mut retry = tokio::time::interval(RETRY);
@@ -132,7 +254,7 @@ pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken
                 }
             }
         }
-        let holding = !outbox.lock().is_empty();
+        let holding = outbox.holding();
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },
@@ -144,6 +266,7 @@ pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
     use crate::ledger::state::{Outcome, SealedToken, TokenRotation};
@@ -198,21 +321,59 @@ mod tests {
         assert_eq!(outbox.due(&state), vec![page("c")]);
         assert_eq!(state.apply(5, &page("c")), Outcome::Done);
         assert!(outbox.due(&state).is_empty());
-        assert!(outbox.lock().is_empty(), "let go once all are in");
+        assert!(!outbox.holding(), "let go once all are in");
         // Replaced once it was the last: its pages are let go.
         outbox.hold("mine".into(), vec![page("d")]);
         state.apply(6, &rotation("new", "mine", &["d"]));
         assert_eq!(outbox.due(&state), vec![page("d")]);
         state.apply(7, &rotation("new", "theirs", &[]));
         assert!(outbox.due(&state).is_empty());
-        assert!(outbox.lock().is_empty());
+        assert!(!outbox.holding());
+    }
+
+    #[test]
+    fn a_kept_outbox_gives_a_restarted_node_the_pages_it_still_had_to_propose() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(FILE_NAME);
+        let mut state = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        let outbox = Outbox::kept_in(dir.path());
+        outbox.hold("new".into(), vec![page("a"), page("b")]);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        state.apply(1, &rotation("old", "new", &["a", "b"]));
+        assert_eq!(outbox.due(&state), vec![page("a"), page("b")]);
+        outbox.taken(&page("a"));
+        drop(outbox);
+        // Restarted: the page not yet taken is due again, and it is the rotation's own.
+        let outbox = Outbox::kept_in(dir.path());
+        assert_eq!(outbox.due(&state), vec![page("b")]);
+        // Restarted once the rotation was replaced: nothing is due and the file goes.
+        state.apply(2, &rotation("new", "theirs", &[]));
+        let outbox = Outbox::kept_in(dir.path());
+        assert!(outbox.due(&state).is_empty());
+        assert!(!file.exists());
+    }
+
+    #[test]
+    fn a_damaged_outbox_file_starts_an_empty_outbox_and_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"{ not json").unwrap();
+        let outbox = Outbox::kept_in(dir.path());
+        assert!(!outbox.holding());
+        outbox.hold("new".into(), vec![page("a")]);
+        assert!(Outbox::kept_in(dir.path()).holding());
     }
 
     #[test]
     fn an_outbox_holds_two_rotations_and_lets_one_never_seen_go_first() {
         let outbox = Outbox::default();
         let held = |outbox: &Outbox| -> Vec<String> {
-            outbox.lock().iter().map(|h| h.network.clone()).collect()
+            outbox
+                .lock()
+                .held
+                .iter()
+                .map(|h| h.network.clone())
+                .collect()
         };
         for network in ["one", "two", "three"] {
             outbox.hold(network.into(), vec![page(network)]);
