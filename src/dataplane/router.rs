@@ -58,14 +58,34 @@ pub fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
 }
 
 /// Whether the kernel may answer an IPv4 packet while it is written to the TUN: TCP (with an
-/// acknowledgement) and ICMP (an echo's reply) are answered in the kernel's receive path,
-/// inside the write; UDP is answered, if at all, by an application later.
+/// acknowledgement, or more data an acknowledgement lets out) and an ICMP echo or timestamp
+/// request (its reply) are answered in the kernel's receive path, inside the write. UDP is
+/// answered, if at all, by an application later, and other ICMP (an echo's reply, an error)
+/// not at all, so looking for an answer after writing them would be a read for nothing.
 pub fn answered_in_write(packet: &[u8]) -> bool {
-    packet.len() >= 20 && packet[0] >> 4 == 4 && matches!(packet[9], ICMP | TCP)
+    if packet.len() < 20 || packet[0] >> 4 != 4 {
+        return false;
+    }
+    match packet[9] {
+        TCP => true,
+        ICMP => {
+            let header = usize::from(packet[0] & 0x0f) * 4;
+            // Only the first fragment holds the ICMP header.
+            let first = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff == 0;
+            first
+                && matches!(
+                    packet.get(header),
+                    Some(&(ECHO_REQUEST | TIMESTAMP_REQUEST))
+                )
+        }
+        _ => false,
+    }
 }
 
 const ICMP: u8 = 1;
 const TCP: u8 = 6;
+const ECHO_REQUEST: u8 = 8;
+const TIMESTAMP_REQUEST: u8 = 13;
 
 /// The source of an IPv4 packet, `None` for anything else or a truncated header.
 pub fn ipv4_source(packet: &[u8]) -> Option<Ipv4Addr> {
@@ -161,14 +181,23 @@ mod tests {
     }
 
     #[test]
-    fn only_tcp_and_icmp_are_answered_in_the_write() {
+    fn only_tcp_and_icmp_requests_are_answered_in_the_write() {
         let mut packet = udp_packet([10, 1, 0, 2], [10, 1, 0, 1]);
         assert!(!answered_in_write(&packet));
-        for protocol in [1, 6] {
-            packet[9] = protocol;
-            assert!(answered_in_write(&packet));
-            assert!(!answered_in_write(&packet[..19]), "a truncated header");
+        packet[9] = 6;
+        assert!(answered_in_write(&packet));
+        assert!(!answered_in_write(&packet[..19]), "a truncated header");
+        // ICMP: the type follows the 20-byte header.
+        packet[9] = 1;
+        for (kind, answered) in [(8, true), (13, true), (0, false), (3, false), (11, false)] {
+            packet[20] = kind;
+            assert_eq!(answered_in_write(&packet), answered, "ICMP type {kind}");
         }
+        packet[20] = 8;
+        assert!(!answered_in_write(&packet[..20]), "no ICMP header");
+        packet[7] = 1;
+        assert!(!answered_in_write(&packet), "a later fragment");
+        packet[7] = 0;
         packet[0] = 0x60;
         assert!(!answered_in_write(&packet), "not IPv4");
     }
