@@ -137,6 +137,13 @@ pub fn as_operator(
                     rotation: bound,
                 }) if previous == rotation.previous && Some(&granted) == here.as_ref() => {
                     match bound {
+                        // An earlier weft's grant: whoever forwarded the rotation it came with
+                        // could have used it for a rotation of its own first.
+                        None => Err(format!(
+                            "{OPERATOR}the operator's grant names no rotation (it was signed by \
+                             an earlier weft): run weft token rotate --operator-key-file with \
+                             this version, which signs the rotation itself"
+                        )),
                         Some(digest) if digest != rotation_digest(rotation, secrets) => {
                             Err(format!(
                                 "{OPERATOR}the operator's grant is for another rotation than \
@@ -144,7 +151,7 @@ pub fn as_operator(
                                  run weft token rotate again"
                             ))
                         }
-                        _ => Ok(()),
+                        Some(_) => Ok(()),
                     }
                 }
                 _ => Err(format!(
@@ -449,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn with_an_operator_key_a_rotation_needs_its_grant_for_this_cluster_and_network() {
+    fn with_an_operator_key_a_rotation_needs_its_grant_for_this_rotation_cluster_and_network() {
         let secret = OperatorSecret::generate();
         let key = secret.public();
         let here = ClusterId {
@@ -460,15 +467,27 @@ mod tests {
             created_at: 1,
             id: 8,
         };
-        let grant = |signer: &OperatorSecret, cluster: ClusterId, previous: &str| {
+        let Command::RotateToken {
+            rotation: made,
+            secrets,
+            ..
+        } = rotation("old", None)
+        else {
+            unreachable!()
+        };
+        let digest = rotation_digest(&made, &secrets);
+        let sign = |signer: &OperatorSecret, cluster: ClusterId, previous: &str, bound| {
             Some(signer.sign(
                 1,
                 &Command::AllowRotation {
                     cluster: cluster.to_string(),
                     previous: previous.into(),
-                    rotation: None,
+                    rotation: bound,
                 },
             ))
+        };
+        let grant = |signer: &OperatorSecret, cluster: ClusterId, previous: &str| {
+            sign(signer, cluster, previous, Some(digest.clone()))
         };
         let propose = |command: &Command, key: Option<&OperatorKey>| {
             may_propose(command, "a", key, Some(here), 0)
@@ -491,33 +510,26 @@ mod tests {
         // A grant alone is nothing to apply.
         let alone = Command::Operator(Box::new(grant(&secret, here, "old").unwrap()));
         assert!(propose(&alone, Some(&key)).is_err());
+        // A grant of an earlier weft, naming no rotation, is refused: any member that forwards
+        // the rotation could use it for its own.
+        let unbound = rotation("old", sign(&secret, here, "old", None));
+        let refusal = propose(&unbound, Some(&key)).unwrap_err();
+        assert!(refusal.contains("names no rotation"), "{refusal}");
         // A grant that names its rotation is good for that rotation alone.
-        let Command::RotateToken {
-            rotation: made,
-            secrets,
-            ..
-        } = rotation("old", None)
-        else {
-            unreachable!()
-        };
-        let bound = |digest: String| {
-            Some(secret.sign(
-                2,
-                &Command::AllowRotation {
-                    cluster: here.to_string(),
-                    previous: "old".into(),
-                    rotation: Some(digest),
-                },
-            ))
-        };
-        let mine = rotation("old", bound(rotation_digest(&made, &secrets)));
-        assert!(propose(&mine, Some(&key)).is_ok());
         let mut another = made.clone();
         another
             .sealed
             .keys
             .insert("accomplice".into(), "a copy".into());
-        let taken = rotation("old", bound(rotation_digest(&another, &secrets)));
+        let taken = rotation(
+            "old",
+            sign(
+                &secret,
+                here,
+                "old",
+                Some(rotation_digest(&another, &secrets)),
+            ),
+        );
         let refusal = propose(&taken, Some(&key)).unwrap_err();
         assert!(refusal.contains("another rotation"), "{refusal}");
     }
