@@ -20,7 +20,7 @@ use weft::ledger::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{
     BootstrapReport, ClusterId, Command, FixedRole, LeaseState, Member, Outcome, Phase, Platform,
-    Role, SealedToken, TokenRotation,
+    Role, SIGNED_ROLES, SealedToken, TokenRotation,
 };
 
 /// What the leader answers `rpc` (a proposal, direct or forwarded) from the hostile node.
@@ -1057,6 +1057,53 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
     assert!(!observer.ledger.state().is_denied(&ghost));
     assert!(!observer.ledger.state().is_denied(&victim));
     assert!(observer.ledger.state().members().contains_key(&victim));
+
+    // Every raft node reads the rules under which the operator's signed role stands, so the
+    // leader adopts them; the hostile member, which declares the oldest weft and holds no raft
+    // seat, cannot hold them back.
+    wait_for("the signed roles' rules on every replica", || {
+        replicas
+            .iter()
+            .all(|r| r.ledger.state().rules() >= SIGNED_ROLES)
+            .then_some(())
+    })
+    .await;
+    // The operator fixes the hostile member's role; from then on neither the member's own
+    // change nor the role its join declares replaces it (both did before the rules).
+    let fix = |role| Command::SetFixedRole {
+        peer: mine.clone(),
+        role,
+        force: false,
+    };
+    let fixed = through
+        .ledger
+        .propose(signed(250, fix(Some(FixedRole::Worker))))
+        .await;
+    assert_eq!(fixed.ok(), Some(Outcome::Done));
+    let own = propose(&hostile, leader, fix(Some(FixedRole::Master))).await;
+    assert_eq!(own, Ok(Outcome::OperatorRole));
+    let mut as_master = join(&mine, "mallory", None);
+    if let Command::Join { fixed_role, .. } = &mut as_master {
+        *fixed_role = Some(FixedRole::Master);
+    }
+    assert!(propose(&hostile, leader, as_master).await.is_ok());
+    let role = |r: &Replica| {
+        r.ledger
+            .state()
+            .members()
+            .get(&mine)
+            .and_then(|m| m.fixed_role)
+    };
+    wait_for("the hostile member's rejoin on every replica", || {
+        replicas
+            .iter()
+            .all(|r| r.ledger.state().applied() >= leader_replica.ledger.state().applied())
+            .then_some(())
+    })
+    .await;
+    for replica in &replicas {
+        assert_eq!(role(replica), Some(FixedRole::Worker));
+    }
 
     // The operator's signed denial of the hostile member commits.
     let cut = through

@@ -140,6 +140,10 @@ pub(super) async fn set(
             what_forcing_breaks(deployed)
         ))),
         (Outcome::UnknownMember, _) => Err(ApiError::NotFound(format!("member {who:?}"))),
+        (Outcome::OperatorRole, _) => Err(ApiError::Conflict(format!(
+            "the operator signed {who}'s role, so only a change signed with the operator's key \
+             takes (weft role set --operator-key-file)"
+        ))),
         (outcome, _) => Ok(Json(outcome)),
     }
 }

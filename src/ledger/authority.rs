@@ -189,6 +189,7 @@ fn speaks_for_itself(command: &Command, sender: &str) -> Result<(), String> {
         | Command::ReportBootstrap { peer, .. } => peer,
         Command::Expire { .. }
         | Command::AbandonInstall { .. }
+        | Command::AdoptRules { .. }
         | Command::Renewals { .. }
         | Command::Genesis(_)
         | Command::Recover { .. }
@@ -218,6 +219,7 @@ fn name(command: &Command) -> &'static str {
         Command::ReportBootstrap { .. } => "ReportBootstrap",
         Command::Expire { .. } => "Expire",
         Command::AbandonInstall { .. } => "AbandonInstall",
+        Command::AdoptRules { .. } => "AdoptRules",
         Command::Genesis(_) => "Genesis",
         Command::Recover { .. } => "Recover",
         Command::Audited { .. } => "an audit record",

@@ -225,6 +225,7 @@ impl Autopilot {
                     replace_voters(&ledger, &self.config, &mut self.seats).await;
                     expire_leases(&ledger, &mut self.leases).await;
                     abandon_installs(&ledger, &mut self.installs).await;
+                    adopt_rules(&ledger).await;
                 }
                 Duty::ProbeLeader => {
                     if self.probe_quiet_leader().await {
@@ -633,6 +634,11 @@ impl Autopilot {
                     "this node was started with another role than the one it deployed; it keeps \
                      the deployed role (change it with weft role set NODE ROLE --force)"
                 ),
+                Ok(Outcome::OperatorRole) => tracing::warn!(
+                    role = fixed.as_str(),
+                    "this node was started with another role than the one the operator signed \
+                     for it; it keeps the operator's"
+                ),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "configured role not committed yet");
@@ -1037,6 +1043,23 @@ async fn abandon_installs(ledger: &Ledger, installs: &mut Leases) {
         if let Err(e) = ledger.propose(command).await {
             tracing::debug!(%peer, error = %e, "giving up an install not committed");
         }
+    }
+}
+
+/// Moves the ledger to this weft's rules once every raft node reads them
+/// ([`Command::AdoptRules`], `ledger/state/rules.rs`).
+async fn adopt_rules(ledger: &Ledger) {
+    let status = ledger.status();
+    let raft = status.voters.iter().chain(&status.learners);
+    let Some(command) = ledger.state().rules_to_adopt(raft) else {
+        return;
+    };
+    tracing::info!(
+        ?command,
+        "every raft node reads the ledger's newer rules; adopting them"
+    );
+    if let Err(e) = ledger.propose(command).await {
+        tracing::debug!(error = %e, "adopting the ledger's rules not committed");
     }
 }
 

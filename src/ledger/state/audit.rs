@@ -133,6 +133,7 @@ fn describe(command: &Command) -> String {
         Command::Leave { peer } => format!("remove member {}", clip(peer)),
         Command::Expire { peer } => format!("expire member {}", clip(peer)),
         Command::AbandonInstall { peer } => format!("give up the install of {}", clip(peer)),
+        Command::AdoptRules { version } => format!("adopt the ledger's rules of version {version}"),
         Command::Deny { peer } => format!("deny {}", clip(peer)),
         Command::Allow { peer } => format!("allow {}", clip(peer)),
         Command::Reserve { peer, address } => format!("reserve {address} for {}", clip(peer)),

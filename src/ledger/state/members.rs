@@ -83,8 +83,9 @@ pub const ABANDON_FORM: u32 = 3;
 pub const PAGES_FORM: u32 = 4;
 /// The newest form of the ledger's commands and feed messages this weft reads. The leader
 /// writes a form only once every live member records that it reads it
-/// ([`LedgerState::reads_form`]).
-pub const COMMAND_FORM: u32 = PAGES_FORM;
+/// ([`LedgerState::reads_form`]), or, for the rules, every raft node
+/// ([`super::RULES_FORM`]).
+pub const COMMAND_FORM: u32 = super::RULES_FORM;
 
 impl Platform {
     /// This process's platform.
@@ -170,8 +171,10 @@ impl LedgerState {
             self.hold(peer, address);
         }
         let deployed = existing.as_ref().and_then(|m| m.deployed);
-        let declared = facts
-            .fixed_role
+        // The role the operator signed for the member, when it did, stands for what it declares.
+        let declared = self
+            .signed_role(peer)
+            .unwrap_or(facts.fixed_role)
             .filter(|fixed| deployed.is_none_or(|role| fixed.admits(role)));
         let member = Member {
             hostname: bounds::hostname(facts.hostname),

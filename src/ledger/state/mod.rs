@@ -17,7 +17,9 @@
 //! - `bounds.rs`: caps on member records, the deny list, reservations and remembered
 //!   addresses, so that the whole state stays within a snapshot;
 //! - `rotation.rs`: the network token's last rotation, sealed for the members;
-//! - `operator.rs`: which commands are the operator's, and the last one it signed per subject.
+//! - `operator.rs`: which commands are the operator's, and the last one it signed per subject;
+//! - `rules.rs`: the version of these rules, moved forward by a log entry, so that a rule that
+//!   changes how an entry applies never changes how entries already in a log apply.
 
 mod allocation;
 mod audit;
@@ -29,6 +31,7 @@ mod members;
 pub mod operator;
 mod roles;
 mod rotation;
+mod rules;
 mod tombstones;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +55,7 @@ pub use roles::{
 pub use rotation::{
     MAX_ROTATION_PAGES, ROTATION_PAGE, SealedToken, TokenRotation, page_digest, rotation_digest,
 };
+pub use rules::{RULES, RULES_FORM, SIGNED_ROLES};
 pub use tombstones::{MAX_TOMBSTONE_BYTES, MAX_TOMBSTONES, Tombstone, Tombstones};
 
 use members::JoinFacts;
@@ -139,6 +143,11 @@ pub enum Command {
     /// once every live member reads it ([`ABANDON_FORM`]).
     AbandonInstall {
         peer: PeerKey,
+    },
+    /// The leader moves the state to the rules of `version` ([`rules`]): entries after this
+    /// one apply by them. Written only once every raft node reads it ([`RULES_FORM`]).
+    AdoptRules {
+        version: u32,
     },
     /// The member leaves for good.
     Leave {
@@ -320,6 +329,11 @@ pub enum Outcome {
     /// A rotation awaiting more pages of copies than a ledger's members fill, or a page the
     /// last rotation does not await ([`rotation`]).
     RotationPages,
+    /// A member's own role change, unsigned, after the operator signed its role: only the
+    /// operator changes it now ([`SIGNED_ROLES`]).
+    OperatorRole,
+    /// Rules newer than this weft's ([`rules`]).
+    RulesUnknown,
 }
 
 /// The whole replicated state.
@@ -356,6 +370,9 @@ pub struct LedgerState {
     /// The operator's last signed command per subject ([`operator`]).
     #[serde(default)]
     operator: operator::Marks,
+    /// The version of the rules entries apply by ([`rules`]); 0 in a state from before it.
+    #[serde(default)]
+    rules: u32,
     /// Index of the last applied log entry.
     applied: u64,
     /// What [`LedgerState::shared_bytes`] counts, kept as writes apply.
@@ -383,6 +400,7 @@ impl LedgerState {
             rotation: None,
             audit: std::collections::VecDeque::new(),
             operator: operator::Marks::default(),
+            rules: 0,
             applied: 0,
             shared: kv::SharedCount::default(),
         }
@@ -455,6 +473,7 @@ impl LedgerState {
             }
             Command::Expire { peer } => self.expire(peer),
             Command::AbandonInstall { peer } => self.abandon_install(peer),
+            Command::AdoptRules { version } => self.adopt_rules(*version),
             Command::Leave { peer } => self.remove(peer),
             Command::Reserve { peer, address } => self.reserve(peer, *address),
             Command::Unreserve { address } => {
@@ -463,7 +482,7 @@ impl LedgerState {
             }
             Command::SetRolePolicy(policy) => self.set_policy(*policy, false),
             Command::InitRolePolicy(policy) => self.set_policy(*policy, true),
-            Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
+            Command::SetFixedRole { peer, role, force } => self.own_fixed_role(peer, *role, *force),
             Command::ReportBootstrap {
                 peer,
                 report,
@@ -633,7 +652,39 @@ pub(crate) mod tests {
         }
     }
 
-    /// Applies commands with consecutive indexes, returning the outcomes.
+    /// A join of `peer` whose weft reads commands up to `form`.
+    pub fn join_reading(peer: &str, form: u32) -> Command {
+        match join(peer, 1) {
+            Command::Join {
+                peer,
+                hostname,
+                sealing_key,
+                endpoints,
+                requested,
+                now,
+                fixed_role,
+                policy,
+                bootstraps,
+                platform,
+            } => Command::Join {
+                peer,
+                hostname,
+                sealing_key,
+                endpoints,
+                requested,
+                now,
+                fixed_role,
+                policy,
+                bootstraps,
+                platform: Platform {
+                    commands: form,
+                    ..platform
+                },
+            },
+            other => other,
+        }
+    }
+
     /// A `PutDns` of one value with a TTL of 60 s.
     pub fn put_dns(name: &str, rtype: RecordType, value: &str) -> Command {
         Command::PutDns {
@@ -646,6 +697,7 @@ pub(crate) mod tests {
         }
     }
 
+    /// Applies commands with consecutive indexes, returning the outcomes.
     pub fn run(state: &mut LedgerState, commands: &[Command]) -> Vec<Outcome> {
         commands
             .iter()

@@ -3,7 +3,10 @@
 //! ([`crate::ledger::authority::may_propose`]): removing or fixing the role of another member,
 //! denying or allowing any PeerId, reserving or freeing an address, and the role policy; a
 //! token rotation only with the operator's signed grant for it. What a member says for itself
-//! (leaving, fixing its own role) stays its own.
+//! (leaving, fixing its own role) stays its own, until the operator signs that member's role:
+//! under the rules of [`super::SIGNED_ROLES`], the role the operator last signed for a member
+//! and that applied stands against the role the member's join declares, after a removal too,
+//! and against its own unsigned changes.
 //!
 //! Each operator command has a subject: a PeerId (denial and allowance share it), a member's
 //! removal, a member's role, an address, the policy. The state keeps the last signed command applied for
@@ -23,9 +26,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Command, LedgerState, Outcome};
+use super::{Command, FixedRole, LedgerState, Outcome, PeerKey, SIGNED_ROLES};
 use crate::operator::Signed;
 
+/// How the subject of a member's role begins; its PeerId follows.
+const ROLE_SUBJECT: &str = "role ";
 /// The subject of the operator's grants of token rotations.
 pub const ROTATION: &str = "token";
 /// Subjects whose last signed command the state keeps.
@@ -54,7 +59,7 @@ pub fn subject(command: &Command) -> Option<String> {
         // that it never stands in for them in a merge.
         Command::Leave { peer } => Some(format!("member {peer}")),
         Command::Deny { peer } | Command::Allow { peer } => Some(format!("peer {peer}")),
-        Command::SetFixedRole { peer, .. } => Some(format!("role {peer}")),
+        Command::SetFixedRole { peer, .. } => Some(format!("{ROLE_SUBJECT}{peer}")),
         Command::Reserve { address, .. } | Command::Unreserve { address } => {
             Some(format!("address {address}"))
         }
@@ -78,6 +83,11 @@ pub struct Marks {
     last: BTreeMap<String, Signed>,
     /// The highest number dropped to make room: nothing at or below it applies any more.
     floor: u64,
+    /// Under [`SIGNED_ROLES`], the role the operator signed last for each member and that
+    /// applied (`None`: not fixed). An entry goes with its subject's mark, so the table is
+    /// bounded as the marks are.
+    #[serde(default)]
+    roles: BTreeMap<PeerKey, Option<FixedRole>>,
 }
 
 impl Marks {
@@ -100,6 +110,9 @@ impl Marks {
                 .map(|(k, s)| (k.clone(), s.seq));
             if let Some((key, seq)) = lowest {
                 self.last.remove(&key);
+                if let Some(peer) = key.strip_prefix(ROLE_SUBJECT) {
+                    self.roles.remove(peer);
+                }
                 self.floor = self.floor.max(seq);
             }
         }
@@ -138,15 +151,72 @@ impl LedgerState {
         if !self.operator.fresh(&subject, signed.seq) {
             return Outcome::OperatorStale;
         }
-        let outcome = self.execute(&command);
+        let outcome = match &command {
+            // Signed, a role change is the operator's, whatever the member's own word was.
+            Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
+            command => self.execute(command),
+        };
         self.operator.record(subject, signed.clone());
+        if let Command::SetFixedRole { peer, role, .. } = command
+            && outcome == Outcome::Done
+            && self.rules >= SIGNED_ROLES
+        {
+            self.operator.roles.insert(peer, role);
+        }
         outcome
+    }
+
+    /// The role the operator signed last for `peer` and that applied (`Some(None)`: not
+    /// fixed), under the rules of [`SIGNED_ROLES`]. It stands against the member's own word:
+    /// the role its join declares and its own unsigned changes
+    /// ([`LedgerState::own_fixed_role`]).
+    pub(super) fn signed_role(&self, peer: &str) -> Option<Option<FixedRole>> {
+        if self.rules < SIGNED_ROLES {
+            return None;
+        }
+        self.operator.roles.get(peer).copied()
+    }
+
+    /// An unsigned [`Command::SetFixedRole`]: a member's change of its own role (or, in a mesh
+    /// without an operator key, of any member's), refused once the operator's signed role for
+    /// that member stands ([`Outcome::OperatorRole`]).
+    pub(super) fn own_fixed_role(
+        &mut self,
+        peer: &PeerKey,
+        role: Option<FixedRole>,
+        force: bool,
+    ) -> Outcome {
+        if self.signed_role(peer).is_some() {
+            return Outcome::OperatorRole;
+        }
+        self.set_fixed_role(peer, role, force)
+    }
+
+    /// On adopting [`SIGNED_ROLES`]: the roles the operator signed before, each where the
+    /// member still holds it (so it applied), stand from now on.
+    pub(super) fn adopt_signed_roles(&mut self) {
+        let signed: Vec<(PeerKey, Option<FixedRole>)> = self
+            .operator
+            .last
+            .values()
+            .filter_map(|signed| match signed.command().ok()? {
+                Command::SetFixedRole { peer, role, .. } => Some((peer, role)),
+                _ => None,
+            })
+            .filter(|(peer, role)| {
+                self.members
+                    .get(peer)
+                    .is_some_and(|m| m.fixed_role == *role)
+            })
+            .collect();
+        self.operator.roles.extend(signed);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::state::{BootstrapReport, Phase, Role};
     use crate::operator::OperatorSecret;
 
     fn state() -> LedgerState {
@@ -177,6 +247,97 @@ mod tests {
         };
         assert!(!needs_operator(&put, "a"));
         assert_eq!(subject(&put), None);
+    }
+
+    #[test]
+    fn under_the_signed_roles_rules_a_role_the_operator_signed_stands_against_the_members_word() {
+        use super::super::tests::join_declaring;
+        let secret = OperatorSecret::generate();
+        let mut s = state();
+        let fix = |peer: &str, role| Command::SetFixedRole {
+            peer: peer.into(),
+            role,
+            force: false,
+        };
+        let role = |s: &LedgerState, peer: &str| s.members()[peer].fixed_role;
+        let declaring = |peer: &str, role| join_declaring(peer, role, None, true);
+        let worker = Some(FixedRole::Worker);
+        let master = Some(FixedRole::Master);
+        let mut index = 0;
+        let mut apply = |s: &mut LedgerState, command: &Command| {
+            index += 1;
+            s.apply(index, command)
+        };
+        // Before the mesh adopts the rules, entries apply as they always did: the member's
+        // own word replaces the operator's.
+        apply(&mut s, &declaring("m", master));
+        assert_eq!(
+            apply(&mut s, &signed(&secret, 10, fix("m", worker))),
+            Outcome::Done
+        );
+        assert_eq!(apply(&mut s, &fix("m", master)), Outcome::Done);
+        assert_eq!(role(&s, "m"), master);
+        // "d" deploys a worker; the operator's master without force fails, and must not stand.
+        apply(&mut s, &declaring("d", worker));
+        let deployed = BootstrapReport {
+            role: Some(Role::Worker),
+            phase: Phase::Deployed,
+            detail: String::new(),
+            at: 1,
+        };
+        apply(
+            &mut s,
+            &Command::ReportBootstrap {
+                peer: "d".into(),
+                report: deployed,
+                restored: false,
+            },
+        );
+        // "k" keeps the role the operator signed for it.
+        apply(&mut s, &declaring("k", None));
+        assert_eq!(
+            apply(&mut s, &signed(&secret, 11, fix("k", worker))),
+            Outcome::Done
+        );
+        assert_eq!(
+            apply(
+                &mut s,
+                &Command::AdoptRules {
+                    version: SIGNED_ROLES
+                }
+            ),
+            Outcome::Done
+        );
+        // Adopted: "k"'s signed role, which it still holds, stands; "m"'s, which it replaced
+        // before, does not.
+        assert_eq!(apply(&mut s, &fix("k", None)), Outcome::OperatorRole);
+        assert_eq!(apply(&mut s, &fix("m", None)), Outcome::Done);
+        // A signed role that failed does not stand.
+        let failed = signed(&secret, 12, fix("d", master));
+        assert_eq!(apply(&mut s, &failed), Outcome::RoleDeployed);
+        assert_eq!(apply(&mut s, &fix("d", worker)), Outcome::Done);
+        // Once the operator signs its role, neither its own change nor its join replaces it.
+        assert_eq!(
+            apply(&mut s, &signed(&secret, 13, fix("m", master))),
+            Outcome::Done
+        );
+        assert_eq!(apply(&mut s, &fix("m", None)), Outcome::OperatorRole);
+        apply(&mut s, &declaring("m", worker));
+        assert_eq!(role(&s, "m"), master);
+        // Removed and back, it takes the role the operator signed, not the one it declares.
+        apply(&mut s, &Command::Leave { peer: "m".into() });
+        apply(&mut s, &declaring("m", worker));
+        assert_eq!(role(&s, "m"), master);
+        // The operator unfixes it: it stays unfixed, whatever it declares.
+        assert_eq!(
+            apply(&mut s, &signed(&secret, 14, fix("m", None))),
+            Outcome::Done
+        );
+        apply(&mut s, &declaring("m", worker));
+        assert_eq!(role(&s, "m"), None);
+        // Another member's own word is still its own.
+        apply(&mut s, &declaring("n", worker));
+        assert_eq!(role(&s, "n"), worker);
     }
 
     #[test]
