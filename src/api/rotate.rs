@@ -210,20 +210,20 @@ pub async fn rotate(
     };
     // Held before the proposal: the rotation may commit though its proposal seems to fail, or
     // the caller gives up waiting, and its members' copies must follow it all the same.
+    // On disk too before the proposal, so that a restart after the commit still sends them.
     state.outbox.hold(network_id.clone(), made.pages);
+    state.outbox.persist().await;
     // Applied unless its grant is stale: the last rotation committed is the one members follow.
-    let outcome = state
-        .ledger
-        .propose_patiently(command)
-        .await
-        .inspect_err(|e| {
-            if !may_have_committed(e) {
-                state.outbox.release(&network_id);
-            }
-        })?;
-    if outcome != Outcome::Done {
+    let proposed = state.ledger.propose_patiently(command).await;
+    let refused = match &proposed {
+        Ok(outcome) => *outcome != Outcome::Done,
+        Err(e) => !may_have_committed(e),
+    };
+    if refused {
         state.outbox.release(&network_id);
+        state.outbox.persist().await;
     }
+    let outcome = proposed?;
     if outcome == Outcome::OperatorStale {
         return Err(ApiError::Conflict(
             "the operator's grant was used already (a rotation numbered as high or higher was \

@@ -5,8 +5,9 @@
 //! copies for would get none and be locked out when the grace window closes. So the pages wait
 //! in an [`Outbox`], from before the rotation is proposed, and [`deliver`] proposes each until
 //! the ledger takes it or another rotation replaced this one. The daemon's outbox is kept in
-//! the state directory ([`FILE_NAME`], 0600, written whole with [`crate::durable::write`] at
-//! each change), so a node restarted before its pages committed goes on proposing them.
+//! the state directory ([`FILE_NAME`], 0600, written whole with [`crate::durable::write`] off
+//! the async workers, [`Outbox::persist`]), so a node restarted before its pages committed goes
+//! on proposing them.
 
 use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
@@ -34,13 +35,22 @@ const ROTATIONS: usize = 2;
 
 /// The pages of the last rotations this node made, until the ledger holds them.
 #[derive(Debug, Clone, Default)]
-pub struct Outbox(Arc<Mutex<Inner>>);
+pub struct Outbox(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    inner: Mutex<Inner>,
+    /// The last change written to the file, held while writing so that writes land in order.
+    written: tokio::sync::Mutex<u64>,
+}
 
 #[derive(Debug, Default)]
 struct Inner {
     held: Vec<Held>,
     /// Where the outbox is kept; `None` keeps it in memory only (tests of the ledger alone).
     file: Option<PathBuf>,
+    /// Changes made so far; the file holds the outbox as of [`Shared::written`].
+    changes: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,10 +89,14 @@ impl Outbox {
                 "proposing again the rotation pages kept from the last run"
             );
         }
-        Outbox(Arc::new(Mutex::new(Inner {
-            held,
-            file: Some(file),
-        })))
+        Outbox(Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                held,
+                file: Some(file),
+                changes: 0,
+            }),
+            written: tokio::sync::Mutex::new(0),
+        }))
     }
 
     /// Holds `pages` ([`Command::RotationKeys`]) of the rotation to `network`, made and not yet
@@ -113,7 +127,7 @@ impl Outbox {
             let at = held[..older].iter().position(|h| !h.seen).unwrap_or(0);
             held.remove(at);
         }
-        inner.save();
+        inner.changes += 1;
     }
 
     /// Lets go of the pages of the rotation to `network`: its proposal was refused.
@@ -122,7 +136,7 @@ impl Outbox {
         let before = inner.held.len();
         inner.held.retain(|h| h.network != network);
         if inner.held.len() != before {
-            inner.save();
+            inner.changes += 1;
         }
     }
 
@@ -152,7 +166,7 @@ impl Outbox {
             }
         });
         if changed {
-            inner.save();
+            inner.changes += 1;
         }
         due
     }
@@ -167,7 +181,7 @@ impl Outbox {
         inner.held.retain(|h| !h.pages.is_empty());
         let after: usize = inner.held.iter().map(|h| h.pages.len()).sum();
         if after != before {
-            inner.save();
+            inner.changes += 1;
         }
     }
 
@@ -175,37 +189,46 @@ impl Outbox {
         !self.lock().held.is_empty()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Inner {
-    /// Writes the outbox to its file, under the outbox's lock so that writes land in the order
-    /// of the changes; an empty outbox removes the file. This blocks the caller for a durable
-    /// write of up to a few MB, a handful of times per rotation. A failed write is logged: the
-    /// pages are still proposed from memory.
-    fn save(&self) {
-        let Some(file) = &self.file else {
-            return;
+    /// Writes the outbox to its file when it changed since the last write, off the async
+    /// workers (a durable write of up to a few MB); an empty outbox removes the file. A failed
+    /// write is logged: the pages are still proposed from memory.
+    pub async fn persist(&self) {
+        let (file, change, bytes) = {
+            let inner = self.lock();
+            let Some(file) = inner.file.clone() else {
+                return;
+            };
+            let bytes = (!inner.held.is_empty())
+                .then(|| serde_json::to_vec(&inner.held).expect("rotation pages serialize"));
+            (file, inner.changes, bytes)
         };
-        let written = if self.held.is_empty() {
-            match std::fs::remove_file(file) {
+        let mut written = self.0.written.lock().await;
+        if change <= *written {
+            return;
+        }
+        let target = file.clone();
+        let outcome = tokio::task::spawn_blocking(move || match bytes {
+            Some(bytes) => crate::durable::write(&target, &bytes, 0o600),
+            None => match std::fs::remove_file(&target) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
-            }
-        } else {
-            let bytes = serde_json::to_vec(&self.held).expect("rotation pages serialize");
-            crate::durable::write(file, &bytes, 0o600)
-        };
-        if let Err(e) = written {
-            tracing::warn!(
+            },
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        match outcome {
+            Ok(()) => *written = change,
+            Err(e) => tracing::warn!(
                 file = %file.display(),
                 error = %e,
                 "cannot keep the rotation pages on disk; they are proposed all the same, but \
                  a restart before they commit loses them"
-            );
+            ),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -238,6 +261,7 @@ pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let due = outbox.due(&ledger.state());
+        outbox.persist().await;
         for page in due {
             let answer = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -254,6 +278,7 @@ pub async fn deliver(outbox: Outbox, ledger: Ledger, shutdown: CancellationToken
                 }
             }
         }
+        outbox.persist().await;
         let holding = outbox.holding();
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -331,18 +356,20 @@ mod tests {
         assert!(!outbox.holding());
     }
 
-    #[test]
-    fn a_kept_outbox_gives_a_restarted_node_the_pages_it_still_had_to_propose() {
+    #[tokio::test]
+    async fn a_kept_outbox_gives_a_restarted_node_the_pages_it_still_had_to_propose() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(FILE_NAME);
         let mut state = LedgerState::new("10.1.0.0/24".parse().unwrap());
         let outbox = Outbox::kept_in(dir.path());
         outbox.hold("new".into(), vec![page("a"), page("b")]);
+        outbox.persist().await;
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         state.apply(1, &rotation("old", "new", &["a", "b"]));
         assert_eq!(outbox.due(&state), vec![page("a"), page("b")]);
         outbox.taken(&page("a"));
+        outbox.persist().await;
         drop(outbox);
         // Restarted: the page not yet taken is due again, and it is the rotation's own.
         let outbox = Outbox::kept_in(dir.path());
@@ -351,16 +378,18 @@ mod tests {
         state.apply(2, &rotation("new", "theirs", &[]));
         let outbox = Outbox::kept_in(dir.path());
         assert!(outbox.due(&state).is_empty());
+        outbox.persist().await;
         assert!(!file.exists());
     }
 
-    #[test]
-    fn a_damaged_outbox_file_starts_an_empty_outbox_and_is_replaced() {
+    #[tokio::test]
+    async fn a_damaged_outbox_file_starts_an_empty_outbox_and_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"{ not json").unwrap();
         let outbox = Outbox::kept_in(dir.path());
         assert!(!outbox.holding());
         outbox.hold("new".into(), vec![page("a")]);
+        outbox.persist().await;
         assert!(Outbox::kept_in(dir.path()).holding());
     }
 
