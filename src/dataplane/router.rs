@@ -59,21 +59,22 @@ pub fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
 
 /// Whether the kernel may answer an IPv4 packet while it is written to the TUN: TCP (with an
 /// acknowledgement, or more data an acknowledgement lets out) and an ICMP echo or timestamp
-/// request (its reply) are answered in the kernel's receive path, inside the write. UDP is
-/// answered, if at all, by an application later, and other ICMP (an echo's reply, an error)
-/// not at all, so looking for an answer after writing them would be a read for nothing.
+/// request (its reply) are answered in the kernel's receive path, inside the write. A
+/// fragment of ICMP may complete a request whose type only the first fragment shows, so it
+/// counts too. Other ICMP (an echo's reply, an error) is not answered, and UDP only by an
+/// application later (the kernel's port unreachable aside, rare enough not to look for), so
+/// looking for an answer after writing them would be a read for nothing.
 pub fn answered_in_write(packet: &[u8]) -> bool {
-    if packet.len() < 20 || packet[0] >> 4 != 4 {
+    if packet.len() < 20 || packet[0] >> 4 != 4 || packet[0] & 0x0f < 5 {
         return false;
     }
     match packet[9] {
         TCP => true,
         ICMP => {
             let header = usize::from(packet[0] & 0x0f) * 4;
-            // Only the first fragment holds the ICMP header.
-            let first = u16::from_be_bytes([packet[6], packet[7]]) & 0x1fff == 0;
-            first
-                && matches!(
+            let fragment = u16::from_be_bytes([packet[6], packet[7]]);
+            fragment & (MORE_FRAGMENTS | FRAGMENT_OFFSET) != 0
+                || matches!(
                     packet.get(header),
                     Some(&(ECHO_REQUEST | TIMESTAMP_REQUEST))
                 )
@@ -86,6 +87,8 @@ const ICMP: u8 = 1;
 const TCP: u8 = 6;
 const ECHO_REQUEST: u8 = 8;
 const TIMESTAMP_REQUEST: u8 = 13;
+const MORE_FRAGMENTS: u16 = 0x2000;
+const FRAGMENT_OFFSET: u16 = 0x1fff;
 
 /// The source of an IPv4 packet, `None` for anything else or a truncated header.
 pub fn ipv4_source(packet: &[u8]) -> Option<Ipv4Addr> {
@@ -193,11 +196,22 @@ mod tests {
             packet[20] = kind;
             assert_eq!(answered_in_write(&packet), answered, "ICMP type {kind}");
         }
-        packet[20] = 8;
         assert!(!answered_in_write(&packet[..20]), "no ICMP header");
+        // A fragment may complete a request: the last (an offset), or the first (more to come).
+        packet[20] = 0;
         packet[7] = 1;
-        assert!(!answered_in_write(&packet), "a later fragment");
+        assert!(answered_in_write(&packet), "a later fragment");
         packet[7] = 0;
+        packet[6] = 0x20;
+        assert!(answered_in_write(&packet), "a first fragment");
+        packet[6] = 0x40;
+        assert!(!answered_in_write(&packet), "don't fragment is no fragment");
+        packet[6] = 0;
+        packet[0] = 0x44;
+        assert!(
+            !answered_in_write(&packet),
+            "a header length below 20 bytes"
+        );
         packet[0] = 0x60;
         assert!(!answered_in_write(&packet), "not IPv4");
     }
