@@ -530,6 +530,7 @@ async fn raft_rpcs_in_another_nodes_name_are_refused() {
         node_id: 0xbad,
         node: weft::ledger::raft::LedgerNode { peer_id: other },
         operator: None,
+        form: weft::ledger::state::COMMAND_FORM,
     };
     let leader: PeerId = victim.ledger.status().leader.unwrap().parse().unwrap();
     let refused = call::<Result<serde_json::Value, String>>(&hostile.handle, leader, &join)
@@ -1170,6 +1171,55 @@ async fn a_node_without_the_operator_key_gets_no_raft_seat() {
     assert!(keyless.ledger.status().follower);
 }
 
+/// Once the ledger adopted rules, a node whose weft does not read them would apply later
+/// entries by older rules, and could lead: it joins as a follower, whatever seats are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_rules_are_adopted_a_node_declaring_an_older_weft_gets_no_raft_seat() {
+    let token = network();
+    let founder = group(&token, &["m0"]).await;
+    settled_cluster(&founder).await;
+    wait_for("the rules adopted", || {
+        (founder[0].ledger.state().rules() >= SIGNED_ROLES).then_some(())
+    })
+    .await;
+    let entry = address(&founder[0].member).await;
+    let leader = founder[0].member.handle.peer_id();
+    let hostile = start(&token, "mallory", vec![entry]).await;
+    wait_for("the founder to admit the hostile node", || {
+        admitted(&hostile)
+            .contains(&leader.to_string())
+            .then_some(())
+    })
+    .await;
+    let join = |node_id, form| LedgerRpc::Join {
+        node_id,
+        node: weft::ledger::raft::LedgerNode {
+            peer_id: hostile.handle.peer_id().to_string(),
+        },
+        operator: None,
+        form,
+    };
+    // One voter of three: a join would take a seat, but not from a weft before the rules.
+    let old = call::<Result<Joined, String>>(&hostile.handle, leader, &join(0x01d, 0)).await;
+    assert!(matches!(old, Ok(Ok(Joined::Follower))), "{old:?}");
+    assert!(!hello(&founder[0].ledger).members.contains(&0x01d));
+    // The same node declaring this weft's form is seated.
+    let handle = hostile.handle.clone();
+    let current = join(0x0e1, weft::ledger::state::COMMAND_FORM);
+    let asked =
+        tokio::spawn(
+            async move { call::<Result<Joined, String>>(&handle, leader, &current).await },
+        );
+    wait_for("the node seated once it declares the rules' form", || {
+        hello(&founder[0].ledger)
+            .members
+            .contains(&0x0e1)
+            .then_some(())
+    })
+    .await;
+    asked.abort();
+}
+
 /// A token holder that joins a cluster short of raft nodes as a raft node it never runs: it is
 /// seated as a learner, takes no appends, and gets no vote; the honest nodes that come after it
 /// take the three voter seats, and its learner seat goes once it has lagged the log for the
@@ -1203,6 +1253,7 @@ async fn a_learner_that_takes_no_appends_gets_no_vote_and_loses_its_seat() {
             peer_id: hostile_id.clone(),
         },
         operator: None,
+        form: weft::ledger::state::COMMAND_FORM,
     };
     let handle = hostile.handle.clone();
     let asked =

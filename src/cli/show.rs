@@ -64,11 +64,12 @@ pub(super) fn status(client: &ClientArgs) -> Result<(), Failure> {
         )
     };
     println!(
-        "cluster:      {} ({seat}, raft node {:016x}, leader {}, {seats}, applied {})",
+        "cluster:      {} ({seat}, raft node {:016x}, leader {}, {seats}, applied {}, rules {})",
         ledger.cluster_id.as_deref().unwrap_or("forming"),
         ledger.node_id,
         ledger.leader.as_deref().unwrap_or("unknown"),
-        ledger.applied_index
+        ledger.applied_index,
+        ledger.rules
     );
     println!("reachability: {}", view.reachability);
     println!("relay:        {}", view.relay);

@@ -338,6 +338,8 @@ mod tests {
         let abandon = Command::AbandonInstall { peer: "a".into() };
         assert!(may_propose(&abandon, "a", None, None, 0).is_err());
         assert!(may_propose(&abandon, "b", None, None, 0).is_err());
+        let rules = Command::AdoptRules { version: 1 };
+        assert!(may_propose(&rules, "a", None, None, 0).is_err());
         // A member asks to renew only its own lease (`LedgerRpc::Renew` names no one).
         let renewals = Command::Renewals {
             peers: vec!["a".into()],

@@ -827,18 +827,23 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
         return;
     }
     let reachable = reachable_peers(ledger);
-    let mut candidates: Vec<libp2p::PeerId> = ledger
-        .state()
-        .members()
-        .iter()
-        .filter(|(peer, m)| {
-            m.lease == LeaseState::Live
-                && reachable.contains(peer)
-                && !nodes.iter().any(|n| n.peer == **peer)
-        })
-        .filter_map(|(peer, _)| peer.parse::<libp2p::PeerId>().ok())
-        .filter(|peer| !ledger.p2p().is_behind(peer))
-        .collect();
+    // Once the ledger adopted rules, a weft that does not read them would apply entries by
+    // older ones: it gets no seat.
+    let mut candidates: Vec<libp2p::PeerId> = {
+        let state = ledger.state();
+        state
+            .members()
+            .iter()
+            .filter(|(peer, m)| {
+                m.lease == LeaseState::Live
+                    && reachable.contains(peer)
+                    && !nodes.iter().any(|n| n.peer == **peer)
+                    && state.may_seat(m.platform.commands)
+            })
+            .filter_map(|(peer, _)| peer.parse::<libp2p::PeerId>().ok())
+            .filter(|peer| !ledger.p2p().is_behind(peer))
+            .collect()
+    };
     // A few at random each round: the lowest PeerIds may stay in another cluster for a while.
     candidates.shuffle(&mut rand::thread_rng());
     candidates.truncate(RECRUIT_ASKED);
@@ -1150,6 +1155,7 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
         node_id: ledger.node_id(),
         node: ledger.node(),
         operator: ledger.operator().map(ToString::to_string),
+        form: super::state::COMMAND_FORM,
     };
     tracing::info!(leader = %leader.peer_id, "joining the cluster");
     // Not connected to the leader, this node sends its join through a member that is, and then

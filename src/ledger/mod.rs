@@ -137,6 +137,10 @@ pub struct LedgerStatus {
     pub applied_index: u64,
     /// Whether this node follows the leader's feed rather than being a raft voter or learner.
     pub follower: bool,
+    /// The version of the ledger's rules this node's state applies entries by
+    /// ([`state::RULES`]).
+    #[serde(default)]
+    pub rules: u32,
 }
 
 /// One raft instance over the node's storage, with its state machine. Leaving a cluster for
@@ -915,7 +919,10 @@ impl Ledger {
         };
         let membership = metrics.membership_config.membership();
         let peer_of = |id: u64| membership.get_node(&id).map(|n| n.peer_id.clone());
-        let cluster_id = self.state().cluster().map(|c| c.to_string());
+        let (cluster_id, rules) = {
+            let state = self.state();
+            (state.cluster().map(|c| c.to_string()), state.rules())
+        };
         if membership.get_node(&node_id).is_none() {
             let replica = self.replica();
             if replica.is_following() {
@@ -930,6 +937,7 @@ impl Ledger {
                     changing_voters: false,
                     applied_index: replica.position(),
                     follower: true,
+                    rules,
                 };
             }
         }
@@ -942,6 +950,7 @@ impl Ledger {
             changing_voters: membership.get_joint_config().len() > 1,
             applied_index: metrics.last_applied.map(|l| l.index).unwrap_or(0),
             follower: false,
+            rules,
         }
     }
 

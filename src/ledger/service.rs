@@ -170,6 +170,7 @@ async fn answer(
             node_id,
             node,
             operator,
+            form,
         } => {
             let other_key = operator_differs(ledger, operator.as_deref());
             if other_key {
@@ -179,7 +180,16 @@ async fn answer(
                      as a follower, with no raft seat (start it with the same --operator-key)"
                 );
             }
-            let follower_only = behind || other_key;
+            let old_weft = !ledger.state().may_seat(form);
+            if old_weft {
+                tracing::warn!(
+                    %peer,
+                    form,
+                    "a node runs a weft older than the ledger's rules: it joins as a follower, \
+                     with no raft seat (upgrade it)"
+                );
+            }
+            let follower_only = behind || other_key || old_weft;
             answer_join(ledger, target_voters, peer, follower_only, node_id, node).await
         }
         LedgerRpc::CatchupPage {

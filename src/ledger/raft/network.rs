@@ -54,6 +54,11 @@ pub enum LedgerRpc {
         /// one takes it in only as a follower, so it never leads and drops the key's check.
         #[serde(default)]
         operator: Option<String>,
+        /// The newest form of the ledger's commands the node's weft reads
+        /// ([`crate::ledger::state::COMMAND_FORM`]); 0 from a weft before this field. Once the
+        /// ledger adopted rules, a node that does not read them gets no raft seat.
+        #[serde(default)]
+        form: u32,
     },
     /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
     Propose(Command),

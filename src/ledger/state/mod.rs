@@ -371,7 +371,7 @@ pub struct LedgerState {
     #[serde(default)]
     operator: operator::Marks,
     /// The version of the rules entries apply by ([`rules`]); 0 in a state from before it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rules::known")]
     rules: u32,
     /// Index of the last applied log entry.
     applied: u64,

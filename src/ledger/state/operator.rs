@@ -191,26 +191,6 @@ impl LedgerState {
         }
         self.set_fixed_role(peer, role, force)
     }
-
-    /// On adopting [`SIGNED_ROLES`]: the roles the operator signed before, each where the
-    /// member still holds it (so it applied), stand from now on.
-    pub(super) fn adopt_signed_roles(&mut self) {
-        let signed: Vec<(PeerKey, Option<FixedRole>)> = self
-            .operator
-            .last
-            .values()
-            .filter_map(|signed| match signed.command().ok()? {
-                Command::SetFixedRole { peer, role, .. } => Some((peer, role)),
-                _ => None,
-            })
-            .filter(|(peer, role)| {
-                self.members
-                    .get(peer)
-                    .is_some_and(|m| m.fixed_role == *role)
-            })
-            .collect();
-        self.operator.roles.extend(signed);
-    }
 }
 
 #[cfg(test)]
@@ -293,12 +273,6 @@ mod tests {
                 restored: false,
             },
         );
-        // "k" keeps the role the operator signed for it.
-        apply(&mut s, &declaring("k", None));
-        assert_eq!(
-            apply(&mut s, &signed(&secret, 11, fix("k", worker))),
-            Outcome::Done
-        );
         assert_eq!(
             apply(
                 &mut s,
@@ -308,9 +282,7 @@ mod tests {
             ),
             Outcome::Done
         );
-        // Adopted: "k"'s signed role, which it still holds, stands; "m"'s, which it replaced
-        // before, does not.
-        assert_eq!(apply(&mut s, &fix("k", None)), Outcome::OperatorRole);
+        // Adopted: a role signed before stands only once signed again.
         assert_eq!(apply(&mut s, &fix("m", None)), Outcome::Done);
         // A signed role that failed does not stand.
         let failed = signed(&secret, 12, fix("d", master));

@@ -5,24 +5,42 @@
 //! (voter or learner) runs a weft that reads it ([`RULES_FORM`]); every node then applies the
 //! entries before it by the old rule and those after it by the new one, whatever its code.
 //!
-//! Members that follow without a raft seat are not waited for, so that no member can hold a
-//! rule back by declaring an old weft (any token holder could). An older weft among them does
-//! not read the entry: it fetches the state from a voter, as after a lost message, and applies
-//! later entries by its old rules, so its own view can differ where a later rule decides.
+//! Members that follow without a raft seat are not waited for, so that a member without one
+//! cannot hold a rule back by declaring an old weft (any token holder could). An older weft
+//! among them does not read the entry: it fetches the state from a voter, as after a lost
+//! message, and applies later entries by its old rules, so its own view can differ where a
+//! later rule decides. Once rules are adopted, a raft seat goes only to a weft that reads them
+//! ([`LedgerState::may_seat`]), and a state whose rules are newer than this weft's does not
+//! decode here ([`known`]): such a node stops following rather than diverge.
 //!
 //! - Version 1 ([`SIGNED_ROLES`]): a role the operator signed for a member stands against the
 //!   member's own word ([`super::operator`]).
+
+use serde::{Deserialize, Deserializer};
 
 use super::{Command, LedgerState, Outcome};
 
 /// The operator's signed role for a member stands against the role its join declares and its
 /// own unsigned changes.
 pub const SIGNED_ROLES: u32 = 1;
-/// The newest rules this weft applies.
+/// The newest rules this weft applies. A new version raises [`RULES_FORM`] with it.
 pub const RULES: u32 = SIGNED_ROLES;
-/// The form of the ledger's commands in which [`Command::AdoptRules`] is written
+/// The form of the ledger's commands in which [`Command::AdoptRules`] of [`RULES`] is written
 /// ([`super::COMMAND_FORM`]).
 pub const RULES_FORM: u32 = 5;
+
+/// Decodes a state's rules version, refusing one newer than this weft's: applying later
+/// entries by older rules would make this node's state differ from the others'.
+pub(super) fn known<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let version = u32::deserialize(deserializer)?;
+    if version > RULES {
+        return Err(serde::de::Error::custom(format!(
+            "the ledger's rules are of version {version}, newer than this weft's ({RULES}): \
+             upgrade weft on this node"
+        )));
+    }
+    Ok(version)
+}
 
 impl LedgerState {
     /// The version of the rules this state applies entries by.
@@ -37,11 +55,15 @@ impl LedgerState {
         if version > RULES {
             return Outcome::RulesUnknown;
         }
-        if version >= SIGNED_ROLES && self.rules < SIGNED_ROLES {
-            self.adopt_signed_roles();
-        }
         self.rules = self.rules.max(version);
         Outcome::Done
+    }
+
+    /// Whether a raft seat may go to a node whose weft reads the ledger's commands up to
+    /// `form`: once rules are adopted, only when it reads them, since a raft node applies every
+    /// entry and may lead.
+    pub fn may_seat(&self, form: u32) -> bool {
+        self.rules == 0 || form >= RULES_FORM
     }
 
     /// The entry the leader writes to move this state to this weft's rules, when the raft
@@ -89,5 +111,70 @@ mod tests {
             Outcome::RulesUnknown
         );
         assert_eq!(s.rules(), RULES);
+    }
+
+    #[test]
+    fn a_log_with_rules_adopted_in_it_gives_one_state_replayed_or_restored_at_any_entry() {
+        use super::super::tests::join_declaring;
+        use crate::ledger::state::FixedRole;
+        let secret = crate::operator::OperatorSecret::generate();
+        let fix = |role| Command::SetFixedRole {
+            peer: "m".into(),
+            role,
+            force: false,
+        };
+        let signed =
+            |seq, command: Command| Command::Operator(Box::new(secret.sign(seq, &command)));
+        let declaring = |role| join_declaring("m", role, None, true);
+        let log = vec![
+            declaring(Some(FixedRole::Master)),
+            signed(1, fix(Some(FixedRole::Worker))),
+            fix(Some(FixedRole::Master)),
+            declaring(Some(FixedRole::Worker)),
+            Command::AdoptRules { version: RULES },
+            declaring(Some(FixedRole::Master)),
+            signed(2, fix(Some(FixedRole::Worker))),
+            fix(Some(FixedRole::Master)),
+            Command::Leave { peer: "m".into() },
+            declaring(Some(FixedRole::Master)),
+        ];
+        let replay = |state: &mut LedgerState, from: usize| {
+            for (i, command) in log.iter().enumerate().skip(from) {
+                state.apply(i as u64 + 1, command);
+            }
+        };
+        let mut whole = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        replay(&mut whole, 0);
+        assert_eq!(whole.rules(), RULES);
+        assert_eq!(whole.members()["m"].fixed_role, Some(FixedRole::Worker));
+        for at in 0..=log.len() {
+            let mut first = LedgerState::new("10.1.0.0/24".parse().unwrap());
+            for (i, command) in log.iter().enumerate().take(at) {
+                first.apply(i as u64 + 1, command);
+            }
+            let mut restored = LedgerState::restore(&first.snapshot()).unwrap();
+            replay(&mut restored, at);
+            assert_eq!(restored, whole, "restored after entry {at}");
+        }
+    }
+
+    #[test]
+    fn a_state_of_newer_rules_does_not_decode() {
+        let mut s = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        s.rules = RULES + 1;
+        let error = LedgerState::restore(&s.snapshot()).unwrap_err().to_string();
+        assert!(error.contains("upgrade weft"), "{error}");
+        s.rules = RULES;
+        assert!(LedgerState::restore(&s.snapshot()).is_ok());
+    }
+
+    #[test]
+    fn once_rules_are_adopted_a_raft_seat_goes_only_to_a_weft_that_reads_them() {
+        let mut s = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        assert!(s.may_seat(0));
+        s.apply(1, &Command::AdoptRules { version: RULES });
+        assert!(!s.may_seat(0));
+        assert!(!s.may_seat(RULES_FORM - 1));
+        assert!(s.may_seat(RULES_FORM));
     }
 }
