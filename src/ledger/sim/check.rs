@@ -9,7 +9,7 @@
 //! matching holds as in one-leader-per-term raft. What must never happen is two nodes leading
 //! under one id: a node that came back under a raft id it had before a wipe. Once the network
 //! has healed, convergence: every node in one cluster under one leader, holding every
-//! acknowledged write and every node as a member with an address.
+//! acknowledged write and every node as a member with an address, under this weft's rules.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 
 use crate::ledger::Ledger;
-use crate::ledger::state::{ClusterId, LedgerState};
+use crate::ledger::state::{ClusterId, LedgerState, RULES};
 
 use super::BUCKET;
 
@@ -131,6 +131,13 @@ pub fn unconverged(
                 .is_none_or(|m| m.address.is_none())
         }) {
             return Some(format!("n{index} holds no address for {peer}"));
+        }
+        // Every node runs this weft, so the leader adopts its rules once all hold a seat's record.
+        if state.rules() != RULES {
+            return Some(format!(
+                "n{index} applies the ledger's rules of version {}, not {RULES}",
+                state.rules()
+            ));
         }
     }
     None
