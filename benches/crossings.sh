@@ -229,7 +229,7 @@ run_boringtun() {
 }
 
 run_weft() {
-  local a=wcross-w1-$$ b=wcross-w2-$$ o1 o2
+  local a=wcross-w1-$$ b=wcross-w2-$$
   veth_pair "$a" "$b" 10.216.0.1/24 10.216.0.2/24
   local token
   token=$("$WEFT" token new)
@@ -238,20 +238,14 @@ run_weft() {
   # shellcheck disable=SC2086
   start_weft "$WEFT" "$b" cross2 "$token" $WEFT_ARGS
   local pid_b=${PIDS[-1]}
-  for _ in $(seq 600); do
-    o1=$(overlay_ip "$WEFT" cross1)
-    o2=$(overlay_ip "$WEFT" cross2)
-    [ -n "$o1" ] && [ -n "$o2" ] && break
-    sleep 0.1
-  done
-  [ -n "$o2" ] || { echo "crossings: weft got no overlay address" >&2; exit 1; }
-  for _ in $(seq 300); do ip netns exec "$a" ping -c1 -W1 "$o2" >/dev/null 2>&1 && break; done
-  ip netns exec "$a" ping -c1 -W1 "$o2" >/dev/null 2>&1 ||
+  overlay_pair "$WEFT" cross1 cross2
+  for _ in $(seq 300); do ip netns exec "$a" ping -c1 -W1 "$O2" >/dev/null 2>&1 && break; done
+  ip netns exec "$a" ping -c1 -W1 "$O2" >/dev/null 2>&1 ||
     { echo "crossings: the weft pair does not answer" >&2; exit 1; }
   local tun_a tun_b
   tun_a=$(ip -n "$a" -o link | awk -F': ' '$2 !~ /^(lo|eth0)/ {print $2}' | cut -d@ -f1 | head -1)
   tun_b=$(ip -n "$b" -o link | awk -F': ' '$2 !~ /^(lo|eth0)/ {print $2}' | cut -d@ -f1 | head -1)
-  measure weft "$a" "$b" "$o2" "$tun_a" "$tun_b" "$pid_b" 10.216.0.1 10.216.0.2
+  measure weft "$a" "$b" "$O2" "$tun_a" "$tun_b" "$pid_b" 10.216.0.1 10.216.0.2
   bench_stop
 }
 

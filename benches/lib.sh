@@ -75,3 +75,15 @@ overlay_ip() { # binary name -> the node's overlay address, or nothing yet
   "$1" status --json --api "unix://$WORK/$2/api.sock" 2>/dev/null |
     sed -n 's/.*"overlay_ip": *"\([0-9.]*\)".*/\1/p' || true
 }
+
+overlay_pair() { # binary name1 name2: both nodes' overlay addresses in O1 and O2, within 60 s
+  O1="" O2=""
+  for _ in $(seq 600); do
+    O1=$(overlay_ip "$1" "$2"); O2=$(overlay_ip "$1" "$3")
+    [ -n "$O1" ] && [ -n "$O2" ] && return 0
+    sleep 0.1
+  done
+  echo "no overlay addresses; logs in $WORK" >&2
+  cat "$WORK/$2/weft.log" "$WORK/$3/weft.log" >&2
+  exit 1
+}

@@ -47,13 +47,7 @@ start_weft "$WEFT" "$NS1" bench1 "$TOKEN" $WEFT_ARGS
 start_weft "$WEFT" "$NS2" bench2 "$TOKEN" $WEFT_ARGS
 
 log "waiting for both nodes to get overlay addresses"
-O1="" O2=""
-for _ in $(seq 600); do
-  O1=$(overlay_ip "$WEFT" bench1); O2=$(overlay_ip "$WEFT" bench2)
-  [ -n "$O1" ] && [ -n "$O2" ] && break
-  sleep 0.1
-done
-[ -n "$O1" ] && [ -n "$O2" ] || { echo "no overlay addresses; logs in $WORK" >&2; cat "$WORK"/*/weft.log >&2; exit 1; }
+overlay_pair "$WEFT" bench1 bench2
 log "overlay: $O1 <-> $O2; waiting for the path"
 for _ in $(seq 300); do
   ip netns exec "$NS1" ping -c1 -W1 "$O2" >/dev/null 2>&1 && break

@@ -28,13 +28,7 @@ for bin in "$@"; do
   TOKEN=$("$bin" token new)
   start_weft "$bin" "$NS1" a "$TOKEN"
   start_weft "$bin" "$NS2" b "$TOKEN"
-  O1="" O2=""
-  for _ in $(seq 600); do
-    O1=$(overlay_ip "$bin" a); O2=$(overlay_ip "$bin" b)
-    [ -n "$O1" ] && [ -n "$O2" ] && break
-    sleep 0.1
-  done
-  [ -n "$O1" ] && [ -n "$O2" ] || { echo "no overlay addresses; logs in $WORK" >&2; exit 1; }
+  overlay_pair "$bin" a b
   for _ in $(seq 100); do ip netns exec "$NS1" ping -c1 -W1 "$O2" >/dev/null 2>&1 && break; done
   ip netns exec "$NS1" ping -c 20 -i 0.02 "$O2" >/dev/null
   strace -c -p "$(packet_thread "${PIDS[0]}")" -o "$WORK/a.txt" 2>/dev/null & TRACE_A=$!

@@ -654,35 +654,11 @@ pub(crate) mod tests {
 
     /// A join of `peer` whose weft reads commands up to `form`.
     pub fn join_reading(peer: &str, form: u32) -> Command {
-        match join(peer, 1) {
-            Command::Join {
-                peer,
-                hostname,
-                sealing_key,
-                endpoints,
-                requested,
-                now,
-                fixed_role,
-                policy,
-                bootstraps,
-                platform,
-            } => Command::Join {
-                peer,
-                hostname,
-                sealing_key,
-                endpoints,
-                requested,
-                now,
-                fixed_role,
-                policy,
-                bootstraps,
-                platform: Platform {
-                    commands: form,
-                    ..platform
-                },
-            },
-            other => other,
+        let mut command = join(peer, 1);
+        if let Command::Join { platform, .. } = &mut command {
+            platform.commands = form;
         }
+        command
     }
 
     /// A `PutDns` of one value with a TTL of 60 s.
