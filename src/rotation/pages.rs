@@ -40,7 +40,8 @@ pub struct Outbox(Arc<Shared>);
 #[derive(Debug, Default)]
 struct Shared {
     inner: Mutex<Inner>,
-    /// The last change written to the file, held while writing so that writes land in order.
+    /// The last change written to the file ([`Inner::changes`]), held while writing so that
+    /// writes land in order.
     written: tokio::sync::Mutex<u64>,
 }
 
@@ -190,41 +191,48 @@ impl Outbox {
     }
 
     /// Writes the outbox to its file when it changed since the last write, off the async
-    /// workers (a durable write of up to a few MB); an empty outbox removes the file. A failed
+    /// workers (a durable write of up to a few MB); an empty outbox removes the file. The write
+    /// runs in a task of its own that holds the writer's lock until the file is in place, so a
+    /// caller dropped meanwhile (a client that gave up) lets no later write overlap it. A failed
     /// write is logged: the pages are still proposed from memory.
     pub async fn persist(&self) {
-        let (file, change, bytes) = {
-            let inner = self.lock();
-            let Some(file) = inner.file.clone() else {
-                return;
+        let shared = self.0.clone();
+        let write = tokio::spawn(async move {
+            let mut written = shared.written.lock().await;
+            // Taken under the writer's lock: each write holds the outbox as of its turn.
+            let (file, change, bytes) = {
+                let inner = shared.inner.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(file) = inner.file.clone() else {
+                    return;
+                };
+                if inner.changes <= *written {
+                    return;
+                }
+                let bytes = (!inner.held.is_empty())
+                    .then(|| serde_json::to_vec(&inner.held).expect("rotation pages serialize"));
+                (file, inner.changes, bytes)
             };
-            let bytes = (!inner.held.is_empty())
-                .then(|| serde_json::to_vec(&inner.held).expect("rotation pages serialize"));
-            (file, inner.changes, bytes)
-        };
-        let mut written = self.0.written.lock().await;
-        if change <= *written {
-            return;
-        }
-        let target = file.clone();
-        let outcome = tokio::task::spawn_blocking(move || match bytes {
-            Some(bytes) => crate::durable::write(&target, &bytes, 0o600),
-            None => match std::fs::remove_file(&target) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)));
-        match outcome {
-            Ok(()) => *written = change,
-            Err(e) => tracing::warn!(
-                file = %file.display(),
-                error = %e,
-                "cannot keep the rotation pages on disk; they are proposed all the same, but \
-                 a restart before they commit loses them"
-            ),
-        }
+            let target = file.clone();
+            let outcome = tokio::task::spawn_blocking(move || match bytes {
+                Some(bytes) => crate::durable::write(&target, &bytes, 0o600),
+                None => match std::fs::remove_file(&target) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            })
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)));
+            match outcome {
+                Ok(()) => *written = change,
+                Err(e) => tracing::warn!(
+                    file = %file.display(),
+                    error = %e,
+                    "cannot keep the rotation pages on disk; they are proposed all the same, \
+                     but a restart before they commit loses them"
+                ),
+            }
+        });
+        let _ = write.await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
