@@ -60,9 +60,10 @@ pub fn ipv4_destination(packet: &[u8]) -> Option<Ipv4Addr> {
 /// Whether the kernel may answer an IPv4 packet while it is written to the TUN: TCP (with an
 /// acknowledgement, or more data an acknowledgement lets out) and an ICMP echo or timestamp
 /// request (its reply) are answered in the kernel's receive path, inside the write. A
-/// fragment of ICMP may complete a request whose type only the first fragment shows, so it
-/// counts too. Other ICMP (an echo's reply, an error) is not answered, and UDP only by an
-/// application later (the kernel's port unreachable aside, rare enough not to look for), so
+/// fragmented request is answered once reassembled, which a later fragment (one with an
+/// offset, whose type only the first shows) may complete, so such a fragment counts too, and
+/// the first does not. Other ICMP (an echo's reply, an error) is not answered, and UDP only by
+/// an application later (the kernel's port unreachable aside, rare enough not to look for), so
 /// looking for an answer after writing them would be a read for nothing.
 pub fn answered_in_write(packet: &[u8]) -> bool {
     if packet.len() < 20 || packet[0] >> 4 != 4 || packet[0] & 0x0f < 5 {
@@ -73,8 +74,11 @@ pub fn answered_in_write(packet: &[u8]) -> bool {
         ICMP => {
             let header = usize::from(packet[0] & 0x0f) * 4;
             let fragment = u16::from_be_bytes([packet[6], packet[7]]);
-            fragment & (MORE_FRAGMENTS | FRAGMENT_OFFSET) != 0
-                || matches!(
+            if fragment & FRAGMENT_OFFSET != 0 {
+                return true;
+            }
+            fragment & MORE_FRAGMENTS == 0
+                && matches!(
                     packet.get(header),
                     Some(&(ECHO_REQUEST | TIMESTAMP_REQUEST))
                 )
@@ -197,17 +201,22 @@ mod tests {
             assert_eq!(answered_in_write(&packet), answered, "ICMP type {kind}");
         }
         assert!(!answered_in_write(&packet[..20]), "no ICMP header");
-        // A fragment may complete a request: the last (an offset), or the first (more to come).
+        // A later fragment (an offset) may complete a request; a first one (more to come) not.
+        packet[20] = 8;
+        packet[6] = 0x20;
+        assert!(!answered_in_write(&packet), "a first fragment");
+        packet[6] = 0;
         packet[20] = 0;
         packet[7] = 1;
         assert!(answered_in_write(&packet), "a later fragment");
         packet[7] = 0;
-        packet[6] = 0x20;
-        assert!(answered_in_write(&packet), "a first fragment");
+        packet[20] = 8;
         packet[6] = 0x40;
-        assert!(!answered_in_write(&packet), "don't fragment is no fragment");
+        assert!(answered_in_write(&packet), "don't fragment is no fragment");
         packet[6] = 0;
+        // A header length below 20 bytes, whose "type" would read as a request.
         packet[0] = 0x44;
+        packet[16] = 8;
         assert!(
             !answered_in_write(&packet),
             "a header length below 20 bytes"
