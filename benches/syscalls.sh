@@ -22,23 +22,30 @@ packet_thread() { # pid -> the tid of its weft-packets thread
     [ "$(cat "$t/comm")" = weft-packets ] && basename "$t"
   done
 }
+run=0
 for bin in "$@"; do
+  # Each binary starts afresh: state directories of its own.
+  run=$((run + 1))
   NS1=wsys1-$$ NS2=wsys2-$$
   veth_pair "$NS1" "$NS2" 10.219.0.1/24 10.219.0.2/24
   TOKEN=$("$bin" token new)
-  start_weft "$bin" "$NS1" a "$TOKEN"
-  start_weft "$bin" "$NS2" b "$TOKEN"
-  overlay_pair "$bin" a b
+  start_weft "$bin" "$NS1" "a$run" "$TOKEN"
+  start_weft "$bin" "$NS2" "b$run" "$TOKEN"
+  overlay_pair "$bin" "a$run" "b$run"
   for _ in $(seq 100); do ip netns exec "$NS1" ping -c1 -W1 "$O2" >/dev/null 2>&1 && break; done
   ip netns exec "$NS1" ping -c 20 -i 0.02 "$O2" >/dev/null
   strace -c -p "$(packet_thread "${PIDS[0]}")" -o "$WORK/a.txt" 2>/dev/null & TRACE_A=$!
   strace -c -p "$(packet_thread "${PIDS[1]}")" -o "$WORK/b.txt" 2>/dev/null & TRACE_B=$!
+  PIDS+=("$TRACE_A" "$TRACE_B")
   sleep 1
   ip netns exec "$NS1" ping -c 200 -i 0.02 "$O2" | tail -1
   kill -INT "$TRACE_A" "$TRACE_B"
   wait "$TRACE_A" "$TRACE_B" || true
   echo "== $bin: system calls of the packet threads in 200 echoes (calls, errors, name)"
-  awk '$NF != "syscall" && $4 !~ /^-/ && NF >= 5 { e = (NF == 6) ? $5 : 0; print "A", $4, e, $NF }' "$WORK/a.txt"
-  awk '$NF != "syscall" && $4 !~ /^-/ && NF >= 5 { e = (NF == 6) ? $5 : 0; print "B", $4, e, $NF }' "$WORK/b.txt"
+  for node in a b; do
+    awk -v node="${node^^}" '$NF != "syscall" && $4 !~ /^-/ && NF >= 5 {
+      print node, $4, (NF == 6) ? $5 : 0, $NF
+    }' "$WORK/$node.txt"
+  done
   bench_stop
 done
