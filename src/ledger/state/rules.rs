@@ -11,7 +11,10 @@
 //! message, and applies later entries by its old rules, so its own view can differ where a
 //! later rule decides. Once rules are adopted, a raft seat goes only to a weft that reads them
 //! ([`LedgerState::may_seat`]), and a state whose rules are newer than this weft's does not
-//! decode here ([`known`]): such a node stops following rather than diverge.
+//! decode here ([`known`]): a node that restores or catches up from one stops with a message
+//! to upgrade. A follower that meets the adoption of rules newer than its own in the feed
+//! applies it as [`Outcome::RulesUnknown`] and goes on by its own rules, as such a follower
+//! does today.
 //!
 //! - Version 1 ([`SIGNED_ROLES`]): a role the operator signed for a member stands against the
 //!   member's own word ([`super::operator`]).
@@ -23,11 +26,13 @@ use super::{Command, LedgerState, Outcome};
 /// The operator's signed role for a member stands against the role its join declares and its
 /// own unsigned changes.
 pub const SIGNED_ROLES: u32 = 1;
-/// The newest rules this weft applies. A new version raises [`RULES_FORM`] with it.
+/// The newest rules this weft applies. A new version adds its form to [`FORMS`].
 pub const RULES: u32 = SIGNED_ROLES;
-/// The form of the ledger's commands in which [`Command::AdoptRules`] of [`RULES`] is written
-/// ([`super::COMMAND_FORM`]).
-pub const RULES_FORM: u32 = 5;
+/// For each version of the rules, the form of the ledger's commands a weft must read to apply
+/// entries by it ([`super::COMMAND_FORM`]): version 0 needs none.
+const FORMS: [u32; RULES as usize + 1] = [0, 5];
+/// The form in which [`Command::AdoptRules`] of [`RULES`] is written.
+pub const RULES_FORM: u32 = FORMS[RULES as usize];
 
 /// Decodes a state's rules version, refusing one newer than this weft's: applying later
 /// entries by older rules would make this node's state differ from the others'.
@@ -60,10 +65,12 @@ impl LedgerState {
     }
 
     /// Whether a raft seat may go to a node whose weft reads the ledger's commands up to
-    /// `form`: once rules are adopted, only when it reads them, since a raft node applies every
-    /// entry and may lead.
+    /// `form`: once rules are adopted, only when it reads the form they need (not this weft's
+    /// newest), since a raft node applies every entry and may lead.
     pub fn may_seat(&self, form: u32) -> bool {
-        self.rules == 0 || form >= RULES_FORM
+        FORMS
+            .get(self.rules as usize)
+            .is_some_and(|needed| form >= *needed)
     }
 
     /// The entry the leader writes to move this state to this weft's rules, when the raft
