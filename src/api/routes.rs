@@ -266,6 +266,7 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
     let node = &state.node;
     let me = state.p2p.peer_key().to_string();
     let ledger_state = state.ledger.state();
+    let ledger = state.ledger.status();
     let member = ledger_state.members().get(&me);
     Json(StatusView {
         peer_id: state.p2p.peer_key().to_string(),
@@ -288,14 +289,18 @@ async fn status(State(state): State<Arc<ApiState>>) -> Json<StatusView> {
         role: member.and_then(|m| m.role).map(|r| r.to_string()),
         role_deployed: member.is_some_and(|m| m.deployed.is_some()),
         bootstrap: state.bootstrap.as_ref().map(BootstrapHandle::status),
-        notes: status_notes(&ledger_state, node.configured_control_planes),
-        ledger: state.ledger.status(),
+        notes: status_notes(&ledger_state, node.configured_control_planes, &ledger),
+        ledger,
     })
 }
 
 /// The notes `weft status` shows: this node's `--control-planes` against the mesh's policy,
-/// then the roles' own notes.
-fn status_notes(state: &LedgerState, configured: Option<u32>) -> Vec<String> {
+/// the roles' own notes, then the raft nodes that hold the ledger's rules back.
+fn status_notes(
+    state: &LedgerState,
+    configured: Option<u32>,
+    ledger: &crate::ledger::LedgerStatus,
+) -> Vec<String> {
     let mut notes = Vec::new();
     let policy = state.policy().control_planes;
     if let Some(configured) = configured
@@ -309,6 +314,7 @@ fn status_notes(state: &LedgerState, configured: Option<u32>) -> Vec<String> {
         ));
     }
     notes.extend(state.role_notes());
+    notes.extend(state.rules_note(ledger.voters.iter().chain(&ledger.learners)));
     notes
 }
 

@@ -75,16 +75,55 @@ impl LedgerState {
 
     /// The entry the leader writes to move this state to this weft's rules, when the raft
     /// nodes `raft` (PeerIds) all have member records that read it.
-    pub fn rules_to_adopt<'a>(
-        &self,
-        mut raft: impl Iterator<Item = &'a String>,
-    ) -> Option<Command> {
-        let ready = raft.all(|peer| {
-            self.members
-                .get(peer)
-                .is_some_and(|m| m.platform.commands >= RULES_FORM)
-        });
+    pub fn rules_to_adopt<'a>(&self, raft: impl Iterator<Item = &'a String>) -> Option<Command> {
+        let ready = self.not_reading_rules(raft).next().is_none();
         (self.rules < RULES && ready).then_some(Command::AdoptRules { version: RULES })
+    }
+
+    /// What `weft status` says while this weft's rules wait for raft nodes `raft` (PeerIds)
+    /// whose record says they run an older weft (up to eight named), so that the operator
+    /// knows whom to upgrade; `None` once adopted or when none does. A raft node without a
+    /// record yet (one that just joined) holds the rules back too, for a moment, unnamed.
+    pub fn rules_note<'a>(&self, raft: impl Iterator<Item = &'a String>) -> Option<String> {
+        if self.rules >= RULES {
+            return None;
+        }
+        let waiting: Vec<(&String, &super::Member)> = self
+            .not_reading_rules(raft)
+            .filter_map(|peer| Some((peer, self.members.get(peer)?)))
+            .collect();
+        if waiting.is_empty() {
+            return None;
+        }
+        let named: Vec<String> = waiting
+            .iter()
+            .take(8)
+            .map(|(peer, m)| format!("{} ({peer}, weft {})", m.hostname, m.platform.version))
+            .collect();
+        Some(format!(
+            "the ledger's rules stay at version {} until every raft node runs a weft that reads \
+             version {RULES}; raft nodes on an older weft ({}): {}{}",
+            self.rules,
+            waiting.len(),
+            named.join(", "),
+            if waiting.len() > named.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// The raft nodes of `raft` whose member record does not say they read this weft's rules.
+    fn not_reading_rules<'s, 'a>(
+        &'s self,
+        raft: impl Iterator<Item = &'a String> + 's,
+    ) -> impl Iterator<Item = &'a String> + 's {
+        raft.filter(|peer| {
+            self.members
+                .get(*peer)
+                .is_none_or(|m| m.platform.commands < RULES_FORM)
+        })
     }
 }
 
@@ -118,6 +157,26 @@ mod tests {
             Outcome::RulesUnknown
         );
         assert_eq!(s.rules(), RULES);
+    }
+
+    #[test]
+    fn status_names_the_raft_nodes_that_hold_the_rules_back_until_they_are_adopted() {
+        let mut s = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        s.apply(1, &join_reading("voter", RULES_FORM));
+        s.apply(2, &join_reading("old voter", RULES_FORM - 1));
+        s.apply(3, &join_reading("old follower", 0));
+        let raft = ["voter", "old voter", "learner"].map(String::from);
+        let note = s.rules_note(raft.iter()).unwrap();
+        assert!(note.contains("an older weft (1)"), "{note}");
+        assert!(note.contains("host-old voter (old voter"), "{note}");
+        assert!(
+            !note.contains("learner"),
+            "a raft node without a record yet: {note}"
+        );
+        assert!(!note.contains("old follower"), "{note}");
+        assert_eq!(s.rules_note(raft[..1].iter()), None);
+        s.apply(4, &Command::AdoptRules { version: RULES });
+        assert_eq!(s.rules_note(raft.iter()), None);
     }
 
     #[test]
