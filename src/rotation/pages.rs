@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::ledger::Ledger;
-use crate::ledger::state::{Command, LedgerState, page_digest};
+use crate::ledger::state::{Command, LedgerState, MAX_ROTATION_PAGES, page_digest};
 
 /// The outbox's file in the state directory.
 pub const FILE_NAME: &str = "rotation-pages";
@@ -240,7 +240,9 @@ impl Outbox {
     }
 }
 
-/// The rotations' pages kept in `file`, none when there is no file.
+/// The rotations' pages kept in `file`, none when there is no file. Only pages of copies whose
+/// digest is their own are taken back, at most [`MAX_ROTATION_PAGES`] per rotation: the file is
+/// proposed to the ledger as it is, so it must never turn into another command.
 fn load(file: &Path) -> io::Result<Vec<Held>> {
     let opened = match std::fs::File::open(file) {
         Ok(opened) => opened,
@@ -257,6 +259,13 @@ fn load(file: &Path) -> io::Result<Vec<Held>> {
     }
     let mut held: Vec<Held> = serde_json::from_slice(&bytes)?;
     held.truncate(ROTATIONS);
+    for h in &mut held {
+        h.pages.retain(|(digest, page)| {
+            matches!(page, Command::RotationKeys { keys, .. } if page_digest(keys) == *digest)
+        });
+        h.pages.truncate(MAX_ROTATION_PAGES);
+    }
+    held.retain(|h| !h.pages.is_empty());
     Ok(held)
 }
 
@@ -388,6 +397,23 @@ mod tests {
         assert!(outbox.due(&state).is_empty());
         outbox.persist().await;
         assert!(!file.exists());
+    }
+
+    #[tokio::test]
+    async fn a_kept_page_is_taken_back_only_as_the_page_its_digest_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::kept_in(dir.path());
+        outbox.hold("new".into(), vec![page("a"), page("b")]);
+        outbox.persist().await;
+        // Edited on disk: the first page swapped for another command under its digest.
+        let file = dir.path().join(FILE_NAME);
+        let mut kept: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        kept[0]["pages"][0][1] = serde_json::to_value(Command::Deny { peer: "x".into() }).unwrap();
+        std::fs::write(&file, serde_json::to_vec(&kept).unwrap()).unwrap();
+        let mut state = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        state.apply(1, &rotation("old", "new", &["a", "b"]));
+        assert_eq!(Outbox::kept_in(dir.path()).due(&state), vec![page("b")]);
     }
 
     #[tokio::test]
