@@ -132,12 +132,19 @@ mod tests {
     use super::super::tests::join_reading;
     use super::*;
 
-    #[test]
-    fn rules_are_adopted_once_every_raft_node_reads_them_and_never_go_back() {
+    /// A state of three members, before any rules: one reading them, one reading the form
+    /// before, one the oldest (applied at indexes 1 to 3).
+    fn mixed() -> LedgerState {
         let mut s = LedgerState::new("10.1.0.0/24".parse().unwrap());
         s.apply(1, &join_reading("voter", RULES_FORM));
         s.apply(2, &join_reading("old voter", RULES_FORM - 1));
         s.apply(3, &join_reading("old follower", 0));
+        s
+    }
+
+    #[test]
+    fn rules_are_adopted_once_every_raft_node_reads_them_and_never_go_back() {
+        let mut s = mixed();
         let raft = |peers: &[&str]| peers.iter().map(|p| p.to_string()).collect::<Vec<_>>();
         assert_eq!(s.rules(), 0);
         assert_eq!(s.rules_to_adopt(raft(&["voter", "old voter"]).iter()), None);
@@ -161,10 +168,7 @@ mod tests {
 
     #[test]
     fn status_names_the_raft_nodes_that_hold_the_rules_back_until_they_are_adopted() {
-        let mut s = LedgerState::new("10.1.0.0/24".parse().unwrap());
-        s.apply(1, &join_reading("voter", RULES_FORM));
-        s.apply(2, &join_reading("old voter", RULES_FORM - 1));
-        s.apply(3, &join_reading("old follower", 0));
+        let mut s = mixed();
         let raft = ["voter", "old voter", "learner"].map(String::from);
         let note = s.rules_note(raft.iter()).unwrap();
         assert!(note.contains("an older weft (1)"), "{note}");
