@@ -1172,7 +1172,10 @@ async fn a_node_without_the_operator_key_gets_no_raft_seat() {
 }
 
 /// Once the ledger adopted rules, a node whose weft does not read them would apply later
-/// entries by older rules, and could lead: it joins as a follower, whatever seats are free.
+/// entries by older rules, and could lead: it joins as a follower, whatever seats are free, and
+/// a raft node whose record comes to say it runs such a weft (taken back to an older one) loses
+/// its seat. Without the second rule the seat stays for the stale-learner timeout (120 s here),
+/// past the test's deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_the_rules_are_adopted_a_node_declaring_an_older_weft_gets_no_raft_seat() {
     let token = network();
@@ -1218,6 +1221,16 @@ async fn once_the_rules_are_adopted_a_node_declaring_an_older_weft_gets_no_raft_
     })
     .await;
     asked.abort();
+    // Its member record then says it runs a weft before the rules: the seat goes.
+    let mine = hostile.handle.peer_id().to_string();
+    let old_record = crate::join(&mine, "mallory", None);
+    let joined = propose(&hostile, leader, old_record).await;
+    assert!(matches!(joined, Ok(Outcome::Joined { .. })), "{joined:?}");
+    assert!(founder[0].ledger.state().outdated(&mine));
+    wait_for("the seat of the node now on an older weft to go", || {
+        (!hello(&founder[0].ledger).members.contains(&0x0e1)).then_some(())
+    })
+    .await;
 }
 
 /// A token holder that joins a cluster short of raft nodes as a raft node it never runs: it is

@@ -809,6 +809,7 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
             connected: reachable.contains(&node.peer_id),
             denied: state.is_denied(&node.peer_id),
             caught_up: service::has_caught_up(&metrics, *id),
+            outdated: state.outdated(&node.peer_id),
         })
         .collect()
 }

@@ -15,6 +15,12 @@
 //! changes while the leader reaches no more than half of its voters: it is on the small side of
 //! a partition, and the change could not commit.
 //!
+//! Outdated nodes: once the ledger adopted rules, a raft node whose member record says its weft
+//! does not read them (one taken back to an older weft) would apply later entries by older
+//! rules, and could lead. As a voter it is replaced at once by a live learner, as a superseded
+//! one is (it still answers, so it is not dropped outright, which would cost a voter's worth of
+//! fault tolerance); as a learner it loses its seat at once; it is never live.
+//!
 //! Learners: when fewer voters than the target are live, and too few learners live or still
 //! catching up to fill the target with them, and the leader reaches a majority of its voters,
 //! it brings in the live follower with the lowest PeerId among a few that say they are in its
@@ -40,6 +46,9 @@ pub struct Node {
     pub denied: bool,
     /// For a learner, whether its log has caught up with the leader's ([`caught_up`]).
     pub caught_up: bool,
+    /// Whether its member record says its weft does not read the rules the ledger adopted
+    /// (`LedgerState::outdated`).
+    pub outdated: bool,
 }
 
 /// How many entries a learner's log may lag the leader's and still count as caught up: a few
@@ -77,17 +86,24 @@ fn superseded(nodes: &[Node], node: &Node) -> bool {
         .any(|other| !other.voter && other.id != node.id && other.peer == node.peer)
 }
 
-/// Whether `node` counts as live: connected, neither superseded nor denied, and, a learner,
-/// caught up.
-fn live(nodes: &[Node], node: &Node) -> bool {
-    node.connected && !node.denied && !superseded(nodes, node) && (node.voter || node.caught_up)
+/// Whether `node` answers for its seat: connected, neither superseded nor denied.
+fn answering(nodes: &[Node], node: &Node) -> bool {
+    node.connected && !node.denied && !superseded(nodes, node)
 }
 
-/// Whether the leader reaches more than half of its voters.
+/// Whether `node` counts as live: answering, not outdated, and, a learner, caught up.
+fn live(nodes: &[Node], node: &Node) -> bool {
+    answering(nodes, node) && !node.outdated && (node.voter || node.caught_up)
+}
+
+/// Whether the leader reaches more than half of its voters (outdated ones vote, so they count).
 fn reaches_majority(nodes: &[Node]) -> bool {
     let voters = nodes.iter().filter(|n| n.voter).count();
-    let live_voters = nodes.iter().filter(|n| n.voter && live(nodes, n)).count();
-    live_voters > voters / 2
+    let answering = nodes
+        .iter()
+        .filter(|n| n.voter && answering(nodes, n))
+        .count();
+    answering > voters / 2
 }
 
 impl Seats {
@@ -98,17 +114,20 @@ impl Seats {
     }
 
     /// The learners whose seats go at `now`: each has lagged the leader's log at every round
-    /// for `timeout`. None while the leader reaches no more than half of its voters.
+    /// for `timeout`, or is outdated. None while the leader reaches no more than half of its
+    /// voters.
     pub fn stale_learners(&mut self, now: Instant, nodes: &[Node], timeout: Duration) -> Vec<u64> {
         let lagging = |n: &Node| !n.voter && !n.caught_up;
         self.lagging_since
             .retain(|id, _| nodes.iter().any(|n| n.id == *id && lagging(n)));
         let stale: Vec<u64> = nodes
             .iter()
-            .filter(|n| lagging(n))
             .filter(|n| {
-                let since = *self.lagging_since.entry(n.id).or_insert(now);
-                now.duration_since(since) >= timeout
+                let lagged_out = lagging(n) && {
+                    let since = *self.lagging_since.entry(n.id).or_insert(now);
+                    now.duration_since(since) >= timeout
+                };
+                lagged_out || (!n.voter && n.outdated)
             })
             .map(|n| n.id)
             .collect();
@@ -140,7 +159,7 @@ impl Seats {
                 .then(|| *self.unreachable_since.entry(voter.id).or_insert(now));
             let timed_out =
                 down_since.is_some_and(|since| now.duration_since(since) >= voter_timeout);
-            if voter.denied || gone || timed_out {
+            if voter.denied || voter.outdated || gone || timed_out {
                 dead.push(voter);
             }
         }
@@ -200,9 +219,8 @@ impl Seats {
             .filter(|n| !n.voter)
             .filter(|n| {
                 live(nodes, n)
-                    || (n.connected
-                        && !n.denied
-                        && !superseded(nodes, n)
+                    || (answering(nodes, n)
+                        && !n.outdated
                         && self
                             .lagging_since
                             .get(&n.id)
@@ -240,6 +258,7 @@ mod tests {
             connected,
             denied: false,
             caught_up: true,
+            outdated: false,
         }
     }
 
@@ -311,6 +330,70 @@ mod tests {
         let change = seats.replacement(now, &one_learner, TIMEOUT).unwrap();
         assert_eq!(change.dropped, [3, 4], "one replaced, the other dropped");
         assert_eq!(change.voters, BTreeSet::from([1, 2, 5, 6]));
+    }
+
+    #[test]
+    fn an_outdated_voter_is_replaced_at_once_by_a_live_learner_and_keeps_its_seat_without_one() {
+        let now = Instant::now();
+        let mut seats = Seats::default();
+        let mut outdated = node(2, true, true);
+        outdated.outdated = true;
+        let mut outdated_learner = node(5, false, true);
+        outdated_learner.outdated = true;
+        let alone = [node(1, true, true), outdated.clone(), node(3, true, true)];
+        assert_eq!(
+            seats.replacement(now, &alone, TIMEOUT),
+            None,
+            "it still votes: dropping it outright would cost fault tolerance"
+        );
+        assert!(
+            seats.wants_recruit(now, &alone, 3, GRACE),
+            "it is not live, so a follower is brought in to replace it"
+        );
+        let with_learners = [
+            node(1, true, true),
+            outdated,
+            node(3, true, false),
+            node(4, false, true),
+            outdated_learner.clone(),
+        ];
+        let change = seats.replacement(now, &with_learners, TIMEOUT).unwrap();
+        assert_eq!(
+            change.dropped,
+            [2],
+            "an outdated learner steps in for nobody"
+        );
+        assert_eq!(change.voters, BTreeSet::from([1, 3, 4]));
+        assert!(
+            !seats.wants_recruit(
+                now,
+                &[node(1, true, true), outdated_learner.clone()],
+                1,
+                GRACE
+            ),
+            "the leader alone fills a target of one"
+        );
+        assert!(
+            seats.wants_recruit(
+                now,
+                &[node(1, true, true), outdated_learner.clone()],
+                3,
+                GRACE
+            ),
+            "an outdated learner is not coming"
+        );
+    }
+
+    #[test]
+    fn an_outdated_learner_loses_its_seat_at_once_while_the_leader_reaches_a_majority() {
+        let now = Instant::now();
+        let mut seats = Seats::default();
+        let mut outdated = node(4, false, true);
+        outdated.outdated = true;
+        let mut nodes = vec![node(1, true, true), node(2, true, true), outdated];
+        assert_eq!(seats.stale_learners(now, &nodes, TIMEOUT), [4]);
+        nodes[1].connected = false;
+        assert!(seats.stale_learners(now, &nodes, TIMEOUT).is_empty());
     }
 
     #[test]

@@ -914,13 +914,16 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
         .iter()
         .filter_map(|id| membership.get_node(id).map(|n| n.peer_id.as_str()))
         .collect();
+    // Nor does a learner whose weft does not read the ledger's rules: its seat goes
+    // ([`super::seats`], outdated nodes).
+    let state = ledger.state();
     let learners: Vec<u64> = membership
         .learner_ids()
         .filter(|id| has_caught_up(&metrics, *id))
         .filter(|id| {
-            membership
-                .get_node(id)
-                .is_none_or(|n| !voter_peers.contains(n.peer_id.as_str()))
+            membership.get_node(id).is_none_or(|n| {
+                !voter_peers.contains(n.peer_id.as_str()) && !state.outdated(&n.peer_id)
+            })
         })
         .collect();
     let wanted = next_voter_count(voters.len(), learners.len(), target_voters);

@@ -1,5 +1,6 @@
 //! A leader's raft membership in simulated time around [`Seats`]: voters and learners lose and
-//! regain their connections, are denied and allowed, join again under new raft ids, learners
+//! regain their connections, are denied and allowed, declare a weft that does not read the
+//! ledger's rules and one that does again, join again under new raft ids, learners
 //! come and go, catch up with the log or lag (and lose their seats when they lag too long),
 //! leadership is lost and regained, and changes commit or fail. Each round, every answer is
 //! checked against the rules with the checker's own memory of when each voter was last seen
@@ -33,6 +34,8 @@ struct Counts {
     denied: u64,
     denied_outright: u64,
     superseded: u64,
+    outdated: u64,
+    outdated_learners: u64,
     kept_without_majority: u64,
     kept_without_learner: u64,
     recruits: u64,
@@ -65,6 +68,7 @@ impl World {
                 connected: true,
                 denied: false,
                 caught_up: true,
+                outdated: false,
             })
             .collect();
         World {
@@ -94,6 +98,7 @@ impl World {
                     connected: true,
                     denied: false,
                     caught_up: rng.gen_bool(0.5),
+                    outdated: false,
                 });
                 self.next_id += 1;
             }
@@ -105,6 +110,7 @@ impl World {
                     connected: rng.gen_bool(0.8),
                     denied: false,
                     caught_up: rng.gen_bool(0.7),
+                    outdated: rng.gen_bool(0.05),
                 });
                 self.next_id += 1;
             }
@@ -118,6 +124,7 @@ impl World {
             }
             68..=72 => self.nodes[pick].caught_up = true,
             73..=74 if !self.nodes[pick].voter => self.nodes[pick].caught_up = false,
+            75..=76 => self.nodes[pick].outdated = !self.nodes[pick].outdated,
             _ => {}
         }
         self.now += Duration::from_millis(self.rng.gen_range(0..6000));
@@ -135,8 +142,8 @@ impl World {
                 .iter()
                 .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
-        let live =
-            |n: &Node| n.connected && !n.denied && !superseded(n) && (n.voter || n.caught_up);
+        let answering = |n: &Node| n.connected && !n.denied && !superseded(n);
+        let live = |n: &Node| answering(n) && !n.outdated && (n.voter || n.caught_up);
         for voter in &voters {
             if voter.connected && !superseded(voter) {
                 self.down_since.remove(&voter.id);
@@ -150,6 +157,7 @@ impl World {
             .iter()
             .filter(|v| {
                 v.denied
+                    || v.outdated
                     || superseded(v)
                     || self
                         .down_since
@@ -158,7 +166,7 @@ impl World {
             })
             .map(|v| v.id)
             .collect();
-        let majority = voters.iter().filter(|v| live(v)).count() > voters.len() / 2;
+        let majority = voters.iter().filter(|v| answering(v)).count() > voters.len() / 2;
         let learners: Vec<u64> = nodes
             .iter()
             .filter(|n| !n.voter && live(n))
@@ -243,6 +251,8 @@ impl World {
                 counts.denied += u64::from(change.dropped.contains(&voter.id));
             } else if superseded(voter) {
                 counts.superseded += u64::from(change.dropped.contains(&voter.id));
+            } else if voter.outdated {
+                counts.outdated += u64::from(change.dropped.contains(&voter.id));
             } else {
                 counts.after_timeout += u64::from(change.dropped.contains(&voter.id));
             }
@@ -264,7 +274,8 @@ impl World {
     }
 
     /// Whether learners lose their seats, against the rule: each that lagged at every round
-    /// for the timeout, while a majority of voters is live. Whether any did.
+    /// for the timeout, and each outdated one, while a majority of voters answers. Whether any
+    /// did.
     fn stale(&mut self, counts: &mut Counts) -> Result<bool, String> {
         let nodes = self.nodes.clone();
         for node in &nodes {
@@ -282,19 +293,21 @@ impl World {
                 .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
         let voters = nodes.iter().filter(|n| n.voter).count();
-        let live_voters = nodes
+        let answering_voters = nodes
             .iter()
             .filter(|n| n.voter && n.connected && !n.denied && !superseded(n))
             .count();
-        let expected: Vec<u64> = if live_voters > voters / 2 {
+        let expected: Vec<u64> = if answering_voters > voters / 2 {
             nodes
                 .iter()
-                .map(|n| n.id)
-                .filter(|id| {
-                    self.lagging_since
-                        .get(id)
-                        .is_some_and(|since| self.now.duration_since(*since) >= TIMEOUT)
+                .filter(|n| {
+                    (!n.voter && n.outdated)
+                        || self
+                            .lagging_since
+                            .get(&n.id)
+                            .is_some_and(|since| self.now.duration_since(*since) >= TIMEOUT)
                 })
+                .map(|n| n.id)
                 .collect()
         } else {
             Vec::new()
@@ -308,6 +321,10 @@ impl World {
             return Ok(false);
         }
         counts.stale_learners += stale.len() as u64;
+        counts.outdated_learners += nodes
+            .iter()
+            .filter(|n| n.outdated && stale.contains(&n.id))
+            .count() as u64;
         if self.rng.gen_bool(0.15) {
             counts.failed_commits += 1;
         } else {
@@ -318,22 +335,18 @@ impl World {
 
     /// Whether a follower is brought in, against the rule; one sometimes is.
     fn recruit(&mut self, counts: &mut Counts) -> Result<(), String> {
-        let live = |n: &Node| {
+        let answering = |n: &Node| {
             n.connected
                 && !n.denied
-                && (n.voter || n.caught_up)
                 && !self
                     .nodes
                     .iter()
                     .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
+        let live = |n: &Node| answering(n) && !n.outdated && (n.voter || n.caught_up);
         let catching_up = |n: &Node| {
-            n.connected
-                && !n.denied
-                && !self
-                    .nodes
-                    .iter()
-                    .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
+            answering(n)
+                && !n.outdated
                 && self
                     .lagging_since
                     .get(&n.id)
@@ -341,6 +354,11 @@ impl World {
         };
         let voters = self.nodes.iter().filter(|n| n.voter).count();
         let live_voters = self.nodes.iter().filter(|n| n.voter && live(n)).count();
+        let answering_voters = self
+            .nodes
+            .iter()
+            .filter(|n| n.voter && answering(n))
+            .count();
         let coming = self
             .nodes
             .iter()
@@ -348,7 +366,7 @@ impl World {
             .count();
         let target = 3;
         let expected =
-            live_voters < target && live_voters + coming < target && live_voters > voters / 2;
+            live_voters < target && live_voters + coming < target && answering_voters > voters / 2;
         let wants = self
             .seats
             .wants_recruit(self.now, &self.nodes, target, GRACE);
@@ -366,6 +384,7 @@ impl World {
                 connected: true,
                 denied: false,
                 caught_up: self.rng.gen_bool(0.5),
+                outdated: false,
             });
             self.next_id += 1;
         }
@@ -396,6 +415,11 @@ fn the_leader_replaces_and_recruits_by_its_rules_in_any_order_of_events() {
             counts.denied_outright,
         ),
         ("replacements of superseded voters", counts.superseded),
+        ("replacements of outdated voters", counts.outdated),
+        (
+            "outdated learners losing their seats",
+            counts.outdated_learners,
+        ),
         (
             "dead voters kept without a majority",
             counts.kept_without_majority,

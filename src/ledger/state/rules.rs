@@ -12,7 +12,9 @@
 //! later rule decides. Once rules are adopted, a raft seat goes only to a weft that reads them
 //! ([`LedgerState::may_seat`]), and a state whose rules are newer than this weft's does not
 //! decode here ([`known`]): a node that restores or catches up from one stops with a message
-//! to upgrade. A follower that meets the adoption of rules newer than its own in the feed
+//! to upgrade, and a raft node whose record comes to say it runs an older weft loses its seat
+//! ([`LedgerState::outdated`], `ledger/seats.rs`). A follower that meets the adoption of rules
+//! newer than its own in the feed
 //! applies it as [`Outcome::RulesUnknown`] and goes on by its own rules, as such a follower
 //! does today.
 //!
@@ -71,6 +73,15 @@ impl LedgerState {
         FORMS
             .get(self.rules as usize)
             .is_some_and(|needed| form >= *needed)
+    }
+
+    /// Whether `peer`'s member record says its weft does not read the rules this state applies
+    /// by (one taken back to an older weft after the adoption): it may not hold a raft seat.
+    /// No record says nothing.
+    pub fn outdated(&self, peer: &str) -> bool {
+        self.members
+            .get(peer)
+            .is_some_and(|m| !self.may_seat(m.platform.commands))
     }
 
     /// The entry the leader writes to move this state to this weft's rules, when the raft
