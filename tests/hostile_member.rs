@@ -20,7 +20,7 @@ use weft::ledger::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{
     BootstrapReport, ClusterId, Command, FixedRole, LeaseState, Member, Outcome, Phase, Platform,
-    Role, SIGNED_ROLES, SealedToken, TokenRotation,
+    ROLES_AHEAD, Role, SIGNED_ROLES, SealedToken, TokenRotation,
 };
 
 /// What the leader answers `rpc` (a proposal, direct or forwarded) from the hostile node.
@@ -72,6 +72,7 @@ struct Scene {
     hostile: support::mesh::Member,
     /// The peer the hostile node speaks to.
     target: PeerId,
+    token: weft::token::Token,
 }
 
 async fn scene(target_leader: bool) -> Scene {
@@ -97,6 +98,7 @@ async fn scene_configured(target_leader: bool, config: LedgerConfig) -> Scene {
         replicas,
         hostile,
         target: target.parse().unwrap(),
+        token,
     }
 }
 
@@ -119,6 +121,7 @@ async fn a_member_cannot_speak_for_another_member() {
         replicas,
         hostile,
         target: leader,
+        ..
     } = scene(true).await;
     let leader_id = leader.to_string();
     let victim = not_the_leader(&replicas, &leader_id);
@@ -222,6 +225,7 @@ async fn a_member_saying_it_deployed_takes_no_seat_another_member_is_installing(
         replicas,
         hostile,
         target: leader,
+        ..
     } = scene(true).await;
     let honest = &replicas[0];
     let honest_id = honest.member.handle.peer_id().to_string();
@@ -295,6 +299,7 @@ async fn a_snapshot_chunk_far_past_the_received_bytes_does_not_take_a_node_down(
         replicas,
         hostile,
         target: victim_id,
+        ..
     } = scene(false).await;
     let victim = &replicas[0];
     // Chunks in the leader's name, or under a raft node id nobody registered, are refused
@@ -345,6 +350,7 @@ async fn writes_too_large_to_replicate_are_refused_and_the_ledger_goes_on() {
         replicas,
         hostile,
         target: leader,
+        ..
     } = scene(true).await;
 
     // Three writes of 300 KB at once: one append batch of them would pass the message limit.
@@ -405,6 +411,7 @@ async fn a_member_cannot_take_another_members_address_and_what_it_tried_is_audit
         replicas,
         hostile,
         target: leader,
+        ..
     } = scene(true).await;
     let leader_id = leader.to_string();
     let victim = not_the_leader(&replicas, &leader_id);
@@ -495,6 +502,7 @@ async fn raft_rpcs_in_another_nodes_name_are_refused() {
         replicas,
         hostile,
         target: victim_id,
+        ..
     } = scene(false).await;
     let victim = &replicas[0];
     let (leader_node, _) = hello(&victim.ledger).leader.expect("a leader");
@@ -562,6 +570,7 @@ async fn a_flood_of_ledger_requests_from_one_member_is_capped() {
         replicas,
         hostile,
         target: leader,
+        ..
     } = scene(true).await;
     let flood = 300;
     let handle = &hostile.handle;
@@ -682,6 +691,7 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
         replicas,
         hostile,
         target,
+        ..
     } = scene(false).await;
     let before = replicas[0].ledger.status().cluster_id.expect("a cluster");
     let mine = hostile.handle.peer_id().to_string();
@@ -776,6 +786,7 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
         replicas,
         hostile,
         target: leader,
+        ..
     } = scene(true).await;
     let leader_id = leader.to_string();
     let victim_id = not_the_leader(&replicas, &leader_id);
@@ -932,6 +943,7 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
         replicas,
         hostile,
         target: leader,
+        token,
     } = scene_configured(true, config).await;
     let leader_id = leader.to_string();
     let victim = not_the_leader(&replicas, &leader_id);
@@ -1059,13 +1071,13 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
     assert!(!observer.ledger.state().is_denied(&victim));
     assert!(observer.ledger.state().members().contains_key(&victim));
 
-    // Every raft node reads the rules under which the operator's signed role stands, so the
-    // leader adopts them; the hostile member, which declares the oldest weft and holds no raft
-    // seat, cannot hold them back.
-    wait_for("the signed roles' rules on every replica", || {
+    // Every raft node reads the rules under which the operator's signed role stands, also for
+    // a member to come, so the leader adopts them; the hostile member, which declares the
+    // oldest weft and holds no raft seat, cannot hold them back.
+    wait_for("the roles-ahead rules on every replica", || {
         replicas
             .iter()
-            .all(|r| r.ledger.state().rules() >= SIGNED_ROLES)
+            .all(|r| r.ledger.state().rules() >= ROLES_AHEAD)
             .then_some(())
     })
     .await;
@@ -1105,6 +1117,42 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
     for replica in &replicas {
         assert_eq!(role(replica), Some(FixedRole::Worker));
     }
+
+    // A role the operator signs for a token holder that is no member yet stands once it joins,
+    // whatever its join declares (before these rules it failed as an unknown member).
+    let late = start(&token, "late", vec![address(&replicas[0].member).await]).await;
+    let late_id = late.handle.peer_id().to_string();
+    let ahead = Command::SetFixedRole {
+        peer: late_id.clone(),
+        role: Some(FixedRole::Worker),
+        force: false,
+    };
+    let fixed = through.ledger.propose(signed(260, ahead)).await;
+    assert_eq!(fixed.ok(), Some(Outcome::Done));
+    wait_for("the leader to admit the late node", || {
+        admitted(&late).contains(&leader_id).then_some(())
+    })
+    .await;
+    let mut late_master = join(&late_id, "late", None);
+    if let Command::Join { fixed_role, .. } = &mut late_master {
+        *fixed_role = Some(FixedRole::Master);
+    }
+    let joined = propose(&late, leader, late_master).await;
+    assert!(matches!(joined, Ok(Outcome::Joined { .. })), "{joined:?}");
+    wait_for("the late member a worker on every replica", || {
+        replicas
+            .iter()
+            .all(|r| {
+                r.ledger
+                    .state()
+                    .members()
+                    .get(&late_id)
+                    .map(|m| m.fixed_role)
+                    == Some(Some(FixedRole::Worker))
+            })
+            .then_some(())
+    })
+    .await;
 
     // The operator's signed denial of the hostile member commits.
     let cut = through

@@ -25,7 +25,9 @@ pub(super) enum RoleCommand {
     /// Fix a member's role: auto (the policy decides), master (a control plane), worker or none
     /// (no Kubernetes). A member that deployed another role keeps it unless --force.
     Set {
-        /// The member's PeerId or hostname.
+        /// The member's PeerId or hostname. Signed (--operator-key-file), also the PeerId of a
+        /// machine that has not joined yet: its role stands once it joins, in a mesh whose
+        /// ledger rules are of version 2 or later (`weft status`).
         node: String,
         /// auto, master, worker or none.
         role: String,
@@ -74,7 +76,7 @@ pub(super) fn run(command: RoleCommand) -> Result<(), Failure> {
             client,
         } => {
             let choice = parse_role_choice(&role).map_err(|e| usage(anyhow::anyhow!(e)))?;
-            let peer = resolve(&client, &node, false)?;
+            let peer = resolve(&client, &node, true)?;
             let command = Command::SetFixedRole {
                 peer,
                 role: choice,

@@ -6,7 +6,8 @@
 //! (leaving, fixing its own role) stays its own, until the operator signs that member's role:
 //! under the rules of [`super::SIGNED_ROLES`], the role the operator last signed for a member
 //! and that applied stands against the role the member's join declares, after a removal too,
-//! and against its own unsigned changes.
+//! and against its own unsigned changes. Under the rules of [`super::ROLES_AHEAD`] it stands
+//! too when signed for a PeerId that is not a member yet, for when it joins.
 //!
 //! Each operator command has a subject: a PeerId (denial and allowance share it), a member's
 //! removal, a member's role, an address, the policy. The state keeps the last signed command applied for
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Command, FixedRole, LedgerState, Outcome, PeerKey, SIGNED_ROLES};
+use super::{Command, FixedRole, LedgerState, Outcome, PeerKey, ROLES_AHEAD, SIGNED_ROLES};
 use crate::operator::Signed;
 
 /// How the subject of a member's role begins; its PeerId follows.
@@ -152,6 +153,12 @@ impl LedgerState {
             return Outcome::OperatorStale;
         }
         let outcome = match &command {
+            // Signed for a PeerId that is not a member, it waits for the member's join.
+            Command::SetFixedRole { peer, .. }
+                if self.rules >= ROLES_AHEAD && !self.members.contains_key(peer) =>
+            {
+                Outcome::Done
+            }
             // Signed, a role change is the operator's, whatever the member's own word was.
             Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
             command => self.execute(command),
@@ -310,6 +317,38 @@ mod tests {
         // Another member's own word is still its own.
         apply(&mut s, &declaring("n", worker));
         assert_eq!(role(&s, "n"), worker);
+    }
+
+    #[test]
+    fn under_the_roles_ahead_rules_a_role_signed_before_the_member_joins_stands_once_it_does() {
+        use super::super::tests::join_declaring;
+        let secret = OperatorSecret::generate();
+        let mut s = state();
+        let fix = |peer: &str, role| Command::SetFixedRole {
+            peer: peer.into(),
+            role,
+            force: false,
+        };
+        let master = Some(FixedRole::Master);
+        let worker = Some(FixedRole::Worker);
+        let adopt = |version| Command::AdoptRules { version };
+        s.apply(1, &adopt(SIGNED_ROLES));
+        // Under the signed roles' rules, a role for a PeerId that is not a member fails, and
+        // uses up its number: the member declares its own.
+        let early = signed(&secret, 10, fix("a", worker));
+        assert_eq!(s.apply(2, &early), Outcome::UnknownMember);
+        s.apply(3, &join_declaring("a", master, None, true));
+        assert_eq!(s.members()["a"].fixed_role, master);
+        assert_eq!(s.apply(4, &adopt(ROLES_AHEAD)), Outcome::Done);
+        // Now it stands for when the member joins, against what it declares and its own word.
+        let ahead = signed(&secret, 11, fix("b", worker));
+        assert_eq!(s.apply(5, &ahead), Outcome::Done);
+        assert!(!s.members().contains_key("b"), "no member made");
+        s.apply(6, &join_declaring("b", master, None, true));
+        assert_eq!(s.members()["b"].fixed_role, worker);
+        assert_eq!(s.apply(7, &fix("b", master)), Outcome::OperatorRole);
+        // Its number is used up as any signed command's.
+        assert_eq!(s.apply(8, &ahead), Outcome::OperatorStale);
     }
 
     #[test]

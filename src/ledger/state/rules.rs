@@ -20,6 +20,9 @@
 //!
 //! - Version 1 ([`SIGNED_ROLES`]): a role the operator signed for a member stands against the
 //!   member's own word ([`super::operator`]).
+//! - Version 2 ([`ROLES_AHEAD`]): a role the operator signs for a PeerId that is not a member
+//!   stands for when it joins, where it failed as an unknown member before (a role carried by a
+//!   merge ahead of its member, or set for a machine before it first starts).
 
 use serde::{Deserialize, Deserializer};
 
@@ -28,11 +31,13 @@ use super::{Command, LedgerState, Outcome};
 /// The operator's signed role for a member stands against the role its join declares and its
 /// own unsigned changes.
 pub const SIGNED_ROLES: u32 = 1;
+/// The operator's signed role for a PeerId that is not a member stands for when it joins.
+pub const ROLES_AHEAD: u32 = 2;
 /// The newest rules this weft applies. A new version adds its form to [`FORMS`].
-pub const RULES: u32 = SIGNED_ROLES;
+pub const RULES: u32 = ROLES_AHEAD;
 /// For each version of the rules, the form of the ledger's commands a weft must read to apply
 /// entries by it ([`super::COMMAND_FORM`]): version 0 needs none.
-const FORMS: [u32; RULES as usize + 1] = [0, 5];
+const FORMS: [u32; RULES as usize + 1] = [0, 5, 6];
 /// The form in which [`Command::AdoptRules`] of [`RULES`] is written.
 pub const RULES_FORM: u32 = FORMS[RULES as usize];
 
@@ -207,12 +212,24 @@ mod tests {
         let signed =
             |seq, command: Command| Command::Operator(Box::new(secret.sign(seq, &command)));
         let declaring = |role| join_declaring("m", role, None, true);
+        // A role for a member to come, before and after the rules that make it stand.
+        let ahead = |role| Command::SetFixedRole {
+            peer: "g".into(),
+            role,
+            force: false,
+        };
         let log = vec![
             declaring(Some(FixedRole::Master)),
             signed(1, fix(Some(FixedRole::Worker))),
             fix(Some(FixedRole::Master)),
             declaring(Some(FixedRole::Worker)),
+            Command::AdoptRules {
+                version: SIGNED_ROLES,
+            },
+            signed(3, ahead(Some(FixedRole::Worker))),
             Command::AdoptRules { version: RULES },
+            signed(4, ahead(Some(FixedRole::Worker))),
+            join_declaring("g", Some(FixedRole::Master), None, true),
             declaring(Some(FixedRole::Master)),
             signed(2, fix(Some(FixedRole::Worker))),
             fix(Some(FixedRole::Master)),
@@ -228,6 +245,7 @@ mod tests {
         replay(&mut whole, 0);
         assert_eq!(whole.rules(), RULES);
         assert_eq!(whole.members()["m"].fixed_role, Some(FixedRole::Worker));
+        assert_eq!(whole.members()["g"].fixed_role, Some(FixedRole::Worker));
         for at in 0..=log.len() {
             let mut first = LedgerState::new("10.1.0.0/24".parse().unwrap());
             for (i, command) in log.iter().enumerate().take(at) {
