@@ -807,8 +807,17 @@ async fn join(
             raft.change_membership(ChangeMembers::RemoveNodes(stale_learners), false),
         )
         .await;
+        // Seated beside a stale learner seat of its PeerId, the new raft node could count as
+        // superseded by it once a voter ([`super::seats`]), and lose its seat to a seat that
+        // never answers: it gets none until they are gone.
         if !matches!(removed, Ok(Ok(_))) {
             tracing::warn!(peer = %node.peer_id, "the joiner's earlier learner seats were not removed; they go at its next join");
+            if !follows {
+                return Err(JoinError::Failed(
+                    "the joiner's earlier learner seats were not removed in time; join again"
+                        .into(),
+                ));
+            }
         }
     }
     if follows {
