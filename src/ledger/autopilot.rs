@@ -796,6 +796,7 @@ const RECRUIT_ASKED: usize = 3;
 /// The raft nodes of this leader's membership as [`seats`] judges them.
 fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
     let reachable = reachable_peers(ledger);
+    let own = ledger.p2p().peer_key();
     let state = ledger.state();
     let metrics = ledger.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
@@ -809,7 +810,8 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
             connected: reachable.contains(&node.peer_id),
             denied: state.is_denied(&node.peer_id),
             caught_up: service::has_caught_up(&metrics, *id),
-            outdated: state.outdated(&node.peer_id),
+            // This node runs this weft, whatever its record says until it commits again.
+            outdated: node.peer_id != own && state.outdated(&node.peer_id),
         })
         .collect()
 }

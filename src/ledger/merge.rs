@@ -454,10 +454,11 @@ fn still_holds(state: &LedgerState, command: &Command) -> bool {
         Command::Reserve { peer, address } => state.reservations().get(address) == Some(peer),
         Command::Unreserve { address } => !state.reservations().contains_key(address),
         Command::SetRolePolicy(policy) => state.policy_is_set() && state.policy() == *policy,
-        Command::SetFixedRole { peer, role, .. } => state
-            .members()
-            .get(peer)
-            .is_some_and(|m| m.fixed_role == *role),
+        Command::SetFixedRole { peer, role, .. } => match state.members().get(peer) {
+            Some(m) => m.fixed_role == *role,
+            // A role signed for a member to come stands for it there: carried as well.
+            None => state.signed_role(peer) == Some(*role),
+        },
         _ => false,
     }
 }
@@ -1283,6 +1284,34 @@ mod tests {
         assert!(winner.is_denied("y"), "the loser's later denial holds");
         assert!(winner.is_denied("w"));
         assert!(winner.members().contains_key("z"));
+        assert!(readoption(&loser, &winner, "me").is_empty());
+    }
+
+    #[test]
+    fn a_role_signed_ahead_of_its_member_is_carried_and_stands_once_it_joins_the_winner() {
+        use crate::ledger::state::{FixedRole, RULES};
+        let secret = crate::operator::OperatorSecret::generate();
+        let adopt = Command::AdoptRules { version: RULES };
+        let ahead = Command::Operator(Box::new(secret.sign(
+            10,
+            &Command::SetFixedRole {
+                peer: "late".into(),
+                role: Some(FixedRole::Worker),
+                force: false,
+            },
+        )));
+        let mut loser = LedgerState::new(pool());
+        apply(
+            &mut loser,
+            &[Command::Genesis(cluster(200, 2)), adopt.clone(), ahead],
+        );
+        let mut winner = LedgerState::new(pool());
+        apply(&mut winner, &[Command::Genesis(cluster(100, 1)), adopt]);
+        let commands = readoption(&loser, &winner, "me");
+        assert_eq!(commands.len(), 1, "{commands:?}");
+        apply(&mut winner, &commands);
+        apply(&mut winner, &[join_command("late")]);
+        assert_eq!(winner.members()["late"].fixed_role, Some(FixedRole::Worker));
         assert!(readoption(&loser, &winner, "me").is_empty());
     }
 

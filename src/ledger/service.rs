@@ -180,7 +180,12 @@ async fn answer(
                      as a follower, with no raft seat (start it with the same --operator-key)"
                 );
             }
-            let old_weft = !ledger.state().may_seat(form);
+            // Its record counts too: the seat rules would take at once a seat its record
+            // says an older weft holds ([`super::seats`], outdated nodes).
+            let old_weft = {
+                let state = ledger.state();
+                !state.may_seat(form) || state.outdated(&peer.to_string())
+            };
             if old_weft {
                 tracing::warn!(
                     %peer,

@@ -54,8 +54,9 @@ const ENTRY_WORST: usize = 6 * PEER_KEY_LIMIT + 64;
 const REST_WORST: usize = 16 << 20;
 /// What one of the operator's signed commands the state keeps encodes to at most: its subject
 /// (a prefix and a PeerId or address from the command) and the command's JSON text, each
-/// character at six bytes, plus the signature, the number and a cluster id.
-const MARK_WORST: usize = 6 * (2 * MAX_SIGNED_COMMAND + 32) + 256;
+/// character at six bytes, plus the signature, the number and a cluster id; and, for a role,
+/// the role kept beside it under its PeerId.
+const MARK_WORST: usize = 6 * (2 * MAX_SIGNED_COMMAND + 32) + 256 + 6 * PEER_KEY_LIMIT + 16;
 
 const _: () = assert!(
     (MAX_MEMBERS * MEMBER_WORST

@@ -153,9 +153,12 @@ impl LedgerState {
             return Outcome::OperatorStale;
         }
         let outcome = match &command {
-            // Signed for a PeerId that is not a member, it waits for the member's join.
+            // Signed for a PeerId that is not a member, it waits for the member's join (one
+            // that could be a PeerId's text at all).
             Command::SetFixedRole { peer, .. }
-                if self.rules >= ROLES_AHEAD && !self.members.contains_key(peer) =>
+                if self.rules >= ROLES_AHEAD
+                    && !self.members.contains_key(peer)
+                    && super::bounds::plausible_peer(peer) =>
             {
                 Outcome::Done
             }
@@ -177,7 +180,7 @@ impl LedgerState {
     /// fixed), under the rules of [`SIGNED_ROLES`]. It stands against the member's own word:
     /// the role its join declares and its own unsigned changes
     /// ([`LedgerState::own_fixed_role`]).
-    pub(super) fn signed_role(&self, peer: &str) -> Option<Option<FixedRole>> {
+    pub(crate) fn signed_role(&self, peer: &str) -> Option<Option<FixedRole>> {
         if self.rules < SIGNED_ROLES {
             return None;
         }

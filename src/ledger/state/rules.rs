@@ -89,11 +89,18 @@ impl LedgerState {
             .is_some_and(|m| !self.may_seat(m.platform.commands))
     }
 
-    /// The entry the leader writes to move this state to this weft's rules, when the raft
-    /// nodes `raft` (PeerIds) all have member records that read it.
+    /// The entry the leader writes to move this state forward: to the newest rules of this
+    /// weft that every raft node of `raft` (PeerIds) has a member record reading (one without
+    /// a record reads none), when newer than the state's.
     pub fn rules_to_adopt<'a>(&self, raft: impl Iterator<Item = &'a String>) -> Option<Command> {
-        let ready = self.not_reading_rules(raft).next().is_none();
-        (self.rules < RULES && ready).then_some(Command::AdoptRules { version: RULES })
+        let least = raft
+            .map(|peer| self.members.get(peer).map_or(0, |m| m.platform.commands))
+            .min()
+            .unwrap_or(RULES_FORM);
+        let version = (0..=RULES)
+            .rev()
+            .find(|version| FORMS[*version as usize] <= least)?;
+        (version > self.rules).then_some(Command::AdoptRules { version })
     }
 
     /// What `weft status` says while this weft's rules wait for raft nodes `raft` (PeerIds)
@@ -163,20 +170,29 @@ mod tests {
         let mut s = mixed();
         let raft = |peers: &[&str]| peers.iter().map(|p| p.to_string()).collect::<Vec<_>>();
         assert_eq!(s.rules(), 0);
-        assert_eq!(s.rules_to_adopt(raft(&["voter", "old voter"]).iter()), None);
         assert_eq!(s.rules_to_adopt(raft(&["voter", "no record"]).iter()), None);
+        assert_eq!(
+            s.rules_to_adopt(raft(&["voter", "old follower"]).iter()),
+            None
+        );
+        // The newest rules every raft node reads, short of this weft's.
+        let older = s.rules_to_adopt(raft(&["voter", "old voter"]).iter());
+        assert_eq!(older, Some(Command::AdoptRules { version: RULES - 1 }));
+        assert_eq!(s.apply(4, &older.unwrap()), Outcome::Done);
+        assert_eq!(s.rules(), RULES - 1);
+        assert_eq!(s.rules_to_adopt(raft(&["voter", "old voter"]).iter()), None);
         // A member without a raft seat does not hold the rules back, whatever it declares.
         let adopt = s.rules_to_adopt(raft(&["voter"]).iter()).unwrap();
-        assert_eq!(s.apply(4, &adopt), Outcome::Done);
+        assert_eq!(s.apply(5, &adopt), Outcome::Done);
         assert_eq!(s.rules(), RULES);
         assert_eq!(s.rules_to_adopt(raft(&["voter"]).iter()), None);
         assert_eq!(
-            s.apply(5, &Command::AdoptRules { version: 0 }),
+            s.apply(6, &Command::AdoptRules { version: 0 }),
             Outcome::Done
         );
         assert_eq!(s.rules(), RULES, "never back");
         assert_eq!(
-            s.apply(6, &Command::AdoptRules { version: RULES + 1 }),
+            s.apply(7, &Command::AdoptRules { version: RULES + 1 }),
             Outcome::RulesUnknown
         );
         assert_eq!(s.rules(), RULES);
