@@ -1219,6 +1219,70 @@ async fn a_node_without_the_operator_key_gets_no_raft_seat() {
     assert!(keyless.ledger.status().follower);
 }
 
+/// A voter restarted without the mesh's operator key (by mistake) would keep its raft seat, and
+/// could lead and take operator commands unchecked. The leader asks it, once it is admitted
+/// again, which key it runs with: it loses its seat to a keyed follower. Fails without the
+/// check: the keyless node is still a voter at the deadline (voters away are replaced only after
+/// 600 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_restarted_without_the_operator_key_loses_its_seat() {
+    let secret = weft::operator::OperatorSecret::generate();
+    let config = LedgerConfig {
+        operator: Some(secret.public()),
+        voter_timeout: std::time::Duration::from_secs(600),
+        ..quick_config()
+    };
+    let token = network();
+    let keypairs: Vec<libp2p::identity::Keypair> = (0..4)
+        .map(|_| libp2p::identity::Keypair::generate_ed25519())
+        .collect();
+    let dir = || tempfile::tempdir().unwrap();
+    let first = support::mesh::start_as(&token, "m0", vec![], &keypairs[0]).await;
+    let entry = address(&first).await;
+    let mut replicas =
+        vec![support::ledger::replica_configured(first, "m0", dir(), config.clone()).await];
+    for (i, keypair) in keypairs.iter().enumerate().skip(1) {
+        let name = format!("m{i}");
+        let member = support::mesh::start_as(&token, &name, vec![entry.clone()], keypair).await;
+        replicas
+            .push(support::ledger::replica_configured(member, &name, dir(), config.clone()).await);
+    }
+    settled_cluster(&replicas).await;
+    let leader = support::ledger::settled_leader(&replicas).await;
+    let voters = replicas[0].ledger.status().voters;
+    let id = |r: &Replica| r.member.handle.peer_id().to_string();
+    let spare_id = replicas
+        .iter()
+        .map(id)
+        .find(|peer| !voters.contains(peer))
+        .expect("one of four is no voter");
+    // A voter that does not lead restarts over its state without the key.
+    let at = (0..4)
+        .find(|i| id(&replicas[*i]) != leader && voters.contains(&id(&replicas[*i])))
+        .unwrap();
+    let restarting = replicas.remove(at);
+    let restarting_id = restarting.member.handle.peer_id().to_string();
+    let state = restarting.stop();
+    let leading = replicas.iter().position(|r| id(r) == leader).unwrap();
+    wait_for("the leader to see the voter gone", || {
+        (!admitted(&replicas[leading].member).contains(&restarting_id)).then_some(())
+    })
+    .await;
+    let name = format!("m{at}");
+    let again = support::mesh::start_as(&token, &name, vec![entry], &keypairs[at]).await;
+    let keyless = support::ledger::replica_configured(again, &name, state, quick_config()).await;
+    let voters = wait_for(
+        "the keyed follower seated in place of the keyless voter",
+        || {
+            let status = replicas[leading].ledger.status();
+            (status.voters.contains(&spare_id) && !status.changing_voters).then_some(status.voters)
+        },
+    )
+    .await;
+    assert!(!voters.contains(&restarting_id), "{voters:?}");
+    drop(keyless);
+}
+
 /// Once the ledger adopted rules, a node whose weft does not read them would apply later
 /// entries by older rules, and could lead: it joins as a follower, whatever seats are free, and
 /// a raft node whose record comes to say it runs such a weft (taken back to an older one) loses

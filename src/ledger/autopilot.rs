@@ -34,7 +34,9 @@
 //! `voter_timeout`, or at once a denied one or one whose node joined again under a new raft id
 //! (it wiped its raft state), with a live learner, keeping the voter count odd, and brings a
 //! follower in as a learner when voters are short; what to change is decided by [`Seats`]
-//! ([`super::seats`], pure and time-injected).
+//! ([`super::seats`], pure and time-injected). A voter or learner whose record says it runs a
+//! weft older than the ledger's rules, or that answers without the leader's operator key
+//! ([`super::keyed`], asked once per connection), loses its seat the same way.
 //!
 //! Record: a member whose record is missing, expired or under another hostname proposes it
 //! again (a live member keeps its address).
@@ -218,9 +220,11 @@ impl Autopilot {
                         self.installs = Leases::new(self.config.install_timeout);
                         self.seats.clear();
                         ledger.renewals().clear();
+                        ledger.keyed().clear();
                     }
                     lead(&ledger, &self.config).await;
                     commit_renewals(&ledger, &self.config).await;
+                    check_keys(&ledger).await;
                     recruit(&ledger, &self.config, &self.seats).await;
                     replace_voters(&ledger, &self.config, &mut self.seats).await;
                     expire_leases(&ledger, &mut self.leases).await;
@@ -793,11 +797,56 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
 /// Followers a leader short of voters asks per round whether they are in its cluster.
 const RECRUIT_ASKED: usize = 3;
 
+/// Asks the raft nodes admitted since they were last asked which operator key they run with, when this leader has one ([`super::keyed`]): one that runs without it, or with
+/// another, loses its seat ([`seats`], unfit nodes).
+async fn check_keys(ledger: &Ledger) {
+    if ledger.operator().is_none() {
+        return;
+    }
+    let seated: Vec<String> = ledger
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(_, node)| node.peer_id.clone())
+        .collect();
+    let raft: Vec<(String, u64)> = ledger
+        .p2p()
+        .peers()
+        .iter()
+        .filter(|peer| seated.contains(&peer.peer_id))
+        .map(|peer| (peer.peer_id.clone(), peer.admitted_since))
+        .collect();
+    let asked = ledger.keyed().due(&raft);
+    if asked.is_empty() {
+        return;
+    }
+    let peers = asked
+        .iter()
+        .filter_map(|p| p.parse::<libp2p::PeerId>().ok());
+    let answers = service::ask_each(ledger, peers).await;
+    let mut keyed = ledger.keyed();
+    for (peer, hello) in answers {
+        let differs = service::operator_differs(ledger, hello.operator.as_deref());
+        if differs {
+            tracing::warn!(
+                %peer,
+                "a raft node runs without this mesh's operator key, or with another: it loses \
+                 its seat (start it with the same --operator-key)"
+            );
+        }
+        keyed.answered(&peer.to_string(), differs);
+    }
+}
+
 /// The raft nodes of this leader's membership as [`seats`] judges them.
 fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
     let reachable = reachable_peers(ledger);
     let own = ledger.p2p().peer_key();
     let state = ledger.state();
+    let keyed = ledger.keyed();
     let metrics = ledger.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voters: Vec<u64> = membership.voter_ids().collect();
@@ -810,8 +859,9 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
             connected: reachable.contains(&node.peer_id),
             denied: state.is_denied(&node.peer_id),
             caught_up: service::has_caught_up(&metrics, *id),
-            // This node runs this weft, whatever its record says until it commits again.
-            outdated: node.peer_id != own && state.outdated(&node.peer_id),
+            // This node runs this weft and key, whatever its record says until it commits again.
+            unfit: node.peer_id != own
+                && (state.outdated(&node.peer_id) || keyed.keyless(&node.peer_id)),
         })
         .collect()
 }

@@ -16,6 +16,7 @@ pub mod feed;
 pub mod follower;
 pub mod formation;
 pub mod forward;
+mod keyed;
 pub mod lease;
 pub mod limits;
 pub mod merge;
@@ -236,6 +237,8 @@ pub struct Ledger {
     passing: Arc<forward::Passing>,
     /// The lease renewals this node, as the leader, answered and has not committed yet.
     renewals: Arc<Mutex<renewals::Renewals>>,
+    /// The raft nodes this node, as the leader, found without its operator key ([`keyed`]).
+    keyed: Arc<Mutex<keyed::Keyed>>,
     /// Set once the autopilot has made the ledger hold this node's configured role and policy
     /// (see [`Ledger::declared`]).
     declared: Arc<std::sync::atomic::AtomicBool>,
@@ -346,6 +349,7 @@ impl Ledger {
             challenges: Arc::default(),
             passing: Arc::default(),
             renewals: Arc::default(),
+            keyed: Arc::default(),
             declared: Arc::default(),
             settling: Arc::default(),
             rival: Arc::default(),
@@ -572,6 +576,14 @@ impl Ledger {
     pub(crate) fn challenges(&self) -> std::sync::MutexGuard<'_, forward::Challenges> {
         // Nothing panics while holding it.
         self.challenges
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The raft nodes this node, as the leader, asked for their operator key ([`keyed`]).
+    pub(crate) fn keyed(&self) -> std::sync::MutexGuard<'_, keyed::Keyed> {
+        // Nothing panics while holding it.
+        self.keyed
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

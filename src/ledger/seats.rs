@@ -15,11 +15,14 @@
 //! changes while the leader reaches no more than half of its voters: it is on the small side of
 //! a partition, and the change could not commit.
 //!
-//! Outdated nodes: once the ledger adopted rules, a raft node whose member record says its weft
+//! Unfit nodes: once the ledger adopted rules, a raft node whose member record says its weft
 //! does not read them (one taken back to an older weft) would apply later entries by older
-//! rules, and could lead. As a voter it is replaced at once by a live learner, as a superseded
-//! one is (it still answers, so it is not dropped outright, which would cost a voter's worth of
-//! fault tolerance); as a learner it loses its seat at once; it is never live.
+//! rules, and could lead; a raft node that runs without the operator key of a leader that has
+//! one (restarted without it) would take operator commands unchecked were it to lead
+//! (`ledger/keyed.rs`). As a voter an unfit node is replaced at once by a live learner, as a
+//! superseded one is (it still answers, so it is not dropped outright, which would cost a
+//! voter's worth of fault tolerance); as a learner it loses its seat at once; it is never
+//! live.
 //!
 //! Learners: when fewer voters than the target are live, and too few learners live or still
 //! catching up to fill the target with them, and the leader reaches a majority of its voters,
@@ -46,9 +49,10 @@ pub struct Node {
     pub denied: bool,
     /// For a learner, whether its log has caught up with the leader's ([`caught_up`]).
     pub caught_up: bool,
-    /// Whether its member record says its weft does not read the rules the ledger adopted
-    /// (`LedgerState::outdated`).
-    pub outdated: bool,
+    /// Whether it may not hold a seat: its member record says its weft does not read the rules
+    /// the ledger adopted (`LedgerState::outdated`), or it runs without the leader's operator
+    /// key (`ledger/keyed.rs`).
+    pub unfit: bool,
 }
 
 /// How many entries a learner's log may lag the leader's and still count as caught up: a few
@@ -91,12 +95,12 @@ fn answering(nodes: &[Node], node: &Node) -> bool {
     node.connected && !node.denied && !superseded(nodes, node)
 }
 
-/// Whether `node` counts as live: answering, not outdated, and, a learner, caught up.
+/// Whether `node` counts as live: answering, not unfit, and, a learner, caught up.
 fn live(nodes: &[Node], node: &Node) -> bool {
-    answering(nodes, node) && !node.outdated && (node.voter || node.caught_up)
+    answering(nodes, node) && !node.unfit && (node.voter || node.caught_up)
 }
 
-/// Whether the leader reaches more than half of its voters (outdated ones vote, so they count).
+/// Whether the leader reaches more than half of its voters (unfit ones vote, so they count).
 fn reaches_majority(nodes: &[Node]) -> bool {
     let voters = nodes.iter().filter(|n| n.voter).count();
     let answering = nodes
@@ -114,7 +118,7 @@ impl Seats {
     }
 
     /// The learners whose seats go at `now`: each has lagged the leader's log at every round
-    /// for `timeout`, or is outdated. None while the leader reaches no more than half of its
+    /// for `timeout`, or is unfit. None while the leader reaches no more than half of its
     /// voters.
     pub fn stale_learners(&mut self, now: Instant, nodes: &[Node], timeout: Duration) -> Vec<u64> {
         let lagging = |n: &Node| !n.voter && !n.caught_up;
@@ -127,7 +131,7 @@ impl Seats {
                     let since = *self.lagging_since.entry(n.id).or_insert(now);
                     now.duration_since(since) >= timeout
                 };
-                lagged_out || (!n.voter && n.outdated)
+                lagged_out || (!n.voter && n.unfit)
             })
             .map(|n| n.id)
             .collect();
@@ -159,7 +163,7 @@ impl Seats {
                 .then(|| *self.unreachable_since.entry(voter.id).or_insert(now));
             let timed_out =
                 down_since.is_some_and(|since| now.duration_since(since) >= voter_timeout);
-            if voter.denied || voter.outdated || gone || timed_out {
+            if voter.denied || voter.unfit || gone || timed_out {
                 dead.push(voter);
             }
         }
@@ -220,7 +224,7 @@ impl Seats {
             .filter(|n| {
                 live(nodes, n)
                     || (answering(nodes, n)
-                        && !n.outdated
+                        && !n.unfit
                         && self
                             .lagging_since
                             .get(&n.id)
@@ -258,7 +262,7 @@ mod tests {
             connected,
             denied: false,
             caught_up: true,
-            outdated: false,
+            unfit: false,
         }
     }
 
@@ -333,14 +337,14 @@ mod tests {
     }
 
     #[test]
-    fn an_outdated_voter_is_replaced_at_once_by_a_live_learner_and_keeps_its_seat_without_one() {
+    fn an_unfit_voter_is_replaced_at_once_by_a_live_learner_and_keeps_its_seat_without_one() {
         let now = Instant::now();
         let mut seats = Seats::default();
-        let mut outdated = node(2, true, true);
-        outdated.outdated = true;
-        let mut outdated_learner = node(5, false, true);
-        outdated_learner.outdated = true;
-        let alone = [node(1, true, true), outdated.clone(), node(3, true, true)];
+        let mut unfit = node(2, true, true);
+        unfit.unfit = true;
+        let mut unfit_learner = node(5, false, true);
+        unfit_learner.unfit = true;
+        let alone = [node(1, true, true), unfit.clone(), node(3, true, true)];
         assert_eq!(
             seats.replacement(now, &alone, TIMEOUT),
             None,
@@ -352,45 +356,31 @@ mod tests {
         );
         let with_learners = [
             node(1, true, true),
-            outdated,
+            unfit,
             node(3, true, false),
             node(4, false, true),
-            outdated_learner.clone(),
+            unfit_learner.clone(),
         ];
         let change = seats.replacement(now, &with_learners, TIMEOUT).unwrap();
-        assert_eq!(
-            change.dropped,
-            [2],
-            "an outdated learner steps in for nobody"
-        );
+        assert_eq!(change.dropped, [2], "an unfit learner steps in for nobody");
         assert_eq!(change.voters, BTreeSet::from([1, 3, 4]));
         assert!(
-            !seats.wants_recruit(
-                now,
-                &[node(1, true, true), outdated_learner.clone()],
-                1,
-                GRACE
-            ),
+            !seats.wants_recruit(now, &[node(1, true, true), unfit_learner.clone()], 1, GRACE),
             "the leader alone fills a target of one"
         );
         assert!(
-            seats.wants_recruit(
-                now,
-                &[node(1, true, true), outdated_learner.clone()],
-                3,
-                GRACE
-            ),
-            "an outdated learner is not coming"
+            seats.wants_recruit(now, &[node(1, true, true), unfit_learner.clone()], 3, GRACE),
+            "an unfit learner is not coming"
         );
     }
 
     #[test]
-    fn an_outdated_learner_loses_its_seat_at_once_while_the_leader_reaches_a_majority() {
+    fn an_unfit_learner_loses_its_seat_at_once_while_the_leader_reaches_a_majority() {
         let now = Instant::now();
         let mut seats = Seats::default();
-        let mut outdated = node(4, false, true);
-        outdated.outdated = true;
-        let mut nodes = vec![node(1, true, true), node(2, true, true), outdated];
+        let mut unfit = node(4, false, true);
+        unfit.unfit = true;
+        let mut nodes = vec![node(1, true, true), node(2, true, true), unfit];
         assert_eq!(seats.stale_learners(now, &nodes, TIMEOUT), [4]);
         nodes[1].connected = false;
         assert!(seats.stale_learners(now, &nodes, TIMEOUT).is_empty());

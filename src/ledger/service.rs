@@ -181,7 +181,7 @@ async fn answer(
                 );
             }
             // Its record counts too: the seat rules would take at once a seat its record
-            // says an older weft holds ([`super::seats`], outdated nodes).
+            // says an older weft holds ([`super::seats`], unfit nodes).
             let old_weft = {
                 let state = ledger.state();
                 !state.may_seat(form) || state.outdated(&peer.to_string())
@@ -928,18 +928,23 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
         .iter()
         .filter_map(|id| membership.get_node(id).map(|n| n.peer_id.as_str()))
         .collect();
-    // Nor does a learner whose weft does not read the ledger's rules: its seat goes
-    // ([`super::seats`], outdated nodes).
+    // Nor does a learner whose weft does not read the ledger's rules, or that runs without this
+    // leader's operator key: its seat goes ([`super::seats`], unfit nodes).
     let state = ledger.state();
-    let learners: Vec<u64> = membership
-        .learner_ids()
-        .filter(|id| has_caught_up(&metrics, *id))
-        .filter(|id| {
-            membership.get_node(id).is_none_or(|n| {
-                !voter_peers.contains(n.peer_id.as_str()) && !state.outdated(&n.peer_id)
+    let learners: Vec<u64> = {
+        let keyed = ledger.keyed();
+        membership
+            .learner_ids()
+            .filter(|id| has_caught_up(&metrics, *id))
+            .filter(|id| {
+                membership.get_node(id).is_none_or(|n| {
+                    !voter_peers.contains(n.peer_id.as_str())
+                        && !state.outdated(&n.peer_id)
+                        && !keyed.keyless(&n.peer_id)
+                })
             })
-        })
-        .collect();
+            .collect()
+    };
     let wanted = next_voter_count(voters.len(), learners.len(), target_voters);
     if wanted <= voters.len() {
         return Ok(());

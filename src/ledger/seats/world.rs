@@ -1,6 +1,6 @@
 //! A leader's raft membership in simulated time around [`Seats`]: voters and learners lose and
-//! regain their connections, are denied and allowed, declare a weft that does not read the
-//! ledger's rules and one that does again, join again under new raft ids, learners
+//! regain their connections, are denied and allowed, become unfit for a seat (an
+//! older weft, no operator key) and fit again, join again under new raft ids, learners
 //! come and go, catch up with the log or lag (and lose their seats when they lag too long),
 //! leadership is lost and regained, and changes commit or fail. Each round, every answer is
 //! checked against the rules with the checker's own memory of when each voter was last seen
@@ -34,8 +34,8 @@ struct Counts {
     denied: u64,
     denied_outright: u64,
     superseded: u64,
-    outdated: u64,
-    outdated_learners: u64,
+    unfit: u64,
+    unfit_learners: u64,
     kept_without_majority: u64,
     kept_without_learner: u64,
     recruits: u64,
@@ -68,7 +68,7 @@ impl World {
                 connected: true,
                 denied: false,
                 caught_up: true,
-                outdated: false,
+                unfit: false,
             })
             .collect();
         World {
@@ -98,7 +98,7 @@ impl World {
                     connected: true,
                     denied: false,
                     caught_up: rng.gen_bool(0.5),
-                    outdated: false,
+                    unfit: false,
                 });
                 self.next_id += 1;
             }
@@ -110,7 +110,7 @@ impl World {
                     connected: rng.gen_bool(0.8),
                     denied: false,
                     caught_up: rng.gen_bool(0.7),
-                    outdated: rng.gen_bool(0.05),
+                    unfit: rng.gen_bool(0.05),
                 });
                 self.next_id += 1;
             }
@@ -124,7 +124,7 @@ impl World {
             }
             68..=72 => self.nodes[pick].caught_up = true,
             73..=74 if !self.nodes[pick].voter => self.nodes[pick].caught_up = false,
-            75..=76 => self.nodes[pick].outdated = !self.nodes[pick].outdated,
+            75..=76 => self.nodes[pick].unfit = !self.nodes[pick].unfit,
             _ => {}
         }
         self.now += Duration::from_millis(self.rng.gen_range(0..6000));
@@ -143,7 +143,7 @@ impl World {
                 .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
         let answering = |n: &Node| n.connected && !n.denied && !superseded(n);
-        let live = |n: &Node| answering(n) && !n.outdated && (n.voter || n.caught_up);
+        let live = |n: &Node| answering(n) && !n.unfit && (n.voter || n.caught_up);
         for voter in &voters {
             if voter.connected && !superseded(voter) {
                 self.down_since.remove(&voter.id);
@@ -157,7 +157,7 @@ impl World {
             .iter()
             .filter(|v| {
                 v.denied
-                    || v.outdated
+                    || v.unfit
                     || superseded(v)
                     || self
                         .down_since
@@ -251,8 +251,8 @@ impl World {
                 counts.denied += u64::from(change.dropped.contains(&voter.id));
             } else if superseded(voter) {
                 counts.superseded += u64::from(change.dropped.contains(&voter.id));
-            } else if voter.outdated {
-                counts.outdated += u64::from(change.dropped.contains(&voter.id));
+            } else if voter.unfit {
+                counts.unfit += u64::from(change.dropped.contains(&voter.id));
             } else {
                 counts.after_timeout += u64::from(change.dropped.contains(&voter.id));
             }
@@ -274,7 +274,7 @@ impl World {
     }
 
     /// Whether learners lose their seats, against the rule: each that lagged at every round
-    /// for the timeout, and each outdated one, while a majority of voters answers. Whether any
+    /// for the timeout, and each unfit one, while a majority of voters answers. Whether any
     /// did.
     fn stale(&mut self, counts: &mut Counts) -> Result<bool, String> {
         let nodes = self.nodes.clone();
@@ -301,7 +301,7 @@ impl World {
             nodes
                 .iter()
                 .filter(|n| {
-                    (!n.voter && n.outdated)
+                    (!n.voter && n.unfit)
                         || self
                             .lagging_since
                             .get(&n.id)
@@ -321,9 +321,9 @@ impl World {
             return Ok(false);
         }
         counts.stale_learners += stale.len() as u64;
-        counts.outdated_learners += nodes
+        counts.unfit_learners += nodes
             .iter()
-            .filter(|n| n.outdated && stale.contains(&n.id))
+            .filter(|n| n.unfit && stale.contains(&n.id))
             .count() as u64;
         if self.rng.gen_bool(0.15) {
             counts.failed_commits += 1;
@@ -343,10 +343,10 @@ impl World {
                     .iter()
                     .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
-        let live = |n: &Node| answering(n) && !n.outdated && (n.voter || n.caught_up);
+        let live = |n: &Node| answering(n) && !n.unfit && (n.voter || n.caught_up);
         let catching_up = |n: &Node| {
             answering(n)
-                && !n.outdated
+                && !n.unfit
                 && self
                     .lagging_since
                     .get(&n.id)
@@ -384,7 +384,7 @@ impl World {
                 connected: true,
                 denied: false,
                 caught_up: self.rng.gen_bool(0.5),
-                outdated: false,
+                unfit: false,
             });
             self.next_id += 1;
         }
@@ -415,11 +415,8 @@ fn the_leader_replaces_and_recruits_by_its_rules_in_any_order_of_events() {
             counts.denied_outright,
         ),
         ("replacements of superseded voters", counts.superseded),
-        ("replacements of outdated voters", counts.outdated),
-        (
-            "outdated learners losing their seats",
-            counts.outdated_learners,
-        ),
+        ("replacements of unfit voters", counts.unfit),
+        ("unfit learners losing their seats", counts.unfit_learners),
         (
             "dead voters kept without a majority",
             counts.kept_without_majority,
