@@ -222,9 +222,9 @@ impl Autopilot {
                         ledger.renewals().clear();
                         ledger.keyed().clear();
                     }
+                    check_keys(&ledger);
                     lead(&ledger, &self.config).await;
                     commit_renewals(&ledger, &self.config).await;
-                    check_keys(&ledger).await;
                     recruit(&ledger, &self.config, &self.seats).await;
                     replace_voters(&ledger, &self.config, &mut self.seats).await;
                     expire_leases(&ledger, &mut self.leases).await;
@@ -797,9 +797,12 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
 /// Followers a leader short of voters asks per round whether they are in its cluster.
 const RECRUIT_ASKED: usize = 3;
 
-/// Asks the raft nodes admitted since they were last asked which operator key they run with, when this leader has one ([`super::keyed`]): one that runs without it, or with
-/// another, loses its seat ([`seats`], unfit nodes).
-async fn check_keys(ledger: &Ledger) {
+/// Asks the raft nodes that [`super::keyed`] says are due which operator key they run with,
+/// when this leader has one: one that runs without it, or with another, loses its seat
+/// ([`seats`], unfit nodes). The questions go out from a task of their own, so a node that does
+/// not answer holds up no duty; the answers land in the ledger's table within
+/// [`service::HELLO_TIMEOUT`].
+fn check_keys(ledger: &Ledger) {
     if ledger.operator().is_none() {
         return;
     }
@@ -819,26 +822,28 @@ async fn check_keys(ledger: &Ledger) {
         .filter(|peer| seated.contains(&peer.peer_id))
         .map(|peer| (peer.peer_id.clone(), peer.admitted_since))
         .collect();
-    let asked = ledger.keyed().due(&raft);
-    if asked.is_empty() {
+    let due = ledger.keyed().due(crate::clock::now(), &raft);
+    let peers: Vec<libp2p::PeerId> = due.iter().filter_map(|p| p.parse().ok()).collect();
+    if peers.is_empty() {
         return;
     }
-    let peers = asked
-        .iter()
-        .filter_map(|p| p.parse::<libp2p::PeerId>().ok());
-    let answers = service::ask_each(ledger, peers).await;
-    let mut keyed = ledger.keyed();
-    for (peer, hello) in answers {
-        let differs = service::operator_differs(ledger, hello.operator.as_deref());
-        if differs {
-            tracing::warn!(
-                %peer,
-                "a raft node runs without this mesh's operator key, or with another: it loses \
-                 its seat (start it with the same --operator-key)"
-            );
+    let ledger = ledger.clone();
+    tokio::spawn(async move {
+        let answers = service::ask_each(&ledger, peers).await;
+        let now = crate::clock::now();
+        let mut keyed = ledger.keyed();
+        for (peer, hello) in answers {
+            let differs = service::operator_differs(&ledger, hello.operator.as_deref());
+            if differs && !keyed.keyless(&peer.to_string()) {
+                tracing::warn!(
+                    %peer,
+                    "a raft node runs without this mesh's operator key, or with another: it \
+                     loses its seat (start it with the same --operator-key)"
+                );
+            }
+            keyed.answered(now, &peer.to_string(), differs);
         }
-        keyed.answered(&peer.to_string(), differs);
-    }
+    });
 }
 
 /// The raft nodes of this leader's membership as [`seats`] judges them.
@@ -1104,7 +1109,7 @@ async fn abandon_installs(ledger: &Ledger, installs: &mut Leases) {
     }
 }
 
-/// Moves the ledger to this weft's rules once every raft node reads them
+/// Moves the ledger to the newest rules of this weft that every raft node reads
 /// ([`Command::AdoptRules`], `ledger/state/rules.rs`).
 async fn adopt_rules(ledger: &Ledger) {
     let status = ledger.status();

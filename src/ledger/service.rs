@@ -33,7 +33,7 @@ use crate::clock::unix_now;
 use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a proposal may wait to commit, from another node or from this one (within the
 /// 10 s the CLI waits for an answer).
 pub(crate) const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
@@ -181,10 +181,14 @@ async fn answer(
                 );
             }
             // Its record counts too: the seat rules would take at once a seat its record
-            // says an older weft holds ([`super::seats`], unfit nodes).
+            // says an older weft holds ([`super::seats`], unfit nodes). Not for a node that
+            // still holds a voter seat under an earlier raft id: only the learner it joins as
+            // replaces that seat (superseded voters), and its record follows within seconds.
             let old_weft = {
                 let state = ledger.state();
-                !state.may_seat(form) || state.outdated(&peer.to_string())
+                !state.may_seat(form)
+                    || (state.outdated(&peer.to_string())
+                        && !holds_earlier_voter_seat(ledger, &peer.to_string(), node_id))
             };
             if old_weft {
                 tracing::warn!(
@@ -325,6 +329,16 @@ pub(crate) fn operator_differs(ledger: &Ledger, declared: Option<&str>) -> bool 
     ledger
         .operator()
         .is_some_and(|key| declared != Some(key.to_string().as_str()))
+}
+
+/// Whether `peer` holds a voter seat in this node's raft membership under another raft id than
+/// `node_id`.
+fn holds_earlier_voter_seat(ledger: &Ledger, peer: &str, node_id: u64) -> bool {
+    let metrics = ledger.raft().metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    membership
+        .voter_ids()
+        .any(|id| id != node_id && membership.get_node(&id).is_some_and(|n| n.peer_id == peer))
 }
 
 /// The PeerId raft node `node_id` is registered as in this node's raft membership, if any.
@@ -929,8 +943,10 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
         .filter_map(|id| membership.get_node(id).map(|n| n.peer_id.as_str()))
         .collect();
     // Nor does a learner whose weft does not read the ledger's rules, or that runs without this
-    // leader's operator key: its seat goes ([`super::seats`], unfit nodes).
+    // leader's operator key: its seat goes ([`super::seats`], unfit nodes); nor, when the leader
+    // has a key, one not known to run with it since its admission ([`super::keyed`]).
     let state = ledger.state();
+    let keyed_mesh = ledger.operator().is_some();
     let learners: Vec<u64> = {
         let keyed = ledger.keyed();
         membership
@@ -941,6 +957,7 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
                     !voter_peers.contains(n.peer_id.as_str())
                         && !state.outdated(&n.peer_id)
                         && !keyed.keyless(&n.peer_id)
+                        && (!keyed_mesh || keyed.keyed(&n.peer_id))
                 })
             })
             .collect()

@@ -145,7 +145,8 @@ pub enum Command {
         peer: PeerKey,
     },
     /// The leader moves the state to the rules of `version` ([`rules`]): entries after this
-    /// one apply by them. Written only once every raft node reads it ([`RULES_FORM`]).
+    /// one apply by them. Written only once every raft node reads it (its form, [`RULES_FORM`]
+    /// for this weft's newest).
     AdoptRules {
         version: u32,
     },

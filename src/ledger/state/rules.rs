@@ -2,7 +2,8 @@
 //! node replaying old entries under the new rule would reach another state than a node that
 //! applied them under the old one, or holds a snapshot past them. So a new rule takes effect
 //! from a log entry, [`Command::AdoptRules`], which the leader writes once every raft node
-//! (voter or learner) runs a weft that reads it ([`RULES_FORM`]); every node then applies the
+//! (voter or learner) runs a weft that reads it (the form of that version in [`FORMS`]; the
+//! newest such version, [`RULES_FORM`] for this weft's); every node then applies the
 //! entries before it by the old rule and those after it by the new one, whatever its code.
 //!
 //! Members that follow without a raft seat are not waited for, so that a member without one
