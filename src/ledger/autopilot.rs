@@ -155,6 +155,8 @@ struct Autopilot {
     installs: Leases,
     /// The voters as this node, while it leads, has seen them.
     seats: Seats,
+    /// The questions of operator keys in flight ([`check_keys`]), ended with the autopilot.
+    asking: tokio::task::JoinSet<()>,
     /// The states of the clusters this node left in merges, oldest first, until what they hold
     /// is re-proposed.
     carried: Vec<LedgerState>,
@@ -182,6 +184,7 @@ pub async fn run(
         facts,
         pilot,
         seats: Seats::default(),
+        asking: tokio::task::JoinSet::new(),
         carried,
     };
     let mut tick = tokio::time::interval(LISTEN_TICK);
@@ -222,7 +225,7 @@ impl Autopilot {
                         ledger.renewals().clear();
                         ledger.keyed().clear();
                     }
-                    check_keys(&ledger);
+                    check_keys(&ledger, &mut self.asking);
                     lead(&ledger, &self.config).await;
                     commit_renewals(&ledger, &self.config).await;
                     recruit(&ledger, &self.config, &self.seats).await;
@@ -799,10 +802,17 @@ const RECRUIT_ASKED: usize = 3;
 
 /// Asks the raft nodes that [`super::keyed`] says are due which operator key they run with,
 /// when this leader has one: one that runs without it, or with another, loses its seat
-/// ([`seats`], unfit nodes). The questions go out from a task of their own, so a node that does
-/// not answer holds up no duty; the answers land in the ledger's table within
+/// ([`seats`], unfit nodes). The questions go out from a task of their own in `asking`, so a
+/// node that does not answer holds up no duty; the answers land in the ledger's table within
 /// [`service::HELLO_TIMEOUT`].
-fn check_keys(ledger: &Ledger) {
+fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
+    while let Some(done) = asking.try_join_next() {
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "a question of operator keys panicked");
+        }
+    }
     if ledger.operator().is_none() {
         return;
     }
@@ -828,7 +838,7 @@ fn check_keys(ledger: &Ledger) {
         return;
     }
     let ledger = ledger.clone();
-    tokio::spawn(async move {
+    asking.spawn(async move {
         let answers = service::ask_each(&ledger, peers).await;
         let now = crate::clock::now();
         let mut keyed = ledger.keyed();
