@@ -833,16 +833,22 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
         .map(|peer| (peer.peer_id.clone(), peer.admitted_since))
         .collect();
     let due = ledger.keyed().due(crate::clock::now(), &raft);
-    let peers: Vec<libp2p::PeerId> = due.iter().filter_map(|p| p.parse().ok()).collect();
-    if peers.is_empty() {
+    let questions: Vec<(libp2p::PeerId, u64)> = due
+        .iter()
+        .filter_map(|(peer, question)| Some((peer.parse().ok()?, *question)))
+        .collect();
+    if questions.is_empty() {
         return;
     }
     let ledger = ledger.clone();
     asking.spawn(async move {
-        let answers = service::ask_each(&ledger, peers).await;
+        let answers = service::ask_each(&ledger, questions.iter().map(|(peer, _)| *peer)).await;
         let now = crate::clock::now();
         let mut keyed = ledger.keyed();
         for (peer, hello) in answers {
+            let Some((_, question)) = questions.iter().find(|(p, _)| *p == peer) else {
+                continue;
+            };
             let differs = service::operator_differs(&ledger, hello.operator.as_deref());
             if differs && !keyed.keyless(&peer.to_string()) {
                 tracing::warn!(
@@ -851,7 +857,7 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
                      loses its seat (start it with the same --operator-key)"
                 );
             }
-            keyed.answered(now, &peer.to_string(), differs);
+            keyed.answered(now, &peer.to_string(), *question, differs);
         }
     });
 }
@@ -865,6 +871,11 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
     let metrics = ledger.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voters: Vec<u64> = membership.voter_ids().collect();
+    let voter_peers: Vec<(u64, &str)> = voters
+        .iter()
+        .filter_map(|id| membership.get_node(id).map(|n| (*id, n.peer_id.as_str())))
+        .collect();
+    let keyless_mesh = ledger.operator().is_none();
     membership
         .nodes()
         .map(|(id, node)| seats::Node {
@@ -873,12 +884,24 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
             voter: voters.contains(id),
             connected: reachable.contains(&node.peer_id),
             denied: state.is_denied(&node.peer_id),
-            caught_up: service::has_caught_up(&metrics, *id),
+            ready: service::has_caught_up(&metrics, *id)
+                && (keyless_mesh || keyed.keyed(&node.peer_id)),
             // This node runs this weft and key, whatever its record says until it commits again.
+            // A learner rejoining in place of its earlier voter seat is not held to a record
+            // that lags its join ([`service`], superseded voters).
             unfit: node.peer_id != own
-                && (state.outdated(&node.peer_id) || keyed.keyless(&node.peer_id)),
+                && ((state.outdated(&node.peer_id)
+                    && !supersedes_voter(&voter_peers, *id, &node.peer_id))
+                    || keyed.keyless(&node.peer_id)),
         })
         .collect()
+}
+
+/// Whether raft node `id`, registered as `peer`, is not a voter and `peer` holds a voter seat
+/// of `voters` (each raft id with its PeerId) under another raft id: the node rejoined.
+fn supersedes_voter(voters: &[(u64, &str)], id: u64, peer: &str) -> bool {
+    !voters.iter().any(|(voter, _)| *voter == id)
+        && voters.iter().any(|(voter, p)| *voter != id && *p == peer)
 }
 
 /// Brings a follower into raft as a learner when [`Seats::wants_recruit`] says so; the

@@ -27,6 +27,8 @@ struct Asked {
     admitted: u64,
     /// When it is to be asked again.
     due: Instant,
+    /// The last question put to it: only its answer counts.
+    question: u64,
 }
 
 /// The raft nodes asked since they were admitted, and what they answered.
@@ -35,13 +37,16 @@ pub struct Keyed {
     asked: BTreeMap<String, Asked>,
     keyless: BTreeSet<String>,
     keyed: BTreeSet<String>,
+    /// The number of the next question, never reused (not even after [`Keyed::clear`]).
+    questions: u64,
 }
 
 impl Keyed {
     /// The raft nodes of `reachable` (each PeerId with when it was admitted) to ask at `now`,
-    /// each then counted as asked until [`RETRY`] has passed without an answer. Nodes no longer
-    /// reachable, or admitted anew, are forgotten, answers included.
-    pub fn due(&mut self, now: Instant, reachable: &[(String, u64)]) -> Vec<String> {
+    /// each with the number of its question, then counted as asked until [`RETRY`] has passed
+    /// without an answer. Nodes no longer reachable, or admitted anew, are forgotten, answers
+    /// included.
+    pub fn due(&mut self, now: Instant, reachable: &[(String, u64)]) -> Vec<(String, u64)> {
         let admitted = |peer: &String| reachable.iter().find(|(p, _)| p == peer).map(|(_, a)| *a);
         self.asked
             .retain(|peer, asked| admitted(peer) == Some(asked.admitted));
@@ -52,24 +57,31 @@ impl Keyed {
             .filter(|(peer, _)| self.asked.get(peer).is_none_or(|asked| now >= asked.due))
             .cloned()
             .collect();
-        for (peer, admitted) in &due {
-            let due = now + RETRY;
-            self.asked.insert(
-                peer.clone(),
-                Asked {
-                    admitted: *admitted,
+        due.into_iter()
+            .map(|(peer, admitted)| {
+                let question = self.questions;
+                self.questions += 1;
+                let due = now + RETRY;
+                let asked = Asked {
+                    admitted,
                     due,
-                },
-            );
-        }
-        due.into_iter().map(|(peer, _)| peer).collect()
+                    question,
+                };
+                self.asked.insert(peer.clone(), asked);
+                (peer, question)
+            })
+            .collect()
     }
 
-    /// `peer` answered at `now`: with another operator key than this leader's, or none, when
-    /// `differs`. An answer to a question this table no longer holds (the node was admitted
-    /// anew, or the leadership started again) counts for nothing.
-    pub fn answered(&mut self, now: Instant, peer: &str, differs: bool) {
-        let Some(asked) = self.asked.get_mut(peer) else {
+    /// `peer` answered question `question` at `now`: with another operator key than this
+    /// leader's, or none, when `differs`. An answer to any question but the last put to it (the
+    /// node was admitted anew, or the leadership started again, since) counts for nothing.
+    pub fn answered(&mut self, now: Instant, peer: &str, question: u64, differs: bool) {
+        let Some(asked) = self
+            .asked
+            .get_mut(peer)
+            .filter(|asked| asked.question == question)
+        else {
             return;
         };
         asked.due = now + RECHECK;
@@ -105,10 +117,6 @@ impl Keyed {
 mod tests {
     use super::*;
 
-    fn peers(names: &[&str]) -> Vec<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
     /// Each of `names` admitted at second 1, or at `at` for the first.
     fn admitted(names: &[&str], at: u64) -> Vec<(String, u64)> {
         names
@@ -118,61 +126,62 @@ mod tests {
             .collect()
     }
 
+    /// The PeerIds of questions.
+    fn asked(questions: &[(String, u64)]) -> Vec<&str> {
+        questions.iter().map(|(peer, _)| peer.as_str()).collect()
+    }
+
+    /// The number of the question put to `peer` among `questions`.
+    fn number(questions: &[(String, u64)], peer: &str) -> u64 {
+        questions.iter().find(|(p, _)| p == peer).unwrap().1
+    }
+
     #[test]
     fn a_raft_node_is_asked_per_admission_and_interval_and_keyless_until_it_answers_otherwise() {
         let start = Instant::now();
         let at = |secs| start + Duration::from_secs(secs);
         let mut keyed = Keyed::default();
         let both = admitted(&["a", "b"], 1);
-        assert_eq!(keyed.due(at(0), &both), peers(&["a", "b"]));
-        assert!(
-            keyed.due(at(1), &both).is_empty(),
-            "asked, awaiting answers"
-        );
-        keyed.answered(at(1), "a", true);
-        keyed.answered(at(1), "b", false);
+        let first = keyed.due(at(0), &both);
+        assert_eq!(asked(&first), ["a", "b"]);
+        assert!(keyed.due(at(1), &both).is_empty(), "awaiting answers");
+        keyed.answered(at(1), "a", number(&first, "a"), true);
+        keyed.answered(at(1), "b", number(&first, "b"), false);
         assert!(keyed.keyless("a") && !keyed.keyed("a"));
         assert!(!keyed.keyless("b") && keyed.keyed("b"));
         // Answered: asked again only after the recheck interval.
         assert!(keyed.due(at(30), &both).is_empty());
-        assert_eq!(keyed.due(at(1) + RECHECK, &both), peers(&["a", "b"]));
-        keyed.answered(at(302), "a", false);
+        let again = keyed.due(at(1) + RECHECK, &both);
+        assert_eq!(asked(&again), ["a", "b"]);
+        keyed.answered(at(302), "a", number(&again, "a"), false);
+        keyed.answered(at(302), "b", number(&again, "b"), false);
         assert!(!keyed.keyless("a") && keyed.keyed("a"));
         // "a" goes away (a restart): forgotten, asked again once back.
-        assert_eq!(
-            keyed.due(at(303), &admitted(&["b"], 1)),
-            Vec::<String>::new()
-        );
+        assert!(keyed.due(at(303), &admitted(&["b"], 1)).is_empty());
         assert!(
             !keyed.keyless("a") && !keyed.keyed("a"),
             "unknown while away"
         );
-        assert_eq!(
-            keyed.due(at(304), &admitted(&["a", "b"], 304)),
-            peers(&["a"])
-        );
-        keyed.answered(at(304), "b", false);
-        // Admitted anew with no gap seen: asked again, unknown meanwhile.
-        keyed.answered(at(305), "a", true);
-        assert_eq!(
-            keyed.due(at(306), &admitted(&["a", "b"], 306)),
-            peers(&["a"])
-        );
-        assert!(!keyed.keyless("a"));
+        let back = keyed.due(at(304), &admitted(&["a", "b"], 304));
+        assert_eq!(asked(&back), ["a"]);
+        // Admitted anew with no gap seen: asked again, unknown meanwhile, and the answer the
+        // earlier process gives late counts for nothing.
+        let anew = keyed.due(at(306), &admitted(&["a", "b"], 306));
+        assert_eq!(asked(&anew), ["a"]);
+        keyed.answered(at(306), "a", number(&back, "a"), false);
+        assert!(!keyed.keyed("a") && !keyed.keyless("a"));
         // No answer: asked again after the retry interval, keeping its seat meanwhile.
-        assert!(
-            keyed
-                .due(at(306) + RETRY / 2, &admitted(&["a", "b"], 306))
-                .is_empty()
-        );
-        assert_eq!(
-            keyed.due(at(306) + RETRY, &admitted(&["a", "b"], 306)),
-            peers(&["a"])
-        );
-        // An answer to a question asked before the leadership started again counts for nothing.
+        let still = admitted(&["a", "b"], 306);
+        assert!(keyed.due(at(306) + RETRY / 2, &still).is_empty());
+        let retried = keyed.due(at(306) + RETRY, &still);
+        assert_eq!(asked(&retried), ["a"]);
+        // After the leadership starts again, an answer to a question of before counts for
+        // nothing, though the node is asked again at once.
         keyed.clear();
-        keyed.answered(at(400), "a", true);
+        let fresh = keyed.due(at(400), &admitted(&["a"], 306));
+        keyed.answered(at(400), "a", number(&retried, "a"), true);
         assert!(!keyed.keyless("a"));
-        assert_eq!(keyed.due(at(400), &admitted(&["a"], 306)), peers(&["a"]));
+        keyed.answered(at(400), "a", number(&fresh, "a"), true);
+        assert!(keyed.keyless("a"));
     }
 }

@@ -27,11 +27,12 @@
 //! Learners: when fewer voters than the target are live, and too few learners live or still
 //! catching up to fill the target with them, and the leader reaches a majority of its voters,
 //! it brings in the live follower with the lowest PeerId among a few that say they are in its
-//! cluster ([`pick_recruit`]). A learner counts as live only once caught up: one that takes no
-//! appends (a token holder that joined and answers nothing) never gets a vote, nor keeps the
-//! leader from recruiting another for longer than the grace it is given to catch up. A learner
-//! that lags at every round for the stale-learner timeout loses its seat
-//! ([`Seats::stale_learners`]).
+//! cluster ([`pick_recruit`]). A learner counts as live only once ready: caught up with the
+//! log and, in a mesh with an operator key, known to run with it (`ledger/keyed.rs`). One that
+//! takes no appends (a token holder that joined and answers nothing), or never answers which
+//! key it runs with, never gets a vote, nor keeps the leader from recruiting another for longer
+//! than the grace it is given to catch up. A learner that is not ready at any round for the
+//! stale-learner timeout loses its seat ([`Seats::stale_learners`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -47,8 +48,10 @@ pub struct Node {
     pub connected: bool,
     /// Whether the mesh denies its PeerId.
     pub denied: bool,
-    /// For a learner, whether its log has caught up with the leader's ([`caught_up`]).
-    pub caught_up: bool,
+    /// For a learner, whether it is ready for a vote: its log has caught up with the leader's
+    /// ([`caught_up`]) and, when the leader has an operator key, it answered that it runs with
+    /// it since it was admitted (`ledger/keyed.rs`).
+    pub ready: bool,
     /// Whether it may not hold a seat: its member record says its weft does not read the rules
     /// the ledger adopted (`LedgerState::outdated`), or it runs without the leader's operator
     /// key (`ledger/keyed.rs`).
@@ -95,9 +98,9 @@ fn answering(nodes: &[Node], node: &Node) -> bool {
     node.connected && !node.denied && !superseded(nodes, node)
 }
 
-/// Whether `node` counts as live: answering, not unfit, and, a learner, caught up.
+/// Whether `node` counts as live: answering, not unfit, and, a learner, ready.
 fn live(nodes: &[Node], node: &Node) -> bool {
-    answering(nodes, node) && !node.unfit && (node.voter || node.caught_up)
+    answering(nodes, node) && !node.unfit && (node.voter || node.ready)
 }
 
 /// Whether the leader reaches more than half of its voters (unfit ones vote, so they count).
@@ -121,7 +124,7 @@ impl Seats {
     /// for `timeout`, or is unfit. None while the leader reaches no more than half of its
     /// voters.
     pub fn stale_learners(&mut self, now: Instant, nodes: &[Node], timeout: Duration) -> Vec<u64> {
-        let lagging = |n: &Node| !n.voter && !n.caught_up;
+        let lagging = |n: &Node| !n.voter && !n.ready;
         self.lagging_since
             .retain(|id, _| nodes.iter().any(|n| n.id == *id && lagging(n)));
         let stale: Vec<u64> = nodes
@@ -261,7 +264,7 @@ mod tests {
             voter,
             connected,
             denied: false,
-            caught_up: true,
+            ready: true,
             unfit: false,
         }
     }
@@ -459,7 +462,7 @@ mod tests {
         let start = Instant::now();
         let mut seats = Seats::default();
         let mut lagging = node(4, false, true);
-        lagging.caught_up = false;
+        lagging.ready = false;
         let nodes = [
             node(1, true, true),
             node(2, true, true),
@@ -477,7 +480,7 @@ mod tests {
         assert!(!seats.wants_recruit(almost, &nodes, 3, GRACE));
         assert!(seats.wants_recruit(start + GRACE, &nodes, 3, GRACE));
         let mut caught = nodes.clone();
-        caught[3].caught_up = true;
+        caught[3].ready = true;
         let change = seats
             .replacement(start + TIMEOUT, &caught, TIMEOUT)
             .unwrap();
@@ -500,20 +503,20 @@ mod tests {
         let start = Instant::now();
         let mut seats = Seats::default();
         let mut lagging = node(4, false, true);
-        lagging.caught_up = false;
+        lagging.ready = false;
         let mut nodes = vec![node(1, true, true), node(2, true, true), lagging];
         assert!(seats.stale_learners(start, &nodes, TIMEOUT).is_empty());
         let almost = start + TIMEOUT - Duration::from_millis(1);
         assert!(seats.stale_learners(almost, &nodes, TIMEOUT).is_empty());
         assert_eq!(seats.stale_learners(start + TIMEOUT, &nodes, TIMEOUT), [4]);
 
-        nodes[2].caught_up = true;
+        nodes[2].ready = true;
         assert!(
             seats
                 .stale_learners(start + TIMEOUT, &nodes, TIMEOUT)
                 .is_empty()
         );
-        nodes[2].caught_up = false;
+        nodes[2].ready = false;
         let again = start + 2 * TIMEOUT;
         assert!(
             seats.stale_learners(again, &nodes, TIMEOUT).is_empty(),

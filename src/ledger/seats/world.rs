@@ -67,7 +67,7 @@ impl World {
                 voter: id <= voters as u64,
                 connected: true,
                 denied: false,
-                caught_up: true,
+                ready: true,
                 unfit: false,
             })
             .collect();
@@ -97,7 +97,7 @@ impl World {
                     voter: false,
                     connected: true,
                     denied: false,
-                    caught_up: rng.gen_bool(0.5),
+                    ready: rng.gen_bool(0.5),
                     unfit: false,
                 });
                 self.next_id += 1;
@@ -109,7 +109,7 @@ impl World {
                     voter: false,
                     connected: rng.gen_bool(0.8),
                     denied: false,
-                    caught_up: rng.gen_bool(0.7),
+                    ready: rng.gen_bool(0.7),
                     unfit: rng.gen_bool(0.05),
                 });
                 self.next_id += 1;
@@ -122,8 +122,8 @@ impl World {
                 self.down_since.clear();
                 self.lagging_since.clear();
             }
-            68..=72 => self.nodes[pick].caught_up = true,
-            73..=74 if !self.nodes[pick].voter => self.nodes[pick].caught_up = false,
+            68..=72 => self.nodes[pick].ready = true,
+            73..=74 if !self.nodes[pick].voter => self.nodes[pick].ready = false,
             75..=76 => self.nodes[pick].unfit = !self.nodes[pick].unfit,
             _ => {}
         }
@@ -143,7 +143,7 @@ impl World {
                 .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
         let answering = |n: &Node| n.connected && !n.denied && !superseded(n);
-        let live = |n: &Node| answering(n) && !n.unfit && (n.voter || n.caught_up);
+        let live = |n: &Node| answering(n) && !n.unfit && (n.voter || n.ready);
         for voter in &voters {
             if voter.connected && !superseded(voter) {
                 self.down_since.remove(&voter.id);
@@ -279,7 +279,7 @@ impl World {
     fn stale(&mut self, counts: &mut Counts) -> Result<bool, String> {
         let nodes = self.nodes.clone();
         for node in &nodes {
-            if !node.voter && !node.caught_up {
+            if !node.voter && !node.ready {
                 self.lagging_since.entry(node.id).or_insert(self.now);
             } else {
                 self.lagging_since.remove(&node.id);
@@ -343,7 +343,7 @@ impl World {
                     .iter()
                     .any(|o| !o.voter && o.id != n.id && o.peer == n.peer)
         };
-        let live = |n: &Node| answering(n) && !n.unfit && (n.voter || n.caught_up);
+        let live = |n: &Node| answering(n) && !n.unfit && (n.voter || n.ready);
         let catching_up = |n: &Node| {
             answering(n)
                 && !n.unfit
@@ -383,7 +383,7 @@ impl World {
                 voter: false,
                 connected: true,
                 denied: false,
-                caught_up: self.rng.gen_bool(0.5),
+                ready: self.rng.gen_bool(0.5),
                 unfit: false,
             });
             self.next_id += 1;
