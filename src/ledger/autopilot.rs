@@ -486,6 +486,21 @@ impl Autopilot {
     /// member record stays in the ledger, so it keeps its address (or gets it back when its
     /// lease expired meanwhile and the address is still free).
     async fn rejoin_if_removed(&mut self) -> bool {
+        // A raft node that never applied its cluster's first entry (a learner cut off right
+        // after its seat, whose cluster then merged away) has no cluster to ask about, and
+        // nothing of its own to keep: it starts over, and searches as a new node does.
+        if self.ledger.state().cluster().is_none() {
+            tracing::warn!(
+                "this raft node never applied its cluster's first entry and its cluster has no \
+                 working leader; resetting its raft state to search for a cluster again"
+            );
+            if let Err(e) = self.ledger.reset().await {
+                tracing::error!(error = %e, "cannot reset the raft state to search again");
+                return false;
+            }
+            self.pilot.forget_cluster();
+            return true;
+        }
         let Some(leader) = merge::removed(&self.ledger).await else {
             return false;
         };

@@ -657,6 +657,7 @@ const ONCE_FAILED: &[(u64, Timeouts)] = &[
     (2079, DAEMON),
     (2122, DAEMON),
     (2125, DAEMON),
+    (72550, DAEMON),
 ];
 
 #[test]
