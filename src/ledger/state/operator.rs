@@ -213,6 +213,15 @@ mod tests {
         LedgerState::new("10.1.0.0/24".parse().unwrap())
     }
 
+    /// `peer`'s role fixed to `role`, without force.
+    fn fix(peer: &str, role: Option<FixedRole>) -> Command {
+        Command::SetFixedRole {
+            peer: peer.into(),
+            role,
+            force: false,
+        }
+    }
+
     fn signed(secret: &OperatorSecret, seq: u64, command: Command) -> Command {
         Command::Operator(Box::new(secret.sign(seq, &command)))
     }
@@ -244,11 +253,6 @@ mod tests {
         use super::super::tests::join_declaring;
         let secret = OperatorSecret::generate();
         let mut s = state();
-        let fix = |peer: &str, role| Command::SetFixedRole {
-            peer: peer.into(),
-            role,
-            force: false,
-        };
         let role = |s: &LedgerState, peer: &str| s.members()[peer].fixed_role;
         let declaring = |peer: &str, role| join_declaring(peer, role, None, true);
         let worker = Some(FixedRole::Worker);
@@ -327,11 +331,6 @@ mod tests {
         use super::super::tests::join_declaring;
         let secret = OperatorSecret::generate();
         let mut s = state();
-        let fix = |peer: &str, role| Command::SetFixedRole {
-            peer: peer.into(),
-            role,
-            force: false,
-        };
         let master = Some(FixedRole::Master);
         let worker = Some(FixedRole::Worker);
         let adopt = |version| Command::AdoptRules { version };
