@@ -24,7 +24,9 @@
 //! still counts this node; a node that lost its seat while away resets its raft state and
 //! rejoins, as a learner or a follower ([`merge::removed`]). A raft member whose leader has
 //! sent it nothing for 45 s asks the same, then whether that leader still leads; past 75 s its
-//! cluster counts as leaderless for it ([`super::contact`]). A member whose own renewals
+//! cluster counts as leaderless for it ([`super::contact`]). A learner that never applied its
+//! cluster's first entry has no cluster to ask about: at those points it resets its raft
+//! state and searches as a new node does. A member whose own renewals
 //! stopped reaching its state asks the leader it names whether it still leads; one that does
 //! not counts as no leader. A learner or follower of a cluster with no working leader and no
 //! other cluster in reach leaves it, carrying its state, and forms or joins another
@@ -484,15 +486,17 @@ impl Autopilot {
     /// ([`merge::removed`]); true when it did. Nothing is carried: what this node holds of its
     /// cluster was written there, and the leader's log has all of it that committed. Its
     /// member record stays in the ledger, so it keeps its address (or gets it back when its
-    /// lease expired meanwhile and the address is still free).
+    /// lease expired meanwhile and the address is still free). A learner that never applied
+    /// its cluster's first entry starts over instead, and searches as a new node does.
     async fn rejoin_if_removed(&mut self) -> bool {
-        // A raft node that never applied its cluster's first entry (a learner cut off right
-        // after its seat, whose cluster then merged away) has no cluster to ask about, and
-        // nothing of its own to keep: it starts over, and searches as a new node does.
-        if self.ledger.state().cluster().is_none() {
+        // A learner that never applied its cluster's first entry (cut off right after its
+        // seat, its cluster since gone or merged away) has no cluster to ask about, and holds
+        // nothing a voter's log does not: it starts over. Not a voter, whose log may hold
+        // committed entries it has not applied yet, and whose seat a wipe would leave dead.
+        if self.ledger.state().cluster().is_none() && !self.ledger.is_voter() {
             tracing::warn!(
-                "this raft node never applied its cluster's first entry and its cluster has no \
-                 working leader; resetting its raft state to search for a cluster again"
+                "this learner never applied its cluster's first entry and its leader is quiet \
+                 or gone; resetting its raft state to search for a cluster again"
             );
             if let Err(e) = self.ledger.reset().await {
                 tracing::error!(error = %e, "cannot reset the raft state to search again");
