@@ -38,7 +38,8 @@
 //! follower in as a learner when voters are short; what to change is decided by [`Seats`]
 //! ([`super::seats`], pure and time-injected). A voter or learner whose record says it runs a
 //! weft older than the ledger's rules, or that answers without the leader's operator key
-//! ([`super::keyed`], asked once per connection), loses its seat the same way.
+//! ([`super::keyed`], asked at each admission and every 5 minutes), loses its seat the same
+//! way.
 //!
 //! Record: a member whose record is missing, expired or under another hostname proposes it
 //! again (a live member keeps its address).
