@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::ledger::{
-    MERGE_DEADLINE, Replica, cluster, commit, group, own_address, quick_config, replica,
-    replica_configured, replica_in, settled_cluster, settled_leader,
+    MERGE_DEADLINE, Replica, cluster, commit, group, group_configured, own_address, quick_config,
+    replica, replica_configured, replica_in, settled_cluster, settled_leader,
 };
 use support::mesh::{
     DEADLINE, address, network, start, start_as, start_light, wait_for, wait_within,
@@ -1095,6 +1095,59 @@ async fn a_denied_voter_nobody_can_replace_loses_its_seat_outright() {
         })
         .await;
     }
+}
+
+/// The denial of the sole voter, here the leader of a mesh of two with an operator key. The
+/// members cut the denied node off as they apply the denial, and a learner can elect no one: the
+/// cluster was headless until the learner gave it up for a cluster of its own. The leader now
+/// hands its seat to the learner before it commits the denial, so the learner leads the same
+/// cluster, the denial applied, and writes commit. Fails without the hand-over: the learner
+/// still names the denied leader at the deadline. The learner is ready for the seat because its
+/// join declared the operator key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denying_the_sole_voter_hands_its_seat_to_a_learner_first() {
+    let secret = weft::operator::OperatorSecret::generate();
+    let config = LedgerConfig {
+        operator: Some(secret.public()),
+        ..quick_config()
+    };
+    let token = network();
+    let replicas = group_configured(&token, &["s0", "s1"], config).await;
+    let cluster = settled_cluster(&replicas).await;
+    let id = |r: &Replica| r.member.handle.peer_id().to_string();
+    let voter = wait_for("one voter and one learner", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 1 && status.learners.len() == 1 && !status.changing_voters)
+            .then(|| status.voters[0].clone())
+    })
+    .await;
+    let learner = replicas.iter().find(|r| id(r) != voter).unwrap();
+    let deny = secret.sign(
+        1,
+        &Command::Deny {
+            peer: voter.clone(),
+        },
+    );
+    learner
+        .ledger
+        .propose_idempotent(Command::Operator(Box::new(deny)), |state| {
+            state.is_denied(&voter)
+        })
+        .await
+        .expect("the denial commits");
+    let leading = wait_within(
+        Duration::from_secs(20),
+        "the learner leading the same cluster as its sole voter",
+        || {
+            let status = learner.ledger.status();
+            (status.leader == Some(id(learner)) && status.voters == [id(learner)])
+                .then_some(status.cluster_id)
+        },
+    )
+    .await;
+    assert_eq!(leading, Some(cluster), "the same cluster");
+    assert!(learner.ledger.state().is_denied(&voter));
+    commit(learner, put("after-the-deny")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,15 @@
-//! Which raft nodes run without this mesh's operator key, as the leader last heard from them.
-//! A node restarted without `--operator-key` (or with another) keeps the raft seat it held, and
-//! were it to lead it would take operator commands unchecked. So a leader that has a key asks
-//! each raft node for its `Hello`, which names the key it runs with: at the start of its
-//! leadership, whenever the node is admitted anew, every [`RECHECK`] (a restart need not show
-//! as a new admission: the leader may keep the old connection until it times out), and every
-//! [`RETRY`] while it does not answer (a node still opening its ledger answers nothing). One
-//! that names another key, or none, may not hold a seat ([`super::seats`], unfit nodes); one
-//! not known to run with the key since its admission keeps its seat but is not promoted.
-//! Pure and time-injected; the autopilot asks and reports the answers.
+//! Which raft nodes run without this mesh's operator key, as the leader last heard from them. A
+//! node restarted without `--operator-key` (or with another) keeps the raft seat it held, and were
+//! it to lead it would take operator commands unchecked. So a leader that has a key asks each raft
+//! node for its `Hello`, which names the key it runs with: at the start of its leadership,
+//! whenever the node is admitted anew, every [`RECHECK`] (a restart need not show as a new
+//! admission: the leader may keep the old connection until it times out), and every [`RETRY`]
+//! while it does not answer (a node still opening its ledger answers nothing). A direct join names
+//! the key as a `Hello` would, and counts as the answer for its admission ([`Keyed::declared`]),
+//! so a joiner with the key is promoted once caught up. One that names another key, or none, may
+//! not hold a seat ([`super::seats`], unfit nodes); one not known to run with the key since its
+//! admission keeps its seat but is not promoted. Pure and time-injected; the autopilot asks and
+//! reports the answers.
 //!
 //! A liar can name the key anyway: this catches a node restarted without the key by mistake,
 //! not a hostile one. The cost is one `Hello` per raft node every [`RECHECK`] on the leader.
@@ -59,18 +61,40 @@ impl Keyed {
             .collect();
         due.into_iter()
             .map(|(peer, admitted)| {
-                let question = self.questions;
-                self.questions += 1;
-                let due = now + RETRY;
-                let asked = Asked {
-                    admitted,
-                    due,
-                    question,
-                };
-                self.asked.insert(peer.clone(), asked);
+                let question = self.ask(now, &peer, admitted);
                 (peer, question)
             })
             .collect()
+    }
+
+    /// Puts a question to `peer`, admitted at `admitted`, at `now`, before it is due: a leader
+    /// that needs to know at once (a joiner it would promote, a learner to take a seat) asks
+    /// without waiting for its round. Answers the question's number; only its answer counts
+    /// from then on. Admitted anew since it last answered, its earlier answer is forgotten.
+    pub fn ask(&mut self, now: Instant, peer: &str, admitted: u64) -> u64 {
+        let question = self.questions;
+        self.questions += 1;
+        let asked = Asked {
+            admitted,
+            due: now + RETRY,
+            question,
+        };
+        if let Some(earlier) = self.asked.insert(peer.to_string(), asked)
+            && earlier.admitted != admitted
+        {
+            self.keyless.remove(peer);
+            self.keyed.remove(peer);
+        }
+        question
+    }
+
+    /// `peer`, admitted at `admitted`, declared at `now` that it runs with this leader's key,
+    /// or, when `differs`, with another or none: in its join, which names the key as its
+    /// `Hello` would. Counts as the answer to a question put then, so a joiner that runs with
+    /// the key may be promoted at once.
+    pub fn declared(&mut self, now: Instant, peer: &str, admitted: u64, differs: bool) {
+        let question = self.ask(now, peer, admitted);
+        self.answered(now, peer, question, differs);
     }
 
     /// `peer` answered question `question` at `now`: with another operator key than this
@@ -183,5 +207,36 @@ mod tests {
         assert!(!keyed.keyless("a"));
         keyed.answered(at(400), "a", number(&fresh, "a"), true);
         assert!(keyed.keyless("a"));
+    }
+
+    #[test]
+    fn a_question_put_before_its_round_replaces_the_last_and_a_new_admission_forgets() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut keyed = Keyed::default();
+        let round = keyed.due(at(0), &admitted(&["a"], 1));
+        let now = keyed.ask(at(1), "a", 1);
+        keyed.answered(at(1), "a", number(&round, "a"), false);
+        assert!(!keyed.keyed("a"), "the round's question was replaced");
+        keyed.answered(at(1), "a", now, false);
+        assert!(keyed.keyed("a"));
+        // Asked again in the same admission: its answer stands until the new one comes.
+        let again = keyed.ask(at(2), "a", 1);
+        assert!(keyed.keyed("a"));
+        // Its round waits for the retry interval from the question.
+        assert!(keyed.due(at(3), &admitted(&["a"], 1)).is_empty());
+        keyed.answered(at(3), "a", again, true);
+        assert!(keyed.keyless("a") && !keyed.keyed("a"));
+        // Asked under a new admission: the earlier answer is forgotten.
+        keyed.ask(at(4), "a", 4);
+        assert!(!keyed.keyless("a") && !keyed.keyed("a"));
+        // A join declares the key: answered, and not asked again before the recheck.
+        keyed.declared(at(5), "a", 4, false);
+        assert!(keyed.keyed("a"));
+        assert!(keyed.due(at(5) + RETRY, &admitted(&["a"], 4)).is_empty());
+        assert_eq!(
+            asked(&keyed.due(at(5) + RECHECK, &admitted(&["a"], 4))),
+            ["a"]
+        );
     }
 }

@@ -33,6 +33,12 @@
 //! key it runs with, never gets a vote, nor keeps the leader from recruiting another for longer
 //! than the grace it is given to catch up. A learner that is not ready at any round for the
 //! stale-learner timeout loses its seat ([`Seats::stale_learners`]).
+//!
+//! Denials: a denial that would leave no majority of the voters undenied (a sole voter, or the
+//! leader of one of two) would leave the cluster headless, since the members cut the denied
+//! node off as they apply it and the learners left can elect no one. The leader hands such
+//! seats to ready learners, one for one, before it commits the denial
+//! ([`room_for_denial`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -248,6 +254,41 @@ pub fn pick_recruit<P: Ord, A>(
         .into_iter()
         .filter(|(_, answer)| in_ours(answer))
         .min_by(|a, b| a.0.cmp(&b.0))
+}
+
+/// What a leader does before it commits a denial ([`room_for_denial`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Room {
+    /// The voters left after it hold a majority: nothing.
+    Enough,
+    /// Change the voters to these first.
+    Reseat(BTreeSet<u64>),
+    /// No voter would be left, and no learner is ready to take a seat.
+    NoneReady,
+}
+
+/// Before a denial: `voters`, each with whether it is gone once the denial applies (the node
+/// denied, or one denied already), and the learners `ready` for a vote. When the voters left
+/// are no majority, so could elect no one once the members cut the others off, the gone ones
+/// are replaced by ready learners one for one, and without enough of them leave their seats
+/// anyway: the voters left then answer for the cluster on their own.
+pub fn room_for_denial(voters: &[(u64, bool)], ready: &[u64]) -> Room {
+    let left: BTreeSet<u64> = voters
+        .iter()
+        .filter(|(_, gone)| !gone)
+        .map(|(id, _)| *id)
+        .collect();
+    let gone = voters.len() - left.len();
+    if gone == 0 || 2 * left.len() > voters.len() {
+        return Room::Enough;
+    }
+    let mut seated = left;
+    seated.extend(ready.iter().take(gone));
+    if seated.is_empty() {
+        Room::NoneReady
+    } else {
+        Room::Reseat(seated)
+    }
 }
 
 #[cfg(test)]
@@ -528,6 +569,34 @@ mod tests {
                 .stale_learners(again + TIMEOUT, &nodes, TIMEOUT)
                 .is_empty(),
             "not while the leader reaches only half of its voters"
+        );
+    }
+
+    #[test]
+    fn a_denial_that_would_leave_no_majority_hands_the_seats_over_first() {
+        let set = |ids: &[u64]| Room::Reseat(ids.iter().copied().collect());
+        // Not a voter, or a majority left: nothing.
+        assert_eq!(room_for_denial(&[(1, false)], &[2]), Room::Enough);
+        assert_eq!(
+            room_for_denial(&[(1, true), (2, false), (3, false)], &[]),
+            Room::Enough
+        );
+        // The sole voter: a ready learner takes its seat, or the denial waits.
+        assert_eq!(room_for_denial(&[(1, true)], &[2, 3]), set(&[2]));
+        assert_eq!(room_for_denial(&[(1, true)], &[]), Room::NoneReady);
+        // One of two, or two of three (one denied before): one for one.
+        assert_eq!(
+            room_for_denial(&[(1, true), (2, false)], &[3]),
+            set(&[2, 3])
+        );
+        assert_eq!(
+            room_for_denial(&[(1, true), (2, true), (3, false)], &[4, 5, 6]),
+            set(&[3, 4, 5])
+        );
+        // Too few learners: the voters left answer alone.
+        assert_eq!(
+            room_for_denial(&[(1, true), (2, true), (3, false)], &[]),
+            set(&[3])
         );
     }
 }

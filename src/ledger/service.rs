@@ -40,6 +40,9 @@ pub(crate) const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long the leader waits for a joining learner to catch up (without the membership lock),
 /// and for one membership change to commit (with it).
 pub(crate) const LEARNER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long handing a denied voter's seat over may take before its denial ([`make_room`]):
+/// within a proposal's wait, so the caller hears why.
+const ROOM_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long a node whose own learner did not catch up within the learner timeout waits before
 /// the leader takes another join from it: a token holder joining again and again under the
@@ -173,6 +176,7 @@ async fn answer(
             form,
         } => {
             let other_key = operator_differs(ledger, operator.as_deref());
+            record_declared_key(ledger, peer, other_key);
             if other_key {
                 tracing::warn!(
                     %peer,
@@ -331,6 +335,28 @@ pub(crate) fn operator_differs(ledger: &Ledger, declared: Option<&str>) -> bool 
         .is_some_and(|key| declared != Some(key.to_string().as_str()))
 }
 
+/// Counts the operator key a joiner declares (another or none when `differs`) as its answer to
+/// the leader's question ([`super::keyed`]) for the admission it joins over: a joiner with the
+/// key may then be promoted as soon as it has caught up, not a round or two later. Only a
+/// direct join comes here, over the joiner's admission (a forwarded one follows, seatless).
+fn record_declared_key(ledger: &Ledger, peer: PeerId, differs: bool) {
+    if ledger.operator().is_none() {
+        return;
+    }
+    let peer = peer.to_string();
+    let admitted = ledger
+        .p2p()
+        .peers()
+        .iter()
+        .find(|view| view.peer_id == peer)
+        .map(|view| view.admitted_since);
+    if let Some(admitted) = admitted {
+        ledger
+            .keyed()
+            .declared(crate::clock::now(), &peer, admitted, differs);
+    }
+}
+
 /// Whether `peer` holds a voter seat in this node's raft membership under another raft id than
 /// `node_id`.
 fn holds_earlier_voter_seat(ledger: &Ledger, peer: &str, node_id: u64) -> bool {
@@ -398,6 +424,10 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
         } else {
             tracing::warn!(%peer, %refusal, "refused a proposal");
         }
+        return encode(&Err::<Outcome, String>(refusal));
+    }
+    if let Err(refusal) = make_room(ledger, &command).await {
+        tracing::warn!(%peer, %refusal, "refused a denial for now");
         return encode(&Err::<Outcome, String>(refusal));
     }
     let command = attribute(command, &sender, unix_now());
@@ -934,34 +964,8 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
     if metrics.current_leader != Some(ledger.node_id()) {
         return Ok(());
     }
-    let membership = metrics.membership_config.membership();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    // A learner whose PeerId also holds a voter seat under an earlier raft id waits: that seat
-    // is replaced by it ([`super::autopilot`], superseded voters), not joined by it.
-    let voter_peers: BTreeSet<&str> = voters
-        .iter()
-        .filter_map(|id| membership.get_node(id).map(|n| n.peer_id.as_str()))
-        .collect();
-    // Nor does a learner whose weft does not read the ledger's rules, or that runs without this
-    // leader's operator key: its seat goes ([`super::seats`], unfit nodes); nor, when the leader
-    // has a key, one not known to run with it since its admission ([`super::keyed`]).
-    let state = ledger.state();
-    let keyed_mesh = ledger.operator().is_some();
-    let learners: Vec<u64> = {
-        let keyed = ledger.keyed();
-        membership
-            .learner_ids()
-            .filter(|id| has_caught_up(&metrics, *id))
-            .filter(|id| {
-                membership.get_node(id).is_none_or(|n| {
-                    !voter_peers.contains(n.peer_id.as_str())
-                        && !state.outdated(&n.peer_id)
-                        && !keyed.keyless(&n.peer_id)
-                        && (!keyed_mesh || keyed.keyed(&n.peer_id))
-                })
-            })
-            .collect()
-    };
+    let voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
+    let learners = ready_learners(ledger, &metrics);
     let wanted = next_voter_count(voters.len(), learners.len(), target_voters);
     if wanted <= voters.len() {
         return Ok(());
@@ -973,6 +977,97 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
         .map_err(|_| "the promotion was not committed in time".to_string())?
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// The learners of this leader's membership fit for a vote now: caught up, and not denied. A
+/// learner whose PeerId also holds a voter seat under an earlier raft id waits: that seat is
+/// replaced by it ([`super::autopilot`], superseded voters), not joined by it. Nor does a
+/// learner whose weft does not read the ledger's rules, or that runs without this leader's
+/// operator key: its seat goes ([`super::seats`], unfit nodes); nor, when the leader has a key,
+/// one not known to run with it since its admission ([`super::keyed`]).
+fn ready_learners(ledger: &Ledger, metrics: &LedgerMetrics) -> Vec<u64> {
+    let membership = metrics.membership_config.membership();
+    let voter_peers: BTreeSet<&str> = membership
+        .voter_ids()
+        .filter_map(|id| membership.get_node(&id).map(|n| n.peer_id.as_str()))
+        .collect();
+    let state = ledger.state();
+    let keyed_mesh = ledger.operator().is_some();
+    let keyed = ledger.keyed();
+    membership
+        .learner_ids()
+        .filter(|id| has_caught_up(metrics, *id))
+        .filter(|id| {
+            membership.get_node(id).is_none_or(|n| {
+                !voter_peers.contains(n.peer_id.as_str())
+                    && !state.is_denied(&n.peer_id)
+                    && !state.outdated(&n.peer_id)
+                    && !keyed.keyless(&n.peer_id)
+                    && (!keyed_mesh || keyed.keyed(&n.peer_id))
+            })
+        })
+        .collect()
+}
+
+/// On the leader, before it commits `command`: when the command denies a voter and the voters
+/// left (neither it nor denied already) would be no majority of the voters, so could elect no
+/// leader once the members cut it off, its seat and theirs go first to ready learners, one for
+/// one ([`seats::room_for_denial`]). A denied sole voter, or the leader itself, would otherwise
+/// leave the cluster headless: the members cut it off as they apply the denial, and the
+/// learners left can elect no one. A leader that gives up its own seat steps down once the
+/// change commits; the command then goes to the next leader (the caller hears that this node
+/// no longer leads, and tries again). Refused when no learner is ready to take the seat.
+pub(crate) async fn make_room(ledger: &Ledger, command: &Command) -> Result<(), String> {
+    let Some(peer) = denied_by(command) else {
+        return Ok(());
+    };
+    let _membership = ledger.membership_lock().await;
+    let raft = ledger.raft();
+    let metrics = raft.metrics().borrow().clone();
+    if metrics.current_leader != Some(ledger.node_id()) {
+        return Ok(());
+    }
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<(u64, bool)> = {
+        let state = ledger.state();
+        membership
+            .voter_ids()
+            .map(|id| {
+                let gone = membership
+                    .get_node(&id)
+                    .is_some_and(|n| n.peer_id == peer || state.is_denied(&n.peer_id));
+                (id, gone)
+            })
+            .collect()
+    };
+    let ready = ready_learners(ledger, &metrics);
+    let new_voters = match seats::room_for_denial(&voters, &ready) {
+        seats::Room::Enough => return Ok(()),
+        seats::Room::NoneReady => {
+            return Err(format!(
+                "denying {peer} now would leave this cluster without a voter that can elect a                  leader, and no other raft node is ready to take its seat yet; try again in a                  few seconds"
+            ));
+        }
+        seats::Room::Reseat(new_voters) => new_voters,
+    };
+    tracing::info!(%peer, ?new_voters, "handing a denied voter's seat over before the denial");
+    tokio::time::timeout(ROOM_TIMEOUT, raft.change_membership(new_voters, false))
+        .await
+        .map_err(|_| format!("{peer}'s seat was not handed over in time; try again"))?
+        .map(|_| ())
+        .map_err(|e| format!("{peer}'s seat was not handed over: {e}"))
+}
+
+/// The PeerId `command` denies, signed by the operator or not.
+fn denied_by(command: &Command) -> Option<String> {
+    match command {
+        Command::Deny { peer } => Some(peer.clone()),
+        Command::Operator(signed) => match signed.command() {
+            Ok(Command::Deny { peer }) => Some(peer),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The voter count to aim for: as many as the target allows, always odd.
