@@ -1169,6 +1169,59 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
     .await;
 }
 
+/// A leader hands a voter's seat to a learner before it commits a denial that would leave no
+/// majority of the voters (here, of the sole voter). A denial the operator signed but that is
+/// older than the operator's last command for that PeerId (an allowance) commits as stale and
+/// changes nothing, so a member holding one, or replaying one from the log, must not make the
+/// leader hand its seat over and step down on it. Fails without the check: the sole voter's
+/// seat goes to the learner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_signed_denial_moves_no_raft_seat() {
+    let secret = weft::operator::OperatorSecret::generate();
+    let config = LedgerConfig {
+        operator: Some(secret.public()),
+        ..quick_config()
+    };
+    let token = network();
+    let replicas = group_configured(&token, &["m0", "m1"], config).await;
+    settled_cluster(&replicas).await;
+    let voter = wait_for("one voter and a ready learner", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 1 && status.learners.len() == 1 && !status.changing_voters)
+            .then(|| status.voters[0].clone())
+    })
+    .await;
+    let signed = |seq, command| Command::Operator(Box::new(secret.sign(seq, &command)));
+    let stale_denial = signed(
+        1,
+        Command::Deny {
+            peer: voter.clone(),
+        },
+    );
+    commit(
+        &replicas[0],
+        signed(
+            2,
+            Command::Allow {
+                peer: voter.clone(),
+            },
+        ),
+    )
+    .await;
+    let entry = address(&replicas[0].member).await;
+    let hostile = start(&token, "mallory", vec![entry]).await;
+    let leader: PeerId = voter.parse().unwrap();
+    wait_for("the leader to admit the hostile node", || {
+        admitted(&hostile).contains(&voter).then_some(())
+    })
+    .await;
+    let answer = propose(&hostile, leader, stale_denial).await;
+    assert_eq!(answer, Ok(Outcome::OperatorStale));
+    let status = replicas[0].ledger.status();
+    assert_eq!(status.leader.as_ref(), Some(&voter));
+    assert_eq!(status.voters, [voter], "the voter keeps its seat");
+}
+
 /// A node started without the mesh's operator key joins as a follower with no raft seat, so
 /// it can never lead and take operator commands unchecked: in a cluster short of voters the
 /// leader passes it over, and seats the next node that has the key.

@@ -1073,9 +1073,13 @@ impl Ledger {
             let now = crate::clock::unix_now();
             authority::as_operator(&command, &node.peer_id, self.operator(), cluster, now)
                 .map_err(|e| Attempt::Failed(LedgerError::Operator(e)))?;
-            service::make_room(self, &command)
-                .await
-                .map_err(|e| Attempt::Failed(LedgerError::Refused(e)))?;
+            service::make_room(self, &command).await.map_err(|e| {
+                if e == service::NOT_LEADER {
+                    Attempt::NotSent(LedgerError::Refused(e))
+                } else {
+                    Attempt::Failed(LedgerError::Refused(e))
+                }
+            })?;
             let command = state::attribute(command, &node.peer_id, crate::clock::unix_now());
             // A leader cut off from its quorum does not know it until a higher term reaches
             // it: its writes wait, and the caller hears so within the proposal timeout.

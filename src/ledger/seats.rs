@@ -34,11 +34,10 @@
 //! than the grace it is given to catch up. A learner that is not ready at any round for the
 //! stale-learner timeout loses its seat ([`Seats::stale_learners`]).
 //!
-//! Denials: a denial that would leave no majority of the voters undenied (a sole voter, or the
-//! leader of one of two) would leave the cluster headless, since the members cut the denied
-//! node off as they apply it and the learners left can elect no one. The leader hands such
-//! seats to ready learners, one for one, before it commits the denial
-//! ([`room_for_denial`]).
+//! Denials: a denial that would leave no majority of the voters undenied (a sole voter, or one of
+//! two) would leave the cluster headless, since the members cut the denied node off as they apply
+//! it and the learners left can elect no one. The leader hands such seats to ready learners, one
+//! for one, before it commits the denial ([`room_for_denial`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};

@@ -176,7 +176,6 @@ async fn answer(
             form,
         } => {
             let other_key = operator_differs(ledger, operator.as_deref());
-            record_declared_key(ledger, peer, other_key);
             if other_key {
                 tracing::warn!(
                     %peer,
@@ -203,7 +202,11 @@ async fn answer(
                 );
             }
             let follower_only = behind || other_key || old_weft;
-            answer_join(ledger, target_voters, peer, follower_only, node_id, node).await
+            let joiner = Joiner {
+                follower_only,
+                key_differs: other_key,
+            };
+            answer_join(ledger, target_voters, peer, joiner, node_id, node).await
         }
         LedgerRpc::CatchupPage {
             position,
@@ -339,11 +342,10 @@ pub(crate) fn operator_differs(ledger: &Ledger, declared: Option<&str>) -> bool 
 /// the leader's question ([`super::keyed`]) for the admission it joins over: a joiner with the
 /// key may then be promoted as soon as it has caught up, not a round or two later. Only a
 /// direct join comes here, over the joiner's admission (a forwarded one follows, seatless).
-fn record_declared_key(ledger: &Ledger, peer: PeerId, differs: bool) {
+fn record_declared_key(ledger: &Ledger, peer: &str, differs: bool) {
     if ledger.operator().is_none() {
         return;
     }
-    let peer = peer.to_string();
     let admitted = ledger
         .p2p()
         .peers()
@@ -353,7 +355,7 @@ fn record_declared_key(ledger: &Ledger, peer: PeerId, differs: bool) {
     if let Some(admitted) = admitted {
         ledger
             .keyed()
-            .declared(crate::clock::now(), &peer, admitted, differs);
+            .declared(crate::clock::now(), peer, admitted, differs);
     }
 }
 
@@ -379,13 +381,22 @@ fn registered_as(ledger: &Ledger, node_id: u64) -> Option<String> {
         .map(|n| n.peer_id.clone())
 }
 
-/// A join from `peer` as raft node `node_id`. A peer behind the rotation (`follower_only`)
-/// joins as a follower unless it already holds a seat.
+/// What the leader takes from a direct join besides the raft node.
+#[derive(Debug, Clone, Copy)]
+struct Joiner {
+    /// Behind the rotation, without this leader's operator key or of an older weft: it joins
+    /// as a follower unless it already holds a seat.
+    follower_only: bool,
+    /// It declared another operator key than this leader's, or none ([`operator_differs`]).
+    key_differs: bool,
+}
+
+/// A join from `peer` as raft node `node_id`.
 async fn answer_join(
     ledger: &Ledger,
     target_voters: usize,
     peer: PeerId,
-    follower_only: bool,
+    joiner: Joiner,
     node_id: u64,
     node: super::raft::LedgerNode,
 ) -> Vec<u8> {
@@ -395,7 +406,7 @@ async fn answer_join(
     let joined = may_join(node_id, &node.peer_id, &sender, registered.as_deref()).map(|()| node);
     match joined.and_then(|node| Ok((node, ledger.joins.start(&sender)?))) {
         Ok((node, mut ticket)) => {
-            let joined = join(ledger, node_id, node, target_voters, follower_only).await;
+            let joined = join(ledger, node_id, node, target_voters, joiner).await;
             ticket.too_slow = matches!(joined, Err(JoinError::CaughtUpTooSlowly));
             encode(&joined.map_err(|e| e.to_string()))
         }
@@ -426,12 +437,17 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
         }
         return encode(&Err::<Outcome, String>(refusal));
     }
+    let started = tokio::time::Instant::now();
     if let Err(refusal) = make_room(ledger, &command).await {
         tracing::warn!(%peer, %refusal, "refused a denial for now");
         return encode(&Err::<Outcome, String>(refusal));
     }
     let command = attribute(command, &sender, unix_now());
-    let written = tokio::time::timeout(PROPOSAL_TIMEOUT, ledger.raft().client_write(command)).await;
+    let written = tokio::time::timeout_at(
+        started + PROPOSAL_TIMEOUT,
+        ledger.raft().client_write(command),
+    )
+    .await;
     encode(&match written {
         Ok(written) => written.map(|r| r.data).map_err(|e| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NOT_LEADER.to_string(),
@@ -834,8 +850,9 @@ async fn join(
     node_id: u64,
     node: super::raft::LedgerNode,
     target_voters: usize,
-    follower_only: bool,
+    joiner: Joiner,
 ) -> Result<Joined, JoinError> {
+    let follower_only = joiner.follower_only;
     let plan = || plan_now(ledger, node_id, &node.peer_id, target_voters, follower_only);
     if plan()? == JoinPlan::Follower {
         return Ok(Joined::Follower);
@@ -872,10 +889,13 @@ async fn join(
     if follows {
         return Ok(Joined::Follower);
     }
+    let peer = node.peer_id.clone();
     tokio::time::timeout(LEARNER_TIMEOUT, raft.add_learner(node_id, node, false))
         .await
         .map_err(|_| JoinError::Failed("the new learner's seat did not commit in time".into()))?
         .map_err(|e| JoinError::Failed(e.to_string()))?;
+    // Recorded once seated: the leader's rounds forget what they hear of nodes without a seat.
+    record_declared_key(ledger, &peer, joiner.key_differs);
     drop(membership);
     caught_up_within(ledger, node_id, LEARNER_TIMEOUT)
         .await
@@ -979,7 +999,8 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
         .map_err(|e| e.to_string())
 }
 
-/// The learners of this leader's membership fit for a vote now: caught up, and not denied. A
+/// The learners of this leader's membership fit for a vote now: connected, caught up, and not
+/// denied. A
 /// learner whose PeerId also holds a voter seat under an earlier raft id waits: that seat is
 /// replaced by it ([`super::autopilot`], superseded voters), not joined by it. Nor does a
 /// learner whose weft does not read the ledger's rules, or that runs without this leader's
@@ -987,6 +1008,12 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
 /// one not known to run with it since its admission ([`super::keyed`]).
 fn ready_learners(ledger: &Ledger, metrics: &LedgerMetrics) -> Vec<u64> {
     let membership = metrics.membership_config.membership();
+    let connected: BTreeSet<String> = ledger
+        .p2p()
+        .peers()
+        .iter()
+        .map(|view| view.peer_id.clone())
+        .collect();
     let voter_peers: BTreeSet<&str> = membership
         .voter_ids()
         .filter_map(|id| membership.get_node(&id).map(|n| n.peer_id.as_str()))
@@ -1000,6 +1027,7 @@ fn ready_learners(ledger: &Ledger, metrics: &LedgerMetrics) -> Vec<u64> {
         .filter(|id| {
             membership.get_node(id).is_none_or(|n| {
                 !voter_peers.contains(n.peer_id.as_str())
+                    && connected.contains(&n.peer_id)
                     && !state.is_denied(&n.peer_id)
                     && !state.outdated(&n.peer_id)
                     && !keyed.keyless(&n.peer_id)
@@ -1011,21 +1039,59 @@ fn ready_learners(ledger: &Ledger, metrics: &LedgerMetrics) -> Vec<u64> {
 
 /// On the leader, before it commits `command`: when the command denies a voter and the voters
 /// left (neither it nor denied already) would be no majority of the voters, so could elect no
-/// leader once the members cut it off, its seat and theirs go first to ready learners, one for
-/// one ([`seats::room_for_denial`]). A denied sole voter, or the leader itself, would otherwise
-/// leave the cluster headless: the members cut it off as they apply the denial, and the
-/// learners left can elect no one. A leader that gives up its own seat steps down once the
-/// change commits; the command then goes to the next leader (the caller hears that this node
-/// no longer leads, and tries again). Refused when no learner is ready to take the seat.
+/// leader once the members cut it off, their seats go first to ready learners, one for one
+/// ([`seats::room_for_denial`]). A denied sole voter, or one of two, would otherwise leave the
+/// cluster headless: the members cut it off as they apply the denial, and the learners left can
+/// elect no one. A leader that gives up its own seat steps down once the change commits; the
+/// command then goes to the next leader (the caller hears that this node no longer leads, and
+/// tries again). Refused when no voter would be left and no learner is ready. Nothing moves
+/// for a denial that would change nothing: of a peer denied already, or a signed one not newer
+/// than the last the ledger applied for that peer (a replay). The membership lock is waited
+/// for only when seats move, and that and the change together within [`ROOM_TIMEOUT`].
 pub(crate) async fn make_room(ledger: &Ledger, command: &Command) -> Result<(), String> {
-    let Some(peer) = denied_by(command) else {
+    let Some(peer) = new_denial(ledger, command) else {
         return Ok(());
     };
-    let _membership = ledger.membership_lock().await;
-    let raft = ledger.raft();
-    let metrics = raft.metrics().borrow().clone();
-    if metrics.current_leader != Some(ledger.node_id()) {
+    if room_for(ledger, &peer) == seats::Room::Enough {
         return Ok(());
+    }
+    let by = tokio::time::Instant::now() + ROOM_TIMEOUT;
+    let _membership = tokio::time::timeout_at(by, ledger.membership_lock())
+        .await
+        .map_err(|_| {
+            format!(
+                "denying {peer} needs its seat handed over first, and the leader is busy \
+                 changing its voters; try again"
+            )
+        })?;
+    let new_voters = match room_for(ledger, &peer) {
+        seats::Room::Enough => return Ok(()),
+        seats::Room::NoneReady => {
+            return Err(format!(
+                "denying {peer} now would leave this cluster without a voter that can elect a \
+                 leader, and no other raft node is ready to take its seat yet; try again in a \
+                 few seconds"
+            ));
+        }
+        seats::Room::Reseat(new_voters) => new_voters,
+    };
+    tracing::info!(%peer, ?new_voters, "handing a denied voter's seat over before the denial");
+    tokio::time::timeout_at(by, ledger.raft().change_membership(new_voters, false))
+        .await
+        .map_err(|_| format!("{peer}'s seat was not handed over in time; try again"))?
+        .map(|_| ())
+        .map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NOT_LEADER.to_string(),
+            e => format!("{peer}'s seat was not handed over: {e}"),
+        })
+}
+
+/// [`seats::room_for_denial`] of `peer` on this leader's membership now (nothing to do when
+/// this node does not lead: the command is not committed here).
+fn room_for(ledger: &Ledger, peer: &str) -> seats::Room {
+    let metrics = ledger.raft().metrics().borrow().clone();
+    if metrics.current_leader != Some(ledger.node_id()) {
+        return seats::Room::Enough;
     }
     let membership = metrics.membership_config.membership();
     let voters: Vec<(u64, bool)> = {
@@ -1040,34 +1106,29 @@ pub(crate) async fn make_room(ledger: &Ledger, command: &Command) -> Result<(), 
             })
             .collect()
     };
-    let ready = ready_learners(ledger, &metrics);
-    let new_voters = match seats::room_for_denial(&voters, &ready) {
-        seats::Room::Enough => return Ok(()),
-        seats::Room::NoneReady => {
-            return Err(format!(
-                "denying {peer} now would leave this cluster without a voter that can elect a                  leader, and no other raft node is ready to take its seat yet; try again in a                  few seconds"
-            ));
-        }
-        seats::Room::Reseat(new_voters) => new_voters,
-    };
-    tracing::info!(%peer, ?new_voters, "handing a denied voter's seat over before the denial");
-    tokio::time::timeout(ROOM_TIMEOUT, raft.change_membership(new_voters, false))
-        .await
-        .map_err(|_| format!("{peer}'s seat was not handed over in time; try again"))?
-        .map(|_| ())
-        .map_err(|e| format!("{peer}'s seat was not handed over: {e}"))
+    seats::room_for_denial(&voters, &ready_learners(ledger, &metrics))
 }
 
-/// The PeerId `command` denies, signed by the operator or not.
-fn denied_by(command: &Command) -> Option<String> {
-    match command {
-        Command::Deny { peer } => Some(peer.clone()),
-        Command::Operator(signed) => match signed.command() {
-            Ok(Command::Deny { peer }) => Some(peer),
-            _ => None,
-        },
-        _ => None,
-    }
+/// The PeerId `command` denies, signed by the operator or not, when applying it would deny
+/// that peer anew: not when it is denied already, nor for a signed denial whose number is not
+/// above the last the ledger applied for that peer (a replay commits as stale).
+fn new_denial(ledger: &Ledger, command: &Command) -> Option<String> {
+    let state = ledger.state();
+    let peer = match command {
+        Command::Deny { peer } => peer.clone(),
+        Command::Operator(signed) => {
+            let Ok(Command::Deny { peer }) = signed.command() else {
+                return None;
+            };
+            let subject = super::state::operator::signed_subject(signed)?;
+            if !state.operator_marks().fresh(&subject, signed.seq) {
+                return None;
+            }
+            peer
+        }
+        _ => return None,
+    };
+    (!state.is_denied(&peer)).then_some(peer)
 }
 
 /// The voter count to aim for: as many as the target allows, always odd.

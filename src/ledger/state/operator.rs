@@ -71,7 +71,7 @@ pub fn subject(command: &Command) -> Option<String> {
 
 /// The subject of a signed command, when it is one of the operator's within the size the
 /// state keeps.
-fn signed_subject(signed: &Signed) -> Option<String> {
+pub(crate) fn signed_subject(signed: &Signed) -> Option<String> {
     if signed.command.len() > MAX_SIGNED_COMMAND {
         return None;
     }
@@ -98,7 +98,7 @@ impl Marks {
     }
 
     /// Whether a command numbered `seq` about `subject` is newer than what was applied.
-    fn fresh(&self, subject: &str, seq: u64) -> bool {
+    pub(crate) fn fresh(&self, subject: &str, seq: u64) -> bool {
         seq > self.floor && self.last.get(subject).is_none_or(|last| seq > last.seq)
     }
 
