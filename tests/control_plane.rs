@@ -16,7 +16,9 @@ use weft::proto::p2p::v1::{
 
 mod support;
 
-use support::mesh::{DEADLINE, Member, address, admitted, network, start, start_with, wait_for};
+use support::mesh::{
+    DEADLINE, Member, address, admitted, network, start, start_as, start_with, wait_for,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_admit_each_other_and_a_stranger_is_admitted_by_nobody() {
@@ -382,4 +384,47 @@ async fn members_that_share_only_a_bootstrap_node_meet_through_the_dht_rendezvou
         admitted(&third).contains(&second_id).then_some(())
     })
     .await;
+}
+
+/// When `member` admitted `peer` last, as its peer table says, if it holds it admitted.
+fn admitted_since(member: &Member, peer: &str) -> Option<u64> {
+    member
+        .handle
+        .peers()
+        .iter()
+        .find(|view| view.peer_id == peer)
+        .map(|view| view.admitted_since)
+}
+
+/// A node restarted while a member keeps its old connection open (a QUIC connection of a
+/// killed process stays until it times out) challenges the member afresh: it is admitted anew,
+/// so what the leader knew of it (which operator key it runs with) is asked again, not taken
+/// from the process before. Here the second process runs beside the first under the same
+/// identity, as a restart the member has not seen looks. Fails without it: the admission time
+/// stays the first process's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_challenges_a_member_again_is_admitted_anew() {
+    let token = network();
+    let member = start(&token, "member", vec![]).await;
+    let entry = address(&member).await;
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let first = start_as(&token, "restarting", vec![entry.clone()], &keypair).await;
+    let id = first.handle.peer_id().to_string();
+    let since = wait_for("the member to admit the node", || {
+        admitted_since(&member, &id)
+    })
+    .await;
+    // Admission times are in seconds: the second process comes in a later one.
+    wait_for("a second to pass", || {
+        (weft::clock::unix_now() > since).then_some(())
+    })
+    .await;
+    let second = start_as(&token, "restarting", vec![entry], &keypair).await;
+    wait_for("the member to count the node admitted anew", || {
+        admitted_since(&member, &id)
+            .is_some_and(|again| again > since)
+            .then_some(())
+    })
+    .await;
+    drop((first, second));
 }

@@ -2,14 +2,15 @@
 //! node restarted without `--operator-key` (or with another) keeps the raft seat it held, and were
 //! it to lead it would take operator commands unchecked. So a leader that has a key asks each raft
 //! node for its `Hello`, which names the key it runs with: at the start of its leadership,
-//! whenever the node is admitted anew, every [`RECHECK`] (a restart need not show as a new
-//! admission: the leader may keep the old connection until it times out), and every [`RETRY`]
-//! while it does not answer (a node still opening its ledger answers nothing). A direct join names
-//! the key as a `Hello` would, and counts as the answer for its admission ([`Keyed::declared`]),
-//! so a joiner with the key is promoted once caught up. One that names another key, or none, may
-//! not hold a seat ([`super::seats`], unfit nodes); one not known to run with the key since its
-//! admission keeps its seat but is not promoted. Pure and time-injected; the autopilot asks and
-//! reports the answers.
+//! whenever the node is admitted anew, every [`RECHECK`] (a restart shows as a new admission,
+//! since the new process challenges the leader afresh,
+//! `crate::p2p::peers::PeerTable::admitted_again`; the recheck is for what that misses), and every
+//! [`RETRY`] while it does not answer (a node still opening its ledger answers nothing). A direct
+//! join names the key as a `Hello` would, and counts as the answer for its admission
+//! ([`Keyed::declared`]), so a joiner with the key is promoted once caught up. One that names
+//! another key, or none, may not hold a seat ([`super::seats`], unfit nodes); one not known to run
+//! with the key since its admission keeps its seat but is not promoted. Pure and time-injected;
+//! the autopilot asks and reports the answers.
 //!
 //! A liar can name the key anyway: this catches a node restarted without the key by mistake,
 //! not a hostile one. The cost is one `Hello` per raft node every [`RECHECK`] on the leader.

@@ -37,7 +37,8 @@ pub struct PeerView {
     pub connection: ConnectionKind,
     /// Round-trip time of the last ping, in milliseconds.
     pub rtt_ms: Option<f64>,
-    /// When the peer was admitted, seconds since the UNIX epoch.
+    /// When the peer was admitted, seconds since the UNIX epoch: last, when it challenged this
+    /// node again since ([`PeerTable::admitted_again`]).
     pub admitted_since: u64,
     /// Whether the peer offers to relay (advertises the relay protocol): it serves.
     pub relay: bool,
@@ -223,6 +224,22 @@ impl PeerTable {
         let entry = self.peers.entry(peer).or_default();
         entry.admitted = Some((hostname, now));
         entry.view = None;
+    }
+
+    /// `peer`, admitted already, challenged this node again at `now`: it no longer counts this
+    /// node as admitted, so it is a new process (a restart this node has not seen, the old
+    /// connection still open), or it lost its connections while this node kept one. Either way
+    /// it is admitted anew from then on, as what it said since its admission may no longer hold
+    /// (the leader asks again which operator key it runs with: `ledger/keyed.rs`). A member
+    /// that re-checks this node during a token rotation (every 5 s while this node is behind)
+    /// challenges it again too, and so counts as admitted anew each time: a question more.
+    pub fn admitted_again(&mut self, peer: PeerId, now: SystemTime) {
+        if let Some(entry) = self.peers.get_mut(&peer)
+            && let Some((_, since)) = &mut entry.admitted
+        {
+            *since = now;
+            entry.view = None;
+        }
     }
 
     /// identify told us where `peer` listens and whether it relays; returns whether it
@@ -480,6 +497,33 @@ mod tests {
         assert_eq!(views.len(), 1);
         assert_eq!(views[0].hostname, "alpha");
         assert_eq!(views[0].connection, ConnectionKind::Direct);
+    }
+
+    #[test]
+    fn a_peer_admitted_again_keeps_its_name_with_the_new_time_and_an_unadmitted_one_stays_out() {
+        let mut table = PeerTable::default();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        for (peer, n) in [(a, 1), (b, 2)] {
+            table.connected(
+                peer,
+                ConnectionId::new_unchecked(n),
+                addr("/ip4/10.0.0.1/tcp/1"),
+                true,
+                false,
+                Instant::now(),
+            );
+        }
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        table.admitted(a, "alpha".into(), at(100));
+        assert_eq!(table.views()[0].admitted_since, 100);
+        table.admitted_again(a, at(160));
+        table.admitted_again(b, at(160));
+        let views = table.views();
+        assert_eq!(views.len(), 1, "b was never admitted");
+        assert_eq!(
+            (views[0].hostname.as_str(), views[0].admitted_since),
+            ("alpha", 160)
+        );
     }
 
     #[test]

@@ -64,6 +64,9 @@ impl Node {
                 &self.admission_keys(),
             ) {
                 Ok((answer, challenge_back)) => {
+                    if self.admission.is_admitted(&peer) {
+                        self.admitted_again(peer);
+                    }
                     let proof = answer.to_proto();
                     let _ = self
                         .swarm
@@ -112,6 +115,14 @@ impl Node {
             },
             _ => {}
         }
+    }
+
+    /// `peer`, admitted, challenged this node afresh ([`crate::p2p::peers::PeerTable::admitted_again`]).
+    fn admitted_again(&mut self, peer: PeerId) {
+        tracing::debug!(%peer, "an admitted peer challenged this node again: admitted anew");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(crate::clock::unix_now());
+        self.peers.admitted_again(peer, now);
+        self.publish_peers();
     }
 
     pub(super) fn on_admitted(&mut self, peer: PeerId, hostname: String) {
