@@ -410,7 +410,10 @@ async fn a_node_that_challenges_a_member_again_is_admitted_anew() {
     let keypair = libp2p::identity::Keypair::generate_ed25519();
     let first = start_as(&token, "restarting", vec![entry.clone()], &keypair).await;
     let id = first.handle.peer_id().to_string();
-    let since = wait_for("the member to admit the node", || {
+    // Each admits the other first, so that the node's own first challenge is answered.
+    let member_id = member.handle.peer_id().to_string();
+    let since = wait_for("the member and the node to admit each other", || {
+        admitted_since(&first, &member_id)?;
         admitted_since(&member, &id)
     })
     .await;

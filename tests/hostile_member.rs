@@ -11,7 +11,10 @@ mod support;
 use libp2p::PeerId;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::{CommittedLeaderId, LogId, SnapshotMeta, StoredMembership, Vote};
-use support::ledger::{Replica, commit, group, group_configured, quick_config, settled_cluster};
+use support::ledger::{
+    Replica, commit, group, group_configured, keyed_config, quick_config, settled_cluster,
+    sole_voter,
+};
 use support::mesh::{address, admitted, network, start, wait_for};
 use weft::ledger::LedgerConfig;
 use weft::ledger::follower::Feed;
@@ -934,11 +937,7 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
 /// committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_and_never_twice() {
-    let secret = weft::operator::OperatorSecret::generate();
-    let config = LedgerConfig {
-        operator: Some(secret.public()),
-        ..quick_config()
-    };
+    let (secret, config) = keyed_config();
     let Scene {
         replicas,
         hostile,
@@ -1177,20 +1176,11 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
 /// seat goes to the learner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_signed_denial_moves_no_raft_seat() {
-    let secret = weft::operator::OperatorSecret::generate();
-    let config = LedgerConfig {
-        operator: Some(secret.public()),
-        ..quick_config()
-    };
+    let (secret, config) = keyed_config();
     let token = network();
     let replicas = group_configured(&token, &["m0", "m1"], config).await;
     settled_cluster(&replicas).await;
-    let voter = wait_for("one voter and a ready learner", || {
-        let status = replicas[0].ledger.status();
-        (status.voters.len() == 1 && status.learners.len() == 1 && !status.changing_voters)
-            .then(|| status.voters[0].clone())
-    })
-    .await;
+    let voter = sole_voter(&replicas).await;
     let signed = |seq, command| Command::Operator(Box::new(secret.sign(seq, &command)));
     let stale_denial = signed(
         1,
@@ -1227,11 +1217,7 @@ async fn a_stale_signed_denial_moves_no_raft_seat() {
 /// leader passes it over, and seats the next node that has the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_the_operator_key_gets_no_raft_seat() {
-    let secret = weft::operator::OperatorSecret::generate();
-    let config = LedgerConfig {
-        operator: Some(secret.public()),
-        ..quick_config()
-    };
+    let (_, config) = keyed_config();
     let token = network();
     let replicas = group_configured(&token, &["m0", "m1"], config.clone()).await;
     settled_cluster(&replicas).await;

@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use support::ledger::{
-    MERGE_DEADLINE, Replica, cluster, commit, group, group_configured, own_address, quick_config,
-    replica, replica_configured, replica_in, settled_cluster, settled_leader,
+    MERGE_DEADLINE, Replica, cluster, commit, group, group_configured, keyed_config, own_address,
+    quick_config, replica, replica_configured, replica_in, settled_cluster, settled_leader,
+    sole_voter,
 };
 use support::mesh::{
     DEADLINE, address, network, start, start_as, start_light, wait_for, wait_within,
@@ -1106,21 +1107,12 @@ async fn a_denied_voter_nobody_can_replace_loses_its_seat_outright() {
 /// join declared the operator key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denying_the_sole_voter_hands_its_seat_to_a_learner_first() {
-    let secret = weft::operator::OperatorSecret::generate();
-    let config = LedgerConfig {
-        operator: Some(secret.public()),
-        ..quick_config()
-    };
+    let (secret, config) = keyed_config();
     let token = network();
     let replicas = group_configured(&token, &["s0", "s1"], config).await;
     let cluster = settled_cluster(&replicas).await;
     let id = |r: &Replica| r.member.handle.peer_id().to_string();
-    let voter = wait_for("one voter and one learner", || {
-        let status = replicas[0].ledger.status();
-        (status.voters.len() == 1 && status.learners.len() == 1 && !status.changing_voters)
-            .then(|| status.voters[0].clone())
-    })
-    .await;
+    let voter = sole_voter(&replicas).await;
     let learner = replicas.iter().find(|r| id(r) != voter).unwrap();
     let deny = secret.sign(
         1,

@@ -13,7 +13,9 @@
 //! the autopilot asks and reports the answers.
 //!
 //! A liar can name the key anyway: this catches a node restarted without the key by mistake,
-//! not a hostile one. The cost is one `Hello` per raft node every [`RECHECK`] on the leader.
+//! not a hostile one. The cost is one `Hello` per raft node every [`RECHECK`] on the leader,
+//! and one per new admission: a node can make those at most once a second, and a leader behind
+//! a token rotation sees one every 5 s from each raft node ahead of it (their re-checks).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};

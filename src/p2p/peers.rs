@@ -226,20 +226,32 @@ impl PeerTable {
         entry.view = None;
     }
 
-    /// `peer`, admitted already, challenged this node again at `now`: it no longer counts this
-    /// node as admitted, so it is a new process (a restart this node has not seen, the old
-    /// connection still open), or it lost its connections while this node kept one. Either way
-    /// it is admitted anew from then on, as what it said since its admission may no longer hold
-    /// (the leader asks again which operator key it runs with: `ledger/keyed.rs`). A member
-    /// that re-checks this node during a token rotation (every 5 s while this node is behind)
-    /// challenges it again too, and so counts as admitted anew each time: a question more.
-    pub fn admitted_again(&mut self, peer: PeerId, now: SystemTime) {
-        if let Some(entry) = self.peers.get_mut(&peer)
-            && let Some((_, since)) = &mut entry.admitted
-        {
-            *since = now;
-            entry.view = None;
+    /// `peer`, admitted already, challenged this node again at `now`. Mostly it is a new
+    /// process (a restart this node has not seen, the old connection still open), or one that
+    /// lost its connections while this node kept one; either way it is admitted anew from then
+    /// on, as what it said since its admission may no longer hold (the leader asks again which
+    /// operator key it runs with: `ledger/keyed.rs`). A member that re-checks this node during a
+    /// token rotation (every 5 s while this node is behind) challenges it too, and so counts as
+    /// admitted anew each time: a question more. Answers whether the time changed (it is kept
+    /// in whole seconds, so a peer that challenges again and again moves it once a second).
+    pub fn admitted_again(&mut self, peer: PeerId, now: SystemTime) -> bool {
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return false;
+        };
+        let Some((_, since)) = &mut entry.admitted else {
+            return false;
+        };
+        let secs = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        };
+        if secs(*since) == secs(now) {
+            return false;
         }
+        *since = now;
+        entry.view = None;
+        true
     }
 
     /// identify told us where `peer` listens and whether it relays; returns whether it
@@ -499,35 +511,8 @@ mod tests {
         assert_eq!(views[0].connection, ConnectionKind::Direct);
     }
 
-    #[test]
-    fn a_peer_admitted_again_keeps_its_name_with_the_new_time_and_an_unadmitted_one_stays_out() {
-        let mut table = PeerTable::default();
-        let (a, b) = (PeerId::random(), PeerId::random());
-        for (peer, n) in [(a, 1), (b, 2)] {
-            table.connected(
-                peer,
-                ConnectionId::new_unchecked(n),
-                addr("/ip4/10.0.0.1/tcp/1"),
-                true,
-                false,
-                Instant::now(),
-            );
-        }
-        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
-        table.admitted(a, "alpha".into(), at(100));
-        assert_eq!(table.views()[0].admitted_since, 100);
-        table.admitted_again(a, at(160));
-        table.admitted_again(b, at(160));
-        let views = table.views();
-        assert_eq!(views.len(), 1, "b was never admitted");
-        assert_eq!(
-            (views[0].hostname.as_str(), views[0].admitted_since),
-            ("alpha", 160)
-        );
-    }
-
-    #[test]
-    fn a_view_is_built_again_after_each_change_to_its_peer_and_only_then() {
+    /// A table of two peers, each with one direct connection, neither admitted yet.
+    fn two_connected() -> (PeerTable, PeerId, PeerId) {
         let mut table = PeerTable::default();
         let (a, b) = (PeerId::random(), PeerId::random());
         for (peer, n) in [(a, 1), (b, 2)] {
@@ -539,6 +524,31 @@ mod tests {
                 false,
                 Instant::now(),
             );
+        }
+        (table, a, b)
+    }
+
+    #[test]
+    fn a_peer_admitted_again_keeps_its_name_with_the_new_time_and_an_unadmitted_one_stays_out() {
+        let (mut table, a, b) = two_connected();
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        table.admitted(a, "alpha".into(), at(100));
+        assert_eq!(table.views()[0].admitted_since, 100);
+        assert!(table.admitted_again(a, at(160)));
+        assert!(!table.admitted_again(a, at(160)), "the same second");
+        assert!(!table.admitted_again(b, at(160)));
+        let views = table.views();
+        assert_eq!(views.len(), 1, "b was never admitted");
+        assert_eq!(
+            (views[0].hostname.as_str(), views[0].admitted_since),
+            ("alpha", 160)
+        );
+    }
+
+    #[test]
+    fn a_view_is_built_again_after_each_change_to_its_peer_and_only_then() {
+        let (mut table, a, b) = two_connected();
+        for (peer, n) in [(a, 1), (b, 2)] {
             table.admitted(peer, format!("host{n}"), SystemTime::now());
         }
         let view_of = |views: &[Arc<PeerView>], peer: &PeerId| {

@@ -175,6 +175,28 @@ pub async fn settled_leader(replicas: &[Replica]) -> String {
     .await
 }
 
+/// A fresh operator key and [`quick_config`] with its public half, as a mesh started with
+/// `--operator-key` runs.
+pub fn keyed_config() -> (weft::operator::OperatorSecret, LedgerConfig) {
+    let secret = weft::operator::OperatorSecret::generate();
+    let config = LedgerConfig {
+        operator: Some(secret.public()),
+        ..quick_config()
+    };
+    (secret, config)
+}
+
+/// The PeerId of the one voter, once `replicas` (two) hold one voter and one learner and no
+/// change of voters is under way.
+pub async fn sole_voter(replicas: &[Replica]) -> String {
+    wait_within(DEADLINE, "one voter and one learner", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 1 && status.learners.len() == 1 && !status.changing_voters)
+            .then(|| status.voters[0].clone())
+    })
+    .await
+}
+
 /// Proposes `command` through `replica` until it commits (a member that just joined may not
 /// know the leader yet; after a leader dies there is none for an election's length).
 pub async fn commit(replica: &Replica, command: weft::ledger::state::Command) {

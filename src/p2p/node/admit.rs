@@ -117,12 +117,14 @@ impl Node {
         }
     }
 
-    /// `peer`, admitted, challenged this node afresh ([`crate::p2p::peers::PeerTable::admitted_again`]).
+    /// `peer`, admitted, challenged this node afresh: admitted anew
+    /// ([`crate::p2p::peers::PeerTable::admitted_again`]).
     fn admitted_again(&mut self, peer: PeerId) {
         tracing::debug!(%peer, "an admitted peer challenged this node again: admitted anew");
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(crate::clock::unix_now());
-        self.peers.admitted_again(peer, now);
-        self.publish_peers();
+        if self.peers.admitted_again(peer, now) {
+            self.publish_peers();
+        }
     }
 
     pub(super) fn on_admitted(&mut self, peer: PeerId, hostname: String) {
