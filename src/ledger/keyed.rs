@@ -70,10 +70,10 @@ impl Keyed {
             .collect()
     }
 
-    /// Puts a question to `peer`, admitted at `admitted`, at `now`, before it is due: a leader
-    /// that needs to know at once (a joiner it would promote, a learner to take a seat) asks
-    /// without waiting for its round. Answers the question's number; only its answer counts
-    /// from then on. Admitted anew since it last answered, its earlier answer is forgotten.
+    /// Puts a question to `peer`, admitted at `admitted`, at `now`: each node a round finds due,
+    /// and a joiner whose join declared its key ([`Keyed::declared`]). Answers the question's
+    /// number; only its answer counts from then on. Admitted anew since it last answered, its
+    /// earlier answer is forgotten.
     pub fn ask(&mut self, now: Instant, peer: &str, admitted: u64) -> u64 {
         let question = self.questions;
         self.questions += 1;

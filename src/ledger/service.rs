@@ -1000,12 +1000,11 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
 }
 
 /// The learners of this leader's membership fit for a vote now: connected, caught up, and not
-/// denied. A
-/// learner whose PeerId also holds a voter seat under an earlier raft id waits: that seat is
-/// replaced by it ([`super::autopilot`], superseded voters), not joined by it. Nor does a
-/// learner whose weft does not read the ledger's rules, or that runs without this leader's
-/// operator key: its seat goes ([`super::seats`], unfit nodes); nor, when the leader has a key,
-/// one not known to run with it since its admission ([`super::keyed`]).
+/// denied. A learner whose PeerId also holds a voter seat under an earlier raft id waits: that
+/// seat is replaced by it ([`super::autopilot`], superseded voters), not joined by it. Nor
+/// does a learner whose weft does not read the ledger's rules, or that runs without this
+/// leader's operator key: its seat goes ([`super::seats`], unfit nodes); nor, when the leader
+/// has a key, one not known to run with it since its admission ([`super::keyed`]).
 fn ready_learners(ledger: &Ledger, metrics: &LedgerMetrics) -> Vec<u64> {
     let membership = metrics.membership_config.membership();
     let connected: BTreeSet<String> = ledger
