@@ -874,7 +874,8 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
                 tracing::warn!(
                     %peer,
                     "a raft node runs without this mesh's operator key, or with another: it \
-                     loses its seat (start it with the same --operator-key)"
+                     loses its seat, a voter's once a ready learner can take it (start it with \
+                     the same --operator-key)"
                 );
             }
             keyed.answered(now, &peer.to_string(), *question, differs);
@@ -898,30 +899,27 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
     let keyless_mesh = ledger.operator().is_none();
     membership
         .nodes()
-        .map(|(id, node)| seats::Node {
-            id: *id,
-            peer: node.peer_id.clone(),
-            voter: voters.contains(id),
-            connected: reachable.contains(&node.peer_id),
-            denied: state.is_denied(&node.peer_id),
-            ready: service::has_caught_up(&metrics, *id)
-                && (keyless_mesh || keyed.keyed(&node.peer_id)),
-            // This node runs this weft and key, whatever its record says until it commits again.
+        .map(|(id, node)| {
+            let voter = voters.contains(id);
             // A learner rejoining in place of its earlier voter seat is not held to a record
             // that lags its join ([`service`], superseded voters).
-            unfit: node.peer_id != own
-                && ((state.outdated(&node.peer_id)
-                    && !supersedes_voter(&voter_peers, *id, &node.peer_id))
-                    || keyed.keyless(&node.peer_id)),
+            let rejoined = !voter && seats::voter_seat_elsewhere(&voter_peers, *id, &node.peer_id);
+            seats::Node {
+                id: *id,
+                peer: node.peer_id.clone(),
+                voter,
+                connected: reachable.contains(&node.peer_id),
+                denied: state.is_denied(&node.peer_id),
+                ready: service::has_caught_up(&metrics, *id)
+                    && (keyless_mesh || keyed.keyed(&node.peer_id)),
+                // This node runs this weft and key, whatever its record says until it commits
+                // again.
+                unfit: node.peer_id != own
+                    && ((state.outdated(&node.peer_id) && !rejoined)
+                        || keyed.keyless(&node.peer_id)),
+            }
         })
         .collect()
-}
-
-/// Whether raft node `id`, registered as `peer`, is not a voter and `peer` holds a voter seat
-/// of `voters` (each raft id with its PeerId) under another raft id: the node rejoined.
-fn supersedes_voter(voters: &[(u64, &str)], id: u64, peer: &str) -> bool {
-    !voters.iter().any(|(voter, _)| *voter == id)
-        && voters.iter().any(|(voter, p)| *voter != id && *p == peer)
 }
 
 /// Brings a follower into raft as a learner when [`Seats::wants_recruit`] says so; the
@@ -1002,9 +1000,9 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
     reachable
 }
 
-/// Removes the learners that lagged the log for `stale_learner_timeout`
+/// Removes the learners not ready for `stale_learner_timeout`, and unfit ones
 /// ([`Seats::stale_learners`]); in a round that removes none, replaces voters as
-/// [`Seats::replacement`] says: unreachable for `voter_timeout`, denied or superseded ones, by
+/// [`Seats::replacement`] says: unreachable for `voter_timeout`, denied, superseded or unfit ones, by
 /// reachable learners, one for one; a denied voter no learner replaces loses its seat outright.
 async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
     let _membership = ledger.membership_lock().await;
@@ -1014,7 +1012,7 @@ async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seat
     if !stale.is_empty() {
         tracing::info!(
             ?stale,
-            "removing learners that lagged the log past the stale-learner timeout"
+            "removing learners not ready past the stale-learner timeout, or unfit"
         );
         let removed = tokio::time::timeout(
             JOIN_TIMEOUT,
@@ -1037,7 +1035,7 @@ async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seat
     tracing::info!(
         dead = ?change.dropped,
         new_voters = ?change.voters,
-        "replacing voters unreachable past the voter timeout, denied or superseded"
+        "replacing voters unreachable past the voter timeout, denied, superseded or unfit"
     );
     let changed = tokio::time::timeout(
         JOIN_TIMEOUT,

@@ -9,8 +9,9 @@
 //! join names the key as a `Hello` would, and counts as the answer for its admission
 //! ([`Keyed::declared`]), so a joiner with the key is promoted once caught up. One that names
 //! another key, or none, may not hold a seat ([`super::seats`], unfit nodes); one not known to run
-//! with the key since its admission keeps its seat but is not promoted. Pure and time-injected;
-//! the autopilot asks and reports the answers.
+//! with the key since its admission keeps a voter's seat, and as a learner is not promoted and
+//! loses its seat after the stale-learner timeout. Pure and time-injected; the autopilot asks and
+//! reports the answers.
 //!
 //! A liar can name the key anyway: this catches a node restarted without the key by mistake,
 //! not a hostile one. The cost is one `Hello` per raft node every [`RECHECK`] on the leader,

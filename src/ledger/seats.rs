@@ -255,6 +255,13 @@ pub fn pick_recruit<P: Ord, A>(
         .min_by(|a, b| a.0.cmp(&b.0))
 }
 
+/// Whether `peer` holds a voter seat of `voters` (each raft id with its PeerId) under another
+/// raft id than `id`: a node that wiped its raft state and joined again as `id` while its
+/// earlier seat stands.
+pub fn voter_seat_elsewhere(voters: &[(u64, &str)], id: u64, peer: &str) -> bool {
+    voters.iter().any(|(voter, p)| *voter != id && *p == peer)
+}
+
 /// What a leader does before it commits a denial ([`room_for_denial`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Room {

@@ -364,9 +364,11 @@ fn record_declared_key(ledger: &Ledger, peer: &str, differs: bool) {
 fn holds_earlier_voter_seat(ledger: &Ledger, peer: &str, node_id: u64) -> bool {
     let metrics = ledger.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
-    membership
+    let voters: Vec<(u64, &str)> = membership
         .voter_ids()
-        .any(|id| id != node_id && membership.get_node(&id).is_some_and(|n| n.peer_id == peer))
+        .filter_map(|id| membership.get_node(&id).map(|n| (id, n.peer_id.as_str())))
+        .collect();
+    seats::voter_seat_elsewhere(&voters, node_id, peer)
 }
 
 /// The PeerId raft node `node_id` is registered as in this node's raft membership, if any.
@@ -1029,7 +1031,6 @@ fn ready_learners(ledger: &Ledger, metrics: &LedgerMetrics) -> Vec<u64> {
                     && connected.contains(&n.peer_id)
                     && !state.is_denied(&n.peer_id)
                     && !state.outdated(&n.peer_id)
-                    && !keyed.keyless(&n.peer_id)
                     && (!keyed_mesh || keyed.keyed(&n.peer_id))
             })
         })
