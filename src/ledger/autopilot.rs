@@ -1002,8 +1002,9 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
 
 /// Removes the learners not ready for `stale_learner_timeout`, and unfit ones
 /// ([`Seats::stale_learners`]); in a round that removes none, replaces voters as
-/// [`Seats::replacement`] says: unreachable for `voter_timeout`, denied, superseded or unfit ones, by
-/// reachable learners, one for one; a denied voter no learner replaces loses its seat outright.
+/// [`Seats::replacement`] says: unreachable for `voter_timeout`, denied, superseded or unfit
+/// ones, by reachable learners, one for one; a denied voter no learner replaces loses its seat
+/// outright.
 async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
     let _membership = ledger.membership_lock().await;
     let nodes = seat_nodes(ledger);
