@@ -883,45 +883,6 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
     });
 }
 
-/// The raft nodes of this leader's membership as [`seats`] judges them.
-fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
-    let reachable = reachable_peers(ledger);
-    let own = ledger.p2p().peer_key();
-    let state = ledger.state();
-    let keyed = ledger.keyed();
-    let metrics = ledger.raft().metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let voters: Vec<u64> = membership.voter_ids().collect();
-    let voter_peers: Vec<(u64, &str)> = voters
-        .iter()
-        .filter_map(|id| membership.get_node(id).map(|n| (*id, n.peer_id.as_str())))
-        .collect();
-    let keyless_mesh = ledger.operator().is_none();
-    membership
-        .nodes()
-        .map(|(id, node)| {
-            let voter = voters.contains(id);
-            // A learner rejoining in place of its earlier voter seat is not held to a record
-            // that lags its join ([`service`], superseded voters).
-            let rejoined = !voter && seats::voter_seat_elsewhere(&voter_peers, *id, &node.peer_id);
-            seats::Node {
-                id: *id,
-                peer: node.peer_id.clone(),
-                voter,
-                connected: reachable.contains(&node.peer_id),
-                denied: state.is_denied(&node.peer_id),
-                ready: service::has_caught_up(&metrics, *id)
-                    && (keyless_mesh || keyed.keyed(&node.peer_id)),
-                // This node runs this weft and key, whatever its record says until it commits
-                // again.
-                unfit: node.peer_id != own
-                    && ((state.outdated(&node.peer_id) && !rejoined)
-                        || keyed.keyless(&node.peer_id)),
-            }
-        })
-        .collect()
-}
-
 /// Brings a follower into raft as a learner when [`Seats::wants_recruit`] says so; the
 /// promotion in [`lead`] or the voter replacement then makes it a voter once it has caught up.
 /// Nothing waits for that: while the learner catches up (for up to the learner timeout) the
@@ -930,7 +891,7 @@ fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
 /// cluster.
 async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
     let _membership = ledger.membership_lock().await;
-    let nodes = seat_nodes(ledger);
+    let nodes = service::seat_nodes(ledger);
     let now = crate::clock::now();
     if !seats.wants_recruit(now, &nodes, config.target_voters, service::LEARNER_TIMEOUT) {
         return;
@@ -1007,7 +968,7 @@ fn reachable_peers(ledger: &Ledger) -> Vec<String> {
 /// outright.
 async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
     let _membership = ledger.membership_lock().await;
-    let nodes = seat_nodes(ledger);
+    let nodes = service::seat_nodes(ledger);
     let now = crate::clock::now();
     let stale = seats.stale_learners(now, &nodes, config.stale_learner_timeout);
     if !stale.is_empty() {

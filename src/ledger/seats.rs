@@ -262,6 +262,19 @@ pub fn voter_seat_elsewhere(voters: &[(u64, &str)], id: u64, peer: &str) -> bool
     voters.iter().any(|(voter, p)| *voter != id && *p == peer)
 }
 
+/// The learners fit for a vote now: live (connected, ready, neither denied, superseded nor
+/// unfit), and not holding a voter seat under an earlier raft id as well, a seat that the rules
+/// replace by it ([`Seats::replacement`], superseded voters) rather than that it joins. What a
+/// leader promotes and hands a denied voter's seat to.
+pub fn ready_learners(nodes: &[Node]) -> Vec<u64> {
+    nodes
+        .iter()
+        .filter(|n| !n.voter && live(nodes, n))
+        .filter(|n| !nodes.iter().any(|o| o.voter && o.peer == n.peer))
+        .map(|n| n.id)
+        .collect()
+}
+
 /// What a leader does before it commits a denial ([`room_for_denial`]).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Room {
@@ -576,6 +589,34 @@ mod tests {
                 .is_empty(),
             "not while the leader reaches only half of its voters"
         );
+    }
+
+    #[test]
+    fn only_live_learners_without_a_voter_seat_are_ready_for_a_vote() {
+        let mut nodes = vec![node(1, true, true), node(2, false, true)];
+        nodes[1].ready = true;
+        assert_eq!(ready_learners(&nodes), vec![2]);
+        for unready in [
+            |n: &mut Node| n.connected = false,
+            |n: &mut Node| n.ready = false,
+            |n: &mut Node| n.denied = true,
+            |n: &mut Node| n.unfit = true,
+        ] {
+            let mut nodes = nodes.clone();
+            unready(&mut nodes[1]);
+            assert!(ready_learners(&nodes).is_empty(), "{:?}", nodes[1]);
+        }
+        // Its PeerId holds a voter seat under an earlier raft id: that seat is replaced by it.
+        let mut rejoined = nodes.clone();
+        rejoined[1].peer = rejoined[0].peer.clone();
+        assert!(ready_learners(&rejoined).is_empty());
+        // Two learner seats of one PeerId: neither, until the join removes the earlier.
+        let mut twice = nodes.clone();
+        twice.push(Node {
+            id: 3,
+            ..nodes[1].clone()
+        });
+        assert!(ready_learners(&twice).is_empty());
     }
 
     #[test]

@@ -987,7 +987,7 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
         return Ok(());
     }
     let voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
-    let learners = ready_learners(ledger, &metrics);
+    let learners = ready_learners(ledger);
     let wanted = next_voter_count(voters.len(), learners.len(), target_voters);
     if wanted <= voters.len() {
         return Ok(());
@@ -1001,40 +1001,53 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
         .map_err(|e| e.to_string())
 }
 
-/// The learners of this leader's membership fit for a vote now: connected, caught up, and not
-/// denied. A learner whose PeerId also holds a voter seat under an earlier raft id waits: that
-/// seat is replaced by it ([`super::autopilot`], superseded voters), not joined by it. Nor
-/// does a learner whose weft does not read the ledger's rules, or that runs without this
-/// leader's operator key: its seat goes ([`super::seats`], unfit nodes); nor, when the leader
-/// has a key, one not known to run with it since its admission ([`super::keyed`]).
-fn ready_learners(ledger: &Ledger, metrics: &LedgerMetrics) -> Vec<u64> {
-    let membership = metrics.membership_config.membership();
-    let connected: BTreeSet<String> = ledger
+/// The raft nodes of this leader's membership as [`seats`] judges them.
+pub(crate) fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
+    let own = ledger.p2p().peer_key();
+    let mut reachable: Vec<String> = ledger
         .p2p()
         .peers()
         .iter()
         .map(|view| view.peer_id.clone())
         .collect();
-    let voter_peers: BTreeSet<&str> = membership
-        .voter_ids()
-        .filter_map(|id| membership.get_node(&id).map(|n| n.peer_id.as_str()))
-        .collect();
+    reachable.push(own.to_string());
     let state = ledger.state();
-    let keyed_mesh = ledger.operator().is_some();
     let keyed = ledger.keyed();
+    let metrics = ledger.raft().metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: Vec<u64> = membership.voter_ids().collect();
+    let voter_peers: Vec<(u64, &str)> = voters
+        .iter()
+        .filter_map(|id| membership.get_node(id).map(|n| (*id, n.peer_id.as_str())))
+        .collect();
+    let keyless_mesh = ledger.operator().is_none();
     membership
-        .learner_ids()
-        .filter(|id| has_caught_up(metrics, *id))
-        .filter(|id| {
-            membership.get_node(id).is_none_or(|n| {
-                !voter_peers.contains(n.peer_id.as_str())
-                    && connected.contains(&n.peer_id)
-                    && !state.is_denied(&n.peer_id)
-                    && !state.outdated(&n.peer_id)
-                    && (!keyed_mesh || keyed.keyed(&n.peer_id))
-            })
+        .nodes()
+        .map(|(id, node)| {
+            let voter = voters.contains(id);
+            // A learner rejoining in place of its earlier voter seat is not held to a record
+            // that lags its join ([`seats`], superseded voters).
+            let rejoined = !voter && seats::voter_seat_elsewhere(&voter_peers, *id, &node.peer_id);
+            seats::Node {
+                id: *id,
+                peer: node.peer_id.clone(),
+                voter,
+                connected: reachable.contains(&node.peer_id),
+                denied: state.is_denied(&node.peer_id),
+                ready: has_caught_up(&metrics, *id) && (keyless_mesh || keyed.keyed(&node.peer_id)),
+                // This node runs this weft and key, whatever its record says until it commits
+                // again.
+                unfit: node.peer_id != own
+                    && ((state.outdated(&node.peer_id) && !rejoined)
+                        || keyed.keyless(&node.peer_id)),
+            }
         })
         .collect()
+}
+
+/// The learners of this leader's membership fit for a vote now ([`seats::ready_learners`]).
+fn ready_learners(ledger: &Ledger) -> Vec<u64> {
+    seats::ready_learners(&seat_nodes(ledger))
 }
 
 /// On the leader, before it commits `command`: when the command denies a voter and the voters
@@ -1106,7 +1119,7 @@ fn room_for(ledger: &Ledger, peer: &str) -> seats::Room {
             })
             .collect()
     };
-    seats::room_for_denial(&voters, &ready_learners(ledger, &metrics))
+    seats::room_for_denial(&voters, &ready_learners(ledger))
 }
 
 /// The PeerId `command` denies, signed by the operator or not, when applying it would deny
