@@ -896,7 +896,7 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
     if !seats.wants_recruit(now, &nodes, config.target_voters, service::LEARNER_TIMEOUT) {
         return;
     }
-    let reachable = reachable_peers(ledger);
+    let reachable = ledger.reachable_peers();
     // Once the ledger adopted rules, a weft that does not read them would apply entries by
     // older ones: it gets no seat.
     let mut candidates: Vec<libp2p::PeerId> = {
@@ -951,14 +951,6 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
             tracing::warn!(peer = %candidate, "the new learner's seat did not commit in time")
         }
     }
-}
-
-/// The PeerIds this node reaches now: its admitted peers and itself.
-fn reachable_peers(ledger: &Ledger) -> Vec<String> {
-    let p2p = ledger.p2p();
-    let mut reachable: Vec<String> = p2p.peers().iter().map(|p| p.peer_id.clone()).collect();
-    reachable.push(p2p.peer_key().to_string());
-    reachable
 }
 
 /// Removes the learners not ready for `stale_learner_timeout`, and unfit ones
@@ -1075,7 +1067,7 @@ async fn commit_renewals(ledger: &Ledger, config: &LedgerConfig) {
 /// Expires the leases of live members this leader has neither seen renew nor reached for the
 /// lease timeout ([`Leases`]).
 async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
-    let reachable = reachable_peers(ledger);
+    let reachable = ledger.reachable_peers();
     // Read and let go of before proposing.
     let live = live_stamps(&ledger.state());
     let expired = leases.expired(
@@ -1096,7 +1088,7 @@ async fn expire_leases(ledger: &Ledger, leases: &mut Leases) {
 /// report's stamp as the renewal): their seats go to other members and their addresses are
 /// freed. Only once every live member reads the command ([`ABANDON_FORM`]).
 async fn abandon_installs(ledger: &Ledger, installs: &mut Leases) {
-    let reachable = reachable_peers(ledger);
+    let reachable = ledger.reachable_peers();
     let away = {
         let state = ledger.state();
         if !state.reads_form(ABANDON_FORM) {

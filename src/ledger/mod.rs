@@ -922,6 +922,14 @@ impl Ledger {
         &self.p2p
     }
 
+    /// The PeerIds this node reaches now: its admitted peers and itself.
+    pub(crate) fn reachable_peers(&self) -> Vec<String> {
+        let mut reachable: Vec<String> =
+            self.p2p.peers().iter().map(|p| p.peer_id.clone()).collect();
+        reachable.push(self.p2p.peer_key().to_string());
+        reachable
+    }
+
     /// Leader, voters, applied index: raft's on a raft member, else as followed.
     pub fn status(&self) -> LedgerStatus {
         let (node_id, metrics) = {

@@ -1004,13 +1004,7 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
 /// The raft nodes of this leader's membership as [`seats`] judges them.
 pub(crate) fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
     let own = ledger.p2p().peer_key();
-    let mut reachable: Vec<String> = ledger
-        .p2p()
-        .peers()
-        .iter()
-        .map(|view| view.peer_id.clone())
-        .collect();
-    reachable.push(own.to_string());
+    let reachable = ledger.reachable_peers();
     let state = ledger.state();
     let keyed = ledger.keyed();
     let metrics = ledger.raft().metrics().borrow().clone();
