@@ -38,7 +38,7 @@ use crate::ledger::raft::LedgerNode;
 use crate::ledger::raft::network::LedgerRpc;
 use crate::ledger::state::operator::subject;
 use crate::ledger::state::{ClusterId, Command, LedgerState, Platform, RolePolicy, attribute};
-use crate::operator::{OperatorKey, OperatorSecret, Signed};
+use crate::operator::{OperatorKey, OperatorSecret, Scope, Signed};
 use crate::p2p::admission::{self, Admission, Verdict};
 use crate::p2p::redial::{self, Redial};
 use crate::p2p::{gossip, records_of};
@@ -527,7 +527,11 @@ fn api_states(data: &[u8]) -> (LedgerState, LedgerState) {
                 may_propose(&forged, &sender, Some(&key), keyed.cluster(), NOW).is_err(),
                 "a command not signed with the operator's key passed the leader's check"
             );
-            let genuine = OPERATOR.sign_in(signed.seq, &command, signed.cluster);
+            let scope = Scope {
+                cluster: signed.cluster,
+                network: signed.network,
+            };
+            let genuine = OPERATOR.sign_in(signed.seq, &command, scope);
             propose_under(
                 &mut keyed,
                 Command::Operator(Box::new(genuine)),
@@ -598,6 +602,7 @@ mod tests {
             command: deny,
             signature: "AAAA".into(),
             cluster: None,
+            network: None,
         };
         let input = format!(
             "{}\n{{\"control_planes\":3}}\nweb/home/hello",

@@ -4,7 +4,10 @@
 //! member's word cannot stand for the operator: a stolen machine could deny the others or
 //! remove the control plane. The operator keeps an ed25519 key off the edge machines (`weft
 //! operator keygen`); the CLI signs each such command with it, together with a sequence number
-//! (the operator's clock in microseconds), and every node is told only the public key.
+//! (the operator's clock in microseconds), and every node is told only the public key. An
+//! operator may use one key for several meshes, so a command is signed for one network (the
+//! token's id, [`Signed::network`]): a member of two meshes cannot carry it from one to the
+//! other.
 //!
 //! This module owns the keys, their text forms and files, and the signed command; which
 //! commands need a signature, and how replays are refused, is the ledger's
@@ -100,25 +103,33 @@ impl OperatorSecret {
         Ok(OperatorSecret(ed25519::Keypair::from(secret)))
     }
 
-    /// Signs `command` with sequence number `seq`, for any cluster of the mesh.
+    /// Signs `command` with sequence number `seq`, for any cluster of any network.
     pub fn sign(&self, seq: u64, command: &Command) -> Signed {
-        self.sign_in(seq, command, None)
+        self.sign_in(seq, command, Scope::default())
     }
 
-    /// Signs `command` with sequence number `seq`, for the cluster `cluster` only when given
-    /// (its id as `weft status` shows it): a removal is signed so.
-    pub fn sign_in(&self, seq: u64, command: &Command, cluster: Option<String>) -> Signed {
+    /// Signs `command` with sequence number `seq`, for the cluster and the network `scope`
+    /// names, each only when given.
+    pub fn sign_in(&self, seq: u64, command: &Command, scope: Scope) -> Signed {
         let command = serde_json::to_string(command).expect("a ledger command serializes to JSON");
-        let signature = self
-            .0
-            .sign(&signed_bytes(seq, &command, cluster.as_deref()));
-        Signed {
+        let mut signed = Signed {
             seq,
             command,
-            signature: STANDARD.encode(signature),
-            cluster,
-        }
+            signature: String::new(),
+            cluster: scope.cluster,
+            network: scope.network,
+        };
+        signed.signature = STANDARD.encode(self.0.sign(&signed.signed_bytes()));
+        signed
     }
+}
+
+/// Where a signed command holds: in one cluster (its id as `weft status` shows it; a removal
+/// is signed so), in one network (the network id `weft status` shows), each only when given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub cluster: Option<String>,
+    pub network: Option<String>,
 }
 
 /// A command the operator signed: its JSON exactly as signed (so the leader checks the bytes
@@ -132,6 +143,11 @@ pub struct Signed {
     /// The one cluster the command holds in, when signed for one (a removal always is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// The one network (token's network id) the command holds in, when signed for one: the
+    /// CLI signs every command so once the mesh's rules read it
+    /// ([`crate::ledger::state::NETWORK_BOUND`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl Signed {
@@ -141,39 +157,45 @@ impl Signed {
             .map_err(|e| format!("the signed command does not decode: {e}"))
     }
 
-    /// Whether `key` signed this command and number (and cluster). The command's JSON must be
-    /// compact, on one line, so that where it ends in the signed bytes is never in doubt.
+    /// Whether `key` signed this command and number (and cluster and network). The command's
+    /// JSON, the cluster and the network hold no line break, so that where each ends in the
+    /// signed bytes is never in doubt.
     pub fn verify(&self, key: &OperatorKey) -> Result<(), String> {
-        if self.command.contains('\n') {
-            return Err("a signed command is compact JSON, without a line break".into());
+        let scope = [&self.cluster, &self.network];
+        let mut texts = std::iter::once(&self.command).chain(scope.into_iter().flatten());
+        if texts.any(|text| text.contains('\n')) {
+            return Err(
+                "a signed command is compact JSON, and it and the cluster and network it is \
+                 signed for hold no line break"
+                    .into(),
+            );
         }
         let signature = STANDARD
             .decode(&self.signature)
             .map_err(|_| "the operator's signature is not base64".to_string())?;
-        if key.0.verify(
-            &signed_bytes(self.seq, &self.command, self.cluster.as_deref()),
-            &signature,
-        ) {
+        if key.0.verify(&self.signed_bytes(), &signature) {
             Ok(())
         } else {
             Err("the operator's signature does not verify with this mesh's operator key".into())
         }
     }
-}
 
-/// The context, the number, the command's JSON and, for a command signed for one cluster,
-/// `\ncluster ` and its id: unambiguous because [`Signed::verify`] takes no command with a
-/// line break.
-fn signed_bytes(seq: u64, command: &str, cluster: Option<&str>) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(CONTEXT.len() + 8 + command.len() + 32);
-    bytes.extend_from_slice(CONTEXT);
-    bytes.extend_from_slice(&seq.to_be_bytes());
-    bytes.extend_from_slice(command.as_bytes());
-    if let Some(cluster) = cluster {
-        bytes.extend_from_slice(b"\ncluster ");
-        bytes.extend_from_slice(cluster.as_bytes());
+    /// The context, the number, the command's JSON, then for a command signed for one cluster
+    /// `\ncluster ` and its id, and for one signed for one network `\nnetwork ` and its id:
+    /// unambiguous because [`Signed::verify`] takes no line break in any of them. A command
+    /// signed for neither is signed as by a weft before either.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(CONTEXT.len() + 8 + self.command.len() + 64);
+        bytes.extend_from_slice(CONTEXT);
+        bytes.extend_from_slice(&self.seq.to_be_bytes());
+        bytes.extend_from_slice(self.command.as_bytes());
+        for (label, value) in [("cluster", &self.cluster), ("network", &self.network)] {
+            if let Some(value) = value {
+                bytes.extend_from_slice(format!("\n{label} {value}").as_bytes());
+            }
+        }
+        bytes
     }
-    bytes
 }
 
 #[cfg(test)]
@@ -210,7 +232,7 @@ mod tests {
         };
         assert!(garbled.verify(&key).is_err());
         // Bound to a cluster, the binding is signed too.
-        let bound = secret.sign_in(9, &deny("a"), Some("0000000000000007".into()));
+        let bound = secret.sign_in(9, &deny("a"), in_cluster("0000000000000007"));
         assert!(bound.verify(&key).is_ok());
         let moved = Signed {
             cluster: Some("0000000000000008".into()),
@@ -230,6 +252,62 @@ mod tests {
             ..bound
         };
         assert!(folded.verify(&key).is_err());
+    }
+
+    fn in_cluster(cluster: &str) -> Scope {
+        Scope {
+            cluster: Some(cluster.into()),
+            network: None,
+        }
+    }
+
+    #[test]
+    fn a_signature_for_one_network_holds_for_it_alone_and_cannot_be_unbound() {
+        let secret = OperatorSecret::generate();
+        let key = secret.public();
+        let scope = Scope {
+            cluster: Some("07".into()),
+            network: Some("aa".into()),
+        };
+        let bound = secret.sign_in(3, &deny("a"), scope);
+        assert!(bound.verify(&key).is_ok());
+        for (cluster, network) in [
+            (Some("07"), Some("bb")),
+            (Some("07"), None),
+            (None, Some("aa")),
+            (None, None),
+            (Some("07\nnetwork aa"), None),
+        ] {
+            let moved = Signed {
+                cluster: cluster.map(String::from),
+                network: network.map(String::from),
+                ..bound.clone()
+            };
+            assert!(moved.verify(&key).is_err(), "{cluster:?} {network:?}");
+        }
+        // A line break in the network is refused before the signature is checked.
+        let broken = secret.sign_in(
+            4,
+            &deny("a"),
+            Scope {
+                cluster: None,
+                network: Some("aa\ncluster 07".into()),
+            },
+        );
+        let refusal = broken.verify(&key).unwrap_err();
+        assert!(refusal.contains("line break"), "{refusal}");
+        // Signed for a network alone, and for nothing, as a weft before the network did.
+        let network_only = secret.sign_in(
+            5,
+            &deny("a"),
+            Scope {
+                cluster: None,
+                network: Some("aa".into()),
+            },
+        );
+        assert!(network_only.verify(&key).is_ok());
+        let json = serde_json::to_string(&secret.sign(6, &deny("a"))).unwrap();
+        assert!(!json.contains("network"), "{json}");
     }
 
     #[test]

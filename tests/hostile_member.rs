@@ -25,6 +25,7 @@ use weft::ledger::state::{
     BootstrapReport, ClusterId, Command, FixedRole, LeaseState, Member, Outcome, Phase, Platform,
     ROLES_AHEAD, Role, SIGNED_ROLES, SealedToken, TokenRotation,
 };
+use weft::operator::Scope;
 
 /// What the leader answers `rpc` (a proposal, direct or forwarded) from the hostile node.
 async fn outcome(
@@ -1163,6 +1164,58 @@ async fn with_an_operator_key_only_the_operator_removes_denies_or_fixes_others_a
         replicas
             .iter()
             .all(|r| r.ledger.state().is_denied(&mine))
+            .then_some(())
+    })
+    .await;
+}
+
+/// An operator may use one key for several meshes. A member of two (it holds both tokens) that
+/// replays a command the operator signed in one into the other is refused, with a message
+/// naming the network the command was signed for; the same command signed for this mesh's
+/// network commits, proposed by the same member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_command_signed_for_another_mesh_is_refused() {
+    let (secret, config) = keyed_config();
+    let token = network();
+    let here = token.keys().network_id().to_string();
+    let elsewhere = network().keys().network_id().to_string();
+    let replicas = group_configured(&token, &["m0", "m1"], config).await;
+    settled_cluster(&replicas).await;
+    let leader: PeerId = sole_voter(&replicas).await.parse().unwrap();
+    let entry = address(&replicas[0].member).await;
+    let hostile = start(&token, "mallory", vec![entry]).await;
+    wait_for("the leader to admit the hostile node", || {
+        admitted(&hostile)
+            .contains(&leader.to_string())
+            .then_some(())
+    })
+    .await;
+    let victim = PeerId::random().to_string();
+    let deny = Command::Deny {
+        peer: victim.clone(),
+    };
+    let signed_for = |seq, network: &str| {
+        let scope = Scope {
+            cluster: None,
+            network: Some(network.to_string()),
+        };
+        Command::Operator(Box::new(secret.sign_in(seq, &deny, scope)))
+    };
+
+    let replayed = propose(&hostile, leader, signed_for(1, &elsewhere)).await;
+    let refusal = replayed.unwrap_err();
+    assert!(
+        refusal.contains(&format!("signed for network {elsewhere}")),
+        "{refusal}"
+    );
+    assert!(!replicas[0].ledger.state().is_denied(&victim));
+
+    let genuine = propose(&hostile, leader, signed_for(2, &here)).await;
+    assert_eq!(genuine, Ok(Outcome::Done));
+    wait_for("the denial on every replica", || {
+        replicas
+            .iter()
+            .all(|r| r.ledger.state().is_denied(&victim))
             .then_some(())
     })
     .await;

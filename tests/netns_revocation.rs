@@ -2,7 +2,8 @@
 //! members deny` without the operator's key is refused, naming it; with `--operator-key-file`
 //! it cuts the denied node off everywhere within 10 s (no member lists it as a peer, its
 //! overlay address stops answering, it is no member of the ledger) and it stays out while
-//! denied; `weft members allow` lets it back in. A token rotation needs the key as well.
+//! denied; `weft members allow` lets it back in. The operator's commands are signed for the
+//! mesh's network. A token rotation needs the key as well.
 //! (`tests/netns_rotation.rs` denies and rotates in a mesh without one.) Needs root and iproute2; elsewhere it prints why it is skipped.
 
 mod support;
@@ -67,12 +68,21 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
     assert!(why.contains("operator's signature"), "{why}");
     assert!(lan.weft_ok(1, &["members", "--json"]).contains(&ids[2]));
 
-    // Deny n3 (by hostname) from n1, signed.
+    // Deny n3 (by hostname) from n1, signed for this mesh's network alone once every raft
+    // node checks that (the rules of version 3, adopted as the mesh forms).
+    wait_until(DEADLINE, "the rules of version 3 on n1", || {
+        let status = lan.weft_ok(0, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        (status["ledger"]["rules"].as_u64() >= Some(3)).then_some(())
+    });
+    let network = network_id(&lan, 0);
     let denied_at = Instant::now();
-    lan.weft_ok(
-        0,
-        &["members", "deny", "n3", "--operator-key-file", key_file],
-    );
+    let api = lan.hosts[0].api();
+    let deny = ["members", "deny", "n3", "--operator-key-file", key_file];
+    let signed = lan.weft(&[&deny[..], &["--api", &api]].concat());
+    let said = String::from_utf8_lossy(&signed.stderr);
+    assert!(signed.status.success(), "{said}");
+    assert!(said.contains(&format!("in network {network}")), "{said}");
     wait_until(CUT_OFF, "n1 and n2 to drop n3", || {
         (!admitted(&lan, 0).contains(&ids[2]) && !admitted(&lan, 1).contains(&ids[2])).then_some(())
     });

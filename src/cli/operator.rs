@@ -12,8 +12,9 @@ use hyper::Method;
 use super::client::{ClientArgs, call_json, fetch};
 use super::{Failure, usage};
 use crate::api::{MemberView, StatusView};
-use crate::ledger::state::{Command, Outcome};
-use crate::operator::{OperatorSecret, Signed};
+use crate::ledger::LedgerStatus;
+use crate::ledger::state::{Command, NETWORK_BOUND, Outcome};
+use crate::operator::{OperatorSecret, Scope, Signed};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum OperatorCommand {
@@ -75,46 +76,51 @@ pub(super) fn send_signed(
     key_file: &Path,
     command: &Command,
 ) -> Result<Outcome, Failure> {
-    // A removal holds only in the cluster it is signed for: the one the daemon is in.
-    let cluster = match command {
-        Command::Leave { .. } => Some(cluster(client)?),
-        _ => None,
-    };
-    let signed = sign(key_file, command, cluster)?;
+    let status: StatusView = fetch(client, "/v1/status")?;
+    let scope = scope(command, &status.ledger, &status.network_id)?;
+    let signed = sign(key_file, command, scope)?;
     let body = call_json(client, Method::POST, "/v1/operator", &signed)?;
     serde_json::from_slice(&body)
         .context("the answer to /v1/operator is not what this weft expects")
         .map_err(Failure::Runtime)
 }
 
-/// The cluster the daemon is in, as its status names it.
-pub(super) fn cluster(client: &ClientArgs) -> Result<String, Failure> {
-    let status: StatusView = fetch(client, "/v1/status")?;
-    status.ledger.cluster_id.ok_or_else(|| {
-        Failure::Runtime(anyhow::anyhow!(
-            "the node is in no cluster yet; try again once it is"
-        ))
-    })
+/// Where `command` is signed to hold, by the status of the daemon that sends it (its ledger
+/// and its network): a removal in the cluster the daemon is in, and every command in the
+/// daemon's network once the mesh's rules say that every raft node checks such a signature
+/// ([`NETWORK_BOUND`]); until then a leader of an earlier weft would find it false.
+fn scope(command: &Command, ledger: &LedgerStatus, network: &str) -> Result<Scope, Failure> {
+    let cluster = match command {
+        Command::Leave { .. } => Some(ledger.cluster_id.clone().ok_or_else(|| {
+            Failure::Runtime(anyhow::anyhow!(
+                "the node is in no cluster yet; try again once it is"
+            ))
+        })?),
+        _ => None,
+    };
+    let network = (ledger.rules >= NETWORK_BOUND).then(|| network.to_string());
+    Ok(Scope { cluster, network })
 }
 
 /// `command` signed with the key in `key_file`, numbered by this machine's clock in
-/// microseconds, for `cluster` alone when given.
-pub(super) fn sign(
-    key_file: &Path,
-    command: &Command,
-    cluster: Option<String>,
-) -> Result<Signed, Failure> {
+/// microseconds, for the cluster and network of `scope`, each only when given.
+pub(super) fn sign(key_file: &Path, command: &Command, scope: Scope) -> Result<Signed, Failure> {
     let secret = load(key_file)?;
     let seq = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("this machine's clock is before 1970")?
         .as_micros() as u64;
     // The daemon named the PeerId or network (from a hostname, its status): say what is signed.
+    let network = scope
+        .network
+        .as_ref()
+        .map(|n| format!(" in network {n}"))
+        .unwrap_or_default();
     eprintln!(
-        "signing as the operator, number {seq}: {}",
+        "signing as the operator, number {seq}{network}: {}",
         serde_json::to_string(command)?
     );
-    Ok(secret.sign_in(seq, command, cluster))
+    Ok(secret.sign_in(seq, command, scope))
 }
 
 /// The PeerId of the member `who` names (its PeerId or hostname), as the daemon's ledger
@@ -139,5 +145,38 @@ pub(super) fn resolve(
             "{who:?} names {} members; give a PeerId",
             found.len()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_is_signed_for_the_daemons_network_once_every_raft_node_checks_it() {
+        let deny = Command::Deny { peer: "p".into() };
+        let remove = Command::Leave { peer: "p".into() };
+        let mut ledger = LedgerStatus {
+            cluster_id: Some("07".into()),
+            rules: NETWORK_BOUND - 1,
+            ..LedgerStatus::default()
+        };
+        assert_eq!(scope(&deny, &ledger, "aa").unwrap(), Scope::default());
+        let removal = scope(&remove, &ledger, "aa").unwrap();
+        assert_eq!(removal.cluster.as_deref(), Some("07"));
+        assert_eq!(removal.network, None);
+        ledger.rules = NETWORK_BOUND;
+        assert_eq!(
+            scope(&deny, &ledger, "aa").unwrap().network.as_deref(),
+            Some("aa")
+        );
+        let removal = scope(&remove, &ledger, "aa").unwrap();
+        assert_eq!(
+            (removal.cluster.as_deref(), removal.network.as_deref()),
+            (Some("07"), Some("aa"))
+        );
+        ledger.cluster_id = None;
+        assert!(scope(&remove, &ledger, "aa").is_err());
+        assert!(scope(&deny, &ledger, "aa").is_ok());
     }
 }

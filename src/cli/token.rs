@@ -10,6 +10,7 @@ use super::operator::{SignArgs, sign};
 use super::{Failure, usage};
 use crate::api::rotate::{MAX_GRACE_SECS, RotateRequest, Rotated, ToSign};
 use crate::ledger::state::Command;
+use crate::operator::Scope;
 use crate::token::{DEFAULT_EPOCH_SECS, NativeToken, Token};
 
 #[derive(Debug, Subcommand)]
@@ -112,7 +113,7 @@ fn rotate(
             previous: prepared.previous_network_id,
             rotation: Some(prepared.rotation),
         };
-        request.grant = Some(sign(key_file, &allow, None)?);
+        request.grant = Some(sign(key_file, &allow, Scope::default())?);
     }
     let body = call_json(client, hyper::Method::POST, "/v1/token/rotate", &request)?;
     let rotated: Rotated = serde_json::from_slice(&body)

@@ -181,6 +181,36 @@ pub fn as_operator(
     }
 }
 
+/// Whether an operator's command signed for one network
+/// ([`crate::operator::Signed::network`]) is signed for
+/// one of `networks`, those this leader's mesh holds ([`super::Ledger::networks`]): an operator
+/// may use one key for several meshes, and a member of two could carry a command from one to
+/// the other. A command signed for no network (by a weft before the binding) is taken, since
+/// nothing in it says where it belongs.
+pub fn in_network(command: &Command, networks: &[String]) -> Result<(), String> {
+    let signed = match command {
+        Command::Operator(signed)
+        | Command::RotateToken {
+            grant: Some(signed),
+            ..
+        } => signed,
+        _ => return Ok(()),
+    };
+    match &signed.network {
+        Some(network) if !networks.contains(network) => Err(format!(
+            "{OPERATOR}this command was signed for network {network}, not for this mesh ({}): \
+             sign it again through a node of this mesh (weft signs for the network of the node \
+             it sends the command to)",
+            if networks.is_empty() {
+                "no network known".to_string()
+            } else {
+                networks.join(", ")
+            }
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `command` names `sender` where it must: a member speaks only for itself.
 fn speaks_for_itself(command: &Command, sender: &str) -> Result<(), String> {
     let speaks_for = match command {
@@ -301,7 +331,7 @@ pub fn may_join(
 mod tests {
     use super::*;
     use crate::ledger::state::{BootstrapReport, ClusterId, Phase, RolePolicy, join_command};
-    use crate::operator::OperatorSecret;
+    use crate::operator::{OperatorSecret, Scope};
 
     #[test]
     fn a_member_speaks_only_for_itself() {
@@ -409,7 +439,11 @@ mod tests {
         };
         let removal = Command::Leave { peer: "b".into() };
         let bound = |seq: u64, cluster: Option<String>| {
-            Command::Operator(Box::new(secret.sign_in(seq, &removal, cluster)))
+            let scope = Scope {
+                cluster,
+                network: None,
+            };
+            Command::Operator(Box::new(secret.sign_in(seq, &removal, scope)))
         };
         let proposed = |command: &Command| may_propose(command, "a", Some(&key), Some(here), NOW);
         let fresh = (NOW - 60) * 1_000_000;
@@ -423,7 +457,11 @@ mod tests {
         let late = proposed(&bound(held_back, Some(here.to_string()))).unwrap_err();
         assert!(late.contains("signed"), "{late}");
         // Nothing but a removal is bound to a cluster: a merge carries the rest.
-        let bound_denial = secret.sign_in(5, &deny, Some(here.to_string()));
+        let scope = Scope {
+            cluster: Some(here.to_string()),
+            network: None,
+        };
+        let bound_denial = secret.sign_in(5, &deny, scope);
         assert!(proposed(&Command::Operator(Box::new(bound_denial))).is_err());
         // The policy a node is configured with is the operator's to set, too.
         let policy = RolePolicy { control_planes: 3 };
@@ -557,5 +595,39 @@ mod tests {
         assert!(may_join(1, "a", "a", Some("a")).is_ok());
         assert!(may_join(1, "a", "b", None).is_err());
         assert!(may_join(1, "b", "b", Some("a")).is_err());
+    }
+    #[test]
+    fn a_command_signed_for_another_network_is_refused_and_one_for_none_taken() {
+        let secret = OperatorSecret::generate();
+        let deny = Command::Deny { peer: "b".into() };
+        let in_network_of = |network: Option<&str>| {
+            let scope = Scope {
+                cluster: None,
+                network: network.map(String::from),
+            };
+            Command::Operator(Box::new(secret.sign_in(1, &deny, scope)))
+        };
+        let here = ["aa".to_string(), "bb".to_string()];
+        assert!(in_network(&in_network_of(Some("aa")), &here).is_ok());
+        assert!(in_network(&in_network_of(Some("bb")), &here).is_ok());
+        assert!(in_network(&in_network_of(None), &here).is_ok());
+        let refusal = in_network(&in_network_of(Some("cc")), &here).unwrap_err();
+        assert!(refusal.starts_with(OPERATOR), "{refusal}");
+        assert!(
+            refusal.contains("network cc") && refusal.contains("aa, bb"),
+            "{refusal}"
+        );
+        assert!(in_network(&in_network_of(Some("aa")), &[]).is_err());
+        assert!(in_network(&deny, &[]).is_ok(), "not signed");
+        // A rotation's grant is checked the same way.
+        let grant = |network: &str| {
+            let scope = Scope {
+                cluster: None,
+                network: Some(network.into()),
+            };
+            rotation("aa", Some(secret.sign_in(2, &deny, scope)))
+        };
+        assert!(in_network(&grant("aa"), &here).is_ok());
+        assert!(in_network(&grant("cc"), &here).is_err());
     }
 }

@@ -451,6 +451,19 @@ impl Ledger {
         self.operator.as_deref()
     }
 
+    /// The networks (ids in hex) an operator's command signed for one holds in here: those of
+    /// the tokens this node holds, and both ends of the last rotation the ledger records (so a
+    /// command signed before the rotation, carried by a merge after it, still holds).
+    pub fn networks(&self) -> Vec<String> {
+        let mut networks = self.p2p.networks();
+        if let Some(rotation) = self.state().token_rotation() {
+            networks.extend([rotation.network.clone(), rotation.previous.clone()]);
+        }
+        networks.sort();
+        networks.dedup();
+        networks
+    }
+
     /// This node's raft id (a new one after each wipe of its raft state).
     pub fn node_id(&self) -> u64 {
         self.engine.load().node_id
@@ -1080,6 +1093,7 @@ impl Ledger {
             let cluster = self.state().cluster();
             let now = crate::clock::unix_now();
             authority::as_operator(&command, &node.peer_id, self.operator(), cluster, now)
+                .and_then(|()| authority::in_network(&command, &self.networks()))
                 .map_err(|e| Attempt::Failed(LedgerError::Operator(e)))?;
             service::make_room(self, &command).await.map_err(|e| {
                 if e == service::NOT_LEADER {

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::Ledger;
 use super::authority::{
-    BEHIND, RaftClaim, may_join, may_propose, may_send_raft, without_configured_policy,
+    BEHIND, RaftClaim, in_network, may_join, may_propose, may_send_raft, without_configured_policy,
 };
 use super::forward::{self, Envelope, Nonce, Passed, Step};
 use super::limits::{MAX_COMMAND_BYTES, check_size};
@@ -429,6 +429,7 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
     } else {
         let cluster = ledger.state().cluster();
         may_propose(&command, &sender, ledger.operator(), cluster, unix_now())
+            .and_then(|()| in_network(&command, &ledger.networks()))
             .and_then(|()| check_size(&command))
     };
     if let Err(refusal) = checked {

@@ -208,6 +208,8 @@ pub struct P2pHandle {
     /// The protocol of raft's long-lived streams; none when no swarm serves this handle (the
     /// ledger's simulation), whose raft RPCs all go as requests.
     raft_stream: Option<libp2p::StreamProtocol>,
+    /// The tokens the swarm admits with; none without a swarm.
+    keyring: Option<Keyring>,
 }
 
 impl std::fmt::Debug for P2pHandle {
@@ -234,6 +236,20 @@ impl P2pHandle {
         self.identity
             .sign(message)
             .map_err(|e| P2pError::Sign(e.to_string()))
+    }
+
+    /// The network ids (hex) of the tokens this node holds: the current one and, after a
+    /// rotation, the one before it, within its grace window or past it. None without a swarm
+    /// (the ledger's simulation).
+    pub fn networks(&self) -> Vec<String> {
+        let Some(keyring) = &self.keyring else {
+            return Vec::new();
+        };
+        let held = keyring.held();
+        std::iter::once(&held.current)
+            .chain(held.previous.as_ref().map(|(generation, _)| generation))
+            .map(|generation| generation.id().to_string())
+            .collect()
     }
 
     /// This node's public identity key (its PeerId derives from it).
@@ -437,6 +453,7 @@ impl P2pHandle {
             streams: libp2p_stream::Behaviour::new().new_control(),
             frames: protocol::Protocols::new().frames,
             raft_stream: None,
+            keyring: None,
         };
         let far = Detached {
             commands: commands_rx,
@@ -467,7 +484,7 @@ pub fn start(
     let node = node::Node::new(
         config,
         keypair,
-        keyring,
+        keyring.clone(),
         registry,
         shared.clone(),
         node::Channels {
@@ -486,6 +503,7 @@ pub fn start(
         streams: node.stream_control(),
         frames: protocols.frames,
         raft_stream: Some(protocols.raft_stream),
+        keyring: Some(keyring),
     };
     let task = tokio::spawn(crate::fault::guard("swarm", false, node.run(shutdown)));
     Ok((handle, task))

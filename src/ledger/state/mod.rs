@@ -55,7 +55,7 @@ pub use roles::{
 pub use rotation::{
     MAX_ROTATION_PAGES, ROTATION_PAGE, SealedToken, TokenRotation, page_digest, rotation_digest,
 };
-pub use rules::{ROLES_AHEAD, RULES, RULES_FORM, SIGNED_ROLES};
+pub use rules::{NETWORK_BOUND, ROLES_AHEAD, RULES, RULES_FORM, SIGNED_ROLES};
 pub use tombstones::{MAX_TOMBSTONE_BYTES, MAX_TOMBSTONES, Tombstone, Tombstones};
 
 use members::JoinFacts;

@@ -24,6 +24,10 @@
 //! - Version 2 ([`ROLES_AHEAD`]): a role the operator signs for a PeerId that is not a member
 //!   stands for when it joins, where it failed as an unknown member before (a role carried by a
 //!   merge ahead of its member, or set for a machine before it first starts).
+//! - Version 3 ([`NETWORK_BOUND`]): applies every entry as version 2 does. It says that every
+//!   raft node, any of which may lead and so check the operator's signatures, checks one signed
+//!   for one network ([`crate::operator::Signed::network`]); the operator's CLI signs so only
+//!   from then on, since a leader of an earlier weft would find such a signature false.
 
 use serde::{Deserialize, Deserializer};
 
@@ -34,11 +38,13 @@ use super::{Command, LedgerState, Outcome};
 pub const SIGNED_ROLES: u32 = 1;
 /// The operator's signed role for a PeerId that is not a member stands for when it joins.
 pub const ROLES_AHEAD: u32 = 2;
+/// Every raft node checks an operator's command signed for one network.
+pub const NETWORK_BOUND: u32 = 3;
 /// The newest rules this weft applies. A new version adds its form to [`FORMS`].
-pub const RULES: u32 = ROLES_AHEAD;
+pub const RULES: u32 = NETWORK_BOUND;
 /// For each version of the rules, the form of the ledger's commands a weft must read to apply
 /// entries by it ([`super::COMMAND_FORM`]): version 0 needs none.
-const FORMS: [u32; RULES as usize + 1] = [0, 5, 6];
+const FORMS: [u32; RULES as usize + 1] = [0, 5, 6, 7];
 /// The form in which [`Command::AdoptRules`] of [`RULES`] is written.
 pub const RULES_FORM: u32 = FORMS[RULES as usize];
 
