@@ -14,7 +14,7 @@
 
 use crate::ledger::raft::snapshot::MAX_SNAPSHOT;
 
-use super::operator::{MAX_MARKS, MAX_SIGNED_COMMAND};
+use super::operator::{MAX_MARKS, MAX_SCOPE, MAX_SIGNED_COMMAND};
 use super::roles::REPORT_DETAIL_LIMIT;
 use super::{LeaseState, LedgerState, MAX_TOMBSTONE_BYTES, PeerKey, SHARED_DATA_LIMIT};
 
@@ -54,9 +54,11 @@ const ENTRY_WORST: usize = 6 * PEER_KEY_LIMIT + 64;
 const REST_WORST: usize = 16 << 20;
 /// What one of the operator's signed commands the state keeps encodes to at most: its subject
 /// (a prefix and a PeerId or address from the command) and the command's JSON text, each
-/// character at six bytes, plus the signature, the number and a cluster id; and, for a role,
-/// the role kept beside it under its PeerId.
-const MARK_WORST: usize = 6 * (2 * MAX_SIGNED_COMMAND + 32) + 256 + 6 * PEER_KEY_LIMIT + 16;
+/// character at six bytes, and the cluster and network it names (each at most [`MAX_SCOPE`]
+/// under the rules of version 3), plus the signature and the number; and, for a role, the role
+/// kept beside it under its PeerId.
+const MARK_WORST: usize =
+    6 * (2 * MAX_SIGNED_COMMAND + 32 + 2 * MAX_SCOPE) + 256 + 6 * PEER_KEY_LIMIT + 16;
 
 const _: () = assert!(
     (MAX_MEMBERS * MEMBER_WORST

@@ -27,7 +27,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Command, FixedRole, LedgerState, Outcome, PeerKey, ROLES_AHEAD, SIGNED_ROLES};
+use super::{
+    Command, FixedRole, LedgerState, NETWORK_BOUND, Outcome, PeerKey, ROLES_AHEAD, SIGNED_ROLES,
+};
 use crate::operator::Signed;
 
 /// How the subject of a member's role begins; its PeerId follows.
@@ -39,6 +41,10 @@ pub const MAX_MARKS: usize = 4096;
 /// The longest signed command (its JSON) the state applies: an operator command names a
 /// PeerId, an address or a role, far less than this.
 pub const MAX_SIGNED_COMMAND: usize = 512;
+/// The longest cluster or network id a signed command the state applies names, under the rules
+/// of [`NETWORK_BOUND`]: a leader takes only its own (16 hex digits each), and the state keeps
+/// what applies.
+pub const MAX_SCOPE: usize = 64;
 
 /// Whether `command`, proposed by `sender` (a PeerId), is the operator's to make.
 pub fn needs_operator(command: &Command, sender: &str) -> bool {
@@ -149,6 +155,10 @@ impl LedgerState {
         let (Some(subject), Ok(command)) = (signed_subject(signed), signed.command()) else {
             return Outcome::NotOperatorCommand;
         };
+        let scope = [&signed.cluster, &signed.network];
+        if self.rules >= NETWORK_BOUND && scope.into_iter().flatten().any(|s| s.len() > MAX_SCOPE) {
+            return Outcome::NotOperatorCommand;
+        }
         if !self.operator.fresh(&subject, signed.seq) {
             return Outcome::OperatorStale;
         }
@@ -224,6 +234,34 @@ mod tests {
 
     fn signed(secret: &OperatorSecret, seq: u64, command: Command) -> Command {
         Command::Operator(Box::new(secret.sign(seq, &command)))
+    }
+
+    #[test]
+    fn under_the_network_bound_rules_a_signed_command_naming_an_overlong_scope_does_not_apply() {
+        let secret = OperatorSecret::generate();
+        let deny = Command::Deny { peer: "p".into() };
+        let named = |seq, network: String| {
+            let scope = crate::operator::Scope {
+                cluster: None,
+                network: Some(network),
+            };
+            Command::Operator(Box::new(secret.sign_in(seq, &deny, scope)))
+        };
+        let long = "a".repeat(MAX_SCOPE + 1);
+        let mut s = LedgerState::new("10.1.0.0/24".parse().unwrap());
+        // Before the rules, it applies as it always did.
+        assert_eq!(s.apply(1, &named(1, long.clone())), Outcome::Done);
+        s.apply(
+            2,
+            &Command::AdoptRules {
+                version: NETWORK_BOUND,
+            },
+        );
+        assert_eq!(
+            s.apply(3, &named(2, long.clone())),
+            Outcome::NotOperatorCommand
+        );
+        assert_eq!(s.apply(4, &named(3, "a".repeat(MAX_SCOPE))), Outcome::Done);
     }
 
     #[test]

@@ -24,10 +24,12 @@
 //! - Version 2 ([`ROLES_AHEAD`]): a role the operator signs for a PeerId that is not a member
 //!   stands for when it joins, where it failed as an unknown member before (a role carried by a
 //!   merge ahead of its member, or set for a machine before it first starts).
-//! - Version 3 ([`NETWORK_BOUND`]): applies every entry as version 2 does. It says that every
-//!   raft node, any of which may lead and so check the operator's signatures, checks one signed
-//!   for one network ([`crate::operator::Signed::network`]); the operator's CLI signs so only
-//!   from then on, since a leader of an earlier weft would find such a signature false.
+//! - Version 3 ([`NETWORK_BOUND`]): every raft node, any of which may lead and so check the
+//!   operator's signatures, checks one signed for one network
+//!   ([`crate::operator::Signed::network`]); the operator's CLI signs so only from then on,
+//!   since a leader of an earlier weft would find such a signature false. A signed command
+//!   naming a cluster or network longer than [`super::operator::MAX_SCOPE`] (no honest leader
+//!   commits one) does not apply, so the state keeps no such text.
 
 use serde::{Deserialize, Deserializer};
 
