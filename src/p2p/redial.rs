@@ -89,10 +89,18 @@ impl Redial {
     }
 
     /// Members due for another dial, with the addresses heard for them and whether it is the
-    /// first dial, held back.
-    pub fn due(&mut self, now: Instant) -> Vec<(PeerId, Vec<Multiaddr>, bool)> {
+    /// first dial, held back. A member `admitted` at `now` is reached: it is forgotten here,
+    /// not dialled again once its connection closes. (Heard of while admitted already, by
+    /// mDNS as a mesh forms, it was kept and dialled again, through guessed relays too, when
+    /// formation's connections idled out.) One connected but not admitted yet stays, so a
+    /// connection that fails its admission is dialled again.
+    pub fn due(
+        &mut self,
+        now: Instant,
+        admitted: impl Fn(&PeerId) -> bool,
+    ) -> Vec<(PeerId, Vec<Multiaddr>, bool)> {
         self.wanted
-            .retain(|_, w| now.duration_since(w.first_seen) < GIVE_UP_AFTER);
+            .retain(|peer, w| now.duration_since(w.first_seen) < GIVE_UP_AFTER && !admitted(peer));
         let mut due = Vec::new();
         for (peer, wanted) in &mut self.wanted {
             if wanted.next_attempt <= now {
@@ -119,12 +127,20 @@ mod tests {
         let mut redial = Redial::default();
         let peer = PeerId::random();
         redial.heard_of(peer, &["/ip4/10.0.0.1/tcp/1".parse().unwrap()], t0);
-        assert!(redial.due(t0).is_empty());
-        assert_eq!(redial.due(t0 + Duration::from_secs(2)).len(), 1);
-        assert!(redial.due(t0 + Duration::from_secs(5)).is_empty());
-        assert_eq!(redial.due(t0 + Duration::from_secs(6)).len(), 1);
+        assert!(redial.due(t0, |_| false).is_empty());
+        assert_eq!(redial.due(t0 + Duration::from_secs(2), |_| false).len(), 1);
+        assert!(
+            redial
+                .due(t0 + Duration::from_secs(5), |_| false)
+                .is_empty()
+        );
+        assert_eq!(redial.due(t0 + Duration::from_secs(6), |_| false).len(), 1);
         redial.reached(&peer);
-        assert!(redial.due(t0 + Duration::from_secs(100)).is_empty());
+        assert!(
+            redial
+                .due(t0 + Duration::from_secs(100), |_| false)
+                .is_empty()
+        );
     }
 
     #[test]
@@ -134,10 +150,13 @@ mod tests {
         let peer = PeerId::random();
         redial.heard_of(peer, &[], t0);
         redial.hold_back(&peer);
-        assert!(redial.due(t0 + MIN_BACKOFF / 2).is_empty());
-        assert_eq!(redial.due(t0 + MIN_BACKOFF), vec![(peer, vec![], true)]);
+        assert!(redial.due(t0 + MIN_BACKOFF / 2, |_| false).is_empty());
         assert_eq!(
-            redial.due(t0 + Duration::from_secs(60)),
+            redial.due(t0 + MIN_BACKOFF, |_| false),
+            vec![(peer, vec![], true)]
+        );
+        assert_eq!(
+            redial.due(t0 + Duration::from_secs(60), |_| false),
             vec![(peer, vec![], false)]
         );
     }
@@ -152,9 +171,24 @@ mod tests {
         for _ in 0..MAX_WANTED + 50 {
             redial.heard_of(PeerId::random(), &addrs, t0);
         }
-        let due = redial.due(t0 + MIN_BACKOFF);
+        let due = redial.due(t0 + MIN_BACKOFF, |_| false);
         assert_eq!(due.len(), MAX_WANTED);
         assert!(due.iter().all(|(_, a, _)| a.len() == MAX_ADDRS));
+    }
+
+    #[test]
+    fn a_member_admitted_when_its_dial_falls_due_is_forgotten_not_dialled_later() {
+        let t0 = Instant::now();
+        let mut redial = Redial::default();
+        let (heard_admitted, away) = (PeerId::random(), PeerId::random());
+        redial.heard_of(heard_admitted, &[], t0);
+        redial.heard_of(away, &[], t0);
+        let due = redial.due(t0 + MIN_BACKOFF, |peer| *peer == heard_admitted);
+        assert_eq!(due, vec![(away, vec![], false)]);
+        assert!(!redial.is_wanted(&heard_admitted));
+        // Its connection closed later (idled out): nothing dials it from here.
+        let later = redial.due(t0 + Duration::from_secs(300), |_| false);
+        assert_eq!(later, vec![(away, vec![], false)]);
     }
 
     #[test]
@@ -162,6 +196,6 @@ mod tests {
         let t0 = Instant::now();
         let mut redial = Redial::default();
         redial.heard_of(PeerId::random(), &[], t0);
-        assert!(redial.due(t0 + GIVE_UP_AFTER).is_empty());
+        assert!(redial.due(t0 + GIVE_UP_AFTER, |_| false).is_empty());
     }
 }

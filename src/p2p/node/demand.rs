@@ -150,7 +150,7 @@ impl Node {
                 }
             }
             tracing::debug!(%peer, "dialling a member a request needs through relays");
-            if self.dial_member(peer, addrs, true) {
+            if self.dial_member(peer, addrs, true, "a request needs it, through relays") {
                 return;
             }
         }
@@ -253,7 +253,7 @@ impl Node {
         if let Some(peer) = chosen {
             tracing::debug!(%peer, admitted, "too few connections; dialling a member met before");
             let addrs = self.links.addrs(&peer);
-            self.dial_member(peer, addrs, false);
+            self.dial_member(peer, addrs, false, "too few connections");
         }
     }
 }

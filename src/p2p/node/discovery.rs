@@ -145,7 +145,7 @@ impl Node {
                 // A member this node neither reaches nor was already trying to reach.
                 self.exchanges.found(Instant::now());
             }
-            if !self.dial_member(peer, addrs, false) {
+            if !self.dial_member(peer, addrs, false, "a peer list named it") {
                 self.links.not_dialled(&peer, &mut wanted);
             }
         }
@@ -158,12 +158,13 @@ impl Node {
     /// every one, and a first dial does not race circuits against a direct path.
     ///
     /// True when a dial started, or the peer is connected already (its admission is under way
-    /// or done).
+    /// or done). `why` says what asked for the dial, in the debug log.
     pub(super) fn dial_member(
         &mut self,
         peer: PeerId,
         mut addrs: Vec<Multiaddr>,
         redial: bool,
+        why: &'static str,
     ) -> bool {
         use rand::seq::SliceRandom as _;
         if self.peers.is_connected(&peer) {
@@ -196,9 +197,12 @@ impl Node {
             .condition(PeerCondition::DisconnectedAndNotDialing)
             .build();
         match self.swarm.dial(opts) {
-            Ok(()) => true,
+            Ok(()) => {
+                tracing::debug!(%peer, redial, why, "dialling");
+                true
+            }
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "dial failed");
+                tracing::debug!(%peer, error = %e, why, "dial failed");
                 false
             }
         }
@@ -378,7 +382,7 @@ impl Node {
                             self.redial
                                 .heard_of(info.peer_id, &info.addrs, Instant::now());
                         }
-                        self.dial_member(info.peer_id, info.addrs, false);
+                        self.dial_member(info.peer_id, info.addrs, false, "the DHT found it");
                     }
                 }
                 // A lookup that ended without the peer it was for: what waited for it fails.
@@ -426,7 +430,8 @@ impl Node {
                 if probe == Some(peer) {
                     probe = None;
                     let addrs = self.links.addrs(&peer);
-                    self.probe_due = !self.dial_member(peer, addrs, false);
+                    self.probe_due =
+                        !self.dial_member(peer, addrs, false, "a provider, as a probe");
                 }
                 continue;
             }
@@ -434,7 +439,7 @@ impl Node {
             if self.links.is_member(&peer) && !known.is_empty() {
                 // A member met before, wanted to top up this node's connections: where it was
                 // last known to listen, without a lookup.
-                if self.dial_member(peer, known, false) {
+                if self.dial_member(peer, known, false, "a provider met before") {
                     self.probe_due = false;
                 } else {
                     self.links.not_dialled(&peer, &mut wanted);
@@ -446,7 +451,7 @@ impl Node {
                 self.lookups.found(Instant::now());
             }
             self.look_up(peer);
-            if self.dial_member(peer, Vec::new(), false) {
+            if self.dial_member(peer, Vec::new(), false, "a provider") {
                 // A member dialled to make up the node's connections serves as the probe.
                 if self.links.is_member(&peer) {
                     self.probe_due = false;

@@ -469,7 +469,7 @@ impl Node {
             let addrs = self.denied.remove(&peer).unwrap_or_default();
             if !self.blocked_until.contains_key(&peer) {
                 self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                self.dial_member(peer, addrs, false);
+                self.dial_member(peer, addrs, false, "no longer denied");
             }
         }
         self.publish_peers();
@@ -493,8 +493,10 @@ impl Node {
                 self.bootstrap.failed(id);
             }
         }
-        for (peer, addrs, held) in self.redial.due(now) {
-            self.dial_member(peer, addrs, !held);
+        let admission = &self.admission;
+        let due = self.redial.due(now, |peer| admission.is_admitted(peer));
+        for (peer, addrs, held) in due {
+            self.dial_member(peer, addrs, !held, "heard of, not reached yet");
         }
         for peer in self.admission.overdue(now) {
             self.reject(peer, Rejection::Timeout);
@@ -581,6 +583,12 @@ impl Node {
                 endpoint,
                 ..
             } => {
+                tracing::debug!(
+                    peer = %peer_id,
+                    dialer = endpoint.is_dialer(),
+                    relayed = endpoint.is_relayed(),
+                    "connection established"
+                );
                 self.peers.connected(
                     peer_id,
                     connection_id,
@@ -704,7 +712,7 @@ impl Node {
                     // pair does not hold two connections, each with its own pings.
                     if new && peer < local {
                         self.redial.hold_back(&peer);
-                    } else if !self.dial_member(peer, addrs, false) {
+                    } else if !self.dial_member(peer, addrs, false, "mDNS found it") {
                         self.links.not_dialled(&peer, &mut wanted);
                     }
                 }
