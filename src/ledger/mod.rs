@@ -559,9 +559,28 @@ impl Ledger {
     /// (it was cut off, and later leaders never had it), or its seat was taken while it was
     /// gone. Such a node is no feed follower either, so no leader sends it anything, yet
     /// it names the leader its stored vote names. A learner catching up is so too until the
-    /// entry that seats it reaches it.
+    /// entry that seats it reaches it. So is a learner whose leader left its cluster before
+    /// sending it the log, once that leader has sent nothing for [`follower::LEADER_SILENCE`]
+    /// (a snapshot's chunks count): it holds no cluster and no membership, and names that
+    /// leader. (Seen at 100 nodes forming: a founder took a learner in and merged into a
+    /// larger cluster 30 s later; the learner, its log empty, named the founder's old raft id
+    /// and waited for good, since it counted neither as seatless nor as a member whose leader
+    /// went quiet, both of which read its cluster or its membership.)
     pub fn is_seatless(&self) -> bool {
-        self.seat().is_none() && !self.replica().is_following() && self.state().cluster().is_some()
+        if self.seat().is_some() || self.replica().is_following() {
+            return false;
+        }
+        if self.state().cluster().is_some() {
+            return true;
+        }
+        let engine = self.engine.load();
+        let names_a_leader = engine
+            .raft
+            .metrics()
+            .borrow()
+            .current_leader
+            .is_some_and(|leader| leader != engine.node_id);
+        names_a_leader && engine.contact.silent(crate::clock::now())
     }
 
     /// This node's seat in its raft membership, if any.
