@@ -47,6 +47,20 @@ async fn propose(
     outcome(hostile, leader, LedgerRpc::Propose(command)).await
 }
 
+/// A hostile node, `mallory`, started through `entry` and admitted by `peer`.
+async fn mallory_admitted_by(
+    token: &weft::token::Token,
+    entry: libp2p::Multiaddr,
+    peer: PeerId,
+) -> support::mesh::Member {
+    let hostile = start(token, "mallory", vec![entry]).await;
+    wait_for("the hostile node admitted", || {
+        admitted(&hostile).contains(&peer.to_string()).then_some(())
+    })
+    .await;
+    hostile
+}
+
 /// Asks the leader to renew the hostile node's own lease.
 async fn renew(hostile: &support::mesh::Member, leader: PeerId) -> Result<(), String> {
     call::<Result<(), String>>(&hostile.handle, leader, &LedgerRpc::Renew)
@@ -1183,13 +1197,7 @@ async fn an_operator_command_signed_for_another_mesh_is_refused() {
     settled_cluster(&replicas).await;
     let leader: PeerId = sole_voter(&replicas).await.parse().unwrap();
     let entry = address(&replicas[0].member).await;
-    let hostile = start(&token, "mallory", vec![entry]).await;
-    wait_for("the leader to admit the hostile node", || {
-        admitted(&hostile)
-            .contains(&leader.to_string())
-            .then_some(())
-    })
-    .await;
+    let hostile = mallory_admitted_by(&token, entry, leader).await;
     let victim = PeerId::random().to_string();
     let deny = Command::Deny {
         peer: victim.clone(),
@@ -1397,13 +1405,7 @@ async fn once_the_rules_are_adopted_a_node_declaring_an_older_weft_gets_no_raft_
     .await;
     let entry = address(&founder[0].member).await;
     let leader = founder[0].member.handle.peer_id();
-    let hostile = start(&token, "mallory", vec![entry]).await;
-    wait_for("the founder to admit the hostile node", || {
-        admitted(&hostile)
-            .contains(&leader.to_string())
-            .then_some(())
-    })
-    .await;
+    let hostile = mallory_admitted_by(&token, entry, leader).await;
     let join = |node_id, form| LedgerRpc::Join {
         node_id,
         node: weft::ledger::raft::LedgerNode {
