@@ -561,11 +561,12 @@ impl Ledger {
     /// it names the leader its stored vote names. A learner catching up is so too until the
     /// entry that seats it reaches it. So is a learner whose leader left its cluster before
     /// sending it the log, once that leader has sent nothing for [`follower::LEADER_SILENCE`]
-    /// (a snapshot's chunks count): it holds no cluster and no membership, and names that
-    /// leader. (Seen at 100 nodes forming: a founder took a learner in and merged into a
-    /// larger cluster 30 s later; the learner, its log empty, named the founder's old raft id
-    /// and waited for good, since it counted neither as seatless nor as a member whose leader
-    /// went quiet, both of which read its cluster or its membership.)
+    /// (a snapshot's chunks count): it holds no cluster, its membership names that leader and
+    /// not itself, and raft names that leader. (Seen at 100 nodes forming: a founder took a
+    /// learner in and merged into a larger cluster 30 s later; the learner, nothing applied,
+    /// named the founder's old raft id and waited for good, since it counted neither as
+    /// seatless nor as a member whose leader went quiet, which read its cluster and its own
+    /// seat.)
     pub fn is_seatless(&self) -> bool {
         if self.seat().is_some() || self.replica().is_following() {
             return false;
