@@ -74,7 +74,7 @@ const PROPOSE_RETRY: Duration = Duration::from_millis(250);
 /// before it counts as cut off from its quorum (several heartbeats, less than an election).
 const QUORUM_SILENCE: Duration = Duration::from_secs(3);
 /// The raft database, in the raft directory of the state dir.
-const DATABASE_FILE: &str = "ledger.redb";
+pub(crate) const DATABASE_FILE: &str = "ledger.redb";
 /// How long [`Ledger::compact`] waits for its snapshot.
 const COMPACT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -135,6 +135,29 @@ fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<
     txn.commit().map_err(write_err)
 }
 
+/// Writes `vote` and `entries` into the raft database at `path` as raft would have: for the
+/// ledger simulation to start a node from a state that raft reaches only under timing a test
+/// cannot arrange.
+#[cfg(test)]
+pub fn plant(
+    path: &Path,
+    vote: &Vote<NodeId>,
+    entries: &[Entry<LedgerTypes>],
+) -> StorageResult<()> {
+    let db = open(path).map_err(write_err)?;
+    put_meta(&db, VOTE, vote)?;
+    let txn = db.begin_write().map_err(write_err)?;
+    {
+        let mut table = txn.open_table(LOG).map_err(write_err)?;
+        for entry in entries {
+            table
+                .insert(entry.log_id.index, encode(entry)?.as_slice())
+                .map_err(write_err)?;
+        }
+    }
+    txn.commit().map_err(write_err)
+}
+
 /// Stores a snapshot: its metadata as JSON and its data as it is, read from `data` in chunks
 /// (as a JSON array, a large state would take four times its size), replacing an earlier one.
 /// A snapshot stored meanwhile of a later log position stays: openraft builds snapshots in a

@@ -26,6 +26,7 @@
 mod check;
 mod idle;
 mod net;
+mod stranded;
 
 use std::collections::BTreeSet;
 use std::path::Path;
