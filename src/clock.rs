@@ -24,6 +24,26 @@ pub fn since(then: Instant) -> Duration {
     now().saturating_duration_since(then)
 }
 
+/// The wall clock as one part of the daemon reads it: the node's own ([`Wall::default`]), or
+/// that clock set off by a number of seconds, which the ledger simulation gives each of its
+/// nodes (the daemon's whole clock is set off by `WEFT_CLOCK_OFFSET` instead).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wall {
+    offset: i64,
+}
+
+impl Wall {
+    /// This node's wall clock set off by `seconds` (negative for behind).
+    pub fn off_by(seconds: i64) -> Wall {
+        Wall { offset: seconds }
+    }
+
+    /// Now, in seconds since the UNIX epoch, on this clock (0 before 1970).
+    pub fn now(self) -> u64 {
+        unix_now().saturating_add_signed(self.offset)
+    }
+}
+
 /// Now, in seconds since the UNIX epoch, on this node's wall clock (0 before 1970).
 pub fn unix_now() -> u64 {
     let real = SystemTime::now()
@@ -60,5 +80,14 @@ mod tests {
             .as_secs();
         let ours = super::unix_now();
         assert!(ours.abs_diff(system) <= 1, "{ours} vs {system}");
+    }
+
+    #[test]
+    fn a_wall_clock_set_off_reads_that_far_from_the_nodes_and_never_before_1970() {
+        let ours = super::unix_now();
+        assert!(super::Wall::default().now().abs_diff(ours) <= 1);
+        assert!(super::Wall::off_by(600).now().abs_diff(ours + 600) <= 1);
+        assert!(super::Wall::off_by(-600).now().abs_diff(ours - 600) <= 1);
+        assert_eq!(super::Wall::off_by(i64::MIN).now(), 0);
     }
 }

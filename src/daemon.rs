@@ -136,6 +136,7 @@ pub async fn run(settings: &Settings, token: &Token) -> Result<(), DaemonError> 
             stale_learner_timeout: STALE_LEARNER_TIMEOUT,
             install_timeout: INSTALL_TIMEOUT,
             operator: settings.operator_key.clone(),
+            wall: crate::clock::Wall::default(),
         },
         MemberFacts {
             hostname: settings.hostname.clone(),

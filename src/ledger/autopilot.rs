@@ -67,8 +67,6 @@ use std::time::{Duration, Instant};
 use openraft::ChangeMembers;
 use rand::seq::SliceRandom as _;
 
-use crate::clock::unix_now;
-
 use rand::RngCore as _;
 use tokio_util::sync::CancellationToken;
 
@@ -794,7 +792,7 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
                 state: Box::new(seed.state),
             },
             None => Command::Genesis(ClusterId {
-                created_at: unix_now(),
+                created_at: ledger.wall_now(),
                 id: rand::rngs::OsRng.next_u64(),
             }),
         };
@@ -1028,7 +1026,7 @@ async fn commit_renewals(ledger: &Ledger, config: &LedgerConfig) {
     if due.is_empty() {
         return;
     }
-    let now = unix_now();
+    let now = ledger.wall_now();
     let set = ledger.state().renewal_set(&due.concat(), now);
     if let Some(set) = set {
         match ledger.propose(set).await {
@@ -1150,7 +1148,7 @@ async fn record_self(ledger: &Ledger, facts: &MemberFacts, previous: Option<Ipv4
         sealing_key: facts.sealing_key,
         endpoints: Vec::new(),
         requested: facts.requested.or(previous),
-        now: unix_now(),
+        now: ledger.wall_now(),
         fixed_role: facts.fixed_role,
         policy: facts.policy,
         bootstraps: facts.bootstraps,

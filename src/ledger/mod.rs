@@ -252,6 +252,8 @@ pub struct Ledger {
     pub(crate) feed_messages: metrics::FeedMetrics,
     /// The operator's key this mesh is configured with ([`crate::operator`]).
     operator: Option<Arc<crate::operator::OperatorKey>>,
+    /// The wall clock this ledger reads ([`LedgerConfig::wall`]).
+    wall: crate::clock::Wall,
     /// The first long-lived task that stopped while the node was not shutting down.
     stopped: Arc<watch::Sender<Option<&'static str>>>,
 }
@@ -288,6 +290,9 @@ pub struct LedgerConfig {
     /// The operator's key: when set, operator commands need its signature
     /// ([`authority::as_operator`]).
     pub operator: Option<crate::operator::OperatorKey>,
+    /// The wall clock the ledger stamps by (cluster ids, member records, the audit trail) and
+    /// judges signed removals' age by: the node's own in the daemon.
+    pub wall: crate::clock::Wall,
 }
 
 impl Ledger {
@@ -358,6 +363,7 @@ impl Ledger {
             renewal_entries: metrics::RenewalMetrics::default(),
             feed_messages: metrics::FeedMetrics::default(),
             operator: config.operator.clone().map(Arc::new),
+            wall: config.wall,
             stopped: Arc::new(watch::Sender::new(None)),
         };
         if let Some(inbox) = p2p.take_inbox(crate::p2p::Service::Raft) {
@@ -858,6 +864,12 @@ impl Ledger {
         Some((leader, membership.get_node(&leader)?.clone()))
     }
 
+    /// Now on the wall clock this ledger reads ([`LedgerConfig::wall`]), in seconds since the
+    /// UNIX epoch.
+    pub(crate) fn wall_now(&self) -> u64 {
+        self.wall.now()
+    }
+
     /// The current raft instance (for the service and the autopilot).
     pub(crate) fn raft(&self) -> Raft<LedgerTypes> {
         self.engine.load().raft.clone()
@@ -1111,7 +1123,7 @@ impl Ledger {
         if leader == self.node_id() {
             let command = authority::without_configured_policy(command, self.operator());
             let cluster = self.state().cluster();
-            let now = crate::clock::unix_now();
+            let now = self.wall_now();
             authority::as_operator(&command, &node.peer_id, self.operator(), cluster, now)
                 .and_then(|()| authority::in_network(&command, &self.networks()))
                 .map_err(|e| Attempt::Failed(LedgerError::Operator(e)))?;
@@ -1122,7 +1134,7 @@ impl Ledger {
                     Attempt::Failed(LedgerError::Refused(e))
                 }
             })?;
-            let command = state::attribute(command, &node.peer_id, crate::clock::unix_now());
+            let command = state::attribute(command, &node.peer_id, self.wall_now());
             // A leader cut off from its quorum does not know it until a higher term reaches
             // it: its writes wait, and the caller hears so within the proposal timeout.
             let timeout = service::PROPOSAL_TIMEOUT

@@ -100,7 +100,7 @@ pub async fn recover(ledger: &Ledger) -> Result<Recovery, RecoverError> {
 async fn still_commits(ledger: &Ledger) -> bool {
     let probe = Command::Renew {
         peer: ledger.p2p().peer_key().to_string(),
-        now: crate::clock::unix_now(),
+        now: ledger.wall_now(),
     };
     matches!(
         tokio::time::timeout(QUORUM_PROBE, ledger.propose(probe)).await,

@@ -29,7 +29,6 @@ use super::raft::stream::{self, StreamError};
 use super::seats;
 use super::state::{ClusterId, Command, Outcome, attribute};
 use super::vouch::vouched;
-use crate::clock::unix_now;
 use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
@@ -428,9 +427,15 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
         Err(BEHIND.to_string())
     } else {
         let cluster = ledger.state().cluster();
-        may_propose(&command, &sender, ledger.operator(), cluster, unix_now())
-            .and_then(|()| in_network(&command, &ledger.networks()))
-            .and_then(|()| check_size(&command))
+        may_propose(
+            &command,
+            &sender,
+            ledger.operator(),
+            cluster,
+            ledger.wall_now(),
+        )
+        .and_then(|()| in_network(&command, &ledger.networks()))
+        .and_then(|()| check_size(&command))
     };
     if let Err(refusal) = checked {
         if behind {
@@ -445,7 +450,7 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
         tracing::warn!(%peer, %refusal, "refused a denial for now");
         return encode(&Err::<Outcome, String>(refusal));
     }
-    let command = attribute(command, &sender, unix_now());
+    let command = attribute(command, &sender, ledger.wall_now());
     let written = tokio::time::timeout_at(
         started + PROPOSAL_TIMEOUT,
         ledger.raft().client_write(command),

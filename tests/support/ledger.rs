@@ -50,6 +50,7 @@ pub fn quick_config() -> LedgerConfig {
         stale_learner_timeout: Duration::from_secs(120),
         install_timeout: Duration::from_secs(5),
         operator: None,
+        wall: weft::clock::Wall::default(),
     }
 }
 

@@ -3,15 +3,16 @@
 //! in-memory network ([`net`]) in place of libp2p, on tokio's paused clock, so a minute of cluster
 //! life takes a fraction of a second. The seed draws the node identities and the schedule:
 //! partitions, single links cut (so that a node may reach two that do not reach each other),
-//! message loss and delay, nodes stopped and restarted from the same storage, and
-//! writes through random nodes. The safety invariants ([`check`]) must hold after every step, on
-//! every seed; once the network heals, every node must converge within [`CONVERGENCE`], on every
-//! seed too. Each seed runs with lease and voter timeouts of 10 s and a stale-learner timeout of
-//! 30 s ([`SHORT`]: leases expire, voters are replaced and lagging learners lose their seats
-//! within the run) or with the daemon's ([`DAEMON`]: records outlive the run, as they outlive a
-//! partition in a real mesh). A test (a part of the seeds of one timing) stops at
-//! the first seed that breaks a safety invariant; seeds that do not converge are reported as they
-//! end, and the test fails once its seeds have run, naming each with the command that replays it.
+//! message loss and delay, nodes stopped and restarted from the same storage, each node's wall
+//! clock set off (up to a day either way, or at 1970), and writes through random nodes. The
+//! safety invariants ([`check`]) must hold after every step, on every seed; once the network
+//! heals, every node must converge within [`CONVERGENCE`], on every seed too. Each seed runs
+//! with lease and voter timeouts of 10 s and a stale-learner timeout of 30 s ([`SHORT`]: leases
+//! expire, voters are replaced and lagging learners lose their seats within the run) or with
+//! the daemon's ([`DAEMON`]: records outlive the run, as they outlive a partition in a real
+//! mesh). A test (a part of the seeds of one timing) stops at the first seed that breaks a
+//! safety invariant; seeds that do not converge are reported as they end, and the test fails
+//! once its seeds have run, naming each with the command that replays it.
 //!
 //! The seed fixes the schedule of faults and writes, not every interleaving: raft's election
 //! timers, cluster ids and tokio's `select!` draw from unseeded randomness, and messages draw
@@ -41,6 +42,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Wall;
 use crate::ledger::autopilot::MemberFacts;
 use crate::ledger::state::{Command, Outcome};
 use crate::ledger::{Ledger, LedgerConfig};
@@ -62,6 +64,8 @@ const CHAOS: Duration = Duration::from_secs(40);
 const CONVERGENCE: Duration = Duration::from_secs(120);
 /// Mixed into a seed for the generator that draws the links to cut.
 const CUTS_SEED: u64 = 0x6375_7473;
+/// Mixed into a seed for the generator that draws the nodes' wall clocks.
+const CLOCKS_SEED: u64 = 0x636c_6f63;
 /// The longest one message takes.
 const MAX_DELAY: Duration = Duration::from_millis(20);
 
@@ -100,9 +104,9 @@ const DAEMON: Timeouts = Timeouts {
     tests: "ledger::sim::daemon_timeouts_part",
 };
 
-/// The ledger's configuration in the simulation: the tests' short formation wait, and
-/// `timeouts`.
-fn config(timeouts: Timeouts) -> LedgerConfig {
+/// The ledger's configuration in the simulation: the tests' short formation wait, `timeouts`
+/// and the node's wall clock.
+fn config(timeouts: Timeouts, wall: Wall) -> LedgerConfig {
     LedgerConfig {
         pool: "10.1.0.0/24".parse().expect("a pool"),
         formation_wait: Duration::from_secs(3),
@@ -114,6 +118,18 @@ fn config(timeouts: Timeouts) -> LedgerConfig {
         // Nothing installs in the simulation.
         install_timeout: crate::daemon::INSTALL_TIMEOUT,
         operator: None,
+        wall,
+    }
+}
+
+/// A node's wall clock: most within ten minutes of the machine's either way, one in ten up to
+/// a day off, and one in ten at 1970 (a board whose clock battery is flat). Only stamps and
+/// cluster ids read it: leases and every timer run on the monotonic clock.
+fn wall(rng: &mut StdRng) -> Wall {
+    match rng.gen_range(0..10) {
+        0 => Wall::off_by(i64::MIN),
+        1 => Wall::off_by(rng.gen_range(-86_400..=86_400)),
+        _ => Wall::off_by(rng.gen_range(-600..=600)),
     }
 }
 
@@ -131,6 +147,8 @@ fn number(name: &str, default: u64) -> u64 {
 struct Node {
     peer: PeerId,
     identity: Keypair,
+    /// Its wall clock, the same across restarts.
+    wall: Wall,
     dir: tempfile::TempDir,
     running: Option<(Ledger, CancellationToken)>,
 }
@@ -173,6 +191,9 @@ impl World {
 
     /// `count` nodes, drawn from `rng` (seeded with `seed`) as the seeds draw them.
     fn of(mut rng: StdRng, seed: u64, timeouts: Timeouts, count: usize) -> World {
+        // A generator of its own, as for the cuts: the clocks come on top of each seed's
+        // faults and writes.
+        let mut clocks = StdRng::seed_from_u64(seed ^ CLOCKS_SEED);
         let nodes: Vec<Node> = (0..count)
             .map(|_| {
                 let mut secret: [u8; 32] = rng.r#gen();
@@ -185,6 +206,7 @@ impl World {
                 Node {
                     peer: keypair.public().to_peer_id(),
                     identity: keypair,
+                    wall: wall(&mut clocks),
                     dir,
                     running: None,
                 }
@@ -244,7 +266,7 @@ impl World {
         let ledger = loop {
             match Ledger::start(
                 node.dir.path(),
-                config(self.timeouts),
+                config(self.timeouts, node.wall),
                 facts.clone(),
                 handle.clone(),
                 stop.clone(),
@@ -416,8 +438,9 @@ impl World {
                 })
                 .collect();
             lines.push(format!(
-                "n{index} {} raft {}: cluster {:?} leader {:?} voters {} follower {} applied {} members [{}]",
+                "n{index} {} {:?} raft {}: cluster {:?} leader {:?} voters {} follower {} applied {} members [{}]",
                 node.peer,
+                node.wall,
                 status.node_id,
                 status.cluster_id,
                 status.leader,
