@@ -28,6 +28,7 @@ mod check;
 mod idle;
 mod net;
 mod stranded;
+mod superseded;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -373,6 +374,43 @@ impl World {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Waits, in simulated time, until `done` holds of the running nodes, checking the safety
+    /// invariants at each look (every 250 ms): how long it took. Fails naming `what`, with the
+    /// nodes, once `within` has passed. For the scripted scenarios.
+    async fn until(
+        &mut self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&[(usize, &Ledger)]) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            if let Err(violation) = self.check() {
+                panic!(
+                    "{violation}
+{}",
+                    self.describe()
+                );
+            }
+            if done(&self.running()) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "not within {} s: {what}\n{}",
+                within.as_secs(),
+                self.describe()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The ledger of node `index`, which runs.
+    fn ledger(&self, index: usize) -> Ledger {
+        let (ledger, _) = self.nodes[index].running.as_ref().expect("the node runs");
+        ledger.clone()
     }
 
     /// Heals everything, then waits for convergence: how long it took, or why the nodes had

@@ -7,7 +7,8 @@
 //! connection to), a lost message fails its request at libp2p's raft timeout, and every message
 //! that goes through waits a random delay. The peer table each node reads is the set of nodes
 //! it reaches, and it hears of every node it ever reached. It counts the bytes each node sends
-//! in requests and answers, and the gossip bytes delivered to each ([`Net::take_traffic`]).
+//! in requests and answers, and the gossip bytes delivered to each ([`Net::take_traffic`]). A
+//! scripted scenario can also withhold raft's log on one link ([`Net::withhold_log`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::ledger::raft::network::{LedgerRpc, RaftRpc};
 use crate::p2p::heard::HeardOf;
 use crate::p2p::{
     Command, ConnectionKind, Detached, GossipMessage, InboundRpc, P2pError, PeerView, Service,
@@ -41,6 +43,9 @@ struct Links {
     side: Vec<u8>,
     /// The links cut apart from the partition, each as (lower index, higher).
     cut: Vec<(usize, usize)>,
+    /// The directed links, as (from, to), that carry no raft log: appends holding entries and
+    /// snapshot chunks are dropped as if unreachable, while votes and empty appends go through.
+    withheld: Vec<(usize, usize)>,
     heard: Vec<HeardOf>,
     /// The chance that one message is lost.
     loss: f64,
@@ -121,6 +126,18 @@ enum Fate {
     After(Duration),
 }
 
+/// Whether a ledger request carries raft's log: an append holding entries, or a snapshot chunk.
+fn carries_log(payload: &[u8]) -> bool {
+    match serde_json::from_slice::<LedgerRpc>(payload) {
+        Ok(LedgerRpc::Raft { rpc, .. }) => match rpc {
+            RaftRpc::Append(append) => !append.entries.is_empty(),
+            RaftRpc::Snapshot(_) => true,
+            RaftRpc::Vote(_) => false,
+        },
+        _ => false,
+    }
+}
+
 /// The network between the simulated nodes.
 #[derive(Clone)]
 pub struct Net {
@@ -137,6 +154,7 @@ impl Net {
                 ports: (0..n).map(|_| None).collect(),
                 side: vec![0; n],
                 cut: Vec::new(),
+                withheld: Vec::new(),
                 heard: (0..n).map(|_| HeardOf::default()).collect(),
                 loss: 0.0,
                 max_delay,
@@ -179,15 +197,22 @@ impl Net {
         links.publish_peers();
     }
 
-    /// Splits the nodes into the sides given (one per node); all zeros heals, cut links
-    /// included.
+    /// Splits the nodes into the sides given (one per node); all zeros heals, cut links and
+    /// withheld logs included.
     pub fn partition(&self, side: Vec<u8>) {
         let mut links = self.links();
         if side.iter().all(|&s| s == 0) {
             links.cut.clear();
+            links.withheld.clear();
         }
         links.side = side;
         links.publish_peers();
+    }
+
+    /// Withholds raft's log from `to` on the link from `from` ([`Links::withheld`]), until the
+    /// partition heals.
+    pub fn withhold_log(&self, from: usize, to: usize) {
+        self.links().withheld.push((from, to));
     }
 
     /// Cuts the link between nodes `a` and `b` alone, until the partition heals.
@@ -294,6 +319,9 @@ impl Net {
         let (to, fate) = {
             let mut links = self.links();
             let to = links.peers.iter().position(|p| *p == peer)?;
+            if links.withheld.contains(&(from, to)) && carries_log(&payload) {
+                return None;
+            }
             (to, links.fate(from, to))
         };
         let there = self.delay(fate, deadline).await?;

@@ -16,7 +16,6 @@ use std::time::Duration;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, Vote};
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
-use tokio::time::Instant;
 
 use super::{DAEMON, World, check};
 use crate::ledger::raft::LedgerNode;
@@ -61,12 +60,7 @@ fn a_learner_whose_leader_left_before_sending_it_the_log_starts_over() {
         for index in [0, 2, 1] {
             world.start(index).await.expect("a node starts");
         }
-        let started = Instant::now();
-        let stranded = world.nodes[1]
-            .running
-            .as_ref()
-            .map(|(ledger, _)| ledger.clone())
-            .expect("n1 runs");
+        let stranded = world.ledger(1);
         let mut metrics = stranded.raft().metrics();
         tokio::time::timeout(
             Duration::from_secs(1),
@@ -78,18 +72,16 @@ fn a_learner_whose_leader_left_before_sending_it_the_log_starts_over() {
         assert!(stranded.state().cluster().is_none());
         let peers: Vec<String> = world.nodes.iter().map(|n| n.peer.to_string()).collect();
         let nothing = BTreeSet::new();
-        while let Some(why) = check::unconverged(&world.running(), &peers, &nothing) {
-            assert!(
-                started.elapsed() < BOUND,
-                "not in one cluster {} s after n1 started: {why}\n{}",
-                BOUND.as_secs(),
-                world.describe()
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let took = world
+            .until(
+                "n1 in the cluster of n0 and n2 with an address",
+                BOUND,
+                |nodes| check::unconverged(nodes, &peers, &nothing).is_none(),
+            )
+            .await;
         eprintln!(
             "n1 in the cluster of n0 and n2 with an address {:.1} s after it started",
-            started.elapsed().as_secs_f64()
+            took.as_secs_f64()
         );
         world.shut_down();
     });
