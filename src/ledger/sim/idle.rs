@@ -94,13 +94,8 @@ fn idle_cost_per_node_by_mesh_size() {
 }
 
 fn measure(count: usize) -> Row {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a tokio runtime");
     let rss_before = rss_kib();
-    runtime.block_on(async {
+    super::simulate(async {
         let seed = count as u64;
         let mut world = World::of(StdRng::seed_from_u64(seed), seed, DAEMON, count);
         for index in 0..count {

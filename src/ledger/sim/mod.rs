@@ -22,6 +22,9 @@
 //! CI runs [`CI_SEEDS`] seeds with the short timeouts and [`CI_DAEMON_SEEDS`] with the
 //! daemon's. More (that many of each timing), or one seed again:
 //! `WEFT_SIM_SEEDS=20000 WEFT_SIM_FIRST=0 cargo test --release --lib ledger::sim -- --nocapture`;
+//! `WEFT_SIM_MORE_NODES=<n>` runs each seed with `n` nodes more than it draws (larger
+//! clusters: more voters to replace, more learners, larger merges; a seed's schedule then
+//! differs, as its faults name other nodes);
 //! with `WEFT_SIM_LOG=weft::ledger=info,openraft=info` the nodes' logs show, on simulated time.
 
 mod check;
@@ -187,6 +190,7 @@ impl World {
     fn new(seed: u64, timeouts: Timeouts) -> World {
         let mut rng = StdRng::seed_from_u64(seed);
         let count = rng.gen_range(3..=5);
+        let count = count + number("WEFT_SIM_MORE_NODES", 0) as usize;
         World::of(rng, seed, timeouts, count)
     }
 
@@ -557,17 +561,23 @@ fn count_panics() {
     });
 }
 
-/// Runs one seed.
-fn run_seed(seed: u64, timeouts: Timeouts) -> Verdict {
+/// Runs `scenario` on a runtime of its own whose clock is paused (simulated time), with the
+/// nodes' logs shown when `WEFT_SIM_LOG` asks.
+fn simulate<T>(scenario: impl std::future::Future<Output = T>) -> T {
     log_if_asked();
-    count_panics();
-    let panics = PANICS.with(|p| p.get());
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
-        .expect("a tokio runtime");
-    runtime.block_on(async {
+        .expect("a tokio runtime")
+        .block_on(scenario)
+}
+
+/// Runs one seed.
+fn run_seed(seed: u64, timeouts: Timeouts) -> Verdict {
+    count_panics();
+    let panics = PANICS.with(|p| p.get());
+    simulate(async {
         let mut world = World::new(seed, timeouts);
         let result = scenario(&mut world).await;
         let report = |what: String| {
@@ -620,9 +630,13 @@ fn seeds(part: u64, parts: u64, ci_seeds: u64, timeouts: Timeouts) {
 /// Runs each seed with its timeouts: a test fails at once on a safety violation, and after
 /// its last seed when any did not converge.
 fn run(seeds: impl Iterator<Item = (u64, Timeouts)>) {
+    let more = match number("WEFT_SIM_MORE_NODES", 0) {
+        0 => String::new(),
+        more => format!("WEFT_SIM_MORE_NODES={more} "),
+    };
     let replay = |seed: u64, timeouts: Timeouts| {
         format!(
-            "replay: WEFT_SIM_FIRST={seed} WEFT_SIM_SEEDS=1 cargo test --lib {}",
+            "replay: {more}WEFT_SIM_FIRST={seed} WEFT_SIM_SEEDS=1 cargo test --lib {}",
             timeouts.tests
         )
     };

@@ -45,13 +45,7 @@ fn seats_of(n0: &Ledger, peer: &str) -> Vec<u64> {
 
 #[test]
 fn a_node_joining_under_a_new_raft_id_is_not_seated_beside_its_earlier_seat() {
-    super::log_if_asked();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(async {
+    super::simulate(async {
         let mut world = World::of(StdRng::seed_from_u64(2), 2, DAEMON, 4);
         world.start(0).await.expect("n0 starts");
         world
