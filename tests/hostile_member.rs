@@ -1319,6 +1319,67 @@ async fn a_node_without_the_operator_key_gets_no_raft_seat() {
     assert!(keyless.ledger.status().follower);
 }
 
+/// A node started without the mesh's operator key (by mistake) that founded the cluster leads
+/// it: nodes that join a keyless leader take raft seats as usual, and nothing moves a leader
+/// that holds its quorum. Once most of its voters say they run with one key, it checks operator
+/// commands against that key: a member's unsigned denial is refused, the operator's signed one
+/// commits, and the founder still leads. Fails without the check: the unsigned denial commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_started_without_the_operator_key_checks_against_the_key_its_voters_run_with() {
+    let (secret, config) = keyed_config();
+    let token = network();
+    let dir = || tempfile::tempdir().unwrap();
+    let founder = start(&token, "m0", vec![]).await;
+    let entry = address(&founder).await;
+    let founder_id = founder.handle.peer_id().to_string();
+    let mut replicas =
+        vec![support::ledger::replica_configured(founder, "m0", dir(), quick_config()).await];
+    wait_for("the keyless founder leading its cluster", || {
+        (replicas[0].ledger.status().leader.as_ref() == Some(&founder_id)).then_some(())
+    })
+    .await;
+    for name in ["m1", "m2"] {
+        let member = start(&token, name, vec![entry.clone()]).await;
+        replicas
+            .push(support::ledger::replica_configured(member, name, dir(), config.clone()).await);
+    }
+    settled_cluster(&replicas).await;
+    wait_for("three voters, led by the keyless founder", || {
+        let status = replicas[0].ledger.status();
+        (status.voters.len() == 3
+            && !status.changing_voters
+            && status.leader.as_ref() == Some(&founder_id))
+        .then_some(())
+    })
+    .await;
+    let leader: PeerId = founder_id.parse().unwrap();
+    let hostile = mallory_admitted_by(&token, entry, leader).await;
+    let victim = PeerId::random().to_string();
+    let deny = Command::Deny {
+        peer: victim.clone(),
+    };
+    let unsigned = propose(&hostile, leader, deny.clone()).await;
+    assert!(
+        unsigned
+            .as_ref()
+            .is_err_and(|e| e.contains("needs the operator's signature")),
+        "{unsigned:?}"
+    );
+    assert!(!replicas[0].ledger.state().is_denied(&victim));
+    let scope = Scope {
+        cluster: None,
+        network: Some(token.keys().network_id().to_string()),
+    };
+    let signed = Command::Operator(Box::new(secret.sign_in(1, &deny, scope)));
+    assert_eq!(propose(&hostile, leader, signed).await, Ok(Outcome::Done));
+    assert!(replicas[0].ledger.state().is_denied(&victim));
+    assert_eq!(
+        replicas[0].ledger.status().leader.as_ref(),
+        Some(&founder_id),
+        "the keyless founder still leads"
+    );
+}
+
 /// A voter restarted without the mesh's operator key (by mistake) would keep its raft seat, and
 /// could lead and take operator commands unchecked. The leader asks it, once it is admitted
 /// again, which key it runs with: it loses its seat to a keyed follower. Fails without the

@@ -818,11 +818,12 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
 /// Followers a leader short of voters asks per round whether they are in its cluster.
 const RECRUIT_ASKED: usize = 3;
 
-/// Asks the raft nodes that [`super::keyed`] says are due which operator key they run with,
-/// when this leader has one: one that runs without it, or with another, loses its seat
-/// ([`seats`], unfit nodes). The questions go out from a task of their own in `asking`, so a
-/// node that does not answer holds up no duty; the answers land in the ledger's table within
-/// [`service::HELLO_TIMEOUT`].
+/// Asks the raft nodes that [`super::keyed`] says are due which operator key they run with.
+/// When this leader has one, a node that runs without it, or with another, loses its seat
+/// ([`seats`], unfit nodes). When it has none, it checks operator commands against the key
+/// most of its voters answer with ([`Ledger::authority`]). The questions go out from a task of
+/// their own in `asking`, so a node that does not answer holds up no duty; the answers land
+/// in the ledger's table within [`service::HELLO_TIMEOUT`].
 fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
     while let Some(done) = asking.try_join_next() {
         if let Err(e) = done
@@ -830,9 +831,6 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
         {
             tracing::error!(error = %e, "a question of operator keys panicked");
         }
-    }
-    if ledger.operator().is_none() {
-        return;
     }
     let seated: Vec<String> = ledger
         .raft()
@@ -867,7 +865,8 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
             let Some((_, question)) = questions.iter().find(|(p, _)| *p == peer) else {
                 continue;
             };
-            let differs = service::operator_differs(&ledger, hello.operator.as_deref());
+            let key = hello.operator.as_deref();
+            let differs = service::operator_differs(&ledger, key);
             if differs && !keyed.keyless(&peer.to_string()) {
                 tracing::warn!(
                     %peer,
@@ -876,7 +875,18 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
                      the same --operator-key)"
                 );
             }
-            keyed.answered(now, &peer.to_string(), *question, differs);
+            keyed.answered(now, &peer.to_string(), *question, differs, key);
+        }
+        drop(keyed);
+        if ledger.operator().is_none()
+            && let Some(key) = ledger.authority()
+        {
+            tracing::warn!(
+                %key,
+                "this node runs without --operator-key, but most of its cluster's voters run \
+                 with one: as their leader it checks operator commands against that key \
+                 (start it with the same --operator-key)"
+            );
         }
     });
 }

@@ -43,6 +43,8 @@ pub struct Keyed {
     asked: BTreeMap<String, Asked>,
     keyless: BTreeSet<String>,
     keyed: BTreeSet<String>,
+    /// The operator key each answered with (`None`: none), as it wrote it.
+    keys: BTreeMap<String, Option<String>>,
     /// The number of the next question, never reused (not even after [`Keyed::clear`]).
     questions: u64,
 }
@@ -58,6 +60,7 @@ impl Keyed {
             .retain(|peer, asked| admitted(peer) == Some(asked.admitted));
         self.keyless.retain(|peer| self.asked.contains_key(peer));
         self.keyed.retain(|peer| self.asked.contains_key(peer));
+        self.keys.retain(|peer, _| self.asked.contains_key(peer));
         let due: Vec<(String, u64)> = reachable
             .iter()
             .filter(|(peer, _)| self.asked.get(peer).is_none_or(|asked| now >= asked.due))
@@ -88,23 +91,39 @@ impl Keyed {
         {
             self.keyless.remove(peer);
             self.keyed.remove(peer);
+            self.keys.remove(peer);
         }
         question
     }
 
-    /// `peer`, admitted at `admitted`, declared at `now` that it runs with this leader's key,
-    /// or, when `differs`, with another or none: in its join, which names the key as its
-    /// `Hello` would. Counts as the answer to a question put then, so a joiner that runs with
-    /// the key may be promoted at once.
-    pub fn declared(&mut self, now: Instant, peer: &str, admitted: u64, differs: bool) {
+    /// `peer`, admitted at `admitted`, declared at `now` that it runs with operator key `key`:
+    /// this leader's, or, when `differs`, another or none. In its join, which names the key as
+    /// its `Hello` would. Counts as the answer to a question put then, so a joiner that runs
+    /// with the key may be promoted at once.
+    pub fn declared(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        admitted: u64,
+        differs: bool,
+        key: Option<&str>,
+    ) {
         let question = self.ask(now, peer, admitted);
-        self.answered(now, peer, question, differs);
+        self.answered(now, peer, question, differs, key);
     }
 
-    /// `peer` answered question `question` at `now`: with another operator key than this
-    /// leader's, or none, when `differs`. An answer to any question but the last put to it (the
-    /// node was admitted anew, or the leadership started again, since) counts for nothing.
-    pub fn answered(&mut self, now: Instant, peer: &str, question: u64, differs: bool) {
+    /// `peer` answered question `question` at `now` that it runs with operator key `key`: with
+    /// another than this leader's, or none, when `differs`. An answer to any question but the
+    /// last put to it (the node was admitted anew, or the leadership started again, since)
+    /// counts for nothing.
+    pub fn answered(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        question: u64,
+        differs: bool,
+        key: Option<&str>,
+    ) {
         let Some(asked) = self
             .asked
             .get_mut(peer)
@@ -113,6 +132,7 @@ impl Keyed {
             return;
         };
         asked.due = now + RECHECK;
+        self.keys.insert(peer.to_string(), key.map(str::to_string));
         if differs {
             self.keyless.insert(peer.to_string());
             self.keyed.remove(peer);
@@ -133,11 +153,35 @@ impl Keyed {
         self.keyed.contains(peer)
     }
 
+    /// The operator key more than half of a leader's `voters` run with, this leader among them
+    /// (`own`, its own key) and the others as they last answered; `None` when no key has such a
+    /// majority. A leader started without `--operator-key` checks operator commands against it
+    /// ([`super::Ledger::authority`]).
+    pub fn key_of_most<'a>(
+        &'a self,
+        voters: &[&str],
+        me: &str,
+        own: Option<&'a str>,
+    ) -> Option<&'a str> {
+        let key_of = |peer: &str| {
+            if peer == me {
+                own
+            } else {
+                self.keys.get(peer).and_then(|key| key.as_deref())
+            }
+        };
+        let keys: Vec<&str> = voters.iter().filter_map(|peer| key_of(peer)).collect();
+        keys.iter()
+            .copied()
+            .find(|key| keys.iter().filter(|k| *k == key).count() * 2 > voters.len())
+    }
+
     /// Forgets everything: a new leadership asks every raft node again.
     pub fn clear(&mut self) {
         self.asked.clear();
         self.keyless.clear();
         self.keyed.clear();
+        self.keys.clear();
     }
 }
 
@@ -173,16 +217,16 @@ mod tests {
         let first = keyed.due(at(0), &both);
         assert_eq!(asked(&first), ["a", "b"]);
         assert!(keyed.due(at(1), &both).is_empty(), "awaiting answers");
-        keyed.answered(at(1), "a", number(&first, "a"), true);
-        keyed.answered(at(1), "b", number(&first, "b"), false);
+        keyed.answered(at(1), "a", number(&first, "a"), true, None);
+        keyed.answered(at(1), "b", number(&first, "b"), false, Some("k"));
         assert!(keyed.keyless("a") && !keyed.keyed("a"));
         assert!(!keyed.keyless("b") && keyed.keyed("b"));
         // Answered: asked again only after the recheck interval.
         assert!(keyed.due(at(30), &both).is_empty());
         let again = keyed.due(at(1) + RECHECK, &both);
         assert_eq!(asked(&again), ["a", "b"]);
-        keyed.answered(at(302), "a", number(&again, "a"), false);
-        keyed.answered(at(302), "b", number(&again, "b"), false);
+        keyed.answered(at(302), "a", number(&again, "a"), false, Some("k"));
+        keyed.answered(at(302), "b", number(&again, "b"), false, Some("k"));
         assert!(!keyed.keyless("a") && keyed.keyed("a"));
         // "a" goes away (a restart): forgotten, asked again once back.
         assert!(keyed.due(at(303), &admitted(&["b"], 1)).is_empty());
@@ -196,7 +240,7 @@ mod tests {
         // earlier process gives late counts for nothing.
         let anew = keyed.due(at(306), &admitted(&["a", "b"], 306));
         assert_eq!(asked(&anew), ["a"]);
-        keyed.answered(at(306), "a", number(&back, "a"), false);
+        keyed.answered(at(306), "a", number(&back, "a"), false, Some("k"));
         assert!(!keyed.keyed("a") && !keyed.keyless("a"));
         // No answer: asked again after the retry interval, keeping its seat meanwhile.
         let still = admitted(&["a", "b"], 306);
@@ -207,9 +251,9 @@ mod tests {
         // nothing, though the node is asked again at once.
         keyed.clear();
         let fresh = keyed.due(at(400), &admitted(&["a"], 306));
-        keyed.answered(at(400), "a", number(&retried, "a"), true);
+        keyed.answered(at(400), "a", number(&retried, "a"), true, None);
         assert!(!keyed.keyless("a"));
-        keyed.answered(at(400), "a", number(&fresh, "a"), true);
+        keyed.answered(at(400), "a", number(&fresh, "a"), true, None);
         assert!(keyed.keyless("a"));
     }
 
@@ -220,27 +264,70 @@ mod tests {
         let mut keyed = Keyed::default();
         let round = keyed.due(at(0), &admitted(&["a"], 1));
         let now = keyed.ask(at(1), "a", 1);
-        keyed.answered(at(1), "a", number(&round, "a"), false);
+        keyed.answered(at(1), "a", number(&round, "a"), false, Some("k"));
         assert!(!keyed.keyed("a"), "the round's question was replaced");
-        keyed.answered(at(1), "a", now, false);
+        keyed.answered(at(1), "a", now, false, Some("k"));
         assert!(keyed.keyed("a"));
         // Asked again in the same admission: its answer stands until the new one comes.
         let again = keyed.ask(at(2), "a", 1);
         assert!(keyed.keyed("a"));
         // Its round waits for the retry interval from the question.
         assert!(keyed.due(at(3), &admitted(&["a"], 1)).is_empty());
-        keyed.answered(at(3), "a", again, true);
+        keyed.answered(at(3), "a", again, true, None);
         assert!(keyed.keyless("a") && !keyed.keyed("a"));
         // Asked under a new admission: the earlier answer is forgotten.
         keyed.ask(at(4), "a", 4);
         assert!(!keyed.keyless("a") && !keyed.keyed("a"));
         // A join declares the key: answered, and not asked again before the recheck.
-        keyed.declared(at(5), "a", 4, false);
+        keyed.declared(at(5), "a", 4, false, Some("k"));
         assert!(keyed.keyed("a"));
         assert!(keyed.due(at(5) + RETRY, &admitted(&["a"], 4)).is_empty());
         assert_eq!(
             asked(&keyed.due(at(5) + RECHECK, &admitted(&["a"], 4))),
             ["a"]
         );
+    }
+
+    #[test]
+    fn the_key_of_most_voters_is_one_more_than_half_of_them_answered_with() {
+        let start = Instant::now();
+        let mut keyed = Keyed::default();
+        let voters = ["me", "a", "b", "c", "d"];
+        let asked = keyed.due(start, &admitted(&["a", "b", "c", "d"], 1));
+        let answer = |keyed: &mut Keyed, peer: &str, key: Option<&str>| {
+            keyed.answered(start, peer, number(&asked, peer), false, key);
+        };
+        assert_eq!(
+            keyed.key_of_most(&voters, "me", None),
+            None,
+            "nobody answered"
+        );
+        answer(&mut keyed, "a", Some("k"));
+        answer(&mut keyed, "b", Some("k"));
+        assert_eq!(keyed.key_of_most(&voters, "me", None), None, "two of five");
+        answer(&mut keyed, "c", Some("other"));
+        assert_eq!(keyed.key_of_most(&voters, "me", None), None);
+        assert_eq!(
+            keyed.key_of_most(&voters, "me", Some("k")),
+            Some("k"),
+            "with its own"
+        );
+        answer(&mut keyed, "d", Some("k"));
+        assert_eq!(
+            keyed.key_of_most(&voters, "me", None),
+            Some("k"),
+            "three of five"
+        );
+        assert_eq!(
+            keyed.key_of_most(&["me", "a"], "me", None),
+            None,
+            "one of two"
+        );
+        assert_eq!(keyed.key_of_most(&["me", "a", "b"], "me", None), Some("k"));
+        // Answering without a key, or forgotten with a new leadership, counts for none.
+        answer(&mut keyed, "d", None);
+        assert_eq!(keyed.key_of_most(&voters, "me", None), None);
+        keyed.clear();
+        assert_eq!(keyed.key_of_most(&["me", "a", "b"], "me", None), None);
     }
 }

@@ -457,6 +457,28 @@ impl Ledger {
         self.operator.as_deref()
     }
 
+    /// The operator key this node checks operator commands against when it leads: its own;
+    /// or, started without one (by mistake, in a mesh whose nodes run with one), the key more
+    /// than half of its cluster's voters last said they run with, itself counted as keyless
+    /// ([`keyed::Keyed::key_of_most`]). A node that founded its cluster without the key would
+    /// otherwise lead it checking nothing. Until its voters have answered (at once for those
+    /// that join it, within a second for the others once it leads), it checks nothing.
+    pub(crate) fn authority(&self) -> Option<crate::operator::OperatorKey> {
+        if let Some(key) = self.operator() {
+            return Some(key.clone());
+        }
+        let metrics = self.raft().metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: Vec<&str> = membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id))
+            .map(|node| node.peer_id.as_str())
+            .collect();
+        let keyed = self.keyed();
+        let key = keyed.key_of_most(&voters, self.p2p().peer_key(), None)?;
+        key.parse().ok()
+    }
+
     /// The networks (ids in hex) an operator's command signed for one holds in here: those of
     /// the tokens this node holds, and both ends of the last rotation the ledger records (so a
     /// command signed before the rotation, carried by a merge after it, still holds).
@@ -1121,10 +1143,11 @@ impl Ledger {
             .leader()
             .ok_or(Attempt::NotSent(LedgerError::NoLeader))?;
         if leader == self.node_id() {
-            let command = authority::without_configured_policy(command, self.operator());
+            let operator = self.authority();
+            let command = authority::without_configured_policy(command, operator.as_ref());
             let cluster = self.state().cluster();
             let now = self.wall_now();
-            authority::as_operator(&command, &node.peer_id, self.operator(), cluster, now)
+            authority::as_operator(&command, &node.peer_id, operator.as_ref(), cluster, now)
                 .and_then(|()| authority::in_network(&command, &self.networks()))
                 .map_err(|e| Attempt::Failed(LedgerError::Operator(e)))?;
             service::make_room(self, &command).await.map_err(|e| {

@@ -204,6 +204,7 @@ async fn answer(
             let joiner = Joiner {
                 follower_only,
                 key_differs: other_key,
+                key: operator,
             };
             answer_join(ledger, target_voters, peer, joiner, node_id, node).await
         }
@@ -337,14 +338,13 @@ pub(crate) fn operator_differs(ledger: &Ledger, declared: Option<&str>) -> bool 
         .is_some_and(|key| declared != Some(key.to_string().as_str()))
 }
 
-/// Counts the operator key a joiner declares (another or none when `differs`) as its answer to
-/// the leader's question ([`super::keyed`]) for the admission it joins over: a joiner with the
-/// key may then be promoted as soon as it has caught up, not a round or two later. Only a
-/// direct join comes here, over the joiner's admission (a forwarded one follows, seatless).
-fn record_declared_key(ledger: &Ledger, peer: &str, differs: bool) {
-    if ledger.operator().is_none() {
-        return;
-    }
+/// Counts the operator key a joiner declares (`key`: another than this leader's, or none, when
+/// `differs`) as its answer to the leader's question ([`super::keyed`]) for the admission it
+/// joins over: a joiner with the key may then be promoted as soon as it has caught up, not a
+/// round or two later, and a leader without a key knows at once which one its new voter runs
+/// with ([`Ledger::authority`]). Only a direct join comes here, over the joiner's admission (a
+/// forwarded one follows, seatless).
+fn record_declared_key(ledger: &Ledger, peer: &str, differs: bool, key: Option<&str>) {
     let admitted = ledger
         .p2p()
         .peers()
@@ -354,7 +354,7 @@ fn record_declared_key(ledger: &Ledger, peer: &str, differs: bool) {
     if let Some(admitted) = admitted {
         ledger
             .keyed()
-            .declared(crate::clock::now(), peer, admitted, differs);
+            .declared(crate::clock::now(), peer, admitted, differs, key);
     }
 }
 
@@ -383,13 +383,15 @@ fn registered_as(ledger: &Ledger, node_id: u64) -> Option<String> {
 }
 
 /// What the leader takes from a direct join besides the raft node.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Joiner {
     /// Behind the rotation, without this leader's operator key or of an older weft: it joins
     /// as a follower unless it already holds a seat.
     follower_only: bool,
     /// It declared another operator key than this leader's, or none ([`operator_differs`]).
     key_differs: bool,
+    /// The operator key it declared.
+    key: Option<String>,
 }
 
 /// A join from `peer` as raft node `node_id`.
@@ -422,7 +424,8 @@ async fn answer_join(
 /// issuer when audited.
 async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Command) -> Vec<u8> {
     let sender = peer.to_string();
-    let command = without_configured_policy(command, ledger.operator());
+    let operator = ledger.authority();
+    let command = without_configured_policy(command, operator.as_ref());
     let checked = if behind {
         Err(BEHIND.to_string())
     } else {
@@ -430,7 +433,7 @@ async fn answer_propose(ledger: &Ledger, peer: PeerId, behind: bool, command: Co
         may_propose(
             &command,
             &sender,
-            ledger.operator(),
+            operator.as_ref(),
             cluster,
             ledger.wall_now(),
         )
@@ -903,7 +906,7 @@ async fn join(
         .map_err(|_| JoinError::Failed("the new learner's seat did not commit in time".into()))?
         .map_err(|e| JoinError::Failed(e.to_string()))?;
     // Recorded once seated: the leader's rounds forget what they hear of nodes without a seat.
-    record_declared_key(ledger, &peer, joiner.key_differs);
+    record_declared_key(ledger, &peer, joiner.key_differs, joiner.key.as_deref());
     drop(membership);
     caught_up_within(ledger, node_id, LEARNER_TIMEOUT)
         .await
