@@ -1352,6 +1352,11 @@ async fn a_leader_started_without_the_operator_key_checks_against_the_key_its_vo
         .then_some(())
     })
     .await;
+    let key = config.operator.as_ref().map(ToString::to_string);
+    wait_for("the founder checking against its voters' key", || {
+        (replicas[0].ledger.authority().map(|k| k.to_string()) == key).then_some(())
+    })
+    .await;
     let leader: PeerId = founder_id.parse().unwrap();
     let hostile = mallory_admitted_by(&token, entry, leader).await;
     let victim = PeerId::random().to_string();

@@ -860,13 +860,15 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
     asking.spawn(async move {
         let answers = service::ask_each(&ledger, questions.iter().map(|(peer, _)| *peer)).await;
         let now = crate::clock::now();
+        // Read before the table is locked: a leader without a key of its own reads it there.
+        let leader_key = ledger.authority();
         let mut keyed = ledger.keyed();
         for (peer, hello) in answers {
             let Some((_, question)) = questions.iter().find(|(p, _)| *p == peer) else {
                 continue;
             };
             let key = hello.operator.as_deref();
-            let differs = service::operator_differs(&ledger, key);
+            let differs = service::key_differs(leader_key.as_ref(), key);
             if differs && !keyed.keyless(&peer.to_string()) {
                 tracing::warn!(
                     %peer,
@@ -878,15 +880,23 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
             keyed.answered(now, &peer.to_string(), *question, differs, key);
         }
         drop(keyed);
-        if ledger.operator().is_none()
-            && let Some(key) = ledger.authority()
-        {
-            tracing::warn!(
-                %key,
-                "this node runs without --operator-key, but most of its cluster's voters run \
-                 with one: as their leader it checks operator commands against that key \
-                 (start it with the same --operator-key)"
-            );
+        if ledger.operator().is_some() {
+            return;
+        }
+        let key = ledger.authority().map(|key| key.to_string());
+        if ledger.keyed().adopted(key.as_deref()) {
+            match key {
+                Some(key) => tracing::warn!(
+                    %key,
+                    "this node runs without --operator-key, but most of its cluster's voters \
+                     run with one: as their leader it checks operator commands, and seats, \
+                     against that key (start it with the same --operator-key)"
+                ),
+                None => tracing::info!(
+                    "no operator key is held by most of this leader's voters any more; it \
+                     checks no operator command"
+                ),
+            }
         }
     });
 }

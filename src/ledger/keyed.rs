@@ -1,7 +1,7 @@
 //! Which raft nodes run without this mesh's operator key, as the leader last heard from them. A
 //! node restarted without `--operator-key` (or with another) keeps the raft seat it held, and were
-//! it to lead it would take operator commands unchecked. So a leader that has a key asks each raft
-//! node for its `Hello`, which names the key it runs with: at the start of its leadership,
+//! it to lead it would take operator commands unchecked. So the leader asks each raft node for
+//! its `Hello`, which names the key it runs with: at the start of its leadership,
 //! whenever the node is admitted anew, every [`RECHECK`] (a restart shows as a new admission,
 //! since the new process challenges the leader afresh,
 //! `crate::p2p::peers::PeerTable::admitted_again`; the recheck is for what that misses), and every
@@ -10,8 +10,10 @@
 //! ([`Keyed::declared`]), so a joiner with the key is promoted once caught up. One that names
 //! another key, or none, may not hold a seat ([`super::seats`], unfit nodes); one not known to run
 //! with the key since its admission keeps a voter's seat, and as a learner is not promoted and
-//! loses its seat after the stale-learner timeout. Pure and time-injected; the autopilot asks and
-//! reports the answers.
+//! loses its seat after the stale-learner timeout. A leader started without a key asks too, and
+//! checks operator commands against the key more than half of its voters answered with in this
+//! leadership ([`Keyed::key_of_most`]), which it then holds the others to as its own. Pure and
+//! time-injected; the autopilot asks and reports the answers.
 //!
 //! A liar can name the key anyway: this catches a node restarted without the key by mistake,
 //! not a hostile one. The cost is one `Hello` per raft node every [`RECHECK`] on the leader,
@@ -43,8 +45,12 @@ pub struct Keyed {
     asked: BTreeMap<String, Asked>,
     keyless: BTreeSet<String>,
     keyed: BTreeSet<String>,
-    /// The operator key each answered with (`None`: none), as it wrote it.
+    /// The operator key each answered with (`None`: none), as it wrote it: kept for the whole
+    /// leadership, replaced only by a later answer, so that a voter that restarts or drops
+    /// out for a moment does not turn a keyless leader's check off ([`Keyed::key_of_most`]).
     keys: BTreeMap<String, Option<String>>,
+    /// The key [`Keyed::key_of_most`] gave when last told ([`Keyed::adopted`]).
+    adopted: Option<String>,
     /// The number of the next question, never reused (not even after [`Keyed::clear`]).
     questions: u64,
 }
@@ -60,7 +66,6 @@ impl Keyed {
             .retain(|peer, asked| admitted(peer) == Some(asked.admitted));
         self.keyless.retain(|peer| self.asked.contains_key(peer));
         self.keyed.retain(|peer| self.asked.contains_key(peer));
-        self.keys.retain(|peer, _| self.asked.contains_key(peer));
         let due: Vec<(String, u64)> = reachable
             .iter()
             .filter(|(peer, _)| self.asked.get(peer).is_none_or(|asked| now >= asked.due))
@@ -91,7 +96,6 @@ impl Keyed {
         {
             self.keyless.remove(peer);
             self.keyed.remove(peer);
-            self.keys.remove(peer);
         }
         question
     }
@@ -153,10 +157,10 @@ impl Keyed {
         self.keyed.contains(peer)
     }
 
-    /// The operator key more than half of a leader's `voters` run with, this leader among them
-    /// (`own`, its own key) and the others as they last answered; `None` when no key has such a
-    /// majority. A leader started without `--operator-key` checks operator commands against it
-    /// ([`super::Ledger::authority`]).
+    /// The operator key more than half of a leader's `voters` (PeerIds, each once) run with,
+    /// this leader (`me`) among them with its own key `own`, the others as they last answered
+    /// in this leadership; `None` when no key has such a majority. A leader started without
+    /// `--operator-key` checks operator commands against it ([`super::Ledger::authority`]).
     pub fn key_of_most<'a>(
         &'a self,
         voters: &[&str],
@@ -176,12 +180,23 @@ impl Keyed {
             .find(|key| keys.iter().filter(|k| *k == key).count() * 2 > voters.len())
     }
 
+    /// Tells the key the leader now checks against: true when it differs from the one told
+    /// last, so the change is logged once.
+    pub fn adopted(&mut self, key: Option<&str>) -> bool {
+        if self.adopted.as_deref() == key {
+            return false;
+        }
+        self.adopted = key.map(str::to_string);
+        true
+    }
+
     /// Forgets everything: a new leadership asks every raft node again.
     pub fn clear(&mut self) {
         self.asked.clear();
         self.keyless.clear();
         self.keyed.clear();
         self.keys.clear();
+        self.adopted = None;
     }
 }
 
@@ -289,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn the_key_of_most_voters_is_one_more_than_half_of_them_answered_with() {
+    fn the_key_of_most_voters_is_the_one_more_than_half_of_them_answered_with() {
         let start = Instant::now();
         let mut keyed = Keyed::default();
         let voters = ["me", "a", "b", "c", "d"];
@@ -324,9 +339,17 @@ mod tests {
             "one of two"
         );
         assert_eq!(keyed.key_of_most(&["me", "a", "b"], "me", None), Some("k"));
+        // A voter admitted anew, or gone from the peers for a moment, keeps its answer until it
+        // answers again.
+        keyed.ask(start, "d", 2);
+        assert!(keyed.due(start, &admitted(&["a", "b", "c"], 1)).is_empty());
+        assert_eq!(keyed.key_of_most(&voters, "me", None), Some("k"));
         // Answering without a key, or forgotten with a new leadership, counts for none.
-        answer(&mut keyed, "d", None);
+        let again = keyed.ask(start, "d", 2);
+        keyed.answered(start, "d", again, false, None);
         assert_eq!(keyed.key_of_most(&voters, "me", None), None);
+        assert!(keyed.adopted(Some("k")) && !keyed.adopted(Some("k")));
+        assert!(keyed.adopted(None));
         keyed.clear();
         assert_eq!(keyed.key_of_most(&["me", "a", "b"], "me", None), None);
     }

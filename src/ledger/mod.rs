@@ -35,6 +35,7 @@ mod sim;
 pub mod state;
 mod vouch;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -457,23 +458,30 @@ impl Ledger {
         self.operator.as_deref()
     }
 
-    /// The operator key this node checks operator commands against when it leads: its own;
-    /// or, started without one (by mistake, in a mesh whose nodes run with one), the key more
-    /// than half of its cluster's voters last said they run with, itself counted as keyless
+    /// The operator key this node checks operator commands against, and judges raft nodes'
+    /// fitness for a seat by, when it leads: its own; or, started without one (by mistake, in a
+    /// mesh whose nodes run with one), the key more than half of its cluster's voters said in
+    /// this leadership they run with, itself counted as keyless
     /// ([`keyed::Keyed::key_of_most`]). A node that founded its cluster without the key would
-    /// otherwise lead it checking nothing. Until its voters have answered (at once for those
-    /// that join it, within a second for the others once it leads), it checks nothing.
-    pub(crate) fn authority(&self) -> Option<crate::operator::OperatorKey> {
+    /// otherwise lead it checking nothing. Until its voters have answered (a node that joins
+    /// it directly declares its key in the join; the others are asked at the leadership's
+    /// first round and at each admission), it checks nothing.
+    pub fn authority(&self) -> Option<crate::operator::OperatorKey> {
         if let Some(key) = self.operator() {
             return Some(key.clone());
         }
-        let metrics = self.raft().metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: Vec<&str> = membership
-            .voter_ids()
-            .filter_map(|id| membership.get_node(&id))
-            .map(|node| node.peer_id.as_str())
-            .collect();
+        let voters: BTreeSet<String> = {
+            let raft = self.raft();
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            membership
+                .voter_ids()
+                .filter_map(|id| membership.get_node(&id))
+                .map(|node| node.peer_id.clone())
+                .collect()
+        };
+        let voters: Vec<&str> = voters.iter().map(String::as_str).collect();
         let keyed = self.keyed();
         let key = keyed.key_of_most(&voters, self.p2p().peer_key(), None)?;
         key.parse().ok()

@@ -330,12 +330,20 @@ pub(crate) async fn answer_raft(
     })
 }
 
-/// Whether this node leads with an operator key and a joining node declares another one, or
-/// none: such a node gets no raft seat, so it can never lead and take commands unchecked.
+/// Whether this node leads with an operator key ([`Ledger::authority`]) and a joining node
+/// declares another one, or none: such a node gets no raft seat, so it can never lead and take
+/// commands unchecked.
 pub(crate) fn operator_differs(ledger: &Ledger, declared: Option<&str>) -> bool {
-    ledger
-        .operator()
-        .is_some_and(|key| declared != Some(key.to_string().as_str()))
+    key_differs(ledger.authority().as_ref(), declared)
+}
+
+/// Whether `declared` is another operator key than a leader's `key`, or none (nothing differs
+/// from no key).
+pub(crate) fn key_differs(
+    key: Option<&crate::operator::OperatorKey>,
+    declared: Option<&str>,
+) -> bool {
+    key.is_some_and(|key| declared != Some(key.to_string().as_str()))
 }
 
 /// Counts the operator key a joiner declares (`key`: another than this leader's, or none, when
@@ -1014,6 +1022,8 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
 pub(crate) fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
     let own = ledger.p2p().peer_key();
     let reachable = ledger.reachable_peers();
+    // Before the table of keys is locked: the leader's key is read from it.
+    let keyless_mesh = ledger.authority().is_none();
     let state = ledger.state();
     let keyed = ledger.keyed();
     let metrics = ledger.raft().metrics().borrow().clone();
@@ -1023,7 +1033,6 @@ pub(crate) fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
         .iter()
         .filter_map(|id| membership.get_node(id).map(|n| (*id, n.peer_id.as_str())))
         .collect();
-    let keyless_mesh = ledger.operator().is_none();
     membership
         .nodes()
         .map(|(id, node)| {

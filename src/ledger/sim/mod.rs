@@ -127,8 +127,9 @@ fn config(timeouts: Timeouts, wall: Wall) -> LedgerConfig {
 }
 
 /// A node's wall clock: most within ten minutes of the machine's either way, one in ten up to
-/// a day off, and one in ten at 1970 (a board whose clock battery is flat). Only stamps and
-/// cluster ids read it: leases and every timer run on the monotonic clock.
+/// a day off, and one in ten at 1970 (a board whose clock battery is flat). Stamps, cluster ids
+/// and a signed removal's age read it (the simulation signs nothing): leases and every timer
+/// run on the monotonic clock.
 fn wall(rng: &mut StdRng) -> Wall {
     match rng.gen_range(0..10) {
         0 => Wall::off_by(i64::MIN),
@@ -392,11 +393,7 @@ impl World {
         let start = Instant::now();
         loop {
             if let Err(violation) = self.check() {
-                panic!(
-                    "{violation}
-{}",
-                    self.describe()
-                );
+                panic!("{violation}\n{}", self.describe());
             }
             if done(&self.running()) {
                 return start.elapsed();
@@ -571,6 +568,16 @@ fn simulate<T>(scenario: impl std::future::Future<Output = T>) -> T {
         .build()
         .expect("a tokio runtime")
         .block_on(scenario)
+}
+
+/// Runs a scripted scenario on simulated time ([`simulate`]); fails, after it, when a task in
+/// its nodes panicked (a panic in a node's task is printed, and ends only that task).
+fn scripted(scenario: impl std::future::Future<Output = ()>) {
+    count_panics();
+    let before = PANICS.with(|p| p.get());
+    simulate(scenario);
+    let panicked = PANICS.with(|p| p.get()) - before;
+    assert_eq!(panicked, 0, "task(s) panicked in the nodes (printed above)");
 }
 
 /// Runs one seed.

@@ -44,8 +44,8 @@ fn seats_of(n0: &Ledger, peer: &str) -> Vec<u64> {
 }
 
 #[test]
-fn a_node_joining_under_a_new_raft_id_is_not_seated_beside_its_earlier_seat() {
-    super::simulate(async {
+fn a_join_whose_removal_of_the_earlier_seat_times_out_seats_nothing_and_the_node_comes_back() {
+    super::scripted(async {
         let mut world = World::of(StdRng::seed_from_u64(2), 2, DAEMON, 4);
         world.start(0).await.expect("n0 starts");
         world
