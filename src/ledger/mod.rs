@@ -465,7 +465,8 @@ impl Ledger {
     /// ([`keyed::Keyed::key_of_most`]). A node that founded its cluster without the key would
     /// otherwise lead it checking nothing. Until its voters have answered (a node that joins
     /// it directly declares its key in the join; the others are asked at the leadership's
-    /// first round and at each admission), it checks nothing.
+    /// first round and at each admission), it checks nothing; nor does it while it does not
+    /// lead.
     pub fn authority(&self) -> Option<crate::operator::OperatorKey> {
         if let Some(key) = self.operator() {
             return Some(key.clone());
@@ -474,6 +475,10 @@ impl Ledger {
             let raft = self.raft();
             let metrics = raft.metrics();
             let metrics = metrics.borrow();
+            // The answers are those of this node's leadership: a former leader's are stale.
+            if metrics.current_leader != Some(self.node_id()) {
+                return None;
+            }
             let membership = metrics.membership_config.membership();
             membership
                 .voter_ids()
