@@ -204,6 +204,11 @@ impl Autopilot {
         let ledger = self.ledger.clone();
         let now = crate::clock::now();
         let seen = self.seen(now);
+        if !seen.leads {
+            // What raft nodes answered of their operator keys holds for one leadership: a node
+            // that leads again later asks afresh, and reads nothing of this one meanwhile.
+            ledger.keyed().clear();
+        }
         for duty in self.pilot.tick(now, &seen) {
             match duty {
                 Duty::FormFromSeed => {
