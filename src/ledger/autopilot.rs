@@ -853,7 +853,11 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
         .filter(|peer| seated.contains(&peer.peer_id))
         .map(|peer| (peer.peer_id.clone(), peer.admitted_since))
         .collect();
-    let due = ledger.keyed().due(crate::clock::now(), &raft);
+    let due = {
+        let mut keyed = ledger.keyed();
+        keyed.keep_keys_of(&seated);
+        keyed.due(crate::clock::now(), &raft)
+    };
     let questions: Vec<(libp2p::PeerId, u64)> = due
         .iter()
         .filter_map(|(peer, question)| Some((peer.parse().ok()?, *question)))

@@ -18,7 +18,9 @@
 //! A liar can name the key anyway: this catches a node restarted without the key by mistake,
 //! not a hostile one. The cost is one `Hello` per raft node every [`RECHECK`] on the leader,
 //! and one per new admission: a node can make those at most once a second, and a leader behind
-//! a token rotation sees one every 5 s from each raft node ahead of it (their re-checks).
+//! a token rotation sees one every 5 s from each raft node ahead of it (their re-checks). What
+//! it keeps is bounded by the raft membership: the keys answered are kept only for nodes it
+//! holds ([`Keyed::keep_keys_of`]), each at most [`MAX_KEY_TEXT`] characters.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -27,6 +29,9 @@ use std::time::{Duration, Instant};
 pub const RECHECK: Duration = Duration::from_secs(300);
 /// How soon the leader asks again a raft node that did not answer.
 pub const RETRY: Duration = Duration::from_secs(10);
+/// The longest key text kept from an answer: an operator key is 44 characters of base64, so a
+/// longer one (a peer's word, up to a message's size) names no key.
+pub const MAX_KEY_TEXT: usize = 64;
 
 /// One raft node the leader asked.
 #[derive(Debug)]
@@ -136,6 +141,7 @@ impl Keyed {
             return;
         };
         asked.due = now + RECHECK;
+        let key = key.filter(|key| key.len() <= MAX_KEY_TEXT);
         self.keys.insert(peer.to_string(), key.map(str::to_string));
         if differs {
             self.keyless.insert(peer.to_string());
@@ -178,6 +184,12 @@ impl Keyed {
         keys.iter()
             .copied()
             .find(|key| keys.iter().filter(|k| *k == key).count() * 2 > voters.len())
+    }
+
+    /// Forgets the keys of nodes no longer in the raft membership (`seated`, PeerIds): what is
+    /// kept stays as small as the membership, however many identities held a seat for a while.
+    pub fn keep_keys_of(&mut self, seated: &[String]) {
+        self.keys.retain(|peer, _| seated.contains(peer));
     }
 
     /// Tells the key the leader now checks against: true when it differs from the one told
@@ -350,6 +362,16 @@ mod tests {
         assert_eq!(keyed.key_of_most(&voters, "me", None), None);
         assert!(keyed.adopted(Some("k")) && !keyed.adopted(Some("k")));
         assert!(keyed.adopted(None));
+        // A key text too long to be one names none; a node out of the membership is forgotten.
+        let long = "k".repeat(MAX_KEY_TEXT + 1);
+        let again = keyed.ask(start, "d", 2);
+        keyed.answered(start, "d", again, false, Some(&long));
+        let again = keyed.ask(start, "c", 1);
+        keyed.answered(start, "c", again, false, Some(&long));
+        assert_eq!(keyed.key_of_most(&voters, "me", None), None);
+        assert_eq!(keyed.key_of_most(&["me", "a", "b"], "me", None), Some("k"));
+        keyed.keep_keys_of(&["a".to_string()]);
+        assert_eq!(keyed.key_of_most(&["me", "a", "b"], "me", None), None);
         keyed.clear();
         assert_eq!(keyed.key_of_most(&["me", "a", "b"], "me", None), None);
     }
