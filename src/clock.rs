@@ -30,17 +30,38 @@ pub fn since(then: Instant) -> Duration {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Wall {
     offset: i64,
+    /// In the simulation, the date the clock read at an instant of tokio's clock, from which
+    /// it moves with tokio's (simulated) time rather than the machine's.
+    simulated: Option<(tokio::time::Instant, u64)>,
 }
 
 impl Wall {
     /// This node's wall clock set off by `seconds` (negative for behind).
     pub fn off_by(seconds: i64) -> Wall {
-        Wall { offset: seconds }
+        Wall {
+            offset: seconds,
+            simulated: None,
+        }
+    }
+
+    /// This clock, read as `date` (seconds since the UNIX epoch, before its offset) at `at`
+    /// and moving with tokio's clock from then: a simulated node's, so that a seed's run
+    /// reads the same dates whenever it runs.
+    #[cfg(test)]
+    pub fn simulated(self, at: tokio::time::Instant, date: u64) -> Wall {
+        Wall {
+            simulated: Some((at, date)),
+            ..self
+        }
     }
 
     /// Now, in seconds since the UNIX epoch, on this clock (0 before 1970).
     pub fn now(self) -> u64 {
-        unix_now().saturating_add_signed(self.offset)
+        let date = match self.simulated {
+            Some((at, date)) => date.saturating_add(at.elapsed().as_secs()),
+            None => unix_now(),
+        };
+        date.saturating_add_signed(self.offset)
     }
 }
 
@@ -89,5 +110,13 @@ mod tests {
         assert!(super::Wall::off_by(600).now().abs_diff(ours + 600) <= 1);
         assert!(super::Wall::off_by(-600).now().abs_diff(ours - 600) <= 1);
         assert_eq!(super::Wall::off_by(i64::MIN).now(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_simulated_wall_clock_moves_with_tokios_clock_alone() {
+        let wall = super::Wall::off_by(-5).simulated(tokio::time::Instant::now(), 1000);
+        assert_eq!(wall.now(), 995);
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        assert_eq!(wall.now(), 1005);
     }
 }

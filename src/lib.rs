@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod chance;
 pub mod cli;
 pub mod clock;
 pub mod config;

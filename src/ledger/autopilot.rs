@@ -135,7 +135,7 @@ pub fn forget_node_id_file(dir: &Path) -> io::Result<()> {
 /// A new random raft id (never 0).
 pub fn draw_node_id() -> u64 {
     loop {
-        let id = rand::rngs::OsRng.next_u64();
+        let id = crate::chance::Chance.next_u64();
         if id != 0 {
             return id;
         }
@@ -798,7 +798,7 @@ async fn lead(ledger: &Ledger, config: &LedgerConfig) {
             },
             None => Command::Genesis(ClusterId {
                 created_at: ledger.wall_now(),
-                id: rand::rngs::OsRng.next_u64(),
+                id: crate::chance::Chance.next_u64(),
             }),
         };
         if let Err(e) = ledger.propose(first).await {
@@ -942,7 +942,7 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
             .collect()
     };
     // A few at random each round: the lowest PeerIds may stay in another cluster for a while.
-    candidates.shuffle(&mut rand::thread_rng());
+    candidates.shuffle(&mut crate::chance::Chance);
     candidates.truncate(RECRUIT_ASKED);
     // A member of this state may follow another cluster: after a recovery, the survivors of
     // the old cluster are members here until they merge in. It must not become a learner of

@@ -261,7 +261,7 @@ fn known_voter(ledger: &Ledger) -> Option<libp2p::PeerId> {
         .filter_map(|voter| voter.parse().ok())
         .filter(|voter| *voter != me)
         .collect();
-    voters.choose(&mut rand::thread_rng()).copied()
+    voters.choose(&mut crate::chance::Chance).copied()
 }
 
 /// Fetches `peer`'s whole state into the replica, page by page (`peer` must be a raft member),

@@ -512,7 +512,7 @@ async fn send<T: DeserializeOwned>(
         .filter_map(|view| view.peer_id.parse().ok())
         .filter(|peer| *peer != leader)
         .collect();
-    let members = forwarders(peers, voters, &mut rand::thread_rng());
+    let members = forwarders(peers, voters, &mut crate::chance::Chance);
     let mut why = format!("not connected to the leader {leader}, and no member passed it on");
     for via in members {
         let challenge_by = until.min(tokio::time::Instant::now() + CHALLENGE_TIMEOUT);

@@ -77,7 +77,7 @@ pub async fn recover(ledger: &Ledger) -> Result<Recovery, RecoverError> {
     let seed = Seed {
         cluster: ClusterId {
             created_at: previous.created_at.saturating_sub(1),
-            id: rand::rngs::OsRng.next_u64(),
+            id: crate::chance::Chance.next_u64(),
         },
         state: std::sync::Arc::unwrap_or_clone(state),
     };

@@ -5,6 +5,7 @@
 //! [`LedgerState`]: crate::ledger::state::LedgerState
 
 pub mod network;
+pub mod runtime;
 pub mod snapshot;
 pub mod store;
 pub mod stream;
@@ -29,13 +30,14 @@ impl std::fmt::Display for LedgerNode {
 
 openraft::declare_raft_types!(
     /// The ledger's raft types: commands and outcomes of [`crate::ledger::state`], random u64
-    /// node ids, nodes addressed by PeerId.
+    /// node ids, nodes addressed by PeerId, tokio with the ledger's randomness.
     pub LedgerTypes:
         D = Command,
         R = Outcome,
         NodeId = u64,
         Node = LedgerNode,
         SnapshotData = snapshot::SnapshotFile,
+        AsyncRuntime = runtime::LedgerRuntime,
 );
 
 /// How long one snapshot chunk may take to reach its receiver, and the last one to be installed

@@ -95,8 +95,8 @@ fn idle_cost_per_node_by_mesh_size() {
 
 fn measure(count: usize) -> Row {
     let rss_before = rss_kib();
-    super::simulate(async {
-        let seed = count as u64;
+    let seed = count as u64;
+    super::simulate(seed, async {
         let mut world = World::of(StdRng::seed_from_u64(seed), seed, DAEMON, count);
         for index in 0..count {
             world.start(index).await.expect("a node starts");

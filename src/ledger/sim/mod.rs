@@ -14,10 +14,15 @@
 //! safety invariant; seeds that do not converge are reported as they end, and the test fails
 //! once its seeds have run, naming each with the command that replays it.
 //!
-//! The seed fixes the schedule of faults and writes, not every interleaving: raft's election
-//! timers, cluster ids and tokio's `select!` draw from unseeded randomness, and messages draw
-//! their fates from the seeded generator in the order they are sent, so a replay repeats the
-//! schedule exactly and the rest usually.
+//! A seed replays its whole run: the schedule of faults and writes, each message's fate and
+//! delay, and every interleaving. Everything a run draws or reads comes from the seed: the
+//! ledger's randomness (raft's election timeouts, new raft and cluster ids, whom to ask first:
+//! [`crate::chance`]), tokio's (the order `select!` polls its branches in, which `watch`
+//! receiver wakes first: its runtime is seeded, which needs `--cfg tokio_unstable`, set in
+//! `.cargo/config.toml`), the clocks (tokio's paused clock, and wall clocks that move with it
+//! from a fixed date), and the work a node would hand to a blocking thread runs inline.
+//! [`a_seed_replays_its_run_exactly`] runs seeds twice and compares what every node showed at
+//! every step.
 //!
 //! CI runs [`CI_SEEDS`] seeds with the short timeouts and [`CI_DAEMON_SEEDS`] with the
 //! daemon's. More (that many of each timing), or one seed again:
@@ -70,8 +75,14 @@ const CONVERGENCE: Duration = Duration::from_secs(120);
 const CUTS_SEED: u64 = 0x6375_7473;
 /// Mixed into a seed for the generator that draws the nodes' wall clocks.
 const CLOCKS_SEED: u64 = 0x636c_6f63;
+/// Mixed into a seed for the ledger's own randomness ([`crate::chance`]): seeded as the
+/// schedule is, it would draw the same numbers, and a raft id drawn anew would be one the
+/// simulation gave another node.
+const CHANCE_SEED: u64 = 0x6368_616e;
 /// The longest one message takes.
 const MAX_DELAY: Duration = Duration::from_millis(20);
+/// The date every simulated wall clock reads as the run starts, before its offset: 2026-12-01.
+const DATE: u64 = 1_796_083_200;
 
 fn hostname(index: usize) -> String {
     format!("n{index}")
@@ -126,16 +137,17 @@ fn config(timeouts: Timeouts, wall: Wall) -> LedgerConfig {
     }
 }
 
-/// A node's wall clock: most within ten minutes of the machine's either way, one in ten up to
-/// a day off, and one in ten at 1970 (a board whose clock battery is flat). Stamps, cluster ids
-/// and a signed removal's age read it (the simulation signs nothing): leases and every timer
-/// run on the monotonic clock.
-fn wall(rng: &mut StdRng) -> Wall {
-    match rng.gen_range(0..10) {
+/// A node's wall clock: most within ten minutes of the others either way, one in ten up to a
+/// day off, and one in ten at 1970 (a board whose clock battery is flat), each moving with
+/// simulated time from [`DATE`] at `started`. Stamps, cluster ids and a signed removal's age
+/// read it (the simulation signs nothing): leases and every timer run on the monotonic clock.
+fn wall(rng: &mut StdRng, started: Instant) -> Wall {
+    let wall = match rng.gen_range(0..10) {
         0 => Wall::off_by(i64::MIN),
         1 => Wall::off_by(rng.gen_range(-86_400..=86_400)),
         _ => Wall::off_by(rng.gen_range(-600..=600)),
-    }
+    };
+    wall.simulated(started, DATE)
 }
 
 /// The number environment variable `name` holds, else `default`.
@@ -174,6 +186,8 @@ struct World {
     started: Instant,
     /// What happened, for the report of a failing seed.
     log: Vec<String>,
+    /// What each node showed at each check, for [`a_seed_replays_its_run_exactly`].
+    trace: Vec<String>,
 }
 
 /// Where the nodes keep their state: in memory when the machine has a tmpfs, so that raft's
@@ -200,6 +214,7 @@ impl World {
         // A generator of its own, as for the cuts: the clocks come on top of each seed's
         // faults and writes.
         let mut clocks = StdRng::seed_from_u64(seed ^ CLOCKS_SEED);
+        let started = Instant::now();
         let nodes: Vec<Node> = (0..count)
             .map(|_| {
                 let mut secret: [u8; 32] = rng.r#gen();
@@ -212,7 +227,7 @@ impl World {
                 Node {
                     peer: keypair.public().to_peer_id(),
                     identity: keypair,
-                    wall: wall(&mut clocks),
+                    wall: wall(&mut clocks, started),
                     dir,
                     running: None,
                 }
@@ -233,8 +248,9 @@ impl World {
             acknowledged: Arc::default(),
             writes: JoinSet::new(),
             written: 0,
-            started: Instant::now(),
+            started,
             log: Vec::new(),
+            trace: Vec::new(),
         }
     }
 
@@ -332,7 +348,31 @@ impl World {
             .enumerate()
             .filter_map(|(i, n)| n.running.as_ref().map(|(ledger, _)| (i, ledger)))
             .collect();
-        self.checker.step(&running)
+        let result = self.checker.step(&running);
+        let nodes: Vec<String> = running
+            .iter()
+            .map(|(index, ledger)| {
+                let metrics = ledger.raft().metrics().borrow().clone();
+                let state = ledger.state();
+                format!(
+                    "n{index} raft {} term {} {:?} log {:?} applied {:?} cluster {:?} members {}",
+                    ledger.node_id(),
+                    metrics.current_term,
+                    metrics.state,
+                    metrics.last_log_index,
+                    metrics.last_applied.map(|log| log.index),
+                    state.cluster(),
+                    state.members().len()
+                )
+            })
+            .collect();
+        let at = self.started.elapsed().as_millis();
+        let messages = self.net.messages();
+        self.trace.push(format!(
+            "{at} ms, {messages} messages: {}",
+            nodes.join("; ")
+        ));
+        result
     }
 
     /// One random fault, write or pause.
@@ -559,32 +599,43 @@ fn count_panics() {
 }
 
 /// Runs `scenario` on a runtime of its own whose clock is paused (simulated time), with the
-/// nodes' logs shown when `WEFT_SIM_LOG` asks.
-fn simulate<T>(scenario: impl std::future::Future<Output = T>) -> T {
+/// nodes' logs shown when `WEFT_SIM_LOG` asks. Tokio's randomness and the ledger's
+/// ([`crate::chance`]) are seeded with `seed` for the run.
+fn simulate<T>(seed: u64, scenario: impl std::future::Future<Output = T>) -> T {
     log_if_asked();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a tokio runtime")
-        .block_on(scenario)
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all().start_paused(true);
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()));
+    let runtime = builder.build().expect("a tokio runtime");
+    crate::chance::seed_thread(Some(seed ^ CHANCE_SEED));
+    let result = runtime.block_on(scenario);
+    drop(runtime);
+    crate::chance::seed_thread(None);
+    result
 }
 
-/// Runs a scripted scenario on simulated time ([`simulate`]); fails, after it, when a task in
-/// its nodes panicked (a panic in a node's task is printed, and ends only that task).
-fn scripted(scenario: impl std::future::Future<Output = ()>) {
+/// Runs a scripted scenario on simulated time ([`simulate`], seeded with `seed`); fails, after
+/// it, when a task in its nodes panicked (a panic in a node's task is printed, and ends only
+/// that task).
+fn scripted(seed: u64, scenario: impl std::future::Future<Output = ()>) {
     count_panics();
     let before = PANICS.with(|p| p.get());
-    simulate(scenario);
+    simulate(seed, scenario);
     let panicked = PANICS.with(|p| p.get()) - before;
     assert_eq!(panicked, 0, "task(s) panicked in the nodes (printed above)");
 }
 
 /// Runs one seed.
 fn run_seed(seed: u64, timeouts: Timeouts) -> Verdict {
+    run_traced(seed, timeouts).0
+}
+
+/// Runs one seed: its verdict, and what each node showed at each check ([`World::trace`]).
+fn run_traced(seed: u64, timeouts: Timeouts) -> (Verdict, Vec<String>) {
     count_panics();
     let panics = PANICS.with(|p| p.get());
-    simulate(async {
+    simulate(seed, async {
         let mut world = World::new(seed, timeouts);
         let result = scenario(&mut world).await;
         let report = |what: String| {
@@ -605,7 +656,7 @@ fn run_seed(seed: u64, timeouts: Timeouts) -> Verdict {
             Err(violation) => Verdict::Unsafe(report(violation)),
         };
         world.shut_down();
-        verdict
+        (verdict, std::mem::take(&mut world.trace))
     })
 }
 
@@ -712,9 +763,9 @@ fn daemon_timeouts_part_1() {
 }
 
 /// Seeds outside CI's ranges that once broke an invariant or did not converge, each with the
-/// timeouts it failed under: CI runs them again. Which seeds fail changes from run to run (the
-/// interleaving is not seeded), so a seed here guards its fault only on the runs that repeat
-/// it; the faults are described in `docs/reliability.md`.
+/// timeouts it failed under: CI runs them again. They failed before a seed fixed its whole
+/// interleaving (2026-12-07), so each guards its fault only on the runs that repeat it; the
+/// faults are described in `docs/reliability.md`.
 const ONCE_FAILED: &[(u64, Timeouts)] = &[
     (1319, SHORT),
     (2453, SHORT),
@@ -746,4 +797,55 @@ const ONCE_FAILED: &[(u64, Timeouts)] = &[
 #[test]
 fn seeds_that_once_failed() {
     run(ONCE_FAILED.iter().copied());
+}
+
+/// A seed run twice shows the same thing at every step, on the same thread or another: every
+/// node's raft id, term, role, log and applied index and cluster, and the messages sent so far.
+/// Three seeds of each timing, the second run of each on a thread of its own.
+#[test]
+fn a_seed_replays_its_run_exactly() {
+    if cfg!(not(tokio_unstable)) {
+        eprintln!(
+            "skipped: built without --cfg tokio_unstable (set in .cargo/config.toml; a RUSTFLAGS \
+             variable replaces it), so tokio's scheduler is not seeded"
+        );
+        return;
+    }
+    let seeds: Vec<(u64, Timeouts)> = match number("WEFT_SIM_REPLAYS", 0) {
+        0 => vec![
+            (3, SHORT),
+            (41, SHORT),
+            (7, SHORT),
+            (8, DAEMON),
+            (77, DAEMON),
+        ],
+        count => {
+            let first = number("WEFT_SIM_FIRST", 0);
+            (first..first + count)
+                .flat_map(|seed| [(seed, SHORT), (seed, DAEMON)])
+                .collect()
+        }
+    };
+    for (seed, timeouts) in seeds {
+        let (_, first) = run_traced(seed, timeouts);
+        let (_, again) = std::thread::spawn(move || run_traced(seed, timeouts))
+            .join()
+            .expect("the replay's thread");
+        let differs = first.iter().zip(&again).position(|(a, b)| a != b);
+        if let Some(step) =
+            differs.or((first.len() != again.len()).then_some(first.len().min(again.len())))
+        {
+            panic!(
+                "seed {seed} replayed differently from step {step} of {}:\nfirst:  {}\nreplay: {}",
+                first.len(),
+                first.get(step).map_or("(ended)", String::as_str),
+                again.get(step).map_or("(ended)", String::as_str)
+            );
+        }
+        assert!(
+            first.len() > 10,
+            "seed {seed} checked only {} steps",
+            first.len()
+        );
+    }
 }

@@ -49,6 +49,8 @@ struct Links {
     heard: Vec<HeardOf>,
     /// The chance that one message is lost.
     loss: f64,
+    /// The messages sent so far, delivered or not.
+    messages: u64,
     max_delay: Duration,
     /// Bytes of requests and answers each node sent, and of gossip delivered to each, since
     /// they were last taken.
@@ -76,6 +78,7 @@ impl Links {
     /// What becomes of one message from `a` to `b`: `None` when it does not arrive, else its
     /// delay.
     fn fate(&mut self, a: usize, b: usize) -> Fate {
+        self.messages += 1;
         if !self.reach(a, b) {
             return Fate::Unreachable;
         }
@@ -157,6 +160,7 @@ impl Net {
                 withheld: Vec::new(),
                 heard: (0..n).map(|_| HeardOf::default()).collect(),
                 loss: 0.0,
+                messages: 0,
                 max_delay,
                 traffic: Traffic {
                     sent: vec![0; n],
@@ -227,6 +231,11 @@ impl Net {
 
     pub fn set_loss(&self, loss: f64) {
         self.links().loss = loss;
+    }
+
+    /// The messages sent so far, delivered or not.
+    pub fn messages(&self) -> u64 {
+        self.links().messages
     }
 
     /// What the network carried for each node since the last call, and starts counting anew.

@@ -30,7 +30,7 @@ const BOUND: Duration = Duration::from_secs(150);
 
 #[test]
 fn a_learner_whose_leader_left_before_sending_it_the_log_starts_over() {
-    super::scripted(async {
+    super::scripted(1, async {
         let mut world = World::of(StdRng::seed_from_u64(1), 1, DAEMON, 3);
         // n1's raft holds the first entry of the cluster n0 founded as raft node GONE, and
         // n0's vote: n1 names GONE, at n0's PeerId, as its leader.

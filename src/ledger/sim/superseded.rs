@@ -45,7 +45,7 @@ fn seats_of(n0: &Ledger, peer: &str) -> Vec<u64> {
 
 #[test]
 fn a_join_whose_removal_of_the_earlier_seat_times_out_seats_nothing_and_the_node_comes_back() {
-    super::scripted(async {
+    super::scripted(2, async {
         let mut world = World::of(StdRng::seed_from_u64(2), 2, DAEMON, 4);
         world.start(0).await.expect("n0 starts");
         world
