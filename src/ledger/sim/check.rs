@@ -94,6 +94,13 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// The digest of the state of `cluster` at applied index `applied`, once a node showed it.
+    pub fn digest(&self, cluster: ClusterId, applied: u64) -> Option<[u8; 32]> {
+        self.states.get(&(cluster, applied)).copied()
+    }
+}
+
 /// Why the nodes have not converged yet, or `None` once they have: `peers` are all the nodes'
 /// PeerIds, `acknowledged` the keys of every write that was acknowledged.
 pub fn unconverged(
