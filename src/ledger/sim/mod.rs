@@ -537,9 +537,9 @@ impl World {
                 })
                 .collect();
             lines.push(format!(
-                "n{index} {} {:?} raft {}: cluster {:?} leader {:?} voters {} follower {} applied {} members [{}]",
+                "n{index} {} clock {} raft {}: cluster {:?} leader {:?} voters {} follower {} applied {} members [{}]",
                 node.peer,
-                node.wall,
+                node.wall.now(),
                 status.node_id,
                 status.cluster_id,
                 status.leader,
