@@ -619,8 +619,8 @@ fn count_panics() {
 }
 
 /// Runs `scenario` on a runtime of its own whose clock is paused (simulated time), with the
-/// nodes' logs shown when `WEFT_SIM_LOG` asks. Tokio's randomness and the ledger's
-/// ([`crate::chance`]) are seeded with `seed` for the run.
+/// nodes' logs shown when `WEFT_SIM_LOG` asks. Tokio's randomness is seeded with `seed` for the
+/// run, and the ledger's ([`crate::chance`]) with `seed` mixed with [`CHANCE_SEED`].
 fn simulate<T>(seed: u64, scenario: impl std::future::Future<Output = T>) -> T {
     log_if_asked();
     let mut builder = tokio::runtime::Builder::new_current_thread();
