@@ -492,6 +492,19 @@ fn status_without_a_daemon_explains_what_to_check() {
 }
 
 #[test]
+fn trusting_a_member_without_the_operators_key_is_refused_before_contacting_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("unix://{}/none.sock", dir.path().display());
+    for command in ["trust", "untrust"] {
+        let out = weft(&["members", command, "cp-1", "--api", &api], &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let text = stderr(&out);
+        assert!(text.contains("--operator-key-file"), "{text}");
+        assert!(!text.contains("is `weft up` running"), "{text}");
+    }
+}
+
+#[test]
 fn ledger_recover_without_force_explains_the_risk_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let api = format!("unix://{}/none.sock", dir.path().display());

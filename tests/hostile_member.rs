@@ -23,7 +23,7 @@ use weft::ledger::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{
     BootstrapReport, ClusterId, Command, FixedRole, LeaseState, Member, Outcome, Phase, Platform,
-    ROLES_AHEAD, Role, SIGNED_ROLES, SealedToken, TokenRotation,
+    ROLES_AHEAD, Role, SIGNED_ROLES, SealedToken, TRUSTED_SEATS, TokenRotation,
 };
 use weft::operator::Scope;
 
@@ -1317,6 +1317,93 @@ async fn a_node_without_the_operator_key_gets_no_raft_seat() {
     .await;
     assert!(!voters.contains(&keyless_id), "{voters:?}");
     assert!(keyless.ledger.status().follower);
+}
+
+/// Once the operator trusts some machines with raft seats, only they hold seats: a token holder
+/// that declares the mesh's key and this weft's form and asks for a raft seat gets none (it
+/// follows), trusted nodes that join take the seats, and the founder, leading but not trusted,
+/// hands its own seat over. Fails without the check: the leader seats the hostile node as a
+/// learner, so it does not answer `Joined::Follower` (its answer waits on a learner that takes
+/// no appends until the request times out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_operator_trusts_some_machines_only_they_hold_raft_seats() {
+    let (secret, config) = keyed_config();
+    let token = network();
+    let founder = group_configured(&token, &["m0"], config.clone()).await;
+    settled_cluster(&founder).await;
+    let entry = address(&founder[0].member).await;
+    let leader = founder[0].member.handle.peer_id();
+    wait_for(
+        "the founder's ledger under the rules of the trust list",
+        || (founder[0].ledger.state().rules() >= TRUSTED_SEATS).then_some(()),
+    )
+    .await;
+    // Three machines the operator keeps safe, trusted before they join.
+    let mut machines = Vec::new();
+    for name in ["m1", "m2", "m3"] {
+        machines.push((name, start(&token, name, vec![entry.clone()]).await));
+    }
+    let mut trusted: Vec<String> = machines
+        .iter()
+        .map(|(_, m)| m.handle.peer_id().to_string())
+        .collect();
+    trusted.sort();
+    for (seq, peer) in trusted.iter().enumerate() {
+        let trust = Command::Trust { peer: peer.clone() };
+        let signed = Command::Operator(Box::new(secret.sign(seq as u64 + 1, &trust)));
+        let outcome = founder[0].ledger.propose(signed).await;
+        assert_eq!(outcome.ok(), Some(Outcome::Done));
+    }
+    // An unsigned trust of itself is refused, so a member cannot put itself on the list.
+    let hostile = mallory_admitted_by(&token, entry.clone(), leader).await;
+    let hostile_id = hostile.handle.peer_id().to_string();
+    let itself = Command::Trust {
+        peer: hostile_id.clone(),
+    };
+    let unsigned = propose(&hostile, leader, itself).await;
+    assert!(
+        unsigned
+            .as_ref()
+            .is_err_and(|e| e.contains("--operator-key-file")),
+        "{unsigned:?}"
+    );
+    // The founder leads one voter of three: a raft seat is open, and the hostile node, which
+    // declares the key and this weft's form, asks for it.
+    let join = LedgerRpc::Join {
+        node_id: 0x0bad,
+        node: weft::ledger::raft::LedgerNode {
+            peer_id: hostile_id.clone(),
+        },
+        operator: config.operator.as_ref().map(ToString::to_string),
+        form: weft::ledger::state::COMMAND_FORM,
+    };
+    let joined = call::<Result<Joined, String>>(&hostile.handle, leader, &join).await;
+    assert!(matches!(joined, Ok(Ok(Joined::Follower))), "{joined:?}");
+
+    let dir = || tempfile::tempdir().unwrap();
+    let mut replicas = Vec::new();
+    for (name, member) in machines {
+        replicas
+            .push(support::ledger::replica_configured(member, name, dir(), config.clone()).await);
+    }
+    let status = wait_for(
+        "the trusted machines alone as voters, one of them leading",
+        || {
+            let status = replicas[0].ledger.status();
+            let mut voters = status.voters.clone();
+            voters.sort();
+            let leads = status.leader.as_ref().is_some_and(|l| trusted.contains(l));
+            (voters == trusted && leads && status.learners.is_empty() && !status.changing_voters)
+                .then_some(status)
+        },
+    )
+    .await;
+    assert!(!status.voters.contains(&leader.to_string()));
+    assert!(!status.voters.contains(&hostile_id));
+    wait_for("the founder following, its seat handed over", || {
+        founder[0].ledger.status().follower.then_some(())
+    })
+    .await;
 }
 
 /// A node started without the mesh's operator key (by mistake) that founded the cluster leads

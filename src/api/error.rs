@@ -119,10 +119,11 @@ impl ApiError {
                 StatusCode::INSUFFICIENT_STORAGE,
                 "list_full",
                 format!(
-                    "the ledger holds at most {} denied PeerIds and {} reservations, and this \
-                     would pass that; remove entries that are no longer needed",
+                    "the ledger holds at most {} denied PeerIds, {} reservations and {} trusted \
+                     PeerIds, and this would pass that; remove entries that are no longer needed",
                     crate::ledger::state::MAX_DENIED,
-                    crate::ledger::state::MAX_RESERVATIONS
+                    crate::ledger::state::MAX_RESERVATIONS,
+                    crate::ledger::state::MAX_TRUSTED
                 ),
             ),
             ApiError::Timeout => (

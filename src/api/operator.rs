@@ -12,7 +12,7 @@ use axum::extract::State;
 use super::error::ApiError;
 use super::routes::ApiState;
 use crate::ledger::state::operator::subject;
-use crate::ledger::state::{Command, Outcome};
+use crate::ledger::state::{Command, Outcome, TRUSTED_SEATS};
 use crate::operator::Signed;
 
 pub(super) async fn propose(
@@ -29,11 +29,21 @@ pub(super) async fn propose(
     }
     let Some(subject) = subject(&command) else {
         return Err(ApiError::BadRequest(
-            "only operator commands (a removal, denial, allowance, reservation, role or role \
-             policy) are signed"
+            "only operator commands (a removal, denial, allowance, trust, reservation, role or \
+             role policy) are signed"
                 .into(),
         ));
     };
+    if matches!(command, Command::Trust { .. } | Command::Untrust { .. })
+        && api.ledger.state().rules() < TRUSTED_SEATS
+    {
+        return Err(ApiError::Conflict(format!(
+            "the mesh applies a trust list once its ledger adopted the rules of version \
+             {TRUSTED_SEATS} (now {}), which waits for every raft node to run this weft: \
+             weft status names the ones that do not",
+            api.ledger.state().rules()
+        )));
+    }
     // Applying it twice is applying it once (the second is stale): when the answer is lost
     // (a denied or removed leader is cut off as the entry applies), its mark shows it (the
     // mark is this command's, applied or failed).

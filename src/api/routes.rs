@@ -133,6 +133,7 @@ pub fn router(state: Arc<ApiState>, access: Access) -> Router {
         .route("/v1/members", get(members))
         .route("/v1/members/{peer}", delete(remove_member))
         .route("/v1/denied", get(denied))
+        .route("/v1/trusted", get(trusted))
         .route("/v1/audit", get(audit))
         .route("/v1/denied/{peer}", put(deny).delete(allow))
         .route("/v1/token/rotate", post(rotate::rotate))
@@ -388,6 +389,12 @@ async fn remove_member(
 /// `GET /v1/denied`: the PeerIds the mesh denies.
 async fn denied(State(state): State<Arc<ApiState>>) -> Json<Vec<String>> {
     Json(state.ledger.state().denied().iter().cloned().collect())
+}
+
+/// `GET /v1/trusted`: the PeerIds the operator trusts with a raft seat; empty while it trusts
+/// none (then any member may hold one).
+async fn trusted(State(state): State<Arc<ApiState>>) -> Json<Vec<String>> {
+    Json(state.ledger.state().trusted().iter().cloned().collect())
 }
 
 /// `GET /v1/audit`: the audit trail, oldest first: which node had each operator command and

@@ -1,11 +1,12 @@
-//! `weft members`: the ledger's members, removing one that left for good, and denying one (a
-//! stolen or compromised machine) so that every member cuts it off.
+//! `weft members`: the ledger's members, removing one that left for good, denying one (a
+//! stolen or compromised machine) so that every member cuts it off, and naming the ones the
+//! operator trusts with a raft seat.
 
 use clap::{Args, Subcommand};
 
-use super::Failure;
 use super::client::{ClientArgs, call, fetch, segment};
 use super::operator::{SignArgs, resolve, send_signed};
+use super::{Failure, usage};
 use crate::api::MemberView;
 use crate::ledger::state::Command;
 
@@ -54,6 +55,34 @@ enum MembersCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Trust a member (a machine you keep safe) with a raft seat. Once the operator trusts
+    /// any member, only trusted ones hold raft seats, vote and lead; the others follow, so a
+    /// stolen machine that is not trusted cannot rewrite the ledger. Trust at least as many
+    /// machines as the mesh has voters (three by default): until then, untrusted voters keep
+    /// the seats no trusted member can take. Needs the operator's key.
+    Trust {
+        /// The member's PeerId or hostname, or the PeerId of a machine that has not joined.
+        member: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Take a PeerId off the trust list; with none left on it, any member may hold a raft
+    /// seat again. Needs the operator's key.
+    Untrust {
+        /// The member's PeerId or hostname, or any PeerId.
+        member: String,
+        #[command(flatten)]
+        sign: SignArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the PeerIds the operator trusts with a raft seat (none: any member may hold one).
+    Trusted {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Runs `weft members [rm MEMBER]`.
@@ -95,18 +124,50 @@ pub(super) fn run(args: MembersArgs) -> Result<(), Failure> {
                 call(&client, hyper::Method::DELETE, &path, Vec::new()).map(drop)
             }
         },
-        Some(MembersCommand::Denied { client }) => {
-            let denied: Vec<String> = fetch(&client, "/v1/denied")?;
-            if client.json {
-                println!("{}", serde_json::to_string_pretty(&denied)?);
-            } else {
-                for peer in denied {
-                    println!("{peer}");
-                }
-            }
-            Ok(())
+        Some(MembersCommand::Denied { client }) => print_peers(&client, "/v1/denied"),
+        Some(MembersCommand::Trust {
+            member,
+            sign,
+            client,
+        }) => {
+            let key = operator_key(sign, "trust")?;
+            let peer = resolve(&client, &member, true)?;
+            send_signed(&client, &key, &Command::Trust { peer }).map(drop)
+        }
+        Some(MembersCommand::Untrust {
+            member,
+            sign,
+            client,
+        }) => {
+            let key = operator_key(sign, "untrust")?;
+            let peer = resolve(&client, &member, true)?;
+            send_signed(&client, &key, &Command::Untrust { peer }).map(drop)
+        }
+        Some(MembersCommand::Trusted { client }) => print_peers(&client, "/v1/trusted"),
+    }
+}
+
+/// The operator's key file `weft members <command>` needs: trust is the operator's alone.
+fn operator_key(sign: SignArgs, command: &str) -> Result<std::path::PathBuf, Failure> {
+    sign.operator_key_file.ok_or_else(|| {
+        usage(anyhow::anyhow!(
+            "weft members {command} needs the operator's key: give --operator-key-file (or \
+             WEFT_OPERATOR_KEY_FILE); only the operator trusts members with raft seats"
+        ))
+    })
+}
+
+/// Prints the PeerIds `path` lists, one per line, or the array with `--json`.
+fn print_peers(client: &ClientArgs, path: &str) -> Result<(), Failure> {
+    let peers: Vec<String> = fetch(client, path)?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&peers)?);
+    } else {
+        for peer in peers {
+            println!("{peer}");
         }
     }
+    Ok(())
 }
 
 fn list(client: &ClientArgs) -> Result<(), Failure> {

@@ -9,8 +9,10 @@
 //! (removing, denying or allowing a member, another member's role, reservations, the policy:
 //! [`super::state::operator::needs_operator`]) is taken only signed with it, from this node's
 //! own API as from any other node, and the policy a node is configured with is refused (the
-//! operator sets it signed). Everything else (ledger keys, DNS records; and without an
-//! operator key, the operator's commands too) any member may propose, and the leader records
+//! operator sets it signed). Trusting a member with a raft seat is taken only signed, with or
+//! without a key (a mesh without one has no trust list). Everything else (ledger keys, DNS
+//! records; and without an operator key, the operator's other commands too) any member may
+//! propose, and the leader records
 //! it with its sender in the audit trail ([`super::state::attribute`]). Decided before raft
 //! sees the command, from the command, the sender and the operator key alone.
 //!
@@ -106,7 +108,7 @@ pub fn as_operator(
             }
             if subject(&inner).is_none() {
                 return Err(format!(
-                    "{OPERATOR}only operator commands (removals, denials, allowances, \
+                    "{OPERATOR}only operator commands (removals, denials, allowances, trust, \
                      reservations, roles, the policy) are signed, not {}",
                     name(&inner)
                 ));
@@ -165,6 +167,11 @@ pub fn as_operator(
         (Command::RotateToken { grant: Some(_), .. } | Command::Operator(_), None) => Err(format!(
             "{OPERATOR}this mesh has no operator key, so a signed command cannot be checked; \
              start every node with --operator-key to use one"
+        )),
+        (Command::Trust { .. } | Command::Untrust { .. }, None) => Err(format!(
+            "{OPERATOR}{} is the operator's alone, signed with its key: start every node with \
+             --operator-key and give the command --operator-key-file",
+            name(command)
         )),
         (Command::InitRolePolicy(_), Some(_)) => Err(format!(
             "{OPERATOR}in a mesh with an operator key the role policy is the operator's: set it \
@@ -257,6 +264,7 @@ fn name(command: &Command) -> &'static str {
         Command::Leave { .. } => "removing a member",
         Command::Deny { .. } => "denying a PeerId",
         Command::Allow { .. } => "allowing a denied PeerId",
+        Command::Trust { .. } | Command::Untrust { .. } => "trusting a member with a raft seat",
         Command::Reserve { .. } | Command::Unreserve { .. } => "a reservation",
         Command::SetRolePolicy(_) => "the role policy",
         Command::SetFixedRole { .. } => "another member's role",
@@ -393,6 +401,26 @@ mod tests {
         };
         assert!(may_propose(&put, "anyone", None, None, 0).is_ok());
         assert!(may_propose(&Command::Leave { peer: "a".into() }, "b", None, None, 0).is_ok());
+    }
+
+    #[test]
+    fn trust_with_a_raft_seat_is_taken_only_signed_with_or_without_a_key() {
+        let secret = OperatorSecret::generate();
+        let key = secret.public();
+        for command in [
+            Command::Trust { peer: "a".into() },
+            Command::Untrust { peer: "b".into() },
+        ] {
+            // A member that could trust itself alone would take every seat.
+            for operator in [None, Some(&key)] {
+                let refusal = may_propose(&command, "a", operator, None, 0).unwrap_err();
+                assert!(refusal.starts_with(OPERATOR), "{refusal}");
+                assert!(refusal.contains("--operator-key"), "{refusal}");
+            }
+            let signed = Command::Operator(Box::new(secret.sign(1, &command)));
+            assert!(may_propose(&signed, "a", Some(&key), None, 0).is_ok());
+            assert!(may_propose(&signed, "a", None, None, 0).is_err());
+        }
     }
 
     #[test]

@@ -925,7 +925,7 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
     }
     let reachable = ledger.reachable_peers();
     // Once the ledger adopted rules, a weft that does not read them would apply entries by
-    // older ones: it gets no seat.
+    // older ones: it gets no seat. Nor does a member the operator's trust list leaves out.
     let mut candidates: Vec<libp2p::PeerId> = {
         let state = ledger.state();
         state
@@ -936,6 +936,7 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
                     && reachable.contains(peer)
                     && !nodes.iter().any(|n| n.peer == **peer)
                     && state.may_seat(m.platform.commands)
+                    && state.may_hold_seat(peer)
             })
             .filter_map(|(peer, _)| peer.parse::<libp2p::PeerId>().ok())
             .filter(|peer| !ledger.p2p().is_behind(peer))

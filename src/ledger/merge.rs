@@ -446,11 +446,13 @@ fn key_values(carried: &LedgerState, current: &LedgerState) -> Vec<Command> {
 }
 
 /// Whether the effect of the operator's `command` shows in `state`: a denial while the PeerId
-/// is denied, a reservation while it stands, a role or policy while it is the one set.
+/// is denied, a trust while the PeerId is trusted, a reservation while it stands, a role or policy while it is the one set.
 fn still_holds(state: &LedgerState, command: &Command) -> bool {
     match command {
         Command::Deny { peer } => state.is_denied(peer),
         Command::Allow { peer } => !state.is_denied(peer),
+        Command::Trust { peer } => state.trusted().contains(peer),
+        Command::Untrust { peer } => !state.trusted().contains(peer),
         Command::Reserve { peer, address } => state.reservations().get(address) == Some(peer),
         Command::Unreserve { address } => !state.reservations().contains_key(address),
         Command::SetRolePolicy(policy) => state.policy_is_set() && state.policy() == *policy,
@@ -1284,6 +1286,35 @@ mod tests {
         assert!(winner.is_denied("y"), "the loser's later denial holds");
         assert!(winner.is_denied("w"));
         assert!(winner.members().contains_key("z"));
+        assert!(readoption(&loser, &winner, "me").is_empty());
+    }
+
+    #[test]
+    fn a_trust_still_held_is_carried_and_a_withdrawn_one_is_not() {
+        use crate::ledger::state::TRUSTED_SEATS;
+        let secret = crate::operator::OperatorSecret::generate();
+        let signed = |seq, command| Command::Operator(Box::new(secret.sign(seq, &command)));
+        let trust = |peer: &str| Command::Trust { peer: peer.into() };
+        let adopt = Command::AdoptRules {
+            version: TRUSTED_SEATS,
+        };
+        let mut loser = LedgerState::new(pool());
+        apply(
+            &mut loser,
+            &[
+                Command::Genesis(cluster(200, 2)),
+                adopt.clone(),
+                signed(10, trust("a")),
+                signed(20, trust("b")),
+                signed(30, Command::Untrust { peer: "b".into() }),
+            ],
+        );
+        let mut winner = LedgerState::new(pool());
+        apply(&mut winner, &[Command::Genesis(cluster(100, 1)), adopt]);
+        let commands = readoption(&loser, &winner, "me");
+        apply(&mut winner, &commands);
+        assert_eq!(winner.trusted().iter().collect::<Vec<_>>(), ["a"]);
+        assert!(!winner.may_hold_seat("b"));
         assert!(readoption(&loser, &winner, "me").is_empty());
     }
 

@@ -19,10 +19,11 @@
 //! does not read them (one taken back to an older weft) would apply later entries by older
 //! rules, and could lead; a raft node that runs without the operator key of a leader that has
 //! one (restarted without it) would take operator commands unchecked were it to lead
-//! (`ledger/keyed.rs`). As a voter an unfit node is replaced at once by a live learner, as a
-//! superseded one is (it still answers, so it is not dropped outright, which would cost a
-//! voter's worth of fault tolerance); as a learner it loses its seat at once; it is never
-//! live.
+//! (`ledger/keyed.rs`); and, once the operator trusts some members with seats, any other, the
+//! leader included (`ledger/state/trust.rs`). As a voter an unfit node is replaced at once by
+//! a live learner, as a superseded one is (it still answers, so it is not dropped outright,
+//! which would cost a voter's worth of fault tolerance); as a learner it loses its seat at
+//! once; it is never live.
 //!
 //! Learners: when fewer voters than the target are live, and too few learners live or still
 //! catching up to fill the target with them, and the leader reaches a majority of its voters,
@@ -58,8 +59,9 @@ pub struct Node {
     /// it since it was admitted (`ledger/keyed.rs`).
     pub ready: bool,
     /// Whether it may not hold a seat: its member record says its weft does not read the rules
-    /// the ledger adopted (`LedgerState::outdated`), or it runs without the leader's operator
-    /// key (`ledger/keyed.rs`).
+    /// the ledger adopted (`LedgerState::outdated`), it runs without the leader's operator
+    /// key (`ledger/keyed.rs`), or the operator trusts other members with seats and not it
+    /// (`LedgerState::may_hold_seat`; the leader itself included).
     pub unfit: bool,
 }
 

@@ -200,7 +200,15 @@ async fn answer(
                      with no raft seat (upgrade it)"
                 );
             }
-            let follower_only = behind || other_key || old_weft;
+            let untrusted = !ledger.state().may_hold_seat(&peer.to_string());
+            if untrusted {
+                tracing::info!(
+                    %peer,
+                    "a node the operator does not trust with a raft seat joins as a follower \
+                     (weft members trust)"
+                );
+            }
+            let follower_only = behind || other_key || old_weft || untrusted;
             let joiner = Joiner {
                 follower_only,
                 key_differs: other_key,
@@ -1048,10 +1056,12 @@ pub(crate) fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
                 denied: state.is_denied(&node.peer_id),
                 ready: has_caught_up(&metrics, *id) && (keyless_mesh || keyed.keyed(&node.peer_id)),
                 // This node runs this weft and key, whatever its record says until it commits
-                // again.
-                unfit: node.peer_id != own
-                    && ((state.outdated(&node.peer_id) && !rejoined)
-                        || keyed.keyless(&node.peer_id)),
+                // again; but the operator's trust list holds for it too, so a leader it does
+                // not trust hands its seat over.
+                unfit: !state.may_hold_seat(&node.peer_id)
+                    || (node.peer_id != own
+                        && ((state.outdated(&node.peer_id) && !rejoined)
+                            || keyed.keyless(&node.peer_id))),
             }
         })
         .collect()

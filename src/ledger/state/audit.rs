@@ -136,6 +136,8 @@ fn describe(command: &Command) -> String {
         Command::AdoptRules { version } => format!("adopt the ledger's rules of version {version}"),
         Command::Deny { peer } => format!("deny {}", clip(peer)),
         Command::Allow { peer } => format!("allow {}", clip(peer)),
+        Command::Trust { peer } => format!("trust {} with a raft seat", clip(peer)),
+        Command::Untrust { peer } => format!("no longer trust {} with a raft seat", clip(peer)),
         Command::Reserve { peer, address } => format!("reserve {address} for {}", clip(peer)),
         Command::Unreserve { address } => format!("unreserve {address}"),
         Command::SetRolePolicy(policy) => {

@@ -1,21 +1,22 @@
 //! Bounds on what the ledger holds besides its shared data: member records, the deny list,
-//! reservations, the addresses remembered for returning members and the operator's last
-//! signed command per subject ([`super::operator`]). Any token holder can make
-//! new identities and propose commands naming any PeerId, so each of these is capped in count
-//! and each record in size. With the shared data's own limit ([`SHARED_DATA_LIMIT`]) the whole
+//! reservations, the trust list ([`super::trust`]), the addresses remembered for returning
+//! members and the operator's last signed command per subject ([`super::operator`]). Any token
+//! holder can make new identities and propose commands naming any PeerId, so each of these is
+//! capped in count and each record in size. With the shared data's own limit ([`SHARED_DATA_LIMIT`]) the whole
 //! state encodes to less than the largest snapshot or catch-up a node takes
 //! ([`MAX_SNAPSHOT`]), however it was filled; the assertion below keeps the sum so.
 //!
 //! At its cap, a join of a new member drops the record of the member expired longest ago
 //! whose role does not bind it; when none is left to drop the join is refused
-//! ([`super::Outcome::MembersFull`]). A full deny list or reservation table refuses the next entry
-//! ([`super::Outcome::ListFull`]). A member's hostname is cut to a DNS name's length, and only its
-//! first few endpoints of a plausible length are kept.
+//! ([`super::Outcome::MembersFull`]). A full deny list, reservation table or trust list
+//! refuses the next entry ([`super::Outcome::ListFull`]). A member's hostname is cut to a DNS
+//! name's length, and only its first few endpoints of a plausible length are kept.
 
 use crate::ledger::raft::snapshot::MAX_SNAPSHOT;
 
 use super::operator::{MAX_MARKS, MAX_SCOPE, MAX_SIGNED_COMMAND};
 use super::roles::REPORT_DETAIL_LIMIT;
+use super::trust::MAX_TRUSTED;
 use super::{LeaseState, LedgerState, MAX_TOMBSTONE_BYTES, PeerKey, SHARED_DATA_LIMIT};
 
 /// Member records the ledger holds, live or expired.
@@ -46,8 +47,8 @@ const MEMBER_WORST: usize = 6
         + 3 * PLATFORM_FIELD_LIMIT
         + REPORT_DETAIL_LIMIT)
     + 2048;
-/// What an entry of the deny list, the reservations or the remembered addresses encodes to
-/// at most.
+/// What an entry of the deny list, the reservations, the remembered addresses or the trust
+/// list encodes to at most.
 const ENTRY_WORST: usize = 6 * PEER_KEY_LIMIT + 64;
 /// The audit trail, the tombstones, the policy and the rotation (its command and its pages,
 /// each within the command limit), generously.
@@ -62,7 +63,7 @@ const MARK_WORST: usize =
 
 const _: () = assert!(
     (MAX_MEMBERS * MEMBER_WORST
-        + (MAX_DENIED + MAX_RESERVATIONS + MAX_REMEMBERED) * ENTRY_WORST
+        + (MAX_DENIED + MAX_RESERVATIONS + MAX_REMEMBERED + MAX_TRUSTED) * ENTRY_WORST
         + 6 * MAX_TOMBSTONE_BYTES
         + MAX_MARKS * MARK_WORST
         + SHARED_DATA_LIMIT

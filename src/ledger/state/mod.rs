@@ -18,6 +18,7 @@
 //!   addresses, so that the whole state stays within a snapshot;
 //! - `rotation.rs`: the network token's last rotation, sealed for the members;
 //! - `operator.rs`: which commands are the operator's, and the last one it signed per subject;
+//! - `trust.rs`: the members the operator trusts with a raft seat;
 //! - `rules.rs`: the version of these rules, moved forward by a log entry, so that a rule that
 //!   changes how an entry applies never changes how entries already in a log apply.
 
@@ -33,6 +34,7 @@ mod roles;
 mod rotation;
 mod rules;
 mod tombstones;
+mod trust;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -55,8 +57,9 @@ pub use roles::{
 pub use rotation::{
     MAX_ROTATION_PAGES, ROTATION_PAGE, SealedToken, TokenRotation, page_digest, rotation_digest,
 };
-pub use rules::{NETWORK_BOUND, ROLES_AHEAD, RULES, RULES_FORM, SIGNED_ROLES};
+pub use rules::{NETWORK_BOUND, ROLES_AHEAD, RULES, RULES_FORM, SIGNED_ROLES, TRUSTED_SEATS};
 pub use tombstones::{MAX_TOMBSTONE_BYTES, MAX_TOMBSTONES, Tombstone, Tombstones};
+pub use trust::MAX_TRUSTED;
 
 use members::JoinFacts;
 
@@ -236,6 +239,15 @@ pub enum Command {
     Allow {
         peer: PeerKey,
     },
+    /// Trust a PeerId with a raft seat: once the operator trusts any, only trusted members hold
+    /// one ([`trust`]). Only ever inside [`Command::Operator`]; alone it does nothing.
+    Trust {
+        peer: PeerKey,
+    },
+    /// Take a PeerId off the trust list.
+    Untrust {
+        peer: PeerKey,
+    },
     /// Store a secret sealed with the ledger key (the state machine never sees it in clear).
     PutSecret {
         name: String,
@@ -320,12 +332,14 @@ pub enum Outcome {
     /// A new member's join when the ledger holds [`MAX_MEMBERS`] records and none of them is
     /// an expired one it may drop.
     MembersFull,
-    /// The deny list or the reservations are full ([`MAX_DENIED`], [`MAX_RESERVATIONS`]).
+    /// The deny list, the reservations or the trust list are full ([`MAX_DENIED`], [`MAX_RESERVATIONS`]).
     ListFull,
     /// A signed operator command numbered at or below the last one applied for its subject:
     /// a replay, or a command the operator signed before a later one.
     OperatorStale,
-    /// A signed command that is not an operator command, or does not decode.
+    /// A signed command that is not an operator command, or does not decode; or a command the
+    /// operator may make only signed ([`Command::Trust`]) without a signature, or before the
+    /// rules that apply it.
     NotOperatorCommand,
     /// A rotation awaiting more pages of copies than a ledger's members fill, or a page the
     /// last rotation does not await ([`rotation`]).
@@ -361,6 +375,10 @@ pub struct LedgerState {
     #[serde(default)]
     deleted: Tombstones,
     deny: BTreeSet<PeerKey>,
+    /// The PeerIds the operator trusts with a raft seat ([`trust`]); written only when any is,
+    /// so a state without one encodes as before.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    trusted: BTreeSet<PeerKey>,
     secrets: BTreeMap<String, Vec<u8>>,
     /// The network token's last rotation.
     #[serde(default)]
@@ -397,6 +415,7 @@ impl LedgerState {
             kv: BTreeMap::new(),
             deleted: Tombstones::default(),
             deny: BTreeSet::new(),
+            trusted: BTreeSet::new(),
             secrets: BTreeMap::new(),
             rotation: None,
             audit: std::collections::VecDeque::new(),
@@ -516,6 +535,7 @@ impl LedgerState {
                 self.deny.remove(peer);
                 Outcome::Done
             }
+            Command::Trust { .. } | Command::Untrust { .. } => Outcome::NotOperatorCommand,
             Command::PutSecret { name, sealed } => self.put_secret(name, sealed),
             Command::DeleteSecret { name } => self.delete_secret(name),
             Command::RotateToken {

@@ -1,16 +1,17 @@
 //! Which commands are the operator's, and how a signed one applies. In a mesh with an operator
 //! key ([`crate::operator`]) the leader takes these only signed by it
 //! ([`crate::ledger::authority::may_propose`]): removing or fixing the role of another member,
-//! denying or allowing any PeerId, reserving or freeing an address, and the role policy; a
-//! token rotation only with the operator's signed grant for it. What a member says for itself
-//! (leaving, fixing its own role) stays its own, until the operator signs that member's role:
+//! denying or allowing any PeerId, trusting one with a raft seat ([`super::trust`]), reserving
+//! or freeing an address, and the role policy; a token rotation only with the operator's signed
+//! grant for it. What a member says for itself (leaving, fixing its own role) stays its own,
+//! until the operator signs that member's role:
 //! under the rules of [`super::SIGNED_ROLES`], the role the operator last signed for a member
 //! and that applied stands against the role the member's join declares, after a removal too,
 //! and against its own unsigned changes. Under the rules of [`super::ROLES_AHEAD`] it stands
 //! too when signed for a PeerId that is not a member yet, for when it joins.
 //!
 //! Each operator command has a subject: a PeerId (denial and allowance share it), a member's
-//! removal, a member's role, an address, the policy. The state keeps the last signed command applied for
+//! removal, a member's role, an address, the policy, a PeerId's trust. The state keeps the last signed command applied for
 //! each subject, and applies a signed command only when its number is above that one's. So a
 //! member that read a signed command in the log cannot commit it again later (an old removal,
 //! once the member rejoined, or an old denial after the operator allowed the PeerId back), and
@@ -27,8 +28,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::trust::changes_trust;
 use super::{
     Command, FixedRole, LedgerState, NETWORK_BOUND, Outcome, PeerKey, ROLES_AHEAD, SIGNED_ROLES,
+    TRUSTED_SEATS,
 };
 use crate::operator::Signed;
 
@@ -52,6 +55,8 @@ pub fn needs_operator(command: &Command, sender: &str) -> bool {
         Command::Leave { peer } | Command::SetFixedRole { peer, .. } => peer != sender,
         Command::Deny { .. }
         | Command::Allow { .. }
+        | Command::Trust { .. }
+        | Command::Untrust { .. }
         | Command::Reserve { .. }
         | Command::Unreserve { .. }
         | Command::SetRolePolicy(_) => true,
@@ -66,6 +71,7 @@ pub fn subject(command: &Command) -> Option<String> {
         // that it never stands in for them in a merge.
         Command::Leave { peer } => Some(format!("member {peer}")),
         Command::Deny { peer } | Command::Allow { peer } => Some(format!("peer {peer}")),
+        Command::Trust { peer } | Command::Untrust { peer } => Some(format!("seat {peer}")),
         Command::SetFixedRole { peer, .. } => Some(format!("{ROLE_SUBJECT}{peer}")),
         Command::Reserve { address, .. } | Command::Unreserve { address } => {
             Some(format!("address {address}"))
@@ -159,6 +165,9 @@ impl LedgerState {
         if self.rules >= NETWORK_BOUND && scope.into_iter().flatten().any(|s| s.len() > MAX_SCOPE) {
             return Outcome::NotOperatorCommand;
         }
+        if changes_trust(&command) && self.rules < TRUSTED_SEATS {
+            return Outcome::NotOperatorCommand;
+        }
         if !self.operator.fresh(&subject, signed.seq) {
             return Outcome::OperatorStale;
         }
@@ -174,6 +183,8 @@ impl LedgerState {
             }
             // Signed, a role change is the operator's, whatever the member's own word was.
             Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
+            Command::Trust { peer } => self.set_trust(peer, true),
+            Command::Untrust { peer } => self.set_trust(peer, false),
             command => self.execute(command),
         };
         self.operator.record(subject, signed.clone());

@@ -30,6 +30,9 @@
 //!   since a leader of an earlier weft would find such a signature false. A signed command
 //!   naming a cluster or network longer than [`super::operator::MAX_SCOPE`] (no honest leader
 //!   commits one) does not apply, so the state keeps no such text.
+//! - Version 4 ([`TRUSTED_SEATS`]): the operator's signed trust of a member with a raft seat
+//!   applies ([`super::trust`]); before it, such a command does nothing, as on a weft that
+//!   cannot read it.
 
 use serde::{Deserialize, Deserializer};
 
@@ -42,11 +45,13 @@ pub const SIGNED_ROLES: u32 = 1;
 pub const ROLES_AHEAD: u32 = 2;
 /// Every raft node checks an operator's command signed for one network.
 pub const NETWORK_BOUND: u32 = 3;
+/// The operator's signed trust list decides who may hold a raft seat.
+pub const TRUSTED_SEATS: u32 = 4;
 /// The newest rules this weft applies. A new version adds its form to [`FORMS`].
-pub const RULES: u32 = NETWORK_BOUND;
+pub const RULES: u32 = TRUSTED_SEATS;
 /// For each version of the rules, the form of the ledger's commands a weft must read to apply
 /// entries by it ([`super::COMMAND_FORM`]): version 0 needs none.
-const FORMS: [u32; RULES as usize + 1] = [0, 5, 6, 7];
+const FORMS: [u32; RULES as usize + 1] = [0, 5, 6, 7, 8];
 /// The form in which [`Command::AdoptRules`] of [`RULES`] is written.
 pub const RULES_FORM: u32 = FORMS[RULES as usize];
 
