@@ -741,6 +741,7 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
         members: vec![0xbad],
         operator: None,
         lowest_admitted: None,
+        trust: None,
     };
     tokio::spawn(async move {
         while let Some(rpc) = inbox.recv().await {
@@ -762,6 +763,106 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
     let put = Command::KvPut {
         bucket: "after".into(),
         key: "hello".into(),
+        value: "unmoved".into(),
+    };
+    assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());
+}
+
+/// A token holder with more identities than a cluster has members answers every hello from a
+/// cluster of its own, which one of them leads (and confirms it leads). Counted by peers seen,
+/// that cluster is the larger, so the members would leave theirs for it; once the operator
+/// trusts the machines that lead theirs, a cluster no trusted machine leads never draws them,
+/// whatever its count. Fails without the trust rule: the members leave their cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_identities_do_not_draw_a_cluster_a_trusted_machine_leads_into_theirs() {
+    let (secret, config) = keyed_config();
+    let Scene {
+        replicas, token, ..
+    } = scene_configured(true, config).await;
+    let before = replicas[0].ledger.status().cluster_id.expect("a cluster");
+    wait_for("the rules of the trust list on every replica", || {
+        replicas
+            .iter()
+            .all(|r| r.ledger.state().rules() >= TRUSTED_SEATS)
+            .then_some(())
+    })
+    .await;
+    for (seq, replica) in replicas.iter().enumerate() {
+        let trust = Command::Trust {
+            peer: replica.member.handle.peer_id().to_string(),
+        };
+        let signed = Command::Operator(Box::new(secret.sign(seq as u64 + 1, &trust)));
+        let outcome = replicas[0].ledger.propose_patiently(signed).await;
+        assert_eq!(outcome.ok(), Some(Outcome::Done));
+    }
+    wait_for("every replica trusting the three", || {
+        replicas
+            .iter()
+            .all(|r| r.ledger.state().trusted().len() == 3)
+            .then_some(())
+    })
+    .await;
+
+    // Four identities, one more than the cluster counts, all answering from a cluster the
+    // first leads, and counting who asks.
+    let entry = address(&replicas[0].member).await;
+    let mut identities = Vec::new();
+    for i in 0..4 {
+        identities.push(start(&token, &format!("mallory{i}"), vec![entry.clone()]).await);
+    }
+    let forged_leader = identities[0].handle.peer_id().to_string();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        PeerId,
+        usize,
+    >::new()));
+    for (i, identity) in identities.iter().enumerate() {
+        let mut inbox = identity
+            .handle
+            .take_inbox(weft::p2p::Service::Raft)
+            .expect("the raft inbox");
+        let hello = Hello {
+            node_id: 0xbad0 + i as u64,
+            in_cluster: true,
+            cluster: Some(ClusterId {
+                created_at: 0,
+                id: 0,
+            }),
+            leader: Some((
+                0xbad0,
+                weft::ledger::raft::LedgerNode {
+                    peer_id: forged_leader.clone(),
+                },
+            )),
+            members: (0..4).map(|n| 0xbad0 + n).collect(),
+            operator: None,
+            lowest_admitted: None,
+            trust: None,
+        };
+        let counter = asked.clone();
+        tokio::spawn(async move {
+            while let Some(rpc) = inbox.recv().await {
+                if matches!(serde_json::from_slice(&rpc.payload), Ok(LedgerRpc::Hello)) {
+                    *counter.lock().unwrap().entry(rpc.peer).or_default() += 1;
+                    let _ = rpc.reply.send(serde_json::to_vec(&hello).unwrap());
+                }
+            }
+        });
+    }
+    // Every replica asks each identity in two merge checks; all stay where they were.
+    wait_for("two merge checks of every replica", || {
+        let asked = asked.lock().unwrap();
+        replicas
+            .iter()
+            .all(|r| asked.get(&r.member.handle.peer_id()).copied().unwrap_or(0) >= 8)
+            .then_some(())
+    })
+    .await;
+    for replica in &replicas {
+        assert_eq!(replica.ledger.status().cluster_id.as_ref(), Some(&before));
+    }
+    let put = Command::KvPut {
+        bucket: "after".into(),
+        key: "identities".into(),
         value: "unmoved".into(),
     };
     assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());

@@ -58,7 +58,7 @@
 //! ([`super::pilot`], pure and time-injected); this module reads the node's state into it at
 //! every tick, asks, proposes and joins as it says.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -563,12 +563,14 @@ impl Autopilot {
     }
 
     /// Outside any cluster: asks the admitted peers for their clusters, and joins the one the
-    /// most answer from (the oldest of those as large, [`merge::cluster_to_join`]) through the
-    /// leader they name (unless that leader, asked too, disowns the lead), or forms one when
-    /// the [`Pilot`] says so ([`Pilot::searched`]: nobody has a cluster, or the clusters seen
-    /// have named no usable leader for [`LEADERLESS_GRACE`]; no peer is behind the rotation;
-    /// and this node is the lowest PeerId of its admitted peers not in a cluster and, for up
-    /// to six formation waits, of every peer heard of and every member the peers asked name).
+    /// most answer from (the oldest of those as large, [`merge::cluster_to_join`]; only among
+    /// those a machine the operator trusts leads when any is seen, [`merge::trusted_first`])
+    /// through the leader they name (unless that leader, asked too, disowns the lead), or
+    /// forms one when the [`Pilot`] says so ([`Pilot::searched`]: nobody has a cluster, or the
+    /// clusters seen have named no usable leader for [`LEADERLESS_GRACE`]; no peer is behind
+    /// the rotation; and this node is the lowest PeerId of its admitted peers not in a cluster
+    /// and, for up to six formation waits, of every peer heard of and every member the peers
+    /// asked name).
     async fn form_or_join(&mut self) {
         let ledger = &self.ledger;
         let p2p = ledger.p2p();
@@ -586,7 +588,18 @@ impl Autopilot {
             with_leader = answers.iter().filter(|(_, h)| h.leader.is_some()).count(),
             "looking for a cluster"
         );
-        let chosen = merge::cluster_to_join(usable_leaders(&answers, &me));
+        let trusted = match ledger.operator() {
+            Some(key) => {
+                let networks = ledger.networks();
+                let shows = |peer: &libp2p::PeerId, hello: &super::raft::network::Hello| {
+                    merge::shows_trust(key, &networks, peer, hello)
+                };
+                merge::trusted_led(&answers, &[], shows)
+            }
+            None => BTreeSet::new(),
+        };
+        let named = merge::trusted_first(usable_leaders(&answers, &me), &trusted);
+        let chosen = merge::cluster_to_join(named);
         let in_cluster: Vec<String> = answers
             .iter()
             .filter(|(_, hello)| hello.in_cluster)
@@ -1323,6 +1336,7 @@ mod tests {
             members: Vec::new(),
             operator: None,
             lowest_admitted: None,
+            trust: None,
         };
         let named = |answers: &[(libp2p::PeerId, Hello)]| {
             usable_leaders(answers, &me)

@@ -3,9 +3,15 @@
 //! leader) than it counts in its own ([`own_count`]: itself, its live members and the peers
 //! answering from it), or as many from an older one, it leaves its cluster for that one
 //! ([`better_cluster`]). Members that see the same peers make the same choice: those of the
-//! smaller cluster move, those of the larger stay, and the mesh ends with one cluster. The count is of peers seen, not
-//! claimed, and the clock that stamped a cluster id only breaks ties, so neither a forged hello
-//! nor a node whose clock is wrong takes a cluster over.
+//! smaller cluster move, those of the larger stay, and the mesh ends with one cluster. The
+//! count is of peers seen, not claimed, and the clock that stamped a cluster id only breaks
+//! ties, so neither a forged hello nor a node whose clock is wrong takes a cluster over.
+//!
+//! Identities are cheap for a token holder, so counts can be forged by one with many. In a mesh
+//! with an operator key, a cluster whose leader shows the operator's signed trust of itself
+//! with a raft seat ([`crate::ledger::state::LedgerState::trust_of`]) ranks above every cluster
+//! whose leader does not, whatever the counts ([`better_trusted`]): no number of identities
+//! draws a cluster a trusted machine leads into one it does not.
 //!
 //! Nothing written on the losing side is lost: before leaving, the member saves its applied
 //! state (the carried state, on disk, so a restart mid-merge keeps it); once it is a member of
@@ -56,7 +62,13 @@ pub async fn better_cluster_reachable(
 ) -> Option<ClusterId> {
     let state = ledger.state();
     let ours = state.cluster()?;
-    let leaderless = abandoned || ledger.status().leader.is_none();
+    let our_leader = ledger.status().leader;
+    let leaderless = abandoned || our_leader.is_none();
+    let key = ledger.operator().cloned();
+    // A trusted machine leads this cluster: one the others check by the trust it shows.
+    let ours_trusted = key.is_some()
+        && !abandoned
+        && our_leader.is_some_and(|leader| state.trusted().contains(&leader));
     // A rival cluster's leader publishing on the topic: members recorded here may be in it.
     let everyone = leaderless || ledger.rival_heard(crate::clock::now());
     let me = ledger.p2p().peer_id();
@@ -92,7 +104,12 @@ pub async fn better_cluster_reachable(
         .collect();
     let leaders = service::ask_each(ledger, unasked).await;
     let own = own_count(ours, abandoned, &counted, &answers);
-    let target = merge_target(ours, own, &answers, &leaders);
+    let networks = ledger.networks();
+    let shows = |peer: &libp2p::PeerId, hello: &Hello| {
+        key.as_ref()
+            .is_some_and(|key| shows_trust(key, &networks, peer, hello))
+    };
+    let target = merge_target(ours, own, ours_trusted, &answers, &leaders, shows);
     let check = settle_check(
         ours,
         target.is_none() && !leaderless,
@@ -142,16 +159,90 @@ fn is_asked(everyone: bool, counted: &BTreeSet<String>, peer: &str) -> bool {
     everyone || !counted.contains(peer)
 }
 
-/// The cluster to leave `ours`, counted as `own` members ([`own_count`]), for, given the
-/// `answers` of the peers this node asked and those of the `leaders` they named: pure, the
-/// decision of [`better_cluster_reachable`].
+/// The cluster to leave `ours`, counted as `own` members ([`own_count`]) and led by a machine
+/// the operator trusts when `ours_trusted`, for, given the `answers` of the peers this node
+/// asked and those of the `leaders` they named, each leader's trust checked by `shows`
+/// ([`shows_trust`]): pure, the decision of [`better_cluster_reachable`].
 fn merge_target(
     ours: ClusterId,
     own: usize,
+    ours_trusted: bool,
     answers: &[(libp2p::PeerId, Hello)],
     leaders: &[(libp2p::PeerId, Hello)],
+    shows: impl Fn(&libp2p::PeerId, &Hello) -> bool,
 ) -> Option<ClusterId> {
-    better_cluster(ours, own, &led_clusters(answers, leaders))
+    let trusted = trusted_led(answers, leaders, shows);
+    better_trusted(
+        ours,
+        own,
+        ours_trusted,
+        &led_clusters(answers, leaders),
+        &trusted,
+    )
+}
+
+/// Whether `hello`, the answer of `peer`, shows the operator's signed trust of `peer` with a
+/// raft seat: signed with `key`, for one of this mesh's `networks` or for none
+/// ([`super::authority::in_network`]). A machine the operator trusted and then took off the
+/// list may still show its old trust: deny it to cut it off.
+pub(crate) fn shows_trust(
+    key: &crate::operator::OperatorKey,
+    networks: &[String],
+    peer: &libp2p::PeerId,
+    hello: &Hello,
+) -> bool {
+    let Some(signed) = &hello.trust else {
+        return false;
+    };
+    signed.command.len() <= operator::MAX_SIGNED_COMMAND
+        && signed.verify(key).is_ok()
+        && super::authority::in_network(&Command::Operator(signed.clone()), networks).is_ok()
+        && matches!(signed.command(), Ok(Command::Trust { peer: trusted }) if trusted == peer.to_string())
+}
+
+/// The clusters a machine the operator trusts leads: each named by a peer of `answers` or
+/// `leaders` whose own answer names itself leader of it and that `shows` that trust.
+pub(crate) fn trusted_led(
+    answers: &[(libp2p::PeerId, Hello)],
+    leaders: &[(libp2p::PeerId, Hello)],
+    shows: impl Fn(&libp2p::PeerId, &Hello) -> bool,
+) -> BTreeSet<ClusterId> {
+    answers
+        .iter()
+        .chain(leaders)
+        .filter(|(peer, said)| {
+            said.leader
+                .as_ref()
+                .is_some_and(|(node, l)| *node == said.node_id && l.peer_id == peer.to_string())
+        })
+        .filter(|(peer, said)| shows(peer, said))
+        .filter_map(|(_, said)| said.cluster)
+        .collect()
+}
+
+/// [`better_cluster`], where clusters a machine the operator trusts leads (`trusted`) rank
+/// first: from `ours`, led by one when `ours_trusted`, only such a cluster can win, by count;
+/// from a cluster no trusted machine leads, the largest such cluster wins whatever the counts;
+/// with none in sight, the counts decide as they always did.
+pub fn better_trusted(
+    ours: ClusterId,
+    own: usize,
+    ours_trusted: bool,
+    answers: &[ClusterId],
+    trusted: &BTreeSet<ClusterId>,
+) -> Option<ClusterId> {
+    let led_by_trusted: Vec<ClusterId> = answers
+        .iter()
+        .filter(|c| trusted.contains(c))
+        .copied()
+        .collect();
+    if ours_trusted || trusted.contains(&ours) {
+        better_cluster(ours, own, &led_by_trusted)
+    } else if led_by_trusted.iter().any(|c| *c != ours) {
+        better_cluster(ours, 0, &led_by_trusted)
+    } else {
+        better_cluster(ours, own, answers)
+    }
 }
 
 /// How many members this node counts its own cluster `ours` as having: itself and its live
@@ -232,6 +323,21 @@ pub fn better_cluster(ours: ClusterId, own: usize, answers: &[ClusterId]) -> Opt
         .max_by_key(|(cluster, count)| rank(*cluster, *count))
         .filter(|(cluster, count)| rank(*cluster, *count) > rank(ours, own))
         .map(|(cluster, _)| cluster)
+}
+
+/// Of the clusters and leaders `named` for a node outside any cluster to join
+/// ([`cluster_to_join`]), those of clusters a machine the operator trusts leads (`trusted`,
+/// [`trusted_led`]) when any is named, so that no number of identities answering from a
+/// cluster of their own draws a newcomer away from one; all of them otherwise.
+pub fn trusted_first(
+    mut named: Vec<(Option<ClusterId>, super::follower::Leader)>,
+    trusted: &BTreeSet<ClusterId>,
+) -> Vec<(Option<ClusterId>, super::follower::Leader)> {
+    let led = |cluster: &Option<ClusterId>| cluster.is_some_and(|c| trusted.contains(&c));
+    if named.iter().any(|(cluster, _)| led(cluster)) {
+        named.retain(|(cluster, _)| led(cluster));
+    }
+    named
 }
 
 /// The leader to ask for a join, for a node outside any cluster, from what admitted peers
@@ -606,6 +712,7 @@ mod tests {
                 members: Vec::new(),
                 operator: None,
                 lowest_admitted: None,
+                trust: None,
             };
         // Two members name raft node 7 at `leader` as the leader.
         let answers = [
@@ -685,6 +792,7 @@ mod tests {
                     members: Vec::new(),
                     operator: None,
                     lowest_admitted: None,
+                    trust: None,
                 }
             };
             let stale = |me: usize, i: usize| stale.as_ref().is_some_and(|s| s[me][i]);
@@ -710,7 +818,7 @@ mod tests {
                     .map(|i| (nodes[i].0, hello(i)))
                     .collect();
                 let own = own_count(clusters[*c], false, &counted, &answers);
-                let target = merge_target(clusters[*c], own, &answers, &leaders);
+                let target = merge_target(clusters[*c], own, false, &answers, &leaders, |_, _| false);
                 let to = target.map(|w| clusters.iter().position(|x| *x == w).unwrap());
                 chose.insert(me, (*c, to));
             }
@@ -798,6 +906,7 @@ mod tests {
                             members: Vec::new(),
                             operator: None,
                             lowest_admitted: None,
+                            trust: None,
                         }
                     };
                     // Node 0 checks, with a working leader: it asks every peer its ledger does not
@@ -815,7 +924,8 @@ mod tests {
                         .map(|&i| (nodes[i].0, hello(i)))
                         .collect();
                     let own = own_count(clusters[0], false, &counted, &answers);
-                    let stays = merge_target(clusters[0], own, &answers, &[]).is_none();
+                    let stays = merge_target(clusters[0], own, false, &answers, &[], |_, _| false)
+                        .is_none();
                     let check =
                         settle_check(clusters[0], stays, own, asked.len(), &answers, unresolved);
                     let now = std::time::Instant::now();
@@ -869,6 +979,7 @@ mod tests {
                 members: vec![],
                 operator: None,
                 lowest_admitted: None,
+                trust: None,
             };
         let l = Some((1, "L"));
         let named = |answers: &[crate::ledger::raft::network::Hello]| {
@@ -919,6 +1030,7 @@ mod tests {
                 members,
                 operator: None,
                 lowest_admitted: None,
+                trust: None,
             }
         };
         assert!(left_out(
@@ -1053,6 +1165,7 @@ mod tests {
                         members: vec![],
                         operator: None,
                         lowest_admitted: None,
+                        trust: None,
                     })
                     .collect()
             };
@@ -1142,6 +1255,141 @@ mod tests {
         assert_eq!(
             better_cluster(ours, 1, &[ours, ancient, younger, younger]),
             Some(younger)
+        );
+    }
+
+    #[test]
+    fn a_cluster_a_trusted_machine_leads_is_never_left_for_one_no_trusted_machine_leads() {
+        let ours = cluster(1_700_000_000, 5);
+        let forged = cluster(0, 0);
+        let other = cluster(1_800_000_000, 9);
+        let trusted = |clusters: &[ClusterId]| clusters.iter().copied().collect::<BTreeSet<_>>();
+        // Identities answering from a forged cluster, however many, draw in no cluster a
+        // trusted machine leads.
+        let many = [forged; 10];
+        assert_eq!(better_trusted(ours, 2, true, &many, &trusted(&[])), None);
+        assert_eq!(
+            better_cluster(ours, 2, &many),
+            Some(forged),
+            "by counts alone"
+        );
+        // Two clusters trusted machines lead: the counts decide, from both sides.
+        let both = trusted(&[ours, other]);
+        assert_eq!(
+            better_trusted(ours, 2, true, &[other, other, other], &both),
+            Some(other)
+        );
+        assert_eq!(better_trusted(other, 3, true, &[ours, ours], &both), None);
+        // From a cluster no trusted machine leads, the trusted one wins whatever the counts,
+        // and from it the other is never joined: the two agree.
+        let theirs = trusted(&[other]);
+        assert_eq!(
+            better_trusted(ours, 9, false, &[other, forged, forged], &theirs),
+            Some(other)
+        );
+        assert_eq!(better_trusted(other, 1, true, &[ours; 9], &theirs), None);
+        // With no trusted leader in sight, counts alone, as before.
+        assert_eq!(
+            better_trusted(ours, 1, false, &[forged, forged], &trusted(&[])),
+            Some(forged)
+        );
+    }
+
+    #[test]
+    fn a_newcomer_joins_only_a_cluster_a_trusted_machine_leads_when_it_sees_one() {
+        let leader = |peer: &str| {
+            (
+                1,
+                crate::ledger::raft::LedgerNode {
+                    peer_id: peer.into(),
+                },
+            )
+        };
+        let (real, forged) = (cluster(10, 1), cluster(0, 0));
+        let mut named = vec![(Some(real), leader("trusted"))];
+        named.extend((0..5).map(|_| (Some(forged), leader("mallory"))));
+        let chosen = |trusted: &[ClusterId]| {
+            let trusted = trusted.iter().copied().collect();
+            cluster_to_join(trusted_first(named.clone(), &trusted)).map(|(_, l)| l.peer_id)
+        };
+        assert_eq!(chosen(&[]).as_deref(), Some("mallory"), "by counts alone");
+        assert_eq!(chosen(&[real]).as_deref(), Some("trusted"));
+    }
+
+    #[test]
+    fn a_leader_shows_trust_only_with_the_operators_signature_for_itself() {
+        let secret = crate::operator::OperatorSecret::generate();
+        let key = secret.public();
+        let (leader, other) = (libp2p::PeerId::random(), libp2p::PeerId::random());
+        let said = |trust: Option<crate::operator::Signed>, peer: &libp2p::PeerId| Hello {
+            node_id: 7,
+            in_cluster: true,
+            cluster: Some(cluster(10, 1)),
+            leader: Some((
+                7,
+                crate::ledger::raft::LedgerNode {
+                    peer_id: peer.to_string(),
+                },
+            )),
+            members: Vec::new(),
+            operator: None,
+            lowest_admitted: None,
+            trust: trust.map(Box::new),
+        };
+        let trust = |peer: &libp2p::PeerId| Command::Trust {
+            peer: peer.to_string(),
+        };
+        let own = secret.sign(1, &trust(&leader));
+        assert!(shows_trust(
+            &key,
+            &[],
+            &leader,
+            &said(Some(own.clone()), &leader)
+        ));
+        // Another machine's trust, a forged signature, another command, or none: no.
+        let others = secret.sign(1, &trust(&other));
+        assert!(!shows_trust(
+            &key,
+            &[],
+            &leader,
+            &said(Some(others), &leader)
+        ));
+        let forged = crate::operator::OperatorSecret::generate().sign(1, &trust(&leader));
+        assert!(!shows_trust(
+            &key,
+            &[],
+            &leader,
+            &said(Some(forged), &leader)
+        ));
+        let deny = secret.sign(
+            1,
+            &Command::Deny {
+                peer: leader.to_string(),
+            },
+        );
+        assert!(!shows_trust(&key, &[], &leader, &said(Some(deny), &leader)));
+        assert!(!shows_trust(&key, &[], &leader, &said(None, &leader)));
+        // Signed for another network than this mesh's: no.
+        let scope = crate::operator::Scope {
+            cluster: None,
+            network: Some("elsewhere".into()),
+        };
+        let abroad = secret.sign_in(1, &trust(&leader), scope);
+        let here = ["home".to_string()];
+        assert!(!shows_trust(
+            &key,
+            &here,
+            &leader,
+            &said(Some(abroad), &leader)
+        ));
+        // Only an answer naming itself leader makes its cluster one a trusted machine leads.
+        let member = (other, said(Some(own.clone()), &leader));
+        let shows = |peer: &libp2p::PeerId, hello: &Hello| shows_trust(&key, &[], peer, hello);
+        assert!(trusted_led(std::slice::from_ref(&member), &[], shows).is_empty());
+        let confirmed = [(leader, said(Some(own), &leader))];
+        assert_eq!(
+            trusted_led(&[member], &confirmed, shows),
+            [cluster(10, 1)].into_iter().collect()
         );
     }
 

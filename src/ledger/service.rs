@@ -727,6 +727,10 @@ pub fn hello(ledger: &Ledger) -> Hello {
             .map(|view| &view.peer_id)
             .min()
             .cloned(),
+        trust: ledger
+            .state()
+            .trust_of(ledger.p2p().peer_key())
+            .map(|signed| Box::new(signed.clone())),
     }
 }
 

@@ -132,6 +132,12 @@ pub struct Hello {
     /// refused this node first was never refused here, and would hold formation back.
     #[serde(default)]
     pub lowest_admitted: Option<String>,
+    /// The operator's signed trust of this node with a raft seat, as its ledger applied it
+    /// ([`crate::ledger::state::LedgerState::trust_of`]): a leader that shows it, checked with
+    /// the operator's key, makes its cluster rank above any a machine the operator does not
+    /// trust leads ([`crate::ledger::merge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<Box<crate::operator::Signed>>,
 }
 
 /// Why a ledger RPC failed in transit.

@@ -37,6 +37,8 @@ use crate::operator::Signed;
 
 /// How the subject of a member's role begins; its PeerId follows.
 const ROLE_SUBJECT: &str = "role ";
+/// How the subject of a PeerId's trust with a raft seat begins; the PeerId follows.
+pub(super) const SEAT_SUBJECT: &str = "seat ";
 /// The subject of the operator's grants of token rotations.
 pub const ROTATION: &str = "token";
 /// Subjects whose last signed command the state keeps.
@@ -71,7 +73,9 @@ pub fn subject(command: &Command) -> Option<String> {
         // that it never stands in for them in a merge.
         Command::Leave { peer } => Some(format!("member {peer}")),
         Command::Deny { peer } | Command::Allow { peer } => Some(format!("peer {peer}")),
-        Command::Trust { peer } | Command::Untrust { peer } => Some(format!("seat {peer}")),
+        Command::Trust { peer } | Command::Untrust { peer } => {
+            Some(format!("{SEAT_SUBJECT}{peer}"))
+        }
         Command::SetFixedRole { peer, .. } => Some(format!("{ROLE_SUBJECT}{peer}")),
         Command::Reserve { address, .. } | Command::Unreserve { address } => {
             Some(format!("address {address}"))

@@ -16,7 +16,9 @@
 use std::collections::BTreeSet;
 
 use super::bounds::plausible_peer;
+use super::operator::SEAT_SUBJECT;
 use super::{Command, LedgerState, Outcome, PeerKey};
+use crate::operator::Signed;
 
 /// PeerIds the trust list holds: raft seats are a handful, so this is room to spare.
 pub const MAX_TRUSTED: usize = 64;
@@ -25,6 +27,17 @@ impl LedgerState {
     /// The PeerIds the operator trusts with a raft seat; empty while it trusts none.
     pub fn trusted(&self) -> &BTreeSet<PeerKey> {
         &self.trusted
+    }
+
+    /// The operator's signed trust of `peer`, as this ledger applied it last, while `peer` is
+    /// trusted: what a leader shows in its hello, so that a node of another cluster can check
+    /// with the operator's key that a machine the operator trusts leads this one
+    /// (`ledger/merge.rs`).
+    pub fn trust_of(&self, peer: &str) -> Option<&Signed> {
+        if !self.trusted.contains(peer) {
+            return None;
+        }
+        self.operator.last().get(&format!("{SEAT_SUBJECT}{peer}"))
     }
 
     /// Whether `peer` may hold a raft seat by the trust list: any member while the operator
@@ -129,9 +142,15 @@ mod tests {
             ]
         );
         assert_eq!(s.trusted().iter().collect::<Vec<_>>(), ["a"]);
+        // What a trusted machine shows of its trust: the operator's signed command, while it
+        // stands.
+        let shown = s.trust_of("a").and_then(|signed| signed.command().ok());
+        assert_eq!(shown, Some(trust("a")));
+        assert!(s.trust_of("b").is_none() && s.trust_of("c").is_none());
         // Withdrawing the last trust opens the seats to every member again.
         run(&mut s, &[signed(&secret, 5, untrust("a"))]);
         assert!(s.trusted().is_empty() && s.may_hold_seat("c"));
+        assert!(s.trust_of("a").is_none());
     }
 
     #[test]
