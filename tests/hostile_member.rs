@@ -15,7 +15,7 @@ use support::ledger::{
     Replica, commit, group, group_configured, keyed_config, quick_config, settled_cluster,
     sole_voter,
 };
-use support::mesh::{address, admitted, network, start, wait_for};
+use support::mesh::{address, admitted, network, start, wait_for, wait_within};
 use weft::ledger::LedgerConfig;
 use weft::ledger::follower::Feed;
 use weft::ledger::forward::{Envelope, Nonce, Passed, Step, Vouched};
@@ -1504,6 +1504,59 @@ async fn once_the_operator_trusts_some_machines_only_they_hold_raft_seats() {
     wait_for("the founder following, its seat handed over", || {
         founder[0].ledger.status().follower.then_some(())
     })
+    .await;
+}
+
+/// Three untrusted voters hold every seat when the operator trusts three other machines: as
+/// the trusted ones join (as followers: the seats are full), the leader recruits them one at a
+/// time, each replaces an untrusted voter, and in the end they alone vote and one of them leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_machines_take_the_seats_of_untrusted_voters_one_by_one() {
+    let (secret, config) = keyed_config();
+    let token = network();
+    let replicas = group_configured(&token, &["u0", "u1", "u2"], config.clone()).await;
+    settled_cluster(&replicas).await;
+    wait_for(
+        "three untrusted voters under the rules of the trust list",
+        || {
+            let status = replicas[0].ledger.status();
+            let rules = replicas[0].ledger.state().rules() >= TRUSTED_SEATS;
+            (status.voters.len() == 3 && !status.changing_voters && rules).then_some(())
+        },
+    )
+    .await;
+    let entry = address(&replicas[0].member).await;
+    let mut machines = Vec::new();
+    for name in ["t1", "t2", "t3"] {
+        machines.push((name, start(&token, name, vec![entry.clone()]).await));
+    }
+    let mut trusted: Vec<String> = machines
+        .iter()
+        .map(|(_, m)| m.handle.peer_id().to_string())
+        .collect();
+    trusted.sort();
+    for (seq, peer) in trusted.iter().enumerate() {
+        let trust = Command::Trust { peer: peer.clone() };
+        let signed = Command::Operator(Box::new(secret.sign(seq as u64 + 1, &trust)));
+        let outcome = replicas[0].ledger.propose_patiently(signed).await;
+        assert_eq!(outcome.ok(), Some(Outcome::Done));
+    }
+    let dir = || tempfile::tempdir().unwrap();
+    let mut joined = Vec::new();
+    for (name, member) in machines {
+        joined.push(support::ledger::replica_configured(member, name, dir(), config.clone()).await);
+    }
+    wait_within(
+        std::time::Duration::from_secs(90),
+        "the trusted machines alone as voters",
+        || {
+            let status = joined[0].ledger.status();
+            let mut voters = status.voters.clone();
+            voters.sort();
+            let leads = status.leader.as_ref().is_some_and(|l| trusted.contains(l));
+            (voters == trusted && leads && !status.changing_voters).then_some(())
+        },
+    )
     .await;
 }
 
