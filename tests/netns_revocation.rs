@@ -3,8 +3,10 @@
 //! it cuts the denied node off everywhere within 10 s (no member lists it as a peer, its
 //! overlay address stops answering, it is no member of the ledger) and it stays out while
 //! denied; `weft members allow` lets it back in. The operator's commands are signed for the
-//! mesh's network. A token rotation needs the key as well.
-//! (`tests/netns_rotation.rs` denies and rotates in a mesh without one.) Needs root and iproute2; elsewhere it prints why it is skipped.
+//! mesh's network. A token rotation needs the key as well. The machines the operator trusts
+//! (`weft members trust`, signed) take every raft seat.
+//! (`tests/netns_rotation.rs` denies and rotates in a mesh without one.) Needs root and
+//! iproute2; elsewhere it prints why it is skipped.
 
 mod support;
 
@@ -145,6 +147,90 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
     lan.weft_ok(0, &["token", "rotate", "--operator-key-file", key_file]);
     wait_until(DEADLINE, "n2 on the new token", || {
         (network_id(&lan, 1) != before).then_some(())
+    });
+}
+
+/// The operator trusts three of four machines with raft seats, through the CLI: unsigned the
+/// trust is refused, naming the key; signed, the three take every seat and hold them, the
+/// fourth (whichever it was) votes no more, and `weft members trusted` lists them.
+#[test]
+fn the_machines_the_operator_trusts_take_the_raft_seats() {
+    require_netns!();
+    let mut lan = Lan::new(4, WEFT);
+    let token = lan.new_token();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("operator.key");
+    let key_file = key_file.to_str().unwrap();
+    let keygen = lan.weft(&["operator", "keygen", "--out", key_file]);
+    assert!(keygen.status.success(), "weft operator keygen");
+    let public = String::from_utf8(keygen.stdout).unwrap();
+    let public = public.trim();
+    for i in 0..4 {
+        lan.start_weft(
+            i,
+            &["--token", &token, "--no-dht", "--operator-key", public],
+            &[],
+        );
+    }
+    lan.settled_addresses(&[0, 1, 2, 3], DEADLINE);
+    let ids: Vec<String> = (0..4).map(|i| lan.peer_id(i)).collect();
+    let voters = |i: usize| -> (BTreeSet<String>, Option<String>, u64) {
+        let status = lan.weft_ok(i, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let ledger = &status["ledger"];
+        let voters = ledger["voters"].as_array().cloned().unwrap_or_default();
+        let voters = voters
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let leader = ledger["leader"].as_str().map(str::to_string);
+        (voters, leader, ledger["rules"].as_u64().unwrap_or(0))
+    };
+    wait_until(
+        DEADLINE,
+        "three voters and the rules of version 4 on n1",
+        || {
+            let (voters, _, rules) = voters(0);
+            (voters.len() == 3 && rules >= 4).then_some(())
+        },
+    );
+    // The first voter by host order stays untrusted; the three others are trusted.
+    let untrusted = (0..4)
+        .find(|i| voters(0).0.contains(&ids[*i]))
+        .expect("a voter");
+    let chosen: Vec<usize> = (0..4).filter(|i| *i != untrusted).collect();
+    let unsigned = lan.weft(&["members", "trust", "n1", "--api", &lan.hosts[0].api()]);
+    assert!(!unsigned.status.success());
+    let why = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(why.contains("--operator-key-file"), "{why}");
+    for i in &chosen {
+        let name = format!("n{}", i + 1);
+        lan.weft_ok(
+            untrusted,
+            &["members", "trust", &name, "--operator-key-file", key_file],
+        );
+    }
+    let trusted: BTreeSet<String> = chosen.iter().map(|i| ids[*i].clone()).collect();
+    let listed = lan.weft_ok(untrusted, &["members", "trusted", "--json"]);
+    let listed: BTreeSet<String> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed, trusted);
+    let moved = Instant::now();
+    wait_until(
+        DEADLINE,
+        "the trusted machines alone as voters, one of them leading",
+        || {
+            let (voters, leader, _) = voters(chosen[0]);
+            (voters == trusted && leader.is_some_and(|l| trusted.contains(&l))).then_some(())
+        },
+    );
+    eprintln!(
+        "n{} untrusted; seats moved {:?} after the trust",
+        untrusted + 1,
+        moved.elapsed()
+    );
+    // Every node agrees.
+    wait_until(DEADLINE, "every node seeing the trusted voters", || {
+        (0..4).all(|i| voters(i).0 == trusted).then_some(())
     });
 }
 
