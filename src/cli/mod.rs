@@ -48,7 +48,7 @@ enum Command {
     /// List the peers that proved membership, how they are reached and their round-trip time.
     Peers(ClientArgs),
     /// List the ledger's members (hostname, DNS name, overlay address, role, lease); remove,
-    /// deny or allow one.
+    /// deny or allow one, or trust one with a raft seat.
     Members(members::MembersArgs),
     /// Kubernetes roles: who is control plane or worker, deployed or pending, and the policy.
     #[command(subcommand)]
