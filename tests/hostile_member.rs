@@ -27,6 +27,20 @@ use weft::ledger::state::{
 };
 use weft::operator::Scope;
 
+/// `command` signed by the operator for the network of `replica`'s mesh, as the CLI signs it.
+fn signed_for_mesh(
+    secret: &weft::operator::OperatorSecret,
+    replica: &Replica,
+    seq: u64,
+    command: &Command,
+) -> weft::operator::Signed {
+    let scope = Scope {
+        cluster: None,
+        network: replica.ledger.networks().first().cloned(),
+    };
+    secret.sign_in(seq, command, scope)
+}
+
 /// What the leader answers `rpc` (a proposal, direct or forwarded) from the hostile node.
 async fn outcome(
     hostile: &support::mesh::Member,
@@ -791,7 +805,12 @@ async fn many_identities_do_not_draw_a_cluster_a_trusted_machine_leads_into_thei
         let trust = Command::Trust {
             peer: replica.member.handle.peer_id().to_string(),
         };
-        let signed = Command::Operator(Box::new(secret.sign(seq as u64 + 1, &trust)));
+        let signed = Command::Operator(Box::new(signed_for_mesh(
+            &secret,
+            &replicas[0],
+            seq as u64 + 1,
+            &trust,
+        )));
         let outcome = replicas[0].ledger.propose_patiently(signed).await;
         assert_eq!(outcome.ok(), Some(Outcome::Done));
     }
@@ -1451,7 +1470,12 @@ async fn once_the_operator_trusts_some_machines_only_they_hold_raft_seats() {
     trusted.sort();
     for (seq, peer) in trusted.iter().enumerate() {
         let trust = Command::Trust { peer: peer.clone() };
-        let signed = Command::Operator(Box::new(secret.sign(seq as u64 + 1, &trust)));
+        let signed = Command::Operator(Box::new(signed_for_mesh(
+            &secret,
+            &founder[0],
+            seq as u64 + 1,
+            &trust,
+        )));
         let outcome = founder[0].ledger.propose(signed).await;
         assert_eq!(outcome.ok(), Some(Outcome::Done));
     }
@@ -1537,7 +1561,12 @@ async fn trusted_machines_take_the_seats_of_untrusted_voters_one_by_one() {
     trusted.sort();
     for (seq, peer) in trusted.iter().enumerate() {
         let trust = Command::Trust { peer: peer.clone() };
-        let signed = Command::Operator(Box::new(secret.sign(seq as u64 + 1, &trust)));
+        let signed = Command::Operator(Box::new(signed_for_mesh(
+            &secret,
+            &replicas[0],
+            seq as u64 + 1,
+            &trust,
+        )));
         let outcome = replicas[0].ledger.propose_patiently(signed).await;
         assert_eq!(outcome.ok(), Some(Outcome::Done));
     }

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use super::client::{ClientArgs, call, fetch, segment};
 use super::operator::{SignArgs, resolve, send_signed};
 use super::{Failure, usage};
-use crate::api::MemberView;
+use crate::api::{MemberView, StatusView};
 use crate::ledger::state::Command;
 
 #[derive(Debug, Args)]
@@ -55,14 +55,15 @@ enum MembersCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Trust a member (a machine you keep safe) with a raft seat. Once the operator trusts
-    /// any member, only trusted ones hold raft seats, vote and lead; the others follow, so a
-    /// stolen machine that is not trusted cannot rewrite the ledger. Trust at least as many
+    /// Trust a machine you keep safe with a raft seat. Once the operator trusts any, trusted
+    /// members take the raft seats as they join and the others follow, so a stolen machine
+    /// that is not trusted cannot vote, lead or rewrite the ledger. Trust at least as many
     /// machines as the mesh has voters (three by default): until then, untrusted voters keep
     /// the seats no trusted member can take. Needs the operator's key.
     Trust {
-        /// The member's PeerId or hostname, or the PeerId of a machine that has not joined.
-        member: String,
+        /// The machine's PeerId (`weft status` on that machine shows it), joined or not; not a
+        /// hostname, which is a member's own word.
+        peer: String,
         #[command(flatten)]
         sign: SignArgs,
         #[command(flatten)]
@@ -125,14 +126,17 @@ pub(super) fn run(args: MembersArgs) -> Result<(), Failure> {
             }
         },
         Some(MembersCommand::Denied { client }) => print_peers(&client, "/v1/denied"),
-        Some(MembersCommand::Trust {
-            member,
-            sign,
-            client,
-        }) => {
+        Some(MembersCommand::Trust { peer, sign, client }) => {
             let key = operator_key(sign, "trust")?;
-            let peer = resolve(&client, &member, true)?;
-            send_signed(&client, &key, &Command::Trust { peer }).map(drop)
+            if peer.parse::<libp2p::PeerId>().is_err() {
+                return Err(usage(anyhow::anyhow!(
+                    "weft members trust takes a PeerId, not {peer:?}: read it with weft status \
+                     on that machine (a hostname is a member's own word, and a token holder \
+                     could join under the name you mean)"
+                )));
+            }
+            send_signed(&client, &key, &Command::Trust { peer })?;
+            warn_if_short(&client)
         }
         Some(MembersCommand::Untrust {
             member,
@@ -155,6 +159,27 @@ fn operator_key(sign: SignArgs, command: &str) -> Result<std::path::PathBuf, Fai
              WEFT_OPERATOR_KEY_FILE); only the operator trusts members with raft seats"
         ))
     })
+}
+
+/// After a trust: says so when fewer trusted machines are live members than the mesh has
+/// voters, since untrusted voters keep the seats no trusted member can take.
+fn warn_if_short(client: &ClientArgs) -> Result<(), Failure> {
+    let trusted: Vec<String> = fetch(client, "/v1/trusted")?;
+    let members: Vec<MemberView> = fetch(client, "/v1/members")?;
+    let status: StatusView = fetch(client, "/v1/status")?;
+    let live = members
+        .iter()
+        .filter(|m| m.lease == "live" && trusted.contains(&m.peer_id))
+        .count();
+    let voters = status.ledger.voters.len();
+    if live < voters {
+        eprintln!(
+            "note: {live} of the {} trusted machines are live members, and the mesh has {voters} \
+             voters: untrusted voters keep their seats until trusted machines can take them",
+            trusted.len()
+        );
+    }
+    Ok(())
 }
 
 /// Prints the PeerIds `path` lists, one per line, or the array with `--json`.

@@ -106,6 +106,14 @@ pub fn as_operator(
                     REMOVAL_VALID_SECS
                 ));
             }
+            if matches!(inner, Command::Trust { .. } | Command::Untrust { .. })
+                && signed.network.is_none()
+            {
+                return Err(format!(
+                    "{OPERATOR}a trust is signed for the mesh's network, and this one names none: \
+                     sign it with this weft's CLI"
+                ));
+            }
             if subject(&inner).is_none() {
                 return Err(format!(
                     "{OPERATOR}only operator commands (removals, denials, allowances, trust, \
@@ -417,9 +425,18 @@ mod tests {
                 assert!(refusal.starts_with(OPERATOR), "{refusal}");
                 assert!(refusal.contains("--operator-key"), "{refusal}");
             }
-            let signed = Command::Operator(Box::new(secret.sign(1, &command)));
+            let scope = Scope {
+                cluster: None,
+                network: Some("0123456789abcdef".into()),
+            };
+            let signed = Command::Operator(Box::new(secret.sign_in(1, &command, scope)));
             assert!(may_propose(&signed, "a", Some(&key), None, 0).is_ok());
             assert!(may_propose(&signed, "a", None, None, 0).is_err());
+            // Signed for no network (as an earlier weft's CLI signed commands): refused, since
+            // a member of two meshes could carry it from one into the other.
+            let anywhere = Command::Operator(Box::new(secret.sign(1, &command)));
+            let refusal = may_propose(&anywhere, "a", Some(&key), None, 0).unwrap_err();
+            assert!(refusal.contains("network"), "{refusal}");
         }
     }
 

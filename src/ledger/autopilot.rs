@@ -591,8 +591,9 @@ impl Autopilot {
         let trusted = match ledger.operator() {
             Some(key) => {
                 let networks = ledger.networks();
+                let state = ledger.state();
                 let shows = |peer: &libp2p::PeerId, hello: &super::raft::network::Hello| {
-                    merge::shows_trust(key, &networks, peer, hello)
+                    merge::shows_trust(key, &networks, &state, peer, hello)
                 };
                 merge::trusted_led(&answers, &[], shows)
             }

@@ -31,8 +31,8 @@ use std::time::Duration;
 use super::pending::PendingFile;
 use super::raft::network::Hello;
 use super::state::{
-    BootstrapReport, Carried, ClusterId, Command, LeaseState, LedgerState, Phase, merged_bucket,
-    operator,
+    BootstrapReport, Carried, ClusterId, Command, LeaseState, LedgerState, Phase, TRUSTED_SEATS,
+    merged_bucket, operator,
 };
 use super::{Ledger, service};
 
@@ -65,10 +65,17 @@ pub async fn better_cluster_reachable(
     let our_leader = ledger.status().leader;
     let leaderless = abandoned || our_leader.is_none();
     let key = ledger.operator().cloned();
-    // A trusted machine leads this cluster: one the others check by the trust it shows.
-    let ours_trusted = key.is_some()
-        && !abandoned
-        && our_leader.is_some_and(|leader| state.trusted().contains(&leader));
+    let networks = ledger.networks();
+    // A trusted machine leads this cluster, by the check the others make of the trust it shows.
+    let ours_trusted = !abandoned
+        && key
+            .as_ref()
+            .zip(our_leader.as_ref())
+            .is_some_and(|(key, leader)| {
+                state
+                    .trust_of(leader)
+                    .is_some_and(|signed| trust_holds(key, &networks, &state, leader, signed))
+            });
     // A rival cluster's leader publishing on the topic: members recorded here may be in it.
     let everyone = leaderless || ledger.rival_heard(crate::clock::now());
     let me = ledger.p2p().peer_id();
@@ -104,10 +111,10 @@ pub async fn better_cluster_reachable(
         .collect();
     let leaders = service::ask_each(ledger, unasked).await;
     let own = own_count(ours, abandoned, &counted, &answers);
-    let networks = ledger.networks();
+    let state = ledger.state();
     let shows = |peer: &libp2p::PeerId, hello: &Hello| {
         key.as_ref()
-            .is_some_and(|key| shows_trust(key, &networks, peer, hello))
+            .is_some_and(|key| shows_trust(key, &networks, &state, peer, hello))
     };
     let target = merge_target(ours, own, ours_trusted, &answers, &leaders, shows);
     let check = settle_check(
@@ -182,22 +189,50 @@ fn merge_target(
 }
 
 /// Whether `hello`, the answer of `peer`, shows the operator's signed trust of `peer` with a
-/// raft seat: signed with `key`, for one of this mesh's `networks` or for none
-/// ([`super::authority::in_network`]). A machine the operator trusted and then took off the
-/// list may still show its old trust: deny it to cut it off.
+/// raft seat that holds ([`trust_holds`]).
 pub(crate) fn shows_trust(
     key: &crate::operator::OperatorKey,
     networks: &[String],
+    ours: &LedgerState,
     peer: &libp2p::PeerId,
     hello: &Hello,
 ) -> bool {
-    let Some(signed) = &hello.trust else {
-        return false;
+    hello
+        .trust
+        .as_ref()
+        .is_some_and(|signed| trust_holds(key, networks, ours, &peer.to_string(), signed))
+}
+
+/// Whether `signed` is the operator's trust of `peer` with a raft seat, as a node with operator
+/// key `key`, in a mesh of `networks` ([`Ledger::networks`]), whose ledger is `ours`, takes it:
+/// signed with that key, for one of those networks, naming `peer`, and not superseded by a
+/// later command of the operator's about `peer`'s trust that `ours` applied (a machine taken
+/// off the list cannot show its old trust here). The same check for a node's own leader and
+/// for another cluster's, so that both sides of two clusters rank them alike.
+pub(crate) fn trust_holds(
+    key: &crate::operator::OperatorKey,
+    networks: &[String],
+    ours: &LedgerState,
+    peer: &str,
+    signed: &crate::operator::Signed,
+) -> bool {
+    let trust = Command::Trust {
+        peer: peer.to_string(),
     };
+    let superseded = operator::subject(&trust).is_some_and(|subject| {
+        ours.operator_marks()
+            .last()
+            .get(&subject)
+            .is_some_and(|last| last.seq >= signed.seq && last != signed)
+    });
     signed.command.len() <= operator::MAX_SIGNED_COMMAND
+        && signed
+            .network
+            .as_ref()
+            .is_some_and(|n| networks.contains(n))
+        && !superseded
         && signed.verify(key).is_ok()
-        && super::authority::in_network(&Command::Operator(signed.clone()), networks).is_ok()
-        && matches!(signed.command(), Ok(Command::Trust { peer: trusted }) if trusted == peer.to_string())
+        && signed.command().is_ok_and(|command| command == trust)
 }
 
 /// The clusters a machine the operator trusts leads: each named by a peer of `answers` or
@@ -613,7 +648,16 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
                 .last()
                 .get(*subject)
                 .is_none_or(|theirs| theirs.seq < last.seq);
-            later && last.command().is_ok_and(|c| still_holds(carried, &c))
+            // A trust applies only under the rules of version 4: carried into a winner that
+            // has not adopted them, it would be lost there and use up nothing.
+            let ruled = |c: &Command| {
+                current.rules() >= TRUSTED_SEATS
+                    || !matches!(c, Command::Trust { .. } | Command::Untrust { .. })
+            };
+            later
+                && last
+                    .command()
+                    .is_ok_and(|c| still_holds(carried, &c) && ruled(&c))
         })
         .collect();
     for last in signed.values() {
@@ -1339,56 +1383,69 @@ mod tests {
         let trust = |peer: &libp2p::PeerId| Command::Trust {
             peer: peer.to_string(),
         };
-        let own = secret.sign(1, &trust(&leader));
-        assert!(shows_trust(
-            &key,
-            &[],
-            &leader,
-            &said(Some(own.clone()), &leader)
-        ));
+        let in_network = |seq, command: &Command, network: Option<&str>| {
+            let scope = crate::operator::Scope {
+                cluster: None,
+                network: network.map(str::to_string),
+            };
+            secret.sign_in(seq, command, scope)
+        };
+        let here = ["home".to_string()];
+        let empty = LedgerState::new(pool());
+        let shows = |ours: &LedgerState, signed: Option<crate::operator::Signed>| {
+            shows_trust(&key, &here, ours, &leader, &said(signed, &leader))
+        };
+        let own = in_network(5, &trust(&leader), Some("home"));
+        assert!(shows(&empty, Some(own.clone())));
         // Another machine's trust, a forged signature, another command, or none: no.
-        let others = secret.sign(1, &trust(&other));
-        assert!(!shows_trust(
-            &key,
-            &[],
-            &leader,
-            &said(Some(others), &leader)
+        assert!(!shows(
+            &empty,
+            Some(in_network(5, &trust(&other), Some("home")))
         ));
-        let forged = crate::operator::OperatorSecret::generate().sign(1, &trust(&leader));
-        assert!(!shows_trust(
-            &key,
-            &[],
-            &leader,
-            &said(Some(forged), &leader)
-        ));
-        let deny = secret.sign(
-            1,
-            &Command::Deny {
-                peer: leader.to_string(),
+        let forger = crate::operator::OperatorSecret::generate();
+        let forged = forger.sign_in(
+            5,
+            &trust(&leader),
+            crate::operator::Scope {
+                cluster: None,
+                network: Some("home".into()),
             },
         );
-        assert!(!shows_trust(&key, &[], &leader, &said(Some(deny), &leader)));
-        assert!(!shows_trust(&key, &[], &leader, &said(None, &leader)));
-        // Signed for another network than this mesh's: no.
-        let scope = crate::operator::Scope {
-            cluster: None,
-            network: Some("elsewhere".into()),
+        assert!(!shows(&empty, Some(forged)));
+        let deny = Command::Deny {
+            peer: leader.to_string(),
         };
-        let abroad = secret.sign_in(1, &trust(&leader), scope);
-        let here = ["home".to_string()];
-        assert!(!shows_trust(
-            &key,
-            &here,
-            &leader,
-            &said(Some(abroad), &leader)
+        assert!(!shows(&empty, Some(in_network(5, &deny, Some("home")))));
+        assert!(!shows(&empty, None));
+        // Signed for another network than this mesh's, or for none: no.
+        assert!(!shows(
+            &empty,
+            Some(in_network(5, &trust(&leader), Some("elsewhere")))
         ));
+        assert!(!shows(&empty, Some(in_network(5, &trust(&leader), None))));
+        // Taken off the list by a later command this node's ledger applied: no longer, while
+        // the trust this node applied itself still shows.
+        let mut ours = LedgerState::new(pool());
+        let adopt = Command::AdoptRules {
+            version: TRUSTED_SEATS,
+        };
+        let untrust = Command::Untrust {
+            peer: leader.to_string(),
+        };
+        let later = in_network(6, &untrust, Some("home"));
+        apply(&mut ours, &[adopt, Command::Operator(Box::new(later))]);
+        assert!(!shows(&ours, Some(own.clone())));
+        let again = in_network(7, &trust(&leader), Some("home"));
+        apply(&mut ours, &[Command::Operator(Box::new(again.clone()))]);
+        assert!(shows(&ours, Some(again)));
         // Only an answer naming itself leader makes its cluster one a trusted machine leads.
         let member = (other, said(Some(own.clone()), &leader));
-        let shows = |peer: &libp2p::PeerId, hello: &Hello| shows_trust(&key, &[], peer, hello);
-        assert!(trusted_led(std::slice::from_ref(&member), &[], shows).is_empty());
+        let check =
+            |peer: &libp2p::PeerId, hello: &Hello| shows_trust(&key, &here, &empty, peer, hello);
+        assert!(trusted_led(std::slice::from_ref(&member), &[], check).is_empty());
         let confirmed = [(leader, said(Some(own), &leader))];
         assert_eq!(
-            trusted_led(&[member], &confirmed, shows),
+            trusted_led(&[member], &confirmed, check),
             [cluster(10, 1)].into_iter().collect()
         );
     }

@@ -152,7 +152,8 @@ impl Seats {
         }
     }
 
-    /// The voter change due at `now`, if any.
+    /// The voter change due at `now`, if any. Dead voters are replaced in the order of `nodes`
+    /// (denied ones first).
     pub fn replacement(
         &mut self,
         now: Instant,

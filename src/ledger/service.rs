@@ -1030,7 +1030,9 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
         .map_err(|e| e.to_string())
 }
 
-/// The raft nodes of this leader's membership as [`seats`] judges them.
+/// The raft nodes of this leader's membership as [`seats`] judges them, this node last: the
+/// seat rules replace dead voters in the order given, so a leader the operator does not trust
+/// gives up its own seat after the others', each of which would otherwise cost an election.
 pub(crate) fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
     let own = ledger.p2p().peer_key();
     let reachable = ledger.reachable_peers();
@@ -1045,7 +1047,7 @@ pub(crate) fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
         .iter()
         .filter_map(|id| membership.get_node(id).map(|n| (*id, n.peer_id.as_str())))
         .collect();
-    membership
+    let mut nodes = membership
         .nodes()
         .map(|(id, node)| {
             let voter = voters.contains(id);
@@ -1068,7 +1070,9 @@ pub(crate) fn seat_nodes(ledger: &Ledger) -> Vec<seats::Node> {
                             || keyed.keyless(&node.peer_id))),
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    nodes.sort_by_key(|node| node.peer == own);
+    nodes
 }
 
 /// The learners of this leader's membership fit for a vote now ([`seats::ready_learners`]).

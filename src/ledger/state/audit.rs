@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Carried, Command, LedgerState, Outcome, PeerKey};
+use super::{Carried, Command, LedgerState, Outcome, PeerKey, TRUSTED_SEATS};
 
 /// Entries the trail keeps.
 pub const AUDIT_LIMIT: usize = 256;
@@ -115,7 +115,7 @@ impl LedgerState {
             index: self.applied,
             at,
             issuer: clip(issuer),
-            action: describe(command),
+            action: self.describe_by_rules(command),
             outcome: outcome_name(outcome),
             data: is_shared_data(command),
         });
@@ -125,7 +125,27 @@ impl LedgerState {
     pub fn audit(&self) -> impl Iterator<Item = &AuditEntry> {
         self.audit.iter()
     }
+
+    /// `command` in one bounded line, as every replica writes it by the rules it applies:
+    /// before the rules of the trust list, a signed trust reads as a weft that cannot decode it
+    /// reads it, so that the replicas of both wefts keep the same trail.
+    fn describe_by_rules(&self, command: &Command) -> String {
+        let trust = |signed: &crate::operator::Signed| {
+            signed
+                .command()
+                .is_ok_and(|c| matches!(c, Command::Trust { .. } | Command::Untrust { .. }))
+        };
+        match command {
+            Command::Operator(signed) if self.rules < TRUSTED_SEATS && trust(signed) => {
+                UNDECODED.into()
+            }
+            command => describe(command),
+        }
+    }
 }
+
+/// How the trail describes a signed command this weft cannot decode.
+const UNDECODED: &str = "a signed command that does not decode";
 
 /// A command in one bounded line.
 fn describe(command: &Command) -> String {
@@ -204,7 +224,7 @@ fn describe(command: &Command) -> String {
                 signed.seq,
                 describe(&command)
             ),
-            Err(_) => "a signed command that does not decode".into(),
+            Err(_) => UNDECODED.into(),
         },
         Command::AllowRotation {
             cluster, previous, ..

@@ -105,6 +105,19 @@ mod tests {
         assert_eq!(before, [Outcome::NotOperatorCommand]);
         assert!(s.trusted().is_empty() && s.operator_marks().last().is_empty());
         assert!(s.may_hold_seat("b"));
+        // Its line in the audit trail is the one a weft that cannot read it writes, so the
+        // replicas of both keep the same state.
+        let audited = Command::Audited {
+            issuer: "p".into(),
+            at: 1,
+            command: Box::new(signed(&secret, 1, trust("a"))),
+        };
+        run(&mut s, &[audited]);
+        let line = s.audit().last().map(|e| e.action.clone());
+        assert_eq!(
+            line.as_deref(),
+            Some("a signed command that does not decode")
+        );
         let outcomes = run(
             &mut s,
             &[
