@@ -9,6 +9,7 @@
 
 pub mod authority;
 pub mod autopilot;
+mod campaign;
 pub mod catchup;
 mod contact;
 mod deny;
