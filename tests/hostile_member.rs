@@ -1589,54 +1589,6 @@ async fn trusted_machines_take_the_seats_of_untrusted_voters_one_by_one() {
     .await;
 }
 
-/// Every trusted machine already votes, beside the untrusted voter that leads: no trusted
-/// learner can step in for the leader, so a trusted voter stands for election and takes the
-/// lead, and the untrusted one follows as a voter. Fails without the campaign: the untrusted
-/// voter keeps leading.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trusted_voter_takes_the_lead_from_an_untrusted_leader() {
-    let (secret, config) = keyed_config();
-    let token = network();
-    let replicas = group_configured(&token, &["m0", "m1", "m2"], config).await;
-    settled_cluster(&replicas).await;
-    let untrusted = wait_for("three voters under the rules of the trust list", || {
-        let status = replicas[0].ledger.status();
-        let rules = replicas[0].ledger.state().rules() >= TRUSTED_SEATS;
-        (status.voters.len() == 3 && !status.changing_voters && rules)
-            .then_some(status.leader)
-            .flatten()
-    })
-    .await;
-    // The two voters that do not lead are trusted, the leader is not.
-    let trusted: Vec<String> = replicas
-        .iter()
-        .map(|r| r.member.handle.peer_id().to_string())
-        .filter(|peer| *peer != untrusted)
-        .collect();
-    for (seq, peer) in trusted.iter().enumerate() {
-        let trust = Command::Trust { peer: peer.clone() };
-        let signed = signed_for_mesh(&secret, &replicas[0], seq as u64 + 1, &trust);
-        let outcome = replicas[0]
-            .ledger
-            .propose_patiently(Command::Operator(Box::new(signed)))
-            .await;
-        assert_eq!(outcome.ok(), Some(Outcome::Done));
-    }
-    let status = wait_for("a trusted voter leading, on every replica", || {
-        let statuses: Vec<_> = replicas.iter().map(|r| r.ledger.status()).collect();
-        let leader = statuses[0].leader.clone().filter(|l| trusted.contains(l))?;
-        statuses
-            .iter()
-            .all(|s| s.leader.as_ref() == Some(&leader))
-            .then(|| statuses[0].clone())
-    })
-    .await;
-    assert!(
-        status.voters.contains(&untrusted),
-        "no trusted learner replaced it: {status:?}"
-    );
-}
-
 /// A node started without the mesh's operator key (by mistake) that founded the cluster leads
 /// it: nodes that join a keyless leader take raft seats as usual, and nothing moves a leader
 /// that holds its quorum. Once most of its voters say they run with one key, it checks operator

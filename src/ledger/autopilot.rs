@@ -81,7 +81,7 @@ use super::state::{
     ABANDON_FORM, ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform,
     RolePolicy,
 };
-use super::{Ledger, LedgerConfig, campaign, follower, forward, merge, recover, service};
+use super::{Ledger, LedgerConfig, follower, forward, merge, recover, service};
 
 /// File holding this node's raft id, made with the raft directory.
 const NODE_ID_FILE: &str = "node-id";
@@ -161,9 +161,6 @@ struct Autopilot {
     /// The states of the clusters this node left in merges, oldest first, until what they hold
     /// is re-proposed.
     carried: Vec<LedgerState>,
-    /// When this node last stood for election against a leader the operator does not trust
-    /// ([`campaign`]).
-    campaigned: Option<Instant>,
 }
 
 /// Runs until `shutdown`.
@@ -190,7 +187,6 @@ pub async fn run(
         seats: Seats::default(),
         asking: tokio::task::JoinSet::new(),
         carried,
-        campaigned: None,
     };
     let mut tick = tokio::time::interval(LISTEN_TICK);
     // A tick that took longer than the interval (a merge, a join) is not made up for by a burst.
@@ -212,7 +208,6 @@ impl Autopilot {
             // What raft nodes answered of their operator keys holds for one leadership: a node
             // that leads again later asks afresh, and reads nothing of this one meanwhile.
             ledger.keyed().clear();
-            self.campaigned = campaign::maybe_campaign(&ledger, self.campaigned).await;
         }
         for duty in self.pilot.tick(now, &seen) {
             match duty {

@@ -9,7 +9,6 @@
 
 pub mod authority;
 pub mod autopilot;
-mod campaign;
 pub mod catchup;
 mod contact;
 mod deny;
