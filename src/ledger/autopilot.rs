@@ -590,10 +590,8 @@ impl Autopilot {
         );
         let trusted = match ledger.operator() {
             Some(key) => {
-                let networks = ledger.networks();
-                let state = ledger.state();
                 let shows = |peer: &libp2p::PeerId, hello: &super::raft::network::Hello| {
-                    merge::shows_trust(key, &networks, &state, peer, hello)
+                    merge::shows_trust(key, peer, hello)
                 };
                 merge::trusted_led(&answers, &[], shows)
             }

@@ -65,7 +65,6 @@ pub async fn better_cluster_reachable(
     let our_leader = ledger.status().leader;
     let leaderless = abandoned || our_leader.is_none();
     let key = ledger.operator().cloned();
-    let networks = ledger.networks();
     // A trusted machine leads this cluster, by the check the others make of the trust it shows.
     let ours_trusted = !abandoned
         && key
@@ -74,7 +73,7 @@ pub async fn better_cluster_reachable(
             .is_some_and(|(key, leader)| {
                 state
                     .trust_of(leader)
-                    .is_some_and(|signed| trust_holds(key, &networks, &state, leader, signed))
+                    .is_some_and(|signed| trust_holds(key, leader, signed))
             });
     // A rival cluster's leader publishing on the topic: members recorded here may be in it.
     let everyone = leaderless || ledger.rival_heard(crate::clock::now());
@@ -111,10 +110,9 @@ pub async fn better_cluster_reachable(
         .collect();
     let leaders = service::ask_each(ledger, unasked).await;
     let own = own_count(ours, abandoned, &counted, &answers);
-    let state = ledger.state();
     let shows = |peer: &libp2p::PeerId, hello: &Hello| {
         key.as_ref()
-            .is_some_and(|key| shows_trust(key, &networks, &state, peer, hello))
+            .is_some_and(|key| shows_trust(key, peer, hello))
     };
     let target = merge_target(ours, own, ours_trusted, &answers, &leaders, shows);
     let check = settle_check(
@@ -189,48 +187,35 @@ fn merge_target(
 }
 
 /// Whether `hello`, the answer of `peer`, shows the operator's signed trust of `peer` with a
-/// raft seat that holds ([`trust_holds`]).
+/// raft seat ([`trust_holds`]).
 pub(crate) fn shows_trust(
     key: &crate::operator::OperatorKey,
-    networks: &[String],
-    ours: &LedgerState,
     peer: &libp2p::PeerId,
     hello: &Hello,
 ) -> bool {
     hello
         .trust
         .as_ref()
-        .is_some_and(|signed| trust_holds(key, networks, ours, &peer.to_string(), signed))
+        .is_some_and(|signed| trust_holds(key, &peer.to_string(), signed))
 }
 
-/// Whether `signed` is the operator's trust of `peer` with a raft seat, as a node with operator
-/// key `key`, in a mesh of `networks` ([`Ledger::networks`]), whose ledger is `ours`, takes it:
-/// signed with that key, for one of those networks, naming `peer`, and not superseded by a
-/// later command of the operator's about `peer`'s trust that `ours` applied (a machine taken
-/// off the list cannot show its old trust here). The same check for a node's own leader and
-/// for another cluster's, so that both sides of two clusters rank them alike.
+/// Whether `signed` is the operator's trust of `peer` with a raft seat: signed with `key` and
+/// naming `peer`. The same check for a node's own leader (the trust its ledger holds) and for
+/// another cluster's (the one it shows), and it reads nothing a node holds alone (which
+/// networks it knows, which later commands it applied), so that both sides of two clusters
+/// rank them alike: a check one side passes and the other fails would leave each staying where
+/// it is, and the two would never merge. So a machine the operator took off the list still
+/// shows its last trust to others, and one signed for another mesh run with the same key
+/// counts here too (`docs/security.md`).
 pub(crate) fn trust_holds(
     key: &crate::operator::OperatorKey,
-    networks: &[String],
-    ours: &LedgerState,
     peer: &str,
     signed: &crate::operator::Signed,
 ) -> bool {
     let trust = Command::Trust {
         peer: peer.to_string(),
     };
-    let superseded = operator::subject(&trust).is_some_and(|subject| {
-        ours.operator_marks()
-            .last()
-            .get(&subject)
-            .is_some_and(|last| last.seq >= signed.seq && last != signed)
-    });
     signed.command.len() <= operator::MAX_SIGNED_COMMAND
-        && signed
-            .network
-            .as_ref()
-            .is_some_and(|n| networks.contains(n))
-        && !superseded
         && signed.verify(key).is_ok()
         && signed.command().is_ok_and(|command| command == trust)
 }
@@ -1383,65 +1368,27 @@ mod tests {
         let trust = |peer: &libp2p::PeerId| Command::Trust {
             peer: peer.to_string(),
         };
-        let in_network = |seq, command: &Command, network: Option<&str>| {
-            let scope = crate::operator::Scope {
-                cluster: None,
-                network: network.map(str::to_string),
-            };
-            secret.sign_in(seq, command, scope)
+        let scope = || crate::operator::Scope {
+            cluster: None,
+            network: Some("home".into()),
         };
-        let here = ["home".to_string()];
-        let empty = LedgerState::new(pool());
-        let shows = |ours: &LedgerState, signed: Option<crate::operator::Signed>| {
-            shows_trust(&key, &here, ours, &leader, &said(signed, &leader))
+        let shows = |signed: Option<crate::operator::Signed>| {
+            shows_trust(&key, &leader, &said(signed, &leader))
         };
-        let own = in_network(5, &trust(&leader), Some("home"));
-        assert!(shows(&empty, Some(own.clone())));
+        let own = secret.sign_in(5, &trust(&leader), scope());
+        assert!(shows(Some(own.clone())));
         // Another machine's trust, a forged signature, another command, or none: no.
-        assert!(!shows(
-            &empty,
-            Some(in_network(5, &trust(&other), Some("home")))
-        ));
+        assert!(!shows(Some(secret.sign_in(5, &trust(&other), scope()))));
         let forger = crate::operator::OperatorSecret::generate();
-        let forged = forger.sign_in(
-            5,
-            &trust(&leader),
-            crate::operator::Scope {
-                cluster: None,
-                network: Some("home".into()),
-            },
-        );
-        assert!(!shows(&empty, Some(forged)));
+        assert!(!shows(Some(forger.sign_in(5, &trust(&leader), scope()))));
         let deny = Command::Deny {
             peer: leader.to_string(),
         };
-        assert!(!shows(&empty, Some(in_network(5, &deny, Some("home")))));
-        assert!(!shows(&empty, None));
-        // Signed for another network than this mesh's, or for none: no.
-        assert!(!shows(
-            &empty,
-            Some(in_network(5, &trust(&leader), Some("elsewhere")))
-        ));
-        assert!(!shows(&empty, Some(in_network(5, &trust(&leader), None))));
-        // Taken off the list by a later command this node's ledger applied: no longer, while
-        // the trust this node applied itself still shows.
-        let mut ours = LedgerState::new(pool());
-        let adopt = Command::AdoptRules {
-            version: TRUSTED_SEATS,
-        };
-        let untrust = Command::Untrust {
-            peer: leader.to_string(),
-        };
-        let later = in_network(6, &untrust, Some("home"));
-        apply(&mut ours, &[adopt, Command::Operator(Box::new(later))]);
-        assert!(!shows(&ours, Some(own.clone())));
-        let again = in_network(7, &trust(&leader), Some("home"));
-        apply(&mut ours, &[Command::Operator(Box::new(again.clone()))]);
-        assert!(shows(&ours, Some(again)));
+        assert!(!shows(Some(secret.sign_in(5, &deny, scope()))));
+        assert!(!shows(None));
         // Only an answer naming itself leader makes its cluster one a trusted machine leads.
         let member = (other, said(Some(own.clone()), &leader));
-        let check =
-            |peer: &libp2p::PeerId, hello: &Hello| shows_trust(&key, &here, &empty, peer, hello);
+        let check = |peer: &libp2p::PeerId, hello: &Hello| shows_trust(&key, peer, hello);
         assert!(trusted_led(std::slice::from_ref(&member), &[], check).is_empty());
         let confirmed = [(leader, said(Some(own), &leader))];
         assert_eq!(
