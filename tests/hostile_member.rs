@@ -27,18 +27,41 @@ use weft::ledger::state::{
 };
 use weft::operator::Scope;
 
-/// `command` signed by the operator for the network of `replica`'s mesh, as the CLI signs it.
-fn signed_for_mesh(
-    secret: &weft::operator::OperatorSecret,
-    replica: &Replica,
-    seq: u64,
-    command: &Command,
-) -> weft::operator::Signed {
-    let scope = Scope {
+/// The operator trusts `peers` with raft seats, each trust signed for the network of
+/// `through`'s mesh (as the CLI signs it) and committed through `through`.
+async fn trust_all(secret: &weft::operator::OperatorSecret, through: &Replica, peers: &[String]) {
+    let scope = || Scope {
         cluster: None,
-        network: replica.ledger.networks().first().cloned(),
+        network: through.ledger.networks().first().cloned(),
     };
-    secret.sign_in(seq, command, scope)
+    for (seq, peer) in peers.iter().enumerate() {
+        let trust = Command::Trust { peer: peer.clone() };
+        let signed = secret.sign_in(seq as u64 + 1, &trust, scope());
+        let outcome = through
+            .ledger
+            .propose_patiently(Command::Operator(Box::new(signed)))
+            .await;
+        assert_eq!(outcome.ok(), Some(Outcome::Done), "trusting {peer}");
+    }
+}
+
+/// Members named `names`, started through `entry` but not yet replicas, with their PeerIds
+/// in order.
+async fn machines(
+    token: &weft::token::Token,
+    entry: &libp2p::Multiaddr,
+    names: &[&'static str],
+) -> (Vec<(&'static str, support::mesh::Member)>, Vec<String>) {
+    let mut machines = Vec::new();
+    for name in names {
+        machines.push((*name, start(token, name, vec![entry.clone()]).await));
+    }
+    let mut peers: Vec<String> = machines
+        .iter()
+        .map(|(_, m)| m.handle.peer_id().to_string())
+        .collect();
+    peers.sort();
+    (machines, peers)
 }
 
 /// What the leader answers `rpc` (a proposal, direct or forwarded) from the hostile node.
@@ -801,19 +824,11 @@ async fn many_identities_do_not_draw_a_cluster_a_trusted_machine_leads_into_thei
             .then_some(())
     })
     .await;
-    for (seq, replica) in replicas.iter().enumerate() {
-        let trust = Command::Trust {
-            peer: replica.member.handle.peer_id().to_string(),
-        };
-        let signed = Command::Operator(Box::new(signed_for_mesh(
-            &secret,
-            &replicas[0],
-            seq as u64 + 1,
-            &trust,
-        )));
-        let outcome = replicas[0].ledger.propose_patiently(signed).await;
-        assert_eq!(outcome.ok(), Some(Outcome::Done));
-    }
+    let peers: Vec<String> = replicas
+        .iter()
+        .map(|r| r.member.handle.peer_id().to_string())
+        .collect();
+    trust_all(&secret, &replicas[0], &peers).await;
     wait_for("every replica trusting the three", || {
         replicas
             .iter()
@@ -1459,26 +1474,8 @@ async fn once_the_operator_trusts_some_machines_only_they_hold_raft_seats() {
     )
     .await;
     // Three machines the operator keeps safe, trusted before they join.
-    let mut machines = Vec::new();
-    for name in ["m1", "m2", "m3"] {
-        machines.push((name, start(&token, name, vec![entry.clone()]).await));
-    }
-    let mut trusted: Vec<String> = machines
-        .iter()
-        .map(|(_, m)| m.handle.peer_id().to_string())
-        .collect();
-    trusted.sort();
-    for (seq, peer) in trusted.iter().enumerate() {
-        let trust = Command::Trust { peer: peer.clone() };
-        let signed = Command::Operator(Box::new(signed_for_mesh(
-            &secret,
-            &founder[0],
-            seq as u64 + 1,
-            &trust,
-        )));
-        let outcome = founder[0].ledger.propose(signed).await;
-        assert_eq!(outcome.ok(), Some(Outcome::Done));
-    }
+    let (machines, trusted) = machines(&token, &entry, &["m1", "m2", "m3"]).await;
+    trust_all(&secret, &founder[0], &trusted).await;
     // An unsigned trust of itself is refused, so a member cannot put itself on the list.
     let hostile = mallory_admitted_by(&token, entry.clone(), leader).await;
     let hostile_id = hostile.handle.peer_id().to_string();
@@ -1550,26 +1547,8 @@ async fn trusted_machines_take_the_seats_of_untrusted_voters_one_by_one() {
     )
     .await;
     let entry = address(&replicas[0].member).await;
-    let mut machines = Vec::new();
-    for name in ["t1", "t2", "t3"] {
-        machines.push((name, start(&token, name, vec![entry.clone()]).await));
-    }
-    let mut trusted: Vec<String> = machines
-        .iter()
-        .map(|(_, m)| m.handle.peer_id().to_string())
-        .collect();
-    trusted.sort();
-    for (seq, peer) in trusted.iter().enumerate() {
-        let trust = Command::Trust { peer: peer.clone() };
-        let signed = Command::Operator(Box::new(signed_for_mesh(
-            &secret,
-            &replicas[0],
-            seq as u64 + 1,
-            &trust,
-        )));
-        let outcome = replicas[0].ledger.propose_patiently(signed).await;
-        assert_eq!(outcome.ok(), Some(Outcome::Done));
-    }
+    let (machines, trusted) = machines(&token, &entry, &["t1", "t2", "t3"]).await;
+    trust_all(&secret, &replicas[0], &trusted).await;
     let dir = || tempfile::tempdir().unwrap();
     let mut joined = Vec::new();
     for (name, member) in machines {

@@ -38,25 +38,32 @@ fn pings(lan: &Lan, from: usize, to: &str) -> bool {
         .success()
 }
 
-#[test]
-fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
-    require_netns!();
-    let mut lan = Lan::new(3, WEFT);
+/// `hosts` nodes on one LAN, each started with the public key of an operator key made into
+/// `key_file`.
+fn keyed_lan(hosts: usize, key_file: &str) -> Lan {
+    let mut lan = Lan::new(hosts, WEFT);
     let token = lan.new_token();
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("operator.key");
-    let key_file = key_file.to_str().unwrap();
     let keygen = lan.weft(&["operator", "keygen", "--out", key_file]);
     assert!(keygen.status.success(), "weft operator keygen");
     let public = String::from_utf8(keygen.stdout).unwrap();
     let public = public.trim();
-    for i in 0..3 {
+    for i in 0..hosts {
         lan.start_weft(
             i,
             &["--token", &token, "--no-dht", "--operator-key", public],
             &[],
         );
     }
+    lan
+}
+
+#[test]
+fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
+    require_netns!();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("operator.key");
+    let key_file = key_file.to_str().unwrap();
+    let mut lan = keyed_lan(3, key_file);
     let addresses = lan.settled_addresses(&[0, 1, 2], DEADLINE);
     let ids: Vec<String> = (0..3).map(|i| lan.peer_id(i)).collect();
     wait_until(DEADLINE, "n1 to reach n3 over the overlay", || {
@@ -157,22 +164,10 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
 #[test]
 fn the_machines_the_operator_trusts_take_the_raft_seats() {
     require_netns!();
-    let mut lan = Lan::new(4, WEFT);
-    let token = lan.new_token();
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("operator.key");
     let key_file = key_file.to_str().unwrap();
-    let keygen = lan.weft(&["operator", "keygen", "--out", key_file]);
-    assert!(keygen.status.success(), "weft operator keygen");
-    let public = String::from_utf8(keygen.stdout).unwrap();
-    let public = public.trim();
-    for i in 0..4 {
-        lan.start_weft(
-            i,
-            &["--token", &token, "--no-dht", "--operator-key", public],
-            &[],
-        );
-    }
+    let mut lan = keyed_lan(4, key_file);
     lan.settled_addresses(&[0, 1, 2, 3], DEADLINE);
     let ids: Vec<String> = (0..4).map(|i| lan.peer_id(i)).collect();
     let voters = |i: usize| -> (BTreeSet<String>, Option<String>, u64) {
