@@ -572,7 +572,8 @@ fn key_values(carried: &LedgerState, current: &LedgerState) -> Vec<Command> {
 }
 
 /// Whether the effect of the operator's `command` shows in `state`: a denial while the PeerId
-/// is denied, a trust while the PeerId is trusted, a reservation while it stands, a role or policy while it is the one set.
+/// is denied, a trust while the PeerId is trusted, a reservation while it stands, a role or
+/// policy while it is the one set.
 fn still_holds(state: &LedgerState, command: &Command) -> bool {
     match command {
         Command::Deny { peer } => state.is_denied(peer),
@@ -847,7 +848,8 @@ mod tests {
                     .map(|i| (nodes[i].0, hello(i)))
                     .collect();
                 let own = own_count(clusters[*c], false, &counted, &answers);
-                let target = merge_target(clusters[*c], own, false, &answers, &leaders, |_, _| false);
+                let target =
+                    merge_target(clusters[*c], own, false, &answers, &leaders, |_, _| false);
                 let to = target.map(|w| clusters.iter().position(|x| *x == w).unwrap());
                 chose.insert(me, (*c, to));
             }

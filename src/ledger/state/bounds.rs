@@ -2,9 +2,10 @@
 //! reservations, the trust list ([`super::trust`]), the addresses remembered for returning
 //! members and the operator's last signed command per subject ([`super::operator`]). Any token
 //! holder can make new identities and propose commands naming any PeerId, so each of these is
-//! capped in count and each record in size. With the shared data's own limit ([`SHARED_DATA_LIMIT`]) the whole
-//! state encodes to less than the largest snapshot or catch-up a node takes
-//! ([`MAX_SNAPSHOT`]), however it was filled; the assertion below keeps the sum so.
+//! capped in count and each record in size. With the shared data's own limit
+//! ([`SHARED_DATA_LIMIT`]) the whole state encodes to less than the largest snapshot or
+//! catch-up a node takes ([`MAX_SNAPSHOT`]), however it was filled; the assertion below keeps
+//! the sum so.
 //!
 //! At its cap, a join of a new member drops the record of the member expired longest ago
 //! whose role does not bind it; when none is left to drop the join is refused

@@ -332,7 +332,8 @@ pub enum Outcome {
     /// A new member's join when the ledger holds [`MAX_MEMBERS`] records and none of them is
     /// an expired one it may drop.
     MembersFull,
-    /// The deny list, the reservations or the trust list are full ([`MAX_DENIED`], [`MAX_RESERVATIONS`]).
+    /// The deny list, the reservations or the trust list are full ([`MAX_DENIED`],
+    /// [`MAX_RESERVATIONS`], [`MAX_TRUSTED`]).
     ListFull,
     /// A signed operator command numbered at or below the last one applied for its subject:
     /// a replay, or a command the operator signed before a later one.

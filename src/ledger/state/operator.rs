@@ -11,18 +11,18 @@
 //! too when signed for a PeerId that is not a member yet, for when it joins.
 //!
 //! Each operator command has a subject: a PeerId (denial and allowance share it), a member's
-//! removal, a member's role, an address, the policy, a PeerId's trust. The state keeps the last signed command applied for
-//! each subject, and applies a signed command only when its number is above that one's. So a
-//! member that read a signed command in the log cannot commit it again later (an old removal,
-//! once the member rejoined, or an old denial after the operator allowed the PeerId back), and
-//! a merge carries each subject's last signed command into the winner, where the later of the
-//! two clusters' commands wins ([`crate::ledger::merge`]). A removal is an act, not a lasting
-//! fact: it is signed for one cluster ([`crate::operator::Signed::cluster`]), never carried, and
-//! refused in any other. A command that fails (an unknown member, a deployed role without
-//! force) still uses up its number, so it cannot be replayed once it would succeed. A rotation's
-//! grant is the subject `token`. The table holds [`MAX_MARKS`] subjects; to make room it drops
-//! the lowest-numbered, and from then on nothing numbered at or below it applies (a merge does
-//! not carry that floor).
+//! removal, a member's role, an address, the policy, a PeerId's trust. The state keeps the last
+//! signed command applied for each subject, and applies a signed command only when its number
+//! is above that one's. So a member that read a signed command in the log cannot commit it
+//! again later (an old removal, once the member rejoined, or an old denial after the operator
+//! allowed the PeerId back), and a merge carries each subject's last signed command into the
+//! winner, where the later of the two clusters' commands wins ([`crate::ledger::merge`]). A
+//! removal is an act, not a lasting fact: it is signed for one cluster
+//! ([`crate::operator::Signed::cluster`]), never carried, and refused in any other. A command
+//! that fails (an unknown member, a deployed role without force) still uses up its number, so
+//! it cannot be replayed once it would succeed. A rotation's grant is the subject `token`. The
+//! table holds [`MAX_MARKS`] subjects; to make room it drops the lowest-numbered, and from then
+//! on nothing numbered at or below it applies (a merge does not carry that floor).
 
 use std::collections::BTreeMap;
 

@@ -8,8 +8,8 @@
 //!
 //! The list changes only by the operator's signed [`Command::Trust`] and [`Command::Untrust`]
 //! (never unsigned, with or without an operator key: a member that could trust itself alone
-//! would take every seat), applied by the rules of [`super::TRUSTED_SEATS`] so that a weft that does
-//! not know these commands never holds a seat while one applies. It holds at most
+//! would take every seat), applied by the rules of [`super::TRUSTED_SEATS`] so that a weft that
+//! does not know these commands never holds a seat while one applies. It holds at most
 //! [`MAX_TRUSTED`] PeerIds, any of which need not be a member yet (a machine trusted before it
 //! joins).
 
