@@ -135,9 +135,9 @@ pub(super) fn run(args: MembersArgs) -> Result<(), Failure> {
                      could join under the name you mean)"
                 )));
             }
-            send_signed(&client, &key, &Command::Trust { peer })?;
+            send_signed(&client, &key, &Command::Trust { peer: peer.clone() })?;
             // The trust committed: a note that cannot be made fails nothing.
-            if let Err(Failure::Usage(e) | Failure::Runtime(e)) = warn_if_short(&client) {
+            if let Err(Failure::Usage(e) | Failure::Runtime(e)) = warn_if_short(&client, peer) {
                 eprintln!("note: cannot tell how many trusted machines are live: {e:#}");
             }
             Ok(())
@@ -165,10 +165,14 @@ fn operator_key(sign: SignArgs, command: &str) -> Result<std::path::PathBuf, Fai
     })
 }
 
-/// After a trust: says so when fewer trusted machines are live members than the mesh has
-/// voters, since untrusted voters keep the seats no trusted member can take.
-fn warn_if_short(client: &ClientArgs) -> Result<(), Failure> {
-    let trusted: Vec<String> = fetch(client, "/v1/trusted")?;
+/// After the trust of `peer` committed: says so when fewer trusted machines are live members
+/// than the mesh has voters, since untrusted voters keep the seats no trusted member can take.
+/// `peer` counts as trusted whether or not the node asked has applied its trust yet.
+fn warn_if_short(client: &ClientArgs, peer: String) -> Result<(), Failure> {
+    let mut trusted: Vec<String> = fetch(client, "/v1/trusted")?;
+    if !trusted.contains(&peer) {
+        trusted.push(peer);
+    }
     let members: Vec<MemberView> = fetch(client, "/v1/members")?;
     let status: StatusView = fetch(client, "/v1/status")?;
     let live = members
