@@ -740,6 +740,62 @@ async fn a_forged_feed_is_not_applied_by_followers() {
     assert_eq!(follower.ledger.status().leader, Some(leader));
 }
 
+/// Who asked the hostile nodes for their hello, and how many times.
+type Asked = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<PeerId, usize>>>;
+
+/// The hello of raft node `node_id` in a cluster formed in 1970 (the oldest id there is), led
+/// by raft node `leader_node` at PeerId `leader`, with raft nodes `members`.
+fn forged_hello(node_id: u64, leader_node: u64, leader: &str, members: Vec<u64>) -> Hello {
+    Hello {
+        node_id,
+        in_cluster: true,
+        cluster: Some(ClusterId {
+            created_at: 0,
+            id: 0,
+        }),
+        leader: Some((
+            leader_node,
+            weft::ledger::raft::LedgerNode {
+                peer_id: leader.to_string(),
+            },
+        )),
+        members,
+        operator: None,
+        lowest_admitted: None,
+        trust: None,
+    }
+}
+
+/// Has `member` answer every hello with `hello`, counting in `asked` who asks.
+fn answer_hellos(member: &support::mesh::Member, hello: Hello, asked: &Asked) {
+    let mut inbox = member
+        .handle
+        .take_inbox(weft::p2p::Service::Raft)
+        .expect("the raft inbox");
+    let counter = asked.clone();
+    tokio::spawn(async move {
+        while let Some(rpc) = inbox.recv().await {
+            if matches!(serde_json::from_slice(&rpc.payload), Ok(LedgerRpc::Hello)) {
+                *counter.lock().unwrap().entry(rpc.peer).or_default() += 1;
+                let _ = rpc.reply.send(serde_json::to_vec(&hello).unwrap());
+            }
+        }
+    });
+}
+
+/// Every replica is still in cluster `before`, and a write under `key` still commits.
+async fn still_in(replicas: &[Replica], before: &str, key: &str) {
+    for replica in replicas {
+        assert_eq!(replica.ledger.status().cluster_id.as_deref(), Some(before));
+    }
+    let put = Command::KvPut {
+        bucket: "after".into(),
+        key: key.into(),
+        value: "unmoved".into(),
+    };
+    assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
     let Scene {
@@ -753,56 +809,19 @@ async fn a_forged_hello_with_the_oldest_cluster_id_moves_no_cluster() {
 
     // The hostile node answers every hello as the leader of a cluster formed in 1970 (what an
     // honest node with a dead clock battery would say too), and counts who asks.
-    let mut inbox = hostile
-        .handle
-        .take_inbox(weft::p2p::Service::Raft)
-        .expect("the raft inbox");
-    let asked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
-        PeerId,
-        usize,
-    >::new()));
-    let counter = asked.clone();
-    let forged = Hello {
-        node_id: 0xbad,
-        in_cluster: true,
-        cluster: Some(ClusterId {
-            created_at: 0,
-            id: 0,
-        }),
-        leader: Some((
-            0xbad,
-            weft::ledger::raft::LedgerNode {
-                peer_id: mine.clone(),
-            },
-        )),
-        members: vec![0xbad],
-        operator: None,
-        lowest_admitted: None,
-        trust: None,
-    };
-    tokio::spawn(async move {
-        while let Some(rpc) = inbox.recv().await {
-            if matches!(serde_json::from_slice(&rpc.payload), Ok(LedgerRpc::Hello)) {
-                *counter.lock().unwrap().entry(rpc.peer).or_default() += 1;
-                let _ = rpc.reply.send(serde_json::to_vec(&forged).unwrap());
-            }
-        }
-    });
+    let asked = Asked::default();
+    answer_hellos(
+        &hostile,
+        forged_hello(0xbad, 0xbad, &mine, vec![0xbad]),
+        &asked,
+    );
 
     // The target asks in each merge check; after two of them it is still where it was.
     wait_for("two merge checks of the target", || {
         (asked.lock().unwrap().get(&target).copied().unwrap_or(0) >= 2).then_some(())
     })
     .await;
-    for replica in &replicas {
-        assert_eq!(replica.ledger.status().cluster_id.as_ref(), Some(&before));
-    }
-    let put = Command::KvPut {
-        bucket: "after".into(),
-        key: "hello".into(),
-        value: "unmoved".into(),
-    };
-    assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());
+    still_in(&replicas, &before, "hello").await;
 }
 
 /// A token holder with more identities than a cluster has members answers every hello from a
@@ -845,42 +864,11 @@ async fn many_identities_do_not_draw_a_cluster_a_trusted_machine_leads_into_thei
         identities.push(start(&token, &format!("mallory{i}"), vec![entry.clone()]).await);
     }
     let forged_leader = identities[0].handle.peer_id().to_string();
-    let asked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
-        PeerId,
-        usize,
-    >::new()));
+    let asked = Asked::default();
+    let members: Vec<u64> = (0..4).map(|n| 0xbad0 + n).collect();
     for (i, identity) in identities.iter().enumerate() {
-        let mut inbox = identity
-            .handle
-            .take_inbox(weft::p2p::Service::Raft)
-            .expect("the raft inbox");
-        let hello = Hello {
-            node_id: 0xbad0 + i as u64,
-            in_cluster: true,
-            cluster: Some(ClusterId {
-                created_at: 0,
-                id: 0,
-            }),
-            leader: Some((
-                0xbad0,
-                weft::ledger::raft::LedgerNode {
-                    peer_id: forged_leader.clone(),
-                },
-            )),
-            members: (0..4).map(|n| 0xbad0 + n).collect(),
-            operator: None,
-            lowest_admitted: None,
-            trust: None,
-        };
-        let counter = asked.clone();
-        tokio::spawn(async move {
-            while let Some(rpc) = inbox.recv().await {
-                if matches!(serde_json::from_slice(&rpc.payload), Ok(LedgerRpc::Hello)) {
-                    *counter.lock().unwrap().entry(rpc.peer).or_default() += 1;
-                    let _ = rpc.reply.send(serde_json::to_vec(&hello).unwrap());
-                }
-            }
-        });
+        let hello = forged_hello(0xbad0 + i as u64, 0xbad0, &forged_leader, members.clone());
+        answer_hellos(identity, hello, &asked);
     }
     // Every replica asks each identity in two merge checks; all stay where they were.
     wait_for("two merge checks of every replica", || {
@@ -891,15 +879,7 @@ async fn many_identities_do_not_draw_a_cluster_a_trusted_machine_leads_into_thei
             .then_some(())
     })
     .await;
-    for replica in &replicas {
-        assert_eq!(replica.ledger.status().cluster_id.as_ref(), Some(&before));
-    }
-    let put = Command::KvPut {
-        bucket: "after".into(),
-        key: "identities".into(),
-        value: "unmoved".into(),
-    };
-    assert!(replicas[0].ledger.propose_patiently(put).await.is_ok());
+    still_in(&replicas, &before, "identities").await;
 }
 
 /// A challenge of `leader`'s for `origin`, fetched by the hostile node.

@@ -38,12 +38,16 @@ fn pings(lan: &Lan, from: usize, to: &str) -> bool {
         .success()
 }
 
-/// `hosts` nodes on one LAN, each started with the public key of an operator key made into
-/// `key_file`.
-fn keyed_lan(hosts: usize, key_file: &str) -> Lan {
+/// `hosts` nodes on one LAN, each started with the public key of an operator key made by
+/// `weft operator keygen`, with the directory holding the key file (kept while the test runs)
+/// and the key file's path.
+fn keyed_lan(hosts: usize) -> (Lan, tempfile::TempDir, String) {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("operator.key");
+    let key_file = key_file.to_str().unwrap().to_string();
     let mut lan = Lan::new(hosts, WEFT);
     let token = lan.new_token();
-    let keygen = lan.weft(&["operator", "keygen", "--out", key_file]);
+    let keygen = lan.weft(&["operator", "keygen", "--out", &key_file]);
     assert!(keygen.status.success(), "weft operator keygen");
     let public = String::from_utf8(keygen.stdout).unwrap();
     let public = public.trim();
@@ -54,16 +58,14 @@ fn keyed_lan(hosts: usize, key_file: &str) -> Lan {
             &[],
         );
     }
-    lan
+    (lan, keys, key_file)
 }
 
 #[test]
 fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
     require_netns!();
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("operator.key");
-    let key_file = key_file.to_str().unwrap();
-    let mut lan = keyed_lan(3, key_file);
+    let (mut lan, _keys, key_file) = keyed_lan(3);
+    let key_file = key_file.as_str();
     let addresses = lan.settled_addresses(&[0, 1, 2], DEADLINE);
     let ids: Vec<String> = (0..3).map(|i| lan.peer_id(i)).collect();
     wait_until(DEADLINE, "n1 to reach n3 over the overlay", || {
@@ -164,10 +166,8 @@ fn a_denied_member_is_cut_off_everywhere_and_stays_out_until_allowed() {
 #[test]
 fn the_machines_the_operator_trusts_take_the_raft_seats() {
     require_netns!();
-    let keys = tempfile::tempdir().unwrap();
-    let key_file = keys.path().join("operator.key");
-    let key_file = key_file.to_str().unwrap();
-    let mut lan = keyed_lan(4, key_file);
+    let (mut lan, _keys, key_file) = keyed_lan(4);
+    let key_file = key_file.as_str();
     lan.settled_addresses(&[0, 1, 2, 3], DEADLINE);
     let ids: Vec<String> = (0..4).map(|i| lan.peer_id(i)).collect();
     let voters = |i: usize| -> (BTreeSet<String>, Option<String>, u64) {
