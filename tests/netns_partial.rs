@@ -110,6 +110,23 @@ fn a_member_reaching_only_a_default_node_joins_the_leader_beyond_it_writes_and_p
     lan.wait_ping(a, &overlay[2], DEADLINE);
     lan.wait_ping(b, &overlay[0], DEADLINE);
     eprintln!("A and B pinged each other in {:?}", pinging.elapsed());
+
+    // B begins serving as a relay too, while A reaches it through R's circuit. libp2p's relay
+    // server sent its new status to that relayed connection as well, whose handler panicked
+    // (`p2p/relay_server.rs`). The circuit still carries A's pings, and the relay client's
+    // contained fault (`p2p/contained.rs`) is the one panic a daemon may print.
+    wait_until(DEADLINE, "B to relay by default", || {
+        (status(b)["relay"] == "serving").then_some(())
+    });
+    lan.wait_ping(a, &overlay[2], DEADLINE);
+    for process in &lan.processes {
+        let log = process.log_text();
+        let panics: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("panicked at") && !line.contains("priv_client"))
+            .collect();
+        assert!(panics.is_empty(), "{}: {panics:#?}", process.label);
+    }
 }
 
 #[test]

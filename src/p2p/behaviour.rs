@@ -74,7 +74,7 @@ pub struct Behaviour {
     pub kad: Toggle<Gated<kad::Behaviour<kad::store::MemoryStore>>>,
     pub public_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub relay_client: Contained<relay::client::Behaviour>,
-    pub relay_server: Toggle<relay::Behaviour>,
+    pub relay_server: Toggle<super::relay_server::RelayServer>,
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
@@ -138,7 +138,8 @@ impl Behaviour {
         });
         let public_kad = config.public_dht.then(|| public_kad(local));
         let relay_server = (config.relay != super::RelayMode::Off)
-            .then(|| relay::Behaviour::new(local, relay_config(admitted, serving)));
+            .then(|| relay::Behaviour::new(local, relay_config(admitted, serving)))
+            .map(super::relay_server::RelayServer::new);
         Ok(Behaviour {
             per_ip: super::per_ip::Behaviour::new(config.max_per_ip),
             limits: connection_limits::Behaviour::new(

@@ -21,6 +21,7 @@ pub mod peers;
 pub mod per_ip;
 pub mod protocol;
 pub(crate) mod redial;
+mod relay_server;
 pub mod relaying;
 pub mod slots;
 
