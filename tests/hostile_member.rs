@@ -594,6 +594,7 @@ async fn raft_rpcs_in_another_nodes_name_are_refused() {
         node: weft::ledger::raft::LedgerNode { peer_id: other },
         operator: None,
         form: weft::ledger::state::COMMAND_FORM,
+        follows: true,
     };
     let leader: PeerId = victim.ledger.status().leader.unwrap().parse().unwrap();
     let refused = call::<Result<serde_json::Value, String>>(&hostile.handle, leader, &join)
@@ -1061,6 +1062,115 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     assert_eq!(after.hostname, before.hostname);
 }
 
+/// Has `member` carry what newcomers ask of `leader` as an honest member does (hellos, the
+/// leader's challenges and forwarded requests), counting the forwarded requests in
+/// `carried`; and answer a request for the state with the leader's own pages, under voters
+/// of its own (itself), counting each asker in `asked`.
+fn carry_and_forge(member: &support::mesh::Member, leader: PeerId, carried: &Asked, asked: &Asked) {
+    let mut inbox = member
+        .handle
+        .take_inbox(weft::p2p::Service::Raft)
+        .expect("the raft inbox");
+    let handle = member.handle.clone();
+    let (carried, asked) = (carried.clone(), asked.clone());
+    tokio::spawn(async move {
+        while let Some(rpc) = inbox.recv().await {
+            let relayed = match serde_json::from_slice(&rpc.payload) {
+                Ok(LedgerRpc::Hello) => call::<Hello>(&handle, leader, &LedgerRpc::Hello)
+                    .await
+                    .map(|mut hello| {
+                        hello.node_id = 0xbad;
+                        serde_json::to_vec(&hello).unwrap()
+                    }),
+                Ok(LedgerRpc::Forward { step, .. }) => {
+                    let to_leader = match step {
+                        Step::Challenge => LedgerRpc::Challenge { origin: rpc.peer },
+                        Step::Request(envelope) => {
+                            *carried.lock().unwrap().entry(rpc.peer).or_default() += 1;
+                            LedgerRpc::Forwarded(envelope)
+                        }
+                    };
+                    call::<serde_json::Value>(&handle, leader, &to_leader)
+                        .await
+                        .map(|answer| {
+                            let answer = serde_json::to_vec(&answer).unwrap();
+                            serde_json::to_vec(&Passed::Answer(answer)).unwrap()
+                        })
+                }
+                Ok(page @ LedgerRpc::CatchupPage { .. }) => {
+                    *asked.lock().unwrap().entry(rpc.peer).or_default() += 1;
+                    call::<Result<weft::ledger::catchup::Page, String>>(&handle, leader, &page)
+                        .await
+                        .map(|page| {
+                            let forged = page.map(|mut page| {
+                                page.voters = vec![handle.peer_id().to_string()];
+                                page
+                            });
+                            serde_json::to_vec(&forged).unwrap()
+                        })
+                }
+                _ => continue,
+            };
+            if let Ok(answer) = relayed {
+                let _ = rpc.reply.send(answer);
+            }
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_carries_a_join_cannot_hand_the_newcomer_a_state_of_its_own() {
+    let Scene {
+        replicas,
+        hostile,
+        target: leader,
+        token,
+    } = scene(true).await;
+    let raft: std::collections::HashSet<PeerId> =
+        replicas.iter().map(|r| r.member.handle.peer_id()).collect();
+    let (carried, asked) = (Asked::default(), Asked::default());
+    carry_and_forge(&hostile, leader, &carried, &asked);
+
+    // A newcomer that reaches the mesh only through the hostile node: the raft nodes refuse it.
+    let newcomer = start(&token, "newcomer", vec![address(&hostile).await]).await;
+    let me = newcomer.handle.peer_id();
+    newcomer.handle.set_denied(raft.clone()).await.unwrap();
+    let newcomer = support::ledger::replica(newcomer, "newcomer").await;
+
+    // Its join reaches the leader through the hostile node, twice, and it asks the hostile node
+    // for no page of the state: the leader's signed answer names the raft nodes, and the
+    // hostile node is none.
+    wait_for("two joins carried by the hostile node", || {
+        (carried.lock().unwrap().get(&me).copied().unwrap_or(0) >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(asked.lock().unwrap().get(&me), None, "asked for a page");
+    assert_eq!(newcomer.ledger.status().cluster_id, None);
+
+    // Once it reaches a voter, it fetches the state from that voter, with the real voters.
+    let voter = not_the_leader(&replicas, &leader.to_string());
+    let still_refused = raft
+        .iter()
+        .filter(|peer| peer.to_string() != voter)
+        .copied()
+        .collect();
+    newcomer
+        .member
+        .handle
+        .set_denied(still_refused)
+        .await
+        .unwrap();
+    let mut real = replicas[0].ledger.status().voters;
+    real.sort();
+    wait_for("the newcomer to follow the cluster", || {
+        let mut voters = newcomer.ledger.status().voters;
+        voters.sort();
+        (voters == real).then_some(())
+    })
+    .await;
+    assert_eq!(asked.lock().unwrap().get(&me), None, "asked for a page");
+}
+
 /// In a mesh started with an operator key, a member can no longer remove, deny or fix the
 /// role of another member, nor replay the operator's own signed command; the operator's
 /// signature works from any node. On the code before the key, the hostile denial and removal
@@ -1478,6 +1588,7 @@ async fn once_the_operator_trusts_some_machines_only_they_hold_raft_seats() {
         },
         operator: config.operator.as_ref().map(ToString::to_string),
         form: weft::ledger::state::COMMAND_FORM,
+        follows: true,
     };
     let joined = call::<Result<Joined, String>>(&hostile.handle, leader, &join).await;
     assert!(matches!(joined, Ok(Ok(Joined::Follower))), "{joined:?}");
@@ -1708,6 +1819,7 @@ async fn once_the_rules_are_adopted_a_node_declaring_an_older_weft_gets_no_raft_
         },
         operator: None,
         form,
+        follows: true,
     };
     // One voter of three: a join would take a seat, but not from a weft before the rules.
     let old = call::<Result<Joined, String>>(&hostile.handle, leader, &join(0x01d, 0)).await;
@@ -1774,6 +1886,7 @@ async fn a_learner_that_takes_no_appends_gets_no_vote_and_loses_its_seat() {
         },
         operator: None,
         form: weft::ledger::state::COMMAND_FORM,
+        follows: true,
     };
     let handle = hostile.handle.clone();
     let asked =

@@ -2,7 +2,8 @@
 //! no route between them, and both reach R. B forms the cluster first and leads it, so A,
 //! which reaches only R, must join and write through R to a leader beyond it. With the default
 //! `--relay auto`, R serves as a relay once AutoNAT finds it public, every member keeps a slot
-//! on a relay, and A joins, writes and pings B through a circuit. With `--relay off` on all
+//! on a relay, and A joins, writes and pings B through a circuit, and still does once B serves
+//! as a relay too, with no daemon panicking (`p2p/relay_server.rs`). With `--relay off` on all
 //! three there is no circuit: A's join and writes are forwarded by R, signed by A. The times
 //! it prints are the figures in `docs/reliability.md`. Needs root and iproute2; elsewhere it
 //! prints why it is skipped.

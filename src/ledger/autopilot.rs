@@ -1259,10 +1259,12 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
         node: ledger.node(),
         operator: ledger.operator().map(ToString::to_string),
         form: super::state::COMMAND_FORM,
+        follows: true,
     };
     tracing::info!(leader = %leader.peer_id, "joining the cluster");
     // Not connected to the leader, this node sends its join through a member that is, and then
-    // follows the cluster through that member.
+    // fetches the state from a raft node the leader names ([`Joined::Follows`]); from a leader
+    // of an earlier weft, which names none, from the member.
     let until = tokio::time::Instant::now() + JOIN_TIMEOUT;
     // Through the voters this node knows, if any (none from outside every cluster).
     let answer = forward::call_or_forward::<Result<Joined, String>>(
@@ -1295,10 +1297,46 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
                 Err(e) => tracing::info!(error = %e, "cannot follow the cluster yet; retrying"),
             }
         }
+        Ok((Ok(Joined::Follows { raft }), via)) => {
+            ledger.vouch(&chosen, false);
+            match follow_raft(ledger, &raft, via).await {
+                Ok(from) => {
+                    tracing::info!(%via, %from, "joined the cluster as a follower, through a member that reaches the leader");
+                    return;
+                }
+                Err(e) => tracing::info!(error = %e, "cannot follow the cluster yet; retrying"),
+            }
+        }
         Ok((Err(e), _)) => tracing::info!(error = %e, "the leader refused the join; retrying"),
         Err(e) => tracing::debug!(error = %e, "join request failed; retrying"),
     }
     ledger.replica().reset();
+}
+
+/// Fetches the state for a node taken in through member `via` from one of the raft nodes
+/// `raft` the leader named ([`forward::sources`]), answering the one it fetched it from; dials
+/// those it is not connected to, for the next attempt.
+async fn follow_raft(
+    ledger: &Ledger,
+    raft: &[String],
+    via: libp2p::PeerId,
+) -> Result<libp2p::PeerId, String> {
+    let p2p = ledger.p2p();
+    let (reachable, unreached) = forward::sources(raft, via, |peer| p2p.is_admitted(peer));
+    for peer in &unreached {
+        p2p.connect(*peer).await;
+    }
+    let mut why = format!(
+        "none of the {} raft nodes the leader named is connected; dialling them",
+        unreached.len()
+    );
+    for peer in reachable {
+        match ledger.follow(peer).await {
+            Ok(()) => return Ok(peer),
+            Err(e) => why = format!("fetching the state from raft node {peer}: {e}"),
+        }
+    }
+    Err(why)
 }
 
 /// Initialises a cluster with this node as its only voter.

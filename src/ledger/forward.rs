@@ -494,6 +494,33 @@ fn forwarders(mut peers: Vec<PeerId>, voters: &[String], rng: &mut impl rand::Rn
     peers
 }
 
+/// The most raft nodes a node taken in through a member tries to fetch the state from.
+const MAX_SOURCES: usize = 16;
+
+/// The raft nodes a node taken in through member `via` fetches the state from: of `raft`, the
+/// PeerIds the leader's signed [`Joined::Follows`] names (at most [`MAX_SOURCES`]), those
+/// `admitted` holds, `via` first when it is one of them; and those it is not connected to, to
+/// dial for a later attempt. A member that is not among them is never asked: the state it
+/// served could be one of its own making, voters included, which the node would then check
+/// every feed against.
+///
+/// [`Joined::Follows`]: super::raft::network::Joined::Follows
+pub fn sources(
+    raft: &[String],
+    via: PeerId,
+    admitted: impl Fn(&PeerId) -> bool,
+) -> (Vec<PeerId>, Vec<PeerId>) {
+    let mut named: Vec<PeerId> = Vec::new();
+    for peer in raft.iter().filter_map(|peer| peer.parse().ok()) {
+        if !named.contains(&peer) && named.len() < MAX_SOURCES {
+            named.push(peer);
+        }
+    }
+    // A stable sort keeps the leader's order among the others.
+    named.sort_by_key(|peer| *peer != via);
+    named.into_iter().partition(|peer| admitted(peer))
+}
+
 /// Sends `rpc` to `leader`, which this node is not connected to, through up to
 /// [`MAX_FORWARDERS`] of its admitted peers ([`forwarders`]), answered by `until`: the first
 /// that brings back the leader's challenge delivers the request, signed, and one that does not
@@ -606,6 +633,33 @@ mod tests {
             origin.sign(m)
         })
         .expect("an ed25519 key signs")
+    }
+
+    #[test]
+    fn a_node_taken_in_through_a_member_fetches_the_state_only_from_raft_nodes_the_leader_named() {
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        let [a, b, c, member] = [peers[0], peers[1], peers[2], peers[3]];
+        let raft = |named: &[PeerId]| named.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let connected = |to: &[PeerId]| {
+            let to = to.to_vec();
+            move |peer: &PeerId| to.contains(peer)
+        };
+
+        // The member that carried the join is asked first when it is a raft node.
+        let (reachable, unreached) = sources(&raft(&[a, b, c]), b, connected(&[a, b, member]));
+        assert_eq!((reachable, unreached), (vec![b, a], vec![c]));
+
+        // One that is not is never asked, however connected.
+        let (reachable, unreached) = sources(&raft(&[a, b]), member, connected(&[member]));
+        assert_eq!((reachable, unreached), (vec![], vec![a, b]));
+
+        // Names that are no PeerId, and repeats, are passed over; the list is bounded.
+        let mut named = raft(&[a, a]);
+        named.push("not a peer".into());
+        named.extend((0..100).map(|_| PeerId::random().to_string()));
+        let (reachable, unreached) = sources(&named, member, connected(&[a]));
+        assert_eq!(reachable, vec![a]);
+        assert_eq!(reachable.len() + unreached.len(), MAX_SOURCES);
     }
 
     #[test]

@@ -173,6 +173,9 @@ async fn answer(
             node,
             operator,
             form,
+            // Only a forwarded join is answered with the raft nodes ([`forwarded_join`]): a
+            // node that reaches the leader follows the leader itself.
+            follows: _,
         } => {
             let other_key = operator_differs(ledger, operator.as_deref());
             if other_key {
@@ -584,9 +587,12 @@ async fn decide_forwarded(
     }
     Ok(
         match serde_json::from_slice::<LedgerRpc>(&envelope.request) {
-            Ok(LedgerRpc::Join { node_id, node, .. }) => {
-                forwarded_join(ledger, origin, node_id, node)
-            }
+            Ok(LedgerRpc::Join {
+                node_id,
+                node,
+                follows,
+                ..
+            }) => forwarded_join(ledger, origin, node_id, node, follows),
             Ok(LedgerRpc::Propose(command)) => answer_propose(ledger, origin, false, command).await,
             Ok(LedgerRpc::Renew) => answer_renew(ledger, origin, false),
             Ok(_) => refuse("only a join, a proposal or a renewal is forwarded".into()),
@@ -597,12 +603,15 @@ async fn decide_forwarded(
 
 /// A join forwarded for `origin`: it follows the cluster, since raft's appends would not reach
 /// it. Decided at once, without the membership lock or any seat change; a raft node that holds
-/// a seat rejoins only through a direct connection.
+/// a seat rejoins only through a direct connection. An origin that `follows` (reads
+/// [`Joined::Follows`]) is told the raft nodes to fetch the state from, in the answer this
+/// leader signs, rather than taking it from the member that carried the join.
 fn forwarded_join(
     ledger: &Ledger,
     origin: PeerId,
     node_id: u64,
     node: super::raft::LedgerNode,
+    follows: bool,
 ) -> Vec<u8> {
     tracing::info!(node_id, %origin, "forwarded join request");
     let registered = registered_as(ledger, node_id);
@@ -618,6 +627,12 @@ fn forwarded_join(
                         connection to the leader"
                 .to_string(),
         ),
+        None if follows => {
+            let status = ledger.status();
+            Ok(Joined::Follows {
+                raft: status.voters.into_iter().chain(status.learners).collect(),
+            })
+        }
         None => Ok(Joined::Follower),
     });
     encode(&joined)

@@ -59,6 +59,10 @@ pub enum LedgerRpc {
         /// ledger adopted rules, a node that does not read them gets no raft seat.
         #[serde(default)]
         form: u32,
+        /// Whether the node reads [`Joined::Follows`], the answer to a join forwarded through
+        /// a member; `false` from a weft before it, which is answered [`Joined::Follower`].
+        #[serde(default)]
+        follows: bool,
     },
     /// Commit a command (to the leader). Answered with `Result<Outcome, String>`.
     Propose(Command),
@@ -100,12 +104,18 @@ pub enum RaftRpc {
 }
 
 /// How the leader took a node in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Joined {
     /// As a raft learner, promoted to voter while voters are short.
     Member,
     /// As a follower of the feed: the voters are complete.
     Follower,
+    /// As a follower, its join forwarded through a member: `raft` names the raft nodes
+    /// (PeerIds, voters and learners) it may fetch the state from. The leader signs the answer
+    /// ([`crate::ledger::forward::Vouched`]), so the member that carried it cannot add itself,
+    /// and a member that is not a raft node is never asked for the state: its pages could be a
+    /// state of its own making ([`crate::ledger::forward::sources`]).
+    Follows { raft: Vec<String> },
 }
 
 /// What a node says of its cluster.
