@@ -11,7 +11,8 @@
 //! through R's circuit and B starts serving once AutoNAT finds it public).
 //!
 //! So this wrapper notes which connections are relayed, by the same rule as the server (the
-//! address has a circuit in it), and drops every message for them: none could be handled.
+//! connection's address has a circuit in it), and drops every message for them: none could be
+//! handled.
 
 use std::collections::HashSet;
 use std::task::{Context, Poll};
@@ -24,8 +25,6 @@ use libp2p::swarm::{
     ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, THandler,
     THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
-
-use super::peers::is_relayed;
 
 /// libp2p's relay server, with no message sent to a relayed connection.
 pub struct RelayServer {
@@ -45,12 +44,6 @@ impl RelayServer {
     /// Sets the relay protocol's advertisement ([`relay::Behaviour::set_status`]).
     pub fn set_status(&mut self, status: Option<relay::Status>) {
         self.inner.set_status(status);
-    }
-
-    fn note(&mut self, id: ConnectionId, address: &Multiaddr) {
-        if is_relayed(address) {
-            self.relayed.insert(id);
-        }
     }
 }
 
@@ -75,11 +68,8 @@ impl NetworkBehaviour for RelayServer {
         local: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        let handler = self
-            .inner
-            .handle_established_inbound_connection(id, peer, local, remote)?;
-        self.note(id, local);
-        Ok(handler)
+        self.inner
+            .handle_established_inbound_connection(id, peer, local, remote)
     }
 
     fn handle_pending_outbound_connection(
@@ -101,16 +91,22 @@ impl NetworkBehaviour for RelayServer {
         role: Endpoint,
         port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        let handler = self
-            .inner
-            .handle_established_outbound_connection(id, peer, address, role, port_use)?;
-        self.note(id, address);
-        Ok(handler)
+        self.inner
+            .handle_established_outbound_connection(id, peer, address, role, port_use)
     }
 
+    /// A connection is noted when the swarm says it is established, as the server notes it
+    /// (a connection another behaviour then refuses is never established, and never noted),
+    /// and forgotten when it closes.
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let FromSwarm::ConnectionClosed(closed) = &event {
-            self.relayed.remove(&closed.connection_id);
+        match &event {
+            FromSwarm::ConnectionEstablished(established) if established.endpoint.is_relayed() => {
+                self.relayed.insert(established.connection_id);
+            }
+            FromSwarm::ConnectionClosed(closed) => {
+                self.relayed.remove(&closed.connection_id);
+            }
+            _ => {}
         }
         self.inner.on_swarm_event(event);
     }
