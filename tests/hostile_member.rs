@@ -1062,11 +1062,19 @@ async fn a_member_cannot_forward_a_request_another_member_did_not_sign_nor_deliv
     assert_eq!(after.hostname, before.hostname);
 }
 
+/// The leader's answers to the joins a member carried.
+type Carried = std::sync::Arc<std::sync::Mutex<Vec<Joined>>>;
+
 /// Has `member` carry what newcomers ask of `leader` as an honest member does (hellos, the
-/// leader's challenges and forwarded requests), counting the forwarded requests in
-/// `carried`; and answer a request for the state with the leader's own pages, under voters
-/// of its own (itself), counting each asker in `asked`.
-fn carry_and_forge(member: &support::mesh::Member, leader: PeerId, carried: &Asked, asked: &Asked) {
+/// leader's challenges and forwarded requests), keeping the leader's answers to joins in
+/// `carried`; and answer a request for the state with the leader's own pages, under voters of
+/// its own (itself), counting each asker in `asked`.
+fn carry_and_forge(
+    member: &support::mesh::Member,
+    leader: PeerId,
+    carried: &Carried,
+    asked: &Asked,
+) {
     let mut inbox = member
         .handle
         .take_inbox(weft::p2p::Service::Raft)
@@ -1085,14 +1093,17 @@ fn carry_and_forge(member: &support::mesh::Member, leader: PeerId, carried: &Ask
                 Ok(LedgerRpc::Forward { step, .. }) => {
                     let to_leader = match step {
                         Step::Challenge => LedgerRpc::Challenge { origin: rpc.peer },
-                        Step::Request(envelope) => {
-                            *carried.lock().unwrap().entry(rpc.peer).or_default() += 1;
-                            LedgerRpc::Forwarded(envelope)
-                        }
+                        Step::Request(envelope) => LedgerRpc::Forwarded(envelope),
                     };
                     call::<serde_json::Value>(&handle, leader, &to_leader)
                         .await
                         .map(|answer| {
+                            let joined = serde_json::from_value::<Vouched>(answer.clone())
+                                .ok()
+                                .and_then(|v| serde_json::from_slice(&v.answer).ok());
+                            if let Some(Ok::<Joined, String>(joined)) = joined {
+                                carried.lock().unwrap().push(joined);
+                            }
                             let answer = serde_json::to_vec(&answer).unwrap();
                             serde_json::to_vec(&Passed::Answer(answer)).unwrap()
                         })
@@ -1128,7 +1139,7 @@ async fn a_member_that_carries_a_join_cannot_hand_the_newcomer_a_state_of_its_ow
     } = scene(true).await;
     let raft: std::collections::HashSet<PeerId> =
         replicas.iter().map(|r| r.member.handle.peer_id()).collect();
-    let (carried, asked) = (Asked::default(), Asked::default());
+    let (carried, asked) = (Carried::default(), Asked::default());
     carry_and_forge(&hostile, leader, &carried, &asked);
 
     // A newcomer that reaches the mesh only through the hostile node: the raft nodes refuse it.
@@ -1140,10 +1151,22 @@ async fn a_member_that_carries_a_join_cannot_hand_the_newcomer_a_state_of_its_ow
     // Its join reaches the leader through the hostile node, twice, and it asks the hostile node
     // for no page of the state: the leader's signed answer names the raft nodes, and the
     // hostile node is none.
-    wait_for("two joins carried by the hostile node", || {
-        (carried.lock().unwrap().get(&me).copied().unwrap_or(0) >= 2).then_some(())
+    let answers = wait_for("two joins carried by the hostile node", || {
+        let carried = carried.lock().unwrap();
+        let otherwise = carried
+            .iter()
+            .any(|answer| !matches!(answer, Joined::Follows { .. }));
+        (otherwise || carried.len() >= 2).then(|| carried.clone())
     })
     .await;
+    for answer in answers {
+        let Joined::Follows { raft: named } = answer else {
+            panic!("the leader took the newcomer in otherwise: {answer:?}");
+        };
+        let named: std::collections::HashSet<PeerId> =
+            named.iter().map(|p| p.parse().unwrap()).collect();
+        assert_eq!(named, raft);
+    }
     assert_eq!(asked.lock().unwrap().get(&me), None, "asked for a page");
     assert_eq!(newcomer.ledger.status().cluster_id, None);
 

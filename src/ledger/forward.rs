@@ -498,11 +498,11 @@ fn forwarders(mut peers: Vec<PeerId>, voters: &[String], rng: &mut impl rand::Rn
 const MAX_SOURCES: usize = 16;
 
 /// The raft nodes a node taken in through member `via` fetches the state from: of `raft`, the
-/// PeerIds the leader's signed [`Joined::Follows`] names (at most [`MAX_SOURCES`]), those
-/// `admitted` holds, `via` first when it is one of them; and those it is not connected to, to
-/// dial for a later attempt. A member that is not among them is never asked: the state it
-/// served could be one of its own making, voters included, which the node would then check
-/// every feed against.
+/// PeerIds the leader's signed [`Joined::Follows`] names, those `admitted` holds, `via` first
+/// when it is one of them; and those it is not connected to, to dial for a later attempt. At
+/// most [`MAX_SOURCES`] in all, those it is connected to first. A member that is not among
+/// them is never asked: the state it served could be one of its own making, voters included,
+/// which the node would then check every feed against.
 ///
 /// [`Joined::Follows`]: super::raft::network::Joined::Follows
 pub fn sources(
@@ -510,15 +510,17 @@ pub fn sources(
     via: PeerId,
     admitted: impl Fn(&PeerId) -> bool,
 ) -> (Vec<PeerId>, Vec<PeerId>) {
-    let mut named: Vec<PeerId> = Vec::new();
-    for peer in raft.iter().filter_map(|peer| peer.parse().ok()) {
-        if !named.contains(&peer) && named.len() < MAX_SOURCES {
-            named.push(peer);
-        }
-    }
+    let mut seen = std::collections::HashSet::new();
+    let (mut reachable, mut unreached): (Vec<PeerId>, Vec<PeerId>) = raft
+        .iter()
+        .filter_map(|peer| peer.parse().ok())
+        .filter(|peer| seen.insert(*peer))
+        .partition(|peer| admitted(peer));
     // A stable sort keeps the leader's order among the others.
-    named.sort_by_key(|peer| *peer != via);
-    named.into_iter().partition(|peer| admitted(peer))
+    reachable.sort_by_key(|peer| *peer != via);
+    reachable.truncate(MAX_SOURCES);
+    unreached.truncate(MAX_SOURCES - reachable.len());
+    (reachable, unreached)
 }
 
 /// Sends `rpc` to `leader`, which this node is not connected to, through up to
@@ -653,12 +655,15 @@ mod tests {
         let (reachable, unreached) = sources(&raft(&[a, b]), member, connected(&[member]));
         assert_eq!((reachable, unreached), (vec![], vec![a, b]));
 
-        // Names that are no PeerId, and repeats, are passed over; the list is bounded.
-        let mut named = raft(&[a, a]);
+        // Names that are no PeerId, and repeats, are passed over; the list is bounded, and a
+        // connected raft node named late is kept.
+        let mut named = raft(&[b, b]);
         named.push("not a peer".into());
         named.extend((0..100).map(|_| PeerId::random().to_string()));
+        named.push(a.to_string());
         let (reachable, unreached) = sources(&named, member, connected(&[a]));
         assert_eq!(reachable, vec![a]);
+        assert_eq!(unreached[0], b);
         assert_eq!(reachable.len() + unreached.len(), MAX_SOURCES);
     }
 
