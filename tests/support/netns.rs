@@ -509,6 +509,25 @@ impl Lan {
         all
     }
 
+    /// The panics the daemons' logs show, each with its daemon. Two are left out: the relay
+    /// client's fault that `p2p/contained.rs` contains (the panic hook prints it before weft
+    /// drops the event, and the daemon goes on as designed), and a fault a test injected on
+    /// purpose (`WEFT_FAULT`, `src/fault.rs`).
+    pub fn daemon_panics(&self) -> Vec<String> {
+        self.processes
+            .iter()
+            .filter(|p| p.weft)
+            .flat_map(|p| {
+                p.log_text()
+                    .lines()
+                    .filter(|line| line.contains("panicked at"))
+                    .filter(|line| !line.contains("priv_client") && !line.contains("src/fault.rs"))
+                    .map(|line| format!("{}: {line}", p.label))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Stops every process still running: SIGTERM, then SIGKILL after a grace period.
     pub fn stop_all(&mut self) {
         for p in &mut self.processes {
@@ -526,13 +545,20 @@ impl Lan {
 }
 
 impl Drop for Lan {
+    /// Stops every process and deletes the namespaces; then fails a test that passed so far
+    /// when a daemon panicked, since a panic in a connection's or a task's thread can leave the
+    /// daemon running, and the test passing, without what panicked.
     fn drop(&mut self) {
         self.stop_all();
-        if std::thread::panicking() {
+        let panicked = !std::thread::panicking() && !self.daemon_panics().is_empty();
+        if std::thread::panicking() || panicked {
             eprintln!("{}", self.logs());
         }
         for ns in self.namespaces.iter().rev() {
             delete_netns(ns);
+        }
+        if panicked {
+            panic!("a daemon panicked: {:#?}", self.daemon_panics());
         }
     }
 }
