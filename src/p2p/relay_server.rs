@@ -47,19 +47,11 @@ impl RelayServer {
     }
 }
 
+/// The server decides nothing about pending connections (libp2p's defaults), so neither does
+/// the wrapper; the rest is handed to it.
 impl NetworkBehaviour for RelayServer {
     type ConnectionHandler = THandler<relay::Behaviour>;
     type ToSwarm = relay::Event;
-
-    fn handle_pending_inbound_connection(
-        &mut self,
-        id: ConnectionId,
-        local: &Multiaddr,
-        remote: &Multiaddr,
-    ) -> Result<(), ConnectionDenied> {
-        self.inner
-            .handle_pending_inbound_connection(id, local, remote)
-    }
 
     fn handle_established_inbound_connection(
         &mut self,
@@ -70,17 +62,6 @@ impl NetworkBehaviour for RelayServer {
     ) -> Result<THandler<Self>, ConnectionDenied> {
         self.inner
             .handle_established_inbound_connection(id, peer, local, remote)
-    }
-
-    fn handle_pending_outbound_connection(
-        &mut self,
-        id: ConnectionId,
-        peer: Option<PeerId>,
-        addresses: &[Multiaddr],
-        role: Endpoint,
-    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
-        self.inner
-            .handle_pending_outbound_connection(id, peer, addresses, role)
     }
 
     fn handle_established_outbound_connection(
