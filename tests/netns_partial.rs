@@ -120,6 +120,12 @@ fn a_member_reaching_only_a_default_node_joins_the_leader_beyond_it_writes_and_p
         (status(b)["relay"] == "serving").then_some(())
     });
     lan.wait_ping(a, &overlay[2], DEADLINE);
+    let view = wait_until(DEADLINE, "A to see B as a peer", || {
+        let out = lan.weft(&["peers", "--json", "--api", &lan.hosts[a].api()]);
+        let peers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+        peers.into_iter().find(|p| p["peer_id"] == b_id.as_str())
+    });
+    assert_eq!(view["connection"], "relayed", "{view:#}");
     assert_eq!(lan.daemon_panics(), Vec::<String>::new());
 }
 

@@ -491,6 +491,13 @@ impl Lan {
     pub fn wait_ping(&self, from: usize, to: &str, deadline: Duration) {
         wait_until(deadline, &format!("n{} to ping {to}", from + 1), || {
             let out = self.hosts[from].run("ping", &["-c", "1", "-W", "1", to]);
+            // `ip netns exec` says so when the program is missing: no wait makes it appear.
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !said.contains("exec of \"ping\" failed"),
+                "cannot run ping ({}): install iputils-ping (`sudo scripts/install-deps.sh`)",
+                said.trim()
+            );
             out.status.success().then_some(())
         });
     }
@@ -510,18 +517,16 @@ impl Lan {
     }
 
     /// The panics the daemons' logs show, each with its daemon. Two are left out: the relay
-    /// client's fault that `p2p/contained.rs` contains (the panic hook prints it before weft
-    /// drops the event, and the daemon goes on as designed), and a fault a test injected on
-    /// purpose (`WEFT_FAULT`, `src/fault.rs`).
+    /// client's one fault that `p2p/contained.rs` contains (the panic hook prints it before
+    /// weft drops the event, and the daemon goes on as designed), and a fault a test injected
+    /// on purpose (`WEFT_FAULT`, `src/fault.rs`).
     pub fn daemon_panics(&self) -> Vec<String> {
         self.processes
             .iter()
             .filter(|p| p.weft)
             .flat_map(|p| {
-                p.log_text()
-                    .lines()
-                    .filter(|line| line.contains("panicked at"))
-                    .filter(|line| !line.contains("priv_client") && !line.contains("src/fault.rs"))
+                panics(&p.log_text())
+                    .into_iter()
                     .map(|line| format!("{}: {line}", p.label))
                     .collect::<Vec<_>>()
             })
@@ -545,22 +550,49 @@ impl Lan {
 }
 
 impl Drop for Lan {
-    /// Stops every process and deletes the namespaces; then fails a test that passed so far
-    /// when a daemon panicked, since a panic in a connection's or a task's thread can leave the
-    /// daemon running, and the test passing, without what panicked.
+    /// Stops every process and deletes the namespaces; then fails a test (or an example) that
+    /// passed so far when a daemon panicked, since a panic in a connection's or a task's thread
+    /// can leave the daemon running, and the test passing, without what panicked. Only the
+    /// logs of the daemons that panicked are printed then: a scale run has hundreds.
     fn drop(&mut self) {
         self.stop_all();
-        let panicked = !std::thread::panicking() && !self.daemon_panics().is_empty();
-        if std::thread::panicking() || panicked {
+        let found = if std::thread::panicking() {
             eprintln!("{}", self.logs());
+            Vec::new()
+        } else {
+            self.daemon_panics()
+        };
+        for p in self.processes.iter().filter(|p| p.weft) {
+            let log = p.log_text();
+            if !panics(&log).is_empty() && !std::thread::panicking() {
+                eprintln!("----- {} (pid {}) -----\n{log}", p.label, p.pid());
+            }
         }
         for ns in self.namespaces.iter().rev() {
             delete_netns(ns);
         }
-        if panicked {
-            panic!("a daemon panicked: {:#?}", self.daemon_panics());
-        }
+        assert!(found.is_empty(), "a daemon panicked: {found:#?}");
     }
+}
+
+/// The lines of daemon log `log` that say a thread panicked, less the two kinds a passing run
+/// may show ([`Lan::daemon_panics`]): the relay client's "Relay connection exist", which the
+/// panic hook prints on the line after its place, and a fault injected by `src/fault.rs`.
+fn panics(log: &str) -> Vec<&str> {
+    let lines: Vec<&str> = log.lines().collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, line)| line.contains("panicked at"))
+        .filter(|(i, line)| {
+            let contained = line.contains("priv_client.rs:")
+                && lines
+                    .get(i + 1)
+                    .is_some_and(|next| next.contains("Relay connection exist"));
+            !contained && !line.contains("src/fault.rs")
+        })
+        .map(|(_, line)| *line)
+        .collect()
 }
 
 /// Deletes network namespace `ns`, trying again for up to 2 s while `ip` fails and the
