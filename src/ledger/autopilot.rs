@@ -1315,7 +1315,7 @@ async fn join(ledger: &Ledger, chosen: follower::Leader) {
 
 /// Fetches the state for a node taken in through member `via` from one of the raft nodes
 /// `raft` the leader named ([`forward::sources`]), answering the one it fetched it from; dials
-/// those it is not connected to, for the next attempt.
+/// those it is not connected to that `sources` keeps, for the next attempt.
 async fn follow_raft(
     ledger: &Ledger,
     raft: &[String],
@@ -1327,7 +1327,8 @@ async fn follow_raft(
         p2p.connect(*peer).await;
     }
     let mut why = format!(
-        "none of the {} raft nodes the leader named is connected; dialling them",
+        "none of the {} raft nodes the leader named is connected; dialling {}",
+        raft.len(),
         unreached.len()
     );
     for peer in reachable {

@@ -494,7 +494,8 @@ fn forwarders(mut peers: Vec<PeerId>, voters: &[String], rng: &mut impl rand::Rn
     peers
 }
 
-/// The most raft nodes a node taken in through a member tries to fetch the state from.
+/// The most raft nodes a node taken in through a member tries to fetch the state from and
+/// dials, together.
 const MAX_SOURCES: usize = 16;
 
 /// The raft nodes a node taken in through member `via` fetches the state from: of `raft`, the
