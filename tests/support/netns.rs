@@ -516,23 +516,6 @@ impl Lan {
         all
     }
 
-    /// The panics the daemons' logs show, each with its daemon. Two are left out: the relay
-    /// client's one fault that `p2p/contained.rs` contains (the panic hook prints it before
-    /// weft drops the event, and the daemon goes on as designed), and a fault a test injected
-    /// on purpose (`WEFT_FAULT`, `src/fault.rs`).
-    pub fn daemon_panics(&self) -> Vec<String> {
-        self.processes
-            .iter()
-            .filter(|p| p.weft)
-            .flat_map(|p| {
-                panics(&p.log_text())
-                    .into_iter()
-                    .map(|line| format!("{}: {line}", p.label))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
     /// Stops every process still running: SIGTERM, then SIGKILL after a grace period.
     pub fn stop_all(&mut self) {
         for p in &mut self.processes {
@@ -556,16 +539,17 @@ impl Drop for Lan {
     /// logs of the daemons that panicked are printed then: a scale run has hundreds.
     fn drop(&mut self) {
         self.stop_all();
-        let found = if std::thread::panicking() {
+        let mut found = Vec::new();
+        if std::thread::panicking() {
             eprintln!("{}", self.logs());
-            Vec::new()
         } else {
-            self.daemon_panics()
-        };
-        for p in self.processes.iter().filter(|p| p.weft) {
-            let log = p.log_text();
-            if !panics(&log).is_empty() && !std::thread::panicking() {
-                eprintln!("----- {} (pid {}) -----\n{log}", p.label, p.pid());
+            for p in self.processes.iter().filter(|p| p.weft) {
+                let log = p.log_text();
+                let lines = panics(&log);
+                if !lines.is_empty() {
+                    eprintln!("----- {} (pid {}) -----\n{log}", p.label, p.pid());
+                    found.extend(lines.iter().map(|line| format!("{}: {line}", p.label)));
+                }
             }
         }
         for ns in self.namespaces.iter().rev() {
@@ -576,8 +560,9 @@ impl Drop for Lan {
 }
 
 /// The lines of daemon log `log` that say a thread panicked, less the two kinds a passing run
-/// may show ([`Lan::daemon_panics`]): the relay client's "Relay connection exist", which the
-/// panic hook prints on the line after its place, and a fault injected by `src/fault.rs`.
+/// may show: the relay client's "Relay connection exist", which `p2p/contained.rs` contains
+/// (the panic hook prints it, on the line after its place, before weft drops the event), and
+/// a fault a test injected on purpose (`WEFT_FAULT`, `src/fault.rs`).
 fn panics(log: &str) -> Vec<&str> {
     let lines: Vec<&str> = log.lines().collect();
     lines
