@@ -231,6 +231,23 @@ fn the_machines_the_operator_trusts_take_the_raft_seats() {
     let listed = lan.weft_ok(untrusted, &["members", "trusted", "--json"]);
     let listed: BTreeSet<String> = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed, trusted);
+    // Untrusting a member that is not trusted (a decoy under a trusted machine's old name)
+    // fails instead of reporting success.
+    let decoy = format!("n{}", untrusted + 1);
+    let api = lan.hosts[0].api();
+    let untrust = [
+        "members",
+        "untrust",
+        &decoy,
+        "--operator-key-file",
+        key_file,
+    ];
+    let out = lan.weft(&[&untrust[..], &["--api", &api]].concat());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && why.contains("is not trusted"),
+        "{why}"
+    );
     let moved = Instant::now();
     wait_until(
         DEADLINE,

@@ -57,9 +57,10 @@ enum MembersCommand {
     },
     /// Trust a machine you keep safe with a raft seat. Once the operator trusts any, trusted
     /// members take the raft seats as they join and the others follow, so a stolen machine
-    /// that is not trusted cannot vote, lead or rewrite the ledger. Trust at least as many
-    /// machines as the mesh has voters (three by default): until then, untrusted voters keep
-    /// the seats no trusted member can take. Needs the operator's key.
+    /// that is not trusted cannot vote, lead or rewrite the ledger. Trust more machines than
+    /// the mesh has voters (three by default): with fewer, untrusted voters keep the seats no
+    /// trusted member can take (the command says so), and with as many, an untrusted leader has
+    /// no trusted learner to hand its seat to. Needs the operator's key.
     Trust {
         /// The machine's PeerId (`weft status` on that machine shows it), joined or not; not a
         /// hostname, which is a member's own word.
@@ -72,7 +73,7 @@ enum MembersCommand {
     /// Take a PeerId off the trust list; with none left on it, any member may hold a raft
     /// seat again. Needs the operator's key.
     Untrust {
-        /// The member's PeerId or hostname, or any PeerId.
+        /// A PeerId on the trust list, or the hostname of a member whose PeerId is on it.
         member: String,
         #[command(flatten)]
         sign: SignArgs,
@@ -149,6 +150,16 @@ pub(super) fn run(args: MembersArgs) -> Result<(), Failure> {
         }) => {
             let key = operator_key(sign, "untrust")?;
             let peer = resolve(&client, &member, true)?;
+            // A hostname is a member's own word: a stolen trusted machine could rejoin under
+            // another name and leave a decoy under its old one. Only a trusted PeerId is taken
+            // back, so untrusting a decoy fails rather than reporting success.
+            let trusted: Vec<String> = fetch(&client, "/v1/trusted")?;
+            if !trusted.contains(&peer) {
+                return Err(usage(anyhow::anyhow!(
+                    "{member} ({peer}) is not trusted: give a PeerId that `weft members trusted` \
+                     lists"
+                )));
+            }
             send_signed(&client, &key, &Command::Untrust { peer }).map(drop)
         }
         Some(MembersCommand::Trusted { client }) => print_peers(&client, "/v1/trusted"),

@@ -111,7 +111,8 @@ pub fn as_operator(
             {
                 return Err(format!(
                     "{OPERATOR}a trust is signed for the mesh's network, and this one names none: \
-                     sign it with this weft's CLI"
+                     sign it with this weft's CLI, or set the signed command's `network` to the \
+                     `network_id` that `GET /v1/status` shows"
                 ));
             }
             if subject(&inner).is_none() {
@@ -200,8 +201,8 @@ pub fn as_operator(
 /// ([`crate::operator::Signed::network`]) is signed for
 /// one of `networks`, those this leader's mesh holds ([`super::Ledger::networks`]): an operator
 /// may use one key for several meshes, and a member of two could carry a command from one to
-/// the other. A command signed for no network (by a weft before the binding) is taken, since
-/// nothing in it says where it belongs.
+/// the other. A command signed for no network (by a weft before the binding) is taken here,
+/// since nothing in it says where it belongs; a trust signed so is refused before this check.
 pub fn in_network(command: &Command, networks: &[String]) -> Result<(), String> {
     let signed = match command {
         Command::Operator(signed)
