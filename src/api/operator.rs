@@ -34,9 +34,7 @@ pub(super) async fn propose(
                 .into(),
         ));
     };
-    if matches!(command, Command::Trust { .. } | Command::Untrust { .. })
-        && api.ledger.state().rules() < TRUSTED_SEATS
-    {
+    if command.changes_trust() && api.ledger.state().rules() < TRUSTED_SEATS {
         return Err(ApiError::Conflict(format!(
             "the mesh applies a trust list once its ledger adopted the rules of version \
              {TRUSTED_SEATS} (now {}), which waits for every raft node to run this weft: \

@@ -106,9 +106,7 @@ pub fn as_operator(
                     REMOVAL_VALID_SECS
                 ));
             }
-            if matches!(inner, Command::Trust { .. } | Command::Untrust { .. })
-                && signed.network.is_none()
-            {
+            if inner.changes_trust() && signed.network.is_none() {
                 return Err(format!(
                     "{OPERATOR}a trust is signed for the mesh's network, and this one names none: \
                      sign it with this weft's CLI, or set the signed command's `network` to the \

@@ -636,10 +636,7 @@ pub fn readoption(carried: &LedgerState, current: &LedgerState, me: &str) -> Vec
                 .is_none_or(|theirs| theirs.seq < last.seq);
             // A trust applies only under the rules of version 4: carried into a winner that
             // has not adopted them, it would be lost there and use up nothing.
-            let ruled = |c: &Command| {
-                current.rules() >= TRUSTED_SEATS
-                    || !matches!(c, Command::Trust { .. } | Command::Untrust { .. })
-            };
+            let ruled = |c: &Command| current.rules() >= TRUSTED_SEATS || !c.changes_trust();
             later
                 && last
                     .command()

@@ -130,11 +130,8 @@ impl LedgerState {
     /// before the rules of the trust list, a signed trust reads as a weft that cannot decode it
     /// reads it, so that the replicas of both wefts keep the same trail.
     fn describe_by_rules(&self, command: &Command) -> String {
-        let trust = |signed: &crate::operator::Signed| {
-            signed
-                .command()
-                .is_ok_and(|c| matches!(c, Command::Trust { .. } | Command::Untrust { .. }))
-        };
+        let trust =
+            |signed: &crate::operator::Signed| signed.command().is_ok_and(|c| c.changes_trust());
         match command {
             Command::Operator(signed) if self.rules < TRUSTED_SEATS && trust(signed) => {
                 UNDECODED.into()

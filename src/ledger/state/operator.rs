@@ -28,7 +28,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::trust::changes_trust;
 use super::{
     Command, FixedRole, LedgerState, NETWORK_BOUND, Outcome, PeerKey, ROLES_AHEAD, SIGNED_ROLES,
     TRUSTED_SEATS,
@@ -169,7 +168,7 @@ impl LedgerState {
         if self.rules >= NETWORK_BOUND && scope.into_iter().flatten().any(|s| s.len() > MAX_SCOPE) {
             return Outcome::NotOperatorCommand;
         }
-        if changes_trust(&command) && self.rules < TRUSTED_SEATS {
+        if command.changes_trust() && self.rules < TRUSTED_SEATS {
             return Outcome::NotOperatorCommand;
         }
         if !self.operator.fresh(&subject, signed.seq) {

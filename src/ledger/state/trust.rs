@@ -48,7 +48,7 @@ impl LedgerState {
 
     /// Applies the operator's signed change of the trust list (the leader verified the
     /// signature): `peer` trusted or, with `trusted` false, no longer. The caller applies it
-    /// only under the rules of [`super::TRUSTED_SEATS`] ([`changes_trust`]).
+    /// only under the rules of [`super::TRUSTED_SEATS`] ([`Command::changes_trust`]).
     pub(super) fn set_trust(&mut self, peer: &PeerKey, trusted: bool) -> Outcome {
         if !plausible_peer(peer) {
             return Outcome::NotOperatorCommand;
@@ -64,10 +64,13 @@ impl LedgerState {
     }
 }
 
-/// Whether `command` changes the trust list: before the rules of [`super::TRUSTED_SEATS`] such a
-/// command does nothing and uses up no number, as on a weft that cannot read it.
-pub(super) fn changes_trust(command: &Command) -> bool {
-    matches!(command, Command::Trust { .. } | Command::Untrust { .. })
+impl Command {
+    /// Whether this command changes the trust list: before the rules of
+    /// [`super::TRUSTED_SEATS`] such a command does nothing and uses up no number, as on a weft
+    /// that cannot read it.
+    pub fn changes_trust(&self) -> bool {
+        matches!(self, Command::Trust { .. } | Command::Untrust { .. })
+    }
 }
 
 #[cfg(test)]
