@@ -40,7 +40,7 @@ const FORMATION_WAIT: Duration = Duration::from_secs(5);
 /// node hears of no new peer before it looks for a cluster. mDNS answers within a second.
 const FORMATION_QUIET: Duration = Duration::from_secs(1);
 /// How many raft voters the ledger aims for.
-const TARGET_VOTERS: usize = 3;
+pub const TARGET_VOTERS: usize = 3;
 /// How long a voter may be unreachable before a live member replaces it.
 pub(crate) const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a learner may lag the leader's log without a break before its seat goes: as long

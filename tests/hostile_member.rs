@@ -1682,6 +1682,75 @@ async fn trusted_machines_take_the_seats_of_untrusted_voters_one_by_one() {
     .await;
 }
 
+/// An untrusted leader whose voters are all the trusted machines there are has no trusted
+/// learner to hand its seat to, and raft moves no leader that holds its quorum: a hostile one
+/// would keep leading (and so committing what it likes) for good. Once trusted machines hold
+/// more than half of the voter seats, raft nodes take appends and votes only from trusted
+/// ones, so its heartbeats go unanswered, a trusted voter is elected and the untrusted one
+/// follows it. Fails without that rule: the untrusted leader keeps leading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_leader_loses_the_lead_once_trusted_machines_hold_most_voter_seats() {
+    let (secret, config) = keyed_config();
+    let token = network();
+    let replicas = group_configured(&token, &["v0", "v1", "v2"], config.clone()).await;
+    settled_cluster(&replicas).await;
+    let leader = wait_for(
+        "three voters under the rules of the trust list, one leading",
+        || {
+            let status = replicas[0].ledger.status();
+            let rules = replicas[0].ledger.state().rules() >= TRUSTED_SEATS;
+            (status.voters.len() == 3 && !status.changing_voters && rules)
+                .then_some(status.leader)
+                .flatten()
+        },
+    )
+    .await;
+    let mut trusted: Vec<String> = replicas
+        .iter()
+        .map(|r| r.member.handle.peer_id().to_string())
+        .filter(|peer| *peer != leader)
+        .collect();
+    trusted.sort();
+    trust_all(&secret, &replicas[0], &trusted).await;
+    let status = wait_within(
+        std::time::Duration::from_secs(60),
+        "a trusted voter leading on every node, the three voters kept",
+        || {
+            let statuses: Vec<_> = replicas.iter().map(|r| r.ledger.status()).collect();
+            let led = statuses.iter().all(|status| {
+                status.voters.len() == 3
+                    && status.leader.as_ref().is_some_and(|l| trusted.contains(l))
+            });
+            led.then(|| statuses[0].clone())
+        },
+    )
+    .await;
+    assert!(status.voters.contains(&leader), "{status:?}");
+    // The new leader commits, and the untrusted voter takes its entries as a follower.
+    let outcome = replicas[0]
+        .ledger
+        .propose_patiently(Command::KvPut {
+            bucket: "b".into(),
+            key: "after".into(),
+            value: "trusted".into(),
+        })
+        .await;
+    assert_eq!(outcome.ok(), Some(Outcome::Done));
+    let untrusted = replicas
+        .iter()
+        .find(|r| r.member.handle.peer_id().to_string() == leader)
+        .expect("the untrusted voter");
+    wait_for("the untrusted voter holding the new entry", || {
+        untrusted
+            .ledger
+            .state()
+            .bucket("b")
+            .is_some_and(|b| b.contains_key("after"))
+            .then_some(())
+    })
+    .await;
+}
+
 /// A node started without the mesh's operator key (by mistake) that founded the cluster leads
 /// it: nodes that join a keyless leader take raft seats as usual, and nothing moves a leader
 /// that holds its quorum. Once most of its voters say they run with one key, it checks operator

@@ -57,10 +57,11 @@ enum MembersCommand {
     },
     /// Trust a machine you keep safe with a raft seat. Once the operator trusts any, trusted
     /// members take the raft seats as they join and the others follow, so a stolen machine
-    /// that is not trusted cannot vote, lead or rewrite the ledger. Trust more machines than
-    /// the mesh has voters (three by default): with fewer, untrusted voters keep the seats no
-    /// trusted member can take (the command says so), and with as many, an untrusted leader has
-    /// no trusted learner to hand its seat to. Needs the operator's key.
+    /// that is not trusted cannot vote, lead or rewrite the ledger; once trusted machines hold
+    /// most voter seats, only they lead. Trust more machines than the mesh has voters (three
+    /// by default): with fewer, untrusted voters keep the seats no trusted member can take
+    /// (the command says so), and with just as many, none is left to stand in for a trusted
+    /// voter that fails. Needs the operator's key.
     Trust {
         /// The machine's PeerId (`weft status` on that machine shows it), joined or not; not a
         /// hostname, which is a member's own word.
@@ -178,7 +179,9 @@ fn operator_key(sign: SignArgs, command: &str) -> Result<std::path::PathBuf, Fai
 
 /// After the trust of `peer` committed: says so when fewer trusted machines are live members
 /// than the mesh has voters, since untrusted voters keep the seats no trusted member can take.
-/// `peer` counts as trusted whether or not the node asked has applied its trust yet.
+/// `peer` counts as trusted whether or not the node asked has applied its trust yet. While the
+/// voters change, the status lists both voter sets, so at most as many as the ledger aims for
+/// are counted.
 fn warn_if_short(client: &ClientArgs, peer: String) -> Result<(), Failure> {
     let mut trusted: Vec<String> = fetch(client, "/v1/trusted")?;
     if !trusted.contains(&peer) {
@@ -190,7 +193,10 @@ fn warn_if_short(client: &ClientArgs, peer: String) -> Result<(), Failure> {
         .iter()
         .filter(|m| m.lease == "live" && trusted.contains(&m.peer_id))
         .count();
-    let voters = status.ledger.voters.len();
+    let mut voters = status.ledger.voters.len();
+    if status.ledger.changing_voters {
+        voters = voters.min(crate::daemon::TARGET_VOTERS);
+    }
     if live < voters {
         eprintln!(
             "note: {live} of the {} trusted machines are live members, and the mesh has {voters} \

@@ -21,8 +21,11 @@
 //! ([`crate::p2p::InboundRpc::behind`]) may read the ledger, and so learn of the rotation, but
 //! proposes nothing and takes no raft seat until it proves the new token.
 
+use std::collections::BTreeSet;
+
 use super::state::operator::{needs_operator, subject};
 use super::state::{ClusterId, Command, rotation_digest};
+use super::vouch::majority_in_each;
 use crate::operator::OperatorKey;
 
 /// How every refusal for want of the operator's signature begins, so that a proposer tells
@@ -319,6 +322,28 @@ pub fn may_send_raft(
             "raft node {node} is not a raft node of this cluster"
         )),
     }
+}
+
+/// Whether the raft node at PeerId `sender` may lead this node or stand for election here, by
+/// the operator's trust list `trusted` and the PeerIds of each voter set of this node's raft
+/// membership (`voter_sets`, [`super::vouch::voter_sets`]). Raft moves no leader that holds
+/// its quorum: an untrusted leader with no trusted learner to hand its seat to (every trusted
+/// machine votes already), or a hostile one that never hands it over, would lead for good. So
+/// once trusted machines hold more than half of every voter set, appends, snapshot chunks and
+/// vote requests are taken from trusted ones only: an untrusted leader's go unanswered, and the
+/// trusted voters, a majority, elect one of them. Before that, the untrusted voters could be
+/// the only majority there is, and refusing them could leave the cluster without a leader.
+pub fn may_lead(
+    trusted: &BTreeSet<String>,
+    voter_sets: &[Vec<String>],
+    sender: &str,
+) -> Result<(), String> {
+    if trusted.contains(sender) || !majority_in_each(voter_sets, trusted) {
+        return Ok(());
+    }
+    Err(format!(
+        "{sender} is not trusted with a raft seat, and trusted machines hold most voter seats"
+    ))
 }
 
 /// Whether `sender` may ask the leader to add raft node `node_id` at PeerId `node_peer`: only
@@ -631,6 +656,27 @@ mod tests {
         assert!(may_send_raft(RaftClaim::Lead(1), "b", None, false).is_ok());
         assert!(may_send_raft(RaftClaim::Lead(1), "b", None, true).is_err());
         assert!(may_send_raft(RaftClaim::Candidate(1), "b", None, false).is_err());
+    }
+
+    #[test]
+    fn once_trusted_machines_hold_most_voter_seats_only_they_lead() {
+        let set = |peers: &[&str]| peers.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let trusted: BTreeSet<String> = ["t1", "t2", "t3"].map(String::from).into();
+        // Two of three voters trusted: the untrusted one neither leads nor stands.
+        let voters = [set(&["u", "t1", "t2"])];
+        assert!(may_lead(&trusted, &voters, "u").is_err());
+        assert!(may_lead(&trusted, &voters, "t1").is_ok());
+        // One of three: the untrusted voters are the majority, and may still lead.
+        let voters = [set(&["u", "v", "t1"])];
+        assert!(may_lead(&trusted, &voters, "u").is_ok());
+        // While the voters change, only when trusted machines hold most seats of each set.
+        let joint = [set(&["u", "v", "t1"]), set(&["u", "t1", "t2"])];
+        assert!(may_lead(&trusted, &joint, "u").is_ok());
+        let joint = [set(&["u", "t1", "t2"]), set(&["t1", "t2", "t3"])];
+        assert!(may_lead(&trusted, &joint, "u").is_err());
+        // No trust list, or no membership known yet (a new learner): anyone.
+        assert!(may_lead(&BTreeSet::new(), &[set(&["u"])], "u").is_ok());
+        assert!(may_lead(&trusted, &[], "u").is_ok());
     }
 
     #[test]

@@ -20,7 +20,8 @@ use tokio::sync::mpsc;
 
 use super::Ledger;
 use super::authority::{
-    BEHIND, RaftClaim, in_network, may_join, may_propose, may_send_raft, without_configured_policy,
+    BEHIND, RaftClaim, in_network, may_join, may_lead, may_propose, may_send_raft,
+    without_configured_policy,
 };
 use super::forward::{self, Envelope, Nonce, Passed, Step};
 use super::limits::{MAX_COMMAND_BYTES, check_size};
@@ -28,7 +29,7 @@ use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use super::raft::stream::{self, StreamError};
 use super::seats;
 use super::state::{ClusterId, Command, Outcome, attribute};
-use super::vouch::vouched;
+use super::vouch::{voter_sets, vouched};
 use crate::p2p::InboundRpc;
 
 /// How long one hello may take.
@@ -318,6 +319,13 @@ pub(crate) async fn answer_raft(
         && !(leads && registered.is_none() && vouched(ledger, to, node, &sender).await)
     {
         return Err(refusal);
+    }
+    // By the trust list of this raft instance's own state (not a replica's): once trusted
+    // machines hold most voter seats, only they lead or stand ([`may_lead`]).
+    let state = ledger.engine.load().machine.state();
+    if !state.trusted().is_empty() {
+        let voters = voter_sets(raft.metrics().borrow().membership_config.membership());
+        may_lead(state.trusted(), &voters, &sender)?;
     }
     // What raft takes as from the current leader (a stale leader's vote is answered with a
     // higher one) is word from the leader ([`super::contact`]).

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use std::time::Instant;
 
+use openraft::Membership;
+
 use super::Ledger;
 use super::raft::LedgerNode;
 use super::service;
@@ -113,13 +115,7 @@ pub(crate) async fn vouched(ledger: &Ledger, to: u64, node: u64, sender: &str) -
         return false;
     }
     let metrics = engine.raft.metrics().borrow().clone();
-    let membership = metrics.membership_config.membership();
-    let peer_of = |id: &u64| membership.get_node(id).map(|n| n.peer_id.clone());
-    let configs: Vec<Vec<String>> = membership
-        .get_joint_config()
-        .iter()
-        .map(|config| config.iter().filter_map(peer_of).collect())
-        .collect();
+    let configs = voter_sets(metrics.membership_config.membership());
     let me = ledger.p2p().peer_key().to_string();
     let p2p = ledger.p2p();
     let asked: BTreeSet<libp2p::PeerId> = configs
@@ -169,8 +165,19 @@ fn names(
     theirs.is_some() && (ours.is_none() || theirs == ours) && leader == Some(claim)
 }
 
+/// The PeerIds of the voters of each voter set of `membership`: one set, or two while the
+/// voters change (raft's joint consensus, where each must agree).
+pub(super) fn voter_sets(membership: &Membership<u64, LedgerNode>) -> Vec<Vec<String>> {
+    let peer_of = |id: &u64| membership.get_node(id).map(|n| n.peer_id.clone());
+    membership
+        .get_joint_config()
+        .iter()
+        .map(|config| config.iter().filter_map(peer_of).collect())
+        .collect()
+}
+
 /// Whether more than half of the voters of each of `configs` (their PeerIds) are in `naming`.
-fn majority_in_each(configs: &[Vec<String>], naming: &BTreeSet<String>) -> bool {
+pub(super) fn majority_in_each(configs: &[Vec<String>], naming: &BTreeSet<String>) -> bool {
     !configs.is_empty()
         && configs.iter().all(|voters| {
             let named = voters.iter().filter(|v| naming.contains(*v)).count();
