@@ -215,10 +215,20 @@ pub(crate) fn trust_holds(
     let trust = Command::Trust {
         peer: peer.to_string(),
     };
+    let scope = [&signed.cluster, &signed.network];
     signed.command.len() <= operator::MAX_SIGNED_COMMAND
+        && signed.signature.len() <= MAX_SIGNATURE_TEXT
+        && scope
+            .into_iter()
+            .flatten()
+            .all(|s| s.len() <= operator::MAX_SCOPE)
         && signed.verify(key).is_ok()
         && signed.command().is_ok_and(|command| command == trust)
 }
+
+/// The longest signature text a trust shown in a hello may have: an ed25519 signature is 64
+/// bytes, 88 characters of base64. Any peer sends a hello, so nothing longer is decoded.
+const MAX_SIGNATURE_TEXT: usize = 128;
 
 /// The clusters a machine the operator trusts leads: each named by a peer of `answers` or
 /// `leaders` whose own answer names itself leader of it and that `shows` that trust.
@@ -1385,6 +1395,21 @@ mod tests {
         };
         assert!(!shows(Some(secret.sign_in(5, &deny, scope()))));
         assert!(!shows(None));
+        // The check reads no network a node knows, so that both sides of two clusters rank
+        // them alike: a trust signed for another mesh run with the same key, or for none,
+        // holds too (`docs/security.md`).
+        let elsewhere = crate::operator::Scope {
+            cluster: None,
+            network: Some("another mesh".into()),
+        };
+        assert!(shows(Some(secret.sign_in(5, &trust(&leader), elsewhere))));
+        assert!(shows(Some(secret.sign(5, &trust(&leader)))));
+        // Nor a scope longer than the state keeps, signed or not.
+        let long = crate::operator::Scope {
+            cluster: None,
+            network: Some("n".repeat(operator::MAX_SCOPE + 1)),
+        };
+        assert!(!shows(Some(secret.sign_in(5, &trust(&leader), long))));
         // Only an answer naming itself leader makes its cluster one a trusted machine leads.
         let member = (other, said(Some(own.clone()), &leader));
         let check = |peer: &libp2p::PeerId, hello: &Hello| shows_trust(&key, peer, hello);
@@ -1559,6 +1584,15 @@ mod tests {
                 signed(20, trust("b")),
                 signed(30, Command::Untrust { peer: "b".into() }),
             ],
+        );
+        // A winner below the rules of the trust list gets none of it: there it would apply
+        // as nothing, and its number would be lost to a later carry.
+        let mut older = LedgerState::new(pool());
+        apply(&mut older, &[Command::Genesis(cluster(100, 1))]);
+        let commands = readoption(&loser, &older, "me");
+        assert!(
+            commands.iter().all(|c| !matches!(c, Command::Operator(_))),
+            "{commands:?}"
         );
         let mut winner = LedgerState::new(pool());
         apply(&mut winner, &[Command::Genesis(cluster(100, 1)), adopt]);
