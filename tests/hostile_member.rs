@@ -23,7 +23,7 @@ use weft::ledger::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use weft::ledger::service::hello;
 use weft::ledger::state::{
     BootstrapReport, ClusterId, Command, FixedRole, LeaseState, Member, Outcome, Phase, Platform,
-    ROLES_AHEAD, Role, SIGNED_ROLES, SealedToken, TRUSTED_SEATS, TokenRotation,
+    ROLES_AHEAD, Role, SIGNED_ROLES, SealedToken, TRUSTED_LEAD, TRUSTED_SEATS, TokenRotation,
 };
 use weft::operator::Scope;
 
@@ -1695,13 +1695,19 @@ async fn an_untrusted_leader_loses_the_lead_once_trusted_machines_hold_most_vote
     let replicas = group_configured(&token, &["v0", "v1", "v2"], config.clone()).await;
     settled_cluster(&replicas).await;
     let leader = wait_for(
-        "three voters under the rules of the trust list, one leading",
+        "three voters under the rules of a trusted lead, all naming one leader",
         || {
-            let status = replicas[0].ledger.status();
-            let rules = replicas[0].ledger.state().rules() >= TRUSTED_SEATS;
-            (status.voters.len() == 3 && !status.changing_voters && rules)
-                .then_some(status.leader)
-                .flatten()
+            let statuses: Vec<_> = replicas.iter().map(|r| r.ledger.status()).collect();
+            let leader = statuses[0].leader.clone()?;
+            let agreed = statuses.iter().all(|status| {
+                status.voters.len() == 3
+                    && !status.changing_voters
+                    && status.leader.as_ref() == Some(&leader)
+            });
+            let rules = replicas
+                .iter()
+                .all(|r| r.ledger.state().rules() >= TRUSTED_LEAD);
+            (agreed && rules).then_some(leader)
         },
     )
     .await;
@@ -1749,6 +1755,86 @@ async fn an_untrusted_leader_loses_the_lead_once_trusted_machines_hold_most_vote
             .then_some(())
     })
     .await;
+}
+
+/// Once every raft node runs this weft, the leader pins the operator key in the ledger, and
+/// every replica checks the operator's signatures against it as it applies them, not only the
+/// leader. Here the operator moves the mesh to a new key while the nodes still run with the
+/// old one, so the leader's check passes a denial signed with the old key, as a stolen
+/// leader's check passes anything: no replica applies it, and the proposer hears so. Fails
+/// without the check at apply: the denial applies everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_check_operator_signatures_against_the_key_the_ledger_pins() {
+    let (secret, config) = keyed_config();
+    let token = network();
+    let replicas = group_configured(&token, &["k0", "k1", "k2"], config.clone()).await;
+    settled_cluster(&replicas).await;
+    let key = config
+        .operator
+        .as_ref()
+        .expect("a keyed config")
+        .to_string();
+    wait_for("the operator key pinned on every replica", || {
+        replicas
+            .iter()
+            .all(|r| r.ledger.state().pinned_key() == Some(key.as_str()))
+            .then_some(())
+    })
+    .await;
+    let scope = || Scope {
+        cluster: None,
+        network: replicas[0].ledger.networks().first().cloned(),
+    };
+    let signed = |secret: &weft::operator::OperatorSecret, seq, command: Command| {
+        Command::Operator(Box::new(secret.sign_in(seq, &command, scope())))
+    };
+    let deny = |peer: &PeerId| Command::Deny {
+        peer: peer.to_string(),
+    };
+    let (first, second) = (PeerId::random(), PeerId::random());
+    let outcome = replicas[1]
+        .ledger
+        .propose_patiently(signed(&secret, 1, deny(&first)))
+        .await;
+    assert_eq!(outcome.ok(), Some(Outcome::Done));
+    let next = weft::operator::OperatorSecret::generate();
+    let pin = Command::PinOperatorKey {
+        key: next.public().to_string(),
+    };
+    let outcome = replicas[1]
+        .ledger
+        .propose_patiently(signed(&secret, 2, pin))
+        .await;
+    assert_eq!(outcome.ok(), Some(Outcome::Done));
+    let outcome = replicas[1]
+        .ledger
+        .propose_patiently(signed(&secret, 3, deny(&second)))
+        .await;
+    assert_eq!(outcome.ok(), Some(Outcome::NotOperatorCommand));
+    let marker = Command::KvPut {
+        bucket: "b".into(),
+        key: "after".into(),
+        value: "the refused denial".into(),
+    };
+    commit(&replicas[2], marker).await;
+    wait_for("every replica past the refused denial", || {
+        replicas
+            .iter()
+            .all(|r| {
+                r.ledger
+                    .state()
+                    .bucket("b")
+                    .is_some_and(|b| b.contains_key("after"))
+            })
+            .then_some(())
+    })
+    .await;
+    for replica in &replicas {
+        let state = replica.ledger.state();
+        assert!(state.is_denied(&first.to_string()));
+        assert!(!state.is_denied(&second.to_string()));
+        assert_eq!(state.pinned_key(), Some(next.public().to_string().as_str()));
+    }
 }
 
 /// A node started without the mesh's operator key (by mistake) that founded the cluster leads

@@ -63,6 +63,12 @@ impl Contact {
         now.saturating_duration_since(*self.lock()) > PROBE_AFTER
     }
 
+    /// Whether this raft instance took word from a leader (or started) within `within` of
+    /// `now`.
+    pub(crate) fn heard_within(&self, now: Instant, within: std::time::Duration) -> bool {
+        now.saturating_duration_since(*self.lock()) <= within
+    }
+
     /// Whether the leader has been silent for [`LEADER_SILENCE`] at `now`: the cluster counts as
     /// leaderless for this node.
     pub(crate) fn silent(&self, now: Instant) -> bool {

@@ -870,6 +870,15 @@ impl Ledger {
         self.engine.load().contact.heard(node, crate::clock::now());
     }
 
+    /// Whether this node's raft instance took word from a leader (or started) within `within`
+    /// ([`contact`]).
+    pub(crate) fn heard_leader_within(&self, within: std::time::Duration) -> bool {
+        self.engine
+            .load()
+            .contact
+            .heard_within(crate::clock::now(), within)
+    }
+
     /// The leader raft names, when this node is a raft member that does not lead and has heard
     /// nothing from that leader for [`contact::PROBE_AFTER`] at `now`: the one to ask whether
     /// it still leads.

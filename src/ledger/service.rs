@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use libp2p::PeerId;
-use openraft::ChangeMembers;
 use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
 use openraft::raft::{AppendEntriesResponse, InstallSnapshotResponse, VoteResponse};
+use openraft::{ChangeMembers, Raft};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -25,10 +25,11 @@ use super::authority::{
 };
 use super::forward::{self, Envelope, Nonce, Passed, Step};
 use super::limits::{MAX_COMMAND_BYTES, check_size};
+use super::raft::LedgerTypes;
 use super::raft::network::{Hello, Joined, LedgerRpc, RaftRpc, call};
 use super::raft::stream::{self, StreamError};
 use super::seats;
-use super::state::{ClusterId, Command, Outcome, attribute};
+use super::state::{ClusterId, Command, Outcome, TRUSTED_LEAD, attribute};
 use super::vouch::{voter_sets, vouched};
 use crate::p2p::InboundRpc;
 
@@ -320,12 +321,10 @@ pub(crate) async fn answer_raft(
     {
         return Err(refusal);
     }
-    // By the trust list of this raft instance's own state (not a replica's): once trusted
-    // machines hold most voter seats, only they lead or stand ([`may_lead`]).
-    let state = ledger.engine.load().machine.state();
-    if !state.trusted().is_empty() {
-        let voters = voter_sets(raft.metrics().borrow().membership_config.membership());
-        may_lead(state.trusted(), &voters, &sender)?;
+    if let Some(refusal) = untrusted_lead(ledger, &raft, &sender)
+        && ledger.heard_leader_within(TRUSTED_LEAD_PATIENCE)
+    {
+        return Err(refusal);
     }
     // What raft takes as from the current leader (a stale leader's vote is answered with a
     // higher one) is word from the leader ([`super::contact`]).
@@ -347,6 +346,30 @@ pub(crate) async fn answer_raft(
             RaftAnswer::Snapshot(answer)
         }
     })
+}
+
+/// How long a raft node keeps refusing untrusted leaders and candidates ([`may_lead`]) without
+/// word from any leader: then it answers them again, and refuses them once it hears a leader.
+/// The trusted voters elect one of them within seconds, unless their logs are behind an
+/// untrusted voter's and too few of them are live to win without its vote (raft gives a vote
+/// only to a candidate whose log is as long): letting the untrusted one lead for an append
+/// brings their logs level, and the rule takes the lead back. Longer than two elections,
+/// shorter than the 15 s after which a cluster without a leader counts as lost.
+const TRUSTED_LEAD_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Why the raft RPCs of PeerId `sender` are refused by this node's raft instance `raft` under
+/// its own state's trust list (not a replica's) and membership, when they are
+/// ([`may_lead`]): only under the rules that make every raft node keep the rule
+/// ([`TRUSTED_LEAD`]). The state is not held past the check, so raft's applies never copy it
+/// for this.
+fn untrusted_lead(ledger: &Ledger, raft: &Raft<LedgerTypes>, sender: &str) -> Option<String> {
+    let state = ledger.engine.load().machine.state();
+    let trusted = state.trusted();
+    if state.rules() < TRUSTED_LEAD || trusted.is_empty() || trusted.contains(sender) {
+        return None;
+    }
+    let voters = voter_sets(raft.metrics().borrow().membership_config.membership());
+    may_lead(trusted, &voters, sender).err()
 }
 
 /// Whether this node leads with an operator key ([`Ledger::authority`]) and a joining node

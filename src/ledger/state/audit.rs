@@ -223,6 +223,7 @@ fn describe(command: &Command) -> String {
             ),
             Err(_) => UNDECODED.into(),
         },
+        Command::PinOperatorKey { key } => format!("pin the operator key {}", clip(key)),
         Command::AllowRotation {
             cluster, previous, ..
         } => format!(
