@@ -12,7 +12,7 @@ use axum::extract::State;
 use super::error::ApiError;
 use super::routes::ApiState;
 use crate::ledger::state::operator::subject;
-use crate::ledger::state::{Command, Outcome, PINNED_KEY, TRUSTED_SEATS};
+use crate::ledger::state::{Command, Outcome, TRUSTED_SEATS};
 use crate::operator::Signed;
 
 pub(super) async fn propose(
@@ -29,8 +29,8 @@ pub(super) async fn propose(
     }
     let Some(subject) = subject(&command) else {
         return Err(ApiError::BadRequest(
-            "only operator commands (a removal, denial, allowance, trust, reservation, role, \
-             role policy or move to another operator key) are signed"
+            "only operator commands (a removal, denial, allowance, trust, reservation, role or \
+             role policy) are signed"
                 .into(),
         ));
     };
@@ -39,17 +39,6 @@ pub(super) async fn propose(
             "the mesh applies a trust list once its ledger adopted the rules of version \
              {TRUSTED_SEATS} (now {}), which waits for every raft node to run this weft: \
              weft status names the ones that do not",
-            api.ledger.state().rules()
-        )));
-    }
-    if matches!(command, Command::PinOperatorKey { .. })
-        && api.ledger.state().pinned_key().is_none()
-    {
-        return Err(ApiError::Conflict(format!(
-            "the ledger pins no operator key yet, so there is none to move from: its leader \
-             pins the key it runs with once the ledger adopted the rules of version \
-             {PINNED_KEY} (now {}); to use another key from the start, restart every node \
-             with it",
             api.ledger.state().rules()
         )));
     }
@@ -93,9 +82,7 @@ pub(super) async fn propose(
             "the address is outside the overlay pool or not a host address".into(),
         )),
         Outcome::NotOperatorCommand => Err(ApiError::BadRequest(
-            "the signed command is not an operator command, or is longer than the ledger \
-             takes, or the ledger pins an operator key that did not sign it (weft operator pin \
-             moves it to another key)"
+            "the signed command is not an operator command, or is longer than the ledger takes"
                 .into(),
         )),
         outcome => Ok(Json(outcome)),

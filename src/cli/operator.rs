@@ -14,7 +14,7 @@ use super::{Failure, usage};
 use crate::api::{MemberView, StatusView};
 use crate::ledger::LedgerStatus;
 use crate::ledger::state::{Command, NETWORK_BOUND, Outcome};
-use crate::operator::{OperatorKey, OperatorSecret, Scope, Signed};
+use crate::operator::{OperatorSecret, Scope, Signed};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum OperatorCommand {
@@ -31,19 +31,6 @@ pub(super) enum OperatorCommand {
     Pubkey {
         /// The secret key file `weft operator keygen` wrote.
         file: PathBuf,
-    },
-    /// Move the mesh to another operator key. Once every raft node runs this weft, the ledger
-    /// pins the key its leader runs with, and every node checks the operator's signatures
-    /// against it, not only the leader; signed with the key pinned (--operator-key-file), this
-    /// pins KEY instead. Then restart every node with --operator-key KEY: until then its
-    /// leader takes commands signed with the old key, which no node applies any more.
-    Pin {
-        /// The new public key, as `weft operator keygen` or `pubkey` prints it.
-        key: String,
-        #[command(flatten)]
-        sign: SignArgs,
-        #[command(flatten)]
-        client: ClientArgs,
     },
 }
 
@@ -73,28 +60,6 @@ pub(super) fn run(command: OperatorCommand) -> Result<(), Failure> {
         }
         OperatorCommand::Pubkey { file } => {
             println!("{}", load(&file)?.public());
-            Ok(())
-        }
-        OperatorCommand::Pin { key, sign, client } => {
-            let key: OperatorKey = key
-                .parse()
-                .map_err(|e: String| usage(anyhow::anyhow!("{e}")))?;
-            let file = sign.operator_key_file.ok_or_else(|| {
-                usage(anyhow::anyhow!(
-                    "weft operator pin needs the key the ledger pins now: give \
-                     --operator-key-file (or WEFT_OPERATOR_KEY_FILE)"
-                ))
-            })?;
-            let key = key.to_string();
-            send_signed(
-                &client,
-                &file,
-                &Command::PinOperatorKey { key: key.clone() },
-            )?;
-            eprintln!(
-                "the ledger pins {key}; restart every node with --operator-key {key} (or \
-                 WEFT_OPERATOR_KEY, or operator_key in the config file)"
-            );
             Ok(())
         }
     }

@@ -183,12 +183,6 @@ pub fn as_operator(
              --operator-key and give the command --operator-key-file",
             name(command)
         )),
-        // The leader pins the key it runs with, unsigned, while the ledger pins none; a move
-        // to another key is the operator's, signed with the key pinned.
-        (Command::PinOperatorKey { key }, Some(operator)) if *key == operator.to_string() => Ok(()),
-        (Command::PinOperatorKey { .. }, _) => Err(format!(
-            "{OPERATOR}the ledger pins only the operator key its leader runs with; moving to              another is the operator's, signed with the key pinned (weft operator pin)"
-        )),
         (Command::InitRolePolicy(_), Some(_)) => Err(format!(
             "{OPERATOR}in a mesh with an operator key the role policy is the operator's: set it \
              with weft role policy --operator-key-file (a node's --control-planes or \
@@ -243,7 +237,6 @@ fn speaks_for_itself(command: &Command, sender: &str) -> Result<(), String> {
         Command::Expire { .. }
         | Command::AbandonInstall { .. }
         | Command::AdoptRules { .. }
-        | Command::PinOperatorKey { .. }
         | Command::Renewals { .. }
         | Command::Genesis(_)
         | Command::Recover { .. }
@@ -274,7 +267,6 @@ fn name(command: &Command) -> &'static str {
         Command::Expire { .. } => "Expire",
         Command::AbandonInstall { .. } => "AbandonInstall",
         Command::AdoptRules { .. } => "AdoptRules",
-        Command::PinOperatorKey { .. } => "PinOperatorKey",
         Command::Genesis(_) => "Genesis",
         Command::Recover { .. } => "Recover",
         Command::Audited { .. } => "an audit record",

@@ -78,8 +78,8 @@ use super::pilot::{
 use super::raft::network::{Joined, LedgerRpc};
 use super::seats::{self, Seats};
 use super::state::{
-    ABANDON_FORM, ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, PINNED_KEY,
-    Platform, RolePolicy,
+    ABANDON_FORM, ClusterId, Command, FixedRole, LeaseState, LedgerState, Outcome, Platform,
+    RolePolicy,
 };
 use super::{Ledger, LedgerConfig, follower, forward, merge, recover, service};
 
@@ -239,7 +239,6 @@ impl Autopilot {
                     expire_leases(&ledger, &mut self.leases).await;
                     abandon_installs(&ledger, &mut self.installs).await;
                     adopt_rules(&ledger).await;
-                    pin_operator_key(&ledger, fresh).await;
                 }
                 Duty::ProbeLeader => {
                     if self.probe_quiet_leader().await {
@@ -1169,36 +1168,6 @@ async fn adopt_rules(ledger: &Ledger) {
     );
     if let Err(e) = ledger.propose(command).await {
         tracing::debug!(error = %e, "adopting the ledger's rules not committed");
-    }
-}
-
-/// Pins the operator key this leader checks with in the ledger, once its rules pin one and
-/// while it pins none ([`Command::PinOperatorKey`]): from then on every replica checks the
-/// operator's signatures against it, not only the leader. A ledger that pins another key than
-/// this leader's is said in the log when this node takes the lead (`fresh`): the operator
-/// moved the mesh to another key (`weft operator pin`) and this node still runs with the old
-/// one.
-async fn pin_operator_key(ledger: &Ledger, fresh: bool) {
-    let Some(key) = ledger.authority() else {
-        return;
-    };
-    let state = ledger.state();
-    if state.rules() < PINNED_KEY {
-        return;
-    }
-    let key = key.to_string();
-    match state.pinned_key() {
-        Some(pinned) if pinned == key || !fresh => {}
-        Some(pinned) => tracing::warn!(
-            pinned,
-            "the ledger pins another operator key than this node's --operator-key: start              this node with the key pinned"
-        ),
-        None => {
-            tracing::info!(%key, "pinning the operator key in the ledger");
-            if let Err(e) = ledger.propose(Command::PinOperatorKey { key }).await {
-                tracing::debug!(error = %e, "pinning the operator key not committed");
-            }
-        }
     }
 }
 

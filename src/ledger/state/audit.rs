@@ -223,7 +223,6 @@ fn describe(command: &Command) -> String {
             ),
             Err(_) => UNDECODED.into(),
         },
-        Command::PinOperatorKey { key } => format!("pin the operator key {}", clip(key)),
         Command::AllowRotation {
             cluster, previous, ..
         } => format!(

@@ -58,8 +58,7 @@ pub use rotation::{
     MAX_ROTATION_PAGES, ROTATION_PAGE, SealedToken, TokenRotation, page_digest, rotation_digest,
 };
 pub use rules::{
-    NETWORK_BOUND, PINNED_KEY, ROLES_AHEAD, RULES, RULES_FORM, SIGNED_ROLES, TRUSTED_LEAD,
-    TRUSTED_SEATS,
+    NETWORK_BOUND, ROLES_AHEAD, RULES, RULES_FORM, SIGNED_ROLES, TRUSTED_LEAD, TRUSTED_SEATS,
 };
 pub use tombstones::{MAX_TOMBSTONE_BYTES, MAX_TOMBSTONES, Tombstone, Tombstones};
 pub use trust::MAX_TRUSTED;
@@ -288,13 +287,6 @@ pub enum Command {
     /// An operator command with the operator's signature ([`crate::operator`]), applied when
     /// newer than the last one signed for its subject ([`operator`]).
     Operator(Box<crate::operator::Signed>),
-    /// Pin the operator's public key `key` (base64, as `--operator-key` takes it), under the
-    /// rules of [`PINNED_KEY`]: unsigned, written by a leader that runs with that key while
-    /// the ledger pins none; signed with the pinned key, the operator's move to another key.
-    /// From then on every replica checks the operator's signatures against it ([`operator`]).
-    PinOperatorKey {
-        key: String,
-    },
     /// A command the leader accepted from `issuer` (the PeerId the proposal came from, or the
     /// leader's own for its local API), recorded in the audit trail as it is applied. Only the
     /// leader wraps commands so ([`attribute`]); a wrapper inside a wrapper does nothing.
@@ -350,8 +342,7 @@ pub enum Outcome {
     OperatorStale,
     /// A signed command that is not an operator command, or does not decode; or a command the
     /// operator may make only signed ([`Command::Trust`]) without a signature, or before the
-    /// rules that apply it; or, once the ledger pins the operator's key, a signature that key
-    /// does not verify, or an operator command without one ([`PINNED_KEY`]).
+    /// rules that apply it.
     NotOperatorCommand,
     /// A rotation awaiting more pages of copies than a ledger's members fill, or a page the
     /// last rotation does not await ([`rotation`]).
@@ -404,10 +395,6 @@ pub struct LedgerState {
     /// The version of the rules entries apply by ([`rules`]); 0 in a state from before it.
     #[serde(default, deserialize_with = "rules::known")]
     rules: u32,
-    /// The operator's key the ledger pinned ([`Command::PinOperatorKey`]); written only once
-    /// pinned, so a state without one encodes as before.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    operator_key: Option<String>,
     /// Index of the last applied log entry.
     applied: u64,
     /// What [`LedgerState::shared_bytes`] counts, kept as writes apply.
@@ -437,7 +424,6 @@ impl LedgerState {
             audit: std::collections::VecDeque::new(),
             operator: operator::Marks::default(),
             rules: 0,
-            operator_key: None,
             applied: 0,
             shared: kv::SharedCount::default(),
         }
@@ -453,9 +439,6 @@ impl LedgerState {
         // Counted before anything changes: a deletion moves the count by what it frees, which
         // must be taken from the count of the state before it.
         self.shared_total();
-        if self.wants_signature(command) {
-            return Outcome::NotOperatorCommand;
-        }
         self.execute(command)
     }
 
@@ -566,13 +549,11 @@ impl LedgerState {
                 Some(grant) => {
                     self.apply_grant(grant, |state| state.rotate_token(rotation, secrets))
                 }
-                None if self.pinned_key().is_some() => Outcome::NotOperatorCommand,
                 None => self.rotate_token(rotation, secrets),
             },
             Command::RotationKeys { network, keys } => self.rotation_keys(network, keys),
             Command::AllowRotation { .. } => Outcome::NotOperatorCommand,
             Command::Operator(signed) => self.apply_signed(signed),
-            Command::PinOperatorKey { key } => self.pin_key(key),
             Command::Audited {
                 issuer,
                 at,
@@ -581,11 +562,7 @@ impl LedgerState {
                 if matches!(**command, Command::Audited { .. }) {
                     return Outcome::Done;
                 }
-                let outcome = if self.wants_signature(command) {
-                    Outcome::NotOperatorCommand
-                } else {
-                    self.execute(command)
-                };
+                let outcome = self.execute(command);
                 self.record_audit(issuer, *at, command, &outcome);
                 outcome
             }

@@ -29,10 +29,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Command, FixedRole, LedgerState, NETWORK_BOUND, Outcome, PINNED_KEY, PeerKey, ROLES_AHEAD,
-    SIGNED_ROLES, TRUSTED_SEATS,
+    Command, FixedRole, LedgerState, NETWORK_BOUND, Outcome, PeerKey, ROLES_AHEAD, SIGNED_ROLES,
+    TRUSTED_SEATS,
 };
-use crate::operator::{OperatorKey, Signed};
+use crate::operator::Signed;
 
 /// How the subject of a member's role begins; its PeerId follows.
 const ROLE_SUBJECT: &str = "role ";
@@ -40,8 +40,6 @@ const ROLE_SUBJECT: &str = "role ";
 pub(super) const SEAT_SUBJECT: &str = "seat ";
 /// The subject of the operator's grants of token rotations.
 pub const ROTATION: &str = "token";
-/// The subject of the operator's moves to another key ([`Command::PinOperatorKey`]).
-const KEY: &str = "operator key";
 /// Subjects whose last signed command the state keeps.
 pub const MAX_MARKS: usize = 4096;
 /// The longest signed command (its JSON) the state applies: an operator command names a
@@ -82,7 +80,6 @@ pub fn subject(command: &Command) -> Option<String> {
             Some(format!("address {address}"))
         }
         Command::SetRolePolicy(_) => Some("policy".into()),
-        Command::PinOperatorKey { .. } => Some(KEY.into()),
         _ => None,
     }
 }
@@ -145,73 +142,14 @@ impl LedgerState {
         &self.operator
     }
 
-    /// The operator's key the ledger pinned ([`Command::PinOperatorKey`]), under the rules of
-    /// [`PINNED_KEY`].
-    pub fn pinned_key(&self) -> Option<&str> {
-        self.operator_key.as_deref()
-    }
-
-    /// Pins `key`, the leader's unsigned pin: only while the ledger pins none, under the rules
-    /// of [`PINNED_KEY`], and only a key that is one. Pinning the key pinned already changes
-    /// nothing.
-    pub(super) fn pin_key(&mut self, key: &str) -> Outcome {
-        if self.rules < PINNED_KEY {
-            return Outcome::NotOperatorCommand;
-        }
-        let Ok(key) = key.parse::<OperatorKey>() else {
-            return Outcome::NotOperatorCommand;
-        };
-        let key = key.to_string();
-        match &self.operator_key {
-            None => {
-                self.operator_key = Some(key);
-                Outcome::Done
-            }
-            Some(pinned) if *pinned == key => Outcome::Done,
-            Some(_) => Outcome::NotOperatorCommand,
-        }
-    }
-
-    /// Whether the pinned key (if any) signed `signed`. A leader checks signatures before it
-    /// proposes, but a stolen one need not: with a key pinned, every replica checks too, so
-    /// what the log holds unsigned by the operator does not apply anywhere.
-    fn pinned_signed(&self, signed: &Signed) -> bool {
-        let Some(pinned) = &self.operator_key else {
-            return true;
-        };
-        pinned
-            .parse::<OperatorKey>()
-            .is_ok_and(|key| signed.verify(&key).is_ok())
-    }
-
-    /// Whether `command`, unsigned, is one the operator makes only signed once the ledger
-    /// pins its key: denials, allowances, reservations and the policy, which no member decides
-    /// for itself (a member's own removal or role stays its own; the leader alone vouches for
-    /// who proposed those).
-    pub(super) fn wants_signature(&self, command: &Command) -> bool {
-        self.operator_key.is_some()
-            && matches!(
-                command,
-                Command::Deny { .. }
-                    | Command::Allow { .. }
-                    | Command::Reserve { .. }
-                    | Command::Unreserve { .. }
-                    | Command::SetRolePolicy(_)
-                    | Command::InitRolePolicy(_)
-            )
-    }
-
     /// Applies `apply` under the operator's `grant` (the leader verified its signature and
-    /// that it allows this rotation; with a key pinned, this replica checks the signature
-    /// too): when the grant is newer than the last one, which it then becomes.
+    /// that it allows this rotation): when the grant is newer than the last one, which it then
+    /// becomes.
     pub(super) fn apply_grant(
         &mut self,
         grant: &Signed,
         apply: impl FnOnce(&mut LedgerState) -> Outcome,
     ) -> Outcome {
-        if !self.pinned_signed(grant) {
-            return Outcome::NotOperatorCommand;
-        }
         if !self.operator.fresh(ROTATION, grant.seq) {
             return Outcome::OperatorStale;
         }
@@ -220,16 +158,12 @@ impl LedgerState {
         outcome
     }
 
-    /// Applies a command the operator signed (the leader verified the signature; with a key
-    /// pinned, this replica checks it too): the command it holds, when newer than the last one
-    /// applied for its subject.
+    /// Applies a command the operator signed (the leader verified the signature): the command
+    /// it holds, when newer than the last one applied for its subject.
     pub(super) fn apply_signed(&mut self, signed: &Signed) -> Outcome {
         let (Some(subject), Ok(command)) = (signed_subject(signed), signed.command()) else {
             return Outcome::NotOperatorCommand;
         };
-        if !self.pinned_signed(signed) {
-            return Outcome::NotOperatorCommand;
-        }
         let scope = [&signed.cluster, &signed.network];
         if self.rules >= NETWORK_BOUND && scope.into_iter().flatten().any(|s| s.len() > MAX_SCOPE) {
             return Outcome::NotOperatorCommand;
@@ -254,8 +188,6 @@ impl LedgerState {
             Command::SetFixedRole { peer, role, force } => self.set_fixed_role(peer, *role, *force),
             Command::Trust { peer } => self.set_trust(peer, true),
             Command::Untrust { peer } => self.set_trust(peer, false),
-            // Signed with the key pinned, the operator moves the ledger to another.
-            Command::PinOperatorKey { key } => self.repin_key(key),
             command => self.execute(command),
         };
         self.operator.record(subject, signed.clone());
@@ -266,21 +198,6 @@ impl LedgerState {
             self.operator.roles.insert(peer, role);
         }
         outcome
-    }
-
-    /// The operator's move to `key`, signed with the key pinned: only once one is pinned (a
-    /// first key is the leader's to pin), under the rules of [`PINNED_KEY`].
-    fn repin_key(&mut self, key: &str) -> Outcome {
-        if self.rules < PINNED_KEY || self.operator_key.is_none() {
-            return Outcome::NotOperatorCommand;
-        }
-        match key.parse::<OperatorKey>() {
-            Ok(key) => {
-                self.operator_key = Some(key.to_string());
-                Outcome::Done
-            }
-            Err(_) => Outcome::NotOperatorCommand,
-        }
     }
 
     /// The role the operator signed last for `peer` and that applied (`Some(None)`: not
@@ -537,123 +454,6 @@ mod tests {
         assert_eq!(s.apply(1, &rotate("mine")), Outcome::Done);
         assert_eq!(s.apply(2, &rotate("theirs")), Outcome::OperatorStale);
         assert_eq!(s.token_rotation().unwrap().network, "mine");
-    }
-
-    /// A rotation to `network` under `grant`, or without one.
-    fn rotation(network: &str, grant: Option<Signed>) -> Command {
-        Command::RotateToken {
-            rotation: Box::new(super::super::TokenRotation {
-                network: network.into(),
-                previous: "old".into(),
-                grace_until: 1,
-                sealed: super::super::SealedToken {
-                    ephemeral: String::new(),
-                    token: String::new(),
-                    keys: Default::default(),
-                },
-                pages: vec![],
-            }),
-            secrets: Default::default(),
-            grant: grant.map(Box::new),
-        }
-    }
-
-    #[test]
-    fn once_the_ledger_pins_the_operator_key_every_replica_checks_its_signatures() {
-        let secret = OperatorSecret::generate();
-        let forger = OperatorSecret::generate();
-        let key = secret.public().to_string();
-        let pin = |key: &str| Command::PinOperatorKey { key: key.into() };
-        let deny = |peer: &str| Command::Deny { peer: peer.into() };
-        let mut s = state();
-        // Before the rules of the pinned key, nothing is pinned.
-        assert_eq!(s.apply(1, &pin(&key)), Outcome::NotOperatorCommand);
-        assert_eq!(s.pinned_key(), None);
-        s.apply(
-            2,
-            &Command::AdoptRules {
-                version: PINNED_KEY,
-            },
-        );
-        assert_eq!(s.apply(3, &pin("not a key")), Outcome::NotOperatorCommand);
-        assert_eq!(s.apply(4, &pin(&key)), Outcome::Done);
-        assert_eq!(s.pinned_key(), Some(key.as_str()));
-        // What a stolen leader could put in the log applies nowhere: a signature of another
-        // key, the operator's commands unsigned (audited or not), an unsigned pin of another
-        // key, a rotation without the operator's grant or with a forged one.
-        assert_eq!(
-            s.apply(5, &signed(&forger, 10, deny("x"))),
-            Outcome::NotOperatorCommand
-        );
-        assert_eq!(s.apply(6, &deny("x")), Outcome::NotOperatorCommand);
-        let audited = Command::Audited {
-            issuer: "leader".into(),
-            at: 1,
-            command: Box::new(deny("x")),
-        };
-        assert_eq!(s.apply(7, &audited), Outcome::NotOperatorCommand);
-        assert!(!s.is_denied("x"));
-        let other = forger.public().to_string();
-        assert_eq!(s.apply(8, &pin(&other)), Outcome::NotOperatorCommand);
-        assert_eq!(s.pinned_key(), Some(key.as_str()));
-        assert_eq!(
-            s.apply(9, &rotation("n", None)),
-            Outcome::NotOperatorCommand
-        );
-        let allow = Command::AllowRotation {
-            cluster: "0000000000000001".into(),
-            previous: "old".into(),
-            rotation: None,
-        };
-        let forged = forger.sign(11, &allow);
-        assert_eq!(
-            s.apply(10, &rotation("n", Some(forged))),
-            Outcome::NotOperatorCommand
-        );
-        assert!(s.token_rotation().is_none());
-        // The operator's own commands apply as before; the forged ones used up no number.
-        assert_eq!(s.apply(11, &signed(&secret, 10, deny("x"))), Outcome::Done);
-        assert!(s.is_denied("x"));
-        let grant = secret.sign(11, &allow);
-        assert_eq!(s.apply(12, &rotation("n", Some(grant))), Outcome::Done);
-        // The operator moves the mesh to another key, signed with the one pinned: from then
-        // on only the new key's signatures apply.
-        assert_eq!(
-            s.apply(13, &signed(&forger, 20, pin(&other))),
-            Outcome::NotOperatorCommand
-        );
-        assert_eq!(
-            s.apply(14, &signed(&secret, 20, pin(&other))),
-            Outcome::Done
-        );
-        assert_eq!(s.pinned_key(), Some(other.as_str()));
-        assert_eq!(
-            s.apply(15, &signed(&secret, 30, deny("y"))),
-            Outcome::NotOperatorCommand
-        );
-        assert_eq!(s.apply(16, &signed(&forger, 30, deny("y"))), Outcome::Done);
-        assert!(s.is_denied("y"));
-    }
-
-    #[test]
-    fn a_first_key_is_pinned_by_the_leader_not_by_a_signature() {
-        let secret = OperatorSecret::generate();
-        let key = secret.public().to_string();
-        let mut s = state();
-        s.apply(
-            1,
-            &Command::AdoptRules {
-                version: PINNED_KEY,
-            },
-        );
-        let signed_pin = signed(&secret, 1, Command::PinOperatorKey { key });
-        assert_eq!(s.apply(2, &signed_pin), Outcome::NotOperatorCommand);
-        assert_eq!(s.pinned_key(), None);
-        // Without a key pinned, nothing is checked here: the leader checks, as before.
-        let forger = OperatorSecret::generate();
-        let deny = Command::Deny { peer: "x".into() };
-        assert_eq!(s.apply(3, &signed(&forger, 5, deny.clone())), Outcome::Done);
-        assert_eq!(s.apply(4, &deny), Outcome::Done);
     }
 
     #[test]

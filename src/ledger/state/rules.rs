@@ -33,13 +33,11 @@
 //! - Version 4 ([`TRUSTED_SEATS`]): the operator's signed trust of a member with a raft seat
 //!   applies ([`super::trust`]); before it, such a command does nothing, as on a weft that
 //!   cannot read it.
-//! - Version 5 ([`PINNED_KEY`], [`TRUSTED_LEAD`]): the ledger pins the operator's key
-//!   ([`Command::PinOperatorKey`]), and from then on every replica checks the operator's
-//!   signatures against it as it applies them, and applies none of the operator's commands
-//!   unsigned ([`super::operator`]). And once trusted machines hold most voter seats, raft
-//!   nodes take raft RPCs from trusted ones only (`ledger/authority.rs`, `may_lead`): not a
-//!   rule of how entries apply, but one every raft node must keep, since a voter that still
-//!   answered an untrusted leader would keep it in office with the others shut out.
+//! - Version 5 ([`TRUSTED_LEAD`]): once trusted machines hold most voter seats, raft nodes
+//!   take raft RPCs from trusted ones only (`ledger/authority.rs`, `may_lead`). Not a rule of
+//!   how entries apply, but one every raft node must keep: a voter of an earlier weft that
+//!   still answered an untrusted leader would keep it in office, with the trusted voters
+//!   that refuse it shut out of the log.
 
 use serde::{Deserialize, Deserializer};
 
@@ -54,12 +52,10 @@ pub const ROLES_AHEAD: u32 = 2;
 pub const NETWORK_BOUND: u32 = 3;
 /// The operator's signed trust list decides who may hold a raft seat.
 pub const TRUSTED_SEATS: u32 = 4;
-/// The ledger pins the operator's key, and every replica checks signatures against it.
-pub const PINNED_KEY: u32 = 5;
 /// Once trusted machines hold most voter seats, only they lead.
 pub const TRUSTED_LEAD: u32 = 5;
 /// The newest rules this weft applies. A new version adds its form to [`FORMS`].
-pub const RULES: u32 = PINNED_KEY;
+pub const RULES: u32 = TRUSTED_LEAD;
 /// For each version of the rules, the form of the ledger's commands a weft must read to apply
 /// entries by it ([`super::COMMAND_FORM`]): version 0 needs none.
 const FORMS: [u32; RULES as usize + 1] = [0, 5, 6, 7, 8, 9];
