@@ -64,6 +64,14 @@ impl OperatorSecret {
         OperatorSecret(ed25519::Keypair::generate())
     }
 
+    /// The key made from `secret`, for a simulation that draws everything from its seed.
+    #[cfg(test)]
+    pub(crate) fn from_secret(mut secret: [u8; 32]) -> Self {
+        let secret = ed25519::SecretKey::try_from_bytes(&mut secret)
+            .expect("32 bytes are an ed25519 secret key");
+        OperatorSecret(ed25519::Keypair::from(secret))
+    }
+
     /// The public key that nodes are configured with.
     pub fn public(&self) -> OperatorKey {
         OperatorKey(self.0.public())

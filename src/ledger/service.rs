@@ -353,9 +353,13 @@ pub(crate) async fn answer_raft(
 /// The trusted voters elect one of them within seconds, unless their logs are behind an
 /// untrusted voter's and too few of them are live to win without its vote (raft gives a vote
 /// only to a candidate whose log is as long): letting the untrusted one lead for an append
-/// brings their logs level, and the rule takes the lead back. Longer than two elections,
-/// shorter than the 15 s after which a cluster without a leader counts as lost.
-const TRUSTED_LEAD_PATIENCE: Duration = Duration::from_secs(10);
+/// brings their logs level, and the rule takes the lead back. Longer than the longest a
+/// follower waits before it stands, which an append it takes starts again (the ledger's
+/// simulation found followers taking the untrusted leader's append every 10 s, just before
+/// they would have stood): openraft's leader lease and election timeout (3 s each at most,
+/// [`super::raft::config`]), 6 s more once it has seen a longer log than its own
+/// (`smaller_log_timeout`, twice the longest election timeout), and a tick (750 ms).
+const TRUSTED_LEAD_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Why the raft RPCs of PeerId `sender` are refused by this node's raft instance `raft` under
 /// its own state's trust list (not a replica's) and membership, when they are

@@ -464,6 +464,14 @@ impl P2pHandle {
         };
         (handle, far)
     }
+
+    /// This detached handle holding `keyring`'s tokens, so that the ledger knows its network
+    /// ([`P2pHandle::networks`]), which the operator's trusts are signed for.
+    #[cfg(test)]
+    pub(crate) fn in_network(mut self, keyring: Keyring) -> P2pHandle {
+        self.keyring = Some(keyring);
+        self
+    }
 }
 
 /// Builds the swarm, starts listening, and spawns the task that runs it until `shutdown`.

@@ -139,6 +139,24 @@ pub fn unconverged(
         }) {
             return Some(format!("n{index} holds no address for {peer}"));
         }
+        // Once trusted machines hold most voter seats, only a trusted one leads. A machine
+        // holding two seats (its old raft id's too) holds one that votes.
+        let trusted = state.trusted();
+        let held = status
+            .voters
+            .iter()
+            .filter(|v| trusted.contains(*v))
+            .collect::<BTreeSet<_>>()
+            .len();
+        if held * 2 > status.voters.len()
+            && status.leader.as_ref().is_some_and(|l| !trusted.contains(l))
+        {
+            return Some(format!(
+                "n{index} follows an untrusted leader, though trusted machines hold {held} of \
+                 its {} voter seats",
+                status.voters.len()
+            ));
+        }
         // Every node runs this weft, so the leader adopts its rules once all hold a seat's record.
         if state.rules() != RULES {
             return Some(format!(

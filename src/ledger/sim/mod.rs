@@ -10,9 +10,12 @@
 //! with lease and voter timeouts of 10 s and a stale-learner timeout of 30 s ([`SHORT`]: leases
 //! expire, voters are replaced and lagging learners lose their seats within the run) or with
 //! the daemon's ([`DAEMON`]: records outlive the run, as they outlive a partition in a real
-//! mesh). A test (a part of the seeds of one timing) stops at the first seed that breaks a
-//! safety invariant; seeds that do not converge are reported as they end, and the test fails
-//! once its seeds have run, naming each with the command that replays it.
+//! mesh), or with the short ones and an operator who trusts some of the machines with raft
+//! seats as the faults begin ([`TRUSTED`]: seats move to trusted machines under the faults,
+//! and once those hold most voter seats only they may lead; convergence then asks for a
+//! trusted leader). A test (a part of the seeds of one timing) stops at the first seed that
+//! breaks a safety invariant; seeds that do not converge are reported as they end, and the
+//! test fails once its seeds have run, naming each with the command that replays it.
 //!
 //! A seed replays its whole run: the schedule of faults and writes, each message's fate and
 //! delay, and every interleaving. Everything that steers a run comes from the seed: the
@@ -27,8 +30,9 @@
 //! [`a_seed_replays_its_run_exactly`] runs seeds twice and compares what every node showed at
 //! every check.
 //!
-//! CI runs [`CI_SEEDS`] seeds with the short timeouts and [`CI_DAEMON_SEEDS`] with the
-//! daemon's. More (that many of each timing), or one seed again:
+//! CI runs [`CI_SEEDS`] seeds with the short timeouts, [`CI_DAEMON_SEEDS`] with the
+//! daemon's and [`CI_TRUSTED_SEEDS`] with a trusting operator. More (that many of each
+//! timing), or one seed again:
 //! `WEFT_SIM_SEEDS=20000 WEFT_SIM_FIRST=0 cargo test --release --lib ledger::sim -- --nocapture`;
 //! `WEFT_SIM_MORE_NODES=<n>` runs each seed with `n` nodes more than it draws (larger
 //! clusters: more voters to replace, more learners, larger merges; a seed's schedule then
@@ -55,9 +59,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Wall;
+use crate::keyring::Keyring;
 use crate::ledger::autopilot::MemberFacts;
 use crate::ledger::state::{Command, Outcome};
 use crate::ledger::{Ledger, LedgerConfig};
+use crate::operator::{OperatorKey, OperatorSecret};
 use crate::p2p::P2pHandle;
 use check::Checker;
 use net::Net;
@@ -70,6 +76,10 @@ const PARTS: u64 = 4;
 /// Seeds CI runs with the [`DAEMON`]'s timeouts, over [`DAEMON_PARTS`] tests.
 const CI_DAEMON_SEEDS: u64 = 500;
 const DAEMON_PARTS: u64 = 2;
+/// Seeds CI runs in which the operator trusts some machines ([`TRUSTED`]), over
+/// [`TRUSTED_PARTS`] tests.
+const CI_TRUSTED_SEEDS: u64 = 200;
+const TRUSTED_PARTS: u64 = 2;
 /// How long the faults go on.
 const CHAOS: Duration = Duration::from_secs(40);
 /// How long after the network heals every node must have converged.
@@ -78,6 +88,9 @@ const CONVERGENCE: Duration = Duration::from_secs(120);
 const CUTS_SEED: u64 = 0x6375_7473;
 /// Mixed into a seed for the generator that draws the nodes' wall clocks.
 const CLOCKS_SEED: u64 = 0x636c_6f63;
+/// Mixed into a seed for the generator that draws the operator's key, the network and the
+/// machines it trusts ([`TRUSTED`]).
+const TRUST_SEED: u64 = 0x7472_7573;
 /// Mixed into a seed for the ledger's own randomness ([`crate::chance`]): seeded as the
 /// schedule is, it would draw the same numbers, and a raft id drawn anew would be one the
 /// simulation gave another node.
@@ -91,7 +104,7 @@ fn hostname(index: usize) -> String {
     format!("n{index}")
 }
 
-/// The lease and voter timeouts of a run.
+/// The lease and voter timeouts of a run, and whether its operator trusts machines.
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
     lease: Duration,
@@ -99,6 +112,9 @@ struct Timeouts {
     stale_learner: Duration,
     /// The tests that run with them, for the command that replays a seed.
     tests: &'static str,
+    /// Whether the nodes run with an operator key, and the operator trusts some of them with
+    /// raft seats as the faults begin ([`Operator`]).
+    trust: bool,
 }
 
 /// Timeouts of 10 s (30 s for a lagging learner): leases expire, voters are replaced and
@@ -109,6 +125,7 @@ const SHORT: Timeouts = Timeouts {
     voter: Duration::from_secs(10),
     stale_learner: Duration::from_secs(30),
     tests: "ledger::sim::seeds_part",
+    trust: false,
 };
 
 /// The daemon's timeouts (a lease of ten minutes, a voter replaced after one): a member's
@@ -120,11 +137,22 @@ const DAEMON: Timeouts = Timeouts {
     voter: crate::daemon::VOTER_TIMEOUT,
     stale_learner: crate::daemon::STALE_LEARNER_TIMEOUT,
     tests: "ledger::sim::daemon_timeouts_part",
+    trust: false,
 };
 
-/// The ledger's configuration in the simulation: the tests' short formation wait, `timeouts`
-/// and the node's wall clock.
-fn config(timeouts: Timeouts, wall: Wall) -> LedgerConfig {
+/// The [`SHORT`] timeouts, with an operator who trusts from one to all of the machines with
+/// raft seats: the seat rules then move seats to trusted machines under the faults, and once
+/// those hold most voter seats only they may lead (`ledger/authority.rs`, `may_lead`), which
+/// must not keep a cluster from electing a leader.
+const TRUSTED: Timeouts = Timeouts {
+    tests: "ledger::sim::trusted_seeds_part",
+    trust: true,
+    ..SHORT
+};
+
+/// The ledger's configuration in the simulation: the tests' short formation wait, `timeouts`,
+/// the node's wall clock and the operator's key, if any.
+fn config(timeouts: Timeouts, wall: Wall, operator: Option<OperatorKey>) -> LedgerConfig {
     LedgerConfig {
         pool: "10.1.0.0/24".parse().expect("a pool"),
         formation_wait: Duration::from_secs(3),
@@ -135,7 +163,7 @@ fn config(timeouts: Timeouts, wall: Wall) -> LedgerConfig {
         stale_learner_timeout: timeouts.stale_learner,
         // Nothing installs in the simulation.
         install_timeout: crate::daemon::INSTALL_TIMEOUT,
-        operator: None,
+        operator,
         wall,
     }
 }
@@ -164,6 +192,15 @@ fn number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The operator of a run that trusts machines ([`TRUSTED`]).
+struct Operator {
+    secret: OperatorSecret,
+    /// The network's token, which the nodes hold and the trusts are signed for.
+    keyring: Keyring,
+    /// The nodes it trusts with raft seats.
+    trusted: Vec<usize>,
+}
+
 struct Node {
     peer: PeerId,
     identity: Keypair,
@@ -182,6 +219,7 @@ struct World {
     timeouts: Timeouts,
     net: Net,
     nodes: Vec<Node>,
+    operator: Option<Operator>,
     checker: Checker,
     acknowledged: Arc<Mutex<BTreeSet<String>>>,
     writes: JoinSet<()>,
@@ -242,12 +280,28 @@ impl World {
             rng.r#gen(),
             MAX_DELAY,
         );
+        // A generator of its own too, so that a seed's faults are the same with or without.
+        let operator = timeouts.trust.then(|| {
+            let mut trust = StdRng::seed_from_u64(seed ^ TRUST_SEED);
+            let secret = OperatorSecret::from_secret(trust.r#gen());
+            let token =
+                crate::token::Token::Native(crate::token::NativeToken::from_secret(trust.r#gen()));
+            let how_many = trust.gen_range(1..=count);
+            let mut trusted = rand::seq::index::sample(&mut trust, count, how_many).into_vec();
+            trusted.sort();
+            Operator {
+                secret,
+                keyring: Keyring::new(token),
+                trusted,
+            }
+        });
         World {
             rng,
             cuts: StdRng::seed_from_u64(seed ^ CUTS_SEED),
             timeouts,
             net,
             nodes,
+            operator,
             checker: Checker::default(),
             acknowledged: Arc::default(),
             writes: JoinSet::new(),
@@ -282,7 +336,11 @@ impl World {
     /// for a moment while its tasks wind down.
     async fn start(&mut self, index: usize) -> Result<(), String> {
         let node = &self.nodes[index];
-        let (handle, far) = P2pHandle::detached(node.identity.clone());
+        let (mut handle, far) = P2pHandle::detached(node.identity.clone());
+        if let Some(operator) = &self.operator {
+            handle = handle.in_network(operator.keyring.clone());
+        }
+        let key = self.operator.as_ref().map(|o| o.secret.public());
         let stop = CancellationToken::new();
         let facts = MemberFacts {
             hostname: hostname(index),
@@ -292,7 +350,7 @@ impl World {
         let ledger = loop {
             match Ledger::start(
                 node.dir.path(),
-                config(self.timeouts, node.wall),
+                config(self.timeouts, node.wall, key.clone()),
                 facts.clone(),
                 handle.clone(),
                 stop.clone(),
@@ -341,6 +399,52 @@ impl World {
                     .lock()
                     .expect("the acknowledged writes")
                     .insert(key);
+            }
+        });
+    }
+
+    /// The operator's signed trust of each machine it trusts, proposed through node `index`
+    /// (each until it commits or the node gives up): the trusts then count as writes in
+    /// flight. Signed with the same numbers each time, so proposing them again only repeats
+    /// what applied.
+    fn trust(&mut self, index: usize) {
+        let (Some(operator), Some((ledger, stop))) = (&self.operator, &self.nodes[index].running)
+        else {
+            return;
+        };
+        let (ledger, stop) = (ledger.clone(), stop.clone());
+        let trusts: Vec<Command> = operator
+            .trusted
+            .iter()
+            .enumerate()
+            .map(|(seq, node)| {
+                let trust = Command::Trust {
+                    peer: self.nodes[*node].peer.to_string(),
+                };
+                let scope = crate::operator::Scope {
+                    cluster: None,
+                    network: ledger.networks().first().cloned(),
+                };
+                Command::Operator(Box::new(operator.secret.sign_in(
+                    seq as u64 + 1,
+                    &trust,
+                    scope,
+                )))
+            })
+            .collect();
+        let named: Vec<String> = operator.trusted.iter().map(|i| hostname(*i)).collect();
+        self.note(format!("the operator trusts {named:?} through n{index}"));
+        // Given up when the node stops, which must not wait for the task to let go of its
+        // ledger (and so of its database).
+        self.writes.spawn(async move {
+            let proposals = async {
+                for trust in trusts {
+                    let _ = ledger.propose_patiently(trust).await;
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = proposals => {}
             }
         });
     }
@@ -485,6 +589,8 @@ impl World {
                 self.start(index).await?;
             }
         }
+        // Trusts proposed through a node that stopped may not have committed.
+        self.trust(0);
         let healed = Instant::now();
         let peers: Vec<String> = self.nodes.iter().map(|n| n.peer.to_string()).collect();
         loop {
@@ -694,6 +800,12 @@ async fn scenario(world: &mut World) -> Result<Result<Duration, String>, String>
         let pause = Duration::from_millis(world.rng.gen_range(0..2000));
         tokio::time::sleep(pause).await;
     }
+    // Only a run that trusts draws a node for it: the others' schedules stay as they were.
+    if world.operator.is_some()
+        && let Some(index) = world.pick(true)
+    {
+        world.trust(index);
+    }
     let end = Instant::now() + CHAOS;
     while Instant::now() < end {
         let pause = Duration::from_millis(world.rng.gen_range(200..2000));
@@ -778,6 +890,16 @@ fn seeds_part_2() {
 #[test]
 fn seeds_part_3() {
     seeds(3, PARTS, CI_SEEDS, SHORT);
+}
+
+#[test]
+fn trusted_seeds_part_0() {
+    seeds(0, TRUSTED_PARTS, CI_TRUSTED_SEEDS, TRUSTED);
+}
+
+#[test]
+fn trusted_seeds_part_1() {
+    seeds(1, TRUSTED_PARTS, CI_TRUSTED_SEEDS, TRUSTED);
 }
 
 #[test]
