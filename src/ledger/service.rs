@@ -906,7 +906,11 @@ fn plan_now(
     follower_only: bool,
 ) -> Result<JoinPlan, JoinError> {
     let metrics = ledger.raft().metrics().borrow().clone();
-    if metrics.current_leader != Some(ledger.node_id()) {
+    // A leader that a committed change left out of the voters (it handed its seat over)
+    // names itself for a moment, but openraft takes no membership change from it.
+    if metrics.current_leader != Some(ledger.node_id())
+        || metrics.state != openraft::ServerState::Leader
+    {
         return Err(JoinError::Failed("this node is not the leader".into()));
     }
     Ok(plan_join(
@@ -1062,7 +1066,11 @@ pub async fn promote(ledger: &Ledger, target_voters: usize) -> Result<(), String
     let _membership = ledger.membership_lock().await;
     let raft = ledger.raft();
     let metrics = raft.metrics().borrow().clone();
-    if metrics.current_leader != Some(ledger.node_id()) {
+    // A leader that a committed change left out of the voters names itself for a moment, but
+    // openraft takes no membership change from it.
+    if metrics.current_leader != Some(ledger.node_id())
+        || metrics.state != openraft::ServerState::Leader
+    {
         return Ok(());
     }
     let voters: BTreeSet<u64> = metrics.membership_config.membership().voter_ids().collect();
