@@ -278,15 +278,8 @@ impl Autopilot {
             carrying: !self.carried.is_empty(),
             // Raft's own view: a leader cut off from its quorum names no leader when asked,
             // yet keeps its timers (replacing voters and expiring leases wait for a quorum
-            // anyway). A leader that a committed change left out of the voters (one that
-            // handed its seat over) still names itself for a moment, but no longer leads in
-            // raft's state, and openraft takes no membership change from it (a debug
-            // assertion; the ledger simulation's trusted seed 4390 met it).
-            leads: {
-                let metrics = ledger.raft().metrics().borrow().clone();
-                metrics.current_leader == Some(ledger.node_id())
-                    && metrics.state == openraft::ServerState::Leader
-            },
+            // anyway); one that handed its seat over does not lead ([`service::leads_in_raft`]).
+            leads: service::leads_in_raft(ledger),
             quiet_leader,
             record,
         }
@@ -1028,8 +1021,8 @@ async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seat
             ledger.raft().change_membership(last.clone(), false),
         )
         .await;
-        if hands_over {
-            stepped_down(ledger).await;
+        if hands_over && matches!(finished, Ok(Ok(_))) {
+            service::stepped_down(ledger).await;
         }
         match finished {
             Ok(Ok(_)) => {}
@@ -1075,32 +1068,13 @@ async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seat
         ledger.raft().change_membership(change.voters, false),
     )
     .await;
-    if hands_over {
-        stepped_down(ledger).await;
+    if hands_over && matches!(changed, Ok(Ok(_))) {
+        service::stepped_down(ledger).await;
     }
     match changed {
         Ok(Ok(_)) => seats.replaced(&change.dropped),
         Ok(Err(e)) => tracing::warn!(error = %e, "voter replacement failed"),
         Err(_) => tracing::warn!("voter replacement not committed in time"),
-    }
-}
-
-/// Waits, still holding the membership lock, until raft's state shows that this leader,
-/// which a change just left out of the voters, no longer leads (at most 5 s). Raft's metrics
-/// follow its state a moment later, and a join waiting for the lock would otherwise read this
-/// node as leader and ask it for a membership change, which openraft takes from no leader left
-/// out of the voters (a debug assertion; the ledger simulation's trusted seed 4390 met it).
-async fn stepped_down(ledger: &Ledger) {
-    let waited = ledger
-        .raft()
-        .wait(Some(Duration::from_secs(5)))
-        .metrics(
-            |m| m.state != openraft::ServerState::Leader,
-            "a leader out of the voters",
-        )
-        .await;
-    if waited.is_err() {
-        tracing::debug!("still leading 5 s after leaving the voters");
     }
 }
 
