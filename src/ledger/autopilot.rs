@@ -930,6 +930,10 @@ fn check_keys(ledger: &Ledger, asking: &mut tokio::task::JoinSet<()>) {
 /// cluster.
 async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
     let _membership = ledger.membership_lock().await;
+    // Asked again under the lock: the holder before may have handed this leader's seat over.
+    if !service::leads_in_raft(ledger) {
+        return;
+    }
     let nodes = service::seat_nodes(ledger);
     let now = crate::clock::now();
     if !seats.wants_recruit(now, &nodes, config.target_voters, service::LEARNER_TIMEOUT) {
@@ -1000,6 +1004,10 @@ async fn recruit(ledger: &Ledger, config: &LedgerConfig, seats: &Seats) {
 /// outright.
 async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seats) {
     let _membership = ledger.membership_lock().await;
+    // Asked again under the lock: the holder before may have handed this leader's seat over.
+    if !service::leads_in_raft(ledger) {
+        return;
+    }
     // A voter change a leader left half done (it lost the lead between the two steps of
     // raft's joint consensus) is finished first: nothing else would move it, since the seat
     // rules read both voter sets as one, and while it stands no node is told a settled
@@ -1021,7 +1029,7 @@ async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seat
             ledger.raft().change_membership(last.clone(), false),
         )
         .await;
-        if hands_over && matches!(finished, Ok(Ok(_))) {
+        if hands_over && !matches!(finished, Ok(Err(_))) {
             service::stepped_down(ledger).await;
         }
         match finished {
@@ -1068,7 +1076,8 @@ async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seat
         ledger.raft().change_membership(change.voters, false),
     )
     .await;
-    if hands_over && matches!(changed, Ok(Ok(_))) {
+    // A change that timed out may still commit: only one raft refused is not waited for.
+    if hands_over && !matches!(changed, Ok(Err(_))) {
         service::stepped_down(ledger).await;
     }
     match changed {

@@ -1179,7 +1179,9 @@ fn ready_learners(ledger: &Ledger) -> Vec<u64> {
 /// tries again). Refused when no voter would be left and no learner is ready. Nothing moves
 /// for a denial that would change nothing: of a peer denied already, or a signed one not newer
 /// than the last the ledger applied for that peer (a replay). The membership lock is waited
-/// for only when seats move, and that and the change together within [`ROOM_TIMEOUT`].
+/// for only when seats move, and that and the change together within [`ROOM_TIMEOUT`]; a
+/// leader that gave its own seat up waits besides until it has stepped down
+/// ([`stepped_down`], at most 5 s more).
 pub(crate) async fn make_room(ledger: &Ledger, command: &Command) -> Result<(), String> {
     let Some(peer) = new_denial(ledger, command) else {
         return Ok(());
@@ -1209,12 +1211,14 @@ pub(crate) async fn make_room(ledger: &Ledger, command: &Command) -> Result<(), 
     };
     tracing::info!(%peer, ?new_voters, "handing a denied voter's seat over before the denial");
     let hands_over = !new_voters.contains(&ledger.node_id());
-    let handed = tokio::time::timeout_at(by, ledger.raft().change_membership(new_voters, false))
-        .await
-        .map_err(|_| format!("{peer}'s seat was not handed over in time; try again"))?;
-    if hands_over && handed.is_ok() {
+    let handed =
+        tokio::time::timeout_at(by, ledger.raft().change_membership(new_voters, false)).await;
+    // A change that timed out may still commit: only one raft refused is not waited for.
+    if hands_over && !matches!(handed, Ok(Err(_))) {
         stepped_down(ledger).await;
     }
+    let handed =
+        handed.map_err(|_| format!("{peer}'s seat was not handed over in time; try again"))?;
     handed.map(|_| ()).map_err(|e| match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NOT_LEADER.to_string(),
         e => format!("{peer}'s seat was not handed over: {e}"),
@@ -1224,10 +1228,10 @@ pub(crate) async fn make_room(ledger: &Ledger, command: &Command) -> Result<(), 
 /// [`seats::room_for_denial`] of `peer` on this leader's membership now (nothing to do when
 /// this node does not lead: the command is not committed here).
 fn room_for(ledger: &Ledger, peer: &str) -> seats::Room {
-    let metrics = ledger.raft().metrics().borrow().clone();
-    if metrics.current_leader != Some(ledger.node_id()) {
+    if !leads_in_raft(ledger) {
         return seats::Room::Enough;
     }
+    let metrics = ledger.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voters: Vec<(u64, bool)> = {
         let state = ledger.state();

@@ -177,6 +177,10 @@ pub(super) fn voter_sets(membership: &Membership<u64, LedgerNode>) -> Vec<Vec<St
 }
 
 /// Whether more than half of the voters of each of `configs` (their PeerIds) are in `naming`.
+/// Seats are counted, not machines: a machine that holds two (its raft state wiped, its old
+/// seat not yet replaced) names a leader for both. Counting it once was tried, and could leave
+/// a node that missed the replacement refusing its real leader for good, since its own seat
+/// is never among the ones that name.
 fn majority_in_each(configs: &[Vec<String>], naming: &BTreeSet<String>) -> bool {
     !configs.is_empty()
         && configs.iter().all(|voters| {

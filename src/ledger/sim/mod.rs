@@ -982,7 +982,7 @@ fn a_seed_replays_its_run_exactly() {
         count => {
             let first = number("WEFT_SIM_FIRST", 0);
             (first..first + count)
-                .flat_map(|seed| [(seed, SHORT), (seed, DAEMON)])
+                .flat_map(|seed| [(seed, SHORT), (seed, DAEMON), (seed, TRUSTED)])
                 .collect()
         }
     };
