@@ -49,12 +49,16 @@ def functions(path, binary):
             obj = ob if kind == "fn" else (cob or ob)
             cob = None
             name = names.get(key)
-            ours = bool(obj) and os.path.realpath(obj) == binary
-            if ours and name and not name.startswith(("0x", "(")):
+            # Code with no symbol shows as an address or "(below main)": no name to order.
+            named = bool(name) and not name.startswith(("0x", "("))
+            ours = named and bool(obj) and os.path.realpath(obj) == binary
+            if ours:
                 ran[CONTEXT.sub("", name)] += 0
             if kind == "fn":
-                current = CONTEXT.sub("", name) if ours and name else None
+                current = CONTEXT.sub("", name) if ours else None
             continue
+        if line.startswith("positions:") and line.split()[1:] != ["line"]:
+            sys.exit(f"{path}: positions {line.split()[1:]}, not by line (--dump-instr=no)")
         if line.startswith("calls="):
             skip = True
             continue
@@ -83,7 +87,9 @@ def order(output, binary, profiles):
 
 def check(binary, order_file):
     listed = {l.strip() for l in open(order_file) if l.strip() and not l.startswith("#")}
-    symbols = subprocess.run(["nm", binary], capture_output=True, text=True, check=True)
+    symbols = subprocess.run(["nm", binary], capture_output=True, text=True)
+    if symbols.returncode != 0:
+        sys.exit(f"nm {binary}: {symbols.stderr.strip()} (a stripped binary has no names)")
     defined = {l.split()[-1] for l in symbols.stdout.splitlines() if len(l.split()) == 3}
     found = len(listed & defined)
     print(f"{found} of the {len(listed)} ordered functions are in {binary}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes link/symbol-order.txt.gz, the order in which the release link places weft's functions
 # (build.rs hands it to the linker). The code a node runs is then packed together at the front
-# of the executable, so the kernel maps about half as much of it into each node (the kernel maps
+# of the executable, so the kernel maps about 40 % less of it into each node (the kernel maps
 # code in 64 to 128 KiB blocks around each page touched; scattered, the code a node runs touched
 # nearly every block). See BENCHMARKS.md, "Code packed by what a node runs".
 #
@@ -12,26 +12,33 @@
 # and the API on every node, then idle; then each node is stopped and the functions that ran are
 # ordered (scripts/symbol-order.py). Each of RUNS is one mesh, IDLE:LOG_LEVEL, profiled one after
 # another (default "420:info 60:warn": seven idle minutes reach the renewals and the connections
-# that idle out; roles fall differently each time). Nothing outside the namespaces is addressed
-# (no DHT, no DNS forwarding, mDNS on the bridge).
+# that idle out; roles fall differently each time; the level is that of the four `weft up`, the
+# `edgevpn` node runs at its default). Nothing outside the namespaces is addressed (no DHT, no DNS
+# forwarding, mDNS on the bridge).
 #
 # Regenerate after a toolchain or dependency update, or when functions that run were renamed or
-# added: symbol names carry hashes of both, and a name the binary no longer has is skipped.
+# added: symbol names carry hashes of both, and a name the binary no longer has is skipped. The
+# names come from the binary profiled, so build it first (`cargo build --release`).
 # `scripts/symbol-order.py --check BINARY <(zcat link/symbol-order.txt.gz)` says how many hold.
 #
 # Usage (root, a release build of the tree first):  scripts/symbol-order.sh [target/release/weft]
-# Needs valgrind, iperf3, dig, curl. About 12 minutes with the default RUNS.
+# Needs valgrind, iperf3, dig, curl. About 10 minutes with the default RUNS.
 set -euo pipefail
 
+BIN=$(readlink -f "${1:-$(dirname "$0")/../target/release/weft}")
 cd "$(dirname "$0")/.."
-BIN=$(readlink -f "${1:-target/release/weft}")
 RUNS=${RUNS:-420:info 60:warn}
 OUT=$(readlink -f link)/symbol-order.txt.gz
 WORK=$(mktemp -d /tmp/weft-order.XXXXXX)
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 need_root
-command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+for tool in valgrind iperf3 dig curl; do
+  if ! command -v $tool >/dev/null; then
+    echo "needs $tool (scripts/install-deps.sh installs the others than valgrind)" >&2
+    exit 1
+  fi
+done
 
 node() { # ns name env... -- program args...: a node under callgrind, its profile in WORK
   local ns=$1 name=$2 envs=()
@@ -51,7 +58,8 @@ api() { # name args...: the CLI against one node
 }
 
 workload() { # run idle log-level: one mesh, profiled, then stopped
-  local run=$1 idle=$2 level=$3 br=word$run-$$ i name path token
+  local run=$1 idle=$2 level=$3 i name path token br
+  br=word$run-$$
   new_netns "$br"
   ip -n "$br" link add br0 type bridge
   ip -n "$br" link set br0 up
@@ -73,12 +81,14 @@ workload() { # run idle log-level: one mesh, profiled, then stopped
   node "wor$run-5-$$" n5 EDGEVPNTOKEN="$token" EDGEVPNDHT=false \
     APILISTEN="unix://$WORK/n5/api.sock" DHCPLEASEDIR="$WORK/n5/state" -- "$WORK/edgevpn"
   log "run $run: waiting for the five members"
+  local members=0
   for _ in $(seq 1800); do
-    [ "$(api n1 members 2>/dev/null | grep -c '10\.1\.' || true)" -ge 5 ] && break
+    members=$(api n1 members 2>/dev/null | grep -c '10\.1\.' || true)
+    [ "$members" -ge 5 ] && break
     sleep 0.2
   done
   O1=$(overlay_ip "$BIN" n1) O2=$(overlay_ip "$BIN" n2) O3=$(overlay_ip "$BIN" n5)
-  if [ -z "$O1" ] || [ -z "$O2" ] || [ -z "$O3" ]; then
+  if [ "$members" -lt 5 ] || [ -z "$O1" ] || [ -z "$O2" ] || [ -z "$O3" ]; then
     echo "no mesh formed; the end of each node's log:" >&2
     tail -n 20 "$WORK"/n?/weft.log >&2
     exit 1
@@ -89,12 +99,15 @@ workload() { # run idle log-level: one mesh, profiled, then stopped
   ip netns exec "wor$run-5-$$" ping -q -c 5 -i 0.2 "$O1" >/dev/null || true
   ip netns exec "wor$run-4-$$" ping -q -c 5 -i 0.2 "$O3" >/dev/null || true
   ip netns exec "wor$run-2-$$" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+  PIDS+=($!)
   ip netns exec "wor$run-1-$$" iperf3 -s -1 -p 5202 >/dev/null 2>&1 &
+  PIDS+=($!)
   sleep 1
   ip netns exec "wor$run-1-$$" iperf3 -c "$O2" -p 5201 -t 5 >/dev/null || true
   ip netns exec "wor$run-5-$$" iperf3 -c "$O1" -p 5202 -t 5 -u -b 50M >/dev/null || true
   for name in n1 n2 n3 n4 nobody; do
-    ip netns exec "wor$run-1-$$" dig +short -p 5300 @127.0.0.1 "$name.weft.internal" >/dev/null
+    ip netns exec "wor$run-1-$$" dig +short -p 5300 @127.0.0.1 "$name.weft.internal" \
+      >/dev/null || true
   done
   for name in n1 n2 n3 n4 n5; do
     api $name status >/dev/null || true
