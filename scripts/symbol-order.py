@@ -15,15 +15,16 @@ import re
 import subprocess
 import sys
 
-OBJECT = re.compile(r"^(c?ob)=\((\d+)\)(?: (.*))?$")
-FUNCTION = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
+# ob=, cob=, fn= and cfn= lines: a name is given in full once, "(id) name", then as "(id)".
+NAMED = re.compile(r"^(c?)(ob|fn)=\((\d+)\)(?: (.*))?$")
 # callgrind names a function met again in another context name'2, name'3...
 CONTEXT = re.compile(r"'\d+$")
 
 
 def functions(path, binary):
     """BINARY's functions in one profile, each with the instructions it ran itself."""
-    objects, names, ran = {}, {}, collections.Counter()
+    known = {"ob": {}, "fn": {}}
+    ran = collections.Counter()
     ob = cob = current = None
     skip = False
     for line in open(path, errors="replace"):
@@ -31,30 +32,27 @@ def functions(path, binary):
         if skip:  # the cost line after calls= is the call's, counted where it was spent
             skip = False
             continue
-        m = OBJECT.match(line)
+        m = NAMED.match(line)
         if m:
-            kind, key, name = m.groups()
-            if name:
-                objects[key] = name
+            called, kind, key, given = m.groups()
+            if given:
+                known[kind][key] = given
+            name = known[kind].get(key)
             if kind == "ob":
-                ob = objects.get(key)
-            else:
-                cob = objects.get(key)
-            continue
-        m = FUNCTION.match(line)
-        if m:
-            kind, key, name = m.groups()
-            if name:
-                names[key] = name
-            obj = ob if kind == "fn" else (cob or ob)
+                if called:
+                    cob = name
+                else:
+                    ob = name
+                continue
+            # A called function's object is the caller's unless a cob= line named another.
+            obj = cob or ob if called else ob
             cob = None
-            name = names.get(key)
             # Code with no symbol shows as an address or "(below main)": no name to order.
             named = bool(name) and not name.startswith(("0x", "("))
             ours = named and bool(obj) and os.path.realpath(obj) == binary
             if ours:
                 ran[CONTEXT.sub("", name)] += 0
-            if kind == "fn":
+            if not called:
                 current = CONTEXT.sub("", name) if ours else None
             continue
         if line.startswith("positions:") and line.split()[1:] != ["line"]:
