@@ -3,7 +3,10 @@
 //! with an overlay address, a role and a DNS name, and resolves every name), then what each node
 //! sends and how much memory it holds while the mesh is idle. Figures go to `BENCHMARKS.md`.
 //!
-//! Run as root with a release build: `cargo build --release --bin weft --example scale`, then
+//! Run as root with a release build: `cargo build --release --bin weft`, then, apart,
+//! `cargo build --release --example scale` (in one command the example's dev-dependencies give
+//! `weft` tokio's `test-util` feature: another binary than the one shipped, whose functions the
+//! release link's symbol order does not name), then
 //! `target/release/examples/scale NODES [SAMPLE_AT END]` (`WEFT=path` runs another `weft`
 //! binary, `WEFT_ARGS` adds arguments to each `weft up`). The idle window runs from `SAMPLE_AT`
 //! to `END` seconds after the start (default 120 and 600: minute 2 to minute 10); RSS is read at
