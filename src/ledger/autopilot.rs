@@ -1023,16 +1023,8 @@ async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seat
         .clone();
     if let [_, .., last] = joint.as_slice() {
         tracing::info!(voters = ?last, "finishing a voter change a leader left half done");
-        let hands_over = !last.contains(&ledger.node_id());
-        let finished = tokio::time::timeout(
-            JOIN_TIMEOUT,
-            ledger.raft().change_membership(last.clone(), false),
-        )
-        .await;
-        if hands_over && !matches!(finished, Ok(Err(_))) {
-            service::stepped_down(ledger).await;
-        }
-        match finished {
+        let by = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        match service::change_voters(ledger, last.clone(), by).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "finishing the voter change failed"),
             Err(_) => tracing::warn!("finishing the voter change not committed in time"),
@@ -1070,17 +1062,8 @@ async fn replace_voters(ledger: &Ledger, config: &LedgerConfig, seats: &mut Seat
         new_voters = ?change.voters,
         "replacing voters unreachable past the voter timeout, denied, superseded or unfit"
     );
-    let hands_over = !change.voters.contains(&ledger.node_id());
-    let changed = tokio::time::timeout(
-        JOIN_TIMEOUT,
-        ledger.raft().change_membership(change.voters, false),
-    )
-    .await;
-    // A change that timed out may still commit: only one raft refused is not waited for.
-    if hands_over && !matches!(changed, Ok(Err(_))) {
-        service::stepped_down(ledger).await;
-    }
-    match changed {
+    let by = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    match service::change_voters(ledger, change.voters, by).await {
         Ok(Ok(_)) => seats.replaced(&change.dropped),
         Ok(Err(e)) => tracing::warn!(error = %e, "voter replacement failed"),
         Err(_) => tracing::warn!("voter replacement not committed in time"),

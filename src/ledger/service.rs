@@ -1081,7 +1081,7 @@ pub(crate) fn leads_in_raft(ledger: &Ledger) -> bool {
 /// follow its state a moment later, and a join waiting for the lock would otherwise read this
 /// node as leader and ask it for a membership change, which openraft takes from no leader left
 /// out of the voters (a debug assertion; the ledger simulation's trusted seed 4390 met it).
-pub(crate) async fn stepped_down(ledger: &Ledger) {
+async fn stepped_down(ledger: &Ledger) {
     let waited = ledger
         .raft()
         .wait(Some(Duration::from_secs(5)))
@@ -1093,6 +1093,31 @@ pub(crate) async fn stepped_down(ledger: &Ledger) {
     if waited.is_err() {
         tracing::debug!("still leading 5 s after leaving the voters");
     }
+}
+
+/// What a voter change came to: raft's answer, or the deadline passed first.
+pub(crate) type VoterChange = Result<
+    Result<
+        openraft::raft::ClientWriteResponse<LedgerTypes>,
+        RaftError<u64, ClientWriteError<u64, super::raft::LedgerNode>>,
+    >,
+    tokio::time::error::Elapsed,
+>;
+
+/// Sets raft's voters to `voters` by the deadline `by`. A change that leaves this leader out of
+/// them waits besides until it has stepped down ([`stepped_down`]), unless raft refused it: one
+/// that timed out may still commit.
+pub(crate) async fn change_voters(
+    ledger: &Ledger,
+    voters: BTreeSet<u64>,
+    by: tokio::time::Instant,
+) -> VoterChange {
+    let hands_over = !voters.contains(&ledger.node_id());
+    let changed = tokio::time::timeout_at(by, ledger.raft().change_membership(voters, false)).await;
+    if hands_over && !matches!(changed, Ok(Err(_))) {
+        stepped_down(ledger).await;
+    }
+    changed
 }
 
 /// Promotes learners that have caught up to voters up to `target_voters`, only ever to an odd
@@ -1210,15 +1235,9 @@ pub(crate) async fn make_room(ledger: &Ledger, command: &Command) -> Result<(), 
         seats::Room::Reseat(new_voters) => new_voters,
     };
     tracing::info!(%peer, ?new_voters, "handing a denied voter's seat over before the denial");
-    let hands_over = !new_voters.contains(&ledger.node_id());
-    let handed =
-        tokio::time::timeout_at(by, ledger.raft().change_membership(new_voters, false)).await;
-    // A change that timed out may still commit: only one raft refused is not waited for.
-    if hands_over && !matches!(handed, Ok(Err(_))) {
-        stepped_down(ledger).await;
-    }
-    let handed =
-        handed.map_err(|_| format!("{peer}'s seat was not handed over in time; try again"))?;
+    let handed = change_voters(ledger, new_voters, by)
+        .await
+        .map_err(|_| format!("{peer}'s seat was not handed over in time; try again"))?;
     handed.map(|_| ()).map_err(|e| match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NOT_LEADER.to_string(),
         e => format!("{peer}'s seat was not handed over: {e}"),
