@@ -1,4 +1,5 @@
-"""The functions of weft's executable that ran, from callgrind profiles, in link order.
+"""The functions of weft's executable that ran, from callgrind profiles and native page
+faults, in link order.
 
 Usage: symbol-order.py OUTPUT BINARY PROFILE...  (callgrind outputs made with --demangle=no)
        symbol-order.py --faults ORDER BINARY FAULTS PIDS  (adds what faulted natively)
@@ -87,7 +88,7 @@ def order(output, binary, profiles):
             cost[name] += instructions
     names = sorted(profiles_with, key=lambda n: (-profiles_with[n], -cost[n], n))
     with open(output, "w") as out:
-        out.write("# weft's functions that ran in a profiled mesh, hot ones first")
+        out.write("# weft's functions that ran in profiled meshes, hot ones first")
         out.write(" (scripts/symbol-order.sh)\n")
         for name in names:
             out.write(name + "\n")

@@ -3,7 +3,8 @@
 # (build.rs hands it to the linker). The code a node runs is then packed together at the front
 # of the executable, so the kernel maps about 40 % less of it into each node (the kernel maps
 # code in 64 to 128 KiB blocks around each page touched; scattered, the code a node runs touched
-# nearly every block). See BENCHMARKS.md, "Code packed by what a node runs".
+# nearly every block). See BENCHMARKS.md, "Code packed by what a node runs" and "Relocations
+# packed, and the order made with the DHT on and from native faults".
 #
 # It runs a mesh in network namespaces on a bridge, its first five nodes under valgrind's
 # callgrind: four `weft up` with a script bootstrapper and one run as `edgevpn` from its
@@ -34,7 +35,7 @@
 #
 # Usage (root, a release build of the tree first):  scripts/symbol-order.sh [target/release/weft]
 #   then, after `cargo build --release --bin weft` again:  MODE=faults scripts/symbol-order.sh
-# Needs valgrind, iperf3, dig, curl (and perf for MODE=faults). About 20 minutes with the
+# Needs iperf3, dig, curl, and valgrind (perf for MODE=faults). About 15 minutes with the
 # default RUNS, 3 with MODE=faults.
 set -euo pipefail
 
@@ -51,7 +52,7 @@ WORK=$(mktemp -d /tmp/weft-order.XXXXXX)
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 need_root
-for tool in valgrind iperf3 dig curl $([ "$MODE" = faults ] && echo perf); do
+for tool in iperf3 dig curl $([ "$MODE" = faults ] && echo perf || echo valgrind); do
   if ! command -v $tool >/dev/null; then
     echo "needs $tool (scripts/install-deps.sh installs the others than valgrind and perf)" >&2
     exit 1
@@ -158,7 +159,7 @@ workload() { # run nodes idle log-level: one mesh, profiled, then stopped
     for _ in $(seq 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
   done
   bench_stop
-  rm -rf "$WORK"/n?/ "$WORK"/n??/
+  rm -rf "$WORK"/n*/
 }
 
 mkdir -p "$WORK/profiles"
