@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
 /// Has the linker pack the executable's relative relocations (`-z pack-relative-relocs`,
 /// `DT_RELR`): a position-independent executable holds one for each pointer in its data, about
-/// 39,000 in weft, 24 bytes each in the usual table; the loader reads the whole table at start,
+/// 39,600 in weft, 24 bytes each in the usual table; the loader reads the whole table at start,
 /// and those pages stay resident (0.9 MiB). Packed, they take a few kilobytes. glibc's loader
 /// knows the packed form from 2.36 and refuses to start such a binary before, so a probe linked
 /// with the option must run on the building machine, or weft is linked without it (a GNU ld
