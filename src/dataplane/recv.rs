@@ -34,8 +34,29 @@ pub(super) struct Inbound {
     datagram: usize,
     storage: Vec<u8>,
     meta: [RecvMeta; RECV_BATCH],
+    /// Made when the first datagram arrives.
+    writes: Option<Writes>,
+}
+
+/// What opened packets go to the TUN from: [`WRITE_BATCH`] buffers with room for a whole
+/// super-packet (GRO coalesces segments into them), and tun-rs's GRO tables. They are 6 MB
+/// allocated in 320 blocks of 6 to 66 kB, mostly never written, yet the allocator writes a
+/// header at the start of each block: made at start they kept 1.3 MiB resident in a node whose
+/// data plane carried nothing (`BENCHMARKS.md`, "Large buffers mapped on their own").
+struct Writes {
     out: Vec<Vec<u8>>,
     gro: GROTable,
+}
+
+impl Writes {
+    fn new() -> Writes {
+        Writes {
+            out: (0..WRITE_BATCH)
+                .map(|_| Vec::with_capacity(HEADER_LEN + MAX_SUPER_PACKET + OVERHEAD))
+                .collect(),
+            gro: GROTable::default(),
+        }
+    }
 }
 
 impl Inbound {
@@ -49,10 +70,7 @@ impl Inbound {
             datagram,
             storage: vec![0u8; datagram * RECV_BATCH],
             meta: [RecvMeta::default(); RECV_BATCH],
-            out: (0..WRITE_BATCH)
-                .map(|_| Vec::with_capacity(HEADER_LEN + MAX_SUPER_PACKET + OVERHEAD))
-                .collect(),
-            gro: GROTable::default(),
+            writes: None,
         }
     }
 
@@ -73,8 +91,7 @@ impl Inbound {
             datagram,
             storage,
             meta,
-            out,
-            gro,
+            writes,
         } = self;
         let datagram = *datagram;
         let received = {
@@ -96,6 +113,7 @@ impl Inbound {
                 return ControlFlow::Continue(true);
             }
         };
+        let Writes { out, gro } = writes.get_or_insert_with(Writes::new);
         let table = shared.table.load();
         let now = shared.clock.now();
         for (k, m) in meta[..n].iter().enumerate() {
