@@ -6,8 +6,38 @@
 //! about 11 MiB of private memory (`BENCHMARKS.md`, "What grows with the mesh"). The daemon
 //! calls [`trim`] once a [`TRIM_EVERY`]. Other C libraries (musl) return memory by themselves;
 //! there it does nothing.
+//!
+//! And it keeps large buffers out of the arenas ([`configure`], at start): a node allocates
+//! buffers of megabytes it mostly never writes (the QUIC endpoints' receive buffers, 3 MB each;
+//! the packet thread's batches). Mapped on their own, the pages never written are never backed.
+//! glibc maps an allocation on its own only above a threshold that it raises each time such a
+//! mapping is freed; after formation freed one, a later large buffer came from an arena,
+//! zeroed there page by page, and a node of an idle 20-node mesh held 3 MiB more than the
+//! others (`BENCHMARKS.md`, "Large buffers mapped on their own"). It also keeps every thread's
+//! allocations in one arena: glibc gives each thread that allocates an arena of its own, whose
+//! free space no other thread can use, and a node allocates little enough that the shared
+//! arena's lock costs nothing measured (each thread keeps a small cache of freed blocks that
+//! needs no lock), while the arenas of the async workers held 0.4 MiB more.
 
 use std::time::Duration;
+
+/// The size from which an allocation gets a mapping of its own: glibc's default, held fixed.
+pub const MMAP_THRESHOLD: usize = 128 * 1024;
+
+/// Sets the C library's allocator for a long-running node: allocations of [`MMAP_THRESHOLD`]
+/// and more get mappings of their own, and the threshold stays there (setting it turns glibc's
+/// raising of it off); all threads allocate from one arena. Call it first, before any thread
+/// starts.
+pub fn configure() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` takes no pointer, and glibc serialises it with the allocator's own lock;
+    // it changes only how later allocations are placed. A refusal (0) leaves glibc's default,
+    // which is harmless.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
 
 /// How often the daemon hands freed memory back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(60);
@@ -26,6 +56,20 @@ pub fn trim() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_large_buffer_is_mapped_on_its_own_after_a_larger_one_was_freed() {
+        configure();
+        // Without the fixed threshold, freeing this mapping would raise it past 16 MiB.
+        drop(std::hint::black_box(vec![1u8; 16 << 20]));
+        let buffer = std::hint::black_box(vec![0u8; 200_000]);
+        // SAFETY: the pointer is a live allocation of the global allocator, which is malloc.
+        let usable = unsafe { libc::malloc_usable_size(buffer.as_ptr().cast_mut().cast()) };
+        // glibc gives a mapping of its own whole pages, all usable but for a 16-byte header; a
+        // chunk of an arena only what was asked, rounded to 16 bytes, and 8 more.
+        assert_eq!(usable, (200_000 + 16usize).next_multiple_of(4096) - 16);
+    }
 
     #[test]
     fn trimming_leaves_live_memory_whole() {

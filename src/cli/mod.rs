@@ -91,6 +91,8 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
 
 /// The whole program: parse the command line, run the command, map the outcome to an exit code.
 pub fn main() -> ExitCode {
+    // Before any thread starts or any large buffer is allocated.
+    crate::memory::configure();
     let args: Vec<OsString> = std::env::args_os().collect();
     let as_edgevpn = invoked_as_edgevpn(&args);
     let matches = Cli::command().get_matches_from(with_edgevpn_default(args));
