@@ -10,29 +10,29 @@
 //! And it keeps large buffers out of the arenas ([`configure`], at start): a node allocates
 //! buffers of megabytes it mostly never writes (the QUIC endpoints' receive buffers, 3 MB each;
 //! the packet thread's batches). Mapped on their own, the pages never written are never backed.
-//! glibc maps an allocation on its own only above a threshold that it raises each time such a
-//! mapping is freed; after formation freed one, a later large buffer came from an arena,
-//! zeroed there page by page, and a node of an idle 20-node mesh held 3 MiB more than the
-//! others (`BENCHMARKS.md`, "Large buffers mapped on their own"). It also keeps every thread's
-//! allocations in one arena: glibc gives each thread that allocates an arena of its own, whose
-//! free space no other thread can use, and a node allocates little enough that the shared
-//! arena's lock costs nothing measured (each thread keeps a small cache of freed blocks that
-//! needs no lock), while the arenas of the async workers held 0.4 MiB more.
+//! glibc maps a large allocation on its own (when no free block of the arena fits it) only
+//! above a threshold that it raises each time such a mapping is freed; after formation freed
+//! one, a later large buffer came from an arena, zeroed there page by page, and some nodes of
+//! an idle 20-node mesh held 3 MiB more than the others (`BENCHMARKS.md`, "Large buffers mapped
+//! on their own"). It also has every thread allocate from one arena, where glibc gives each
+//! thread that allocates an arena of its own whose free space no other can use: at 20 nodes one
+//! arena saved 0.4 MiB (the two async workers' arenas held 2.0 to 2.4 MiB each), and the shared
+//! arena's lock showed no cost (each thread keeps a small cache of freed blocks that needs none).
 
 use std::time::Duration;
 
 /// The size from which an allocation gets a mapping of its own: glibc's default, held fixed.
 pub const MMAP_THRESHOLD: usize = 128 * 1024;
 
-/// Sets the C library's allocator for a long-running node: allocations of [`MMAP_THRESHOLD`]
-/// and more get mappings of their own, and the threshold stays there (setting it turns glibc's
-/// raising of it off); all threads allocate from one arena. Call it first, before any thread
-/// starts.
+/// Sets the C library's allocator for a long-running node: an allocation of [`MMAP_THRESHOLD`]
+/// or more that no free block of the arena fits gets a mapping of its own, and the threshold
+/// stays there (setting it turns glibc's raising of it off); all threads allocate from one
+/// arena. Call it first, before any thread starts.
 pub fn configure() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` takes no pointer, and glibc serialises it with the allocator's own lock;
-    // it changes only how later allocations are placed. A refusal (0) leaves glibc's default,
-    // which is harmless.
+    // SAFETY: `mallopt` takes no pointer. glibc reads these settings without a lock, hence the
+    // call before other threads exist (first in `main`); in a test, where other threads may
+    // run, a stale read places one allocation the old way. A refusal (0) leaves the default.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as libc::c_int);
         libc::mallopt(libc::M_ARENA_MAX, 1);
@@ -60,15 +60,21 @@ mod tests {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn a_large_buffer_is_mapped_on_its_own_after_a_larger_one_was_freed() {
+        // Sets it for the other tests of this process too, which is harmless.
         configure();
         // Without the fixed threshold, freeing this mapping would raise it past 16 MiB.
         drop(std::hint::black_box(vec![1u8; 16 << 20]));
-        let buffer = std::hint::black_box(vec![0u8; 200_000]);
+        // So large that no free block of the arena fits it, whatever other tests left there.
+        let len = 8 << 20;
+        let buffer = std::hint::black_box(vec![0u8; len]);
         // SAFETY: the pointer is a live allocation of the global allocator, which is malloc.
         let usable = unsafe { libc::malloc_usable_size(buffer.as_ptr().cast_mut().cast()) };
-        // glibc gives a mapping of its own whole pages, all usable but for a 16-byte header; a
-        // chunk of an arena only what was asked, rounded to 16 bytes, and 8 more.
-        assert_eq!(usable, (200_000 + 16usize).next_multiple_of(4096) - 16);
+        // SAFETY: `sysconf` takes no pointer.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).expect("a size");
+        // glibc maps whole pages for the block and its 8-byte header, the request rounded up
+        // to 16 bytes and 8 more, and all is usable but 16 bytes; a block of the arena holds
+        // only the rounded request (`len + 8` usable here).
+        assert_eq!(usable, (len + 24).next_multiple_of(page) - 16);
     }
 
     #[test]

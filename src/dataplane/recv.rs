@@ -41,7 +41,7 @@ pub(super) struct Inbound {
 /// What opened packets go to the TUN from: [`WRITE_BATCH`] buffers with room for a whole
 /// super-packet (GRO coalesces segments into them), and tun-rs's GRO tables. They are 6 MB
 /// allocated in 320 blocks of 6 to 66 kB, mostly never written, yet the allocator writes a
-/// header at the start of each block: made at start they kept 1.3 MiB resident in a node whose
+/// header at the start of each block: made at start they kept 1.36 MiB resident in a node whose
 /// data plane carried nothing (`BENCHMARKS.md`, "Large buffers mapped on their own").
 struct Writes {
     out: Vec<Vec<u8>>,
