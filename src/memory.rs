@@ -68,12 +68,17 @@ mod tests {
             "memory::tests::a_large_buffer_is_mapped_on_its_own_after_a_larger_one_was_freed";
         const ALONE: &str = "WEFT_MEMORY_TEST_ALONE";
         if std::env::var_os(ALONE).is_none() {
-            let status = std::process::Command::new(std::env::current_exe().expect("a path"))
-                .args(["--exact", NAME])
+            let alone = std::process::Command::new(std::env::current_exe().expect("a path"))
+                .args(["--exact", NAME, "--nocapture"])
                 .env(ALONE, "1")
-                .status()
+                .output()
                 .expect("the test binary runs again");
-            assert!(status.success(), "the check failed in a process of its own");
+            assert!(
+                alone.status.success(),
+                "the check failed in a process of its own:\n{}{}",
+                String::from_utf8_lossy(&alone.stdout),
+                String::from_utf8_lossy(&alone.stderr)
+            );
             return;
         }
         configure();
