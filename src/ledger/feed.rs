@@ -97,11 +97,11 @@ pub async fn publish(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             received = applied.recv() => match received {
-                Ok(entry) => {
-                    batch.push(entry);
+                Ok((index, command)) => {
+                    batch.push((index, command.map(|command| *command)));
                     while batch.len() < BATCH {
                         match applied.try_recv() {
-                            Ok(entry) => batch.push(entry),
+                            Ok((index, command)) => batch.push((index, command.map(|command| *command))),
                             Err(_) => break,
                         }
                     }

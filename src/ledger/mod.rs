@@ -52,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::p2p::P2pHandle;
 use follower::{Feed, Leader, Replica};
 use raft::network::{LedgerRpc, Network};
-use raft::store::{Applied, LogStore, StateMachineStore, Taps};
+use raft::store::{LogStore, StateMachineStore, Taps};
 use raft::{LedgerNode, LedgerTypes};
 use state::{ClusterId, Command, LedgerState, Outcome};
 
@@ -757,7 +757,7 @@ impl Ledger {
     }
 
     /// On the leader: a feed message carrying `entries`; `None` elsewhere.
-    pub(crate) fn feed(&self, entries: Vec<Applied>) -> Option<Feed> {
+    pub(crate) fn feed(&self, entries: Vec<(u64, Option<Command>)>) -> Option<Feed> {
         let engine = self.engine.load();
         let metrics = engine.raft.metrics().borrow().clone();
         if metrics.current_leader != Some(engine.node_id) {
