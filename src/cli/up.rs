@@ -326,7 +326,7 @@ fn launch(raw: Vec<RawSetting>, print_config: bool, as_edgevpn: bool) -> Result<
         print!("{}", resolved.to_yaml());
         return Ok(());
     }
-    let settings = &resolved.settings;
+    let settings = resolved.settings;
     let token = settings.token.clone().ok_or_else(|| {
         usage(anyhow::anyhow!(
             "no network token: give --token, WEFT_TOKEN, EDGEVPNTOKEN, --token-file or `token:` \
@@ -341,7 +341,16 @@ fn launch(raw: Vec<RawSetting>, print_config: bool, as_edgevpn: bool) -> Result<
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(crate::daemon::run(settings, &token))?;
+    // The daemon runs on a worker, not on this thread: starting it takes some 250 kB of stack
+    // (the swarm and its behaviours are built and moved by value), pages a thread keeps
+    // resident once touched, and a worker's stack is about that deep anyway each time the
+    // swarm takes a connection.
+    let daemon = runtime.spawn(async move { crate::daemon::run(&settings, &token).await });
+    match runtime.block_on(daemon) {
+        Ok(outcome) => outcome?,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => return Err(anyhow::anyhow!("the daemon's task ended: {e}").into()),
+    }
     Ok(())
 }
 
