@@ -23,6 +23,7 @@ use libp2p::{
 };
 
 use super::P2pConfig;
+use super::boxed::Boxed;
 use super::contained::Contained;
 use super::gated::Gated;
 use super::protocol::{ProstCodec, Protocols};
@@ -64,22 +65,22 @@ pub struct Behaviour {
     pub limits: connection_limits::Behaviour,
     pub memory: memory_connection_limits::Behaviour,
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
-    pub identify: identify::Behaviour,
-    pub ping: ping::Behaviour,
-    pub auth: request_response::Behaviour<AuthCodec>,
-    pub control: request_response::Behaviour<ControlCodec>,
-    pub raft: request_response::Behaviour<OpaqueCodec>,
-    pub dataplane: request_response::Behaviour<OpaqueCodec>,
+    pub identify: Boxed<identify::Behaviour>,
+    pub ping: Boxed<ping::Behaviour>,
+    pub auth: Boxed<request_response::Behaviour<AuthCodec>>,
+    pub control: Boxed<request_response::Behaviour<ControlCodec>>,
+    pub raft: Boxed<request_response::Behaviour<OpaqueCodec>>,
+    pub dataplane: Boxed<request_response::Behaviour<OpaqueCodec>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub kad: Toggle<Gated<kad::Behaviour<kad::store::MemoryStore>>>,
-    pub public_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
-    pub relay_client: Contained<relay::client::Behaviour>,
-    pub relay_server: Toggle<super::relay_server::RelayServer>,
-    pub dcutr: dcutr::Behaviour,
-    pub autonat: autonat::Behaviour,
-    pub gossipsub: gossipsub::Behaviour,
+    pub kad: Toggle<Boxed<Gated<kad::Behaviour<kad::store::MemoryStore>>>>,
+    pub public_kad: Toggle<Boxed<kad::Behaviour<kad::store::MemoryStore>>>,
+    pub relay_client: Boxed<Contained<relay::client::Behaviour>>,
+    pub relay_server: Toggle<Boxed<super::relay_server::RelayServer>>,
+    pub dcutr: Boxed<dcutr::Behaviour>,
+    pub autonat: Boxed<autonat::Behaviour>,
+    pub gossipsub: Boxed<gossipsub::Behaviour>,
     /// Raw streams: the data plane's fallback path.
-    pub streams: libp2p_stream::Behaviour,
+    pub streams: Boxed<libp2p_stream::Behaviour>,
 }
 
 /// Why the behaviour could not be built.
@@ -94,15 +95,15 @@ pub enum BuildError {
 impl Behaviour {
     /// The private Kademlia among members, unless `--no-dht`.
     pub fn private_dht(&mut self) -> Option<&mut kad::Behaviour<kad::store::MemoryStore>> {
-        self.kad.as_mut().map(Gated::inner_mut)
+        self.kad.as_mut().map(|kad| kad.inner_mut())
     }
 
     /// The Kademlia instances running: the private one and, with `--public-dht`, the public
     /// one.
     pub fn kads(&mut self) -> impl Iterator<Item = &mut kad::Behaviour<kad::store::MemoryStore>> {
         [
-            self.kad.as_mut().map(Gated::inner_mut),
-            self.public_kad.as_mut(),
+            self.kad.as_mut().map(|kad| kad.inner_mut()),
+            self.public_kad.as_mut().map(|kad| &mut **kad),
         ]
         .into_iter()
         .flatten()
@@ -130,16 +131,16 @@ impl Behaviour {
             None
         };
         let kad = config.dht.then(|| {
-            Gated::new(
+            Boxed::new(Gated::new(
                 private_kad(local, protocols.kad.clone()),
                 admitted.clone(),
                 members,
-            )
+            ))
         });
-        let public_kad = config.public_dht.then(|| public_kad(local));
+        let public_kad = config.public_dht.then(|| Boxed::new(public_kad(local)));
         let relay_server = (config.relay != super::RelayMode::Off)
             .then(|| relay::Behaviour::new(local, relay_config(admitted, serving)))
-            .map(super::relay_server::RelayServer::new);
+            .map(|server| Boxed::new(super::relay_server::RelayServer::new(server)));
         Ok(Behaviour {
             per_ip: super::per_ip::Behaviour::new(config.max_per_ip),
             limits: connection_limits::Behaviour::new(
@@ -150,7 +151,7 @@ impl Behaviour {
             ),
             memory: memory_connection_limits::Behaviour::with_max_percentage(0.9),
             blocked: allow_block_list::Behaviour::default(),
-            identify: identify::Behaviour::new(
+            identify: Boxed::new(identify::Behaviour::new(
                 identify::Config::new("/weft/1".to_string(), key.public())
                     // Anyone that connects reads it, admitted or not: no version to pick
                     // exploits by. Members read each other's from the ledger.
@@ -161,45 +162,47 @@ impl Behaviour {
                     // peer, those in the overlay pool among them (the node's own tables leave
                     // them out): a member dialled on demand was reached through the data plane.
                     .with_cache_size(0),
-            ),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(PING_INTERVAL)),
-            auth: request_response::Behaviour::new(
+            )),
+            ping: Boxed::new(ping::Behaviour::new(
+                ping::Config::new().with_interval(PING_INTERVAL),
+            )),
+            auth: Boxed::new(request_response::Behaviour::new(
                 [(
                     protocols.auth.clone(),
                     request_response::ProtocolSupport::Full,
                 )],
                 rr_config.clone(),
-            ),
-            control: request_response::Behaviour::new(
+            )),
+            control: Boxed::new(request_response::Behaviour::new(
                 [(
                     protocols.control.clone(),
                     request_response::ProtocolSupport::Full,
                 )],
                 rr_config.clone(),
-            ),
-            dataplane: request_response::Behaviour::new(
+            )),
+            dataplane: Boxed::new(request_response::Behaviour::new(
                 [(
                     protocols.dataplane.clone(),
                     request_response::ProtocolSupport::Full,
                 )],
                 rr_config,
-            ),
-            raft: request_response::Behaviour::new(
+            )),
+            raft: Boxed::new(request_response::Behaviour::new(
                 [(
                     protocols.raft.clone(),
                     request_response::ProtocolSupport::Full,
                 )],
                 request_response::Config::default().with_request_timeout(RAFT_RPC_TIMEOUT),
-            ),
+            )),
             mdns: mdns.into(),
             kad: kad.into(),
             public_kad: public_kad.into(),
-            relay_client: Contained::new(relay_client, "relay client"),
+            relay_client: Boxed::new(Contained::new(relay_client, "relay client")),
             relay_server: relay_server.into(),
-            dcutr: dcutr::Behaviour::new(local),
-            autonat: autonat::Behaviour::new(local, autonat_config(config.relay)),
-            gossipsub: gossipsub_behaviour(key)?,
-            streams: libp2p_stream::Behaviour::new(),
+            dcutr: Boxed::new(dcutr::Behaviour::new(local)),
+            autonat: Boxed::new(autonat::Behaviour::new(local, autonat_config(config.relay))),
+            gossipsub: Boxed::new(gossipsub_behaviour(key)?),
+            streams: Boxed::new(libp2p_stream::Behaviour::new()),
         })
     }
 }
@@ -341,4 +344,20 @@ fn gossipsub_behaviour(key: &Keypair) -> Result<gossipsub::Behaviour, BuildError
         .map_err(|e| BuildError::Gossipsub(e.to_string()))?;
     gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
         .map_err(|e| BuildError::Gossipsub(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::swarm::THandler;
+
+    use super::*;
+
+    /// The swarm moves a connection's handler through stack frames a worker keeps resident
+    /// ([`super::super::boxed`]): each behaviour's is boxed, so the whole is a few pointers.
+    /// A behaviour added unboxed with a large handler fails this.
+    #[test]
+    fn a_connection_handler_is_a_few_pointers() {
+        let size = std::mem::size_of::<THandler<Behaviour>>();
+        assert!(size <= 256, "a connection's handler is {size} bytes");
+    }
 }

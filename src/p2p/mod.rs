@@ -9,6 +9,7 @@
 pub mod admission;
 mod behaviour;
 mod bootstrap;
+mod boxed;
 mod contained;
 mod gated;
 pub mod gossip;
