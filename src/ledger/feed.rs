@@ -97,11 +97,11 @@ pub async fn publish(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             received = applied.recv() => match received {
-                Ok((index, command)) => {
-                    batch.push((index, command.map(|command| *command)));
+                Ok(entry) => {
+                    batch.push(unboxed(entry));
                     while batch.len() < BATCH {
                         match applied.try_recv() {
-                            Ok((index, command)) => batch.push((index, command.map(|command| *command))),
+                            Ok(entry) => batch.push(unboxed(entry)),
                             Err(_) => break,
                         }
                     }
@@ -148,6 +148,11 @@ pub async fn publish(
 
 /// Whether an applied entry is routine: a lease renewal, which the leader commits every
 /// renewal window whatever else happens, so that it must not bring back quick heartbeats.
+/// An applied entry as a feed carries it.
+fn unboxed((index, command): Applied) -> (u64, Option<Command>) {
+    (index, command.map(|command| *command))
+}
+
 fn is_routine(entry: Option<&Command>) -> bool {
     matches!(entry, Some(Command::Renewals { .. }))
 }

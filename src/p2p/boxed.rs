@@ -6,7 +6,7 @@
 //! the composed behaviour's making of a handler): each async worker that took a connection
 //! touched about 220 kB of its stack, which a thread keeps resident for good. Wrapped, a
 //! behaviour's handler is one pointer in the connection's (an allocation per behaviour per
-//! connection, and one indirection on events that are not the data plane's).
+//! connection, and one indirection on each libp2p event; the packet path does not use libp2p).
 //!
 //! The wrapper dereferences to the behaviour, so its methods are called as before.
 
