@@ -146,13 +146,13 @@ pub async fn publish(
     }
 }
 
-/// Whether an applied entry is routine: a lease renewal, which the leader commits every
-/// renewal window whatever else happens, so that it must not bring back quick heartbeats.
 /// An applied entry as a feed carries it.
 fn unboxed((index, command): Applied) -> (u64, Option<Command>) {
     (index, command.map(|command| *command))
 }
 
+/// Whether an applied entry is routine: a lease renewal, which the leader commits every
+/// renewal window whatever else happens, so that it must not bring back quick heartbeats.
 fn is_routine(entry: Option<&Command>) -> bool {
     matches!(entry, Some(Command::Renewals { .. }))
 }

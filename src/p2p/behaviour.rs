@@ -243,10 +243,11 @@ const PRIVATE_DHT_REPLICATION: usize = 8;
 /// node; at 8, 0.66 MB, all resident. A node of a mesh of N members fills about log2(N / k)
 /// of the distances; with 8 a member of 1,000 knows about 60 others, enough for a lookup to
 /// reach any key in a few hops. The farthest distance, half the mesh, is full from about 16
-/// members on: a member admitted then waits a minute for a place, and takes that of the one
-/// connected least recently unless that one answers a dial, which [`Gated`] fails for a live
-/// member, so the table holds the members admitted last (any member answers lookups as well
-/// as another).
+/// members on: a member admitted then gets no place there, unless one held there is
+/// disconnected (then one member at a time waits a minute and takes that one's place, as
+/// [`Gated`] fails the dial that would keep a live member); any member answers lookups as well
+/// as another. And libp2p-kad starts a walk on each insertion while its table holds fewer than
+/// 20, which with 8 a distance lasts to about 30 members rather than 20.
 const PRIVATE_DHT_BUCKET: usize = 8;
 
 /// How often each end pings a connection. A ping measures the round trip the peer table shows;

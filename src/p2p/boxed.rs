@@ -2,7 +2,7 @@
 //!
 //! libp2p's swarm holds a connection's handler, made of every behaviour's own, by value, and
 //! moves it through the stack frames that set a connection up. With weft's behaviours it was
-//! 8.75 kB (identify's alone 3.4 kB), and those frames 60 to 100 kB each (the swarm's poll,
+//! 8.75 kB (identify's alone 3.4 kB), and those frames 60 to 100 KiB each (the swarm's poll,
 //! the composed behaviour's making of a handler): each async worker that took a connection
 //! touched about 220 kB of its stack, which a thread keeps resident for good. Wrapped, a
 //! behaviour's handler is one pointer in the connection's (an allocation per behaviour per
