@@ -247,7 +247,7 @@ const PRIVATE_DHT_REPLICATION: usize = 8;
 /// disconnected (then one member at a time waits a minute and takes that one's place, as
 /// [`Gated`] fails the dial that would keep a live member); any member answers lookups as well
 /// as another. And libp2p-kad starts a walk on each insertion while its table holds fewer than
-/// 20, which with 8 a distance lasts to about 30 members rather than 20.
+/// 20 members: with 8 a distance, in meshes of up to about 30 rather than 20.
 const PRIVATE_DHT_BUCKET: usize = 8;
 
 /// How often each end pings a connection. A ping measures the round trip the peer table shows;
